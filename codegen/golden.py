@@ -1,0 +1,128 @@
+"""numpy golden reference of the integer kernel: bit-exact with csrc/, batched over streams.
+
+Built only from ``codegen.qmath``; the C kernel must reproduce every output and every
+state word of :func:`step`, step for step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinylstm.codegen import qmath
+from tinylstm.codegen.quantize import IntLayer, IntModel
+from tinylstm.trainer.errors import TinyLSTMError
+
+
+@dataclass
+class GoldenState:
+    """Recurrent state of ``B`` independent streams: h int8 Q0.7, c int16 (LSTM)."""
+
+    h: np.ndarray  # int64 [B, L, H]
+    c: np.ndarray  # int64 [B, L, H]; zeros for GRU
+
+    @classmethod
+    def zeros(cls, model: IntModel, batch: int) -> "GoldenState":
+        shape = (batch, model.num_layers, model.hidden_size)
+        return cls(np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64))
+
+
+def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
+    """float32 samples [..., C] -> int8, exactly as ``tl_quantize_input`` does in C."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[-1] != model.input_size:
+        raise TinyLSTMError(
+            f"input has {x.shape[-1]} channels but the model expects {model.input_size}: "
+            "pass samples shaped [..., input_size]"
+        )
+    if not np.all(np.isfinite(x)):
+        raise TinyLSTMError("input contains NaN or infinite values: clean or impute the samples first")
+    v = (x - model.input_mean) * model.input_mul  # float32 arithmetic, like the C code
+    v = np.clip(v, np.float32(-128.0), np.float32(127.0))
+    return np.trunc(v + np.copysign(np.float32(0.5), v)).astype(np.int8)
+
+
+def _gates(layer: IntLayer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Input-side and recurrent-side accumulators of every row: [B, G*H] each."""
+    w = layer.weights.astype(np.int64)
+    return x @ w[:, : layer.input_size].T, h @ w[:, layer.input_size:].T
+
+
+def _lstm(layer: IntLayer, table: np.ndarray, x: np.ndarray, h: np.ndarray, c: np.ndarray):
+    H = layer.hidden_size
+    acc_x, acc_h = _gates(layer, x, h)
+    pre = qmath.sat(qmath.requantize(acc_x + acc_h + layer.bias, layer.mult, layer.shift), 16)
+    i = qmath.sigmoid_q15(pre[:, :H], table)
+    f = qmath.sigmoid_q15(pre[:, H:2 * H], table)
+    g = qmath.tanh_q15(pre[:, 2 * H:3 * H], table)
+    o = qmath.sigmoid_q15(pre[:, 3 * H:], table)
+    ig = qmath.rshift_round(i * g, qmath.Q15 - layer.cell_frac)
+    c_new = qmath.sat(qmath.rshift_round(f * c + ig, qmath.Q15), 16)
+    t = qmath.tanh_q15(qmath.cell_to_q12(c_new, layer.cell_frac), table)
+    h_new = qmath.sat(qmath.rshift_round(o * t, 2 * qmath.Q15 - qmath.HIDDEN_FRAC), 8)
+    return h_new, c_new
+
+
+def _gru(layer: IntLayer, table: np.ndarray, x: np.ndarray, h: np.ndarray):
+    H = layer.hidden_size
+    assert layer.bias_hn is not None
+    acc_x, acc_h = _gates(layer, x, h)
+    rz = qmath.sat(
+        qmath.requantize(acc_x[:, :2 * H] + acc_h[:, :2 * H] + layer.bias[:2 * H],
+                         layer.mult[:2 * H], layer.shift[:2 * H]), 16)
+    r = qmath.sigmoid_q15(rz[:, :H], table)
+    z = qmath.sigmoid_q15(rz[:, H:], table)
+    mult, shift = layer.mult[2 * H:], layer.shift[2 * H:]
+    nx = qmath.sat(qmath.requantize(acc_x[:, 2 * H:] + layer.bias[2 * H:], mult, shift), 16)
+    nh = qmath.sat(qmath.requantize(acc_h[:, 2 * H:] + layer.bias_hn, mult, shift), 16)
+    n = qmath.tanh_q15(qmath.sat(nx + qmath.rshift_round(r * nh, qmath.Q15), 16), table)
+    h15 = h << (qmath.Q15 - qmath.HIDDEN_FRAC)
+    h_new15 = n + qmath.rshift_round(z * (h15 - n), qmath.Q15)
+    return qmath.sat(qmath.rshift_round(h_new15, qmath.Q15 - qmath.HIDDEN_FRAC), 8)
+
+
+def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
+    """One step of every stream: ``xq`` int8 [B, I] -> outputs int16 [B, O]; updates ``state``."""
+    table = model.act_table.astype(np.int64)
+    inp = np.asarray(xq, dtype=np.int64)
+    for n, layer in enumerate(model.layers):
+        h = state.h[:, n]
+        if model.cell == "lstm":
+            h_new, c_new = _lstm(layer, table, inp, h, state.c[:, n])
+            state.c[:, n] = c_new
+        else:
+            h_new = _gru(layer, table, inp, h)
+        state.h[:, n] = h_new
+        inp = h_new
+    acc = inp @ model.head_w.astype(np.int64).T + model.head_b
+    return qmath.sat(qmath.requantize(acc, model.head_mult, model.head_shift), 16)
+
+
+def run(model: IntModel, xq: np.ndarray, state: GoldenState | None = None,
+        trace: bool = False) -> tuple[np.ndarray, GoldenState, dict[str, np.ndarray]]:
+    """Run int8 sequences ``xq`` [B, T, I]; returns outputs int16 [B, T, O], the final state,
+    and with ``trace`` the state after every step (``h``/``c`` [B, T, L, H])."""
+    xq = np.asarray(xq)
+    if xq.ndim != 3 or xq.shape[2] != model.input_size:
+        raise TinyLSTMError(f"expected int8 input [batch, steps, {model.input_size}], got {list(xq.shape)}")
+    B, T, _ = xq.shape
+    state = state or GoldenState.zeros(model, B)
+    ys = np.zeros((B, T, model.output_size), dtype=np.int16)
+    hs = np.zeros((B, T, model.num_layers, model.hidden_size), dtype=np.int8) if trace else None
+    cs = np.zeros((B, T, model.num_layers, model.hidden_size), dtype=np.int16) if trace else None
+    for t in range(T):
+        ys[:, t] = step(model, state, xq[:, t])
+        if hs is not None and cs is not None:
+            hs[:, t] = state.h
+            cs[:, t] = state.c
+    traces = {"h": hs, "c": cs} if hs is not None and cs is not None else {}
+    return ys, state, traces
+
+
+def dequantize_output(model: IntModel, y: np.ndarray) -> np.ndarray:
+    """int16 outputs -> real values (logits, or regression targets in the dataset's units)."""
+    real = np.asarray(y, dtype=np.float64) * model.output_scale
+    meta = model.meta
+    if meta.task == "regression" and meta.target_mean is not None and meta.target_std is not None:
+        real = real * np.asarray(meta.target_std) + np.asarray(meta.target_mean)
+    return real

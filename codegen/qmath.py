@@ -1,0 +1,82 @@
+"""The integer arithmetic of the TinyLSTM contract, in numpy (the one Python copy).
+
+Every function works on int64 numpy arrays (or Python ints) and mirrors, operation for
+operation, ``csrc/tl_qmath.h``. docs/integer-contract.md gives the formulas.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Q12 = 12  # gate pre-activations are int16 Q3.12
+Q15 = 15  # activations (sigmoid, tanh) are int16 Q0.15
+HIDDEN_FRAC = 7  # the hidden state is int8 Q0.7
+TABLE_SIZE = 257  # tanh table: 256 segments of 256 Q3.12 steps over [-8, 8]
+
+IntArray = np.ndarray
+
+
+def sat(x: IntArray, bits: int) -> IntArray:
+    """Saturate to a signed ``bits``-wide integer."""
+    return np.clip(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def rshift_round(x: IntArray, n: int) -> IntArray:
+    """Arithmetic right shift by ``n >= 1`` with round-half-up: ``(x + 2^(n-1)) >> n``."""
+    return (x + (1 << (n - 1))) >> n
+
+
+def requantize(acc: IntArray, mult: IntArray, shift: IntArray) -> IntArray:
+    """The one requantization rule: ``(acc * M + 2^(s-1)) >> s`` with an int64 product."""
+    acc = np.asarray(acc, dtype=np.int64)
+    mult = np.asarray(mult, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    return (acc * mult + np.left_shift(np.int64(1), shift - 1)) >> shift
+
+
+def make_tanh_table() -> IntArray:
+    """tanh sampled at x = -8 + k/16 (k = 0..256), in Q0.15, saturated to int16."""
+    xs = -8.0 + np.arange(TABLE_SIZE, dtype=np.float64) / 16.0
+    return sat(np.round(np.tanh(xs) * 32768.0).astype(np.int64), 16)
+
+
+def tanh_q15(x: IntArray, table: IntArray) -> IntArray:
+    """tanh of a Q3.12 int16 input, Q0.15 output, by linear interpolation in ``table``."""
+    u = np.asarray(x, dtype=np.int64) + 32768
+    idx = u >> 8
+    frac = u & 255
+    t0 = table[idx]
+    return t0 + (((table[idx + 1] - t0) * frac + 128) >> 8)
+
+
+def sigmoid_q15(x: IntArray, table: IntArray) -> IntArray:
+    """sigmoid(x) = (1 + tanh(x / 2)) / 2 on the same table; output in [0, 32767]."""
+    return (tanh_q15(np.asarray(x, dtype=np.int64) >> 1, table) + 32768) >> 1
+
+
+def cell_to_q12(c: IntArray, cell_frac: int) -> IntArray:
+    """Bring the cell state from Q(15-F).F to the Q3.12 tanh input."""
+    if cell_frac > Q12:
+        return rshift_round(c, cell_frac - Q12)
+    if cell_frac < Q12:
+        return sat(np.asarray(c, dtype=np.int64) << (Q12 - cell_frac), 16)
+    return c
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """Split a positive real multiplier into (M, s) with M in [2^30, 2^31) and 1 <= s <= 62."""
+    if not math.isfinite(real) or real <= 0.0:
+        raise ValueError(f"multiplier must be finite and positive, got {real!r}")
+    frac, exp = math.frexp(real)
+    mult = int(round(frac * (1 << 31)))
+    shift = 31 - exp
+    if mult == 1 << 31:
+        mult >>= 1
+        shift -= 1
+    if shift > 62:
+        mult >>= shift - 62
+        shift = 62
+    if shift < 1:
+        raise ValueError(f"multiplier {real:g} is too large for the int32 requantizer")
+    return max(mult, 0), shift

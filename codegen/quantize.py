@@ -1,0 +1,215 @@
+"""Float model -> integer model, following docs/integer-contract.md.
+
+Calibration runs the float model on real (normalised) sequences and records the input
+range, the cell-state range and the head's output range; the integer model is then fully
+determined by the weights and those three ranges.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinylstm.codegen import qmath
+from tinylstm.codegen.spec import GATES, Cell, FloatModel, ModelMeta, float_forward
+from tinylstm.trainer.errors import TinyLSTMError
+
+KERNEL_VERSION = 1
+BIAS_LIMIT = 1 << 30  # |bias| bound that keeps the int32 accumulator free of overflow
+CELL_MARGIN = 1.25  # headroom over the largest calibrated |cell state|
+OUTPUT_MARGIN = 1.25  # headroom over the largest calibrated |output|
+
+
+@dataclass
+class Calibration:
+    """Ranges measured by running the float model on real data."""
+
+    input_absmax: float
+    cell_absmax: list[float]  # per layer (LSTM); empty for GRU
+    output_absmax: float
+    steps: int
+
+
+@dataclass
+class IntLayer:
+    input_size: int
+    hidden_size: int
+    weights: np.ndarray  # int8 [G*H, I+H]: each row covers the concatenated [x ; h]
+    bias: np.ndarray  # int32 [G*H] (GRU n rows: the input-side bias b_in)
+    bias_hn: np.ndarray | None  # int32 [H], GRU only: recurrent bias of the n gate
+    mult: np.ndarray  # int32 [G*H]
+    shift: np.ndarray  # int8 [G*H]
+    cell_frac: int  # LSTM cell state fractional bits (0 for GRU)
+
+
+@dataclass
+class IntModel:
+    cell: Cell
+    layers: list[IntLayer]
+    head_w: np.ndarray  # int8 [O, H]
+    head_b: np.ndarray  # int32 [O]
+    head_mult: np.ndarray  # int32 [O]
+    head_shift: np.ndarray  # int8 [O]
+    output_scale: float  # real value of one output LSB (normalised target units for regression)
+    input_mean: np.ndarray  # float32 [C]
+    input_mul: np.ndarray  # float32 [C]: q = round((x - mean) * mul)
+    input_scale: float  # real value of one input LSB (normalised units)
+    act_table: np.ndarray  # int16 [257] tanh table
+    meta: ModelMeta
+    calibration: Calibration
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].input_size
+
+    @property
+    def hidden_size(self) -> int:
+        return self.layers[0].hidden_size
+
+    @property
+    def output_size(self) -> int:
+        return int(self.head_w.shape[0])
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+    def canonical_bytes(self) -> bytes:
+        """Every value that decides the model's integer behaviour, in a fixed order."""
+        parts = [
+            np.array([KERNEL_VERSION, 0 if self.cell == "lstm" else 1, self.num_layers, self.input_size,
+                      self.hidden_size, self.output_size], dtype="<i4").tobytes()
+        ]
+        for L in self.layers:
+            parts += [L.weights.astype("<i1").tobytes(), L.bias.astype("<i4").tobytes(),
+                      L.mult.astype("<i4").tobytes(), L.shift.astype("<i1").tobytes(),
+                      np.array([L.cell_frac], dtype="<i4").tobytes()]
+            if L.bias_hn is not None:
+                parts.append(L.bias_hn.astype("<i4").tobytes())
+        parts += [self.head_w.astype("<i1").tobytes(), self.head_b.astype("<i4").tobytes(),
+                  self.head_mult.astype("<i4").tobytes(), self.head_shift.astype("<i1").tobytes(),
+                  self.act_table.astype("<i2").tobytes(), self.input_mean.astype("<f4").tobytes(),
+                  self.input_mul.astype("<f4").tobytes()]
+        return b"".join(parts)
+
+    @property
+    def model_hash(self) -> int:
+        """32-bit identity of the integer model (first 4 bytes of its SHA-256, little-endian)."""
+        return int.from_bytes(hashlib.sha256(self.canonical_bytes()).digest()[:4], "little")
+
+
+def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 200_000) -> Calibration:
+    """Measure ranges on real normalised sequences (each [T, C]); long streams are welcome."""
+    if not sequences:
+        raise TinyLSTMError("calibration needs real data: no sequences were given")
+    input_max, cell_max, out_max, steps = 0.0, [0.0] * model.num_layers, 0.0, 0
+    # Group equal lengths so the float reference runs batched.
+    by_len: dict[int, list[np.ndarray]] = {}
+    for s in sequences:
+        by_len.setdefault(len(s), []).append(np.asarray(s, dtype=np.float64))
+    for length in sorted(by_len):
+        batch = np.stack(by_len[length])
+        if not np.all(np.isfinite(batch)):
+            raise TinyLSTMError("calibration data contains NaN or infinite values: clean the dataset first")
+        out = float_forward(model, batch)
+        input_max = max(input_max, float(np.percentile(np.abs(batch), 99.99)))
+        out_max = max(out_max, float(np.max(np.abs(out["y"]))))
+        for n in range(model.num_layers):
+            if f"c{n}" in out:
+                cell_max[n] = max(cell_max[n], float(np.max(np.abs(out[f"c{n}"]))))
+        steps += batch.shape[0] * batch.shape[1]
+        if steps >= max_steps:
+            break
+    return Calibration(
+        input_absmax=max(input_max, 1e-3),
+        cell_absmax=cell_max if model.cell == "lstm" else [],
+        output_absmax=max(out_max, 1e-3),
+        steps=steps,
+    )
+
+
+def _quantize_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per row: returns (int8 weights, float scale per row)."""
+    absmax = np.max(np.abs(rows), axis=1)
+    scale = np.where(absmax > 0, absmax / 127.0, 1.0)
+    q = np.clip(np.round(rows / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _bias(b: np.ndarray, scale: np.ndarray, what: str) -> np.ndarray:
+    q = np.round(b / scale)
+    if np.any(np.abs(q) > BIAS_LIMIT):
+        raise TinyLSTMError(
+            f"{what}: a bias is more than 2^30 accumulator steps: the weights of that row are tiny "
+            "compared to its bias; retrain with weight decay or check the model"
+        )
+    return q.astype(np.int32)
+
+
+def _multipliers(real: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        pairs = [qmath.quantize_multiplier(float(r)) for r in real]
+    except ValueError as exc:
+        raise TinyLSTMError(f"{what}: {exc}; the weights are out of the representable range") from exc
+    return np.array([p[0] for p in pairs], dtype=np.int32), np.array([p[1] for p in pairs], dtype=np.int8)
+
+
+def cell_frac_for(absmax: float) -> int:
+    """Largest number of fractional bits that keeps ``absmax * CELL_MARGIN`` inside int16."""
+    if absmax <= 0:
+        return 14
+    bits = math.floor(math.log2(32767.0 / (absmax * CELL_MARGIN)))
+    return int(min(max(bits, 0), 14))
+
+
+def quantize(model: FloatModel, cal: Calibration) -> IntModel:
+    """Quantize ``model`` with calibration ``cal`` into the integer model the kernel runs."""
+    model.validate()
+    s_h = 2.0 ** -qmath.HIDDEN_FRAC
+    s_x = cal.input_absmax / 127.0
+    H = model.hidden_size
+    layers: list[IntLayer] = []
+    for n, L in enumerate(model.layers):
+        s_in = s_x if n == 0 else s_h
+        rows = np.concatenate([L.w_ih * (s_in / s_h), L.w_hh], axis=1)
+        wq, s_r = _quantize_rows(rows)
+        acc_scale = s_r * s_h  # real value of one accumulator step, per row
+        what = f"layer {n}"
+        if model.cell == "lstm":
+            bias = _bias(L.b_ih + L.b_hh, acc_scale, what)
+            bias_hn = None
+            cell_frac = cell_frac_for(cal.cell_absmax[n])
+        else:
+            b = L.b_ih + L.b_hh
+            b[2 * H:] = L.b_ih[2 * H:]  # n gate: b_hn stays inside r * (W_hn h + b_hn)
+            bias = _bias(b, acc_scale, what)
+            bias_hn = _bias(L.b_hh[2 * H:], acc_scale[2 * H:], what)
+            cell_frac = 0
+        mult, shift = _multipliers(acc_scale * (1 << qmath.Q12), what)
+        layers.append(IntLayer(L.w_ih.shape[1], H, wq, bias, bias_hn, mult, shift, cell_frac))
+    hw, s_w = _quantize_rows(model.head_w)
+    s_out = cal.output_absmax * OUTPUT_MARGIN / 32767.0
+    head_mult, head_shift = _multipliers(s_w * s_h / s_out, "head")
+    mean = np.asarray(model.meta.input_mean, dtype=np.float32)
+    std = np.asarray(model.meta.input_std, dtype=np.float64)
+    return IntModel(
+        cell=model.cell,
+        layers=layers,
+        head_w=hw,
+        head_b=_bias(model.head_b, s_w * s_h, "head"),
+        head_mult=head_mult,
+        head_shift=head_shift,
+        output_scale=s_out,
+        input_mean=mean,
+        input_mul=(1.0 / (std * s_x)).astype(np.float32),
+        input_scale=s_x,
+        act_table=qmath.make_tanh_table().astype(np.int16),
+        meta=model.meta,
+        calibration=cal,
+    )

@@ -1,0 +1,130 @@
+/*
+ * TinyLSTM — portable fixed-point LSTM/GRU kernel (C99, no malloc, no float on the hot path).
+ *
+ * A model is const data (normally in flash) described by tl_model_t; the recurrent state of
+ * one stream lives in a tl_state_t that points into a caller-provided buffer. The arithmetic
+ * is specified in docs/integer-contract.md and implemented once, in tl_qmath.h.
+ *
+ * Streaming use:
+ *     static int16_t buf[TL_STATE_WORDS(LAYERS, HIDDEN)];
+ *     tl_state_t st;
+ *     tl_state_init(&st, &model, buf, TL_STATE_WORDS(LAYERS, HIDDEN));
+ *     for each sample: tl_quantize_input(&model, x, xq); tl_step(&st, xq, y);
+ */
+#ifndef TINYLSTM_H
+#define TINYLSTM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TL_KERNEL_VERSION 1
+#define TL_ACT_TABLE_SIZE 257
+#define TL_MAX_LAYERS 3
+#define TL_MAX_HIDDEN 256
+#define TL_MAX_INPUT 1024
+
+/** Status codes returned by every call that can fail. */
+typedef enum {
+    TL_OK = 0,
+    TL_ERR_ARG = -1,     /**< NULL pointer or a size that does not match the model */
+    TL_ERR_MODEL = -2,   /**< the model descriptor is inconsistent or out of the supported range */
+    TL_ERR_BUFFER = -3,  /**< the state buffer is too small */
+    TL_ERR_INPUT = -4    /**< a float input sample is NaN or infinite */
+} tl_status_t;
+
+/** Recurrent cell types. */
+enum { TL_CELL_LSTM = 0, TL_CELL_GRU = 1 };
+
+/** One recurrent layer: gate rows in PyTorch order (LSTM i,f,g,o; GRU r,z,n). */
+typedef struct {
+    uint16_t input_size;     /**< I: width of this layer's input */
+    uint16_t hidden_size;    /**< H */
+    const int8_t *weights;   /**< [G*H][I+H] row-major; a row covers the concatenated [x ; h] */
+    const int32_t *bias;     /**< [G*H] at the accumulator scale of each row (GRU n rows: b_in) */
+    const int32_t *bias_hn;  /**< GRU: [H] recurrent bias of the n gate; NULL for LSTM */
+    const int32_t *mult;     /**< [G*H] requantization multipliers, accumulator -> Q3.12 */
+    const int8_t *shift;     /**< [G*H] requantization shifts (1..62) */
+    int8_t cell_frac;        /**< LSTM: fractional bits F of the int16 cell state (0..14) */
+} tl_layer_t;
+
+/** A whole model: stacked recurrent layers and a dense head applied at every step. */
+typedef struct {
+    uint32_t hash;              /**< model identity (first 4 bytes of the SHA-256 of its integer data) */
+    uint8_t cell;               /**< TL_CELL_LSTM or TL_CELL_GRU */
+    uint8_t num_layers;         /**< 1..TL_MAX_LAYERS */
+    uint16_t input_size;        /**< C: input channels */
+    uint16_t hidden_size;       /**< H, shared by all layers */
+    uint16_t output_size;       /**< O */
+    const tl_layer_t *layers;   /**< [num_layers] */
+    const int8_t *head_weights; /**< [O][H] */
+    const int32_t *head_bias;   /**< [O] */
+    const int32_t *head_mult;   /**< [O] accumulator -> int16 output */
+    const int8_t *head_shift;   /**< [O] */
+    const int16_t *act_table;   /**< [TL_ACT_TABLE_SIZE] tanh table, Q3.12 in -> Q0.15 out */
+    const float *input_mean;    /**< [C] normalisation mean (only used by tl_quantize_input) */
+    const float *input_mul;     /**< [C] 1 / (std * input scale) */
+} tl_model_t;
+
+/** The recurrent state of one stream. All pointers point into the buffer given to tl_state_init. */
+typedef struct {
+    const tl_model_t *model;
+    int16_t *c;       /**< [num_layers * H] LSTM cell state (unused by GRU) */
+    int8_t *h;        /**< [num_layers * H] hidden state, int8 Q0.7 */
+    int8_t *scratch;  /**< [H] the layer's next hidden state while its old one is still read */
+    uint32_t steps;   /**< steps since the last reset */
+} tl_state_t;
+
+/** int16 words of state buffer needed for `layers` layers of `hidden` units. */
+#define TL_STATE_WORDS(layers, hidden) ((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (hidden) + 1) / 2)
+
+/**
+ * Check a model descriptor: sizes in range, required pointers present, shifts in 1..62.
+ * @return TL_OK or TL_ERR_MODEL.
+ */
+tl_status_t tl_model_check(const tl_model_t *model);
+
+/** int16 words of state buffer `model` needs (0 if the model is invalid). */
+size_t tl_state_words(const tl_model_t *model);
+
+/**
+ * Bind a state to a model and a buffer of `words` int16 words, and reset it.
+ * @return TL_OK, TL_ERR_ARG, TL_ERR_MODEL, or TL_ERR_BUFFER if `words` < tl_state_words(model).
+ */
+tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *buffer, size_t words);
+
+/** Zero the hidden and cell state (start of a new window or stream). */
+void tl_reset(tl_state_t *state);
+
+/**
+ * One time step: int8 input [input_size] in, int16 output [output_size] out (may be NULL).
+ * The state carries over to the next call; nothing is reset implicitly.
+ * @return TL_OK or TL_ERR_ARG.
+ */
+tl_status_t tl_step(tl_state_t *state, const int8_t *x, int16_t *y);
+
+/**
+ * Run `steps` consecutive steps: `xs` is [steps][input_size]; `ys`, if not NULL, receives
+ * [steps][output_size]. Equivalent to calling tl_step in a loop.
+ * @return TL_OK or TL_ERR_ARG.
+ */
+tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *ys);
+
+/**
+ * Convert one float sample [input_size] to the model's int8 input with the generated
+ * normalisation constants: q = sat8(round_half_away((x - mean) * mul)).
+ * @return TL_OK, or TL_ERR_INPUT (and q untouched) if a value is NaN or infinite.
+ */
+tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
+
+/** Index of the largest of `n` outputs (the first one on ties); -1 if n == 0. */
+int tl_argmax(const int16_t *y, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TINYLSTM_H */

@@ -1,0 +1,96 @@
+/* Public API: model checks, state binding, and the step/run drivers over stacked layers. */
+#include "tl_kernels.h"
+
+tl_status_t tl_model_check(const tl_model_t *m)
+{
+    if (!m || !m->layers || !m->head_weights || !m->head_bias || !m->head_mult || !m->head_shift ||
+        !m->act_table)
+        return TL_ERR_MODEL;
+    if (m->cell != TL_CELL_LSTM && m->cell != TL_CELL_GRU) return TL_ERR_MODEL;
+    if (m->num_layers < 1 || m->num_layers > TL_MAX_LAYERS) return TL_ERR_MODEL;
+    if (m->hidden_size < 1 || m->hidden_size > TL_MAX_HIDDEN) return TL_ERR_MODEL;
+    if (m->input_size < 1 || m->input_size > TL_MAX_INPUT || m->output_size < 1) return TL_ERR_MODEL;
+    const size_t gates = m->cell == TL_CELL_LSTM ? 4 : 3;
+    for (size_t n = 0; n < m->num_layers; ++n) {
+        const tl_layer_t *L = &m->layers[n];
+        if (L->hidden_size != m->hidden_size) return TL_ERR_MODEL;
+        if (L->input_size != (n == 0 ? m->input_size : m->hidden_size)) return TL_ERR_MODEL;
+        if (!L->weights || !L->bias || !L->mult || !L->shift) return TL_ERR_MODEL;
+        if (m->cell == TL_CELL_GRU && !L->bias_hn) return TL_ERR_MODEL;
+        if (m->cell == TL_CELL_LSTM && (L->cell_frac < 0 || L->cell_frac > 14)) return TL_ERR_MODEL;
+        for (size_t r = 0; r < gates * L->hidden_size; ++r)
+            if (L->shift[r] < 1 || L->shift[r] > 62 || L->mult[r] < 0) return TL_ERR_MODEL;
+    }
+    for (size_t o = 0; o < m->output_size; ++o)
+        if (m->head_shift[o] < 1 || m->head_shift[o] > 62 || m->head_mult[o] < 0) return TL_ERR_MODEL;
+    return TL_OK;
+}
+
+size_t tl_state_words(const tl_model_t *m)
+{
+    return tl_model_check(m) == TL_OK ? TL_STATE_WORDS(m->num_layers, m->hidden_size) : 0;
+}
+
+tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, size_t words)
+{
+    if (!s || !buffer) return TL_ERR_ARG;
+    if (tl_model_check(m) != TL_OK) return TL_ERR_MODEL;
+    if (words < tl_state_words(m)) return TL_ERR_BUFFER;
+    const size_t cells = (size_t)m->num_layers * m->hidden_size;
+    s->model = m;
+    s->c = buffer;
+    s->h = (int8_t *)(buffer + cells);
+    s->scratch = s->h + cells;
+    tl_reset(s);
+    return TL_OK;
+}
+
+void tl_reset(tl_state_t *s)
+{
+    const size_t cells = (size_t)s->model->num_layers * s->model->hidden_size;
+    for (size_t k = 0; k < cells; ++k) {
+        s->c[k] = 0;
+        s->h[k] = 0;
+    }
+    s->steps = 0;
+}
+
+tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
+{
+    if (!s || !s->model || !x) return TL_ERR_ARG;
+    const tl_model_t *m = s->model;
+    const size_t H = m->hidden_size;
+    const int8_t *in = x;
+    for (size_t n = 0; n < m->num_layers; ++n) {
+        int8_t *h = s->h + n * H;
+        if (m->cell == TL_CELL_LSTM)
+            tl_lstm_layer_step(&m->layers[n], m->act_table, in, h, s->scratch, s->c + n * H);
+        else
+            tl_gru_layer_step(&m->layers[n], m->act_table, in, h, s->scratch);
+        for (size_t j = 0; j < H; ++j) h[j] = s->scratch[j];
+        in = h;
+    }
+    if (y) tl_dense_step(m, in, y);
+    s->steps++;
+    return TL_OK;
+}
+
+tl_status_t tl_run(tl_state_t *s, const int8_t *xs, size_t steps, int16_t *ys)
+{
+    if (!s || !s->model || (!xs && steps)) return TL_ERR_ARG;
+    const size_t I = s->model->input_size, O = s->model->output_size;
+    for (size_t t = 0; t < steps; ++t) {
+        tl_status_t st = tl_step(s, xs + t * I, ys ? ys + t * O : NULL);
+        if (st != TL_OK) return st;
+    }
+    return TL_OK;
+}
+
+int tl_argmax(const int16_t *y, size_t n)
+{
+    if (!y || n == 0) return -1;
+    size_t best = 0;
+    for (size_t k = 1; k < n; ++k)
+        if (y[k] > y[best]) best = k;
+    return (int)best;
+}

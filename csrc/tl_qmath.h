@@ -1,0 +1,59 @@
+/*
+ * TinyLSTM integer arithmetic: the one C copy of the rules in docs/integer-contract.md.
+ * codegen/qmath.py is the numpy twin; both must change together.
+ *
+ * Right shifts of negative values are arithmetic (implementation-defined in C99; every
+ * compiler TinyLSTM supports — gcc, clang, xtensa-gcc — shifts arithmetically; checked below).
+ */
+#ifndef TL_QMATH_H
+#define TL_QMATH_H
+
+#include <stdint.h>
+
+typedef char tl_arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
+
+#define TL_Q12 12
+#define TL_Q15 15
+#define TL_HIDDEN_FRAC 7
+
+static inline int32_t tl_sat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
+
+static inline int32_t tl_sat16(int32_t x) { return x < -32768 ? -32768 : (x > 32767 ? 32767 : x); }
+
+/** (x + 2^(n-1)) >> n for n >= 1: round half up. */
+static inline int32_t tl_rshift_round(int32_t x, int n) { return (x + (1 << (n - 1))) >> n; }
+
+/**
+ * The one requantization rule, saturated to int16:
+ * sat16((acc * M + 2^(s-1)) >> s) with an int64 product, s in 1..62.
+ */
+static inline int32_t tl_requantize(int32_t acc, int32_t mult, int shift)
+{
+    int64_t p = ((int64_t)acc * mult + ((int64_t)1 << (shift - 1))) >> shift;
+    return p < -32768 ? -32768 : (p > 32767 ? 32767 : (int32_t)p);
+}
+
+/** tanh: Q3.12 in, Q0.15 out, linear interpolation between 257 table points (step 1/16). */
+static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
+{
+    uint32_t u = (uint32_t)(x + 32768);
+    uint32_t idx = u >> 8, frac = u & 255u;
+    int32_t t0 = table[idx];
+    return t0 + (((table[idx + 1] - t0) * (int32_t)frac + 128) >> 8);
+}
+
+/** sigmoid(x) = (1 + tanh(x/2)) / 2: Q3.12 in, Q0.15 out in [0, 32767]. */
+static inline int32_t tl_sigmoid_q15(const int16_t *table, int32_t x)
+{
+    return (tl_tanh_q15(table, x >> 1) + 32768) >> 1;
+}
+
+/** Cell state with F fractional bits -> Q3.12 tanh input. */
+static inline int32_t tl_cell_to_q12(int32_t c, int cell_frac)
+{
+    if (cell_frac > TL_Q12) return tl_rshift_round(c, cell_frac - TL_Q12);
+    if (cell_frac < TL_Q12) return tl_sat16(c * (1 << (TL_Q12 - cell_frac)));
+    return c;
+}
+
+#endif /* TL_QMATH_H */

@@ -1,0 +1,212 @@
+"""cffi bridge: the C kernel and the generated model files, compiled for the host.
+
+The library is built from exactly the files a firmware build uses (csrc/ + the emitted
+``tl_<name>.c/.h``), cached by the content hash of every input, and exposes reset / step /
+run on numpy arrays.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from tinylstm.codegen.emit_c import emit_c
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.trainer.errors import TinyLSTMError
+
+CDEF = """
+typedef int tl_status_t;
+typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint16_t input_size;
+                 uint16_t hidden_size; uint16_t output_size; ...; } tl_model_t;
+typedef struct { int16_t *c; int8_t *h; uint32_t steps; ...; } tl_state_t;
+size_t tl_state_words(const tl_model_t *model);
+tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *buffer, size_t words);
+void tl_reset(tl_state_t *state);
+tl_status_t tl_step(tl_state_t *state, const int8_t *x, int16_t *y);
+tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *ys);
+tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
+const tl_model_t *tl_bridge_model(void);
+"""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TINYLSTM_CACHE", Path.home() / ".cache" / "tinylstm"))
+
+
+def find_compiler() -> str:
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    exe = cc.split()[0]
+    if shutil.which(exe) is None:
+        raise TinyLSTMError(
+            f"no C compiler found (looked for {exe!r}): the host bridge compiles the C kernel. "
+            "Install one (Debian/Ubuntu: apt-get install gcc; macOS: xcode-select --install) or set CC"
+        )
+    return exe
+
+
+def _digest(paths: list[Path], extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _compile(gen_dir: Path, name: str, build_dir: Path, module: str, cc: str, flags: list[str]) -> Path:
+    """Compile the kernel + model strictly, then wrap them in a cffi extension module."""
+    import cffi  # imported here so `tinylstm --help` works without it
+
+    objs = []
+    for src in kernel_sources() + [gen_dir / f"tl_{name}.c"]:
+        obj = build_dir / (src.stem + ".o")
+        cmd = [cc, *flags, "-fPIC", "-O2", "-I", str(csrc_dir()), "-I", str(gen_dir), "-c", str(src), "-o", str(obj)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise TinyLSTMError(f"compiling {src.name} failed:\n{proc.stderr.strip()}")
+        objs.append(str(obj))
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    ffi.set_source(
+        module,
+        f'#include "tl_{name}.h"\nstatic const tl_model_t *tl_bridge_model(void) {{ return &tl_{name}; }}\n',
+        include_dirs=[str(csrc_dir()), str(gen_dir)],
+        extra_objects=objs,
+    )
+    try:
+        return Path(ffi.compile(tmpdir=str(build_dir), verbose=False))
+    except Exception as exc:  # cffi raises distutils/setuptools errors of several kinds
+        raise TinyLSTMError(f"building the cffi bridge failed: {exc}") from exc
+
+
+def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = None) -> ModuleType:
+    """Build (or reuse from the cache) the extension for the generated files in ``gen_dir``."""
+    sources = [gen_dir / f"tl_{name}.c", gen_dir / f"tl_{name}.h"]
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing:
+        raise TinyLSTMError(f"generated model files not found: {', '.join(missing)}; run `tinylstm export` first")
+    cc = find_compiler()
+    key = _digest(sources + kernel_sources() + sorted(csrc_dir().glob("*.h")), " ".join([cc, *C_FLAGS, sys.version]))
+    build_dir = (cache_dir or default_cache_dir()) / f"bridge-{key}"
+    module = f"_tl_bridge_{key}"
+    if module in sys.modules:
+        return sys.modules[module]
+    libs = list(build_dir.glob(f"{module}*.so")) if build_dir.is_dir() else []
+    if not libs:
+        tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        built = _compile(gen_dir, name, tmp, module, cc, C_FLAGS)
+        shutil.rmtree(build_dir, ignore_errors=True)
+        tmp.rename(build_dir)
+        libs = [build_dir / built.name]
+    spec = importlib.util.spec_from_file_location(module, libs[0])
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sys.modules[module] = mod
+    return mod
+
+
+class CModel:
+    """One stream of the C kernel: ``reset``, ``step``, ``run`` and a view of the state words."""
+
+    def __init__(self, lib: ModuleType):
+        self._ffi, self._lib = lib.ffi, lib.lib
+        self.model = self._lib.tl_bridge_model()
+        words = self._lib.tl_state_words(self.model)
+        if words == 0:
+            raise TinyLSTMError("the generated model failed the kernel's tl_model_check: regenerate it")
+        self._buf = self._ffi.new("int16_t[]", words)
+        self._state = self._ffi.new("tl_state_t *")
+        self._check(self._lib.tl_state_init(self._state, self.model, self._buf, words), "tl_state_init")
+        self.input_size = int(self.model.input_size)
+        self.output_size = int(self.model.output_size)
+        self.hidden_size = int(self.model.hidden_size)
+        self.num_layers = int(self.model.num_layers)
+        self.hash = int(self.model.hash)
+        self._y = np.zeros(self.output_size, dtype=np.int16)
+        self._y_ptr = self._ffi.cast("int16_t *", self._ffi.from_buffer(self._y))
+        cells = self.num_layers * self.hidden_size
+        self._h = np.frombuffer(self._ffi.buffer(self._state.h, cells), dtype=np.int8)
+        self._c = np.frombuffer(self._ffi.buffer(self._state.c, 2 * cells), dtype=np.int16)
+
+    @classmethod
+    def from_int_model(cls, model: IntModel, cache_dir: Path | None = None) -> "CModel":
+        """Emit ``model`` as C into the cache and build it."""
+        gen = (cache_dir or default_cache_dir()) / f"gen-{model.model_hash:08x}-{hashlib.sha256(model.canonical_bytes()).hexdigest()[:8]}"
+        if not (gen / "tl_model.c").is_file():
+            emit_c(model, gen)
+        return cls(load_library(gen, "model", cache_dir))
+
+    @staticmethod
+    def _check(status: int, what: str) -> None:
+        if status != 0:
+            raise TinyLSTMError(f"{what} returned error {status}")
+
+    def reset(self) -> None:
+        self._lib.tl_reset(self._state)
+
+    def _int8_input(self, x: np.ndarray, steps: bool) -> np.ndarray:
+        x = np.asarray(x)
+        want = (x.shape[0], self.input_size) if steps else (self.input_size,)
+        if x.ndim != len(want) or x.shape[-1] != self.input_size:
+            raise TinyLSTMError(
+                f"input shape {list(x.shape)} does not fit the model: expected {list(want)} "
+                f"(input size {self.input_size})"
+            )
+        if x.dtype != np.int8:
+            raise TinyLSTMError(f"the kernel takes int8 input, got {x.dtype}: use quantize_input() for floats")
+        return np.ascontiguousarray(x)
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """One int8 sample [input_size] -> int16 outputs [output_size] (a fresh array)."""
+        xi = self._int8_input(x, steps=False)
+        self._lib.tl_step(self._state, self._ffi.cast("int8_t *", self._ffi.from_buffer(xi)), self._y_ptr)
+        return self._y.copy()
+
+    def run(self, xs: np.ndarray) -> np.ndarray:
+        """int8 sequence [T, input_size] -> int16 outputs [T, output_size], continuing the state."""
+        xi = self._int8_input(xs, steps=True)
+        ys = np.zeros((xi.shape[0], self.output_size), dtype=np.int16)
+        status = self._lib.tl_run(self._state, self._ffi.cast("int8_t *", self._ffi.from_buffer(xi)), xi.shape[0],
+                                  self._ffi.cast("int16_t *", self._ffi.from_buffer(ys)))
+        self._check(status, "tl_run")
+        return ys
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """float samples [..., input_size] -> int8 through the C conversion."""
+        xf = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+        if xf.shape[-1] != self.input_size:
+            raise TinyLSTMError(f"input has {xf.shape[-1]} channels, the model expects {self.input_size}")
+        flat = xf.reshape(-1, self.input_size)
+        out = np.zeros(flat.shape, dtype=np.int8)
+        for k in range(flat.shape[0]):
+            status = self._lib.tl_quantize_input(
+                self.model, self._ffi.cast("float *", self._ffi.from_buffer(flat[k])),
+                self._ffi.cast("int8_t *", self._ffi.from_buffer(out[k])))
+            if status != 0:
+                raise TinyLSTMError(f"sample {k} contains NaN or infinite values: clean the input first")
+        return out.reshape(xf.shape)
+
+    @property
+    def h(self) -> np.ndarray:
+        """Hidden state words [num_layers, hidden_size] (a copy)."""
+        return self._h.reshape(self.num_layers, self.hidden_size).copy()
+
+    @property
+    def c(self) -> np.ndarray:
+        """Cell state words [num_layers, hidden_size] (a copy; zeros for GRU)."""
+        return self._c.reshape(self.num_layers, self.hidden_size).copy()
+
+    @property
+    def steps(self) -> int:
+        return int(self._state.steps)

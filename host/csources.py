@@ -1,0 +1,26 @@
+"""Where the C sources live (package data) and the flags every TinyLSTM C build uses."""
+from __future__ import annotations
+
+from pathlib import Path
+
+# -ffp-contract=off keeps (x - mean) * mul unfused so float input conversion is bit-exact
+# everywhere; the integer kernel does not depend on any flag.
+C_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fno-math-errno"]
+
+
+# host/, csrc/ and firmware/ are siblings both in the source tree and in site-packages/tinylstm/.
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def csrc_dir() -> Path:
+    """Directory holding tinylstm.h and the kernel sources."""
+    return _ROOT / "csrc"
+
+
+def kernel_sources() -> list[Path]:
+    """The portable kernel's .c files, in a stable order."""
+    return sorted(csrc_dir().glob("tl_*.c"))
+
+
+def firmware_dir() -> Path:
+    return _ROOT / "firmware"
