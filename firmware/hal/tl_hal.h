@@ -1,0 +1,55 @@
+/*
+ * tl_hal.h - the board-independent hardware layer of the TinyLSTM firmware.
+ *
+ * Every board port (firmware/ports/<port>/) implements exactly these functions; the
+ * application and the tests include nothing else board-specific. All functions are
+ * called from thread mode (main); none of them may be called from an interrupt.
+ */
+#ifndef TL_HAL_H
+#define TL_HAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bring the board up: clocks, the serial port (TL_BAUD, 8N1, RX interrupt into a ring
+ * buffer), the 1 kHz millisecond tick and the cycle counter if the core has one.
+ * Call once, first thing in main(). */
+void tl_hal_init(void);
+
+/* Next received byte (0..255) from the RX ring buffer, or -1 if the buffer is empty.
+ * Never blocks. */
+int tl_hal_getc(void);
+
+/* Transmit len bytes; returns when the last byte has been handed to the UART. */
+void tl_hal_write(const uint8_t *buf, size_t len);
+
+/* Milliseconds since tl_hal_init(), monotonic, wraps after about 49.7 days. */
+uint32_t tl_hal_millis(void);
+
+/* Free-running CPU cycle counter (wraps at 2^32). Returns 0 when the board cannot
+ * count cycles (QEMU does not model the Cortex-M DWT); see tl_hal_has_cycle_counter(). */
+uint32_t tl_hal_cycles(void);
+
+/* 1 if tl_hal_cycles() really advances on this board, 0 otherwise (checked at init). */
+int tl_hal_has_cycle_counter(void);
+
+/* Number of received bytes lost: the RX ring buffer was full, or the UART overran
+ * (a byte arrived before the interrupt had read the previous one). */
+uint32_t tl_hal_rx_overflows(void);
+
+/* Short board identifier reported to the host, e.g. "stm32f405" or "qemu-stm32f405". */
+const char *tl_hal_board_name(void);
+
+/* Stop the firmware. Built with TL_SEMIHOSTING (QEMU), this ends the emulator with exit
+ * status `code`; on a real board it waits for the UART to drain and resets the chip. */
+void tl_hal_exit(int code) __attribute__((noreturn));
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TL_HAL_H */

@@ -1,0 +1,72 @@
+/*
+ * Startup for STM32F405/F407: vector table, reset handler, default handler.
+ * Reset: enable the FPU, copy .data from flash, zero .bss, run main(), then tl_hal_exit().
+ */
+#include <stdint.h>
+
+#include "stm32f4_regs.h"
+#include "tl_hal.h"
+
+/* Symbols from stm32f4.ld */
+extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+
+int main(void);
+
+void Reset_Handler(void);
+void Default_Handler(void);
+void NMI_Handler(void) __attribute__((weak, alias("Default_Handler")));
+void HardFault_Handler(void) __attribute__((weak, alias("Default_Handler")));
+void SysTick_Handler(void) __attribute__((weak, alias("Default_Handler")));
+void USART1_IRQHandler(void) __attribute__((weak, alias("Default_Handler")));
+void USART2_IRQHandler(void) __attribute__((weak, alias("Default_Handler")));
+
+typedef void (*tl_vector_t)(void);
+
+#define D Default_Handler
+#define D8 D, D, D, D, D, D, D, D
+
+/* 16 Cortex-M4 exceptions + 82 STM32F405/F407 interrupts (RM0090 table 61). */
+__attribute__((section(".isr_vector"), used))
+const tl_vector_t tl_vectors[16 + 82] = {
+    (tl_vector_t)&_estack, Reset_Handler, NMI_Handler, HardFault_Handler,
+    D, D, D, 0, 0, 0, 0,            /* MemManage, BusFault, UsageFault, reserved x4 */
+    D, D, 0, D, SysTick_Handler,    /* SVCall, DebugMon, reserved, PendSV, SysTick */
+    D8, D8, D8, D8,                 /* IRQ 0..31 */
+    D, D, D, D, D,                  /* IRQ 32..36 */
+    USART1_IRQHandler,              /* IRQ 37 */
+    USART2_IRQHandler,              /* IRQ 38 */
+    D8, D8, D8, D8, D8, D, D, D,    /* IRQ 39..81 */
+};
+
+#undef D8
+#undef D
+
+/* The loops must stay loops: gcc would otherwise turn them into memcpy/memset calls. */
+__attribute__((noreturn, optimize("no-tree-loop-distribute-patterns")))
+void Reset_Handler(void)
+{
+    SCB_CPACR |= SCB_CPACR_CP10_CP11_FULL;
+    __asm volatile("dsb\n\tisb" ::: "memory");
+
+    const uint32_t *src = &_sidata;
+    for (uint32_t *dst = &_sdata; dst < &_edata;)
+        *dst++ = *src++;
+    for (uint32_t *dst = &_sbss; dst < &_ebss;)
+        *dst++ = 0;
+
+    tl_hal_exit(main());
+}
+
+/* Unexpected exception. Under semihosting, end QEMU with status 128 + exception number
+ * (131 = HardFault) instead of hanging the test; on a board, stop for the debugger. */
+void Default_Handler(void)
+{
+#ifdef TL_SEMIHOSTING
+    uint32_t ipsr;
+    __asm volatile("mrs %0, ipsr" : "=r"(ipsr));
+    tl_hal_exit(128 + (int)(ipsr & 0xFFu));
+#else
+    for (;;) {
+    }
+#endif
+}

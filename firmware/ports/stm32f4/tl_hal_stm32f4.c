@@ -1,0 +1,198 @@
+/*
+ * tl_hal.h for STM32F405/F407 (and the UART/timer-compatible F401/F411/F446), bare metal.
+ *
+ * Clock: whatever runs at reset (HSI 16 MHz, all bus prescalers 1). Nothing waits for
+ * HSE/PLL, so the port also runs under QEMU, which has no RCC model.
+ *
+ * Build options:
+ *   TL_STM32_USART=1 (default) USART1, TX PA9 / RX PA10, AF7, IRQ 37
+ *   TL_STM32_USART=2           USART2, TX PA2 / RX PA3,  AF7, IRQ 38 (Nucleo ST-LINK VCP)
+ *   TL_BAUD                    baud rate, default 115200 (8N1)
+ *   TL_UART_RX_BUF             RX ring buffer size, a power of two, default 256
+ *   TL_CPU_HZ                  SysTick clock, default 16 MHz (168 MHz with TL_QEMU)
+ *   TL_QEMU                    board name "qemu-stm32f405", QEMU's fixed 168 MHz SYSCLK
+ *   TL_SEMIHOSTING             tl_hal_exit() ends QEMU through semihosting
+ */
+#include "tl_hal.h"
+
+#include "stm32f4_regs.h"
+
+#ifndef TL_STM32_USART
+#define TL_STM32_USART 1
+#endif
+#ifndef TL_BAUD
+#define TL_BAUD 115200u
+#endif
+#ifndef TL_UART_RX_BUF
+#define TL_UART_RX_BUF 256u
+#endif
+#define TL_PCLK_HZ 16000000u /* HSI, APB1/APB2 prescaler 1 after reset */
+#ifndef TL_CPU_HZ
+#ifdef TL_QEMU
+#define TL_CPU_HZ 168000000u /* QEMU's netduinoplus2 clocks the core at 168 MHz regardless of RCC */
+#else
+#define TL_CPU_HZ 16000000u
+#endif
+#endif
+
+#if (TL_UART_RX_BUF & (TL_UART_RX_BUF - 1u)) != 0 || TL_UART_RX_BUF < 2
+#error "TL_UART_RX_BUF must be a power of two"
+#endif
+
+#if TL_STM32_USART == 1
+#define UART_BASE       0x40011000u
+#define UART_IRQ        37u
+#define UART_TX_PIN     9u
+#define UART_RX_PIN     10u
+#define UART_IRQHandler USART1_IRQHandler
+#define UART_CLOCK_ON() (RCC_APB2ENR |= RCC_APB2ENR_USART1EN, (void)RCC_APB2ENR)
+#elif TL_STM32_USART == 2
+#define UART_BASE       0x40004400u
+#define UART_IRQ        38u
+#define UART_TX_PIN     2u
+#define UART_RX_PIN     3u
+#define UART_IRQHandler USART2_IRQHandler
+#define UART_CLOCK_ON() (RCC_APB1ENR |= RCC_APB1ENR_USART2EN, (void)RCC_APB1ENR)
+#else
+#error "TL_STM32_USART must be 1 or 2"
+#endif
+
+#define GPIO_AF_USART 7u
+
+void SysTick_Handler(void);
+void UART_IRQHandler(void);
+
+static volatile uint8_t rx_buf[TL_UART_RX_BUF];
+static volatile uint32_t rx_head; /* written by the IRQ only */
+static volatile uint32_t rx_tail; /* written by tl_hal_getc only */
+static volatile uint32_t rx_lost;
+static volatile uint32_t ticks_ms;
+static int has_cyccnt;
+
+static void gpio_set_af(uint32_t pin, uint32_t af)
+{
+    GPIOA_MODER = (GPIOA_MODER & ~(3u << (2u * pin))) | (2u << (2u * pin));
+    GPIOA_AFR(pin >> 3) = (GPIOA_AFR(pin >> 3) & ~(0xFu << (4u * (pin & 7u)))) | (af << (4u * (pin & 7u)));
+}
+
+static int cycle_counter_runs(void)
+{
+    DEMCR |= DEMCR_TRCENA;
+    DWT_CYCCNT = 0;
+    DWT_CTRL |= DWT_CTRL_CYCCNTENA;
+    uint32_t start = DWT_CYCCNT;
+    for (volatile int i = 0; i < 16; i++) {
+    }
+    return DWT_CYCCNT != start;
+}
+
+void tl_hal_init(void)
+{
+    RCC_AHB1ENR |= RCC_AHB1ENR_GPIOAEN;
+    (void)RCC_AHB1ENR; /* RM0090 errata: let the clock settle before touching GPIOA */
+    UART_CLOCK_ON();
+
+    gpio_set_af(UART_TX_PIN, GPIO_AF_USART);
+    gpio_set_af(UART_RX_PIN, GPIO_AF_USART);
+    GPIOA_PUPDR = (GPIOA_PUPDR & ~(3u << (2u * UART_RX_PIN))) | (1u << (2u * UART_RX_PIN)); /* RX pull-up */
+
+    USART_BRR(UART_BASE) = (TL_PCLK_HZ + TL_BAUD / 2u) / TL_BAUD; /* oversampling 16 */
+    USART_CR1(UART_BASE) = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE | USART_CR1_RXNEIE;
+    NVIC_ISER(UART_IRQ >> 5) = 1u << (UART_IRQ & 31u);
+
+    SYST_RVR = TL_CPU_HZ / 1000u - 1u;
+    SYST_CVR = 0;
+    SYST_CSR = SYST_CSR_ENABLE_TICKINT_CPUCLK;
+
+    has_cyccnt = cycle_counter_runs();
+    __asm volatile("cpsie i" ::: "memory");
+}
+
+void UART_IRQHandler(void)
+{
+    uint32_t sr = USART_SR(UART_BASE);
+    if (!(sr & (USART_SR_RXNE | USART_SR_ORE)))
+        return;
+    uint8_t byte = (uint8_t)USART_DR(UART_BASE); /* reading SR then DR clears RXNE and ORE */
+    if (sr & USART_SR_ORE)
+        rx_lost++; /* the byte before this one was overwritten in the UART */
+    uint32_t head = rx_head;
+    if (head - rx_tail == TL_UART_RX_BUF) {
+        rx_lost++;
+        return;
+    }
+    rx_buf[head & (TL_UART_RX_BUF - 1u)] = byte;
+    rx_head = head + 1u;
+}
+
+void SysTick_Handler(void)
+{
+    ticks_ms++;
+}
+
+int tl_hal_getc(void)
+{
+    uint32_t tail = rx_tail;
+    if (tail == rx_head)
+        return -1;
+    int byte = rx_buf[tail & (TL_UART_RX_BUF - 1u)];
+    rx_tail = tail + 1u;
+    return byte;
+}
+
+void tl_hal_write(const uint8_t *buf, size_t len)
+{
+    while (len--) {
+        while (!(USART_SR(UART_BASE) & USART_SR_TXE)) {
+        }
+        USART_DR(UART_BASE) = *buf++;
+    }
+}
+
+uint32_t tl_hal_millis(void)
+{
+    return ticks_ms;
+}
+
+uint32_t tl_hal_cycles(void)
+{
+    return has_cyccnt ? DWT_CYCCNT : 0u;
+}
+
+int tl_hal_has_cycle_counter(void)
+{
+    return has_cyccnt;
+}
+
+uint32_t tl_hal_rx_overflows(void)
+{
+    return rx_lost;
+}
+
+const char *tl_hal_board_name(void)
+{
+#ifdef TL_QEMU
+    return "qemu-stm32f405";
+#else
+    return "stm32f405";
+#endif
+}
+
+void tl_hal_exit(int code)
+{
+#ifdef TL_SEMIHOSTING
+    /* SYS_EXIT_EXTENDED (0x20) with {ADP_Stopped_ApplicationExit, code}: QEMU exits with `code`. */
+    uint32_t block[2] = {0x20026u, (uint32_t)code};
+    register uint32_t r0 __asm("r0") = 0x20u;
+    register uint32_t *r1 __asm("r1") = block;
+    __asm volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+#else
+    (void)code;
+    while (!(USART_SR(UART_BASE) & USART_SR_TC)) {
+    }
+    SCB_AIRCR = SCB_AIRCR_SYSRESETREQ;
+    __asm volatile("dsb" ::: "memory");
+#endif
+    for (;;) {
+    }
+}
