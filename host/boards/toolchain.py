@@ -1,0 +1,141 @@
+"""Cross-compile firmware for a board: arm-none-eabi-gcc -> ELF (+ link map) -> raw .bin."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinylstm.trainer.errors import TinyLSTMError
+
+# host/boards/toolchain.py -> <root>/firmware, both in the source tree and installed as tinylstm/*.
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+HAL_DIR = FIRMWARE_DIR / "hal"
+
+COMMON_CFLAGS = (
+    "-std=c99",
+    "-Os",
+    "-g",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+)
+
+CORTEX_M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """Everything needed to build firmware for one board (or one emulated board)."""
+
+    name: str
+    cpu_flags: tuple[str, ...]
+    linker_script: Path
+    port_sources: tuple[Path, ...]
+    include_dirs: tuple[Path, ...]
+    defines: dict[str, str] = field(default_factory=dict)
+    qemu_machine: str | None = None  # QEMU -M value when the board can be emulated
+
+
+def _stm32f4(name: str, defines: dict[str, str], qemu_machine: str | None) -> BoardSpec:
+    port = FIRMWARE_DIR / "ports" / "stm32f4"
+    return BoardSpec(
+        name=name,
+        cpu_flags=CORTEX_M4F,
+        linker_script=port / "stm32f4.ld",
+        port_sources=(port / "startup.c", port / "tl_hal_stm32f4.c", port / "libc_min.c"),
+        include_dirs=(HAL_DIR, port),
+        defines=defines,
+        qemu_machine=qemu_machine,
+    )
+
+
+BOARDS: dict[str, BoardSpec] = {
+    b.name: b
+    for b in (
+        _stm32f4("stm32f405", {}, None),
+        _stm32f4("qemu-stm32f405", {"TL_QEMU": "1", "TL_SEMIHOSTING": "1"}, "netduinoplus2"),
+    )
+}
+
+
+def get_board(name: str) -> BoardSpec:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise TinyLSTMError(f"unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}") from None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    elf: Path
+    bin: Path
+    map: Path
+    objects: tuple[Path, ...]
+    log: str  # everything the compiler and linker printed (empty for a clean build)
+
+
+def find_tool(tool: str) -> Path:
+    """Path of arm-none-eabi-<tool>, or a TinyLSTMError that says how to install it."""
+    exe = f"arm-none-eabi-{tool}"
+    found = shutil.which(exe)
+    if found is None:
+        raise TinyLSTMError(
+            f"{exe} not found on PATH. Install the Arm GNU toolchain, on Debian/Ubuntu: "
+            "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
+        )
+    return Path(found)
+
+
+def _run(cmd: list[str | Path], what: str) -> str:
+    proc = subprocess.run([str(c) for c in cmd], check=False, capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise TinyLSTMError(f"{what} failed:\n{' '.join(map(str, cmd))}\n{output}")
+    return output
+
+
+def build_elf(
+    sources: list[Path],
+    include_dirs: list[Path],
+    defines: dict[str, str],
+    out_dir: Path,
+    name: str,
+    board: BoardSpec,
+) -> BuildResult:
+    """Compile `sources` plus the board's port into out_dir/<name>.elf and .bin.
+
+    `defines` are added to (and override) the board's own. Each source becomes
+    out_dir/obj/<its folder>/<stem>.o, so size reports can group by folder.
+    """
+    gcc, objcopy = find_tool("gcc"), find_tool("objcopy")
+    all_defines = {**board.defines, **defines}
+    cflags = [
+        *board.cpu_flags,
+        *COMMON_CFLAGS,
+        *(f"-I{d}" for d in (*include_dirs, *board.include_dirs)),
+        *(f"-D{k}={v}" for k, v in all_defines.items()),
+    ]
+    log: list[str] = []
+    objects: list[Path] = []
+    for src in (*sources, *board.port_sources):
+        obj = out_dir / "obj" / src.parent.name / f"{src.stem}.o"
+        if obj in objects:
+            raise TinyLSTMError(f"two sources would build {obj}: rename {src}")
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        log.append(_run([gcc, *cflags, "-c", src, "-o", obj], f"compiling {src.name} for {board.name}"))
+        objects.append(obj)
+
+    elf, bin_, map_ = (out_dir / f"{name}{ext}" for ext in (".elf", ".bin", ".map"))
+    link = [
+        gcc, *board.cpu_flags, "-nostdlib", "-T", board.linker_script,
+        "-Wl,--gc-sections", "-Wl,--fatal-warnings", f"-Wl,-Map={map_}",
+        *objects, "-lgcc", "-o", elf,
+    ]  # fmt: skip
+    log.append(_run(link, f"linking {name} for {board.name}"))
+    log.append(_run([objcopy, "-O", "binary", elf, bin_], f"objcopy {elf.name}"))
+    return BuildResult(elf=elf, bin=bin_, map=map_, objects=tuple(objects), log="".join(log))
