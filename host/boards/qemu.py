@@ -1,0 +1,135 @@
+"""Run firmware in qemu-system-arm with its first UART on a local TCP port.
+
+QEMU listens with `wait=on`: the machine does not start until a client connects, so no
+output is lost. Whoever talks to the board connects, e.g. ``serial.serial_for_url(board.url)``;
+that connection is what boots the firmware.
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from tinylstm.trainer.errors import TinyLSTMError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+_LISTENING = "waiting for connection"
+_START_ATTEMPTS = 3
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class QemuBoard:
+    """An emulated board. Use as a context manager; QEMU is killed on exit."""
+
+    def __init__(
+        self,
+        elf: Path,
+        machine: str = "netduinoplus2",
+        icount: bool = False,
+        extra_args: tuple[str, ...] = (),
+        start_timeout: float = 10.0,
+    ) -> None:
+        found = shutil.which("qemu-system-arm")
+        if found is None:
+            raise TinyLSTMError(
+                "qemu-system-arm not found on PATH; on Debian/Ubuntu: sudo apt-get install qemu-system-arm"
+            )
+        self._qemu = found
+        self.elf = Path(elf)
+        self.machine = machine
+        self.icount = icount
+        self.extra_args = extra_args
+        self.start_timeout = start_timeout
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._output: list[str] = []
+
+    @property
+    def url(self) -> str:
+        """pyserial URL of the board's UART (`serial.serial_for_url(url)`)."""
+        return f"socket://127.0.0.1:{self.port}"
+
+    @property
+    def output(self) -> str:
+        """What QEMU printed so far (errors, semihosting output)."""
+        return "".join(self._output)
+
+    def start(self) -> None:
+        """Start QEMU and return once its UART port listens (the guest waits for a client)."""
+        if not self.elf.is_file():
+            raise TinyLSTMError(f"firmware {self.elf} does not exist")
+        port = self.port or _free_port()  # a restart keeps the URL when it can
+        for _ in range(_START_ATTEMPTS):
+            if self._launch(port):
+                self.port = port
+                return
+            port = _free_port()
+        raise TinyLSTMError(f"QEMU did not start {self.elf.name}:\n{self.output}")
+
+    def _launch(self, port: int) -> bool:
+        cmd = [
+            self._qemu, "-M", self.machine, "-nographic", "-monitor", "none",
+            "-kernel", str(self.elf),
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+            "-semihosting-config", "enable=on,target=native",
+            *(["-icount", "shift=0"] if self.icount else []),
+            *self.extra_args,
+        ]  # fmt: skip
+        self._output = []
+        listening = threading.Event()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        threading.Thread(target=self._drain, args=(proc, listening), daemon=True).start()
+        self._proc = proc
+        if listening.wait(self.start_timeout) and proc.poll() is None:
+            return True
+        self.kill()
+        return False
+
+    def _drain(self, proc: subprocess.Popen[bytes], listening: threading.Event) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace")
+            self._output.append(line)
+            if _LISTENING in line:
+                listening.set()
+        listening.set()  # QEMU exited: stop waiting
+
+    def kill(self) -> None:
+        """Kill QEMU at once, like a board losing power mid-stream."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def restart(self) -> None:
+        """Power-cycle: kill and start again, on the same port if it is still free."""
+        self.kill()
+        self.start()
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the firmware to exit (semihosting) and return QEMU's exit code."""
+        if self._proc is None:
+            raise TinyLSTMError("QEMU was never started")
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TinyLSTMError(f"{self.elf.name} did not exit within {timeout} s") from None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.kill()
