@@ -1,0 +1,121 @@
+"""STM32F4 board layer: build the echo firmware, run it in QEMU, talk to it over USART1."""
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import serial
+from tinylstm.host.boards import BuildResult, QemuBoard, build_elf, get_board, size_report
+from tinylstm.host.boards.toolchain import FIRMWARE_DIR, find_tool
+from tinylstm.trainer.errors import TinyLSTMError
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+    reason="needs arm-none-eabi-gcc and qemu-system-arm",
+)
+
+ECHO = FIRMWARE_DIR / "tests" / "echo_main.c"
+BYE = re.compile(rb"BYE board=qemu-stm32f405 ms=(\d+) ovf=(\d+) cyc=(\d+)\n")
+
+
+def _build(out_dir: Path, board: str, defines: dict[str, str] | None = None) -> BuildResult:
+    return build_elf([ECHO], [], defines or {}, out_dir, "echo", get_board(board))
+
+
+@pytest.fixture(scope="module")
+def echo_qemu(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    return _build(tmp_path_factory.mktemp("echo-qemu"), "qemu-stm32f405")
+
+
+def _connect(board: QemuBoard) -> serial.SerialBase:
+    port = serial.serial_for_url(board.url, timeout=5)
+    assert port.readline() == b"READY\n"
+    return port
+
+
+def _quit(board: QemuBoard, port: serial.SerialBase) -> re.Match[bytes]:
+    port.write(b"Q")
+    bye = BYE.fullmatch(port.readline())
+    assert bye is not None
+    assert board.wait(timeout=5) == 0
+    return bye
+
+
+def test_echo_over_usart1_then_semihosting_exit(echo_qemu: BuildResult) -> None:
+    payload = bytes(b for b in range(256) if b != ord("Q")) * 3  # 765 bytes; 'Q' means quit
+    with QemuBoard(echo_qemu.elf) as board:
+        start = time.monotonic()
+        port = _connect(board)
+        echoed = b""
+        for i in range(0, len(payload), 200):  # bursts far beyond the UART's 1-byte data register
+            burst = payload[i : i + 200]
+            port.write(burst)
+            echoed += port.read(len(burst))
+        assert echoed == payload
+        bye = _quit(board, port)
+        elapsed_ms = (time.monotonic() - start) * 1000
+    ms, overflows, has_cycles = (int(g) for g in bye.groups())
+    assert 0 < ms <= elapsed_ms + 50  # SysTick at 1 kHz against the host clock
+    assert overflows == 0  # QEMU holds bytes back while RXNE is set
+    assert has_cycles == 0  # QEMU has no DWT cycle counter
+
+
+def test_kill_mid_stream_and_restart(echo_qemu: BuildResult) -> None:
+    with QemuBoard(echo_qemu.elf, icount=True) as board:
+        port = _connect(board)
+        port.write(b"abc")
+        assert port.read(3) == b"abc"
+        board.kill()
+        with pytest.raises(serial.SerialException):
+            port.read(1)
+        port.close()
+        url = board.url
+        board.restart()
+        assert board.url == url
+        _quit(board, _connect(board))
+
+
+def test_size_report(echo_qemu: BuildResult) -> None:
+    report = size_report(echo_qemu.elf, echo_qemu.map, {"port": ["*/stm32f4/*.o"], "app": ["main", "write_*"]})
+    assert 600 < report.flash < 4096
+    assert 256 <= report.ram < 1024  # the 256-byte RX ring buffer dominates
+    assert report.stack == 8192
+    port, app, rest = report.groups
+    assert (port.name, app.name, rest.name) == ("port", "app", "rest")
+    assert port.flash > 392 and port.ram == report.ram  # vector table alone is 98 words
+    assert app.flash > 0 and 0 <= rest.flash < 64
+    assert sum(g.flash for g in report.groups) == report.flash
+    assert 0 <= echo_qemu.bin.stat().st_size - report.flash < 16  # the .bin also holds alignment gaps
+    assert "| **total** |" in report.render()
+
+
+def _symbol_address(elf: Path, name: str) -> int:
+    out = subprocess.run([str(find_tool("nm")), str(elf)], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        addr, kind, sym = line.split()[-3:]
+        if sym == name and kind == "T":
+            return int(addr, 16)
+    raise AssertionError(f"{name} is not a global function in {elf}")
+
+
+@pytest.mark.parametrize(("usart", "irq"), [("1", 37), ("2", 38)])
+def test_real_board_builds(tmp_path: Path, usart: str, irq: int) -> None:
+    result = _build(tmp_path, "stm32f405", {"TL_STM32_USART": usart})
+    assert result.log == ""
+    image = result.bin.read_bytes()
+    assert b"qemu" not in image and b"stm32f405" in image
+    vector = struct.unpack_from("<I", image, 4 * (16 + irq))[0]
+    assert vector == _symbol_address(result.elf, f"USART{usart}_IRQHandler") | 1  # Thumb bit
+
+
+def test_missing_tools_explain_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TinyLSTMError, match="apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"):
+        find_tool("gcc")
+    with pytest.raises(TinyLSTMError, match="apt-get install qemu-system-arm"):
+        QemuBoard(tmp_path / "x.elf")
