@@ -1,0 +1,28 @@
+/*
+ * Test harness: streams int8 samples from stdin through the kernel and writes, for every
+ * step, the outputs, the hidden state and the cell state to stdout (raw little-endian).
+ * Built by tests/test_kernel_parity.py with the sanitizers on.
+ */
+#include <math.h>
+#include <stdio.h>
+
+#include "tl_model.h"
+
+int main(void)
+{
+    static int16_t buf[TL_MODEL_STATE_WORDS];
+    tl_state_t st;
+    if (tl_state_init(&st, &tl_model, buf, TL_MODEL_STATE_WORDS) != TL_OK) return 2;
+    int8_t x[TL_MODEL_INPUT_SIZE];
+    int16_t y[TL_MODEL_OUTPUT_SIZE];
+    const size_t cells = (size_t)TL_MODEL_NUM_LAYERS * TL_MODEL_HIDDEN_SIZE;
+    while (fread(x, 1, sizeof x, stdin) == sizeof x) {
+        if (tl_step(&st, x, y) != TL_OK) return 3;
+        fwrite(y, sizeof y[0], TL_MODEL_OUTPUT_SIZE, stdout);
+        fwrite(st.h, 1, cells, stdout);
+        fwrite(st.c, sizeof st.c[0], cells, stdout);
+    }
+    float nan_sample[TL_MODEL_INPUT_SIZE] = {0};
+    nan_sample[0] = NAN;
+    return tl_quantize_input(&tl_model, nan_sample, x) == TL_ERR_INPUT ? 0 : 4;
+}

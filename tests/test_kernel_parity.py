@@ -1,0 +1,136 @@
+"""numpy golden == C kernel through cffi, bit for bit: every output and every state word."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kernel_models import random_int_model, random_quantized_model
+
+from tinylstm.codegen import golden
+from tinylstm.codegen.emit_c import emit_c
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.host.bridge import CModel, find_compiler
+from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+
+HARNESS = Path(__file__).parent / "c" / "run_model.c"
+
+
+def assert_stream_bit_exact(model: IntModel, xq: np.ndarray) -> None:
+    """Step the C kernel through ``xq`` [T, I] and compare outputs, h and c at every step."""
+    y_ref, _, tr = golden.run(model, xq[None], trace=True)
+    cm = CModel.from_int_model(model)
+    cm.reset()
+    for t in range(xq.shape[0]):
+        y = cm.step(xq[t])
+        if not (np.array_equal(y, y_ref[0, t]) and np.array_equal(cm.h, tr["h"][0, t])
+                and np.array_equal(cm.c, tr["c"][0, t])):
+            raise AssertionError(
+                f"C and golden differ at step {t}: y {y} vs {y_ref[0, t]}\n"
+                f"h {cm.h.ravel()[:16]} vs {tr['h'][0, t].ravel()[:16]}\nc {cm.c.ravel()[:16]} vs "
+                f"{tr['c'][0, t].ravel()[:16]}"
+            )
+    cm.reset()
+    assert np.array_equal(cm.run(xq), y_ref[0]), "tl_run differs from stepping"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_long_stream_quantized_model(cell: str, layers: int) -> None:
+    """10,000 steps of a calibrated model on a slowly varying signal with bursts."""
+    rng = np.random.default_rng(layers)
+    T, I = 10_000, 5
+    t = np.arange(T)[:, None]
+    x = np.sin(t / (20 + 7 * np.arange(I))) * 2 + rng.standard_normal((T, I)) * 0.3
+    x[rng.integers(0, T, 50)] *= 6  # bursts past the calibrated range saturate the input
+    model = random_quantized_model(layers, cell, layers, I, 24, 3, x[None, :2000])
+    assert_stream_bit_exact(model, golden.quantize_input(model, x.astype(np.float32)))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_long_stream_saturating_model(cell: str) -> None:
+    rng = np.random.default_rng(7)
+    model = random_int_model(rng, cell, 2, 7, 19, 4)
+    xq = rng.integers(-128, 128, (10_000, 7)).astype(np.int8)
+    xq[::97] = 127
+    xq[::89] = -128
+    assert_stream_bit_exact(model, xq)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cell=st.sampled_from(["lstm", "gru"]),
+    layers=st.integers(1, 3),
+    inp=st.integers(1, 20),
+    hidden=st.integers(1, 48),
+    out=st.integers(1, 8),
+    shift_lo=st.integers(8, 40),
+    seed=st.integers(0, 2**32 - 1),
+    extreme=st.sampled_from(["random", "max", "min", "alternate"]),
+)
+def test_property_random_models(cell: str, layers: int, inp: int, hidden: int, out: int, shift_lo: int,
+                                seed: int, extreme: str) -> None:
+    rng = np.random.default_rng(seed)
+    model = random_int_model(rng, cell, layers, inp, hidden, out, shift_lo, shift_lo + 12)
+    xq = rng.integers(-128, 128, (300, inp)).astype(np.int8)
+    if extreme == "max":
+        xq[:] = 127
+    elif extreme == "min":
+        xq[:] = -128
+    elif extreme == "alternate":
+        xq[::2] = 127
+        xq[1::2] = -128
+    assert_stream_bit_exact(model, xq)
+
+
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([1e-3, 1.0, 1e3, 1e30]))
+@settings(max_examples=25, deadline=None)
+def test_float_input_conversion_matches(seed: int, scale: float) -> None:
+    rng = np.random.default_rng(seed)
+    model = random_int_model(np.random.default_rng(0), "gru", 1, 6, 4, 2)
+    x = (rng.standard_normal((200, 6)) * scale).astype(np.float32)
+    x[0, :] = [0.5, -0.5, 1.5, -1.5, 127.49, -128.5]
+    cm = CModel.from_int_model(model)
+    assert np.array_equal(cm.quantize_input(x), golden.quantize_input(model, x))
+
+
+def test_sanitized_host_build(tmp_path: Path) -> None:
+    """The kernel under -fsanitize=address,undefined, stepping LSTM and GRU models for 10,000 steps."""
+    cc = find_compiler()
+    rng = np.random.default_rng(3)
+    for cell in ("lstm", "gru"):
+        model = random_int_model(rng, cell, 3, 9, 33, 5, 10, 40)
+        gen = tmp_path / cell
+        emit_c(model, gen)
+        exe = gen / "run_model"
+        cmd = [cc, *C_FLAGS, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+               "-I", str(csrc_dir()), "-I", str(gen), str(HARNESS), str(gen / "tl_model.c"),
+               *map(str, kernel_sources()), "-o", str(exe), "-lm"]
+        subprocess.run(cmd, check=True)
+        xq = rng.integers(-128, 128, (10_000, 9)).astype(np.int8)
+        proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        L, H, O = 3, 33, 5
+        rec = np.dtype([("y", "<i2", O), ("h", "i1", L * H), ("c", "<i2", L * H)])
+        got = np.frombuffer(proc.stdout, dtype=rec)
+        y_ref, _, tr = golden.run(model, xq[None], trace=True)
+        assert len(got) == 10_000
+        assert np.array_equal(got["y"], y_ref[0])
+        assert np.array_equal(got["h"], tr["h"][0].reshape(10_000, -1))
+        assert np.array_equal(got["c"], tr["c"][0].reshape(10_000, -1))
+
+
+def test_wrong_input_width_is_a_clear_error() -> None:
+    from tinylstm.trainer.errors import TinyLSTMError
+
+    model = random_int_model(np.random.default_rng(1), "lstm", 1, 4, 8, 2)
+    cm = CModel.from_int_model(model)
+    with pytest.raises(TinyLSTMError, match="expected"):
+        cm.step(np.zeros(5, dtype=np.int8))
+    with pytest.raises(TinyLSTMError, match="int8"):
+        cm.step(np.zeros(4, dtype=np.float32))
+    with pytest.raises(TinyLSTMError, match="NaN"):
+        cm.quantize_input(np.array([1.0, np.nan, 0, 0], dtype=np.float32))
