@@ -1,0 +1,396 @@
+/* TinyLSTM serial frame protocol. Specification: docs/serial-protocol.md. */
+#include "tl_proto.h"
+
+#if TL_PROTO_MAX_PAYLOAD > 0xFFFFu
+#error "TL_PROTO_MAX_PAYLOAD must fit the u16 length field"
+#endif
+
+void tl_put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+void tl_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v & 0xFFu);
+    p[1] = (uint8_t)((v >> 8) & 0xFFu);
+    p[2] = (uint8_t)((v >> 16) & 0xFFu);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+void tl_put_i16(uint8_t *p, int16_t v)
+{
+    /* int -> uint16_t conversion is defined modulo 2^16. */
+    tl_put_u16(p, (uint16_t)v);
+}
+
+uint16_t tl_get_u16(const uint8_t *p)
+{
+    return (uint16_t)((uint16_t)p[0] | (uint16_t)((uint16_t)p[1] << 8));
+}
+
+uint32_t tl_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+int16_t tl_get_i16(const uint8_t *p)
+{
+    int32_t v = (int32_t)tl_get_u16(p);
+    return (int16_t)(v >= 0x8000 ? v - 0x10000 : v); /* no implementation-defined narrowing */
+}
+
+/* ---- CRC-32/ISO-HDLC, reflected polynomial 0xEDB88320, 4 bits per lookup ---- */
+
+static const uint32_t crc_nibble[16] = {
+    0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
+    0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
+    0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu,
+};
+
+uint32_t tl_proto_crc32(uint32_t crc, const uint8_t *data, size_t len)
+{
+    size_t i;
+    crc = ~crc;
+    for (i = 0; i < len; i++) {
+        crc ^= data[i];
+        crc = (crc >> 4) ^ crc_nibble[crc & 0x0Fu];
+        crc = (crc >> 4) ^ crc_nibble[crc & 0x0Fu];
+    }
+    return ~crc;
+}
+
+/* ---- encoder --------------------------------------------------------------- */
+
+/* Streaming COBS writer. A block's code byte is written into a slot reserved when the
+ * block's first byte arrives, so data ending right after a full (0xFF) block gets no
+ * extra code byte (canonical COBS, as in Cheshire & Baker). */
+typedef struct {
+    uint8_t *out;
+    size_t cap;
+    size_t n;       /* bytes produced so far (may exceed cap: then `full`) */
+    size_t code_at; /* slot of the current block's code byte */
+    uint8_t code;   /* 1 + data bytes in the current block */
+    uint8_t reserved; /* the current block has a slot */
+    uint8_t full;
+} cobs_writer_t;
+
+static void cobs_emit(cobs_writer_t *w, uint8_t b)
+{
+    if (w->n < w->cap) {
+        w->out[w->n] = b;
+    } else {
+        w->full = 1;
+    }
+    w->n++;
+}
+
+static void cobs_set_code(cobs_writer_t *w)
+{
+    if (w->code_at < w->cap) {
+        w->out[w->code_at] = w->code;
+    }
+    w->code = 1;
+    w->reserved = 0;
+}
+
+static void cobs_put(cobs_writer_t *w, uint8_t b)
+{
+    if (!w->reserved) {
+        w->code_at = w->n;
+        w->reserved = 1;
+        cobs_emit(w, 0); /* placeholder, overwritten by cobs_set_code */
+    }
+    if (b == 0) {
+        cobs_set_code(w);
+        /* a zero always starts a new block, even at the end of the data */
+        w->code_at = w->n;
+        w->reserved = 1;
+        cobs_emit(w, 0);
+        return;
+    }
+    cobs_emit(w, b);
+    w->code++;
+    if (w->code == 0xFFu) {
+        cobs_set_code(w);
+    }
+}
+
+static void cobs_put_all(cobs_writer_t *w, const uint8_t *p, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        cobs_put(w, p[i]);
+    }
+}
+
+size_t tl_proto_encode(uint8_t type, uint16_t seq, const uint8_t *payload, size_t len,
+                       uint8_t *out, size_t out_cap)
+{
+    uint8_t hdr[TL_PROTO_HEADER_SIZE];
+    uint8_t tail[TL_PROTO_CRC_SIZE];
+    uint32_t crc;
+    cobs_writer_t w;
+
+    if (len > TL_PROTO_MAX_PAYLOAD || out == NULL || (len > 0 && payload == NULL)) {
+        return 0;
+    }
+    hdr[0] = (uint8_t)TL_PROTO_MAGIC;
+    hdr[1] = type;
+    tl_put_u16(&hdr[2], seq);
+    tl_put_u16(&hdr[4], (uint16_t)len);
+    crc = tl_proto_crc32(0, hdr, sizeof hdr);
+    if (len > 0) {
+        crc = tl_proto_crc32(crc, payload, len);
+    }
+    tl_put_u32(tail, crc);
+
+    w.out = out;
+    w.cap = out_cap;
+    w.n = 0;
+    w.code_at = 0;
+    w.code = 1;
+    w.reserved = 0;
+    w.full = 0;
+    cobs_put_all(&w, hdr, sizeof hdr);
+    if (len > 0) {
+        cobs_put_all(&w, payload, len);
+    }
+    cobs_put_all(&w, tail, sizeof tail);
+    if (w.reserved) {
+        cobs_set_code(&w);
+    }
+    cobs_emit(&w, 0);
+    return w.full ? 0 : w.n;
+}
+
+/* ---- decoder --------------------------------------------------------------- */
+
+void tl_proto_decoder_init(tl_proto_decoder_t *d)
+{
+    d->pos = 0;
+    d->code = 0;
+    d->left = 0;
+    d->overflow = 0;
+}
+
+static void dec_append(tl_proto_decoder_t *d, uint8_t b)
+{
+    if (d->pos >= TL_PROTO_MAX_FRAME) {
+        d->overflow = 1;
+    } else {
+        d->buf[d->pos++] = b;
+    }
+}
+
+static int dec_finish(tl_proto_decoder_t *d, tl_proto_frame_t *out)
+{
+    uint16_t n = d->pos;
+    uint16_t plen;
+
+    if (d->overflow) {
+        return TL_PROTO_ERR_TOO_LONG;
+    }
+    if (d->left != 0) {
+        return TL_PROTO_ERR_COBS;
+    }
+    if (n < TL_PROTO_HEADER_SIZE + TL_PROTO_CRC_SIZE) {
+        return TL_PROTO_ERR_SHORT;
+    }
+    if (tl_proto_crc32(0, d->buf, (size_t)n - TL_PROTO_CRC_SIZE) != tl_get_u32(&d->buf[n - TL_PROTO_CRC_SIZE])) {
+        return TL_PROTO_ERR_CRC;
+    }
+    if (d->buf[0] != TL_PROTO_MAGIC) {
+        return TL_PROTO_ERR_MAGIC;
+    }
+    plen = tl_get_u16(&d->buf[4]);
+    if ((size_t)plen + TL_PROTO_HEADER_SIZE + TL_PROTO_CRC_SIZE != (size_t)n) {
+        return TL_PROTO_ERR_LENGTH;
+    }
+    out->type = d->buf[1];
+    out->seq = tl_get_u16(&d->buf[2]);
+    out->len = plen;
+    out->payload = &d->buf[TL_PROTO_HEADER_SIZE];
+    return 1;
+}
+
+int tl_proto_decoder_push(tl_proto_decoder_t *d, uint8_t byte, tl_proto_frame_t *out)
+{
+    int rc;
+
+    if (byte == 0) {
+        if (d->code == 0 && !d->overflow) {
+            return 0; /* empty frame: ignored */
+        }
+        rc = dec_finish(d, out);
+        tl_proto_decoder_init(d);
+        return rc;
+    }
+    if (d->overflow) {
+        return 0; /* discard until the delimiter */
+    }
+    if (d->left == 0) {
+        /* Code byte: the previous block, unless full or first, implied a zero. */
+        if (d->code != 0 && d->code != 0xFFu) {
+            dec_append(d, 0);
+        }
+        d->code = byte;
+        d->left = (uint8_t)(byte - 1u);
+    } else {
+        dec_append(d, byte);
+        d->left--;
+    }
+    return 0;
+}
+
+/* ---- payload builders ------------------------------------------------------ */
+
+static size_t str_len_capped(const char *s, size_t cap)
+{
+    size_t n = 0;
+    if (s == NULL) {
+        return 0;
+    }
+    while (n < cap && s[n] != '\0') {
+        n++;
+    }
+    return n;
+}
+
+static void put_str(uint8_t *p, const char *s, size_t n)
+{
+    size_t i;
+    p[0] = (uint8_t)n;
+    for (i = 0; i < n; i++) {
+        p[1 + i] = (uint8_t)s[i];
+    }
+}
+
+size_t tl_proto_hello_payload(uint8_t *buf, size_t cap, const tl_proto_hello_t *h)
+{
+    size_t name_len = str_len_capped(h->board_name, TL_PROTO_NAME_MAX);
+    size_t n = 19u + name_len;
+    if (buf == NULL || cap < n) {
+        return 0;
+    }
+    tl_put_u32(&buf[0], h->model_hash);
+    tl_put_u16(&buf[4], h->kernel_version);
+    buf[6] = h->cell;
+    buf[7] = h->layers;
+    tl_put_u16(&buf[8], h->input_size);
+    tl_put_u16(&buf[10], h->hidden_size);
+    tl_put_u16(&buf[12], h->output_size);
+    buf[14] = h->mode;
+    tl_put_u16(&buf[15], h->window);
+    buf[17] = h->source;
+    put_str(&buf[18], h->board_name, name_len);
+    return n;
+}
+
+size_t tl_proto_pred_payload(uint8_t *buf, size_t cap, uint32_t step, const int16_t *y, uint16_t n)
+{
+    size_t size = 6u + 2u * (size_t)n;
+    uint16_t i;
+    if (buf == NULL || cap < size || size > TL_PROTO_MAX_PAYLOAD || (n > 0 && y == NULL)) {
+        return 0;
+    }
+    tl_put_u32(&buf[0], step);
+    tl_put_u16(&buf[4], n);
+    for (i = 0; i < n; i++) {
+        tl_put_i16(&buf[6u + 2u * (size_t)i], y[i]);
+    }
+    return size;
+}
+
+size_t tl_proto_stats_payload(uint8_t *buf, size_t cap, uint32_t steps, uint32_t cycles_per_step,
+                              uint32_t dropped_rx, uint32_t frames_bad)
+{
+    if (buf == NULL || cap < 16u) {
+        return 0;
+    }
+    tl_put_u32(&buf[0], steps);
+    tl_put_u32(&buf[4], cycles_per_step);
+    tl_put_u32(&buf[8], dropped_rx);
+    tl_put_u32(&buf[12], frames_bad);
+    return 16u;
+}
+
+size_t tl_proto_error_payload(uint8_t *buf, size_t cap, uint16_t code, const char *msg)
+{
+    size_t msg_len = str_len_capped(msg, TL_PROTO_MSG_MAX);
+    size_t n = 3u + msg_len;
+    if (buf == NULL || cap < n) {
+        return 0;
+    }
+    tl_put_u16(&buf[0], code);
+    put_str(&buf[2], msg, msg_len);
+    return n;
+}
+
+size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16_t acked_seq)
+{
+    if (buf == NULL || cap < 3u) {
+        return 0;
+    }
+    buf[0] = acked_type;
+    tl_put_u16(&buf[1], acked_seq);
+    return 3u;
+}
+
+/* ---- payload parsers ------------------------------------------------------- */
+
+int tl_proto_input_parse(const uint8_t *payload, size_t len, int8_t *x, uint16_t cap, uint16_t *n)
+{
+    uint16_t count, i;
+    if (len < 2u) {
+        return TL_PROTO_ERR_PAYLOAD;
+    }
+    count = tl_get_u16(payload);
+    if (len != 2u + (size_t)count) {
+        return TL_PROTO_ERR_PAYLOAD;
+    }
+    if (count > cap) {
+        return TL_PROTO_ERR_CAPACITY;
+    }
+    for (i = 0; i < count; i++) {
+        int v = payload[2u + i];
+        x[i] = (int8_t)(v >= 128 ? v - 256 : v);
+    }
+    *n = count;
+    return TL_PROTO_OK;
+}
+
+int tl_proto_input_f32_parse(const uint8_t *payload, size_t len, float *x, uint16_t cap, uint16_t *n)
+{
+    uint16_t count, i;
+    union {
+        uint32_t u;
+        float f;
+    } pun;
+    if (len < 2u) {
+        return TL_PROTO_ERR_PAYLOAD;
+    }
+    count = tl_get_u16(payload);
+    if (len != 2u + 4u * (size_t)count) {
+        return TL_PROTO_ERR_PAYLOAD;
+    }
+    if (count > cap) {
+        return TL_PROTO_ERR_CAPACITY;
+    }
+    for (i = 0; i < count; i++) {
+        pun.u = tl_get_u32(&payload[2u + 4u * (size_t)i]);
+        x[i] = pun.f;
+    }
+    *n = count;
+    return TL_PROTO_OK;
+}
+
+int tl_proto_set_source_parse(const uint8_t *payload, size_t len, uint8_t *source)
+{
+    if (len != 1u || payload[0] > TL_SOURCE_SENSOR) {
+        return TL_PROTO_ERR_PAYLOAD;
+    }
+    *source = payload[0];
+    return TL_PROTO_OK;
+}
