@@ -1,0 +1,499 @@
+"""Serial frame protocol: Python (tinylstm.host.protocol) and C (firmware/app/tl_proto.c) against the
+shared vectors, against each other, and under random corruption."""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tinylstm.host import protocol as p
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "firmware" / "app"
+VECTORS = json.loads((ROOT / "tests" / "vectors" / "protocol_vectors.json").read_text())
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+ARM_GCC = shutil.which("arm-none-eabi-gcc")
+
+# Line-oriented driver around the C API: one request line in, one response line out.
+HARNESS_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tl_proto.h"
+
+static char line[1 << 18];
+static char *tok[1024];
+static uint8_t bin[1 << 16];
+static uint8_t out[1 << 16];
+
+static size_t unhex(const char *s, uint8_t *dst)
+{
+    size_t n = 0;
+    unsigned v;
+    if (strcmp(s, "-") == 0) return 0;
+    while (s[0] != '\0' && s[1] != '\0' && sscanf(s, "%2x", &v) == 1) { dst[n++] = (uint8_t)v; s += 2; }
+    return n;
+}
+
+static void puthex(const uint8_t *b, size_t n)
+{
+    size_t i;
+    if (n == 0) fputs("-", stdout);
+    for (i = 0; i < n; i++) printf("%02x", b[i]);
+}
+
+static unsigned long num(int i) { return strtoul(tok[i], NULL, 0); }
+
+int main(void)
+{
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        int nt = 0;
+        char *t = strtok(line, " \n");
+        while (t != NULL && nt < 1024) { tok[nt++] = t; t = strtok(NULL, " \n"); }
+        if (nt == 0) continue;
+        switch (tok[0][0]) {
+        case 'E': { /* E type seq payload [cap] */
+            size_t len = unhex(tok[3], bin);
+            size_t cap = nt > 4 ? (size_t)num(4) : sizeof out;
+            size_t n = tl_proto_encode((uint8_t)num(1), (uint16_t)num(2), len ? bin : NULL, len, out, cap);
+            if (n == 0) fputs("0", stdout); else puthex(out, n);
+            break;
+        }
+        case 'D': { /* D stream -> "=" then F,type,seq,payload / X,code events */
+            tl_proto_decoder_t d;
+            tl_proto_frame_t f;
+            size_t i, len = unhex(tok[1], bin);
+            tl_proto_decoder_init(&d);
+            fputs("=", stdout);
+            for (i = 0; i < len; i++) {
+                int rc = tl_proto_decoder_push(&d, bin[i], &f);
+                if (rc == 1) { printf(" F,%u,%u,", f.type, f.seq); puthex(f.payload, f.len); }
+                else if (rc < 0) printf(" X,%d", rc);
+            }
+            break;
+        }
+        case 'C': { size_t len = unhex(tok[1], bin); printf("%08lx", (unsigned long)tl_proto_crc32(0, bin, len)); break; }
+        case 'H': { /* H hash kver cell layers in hid out mode window source namehex */
+            tl_proto_hello_t h;
+            char name[300];
+            size_t nl = unhex(tok[11], (uint8_t *)name);
+            name[nl] = '\0';
+            h.model_hash = (uint32_t)num(1); h.kernel_version = (uint16_t)num(2); h.cell = (uint8_t)num(3);
+            h.layers = (uint8_t)num(4); h.input_size = (uint16_t)num(5); h.hidden_size = (uint16_t)num(6);
+            h.output_size = (uint16_t)num(7); h.mode = (uint8_t)num(8); h.window = (uint16_t)num(9);
+            h.source = (uint8_t)num(10); h.board_name = name;
+            puthex(out, tl_proto_hello_payload(out, sizeof out, &h));
+            break;
+        }
+        case 'P': { /* P step v0 v1 ... */
+            int16_t y[1024];
+            int i;
+            for (i = 2; i < nt; i++) y[i - 2] = (int16_t)strtol(tok[i], NULL, 0);
+            puthex(out, tl_proto_pred_payload(out, sizeof out, (uint32_t)num(1), y, (uint16_t)(nt - 2)));
+            break;
+        }
+        case 'S': puthex(out, tl_proto_stats_payload(out, sizeof out, (uint32_t)num(1), (uint32_t)num(2),
+                                                     (uint32_t)num(3), (uint32_t)num(4))); break;
+        case 'R': { /* R code msghex */
+            char msg[300];
+            size_t ml = unhex(tok[2], (uint8_t *)msg);
+            msg[ml] = '\0';
+            puthex(out, tl_proto_error_payload(out, sizeof out, (uint16_t)num(1), msg));
+            break;
+        }
+        case 'A': puthex(out, tl_proto_ack_payload(out, sizeof out, (uint8_t)num(1), (uint16_t)num(2))); break;
+        case 'I': { /* I payload cap -> rc n v... */
+            int8_t x[1024];
+            uint16_t n = 0, i;
+            int rc = tl_proto_input_parse(bin, unhex(tok[1], bin), x, (uint16_t)num(2), &n);
+            printf("%d %u", rc, n);
+            for (i = 0; i < n; i++) printf(" %d", x[i]);
+            break;
+        }
+        case 'F': { /* F payload cap -> rc n bits... */
+            float x[1024];
+            uint16_t n = 0, i;
+            int rc = tl_proto_input_f32_parse(bin, unhex(tok[1], bin), x, (uint16_t)num(2), &n);
+            printf("%d %u", rc, n);
+            for (i = 0; i < n; i++) { uint32_t u; memcpy(&u, &x[i], 4); printf(" %08lx", (unsigned long)u); }
+            break;
+        }
+        case 'O': { uint8_t s = 0xEE; int rc = tl_proto_set_source_parse(bin, unhex(tok[1], bin), &s);
+                    printf("%d %u", rc, s); break; }
+        default: fputs("?", stdout);
+        }
+        fputs("\n", stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+"""
+
+
+class CProto:
+    """The C implementation, built with ASan/UBSan, behind a pipe."""
+
+    def __init__(self, exe: Path) -> None:
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+                   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=env)
+
+    def call(self, *args: object) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(" ".join(map(str, args)) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        assert reply, f"C harness died (rc={self.proc.poll()}): sanitizer report on stderr"
+        return reply.rstrip("\n")
+
+    def encode(self, ftype: int, seq: int, payload: bytes, cap: int | None = None) -> bytes:
+        reply = self.call("E", ftype, seq, _hex(payload), *([] if cap is None else [cap]))
+        return b"" if reply == "0" else bytes.fromhex(reply)
+
+    def decode(self, stream: bytes) -> list[tuple[Any, ...]]:
+        reply = self.call("D", _hex(stream))
+        assert reply.startswith("=")
+        events: list[tuple[Any, ...]] = []
+        for ev in reply[1:].split():
+            kind, *rest = ev.split(",")
+            if kind == "F":
+                events.append(("frame", int(rest[0]), int(rest[1]), _unhex(rest[2])))
+            else:
+                events.append(("error", p.DecodeError(int(rest[0])).name))
+        return events
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=10) == 0
+
+
+def _hex(b: bytes) -> str:
+    return b.hex() or "-"
+
+
+def _unhex(s: str) -> bytes:
+    return b"" if s == "-" else bytes.fromhex(s)
+
+
+@pytest.fixture(scope="session")
+def cproto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CProto]:
+    if shutil.which("gcc") is None:
+        pytest.skip("host gcc not found")
+    build = tmp_path_factory.mktemp("tl_proto")
+    (build / "harness.c").write_text(HARNESS_C)
+    exe = build / "harness"
+    subprocess.run(["gcc", *CFLAGS, "-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                    "-fno-omit-frame-pointer", f"-I{APP}", str(build / "harness.c"), str(APP / "tl_proto.c"),
+                    "-o", str(exe)], check=True)
+    c = CProto(exe)
+    yield c
+    c.close()
+
+
+def py_decode(stream: bytes, chunk: int = 0) -> tuple[list[tuple[Any, ...]], p.FrameDecoder]:
+    """Python decoder events in the C harness's shape.
+
+    chunk == 0: fed one delimited piece at a time, so frames and errors interleave exactly.
+    chunk > 0: fed in pieces of that size; frames come back in order, errors in order, but
+    errors of one feed() call are listed before its frames.
+    """
+    events: list[tuple[Any, ...]] = []
+    dec = p.FrameDecoder(on_error=lambda code, _raw: events.append(("error", code.name)))
+    if chunk <= 0:
+        cuts = [i + 1 for i, b in enumerate(stream) if b == 0]
+        pieces = [stream[i:j] for i, j in itertools.pairwise([0, *cuts, len(stream)])]
+    else:
+        pieces = [stream[i:i + chunk] for i in range(0, len(stream), chunk)]
+    for piece in pieces:
+        events.extend(("frame", f.type, f.seq, f.payload) for f in dec.feed(piece))
+    return events, dec
+
+
+def split_events(events: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    return [e for e in events if e[0] == "frame"], [e for e in events if e[0] == "error"]
+
+
+def vector_events(s: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [("error", e["error"]) if "error" in e else
+            ("frame", e["frame"]["type"], e["frame"]["seq"], bytes.fromhex(e["frame"]["payload_hex"]))
+            for e in s["events"]]
+
+
+# ---- the vectors file ---------------------------------------------------------------------------
+
+
+def test_vectors_are_up_to_date() -> None:
+    spec = importlib.util.spec_from_file_location("gen_protocol_vectors", ROOT / "tests" / "gen_protocol_vectors.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert json.loads(gen.render()) == VECTORS, "run python tests/gen_protocol_vectors.py"
+
+
+def test_crc_check_value(cproto: CProto) -> None:
+    check = VECTORS["crc_check"]
+    assert check["crc"] == 0xCBF43926 == p.crc32(b"123456789")
+    assert int(cproto.call("C", check["data_hex"]), 16) == check["crc"]
+
+
+# ---- Python against the vectors -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("v", VECTORS["frames"], ids=lambda v: v["name"])
+def test_python_frames(v: dict[str, Any]) -> None:
+    payload, encoded = bytes.fromhex(v["payload_hex"]), bytes.fromhex(v["encoded_hex"])
+    assert p.encode_frame(v["type"], v["seq"], payload) == encoded
+    assert encoded.index(0) == len(encoded) - 1
+    assert len(encoded) <= len(payload) + 10 + (len(payload) + 10) // 254 + 2
+    events, dec = py_decode(encoded, chunk=1)
+    assert events == [("frame", v["type"], v["seq"], payload)]
+    assert (dec.frames_ok, dec.frames_bad) == (1, 0)
+
+
+@pytest.mark.parametrize("v", VECTORS["messages"], ids=lambda v: v["name"])
+def test_python_messages(v: dict[str, Any]) -> None:
+    frame = p.Frame(v["type"], 0, bytes.fromhex(v["payload_hex"]))
+    msg = p.parse_message(frame)
+    assert msg.pack() == frame.payload
+    (back,) = p.FrameDecoder().feed(p.encode_message(msg, 5))
+    assert (back.type, back.seq, p.parse_message(back)) == (v["type"], 5, msg)
+
+
+@pytest.mark.parametrize("s", VECTORS["streams"], ids=lambda s: s["name"])
+@pytest.mark.parametrize("chunk", [0, 1, 5, 1000])
+def test_python_streams(s: dict[str, Any], chunk: int) -> None:
+    events, dec = py_decode(bytes.fromhex(s["stream_hex"]), chunk)
+    if chunk == 0:
+        assert events == vector_events(s)
+    assert split_events(events) == split_events(vector_events(s))
+    assert (dec.frames_ok, dec.frames_bad, dec.bytes_discarded, dec.frames_dropped, dec.seq_restarts) == (
+        s["frames_ok"], s["frames_bad"], s["bytes_discarded"], s["frames_dropped"], s["seq_restarts"])
+    assert sum(dec.errors.values()) == dec.frames_bad
+
+
+def test_python_rejects_bad_payloads() -> None:
+    bad = [
+        (p.FrameType.PRED, b"\x00\x00\x00\x00\x02\x00\x01\x00"),  # count 2, one value
+        (p.FrameType.STATS, bytes(15)),
+        (p.FrameType.INPUT, b"\x01"),
+        (p.FrameType.INPUT_F32, b"\x01\x00\x00\x00\x80"),
+        (p.FrameType.SET_SOURCE, b"\x07"),
+        (p.FrameType.RESET, b"\x00"),
+        (p.FrameType.HELLO, bytes(18) + b"\x05ab"),  # name length 5, two bytes
+        (p.FrameType.HELLO, bytes(6) + b"\x09" + bytes(12)),  # cell 9
+        (p.FrameType.ERROR, b"\x01"),
+        (0x42, b""),
+    ]
+    for ftype, payload in bad:
+        with pytest.raises(p.PayloadError):
+            p.parse_message(p.Frame(ftype, 0, payload))
+    with pytest.raises(ValueError):
+        p.encode_frame(p.FrameType.INPUT, 0, bytes(p.MAX_PAYLOAD + 1))
+    with pytest.raises(ValueError):
+        p.Error(1, "x" * (p.MSG_MAX + 1)).pack()
+
+
+# ---- C against the vectors ----------------------------------------------------------------------
+
+
+def test_c_frames(cproto: CProto) -> None:
+    for v in VECTORS["frames"]:
+        payload, encoded = bytes.fromhex(v["payload_hex"]), bytes.fromhex(v["encoded_hex"])
+        assert cproto.encode(v["type"], v["seq"], payload) == encoded, v["name"]
+        assert cproto.decode(encoded) == [("frame", v["type"], v["seq"], payload)], v["name"]
+
+
+def test_c_encode_capacity(cproto: CProto) -> None:
+    for v in VECTORS["frames"]:
+        payload, n = bytes.fromhex(v["payload_hex"]), len(v["encoded_hex"]) // 2
+        assert len(cproto.encode(v["type"], v["seq"], payload, cap=n)) == n, v["name"]
+        assert cproto.encode(v["type"], v["seq"], payload, cap=n - 1) == b"", v["name"]
+    assert cproto.encode(1, 0, bytes(p.MAX_PAYLOAD + 1)) == b""
+    assert cproto.encode(1, 0, b"", cap=0) == b""
+
+
+@pytest.mark.parametrize("s", VECTORS["streams"], ids=lambda s: s["name"])
+def test_c_streams(cproto: CProto, s: dict[str, Any]) -> None:
+    assert cproto.decode(bytes.fromhex(s["stream_hex"])) == vector_events(s)
+
+
+def _c_payload(cproto: CProto, msg: p.Message) -> bytes:
+    if isinstance(msg, p.Hello):
+        args: list[object] = ["H", msg.model_hash, msg.kernel_version, int(msg.cell), msg.layers, msg.input_size,
+                              msg.hidden_size, msg.output_size, int(msg.mode), msg.window, int(msg.source),
+                              _hex(msg.board_name.encode())]
+    elif isinstance(msg, p.Pred):
+        args = ["P", msg.step, *msg.outputs]
+    elif isinstance(msg, p.Stats):
+        args = ["S", msg.steps, msg.cycles_per_step, msg.dropped_rx, msg.frames_bad]
+    elif isinstance(msg, p.Error):
+        args = ["R", msg.code, _hex(msg.message.encode())]
+    elif isinstance(msg, p.Ack):
+        args = ["A", msg.acked_type, msg.acked_seq]
+    else:
+        raise TypeError(msg)
+    return _unhex(cproto.call(*args))
+
+
+def _c_parse(cproto: CProto, msg: p.Message, cap: int = 1024) -> p.Message:
+    payload = msg.pack()
+    if isinstance(msg, p.SetSource):
+        rc, src = map(int, cproto.call("O", _hex(payload)).split())
+        assert rc == 0
+        return p.SetSource(p.Source(src))
+    cmd = "I" if isinstance(msg, p.Input) else "F"
+    rc, n, *vals = cproto.call(cmd, _hex(payload), cap).split()
+    assert int(rc) == 0 and int(n) == len(vals)
+    if cmd == "I":
+        return p.Input(tuple(map(int, vals)))
+    return p.InputF32(tuple(struct.unpack("<f", bytes.fromhex(x)[::-1])[0] for x in vals))
+
+
+@pytest.mark.parametrize("v", VECTORS["messages"], ids=lambda v: v["name"])
+def test_c_payloads(cproto: CProto, v: dict[str, Any]) -> None:
+    payload = bytes.fromhex(v["payload_hex"])
+    msg = p.parse_message(p.Frame(v["type"], 0, payload))
+    if v["type"] < 0x80:  # board -> host: C builds it
+        assert _c_payload(cproto, msg) == payload
+    elif payload:  # host -> board with a payload: C parses it
+        assert _c_parse(cproto, msg).pack() == payload
+
+
+def test_c_parsers_reject(cproto: CProto) -> None:
+    assert cproto.call("I", "0200ff", 8).split()[0] == "-10"  # count 2, one byte
+    assert cproto.call("I", "0300010203", 2).split()[0] == "-11"  # capacity
+    assert cproto.call("I", "-", 2).split()[0] == "-10"
+    assert cproto.call("F", "010000", 4).split()[0] == "-10"
+    assert cproto.call("F", "02000000803f0000803f", 1).split()[0] == "-11"
+    assert cproto.call("O", "03").split()[0] == "-10"
+    assert cproto.call("O", "0100").split()[0] == "-10"
+
+
+def test_c_builders_truncate_and_limit(cproto: CProto) -> None:
+    long_name = "n" * (p.NAME_MAX + 10)
+    hello = _unhex(cproto.call("H", 1, 2, 0, 1, 3, 4, 5, 1, 6, 0, _hex(long_name.encode())))
+    assert p.Hello.unpack(hello).board_name == "n" * p.NAME_MAX
+    err = _unhex(cproto.call("R", 1, _hex(b"m" * 100)))
+    assert p.Error.unpack(err).message == "m" * p.MSG_MAX
+    assert cproto.call("P", 0, *range(254)) == "-"  # 6 + 2*254 > MAX_PAYLOAD
+
+
+# ---- properties ---------------------------------------------------------------------------------
+
+PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+frame_args = st.tuples(st.integers(0, 255), st.integers(0, 0xFFFF), st.binary(max_size=p.MAX_PAYLOAD))
+
+
+@PROPS
+@given(frame_args, st.integers(1, 64))
+def test_roundtrip_random(cproto: CProto, args: tuple[int, int, bytes], chunk: int) -> None:
+    ftype, seq, payload = args
+    wire = p.encode_frame(ftype, seq, payload)
+    assert cproto.encode(ftype, seq, payload) == wire
+    expected = [("frame", ftype, seq, payload)]
+    assert py_decode(wire, chunk)[0] == expected
+    assert cproto.decode(wire) == expected
+
+
+@st.composite
+def corrupted(draw: st.DrawFn) -> tuple[bytes, bytes, bytes]:
+    """(good frame A, A damaged, good frame B)."""
+    ftype, seq, payload = draw(frame_args)
+    a = p.encode_frame(ftype, seq, payload)
+    body = bytearray(a[:-1])
+    kind = draw(st.sampled_from(["substitute", "delete", "insert"]))
+    if kind == "substitute":
+        i = draw(st.integers(0, len(body) - 1))
+        body[i] = draw(st.integers(0, 255).filter(lambda x: x != body[i]))
+    elif kind == "delete":
+        i = draw(st.integers(0, len(body) - 1))
+        del body[i:i + draw(st.integers(1, len(body) - i))]
+    else:
+        i = draw(st.integers(0, len(body)))
+        body[i:i] = draw(st.binary(min_size=1, max_size=40))
+    b = p.encode_frame(draw(st.integers(0, 255)), draw(st.integers(0, 0xFFFF)), draw(st.binary(max_size=64)))
+    return a, bytes(body) + b"\x00", b
+
+
+@PROPS
+@given(corrupted(), st.integers(1, 64))
+def test_corruption_never_accepted(cproto: CProto, case: tuple[bytes, bytes, bytes], chunk: int) -> None:
+    a, damaged, b = case
+    good = {tuple(py_decode(x)[0][0]) for x in (a, b)}
+    events, dec = py_decode(damaged + b)
+    frames = [e for e in events if e[0] == "frame"]
+    chunked, _ = py_decode(damaged + b, chunk)
+    assert split_events(chunked) == split_events(events)
+    assert all(f in good for f in frames), "a damaged frame was accepted"
+    assert frames and frames[-1] == py_decode(b)[0][0], "no resync on the next good frame"
+    assert dec.frames_bad == len(events) - len(frames)
+    if len(frames) == 1:
+        assert dec.frames_bad >= 1, "damage went unnoticed"
+    assert cproto.decode(damaged + b) == events
+
+
+@PROPS
+@given(frame_args, st.integers(1, 100))
+def test_lost_delimiter_resyncs(cproto: CProto, args: tuple[int, int, bytes], cut: int) -> None:
+    """A frame whose tail (and delimiter) is lost swallows the next frame; the one after is received."""
+    a = p.encode_frame(*args)
+    b = p.encode_frame(2, 1, b"\x01\x02")
+    c = p.encode_frame(2, 2, b"\x03")
+    stream = a[:max(0, len(a) - cut)] + b + c
+    events, _ = py_decode(stream)
+    assert events[-1] == ("frame", 2, 2, b"\x03")
+    assert all(e[0] == "error" or e[1:] == (2, 1, b"\x01\x02") for e in events[:-1])
+    assert cproto.decode(stream) == events
+
+
+@PROPS
+@given(st.binary(max_size=2000))
+def test_garbage_agrees(cproto: CProto, garbage: bytes) -> None:
+    """Arbitrary bytes: C and Python give the same verdicts, and the next good frame gets through."""
+    good = p.encode_frame(1, 7, b"hello")
+    stream = garbage + b"\x00" + good
+    events, _ = py_decode(stream)
+    assert events[-1] == ("frame", 1, 7, b"hello")
+    assert cproto.decode(stream) == events
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=50))
+def test_seq_tracking(seqs: list[int]) -> None:
+    dec = p.FrameDecoder()
+    for s in seqs:
+        dec.feed(p.encode_frame(p.FrameType.PRED, s, b""))
+    expected_dropped = expected_restarts = 0
+    for prev, s in itertools.pairwise(seqs):
+        gap = (s - prev - 1) & 0xFFFF
+        if gap >= 0x8000:
+            expected_restarts += 1
+        else:
+            expected_dropped += gap
+    assert (dec.frames_ok, dec.frames_dropped, dec.seq_restarts) == (len(seqs), expected_dropped, expected_restarts)
+
+
+# ---- firmware build -----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(ARM_GCC is None, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+def test_arm_cortex_m4_build(tmp_path: Path) -> None:
+    assert ARM_GCC is not None
+    obj = tmp_path / "tl_proto.o"
+    subprocess.run([ARM_GCC, *CFLAGS, "-mcpu=cortex-m4", "-mthumb", "-Os", "-ffreestanding", f"-I{APP}", "-c",
+                    str(APP / "tl_proto.c"), "-o", str(obj)], check=True)
+    # No libc or libgcc calls: the protocol links into -nostdlib firmware as is.
+    nm = subprocess.run([ARM_GCC.replace("gcc", "nm"), "--undefined-only", str(obj)], check=True,
+                        capture_output=True, text=True)
+    assert nm.stdout.strip() == ""
