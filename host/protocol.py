@@ -15,7 +15,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 MAGIC = 0xA5
 HEADER_SIZE = 6
@@ -24,6 +27,9 @@ MAX_PAYLOAD = 512
 MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
 NAME_MAX = 32
 MSG_MAX = 64
+# A zero-free run of n bytes decodes to at least n - 1 - n // 255 bytes, so past this length it is
+# TOO_LONG whatever it holds: the decoder forgets its bytes instead of buffering them.
+_PENDING_LIMIT = 1024
 
 _HEADER = struct.Struct("<BBHH")
 
@@ -83,9 +89,9 @@ class ErrorCode(IntEnum):
     INTERNAL = 7
 
 
-class FrameDecodeError(ValueError):
+class _BadFrame(Exception):
     def __init__(self, code: DecodeError) -> None:
-        super().__init__(f"bad frame: {code.name}")
+        super().__init__(code.name)
         self.code = code
 
 
@@ -138,7 +144,11 @@ def encode_frame(type: int, seq: int, payload: bytes = b"") -> bytes:
 
 
 def _decode_chunk(chunk: bytes) -> Frame:
-    """Decode the non-empty, zero-free bytes between two delimiters; checks in the C order."""
+    """Decode the non-empty, zero-free bytes between two delimiters; checks in the C order.
+
+    The decoded length (for TOO_LONG) counts the bytes of an incomplete last block, as the C
+    decoder does while it fills its buffer.
+    """
     out = bytearray()
     i = 0
     code = 0xFF  # no zero before the first block
@@ -149,19 +159,19 @@ def _decode_chunk(chunk: bytes) -> Frame:
         out += chunk[i + 1:i + code]
         i += code
     if len(out) > MAX_FRAME:
-        raise FrameDecodeError(DecodeError.TOO_LONG)
+        raise _BadFrame(DecodeError.TOO_LONG)
     if i > len(chunk):
-        raise FrameDecodeError(DecodeError.COBS)
+        raise _BadFrame(DecodeError.COBS)
     if len(out) < HEADER_SIZE + CRC_SIZE:
-        raise FrameDecodeError(DecodeError.SHORT)
+        raise _BadFrame(DecodeError.SHORT)
     body = bytes(out[:-CRC_SIZE])
     if crc32(body) != int.from_bytes(out[-CRC_SIZE:], "little"):
-        raise FrameDecodeError(DecodeError.CRC)
+        raise _BadFrame(DecodeError.CRC)
     magic, ftype, seq, length = _HEADER.unpack_from(body)
     if magic != MAGIC:
-        raise FrameDecodeError(DecodeError.MAGIC)
+        raise _BadFrame(DecodeError.MAGIC)
     if length != len(body) - HEADER_SIZE:
-        raise FrameDecodeError(DecodeError.LENGTH)
+        raise _BadFrame(DecodeError.LENGTH)
     return Frame(ftype, seq, body[HEADER_SIZE:])
 
 
@@ -169,7 +179,8 @@ class FrameDecoder:
     """Incremental decoder: feed arbitrary chunks, get the valid frames back.
 
     A bad frame (everything between two 0x00) is dropped, counted once in ``frames_bad`` and
-    ``errors``, its bytes in ``bytes_discarded``, and ``on_error(code, raw_bytes)`` is called.
+    ``errors``, its bytes in ``bytes_discarded``, and ``on_error(code, raw_bytes)`` is called
+    (raw_bytes may omit the head of a TOO_LONG frame: the decoder keeps at most ~1 KiB pending).
     Repeated 0x00 (empty frames) are ignored. ``frames_dropped`` counts sequence numbers missing
     between accepted frames (lost or corrupted), modulo 2**16. A backwards jump (gap of 2**15 or
     more) or a HELLO with seq 0 is taken as a sender restart: counted in ``seq_restarts``, not as
@@ -185,29 +196,45 @@ class FrameDecoder:
         self.seq_restarts = 0
         self.errors: Counter[DecodeError] = Counter()
         self._buf = bytearray()
+        self._skipped = 0  # bytes of the pending frame already dropped (it is TOO_LONG)
         self._last_seq: int | None = None
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes received since the last 0x00 (a board in text mode never sends one)."""
+        return self._skipped + len(self._buf)
+
     def feed(self, data: bytes) -> list[Frame]:
+        """Consume received bytes; return the frames they complete, in order."""
         self._buf += data
         *chunks, rest = self._buf.split(b"\x00")
-        self._buf = rest
         frames = []
         for chunk in chunks:
-            if not chunk:
+            skipped, self._skipped = self._skipped, 0
+            if not chunk and not skipped:
                 continue
             try:
+                if skipped:
+                    raise _BadFrame(DecodeError.TOO_LONG)
                 frame = _decode_chunk(bytes(chunk))
-            except FrameDecodeError as exc:
-                self.frames_bad += 1
-                self.bytes_discarded += len(chunk)
-                self.errors[exc.code] += 1
-                if self.on_error is not None:
-                    self.on_error(exc.code, bytes(chunk))
+            except _BadFrame as exc:
+                self._reject(exc.code, bytes(chunk), skipped)
                 continue
             self._track_seq(frame)
             self.frames_ok += 1
             frames.append(frame)
+        if len(rest) > _PENDING_LIMIT:
+            self._skipped += len(rest)
+            rest = bytearray()
+        self._buf = rest
         return frames
+
+    def _reject(self, code: DecodeError, raw: bytes, skipped: int) -> None:
+        self.frames_bad += 1
+        self.bytes_discarded += skipped + len(raw)
+        self.errors[code] += 1
+        if self.on_error is not None:
+            self.on_error(code, raw)
 
     def _track_seq(self, frame: Frame) -> None:
         last, self._last_seq = self._last_seq, frame.seq
@@ -400,7 +427,7 @@ class _Empty:
         return b""
 
     @classmethod
-    def unpack(cls, payload: bytes) -> _Empty:
+    def unpack(cls, payload: bytes) -> Self:
         if payload:
             raise PayloadError(f"{cls.__name__} takes no payload")
         return cls()

@@ -133,6 +133,7 @@ def streams() -> list[dict[str, Any]]:
         _stream_expect("missing_delimiter", a[:-1] + b + c, ["CRC"]),
         _stream_expect("too_long", b"\x01" * 600 + b"\x00" + b, ["TOO_LONG"]),
         _stream_expect("too_long_ff", b"\xff" * 600 + b"\x00" + b, ["TOO_LONG"]),
+        _stream_expect("too_long_2000", bytes(range(1, 201)) * 10 + b"\x00" + b, ["TOO_LONG"]),
         _stream_expect("bad_magic", _raw_frame(0x5A, 2, 1, 2, b"\x01\x02") + b, ["MAGIC"]),
         _stream_expect("bad_length", _raw_frame(p.MAGIC, 2, 1, 3, b"\x01\x02") + b, ["LENGTH"]),
         _stream_expect("short", p.cobs_encode(b"\xa5\x01\x00") + b"\x00" + b, ["SHORT"]),
