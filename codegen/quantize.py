@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinylstm.codegen import qmath
-from tinylstm.codegen.spec import GATES, Cell, FloatModel, ModelMeta, float_forward
+from tinylstm.codegen.spec import GATES, Cell, FloatModel, ModelMeta, by_length, float_forward
 from tinylstm.trainer.errors import TinyLSTMError
 
 KERNEL_VERSION = 1
@@ -108,17 +108,14 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
     """Measure ranges on real normalised sequences (each [T, C]); long streams are welcome."""
     if not sequences:
         raise TinyLSTMError("calibration needs real data: no sequences were given")
-    input_max, cell_max, out_max, steps = 0.0, [0.0] * model.num_layers, 0.0, 0
-    # Group equal lengths so the float reference runs batched.
-    by_len: dict[int, list[np.ndarray]] = {}
-    for s in sequences:
-        by_len.setdefault(len(s), []).append(np.asarray(s, dtype=np.float64))
-    for length in sorted(by_len):
-        batch = np.stack(by_len[length])
+    cell_max, out_max, steps = [0.0] * model.num_layers, 0.0, 0
+    seen: list[np.ndarray] = []
+    for idx in by_length(sequences).values():
+        batch = np.stack([np.asarray(sequences[k], dtype=np.float64) for k in idx])
         if not np.all(np.isfinite(batch)):
             raise TinyLSTMError("calibration data contains NaN or infinite values: clean the dataset first")
         out = float_forward(model, batch)
-        input_max = max(input_max, float(np.percentile(np.abs(batch), 99.99)))
+        seen.append(np.abs(batch).ravel())
         out_max = max(out_max, float(np.max(np.abs(out["y"]))))
         for n in range(model.num_layers):
             if f"c{n}" in out:
@@ -127,7 +124,7 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
         if steps >= max_steps:
             break
     return Calibration(
-        input_absmax=max(input_max, 1e-3),
+        input_absmax=max(float(np.percentile(np.concatenate(seen), 99.99)), 1e-3),
         cell_absmax=cell_max if model.cell == "lstm" else [],
         output_absmax=max(out_max, 1e-3),
         steps=steps,

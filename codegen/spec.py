@@ -161,6 +161,14 @@ def float_forward(model: FloatModel, x: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def by_length(sequences: list[np.ndarray]) -> dict[int, list[int]]:
+    """Indices of the sequences grouped by length, so variable-length data runs batched."""
+    groups: dict[int, list[int]] = {}
+    for k, s in enumerate(sequences):
+        groups.setdefault(len(s), []).append(k)
+    return dict(sorted(groups.items()))
+
+
 def normalise(model: FloatModel, x: np.ndarray) -> np.ndarray:
     """Apply the model's input normalisation to raw samples [..., C]."""
     mean = np.asarray(model.meta.input_mean, dtype=np.float64)

@@ -1,0 +1,101 @@
+"""The export pipeline: float model + real data -> calibrated integer model -> C files + report."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinylstm.codegen.emit_c import EmittedC, emit_c
+from tinylstm.codegen.quantize import IntModel, calibrate, quantize
+from tinylstm.codegen.source import LoadedModel, load_model
+from tinylstm.codegen.spec import FloatModel, normalise
+from tinylstm.codegen.store import save_int_model
+from tinylstm.trainer.checkpoint import load_splits_from_meta
+from tinylstm.trainer.data import load_dataset, split
+from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.trainer.sequence_set import SequenceSet
+
+SPLIT_SEED = 0  # user models: the split of --data into calibration and held-out parts
+
+
+@dataclass
+class ModelSource:
+    """How to get the float model and its data back (stored in the export directory)."""
+
+    model: str
+    data: str | None = None
+    description: str | None = None
+    trust_module: bool = False
+
+    def resolved(self) -> "ModelSource":
+        """The same source with file paths made absolute (data may also be a dataset name)."""
+        def absolute(p: str | None) -> str | None:
+            return str(Path(p).resolve()) if p and Path(p).exists() else p
+
+        return ModelSource(str(Path(self.model).resolve()), absolute(self.data), absolute(self.description),
+                           self.trust_module)
+
+    def load(self) -> LoadedModel:
+        return load_model(self.model, self.description, self.trust_module)
+
+
+def data_splits(loaded: LoadedModel, data: str | None) -> tuple[SequenceSet, SequenceSet]:
+    """(calibration, held-out) sets: the recorded train/test split for our checkpoints; for a
+    user model, a seeded 70/30 split of ``data``."""
+    if loaded.checkpoint is not None:
+        train, _, test = load_splits_from_meta(loaded.checkpoint, data)
+    else:
+        if not data:
+            raise TinyLSTMError("a user model needs real data for calibration: pass --data PATH (.ts, .csv or .npz)")
+        ds = load_dataset(data)
+        train, _, test = split(ds, val=0.0, test=0.3, seed=SPLIT_SEED)
+    fm = loaded.float_model
+    if train.num_channels != fm.input_size:
+        raise TinyLSTMError(f"the data has {train.num_channels} channels but the model takes {fm.input_size}: "
+                            "pass the data the model was trained on")
+    return train, test
+
+
+def calibration_sequences(fm: FloatModel, train: SequenceSet) -> list[np.ndarray]:
+    """Normalised calibration streams. Stream-mode models also see the training sequences
+    joined end to end, so the cell-state range covers streams longer than any one recording."""
+    seqs = [normalise(fm, s) for s in train.sequences]
+    if fm.meta.mode == "stream" and len(seqs) > 1:
+        seqs.append(np.concatenate(seqs)[:20_000])
+    return seqs
+
+
+@dataclass
+class ExportResult:
+    model: IntModel
+    files: EmittedC
+    report: dict
+
+
+def export(source: ModelSource, out_dir: Path, name: str = "model") -> ExportResult:
+    loaded = source.load()
+    fm = loaded.float_model
+    train, _ = data_splits(loaded, source.data)
+    cal = calibrate(fm, calibration_sequences(fm, train))
+    m = quantize(fm, cal)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = emit_c(m, out_dir, name)
+    weight_bytes = sum(L.weights.size + 4 * (L.bias.size + L.mult.size) + L.shift.size
+                       + (4 * L.bias_hn.size if L.bias_hn is not None else 0) for L in m.layers)
+    head_bytes = m.head_w.size + 4 * (m.head_b.size + m.head_mult.size) + m.head_shift.size
+    report = {
+        "name": name, "hash": f"0x{m.model_hash:08x}", "cell": m.cell, "layers": m.num_layers,
+        "input_size": m.input_size, "hidden_size": m.hidden_size, "output_size": m.output_size,
+        "task": fm.meta.task, "mode": fm.meta.mode, "window": fm.meta.window, "classes": fm.meta.classes,
+        "model_data_bytes": weight_bytes + head_bytes + 2 * m.act_table.size + 8 * m.input_size,
+        "state_bytes": 3 * m.num_layers * m.hidden_size + m.hidden_size,
+        "calibration": {"steps": cal.steps, "input_absmax": cal.input_absmax, "cell_absmax": cal.cell_absmax,
+                        "output_absmax": cal.output_absmax, "sequences": len(train)},
+        "cell_frac": [L.cell_frac for L in m.layers], "input_scale": m.input_scale, "output_scale": m.output_scale,
+        "files": [files.header.name, files.source.name],
+    }
+    save_int_model(m, out_dir, {"source": source.resolved().__dict__, "name": name})
+    (out_dir / "export-report.json").write_text(json.dumps(report, indent=2))
+    return ExportResult(m, files, report)

@@ -1,0 +1,190 @@
+"""Where a float model comes from: a TinyLSTM checkpoint, or a user's own PyTorch model.
+
+User models are an ``nn.LSTM``/``nn.GRU`` (batch_first or not, 1+ layers, unidirectional, no
+proj_size) followed by one ``nn.Linear``, saved either as a whole module (``torch.save(model)``,
+loaded only with ``trust_module=True`` because unpickling runs code) or as a state_dict with a
+small JSON description (see docs/user-models.md).
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta, float_forward
+from tinylstm.trainer.checkpoint import FORMAT, CheckpointMeta, load_checkpoint
+from tinylstm.trainer.errors import TinyLSTMError
+
+SUPPORTED = ("supported models: one nn.LSTM or nn.GRU (unidirectional, no proj_size, bias on) followed by "
+             "one nn.Linear head applied to the RNN outputs")
+
+
+@dataclass
+class LoadedModel:
+    float_model: FloatModel
+    checkpoint: CheckpointMeta | None  # set for TinyLSTM checkpoints (dataset and split known)
+    path: Path
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float64).cpu().numpy()
+
+
+def _from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
+    if not isinstance(rnn, (nn.LSTM, nn.GRU)):
+        raise TinyLSTMError(f"{type(rnn).__name__} is not supported; {SUPPORTED}")
+    if rnn.bidirectional:
+        raise TinyLSTMError(f"bidirectional RNNs cannot stream one step at a time; {SUPPORTED}")
+    if getattr(rnn, "proj_size", 0):
+        raise TinyLSTMError(f"LSTM with proj_size={rnn.proj_size} is not supported; {SUPPORTED}")
+    if not rnn.bias:
+        raise TinyLSTMError(f"an RNN built with bias=False is not supported; {SUPPORTED}")
+    layers = [FloatLayer(*(_np(getattr(rnn, f"{w}_l{k}")) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+              for k in range(rnn.num_layers)]
+    cell = "lstm" if isinstance(rnn, nn.LSTM) else "gru"
+    fm = FloatModel(cell, layers, _np(head.weight), _np(head.bias) if head.bias is not None
+                    else np.zeros(head.out_features), meta)
+    fm.validate()
+    return fm
+
+
+def from_checkpoint(path: Path) -> LoadedModel:
+    model, meta = load_checkpoint(path)
+    tn = meta.target_norm
+    mm = ModelMeta(task=meta.task, mode=meta.mode, window=meta.window, classes=meta.classes,  # type: ignore[arg-type]
+                   channels=meta.channels, input_mean=list(meta.norm["mean"]), input_std=list(meta.norm["std"]),
+                   target_mean=list(tn["mean"]) if tn else None, target_std=list(tn["std"]) if tn else None)
+    return LoadedModel(_from_rnn(model.rnn, model.head, mm), meta, path)
+
+
+def _meta_from_description(desc: dict[str, Any], input_size: int, where: str) -> ModelMeta:
+    try:
+        mean = [float(v) for v in desc.get("input_mean", [0.0] * input_size)]
+        std = [float(v) for v in desc.get("input_std", [1.0] * input_size)]
+        window = desc.get("window")
+        return ModelMeta(task=desc.get("task", "classification"), mode=desc.get("mode", "window"),
+                         window=int(window) if window else None, classes=desc.get("classes"),
+                         channels=desc.get("channels"), input_mean=mean, input_std=std,
+                         target_mean=desc.get("target_mean"), target_std=desc.get("target_std"))
+    except (TypeError, ValueError) as exc:
+        raise TinyLSTMError(f"{where}: bad value in the description ({exc}); see docs/user-models.md") from exc
+
+
+def _find_modules(module: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    rnns = [m for m in module.modules() if isinstance(m, nn.RNNBase)]
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    others = [type(m).__name__ for m in module.modules()
+              if m is not module and not isinstance(m, (nn.RNNBase, nn.Linear, nn.Dropout, nn.Identity))]
+    if len(rnns) != 1 or len(linears) != 1 or others:
+        found = ", ".join(type(m).__name__ for m in module.modules() if m is not module) or "nothing"
+        raise TinyLSTMError(f"the model contains {found}; {SUPPORTED}")
+    return rnns[0], linears[0]
+
+
+def _check_forward(module: nn.Module, fm: FloatModel, batch_first: bool) -> None:
+    """Refuse a module whose forward() is more than RNN -> Linear (an activation, a pooling...)."""
+    x = np.random.default_rng(0).standard_normal((2, 12, fm.input_size))
+    ref = float_forward(fm, x)["y"]
+    xt = torch.tensor(x if batch_first else x.transpose(1, 0, 2), dtype=torch.float32)
+    try:
+        with torch.no_grad():
+            out = module.eval()(xt)
+    except Exception as exc:  # the user's forward may fail in any way
+        raise TinyLSTMError(f"calling the model's forward() failed ({type(exc).__name__}: {exc}); {SUPPORTED}") from exc
+    y = (out[0] if isinstance(out, (tuple, list)) else out).detach().double().numpy()
+    candidates = {(2, 12, fm.output_size): lambda a: a, (12, 2, fm.output_size): lambda a: a.transpose(1, 0, 2),
+                  (2, fm.output_size): lambda a: a[:, None, :]}
+    if y.shape not in candidates:
+        raise TinyLSTMError(f"forward() returned shape {list(y.shape)}; expected per-step or last-step outputs. {SUPPORTED}")
+    got = candidates[y.shape](y)
+    want = ref if got.shape[1] == 12 else ref[:, -1:]
+    if not np.allclose(got, want, atol=1e-4, rtol=1e-3):
+        raise TinyLSTMError(f"forward() computes something other than RNN -> Linear on every step; {SUPPORTED}")
+
+
+def from_module(path: Path, module: nn.Module, desc: dict[str, Any]) -> LoadedModel:
+    rnn, head = _find_modules(module)
+    fm = _from_rnn(rnn, head, _meta_from_description(desc, int(rnn.input_size), str(path)))
+    _check_forward(module, fm, bool(rnn.batch_first))
+    return LoadedModel(fm, None, path)
+
+
+def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> LoadedModel:
+    keys = [k for k in sd if k.endswith("weight_ih_l0")]
+    if len(keys) != 1:
+        raise TinyLSTMError(f"{path}: expected exactly one RNN (a key ending in weight_ih_l0), found {keys}; {SUPPORTED}")
+    prefix = keys[0][: -len("weight_ih_l0")]
+    if any(k.startswith(prefix) and ("_reverse" in k or "weight_hr" in k) for k in sd):
+        raise TinyLSTMError(f"{path}: bidirectional or projected RNNs are not supported; {SUPPORTED}")
+    num_layers = 1 + max(int(k.rsplit("_l", 1)[1]) for k in sd if k.startswith(prefix + "weight_ih_l"))
+    w_ih, w_hh = sd[prefix + "weight_ih_l0"], sd[prefix + "weight_hh_l0"]
+    hidden = int(w_hh.shape[1])
+    gates = int(w_ih.shape[0]) // hidden
+    cell = desc.get("cell") or {4: "lstm", 3: "gru"}.get(gates)
+    if cell not in ("lstm", "gru") or {"lstm": 4, "gru": 3}[cell] != gates:
+        raise TinyLSTMError(f"{path}: weight_ih_l0 has {w_ih.shape[0]} rows for hidden size {hidden}; {SUPPORTED}")
+    heads = [k[: -len("weight")] for k in sd if k.endswith("weight") and not k.startswith(prefix)
+             and getattr(sd[k], "ndim", 0) == 2]
+    if desc.get("head"):
+        heads = [desc["head"].rstrip(".") + "."]
+    if len(heads) != 1:
+        raise TinyLSTMError(f"{path}: expected one Linear head weight besides the RNN, found {heads}; "
+                            "name it with \"head\" in the description")
+    rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(int(w_ih.shape[1]), hidden, num_layers, batch_first=True)
+    head = nn.Linear(hidden, int(sd[heads[0] + "weight"].shape[0]), bias=heads[0] + "bias" in sd)
+    try:
+        rnn.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
+        head.load_state_dict({k[len(heads[0]):]: v for k, v in sd.items() if k.startswith(heads[0])})
+    except RuntimeError as exc:
+        raise TinyLSTMError(f"{path}: the state_dict does not fit an RNN + Linear ({exc}); {SUPPORTED}") from exc
+    return LoadedModel(_from_rnn(rnn, head, _meta_from_description(desc, int(w_ih.shape[1]), str(path))), None, path)
+
+
+def load_model(path: str | Path, description: str | Path | None = None, trust_module: bool = False) -> LoadedModel:
+    """Load a float model from a checkpoint, a state_dict (+ description) or a pickled module."""
+    path = Path(path)
+    if not path.is_file():
+        raise TinyLSTMError(f"model file {path} does not exist: give the path to a checkpoint (model.pt)")
+    desc: dict[str, Any] = {}
+    if description is not None:
+        try:
+            desc = json.loads(Path(description).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TinyLSTMError(f"cannot read the model description {description}: {exc}") from exc
+        if not isinstance(desc, dict):
+            raise TinyLSTMError(f"{description}: the description must be a JSON object; see docs/user-models.md")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        if not trust_module:
+            if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+                raise TinyLSTMError(
+                    f"{path} holds a pickled nn.Module; loading it runs code from the file. If you trust it, "
+                    "pass --trust-module (or save model.state_dict() with a description instead)"
+                ) from None
+            raise TinyLSTMError(f"{path} is not a readable PyTorch file ({type(exc).__name__}); is it corrupt or truncated?") from None
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except (AttributeError, ModuleNotFoundError) as exc2:
+            raise TinyLSTMError(
+                f"{path}: the model's class cannot be imported ({exc2}); import it before loading, or save a "
+                "state_dict with a description instead"
+            ) from None
+        except Exception as exc2:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise TinyLSTMError(f"{path} is not a readable PyTorch file ({type(exc2).__name__}: {exc2})") from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return from_checkpoint(path)
+    if isinstance(obj, nn.Module):
+        return from_module(path, obj, desc)
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if description is None:
+            raise TinyLSTMError(f"{path} is a bare state_dict: pass --description JSON (see docs/user-models.md)")
+        return from_state_dict(path, obj, desc)
+    raise TinyLSTMError(f"{path} is neither a TinyLSTM checkpoint, a state_dict nor an nn.Module; {SUPPORTED}")

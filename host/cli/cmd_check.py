@@ -1,0 +1,49 @@
+"""`tinylstm check`: float vs int8 on held-out data and golden vs C bit-exactness."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from tinylstm.host.check import Thresholds, check
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="report float vs int8 quality and golden vs C bit-exactness",
+                       description="Evaluate an export directory on held-out data; exit 1 if a bound fails.")
+    p.add_argument("export_dir", help="directory written by `tinylstm export`")
+    p.add_argument("--data", help="override the held-out data (default: the recorded test split)")
+    p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="allowed float-int8 accuracy drop, points")
+    p.add_argument("--min-agreement", type=float, default=98.0, help="required float/int8 argmax agreement, %%")
+    p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file ('-' for stdout)")
+    p.set_defaults(func=run)
+
+
+def render(report: dict[str, Any]) -> str:
+    q, b = report["quality"], report["bit_exact"]
+    lines = [f"model {report['model']['hash']} ({report['model']['cell']}), "
+             f"{report['data']['test_sequences']} held-out sequences"]
+    if q["metric"] == "accuracy_pct":
+        lines.append(f"  accuracy: float {q['float']:.2f}%  int8 {q['int8']:.2f}%  drop {q['accuracy_drop_pp']:+.2f} pp  "
+                     f"argmax agreement {q['agreement_pct']:.2f}%")
+    else:
+        lines.append(f"  RMSE: float {q['float']:.5g}  int8 {q['int8']:.5g}  (MAE {q['mae_float']:.5g} / "
+                     f"{q['mae_int8']:.5g}, max |float-int8| {q['max_abs_float_vs_int8']:.4g})")
+    lines.append(f"  golden vs C: {b['steps']} steps in {b['sequences']} sequences, {b['mismatched_sequences']} "
+                 f"mismatched; long stream {b['long_stream_steps']} steps, {b['state_and_output_words_compared']} "
+                 f"words compared: {'BIT-EXACT' if b['ok'] else 'MISMATCH at step ' + str(b['long_stream_first_mismatch'])}")
+    lines.append("PASS" if report["passed"] else "FAIL")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = check(Path(args.export_dir), args.data, Thresholds(args.max_accuracy_drop, args.min_agreement))
+    text = json.dumps(report, indent=2)
+    if args.json_out == "-":
+        print(text)
+    else:
+        print(render(report))
+        out = Path(args.json_out) if args.json_out else Path(args.export_dir) / "check-report.json"
+        out.write_text(text)
+    return 0 if report["passed"] else 1

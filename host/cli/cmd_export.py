@@ -1,0 +1,30 @@
+"""`tinylstm export`: quantize a model on real data and write the C files and a report."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tinylstm.codegen.export import ModelSource, export
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="quantize to int8 and emit C (tl_<name>.h/.c) plus a report",
+                       description="Calibrate on real data, quantize to int8 and write the C model files.")
+    p.add_argument("model", help="TinyLSTM checkpoint (model.pt), a state_dict (+ --description) or a saved nn.Module")
+    p.add_argument("--data", help="calibration data: a dataset name or .ts/.csv/.npz (default: the checkpoint's)")
+    p.add_argument("--description", help="JSON description for a bare state_dict (docs/user-models.md)")
+    p.add_argument("--trust-module", action="store_true", help="allow loading a pickled nn.Module (runs its code)")
+    p.add_argument("--name", default="model", help="C name: files tl_<name>.h/.c, symbol tl_<name> (default: model)")
+    p.add_argument("--out", default=None, help="output directory (default: <model dir>/export)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path(args.model).resolve().parent / "export"
+    res = export(ModelSource(args.model, args.data, args.description, args.trust_module), out, args.name)
+    r = res.report
+    print(f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}, "
+          f"output {r['output_size']}) hash {r['hash']}")
+    print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B, cell frac bits {r['cell_frac']}")
+    print(f"  wrote {out / r['files'][0]}, {out / r['files'][1]}, {out / 'export-report.json'}")
+    return 0
