@@ -1,0 +1,20 @@
+# The two set-up commands of README.md: `make demo` and `make test` (each installs what it needs).
+PY ?= python3
+RUN ?= runs/demo
+
+.PHONY: setup demo test bench
+
+.setup-done: pyproject.toml scripts/setup.sh
+	PYTHON=$(PY) ./scripts/setup.sh
+	touch $@
+
+setup: .setup-done
+
+demo: .setup-done
+	PYTHON=$(PY) ./scripts/demo.sh $(RUN)
+
+test: .setup-done
+	$(PY) -m pytest -q
+
+bench: .setup-done
+	$(PY) benchmarks/run_all.py
