@@ -452,7 +452,8 @@ class StatsReq(_Empty):
 
 Message = Hello | Pred | Stats | Error | Ack | Input | InputF32 | SetSource | Reset | HelloReq | StatsReq
 MESSAGE_TYPES: dict[int, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, Pred, Stats, Error, Ack, Input, InputF32, SetSource, Reset, HelloReq, StatsReq)
+    cls.TYPE: cls
+    for cls in (Hello, Pred, Stats, Error, Ack, Input, InputF32, SetSource, Reset, HelloReq, StatsReq)
 }
 
 

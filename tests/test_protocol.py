@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tinylstm.host import protocol as p
+from tinylstm.host.link import Link, LinkError
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "firmware" / "app"
@@ -82,7 +83,8 @@ int main(void)
             }
             break;
         }
-        case 'C': { size_t len = unhex(tok[1], bin); printf("%08lx", (unsigned long)tl_proto_crc32(0, bin, len)); break; }
+        case 'C': { size_t len = unhex(tok[1], bin);
+                    printf("%08lx", (unsigned long)tl_proto_crc32(0, bin, len)); break; }
         case 'H': { /* H hash kver cell layers in hid out mode window source namehex */
             tl_proto_hello_t h;
             char name[300];
@@ -111,7 +113,8 @@ int main(void)
             puthex(out, tl_proto_error_payload(out, sizeof out, (uint16_t)num(1), msg));
             break;
         }
-        case 'A': puthex(out, tl_proto_ack_payload(out, sizeof out, (uint8_t)num(1), (uint16_t)num(2))); break;
+        case 'A': puthex(out, tl_proto_ack_payload(out, sizeof out, (uint8_t)num(1), (uint16_t)num(2)));
+                  break;
         case 'I': { /* I payload cap -> rc n v... */
             int8_t x[1024];
             uint16_t n = 0, i;
@@ -235,7 +238,8 @@ def vector_events(s: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 
 def test_vectors_are_up_to_date() -> None:
-    spec = importlib.util.spec_from_file_location("gen_protocol_vectors", ROOT / "tests" / "gen_protocol_vectors.py")
+    gen_path = ROOT / "tests" / "gen_protocol_vectors.py"
+    spec = importlib.util.spec_from_file_location("gen_protocol_vectors", gen_path)
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
@@ -342,9 +346,9 @@ def test_c_streams(cproto: CProto, s: dict[str, Any]) -> None:
 
 def _c_payload(cproto: CProto, msg: p.Message) -> bytes:
     if isinstance(msg, p.Hello):
-        args: list[object] = ["H", msg.model_hash, msg.kernel_version, int(msg.cell), msg.layers, msg.input_size,
-                              msg.hidden_size, msg.output_size, int(msg.mode), msg.window, int(msg.source),
-                              _hex(msg.board_name.encode())]
+        args: list[object] = ["H", msg.model_hash, msg.kernel_version, int(msg.cell), msg.layers,
+                              msg.input_size, msg.hidden_size, msg.output_size, int(msg.mode), msg.window,
+                              int(msg.source), _hex(msg.board_name.encode())]
     elif isinstance(msg, p.Pred):
         args = ["P", msg.step, *msg.outputs]
     elif isinstance(msg, p.Stats):
@@ -493,13 +497,46 @@ def test_seq_tracking(seqs: list[int]) -> None:
             expected_restarts += 1
         else:
             expected_dropped += gap
-    assert (dec.frames_ok, dec.frames_dropped, dec.seq_restarts) == (len(seqs), expected_dropped, expected_restarts)
+    assert (dec.frames_ok, dec.frames_dropped, dec.seq_restarts) == (
+        len(seqs), expected_dropped, expected_restarts)
+
+
+# ---- transport ----------------------------------------------------------------------------------
+
+
+def test_link_loopback_numbers_and_queues() -> None:
+    with Link.open("loop://") as link:
+        assert [link.send(m) for m in (p.HelloReq(), p.Input((1, -2)), p.Reset())] == [0, 1, 2]
+        reset = link.expect(p.FrameType.RESET, timeout=1.0)
+        assert (reset.seq, reset.payload) == (2, b"")
+        queued = link.read()
+        assert [(f.type, f.seq) for f in queued] == [(p.FrameType.HELLO_REQ, 0), (p.FrameType.INPUT, 1)]
+        assert p.parse_message(queued[1]) == p.Input((1, -2))
+        link.port.write(p.encode_message(p.Error(p.ErrorCode.UNSUPPORTED, "no replay data"), 0))
+        with pytest.raises(LinkError, match="no replay data"):
+            link.expect(p.FrameType.ACK, timeout=1.0)
+        link.port.write(b"P,1,2,3\r\n")
+        with pytest.raises(LinkError, match=r"no HELLO frame within 0.1 s .* 9 bytes without a delimiter"):
+            link.expect(p.FrameType.HELLO, timeout=0.1)
+
+
+def test_link_open_errors() -> None:
+    with pytest.raises(LinkError, match="not found"):
+        Link.open("/dev/ttyTINYLSTM_MISSING")
+    controller, device = os.openpty()
+    try:
+        with Link.open(os.ttyname(device)), pytest.raises(LinkError, match="busy"):
+            Link.open(os.ttyname(device))
+    finally:
+        os.close(controller)
+        os.close(device)
 
 
 # ---- firmware build -----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(ARM_GCC is None, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+@pytest.mark.skipif(ARM_GCC is None,
+                    reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
 def test_arm_cortex_m4_build(tmp_path: Path) -> None:
     assert ARM_GCC is not None
     obj = tmp_path / "tl_proto.o"
