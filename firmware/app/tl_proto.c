@@ -198,7 +198,8 @@ static int dec_finish(tl_proto_decoder_t *d, tl_proto_frame_t *out)
     if (n < TL_PROTO_HEADER_SIZE + TL_PROTO_CRC_SIZE) {
         return TL_PROTO_ERR_SHORT;
     }
-    if (tl_proto_crc32(0, d->buf, (size_t)n - TL_PROTO_CRC_SIZE) != tl_get_u32(&d->buf[n - TL_PROTO_CRC_SIZE])) {
+    if (tl_proto_crc32(0, d->buf, (size_t)n - TL_PROTO_CRC_SIZE) !=
+        tl_get_u32(&d->buf[n - TL_PROTO_CRC_SIZE])) {
         return TL_PROTO_ERR_CRC;
     }
     if (d->buf[0] != TL_PROTO_MAGIC) {
