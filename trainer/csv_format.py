@@ -1,0 +1,184 @@
+"""CSV files whose rows are time steps, with a header row.
+
+* ``target``: the label/target column (default ``label`` if present, else the last column).
+* ``group``: optional sequence-id column; the rows of one group form one sequence, in file order.
+* ``channels``: input columns (default: every other numeric column; with ``forecast`` the target
+  column is an input too, since forecasting a signal from its own past is the usual case).
+* With a group column and a target constant inside every group: window mode (one label per
+  sequence). Otherwise stream mode: per-step labels, and each sequence (the whole file when there
+  is no group column) is cut into training windows of ``window`` steps every ``hop`` steps.
+* ``task="auto"``: classification when the target is non-numeric, or integer-valued with at most
+  50 distinct values; regression otherwise.
+* ``forecast=k`` (regression): the target at step t is the target column's value at step t+k.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.trainer.sequence_set import SequenceSet, Task, window_starts
+
+MAX_AUTO_CLASSES = 50
+STREAM_BLOCKS = 20  # a single stream is split into this many contiguous groups for leak-free splits
+
+
+def _read(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except OSError as exc:
+        raise TinyLSTMError(f"cannot read {path}: {exc.strerror}; check the path and permissions") from None
+    except csv.Error as exc:
+        raise TinyLSTMError(f"{path} is not valid CSV ({exc}); fix the quoting or the delimiter") from None
+    if len(rows) < 2:
+        raise TinyLSTMError(f"{path}: needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise TinyLSTMError(f"{path}: duplicate column names in the header {header}; rename them")
+    for i, r in enumerate(rows[1:]):
+        if len(r) != len(header):
+            raise TinyLSTMError(
+                f"{path} row {i + 2}: {len(r)} fields but the header has {len(header)}; fix that row"
+            )
+    return header, [[c.strip() for c in r] for r in rows[1:]]
+
+
+def _as_float(column: list[str]) -> np.ndarray | None:
+    try:
+        return np.asarray([float(v) for v in column], dtype=np.float64)
+    except ValueError:
+        return None
+
+
+def _numeric_column(path: Path, name: str, column: list[str]) -> np.ndarray:
+    values = _as_float(column)
+    if values is None:
+        row = next(i for i, v in enumerate(column) if _as_float([v]) is None)
+        raise TinyLSTMError(
+            f"{path} row {row + 2} column {name!r}: {column[row]!r} is not a number; "
+            "fix the value or leave the column out of the channels"
+        )
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise TinyLSTMError(
+            f"{path} row {int(bad[0]) + 2} column {name!r}: value is {column[bad[0]]}; "
+            "replace NaN/inf values (fill or drop the rows) before training"
+        )
+    return values
+
+
+def _resolve_task(raw: list[str], numeric: np.ndarray | None, task: str, forecast: int, path: Path) -> Task:
+    if task not in ("auto", "classification", "regression"):
+        raise TinyLSTMError(f"task={task!r} is not known; use auto, classification or regression")
+    if forecast:
+        if task == "classification":
+            raise TinyLSTMError("forecast predicts a future numeric value; drop --task classification")
+        if numeric is None:
+            raise TinyLSTMError(f"{path}: forecast needs a numeric target column; pick one with --target")
+        return "regression"
+    if task == "regression":
+        if numeric is None:
+            raise TinyLSTMError(f"{path}: --task regression needs a numeric target column; pick one with --target")
+        return "regression"
+    if task == "classification" or numeric is None:
+        return "classification"
+    integer = bool(np.all(numeric == np.round(numeric)))
+    return "classification" if integer and len(set(raw)) <= MAX_AUTO_CLASSES else "regression"
+
+
+def load_csv(
+    path: Path,
+    target: str | None = None,
+    group: str | None = None,
+    channels: list[str] | None = None,
+    task: str = "auto",
+    forecast: int = 0,
+    window: int = 64,
+    hop: int | None = None,
+) -> SequenceSet:
+    """Parse a CSV file; see the module docstring for the rules."""
+    header, rows = _read(path)
+    columns = {name: [r[i] for r in rows] for i, name in enumerate(header)}
+    if target is None:
+        target = "label" if "label" in columns else header[-1]
+    for what, col in (("target", target), ("group", group)):
+        if col is not None and col not in columns:
+            raise TinyLSTMError(f"{path}: no {what} column {col!r}; columns are {header}")
+    if forecast < 0:
+        raise TinyLSTMError(f"forecast={forecast} must be >= 0 steps")
+    raw_target = columns[target]
+    if any(v == "" for v in raw_target):
+        row = raw_target.index("")
+        raise TinyLSTMError(f"{path} row {row + 2}: the target column {target!r} is empty; fill or drop the row")
+    target_numeric = _as_float(raw_target)
+    resolved = _resolve_task(raw_target, target_numeric, task, forecast, path)
+
+    if channels is None:
+        skip = {group} | (set() if forecast else {target})
+        channels = [h for h in header if h not in skip and _as_float(columns[h]) is not None]
+        if not channels:
+            raise TinyLSTMError(f"{path}: no numeric input columns besides the target; add sensor columns")
+    for ch in channels:
+        if ch not in columns:
+            raise TinyLSTMError(f"{path}: no channel column {ch!r}; columns are {header}")
+    x = np.stack([_numeric_column(path, ch, columns[ch]) for ch in channels], axis=1).astype(np.float32)
+
+    classes: list[str] | None = None
+    y: np.ndarray
+    if resolved == "classification":
+        if target_numeric is not None:
+            distinct = sorted(set(target_numeric.tolist()))
+            classes = [str(int(v)) if v == int(v) else str(v) for v in distinct]
+            y = np.searchsorted(np.asarray(distinct), target_numeric).astype(np.int64)
+        else:
+            classes = sorted(set(raw_target))
+            lookup = {c: i for i, c in enumerate(classes)}
+            y = np.asarray([lookup[v] for v in raw_target], dtype=np.int64)
+    else:
+        y = _numeric_column(path, target, raw_target).astype(np.float32)[:, None]
+
+    if group is not None:
+        _, first, inverse, counts = np.unique(
+            np.asarray(columns[group]), return_index=True, return_inverse=True, return_counts=True
+        )
+        by_group = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+        seq_rows = [by_group[k] for k in np.argsort(first)]
+    else:
+        seq_rows = [np.arange(len(rows))]
+
+    constant = group is not None and not forecast and all(np.all(y[r] == y[r][0]) for r in seq_rows)
+    name = path.stem
+    if constant:
+        labels = np.asarray([y[r][0] for r in seq_rows])
+        ds = SequenceSet(
+            sequences=[x[r] for r in seq_rows], labels=labels, task=resolved, mode="window", classes=classes,
+            channels=list(channels), name=name, groups=np.arange(len(seq_rows)),
+        )
+        ds.validate()
+        return ds
+
+    hop = window if hop is None else hop
+    sequences: list[np.ndarray] = []
+    step_labels: list[np.ndarray] = []
+    seq_groups: list[int] = []
+    for g, r in enumerate(seq_rows):
+        xs, ys = x[r], y[r]
+        if forecast:
+            xs, ys = xs[:-forecast], ys[forecast:]
+            if xs.shape[0] == 0:
+                continue
+        starts = window_starts(xs.shape[0], window, hop)
+        for k, s in enumerate(starts):
+            sequences.append(xs[s:s + window])
+            step_labels.append(ys[s:s + window])
+            seq_groups.append(g if group is not None else k * STREAM_BLOCKS // len(starts))
+    if not sequences:
+        raise TinyLSTMError(f"{path}: every sequence is shorter than forecast={forecast} steps; lower --forecast")
+    ds = SequenceSet(
+        sequences=sequences, labels=step_labels, task=resolved, mode="stream", classes=classes,
+        channels=list(channels), name=name, groups=np.asarray(seq_groups), window=window,
+    )
+    ds.validate()
+    return ds

@@ -1,0 +1,144 @@
+"""Dataset entry points: ``load_dataset`` (builtin name or file path), ``split`` and ``Normalizer``."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tinylstm.trainer.csv_format import load_csv
+from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.trainer.npz_format import load_npz
+from tinylstm.trainer.sequence_set import SequenceSet
+from tinylstm.trainer.ts_format import load_ts
+from tinylstm.trainer.watch import load_watch
+
+__all__ = ["BUILTINS", "Normalizer", "SequenceSet", "load_dataset", "split"]
+
+BUILTINS: dict[str, Callable[..., SequenceSet]] = {"watch": load_watch}
+FILE_LOADERS: dict[str, Callable[..., SequenceSet]] = {".ts": load_ts, ".csv": load_csv, ".npz": load_npz}
+OPTIONS: dict[str, set[str]] = {
+    "watch": {"window", "hop"},
+    ".ts": {"missing", "task"},
+    ".csv": {"target", "group", "channels", "task", "forecast", "window", "hop"},
+    ".npz": {"task"},
+}
+
+
+def load_dataset(spec: str = "watch", **options: Any) -> SequenceSet:
+    """Load a builtin dataset by name (``watch``) or a ``.ts``/``.csv``/``.npz`` file.
+
+    ``options`` are format-specific (see each loader); ones a format does not use raise
+    TinyLSTMError, and options set to None are dropped so defaults apply.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    suffix = Path(spec).suffix.lower()
+    if spec in BUILTINS:
+        key, loader, args = spec, BUILTINS[spec], ()
+    elif suffix in FILE_LOADERS:
+        path = Path(spec)
+        if not path.is_file():
+            raise TinyLSTMError(f"data file {spec} does not exist; check the path")
+        key, loader, args = suffix, FILE_LOADERS[suffix], (path,)
+    else:
+        raise TinyLSTMError(
+            f"unknown dataset {spec!r}: use a builtin name ({', '.join(BUILTINS)}) or a path ending in "
+            f"{', '.join(FILE_LOADERS)}"
+        )
+    unused = sorted(set(options) - OPTIONS[key])
+    if unused:
+        raise TinyLSTMError(
+            f"option(s) {', '.join(unused)} do not apply to {spec}; {key} accepts {', '.join(sorted(OPTIONS[key]))}"
+        )
+    ds = loader(*args, **options)
+    ds.spec = spec if spec in BUILTINS else str(Path(spec).resolve())
+    ds.options = dict(options)
+    return ds
+
+
+def _split_units(units: np.ndarray, strata: np.ndarray | None, val: float, test: float,
+                 rng: np.random.Generator) -> tuple[list[Any], list[Any], list[Any]]:
+    """Assign units (groups or sequence indices) to train/val/test, per stratum when given."""
+    train: list[Any] = []
+    val_u: list[Any] = []
+    test_u: list[Any] = []
+    keys = np.zeros(len(units), dtype=np.int64) if strata is None else strata
+    for key in np.unique(keys):
+        members = units[keys == key]
+        members = members[rng.permutation(len(members))]
+        n_test = round(test * len(members))
+        n_val = round(val * len(members))
+        if n_test + n_val >= len(members):
+            n_test, n_val = 0, 0
+        test_u += members[:n_test].tolist()
+        val_u += members[n_test:n_test + n_val].tolist()
+        train += members[n_test + n_val:].tolist()
+    for part, frac in ((val_u, val), (test_u, test)):
+        if frac > 0 and not part and len(train) > 1:
+            part.append(train.pop(int(rng.integers(len(train)))))
+    return train, val_u, test_u
+
+
+def split(ds: SequenceSet, val: float = 0.15, test: float = 0.15,
+          seed: int = 0) -> tuple[SequenceSet, SequenceSet, SequenceSet]:
+    """Deterministic train/val/test split: by group when ``ds.groups`` exists, else by sequence.
+
+    Stratified by class where each unit has one class (window classification).
+    """
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise TinyLSTMError(f"val={val} and test={test} must be fractions in [0, 1) summing to < 1")
+    rng = np.random.default_rng(seed)
+    cls = ds.class_per_sequence()
+    if ds.groups is not None:
+        groups = np.asarray(ds.groups)
+        units, first = np.unique(groups, return_index=True)
+        strata = None
+        if cls is not None and all(len(np.unique(cls[groups == g])) == 1 for g in units):
+            strata = cls[first]
+        parts = _split_units(units, strata, val, test, rng)
+        index = [np.flatnonzero(np.isin(groups, p)) for p in parts]
+    else:
+        index = [np.asarray(p, dtype=np.int64) for p in _split_units(np.arange(len(ds)), cls, val, test, rng)]
+    for name, idx, frac in (("validation", index[1], val), ("test", index[2], test)):
+        if frac > 0 and idx.size == 0:
+            raise TinyLSTMError(
+                f"the {name} split of {ds.name!r} is empty ({len(ds)} sequences"
+                f"{'' if ds.groups is None else f' in {len(np.unique(ds.groups))} groups'}); "
+                "use more data or larger --val/--test fractions"
+            )
+    train, val_ds, test_ds = (ds.subset(i) for i in index)
+    return train, val_ds, test_ds
+
+
+class Normalizer:
+    """Per-channel mean/std (std floored at 1e-6), fitted on the training split only."""
+
+    STD_FLOOR = 1e-6
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.maximum(np.asarray(std, dtype=np.float32), self.STD_FLOOR)
+
+    @classmethod
+    def fit(cls, arrays: list[np.ndarray]) -> Normalizer:
+        """Fit on the rows of 2-D arrays [T_i, C] (every step counts once)."""
+        if not arrays:
+            raise TinyLSTMError("cannot fit a normalizer on an empty training split; use more data")
+        stacked = np.concatenate([np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in arrays])
+        return cls(stacked.mean(axis=0), stacked.std(axis=0))
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        return ((values - self.mean) / self.std).astype(np.float32)
+
+    def invert(self, values: np.ndarray) -> np.ndarray:
+        return (values * self.std + self.mean).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[float]]) -> Normalizer:
+        try:
+            return cls(np.asarray(d["mean"]), np.asarray(d["std"]))
+        except (KeyError, TypeError, ValueError):
+            raise TinyLSTMError("normalisation data must be a dict with 'mean' and 'std' lists") from None

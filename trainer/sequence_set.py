@@ -1,0 +1,139 @@
+"""The in-memory dataset every loader produces and the trainer consumes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from tinylstm.trainer.errors import TinyLSTMError
+
+Task = Literal["classification", "regression"]
+Mode = Literal["window", "stream"]
+
+
+@dataclass
+class SequenceSet:
+    """Sequences of float32 [T_i, C] samples with their labels or targets.
+
+    ``mode="window"``: one label/target per sequence, meant for its last step; the recurrent
+    state is reset between sequences. ``labels`` is an int array [N] (classification) or a
+    float32 array [N, K] (regression).
+    ``mode="stream"``: a label/target at every step. ``labels`` is a list of int arrays [T_i]
+    (classification) or of float32 arrays [T_i, K] (regression).
+    ``groups`` holds a recording id per sequence so that windows cut from one recording never
+    land in two splits. ``window`` is the window length the sequences were cut to (None when
+    sequences are whole recordings). ``spec``/``options`` record how ``load_dataset`` built it.
+    """
+
+    sequences: list[np.ndarray]
+    labels: np.ndarray | list[np.ndarray]
+    task: Task
+    mode: Mode
+    classes: list[str] | None
+    channels: list[str]
+    name: str
+    groups: np.ndarray | None = None
+    window: int | None = None
+    spec: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def output_size(self) -> int:
+        """Logits for classification, target columns for regression."""
+        if self.task == "classification":
+            assert self.classes is not None
+            return len(self.classes)
+        first = self.labels[0]
+        return int(first.shape[-1])
+
+    def subset(self, index: np.ndarray) -> SequenceSet:
+        """A new set holding the sequences at ``index`` (same metadata)."""
+        idx = [int(i) for i in index]
+        if isinstance(self.labels, np.ndarray):
+            labels: np.ndarray | list[np.ndarray] = self.labels[np.asarray(idx, dtype=np.int64)]
+        else:
+            labels = [self.labels[i] for i in idx]
+        groups = None if self.groups is None else self.groups[np.asarray(idx, dtype=np.int64)]
+        return SequenceSet(
+            sequences=[self.sequences[i] for i in idx], labels=labels, task=self.task, mode=self.mode,
+            classes=self.classes, channels=self.channels, name=self.name, groups=groups,
+            window=self.window, spec=self.spec, options=dict(self.options),
+        )
+
+    def class_per_sequence(self) -> np.ndarray | None:
+        """The class of each sequence in window classification, else None (used to stratify)."""
+        if self.task == "classification" and self.mode == "window":
+            return np.asarray(self.labels, dtype=np.int64)
+        return None
+
+    def validate(self) -> None:
+        """Check shapes, dtypes and label ranges; raise TinyLSTMError naming the first problem."""
+        if len(self.sequences) == 0:
+            raise TinyLSTMError(f"dataset {self.name!r} has no sequences: check the file or the window size")
+        c = self.num_channels
+        for i, seq in enumerate(self.sequences):
+            if seq.ndim != 2 or seq.shape[1] != c or seq.shape[0] < 1:
+                raise TinyLSTMError(
+                    f"dataset {self.name!r}: sequence {i} has shape {seq.shape}, expected [T>=1, {c}]: "
+                    "every sequence needs the same channels"
+                )
+        if self.task == "classification" and (self.classes is None or len(self.classes) < 2):
+            n = 0 if self.classes is None else len(self.classes)
+            raise TinyLSTMError(
+                f"dataset {self.name!r} has {n} class(es): classification needs at least 2; "
+                "check the target column or use --task regression"
+            )
+        if self.mode == "window":
+            labels = np.asarray(self.labels)
+            if labels.shape[0] != len(self.sequences):
+                raise TinyLSTMError(
+                    f"dataset {self.name!r}: {labels.shape[0]} labels for {len(self.sequences)} sequences; "
+                    "give one label per sequence"
+                )
+        else:
+            if len(self.labels) != len(self.sequences):
+                raise TinyLSTMError(
+                    f"dataset {self.name!r}: {len(self.labels)} label arrays for {len(self.sequences)} "
+                    "sequences; give per-step labels for every sequence"
+                )
+            for i, (seq, lab) in enumerate(zip(self.sequences, self.labels)):
+                if lab.shape[0] != seq.shape[0]:
+                    raise TinyLSTMError(
+                        f"dataset {self.name!r}: sequence {i} has {seq.shape[0]} steps but "
+                        f"{lab.shape[0]} labels; give one label per step"
+                    )
+        if self.task == "classification":
+            assert self.classes is not None
+            flat = np.asarray(self.labels) if self.mode == "window" else np.concatenate(list(self.labels))
+            if flat.min() < 0 or flat.max() >= len(self.classes):
+                raise TinyLSTMError(
+                    f"dataset {self.name!r}: label values must lie in 0..{len(self.classes) - 1}; "
+                    "fix the labels or the class list"
+                )
+        if self.groups is not None and len(self.groups) != len(self.sequences):
+            raise TinyLSTMError(f"dataset {self.name!r}: groups must have one entry per sequence")
+
+
+def first_nonfinite(values: np.ndarray) -> tuple[int, int] | None:
+    """(row, column) of the first NaN/inf in a 2-D array, or None when all values are finite."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    row, col = np.argwhere(bad)[0]
+    return int(row), int(col)
+
+
+def window_starts(length: int, window: int, hop: int) -> list[int]:
+    """Start indices of full windows; a sequence shorter than ``window`` gives one (short) window."""
+    if window < 1 or hop < 1:
+        raise TinyLSTMError(f"window ({window}) and hop ({hop}) must be >= 1; pass positive sizes")
+    if length <= window:
+        return [0]
+    return list(range(0, length - window + 1, hop))

@@ -1,0 +1,154 @@
+"""UEA/UCR (sktime) ``.ts`` files: header lines ``@key value``, then one case per line.
+
+A data line holds the dimensions separated by ``:`` (values comma-separated inside a dimension)
+and ends with the class label (``@classLabel true ...``) or a numeric target (``@targetLabel true``).
+Cases may differ in length; the dimensions of one case must share a length.
+Missing values (``?`` or ``NaN``) raise TinyLSTMError unless ``missing="interpolate"`` is given:
+then each dimension is filled by linear interpolation between its known values, and the edges
+take the nearest known value (forward/backward fill).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.trainer.sequence_set import SequenceSet, Task
+
+MISSING_POLICIES = ("error", "interpolate")
+
+
+def _fill_missing(values: np.ndarray, where: str) -> np.ndarray:
+    known = np.isfinite(values)
+    if not known.any():
+        raise TinyLSTMError(f"{where}: every value is missing; remove the case or fill it in the file")
+    steps = np.arange(values.shape[0])
+    return np.interp(steps, steps[known], values[known]).astype(np.float32)
+
+
+def _parse_dimension(text: str, missing: str, where: str) -> np.ndarray:
+    fields = [f.strip() for f in text.split(",")]
+    out = np.empty(len(fields), dtype=np.float32)
+    for i, f in enumerate(fields):
+        if f == "?":
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(f)
+        except ValueError:
+            raise TinyLSTMError(
+                f"{where}, value {i + 1}: {f!r} is not a number; fix the data line"
+            ) from None
+    if np.isinf(out).any():
+        raise TinyLSTMError(f"{where}: value {int(np.argmax(np.isinf(out))) + 1} is infinite; fix the file")
+    if np.isnan(out).any():
+        if missing != "interpolate":
+            raise TinyLSTMError(
+                f"{where}, value {int(np.argmax(np.isnan(out))) + 1}: missing value ('?' or NaN); "
+                "fill it in the file or load with missing='interpolate'"
+            )
+        out = _fill_missing(out, where)
+    return out
+
+
+def _header(lines: list[tuple[int, str]], path: Path) -> tuple[dict[str, list[str]], int]:
+    header: dict[str, list[str]] = {}
+    for pos, (lineno, line) in enumerate(lines):
+        if not line.startswith("@"):
+            raise TinyLSTMError(f"{path}:{lineno}: expected a @header line before @data; is this a .ts file?")
+        key, *rest = line.split()
+        key = key[1:].lower()
+        if key == "data":
+            return header, pos + 1
+        header[key] = rest
+    raise TinyLSTMError(f"{path}: no @data line found; a .ts file needs a header ending with @data")
+
+
+def _flag(header: dict[str, list[str]], key: str) -> bool:
+    values = header.get(key.lower(), [])
+    return bool(values) and values[0].lower() == "true"
+
+
+def load_ts(path: Path, missing: str = "error", task: str = "auto") -> SequenceSet:
+    """Parse a .ts file into window-mode sequences (one label or target per case)."""
+    if missing not in MISSING_POLICIES:
+        raise TinyLSTMError(f"missing={missing!r} is not known; use one of {', '.join(MISSING_POLICIES)}")
+    try:
+        raw = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise TinyLSTMError(f"cannot read {path}: {exc.strerror}; check the path and permissions") from None
+    lines = [(n + 1, s.strip()) for n, s in enumerate(raw)]
+    lines = [(n, s) for n, s in lines if s and not s.startswith("#")]
+    header, first = _header(lines, path)
+    if _flag(header, "timestamps"):
+        raise TinyLSTMError(f"{path}: @timeStamps true is not supported; export the series without timestamps")
+    class_line = header.get("classlabel", ["false"])
+    is_regression = _flag(header, "targetlabel")
+    has_classes = bool(class_line) and class_line[0].lower() == "true"
+    if not is_regression and not has_classes:
+        raise TinyLSTMError(
+            f"{path}: no labels (@classLabel false and no @targetLabel true); training needs labelled cases"
+        )
+    if task == "regression" and not is_regression:
+        raise TinyLSTMError(f"{path} has class labels, not numeric targets; drop --task regression")
+    if task == "classification" and is_regression:
+        raise TinyLSTMError(f"{path} has numeric targets (@targetLabel true); drop --task classification")
+    classes = class_line[1:] if has_classes and not is_regression else None
+    if classes is not None and len(classes) == 0:
+        raise TinyLSTMError(f"{path}: @classLabel true lists no labels; list them after 'true'")
+
+    sequences: list[np.ndarray] = []
+    raw_labels: list[str] = []
+    n_dims: int | None = None
+    for lineno, line in lines[first:]:
+        where = f"{path}:{lineno}"
+        parts = line.split(":")
+        if len(parts) < 2:
+            raise TinyLSTMError(f"{where}: expected 'dim1:...:label', found no ':' separator; fix the line")
+        dims = [_parse_dimension(p, missing, f"{where} dimension {d + 1}") for d, p in enumerate(parts[:-1])]
+        if n_dims is None:
+            n_dims = len(dims)
+        if len(dims) != n_dims:
+            raise TinyLSTMError(f"{where}: {len(dims)} dimensions, earlier cases have {n_dims}; fix the line")
+        lengths = {d.shape[0] for d in dims}
+        if len(lengths) != 1:
+            raise TinyLSTMError(
+                f"{where}: dimensions of one case have different lengths {sorted(lengths)}; "
+                "all dimensions of a case must have the same length"
+            )
+        sequences.append(np.stack(dims, axis=1))
+        raw_labels.append(parts[-1].strip())
+    if not sequences:
+        raise TinyLSTMError(f"{path}: no data lines after @data; the file holds no cases")
+    declared = header.get("dimensions")
+    if declared and declared[0].isdigit() and int(declared[0]) != n_dims:
+        raise TinyLSTMError(f"{path}: @dimensions says {declared[0]} but the cases have {n_dims}; fix the header")
+
+    labels: np.ndarray
+    resolved: Task
+    if is_regression:
+        try:
+            labels = np.asarray([[float(v)] for v in raw_labels], dtype=np.float32)
+        except ValueError:
+            raise TinyLSTMError(f"{path}: @targetLabel true but a target is not a number; fix the targets") from None
+        if not np.isfinite(labels).all():
+            row = int(np.argmax(~np.isfinite(labels[:, 0])))
+            raise TinyLSTMError(f"{path}: the target of case {row + 1} is NaN/inf; fix or drop that case")
+        resolved = "regression"
+    else:
+        assert classes is not None
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = sorted({v for v in raw_labels if v not in index})
+        if unknown:
+            raise TinyLSTMError(
+                f"{path}: labels {unknown[:5]} are not listed in @classLabel ({' '.join(classes)}); fix the header"
+            )
+        labels = np.asarray([index[v] for v in raw_labels], dtype=np.int64)
+        resolved = "classification"
+    problem = header.get("problemname", [path.stem])
+    ds = SequenceSet(
+        sequences=sequences, labels=labels, task=resolved, mode="window", classes=classes,
+        channels=[f"dim{d}" for d in range(n_dims or 0)], name=problem[0] if problem else path.stem,
+    )
+    ds.validate()
+    return ds
