@@ -1,0 +1,89 @@
+"""TinyRNN shapes, size validation, padding invariance, and checkpoint robustness."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tinylstm.trainer.checkpoint import CheckpointMeta, DatasetRef, load_checkpoint, save_checkpoint
+from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.trainer.models import TinyGRU, TinyLSTM, TinyRNN
+
+
+@pytest.mark.parametrize("factory", [TinyLSTM, TinyGRU])
+def test_padding_does_not_change_last_valid_output(factory: type) -> None:
+    torch.manual_seed(0)
+    model = factory(3, 8, 2, 4).eval()
+    short = torch.randn(1, 5, 3)
+    long = torch.randn(1, 9, 3)
+    batch = torch.zeros(2, 9, 3)
+    batch[0, :5] = short[0]
+    batch[0, 5:] = 100.0  # garbage in the padding must not matter
+    batch[1] = long[0]
+    with torch.no_grad():
+        out = model(batch, torch.tensor([5, 9]))
+        alone = model(short)
+        alone_long = model(long)
+    assert out.shape == (2, 9, 4)
+    torch.testing.assert_close(out[0, :5], alone[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out[1], alone_long[0], rtol=1e-5, atol=1e-6)
+
+
+def test_model_attributes_and_validation() -> None:
+    model = TinyRNN("lstm", 6, 16, 1, 7)
+    assert isinstance(model.rnn, torch.nn.LSTM) and model.rnn.batch_first and not model.rnn.bidirectional
+    assert isinstance(model.head, torch.nn.Linear) and model.head.in_features == 16
+    for args in [("rnn", 6, 16, 1, 7), ("lstm", 6, 2, 1, 7), ("gru", 6, 16, 4, 7), ("gru", 0, 16, 1, 7)]:
+        with pytest.raises(TinyLSTMError):
+            TinyRNN(*args)  # type: ignore[arg-type]
+    with pytest.raises(TinyLSTMError, match="model input"):
+        model(torch.zeros(2, 5, 3))
+
+
+def make_meta(input_size: int = 3, hidden: int = 8, output: int = 2) -> CheckpointMeta:
+    return CheckpointMeta(
+        cell="gru", input_size=input_size, hidden_size=hidden, num_layers=1, output_size=output,
+        task="classification", mode="window", window=None, classes=["a", "b"],
+        channels=[f"c{i}" for i in range(input_size)],
+        norm={"mean": [0.0] * input_size, "std": [1.0] * input_size}, target_norm=None,
+        dataset=DatasetRef(spec="watch", options={}, seed=0, val=0.15, test=0.15), metrics={"test_accuracy": 0.5},
+    )
+
+
+def test_checkpoint_roundtrip_is_weights_only(tmp_path: Path) -> None:
+    model = TinyRNN("gru", 3, 8, 1, 2)
+    path = save_checkpoint(tmp_path / "model.pt", model, make_meta())
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "tinylstm-checkpoint" and raw["version"] == 1
+    loaded, meta = load_checkpoint(tmp_path)  # a run directory works too
+    assert meta == make_meta() and not loaded.training
+    x = torch.randn(2, 4, 3)
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_bad_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(TinyLSTMError, match="does not exist"):
+        load_checkpoint(tmp_path / "absent.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(TinyLSTMError, match="corrupt, truncated"):
+        load_checkpoint(junk)
+    good = save_checkpoint(tmp_path / "good.pt", TinyRNN("gru", 3, 8, 1, 2), make_meta())
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(TinyLSTMError, match="corrupt, truncated"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(TinyLSTMError, match="not a TinyLSTM checkpoint"):
+        load_checkpoint(foreign)
+    blob = torch.load(good, weights_only=True)
+    for change, message in [({"version": 99}, "version 99"), ({"hidden_size": 16}, "do not match"),
+                            ({"channels": None}, "malformed|channel")]:
+        torch.save({**blob, **change}, foreign)
+        with pytest.raises(TinyLSTMError, match=message):
+            load_checkpoint(foreign)
+    torch.save({k: v for k, v in blob.items() if k != "norm"}, foreign)
+    with pytest.raises(TinyLSTMError, match="lacks keys"):
+        load_checkpoint(foreign)

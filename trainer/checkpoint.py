@@ -1,0 +1,153 @@
+"""One-file checkpoints: a plain dict saved with torch.save, loadable with ``weights_only=True``.
+
+Keys: format, version, cell, input_size, hidden_size, num_layers, output_size, task, mode, window,
+classes, channels, norm, target_norm, dataset {spec, options, seed, val, test}, state_dict, metrics.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tinylstm.trainer.data import load_dataset, split
+from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.trainer.models import TinyRNN
+from tinylstm.trainer.sequence_set import SequenceSet
+
+FORMAT = "tinylstm-checkpoint"
+VERSION = 1
+CHECKPOINT_NAME = "model.pt"
+
+
+@dataclass
+class DatasetRef:
+    """How to rebuild the exact dataset and split the model was trained on."""
+
+    spec: str
+    options: dict[str, Any]
+    seed: int
+    val: float
+    test: float
+
+
+@dataclass
+class CheckpointMeta:
+    cell: str
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    output_size: int
+    task: str
+    mode: str
+    window: int | None
+    classes: list[str] | None
+    channels: list[str]
+    norm: dict[str, list[float]]
+    target_norm: dict[str, list[float]] | None
+    dataset: DatasetRef
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> CheckpointMeta:
+        missing = [k for k in META_KEYS if k not in d]
+        if missing:
+            raise TinyLSTMError(f"{where}: checkpoint lacks keys {missing}; re-run tinylstm train to rebuild it")
+        try:
+            dataset = DatasetRef(**d["dataset"])
+            meta = cls(**{k: d[k] for k in META_KEYS if k != "dataset"}, dataset=dataset)
+        except TypeError as exc:
+            raise TinyLSTMError(f"{where}: malformed checkpoint metadata ({exc}); re-run tinylstm train") from None
+        for key, kinds in FIELD_TYPES.items():
+            if not isinstance(getattr(meta, key), kinds):
+                raise TinyLSTMError(
+                    f"{where}: checkpoint field {key!r} has type {type(getattr(meta, key)).__name__}; "
+                    "the file is malformed, re-run tinylstm train"
+                )
+        if len(meta.norm.get("mean", [])) != meta.input_size or len(meta.norm.get("std", [])) != meta.input_size:
+            raise TinyLSTMError(f"{where}: input normalisation does not match input_size {meta.input_size}")
+        if len(meta.channels) != meta.input_size:
+            raise TinyLSTMError(f"{where}: {len(meta.channels)} channel names for input_size {meta.input_size}")
+        return meta
+
+
+META_KEYS = list(CheckpointMeta.__dataclass_fields__)
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "cell": str, "input_size": int, "hidden_size": int, "num_layers": int, "output_size": int, "task": str,
+    "mode": str, "window": (int, type(None)), "classes": (list, type(None)), "channels": list, "norm": dict,
+    "target_norm": (dict, type(None)), "metrics": dict,
+}
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: TinyRNN, meta: CheckpointMeta) -> Path:
+    """Write model + metadata to ``path`` atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"format": FORMAT, "version": VERSION, **meta.to_dict(), "state_dict": model.state_dict()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[TinyRNN, CheckpointMeta]:
+    """Load a checkpoint file (or a run directory holding model.pt) into an eval-mode model."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise TinyLSTMError(f"checkpoint {path} does not exist; train one with tinylstm train --out DIR")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- torch raises many unrelated types for corrupt or foreign files
+        raise TinyLSTMError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}); the file is corrupt, truncated or "
+            "not a torch file: re-run tinylstm train"
+        ) from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise TinyLSTMError(
+            f"{path} is not a TinyLSTM checkpoint (no format={FORMAT!r}); for a bare PyTorch model, wrap it with "
+            "tinylstm.trainer.checkpoint.save_checkpoint"
+        )
+    if blob.get("version") != VERSION:
+        raise TinyLSTMError(
+            f"{path} has checkpoint version {blob.get('version')!r}; this tinylstm reads version {VERSION}: "
+            "re-train or use the matching tinylstm release"
+        )
+    where = str(path)
+    meta = CheckpointMeta.from_dict(blob, where)
+    if "state_dict" not in blob or not isinstance(blob["state_dict"], dict):
+        raise TinyLSTMError(f"{where}: checkpoint lacks its state_dict; re-run tinylstm train")
+    model = TinyRNN(meta.cell, meta.input_size, meta.hidden_size, meta.num_layers, meta.output_size)  # type: ignore[arg-type]
+    try:
+        model.load_state_dict(blob["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else ""
+        raise TinyLSTMError(
+            f"{where}: weights do not match the recorded sizes ({first}); the checkpoint is inconsistent, re-train"
+        ) from None
+    model.eval()
+    return model, meta
+
+
+def load_splits_from_meta(meta: CheckpointMeta,
+                          data_override: str | None = None) -> tuple[SequenceSet, SequenceSet, SequenceSet]:
+    """Rebuild the (train, val, test) split the model was trained on, NOT normalised.
+
+    ``data_override`` replaces the recorded dataset spec (for a moved file); options, seed and
+    fractions stay as recorded so the split is the same.
+    """
+    ref = meta.dataset
+    spec = data_override or ref.spec
+    if not spec:
+        raise TinyLSTMError("this checkpoint was trained on an in-memory dataset; pass data_override=PATH")
+    ds = load_dataset(spec, **ref.options)
+    if len(ds.channels) != meta.input_size:
+        raise TinyLSTMError(
+            f"{spec} has channels {ds.channels} but the model was trained on {meta.channels}; pass the same data"
+        )
+    return split(ds, val=ref.val, test=ref.test, seed=ref.seed)

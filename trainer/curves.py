@@ -1,0 +1,25 @@
+"""Training curves (loss and metric per epoch) as a PNG, drawn with matplotlib's Agg backend."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def plot_curves(history: dict[str, list[float]], metric_name: str, path: Path) -> Path:
+    epochs = range(1, len(history["train_loss"]) + 1)
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((ax_loss, "loss", "loss"), (ax_metric, "metric", metric_name)):
+        ax.plot(epochs, history[f"train_{key}"], label="train")
+        ax.plot(epochs, history[f"val_{key}"], label="val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

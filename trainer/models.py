@@ -1,0 +1,80 @@
+"""TinyRNN: one LSTM or GRU stack plus a linear head applied at every step (as the C kernel does)."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from tinylstm.trainer.errors import TinyLSTMError
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+Cell = Literal["lstm", "gru"]
+CELLS: tuple[str, ...] = ("lstm", "gru")
+HIDDEN_RANGE = (4, 256)
+LAYERS_RANGE = (1, 3)
+
+
+def check_sizes(cell: str, input_size: int, hidden_size: int, num_layers: int, output_size: int) -> None:
+    """Raise TinyLSTMError when a size is outside what the integer kernel supports."""
+    if cell not in CELLS:
+        raise TinyLSTMError(f"cell {cell!r} is not supported; use one of {', '.join(CELLS)}")
+    if not HIDDEN_RANGE[0] <= hidden_size <= HIDDEN_RANGE[1]:
+        raise TinyLSTMError(f"hidden size {hidden_size} is out of range; use {HIDDEN_RANGE[0]}..{HIDDEN_RANGE[1]}")
+    if not LAYERS_RANGE[0] <= num_layers <= LAYERS_RANGE[1]:
+        raise TinyLSTMError(f"{num_layers} layers is out of range; use {LAYERS_RANGE[0]}..{LAYERS_RANGE[1]}")
+    if input_size < 1 or output_size < 1:
+        raise TinyLSTMError(f"input size {input_size} and output size {output_size} must be >= 1")
+
+
+class TinyRNN(nn.Module):
+    """``rnn`` (nn.LSTM/nn.GRU, batch_first, unidirectional, no projection) + ``head`` (nn.Linear)."""
+
+    def __init__(self, cell: Cell, input_size: int, hidden_size: int, num_layers: int, output_size: int) -> None:
+        super().__init__()
+        check_sizes(cell, input_size, hidden_size, num_layers, output_size)
+        self.cell: Cell = cell
+        rnn_type = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn: nn.LSTM | nn.GRU = rnn_type(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.head = nn.Linear(hidden_size, output_size)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.rnn.input_size)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.rnn.hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.rnn.num_layers)
+
+    @property
+    def output_size(self) -> int:
+        return int(self.head.out_features)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, input] -> outputs [B, T, output], starting from a zero state.
+
+        With ``lengths`` the batch is packed so padding never enters the recurrent state;
+        outputs at padded steps are the head applied to zeros and must be masked by the caller.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise TinyLSTMError(f"model input must be [batch, time, {self.input_size}], got {list(x.shape)}")
+        if lengths is None:
+            hidden, _ = self.rnn(x)
+        else:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = self.rnn(packed)
+            hidden, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return self.head(hidden)
+
+
+def TinyLSTM(input_size: int, hidden_size: int, num_layers: int, output_size: int) -> TinyRNN:
+    """A TinyRNN with an LSTM cell."""
+    return TinyRNN("lstm", input_size, hidden_size, num_layers, output_size)
+
+
+def TinyGRU(input_size: int, hidden_size: int, num_layers: int, output_size: int) -> TinyRNN:
+    """A TinyRNN with a GRU cell."""
+    return TinyRNN("gru", input_size, hidden_size, num_layers, output_size)
