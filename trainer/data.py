@@ -33,8 +33,9 @@ def load_dataset(spec: str = "watch", **options: Any) -> SequenceSet:
     """
     options = {k: v for k, v in options.items() if v is not None}
     suffix = Path(spec).suffix.lower()
+    args: tuple[Path, ...] = ()
     if spec in BUILTINS:
-        key, loader, args = spec, BUILTINS[spec], ()
+        key, loader = spec, BUILTINS[spec]
     elif suffix in FILE_LOADERS:
         path = Path(spec)
         if not path.is_file():

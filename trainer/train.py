@@ -166,7 +166,7 @@ def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path) -> TrainResul
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        model, history, best_epoch, seconds = _train(train, val, target_norm, config)
+        model, history, best_epoch, seconds = _train(train, val, ds.output_size, target_norm, config)
     finally:
         torch.use_deterministic_algorithms(deterministic)
 
@@ -192,11 +192,10 @@ def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path) -> TrainResul
     return TrainResult(model, meta, metrics, history, checkpoint_path, curves_path, metrics_path)
 
 
-def _train(train: PaddedSplit, val: PaddedSplit, target_norm: Normalizer | None,
+def _train(train: PaddedSplit, val: PaddedSplit, output_size: int, target_norm: Normalizer | None,
            config: TrainConfig) -> tuple[TinyRNN, dict[str, list[float]], int, float]:
     _seed_everything(config.seed)
-    model = TinyRNN(config.cell, int(train.x.shape[2]), config.hidden, config.layers,
-                    int(train.y.max()) + 1 if train.classification else int(train.y.shape[-1]))
+    model = TinyRNN(config.cell, int(train.x.shape[2]), config.hidden, config.layers, output_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = _loss_fn(train.classification)
     rng = np.random.default_rng(config.seed)
