@@ -24,7 +24,7 @@ FORMAT_VERSION = 1
 HEADER = struct.Struct("<4sHHIIIBBHHHHH4bI")
 CRC_START = 12  # the CRC covers bytes [CRC_START, total_size)
 GLOBAL_SECTIONS = ("act_table", "input_mean", "input_mul", "head_w", "head_b", "head_mult", "head_shift", "meta")
-LAYER_SECTIONS = ("weights", "bias", "bias_hn", "mult", "shift")
+LAYER_SECTIONS = ("weights", "bias", "bias_hn", "mult", "shift", "align")
 CELLS = ("lstm", "gru")
 _ENTRY = struct.Struct("<II")
 _FIX = "regenerate the blob from the model with tinylstm.codegen.blob.to_blob"
@@ -49,7 +49,7 @@ def _arrays(m: IntModel) -> list[bytes]:
     for L in m.layers:
         out += [L.weights.astype("<i1").tobytes(), L.bias.astype("<i4").tobytes(),
                 b"" if L.bias_hn is None else L.bias_hn.astype("<i4").tobytes(),
-                L.mult.astype("<i4").tobytes(), L.shift.astype("<i1").tobytes()]
+                L.mult.astype("<i4").tobytes(), L.shift.astype("<i1").tobytes(), L.align.astype("<i1").tobytes()]
     return out
 
 
@@ -85,7 +85,7 @@ def _expected_sizes(cell: str, layers: int, inp: int, hid: int, out: int) -> lis
     sizes: list[int | None] = [257 * 2, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
     for n in range(layers):
         width = inp if n == 0 else hid
-        sizes += [G * hid * (width + hid), 4 * G * hid, 4 * hid if cell == "gru" else 0, 4 * G * hid, G * hid]
+        sizes += [G * hid * (width + hid), 4 * G * hid, 4 * hid if cell == "gru" else 0, 4 * G * hid, G * hid, G * hid]
     return sizes
 
 
@@ -150,11 +150,12 @@ def from_blob(data: bytes) -> IntModel:
         raise _err(f"the metadata section is not valid ({exc})") from None
     layers = []
     for n in range(h["layers"]):
-        w, b, bhn, mult, shift = secs[8 + 5 * n: 13 + 5 * n]
+        per = len(LAYER_SECTIONS)
+        w, b, bhn, mult, shift, align = secs[8 + per * n: 8 + per * (n + 1)]
         width = inp if n == 0 else hid
         layers.append(IntLayer(width, hid, arr(w, "<i1", (GATES[h["cell"]] * hid, width + hid)), arr(b, "<i4"),
                                arr(bhn, "<i4") if h["cell"] == "gru" else None, arr(mult, "<i4"),
-                               arr(shift, "<i1"), int(h["cell_frac"][n])))
+                               arr(shift, "<i1"), int(h["cell_frac"][n]), arr(align, "<i1")))
     m = IntModel(cell=h["cell"], layers=layers, head_w=arr(secs[3], "<i1", (out, hid)), head_b=arr(secs[4], "<i4"),
                  head_mult=arr(secs[5], "<i4"), head_shift=arr(secs[6], "<i1"), output_scale=output_scale,
                  input_mean=arr(secs[1], "<f4"), input_mul=arr(secs[2], "<f4"), input_scale=input_scale,

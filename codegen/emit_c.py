@@ -113,11 +113,13 @@ def render_source(m: IntModel, name: str) -> str:
         out.append(_c_array("int32_t", f"l{n}_bias", L.bias, 8))
         out.append(_c_array("int32_t", f"l{n}_mult", L.mult, 8))
         out.append(_c_array("int8_t", f"l{n}_shift", L.shift, 16))
+        out.append(_c_array("int8_t", f"l{n}_align", L.align, 16))
         if L.bias_hn is not None:
             out.append(_c_array("int32_t", f"l{n}_bias_hn", L.bias_hn, 8))
         bias_hn = f"l{n}_bias_hn" if L.bias_hn is not None else "NULL"
         layer_inits.append(
-            f"    {{ {L.input_size}, {H}, l{n}_weights, l{n}_bias, {bias_hn}, l{n}_mult, l{n}_shift, {L.cell_frac} }},"
+            f"    {{ {L.input_size}, {H}, l{n}_weights, l{n}_bias, {bias_hn}, l{n}_mult, l{n}_shift, {L.cell_frac}, "
+            f"l{n}_align }},"
         )
     out.append("static const tl_layer_t layers[] = {\n" + "\n".join(layer_inits) + "\n};\n")
     out.append(_c_array("int8_t", "head_weights", m.head_w, 16, [f"output {o}" for o in range(m.output_size)]))

@@ -82,7 +82,7 @@ def export(source: ModelSource, out_dir: Path, name: str = "model") -> ExportRes
     m = quantize(fm, cal)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = emit_c(m, out_dir, name)
-    weight_bytes = sum(L.weights.size + 4 * (L.bias.size + L.mult.size) + L.shift.size
+    weight_bytes = sum(L.weights.size + 4 * (L.bias.size + L.mult.size) + L.shift.size + L.align.size
                        + (4 * L.bias_hn.size if L.bias_hn is not None else 0) for L in m.layers)
     head_bytes = m.head_w.size + 4 * (m.head_b.size + m.head_mult.size) + m.head_shift.size
     report = {

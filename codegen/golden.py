@@ -43,9 +43,11 @@ def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
 
 
 def _gates(layer: IntLayer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Input-side and recurrent-side accumulators of every row: [B, G*H] each."""
+    """Input-side and recurrent-side accumulators of every row, aligned to one scale: [B, G*H] each."""
     w = layer.weights.astype(np.int64)
-    return x @ w[:, : layer.input_size].T, h @ w[:, layer.input_size:].T
+    a = layer.align.astype(np.int64)
+    return ((x @ w[:, : layer.input_size].T) << np.maximum(a, 0),
+            (h @ w[:, layer.input_size:].T) << np.maximum(-a, 0))
 
 
 def _lstm(layer: IntLayer, table: np.ndarray, x: np.ndarray, h: np.ndarray, c: np.ndarray):

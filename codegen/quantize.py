@@ -42,6 +42,7 @@ class IntLayer:
     mult: np.ndarray  # int32 [G*H]
     shift: np.ndarray  # int8 [G*H]
     cell_frac: int  # LSTM cell state fractional bits (0 for GRU)
+    align: np.ndarray  # int8 [G*H] in [-4, 4]: acc = acc_x * 2^max(a,0) + acc_h * 2^max(-a,0)
 
 
 @dataclass
@@ -88,7 +89,7 @@ class IntModel:
         ]
         for L in self.layers:
             parts += [L.weights.astype("<i1").tobytes(), L.bias.astype("<i4").tobytes(),
-                      L.mult.astype("<i4").tobytes(), L.shift.astype("<i1").tobytes(),
+                      L.mult.astype("<i4").tobytes(), L.shift.astype("<i1").tobytes(), L.align.astype("<i1").tobytes(),
                       np.array([L.cell_frac], dtype="<i4").tobytes()]
             if L.bias_hn is not None:
                 parts.append(L.bias_hn.astype("<i4").tobytes())
@@ -129,6 +130,28 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
         output_absmax=max(out_max, 1e-3),
         steps=steps,
     )
+
+
+MAX_ALIGN = 4  # |align| bound that keeps the aligned accumulator inside int32
+
+
+def _quantize_gate_rows(wx: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int8 rows over [x ; h] with one scale per part, the two scales a power of two apart.
+
+    Returns (weights [R, I+H], common scale s_c per row, align per row): the part with the
+    larger weights gets scale s_c * 2^|align|, so acc = acc_x * 2^max(a,0) + acc_h * 2^max(-a,0)
+    is at scale s_c. Each part keeps (nearly) its own int8 resolution.
+    """
+    ax, ah = np.max(np.abs(wx), axis=1), np.max(np.abs(wh), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where((ax > 0) & (ah > 0), np.log2(ax / ah), 0.0)
+    align = np.clip(np.ceil(ratio), -MAX_ALIGN, MAX_ALIGN).astype(np.int64)
+    sx_rel, sh_rel = 2.0 ** np.maximum(align, 0), 2.0 ** np.maximum(-align, 0)  # part scale / s_c
+    absmax = np.maximum(ax / sx_rel, ah / sh_rel)
+    s_c = np.where(absmax > 0, absmax / 127.0, 1.0)
+    qx = np.clip(np.round(wx / (s_c * sx_rel)[:, None]), -127, 127)
+    qh = np.clip(np.round(wh / (s_c * sh_rel)[:, None]), -127, 127)
+    return np.concatenate([qx, qh], axis=1).astype(np.int8), s_c, align.astype(np.int8)
 
 
 def _quantize_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,9 +197,8 @@ def quantize(model: FloatModel, cal: Calibration) -> IntModel:
     layers: list[IntLayer] = []
     for n, L in enumerate(model.layers):
         s_in = s_x if n == 0 else s_h
-        rows = np.concatenate([L.w_ih * (s_in / s_h), L.w_hh], axis=1)
-        wq, s_r = _quantize_rows(rows)
-        acc_scale = s_r * s_h  # real value of one accumulator step, per row
+        wq, s_c, align = _quantize_gate_rows(L.w_ih * (s_in / s_h), L.w_hh)
+        acc_scale = s_c * s_h  # real value of one (aligned) accumulator step, per row
         what = f"layer {n}"
         if model.cell == "lstm":
             bias = _bias(L.b_ih + L.b_hh, acc_scale, what)
@@ -189,7 +211,7 @@ def quantize(model: FloatModel, cal: Calibration) -> IntModel:
             bias_hn = _bias(L.b_hh[2 * H:], acc_scale[2 * H:], what)
             cell_frac = 0
         mult, shift = _multipliers(acc_scale * (1 << qmath.Q12), what)
-        layers.append(IntLayer(L.w_ih.shape[1], H, wq, bias, bias_hn, mult, shift, cell_frac))
+        layers.append(IntLayer(L.w_ih.shape[1], H, wq, bias, bias_hn, mult, shift, cell_frac, align))
     hw, s_w = _quantize_rows(model.head_w)
     s_out = cal.output_absmax * OUTPUT_MARGIN / 32767.0
     head_mult, head_shift = _multipliers(s_w * s_h / s_out, "head")

@@ -25,7 +25,8 @@ def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = No
         "input_mean": m.input_mean, "input_mul": m.input_mul, "act_table": m.act_table,
     }
     for n, L in enumerate(m.layers):
-        arrays |= {f"l{n}_weights": L.weights, f"l{n}_bias": L.bias, f"l{n}_mult": L.mult, f"l{n}_shift": L.shift}
+        arrays |= {f"l{n}_weights": L.weights, f"l{n}_bias": L.bias, f"l{n}_mult": L.mult, f"l{n}_shift": L.shift,
+                   f"l{n}_align": L.align}
         if L.bias_hn is not None:
             arrays[f"l{n}_bias_hn"] = L.bias_hn
     np.savez(out_dir / NPZ, **arrays)
@@ -49,7 +50,7 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
             hidden = w.shape[0] // gates
             return IntLayer(int(w.shape[1] - hidden), int(hidden), w, z[f"l{n}_bias"],
                             z[f"l{n}_bias_hn"] if f"l{n}_bias_hn" in z else None, z[f"l{n}_mult"],
-                            z[f"l{n}_shift"], int(doc["cell_frac"][n]))
+                            z[f"l{n}_shift"], int(doc["cell_frac"][n]), z[f"l{n}_align"])
 
         layers = [layer(n) for n in range(int(doc["num_layers"]))]
         m = IntModel(cell=doc["cell"], layers=layers, head_w=z["head_w"], head_b=z["head_b"],

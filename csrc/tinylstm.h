@@ -49,6 +49,7 @@ typedef struct {
     const int32_t *mult;     /**< [G*H] requantization multipliers, accumulator -> Q3.12 */
     const int8_t *shift;     /**< [G*H] requantization shifts (1..62) */
     int8_t cell_frac;        /**< LSTM: fractional bits F of the int16 cell state (0..14) */
+    const int8_t *align;     /**< [G*H] in -4..4: acc = acc_x * 2^max(a,0) + acc_h * 2^max(-a,0) */
 } tl_layer_t;
 
 /** A whole model: stacked recurrent layers and a dense head applied at every step. */

@@ -15,11 +15,12 @@ tl_status_t tl_model_check(const tl_model_t *m)
         const tl_layer_t *L = &m->layers[n];
         if (L->hidden_size != m->hidden_size) return TL_ERR_MODEL;
         if (L->input_size != (n == 0 ? m->input_size : m->hidden_size)) return TL_ERR_MODEL;
-        if (!L->weights || !L->bias || !L->mult || !L->shift) return TL_ERR_MODEL;
+        if (!L->weights || !L->bias || !L->mult || !L->shift || !L->align) return TL_ERR_MODEL;
         if (m->cell == TL_CELL_GRU && !L->bias_hn) return TL_ERR_MODEL;
         if (m->cell == TL_CELL_LSTM && (L->cell_frac < 0 || L->cell_frac > 14)) return TL_ERR_MODEL;
         for (size_t r = 0; r < gates * L->hidden_size; ++r)
-            if (L->shift[r] < 1 || L->shift[r] > 62 || L->mult[r] < 0) return TL_ERR_MODEL;
+            if (L->shift[r] < 1 || L->shift[r] > 62 || L->mult[r] < 0 || L->align[r] < -4 || L->align[r] > 4)
+                return TL_ERR_MODEL;
     }
     for (size_t o = 0; o < m->output_size; ++o)
         if (m->head_shift[o] < 1 || m->head_shift[o] > 62 || m->head_mult[o] < 0) return TL_ERR_MODEL;

@@ -5,7 +5,7 @@
 #include "tl_blob.h"
 
 #define GLOBAL_SECTIONS 8u
-#define LAYER_SECTIONS 5u
+#define LAYER_SECTIONS 6u
 #define ENTRY_SIZE 8u
 #define CRC_START 12u
 
@@ -83,7 +83,8 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
 
     for (size_t n = 0; n < nl; ++n) {
         const size_t W = (n == 0 ? I : H) + H, base = GLOBAL_SECTIONS + LAYER_SECTIONS * n;
-        const size_t lsize[LAYER_SECTIONS] = {G * H * W, 4 * G * H, cell == TL_CELL_GRU ? 4 * H : 0, 4 * G * H, G * H};
+        const size_t lsize[LAYER_SECTIONS] = {G * H * W, 4 * G * H, cell == TL_CELL_GRU ? 4 * H : 0, 4 * G * H, G * H,
+                                              G * H};
         const uint8_t *q[LAYER_SECTIONS];
         for (size_t k = 0; k < LAYER_SECTIONS; ++k)
             if (!(q[k] = section(blob, total, table_end, base + k, lsize[k]))) return TL_ERR_BLOB;
@@ -97,6 +98,7 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
         L->mult = (const int32_t *)(const void *)q[3];
         L->shift = (const int8_t *)q[4];
         L->cell_frac = (int8_t)blob[32 + n];
+        L->align = (const int8_t *)q[5];
     }
     model->hash = rd32(blob + 16);
     model->cell = (uint8_t)cell;

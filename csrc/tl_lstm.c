@@ -6,7 +6,8 @@
 static int32_t gate(const tl_layer_t *L, size_t r, const int8_t *x, const int8_t *h)
 {
     const int8_t *w = L->weights + r * (size_t)(L->input_size + L->hidden_size);
-    int32_t acc = tl_dot_s8(w, x, L->input_size) + tl_dot_s8(w + L->input_size, h, L->hidden_size) + L->bias[r];
+    int32_t acc = tl_align_x(tl_dot_s8(w, x, L->input_size), L->align[r]) +
+                  tl_align_h(tl_dot_s8(w + L->input_size, h, L->hidden_size), L->align[r]) + L->bias[r];
     return tl_requantize(acc, L->mult[r], L->shift[r]);
 }
 

@@ -33,6 +33,10 @@ static inline int32_t tl_requantize(int32_t acc, int32_t mult, int shift)
     return p < -32768 ? -32768 : (p > 32767 ? 32767 : (int32_t)p);
 }
 
+/** Bring the input-side and recurrent-side accumulators of a row to one scale (|align| <= 4). */
+static inline int32_t tl_align_x(int32_t acc_x, int align) { return align > 0 ? acc_x * (1 << align) : acc_x; }
+static inline int32_t tl_align_h(int32_t acc_h, int align) { return align < 0 ? acc_h * (1 << -align) : acc_h; }
+
 /** tanh: Q3.12 in, Q0.15 out, linear interpolation between 257 table points (step 1/16). */
 static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
 {

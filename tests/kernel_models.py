@@ -30,6 +30,7 @@ def random_int_model(rng: np.random.Generator, cell: str, layers: int, inp: int,
             bias_hn=rng.integers(-(1 << 22), 1 << 22, hidden).astype(np.int32) if cell == "gru" else None,
             mult=mult, shift=shift,
             cell_frac=int(rng.integers(0, 15)) if cell == "lstm" else 0,
+            align=rng.integers(-4, 5, G * hidden).astype(np.int8),
         ))
     head_mult, head_shift = mults(out)
     return IntModel(
