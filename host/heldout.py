@@ -1,0 +1,39 @@
+"""Real held-out data of an export, as the int8 samples a board receives (shared by parity and replay)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tinylstm.codegen import golden
+from tinylstm.codegen.export import ModelSource, data_splits
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.store import load_int_model
+from tinylstm.trainer.errors import TinyLSTMError
+
+
+@dataclass
+class HeldOut:
+    model: IntModel
+    name: str  # the export's C name: tl_<name>.h
+    window: int  # samples per window, 0 in stream mode (TL_MODEL_WINDOW)
+    sequences: list[np.ndarray]  # int8 [T, input_size] each, the recorded test split in order
+
+    def stream(self, steps: int) -> np.ndarray:
+        """``steps`` samples: the held-out sequences end to end, repeated as often as needed."""
+        one = np.concatenate(self.sequences)
+        reps = -(-steps // len(one))
+        return np.concatenate([one] * reps)[:steps]
+
+
+def load_held_out(export_dir: Path) -> HeldOut:
+    """The test split recorded for the export's model (as `tinylstm check` uses it), quantized."""
+    m, doc = load_int_model(export_dir)
+    src = ModelSource(**doc["source"])
+    loaded = src.load()
+    _, test = data_splits(loaded, src.data)
+    if not len(test):
+        raise TinyLSTMError(f"the held-out split of {export_dir} is empty")
+    window = int(m.meta.window or 0) if m.meta.mode == "window" else 0
+    seqs = [golden.quantize_input(m, np.asarray(s)) for s in test.sequences]
+    return HeldOut(m, str(doc.get("name", "model")), window, seqs)
