@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from kernel_models import random_int_model, random_quantized_model
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.bridge import CModel
-from tinylstm.host.csources import firmware_dir
+from tinylstm.host.csources import csrc_dir, firmware_dir
 
 MPY_DIR = firmware_dir() / "micropython"
 MICROPYTHON = shutil.which("micropython")
@@ -171,3 +172,102 @@ def test_micropython_reports_bad_blob(tmp_path: Path) -> None:
               "except ValueError as e:\n    print('ERR', e)\n")
     proc = subprocess.run([MICROPYTHON, "-c", script], capture_output=True, text=True, check=False)
     assert proc.stdout.startswith("ERR bad model blob") and "truncated" in proc.stdout, proc.stdout + proc.stderr
+
+
+# ---- opt-in: the C module and the native module, built from a MicroPython source checkout ----
+
+MPY_SRC = os.environ.get("TINYLSTM_MICROPYTHON_SRC")
+needs_mpy_src = pytest.mark.skipif(
+    not MPY_SRC, reason="opt-in: set TINYLSTM_MICROPYTHON_SRC to a MicroPython source checkout to build "
+                        "the unix port with the tinylstm user C module and the x64 native module")
+
+
+def _tree_copy(tmp: Path) -> Path:
+    """csrc/ and firmware/micropython/ copied with their relative layout, so builds write only to tmp."""
+    root = tmp / "src"
+    shutil.copytree(csrc_dir(), root / "csrc")
+    shutil.copytree(MPY_DIR, root / "firmware" / "micropython",
+                    ignore=shutil.ignore_patterns("build-*", "*.mpy", "__pycache__"))
+    return root / "firmware" / "micropython"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The unix port with USER_C_MODULES=tinylstm, and natmod/tinylstm.mpy for ARCH=x64."""
+    assert MPY_SRC
+    tmp = tmp_path_factory.mktemp("mpy")
+    mod_dir = _tree_copy(tmp)
+    jobs = f"-j{os.cpu_count() or 2}"
+    # Options that need git submodules (btree, TLS, ffi) are off so a plain checkout builds.
+    unix = [
+        "make", "-C", str(Path(MPY_SRC) / "ports" / "unix"), jobs, f"BUILD={tmp / 'unix'}",
+        f"USER_C_MODULES={mod_dir}", "FROZEN_MANIFEST=", "MICROPY_PY_BTREE=0", "MICROPY_SSL_MBEDTLS=0",
+        "MICROPY_PY_SSL=0", "MICROPY_PY_FFI=0",
+    ]
+    for cmd in (unix, ["make", "-C", str(mod_dir / "natmod"), "ARCH=x64", f"MPY_DIR={MPY_SRC}"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return {"unix": tmp / "unix" / "micropython", "natmod": mod_dir / "natmod"}
+
+
+def _c_module_cases() -> list[tuple[str, int]]:
+    return [("lstm", 2), ("gru", 2), ("lstm", 1)]
+
+
+@needs_mpy_src
+@pytest.mark.parametrize("cell,layers", _c_module_cases())
+def test_user_c_module_bit_exact(built: dict[str, Path], tmp_path: Path, cell: str, layers: int) -> None:
+    m, xq = stream_model(cell, layers, 3000)
+    got = run_micropython(str(built["unix"]), tmp_path, tmp_path, "tinylstm", m, xq, "c")
+    assert_same(got, reference(m, xq))
+
+
+@needs_mpy_src
+@pytest.mark.parametrize("cell,layers", _c_module_cases())
+def test_native_module_bit_exact(built: dict[str, Path], tmp_path: Path, cell: str, layers: int) -> None:
+    """The x64 .mpy, loaded by the unix port built from the same checkout."""
+    m, xq = stream_model(cell, layers, 3000)
+    got = run_micropython(str(built["unix"]), tmp_path, built["natmod"], "tinylstm", m, xq, "c")
+    assert_same(got, reference(m, xq))
+
+
+@needs_mpy_src
+def test_c_module_api(built: dict[str, Path], tmp_path: Path) -> None:
+    """Float input, run(), info(), reset(), errors: the C module against the cffi kernel."""
+    m = random_int_model(np.random.default_rng(6), "gru", 2, 4, 8, 3)
+    xf = (np.random.default_rng(7).standard_normal((200, 4)) * 3).astype(np.float32)
+    (tmp_path / "m.tlm").write_bytes(blob.to_blob(m))
+    (tmp_path / "xf.bin").write_bytes(xf.tobytes())
+    script = f"""
+import tinylstm
+from array import array
+blob = open({str(tmp_path / 'm.tlm')!r}, "rb").read()
+m = tinylstm.Model(blob)
+i = m.info()
+print(i["cell"], i["layers"], i["input_size"], i["hidden_size"], i["output_size"], i["hash"], i["kernel_version"])
+xf = array("f", open({str(tmp_path / 'xf.bin')!r}, "rb").read())
+ys = m.run(xf)
+m.reset()
+y0 = m.step(xf[0:4])
+print(list(ys[0:3]) == list(y0), len(ys))
+open({str(tmp_path / 'y.bin')!r}, "wb").write(ys)
+for bad in (b"", blob[:-4], array("b", [1, 2, 3])):
+    try:
+        m.step(bad) if len(bad) < 8 else tinylstm.Model(bad)
+    except (ValueError, TypeError) as e:
+        print(type(e).__name__)
+try:
+    m.step(array("f", [0.0, float("nan"), 0.0, 0.0]))
+except ValueError as e:
+    print("nan", e)
+"""
+    proc = subprocess.run([str(built["unix"]), "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"gru 2 4 8 3 {m.model_hash} 1"
+    assert lines[1] == "True 600"
+    assert lines[2:5] == ["ValueError", "ValueError", "ValueError"]
+    assert lines[5].startswith("nan input sample contains NaN")
+    cm = CModel.from_int_model(m)
+    want = cm.run(cm.quantize_input(xf))
+    assert np.array_equal(np.frombuffer((tmp_path / "y.bin").read_bytes(), "<i2").reshape(-1, 3), want)

@@ -1,0 +1,208 @@
+/*
+ * MicroPython binding of the TinyLSTM kernel: tinylstm.Model(blob).
+ *
+ * Built two ways from this one file: as a user C module (micropython.mk / micropython.cmake,
+ * registered at the bottom) and as a dynamic native module (natmod/tinylstm_natmod.c includes
+ * this file after py/dynruntime.h and registers the type at import time).
+ *
+ * The model points into the blob (zero-copy; the object keeps the blob alive). Pass `bytes`:
+ * mutating a bytearray after construction changes the model under the kernel's feet.
+ * step() allocates nothing: it writes into a caller-given array('h') or into the model's own one.
+ */
+#if !MICROPY_ENABLE_DYNRUNTIME
+#include "py/runtime.h"
+#endif
+
+#include "tl_blob.h"
+
+typedef struct {
+    mp_obj_base_t base;
+    mp_obj_t blob;         /* the buffer the model points into */
+    mp_obj_t out;          /* array('h') [output_size]: step()'s default output */
+    const uint8_t *bytes;  /* the blob data, or a 4-byte aligned copy of it */
+    int16_t *words;        /* state buffer */
+    int8_t *xq;            /* [input_size] a float sample converted to int8 */
+    tl_model_t model;
+    tl_layer_t layers[TL_MAX_LAYERS];
+    tl_state_t state;
+} tinylstm_model_obj_t;
+
+/* array.array(code, bytes(nbytes)): zero-filled, created through the array module so the
+ * same code works in a user C module and in a native module. */
+static mp_obj_t tinylstm_new_array(qstr code, size_t nbytes)
+{
+    mp_obj_t n = mp_obj_new_int((mp_int_t)nbytes);
+    mp_obj_t args[2] = {MP_OBJ_NEW_QSTR(code), mp_call_function_n_kw(MP_OBJ_FROM_PTR(&mp_type_bytes), 1, 0, &n)};
+    mp_obj_t mod = mp_import_name(MP_QSTR_array, mp_const_none, MP_OBJ_NEW_SMALL_INT(0));
+    return mp_call_function_n_kw(mp_load_attr(mod, MP_QSTR_array), 2, 0, args);
+}
+
+static mp_obj_t tinylstm_model_make_new(const mp_obj_type_t *type, size_t n_args, size_t n_kw, const mp_obj_t *args)
+{
+    mp_arg_check_num(n_args, n_kw, 1, 1, false);
+    mp_buffer_info_t bi;
+    mp_get_buffer_raise(args[0], &bi, MP_BUFFER_READ);
+    tinylstm_model_obj_t *o = mp_obj_malloc(tinylstm_model_obj_t, type);
+    o->blob = args[0];
+    o->bytes = bi.buf;
+    if ((uintptr_t)bi.buf & 3u) { /* e.g. a memoryview slice: copy once, at construction */
+        uint8_t *copy = m_new(uint8_t, bi.len);
+        for (size_t k = 0; k < bi.len; ++k) copy[k] = ((const uint8_t *)bi.buf)[k];
+        o->bytes = copy;
+    }
+    tl_status_t st = tl_blob_parse(o->bytes, bi.len, &o->model, o->layers);
+    if (st == TL_ERR_BLOB)
+        mp_raise_ValueError(MP_ERROR_TEXT("bad model blob: malformed, truncated, corrupted or of another version; "
+                                          "regenerate it with tinylstm.codegen.blob.to_blob"));
+    if (st != TL_OK)
+        mp_raise_ValueError(MP_ERROR_TEXT("bad model blob: the kernel rejects its model (tl_model_check); "
+                                          "regenerate it with tinylstm.codegen.blob.to_blob"));
+    size_t words = tl_state_words(&o->model);
+    o->words = m_new(int16_t, words);
+    o->xq = m_new(int8_t, o->model.input_size);
+    tl_state_init(&o->state, &o->model, o->words, words);
+    o->out = tinylstm_new_array(MP_QSTR_h, 2u * o->model.output_size);
+    return MP_OBJ_FROM_PTR(o);
+}
+
+/* The int8 samples of `x` (array('b'), bytes, bytearray; or array('f'), converted with
+ * tl_quantize_input into self->xq); `steps` samples expected, 0 = any whole number (returned). */
+static const int8_t *tinylstm_samples(tinylstm_model_obj_t *self, mp_obj_t x, size_t *steps, mp_buffer_info_t *bi)
+{
+    const size_t I = self->model.input_size;
+    mp_get_buffer_raise(x, bi, MP_BUFFER_READ);
+    size_t item = bi->typecode == 'f' ? 4 : 1;
+    if (bi->typecode != 'f' && bi->typecode != 'b' && bi->typecode != 'B')
+        mp_raise_TypeError(MP_ERROR_TEXT("samples must be array('b') / bytes of int8, or array('f') of floats"));
+    size_t n = bi->len / (item * I);
+    if (bi->len != n * item * I || n == 0 || (*steps && n != *steps))
+        mp_raise_ValueError(MP_ERROR_TEXT("sample length does not match the model's input_size"));
+    if (item == 4 && ((uintptr_t)bi->buf & 3u))
+        mp_raise_ValueError(MP_ERROR_TEXT("float samples must be 4-byte aligned"));
+    *steps = n;
+    return (const int8_t *)bi->buf;
+}
+
+static void tinylstm_quantize(tinylstm_model_obj_t *self, const float *xf)
+{
+    if (tl_quantize_input(&self->model, xf, self->xq) != TL_OK)
+        mp_raise_ValueError(MP_ERROR_TEXT("input sample contains NaN or infinity"));
+}
+
+static int16_t *tinylstm_outputs(mp_obj_t out, size_t count)
+{
+    mp_buffer_info_t bi;
+    mp_get_buffer_raise(out, &bi, MP_BUFFER_WRITE);
+    if (bi.typecode != 'h' || bi.len < 2 * count || ((uintptr_t)bi.buf & 1u))
+        mp_raise_ValueError(MP_ERROR_TEXT("out must be an array('h') with room for every output"));
+    return (int16_t *)bi.buf;
+}
+
+/* step(x[, out]) -> out (or the model's own array('h'), overwritten by the next step) */
+static mp_obj_t tinylstm_model_step(size_t n_args, const mp_obj_t *args)
+{
+    tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(args[0]);
+    mp_buffer_info_t bi;
+    size_t one = 1;
+    const int8_t *x = tinylstm_samples(self, args[1], &one, &bi);
+    mp_obj_t out = n_args > 2 ? args[2] : self->out;
+    int16_t *y = tinylstm_outputs(out, self->model.output_size);
+    if (bi.typecode == 'f') {
+        tinylstm_quantize(self, (const float *)bi.buf);
+        x = self->xq;
+    }
+    tl_step(&self->state, x, y);
+    return out;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(tinylstm_model_step_obj, 2, 3, tinylstm_model_step);
+
+/* run(seq[, out]) -> array('h') [steps * output_size]; continues the state */
+static mp_obj_t tinylstm_model_run(size_t n_args, const mp_obj_t *args)
+{
+    tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(args[0]);
+    mp_buffer_info_t bi;
+    size_t steps = 0;
+    tinylstm_samples(self, args[1], &steps, &bi);
+    const size_t I = self->model.input_size, O = self->model.output_size;
+    mp_obj_t out = n_args > 2 ? args[2] : tinylstm_new_array(MP_QSTR_h, 2 * O * steps);
+    int16_t *y = tinylstm_outputs(out, O * steps);
+    for (size_t t = 0; t < steps; ++t) {
+        const int8_t *x = (const int8_t *)bi.buf + t * I;
+        if (bi.typecode == 'f') {
+            tinylstm_quantize(self, (const float *)bi.buf + t * I);
+            x = self->xq;
+        }
+        tl_step(&self->state, x, y + t * O);
+    }
+    return out;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(tinylstm_model_run_obj, 2, 3, tinylstm_model_run);
+
+static mp_obj_t tinylstm_model_reset(mp_obj_t self_in)
+{
+    tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
+    tl_reset(&self->state);
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(tinylstm_model_reset_obj, tinylstm_model_reset);
+
+/* state() -> (h, c): raw little-endian bytes, h int8 and c int16, [layers * hidden] each */
+static mp_obj_t tinylstm_model_state(mp_obj_t self_in)
+{
+    tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
+    const size_t cells = (size_t)self->model.num_layers * self->model.hidden_size;
+    mp_obj_t hc[2] = {mp_obj_new_bytes((const uint8_t *)self->state.h, cells),
+                      mp_obj_new_bytes((const uint8_t *)self->state.c, 2 * cells)};
+    return mp_obj_new_tuple(2, hc);
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(tinylstm_model_state_obj, tinylstm_model_state);
+
+static void tinylstm_store(mp_obj_t dict, qstr key, mp_obj_t value)
+{
+    mp_obj_dict_store(dict, MP_OBJ_NEW_QSTR(key), value);
+}
+
+/* info() -> {cell, layers, input_size, hidden_size, output_size, hash, kernel_version} */
+static mp_obj_t tinylstm_model_info(mp_obj_t self_in)
+{
+    tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
+    const tl_model_t *m = &self->model;
+    mp_obj_t d = mp_obj_new_dict(7);
+    tinylstm_store(d, MP_QSTR_cell, MP_OBJ_NEW_QSTR(m->cell == TL_CELL_LSTM ? MP_QSTR_lstm : MP_QSTR_gru));
+    tinylstm_store(d, MP_QSTR_layers, mp_obj_new_int(m->num_layers));
+    tinylstm_store(d, MP_QSTR_input_size, mp_obj_new_int(m->input_size));
+    tinylstm_store(d, MP_QSTR_hidden_size, mp_obj_new_int(m->hidden_size));
+    tinylstm_store(d, MP_QSTR_output_size, mp_obj_new_int(m->output_size));
+    tinylstm_store(d, MP_QSTR_hash, mp_obj_new_int_from_uint(m->hash));
+    tinylstm_store(d, MP_QSTR_kernel_version, mp_obj_new_int(TL_KERNEL_VERSION));
+    return d;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(tinylstm_model_info_obj, tinylstm_model_info);
+
+#if !MICROPY_ENABLE_DYNRUNTIME
+static const mp_rom_map_elem_t tinylstm_model_locals_table[] = {
+    {MP_ROM_QSTR(MP_QSTR_step), MP_ROM_PTR(&tinylstm_model_step_obj)},
+    {MP_ROM_QSTR(MP_QSTR_run), MP_ROM_PTR(&tinylstm_model_run_obj)},
+    {MP_ROM_QSTR(MP_QSTR_reset), MP_ROM_PTR(&tinylstm_model_reset_obj)},
+    {MP_ROM_QSTR(MP_QSTR_state), MP_ROM_PTR(&tinylstm_model_state_obj)},
+    {MP_ROM_QSTR(MP_QSTR_info), MP_ROM_PTR(&tinylstm_model_info_obj)},
+};
+static MP_DEFINE_CONST_DICT(tinylstm_model_locals, tinylstm_model_locals_table);
+
+MP_DEFINE_CONST_OBJ_TYPE(tinylstm_model_type, MP_QSTR_Model, MP_TYPE_FLAG_NONE, make_new, tinylstm_model_make_new,
+                         locals_dict, &tinylstm_model_locals);
+
+static const mp_rom_map_elem_t tinylstm_module_table[] = {
+    {MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_tinylstm)},
+    {MP_ROM_QSTR(MP_QSTR_Model), MP_ROM_PTR(&tinylstm_model_type)},
+    {MP_ROM_QSTR(MP_QSTR_KERNEL_VERSION), MP_ROM_INT(TL_KERNEL_VERSION)},
+};
+static MP_DEFINE_CONST_DICT(tinylstm_module_globals, tinylstm_module_table);
+
+const mp_obj_module_t tinylstm_user_cmodule = {
+    .base = {&mp_type_module},
+    .globals = (mp_obj_dict_t *)&tinylstm_module_globals,
+};
+
+MP_REGISTER_MODULE(MP_QSTR_tinylstm, tinylstm_user_cmodule);
+#endif
