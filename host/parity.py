@@ -50,9 +50,10 @@ def no_delay(link: Link) -> None:
 
 def wait_hello(link: Link, timeout: float = REPLY_TIMEOUT) -> Hello:
     """The board's HELLO: the one it sends at boot, else ask for it (a board that is already running)."""
-    for frame in link.read(0.3):
-        if frame.type == FrameType.HELLO:
-            return Hello.unpack(frame.payload)
+    try:
+        return Hello.unpack(link.expect(FrameType.HELLO, 0.3).payload)
+    except LinkError:
+        pass  # no boot HELLO (the board was already running): ask for one
     link.send(HelloReq())
     return Hello.unpack(link.expect(FrameType.HELLO, timeout).payload)
 
@@ -103,7 +104,8 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def _command(link: Link, msg: Reset | SetSource) -> None:
+def command(link: Link, msg: Reset | SetSource) -> None:
+    """Send RESET or SET_SOURCE and wait for the board's ACK of exactly that frame."""
     seq = link.send(msg)
     ack = Ack.unpack(link.expect(FrameType.ACK, REPLY_TIMEOUT).payload)
     if (ack.acked_type, ack.acked_seq) != (msg.TYPE, seq):
@@ -128,8 +130,8 @@ def run_parity(link: Link, export_dir: Path, steps: int = 10_000, held: HeldOut 
         raise TinyLSTMError(f"the board resets every {window} steps, the export every {held.window}: rebuild")
     report = ParityReport(hello.board_name, f"0x{hello.model_hash:08x}", window)
     if hello.source != Source.HOST:
-        _command(link, SetSource(Source.HOST))
-    _command(link, Reset())
+        command(link, SetSource(Source.HOST))
+    command(link, Reset())
     xs = held.stream(steps)
     limit = in_flight or in_flight_limit(cm.input_size)
     pending: deque[tuple[int, np.ndarray]] = deque()

@@ -11,7 +11,7 @@ import sys
 
 from tinylstm.trainer.errors import TinyLSTMError
 
-COMMANDS = ["train", "export", "check"]
+COMMANDS = ["train", "export", "check", "build", "flash", "stream", "parity"]
 
 
 def build_parser() -> argparse.ArgumentParser:
