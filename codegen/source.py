@@ -164,7 +164,7 @@ def load_model(path: str | Path, description: str | Path | None = None, trust_mo
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         if not trust_module:
-            if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            if "Unsupported global" in str(exc):  # a pickled class, not a damaged file
                 raise TinyLSTMError(
                     f"{path} holds a pickled nn.Module; loading it runs code from the file. If you trust it, "
                     "pass --trust-module (or save model.state_dict() with a description instead)"
