@@ -271,3 +271,43 @@ except ValueError as e:
     cm = CModel.from_int_model(m)
     want = cm.run(cm.quantize_input(xf))
     assert np.array_equal(np.frombuffer((tmp_path / "y.bin").read_bytes(), "<i2").reshape(-1, 3), want)
+
+
+@needs_micropython
+@pytest.mark.parametrize("mode,window", [("stream", None), ("window", 40)])
+def test_stream_predictions_example(tmp_path: Path, mode: str, window: int | None) -> None:
+    """examples/stream_predictions.py under MicroPython: frames the host protocol decodes, with the
+    HELLO the model implies and PRED outputs equal to the C kernel's (per window in window mode)."""
+    from tinylstm.host import protocol
+
+    assert MICROPYTHON
+    m, xq = stream_model("lstm", 2, 400)
+    m.meta.mode, m.meta.window = mode, window  # type: ignore[assignment]
+    (tmp_path / "model.tlm").write_bytes(blob.to_blob(m))
+    (tmp_path / "x.bin").write_bytes(xq.tobytes())
+    proc = subprocess.run([MICROPYTHON, str(MPY_DIR / "examples" / "stream_predictions.py"),
+                           str(tmp_path / "model.tlm"), "400", str(tmp_path / "x.bin")],
+                          capture_output=True, env={**os.environ, "MICROPYPATH": str(MPY_DIR)}, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    dec = protocol.FrameDecoder()
+    msgs = [protocol.parse_message(f) for f in dec.feed(proc.stdout)]
+    assert dec.frames_bad == 0 and dec.frames_dropped == 0
+    hello = msgs[0]
+    assert isinstance(hello, protocol.Hello)
+    assert (hello.model_hash, hello.cell, hello.layers, hello.input_size, hello.hidden_size, hello.output_size) == (
+        m.model_hash, protocol.Cell.LSTM, 2, 5, 16, 3)
+    assert hello.mode == (protocol.Mode.STREAM if mode == "stream" else protocol.Mode.WINDOW)
+    assert hello.window == (window or 0) and hello.source == protocol.Source.REPLAY
+    preds = msgs[1:]
+    cm = CModel.from_int_model(m)
+    if window is None:
+        want = reference(m, xq)[0]
+        steps = np.arange(1, 401)
+    else:
+        rows = []
+        for start in range(0, 400, window):
+            cm.reset()
+            rows.append(cm.run(xq[start:start + window])[-1])
+        want, steps = np.array(rows), np.arange(window, 401, window)
+    assert [p.step for p in preds] == list(steps)
+    assert np.array_equal(np.array([p.outputs for p in preds]), want)

@@ -1,0 +1,112 @@
+# Stream TinyLSTM predictions as binary frames (docs/serial-protocol.md) to stdout or a UART.
+#
+# On a board: copy model.tlm, this file and tinylstm_mpy.py (+ tinylstm_viper.py, or the
+# tinylstm C/native module) to the filesystem and run it (firmware/micropython/README.md).
+# On the unix port: micropython stream_predictions.py [model.tlm [steps [samples.bin]]]
+#
+# Frames: a 0x00 flush, HELLO (seq 0), then one PRED per step (stream mode) or per window
+# (window mode; the state is reset at every window start). Samples come from samples.bin
+# (raw int8, input_size per step) if given, else from a synthetic float sine on every channel.
+import math
+import sys
+from array import array
+
+try:
+    from tinylstm import Model  # the C module or the native .mpy, if installed
+except ImportError:
+    from tinylstm_mpy import Model
+from tinylstm_mpy import crc32, read_meta
+
+HELLO, PRED = 0x01, 0x02
+SOURCE_HOST, SOURCE_REPLAY, SOURCE_SENSOR = 0, 1, 2
+
+
+def cobs(data: bytes) -> bytes:
+    # Canonical COBS: a block closed at 254 data bytes gets no extra code byte at the end.
+    out = bytearray()
+    block = bytearray()
+    closed_full = False
+    for b in data:
+        closed_full = False
+        if b:
+            block.append(b)
+            if len(block) < 254:
+                continue
+            closed_full = True
+        out.append(len(block) + 1)
+        out += block
+        block = bytearray()
+    if not closed_full:
+        out.append(len(block) + 1)
+        out += block
+    return bytes(out)
+
+
+def u16(v: int) -> bytes:
+    return bytes((v & 0xFF, (v >> 8) & 0xFF))
+
+
+def u32(v: int) -> bytes:
+    return u16(v) + u16(v >> 16)
+
+
+def frame(ftype: int, seq: int, payload: bytes) -> bytes:
+    # COBS(magic | type | seq | length | payload | crc32) 0x00
+    body = bytes((0xA5, ftype)) + u16(seq) + u16(len(payload)) + payload
+    return cobs(body + u32(crc32(body))) + b"\x00"
+
+
+def hello_payload(info: dict, meta: dict, source: int, board: str) -> bytes:
+    m = meta.get("meta", {})
+    name = board.encode()[:32]
+    return (u32(info["hash"]) + u16(info["kernel_version"]) + bytes((0 if info["cell"] == "lstm" else 1, info["layers"]))
+            + u16(info["input_size"]) + u16(info["hidden_size"]) + u16(info["output_size"])
+            + bytes((1 if m.get("mode") == "stream" else 0,)) + u16(m.get("window") or 0) + bytes((source,))
+            + bytes((len(name),)) + name)
+
+
+def pred_payload(step: int, y) -> bytes:
+    out = bytearray(u32(step) + u16(len(y)))
+    for v in y:
+        out += u16(v & 0xFFFF)
+    return bytes(out)
+
+
+def samples(path, n_in: int, steps: int):
+    if path:
+        with open(path, "rb") as f:
+            raw = f.read()
+        for t in range(min(steps, len(raw) // n_in)):
+            yield array("b", raw[t * n_in:(t + 1) * n_in])
+        return
+    x = array("f", [0.0] * n_in)
+    for t in range(steps):
+        for k in range(n_in):
+            x[k] = math.sin(t / (10.0 + 3 * k))
+        yield x
+
+
+def main(blob_path: str = "model.tlm", steps: int = 1000, samples_path=None, out=None) -> None:
+    out = out or getattr(sys.stdout, "buffer", sys.stdout)
+    with open(blob_path, "rb") as f:
+        blob = f.read()
+    model = Model(blob)
+    info, meta = model.info(), read_meta(blob)
+    window = (meta.get("meta", {}).get("window") or 0) if meta.get("meta", {}).get("mode") != "stream" else 0
+    y = array("h", [0] * info["output_size"])
+    out.write(b"\x00")
+    out.write(frame(HELLO, 0, hello_payload(info, meta, SOURCE_REPLAY if samples_path else SOURCE_SENSOR,
+                                            sys.platform)))
+    seq = 1
+    for t, x in enumerate(samples(samples_path, info["input_size"], steps)):
+        if window and t % window == 0:
+            model.reset()
+        model.step(x, y)
+        if not window or t % window == window - 1:
+            out.write(frame(PRED, seq, pred_payload(t + 1, y)))
+            seq = (seq + 1) & 0xFFFF
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:] if hasattr(sys, "argv") else []
+    main(args[0] if args else "model.tlm", int(args[1]) if len(args) > 1 else 1000, args[2] if len(args) > 2 else None)
