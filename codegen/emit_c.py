@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from tinylstm.codegen.quantize import KERNEL_VERSION, IntModel
 from tinylstm.trainer.errors import TinyLSTMError
 

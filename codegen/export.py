@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from tinylstm.codegen.emit_c import EmittedC, emit_c
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import LoadedModel, load_model
@@ -29,7 +28,7 @@ class ModelSource:
     description: str | None = None
     trust_module: bool = False
 
-    def resolved(self) -> "ModelSource":
+    def resolved(self) -> ModelSource:
         """The same source with file paths made absolute (data may also be a dataset name)."""
         def absolute(p: str | None) -> str | None:
             return str(Path(p).resolve()) if p and Path(p).exists() else p

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from tinylstm.codegen import qmath
 from tinylstm.codegen.quantize import IntLayer, IntModel
 from tinylstm.trainer.errors import TinyLSTMError
@@ -22,7 +21,7 @@ class GoldenState:
     c: np.ndarray  # int64 [B, L, H]; zeros for GRU
 
     @classmethod
-    def zeros(cls, model: IntModel, batch: int) -> "GoldenState":
+    def zeros(cls, model: IntModel, batch: int) -> GoldenState:
         shape = (batch, model.num_layers, model.hidden_size)
         return cls(np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64))
 

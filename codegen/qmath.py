@@ -69,7 +69,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if not math.isfinite(real) or real <= 0.0:
         raise ValueError(f"multiplier must be finite and positive, got {real!r}")
     frac, exp = math.frexp(real)
-    mult = int(round(frac * (1 << 31)))
+    mult = round(frac * (1 << 31))
     shift = 31 - exp
     if mult == 1 << 31:
         mult >>= 1

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
 from tinylstm.codegen import qmath
 from tinylstm.codegen.spec import GATES, Cell, FloatModel, ModelMeta, by_length, float_forward
 from tinylstm.trainer.errors import TinyLSTMError

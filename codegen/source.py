@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta, float_forward
 from tinylstm.trainer.checkpoint import FORMAT, CheckpointMeta, load_checkpoint
 from tinylstm.trainer.errors import TinyLSTMError
+from torch import nn
 
 SUPPORTED = ("supported models: one nn.LSTM or nn.GRU (unidirectional, no proj_size, bias on) followed by "
              "one nn.Linear head applied to the RNN outputs")

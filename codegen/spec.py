@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-
 from tinylstm.trainer.errors import TinyLSTMError
 
 Cell = Literal["lstm", "gru"]
@@ -120,7 +119,7 @@ def float_forward(model: FloatModel, x: np.ndarray) -> dict[str, np.ndarray]:
     ``pre{n}`` [B, T, G*H] (GRU: the n gate's input and recurrent parts as ``nx{n}``/``nh{n}``),
     cell states ``c{n}`` (LSTM) and hidden states ``h{n}``.
     """
-    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))
     B, T, _ = x.shape
     H = model.hidden_size
     out: dict[str, np.ndarray] = {}

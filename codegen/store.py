@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import GATES, ModelMeta
 from tinylstm.trainer.errors import TinyLSTMError
@@ -49,7 +48,7 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
             w = z[f"l{n}_weights"]
             hidden = w.shape[0] // gates
             return IntLayer(int(w.shape[1] - hidden), int(hidden), w, z[f"l{n}_bias"],
-                            z[f"l{n}_bias_hn"] if f"l{n}_bias_hn" in z else None, z[f"l{n}_mult"],
+                            z.get(f"l{n}_bias_hn"), z[f"l{n}_mult"],
                             z[f"l{n}_shift"], int(doc["cell_frac"][n]), z[f"l{n}_align"])
 
         layers = [layer(n) for n in range(int(doc["num_layers"]))]

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from tinylstm.codegen import golden
 from tinylstm.codegen.export import ModelSource, data_splits
 from tinylstm.codegen.quantize import IntModel
@@ -56,14 +55,14 @@ def _quality(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarr
         af, aq = pf.argmax(-1), pq.argmax(-1)
         acc_f, acc_q = 100.0 * np.mean(af == target), 100.0 * np.mean(aq == target)
         return {"metric": "accuracy_pct", "float": acc_f, "int8": acc_q, "accuracy_drop_pp": acc_f - acc_q,
-                "agreement_pct": 100.0 * np.mean(af == aq), "predictions": int(len(target))}
+                "agreement_pct": 100.0 * np.mean(af == aq), "predictions": len(target)}
     if fm.meta.target_std is not None and fm.meta.target_mean is not None:
         pf = pf * np.asarray(fm.meta.target_std) + np.asarray(fm.meta.target_mean)
     target = np.asarray(target, dtype=np.float64).reshape(pf.shape)
-    rmse = lambda p: float(np.sqrt(np.mean((p - target) ** 2)))  # noqa: E731
+    rmse = lambda p: float(np.sqrt(np.mean((p - target) ** 2)))
     return {"metric": "rmse", "float": rmse(pf), "int8": rmse(pq), "mae_float": float(np.mean(np.abs(pf - target))),
             "mae_int8": float(np.mean(np.abs(pq - target))), "max_abs_float_vs_int8": float(np.max(np.abs(pf - pq))),
-            "predictions": int(len(target))}
+            "predictions": len(target)}
 
 
 def _bit_exact(m: IntModel, cm: CModel, test: SequenceSet, ints: list[np.ndarray]) -> dict[str, Any]:
@@ -89,7 +88,7 @@ def _bit_exact(m: IntModel, cm: CModel, test: SequenceSet, ints: list[np.ndarray
             break
     words = len(xq) * (m.output_size + 2 * m.num_layers * m.hidden_size)
     return {"sequences": len(test), "steps": steps, "mismatched_sequences": len(mismatched),
-            "long_stream_steps": int(len(xq)), "long_stream_first_mismatch": first_bad,
+            "long_stream_steps": len(xq), "long_stream_first_mismatch": first_bad,
             "state_and_output_words_compared": int(words),
             "ok": not mismatched and first_bad is None}
 

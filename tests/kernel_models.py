@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from tinylstm.codegen import qmath
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel, calibrate, quantize
 from tinylstm.codegen.spec import GATES, FloatLayer, FloatModel, ModelMeta

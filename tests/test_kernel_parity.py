@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kernel_models import random_int_model, random_quantized_model
-
 from tinylstm.codegen import golden
 from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.quantize import IntModel

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from user_models import BatchFirstGRU, SeqFirstLSTM, WithActivation
-
 from tinylstm.host.check import check
 from tinylstm.host.cli.main import main
 from tinylstm.trainer.data import load_dataset
+from user_models import BatchFirstGRU, SeqFirstLSTM, WithActivation
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

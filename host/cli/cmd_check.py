@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def render(report: dict[str, Any]) -> str:
     q, b = report["quality"], report["bit_exact"]
-    lines = [f"model {report['model']['hash']} ({report['model']['cell']}), "
-             f"{report['data']['test_sequences']} held-out sequences"]
+    lines = [(f"model {report['model']['hash']} ({report['model']['cell']}), "
+              f"{report['data']['test_sequences']} held-out sequences")]
     if q["metric"] == "accuracy_pct":
         lines.append(f"  accuracy: float {q['float']:.2f}%  int8 {q['int8']:.2f}%  drop {q['accuracy_drop_pp']:+.2f} pp  "
                      f"argmax agreement {q['agreement_pct']:.2f}%")
