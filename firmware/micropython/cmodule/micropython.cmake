@@ -1,5 +1,5 @@
 # TinyLSTM as a MicroPython user C module, for CMake-built ports (esp32, rp2):
-#   make USER_C_MODULES=/path/to/tinylstm/firmware/micropython/tinylstm/micropython.cmake
+#   make USER_C_MODULES=/path/to/tinylstm/firmware/micropython/cmodule/micropython.cmake
 add_library(usermod_tinylstm INTERFACE)
 
 set(TINYLSTM_CSRC ${CMAKE_CURRENT_LIST_DIR}/../../../csrc)

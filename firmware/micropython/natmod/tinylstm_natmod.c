@@ -1,5 +1,5 @@
 /*
- * TinyLSTM as a dynamic native module (.mpy): the same binding (../tinylstm/modtinylstm.c) and
+ * TinyLSTM as a dynamic native module (.mpy): the same binding (../cmodule/modtinylstm.c) and
  * the same kernel sources (csrc/), compiled as one translation unit so every object file stays
  * inside this build directory. Registers tinylstm.Model at import time.
  */
@@ -12,7 +12,7 @@
 #include "../../../csrc/tl_gru.c"
 #include "../../../csrc/tl_input.c"
 #include "../../../csrc/tl_lstm.c"
-#include "../tinylstm/modtinylstm.c"
+#include "../cmodule/modtinylstm.c"
 
 mp_obj_full_type_t tinylstm_model_type;
 mp_map_elem_t tinylstm_model_locals_table[5];
