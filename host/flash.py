@@ -3,8 +3,10 @@ STM32 boards, PlatformIO or esptool for the ESP32."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from pathlib import Path
+from types import FrameType
 
 from tinylstm.host.boards import QemuBoard
 from tinylstm.trainer.errors import TinyLSTMError
@@ -59,8 +61,15 @@ def esp32_command(target: Path, port: str | None) -> list[str]:
                         "nor a merged .bin")
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def run_qemu(target: Path) -> None:
-    """Start QEMU with the firmware and keep it running until Ctrl-C (or the firmware exits)."""
+    """Start QEMU with the firmware and keep it running until Ctrl-C or SIGTERM (or the firmware exits).
+
+    Both end QEMU too (a background `tinylstm flash ... &` ignores SIGINT, so scripts send SIGTERM)."""
+    signal.signal(signal.SIGTERM, _interrupt)
     with QemuBoard(_artifact(target, ".elf")) as board:
         print(board.url, flush=True)
         print("QEMU is waiting for the first client to connect before it boots the firmware; "

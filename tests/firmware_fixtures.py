@@ -24,8 +24,12 @@ def train_and_export(root: Path, hidden: int = 16, epochs: int = 3, seed: int = 
     return root / "export"
 
 
-def trained_firmware(root: Path) -> Trained:
-    export_dir = train_and_export(root)
+def trained_firmware(base: Path) -> Trained:
+    """Train, export and build once per test session (``base``: the session's temporary root)."""
+    root = base / "trained-firmware"
+    if not (root / "export").is_dir():
+        train_and_export(root)
+    export_dir = root / "export"
     host = build_firmware(export_dir, "qemu-stm32f405", root / "fw-host")
     replay = build_firmware(export_dir, "qemu-stm32f405", root / "fw-replay", source="replay",
                             defines={"TL_REPLAY_PERIOD_MS": "2"})

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return trained_firmware(tmp_path_factory.mktemp("fw"))
+    return trained_firmware(tmp_path_factory.getbasetemp())
 
 
 def test_clean_build_and_sizes(trained: Trained) -> None:
