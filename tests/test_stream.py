@@ -2,6 +2,7 @@
 and the PlatformIO projects (offline config + Cortex-M4 compile of their shared sources)."""
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import socket
@@ -70,6 +71,10 @@ class FlippingProxy:
         self._pump(board, client, True)
 
     def _pump(self, src: socket.socket, dst: socket.socket, corrupt: bool) -> None:
+        with contextlib.suppress(OSError):  # either side closing ends the proxy
+            self._forward(src, dst, corrupt)
+
+    def _forward(self, src: socket.socket, dst: socket.socket, corrupt: bool) -> None:
         while data := src.recv(4096):
             buf = bytearray(data)
             for i, b in enumerate(buf):
