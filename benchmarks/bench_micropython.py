@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tinylstm.codegen import blob, golden
@@ -95,7 +96,7 @@ def main() -> None:
     version = subprocess.run([args.exe, "-c", "import sys; print('.'.join(map(str, sys.implementation.version[:3])), sys.implementation._machine)"],
                              capture_output=True, text=True, check=True).stdout.strip()
     data, xq = bench_model()
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for backend in ("viper", "plain", "c"):
         runs = time_backend(args.exe, backend, data, xq, args.steps, args.runs)
         if runs is not None:
