@@ -11,6 +11,12 @@
 int32_t tl_dot_s8(const int8_t *w, const int8_t *a, size_t n);
 
 /**
+ * `rows` dot products over the same activations: acc[r] = sum_{k<n} w[r*stride + k] * a[k].
+ * Rows sharing their input run in one pass on Cortex-M4/M7 (see tl_dot.c).
+ */
+void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a, size_t n, int32_t *acc);
+
+/**
  * One LSTM layer step. Reads x [I] and the old h [H]; writes the new hidden state to
  * h_next [H] and updates c [H] in place. h and h_next must not overlap.
  */

@@ -33,6 +33,24 @@ static inline int32_t tl_requantize(int32_t acc, int32_t mult, int shift)
     return p < -32768 ? -32768 : (p > 32767 ? 32767 : (int32_t)p);
 }
 
+/**
+ * tl_requantize with a 32-bit route for shift > 32 (the usual case: Q3.12 outputs from int32
+ * accumulators and multipliers in [2^30, 2^31)). Same result for every input, because with
+ * p = acc * M = 2^32 * hi + lo (0 <= lo < 2^32, hi = the high word of the int64 product):
+ *   floor((p + 2^(s-1)) / 2^s) = floor((hi + 2^(s-33) + lo / 2^32) / 2^(s-32))
+ *                              = floor((hi + 2^(s-33)) / 2^(s-32))
+ * and |hi| <= 2^30, 2^(s-33) <= 2^29, so the int32 sum cannot overflow (M >= 0, checked by
+ * tl_model_check). On Cortex-M this is SMULL, ADD, ASR, SSAT instead of a 64-bit shift.
+ */
+static inline int32_t tl_requantize_fast(int32_t acc, int32_t mult, int shift)
+{
+    if (shift > 32) {
+        int32_t hi = (int32_t)(((int64_t)acc * mult) >> 32);
+        return tl_sat16((hi + (1 << (shift - 33))) >> (shift - 32));
+    }
+    return tl_requantize(acc, mult, shift);
+}
+
 /** Bring the input-side and recurrent-side accumulators of a row to one scale (|align| <= 4). */
 static inline int32_t tl_align_x(int32_t acc_x, int align) { return align > 0 ? acc_x * (1 << align) : acc_x; }
 static inline int32_t tl_align_h(int32_t acc_h, int align) { return align < 0 ? acc_h * (1 << -align) : acc_h; }

@@ -1,0 +1,236 @@
+"""Run the C kernel as Cortex-M4 code in unicorn: bit-exactness on the target ISA, instruction counts,
+stack high-water mark and code size.
+
+``build_target(model, dir, dsp=True)`` compiles csrc/ (without the blob reader) + the model emitted by
+``codegen.emit_c`` + a tiny driver for Cortex-M4 (hard float, -nostdlib) with a generated linker
+script: code and const data in "flash" at 0x08000000, .data/.bss in "RAM" at 0x20000000. There is no
+startup code: ``M4Target`` plays the reset handler — it loads the ELF's segments at their addresses,
+enables the FPU (CPACR), sets SP and calls C functions with a return address that stops the emulator.
+``dsp=False`` adds ``-DTL_NO_DSP`` so the same core runs the portable C path.
+"""
+from __future__ import annotations
+
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tinylstm.codegen.emit_c import emit_c
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+from unicorn import UC_ARCH_ARM, UC_HOOK_CODE, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
+from unicorn import arm_const as arm
+
+CPU_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+FLASH, FLASH_SIZE = 0x0800_0000, 16 << 20
+RAM, RAM_SIZE = 0x2000_0000, 16 << 20
+STACK_SIZE = 16 << 10
+STACK_TOP = RAM + RAM_SIZE
+STOP = 0x0000_1000  # return address of every call: a mapped page outside the image
+PAINT = 0xA5
+ROOTS = ("drv_init", "drv_run", "drv_state", "drv_x", "drv_y", "drv_h", "drv_c", "tl_step")  # kept by --gc-sections
+KERNEL_FILES = ("tl_api", "tl_dot", "tl_lstm", "tl_gru", "tl_dense")  # the step path
+
+LINKER_SCRIPT = f"""
+MEMORY {{
+  FLASH (rx) : ORIGIN = 0x{FLASH:08x}, LENGTH = {FLASH_SIZE}
+  RAM (rwx)  : ORIGIN = 0x{RAM:08x}, LENGTH = {RAM_SIZE - STACK_SIZE}
+}}
+ENTRY(drv_init)
+SECTIONS {{
+  .text : {{ *(.text*) *(.rodata*) }} > FLASH
+  .data : {{ *(.data*) }} > RAM
+  .bss (NOLOAD) : {{ *(.bss*) *(COMMON) }} > RAM
+}}
+"""
+
+DRIVER = r"""
+/* Driver for the unicorn runs: the state and I/O buffers the host reads and writes directly. */
+#include <string.h>
+#include "tl_model.h"
+
+#define CELLS (TL_MODEL_NUM_LAYERS * TL_MODEL_HIDDEN_SIZE)
+static int16_t drv_buf[TL_MODEL_STATE_WORDS];
+tl_state_t drv_state;
+int8_t drv_x[DRV_MAX_STEPS * TL_MODEL_INPUT_SIZE];
+int16_t drv_y[DRV_MAX_STEPS * TL_MODEL_OUTPUT_SIZE];
+int8_t drv_h[DRV_MAX_STEPS * CELLS];
+int16_t drv_c[DRV_MAX_STEPS * CELLS];
+
+/* -nostdlib: gcc may turn copy loops into calls to these. */
+void *memcpy(void *d, const void *s, size_t n)
+{
+    unsigned char *dd = d;
+    const unsigned char *ss = s;
+    while (n--) *dd++ = *ss++;
+    return d;
+}
+void *memset(void *d, int v, size_t n)
+{
+    unsigned char *dd = d;
+    while (n--) *dd++ = (unsigned char)v;
+    return d;
+}
+
+int drv_init(void) { return tl_state_init(&drv_state, &tl_model, drv_buf, TL_MODEL_STATE_WORDS); }
+
+/* `steps` steps over drv_x, recording outputs and every state word after each step. */
+int drv_run(uint32_t steps)
+{
+    for (uint32_t t = 0; t < steps; ++t) {
+        int st = tl_step(&drv_state, drv_x + t * TL_MODEL_INPUT_SIZE, drv_y + t * TL_MODEL_OUTPUT_SIZE);
+        if (st != TL_OK) return st;
+        for (int k = 0; k < CELLS; ++k) {
+            drv_h[t * CELLS + k] = drv_state.h[k];
+            drv_c[t * CELLS + k] = drv_state.c[k];
+        }
+    }
+    return TL_OK;
+}
+"""
+
+
+@dataclass
+class TargetBuild:
+    elf: Path
+    objects: dict[str, Path]  # kernel file stem -> object file
+    dsp: bool
+    max_steps: int
+
+
+def build_target(model: IntModel, out_dir: Path, dsp: bool = True, opt: str = "-O2",
+                 max_steps: int = 2000) -> TargetBuild:
+    """Cross-compile kernel + model + driver for Cortex-M4 into ``out_dir/target.elf``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emit_c(model, out_dir)
+    (out_dir / "driver.c").write_text(DRIVER)
+    (out_dir / "target.ld").write_text(LINKER_SCRIPT)
+    flags = [*CPU_FLAGS, *C_FLAGS, opt, "-ffunction-sections", "-fdata-sections", f"-DDRV_MAX_STEPS={max_steps}",
+             "-I", str(csrc_dir()), "-I", str(out_dir)]
+    if not dsp:
+        flags.append("-DTL_NO_DSP")
+    sources = [s for s in kernel_sources() if s.stem != "tl_blob"]
+    objects: dict[str, Path] = {}
+    for src in [*sources, out_dir / "tl_model.c", out_dir / "driver.c"]:
+        obj = out_dir / f"{src.stem}.o"
+        extra = ["-fno-tree-loop-distribute-patterns"] if src.stem == "driver" else []
+        subprocess.run(["arm-none-eabi-gcc", *flags, *extra, "-c", str(src), "-o", str(obj)], check=True,
+                       capture_output=True, text=True)
+        objects[src.stem] = obj
+    elf = out_dir / "target.elf"
+    subprocess.run(["arm-none-eabi-gcc", *CPU_FLAGS, "-nostdlib", "-T", str(out_dir / "target.ld"),
+                    "-Wl,--gc-sections", *(f"-Wl,-u,{s}" for s in ROOTS), *map(str, objects.values()), "-lgcc", "-o", str(elf)],
+                   check=True, capture_output=True, text=True)
+    return TargetBuild(elf, objects, dsp, max_steps)
+
+
+def code_size(build: TargetBuild, stems: tuple[str, ...] = KERNEL_FILES) -> int:
+    """Bytes of .text of the given kernel object files (arm-none-eabi-size)."""
+    out = subprocess.run(["arm-none-eabi-size", *(str(build.objects[s]) for s in stems)], check=True,
+                         capture_output=True, text=True).stdout
+    return sum(int(line.split()[0]) for line in out.splitlines()[1:])
+
+
+def read_elf(path: Path) -> tuple[list[tuple[int, bytes]], dict[str, tuple[int, int]]]:
+    """Loadable segments (address, bytes) and function/object symbols (address, size) of an ELF32 LE file."""
+    raw = path.read_bytes()
+    assert raw[:6] == b"\x7fELF\x01\x01", "not a little-endian ELF32 file"
+    phoff, shoff = struct.unpack_from("<II", raw, 28)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", raw, 42)
+    image = []
+    for k in range(phnum):
+        p_type, p_offset, p_vaddr, _, p_filesz = struct.unpack_from("<IIIII", raw, phoff + k * phentsize)
+        if p_type == 1 and p_filesz:  # PT_LOAD
+            image.append((p_vaddr, raw[p_offset:p_offset + p_filesz]))
+    sections = [struct.unpack_from("<IIIIIIIIII", raw, shoff + k * shentsize) for k in range(shnum)]
+    sym: dict[str, tuple[int, int]] = {}
+    for sh in sections:
+        if sh[1] != 2:  # SHT_SYMTAB
+            continue
+        strtab = sections[sh[6]]
+        for off in range(sh[4], sh[4] + sh[5], 16):
+            name, value, size, info = struct.unpack_from("<IIIB", raw, off)
+            if info & 0xF in (1, 2):  # STT_OBJECT, STT_FUNC
+                end = raw.index(b"\0", strtab[4] + name)
+                sym[raw[strtab[4] + name:end].decode()] = (value, size)
+    return image, sym
+
+
+class M4Target:
+    """One Cortex-M4 in unicorn with the image of a TargetBuild loaded and tl_state_init done."""
+
+    def __init__(self, build: TargetBuild, model: IntModel):
+        self.model, self.build = model, build
+        self.uc = uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
+        uc.ctl_set_cpu_model(arm.UC_CPU_ARM_CORTEX_M4)
+        uc.mem_map(0, 0x10000)
+        uc.mem_map(FLASH, FLASH_SIZE)
+        uc.mem_map(RAM, RAM_SIZE)
+        image, self.sym = read_elf(build.elf)
+        for vaddr, data in image:
+            uc.mem_write(vaddr, data)
+        # FPU on: CPACR CP10/CP11 full access (the reset handler's job on a real board).
+        uc.reg_write(arm.UC_ARM_REG_C1_C0_2, uc.reg_read(arm.UC_ARM_REG_C1_C0_2) | (0xF << 20))
+        uc.reg_write(arm.UC_ARM_REG_FPEXC, 0x4000_0000)
+        self.cells = model.num_layers * model.hidden_size
+        if (st := self.call("drv_init")) != 0:
+            raise RuntimeError(f"tl_state_init returned {st}")
+
+    def addr(self, name: str) -> int:
+        return self.sym[name][0]
+
+    def call(self, fn: str, *args: int, count: bool = False) -> int:
+        """Call a C function (up to 4 int args) and return r0; with ``count`` the instruction count is kept
+        in ``self.instructions``."""
+        uc = self.uc
+        for k, v in enumerate(args):
+            uc.reg_write(arm.UC_ARM_REG_R0 + k, v & 0xFFFF_FFFF)
+        uc.reg_write(arm.UC_ARM_REG_SP, STACK_TOP)
+        uc.reg_write(arm.UC_ARM_REG_LR, STOP | 1)
+        hook = None
+        self.instructions = 0
+        if count:
+            def on_code(_uc: Uc, _addr: int, _size: int, _data: object) -> None:
+                self.instructions += 1
+            hook = uc.hook_add(UC_HOOK_CODE, on_code)
+            uc.ctl_flush_tb()  # blocks translated before the hook existed would not call it
+        try:
+            uc.emu_start(self.addr(fn) | 1, STOP)
+        finally:
+            if hook is not None:
+                uc.hook_del(hook)
+                uc.ctl_flush_tb()
+        return uc.reg_read(arm.UC_ARM_REG_R0)
+
+    def run(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Step through ``xq`` [T, I] in chunks; returns y [T, O], h and c [T, L, H] after every step."""
+        m = self.model
+        ys, hs, cs = [], [], []
+        for t0 in range(0, len(xq), self.build.max_steps):
+            chunk = np.ascontiguousarray(xq[t0:t0 + self.build.max_steps], dtype=np.int8)
+            n = len(chunk)
+            self.uc.mem_write(self.addr("drv_x"), chunk.tobytes())
+            if (st := self.call("drv_run", n)) != 0:
+                raise RuntimeError(f"tl_step returned {st}")
+            ys.append(self._read("drv_y", np.int16, n * m.output_size).reshape(n, m.output_size))
+            hs.append(self._read("drv_h", np.int8, n * self.cells).reshape(n, m.num_layers, m.hidden_size))
+            cs.append(self._read("drv_c", np.int16, n * self.cells).reshape(n, m.num_layers, m.hidden_size))
+        return np.concatenate(ys), np.concatenate(hs), np.concatenate(cs)
+
+    def _read(self, name: str, dtype: type, count: int) -> np.ndarray:
+        size = np.dtype(dtype).itemsize * count
+        return np.frombuffer(bytes(self.uc.mem_read(self.addr(name), size)), dtype=dtype).copy()
+
+    def measure_step(self, x: np.ndarray) -> tuple[int, int]:
+        """(instructions, stack bytes) of exactly one tl_step call with input ``x`` [I], from the current
+        state. The stack is painted with 0xA5 first; the high-water mark is the deepest changed byte."""
+        uc = self.uc
+        uc.mem_write(self.addr("drv_x"), np.ascontiguousarray(x, dtype=np.int8).tobytes())
+        uc.mem_write(STACK_TOP - STACK_SIZE, bytes([PAINT]) * STACK_SIZE)
+        st = self.call("tl_step", self.addr("drv_state"), self.addr("drv_x"), self.addr("drv_y"), count=True)
+        if st != 0:
+            raise RuntimeError(f"tl_step returned {st}")
+        stack = bytes(uc.mem_read(STACK_TOP - STACK_SIZE, STACK_SIZE))
+        used = next((STACK_SIZE - k for k, b in enumerate(stack) if b != PAINT), 0)
+        return self.instructions, used
