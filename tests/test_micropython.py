@@ -19,7 +19,7 @@ from kernel_models import random_int_model, random_quantized_model
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.bridge import CModel
-from tinylstm.host.csources import csrc_dir, firmware_dir
+from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
 
 MPY_DIR = firmware_dir() / "micropython"
 MICROPYTHON = shutil.which("micropython")
@@ -311,3 +311,13 @@ def test_stream_predictions_example(tmp_path: Path, mode: str, window: int | Non
         want, steps = np.array(rows), np.arange(window, 401, window)
     assert [p.step for p in preds] == list(steps)
     assert np.array_equal(np.array([p.outputs for p in preds]), want)
+
+
+def test_c_module_build_files_list_every_kernel_source() -> None:
+    """cmodule/micropython.mk, .cmake and the natmod unity file name the kernel files explicitly:
+    a new csrc/*.c must be added to all three."""
+    texts = {p: (MPY_DIR / p).read_text() for p in
+             ("cmodule/micropython.mk", "cmodule/micropython.cmake", "natmod/tinylstm_natmod.c")}
+    for src in kernel_sources():
+        for name, text in texts.items():
+            assert src.name in text, f"{src.name} is missing from firmware/micropython/{name}"
