@@ -98,4 +98,6 @@ def flash(target: Path, board: str, port: str | None = None) -> None:
         raise TinyLSTMError(f"unknown board {board!r}: qemu-stm32f405, stm32f405, nucleo_f446re or esp32dev")
     print("$ " + " ".join(cmd), flush=True)
     if subprocess.run(cmd, check=False).returncode != 0:
-        raise TinyLSTMError(f"{Path(cmd[0]).name} failed (see its output above): is the board connected and powered?")
+        hint = " (its first run downloads the platform: it needs network access)" if "pio" in Path(cmd[0]).name else ""
+        raise TinyLSTMError(f"{Path(cmd[0]).name} failed{hint}, see its output above: "
+                            "is the board connected and powered, and the port right?")

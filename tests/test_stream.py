@@ -17,6 +17,7 @@ from tinylstm.host.boards import QemuBoard
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.cli.main import main
 from tinylstm.host.firmware import build_firmware
+from tinylstm.host.flash import flash
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.stream import BoardStream
 from tinylstm.trainer.errors import TinyLSTMError
@@ -137,3 +138,12 @@ def test_platformio_project(trained: Trained, tmp_path: Path, board: str) -> Non
                "-ffp-contract=off", f"-I{src}", *defines, "-c", str(c), "-o", str(tmp_path / f"{c.stem}.o")]
         res = subprocess.run(cmd, check=False, capture_output=True, text=True)
         assert res.returncode == 0, f"{c.name}: {res.stderr}"
+
+
+def test_flashing_without_tools_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    (tmp_path / "tinylstm.elf").write_bytes(b"")
+    with pytest.raises(TinyLSTMError, match="stlink-tools .* openocd .* pyocd"):
+        flash(tmp_path, "stm32f405")
+    with pytest.raises(TinyLSTMError, match="neither a PlatformIO project"):
+        flash(tmp_path, "esp32dev")
