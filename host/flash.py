@@ -61,15 +61,15 @@ def esp32_command(target: Path, port: str | None) -> list[str]:
                         "nor a merged .bin")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)  # unwinds the QemuBoard context, which kills QEMU
 
 
 def run_qemu(target: Path) -> None:
     """Start QEMU with the firmware and keep it running until Ctrl-C or SIGTERM (or the firmware exits).
 
     Both end QEMU too (a background `tinylstm flash ... &` ignores SIGINT, so scripts send SIGTERM)."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, _terminate)
     with QemuBoard(_artifact(target, ".elf")) as board:
         print(board.url, flush=True)
         print("QEMU is waiting for the first client to connect before it boots the firmware; "
