@@ -5,7 +5,6 @@ every step s (counted from the RESET that starts the run) with s % window == 0.
 """
 from __future__ import annotations
 
-import socket
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -36,16 +35,6 @@ from tinylstm.trainer.errors import TinyLSTMError
 REPLY_TIMEOUT = 5.0
 MAX_IN_FLIGHT = 8
 QEMU_IN_FLIGHT = 64
-
-
-def no_delay(link: Link) -> None:
-    """Disable Nagle on a socket:// link (QEMU): small INPUT frames otherwise wait for delayed ACKs.
-
-    TODO(link.py owner): do this in Link.open for socket:// URLs; pyserial keeps the socket private.
-    """
-    sock = getattr(link.port, "_socket", None)
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def wait_hello(link: Link, timeout: float = REPLY_TIMEOUT) -> Hello:
@@ -121,7 +110,6 @@ def run_parity(link: Link, export_dir: Path, steps: int = 10_000, held: HeldOut 
     emulated boards take a deeper pipeline (QEMU_IN_FLIGHT) without loss; STATS.dropped_rx proves it.
     """
     held = held or load_held_out(export_dir)
-    no_delay(link)
     hello = wait_hello(link)
     check_hello(hello, held.model.model_hash, str(export_dir))
     cm = CModel(load_library(export_dir, held.name))

@@ -22,7 +22,7 @@ import numpy as np
 import serial
 from tinylstm.codegen.store import load_int_model
 from tinylstm.host.link import DEFAULT_BAUD, Link, LinkError
-from tinylstm.host.parity import check_hello, command, in_flight_limit, no_delay, wait_hello
+from tinylstm.host.parity import check_hello, command, in_flight_limit, wait_hello
 from tinylstm.host.protocol import (
     Error,
     Frame,
@@ -107,7 +107,6 @@ class BoardStream:
 
     def open(self) -> None:
         self._link = Link.open(self.url, self.baud)
-        no_delay(self._link)
         self._on_hello(wait_hello(self._link))
 
     def close(self) -> None:
