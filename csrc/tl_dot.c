@@ -84,7 +84,7 @@ static inline int16x2_t tl_odd(uint32_t v)
     "smlad   %[s0], %[u], %[ae], %[s0]\n\t"                  \
     "smlad   %[s0], %[t], %[ao], %[s0]\n\t"
 
-static void dot4(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc)
+void tl_dot4_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc)
 {
     const int8_t *w0 = w, *w2 = w + 2 * stride;
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -121,7 +121,7 @@ static void dot4(const int8_t *w, size_t stride, const int8_t *a, size_t n, int3
     acc[3] = s3;
 }
 
-static void dot3(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc)
+void tl_dot3_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc)
 {
     const int8_t *w0 = w, *w1 = w + stride, *w2 = w + 2 * stride;
     int32_t s0 = 0, s1 = 0, s2 = 0;
@@ -170,13 +170,13 @@ int32_t tl_dot_s8(const int8_t *w, const int8_t *a, size_t n) { return dot1(w, a
 void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a, size_t n, int32_t *acc)
 {
     while (rows >= 4) {
-        dot4(w, stride, a, n, acc);
+        tl_dot4_s8(w, stride, a, n, acc);
         w += 4 * stride;
         acc += 4;
         rows -= 4;
     }
     if (rows == 3) {
-        dot3(w, stride, a, n, acc);
+        tl_dot3_s8(w, stride, a, n, acc);
     } else {
         for (size_t r = 0; r < rows; ++r) acc[r] = dot1(w + r * stride, a, n);
     }
@@ -194,6 +194,40 @@ int32_t tl_dot_s8(const int8_t *w, const int8_t *a, size_t n)
 void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a, size_t n, int32_t *acc)
 {
     for (size_t r = 0; r < rows; ++r) acc[r] = tl_dot_s8(w + r * stride, a, n);
+}
+
+/* One loop over the activations for all rows: host compilers vectorise the reductions
+ * together (gcc -O3: one activation load and sign extension per 16 elements for 4 rows). */
+void tl_dot4_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc)
+{
+    const int8_t *w0 = w, *w1 = w + stride, *w2 = w + 2 * stride, *w3 = w + 3 * stride;
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t k = 0; k < n; ++k) {
+        const int32_t v = a[k];
+        s0 += w0[k] * v;
+        s1 += w1[k] * v;
+        s2 += w2[k] * v;
+        s3 += w3[k] * v;
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+
+void tl_dot3_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc)
+{
+    const int8_t *w0 = w, *w1 = w + stride, *w2 = w + 2 * stride;
+    int32_t s0 = 0, s1 = 0, s2 = 0;
+    for (size_t k = 0; k < n; ++k) {
+        const int32_t v = a[k];
+        s0 += w0[k] * v;
+        s1 += w1[k] * v;
+        s2 += w2[k] * v;
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
 }
 
 #endif

@@ -2,7 +2,7 @@
  * GRU layer step in PyTorch's formulation (gate order r, z, n):
  *   n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = n + z * (h - n).
  * Formulas: docs/integer-contract.md. The three rows of unit j (j, H+j, 2H+j) share their
- * input, so their dot products run together (tl_dot_rows_s8), as in tl_lstm.c.
+ * input, so their dot products run together (tl_dot3_s8), as in tl_lstm.c.
  */
 #include "tl_kernels.h"
 #include "tl_qmath.h"
@@ -16,8 +16,8 @@ void tl_gru_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *
     for (size_t j = 0; j < H; ++j) {
         const size_t rr = j, rz = H + j, rn = 2 * H + j;
         const int8_t *w = L->weights + j * W;
-        tl_dot_rows_s8(w, stride, 3, x, I, ax);
-        tl_dot_rows_s8(w + I, stride, 3, h, H, ah);
+        tl_dot3_s8(w, stride, x, I, ax);
+        tl_dot3_s8(w + I, stride, h, H, ah);
         int32_t r = tl_sigmoid_q15(table, tl_requantize_fast(tl_align_x(ax[0], a[rr]) + tl_align_h(ah[0], a[rr]) +
                                                                  L->bias[rr], L->mult[rr], L->shift[rr]));
         int32_t z = tl_sigmoid_q15(table, tl_requantize_fast(tl_align_x(ax[1], a[rz]) + tl_align_h(ah[1], a[rz]) +

@@ -16,6 +16,10 @@ int32_t tl_dot_s8(const int8_t *w, const int8_t *a, size_t n);
  */
 void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a, size_t n, int32_t *acc);
 
+/** tl_dot_rows_s8 with 4 (LSTM gate rows of one unit) and 3 (GRU) rows, without the dispatch. */
+void tl_dot4_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc);
+void tl_dot3_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc);
+
 /**
  * One LSTM layer step. Reads x [I] and the old h [H]; writes the new hidden state to
  * h_next [H] and updates c [H] in place. h and h_next must not overlap.

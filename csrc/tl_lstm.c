@@ -2,7 +2,7 @@
  * LSTM layer step (PyTorch gate order i, f, g, o). Formulas: docs/integer-contract.md.
  *
  * The four gate rows of unit j (rows j, H+j, 2H+j, 3H+j: one stride of H*(I+H) bytes apart)
- * share their input, so their dot products run together (tl_dot_rows_s8): on Cortex-M4/M7
+ * share their input, so their dot products run together (tl_dot4_s8): on Cortex-M4/M7
  * each activation word is loaded and unpacked once for the four rows.
  */
 #include "tl_kernels.h"
@@ -16,8 +16,8 @@ void tl_lstm_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t 
     int32_t ax[4], ah[4], pre[4];
     for (size_t j = 0; j < H; ++j) {
         const int8_t *w = L->weights + j * W;
-        tl_dot_rows_s8(w, stride, 4, x, I, ax);
-        tl_dot_rows_s8(w + I, stride, 4, h, H, ah);
+        tl_dot4_s8(w, stride, x, I, ax);
+        tl_dot4_s8(w + I, stride, h, H, ah);
         for (size_t g = 0; g < 4; ++g) {
             const size_t r = g * H + j;
             const int a = L->align[r];

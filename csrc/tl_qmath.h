@@ -18,7 +18,13 @@ typedef char tl_arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
 
 static inline int32_t tl_sat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 
+#if defined(__ARM_FEATURE_SAT) && !defined(TL_NO_DSP)
+#include <arm_acle.h>
+/* SSAT #16 is exactly this clamp, in one instruction (gcc does not always find it). */
+static inline int32_t tl_sat16(int32_t x) { return __ssat(x, 16); }
+#else
 static inline int32_t tl_sat16(int32_t x) { return x < -32768 ? -32768 : (x > 32767 ? 32767 : x); }
+#endif
 
 /** (x + 2^(n-1)) >> n for n >= 1: round half up. */
 static inline int32_t tl_rshift_round(int32_t x, int n) { return (x + (1 << (n - 1))) >> n; }
