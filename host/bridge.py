@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -34,7 +35,22 @@ tl_status_t tl_step(tl_state_t *state, const int8_t *x, int16_t *y);
 tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *ys);
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
 const tl_model_t *tl_bridge_model(void);
+tl_status_t tl_bridge_step(tl_state_t *state, const char *x, int16_t *y);
+tl_status_t tl_bridge_run(tl_state_t *state, const char *xs, size_t steps, int16_t *ys);
 """
+# Host speed: the kernel is built at -O3 (gcc vectorises the dot products with the baseline SIMD of
+# the target, SSE2 on x86-64, NEON on arm64) and never with -march=native, so a cached build runs on
+# any machine of the same architecture. The *_bridge_* wrappers take `const char *`, which cffi fills
+# straight from a bytes object: no ffi.from_buffer/ffi.cast per call.
+HOST_OPT = ["-O3"]
+BRIDGE_SOURCE = """#include "tl_{name}.h"
+static const tl_model_t *tl_bridge_model(void) {{ return &tl_{name}; }}
+static tl_status_t tl_bridge_step(tl_state_t *s, const char *x, int16_t *y)
+{{ return tl_step(s, (const int8_t *)x, y); }}
+static tl_status_t tl_bridge_run(tl_state_t *s, const char *xs, size_t steps, int16_t *ys)
+{{ return tl_run(s, (const int8_t *)xs, steps, ys); }}
+"""
+_INT8 = np.dtype(np.int8)
 
 
 def default_cache_dir() -> Path:
@@ -67,7 +83,7 @@ def _compile(gen_dir: Path, name: str, build_dir: Path, module: str, cc: str, fl
     objs = []
     for src in kernel_sources() + [gen_dir / f"tl_{name}.c"]:
         obj = build_dir / (src.stem + ".o")
-        cmd = [cc, *flags, "-fPIC", "-O2", "-I", str(csrc_dir()), "-I", str(gen_dir), "-c", str(src), "-o", str(obj)]
+        cmd = [cc, *flags, "-fPIC", *HOST_OPT, "-I", str(csrc_dir()), "-I", str(gen_dir), "-c", str(src), "-o", str(obj)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise TinyLSTMError(f"compiling {src.name} failed:\n{proc.stderr.strip()}")
@@ -76,7 +92,7 @@ def _compile(gen_dir: Path, name: str, build_dir: Path, module: str, cc: str, fl
     ffi.cdef(CDEF)
     ffi.set_source(
         module,
-        f'#include "tl_{name}.h"\nstatic const tl_model_t *tl_bridge_model(void) {{ return &tl_{name}; }}\n',
+        BRIDGE_SOURCE.format(name=name),
         include_dirs=[str(csrc_dir()), str(gen_dir)],
         extra_objects=objs,
     )
@@ -93,7 +109,7 @@ def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = No
     if missing:
         raise TinyLSTMError(f"generated model files not found: {', '.join(missing)}; run `tinylstm export` first")
     cc = find_compiler()
-    key = _digest(sources + kernel_sources() + sorted(csrc_dir().glob("*.h")), " ".join([cc, *C_FLAGS, sys.version]))
+    key = _digest(sources + kernel_sources() + sorted(csrc_dir().glob("*.h")), " ".join([cc, *C_FLAGS, *HOST_OPT, BRIDGE_SOURCE, sys.version]))
     build_dir = (cache_dir or default_cache_dir()) / f"bridge-{key}"
     module = f"_tl_bridge_{key}"
     if module in sys.modules:
@@ -134,6 +150,7 @@ class CModel:
         self.hash = int(self.model.hash)
         self._y = np.zeros(self.output_size, dtype=np.int16)
         self._y_ptr = self._ffi.cast("int16_t *", self._ffi.from_buffer(self._y))
+        self.step = self._fast_step()  # shadows the method below with the same behaviour, ~0.3 µs faster
         cells = self.num_layers * self.hidden_size
         self._h = np.frombuffer(self._ffi.buffer(self._state.h, cells), dtype=np.int8)
         self._c = np.frombuffer(self._ffi.buffer(self._state.c, 2 * cells), dtype=np.int16)
@@ -168,16 +185,34 @@ class CModel:
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """One int8 sample [input_size] -> int16 outputs [output_size] (a fresh array)."""
-        xi = self._int8_input(x, steps=False)
-        self._lib.tl_step(self._state, self._ffi.cast("int8_t *", self._ffi.from_buffer(xi)), self._y_ptr)
+        x = self._int8_input(x, steps=False)
+        self._lib.tl_bridge_step(self._state, x.tobytes(), self._y_ptr)
         return self._y.copy()
+
+    def _fast_step(self) -> Callable[[np.ndarray], np.ndarray]:
+        """``step`` as a closure over pre-bound locals: no attribute lookups and no ffi.cast per call.
+        An int8 array of the right shape goes straight through; anything else takes the checked path."""
+        bridge_step, state, y_ptr, y, shape = self._lib.tl_bridge_step, self._state, self._y_ptr, self._y, (
+            self.input_size,)
+        check = self._int8_input
+        ndarray = np.ndarray
+
+        def step(x: np.ndarray) -> np.ndarray:
+            if type(x) is not ndarray or x.dtype is not _INT8 or x.shape != shape:
+                x = check(x, steps=False)  # raises on a wrong shape or dtype
+            # tobytes() copies the input bytes (any strides); cffi passes bytes as char* without a copy.
+            bridge_step(state, x.tobytes(), y_ptr)
+            return y.copy()
+
+        step.__doc__ = CModel.step.__doc__
+        return step
 
     def run(self, xs: np.ndarray) -> np.ndarray:
         """int8 sequence [T, input_size] -> int16 outputs [T, output_size], continuing the state."""
         xi = self._int8_input(xs, steps=True)
-        ys = np.zeros((xi.shape[0], self.output_size), dtype=np.int16)
-        status = self._lib.tl_run(self._state, self._ffi.cast("int8_t *", self._ffi.from_buffer(xi)), xi.shape[0],
-                                  self._ffi.cast("int16_t *", self._ffi.from_buffer(ys)))
+        ys = np.empty((xi.shape[0], self.output_size), dtype=np.int16)
+        status = self._lib.tl_bridge_run(self._state, self._ffi.from_buffer(xi), xi.shape[0],
+                                         self._ffi.cast("int16_t *", self._ffi.from_buffer(ys)))
         self._check(status, "tl_run")
         return ys
 
