@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.emit_c import EmittedC, emit_c
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import LoadedModel, load_model
@@ -93,8 +94,9 @@ def export(source: ModelSource, out_dir: Path, name: str = "model") -> ExportRes
         "calibration": {"steps": cal.steps, "input_absmax": cal.input_absmax, "cell_absmax": cal.cell_absmax,
                         "output_absmax": cal.output_absmax, "sequences": len(train)},
         "cell_frac": [L.cell_frac for L in m.layers], "input_scale": m.input_scale, "output_scale": m.output_scale,
-        "files": [files.header.name, files.source.name],
+        "files": [files.header.name, files.source.name, "model.tlm"],
     }
     save_int_model(m, out_dir, {"source": source.resolved().__dict__, "name": name})
+    (out_dir / "model.tlm").write_bytes(to_blob(m))
     (out_dir / "export-report.json").write_text(json.dumps(report, indent=2))
     return ExportResult(m, files, report)

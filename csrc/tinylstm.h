@@ -83,7 +83,8 @@ typedef struct {
 #define TL_STATE_WORDS(layers, hidden) ((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (hidden) + 1) / 2)
 
 /**
- * Check a model descriptor: sizes in range, required pointers present, shifts in 1..62.
+ * Check a model descriptor: sizes in range, required pointers present, shifts in 1..62,
+ * alignments in -4..4, |bias| <= 2^30.
  * @return TL_OK or TL_ERR_MODEL.
  */
 tl_status_t tl_model_check(const tl_model_t *model);
@@ -117,7 +118,8 @@ tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *y
 /**
  * Convert one float sample [input_size] to the model's int8 input with the generated
  * normalisation constants: q = sat8(round_half_away((x - mean) * mul)).
- * @return TL_OK, or TL_ERR_INPUT (and q untouched) if a value is NaN or infinite.
+ * @return TL_OK; TL_ERR_INPUT (q untouched) if a value is NaN or infinite; TL_ERR_ARG if a
+ *         multiplier is not a positive finite number.
  */
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
 

@@ -1,6 +1,14 @@
 /* Public API: model checks, state binding, and the step/run drivers over stacked layers. */
 #include "tl_kernels.h"
 
+/* |bias| <= 2^30 keeps every int32 accumulator free of overflow (docs/integer-contract.md). */
+static int biases_in_range(const int32_t *b, size_t n)
+{
+    for (size_t k = 0; k < n; ++k)
+        if (b[k] > (1L << 30) || b[k] < -(1L << 30)) return 0;
+    return 1;
+}
+
 tl_status_t tl_model_check(const tl_model_t *m)
 {
     if (!m || !m->layers || !m->head_weights || !m->head_bias || !m->head_mult || !m->head_shift ||
@@ -16,12 +24,15 @@ tl_status_t tl_model_check(const tl_model_t *m)
         if (L->hidden_size != m->hidden_size) return TL_ERR_MODEL;
         if (L->input_size != (n == 0 ? m->input_size : m->hidden_size)) return TL_ERR_MODEL;
         if (!L->weights || !L->bias || !L->mult || !L->shift || !L->align) return TL_ERR_MODEL;
-        if (m->cell == TL_CELL_GRU && !L->bias_hn) return TL_ERR_MODEL;
+        if (m->cell == TL_CELL_GRU && (!L->bias_hn || !biases_in_range(L->bias_hn, L->hidden_size)))
+            return TL_ERR_MODEL;
+        if (!biases_in_range(L->bias, gates * L->hidden_size)) return TL_ERR_MODEL;
         if (m->cell == TL_CELL_LSTM && (L->cell_frac < 0 || L->cell_frac > 14)) return TL_ERR_MODEL;
         for (size_t r = 0; r < gates * L->hidden_size; ++r)
             if (L->shift[r] < 1 || L->shift[r] > 62 || L->mult[r] < 0 || L->align[r] < -4 || L->align[r] > 4)
                 return TL_ERR_MODEL;
     }
+    if (!biases_in_range(m->head_bias, m->output_size)) return TL_ERR_MODEL;
     for (size_t o = 0; o < m->output_size; ++o)
         if (m->head_shift[o] < 1 || m->head_shift[o] > 62 || m->head_mult[o] < 0) return TL_ERR_MODEL;
     return TL_OK;

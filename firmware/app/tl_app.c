@@ -9,13 +9,7 @@
 #include "tl_model.h"
 #include "tl_sensor.h"
 
-/* tl_proto.h and tinylstm.h both declare the enumerators TL_CELL_LSTM/GRU (same values):
- * rename the protocol's copies while including it, so one translation unit can use both. */
-#define TL_CELL_LSTM TL_PROTO_CELL_LSTM_
-#define TL_CELL_GRU TL_PROTO_CELL_GRU_
 #include "tl_proto.h"
-#undef TL_CELL_LSTM
-#undef TL_CELL_GRU
 
 #if TL_APP_HAS_REPLAY
 #include "tl_replay.h"
@@ -84,7 +78,7 @@ static void send_hello(void)
     h.input_size = I;
     h.hidden_size = TL_MODEL_HIDDEN_SIZE;
     h.output_size = O;
-    h.mode = TL_MODEL_WINDOW > 0 ? TL_MODE_WINDOW : TL_MODE_STREAM;
+    h.mode = TL_MODEL_WINDOW > 0 ? TL_PROTO_MODE_WINDOW : TL_PROTO_MODE_STREAM;
     h.window = TL_MODEL_WINDOW;
     h.source = source;
     h.board_name = tl_hal_board_name();

@@ -72,8 +72,8 @@ enum {
 };
 
 /** Values of HELLO.cell, HELLO.mode and HELLO.source / SET_SOURCE.source. */
-enum { TL_CELL_LSTM = 0, TL_CELL_GRU = 1 };
-enum { TL_MODE_WINDOW = 0, TL_MODE_STREAM = 1 };
+enum { TL_PROTO_CELL_LSTM = 0, TL_PROTO_CELL_GRU = 1 }; /* same values as tinylstm.h's TL_CELL_* */
+enum { TL_PROTO_MODE_WINDOW = 0, TL_PROTO_MODE_STREAM = 1 };
 enum { TL_SOURCE_HOST = 0, TL_SOURCE_REPLAY = 1, TL_SOURCE_SENSOR = 2 };
 
 /** Codes carried by ERROR frames (application level). */
@@ -108,12 +108,12 @@ typedef struct {
 typedef struct {
     uint32_t model_hash;
     uint16_t kernel_version;
-    uint8_t cell;   /**< TL_CELL_* */
+    uint8_t cell;   /**< TL_PROTO_CELL_* */
     uint8_t layers;
     uint16_t input_size;
     uint16_t hidden_size;
     uint16_t output_size;
-    uint8_t mode;   /**< TL_MODE_* */
+    uint8_t mode;   /**< TL_PROTO_MODE_* */
     uint16_t window;
     uint8_t source; /**< TL_SOURCE_* */
     const char *board_name; /**< NUL-terminated; truncated to TL_PROTO_NAME_MAX bytes; may be NULL */

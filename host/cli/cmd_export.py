@@ -26,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}, "
           f"output {r['output_size']}) hash {r['hash']}")
     print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B, cell frac bits {r['cell_frac']}")
-    print(f"  wrote {out / r['files'][0]}, {out / r['files'][1]}, {out / 'export-report.json'}")
+    print(f"  wrote {', '.join(str(out / f) for f in r['files'])}, {out / 'export-report.json'}")
     return 0
