@@ -41,7 +41,8 @@ def test_10k_held_out_steps_bit_exact(trained: Trained) -> None:
         report = run_parity(link, trained.export_dir, 10_000, in_flight=QEMU_IN_FLIGHT)
     assert report.passed, report.render()
     assert report.steps == 10_000 and report.mismatches == 0
-    assert report.window == 64 and report.board_stats["steps"] == 10_000
+    window = load_held_out(trained.export_dir).model.meta.window
+    assert window and report.window == window and report.board_stats["steps"] == 10_000
 
 
 def test_float_input_and_bad_frames_on_the_board(trained: Trained) -> None:
@@ -70,8 +71,10 @@ def test_replay_streams_the_embedded_held_out_data(trained: Trained) -> None:
         assert s.hello is not None and s.hello.source == Source.REPLAY
         preds = list(s.predictions(300, idle_timeout=5))
     assert [p.step for p in preds] == list(range(300))
-    for p in preds:  # the replay loops over 256 samples; the window rule resets every 64 steps
-        if p.step % 64 == 0:
+    window = held.model.meta.window
+    assert window and 256 % window == 0
+    for p in preds:  # the replay loops over 256 samples; the window rule resets every `window` steps
+        if p.step % window == 0:
             cm.reset()
         assert np.array_equal(p.raw, cm.step(xs[p.step % 256]))
     assert preds[0].label in held.model.meta.classes  # type: ignore[operator]

@@ -147,7 +147,7 @@ def test_unknown_spec_and_missing_file(tmp_path: Path) -> None:
 
 def test_watch_split_by_recording_is_stratified_and_deterministic() -> None:
     ds = load_dataset("watch")
-    assert ds.num_channels == 6 and len(ds.classes or []) == 7 and ds.sequences[0].shape == (64, 6)
+    assert ds.num_channels == 6 and len(ds.classes or []) == 7 and ds.sequences[0].shape == (128, 6)
     train, val, test = split(ds, seed=3)
     groups = [set(part.groups.tolist()) for part in (train, val, test)]
     assert not (groups[0] & groups[1]) and not (groups[0] & groups[2]) and not (groups[1] & groups[2])

@@ -26,7 +26,7 @@ def watch_path() -> Path:
     return path
 
 
-def load_watch(window: int = 64, hop: int = 32) -> SequenceSet:
+def load_watch(window: int = 128, hop: int = 32) -> SequenceSet:
     """Cut each recording into windows of ``window`` steps every ``hop`` steps; groups = recording."""
     path = watch_path()
     try:

@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--val", type=float, default=DEFAULTS.val, help="validation fraction")
     p.add_argument("--test", type=float, default=DEFAULTS.test, help="test fraction")
-    p.add_argument("--window", type=int, help="window length in steps (watch: 64; CSV stream mode: 64)")
+    p.add_argument("--window", type=int, help="window length in steps (watch: 128 = 2.56 s; CSV stream mode: 64)")
     p.add_argument("--hop", type=int, help="steps between windows (watch: 32; CSV stream mode: the window)")
     p.add_argument("--target", help="CSV target column (default: 'label', else the last column)")
     p.add_argument("--group", help="CSV sequence-id column")
