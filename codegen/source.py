@@ -76,7 +76,7 @@ def _meta_from_description(desc: dict[str, Any], input_size: int, where: str) ->
         raise TinyLSTMError(f"{where}: bad value in the description ({exc}); see docs/user-models.md") from exc
 
 
-def _find_modules(module: nn.Module) -> tuple[nn.Module, nn.Linear]:
+def _find_modules(module: nn.Module) -> tuple[nn.RNNBase, nn.Linear]:
     rnns = [m for m in module.modules() if isinstance(m, nn.RNNBase)]
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     others = [type(m).__name__ for m in module.modules()

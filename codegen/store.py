@@ -28,7 +28,7 @@ def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = No
                    f"l{n}_align": L.align}
         if L.bias_hn is not None:
             arrays[f"l{n}_bias_hn"] = L.bias_hn
-    np.savez(out_dir / NPZ, **arrays)
+    np.savez(out_dir / NPZ, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     doc = {
         "cell": m.cell, "num_layers": m.num_layers, "cell_frac": [L.cell_frac for L in m.layers],
         "output_scale": m.output_scale, "input_scale": m.input_scale, "hash": f"0x{m.model_hash:08x}",

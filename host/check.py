@@ -25,6 +25,7 @@ LONG_STREAM_STEPS = 10_000
 class Thresholds:
     max_accuracy_drop_pp: float = 1.0
     min_agreement_pct: float = 98.0
+    max_rmse_increase_pct: float = 2.0  # regression: int8 RMSE - float RMSE, in % of the target's std
 
 
 def _outputs(fm: FloatModel, m: IntModel, test: SequenceSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -60,7 +61,10 @@ def _quality(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarr
         pf = pf * np.asarray(fm.meta.target_std) + np.asarray(fm.meta.target_mean)
     target = np.asarray(target, dtype=np.float64).reshape(pf.shape)
     rmse = lambda p: float(np.sqrt(np.mean((p - target) ** 2)))
-    return {"metric": "rmse", "float": rmse(pf), "int8": rmse(pq), "mae_float": float(np.mean(np.abs(pf - target))),
+    spread = float(np.std(target)) or 1.0
+    return {"metric": "rmse", "float": rmse(pf), "int8": rmse(pq),
+            "rmse_increase_pct_of_std": 100.0 * (rmse(pq) - rmse(pf)) / spread,
+            "mae_float": float(np.mean(np.abs(pf - target))),
             "mae_int8": float(np.mean(np.abs(pq - target))), "max_abs_float_vs_int8": float(np.max(np.abs(pf - pq))),
             "predictions": len(target)}
 
@@ -112,6 +116,8 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
     if quality["metric"] == "accuracy_pct":
         passed = passed and quality["accuracy_drop_pp"] <= thresholds.max_accuracy_drop_pp \
             and quality["agreement_pct"] >= thresholds.min_agreement_pct
+    else:
+        passed = passed and quality["rmse_increase_pct_of_std"] <= thresholds.max_rmse_increase_pct
     return {"model": {k: doc.get(k) for k in ("hash", "cell", "num_layers")} | {"export_dir": str(export_dir)},
             "data": {"spec": src.data or "(recorded in checkpoint)", "test_sequences": len(test)},
             "quality": quality, "bit_exact": exact, "thresholds": thresholds.__dict__, "passed": bool(passed)}

@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="override the held-out data (default: the recorded test split)")
     p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="allowed float-int8 accuracy drop, points")
     p.add_argument("--min-agreement", type=float, default=98.0, help="required float/int8 argmax agreement, %%")
+    p.add_argument("--max-rmse-increase", type=float, default=2.0,
+                   help="regression: allowed int8 RMSE - float RMSE, in %% of the target's std (default 2)")
     p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file ('-' for stdout)")
     p.set_defaults(func=run)
 
@@ -28,7 +30,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  accuracy: float {q['float']:.2f}%  int8 {q['int8']:.2f}%  drop {q['accuracy_drop_pp']:+.2f} pp  "
                      f"argmax agreement {q['agreement_pct']:.2f}%")
     else:
-        lines.append(f"  RMSE: float {q['float']:.5g}  int8 {q['int8']:.5g}  (MAE {q['mae_float']:.5g} / "
+        lines.append(f"  RMSE: float {q['float']:.5g}  int8 {q['int8']:.5g}  ({q['rmse_increase_pct_of_std']:+.2f}% of "
+                     f"the target's std; MAE {q['mae_float']:.5g} / "
                      f"{q['mae_int8']:.5g}, max |float-int8| {q['max_abs_float_vs_int8']:.4g})")
     lines.append(f"  golden vs C: {b['steps']} steps in {b['sequences']} sequences, {b['mismatched_sequences']} "
                  f"mismatched; long stream {b['long_stream_steps']} steps, {b['state_and_output_words_compared']} "
@@ -38,7 +41,8 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = check(Path(args.export_dir), args.data, Thresholds(args.max_accuracy_drop, args.min_agreement))
+    report = check(Path(args.export_dir), args.data,
+                   Thresholds(args.max_accuracy_drop, args.min_agreement, args.max_rmse_increase))
     text = json.dumps(report, indent=2)
     if args.json_out == "-":
         print(text)
