@@ -104,6 +104,7 @@ def _compile(gen_dir: Path, name: str, build_dir: Path, module: str, cc: str, fl
 
 def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = None) -> ModuleType:
     """Build (or reuse from the cache) the extension for the generated files in ``gen_dir``."""
+    gen_dir = Path(gen_dir).resolve()  # cffi compiles from its own temporary directory
     sources = [gen_dir / f"tl_{name}.c", gen_dir / f"tl_{name}.h"]
     missing = [str(p) for p in sources if not p.is_file()]
     if missing:
