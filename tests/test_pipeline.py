@@ -168,21 +168,26 @@ def _write_ts(path: Path, seqs: list[np.ndarray], labels: list[str], classes: li
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_variable_length_ts_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A .ts file with variable-length cases trains, exports and checks through the CLI alone."""
+def test_variable_length_ts_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """UEA-style _TRAIN/_TEST .ts files with variable-length cases train, export and check through
+    the CLI alone, with relative paths from the user's working directory."""
     watch = load_dataset("watch", window=128, hop=128)
     rng = np.random.default_rng(5)
-    keep = rng.choice(len(watch), 900, replace=False)
+    keep = rng.permutation(len(watch))[:1200]
     seqs = [watch.sequences[k][: int(rng.integers(48, 129))] for k in keep]
     classes = watch.classes or []
-    _write_ts(tmp_path / "ex.ts", seqs, [classes[int(watch.labels[k])] for k in keep], classes)
-    run = tmp_path / "run"
-    code, _, _ = run_cli(capsys, "train", "--data", str(tmp_path / "ex.ts"), "--cell", "gru", "--hidden", "24",
-                         "--epochs", "25", "--out", str(run), "--quiet")
-    assert code == 0
-    assert run_cli(capsys, "export", str(run / "model.pt"))[0] == 0
-    code, out, _ = run_cli(capsys, "check", str(run / "export"))
+    names = [classes[int(watch.labels[k])] for k in keep]
+    _write_ts(tmp_path / "ex_TRAIN.ts", seqs[:800], names[:800], classes)
+    _write_ts(tmp_path / "ex_TEST.ts", seqs[800:], names[800:], classes[::-1])  # another class order
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "train", "--data", "ex_TRAIN.ts", "--test-data", "ex_TEST.ts", "--cell", "gru",
+                           "--hidden", "24", "--epochs", "25", "--out", "run", "--quiet")
+    assert code == 0 and "'test': 400" in out
+    assert run_cli(capsys, "export", "run/model.pt")[0] == 0
+    code, out, _ = run_cli(capsys, "check", "run/export")
     assert "BIT-EXACT" in out, out
-    report = json.loads((run / "export" / "check-report.json").read_text())
-    assert report["bit_exact"]["ok"] and report["data"]["test_sequences"] > 100
+    report = json.loads((tmp_path / "run" / "export" / "check-report.json").read_text())
+    assert report["bit_exact"]["ok"] and report["data"]["test_sequences"] == 400
+    assert report["quality"]["float"] > 100 / 7 * 2, "the float model should be well above chance"
     assert abs(report["quality"]["accuracy_drop_pp"]) <= 1.0, report["quality"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tinylstm.trainer.data import load_dataset, split
+from tinylstm.trainer.data import load_dataset, load_test_set, split
 from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.models import TinyRNN
 from tinylstm.trainer.sequence_set import SequenceSet
@@ -30,6 +30,7 @@ class DatasetRef:
     seed: int
     val: float
     test: float
+    test_spec: str | None = None  # an explicit held-out file (e.g. a UEA *_TEST.ts); then `test` is 0
 
 
 @dataclass
@@ -139,7 +140,8 @@ def load_splits_from_meta(meta: CheckpointMeta,
     """Rebuild the (train, val, test) split the model was trained on, NOT normalised.
 
     ``data_override`` replaces the recorded dataset spec (for a moved file); options, seed and
-    fractions stay as recorded so the split is the same.
+    fractions stay as recorded so the split is the same. A recorded explicit test file is
+    loaded as the test split.
     """
     ref = meta.dataset
     spec = data_override or ref.spec
@@ -150,4 +152,7 @@ def load_splits_from_meta(meta: CheckpointMeta,
         raise TinyLSTMError(
             f"{spec} has channels {ds.channels} but the model was trained on {meta.channels}; pass the same data"
         )
-    return split(ds, val=ref.val, test=ref.test, seed=ref.seed)
+    train, val, test = split(ds, val=ref.val, test=ref.test, seed=ref.seed)
+    if ref.test_spec:
+        test = load_test_set(ref.test_spec, ds)
+    return train, val, test

@@ -111,6 +111,27 @@ def split(ds: SequenceSet, val: float = 0.15, test: float = 0.15,
     return train, val_ds, test_ds
 
 
+def load_test_set(spec: str, train: SequenceSet) -> SequenceSet:
+    """Load an explicit held-out file with the training set's options, labels mapped by class name."""
+    test = load_dataset(spec, **train.options)
+    if test.channels != train.channels or test.task != train.task or test.mode != train.mode:
+        raise TinyLSTMError(
+            f"test data {spec} ({len(test.channels)} channels, {test.task}, {test.mode} mode) does not match the "
+            f"training data ({len(train.channels)} channels, {train.task}, {train.mode} mode): give the same kind of file"
+        )
+    if test.classes != train.classes and test.classes is not None and train.classes is not None:
+        unknown = sorted(set(test.classes) - set(train.classes))
+        if unknown:
+            raise TinyLSTMError(f"test data {spec} has classes {unknown} that the training data lacks")
+        index = np.array([train.classes.index(c) for c in test.classes], dtype=np.int64)
+        labels = index[np.asarray(test.labels)] if test.mode == "window" else [index[y] for y in test.labels]
+        test = SequenceSet(sequences=test.sequences, labels=labels, task=test.task, mode=test.mode,
+                           classes=train.classes, channels=test.channels, name=test.name, groups=test.groups,
+                           window=test.window, spec=test.spec, options=test.options)
+    test.validate()
+    return test
+
+
 class Normalizer:
     """Per-channel mean/std (std floored at 1e-6), fitted on the training split only."""
 

@@ -148,12 +148,18 @@ def _metrics_dict(ds: SequenceSet, sizes: dict[str, int], scores: dict[str, Scor
     return out
 
 
-def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path) -> TrainResult:
-    """Split ``ds``, train a TinyRNN on it and write model.pt, curves.png and metrics.json to ``out_dir``."""
+def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: SequenceSet | None = None) -> TrainResult:
+    """Split ``ds``, train a TinyRNN on it and write model.pt, curves.png and metrics.json to ``out_dir``.
+
+    With ``test_ds`` (an explicit held-out file, see ``load_test_set``) ``ds`` is split into
+    train/val only and ``test_ds`` is the test split.
+    """
     _check_config(config)
     ds.validate()
     check_sizes(config.cell, ds.num_channels, config.hidden, config.layers, ds.output_size)
-    train_ds, val_ds, test_ds = split(ds, val=config.val, test=config.test, seed=config.seed)
+    test_frac = 0.0 if test_ds is not None else config.test
+    train_ds, val_ds, split_test = split(ds, val=config.val, test=test_frac, seed=config.seed)
+    test_ds = split_test if test_ds is None else test_ds
     if len(val_ds) == 0:
         raise TinyLSTMError("training needs a validation split for early stopping; use val > 0")
     norm = Normalizer.fit(train_ds.sequences)
@@ -179,7 +185,8 @@ def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path) -> TrainResul
         output_size=model.output_size, task=ds.task, mode=ds.mode, window=ds.window, classes=ds.classes,
         channels=list(ds.channels), norm=norm.to_dict(),
         target_norm=None if target_norm is None else target_norm.to_dict(),
-        dataset=DatasetRef(spec=ds.spec, options=dict(ds.options), seed=config.seed, val=config.val, test=config.test),
+        dataset=DatasetRef(spec=ds.spec, options=dict(ds.options), seed=config.seed, val=config.val, test=test_frac,
+                           test_spec=None if test_ds is split_test else test_ds.spec),
         metrics=metrics,
     )
     out = Path(out_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tinylstm.trainer.data import load_dataset
+from tinylstm.trainer.data import load_dataset, load_test_set
 from tinylstm.trainer.train import TrainConfig, fit
 
 DEFAULTS = TrainConfig()
@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--val", type=float, default=DEFAULTS.val, help="validation fraction")
     p.add_argument("--test", type=float, default=DEFAULTS.test, help="test fraction")
+    p.add_argument("--test-data", help="explicit held-out file (e.g. a UEA *_TEST.ts) instead of a --test split")
     p.add_argument("--window", type=int, help="window length in steps (watch: 128 = 2.56 s; CSV stream mode: 64)")
     p.add_argument("--hop", type=int, help="steps between windows (watch: 32; CSV stream mode: the window)")
     p.add_argument("--target", help="CSV target column (default: 'label', else the last column)")
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode)"
           + (f", classes {ds.classes}" if ds.classes else ""))
-    result = fit(ds, config, args.out)
+    test_ds = load_test_set(args.test_data, ds) if args.test_data else None
+    result = fit(ds, config, args.out, test_ds)
     m = result.metrics
     split_name = "test" if "test_loss" in m else "val"
     if ds.task == "classification":
