@@ -1,6 +1,7 @@
 """Cross-compile firmware for a board: arm-none-eabi-gcc -> ELF (+ link map) -> raw .bin."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -136,6 +137,16 @@ def build_elf(
         "-Wl,--gc-sections", "-Wl,--fatal-warnings", f"-Wl,-Map={map_}",
         *objects, "-lgcc", "-o", elf,
     ]  # fmt: skip
-    log.append(_run(link, f"linking {name} for {board.name}"))
+    try:
+        log.append(_run(link, f"linking {name} for {board.name}"))
+    except TinyLSTMError as exc:
+        overflows = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", str(exc))
+        if overflows:
+            what = ", ".join(f"{region} overflowed by {n} bytes" for region, n in overflows)
+            raise TinyLSTMError(
+                f"the firmware does not fit {board.name}: {what}. Export a smaller model (fewer hidden units or "
+                "layers; weights take 4*H*(I+H) bytes per LSTM layer) or pick a board with more memory"
+            ) from None
+        raise
     log.append(_run([objcopy, "-O", "binary", elf, bin_], f"objcopy {elf.name}"))
     return BuildResult(elf=elf, bin=bin_, map=map_, objects=tuple(objects), log="".join(log))
