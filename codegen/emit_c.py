@@ -7,12 +7,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from tinylstm.codegen.quantize import KERNEL_VERSION, IntModel
+from tinylstm.codegen.quantize import KERNEL_VERSION, IntLayer, IntModel
 from tinylstm.trainer.errors import TinyLSTMError
 
 GATE_NAMES = {"lstm": "ifgo", "gru": "rzn"}
+Layout = Literal["s8", "s16"]
+LAYOUTS: tuple[str, ...] = ("s8", "s16")
 
 
 @dataclass
@@ -56,6 +59,29 @@ def check_name(name: str) -> str:
     return name
 
 
+def s16_weights(L: IntLayer, gates: int) -> np.ndarray:
+    """The fast "s16" layout of one layer's gate weights (tl_layer_t.weights16 in csrc/tinylstm.h).
+
+    The same int8 weights times their part's alignment factor (x part 2^max(a,0), h part
+    2^max(-a,0)), so the kernel's plain sum is acc_x * 2^max(a,0) + acc_h * 2^max(-a,0). One block per
+    unit j: the x part then the h part, each = groups of 4 columns (per gate: columns 4q, 4q+2, 4q+1,
+    4q+3, the lanes SXTB16 unpacks), then the n % 4 tail columns per gate, then one 0 if the part has
+    an odd number of values (GRU), so every part starts 4-byte aligned.
+    """
+    G, H, I = gates, L.hidden_size, L.input_size
+    w = L.weights.astype(np.int32).reshape(G, H, I + H)
+    a = L.align.astype(np.int32).reshape(G, H, 1)
+    parts = []
+    for part, n in ((w[:, :, :I] << np.maximum(a, 0), I), (w[:, :, I:] << np.maximum(-a, 0), H)):
+        q = n - n % 4
+        body = part[:, :, :q].reshape(G, H, q // 4, 4)[:, :, :, [0, 2, 1, 3]].transpose(1, 2, 0, 3)
+        tail = part[:, :, q:].transpose(1, 0, 2)
+        parts += [body.reshape(H, -1), tail.reshape(H, -1), np.zeros((H, (G * n) % 2), np.int32)]
+    out = np.concatenate(parts, axis=1).ravel()
+    assert np.abs(out).max(initial=0) <= 128 * 16  # int8 times at most 2^4
+    return out.astype(np.int16)
+
+
 def render_header(m: IntModel, name: str) -> str:
     P = f"TL_{name.upper()}"
     meta = m.meta
@@ -94,7 +120,9 @@ def render_header(m: IntModel, name: str) -> str:
     return "\n".join(lines)
 
 
-def render_source(m: IntModel, name: str) -> str:
+def render_source(m: IntModel, name: str, layout: Layout = "s8") -> str:
+    if layout not in LAYOUTS:
+        raise TinyLSTMError(f"weight layout {layout!r} must be one of {list(LAYOUTS)}")
     H, G = m.hidden_size, m.gates
     gates = GATE_NAMES[m.cell]
     out = [
@@ -104,11 +132,21 @@ def render_source(m: IntModel, name: str) -> str:
         f'#include "tl_{name}.h"',
         "",
     ]
+    if layout == "s16":
+        out += ["#ifndef TL_LAYOUT_S16",
+                f'#error "model {name} uses the s16 weight layout: build the kernel and this file with -DTL_LAYOUT_S16"',
+                "#endif", ""]
     layer_inits = []
     for n, L in enumerate(m.layers):
         notes = [f"{gates[r // H]}[{r % H}]" for r in range(G * H)]
         out.append(f"/* layer {n}: rows are gates {','.join(gates)} x {H} units; columns [x({L.input_size}) ; h({H})] */")
-        out.append(_c_array("int8_t", f"l{n}_weights", L.weights, 16, notes))
+        if layout == "s8":
+            out.append(_c_array("int8_t", f"l{n}_weights", L.weights, 16, notes))
+        else:
+            w16 = s16_weights(L, G)
+            out.append(f"/* s16 layout (tinylstm.h, tl_layer_t.weights16): {w16.size} values in {H} unit blocks */")
+            out.append(_c_array("int16_t", f"l{n}_weights16", w16, 16).replace(
+                f"l{n}_weights16[{w16.size}]", f"l{n}_weights16[{w16.size}] TL_ALIGN4", 1))
         out.append(_c_array("int32_t", f"l{n}_bias", L.bias, 8))
         out.append(_c_array("int32_t", f"l{n}_mult", L.mult, 8))
         out.append(_c_array("int8_t", f"l{n}_shift", L.shift, 16))
@@ -116,9 +154,10 @@ def render_source(m: IntModel, name: str) -> str:
         if L.bias_hn is not None:
             out.append(_c_array("int32_t", f"l{n}_bias_hn", L.bias_hn, 8))
         bias_hn = f"l{n}_bias_hn" if L.bias_hn is not None else "NULL"
+        weights, weights16 = (f"l{n}_weights", "NULL") if layout == "s8" else ("NULL", f"l{n}_weights16")
         layer_inits.append(
-            f"    {{ {L.input_size}, {H}, l{n}_weights, l{n}_bias, {bias_hn}, l{n}_mult, l{n}_shift, {L.cell_frac}, "
-            f"l{n}_align }},"
+            f"    {{ {L.input_size}, {H}, {weights}, l{n}_bias, {bias_hn}, l{n}_mult, l{n}_shift, {L.cell_frac}, "
+            f"l{n}_align, {weights16} }},"
         )
     out.append("static const tl_layer_t layers[] = {\n" + "\n".join(layer_inits) + "\n};\n")
     out.append(_c_array("int8_t", "head_weights", m.head_w, 16, [f"output {o}" for o in range(m.output_size)]))
@@ -141,11 +180,18 @@ def render_source(m: IntModel, name: str) -> str:
     return "\n".join(out)
 
 
-def emit_c(m: IntModel, out_dir: Path, name: str = "model") -> EmittedC:
-    """Write ``tl_<name>.h`` and ``tl_<name>.c`` into ``out_dir``."""
+def emit_c(m: IntModel, out_dir: Path, name: str = "model", layout: Layout = "s8") -> EmittedC:
+    """Write ``tl_<name>.h`` and ``tl_<name>.c`` into ``out_dir``.
+
+    ``layout`` "s8" (default): int8 row-major gate weights, the smallest flash. "s16": the gate weights
+    widened to int16 in the fast layout of tl_layer_t.weights16 (2x the weight flash, fewer instructions
+    on Cortex-M4/M7 with DSP; same bits, same model hash; compile the kernel and the model with
+    -DTL_LAYOUT_S16). The head stays int8 in both.
+    """
     check_name(name)
     out_dir.mkdir(parents=True, exist_ok=True)
     header, source = out_dir / f"tl_{name}.h", out_dir / f"tl_{name}.c"
+    text = render_source(m, name, layout)
     header.write_text(render_header(m, name))
-    source.write_text(render_source(m, name))
+    source.write_text(text)
     return EmittedC(header, source)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.emit_c import EmittedC, emit_c
+from tinylstm.codegen.emit_c import EmittedC, Layout, emit_c
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
@@ -74,19 +74,19 @@ class ExportResult:
     report: dict
 
 
-def export(source: ModelSource, out_dir: Path, name: str = "model") -> ExportResult:
+def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layout = "s8") -> ExportResult:
     loaded = source.load()
     fm = loaded.float_model
     train, _ = data_splits(loaded, source.data)
     cal = calibrate(fm, calibration_sequences(fm, train))
     m = quantize(fm, cal)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = emit_c(m, out_dir, name)
-    weight_bytes = sum(L.weights.size + 4 * (L.bias.size + L.mult.size) + L.shift.size + L.align.size
+    files = emit_c(m, out_dir, name, layout)
+    weight_bytes = sum((2 if layout == "s16" else 1) * L.weights.size + 4 * (L.bias.size + L.mult.size) + L.shift.size + L.align.size
                        + (4 * L.bias_hn.size if L.bias_hn is not None else 0) for L in m.layers)
     head_bytes = m.head_w.size + 4 * (m.head_b.size + m.head_mult.size) + m.head_shift.size
     report = {
-        "name": name, "hash": f"0x{m.model_hash:08x}", "cell": m.cell, "layers": m.num_layers,
+        "name": name, "hash": f"0x{m.model_hash:08x}", "layout": layout, "cell": m.cell, "layers": m.num_layers,
         "input_size": m.input_size, "hidden_size": m.hidden_size, "output_size": m.output_size,
         "task": fm.meta.task, "mode": fm.meta.mode, "window": fm.meta.window, "classes": fm.meta.classes,
         "model_data_bytes": weight_bytes + head_bytes + 2 * m.act_table.size + 8 * m.input_size,

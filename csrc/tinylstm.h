@@ -27,6 +27,13 @@ extern "C" {
 #define TL_MAX_HIDDEN 256
 #define TL_MAX_INPUT 1024
 
+/** Declares an emitted weights16 array 4-byte aligned (the DSP loop reads it with LDM). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TL_ALIGN4 __attribute__((aligned(4)))
+#else
+#define TL_ALIGN4
+#endif
+
 /** Status codes returned by every call that can fail. */
 typedef enum {
     TL_OK = 0,
@@ -43,13 +50,35 @@ enum { TL_CELL_LSTM = 0, TL_CELL_GRU = 1 };
 typedef struct {
     uint16_t input_size;     /**< I: width of this layer's input */
     uint16_t hidden_size;    /**< H */
-    const int8_t *weights;   /**< [G*H][I+H] row-major; a row covers the concatenated [x ; h] */
+    const int8_t *weights;   /**< [G*H][I+H] row-major; a row covers the concatenated [x ; h] (see weights16) */
     const int32_t *bias;     /**< [G*H] at the accumulator scale of each row (GRU n rows: b_in) */
     const int32_t *bias_hn;  /**< GRU: [H] recurrent bias of the n gate; NULL for LSTM */
     const int32_t *mult;     /**< [G*H] requantization multipliers, accumulator -> Q3.12 */
     const int8_t *shift;     /**< [G*H] requantization shifts (1..62) */
     int8_t cell_frac;        /**< LSTM: fractional bits F of the int16 cell state (0..14) */
     const int8_t *align;     /**< [G*H] in -4..4: acc = acc_x * 2^max(a,0) + acc_h * 2^max(-a,0) */
+    /**
+     * Optional fast layout ("s16", chosen by codegen for Cortex-M4/M7 with DSP); NULL = use `weights`.
+     * When set, the kernel reads only this array (and `weights` may be NULL). It holds the same int8
+     * weights, each multiplied by its part's alignment factor (x part: 2^max(a,0), h part:
+     * 2^max(-a,0); |value| <= 128 * 16), so acc_x * 2^max(a,0) + acc_h * 2^max(-a,0) is one plain
+     * sum (exact integers: the same bits). One block of G*(I+H) int16 values (GRU: plus padding,
+     * below) per unit j, blocks in unit order. A block is the x part (n = I, activations x) then
+     * the h part (n = H, activations h), each part being:
+     *   - for each group q < n/4 of four columns k = 4q..4q+3, for each gate g < G (row g*H + j):
+     *     the four values in the order k = 4q, 4q+2, 4q+1, 4q+3 (the lanes SXTB16 unpacks from
+     *     four int8 activations);
+     *   - then the n%4 tail columns k = 4*(n/4).. n-1: for each gate g, its values in column order.
+     * With G = 3 (GRU) a part with an odd G*n is followed by one 0 (padding), so every part starts
+     * 4-byte aligned; the array itself must be 4-byte aligned (TL_ALIGN4; checked by
+     * tl_model_check on DSP builds). `align` is still required but not read for this layout.
+     * Costs 2 bytes per weight instead of 1, and on DSP builds a 512-byte stack buffer during the
+     * step (h widened once per layer); for C firmware builds (the .tlm blob is int8 only). The
+     * kernel reads it only when built with -DTL_LAYOUT_S16 (emitted s16 models #error without
+     * it; tl_model_check rejects a layer with no `weights` otherwise), so int8 firmware does not
+     * carry the code.
+     */
+    const int16_t *weights16;
 } tl_layer_t;
 
 /** A whole model: stacked recurrent layers and a dense head applied at every step. */

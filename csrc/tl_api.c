@@ -1,4 +1,6 @@
 /* Public API: model checks, state binding, and the step/run drivers over stacked layers. */
+#include <string.h>
+
 #include "tl_kernels.h"
 
 /* |bias| <= 2^30 keeps every int32 accumulator free of overflow (docs/integer-contract.md). */
@@ -23,7 +25,14 @@ tl_status_t tl_model_check(const tl_model_t *m)
         const tl_layer_t *L = &m->layers[n];
         if (L->hidden_size != m->hidden_size) return TL_ERR_MODEL;
         if (L->input_size != (n == 0 ? m->input_size : m->hidden_size)) return TL_ERR_MODEL;
+#ifdef TL_LAYOUT_S16
+        if ((!L->weights && !L->weights16) || !L->bias || !L->mult || !L->shift || !L->align) return TL_ERR_MODEL;
+#if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP)
+        if (L->weights16 && ((uintptr_t)L->weights16 & 3u)) return TL_ERR_MODEL; /* LDM needs 4-byte alignment */
+#endif
+#else /* built without the s16 layout: a model that has only weights16 cannot run */
         if (!L->weights || !L->bias || !L->mult || !L->shift || !L->align) return TL_ERR_MODEL;
+#endif
         if (m->cell == TL_CELL_GRU && (!L->bias_hn || !biases_in_range(L->bias_hn, L->hidden_size)))
             return TL_ERR_MODEL;
         if (!biases_in_range(L->bias, gates * L->hidden_size)) return TL_ERR_MODEL;
@@ -67,6 +76,18 @@ void tl_reset(tl_state_t *s)
     s->steps = 0;
 }
 
+/* n bytes, four at a time (memcpy of 4 bytes: one LDR/STR pair on Cortex-M, any alignment). */
+static void copy_s8(int8_t *dst, const int8_t *src, size_t n)
+{
+    size_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        uint32_t v;
+        memcpy(&v, src + k, sizeof v);
+        memcpy(dst + k, &v, sizeof v);
+    }
+    for (; k < n; ++k) dst[k] = src[k];
+}
+
 tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
 {
     if (!s || !s->model || !x) return TL_ERR_ARG;
@@ -79,7 +100,7 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
             tl_lstm_layer_step(&m->layers[n], m->act_table, in, h, s->scratch, s->c + n * H);
         else
             tl_gru_layer_step(&m->layers[n], m->act_table, in, h, s->scratch);
-        for (size_t j = 0; j < H; ++j) h[j] = s->scratch[j];
+        copy_s8(h, s->scratch, H);
         in = h;
     }
     if (y) tl_dense_step(m, in, y);

@@ -99,6 +99,7 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
         L->shift = (const int8_t *)q[4];
         L->cell_frac = (int8_t)blob[32 + n];
         L->align = (const int8_t *)q[5];
+        L->weights16 = NULL; /* blobs are int8 only; callers' layer arrays may be uninitialised */
     }
     model->hash = rd32(blob + 16);
     model->cell = (uint8_t)cell;

@@ -1,15 +1,64 @@
 /*
  * GRU layer step in PyTorch's formulation (gate order r, z, n):
  *   n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = n + z * (h - n).
- * Formulas: docs/integer-contract.md. The three rows of unit j (j, H+j, 2H+j) share their
- * input, so their dot products run together (tl_dot3_s8), as in tl_lstm.c.
+ * Formulas: docs/integer-contract.md. int8 layout: the three rows of unit j (j, H+j, 2H+j)
+ * share their input, so their dot products run together (tl_dot3_s8), as in tl_lstm.c.
+ * s16 layout (weights16): one pointer walks the unit blocks; the x part accumulates
+ * (r, z, n_x) from the biases (b_r, b_z, b_in), the h part (r, z, n_h) from (.., .., b_hn).
  */
 #include "tl_kernels.h"
 #include "tl_qmath.h"
 
+/* Element-wise part of unit j: pr, pz = Q3.12 pre-activations of r and z, nx, nh = the n row's parts. */
+TL_ALWAYS_INLINE int8_t gru_unit(const int16_t *table, int32_t pr, int32_t pz, int32_t nx, int32_t nh, int8_t hj)
+{
+    int32_t r = tl_sigmoid_q15(table, pr);
+    int32_t z = tl_sigmoid_q15(table, pz);
+    int32_t n = tl_tanh_q15(table, tl_sat16(nx + tl_rshift_round(r * nh, TL_Q15)));
+    int32_t h15 = (int32_t)hj * (1 << (TL_Q15 - TL_HIDDEN_FRAC));
+    int32_t hn15 = n + tl_rshift_round(z * (h15 - n), TL_Q15);
+    return (int8_t)tl_sat8(tl_rshift_round(hn15, TL_Q15 - TL_HIDDEN_FRAC));
+}
+
+#ifdef TL_LAYOUT_S16
+static void gru_step_s16(const tl_layer_t *L, const int16_t *table, const int8_t *x, const int8_t *h,
+                         int8_t *h_next)
+{
+    const size_t H = L->hidden_size;
+    const int16_t *w = L->weights16;
+    const int32_t *bias = L->bias, *mult = L->mult, *bias_hn = L->bias_hn;
+    const int8_t *shift = L->shift;
+    tl_s16_in_t in = { x, h, NULL, L->input_size, H };
+#ifdef TL_S16_WIDE_H
+    uint32_t hw[TL_WIDE_WORDS(TL_MAX_HIDDEN)];
+    tl_widen_s8(h, H, hw);
+    in.hw = hw;
+#endif
+    int32_t acc[4];
+    for (size_t j = 0; j < H; ++j) {
+        w = tl_unit3_s16(w, &in, bias, bias_hn, acc);
+        const int32_t pr = tl_requantize_fast(acc[0], mult[0], shift[0]);
+        const int32_t pz = tl_requantize_fast(acc[1], mult[H], shift[H]);
+        const int32_t nx = tl_requantize_fast(acc[2], mult[2 * H], shift[2 * H]);
+        const int32_t nh = tl_requantize_fast(acc[3], mult[2 * H], shift[2 * H]);
+        h_next[j] = gru_unit(table, pr, pz, nx, nh, h[j]);
+        ++bias;
+        ++bias_hn;
+        ++mult;
+        ++shift;
+    }
+}
+#endif
+
 void tl_gru_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *x,
                        const int8_t *h, int8_t *h_next)
 {
+#ifdef TL_LAYOUT_S16
+    if (L->weights16) {
+        gru_step_s16(L, table, x, h, h_next);
+        return;
+    }
+#endif
     const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
     const int8_t *a = L->align;
     int32_t ax[3], ah[3];
@@ -18,15 +67,12 @@ void tl_gru_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *
         const int8_t *w = L->weights + j * W;
         tl_dot3_s8(w, stride, x, I, ax);
         tl_dot3_s8(w + I, stride, h, H, ah);
-        int32_t r = tl_sigmoid_q15(table, tl_requantize_fast(tl_align_x(ax[0], a[rr]) + tl_align_h(ah[0], a[rr]) +
-                                                                 L->bias[rr], L->mult[rr], L->shift[rr]));
-        int32_t z = tl_sigmoid_q15(table, tl_requantize_fast(tl_align_x(ax[1], a[rz]) + tl_align_h(ah[1], a[rz]) +
-                                                                 L->bias[rz], L->mult[rz], L->shift[rz]));
+        int32_t pr = tl_requantize_fast(tl_align_x(ax[0], a[rr]) + tl_align_h(ah[0], a[rr]) + L->bias[rr],
+                                        L->mult[rr], L->shift[rr]);
+        int32_t pz = tl_requantize_fast(tl_align_x(ax[1], a[rz]) + tl_align_h(ah[1], a[rz]) + L->bias[rz],
+                                        L->mult[rz], L->shift[rz]);
         int32_t nx = tl_requantize_fast(tl_align_x(ax[2], a[rn]) + L->bias[rn], L->mult[rn], L->shift[rn]);
         int32_t nh = tl_requantize_fast(tl_align_h(ah[2], a[rn]) + L->bias_hn[j], L->mult[rn], L->shift[rn]);
-        int32_t n = tl_tanh_q15(table, tl_sat16(nx + tl_rshift_round(r * nh, TL_Q15)));
-        int32_t h15 = (int32_t)h[j] * (1 << (TL_Q15 - TL_HIDDEN_FRAC));
-        int32_t hn15 = n + tl_rshift_round(z * (h15 - n), TL_Q15);
-        h_next[j] = (int8_t)tl_sat8(tl_rshift_round(hn15, TL_Q15 - TL_HIDDEN_FRAC));
+        h_next[j] = gru_unit(table, pr, pz, nx, nh, h[j]);
     }
 }

@@ -20,6 +20,39 @@ void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a
 void tl_dot4_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc);
 void tl_dot3_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc);
 
+#ifdef TL_LAYOUT_S16
+/**
+ * Fast ("s16") layout, see tl_layer_t.weights16. The activations of one layer step: x [I], h [H],
+ * and on DSP builds hw, h's first 4*(H/4) values widened once per layer step by tl_widen_s8 (the
+ * s16 loop then loads four of them with one LDRD instead of LDR + 2 SXTB16); NULL elsewhere.
+ */
+typedef struct {
+    const int8_t *x;
+    const int8_t *h;
+    const uint32_t *hw;
+    size_t I, H;
+} tl_s16_in_t;
+
+#if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP)
+#define TL_S16_WIDE_H 1
+/** Words needed by tl_widen_s8 for n values: 2 per complete group of four. */
+#define TL_WIDE_WORDS(n) (2 * ((n) / 4))
+/** out[2q], out[2q+1] = SXTB16 lanes (a[4q], a[4q+2]), (a[4q+1], a[4q+3]) for q < n/4. */
+void tl_widen_s8(const int8_t *a, size_t n, uint32_t *out);
+#endif
+
+/**
+ * The dot products of one unit's block, the accumulators starting from the biases
+ * (bias = the layer's bias + j; rows g*H apart). LSTM (tl_unit4_s16): acc[g] = bias[g*H] +
+ * row g . [x ; h] for the gates i, f, g, o. GRU (tl_unit3_s16): acc[0..2] = bias[0], bias[H],
+ * bias[2H] + x part of rows r, z, n; then acc[0], acc[1], acc[3] += h part of rows r, z, n,
+ * with acc[3] starting from *bias_hn (n_x and n_h stay apart). Returns the next unit's block.
+ */
+const int16_t *tl_unit4_s16(const int16_t *w, const tl_s16_in_t *in, const int32_t *bias, int32_t *acc);
+const int16_t *tl_unit3_s16(const int16_t *w, const tl_s16_in_t *in, const int32_t *bias, const int32_t *bias_hn,
+                            int32_t *acc);
+#endif /* TL_LAYOUT_S16 */
+
 /**
  * One LSTM layer step. Reads x [I] and the old h [H]; writes the new hidden state to
  * h_next [H] and updates c [H] in place. h and h_next must not overlap.

@@ -1,16 +1,68 @@
 /*
  * LSTM layer step (PyTorch gate order i, f, g, o). Formulas: docs/integer-contract.md.
  *
- * The four gate rows of unit j (rows j, H+j, 2H+j, 3H+j: one stride of H*(I+H) bytes apart)
- * share their input, so their dot products run together (tl_dot4_s8): on Cortex-M4/M7
- * each activation word is loaded and unpacked once for the four rows.
+ * int8 layout: the four gate rows of unit j (rows j, H+j, 2H+j, 3H+j: one stride of H*(I+H)
+ * bytes apart) share their input, so their dot products run together (tl_dot4_s8): on
+ * Cortex-M4/M7 each activation word is loaded and unpacked once for the four rows.
+ * s16 layout (weights16): one pointer walks the unit blocks; the bias is the accumulators'
+ * start value and the alignment is folded into the weights, so acc is the whole sum.
  */
 #include "tl_kernels.h"
 #include "tl_qmath.h"
 
+/* Element-wise part of unit j from its four Q3.12 pre-activations: updates *c, returns h'. */
+TL_ALWAYS_INLINE int8_t lstm_unit(const int16_t *table, const int32_t *pre, int F, int16_t *c)
+{
+    int32_t i = tl_sigmoid_q15(table, pre[0]);
+    int32_t f = tl_sigmoid_q15(table, pre[1]);
+    int32_t g = tl_tanh_q15(table, pre[2]);
+    int32_t o = tl_sigmoid_q15(table, pre[3]);
+    int32_t ig = tl_rshift_round(i * g, TL_Q15 - F);
+    int32_t cn = tl_sat16(tl_rshift_round(f * *c + ig, TL_Q15));
+    int32_t t = tl_tanh_q15(table, tl_cell_to_q12(cn, F));
+    *c = (int16_t)cn;
+    return (int8_t)tl_sat8(tl_rshift_round(o * t, 2 * TL_Q15 - TL_HIDDEN_FRAC));
+}
+
+#ifdef TL_LAYOUT_S16
+static void lstm_step_s16(const tl_layer_t *L, const int16_t *table, const int8_t *x, const int8_t *h,
+                          int8_t *h_next, int16_t *c)
+{
+    const size_t H = L->hidden_size;
+    const int F = L->cell_frac;
+    const int16_t *w = L->weights16;
+    const int32_t *bias = L->bias, *mult = L->mult;
+    const int8_t *shift = L->shift;
+    tl_s16_in_t in = { x, h, NULL, L->input_size, H };
+#ifdef TL_S16_WIDE_H
+    uint32_t hw[TL_WIDE_WORDS(TL_MAX_HIDDEN)];
+    tl_widen_s8(h, H, hw);
+    in.hw = hw;
+#endif
+    int32_t acc[4], pre[4];
+    for (size_t j = 0; j < H; ++j) {
+        w = tl_unit4_s16(w, &in, bias, acc);
+        pre[0] = tl_requantize_fast(acc[0], mult[0], shift[0]);
+        pre[1] = tl_requantize_fast(acc[1], mult[H], shift[H]);
+        pre[2] = tl_requantize_fast(acc[2], mult[2 * H], shift[2 * H]);
+        pre[3] = tl_requantize_fast(acc[3], mult[3 * H], shift[3 * H]);
+        h_next[j] = lstm_unit(table, pre, F, &c[j]);
+        ++bias;
+        ++mult;
+        ++shift;
+    }
+}
+#endif
+
 void tl_lstm_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *x,
                         const int8_t *h, int8_t *h_next, int16_t *c)
 {
+#ifdef TL_LAYOUT_S16
+    if (L->weights16) {
+        lstm_step_s16(L, table, x, h, h_next, c);
+        return;
+    }
+#endif
     const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
     const int F = L->cell_frac;
     int32_t ax[4], ah[4], pre[4];
@@ -24,14 +76,6 @@ void tl_lstm_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t 
             pre[g] = tl_requantize_fast(tl_align_x(ax[g], a) + tl_align_h(ah[g], a) + L->bias[r], L->mult[r],
                                         L->shift[r]);
         }
-        int32_t i = tl_sigmoid_q15(table, pre[0]);
-        int32_t f = tl_sigmoid_q15(table, pre[1]);
-        int32_t g = tl_tanh_q15(table, pre[2]);
-        int32_t o = tl_sigmoid_q15(table, pre[3]);
-        int32_t ig = tl_rshift_round(i * g, TL_Q15 - F);
-        int32_t cn = tl_sat16(tl_rshift_round(f * c[j] + ig, TL_Q15));
-        int32_t t = tl_tanh_q15(table, tl_cell_to_q12(cn, F));
-        c[j] = (int16_t)cn;
-        h_next[j] = (int8_t)tl_sat8(tl_rshift_round(o * t, 2 * TL_Q15 - TL_HIDDEN_FRAC));
+        h_next[j] = lstm_unit(table, pre, F, &c[j]);
     }
 }

@@ -9,6 +9,7 @@
 #define TL_QMATH_H
 
 #include <stdint.h>
+#include <string.h>
 
 typedef char tl_arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
 
@@ -16,10 +17,22 @@ typedef char tl_arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
 #define TL_Q15 15
 #define TL_HIDDEN_FRAC 7
 
+/* Branch hints and forced inlining where the compiler has them (no effect on results). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TL_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define TL_LIKELY(x) (x)
+#define TL_ALWAYS_INLINE static inline
+#endif
+
 static inline int32_t tl_sat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 
-#if defined(__ARM_FEATURE_SAT) && !defined(TL_NO_DSP)
+#if (defined(__ARM_FEATURE_SAT) || defined(__ARM_FEATURE_DSP)) && !defined(TL_NO_DSP)
 #include <arm_acle.h>
+#endif
+
+#if defined(__ARM_FEATURE_SAT) && !defined(TL_NO_DSP)
 /* SSAT #16 is exactly this clamp, in one instruction (gcc does not always find it). */
 static inline int32_t tl_sat16(int32_t x) { return __ssat(x, 16); }
 #else
@@ -46,13 +59,16 @@ static inline int32_t tl_requantize(int32_t acc, int32_t mult, int shift)
  *   floor((p + 2^(s-1)) / 2^s) = floor((hi + 2^(s-33) + lo / 2^32) / 2^(s-32))
  *                              = floor((hi + 2^(s-33)) / 2^(s-32))
  * and |hi| <= 2^30, 2^(s-33) <= 2^29, so the int32 sum cannot overflow (M >= 0, checked by
- * tl_model_check). On Cortex-M this is SMULL, ADD, ASR, SSAT instead of a 64-bit shift.
+ * tl_model_check). With k = s - 32 >= 1 and floor(floor(y) / 2) = floor(y / 2) for integers:
+ *   floor((hi + 2^(k-1)) / 2^k) = floor((floor(hi / 2^(k-1)) + 1) / 2) = ((hi >> (k-1)) + 1) >> 1
+ * On Cortex-M this is SMULL, SUB, ASR, ADD, SSAT #16 (with ASR #1) instead of a 64-bit shift.
  */
-static inline int32_t tl_requantize_fast(int32_t acc, int32_t mult, int shift)
+TL_ALWAYS_INLINE int32_t tl_requantize_fast(int32_t acc, int32_t mult, int shift)
 {
-    if (shift > 32) {
+    const int k1 = shift - 33; /* k - 1; its sign is the test (SUBS sets the flags) */
+    if (TL_LIKELY(k1 >= 0)) {
         int32_t hi = (int32_t)(((int64_t)acc * mult) >> 32);
-        return tl_sat16((hi + (1 << (shift - 33))) >> (shift - 32));
+        return tl_sat16(((hi >> k1) + 1) >> 1);
     }
     return tl_requantize(acc, mult, shift);
 }
@@ -62,6 +78,17 @@ static inline int32_t tl_align_x(int32_t acc_x, int align) { return align > 0 ? 
 static inline int32_t tl_align_h(int32_t acc_h, int align) { return align < 0 ? acc_h * (1 << -align) : acc_h; }
 
 /** tanh: Q3.12 in, Q0.15 out, linear interpolation between 257 table points (step 1/16). */
+#if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP) && !defined(__ARM_BIG_ENDIAN)
+/* t0 + (((t1 - t0) * f + 128) >> 8) = (t0 * (256 - f) + t1 * f + 128) >> 8 (t0 is an integer, so
+ * it moves out of the floor): one LDR of the pair (t0, t1), one SMLAD with (256 - f, f). */
+static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
+{
+    uint32_t u = (uint32_t)(x + 32768);
+    uint32_t idx = u >> 8, frac = u & 255u, pair;
+    memcpy(&pair, table + idx, sizeof pair); /* table[idx] | table[idx + 1] << 16 (little-endian) */
+    return __smlad((int16x2_t)pair, (int16x2_t)(frac * 65535u + 256u), 128) >> 8;
+}
+#else
 static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
 {
     uint32_t u = (uint32_t)(x + 32768);
@@ -69,6 +96,7 @@ static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
     int32_t t0 = table[idx];
     return t0 + (((table[idx + 1] - t0) * (int32_t)frac + 128) >> 8);
 }
+#endif
 
 /** sigmoid(x) = (1 + tanh(x/2)) / 2: Q3.12 in, Q0.15 out in [0, 32767]. */
 static inline int32_t tl_sigmoid_q15(const int16_t *table, int32_t x)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-from tinylstm.codegen.emit_c import emit_c
+from tinylstm.codegen.emit_c import Layout, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.trainer.errors import TinyLSTMError
@@ -43,6 +43,8 @@ tl_status_t tl_bridge_run(tl_state_t *state, const char *xs, size_t steps, int16
 # any machine of the same architecture. The *_bridge_* wrappers take `const char *`, which cffi fills
 # straight from a bytes object: no ffi.from_buffer/ffi.cast per call.
 HOST_OPT = ["-O3"]
+# the host bridge runs models of either weight layout (codegen.emit_c layout "s8" or "s16")
+HOST_DEFINES = ["-DTL_LAYOUT_S16"]
 BRIDGE_SOURCE = """#include "tl_{name}.h"
 static const tl_model_t *tl_bridge_model(void) {{ return &tl_{name}; }}
 static tl_status_t tl_bridge_step(tl_state_t *s, const char *x, int16_t *y)
@@ -110,7 +112,7 @@ def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = No
     if missing:
         raise TinyLSTMError(f"generated model files not found: {', '.join(missing)}; run `tinylstm export` first")
     cc = find_compiler()
-    key = _digest(sources + kernel_sources() + sorted(csrc_dir().glob("*.h")), " ".join([cc, *C_FLAGS, *HOST_OPT, BRIDGE_SOURCE, sys.version]))
+    key = _digest(sources + kernel_sources() + sorted(csrc_dir().glob("*.h")), " ".join([cc, *C_FLAGS, *HOST_DEFINES, *HOST_OPT, BRIDGE_SOURCE, sys.version]))
     build_dir = (cache_dir or default_cache_dir()) / f"bridge-{key}"
     module = f"_tl_bridge_{key}"
     if module in sys.modules:
@@ -120,7 +122,7 @@ def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = No
         tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        built = _compile(gen_dir, name, tmp, module, cc, C_FLAGS)
+        built = _compile(gen_dir, name, tmp, module, cc, [*C_FLAGS, *HOST_DEFINES])
         shutil.rmtree(build_dir, ignore_errors=True)
         tmp.rename(build_dir)
         libs = [build_dir / built.name]
@@ -157,11 +159,13 @@ class CModel:
         self._c = np.frombuffer(self._ffi.buffer(self._state.c, 2 * cells), dtype=np.int16)
 
     @classmethod
-    def from_int_model(cls, model: IntModel, cache_dir: Path | None = None) -> CModel:
-        """Emit ``model`` as C into the cache and build it."""
-        gen = (cache_dir or default_cache_dir()) / f"gen-{model.model_hash:08x}-{hashlib.sha256(model.canonical_bytes()).hexdigest()[:8]}"
+    def from_int_model(cls, model: IntModel, cache_dir: Path | None = None, layout: Layout = "s8") -> CModel:
+        """Emit ``model`` as C (weight layout ``layout``, see codegen.emit_c) into the cache and build it."""
+        # the layout suffix also keeps files emitted before tl_layer_t gained weights16 out of the cache
+        gen = (cache_dir or default_cache_dir()) / (
+            f"gen-{model.model_hash:08x}-{hashlib.sha256(model.canonical_bytes()).hexdigest()[:8]}-{layout}")
         if not (gen / "tl_model.c").is_file():
-            emit_c(model, gen)
+            emit_c(model, gen, layout=layout)
         return cls(load_library(gen, "model", cache_dir))
 
     @staticmethod

@@ -6,7 +6,8 @@ stack high-water mark and code size.
 script: code and const data in "flash" at 0x08000000, .data/.bss in "RAM" at 0x20000000. There is no
 startup code: ``M4Target`` plays the reset handler — it loads the ELF's segments at their addresses,
 enables the FPU (CPACR), sets SP and calls C functions with a return address that stops the emulator.
-``dsp=False`` adds ``-DTL_NO_DSP`` so the same core runs the portable C path.
+``dsp=False`` adds ``-DTL_NO_DSP`` so the same core runs the portable C path; ``layout="s16"`` emits the
+model in the fast int16 weight layout (tl_layer_t.weights16) instead of int8.
 """
 from __future__ import annotations
 
@@ -97,19 +98,22 @@ class TargetBuild:
     objects: dict[str, Path]  # kernel file stem -> object file
     dsp: bool
     max_steps: int
+    layout: str = "s8"
 
 
 def build_target(model: IntModel, out_dir: Path, dsp: bool = True, opt: str = "-O2",
-                 max_steps: int = 2000) -> TargetBuild:
+                 max_steps: int = 2000, layout: str = "s8") -> TargetBuild:
     """Cross-compile kernel + model + driver for Cortex-M4 into ``out_dir/target.elf``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    emit_c(model, out_dir)
+    emit_c(model, out_dir, layout=layout)  # type: ignore[arg-type]
     (out_dir / "driver.c").write_text(DRIVER)
     (out_dir / "target.ld").write_text(LINKER_SCRIPT)
     flags = [*CPU_FLAGS, *C_FLAGS, opt, "-ffunction-sections", "-fdata-sections", f"-DDRV_MAX_STEPS={max_steps}",
              "-I", str(csrc_dir()), "-I", str(out_dir)]
     if not dsp:
         flags.append("-DTL_NO_DSP")
+    if layout == "s16":
+        flags.append("-DTL_LAYOUT_S16")
     sources = [s for s in kernel_sources() if s.stem != "tl_blob"]
     objects: dict[str, Path] = {}
     for src in [*sources, out_dir / "tl_model.c", out_dir / "driver.c"]:
@@ -122,7 +126,7 @@ def build_target(model: IntModel, out_dir: Path, dsp: bool = True, opt: str = "-
     subprocess.run(["arm-none-eabi-gcc", *CPU_FLAGS, "-nostdlib", "-T", str(out_dir / "target.ld"),
                     "-Wl,--gc-sections", *(f"-Wl,-u,{s}" for s in ROOTS), *map(str, objects.values()), "-lgcc", "-o", str(elf)],
                    check=True, capture_output=True, text=True)
-    return TargetBuild(elf, objects, dsp, max_steps)
+    return TargetBuild(elf, objects, dsp, max_steps, layout)
 
 
 def code_size(build: TargetBuild, stems: tuple[str, ...] = KERNEL_FILES) -> int:

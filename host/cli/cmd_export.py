@@ -16,15 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-module", action="store_true", help="allow loading a pickled nn.Module (runs its code)")
     p.add_argument("--name", default="model", help="C name: files tl_<name>.h/.c, symbol tl_<name> (default: model)")
     p.add_argument("--out", default=None, help="output directory (default: <model dir>/export)")
+    p.add_argument("--layout", choices=["s8", "s16"], default="s8",
+                   help="gate weight layout of the C files: s8 (default, int8, smallest flash) or s16 (int16, "
+                        "2x the weight flash for fewer instructions per step on Cortex-M4/M7 with DSP; same "
+                        "outputs bit for bit; the .tlm blob and MicroPython stay int8)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.model).resolve().parent / "export"
-    res = export(ModelSource(args.model, args.data, args.description, args.trust_module), out, args.name)
+    res = export(ModelSource(args.model, args.data, args.description, args.trust_module), out, args.name, args.layout)
     r = res.report
     print(f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}, "
-          f"output {r['output_size']}) hash {r['hash']}")
+          f"output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}")
     print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B, cell frac bits {r['cell_frac']}")
     print(f"  wrote {', '.join(str(out / f) for f in r['files'])}, {out / 'export-report.json'}")
     return 0
