@@ -163,8 +163,8 @@ def from_blob(data: bytes) -> IntModel:
     biases = [m.head_b] + [b for L in layers for b in (L.bias, L.bias_hn) if b is not None]
     if any(np.any(np.abs(b.astype(np.int64)) > BIAS_LIMIT) for b in biases):
         raise _err("a bias exceeds 2^30 in magnitude (the kernel's accumulator bound)")
-    if not (np.all(np.isfinite(m.input_mean)) and np.all(np.isfinite(m.input_mul))):
-        raise _err("the input normalisation constants contain NaN or infinity")
+    if not (np.all(np.isfinite(m.input_mean)) and np.all(np.isfinite(m.input_mul)) and np.all(m.input_mul > 0)):
+        raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
     if m.model_hash != h["hash"]:
         raise _err(f"model hash {h['hash']:08x} in the header, but the arrays hash to {m.model_hash:08x}")
     return m

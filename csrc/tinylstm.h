@@ -113,7 +113,7 @@ typedef struct {
 
 /**
  * Check a model descriptor: sizes in range, required pointers present, shifts in 1..62,
- * alignments in -4..4, |bias| <= 2^30.
+ * alignments in -4..4, |bias| <= 2^30, input multipliers (if present) positive and finite.
  * @return TL_OK or TL_ERR_MODEL.
  */
 tl_status_t tl_model_check(const tl_model_t *model);

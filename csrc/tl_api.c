@@ -27,7 +27,7 @@ tl_status_t tl_model_check(const tl_model_t *m)
         if (L->input_size != (n == 0 ? m->input_size : m->hidden_size)) return TL_ERR_MODEL;
 #ifdef TL_LAYOUT_S16
         if ((!L->weights && !L->weights16) || !L->bias || !L->mult || !L->shift || !L->align) return TL_ERR_MODEL;
-#if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP)
+#ifdef TL_SMLAD_PATH
         if (L->weights16 && ((uintptr_t)L->weights16 & 3u)) return TL_ERR_MODEL; /* LDM needs 4-byte alignment */
 #endif
 #else /* built without the s16 layout: a model that has only weights16 cannot run */
@@ -44,6 +44,9 @@ tl_status_t tl_model_check(const tl_model_t *m)
     if (!biases_in_range(m->head_bias, m->output_size)) return TL_ERR_MODEL;
     for (size_t o = 0; o < m->output_size; ++o)
         if (m->head_shift[o] < 1 || m->head_shift[o] > 62 || m->head_mult[o] < 0) return TL_ERR_MODEL;
+    if (m->input_mul) /* optional (int8-only callers); when present, tl_quantize_input needs 0 < mul < inf */
+        for (size_t k = 0; k < m->input_size; ++k)
+            if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= 3.4e38f)) return TL_ERR_MODEL;
     return TL_OK;
 }
 

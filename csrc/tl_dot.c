@@ -28,7 +28,7 @@
 #include "tl_kernels.h"
 #include "tl_qmath.h"
 
-#if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP)
+#ifdef TL_SMLAD_PATH
 #include <arm_acle.h>
 
 #define TL_DOT_DSP 1

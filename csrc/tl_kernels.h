@@ -7,6 +7,15 @@
 
 #include "tinylstm.h"
 
+/*
+ * The SMLAD path (tl_dot.c): cores with the DSP extension, unless built with -DTL_NO_DSP. Its inline
+ * asm needs more registers than an unoptimized (-O0) build leaves free, so -O0 builds take the
+ * portable path, which gives the same bits.
+ */
+#if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP) && defined(__OPTIMIZE__)
+#define TL_SMLAD_PATH 1
+#endif
+
 /** Dot product of `n` int8 weights with `n` int8 activations, in int32. */
 int32_t tl_dot_s8(const int8_t *w, const int8_t *a, size_t n);
 
@@ -33,7 +42,7 @@ typedef struct {
     size_t I, H;
 } tl_s16_in_t;
 
-#if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP)
+#ifdef TL_SMLAD_PATH
 #define TL_S16_WIDE_H 1
 /** Words needed by tl_widen_s8 for n values: 2 per complete group of four. */
 #define TL_WIDE_WORDS(n) (2 * ((n) / 4))

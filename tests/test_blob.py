@@ -116,7 +116,10 @@ def test_bias_and_float_limits_are_checked() -> None:
         blob.from_blob(blob.to_blob(m))
     m = random_int_model(np.random.default_rng(1), "lstm", 1, 3, 4, 2)
     m.input_mul[1] = np.inf
-    with pytest.raises(TinyLSTMError, match="NaN or infinity"):
+    with pytest.raises(TinyLSTMError, match="NaN, infinity"):
+        blob.from_blob(blob.to_blob(m))
+    m.input_mul[1] = 0.0
+    with pytest.raises(TinyLSTMError, match="multiplier <= 0"):
         blob.from_blob(blob.to_blob(m))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from kernel_models import random_int_model
 from tinylstm.codegen import golden
+from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 
 pytest.importorskip("unicorn")
 if shutil.which("arm-none-eabi-gcc") is None:
@@ -151,3 +152,16 @@ def test_s16_sanitized_host_build(tmp_path: Path) -> None:
         assert np.array_equal(got["y"], y_ref[0])
         assert np.array_equal(got["h"], tr["h"][0].reshape(5_000, -1))
         assert np.array_equal(got["c"], tr["c"][0].reshape(5_000, -1))
+
+
+@pytest.mark.parametrize("opt", ["-O0", "-Og", "-Os", "-O2", "-O3"])
+def test_kernel_builds_for_m4_at_every_optimization_level(tmp_path: Path, opt: str) -> None:
+    """Debug builds (-O0) take the portable path: the SMLAD inline asm needs an optimizing build."""
+    gcc = shutil.which("arm-none-eabi-gcc")
+    assert gcc, "arm-none-eabi-gcc is required (scripts/setup.sh installs it)"
+    for layout in ([], ["-DTL_LAYOUT_S16"]):
+        for src in kernel_sources():
+            cmd = [gcc, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", opt, *layout,
+                   *C_FLAGS, "-I", str(csrc_dir()), "-c", str(src), "-o", str(tmp_path / f"{src.stem}.o")]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"

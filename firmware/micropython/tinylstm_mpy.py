@@ -210,7 +210,10 @@ class Model:
         self.mul = _ints(blob, secs[2], "f")
         for v in self.mean + self.mul:
             if not v - v == 0.0:  # NaN or +-inf, the C test
-                raise _err("the input normalisation constants contain NaN or infinity")
+                raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
+        for v in self.mul:
+            if not v > 0.0:
+                raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
         self.head = _Layer(blob, secs, (3, 4, None, 5, 6, None), 0, H, 0, use_viper)
         gru = head["cell"] == "gru"
         sec = [8 + 6 * n for n in range(head["layers"])]
