@@ -153,12 +153,14 @@ def render_source(m: IntModel, name: str, layout: Layout = "s8") -> str:
         out.append(_c_array("int8_t", f"l{n}_align", L.align, 16))
         if L.bias_hn is not None:
             out.append(_c_array("int32_t", f"l{n}_bias_hn", L.bias_hn, 8))
-        bias_hn = f"l{n}_bias_hn" if L.bias_hn is not None else "NULL"
-        weights, weights16 = (f"l{n}_weights", "NULL") if layout == "s8" else ("NULL", f"l{n}_weights16")
-        layer_inits.append(
-            f"    {{ {L.input_size}, {H}, {weights}, l{n}_bias, {bias_hn}, l{n}_mult, l{n}_shift, {L.cell_frac}, "
-            f"l{n}_align, {weights16} }},"
-        )
+        # Designated initializers: fields a newer tinylstm.h adds stay NULL/0 in older generated files.
+        fields = [f".input_size = {L.input_size}", f".hidden_size = {H}",
+                  f".weights = l{n}_weights" if layout == "s8" else f".weights16 = l{n}_weights16",
+                  f".bias = l{n}_bias", f".mult = l{n}_mult", f".shift = l{n}_shift", f".align = l{n}_align",
+                  f".cell_frac = {L.cell_frac}"]
+        if L.bias_hn is not None:
+            fields.append(f".bias_hn = l{n}_bias_hn")
+        layer_inits.append("    { " + ", ".join(fields) + " },")
     out.append("static const tl_layer_t layers[] = {\n" + "\n".join(layer_inits) + "\n};\n")
     out.append(_c_array("int8_t", "head_weights", m.head_w, 16, [f"output {o}" for o in range(m.output_size)]))
     out.append(_c_array("int32_t", "head_bias", m.head_b, 8))
@@ -171,8 +173,10 @@ def render_source(m: IntModel, name: str, layout: Layout = "s8") -> str:
     out.append(_c_floats("input_mul", m.input_mul))
     out.append(
         f"const tl_model_t tl_{name} = {{\n"
-        f"    0x{m.model_hash:08x}u, TL_CELL_{m.cell.upper()}, {m.num_layers}, {m.input_size}, {H}, {m.output_size},\n"
-        "    layers, head_weights, head_bias, head_mult, head_shift, act_table, input_mean, input_mul\n};\n"
+        f"    .hash = 0x{m.model_hash:08x}u, .cell = TL_CELL_{m.cell.upper()}, .num_layers = {m.num_layers},\n"
+        f"    .input_size = {m.input_size}, .hidden_size = {H}, .output_size = {m.output_size}, .layers = layers,\n"
+        "    .head_weights = head_weights, .head_bias = head_bias, .head_mult = head_mult, .head_shift = head_shift,\n"
+        "    .act_table = act_table, .input_mean = input_mean, .input_mul = input_mul,\n};\n"
     )
     if m.meta.classes:
         names = ", ".join(_c_string(c) for c in m.meta.classes)
