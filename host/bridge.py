@@ -153,7 +153,8 @@ class CModel:
         self.hash = int(self.model.hash)
         self._y = np.zeros(self.output_size, dtype=np.int16)
         self._y_ptr = self._ffi.cast("int16_t *", self._ffi.from_buffer(self._y))
-        self.step = self._fast_step()  # shadows the method below with the same behaviour, ~0.3 µs faster
+        # shadows the method below with the same behaviour, ~0.3 µs faster per call
+        self.step = self._fast_step()  # type: ignore[method-assign,assignment]
         cells = self.num_layers * self.hidden_size
         self._h = np.frombuffer(self._ffi.buffer(self._state.h, cells), dtype=np.int8)
         self._c = np.frombuffer(self._ffi.buffer(self._state.c, 2 * cells), dtype=np.int16)

@@ -132,7 +132,7 @@ def build_elf(
         objects.append(obj)
 
     elf, bin_, map_ = (out_dir / f"{name}{ext}" for ext in (".elf", ".bin", ".map"))
-    link = [
+    link: list[str | Path] = [
         gcc, *board.cpu_flags, "-nostdlib", "-T", board.linker_script,
         "-Wl,--gc-sections", "-Wl,--fatal-warnings", f"-Wl,-Map={map_}",
         *objects, "-lgcc", "-o", elf,
