@@ -422,3 +422,16 @@ const int16_t *tl_unit3_s16(const int16_t *w, const tl_s16_in_t *in, const int32
 #endif /* TL_LAYOUT_S16 */
 
 #endif
+
+#ifdef TL_LAYOUT_S16
+void tl_s16_in_init(tl_s16_in_t *in, const tl_layer_t *L, const int8_t *x, const int8_t *h)
+{
+    in->x = x;
+    in->h = h;
+    in->I = L->input_size;
+    in->H = L->hidden_size;
+#ifdef TL_S16_WIDE_H
+    tl_widen_s8(h, L->hidden_size, in->hw);
+#endif
+}
+#endif

@@ -28,12 +28,8 @@ static void gru_step_s16(const tl_layer_t *L, const int16_t *table, const int8_t
     const int16_t *w = L->weights16;
     const int32_t *bias = L->bias, *mult = L->mult, *bias_hn = L->bias_hn;
     const int8_t *shift = L->shift;
-    tl_s16_in_t in = { x, h, NULL, L->input_size, H };
-#ifdef TL_S16_WIDE_H
-    uint32_t hw[TL_WIDE_WORDS(TL_MAX_HIDDEN)];
-    tl_widen_s8(h, H, hw);
-    in.hw = hw;
-#endif
+    tl_s16_in_t in;
+    tl_s16_in_init(&in, L, x, h);
     int32_t acc[4];
     for (size_t j = 0; j < H; ++j) {
         w = tl_unit3_s16(w, &in, bias, bias_hn, acc);

@@ -30,18 +30,6 @@ void tl_dot4_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32
 void tl_dot3_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc);
 
 #ifdef TL_LAYOUT_S16
-/**
- * Fast ("s16") layout, see tl_layer_t.weights16. The activations of one layer step: x [I], h [H],
- * and on DSP builds hw, h's first 4*(H/4) values widened once per layer step by tl_widen_s8 (the
- * s16 loop then loads four of them with one LDRD instead of LDR + 2 SXTB16); NULL elsewhere.
- */
-typedef struct {
-    const int8_t *x;
-    const int8_t *h;
-    const uint32_t *hw;
-    size_t I, H;
-} tl_s16_in_t;
-
 #ifdef TL_SMLAD_PATH
 #define TL_S16_WIDE_H 1
 /** Words needed by tl_widen_s8 for n values: 2 per complete group of four. */
@@ -49,6 +37,23 @@ typedef struct {
 /** out[2q], out[2q+1] = SXTB16 lanes (a[4q], a[4q+2]), (a[4q+1], a[4q+3]) for q < n/4. */
 void tl_widen_s8(const int8_t *a, size_t n, uint32_t *out);
 #endif
+
+/**
+ * Fast ("s16") layout, see tl_layer_t.weights16. The activations of one layer step: x [I], h [H],
+ * and on DSP builds hw, h's first 4*(H/4) values widened once per layer step by tl_widen_s8 (the
+ * s16 loop then loads four of them with one LDRD instead of LDR + 2 SXTB16).
+ */
+typedef struct {
+    const int8_t *x;
+    const int8_t *h;
+    size_t I, H;
+#ifdef TL_S16_WIDE_H
+    uint32_t hw[TL_WIDE_WORDS(TL_MAX_HIDDEN)];
+#endif
+} tl_s16_in_t;
+
+/** Fill `in` for one step of layer `L` (widening h on DSP builds). */
+void tl_s16_in_init(tl_s16_in_t *in, const tl_layer_t *L, const int8_t *x, const int8_t *h);
 
 /**
  * The dot products of one unit's block, the accumulators starting from the biases

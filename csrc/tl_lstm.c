@@ -33,12 +33,8 @@ static void lstm_step_s16(const tl_layer_t *L, const int16_t *table, const int8_
     const int16_t *w = L->weights16;
     const int32_t *bias = L->bias, *mult = L->mult;
     const int8_t *shift = L->shift;
-    tl_s16_in_t in = { x, h, NULL, L->input_size, H };
-#ifdef TL_S16_WIDE_H
-    uint32_t hw[TL_WIDE_WORDS(TL_MAX_HIDDEN)];
-    tl_widen_s8(h, H, hw);
-    in.hw = hw;
-#endif
+    tl_s16_in_t in;
+    tl_s16_in_init(&in, L, x, h);
     int32_t acc[4], pre[4];
     for (size_t j = 0; j < H; ++j) {
         w = tl_unit4_s16(w, &in, bias, acc);
