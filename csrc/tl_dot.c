@@ -174,7 +174,6 @@ static int32_t dot1(const int8_t *w, const int8_t *a, size_t n)
     return s0 + s1;
 }
 
-int32_t tl_dot_s8(const int8_t *w, const int8_t *a, size_t n) { return dot1(w, a, n); }
 
 void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a, size_t n, int32_t *acc)
 {
@@ -338,16 +337,13 @@ const int16_t *tl_unit3_s16(const int16_t *w, const tl_s16_in_t *in, const int32
 
 #else /* portable C */
 
-int32_t tl_dot_s8(const int8_t *w, const int8_t *a, size_t n)
-{
-    int32_t acc = 0;
-    for (size_t k = 0; k < n; ++k) acc += (int32_t)w[k] * a[k];
-    return acc;
-}
-
 void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a, size_t n, int32_t *acc)
 {
-    for (size_t r = 0; r < rows; ++r) acc[r] = tl_dot_s8(w + r * stride, a, n);
+    for (size_t r = 0; r < rows; ++r) {
+        int32_t s = 0;
+        for (size_t k = 0; k < n; ++k) s += (int32_t)w[r * stride + k] * a[k];
+        acc[r] = s;
+    }
 }
 
 /* One loop over the activations for all rows: host compilers vectorise the reductions

@@ -16,9 +16,6 @@
 #define TL_SMLAD_PATH 1
 #endif
 
-/** Dot product of `n` int8 weights with `n` int8 activations, in int32. */
-int32_t tl_dot_s8(const int8_t *w, const int8_t *a, size_t n);
-
 /**
  * `rows` dot products over the same activations: acc[r] = sum_{k<n} w[r*stride + k] * a[k].
  * Rows sharing their input run in one pass on Cortex-M4/M7 (see tl_dot.c).
