@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta, float_forward
-from tinylstm.trainer.checkpoint import FORMAT, CheckpointMeta, load_checkpoint
+from tinylstm.trainer.checkpoint import FORMAT, CheckpointMeta, checkpoint_from_dict
 from tinylstm.trainer.errors import TinyLSTMError
 from torch import nn
 
@@ -54,8 +54,8 @@ def _from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
     return fm
 
 
-def from_checkpoint(path: Path) -> LoadedModel:
-    model, meta = load_checkpoint(path)
+def from_checkpoint(path: Path, blob: dict[str, Any]) -> LoadedModel:
+    model, meta = checkpoint_from_dict(blob, str(path))
     tn = meta.target_norm
     mm = ModelMeta(task=meta.task, mode=meta.mode, window=meta.window, classes=meta.classes,  # type: ignore[arg-type]
                    channels=meta.channels, input_mean=list(meta.norm["mean"]), input_std=list(meta.norm["std"]),
@@ -179,7 +179,7 @@ def load_model(path: str | Path, description: str | Path | None = None, trust_mo
         except Exception as exc2:  # noqa: BLE001 - any unpickling failure is a bad file
             raise TinyLSTMError(f"{path} is not a readable PyTorch file ({type(exc2).__name__}: {exc2})") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return from_checkpoint(path)
+        return from_checkpoint(path, obj)
     if isinstance(obj, nn.Module):
         return from_module(path, obj, desc)
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -109,17 +109,21 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[TinyRNN, CheckpointMe
             f"{path} is not a readable checkpoint ({type(exc).__name__}); the file is corrupt, truncated or "
             "not a torch file: re-run tinylstm train"
         ) from None
+    return checkpoint_from_dict(blob, str(path))
+
+
+def checkpoint_from_dict(blob: object, where: str) -> tuple[TinyRNN, CheckpointMeta]:
+    """Validate an already loaded checkpoint dict (``where`` names it in errors) into an eval-mode model."""
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise TinyLSTMError(
-            f"{path} is not a TinyLSTM checkpoint (no format={FORMAT!r}); for a bare PyTorch model, wrap it with "
+            f"{where} is not a TinyLSTM checkpoint (no format={FORMAT!r}); for a bare PyTorch model, wrap it with "
             "tinylstm.trainer.checkpoint.save_checkpoint"
         )
     if blob.get("version") != VERSION:
         raise TinyLSTMError(
-            f"{path} has checkpoint version {blob.get('version')!r}; this tinylstm reads version {VERSION}: "
+            f"{where} has checkpoint version {blob.get('version')!r}; this tinylstm reads version {VERSION}: "
             "re-train or use the matching tinylstm release"
         )
-    where = str(path)
     meta = CheckpointMeta.from_dict(blob, where)
     if "state_dict" not in blob or not isinstance(blob["state_dict"], dict):
         raise TinyLSTMError(f"{where}: checkpoint lacks its state_dict; re-run tinylstm train")
