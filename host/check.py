@@ -28,17 +28,20 @@ class Thresholds:
     max_rmse_increase_pct: float = 2.0  # regression: int8 RMSE - float RMSE, in % of the target's std
 
 
-def _outputs(fm: FloatModel, m: IntModel, test: SequenceSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Float outputs and int8 (golden) outputs per test sequence, all steps, in real units."""
+def _outputs(fm: FloatModel, m: IntModel,
+             test: SequenceSet) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Per test sequence, all steps: float outputs, int8 inputs and golden int16 outputs."""
     flo: list[np.ndarray] = [np.empty(0)] * len(test)
+    xqs: list[np.ndarray] = [np.empty(0)] * len(test)
     ints: list[np.ndarray] = [np.empty(0)] * len(test)
     for idx in by_length(test.sequences).values():
         raw = np.stack([test.sequences[k] for k in idx])
         yf = float_forward(fm, normalise(fm, raw))["y"]
-        yq, _, _ = golden.run(m, golden.quantize_input(m, raw))
+        xq = golden.quantize_input(m, raw)
+        yq, _, _ = golden.run(m, xq)
         for j, k in enumerate(idx):
-            flo[k], ints[k] = yf[j], yq[j]
-    return flo, ints
+            flo[k], xqs[k], ints[k] = yf[j], xq[j], yq[j]
+    return flo, xqs, ints
 
 
 def _select(test: SequenceSet, ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -69,18 +72,17 @@ def _quality(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarr
             "predictions": len(target)}
 
 
-def _bit_exact(m: IntModel, cm: CModel, test: SequenceSet, ints: list[np.ndarray]) -> dict[str, Any]:
+def _bit_exact(m: IntModel, cm: CModel, xqs: list[np.ndarray], ints: list[np.ndarray]) -> dict[str, Any]:
     """Every test sequence through C (reset between them), then one long stream with every state word."""
     mismatched, steps = [], 0
-    for k, seq in enumerate(test.sequences):
+    for k, xq_seq in enumerate(xqs):
         cm.reset()
-        y = cm.run(golden.quantize_input(m, seq))
-        steps += len(seq)
-        if not np.array_equal(y, ints[k]):
+        steps += len(xq_seq)
+        if not np.array_equal(cm.run(xq_seq), ints[k]):
             mismatched.append(k)
-    stream = np.concatenate(test.sequences)
+    stream = np.concatenate(xqs)
     reps = -(-LONG_STREAM_STEPS // len(stream))
-    xq = golden.quantize_input(m, np.concatenate([stream] * reps)[:max(LONG_STREAM_STEPS, len(stream))])
+    xq = np.concatenate([stream] * reps)[:max(LONG_STREAM_STEPS, len(stream))]
     y_ref, _, tr = golden.run(m, xq[None], trace=True)
     cm.reset()
     first_bad = None
@@ -91,7 +93,7 @@ def _bit_exact(m: IntModel, cm: CModel, test: SequenceSet, ints: list[np.ndarray
             first_bad = t
             break
     words = len(xq) * (m.output_size + 2 * m.num_layers * m.hidden_size)
-    return {"sequences": len(test), "steps": steps, "mismatched_sequences": len(mismatched),
+    return {"sequences": len(xqs), "steps": steps, "mismatched_sequences": len(mismatched),
             "long_stream_steps": len(xq), "long_stream_first_mismatch": first_bad,
             "state_and_output_words_compared": int(words),
             "ok": not mismatched and first_bad is None}
@@ -105,13 +107,13 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
         src.data = data
     loaded = src.load()
     _, test = data_splits(loaded, src.data)
-    flo, ints = _outputs(loaded.float_model, m, test)
+    flo, xqs, ints = _outputs(loaded.float_model, m, test)
     quality = _quality(loaded.float_model, m, test, ints, flo)
     cm = CModel(load_library(export_dir, doc.get("name", "model")))
     if cm.hash != m.model_hash:
         raise TinyLSTMError(f"the C files in {export_dir} have hash 0x{cm.hash:08x}, the model "
                             f"0x{m.model_hash:08x}: export again")
-    exact = _bit_exact(m, cm, test, ints)
+    exact = _bit_exact(m, cm, xqs, ints)
     passed = exact["ok"]
     if quality["metric"] == "accuracy_pct":
         passed = passed and quality["accuracy_drop_pp"] <= thresholds.max_accuracy_drop_pp \
