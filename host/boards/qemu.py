@@ -61,6 +61,11 @@ class QemuBoard:
         return f"socket://127.0.0.1:{self.port}"
 
     @property
+    def running(self) -> bool:
+        """True while QEMU runs (it may still be waiting for its first client)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
     def output(self) -> str:
         """What QEMU printed so far (errors, semihosting output)."""
         return "".join(self._output)
@@ -81,7 +86,7 @@ class QemuBoard:
         cmd = [
             self._qemu, "-M", self.machine, "-nographic", "-monitor", "none",
             "-kernel", str(self.elf),
-            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
             "-semihosting-config", "enable=on,target=native",
             *(["-icount", "shift=0"] if self.icount else []),
             *self.extra_args,
