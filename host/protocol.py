@@ -1,10 +1,10 @@
-"""TinyLSTM serial frame protocol (host side).
+"""TinyLSTM serial frame protocol, wire version 2 (host side).
 
 Specification: docs/serial-protocol.md. The firmware implementation is firmware/app/tl_proto.c;
 both are checked against tests/vectors/protocol_vectors.json.
 
 Wire format: ``COBS(header | payload | crc32) 0x00`` with
-``header = magic u8 (0xA5) | type u8 | seq u16 LE | payload length u16 LE`` and
+``header = magic u8 (0xA6) | type u8 | seq u16 LE | payload length u16 LE`` and
 ``crc32`` = CRC-32/ISO-HDLC (zlib) over header and payload, u32 LE.
 """
 from __future__ import annotations
@@ -20,13 +20,21 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-MAGIC = 0xA5
+VERSION = 2
+MAGIC = 0xA6  # wire version 2; version 1 was 0xA5
+MAGIC_BY_VERSION = {1: 0xA5, 2: 0xA6}
 HEADER_SIZE = 6
 CRC_SIZE = 4
 MAX_PAYLOAD = 512
 MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
 NAME_MAX = 32
 MSG_MAX = 64
+INPUT_HEAD = 5  # INPUT / INPUT_F32: first step u32, sample count u8
+MAX_BATCH = 255  # samples per INPUT frame (the count is a u8)
+MAX_INPUT_SIZE = MAX_PAYLOAD - INPUT_HEAD  # one int8 sample per INPUT frame
+MAX_INPUT_SIZE_F32 = (MAX_PAYLOAD - INPUT_HEAD) // 4
+PRED_HEAD = 10  # PRED: step u32, rx_freed u32, count u16
+MAX_OUTPUT_SIZE = (MAX_PAYLOAD - PRED_HEAD) // 2
 # A zero-free run of n bytes decodes to at least n - 1 - n // 255 bytes, so past this length it is
 # TOO_LONG whatever it holds: the decoder forgets its bytes instead of buffering them.
 _PENDING_LIMIT = 1024
@@ -42,16 +50,18 @@ class FrameType(IntEnum):
     STATS = 0x03
     ERROR = 0x04
     ACK = 0x05
+    NAK = 0x06
     HELLO_REQ = 0x81
     INPUT = 0x82
     INPUT_F32 = 0x83
     RESET = 0x84
     SET_SOURCE = 0x85
     STATS_REQ = 0x86
+    PRED_REQ = 0x87
 
 
 class DecodeError(IntEnum):
-    """Why a delimited frame was rejected; values equal the C TL_PROTO_ERR_* codes."""
+    """Why a delimited frame was rejected; values equal the C TL_PROTO_DEC_* codes."""
 
     COBS = -1
     TOO_LONG = -2
@@ -78,7 +88,7 @@ class Source(IntEnum):
 
 
 class ErrorCode(IntEnum):
-    """Codes carried by ERROR frames (application level)."""
+    """Codes carried by ERROR frames (application level); C: TL_PROTO_ERROR_*."""
 
     BAD_FRAME = 1
     UNKNOWN_TYPE = 2
@@ -87,12 +97,32 @@ class ErrorCode(IntEnum):
     UNSUPPORTED = 5
     OVERRUN = 6
     INTERNAL = 7
+    FAULT = 8
+    WATCHDOG = 9
+
+
+def error_name(code: int) -> str:
+    """The name of an ERROR code (``OVERRUN``), or ``code N`` for one this host does not know."""
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"code {code}"
+
+
+class NakReason(IntEnum):
+    """Why the board refused an INPUT or PRED_REQ; C: TL_PROTO_NAK_*."""
+
+    GAP = 1  # INPUT's step is not the step the board expects next
+    EXPIRED = 2  # PRED_REQ for a step whose PRED the board no longer holds
+    NOT_YET = 3  # PRED_REQ for a step the board has not run
+    SOURCE = 4  # INPUT while the board's input source is not the host
 
 
 class _BadFrame(Exception):
-    def __init__(self, code: DecodeError) -> None:
+    def __init__(self, code: DecodeError, magic: int | None = None) -> None:
         super().__init__(code.name)
         self.code = code
+        self.magic = magic
 
 
 class PayloadError(ValueError):
@@ -169,7 +199,7 @@ def _decode_chunk(chunk: bytes) -> Frame:
         raise _BadFrame(DecodeError.CRC)
     magic, ftype, seq, length = _HEADER.unpack_from(body)
     if magic != MAGIC:
-        raise _BadFrame(DecodeError.MAGIC)
+        raise _BadFrame(DecodeError.MAGIC, magic)
     if length != len(body) - HEADER_SIZE:
         raise _BadFrame(DecodeError.LENGTH)
     return Frame(ftype, seq, body[HEADER_SIZE:])
@@ -195,6 +225,7 @@ class FrameDecoder:
         self.frames_dropped = 0
         self.seq_restarts = 0
         self.errors: Counter[DecodeError] = Counter()
+        self.foreign_magic: int | None = None  # magic of the last CRC-valid frame of another wire version
         self._buf = bytearray()
         self._skipped = 0  # bytes of the pending frame already dropped (it is TOO_LONG)
         self._last_seq: int | None = None
@@ -219,6 +250,8 @@ class FrameDecoder:
                 frame = _decode_chunk(bytes(chunk))
             except _BadFrame as exc:
                 self._reject(exc.code, bytes(chunk), skipped)
+                if exc.code == DecodeError.MAGIC:
+                    self.foreign_magic = exc.magic
                 continue
             self._track_seq(frame)
             self.frames_ok += 1
@@ -269,17 +302,43 @@ def _unpack_exact(fmt: struct.Struct, payload: bytes) -> tuple[int, ...]:
     return fmt.unpack(payload)
 
 
-def _unpack_counted(payload: bytes, item: str) -> tuple[int | float, ...]:
-    size = struct.calcsize(item)
-    if len(payload) < 2 or len(payload) != 2 + size * int.from_bytes(payload[:2], "little"):
-        raise PayloadError("count does not match the payload size")
-    return tuple(x for (x,) in struct.iter_unpack("<" + item, payload[2:]))
+_INPUT_HEAD = struct.Struct("<IB")
+
+
+def input_payload(step: int, count: int, data: bytes) -> bytes:
+    """INPUT / INPUT_F32 payload from already packed samples: ``count`` samples starting at ``step``."""
+    if not 1 <= count <= MAX_BATCH:
+        raise ValueError(f"an INPUT frame carries 1..{MAX_BATCH} samples, not {count}")
+    return _INPUT_HEAD.pack(step & 0xFFFFFFFF, count) + data
+
+
+def _unpack_samples(payload: bytes, item: str) -> tuple[int, tuple[tuple[float, ...], ...]]:
+    if len(payload) < INPUT_HEAD or payload[4] == 0:
+        raise PayloadError("INPUT payload needs a step, a sample count of at least 1 and the samples")
+    step, count = _INPUT_HEAD.unpack_from(payload)
+    width = struct.calcsize(item)
+    data = payload[INPUT_HEAD:]
+    if len(data) % (count * width):
+        raise PayloadError(f"{len(data)} sample bytes do not split into {count} samples")
+    size = len(data) // (count * width)
+    values = struct.unpack(f"<{count * size}{item}", data)
+    return step, tuple(tuple(values[k * size:(k + 1) * size]) for k in range(count))
+
+
+def _pack_samples(samples: tuple[tuple[float, ...], ...], item: str) -> bytes:
+    sizes = {len(s) for s in samples}
+    if len(sizes) != 1:
+        raise ValueError("every sample of an INPUT frame has the model's input size")
+    flat = [v for s in samples for v in s]
+    return struct.pack(f"<{len(flat)}{item}", *flat)
 
 
 @dataclass(frozen=True)
 class Hello:
+    """The board's identity, its model's shape and what the host may send it (§4.1)."""
+
     TYPE: ClassVar[FrameType] = FrameType.HELLO
-    _FIXED: ClassVar[struct.Struct] = struct.Struct("<IHBBHHHBHB")
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<IHBBHHHBBHBBHII")
     model_hash: int
     kernel_version: int
     cell: Cell
@@ -287,24 +346,31 @@ class Hello:
     input_size: int
     hidden_size: int
     output_size: int
+    hidden_bits: int
     mode: Mode
     window: int
     source: Source
+    history: int  # PRED frames the board can send again (PRED_REQ)
+    rx_capacity: int  # bytes the host may have in flight (credit window)
+    next_step: int  # step the board expects in the next INPUT
+    rx_freed: int  # received bytes taken or dropped since boot, mod 2**32
     board_name: str
 
     def pack(self) -> bytes:
         return self._FIXED.pack(
             self.model_hash, self.kernel_version, self.cell, self.layers, self.input_size,
-            self.hidden_size, self.output_size, self.mode, self.window, self.source,
+            self.hidden_size, self.output_size, self.hidden_bits, self.mode, self.window, self.source,
+            self.history, self.rx_capacity, self.next_step, self.rx_freed,
         ) + _pack_str(self.board_name, NAME_MAX)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Hello:
-        n = cls._FIXED.size
-        name = _unpack_str(payload, n)
-        h, kv, cell, layers, ins, hid, outs, mode, win, src = cls._FIXED.unpack_from(payload)
+        name = _unpack_str(payload, cls._FIXED.size)
+        (h, kv, cell, layers, ins, hid, outs, bits, mode, win, src, hist, cap, nxt,
+         freed) = cls._FIXED.unpack_from(payload)
         try:
-            return cls(h, kv, Cell(cell), layers, ins, hid, outs, Mode(mode), win, Source(src), name)
+            return cls(h, kv, Cell(cell), layers, ins, hid, outs, bits, Mode(mode), win, Source(src), hist, cap,
+                       nxt, freed, name)
         except ValueError as exc:
             raise PayloadError(str(exc)) from None
 
@@ -314,30 +380,44 @@ class Pred:
     """Raw int16 outputs of one model step; the host dequantizes with the model's output scale."""
 
     TYPE: ClassVar[FrameType] = FrameType.PRED
-    step: int
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("<IIH")
+    step: int  # the INPUT step that produced these outputs
+    rx_freed: int
     outputs: tuple[int, ...]
 
     def pack(self) -> bytes:
-        return struct.pack(f"<IH{len(self.outputs)}h", self.step, len(self.outputs), *self.outputs)
+        n = len(self.outputs)
+        return self._HEAD.pack(self.step, self.rx_freed, n) + struct.pack(f"<{n}h", *self.outputs)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Pred:
-        if len(payload) < 4:
-            raise PayloadError("PRED payload too short")
-        return cls(int.from_bytes(payload[:4], "little"), tuple(map(int, _unpack_counted(payload[4:], "h"))))
+        if len(payload) < PRED_HEAD or len(payload) != PRED_HEAD + 2 * int.from_bytes(payload[8:10], "little"):
+            raise PayloadError("PRED count does not match the payload size")
+        step, freed, n = cls._HEAD.unpack_from(payload)
+        return cls(step, freed, struct.unpack_from(f"<{n}h", payload, PRED_HEAD))
 
 
 @dataclass(frozen=True)
 class Stats:
     TYPE: ClassVar[FrameType] = FrameType.STATS
-    _FMT: ClassVar[struct.Struct] = struct.Struct("<IIII")
-    steps: int
-    cycles_per_step: int  # 0 = unknown
-    dropped_rx: int
-    frames_bad: int
+    _FMT: ClassVar[struct.Struct] = struct.Struct("<IQIIIIII")
+    steps: int  # model steps since boot
+    cycles: int  # CPU cycles spent in them (0: the board has no cycle counter)
+    dropped_rx: int  # received bytes lost
+    frames_bad: int  # received frames the board's decoder rejected
+    inputs_refused: int  # NAK frames sent
+    tx_timeouts: int  # frames the board's UART did not take in time
+    next_step: int
+    rx_freed: int
+
+    @property
+    def cycles_per_step(self) -> int:
+        """Average cycles per step (0 = unknown)."""
+        return self.cycles // self.steps if self.steps else 0
 
     def pack(self) -> bytes:
-        return self._FMT.pack(self.steps, self.cycles_per_step, self.dropped_rx, self.frames_bad)
+        return self._FMT.pack(self.steps, self.cycles, self.dropped_rx, self.frames_bad, self.inputs_refused,
+                              self.tx_timeouts, self.next_step, self.rx_freed)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Stats:
@@ -347,27 +427,36 @@ class Stats:
 @dataclass(frozen=True)
 class Error:
     TYPE: ClassVar[FrameType] = FrameType.ERROR
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("<HI")
     code: int  # ErrorCode values; unknown codes are kept as int
+    rx_freed: int
     message: str
 
     def pack(self) -> bytes:
-        return struct.pack("<H", self.code) + _pack_str(self.message, MSG_MAX)
+        return self._HEAD.pack(self.code, self.rx_freed) + _pack_str(self.message, MSG_MAX)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Error:
-        message = _unpack_str(payload, 2)
-        return cls(int.from_bytes(payload[:2], "little"), message)
+        message = _unpack_str(payload, cls._HEAD.size)
+        code, freed = cls._HEAD.unpack_from(payload)
+        return cls(code, freed, message)
+
+    def describe(self) -> str:
+        """``OVERRUN: received bytes lost``: the code by name, then the board's message."""
+        return f"{error_name(self.code)}: {self.message}" if self.message else error_name(self.code)
 
 
 @dataclass(frozen=True)
 class Ack:
     TYPE: ClassVar[FrameType] = FrameType.ACK
-    _FMT: ClassVar[struct.Struct] = struct.Struct("<BH")
+    _FMT: ClassVar[struct.Struct] = struct.Struct("<BHII")
     acked_type: int
     acked_seq: int
+    next_step: int
+    rx_freed: int
 
     def pack(self) -> bytes:
-        return self._FMT.pack(self.acked_type, self.acked_seq)
+        return self._FMT.pack(self.acked_type, self.acked_seq, self.next_step, self.rx_freed)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Ack:
@@ -375,33 +464,90 @@ class Ack:
 
 
 @dataclass(frozen=True)
-class Input:
-    """One quantized int8 input sample."""
+class Nak:
+    """The board refused the host frame ``seq``, which named ``step``; it expects ``next_step``."""
 
-    TYPE: ClassVar[FrameType] = FrameType.INPUT
-    values: tuple[int, ...]
+    TYPE: ClassVar[FrameType] = FrameType.NAK
+    _FMT: ClassVar[struct.Struct] = struct.Struct("<BHIII")
+    reason: NakReason
+    seq: int
+    step: int
+    next_step: int
+    rx_freed: int
 
     def pack(self) -> bytes:
-        return struct.pack(f"<H{len(self.values)}b", len(self.values), *self.values)
+        return self._FMT.pack(self.reason, self.seq, self.step, self.next_step, self.rx_freed)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Nak:
+        reason, seq, step, nxt, freed = _unpack_exact(cls._FMT, payload)
+        try:
+            return cls(NakReason(reason), seq, step, nxt, freed)
+        except ValueError as exc:
+            raise PayloadError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Input:
+    """Consecutive quantized int8 samples; the first is the board's step ``step``."""
+
+    TYPE: ClassVar[FrameType] = FrameType.INPUT
+    step: int
+    samples: tuple[tuple[int, ...], ...]
+
+    def pack(self) -> bytes:
+        return input_payload(self.step, len(self.samples), _pack_samples(self.samples, "b"))
 
     @classmethod
     def unpack(cls, payload: bytes) -> Input:
-        return cls(tuple(map(int, _unpack_counted(payload, "b"))))
+        step, samples = _unpack_samples(payload, "b")
+        return cls(step, tuple(tuple(map(int, s)) for s in samples))
 
 
 @dataclass(frozen=True)
 class InputF32:
-    """One float32 input sample; the board quantizes it with the generated constants."""
+    """Consecutive float32 samples; the board quantizes them with the generated constants."""
 
     TYPE: ClassVar[FrameType] = FrameType.INPUT_F32
-    values: tuple[float, ...]
+    step: int
+    samples: tuple[tuple[float, ...], ...]
 
     def pack(self) -> bytes:
-        return struct.pack(f"<H{len(self.values)}f", len(self.values), *self.values)
+        return input_payload(self.step, len(self.samples), _pack_samples(self.samples, "f"))
 
     @classmethod
     def unpack(cls, payload: bytes) -> InputF32:
-        return cls(tuple(map(float, _unpack_counted(payload, "f"))))
+        step, samples = _unpack_samples(payload, "f")
+        return cls(step, tuple(tuple(map(float, s)) for s in samples))
+
+
+@dataclass(frozen=True)
+class _StepOnly:
+    _FMT: ClassVar[struct.Struct] = struct.Struct("<I")
+    step: int
+
+    def pack(self) -> bytes:
+        return self._FMT.pack(self.step)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Self:
+        (step,) = _unpack_exact(cls._FMT, payload)
+        return cls(step)
+
+
+@dataclass(frozen=True)
+class Reset(_StepOnly):
+    """Zero the recurrent state; the board expects ``step`` in the next INPUT."""
+
+    TYPE: ClassVar[FrameType] = FrameType.RESET
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class PredReq(_StepOnly):
+    """Send the PRED of ``step`` again (it was lost on the way to the host)."""
+
+    TYPE: ClassVar[FrameType] = FrameType.PRED_REQ
 
 
 @dataclass(frozen=True)
@@ -434,13 +580,6 @@ class _Empty:
 
 
 @dataclass(frozen=True)
-class Reset(_Empty):
-    """Reset the recurrent state."""
-
-    TYPE: ClassVar[FrameType] = FrameType.RESET
-
-
-@dataclass(frozen=True)
 class HelloReq(_Empty):
     TYPE: ClassVar[FrameType] = FrameType.HELLO_REQ
 
@@ -450,10 +589,12 @@ class StatsReq(_Empty):
     TYPE: ClassVar[FrameType] = FrameType.STATS_REQ
 
 
-Message = Hello | Pred | Stats | Error | Ack | Input | InputF32 | SetSource | Reset | HelloReq | StatsReq
+Message = (Hello | Pred | Stats | Error | Ack | Nak | Input | InputF32 | SetSource | Reset | PredReq | HelloReq
+           | StatsReq)
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Pred, Stats, Error, Ack, Input, InputF32, SetSource, Reset, HelloReq, StatsReq)
+    for cls in (Hello, Pred, Stats, Error, Ack, Nak, Input, InputF32, SetSource, Reset, PredReq, HelloReq,
+                StatsReq)
 }
 
 
@@ -471,3 +612,9 @@ def parse_message(frame: Frame) -> Message:
         return cls.unpack(frame.payload)
     except struct.error as exc:
         raise PayloadError(str(exc)) from None
+
+
+def max_wire_size(payload_len: int) -> int:
+    """Most bytes a frame with this payload takes on the wire (COBS worst case and the 0x00)."""
+    n = HEADER_SIZE + payload_len + CRC_SIZE
+    return n + n // 254 + 2

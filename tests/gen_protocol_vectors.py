@@ -21,25 +21,33 @@ from tinylstm.host import protocol as p
 OUT = Path(__file__).parent / "vectors" / "protocol_vectors.json"
 
 MESSAGES: list[tuple[str, p.Message]] = [
-    ("hello", p.Hello(0xDEADBEEF, 3, p.Cell.LSTM, 2, 6, 32, 4, p.Mode.WINDOW, 50, p.Source.HOST,
+    ("hello", p.Hello(0xDEADBEEF, 3, p.Cell.LSTM, 2, 6, 32, 4, 8, p.Mode.WINDOW, 50, p.Source.HOST, 32, 256, 0, 0,
                       "netduinoplus2")),
-    ("hello_gru_noname", p.Hello(0, 0xFFFF, p.Cell.GRU, 1, 1, 1, 1, p.Mode.STREAM, 0, p.Source.SENSOR, "")),
-    ("hello_name_max", p.Hello(0x01020304, 1, p.Cell.LSTM, 1, 3, 8, 2, p.Mode.STREAM, 1, p.Source.REPLAY,
-                               "x" * p.NAME_MAX)),
-    ("pred", p.Pred(123456, (1, -2, 300, -32768, 32767, 0))),
-    ("pred_empty", p.Pred(0xFFFFFFFF, ())),
-    ("pred_max", p.Pred(7, tuple(range(-126, 127)))),  # 253 outputs: 512-byte payload
-    ("stats", p.Stats(1000, 8123, 0, 3)),
-    ("stats_max", p.Stats(0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)),
-    ("error", p.Error(p.ErrorCode.INPUT_SIZE, "expected 6 inputs, got 5")),
-    ("error_empty", p.Error(0xFFFF, "")),
-    ("error_msg_max", p.Error(p.ErrorCode.INTERNAL, "m" * p.MSG_MAX)),
-    ("ack", p.Ack(p.FrameType.RESET, 0xFFFF)),
-    ("input", p.Input((0, 1, -1, 127, -128, 42))),
-    ("input_empty", p.Input(())),
-    ("input_f32", p.InputF32((0.0, -0.0, 1.5, -2.25, 3.4028234663852886e38, float("inf")))),
+    ("hello_gru_noname", p.Hello(0, 0xFFFF, p.Cell.GRU, 1, 1, 1, 1, 8, p.Mode.STREAM, 0, p.Source.SENSOR, 0, 0,
+                                 0xFFFFFFFF, 0xFFFFFFFF, "")),
+    ("hello_name_max", p.Hello(0x01020304, 1, p.Cell.LSTM, 1, 3, 8, 2, 8, p.Mode.STREAM, 1, p.Source.REPLAY, 2,
+                               0xFFFF, 1234567, 89, "x" * p.NAME_MAX)),
+    ("pred", p.Pred(123456, 0x01020304, (1, -2, 300, -32768, 32767, 0))),
+    ("pred_empty", p.Pred(0xFFFFFFFF, 0, ())),
+    ("pred_max", p.Pred(7, 0xFFFFFFFF, tuple(range(-125, 126)))),  # 251 outputs: 512-byte payload
+    ("stats", p.Stats(1000, 8_123_000, 0, 3, 2, 0, 1000, 20_480)),
+    ("stats_max", p.Stats(0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF,
+                          0xFFFFFFFF, 0xFFFFFFFF)),
+    ("error", p.Error(p.ErrorCode.INPUT_SIZE, 77, "expected 6 inputs, got 5")),
+    ("error_empty", p.Error(0xFFFF, 0, "")),
+    ("error_msg_max", p.Error(p.ErrorCode.INTERNAL, 0xFFFFFFFF, "m" * p.MSG_MAX)),
+    ("ack", p.Ack(p.FrameType.RESET, 0xFFFF, 128, 4096)),
+    ("nak_gap", p.Nak(p.NakReason.GAP, 17, 135, 128, 2222)),
+    ("nak_expired", p.Nak(p.NakReason.EXPIRED, 0xFFFF, 0, 0xFFFFFFFF, 0xFFFFFFFF)),
+    ("input", p.Input(42, ((0, 1, -1, 127, -128, 42),))),
+    ("input_batch", p.Input(0xFFFFFFFF, ((1, 2, 3), (-4, -5, -6), (0, 0, 0), (127, -128, 7)))),
+    ("input_batch_max", p.Input(3, tuple((k - 128,) for k in range(p.MAX_BATCH)))),
+    ("input_f32", p.InputF32(9, ((0.0, -0.0, 1.5, -2.25, 3.4028234663852886e38, float("inf")),))),
+    ("input_f32_batch", p.InputF32(1, ((0.5, -1.0), (9.81, 1e-38)))),
     ("set_source", p.SetSource(p.Source.REPLAY)),
-    ("reset", p.Reset()),
+    ("reset", p.Reset(0)),
+    ("reset_at", p.Reset(0x01020380)),
+    ("pred_req", p.PredReq(4711)),
     ("hello_req", p.HelloReq()),
     ("stats_req", p.StatsReq()),
 ]
@@ -116,7 +124,7 @@ def _raw_frame(magic: int, ftype: int, seq: int, length: int, payload: bytes) ->
 
 def streams() -> list[dict[str, Any]]:
     def pred(seq: int, step: int = 0) -> bytes:
-        return p.encode_message(p.Pred(step, (10, -20, 30)), seq)
+        return p.encode_message(p.Pred(step, 1000 + step, (10, -20, 30)), seq)
 
     a, b, c = pred(1, 100), pred(2, 101), pred(3, 102)
     flipped = bytearray(a)
@@ -128,13 +136,14 @@ def streams() -> list[dict[str, Any]]:
         _stream_expect("clean", a + b + c, []),
         _stream_expect("garbage_between", a + b"\x13\x37\xff\x42\x00" + b, ["COBS"]),
         _stream_expect("crc_flip", bytes(flipped) + b, ["CRC"]),
-        _stream_expect("split_by_zero", bytes(split) + b, ["CRC", "COBS"]),
+        _stream_expect("split_by_zero", bytes(split) + b, ["CRC", "CRC"]),
         _stream_expect("truncated", a[:9] + b"\x00" + b, ["SHORT"]),
         _stream_expect("missing_delimiter", a[:-1] + b + c, ["CRC"]),
         _stream_expect("too_long", b"\x01" * 600 + b"\x00" + b, ["TOO_LONG"]),
         _stream_expect("too_long_ff", b"\xff" * 600 + b"\x00" + b, ["TOO_LONG"]),
         _stream_expect("too_long_2000", bytes(range(1, 201)) * 10 + b"\x00" + b, ["TOO_LONG"]),
         _stream_expect("bad_magic", _raw_frame(0x5A, 2, 1, 2, b"\x01\x02") + b, ["MAGIC"]),
+        _stream_expect("wire_version_1", _raw_frame(p.MAGIC_BY_VERSION[1], 2, 1, 2, b"\x01\x02") + b, ["MAGIC"]),
         _stream_expect("bad_length", _raw_frame(p.MAGIC, 2, 1, 3, b"\x01\x02") + b, ["LENGTH"]),
         _stream_expect("short", p.cobs_encode(b"\xa5\x01\x00") + b"\x00" + b, ["SHORT"]),
         _stream_expect("empty_frames", b"\x00\x00" + a + b"\x00\x00\x00" + b, []),
@@ -149,11 +158,12 @@ def streams() -> list[dict[str, Any]]:
 
 
 def build_vectors() -> dict[str, Any]:
-    rng = random.Random(20261121)
+    rng = random.Random(20261201)
     frames = [(name, msg.TYPE, i, msg.pack()) for i, (name, msg) in enumerate(MESSAGES)]
     frames += edge_frames(rng)
     return {
         "about": "Generated by tests/gen_protocol_vectors.py from tinylstm.host.protocol; do not edit.",
+        "version": p.VERSION,
         "magic": p.MAGIC,
         "crc": "CRC-32/ISO-HDLC (zlib), u32 LE over header+payload",
         "crc_check": {"data_hex": b"123456789".hex(), "crc": p.crc32(b"123456789")},

@@ -85,54 +85,79 @@ int main(void)
         }
         case 'C': { size_t len = unhex(tok[1], bin);
                     printf("%08lx", (unsigned long)tl_proto_crc32(0, bin, len)); break; }
-        case 'H': { /* H hash kver cell layers in hid out mode window source namehex */
+        case 'H': { /* H hash kver cell layers in hid out bits mode window source history cap next freed namehex */
             tl_proto_hello_t h;
             char name[300];
-            size_t nl = unhex(tok[11], (uint8_t *)name);
+            size_t nl = unhex(tok[16], (uint8_t *)name);
             name[nl] = '\0';
             h.model_hash = (uint32_t)num(1); h.kernel_version = (uint16_t)num(2); h.cell = (uint8_t)num(3);
             h.layers = (uint8_t)num(4); h.input_size = (uint16_t)num(5); h.hidden_size = (uint16_t)num(6);
-            h.output_size = (uint16_t)num(7); h.mode = (uint8_t)num(8); h.window = (uint16_t)num(9);
-            h.source = (uint8_t)num(10); h.board_name = name;
+            h.output_size = (uint16_t)num(7); h.hidden_bits = (uint8_t)num(8); h.mode = (uint8_t)num(9);
+            h.window = (uint16_t)num(10); h.source = (uint8_t)num(11); h.history = (uint8_t)num(12);
+            h.rx_capacity = (uint16_t)num(13); h.next_step = (uint32_t)num(14); h.rx_freed = (uint32_t)num(15);
+            h.board_name = name;
             puthex(out, tl_proto_hello_payload(out, sizeof out, &h));
             break;
         }
-        case 'P': { /* P step v0 v1 ... */
+        case 'P': { /* P step freed v0 v1 ... */
             int16_t y[1024];
             int i;
-            for (i = 2; i < nt; i++) y[i - 2] = (int16_t)strtol(tok[i], NULL, 0);
-            puthex(out, tl_proto_pred_payload(out, sizeof out, (uint32_t)num(1), y, (uint16_t)(nt - 2)));
+            for (i = 3; i < nt; i++) y[i - 3] = (int16_t)strtol(tok[i], NULL, 0);
+            puthex(out, tl_proto_pred_payload(out, sizeof out, (uint32_t)num(1), (uint32_t)num(2), y,
+                                              (uint16_t)(nt - 3)));
             break;
         }
-        case 'S': puthex(out, tl_proto_stats_payload(out, sizeof out, (uint32_t)num(1), (uint32_t)num(2),
-                                                     (uint32_t)num(3), (uint32_t)num(4))); break;
-        case 'R': { /* R code msghex */
+        case 'S': { /* S steps cycles dropped bad refused txto next freed */
+            tl_proto_stats_t st;
+            st.steps = (uint32_t)num(1); st.cycles = (uint64_t)strtoull(tok[2], NULL, 0);
+            st.dropped_rx = (uint32_t)num(3); st.frames_bad = (uint32_t)num(4); st.inputs_refused = (uint32_t)num(5);
+            st.tx_timeouts = (uint32_t)num(6); st.next_step = (uint32_t)num(7); st.rx_freed = (uint32_t)num(8);
+            puthex(out, tl_proto_stats_payload(out, sizeof out, &st));
+            break;
+        }
+        case 'R': { /* R code freed msghex */
             char msg[300];
-            size_t ml = unhex(tok[2], (uint8_t *)msg);
+            size_t ml = unhex(tok[3], (uint8_t *)msg);
             msg[ml] = '\0';
-            puthex(out, tl_proto_error_payload(out, sizeof out, (uint16_t)num(1), msg));
+            puthex(out, tl_proto_error_payload(out, sizeof out, (uint16_t)num(1), (uint32_t)num(2), msg));
             break;
         }
-        case 'A': puthex(out, tl_proto_ack_payload(out, sizeof out, (uint8_t)num(1), (uint16_t)num(2)));
+        case 'A': puthex(out, tl_proto_ack_payload(out, sizeof out, (uint8_t)num(1), (uint16_t)num(2),
+                                                   (uint32_t)num(3), (uint32_t)num(4)));
                   break;
-        case 'I': { /* I payload cap -> rc n v... */
-            int8_t x[1024];
-            uint16_t n = 0, i;
-            int rc = tl_proto_input_parse(bin, unhex(tok[1], bin), x, (uint16_t)num(2), &n);
-            printf("%d %u", rc, n);
-            for (i = 0; i < n; i++) printf(" %d", x[i]);
+        case 'N': puthex(out, tl_proto_nak_payload(out, sizeof out, (uint8_t)num(1), (uint16_t)num(2),
+                                                   (uint32_t)num(3), (uint32_t)num(4), (uint32_t)num(5)));
+                  break;
+        case 'I': { /* I payload input_size -> rc step n v... */
+            const int8_t *x = NULL;
+            uint32_t step = 0;
+            uint8_t n = 0;
+            size_t i, len = unhex(tok[1], bin);
+            int rc = tl_proto_input_parse(len ? bin : NULL, len, (uint16_t)num(2), &step, &n, &x);
+            printf("%d %lu %u", rc, (unsigned long)step, n);
+            for (i = 0; rc == 0 && i < (size_t)n * num(2); i++) printf(" %d", x[i]);
             break;
         }
-        case 'F': { /* F payload cap -> rc n bits... */
+        case 'F': { /* F payload input_size -> rc step n bits... */
             float x[1024];
-            uint16_t n = 0, i;
-            int rc = tl_proto_input_f32_parse(bin, unhex(tok[1], bin), x, (uint16_t)num(2), &n);
-            printf("%d %u", rc, n);
-            for (i = 0; i < n; i++) { uint32_t u; memcpy(&u, &x[i], 4); printf(" %08lx", (unsigned long)u); }
+            uint32_t step = 0;
+            uint8_t n = 0, k;
+            uint16_t i, size = (uint16_t)num(2);
+            size_t len = unhex(tok[1], bin);
+            int rc = tl_proto_input_f32_parse(len ? bin : NULL, len, size, &step, &n);
+            printf("%d %lu %u", rc, (unsigned long)step, n);
+            for (k = 0; rc == 0 && k < n; k++) {
+                tl_proto_input_f32_sample(bin, k, size, x);
+                for (i = 0; i < size; i++) { uint32_t u; memcpy(&u, &x[i], 4); printf(" %08lx", (unsigned long)u); }
+            }
             break;
         }
-        case 'O': { uint8_t s = 0xEE; int rc = tl_proto_set_source_parse(bin, unhex(tok[1], bin), &s);
-                    printf("%d %u", rc, s); break; }
+        case 'T': { uint32_t step = 0; size_t len = unhex(tok[1], bin);
+                    int rc = tl_proto_step_parse(len ? bin : NULL, len, &step);
+                    printf("%d %lu", rc, (unsigned long)step); break; }
+        case 'O': { uint8_t src = 0xEE; size_t len = unhex(tok[1], bin);
+                    int rc = tl_proto_set_source_parse(len ? bin : NULL, len, &src);
+                    printf("%d %u", rc, src); break; }
         default: fputs("?", stdout);
         }
         fputs("\n", stdout);
@@ -300,14 +325,18 @@ def test_python_decoder_memory_is_bounded() -> None:
 
 def test_python_rejects_bad_payloads() -> None:
     bad = [
-        (p.FrameType.PRED, b"\x00\x00\x00\x00\x02\x00\x01\x00"),  # count 2, one value
-        (p.FrameType.STATS, bytes(15)),
+        (p.FrameType.PRED, bytes(8) + b"\x02\x00\x01\x00"),  # count 2, one value
+        (p.FrameType.STATS, bytes(35)),
         (p.FrameType.INPUT, b"\x01"),
-        (p.FrameType.INPUT_F32, b"\x01\x00\x00\x00\x80"),
+        (p.FrameType.INPUT, bytes(4) + b"\x00"),  # zero samples
+        (p.FrameType.INPUT, bytes(4) + b"\x02\x01\x02\x03"),  # 3 bytes for 2 samples
+        (p.FrameType.INPUT_F32, bytes(4) + b"\x01\x00\x00\x80"),
         (p.FrameType.SET_SOURCE, b"\x07"),
         (p.FrameType.RESET, b"\x00"),
-        (p.FrameType.HELLO, bytes(18) + b"\x05ab"),  # name length 5, two bytes
-        (p.FrameType.HELLO, bytes(6) + b"\x09" + bytes(12)),  # cell 9
+        (p.FrameType.PRED_REQ, bytes(5)),
+        (p.FrameType.NAK, b"\x09" + bytes(14)),  # reason 9
+        (p.FrameType.HELLO, bytes(30) + b"\x05ab"),  # name length 5, two bytes
+        (p.FrameType.HELLO, bytes(6) + b"\x09" + bytes(24)),  # cell 9
         (p.FrameType.ERROR, b"\x01"),
         (0x42, b""),
     ]
@@ -317,7 +346,11 @@ def test_python_rejects_bad_payloads() -> None:
     with pytest.raises(ValueError):
         p.encode_frame(p.FrameType.INPUT, 0, bytes(p.MAX_PAYLOAD + 1))
     with pytest.raises(ValueError):
-        p.Error(1, "x" * (p.MSG_MAX + 1)).pack()
+        p.Error(1, 0, "x" * (p.MSG_MAX + 1)).pack()
+    with pytest.raises(ValueError):
+        p.Input(0, ((1, 2), (3,))).pack()  # samples of different sizes
+    with pytest.raises(ValueError):
+        p.Input(0, ()).pack()
 
 
 # ---- C against the vectors ----------------------------------------------------------------------
@@ -347,33 +380,44 @@ def test_c_streams(cproto: CProto, s: dict[str, Any]) -> None:
 def _c_payload(cproto: CProto, msg: p.Message) -> bytes:
     if isinstance(msg, p.Hello):
         args: list[object] = ["H", msg.model_hash, msg.kernel_version, int(msg.cell), msg.layers,
-                              msg.input_size, msg.hidden_size, msg.output_size, int(msg.mode), msg.window,
-                              int(msg.source), _hex(msg.board_name.encode())]
+                              msg.input_size, msg.hidden_size, msg.output_size, msg.hidden_bits, int(msg.mode),
+                              msg.window, int(msg.source), msg.history, msg.rx_capacity, msg.next_step, msg.rx_freed,
+                              _hex(msg.board_name.encode())]
     elif isinstance(msg, p.Pred):
-        args = ["P", msg.step, *msg.outputs]
+        args = ["P", msg.step, msg.rx_freed, *msg.outputs]
     elif isinstance(msg, p.Stats):
-        args = ["S", msg.steps, msg.cycles_per_step, msg.dropped_rx, msg.frames_bad]
+        args = ["S", msg.steps, msg.cycles, msg.dropped_rx, msg.frames_bad, msg.inputs_refused, msg.tx_timeouts,
+                msg.next_step, msg.rx_freed]
     elif isinstance(msg, p.Error):
-        args = ["R", msg.code, _hex(msg.message.encode())]
+        args = ["R", msg.code, msg.rx_freed, _hex(msg.message.encode())]
     elif isinstance(msg, p.Ack):
-        args = ["A", msg.acked_type, msg.acked_seq]
+        args = ["A", msg.acked_type, msg.acked_seq, msg.next_step, msg.rx_freed]
+    elif isinstance(msg, p.Nak):
+        args = ["N", int(msg.reason), msg.seq, msg.step, msg.next_step, msg.rx_freed]
     else:
         raise TypeError(msg)
     return _unhex(cproto.call(*args))
 
 
-def _c_parse(cproto: CProto, msg: p.Message, cap: int = 1024) -> p.Message:
+def _c_parse(cproto: CProto, msg: p.Message) -> p.Message:
     payload = msg.pack()
     if isinstance(msg, p.SetSource):
         status, src = map(int, cproto.call("O", _hex(payload)).split())
         assert status == 0
         return p.SetSource(p.Source(src))
+    if isinstance(msg, p.Reset | p.PredReq):
+        status, step = map(int, cproto.call("T", _hex(payload)).split())
+        assert status == 0
+        return type(msg)(step)
+    assert isinstance(msg, p.Input | p.InputF32)
+    size = len(msg.samples[0])
     cmd = "I" if isinstance(msg, p.Input) else "F"
-    rc, n, *vals = cproto.call(cmd, _hex(payload), cap).split()
-    assert int(rc) == 0 and int(n) == len(vals)
+    rc, step, n, *vals = cproto.call(cmd, _hex(payload), size).split()
+    assert int(rc) == 0 and int(n) * size == len(vals)
+    rows = [vals[k * size:(k + 1) * size] for k in range(int(n))]
     if cmd == "I":
-        return p.Input(tuple(map(int, vals)))
-    return p.InputF32(tuple(struct.unpack("<f", bytes.fromhex(x)[::-1])[0] for x in vals))
+        return p.Input(int(step), tuple(tuple(map(int, r)) for r in rows))
+    return p.InputF32(int(step), tuple(tuple(struct.unpack("<f", bytes.fromhex(x)[::-1])[0] for x in r) for r in rows))
 
 
 @pytest.mark.parametrize("v", VECTORS["messages"], ids=lambda v: v["name"])
@@ -387,22 +431,28 @@ def test_c_payloads(cproto: CProto, v: dict[str, Any]) -> None:
 
 
 def test_c_parsers_reject(cproto: CProto) -> None:
-    assert cproto.call("I", "0200ff", 8).split()[0] == "-10"  # count 2, one byte
-    assert cproto.call("I", "0300010203", 2).split()[0] == "-11"  # capacity
+    assert cproto.call("I", "0100000002ff", 1).split()[0] == "-12"  # two samples announced, one byte
+    assert cproto.call("I", "01000000010102", 1).split()[0] == "-12"  # one sample of 2 values, model has 1
+    assert cproto.call("I", "0100000000", 1).split()[0] == "-10"  # zero samples
+    assert cproto.call("I", "01000000", 1).split()[0] == "-10"  # no count
     assert cproto.call("I", "-", 2).split()[0] == "-10"
-    assert cproto.call("F", "010000", 4).split()[0] == "-10"
-    assert cproto.call("F", "02000000803f0000803f", 1).split()[0] == "-11"
+    assert cproto.call("I", "0100000001aa", 0).split()[0] == "-12"  # a model input size of 0 never matches
+    assert cproto.call("F", "0000000001000080", 1).split()[0] == "-12"  # 3 bytes of a float
+    assert cproto.call("F", "00000000010000803f0000803f", 1).split()[0] == "-12"  # 2 floats, size 1
+    assert cproto.call("T", "000000").split()[0] == "-10"
+    assert cproto.call("T", "0000000000").split()[0] == "-10"
     assert cproto.call("O", "03").split()[0] == "-10"
     assert cproto.call("O", "0100").split()[0] == "-10"
 
 
 def test_c_builders_truncate_and_limit(cproto: CProto) -> None:
     long_name = "n" * (p.NAME_MAX + 10)
-    hello = _unhex(cproto.call("H", 1, 2, 0, 1, 3, 4, 5, 1, 6, 0, _hex(long_name.encode())))
+    hello = _unhex(cproto.call("H", 1, 2, 0, 1, 3, 4, 5, 8, 1, 6, 0, 16, 256, 0, 0, _hex(long_name.encode())))
     assert p.Hello.unpack(hello).board_name == "n" * p.NAME_MAX
-    err = _unhex(cproto.call("R", 1, _hex(b"m" * 100)))
+    err = _unhex(cproto.call("R", 1, 5, _hex(b"m" * 100)))
     assert p.Error.unpack(err).message == "m" * p.MSG_MAX
-    assert cproto.call("P", 0, *range(254)) == "-"  # 6 + 2*254 > MAX_PAYLOAD
+    assert cproto.call("P", 0, 0, *range(p.MAX_OUTPUT_SIZE)) != "-"
+    assert cproto.call("P", 0, 0, *range(p.MAX_OUTPUT_SIZE + 1)) == "-"  # 10 + 2*252 > MAX_PAYLOAD
 
 
 # ---- properties ---------------------------------------------------------------------------------
@@ -506,13 +556,13 @@ def test_seq_tracking(seqs: list[int]) -> None:
 
 def test_link_loopback_numbers_and_queues() -> None:
     with Link.open("loop://") as link:
-        assert [link.send(m) for m in (p.HelloReq(), p.Input((1, -2)), p.Reset())] == [0, 1, 2]
+        assert [link.send(m) for m in (p.HelloReq(), p.Input(0, ((1, -2),)), p.Reset())] == [0, 1, 2]
         reset = link.expect(p.FrameType.RESET, timeout=1.0)
-        assert (reset.seq, reset.payload) == (2, b"")
+        assert (reset.seq, reset.payload) == (2, bytes(4))
         queued = link.read()
         assert [(f.type, f.seq) for f in queued] == [(p.FrameType.HELLO_REQ, 0), (p.FrameType.INPUT, 1)]
-        assert p.parse_message(queued[1]) == p.Input((1, -2))
-        link.port.write(p.encode_message(p.Error(p.ErrorCode.UNSUPPORTED, "no replay data"), 0))
+        assert p.parse_message(queued[1]) == p.Input(0, ((1, -2),))
+        link.port.write(p.encode_message(p.Error(p.ErrorCode.UNSUPPORTED, 0, "no replay data"), 0))
         with pytest.raises(LinkError, match="no replay data"):
             link.expect(p.FrameType.ACK, timeout=1.0)
         link.port.write(b"P,1,2,3\r\n")

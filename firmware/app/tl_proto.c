@@ -1,17 +1,17 @@
-/* TinyLSTM serial frame protocol. Specification: docs/serial-protocol.md. */
+/* TinyLSTM serial frame protocol, wire version 2. Specification: docs/serial-protocol.md. */
 #include "tl_proto.h"
 
 #if TL_PROTO_MAX_PAYLOAD > 0xFFFFu
 #error "TL_PROTO_MAX_PAYLOAD must fit the u16 length field"
 #endif
 
-void tl_put_u16(uint8_t *p, uint16_t v)
+void tl_proto_put_u16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)(v & 0xFFu);
     p[1] = (uint8_t)(v >> 8);
 }
 
-void tl_put_u32(uint8_t *p, uint32_t v)
+void tl_proto_put_u32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v & 0xFFu);
     p[1] = (uint8_t)((v >> 8) & 0xFFu);
@@ -19,26 +19,14 @@ void tl_put_u32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
-void tl_put_i16(uint8_t *p, int16_t v)
-{
-    /* int -> uint16_t conversion is defined modulo 2^16. */
-    tl_put_u16(p, (uint16_t)v);
-}
-
-uint16_t tl_get_u16(const uint8_t *p)
+uint16_t tl_proto_get_u16(const uint8_t *p)
 {
     return (uint16_t)((uint16_t)p[0] | (uint16_t)((uint16_t)p[1] << 8));
 }
 
-uint32_t tl_get_u32(const uint8_t *p)
+uint32_t tl_proto_get_u32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-int16_t tl_get_i16(const uint8_t *p)
-{
-    int32_t v = (int32_t)tl_get_u16(p);
-    return (int16_t)(v >= 0x8000 ? v - 0x10000 : v); /* no implementation-defined narrowing */
 }
 
 /* ---- CRC-32/ISO-HDLC, reflected polynomial 0xEDB88320, 4 bits per lookup ---- */
@@ -138,13 +126,13 @@ size_t tl_proto_encode(uint8_t type, uint16_t seq, const uint8_t *payload, size_
     }
     hdr[0] = (uint8_t)TL_PROTO_MAGIC;
     hdr[1] = type;
-    tl_put_u16(&hdr[2], seq);
-    tl_put_u16(&hdr[4], (uint16_t)len);
+    tl_proto_put_u16(&hdr[2], seq);
+    tl_proto_put_u16(&hdr[4], (uint16_t)len);
     crc = tl_proto_crc32(0, hdr, sizeof hdr);
     if (len > 0) {
         crc = tl_proto_crc32(crc, payload, len);
     }
-    tl_put_u32(tail, crc);
+    tl_proto_put_u32(tail, crc);
 
     w.out = out;
     w.cap = out_cap;
@@ -190,27 +178,27 @@ static int dec_finish(tl_proto_decoder_t *d, tl_proto_frame_t *out)
     uint16_t plen;
 
     if (d->overflow) {
-        return TL_PROTO_ERR_TOO_LONG;
+        return TL_PROTO_DEC_TOO_LONG;
     }
     if (d->left != 0) {
-        return TL_PROTO_ERR_COBS;
+        return TL_PROTO_DEC_COBS;
     }
     if (n < TL_PROTO_HEADER_SIZE + TL_PROTO_CRC_SIZE) {
-        return TL_PROTO_ERR_SHORT;
+        return TL_PROTO_DEC_SHORT;
     }
     if (tl_proto_crc32(0, d->buf, (size_t)n - TL_PROTO_CRC_SIZE) !=
-        tl_get_u32(&d->buf[n - TL_PROTO_CRC_SIZE])) {
-        return TL_PROTO_ERR_CRC;
+        tl_proto_get_u32(&d->buf[n - TL_PROTO_CRC_SIZE])) {
+        return TL_PROTO_DEC_CRC;
     }
     if (d->buf[0] != TL_PROTO_MAGIC) {
-        return TL_PROTO_ERR_MAGIC;
+        return TL_PROTO_DEC_MAGIC;
     }
-    plen = tl_get_u16(&d->buf[4]);
+    plen = tl_proto_get_u16(&d->buf[4]);
     if ((size_t)plen + TL_PROTO_HEADER_SIZE + TL_PROTO_CRC_SIZE != (size_t)n) {
-        return TL_PROTO_ERR_LENGTH;
+        return TL_PROTO_DEC_LENGTH;
     }
     out->type = d->buf[1];
-    out->seq = tl_get_u16(&d->buf[2]);
+    out->seq = tl_proto_get_u16(&d->buf[2]);
     out->len = plen;
     out->payload = &d->buf[TL_PROTO_HEADER_SIZE];
     return 1;
@@ -271,125 +259,166 @@ static void put_str(uint8_t *p, const char *s, size_t n)
 size_t tl_proto_hello_payload(uint8_t *buf, size_t cap, const tl_proto_hello_t *h)
 {
     size_t name_len = str_len_capped(h->board_name, TL_PROTO_NAME_MAX);
-    size_t n = 19u + name_len;
+    size_t n = TL_PROTO_HELLO_FIXED + name_len;
     if (buf == NULL || cap < n) {
         return 0;
     }
-    tl_put_u32(&buf[0], h->model_hash);
-    tl_put_u16(&buf[4], h->kernel_version);
+    tl_proto_put_u32(&buf[0], h->model_hash);
+    tl_proto_put_u16(&buf[4], h->kernel_version);
     buf[6] = h->cell;
     buf[7] = h->layers;
-    tl_put_u16(&buf[8], h->input_size);
-    tl_put_u16(&buf[10], h->hidden_size);
-    tl_put_u16(&buf[12], h->output_size);
-    buf[14] = h->mode;
-    tl_put_u16(&buf[15], h->window);
-    buf[17] = h->source;
-    put_str(&buf[18], h->board_name, name_len);
+    tl_proto_put_u16(&buf[8], h->input_size);
+    tl_proto_put_u16(&buf[10], h->hidden_size);
+    tl_proto_put_u16(&buf[12], h->output_size);
+    buf[14] = h->hidden_bits;
+    buf[15] = h->mode;
+    tl_proto_put_u16(&buf[16], h->window);
+    buf[18] = h->source;
+    buf[19] = h->history;
+    tl_proto_put_u16(&buf[20], h->rx_capacity);
+    tl_proto_put_u32(&buf[22], h->next_step);
+    tl_proto_put_u32(&buf[26], h->rx_freed);
+    put_str(&buf[30], h->board_name, name_len);
     return n;
 }
 
-size_t tl_proto_pred_payload(uint8_t *buf, size_t cap, uint32_t step, const int16_t *y, uint16_t n)
+size_t tl_proto_pred_payload(uint8_t *buf, size_t cap, uint32_t step, uint32_t rx_freed,
+                             const int16_t *y, uint16_t n)
 {
-    size_t size = 6u + 2u * (size_t)n;
+    size_t size = TL_PROTO_PRED_HEAD + 2u * (size_t)n;
     uint16_t i;
     if (buf == NULL || cap < size || size > TL_PROTO_MAX_PAYLOAD || (n > 0 && y == NULL)) {
         return 0;
     }
-    tl_put_u32(&buf[0], step);
-    tl_put_u16(&buf[4], n);
+    tl_proto_put_u32(&buf[0], step);
+    tl_proto_put_u32(&buf[4], rx_freed);
+    tl_proto_put_u16(&buf[8], n);
     for (i = 0; i < n; i++) {
-        tl_put_i16(&buf[6u + 2u * (size_t)i], y[i]);
+        /* int16 -> uint16 conversion is defined modulo 2^16: two's complement on the wire */
+        tl_proto_put_u16(&buf[TL_PROTO_PRED_HEAD + 2u * (size_t)i], (uint16_t)y[i]);
     }
     return size;
 }
 
-size_t tl_proto_stats_payload(uint8_t *buf, size_t cap, uint32_t steps, uint32_t cycles_per_step,
-                              uint32_t dropped_rx, uint32_t frames_bad)
+size_t tl_proto_stats_payload(uint8_t *buf, size_t cap, const tl_proto_stats_t *s)
 {
-    if (buf == NULL || cap < 16u) {
+    if (buf == NULL || cap < TL_PROTO_STATS_SIZE) {
         return 0;
     }
-    tl_put_u32(&buf[0], steps);
-    tl_put_u32(&buf[4], cycles_per_step);
-    tl_put_u32(&buf[8], dropped_rx);
-    tl_put_u32(&buf[12], frames_bad);
-    return 16u;
+    tl_proto_put_u32(&buf[0], s->steps);
+    tl_proto_put_u32(&buf[4], (uint32_t)(s->cycles & 0xFFFFFFFFu));
+    tl_proto_put_u32(&buf[8], (uint32_t)(s->cycles >> 32));
+    tl_proto_put_u32(&buf[12], s->dropped_rx);
+    tl_proto_put_u32(&buf[16], s->frames_bad);
+    tl_proto_put_u32(&buf[20], s->inputs_refused);
+    tl_proto_put_u32(&buf[24], s->tx_timeouts);
+    tl_proto_put_u32(&buf[28], s->next_step);
+    tl_proto_put_u32(&buf[32], s->rx_freed);
+    return TL_PROTO_STATS_SIZE;
 }
 
-size_t tl_proto_error_payload(uint8_t *buf, size_t cap, uint16_t code, const char *msg)
+size_t tl_proto_error_payload(uint8_t *buf, size_t cap, uint16_t code, uint32_t rx_freed, const char *msg)
 {
     size_t msg_len = str_len_capped(msg, TL_PROTO_MSG_MAX);
-    size_t n = 3u + msg_len;
+    size_t n = TL_PROTO_ERROR_FIXED + msg_len;
     if (buf == NULL || cap < n) {
         return 0;
     }
-    tl_put_u16(&buf[0], code);
-    put_str(&buf[2], msg, msg_len);
+    tl_proto_put_u16(&buf[0], code);
+    tl_proto_put_u32(&buf[2], rx_freed);
+    put_str(&buf[6], msg, msg_len);
     return n;
 }
 
-size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16_t acked_seq)
+size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16_t acked_seq,
+                            uint32_t next_step, uint32_t rx_freed)
 {
-    if (buf == NULL || cap < 3u) {
+    if (buf == NULL || cap < TL_PROTO_ACK_SIZE) {
         return 0;
     }
     buf[0] = acked_type;
-    tl_put_u16(&buf[1], acked_seq);
-    return 3u;
+    tl_proto_put_u16(&buf[1], acked_seq);
+    tl_proto_put_u32(&buf[3], next_step);
+    tl_proto_put_u32(&buf[7], rx_freed);
+    return TL_PROTO_ACK_SIZE;
+}
+
+size_t tl_proto_nak_payload(uint8_t *buf, size_t cap, uint8_t reason, uint16_t seq, uint32_t step,
+                            uint32_t next_step, uint32_t rx_freed)
+{
+    if (buf == NULL || cap < TL_PROTO_NAK_SIZE) {
+        return 0;
+    }
+    buf[0] = reason;
+    tl_proto_put_u16(&buf[1], seq);
+    tl_proto_put_u32(&buf[3], step);
+    tl_proto_put_u32(&buf[7], next_step);
+    tl_proto_put_u32(&buf[11], rx_freed);
+    return TL_PROTO_NAK_SIZE;
 }
 
 /* ---- payload parsers ------------------------------------------------------- */
 
-int tl_proto_input_parse(const uint8_t *payload, size_t len, int8_t *x, uint16_t cap, uint16_t *n)
+/* Shared head of INPUT and INPUT_F32: step u32, count u8 >= 1, count * input_size values of
+ * `width` bytes. */
+static int input_head(const uint8_t *payload, size_t len, uint16_t input_size, size_t width,
+                      uint32_t *step, uint8_t *n)
 {
-    uint16_t count, i;
-    if (len < 2u) {
+    if (payload == NULL || len < TL_PROTO_INPUT_HEAD || payload[4] == 0u) {
         return TL_PROTO_ERR_PAYLOAD;
     }
-    count = tl_get_u16(payload);
-    if (len != 2u + (size_t)count) {
-        return TL_PROTO_ERR_PAYLOAD;
+    if (input_size == 0u ||
+        len - TL_PROTO_INPUT_HEAD != (size_t)payload[4] * (size_t)input_size * width) {
+        return TL_PROTO_ERR_SIZE;
     }
-    if (count > cap) {
-        return TL_PROTO_ERR_CAPACITY;
-    }
-    for (i = 0; i < count; i++) {
-        int v = payload[2u + i];
-        x[i] = (int8_t)(v >= 128 ? v - 256 : v);
-    }
-    *n = count;
+    *step = tl_proto_get_u32(payload);
+    *n = payload[4];
     return TL_PROTO_OK;
 }
 
-int tl_proto_input_f32_parse(const uint8_t *payload, size_t len, float *x, uint16_t cap, uint16_t *n)
+int tl_proto_input_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step,
+                         uint8_t *n, const int8_t **x)
 {
-    uint16_t count, i;
+    int rc = input_head(payload, len, input_size, 1u, step, n);
+    if (rc == TL_PROTO_OK) {
+        /* int8_t is a character type: reading the received bytes through it is allowed */
+        *x = (const int8_t *)(const void *)&payload[TL_PROTO_INPUT_HEAD];
+    }
+    return rc;
+}
+
+int tl_proto_input_f32_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step,
+                             uint8_t *n)
+{
+    return input_head(payload, len, input_size, 4u, step, n);
+}
+
+void tl_proto_input_f32_sample(const uint8_t *payload, uint8_t k, uint16_t input_size, float *x)
+{
+    const uint8_t *p = &payload[TL_PROTO_INPUT_HEAD + 4u * (size_t)k * (size_t)input_size];
+    uint16_t i;
     union {
         uint32_t u;
         float f;
     } pun;
-    if (len < 2u) {
-        return TL_PROTO_ERR_PAYLOAD;
-    }
-    count = tl_get_u16(payload);
-    if (len != 2u + 4u * (size_t)count) {
-        return TL_PROTO_ERR_PAYLOAD;
-    }
-    if (count > cap) {
-        return TL_PROTO_ERR_CAPACITY;
-    }
-    for (i = 0; i < count; i++) {
-        pun.u = tl_get_u32(&payload[2u + 4u * (size_t)i]);
+    for (i = 0; i < input_size; i++) {
+        pun.u = tl_proto_get_u32(&p[4u * (size_t)i]);
         x[i] = pun.f;
     }
-    *n = count;
+}
+
+int tl_proto_step_parse(const uint8_t *payload, size_t len, uint32_t *step)
+{
+    if (payload == NULL || len != 4u) {
+        return TL_PROTO_ERR_PAYLOAD;
+    }
+    *step = tl_proto_get_u32(payload);
     return TL_PROTO_OK;
 }
 
 int tl_proto_set_source_parse(const uint8_t *payload, size_t len, uint8_t *source)
 {
-    if (len != 1u || payload[0] > TL_SOURCE_SENSOR) {
+    if (payload == NULL || len != 1u || payload[0] > TL_PROTO_SOURCE_SENSOR) {
         return TL_PROTO_ERR_PAYLOAD;
     }
     *source = payload[0];
