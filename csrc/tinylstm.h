@@ -26,6 +26,8 @@ extern "C" {
 #define TL_MAX_LAYERS 3
 #define TL_MAX_HIDDEN 256
 #define TL_MAX_INPUT 1024
+/** Bits of one hidden-state word: int8, Q0.7. */
+#define TL_HIDDEN_BITS 8
 
 /** Declares an emitted weights16 array 4-byte aligned (the DSP loop reads it with LDM). */
 #if defined(__GNUC__) || defined(__clang__)

@@ -1,6 +1,6 @@
 /*
  * tl_app.c - board-independent TinyLSTM firmware: frame protocol in, one model step per
- * sample, PRED frames out. Behaviour is specified in tl_app.h and docs/boards.md.
+ * sample, PRED frames out. Behaviour is specified in tl_app.h and docs/serial-protocol.md.
  */
 #include "tl_app.h"
 
@@ -21,9 +21,32 @@
 #define I TL_MODEL_INPUT_SIZE
 #define O TL_MODEL_OUTPUT_SIZE
 
-/* Largest payload this app sends: PRED, ERROR (3 + 64) or HELLO (19 + 32). */
-#define PRED_BYTES (6u + 2u * O)
-#define PAYLOAD_MAX (PRED_BYTES > 67u ? PRED_BYTES : 67u)
+/* The link's limits (docs/serial-protocol.md, §Limits); `tinylstm build` refuses such models first. */
+#if I > TL_PROTO_MAX_INPUT_SIZE
+#error "the model's input size does not fit one INPUT frame"
+#endif
+#if O > TL_PROTO_MAX_OUTPUT_SIZE
+#error "the model's output size does not fit one PRED frame"
+#endif
+/* INPUT_F32 carries one float sample only up to TL_PROTO_MAX_INPUT_SIZE_F32 inputs. */
+#define HAS_F32_INPUT (I <= TL_PROTO_MAX_INPUT_SIZE_F32)
+
+/* PRED frames kept for PRED_REQ: a power of two, about 512 bytes of outputs at most. */
+#ifndef TL_APP_PRED_HISTORY
+#define TL_APP_PRED_HISTORY (O <= 8 ? 32u : O <= 16 ? 16u : O <= 32 ? 8u : O <= 64 ? 4u : 2u)
+#endif
+#if (TL_APP_PRED_HISTORY & (TL_APP_PRED_HISTORY - 1u)) != 0 || TL_APP_PRED_HISTORY > 128
+#error "TL_APP_PRED_HISTORY must be a power of two, at most 128"
+#endif
+
+/* Received bytes handled per tl_app_poll() before the replay/sensor source gets its turn. */
+#ifndef TL_APP_RX_BUDGET
+#define TL_APP_RX_BUDGET 64u
+#endif
+
+/* Largest payload this app sends: PRED, ERROR (7 + 64), HELLO (31 + 32) or STATS (36). */
+#define PRED_BYTES (TL_PROTO_PRED_HEAD + 2u * O)
+#define PAYLOAD_MAX (PRED_BYTES > 71u ? PRED_BYTES : 71u)
 
 static int16_t state_buf[TL_MODEL_STATE_WORDS];
 static tl_state_t state;
@@ -32,10 +55,11 @@ static uint8_t payload[PAYLOAD_MAX];
 static uint8_t wire[TL_PROTO_MAX_ENCODED(PAYLOAD_MAX + TL_PROTO_HEADER_SIZE + TL_PROTO_CRC_SIZE)];
 static uint16_t tx_seq;
 static uint8_t source = TL_APP_BOOT_SOURCE;
-static uint32_t step_index; /* since boot or the last RESET / SET_SOURCE: the PRED step */
-static uint32_t steps_total; /* since boot: STATS.steps */
-static uint64_t cycles_total;
-static uint32_t frames_bad;
+static uint32_t step_index;   /* the step the next sample runs as: the PRED step, INPUT's expected step */
+static uint32_t history_from; /* first step of this run (boot, RESET, SET_SOURCE): no PRED before it */
+static int16_t history[TL_APP_PRED_HISTORY][O];
+static uint32_t rx_taken; /* bytes taken from the HAL's RX buffer since boot */
+static tl_proto_stats_t stats;
 static uint32_t overflows_seen;
 #if TL_APP_HAS_REPLAY
 static uint32_t replay_pos;
@@ -49,23 +73,43 @@ __attribute__((weak)) int tl_sensor_read(float *x)
     return 0;
 }
 
+/* Received bytes that are no longer in the HAL's buffer: taken by the app or dropped. */
+static uint32_t rx_freed(void)
+{
+    return rx_taken + tl_hal_rx_overflows();
+}
+
 static void send(uint8_t type, size_t len)
 {
     size_t n = tl_proto_encode(type, tx_seq, payload, len, wire, sizeof wire);
     if (n == 0)
         return;
     tx_seq++;
-    tl_hal_write(wire, n);
+    if (tl_hal_write(wire, n) != 0)
+        stats.tx_timeouts++;
 }
 
 static void send_error(uint16_t code, const char *msg)
 {
-    send(TL_MSG_ERROR, tl_proto_error_payload(payload, sizeof payload, code, msg));
+    send(TL_PROTO_MSG_ERROR, tl_proto_error_payload(payload, sizeof payload, code, rx_freed(), msg));
 }
 
 static void send_ack(const tl_proto_frame_t *f)
 {
-    send(TL_MSG_ACK, tl_proto_ack_payload(payload, sizeof payload, f->type, f->seq));
+    send(TL_PROTO_MSG_ACK, tl_proto_ack_payload(payload, sizeof payload, f->type, f->seq, step_index, rx_freed()));
+}
+
+static void send_nak(const tl_proto_frame_t *f, uint8_t reason, uint32_t step)
+{
+    stats.inputs_refused++;
+    send(TL_PROTO_MSG_NAK,
+         tl_proto_nak_payload(payload, sizeof payload, reason, f->seq, step, step_index, rx_freed()));
+}
+
+static void send_pred(uint32_t step)
+{
+    send(TL_PROTO_MSG_PRED, tl_proto_pred_payload(payload, sizeof payload, step, rx_freed(),
+                                                  history[step % TL_APP_PRED_HISTORY], O));
 }
 
 static void send_hello(void)
@@ -78,132 +122,193 @@ static void send_hello(void)
     h.input_size = I;
     h.hidden_size = TL_MODEL_HIDDEN_SIZE;
     h.output_size = O;
+    h.hidden_bits = TL_HIDDEN_BITS;
     h.mode = TL_MODEL_WINDOW > 0 ? TL_PROTO_MODE_WINDOW : TL_PROTO_MODE_STREAM;
     h.window = TL_MODEL_WINDOW;
     h.source = source;
+    h.history = TL_APP_PRED_HISTORY;
+    h.rx_capacity = tl_hal_rx_capacity();
+    h.next_step = step_index;
+    h.rx_freed = rx_freed();
     h.board_name = tl_hal_board_name();
-    send(TL_MSG_HELLO, tl_proto_hello_payload(payload, sizeof payload, &h));
+    send(TL_PROTO_MSG_HELLO, tl_proto_hello_payload(payload, sizeof payload, &h));
 }
 
 static void send_stats(void)
 {
-    uint32_t per_step = steps_total && tl_hal_has_cycle_counter() ? (uint32_t)(cycles_total / steps_total) : 0u;
-    send(TL_MSG_STATS, tl_proto_stats_payload(payload, sizeof payload, steps_total, per_step,
-                                              tl_hal_rx_overflows(), frames_bad));
+    stats.dropped_rx = tl_hal_rx_overflows();
+    stats.next_step = step_index;
+    stats.rx_freed = rx_freed();
+    send(TL_PROTO_MSG_STATS, tl_proto_stats_payload(payload, sizeof payload, &stats));
 }
 
-static void restart_stream(void)
+/* Zero the state; the next sample runs as `first`. Older PREDs can no longer be sent again. */
+static void restart_stream(uint32_t first)
 {
     tl_reset(&state);
-    step_index = 0;
+    step_index = first;
+    history_from = first;
 #if TL_APP_HAS_REPLAY
     replay_pos = 0;
     replay_next_ms = tl_hal_millis();
 #endif
 }
 
-/* One model step on a quantized sample, then its PRED. */
+/* One model step on a quantized sample, kept in the history, then its PRED. */
 static void run_step(const int8_t *x)
 {
-    int16_t y[O];
+    int16_t *y = history[step_index % TL_APP_PRED_HISTORY];
     uint32_t t0;
     if (TL_MODEL_WINDOW > 0 && step_index % (uint32_t)(TL_MODEL_WINDOW > 0 ? TL_MODEL_WINDOW : 1) == 0u)
         tl_reset(&state); /* before the first step of each window */
     t0 = tl_hal_cycles();
     tl_step(&state, x, y);
-    cycles_total += (uint32_t)(tl_hal_cycles() - t0);
-    steps_total++;
-    send(TL_MSG_PRED, tl_proto_pred_payload(payload, sizeof payload, step_index, y, O));
+    stats.cycles += (uint32_t)(tl_hal_cycles() - t0);
+    stats.steps++;
+    tl_hal_watchdog_refresh();
+    send_pred(step_index);
     step_index++;
 }
 
-static void run_float_step(const float *xf)
+/* Quantize and run a float sample; 0 if it is NaN or infinite (nothing is run). */
+static int run_float_step(const float *xf)
 {
     int8_t xq[I];
     if (tl_quantize_input(&tl_model, xf, xq) != TL_OK) {
-        send_error(TL_ERR_BAD_PAYLOAD, "input is NaN or infinite");
-        return;
+        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "input is NaN or infinite");
+        return 0;
     }
     run_step(xq);
+    return 1;
 }
 
+/* INPUT / INPUT_F32: applied only if the source is the host and the first sample is the step
+ * the board expects; anything else is refused (NAK) and never touches the state. */
 static void on_input(const tl_proto_frame_t *f)
 {
-    uint16_t n = 0;
-    if (f->type == TL_MSG_INPUT) {
-        int8_t x[I];
-        int rc = tl_proto_input_parse(f->payload, f->len, x, I, &n);
-        if (rc == TL_PROTO_OK && n == I)
-            run_step(x);
-        else
-            send_error(rc == TL_PROTO_ERR_PAYLOAD ? TL_ERR_BAD_PAYLOAD : TL_ERR_INPUT_SIZE, "INPUT count != input size");
+    uint32_t first = 0;
+    uint8_t n = 0, k;
+    const int8_t *x = 0;
+    int rc;
+    if (f->type == TL_PROTO_MSG_INPUT) {
+        rc = tl_proto_input_parse(f->payload, f->len, I, &first, &n, &x);
+    } else if (HAS_F32_INPUT) {
+        rc = tl_proto_input_f32_parse(f->payload, f->len, I, &first, &n);
     } else {
-        float x[I];
-        int rc = tl_proto_input_f32_parse(f->payload, f->len, x, I, &n);
-        if (rc == TL_PROTO_OK && n == I)
-            run_float_step(x);
-        else
-            send_error(rc == TL_PROTO_ERR_PAYLOAD ? TL_ERR_BAD_PAYLOAD : TL_ERR_INPUT_SIZE, "INPUT_F32 count != input size");
+        send_error(TL_PROTO_ERROR_UNSUPPORTED, "input too wide for INPUT_F32: send INPUT");
+        return;
     }
+    if (rc != TL_PROTO_OK) {
+        send_error(rc == TL_PROTO_ERR_SIZE ? TL_PROTO_ERROR_INPUT_SIZE : TL_PROTO_ERROR_BAD_PAYLOAD,
+                   "INPUT samples != model input size");
+        return;
+    }
+    if (source != TL_PROTO_SOURCE_HOST) {
+        send_nak(f, TL_PROTO_NAK_SOURCE, first);
+        return;
+    }
+    if (first != step_index) {
+        send_nak(f, TL_PROTO_NAK_GAP, first);
+        return;
+    }
+    for (k = 0; k < n; k++) {
+        if (f->type == TL_PROTO_MSG_INPUT) {
+            run_step(&x[(size_t)k * I]);
+        } else {
+            float xf[I];
+            tl_proto_input_f32_sample(f->payload, k, I, xf);
+            if (!run_float_step(xf))
+                return; /* the rest of the frame is dropped: the host sees step_index in the next NAK */
+        }
+    }
+}
+
+static void on_pred_req(const tl_proto_frame_t *f)
+{
+    uint32_t step;
+    if (tl_proto_step_parse(f->payload, f->len, &step) != TL_PROTO_OK) {
+        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "PRED_REQ takes a u32 step");
+    } else if (step - step_index < 0x80000000u) { /* step >= step_index: not run yet */
+        send_nak(f, TL_PROTO_NAK_NOT_YET, step);
+    } else if (step - history_from >= 0x80000000u || step_index - step > TL_APP_PRED_HISTORY) {
+        send_nak(f, TL_PROTO_NAK_EXPIRED, step); /* before this run, or overwritten */
+    } else {
+        send_pred(step);
+    }
+}
+
+static void on_reset(const tl_proto_frame_t *f)
+{
+    uint32_t first;
+    if (tl_proto_step_parse(f->payload, f->len, &first) != TL_PROTO_OK) {
+        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "RESET takes a u32 step");
+        return;
+    }
+    restart_stream(first);
+    send_ack(f);
 }
 
 static void on_set_source(const tl_proto_frame_t *f)
 {
     uint8_t s;
     if (tl_proto_set_source_parse(f->payload, f->len, &s) != TL_PROTO_OK) {
-        send_error(TL_ERR_BAD_PAYLOAD, "unknown source");
+        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "unknown source");
         return;
     }
 #if !TL_APP_HAS_REPLAY
-    if (s == TL_SOURCE_REPLAY) {
-        send_error(TL_ERR_UNSUPPORTED, "no replay data in this build");
+    if (s == TL_PROTO_SOURCE_REPLAY) {
+        send_error(TL_PROTO_ERROR_UNSUPPORTED, "no replay data in this build");
         return;
     }
 #endif
     source = s;
-    restart_stream();
+    restart_stream(0);
     send_ack(f);
 }
 
 static void on_frame(const tl_proto_frame_t *f)
 {
-    int empty = f->len == 0;
     switch (f->type) {
-    case TL_MSG_INPUT:
-    case TL_MSG_INPUT_F32:
+    case TL_PROTO_MSG_INPUT:
+    case TL_PROTO_MSG_INPUT_F32:
         on_input(f);
         return;
-    case TL_MSG_SET_SOURCE:
+    case TL_PROTO_MSG_PRED_REQ:
+        on_pred_req(f);
+        return;
+    case TL_PROTO_MSG_RESET:
+        on_reset(f);
+        return;
+    case TL_PROTO_MSG_SET_SOURCE:
         on_set_source(f);
         return;
-    case TL_MSG_HELLO_REQ:
-    case TL_MSG_RESET:
-    case TL_MSG_STATS_REQ:
-        if (!empty) {
-            send_error(TL_ERR_BAD_PAYLOAD, "request takes no payload");
-        } else if (f->type == TL_MSG_HELLO_REQ) {
+    case TL_PROTO_MSG_HELLO_REQ:
+    case TL_PROTO_MSG_STATS_REQ:
+        if (f->len != 0)
+            send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "request takes no payload");
+        else if (f->type == TL_PROTO_MSG_HELLO_REQ)
             send_hello();
-        } else if (f->type == TL_MSG_STATS_REQ) {
+        else
             send_stats();
-        } else {
-            restart_stream();
-            send_ack(f);
-        }
         return;
+#ifdef TL_APP_TEST_FAULT
+    case TL_APP_TEST_FAULT: /* test builds only: prove the fault handler reports */
+        __builtin_trap();
+#endif
     default:
-        send_error(TL_ERR_UNKNOWN_TYPE, "unknown frame type");
+        send_error(TL_PROTO_ERROR_UNKNOWN_TYPE, "unknown frame type");
     }
 }
 
 static void poll_source(void)
 {
-    if (source == TL_SOURCE_SENSOR) {
+    if (source == TL_PROTO_SOURCE_SENSOR) {
         float x[I];
         if (tl_sensor_read(x))
-            run_float_step(x);
+            (void)run_float_step(x);
     }
 #if TL_APP_HAS_REPLAY
-    else if (source == TL_SOURCE_REPLAY && (int32_t)(tl_hal_millis() - replay_next_ms) >= 0) {
+    else if (source == TL_PROTO_SOURCE_REPLAY && (int32_t)(tl_hal_millis() - replay_next_ms) >= 0) {
         replay_next_ms += TL_REPLAY_PERIOD_MS;
         run_step(tl_replay_data[replay_pos]);
         replay_pos = replay_pos + 1u == TL_REPLAY_STEPS ? 0u : replay_pos + 1u;
@@ -211,37 +316,64 @@ static void poll_source(void)
 #endif
 }
 
+static void put_hex(char *p, uint32_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    int i;
+    for (i = 7; i >= 0; i--) {
+        p[i] = digits[v & 0xFu];
+        v >>= 4;
+    }
+}
+
+/* Called by the port's fault handler: one ERROR FAULT frame, then the port resets the board. */
+static void report_fault(uint32_t pc, uint32_t exception)
+{
+    char msg[] = "exception 0x00000000 at pc 0x00000000";
+    put_hex(&msg[12], exception);
+    put_hex(&msg[29], pc);
+    send_error(TL_PROTO_ERROR_FAULT, msg);
+}
+
 void tl_app_init(void)
 {
     static const uint8_t flush = 0;
+    tl_hal_on_fault(report_fault);
     if (tl_state_init(&state, &tl_model, state_buf, TL_MODEL_STATE_WORDS) != TL_OK) {
-        send_error(TL_ERR_INTERNAL, "model rejected by tl_state_init");
+        send_error(TL_PROTO_ERROR_INTERNAL, "model rejected by tl_state_init");
         tl_hal_exit(1);
     }
     tl_proto_decoder_init(&decoder);
-    restart_stream();
-    tl_hal_write(&flush, 1);
+    restart_stream(0);
+    (void)tl_hal_write(&flush, 1);
     send_hello();
+    if (tl_hal_reset_was_watchdog())
+        send_error(TL_PROTO_ERROR_WATCHDOG, "reset by the watchdog");
 }
 
 void tl_app_poll(void)
 {
     int c;
-    uint32_t ovf;
-    while ((c = tl_hal_getc()) >= 0) {
+    uint32_t ovf, budget = TL_APP_RX_BUDGET;
+    tl_hal_watchdog_refresh();
+    while (budget-- > 0u && (c = tl_hal_getc()) >= 0) {
         tl_proto_frame_t f;
-        int rc = tl_proto_decoder_push(&decoder, (uint8_t)c, &f);
+        int rc;
+        rx_taken++;
+        rc = tl_proto_decoder_push(&decoder, (uint8_t)c, &f);
         if (rc == 1) {
             on_frame(&f);
-        } else if (rc < 0) {
-            frames_bad++;
-            send_error(TL_ERR_BAD_FRAME, "frame failed to decode");
+            break; /* one frame per poll: the replay/sensor source is never starved */
+        }
+        if (rc < 0) {
+            stats.frames_bad++;
+            send_error(TL_PROTO_ERROR_BAD_FRAME, "frame failed to decode");
         }
     }
     ovf = tl_hal_rx_overflows();
     if (ovf != overflows_seen) {
         overflows_seen = ovf;
-        send_error(TL_ERR_OVERRUN, "received bytes lost");
+        send_error(TL_PROTO_ERROR_OVERRUN, "received bytes lost");
     }
     poll_source();
 }

@@ -5,19 +5,30 @@
  * model (tl_model.h) with the fixed-point kernel. Bare-metal ports call it from main.c;
  * the Arduino glue (firmware/platformio/hal_arduino.cpp) from setup() and loop().
  *
- * Behaviour (docs/boards.md has the user-facing version):
- * - tl_app_init() sends one 0x00 (flushes a receiver that joined mid-frame) and HELLO with seq 0.
- * - Every INPUT / INPUT_F32 frame runs exactly one tl_step and is answered by one PRED
- *   (step index + all int16 outputs), in window mode too: the host picks the window's last step.
- * - Window mode (TL_MODEL_WINDOW > 0): the state is reset before the first step of each window,
- *   i.e. before every step whose index s (counted from 0 since boot or the last RESET, the index
- *   sent in PRED) satisfies s % TL_MODEL_WINDOW == 0. Stream mode never resets implicitly.
- * - RESET zeroes the state and the step index (ACK); HELLO_REQ -> HELLO; STATS_REQ -> STATS;
- *   SET_SOURCE -> ACK (or ERROR UNSUPPORTED for replay in a build without replay data).
+ * Behaviour (docs/serial-protocol.md has the full contract, docs/boards.md the user-facing view):
+ * - tl_app_init() sends one 0x00 (flushes a receiver that joined mid-frame) and HELLO with seq 0:
+ *   model identity, the receive capacity (tl_hal_rx_capacity: the host's credit window), the
+ *   PRED history depth and the step expected next. After a watchdog reset it adds ERROR WATCHDOG.
+ * - INPUT / INPUT_F32 carry one or more consecutive samples and the step of the first. They run
+ *   only if the source is the host and that step is the step expected next (step_index); each
+ *   sample runs exactly one tl_step and is answered by one PRED (its step + all int16 outputs).
+ *   Anything else is refused with a NAK (GAP / SOURCE) that names the expected step, and never
+ *   touches the state: a lost INPUT cannot shift later samples onto the wrong step.
+ * - Every frame the board sends carries rx_freed, the received bytes taken or dropped since boot:
+ *   the host's credit comes back with it.
+ * - The last TL_APP_PRED_HISTORY outputs are kept: PRED_REQ step sends that PRED again, or a NAK
+ *   (NOT_YET: not run; EXPIRED: no longer held or before the last RESET).
+ * - Window mode (TL_MODEL_WINDOW > 0): the state is reset before every step s with
+ *   s % TL_MODEL_WINDOW == 0. Stream mode never resets implicitly.
+ * - RESET step zeroes the state and makes `step` the next expected step (ACK); SET_SOURCE
+ *   switches the source and restarts at step 0 (ACK, or ERROR UNSUPPORTED for replay in a
+ *   build without replay data); HELLO_REQ -> HELLO; STATS_REQ -> STATS.
  * - A frame that fails to decode -> ERROR BAD_FRAME and +1 in STATS.frames_bad; lost received
- *   bytes (tl_hal_rx_overflows grew) -> ERROR OVERRUN.
- * - Sources: host (INPUT frames), replay (tl_replay.h data in flash, looped, one sample every
- *   TL_REPLAY_PERIOD_MS), sensor (tl_sensor.h). INPUT frames are accepted whatever the source.
+ *   bytes (tl_hal_rx_overflows grew) -> ERROR OVERRUN. A CPU fault -> ERROR FAULT, then the
+ *   port resets the board.
+ * - tl_app_poll() handles at most one frame (or TL_APP_RX_BUDGET bytes) per call, then runs the
+ *   replay (tl_replay.h data in flash, looped, one sample every TL_REPLAY_PERIOD_MS) or sensor
+ *   (tl_sensor.h) source, so a flood of bytes never starves it.
  * No malloc; all state is static.
  */
 #ifndef TL_APP_H
@@ -27,7 +38,7 @@
 extern "C" {
 #endif
 
-/* Boot source: 0 host, 1 replay, 2 sensor (TL_SOURCE_*). */
+/* Boot source: 0 host, 1 replay, 2 sensor (TL_PROTO_SOURCE_*). */
 #ifndef TL_APP_BOOT_SOURCE
 #define TL_APP_BOOT_SOURCE 0
 #endif

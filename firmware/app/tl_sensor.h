@@ -1,7 +1,7 @@
 /*
  * tl_sensor.h - hook for feeding the model from a sensor on the board (input source 2).
  *
- * When the app's input source is TL_SOURCE_SENSOR (SET_SOURCE 2 from the host, or a build with
+ * When the app's input source is TL_PROTO_SOURCE_SENSOR (SET_SOURCE 2 from the host, or a build with
  * -DTL_APP_BOOT_SOURCE=2), the main loop calls tl_sensor_read() on every pass. Return 1 after
  * writing one raw sample of TL_MODEL_INPUT_SIZE floats, in the units the model was trained on
  * (the app normalises and quantizes it with tl_quantize_input, runs one step and sends a PRED);

@@ -1,9 +1,10 @@
 /*
  * tl_hal.h - the board-independent hardware layer of the TinyLSTM firmware.
  *
- * Every board port (firmware/ports/<port>/) implements exactly these functions; the
- * application and the tests include nothing else board-specific. All functions are
- * called from thread mode (main); none of them may be called from an interrupt.
+ * Every board port (firmware/ports/<port>/, firmware/platformio/hal_arduino.cpp) implements
+ * exactly these functions; the application and the tests include nothing else board-specific.
+ * All functions are called from thread mode (main), except where a function says otherwise.
+ * docs/porting.md walks through a new port.
  */
 #ifndef TL_HAL_H
 #define TL_HAL_H
@@ -16,16 +17,22 @@ extern "C" {
 #endif
 
 /* Bring the board up: clocks, the serial port (TL_BAUD, 8N1, RX interrupt into a ring
- * buffer), the 1 kHz millisecond tick and the cycle counter if the core has one.
- * Call once, first thing in main(). */
+ * buffer), the 1 kHz millisecond tick, the cycle counter if the core has one, and the
+ * watchdog where the port enables one. Call once, first thing in main(). */
 void tl_hal_init(void);
 
 /* Next received byte (0..255) from the RX ring buffer, or -1 if the buffer is empty.
  * Never blocks. */
 int tl_hal_getc(void);
 
-/* Transmit len bytes; returns when the last byte has been handed to the UART. */
-void tl_hal_write(const uint8_t *buf, size_t len);
+/* Bytes the RX buffer holds before it drops any: the receive capacity the app announces to
+ * the host (HELLO.rx_capacity), which then never has more bytes in flight. */
+uint16_t tl_hal_rx_capacity(void);
+
+/* Transmit len bytes. Returns 0 once the last byte has been handed to the UART, or -1 if
+ * the UART did not take a byte within its bound (a few byte times; the rest of buf is
+ * dropped): a stuck transmitter never hangs the firmware. */
+int tl_hal_write(const uint8_t *buf, size_t len);
 
 /* Milliseconds since tl_hal_init(), monotonic, wraps after about 49.7 days. */
 uint32_t tl_hal_millis(void);
@@ -40,6 +47,18 @@ int tl_hal_has_cycle_counter(void);
 /* Number of received bytes lost: the RX ring buffer was full, or the UART overran
  * (a byte arrived before the interrupt had read the previous one). */
 uint32_t tl_hal_rx_overflows(void);
+
+/* Restart the watchdog's countdown. The app calls it at least once per model step and per
+ * poll; a port without an enabled watchdog (QEMU models none) does nothing here. */
+void tl_hal_watchdog_refresh(void);
+
+/* 1 if the last reset was caused by the watchdog, 0 otherwise (read once at init). */
+int tl_hal_reset_was_watchdog(void);
+
+/* Register the function the CPU fault handler calls (with the faulting pc and the exception
+ * number) before the port resets the board, or, in QEMU builds, ends the emulator with
+ * status 128 + exception. It runs in the fault handler: it may only use tl_hal_write. */
+void tl_hal_on_fault(void (*report)(uint32_t pc, uint32_t exception));
 
 /* Short board identifier reported to the host, e.g. "stm32f405" or "qemu-stm32f405". */
 const char *tl_hal_board_name(void);

@@ -10,7 +10,7 @@ static void write_str(const char *s)
     size_t n = 0;
     while (s[n])
         n++;
-    tl_hal_write((const uint8_t *)s, n);
+    (void)tl_hal_write((const uint8_t *)s, n);
 }
 
 static void write_u32(uint32_t v)
@@ -21,7 +21,7 @@ static void write_u32(uint32_t v)
         digits[--i] = (uint8_t)('0' + v % 10u);
         v /= 10u;
     } while (v);
-    tl_hal_write(digits + i, sizeof digits - i);
+    (void)tl_hal_write(digits + i, sizeof digits - i);
 }
 
 int main(void)
@@ -30,12 +30,13 @@ int main(void)
     write_str("READY\n");
     for (;;) {
         int c = tl_hal_getc();
+        tl_hal_watchdog_refresh();
         if (c < 0)
             continue;
         if (c == 'Q')
             break;
         uint8_t byte = (uint8_t)c;
-        tl_hal_write(&byte, 1);
+        (void)tl_hal_write(&byte, 1);
     }
     write_str("BYE board=");
     write_str(tl_hal_board_name());

@@ -4,8 +4,10 @@
 # tinylstm C/native module) to the filesystem and run it (firmware/micropython/README.md).
 # On the unix port: micropython stream_predictions.py [model.tlm [steps [samples.bin]]]
 #
-# Frames: a 0x00 flush, HELLO (seq 0), then one PRED per step (stream mode) or per window
-# (window mode; the state is reset at every window start). Samples come from samples.bin
+# Frames (wire version 2): a 0x00 flush, HELLO (seq 0; receive capacity 0: this script takes no
+# INPUT frames), then one PRED per step (stream mode) or per window (window mode: the PRED of the
+# window's last step; the state is reset at every window start). PRED.step is the 0-based step of
+# the sample that produced the outputs, as on the firmware. Samples come from samples.bin
 # (raw int8, input_size per step) if given, else from a synthetic float sine on every channel.
 import math
 import sys
@@ -17,7 +19,9 @@ except ImportError:
     from tinylstm_mpy import Model
 from tinylstm_mpy import crc32, read_meta
 
+MAGIC = 0xA6  # wire version 2 (docs/serial-protocol.md)
 HELLO, PRED = 0x01, 0x02
+HIDDEN_BITS = 8
 SOURCE_HOST, SOURCE_REPLAY, SOURCE_SENSOR = 0, 1, 2
 
 
@@ -52,7 +56,7 @@ def u32(v: int) -> bytes:
 
 def frame(ftype: int, seq: int, payload: bytes) -> bytes:
     # COBS(magic | type | seq | length | payload | crc32) 0x00
-    body = bytes((0xA5, ftype)) + u16(seq) + u16(len(payload)) + payload
+    body = bytes((MAGIC, ftype)) + u16(seq) + u16(len(payload)) + payload
     return cobs(body + u32(crc32(body))) + b"\x00"
 
 
@@ -61,12 +65,14 @@ def hello_payload(info: dict, meta: dict, source: int, board: str) -> bytes:
     name = board.encode()[:32]
     return (u32(info["hash"]) + u16(info["kernel_version"]) + bytes((0 if info["cell"] == "lstm" else 1, info["layers"]))
             + u16(info["input_size"]) + u16(info["hidden_size"]) + u16(info["output_size"])
-            + bytes((1 if m.get("mode") == "stream" else 0,)) + u16(m.get("window") or 0) + bytes((source,))
+            + bytes((HIDDEN_BITS, 1 if m.get("mode") == "stream" else 0)) + u16(m.get("window") or 0)
+            + bytes((source, 0)) + u16(0)  # PRED history 0, receive capacity 0: no INPUT frames
+            + u32(0) + u32(0)  # next step, received bytes freed
             + bytes((len(name),)) + name)
 
 
 def pred_payload(step: int, y) -> bytes:
-    out = bytearray(u32(step) + u16(len(y)))
+    out = bytearray(u32(step) + u32(0) + u16(len(y)))  # step, rx_freed (nothing received), count
     for v in y:
         out += u16(v & 0xFFFF)
     return bytes(out)
@@ -103,7 +109,7 @@ def main(blob_path: str = "model.tlm", steps: int = 1000, samples_path=None, out
             model.reset()
         model.step(x, y)
         if not window or t % window == window - 1:
-            out.write(frame(PRED, seq, pred_payload(t + 1, y)))
+            out.write(frame(PRED, seq, pred_payload(t, y)))
             seq = (seq + 1) & 0xFFFF
 
 

@@ -1,6 +1,8 @@
 /*
- * Startup for STM32F405/F407: vector table, reset handler, default handler.
+ * Startup for STM32F405/F407: vector table, reset handler, fault handler.
  * Reset: enable the FPU, copy .data from flash, zero .bss, run main(), then tl_hal_exit().
+ * Every unexpected exception (faults, NMI, unused interrupts) goes to Fault_Handler, which
+ * hands the stacked registers to tl_stm32f4_fault() (tl_hal_stm32f4.c): report, then reset.
  */
 #include <stdint.h>
 
@@ -11,24 +13,23 @@
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 
 int main(void);
+void tl_stm32f4_fault(const uint32_t *frame, uint32_t exception) __attribute__((noreturn));
 
 void Reset_Handler(void);
-void Default_Handler(void);
-void NMI_Handler(void) __attribute__((weak, alias("Default_Handler")));
-void HardFault_Handler(void) __attribute__((weak, alias("Default_Handler")));
-void SysTick_Handler(void) __attribute__((weak, alias("Default_Handler")));
-void USART1_IRQHandler(void) __attribute__((weak, alias("Default_Handler")));
-void USART2_IRQHandler(void) __attribute__((weak, alias("Default_Handler")));
+void Fault_Handler(void);
+#define D Fault_Handler
+void SysTick_Handler(void) __attribute__((weak, alias("Fault_Handler")));
+void USART1_IRQHandler(void) __attribute__((weak, alias("Fault_Handler")));
+void USART2_IRQHandler(void) __attribute__((weak, alias("Fault_Handler")));
 
 typedef void (*tl_vector_t)(void);
 
-#define D Default_Handler
 #define D8 D, D, D, D, D, D, D, D
 
 /* 16 Cortex-M4 exceptions + 82 STM32F405/F407 interrupts (RM0090 table 61). */
 __attribute__((section(".isr_vector"), used))
 const tl_vector_t tl_vectors[16 + 82] = {
-    (tl_vector_t)&_estack, Reset_Handler, NMI_Handler, HardFault_Handler,
+    (tl_vector_t)&_estack, Reset_Handler, D, D, /* NMI, HardFault */
     D, D, D, 0, 0, 0, 0,            /* MemManage, BusFault, UsageFault, reserved x4 */
     D, D, 0, D, SysTick_Handler,    /* SVCall, DebugMon, reserved, PendSV, SysTick */
     D8, D8, D8, D8,                 /* IRQ 0..31 */
@@ -57,16 +58,14 @@ void Reset_Handler(void)
     tl_hal_exit(main());
 }
 
-/* Unexpected exception. Under semihosting, end QEMU with status 128 + exception number
- * (131 = HardFault) instead of hanging the test; on a board, stop for the debugger. */
-void Default_Handler(void)
+/* Unexpected exception: pass the stacked frame (MSP or PSP, from EXC_RETURN bit 2) and the
+ * exception number (IPSR) to the port, which reports the fault and resets the board. */
+__attribute__((naked)) void Fault_Handler(void)
 {
-#ifdef TL_SEMIHOSTING
-    uint32_t ipsr;
-    __asm volatile("mrs %0, ipsr" : "=r"(ipsr));
-    tl_hal_exit(128 + (int)(ipsr & 0xFFu));
-#else
-    for (;;) {
-    }
-#endif
+    __asm volatile("tst lr, #4\n\t"
+                   "ite eq\n\t"
+                   "mrseq r0, msp\n\t"
+                   "mrsne r0, psp\n\t"
+                   "mrs r1, ipsr\n\t"
+                   "b tl_stm32f4_fault\n\t");
 }

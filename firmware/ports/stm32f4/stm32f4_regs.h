@@ -14,9 +14,23 @@
 #define RCC_AHB1ENR      TL_REG(RCC_BASE + 0x30u)
 #define RCC_APB1ENR      TL_REG(RCC_BASE + 0x40u)
 #define RCC_APB2ENR      TL_REG(RCC_BASE + 0x44u)
+#define RCC_CSR          TL_REG(RCC_BASE + 0x74u)
 #define RCC_AHB1ENR_GPIOAEN  (1u << 0)
 #define RCC_APB1ENR_USART2EN (1u << 17)
 #define RCC_APB2ENR_USART1EN (1u << 4)
+#define RCC_CSR_RMVF         (1u << 24) /* write 1: clear the reset flags */
+#define RCC_CSR_IWDGRSTF     (1u << 29) /* the independent watchdog reset the chip */
+
+/* Independent watchdog (clocked by the 32 kHz LSI, which it starts itself) */
+#define IWDG_BASE        0x40003000u
+#define IWDG_KR          TL_REG(IWDG_BASE + 0x00u)
+#define IWDG_PR          TL_REG(IWDG_BASE + 0x04u)
+#define IWDG_RLR         TL_REG(IWDG_BASE + 0x08u)
+#define IWDG_SR          TL_REG(IWDG_BASE + 0x0Cu)
+#define IWDG_KEY_START   0xCCCCu
+#define IWDG_KEY_UNLOCK  0x5555u
+#define IWDG_KEY_RELOAD  0xAAAAu
+#define IWDG_PR_DIV32    3u /* 32 kHz / 32 = 1 tick per ms */
 
 /* GPIO port A */
 #define GPIOA_BASE       0x40020000u

@@ -8,10 +8,18 @@
  *   TL_STM32_USART=1 (default) USART1, TX PA9 / RX PA10, AF7, IRQ 37
  *   TL_STM32_USART=2           USART2, TX PA2 / RX PA3,  AF7, IRQ 38 (Nucleo ST-LINK VCP)
  *   TL_BAUD                    baud rate, default 115200 (8N1)
- *   TL_UART_RX_BUF             RX ring buffer size, a power of two, default 256
+ *   TL_UART_RX_BUF             RX ring buffer size, a power of two, default 256 (`tinylstm build`
+ *                              sizes it so one INPUT frame of the model fits); announced to the
+ *                              host as HELLO.rx_capacity
  *   TL_CPU_HZ                  SysTick clock, default 16 MHz (168 MHz with TL_QEMU)
+ *   TL_WATCHDOG_MS             independent watchdog timeout, default 2000 ms (1..4095); 0 = off.
+ *                              Off with TL_QEMU: QEMU's netduinoplus2 does not model the IWDG.
  *   TL_QEMU                    board name "qemu-stm32f405", QEMU's fixed 168 MHz SYSCLK
  *   TL_SEMIHOSTING             tl_hal_exit() ends QEMU through semihosting
+ *
+ * Faults: startup.c sends every unexpected exception to tl_stm32f4_fault(), which calls the
+ * reporter registered with tl_hal_on_fault() (the app sends ERROR FAULT) and resets the chip
+ * (ends QEMU with status 128 + exception under semihosting).
  */
 #include "tl_hal.h"
 
@@ -35,9 +43,24 @@
 #endif
 #endif
 
-#if (TL_UART_RX_BUF & (TL_UART_RX_BUF - 1u)) != 0 || TL_UART_RX_BUF < 2
-#error "TL_UART_RX_BUF must be a power of two"
+#ifndef TL_WATCHDOG_MS
+#ifdef TL_QEMU
+#define TL_WATCHDOG_MS 0u
+#else
+#define TL_WATCHDOG_MS 2000u
 #endif
+#endif
+
+#if (TL_UART_RX_BUF & (TL_UART_RX_BUF - 1u)) != 0 || TL_UART_RX_BUF < 2 || TL_UART_RX_BUF > 32768
+#error "TL_UART_RX_BUF must be a power of two, at most 32768"
+#endif
+#if TL_WATCHDOG_MS > 4095
+#error "TL_WATCHDOG_MS must be at most 4095 (IWDG reload register, 1 ms ticks)"
+#endif
+
+/* Polls of TXE (or TC) before a byte counts as stuck: each poll takes at least one cycle, so
+ * this is at least 16 byte times at TL_BAUD. */
+#define TX_SPIN_LIMIT ((TL_CPU_HZ / TL_BAUD) * 10u * 16u)
 
 #if TL_STM32_USART == 1
 #define UART_BASE       0x40011000u
@@ -61,6 +84,7 @@
 
 void SysTick_Handler(void);
 void UART_IRQHandler(void);
+void tl_stm32f4_fault(const uint32_t *frame, uint32_t exception) __attribute__((noreturn));
 
 static volatile uint8_t rx_buf[TL_UART_RX_BUF];
 static volatile uint32_t rx_head; /* written by the IRQ only */
@@ -68,11 +92,27 @@ static volatile uint32_t rx_tail; /* written by tl_hal_getc only */
 static volatile uint32_t rx_lost;
 static volatile uint32_t ticks_ms;
 static int has_cyccnt;
+static int reset_by_watchdog;
+static void (*fault_report)(uint32_t pc, uint32_t exception);
 
 static void gpio_set_af(uint32_t pin, uint32_t af)
 {
     GPIOA_MODER = (GPIOA_MODER & ~(3u << (2u * pin))) | (2u << (2u * pin));
     GPIOA_AFR(pin >> 3) = (GPIOA_AFR(pin >> 3) & ~(0xFu << (4u * (pin & 7u)))) | (af << (4u * (pin & 7u)));
+}
+
+static void watchdog_start(void)
+{
+#if TL_WATCHDOG_MS > 0
+    uint32_t spins = 0;
+    IWDG_KR = IWDG_KEY_START;
+    IWDG_KR = IWDG_KEY_UNLOCK;
+    IWDG_PR = IWDG_PR_DIV32;
+    IWDG_RLR = TL_WATCHDOG_MS;
+    while (IWDG_SR != 0u && ++spins < 1000000u) { /* PR and RLR updates reach the LSI domain */
+    }
+    IWDG_KR = IWDG_KEY_RELOAD;
+#endif
 }
 
 static int cycle_counter_runs(void)
@@ -105,6 +145,9 @@ void tl_hal_init(void)
     SYST_CSR = SYST_CSR_ENABLE_TICKINT_CPUCLK;
 
     has_cyccnt = cycle_counter_runs();
+    reset_by_watchdog = (RCC_CSR & RCC_CSR_IWDGRSTF) != 0u;
+    RCC_CSR |= RCC_CSR_RMVF;
+    watchdog_start();
     __asm volatile("cpsie i" ::: "memory");
 }
 
@@ -140,13 +183,55 @@ int tl_hal_getc(void)
     return byte;
 }
 
-void tl_hal_write(const uint8_t *buf, size_t len)
+uint16_t tl_hal_rx_capacity(void)
+{
+    return (uint16_t)(TL_UART_RX_BUF > 0xFFFFu ? 0xFFFFu : TL_UART_RX_BUF);
+}
+
+/* Wait (boundedly) for a USART_SR flag; 0 once it is set, -1 if it never came. */
+static int wait_flag(uint32_t flag)
+{
+    uint32_t spins = 0;
+    while (!(USART_SR(UART_BASE) & flag)) {
+        if (++spins >= TX_SPIN_LIMIT)
+            return -1;
+    }
+    return 0;
+}
+
+int tl_hal_write(const uint8_t *buf, size_t len)
 {
     while (len--) {
-        while (!(USART_SR(UART_BASE) & USART_SR_TXE)) {
-        }
+        if (wait_flag(USART_SR_TXE) != 0)
+            return -1;
         USART_DR(UART_BASE) = *buf++;
     }
+    return 0;
+}
+
+void tl_hal_watchdog_refresh(void)
+{
+#if TL_WATCHDOG_MS > 0
+    IWDG_KR = IWDG_KEY_RELOAD;
+#endif
+}
+
+int tl_hal_reset_was_watchdog(void)
+{
+    return reset_by_watchdog;
+}
+
+void tl_hal_on_fault(void (*report)(uint32_t pc, uint32_t exception))
+{
+    fault_report = report;
+}
+
+void tl_stm32f4_fault(const uint32_t *frame, uint32_t exception)
+{
+    exception &= 0x1FFu; /* IPSR: 3 HardFault, 4 MemManage, 5 BusFault, 6 UsageFault, 16+ IRQs */
+    if (fault_report != 0)
+        fault_report(frame[6], exception); /* the stacked pc */
+    tl_hal_exit(128 + (int)exception);
 }
 
 uint32_t tl_hal_millis(void)
@@ -188,8 +273,7 @@ void tl_hal_exit(int code)
     __asm volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
 #else
     (void)code;
-    while (!(USART_SR(UART_BASE) & USART_SR_TC)) {
-    }
+    (void)wait_flag(USART_SR_TC); /* let the last frame leave, but never hang here */
     SCB_AIRCR = SCB_AIRCR_SYSRESETREQ;
     __asm volatile("dsb" ::: "memory");
 #endif
