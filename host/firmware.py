@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylstm.codegen.emit_replay import emit_replay
+from tinylstm.codegen.store import load_int_model
 from tinylstm.host.boards import BOARDS, SizeReport, build_elf, get_board, size_report
 from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.feed import required_rx_capacity
 from tinylstm.host.heldout import load_held_out
-from tinylstm.host.protocol import Source
+from tinylstm.host.protocol import MAX_INPUT_SIZE, MAX_OUTPUT_SIZE, Source
 from tinylstm.trainer.errors import TinyLSTMError
 
 PIO_BOARDS = ("esp32dev", "nucleo_f446re")
@@ -73,10 +75,26 @@ def _source_define(source: str) -> str:
         raise TinyLSTMError(f"unknown input source {source!r}: choose host, replay or sensor") from None
 
 
+def link_rx_capacity(input_size: int, output_size: int) -> int:
+    """The receive buffer the firmware needs for a model; refuses a model the serial link cannot carry."""
+    if input_size > MAX_INPUT_SIZE:
+        raise TinyLSTMError(
+            f"the model takes {input_size} inputs per step, but one INPUT frame of the serial protocol carries at "
+            f"most {MAX_INPUT_SIZE}: the firmware could not be fed over the link. Reduce the input channels "
+            "(or feed the board from its sensor source, a custom app)")
+    if output_size > MAX_OUTPUT_SIZE:
+        raise TinyLSTMError(
+            f"the model has {output_size} outputs per step, but one PRED frame of the serial protocol carries at "
+            f"most {MAX_OUTPUT_SIZE}: reduce the outputs (classes or forecast horizon)")
+    return required_rx_capacity(input_size)
+
+
 def build_firmware(export_dir: Path, board: str, out_dir: Path, source: str = "host",
                    defines: dict[str, str] | None = None) -> FirmwareBuild:
     """Build (bare metal) or write (PlatformIO) the firmware of ``export_dir`` for ``board`` into ``out_dir``."""
     model_c, _ = _model_files(export_dir)
+    model, _ = load_int_model(export_dir)
+    rx = link_rx_capacity(model.input_size, model.output_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     gen = out_dir / "gen"
     gen.mkdir(exist_ok=True)
@@ -85,7 +103,8 @@ def build_firmware(export_dir: Path, board: str, out_dir: Path, source: str = "h
     _, replay_c = write_replay(export_dir, gen)
     all_defines = {"TL_APP_HAS_REPLAY": "1", "TL_APP_BOOT_SOURCE": _source_define(source), **(defines or {})}
     if board in PIO_BOARDS:
-        return FirmwareBuild(board, out_dir, project=write_platformio(gen, out_dir / "pio", board, all_defines))
+        return FirmwareBuild(board, out_dir, project=write_platformio(gen, out_dir / "pio", board, all_defines, rx))
+    all_defines.setdefault("TL_UART_RX_BUF", str(rx))
     spec = get_board(board)
     app = firmware_dir() / "app"
     result = build_elf([*kernel_sources(), gen / "tl_model.c", replay_c, *app_sources(), app / "main.c"],
@@ -114,14 +133,17 @@ build_src_flags = -Wall -Wextra
 [env:esp32dev]
 platform = espressif32
 board = esp32dev
+build_flags = ${{env.build_flags}} -DTL_RX_CAPACITY={esp32_rx}
 
 [env:nucleo_f446re]
 platform = ststm32
 board = nucleo_f446re
+; the serial RX buffer is the receive capacity the board announces (credit flow control)
+build_flags = ${{env.build_flags}} -DSERIAL_RX_BUFFER_SIZE={rx}
 """
 
 
-def write_platformio(gen: Path, project: Path, board: str, defines: dict[str, str]) -> Path:
+def write_platformio(gen: Path, project: Path, board: str, defines: dict[str, str], rx: int) -> Path:
     """A PlatformIO project: platformio.ini, src/ with the kernel, model, replay data, app and Arduino HAL."""
     src = project / "src"
     src.mkdir(parents=True, exist_ok=True)
@@ -131,5 +153,6 @@ def write_platformio(gen: Path, project: Path, board: str, defines: dict[str, st
     for f in files:
         shutil.copy2(f, src / f.name)
     flags = " ".join(f"-D{k}={v}" for k, v in sorted(defines.items()))
-    (project / "platformio.ini").write_text(PLATFORMIO_INI.format(board=board, defines=flags))
+    (project / "platformio.ini").write_text(PLATFORMIO_INI.format(board=board, defines=flags, rx=rx,
+                                                                  esp32_rx=max(rx, 1024)))
     return project

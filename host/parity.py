@@ -1,64 +1,25 @@
 """Board vs host parity: feed real held-out data as INPUT frames, compare every PRED with the cffi kernel.
 
-The host applies the firmware's window rule (tl_app.h): in window mode the state is reset before
-every step s (counted from the RESET that starts the run) with s % window == 0.
+The feeder (tinylstm.host.feed) delivers every step's board outputs exactly once and in order, through
+any loss on the link. The host's reference is the same C code, run over the same samples with the
+same resets: the window rule (reset before every step s with s % window == 0) and, in stream mode,
+any RESET point the feeder had to restart the board at.
 """
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tinylstm.host.bridge import CModel, load_library
+from tinylstm.host.feed import Feeder, FeedError, FeedStats, check_hello, request_stats, wait_hello
 from tinylstm.host.heldout import HeldOut, load_held_out
 from tinylstm.host.link import Link, LinkError
-from tinylstm.host.protocol import (
-    Ack,
-    Error,
-    FrameType,
-    Hello,
-    HelloReq,
-    Input,
-    Pred,
-    Reset,
-    SetSource,
-    Source,
-    Stats,
-    StatsReq,
-    parse_message,
-)
+from tinylstm.host.protocol import Mode
 from tinylstm.trainer.errors import TinyLSTMError
-
-REPLY_TIMEOUT = 5.0
-MAX_IN_FLIGHT = 8
-QEMU_IN_FLIGHT = 64
-
-
-def wait_hello(link: Link, timeout: float = REPLY_TIMEOUT) -> Hello:
-    """The board's HELLO: the one it sends at boot, else ask for it (a board that is already running)."""
-    try:
-        return Hello.unpack(link.expect(FrameType.HELLO, 0.3).payload)
-    except LinkError:
-        pass  # no boot HELLO (the board was already running): ask for one
-    link.send(HelloReq())
-    return Hello.unpack(link.expect(FrameType.HELLO, timeout).payload)
-
-
-def check_hello(hello: Hello, model_hash: int, where: str) -> None:
-    if hello.model_hash != model_hash:
-        raise TinyLSTMError(
-            f"the board runs model 0x{hello.model_hash:08x} but {where} holds model 0x{model_hash:08x}: "
-            "refusing to compare different models. Build and flash the firmware of this export "
-            f"(`tinylstm build {where}`), or pass the export the board was built from")
-
-
-def in_flight_limit(input_size: int, rx_buffer: int = 256) -> int:
-    """INPUT frames that fit the board's RX ring at once (with half of it spare)."""
-    wire = input_size + 2 + 10 + 2  # payload + header/CRC + COBS code + delimiter, < 254 bytes
-    return max(1, min(MAX_IN_FLIGHT, (rx_buffer // 2) // wire))
 
 
 @dataclass
@@ -66,97 +27,132 @@ class ParityReport:
     board: str
     model_hash: str
     window: int
-    steps: int = 0
+    steps_requested: int
+    rx_capacity: int  # the board's receive capacity (the credit), bytes
+    history: int  # PRED frames the board can send again
+    batch: int  # samples per INPUT frame
+    steps: int = 0  # steps whose board outputs were compared
     mismatches: int = 0
     first_mismatch: dict[str, Any] | None = None
-    board_errors: list[str] = field(default_factory=list)
-    frames_bad: int = 0
-    frames_dropped: int = 0
-    board_stats: dict[str, int] = field(default_factory=dict)
+    failure: str | None = None  # why the run ended before every step was compared
     seconds: float = 0.0
     steps_per_second: float = 0.0
-    passed: bool = False
+    bytes_to_board: int = 0
+    bytes_from_board: int = 0
+    link: dict[str, Any] = field(default_factory=dict)  # host decoder: bad frames by error, dropped
+    recovery: dict[str, Any] = field(default_factory=dict)  # FeedStats: retries, NAKs, board errors, ...
+    board_stats: dict[str, int] | None = None  # the board's STATS at the end (None: it did not answer)
+    passed: bool = False  # every requested step compared, none mismatching
+    clean: bool = False  # ... and nothing was damaged, lost, refused or resent on the way
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def bytes_per_step(self) -> tuple[float, float]:
+        n = max(self.steps, 1)
+        return self.bytes_to_board / n, self.bytes_from_board / n
+
     def render(self) -> str:
-        verdict = "BIT-EXACT" if self.passed else "FAIL"
-        lines = [f"board {self.board}, model {self.model_hash}, window {self.window or 'none (stream)'}",
-                 (f"  {self.steps} host-fed steps of held-out data in {self.seconds:.1f} s "
-                 f"({self.steps_per_second:.0f} steps/s), {self.mismatches} mismatching PRED frames"),
-                 f"  link: {self.frames_bad} bad frames, {self.frames_dropped} dropped; board: {self.board_stats}"]
+        r = self.recovery
+        to_board, from_board = self.bytes_per_step
+        naks = ", ".join(f"{k} {v}" for k, v in r.get("naks", {}).items()) or "none"
+        errors = ", ".join(f"{k} {v}" for k, v in r.get("board_errors", {}).items()) or "none"
+        bad = ", ".join(f"{k} {v}" for k, v in self.link.get("errors", {}).items())
+        lines = [
+            (f"board {self.board}, model {self.model_hash}, window {self.window or 'none (stream)'}; credit "
+            f"{self.rx_capacity} B, {self.batch} samples per INPUT frame, PRED history {self.history}"),
+            (f"  {self.steps} of {self.steps_requested} host-fed steps of held-out data compared in {self.seconds:.1f} s "
+            f"({self.steps_per_second:.0f} steps/s): {self.mismatches} mismatching"),
+            (f"  wire: {to_board:.1f} B/step to the board, {from_board:.1f} B/step back; most in flight "
+            f"{r.get('in_flight_peak', 0)} B"),
+            (f"  link: {self.link.get('frames_bad', 0)} bad frames{f' ({bad})' if bad else ''}, "
+            f"{self.link.get('frames_dropped', 0)} missing by sequence number"),
+            (f"  recovery: {r.get('resends', 0)} INPUT frames resent, {r.get('pred_requests', 0)} PRED requests, "
+            f"{r.get('timeouts', 0)} timeouts, {r.get('rewinds', 0)} restarts from a known state, "
+            f"{r.get('reconnects', 0)} reconnects, {r.get('board_resets', 0)} board resets; NAK: {naks}"),
+            f"  board errors: {errors}",
+        ]
+        if self.board_stats is not None:
+            b = self.board_stats
+            lines.append(f"  board STATS: {b['steps']} steps, {b['dropped_rx']} received bytes lost, "
+                         f"{b['frames_bad']} bad frames, {b['inputs_refused']} inputs refused, "
+                         f"{b['tx_timeouts']} TX timeouts")
+        else:
+            lines.append("  board STATS: no answer")
+        lines += [f"  {e}" for e in r.get("events", [])[-5:]]
         if self.first_mismatch:
             lines.append(f"  first mismatch: {self.first_mismatch}")
-        lines += [f"  board error: {e}" for e in self.board_errors]
+        if r.get("conflicts"):
+            lines.append(f"  {r['conflicts']} steps answered twice with different outputs")
+        if self.failure:
+            lines.append(f"  stopped: {self.failure}")
+        verdict = "FAIL"
+        if self.passed:
+            verdict = "BIT-EXACT" if self.clean else f"BIT-EXACT (recovered: {r.get('retries', 0)} retries)"
         lines.append(verdict)
         return "\n".join(lines)
 
 
-def command(link: Link, msg: Reset | SetSource) -> None:
-    """Send RESET or SET_SOURCE and wait for the board's ACK of exactly that frame."""
-    seq = link.send(msg)
-    ack = Ack.unpack(link.expect(FrameType.ACK, REPLY_TIMEOUT).payload)
-    if (ack.acked_type, ack.acked_seq) != (msg.TYPE, seq):
-        raise LinkError(f"board acknowledged {ack} instead of {msg.TYPE.name} seq {seq}")
-
-
-def run_parity(link: Link, export_dir: Path, steps: int = 10_000, held: HeldOut | None = None,
-               in_flight: int | None = None) -> ParityReport:
+def run_parity(link: Link, export_dir: Path, steps: int = 10_000, held: HeldOut | None = None, *,
+               reopen: Callable[[], Link] | None = None, stall_timeout: float = 30.0,
+               reconnect_timeout: float = 10.0, on_status: Callable[[Feeder], None] | None = None) -> ParityReport:
     """Feed ``steps`` held-out samples host-fed and compare each PRED bit for bit with the cffi kernel.
 
-    At most ``in_flight`` INPUT frames are unanswered at any time (default: what fits half of the
-    board's 256-byte RX ring). QEMU's UART holds bytes back while its data register is full, so
-    emulated boards take a deeper pipeline (QEMU_IN_FLIGHT) without loss; STATS.dropped_rx proves it.
+    Raises TinyLSTMError before the run (no HELLO, another model, another window). Everything that goes
+    wrong once the run has started ends up in the report (``failure``), which is always returned.
+    ``reopen`` reconnects after the port vanished (a board reset, QEMU restarted).
     """
     held = held or load_held_out(export_dir)
     hello = wait_hello(link)
     check_hello(hello, held.model.model_hash, str(export_dir))
     cm = CModel(load_library(export_dir, held.name))
-    window = hello.window if hello.mode == 0 else 0
+    window = hello.window if hello.mode == Mode.WINDOW else 0
     if window != held.window:
         raise TinyLSTMError(f"the board resets every {window} steps, the export every {held.window}: rebuild")
-    report = ParityReport(hello.board_name, f"0x{hello.model_hash:08x}", window)
-    if hello.source != Source.HOST:
-        command(link, SetSource(Source.HOST))
-    command(link, Reset())
     xs = held.stream(steps)
-    limit = in_flight or in_flight_limit(cm.input_size)
-    pending: deque[tuple[int, np.ndarray]] = deque()
-    sent = 0
+    feeder = Feeder(link, hello, xs, reopen=reopen, stall_timeout=stall_timeout,
+                    reconnect_timeout=reconnect_timeout, on_status=on_status)
+    report = ParityReport(hello.board_name, f"0x{hello.model_hash:08x}", window, steps, feeder.capacity,
+                          feeder.history, feeder.batch)
+    tx0, rx0 = link.tx_bytes, link.rx_bytes
     start = time.monotonic()
-    while report.steps < steps:
-        while sent < steps and len(pending) < limit:
-            if window and sent % window == 0:
+    try:
+        for d in feeder.run():
+            if d.reset_before:
                 cm.reset()
-            pending.append((sent, cm.step(xs[sent])))
-            link.send(Input(tuple(int(v) for v in xs[sent])))
-            sent += 1
-        frames = link.read(REPLY_TIMEOUT)
-        if not frames:
-            raise LinkError(f"no answer from the board for {REPLY_TIMEOUT:g} s after {report.steps} steps "
-                            f"({len(pending)} INPUT frames unanswered)")
-        for frame in frames:
-            msg = parse_message(frame)
-            if isinstance(msg, Error):
-                report.board_errors.append(f"code {msg.code}: {msg.message}")
-            if not isinstance(msg, Pred) or not pending:
-                continue
-            step, expect = pending.popleft()
+            expect = cm.step(xs[d.step])
             report.steps += 1
-            if msg.step != step or not np.array_equal(np.asarray(msg.outputs, dtype=np.int16), expect):
+            if not np.array_equal(np.asarray(d.outputs, dtype=np.int16), expect):
                 report.mismatches += 1
                 if report.first_mismatch is None:
-                    report.first_mismatch = {"step": step, "board_step": msg.step, "board": list(msg.outputs),
-                                             "host": expect.tolist()}
-        if report.board_errors:
-            break
+                    report.first_mismatch = {"step": d.step, "board": list(d.outputs), "host": expect.tolist()}
+    except (FeedError, LinkError) as exc:
+        report.failure = str(exc)
     report.seconds = time.monotonic() - start
     report.steps_per_second = report.steps / max(report.seconds, 1e-9)
-    link.send(StatsReq())
-    report.board_stats = asdict(Stats.unpack(link.expect(FrameType.STATS, REPLY_TIMEOUT).payload))
-    report.frames_bad, report.frames_dropped = link.decoder.frames_bad, link.decoder.frames_dropped
-    report.passed = (report.steps == steps and report.mismatches == 0 and not report.board_errors
-                     and report.frames_bad == 0 and report.frames_dropped == 0
-                     and report.board_stats["frames_bad"] == 0 and report.board_stats["dropped_rx"] == 0)
+    _finish(report, feeder, tx0, rx0)
+    if feeder.link is not link:  # opened by a reconnect: ours to close
+        feeder.link.close()
     return report
+
+
+def _finish(report: ParityReport, feeder: Feeder, tx0: int, rx0: int) -> None:
+    counters = feeder.link_counters()
+    report.bytes_to_board = counters.pop("bytes_to_board") - tx0
+    report.bytes_from_board = counters.pop("bytes_from_board") - rx0
+    report.link = counters
+    try:
+        stats = request_stats(feeder.link)
+    except LinkError:
+        stats = None
+    report.board_stats = None if stats is None else {**asdict(stats), "cycles_per_step": stats.cycles_per_step}
+    fs: FeedStats = feeder.stats
+    report.recovery = fs.to_dict()
+    report.passed = (report.failure is None and report.steps == report.steps_requested and report.mismatches == 0
+                     and fs.conflicts == 0)
+    # Nothing damaged, refused, resent or restarted. A timeout alone (a slow answer, then a probe) loses nothing.
+    lossless = (fs.resends == 0 and fs.rewinds == 0 and not fs.naks and not fs.board_errors and fs.reconnects == 0
+                and counters["frames_bad"] == 0 and counters["frames_dropped"] == 0)
+    board_clean = stats is not None and stats.dropped_rx == 0 and stats.frames_bad == 0
+    report.clean = report.passed and lossless and board_clean

@@ -1,5 +1,8 @@
 """Stream predictions from a board: ``with BoardStream(url, export_dir) as s: for p in s.predictions(): ...``.
 
+Host-fed streams (``predictions(feed=samples)``) go through the feeder (tinylstm.host.feed): credit flow
+control, every sample answered exactly once and in order, lost frames recovered (``counters.feed``
+says how). Streams from the board's own source (replay, sensor) are read as they come.
 Nothing is lost silently. Every gap is counted in ``StreamCounters``:
 - ``frames_bad``: corrupted frames (CRC, COBS, ...) the decoder rejected, never yielded;
 - ``frames_dropped``: sequence numbers missing between accepted frames (lost or corrupted);
@@ -11,24 +14,22 @@ Nothing is lost silently. Every gap is counted in ``StreamCounters``:
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import serial
 from tinylstm.codegen.store import load_int_model
-from tinylstm.host.link import DEFAULT_BAUD, Link, LinkError
-from tinylstm.host.parity import check_hello, command, in_flight_limit, wait_hello
+from tinylstm.host.feed import Feeder, check_hello, command, wait_hello
+from tinylstm.host.link import DEFAULT_BAUD, Link, LinkError, LinkLost
 from tinylstm.host.protocol import (
     Error,
     Frame,
-    FrameType,
     Hello,
-    Input,
     Pred,
     SetSource,
     Source,
@@ -70,12 +71,17 @@ class StreamCounters:
     board_errors: int = 0
     last_error: str = ""
     sessions: list[Session] = field(default_factory=list)
+    feed: dict[str, Any] | None = None  # host-fed streams: the feeder's recovery counters (FeedStats)
+    in_flight: int = 0  # host-fed streams: bytes the board has not taken yet
 
     def summary(self, seconds: float) -> str:
         rate = self.predictions / seconds if seconds > 0 else 0.0
-        return (f"{self.predictions} predictions ({rate:.1f}/s), {self.steps_missing} steps missing, "
+        text = (f"{self.predictions} predictions ({rate:.1f}/s), {self.steps_missing} steps missing, "
                 f"{self.frames_dropped} frames dropped, {self.frames_bad} corrupt, {self.board_resets} board resets, "
                 f"{self.disconnects} disconnects, {self.board_errors} board errors")
+        if self.feed is not None:
+            text += f"; {self.in_flight} B in flight, {self.feed['retries']} retries, {self.feed['timeouts']} timeouts"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +104,9 @@ class BoardStream:
         self._link: Link | None = None
         self._expect_step: int | None = None
         self.hello: Hello | None = None
+        self._closed_bad = self._closed_dropped = 0  # decoder counters of links already closed
+        self._feeder: Feeder | None = None  # the host-fed run in progress
+        self._feed_base = (0, 0, 0)  # disconnects, board resets, board errors when it started
 
     @property
     def link(self) -> Link:
@@ -111,8 +120,7 @@ class BoardStream:
 
     def close(self) -> None:
         if self._link is not None:
-            self._fold_decoder()
-            self._link.close()
+            self._retire(self._link)
             self._link = None
 
     def __enter__(self) -> Self:
@@ -126,49 +134,83 @@ class BoardStream:
     def set_source(self, source: Source) -> None:
         """Switch the board's input source (it restarts its step index at 0)."""
         command(self.link, SetSource(source))
+        assert self.hello is not None
+        self.hello = dataclasses.replace(self.hello, source=source)
         self._new_session(source.name.lower())
 
-    def predictions(self, count: int | None = None, feed: Iterator[np.ndarray] | None = None,
-                    idle_timeout: float | None = None) -> Iterator[Prediction]:
-        """Yield predictions as they arrive: ``count`` of them, all answers to ``feed``, or forever.
+    def predictions(self, count: int | None = None, feed: np.ndarray | Iterable[np.ndarray] | None = None,
+                    idle_timeout: float | None = None,
+                    on_status: Callable[[StreamCounters], None] | None = None) -> Iterator[Prediction]:
+        """Yield predictions as they arrive: ``count`` of them, one per ``feed`` sample, or forever.
 
-        ``feed``: int8 samples to send as INPUT frames, a bounded number in flight; the iterator ends
-        once every sample is answered. ``idle_timeout``:
-        raise LinkError when no frame arrives for that long (None: wait forever).
+        ``feed``: int8 samples to send as INPUT frames (the board is switched to the host source);
+        the iterator ends once every sample is answered, in order, each exactly once.
+        ``idle_timeout``: raise LinkError when no frame arrives for that long (None: wait forever;
+        host-fed streams end with FeedError when they stall for 30 s). ``on_status`` is called with
+        the live counters about once a second, also while nothing arrives.
         """
-        in_flight = 0
-        fed_all = False
-        limit = in_flight_limit(self.hello.input_size if self.hello else 1)
-        last_frame = time.monotonic()
+        if feed is not None:
+            yield from self._fed(feed, count, on_status)
+            return
+        last_frame = last_status = time.monotonic()
         while count is None or self.counters.predictions < count:
-            while feed is not None and in_flight < limit:
-                sample = next(feed, None)
-                if sample is None:
-                    feed, fed_all = None, True
-                    break
-                self.link.send(Input(tuple(int(v) for v in sample)))
-                in_flight += 1
-            if fed_all and in_flight == 0:
-                return
+            if on_status is not None and time.monotonic() - last_status >= 1.0:
+                last_status = time.monotonic()
+                on_status(self.live_counters())
             try:
                 frames = self.link.read(0.2)
-            except (serial.SerialException, OSError):
+            except LinkLost:
                 self._reconnect()
-                in_flight = 0
                 continue
             if frames:
                 last_frame = time.monotonic()
             elif idle_timeout is not None and time.monotonic() - last_frame > idle_timeout:
                 raise LinkError(f"no frame from {self.url} for {idle_timeout:g} s; {self.counters.summary(0)}")
             for frame in frames:
-                if frame.type == FrameType.ERROR:  # the board's answer to an INPUT it could not use
-                    in_flight = max(0, in_flight - 1)
                 pred = self._on_frame(frame)
                 if pred is not None:
-                    in_flight = max(0, in_flight - 1)
                     yield pred
                     if count is not None and self.counters.predictions >= count:
                         return
+
+    def _fed(self, feed: np.ndarray | Iterable[np.ndarray], count: int | None,
+             on_status: Callable[[StreamCounters], None] | None) -> Iterator[Prediction]:
+        assert self.hello is not None
+
+        def reopen() -> Link:
+            return Link.open(self.url, self.baud)
+
+        def status(f: Feeder) -> None:
+            self._feed_counters(f)
+            if on_status is not None:
+                on_status(self.live_counters())
+
+        feeder = Feeder(self.link, self.hello, feed, reopen=reopen, reconnect_timeout=self.reconnect_timeout,
+                        on_status=status)
+        c = self.counters
+        self._feed_base = (c.disconnects, c.board_resets, c.board_errors)
+        self._feeder = feeder
+        self._new_session("host")
+        try:
+            for d in feeder.run():
+                yield self._prediction(Pred(d.step, 0, d.outputs))
+                if count is not None and self.counters.predictions >= count:
+                    return
+        finally:
+            self._feed_counters(feeder)
+            self._feeder = None
+            for old in feeder.retired:
+                self._retire(old)
+            self._link = feeder.link  # a reconnect may have replaced it
+
+    def _feed_counters(self, f: Feeder) -> None:
+        c = self.counters
+        c.feed = f.stats.to_dict()
+        c.in_flight = f.in_flight
+        disconnects, resets, errors = self._feed_base
+        c.disconnects = disconnects + f.stats.reconnects
+        c.board_resets = resets + f.stats.board_resets
+        c.board_errors = errors + sum(f.stats.board_errors.values())
 
     # ---- internals -------------------------------------------------------------------------
 
@@ -185,12 +227,12 @@ class BoardStream:
             self._on_hello(msg)
         elif isinstance(msg, Error):
             self.counters.board_errors += 1
-            self.counters.last_error = f"code {msg.code}: {msg.message}"
+            self.counters.last_error = msg.describe()
         elif isinstance(msg, Pred):
-            return self._on_pred(msg)
+            return self._prediction(msg)
         return None
 
-    def _on_pred(self, msg: Pred) -> Prediction:
+    def _prediction(self, msg: Pred) -> Prediction:
         session = self.counters.sessions[-1]
         if self._expect_step is not None and msg.step != self._expect_step:
             missing = (msg.step - self._expect_step) if msg.step > self._expect_step else 0
@@ -224,11 +266,10 @@ class BoardStream:
         if self.counters.sessions:
             self.counters.sessions[-1].ended = why
 
-    def _fold_decoder(self) -> None:
-        d = self.link.decoder
-        self.counters.frames_bad += d.frames_bad
-        self.counters.frames_dropped += d.frames_dropped
-        d.frames_bad = d.frames_dropped = 0
+    def _retire(self, link: Link) -> None:
+        self._closed_bad += link.decoder.frames_bad
+        self._closed_dropped += link.decoder.frames_dropped
+        link.close()
 
     def _reconnect(self) -> None:
         self.counters.disconnects += 1
@@ -247,6 +288,11 @@ class BoardStream:
 
     def live_counters(self) -> StreamCounters:
         """Counters including the open link's decoder (frames_bad, frames_dropped) right now."""
-        if self._link is not None:
-            self._fold_decoder()
+        bad, dropped = self._closed_bad, self._closed_dropped
+        if self._feeder is not None:
+            now = self._feeder.link_counters()
+            bad, dropped = bad + now["frames_bad"], dropped + now["frames_dropped"]
+        elif self._link is not None:
+            bad, dropped = bad + self._link.decoder.frames_bad, dropped + self._link.decoder.frames_dropped
+        self.counters.frames_bad, self.counters.frames_dropped = bad, dropped
         return self.counters

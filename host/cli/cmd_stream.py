@@ -6,7 +6,6 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -14,7 +13,7 @@ import numpy as np
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.link import DEFAULT_BAUD
 from tinylstm.host.protocol import Source
-from tinylstm.host.stream import BoardStream, Prediction
+from tinylstm.host.stream import BoardStream, Prediction, StreamCounters
 from tinylstm.trainer.errors import TinyLSTMError
 
 
@@ -33,17 +32,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _feed(export: str | None) -> Iterator[np.ndarray]:
+def _feed(export: str | None) -> np.ndarray:
     if export is None:
         raise TinyLSTMError("--feed held-out needs --export EXPORT_DIR (the held-out data comes from its source)")
     held = load_held_out(Path(export))
-    return iter(np.concatenate(held.sequences))
+    return np.concatenate(held.sequences)
+
+
+def _check_log(path: Path) -> Path:
+    if path.suffix not in (".csv", ".jsonl"):
+        raise TinyLSTMError(f"--log {path}: use a .csv or .jsonl file name")
+    if not path.parent.is_dir():
+        raise TinyLSTMError(f"--log {path}: directory {path.parent} does not exist")
+    return path
 
 
 class _Log:
     def __init__(self, path: Path) -> None:
-        if path.suffix not in (".csv", ".jsonl"):
-            raise TinyLSTMError(f"--log {path}: use a .csv or .jsonl file name")
         self._file: IO[str] = path.open("w", newline="")
         self._csv = csv.writer(self._file) if path.suffix == ".csv" else None
         if self._csv:
@@ -62,9 +67,15 @@ class _Log:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.count is not None and args.count <= 0:
+        raise TinyLSTMError("--count must be positive")
     feed = _feed(args.export) if args.feed else None
-    log = _Log(Path(args.log)) if args.log else None
-    start = last_status = time.monotonic()
+    log_path = _check_log(Path(args.log)) if args.log else None
+    start = time.monotonic()
+
+    def status(c: StreamCounters) -> None:
+        print("# " + c.summary(time.monotonic() - start), file=sys.stderr, flush=True)
+
     with BoardStream(args.port, Path(args.export) if args.export else None, args.baud) as s:
         assert s.hello is not None
         h = s.hello
@@ -72,16 +83,14 @@ def run(args: argparse.Namespace) -> int:
               f"x{h.output_size}, {h.mode.name.lower()} mode, window {h.window}, source {h.source.name.lower()}")
         if args.source or feed is not None:
             s.set_source(Source[(args.source or "host").upper()])
+        log = _Log(log_path) if log_path else None
         try:
-            for p in s.predictions(args.count, feed):
+            for p in s.predictions(args.count, feed, on_status=status):
                 if log:
                     log.write(p)
                 if not args.quiet:
                     vals = " ".join(f"{v:+.3f}" for v in p.values) if p.values else " ".join(map(str, p.raw))
                     print(f"{p.session}:{p.step:6d} {p.label or ''} {vals}")
-                if time.monotonic() - last_status >= 1.0:
-                    last_status = time.monotonic()
-                    print("# " + s.live_counters().summary(last_status - start), file=sys.stderr, flush=True)
         finally:
             if log:
                 log.close()
