@@ -111,6 +111,13 @@ def test_real_board_builds(tmp_path: Path, usart: str, irq: int) -> None:
     assert b"qemu" not in image and b"stm32f405" in image
     vector = struct.unpack_from("<I", image, 4 * (16 + irq))[0]
     assert vector == _symbol_address(result.elf, f"USART{usart}_IRQHandler") | 1  # Thumb bit
+    hard_fault = struct.unpack_from("<I", image, 4 * 3)[0]
+    assert hard_fault == _symbol_address(result.elf, "Fault_Handler") | 1  # reports, then resets
+    assert struct.pack("<I", 0x40003000) in image  # the independent watchdog (IWDG) is started and refreshed
+
+
+def test_qemu_build_has_no_watchdog(echo_qemu: BuildResult) -> None:
+    assert struct.pack("<I", 0x40003000) not in echo_qemu.bin.read_bytes()  # QEMU does not model the IWDG
 
 
 def test_missing_tools_explain_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -11,8 +11,23 @@ from tinylstm.host.boards import QemuBoard
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.link import Link
-from tinylstm.host.parity import QEMU_IN_FLIGHT, run_parity, wait_hello
-from tinylstm.host.protocol import ErrorCode, FrameType, InputF32, Pred, Source, StatsReq, parse_message
+from tinylstm.host.feed import wait_hello
+from tinylstm.host.parity import run_parity
+from tinylstm.host.protocol import (
+    ErrorCode,
+    FrameType,
+    Input,
+    InputF32,
+    Nak,
+    NakReason,
+    Pred,
+    PredReq,
+    Reset,
+    Source,
+    Stats,
+    StatsReq,
+    parse_message,
+)
 from tinylstm.host.stream import BoardStream
 from tinylstm.trainer.errors import TinyLSTMError
 
@@ -38,29 +53,49 @@ def test_clean_build_and_sizes(trained: Trained) -> None:
 
 def test_10k_held_out_steps_bit_exact(trained: Trained) -> None:
     with QemuBoard(trained.host.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
-        report = run_parity(link, trained.export_dir, 10_000, in_flight=QEMU_IN_FLIGHT)
-    assert report.passed, report.render()
+        report = run_parity(link, trained.export_dir, 10_000)
+    assert report.passed and report.clean, report.render()
     assert report.steps == 10_000 and report.mismatches == 0
     window = load_held_out(trained.export_dir).model.meta.window
     assert window and report.window == window and report.board_stats["steps"] == 10_000
 
 
-def test_float_input_and_bad_frames_on_the_board(trained: Trained) -> None:
+def test_float_input_accounting_and_bad_frames_on_the_board(trained: Trained) -> None:
     cm = CModel(load_library(trained.export_dir))
-    raw = np.asarray([[0.5, -1.0, 9.81, 0.1, 0.0, -0.2]], dtype=np.float32)
-    expect = cm.step(cm.quantize_input(raw)[0])
+    raw = np.asarray([[0.5, -1.0, 9.81, 0.1, 0.0, -0.2], [0.1, 0.2, 9.7, 0.0, 0.3, -0.1]], dtype=np.float32)
+    q = cm.quantize_input(raw)
+    expect = [cm.step(q[0]), cm.step(q[1])]
     with QemuBoard(trained.host.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
-        wait_hello(link)
-        link.send(InputF32(tuple(float(v) for v in raw[0])))
-        pred = Pred.unpack(link.expect(FrameType.PRED).payload)
-        assert pred.step == 0 and np.array_equal(pred.outputs, expect)
-        link.port.write(b"\x05garbage\x00")  # one bad frame
+        hello = wait_hello(link)
+        assert hello.next_step == 0 and hello.rx_capacity >= 256 and hello.history >= 2
+        link.send(InputF32(0, tuple(tuple(float(v) for v in row) for row in raw)))  # two samples, one frame
+        preds = [Pred.unpack(link.expect(FrameType.PRED).payload) for _ in range(2)]
+        assert [p.step for p in preds] == [0, 1]
+        assert all(np.array_equal(p.outputs, e) for p, e in zip(preds, expect, strict=True))
+        link.send(Input(5, (tuple(int(v) for v in q[0]),)))  # step 5, but the board expects 2
+        nak = parse_message(link.expect(FrameType.NAK))
+        assert isinstance(nak, Nak) and (nak.reason, nak.step, nak.next_step) == (NakReason.GAP, 5, 2)
+        link.send(PredReq(1))  # a PRED lost on the way back is sent again from the history
+        again = Pred.unpack(link.expect(FrameType.PRED).payload)
+        assert again.step == 1 and again.outputs == preds[1].outputs
+        link.send(PredReq(2))
+        nak = parse_message(link.expect(FrameType.NAK))
+        assert isinstance(nak, Nak) and (nak.reason, nak.next_step) == (NakReason.NOT_YET, 2)
+        link.send(Reset(7))
+        link.expect(FrameType.ACK)
+        link.send(PredReq(1))  # before the RESET: gone
+        nak = parse_message(link.expect(FrameType.NAK))
+        assert isinstance(nak, Nak) and nak.reason == NakReason.EXPIRED and nak.next_step == 7
+        garbage = b"\x05garbage\x00"
+        link.port.write(garbage)  # one bad frame
         frames = link.read(2.0)
         errors = [parse_message(f) for f in frames if f.type == FrameType.ERROR]
         assert [e.code for e in errors] == [ErrorCode.BAD_FRAME]  # type: ignore[union-attr]
         link.send(StatsReq())
         stats = parse_message(link.expect(FrameType.STATS))
-        assert stats.frames_bad == 1 and stats.steps == 1  # type: ignore[union-attr]
+        assert isinstance(stats, Stats)
+        assert (stats.frames_bad, stats.steps, stats.inputs_refused, stats.next_step) == (1, 2, 3, 7)
+        assert stats.rx_freed == link.tx_bytes + len(garbage)  # every byte sent so far was taken, none dropped
 
 
 def test_replay_streams_the_embedded_held_out_data(trained: Trained) -> None:

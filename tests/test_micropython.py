@@ -298,17 +298,18 @@ def test_stream_predictions_example(tmp_path: Path, mode: str, window: int | Non
         m.model_hash, protocol.Cell.LSTM, 2, 5, 16, 3)
     assert hello.mode == (protocol.Mode.STREAM if mode == "stream" else protocol.Mode.WINDOW)
     assert hello.window == (window or 0) and hello.source == protocol.Source.REPLAY
+    assert (hello.rx_capacity, hello.history, hello.hidden_bits) == (0, 0, 8)
     preds = msgs[1:]
     cm = CModel.from_int_model(m)
     if window is None:
         want = reference(m, xq)[0]
-        steps = np.arange(1, 401)
+        steps = np.arange(0, 400)
     else:
         rows = []
         for start in range(0, 400, window):
             cm.reset()
             rows.append(cm.run(xq[start:start + window])[-1])
-        want, steps = np.array(rows), np.arange(window, 401, window)
+        want, steps = np.array(rows), np.arange(window - 1, 400, window)
     assert [p.step for p in preds] == list(steps)
     assert np.array_equal(np.array([p.outputs for p in preds]), want)
 

@@ -1,0 +1,385 @@
+"""The serial link under stress, against the real firmware in QEMU: a board much slower than the host
+on a loaded machine, a host that floods, a link that flips, drops, duplicates and inserts bytes, and
+QEMU killed mid-run. Default settings throughout: credit flow control and recovery are not options.
+
+A prediction "attributed to the wrong input" or "wrong" would show up as a mismatch against the host
+kernel for that step: parity compares every delivered step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from firmware_fixtures import Trained, trained_firmware
+from kernel_models import random_int_model
+from tinylstm.codegen.emit_c import emit_c
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.host.boards import QemuBoard, build_elf, get_board
+from tinylstm.host.bridge import CModel, load_library
+from tinylstm.host.cli.main import main
+from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.feed import Feeder, wait_hello
+from tinylstm.host.firmware import app_sources, build_firmware, link_rx_capacity
+from tinylstm.host.heldout import load_held_out
+from tinylstm.host.link import Link
+from tinylstm.host.linklab import FaultProxy, Faults, cpu_hogs
+from tinylstm.host.parity import ParityReport, run_parity
+from tinylstm.host.protocol import (
+    MAX_INPUT_SIZE,
+    Error,
+    ErrorCode,
+    Frame,
+    FrameType,
+    Input,
+    Nak,
+    NakReason,
+    Pred,
+    Stats,
+    StatsReq,
+    parse_message,
+)
+from tinylstm.host.stream import BoardStream
+from tinylstm.trainer.errors import TinyLSTMError
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+    reason="needs arm-none-eabi-gcc and qemu-system-arm",
+)
+
+SLOW = ("-icount", "shift=7,align=on")  # 128 ns per instruction, paced against the host clock
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    return trained_firmware(tmp_path_factory.getbasetemp())
+
+
+def expected_outputs(export_dir: Path, steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The held-out stream and the host kernel's outputs for it under the window rule."""
+    held = load_held_out(export_dir)
+    cm = CModel(load_library(export_dir))
+    xs = held.stream(steps)
+    out = []
+    for t, x in enumerate(xs):
+        if held.window and t % held.window == 0:
+            cm.reset()
+        out.append(cm.step(x))
+    return xs, out
+
+
+def assert_clean(report: ParityReport) -> None:
+    assert report.passed and report.clean, report.render()
+    assert report.board_stats is not None and report.board_stats["dropped_rx"] == 0
+
+
+def test_slow_board_on_a_loaded_machine_parity(trained: Trained) -> None:
+    with cpu_hogs(2), QemuBoard(trained.host.elf, extra_args=SLOW) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        report = run_parity(link, trained.export_dir, 20_000)
+    assert_clean(report)
+    assert report.steps == 20_000 and report.recovery["in_flight_peak"] <= report.rx_capacity
+
+
+def test_slow_board_on_a_loaded_machine_host_fed_stream(trained: Trained) -> None:
+    xs, expect = expected_outputs(trained.export_dir, 20_000)
+    with cpu_hogs(2), QemuBoard(trained.host.elf, extra_args=SLOW) as board, \
+            BoardStream(board.url, trained.export_dir) as s:  # type: ignore[arg-type]
+        preds = list(s.predictions(feed=xs))
+        counters = s.live_counters()
+    assert [p.step for p in preds] == list(range(20_000))
+    assert all(np.array_equal(p.raw, e) for p, e in zip(preds, expect, strict=True))
+    feed = counters.feed
+    assert feed is not None and feed["resends"] == feed["rewinds"] == 0 and not feed["naks"], feed
+    assert counters.frames_bad == counters.frames_dropped == counters.steps_missing == counters.board_errors == 0
+
+
+@pytest.fixture(scope="module")
+def big_board(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IntModel]:
+    """Firmware of a 3 x 128 LSTM (random full-range weights): milliseconds per step in QEMU, long
+    enough for a flood to overrun the 256-byte ring while a step runs."""
+    out = tmp_path_factory.mktemp("big-board")
+    model = random_int_model(np.random.default_rng(3), "lstm", 3, 6, 128, 4)
+    emit_c(model, out / "gen")
+    app = firmware_dir() / "app"
+    result = build_elf([*kernel_sources(), out / "gen" / "tl_model.c", *app_sources(), app / "main.c"],
+                       [csrc_dir(), app, out / "gen"], {"TL_APP_HAS_REPLAY": "0"}, out, "big",
+                       get_board("qemu-stm32f405"))
+    return result.elf, model
+
+
+def test_a_flooding_host_is_refused_never_misstepped(big_board: tuple[Path, IntModel]) -> None:
+    """Without credit the board's RX ring overflows: the damage is counted, and every PRED the board
+    does send belongs to the step it names. A feeder run on the same board afterwards is bit-exact."""
+    elf, model = big_board
+    xs = np.random.default_rng(4).integers(-128, 128, (400, 6)).astype(np.int8)
+    cm = CModel.from_int_model(model)
+    expect = [cm.step(x) for x in xs]
+    with QemuBoard(elf) as board, Link.open(board.url) as link:
+        hello = wait_hello(link)
+        # 40 samples in one frame keep the board busy for 40 long steps while ~4.6 KB more arrive
+        link.send(Input(0, tuple(tuple(int(v) for v in xs[t]) for t in range(40))))
+        for t in range(40, 240):
+            link.send(Input(t, (tuple(int(v) for v in xs[t]),)))
+        preds: dict[int, tuple[int, ...]] = {}
+        naks = []
+        while frames := link.read(3.0):
+            for f in frames:
+                msg = parse_message(f)
+                if isinstance(msg, Pred):
+                    assert msg.step not in preds
+                    preds[msg.step] = msg.outputs
+                elif isinstance(msg, Nak):
+                    naks.append(msg)
+        link.send(StatsReq())
+        stats = parse_message(link.expect(FrameType.STATS))
+        assert isinstance(stats, Stats)
+        assert stats.dropped_rx > 0, "the flood did not overflow the ring: the test proves nothing"
+        assert len(preds) >= 40 and sorted(preds) == list(range(len(preds)))  # in order, up to the first loss
+        assert all(np.array_equal(y, expect[t]) for t, y in preds.items())
+        assert naks and all(n.reason == NakReason.GAP and n.next_step == len(preds) for n in naks)
+        assert stats.inputs_refused == len(naks) and stats.steps == len(preds)
+        feeder = Feeder(link, hello, xs)  # credit: restarts at step 0 with a RESET, then nothing is lost
+        got = [d.outputs for d in feeder.run()]
+        link.send(StatsReq())
+        after = parse_message(link.expect(FrameType.STATS))
+    assert all(np.array_equal(y, e) for y, e in zip(got, expect, strict=True)) and len(got) == len(xs)
+    assert isinstance(after, Stats) and after.dropped_rx == stats.dropped_rx  # no new loss
+    assert feeder.stats.retries == 0 and feeder.stats.in_flight_peak <= hello.rx_capacity
+
+
+@pytest.mark.parametrize("rate", [1e-4, 1e-3])
+@pytest.mark.parametrize("direction", ["to board", "to host", "both"])
+def test_faulty_link_parity_recovers_bit_exact(trained: Trained, direction: str, rate: float) -> None:
+    faults = Faults(rate, seed=int(rate * 1e6))
+    to_board = faults if direction in ("to board", "both") else Faults()
+    to_host = faults if direction in ("to host", "both") else Faults()
+    steps = 4000
+    with QemuBoard(trained.host.elf) as board, FaultProxy(board.port, to_board, to_host) as proxy, \
+            Link.open(proxy.url) as link:
+        start = time.monotonic()
+        report = run_parity(link, trained.export_dir, steps, reopen=lambda: Link.open(proxy.url), stall_timeout=20)
+        elapsed = time.monotonic() - start
+    assert report.passed, report.render()
+    assert report.mismatches == 0 and report.recovery["conflicts"] == 0
+    damaged = sum(proxy.counts.values())
+    if rate >= 1e-3:
+        assert damaged > 10, proxy.counts
+    if damaged:  # every loss was seen and dealt with
+        r = report.recovery
+        noticed = (report.link["frames_bad"] + r["retries"] + r["timeouts"] + r["duplicates"]
+                   + sum(r["naks"].values()) + sum(r["board_errors"].values()))
+        assert noticed > 0, report.render()
+    assert elapsed < 300
+
+
+@pytest.mark.parametrize("direction", ["to board", "to host", "both"])
+def test_very_faulty_link_ends_in_bounded_time_with_a_report(trained: Trained, direction: str) -> None:
+    faults = Faults(1e-2, seed=7)
+    to_board = faults if direction in ("to board", "both") else Faults()
+    to_host = faults if direction in ("to host", "both") else Faults()
+    with QemuBoard(trained.host.elf) as board, FaultProxy(board.port, to_board, to_host) as proxy, \
+            Link.open(proxy.url) as link:
+        start = time.monotonic()
+        report = run_parity(link, trained.export_dir, 2000, reopen=lambda: Link.open(proxy.url), stall_timeout=15)
+        elapsed = time.monotonic() - start
+    assert report.mismatches == 0 and report.recovery["conflicts"] == 0, report.render()
+    assert report.passed or report.failure, report.render()
+    text = report.render()
+    assert "link:" in text and "board errors:" in text and "recovery:" in text
+    assert report.link["frames_bad"] > 0 or report.recovery["naks"], text  # the damage is named
+    assert elapsed < 240
+
+
+def _kill_and_restart_after(board: QemuBoard, feeder_started: threading.Event, delay: float) -> threading.Thread:
+    def run() -> None:
+        feeder_started.wait(30)
+        time.sleep(delay)
+        board.restart()  # power loss: QEMU killed, started again on the same port
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_qemu_restarted_during_parity_recovers(trained: Trained) -> None:
+    started = threading.Event()
+    with QemuBoard(trained.host.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        killer = _kill_and_restart_after(board, started, 1.5)
+
+        def status(f: Feeder) -> None:
+            started.set()
+
+        report = run_parity(link, trained.export_dir, 8000, reopen=lambda: Link.open(board.url), on_status=status)
+        killer.join(10)
+    assert report.passed, report.render()
+    assert report.recovery["reconnects"] >= 1 and report.recovery["rewinds"] >= 1
+    assert report.steps == 8000 and report.mismatches == 0
+
+
+def test_qemu_restarted_during_host_fed_stream_recovers(trained: Trained) -> None:
+    xs, expect = expected_outputs(trained.export_dir, 8000)
+    started = threading.Event()
+    with QemuBoard(trained.host.elf) as board, BoardStream(board.url, trained.export_dir) as s:  # type: ignore[arg-type]
+        killer = _kill_and_restart_after(board, started, 1.5)
+        preds = list(s.predictions(feed=xs, on_status=lambda c: started.set()))
+        counters = s.live_counters()
+        killer.join(10)
+    assert [p.step for p in preds] == list(range(8000))
+    assert all(np.array_equal(p.raw, e) for p, e in zip(preds, expect, strict=True))
+    assert counters.disconnects >= 1 and counters.feed is not None and counters.feed["rewinds"] >= 1
+
+
+# ---- the command line: one line, exit 2, for every port problem -----------------------------------
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+BAD_PORTS = [
+    ("sockt://127.0.0.1:4444", "unknown port URL scheme 'sockt://'"),
+    ("socket://localhost", "malformed socket URL socket://localhost: expected socket://HOST:PORT"),
+    ("socket://127.0.0.1:99999", "malformed socket URL"),
+    ("socket://:4444", "malformed socket URL"),
+    ("socket://127.0.0.1:abc", "malformed socket URL"),
+    ("rfc2217://host", "malformed rfc2217 URL"),
+    ("/dev/ttyTINYLSTM404", "serial port /dev/ttyTINYLSTM404 not found"),
+    ("", "empty serial port name"),
+]
+
+
+@pytest.mark.parametrize("command", ["stream", "parity"])
+@pytest.mark.parametrize(("port", "message"), BAD_PORTS, ids=[p or "empty" for p, _ in BAD_PORTS])
+def test_bad_port_is_one_line_exit_2(trained: Trained, capsys: pytest.CaptureFixture[str], command: str, port: str,
+                                     message: str) -> None:
+    argv = ["stream", "--port", port] if command == "stream" else ["parity", str(trained.export_dir), "--port", port]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("command", ["stream", "parity"])
+def test_refused_and_busy_ports(trained: Trained, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    refused = f"socket://127.0.0.1:{_free_tcp_port()}"
+    controller, device = os.openpty()
+    try:
+        with Link.open(os.ttyname(device)):
+            busy = os.ttyname(device)
+            for port, message in ((refused, "nothing listens on"), (busy, "is busy")):
+                argv = (["stream", "--port", port] if command == "stream"
+                        else ["parity", str(trained.export_dir), "--port", port])
+                assert main(argv) == 2
+                err = capsys.readouterr().err
+                assert err.count("\n") == 1 and message in err, err
+    finally:
+        os.close(controller)
+        os.close(device)
+
+
+def _run_cli(args: list[str], **kw: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tinylstm.host.cli.main", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)  # type: ignore[call-overload]
+
+
+def test_qemu_killed_during_cli_parity_is_a_report_not_a_traceback(trained: Trained, tmp_path: Path) -> None:
+    report = tmp_path / "parity.json"
+    with QemuBoard(trained.host.elf) as board:  # type: ignore[arg-type]
+        proc = _run_cli(["parity", str(trained.export_dir), "--port", board.url, "--steps", "200000",
+                         "--reconnect-timeout", "2", "--report", str(report)])
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("# parity: step")  # running: the status line came
+        board.kill()  # and it never comes back
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (out, err)
+    assert "Traceback" not in err and "FAIL" in out and "stopped: lost" in out, (out, err)
+    doc = json.loads(report.read_text())
+    assert doc["passed"] is False and doc["failure"].startswith("lost") and 0 < doc["steps"] < 200000
+
+
+def test_sigterm_flushes_the_stream_log(trained: Trained, tmp_path: Path) -> None:
+    log = tmp_path / "out.csv"
+    with QemuBoard(trained.replay.elf) as board:  # type: ignore[arg-type]
+        proc = _run_cli(["stream", "--port", board.url, "--export", str(trained.export_dir), "--log", str(log)])
+        assert proc.stdout is not None
+        for _ in range(50):  # printed predictions arrive (the replay runs every 2 ms)
+            proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=30)
+    printed = 50 + sum(1 for line in rest.splitlines() if line and not line.startswith("#"))
+    rows = log.read_text().splitlines()[1:]
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err, err
+    assert len(rows) == printed - 1  # every printed prediction is in the log (the first line is the board's)
+    assert "# session 0 (replay)" in err and "predictions" in err
+
+
+def test_a_cpu_fault_is_reported_before_the_board_stops(tmp_path: Path, trained: Trained) -> None:
+    fault = 0xEE
+    build = build_firmware(trained.export_dir, "qemu-stm32f405", tmp_path, defines={"TL_APP_TEST_FAULT": str(fault)})
+    assert build.elf is not None
+    with QemuBoard(build.elf) as board, Link.open(board.url) as link:
+        wait_hello(link)
+        link.write_frame(fault, b"")
+        err = parse_message(_next_error(link))
+        code = board.wait(timeout=10)
+    assert isinstance(err, Error) and err.code == ErrorCode.FAULT
+    assert err.message.startswith("exception 0x00000003 at pc 0x080"), err.message  # HardFault, in flash
+    assert code == 128 + 3  # under semihosting the fault handler ends QEMU with 128 + exception
+
+
+def _next_error(link: Link) -> Frame:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for f in link.read(0.5):
+            if f.type == FrameType.ERROR:
+                return f
+    raise AssertionError("no ERROR frame")
+
+
+def test_replay_keeps_running_through_a_flood_of_garbage(trained: Trained) -> None:
+    """tl_app_poll handles at most one frame's worth of bytes per call: received bytes never starve the source."""
+    with QemuBoard(trained.replay.elf) as board, BoardStream(board.url, trained.export_dir) as s:  # type: ignore[arg-type]
+        stop = threading.Event()
+
+        def flood() -> None:
+            while not stop.is_set():
+                s.link.port.write(bytes(range(1, 256)) * 4)  # no delimiter: one endless TOO_LONG frame
+                time.sleep(0.005)
+
+        t = threading.Thread(target=flood, daemon=True)
+        t.start()
+        try:
+            preds = list(s.predictions(300, idle_timeout=10))
+        finally:
+            stop.set()
+            t.join(5)
+    assert [p.step for p in preds] == list(range(300))
+
+
+def test_status_line_keeps_updating_while_nothing_arrives(trained: Trained) -> None:
+    with QemuBoard(trained.host.elf) as board:  # type: ignore[arg-type]  # host source: no PRED unless fed
+        proc = _run_cli(["stream", "--port", board.url, "--export", str(trained.export_dir)])
+        time.sleep(3.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    status = [line for line in err.splitlines() if line.startswith("# 0 predictions")]
+    assert len(status) >= 3, err  # about one a second, with nothing to print in between
+    assert proc.returncode == 143
+
+
+def test_models_the_link_cannot_carry_are_refused_at_build() -> None:
+    assert link_rx_capacity(6, 7) == 256
+    assert link_rx_capacity(MAX_INPUT_SIZE, 1) == 1024  # one 526-byte frame plus the control reserve
+    with pytest.raises(TinyLSTMError, match=r"takes 600 inputs per step, but one INPUT frame .* at most 507"):
+        link_rx_capacity(600, 4)
+    with pytest.raises(TinyLSTMError, match=r"has 300 outputs per step, but one PRED frame .* at most 251"):
+        link_rx_capacity(6, 300)
