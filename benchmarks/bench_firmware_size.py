@@ -23,7 +23,7 @@ from tinylstm.host.boards import QemuBoard
 from tinylstm.host.boards.toolchain import find_tool
 from tinylstm.host.firmware import build_firmware
 from tinylstm.host.link import Link
-from tinylstm.host.parity import QEMU_IN_FLIGHT, run_parity
+from tinylstm.host.parity import run_parity
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.train import TrainConfig, fit
 
@@ -44,7 +44,7 @@ def stack_high_water(elf: Path, export_dir: Path, work: Path) -> tuple[int, int]
     dump = work / "stack.bin"
     with QemuBoard(elf, extra_args=("-monitor", f"unix:{mon},server=on,wait=off")) as board:
         with Link.open(board.url) as link:
-            report = run_parity(link, export_dir, 2000, in_flight=QEMU_IN_FLIGHT)
+            report = run_parity(link, export_dir, 2000)
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(mon))
             s.sendall(f"pmemsave {lo} {hi - lo} \"{dump}\"\n".encode())

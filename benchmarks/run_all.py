@@ -3,6 +3,7 @@
 - bench_kernel.py: Cortex-M4 instruction counts, code size, model data, state RAM, stack (unicorn)
 - bench_host.py: CModel.step / CModel.run vs PyTorch eager
 - bench_firmware_size.py, bench_micropython.py: run if present (owned by the firmware/MicroPython work)
+- bench_link.py: parity throughput over the serial link in QEMU, idle and with CPU hogs
 
     python benchmarks/run_all.py [--quick]
 """
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OPTIONAL = ("bench_firmware_size.py", "bench_micropython.py")
+OPTIONAL = ("bench_firmware_size.py", "bench_micropython.py", "bench_link.py")
 
 
 def main() -> int:
