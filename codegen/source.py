@@ -8,8 +8,8 @@ small JSON description (see docs/user-models.md).
 from __future__ import annotations
 
 import json
-import pickle
-import zipfile
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,18 +115,35 @@ def from_module(path: Path, module: nn.Module, desc: dict[str, Any]) -> LoadedMo
     return LoadedModel(fm, None, path)
 
 
+def _rnn_keys(prefix: str, layers: int) -> list[str]:
+    return [f"{prefix}{w}_l{k}" for k in range(layers) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
 def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> LoadedModel:
+    """An RNN + Linear model from its state_dict. Every key must be one the exported model uses: a key
+    left over (a LayerNorm, a second head, an embedding) means the model is something else."""
     keys = [k for k in sd if k.endswith("weight_ih_l0")]
     if len(keys) != 1:
         raise TinyLSTMError(f"{path}: expected exactly one RNN (a key ending in weight_ih_l0), found {keys}; {SUPPORTED}")
     prefix = keys[0][: -len("weight_ih_l0")]
-    if any(k.startswith(prefix) and ("_reverse" in k or "weight_hr" in k) for k in sd):
-        raise TinyLSTMError(f"{path}: bidirectional or projected RNNs are not supported; {SUPPORTED}")
+    if any(k.startswith(prefix) and "_reverse" in k for k in sd):
+        raise TinyLSTMError(f"{path}: a bidirectional RNN (keys ending in _reverse) cannot stream one step at a "
+                            f"time; {SUPPORTED}")
+    if any(k.startswith(prefix) and "weight_hr" in k for k in sd):
+        raise TinyLSTMError(f"{path}: an LSTM with proj_size (weight_hr_l0) is not supported; {SUPPORTED}")
     num_layers = 1 + max(int(k.rsplit("_l", 1)[1]) for k in sd if k.startswith(prefix + "weight_ih_l"))
+    if f"{prefix}weight_hh_l0" not in sd:
+        raise TinyLSTMError(f"{path}: {prefix}weight_hh_l0 is missing: the state_dict is incomplete; {SUPPORTED}")
+    if f"{prefix}bias_ih_l0" not in sd or f"{prefix}bias_hh_l0" not in sd:
+        raise TinyLSTMError(f"{path}: the RNN has no bias_ih_l0/bias_hh_l0: an RNN built with bias=False is not "
+                            f"supported (rebuild it with bias=True, the default); {SUPPORTED}")
     w_ih, w_hh = sd[prefix + "weight_ih_l0"], sd[prefix + "weight_hh_l0"]
     hidden = int(w_hh.shape[1])
-    gates = int(w_ih.shape[0]) // hidden
+    gates = int(w_ih.shape[0]) // hidden if hidden else 0
     cell = desc.get("cell") or {4: "lstm", 3: "gru"}.get(gates)
+    if gates == 1 and int(w_ih.shape[0]) == hidden and cell not in ("lstm", "gru"):
+        raise TinyLSTMError(f"{path}: weight_ih_l0 has {hidden} rows for hidden size {hidden}, one gate: that is an "
+                            f"nn.RNN (Elman, tanh/relu), which is not supported; {SUPPORTED}")
     if cell not in ("lstm", "gru") or {"lstm": 4, "gru": 3}[cell] != gates:
         raise TinyLSTMError(f"{path}: weight_ih_l0 has {w_ih.shape[0]} rows for hidden size {hidden}; {SUPPORTED}")
     heads = [k[: -len("weight")] for k in sd if k.endswith("weight") and not k.startswith(prefix)
@@ -134,16 +151,53 @@ def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> Loa
     if desc.get("head"):
         heads = [desc["head"].rstrip(".") + "."]
     if len(heads) != 1:
-        raise TinyLSTMError(f"{path}: expected one Linear head weight besides the RNN, found {heads}; "
-                            "name it with \"head\" in the description")
+        found = ", ".join(h + "weight" for h in heads) or "none"
+        raise TinyLSTMError(f"{path}: expected one Linear head weight besides the RNN, found {found}; name the head "
+                            "with \"head\" in the description (any other key makes the export fail: it would not "
+                            "be exported)")
+    head_keys = [heads[0] + "weight", *([heads[0] + "bias"] if heads[0] + "bias" in sd else [])]
+    unused = [k for k in sd if k not in {*_rnn_keys(prefix, num_layers), *head_keys}]
+    if unused:
+        raise TinyLSTMError(f"{path}: the state_dict holds {', '.join(unused)}, which an RNN -> Linear model does not "
+                            f"use (a layer between the RNN and the head, e.g. a LayerNorm, would be silently dropped); "
+                            f"{SUPPORTED}")
+    missing = [k for k in _rnn_keys(prefix, num_layers) if k not in sd]
+    if missing:
+        raise TinyLSTMError(f"{path}: the state_dict lacks {', '.join(missing)} for {num_layers} layers; {SUPPORTED}")
     rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(int(w_ih.shape[1]), hidden, num_layers, batch_first=True)
     head = nn.Linear(hidden, int(sd[heads[0] + "weight"].shape[0]), bias=heads[0] + "bias" in sd)
     try:
         rnn.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
         head.load_state_dict({k[len(heads[0]):]: v for k, v in sd.items() if k.startswith(heads[0])})
     except RuntimeError as exc:
-        raise TinyLSTMError(f"{path}: the state_dict does not fit an RNN + Linear ({exc}); {SUPPORTED}") from exc
+        detail = str(exc).strip().splitlines()[-1].strip()
+        raise TinyLSTMError(f"{path}: the tensors do not fit an RNN + Linear of these sizes ({detail}); "
+                            f"{SUPPORTED}") from None
     return LoadedModel(_from_rnn(rnn, head, _meta_from_description(desc, int(w_ih.shape[1]), str(path))), None, path)
+
+
+def _unpickle_module(path: Path) -> object:
+    """torch.load of a whole pickled module, with the current directory on the import path (where a
+    user's model class usually lives)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (AttributeError, ModuleNotFoundError, ImportError) as exc:
+        where = ("it was defined in the script that saved it (__main__): move the class into a module, e.g. "
+                 "mymodel.py, and save again" if "__main__" in str(exc) else
+                 f"run tinylstm from the directory of the module that defines it ({cwd} is searched), or set "
+                 "PYTHONPATH to that directory")
+        raise TinyLSTMError(f"{path}: the model's class cannot be imported ({exc}); {where}; or save a state_dict "
+                            "with a description instead (docs/user-models.md)") from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise TinyLSTMError(f"{path} is not a readable PyTorch file ({type(exc).__name__}); is it corrupt or "
+                            "truncated?") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
 
 
 def load_model(path: str | Path, description: str | Path | None = None, trust_module: bool = False) -> LoadedModel:
@@ -161,23 +215,17 @@ def load_model(path: str | Path, description: str | Path | None = None, trust_mo
             raise TinyLSTMError(f"{description}: the description must be a JSON object; see docs/user-models.md")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch raises many unrelated types for corrupt or foreign files
+        pickled_class = "Unsupported global" in str(exc)  # a whole pickled module, not a damaged file
+        if not pickled_class:
+            raise TinyLSTMError(f"{path} is not a readable PyTorch file ({type(exc).__name__}); is it corrupt or "
+                                "truncated? Save it again (torch.save) or re-run tinylstm train") from None
         if not trust_module:
-            if "Unsupported global" in str(exc):  # a pickled class, not a damaged file
-                raise TinyLSTMError(
-                    f"{path} holds a pickled nn.Module; loading it runs code from the file. If you trust it, "
-                    "pass --trust-module (or save model.state_dict() with a description instead)"
-                ) from None
-            raise TinyLSTMError(f"{path} is not a readable PyTorch file ({type(exc).__name__}); is it corrupt or truncated?") from None
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except (AttributeError, ModuleNotFoundError) as exc2:
             raise TinyLSTMError(
-                f"{path}: the model's class cannot be imported ({exc2}); import it before loading, or save a "
-                "state_dict with a description instead"
+                f"{path} holds a pickled nn.Module; loading it runs code from the file. If you trust it, "
+                "pass --trust-module (or save model.state_dict() with a description instead)"
             ) from None
-        except Exception as exc2:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise TinyLSTMError(f"{path} is not a readable PyTorch file ({type(exc2).__name__}: {exc2})") from None
+        obj = _unpickle_module(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return from_checkpoint(path, obj)
     if isinstance(obj, nn.Module):
