@@ -3,7 +3,10 @@
 * ``target``: the label/target column (default ``label`` if present, else the last column).
 * ``group``: optional sequence-id column; the rows of one group form one sequence, in file order.
 * ``channels``: input columns (default: every other numeric column; with ``forecast`` the target
-  column is an input too, since forecasting a signal from its own past is the usual case).
+  column is an input too, since forecasting a signal from its own past is the usual case). A column
+  counts as text, and is skipped (listed in ``SequenceSet.skipped``), only when most of its values are
+  not numbers; a numeric column with an empty or non-numeric cell is an error naming the row and
+  column, never a silently dropped input.
 * With a group column and a target constant inside every group: window mode (one label per
   sequence). Otherwise stream mode: per-step labels, and each sequence (the whole file when there
   is no group column) is cut into training windows of ``window`` steps every ``hop`` steps.
@@ -52,13 +55,21 @@ def _as_float(column: list[str]) -> np.ndarray | None:
         return None
 
 
+def _is_text(column: list[str]) -> bool:
+    """Most non-empty values are not numbers (labels, names, timestamps): not an input channel."""
+    filled = [v for v in column if v != ""]
+    numbers = sum(_as_float([v]) is not None for v in filled)
+    return not filled or numbers * 2 < len(filled)
+
+
 def _numeric_column(path: Path, name: str, column: list[str]) -> np.ndarray:
     values = _as_float(column)
     if values is None:
         row = next(i for i, v in enumerate(column) if _as_float([v]) is None)
+        what = "is empty" if column[row] == "" else f"has {column[row]!r}, which is not a number"
         raise TinyLSTMError(
-            f"{path} row {row + 2} column {name!r}: {column[row]!r} is not a number; "
-            "fix the value or leave the column out of the channels"
+            f"{path} row {row + 2} column {name!r} {what}; fill or fix the value (or drop the row), or leave the "
+            "column out with --channels"
         )
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
@@ -115,11 +126,14 @@ def load_csv(
     target_numeric = _as_float(raw_target)
     resolved = _resolve_task(raw_target, target_numeric, task, forecast, path)
 
+    skipped: list[str] = []
     if channels is None:
         skip = {group} | (set() if forecast else {target})
-        channels = [h for h in header if h not in skip and _as_float(columns[h]) is not None]
+        skipped = [h for h in header if h not in skip and _is_text(columns[h])]
+        channels = [h for h in header if h not in skip and h not in skipped]
         if not channels:
-            raise TinyLSTMError(f"{path}: no numeric input columns besides the target; add sensor columns")
+            raise TinyLSTMError(f"{path}: no numeric input columns besides the target (text columns: {skipped}); "
+                                "add sensor columns")
     for ch in channels:
         if ch not in columns:
             raise TinyLSTMError(f"{path}: no channel column {ch!r}; columns are {header}")
@@ -154,7 +168,7 @@ def load_csv(
         labels = np.asarray([y[r][0] for r in seq_rows])
         ds = SequenceSet(
             sequences=[x[r] for r in seq_rows], labels=labels, task=resolved, mode="window", classes=classes,
-            channels=list(channels), name=name, groups=np.arange(len(seq_rows)),
+            channels=list(channels), name=name, groups=np.arange(len(seq_rows)), skipped=skipped,
         )
         ds.validate()
         return ds
@@ -178,7 +192,7 @@ def load_csv(
         raise TinyLSTMError(f"{path}: every sequence is shorter than forecast={forecast} steps; lower --forecast")
     ds = SequenceSet(
         sequences=sequences, labels=step_labels, task=resolved, mode="stream", classes=classes,
-        channels=list(channels), name=name, groups=np.asarray(seq_groups), window=window,
+        channels=list(channels), name=name, groups=np.asarray(seq_groups), window=window, skipped=skipped,
     )
     ds.validate()
     return ds

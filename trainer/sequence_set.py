@@ -34,6 +34,7 @@ class SequenceSet:
     name: str
     groups: np.ndarray | None = None
     window: int | None = None
+    skipped: list[str] = field(default_factory=list)  # CSV columns left out of the inputs: they hold text
     spec: str = ""
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -40,6 +40,30 @@ class TrainConfig:
     test: float = 0.15
     device: str = "cpu"
     progress: bool = True
+    threads: int | None = None  # PyTorch intra-op threads; None: 1 for hidden <= SMALL_HIDDEN, else PyTorch's default
+
+
+# Up to this hidden size one intra-op thread is fastest: the matrices are too small to split, and on a
+# loaded machine the second thread mostly waits (benchmarks/results/train.md).
+SMALL_HIDDEN = 64
+
+
+def threads_for(config: TrainConfig) -> int:
+    """The intra-op thread count ``fit`` trains with."""
+    if config.threads is not None:
+        return config.threads
+    return 1 if config.hidden <= SMALL_HIDDEN else torch.get_num_threads()
+
+
+def check_output_dir(out_dir: str | Path) -> Path:
+    """Refuse an output path that cannot become a directory, before any training time is spent."""
+    out = Path(out_dir)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise TinyLSTMError(f"--out {out}: {p} is a file, not a directory; pick another output directory")
+        if p.exists():
+            break
+    return out
 
 
 @dataclass
@@ -131,6 +155,8 @@ def _check_config(config: TrainConfig) -> None:
         raise TinyLSTMError(f"lr={config.lr} and clip={config.clip} must be > 0")
     if config.device != "cpu":
         raise TinyLSTMError(f"device {config.device!r} is not supported; tinylstm trains on cpu")
+    if config.threads is not None and config.threads < 1:
+        raise TinyLSTMError(f"threads={config.threads} must be >= 1 (omit it for the automatic choice)")
 
 
 def _metrics_dict(ds: SequenceSet, sizes: dict[str, int], scores: dict[str, Scores | None],
@@ -155,6 +181,7 @@ def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: Sequ
     train/val only and ``test_ds`` is the test split.
     """
     _check_config(config)
+    out = check_output_dir(out_dir)
     ds.validate()
     check_sizes(config.cell, ds.num_channels, config.hidden, config.layers, ds.output_size)
     test_frac = 0.0 if test_ds is not None else config.test
@@ -170,11 +197,14 @@ def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: Sequ
     test = PaddedSplit.build(test_ds, norm, target_norm) if len(test_ds) else None
 
     deterministic = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads_for(config))
     try:
         model, history, best_epoch, seconds = _train(train, val, ds.output_size, target_norm, config)
     finally:
         torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
 
     scores = {"train": evaluate(model, train, target_norm), "val": evaluate(model, val, target_norm),
               "test": None if test is None else evaluate(model, test, target_norm)}
@@ -189,7 +219,6 @@ def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: Sequ
                            test_spec=None if test_ds is split_test else test_ds.spec),
         metrics=metrics,
     )
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = save_checkpoint(out / CHECKPOINT_NAME, model, meta)
     metric_name = "accuracy" if ds.task == "classification" else "RMSE"

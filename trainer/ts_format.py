@@ -45,7 +45,7 @@ def _parse_dimension(text: str, missing: str, where: str) -> np.ndarray:
         if missing != "interpolate":
             raise TinyLSTMError(
                 f"{where}, value {int(np.argmax(np.isnan(out))) + 1}: missing value ('?' or NaN); "
-                "fill it in the file or load with missing='interpolate'"
+                "fill it in the file, or pass --missing interpolate (Python: missing='interpolate')"
             )
         out = _fill_missing(out, where)
     return out

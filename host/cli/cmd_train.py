@@ -5,7 +5,7 @@ import argparse
 from typing import Any
 
 from tinylstm.trainer.data import load_dataset, load_test_set
-from tinylstm.trainer.train import TrainConfig, fit
+from tinylstm.trainer.train import SMALL_HIDDEN, TrainConfig, check_output_dir, fit
 
 DEFAULTS = TrainConfig()
 
@@ -36,12 +36,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
     p.add_argument("--forecast", type=int, help="CSV regression: predict the target this many steps ahead")
     p.add_argument("--missing", choices=["error", "interpolate"], help=".ts: how to treat '?' values")
+    p.add_argument("--threads", type=int, help=f"PyTorch intra-op threads (default: 1 up to hidden {SMALL_HIDDEN}, "
+                                                 "where more only wait on a busy machine; PyTorch's default above)")
     p.add_argument("--out", default="runs/latest", help="output directory (default: runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)  # before loading data and training, not after
     options: dict[str, Any] = {
         "window": args.window, "hop": args.hop, "target": args.target, "group": args.group,
         "channels": args.channels.split(",") if args.channels else None,
@@ -51,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         cell=args.cell, hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, clip=args.clip, patience=args.patience, seed=args.seed, val=args.val, test=args.test,
-        progress=not args.quiet,
+        progress=not args.quiet, threads=args.threads,
     )
     print(f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode)"
           + (f", classes {ds.classes}" if ds.classes else ""))
+    print(f"  inputs: {', '.join(ds.channels)}" + (f"; skipped as text: {', '.join(ds.skipped)}" if ds.skipped else ""))
     test_ds = load_test_set(args.test_data, ds) if args.test_data else None
     result = fit(ds, config, args.out, test_ds)
     m = result.metrics
