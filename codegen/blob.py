@@ -118,6 +118,8 @@ def read_header(data: bytes) -> dict[str, Any]:
 
 def _sections(data: bytes, h: dict[str, Any]) -> list[bytes]:
     table_end = HEADER.size + _ENTRY.size * h["sections"]
+    if table_end > h["total"]:
+        raise _err(f"the header says {h['total']} bytes, too few for its section table (truncated file?)")
     sizes = _expected_sizes(h["cell"], h["layers"], h["input"], h["hidden"], h["output"])
     names = list(GLOBAL_SECTIONS) + [f"layer {n} {s}" for n in range(h["layers"]) for s in LAYER_SECTIONS]
     out = []

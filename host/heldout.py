@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from tinylstm.codegen import golden
-from tinylstm.codegen.export import ModelSource, data_splits
+from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import load_int_model
 from tinylstm.trainer.errors import TinyLSTMError
@@ -29,9 +29,8 @@ class HeldOut:
 def load_held_out(export_dir: Path) -> HeldOut:
     """The test split recorded for the export's model (as `tinylstm check` uses it), quantized."""
     m, doc = load_int_model(export_dir)
-    src = ModelSource(**doc["source"])
-    loaded = src.load()
-    _, test = data_splits(loaded, src.data)
+    origin = export_origin(export_dir, doc)
+    _, test = data_splits(origin.loaded, origin.data)
     if not len(test):
         raise TinyLSTMError(f"the held-out split of {export_dir} is empty")
     window = int(m.meta.window or 0) if m.meta.mode == "window" else 0

@@ -98,6 +98,8 @@ def read_sections(blob) -> tuple:
         w = (inp if k == 0 else hid) + hid
         sizes += [g * hid * w, 4 * g * hid, 4 * hid if cell == 1 else 0, 4 * g * hid, g * hid, g * hid]
     table_end = HEADER_SIZE + 8 * nsec
+    if table_end > total:
+        raise _err("header says %d bytes, too few for its section table (truncated file?)" % total)
     secs = []
     for k in range(nsec):
         off, size = _u32(blob, HEADER_SIZE + 8 * k), _u32(blob, HEADER_SIZE + 8 * k + 4)

