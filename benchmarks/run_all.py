@@ -4,6 +4,7 @@
 - bench_host.py: CModel.step / CModel.run vs PyTorch eager
 - bench_firmware_size.py, bench_micropython.py: run if present (owned by the firmware/MicroPython work)
 - bench_link.py: parity throughput over the serial link in QEMU, idle and with CPU hogs
+- bench_train.py: training a small model with 1 and 2 PyTorch threads, idle and busy
 
     python benchmarks/run_all.py [--quick]
 """
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OPTIONAL = ("bench_firmware_size.py", "bench_micropython.py", "bench_link.py")
+OPTIONAL = ("bench_firmware_size.py", "bench_micropython.py", "bench_link.py", "bench_train.py")
 
 
 def main() -> int:

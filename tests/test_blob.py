@@ -1,6 +1,7 @@
 """The .tlm blob: Python round trip, clear errors on bad input, and the C reader bit-exact with the golden."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import struct
 import subprocess
@@ -175,3 +176,39 @@ def test_c_reader_rejects_bad_blob(harness: Path, tmp_path: Path, case: str) -> 
     proc = c_run(harness, bad_blobs(data)[case][0], np.zeros((1, 3), np.int8), tmp_path)
     assert proc.returncode == 3, (proc.returncode, proc.stderr.decode())
     assert b"tl_blob_parse: -5" in proc.stderr
+
+
+def test_damage_with_a_valid_crc_raises_only_the_documented_errors() -> None:
+    """Blobs cut short or with changed header/table bytes whose CRC (and size field) were fixed up, so only
+    the structural checks can catch them: the Python reader raises TinyLSTMError and the MicroPython
+    fallback (under CPython) ValueError, never IndexError or struct.error."""
+    import random
+    import sys
+
+    from tinylstm.host.mpy_runner import FALLBACK_DIR
+
+    sys.path.insert(0, str(FALLBACK_DIR))
+    try:
+        import tinylstm_mpy
+    finally:
+        sys.path.remove(str(FALLBACK_DIR))
+    good = blob.to_blob(random_int_model(np.random.default_rng(9), "gru", 2, 4, 10, 3))
+    rng = random.Random(0)
+    for _ in range(1500):
+        b = bytearray(good)
+        if rng.random() < 0.5:
+            b = b[:max(16, rng.randrange(len(good)))]
+            struct.pack_into("<I", b, 12, len(b))
+        else:
+            for _ in range(rng.randrange(1, 4)):
+                b[rng.randrange(12, 140)] = rng.randrange(256)
+        total = min(struct.unpack_from("<I", b, 12)[0], len(b))
+        struct.pack_into("<I", b, 8, zlib.crc32(bytes(b[12:total])))
+        data = bytes(b)
+        if data == good:
+            continue
+        # a blob that still parses is one whose changed bytes did not matter (reserved fields, padding)
+        with contextlib.suppress(TinyLSTMError):
+            blob.from_blob(data)
+        with contextlib.suppress(ValueError):  # BlobError
+            tinylstm_mpy.Model(data)

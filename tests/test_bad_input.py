@@ -1,0 +1,289 @@
+"""Every bad input, one table: exit code 2, one line on stderr naming the problem and the fix, no traceback,
+and nothing written to the output directory.
+
+Each case builds its damaged input in a fresh directory (a small model trained once on synthetic data
+provides the good files to damage) and names the output directory the command must leave alone.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tinylstm.host.cli.main import main
+from torch import nn
+
+
+@dataclass
+class Case:
+    argv: list[str]
+    message: str  # a fragment of the one-line error
+    untouched: Path  # must not exist after the command, or be unchanged if it did
+    cwd: Path | None = None
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained, exported tiny model: run/model.pt, run/export/, data.npz."""
+    root = tmp_path_factory.mktemp("good")
+    rng = np.random.default_rng(0)
+    y = np.arange(90) % 3
+    x = rng.standard_normal((90, 24, 3)).astype(np.float32) + y[:, None, None]
+    np.savez(root / "data.npz", X=x, y=y)
+    assert main(["train", "--data", str(root / "data.npz"), "--hidden", "8", "--epochs", "2", "--quiet",
+                 "--out", str(root / "run")]) == 0
+    assert main(["export", str(root / "run" / "model.pt"), "--out", str(root / "run" / "export")]) == 0
+    return root
+
+
+def _copy_export(good: Path, tmp: Path) -> Path:
+    shutil.copytree(good / "run" / "export", tmp / "export")
+    return tmp / "export"
+
+
+def _rnn_state_dict(extra: dict[str, torch.Tensor] | None = None, rnn: nn.Module | None = None) -> dict:
+    rnn = rnn or nn.LSTM(3, 20, batch_first=True)
+    sd = {f"rnn.{k}": v for k, v in rnn.state_dict().items()}
+    return {**sd, **(extra or {}), "fc.weight": torch.zeros(3, 20), "fc.bias": torch.zeros(3)}
+
+
+def _user_sd(tmp: Path, good: Path, sd: dict) -> Case:
+    torch.save(sd, tmp / "sd.pt")
+    (tmp / "desc.json").write_text(json.dumps({"classes": ["a", "b", "c"]}))
+    return Case(["export", str(tmp / "sd.pt"), "--description", str(tmp / "desc.json"), "--data",
+                 str(good / "data.npz"), "--out", str(tmp / "out")], "", tmp / "out")
+
+
+def case_truncated_checkpoint(tmp: Path, good: Path) -> Case:
+    data = (good / "run" / "model.pt").read_bytes()
+    (tmp / "t.pt").write_bytes(data[:len(data) // 2])
+    return Case(["export", str(tmp / "t.pt"), "--out", str(tmp / "out")], "is not a readable PyTorch file",
+                tmp / "out")
+
+
+def case_junk_checkpoint(tmp: Path, good: Path) -> Case:
+    (tmp / "junk.pt").write_bytes(np.random.default_rng(1).bytes(3000))
+    return Case(["export", str(tmp / "junk.pt"), "--out", str(tmp / "out")], "corrupt or truncated", tmp / "out")
+
+
+def case_missing_checkpoint(tmp: Path, good: Path) -> Case:
+    return Case(["export", str(tmp / "nope.pt"), "--out", str(tmp / "out")], "does not exist", tmp / "out")
+
+
+def case_truncated_int_model(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    npz = exp / "int_model.npz"
+    npz.write_bytes(npz.read_bytes()[:300])
+    return Case(["check", str(exp)], "int_model.npz, int_model.json) are damaged", exp / "check-report.json")
+
+
+def case_check_a_file(tmp: Path, good: Path) -> Case:
+    (tmp / "some_file").write_text("x")
+    return Case(["check", str(tmp / "some_file")], "is a file, not an export directory", tmp / "check-report.json")
+
+
+def case_check_missing_dir(tmp: Path, good: Path) -> Case:
+    return Case(["check", str(tmp / "nope")], "is missing, not an export directory", tmp / "nope")
+
+
+def case_float_model_deleted(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    (exp / "float_model.npz").unlink()
+    return Case(["check", str(exp)], "float_model.npz is missing", exp / "check-report.json")
+
+
+def case_float_model_replaced(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    z = dict(np.load(exp / "float_model.npz"))
+    z["head_b"] = z["head_b"] + 0.5
+    np.savez(exp / "float_model.npz", **z)  # type: ignore[arg-type]
+    return Case(["check", str(exp)], "is not the float model this export was made from", exp / "check-report.json")
+
+
+def case_data_changed_since_export(tmp: Path, good: Path) -> Case:
+    shutil.copytree(good, tmp / "g")
+    assert main(["export", str(tmp / "g" / "run" / "model.pt"), "--data", str(tmp / "g" / "data.npz"),
+                 "--out", str(tmp / "exp")]) == 0  # pins tmp/g/data.npz
+    z = dict(np.load(tmp / "g" / "data.npz"))
+    z["X"] = z["X"] * 1.5
+    np.savez(tmp / "g" / "data.npz", **z)  # type: ignore[arg-type]
+    return Case(["check", str(tmp / "exp")], "changed since the export", tmp / "exp" / "check-report.json")
+
+
+def case_train_out_is_a_file(tmp: Path, good: Path) -> Case:
+    (tmp / "existing_file").write_text("keep me")
+    return Case(["train", "--data", str(good / "data.npz"), "--epochs", "1", "--hidden", "8", "--out",
+                 str(tmp / "existing_file")], "is a file, not a directory", tmp / "existing_file")
+
+
+def case_train_out_below_a_file(tmp: Path, good: Path) -> Case:
+    (tmp / "f").write_text("keep me")
+    return Case(["train", "--data", str(good / "data.npz"), "--out", str(tmp / "f" / "run")],
+                "is a file, not a directory", tmp / "f")
+
+
+def case_train_zero_threads(tmp: Path, good: Path) -> Case:
+    return Case(["train", "--data", str(good / "data.npz"), "--threads", "0", "--out", str(tmp / "run")],
+                "threads=0 must be >= 1", tmp / "run")
+
+
+def case_layernorm_between_rnn_and_head(tmp: Path, good: Path) -> Case:
+    c = _user_sd(tmp, good, _rnn_state_dict({"norm.weight": torch.ones(20), "norm.bias": torch.zeros(20)}))
+    c.message = "holds norm.weight, norm.bias, which an RNN -> Linear model does not use"
+    return c
+
+
+def case_elman_rnn(tmp: Path, good: Path) -> Case:
+    c = _user_sd(tmp, good, _rnn_state_dict(rnn=nn.RNN(3, 20, batch_first=True)))
+    c.message = "that is an nn.RNN (Elman, tanh/relu), which is not supported"
+    return c
+
+
+def case_rnn_without_bias(tmp: Path, good: Path) -> Case:
+    c = _user_sd(tmp, good, _rnn_state_dict(rnn=nn.LSTM(3, 20, batch_first=True, bias=False)))
+    c.message = "an RNN built with bias=False is not supported"
+    return c
+
+
+def _csv(tmp: Path, bad_row: int, value: str) -> Path:
+    rows = ["a,b,label"] + [f"{k * 0.1:.2f},{(k % 7) * 0.3:.2f},{k % 2}" for k in range(300)]
+    a, _, label = rows[bad_row].split(",")
+    rows[bad_row] = f"{a},{value},{label}"
+    (tmp / "d.csv").write_text("\n".join(rows) + "\n")
+    return tmp / "d.csv"
+
+
+def case_csv_text_in_a_numeric_column(tmp: Path, good: Path) -> Case:
+    return Case(["train", "--data", str(_csv(tmp, 57, "oops")), "--out", str(tmp / "run")],
+                "row 58 column 'b' has 'oops', which is not a number", tmp / "run")  # line 58 of the file
+
+
+def case_csv_empty_cell(tmp: Path, good: Path) -> Case:
+    return Case(["train", "--data", str(_csv(tmp, 120, "")), "--out", str(tmp / "run")],
+                "row 121 column 'b' is empty", tmp / "run")
+
+
+def case_ts_missing_value(tmp: Path, good: Path) -> Case:
+    lines = ["@problemName x", "@timeStamps false", "@missing true", "@univariate true", "@equalLength true",
+             "@seriesLength 4", "@classLabel true a b", "@data", "1,2,3,4:a", "1,?,3,4:b", "4,3,2,1:a", "2,2,2,2:b"]
+    (tmp / "m.ts").write_text("\n".join(lines) + "\n")
+    return Case(["train", "--data", str(tmp / "m.ts"), "--out", str(tmp / "run")], "--missing interpolate",
+                tmp / "run")
+
+
+def case_module_class_defined_in_a_script(tmp: Path, good: Path) -> Case:
+    script = "import torch\nfrom torch import nn\nclass Net(nn.Module):\n    def __init__(self):\n        " \
+             "super().__init__()\n        self.rnn = nn.LSTM(3, 8, batch_first=True)\n        " \
+             "self.fc = nn.Linear(8, 3)\n    def forward(self, x):\n        return self.fc(self.rnn(x)[0])\n" \
+             f"torch.save(Net(), {str(tmp / 'main.pt')!r})\n"
+    (tmp / "train_script.py").write_text(script)
+    import subprocess
+    subprocess.run([sys.executable, str(tmp / "train_script.py")], check=True)
+    return Case(["export", str(tmp / "main.pt"), "--trust-module", "--data", str(good / "data.npz"),
+                 "--description", str(_desc(tmp)), "--out", str(tmp / "out")],
+                "defined in the script that saved it (__main__)", tmp / "out")
+
+
+def _desc(tmp: Path) -> Path:
+    (tmp / "desc.json").write_text(json.dumps({"classes": ["a", "b", "c"]}))
+    return tmp / "desc.json"
+
+
+def case_module_class_not_on_the_path(tmp: Path, good: Path) -> Case:
+    mod = tmp / "lib"
+    mod.mkdir()
+    _write_module(mod, "tl_user_net_elsewhere")
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    return Case(["export", str(mod / "net.pt"), "--trust-module", "--data", str(good / "data.npz"), "--description",
+                 str(_desc(tmp)), "--out", str(tmp / "out")], "run tinylstm from the directory of the module",
+                tmp / "out", cwd=elsewhere)
+
+
+def case_stream_log_suffix(tmp: Path, good: Path) -> Case:
+    return Case(["stream", "--port", "loop://", "--log", str(tmp / "out.txt")], "use a .csv or .jsonl file name",
+                tmp / "out.txt")
+
+
+def case_parity_zero_steps(tmp: Path, good: Path) -> Case:
+    return Case(["parity", str(good / "run" / "export"), "--port", "loop://", "--steps", "0"],
+                "--steps must be positive", tmp / "parity-report.json")
+
+
+def case_user_model_without_data(tmp: Path, good: Path) -> Case:
+    torch.save(_rnn_state_dict(), tmp / "sd.pt")
+    return Case(["export", str(tmp / "sd.pt"), "--description", str(_desc(tmp)), "--out", str(tmp / "out")],
+                "a user model needs real data for calibration: pass --data", tmp / "out")
+
+
+def _write_module(where: Path, name: str) -> None:
+    """A module defining an RNN -> Linear class, and a module pickled from it (net.pt)."""
+    (where / f"{name}.py").write_text(
+        "from torch import nn\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.rnn = nn.LSTM(3, 8, batch_first=True)\n        self.fc = nn.Linear(8, 3)\n"
+        "    def forward(self, x):\n        return self.fc(self.rnn(x)[0])\n")
+    sys.path.insert(0, str(where))
+    try:
+        module = __import__(name)
+        torch.save(module.Net(), where / "net.pt")
+    finally:
+        sys.path.remove(str(where))
+        sys.modules.pop(name, None)
+
+
+CASES: dict[str, Callable[[Path, Path], Case]] = {
+    name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_") and callable(fn)}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_line_exit_2_nothing_written(name: str, good: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    case = CASES[name](tmp_path, good)
+    before = case.untouched.read_bytes() if case.untouched.is_file() else None
+    if case.cwd is not None:
+        monkeypatch.chdir(case.cwd)
+    capsys.readouterr()
+    code = main(case.argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"tinylstm {case.argv[0]}: error: ") and case.message in err, err
+    if before is None:
+        assert not case.untouched.exists(), f"{case.untouched} was written"
+    else:
+        assert case.untouched.read_bytes() == before
+
+
+def test_a_module_next_to_the_working_directory_unpickles(good: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """--trust-module finds a model class defined in a module of the current directory."""
+    _write_module(tmp_path, "tl_user_net_here")
+    monkeypatch.chdir(tmp_path)
+    code = main(["export", "net.pt", "--trust-module", "--data", str(good / "data.npz"), "--description",
+                 str(_desc(tmp_path)), "--out", "out"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "out" / "model.tlm").is_file()
+    assert str(tmp_path) not in sys.path  # the import path is restored
+
+
+def test_every_state_dict_key_must_map_onto_the_model(good: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Any key besides the RNN's and the head's refuses the export, whatever it is called or shaped."""
+    extras = {"norm.weight": torch.ones(20), "embed.weight": torch.zeros(5, 3), "post.bias": torch.zeros(3),
+              "rnn.weight_ih_l1": torch.zeros(80, 20)}  # half a second layer
+    for key, tensor in extras.items():
+        case = _user_sd(tmp_path, good, _rnn_state_dict({key: tensor}))
+        assert main(case.argv) == 2
+        err = capsys.readouterr().err
+        assert key in err or "lacks" in err, err
+        assert not case.untouched.exists()
+    case = _user_sd(tmp_path, good, _rnn_state_dict())  # and the plain model exports
+    assert main(case.argv) == 0

@@ -1,0 +1,159 @@
+"""`tinylstm check` is honest: it proves model.tlm is the exported model (C reader and MicroPython), uses
+the float model the export was made from whatever happened to the original file, and reports naive
+baselines next to float and int8."""
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tinylstm.codegen.blob import to_blob
+from tinylstm.codegen.store import load_int_model
+from tinylstm.host.check import check
+from tinylstm.host.cli.main import main
+from tinylstm.host.mpy_runner import micropython_executable
+
+
+def run_check(capsys: pytest.CaptureFixture[str], export_dir: Path) -> tuple[int, str, dict]:
+    code = main(["check", str(export_dir)])
+    out = capsys.readouterr().out
+    return code, out, json.loads((export_dir / "check-report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("classifier")
+    rng = np.random.default_rng(0)
+    y = np.arange(150) % 3
+    x = rng.standard_normal((150, 24, 3)).astype(np.float32) * 0.5 + y[:, None, None]
+    np.savez(root / "data.npz", X=x, y=y)
+    assert main(["train", "--data", str(root / "data.npz"), "--hidden", "8", "--epochs", "8", "--quiet",
+                 "--out", str(root / "run")]) == 0
+    assert main(["export", str(root / "run" / "model.pt"), "--out", str(root / "export")]) == 0
+    return root
+
+
+@pytest.fixture
+def export_copy(classifier: Path, tmp_path: Path) -> Path:
+    shutil.copytree(classifier / "export", tmp_path / "export")
+    return tmp_path / "export"
+
+
+def test_a_clean_export_passes_with_every_reader(classifier: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, report = run_check(capsys, classifier / "export")
+    assert code == 0, out
+    blob = report["blob"]
+    assert blob["ok"] and blob["same_bytes_as_model"] and blob["c_reader"]["ok"]
+    assert blob["c_reader"]["steps"] >= 10_000
+    if micropython_executable() is not None:
+        assert blob["micropython"]["ok"] and blob["micropython"]["steps"] > 0
+    assert "model.tlm:" in out and "C reader: hash" in out and "OK" in out
+    assert report["float_model"]["made_from_now"] == "unchanged" and not report["warnings"]
+
+
+def _flip(data: bytes, *positions: int) -> bytes:
+    b = bytearray(data)
+    for p in positions:
+        b[p] ^= 0x10
+    return bytes(b)
+
+
+def _small_size_field(data: bytes) -> bytes:
+    """The size field rewritten to 64 bytes and the CRC fixed to match: only the section checks can tell."""
+    b = bytearray(data[:64])
+    struct.pack_into("<I", b, 12, 64)
+    struct.pack_into("<I", b, 8, zlib.crc32(bytes(b[12:64])))
+    return bytes(b)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "two bytes flipped", "size field rewritten",
+                                    "another model's blob"])
+def test_a_damaged_blob_fails(export_copy: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+    tlm = export_copy / "model.tlm"
+    data = tlm.read_bytes()
+    if damage == "deleted":
+        tlm.unlink()
+    elif damage == "truncated":
+        tlm.write_bytes(data[:len(data) // 2])
+    elif damage == "two bytes flipped":
+        tlm.write_bytes(_flip(data, len(data) // 3, 2 * len(data) // 3))
+    elif damage == "size field rewritten":
+        tlm.write_bytes(_small_size_field(data))
+    else:  # a valid blob, of a slightly different model
+        m, _ = load_int_model(export_copy)
+        m.head_b[0] += 1
+        tlm.write_bytes(to_blob(m))
+    code, out, report = run_check(capsys, export_copy)
+    assert code == 1 and "FAIL" in out, out
+    assert not report["blob"]["ok"] and not report["passed"]
+    assert report["bit_exact"]["ok"]  # the C files are fine: only the blob is wrong
+    line = next(x for x in out.splitlines() if x.startswith("  model.tlm:"))
+    assert "FAIL" in line
+    if damage not in ("deleted", "another model's blob"):
+        assert "C reader: FAIL" in line
+        if micropython_executable() is not None:
+            assert "MicroPython: FAIL" in line and "BlobError" in line, line
+
+
+def test_the_original_model_file_moved_or_retrained(classifier: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The export carries its float model: moving model.pt changes nothing, retraining into the same path
+    is noticed and does not change what check compares against."""
+    shutil.copytree(classifier / "run", tmp_path / "run")
+    assert main(["export", str(tmp_path / "run" / "model.pt"), "--data", str(classifier / "data.npz"),
+                 "--out", str(tmp_path / "export")]) == 0
+    capsys.readouterr()
+    code, _, first = run_check(capsys, tmp_path / "export")
+    assert code == 0
+    (tmp_path / "run" / "model.pt").rename(tmp_path / "moved.pt")
+    code, out, report = run_check(capsys, tmp_path / "export")
+    assert code == 0 and report["float_model"]["made_from_now"] == "gone"
+    assert report["quality"] == first["quality"]
+    assert "is gone: check used the float model stored in the export" in out
+    assert main(["train", "--data", str(classifier / "data.npz"), "--hidden", "8", "--epochs", "2", "--seed", "5",
+                 "--quiet", "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    code, out, report = run_check(capsys, tmp_path / "export")
+    assert code == 0 and report["float_model"]["made_from_now"] == "changed since export"
+    assert report["quality"] == first["quality"]  # the same float model as at export time
+    assert "WARNING: the model file" in out
+
+
+def test_classification_baseline_in_text_and_json(classifier: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, report = run_check(capsys, classifier / "export")
+    base = report["baselines"]
+    assert base["majority_class"] in ("0", "1", "2") and 20 < base["majority_accuracy_pct"] < 50
+    assert base["beaten"] and "baseline: always" in out
+
+
+def _series_csv(path: Path, n: int = 3000) -> None:
+    """A slow random walk: predicting the last value is hard to beat."""
+    rng = np.random.default_rng(2)
+    walk = np.cumsum(rng.standard_normal(n) * 0.1) + 5.0
+    other = np.sin(np.arange(n) / 30.0)
+    path.write_text("level,other\n" + "\n".join(f"{a:.5f},{b:.5f}" for a, b in zip(walk, other, strict=True)) + "\n")
+
+
+def test_regression_baselines_and_the_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _series_csv(tmp_path / "walk.csv")
+    assert main(["train", "--data", str(tmp_path / "walk.csv"), "--target", "level", "--forecast", "4", "--window",
+                 "32", "--hidden", "8", "--epochs", "2", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    assert main(["export", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "export")]) == 0
+    capsys.readouterr()
+    main(["check", str(tmp_path / "export"), "--max-rmse-increase", "100"])
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "export" / "check-report.json").read_text())
+    base = report["baselines"]
+    assert base["persistence_lag"] == 4 and base["persistence_rmse"] > 0 and base["mean_rmse"] > 0
+    same = base["model_rmse_same_steps"]
+    beats_persistence = min(same["float"], same["int8"]) < base["persistence_rmse"]
+    warned = any("does not beat persistence" in w for w in report["warnings"])
+    assert warned == (not beats_persistence)
+    assert f"persistence (4 step(s) back) RMSE {base['persistence_rmse']:.5g}" in out
+    assert ("WARNING: the model does not beat persistence" in out) == warned
+    as_json = check(tmp_path / "export")
+    assert as_json["baselines"] == base
