@@ -4,6 +4,7 @@ Byte layout: docs/model-blob.md. The C reader is csrc/tl_blob.c (``tl_blob_parse
 MicroPython reader is firmware/micropython/tinylstm_mpy.py. Every array starts on a 4-byte
 boundary, so C (and MicroPython's viper) point into the blob instead of copying it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,19 +14,39 @@ import zlib
 from typing import Any
 
 import numpy as np
-from tinylstm.codegen.quantize import BIAS_LIMIT, KERNEL_VERSION, Calibration, IntLayer, IntModel
-from tinylstm.codegen.spec import GATES, MAX_HIDDEN, MAX_INPUT, MAX_LAYERS, ModelMeta
-from tinylstm.trainer.errors import TinyLSTMError
 
-MAGIC = b"TLM1"
-FORMAT_VERSION = 1
+from tinylstm.codegen.cells import by_code, cell_type
+from tinylstm.codegen.contract import (
+    BIAS_LIMIT,
+    BLOB_FORMAT_VERSION,
+    BLOB_HEADER_SIZE,
+    BLOB_MAGIC,
+    KERNEL_VERSION,
+    MAX_HIDDEN,
+    MAX_INPUT,
+    MAX_LAYERS,
+    TABLE_SIZE,
+)
+from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
+from tinylstm.codegen.spec import ModelMeta
+from tinylstm.errors import TinyLSTMError
+
 # magic, format version, kernel version, crc32, total size, model hash, cell, layers,
 # section count, input, hidden, output, reserved, cell_frac[4], section table offset
 HEADER = struct.Struct("<4sHHIIIBBHHHHH4bI")
+assert HEADER.size == BLOB_HEADER_SIZE
 CRC_START = 12  # the CRC covers bytes [CRC_START, total_size)
-GLOBAL_SECTIONS = ("act_table", "input_mean", "input_mul", "head_w", "head_b", "head_mult", "head_shift", "meta")
-LAYER_SECTIONS = ("weights", "bias", "bias_hn", "mult", "shift", "align")
-CELLS = ("lstm", "gru")
+GLOBAL_SECTIONS = (
+    "act_table",
+    "input_mean",
+    "input_mul",
+    "head_w",
+    "head_b",
+    "head_mult",
+    "head_shift",
+    "meta",
+)
+LAYER_SECTIONS = ("weights", "bias", "bias_hn", "mult", "shift", "scale_exp")
 _ENTRY = struct.Struct("<II")
 _FIX = "regenerate the blob from the model with tinylstm.codegen.blob.to_blob"
 
@@ -35,28 +56,45 @@ def _align(n: int) -> int:
 
 
 def _meta_json(m: IntModel) -> bytes:
-    doc = {"meta": dataclasses.asdict(m.meta), "calibration": dataclasses.asdict(m.calibration),
-           "output_scale": float(m.output_scale), "input_scale": float(m.input_scale)}
+    doc = {
+        "meta": dataclasses.asdict(m.meta),
+        "calibration": dataclasses.asdict(m.calibration),
+        "output_scale": float(m.output_scale),
+        "input_scale": float(m.input_scale),
+    }
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _arrays(m: IntModel) -> list[bytes]:
     """Section payloads in table order: the globals, then five per layer."""
-    out = [m.act_table.astype("<i2").tobytes(), m.input_mean.astype("<f4").tobytes(),
-           m.input_mul.astype("<f4").tobytes(), m.head_w.astype("<i1").tobytes(),
-           m.head_b.astype("<i4").tobytes(), m.head_mult.astype("<i4").tobytes(),
-           m.head_shift.astype("<i1").tobytes(), _meta_json(m)]
+    out = [
+        m.act_table.astype("<i2").tobytes(),
+        m.input_mean.astype("<f4").tobytes(),
+        m.input_mul.astype("<f4").tobytes(),
+        m.head_w.astype("<i1").tobytes(),
+        m.head_b.astype("<i4").tobytes(),
+        m.head_mult.astype("<i4").tobytes(),
+        m.head_shift.astype("<i1").tobytes(),
+        _meta_json(m),
+    ]
     for L in m.layers:
-        out += [L.weights.astype("<i1").tobytes(), L.bias.astype("<i4").tobytes(),
-                b"" if L.bias_hn is None else L.bias_hn.astype("<i4").tobytes(),
-                L.mult.astype("<i4").tobytes(), L.shift.astype("<i1").tobytes(), L.align.astype("<i1").tobytes()]
+        out += [
+            L.weights.astype("<i1").tobytes(),
+            L.bias.astype("<i4").tobytes(),
+            b"" if L.bias_hn is None else L.bias_hn.astype("<i4").tobytes(),
+            L.mult.astype("<i4").tobytes(),
+            L.shift.astype("<i1").tobytes(),
+            L.scale_exp.astype("<i1").tobytes(),
+        ]
     return out
 
 
 def to_blob(m: IntModel) -> bytes:
     """Serialise ``m`` to the ``.tlm`` format (little-endian, 4-byte aligned, CRC-32 checked)."""
     if m.num_layers > MAX_LAYERS:
-        raise TinyLSTMError(f"{m.num_layers} layers do not fit a blob (at most {MAX_LAYERS}): re-export the model")
+        raise TinyLSTMError(
+            f"{m.num_layers} layers do not fit a blob (at most {MAX_LAYERS}): re-export the model"
+        )
     sections = _arrays(m)
     table_off = HEADER.size
     pos = _align(table_off + _ENTRY.size * len(sections))
@@ -68,8 +106,23 @@ def to_blob(m: IntModel) -> bytes:
     fracs = [L.cell_frac for L in m.layers] + [0] * (4 - m.num_layers)
     table = b"".join(entries)
     table += bytes(_align(table_off + len(table)) - table_off - len(table))
-    head = HEADER.pack(MAGIC, FORMAT_VERSION, KERNEL_VERSION, 0, pos, m.model_hash, CELLS.index(m.cell),
-                       m.num_layers, len(sections), m.input_size, m.hidden_size, m.output_size, 0, *fracs, table_off)
+    head = HEADER.pack(
+        BLOB_MAGIC,
+        BLOB_FORMAT_VERSION,
+        KERNEL_VERSION,
+        0,
+        pos,
+        m.model_hash,
+        cell_type(m.cell).code,
+        m.num_layers,
+        len(sections),
+        m.input_size,
+        m.hidden_size,
+        m.output_size,
+        0,
+        *fracs,
+        table_off,
+    )
     blob = bytearray(head + table + body)
     struct.pack_into("<I", blob, 8, zlib.crc32(blob[CRC_START:]) & 0xFFFFFFFF)
     return bytes(blob)
@@ -81,11 +134,19 @@ def _err(problem: str) -> TinyLSTMError:
 
 def _expected_sizes(cell: str, layers: int, inp: int, hid: int, out: int) -> list[int | None]:
     """Byte size of every section (None: any size, the metadata JSON)."""
-    G = GATES[cell]
-    sizes: list[int | None] = [257 * 2, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
+    c = cell_type(cell)
+    G = c.gates
+    sizes: list[int | None] = [2 * TABLE_SIZE, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
     for n in range(layers):
         width = inp if n == 0 else hid
-        sizes += [G * hid * (width + hid), 4 * G * hid, 4 * hid if cell == "gru" else 0, 4 * G * hid, G * hid, G * hid]
+        sizes += [
+            G * hid * (width + hid),
+            4 * G * hid,
+            4 * hid if c.bias_hn else 0,
+            4 * G * hid,
+            G * hid,
+            G * hid,
+        ]
     return sizes
 
 
@@ -93,12 +154,14 @@ def read_header(data: bytes) -> dict[str, Any]:
     """Check the header, size and CRC of a blob; return its header fields."""
     if len(data) < HEADER.size:
         raise _err(f"{len(data)} bytes is shorter than the {HEADER.size}-byte header (truncated file?)")
-    (magic, fmt, kver, crc, total, mhash, cell, layers, nsec, inp, hid, out, _reserved, *rest) = HEADER.unpack_from(data)
+    (magic, fmt, kver, crc, total, mhash, cell, layers, nsec, inp, hid, out, _reserved, *rest) = (
+        HEADER.unpack_from(data)
+    )
     fracs, table_off = rest[:4], rest[4]
-    if magic != MAGIC:
-        raise _err(f"magic is {magic!r}, expected {MAGIC!r} (not a .tlm file)")
-    if fmt != FORMAT_VERSION:
-        raise _err(f"format version {fmt}, this TinyLSTM reads version {FORMAT_VERSION}")
+    if magic != BLOB_MAGIC:
+        raise _err(f"magic is {magic!r}, expected {BLOB_MAGIC!r} (not a .tlm file)")
+    if fmt != BLOB_FORMAT_VERSION:
+        raise _err(f"format version {fmt}, this TinyLSTM reads version {BLOB_FORMAT_VERSION}")
     if kver != KERNEL_VERSION:
         raise _err(f"kernel version {kver}, this TinyLSTM runs kernel version {KERNEL_VERSION}")
     if total < HEADER.size or total > len(data):
@@ -106,14 +169,24 @@ def read_header(data: bytes) -> dict[str, Any]:
     actual = zlib.crc32(data[CRC_START:total]) & 0xFFFFFFFF
     if actual != crc:
         raise _err(f"CRC-32 is {actual:08x}, the header says {crc:08x} (corrupted file)")
-    if cell >= len(CELLS):
+    cell_t = by_code(cell)
+    if cell_t is None:
         raise _err(f"unknown cell type {cell}")
     if not (1 <= layers <= MAX_LAYERS and 1 <= hid <= MAX_HIDDEN and 1 <= inp <= MAX_INPUT and out >= 1):
         raise _err(f"unsupported shape: {layers} layers, input {inp}, hidden {hid}, output {out}")
     if nsec != len(GLOBAL_SECTIONS) + len(LAYER_SECTIONS) * layers or table_off != HEADER.size:
         raise _err(f"section table ({nsec} entries at offset {table_off}) does not match {layers} layers")
-    return {"cell": CELLS[cell], "layers": layers, "input": inp, "hidden": hid, "output": out,
-            "hash": mhash, "cell_frac": list(fracs[:layers]), "total": total, "sections": nsec}
+    return {
+        "cell": cell_t.name,
+        "layers": layers,
+        "input": inp,
+        "hidden": hid,
+        "output": out,
+        "hash": mhash,
+        "cell_frac": list(fracs[:layers]),
+        "total": total,
+        "sections": nsec,
+    }
 
 
 def _sections(data: bytes, h: dict[str, Any]) -> list[bytes]:
@@ -123,13 +196,13 @@ def _sections(data: bytes, h: dict[str, Any]) -> list[bytes]:
     sizes = _expected_sizes(h["cell"], h["layers"], h["input"], h["hidden"], h["output"])
     names = list(GLOBAL_SECTIONS) + [f"layer {n} {s}" for n in range(h["layers"]) for s in LAYER_SECTIONS]
     out = []
-    for k, (name, want) in enumerate(zip(names, sizes)):
+    for k, (name, want) in enumerate(zip(names, sizes, strict=True)):
         off, size = _ENTRY.unpack_from(data, HEADER.size + _ENTRY.size * k)
         if want is not None and size != want:
             raise _err(f"section {name} has {size} bytes, expected {want}")
         if off % 4 or off < table_end or off + size > h["total"]:
             raise _err(f"section {name} at offset {off} (+{size}) is misaligned or outside the blob")
-        out.append(data[off:off + size])
+        out.append(data[off : off + size])
     return out
 
 
@@ -153,19 +226,43 @@ def from_blob(data: bytes) -> IntModel:
     layers = []
     for n in range(h["layers"]):
         per = len(LAYER_SECTIONS)
-        w, b, bhn, mult, shift, align = secs[8 + per * n: 8 + per * (n + 1)]
+        w, b, bhn, mult, shift, scale_exp = secs[8 + per * n : 8 + per * (n + 1)]
         width = inp if n == 0 else hid
-        layers.append(IntLayer(width, hid, arr(w, "<i1", (GATES[h["cell"]] * hid, width + hid)), arr(b, "<i4"),
-                               arr(bhn, "<i4") if h["cell"] == "gru" else None, arr(mult, "<i4"),
-                               arr(shift, "<i1"), int(h["cell_frac"][n]), arr(align, "<i1")))
-    m = IntModel(cell=h["cell"], layers=layers, head_w=arr(secs[3], "<i1", (out, hid)), head_b=arr(secs[4], "<i4"),
-                 head_mult=arr(secs[5], "<i4"), head_shift=arr(secs[6], "<i1"), output_scale=output_scale,
-                 input_mean=arr(secs[1], "<f4"), input_mul=arr(secs[2], "<f4"), input_scale=input_scale,
-                 act_table=arr(secs[0], "<i2"), meta=meta, calibration=cal)
+        c = cell_type(h["cell"])
+        layers.append(
+            IntLayer(
+                width,
+                hid,
+                arr(w, "<i1", (c.gates * hid, width + hid)),
+                arr(b, "<i4"),
+                arr(bhn, "<i4") if c.bias_hn else None,
+                arr(mult, "<i4"),
+                arr(shift, "<i1"),
+                int(h["cell_frac"][n]),
+                arr(scale_exp, "<i1"),
+            )
+        )
+    m = IntModel(
+        cell=h["cell"],
+        layers=layers,
+        head_w=arr(secs[3], "<i1", (out, hid)),
+        head_b=arr(secs[4], "<i4"),
+        head_mult=arr(secs[5], "<i4"),
+        head_shift=arr(secs[6], "<i1"),
+        output_scale=output_scale,
+        input_mean=arr(secs[1], "<f4"),
+        input_mul=arr(secs[2], "<f4"),
+        input_scale=input_scale,
+        act_table=arr(secs[0], "<i2"),
+        meta=meta,
+        calibration=cal,
+    )
     biases = [m.head_b] + [b for L in layers for b in (L.bias, L.bias_hn) if b is not None]
     if any(np.any(np.abs(b.astype(np.int64)) > BIAS_LIMIT) for b in biases):
-        raise _err("a bias exceeds 2^30 in magnitude (the kernel's accumulator bound)")
-    if not (np.all(np.isfinite(m.input_mean)) and np.all(np.isfinite(m.input_mul)) and np.all(m.input_mul > 0)):
+        raise _err(f"a bias exceeds {BIAS_LIMIT} (2^30) in magnitude (the kernel's accumulator bound)")
+    if not (
+        np.all(np.isfinite(m.input_mean)) and np.all(np.isfinite(m.input_mul)) and np.all(m.input_mul > 0)
+    ):
         raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
     if m.model_hash != h["hash"]:
         raise _err(f"model hash {h['hash']:08x} in the header, but the arrays hash to {m.model_hash:08x}")

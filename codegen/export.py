@@ -1,4 +1,5 @@
 """The export pipeline: float model + real data -> calibrated integer model -> C files + report."""
+
 from __future__ import annotations
 
 import json
@@ -6,15 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.emit_c import EmittedC, Layout, emit_c
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
 from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.checkpoint import CheckpointMeta, load_splits_from_meta
 from tinylstm.trainer.data import load_dataset, split
-from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.sequence_set import SequenceSet
 
 SPLIT_SEED = 0  # user models: the split of --data into calibration and held-out parts
@@ -31,11 +33,16 @@ class ModelSource:
 
     def resolved(self) -> ModelSource:
         """The same source with file paths made absolute (data may also be a dataset name)."""
+
         def absolute(p: str | None) -> str | None:
             return str(Path(p).resolve()) if p and Path(p).exists() else p
 
-        return ModelSource(str(Path(self.model).resolve()), absolute(self.data), absolute(self.description),
-                           self.trust_module)
+        return ModelSource(
+            str(Path(self.model).resolve()),
+            absolute(self.data),
+            absolute(self.description),
+            self.trust_module,
+        )
 
     def load(self) -> LoadedModel:
         return load_model(self.model, self.description, self.trust_module)
@@ -43,7 +50,7 @@ class ModelSource:
 
 def data_files(loaded: LoadedModel, data: str | None) -> list[Path]:
     """The files the calibration and held-out data are read from (none for a built-in dataset)."""
-    specs = [data] if data else []
+    specs: list[str | None] = [data] if data else []
     if loaded.checkpoint is not None:
         specs = [data or loaded.checkpoint.dataset.spec, loaded.checkpoint.dataset.test_spec]
     return [Path(s).resolve() for s in specs if s and Path(s).is_file()]
@@ -56,13 +63,17 @@ def data_splits(loaded: LoadedModel, data: str | None) -> tuple[SequenceSet, Seq
         train, _, test = load_splits_from_meta(loaded.checkpoint, data)
     else:
         if not data:
-            raise TinyLSTMError("a user model needs real data for calibration: pass --data PATH (.ts, .csv or .npz)")
+            raise TinyLSTMError(
+                "a user model needs real data for calibration: pass --data PATH (.ts, .csv or .npz)"
+            )
         ds = load_dataset(data)
         train, _, test = split(ds, val=0.0, test=0.3, seed=SPLIT_SEED)
     fm = loaded.float_model
     if train.num_channels != fm.input_size:
-        raise TinyLSTMError(f"the data has {train.num_channels} channels but the model takes {fm.input_size}: "
-                            "pass the data the model was trained on")
+        raise TinyLSTMError(
+            f"the data has {train.num_channels} channels but the model takes {fm.input_size}: "
+            "pass the data the model was trained on"
+        )
     return train, test
 
 
@@ -82,7 +93,7 @@ class ExportResult:
     report: dict
 
 
-def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layout = "s8") -> ExportResult:
+def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layout = "w8") -> ExportResult:
     loaded = source.load()
     fm = loaded.float_model
     train, _ = data_splits(loaded, source.data)
@@ -90,25 +101,52 @@ def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layo
     m = quantize(fm, cal)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = emit_c(m, out_dir, name, layout)
-    weight_bytes = sum((2 if layout == "s16" else 1) * L.weights.size + 4 * (L.bias.size + L.mult.size) + L.shift.size + L.align.size
-                       + (4 * L.bias_hn.size if L.bias_hn is not None else 0) for L in m.layers)
+    weight_bytes = sum(
+        (2 if layout == "w16" else 1) * L.weights.size
+        + 4 * (L.bias.size + L.mult.size)
+        + L.shift.size
+        + L.scale_exp.size
+        + (4 * L.bias_hn.size if L.bias_hn is not None else 0)
+        for L in m.layers
+    )
     head_bytes = m.head_w.size + 4 * (m.head_b.size + m.head_mult.size) + m.head_shift.size
     report = {
-        "name": name, "hash": f"0x{m.model_hash:08x}", "layout": layout, "cell": m.cell, "layers": m.num_layers,
-        "input_size": m.input_size, "hidden_size": m.hidden_size, "output_size": m.output_size,
-        "task": fm.meta.task, "mode": fm.meta.mode, "window": fm.meta.window, "classes": fm.meta.classes,
+        "name": name,
+        "hash": f"0x{m.model_hash:08x}",
+        "layout": layout,
+        "cell": m.cell,
+        "layers": m.num_layers,
+        "input_size": m.input_size,
+        "hidden_size": m.hidden_size,
+        "output_size": m.output_size,
+        "task": fm.meta.task,
+        "mode": fm.meta.mode,
+        "window": fm.meta.window,
+        "classes": fm.meta.classes,
         "model_data_bytes": weight_bytes + head_bytes + 2 * m.act_table.size + 8 * m.input_size,
         "state_bytes": 3 * m.num_layers * m.hidden_size + m.hidden_size,
-        "calibration": {"steps": cal.steps, "input_absmax": cal.input_absmax, "cell_absmax": cal.cell_absmax,
-                        "output_absmax": cal.output_absmax, "sequences": len(train)},
-        "cell_frac": [L.cell_frac for L in m.layers], "input_scale": m.input_scale, "output_scale": m.output_scale,
+        "calibration": {
+            "steps": cal.steps,
+            "input_absmax": cal.input_absmax,
+            "cell_absmax": cal.cell_absmax,
+            "output_absmax": cal.output_absmax,
+            "sequences": len(train),
+        },
+        "cell_frac": [L.cell_frac for L in m.layers],
+        "input_scale": m.input_scale,
+        "output_scale": m.output_scale,
         "files": [files.header.name, files.source.name, "model.tlm", FLOAT_NPZ],
     }
     model_file = Path(source.model).resolve()
     pins = {
-        "source": source.resolved().__dict__, "name": name,
-        "float_model": {"file": FLOAT_NPZ, "sha256": save_float_model(fm, out_dir), "from": str(model_file),
-                        "from_sha256": sha256_file(model_file)},
+        "source": source.resolved().__dict__,
+        "name": name,
+        "float_model": {
+            "file": FLOAT_NPZ,
+            "sha256": save_float_model(fm, out_dir),
+            "from": str(model_file),
+            "from_sha256": sha256_file(model_file),
+        },
         "checkpoint": loaded.checkpoint.to_dict() if loaded.checkpoint is not None else None,
         "data_files": [{"path": str(f), "sha256": sha256_file(f)} for f in data_files(loaded, source.data)],
     }
@@ -134,19 +172,30 @@ def export_origin(export_dir: Path, doc: dict, data: str | None = None) -> Expor
     it, a data file that changed since the export is refused, so numbers are never about other data.
     """
     fm = load_float_model(export_dir, doc)
-    checkpoint = CheckpointMeta.from_dict(doc["checkpoint"], str(export_dir)) if doc.get("checkpoint") else None
+    checkpoint = (
+        CheckpointMeta.from_dict(doc["checkpoint"], str(export_dir)) if doc.get("checkpoint") else None
+    )
     loaded = LoadedModel(fm, checkpoint, export_dir / FLOAT_NPZ)
     if data is None:
         for pin in doc.get("data_files", []):
             f = Path(pin["path"])
             if not f.is_file():
-                raise TinyLSTMError(f"the data {f} this export was made from is gone: pass --data NEW_PATH (the same "
-                                    "data, moved) to rebuild its held-out split")
+                raise TinyLSTMError(
+                    f"the data {f} this export was made from is gone: pass --data NEW_PATH (the same "
+                    "data, moved) to rebuild its held-out split"
+                )
             if sha256_file(f) != pin["sha256"]:
-                raise TinyLSTMError(f"the data {f} changed since the export (SHA-256 differs): export again, or pass "
-                                    f"--data {f} to evaluate on the changed file anyway")
+                raise TinyLSTMError(
+                    f"the data {f} changed since the export (SHA-256 differs): export again, or pass "
+                    f"--data {f} to evaluate on the changed file anyway"
+                )
         data = doc["source"].get("data")
     origin = Path(doc["float_model"]["from"])
-    status = ("gone" if not origin.is_file() else
-              "unchanged" if sha256_file(origin) == doc["float_model"]["from_sha256"] else "changed since export")
+    status = (
+        "gone"
+        if not origin.is_file()
+        else "unchanged"
+        if sha256_file(origin) == doc["float_model"]["from_sha256"]
+        else "changed since export"
+    )
     return ExportOrigin(loaded, data, status)

@@ -1,24 +1,27 @@
 """numpy golden reference of the integer kernel: bit-exact with csrc/, batched over streams.
 
-Built only from ``codegen.qmath``; the C kernel must reproduce every output and every
-state word of :func:`step`, step for step.
+Built only from ``codegen.qmath`` and the cells' integer steps (``codegen.cells``); the C kernel must
+reproduce every output and every state word of :func:`step`, step for step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
 from tinylstm.codegen import qmath
+from tinylstm.codegen.cells import cell_type
 from tinylstm.codegen.quantize import IntLayer, IntModel
-from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.errors import TinyLSTMError
 
 
 @dataclass
 class GoldenState:
-    """Recurrent state of ``B`` independent streams: h int8 Q0.7, c int16 (LSTM)."""
+    """Recurrent state of ``B`` independent streams: h int8 Q0.7, c int16 (cells with a cell state)."""
 
     h: np.ndarray  # int64 [B, L, H]
-    c: np.ndarray  # int64 [B, L, H]; zeros for GRU
+    c: np.ndarray  # int64 [B, L, H]; zeros for cells without a cell state
 
     @classmethod
     def zeros(cls, model: IntModel, batch: int) -> GoldenState:
@@ -44,63 +47,31 @@ def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
 def _gates(layer: IntLayer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Input-side and recurrent-side accumulators of every row, aligned to one scale: [B, G*H] each."""
     w = layer.weights.astype(np.int64)
-    a = layer.align.astype(np.int64)
-    return ((x @ w[:, : layer.input_size].T) << np.maximum(a, 0),
-            (h @ w[:, layer.input_size:].T) << np.maximum(-a, 0))
-
-
-def _lstm(layer: IntLayer, table: np.ndarray, x: np.ndarray, h: np.ndarray, c: np.ndarray):
-    H = layer.hidden_size
-    acc_x, acc_h = _gates(layer, x, h)
-    pre = qmath.sat(qmath.requantize(acc_x + acc_h + layer.bias, layer.mult, layer.shift), 16)
-    i = qmath.sigmoid_q15(pre[:, :H], table)
-    f = qmath.sigmoid_q15(pre[:, H:2 * H], table)
-    g = qmath.tanh_q15(pre[:, 2 * H:3 * H], table)
-    o = qmath.sigmoid_q15(pre[:, 3 * H:], table)
-    ig = qmath.rshift_round(i * g, qmath.Q15 - layer.cell_frac)
-    c_new = qmath.sat(qmath.rshift_round(f * c + ig, qmath.Q15), 16)
-    t = qmath.tanh_q15(qmath.cell_to_q12(c_new, layer.cell_frac), table)
-    h_new = qmath.sat(qmath.rshift_round(o * t, 2 * qmath.Q15 - qmath.HIDDEN_FRAC), 8)
-    return h_new, c_new
-
-
-def _gru(layer: IntLayer, table: np.ndarray, x: np.ndarray, h: np.ndarray):
-    H = layer.hidden_size
-    assert layer.bias_hn is not None
-    acc_x, acc_h = _gates(layer, x, h)
-    rz = qmath.sat(
-        qmath.requantize(acc_x[:, :2 * H] + acc_h[:, :2 * H] + layer.bias[:2 * H],
-                         layer.mult[:2 * H], layer.shift[:2 * H]), 16)
-    r = qmath.sigmoid_q15(rz[:, :H], table)
-    z = qmath.sigmoid_q15(rz[:, H:], table)
-    mult, shift = layer.mult[2 * H:], layer.shift[2 * H:]
-    nx = qmath.sat(qmath.requantize(acc_x[:, 2 * H:] + layer.bias[2 * H:], mult, shift), 16)
-    nh = qmath.sat(qmath.requantize(acc_h[:, 2 * H:] + layer.bias_hn, mult, shift), 16)
-    n = qmath.tanh_q15(qmath.sat(nx + qmath.rshift_round(r * nh, qmath.Q15), 16), table)
-    h15 = h << (qmath.Q15 - qmath.HIDDEN_FRAC)
-    h_new15 = n + qmath.rshift_round(z * (h15 - n), qmath.Q15)
-    return qmath.sat(qmath.rshift_round(h_new15, qmath.Q15 - qmath.HIDDEN_FRAC), 8)
+    e = layer.scale_exp.astype(np.int64)
+    return (
+        (x @ w[:, : layer.input_size].T) << np.maximum(e, 0),
+        (h @ w[:, layer.input_size :].T) << np.maximum(-e, 0),
+    )
 
 
 def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
     """One step of every stream: ``xq`` int8 [B, I] -> outputs int16 [B, O]; updates ``state``."""
     table = model.act_table.astype(np.int64)
+    cell = cell_type(model.cell)
     inp = np.asarray(xq, dtype=np.int64)
     for n, layer in enumerate(model.layers):
-        h = state.h[:, n]
-        if model.cell == "lstm":
-            h_new, c_new = _lstm(layer, table, inp, h, state.c[:, n])
-            state.c[:, n] = c_new
-        else:
-            h_new = _gru(layer, table, inp, h)
+        h = state.h[:, n].astype(np.int64)
+        h_new, c_new = cell.int_step(layer, table, *_gates(layer, inp, h), h, state.c[:, n].astype(np.int64))
         state.h[:, n] = h_new
+        state.c[:, n] = c_new
         inp = h_new
     acc = inp @ model.head_w.astype(np.int64).T + model.head_b
     return qmath.sat(qmath.requantize(acc, model.head_mult, model.head_shift), 16)
 
 
-def run(model: IntModel, xq: np.ndarray, state: GoldenState | None = None,
-        trace: bool = False) -> tuple[np.ndarray, GoldenState, dict[str, np.ndarray]]:
+def run(
+    model: IntModel, xq: np.ndarray, state: GoldenState | None = None, trace: bool = False
+) -> tuple[np.ndarray, GoldenState, dict[str, np.ndarray]]:
     """Run int8 sequences ``xq`` [B, T, I]; returns outputs int16 [B, T, O], the final state,
     and with ``trace`` the state after every step (``h``/``c`` [B, T, L, H])."""
     xq = np.asarray(xq)
@@ -116,7 +87,7 @@ def run(model: IntModel, xq: np.ndarray, state: GoldenState | None = None,
         if hs is not None and cs is not None:
             hs[:, t] = state.h
             cs[:, t] = state.c
-    traces = {"h": hs, "c": cs} if hs is not None and cs is not None else {}
+    traces: dict[str, np.ndarray] = {"h": hs, "c": cs} if hs is not None and cs is not None else {}
     return ys, state, traces
 
 

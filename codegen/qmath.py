@@ -3,16 +3,37 @@
 Every function works on int64 numpy arrays (or Python ints) and mirrors, operation for
 operation, ``csrc/tl_qmath.h``. docs/integer-contract.md gives the formulas.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-Q12 = 12  # gate pre-activations are int16 Q3.12
-Q15 = 15  # activations (sigmoid, tanh) are int16 Q0.15
-HIDDEN_FRAC = 7  # the hidden state is int8 Q0.7
-TABLE_SIZE = 257  # tanh table: 256 segments of 256 Q3.12 steps over [-8, 8]
+from tinylstm.codegen.contract import (
+    HIDDEN_FRAC,
+    Q12,
+    Q15,
+    SHIFT_MAX,
+    SHIFT_MIN,
+    TABLE_SEGMENT_BITS,
+    TABLE_SIZE,
+)
+
+__all__ = [
+    "HIDDEN_FRAC",
+    "Q12",
+    "Q15",
+    "TABLE_SIZE",
+    "cell_to_q12",
+    "make_tanh_table",
+    "quantize_multiplier",
+    "requantize",
+    "rshift_round",
+    "sat",
+    "sigmoid_q15",
+    "tanh_q15",
+]
 
 IntArray = np.ndarray
 
@@ -36,18 +57,19 @@ def requantize(acc: IntArray, mult: IntArray, shift: IntArray) -> IntArray:
 
 
 def make_tanh_table() -> IntArray:
-    """tanh sampled at x = -8 + k/16 (k = 0..256), in Q0.15, saturated to int16."""
-    xs = -8.0 + np.arange(TABLE_SIZE, dtype=np.float64) / 16.0
-    return sat(np.round(np.tanh(xs) * 32768.0).astype(np.int64), 16)
+    """tanh sampled at x = -8 + k/16 (k = 0..TABLE_SIZE-1), in Q0.15, saturated to int16."""
+    step = (1 << TABLE_SEGMENT_BITS) / (1 << Q12)  # a segment in real units: 1/16
+    xs = -8.0 + np.arange(TABLE_SIZE, dtype=np.float64) * step
+    return sat(np.round(np.tanh(xs) * (1 << Q15)).astype(np.int64), 16)
 
 
 def tanh_q15(x: IntArray, table: IntArray) -> IntArray:
     """tanh of a Q3.12 int16 input, Q0.15 output, by linear interpolation in ``table``."""
     u = np.asarray(x, dtype=np.int64) + 32768
-    idx = u >> 8
-    frac = u & 255
+    idx = u >> TABLE_SEGMENT_BITS
+    frac = u & ((1 << TABLE_SEGMENT_BITS) - 1)
     t0 = table[idx]
-    return t0 + (((table[idx + 1] - t0) * frac + 128) >> 8)
+    return t0 + (((table[idx + 1] - t0) * frac + (1 << (TABLE_SEGMENT_BITS - 1))) >> TABLE_SEGMENT_BITS)
 
 
 def sigmoid_q15(x: IntArray, table: IntArray) -> IntArray:
@@ -65,7 +87,7 @@ def cell_to_q12(c: IntArray, cell_frac: int) -> IntArray:
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """Split a positive real multiplier into (M, s) with M in [2^30, 2^31) and 1 <= s <= 62."""
+    """Split a positive real multiplier into (M, s) with M in [2^30, 2^31) and SHIFT_MIN <= s <= SHIFT_MAX."""
     if not math.isfinite(real) or real <= 0.0:
         raise ValueError(f"multiplier must be finite and positive, got {real!r}")
     frac, exp = math.frexp(real)
@@ -74,9 +96,9 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if mult == 1 << 31:
         mult >>= 1
         shift -= 1
-    if shift > 62:
-        mult >>= shift - 62
-        shift = 62
-    if shift < 1:
+    if shift > SHIFT_MAX:
+        mult >>= shift - SHIFT_MAX
+        shift = SHIFT_MAX
+    if shift < SHIFT_MIN:
         raise ValueError(f"multiplier {real:g} is too large for the int32 requantizer")
     return max(mult, 0), shift

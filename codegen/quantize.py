@@ -4,6 +4,7 @@ Calibration runs the float model on real (normalised) sequences and records the 
 range, the cell-state range and the head's output range; the integer model is then fully
 determined by the weights and those three ranges.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,12 +12,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from tinylstm.codegen import qmath
-from tinylstm.codegen.spec import GATES, Cell, FloatModel, ModelMeta, by_length, float_forward
-from tinylstm.trainer.errors import TinyLSTMError
 
-KERNEL_VERSION = 1
-BIAS_LIMIT = 1 << 30  # |bias| bound that keeps the int32 accumulator free of overflow
+from tinylstm.codegen import qmath
+from tinylstm.codegen.cells import cell_type
+from tinylstm.codegen.contract import BIAS_LIMIT, CELL_FRAC_MAX, KERNEL_VERSION, MAX_SCALE_EXP
+from tinylstm.codegen.spec import Cell, FloatModel, ModelMeta, by_length, float_forward
+from tinylstm.errors import TinyLSTMError
+
 CELL_MARGIN = 1.25  # headroom over the largest calibrated |cell state|
 OUTPUT_MARGIN = 1.25  # headroom over the largest calibrated |output|
 
@@ -36,12 +38,14 @@ class IntLayer:
     input_size: int
     hidden_size: int
     weights: np.ndarray  # int8 [G*H, I+H]: each row covers the concatenated [x ; h]
-    bias: np.ndarray  # int32 [G*H] (GRU n rows: the input-side bias b_in)
-    bias_hn: np.ndarray | None  # int32 [H], GRU only: recurrent bias of the n gate
+    bias: np.ndarray  # int32 [G*H] (cells with bias_hn: the last gate's input-side bias b_in)
+    bias_hn: np.ndarray | None  # int32 [H], cells with bias_hn (GRU): recurrent bias of the last gate
     mult: np.ndarray  # int32 [G*H]
     shift: np.ndarray  # int8 [G*H]
-    cell_frac: int  # LSTM cell state fractional bits (0 for GRU)
-    align: np.ndarray  # int8 [G*H] in [-4, 4]: acc = acc_x * 2^max(a,0) + acc_h * 2^max(-a,0)
+    cell_frac: int  # fractional bits of the cell state (cells with one: LSTM); 0 otherwise
+    # int8 [G*H] in [-4, 4], the scale exponent e between the x part and the h part of each row:
+    # acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0)
+    scale_exp: np.ndarray
 
 
 @dataclass
@@ -78,24 +82,43 @@ class IntModel:
 
     @property
     def gates(self) -> int:
-        return GATES[self.cell]
+        return cell_type(self.cell).gates
 
     def canonical_bytes(self) -> bytes:
         """Every value that decides the model's integer behaviour, in a fixed order."""
         parts = [
-            np.array([KERNEL_VERSION, 0 if self.cell == "lstm" else 1, self.num_layers, self.input_size,
-                      self.hidden_size, self.output_size], dtype="<i4").tobytes()
+            np.array(
+                [
+                    KERNEL_VERSION,
+                    cell_type(self.cell).code,
+                    self.num_layers,
+                    self.input_size,
+                    self.hidden_size,
+                    self.output_size,
+                ],
+                dtype="<i4",
+            ).tobytes()
         ]
         for L in self.layers:
-            parts += [L.weights.astype("<i1").tobytes(), L.bias.astype("<i4").tobytes(),
-                      L.mult.astype("<i4").tobytes(), L.shift.astype("<i1").tobytes(), L.align.astype("<i1").tobytes(),
-                      np.array([L.cell_frac], dtype="<i4").tobytes()]
+            parts += [
+                L.weights.astype("<i1").tobytes(),
+                L.bias.astype("<i4").tobytes(),
+                L.mult.astype("<i4").tobytes(),
+                L.shift.astype("<i1").tobytes(),
+                L.scale_exp.astype("<i1").tobytes(),
+                np.array([L.cell_frac], dtype="<i4").tobytes(),
+            ]
             if L.bias_hn is not None:
                 parts.append(L.bias_hn.astype("<i4").tobytes())
-        parts += [self.head_w.astype("<i1").tobytes(), self.head_b.astype("<i4").tobytes(),
-                  self.head_mult.astype("<i4").tobytes(), self.head_shift.astype("<i1").tobytes(),
-                  self.act_table.astype("<i2").tobytes(), self.input_mean.astype("<f4").tobytes(),
-                  self.input_mul.astype("<f4").tobytes()]
+        parts += [
+            self.head_w.astype("<i1").tobytes(),
+            self.head_b.astype("<i4").tobytes(),
+            self.head_mult.astype("<i4").tobytes(),
+            self.head_shift.astype("<i1").tobytes(),
+            self.act_table.astype("<i2").tobytes(),
+            self.input_mean.astype("<f4").tobytes(),
+            self.input_mul.astype("<f4").tobytes(),
+        ]
         return b"".join(parts)
 
     @property
@@ -106,6 +129,7 @@ class IntModel:
 
 def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 200_000) -> Calibration:
     """Measure ranges on real normalised sequences (each [T, C]); long streams are welcome."""
+    cell = cell_type(model.cell)
     if not sequences:
         raise TinyLSTMError("calibration needs real data: no sequences were given")
     cell_max, out_max, steps = [0.0] * model.num_layers, 0.0, 0
@@ -125,32 +149,30 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
             break
     return Calibration(
         input_absmax=max(float(np.percentile(np.concatenate(seen), 99.99)), 1e-3),
-        cell_absmax=cell_max if model.cell == "lstm" else [],
+        cell_absmax=cell_max if cell.cell_state else [],
         output_absmax=max(out_max, 1e-3),
         steps=steps,
     )
 
 
-MAX_ALIGN = 4  # |align| bound that keeps the aligned accumulator inside int32
-
-
 def _quantize_gate_rows(wx: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int8 rows over [x ; h] with one scale per part, the two scales a power of two apart.
 
-    Returns (weights [R, I+H], common scale s_c per row, align per row): the part with the
-    larger weights gets scale s_c * 2^|align|, so acc = acc_x * 2^max(a,0) + acc_h * 2^max(-a,0)
-    is at scale s_c. Each part keeps (nearly) its own int8 resolution.
+    Returns (weights [R, I+H], common scale s_c per row, scale exponent e per row): the part with the
+    larger weights gets scale s_c * 2^|e|, so acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0)
+    is at scale s_c. Each part keeps (nearly) its own int8 resolution; |e| <= MAX_SCALE_EXP keeps the
+    aligned accumulator inside int32.
     """
     ax, ah = np.max(np.abs(wx), axis=1), np.max(np.abs(wh), axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where((ax > 0) & (ah > 0), np.log2(ax / ah), 0.0)
-    align = np.clip(np.ceil(ratio), -MAX_ALIGN, MAX_ALIGN).astype(np.int64)
-    sx_rel, sh_rel = 2.0 ** np.maximum(align, 0), 2.0 ** np.maximum(-align, 0)  # part scale / s_c
+    scale_exp = np.clip(np.ceil(ratio), -MAX_SCALE_EXP, MAX_SCALE_EXP).astype(np.int64)
+    sx_rel, sh_rel = 2.0 ** np.maximum(scale_exp, 0), 2.0 ** np.maximum(-scale_exp, 0)  # part scale / s_c
     absmax = np.maximum(ax / sx_rel, ah / sh_rel)
     s_c = np.where(absmax > 0, absmax / 127.0, 1.0)
     qx = np.clip(np.round(wx / (s_c * sx_rel)[:, None]), -127, 127)
     qh = np.clip(np.round(wh / (s_c * sh_rel)[:, None]), -127, 127)
-    return np.concatenate([qx, qh], axis=1).astype(np.int8), s_c, align.astype(np.int8)
+    return np.concatenate([qx, qh], axis=1).astype(np.int8), s_c, scale_exp.astype(np.int8)
 
 
 def _quantize_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +187,8 @@ def _bias(b: np.ndarray, scale: np.ndarray, what: str) -> np.ndarray:
     q = np.round(b / scale)
     if np.any(np.abs(q) > BIAS_LIMIT):
         raise TinyLSTMError(
-            f"{what}: a bias is more than 2^30 accumulator steps: the weights of that row are tiny "
+            f"{what}: a bias is more than {BIAS_LIMIT} (2^30) accumulator steps: the weights of that row are "
+            "tiny "
             "compared to its bias; retrain with weight decay or check the model"
         )
     return q.astype(np.int32)
@@ -182,35 +205,37 @@ def _multipliers(real: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
 def cell_frac_for(absmax: float) -> int:
     """Largest number of fractional bits that keeps ``absmax * CELL_MARGIN`` inside int16."""
     if absmax <= 0:
-        return 14
+        return CELL_FRAC_MAX
     bits = math.floor(math.log2(32767.0 / (absmax * CELL_MARGIN)))
-    return int(min(max(bits, 0), 14))
+    return int(min(max(bits, 0), CELL_FRAC_MAX))
 
 
 def quantize(model: FloatModel, cal: Calibration) -> IntModel:
     """Quantize ``model`` with calibration ``cal`` into the integer model the kernel runs."""
     model.validate()
-    s_h = 2.0 ** -qmath.HIDDEN_FRAC
+    cell = cell_type(model.cell)
+    s_h = 2.0**-qmath.HIDDEN_FRAC
     s_x = cal.input_absmax / 127.0
     H = model.hidden_size
     layers: list[IntLayer] = []
     for n, L in enumerate(model.layers):
         s_in = s_x if n == 0 else s_h
-        wq, s_c, align = _quantize_gate_rows(L.w_ih * (s_in / s_h), L.w_hh)
+        wq, s_c, scale_exp = _quantize_gate_rows(L.w_ih * (s_in / s_h), L.w_hh)
         acc_scale = s_c * s_h  # real value of one (aligned) accumulator step, per row
         what = f"layer {n}"
-        if model.cell == "lstm":
-            bias = _bias(L.b_ih + L.b_hh, acc_scale, what)
-            bias_hn = None
-            cell_frac = cell_frac_for(cal.cell_absmax[n])
-        else:
-            b = L.b_ih + L.b_hh
-            b[2 * H:] = L.b_ih[2 * H:]  # n gate: b_hn stays inside r * (W_hn h + b_hn)
-            bias = _bias(b, acc_scale, what)
-            bias_hn = _bias(L.b_hh[2 * H:], acc_scale[2 * H:], what)
-            cell_frac = 0
+        b = L.b_ih + L.b_hh  # both biases fold into one, except a last gate that keeps b_hh apart (GRU's n)
+        bias_hn = None
+        if cell.bias_hn:
+            last = cell.gate_rows(H, cell.gates - 1)
+            b[last] = L.b_ih[last]  # b_hn stays inside r * (W_hn h + b_hn)
+            bias_hn = _bias(L.b_hh[last], acc_scale[last], what)
+        cell_frac = cell_frac_for(cal.cell_absmax[n]) if cell.cell_state else 0
         mult, shift = _multipliers(acc_scale * (1 << qmath.Q12), what)
-        layers.append(IntLayer(L.w_ih.shape[1], H, wq, bias, bias_hn, mult, shift, cell_frac, align))
+        layers.append(
+            IntLayer(
+                L.w_ih.shape[1], H, wq, _bias(b, acc_scale, what), bias_hn, mult, shift, cell_frac, scale_exp
+            )
+        )
     hw, s_w = _quantize_rows(model.head_w)
     s_out = cal.output_absmax * OUTPUT_MARGIN / 32767.0
     head_mult, head_shift = _multipliers(s_w * s_h / s_out, "head")

@@ -5,6 +5,7 @@ proj_size) followed by one ``nn.Linear``, saved either as a whole module (``torc
 loaded only with ``trust_module=True`` because unpickling runs code) or as a state_dict with a
 small JSON description (see docs/user-models.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,17 +13,22 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
-from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta, float_forward
-from tinylstm.trainer.checkpoint import FORMAT, CheckpointMeta, checkpoint_from_dict
-from tinylstm.trainer.errors import TinyLSTMError
 from torch import nn
 
-SUPPORTED = ("supported models: one nn.LSTM or nn.GRU (unidirectional, no proj_size, bias on) followed by "
-             "one nn.Linear head applied to the RNN outputs")
+from tinylstm.codegen.cells import CELLS, by_gates, by_torch_module
+from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta, float_forward
+from tinylstm.errors import TinyLSTMError
+from tinylstm.trainer.checkpoint import FORMAT, CheckpointMeta, checkpoint_from_dict
+from tinylstm.trainer.sequence_set import Mode, Task
+
+SUPPORTED = (
+    f"supported models: one {' or '.join('nn.' + c.torch_name for c in CELLS.values())} (unidirectional, "
+    "no proj_size, bias on) followed by one nn.Linear head applied to the RNN outputs"
+)
 
 
 @dataclass
@@ -37,7 +43,8 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
-    if not isinstance(rnn, (nn.LSTM, nn.GRU)):
+    cell = by_torch_module(rnn)
+    if cell is None or not isinstance(rnn, nn.RNNBase):
         raise TinyLSTMError(f"{type(rnn).__name__} is not supported; {SUPPORTED}")
     if rnn.bidirectional:
         raise TinyLSTMError(f"bidirectional RNNs cannot stream one step at a time; {SUPPORTED}")
@@ -45,11 +52,19 @@ def _from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
         raise TinyLSTMError(f"LSTM with proj_size={rnn.proj_size} is not supported; {SUPPORTED}")
     if not rnn.bias:
         raise TinyLSTMError(f"an RNN built with bias=False is not supported; {SUPPORTED}")
-    layers = [FloatLayer(*(_np(getattr(rnn, f"{w}_l{k}")) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
-              for k in range(rnn.num_layers)]
-    cell = "lstm" if isinstance(rnn, nn.LSTM) else "gru"
-    fm = FloatModel(cell, layers, _np(head.weight), _np(head.bias) if head.bias is not None
-                    else np.zeros(head.out_features), meta)
+    layers = [
+        FloatLayer(
+            *(_np(getattr(rnn, f"{w}_l{k}")) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        )
+        for k in range(int(rnn.num_layers))
+    ]
+    fm = FloatModel(
+        cell.name,
+        layers,
+        _np(head.weight),
+        _np(head.bias) if head.bias is not None else np.zeros(head.out_features),
+        meta,
+    )
     fm.validate()
     return fm
 
@@ -57,9 +72,17 @@ def _from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
 def from_checkpoint(path: Path, blob: dict[str, Any]) -> LoadedModel:
     model, meta = checkpoint_from_dict(blob, str(path))
     tn = meta.target_norm
-    mm = ModelMeta(task=meta.task, mode=meta.mode, window=meta.window, classes=meta.classes,  # type: ignore[arg-type]
-                   channels=meta.channels, input_mean=list(meta.norm["mean"]), input_std=list(meta.norm["std"]),
-                   target_mean=list(tn["mean"]) if tn else None, target_std=list(tn["std"]) if tn else None)
+    mm = ModelMeta(
+        task=cast(Task, meta.task),
+        mode=cast(Mode, meta.mode),
+        window=meta.window,
+        classes=meta.classes,
+        channels=meta.channels,
+        input_mean=list(meta.norm["mean"]),
+        input_std=list(meta.norm["std"]),
+        target_mean=list(tn["mean"]) if tn else None,
+        target_std=list(tn["std"]) if tn else None,
+    )
     return LoadedModel(_from_rnn(model.rnn, model.head, mm), meta, path)
 
 
@@ -68,19 +91,31 @@ def _meta_from_description(desc: dict[str, Any], input_size: int, where: str) ->
         mean = [float(v) for v in desc.get("input_mean", [0.0] * input_size)]
         std = [float(v) for v in desc.get("input_std", [1.0] * input_size)]
         window = desc.get("window")
-        return ModelMeta(task=desc.get("task", "classification"), mode=desc.get("mode", "window"),
-                         window=int(window) if window else None, classes=desc.get("classes"),
-                         channels=desc.get("channels"), input_mean=mean, input_std=std,
-                         target_mean=desc.get("target_mean"), target_std=desc.get("target_std"))
+        return ModelMeta(
+            task=desc.get("task", "classification"),
+            mode=desc.get("mode", "window"),
+            window=int(window) if window else None,
+            classes=desc.get("classes"),
+            channels=desc.get("channels"),
+            input_mean=mean,
+            input_std=std,
+            target_mean=desc.get("target_mean"),
+            target_std=desc.get("target_std"),
+        )
     except (TypeError, ValueError) as exc:
-        raise TinyLSTMError(f"{where}: bad value in the description ({exc}); see docs/user-models.md") from exc
+        raise TinyLSTMError(
+            f"{where}: bad value in the description ({exc}); see docs/user-models.md"
+        ) from exc
 
 
 def _find_modules(module: nn.Module) -> tuple[nn.RNNBase, nn.Linear]:
     rnns = [m for m in module.modules() if isinstance(m, nn.RNNBase)]
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    others = [type(m).__name__ for m in module.modules()
-              if m is not module and not isinstance(m, (nn.RNNBase, nn.Linear, nn.Dropout, nn.Identity))]
+    others = [
+        type(m).__name__
+        for m in module.modules()
+        if m is not module and not isinstance(m, (nn.RNNBase, nn.Linear, nn.Dropout, nn.Identity))
+    ]
     if len(rnns) != 1 or len(linears) != 1 or others:
         found = ", ".join(type(m).__name__ for m in module.modules() if m is not module) or "nothing"
         raise TinyLSTMError(f"the model contains {found}; {SUPPORTED}")
@@ -96,16 +131,25 @@ def _check_forward(module: nn.Module, fm: FloatModel, batch_first: bool) -> None
         with torch.no_grad():
             out = module.eval()(xt)
     except Exception as exc:  # the user's forward may fail in any way
-        raise TinyLSTMError(f"calling the model's forward() failed ({type(exc).__name__}: {exc}); {SUPPORTED}") from exc
+        raise TinyLSTMError(
+            f"calling the model's forward() failed ({type(exc).__name__}: {exc}); {SUPPORTED}"
+        ) from exc
     y = (out[0] if isinstance(out, (tuple, list)) else out).detach().double().numpy()
-    candidates = {(2, 12, fm.output_size): lambda a: a, (12, 2, fm.output_size): lambda a: a.transpose(1, 0, 2),
-                  (2, fm.output_size): lambda a: a[:, None, :]}
+    candidates = {
+        (2, 12, fm.output_size): lambda a: a,
+        (12, 2, fm.output_size): lambda a: a.transpose(1, 0, 2),
+        (2, fm.output_size): lambda a: a[:, None, :],
+    }
     if y.shape not in candidates:
-        raise TinyLSTMError(f"forward() returned shape {list(y.shape)}; expected per-step or last-step outputs. {SUPPORTED}")
+        raise TinyLSTMError(
+            f"forward() returned shape {list(y.shape)}; expected per-step or last-step outputs. {SUPPORTED}"
+        )
     got = candidates[y.shape](y)
     want = ref if got.shape[1] == 12 else ref[:, -1:]
     if not np.allclose(got, want, atol=1e-4, rtol=1e-3):
-        raise TinyLSTMError(f"forward() computes something other than RNN -> Linear on every step; {SUPPORTED}")
+        raise TinyLSTMError(
+            f"forward() computes something other than RNN -> Linear on every step; {SUPPORTED}"
+        )
 
 
 def from_module(path: Path, module: nn.Module, desc: dict[str, Any]) -> LoadedModel:
@@ -116,7 +160,9 @@ def from_module(path: Path, module: nn.Module, desc: dict[str, Any]) -> LoadedMo
 
 
 def _rnn_keys(prefix: str, layers: int) -> list[str]:
-    return [f"{prefix}{w}_l{k}" for k in range(layers) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    return [
+        f"{prefix}{w}_l{k}" for k in range(layers) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    ]
 
 
 def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> LoadedModel:
@@ -124,56 +170,80 @@ def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> Loa
     left over (a LayerNorm, a second head, an embedding) means the model is something else."""
     keys = [k for k in sd if k.endswith("weight_ih_l0")]
     if len(keys) != 1:
-        raise TinyLSTMError(f"{path}: expected exactly one RNN (a key ending in weight_ih_l0), found {keys}; {SUPPORTED}")
+        raise TinyLSTMError(
+            f"{path}: expected exactly one RNN (a key ending in weight_ih_l0), found {keys}; {SUPPORTED}"
+        )
     prefix = keys[0][: -len("weight_ih_l0")]
     if any(k.startswith(prefix) and "_reverse" in k for k in sd):
-        raise TinyLSTMError(f"{path}: a bidirectional RNN (keys ending in _reverse) cannot stream one step at a "
-                            f"time; {SUPPORTED}")
+        raise TinyLSTMError(
+            f"{path}: a bidirectional RNN (keys ending in _reverse) cannot stream one step at a "
+            f"time; {SUPPORTED}"
+        )
     if any(k.startswith(prefix) and "weight_hr" in k for k in sd):
         raise TinyLSTMError(f"{path}: an LSTM with proj_size (weight_hr_l0) is not supported; {SUPPORTED}")
     num_layers = 1 + max(int(k.rsplit("_l", 1)[1]) for k in sd if k.startswith(prefix + "weight_ih_l"))
     if f"{prefix}weight_hh_l0" not in sd:
-        raise TinyLSTMError(f"{path}: {prefix}weight_hh_l0 is missing: the state_dict is incomplete; {SUPPORTED}")
+        raise TinyLSTMError(
+            f"{path}: {prefix}weight_hh_l0 is missing: the state_dict is incomplete; {SUPPORTED}"
+        )
     if f"{prefix}bias_ih_l0" not in sd or f"{prefix}bias_hh_l0" not in sd:
-        raise TinyLSTMError(f"{path}: the RNN has no bias_ih_l0/bias_hh_l0: an RNN built with bias=False is not "
-                            f"supported (rebuild it with bias=True, the default); {SUPPORTED}")
+        raise TinyLSTMError(
+            f"{path}: the RNN has no bias_ih_l0/bias_hh_l0: an RNN built with bias=False is not "
+            f"supported (rebuild it with bias=True, the default); {SUPPORTED}"
+        )
     w_ih, w_hh = sd[prefix + "weight_ih_l0"], sd[prefix + "weight_hh_l0"]
     hidden = int(w_hh.shape[1])
     gates = int(w_ih.shape[0]) // hidden if hidden else 0
-    cell = desc.get("cell") or {4: "lstm", 3: "gru"}.get(gates)
-    if gates == 1 and int(w_ih.shape[0]) == hidden and cell not in ("lstm", "gru"):
-        raise TinyLSTMError(f"{path}: weight_ih_l0 has {hidden} rows for hidden size {hidden}, one gate: that is an "
-                            f"nn.RNN (Elman, tanh/relu), which is not supported; {SUPPORTED}")
-    if cell not in ("lstm", "gru") or {"lstm": 4, "gru": 3}[cell] != gates:
-        raise TinyLSTMError(f"{path}: weight_ih_l0 has {w_ih.shape[0]} rows for hidden size {hidden}; {SUPPORTED}")
-    heads = [k[: -len("weight")] for k in sd if k.endswith("weight") and not k.startswith(prefix)
-             and getattr(sd[k], "ndim", 0) == 2]
+    cell = CELLS.get(desc["cell"]) if desc.get("cell") else by_gates(gates)
+    if cell is None and gates == 1 and int(w_ih.shape[0]) == hidden:
+        raise TinyLSTMError(
+            f"{path}: weight_ih_l0 has {hidden} rows for hidden size {hidden}, one gate: that is an "
+            f"nn.RNN (Elman, tanh/relu), which is not supported; {SUPPORTED}"
+        )
+    if cell is None or cell.gates != gates:
+        raise TinyLSTMError(
+            f"{path}: weight_ih_l0 has {w_ih.shape[0]} rows for hidden size {hidden}; {SUPPORTED}"
+        )
+    heads = [
+        k[: -len("weight")]
+        for k in sd
+        if k.endswith("weight") and not k.startswith(prefix) and getattr(sd[k], "ndim", 0) == 2
+    ]
     if desc.get("head"):
         heads = [desc["head"].rstrip(".") + "."]
     if len(heads) != 1:
         found = ", ".join(h + "weight" for h in heads) or "none"
-        raise TinyLSTMError(f"{path}: expected one Linear head weight besides the RNN, found {found}; name the head "
-                            "with \"head\" in the description (any other key makes the export fail: it would not "
-                            "be exported)")
+        raise TinyLSTMError(
+            f"{path}: expected one Linear head weight besides the RNN, found {found}; name the head "
+            'with "head" in the description (any other key makes the export fail: it would not '
+            "be exported)"
+        )
     head_keys = [heads[0] + "weight", *([heads[0] + "bias"] if heads[0] + "bias" in sd else [])]
     unused = [k for k in sd if k not in {*_rnn_keys(prefix, num_layers), *head_keys}]
     if unused:
-        raise TinyLSTMError(f"{path}: the state_dict holds {', '.join(unused)}, which an RNN -> Linear model does not "
-                            f"use (a layer between the RNN and the head, e.g. a LayerNorm, would be silently dropped); "
-                            f"{SUPPORTED}")
+        raise TinyLSTMError(
+            f"{path}: the state_dict holds {', '.join(unused)}, which an RNN -> Linear model does not "
+            f"use (a layer between the RNN and the head, e.g. a LayerNorm, would be silently dropped); "
+            f"{SUPPORTED}"
+        )
     missing = [k for k in _rnn_keys(prefix, num_layers) if k not in sd]
     if missing:
-        raise TinyLSTMError(f"{path}: the state_dict lacks {', '.join(missing)} for {num_layers} layers; {SUPPORTED}")
-    rnn = (nn.LSTM if cell == "lstm" else nn.GRU)(int(w_ih.shape[1]), hidden, num_layers, batch_first=True)
+        raise TinyLSTMError(
+            f"{path}: the state_dict lacks {', '.join(missing)} for {num_layers} layers; {SUPPORTED}"
+        )
+    rnn = cell.torch_class()(int(w_ih.shape[1]), hidden, num_layers, batch_first=True)
     head = nn.Linear(hidden, int(sd[heads[0] + "weight"].shape[0]), bias=heads[0] + "bias" in sd)
     try:
-        rnn.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
-        head.load_state_dict({k[len(heads[0]):]: v for k, v in sd.items() if k.startswith(heads[0])})
+        rnn.load_state_dict({k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)})
+        head.load_state_dict({k[len(heads[0]) :]: v for k, v in sd.items() if k.startswith(heads[0])})
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()[-1].strip()
-        raise TinyLSTMError(f"{path}: the tensors do not fit an RNN + Linear of these sizes ({detail}); "
-                            f"{SUPPORTED}") from None
-    return LoadedModel(_from_rnn(rnn, head, _meta_from_description(desc, int(w_ih.shape[1]), str(path))), None, path)
+        raise TinyLSTMError(
+            f"{path}: the tensors do not fit an RNN + Linear of these sizes ({detail}); {SUPPORTED}"
+        ) from None
+    return LoadedModel(
+        _from_rnn(rnn, head, _meta_from_description(desc, int(w_ih.shape[1]), str(path))), None, path
+    )
 
 
 def _unpickle_module(path: Path) -> object:
@@ -186,21 +256,29 @@ def _unpickle_module(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (AttributeError, ModuleNotFoundError, ImportError) as exc:
-        where = ("it was defined in the script that saved it (__main__): move the class into a module, e.g. "
-                 "mymodel.py, and save again" if "__main__" in str(exc) else
-                 f"run tinylstm from the directory of the module that defines it ({cwd} is searched), or set "
-                 "PYTHONPATH to that directory")
-        raise TinyLSTMError(f"{path}: the model's class cannot be imported ({exc}); {where}; or save a state_dict "
-                            "with a description instead (docs/user-models.md)") from None
+        where = (
+            "it was defined in the script that saved it (__main__): move the class into a module, e.g. "
+            "mymodel.py, and save again"
+            if "__main__" in str(exc)
+            else f"run tinylstm from the directory of the module that defines it ({cwd} is searched), or set "
+            "PYTHONPATH to that directory"
+        )
+        raise TinyLSTMError(
+            f"{path}: the model's class cannot be imported ({exc}); {where}; or save a state_dict "
+            "with a description instead (docs/user-models.md)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise TinyLSTMError(f"{path} is not a readable PyTorch file ({type(exc).__name__}); is it corrupt or "
-                            "truncated?") from None
+        raise TinyLSTMError(
+            f"{path} is not a readable PyTorch file ({type(exc).__name__}); is it corrupt or truncated?"
+        ) from None
     finally:
         if added:
             sys.path.remove(cwd)
 
 
-def load_model(path: str | Path, description: str | Path | None = None, trust_module: bool = False) -> LoadedModel:
+def load_model(
+    path: str | Path, description: str | Path | None = None, trust_module: bool = False
+) -> LoadedModel:
     """Load a float model from a checkpoint, a state_dict (+ description) or a pickled module."""
     path = Path(path)
     if not path.is_file():
@@ -212,14 +290,18 @@ def load_model(path: str | Path, description: str | Path | None = None, trust_mo
         except (OSError, json.JSONDecodeError) as exc:
             raise TinyLSTMError(f"cannot read the model description {description}: {exc}") from exc
         if not isinstance(desc, dict):
-            raise TinyLSTMError(f"{description}: the description must be a JSON object; see docs/user-models.md")
+            raise TinyLSTMError(
+                f"{description}: the description must be a JSON object; see docs/user-models.md"
+            )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many unrelated types for corrupt or foreign files
         pickled_class = "Unsupported global" in str(exc)  # a whole pickled module, not a damaged file
         if not pickled_class:
-            raise TinyLSTMError(f"{path} is not a readable PyTorch file ({type(exc).__name__}); is it corrupt or "
-                                "truncated? Save it again (torch.save) or re-run tinylstm train") from None
+            raise TinyLSTMError(
+                f"{path} is not a readable PyTorch file ({type(exc).__name__}); is it corrupt or "
+                "truncated? Save it again (torch.save) or re-run tinylstm train"
+            ) from None
         if not trust_module:
             raise TinyLSTMError(
                 f"{path} holds a pickled nn.Module; loading it runs code from the file. If you trust it, "
@@ -232,6 +314,10 @@ def load_model(path: str | Path, description: str | Path | None = None, trust_mo
         return from_module(path, obj, desc)
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if description is None:
-            raise TinyLSTMError(f"{path} is a bare state_dict: pass --description JSON (see docs/user-models.md)")
+            raise TinyLSTMError(
+                f"{path} is a bare state_dict: pass --description JSON (see docs/user-models.md)"
+            )
         return from_state_dict(path, obj, desc)
-    raise TinyLSTMError(f"{path} is neither a TinyLSTM checkpoint, a state_dict nor an nn.Module; {SUPPORTED}")
+    raise TinyLSTMError(
+        f"{path} is neither a TinyLSTM checkpoint, a state_dict nor an nn.Module; {SUPPORTED}"
+    )

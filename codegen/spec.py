@@ -4,19 +4,19 @@ It is built from a TinyLSTM checkpoint or from a user's own ``nn.LSTM``/``nn.GRU
 ``nn.Linear`` model (see ``codegen.user_model``), and carries the metadata the firmware
 needs (task, classes, normalisation, window/stream mode).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from tinylstm.trainer.errors import TinyLSTMError
 
-Cell = Literal["lstm", "gru"]
-GATES: dict[str, int] = {"lstm": 4, "gru": 3}
-MAX_LAYERS = 3
-MAX_HIDDEN = 256
-MAX_INPUT = 1024
+from tinylstm.codegen.cells import CELLS, cell_type
+from tinylstm.codegen.contract import MAX_HIDDEN, MAX_INPUT, MAX_LAYERS
+from tinylstm.errors import TinyLSTMError
+
+Cell = str  # a name in the cell registry (codegen/cells.py): "lstm", "gru"
 
 
 @dataclass
@@ -71,14 +71,15 @@ class FloatModel:
     def validate(self) -> None:
         """Refuse shapes or values the integer kernel cannot represent, saying what is supported."""
         supported = (
-            f"supported: LSTM or GRU, 1-{MAX_LAYERS} layers, hidden size 1-{MAX_HIDDEN}, "
+            f"supported: {' or '.join(c.upper() for c in CELLS)}, 1-{MAX_LAYERS} layers, hidden size "
+            f"1-{MAX_HIDDEN}, "
             f"input size 1-{MAX_INPUT}, unidirectional, no proj_size, one nn.Linear head"
         )
-        if self.cell not in GATES:
+        if self.cell not in CELLS:
             raise TinyLSTMError(f"unknown cell type {self.cell!r}; {supported}")
         if not 1 <= self.num_layers <= MAX_LAYERS:
             raise TinyLSTMError(f"{self.num_layers} recurrent layers; {supported}")
-        g, h = GATES[self.cell], self.hidden_size
+        g, h = CELLS[self.cell].gates, self.hidden_size
         if not 1 <= h <= MAX_HIDDEN or not 1 <= self.input_size <= MAX_INPUT:
             raise TinyLSTMError(f"input size {self.input_size}, hidden size {h}; {supported}")
         for n, layer in enumerate(self.layers):
@@ -108,54 +109,40 @@ class FloatModel:
                 f"normalisation has {len(meta.input_mean)} means / {len(meta.input_std)} stds for "
                 f"{self.input_size} input channels: give one mean and std per channel"
             )
-        if meta.task == "classification" and meta.classes is not None and len(meta.classes) != self.output_size:
+        if (
+            meta.task == "classification"
+            and meta.classes is not None
+            and len(meta.classes) != self.output_size
+        ):
             raise TinyLSTMError(f"{len(meta.classes)} class names for {self.output_size} outputs")
 
 
 def float_forward(model: FloatModel, x: np.ndarray) -> dict[str, np.ndarray]:
     """Float reference of the model on normalised input ``x`` [B, T, C] (float64).
 
-    Returns ``y`` [B, T, O] and, for calibration, per layer the gate pre-activations
-    ``pre{n}`` [B, T, G*H] (GRU: the n gate's input and recurrent parts as ``nx{n}``/``nh{n}``),
-    cell states ``c{n}`` (LSTM) and hidden states ``h{n}``.
+    Returns ``y`` [B, T, O] and, for calibration, per layer ``h{n}`` and the traces the cell's float step
+    records (codegen/cells.py): the gate pre-activations ``pre{n}`` [B, T, G*H], the cell state ``c{n}``
+    (cells with one), the n gate's input and recurrent parts ``nx{n}``/``nh{n}`` (GRU).
     """
-    sig = lambda v: 1.0 / (1.0 + np.exp(-v))
+    cell = cell_type(model.cell)
     B, T, _ = x.shape
     H = model.hidden_size
     out: dict[str, np.ndarray] = {}
     seq = x.astype(np.float64)
     for n, L in enumerate(model.layers):
-        h = np.zeros((B, H))
-        c = np.zeros((B, H))
-        hs, cs, pres, nxs, nhs = [], [], [], [], []
+        h, c = np.zeros((B, H)), np.zeros((B, H))
+        hs: list[np.ndarray] = []
+        traces: dict[str, list[np.ndarray]] = {}
         gx_all = seq @ L.w_ih.T + L.b_ih  # [B, T, G*H]
         for t in range(T):
-            gx = gx_all[:, t]
-            gh = h @ L.w_hh.T + L.b_hh
-            if model.cell == "lstm":
-                pre = gx + gh
-                i, f, g, o = sig(pre[:, :H]), sig(pre[:, H:2 * H]), np.tanh(pre[:, 2 * H:3 * H]), sig(pre[:, 3 * H:])
-                c = f * c + i * g
-                h = o * np.tanh(c)
-                cs.append(c)
-            else:
-                pre = gx + gh
-                r, z = sig(pre[:, :H]), sig(pre[:, H:2 * H])
-                nx, nh = gx[:, 2 * H:], gh[:, 2 * H:]
-                nvec = np.tanh(nx + r * nh)
-                h = (1.0 - z) * nvec + z * h
-                nxs.append(nx)
-                nhs.append(nh)
-            pres.append(pre)
+            h, c, tr = cell.float_step(gx_all[:, t], h @ L.w_hh.T + L.b_hh, h, c)
             hs.append(h)
+            for key, value in tr.items():
+                traces.setdefault(key, []).append(value)
         seq = np.stack(hs, axis=1)
         out[f"h{n}"] = seq
-        out[f"pre{n}"] = np.stack(pres, axis=1)
-        if cs:
-            out[f"c{n}"] = np.stack(cs, axis=1)
-        if nxs:
-            out[f"nx{n}"] = np.stack(nxs, axis=1)
-            out[f"nh{n}"] = np.stack(nhs, axis=1)
+        for key, values in traces.items():
+            out[f"{key}{n}"] = np.stack(values, axis=1)
     out["y"] = seq @ model.head_w.T + model.head_b
     return out
 

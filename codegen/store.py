@@ -5,6 +5,7 @@ loading recomputes the hash so an edited or mismatched pair is refused. ``float_
 float model the export was made from, pinned by its SHA-256 in ``int_model.json``: `tinylstm check`
 compares against exactly that model, wherever the original file went.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tinylstm.codegen.cells import cell_type
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
-from tinylstm.codegen.spec import GATES, FloatLayer, FloatModel, ModelMeta
-from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
+from tinylstm.errors import TinyLSTMError
 
 NPZ, JSON = "int_model.npz", "int_model.json"
 FLOAT_NPZ = "float_model.npz"
@@ -44,39 +47,64 @@ def load_float_model(out_dir: Path, doc: dict[str, Any]) -> FloatModel:
     """The float model stored in the export, refused unless its SHA-256 is the one recorded at export."""
     pin = doc.get("float_model")
     if not isinstance(pin, dict) or "sha256" not in pin:
-        raise TinyLSTMError(f"{out_dir} was exported without its float model (an older tinylstm): run "
-                            "`tinylstm export` again")
+        raise TinyLSTMError(
+            f"{out_dir} was exported without its float model (an older tinylstm): run `tinylstm export` again"
+        )
     path = out_dir / FLOAT_NPZ
     if not path.is_file():
-        raise TinyLSTMError(f"{path} is missing: the export's float model was moved or deleted; put it back or "
-                            "run `tinylstm export` again")
+        raise TinyLSTMError(
+            f"{path} is missing: the export's float model was moved or deleted; put it back or "
+            "run `tinylstm export` again"
+        )
     if sha256_file(path) != pin["sha256"]:
-        raise TinyLSTMError(f"{path} is not the float model this export was made from (SHA-256 differs: replaced "
-                            "or damaged); run `tinylstm export` again")
+        raise TinyLSTMError(
+            f"{path} is not the float model this export was made from (SHA-256 differs: replaced "
+            "or damaged); run `tinylstm export` again"
+        )
     try:
         z = np.load(path)
-        layers = [FloatLayer(z[f"l{n}_w_ih"], z[f"l{n}_w_hh"], z[f"l{n}_b_ih"], z[f"l{n}_b_hh"])
-                  for n in range(int(doc["num_layers"]))]
+        layers = [
+            FloatLayer(z[f"l{n}_w_ih"], z[f"l{n}_w_hh"], z[f"l{n}_b_ih"], z[f"l{n}_b_hh"])
+            for n in range(int(doc["num_layers"]))
+        ]
         return FloatModel(doc["cell"], layers, z["head_w"], z["head_b"], ModelMeta(**doc["meta"]))
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise TinyLSTMError(f"{path} is damaged ({type(exc).__name__}); run `tinylstm export` again") from None
+        raise TinyLSTMError(
+            f"{path} is damaged ({type(exc).__name__}); run `tinylstm export` again"
+        ) from None
 
 
 def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = None) -> None:
     arrays: dict[str, np.ndarray] = {
-        "head_w": m.head_w, "head_b": m.head_b, "head_mult": m.head_mult, "head_shift": m.head_shift,
-        "input_mean": m.input_mean, "input_mul": m.input_mul, "act_table": m.act_table,
+        "head_w": m.head_w,
+        "head_b": m.head_b,
+        "head_mult": m.head_mult,
+        "head_shift": m.head_shift,
+        "input_mean": m.input_mean,
+        "input_mul": m.input_mul,
+        "act_table": m.act_table,
     }
     for n, L in enumerate(m.layers):
-        arrays |= {f"l{n}_weights": L.weights, f"l{n}_bias": L.bias, f"l{n}_mult": L.mult, f"l{n}_shift": L.shift,
-                   f"l{n}_align": L.align}
+        arrays |= {
+            f"l{n}_weights": L.weights,
+            f"l{n}_bias": L.bias,
+            f"l{n}_mult": L.mult,
+            f"l{n}_shift": L.shift,
+            f"l{n}_scale_exp": L.scale_exp,
+        }
         if L.bias_hn is not None:
             arrays[f"l{n}_bias_hn"] = L.bias_hn
     np.savez(out_dir / NPZ, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     doc = {
-        "cell": m.cell, "num_layers": m.num_layers, "cell_frac": [L.cell_frac for L in m.layers],
-        "output_scale": m.output_scale, "input_scale": m.input_scale, "hash": f"0x{m.model_hash:08x}",
-        "meta": asdict(m.meta), "calibration": asdict(m.calibration), **(extra or {}),
+        "cell": m.cell,
+        "num_layers": m.num_layers,
+        "cell_frac": [L.cell_frac for L in m.layers],
+        "output_scale": m.output_scale,
+        "input_scale": m.input_scale,
+        "hash": f"0x{m.model_hash:08x}",
+        "meta": asdict(m.meta),
+        "calibration": asdict(m.calibration),
+        **(extra or {}),
     }
     (out_dir / JSON).write_text(json.dumps(doc, indent=2))
 
@@ -86,29 +114,55 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
     try:
         doc = json.loads((out_dir / JSON).read_text())
         z = np.load(out_dir / NPZ)
-        gates = GATES[doc["cell"]]
+        gates = cell_type(doc["cell"]).gates
 
         def layer(n: int) -> IntLayer:
             w = z[f"l{n}_weights"]
             hidden = w.shape[0] // gates
-            return IntLayer(int(w.shape[1] - hidden), int(hidden), w, z[f"l{n}_bias"],
-                            z.get(f"l{n}_bias_hn"), z[f"l{n}_mult"],
-                            z[f"l{n}_shift"], int(doc["cell_frac"][n]), z[f"l{n}_align"])
+            return IntLayer(
+                int(w.shape[1] - hidden),
+                int(hidden),
+                w,
+                z[f"l{n}_bias"],
+                z.get(f"l{n}_bias_hn"),
+                z[f"l{n}_mult"],
+                z[f"l{n}_shift"],
+                int(doc["cell_frac"][n]),
+                z[f"l{n}_scale_exp"],
+            )
 
         layers = [layer(n) for n in range(int(doc["num_layers"]))]
-        m = IntModel(cell=doc["cell"], layers=layers, head_w=z["head_w"], head_b=z["head_b"],
-                     head_mult=z["head_mult"], head_shift=z["head_shift"], output_scale=float(doc["output_scale"]),
-                     input_mean=z["input_mean"], input_mul=z["input_mul"], input_scale=float(doc["input_scale"]),
-                     act_table=z["act_table"], meta=ModelMeta(**doc["meta"]), calibration=Calibration(**doc["calibration"]))
+        m = IntModel(
+            cell=doc["cell"],
+            layers=layers,
+            head_w=z["head_w"],
+            head_b=z["head_b"],
+            head_mult=z["head_mult"],
+            head_shift=z["head_shift"],
+            output_scale=float(doc["output_scale"]),
+            input_mean=z["input_mean"],
+            input_mul=z["input_mul"],
+            input_scale=float(doc["input_scale"]),
+            act_table=z["act_table"],
+            meta=ModelMeta(**doc["meta"]),
+            calibration=Calibration(**doc["calibration"]),
+        )
     except FileNotFoundError as exc:
-        raise TinyLSTMError(f"{out_dir} is not an export directory ({exc.filename} missing): run `tinylstm export`") from None
+        raise TinyLSTMError(
+            f"{out_dir} is not an export directory ({exc.filename} missing): run `tinylstm export`"
+        ) from None
     except NotADirectoryError:
-        raise TinyLSTMError(f"{out_dir} is a file, not an export directory: pass the directory `tinylstm export --out` "
-                            "wrote") from None
+        raise TinyLSTMError(
+            f"{out_dir} is a file, not an export directory: pass the directory `tinylstm export --out` wrote"
+        ) from None
     except (KeyError, ValueError, TypeError, EOFError, OSError, zipfile.BadZipFile) as exc:
         what = type(exc).__name__ if isinstance(exc, (zipfile.BadZipFile, EOFError, OSError)) else str(exc)
-        raise TinyLSTMError(f"{out_dir}: the exported model files ({NPZ}, {JSON}) are damaged ({what}); run "
-                            "`tinylstm export` again") from None
+        raise TinyLSTMError(
+            f"{out_dir}: the exported model files ({NPZ}, {JSON}) are damaged ({what}); run "
+            "`tinylstm export` again"
+        ) from None
     if f"0x{m.model_hash:08x}" != doc.get("hash"):
-        raise TinyLSTMError(f"{out_dir}: {NPZ} and {JSON} do not belong together (hash mismatch); export again")
+        raise TinyLSTMError(
+            f"{out_dir}: {NPZ} and {JSON} do not belong together (hash mismatch); export again"
+        )
     return m, doc

@@ -21,13 +21,10 @@
 extern "C" {
 #endif
 
-#define TL_KERNEL_VERSION 1
-#define TL_ACT_TABLE_SIZE 257
-#define TL_MAX_LAYERS 3
-#define TL_MAX_HIDDEN 256
-#define TL_MAX_INPUT 1024
-/** Bits of one hidden-state word: int8, Q0.7. */
-#define TL_HIDDEN_BITS 8
+/* TL_KERNEL_VERSION, the model limits (TL_MAX_LAYERS, TL_MAX_HIDDEN, TL_MAX_INPUT), the fixed-point
+ * formats, the table size, the cell codes (TL_CELL_*) and TL_STATE_WORDS: generated from
+ * codegen/contract.py and codegen/cells.py. */
+#include "tl_contract.h"
 
 /** Declares an emitted weights16 array 4-byte aligned (the DSP loop reads it with LDM). */
 #if defined(__GNUC__) || defined(__clang__)
@@ -39,28 +36,27 @@ extern "C" {
 /** Status codes returned by every call that can fail. */
 typedef enum {
     TL_OK = 0,
-    TL_ERR_ARG = -1,     /**< NULL pointer or a size that does not match the model */
-    TL_ERR_MODEL = -2,   /**< the model descriptor is inconsistent or out of the supported range */
-    TL_ERR_BUFFER = -3,  /**< the state buffer is too small */
-    TL_ERR_INPUT = -4    /**< a float input sample is NaN or infinite */
+    TL_ERR_ARG = -1,    /**< NULL pointer or a size that does not match the model */
+    TL_ERR_MODEL = -2,  /**< the model descriptor is inconsistent or out of the supported range */
+    TL_ERR_BUFFER = -3, /**< the state buffer is too small */
+    TL_ERR_INPUT = -4   /**< a float input sample is NaN or infinite */
 } tl_status_t;
-
-/** Recurrent cell types. */
-enum { TL_CELL_LSTM = 0, TL_CELL_GRU = 1 };
 
 /** One recurrent layer: gate rows in PyTorch order (LSTM i,f,g,o; GRU r,z,n). */
 typedef struct {
-    uint16_t input_size;     /**< I: width of this layer's input */
-    uint16_t hidden_size;    /**< H */
-    const int8_t *weights;   /**< [G*H][I+H] row-major; a row covers the concatenated [x ; h] (see weights16) */
-    const int32_t *bias;     /**< [G*H] at the accumulator scale of each row (GRU n rows: b_in) */
-    const int32_t *bias_hn;  /**< GRU: [H] recurrent bias of the n gate; NULL for LSTM */
-    const int32_t *mult;     /**< [G*H] requantization multipliers, accumulator -> Q3.12 */
-    const int8_t *shift;     /**< [G*H] requantization shifts (1..62) */
-    int8_t cell_frac;        /**< LSTM: fractional bits F of the int16 cell state (0..14) */
-    const int8_t *align;     /**< [G*H] in -4..4: acc = acc_x * 2^max(a,0) + acc_h * 2^max(-a,0) */
+    uint16_t input_size;   /**< I: width of this layer's input */
+    uint16_t hidden_size;  /**< H */
+    const int8_t *weights; /**< [G*H][I+H] row-major; a row covers the concatenated [x ; h] (see weights16) */
+    const int32_t *bias;   /**< [G*H] at the accumulator scale of each row (GRU n rows: b_in) */
+    const int32_t
+        *bias_hn;        /**< cells with TL_CELL_<NAME>_BIAS_HN (GRU): [H] recurrent bias of the last gate; else NULL */
+    const int32_t *mult; /**< [G*H] requantization multipliers, accumulator -> Q3.12 */
+    const int8_t *shift; /**< [G*H] requantization shifts (TL_SHIFT_MIN..TL_SHIFT_MAX) */
+    int8_t cell_frac;    /**< cells with a cell state (LSTM): fractional bits F of c (0..TL_CELL_FRAC_MAX) */
+    const int8_t *
+        scale_exp; /**< [G*H] in -4..4, the scale exponent between the x and h parts: acc = acc_x * 2^max(a,0) + acc_h * 2^max(-a,0) */
     /**
-     * Optional fast layout ("s16", chosen by codegen for Cortex-M4/M7 with DSP); NULL = use `weights`.
+     * Optional fast layout ("w16", chosen by codegen for Cortex-M4/M7 with DSP); NULL = use `weights`.
      * When set, the kernel reads only this array (and `weights` may be NULL). It holds the same int8
      * weights, each multiplied by its part's alignment factor (x part: 2^max(a,0), h part:
      * 2^max(-a,0); |value| <= 128 * 16), so acc_x * 2^max(a,0) + acc_h * 2^max(-a,0) is one plain
@@ -73,10 +69,10 @@ typedef struct {
      *   - then the n%4 tail columns k = 4*(n/4).. n-1: for each gate g, its values in column order.
      * With G = 3 (GRU) a part with an odd G*n is followed by one 0 (padding), so every part starts
      * 4-byte aligned; the array itself must be 4-byte aligned (TL_ALIGN4; checked by
-     * tl_model_check on DSP builds). `align` is still required but not read for this layout.
+     * tl_model_check on DSP builds). `scale_exp` is still required but not read for this layout.
      * Costs 2 bytes per weight instead of 1, and on DSP builds a 512-byte stack buffer during the
      * step (h widened once per layer); for C firmware builds (the .tlm blob is int8 only). The
-     * kernel reads it only when built with -DTL_LAYOUT_S16 (emitted s16 models #error without
+     * kernel reads it only when built with -DTL_LAYOUT_W16 (emitted w16 models #error without
      * it; tl_model_check rejects a layer with no `weights` otherwise), so int8 firmware does not
      * carry the code.
      */
@@ -86,7 +82,7 @@ typedef struct {
 /** A whole model: stacked recurrent layers and a dense head applied at every step. */
 typedef struct {
     uint32_t hash;              /**< model identity (first 4 bytes of the SHA-256 of its integer data) */
-    uint8_t cell;               /**< TL_CELL_LSTM or TL_CELL_GRU */
+    uint8_t cell;               /**< TL_CELL_* (csrc/tl_cells.c) */
     uint8_t num_layers;         /**< 1..TL_MAX_LAYERS */
     uint16_t input_size;        /**< C: input channels */
     uint16_t hidden_size;       /**< H, shared by all layers */
@@ -96,7 +92,7 @@ typedef struct {
     const int32_t *head_bias;   /**< [O] */
     const int32_t *head_mult;   /**< [O] accumulator -> int16 output */
     const int8_t *head_shift;   /**< [O] */
-    const int16_t *act_table;   /**< [TL_ACT_TABLE_SIZE] tanh table, Q3.12 in -> Q0.15 out */
+    const int16_t *act_table;   /**< [TL_TABLE_SIZE] tanh table, Q3.12 in -> Q0.15 out */
     const float *input_mean;    /**< [C] normalisation mean (only used by tl_quantize_input) */
     const float *input_mul;     /**< [C] 1 / (std * input scale) */
 } tl_model_t;
@@ -104,18 +100,18 @@ typedef struct {
 /** The recurrent state of one stream. All pointers point into the buffer given to tl_state_init. */
 typedef struct {
     const tl_model_t *model;
-    int16_t *c;       /**< [num_layers * H] LSTM cell state (unused by GRU) */
-    int8_t *h;        /**< [num_layers * H] hidden state, int8 Q0.7 */
-    int8_t *scratch;  /**< [H] the layer's next hidden state while its old one is still read */
-    uint32_t steps;   /**< steps since the last reset */
+    int16_t *c;      /**< [num_layers * H] cell state (cells with TL_CELL_<NAME>_HAS_C; unused by the others) */
+    int8_t *h;       /**< [num_layers * H] hidden state, int8 Q0.7 */
+    int8_t *scratch; /**< [H] the layer's next hidden state while its old one is still read */
+    uint32_t steps;  /**< steps since the last reset */
 } tl_state_t;
 
-/** int16 words of state buffer needed for `layers` layers of `hidden` units. */
-#define TL_STATE_WORDS(layers, hidden) ((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (hidden) + 1) / 2)
+/* TL_STATE_WORDS(layers, hidden) (tl_contract.h): int16 words of state buffer for `layers` layers of `hidden` units. */
 
 /**
- * Check a model descriptor: sizes in range, required pointers present, shifts in 1..62,
- * alignments in -4..4, |bias| <= 2^30, input multipliers (if present) positive and finite.
+ * Check a model descriptor: a known cell, sizes in range, required pointers present, shifts in
+ * TL_SHIFT_MIN..TL_SHIFT_MAX, scale exponents in -TL_MAX_SCALE_EXP..TL_MAX_SCALE_EXP,
+ * |bias| <= TL_BIAS_LIMIT, input multipliers (if present) positive and finite.
  * @return TL_OK or TL_ERR_MODEL.
  */
 tl_status_t tl_model_check(const tl_model_t *model);

@@ -3,47 +3,48 @@
 
 #include "tl_kernels.h"
 
-/* |bias| <= 2^30 keeps every int32 accumulator free of overflow (docs/integer-contract.md). */
+/* |bias| <= TL_BIAS_LIMIT keeps every int32 accumulator free of overflow (docs/integer-contract.md). */
 static int biases_in_range(const int32_t *b, size_t n)
 {
     for (size_t k = 0; k < n; ++k)
-        if (b[k] > (1L << 30) || b[k] < -(1L << 30)) return 0;
+        if (b[k] > TL_BIAS_LIMIT || b[k] < -TL_BIAS_LIMIT) return 0;
     return 1;
 }
 
 tl_status_t tl_model_check(const tl_model_t *m)
 {
-    if (!m || !m->layers || !m->head_weights || !m->head_bias || !m->head_mult || !m->head_shift ||
-        !m->act_table)
+    if (!m || !m->layers || !m->head_weights || !m->head_bias || !m->head_mult || !m->head_shift || !m->act_table)
         return TL_ERR_MODEL;
-    if (m->cell != TL_CELL_LSTM && m->cell != TL_CELL_GRU) return TL_ERR_MODEL;
+    const tl_cell_t *cell = tl_cell(m->cell);
+    if (!cell) return TL_ERR_MODEL;
     if (m->num_layers < 1 || m->num_layers > TL_MAX_LAYERS) return TL_ERR_MODEL;
     if (m->hidden_size < 1 || m->hidden_size > TL_MAX_HIDDEN) return TL_ERR_MODEL;
     if (m->input_size < 1 || m->input_size > TL_MAX_INPUT || m->output_size < 1) return TL_ERR_MODEL;
-    const size_t gates = m->cell == TL_CELL_LSTM ? 4 : 3;
+    const size_t gates = cell->gates;
     for (size_t n = 0; n < m->num_layers; ++n) {
         const tl_layer_t *L = &m->layers[n];
         if (L->hidden_size != m->hidden_size) return TL_ERR_MODEL;
         if (L->input_size != (n == 0 ? m->input_size : m->hidden_size)) return TL_ERR_MODEL;
-#ifdef TL_LAYOUT_S16
-        if ((!L->weights && !L->weights16) || !L->bias || !L->mult || !L->shift || !L->align) return TL_ERR_MODEL;
+#ifdef TL_LAYOUT_W16
+        if ((!L->weights && !L->weights16) || !L->bias || !L->mult || !L->shift || !L->scale_exp) return TL_ERR_MODEL;
 #ifdef TL_SMLAD_PATH
         if (L->weights16 && ((uintptr_t)L->weights16 & 3u)) return TL_ERR_MODEL; /* LDM needs 4-byte alignment */
 #endif
-#else /* built without the s16 layout: a model that has only weights16 cannot run */
-        if (!L->weights || !L->bias || !L->mult || !L->shift || !L->align) return TL_ERR_MODEL;
+#else /* built without the w16 layout: a model that has only weights16 cannot run */
+        if (!L->weights || !L->bias || !L->mult || !L->shift || !L->scale_exp) return TL_ERR_MODEL;
 #endif
-        if (m->cell == TL_CELL_GRU && (!L->bias_hn || !biases_in_range(L->bias_hn, L->hidden_size)))
-            return TL_ERR_MODEL;
+        if (cell->bias_hn && (!L->bias_hn || !biases_in_range(L->bias_hn, L->hidden_size))) return TL_ERR_MODEL;
         if (!biases_in_range(L->bias, gates * L->hidden_size)) return TL_ERR_MODEL;
-        if (m->cell == TL_CELL_LSTM && (L->cell_frac < 0 || L->cell_frac > 14)) return TL_ERR_MODEL;
+        if (cell->has_c && (L->cell_frac < 0 || L->cell_frac > TL_CELL_FRAC_MAX)) return TL_ERR_MODEL;
         for (size_t r = 0; r < gates * L->hidden_size; ++r)
-            if (L->shift[r] < 1 || L->shift[r] > 62 || L->mult[r] < 0 || L->align[r] < -4 || L->align[r] > 4)
+            if (L->shift[r] < TL_SHIFT_MIN || L->shift[r] > TL_SHIFT_MAX || L->mult[r] < 0 ||
+                L->scale_exp[r] < -TL_MAX_SCALE_EXP || L->scale_exp[r] > TL_MAX_SCALE_EXP)
                 return TL_ERR_MODEL;
     }
     if (!biases_in_range(m->head_bias, m->output_size)) return TL_ERR_MODEL;
     for (size_t o = 0; o < m->output_size; ++o)
-        if (m->head_shift[o] < 1 || m->head_shift[o] > 62 || m->head_mult[o] < 0) return TL_ERR_MODEL;
+        if (m->head_shift[o] < TL_SHIFT_MIN || m->head_shift[o] > TL_SHIFT_MAX || m->head_mult[o] < 0)
+            return TL_ERR_MODEL;
     if (m->input_mul) /* optional (int8-only callers); when present, tl_quantize_input needs 0 < mul < inf */
         for (size_t k = 0; k < m->input_size; ++k)
             if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= 3.4e38f)) return TL_ERR_MODEL;
@@ -96,13 +97,11 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
     if (!s || !s->model || !x) return TL_ERR_ARG;
     const tl_model_t *m = s->model;
     const size_t H = m->hidden_size;
+    const tl_layer_step_fn layer_step = tl_cells[m->cell].layer_step; /* the cell was checked at tl_state_init */
     const int8_t *in = x;
     for (size_t n = 0; n < m->num_layers; ++n) {
         int8_t *h = s->h + n * H;
-        if (m->cell == TL_CELL_LSTM)
-            tl_lstm_layer_step(&m->layers[n], m->act_table, in, h, s->scratch, s->c + n * H);
-        else
-            tl_gru_layer_step(&m->layers[n], m->act_table, in, h, s->scratch);
+        layer_step(&m->layers[n], m->act_table, in, h, s->scratch, s->c + n * H);
         copy_s8(h, s->scratch, H);
         in = h;
     }

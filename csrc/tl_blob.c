@@ -4,6 +4,9 @@
  */
 #include "tl_blob.h"
 
+#include "tl_crc32.h"
+#include "tl_kernels.h"
+
 #define GLOBAL_SECTIONS 8u
 #define LAYER_SECTIONS 6u
 #define ENTRY_SIZE 8u
@@ -13,27 +16,18 @@ static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1]
 
 static uint32_t rd32(const uint8_t *p) { return rd16(p) | (rd16(p + 2) << 16); }
 
-uint32_t tl_blob_crc32(uint32_t crc, const uint8_t *data, size_t len)
-{
-    crc = ~crc;
-    for (size_t k = 0; k < len; ++k) {
-        crc ^= data[k];
-        for (int b = 0; b < 8; ++b) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-    }
-    return ~crc;
-}
-
 static int little_endian(void)
 {
     const uint16_t one = 1;
     return *(const uint8_t *)&one == 1;
 }
 
-/* Every int32 bias in [-2^30, 2^30]: the bound that keeps the kernel's int32 accumulator from overflowing. */
+/* Every int32 bias in [-TL_BIAS_LIMIT, TL_BIAS_LIMIT]: the bound that keeps the kernel's int32 accumulator from
+ * overflowing. */
 static int biases_ok(const uint8_t *p, size_t n)
 {
     for (size_t k = 0; k < n; ++k)
-        if ((uint32_t)(rd32(p + 4 * k) + TL_BLOB_BIAS_LIMIT) > 2u * TL_BLOB_BIAS_LIMIT) return 0;
+        if ((uint32_t)(rd32(p + 4 * k) + (uint32_t)TL_BIAS_LIMIT) > 2u * (uint32_t)TL_BIAS_LIMIT) return 0;
     return 1;
 }
 
@@ -57,52 +51,53 @@ static const uint8_t *section(const uint8_t *blob, uint32_t total, uint32_t tabl
 tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl_layer_t *layers)
 {
     if (!blob || !model || !layers) return TL_ERR_ARG;
-    if (!little_endian() || ((uintptr_t)blob & 3u) || len < TL_BLOB_HEADER_SIZE) return TL_ERR_BLOB;
-    if (blob[0] != 'T' || blob[1] != 'L' || blob[2] != 'M' || blob[3] != '1') return TL_ERR_BLOB;
-    if (rd16(blob + 4) != TL_BLOB_FORMAT_VERSION || rd16(blob + 6) != TL_KERNEL_VERSION) return TL_ERR_BLOB;
+    if (!little_endian() || ((uintptr_t)blob & 3u) || len < TL_BLOB_HEADER_SIZE) return TL_BLOB_ERR;
+    for (size_t k = 0; k < 4; ++k)
+        if (blob[k] != (uint8_t)TL_BLOB_MAGIC[k]) return TL_BLOB_ERR;
+    if (rd16(blob + 4) != TL_BLOB_FORMAT_VERSION || rd16(blob + 6) != TL_KERNEL_VERSION) return TL_BLOB_ERR;
     const uint32_t total = rd32(blob + 12);
-    if (total < TL_BLOB_HEADER_SIZE || total > len) return TL_ERR_BLOB;
-    if (tl_blob_crc32(0, blob + CRC_START, total - CRC_START) != rd32(blob + 8)) return TL_ERR_BLOB;
-    const uint32_t cell = blob[20], nl = blob[21], nsec = rd16(blob + 22);
+    if (total < TL_BLOB_HEADER_SIZE || total > len) return TL_BLOB_ERR;
+    if (tl_crc32(0, blob + CRC_START, total - CRC_START) != rd32(blob + 8)) return TL_BLOB_ERR;
+    const tl_cell_t *cell = tl_cell(blob[20]);
+    const uint32_t nl = blob[21], nsec = rd16(blob + 22);
     const size_t I = rd16(blob + 24), H = rd16(blob + 26), O = rd16(blob + 28);
-    if (cell > TL_CELL_GRU || nl < 1 || nl > TL_MAX_LAYERS) return TL_ERR_BLOB;
-    if (I < 1 || I > TL_MAX_INPUT || H < 1 || H > TL_MAX_HIDDEN || O < 1) return TL_ERR_BLOB;
-    if (nsec != GLOBAL_SECTIONS + LAYER_SECTIONS * nl || rd32(blob + 36) != TL_BLOB_HEADER_SIZE) return TL_ERR_BLOB;
+    if (!cell || nl < 1 || nl > TL_MAX_LAYERS) return TL_BLOB_ERR;
+    if (I < 1 || I > TL_MAX_INPUT || H < 1 || H > TL_MAX_HIDDEN || O < 1) return TL_BLOB_ERR;
+    if (nsec != GLOBAL_SECTIONS + LAYER_SECTIONS * nl || rd32(blob + 36) != TL_BLOB_HEADER_SIZE) return TL_BLOB_ERR;
     const uint32_t table_end = TL_BLOB_HEADER_SIZE + ENTRY_SIZE * nsec;
-    if (table_end > total) return TL_ERR_BLOB;
-    const size_t G = cell == TL_CELL_LSTM ? 4 : 3;
+    if (table_end > total) return TL_BLOB_ERR;
+    const size_t G = cell->gates;
 
     const uint8_t *p[GLOBAL_SECTIONS - 1];
-    const size_t gsize[GLOBAL_SECTIONS - 1] = {2 * TL_ACT_TABLE_SIZE, 4 * I, 4 * I, O * H, 4 * O, 4 * O, O};
+    const size_t gsize[GLOBAL_SECTIONS - 1] = {2 * TL_TABLE_SIZE, 4 * I, 4 * I, O * H, 4 * O, 4 * O, O};
     for (size_t k = 0; k < GLOBAL_SECTIONS - 1; ++k)
-        if (!(p[k] = section(blob, total, table_end, k, gsize[k]))) return TL_ERR_BLOB;
-    if (!biases_ok(p[4], O) || !floats_ok(p[1], I) || !floats_ok(p[2], I)) return TL_ERR_BLOB;
+        if (!(p[k] = section(blob, total, table_end, k, gsize[k]))) return TL_BLOB_ERR;
+    if (!biases_ok(p[4], O) || !floats_ok(p[1], I) || !floats_ok(p[2], I)) return TL_BLOB_ERR;
     /* Section 7 is the metadata JSON: any size, but it must lie inside the blob too. */
     const uint8_t *e = blob + TL_BLOB_HEADER_SIZE + (GLOBAL_SECTIONS - 1) * ENTRY_SIZE;
-    if (!section(blob, total, table_end, GLOBAL_SECTIONS - 1, rd32(e + 4))) return TL_ERR_BLOB;
+    if (!section(blob, total, table_end, GLOBAL_SECTIONS - 1, rd32(e + 4))) return TL_BLOB_ERR;
 
     for (size_t n = 0; n < nl; ++n) {
         const size_t W = (n == 0 ? I : H) + H, base = GLOBAL_SECTIONS + LAYER_SECTIONS * n;
-        const size_t lsize[LAYER_SECTIONS] = {G * H * W, 4 * G * H, cell == TL_CELL_GRU ? 4 * H : 0, 4 * G * H, G * H,
-                                              G * H};
+        const size_t lsize[LAYER_SECTIONS] = {G * H * W, 4 * G * H, cell->bias_hn ? 4 * H : 0, 4 * G * H, G * H, G * H};
         const uint8_t *q[LAYER_SECTIONS];
         for (size_t k = 0; k < LAYER_SECTIONS; ++k)
-            if (!(q[k] = section(blob, total, table_end, base + k, lsize[k]))) return TL_ERR_BLOB;
-        if (!biases_ok(q[1], G * H) || !biases_ok(q[2], lsize[2] / 4)) return TL_ERR_BLOB;
+            if (!(q[k] = section(blob, total, table_end, base + k, lsize[k]))) return TL_BLOB_ERR;
+        if (!biases_ok(q[1], G * H) || !biases_ok(q[2], lsize[2] / 4)) return TL_BLOB_ERR;
         tl_layer_t *L = &layers[n];
         L->input_size = (uint16_t)(W - H);
         L->hidden_size = (uint16_t)H;
         L->weights = (const int8_t *)q[0];
         L->bias = (const int32_t *)(const void *)q[1];
-        L->bias_hn = cell == TL_CELL_GRU ? (const int32_t *)(const void *)q[2] : NULL;
+        L->bias_hn = cell->bias_hn ? (const int32_t *)(const void *)q[2] : NULL;
         L->mult = (const int32_t *)(const void *)q[3];
         L->shift = (const int8_t *)q[4];
         L->cell_frac = (int8_t)blob[32 + n];
-        L->align = (const int8_t *)q[5];
+        L->scale_exp = (const int8_t *)q[5];
         L->weights16 = NULL; /* blobs are int8 only; callers' layer arrays may be uninitialised */
     }
     model->hash = rd32(blob + 16);
-    model->cell = (uint8_t)cell;
+    model->cell = blob[20];
     model->num_layers = (uint8_t)nl;
     model->input_size = (uint16_t)I;
     model->hidden_size = (uint16_t)H;

@@ -16,25 +16,18 @@
 extern "C" {
 #endif
 
-/** Status returned by tl_blob_parse for a malformed, truncated, corrupted or wrong-version blob. */
-#define TL_ERR_BLOB ((tl_status_t)-5)
-
-#define TL_BLOB_FORMAT_VERSION 1
-#define TL_BLOB_HEADER_SIZE 40
-/** Largest |bias| a blob may carry (int32 accumulator headroom, as codegen's BIAS_LIMIT). */
-#define TL_BLOB_BIAS_LIMIT 0x40000000u
+/** Status returned by tl_blob_parse for a malformed, truncated, corrupted or wrong-version blob.
+ * (TL_BLOB_FORMAT_VERSION and TL_BLOB_HEADER_SIZE come from tl_contract.h.) */
+#define TL_BLOB_ERR ((tl_status_t) - 5)
 
 /**
  * Check `blob` (`len` bytes; bytes past the header's total size are ignored) and fill `model`
  * and `layers` [TL_MAX_LAYERS] with pointers into it. Checks magic, format and kernel version,
- * CRC-32, every section's offset, size and alignment, |bias| <= 2^30, finite
+ * CRC-32, every section's offset, size and alignment, |bias| <= TL_BIAS_LIMIT, finite
  * normalisation constants, then tl_model_check.
- * @return TL_OK, TL_ERR_ARG (NULL pointer), TL_ERR_BLOB, or TL_ERR_MODEL (tl_model_check failed).
+ * @return TL_OK, TL_ERR_ARG (NULL pointer), TL_BLOB_ERR, or TL_ERR_MODEL (tl_model_check failed).
  */
 tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl_layer_t *layers);
-
-/** CRC-32/ISO-HDLC (the zlib CRC) of `len` bytes, continuing from `crc` (start with 0). */
-uint32_t tl_blob_crc32(uint32_t crc, const uint8_t *data, size_t len);
 
 #ifdef __cplusplus
 }

@@ -15,13 +15,13 @@
  *  - Portable C99 everywhere else (host builds, RISC-V, Xtensa, Cortex-M0): plain loops that
  *    host compilers vectorise.
  *
- * The optional "s16" weight layout (tl_layer_t.weights16, chosen by codegen) stores the weights
+ * The optional "w16" weight layout (tl_layer_t.weights16, chosen by codegen) stores the weights
  * already widened to int16 and interleaved per unit, so the DSP loop is, per four activations
  * and four gate rows: 2 LDM of four words for the weights, 8 SMLAD, and for the activations
  * LDR + 2 SXTB16 (x part: 13 instructions for 16 MACs) or, for the h part, one LDRD from a copy
  * of h widened once per layer step (11 instructions for 16 MACs); one pointer for all rows and
  * units, the biases as the accumulators' start values, no per-row alignment shifts. Compiled
- * only with -DTL_LAYOUT_S16 (firmware with int8 models does not carry its code).
+ * only with -DTL_LAYOUT_W16 (firmware with int8 models does not carry its code).
  */
 #include <string.h>
 
@@ -52,45 +52,45 @@ static inline int16x2_t tl_odd(uint32_t v)
 }
 
 /* acc += four products of row pointer p (advanced by 4) with the unpacked activations ae/ao. */
-#define TL_MAC4(acc, p)                                      \
-    do {                                                     \
-        uint32_t w_ = tl_ld32(p);                            \
-        (p) += 4;                                            \
-        (acc) = __smlad(tl_even(w_), ae, (acc));             \
-        (acc) = __smlad(tl_odd(w_), ao, (acc));              \
+#define TL_MAC4(acc, p)                          \
+    do {                                         \
+        uint32_t w_ = tl_ld32(p);                \
+        (p) += 4;                                \
+        (acc) = __smlad(tl_even(w_), ae, (acc)); \
+        (acc) = __smlad(tl_odd(w_), ao, (acc));  \
     } while (0)
 
-#define TL_UNPACK_A()                                        \
-    uint32_t av_ = tl_ld32(a);                               \
-    a += 4;                                                  \
+#define TL_UNPACK_A()          \
+    uint32_t av_ = tl_ld32(a); \
+    a += 4;                    \
     int16x2_t ae = tl_even(av_), ao = tl_odd(av_)
 
 /* Four rows, four activations: 1 + 2 unpack + 4 x (LDR, 2 SXTB16, 2 SMLAD) = 23 instructions for
  * 16 MACs. Registers: a, w0, w2 = w0 + 2*stride, stride, 4 sums, 2 unpacked activations and
  * 2 temporaries (13 of Thumb-2's 14), so rows 1 and 3 use [w0, stride] and [w2, stride]. */
-#define TL_DOT4_BODY                                         \
-    "ldr     %[t], [%[a]], #4\n\t"                           \
-    "sxtb16  %[ae], %[t]\n\t"                                \
-    "sxtb16  %[ao], %[t], ror #8\n\t"                        \
-    "ldr     %[t], [%[w0], %[st]]\n\t"                       \
-    "sxtb16  %[u], %[t]\n\t"                                 \
-    "sxtb16  %[t], %[t], ror #8\n\t"                         \
-    "smlad   %[s1], %[u], %[ae], %[s1]\n\t"                  \
-    "smlad   %[s1], %[t], %[ao], %[s1]\n\t"                  \
-    "ldr     %[t], [%[w2], %[st]]\n\t"                       \
-    "sxtb16  %[u], %[t]\n\t"                                 \
-    "sxtb16  %[t], %[t], ror #8\n\t"                         \
-    "smlad   %[s3], %[u], %[ae], %[s3]\n\t"                  \
-    "smlad   %[s3], %[t], %[ao], %[s3]\n\t"                  \
-    "ldr     %[t], [%[w2]], #4\n\t"                          \
-    "sxtb16  %[u], %[t]\n\t"                                 \
-    "sxtb16  %[t], %[t], ror #8\n\t"                         \
-    "smlad   %[s2], %[u], %[ae], %[s2]\n\t"                  \
-    "smlad   %[s2], %[t], %[ao], %[s2]\n\t"                  \
-    "ldr     %[t], [%[w0]], #4\n\t"                          \
-    "sxtb16  %[u], %[t]\n\t"                                 \
-    "sxtb16  %[t], %[t], ror #8\n\t"                         \
-    "smlad   %[s0], %[u], %[ae], %[s0]\n\t"                  \
+#define TL_DOT4_BODY                        \
+    "ldr     %[t], [%[a]], #4\n\t"          \
+    "sxtb16  %[ae], %[t]\n\t"               \
+    "sxtb16  %[ao], %[t], ror #8\n\t"       \
+    "ldr     %[t], [%[w0], %[st]]\n\t"      \
+    "sxtb16  %[u], %[t]\n\t"                \
+    "sxtb16  %[t], %[t], ror #8\n\t"        \
+    "smlad   %[s1], %[u], %[ae], %[s1]\n\t" \
+    "smlad   %[s1], %[t], %[ao], %[s1]\n\t" \
+    "ldr     %[t], [%[w2], %[st]]\n\t"      \
+    "sxtb16  %[u], %[t]\n\t"                \
+    "sxtb16  %[t], %[t], ror #8\n\t"        \
+    "smlad   %[s3], %[u], %[ae], %[s3]\n\t" \
+    "smlad   %[s3], %[t], %[ao], %[s3]\n\t" \
+    "ldr     %[t], [%[w2]], #4\n\t"         \
+    "sxtb16  %[u], %[t]\n\t"                \
+    "sxtb16  %[t], %[t], ror #8\n\t"        \
+    "smlad   %[s2], %[u], %[ae], %[s2]\n\t" \
+    "smlad   %[s2], %[t], %[ao], %[s2]\n\t" \
+    "ldr     %[t], [%[w0]], #4\n\t"         \
+    "sxtb16  %[u], %[t]\n\t"                \
+    "sxtb16  %[t], %[t], ror #8\n\t"        \
+    "smlad   %[s0], %[u], %[ae], %[s0]\n\t" \
     "smlad   %[s0], %[t], %[ao], %[s0]\n\t"
 
 void tl_dot4_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc)
@@ -100,8 +100,7 @@ void tl_dot4_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32
     size_t pairs = n >> 3;
     if (pairs) {
         uint32_t t, u, ae, ao;
-        __asm__("1:\n\t" TL_DOT4_BODY TL_DOT4_BODY
-                "subs    %[k], %[k], #1\n\t"
+        __asm__("1:\n\t" TL_DOT4_BODY TL_DOT4_BODY "subs    %[k], %[k], #1\n\t"
                 "bne     1b\n\t"
                 : [a] "+r"(a), [w0] "+r"(w0), [w2] "+r"(w2), [k] "+r"(pairs), [s0] "+r"(s0), [s1] "+r"(s1),
                   [s2] "+r"(s2), [s3] "+r"(s3), [t] "=&r"(t), [u] "=&r"(u), [ae] "=&r"(ae), [ao] "=&r"(ao)
@@ -111,8 +110,8 @@ void tl_dot4_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32
     if (n & 4) {
         uint32_t t, u, ae, ao;
         __asm__(TL_DOT4_BODY
-                : [a] "+r"(a), [w0] "+r"(w0), [w2] "+r"(w2), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2),
-                  [s3] "+r"(s3), [t] "=&r"(t), [u] "=&r"(u), [ae] "=&r"(ae), [ao] "=&r"(ao)
+                : [a] "+r"(a), [w0] "+r"(w0), [w2] "+r"(w2), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3),
+                  [t] "=&r"(t), [u] "=&r"(u), [ae] "=&r"(ae), [ao] "=&r"(ao)
                 : [st] "r"(stride)
                 : "memory");
     }
@@ -174,7 +173,6 @@ static int32_t dot1(const int8_t *w, const int8_t *a, size_t n)
     return s0 + s1;
 }
 
-
 void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a, size_t n, int32_t *acc)
 {
     while (rows >= 4) {
@@ -190,8 +188,8 @@ void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a
     }
 }
 
-#ifdef TL_LAYOUT_S16
-/* ---- s16 layout (tl_layer_t.weights16) ---- */
+#ifdef TL_LAYOUT_W16
+/* ---- w16 layout (tl_layer_t.weights16) ---- */
 
 static inline uint32_t tl_ld32w(const int16_t *p)
 {
@@ -202,26 +200,26 @@ static inline uint32_t tl_ld32w(const int16_t *p)
 
 /* One group of four activations for four rows: 13 instructions, 16 MACs. The weights arrive
  * with LDM into r10, r11, r12, lr (fixed registers: LDM fills registers in number order). */
-#define TL_S16_ACT                                           \
-    "ldr     %[ao], [%[a]], #4\n\t"                          \
-    "sxtb16  %[ae], %[ao]\n\t"                               \
+#define TL_W16_ACT                  \
+    "ldr     %[ao], [%[a]], #4\n\t" \
+    "sxtb16  %[ae], %[ao]\n\t"      \
     "sxtb16  %[ao], %[ao], ror #8\n\t"
-#define TL_S16_ROWS2(x, y)                                   \
-    "ldmia   %[w]!, {r10, r11, r12, lr}\n\t"                 \
-    "smlad   %[" x "], r10, %[ae], %[" x "]\n\t"             \
-    "smlad   %[" x "], r11, %[ao], %[" x "]\n\t"             \
-    "smlad   %[" y "], r12, %[ae], %[" y "]\n\t"             \
+#define TL_W16_ROWS2(x, y)                       \
+    "ldmia   %[w]!, {r10, r11, r12, lr}\n\t"     \
+    "smlad   %[" x "], r10, %[ae], %[" x "]\n\t" \
+    "smlad   %[" x "], r11, %[ao], %[" x "]\n\t" \
+    "smlad   %[" y "], r12, %[ae], %[" y "]\n\t" \
     "smlad   %[" y "], lr, %[ao], %[" y "]\n\t"
-#define TL_S16_ROW1(x)                                       \
-    "ldmia   %[w]!, {r10, r11}\n\t"                          \
-    "smlad   %[" x "], r10, %[ae], %[" x "]\n\t"             \
+#define TL_W16_ROW1(x)                           \
+    "ldmia   %[w]!, {r10, r11}\n\t"              \
+    "smlad   %[" x "], r10, %[ae], %[" x "]\n\t" \
     "smlad   %[" x "], r11, %[ao], %[" x "]\n\t"
 /* The same four activations already widened (tl_widen_s8): one LDRD. */
-#define TL_S16_ACTW "ldrd    %[ae], %[ao], [%[a]], #8\n\t"
-#define TL_S16_GROUP4 TL_S16_ACT TL_S16_ROWS2("s0", "s1") TL_S16_ROWS2("s2", "s3")
-#define TL_S16_GROUP3 TL_S16_ACT TL_S16_ROWS2("s0", "s1") TL_S16_ROW1("s2")
-#define TL_S16_GROUP4W TL_S16_ACTW TL_S16_ROWS2("s0", "s1") TL_S16_ROWS2("s2", "s3")
-#define TL_S16_GROUP3W TL_S16_ACTW TL_S16_ROWS2("s0", "s1") TL_S16_ROW1("s2")
+#define TL_W16_ACTW "ldrd    %[ae], %[ao], [%[a]], #8\n\t"
+#define TL_W16_GROUP4 TL_W16_ACT TL_W16_ROWS2("s0", "s1") TL_W16_ROWS2("s2", "s3")
+#define TL_W16_GROUP3 TL_W16_ACT TL_W16_ROWS2("s0", "s1") TL_W16_ROW1("s2")
+#define TL_W16_GROUP4W TL_W16_ACTW TL_W16_ROWS2("s0", "s1") TL_W16_ROWS2("s2", "s3")
+#define TL_W16_GROUP3W TL_W16_ACTW TL_W16_ROWS2("s0", "s1") TL_W16_ROW1("s2")
 
 void tl_widen_s8(const int8_t *a, size_t n, uint32_t *out)
 {
@@ -231,76 +229,74 @@ void tl_widen_s8(const int8_t *a, size_t n, uint32_t *out)
         out[2 * q + 1] = (uint32_t)tl_odd(v);
     }
 }
-#define TL_S16_OUT                                                                                    \
-    [a] "+r"(a), [w] "+r"(w), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3), [ae] "=&r"(ae), \
-        [ao] "=&r"(ao)
+#define TL_W16_OUT \
+    [a] "+r"(a), [w] "+r"(w), [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3), [ae] "=&r"(ae), [ao] "=&r"(ao)
 
 /* All n/4 groups of a part: 4 per loop pass (2 loop instructions per 64 MACs), then 2, then 1. */
-#define TL_S16_GROUPS(GROUP)                                                                                \
-    do {                                                                                                    \
-        size_t k_ = n >> 4;                                                                                 \
-        uint32_t ae, ao;                                                                                    \
-        if (k_) {                                                                                           \
-            __asm__ volatile("1:\n\t" GROUP GROUP GROUP GROUP                                                \
-                             "subs    %[k], %[k], #1\n\t"                                                   \
-                             "bne     1b\n\t"                                                               \
-                             : TL_S16_OUT, [k] "+r"(k_)                                                     \
-                             :                                                                              \
-                             : "r10", "r11", "r12", "lr", "cc", "memory");                                 \
-        }                                                                                                   \
-        if (n & 8) __asm__ volatile(GROUP GROUP : TL_S16_OUT : : "r10", "r11", "r12", "lr", "memory");     \
-        if (n & 4) __asm__ volatile(GROUP : TL_S16_OUT : : "r10", "r11", "r12", "lr", "memory");           \
+#define TL_W16_GROUPS(GROUP)                                                                           \
+    do {                                                                                               \
+        size_t k_ = n >> 4;                                                                            \
+        uint32_t ae, ao;                                                                               \
+        if (k_) {                                                                                      \
+            __asm__ volatile("1:\n\t" GROUP GROUP GROUP GROUP "subs    %[k], %[k], #1\n\t"             \
+                             "bne     1b\n\t"                                                          \
+                             : TL_W16_OUT, [k] "+r"(k_)                                                \
+                             :                                                                         \
+                             : "r10", "r11", "r12", "lr", "cc", "memory");                             \
+        }                                                                                              \
+        if (n & 8) __asm__ volatile(GROUP GROUP : TL_W16_OUT : : "r10", "r11", "r12", "lr", "memory"); \
+        if (n & 4) __asm__ volatile(GROUP : TL_W16_OUT : : "r10", "r11", "r12", "lr", "memory");       \
     } while (0)
 
 /* Accumulate one part (n activations a) of a unit block into s0..s3 (rows 0..3; with G = 3 the
  * third row goes to s2 for the x part and to s3 for the h part, so GRU's n_x and n_h stay apart).
  * The n%4 tail columns: per gate a pair (SMLAD with the packed activations), then a single. */
-#define TL_S16_PART(G, GROUP, S2)                                                                          \
-    do {                                                                                                   \
-        const int8_t *const a0_ = a;                                                                       \
-        TL_S16_GROUPS(GROUP);                                                                              \
-        const size_t t_ = n & 3;                                                                           \
-        a = a0_ + (n - t_);                                                                                \
-        if (t_ == 0) {                                                                                     \
-        } else if (t_ == 2) {                                                                              \
-            const int16x2_t ap_ = (int16x2_t)((uint32_t)(uint16_t)a[0] | ((uint32_t)a[1] << 16));          \
-            s0 = __smlad((int16x2_t)tl_ld32w(w), ap_, s0);                                                 \
-            s1 = __smlad((int16x2_t)tl_ld32w(w + 2), ap_, s1);                                             \
-            S2 = __smlad((int16x2_t)tl_ld32w(w + 4), ap_, S2);                                             \
-            if ((G) == 4) s3 = __smlad((int16x2_t)tl_ld32w(w + 6), ap_, s3);                               \
-        } else if (t_ == 3) {                                                                              \
-            const int16x2_t ap_ = (int16x2_t)((uint32_t)(uint16_t)a[0] | ((uint32_t)a[1] << 16));          \
-            const int32_t v_ = a[2];                                                                       \
-            s0 = __smlad((int16x2_t)tl_ld32w(w), ap_, s0) + w[2] * v_;                                     \
-            s1 = __smlad((int16x2_t)tl_ld32w(w + 3), ap_, s1) + w[5] * v_;                                 \
-            S2 = __smlad((int16x2_t)tl_ld32w(w + 6), ap_, S2) + w[8] * v_;                                 \
-            if ((G) == 4) s3 = __smlad((int16x2_t)tl_ld32w(w + 9), ap_, s3) + w[11] * v_;                  \
-        } else if (t_ == 1) {                                                                              \
-            const int32_t v_ = a[0];                                                                       \
-            s0 += w[0] * v_;                                                                               \
-            s1 += w[1] * v_;                                                                               \
-            S2 += w[2] * v_;                                                                               \
-            if ((G) == 4) s3 += w[3] * v_;                                                                 \
-        }                                                                                                  \
-        w += (G) * t_ + (((G) * n) & 1); /* parts are padded to an even count (4-byte aligned) */         \
+#define TL_W16_PART(G, GROUP, S2)                                                                 \
+    do {                                                                                          \
+        const int8_t *const a0_ = a;                                                              \
+        TL_W16_GROUPS(GROUP);                                                                     \
+        const size_t t_ = n & 3;                                                                  \
+        a = a0_ + (n - t_);                                                                       \
+        if (t_ == 0) {                                                                            \
+        } else if (t_ == 2) {                                                                     \
+            const int16x2_t ap_ = (int16x2_t)((uint32_t)(uint16_t)a[0] | ((uint32_t)a[1] << 16)); \
+            s0 = __smlad((int16x2_t)tl_ld32w(w), ap_, s0);                                        \
+            s1 = __smlad((int16x2_t)tl_ld32w(w + 2), ap_, s1);                                    \
+            S2 = __smlad((int16x2_t)tl_ld32w(w + 4), ap_, S2);                                    \
+            if ((G) == 4) s3 = __smlad((int16x2_t)tl_ld32w(w + 6), ap_, s3);                      \
+        } else if (t_ == 3) {                                                                     \
+            const int16x2_t ap_ = (int16x2_t)((uint32_t)(uint16_t)a[0] | ((uint32_t)a[1] << 16)); \
+            const int32_t v_ = a[2];                                                              \
+            s0 = __smlad((int16x2_t)tl_ld32w(w), ap_, s0) + w[2] * v_;                            \
+            s1 = __smlad((int16x2_t)tl_ld32w(w + 3), ap_, s1) + w[5] * v_;                        \
+            S2 = __smlad((int16x2_t)tl_ld32w(w + 6), ap_, S2) + w[8] * v_;                        \
+            if ((G) == 4) s3 = __smlad((int16x2_t)tl_ld32w(w + 9), ap_, s3) + w[11] * v_;         \
+        } else if (t_ == 1) {                                                                     \
+            const int32_t v_ = a[0];                                                              \
+            s0 += w[0] * v_;                                                                      \
+            s1 += w[1] * v_;                                                                      \
+            S2 += w[2] * v_;                                                                      \
+            if ((G) == 4) s3 += w[3] * v_;                                                        \
+        }                                                                                         \
+        w += (G) * t_ + (((G) * n) & 1); /* parts are padded to an even count (4-byte aligned) */ \
     } while (0)
 
-const int16_t *tl_unit4_s16(const int16_t *w, const tl_s16_in_t *in, const int32_t *bias, int32_t *acc)
+const int16_t *tl_unit4_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, int32_t *acc)
 {
     const size_t H = in->H;
     int32_t s0 = bias[0], s1 = bias[H], s2 = bias[2 * H], s3 = bias[3 * H];
     const int8_t *a = in->x;
     size_t n = in->I;
-    TL_S16_PART(4, TL_S16_GROUP4, s2);
+    TL_W16_PART(4, TL_W16_GROUP4, s2);
     /* h part: groups from the widened copy (a walks words, re-based for the tail by the macro) */
     n = H;
     a = (const int8_t *)in->hw;
     {
         const int8_t *const hb_ = in->h;
-        TL_S16_GROUPS(TL_S16_GROUP4W);
+        TL_W16_GROUPS(TL_W16_GROUP4W);
         a = hb_ + (n & ~(size_t)3);
         n &= 3; /* the tail only (the macro's groups are skipped: n < 4) */
-        TL_S16_PART(4, TL_S16_GROUP4, s2);
+        TL_W16_PART(4, TL_W16_GROUP4, s2);
     }
     acc[0] = s0;
     acc[1] = s1;
@@ -309,31 +305,31 @@ const int16_t *tl_unit4_s16(const int16_t *w, const tl_s16_in_t *in, const int32
     return w;
 }
 
-const int16_t *tl_unit3_s16(const int16_t *w, const tl_s16_in_t *in, const int32_t *bias, const int32_t *bias_hn,
+const int16_t *tl_unit3_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, const int32_t *bias_hn,
                             int32_t *acc)
 {
     const size_t H = in->H;
     int32_t s0 = bias[0], s1 = bias[H], s2 = bias[2 * H], s3 = *bias_hn;
     const int8_t *a = in->x;
     size_t n = in->I;
-    TL_S16_PART(3, TL_S16_GROUP3, s2);
+    TL_W16_PART(3, TL_W16_GROUP3, s2);
     acc[2] = s2; /* n_x is final; the h part's n row accumulates into s2 from b_hn */
     s2 = s3;
     n = H;
     a = (const int8_t *)in->hw;
     {
         const int8_t *const hb_ = in->h;
-        TL_S16_GROUPS(TL_S16_GROUP3W);
+        TL_W16_GROUPS(TL_W16_GROUP3W);
         a = hb_ + (n & ~(size_t)3);
         n &= 3; /* the tail; its parity is H's, so the macro also skips the part's padding */
-        TL_S16_PART(3, TL_S16_GROUP3, s2);
+        TL_W16_PART(3, TL_W16_GROUP3, s2);
     }
     acc[0] = s0;
     acc[1] = s1;
     acc[3] = s2;
     return w;
 }
-#endif /* TL_LAYOUT_S16 */
+#endif /* TL_LAYOUT_W16 */
 
 #else /* portable C */
 
@@ -380,8 +376,8 @@ void tl_dot3_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32
     acc[2] = s2;
 }
 
-#ifdef TL_LAYOUT_S16
-/* s16 layout (tl_layer_t.weights16), same order as the DSP loop reads it. */
+#ifdef TL_LAYOUT_W16
+/* w16 layout (tl_layer_t.weights16), same order as the DSP loop reads it. */
 static const int16_t *part_s16(const int16_t *w, const int8_t *a, size_t n, size_t G, int32_t *const *acc)
 {
     for (size_t q = 0; q + 4 <= n; q += 4) {
@@ -394,20 +390,20 @@ static const int16_t *part_s16(const int16_t *w, const int8_t *a, size_t n, size
     return w + ((G * n) & 1); /* parts are padded to an even number of values (4-byte aligned) */
 }
 
-const int16_t *tl_unit4_s16(const int16_t *w, const tl_s16_in_t *in, const int32_t *bias, int32_t *acc)
+const int16_t *tl_unit4_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, int32_t *acc)
 {
     const size_t H = in->H;
-    int32_t *const s[4] = { &acc[0], &acc[1], &acc[2], &acc[3] };
+    int32_t *const s[4] = {&acc[0], &acc[1], &acc[2], &acc[3]};
     for (size_t g = 0; g < 4; ++g) acc[g] = bias[g * H];
     w = part_s16(w, in->x, in->I, 4, s);
     return part_s16(w, in->h, H, 4, s);
 }
 
-const int16_t *tl_unit3_s16(const int16_t *w, const tl_s16_in_t *in, const int32_t *bias, const int32_t *bias_hn,
+const int16_t *tl_unit3_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, const int32_t *bias_hn,
                             int32_t *acc)
 {
     const size_t H = in->H;
-    int32_t *const sx[3] = { &acc[0], &acc[1], &acc[2] }, *const sh[3] = { &acc[0], &acc[1], &acc[3] };
+    int32_t *const sx[3] = {&acc[0], &acc[1], &acc[2]}, *const sh[3] = {&acc[0], &acc[1], &acc[3]};
     acc[0] = bias[0];
     acc[1] = bias[H];
     acc[2] = bias[2 * H];
@@ -415,18 +411,18 @@ const int16_t *tl_unit3_s16(const int16_t *w, const tl_s16_in_t *in, const int32
     w = part_s16(w, in->x, in->I, 3, sx);
     return part_s16(w, in->h, H, 3, sh);
 }
-#endif /* TL_LAYOUT_S16 */
+#endif /* TL_LAYOUT_W16 */
 
 #endif
 
-#ifdef TL_LAYOUT_S16
-void tl_s16_in_init(tl_s16_in_t *in, const tl_layer_t *L, const int8_t *x, const int8_t *h)
+#ifdef TL_LAYOUT_W16
+void tl_w16_in_init(tl_w16_in_t *in, const tl_layer_t *L, const int8_t *x, const int8_t *h)
 {
     in->x = x;
     in->h = h;
     in->I = L->input_size;
     in->H = L->hidden_size;
-#ifdef TL_S16_WIDE_H
+#ifdef TL_W16_WIDE_H
     tl_widen_s8(h, L->hidden_size, in->hw);
 #endif
 }

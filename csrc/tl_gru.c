@@ -3,7 +3,7 @@
  *   n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = n + z * (h - n).
  * Formulas: docs/integer-contract.md. int8 layout: the three rows of unit j (j, H+j, 2H+j)
  * share their input, so their dot products run together (tl_dot3_s8), as in tl_lstm.c.
- * s16 layout (weights16): one pointer walks the unit blocks; the x part accumulates
+ * w16 layout (weights16): one pointer walks the unit blocks; the x part accumulates
  * (r, z, n_x) from the biases (b_r, b_z, b_in), the h part (r, z, n_h) from (.., .., b_hn).
  */
 #include "tl_kernels.h"
@@ -20,19 +20,18 @@ TL_ALWAYS_INLINE int8_t gru_unit(const int16_t *table, int32_t pr, int32_t pz, i
     return (int8_t)tl_sat8(tl_rshift_round(hn15, TL_Q15 - TL_HIDDEN_FRAC));
 }
 
-#ifdef TL_LAYOUT_S16
-static void gru_step_s16(const tl_layer_t *L, const int16_t *table, const int8_t *x, const int8_t *h,
-                         int8_t *h_next)
+#ifdef TL_LAYOUT_W16
+static void gru_step_w16(const tl_layer_t *L, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next)
 {
     const size_t H = L->hidden_size;
     const int16_t *w = L->weights16;
     const int32_t *bias = L->bias, *mult = L->mult, *bias_hn = L->bias_hn;
     const int8_t *shift = L->shift;
-    tl_s16_in_t in;
-    tl_s16_in_init(&in, L, x, h);
+    tl_w16_in_t in;
+    tl_w16_in_init(&in, L, x, h);
     int32_t acc[4];
     for (size_t j = 0; j < H; ++j) {
-        w = tl_unit3_s16(w, &in, bias, bias_hn, acc);
+        w = tl_unit3_w16(w, &in, bias, bias_hn, acc);
         const int32_t pr = tl_requantize_fast(acc[0], mult[0], shift[0]);
         const int32_t pz = tl_requantize_fast(acc[1], mult[H], shift[H]);
         const int32_t nx = tl_requantize_fast(acc[2], mult[2 * H], shift[2 * H]);
@@ -46,29 +45,30 @@ static void gru_step_s16(const tl_layer_t *L, const int16_t *table, const int8_t
 }
 #endif
 
-void tl_gru_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *x,
-                       const int8_t *h, int8_t *h_next)
+void tl_gru_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next,
+                       int16_t *c)
 {
-#ifdef TL_LAYOUT_S16
+    (void)c; /* a GRU has no cell state */
+#ifdef TL_LAYOUT_W16
     if (L->weights16) {
-        gru_step_s16(L, table, x, h, h_next);
+        gru_step_w16(L, table, x, h, h_next);
         return;
     }
 #endif
     const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
-    const int8_t *a = L->align;
+    const int8_t *e = L->scale_exp;
     int32_t ax[3], ah[3];
     for (size_t j = 0; j < H; ++j) {
         const size_t rr = j, rz = H + j, rn = 2 * H + j;
         const int8_t *w = L->weights + j * W;
         tl_dot3_s8(w, stride, x, I, ax);
         tl_dot3_s8(w + I, stride, h, H, ah);
-        int32_t pr = tl_requantize_fast(tl_align_x(ax[0], a[rr]) + tl_align_h(ah[0], a[rr]) + L->bias[rr],
-                                        L->mult[rr], L->shift[rr]);
-        int32_t pz = tl_requantize_fast(tl_align_x(ax[1], a[rz]) + tl_align_h(ah[1], a[rz]) + L->bias[rz],
-                                        L->mult[rz], L->shift[rz]);
-        int32_t nx = tl_requantize_fast(tl_align_x(ax[2], a[rn]) + L->bias[rn], L->mult[rn], L->shift[rn]);
-        int32_t nh = tl_requantize_fast(tl_align_h(ah[2], a[rn]) + L->bias_hn[j], L->mult[rn], L->shift[rn]);
+        int32_t pr = tl_requantize_fast(tl_align_x(ax[0], e[rr]) + tl_align_h(ah[0], e[rr]) + L->bias[rr], L->mult[rr],
+                                        L->shift[rr]);
+        int32_t pz = tl_requantize_fast(tl_align_x(ax[1], e[rz]) + tl_align_h(ah[1], e[rz]) + L->bias[rz], L->mult[rz],
+                                        L->shift[rz]);
+        int32_t nx = tl_requantize_fast(tl_align_x(ax[2], e[rn]) + L->bias[rn], L->mult[rn], L->shift[rn]);
+        int32_t nh = tl_requantize_fast(tl_align_h(ah[2], e[rn]) + L->bias_hn[j], L->mult[rn], L->shift[rn]);
         h_next[j] = gru_unit(table, pr, pz, nx, nh, h[j]);
     }
 }

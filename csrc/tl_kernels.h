@@ -1,6 +1,6 @@
 /*
- * Internal kernels of TinyLSTM, one per file (tl_dot.c, tl_lstm.c, tl_gru.c, tl_dense.c); tl_api.c drives them.
- * Not part of the public API: use tinylstm.h.
+ * Internal kernels of TinyLSTM, one per file (tl_dot.c, tl_lstm.c, tl_gru.c, tl_dense.c); tl_api.c drives them
+ * through the cell table (tl_cells.c). Not part of the public API: use tinylstm.h.
  */
 #ifndef TL_KERNELS_H
 #define TL_KERNELS_H
@@ -26,9 +26,9 @@ void tl_dot_rows_s8(const int8_t *w, size_t stride, size_t rows, const int8_t *a
 void tl_dot4_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc);
 void tl_dot3_s8(const int8_t *w, size_t stride, const int8_t *a, size_t n, int32_t *acc);
 
-#ifdef TL_LAYOUT_S16
+#ifdef TL_LAYOUT_W16
 #ifdef TL_SMLAD_PATH
-#define TL_S16_WIDE_H 1
+#define TL_W16_WIDE_H 1
 /** Words needed by tl_widen_s8 for n values: 2 per complete group of four. */
 #define TL_WIDE_WORDS(n) (2 * ((n) / 4))
 /** out[2q], out[2q+1] = SXTB16 lanes (a[4q], a[4q+2]), (a[4q+1], a[4q+3]) for q < n/4. */
@@ -36,44 +36,63 @@ void tl_widen_s8(const int8_t *a, size_t n, uint32_t *out);
 #endif
 
 /**
- * Fast ("s16") layout, see tl_layer_t.weights16. The activations of one layer step: x [I], h [H],
+ * Fast ("w16") layout, see tl_layer_t.weights16. The activations of one layer step: x [I], h [H],
  * and on DSP builds hw, h's first 4*(H/4) values widened once per layer step by tl_widen_s8 (the
- * s16 loop then loads four of them with one LDRD instead of LDR + 2 SXTB16).
+ * w16 loop then loads four of them with one LDRD instead of LDR + 2 SXTB16).
  */
 typedef struct {
     const int8_t *x;
     const int8_t *h;
     size_t I, H;
-#ifdef TL_S16_WIDE_H
+#ifdef TL_W16_WIDE_H
     uint32_t hw[TL_WIDE_WORDS(TL_MAX_HIDDEN)];
 #endif
-} tl_s16_in_t;
+} tl_w16_in_t;
 
 /** Fill `in` for one step of layer `L` (widening h on DSP builds). */
-void tl_s16_in_init(tl_s16_in_t *in, const tl_layer_t *L, const int8_t *x, const int8_t *h);
+void tl_w16_in_init(tl_w16_in_t *in, const tl_layer_t *L, const int8_t *x, const int8_t *h);
 
 /**
  * The dot products of one unit's block, the accumulators starting from the biases
- * (bias = the layer's bias + j; rows g*H apart). LSTM (tl_unit4_s16): acc[g] = bias[g*H] +
- * row g . [x ; h] for the gates i, f, g, o. GRU (tl_unit3_s16): acc[0..2] = bias[0], bias[H],
+ * (bias = the layer's bias + j; rows g*H apart). LSTM (tl_unit4_w16): acc[g] = bias[g*H] +
+ * row g . [x ; h] for the gates i, f, g, o. GRU (tl_unit3_w16): acc[0..2] = bias[0], bias[H],
  * bias[2H] + x part of rows r, z, n; then acc[0], acc[1], acc[3] += h part of rows r, z, n,
  * with acc[3] starting from *bias_hn (n_x and n_h stay apart). Returns the next unit's block.
  */
-const int16_t *tl_unit4_s16(const int16_t *w, const tl_s16_in_t *in, const int32_t *bias, int32_t *acc);
-const int16_t *tl_unit3_s16(const int16_t *w, const tl_s16_in_t *in, const int32_t *bias, const int32_t *bias_hn,
+const int16_t *tl_unit4_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, int32_t *acc);
+const int16_t *tl_unit3_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, const int32_t *bias_hn,
                             int32_t *acc);
-#endif /* TL_LAYOUT_S16 */
+#endif /* TL_LAYOUT_W16 */
 
 /**
- * One LSTM layer step. Reads x [I] and the old h [H]; writes the new hidden state to
- * h_next [H] and updates c [H] in place. h and h_next must not overlap.
+ * One layer step of a cell: reads x [I] and the old h [H]; writes the new hidden state to h_next [H]
+ * and, for cells with a cell state, updates c [H] in place (the others ignore c). h and h_next must not
+ * overlap.
  */
-void tl_lstm_layer_step(const tl_layer_t *layer, const int16_t *table, const int8_t *x,
-                        const int8_t *h, int8_t *h_next, int16_t *c);
+typedef void (*tl_layer_step_fn)(const tl_layer_t *layer, const int16_t *table, const int8_t *x, const int8_t *h,
+                                 int8_t *h_next, int16_t *c);
 
-/** One GRU layer step (PyTorch formulation). Same buffer rules as tl_lstm_layer_step. */
-void tl_gru_layer_step(const tl_layer_t *layer, const int16_t *table, const int8_t *x,
-                       const int8_t *h, int8_t *h_next);
+/** What the driver, the model check and the blob reader need to know of a cell (one line per cell in tl_cells.c). */
+typedef struct {
+    uint8_t gates;               /**< gate rows per unit: TL_CELL_<NAME>_GATES */
+    uint8_t has_c;               /**< an int16 cell state with cell_frac fractional bits: TL_CELL_<NAME>_HAS_C */
+    uint8_t bias_hn;             /**< tl_layer_t.bias_hn present: TL_CELL_<NAME>_BIAS_HN */
+    tl_layer_step_fn layer_step; /**< its layer step (tl_<name>.c) */
+} tl_cell_t;
+
+/** The cells, indexed by TL_CELL_* (the codes of codegen/cells.py, generated into tl_contract.h). */
+extern const tl_cell_t tl_cells[TL_NUM_CELLS];
+
+/** The entry of cell code `code`, NULL for an unknown code. */
+static inline const tl_cell_t *tl_cell(unsigned code) { return code < TL_NUM_CELLS ? &tl_cells[code] : 0; }
+
+/** The LSTM layer step (PyTorch gate order i, f, g, o), tl_lstm.c. */
+void tl_lstm_layer_step(const tl_layer_t *layer, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next,
+                        int16_t *c);
+
+/** The GRU layer step (PyTorch formulation), tl_gru.c; c is not used. */
+void tl_gru_layer_step(const tl_layer_t *layer, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next,
+                       int16_t *c);
 
 /** Dense head: y[o] = sat16(requantize(W[o] . h + b[o])) for o < model->output_size. */
 void tl_dense_step(const tl_model_t *model, const int8_t *h, int16_t *y);

@@ -4,7 +4,7 @@
  * int8 layout: the four gate rows of unit j (rows j, H+j, 2H+j, 3H+j: one stride of H*(I+H)
  * bytes apart) share their input, so their dot products run together (tl_dot4_s8): on
  * Cortex-M4/M7 each activation word is loaded and unpacked once for the four rows.
- * s16 layout (weights16): one pointer walks the unit blocks; the bias is the accumulators'
+ * w16 layout (weights16): one pointer walks the unit blocks; the bias is the accumulators'
  * start value and the alignment is folded into the weights, so acc is the whole sum.
  */
 #include "tl_kernels.h"
@@ -24,20 +24,20 @@ TL_ALWAYS_INLINE int8_t lstm_unit(const int16_t *table, const int32_t *pre, int 
     return (int8_t)tl_sat8(tl_rshift_round(o * t, 2 * TL_Q15 - TL_HIDDEN_FRAC));
 }
 
-#ifdef TL_LAYOUT_S16
-static void lstm_step_s16(const tl_layer_t *L, const int16_t *table, const int8_t *x, const int8_t *h,
-                          int8_t *h_next, int16_t *c)
+#ifdef TL_LAYOUT_W16
+static void lstm_step_w16(const tl_layer_t *L, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next,
+                          int16_t *c)
 {
     const size_t H = L->hidden_size;
     const int F = L->cell_frac;
     const int16_t *w = L->weights16;
     const int32_t *bias = L->bias, *mult = L->mult;
     const int8_t *shift = L->shift;
-    tl_s16_in_t in;
-    tl_s16_in_init(&in, L, x, h);
+    tl_w16_in_t in;
+    tl_w16_in_init(&in, L, x, h);
     int32_t acc[4], pre[4];
     for (size_t j = 0; j < H; ++j) {
-        w = tl_unit4_s16(w, &in, bias, acc);
+        w = tl_unit4_w16(w, &in, bias, acc);
         pre[0] = tl_requantize_fast(acc[0], mult[0], shift[0]);
         pre[1] = tl_requantize_fast(acc[1], mult[H], shift[H]);
         pre[2] = tl_requantize_fast(acc[2], mult[2 * H], shift[2 * H]);
@@ -50,12 +50,12 @@ static void lstm_step_s16(const tl_layer_t *L, const int16_t *table, const int8_
 }
 #endif
 
-void tl_lstm_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *x,
-                        const int8_t *h, int8_t *h_next, int16_t *c)
+void tl_lstm_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next,
+                        int16_t *c)
 {
-#ifdef TL_LAYOUT_S16
+#ifdef TL_LAYOUT_W16
     if (L->weights16) {
-        lstm_step_s16(L, table, x, h, h_next, c);
+        lstm_step_w16(L, table, x, h, h_next, c);
         return;
     }
 #endif
@@ -68,9 +68,9 @@ void tl_lstm_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t 
         tl_dot4_s8(w + I, stride, h, H, ah);
         for (size_t g = 0; g < 4; ++g) {
             const size_t r = g * H + j;
-            const int a = L->align[r];
-            pre[g] = tl_requantize_fast(tl_align_x(ax[g], a) + tl_align_h(ah[g], a) + L->bias[r], L->mult[r],
-                                        L->shift[r]);
+            const int e = L->scale_exp[r];
+            pre[g] =
+                tl_requantize_fast(tl_align_x(ax[g], e) + tl_align_h(ah[g], e) + L->bias[r], L->mult[r], L->shift[r]);
         }
         h_next[j] = lstm_unit(table, pre, F, &c[j]);
     }

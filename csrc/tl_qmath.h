@@ -11,11 +11,9 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef char tl_arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
+#include "tl_contract.h" /* TL_Q12, TL_Q15, TL_HIDDEN_FRAC */
 
-#define TL_Q12 12
-#define TL_Q15 15
-#define TL_HIDDEN_FRAC 7
+typedef char tl_arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
 
 /* Branch hints and forced inlining where the compiler has them (no effect on results). */
 #if defined(__GNUC__) || defined(__clang__)
@@ -73,11 +71,18 @@ TL_ALWAYS_INLINE int32_t tl_requantize_fast(int32_t acc, int32_t mult, int shift
     return tl_requantize(acc, mult, shift);
 }
 
-/** Bring the input-side and recurrent-side accumulators of a row to one scale (|align| <= 4). */
-static inline int32_t tl_align_x(int32_t acc_x, int align) { return align > 0 ? acc_x * (1 << align) : acc_x; }
-static inline int32_t tl_align_h(int32_t acc_h, int align) { return align < 0 ? acc_h * (1 << -align) : acc_h; }
+/** Bring the input-side and recurrent-side accumulators of a row to one scale, by the row's scale
+ * exponent e (|e| <= TL_MAX_SCALE_EXP): acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0). */
+static inline int32_t tl_align_x(int32_t acc_x, int scale_exp)
+{
+    return scale_exp > 0 ? acc_x * (1 << scale_exp) : acc_x;
+}
+static inline int32_t tl_align_h(int32_t acc_h, int scale_exp)
+{
+    return scale_exp < 0 ? acc_h * (1 << -scale_exp) : acc_h;
+}
 
-/** tanh: Q3.12 in, Q0.15 out, linear interpolation between 257 table points (step 1/16). */
+/** tanh: Q3.12 in, Q0.15 out, linear interpolation between TL_TABLE_SIZE table points (step 1/16). */
 #if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP) && !defined(__ARM_BIG_ENDIAN)
 /* t0 + (((t1 - t0) * f + 128) >> 8) = (t0 * (256 - f) + t1 * f + 128) >> 8 (t0 is an integer, so
  * it moves out of the floor): one LDR of the pair (t0, t1), one SMLAD with (256 - f, f). */

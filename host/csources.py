@@ -1,4 +1,5 @@
 """Where the C sources live (package data) and the flags every TinyLSTM C build uses."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,10 @@ def csrc_dir() -> Path:
 
 
 def kernel_sources() -> list[Path]:
-    """The portable kernel's .c files, in a stable order."""
-    return sorted(csrc_dir().glob("tl_*.c"))
+    """The portable kernel's .c files: csrc/tl_sources.txt, the one list every build reads (the host
+    bridge, the firmware, PlatformIO, the MicroPython C and native modules)."""
+    names = (csrc_dir() / "tl_sources.txt").read_text().split()
+    return [csrc_dir() / n for n in names]
 
 
 def firmware_dir() -> Path:

@@ -7,6 +7,7 @@ Wire format: ``COBS(header | payload | crc32) 0x00`` with
 ``header = magic u8 (0xA6) | type u8 | seq u16 LE | payload length u16 LE`` and
 ``crc32`` = CRC-32/ISO-HDLC (zlib) over header and payload, u32 LE.
 """
+
 from __future__ import annotations
 
 import struct
@@ -15,7 +16,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tinylstm.codegen.cells import CELLS
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -71,9 +74,8 @@ class DecodeError(IntEnum):
     LENGTH = -6
 
 
-class Cell(IntEnum):
-    LSTM = 0
-    GRU = 1
+# HELLO.cell: the codes of the cell registry (codegen/cells.py), e.g. Cell.LSTM, Cell.GRU
+Cell = IntEnum("Cell", {c.name.upper(): c.code for c in CELLS.values()})  # type: ignore[misc]
 
 
 class Mode(IntEnum):
@@ -186,7 +188,7 @@ def _decode_chunk(chunk: bytes) -> Frame:
         if code != 0xFF:
             out.append(0)  # the previous block ended with an implied zero
         code = chunk[i]
-        out += chunk[i + 1:i + code]
+        out += chunk[i + 1 : i + code]
         i += code
     if len(out) > MAX_FRAME:
         raise _BadFrame(DecodeError.TOO_LONG)
@@ -293,7 +295,7 @@ def _pack_str(text: str, limit: int) -> bytes:
 def _unpack_str(payload: bytes, offset: int) -> str:
     if len(payload) <= offset or len(payload) != offset + 1 + payload[offset]:
         raise PayloadError("string length does not match the payload size")
-    return payload[offset + 1:].decode("utf-8", errors="replace")
+    return payload[offset + 1 :].decode("utf-8", errors="replace")
 
 
 def _unpack_exact(fmt: struct.Struct, payload: bytes) -> tuple[int, ...]:
@@ -312,7 +314,7 @@ def input_payload(step: int, count: int, data: bytes) -> bytes:
     return _INPUT_HEAD.pack(step & 0xFFFFFFFF, count) + data
 
 
-def _unpack_samples(payload: bytes, item: str) -> tuple[int, tuple[tuple[float, ...], ...]]:
+def _unpack_samples(payload: bytes, item: str) -> tuple[int, tuple[tuple[Any, ...], ...]]:
     if len(payload) < INPUT_HEAD or payload[4] == 0:
         raise PayloadError("INPUT payload needs a step, a sample count of at least 1 and the samples")
     step, count = _INPUT_HEAD.unpack_from(payload)
@@ -322,10 +324,10 @@ def _unpack_samples(payload: bytes, item: str) -> tuple[int, tuple[tuple[float, 
         raise PayloadError(f"{len(data)} sample bytes do not split into {count} samples")
     size = len(data) // (count * width)
     values = struct.unpack(f"<{count * size}{item}", data)
-    return step, tuple(tuple(values[k * size:(k + 1) * size]) for k in range(count))
+    return step, tuple(tuple(values[k * size : (k + 1) * size]) for k in range(count))
 
 
-def _pack_samples(samples: tuple[tuple[float, ...], ...], item: str) -> bytes:
+def _pack_samples(samples: tuple[tuple[Any, ...], ...], item: str) -> bytes:
     sizes = {len(s) for s in samples}
     if len(sizes) != 1:
         raise ValueError("every sample of an INPUT frame has the model's input size")
@@ -358,19 +360,48 @@ class Hello:
 
     def pack(self) -> bytes:
         return self._FIXED.pack(
-            self.model_hash, self.kernel_version, self.cell, self.layers, self.input_size,
-            self.hidden_size, self.output_size, self.hidden_bits, self.mode, self.window, self.source,
-            self.history, self.rx_capacity, self.next_step, self.rx_freed,
+            self.model_hash,
+            self.kernel_version,
+            self.cell,
+            self.layers,
+            self.input_size,
+            self.hidden_size,
+            self.output_size,
+            self.hidden_bits,
+            self.mode,
+            self.window,
+            self.source,
+            self.history,
+            self.rx_capacity,
+            self.next_step,
+            self.rx_freed,
         ) + _pack_str(self.board_name, NAME_MAX)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Hello:
         name = _unpack_str(payload, cls._FIXED.size)
-        (h, kv, cell, layers, ins, hid, outs, bits, mode, win, src, hist, cap, nxt,
-         freed) = cls._FIXED.unpack_from(payload)
+        (h, kv, cell, layers, ins, hid, outs, bits, mode, win, src, hist, cap, nxt, freed) = (
+            cls._FIXED.unpack_from(payload)
+        )
         try:
-            return cls(h, kv, Cell(cell), layers, ins, hid, outs, bits, Mode(mode), win, Source(src), hist, cap,
-                       nxt, freed, name)
+            return cls(
+                h,
+                kv,
+                Cell(cell),
+                layers,
+                ins,
+                hid,
+                outs,
+                bits,
+                Mode(mode),
+                win,
+                Source(src),
+                hist,
+                cap,
+                nxt,
+                freed,
+                name,
+            )
         except ValueError as exc:
             raise PayloadError(str(exc)) from None
 
@@ -391,7 +422,9 @@ class Pred:
 
     @classmethod
     def unpack(cls, payload: bytes) -> Pred:
-        if len(payload) < PRED_HEAD or len(payload) != PRED_HEAD + 2 * int.from_bytes(payload[8:10], "little"):
+        if len(payload) < PRED_HEAD or len(payload) != PRED_HEAD + 2 * int.from_bytes(
+            payload[8:10], "little"
+        ):
             raise PayloadError("PRED count does not match the payload size")
         step, freed, n = cls._HEAD.unpack_from(payload)
         return cls(step, freed, struct.unpack_from(f"<{n}h", payload, PRED_HEAD))
@@ -416,8 +449,16 @@ class Stats:
         return self.cycles // self.steps if self.steps else 0
 
     def pack(self) -> bytes:
-        return self._FMT.pack(self.steps, self.cycles, self.dropped_rx, self.frames_bad, self.inputs_refused,
-                              self.tx_timeouts, self.next_step, self.rx_freed)
+        return self._FMT.pack(
+            self.steps,
+            self.cycles,
+            self.dropped_rx,
+            self.frames_bad,
+            self.inputs_refused,
+            self.tx_timeouts,
+            self.next_step,
+            self.rx_freed,
+        )
 
     @classmethod
     def unpack(cls, payload: bytes) -> Stats:
@@ -488,37 +529,38 @@ class Nak:
 
 
 @dataclass(frozen=True)
-class Input:
-    """Consecutive quantized int8 samples; the first is the board's step ``step``."""
+class _Samples:
+    """INPUT and INPUT_F32: consecutive samples, the first one for the board's step ``step``."""
 
-    TYPE: ClassVar[FrameType] = FrameType.INPUT
+    _ITEM: ClassVar[str]  # struct code of one value
     step: int
-    samples: tuple[tuple[int, ...], ...]
+    samples: tuple[tuple[Any, ...], ...]
 
     def pack(self) -> bytes:
-        return input_payload(self.step, len(self.samples), _pack_samples(self.samples, "b"))
+        return input_payload(self.step, len(self.samples), _pack_samples(self.samples, self._ITEM))
 
     @classmethod
-    def unpack(cls, payload: bytes) -> Input:
-        step, samples = _unpack_samples(payload, "b")
-        return cls(step, tuple(tuple(map(int, s)) for s in samples))
+    def unpack(cls, payload: bytes) -> Self:
+        step, samples = _unpack_samples(payload, cls._ITEM)
+        return cls(step, samples)
 
 
 @dataclass(frozen=True)
-class InputF32:
+class Input(_Samples):
+    """Consecutive quantized int8 samples."""
+
+    TYPE: ClassVar[FrameType] = FrameType.INPUT
+    _ITEM: ClassVar[str] = "b"
+    samples: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class InputF32(_Samples):
     """Consecutive float32 samples; the board quantizes them with the generated constants."""
 
     TYPE: ClassVar[FrameType] = FrameType.INPUT_F32
-    step: int
+    _ITEM: ClassVar[str] = "f"
     samples: tuple[tuple[float, ...], ...]
-
-    def pack(self) -> bytes:
-        return input_payload(self.step, len(self.samples), _pack_samples(self.samples, "f"))
-
-    @classmethod
-    def unpack(cls, payload: bytes) -> InputF32:
-        step, samples = _unpack_samples(payload, "f")
-        return cls(step, tuple(tuple(map(float, s)) for s in samples))
 
 
 @dataclass(frozen=True)
@@ -589,12 +631,38 @@ class StatsReq(_Empty):
     TYPE: ClassVar[FrameType] = FrameType.STATS_REQ
 
 
-Message = (Hello | Pred | Stats | Error | Ack | Nak | Input | InputF32 | SetSource | Reset | PredReq | HelloReq
-           | StatsReq)
+Message = (
+    Hello
+    | Pred
+    | Stats
+    | Error
+    | Ack
+    | Nak
+    | Input
+    | InputF32
+    | SetSource
+    | Reset
+    | PredReq
+    | HelloReq
+    | StatsReq
+)
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Pred, Stats, Error, Ack, Nak, Input, InputF32, SetSource, Reset, PredReq, HelloReq,
-                StatsReq)
+    for cls in (
+        Hello,
+        Pred,
+        Stats,
+        Error,
+        Ack,
+        Nak,
+        Input,
+        InputF32,
+        SetSource,
+        Reset,
+        PredReq,
+        HelloReq,
+        StatsReq,
+    )
 }
 
 

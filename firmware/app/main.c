@@ -6,6 +6,5 @@ int main(void)
 {
     tl_hal_init();
     tl_app_init();
-    for (;;)
-        tl_app_poll();
+    for (;;) tl_app_poll();
 }

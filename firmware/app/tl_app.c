@@ -74,19 +74,14 @@ __attribute__((weak)) int tl_sensor_read(float *x)
 }
 
 /* Received bytes that are no longer in the HAL's buffer: taken by the app or dropped. */
-static uint32_t rx_freed(void)
-{
-    return rx_taken + tl_hal_rx_overflows();
-}
+static uint32_t rx_freed(void) { return rx_taken + tl_hal_rx_overflows(); }
 
 static void send(uint8_t type, size_t len)
 {
     size_t n = tl_proto_encode(type, tx_seq, payload, len, wire, sizeof wire);
-    if (n == 0)
-        return;
+    if (n == 0) return;
     tx_seq++;
-    if (tl_hal_write(wire, n) != 0)
-        stats.tx_timeouts++;
+    if (tl_hal_write(wire, n) != 0) stats.tx_timeouts++;
 }
 
 static void send_error(uint16_t code, const char *msg)
@@ -102,14 +97,13 @@ static void send_ack(const tl_proto_frame_t *f)
 static void send_nak(const tl_proto_frame_t *f, uint8_t reason, uint32_t step)
 {
     stats.inputs_refused++;
-    send(TL_PROTO_MSG_NAK,
-         tl_proto_nak_payload(payload, sizeof payload, reason, f->seq, step, step_index, rx_freed()));
+    send(TL_PROTO_MSG_NAK, tl_proto_nak_payload(payload, sizeof payload, reason, f->seq, step, step_index, rx_freed()));
 }
 
 static void send_pred(uint32_t step)
 {
-    send(TL_PROTO_MSG_PRED, tl_proto_pred_payload(payload, sizeof payload, step, rx_freed(),
-                                                  history[step % TL_APP_PRED_HISTORY], O));
+    send(TL_PROTO_MSG_PRED,
+         tl_proto_pred_payload(payload, sizeof payload, step, rx_freed(), history[step % TL_APP_PRED_HISTORY], O));
 }
 
 static void send_hello(void)
@@ -304,8 +298,7 @@ static void poll_source(void)
 {
     if (source == TL_PROTO_SOURCE_SENSOR) {
         float x[I];
-        if (tl_sensor_read(x))
-            (void)run_float_step(x);
+        if (tl_sensor_read(x)) (void)run_float_step(x);
     }
 #if TL_APP_HAS_REPLAY
     else if (source == TL_PROTO_SOURCE_REPLAY && (int32_t)(tl_hal_millis() - replay_next_ms) >= 0) {
@@ -347,8 +340,7 @@ void tl_app_init(void)
     restart_stream(0);
     (void)tl_hal_write(&flush, 1);
     send_hello();
-    if (tl_hal_reset_was_watchdog())
-        send_error(TL_PROTO_ERROR_WATCHDOG, "reset by the watchdog");
+    if (tl_hal_reset_was_watchdog()) send_error(TL_PROTO_ERROR_WATCHDOG, "reset by the watchdog");
 }
 
 void tl_app_poll(void)

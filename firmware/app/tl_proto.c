@@ -1,6 +1,8 @@
 /* TinyLSTM serial frame protocol, wire version 2. Specification: docs/serial-protocol.md. */
 #include "tl_proto.h"
 
+#include "tl_crc32.h" /* the kernel's CRC-32 (csrc/): one C copy for the blob and the protocol */
+
 #if TL_PROTO_MAX_PAYLOAD > 0xFFFFu
 #error "TL_PROTO_MAX_PAYLOAD must fit the u16 length field"
 #endif
@@ -19,34 +21,11 @@ void tl_proto_put_u32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
-uint16_t tl_proto_get_u16(const uint8_t *p)
-{
-    return (uint16_t)((uint16_t)p[0] | (uint16_t)((uint16_t)p[1] << 8));
-}
+uint16_t tl_proto_get_u16(const uint8_t *p) { return (uint16_t)((uint16_t)p[0] | (uint16_t)((uint16_t)p[1] << 8)); }
 
 uint32_t tl_proto_get_u32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-/* ---- CRC-32/ISO-HDLC, reflected polynomial 0xEDB88320, 4 bits per lookup ---- */
-
-static const uint32_t crc_nibble[16] = {
-    0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
-    0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
-    0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu,
-};
-
-uint32_t tl_proto_crc32(uint32_t crc, const uint8_t *data, size_t len)
-{
-    size_t i;
-    crc = ~crc;
-    for (i = 0; i < len; i++) {
-        crc ^= data[i];
-        crc = (crc >> 4) ^ crc_nibble[crc & 0x0Fu];
-        crc = (crc >> 4) ^ crc_nibble[crc & 0x0Fu];
-    }
-    return ~crc;
 }
 
 /* ---- encoder --------------------------------------------------------------- */
@@ -57,9 +36,9 @@ uint32_t tl_proto_crc32(uint32_t crc, const uint8_t *data, size_t len)
 typedef struct {
     uint8_t *out;
     size_t cap;
-    size_t n;       /* bytes produced so far (may exceed cap: then `full`) */
-    size_t code_at; /* slot of the current block's code byte */
-    uint8_t code;   /* 1 + data bytes in the current block */
+    size_t n;         /* bytes produced so far (may exceed cap: then `full`) */
+    size_t code_at;   /* slot of the current block's code byte */
+    uint8_t code;     /* 1 + data bytes in the current block */
     uint8_t reserved; /* the current block has a slot */
     uint8_t full;
 } cobs_writer_t;
@@ -113,8 +92,7 @@ static void cobs_put_all(cobs_writer_t *w, const uint8_t *p, size_t len)
     }
 }
 
-size_t tl_proto_encode(uint8_t type, uint16_t seq, const uint8_t *payload, size_t len,
-                       uint8_t *out, size_t out_cap)
+size_t tl_proto_encode(uint8_t type, uint16_t seq, const uint8_t *payload, size_t len, uint8_t *out, size_t out_cap)
 {
     uint8_t hdr[TL_PROTO_HEADER_SIZE];
     uint8_t tail[TL_PROTO_CRC_SIZE];
@@ -128,9 +106,9 @@ size_t tl_proto_encode(uint8_t type, uint16_t seq, const uint8_t *payload, size_
     hdr[1] = type;
     tl_proto_put_u16(&hdr[2], seq);
     tl_proto_put_u16(&hdr[4], (uint16_t)len);
-    crc = tl_proto_crc32(0, hdr, sizeof hdr);
+    crc = tl_crc32(0, hdr, sizeof hdr);
     if (len > 0) {
-        crc = tl_proto_crc32(crc, payload, len);
+        crc = tl_crc32(crc, payload, len);
     }
     tl_proto_put_u32(tail, crc);
 
@@ -186,8 +164,7 @@ static int dec_finish(tl_proto_decoder_t *d, tl_proto_frame_t *out)
     if (n < TL_PROTO_HEADER_SIZE + TL_PROTO_CRC_SIZE) {
         return TL_PROTO_DEC_SHORT;
     }
-    if (tl_proto_crc32(0, d->buf, (size_t)n - TL_PROTO_CRC_SIZE) !=
-        tl_proto_get_u32(&d->buf[n - TL_PROTO_CRC_SIZE])) {
+    if (tl_crc32(0, d->buf, (size_t)n - TL_PROTO_CRC_SIZE) != tl_proto_get_u32(&d->buf[n - TL_PROTO_CRC_SIZE])) {
         return TL_PROTO_DEC_CRC;
     }
     if (d->buf[0] != TL_PROTO_MAGIC) {
@@ -282,8 +259,7 @@ size_t tl_proto_hello_payload(uint8_t *buf, size_t cap, const tl_proto_hello_t *
     return n;
 }
 
-size_t tl_proto_pred_payload(uint8_t *buf, size_t cap, uint32_t step, uint32_t rx_freed,
-                             const int16_t *y, uint16_t n)
+size_t tl_proto_pred_payload(uint8_t *buf, size_t cap, uint32_t step, uint32_t rx_freed, const int16_t *y, uint16_t n)
 {
     size_t size = TL_PROTO_PRED_HEAD + 2u * (size_t)n;
     uint16_t i;
@@ -330,8 +306,8 @@ size_t tl_proto_error_payload(uint8_t *buf, size_t cap, uint16_t code, uint32_t 
     return n;
 }
 
-size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16_t acked_seq,
-                            uint32_t next_step, uint32_t rx_freed)
+size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16_t acked_seq, uint32_t next_step,
+                            uint32_t rx_freed)
 {
     if (buf == NULL || cap < TL_PROTO_ACK_SIZE) {
         return 0;
@@ -343,8 +319,8 @@ size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16
     return TL_PROTO_ACK_SIZE;
 }
 
-size_t tl_proto_nak_payload(uint8_t *buf, size_t cap, uint8_t reason, uint16_t seq, uint32_t step,
-                            uint32_t next_step, uint32_t rx_freed)
+size_t tl_proto_nak_payload(uint8_t *buf, size_t cap, uint8_t reason, uint16_t seq, uint32_t step, uint32_t next_step,
+                            uint32_t rx_freed)
 {
     if (buf == NULL || cap < TL_PROTO_NAK_SIZE) {
         return 0;
@@ -361,14 +337,12 @@ size_t tl_proto_nak_payload(uint8_t *buf, size_t cap, uint8_t reason, uint16_t s
 
 /* Shared head of INPUT and INPUT_F32: step u32, count u8 >= 1, count * input_size values of
  * `width` bytes. */
-static int input_head(const uint8_t *payload, size_t len, uint16_t input_size, size_t width,
-                      uint32_t *step, uint8_t *n)
+static int input_head(const uint8_t *payload, size_t len, uint16_t input_size, size_t width, uint32_t *step, uint8_t *n)
 {
     if (payload == NULL || len < TL_PROTO_INPUT_HEAD || payload[4] == 0u) {
         return TL_PROTO_ERR_PAYLOAD;
     }
-    if (input_size == 0u ||
-        len - TL_PROTO_INPUT_HEAD != (size_t)payload[4] * (size_t)input_size * width) {
+    if (input_size == 0u || len - TL_PROTO_INPUT_HEAD != (size_t)payload[4] * (size_t)input_size * width) {
         return TL_PROTO_ERR_SIZE;
     }
     *step = tl_proto_get_u32(payload);
@@ -376,8 +350,8 @@ static int input_head(const uint8_t *payload, size_t len, uint16_t input_size, s
     return TL_PROTO_OK;
 }
 
-int tl_proto_input_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step,
-                         uint8_t *n, const int8_t **x)
+int tl_proto_input_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step, uint8_t *n,
+                         const int8_t **x)
 {
     int rc = input_head(payload, len, input_size, 1u, step, n);
     if (rc == TL_PROTO_OK) {
@@ -387,8 +361,7 @@ int tl_proto_input_parse(const uint8_t *payload, size_t len, uint16_t input_size
     return rc;
 }
 
-int tl_proto_input_f32_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step,
-                             uint8_t *n)
+int tl_proto_input_f32_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step, uint8_t *n)
 {
     return input_head(payload, len, input_size, 4u, step, n);
 }

@@ -6,7 +6,7 @@
  *
  * Wire format: COBS(header | payload | crc32) 0x00
  *   header  = magic u8 (0xA6) | type u8 | seq u16 LE | payload length u16 LE
- *   crc32   = CRC-32/ISO-HDLC (zlib) over header and payload, u32 LE
+ *   crc32   = CRC-32/ISO-HDLC (zlib) over header and payload, u32 LE: tl_crc32 (csrc/tl_crc32.h)
  *
  * Naming: every identifier of this file starts with tl_proto_ / TL_PROTO_.
  * C99, no malloc, no libc calls, reentrant (all state lives in caller-owned structs).
@@ -89,8 +89,7 @@ enum {
     TL_PROTO_ERR_SIZE = -12     /**< INPUT samples are not input_size values each */
 };
 
-/** Values of HELLO.cell, HELLO.mode and HELLO.source / SET_SOURCE.source. */
-enum { TL_PROTO_CELL_LSTM = 0, TL_PROTO_CELL_GRU = 1 }; /* same values as tinylstm.h's TL_CELL_* */
+/** Values of HELLO.mode and HELLO.source / SET_SOURCE.source (HELLO.cell carries tinylstm.h's TL_CELL_*). */
 enum { TL_PROTO_MODE_WINDOW = 0, TL_PROTO_MODE_STREAM = 1 };
 enum { TL_PROTO_SOURCE_HOST = 0, TL_PROTO_SOURCE_REPLAY = 1, TL_PROTO_SOURCE_SENSOR = 2 };
 
@@ -136,19 +135,19 @@ typedef struct {
 typedef struct {
     uint32_t model_hash;
     uint16_t kernel_version;
-    uint8_t cell;   /**< TL_PROTO_CELL_* */
+    uint8_t cell; /**< TL_CELL_* (tl_contract.h) */
     uint8_t layers;
     uint16_t input_size;
     uint16_t hidden_size;
     uint16_t output_size;
     uint8_t hidden_bits; /**< bits of the hidden state words (8) */
-    uint8_t mode;   /**< TL_PROTO_MODE_* */
+    uint8_t mode;        /**< TL_PROTO_MODE_* */
     uint16_t window;
-    uint8_t source; /**< TL_PROTO_SOURCE_* */
-    uint8_t history; /**< PRED frames the board can send again (PRED_REQ) */
-    uint16_t rx_capacity; /**< bytes the host may have in flight (credit window) */
-    uint32_t next_step; /**< step the board expects in the next INPUT */
-    uint32_t rx_freed; /**< received bytes taken or dropped since boot (mod 2^32) */
+    uint8_t source;         /**< TL_PROTO_SOURCE_* */
+    uint8_t history;        /**< PRED frames the board can send again (PRED_REQ) */
+    uint16_t rx_capacity;   /**< bytes the host may have in flight (credit window) */
+    uint32_t next_step;     /**< step the board expects in the next INPUT */
+    uint32_t rx_freed;      /**< received bytes taken or dropped since boot (mod 2^32) */
     const char *board_name; /**< NUL-terminated; truncated to TL_PROTO_NAME_MAX bytes; may be NULL */
 } tl_proto_hello_t;
 
@@ -189,15 +188,6 @@ uint32_t tl_proto_get_u32(const uint8_t *p);
 /* ---- framing -------------------------------------------------------------- */
 
 /**
- * @brief         CRC-32/ISO-HDLC (zlib crc32), nibble table (64 bytes of flash).
- * @param[in]     crc   previous value; 0 to start
- * @param[in]     data  bytes
- * @param[in]     len   number of bytes
- * @return        updated CRC; chainable: crc32(crc32(0,a),b) == crc32(0,a|b)
- */
-uint32_t tl_proto_crc32(uint32_t crc, const uint8_t *data, size_t len);
-
-/**
  * @brief         Build one complete wire frame: COBS(header|payload|crc) followed by 0x00.
  * @param[in]     type     frame type (TL_PROTO_MSG_*)
  * @param[in]     seq      sender's sequence number
@@ -207,8 +197,7 @@ uint32_t tl_proto_crc32(uint32_t crc, const uint8_t *data, size_t len);
  * @param[in]     out_cap  its size; TL_PROTO_MAX_ENCODED(len + 10) always suffices
  * @return        encoded size including the 0x00 delimiter, or 0 if len is too large or out too small
  */
-size_t tl_proto_encode(uint8_t type, uint16_t seq, const uint8_t *payload, size_t len,
-                       uint8_t *out, size_t out_cap);
+size_t tl_proto_encode(uint8_t type, uint16_t seq, const uint8_t *payload, size_t len, uint8_t *out, size_t out_cap);
 
 /**
  * @brief         Reset a decoder to wait for the first byte of a frame.
@@ -251,8 +240,7 @@ size_t tl_proto_hello_payload(uint8_t *buf, size_t cap, const tl_proto_hello_t *
  * @param[in]     n         number of outputs
  * @return        payload size (10 + 2n), 0 if it does not fit or exceeds TL_PROTO_MAX_PAYLOAD
  */
-size_t tl_proto_pred_payload(uint8_t *buf, size_t cap, uint32_t step, uint32_t rx_freed,
-                             const int16_t *y, uint16_t n);
+size_t tl_proto_pred_payload(uint8_t *buf, size_t cap, uint32_t step, uint32_t rx_freed, const int16_t *y, uint16_t n);
 
 /**
  * @brief         STATS payload (TL_PROTO_STATS_SIZE bytes).
@@ -284,8 +272,8 @@ size_t tl_proto_error_payload(uint8_t *buf, size_t cap, uint16_t code, uint32_t 
  * @param[in]     rx_freed    received bytes taken or dropped since boot
  * @return        TL_PROTO_ACK_SIZE, or 0 if cap is too small
  */
-size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16_t acked_seq,
-                            uint32_t next_step, uint32_t rx_freed);
+size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16_t acked_seq, uint32_t next_step,
+                            uint32_t rx_freed);
 
 /**
  * @brief         NAK payload: reason u8, refused seq u16, its step u32, next_step u32, rx_freed u32.
@@ -298,8 +286,8 @@ size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16
  * @param[in]     rx_freed   received bytes taken or dropped since boot
  * @return        TL_PROTO_NAK_SIZE, or 0 if cap is too small
  */
-size_t tl_proto_nak_payload(uint8_t *buf, size_t cap, uint8_t reason, uint16_t seq, uint32_t step,
-                            uint32_t next_step, uint32_t rx_freed);
+size_t tl_proto_nak_payload(uint8_t *buf, size_t cap, uint8_t reason, uint16_t seq, uint32_t step, uint32_t next_step,
+                            uint32_t rx_freed);
 
 /* ---- payload parsers (host -> board) -------------------------------------- */
 
@@ -314,8 +302,8 @@ size_t tl_proto_nak_payload(uint8_t *buf, size_t cap, uint8_t reason, uint16_t s
  * @return        TL_PROTO_OK, TL_PROTO_ERR_PAYLOAD (shorter than its head, or n == 0) or
  *                TL_PROTO_ERR_SIZE (the samples are not input_size values each)
  */
-int tl_proto_input_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step,
-                         uint8_t *n, const int8_t **x);
+int tl_proto_input_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step, uint8_t *n,
+                         const int8_t **x);
 
 /**
  * @brief         Parse an INPUT_F32 payload: first step u32, count n u8 (>= 1), n x input_size f32 LE.
@@ -326,8 +314,7 @@ int tl_proto_input_parse(const uint8_t *payload, size_t len, uint16_t input_size
  * @param[out]    n           number of samples
  * @return        TL_PROTO_OK, TL_PROTO_ERR_PAYLOAD or TL_PROTO_ERR_SIZE
  */
-int tl_proto_input_f32_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step,
-                             uint8_t *n);
+int tl_proto_input_f32_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step, uint8_t *n);
 
 /**
  * @brief         Sample k of a payload that tl_proto_input_f32_parse() accepted, as floats.

@@ -1,6 +1,12 @@
 # TinyLSTM for MicroPython, in plain Python: reads a .tlm model blob and runs the integer
 # contract (docs/integer-contract.md) bit-exactly with the C kernel. Runs on stock MicroPython
-# (no numpy) and on CPython, where it is unit-tested.
+# (no numpy) and on CPython, where it is unit-tested. Copy it with tinylstm_contract.py (the
+# contract's constants, generated from codegen/contract.py) and tinylstm_viper.py.
+#
+# The arithmetic mirrors codegen/qmath.py function for function, with the same names (sat,
+# rshift_round, requantize, tanh_q15, sigmoid_q15, cell_to_q12) on Python ints instead of numpy
+# arrays; tests/vectors/qmath_vectors.json checks both and the C header on the same edge cases.
+# The cells' steps are in CELL_STEPS, keyed by the names of the cell table (tinylstm_contract.CELLS).
 #
 #     import tinylstm_mpy
 #     m = tinylstm_mpy.Model(open("model.tlm", "rb").read())
@@ -32,13 +38,26 @@ try:
 except ImportError:  # pragma: no cover - ports without binascii.crc32
     _crc32 = None
 
-FORMAT_VERSION = 1
-KERNEL_VERSION = 1
-HEADER_SIZE = 40
-CELLS = ("lstm", "gru")
-GATES = (4, 3)
-MAX_LAYERS, MAX_INPUT, MAX_HIDDEN = 3, 1024, 256
-BIAS_LIMIT = 1 << 30
+from tinylstm_contract import (
+    BIAS_LIMIT,
+    BLOB_FORMAT_VERSION,
+    BLOB_HEADER_SIZE,
+    BLOB_MAGIC,
+    CELL_FRAC_MAX,
+    CELLS,
+    HIDDEN_FRAC,
+    KERNEL_VERSION,
+    MAX_HIDDEN,
+    MAX_INPUT,
+    MAX_LAYERS,
+    MAX_SCALE_EXP,
+    Q12,
+    Q15,
+    SHIFT_MAX,
+    SHIFT_MIN,
+    TABLE_SEGMENT_BITS,
+    TABLE_SIZE,
+)
 
 
 class BlobError(ValueError):
@@ -71,44 +90,51 @@ def _err(problem: str) -> BlobError:
 def read_sections(blob) -> tuple:
     """Check header, CRC and section table; return (header dict, [(offset, size)] per section)."""
     n = len(blob)
-    if n < HEADER_SIZE:
+    if n < BLOB_HEADER_SIZE:
         raise _err("shorter than the header (truncated file?)")
-    if bytes(blob[0:4]) != b"TLM1":
+    if bytes(blob[0:4]) != BLOB_MAGIC:
         raise _err("wrong magic (not a .tlm file)")
-    if _u16(blob, 4) != FORMAT_VERSION:
-        raise _err("format version %d, this reader reads %d" % (_u16(blob, 4), FORMAT_VERSION))
+    if _u16(blob, 4) != BLOB_FORMAT_VERSION:
+        raise _err("format version %d, this reader reads %d" % (_u16(blob, 4), BLOB_FORMAT_VERSION))
     if _u16(blob, 6) != KERNEL_VERSION:
         raise _err("kernel version %d, this reader runs %d" % (_u16(blob, 6), KERNEL_VERSION))
     total = _u32(blob, 12)
-    if total < HEADER_SIZE or total > n:
+    if total < BLOB_HEADER_SIZE or total > n:
         raise _err("header says %d bytes, %d present (truncated file?)" % (total, n))
     if crc32(memoryview(blob)[12:total]) != _u32(blob, 8):
         raise _err("CRC-32 mismatch (corrupted file)")
     cell, layers, nsec = blob[20], blob[21], _u16(blob, 22)
     inp, hid, out = _u16(blob, 24), _u16(blob, 26), _u16(blob, 28)
-    if cell > 1:
+    if cell >= len(CELLS):
         raise _err("unknown cell type %d" % cell)
+    name, g, _, bias_hn = CELLS[cell]
     if not (1 <= layers <= MAX_LAYERS and 1 <= inp <= MAX_INPUT and 1 <= hid <= MAX_HIDDEN and out >= 1):
         raise _err("unsupported shape")
-    if nsec != 8 + 6 * layers or _u32(blob, 36) != HEADER_SIZE:
+    if nsec != 8 + 6 * layers or _u32(blob, 36) != BLOB_HEADER_SIZE:
         raise _err("section table does not match the layer count")
-    g = GATES[cell]
-    sizes = [514, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
+    sizes = [2 * TABLE_SIZE, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
     for k in range(layers):
         w = (inp if k == 0 else hid) + hid
-        sizes += [g * hid * w, 4 * g * hid, 4 * hid if cell == 1 else 0, 4 * g * hid, g * hid, g * hid]
-    table_end = HEADER_SIZE + 8 * nsec
+        sizes += [g * hid * w, 4 * g * hid, 4 * hid if bias_hn else 0, 4 * g * hid, g * hid, g * hid]
+    table_end = BLOB_HEADER_SIZE + 8 * nsec
     if table_end > total:
         raise _err("header says %d bytes, too few for its section table (truncated file?)" % total)
     secs = []
     for k in range(nsec):
-        off, size = _u32(blob, HEADER_SIZE + 8 * k), _u32(blob, HEADER_SIZE + 8 * k + 4)
+        off, size = _u32(blob, BLOB_HEADER_SIZE + 8 * k), _u32(blob, BLOB_HEADER_SIZE + 8 * k + 4)
         if (sizes[k] is not None and size != sizes[k]) or off % 4 or off < table_end or off + size > total:
             raise _err("section %d is misplaced or has the wrong size" % k)
         secs.append((off, size))
-    head = {"cell": CELLS[cell], "layers": layers, "input_size": inp, "hidden_size": hid,
-            "output_size": out, "hash": _u32(blob, 16), "kernel_version": KERNEL_VERSION,
-            "cell_frac": [blob[32 + k] - (256 if blob[32 + k] > 127 else 0) for k in range(layers)]}
+    head = {
+        "cell": name,
+        "layers": layers,
+        "input_size": inp,
+        "hidden_size": hid,
+        "output_size": out,
+        "hash": _u32(blob, 16),
+        "kernel_version": KERNEL_VERSION,
+        "cell_frac": [blob[32 + k] - (256 if blob[32 + k] > 127 else 0) for k in range(layers)],
+    }
     return head, secs
 
 
@@ -117,7 +143,7 @@ def read_meta(blob) -> dict:
     import json
 
     off, size = read_sections(blob)[1][7]
-    return json.loads(bytes(blob[off:off + size]))
+    return json.loads(bytes(blob[off : off + size]))
 
 
 def _ints(blob, sec: tuple, code: str) -> tuple:
@@ -141,32 +167,63 @@ def _plain_dots(w, woff: int, xh, accx, acch, rows: int, nx: int, nh: int) -> No
         p += width
 
 
-def _req(acc: int, mult: int, shift: int) -> int:
-    # sat16((acc * M + 2^(s-1)) >> s): Python ints are exact; >> floors like C's arithmetic shift.
-    v = (acc * mult + (1 << (shift - 1))) >> shift
-    return -32768 if v < -32768 else (32767 if v > 32767 else v)
+# ---- the integer contract: codegen/qmath.py, function for function, on Python ints ----
 
 
-def _tanh(t, x: int) -> int:
+def sat(x: int, bits: int) -> int:
+    """Saturate to a signed ``bits``-wide integer."""
+    lo = -(1 << (bits - 1))
+    hi = (1 << (bits - 1)) - 1
+    return lo if x < lo else (hi if x > hi else x)
+
+
+def rshift_round(x: int, n: int) -> int:
+    """Arithmetic right shift by ``n >= 1`` with round-half-up: ``(x + 2^(n-1)) >> n``."""
+    return (x + (1 << (n - 1))) >> n
+
+
+def requantize(acc: int, mult: int, shift: int) -> int:
+    """The one requantization rule, ``(acc * M + 2^(s-1)) >> s``: exact on Python ints (>> floors like C)."""
+    return (acc * mult + (1 << (shift - 1))) >> shift
+
+
+def tanh_q15(x: int, table) -> int:
+    """tanh of a Q3.12 int16 input, Q0.15 output, by linear interpolation in ``table``."""
     u = x + 32768
-    i = u >> 8
-    t0 = t[i]
-    return t0 + (((t[i + 1] - t0) * (u & 255) + 128) >> 8)
+    i = u >> TABLE_SEGMENT_BITS
+    t0 = table[i]
+    return t0 + (
+        ((table[i + 1] - t0) * (u & ((1 << TABLE_SEGMENT_BITS) - 1)) + (1 << (TABLE_SEGMENT_BITS - 1)))
+        >> TABLE_SEGMENT_BITS
+    )
 
 
-def _sigmoid(t, x: int) -> int:
-    return (_tanh(t, x >> 1) + 32768) >> 1
+def sigmoid_q15(x: int, table) -> int:
+    """sigmoid(x) = (1 + tanh(x / 2)) / 2 on the same table; output in [0, 32767]."""
+    return (tanh_q15(x >> 1, table) + 32768) >> 1
 
 
-def _sat(v: int, lo: int, hi: int) -> int:
-    return lo if v < lo else (hi if v > hi else v)
+def cell_to_q12(c: int, cell_frac: int) -> int:
+    """Bring the cell state from Q(15-F).F to the Q3.12 tanh input."""
+    if cell_frac > Q12:
+        return rshift_round(c, cell_frac - Q12)
+    if cell_frac < Q12:
+        return sat(c << (Q12 - cell_frac), 16)
+    return c
+
+
+def _pre(acc: int, mult: int, shift: int) -> int:
+    """A Q3.12 pre-activation: sat16(requantize(acc))."""
+    return sat(requantize(acc, mult, shift), 16)
 
 
 class _Layer:
     """Weight rows (a recurrent layer's gates, or the head) and, for a layer, its state."""
 
     def __init__(self, blob, secs: list, idx: tuple, nx: int, nh: int, frac: int, use_viper: bool):
-        w, b, bhn, m, s, a = idx  # section numbers; bhn None: no GRU recurrent n bias; a None: no align
+        w, b, bhn, m, s, e = (
+            idx  # section numbers; bhn None: no separate recurrent bias; e None: no scale_exp
+        )
         if use_viper:  # viper reads the int8 weights in place from the blob
             self.w, self.woff = blob, secs[w][0]
         else:
@@ -175,18 +232,23 @@ class _Layer:
         self.bias_hn = _ints(blob, secs[bhn], "i") if bhn is not None else ()
         self.mult = _ints(blob, secs[m], "i")
         self.shift = _ints(blob, secs[s], "b")
-        align = _ints(blob, secs[a], "b") if a is not None else (0,) * len(self.shift)
-        # acc = acc_x * 2^max(a,0) + acc_h * 2^max(-a,0): the two parts of a row at one scale
-        self.ax = [v if v > 0 else 0 for v in align]
-        self.ah = [-v if v < 0 else 0 for v in align]
+        scale_exp = _ints(blob, secs[e], "b") if e is not None else (0,) * len(self.shift)
+        # acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0): the two parts of a row at one scale
+        self.ax = [v if v > 0 else 0 for v in scale_exp]
+        self.ah = [-v if v < 0 else 0 for v in scale_exp]
         self.nx, self.nh, self.frac = nx, nh, frac
         self.rows = len(self.bias)
         for v in self.bias + self.bias_hn:
             if v > BIAS_LIMIT or v < -BIAS_LIMIT:
                 raise _err("a bias exceeds 2^30")
         for k in range(self.rows):
-            if not 1 <= self.shift[k] <= 62 or self.mult[k] < 0 or self.ax[k] > 4 or self.ah[k] > 4:
-                raise _err("a requantization shift, multiplier or align is out of range")
+            if (
+                not SHIFT_MIN <= self.shift[k] <= SHIFT_MAX
+                or self.mult[k] < 0
+                or self.ax[k] > MAX_SCALE_EXP
+                or self.ah[k] > MAX_SCALE_EXP
+            ):
+                raise _err("a requantization shift, multiplier or scale exponent is out of range")
         self.xh = array("b", bytes(nx + nh))  # [x ; h]: the rows' input (a layer: its input and hidden state)
         self.c = [0] * nh
         self.accx = array("i", bytes(4 * self.rows))
@@ -217,15 +279,24 @@ class Model:
             if not v > 0.0:
                 raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
         self.head = _Layer(blob, secs, (3, 4, None, 5, 6, None), 0, H, 0, use_viper)
-        gru = head["cell"] == "gru"
+        _, _, has_c, bias_hn = next(c for c in CELLS if c[0] == self.cell)
+        self._cell_step = CELL_STEPS[self.cell]
         sec = [8 + 6 * n for n in range(head["layers"])]
-        self.layers = [_Layer(blob, secs, (sec[n], sec[n] + 1, sec[n] + 2 if gru else None, sec[n] + 3, sec[n] + 4,
-                                           sec[n] + 5),
-                              I if n == 0 else H, H, head["cell_frac"][n], use_viper)
-                       for n in range(head["layers"])]
+        self.layers = [
+            _Layer(
+                blob,
+                secs,
+                (sec[n], sec[n] + 1, sec[n] + 2 if bias_hn else None, sec[n] + 3, sec[n] + 4, sec[n] + 5),
+                I if n == 0 else H,
+                H,
+                head["cell_frac"][n],
+                use_viper,
+            )
+            for n in range(head["layers"])
+        ]
         for n, L in enumerate(self.layers):
-            if head["cell"] == "lstm" and not 0 <= L.frac <= 14:
-                raise _err("layer %d cell state fraction %d is outside 0..14" % (n, L.frac))
+            if has_c and not 0 <= L.frac <= CELL_FRAC_MAX:
+                raise _err("layer %d cell state fraction %d is outside 0..%d" % (n, L.frac, CELL_FRAC_MAX))
         self.out = array("h", bytes(2 * O))
         self._f32 = array("f", [0.0])
         self.steps = 0
@@ -263,50 +334,6 @@ class Model:
                 q[k] = int(r(v + (0.5 if v >= 0.0 else -0.5)))
         return q
 
-    def _lstm(self, L, t) -> list:
-        H, F = L.nh, L.frac
-        b, m, s = L.bias, L.mult, L.shift
-        acc = [(x << sx) + (h << sh) + bb for x, h, sx, sh, bb in zip(L.accx, L.acch, L.ax, L.ah, b)]
-        c, hn = L.c, [0] * H
-        for j in range(H):
-            i = _sigmoid(t, _req(acc[j], m[j], s[j]))
-            r = H + j
-            f = _sigmoid(t, _req(acc[r], m[r], s[r]))
-            r += H
-            g = _tanh(t, _req(acc[r], m[r], s[r]))
-            r += H
-            o = _sigmoid(t, _req(acc[r], m[r], s[r]))
-            ig = (i * g + (1 << (14 - F))) >> (15 - F)
-            cn = _sat((f * c[j] + ig + 16384) >> 15, -32768, 32767)
-            c[j] = cn
-            if F > 12:
-                cq = (cn + (1 << (F - 13))) >> (F - 12)
-            elif F < 12:
-                cq = _sat(cn << (12 - F), -32768, 32767)
-            else:
-                cq = cn
-            hn[j] = _sat((o * _tanh(t, cq) + (1 << 22)) >> 23, -128, 127)
-        return hn
-
-    def _gru(self, L, t) -> list:
-        H, nx = L.nh, L.nx
-        b, bhn, m, s = L.bias, L.bias_hn, L.mult, L.shift
-        ax = [x << sx for x, sx in zip(L.accx, L.ax)]
-        ah = [h << sh for h, sh in zip(L.acch, L.ah)]
-        xh, hn = L.xh, [0] * H
-        for j in range(H):
-            r = _sigmoid(t, _req(ax[j] + ah[j] + b[j], m[j], s[j]))
-            k = H + j
-            z = _sigmoid(t, _req(ax[k] + ah[k] + b[k], m[k], s[k]))
-            k += H
-            n_x = _req(ax[k] + b[k], m[k], s[k])
-            n_h = _req(ah[k] + bhn[j], m[k], s[k])
-            n = _tanh(t, _sat(n_x + ((r * n_h + 16384) >> 15), -32768, 32767))
-            h15 = xh[nx + j] << 8
-            hn15 = n + ((z * (h15 - n) + 16384) >> 15)
-            hn[j] = _sat((hn15 + 128) >> 8, -128, 127)
-        return hn
-
     def step(self, x, out=None):
         """One sample (int8 values: array('b'), bytes-like of int8, list; or floats: array('f'))
         -> outputs in ``out`` (array('h') [output_size]) or in the model's own array, reused."""
@@ -320,10 +347,10 @@ class Model:
             for k in range(self.input_size):
                 v = x[k]
                 xh[k] = v - 256 if v > 127 else v
-        lstm = self.cell == "lstm"
+        cell_step = self._cell_step
         for n, L in enumerate(layers):
             dots(L.w, L.woff, L.xh, L.accx, L.acch, L.rows, L.nx, L.nh)
-            hn = self._lstm(L, t) if lstm else self._gru(L, t)
+            hn = cell_step(L, t)
             nxt = layers[n + 1].xh if n + 1 < len(layers) else None
             for j in range(L.nh):
                 L.xh[L.nx + j] = hn[j]
@@ -336,7 +363,7 @@ class Model:
         dots(hd.w, hd.woff, hd.xh, hd.accx, hd.acch, hd.rows, 0, hd.nh)
         y = out if out is not None else self.out
         for o in range(self.output_size):
-            y[o] = _req(hd.acch[o] + hd.bias[o], hd.mult[o], hd.shift[o])
+            y[o] = _pre(hd.acch[o] + hd.bias[o], hd.mult[o], hd.shift[o])
         self.steps += 1
         return y
 
@@ -347,7 +374,7 @@ class Model:
         ys = out if out is not None else array("h", bytes(2 * O * T))
         y = self.out
         for s in range(T):
-            self.step(xs[s * I:(s + 1) * I])
+            self.step(xs[s * I : (s + 1) * I])
             for o in range(O):
                 ys[s * O + o] = y[o]
         return ys
@@ -363,3 +390,52 @@ class Model:
                 c[k] = L.c[j]
                 k += 1
         return bytes(h), bytes(c)
+
+
+# ---- the cells: codegen/cells.py's integer steps, one function each ----
+
+
+def lstm_step(L, t) -> list:
+    """One LSTM layer step (gates i, f, g, o) from the rows' accumulators; updates L.c, returns the new h."""
+    H, F = L.nh, L.frac
+    b, m, s = L.bias, L.mult, L.shift
+    acc = [(x << sx) + (h << sh) + bb for x, h, sx, sh, bb in zip(L.accx, L.acch, L.ax, L.ah, b)]
+    c, hn = L.c, [0] * H
+    for j in range(H):
+        i = sigmoid_q15(_pre(acc[j], m[j], s[j]), t)
+        r = H + j
+        f = sigmoid_q15(_pre(acc[r], m[r], s[r]), t)
+        r += H
+        g = tanh_q15(_pre(acc[r], m[r], s[r]), t)
+        r += H
+        o = sigmoid_q15(_pre(acc[r], m[r], s[r]), t)
+        ig = rshift_round(i * g, Q15 - F)
+        cn = sat(rshift_round(f * c[j] + ig, Q15), 16)
+        c[j] = cn
+        hn[j] = sat(rshift_round(o * tanh_q15(cell_to_q12(cn, F), t), 2 * Q15 - HIDDEN_FRAC), 8)
+    return hn
+
+
+def gru_step(L, t) -> list:
+    """One GRU layer step (gates r, z, n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn))); returns the
+    new h."""
+    H, nx = L.nh, L.nx
+    b, bhn, m, s = L.bias, L.bias_hn, L.mult, L.shift
+    ax = [x << sx for x, sx in zip(L.accx, L.ax)]
+    ah = [h << sh for h, sh in zip(L.acch, L.ah)]
+    xh, hn = L.xh, [0] * H
+    for j in range(H):
+        r = sigmoid_q15(_pre(ax[j] + ah[j] + b[j], m[j], s[j]), t)
+        k = H + j
+        z = sigmoid_q15(_pre(ax[k] + ah[k] + b[k], m[k], s[k]), t)
+        k += H
+        n_x = _pre(ax[k] + b[k], m[k], s[k])
+        n_h = _pre(ah[k] + bhn[j], m[k], s[k])
+        n = tanh_q15(sat(n_x + rshift_round(r * n_h, Q15), 16), t)
+        h15 = xh[nx + j] << (Q15 - HIDDEN_FRAC)
+        hn15 = n + rshift_round(z * (h15 - n), Q15)
+        hn[j] = sat(rshift_round(hn15, Q15 - HIDDEN_FRAC), 8)
+    return hn
+
+
+CELL_STEPS = {"lstm": lstm_step, "gru": gru_step}

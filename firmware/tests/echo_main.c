@@ -8,8 +8,7 @@
 static void write_str(const char *s)
 {
     size_t n = 0;
-    while (s[n])
-        n++;
+    while (s[n]) n++;
     (void)tl_hal_write((const uint8_t *)s, n);
 }
 
@@ -31,10 +30,8 @@ int main(void)
     for (;;) {
         int c = tl_hal_getc();
         tl_hal_watchdog_refresh();
-        if (c < 0)
-            continue;
-        if (c == 'Q')
-            break;
+        if (c < 0) continue;
+        if (c == 'Q') break;
         uint8_t byte = (uint8_t)c;
         (void)tl_hal_write(&byte, 1);
     }

@@ -17,11 +17,11 @@
 
 typedef struct {
     mp_obj_base_t base;
-    mp_obj_t blob;         /* the buffer the model points into */
-    mp_obj_t out;          /* array('h') [output_size]: step()'s default output */
-    const uint8_t *bytes;  /* the blob data, or a 4-byte aligned copy of it */
-    int16_t *words;        /* state buffer */
-    int8_t *xq;            /* [input_size] a float sample converted to int8 */
+    mp_obj_t blob;        /* the buffer the model points into */
+    mp_obj_t out;         /* array('h') [output_size]: step()'s default output */
+    const uint8_t *bytes; /* the blob data, or a 4-byte aligned copy of it */
+    int16_t *words;       /* state buffer */
+    int8_t *xq;           /* [input_size] a float sample converted to int8 */
     tl_model_t model;
     tl_layer_t layers[TL_MAX_LAYERS];
     tl_state_t state;
@@ -51,7 +51,7 @@ static mp_obj_t tinylstm_model_make_new(const mp_obj_type_t *type, size_t n_args
         o->bytes = copy;
     }
     tl_status_t st = tl_blob_parse(o->bytes, bi.len, &o->model, o->layers);
-    if (st == TL_ERR_BLOB)
+    if (st == TL_BLOB_ERR)
         mp_raise_ValueError(MP_ERROR_TEXT("bad model blob: malformed, truncated, corrupted or of another version; "
                                           "regenerate it with tinylstm.codegen.blob.to_blob"));
     if (st != TL_OK)
@@ -168,7 +168,9 @@ static mp_obj_t tinylstm_model_info(mp_obj_t self_in)
     tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
     const tl_model_t *m = &self->model;
     mp_obj_t d = mp_obj_new_dict(7);
-    tinylstm_store(d, MP_QSTR_cell, MP_OBJ_NEW_QSTR(m->cell == TL_CELL_LSTM ? MP_QSTR_lstm : MP_QSTR_gru));
+    static const char *const cell_names[TL_NUM_CELLS] = TL_CELL_NAMES; /* tl_contract.h; the reader checked it */
+    static const uint8_t name_lengths[TL_NUM_CELLS] = TL_CELL_NAME_LENGTHS;
+    tinylstm_store(d, MP_QSTR_cell, mp_obj_new_str(cell_names[m->cell], name_lengths[m->cell]));
     tinylstm_store(d, MP_QSTR_layers, mp_obj_new_int(m->num_layers));
     tinylstm_store(d, MP_QSTR_input_size, mp_obj_new_int(m->input_size));
     tinylstm_store(d, MP_QSTR_hidden_size, mp_obj_new_int(m->hidden_size));

@@ -17,11 +17,11 @@ try:
     from tinylstm import Model  # the C module or the native .mpy, if installed
 except ImportError:
     from tinylstm_mpy import Model
+from tinylstm_contract import CELLS, HIDDEN_BITS
 from tinylstm_mpy import crc32, read_meta
 
 MAGIC = 0xA6  # wire version 2 (docs/serial-protocol.md)
 HELLO, PRED = 0x01, 0x02
-HIDDEN_BITS = 8
 SOURCE_HOST, SOURCE_REPLAY, SOURCE_SENSOR = 0, 1, 2
 
 
@@ -63,12 +63,23 @@ def frame(ftype: int, seq: int, payload: bytes) -> bytes:
 def hello_payload(info: dict, meta: dict, source: int, board: str) -> bytes:
     m = meta.get("meta", {})
     name = board.encode()[:32]
-    return (u32(info["hash"]) + u16(info["kernel_version"]) + bytes((0 if info["cell"] == "lstm" else 1, info["layers"]))
-            + u16(info["input_size"]) + u16(info["hidden_size"]) + u16(info["output_size"])
-            + bytes((HIDDEN_BITS, 1 if m.get("mode") == "stream" else 0)) + u16(m.get("window") or 0)
-            + bytes((source, 0)) + u16(0)  # PRED history 0, receive capacity 0: no INPUT frames
-            + u32(0) + u32(0)  # next step, received bytes freed
-            + bytes((len(name),)) + name)
+    cell = [c[0] for c in CELLS].index(info["cell"])  # the cell's code
+    return (
+        u32(info["hash"])
+        + u16(info["kernel_version"])
+        + bytes((cell, info["layers"]))
+        + u16(info["input_size"])
+        + u16(info["hidden_size"])
+        + u16(info["output_size"])
+        + bytes((HIDDEN_BITS, 1 if m.get("mode") == "stream" else 0))
+        + u16(m.get("window") or 0)
+        + bytes((source, 0))
+        + u16(0)  # PRED history 0, receive capacity 0: no INPUT frames
+        + u32(0)
+        + u32(0)  # next step, received bytes freed
+        + bytes((len(name),))
+        + name
+    )
 
 
 def pred_payload(step: int, y) -> bytes:
@@ -83,7 +94,7 @@ def samples(path, n_in: int, steps: int):
         with open(path, "rb") as f:
             raw = f.read()
         for t in range(min(steps, len(raw) // n_in)):
-            yield array("b", raw[t * n_in:(t + 1) * n_in])
+            yield array("b", raw[t * n_in : (t + 1) * n_in])
         return
     x = array("f", [0.0] * n_in)
     for t in range(steps):
@@ -101,8 +112,13 @@ def main(blob_path: str = "model.tlm", steps: int = 1000, samples_path=None, out
     window = (meta.get("meta", {}).get("window") or 0) if meta.get("meta", {}).get("mode") != "stream" else 0
     y = array("h", [0] * info["output_size"])
     out.write(b"\x00")
-    out.write(frame(HELLO, 0, hello_payload(info, meta, SOURCE_REPLAY if samples_path else SOURCE_SENSOR,
-                                            sys.platform)))
+    out.write(
+        frame(
+            HELLO,
+            0,
+            hello_payload(info, meta, SOURCE_REPLAY if samples_path else SOURCE_SENSOR, sys.platform),
+        )
+    )
     seq = 1
     for t, x in enumerate(samples(samples_path, info["input_size"], steps)):
         if window and t % window == 0:
@@ -115,4 +131,8 @@ def main(blob_path: str = "model.tlm", steps: int = 1000, samples_path=None, out
 
 if __name__ == "__main__":
     args = sys.argv[1:] if hasattr(sys, "argv") else []
-    main(args[0] if args else "model.tlm", int(args[1]) if len(args) > 1 else 1000, args[2] if len(args) > 2 else None)
+    main(
+        args[0] if args else "model.tlm",
+        int(args[1]) if len(args) > 1 else 1000,
+        args[2] if len(args) > 2 else None,
+    )

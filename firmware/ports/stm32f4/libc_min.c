@@ -12,23 +12,20 @@ TL_NO_LIBCALLS void *memcpy(void *restrict dst, const void *restrict src, size_t
 {
     uint8_t *d = dst;
     const uint8_t *s = src;
-    while (n--)
-        *d++ = *s++;
+    while (n--) *d++ = *s++;
     return dst;
 }
 
 TL_NO_LIBCALLS void *memset(void *dst, int c, size_t n)
 {
     uint8_t *d = dst;
-    while (n--)
-        *d++ = (uint8_t)c;
+    while (n--) *d++ = (uint8_t)c;
     return dst;
 }
 
 TL_NO_LIBCALLS size_t strlen(const char *s)
 {
     size_t n = 0;
-    while (s[n])
-        n++;
+    while (s[n]) n++;
     return n;
 }

@@ -27,33 +27,56 @@ typedef void (*tl_vector_t)(void);
 #define D8 D, D, D, D, D, D, D, D
 
 /* 16 Cortex-M4 exceptions + 82 STM32F405/F407 interrupts (RM0090 table 61). */
-__attribute__((section(".isr_vector"), used))
-const tl_vector_t tl_vectors[16 + 82] = {
-    (tl_vector_t)&_estack, Reset_Handler, D, D, /* NMI, HardFault */
-    D, D, D, 0, 0, 0, 0,            /* MemManage, BusFault, UsageFault, reserved x4 */
-    D, D, 0, D, SysTick_Handler,    /* SVCall, DebugMon, reserved, PendSV, SysTick */
-    D8, D8, D8, D8,                 /* IRQ 0..31 */
-    D, D, D, D, D,                  /* IRQ 32..36 */
-    USART1_IRQHandler,              /* IRQ 37 */
-    USART2_IRQHandler,              /* IRQ 38 */
-    D8, D8, D8, D8, D8, D, D, D,    /* IRQ 39..81 */
+__attribute__((section(".isr_vector"), used)) const tl_vector_t tl_vectors[16 + 82] = {
+    (tl_vector_t)&_estack,
+    Reset_Handler,
+    D,
+    D, /* NMI, HardFault */
+    D,
+    D,
+    D,
+    0,
+    0,
+    0,
+    0, /* MemManage, BusFault, UsageFault, reserved x4 */
+    D,
+    D,
+    0,
+    D,
+    SysTick_Handler, /* SVCall, DebugMon, reserved, PendSV, SysTick */
+    D8,
+    D8,
+    D8,
+    D8, /* IRQ 0..31 */
+    D,
+    D,
+    D,
+    D,
+    D,                 /* IRQ 32..36 */
+    USART1_IRQHandler, /* IRQ 37 */
+    USART2_IRQHandler, /* IRQ 38 */
+    D8,
+    D8,
+    D8,
+    D8,
+    D8,
+    D,
+    D,
+    D, /* IRQ 39..81 */
 };
 
 #undef D8
 #undef D
 
 /* The loops must stay loops: gcc would otherwise turn them into memcpy/memset calls. */
-__attribute__((noreturn, optimize("no-tree-loop-distribute-patterns")))
-void Reset_Handler(void)
+__attribute__((noreturn, optimize("no-tree-loop-distribute-patterns"))) void Reset_Handler(void)
 {
     SCB_CPACR |= SCB_CPACR_CP10_CP11_FULL;
     __asm volatile("dsb\n\tisb" ::: "memory");
 
     const uint32_t *src = &_sidata;
-    for (uint32_t *dst = &_sdata; dst < &_edata;)
-        *dst++ = *src++;
-    for (uint32_t *dst = &_sbss; dst < &_ebss;)
-        *dst++ = 0;
+    for (uint32_t *dst = &_sdata; dst < &_edata;) *dst++ = *src++;
+    for (uint32_t *dst = &_sbss; dst < &_ebss;) *dst++ = 0;
 
     tl_hal_exit(main());
 }

@@ -63,17 +63,17 @@
 #define TX_SPIN_LIMIT ((TL_CPU_HZ / TL_BAUD) * 10u * 16u)
 
 #if TL_STM32_USART == 1
-#define UART_BASE       0x40011000u
-#define UART_IRQ        37u
-#define UART_TX_PIN     9u
-#define UART_RX_PIN     10u
+#define UART_BASE 0x40011000u
+#define UART_IRQ 37u
+#define UART_TX_PIN 9u
+#define UART_RX_PIN 10u
 #define UART_IRQHandler USART1_IRQHandler
 #define UART_CLOCK_ON() (RCC_APB2ENR |= RCC_APB2ENR_USART1EN, (void)RCC_APB2ENR)
 #elif TL_STM32_USART == 2
-#define UART_BASE       0x40004400u
-#define UART_IRQ        38u
-#define UART_TX_PIN     2u
-#define UART_RX_PIN     3u
+#define UART_BASE 0x40004400u
+#define UART_IRQ 38u
+#define UART_TX_PIN 2u
+#define UART_RX_PIN 3u
 #define UART_IRQHandler USART2_IRQHandler
 #define UART_CLOCK_ON() (RCC_APB1ENR |= RCC_APB1ENR_USART2EN, (void)RCC_APB1ENR)
 #else
@@ -121,8 +121,7 @@ static int cycle_counter_runs(void)
     DWT_CYCCNT = 0;
     DWT_CTRL |= DWT_CTRL_CYCCNTENA;
     uint32_t start = DWT_CYCCNT;
-    for (volatile int i = 0; i < 16; i++) {
-    }
+    for (volatile int i = 0; i < 16; i++) {}
     return DWT_CYCCNT != start;
 }
 
@@ -154,11 +153,9 @@ void tl_hal_init(void)
 void UART_IRQHandler(void)
 {
     uint32_t sr = USART_SR(UART_BASE);
-    if (!(sr & (USART_SR_RXNE | USART_SR_ORE)))
-        return;
+    if (!(sr & (USART_SR_RXNE | USART_SR_ORE))) return;
     uint8_t byte = (uint8_t)USART_DR(UART_BASE); /* reading SR then DR clears RXNE and ORE */
-    if (sr & USART_SR_ORE)
-        rx_lost++; /* the byte before this one was overwritten in the UART */
+    if (sr & USART_SR_ORE) rx_lost++;            /* the byte before this one was overwritten in the UART */
     uint32_t head = rx_head;
     if (head - rx_tail == TL_UART_RX_BUF) {
         rx_lost++;
@@ -168,33 +165,25 @@ void UART_IRQHandler(void)
     rx_head = head + 1u;
 }
 
-void SysTick_Handler(void)
-{
-    ticks_ms++;
-}
+void SysTick_Handler(void) { ticks_ms++; }
 
 int tl_hal_getc(void)
 {
     uint32_t tail = rx_tail;
-    if (tail == rx_head)
-        return -1;
+    if (tail == rx_head) return -1;
     int byte = rx_buf[tail & (TL_UART_RX_BUF - 1u)];
     rx_tail = tail + 1u;
     return byte;
 }
 
-uint16_t tl_hal_rx_capacity(void)
-{
-    return (uint16_t)(TL_UART_RX_BUF > 0xFFFFu ? 0xFFFFu : TL_UART_RX_BUF);
-}
+uint16_t tl_hal_rx_capacity(void) { return (uint16_t)(TL_UART_RX_BUF > 0xFFFFu ? 0xFFFFu : TL_UART_RX_BUF); }
 
 /* Wait (boundedly) for a USART_SR flag; 0 once it is set, -1 if it never came. */
 static int wait_flag(uint32_t flag)
 {
     uint32_t spins = 0;
     while (!(USART_SR(UART_BASE) & flag)) {
-        if (++spins >= TX_SPIN_LIMIT)
-            return -1;
+        if (++spins >= TX_SPIN_LIMIT) return -1;
     }
     return 0;
 }
@@ -202,8 +191,7 @@ static int wait_flag(uint32_t flag)
 int tl_hal_write(const uint8_t *buf, size_t len)
 {
     while (len--) {
-        if (wait_flag(USART_SR_TXE) != 0)
-            return -1;
+        if (wait_flag(USART_SR_TXE) != 0) return -1;
         USART_DR(UART_BASE) = *buf++;
     }
     return 0;
@@ -216,43 +204,24 @@ void tl_hal_watchdog_refresh(void)
 #endif
 }
 
-int tl_hal_reset_was_watchdog(void)
-{
-    return reset_by_watchdog;
-}
+int tl_hal_reset_was_watchdog(void) { return reset_by_watchdog; }
 
-void tl_hal_on_fault(void (*report)(uint32_t pc, uint32_t exception))
-{
-    fault_report = report;
-}
+void tl_hal_on_fault(void (*report)(uint32_t pc, uint32_t exception)) { fault_report = report; }
 
 void tl_stm32f4_fault(const uint32_t *frame, uint32_t exception)
 {
     exception &= 0x1FFu; /* IPSR: 3 HardFault, 4 MemManage, 5 BusFault, 6 UsageFault, 16+ IRQs */
-    if (fault_report != 0)
-        fault_report(frame[6], exception); /* the stacked pc */
+    if (fault_report != 0) fault_report(frame[6], exception); /* the stacked pc */
     tl_hal_exit(128 + (int)exception);
 }
 
-uint32_t tl_hal_millis(void)
-{
-    return ticks_ms;
-}
+uint32_t tl_hal_millis(void) { return ticks_ms; }
 
-uint32_t tl_hal_cycles(void)
-{
-    return has_cyccnt ? DWT_CYCCNT : 0u;
-}
+uint32_t tl_hal_cycles(void) { return has_cyccnt ? DWT_CYCCNT : 0u; }
 
-int tl_hal_has_cycle_counter(void)
-{
-    return has_cyccnt;
-}
+int tl_hal_has_cycle_counter(void) { return has_cyccnt; }
 
-uint32_t tl_hal_rx_overflows(void)
-{
-    return rx_lost;
-}
+uint32_t tl_hal_rx_overflows(void) { return rx_lost; }
 
 const char *tl_hal_board_name(void)
 {
@@ -277,6 +246,5 @@ void tl_hal_exit(int code)
     SCB_AIRCR = SCB_AIRCR_SYSRESETREQ;
     __asm volatile("dsb" ::: "memory");
 #endif
-    for (;;) {
-    }
+    for (;;) {}
 }

@@ -6,9 +6,10 @@ stack high-water mark and code size.
 script: code and const data in "flash" at 0x08000000, .data/.bss in "RAM" at 0x20000000. There is no
 startup code: ``M4Target`` plays the reset handler — it loads the ELF's segments at their addresses,
 enables the FPU (CPACR), sets SP and calls C functions with a return address that stops the emulator.
-``dsp=False`` adds ``-DTL_NO_DSP`` so the same core runs the portable C path; ``layout="s16"`` emits the
+``dsp=False`` adds ``-DTL_NO_DSP`` so the same core runs the portable C path; ``layout="w16"`` emits the
 model in the fast int16 weight layout (tl_layer_t.weights16) instead of int8.
 """
+
 from __future__ import annotations
 
 import struct
@@ -17,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from unicorn import UC_ARCH_ARM, UC_HOOK_CODE, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
+from unicorn import arm_const as arm
+
 from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
-from unicorn import UC_ARCH_ARM, UC_HOOK_CODE, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
-from unicorn import arm_const as arm
 
 CPU_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 FLASH, FLASH_SIZE = 0x0800_0000, 16 << 20
@@ -30,8 +32,17 @@ STACK_SIZE = 16 << 10
 STACK_TOP = RAM + RAM_SIZE
 STOP = 0x0000_1000  # return address of every call: a mapped page outside the image
 PAINT = 0xA5
-ROOTS = ("drv_init", "drv_run", "drv_state", "drv_x", "drv_y", "drv_h", "drv_c", "tl_step")  # kept by --gc-sections
-KERNEL_FILES = ("tl_api", "tl_dot", "tl_lstm", "tl_gru", "tl_dense")  # the step path
+ROOTS = (
+    "drv_init",
+    "drv_run",
+    "drv_state",
+    "drv_x",
+    "drv_y",
+    "drv_h",
+    "drv_c",
+    "tl_step",
+)  # kept by --gc-sections
+KERNEL_FILES = ("tl_api", "tl_cells", "tl_dot", "tl_lstm", "tl_gru", "tl_dense")  # the step path
 
 LINKER_SCRIPT = f"""
 MEMORY {{
@@ -98,41 +109,80 @@ class TargetBuild:
     objects: dict[str, Path]  # kernel file stem -> object file
     dsp: bool
     max_steps: int
-    layout: str = "s8"
+    layout: str = "w8"
 
 
-def build_target(model: IntModel, out_dir: Path, dsp: bool = True, opt: str = "-O2",
-                 max_steps: int = 2000, layout: str = "s8") -> TargetBuild:
+def build_target(
+    model: IntModel,
+    out_dir: Path,
+    dsp: bool = True,
+    opt: str = "-O2",
+    max_steps: int = 2000,
+    layout: str = "w8",
+) -> TargetBuild:
     """Cross-compile kernel + model + driver for Cortex-M4 into ``out_dir/target.elf``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     emit_c(model, out_dir, layout=layout)  # type: ignore[arg-type]
     (out_dir / "driver.c").write_text(DRIVER)
     (out_dir / "target.ld").write_text(LINKER_SCRIPT)
-    flags = [*CPU_FLAGS, *C_FLAGS, opt, "-ffunction-sections", "-fdata-sections", f"-DDRV_MAX_STEPS={max_steps}",
-             "-I", str(csrc_dir()), "-I", str(out_dir)]
+    flags = [
+        *CPU_FLAGS,
+        *C_FLAGS,
+        opt,
+        "-ffunction-sections",
+        "-fdata-sections",
+        f"-DDRV_MAX_STEPS={max_steps}",
+        "-I",
+        str(csrc_dir()),
+        "-I",
+        str(out_dir),
+    ]
     if not dsp:
         flags.append("-DTL_NO_DSP")
-    if layout == "s16":
-        flags.append("-DTL_LAYOUT_S16")
+    if layout == "w16":
+        flags.append("-DTL_LAYOUT_W16")
     sources = [s for s in kernel_sources() if s.stem != "tl_blob"]
     objects: dict[str, Path] = {}
     for src in [*sources, out_dir / "tl_model.c", out_dir / "driver.c"]:
         obj = out_dir / f"{src.stem}.o"
         extra = ["-fno-tree-loop-distribute-patterns"] if src.stem == "driver" else []
-        subprocess.run(["arm-none-eabi-gcc", *flags, *extra, "-c", str(src), "-o", str(obj)], check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            ["arm-none-eabi-gcc", *flags, *extra, "-c", str(src), "-o", str(obj)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         objects[src.stem] = obj
     elf = out_dir / "target.elf"
-    subprocess.run(["arm-none-eabi-gcc", *CPU_FLAGS, "-nostdlib", "-T", str(out_dir / "target.ld"),
-                    "-Wl,--gc-sections", *(f"-Wl,-u,{s}" for s in ROOTS), *map(str, objects.values()), "-lgcc", "-o", str(elf)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            "arm-none-eabi-gcc",
+            *CPU_FLAGS,
+            "-nostdlib",
+            "-T",
+            str(out_dir / "target.ld"),
+            "-Wl,--gc-sections",
+            *(f"-Wl,-u,{s}" for s in ROOTS),
+            *map(str, objects.values()),
+            "-lgcc",
+            "-o",
+            str(elf),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return TargetBuild(elf, objects, dsp, max_steps, layout)
 
 
 def code_size(build: TargetBuild, stems: tuple[str, ...] = KERNEL_FILES) -> int:
     """Bytes of .text of the given kernel object files (arm-none-eabi-size)."""
-    out = subprocess.run(["arm-none-eabi-size", *(str(build.objects[s]) for s in stems)], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["arm-none-eabi-size", *(str(build.objects[s]) for s in stems)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return sum(int(line.split()[0]) for line in out.splitlines()[1:])
 
 
@@ -146,7 +196,7 @@ def read_elf(path: Path) -> tuple[list[tuple[int, bytes]], dict[str, tuple[int, 
     for k in range(phnum):
         p_type, p_offset, p_vaddr, _, p_filesz = struct.unpack_from("<IIIII", raw, phoff + k * phentsize)
         if p_type == 1 and p_filesz:  # PT_LOAD
-            image.append((p_vaddr, raw[p_offset:p_offset + p_filesz]))
+            image.append((p_vaddr, raw[p_offset : p_offset + p_filesz]))
     sections = [struct.unpack_from("<IIIIIIIIII", raw, shoff + k * shentsize) for k in range(shnum)]
     sym: dict[str, tuple[int, int]] = {}
     for sh in sections:
@@ -157,7 +207,7 @@ def read_elf(path: Path) -> tuple[list[tuple[int, bytes]], dict[str, tuple[int, 
             name, value, size, info = struct.unpack_from("<IIIB", raw, off)
             if info & 0xF in (1, 2):  # STT_OBJECT, STT_FUNC
                 end = raw.index(b"\0", strtab[4] + name)
-                sym[raw[strtab[4] + name:end].decode()] = (value, size)
+                sym[raw[strtab[4] + name : end].decode()] = (value, size)
     return image, sym
 
 
@@ -195,16 +245,18 @@ class M4Target:
         hook = None
         self.instructions = 0
         if count:
+
             def on_code(_uc: Uc, _addr: int, _size: int, _data: object) -> None:
                 self.instructions += 1
+
             hook = uc.hook_add(UC_HOOK_CODE, on_code)
-            uc.ctl_flush_tb()  # blocks translated before the hook existed would not call it
+            uc.ctl_flush_tb()  # type: ignore[attr-defined]  # blocks translated before the hook would not call it
         try:
             uc.emu_start(self.addr(fn) | 1, STOP)
         finally:
             if hook is not None:
                 uc.hook_del(hook)
-                uc.ctl_flush_tb()
+                uc.ctl_flush_tb()  # type: ignore[attr-defined]
         return uc.reg_read(arm.UC_ARM_REG_R0)
 
     def run(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,7 +264,7 @@ class M4Target:
         m = self.model
         ys, hs, cs = [], [], []
         for t0 in range(0, len(xq), self.build.max_steps):
-            chunk = np.ascontiguousarray(xq[t0:t0 + self.build.max_steps], dtype=np.int8)
+            chunk = np.ascontiguousarray(xq[t0 : t0 + self.build.max_steps], dtype=np.int8)
             n = len(chunk)
             self.uc.mem_write(self.addr("drv_x"), chunk.tobytes())
             if (st := self.call("drv_run", n)) != 0:

@@ -1,0 +1,154 @@
+"""The recurrent cells: one entry per cell type, read by everything that differs between cells.
+
+A ``CellType`` says how many gate rows a unit has, whether the cell carries an int16 cell state (with
+calibrated fractional bits) and whether its last gate keeps its recurrent bias apart (GRU's
+n = tanh(W_in x + b_in + r * (W_hn h + b_hn))), which PyTorch module it corresponds to, and how one step
+runs in float (``float_step``: the reference and calibration) and in integers (``int_step``: the golden
+reference of the C kernel). The spec, quantizer, golden reference, blob, emitters, model loader and
+trainer all read this table; C has its own one-line-per-cell table (csrc/tl_cells.c) whose codes and
+shapes are generated from it (codegen/contract.py), and MicroPython has one in tinylstm_mpy.py.
+
+Adding a cell (docs/integer-contract.md, "Adding a cell"): one ``CellType`` here with its two step
+functions, one C file with its layer step and one line in csrc/tl_cells.c, one step function in
+the MicroPython fallback; then regenerate the contract files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tinylstm.codegen import qmath
+from tinylstm.errors import TinyLSTMError
+
+if TYPE_CHECKING:
+    from tinylstm.codegen.quantize import IntLayer
+
+# float_step(gx, gh, h, c) -> (h', c', traces): gx = W_ih x + b_ih, gh = W_hh h + b_hh, all [B, G*H] / [B, H]
+FloatStep = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, Any]]
+]
+# int_step(layer, table, acc_x, acc_h, h, c) -> (h', c'): acc_x / acc_h = the two parts of every row's
+# accumulator, already at one scale (int64 [B, G*H]); h int8 and c int16 values as int64 [B, H]
+IntStep = Callable[
+    ["IntLayer", np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
+]
+
+
+def _sig(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def _pre_q12(layer: IntLayer, acc: np.ndarray, rows: slice) -> np.ndarray:
+    """Q3.12 pre-activations of ``rows``: sat16(requantize(acc)) with the rows' multipliers."""
+    return qmath.sat(qmath.requantize(acc, layer.mult[rows], layer.shift[rows]), 16)
+
+
+def _lstm_float(
+    gx: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    H = h.shape[1]
+    pre = gx + gh
+    i, f, g, o = (
+        _sig(pre[:, :H]),
+        _sig(pre[:, H : 2 * H]),
+        np.tanh(pre[:, 2 * H : 3 * H]),
+        _sig(pre[:, 3 * H :]),
+    )
+    c = f * c + i * g
+    return o * np.tanh(c), c, {"pre": pre, "c": c}
+
+
+def _lstm_int(
+    layer: IntLayer, table: np.ndarray, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    H, F = layer.hidden_size, layer.cell_frac
+    pre = _pre_q12(layer, acc_x + acc_h + layer.bias, slice(None))
+    i = qmath.sigmoid_q15(pre[:, :H], table)
+    f = qmath.sigmoid_q15(pre[:, H : 2 * H], table)
+    g = qmath.tanh_q15(pre[:, 2 * H : 3 * H], table)
+    o = qmath.sigmoid_q15(pre[:, 3 * H :], table)
+    ig = qmath.rshift_round(i * g, qmath.Q15 - F)
+    c_new = qmath.sat(qmath.rshift_round(f * c + ig, qmath.Q15), 16)
+    t = qmath.tanh_q15(qmath.cell_to_q12(c_new, F), table)
+    return qmath.sat(qmath.rshift_round(o * t, 2 * qmath.Q15 - qmath.HIDDEN_FRAC), 8), c_new
+
+
+def _gru_float(
+    gx: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    H = h.shape[1]
+    pre = gx + gh
+    r, z = _sig(pre[:, :H]), _sig(pre[:, H : 2 * H])
+    nx, nh = gx[:, 2 * H :], gh[:, 2 * H :]
+    n = np.tanh(nx + r * nh)
+    return (1.0 - z) * n + z * h, c, {"pre": pre, "nx": nx, "nh": nh}
+
+
+def _gru_int(
+    layer: IntLayer, table: np.ndarray, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    H = layer.hidden_size
+    assert layer.bias_hn is not None
+    rz = _pre_q12(layer, acc_x[:, : 2 * H] + acc_h[:, : 2 * H] + layer.bias[: 2 * H], slice(0, 2 * H))
+    r = qmath.sigmoid_q15(rz[:, :H], table)
+    z = qmath.sigmoid_q15(rz[:, H:], table)
+    nx = _pre_q12(layer, acc_x[:, 2 * H :] + layer.bias[2 * H :], slice(2 * H, 3 * H))
+    nh = _pre_q12(layer, acc_h[:, 2 * H :] + layer.bias_hn, slice(2 * H, 3 * H))
+    n = qmath.tanh_q15(qmath.sat(nx + qmath.rshift_round(r * nh, qmath.Q15), 16), table)
+    h15 = h << (qmath.Q15 - qmath.HIDDEN_FRAC)
+    h_new15 = n + qmath.rshift_round(z * (h15 - n), qmath.Q15)
+    return qmath.sat(qmath.rshift_round(h_new15, qmath.Q15 - qmath.HIDDEN_FRAC), 8), c
+
+
+@dataclass(frozen=True)
+class CellType:
+    name: str  # CLI, checkpoints, reports, MicroPython
+    code: int  # TL_CELL_<NAME> in C, the blob header, HELLO.cell, the model hash
+    gates: int  # gate rows per unit, in PyTorch's order
+    gate_names: tuple[str, ...]
+    torch_name: str  # the PyTorch module: torch.nn.<torch_name>
+    cell_state: bool  # an int16 cell state with calibrated fractional bits (LSTM's c)
+    bias_hn: bool  # the last gate's recurrent bias stays apart (GRU: inside r * (W_hn h + b_hn))
+    float_step: FloatStep
+    int_step: IntStep
+
+    def gate_rows(self, hidden: int, gate: int) -> slice:
+        """The rows of gate number ``gate`` in a layer of ``hidden`` units."""
+        return slice(gate * hidden, (gate + 1) * hidden)
+
+    def torch_class(self) -> type:
+        from torch import nn  # the numeric core runs without PyTorch; only model loading needs it
+
+        cls: type = getattr(nn, self.torch_name)
+        return cls
+
+
+LSTM = CellType("lstm", 0, 4, ("i", "f", "g", "o"), "LSTM", True, False, _lstm_float, _lstm_int)
+GRU = CellType("gru", 1, 3, ("r", "z", "n"), "GRU", False, True, _gru_float, _gru_int)
+CELLS: dict[str, CellType] = {c.name: c for c in (LSTM, GRU)}
+NAMES: tuple[str, ...] = tuple(CELLS)
+
+
+def cell_type(name: str) -> CellType:
+    try:
+        return CELLS[name]
+    except KeyError:
+        raise TinyLSTMError(f"unknown cell type {name!r}; supported: {', '.join(CELLS)}") from None
+
+
+def by_code(code: int) -> CellType | None:
+    return next((c for c in CELLS.values() if c.code == code), None)
+
+
+def by_gates(gates: int) -> CellType | None:
+    """The cell whose units have ``gates`` rows (how a bare state_dict tells LSTM from GRU)."""
+    return next((c for c in CELLS.values() if c.gates == gates), None)
+
+
+def by_torch_module(module: object) -> CellType | None:
+    """The cell of a torch.nn RNN module (an nn.LSTM, nn.GRU or a subclass), None for anything else."""
+    return next((c for c in CELLS.values() if isinstance(module, c.torch_class())), None)

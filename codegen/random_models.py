@@ -1,0 +1,96 @@
+"""Random integer and float models: the worst cases of the kernel parity tests, and the models of the
+kernel and host benchmarks (one home for both, importable as tinylstm.codegen.random_models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tinylstm.codegen import qmath
+from tinylstm.codegen.cells import by_torch_module, cell_type
+from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel, calibrate, quantize
+from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
+
+
+def random_int_model(
+    rng: np.random.Generator,
+    cell: str,
+    layers: int,
+    inp: int,
+    hidden: int,
+    out: int,
+    shift_lo: int = 18,
+    shift_hi: int = 34,
+) -> IntModel:
+    """Integer model with full-range int8 weights and multipliers that drive gates into
+    saturation as well as into the tables' middle: the worst case for overflow and rounding."""
+    c = cell_type(cell)
+    G = c.gates
+
+    def mults(n: int) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            rng.integers(1 << 30, (1 << 31) - 1, n, dtype=np.int64).astype(np.int32),
+            rng.integers(shift_lo, shift_hi, n).astype(np.int8),
+        )
+
+    int_layers = []
+    for n in range(layers):
+        width = inp if n == 0 else hidden
+        mult, shift = mults(G * hidden)
+        int_layers.append(
+            IntLayer(
+                input_size=width,
+                hidden_size=hidden,
+                weights=rng.integers(-128, 128, (G * hidden, width + hidden)).astype(np.int8),
+                bias=rng.integers(-(1 << 22), 1 << 22, G * hidden).astype(np.int32),
+                bias_hn=rng.integers(-(1 << 22), 1 << 22, hidden).astype(np.int32) if c.bias_hn else None,
+                mult=mult,
+                shift=shift,
+                cell_frac=int(rng.integers(0, 15)) if c.cell_state else 0,
+                scale_exp=rng.integers(-4, 5, G * hidden).astype(np.int8),
+            )
+        )
+    head_mult, head_shift = mults(out)
+    return IntModel(
+        cell=cell,
+        layers=int_layers,
+        head_w=rng.integers(-128, 128, (out, hidden)).astype(np.int8),
+        head_b=rng.integers(-(1 << 20), 1 << 20, out).astype(np.int32),
+        head_mult=head_mult,
+        head_shift=head_shift,
+        output_scale=1.0 / 4096,
+        input_mean=rng.standard_normal(inp).astype(np.float32),
+        input_mul=(rng.random(inp) * 40 + 1).astype(np.float32),
+        input_scale=0.03,
+        act_table=qmath.make_tanh_table().astype(np.int16),
+        meta=ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp),
+        calibration=Calibration(1.0, [1.0] * layers, 1.0, 0),
+    )
+
+
+def float_model_from_torch(rnn: torch.nn.Module, head: torch.nn.Linear, meta: ModelMeta) -> FloatModel:
+    cell = by_torch_module(rnn)
+    assert cell is not None and isinstance(rnn, torch.nn.RNNBase)
+    layers = [
+        FloatLayer(
+            *(
+                getattr(rnn, f"{w}_l{k}").detach().double().numpy()
+                for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+        )
+        for k in range(int(rnn.num_layers))
+    ]
+    return FloatModel(
+        cell.name, layers, head.weight.detach().double().numpy(), head.bias.detach().double().numpy(), meta
+    )
+
+
+def random_quantized_model(
+    seed: int, cell: str, layers: int, inp: int, hidden: int, out: int, data: np.ndarray
+) -> IntModel:
+    """A PyTorch-initialised float model quantized through the real calibration path."""
+    torch.manual_seed(seed)
+    rnn = cell_type(cell).torch_class()(inp, hidden, layers, batch_first=True)
+    head = torch.nn.Linear(hidden, out)
+    fm = float_model_from_torch(rnn, head, ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp))
+    return quantize(fm, calibrate(fm, list(data)))
