@@ -1,11 +1,11 @@
 """Assemble and build the TinyLSTM firmware for a board from an export directory.
 
-Bare-metal boards (``qemu-stm32f405``, ``stm32f405``): csrc/*.c + the export's tl_model.c + the app
-(firmware/app) + tl_replay.c + the board port, compiled with ``build_elf`` -> ELF, BIN, map and a size
-report split into kernel / model data / app / port. PlatformIO boards (``esp32dev``,
-``nucleo_f446re``): a complete PlatformIO project directory; ``pio run`` builds it on a machine
-with network access.
+The board's record (host/boards/registry.py) decides: a bare-metal board gets the kernel (csrc/) + the
+export's tl_model.c + the app (firmware/app) + tl_replay.c + its port, compiled with ``build_elf`` ->
+ELF, BIN, map and a size report split into kernel / model data / app / port; a PlatformIO board gets a
+complete PlatformIO project directory, which ``pio run`` builds on a machine with the platform installed.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,23 +15,14 @@ from pathlib import Path
 
 from tinylstm.codegen.emit_replay import emit_replay
 from tinylstm.codegen.store import load_int_model
-from tinylstm.host.boards import BOARDS, SizeReport, build_elf, get_board, size_report
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards import BOARDS, Board, SizeReport, build_elf, get_board, size_report
 from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
 from tinylstm.host.feed import required_rx_capacity
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.protocol import MAX_INPUT_SIZE, MAX_OUTPUT_SIZE, Source
-from tinylstm.trainer.errors import TinyLSTMError
 
-PIO_BOARDS = ("esp32dev", "nucleo_f446re")
-ALL_BOARDS = (*sorted(BOARDS), *PIO_BOARDS)
 REPLAY_STEPS = 256
-# Size groups: first match wins (object path or symbol name), everything else is "rest".
-SIZE_GROUPS = {
-    "kernel": ["*/csrc/*.o"],
-    "model data": ["*/tl_model.o", "*/tl_replay.o"],
-    "app": ["*/app/*.o"],
-    "port": ["*/stm32f4/*.o"],
-}
 
 
 @dataclass
@@ -53,8 +44,10 @@ def app_sources() -> list[Path]:
 def _model_files(export_dir: Path) -> tuple[Path, Path]:
     files = export_dir / "tl_model.c", export_dir / "tl_model.h"
     if not all(f.is_file() for f in files):
-        raise TinyLSTMError(f"{export_dir} has no tl_model.c/.h: run `tinylstm export ... --out {export_dir}` "
-                            "(the firmware expects the default model name 'model')")
+        raise TinyLSTMError(
+            f"{export_dir} has no tl_model.c/.h: run `tinylstm export ... --out {export_dir}` "
+            "(the firmware expects the default model name 'model')"
+        )
     return files
 
 
@@ -64,8 +57,12 @@ def write_replay(export_dir: Path, gen_dir: Path, steps: int = REPLAY_STEPS) -> 
     if held.window:
         steps = max(held.window, steps // held.window * held.window)
     xq = held.stream(steps)
-    return emit_replay(xq, held.model.model_hash, gen_dir,
-                       f"{len(xq)} held-out samples (recorded test split, in order) of {export_dir.name}.")
+    return emit_replay(
+        xq,
+        held.model.model_hash,
+        gen_dir,
+        f"{len(xq)} held-out samples (recorded test split, in order) of {export_dir.name}.",
+    )
 
 
 def _source_define(source: str) -> str:
@@ -79,19 +76,25 @@ def link_rx_capacity(input_size: int, output_size: int) -> int:
     """The receive buffer the firmware needs for a model; refuses a model the serial link cannot carry."""
     if input_size > MAX_INPUT_SIZE:
         raise TinyLSTMError(
-            f"the model takes {input_size} inputs per step, but one INPUT frame of the serial protocol carries at "
+            f"the model takes {input_size} inputs per step, but one INPUT frame of the serial protocol "
+            "carries at "
             f"most {MAX_INPUT_SIZE}: the firmware could not be fed over the link. Reduce the input channels "
-            "(or feed the board from its sensor source, a custom app)")
+            "(or feed the board from its sensor source, a custom app)"
+        )
     if output_size > MAX_OUTPUT_SIZE:
         raise TinyLSTMError(
-            f"the model has {output_size} outputs per step, but one PRED frame of the serial protocol carries at "
-            f"most {MAX_OUTPUT_SIZE}: reduce the outputs (classes or forecast horizon)")
+            f"the model has {output_size} outputs per step, but one PRED frame of the serial protocol "
+            "carries at "
+            f"most {MAX_OUTPUT_SIZE}: reduce the outputs (classes or forecast horizon)"
+        )
     return required_rx_capacity(input_size)
 
 
-def build_firmware(export_dir: Path, board: str, out_dir: Path, source: str = "host",
-                   defines: dict[str, str] | None = None) -> FirmwareBuild:
-    """Build (bare metal) or write (PlatformIO) the firmware of ``export_dir`` for ``board`` into ``out_dir``."""
+def build_firmware(
+    export_dir: Path, board: str, out_dir: Path, source: str = "host", defines: dict[str, str] | None = None
+) -> FirmwareBuild:
+    """Build (bare metal) or write (PlatformIO) the firmware of ``export_dir`` for ``board`` into
+    ``out_dir``."""
     model_c, _ = _model_files(export_dir)
     model, _ = load_int_model(export_dir)
     rx = link_rx_capacity(model.input_size, model.output_size)
@@ -102,24 +105,42 @@ def build_firmware(export_dir: Path, board: str, out_dir: Path, source: str = "h
     shutil.copy2(model_c, gen / "tl_model.c")
     _, replay_c = write_replay(export_dir, gen)
     all_defines = {"TL_APP_HAS_REPLAY": "1", "TL_APP_BOOT_SOURCE": _source_define(source), **(defines or {})}
-    if board in PIO_BOARDS:
-        return FirmwareBuild(board, out_dir, project=write_platformio(gen, out_dir / "pio", board, all_defines, rx))
-    all_defines.setdefault("TL_UART_RX_BUF", str(rx))
     spec = get_board(board)
+    if spec.kind == "platformio":
+        return FirmwareBuild(
+            board, out_dir, project=write_platformio(gen, out_dir / "pio", spec, all_defines, rx)
+        )
+    all_defines.setdefault("TL_UART_RX_BUF", str(rx))
     app = firmware_dir() / "app"
-    result = build_elf([*kernel_sources(), gen / "tl_model.c", replay_c, *app_sources(), app / "main.c"],
-                       [csrc_dir(), app, gen], all_defines, out_dir, "tinylstm", spec)
-    sizes = size_report(result.elf, result.map, SIZE_GROUPS)
+    result = build_elf(
+        [*kernel_sources(), gen / "tl_model.c", replay_c, *app_sources(), app / "main.c"],
+        [csrc_dir(), app, gen],
+        all_defines,
+        out_dir,
+        "tinylstm",
+        spec,
+    )
+    sizes = size_report(result.elf, result.map, spec.size_groups())
     (out_dir / "size-report.md").write_text(sizes.render() + "\n")
-    (out_dir / "size-report.json").write_text(json.dumps(
-        {"board": board, "flash": sizes.flash, "ram": sizes.ram, "stack": sizes.stack,
-         "groups": {g.name: {"flash": g.flash, "ram": g.ram} for g in sizes.groups}}, indent=2) + "\n")
+    (out_dir / "size-report.json").write_text(
+        json.dumps(
+            {
+                "board": board,
+                "flash": sizes.flash,
+                "ram": sizes.ram,
+                "stack": sizes.stack,
+                "groups": {g.name: {"flash": g.flash, "ram": g.ram} for g in sizes.groups},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return FirmwareBuild(board, out_dir, elf=result.elf, bin=result.bin, sizes=sizes)
 
 
 PLATFORMIO_INI = """\
 ; Generated by `tinylstm build --board {board}`. Build and flash: pio run -e {board} -t upload
-; Then: tinylstm stream --port /dev/ttyUSB0 (ESP32) or /dev/ttyACM0 (Nucleo ST-LINK VCP)
+; Then: tinylstm stream --port /dev/ttyUSB0 (USB-serial bridge) or /dev/ttyACM0 (ST-LINK VCP)
 [platformio]
 default_envs = {board}
 
@@ -129,30 +150,43 @@ monitor_speed = 115200
 ; -ffp-contract=off: no fused multiply-add in the float input conversion (bit-exact with the host)
 build_flags = -I src -ffp-contract=off {defines}
 build_src_flags = -Wall -Wextra
+"""
 
-[env:esp32dev]
-platform = espressif32
-board = esp32dev
-build_flags = ${{env.build_flags}} -DTL_RX_CAPACITY={esp32_rx}
-
-[env:nucleo_f446re]
-platform = ststm32
-board = nucleo_f446re
+PLATFORMIO_ENV = """
+[env:{name}]
+platform = {platform}
+board = {pio_board}
 ; the serial RX buffer is the receive capacity the board announces (credit flow control)
-build_flags = ${{env.build_flags}} -DSERIAL_RX_BUFFER_SIZE={rx}
+build_flags = ${{env.build_flags}} {flags}
 """
 
 
-def write_platformio(gen: Path, project: Path, board: str, defines: dict[str, str], rx: int) -> Path:
-    """A PlatformIO project: platformio.ini, src/ with the kernel, model, replay data, app and Arduino HAL."""
+def write_platformio(gen: Path, project: Path, board: Board, defines: dict[str, str], rx: int) -> Path:
+    """A PlatformIO project: platformio.ini (an [env:] per PlatformIO board), src/ with the kernel, model,
+    replay data, app and Arduino HAL."""
     src = project / "src"
     src.mkdir(parents=True, exist_ok=True)
     app = firmware_dir() / "app"
-    files = [*csrc_dir().glob("*.[ch]"), *gen.glob("tl_*.[ch]"), *app.glob("tl_*.[ch]"),
-             firmware_dir() / "hal" / "tl_hal.h", firmware_dir() / "platformio" / "hal_arduino.cpp"]
+    files = [
+        *kernel_sources(),
+        *csrc_dir().glob("*.h"),
+        *gen.glob("tl_*.[ch]"),
+        *app.glob("tl_*.[ch]"),
+        firmware_dir() / "hal" / "tl_hal.h",
+        firmware_dir() / "platformio" / "hal_arduino.cpp",
+    ]
     for f in files:
         shutil.copy2(f, src / f.name)
     flags = " ".join(f"-D{k}={v}" for k, v in sorted(defines.items()))
-    (project / "platformio.ini").write_text(PLATFORMIO_INI.format(board=board, defines=flags, rx=rx,
-                                                                  esp32_rx=max(rx, 1024)))
+    envs = "".join(
+        PLATFORMIO_ENV.format(
+            name=b.name,
+            platform=b.pio_platform,
+            pio_board=b.pio_board,
+            flags=" ".join(b.pio_flags).format(rx=max(rx, b.rx_buffer_min)),
+        )
+        for b in BOARDS.values()
+        if b.kind == "platformio"
+    )
+    (project / "platformio.ini").write_text(PLATFORMIO_INI.format(board=board.name, defines=flags) + envs)
     return project

@@ -1,31 +1,41 @@
-"""Put firmware on a board: QEMU for the emulated STM32F405, st-flash / openocd / pyocd for real
-STM32 boards, PlatformIO or esptool for the ESP32."""
+"""Put firmware on a board, the way its record says (host/boards/registry.py, ``Board.flasher``):
+
+- ``qemu``: run the emulated board in QEMU until Ctrl-C or SIGTERM;
+- ``stm32``: st-flash, openocd or pyocd, whichever is on PATH;
+- ``platformio``: ``pio run -t upload`` in the project ``tinylstm build`` wrote;
+- ``esp32``: the same, or esptool for a merged .bin.
+"""
+
 from __future__ import annotations
 
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from tinylstm.host.boards import QemuBoard
-from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards import Board, QemuBoard, get_board
 
 STM32_TOOLS = ("st-flash", "openocd", "pyocd")
-STM32_INSTALL = ("no STM32 flashing tool on PATH: install one of stlink-tools (sudo apt-get install stlink-tools: "
-                 "st-flash), openocd (sudo apt-get install openocd) or pyocd (pip install pyocd)")
-PYOCD_TARGETS = {"stm32f405": "stm32f405rg", "nucleo_f446re": "stm32f446retx"}
+STM32_INSTALL = (
+    "no STM32 flashing tool on PATH: install one of stlink-tools (sudo apt-get install stlink-tools: "
+    "st-flash), openocd (sudo apt-get install openocd) or pyocd (pip install pyocd)"
+)
 
 
 def _artifact(target: Path, suffix: str) -> Path:
     """target itself, or the firmware file with this suffix in a `tinylstm build` output directory."""
     found = target if target.is_file() else target / f"tinylstm{suffix}"
     if not found.is_file():
-        raise TinyLSTMError(f"no firmware at {target}: pass the .elf/.bin or the `tinylstm build --out` directory")
+        raise TinyLSTMError(
+            f"no firmware at {target}: pass the .elf/.bin or the `tinylstm build --out` directory"
+        )
     return found.with_suffix(suffix) if found.suffix != suffix else found
 
 
-def stm32_command(elf: Path, board: str) -> list[str]:
+def stm32_command(elf: Path, board: Board) -> list[str]:
     """The command that programs ``elf`` (and its .bin) with the first tool found on PATH."""
     for tool in STM32_TOOLS:
         exe = shutil.which(tool)
@@ -34,22 +44,51 @@ def stm32_command(elf: Path, board: str) -> list[str]:
         if tool == "st-flash":
             return [exe, "--reset", "write", str(elf.with_suffix(".bin")), "0x08000000"]
         if tool == "openocd":
-            return [exe, "-f", "interface/stlink.cfg", "-f", "target/stm32f4x.cfg",
-                    "-c", f"program {elf} verify reset exit"]
-        return [exe, "flash", "-t", PYOCD_TARGETS.get(board, "stm32f405rg"), str(elf)]
+            return [
+                exe,
+                "-f",
+                "interface/stlink.cfg",
+                "-f",
+                "target/stm32f4x.cfg",
+                "-c",
+                f"program {elf} verify reset exit",
+            ]
+        return [exe, "flash", "-t", board.pyocd_target or "stm32f405rg", str(elf)]
     raise TinyLSTMError(STM32_INSTALL)
 
 
-def esp32_command(target: Path, port: str | None) -> list[str]:
+def _pio_project(target: Path) -> Path | None:
+    for project in (target, target / "pio"):
+        if (project / "platformio.ini").is_file():
+            return project
+    return None
+
+
+def pio_command(project: Path, board: Board, port: str | None) -> list[str]:
+    pio = shutil.which("pio") or shutil.which("platformio")
+    if pio is None:
+        raise TinyLSTMError(
+            "PlatformIO not found: pip install platformio (its first run downloads the platform and "
+            "toolchain, so it needs network access)"
+        )
+    return [
+        pio,
+        "run",
+        "-d",
+        str(project),
+        "-e",
+        board.name,
+        "-t",
+        "upload",
+        *(["--upload-port", port] if port else []),
+    ]
+
+
+def esp32_command(target: Path, board: Board, port: str | None) -> list[str]:
     """`pio run -t upload` in a generated project, or esptool for a merged .bin."""
-    if (target / "platformio.ini").is_file() or (target / "pio" / "platformio.ini").is_file():
-        project = target if (target / "platformio.ini").is_file() else target / "pio"
-        pio = shutil.which("pio") or shutil.which("platformio")
-        if pio is None:
-            raise TinyLSTMError("PlatformIO not found: pip install platformio (it downloads the ESP32 toolchain "
-                                "on first use, so this needs network access)")
-        return [pio, "run", "-d", str(project), "-e", "esp32dev", "-t", "upload",
-                *(["--upload-port", port] if port else [])]
+    project = _pio_project(target)
+    if project is not None:
+        return pio_command(project, board, port)
     if target.suffix == ".bin":
         esptool = shutil.which("esptool.py") or shutil.which("esptool")
         if esptool is None:
@@ -57,47 +96,74 @@ def esp32_command(target: Path, port: str | None) -> list[str]:
         if port is None:
             raise TinyLSTMError("esptool needs the serial port: pass --port /dev/ttyUSB0")
         return [esptool, "--chip", "esp32", "--port", port, "write_flash", "0x0", str(target)]
-    raise TinyLSTMError(f"{target} is neither a PlatformIO project (from `tinylstm build --board esp32dev`) "
-                        "nor a merged .bin")
+    raise TinyLSTMError(
+        f"{target} is neither a PlatformIO project (from `tinylstm build --board {board.name}`) "
+        "nor a merged .bin"
+    )
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)  # unwinds the QemuBoard context, which kills QEMU
 
 
-def run_qemu(target: Path) -> None:
+def run_qemu(target: Path, board: Board) -> None:
     """Start QEMU with the firmware and keep it running until Ctrl-C or SIGTERM (or the firmware exits).
 
     Both end QEMU too (a background `tinylstm flash ... &` ignores SIGINT, so scripts send SIGTERM)."""
     signal.signal(signal.SIGTERM, _terminate)
-    with QemuBoard(_artifact(target, ".elf")) as board:
-        print(board.url, flush=True)
-        print("QEMU is waiting for the first client to connect before it boots the firmware; "
-              f"e.g. tinylstm stream --port {board.url}. Ctrl-C stops QEMU.", flush=True)
+    with QemuBoard(_artifact(target, ".elf"), machine=board.qemu_machine or "netduinoplus2") as qemu:
+        print(qemu.url, flush=True)
+        print(
+            "QEMU is waiting for the first client to connect before it boots the firmware; "
+            f"e.g. tinylstm stream --port {qemu.url}. Ctrl-C stops QEMU.",
+            flush=True,
+        )
         while True:
             try:
-                code = board.wait(timeout=1.0)
+                code = qemu.wait(timeout=1.0)
             except TinyLSTMError:  # still running after a second
                 continue
             print(f"firmware exited with status {code}")
             return
 
 
-def flash(target: Path, board: str, port: str | None = None) -> None:
-    if board == "qemu-stm32f405":
-        run_qemu(target)
-        return
-    if board in ("stm32f405", "nucleo_f446re"):
-        if board == "nucleo_f446re" and (target / "pio" / "platformio.ini").is_file():
-            cmd = [shutil.which("pio") or "pio", "run", "-d", str(target / "pio"), "-e", board, "-t", "upload"]
-        else:
-            cmd = stm32_command(_artifact(target, ".elf"), board)
-    elif board == "esp32dev":
-        cmd = esp32_command(target, port)
-    else:
-        raise TinyLSTMError(f"unknown board {board!r}: qemu-stm32f405, stm32f405, nucleo_f446re or esp32dev")
+def _run(cmd: list[str]) -> None:
     print("$ " + " ".join(cmd), flush=True)
     if subprocess.run(cmd, check=False).returncode != 0:
-        hint = " (its first run downloads the platform: it needs network access)" if "pio" in Path(cmd[0]).name else ""
-        raise TinyLSTMError(f"{Path(cmd[0]).name} failed{hint}, see its output above: "
-                            "is the board connected and powered, and the port right?")
+        hint = (
+            " (its first run downloads the platform: it needs network access)"
+            if "pio" in Path(cmd[0]).name
+            else ""
+        )
+        raise TinyLSTMError(
+            f"{Path(cmd[0]).name} failed{hint}, see its output above: "
+            "is the board connected and powered, and the port right?"
+        )
+
+
+def _flash_stm32(target: Path, board: Board, port: str | None) -> None:
+    _run(stm32_command(_artifact(target, ".elf"), board))
+
+
+def _flash_platformio(target: Path, board: Board, port: str | None) -> None:
+    project = _pio_project(target)
+    if project is None:
+        raise TinyLSTMError(
+            f"{target} is not a PlatformIO project: run `tinylstm build EXPORT --board {board.name}` "
+            "and pass its --out directory"
+        )
+    _run(pio_command(project, board, port))
+
+
+FLASHERS: dict[str, Callable[[Path, Board, str | None], None]] = {
+    "qemu": lambda target, board, port: run_qemu(target, board),
+    "stm32": _flash_stm32,
+    "platformio": _flash_platformio,
+    "esp32": lambda target, board, port: _run(esp32_command(target, board, port)),
+}
+
+
+def flash(target: Path, board: str, port: str | None = None) -> None:
+    """Program ``target`` (a `tinylstm build --out` directory or a firmware file) onto ``board``."""
+    spec = get_board(board)
+    FLASHERS[spec.flasher](target, spec, port)

@@ -61,8 +61,7 @@ void tl_hal_init(void)
     Serial.setRxBufferSize(TL_RX_CAPACITY);
 #endif
     Serial.begin(TL_BAUD);
-    while (!Serial) {
-    }
+    while (!Serial) {}
 #if defined(ARDUINO_ARCH_ESP32)
     esp_reset_reason_t why = esp_reset_reason();
     watchdog_reset = why == ESP_RST_TASK_WDT || why == ESP_RST_INT_WDT || why == ESP_RST_WDT;
@@ -80,15 +79,9 @@ void tl_hal_init(void)
     cycles_ok = tl_hal_cycles() != c0;
 }
 
-int tl_hal_getc(void)
-{
-    return Serial.available() > 0 ? Serial.read() : -1;
-}
+int tl_hal_getc(void) { return Serial.available() > 0 ? Serial.read() : -1; }
 
-uint16_t tl_hal_rx_capacity(void)
-{
-    return (uint16_t)TL_RX_CAPACITY;
-}
+uint16_t tl_hal_rx_capacity(void) { return (uint16_t)TL_RX_CAPACITY; }
 
 int tl_hal_write(const uint8_t *buf, size_t len)
 {
@@ -108,10 +101,7 @@ int tl_hal_write(const uint8_t *buf, size_t len)
     return 0;
 }
 
-uint32_t tl_hal_millis(void)
-{
-    return millis() - start_ms;
-}
+uint32_t tl_hal_millis(void) { return millis() - start_ms; }
 
 uint32_t tl_hal_cycles(void)
 {
@@ -124,15 +114,9 @@ uint32_t tl_hal_cycles(void)
 #endif
 }
 
-int tl_hal_has_cycle_counter(void)
-{
-    return cycles_ok;
-}
+int tl_hal_has_cycle_counter(void) { return cycles_ok; }
 
-uint32_t tl_hal_rx_overflows(void)
-{
-    return 0;
-}
+uint32_t tl_hal_rx_overflows(void) { return 0; }
 
 void tl_hal_watchdog_refresh(void)
 {
@@ -143,20 +127,11 @@ void tl_hal_watchdog_refresh(void)
 #endif
 }
 
-int tl_hal_reset_was_watchdog(void)
-{
-    return watchdog_reset;
-}
+int tl_hal_reset_was_watchdog(void) { return watchdog_reset; }
 
-void tl_hal_on_fault(void (*report)(uint32_t pc, uint32_t exception))
-{
-    fault_report = report;
-}
+void tl_hal_on_fault(void (*report)(uint32_t pc, uint32_t exception)) { fault_report = report; }
 
-const char *tl_hal_board_name(void)
-{
-    return TL_BOARD_NAME;
-}
+const char *tl_hal_board_name(void) { return TL_BOARD_NAME; }
 
 void tl_hal_exit(int code)
 {
@@ -167,15 +142,13 @@ void tl_hal_exit(int code)
 #else
     NVIC_SystemReset();
 #endif
-    for (;;) {
-    }
+    for (;;) {}
 }
 
 #if defined(ARDUINO_ARCH_STM32)
 void tl_arduino_fault(const uint32_t *frame, uint32_t exception)
 {
-    if (fault_report != 0)
-        fault_report(frame[6], exception & 0x1FFu);
+    if (fault_report != 0) fault_report(frame[6], exception & 0x1FFu);
     NVIC_SystemReset();
 }
 
@@ -199,7 +172,4 @@ void setup()
     tl_app_init();
 }
 
-void loop()
-{
-    tl_app_poll();
-}
+void loop() { tl_app_poll(); }

@@ -1,15 +1,18 @@
-"""Board layer: cross toolchain driver, board descriptions, QEMU runner and size reports."""
+"""Board layer: the board registry, the cross toolchain driver, the QEMU runner and size reports."""
+
 from tinylstm.host.boards.qemu import QemuBoard
+from tinylstm.host.boards.registry import BOARDS, Board, board_names, get_board
 from tinylstm.host.boards.sizes import GroupSize, SizeReport, size_report
-from tinylstm.host.boards.toolchain import BOARDS, BoardSpec, BuildResult, build_elf, get_board
+from tinylstm.host.boards.toolchain import BuildResult, build_elf
 
 __all__ = [
     "BOARDS",
-    "BoardSpec",
+    "Board",
     "BuildResult",
     "GroupSize",
     "QemuBoard",
     "SizeReport",
+    "board_names",
     "build_elf",
     "get_board",
     "size_report",

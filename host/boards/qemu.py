@@ -4,6 +4,7 @@ QEMU listens with `wait=on`: the machine does not start until a client connects,
 output is lost. Whoever talks to the board connects, e.g. ``serial.serial_for_url(board.url)``;
 that connection is what boots the firmware.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.errors import TinyLSTMError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -93,7 +94,9 @@ class QemuBoard:
         ]  # fmt: skip
         self._output = []
         listening = threading.Event()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         threading.Thread(target=self._drain, args=(proc, listening), daemon=True).start()
         self._proc = proc
         if listening.wait(self.start_timeout) and proc.poll() is None:

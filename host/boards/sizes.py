@@ -4,6 +4,7 @@ Totals come from `arm-none-eabi-size -A` on the ELF. The split walks the linker 
 build_elf() writes: with -ffunction-sections/-fdata-sections every function and object is
 its own input section, so each one is attributed to its object file and symbol name.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,9 @@ RAM_SECTIONS = (".data", ".bss")
 STACK_SECTION = ".stack"
 REST = "rest"
 
-_INPUT_FULL = re.compile(r"^ (?P<sec>\.\S+|COMMON)\s+0x(?P<addr>[0-9a-f]+)\s+0x(?P<size>[0-9a-f]+)\s+(?P<obj>\S.*)$")
+_INPUT_FULL = re.compile(
+    r"^ (?P<sec>\.\S+|COMMON)\s+0x(?P<addr>[0-9a-f]+)\s+0x(?P<size>[0-9a-f]+)\s+(?P<obj>\S.*)$"
+)
 _INPUT_NAME = re.compile(r"^ (?P<sec>\.\S+|COMMON)$")
 _INPUT_TAIL = re.compile(r"^\s+0x(?P<addr>[0-9a-f]+)\s+0x(?P<size>[0-9a-f]+)\s+(?P<obj>\S.*)$")
 _OUTPUT = re.compile(r"^(?P<sec>\.\S+|/DISCARD/)")
@@ -114,7 +117,9 @@ def size_report(elf: Path, map_file: Path, groups: Mapping[str, Sequence[str]] |
             continue
         per_group[name][0] += size if output in FLASH_SECTIONS else 0
         per_group[name][1] += size if output in RAM_SECTIONS else 0
-    rest = GroupSize(REST, flash - sum(f for f, _ in per_group.values()), ram - sum(r for _, r in per_group.values()))
+    rest = GroupSize(
+        REST, flash - sum(f for f, _ in per_group.values()), ram - sum(r for _, r in per_group.values())
+    )
     return SizeReport(
         flash=flash,
         ram=ram,

@@ -1,17 +1,18 @@
 """Cross-compile firmware for a board: arm-none-eabi-gcc -> ELF (+ link map) -> raw .bin."""
+
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.registry import Board
+from tinylstm.host.csources import firmware_dir
 
-# host/boards/toolchain.py -> <root>/firmware, both in the source tree and installed as tinylstm/*.
-FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
-HAL_DIR = FIRMWARE_DIR / "hal"
+HAL_DIR = firmware_dir() / "hal"
 
 COMMON_CFLAGS = (
     "-std=c99",
@@ -25,50 +26,6 @@ COMMON_CFLAGS = (
     "-Wextra",
     "-Werror",
 )
-
-CORTEX_M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
-
-
-@dataclass(frozen=True)
-class BoardSpec:
-    """Everything needed to build firmware for one board (or one emulated board)."""
-
-    name: str
-    cpu_flags: tuple[str, ...]
-    linker_script: Path
-    port_sources: tuple[Path, ...]
-    include_dirs: tuple[Path, ...]
-    defines: dict[str, str] = field(default_factory=dict)
-    qemu_machine: str | None = None  # QEMU -M value when the board can be emulated
-
-
-def _stm32f4(name: str, defines: dict[str, str], qemu_machine: str | None) -> BoardSpec:
-    port = FIRMWARE_DIR / "ports" / "stm32f4"
-    return BoardSpec(
-        name=name,
-        cpu_flags=CORTEX_M4F,
-        linker_script=port / "stm32f4.ld",
-        port_sources=(port / "startup.c", port / "tl_hal_stm32f4.c", port / "libc_min.c"),
-        include_dirs=(HAL_DIR, port),
-        defines=defines,
-        qemu_machine=qemu_machine,
-    )
-
-
-BOARDS: dict[str, BoardSpec] = {
-    b.name: b
-    for b in (
-        _stm32f4("stm32f405", {}, None),
-        _stm32f4("qemu-stm32f405", {"TL_QEMU": "1", "TL_SEMIHOSTING": "1"}, "netduinoplus2"),
-    )
-}
-
-
-def get_board(name: str) -> BoardSpec:
-    try:
-        return BOARDS[name]
-    except KeyError:
-        raise TinyLSTMError(f"unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}") from None
 
 
 @dataclass(frozen=True)
@@ -106,7 +63,7 @@ def build_elf(
     defines: dict[str, str],
     out_dir: Path,
     name: str,
-    board: BoardSpec,
+    board: Board,
 ) -> BuildResult:
     """Compile `sources` plus the board's port into out_dir/<name>.elf and .bin.
 
@@ -118,12 +75,12 @@ def build_elf(
     cflags = [
         *board.cpu_flags,
         *COMMON_CFLAGS,
-        *(f"-I{d}" for d in (*include_dirs, *board.include_dirs)),
+        *(f"-I{d}" for d in (*include_dirs, HAL_DIR, board.port_dir)),
         *(f"-D{k}={v}" for k, v in all_defines.items()),
     ]
     log: list[str] = []
     objects: list[Path] = []
-    for src in (*sources, *board.port_sources):
+    for src in (*sources, *(board.port_dir / f for f in board.port_sources)):
         obj = out_dir / "obj" / src.parent.name / f"{src.stem}.o"
         if obj in objects:
             raise TinyLSTMError(f"two sources would build {obj}: rename {src}")
@@ -133,7 +90,7 @@ def build_elf(
 
     elf, bin_, map_ = (out_dir / f"{name}{ext}" for ext in (".elf", ".bin", ".map"))
     link: list[str | Path] = [
-        gcc, *board.cpu_flags, "-nostdlib", "-T", board.linker_script,
+        gcc, *board.cpu_flags, "-nostdlib", "-T", board.port_dir / str(board.linker_script),
         "-Wl,--gc-sections", "-Wl,--fatal-warnings", f"-Wl,-Map={map_}",
         *objects, "-lgcc", "-o", elf,
     ]  # fmt: skip
@@ -144,7 +101,8 @@ def build_elf(
         if overflows:
             what = ", ".join(f"{region} overflowed by {n} bytes" for region, n in overflows)
             raise TinyLSTMError(
-                f"the firmware does not fit {board.name}: {what}. Export a smaller model (fewer hidden units or "
+                f"the firmware does not fit {board.name}: {what}. Export a smaller model (fewer hidden units "
+                "or "
                 "layers; weights take 4*H*(I+H) bytes per LSTM layer) or pick a board with more memory"
             ) from None
         raise

@@ -1,21 +1,37 @@
 """`tinylstm build`: firmware for a board from an export directory."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from tinylstm.host.firmware import ALL_BOARDS, build_firmware
+from tinylstm.host.boards import BOARDS, board_names
+from tinylstm.host.firmware import build_firmware
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build", help="build the streaming firmware for a board",
-                       description="Compile the kernel, the exported model, the app and the board port into an "
-                                   "ELF/BIN (STM32, QEMU), or write a PlatformIO project (esp32dev, nucleo_f446re).")
+    p = sub.add_parser(
+        "build",
+        help="build the streaming firmware for a board",
+        description="Compile the kernel, the exported model, the app and the board port into an "
+        "ELF/BIN (bare-metal boards), or write a PlatformIO project (PlatformIO boards).",
+    )
     p.add_argument("export_dir", help="directory written by `tinylstm export`")
-    p.add_argument("--board", choices=ALL_BOARDS, default="qemu-stm32f405")
-    p.add_argument("--source", choices=["host", "replay", "sensor"], default="host",
-                   help="input source at boot (default host: INPUT frames); the host can switch with SET_SOURCE")
-    p.add_argument("--replay-period-ms", type=int, default=20, help="ms between replayed samples (0: UART speed)")
+    p.add_argument(
+        "--board",
+        choices=board_names(),
+        default="qemu-stm32f405",
+        help="; ".join(f"{b.name}: {b.description}" for b in BOARDS.values()),
+    )
+    p.add_argument(
+        "--source",
+        choices=["host", "replay", "sensor"],
+        default="host",
+        help="input source at boot (default host: INPUT frames); the host can switch with SET_SOURCE",
+    )
+    p.add_argument(
+        "--replay-period-ms", type=int, default=20, help="ms between replayed samples (0: UART speed)"
+    )
     p.add_argument("--out", help="output directory (default: EXPORT_DIR/firmware-BOARD)")
     p.set_defaults(func=run)
 
@@ -23,10 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     export_dir = Path(args.export_dir)
     out = Path(args.out) if args.out else export_dir / f"firmware-{args.board}"
-    b = build_firmware(export_dir, args.board, out, args.source, {"TL_REPLAY_PERIOD_MS": str(args.replay_period_ms)})
+    b = build_firmware(
+        export_dir, args.board, out, args.source, {"TL_REPLAY_PERIOD_MS": str(args.replay_period_ms)}
+    )
     if b.project is not None:
         print(f"wrote PlatformIO project {b.project}: pio run -d {b.project} -e {args.board} -t upload")
         return 0
     assert b.sizes is not None
-    print(f"built {b.elf} and {b.bin} for {args.board}\n{b.sizes.render()}\n(size report: {out}/size-report.md)")
+    print(
+        f"built {b.elf} and {b.bin} for {args.board}\n{b.sizes.render()}\n(size report: {out}/size-report.md)"
+    )
     return 0

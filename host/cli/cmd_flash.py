@@ -1,20 +1,30 @@
 """`tinylstm flash`: program a board, or run the firmware in QEMU."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from tinylstm.host.firmware import ALL_BOARDS
+from tinylstm.host.boards import BOARDS, board_names
 from tinylstm.host.flash import flash
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("flash", help="flash firmware onto a board (or start it in QEMU)",
-                       description="qemu-stm32f405: start QEMU, print its socket:// URL and run until Ctrl-C; QEMU "
-                                   "boots the firmware when the first client connects. stm32f405/nucleo_f446re: "
-                                   "st-flash, openocd or pyocd. esp32dev: pio run -t upload, or esptool for a .bin.")
+    p = sub.add_parser(
+        "flash",
+        help="flash firmware onto a board (or start it in QEMU)",
+        description="Program the board the way its record says (host/boards/registry.py): a QEMU "
+        "board starts QEMU, prints its socket:// URL and runs until Ctrl-C (QEMU boots the "
+        "firmware when the first client connects); an STM32 board uses st-flash, openocd or "
+        "pyocd; a PlatformIO board pio run -t upload (ESP32: or esptool for a .bin).",
+    )
     p.add_argument("target", help="ELF/BIN, or the `tinylstm build --out` directory")
-    p.add_argument("--board", choices=ALL_BOARDS, default="qemu-stm32f405")
+    p.add_argument(
+        "--board",
+        choices=board_names(),
+        default="qemu-stm32f405",
+        help="; ".join(f"{b.name}: {b.description}" for b in BOARDS.values()),
+    )
     p.add_argument("--port", help="serial port for ESP32 uploads (e.g. /dev/ttyUSB0)")
     p.set_defaults(func=run)
 
