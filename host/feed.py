@@ -19,6 +19,7 @@ that sample. What it guarantees:
 - **Bounds**: a run ends with ``FeedError`` when nothing is delivered for ``stall_timeout`` seconds
   or the port stays away for ``reconnect_timeout``; every wait in between is bounded too.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.link import Link, LinkError, LinkLost
 from tinylstm.host.protocol import (
     MAX_BATCH,
@@ -56,15 +59,19 @@ from tinylstm.host.protocol import (
     max_wire_size,
     parse_message,
 )
-from tinylstm.trainer.errors import TinyLSTMError
 
 CONTROL_RESERVE = 2 * max_wire_size(4)  # credit kept back for PRED_REQ / RESET frames
 RTO_INITIAL, RTO_MIN, RTO_MAX = 1.0, 0.3, 4.0  # seconds: retransmission timeout bounds
 COMMAND_TRIES = 6
 # Board errors after which feeding cannot go on: the board and the host disagree about the model
 # or the protocol. FAULT is not among them: the board resets and announces itself with HELLO.
-FATAL_ERRORS = (ErrorCode.UNKNOWN_TYPE, ErrorCode.BAD_PAYLOAD, ErrorCode.INPUT_SIZE, ErrorCode.UNSUPPORTED,
-                ErrorCode.INTERNAL)
+FATAL_ERRORS = (
+    ErrorCode.UNKNOWN_TYPE,
+    ErrorCode.BAD_PAYLOAD,
+    ErrorCode.INPUT_SIZE,
+    ErrorCode.UNSUPPORTED,
+    ErrorCode.INTERNAL,
+)
 
 
 class FeedError(TinyLSTMError):
@@ -76,7 +83,8 @@ def check_hello(hello: Hello, model_hash: int, where: str) -> None:
         raise TinyLSTMError(
             f"the board runs model 0x{hello.model_hash:08x} but {where} holds model 0x{model_hash:08x}: "
             "refusing to compare different models. Build and flash the firmware of this export "
-            f"(`tinylstm build {where}`), or pass the export the board was built from")
+            f"(`tinylstm build {where}`), or pass the export the board was built from"
+        )
 
 
 def wait_hello(link: Link, timeout: float = 5.0) -> Hello:
@@ -118,8 +126,9 @@ def command(link: Link, msg: Reset | SetSource, timeout: float = 2.0) -> Ack:
                 ack = Ack.unpack(frame.payload)
                 if (ack.acked_type, ack.acked_seq) == (msg.TYPE, seq):
                     return ack
-    raise LinkError(f"the board did not acknowledge {msg.TYPE.name} after {COMMAND_TRIES} tries "
-                    f"({link.describe()})")
+    raise LinkError(
+        f"the board did not acknowledge {msg.TYPE.name} after {COMMAND_TRIES} tries ({link.describe()})"
+    )
 
 
 def request_stats(link: Link, timeout: float = 2.0) -> Stats | None:
@@ -182,11 +191,23 @@ class FeedStats:
         return self.resends + self.pred_requests + self.rewinds
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frames_sent": self.frames_sent, "resends": self.resends, "pred_requests": self.pred_requests,
-                "timeouts": self.timeouts, "rewinds": self.rewinds, "duplicates": self.duplicates,
-                "conflicts": self.conflicts, "reconnects": self.reconnects, "board_resets": self.board_resets,
-                "unreadable": self.unreadable, "naks": dict(self.naks), "board_errors": dict(self.board_errors),
-                "in_flight_peak": self.in_flight_peak, "retries": self.retries, "events": self.events[-20:]}
+        return {
+            "frames_sent": self.frames_sent,
+            "resends": self.resends,
+            "pred_requests": self.pred_requests,
+            "timeouts": self.timeouts,
+            "rewinds": self.rewinds,
+            "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
+            "reconnects": self.reconnects,
+            "board_resets": self.board_resets,
+            "unreadable": self.unreadable,
+            "naks": dict(self.naks),
+            "board_errors": dict(self.board_errors),
+            "in_flight_peak": self.in_flight_peak,
+            "retries": self.retries,
+            "events": self.events[-20:],
+        }
 
 
 @dataclass
@@ -211,7 +232,7 @@ class _Samples:
     def get(self, step: int, count: int) -> np.ndarray:
         """Up to ``count`` consecutive samples from ``step`` (fewer at the end), int8 [n, input_size]."""
         if self._array is not None:
-            return np.asarray(self._array[step:step + count], dtype=np.int8)
+            return np.asarray(self._array[step : step + count], dtype=np.int8)
         assert self._iter is not None
         while self.total is None and self._pulled < step + count:
             sample = next(self._iter, None)
@@ -235,9 +256,17 @@ class _Samples:
 class Feeder:
     """Feed ``samples`` to the board behind ``link`` and deliver every answer once, in order."""
 
-    def __init__(self, link: Link, hello: Hello, samples: np.ndarray | Iterable[np.ndarray], *,
-                 reopen: Callable[[], Link] | None = None, reconnect_timeout: float = 10.0,
-                 stall_timeout: float = 30.0, on_status: Callable[[Feeder], None] | None = None) -> None:
+    def __init__(
+        self,
+        link: Link,
+        hello: Hello,
+        samples: np.ndarray | Iterable[np.ndarray],
+        *,
+        reopen: Callable[[], Link] | None = None,
+        reconnect_timeout: float = 10.0,
+        stall_timeout: float = 30.0,
+        on_status: Callable[[Feeder], None] | None = None,
+    ) -> None:
         self.link = link
         self.hello = hello
         self.model_hash = hello.model_hash
@@ -284,10 +313,13 @@ class Feeder:
         errors: Counter[str] = Counter()
         for lk in links:
             errors.update({e.name: n for e, n in lk.decoder.errors.items()})
-        return {"bytes_to_board": sum(lk.tx_bytes for lk in links),
-                "bytes_from_board": sum(lk.rx_bytes for lk in links),
-                "frames_bad": sum(lk.decoder.frames_bad for lk in links),
-                "frames_dropped": sum(lk.decoder.frames_dropped for lk in links), "errors": dict(errors)}
+        return {
+            "bytes_to_board": sum(lk.tx_bytes for lk in links),
+            "bytes_from_board": sum(lk.rx_bytes for lk in links),
+            "frames_bad": sum(lk.decoder.frames_bad for lk in links),
+            "frames_dropped": sum(lk.decoder.frames_dropped for lk in links),
+            "errors": dict(errors),
+        }
 
     def run(self) -> Iterator[Delivery]:
         """Deliveries in step order until the samples run out; raises FeedError if feeding stops."""
@@ -321,9 +353,11 @@ class Feeder:
         self.credit = self.capacity - CONTROL_RESERVE
         one = max_wire_size(5 + hello.input_size)
         if self.credit < one:
-            raise FeedError(f"the board's receive buffer ({self.capacity} B) cannot hold one INPUT frame of "
-                            f"{one} B plus {CONTROL_RESERVE} B for control frames: rebuild the firmware with "
-                            "`tinylstm build` (it sizes the buffer for the model) or a larger TL_UART_RX_BUF")
+            raise FeedError(
+                f"the board's receive buffer ({self.capacity} B) cannot hold one INPUT frame of "
+                f"{one} B plus {CONTROL_RESERVE} B for control frames: rebuild the firmware with "
+                "`tinylstm build` (it sizes the buffer for the model) or a larger TL_UART_RX_BUF"
+            )
         self.batch = batch_size(hello.input_size, self.credit, self.history)
 
     def _send(self, msg: Message) -> int:
@@ -479,8 +513,10 @@ class Feeder:
         self._credit(msg.rx_freed)
         self.stats.board_errors[error_name(msg.code)] += 1
         if msg.code in FATAL_ERRORS:
-            raise FeedError(f"board error {msg.describe()} at step {self.base}: the board and this export do not "
-                            "agree (rebuild and flash the firmware of this export)")
+            raise FeedError(
+                f"board error {msg.describe()} at step {self.base}: the board and this export do not "
+                "agree (rebuild and flash the firmware of this export)"
+            )
 
     def _on_hello(self, hello: Hello) -> None:
         self.stats.board_resets += 1
@@ -489,8 +525,10 @@ class Feeder:
 
     def _adopt(self, hello: Hello) -> None:
         if hello.model_hash != self.model_hash:
-            raise FeedError(f"the board now runs model 0x{hello.model_hash:08x}, not 0x{self.model_hash:08x}: "
-                            "it was reflashed mid-run")
+            raise FeedError(
+                f"the board now runs model 0x{hello.model_hash:08x}, not 0x{self.model_hash:08x}: "
+                "it was reflashed mid-run"
+            )
         self.hello = hello
         self._configure(hello)
         self._acked, self._last_freed = self.link.tx_bytes, hello.rx_freed
@@ -573,7 +611,9 @@ class Feeder:
                 break
             except LinkError as exc:
                 if time.monotonic() >= deadline:
-                    raise FeedError(f"{lost}; could not reopen it within {self.reconnect_timeout:g} s ({exc})") from None
+                    raise FeedError(
+                        f"{lost}; could not reopen it within {self.reconnect_timeout:g} s ({exc})"
+                    ) from None
                 time.sleep(0.2)
         self.link = link
         self._adopt(hello)
@@ -586,8 +626,10 @@ class Feeder:
             self._last_advance = now
             return
         if now - self._last_advance > self.stall_timeout:
-            raise FeedError(f"no progress for {self.stall_timeout:g} s at step {self.base} "
-                            f"({self.stats.timeouts} timeouts, {self.stats.retries} retries; {self.link.describe()})")
+            raise FeedError(
+                f"no progress for {self.stall_timeout:g} s at step {self.base} "
+                f"({self.stats.timeouts} timeouts, {self.stats.retries} retries; {self.link.describe()})"
+            )
         for step, (when, _) in list(self._requested.items()):  # a PRED_REQ or its answer was lost
             if now - when >= self.rto:
                 del self._requested[step]

@@ -1,15 +1,17 @@
 """Real held-out data of an export, as the int8 samples a board receives (shared by parity and replay)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from tinylstm.codegen import golden
 from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import load_int_model
-from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.errors import TinyLSTMError
 
 
 @dataclass

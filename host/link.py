@@ -7,6 +7,7 @@ the frames it sends, counts the bytes both ways, and decodes what it receives wi
 ``FrameDecoder`` (``link.decoder`` holds the counters). A port that vanishes mid-run raises
 ``LinkLost``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 
 import serial
 from serial.tools import list_ports
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.protocol import (
     MAGIC_BY_VERSION,
     VERSION,
@@ -29,15 +32,16 @@ from tinylstm.host.protocol import (
     Message,
     encode_frame,
 )
-from tinylstm.trainer.errors import TinyLSTMError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 DEFAULT_BAUD = 115200
 URL_SCHEMES = ("socket", "rfc2217", "loop")
-URL_HELP = ("use a device path (/dev/ttyUSB0, /dev/ttyACM0, COM3), socket://HOST:PORT (QEMU, "
-            "e.g. socket://127.0.0.1:4444), rfc2217://HOST:PORT or loop://")
+URL_HELP = (
+    "use a device path (/dev/ttyUSB0, /dev/ttyACM0, COM3), socket://HOST:PORT (QEMU, "
+    "e.g. socket://127.0.0.1:4444), rfc2217://HOST:PORT or loop://"
+)
 
 
 class LinkError(TinyLSTMError):
@@ -65,8 +69,10 @@ def check_url(url: str) -> None:
     except ValueError:
         port = None
     if not parts.hostname or port is None or not 0 < port < 65536 or parts.path not in ("", "/"):
-        raise LinkError(f"malformed {scheme} URL {url}: expected {scheme}://HOST:PORT with a port "
-                        f"number 1-65535, e.g. {scheme}://127.0.0.1:4444")
+        raise LinkError(
+            f"malformed {scheme} URL {url}: expected {scheme}://HOST:PORT with a port "
+            f"number 1-65535, e.g. {scheme}://127.0.0.1:4444"
+        )
 
 
 def _open_error(url: str, exc: BaseException) -> LinkError:
@@ -74,8 +80,10 @@ def _open_error(url: str, exc: BaseException) -> LinkError:
     text = str(exc)
     if url.startswith(("socket://", "rfc2217://")):
         if "Connection refused" in text or code == errno.ECONNREFUSED:
-            return LinkError(f"nothing listens on {url} (connection refused): start the board first, e.g. "
-                             "`tinylstm flash FIRMWARE_DIR --board qemu-stm32f405`, and use the URL it prints")
+            return LinkError(
+                f"nothing listens on {url} (connection refused): start the board first, e.g. "
+                "`tinylstm flash FIRMWARE_DIR --board qemu-stm32f405`, and use the URL it prints"
+            )
         if "timed out" in text:
             return LinkError(f"no answer from {url} (connection timed out): check the host and port")
         reason = text.split(": ", 2)[-1] if ": " in text else text
@@ -84,11 +92,15 @@ def _open_error(url: str, exc: BaseException) -> LinkError:
         ports = ", ".join(p.device for p in list_ports.comports()) or "none"
         return LinkError(f"serial port {url} not found (is the board plugged in?); ports present: {ports}")
     if code in (errno.EBUSY, errno.EAGAIN, errno.EWOULDBLOCK):
-        return LinkError(f"serial port {url} is busy: close the other program using it "
-                         "(serial monitor, `pio device monitor`, another tinylstm) and retry")
+        return LinkError(
+            f"serial port {url} is busy: close the other program using it "
+            "(serial monitor, `pio device monitor`, another tinylstm) and retry"
+        )
     if code == errno.EACCES:
-        return LinkError(f"no permission to open {url}: add your user to the 'dialout' group "
-                         "(sudo usermod -aG dialout $USER, then log in again)")
+        return LinkError(
+            f"no permission to open {url}: add your user to the 'dialout' group "
+            "(sudo usermod -aG dialout $USER, then log in again)"
+        )
     reason = text.splitlines()[0] if text else type(exc).__name__
     return LinkError(f"cannot open {url}: {reason}")
 
@@ -119,8 +131,10 @@ class Link:
         return cls(port, url)
 
     def _lost(self, exc: BaseException) -> LinkLost:
-        return LinkLost(f"lost {self.url}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} "
-                        "(board reset or unplugged, QEMU stopped?)")
+        return LinkLost(
+            f"lost {self.url}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} "
+            "(board reset or unplugged, QEMU stopped?)"
+        )
 
     def write_frame(self, ftype: int, payload: bytes) -> tuple[int, int]:
         """Send one frame; returns (its seq, its size on the wire)."""
@@ -166,27 +180,33 @@ class Link:
                 frames = self.read(max(0.0, deadline - time.monotonic()))
                 for i, frame in enumerate(frames):
                     if frame.type in (ftype, FrameType.ERROR):
-                        skipped += frames[i + 1:]
+                        skipped += frames[i + 1 :]
                         if frame.type == ftype:
                             return frame
                         err = Error.unpack(frame.payload)
                         raise LinkError(f"board error {err.describe()} while waiting for {ftype.name}")
                     skipped.append(frame)
                 if time.monotonic() >= deadline:
-                    raise LinkError(f"no {ftype.name} frame within {timeout:g} s on {self.url} ({self.describe()})")
+                    raise LinkError(
+                        f"no {ftype.name} frame within {timeout:g} s on {self.url} ({self.describe()})"
+                    )
         finally:
             self._backlog.extendleft(reversed(skipped))
 
     def describe(self) -> str:
         """What arrived so far, with a hint when it looks like another firmware or wire version."""
         d = self.decoder
-        text = (f"{d.frames_ok} good frames, {d.frames_bad} bad, {d.pending_bytes} bytes without a delimiter: "
-                "is TinyLSTM firmware running, at this baud rate, in binary mode?")
+        text = (
+            f"{d.frames_ok} good frames, {d.frames_bad} bad, {d.pending_bytes} bytes without a delimiter: "
+            "is TinyLSTM firmware running, at this baud rate, in binary mode?"
+        )
         if d.foreign_magic is not None:
             versions = [v for v, m in MAGIC_BY_VERSION.items() if m == d.foreign_magic]
             which = f"wire version {versions[0]}" if versions else f"magic 0x{d.foreign_magic:02x}"
-            text += (f" The board speaks {which}, this host version {VERSION}: rebuild and flash the firmware "
-                     "with this TinyLSTM (`tinylstm build`, `tinylstm flash`)")
+            text += (
+                f" The board speaks {which}, this host version {VERSION}: rebuild and flash the firmware "
+                "with this TinyLSTM (`tinylstm build`, `tinylstm flash`)"
+            )
         return text
 
     def close(self) -> None:
@@ -198,6 +218,7 @@ class Link:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

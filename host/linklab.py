@@ -10,6 +10,7 @@ either side closes (a client that reconnects after a board reset gets a fresh up
 ``cpu_hogs(n)`` runs ``n`` busy processes for the duration of a ``with`` block: a loaded machine.
 Used by tests/test_link.py and benchmarks/bench_link.py.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,7 +91,9 @@ class FaultProxy:
             for s in (client, board):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             done = threading.Event()
-            threading.Thread(target=self._pump, args=(client, board, self._to_board, done), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(client, board, self._to_board, done), daemon=True
+            ).start()
             self._pump(board, client, self._to_host, done)
             done.wait()
 

@@ -7,6 +7,7 @@ blob with ``tinylstm_mpy.Model`` (the pure-MicroPython fallback, viper or plain 
 state. `tinylstm check` uses it to prove the blob MicroPython loads is the exported model; the tests
 use it for bit-exactness of every MicroPython path.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,8 +15,9 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.csources import firmware_dir
-from tinylstm.trainer.errors import TinyLSTMError
 
 FALLBACK_DIR = firmware_dir() / "micropython"
 
@@ -50,9 +52,17 @@ def micropython_executable() -> str | None:
     return shutil.which("micropython")
 
 
-def run_blob(exe: str, blob: bytes, xq: np.ndarray, work: Path, shape: tuple[int, int, int],
-             module_dir: Path = FALLBACK_DIR, module: str = "tinylstm_mpy", mode: str = "viper",
-             timeout: float = 900) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_blob(
+    exe: str,
+    blob: bytes,
+    xq: np.ndarray,
+    work: Path,
+    shape: tuple[int, int, int],
+    module_dir: Path = FALLBACK_DIR,
+    module: str = "tinylstm_mpy",
+    mode: str = "viper",
+    timeout: float = 900,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(outputs [T, O], final h, final c) of ``blob`` over ``xq`` [T, I] int8, run by MicroPython.
 
     ``shape`` = (output size, layers, hidden size); ``mode`` "viper" or "plain" for the fallback,
@@ -63,9 +73,22 @@ def run_blob(exe: str, blob: bytes, xq: np.ndarray, work: Path, shape: tuple[int
     (work / "x.bin").write_bytes(np.ascontiguousarray(xq, dtype=np.int8).tobytes())
     (work / "driver.py").write_text(DRIVER)
     try:
-        proc = subprocess.run([exe, str(work / "driver.py"), str(module_dir), module, str(work / "model.tlm"),
-                               str(work / "x.bin"), str(work / "y.bin"), mode], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            [
+                exe,
+                str(work / "driver.py"),
+                str(module_dir),
+                module,
+                str(work / "model.tlm"),
+                str(work / "x.bin"),
+                str(work / "y.bin"),
+                mode,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise TinyLSTMError(f"MicroPython did not finish {len(xq)} steps within {timeout:g} s") from None
     if proc.returncode != 0:
@@ -76,7 +99,7 @@ def run_blob(exe: str, blob: bytes, xq: np.ndarray, work: Path, shape: tuple[int
     T, cells = xq.shape[0], layers * hidden
     if len(raw) != 2 * T * outputs + 3 * cells:
         raise TinyLSTMError(f"MicroPython wrote {len(raw)} bytes, expected {2 * T * outputs + 3 * cells}")
-    ys = np.frombuffer(raw[:2 * T * outputs], "<i2").reshape(T, outputs)
-    h = np.frombuffer(raw[2 * T * outputs:2 * T * outputs + cells], np.int8)
-    c = np.frombuffer(raw[2 * T * outputs + cells:], "<i2")
+    ys = np.frombuffer(raw[: 2 * T * outputs], "<i2").reshape(T, outputs)
+    h = np.frombuffer(raw[2 * T * outputs : 2 * T * outputs + cells], np.int8)
+    c = np.frombuffer(raw[2 * T * outputs + cells :], "<i2")
     return ys, h, c

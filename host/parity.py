@@ -5,6 +5,7 @@ any loss on the link. The host's reference is the same C code, run over the same
 same resets: the window rule (reset before every step s with s % window == 0) and, in stream mode,
 any RESET point the feeder had to restart the board at.
 """
+
 from __future__ import annotations
 
 import time
@@ -14,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.feed import Feeder, FeedError, FeedStats, check_hello, request_stats, wait_hello
 from tinylstm.host.heldout import HeldOut, load_held_out
 from tinylstm.host.link import Link, LinkError
 from tinylstm.host.protocol import Mode
-from tinylstm.trainer.errors import TinyLSTMError
 
 
 @dataclass
@@ -60,24 +62,39 @@ class ParityReport:
         errors = ", ".join(f"{k} {v}" for k, v in r.get("board_errors", {}).items()) or "none"
         bad = ", ".join(f"{k} {v}" for k, v in self.link.get("errors", {}).items())
         lines = [
-            (f"board {self.board}, model {self.model_hash}, window {self.window or 'none (stream)'}; credit "
-            f"{self.rx_capacity} B, {self.batch} samples per INPUT frame, PRED history {self.history}"),
-            (f"  {self.steps} of {self.steps_requested} host-fed steps of held-out data compared in {self.seconds:.1f} s "
-            f"({self.steps_per_second:.0f} steps/s): {self.mismatches} mismatching"),
-            (f"  wire: {to_board:.1f} B/step to the board, {from_board:.1f} B/step back; most in flight "
-            f"{r.get('in_flight_peak', 0)} B"),
-            (f"  link: {self.link.get('frames_bad', 0)} bad frames{f' ({bad})' if bad else ''}, "
-            f"{self.link.get('frames_dropped', 0)} missing by sequence number"),
-            (f"  recovery: {r.get('resends', 0)} INPUT frames resent, {r.get('pred_requests', 0)} PRED requests, "
-            f"{r.get('timeouts', 0)} timeouts, {r.get('rewinds', 0)} restarts from a known state, "
-            f"{r.get('reconnects', 0)} reconnects, {r.get('board_resets', 0)} board resets; NAK: {naks}"),
+            (
+                f"board {self.board}, model {self.model_hash}, window {self.window or 'none (stream)'}; "
+                "credit "
+                f"{self.rx_capacity} B, {self.batch} samples per INPUT frame, PRED history {self.history}"
+            ),
+            (
+                f"  {self.steps} of {self.steps_requested} host-fed steps of held-out data compared in "
+                f"{self.seconds:.1f} s "
+                f"({self.steps_per_second:.0f} steps/s): {self.mismatches} mismatching"
+            ),
+            (
+                f"  wire: {to_board:.1f} B/step to the board, {from_board:.1f} B/step back; most in flight "
+                f"{r.get('in_flight_peak', 0)} B"
+            ),
+            (
+                f"  link: {self.link.get('frames_bad', 0)} bad frames{f' ({bad})' if bad else ''}, "
+                f"{self.link.get('frames_dropped', 0)} missing by sequence number"
+            ),
+            (
+                f"  recovery: {r.get('resends', 0)} INPUT frames resent, {r.get('pred_requests', 0)} PRED "
+                "requests, "
+                f"{r.get('timeouts', 0)} timeouts, {r.get('rewinds', 0)} restarts from a known state, "
+                f"{r.get('reconnects', 0)} reconnects, {r.get('board_resets', 0)} board resets; NAK: {naks}"
+            ),
             f"  board errors: {errors}",
         ]
         if self.board_stats is not None:
             b = self.board_stats
-            lines.append(f"  board STATS: {b['steps']} steps, {b['dropped_rx']} received bytes lost, "
-                         f"{b['frames_bad']} bad frames, {b['inputs_refused']} inputs refused, "
-                         f"{b['tx_timeouts']} TX timeouts")
+            lines.append(
+                f"  board STATS: {b['steps']} steps, {b['dropped_rx']} received bytes lost, "
+                f"{b['frames_bad']} bad frames, {b['inputs_refused']} inputs refused, "
+                f"{b['tx_timeouts']} TX timeouts"
+            )
         else:
             lines.append("  board STATS: no answer")
         lines += [f"  {e}" for e in r.get("events", [])[-5:]]
@@ -94,9 +111,17 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def run_parity(link: Link, export_dir: Path, steps: int = 10_000, held: HeldOut | None = None, *,
-               reopen: Callable[[], Link] | None = None, stall_timeout: float = 30.0,
-               reconnect_timeout: float = 10.0, on_status: Callable[[Feeder], None] | None = None) -> ParityReport:
+def run_parity(
+    link: Link,
+    export_dir: Path,
+    steps: int = 10_000,
+    held: HeldOut | None = None,
+    *,
+    reopen: Callable[[], Link] | None = None,
+    stall_timeout: float = 30.0,
+    reconnect_timeout: float = 10.0,
+    on_status: Callable[[Feeder], None] | None = None,
+) -> ParityReport:
     """Feed ``steps`` held-out samples host-fed and compare each PRED bit for bit with the cffi kernel.
 
     Raises TinyLSTMError before the run (no HELLO, another model, another window). Everything that goes
@@ -111,10 +136,24 @@ def run_parity(link: Link, export_dir: Path, steps: int = 10_000, held: HeldOut 
     if window != held.window:
         raise TinyLSTMError(f"the board resets every {window} steps, the export every {held.window}: rebuild")
     xs = held.stream(steps)
-    feeder = Feeder(link, hello, xs, reopen=reopen, stall_timeout=stall_timeout,
-                    reconnect_timeout=reconnect_timeout, on_status=on_status)
-    report = ParityReport(hello.board_name, f"0x{hello.model_hash:08x}", window, steps, feeder.capacity,
-                          feeder.history, feeder.batch)
+    feeder = Feeder(
+        link,
+        hello,
+        xs,
+        reopen=reopen,
+        stall_timeout=stall_timeout,
+        reconnect_timeout=reconnect_timeout,
+        on_status=on_status,
+    )
+    report = ParityReport(
+        hello.board_name,
+        f"0x{hello.model_hash:08x}",
+        window,
+        steps,
+        feeder.capacity,
+        feeder.history,
+        feeder.batch,
+    )
     tx0, rx0 = link.tx_bytes, link.rx_bytes
     start = time.monotonic()
     try:
@@ -126,7 +165,11 @@ def run_parity(link: Link, export_dir: Path, steps: int = 10_000, held: HeldOut 
             if not np.array_equal(np.asarray(d.outputs, dtype=np.int16), expect):
                 report.mismatches += 1
                 if report.first_mismatch is None:
-                    report.first_mismatch = {"step": d.step, "board": list(d.outputs), "host": expect.tolist()}
+                    report.first_mismatch = {
+                        "step": d.step,
+                        "board": list(d.outputs),
+                        "host": expect.tolist(),
+                    }
     except (FeedError, LinkError) as exc:
         report.failure = str(exc)
     report.seconds = time.monotonic() - start
@@ -146,13 +189,27 @@ def _finish(report: ParityReport, feeder: Feeder, tx0: int, rx0: int) -> None:
         stats = request_stats(feeder.link)
     except LinkError:
         stats = None
-    report.board_stats = None if stats is None else {**asdict(stats), "cycles_per_step": stats.cycles_per_step}
+    report.board_stats = (
+        None if stats is None else {**asdict(stats), "cycles_per_step": stats.cycles_per_step}
+    )
     fs: FeedStats = feeder.stats
     report.recovery = fs.to_dict()
-    report.passed = (report.failure is None and report.steps == report.steps_requested and report.mismatches == 0
-                     and fs.conflicts == 0)
-    # Nothing damaged, refused, resent or restarted. A timeout alone (a slow answer, then a probe) loses nothing.
-    lossless = (fs.resends == 0 and fs.rewinds == 0 and not fs.naks and not fs.board_errors and fs.reconnects == 0
-                and counters["frames_bad"] == 0 and counters["frames_dropped"] == 0)
+    report.passed = (
+        report.failure is None
+        and report.steps == report.steps_requested
+        and report.mismatches == 0
+        and fs.conflicts == 0
+    )
+    # Nothing damaged, refused, resent or restarted. A timeout alone (a slow answer, then a probe) loses
+    # nothing.
+    lossless = (
+        fs.resends == 0
+        and fs.rewinds == 0
+        and not fs.naks
+        and not fs.board_errors
+        and fs.reconnects == 0
+        and counters["frames_bad"] == 0
+        and counters["frames_dropped"] == 0
+    )
     board_clean = stats is not None and stats.dropped_rx == 0 and stats.frames_bad == 0
     report.clean = report.passed and lossless and board_clean

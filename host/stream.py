@@ -12,6 +12,7 @@ Nothing is lost silently. Every gap is counted in ``StreamCounters``:
   and carries on with the next session. What the board sent after the last frame received
   before a disconnect cannot be known: each session records the last step it delivered.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from tinylstm.codegen.store import load_int_model
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.feed import Feeder, check_hello, command, wait_hello
 from tinylstm.host.link import DEFAULT_BAUD, Link, LinkError, LinkLost
 from tinylstm.host.protocol import (
@@ -35,7 +38,6 @@ from tinylstm.host.protocol import (
     Source,
     parse_message,
 )
-from tinylstm.trainer.errors import TinyLSTMError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -76,11 +78,15 @@ class StreamCounters:
 
     def summary(self, seconds: float) -> str:
         rate = self.predictions / seconds if seconds > 0 else 0.0
-        text = (f"{self.predictions} predictions ({rate:.1f}/s), {self.steps_missing} steps missing, "
-                f"{self.frames_dropped} frames dropped, {self.frames_bad} corrupt, {self.board_resets} board resets, "
-                f"{self.disconnects} disconnects, {self.board_errors} board errors")
+        text = (
+            f"{self.predictions} predictions ({rate:.1f}/s), {self.steps_missing} steps missing, "
+            f"{self.frames_dropped} frames dropped, {self.frames_bad} corrupt, {self.board_resets} board "
+            "resets, "
+            f"{self.disconnects} disconnects, {self.board_errors} board errors"
+        )
         if self.feed is not None:
-            text += f"; {self.in_flight} B in flight, {self.feed['retries']} retries, {self.feed['timeouts']} timeouts"
+            feed = self.feed
+            text += f"; {self.in_flight} B in flight, {feed['retries']} retries, {feed['timeouts']} timeouts"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,8 +96,13 @@ class StreamCounters:
 class BoardStream:
     """A reconnecting prediction stream from one board (device path, ``socket://`` or ``loop://``)."""
 
-    def __init__(self, url: str, export_dir: Path | None = None, baud: int = DEFAULT_BAUD,
-                 reconnect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        export_dir: Path | None = None,
+        baud: int = DEFAULT_BAUD,
+        reconnect_timeout: float = 10.0,
+    ) -> None:
         self.url, self.baud, self.reconnect_timeout = url, baud, reconnect_timeout
         self.export_dir = export_dir
         self.counters = StreamCounters()
@@ -127,8 +138,9 @@ class BoardStream:
         self.open()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def set_source(self, source: Source) -> None:
@@ -138,9 +150,13 @@ class BoardStream:
         self.hello = dataclasses.replace(self.hello, source=source)
         self._new_session(source.name.lower())
 
-    def predictions(self, count: int | None = None, feed: np.ndarray | Iterable[np.ndarray] | None = None,
-                    idle_timeout: float | None = None,
-                    on_status: Callable[[StreamCounters], None] | None = None) -> Iterator[Prediction]:
+    def predictions(
+        self,
+        count: int | None = None,
+        feed: np.ndarray | Iterable[np.ndarray] | None = None,
+        idle_timeout: float | None = None,
+        on_status: Callable[[StreamCounters], None] | None = None,
+    ) -> Iterator[Prediction]:
         """Yield predictions as they arrive: ``count`` of them, one per ``feed`` sample, or forever.
 
         ``feed``: int8 samples to send as INPUT frames (the board is switched to the host source);
@@ -165,7 +181,9 @@ class BoardStream:
             if frames:
                 last_frame = time.monotonic()
             elif idle_timeout is not None and time.monotonic() - last_frame > idle_timeout:
-                raise LinkError(f"no frame from {self.url} for {idle_timeout:g} s; {self.counters.summary(0)}")
+                raise LinkError(
+                    f"no frame from {self.url} for {idle_timeout:g} s; {self.counters.summary(0)}"
+                )
             for frame in frames:
                 pred = self._on_frame(frame)
                 if pred is not None:
@@ -173,8 +191,12 @@ class BoardStream:
                     if count is not None and self.counters.predictions >= count:
                         return
 
-    def _fed(self, feed: np.ndarray | Iterable[np.ndarray], count: int | None,
-             on_status: Callable[[StreamCounters], None] | None) -> Iterator[Prediction]:
+    def _fed(
+        self,
+        feed: np.ndarray | Iterable[np.ndarray],
+        count: int | None,
+        on_status: Callable[[StreamCounters], None] | None,
+    ) -> Iterator[Prediction]:
         assert self.hello is not None
 
         def reopen() -> Link:
@@ -185,8 +207,14 @@ class BoardStream:
             if on_status is not None:
                 on_status(self.live_counters())
 
-        feeder = Feeder(self.link, self.hello, feed, reopen=reopen, reconnect_timeout=self.reconnect_timeout,
-                        on_status=status)
+        feeder = Feeder(
+            self.link,
+            self.hello,
+            feed,
+            reopen=reopen,
+            reconnect_timeout=self.reconnect_timeout,
+            on_status=status,
+        )
         c = self.counters
         self._feed_base = (c.disconnects, c.board_resets, c.board_errors)
         self._feeder = feeder
@@ -282,8 +310,10 @@ class BoardStream:
                 return
             except LinkError as exc:
                 if time.monotonic() >= deadline:
-                    raise LinkError(f"lost {self.url} and could not reopen it within {self.reconnect_timeout:g} s "
-                                    f"({exc}); so far: {self.counters.summary(0)}") from None
+                    raise LinkError(
+                        f"lost {self.url} and could not reopen it within {self.reconnect_timeout:g} s "
+                        f"({exc}); so far: {self.counters.summary(0)}"
+                    ) from None
                 time.sleep(0.2)
 
     def live_counters(self) -> StreamCounters:

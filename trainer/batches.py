@@ -1,17 +1,20 @@
 """Padded tensors for one split, and the selection of the outputs that the loss and metrics see."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from tinylstm.trainer.data import Normalizer
 from tinylstm.trainer.sequence_set import SequenceSet
 
 
 @dataclass
 class PaddedSplit:
-    """A normalised split padded to [N, T_max, C]; ``y`` is [N] / [N, K] (window) or [N, T_max(, K)] (stream)."""
+    """A normalised split padded to [N, T_max, C]; ``y`` is [N] / [N, K] (window) or [N, T_max(, K)]
+    (stream)."""
 
     x: torch.Tensor
     lengths: torch.Tensor
@@ -37,7 +40,9 @@ class PaddedSplit:
             y = np.zeros((n, t_max, *tail), dtype=np.int64 if classification else np.float32)
             for i, lab in enumerate(ds.labels):
                 y[i, : lab.shape[0]] = lab if classification else scale(lab)
-        return cls(torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(y), ds.mode, classification)
+        return cls(
+            torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(y), ds.mode, classification
+        )
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -51,8 +56,9 @@ class PaddedSplit:
         return x, (None if bool((lengths == t).all()) else lengths), y
 
 
-def select(outputs: torch.Tensor, lengths: torch.Tensor | None, targets: torch.Tensor,
-           mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+def select(
+    outputs: torch.Tensor, lengths: torch.Tensor | None, targets: torch.Tensor, mode: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Flatten to the (prediction, target) pairs that count: the last valid step of each sequence
     in window mode, every valid step in stream mode. Padding never reaches the loss."""
     batch, steps = outputs.shape[0], outputs.shape[1]

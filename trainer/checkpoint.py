@@ -3,6 +3,7 @@
 Keys: format, version, cell, input_size, hidden_size, num_layers, output_size, task, mode, window,
 classes, channels, norm, target_norm, dataset {spec, options, seed, val, test}, state_dict, metrics.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.data import load_dataset, load_test_set, split
-from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.models import TinyRNN
 from tinylstm.trainer.sequence_set import SequenceSet
 
@@ -57,30 +59,49 @@ class CheckpointMeta:
     def from_dict(cls, d: dict[str, Any], where: str) -> CheckpointMeta:
         missing = [k for k in META_KEYS if k not in d]
         if missing:
-            raise TinyLSTMError(f"{where}: checkpoint lacks keys {missing}; re-run tinylstm train to rebuild it")
+            raise TinyLSTMError(
+                f"{where}: checkpoint lacks keys {missing}; re-run tinylstm train to rebuild it"
+            )
         try:
             dataset = DatasetRef(**d["dataset"])
             meta = cls(**{k: d[k] for k in META_KEYS if k != "dataset"}, dataset=dataset)
         except TypeError as exc:
-            raise TinyLSTMError(f"{where}: malformed checkpoint metadata ({exc}); re-run tinylstm train") from None
+            raise TinyLSTMError(
+                f"{where}: malformed checkpoint metadata ({exc}); re-run tinylstm train"
+            ) from None
         for key, kinds in FIELD_TYPES.items():
             if not isinstance(getattr(meta, key), kinds):
                 raise TinyLSTMError(
                     f"{where}: checkpoint field {key!r} has type {type(getattr(meta, key)).__name__}; "
                     "the file is malformed, re-run tinylstm train"
                 )
-        if len(meta.norm.get("mean", [])) != meta.input_size or len(meta.norm.get("std", [])) != meta.input_size:
+        if (
+            len(meta.norm.get("mean", [])) != meta.input_size
+            or len(meta.norm.get("std", [])) != meta.input_size
+        ):
             raise TinyLSTMError(f"{where}: input normalisation does not match input_size {meta.input_size}")
         if len(meta.channels) != meta.input_size:
-            raise TinyLSTMError(f"{where}: {len(meta.channels)} channel names for input_size {meta.input_size}")
+            raise TinyLSTMError(
+                f"{where}: {len(meta.channels)} channel names for input_size {meta.input_size}"
+            )
         return meta
 
 
 META_KEYS = list(CheckpointMeta.__dataclass_fields__)
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "cell": str, "input_size": int, "hidden_size": int, "num_layers": int, "output_size": int, "task": str,
-    "mode": str, "window": (int, type(None)), "classes": (list, type(None)), "channels": list, "norm": dict,
-    "target_norm": (dict, type(None)), "metrics": dict,
+    "cell": str,
+    "input_size": int,
+    "hidden_size": int,
+    "num_layers": int,
+    "output_size": int,
+    "task": str,
+    "mode": str,
+    "window": (int, type(None)),
+    "classes": (list, type(None)),
+    "channels": list,
+    "norm": dict,
+    "target_norm": (dict, type(None)),
+    "metrics": dict,
 }
 
 
@@ -116,7 +137,8 @@ def checkpoint_from_dict(blob: object, where: str) -> tuple[TinyRNN, CheckpointM
     """Validate an already loaded checkpoint dict (``where`` names it in errors) into an eval-mode model."""
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise TinyLSTMError(
-            f"{where} is not a TinyLSTM checkpoint (no format={FORMAT!r}); for a bare PyTorch model, wrap it with "
+            f"{where} is not a TinyLSTM checkpoint (no format={FORMAT!r}); for a bare PyTorch model, wrap it "
+            "with "
             "tinylstm.trainer.checkpoint.save_checkpoint"
         )
     if blob.get("version") != VERSION:
@@ -127,20 +149,22 @@ def checkpoint_from_dict(blob: object, where: str) -> tuple[TinyRNN, CheckpointM
     meta = CheckpointMeta.from_dict(blob, where)
     if "state_dict" not in blob or not isinstance(blob["state_dict"], dict):
         raise TinyLSTMError(f"{where}: checkpoint lacks its state_dict; re-run tinylstm train")
-    model = TinyRNN(meta.cell, meta.input_size, meta.hidden_size, meta.num_layers, meta.output_size)  # type: ignore[arg-type]
+    model = TinyRNN(meta.cell, meta.input_size, meta.hidden_size, meta.num_layers, meta.output_size)
     try:
         model.load_state_dict(blob["state_dict"], strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else ""
         raise TinyLSTMError(
-            f"{where}: weights do not match the recorded sizes ({first}); the checkpoint is inconsistent, re-train"
+            f"{where}: weights do not match the recorded sizes ({first}); the checkpoint is inconsistent, "
+            "re-train"
         ) from None
     model.eval()
     return model, meta
 
 
-def load_splits_from_meta(meta: CheckpointMeta,
-                          data_override: str | None = None) -> tuple[SequenceSet, SequenceSet, SequenceSet]:
+def load_splits_from_meta(
+    meta: CheckpointMeta, data_override: str | None = None
+) -> tuple[SequenceSet, SequenceSet, SequenceSet]:
     """Rebuild the (train, val, test) split the model was trained on, NOT normalised.
 
     ``data_override`` replaces the recorded dataset spec (for a moved file); options, seed and
@@ -154,7 +178,8 @@ def load_splits_from_meta(meta: CheckpointMeta,
     ds = load_dataset(spec, **ref.options)
     if len(ds.channels) != meta.input_size:
         raise TinyLSTMError(
-            f"{spec} has channels {ds.channels} but the model was trained on {meta.channels}; pass the same data"
+            f"{spec} has channels {ds.channels} but the model was trained on {meta.channels}; pass the same "
+            "data"
         )
     train, val, test = split(ds, val=ref.val, test=ref.test, seed=ref.seed)
     if ref.test_spec:

@@ -14,13 +14,15 @@
   50 distinct values; regression otherwise.
 * ``forecast=k`` (regression): the target at step t is the target column's value at step t+k.
 """
+
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
 import numpy as np
-from tinylstm.trainer.errors import TinyLSTMError
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.sequence_set import SequenceSet, Task, window_starts
 
 MAX_AUTO_CLASSES = 50
@@ -68,7 +70,8 @@ def _numeric_column(path: Path, name: str, column: list[str]) -> np.ndarray:
         row = next(i for i, v in enumerate(column) if _as_float([v]) is None)
         what = "is empty" if column[row] == "" else f"has {column[row]!r}, which is not a number"
         raise TinyLSTMError(
-            f"{path} row {row + 2} column {name!r} {what}; fill or fix the value (or drop the row), or leave the "
+            f"{path} row {row + 2} column {name!r} {what}; fill or fix the value (or drop the row), or leave "
+            "the "
             "column out with --channels"
         )
     bad = np.flatnonzero(~np.isfinite(values))
@@ -91,7 +94,9 @@ def _resolve_task(raw: list[str], numeric: np.ndarray | None, task: str, forecas
         return "regression"
     if task == "regression":
         if numeric is None:
-            raise TinyLSTMError(f"{path}: --task regression needs a numeric target column; pick one with --target")
+            raise TinyLSTMError(
+                f"{path}: --task regression needs a numeric target column; pick one with --target"
+            )
         return "regression"
     if task == "classification" or numeric is None:
         return "classification"
@@ -122,7 +127,9 @@ def load_csv(
     raw_target = columns[target]
     if any(v == "" for v in raw_target):
         row = raw_target.index("")
-        raise TinyLSTMError(f"{path} row {row + 2}: the target column {target!r} is empty; fill or drop the row")
+        raise TinyLSTMError(
+            f"{path} row {row + 2}: the target column {target!r} is empty; fill or drop the row"
+        )
     target_numeric = _as_float(raw_target)
     resolved = _resolve_task(raw_target, target_numeric, task, forecast, path)
 
@@ -132,8 +139,10 @@ def load_csv(
         skipped = [h for h in header if h not in skip and _is_text(columns[h])]
         channels = [h for h in header if h not in skip and h not in skipped]
         if not channels:
-            raise TinyLSTMError(f"{path}: no numeric input columns besides the target (text columns: {skipped}); "
-                                "add sensor columns")
+            raise TinyLSTMError(
+                f"{path}: no numeric input columns besides the target (text columns: {skipped}); "
+                "add sensor columns"
+            )
     for ch in channels:
         if ch not in columns:
             raise TinyLSTMError(f"{path}: no channel column {ch!r}; columns are {header}")
@@ -167,8 +176,15 @@ def load_csv(
     if constant:
         labels = np.asarray([y[r][0] for r in seq_rows])
         ds = SequenceSet(
-            sequences=[x[r] for r in seq_rows], labels=labels, task=resolved, mode="window", classes=classes,
-            channels=list(channels), name=name, groups=np.arange(len(seq_rows)), skipped=skipped,
+            sequences=[x[r] for r in seq_rows],
+            labels=labels,
+            task=resolved,
+            mode="window",
+            classes=classes,
+            channels=list(channels),
+            name=name,
+            groups=np.arange(len(seq_rows)),
+            skipped=skipped,
         )
         ds.validate()
         return ds
@@ -185,14 +201,24 @@ def load_csv(
                 continue
         starts = window_starts(xs.shape[0], window, hop)
         for k, s in enumerate(starts):
-            sequences.append(xs[s:s + window])
-            step_labels.append(ys[s:s + window])
+            sequences.append(xs[s : s + window])
+            step_labels.append(ys[s : s + window])
             seq_groups.append(g if group is not None else k * STREAM_BLOCKS // len(starts))
     if not sequences:
-        raise TinyLSTMError(f"{path}: every sequence is shorter than forecast={forecast} steps; lower --forecast")
+        raise TinyLSTMError(
+            f"{path}: every sequence is shorter than forecast={forecast} steps; lower --forecast"
+        )
     ds = SequenceSet(
-        sequences=sequences, labels=step_labels, task=resolved, mode="stream", classes=classes,
-        channels=list(channels), name=name, groups=np.asarray(seq_groups), window=window, skipped=skipped,
+        sequences=sequences,
+        labels=step_labels,
+        task=resolved,
+        mode="stream",
+        classes=classes,
+        channels=list(channels),
+        name=name,
+        groups=np.asarray(seq_groups),
+        window=window,
+        skipped=skipped,
     )
     ds.validate()
     return ds

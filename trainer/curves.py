@@ -1,4 +1,5 @@
 """Training curves (loss and metric per epoch) as a PNG, drawn with matplotlib's Agg backend."""
+
 from __future__ import annotations
 
 from pathlib import Path

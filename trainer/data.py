@@ -1,4 +1,5 @@
 """Dataset entry points: ``load_dataset`` (builtin name or file path), ``split`` and ``Normalizer``."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.csv_format import load_csv
-from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.npz_format import load_npz
 from tinylstm.trainer.sequence_set import SequenceSet
 from tinylstm.trainer.ts_format import load_ts
@@ -49,7 +51,8 @@ def load_dataset(spec: str = "watch", **options: Any) -> SequenceSet:
     unused = sorted(set(options) - OPTIONS[key])
     if unused:
         raise TinyLSTMError(
-            f"option(s) {', '.join(unused)} do not apply to {spec}; {key} accepts {', '.join(sorted(OPTIONS[key]))}"
+            f"option(s) {', '.join(unused)} do not apply to {spec}; {key} accepts "
+            f"{', '.join(sorted(OPTIONS[key]))}"
         )
     ds = loader(*args, **options)
     ds.spec = spec if spec in BUILTINS else str(Path(spec).resolve())
@@ -57,8 +60,9 @@ def load_dataset(spec: str = "watch", **options: Any) -> SequenceSet:
     return ds
 
 
-def _split_units(units: np.ndarray, strata: np.ndarray | None, val: float, test: float,
-                 rng: np.random.Generator) -> tuple[list[Any], list[Any], list[Any]]:
+def _split_units(
+    units: np.ndarray, strata: np.ndarray | None, val: float, test: float, rng: np.random.Generator
+) -> tuple[list[Any], list[Any], list[Any]]:
     """Assign units (groups or sequence indices) to train/val/test, per stratum when given."""
     train: list[Any] = []
     val_u: list[Any] = []
@@ -72,16 +76,17 @@ def _split_units(units: np.ndarray, strata: np.ndarray | None, val: float, test:
         if n_test + n_val >= len(members):
             n_test, n_val = 0, 0
         test_u += members[:n_test].tolist()
-        val_u += members[n_test:n_test + n_val].tolist()
-        train += members[n_test + n_val:].tolist()
+        val_u += members[n_test : n_test + n_val].tolist()
+        train += members[n_test + n_val :].tolist()
     for part, frac in ((val_u, val), (test_u, test)):
         if frac > 0 and not part and len(train) > 1:
             part.append(train.pop(int(rng.integers(len(train)))))
     return train, val_u, test_u
 
 
-def split(ds: SequenceSet, val: float = 0.15, test: float = 0.15,
-          seed: int = 0) -> tuple[SequenceSet, SequenceSet, SequenceSet]:
+def split(
+    ds: SequenceSet, val: float = 0.15, test: float = 0.15, seed: int = 0
+) -> tuple[SequenceSet, SequenceSet, SequenceSet]:
     """Deterministic train/val/test split: by group when ``ds.groups`` exists, else by sequence.
 
     Stratified by class where each unit has one class (window classification).
@@ -116,8 +121,10 @@ def load_test_set(spec: str, train: SequenceSet) -> SequenceSet:
     test = load_dataset(spec, **train.options)
     if test.channels != train.channels or test.task != train.task or test.mode != train.mode:
         raise TinyLSTMError(
-            f"test data {spec} ({len(test.channels)} channels, {test.task}, {test.mode} mode) does not match the "
-            f"training data ({len(train.channels)} channels, {train.task}, {train.mode} mode): give the same kind of file"
+            f"test data {spec} ({len(test.channels)} channels, {test.task}, {test.mode} mode) does not match "
+            "the "
+            f"training data ({len(train.channels)} channels, {train.task}, {train.mode} mode): give the same "
+            "kind of file"
         )
     if test.classes != train.classes and test.classes is not None and train.classes is not None:
         unknown = sorted(set(test.classes) - set(train.classes))
@@ -125,9 +132,19 @@ def load_test_set(spec: str, train: SequenceSet) -> SequenceSet:
             raise TinyLSTMError(f"test data {spec} has classes {unknown} that the training data lacks")
         index = np.array([train.classes.index(c) for c in test.classes], dtype=np.int64)
         labels = index[np.asarray(test.labels)] if test.mode == "window" else [index[y] for y in test.labels]
-        test = SequenceSet(sequences=test.sequences, labels=labels, task=test.task, mode=test.mode,
-                           classes=train.classes, channels=test.channels, name=test.name, groups=test.groups,
-                           window=test.window, spec=test.spec, options=test.options)
+        test = SequenceSet(
+            sequences=test.sequences,
+            labels=labels,
+            task=test.task,
+            mode=test.mode,
+            classes=train.classes,
+            channels=test.channels,
+            name=test.name,
+            groups=test.groups,
+            window=test.window,
+            spec=test.spec,
+            options=test.options,
+        )
     test.validate()
     return test
 

@@ -1,17 +1,19 @@
-"""TinyRNN: one LSTM or GRU stack plus a linear head applied at every step (as the C kernel does)."""
+"""TinyRNN: one recurrent stack (a cell of codegen/cells.py: LSTM or GRU) plus a linear head applied at every
+step (as the C kernel does). The sizes it accepts are the kernel's (codegen/contract.py)."""
+
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from tinylstm.trainer.errors import TinyLSTMError
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-Cell = Literal["lstm", "gru"]
-CELLS: tuple[str, ...] = ("lstm", "gru")
-HIDDEN_RANGE = (4, 256)
-LAYERS_RANGE = (1, 3)
+from tinylstm.codegen.cells import CELLS, cell_type
+from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
+from tinylstm.errors import TinyLSTMError
+
+Cell = str  # a name in the cell registry
+HIDDEN_RANGE = (1, MAX_HIDDEN)
+LAYERS_RANGE = (1, MAX_LAYERS)
 
 
 def check_sizes(cell: str, input_size: int, hidden_size: int, num_layers: int, output_size: int) -> None:
@@ -19,7 +21,9 @@ def check_sizes(cell: str, input_size: int, hidden_size: int, num_layers: int, o
     if cell not in CELLS:
         raise TinyLSTMError(f"cell {cell!r} is not supported; use one of {', '.join(CELLS)}")
     if not HIDDEN_RANGE[0] <= hidden_size <= HIDDEN_RANGE[1]:
-        raise TinyLSTMError(f"hidden size {hidden_size} is out of range; use {HIDDEN_RANGE[0]}..{HIDDEN_RANGE[1]}")
+        raise TinyLSTMError(
+            f"hidden size {hidden_size} is out of range; use {HIDDEN_RANGE[0]}..{HIDDEN_RANGE[1]}"
+        )
     if not LAYERS_RANGE[0] <= num_layers <= LAYERS_RANGE[1]:
         raise TinyLSTMError(f"{num_layers} layers is out of range; use {LAYERS_RANGE[0]}..{LAYERS_RANGE[1]}")
     if input_size < 1 or output_size < 1:
@@ -27,14 +31,18 @@ def check_sizes(cell: str, input_size: int, hidden_size: int, num_layers: int, o
 
 
 class TinyRNN(nn.Module):
-    """``rnn`` (nn.LSTM/nn.GRU, batch_first, unidirectional, no projection) + ``head`` (nn.Linear)."""
+    """``rnn`` (the cell's PyTorch module, nn.LSTM/nn.GRU: batch_first, unidirectional, no projection) +
+    ``head`` (nn.Linear)."""
 
-    def __init__(self, cell: Cell, input_size: int, hidden_size: int, num_layers: int, output_size: int) -> None:
+    def __init__(
+        self, cell: Cell, input_size: int, hidden_size: int, num_layers: int, output_size: int
+    ) -> None:
         super().__init__()
         check_sizes(cell, input_size, hidden_size, num_layers, output_size)
         self.cell: Cell = cell
-        rnn_type = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn: nn.LSTM | nn.GRU = rnn_type(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.rnn: nn.RNNBase = cell_type(cell).torch_class()(
+            input_size, hidden_size, num_layers=num_layers, batch_first=True
+        )
         self.head = nn.Linear(hidden_size, output_size)
 
     @property

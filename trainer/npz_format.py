@@ -5,14 +5,16 @@ Arrays: ``X`` float [N, T, C]; ``y`` either [N] (one label/target per sequence, 
 ``X[i, :lengths[i]]``); optional ``classes`` (names for integer labels). Integer ``y`` means
 classification and float ``y`` regression unless ``task`` says otherwise.
 """
+
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
 
 import numpy as np
-from tinylstm.trainer.errors import TinyLSTMError
-from tinylstm.trainer.sequence_set import SequenceSet, Task, first_nonfinite
+
+from tinylstm.errors import TinyLSTMError
+from tinylstm.trainer.sequence_set import Mode, SequenceSet, Task, first_nonfinite
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
@@ -45,7 +47,9 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
     if task not in ("auto", "classification", "regression"):
         raise TinyLSTMError(f"task={task!r} is not known; use auto, classification or regression")
     integer_y = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)
-    resolved: Task = "classification" if (task == "auto" and integer_y) or task == "classification" else "regression"
+    resolved: Task = (
+        "classification" if (task == "auto" and integer_y) or task == "classification" else "regression"
+    )
     if resolved == "classification" and y.ndim == 3:
         raise TinyLSTMError(f"{path}: classification needs y of shape [N] or [N, T], not {y.shape}")
 
@@ -62,7 +66,9 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
 
     y_values = y.astype(np.float64)
     if not np.isfinite(y_values).all():
-        raise TinyLSTMError(f"{path}: y contains NaN/inf (first at index {np.argwhere(~np.isfinite(y_values))[0].tolist()})")
+        raise TinyLSTMError(
+            f"{path}: y contains NaN/inf (first at index {np.argwhere(~np.isfinite(y_values))[0].tolist()})"
+        )
     classes: list[str] | None = None
     if resolved == "classification":
         if not np.all(y_values == np.round(y_values)):
@@ -77,7 +83,7 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
 
     labels: np.ndarray | list[np.ndarray]
     if y.ndim == 1:
-        mode = "window"
+        mode: Mode = "window"
         labels = y.astype(np.int64) if resolved == "classification" else y.astype(np.float32)[:, None]
     else:
         mode = "stream"
@@ -86,8 +92,13 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
             per_step = per_step[:, :, None]
         labels = [per_step[i, : int(lengths[i])] for i in range(n)]
     ds = SequenceSet(
-        sequences=sequences, labels=labels, task=resolved, mode=mode, classes=classes,
-        channels=[f"ch{c}" for c in range(x.shape[2])], name=path.stem,
+        sequences=sequences,
+        labels=labels,
+        task=resolved,
+        mode=mode,
+        classes=classes,
+        channels=[f"ch{c}" for c in range(x.shape[2])],
+        name=path.stem,
     )
     ds.validate()
     return ds

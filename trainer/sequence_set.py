@@ -1,11 +1,13 @@
 """The in-memory dataset every loader produces and the trainer consumes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from tinylstm.trainer.errors import TinyLSTMError
+
+from tinylstm.errors import TinyLSTMError
 
 Task = Literal["classification", "regression"]
 Mode = Literal["window", "stream"]
@@ -63,9 +65,17 @@ class SequenceSet:
             labels = [self.labels[i] for i in idx]
         groups = None if self.groups is None else self.groups[np.asarray(idx, dtype=np.int64)]
         return SequenceSet(
-            sequences=[self.sequences[i] for i in idx], labels=labels, task=self.task, mode=self.mode,
-            classes=self.classes, channels=self.channels, name=self.name, groups=groups,
-            window=self.window, spec=self.spec, options=dict(self.options),
+            sequences=[self.sequences[i] for i in idx],
+            labels=labels,
+            task=self.task,
+            mode=self.mode,
+            classes=self.classes,
+            channels=self.channels,
+            name=self.name,
+            groups=groups,
+            window=self.window,
+            spec=self.spec,
+            options=dict(self.options),
         )
 
     def class_per_sequence(self) -> np.ndarray | None:
@@ -104,7 +114,7 @@ class SequenceSet:
                     f"dataset {self.name!r}: {len(self.labels)} label arrays for {len(self.sequences)} "
                     "sequences; give per-step labels for every sequence"
                 )
-            for i, (seq, lab) in enumerate(zip(self.sequences, self.labels)):
+            for i, (seq, lab) in enumerate(zip(self.sequences, self.labels, strict=True)):
                 if lab.shape[0] != seq.shape[0]:
                     raise TinyLSTMError(
                         f"dataset {self.name!r}: sequence {i} has {seq.shape[0]} steps but "

@@ -1,4 +1,5 @@
 """The training loop: Adam, gradient-norm clipping, early stopping on validation loss, seeded."""
+
 from __future__ import annotations
 
 import copy
@@ -12,15 +13,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from tqdm import tqdm
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
 from tinylstm.trainer.curves import plot_curves
 from tinylstm.trainer.data import Normalizer, split
-from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.models import Cell, TinyRNN, check_sizes
 from tinylstm.trainer.sequence_set import SequenceSet
-from torch import nn
-from tqdm import tqdm
 
 EVAL_BATCH = 512
 
@@ -40,7 +42,9 @@ class TrainConfig:
     test: float = 0.15
     device: str = "cpu"
     progress: bool = True
-    threads: int | None = None  # PyTorch intra-op threads; None: 1 for hidden <= SMALL_HIDDEN, else PyTorch's default
+    threads: int | None = (
+        None  # PyTorch intra-op threads; None: 1 for hidden <= SMALL_HIDDEN, else PyTorch's default
+    )
 
 
 # Up to this hidden size one intra-op thread is fastest: the matrices are too small to split, and on a
@@ -121,7 +125,9 @@ class _Running:
         loss = self.loss / max(self.count, 1)
         if classification:
             return Scores(loss, accuracy=self.correct / max(self.count, 1))
-        return Scores(loss, rmse=math.sqrt(self.sq_err / max(self.values, 1)), mae=self.abs_err / max(self.values, 1))
+        return Scores(
+            loss, rmse=math.sqrt(self.sq_err / max(self.values, 1)), mae=self.abs_err / max(self.values, 1)
+        )
 
 
 def _loss_fn(classification: bool) -> nn.Module:
@@ -159,10 +165,22 @@ def _check_config(config: TrainConfig) -> None:
         raise TinyLSTMError(f"threads={config.threads} must be >= 1 (omit it for the automatic choice)")
 
 
-def _metrics_dict(ds: SequenceSet, sizes: dict[str, int], scores: dict[str, Scores | None],
-                  best_epoch: int, epochs_run: int, seconds: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"task": ds.task, "mode": ds.mode, "sizes": sizes, "best_epoch": best_epoch,
-                           "epochs_run": epochs_run, "train_seconds": round(seconds, 2)}
+def _metrics_dict(
+    ds: SequenceSet,
+    sizes: dict[str, int],
+    scores: dict[str, Scores | None],
+    best_epoch: int,
+    epochs_run: int,
+    seconds: float,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "task": ds.task,
+        "mode": ds.mode,
+        "sizes": sizes,
+        "best_epoch": best_epoch,
+        "epochs_run": epochs_run,
+        "train_seconds": round(seconds, 2),
+    }
     for split_name, s in scores.items():
         if s is None:
             continue
@@ -174,7 +192,9 @@ def _metrics_dict(ds: SequenceSet, sizes: dict[str, int], scores: dict[str, Scor
     return out
 
 
-def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: SequenceSet | None = None) -> TrainResult:
+def fit(
+    ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: SequenceSet | None = None
+) -> TrainResult:
     """Split ``ds``, train a TinyRNN on it and write model.pt, curves.png and metrics.json to ``out_dir``.
 
     With ``test_ds`` (an explicit held-out file, see ``load_test_set``) ``ds`` is split into
@@ -192,7 +212,9 @@ def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: Sequ
     norm = Normalizer.fit(train_ds.sequences)
     target_norm = None
     if ds.task == "regression":
-        target_norm = Normalizer.fit(list(train_ds.labels) if ds.mode == "stream" else [np.asarray(train_ds.labels)])
+        target_norm = Normalizer.fit(
+            list(train_ds.labels) if ds.mode == "stream" else [np.asarray(train_ds.labels)]
+        )
     train, val = (PaddedSplit.build(d, norm, target_norm) for d in (train_ds, val_ds))
     test = PaddedSplit.build(test_ds, norm, target_norm) if len(test_ds) else None
 
@@ -206,17 +228,34 @@ def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: Sequ
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
 
-    scores = {"train": evaluate(model, train, target_norm), "val": evaluate(model, val, target_norm),
-              "test": None if test is None else evaluate(model, test, target_norm)}
+    scores = {
+        "train": evaluate(model, train, target_norm),
+        "val": evaluate(model, val, target_norm),
+        "test": None if test is None else evaluate(model, test, target_norm),
+    }
     sizes = {"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)}
     metrics = _metrics_dict(ds, sizes, scores, best_epoch, len(history["train_loss"]), seconds)
     meta = CheckpointMeta(
-        cell=config.cell, input_size=model.input_size, hidden_size=model.hidden_size, num_layers=model.num_layers,
-        output_size=model.output_size, task=ds.task, mode=ds.mode, window=ds.window, classes=ds.classes,
-        channels=list(ds.channels), norm=norm.to_dict(),
+        cell=config.cell,
+        input_size=model.input_size,
+        hidden_size=model.hidden_size,
+        num_layers=model.num_layers,
+        output_size=model.output_size,
+        task=ds.task,
+        mode=ds.mode,
+        window=ds.window,
+        classes=ds.classes,
+        channels=list(ds.channels),
+        norm=norm.to_dict(),
         target_norm=None if target_norm is None else target_norm.to_dict(),
-        dataset=DatasetRef(spec=ds.spec, options=dict(ds.options), seed=config.seed, val=config.val, test=test_frac,
-                           test_spec=None if test_ds is split_test else test_ds.spec),
+        dataset=DatasetRef(
+            spec=ds.spec,
+            options=dict(ds.options),
+            seed=config.seed,
+            val=config.val,
+            test=test_frac,
+            test_spec=None if test_ds is split_test else test_ds.spec,
+        ),
         metrics=metrics,
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -224,12 +263,19 @@ def fit(ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: Sequ
     metric_name = "accuracy" if ds.task == "classification" else "RMSE"
     curves_path = plot_curves(history, metric_name, out / "curves.png")
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps({**metrics, "config": asdict(config), "history": history}, indent=2) + "\n")
+    metrics_path.write_text(
+        json.dumps({**metrics, "config": asdict(config), "history": history}, indent=2) + "\n"
+    )
     return TrainResult(model, meta, metrics, history, checkpoint_path, curves_path, metrics_path)
 
 
-def _train(train: PaddedSplit, val: PaddedSplit, output_size: int, target_norm: Normalizer | None,
-           config: TrainConfig) -> tuple[TinyRNN, dict[str, list[float]], int, float]:
+def _train(
+    train: PaddedSplit,
+    val: PaddedSplit,
+    output_size: int,
+    target_norm: Normalizer | None,
+    config: TrainConfig,
+) -> tuple[TinyRNN, dict[str, list[float]], int, float]:
     _seed_everything(config.seed)
     model = TinyRNN(config.cell, int(train.x.shape[2]), config.hidden, config.layers, output_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -245,15 +291,22 @@ def _train(train: PaddedSplit, val: PaddedSplit, output_size: int, target_norm: 
         running = _Running(std=std)
         order = torch.from_numpy(rng.permutation(len(train)))
         batches = list(torch.split(order, config.batch_size))
-        bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not config.progress,
-                   leave=True, dynamic_ncols=True)
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="batch",
+            disable=not config.progress,
+            leave=True,
+            dynamic_ncols=True,
+        )
         for step, index in enumerate(bar, start=1):
             x, lengths, y = train.batch(index)
             pred, target = select(model(x, lengths), lengths, y, train.mode)
             loss = loss_fn(pred, target)
             if not torch.isfinite(loss):
                 raise TinyLSTMError(
-                    f"loss became NaN at epoch {epoch} step {step}: lower --lr (now {config.lr}) or check the "
+                    f"loss became NaN at epoch {epoch} step {step}: lower --lr (now {config.lr}) or check "
+                    "the "
                     "data for extreme values (normalisation is fitted on the training split)"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -265,15 +318,26 @@ def _train(train: PaddedSplit, val: PaddedSplit, output_size: int, target_norm: 
             bar.set_postfix(loss=f"{scores.loss:.4f}", **{short: f"{scores.metric:.4f}"}, refresh=False)
         train_scores = running.scores(train.classification)
         val_scores = evaluate(model, val, target_norm)
-        bar.set_postfix({"loss": f"{train_scores.loss:.4f}", short: f"{train_scores.metric:.4f}",
-                         "val_loss": f"{val_scores.loss:.4f}", f"val_{short}": f"{val_scores.metric:.4f}"})
+        bar.set_postfix(
+            {
+                "loss": f"{train_scores.loss:.4f}",
+                short: f"{train_scores.metric:.4f}",
+                "val_loss": f"{val_scores.loss:.4f}",
+                f"val_{short}": f"{val_scores.metric:.4f}",
+            }
+        )
         bar.close()
         history["train_loss"].append(train_scores.loss)
         history["val_loss"].append(val_scores.loss)
         history["train_metric"].append(train_scores.metric)
         history["val_metric"].append(val_scores.metric)
         if val_scores.loss < best_loss:
-            best_loss, best_state, best_epoch, waited = val_scores.loss, copy.deepcopy(model.state_dict()), epoch, 0
+            best_loss, best_state, best_epoch, waited = (
+                val_scores.loss,
+                copy.deepcopy(model.state_dict()),
+                epoch,
+                0,
+            )
         else:
             waited += 1
             if waited >= config.patience:

@@ -7,12 +7,14 @@ Missing values (``?`` or ``NaN``) raise TinyLSTMError unless ``missing="interpol
 then each dimension is filled by linear interpolation between its known values, and the edges
 take the nearest known value (forward/backward fill).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from tinylstm.trainer.errors import TinyLSTMError
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.sequence_set import SequenceSet, Task
 
 MISSING_POLICIES = ("error", "interpolate")
@@ -36,9 +38,7 @@ def _parse_dimension(text: str, missing: str, where: str) -> np.ndarray:
         try:
             out[i] = float(f)
         except ValueError:
-            raise TinyLSTMError(
-                f"{where}, value {i + 1}: {f!r} is not a number; fix the data line"
-            ) from None
+            raise TinyLSTMError(f"{where}, value {i + 1}: {f!r} is not a number; fix the data line") from None
     if np.isinf(out).any():
         raise TinyLSTMError(f"{where}: value {int(np.argmax(np.isinf(out))) + 1} is infinite; fix the file")
     if np.isnan(out).any():
@@ -81,7 +81,9 @@ def load_ts(path: Path, missing: str = "error", task: str = "auto") -> SequenceS
     lines = [(n, s) for n, s in lines if s and not s.startswith("#")]
     header, first = _header(lines, path)
     if _flag(header, "timestamps"):
-        raise TinyLSTMError(f"{path}: @timeStamps true is not supported; export the series without timestamps")
+        raise TinyLSTMError(
+            f"{path}: @timeStamps true is not supported; export the series without timestamps"
+        )
     class_line = header.get("classlabel", ["false"])
     is_regression = _flag(header, "targetlabel")
     has_classes = bool(class_line) and class_line[0].lower() == "true"
@@ -122,7 +124,9 @@ def load_ts(path: Path, missing: str = "error", task: str = "auto") -> SequenceS
         raise TinyLSTMError(f"{path}: no data lines after @data; the file holds no cases")
     declared = header.get("dimensions")
     if declared and declared[0].isdigit() and int(declared[0]) != n_dims:
-        raise TinyLSTMError(f"{path}: @dimensions says {declared[0]} but the cases have {n_dims}; fix the header")
+        raise TinyLSTMError(
+            f"{path}: @dimensions says {declared[0]} but the cases have {n_dims}; fix the header"
+        )
 
     labels: np.ndarray
     resolved: Task
@@ -130,7 +134,9 @@ def load_ts(path: Path, missing: str = "error", task: str = "auto") -> SequenceS
         try:
             labels = np.asarray([[float(v)] for v in raw_labels], dtype=np.float32)
         except ValueError:
-            raise TinyLSTMError(f"{path}: @targetLabel true but a target is not a number; fix the targets") from None
+            raise TinyLSTMError(
+                f"{path}: @targetLabel true but a target is not a number; fix the targets"
+            ) from None
         if not np.isfinite(labels).all():
             row = int(np.argmax(~np.isfinite(labels[:, 0])))
             raise TinyLSTMError(f"{path}: the target of case {row + 1} is NaN/inf; fix or drop that case")
@@ -141,14 +147,20 @@ def load_ts(path: Path, missing: str = "error", task: str = "auto") -> SequenceS
         unknown = sorted({v for v in raw_labels if v not in index})
         if unknown:
             raise TinyLSTMError(
-                f"{path}: labels {unknown[:5]} are not listed in @classLabel ({' '.join(classes)}); fix the header"
+                f"{path}: labels {unknown[:5]} are not listed in @classLabel ({' '.join(classes)}); fix the "
+                "header"
             )
         labels = np.asarray([index[v] for v in raw_labels], dtype=np.int64)
         resolved = "classification"
     problem = header.get("problemname", [path.stem])
     ds = SequenceSet(
-        sequences=sequences, labels=labels, task=resolved, mode="window", classes=classes,
-        channels=[f"dim{d}" for d in range(n_dims or 0)], name=problem[0] if problem else path.stem,
+        sequences=sequences,
+        labels=labels,
+        task=resolved,
+        mode="window",
+        classes=classes,
+        channels=[f"dim{d}" for d in range(n_dims or 0)],
+        name=problem[0] if problem else path.stem,
     )
     ds.validate()
     return ds

@@ -3,13 +3,15 @@
 The file ships inside the seglearn package; it is located without importing seglearn (which
 pulls in scikit-learn and pandas) and loaded with numpy.
 """
+
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
 import numpy as np
-from tinylstm.trainer.errors import TinyLSTMError
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.sequence_set import SequenceSet, first_nonfinite, window_starts
 
 
@@ -22,7 +24,9 @@ def watch_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "watch_dataset.npy"
     if not path.is_file():
-        raise TinyLSTMError(f"seglearn is installed but {path} is missing: reinstall it (pip install -U seglearn)")
+        raise TinyLSTMError(
+            f"seglearn is installed but {path} is missing: reinstall it (pip install -U seglearn)"
+        )
     return path
 
 
@@ -36,19 +40,25 @@ def load_watch(window: int = 128, hop: int = 32) -> SequenceSet:
     sequences: list[np.ndarray] = []
     labels: list[int] = []
     groups: list[int] = []
-    for rec, (x, y) in enumerate(zip(data["X"], data["y"])):
+    for rec, (x, y) in enumerate(zip(data["X"], data["y"], strict=True)):
         x = np.asarray(x, dtype=np.float32)
         bad = first_nonfinite(x)
         if bad is not None:
             raise TinyLSTMError(f"{path}: recording {rec} step {bad[0]} channel {bad[1]} is NaN/inf")
         for s in window_starts(x.shape[0], window, hop):
-            sequences.append(x[s:s + window])
+            sequences.append(x[s : s + window])
             labels.append(int(y))
             groups.append(rec)
     ds = SequenceSet(
-        sequences=sequences, labels=np.asarray(labels, dtype=np.int64), task="classification", mode="window",
-        classes=[str(c) for c in data["y_labels"]], channels=[str(c) for c in data["X_labels"]], name="watch",
-        groups=np.asarray(groups), window=window,
+        sequences=sequences,
+        labels=np.asarray(labels, dtype=np.int64),
+        task="classification",
+        mode="window",
+        classes=[str(c) for c in data["y_labels"]],
+        channels=[str(c) for c in data["X_labels"]],
+        name="watch",
+        groups=np.asarray(groups),
+        window=window,
     )
     ds.validate()
     return ds

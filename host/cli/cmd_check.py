@@ -1,4 +1,5 @@
 """`tinylstm check`: float vs int8 on held-out data and golden vs C bit-exactness."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,15 +11,28 @@ from tinylstm.host.check import Thresholds, check
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="report float vs int8 quality and golden vs C bit-exactness",
-                       description="Evaluate an export directory on held-out data; exit 1 if a bound fails.")
+    p = sub.add_parser(
+        "check",
+        help="report float vs int8 quality and golden vs C bit-exactness",
+        description="Evaluate an export directory on held-out data; exit 1 if a bound fails.",
+    )
     p.add_argument("export_dir", help="directory written by `tinylstm export`")
     p.add_argument("--data", help="override the held-out data (default: the recorded test split)")
-    p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="allowed float-int8 accuracy drop, points")
-    p.add_argument("--min-agreement", type=float, default=98.0, help="required float/int8 argmax agreement, %%")
-    p.add_argument("--max-rmse-increase", type=float, default=2.0,
-                   help="regression: allowed int8 RMSE - float RMSE, in %% of the target's std (default 2)")
-    p.add_argument("--json", dest="json_out", help="also write the report as JSON to this file ('-' for stdout)")
+    p.add_argument(
+        "--max-accuracy-drop", type=float, default=1.0, help="allowed float-int8 accuracy drop, points"
+    )
+    p.add_argument(
+        "--min-agreement", type=float, default=98.0, help="required float/int8 argmax agreement, %%"
+    )
+    p.add_argument(
+        "--max-rmse-increase",
+        type=float,
+        default=2.0,
+        help="regression: allowed int8 RMSE - float RMSE, in %% of the target's std (default 2)",
+    )
+    p.add_argument(
+        "--json", dest="json_out", help="also write the report as JSON to this file ('-' for stdout)"
+    )
     p.set_defaults(func=run)
 
 
@@ -26,8 +40,11 @@ def _blob_line(blob: dict[str, Any]) -> str:
     if "error" in blob:
         return f"  model.tlm: FAIL ({blob['error']})"
     c, mp = blob["c_reader"], blob["micropython"]
-    parts = [f"{blob['bytes']} B, {'same bytes as' if blob['same_bytes_as_model'] else 'DIFFERENT bytes from'} the "
-             "exported model"]
+    parts = [
+        f"{blob['bytes']} B, {'same bytes as' if blob['same_bytes_as_model'] else 'DIFFERENT bytes from'} "
+        "the "
+        "exported model"
+    ]
     if c["ok"]:
         parts.append(f"C reader: hash {c['hash']}, {c['steps']} steps bit-exact")
     else:
@@ -44,26 +61,43 @@ def _blob_line(blob: dict[str, Any]) -> str:
 
 def render(report: dict[str, Any]) -> str:
     q, b, base = report["quality"], report["bit_exact"], report["baselines"]
-    lines = [(f"model {report['model']['hash']} ({report['model']['cell']}), "
-              f"{report['data']['test_sequences']} held-out sequences")]
+    lines = [
+        (
+            f"model {report['model']['hash']} ({report['model']['cell']}), "
+            f"{report['data']['test_sequences']} held-out sequences"
+        )
+    ]
     if q["metric"] == "accuracy_pct":
-        lines.append(f"  accuracy: float {q['float']:.2f}%  int8 {q['int8']:.2f}%  drop {q['accuracy_drop_pp']:+.2f} pp  "
-                     f"argmax agreement {q['agreement_pct']:.2f}%")
-        lines.append(f"  baseline: always {base['majority_class']!r} (majority class of the training split) "
-                     f"{base['majority_accuracy_pct']:.2f}%")
+        lines.append(
+            f"  accuracy: float {q['float']:.2f}%  int8 {q['int8']:.2f}%  drop {q['accuracy_drop_pp']:+.2f} "
+            "pp  "
+            f"argmax agreement {q['agreement_pct']:.2f}%"
+        )
+        lines.append(
+            f"  baseline: always {base['majority_class']!r} (majority class of the training split) "
+            f"{base['majority_accuracy_pct']:.2f}%"
+        )
     else:
-        lines.append(f"  RMSE: float {q['float']:.5g}  int8 {q['int8']:.5g}  ({q['rmse_increase_pct_of_std']:+.2f}% of "
-                     f"the target's std; MAE {q['mae_float']:.5g} / "
-                     f"{q['mae_int8']:.5g}, max |float-int8| {q['max_abs_float_vs_int8']:.4g})")
+        lines.append(
+            f"  RMSE: float {q['float']:.5g}  int8 {q['int8']:.5g}  ({q['rmse_increase_pct_of_std']:+.2f}% "
+            "of "
+            f"the target's std; MAE {q['mae_float']:.5g} / "
+            f"{q['mae_int8']:.5g}, max |float-int8| {q['max_abs_float_vs_int8']:.4g})"
+        )
         text = f"  baselines: training mean RMSE {base['mean_rmse']:.5g}"
         if "persistence_rmse" in base:
             same = base["model_rmse_same_steps"]
-            text += (f"; persistence ({base['persistence_lag']} step(s) back) RMSE {base['persistence_rmse']:.5g} "
-                     f"vs the model's {same['float']:.5g} / {same['int8']:.5g} on the same steps")
+            text += (
+                f"; persistence ({base['persistence_lag']} step(s) back) RMSE {base['persistence_rmse']:.5g} "
+                f"vs the model's {same['float']:.5g} / {same['int8']:.5g} on the same steps"
+            )
         lines.append(text)
-    lines.append(f"  golden vs C: {b['steps']} steps in {b['sequences']} sequences, {b['mismatched_sequences']} "
-                 f"mismatched; long stream {b['long_stream_steps']} steps, {b['state_and_output_words_compared']} "
-                 f"words compared: {'BIT-EXACT' if b['ok'] else 'MISMATCH at step ' + str(b['long_stream_first_mismatch'])}")
+    lines.append(
+        f"  golden vs C: {b['steps']} steps in {b['sequences']} sequences, {b['mismatched_sequences']} "
+        f"mismatched; long stream {b['long_stream_steps']} steps, {b['state_and_output_words_compared']} "
+        "words compared: "
+        f"{'BIT-EXACT' if b['ok'] else 'MISMATCH at step ' + str(b['long_stream_first_mismatch'])}"
+    )
     lines.append(_blob_line(report["blob"]))
     lines += [f"WARNING: {w}" for w in report["warnings"]]
     lines.append("PASS" if report["passed"] else "FAIL")
@@ -71,8 +105,11 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = check(Path(args.export_dir), args.data,
-                   Thresholds(args.max_accuracy_drop, args.min_agreement, args.max_rmse_increase))
+    report = check(
+        Path(args.export_dir),
+        args.data,
+        Thresholds(args.max_accuracy_drop, args.min_agreement, args.max_rmse_increase),
+    )
     text = json.dumps(report, indent=2)
     if args.json_out == "-":
         print(text)

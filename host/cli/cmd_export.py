@@ -1,34 +1,67 @@
 """`tinylstm export`: quantize a model on real data and write the C files and a report."""
+
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tinylstm.codegen.export import ModelSource, export
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="quantize to int8 and emit C (tl_<name>.h/.c) plus a report",
-                       description="Calibrate on real data, quantize to int8 and write the C model files.")
-    p.add_argument("model", help="TinyLSTM checkpoint (model.pt), a state_dict (+ --description) or a saved nn.Module")
-    p.add_argument("--data", help="calibration data: a dataset name or .ts/.csv/.npz (default: the checkpoint's)")
+    p = sub.add_parser(
+        "export",
+        help="quantize to int8 and emit C (tl_<name>.h/.c) plus a report",
+        description="Calibrate on real data, quantize to int8 and write the C model files.",
+    )
+    p.add_argument(
+        "model", help="TinyLSTM checkpoint (model.pt), a state_dict (+ --description) or a saved nn.Module"
+    )
+    p.add_argument(
+        "--data", help="calibration data: a dataset name or .ts/.csv/.npz (default: the checkpoint's)"
+    )
     p.add_argument("--description", help="JSON description for a bare state_dict (docs/user-models.md)")
-    p.add_argument("--trust-module", action="store_true", help="allow loading a pickled nn.Module (runs its code)")
-    p.add_argument("--name", default="model", help="C name: files tl_<name>.h/.c, symbol tl_<name> (default: model)")
+    p.add_argument(
+        "--trust-module", action="store_true", help="allow loading a pickled nn.Module (runs its code)"
+    )
+    p.add_argument(
+        "--name", default="model", help="C name: files tl_<name>.h/.c, symbol tl_<name> (default: model)"
+    )
     p.add_argument("--out", default=None, help="output directory (default: <model dir>/export)")
-    p.add_argument("--layout", choices=["s8", "s16"], default="s8",
-                   help="gate weight layout of the C files: s8 (default, int8, smallest flash) or s16 (int16, "
-                        "2x the weight flash for fewer instructions per step on Cortex-M4/M7 with DSP; same "
-                        "outputs bit for bit; the .tlm blob and MicroPython stay int8)")
+    p.add_argument(
+        "--layout",
+        choices=["w8", "w16", "s8", "s16"],
+        default="w8",
+        help="gate weight layout of the C files: w8 (default, int8, smallest flash) or w16 (int16-widened "
+        "weights, 2x the weight flash for fewer instructions per step on Cortex-M4/M7 with DSP; same "
+        "outputs bit for bit; the .tlm blob and MicroPython stay int8). s8/s16: the old names",
+    )
     p.set_defaults(func=run)
+
+
+DEPRECATED_LAYOUTS = {"s8": "w8", "s16": "w16"}
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.model).resolve().parent / "export"
-    res = export(ModelSource(args.model, args.data, args.description, args.trust_module), out, args.name, args.layout)
+    layout = DEPRECATED_LAYOUTS.get(args.layout, args.layout)
+    if layout != args.layout:
+        print(
+            f"tinylstm export: note: --layout {args.layout} is now called {layout} (int16-widened weights; "
+            "in CMSIS-NN, s16 means int16 activations)",
+            file=sys.stderr,
+        )
+    res = export(
+        ModelSource(args.model, args.data, args.description, args.trust_module), out, args.name, layout
+    )
     r = res.report
-    print(f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}, "
-          f"output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}")
-    print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B, cell frac bits {r['cell_frac']}")
+    print(
+        f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}, "
+        f"output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}"
+    )
+    print(
+        f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B, cell frac bits {r['cell_frac']}"
+    )
     print(f"  wrote {', '.join(str(out / f) for f in r['files'])}, {out / 'export-report.json'}")
     return 0

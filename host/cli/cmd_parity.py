@@ -1,4 +1,5 @@
 """`tinylstm parity`: board vs cffi kernel, bit for bit, on real held-out data."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,28 +10,39 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.feed import Feeder
 from tinylstm.host.link import DEFAULT_BAUD, Link
 from tinylstm.host.parity import ParityReport, run_parity
-from tinylstm.trainer.errors import TinyLSTMError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("parity", help="compare every board prediction with the host C kernel, bit for bit",
-                       description="Feed the export's held-out data as INPUT frames (credit flow control, lost "
-                                   "frames recovered) and compare each PRED with the cffi build of the same C files. "
-                                   "Always writes a report; exit 1 on any mismatch or unrecovered loss.")
+    p = sub.add_parser(
+        "parity",
+        help="compare every board prediction with the host C kernel, bit for bit",
+        description="Feed the export's held-out data as INPUT frames (credit flow control, lost "
+        "frames recovered) and compare each PRED with the cffi build of the same C files. "
+        "Always writes a report; exit 1 on any mismatch or unrecovered loss.",
+    )
     p.add_argument("export_dir", help="directory written by `tinylstm export`")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial port or URL (/dev/ttyUSB0, socket://127.0.0.1:4444)")
     where.add_argument("--qemu", metavar="ELF", help="boot this qemu-stm32f405 firmware in QEMU and use it")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     p.add_argument("--steps", type=int, default=10_000, help="host-fed steps (default 10000)")
-    p.add_argument("--stall-timeout", type=float, default=30.0,
-                   help="give up when no step is delivered for this many seconds (default 30)")
-    p.add_argument("--reconnect-timeout", type=float, default=10.0,
-                   help="how long to wait for a port that went away to come back (default 10 s)")
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=30.0,
+        help="give up when no step is delivered for this many seconds (default 30)",
+    )
+    p.add_argument(
+        "--reconnect-timeout",
+        type=float,
+        default=10.0,
+        help="how long to wait for a port that went away to come back (default 10 s)",
+    )
     p.add_argument("--report", help="write the JSON report here (default: EXPORT_DIR/parity-report.json)")
     p.add_argument("--quiet", action="store_true", help="no live status line on stderr")
     p.set_defaults(func=run)
@@ -39,8 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _status(total: int) -> Callable[[Feeder], None]:
     def show(f: Feeder) -> None:
         rate = f.base / max(time.monotonic() - f.started, 1e-9)
-        print(f"# parity: step {f.base}/{total}, {rate:.0f} steps/s, {f.in_flight} B in flight, "
-              f"{f.stats.retries} retries, {f.stats.timeouts} timeouts", file=sys.stderr, flush=True)
+        print(
+            f"# parity: step {f.base}/{total}, {rate:.0f} steps/s, {f.in_flight} B in flight, "
+            f"{f.stats.retries} retries, {f.stats.timeouts} timeouts",
+            file=sys.stderr,
+            flush=True,
+        )
+
     return show
 
 
@@ -61,11 +78,20 @@ def run(args: argparse.Namespace) -> int:
                     board.start()
                 return Link.open(board.url, args.baud)
         else:
+
             def reopen() -> Link:
                 return Link.open(args.port, args.baud)
+
         link = stack.enter_context(reopen())
-        report: ParityReport = run_parity(link, export_dir, args.steps, reopen=reopen, on_status=status,
-                                          stall_timeout=args.stall_timeout, reconnect_timeout=args.reconnect_timeout)
+        report: ParityReport = run_parity(
+            link,
+            export_dir,
+            args.steps,
+            reopen=reopen,
+            on_status=status,
+            stall_timeout=args.stall_timeout,
+            reconnect_timeout=args.reconnect_timeout,
+        )
     out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     print(report.render())
     print(f"report: {out}")

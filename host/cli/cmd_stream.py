@@ -1,4 +1,5 @@
 """`tinylstm stream`: print (and log) a board's predictions with live loss counters."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,21 +11,29 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.link import DEFAULT_BAUD
 from tinylstm.host.protocol import Source
 from tinylstm.host.stream import BoardStream, Prediction, StreamCounters
-from tinylstm.trainer.errors import TinyLSTMError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stream", help="stream predictions from a board",
-                       description="Read PRED frames, print them with the model's units and class names, and show "
-                                   "live counters of missing steps, dropped and corrupt frames, resets, reconnects.")
+    p = sub.add_parser(
+        "stream",
+        help="stream predictions from a board",
+        description="Read PRED frames, print them with the model's units and class names, and show "
+        "live counters of missing steps, dropped and corrupt frames, resets, reconnects.",
+    )
     p.add_argument("--port", required=True, help="serial port or URL (/dev/ttyUSB0, socket://127.0.0.1:4444)")
-    p.add_argument("--export", help="export directory: real values, class names, and the model hash is checked")
+    p.add_argument(
+        "--export", help="export directory: real values, class names, and the model hash is checked"
+    )
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    p.add_argument("--source", choices=["host", "replay", "sensor"], help="switch the board's input source first")
+    p.add_argument(
+        "--source", choices=["host", "replay", "sensor"], help="switch the board's input source first"
+    )
     p.add_argument("--feed", choices=["held-out"], help="send the export's held-out data as INPUT frames")
     p.add_argument("--count", type=int, help="stop after this many predictions")
     p.add_argument("--log", help="also write every prediction to this .csv or .jsonl file")
@@ -34,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _feed(export: str | None) -> np.ndarray:
     if export is None:
-        raise TinyLSTMError("--feed held-out needs --export EXPORT_DIR (the held-out data comes from its source)")
+        raise TinyLSTMError(
+            "--feed held-out needs --export EXPORT_DIR (the held-out data comes from its source)"
+        )
     held = load_held_out(Path(export))
     return np.concatenate(held.sequences)
 
@@ -56,11 +67,28 @@ class _Log:
 
     def write(self, p: Prediction) -> None:
         if self._csv:
-            self._csv.writerow([p.session, p.step, p.label or "", " ".join(map(str, p.raw)),
-                                " ".join(f"{v:.6g}" for v in p.values or ())])
+            self._csv.writerow(
+                [
+                    p.session,
+                    p.step,
+                    p.label or "",
+                    " ".join(map(str, p.raw)),
+                    " ".join(f"{v:.6g}" for v in p.values or ()),
+                ]
+            )
         else:
-            self._file.write(json.dumps({"session": p.session, "step": p.step, "label": p.label, "raw": list(p.raw),
-                                         "values": list(p.values) if p.values else None}) + "\n")
+            self._file.write(
+                json.dumps(
+                    {
+                        "session": p.session,
+                        "step": p.step,
+                        "label": p.label,
+                        "raw": list(p.raw),
+                        "values": list(p.values) if p.values else None,
+                    }
+                )
+                + "\n"
+            )
 
     def close(self) -> None:
         self._file.close()
@@ -79,8 +107,11 @@ def run(args: argparse.Namespace) -> int:
     with BoardStream(args.port, Path(args.export) if args.export else None, args.baud) as s:
         assert s.hello is not None
         h = s.hello
-        print(f"# board {h.board_name}, model 0x{h.model_hash:08x}, {h.cell.name} {h.input_size}x{h.hidden_size}"
-              f"x{h.output_size}, {h.mode.name.lower()} mode, window {h.window}, source {h.source.name.lower()}")
+        print(
+            f"# board {h.board_name}, model 0x{h.model_hash:08x}, {h.cell.name} "
+            f"{h.input_size}x{h.hidden_size}"
+            f"x{h.output_size}, {h.mode.name.lower()} mode, window {h.window}, source {h.source.name.lower()}"
+        )
         if args.source or feed is not None:
             s.set_source(Source[(args.source or "host").upper()])
         log = _Log(log_path) if log_path else None
@@ -97,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
             c = s.live_counters()
             print("# " + c.summary(time.monotonic() - start), file=sys.stderr)
             for n, sess in enumerate(c.sessions):
-                print(f"# session {n} ({sess.source}): steps {sess.first_step}..{sess.last_step}, {sess.received} "
-                      f"received, {sess.steps_missing} missing, ended: {sess.ended}", file=sys.stderr)
+                print(
+                    f"# session {n} ({sess.source}): steps {sess.first_step}..{sess.last_step}, "
+                    f"{sess.received} "
+                    f"received, {sess.steps_missing} missing, ended: {sess.ended}",
+                    file=sys.stderr,
+                )
     return 0

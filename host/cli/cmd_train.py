@@ -1,9 +1,12 @@
 """`tinylstm train`: load a dataset, train a TinyLSTM/TinyGRU, write model.pt, curves.png, metrics.json."""
+
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from tinylstm.codegen.cells import NAMES as CELL_NAMES
+from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
 from tinylstm.trainer.data import load_dataset, load_test_set
 from tinylstm.trainer.train import SMALL_HIDDEN, TrainConfig, check_output_dir, fit
 
@@ -12,13 +15,16 @@ DEFAULTS = TrainConfig()
 
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "train", help="train a small LSTM/GRU on a dataset",
+        "train",
+        help="train a small LSTM/GRU on a dataset",
         description="Train a small LSTM/GRU. Writes OUT/model.pt, OUT/curves.png and OUT/metrics.json.",
     )
-    p.add_argument("--data", default="watch", help="builtin name (watch) or a .ts/.csv/.npz file (default: watch)")
-    p.add_argument("--cell", choices=["lstm", "gru"], default=DEFAULTS.cell)
-    p.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help="hidden units (4..256)")
-    p.add_argument("--layers", type=int, default=DEFAULTS.layers, help="stacked layers (1..3)")
+    p.add_argument(
+        "--data", default="watch", help="builtin name (watch) or a .ts/.csv/.npz file (default: watch)"
+    )
+    p.add_argument("--cell", choices=CELL_NAMES, default=DEFAULTS.cell)
+    p.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help=f"hidden units (1..{MAX_HIDDEN})")
+    p.add_argument("--layers", type=int, default=DEFAULTS.layers, help=f"stacked layers (1..{MAX_LAYERS})")
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     p.add_argument("--lr", type=float, default=DEFAULTS.lr)
@@ -27,17 +33,27 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--val", type=float, default=DEFAULTS.val, help="validation fraction")
     p.add_argument("--test", type=float, default=DEFAULTS.test, help="test fraction")
-    p.add_argument("--test-data", help="explicit held-out file (e.g. a UEA *_TEST.ts) instead of a --test split")
-    p.add_argument("--window", type=int, help="window length in steps (watch: 128 = 2.56 s; CSV stream mode: 64)")
+    p.add_argument(
+        "--test-data", help="explicit held-out file (e.g. a UEA *_TEST.ts) instead of a --test split"
+    )
+    p.add_argument(
+        "--window", type=int, help="window length in steps (watch: 128 = 2.56 s; CSV stream mode: 64)"
+    )
     p.add_argument("--hop", type=int, help="steps between windows (watch: 32; CSV stream mode: the window)")
     p.add_argument("--target", help="CSV target column (default: 'label', else the last column)")
     p.add_argument("--group", help="CSV sequence-id column")
-    p.add_argument("--channels", help="CSV input columns, comma-separated (default: all other numeric columns)")
+    p.add_argument(
+        "--channels", help="CSV input columns, comma-separated (default: all other numeric columns)"
+    )
     p.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
     p.add_argument("--forecast", type=int, help="CSV regression: predict the target this many steps ahead")
     p.add_argument("--missing", choices=["error", "interpolate"], help=".ts: how to treat '?' values")
-    p.add_argument("--threads", type=int, help=f"PyTorch intra-op threads (default: 1 up to hidden {SMALL_HIDDEN}, "
-                                                 "where more only wait on a busy machine; PyTorch's default above)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help=f"PyTorch intra-op threads (default: 1 up to hidden {SMALL_HIDDEN}, "
+        "where more only wait on a busy machine; PyTorch's default above)",
+    )
     p.add_argument("--out", default="runs/latest", help="output directory (default: runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -46,19 +62,39 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # before loading data and training, not after
     options: dict[str, Any] = {
-        "window": args.window, "hop": args.hop, "target": args.target, "group": args.group,
+        "window": args.window,
+        "hop": args.hop,
+        "target": args.target,
+        "group": args.group,
         "channels": args.channels.split(",") if args.channels else None,
-        "task": None if args.task == "auto" else args.task, "forecast": args.forecast, "missing": args.missing,
+        "task": None if args.task == "auto" else args.task,
+        "forecast": args.forecast,
+        "missing": args.missing,
     }
     ds = load_dataset(args.data, **options)
     config = TrainConfig(
-        cell=args.cell, hidden=args.hidden, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, clip=args.clip, patience=args.patience, seed=args.seed, val=args.val, test=args.test,
-        progress=not args.quiet, threads=args.threads,
+        cell=args.cell,
+        hidden=args.hidden,
+        layers=args.layers,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        clip=args.clip,
+        patience=args.patience,
+        seed=args.seed,
+        val=args.val,
+        test=args.test,
+        progress=not args.quiet,
+        threads=args.threads,
     )
-    print(f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode)"
-          + (f", classes {ds.classes}" if ds.classes else ""))
-    print(f"  inputs: {', '.join(ds.channels)}" + (f"; skipped as text: {', '.join(ds.skipped)}" if ds.skipped else ""))
+    print(
+        f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode)"
+        + (f", classes {ds.classes}" if ds.classes else "")
+    )
+    print(
+        f"  inputs: {', '.join(ds.channels)}"
+        + (f"; skipped as text: {', '.join(ds.skipped)}" if ds.skipped else "")
+    )
     test_ds = load_test_set(args.test_data, ds) if args.test_data else None
     result = fit(ds, config, args.out, test_ds)
     m = result.metrics
@@ -67,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
         summary = f"{split_name} accuracy {m[f'{split_name}_accuracy']:.3f}"
     else:
         summary = f"{split_name} RMSE {m[f'{split_name}_rmse']:.4g}, MAE {m[f'{split_name}_mae']:.4g}"
-    print(f"{summary} (best epoch {m['best_epoch']} of {m['epochs_run']}, {m['train_seconds']:.1f} s; "
-          f"sizes {m['sizes']})")
+    print(
+        f"{summary} (best epoch {m['best_epoch']} of {m['epochs_run']}, {m['train_seconds']:.1f} s; "
+        f"sizes {m['sizes']})"
+    )
     for path in (result.checkpoint_path, result.curves_path, result.metrics_path):
         print(f"wrote {path}")
     return 0

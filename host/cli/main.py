@@ -3,6 +3,7 @@
 Each command module exposes ``register(subparsers)`` which adds its parser and sets
 ``func`` to a callable taking the parsed namespace and returning an exit code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,7 @@ import signal
 import sys
 from types import FrameType
 
-from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.errors import TinyLSTMError
 
 COMMANDS = ["train", "export", "check", "build", "flash", "stream", "parity"]
 
