@@ -2,7 +2,7 @@
 PY ?= python3
 RUN ?= runs/demo
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test lint bench
 
 .setup-done: pyproject.toml scripts/setup.sh
 	PYTHON=$(PY) ./scripts/setup.sh
@@ -14,7 +14,11 @@ demo: .setup-done
 	PYTHON=$(PY) ./scripts/demo.sh $(RUN)
 
 test: .setup-done
+	PYTHON=$(PY) ./scripts/lint.sh
 	$(PY) -m pytest -q
+
+lint: .setup-done
+	PYTHON=$(PY) ./scripts/lint.sh
 
 bench: .setup-done
 	$(PY) benchmarks/run_all.py

@@ -9,6 +9,7 @@ Writes benchmarks/results/firmware_size.json and .md.
 
     python benchmarks/bench_firmware_size.py
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,11 @@ GOAL_FLASH, GOAL_RAM = 16 * 1024, 4 * 1024
 
 def _symbols(elf: Path) -> dict[str, int]:
     out = subprocess.run([str(find_tool("nm")), str(elf)], capture_output=True, text=True, check=True).stdout
-    return {parts[2]: int(parts[0], 16) for parts in (line.split() for line in out.splitlines()) if len(parts) == 3}
+    return {
+        parts[2]: int(parts[0], 16)
+        for parts in (line.split() for line in out.splitlines())
+        if len(parts) == 3
+    }
 
 
 def stack_high_water(elf: Path, export_dir: Path, work: Path) -> tuple[int, int]:
@@ -47,7 +52,7 @@ def stack_high_water(elf: Path, export_dir: Path, work: Path) -> tuple[int, int]
             report = run_parity(link, export_dir, 2000)
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(mon))
-            s.sendall(f"pmemsave {lo} {hi - lo} \"{dump}\"\n".encode())
+            s.sendall(f'pmemsave {lo} {hi - lo} "{dump}"\n'.encode())
             for _ in range(50):
                 if dump.is_file() and dump.stat().st_size == hi - lo:
                     break
@@ -69,9 +74,12 @@ def main() -> None:
     doc = {
         "model": "LSTM 6 -> 32 -> 7 classes, 1 layer, watch-calibrated; replay data embedded (256 steps)",
         "board": "qemu-stm32f405 (arm-none-eabi-gcc -Os, Cortex-M4F, --gc-sections)",
-        "flash": s.flash, "static_ram": s.ram,
+        "flash": s.flash,
+        "static_ram": s.ram,
         "groups": {g.name: {"flash": g.flash, "ram": g.ram} for g in s.groups},
-        "stack_reserved": s.stack, "stack_used_high_water": stack_used, "stack_measured_over_steps": steps,
+        "stack_reserved": s.stack,
+        "stack_used_high_water": stack_used,
+        "stack_measured_over_steps": steps,
         "goal": {"flash": GOAL_FLASH, "static_ram": GOAL_RAM},
         "meets_goal": s.flash <= GOAL_FLASH and s.ram <= GOAL_RAM,
     }
@@ -80,14 +88,24 @@ def main() -> None:
     suggested = -(-2 * stack_used // 256) * 256  # twice the high-water mark, rounded up to 256 B
     verdict = "met" if doc["meets_goal"] else "NOT met"
     md = [
-        "# Firmware size: demo firmware, 32-unit LSTM (6 inputs, 7 classes)", "",
-        f"Board build: {doc['board']}. Model: {doc['model']}.", "",
-        s.render(), "",
+        "# Firmware size: demo firmware, 32-unit LSTM (6 inputs, 7 classes)",
+        "",
+        f"Board build: {doc['board']}. Model: {doc['model']}.",
+        "",
+        s.render(),
+        "",
         f"Goal: flash <= {GOAL_FLASH} B, static RAM (.data + .bss) <= {GOAL_RAM} B: {verdict}.",
-        (f"Static RAM does not count the stack. The linker script reserves {s.stack} B of stack by default; "
-         f"the stack actually used (high-water mark in QEMU over {steps} host-fed steps plus HELLO/STATS) was "
-         f"{stack_used} B. Twice that, `-Wl,--defsym=__stack_size={suggested}`, would bring static RAM plus "
-         f"stack to {s.ram + suggested} B (build_elf takes no linker flags yet, so the default is measured)."), "",
+        (
+            f"Static RAM does not count the stack. The linker script reserves {s.stack} B of stack by "
+            "default; "
+            f"the stack actually used (high-water mark in QEMU over {steps} host-fed steps plus HELLO/STATS) "
+            "was "
+            f"{stack_used} B. Twice that, `-Wl,--defsym=__stack_size={suggested}`, would bring static RAM "
+            "plus "
+            f"stack to {s.ram + suggested} B (build_elf takes no linker flags yet, so the default is "
+            "measured)."
+        ),
+        "",
         "Regenerate: `python benchmarks/bench_firmware_size.py`.",
     ]
     (RESULTS / "firmware_size.md").write_text("\n".join(md) + "\n")

@@ -8,6 +8,7 @@ The default (`--threads` omitted) is 1 thread up to hidden 64 (trainer.train.SMA
 
     python benchmarks/bench_train.py [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,19 @@ LIMIT = 120.0
 def one_run(threads: int, out: Path) -> tuple[float, float, bool]:
     """(wall seconds, CPU seconds, stopped at LIMIT) of one training process."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "tinylstm.host.cli.main", *COMMAND, "--threads", str(threads),
-                             "--out", str(out)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tinylstm.host.cli.main",
+            *COMMAND,
+            "--threads",
+            str(threads),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     stopped = False
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -56,11 +68,21 @@ def scenario(threads: int, hogs: int, repeats: int, work: Path) -> dict[str, Any
             walls.append(wall)
             cpus.append(cpu)
             stopped += limit
-    row = {"threads": threads, "hogs": hogs, "runs": repeats, "wall_median": statistics.median(walls),
-           "wall_min": min(walls), "wall_max": max(walls), "cpu_median": statistics.median(cpus),
-           "stopped_at_limit": stopped}
-    print(f"threads {threads}, {hogs} hogs: wall {row['wall_median']:.1f} s ({row['wall_min']:.1f}.."
-          f"{row['wall_max']:.1f}), cpu {row['cpu_median']:.1f} s", flush=True)
+    row = {
+        "threads": threads,
+        "hogs": hogs,
+        "runs": repeats,
+        "wall_median": statistics.median(walls),
+        "wall_min": min(walls),
+        "wall_max": max(walls),
+        "cpu_median": statistics.median(cpus),
+        "stopped_at_limit": stopped,
+    }
+    print(
+        f"threads {threads}, {hogs} hogs: wall {row['wall_median']:.1f} s ({row['wall_min']:.1f}.."
+        f"{row['wall_max']:.1f}), cpu {row['cpu_median']:.1f} s",
+        flush=True,
+    )
     return row
 
 
@@ -74,24 +96,37 @@ def main() -> None:
     by = {(r["threads"], r["hogs"]): r for r in rows}
     for hogs in (0, 2):
         doc[f"ratio_2_over_1_threads_wall_{'busy' if hogs else 'idle'}"] = (
-            by[(2, hogs)]["wall_median"] / by[(1, hogs)]["wall_median"])
+            by[(2, hogs)]["wall_median"] / by[(1, hogs)]["wall_median"]
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "train.json").write_text(json.dumps(doc, indent=2) + "\n")
-    md = ["# Training a small model: intra-op threads", "",
-          f"`{doc['command']}` as a whole process on a {doc['machine']} machine, {args.repeats} runs each; "
-          f"busy = 2 CPU hogs running beside it. Medians (min..max); runs stopped at {LIMIT:.0f} s count as "
-          f"{LIMIT:.0f} s.", "",
-          "| threads | machine | wall s | CPU s | runs stopped at the limit |", "|---:|---|---:|---:|---:|"]
+    md = [
+        "# Training a small model: intra-op threads",
+        "",
+        f"`{doc['command']}` as a whole process on a {doc['machine']} machine, {args.repeats} runs each; "
+        f"busy = 2 CPU hogs running beside it. Medians (min..max); runs stopped at {LIMIT:.0f} s count as "
+        f"{LIMIT:.0f} s.",
+        "",
+        "| threads | machine | wall s | CPU s | runs stopped at the limit |",
+        "|---:|---|---:|---:|---:|",
+    ]
     for r in rows:
-        md.append(f"| {r['threads']} | {'busy' if r['hogs'] else 'idle'} | {r['wall_median']:.1f} "
-                  f"({r['wall_min']:.1f}..{r['wall_max']:.1f}) | {r['cpu_median']:.1f} | {r['stopped_at_limit']} |")
+        md.append(
+            f"| {r['threads']} | {'busy' if r['hogs'] else 'idle'} | {r['wall_median']:.1f} "
+            f"({r['wall_min']:.1f}..{r['wall_max']:.1f}) | {r['cpu_median']:.1f} | {r['stopped_at_limit']} |"
+        )
     worst = by[(2, 2)]["wall_max"] / by[(1, 2)]["wall_max"]
     doc["ratio_2_over_1_threads_wall_busy_worst"] = worst
-    md += ["", f"2 threads / 1 thread, wall: idle {doc['ratio_2_over_1_threads_wall_idle']:.2f}x, busy "
-               f"{doc['ratio_2_over_1_threads_wall_busy']:.2f}x (median) and {worst:.2f}x (slowest runs). A second "
-               "thread saves a little on an idle machine and can cost several times over on a busy one (its "
-               "threads wait for each other). Hence the default of one thread up to hidden 64 (`--threads` for the "
-               "rest).", "", "Regenerate: `python benchmarks/bench_train.py`."]
+    md += [
+        "",
+        f"2 threads / 1 thread, wall: idle {doc['ratio_2_over_1_threads_wall_idle']:.2f}x, busy "
+        f"{doc['ratio_2_over_1_threads_wall_busy']:.2f}x (median) and {worst:.2f}x (slowest runs). A second "
+        "thread saves a little on an idle machine and can cost several times over on a busy one (its "
+        "threads wait for each other). Hence the default of one thread up to hidden 64 (`--threads` for the "
+        "rest).",
+        "",
+        "Regenerate: `python benchmarks/bench_train.py`.",
+    ]
     (RESULTS / "train.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

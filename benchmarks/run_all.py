@@ -8,6 +8,7 @@
 
     python benchmarks/run_all.py [--quick]
 """
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ The ARM toolchain, QEMU, unicorn and the micropython executable are installed by
 scripts/setup.sh, so outside opt-in tests (skip reasons starting with "opt-in") a skip means a
 broken set-up, which must not pass as green.
 """
+
 from __future__ import annotations
 
 import os

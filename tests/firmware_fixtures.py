@@ -1,4 +1,5 @@
 """A freshly trained watch model, exported, and its firmware builds: shared by the firmware tests."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,11 @@ class Trained:
 
 
 def train_and_export(root: Path, hidden: int = 16, epochs: int = 3, seed: int = 0) -> Path:
-    result = fit(load_dataset("watch"), TrainConfig(hidden=hidden, epochs=epochs, seed=seed, progress=False),
-                 root / "run")
+    result = fit(
+        load_dataset("watch"),
+        TrainConfig(hidden=hidden, epochs=epochs, seed=seed, progress=False),
+        root / "run",
+    )
     export(ModelSource(str(result.checkpoint_path)), root / "export")
     return root / "export"
 
@@ -31,6 +35,11 @@ def trained_firmware(base: Path) -> Trained:
         train_and_export(root)
     export_dir = root / "export"
     host = build_firmware(export_dir, "qemu-stm32f405", root / "fw-host")
-    replay = build_firmware(export_dir, "qemu-stm32f405", root / "fw-replay", source="replay",
-                            defines={"TL_REPLAY_PERIOD_MS": "2"})
+    replay = build_firmware(
+        export_dir,
+        "qemu-stm32f405",
+        root / "fw-replay",
+        source="replay",
+        defines={"TL_REPLAY_PERIOD_MS": "2"},
+    )
     return Trained(export_dir, host, replay)

@@ -6,6 +6,7 @@
 The vectors pin the wire format: the C implementation (firmware/app/tl_proto.c) is tested against
 them, and any change to the Python side that changes bytes shows up as a diff here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,18 +22,86 @@ from tinylstm.host import protocol as p
 OUT = Path(__file__).parent / "vectors" / "protocol_vectors.json"
 
 MESSAGES: list[tuple[str, p.Message]] = [
-    ("hello", p.Hello(0xDEADBEEF, 3, p.Cell.LSTM, 2, 6, 32, 4, 8, p.Mode.WINDOW, 50, p.Source.HOST, 32, 256, 0, 0,
-                      "netduinoplus2")),
-    ("hello_gru_noname", p.Hello(0, 0xFFFF, p.Cell.GRU, 1, 1, 1, 1, 8, p.Mode.STREAM, 0, p.Source.SENSOR, 0, 0,
-                                 0xFFFFFFFF, 0xFFFFFFFF, "")),
-    ("hello_name_max", p.Hello(0x01020304, 1, p.Cell.LSTM, 1, 3, 8, 2, 8, p.Mode.STREAM, 1, p.Source.REPLAY, 2,
-                               0xFFFF, 1234567, 89, "x" * p.NAME_MAX)),
+    (
+        "hello",
+        p.Hello(
+            0xDEADBEEF,
+            3,
+            p.Cell.LSTM,
+            2,
+            6,
+            32,
+            4,
+            8,
+            p.Mode.WINDOW,
+            50,
+            p.Source.HOST,
+            32,
+            256,
+            0,
+            0,
+            "netduinoplus2",
+        ),
+    ),
+    (
+        "hello_gru_noname",
+        p.Hello(
+            0,
+            0xFFFF,
+            p.Cell.GRU,
+            1,
+            1,
+            1,
+            1,
+            8,
+            p.Mode.STREAM,
+            0,
+            p.Source.SENSOR,
+            0,
+            0,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+            "",
+        ),
+    ),
+    (
+        "hello_name_max",
+        p.Hello(
+            0x01020304,
+            1,
+            p.Cell.LSTM,
+            1,
+            3,
+            8,
+            2,
+            8,
+            p.Mode.STREAM,
+            1,
+            p.Source.REPLAY,
+            2,
+            0xFFFF,
+            1234567,
+            89,
+            "x" * p.NAME_MAX,
+        ),
+    ),
     ("pred", p.Pred(123456, 0x01020304, (1, -2, 300, -32768, 32767, 0))),
     ("pred_empty", p.Pred(0xFFFFFFFF, 0, ())),
     ("pred_max", p.Pred(7, 0xFFFFFFFF, tuple(range(-125, 126)))),  # 251 outputs: 512-byte payload
     ("stats", p.Stats(1000, 8_123_000, 0, 3, 2, 0, 1000, 20_480)),
-    ("stats_max", p.Stats(0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF,
-                          0xFFFFFFFF, 0xFFFFFFFF)),
+    (
+        "stats_max",
+        p.Stats(
+            0xFFFFFFFF,
+            0xFFFFFFFFFFFFFFFF,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+            0xFFFFFFFF,
+        ),
+    ),
     ("error", p.Error(p.ErrorCode.INPUT_SIZE, 77, "expected 6 inputs, got 5")),
     ("error_empty", p.Error(0xFFFF, 0, "")),
     ("error_msg_max", p.Error(p.ErrorCode.INTERNAL, 0xFFFFFFFF, "m" * p.MSG_MAX)),
@@ -81,8 +150,9 @@ def edge_frames(rng: random.Random) -> list[tuple[str, int, int, bytes]]:
     # Final COBS block (after the zero high byte of the length) of 253, 254, 255 data bytes.
     for run in (253, 254, 255):
         payload = _nonzero(rng, run - p.CRC_SIZE)
-        frames.append((f"tail_run_{run}", p.FrameType.PRED, _seq_without_zero_crc(p.FrameType.PRED, payload),
-                       payload))
+        frames.append(
+            (f"tail_run_{run}", p.FrameType.PRED, _seq_without_zero_crc(p.FrameType.PRED, payload), payload)
+        )
     for run in (253, 254, 255):
         frames.append((f"run_{run}_then_zero", p.FrameType.PRED, 9, _nonzero(rng, run) + b"\x00\x07"))
     return frames
@@ -94,9 +164,11 @@ def decode_events(stream: bytes) -> tuple[list[dict[str, Any]], p.FrameDecoder]:
     events: list[dict[str, Any]] = []
     dec = p.FrameDecoder(on_error=lambda code, _raw: events.append({"error": code.name}))
     for piece in stream.split(b"\x00")[:-1]:
-        events.extend({"frame": {"type": f.type, "seq": f.seq, "payload_hex": f.payload.hex()}}
-                      for f in dec.feed(piece + b"\x00"))
-    dec.feed(stream[stream.rfind(b"\x00") + 1:])  # an unterminated tail stays pending
+        events.extend(
+            {"frame": {"type": f.type, "seq": f.seq, "payload_hex": f.payload.hex()}}
+            for f in dec.feed(piece + b"\x00")
+        )
+    dec.feed(stream[stream.rfind(b"\x00") + 1 :])  # an unterminated tail stays pending
     return events, dec
 
 
@@ -143,7 +215,9 @@ def streams() -> list[dict[str, Any]]:
         _stream_expect("too_long_ff", b"\xff" * 600 + b"\x00" + b, ["TOO_LONG"]),
         _stream_expect("too_long_2000", bytes(range(1, 201)) * 10 + b"\x00" + b, ["TOO_LONG"]),
         _stream_expect("bad_magic", _raw_frame(0x5A, 2, 1, 2, b"\x01\x02") + b, ["MAGIC"]),
-        _stream_expect("wire_version_1", _raw_frame(p.MAGIC_BY_VERSION[1], 2, 1, 2, b"\x01\x02") + b, ["MAGIC"]),
+        _stream_expect(
+            "wire_version_1", _raw_frame(p.MAGIC_BY_VERSION[1], 2, 1, 2, b"\x01\x02") + b, ["MAGIC"]
+        ),
         _stream_expect("bad_length", _raw_frame(p.MAGIC, 2, 1, 3, b"\x01\x02") + b, ["LENGTH"]),
         _stream_expect("short", p.cobs_encode(b"\xa5\x01\x00") + b"\x00" + b, ["SHORT"]),
         _stream_expect("empty_frames", b"\x00\x00" + a + b"\x00\x00\x00" + b, []),
@@ -151,8 +225,9 @@ def streams() -> list[dict[str, Any]]:
         _stream_expect("pending_tail", a + b[:-1], []),
         _stream_expect("seq_gap", pred(1) + pred(2) + pred(5), []),
         _stream_expect("seq_wrap", pred(65534) + pred(65535) + pred(0) + pred(2), []),
-        _stream_expect("sender_restart", pred(10) + pred(11)
-                       + p.encode_message(MESSAGES[0][1], 0) + pred(1), []),
+        _stream_expect(
+            "sender_restart", pred(10) + pred(11) + p.encode_message(MESSAGES[0][1], 0) + pred(1), []
+        ),
         _stream_expect("duplicate", pred(4) + pred(4) + pred(5), []),
     ]
 
@@ -173,8 +248,13 @@ def build_vectors() -> dict[str, Any]:
             for name, msg in MESSAGES
         ],
         "frames": [
-            {"name": name, "type": int(t), "seq": seq, "payload_hex": payload.hex(),
-             "encoded_hex": p.encode_frame(t, seq, payload).hex()}
+            {
+                "name": name,
+                "type": int(t),
+                "seq": seq,
+                "payload_hex": payload.hex(),
+                "encoded_hex": p.encode_frame(t, seq, payload).hex(),
+            }
             for name, t, seq, payload in frames
         ],
         "streams": streams(),

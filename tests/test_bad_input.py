@@ -4,6 +4,7 @@ and nothing written to the output directory.
 Each case builds its damaged input in a fresh directory (a small model trained once on synthetic data
 provides the good files to damage) and names the output directory the command must leave alone.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tinylstm.host.cli.main import main
 from torch import nn
+
+from tinylstm.host.cli.main import main
 
 
 @dataclass
@@ -36,8 +38,23 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     y = np.arange(90) % 3
     x = rng.standard_normal((90, 24, 3)).astype(np.float32) + y[:, None, None]
     np.savez(root / "data.npz", X=x, y=y)
-    assert main(["train", "--data", str(root / "data.npz"), "--hidden", "8", "--epochs", "2", "--quiet",
-                 "--out", str(root / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(root / "data.npz"),
+                "--hidden",
+                "8",
+                "--epochs",
+                "2",
+                "--quiet",
+                "--out",
+                str(root / "run"),
+            ]
+        )
+        == 0
+    )
     assert main(["export", str(root / "run" / "model.pt"), "--out", str(root / "run" / "export")]) == 0
     return root
 
@@ -56,20 +73,37 @@ def _rnn_state_dict(extra: dict[str, torch.Tensor] | None = None, rnn: nn.Module
 def _user_sd(tmp: Path, good: Path, sd: dict) -> Case:
     torch.save(sd, tmp / "sd.pt")
     (tmp / "desc.json").write_text(json.dumps({"classes": ["a", "b", "c"]}))
-    return Case(["export", str(tmp / "sd.pt"), "--description", str(tmp / "desc.json"), "--data",
-                 str(good / "data.npz"), "--out", str(tmp / "out")], "", tmp / "out")
+    return Case(
+        [
+            "export",
+            str(tmp / "sd.pt"),
+            "--description",
+            str(tmp / "desc.json"),
+            "--data",
+            str(good / "data.npz"),
+            "--out",
+            str(tmp / "out"),
+        ],
+        "",
+        tmp / "out",
+    )
 
 
 def case_truncated_checkpoint(tmp: Path, good: Path) -> Case:
     data = (good / "run" / "model.pt").read_bytes()
-    (tmp / "t.pt").write_bytes(data[:len(data) // 2])
-    return Case(["export", str(tmp / "t.pt"), "--out", str(tmp / "out")], "is not a readable PyTorch file",
-                tmp / "out")
+    (tmp / "t.pt").write_bytes(data[: len(data) // 2])
+    return Case(
+        ["export", str(tmp / "t.pt"), "--out", str(tmp / "out")],
+        "is not a readable PyTorch file",
+        tmp / "out",
+    )
 
 
 def case_junk_checkpoint(tmp: Path, good: Path) -> Case:
     (tmp / "junk.pt").write_bytes(np.random.default_rng(1).bytes(3000))
-    return Case(["export", str(tmp / "junk.pt"), "--out", str(tmp / "out")], "corrupt or truncated", tmp / "out")
+    return Case(
+        ["export", str(tmp / "junk.pt"), "--out", str(tmp / "out")], "corrupt or truncated", tmp / "out"
+    )
 
 
 def case_missing_checkpoint(tmp: Path, good: Path) -> Case:
@@ -85,7 +119,9 @@ def case_truncated_int_model(tmp: Path, good: Path) -> Case:
 
 def case_check_a_file(tmp: Path, good: Path) -> Case:
     (tmp / "some_file").write_text("x")
-    return Case(["check", str(tmp / "some_file")], "is a file, not an export directory", tmp / "check-report.json")
+    return Case(
+        ["check", str(tmp / "some_file")], "is a file, not an export directory", tmp / "check-report.json"
+    )
 
 
 def case_check_missing_dir(tmp: Path, good: Path) -> Case:
@@ -103,13 +139,26 @@ def case_float_model_replaced(tmp: Path, good: Path) -> Case:
     z = dict(np.load(exp / "float_model.npz"))
     z["head_b"] = z["head_b"] + 0.5
     np.savez(exp / "float_model.npz", **z)  # type: ignore[arg-type]
-    return Case(["check", str(exp)], "is not the float model this export was made from", exp / "check-report.json")
+    return Case(
+        ["check", str(exp)], "is not the float model this export was made from", exp / "check-report.json"
+    )
 
 
 def case_data_changed_since_export(tmp: Path, good: Path) -> Case:
     shutil.copytree(good, tmp / "g")
-    assert main(["export", str(tmp / "g" / "run" / "model.pt"), "--data", str(tmp / "g" / "data.npz"),
-                 "--out", str(tmp / "exp")]) == 0  # pins tmp/g/data.npz
+    assert (
+        main(
+            [
+                "export",
+                str(tmp / "g" / "run" / "model.pt"),
+                "--data",
+                str(tmp / "g" / "data.npz"),
+                "--out",
+                str(tmp / "exp"),
+            ]
+        )
+        == 0
+    )  # pins tmp/g/data.npz
     z = dict(np.load(tmp / "g" / "data.npz"))
     z["X"] = z["X"] * 1.5
     np.savez(tmp / "g" / "data.npz", **z)  # type: ignore[arg-type]
@@ -118,19 +167,38 @@ def case_data_changed_since_export(tmp: Path, good: Path) -> Case:
 
 def case_train_out_is_a_file(tmp: Path, good: Path) -> Case:
     (tmp / "existing_file").write_text("keep me")
-    return Case(["train", "--data", str(good / "data.npz"), "--epochs", "1", "--hidden", "8", "--out",
-                 str(tmp / "existing_file")], "is a file, not a directory", tmp / "existing_file")
+    return Case(
+        [
+            "train",
+            "--data",
+            str(good / "data.npz"),
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--out",
+            str(tmp / "existing_file"),
+        ],
+        "is a file, not a directory",
+        tmp / "existing_file",
+    )
 
 
 def case_train_out_below_a_file(tmp: Path, good: Path) -> Case:
     (tmp / "f").write_text("keep me")
-    return Case(["train", "--data", str(good / "data.npz"), "--out", str(tmp / "f" / "run")],
-                "is a file, not a directory", tmp / "f")
+    return Case(
+        ["train", "--data", str(good / "data.npz"), "--out", str(tmp / "f" / "run")],
+        "is a file, not a directory",
+        tmp / "f",
+    )
 
 
 def case_train_zero_threads(tmp: Path, good: Path) -> Case:
-    return Case(["train", "--data", str(good / "data.npz"), "--threads", "0", "--out", str(tmp / "run")],
-                "threads=0 must be >= 1", tmp / "run")
+    return Case(
+        ["train", "--data", str(good / "data.npz"), "--threads", "0", "--out", str(tmp / "run")],
+        "threads=0 must be >= 1",
+        tmp / "run",
+    )
 
 
 def case_layernorm_between_rnn_and_head(tmp: Path, good: Path) -> Case:
@@ -160,34 +228,70 @@ def _csv(tmp: Path, bad_row: int, value: str) -> Path:
 
 
 def case_csv_text_in_a_numeric_column(tmp: Path, good: Path) -> Case:
-    return Case(["train", "--data", str(_csv(tmp, 57, "oops")), "--out", str(tmp / "run")],
-                "row 58 column 'b' has 'oops', which is not a number", tmp / "run")  # line 58 of the file
+    return Case(
+        ["train", "--data", str(_csv(tmp, 57, "oops")), "--out", str(tmp / "run")],
+        "row 58 column 'b' has 'oops', which is not a number",
+        tmp / "run",
+    )  # line 58 of the file
 
 
 def case_csv_empty_cell(tmp: Path, good: Path) -> Case:
-    return Case(["train", "--data", str(_csv(tmp, 120, "")), "--out", str(tmp / "run")],
-                "row 121 column 'b' is empty", tmp / "run")
+    return Case(
+        ["train", "--data", str(_csv(tmp, 120, "")), "--out", str(tmp / "run")],
+        "row 121 column 'b' is empty",
+        tmp / "run",
+    )
 
 
 def case_ts_missing_value(tmp: Path, good: Path) -> Case:
-    lines = ["@problemName x", "@timeStamps false", "@missing true", "@univariate true", "@equalLength true",
-             "@seriesLength 4", "@classLabel true a b", "@data", "1,2,3,4:a", "1,?,3,4:b", "4,3,2,1:a", "2,2,2,2:b"]
+    lines = [
+        "@problemName x",
+        "@timeStamps false",
+        "@missing true",
+        "@univariate true",
+        "@equalLength true",
+        "@seriesLength 4",
+        "@classLabel true a b",
+        "@data",
+        "1,2,3,4:a",
+        "1,?,3,4:b",
+        "4,3,2,1:a",
+        "2,2,2,2:b",
+    ]
     (tmp / "m.ts").write_text("\n".join(lines) + "\n")
-    return Case(["train", "--data", str(tmp / "m.ts"), "--out", str(tmp / "run")], "--missing interpolate",
-                tmp / "run")
+    return Case(
+        ["train", "--data", str(tmp / "m.ts"), "--out", str(tmp / "run")],
+        "--missing interpolate",
+        tmp / "run",
+    )
 
 
 def case_module_class_defined_in_a_script(tmp: Path, good: Path) -> Case:
-    script = "import torch\nfrom torch import nn\nclass Net(nn.Module):\n    def __init__(self):\n        " \
-             "super().__init__()\n        self.rnn = nn.LSTM(3, 8, batch_first=True)\n        " \
-             "self.fc = nn.Linear(8, 3)\n    def forward(self, x):\n        return self.fc(self.rnn(x)[0])\n" \
-             f"torch.save(Net(), {str(tmp / 'main.pt')!r})\n"
+    script = (
+        "import torch\nfrom torch import nn\nclass Net(nn.Module):\n    def __init__(self):\n        "
+        "super().__init__()\n        self.rnn = nn.LSTM(3, 8, batch_first=True)\n        "
+        "self.fc = nn.Linear(8, 3)\n    def forward(self, x):\n        return self.fc(self.rnn(x)[0])\n"
+        f"torch.save(Net(), {str(tmp / 'main.pt')!r})\n"
+    )
     (tmp / "train_script.py").write_text(script)
     import subprocess
+
     subprocess.run([sys.executable, str(tmp / "train_script.py")], check=True)
-    return Case(["export", str(tmp / "main.pt"), "--trust-module", "--data", str(good / "data.npz"),
-                 "--description", str(_desc(tmp)), "--out", str(tmp / "out")],
-                "defined in the script that saved it (__main__)", tmp / "out")
+    return Case(
+        [
+            "export",
+            str(tmp / "main.pt"),
+            "--trust-module",
+            "--data",
+            str(good / "data.npz"),
+            "--description",
+            str(_desc(tmp)),
+            "--out",
+            str(tmp / "out"),
+        ],
+        "defined in the script that saved it (__main__)",
+        tmp / "out",
+    )
 
 
 def _desc(tmp: Path) -> Path:
@@ -201,25 +305,47 @@ def case_module_class_not_on_the_path(tmp: Path, good: Path) -> Case:
     _write_module(mod, "tl_user_net_elsewhere")
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
-    return Case(["export", str(mod / "net.pt"), "--trust-module", "--data", str(good / "data.npz"), "--description",
-                 str(_desc(tmp)), "--out", str(tmp / "out")], "run tinylstm from the directory of the module",
-                tmp / "out", cwd=elsewhere)
+    return Case(
+        [
+            "export",
+            str(mod / "net.pt"),
+            "--trust-module",
+            "--data",
+            str(good / "data.npz"),
+            "--description",
+            str(_desc(tmp)),
+            "--out",
+            str(tmp / "out"),
+        ],
+        "run tinylstm from the directory of the module",
+        tmp / "out",
+        cwd=elsewhere,
+    )
 
 
 def case_stream_log_suffix(tmp: Path, good: Path) -> Case:
-    return Case(["stream", "--port", "loop://", "--log", str(tmp / "out.txt")], "use a .csv or .jsonl file name",
-                tmp / "out.txt")
+    return Case(
+        ["stream", "--port", "loop://", "--log", str(tmp / "out.txt")],
+        "use a .csv or .jsonl file name",
+        tmp / "out.txt",
+    )
 
 
 def case_parity_zero_steps(tmp: Path, good: Path) -> Case:
-    return Case(["parity", str(good / "run" / "export"), "--port", "loop://", "--steps", "0"],
-                "--steps must be positive", tmp / "parity-report.json")
+    return Case(
+        ["parity", str(good / "run" / "export"), "--port", "loop://", "--steps", "0"],
+        "--steps must be positive",
+        tmp / "parity-report.json",
+    )
 
 
 def case_user_model_without_data(tmp: Path, good: Path) -> Case:
     torch.save(_rnn_state_dict(), tmp / "sd.pt")
-    return Case(["export", str(tmp / "sd.pt"), "--description", str(_desc(tmp)), "--out", str(tmp / "out")],
-                "a user model needs real data for calibration: pass --data", tmp / "out")
+    return Case(
+        ["export", str(tmp / "sd.pt"), "--description", str(_desc(tmp)), "--out", str(tmp / "out")],
+        "a user model needs real data for calibration: pass --data",
+        tmp / "out",
+    )
 
 
 def _write_module(where: Path, name: str) -> None:
@@ -227,7 +353,8 @@ def _write_module(where: Path, name: str) -> None:
     (where / f"{name}.py").write_text(
         "from torch import nn\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
         "        self.rnn = nn.LSTM(3, 8, batch_first=True)\n        self.fc = nn.Linear(8, 3)\n"
-        "    def forward(self, x):\n        return self.fc(self.rnn(x)[0])\n")
+        "    def forward(self, x):\n        return self.fc(self.rnn(x)[0])\n"
+    )
     sys.path.insert(0, str(where))
     try:
         module = __import__(name)
@@ -238,13 +365,16 @@ def _write_module(where: Path, name: str) -> None:
 
 
 CASES: dict[str, Callable[[Path, Path], Case]] = {
-    name[len("case_"):]: fn for name, fn in dict(globals()).items() if name.startswith("case_") and callable(fn)}
+    name[len("case_") :]: fn
+    for name, fn in dict(globals()).items()
+    if name.startswith("case_") and callable(fn)
+}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input_is_one_line_exit_2_nothing_written(name: str, good: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_is_one_line_exit_2_nothing_written(
+    name: str, good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     case = CASES[name](tmp_path, good)
     before = case.untouched.read_bytes() if case.untouched.is_file() else None
     if case.cwd is not None:
@@ -261,24 +391,40 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name: str, good: Path, tmp
         assert case.untouched.read_bytes() == before
 
 
-def test_a_module_next_to_the_working_directory_unpickles(good: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_module_next_to_the_working_directory_unpickles(
+    good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--trust-module finds a model class defined in a module of the current directory."""
     _write_module(tmp_path, "tl_user_net_here")
     monkeypatch.chdir(tmp_path)
-    code = main(["export", "net.pt", "--trust-module", "--data", str(good / "data.npz"), "--description",
-                 str(_desc(tmp_path)), "--out", "out"])
+    code = main(
+        [
+            "export",
+            "net.pt",
+            "--trust-module",
+            "--data",
+            str(good / "data.npz"),
+            "--description",
+            str(_desc(tmp_path)),
+            "--out",
+            "out",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "out" / "model.tlm").is_file()
     assert str(tmp_path) not in sys.path  # the import path is restored
 
 
-def test_every_state_dict_key_must_map_onto_the_model(good: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_state_dict_key_must_map_onto_the_model(
+    good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Any key besides the RNN's and the head's refuses the export, whatever it is called or shaped."""
-    extras = {"norm.weight": torch.ones(20), "embed.weight": torch.zeros(5, 3), "post.bias": torch.zeros(3),
-              "rnn.weight_ih_l1": torch.zeros(80, 20)}  # half a second layer
+    extras = {
+        "norm.weight": torch.ones(20),
+        "embed.weight": torch.zeros(5, 3),
+        "post.bias": torch.zeros(3),
+        "rnn.weight_ih_l1": torch.zeros(80, 20),
+    }  # half a second layer
     for key, tensor in extras.items():
         case = _user_sd(tmp_path, good, _rnn_state_dict({key: tensor}))
         assert main(case.argv) == 2

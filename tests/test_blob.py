@@ -1,4 +1,5 @@
 """The .tlm blob: Python round trip, clear errors on bad input, and the C reader bit-exact with the golden."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kernel_models import random_int_model, random_quantized_model
+
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import find_compiler
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
-from tinylstm.trainer.errors import TinyLSTMError
 
 HARNESS = Path(__file__).parent / "c" / "fuzz_blob.c"
 SANITIZE = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all", "-g", "-O1"]
@@ -24,8 +26,17 @@ SANITIZE = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-r
 def build_harness(out: Path) -> Path:
     """tests/c/fuzz_blob.c + the kernel + tl_blob.c, strict flags, sanitizers on."""
     exe = out / "fuzz_blob"
-    cmd = [find_compiler(), *C_FLAGS, *SANITIZE, "-I", str(csrc_dir()), str(HARNESS),
-           *map(str, kernel_sources()), "-o", str(exe)]
+    cmd = [
+        find_compiler(),
+        *C_FLAGS,
+        *SANITIZE,
+        "-I",
+        str(csrc_dir()),
+        str(HARNESS),
+        *map(str, kernel_sources()),
+        "-o",
+        str(exe),
+    ]
     subprocess.run(cmd, check=True)
     return exe
 
@@ -36,7 +47,7 @@ def assert_models_equal(a: IntModel, b: IntModel) -> None:
     assert (a.cell, a.output_scale, a.input_scale) == (b.cell, b.output_scale, b.input_scale)
     assert dataclasses.asdict(a.meta) == dataclasses.asdict(b.meta)
     assert dataclasses.asdict(a.calibration) == dataclasses.asdict(b.calibration)
-    for la, lb in zip(a.layers, b.layers):
+    for la, lb in zip(a.layers, b.layers, strict=True):
         assert la.weights.shape == lb.weights.shape and la.cell_frac == lb.cell_frac
         assert (la.bias_hn is None) == (lb.bias_hn is None)
 
@@ -44,7 +55,9 @@ def assert_models_equal(a: IntModel, b: IntModel) -> None:
 def smooth_signal(T: int, inp: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(T)[:, None]
-    return (np.sin(t / (15 + 5 * np.arange(inp))) * 1.5 + rng.standard_normal((T, inp)) * 0.2).astype(np.float32)
+    return (np.sin(t / (15 + 5 * np.arange(inp))) * 1.5 + rng.standard_normal((T, inp)) * 0.2).astype(
+        np.float32
+    )
 
 
 MODELS = [("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 3)]
@@ -70,7 +83,7 @@ def test_round_trip_quantized_model_keeps_metadata() -> None:
 
 
 def _with_crc(data: bytearray) -> bytes:
-    struct.pack_into("<I", data, 8, zlib.crc32(data[blob.CRC_START:]) & 0xFFFFFFFF)
+    struct.pack_into("<I", data, 8, zlib.crc32(data[blob.CRC_START :]) & 0xFFFFFFFF)
     return bytes(data)
 
 
@@ -94,7 +107,10 @@ def bad_blobs(data: bytes) -> dict[str, tuple[bytes, str]]:
         "cell": (_patched(data, 20, "<B", 5), "cell"),
         "layers": (_patched(data, 21, "<B", 4), "shape"),
         "section count": (_patched(data, 22, "<H", 3), "section table"),
-        "misaligned": (_patched(data, first, "<I", struct.unpack_from("<I", data, first)[0] + 2), "misaligned"),
+        "misaligned": (
+            _patched(data, first, "<I", struct.unpack_from("<I", data, first)[0] + 2),
+            "misaligned",
+        ),
         "out of range": (_patched(data, first, "<I", len(data)), "outside"),
         "size": (_patched(data, first + 4, "<I", 100), "expected"),
         "hash": (_patched(data, 16, "<I", 0x12345678), "hash"),
@@ -137,7 +153,9 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def c_run(harness: Path, data: bytes, xq: np.ndarray, tmp: Path) -> subprocess.CompletedProcess[bytes]:
     path = tmp / "model.tlm"
     path.write_bytes(data)
-    return subprocess.run([str(harness), "run", str(path)], check=False, input=xq.astype(np.int8).tobytes(), capture_output=True)
+    return subprocess.run(
+        [str(harness), "run", str(path)], check=False, input=xq.astype(np.int8).tobytes(), capture_output=True
+    )
 
 
 @pytest.mark.parametrize("cell,layers", MODELS)
@@ -197,7 +215,7 @@ def test_damage_with_a_valid_crc_raises_only_the_documented_errors() -> None:
     for _ in range(1500):
         b = bytearray(good)
         if rng.random() < 0.5:
-            b = b[:max(16, rng.randrange(len(good)))]
+            b = b[: max(16, rng.randrange(len(good)))]
             struct.pack_into("<I", b, 12, len(b))
         else:
             for _ in range(rng.randrange(1, 4)):

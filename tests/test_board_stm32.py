@@ -1,4 +1,5 @@
 """STM32F4 board layer: build the echo firmware, run it in QEMU, talk to it over USART1."""
+
 from __future__ import annotations
 
 import re
@@ -10,16 +11,18 @@ from pathlib import Path
 
 import pytest
 import serial
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import BuildResult, QemuBoard, build_elf, get_board, size_report
-from tinylstm.host.boards.toolchain import FIRMWARE_DIR, find_tool
-from tinylstm.trainer.errors import TinyLSTMError
+from tinylstm.host.boards.toolchain import find_tool
+from tinylstm.host.csources import firmware_dir
 
 pytestmark = pytest.mark.skipif(
     shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
     reason="needs arm-none-eabi-gcc and qemu-system-arm",
 )
 
-ECHO = FIRMWARE_DIR / "tests" / "echo_main.c"
+ECHO = firmware_dir() / "tests" / "echo_main.c"
 BYE = re.compile(rb"BYE board=qemu-stm32f405 ms=(\d+) ovf=(\d+) cyc=(\d+)\n")
 
 
@@ -81,7 +84,9 @@ def test_kill_mid_stream_and_restart(echo_qemu: BuildResult) -> None:
 
 
 def test_size_report(echo_qemu: BuildResult) -> None:
-    report = size_report(echo_qemu.elf, echo_qemu.map, {"port": ["*/stm32f4/*.o"], "app": ["main", "write_*"]})
+    report = size_report(
+        echo_qemu.elf, echo_qemu.map, {"port": ["*/stm32f4/*.o"], "app": ["main", "write_*"]}
+    )
     assert 600 < report.flash < 4096
     assert 256 <= report.ram < 1024  # the 256-byte RX ring buffer dominates
     assert report.stack == 8192

@@ -1,6 +1,7 @@
 """`tinylstm check` is honest: it proves model.tlm is the exported model (C reader and MicroPython), uses
 the float model the export was made from whatever happened to the original file, and reports naive
 baselines next to float and int8."""
+
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.store import load_int_model
 from tinylstm.host.check import check
@@ -31,8 +33,23 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     y = np.arange(150) % 3
     x = rng.standard_normal((150, 24, 3)).astype(np.float32) * 0.5 + y[:, None, None]
     np.savez(root / "data.npz", X=x, y=y)
-    assert main(["train", "--data", str(root / "data.npz"), "--hidden", "8", "--epochs", "8", "--quiet",
-                 "--out", str(root / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(root / "data.npz"),
+                "--hidden",
+                "8",
+                "--epochs",
+                "8",
+                "--quiet",
+                "--out",
+                str(root / "run"),
+            ]
+        )
+        == 0
+    )
     assert main(["export", str(root / "run" / "model.pt"), "--out", str(root / "export")]) == 0
     return root
 
@@ -43,7 +60,9 @@ def export_copy(classifier: Path, tmp_path: Path) -> Path:
     return tmp_path / "export"
 
 
-def test_a_clean_export_passes_with_every_reader(classifier: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_clean_export_passes_with_every_reader(
+    classifier: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, report = run_check(capsys, classifier / "export")
     assert code == 0, out
     blob = report["blob"]
@@ -70,15 +89,16 @@ def _small_size_field(data: bytes) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.parametrize("damage", ["deleted", "truncated", "two bytes flipped", "size field rewritten",
-                                    "another model's blob"])
+@pytest.mark.parametrize(
+    "damage", ["deleted", "truncated", "two bytes flipped", "size field rewritten", "another model's blob"]
+)
 def test_a_damaged_blob_fails(export_copy: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
     tlm = export_copy / "model.tlm"
     data = tlm.read_bytes()
     if damage == "deleted":
         tlm.unlink()
     elif damage == "truncated":
-        tlm.write_bytes(data[:len(data) // 2])
+        tlm.write_bytes(data[: len(data) // 2])
     elif damage == "two bytes flipped":
         tlm.write_bytes(_flip(data, len(data) // 3, 2 * len(data) // 3))
     elif damage == "size field rewritten":
@@ -99,13 +119,25 @@ def test_a_damaged_blob_fails(export_copy: Path, capsys: pytest.CaptureFixture[s
             assert "MicroPython: FAIL" in line and "BlobError" in line, line
 
 
-def test_the_original_model_file_moved_or_retrained(classifier: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_original_model_file_moved_or_retrained(
+    classifier: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The export carries its float model: moving model.pt changes nothing, retraining into the same path
     is noticed and does not change what check compares against."""
     shutil.copytree(classifier / "run", tmp_path / "run")
-    assert main(["export", str(tmp_path / "run" / "model.pt"), "--data", str(classifier / "data.npz"),
-                 "--out", str(tmp_path / "export")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "run" / "model.pt"),
+                "--data",
+                str(classifier / "data.npz"),
+                "--out",
+                str(tmp_path / "export"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     code, _, first = run_check(capsys, tmp_path / "export")
     assert code == 0
@@ -114,8 +146,25 @@ def test_the_original_model_file_moved_or_retrained(classifier: Path, tmp_path: 
     assert code == 0 and report["float_model"]["made_from_now"] == "gone"
     assert report["quality"] == first["quality"]
     assert "is gone: check used the float model stored in the export" in out
-    assert main(["train", "--data", str(classifier / "data.npz"), "--hidden", "8", "--epochs", "2", "--seed", "5",
-                 "--quiet", "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(classifier / "data.npz"),
+                "--hidden",
+                "8",
+                "--epochs",
+                "2",
+                "--seed",
+                "5",
+                "--quiet",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     code, out, report = run_check(capsys, tmp_path / "export")
     assert code == 0 and report["float_model"]["made_from_now"] == "changed since export"
@@ -123,7 +172,9 @@ def test_the_original_model_file_moved_or_retrained(classifier: Path, tmp_path: 
     assert "WARNING: the model file" in out
 
 
-def test_classification_baseline_in_text_and_json(classifier: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_classification_baseline_in_text_and_json(
+    classifier: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, out, report = run_check(capsys, classifier / "export")
     base = report["baselines"]
     assert base["majority_class"] in ("0", "1", "2") and 20 < base["majority_accuracy_pct"] < 50
@@ -135,13 +186,36 @@ def _series_csv(path: Path, n: int = 3000) -> None:
     rng = np.random.default_rng(2)
     walk = np.cumsum(rng.standard_normal(n) * 0.1) + 5.0
     other = np.sin(np.arange(n) / 30.0)
-    path.write_text("level,other\n" + "\n".join(f"{a:.5f},{b:.5f}" for a, b in zip(walk, other, strict=True)) + "\n")
+    path.write_text(
+        "level,other\n" + "\n".join(f"{a:.5f},{b:.5f}" for a, b in zip(walk, other, strict=True)) + "\n"
+    )
 
 
 def test_regression_baselines_and_the_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _series_csv(tmp_path / "walk.csv")
-    assert main(["train", "--data", str(tmp_path / "walk.csv"), "--target", "level", "--forecast", "4", "--window",
-                 "32", "--hidden", "8", "--epochs", "2", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "walk.csv"),
+                "--target",
+                "level",
+                "--forecast",
+                "4",
+                "--window",
+                "32",
+                "--hidden",
+                "8",
+                "--epochs",
+                "2",
+                "--quiet",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     assert main(["export", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "export")]) == 0
     capsys.readouterr()
     main(["check", str(tmp_path / "export"), "--max-rmse-increase", "100"])
@@ -157,3 +231,13 @@ def test_regression_baselines_and_the_warning(tmp_path: Path, capsys: pytest.Cap
     assert ("WARNING: the model does not beat persistence" in out) == warned
     as_json = check(tmp_path / "export")
     assert as_json["baselines"] == base
+
+
+def test_old_layout_names_still_work_with_a_note(
+    classifier: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(classifier / "run" / "model.pt")
+    assert main(["export", model, "--layout", "s16", "--out", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "--layout s16 is now called w16" in err and "weight layout w16" in out
+    assert "TL_LAYOUT_W16" in (tmp_path / "tl_model.c").read_text()

@@ -1,12 +1,13 @@
 """Cortex-M4 code of the kernel, run in unicorn: the SMLAD path (__ARM_FEATURE_DSP) and the portable
 path (-DTL_NO_DSP), each with the default int8 weight layout and the fast int16 one (codegen
-``layout="s16"``), all equal the numpy golden bit for bit, every output and every state word. The host
-bridge built from an s16-emitted model (portable path, x86/ARM host) is checked the same way.
+``layout="w16"``), all equal the numpy golden bit for bit, every output and every state word. The host
+bridge built from an w16-emitted model (portable path, x86/ARM host) is checked the same way.
 
 Streams are 4,000 steps (10,000 for one model per cell): unicorn runs the kernel at tens of millions
 of instructions per second, so the longest case (3 layers x 33 units) takes a few seconds; the host
 parity tests run the same arithmetic for 10,000 steps on more models.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -15,15 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kernel_models import random_int_model
+
 from tinylstm.codegen import golden
+from tinylstm.codegen.cells import CELLS
+from tinylstm.codegen.random_models import random_int_model
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 
 pytest.importorskip("unicorn")
 if shutil.which("arm-none-eabi-gcc") is None:
     pytest.skip("arm-none-eabi-gcc not installed", allow_module_level=True)
 
-from unicorn_runner import M4Target, build_target
+from tinylstm.host.unicorn_runner import M4Target, build_target
 
 # (cell, layers, input, hidden, output, steps): odd widths leave 1..3-element tails in the x part,
 # the h part and the head; hidden 1..3 exercise the shortest rows; input 8/16 the unrolled pairs.
@@ -41,11 +44,20 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("layout", ["s8", "s16"])
+@pytest.mark.parametrize("layout", ["w8", "w16"])
 @pytest.mark.parametrize("dsp", [True, False], ids=["dsp", "portable"])
 @pytest.mark.parametrize("cell,layers,inp,hidden,out,steps", CASES)
-def test_m4_bit_exact_with_golden(tmp_path: Path, dsp: bool, layout: str, cell: str, layers: int, inp: int,
-                                  hidden: int, out: int, steps: int) -> None:
+def test_m4_bit_exact_with_golden(
+    tmp_path: Path,
+    dsp: bool,
+    layout: str,
+    cell: str,
+    layers: int,
+    inp: int,
+    hidden: int,
+    out: int,
+    steps: int,
+) -> None:
     rng = np.random.default_rng(hidden * 100 + inp)
     model = random_int_model(rng, cell, layers, inp, hidden, out, 18, 40)  # shifts both sides of 32
     xq = rng.integers(-128, 128, (steps, inp)).astype(np.int8)
@@ -55,10 +67,15 @@ def test_m4_bit_exact_with_golden(tmp_path: Path, dsp: bool, layout: str, cell: 
     y, h, c = target.run(xq)
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     for t in range(steps):  # first differing step, for a readable failure
-        if not (np.array_equal(y[t], y_ref[0, t]) and np.array_equal(h[t], tr["h"][0, t])
-                and np.array_equal(c[t], tr["c"][0, t])):
-            raise AssertionError(f"Cortex-M4 ({'dsp' if dsp else 'portable'}, {layout}) and golden differ at step {t}:\n"
-                                 f"y {y[t]} vs {y_ref[0, t]}\nh {h[t].ravel()[:16]} vs {tr['h'][0, t].ravel()[:16]}")
+        if not (
+            np.array_equal(y[t], y_ref[0, t])
+            and np.array_equal(h[t], tr["h"][0, t])
+            and np.array_equal(c[t], tr["c"][0, t])
+        ):
+            raise AssertionError(
+                f"Cortex-M4 ({'dsp' if dsp else 'portable'}, {layout}) and golden differ at step {t}:\n"
+                f"y {y[t]} vs {y_ref[0, t]}\nh {h[t].ravel()[:16]} vs {tr['h'][0, t].ravel()[:16]}"
+            )
 
 
 def test_dsp_path_is_really_used(tmp_path: Path) -> None:
@@ -71,55 +88,62 @@ def test_dsp_path_is_really_used(tmp_path: Path) -> None:
         target = M4Target(build, model)
         target.run(rng.integers(-128, 128, (4, 6)).astype(np.int8))
         counts[dsp], _ = target.measure_step(rng.integers(-128, 128, 6).astype(np.int8))
-        dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(build.objects["tl_dot"])],
-                                           capture_output=True, text=True, check=True).stdout
+        dis = subprocess.run(
+            ["arm-none-eabi-objdump", "-d", str(build.objects["tl_dot"])],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert ("smlad" in dis) == dsp
     assert counts[True] < 0.85 * counts[False], counts
 
 
 # Every tail length (I % 4, H % 4 in 0..3, odd G*n for GRU's padding), hidden 8/16 for the 2- and 4-group
-# passes, and shifts on both sides of 32; s16 against the golden on the DSP path, 3,000 steps each.
-S16_SHAPES = [(cell, layers, inp, hidden) for cell in ("lstm", "gru")
-              for layers, inp, hidden in ((1, 4, 8), (2, 1, 17), (1, 2, 18), (2, 3, 23), (1, 11, 16), (1, 40, 4))]
+# passes, and shifts on both sides of 32; w16 against the golden on the DSP path, 3,000 steps each.
+W16_SHAPES = [
+    (cell, layers, inp, hidden)
+    for cell in ("lstm", "gru")
+    for layers, inp, hidden in ((1, 4, 8), (2, 1, 17), (1, 2, 18), (2, 3, 23), (1, 11, 16), (1, 40, 4))
+]
 
 
-@pytest.mark.parametrize("cell,layers,inp,hidden", S16_SHAPES)
-def test_m4_s16_tails_bit_exact(tmp_path: Path, cell: str, layers: int, inp: int, hidden: int) -> None:
+@pytest.mark.parametrize("cell,layers,inp,hidden", W16_SHAPES)
+def test_m4_w16_tails_bit_exact(tmp_path: Path, cell: str, layers: int, inp: int, hidden: int) -> None:
     rng = np.random.default_rng(inp * 1000 + hidden)
     model = random_int_model(rng, cell, layers, inp, hidden, 3, 18, 40)
     xq = rng.integers(-128, 128, (3_000, inp)).astype(np.int8)
-    target = M4Target(build_target(model, tmp_path, layout="s16"), model)
+    target = M4Target(build_target(model, tmp_path, layout="w16"), model)
     y, h, c = target.run(xq)
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     assert np.array_equal(y, y_ref[0]) and np.array_equal(h, tr["h"][0]) and np.array_equal(c, tr["c"][0])
 
 
-def test_s16_layout_is_the_same_model(tmp_path: Path) -> None:
-    """Same hash and the same int8 values (times the alignment factors) in the emitted s16 source; no int8
-    gate weights emitted; the s16 DSP step needs fewer instructions than the s8 one."""
+def test_w16_layout_is_the_same_model(tmp_path: Path) -> None:
+    """Same hash and the same int8 values (times the alignment factors) in the emitted w16 source; no int8
+    gate weights emitted; the w16 DSP step needs fewer instructions than the w8 one."""
     rng = np.random.default_rng(9)
     model = random_int_model(rng, "lstm", 1, 6, 32, 4)
     counts = {}
-    for layout in ("s8", "s16"):
+    for layout in ("w8", "w16"):
         build = build_target(model, tmp_path / layout, layout=layout, max_steps=8)
         src = (tmp_path / layout / "tl_model.c").read_text()
         assert f"0x{model.model_hash:08x}u" in src
-        assert ("l0_weights16" in src) == (layout == "s16") and ("l0_weights[" in src) == (layout == "s8")
+        assert ("l0_weights16" in src) == (layout == "w16") and ("l0_weights[" in src) == (layout == "w8")
         target = M4Target(build, model)
         target.run(rng.integers(-128, 128, (4, 6)).astype(np.int8))
         counts[layout], _ = target.measure_step(rng.integers(-128, 128, 6).astype(np.int8))
-    assert counts["s16"] < 0.8 * counts["s8"], counts
+    assert counts["w16"] < 0.8 * counts["w8"], counts
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_host_bridge_s16_bit_exact(tmp_path: Path, cell: str) -> None:
-    """The cffi bridge built from an s16-emitted model (portable C on the host) equals the golden."""
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_host_bridge_w16_bit_exact(tmp_path: Path, cell: str) -> None:
+    """The cffi bridge built from an w16-emitted model (portable C on the host) equals the golden."""
     from tinylstm.host.bridge import CModel
 
     rng = np.random.default_rng(21)
     model = random_int_model(rng, cell, 2, 7, 19, 5, 18, 40)
     xq = rng.integers(-128, 128, (5_000, 7)).astype(np.int8)
-    cm = CModel.from_int_model(model, cache_dir=tmp_path, layout="s16")
+    cm = CModel.from_int_model(model, cache_dir=tmp_path, layout="w16")
     y = cm.run(xq)
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     assert np.array_equal(y, y_ref[0])
@@ -128,8 +152,8 @@ def test_host_bridge_s16_bit_exact(tmp_path: Path, cell: str) -> None:
         assert np.array_equal(cm.c.reshape(2, 19), tr["c"][0, -1])
 
 
-def test_s16_sanitized_host_build(tmp_path: Path) -> None:
-    """The s16 portable path under -fsanitize=address,undefined, LSTM and GRU, 3 layers, 5,000 steps."""
+def test_w16_sanitized_host_build(tmp_path: Path) -> None:
+    """The w16 portable path under -fsanitize=address,undefined, LSTM and GRU, 3 layers, 5,000 steps."""
     from tinylstm.codegen.emit_c import emit_c
     from tinylstm.host.bridge import find_compiler
     from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
@@ -138,11 +162,30 @@ def test_s16_sanitized_host_build(tmp_path: Path) -> None:
     for cell in ("lstm", "gru"):
         model = random_int_model(rng := np.random.default_rng(4), cell, 3, 9, 33, 5, 10, 40)
         gen = tmp_path / cell
-        emit_c(model, gen, layout="s16")
+        emit_c(model, gen, layout="w16")
         exe = gen / "run_model"
-        subprocess.run([cc, *C_FLAGS, "-DTL_LAYOUT_S16", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                        "-I", str(csrc_dir()), "-I", str(gen), str(Path(__file__).parent / "c" / "run_model.c"), str(gen / "tl_model.c"),
-                        *map(str, kernel_sources()), "-o", str(exe), "-lm"], check=True)
+        subprocess.run(
+            [
+                cc,
+                *C_FLAGS,
+                "-DTL_LAYOUT_W16",
+                "-O1",
+                "-g",
+                "-fsanitize=address,undefined",
+                "-fno-sanitize-recover=all",
+                "-I",
+                str(csrc_dir()),
+                "-I",
+                str(gen),
+                str(Path(__file__).parent / "c" / "run_model.c"),
+                str(gen / "tl_model.c"),
+                *map(str, kernel_sources()),
+                "-o",
+                str(exe),
+                "-lm",
+            ],
+            check=True,
+        )
         xq = rng.integers(-128, 128, (5_000, 9)).astype(np.int8)
         proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
@@ -159,9 +202,23 @@ def test_kernel_builds_for_m4_at_every_optimization_level(tmp_path: Path, opt: s
     """Debug builds (-O0) take the portable path: the SMLAD inline asm needs an optimizing build."""
     gcc = shutil.which("arm-none-eabi-gcc")
     assert gcc, "arm-none-eabi-gcc is required (scripts/setup.sh installs it)"
-    for layout in ([], ["-DTL_LAYOUT_S16"]):
+    for layout in ([], ["-DTL_LAYOUT_W16"]):
         for src in kernel_sources():
-            cmd = [gcc, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", opt, *layout,
-                   *C_FLAGS, "-I", str(csrc_dir()), "-c", str(src), "-o", str(tmp_path / f"{src.stem}.o")]
+            cmd = [
+                gcc,
+                "-mcpu=cortex-m4",
+                "-mthumb",
+                "-mfloat-abi=hard",
+                "-mfpu=fpv4-sp-d16",
+                opt,
+                *layout,
+                *C_FLAGS,
+                "-I",
+                str(csrc_dir()),
+                "-c",
+                str(src),
+                "-o",
+                str(tmp_path / f"{src.stem}.o"),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"

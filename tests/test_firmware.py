@@ -1,4 +1,5 @@
 """The streaming firmware in QEMU: bit-exact parity on held-out data, replay, errors, model refusal."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from firmware_fixtures import Trained, train_and_export, trained_firmware
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.bridge import CModel, load_library
+from tinylstm.host.feed import wait_hello
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.link import Link
-from tinylstm.host.feed import wait_hello
 from tinylstm.host.parity import run_parity
 from tinylstm.host.protocol import (
     ErrorCode,
@@ -29,7 +32,6 @@ from tinylstm.host.protocol import (
     parse_message,
 )
 from tinylstm.host.stream import BoardStream
-from tinylstm.trainer.errors import TinyLSTMError
 
 pytestmark = pytest.mark.skipif(
     shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
@@ -95,7 +97,9 @@ def test_float_input_accounting_and_bad_frames_on_the_board(trained: Trained) ->
         stats = parse_message(link.expect(FrameType.STATS))
         assert isinstance(stats, Stats)
         assert (stats.frames_bad, stats.steps, stats.inputs_refused, stats.next_step) == (1, 2, 3, 7)
-        assert stats.rx_freed == link.tx_bytes + len(garbage)  # every byte sent so far was taken, none dropped
+        assert stats.rx_freed == link.tx_bytes + len(
+            garbage
+        )  # every byte sent so far was taken, none dropped
 
 
 def test_replay_streams_the_embedded_held_out_data(trained: Trained) -> None:
@@ -118,6 +122,8 @@ def test_replay_streams_the_embedded_held_out_data(trained: Trained) -> None:
 
 def test_other_model_is_refused(trained: Trained, tmp_path: Path) -> None:
     other = train_and_export(tmp_path, hidden=8, epochs=1, seed=1)
-    refused = pytest.raises(TinyLSTMError, match=r"board runs model 0x[0-9a-f]{8} but .* holds model 0x[0-9a-f]{8}")
+    refused = pytest.raises(
+        TinyLSTMError, match=r"board runs model 0x[0-9a-f]{8} but .* holds model 0x[0-9a-f]{8}"
+    )
     with QemuBoard(trained.host.elf) as board, Link.open(board.url) as link, refused:  # type: ignore[arg-type]
         run_parity(link, other, 10)

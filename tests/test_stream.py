@@ -1,5 +1,6 @@
 """The stream client against the emulated board: power loss mid-stream, a corrupting link, missing ports,
 and the PlatformIO projects (offline config + Cortex-M4 compile of their shared sources)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from firmware_fixtures import Trained, trained_firmware
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.cli.main import main
@@ -20,7 +23,6 @@ from tinylstm.host.firmware import build_firmware
 from tinylstm.host.flash import flash
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.stream import BoardStream
-from tinylstm.trainer.errors import TinyLSTMError
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm")
@@ -124,8 +126,13 @@ def test_platformio_project(trained: Trained, tmp_path: Path, board: str) -> Non
     project = build_firmware(trained.export_dir, board, tmp_path).project
     assert project is not None
     if shutil.which("pio"):
-        out = subprocess.run(["pio", "project", "config", "-d", str(project)], check=False, capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            ["pio", "project", "config", "-d", str(project)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         assert f"env:{board}" in out.stdout and "framework        =  arduino" in out.stdout
     ini = (project / "platformio.ini").read_text()
@@ -134,8 +141,23 @@ def test_platformio_project(trained: Trained, tmp_path: Path, board: str) -> Non
     src = project / "src"
     assert (src / "hal_arduino.cpp").is_file()
     for c in sorted(src.glob("*.c")):  # the shared C, as a proxy for the framework build
-        cmd = ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-std=c99", "-Os", "-Wall", "-Wextra", "-Werror",
-               "-ffp-contract=off", f"-I{src}", *defines, "-c", str(c), "-o", str(tmp_path / f"{c.stem}.o")]
+        cmd = [
+            "arm-none-eabi-gcc",
+            "-mcpu=cortex-m4",
+            "-mthumb",
+            "-std=c99",
+            "-Os",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-ffp-contract=off",
+            f"-I{src}",
+            *defines,
+            "-c",
+            str(c),
+            "-o",
+            str(tmp_path / f"{c.stem}.o"),
+        ]
         res = subprocess.run(cmd, check=False, capture_output=True, text=True)
         assert res.returncode == 0, f"{c.name}: {res.stderr}"
 

@@ -1,18 +1,24 @@
 """Dataset loaders (.ts, .csv, .npz, watch), split and normalisation."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.data import Normalizer, load_dataset, split
-from tinylstm.trainer.errors import TinyLSTMError
 
-TS_HEADER = "# comment line\n@problemName Toy\n@timeStamps false\n@missing {missing}\n@univariate false\n" \
-            "@dimensions 2\n@equalLength false\n{label}\n@data\n"
+TS_HEADER = (
+    "# comment line\n@problemName Toy\n@timeStamps false\n@missing {missing}\n@univariate false\n"
+    "@dimensions 2\n@equalLength false\n{label}\n@data\n"
+)
 
 
-def write_ts(tmp_path: Path, rows: list[str], label: str = "@classLabel true a b", missing: str = "false") -> Path:
+def write_ts(
+    tmp_path: Path, rows: list[str], label: str = "@classLabel true a b", missing: str = "false"
+) -> Path:
     path = tmp_path / "toy.ts"
     path.write_text(TS_HEADER.format(label=label, missing=missing) + "\n".join(rows) + "\n")
     return path
@@ -30,7 +36,9 @@ def test_ts_variable_length_classification(tmp_path: Path) -> None:
 
 
 def test_ts_regression(tmp_path: Path) -> None:
-    path = write_ts(tmp_path, ["1,2:3,4:0.5", "1,2,3:3,4,5:-1.25"], label="@classLabel false\n@targetLabel true")
+    path = write_ts(
+        tmp_path, ["1,2:3,4:0.5", "1,2,3:3,4,5:-1.25"], label="@classLabel false\n@targetLabel true"
+    )
     ds = load_dataset(str(path))
     assert ds.task == "regression" and ds.classes is None
     np.testing.assert_allclose(ds.labels, [[0.5], [-1.25]])
@@ -114,7 +122,9 @@ def test_csv_unknown_column(tmp_path: Path) -> None:
 
 def test_npz_variable_length_and_per_step(tmp_path: Path) -> None:
     x = np.arange(2 * 4 * 3, dtype=np.float64).reshape(2, 4, 3)
-    np.savez(tmp_path / "a.npz", X=x, y=np.array([0, 1]), lengths=np.array([4, 2]), classes=np.array(["u", "v"]))
+    np.savez(
+        tmp_path / "a.npz", X=x, y=np.array([0, 1]), lengths=np.array([4, 2]), classes=np.array(["u", "v"])
+    )
     ds = load_dataset(str(tmp_path / "a.npz"))
     assert ds.mode == "window" and ds.classes == ["u", "v"] and [len(s) for s in ds.sequences] == [4, 2]
     np.savez(tmp_path / "b.npz", X=x, y=np.zeros((2, 4), dtype=np.float32) + 0.5)

@@ -1,4 +1,5 @@
 """TinyRNN shapes, size validation, padding invariance, and checkpoint robustness."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.checkpoint import CheckpointMeta, DatasetRef, load_checkpoint, save_checkpoint
-from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.models import TinyGRU, TinyLSTM, TinyRNN
 
 
@@ -34,7 +36,13 @@ def test_model_attributes_and_validation() -> None:
     model = TinyRNN("lstm", 6, 16, 1, 7)
     assert isinstance(model.rnn, torch.nn.LSTM) and model.rnn.batch_first and not model.rnn.bidirectional
     assert isinstance(model.head, torch.nn.Linear) and model.head.in_features == 16
-    for args in [("rnn", 6, 16, 1, 7), ("lstm", 6, 2, 1, 7), ("gru", 6, 16, 4, 7), ("gru", 0, 16, 1, 7)]:
+    for args in [
+        ("rnn", 6, 16, 1, 7),
+        ("lstm", 6, 257, 1, 7),
+        ("lstm", 6, 0, 1, 7),
+        ("gru", 6, 16, 4, 7),
+        ("gru", 0, 16, 1, 7),
+    ]:
         with pytest.raises(TinyLSTMError):
             TinyRNN(*args)  # type: ignore[arg-type]
     with pytest.raises(TinyLSTMError, match="model input"):
@@ -43,11 +51,20 @@ def test_model_attributes_and_validation() -> None:
 
 def make_meta(input_size: int = 3, hidden: int = 8, output: int = 2) -> CheckpointMeta:
     return CheckpointMeta(
-        cell="gru", input_size=input_size, hidden_size=hidden, num_layers=1, output_size=output,
-        task="classification", mode="window", window=None, classes=["a", "b"],
+        cell="gru",
+        input_size=input_size,
+        hidden_size=hidden,
+        num_layers=1,
+        output_size=output,
+        task="classification",
+        mode="window",
+        window=None,
+        classes=["a", "b"],
         channels=[f"c{i}" for i in range(input_size)],
-        norm={"mean": [0.0] * input_size, "std": [1.0] * input_size}, target_norm=None,
-        dataset=DatasetRef(spec="watch", options={}, seed=0, val=0.15, test=0.15), metrics={"test_accuracy": 0.5},
+        norm={"mean": [0.0] * input_size, "std": [1.0] * input_size},
+        target_norm=None,
+        dataset=DatasetRef(spec="watch", options={}, seed=0, val=0.15, test=0.15),
+        metrics={"test_accuracy": 0.5},
     )
 
 
@@ -79,8 +96,11 @@ def test_bad_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(TinyLSTMError, match="not a TinyLSTM checkpoint"):
         load_checkpoint(foreign)
     blob = torch.load(good, weights_only=True)
-    for change, message in [({"version": 99}, "version 99"), ({"hidden_size": 16}, "do not match"),
-                            ({"channels": None}, "malformed|channel")]:
+    for change, message in [
+        ({"version": 99}, "version 99"),
+        ({"hidden_size": 16}, "do not match"),
+        ({"channels": None}, "malformed|channel"),
+    ]:
         torch.save({**blob, **change}, foreign)
         with pytest.raises(TinyLSTMError, match=message):
             load_checkpoint(foreign)

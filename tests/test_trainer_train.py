@@ -1,4 +1,5 @@
 """Training runs: watch learns, seeds reproduce, regression streams, NaN guard, and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.cli.main import main
 from tinylstm.trainer.checkpoint import load_checkpoint, load_splits_from_meta
 from tinylstm.trainer.data import load_dataset
-from tinylstm.trainer.errors import TinyLSTMError
 from tinylstm.trainer.train import TrainConfig, fit
 
 FAST = {"hidden": 8, "epochs": 3, "batch_size": 16, "lr": 1e-2, "progress": False}
@@ -35,7 +37,9 @@ def test_watch_short_run_learns(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["sizes"]["test"] == result.metrics["sizes"]["test"] > 0
     _, meta = load_checkpoint(tmp_path / "model.pt")
-    assert meta.window == 32 and meta.classes == ds.classes and meta.dataset.options == {"window": 32, "hop": 64}
+    assert (
+        meta.window == 32 and meta.classes == ds.classes and meta.dataset.options == {"window": 32, "hop": 64}
+    )
     train, val, test = load_splits_from_meta(meta)
     assert (len(train), len(val), len(test)) == tuple(result.metrics["sizes"].values())
 
@@ -56,7 +60,9 @@ def test_stream_regression_forecast(tmp_path: Path) -> None:
     path = tmp_path / "wave.csv"
     path.write_text("s,c\n" + rows + "\n")
     ds = load_dataset(str(path), target="s", forecast=3, window=40)
-    result = fit(ds, TrainConfig(epochs=4, **{k: v for k, v in FAST.items() if k != "epochs"}), tmp_path / "r")
+    result = fit(
+        ds, TrainConfig(epochs=4, **{k: v for k, v in FAST.items() if k != "epochs"}), tmp_path / "r"
+    )
     assert result.meta.target_norm is not None and result.meta.mode == "stream"
     assert 0 < result.metrics["test_rmse"] < 0.7  # the signal's own RMS is about 0.71
 
@@ -64,7 +70,11 @@ def test_stream_regression_forecast(tmp_path: Path) -> None:
 def test_nan_loss_stops_training(tmp_path: Path) -> None:
     ds = load_dataset(toy_npz(tmp_path), task="regression")  # an unbounded output can overflow
     with pytest.raises(TinyLSTMError, match="loss became NaN at epoch 1 step"):
-        fit(ds, TrainConfig(lr=1e30, clip=1e30, **{k: v for k, v in FAST.items() if k != "lr"}), tmp_path / "n")
+        fit(
+            ds,
+            TrainConfig(lr=1e30, clip=1e30, **{k: v for k, v in FAST.items() if k != "lr"}),
+            tmp_path / "n",
+        )
 
 
 def test_cli_train_on_ts_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,13 +83,36 @@ def test_cli_train_on_ts_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     for i in range(40):
         length, label = int(rng.integers(6, 15)), i % 2
         dims = [rng.normal(loc=(2 if label else -2) * (d == 0), size=length) for d in range(2)]
-        lines.append(":".join(",".join(f"{v:.4f}" for v in dim) for dim in dims) + f":{'up' if label else 'down'}")
+        lines.append(
+            ":".join(",".join(f"{v:.4f}" for v in dim) for dim in dims) + f":{'up' if label else 'down'}"
+        )
     data = tmp_path / "toy.ts"
-    data.write_text("@problemName Toy\n@dimensions 2\n@equalLength false\n@classLabel true down up\n@data\n"
-                    + "\n".join(lines) + "\n")
+    data.write_text(
+        "@problemName Toy\n@dimensions 2\n@equalLength false\n@classLabel true down up\n@data\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     out = tmp_path / "run"
-    code = main(["train", "--data", str(data), "--cell", "gru", "--hidden", "8", "--epochs", "3", "--lr", "0.01",
-                 "--batch-size", "8", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--cell",
+            "gru",
+            "--hidden",
+            "8",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.01",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and str(out / "model.pt") in printed

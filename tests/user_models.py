@@ -1,4 +1,5 @@
 """Hand-built user models (importable, so pickled modules load in the tests)."""
+
 from __future__ import annotations
 
 import torch

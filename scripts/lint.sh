@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The style gates `make test` runs before the tests: ruff (pyflakes, import order, bugbear, line length;
+# and its formatter), clang-format on every C/C++ source, mypy on the tinylstm package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+ROOT=$PWD
+
+"$PY" -m ruff check .
+"$PY" -m ruff format --check --quiet .
+
+mapfile -t C_FILES < <(find csrc firmware tests/c \( -name 'build-*' -prune \) -o \
+    \( -name '*.c' -o -name '*.h' -o -name '*.cpp' \) -print | sort)
+# the clang-format of the pinned PyPI package (pyproject.toml), whatever else is on PATH
+CLANG_FORMAT=$("$PY" -c 'import clang_format; print(clang_format.get_executable("clang-format"))')
+"$CLANG_FORMAT" --dry-run --Werror "${C_FILES[@]}"
+
+# The package maps tinylstm.trainer/codegen/host onto trainer/, codegen/, host/ (pyproject.toml), which mypy
+# cannot follow: check a tree of links with that layout.
+TREE=$(mktemp -d)
+trap 'rm -rf "$TREE"' EXIT
+mkdir "$TREE/tinylstm"
+ln -s "$ROOT"/tinylstm/*.py "$TREE/tinylstm/"
+for d in trainer codegen host; do ln -s "$ROOT/$d" "$TREE/tinylstm/$d"; done
+(cd "$TREE" && "$PY" -m mypy --config-file "$ROOT/pyproject.toml" -p tinylstm)
+echo "lint: ruff, clang-format and mypy clean"
