@@ -19,6 +19,8 @@ from tinylstm.errors import TinyLSTMError
 
 Layout = Literal["w8", "w16"]
 LAYOUTS: tuple[str, ...] = ("w8", "w16")
+# what the kernel and the model file are compiled with for each layout
+LAYOUT_DEFINES: dict[str, tuple[str, ...]] = {"w8": (), "w16": ("-DTL_LAYOUT_W16",)}
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 from unicorn import UC_ARCH_ARM, UC_HOOK_CODE, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
 from unicorn import arm_const as arm
 
-from tinylstm.codegen.emit_c import emit_c
+from tinylstm.codegen.emit_c import LAYOUT_DEFINES, Layout, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 
@@ -109,7 +109,7 @@ class TargetBuild:
     objects: dict[str, Path]  # kernel file stem -> object file
     dsp: bool
     max_steps: int
-    layout: str = "w8"
+    layout: Layout = "w8"
 
 
 def build_target(
@@ -118,11 +118,11 @@ def build_target(
     dsp: bool = True,
     opt: str = "-O2",
     max_steps: int = 2000,
-    layout: str = "w8",
+    layout: Layout = "w8",
 ) -> TargetBuild:
     """Cross-compile kernel + model + driver for Cortex-M4 into ``out_dir/target.elf``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    emit_c(model, out_dir, layout=layout)  # type: ignore[arg-type]
+    emit_c(model, out_dir, layout=layout)
     (out_dir / "driver.c").write_text(DRIVER)
     (out_dir / "target.ld").write_text(LINKER_SCRIPT)
     flags = [
@@ -139,8 +139,7 @@ def build_target(
     ]
     if not dsp:
         flags.append("-DTL_NO_DSP")
-    if layout == "w16":
-        flags.append("-DTL_LAYOUT_W16")
+    flags += LAYOUT_DEFINES[layout]
     sources = [s for s in kernel_sources() if s.stem != "tl_blob"]
     objects: dict[str, Path] = {}
     for src in [*sources, out_dir / "tl_model.c", out_dir / "driver.c"]:

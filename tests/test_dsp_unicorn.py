@@ -26,6 +26,8 @@ pytest.importorskip("unicorn")
 if shutil.which("arm-none-eabi-gcc") is None:
     pytest.skip("arm-none-eabi-gcc not installed", allow_module_level=True)
 
+from sanitized_harness import check_sanitized_run
+
 from tinylstm.host.unicorn_runner import M4Target, build_target
 
 # (cell, layers, input, hidden, output, steps): odd widths leave 1..3-element tails in the x part,
@@ -153,48 +155,10 @@ def test_host_bridge_w16_bit_exact(tmp_path: Path, cell: str) -> None:
 
 
 def test_w16_sanitized_host_build(tmp_path: Path) -> None:
-    """The w16 portable path under -fsanitize=address,undefined, LSTM and GRU, 3 layers, 5,000 steps."""
-    from tinylstm.codegen.emit_c import emit_c
-    from tinylstm.host.bridge import find_compiler
-    from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
-
-    cc = find_compiler()
-    for cell in ("lstm", "gru"):
+    """The w16 portable path under -fsanitize=address,undefined, every cell, 3 layers, 5,000 steps."""
+    for cell in CELLS:
         model = random_int_model(rng := np.random.default_rng(4), cell, 3, 9, 33, 5, 10, 40)
-        gen = tmp_path / cell
-        emit_c(model, gen, layout="w16")
-        exe = gen / "run_model"
-        subprocess.run(
-            [
-                cc,
-                *C_FLAGS,
-                "-DTL_LAYOUT_W16",
-                "-O1",
-                "-g",
-                "-fsanitize=address,undefined",
-                "-fno-sanitize-recover=all",
-                "-I",
-                str(csrc_dir()),
-                "-I",
-                str(gen),
-                str(Path(__file__).parent / "c" / "run_model.c"),
-                str(gen / "tl_model.c"),
-                *map(str, kernel_sources()),
-                "-o",
-                str(exe),
-                "-lm",
-            ],
-            check=True,
-        )
-        xq = rng.integers(-128, 128, (5_000, 9)).astype(np.int8)
-        proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
-        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-        rec = np.dtype([("y", "<i2", 5), ("h", "i1", 99), ("c", "<i2", 99)])
-        got = np.frombuffer(proc.stdout, dtype=rec)
-        y_ref, _, tr = golden.run(model, xq[None], trace=True)
-        assert np.array_equal(got["y"], y_ref[0])
-        assert np.array_equal(got["h"], tr["h"][0].reshape(5_000, -1))
-        assert np.array_equal(got["c"], tr["c"][0].reshape(5_000, -1))
+        check_sanitized_run(model, tmp_path / cell, 5_000, rng, layout="w16")
 
 
 @pytest.mark.parametrize("opt", ["-O0", "-Og", "-Os", "-O2", "-O3"])

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sanitized_harness import check_sanitized_run
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
-from tinylstm.host.bridge import CModel, find_compiler
-from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
-
-HARNESS = Path(__file__).parent / "c" / "run_model.c"
+from tinylstm.host.bridge import CModel
 
 
 def assert_stream_bit_exact(model: IntModel, xq: np.ndarray) -> None:
@@ -104,44 +100,11 @@ def test_float_input_conversion_matches(seed: int, scale: float) -> None:
 
 
 def test_sanitized_host_build(tmp_path: Path) -> None:
-    """The kernel under -fsanitize=address,undefined, stepping LSTM and GRU models for 10,000 steps."""
-    cc = find_compiler()
+    """The kernel under -fsanitize=address,undefined, stepping every cell, 3 layers, for 10,000 steps."""
     rng = np.random.default_rng(3)
-    for cell in ("lstm", "gru"):
+    for cell in CELLS:
         model = random_int_model(rng, cell, 3, 9, 33, 5, 10, 40)
-        gen = tmp_path / cell
-        emit_c(model, gen)
-        exe = gen / "run_model"
-        cmd = [
-            cc,
-            *C_FLAGS,
-            "-O1",
-            "-g",
-            "-fsanitize=address,undefined",
-            "-fno-sanitize-recover=all",
-            "-I",
-            str(csrc_dir()),
-            "-I",
-            str(gen),
-            str(HARNESS),
-            str(gen / "tl_model.c"),
-            *map(str, kernel_sources()),
-            "-o",
-            str(exe),
-            "-lm",
-        ]
-        subprocess.run(cmd, check=True)
-        xq = rng.integers(-128, 128, (10_000, 9)).astype(np.int8)
-        proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
-        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-        L, H, O = 3, 33, 5
-        rec = np.dtype([("y", "<i2", O), ("h", "i1", L * H), ("c", "<i2", L * H)])
-        got = np.frombuffer(proc.stdout, dtype=rec)
-        y_ref, _, tr = golden.run(model, xq[None], trace=True)
-        assert len(got) == 10_000
-        assert np.array_equal(got["y"], y_ref[0])
-        assert np.array_equal(got["h"], tr["h"][0].reshape(10_000, -1))
-        assert np.array_equal(got["c"], tr["c"][0].reshape(10_000, -1))
+        check_sanitized_run(model, tmp_path / cell, 10_000, rng)
 
 
 def test_wrong_input_width_is_a_clear_error() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,19 +133,7 @@ def load_test_set(spec: str, train: SequenceSet) -> SequenceSet:
             raise TinyLSTMError(f"test data {spec} has classes {unknown} that the training data lacks")
         index = np.array([train.classes.index(c) for c in test.classes], dtype=np.int64)
         labels = index[np.asarray(test.labels)] if test.mode == "window" else [index[y] for y in test.labels]
-        test = SequenceSet(
-            sequences=test.sequences,
-            labels=labels,
-            task=test.task,
-            mode=test.mode,
-            classes=train.classes,
-            channels=test.channels,
-            name=test.name,
-            groups=test.groups,
-            window=test.window,
-            spec=test.spec,
-            options=test.options,
-        )
+        test = dataclasses.replace(test, labels=labels, classes=train.classes)
     test.validate()
     return test
 

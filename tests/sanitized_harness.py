@@ -1,0 +1,53 @@
+"""The kernel under -fsanitize=address,undefined, checked word for word against the golden reference.
+
+tests/c/run_model.c steps a generated model over int8 samples read from stdin and writes, for every
+step, the outputs, the hidden state and the cell state (raw little-endian). `check_sanitized_run`
+builds it for one model and layout, feeds it random samples and compares every output and state
+word on every step with codegen/golden.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from tinylstm.codegen import golden
+from tinylstm.codegen.emit_c import LAYOUT_DEFINES, Layout, emit_c
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.host.bridge import find_compiler
+from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+
+HARNESS = Path(__file__).parent / "c" / "run_model.c"
+SANITIZE = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
+
+
+def check_sanitized_run(
+    model: IntModel, gen: Path, steps: int, rng: np.random.Generator, layout: Layout = "w8"
+) -> None:
+    emit_c(model, gen, layout=layout)
+    exe = gen / "run_model"
+    cmd = [
+        find_compiler(),
+        *C_FLAGS,
+        *LAYOUT_DEFINES[layout],
+        *SANITIZE,
+        "-I",
+        str(csrc_dir()),
+        "-I",
+        str(gen),
+    ]
+    cmd += [str(HARNESS), str(gen / "tl_model.c"), *map(str, kernel_sources()), "-o", str(exe), "-lm"]
+    subprocess.run(cmd, check=True)
+    xq = rng.integers(-128, 128, (steps, model.input_size)).astype(np.int8)
+    proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    cells = len(model.layers) * model.hidden_size
+    rec = np.dtype([("y", "<i2", model.output_size), ("h", "i1", cells), ("c", "<i2", cells)])
+    got = np.frombuffer(proc.stdout, dtype=rec)
+    y_ref, _, tr = golden.run(model, xq[None], trace=True)
+    assert len(got) == steps
+    assert np.array_equal(got["y"], y_ref[0])
+    assert np.array_equal(got["h"], tr["h"][0].reshape(steps, -1))
+    assert np.array_equal(got["c"], tr["c"][0].reshape(steps, -1))
