@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-time set-up on a fresh Debian/Ubuntu machine: the ARM toolchain and QEMU (apt), the CPU
-# build of PyTorch, then TinyLSTM itself in editable mode with its dev and dataset extras.
+# One-time set-up on a fresh Debian/Ubuntu machine: the cross toolchains and QEMU (apt: ARM, RISC-V,
+# Xtensa through LLVM 22 and the lx106 gcc), the CPU build of PyTorch, then TinyLSTM itself in
+# editable mode with its dev and dataset extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -8,6 +9,11 @@ PY=${PYTHON:-python3}
 need_apt=()
 command -v arm-none-eabi-gcc >/dev/null || need_apt+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
+command -v riscv64-unknown-elf-gcc >/dev/null || need_apt+=(gcc-riscv64-unknown-elf)
+command -v qemu-system-riscv32 >/dev/null || need_apt+=(qemu-system-misc)  # also qemu-system-xtensa
+command -v clang-22 >/dev/null || need_apt+=(clang-22)
+command -v llc-22 >/dev/null || need_apt+=(llvm-22)
+command -v xtensa-lx106-elf-gcc >/dev/null || need_apt+=(gcc-xtensa-lx106)
 command -v cc >/dev/null || need_apt+=(gcc)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

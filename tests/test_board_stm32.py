@@ -14,6 +14,7 @@ import serial
 
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import BuildResult, QemuBoard, build_elf, get_board, size_report
+from tinylstm.host.boards.registry import QEMU_NETDUINOPLUS2, QEMU_RISCV_VIRT, RISCV_GCC
 from tinylstm.host.boards.toolchain import find_tool
 from tinylstm.host.csources import firmware_dir
 
@@ -85,7 +86,7 @@ def test_kill_mid_stream_and_restart(echo_qemu: BuildResult) -> None:
 
 def test_size_report(echo_qemu: BuildResult) -> None:
     report = size_report(
-        echo_qemu.elf, echo_qemu.map, {"port": ["*/stm32f4/*.o"], "app": ["main", "write_*"]}
+        echo_qemu.elf, echo_qemu.map, {"port": ["*/stm32f4/*.o", "*/common/*.o"], "app": ["main", "write_*"]}
     )
     assert 600 < report.flash < 4096
     assert 256 <= report.ram < 1024  # the 256-byte RX ring buffer dominates
@@ -130,4 +131,8 @@ def test_missing_tools_explain_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path
     with pytest.raises(TinyLSTMError, match="apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"):
         find_tool("gcc")
     with pytest.raises(TinyLSTMError, match="apt-get install qemu-system-arm"):
-        QemuBoard(tmp_path / "x.elf")
+        QemuBoard(tmp_path / "x.elf", QEMU_NETDUINOPLUS2)
+    with pytest.raises(TinyLSTMError, match="apt-get install qemu-system-misc"):
+        QemuBoard(tmp_path / "x.elf", QEMU_RISCV_VIRT)
+    with pytest.raises(TinyLSTMError, match="apt-get install gcc-riscv64-unknown-elf"):
+        find_tool("gcc", RISCV_GCC)

@@ -11,7 +11,7 @@ import pytest
 from firmware_fixtures import train_and_export
 
 from tinylstm.host.boards import BOARDS, Board
-from tinylstm.host.boards.registry import CORTEX_M4F
+from tinylstm.host.boards.registry import CORE_CORTEX_M4F, FLASHERS, KINDS
 from tinylstm.host.cli.main import build_parser, main
 
 TOY = Board(
@@ -22,9 +22,9 @@ TOY = Board(
     ram_bytes=128 * 1024,
     flasher="stm32",
     port="stm32f4",
-    port_sources=("startup.c", "tl_hal_stm32f4.c", "libc_min.c"),
+    port_sources=("startup.c", "tl_hal_stm32f4.c"),
     linker_script="stm32f4.ld",
-    cpu_flags=CORTEX_M4F,
+    core=CORE_CORTEX_M4F,
     defines={"TL_WATCHDOG_MS": "500"},
     pyocd_target="toychip",
 )
@@ -38,10 +38,17 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_board_has_its_facts() -> None:
     for b in BOARDS.values():
         assert b.flash_bytes > 0 and b.ram_bytes > 0 and b.description
+        assert b.kind in KINDS and (b.flasher in FLASHERS or (b.flasher is None and b.kind != "bare-metal"))
         if b.kind == "bare-metal":
             assert b.port and b.linker_script and all((b.port_dir / f).is_file() for f in b.port_sources)
-        else:
-            assert b.pio_platform and b.pio_board
+            assert b.core is not None and b.core.toolchain is not None
+        elif b.kind == "platformio":
+            assert b.pio_platform and b.pio_board and b.pio_packages and b.core is not None
+            assert b.framework_flash_bytes > 0  # the Arduino core's own footprint counts against the flash
+        if b.emulator is not None:
+            assert b.flasher == "qemu" and b.name.startswith("qemu-")
+        if b.flasher == "esp32":
+            assert b.esptool_chip
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
@@ -63,6 +70,7 @@ def test_a_toy_board_record_is_all_it_takes(
         "model data",
         "app",
         "port",
+        "libgcc",
         "rest",
     }
     assert report["groups"]["port"]["flash"] > 500

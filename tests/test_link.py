@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from firmware_fixtures import Trained, trained_firmware
+from firmware_fixtures import EMULATED, Trained, require_board_tools, trained_firmware
 
 from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.quantize import IntModel
@@ -54,17 +53,18 @@ from tinylstm.host.protocol import (
 )
 from tinylstm.host.stream import BoardStream
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
-    reason="needs arm-none-eabi-gcc and qemu-system-arm",
-)
-
 SLOW = ("-icount", "shift=7,align=on")  # 128 ns per instruction, paced against the host clock
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     return trained_firmware(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module", params=EMULATED)
+def trained_each(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Trained:
+    """The firmware built for every emulated board (its port's receive path under load)."""
+    return trained_firmware(tmp_path_factory.getbasetemp(), request.param)
 
 
 def expected_outputs(export_dir: Path, steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -85,7 +85,8 @@ def assert_clean(report: ParityReport) -> None:
     assert report.board_stats is not None and report.board_stats["dropped_rx"] == 0
 
 
-def test_slow_board_on_a_loaded_machine_parity(trained: Trained) -> None:
+def test_slow_board_on_a_loaded_machine_parity(trained_each: Trained) -> None:
+    trained = trained_each
     with cpu_hogs(2), QemuBoard(trained.host.elf, extra_args=SLOW) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
         report = run_parity(link, trained.export_dir, 20_000)
     assert_clean(report)
@@ -383,20 +384,25 @@ def test_sigterm_flushes_the_stream_log(trained: Trained, tmp_path: Path) -> Non
     assert "# session 0 (replay)" in err and "predictions" in err
 
 
-def test_a_cpu_fault_is_reported_before_the_board_stops(tmp_path: Path, trained: Trained) -> None:
+# where each emulated board's code lives (the faulting pc must point there)
+CODE_PC_PREFIX = {"qemu-stm32f405": "0x080", "qemu-riscv32": "0x800"}
+
+
+@pytest.mark.parametrize("board", EMULATED)
+def test_a_cpu_fault_is_reported_before_the_board_stops(tmp_path: Path, trained: Trained, board: str) -> None:
+    require_board_tools(board)
     fault = 0xEE
-    build = build_firmware(
-        trained.export_dir, "qemu-stm32f405", tmp_path, defines={"TL_APP_TEST_FAULT": str(fault)}
-    )
+    build = build_firmware(trained.export_dir, board, tmp_path, defines={"TL_APP_TEST_FAULT": str(fault)})
     assert build.elf is not None
-    with QemuBoard(build.elf) as board, Link.open(board.url) as link:
+    with QemuBoard(build.elf) as qemu, Link.open(qemu.url) as link:
         wait_hello(link)
         link.write_frame(fault, b"")
         err = parse_message(_next_error(link))
-        code = board.wait(timeout=10)
+        code = qemu.wait(timeout=10)
+    # __builtin_trap: HardFault (exception 3) on Cortex-M, ebreak (mcause 3, breakpoint) on RISC-V
     assert isinstance(err, Error) and err.code == ErrorCode.FAULT
-    assert err.message.startswith("exception 0x00000003 at pc 0x080"), err.message  # HardFault, in flash
-    assert code == 128 + 3  # under semihosting the fault handler ends QEMU with 128 + exception
+    assert err.message.startswith(f"exception 0x00000003 at pc {CODE_PC_PREFIX[board]}"), err.message
+    assert code == 128 + 3  # in QEMU the fault handler ends the emulator with 128 + exception
 
 
 def _next_error(link: Link) -> Frame:

@@ -1,4 +1,4 @@
-"""Run firmware in qemu-system-arm with its first UART on a local TCP port.
+"""Run firmware in QEMU (the board's Emulator record) with its first UART on a local TCP port.
 
 QEMU listens with `wait=on`: the machine does not start until a client connects, so no
 output is lost. Whoever talks to the board connects, e.g. ``serial.serial_for_url(board.url)``;
@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.registry import Emulator, board_for_elf
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -31,24 +32,29 @@ def _free_port() -> int:
 
 
 class QemuBoard:
-    """An emulated board. Use as a context manager; QEMU is killed on exit."""
+    """An emulated board. Use as a context manager; QEMU is killed on exit.
+
+    ``emulator`` defaults to the one of the board the ELF was built for (told by its machine type)."""
 
     def __init__(
         self,
         elf: Path,
-        machine: str = "netduinoplus2",
+        emulator: Emulator | None = None,
         icount: bool = False,
         extra_args: tuple[str, ...] = (),
         start_timeout: float = 10.0,
     ) -> None:
-        found = shutil.which("qemu-system-arm")
-        if found is None:
-            raise TinyLSTMError(
-                "qemu-system-arm not found on PATH; on Debian/Ubuntu: sudo apt-get install qemu-system-arm"
-            )
-        self._qemu = found
         self.elf = Path(elf)
-        self.machine = machine
+        if emulator is None:
+            if not self.elf.is_file():
+                raise TinyLSTMError(f"firmware {self.elf} does not exist")
+            emulator = board_for_elf(self.elf).emulator
+            assert emulator is not None
+        found = shutil.which(emulator.system)
+        if found is None:
+            raise TinyLSTMError(f"{emulator.system} not found on PATH; {emulator.install_hint()}")
+        self._qemu = found
+        self.emulator = emulator
         self.icount = icount
         self.extra_args = extra_args
         self.start_timeout = start_timeout
@@ -85,10 +91,10 @@ class QemuBoard:
 
     def _launch(self, port: int) -> bool:
         cmd = [
-            self._qemu, "-M", self.machine, "-nographic", "-monitor", "none",
+            self._qemu, "-M", self.emulator.machine, "-nographic", "-monitor", "none",
+            *self.emulator.args,
             "-kernel", str(self.elf),
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
-            "-semihosting-config", "enable=on,target=native",
             *(["-icount", "shift=0"] if self.icount else []),
             *self.extra_args,
         ]  # fmt: skip

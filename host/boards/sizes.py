@@ -1,6 +1,6 @@
 """Flash and static RAM of a linked firmware, in total and split into caller-defined groups.
 
-Totals come from `arm-none-eabi-size -A` on the ELF. The split walks the linker map that
+Totals come from `<toolchain>size -A` on the ELF. The split walks the linker map that
 build_elf() writes: with -ffunction-sections/-fdata-sections every function and object is
 its own input section, so each one is attributed to its object file and symbol name.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
+from tinylstm.host.boards.registry import ARM_GCC, Toolchain
 from tinylstm.host.boards.toolchain import find_tool
 
 # Output sections of the port linker scripts and where they live.
@@ -56,8 +57,9 @@ class SizeReport:
         return "\n".join(lines)
 
 
-def _section_sizes(elf: Path) -> dict[str, int]:
-    out = subprocess.run([str(find_tool("size")), "-A", str(elf)], capture_output=True, text=True, check=True)
+def _section_sizes(elf: Path, toolchain: Toolchain) -> dict[str, int]:
+    size = find_tool("size", toolchain)
+    out = subprocess.run([str(size), "-A", str(elf)], capture_output=True, text=True, check=True)
     sizes: dict[str, int] = {}
     for line in out.stdout.splitlines():
         parts = line.split()
@@ -101,13 +103,18 @@ def _group_of(obj: str, symbol: str, groups: Mapping[str, Sequence[str]]) -> str
     return REST
 
 
-def size_report(elf: Path, map_file: Path, groups: Mapping[str, Sequence[str]] | None = None) -> SizeReport:
+def size_report(
+    elf: Path,
+    map_file: Path,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    toolchain: Toolchain = ARM_GCC,
+) -> SizeReport:
     """Size of `elf`, split by `groups`: name -> fnmatch patterns, each tried against the
     object file path (e.g. ``*/csrc/*.o``) and the symbol name (e.g. ``tl_model_*``).
     The first matching group wins; everything unmatched (libgcc, padding, ...) is "rest".
     """
     groups = groups or {}
-    sections = _section_sizes(elf)
+    sections = _section_sizes(elf, toolchain)
     flash = sum(sections.get(s, 0) for s in FLASH_SECTIONS)
     ram = sum(sections.get(s, 0) for s in RAM_SECTIONS)
     per_group = {name: [0, 0] for name in groups}

@@ -1,4 +1,5 @@
-"""Cross-compile firmware for a board: arm-none-eabi-gcc -> ELF (+ link map) -> raw .bin."""
+"""Cross-compile firmware for a board with its GNU toolchain (arm-none-eabi-, riscv64-unknown-elf-):
+gcc -> ELF (+ link map) -> raw .bin."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.boards.registry import Board
+from tinylstm.host.boards.registry import ARM_GCC, Board, Toolchain
 from tinylstm.host.csources import firmware_dir
 
 HAL_DIR = firmware_dir() / "hal"
+COMMON_PORT_DIR = firmware_dir() / "ports" / "common"  # what every bare-metal port shares
 
 COMMON_CFLAGS = (
     "-std=c99",
@@ -37,15 +39,12 @@ class BuildResult:
     log: str  # everything the compiler and linker printed (empty for a clean build)
 
 
-def find_tool(tool: str) -> Path:
-    """Path of arm-none-eabi-<tool>, or a TinyLSTMError that says how to install it."""
-    exe = f"arm-none-eabi-{tool}"
+def find_tool(tool: str, toolchain: Toolchain = ARM_GCC) -> Path:
+    """Path of <prefix><tool> (e.g. arm-none-eabi-gcc), or a TinyLSTMError that says how to install it."""
+    exe = f"{toolchain.prefix}{tool}"
     found = shutil.which(exe)
     if found is None:
-        raise TinyLSTMError(
-            f"{exe} not found on PATH. Install the Arm GNU toolchain, on Debian/Ubuntu: "
-            "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
-        )
+        raise TinyLSTMError(f"{exe} not found on PATH. Install the toolchain, {toolchain.install_hint()}")
     return Path(found)
 
 
@@ -65,22 +64,27 @@ def build_elf(
     name: str,
     board: Board,
 ) -> BuildResult:
-    """Compile `sources` plus the board's port into out_dir/<name>.elf and .bin.
+    """Compile `sources` plus the board's port (and firmware/ports/common) into out_dir/<name>.elf and .bin.
 
     `defines` are added to (and override) the board's own. Each source becomes
     out_dir/obj/<its folder>/<stem>.o, so size reports can group by folder.
     """
-    gcc, objcopy = find_tool("gcc"), find_tool("objcopy")
+    gcc, objcopy = find_tool("gcc", board.toolchain), find_tool("objcopy", board.toolchain)
     all_defines = {**board.defines, **defines}
+    freestanding = (
+        [] if board.toolchain.has_libc else ["-ffreestanding", f"-I{COMMON_PORT_DIR / 'freestanding'}"]
+    )
     cflags = [
         *board.cpu_flags,
         *COMMON_CFLAGS,
-        *(f"-I{d}" for d in (*include_dirs, HAL_DIR, board.port_dir)),
+        *freestanding,
+        *(f"-I{d}" for d in (*include_dirs, HAL_DIR, board.port_dir, COMMON_PORT_DIR)),
         *(f"-D{k}={v}" for k, v in all_defines.items()),
     ]
     log: list[str] = []
     objects: list[Path] = []
-    for src in (*sources, *(board.port_dir / f for f in board.port_sources)):
+    port = [*(board.port_dir / f for f in board.port_sources), *sorted(COMMON_PORT_DIR.glob("*.c"))]
+    for src in (*sources, *port):
         obj = out_dir / "obj" / src.parent.name / f"{src.stem}.o"
         if obj in objects:
             raise TinyLSTMError(f"two sources would build {obj}: rename {src}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
+from tinylstm.host.boards.registry import emulated_boards
 from tinylstm.host.feed import Feeder
 from tinylstm.host.link import DEFAULT_BAUD, Link
 from tinylstm.host.parity import ParityReport, run_parity
@@ -28,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("export_dir", help="directory written by `tinylstm export`")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="serial port or URL (/dev/ttyUSB0, socket://127.0.0.1:4444)")
-    where.add_argument("--qemu", metavar="ELF", help="boot this qemu-stm32f405 firmware in QEMU and use it")
+    where.add_argument(
+        "--qemu",
+        metavar="ELF",
+        help="boot this firmware in QEMU and use it (the board, "
+        f"{' or '.join(b.name for b in emulated_boards())}, is told by the ELF)",
+    )
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     p.add_argument("--steps", type=int, default=10_000, help="host-fed steps (default 10000)")
     p.add_argument(

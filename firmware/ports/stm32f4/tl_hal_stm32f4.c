@@ -8,8 +8,7 @@
  *   TL_STM32_USART=1 (default) USART1, TX PA9 / RX PA10, AF7, IRQ 37
  *   TL_STM32_USART=2           USART2, TX PA2 / RX PA3,  AF7, IRQ 38 (Nucleo ST-LINK VCP)
  *   TL_BAUD                    baud rate, default 115200 (8N1)
- *   TL_UART_RX_BUF             RX ring buffer size, a power of two, default 256 (`tinylstm build`
- *                              sizes it so one INPUT frame of the model fits); announced to the
+ *   TL_UART_RX_BUF             RX ring buffer size (ports/common/tl_rx_ring.h), announced to the
  *                              host as HELLO.rx_capacity
  *   TL_CPU_HZ                  SysTick clock, default 16 MHz (168 MHz with TL_QEMU)
  *   TL_WATCHDOG_MS             independent watchdog timeout, default 2000 ms (1..4095); 0 = off.
@@ -24,15 +23,13 @@
 #include "tl_hal.h"
 
 #include "stm32f4_regs.h"
+#include "tl_rx_ring.h"
 
 #ifndef TL_STM32_USART
 #define TL_STM32_USART 1
 #endif
 #ifndef TL_BAUD
 #define TL_BAUD 115200u
-#endif
-#ifndef TL_UART_RX_BUF
-#define TL_UART_RX_BUF 256u
 #endif
 #define TL_PCLK_HZ 16000000u /* HSI, APB1/APB2 prescaler 1 after reset */
 #ifndef TL_CPU_HZ
@@ -51,9 +48,6 @@
 #endif
 #endif
 
-#if (TL_UART_RX_BUF & (TL_UART_RX_BUF - 1u)) != 0 || TL_UART_RX_BUF < 2 || TL_UART_RX_BUF > 32768
-#error "TL_UART_RX_BUF must be a power of two, at most 32768"
-#endif
 #if TL_WATCHDOG_MS > 4095
 #error "TL_WATCHDOG_MS must be at most 4095 (IWDG reload register, 1 ms ticks)"
 #endif
@@ -86,10 +80,7 @@ void SysTick_Handler(void);
 void UART_IRQHandler(void);
 void tl_stm32f4_fault(const uint32_t *frame, uint32_t exception) __attribute__((noreturn));
 
-static volatile uint8_t rx_buf[TL_UART_RX_BUF];
-static volatile uint32_t rx_head; /* written by the IRQ only */
-static volatile uint32_t rx_tail; /* written by tl_hal_getc only */
-static volatile uint32_t rx_lost;
+static tl_rx_ring_t rx;
 static volatile uint32_t ticks_ms;
 static int has_cyccnt;
 static int reset_by_watchdog;
@@ -155,28 +146,15 @@ void UART_IRQHandler(void)
     uint32_t sr = USART_SR(UART_BASE);
     if (!(sr & (USART_SR_RXNE | USART_SR_ORE))) return;
     uint8_t byte = (uint8_t)USART_DR(UART_BASE); /* reading SR then DR clears RXNE and ORE */
-    if (sr & USART_SR_ORE) rx_lost++;            /* the byte before this one was overwritten in the UART */
-    uint32_t head = rx_head;
-    if (head - rx_tail == TL_UART_RX_BUF) {
-        rx_lost++;
-        return;
-    }
-    rx_buf[head & (TL_UART_RX_BUF - 1u)] = byte;
-    rx_head = head + 1u;
+    if (sr & USART_SR_ORE) rx.lost++;            /* the byte before this one was overwritten in the UART */
+    tl_rx_ring_push(&rx, byte);
 }
 
 void SysTick_Handler(void) { ticks_ms++; }
 
-int tl_hal_getc(void)
-{
-    uint32_t tail = rx_tail;
-    if (tail == rx_head) return -1;
-    int byte = rx_buf[tail & (TL_UART_RX_BUF - 1u)];
-    rx_tail = tail + 1u;
-    return byte;
-}
+int tl_hal_getc(void) { return tl_rx_ring_pop(&rx); }
 
-uint16_t tl_hal_rx_capacity(void) { return (uint16_t)(TL_UART_RX_BUF > 0xFFFFu ? 0xFFFFu : TL_UART_RX_BUF); }
+uint16_t tl_hal_rx_capacity(void) { return tl_rx_ring_capacity(); }
 
 /* Wait (boundedly) for a USART_SR flag; 0 once it is set, -1 if it never came. */
 static int wait_flag(uint32_t flag)
@@ -221,7 +199,7 @@ uint32_t tl_hal_cycles(void) { return has_cyccnt ? DWT_CYCCNT : 0u; }
 
 int tl_hal_has_cycle_counter(void) { return has_cyccnt; }
 
-uint32_t tl_hal_rx_overflows(void) { return rx_lost; }
+uint32_t tl_hal_rx_overflows(void) { return rx.lost; }
 
 const char *tl_hal_board_name(void)
 {
