@@ -1,13 +1,14 @@
-"""Run the C kernel as Cortex-M4 code in unicorn: bit-exactness on the target ISA, instruction counts,
-stack high-water mark and code size.
+"""Run the C kernel in unicorn on a microcontroller core (Cortex-M4F, RV32IMC): bit-exactness on the
+target ISA, instruction counts, stack high-water mark and code size.
 
-``build_target(model, dir, dsp=True)`` compiles csrc/ (without the blob reader) + the model emitted by
-``codegen.emit_c`` + a tiny driver for Cortex-M4 (hard float, -nostdlib) with a generated linker
-script: code and const data in "flash" at 0x08000000, .data/.bss in "RAM" at 0x20000000. There is no
-startup code: ``M4Target`` plays the reset handler — it loads the ELF's segments at their addresses,
-enables the FPU (CPACR), sets SP and calls C functions with a return address that stops the emulator.
-``dsp=False`` adds ``-DTL_NO_DSP`` so the same core runs the portable C path; ``layout="w16"`` emits the
-model in the fast int16 weight layout (tl_layer_t.weights16) instead of int8.
+``build_target(model, dir, dsp=True, core=...)`` compiles csrc/ (without the blob reader) + the model
+emitted by ``codegen.emit_c`` + a tiny driver for the core (its flags from the board registry, -nostdlib)
+with a generated linker script: code and const data in "flash" at 0x08000000, .data/.bss in "RAM" at
+0x20000000. There is no startup code: ``Target`` plays the reset handler — it loads the ELF's segments
+at their addresses, enables the FPU (Cortex-M4F: CPACR), sets SP and calls C functions with a return
+address that stops the emulator. ``dsp=False`` adds ``-DTL_NO_DSP`` so a Cortex-M4 runs the portable C
+path (the only path on RISC-V); ``layout="w16"`` emits the model in the fast int16 weight layout
+(tl_layer_t.weights16) instead of int8.
 """
 
 from __future__ import annotations
@@ -18,14 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from unicorn import UC_ARCH_ARM, UC_HOOK_CODE, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
+from unicorn import (
+    UC_ARCH_ARM,
+    UC_ARCH_RISCV,
+    UC_HOOK_CODE,
+    UC_MODE_MCLASS,
+    UC_MODE_RISCV32,
+    UC_MODE_THUMB,
+    Uc,
+)
 from unicorn import arm_const as arm
+from unicorn import riscv_const as rv
 
 from tinylstm.codegen.emit_c import LAYOUT_DEFINES, Layout, emit_c
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.host.boards.registry import CORE_CORTEX_M4F, CORE_RV32IMC, Core
+from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, find_tool
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 
-CPU_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+CORES = {c.name: c for c in (CORE_CORTEX_M4F, CORE_RV32IMC)}  # what unicorn runs here
 FLASH, FLASH_SIZE = 0x0800_0000, 16 << 20
 RAM, RAM_SIZE = 0x2000_0000, 16 << 20
 STACK_SIZE = 16 << 10
@@ -110,6 +122,7 @@ class TargetBuild:
     dsp: bool
     max_steps: int
     layout: Layout = "w8"
+    core: Core = CORE_CORTEX_M4F
 
 
 def build_target(
@@ -119,14 +132,20 @@ def build_target(
     opt: str = "-O2",
     max_steps: int = 2000,
     layout: Layout = "w8",
+    core: Core = CORE_CORTEX_M4F,
 ) -> TargetBuild:
-    """Cross-compile kernel + model + driver for Cortex-M4 into ``out_dir/target.elf``."""
+    """Cross-compile kernel + model + driver for ``core`` into ``out_dir/target.elf``."""
+    if core.name not in CORES or core.toolchain is None:
+        raise ValueError(f"unicorn runs {sorted(CORES)} here, not {core.name}")
+    toolchain = core.toolchain
+    gcc = str(find_tool("gcc", toolchain))
     out_dir.mkdir(parents=True, exist_ok=True)
     emit_c(model, out_dir, layout=layout)
     (out_dir / "driver.c").write_text(DRIVER)
     (out_dir / "target.ld").write_text(LINKER_SCRIPT)
     flags = [
-        *CPU_FLAGS,
+        *core.cpu_flags,
+        *([] if toolchain.has_libc else ["-ffreestanding", f"-I{COMMON_PORT_DIR / 'freestanding'}"]),
         *C_FLAGS,
         opt,
         "-ffunction-sections",
@@ -146,7 +165,7 @@ def build_target(
         obj = out_dir / f"{src.stem}.o"
         extra = ["-fno-tree-loop-distribute-patterns"] if src.stem == "driver" else []
         subprocess.run(
-            ["arm-none-eabi-gcc", *flags, *extra, "-c", str(src), "-o", str(obj)],
+            [gcc, *flags, *extra, "-c", str(src), "-o", str(obj)],
             check=True,
             capture_output=True,
             text=True,
@@ -155,8 +174,8 @@ def build_target(
     elf = out_dir / "target.elf"
     subprocess.run(
         [
-            "arm-none-eabi-gcc",
-            *CPU_FLAGS,
+            gcc,
+            *core.cpu_flags,
             "-nostdlib",
             "-T",
             str(out_dir / "target.ld"),
@@ -171,13 +190,14 @@ def build_target(
         capture_output=True,
         text=True,
     )
-    return TargetBuild(elf, objects, dsp, max_steps, layout)
+    return TargetBuild(elf, objects, dsp, max_steps, layout, core)
 
 
 def code_size(build: TargetBuild, stems: tuple[str, ...] = KERNEL_FILES) -> int:
-    """Bytes of .text of the given kernel object files (arm-none-eabi-size)."""
+    """Bytes of .text of the given kernel object files (<toolchain>size)."""
+    assert build.core.toolchain is not None
     out = subprocess.run(
-        ["arm-none-eabi-size", *(str(build.objects[s]) for s in stems)],
+        [str(find_tool("size", build.core.toolchain)), *(str(build.objects[s]) for s in stems)],
         check=True,
         capture_output=True,
         text=True,
@@ -210,22 +230,46 @@ def read_elf(path: Path) -> tuple[list[tuple[int, bytes]], dict[str, tuple[int, 
     return image, sym
 
 
-class M4Target:
-    """One Cortex-M4 in unicorn with the image of a TargetBuild loaded and tl_state_init done."""
+@dataclass(frozen=True)
+class _Abi:
+    """How unicorn calls a C function on a core: argument, stack and return-address registers."""
+
+    args: tuple[int, ...]
+    sp: int
+    ra: int
+    result: int
+    thumb: int  # the low bit of code addresses (Thumb on Cortex-M)
+
+
+_ABIS = {
+    "cortex-m4f": _Abi(tuple(arm.UC_ARM_REG_R0 + k for k in range(4)), arm.UC_ARM_REG_SP, arm.UC_ARM_REG_LR,
+                       arm.UC_ARM_REG_R0, 1),
+    "rv32imc": _Abi((rv.UC_RISCV_REG_A0, rv.UC_RISCV_REG_A1, rv.UC_RISCV_REG_A2, rv.UC_RISCV_REG_A3),
+                    rv.UC_RISCV_REG_SP, rv.UC_RISCV_REG_RA, rv.UC_RISCV_REG_A0, 0),
+}  # fmt: skip
+
+
+class Target:
+    """One core in unicorn with the image of a TargetBuild loaded and tl_state_init done."""
 
     def __init__(self, build: TargetBuild, model: IntModel):
         self.model, self.build = model, build
-        self.uc = uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
-        uc.ctl_set_cpu_model(arm.UC_CPU_ARM_CORTEX_M4)
+        self.abi = _ABIS[build.core.name]
+        if build.core.name == "cortex-m4f":
+            self.uc = uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
+            uc.ctl_set_cpu_model(arm.UC_CPU_ARM_CORTEX_M4)
+        else:
+            self.uc = uc = Uc(UC_ARCH_RISCV, UC_MODE_RISCV32)
         uc.mem_map(0, 0x10000)
         uc.mem_map(FLASH, FLASH_SIZE)
         uc.mem_map(RAM, RAM_SIZE)
         image, self.sym = read_elf(build.elf)
         for vaddr, data in image:
             uc.mem_write(vaddr, data)
-        # FPU on: CPACR CP10/CP11 full access (the reset handler's job on a real board).
-        uc.reg_write(arm.UC_ARM_REG_C1_C0_2, uc.reg_read(arm.UC_ARM_REG_C1_C0_2) | (0xF << 20))
-        uc.reg_write(arm.UC_ARM_REG_FPEXC, 0x4000_0000)
+        if build.core.name == "cortex-m4f":
+            # FPU on: CPACR CP10/CP11 full access (the reset handler's job on a real board).
+            uc.reg_write(arm.UC_ARM_REG_C1_C0_2, uc.reg_read(arm.UC_ARM_REG_C1_C0_2) | (0xF << 20))
+            uc.reg_write(arm.UC_ARM_REG_FPEXC, 0x4000_0000)
         self.cells = model.num_layers * model.hidden_size
         if (st := self.call("drv_init")) != 0:
             raise RuntimeError(f"tl_state_init returned {st}")
@@ -234,13 +278,13 @@ class M4Target:
         return self.sym[name][0]
 
     def call(self, fn: str, *args: int, count: bool = False) -> int:
-        """Call a C function (up to 4 int args) and return r0; with ``count`` the instruction count is kept
-        in ``self.instructions``."""
-        uc = self.uc
-        for k, v in enumerate(args):
-            uc.reg_write(arm.UC_ARM_REG_R0 + k, v & 0xFFFF_FFFF)
-        uc.reg_write(arm.UC_ARM_REG_SP, STACK_TOP)
-        uc.reg_write(arm.UC_ARM_REG_LR, STOP | 1)
+        """Call a C function (up to 4 int args) and return its result; with ``count`` the instruction count
+        is kept in ``self.instructions``."""
+        uc, abi = self.uc, self.abi
+        for reg, v in zip(abi.args, args, strict=False):
+            uc.reg_write(reg, v & 0xFFFF_FFFF)
+        uc.reg_write(abi.sp, STACK_TOP)
+        uc.reg_write(abi.ra, STOP | abi.thumb)
         hook = None
         self.instructions = 0
         if count:
@@ -251,12 +295,12 @@ class M4Target:
             hook = uc.hook_add(UC_HOOK_CODE, on_code)
             uc.ctl_flush_tb()  # type: ignore[attr-defined]  # blocks translated before the hook would not call it
         try:
-            uc.emu_start(self.addr(fn) | 1, STOP)
+            uc.emu_start(self.addr(fn) | abi.thumb, STOP)
         finally:
             if hook is not None:
                 uc.hook_del(hook)
                 uc.ctl_flush_tb()  # type: ignore[attr-defined]
-        return uc.reg_read(arm.UC_ARM_REG_R0)
+        return uc.reg_read(abi.result)
 
     def run(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Step through ``xq`` [T, I] in chunks; returns y [T, O], h and c [T, L, H] after every step."""

@@ -28,7 +28,7 @@ if shutil.which("arm-none-eabi-gcc") is None:
 
 from sanitized_harness import check_sanitized_run
 
-from tinylstm.host.unicorn_runner import M4Target, build_target
+from tinylstm.host.unicorn_runner import Target, build_target
 
 # (cell, layers, input, hidden, output, steps): odd widths leave 1..3-element tails in the x part,
 # the h part and the head; hidden 1..3 exercise the shortest rows; input 8/16 the unrolled pairs.
@@ -65,7 +65,7 @@ def test_m4_bit_exact_with_golden(
     xq = rng.integers(-128, 128, (steps, inp)).astype(np.int8)
     xq[::97] = 127
     xq[::89] = -128
-    target = M4Target(build_target(model, tmp_path, dsp=dsp, layout=layout), model)
+    target = Target(build_target(model, tmp_path, dsp=dsp, layout=layout), model)
     y, h, c = target.run(xq)
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     for t in range(steps):  # first differing step, for a readable failure
@@ -87,7 +87,7 @@ def test_dsp_path_is_really_used(tmp_path: Path) -> None:
     counts = {}
     for dsp in (True, False):
         build = build_target(model, tmp_path / str(dsp), dsp=dsp, max_steps=8)
-        target = M4Target(build, model)
+        target = Target(build, model)
         target.run(rng.integers(-128, 128, (4, 6)).astype(np.int8))
         counts[dsp], _ = target.measure_step(rng.integers(-128, 128, 6).astype(np.int8))
         dis = subprocess.run(
@@ -114,7 +114,7 @@ def test_m4_w16_tails_bit_exact(tmp_path: Path, cell: str, layers: int, inp: int
     rng = np.random.default_rng(inp * 1000 + hidden)
     model = random_int_model(rng, cell, layers, inp, hidden, 3, 18, 40)
     xq = rng.integers(-128, 128, (3_000, inp)).astype(np.int8)
-    target = M4Target(build_target(model, tmp_path, layout="w16"), model)
+    target = Target(build_target(model, tmp_path, layout="w16"), model)
     y, h, c = target.run(xq)
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     assert np.array_equal(y, y_ref[0]) and np.array_equal(h, tr["h"][0]) and np.array_equal(c, tr["c"][0])
@@ -131,7 +131,7 @@ def test_w16_layout_is_the_same_model(tmp_path: Path) -> None:
         src = (tmp_path / layout / "tl_model.c").read_text()
         assert f"0x{model.model_hash:08x}u" in src
         assert ("l0_weights16" in src) == (layout == "w16") and ("l0_weights[" in src) == (layout == "w8")
-        target = M4Target(build, model)
+        target = Target(build, model)
         target.run(rng.integers(-128, 128, (4, 6)).astype(np.int8))
         counts[layout], _ = target.measure_step(rng.integers(-128, 128, 6).astype(np.int8))
     assert counts["w16"] < 0.8 * counts["w8"], counts
