@@ -1,0 +1,43 @@
+/*
+ * Kernel-run harness on an Xtensa core in QEMU (tests/test_xtensa.py, host/xtensa.py): steps the
+ * generated model (tl_model.h) over the generated int8 samples (tl_replay.h, in the ELF) and
+ * writes, for every step, the outputs (int16 x O), the hidden state (int8 x layers*hidden) and
+ * the cell state (int16 x layers*hidden), raw little-endian: the record of tests/c/run_model.c,
+ * to the semihosting stdout. The host checks every word against codegen/golden.py.
+ *
+ * Exit status: 0 ok; 2 tl_state_init failed; 3 tl_step failed; 4 a semihosting write failed.
+ */
+#include <string.h>
+
+#include "tinylstm.h"
+#include "tl_model.h"
+#include "tl_replay.h"
+#include "xt_semihost.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the records are little-endian: build for a little-endian Xtensa core"
+#endif
+
+#define CELLS ((size_t)TL_MODEL_NUM_LAYERS * TL_MODEL_HIDDEN_SIZE)
+#define Y_BYTES (2u * TL_MODEL_OUTPUT_SIZE)
+#define RECORD_BYTES (Y_BYTES + 3u * CELLS)
+
+int main(void);
+
+int main(void)
+{
+    static int16_t buf[TL_MODEL_STATE_WORDS];
+    static uint8_t record[RECORD_BYTES];
+    tl_state_t st;
+    int16_t y[TL_MODEL_OUTPUT_SIZE];
+    uint32_t t;
+    if (tl_state_init(&st, &tl_model, buf, TL_MODEL_STATE_WORDS) != TL_OK) return 2;
+    for (t = 0; t < TL_REPLAY_STEPS; ++t) {
+        if (tl_step(&st, tl_replay_data[t], y) != TL_OK) return 3;
+        memcpy(record, y, Y_BYTES); /* the cores here are little-endian, like the host's records */
+        memcpy(record + Y_BYTES, st.h, CELLS);
+        memcpy(record + Y_BYTES + CELLS, st.c, 2u * CELLS);
+        if (xt_write(1, record, sizeof record) != 0) return 4;
+    }
+    return 0;
+}

@@ -1,0 +1,156 @@
+"""The C kernel on Xtensa (host/xtensa.py, firmware/tests/xtensa/README.md).
+
+- Compile gate: every kernel source, the firmware app (tl_proto.c, tl_app.c), a generated model and
+  its replay data build without a warning for the ESP32 (clang-22/llc-22 -mcpu=esp32, windowed ABI)
+  and the ESP8266 core (xtensa-lx106-elf-gcc, call0 ABI), in both weight layouts.
+- Kernel runs: LSTM and GRU models with 1, 2 and 3 layers stepped over 2,000 int8 samples in QEMU
+  ``-M sim`` on dc233c (clang/llc, windowed ABI) and lx106 (gcc, call0 ABI): every output, hidden and
+  cell state word of every step equals codegen/golden.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinylstm.codegen import golden
+from tinylstm.codegen.cells import CELLS
+from tinylstm.codegen.emit_c import Layout
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.host import xtensa
+from tinylstm.host.xtensa import Core, KernelObjects, Toolchain, XtensaError
+
+STEPS = 2000
+INPUT, HIDDEN, OUTPUT = 7, 21, 5  # not multiples of 4: every dot-product tail runs
+
+
+def need(tools: tuple[str, ...]) -> None:
+    missing = xtensa.missing_tools(tools)
+    if missing:
+        pytest.skip(
+            f"missing {', '.join(missing)}: scripts/setup.sh installs clang-22, llvm-22, gcc-xtensa-lx106 "
+            "and qemu-system-misc"
+        )
+
+
+def samples(rng: np.random.Generator, steps: int = STEPS, width: int = INPUT) -> np.ndarray:
+    xq = rng.integers(-128, 128, (steps, width)).astype(np.int8)
+    xq[::97] = 127  # runs of full-scale input
+    xq[::89] = -128
+    return xq
+
+
+def saturating_model(cell: str, layers: int) -> tuple[IntModel, np.ndarray]:
+    """Full-range int8 weights, multipliers that saturate some gates, shifts on both sides of 32 (both
+    routes of tl_requantize_fast)."""
+    rng = np.random.default_rng(1000 + 10 * layers + CELLS[cell].code)
+    return random_int_model(rng, cell, layers, INPUT, HIDDEN, OUTPUT, 18, 40), samples(rng)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Core, Layout], KernelObjects]:
+    """The kernel objects of a core and layout, compiled once per module."""
+    built: dict[tuple[Core, Layout], KernelObjects] = {}
+
+    def get(core: Core, layout: Layout = "w8") -> KernelObjects:
+        need(xtensa.RUN_TOOLS[core])
+        if (core, layout) not in built:
+            built[core, layout] = xtensa.compile_kernel(
+                core, tmp_path_factory.mktemp(f"{core}-{layout}"), layout
+            )
+        return built[core, layout]
+
+    return get
+
+
+@pytest.mark.parametrize("layout", ["w8", "w16"])
+@pytest.mark.parametrize("toolchain", xtensa.TOOLCHAINS)
+def test_compile_gate(toolchain: Toolchain, layout: Layout, tmp_path: Path) -> None:
+    need(xtensa.GATE_TOOLS[toolchain])
+    model, xq = saturating_model("lstm", 2)
+    gen = tmp_path / "gen"
+    xtensa.write_model(model, gen, xq[:64], layout)
+    objs = xtensa.compile_gate(toolchain, gen, tmp_path / "obj", layout)
+    assert [o.name.split(".")[0] for o in objs] == [s.name.split(".")[0] for s in xtensa.gate_sources(gen)]
+    assert all(o.stat().st_size > 0 for o in objs)
+
+
+@pytest.mark.parametrize("toolchain", xtensa.TOOLCHAINS)
+def test_compile_gate_fails_on_a_warning(toolchain: Toolchain, tmp_path: Path) -> None:
+    need(xtensa.GATE_TOOLS[toolchain])
+    src = tmp_path / "warns.c"
+    src.write_text("int warns(int x);\nint warns(int x)\n{\n    int unused;\n    return x;\n}\n")
+    with pytest.raises(XtensaError, match="unused") as err:
+        if toolchain == "esp32":
+            xtensa.compile_llvm(src, tmp_path, [], {}, "esp32")
+        else:
+            xtensa.compile_gcc(src, tmp_path, [], {})
+    assert "warns.c" in str(err.value)  # the failing command is in the message
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("core", xtensa.CORES)
+def test_kernel_bit_exact(
+    kernel: Callable[[Core, Layout], KernelObjects], core: Core, cell: str, layers: int, tmp_path: Path
+) -> None:
+    model, xq = saturating_model(cell, layers)
+    got = xtensa.verify_kernel(kernel(core, "w8"), model, xq, tmp_path)
+    assert len(got) == STEPS
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("core", xtensa.CORES)
+def test_kernel_bit_exact_w16(
+    kernel: Callable[[Core, Layout], KernelObjects], core: Core, cell: str, tmp_path: Path
+) -> None:
+    """The w16 weight layout (portable C path of tl_dot.c, built with -DTL_LAYOUT_W16)."""
+    model, xq = saturating_model(cell, 2)
+    xtensa.verify_kernel(kernel(core, "w16"), model, xq, tmp_path)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("core", xtensa.CORES)
+def test_calibrated_model_bit_exact(
+    kernel: Callable[[Core, Layout], KernelObjects], core: Core, cell: str, tmp_path: Path
+) -> None:
+    """A PyTorch-initialised model quantized by the real calibration path: outputs mostly unsaturated."""
+    rng = np.random.default_rng(5)
+    t = np.arange(STEPS)[:, None]
+    x = np.sin(t / (9 + 5 * np.arange(INPUT))) * 2 + rng.standard_normal((STEPS, INPUT)) * 0.3
+    model = random_quantized_model(3, cell, 2, INPUT, HIDDEN, OUTPUT, x[None, :500])
+    xq = golden.quantize_input(model, x.astype(np.float32))
+    got = xtensa.verify_kernel(kernel(core, "w8"), model, xq, tmp_path)
+    assert len(np.unique(got["y"])) > 100  # the outputs move: not a saturated head
+
+
+def test_a_corrupted_record_is_caught(
+    kernel: Callable[[Core, Layout], KernelObjects], tmp_path: Path
+) -> None:
+    """The comparison itself: one flipped bit of one cell-state word on one step is reported."""
+    model, xq = saturating_model("lstm", 2)
+    got = xtensa.run_kernel(kernel("dc233c", "w8"), model, xq[:300], tmp_path).copy()
+    xtensa.check_records(model, xq[:300], got)
+    got["c"][257, 30] ^= 1
+    with pytest.raises(XtensaError, match=r"c\[30\] at step 257"):
+        xtensa.check_records(model, xq[:300], got)
+
+
+@pytest.mark.parametrize("core", xtensa.CORES)
+def test_a_fault_ends_the_run_with_its_cause(
+    kernel: Callable[[Core, Layout], KernelObjects], core: Core, tmp_path: Path
+) -> None:
+    """An illegal instruction reaches the startup's exception vector and exits 128 + EXCCAUSE: a
+    broken build fails fast instead of hanging QEMU."""
+    src = tmp_path / "trap.c"
+    src.write_text(
+        "#include <stdint.h>\nint main(void);\nvolatile int32_t zero;\n"
+        'int main(void)\n{\n    if (zero == 0) __asm__ volatile("ill");\n    return 0;\n}\n'
+    )
+    elf = xtensa.link_elf(kernel(core, "w8"), [src], [], tmp_path / "trap.elf")
+    with pytest.raises(XtensaError, match="status 128 .exception: EXCCAUSE 0, illegal instruction"):
+        xtensa.run_elf(core, elf, timeout=20)
