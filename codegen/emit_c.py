@@ -218,6 +218,25 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
     return "\n".join(out)
 
 
+# sizeof(tl_layer_t) and sizeof(tl_model_t) on a 32-bit target (csrc/tinylstm.h): pointers and ints
+LAYER_STRUCT_BYTES, MODEL_STRUCT_BYTES = 40, 48
+
+
+def model_data_bytes(m: IntModel, layout: Layout = "w8") -> int:
+    """Bytes of constant data render_source emits for ``m`` on a 32-bit target: every array above, the
+    layer and model structs and the class names (alignment padding aside, a few bytes)."""
+    total = MODEL_STRUCT_BYTES
+    for L in m.layers:
+        weights = L.weights.size * (1 if layout == "w8" else 2)
+        total += weights + 4 * (L.bias.size + L.mult.size) + L.shift.size + L.scale_exp.size
+        total += 0 if L.bias_hn is None else 4 * L.bias_hn.size
+        total += LAYER_STRUCT_BYTES
+    total += m.head_w.size + 4 * (m.head_b.size + m.head_mult.size) + m.head_shift.size
+    total += 2 * m.act_table.size + 4 * (m.input_mean.size + m.input_mul.size)
+    total += sum(len(c) + 1 + 4 for c in m.meta.classes or [])
+    return total
+
+
 def emit_c(m: IntModel, out_dir: Path, name: str = "model", layout: Layout = "w8") -> EmittedC:
     """Write ``tl_<name>.h`` and ``tl_<name>.c`` into ``out_dir``.
 

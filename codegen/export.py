@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.emit_c import EmittedC, Layout, emit_c
+from tinylstm.codegen.contract import state_words
+from tinylstm.codegen.emit_c import EmittedC, Layout, emit_c, model_data_bytes
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
@@ -101,15 +102,6 @@ def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layo
     m = quantize(fm, cal)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = emit_c(m, out_dir, name, layout)
-    weight_bytes = sum(
-        (2 if layout == "w16" else 1) * L.weights.size
-        + 4 * (L.bias.size + L.mult.size)
-        + L.shift.size
-        + L.scale_exp.size
-        + (4 * L.bias_hn.size if L.bias_hn is not None else 0)
-        for L in m.layers
-    )
-    head_bytes = m.head_w.size + 4 * (m.head_b.size + m.head_mult.size) + m.head_shift.size
     report = {
         "name": name,
         "hash": f"0x{m.model_hash:08x}",
@@ -123,8 +115,8 @@ def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layo
         "mode": fm.meta.mode,
         "window": fm.meta.window,
         "classes": fm.meta.classes,
-        "model_data_bytes": weight_bytes + head_bytes + 2 * m.act_table.size + 8 * m.input_size,
-        "state_bytes": 3 * m.num_layers * m.hidden_size + m.hidden_size,
+        "model_data_bytes": model_data_bytes(m, layout),
+        "state_bytes": 2 * state_words(m.num_layers, m.hidden_size),
         "calibration": {
             "steps": cal.steps,
             "input_absmax": cal.input_absmax,
