@@ -4,10 +4,16 @@
 - ``stm32``: st-flash, openocd or pyocd, whichever is on PATH;
 - ``platformio``: ``pio run -t upload`` in the project ``tinylstm build`` wrote;
 - ``esp32``: the same, or esptool for a merged .bin.
+
+First it refuses firmware built for another board (build.json, or a QEMU board's name in the image:
+semihosting faults on a chip), and before ``pio run`` it checks that PlatformIO already has the
+platform and toolchain packages, because without them pio downloads them.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import signal
 import subprocess
@@ -16,7 +22,9 @@ from pathlib import Path
 from types import FrameType
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.boards import Board, QemuBoard, get_board
+from tinylstm.host.boards import BOARDS, Board, QemuBoard, get_board
+from tinylstm.host.boards.registry import emulated_boards
+from tinylstm.host.firmware import BUILD_STAMP
 
 STM32_TOOLS = ("st-flash", "openocd", "pyocd")
 STM32_INSTALL = (
@@ -64,12 +72,30 @@ def _pio_project(target: Path) -> Path | None:
     return None
 
 
+def pio_core_dir() -> Path:
+    """PlatformIO's core directory (platforms/, packages/): $PLATFORMIO_CORE_DIR or ~/.platformio."""
+    return Path(os.environ.get("PLATFORMIO_CORE_DIR") or Path.home() / ".platformio")
+
+
+def missing_pio_packages(board: Board) -> list[str]:
+    """What `pio run` for ``board`` would download: its platform and packages, and PlatformIO's SCons."""
+    core = pio_core_dir()
+    return [p for p in (*board.pio_packages, "packages/tool-scons") if not (core / p).is_dir()]
+
+
 def pio_command(project: Path, board: Board, port: str | None) -> list[str]:
     pio = shutil.which("pio") or shutil.which("platformio")
     if pio is None:
         raise TinyLSTMError(
             "PlatformIO not found: pip install platformio (its first run downloads the platform and "
             "toolchain, so it needs network access)"
+        )
+    missing = missing_pio_packages(board)
+    if missing:
+        raise TinyLSTMError(
+            f"PlatformIO has not installed {', '.join(missing)} (in {pio_core_dir()}), so `pio run` would "
+            f"download them: on a machine with network access run `pio pkg install -d {project} -e "
+            f"{board.name}` once, then flash again"
         )
     return [
         pio,
@@ -95,7 +121,8 @@ def esp32_command(target: Path, board: Board, port: str | None) -> list[str]:
             raise TinyLSTMError("esptool not found: pip install esptool")
         if port is None:
             raise TinyLSTMError("esptool needs the serial port: pass --port /dev/ttyUSB0")
-        return [esptool, "--chip", "esp32", "--port", port, "write_flash", "0x0", str(target)]
+        chip = board.esptool_chip or "auto"
+        return [esptool, "--chip", chip, "--port", port, "write_flash", "0x0", str(target)]
     raise TinyLSTMError(
         f"{target} is neither a PlatformIO project (from `tinylstm build --board {board.name}`) "
         "nor a merged .bin"
@@ -111,7 +138,7 @@ def run_qemu(target: Path, board: Board) -> None:
 
     Both end QEMU too (a background `tinylstm flash ... &` ignores SIGINT, so scripts send SIGTERM)."""
     signal.signal(signal.SIGTERM, _terminate)
-    with QemuBoard(_artifact(target, ".elf"), machine=board.qemu_machine or "netduinoplus2") as qemu:
+    with QemuBoard(_artifact(target, ".elf"), board.emulator) as qemu:
         print(qemu.url, flush=True)
         print(
             "QEMU is waiting for the first client to connect before it boots the firmware; "
@@ -163,7 +190,35 @@ FLASHERS: dict[str, Callable[[Path, Board, str | None], None]] = {
 }
 
 
+def built_for(target: Path) -> str | None:
+    """The board ``target`` was built for: its build.json, or the name of a QEMU board in the image."""
+    for d in (target, target.parent, target.parent.parent):
+        stamp = d / BUILD_STAMP
+        if d.is_dir() and stamp.is_file():
+            board = json.loads(stamp.read_text()).get("board")
+            return str(board) if board else None
+    if target.is_file():
+        image = target.read_bytes()
+        for b in emulated_boards():
+            if b.name.encode() + b"\0" in image:  # tl_hal_board_name() of a QEMU port
+                return b.name
+    return None
+
+
 def flash(target: Path, board: str, port: str | None = None) -> None:
     """Program ``target`` (a `tinylstm build --out` directory or a firmware file) onto ``board``."""
     spec = get_board(board)
+    if spec.flasher is None:
+        raise TinyLSTMError(
+            f"{board} is a package for another build system, not a board to flash: build and flash it "
+            "there (see what `tinylstm build` printed)"
+        )
+    built = built_for(target)
+    if built is not None and built != board:
+        emulated = get_board(built).emulator is not None if built in BOARDS else False
+        why = " (a QEMU build: its semihosting exit faults on a chip)" if emulated else ""
+        raise TinyLSTMError(
+            f"{target} was built for {built}{why}, not {board}: run `tinylstm build EXPORT --board {board}` "
+            "and flash that"
+        )
     FLASHERS[spec.flasher](target, spec, port)

@@ -1,13 +1,11 @@
 """The stream client against the emulated board: power loss mid-stream, a corrupting link, missing ports,
-and the PlatformIO projects (offline config + Cortex-M4 compile of their shared sources)."""
+and flashing without the tools."""
 
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import socket
-import subprocess
 import threading
 from pathlib import Path
 
@@ -19,7 +17,6 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.cli.main import main
-from tinylstm.host.firmware import build_firmware
 from tinylstm.host.flash import flash
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.stream import BoardStream
@@ -118,48 +115,6 @@ def test_missing_port_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> No
         BoardStream("/dev/ttyTINYLSTM404").open()
     assert main(["stream", "--port", "/dev/ttyTINYLSTM404"]) == 2
     assert "serial port /dev/ttyTINYLSTM404 not found" in capsys.readouterr().err
-
-
-@needs_arm
-@pytest.mark.parametrize("board", ["esp32dev", "nucleo_f446re"])
-def test_platformio_project(trained: Trained, tmp_path: Path, board: str) -> None:
-    project = build_firmware(trained.export_dir, board, tmp_path).project
-    assert project is not None
-    if shutil.which("pio"):
-        out = subprocess.run(
-            ["pio", "project", "config", "-d", str(project)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == 0, out.stderr
-        assert f"env:{board}" in out.stdout and "framework        =  arduino" in out.stdout
-    ini = (project / "platformio.ini").read_text()
-    defines = re.findall(r"-D\S+", ini)
-    assert f"default_envs = {board}" in ini and "-DTL_APP_HAS_REPLAY=1" in defines
-    src = project / "src"
-    assert (src / "hal_arduino.cpp").is_file()
-    for c in sorted(src.glob("*.c")):  # the shared C, as a proxy for the framework build
-        cmd = [
-            "arm-none-eabi-gcc",
-            "-mcpu=cortex-m4",
-            "-mthumb",
-            "-std=c99",
-            "-Os",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-ffp-contract=off",
-            f"-I{src}",
-            *defines,
-            "-c",
-            str(c),
-            "-o",
-            str(tmp_path / f"{c.stem}.o"),
-        ]
-        res = subprocess.run(cmd, check=False, capture_output=True, text=True)
-        assert res.returncode == 0, f"{c.name}: {res.stderr}"
 
 
 def test_flashing_without_tools_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -38,6 +38,15 @@
 extern "C" {
 #endif
 
+/* Build settings as a header, for the packages whose build systems take no -D flags (the Arduino
+ * library, the ESP-IDF component): `tinylstm build` writes tl_config.h beside the sources. Bare-metal
+ * and PlatformIO builds pass -D flags and have no such file. */
+#if defined(__has_include)
+#if __has_include("tl_config.h")
+#include "tl_config.h"
+#endif
+#endif
+
 /* Boot source: 0 host, 1 replay, 2 sensor (TL_PROTO_SOURCE_*). */
 #ifndef TL_APP_BOOT_SOURCE
 #define TL_APP_BOOT_SOURCE 0

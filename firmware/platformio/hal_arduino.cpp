@@ -1,11 +1,13 @@
 /*
- * hal_arduino.cpp - tl_hal.h on the Arduino core (ESP32 DevKit: arduino-esp32; Nucleo-F446RE:
- * STM32duino), plus setup()/loop() running the TinyLSTM app. Copied into the PlatformIO project
- * written by `tinylstm build --board esp32dev|nucleo_f446re`.
+ * hal_arduino.cpp - tl_hal.h on the Arduino core (arduino-esp32: ESP32, ESP32-C3; STM32duino:
+ * Nucleo-F446RE). Copied into the PlatformIO project `tinylstm build` writes for an Arduino board
+ * (with main_arduino.cpp: setup()/loop() running the app) and into the Arduino library
+ * (`--board arduino-lib`, whose example sketch has setup()/loop()).
  *
- * Serial is the USB-serial bridge (ESP32: UART0 on the CP210x/CH340; Nucleo: USART2 on the
- * ST-LINK virtual COM port) at TL_BAUD 8N1. Receive capacity (HELLO.rx_capacity): the
- * core's RX buffer, 1024 bytes on the ESP32 (setRxBufferSize), SERIAL_RX_BUFFER_SIZE - 1 on
+ * Serial is the USB-serial bridge (ESP32: UART0 on the CP210x/CH340; ESP32-C3-DevKitM-1: UART0 on
+ * its bridge; Nucleo: USART2 on the ST-LINK virtual COM port) at TL_BAUD 8N1. TL_BOARD_NAME (set
+ * per PlatformIO environment) is the name HELLO reports. Receive capacity (HELLO.rx_capacity): the
+ * core's RX buffer, 1024 bytes on the ESP32s (setRxBufferSize), SERIAL_RX_BUFFER_SIZE - 1 on
  * STM32duino (platformio.ini sets 256). Cycle counter: CCOUNT on the ESP32, DWT CYCCNT on
  * the STM32. Watchdog: the Arduino loop watchdog on the ESP32 (enableLoopWDT), the IWDG
  * (IWatchdog library, TL_WATCHDOG_MS) on STM32duino. Faults: on STM32duino the HardFault
@@ -35,16 +37,16 @@
 #define TL_WATCHDOG_MS 2000u
 #endif
 
+#ifndef TL_BOARD_NAME
+#define TL_BOARD_NAME "arduino"
+#endif
+
 #if defined(ARDUINO_ARCH_ESP32)
-#define TL_BOARD_NAME "esp32dev"
 #ifndef TL_RX_CAPACITY
 #define TL_RX_CAPACITY 1024u /* `tinylstm build` sets it for the model */
 #endif
-#elif defined(ARDUINO_ARCH_STM32)
-#define TL_BOARD_NAME "nucleo_f446re"
-#define TL_RX_CAPACITY (SERIAL_RX_BUFFER_SIZE - 1u)
 #else
-#define TL_BOARD_NAME "arduino"
+#undef TL_RX_CAPACITY /* the core's buffer decides */
 #define TL_RX_CAPACITY (SERIAL_RX_BUFFER_SIZE - 1u)
 #endif
 
@@ -165,11 +167,3 @@ __attribute__((naked)) void HardFault_Handler(void)
 #endif
 
 } /* extern "C" */
-
-void setup()
-{
-    tl_hal_init();
-    tl_app_init();
-}
-
-void loop() { tl_app_poll(); }

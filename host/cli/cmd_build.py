@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinylstm.host.boards import BOARDS, board_names
+from tinylstm.host.boards import BOARDS, board_names, get_board
 from tinylstm.host.firmware import build_firmware
+from tinylstm.host.packaging import PACKAGERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         export_dir, args.board, out, args.source, {"TL_REPLAY_PERIOD_MS": str(args.replay_period_ms)}
     )
     if b.project is not None:
-        print(f"wrote PlatformIO project {b.project}: pio run -d {b.project} -e {args.board} -t upload")
+        print(PACKAGERS[get_board(args.board).kind].next_step.format(project=b.project, board=args.board))
         return 0
     assert b.sizes is not None
     print(
