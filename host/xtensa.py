@@ -43,6 +43,7 @@ from tinylstm.codegen.emit_c import LAYOUT_DEFINES, Layout, emit_c
 from tinylstm.codegen.emit_replay import emit_replay
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.toolchain import COMMON_PORT_DIR
 from tinylstm.host.csources import C_FLAGS, csrc_dir, firmware_dir, kernel_sources
 from tinylstm.host.firmware import app_sources
 
@@ -111,8 +112,13 @@ class XtensaError(TinyLSTMError):
 
 
 def xtensa_dir() -> Path:
-    """firmware/tests/xtensa: the run harness, startup files, linker scripts, freestanding string.h."""
+    """firmware/tests/xtensa: the run harness, startup files, linker scripts, runtime helpers."""
     return firmware_dir() / "tests" / "xtensa"
+
+
+# neither toolchain has a C library here: the bare-metal ports' string.h and memcpy/memset/strlen
+FREESTANDING_INCLUDE = COMMON_PORT_DIR / "freestanding"
+LIBC_MIN = COMMON_PORT_DIR / "libc_min.c"
 
 
 def missing_tools(tools: Sequence[str]) -> list[str]:
@@ -151,7 +157,7 @@ def compile_llvm(
     layout: Layout = "w8",
 ) -> Path:
     """One C file -> Xtensa object with clang-22 (IR) -> llc-22 (assembly) -> llvm-mc-22; no
-    libc headers (``-nostdlibinc``: clang's own stdint.h/stddef.h, string.h from xtensa_dir())."""
+    libc headers (``-nostdlibinc``: clang's own stdint.h/stddef.h, string.h from FREESTANDING_INCLUDE)."""
     stem = out_dir / src.name.removesuffix(".c")
     ll, asm, obj = stem.with_suffix(".ll"), stem.with_suffix(".s"), stem.with_suffix(".o")
     cflags = [*XTENSA_C_FLAGS, *LAYOUT_DEFINES[layout], "-nostdlibinc", *_include_flags(includes)]
@@ -206,7 +212,7 @@ def gate_sources(gen: Path) -> list[Path]:
 
 def gate_includes(gen: Path) -> list[Path]:
     fw = firmware_dir()
-    return [xtensa_dir() / "include", csrc_dir(), fw / "app", fw / "hal", gen]
+    return [FREESTANDING_INCLUDE, csrc_dir(), fw / "app", fw / "hal", gen]
 
 
 def compile_gate(toolchain: Toolchain, gen: Path, out_dir: Path, layout: Layout = "w8") -> list[Path]:
@@ -239,7 +245,7 @@ class KernelObjects:
 
 
 def _run_includes(gen: Path | None) -> list[Path]:
-    return [xtensa_dir() / "include", xtensa_dir(), csrc_dir(), *([gen] if gen else [])]
+    return [FREESTANDING_INCLUDE, xtensa_dir(), csrc_dir(), *([gen] if gen else [])]
 
 
 def _rt_defines(core: Core) -> dict[str, str]:
@@ -248,15 +254,17 @@ def _rt_defines(core: Core) -> dict[str, str]:
 
 
 def _check_no_calls(obj: Path) -> None:
-    """xt_rt.o must call nothing: a compiler that turned a helper back into a libcall (memcpy into
-    memcpy, the 32-bit products of __muldi3 into __muldi3) would recurse forever."""
+    """The runtime helpers (xt_rt.o, libc_min.o) must call nothing: a compiler that turned a helper
+    back into a libcall (memcpy into memcpy, the 32-bit products of __muldi3 into __muldi3) would
+    recurse forever."""
     undefined = _run([NM, "-u", obj], f"nm {obj.name}").stdout.decode().split()
     if [s for s in undefined if s != "U"]:
         raise XtensaError(f"{obj.name} calls {undefined}: the runtime helpers must not call anything")
 
 
 def compile_kernel(core: Core, out_dir: Path, layout: Layout = "w8") -> KernelObjects:
-    """Compile the kernel (minus RUN_EXCLUDED), xt_rt.c and the startup for ``core`` into ``out_dir``."""
+    """Compile the kernel (minus RUN_EXCLUDED), xt_rt.c, libc_min.c and the startup for ``core``
+    into ``out_dir``."""
     if core not in CORES:
         raise XtensaError(f"unknown Xtensa core {core!r}: choose one of {list(CORES)}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +275,10 @@ def compile_kernel(core: Core, out_dir: Path, layout: Layout = "w8") -> KernelOb
     if core == "dc233c":
         for src in sources:
             objs.append(compile_llvm(src, out_dir, includes, {}, "generic", DC233C_FEATURES, layout))
-        rt = compile_llvm(xt / "xt_rt.c", out_dir, includes, _rt_defines(core), "generic", DC233C_FEATURES)
+        rt = [
+            compile_llvm(src, out_dir, includes, _rt_defines(core), "generic", DC233C_FEATURES)
+            for src in (xt / "xt_rt.c", LIBC_MIN)
+        ]
         start = out_dir / "start_windowed.o"
         mattr = f"-mattr={','.join(DC233C_START_FEATURES)}"
         _run(
@@ -277,10 +288,11 @@ def compile_kernel(core: Core, out_dir: Path, layout: Layout = "w8") -> KernelOb
     else:
         for src in sources:
             objs.append(compile_gcc(src, out_dir, includes, {}, layout))
-        rt = compile_gcc(xt / "xt_rt.c", out_dir, includes, _rt_defines(core))
+        rt = [compile_gcc(src, out_dir, includes, _rt_defines(core)) for src in (xt / "xt_rt.c", LIBC_MIN)]
         start = compile_gcc(xt / "start_call0.S", out_dir, includes, {})
-    _check_no_calls(rt)
-    return KernelObjects(core, layout, (start, rt, *objs))
+    for obj in rt:
+        _check_no_calls(obj)
+    return KernelObjects(core, layout, (start, *rt, *objs))
 
 
 def link_elf(kernel: KernelObjects, sources: Sequence[Path], includes: Sequence[Path], elf: Path) -> Path:

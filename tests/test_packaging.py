@@ -65,7 +65,7 @@ def compile_esp32_c(src: Path, defines: list[str], out: Path) -> int:
     flags = dict(d.removeprefix("-D").split("=", 1) for d in defines)
     sources = [c for c in sorted(src.glob("*.c")) if c.name not in FRAMEWORK_HALS]
     for c in sources:
-        xtensa.compile_esp32(c, out, [xtensa.xtensa_dir() / "include", src], flags)
+        xtensa.compile_esp32(c, out, [xtensa.FREESTANDING_INCLUDE, src], flags)
     return len(sources)
 
 

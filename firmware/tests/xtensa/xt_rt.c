@@ -1,6 +1,6 @@
 /*
- * The C runtime the Xtensa kernel-run ELFs need and no library provides here (tests/test_xtensa.py):
- *  - memcpy/memset/strlen, for both builds (no C library);
+ * The C runtime the Xtensa kernel-run ELFs need and no library provides here (tests/test_xtensa.py),
+ * beside ports/common/libc_min.c (memcpy/memset/strlen):
  *  - with -DXT_RT_MULDI3: __muldi3, the int64 product of tl_requantize. Neither core has
  *    MUL32HIGH, so both compilers call it; no windowed libgcc exists for the clang build, and
  *    the Debian libgcc of xtensa-lx106-elf-gcc lacks it (and __addsf3/__subsf3/__mulsf3);
@@ -9,38 +9,7 @@
  * tl_input.c (float arithmetic) is left out of both runs: nothing here provides soft-float
  * add/sub/mul.
  */
-#include <stddef.h>
 #include <stdint.h>
-#include <string.h>
-
-/* gcc would turn these very loops into calls to themselves; clang does not for these names. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define XT_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define XT_NO_LIBCALLS
-#endif
-
-XT_NO_LIBCALLS void *memcpy(void *restrict dst, const void *restrict src, size_t n)
-{
-    uint8_t *d = (uint8_t *)dst;
-    const uint8_t *s = (const uint8_t *)src;
-    while (n--) *d++ = *s++;
-    return dst;
-}
-
-XT_NO_LIBCALLS void *memset(void *dst, int c, size_t n)
-{
-    uint8_t *d = (uint8_t *)dst;
-    while (n--) *d++ = (uint8_t)c;
-    return dst;
-}
-
-XT_NO_LIBCALLS size_t strlen(const char *s)
-{
-    size_t n = 0;
-    while (s[n]) n++;
-    return n;
-}
 
 #ifdef XT_RT_MULDI3
 int64_t __muldi3(int64_t a, int64_t b);
@@ -68,9 +37,11 @@ int __lesf2(float a, float b);
 /* IEEE single comparison on the bits: -1, 0, 1, or `unordered` if either is a NaN (+0 == -0). */
 static int fcmp(float a, float b, int unordered)
 {
-    uint32_t ua, ub;
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
+    union {
+        float f;
+        uint32_t u;
+    } pa = {a}, pb = {b}; /* C99 TC3 6.5.2.3: reading another member reinterprets the bytes */
+    const uint32_t ua = pa.u, ub = pb.u;
     const uint32_t ma = ua & 0x7FFFFFFFu, mb = ub & 0x7FFFFFFFu;
     if (ma > 0x7F800000u || mb > 0x7F800000u) return unordered;
     const int32_t ka = (ua >> 31) ? -(int32_t)ma : (int32_t)ma; /* order-preserving keys */

@@ -1,7 +1,8 @@
 /*
- * string.h for toolchains that ship no C library (riscv64-unknown-elf-gcc without picolibc):
- * the three functions the kernel, the app and gcc's own code generation use, implemented in
- * ports/common/libc_min.c. With -ffreestanding gcc provides <stdint.h> and <stddef.h> itself.
+ * string.h for toolchains that ship no C library (riscv64-unknown-elf-gcc without picolibc,
+ * clang's Xtensa target, xtensa-lx106-elf-gcc): the three functions the kernel, the app and the
+ * compilers' own code generation use, implemented in ports/common/libc_min.c. With
+ * -ffreestanding (gcc) or -nostdlibinc (clang) the compiler provides <stdint.h> and <stddef.h>.
  * Toolchains with a libc (arm-none-eabi + newlib) never see this directory.
  */
 #ifndef TL_FREESTANDING_STRING_H
