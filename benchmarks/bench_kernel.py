@@ -1,10 +1,11 @@
-"""On-target cost of one kernel step, counted exactly: Cortex-M4 code run in unicorn.
+"""On-target cost of one kernel step, counted exactly: Cortex-M4 and RV32IMC code run in unicorn.
 
 For LSTM and GRU (1 layer, 4 outputs, calibrated PyTorch-initialised models) at hidden 16/32/64/128 x
 input 6/16, both the SMLAD path (__ARM_FEATURE_DSP) and the portable C path (-DTL_NO_DSP) are built
 with arm-none-eabi-gcc 12 for -mcpu=cortex-m4 -mthumb -mfloat-abi=hard at -O2 (and the firmware's
 -Os for the optimized path), with the default int8 weight layout, and the SMLAD path once more (-O2,
--Os) with the model emitted in the int16 "w16" layout, then:
+-Os) with the model emitted in the int16 "w16" layout; and the portable path for RV32IMC (the
+ESP32-C3's instruction set, riscv64-unknown-elf-gcc 12, -O2 and -Os). Then:
 
 - instructions: a unicorn code hook counts every instruction executed by one tl_step call (after
   ``WARMUP`` steps, so the state is not zero), per step and per multiply-accumulate;
@@ -14,7 +15,9 @@ with arm-none-eabi-gcc 12 for -mcpu=cortex-m4 -mthumb -mfloat-abi=hard at -O2 (a
   arm-none-eabi-size; model data: the emitted tl_model.o (weights, biases, multipliers, shifts,
   alignments, head, activation table, input constants); state RAM: the state buffer + tl_state_t.
 
-Writes benchmarks/results/kernel.json and kernel.md.
+Last, a latency table per board of the registry with a counted core: instructions of the firmware's
+build (-Os, w8) x the core's assumed cycles per instruction / the board's usual clock. Writes
+benchmarks/results/kernel.json and kernel.md.
 
     python benchmarks/bench_kernel.py [--quick]
 """
@@ -33,7 +36,9 @@ import numpy as np
 
 from tinylstm.codegen.cells import CELLS, cell_type
 from tinylstm.codegen.random_models import random_quantized_model
-from tinylstm.host.unicorn_runner import M4Target, build_target, code_size
+from tinylstm.host.boards.registry import BOARDS, CORE_CORTEX_M4F, CORE_RV32IMC, Core
+from tinylstm.host.boards.toolchain import find_tool
+from tinylstm.host.unicorn_runner import Target, build_target, code_size
 
 RESULTS = Path(__file__).parent / "results"
 OUTPUTS = 4
@@ -45,8 +50,21 @@ def macs_per_step(cell: str, inp: int, hidden: int, out: int = OUTPUTS) -> int:
     return cell_type(cell).gates * hidden * (inp + hidden) + out * hidden
 
 
+# (name, DSP path, optimisation, weight layout, core); the firmware builds -Os w8 ("<core> firmware")
+PATHS: list[tuple[str, bool, str, str, Core]] = [
+    ("dsp", True, "-O2", "w8", CORE_CORTEX_M4F),
+    ("portable", False, "-O2", "w8", CORE_CORTEX_M4F),
+    ("dsp -Os", True, "-Os", "w8", CORE_CORTEX_M4F),
+    ("w16 dsp", True, "-O2", "w16", CORE_CORTEX_M4F),
+    ("w16 dsp -Os", True, "-Os", "w16", CORE_CORTEX_M4F),
+    ("rv32imc", False, "-O2", "w8", CORE_RV32IMC),
+    ("rv32imc -Os", False, "-Os", "w8", CORE_RV32IMC),
+]
+FIRMWARE_PATH = {CORE_CORTEX_M4F.name: "dsp -Os", CORE_RV32IMC.name: "rv32imc -Os"}
+
+
 def measure(
-    cell: str, inp: int, hidden: int, work: Path, paths: list[tuple[str, bool, str, str]]
+    cell: str, inp: int, hidden: int, work: Path, paths: list[tuple[str, bool, str, str, Core]]
 ) -> list[dict]:
     rng = np.random.default_rng(hidden * 31 + inp)
     t = np.arange(400)[:, None]
@@ -55,7 +73,7 @@ def measure(
     xq = rng.integers(-128, 128, (WARMUP + 1, inp)).astype(np.int8)
     macs = macs_per_step(cell, inp, hidden)
     rows = []
-    for name, dsp, opt, layout in paths:
+    for name, dsp, opt, layout, core in paths:
         build = build_target(
             model,
             work / f"{cell}-{inp}-{hidden}-{name.replace(' ', '')}",
@@ -63,13 +81,14 @@ def measure(
             opt=opt,
             max_steps=WARMUP,
             layout=layout,
+            core=core,
         )
-        target = M4Target(build, model)
+        target = Target(build, model)
         target.run(xq[:WARMUP])
         instructions, stack = target.measure_step(xq[WARMUP])
         model_bytes = int(
             subprocess.run(
-                ["arm-none-eabi-size", str(build.objects["tl_model"])],
+                [str(find_tool("size", core.toolchain)), str(build.objects["tl_model"])],  # type: ignore[arg-type]
                 check=True,
                 capture_output=True,
                 text=True,
@@ -85,6 +104,7 @@ def measure(
                 "outputs": OUTPUTS,
                 "layers": 1,
                 "path": name,
+                "core": core.name,
                 "layout": layout,
                 "opt": opt,
                 "macs": macs,
@@ -99,10 +119,35 @@ def measure(
     return rows
 
 
+def latency_rows(rows: list[dict]) -> list[dict]:
+    """µs per step on each board with a counted core: firmware-build instructions x CPI / clock."""
+    out = []
+    for b in BOARDS.values():
+        if b.core is None or b.core.name not in FIRMWARE_PATH or not b.cpu_hz:
+            continue
+        for r in rows:
+            if r["path"] == FIRMWARE_PATH[b.core.name]:
+                cycles = r["instructions"] * b.core.cpi_assumed
+                out.append(
+                    {
+                        "board": b.name,
+                        "core": b.core.name,
+                        "mhz": b.cpu_hz // 1_000_000,
+                        "cpi_assumed": b.core.cpi_assumed,
+                        "cell": r["cell"],
+                        "input": r["input"],
+                        "hidden": r["hidden"],
+                        "instructions": r["instructions"],
+                        "us_per_step": round(cycles / b.cpu_hz * 1e6, 1),
+                    }
+                )
+    return out
+
+
 def render_md(res: dict) -> str:
-    rows = res["rows"]
+    rows = [r for r in res["rows"] if r["core"] == CORE_CORTEX_M4F.name]
     out = [
-        "# Kernel on Cortex-M4 (instruction counts in unicorn)",
+        "# Kernel on Cortex-M4 and RV32IMC (instruction counts in unicorn)",
         "",
         (
             f"Generated by `python benchmarks/bench_kernel.py` on {res['date']} ({res['compiler']}). "
@@ -138,12 +183,64 @@ def render_md(res: dict) -> str:
         "| cell | I | H | path | code bytes | model data bytes | state RAM bytes | stack bytes |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in res["rows"]:
         out.append(
             f"| {r['cell']} | {r['input']} | {r['hidden']} | {r['path']} | {r['code_bytes']} | "
             f"{r['model_bytes']} | {r['state_ram_bytes']} | {r['stack_bytes']} |"
         )
+    rv = [r for r in res["rows"] if r["core"] == CORE_RV32IMC.name]
+    m4 = {(r["cell"], r["input"], r["hidden"], r["path"]): r["instructions"] for r in rows}
+    out += [
+        "",
+        "## RV32IMC (the ESP32-C3/C6/H2 instruction set)",
+        "",
+        (
+            f"{res['compiler_rv']}, -march=rv32imc -mabi=ilp32; the portable C path (RISC-V has no packed "
+            "multiply-accumulate in RV32IMC). Same models and inputs as above; the ratios compare "
+            "instruction counts with the Cortex-M4 at the same optimisation level."
+        ),
+        "",
+        "| cell | I | H | MACs | path | instructions/step | instr/MAC | vs M4 portable | vs M4 dsp |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rv:
+        key = (r["cell"], r["input"], r["hidden"])
+        suffix = " -Os" if r["opt"] == "-Os" else ""
+        m4_portable = m4.get((*key, "portable")) if not suffix else None
+        m4_dsp = m4[(*key, "dsp" + suffix)]
+        out.append(
+            f"| {r['cell']} | {r['input']} | {r['hidden']} | {r['macs']} | {r['path']} | {r['instructions']} "
+            f"| {r['instructions_per_mac']:.2f} | "
+            + (f"{r['instructions'] / m4_portable:.2f}x" if m4_portable else "—")
+            + f" | {r['instructions'] / m4_dsp:.2f}x |"
+        )
+    out += [
+        "",
+        "## Latency per board (estimated)",
+        "",
+        (
+            "µs per step = instructions of the firmware's build (-Os, w8) × assumed cycles per instruction ÷ "
+            "the board's usual clock (host/boards/registry.py). The cycles per instruction are assumptions, "
+            "not measurements: on a chip, flash wait states and caches decide them. The ESP32 (Xtensa LX6) "
+            "has no instruction-counting emulator here and is left out."
+        ),
+        "",
+        "| board | core | MHz | CPI assumed | cell | I | H | instructions | µs/step |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["latency"]:
+        out.append(
+            f"| {r['board']} | {r['core']} | {r['mhz']} | {r['cpi_assumed']} | {r['cell']} | {r['input']} | "
+            f"{r['hidden']} | {r['instructions']} | {r['us_per_step']} |"
+        )
     return "\n".join(out) + "\n"
+
+
+def _version(core: Core) -> str:
+    gcc = find_tool("gcc", core.toolchain)  # type: ignore[arg-type]
+    return subprocess.run(
+        [str(gcc), "--version"], check=True, capture_output=True, text=True
+    ).stdout.splitlines()[0]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -152,13 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     hiddens = [16, 64] if args.quick else [16, 32, 64, 128]
     inputs = [6] if args.quick else [6, 16]
-    paths = [
-        ("dsp", True, "-O2", "w8"),
-        ("portable", False, "-O2", "w8"),
-        ("dsp -Os", True, "-Os", "w8"),
-        ("w16 dsp", True, "-O2", "w16"),
-        ("w16 dsp -Os", True, "-Os", "w16"),
-    ]
+    paths = PATHS
     rows: list[dict] = []
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,16 +264,15 @@ def main(argv: list[str] | None = None) -> dict:
                         + " instr/MAC",
                         flush=True,
                     )
-    compiler = subprocess.run(
-        ["arm-none-eabi-gcc", "--version"], check=True, capture_output=True, text=True
-    ).stdout.splitlines()[0]
     res = {
         "date": time.strftime("%Y-%m-%d"),
-        "compiler": compiler,
-        "cpu": "cortex-m4 (unicorn)",
+        "compiler": _version(CORE_CORTEX_M4F),
+        "compiler_rv": _version(CORE_RV32IMC),
+        "cpu": "cortex-m4, rv32imc (unicorn)",
         "host": platform.machine(),
         "seconds": round(time.time() - t0, 1),
         "rows": rows,
+        "latency": latency_rows(rows),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "kernel.json").write_text(json.dumps(res, indent=1) + "\n")
