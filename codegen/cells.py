@@ -10,7 +10,7 @@ shapes are generated from it (codegen/contract.py), and MicroPython has one in t
 
 Adding a cell (docs/integer-contract.md, "Adding a cell"): one ``CellType`` here with its two step
 functions, one C file with its layer step and one line in csrc/tl_cells.c, one step function in
-the MicroPython fallback; then regenerate the contract files.
+the MicroPython fallback, one fake-quantized step in trainer/qat.py; then regenerate the contract files.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).cpu().numpy()
 
 
-def _from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
+def from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
+    """The float model of a PyTorch RNN (nn.LSTM / nn.GRU, a cell of codegen/cells.py) and its head."""
     cell = by_torch_module(rnn)
     if cell is None or not isinstance(rnn, nn.RNNBase):
         raise TinyLSTMError(f"{type(rnn).__name__} is not supported; {SUPPORTED}")
@@ -69,10 +70,10 @@ def _from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
     return fm
 
 
-def from_checkpoint(path: Path, blob: dict[str, Any]) -> LoadedModel:
-    model, meta = checkpoint_from_dict(blob, str(path))
+def model_meta(meta: CheckpointMeta) -> ModelMeta:
+    """What the firmware needs to know of a model, from its checkpoint metadata."""
     tn = meta.target_norm
-    mm = ModelMeta(
+    return ModelMeta(
         task=cast(Task, meta.task),
         mode=cast(Mode, meta.mode),
         window=meta.window,
@@ -83,7 +84,11 @@ def from_checkpoint(path: Path, blob: dict[str, Any]) -> LoadedModel:
         target_mean=list(tn["mean"]) if tn else None,
         target_std=list(tn["std"]) if tn else None,
     )
-    return LoadedModel(_from_rnn(model.rnn, model.head, mm), meta, path)
+
+
+def from_checkpoint(path: Path, blob: dict[str, Any]) -> LoadedModel:
+    model, meta = checkpoint_from_dict(blob, str(path))
+    return LoadedModel(from_rnn(model.rnn, model.head, model_meta(meta)), meta, path)
 
 
 def _meta_from_description(desc: dict[str, Any], input_size: int, where: str) -> ModelMeta:
@@ -154,7 +159,7 @@ def _check_forward(module: nn.Module, fm: FloatModel, batch_first: bool) -> None
 
 def from_module(path: Path, module: nn.Module, desc: dict[str, Any]) -> LoadedModel:
     rnn, head = _find_modules(module)
-    fm = _from_rnn(rnn, head, _meta_from_description(desc, int(rnn.input_size), str(path)))
+    fm = from_rnn(rnn, head, _meta_from_description(desc, int(rnn.input_size), str(path)))
     _check_forward(module, fm, bool(rnn.batch_first))
     return LoadedModel(fm, None, path)
 
@@ -242,7 +247,7 @@ def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> Loa
             f"{path}: the tensors do not fit an RNN + Linear of these sizes ({detail}); {SUPPORTED}"
         ) from None
     return LoadedModel(
-        _from_rnn(rnn, head, _meta_from_description(desc, int(w_ih.shape[1]), str(path))), None, path
+        from_rnn(rnn, head, _meta_from_description(desc, int(w_ih.shape[1]), str(path))), None, path
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
+from tinylstm.codegen.contract import HIDDEN_BITS, HIDDEN_FRAC
 from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
@@ -24,6 +25,7 @@ from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.mpy_runner import micropython_executable, run_blob
+from tinylstm.trainer.checkpoint import CheckpointMeta
 from tinylstm.trainer.sequence_set import SequenceSet
 
 LONG_STREAM_STEPS = 10_000
@@ -99,6 +101,19 @@ def _quality(
         "max_abs_float_vs_int8": float(np.max(np.abs(pf - pq))),
         "predictions": len(target),
     }
+
+
+def _qat_forward(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarray]) -> dict[str, Any]:
+    """int8 against the fake-quantized forward the model was fine-tuned as (trainer/qat.py), at the
+    labelled steps: equal int16 output words and, for classification, argmax agreement."""
+    from tinylstm.trainer.qat import fake_quant_outputs
+
+    fq, _ = _select(test, fake_quant_outputs(fm, m, test.sequences))
+    pq, _ = _select(test, ints)
+    out: dict[str, Any] = {"equal_output_words_pct": 100.0 * float(np.mean(fq == pq))}
+    if fm.meta.task == "classification":
+        out["agreement_pct"] = 100.0 * float(np.mean(fq.argmax(-1) == pq.argmax(-1)))
+    return out
 
 
 def _baselines(
@@ -264,6 +279,24 @@ def check_blob(
     return out
 
 
+HIDDEN_FORMAT = f"int{HIDDEN_BITS} Q0.{HIDDEN_FRAC}"  # the hidden state every export carries today
+
+
+def training_of(ckpt: CheckpointMeta | None) -> dict[str, Any]:
+    """How the float weights were trained, from the checkpoint: float only (post-training
+    quantization) or with quantization-aware fine-tuning (trainer/qat.py)."""
+    if ckpt is None:
+        return {"kind": "unknown", "detail": "a user model: its training is not recorded"}
+    qat = ckpt.metrics.get("qat")
+    if not qat:
+        return {"kind": "float", "detail": "float training, post-training quantization"}
+    return {
+        "kind": "qat",
+        "detail": f"quantization-aware fine-tuning, {qat['epochs_run']} of {qat['epochs']} epochs "
+        f"(best {qat['best_epoch']}) after float training",
+    }
+
+
 def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | None = None) -> dict[str, Any]:
     thresholds = thresholds or Thresholds()
     if not export_dir.is_dir():
@@ -279,6 +312,9 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
     flo, xqs, ints = _outputs(fm, m, test)
     quality = _quality(fm, m, test, ints, flo)
     ckpt = origin.loaded.checkpoint
+    training = training_of(ckpt)
+    if training["kind"] == "qat":
+        quality["qat_forward"] = _qat_forward(fm, m, test, ints)
     lag = int((ckpt.dataset.options.get("forecast") if ckpt else 0) or 1)
     baselines, warnings = _baselines(m, train, test, ints, flo, lag)
     cm = CModel(load_library(export_dir, doc.get("name", "model")))
@@ -299,15 +335,21 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
         )
     passed = exact["ok"] and blob["ok"]
     if quality["metric"] == "accuracy_pct":
+        # a QAT model was fine-tuned as its fake-quantized forward: int8 must agree with that; the float
+        # weights are only the shadow the fine-tuning updated
+        agreement = (
+            quality["qat_forward"]["agreement_pct"] if "qat_forward" in quality else quality["agreement_pct"]
+        )
         passed = (
             passed
             and quality["accuracy_drop_pp"] <= thresholds.max_accuracy_drop_pp
-            and quality["agreement_pct"] >= thresholds.min_agreement_pct
+            and agreement >= thresholds.min_agreement_pct
         )
     else:
         passed = passed and quality["rmse_increase_pct_of_std"] <= thresholds.max_rmse_increase_pct
     return {
-        "model": {k: doc.get(k) for k in ("hash", "cell", "num_layers")} | {"export_dir": str(export_dir)},
+        "model": {k: doc.get(k) for k in ("hash", "cell", "num_layers")}
+        | {"export_dir": str(export_dir), "hidden_format": HIDDEN_FORMAT, "training": training},
         "float_model": {
             "file": doc["float_model"]["file"],
             "sha256": doc["float_model"]["sha256"],

@@ -7,6 +7,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,12 @@ class TrainConfig:
     threads: int | None = (
         None  # PyTorch intra-op threads; None: 1 for hidden <= SMALL_HIDDEN, else PyTorch's default
     )
+    qat_epochs: int = 0  # quantization-aware fine-tuning after float training (trainer/qat.py); 0: none
+    qat_lr: float | None = None  # its learning rate; None: lr / 10
+
+    @property
+    def qat_learning_rate(self) -> float:
+        return self.qat_lr if self.qat_lr is not None else self.lr / 10
 
 
 # Up to this hidden size one intra-op thread is fastest: the matrices are too small to split, and on a
@@ -134,8 +141,8 @@ def _loss_fn(classification: bool) -> nn.Module:
     return nn.CrossEntropyLoss() if classification else nn.MSELoss()
 
 
-def evaluate(model: TinyRNN, data: PaddedSplit, target_norm: Normalizer | None) -> Scores:
-    """Scores of ``model`` on a padded split (eval mode, no gradients)."""
+def evaluate(model: nn.Module, data: PaddedSplit, target_norm: Normalizer | None) -> Scores:
+    """Scores of ``model`` (a TinyRNN, or its FakeQuantRNN) on a padded split (eval mode, no gradients)."""
     model.eval()
     loss_fn = _loss_fn(data.classification)
     running = _Running(std=None if target_norm is None else target_norm.std)
@@ -163,6 +170,10 @@ def _check_config(config: TrainConfig) -> None:
         raise TinyLSTMError(f"device {config.device!r} is not supported; tinylstm trains on cpu")
     if config.threads is not None and config.threads < 1:
         raise TinyLSTMError(f"threads={config.threads} must be >= 1 (omit it for the automatic choice)")
+    if config.qat_epochs < 0 or not config.qat_learning_rate > 0:
+        raise TinyLSTMError(
+            f"qat_epochs={config.qat_epochs} must be >= 0 and qat_lr={config.qat_lr} > 0 (omit it: lr / 10)"
+        )
 
 
 def _metrics_dict(
@@ -218,29 +229,12 @@ def fit(
     train, val = (PaddedSplit.build(d, norm, target_norm) for d in (train_ds, val_ds))
     test = PaddedSplit.build(test_ds, norm, target_norm) if len(test_ds) else None
 
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    threads = torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads_for(config))
-    try:
-        model, history, best_epoch, seconds = _train(train, val, ds.output_size, target_norm, config)
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-        torch.set_num_threads(threads)
-
-    scores = {
-        "train": evaluate(model, train, target_norm),
-        "val": evaluate(model, val, target_norm),
-        "test": None if test is None else evaluate(model, test, target_norm),
-    }
-    sizes = {"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)}
-    metrics = _metrics_dict(ds, sizes, scores, best_epoch, len(history["train_loss"]), seconds)
     meta = CheckpointMeta(
         cell=config.cell,
-        input_size=model.input_size,
-        hidden_size=model.hidden_size,
-        num_layers=model.num_layers,
-        output_size=model.output_size,
+        input_size=ds.num_channels,
+        hidden_size=config.hidden,
+        num_layers=config.layers,
+        output_size=ds.output_size,
         task=ds.task,
         mode=ds.mode,
         window=ds.window,
@@ -256,8 +250,25 @@ def fit(
             test=test_frac,
             test_spec=None if test_ds is split_test else test_ds.spec,
         ),
-        metrics=metrics,
     )
+    splits = {"train": train, "val": val, "test": test}
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads_for(config))
+    try:
+        model, history, best_epoch, seconds = _train(train, val, ds.output_size, target_norm, config)
+        qat = _qat(model, splits, target_norm, config, meta, train_ds, history) if config.qat_epochs else None
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+
+    scores = {name: None if d is None else evaluate(model, d, target_norm) for name, d in splits.items()}
+    sizes = {"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)}
+    meta.metrics = _metrics_dict(ds, sizes, scores, best_epoch, len(history["train_loss"]), seconds)
+    if qat is not None:
+        meta.metrics["qat"] = qat
+    metrics = meta.metrics
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = save_checkpoint(out / CHECKPOINT_NAME, model, meta)
     metric_name = "accuracy" if ds.task == "classification" else "RMSE"
@@ -278,22 +289,109 @@ def _train(
 ) -> tuple[TinyRNN, dict[str, list[float]], int, float]:
     _seed_everything(config.seed)
     model = TinyRNN(config.cell, int(train.x.shape[2]), config.hidden, config.layers, output_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    history, best_epoch, seconds = _epochs(
+        model, model, train, val, target_norm, config, config.epochs, config.lr
+    )
+    return model, history, best_epoch, seconds
+
+
+def _qat(
+    model: TinyRNN,
+    splits: dict[str, PaddedSplit | None],
+    target_norm: Normalizer | None,
+    config: TrainConfig,
+    meta: CheckpointMeta,
+    train_set: SequenceSet,
+    history: dict[str, list[float]],
+) -> dict[str, Any]:
+    """Fine-tune ``model`` through the integer contract (trainer/qat.py), keeping its float weights when no
+    epoch lowers the validation loss through the contract; extends ``history``, returns
+    what the metrics record of it: the float and fake-quantized scores before and after."""
+    from tinylstm.codegen.source import model_meta
+    from tinylstm.trainer.qat import FakeQuantRNN, ranges_for
+
+    mm = model_meta(meta)
+    net = FakeQuantRNN(model, ranges_for(model, mm, train_set))
+
+    def scores_of(m: nn.Module) -> dict[str, float]:
+        return {name: evaluate(m, d, target_norm).metric for name, d in splits.items() if d is not None}
+
+    before = {"float": scores_of(model), "fake_quant": scores_of(net)}
+
+    def refresh() -> None:
+        net.ranges = ranges_for(model, mm, train_set)
+
+    _seed_everything(config.seed + 1)
+    assert splits["train"] is not None and splits["val"] is not None
+    lr = config.qat_learning_rate
+    first = len(history["train_loss"]) + 1
+    qat_history, best_epoch, seconds = _epochs(
+        net,
+        model,
+        splits["train"],
+        splits["val"],
+        target_norm,
+        config,
+        config.qat_epochs,
+        lr,
+        "qat",
+        refresh,
+        True,
+    )
+    for key, values in qat_history.items():
+        history[key] += values
+    refresh()
+    return {
+        "epochs": config.qat_epochs,
+        "epochs_run": len(qat_history["train_loss"]),
+        "best_epoch": best_epoch,
+        "first_epoch": first,
+        "lr": lr,
+        "seconds": round(seconds, 2),
+        "metric": "accuracy" if splits["train"].classification else "rmse",
+        "before": before,
+        "after": {"float": scores_of(model), "fake_quant": scores_of(net)},
+    }
+
+
+def _epochs(
+    net: nn.Module,
+    model: TinyRNN,
+    train: PaddedSplit,
+    val: PaddedSplit,
+    target_norm: Normalizer | None,
+    config: TrainConfig,
+    epochs: int,
+    lr: float,
+    label: str = "epoch",
+    before_epoch: Callable[[], None] | None = None,
+    keep_start: bool = False,
+) -> tuple[dict[str, list[float]], int, float]:
+    """Train ``model``'s parameters through ``net`` (``model`` itself, or its FakeQuantRNN) for up to
+    ``epochs`` epochs with early stopping on ``net``'s validation loss; ``model`` ends with its best
+    weights, which with ``keep_start`` may be the ones it started with (best epoch 0). Returns the
+    history, the best epoch and the seconds taken."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = _loss_fn(train.classification)
     rng = np.random.default_rng(config.seed)
     std = None if target_norm is None else target_norm.std
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "train_metric": [], "val_metric": []}
-    best_loss, best_state, best_epoch, waited = math.inf, copy.deepcopy(model.state_dict()), 0, 0
-    short = "acc" if train.classification else "rmse"
     started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        model.train()
+    if keep_start and before_epoch is not None:
+        before_epoch()
+    best_loss = evaluate(net, val, target_norm).loss if keep_start else math.inf
+    best_state, best_epoch, waited = copy.deepcopy(model.state_dict()), 0, 0
+    short = "acc" if train.classification else "rmse"
+    for epoch in range(1, epochs + 1):
+        if before_epoch is not None:
+            before_epoch()
+        net.train()
         running = _Running(std=std)
         order = torch.from_numpy(rng.permutation(len(train)))
         batches = list(torch.split(order, config.batch_size))
         bar = tqdm(
             batches,
-            desc=f"epoch {epoch}/{config.epochs}",
+            desc=f"{label} {epoch}/{epochs}",
             unit="batch",
             disable=not config.progress,
             leave=True,
@@ -301,13 +399,12 @@ def _train(
         )
         for step, index in enumerate(bar, start=1):
             x, lengths, y = train.batch(index)
-            pred, target = select(model(x, lengths), lengths, y, train.mode)
+            pred, target = select(net(x, lengths), lengths, y, train.mode)
             loss = loss_fn(pred, target)
             if not torch.isfinite(loss):
                 raise TinyLSTMError(
-                    f"loss became NaN at epoch {epoch} step {step}: lower --lr (now {config.lr}) or check "
-                    "the "
-                    "data for extreme values (normalisation is fitted on the training split)"
+                    f"loss became NaN at {label} {epoch} step {step}: lower the learning rate (now {lr}) or "
+                    "check the data for extreme values (normalisation is fitted on the training split)"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -317,7 +414,7 @@ def _train(
             scores = running.scores(train.classification)
             bar.set_postfix(loss=f"{scores.loss:.4f}", **{short: f"{scores.metric:.4f}"}, refresh=False)
         train_scores = running.scores(train.classification)
-        val_scores = evaluate(model, val, target_norm)
+        val_scores = evaluate(net, val, target_norm)
         bar.set_postfix(
             {
                 "loss": f"{train_scores.loss:.4f}",
@@ -344,4 +441,4 @@ def _train(
                 break
     model.load_state_dict(best_state)
     model.eval()
-    return model, history, best_epoch, time.perf_counter() - started
+    return history, best_epoch, time.perf_counter() - started

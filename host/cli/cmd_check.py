@@ -65,7 +65,8 @@ def render(report: dict[str, Any]) -> str:
         (
             f"model {report['model']['hash']} ({report['model']['cell']}), "
             f"{report['data']['test_sequences']} held-out sequences"
-        )
+        ),
+        f"  hidden state {report['model']['hidden_format']}; {report['model']['training']['detail']}",
     ]
     if q["metric"] == "accuracy_pct":
         lines.append(
@@ -73,6 +74,12 @@ def render(report: dict[str, Any]) -> str:
             "pp  "
             f"argmax agreement {q['agreement_pct']:.2f}%"
         )
+        if "qat_forward" in q:
+            qf = q["qat_forward"]
+            lines.append(
+                f"  int8 vs the quantization-aware forward it was fine-tuned as: argmax agreement "
+                f"{qf['agreement_pct']:.2f}%, {qf['equal_output_words_pct']:.2f}% of the output words equal"
+            )
         lines.append(
             f"  baseline: always {base['majority_class']!r} (majority class of the training split) "
             f"{base['majority_accuracy_pct']:.2f}%"

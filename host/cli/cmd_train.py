@@ -7,8 +7,11 @@ from typing import Any
 
 from tinylstm.codegen.cells import NAMES as CELL_NAMES
 from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.data import load_dataset, load_test_set
 from tinylstm.trainer.train import SMALL_HIDDEN, TrainConfig, check_output_dir, fit
+
+QAT_EPOCHS = 10  # --qat without --qat-epochs
 
 DEFAULTS = TrainConfig()
 
@@ -54,6 +57,16 @@ def register(subparsers: Any) -> None:
         help=f"PyTorch intra-op threads (default: 1 up to hidden {SMALL_HIDDEN}, "
         "where more only wait on a busy machine; PyTorch's default above)",
     )
+    p.add_argument(
+        "--qat",
+        action="store_true",
+        help="after float training, fine-tune through the integer contract (quantization-aware training) "
+        "so the int8 export keeps the accuracy; most useful for small models (hidden 8-16)",
+    )
+    p.add_argument(
+        "--qat-epochs", type=int, help=f"with --qat: fine-tuning epochs (default {QAT_EPOCHS}, early-stopped)"
+    )
+    p.add_argument("--qat-lr", type=float, help="with --qat: its learning rate (default --lr / 10)")
     p.add_argument("--out", default="runs/latest", help="output directory (default: runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -61,6 +74,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # before loading data and training, not after
+    if not args.qat and (args.qat_epochs is not None or args.qat_lr is not None):
+        raise TinyLSTMError("--qat-epochs and --qat-lr set up quantization-aware training: add --qat")
     options: dict[str, Any] = {
         "window": args.window,
         "hop": args.hop,
@@ -86,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         test=args.test,
         progress=not args.quiet,
         threads=args.threads,
+        qat_epochs=(QAT_EPOCHS if args.qat_epochs is None else args.qat_epochs) if args.qat else 0,
+        qat_lr=args.qat_lr,
     )
     print(
         f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode)"
@@ -107,6 +124,15 @@ def run(args: argparse.Namespace) -> int:
         f"{summary} (best epoch {m['best_epoch']} of {m['epochs_run']}, {m['train_seconds']:.1f} s; "
         f"sizes {m['sizes']})"
     )
+    qat = m.get("qat")
+    if qat:
+        name = "accuracy" if qat["metric"] == "accuracy" else "RMSE"
+        split_q = "test" if "test" in qat["before"]["float"] else "val"
+        before, after = qat["before"]["fake_quant"][split_q], qat["after"]["fake_quant"][split_q]
+        print(
+            f"quantization-aware fine-tuning: {split_q} {name} through the integer contract {before:.4g} -> "
+            f"{after:.4g} (best epoch {qat['best_epoch']} of {qat['epochs_run']}, {qat['seconds']:.1f} s)"
+        )
     for path in (result.checkpoint_path, result.curves_path, result.metrics_path):
         print(f"wrote {path}")
     return 0

@@ -1,0 +1,100 @@
+"""Quantization-aware fine-tuning (trainer/qat.py): its forward pass is the integer model's, its
+gradients reach every weight, and a short run on shipped data keeps or improves the int8 accuracy
+of a hidden-8 model against post-training quantization, with an export that passes check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tinylstm.codegen import golden
+from tinylstm.codegen.cells import CELLS
+from tinylstm.codegen.export import ModelSource, export
+from tinylstm.codegen.quantize import calibrate, quantize
+from tinylstm.codegen.source import from_rnn
+from tinylstm.codegen.spec import ModelMeta
+from tinylstm.host.check import check
+from tinylstm.host.cli.main import main
+from tinylstm.trainer.data import load_dataset
+from tinylstm.trainer.models import TinyRNN
+from tinylstm.trainer.qat import FakeQuantRNN, Ranges, fake_quant_outputs
+from tinylstm.trainer.train import TrainConfig, fit
+
+INPUT, HIDDEN, OUTPUT, STEPS = 5, 12, 3, 1000
+
+
+def stream(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(STEPS)[:, None]
+    return np.sin(t / (3 + np.arange(INPUT))) * 1.5 + rng.standard_normal((STEPS, INPUT)) * 0.5
+
+
+def fake_quant_and_golden(cell: str, layers: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fake-quantized outputs (in output LSBs) and the integer golden's, on one stream."""
+    torch.manual_seed(seed)
+    model = TinyRNN(cell, INPUT, HIDDEN, layers, OUTPUT)
+    fm = from_rnn(model.rnn, model.head, ModelMeta(input_mean=[0.0] * INPUT, input_std=[1.0] * INPUT))
+    x = stream(seed)
+    im = quantize(fm, calibrate(fm, [x]))
+    y_int, _, _ = golden.run(im, golden.quantize_input(im, x.astype(np.float32))[None])
+    return fake_quant_outputs(fm, im, [x])[0], y_int[0].astype(np.int64)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_fake_quant_forward_is_the_integer_model(cell: str, layers: int) -> None:
+    """Same roundings, saturations, table and scales as the kernel: the float32 forward gives the
+    golden's int16 outputs (a float32 rounding may move one word across a rounding boundary)."""
+    fq, want = fake_quant_and_golden(cell, layers, seed=10 * layers + CELLS[cell].code)
+    assert np.abs(want).max() > 10_000  # the outputs span the range
+    equal = float(np.mean(fq == want))
+    assert equal >= 0.99, (
+        f"{equal:.4f} of the outputs equal; first difference at {np.argwhere(fq != want)[0]}"
+    )
+
+
+def test_fake_quant_gradients_reach_every_weight() -> None:
+    torch.manual_seed(0)
+    model = TinyRNN("lstm", INPUT, HIDDEN, 2, OUTPUT)
+    net = FakeQuantRNN(model, Ranges(0.03, (11, 11), 1e-4))
+    x = torch.tensor(stream(0)[None, :50], dtype=torch.float32)
+    net(x).square().mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_qat_keeps_or_improves_int8_accuracy_of_a_hidden_8_model(tmp_path: Path) -> None:
+    """The same seeded float training twice, once followed by 3 QAT epochs (the watch IMU data
+    shipped with the package, every second window)."""
+    ds = load_dataset("watch", hop=64)
+    base = {"cell": "gru", "hidden": 8, "epochs": 8, "patience": 3, "progress": False}
+    ptq = fit(ds, TrainConfig(**base), tmp_path / "ptq")  # type: ignore[arg-type]
+    qat = fit(ds, TrainConfig(**base, qat_epochs=3), tmp_path / "qat")  # type: ignore[arg-type]
+    assert "qat" not in ptq.metrics and qat.metrics["qat"]["epochs"] == 3
+    reports = {}
+    for name, result in (("ptq", ptq), ("qat", qat)):
+        export(ModelSource(str(result.checkpoint_path)), tmp_path / f"{name}-export")
+        reports[name] = check(tmp_path / f"{name}-export")
+    q_ptq, q_qat = reports["ptq"]["quality"], reports["qat"]["quality"]
+    assert q_qat["int8"] >= q_ptq["int8"], (q_ptq, q_qat)
+    assert reports["qat"]["passed"] and reports["qat"]["bit_exact"]["ok"]
+    assert reports["qat"]["model"]["training"]["kind"] == "qat"
+    assert reports["ptq"]["model"]["training"]["kind"] == "float"
+    assert reports["qat"]["model"]["hidden_format"] == "int8 Q0.7"
+    assert reports["qat"]["quality"]["qat_forward"]["agreement_pct"] >= 99.0  # int8 is the model as trained
+    assert "qat_forward" not in q_ptq
+    # the fake-quantized test accuracy after fine-tuning is what the integer export measures
+    after = qat.metrics["qat"]["after"]["fake_quant"]["test"]
+    assert abs(100 * after - q_qat["int8"]) <= 0.5, (after, q_qat)
+
+
+def test_qat_options_without_qat_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--data", "watch", "--qat-epochs", "3", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "tinylstm train: error: --qat-epochs and --qat-lr set up quantization-aware training: add --qat"
+    ]
+    assert not (tmp_path / "x").exists()

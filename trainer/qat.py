@@ -1,0 +1,250 @@
+"""Quantization-aware fine-tuning: the forward pass of the integer contract, in float, with
+straight-through gradients (docs/training.md, "Quantization-aware fine-tuning").
+
+``FakeQuantRNN`` runs a TinyRNN the way the C kernel will run its export: int8 input at the
+calibrated input scale, per-row int8 weights with the two part scales a power of two apart
+(``codegen/quantize.py``), the bias on the accumulator grid, Q3.12 pre-activations saturated to
+int16, sigmoid and tanh from the kernel's 257-entry table with its linear interpolation and
+Q0.15 outputs, the int16 cell state with its calibrated fractional bits and saturation, the int8
+Q0.7 hidden state and the int16 output. Every rounding is ``round`` (or ``floor`` where the kernel
+shifts right without rounding) with the identity as its gradient; saturations pass no gradient
+outside their range.
+
+The scales that come from calibration (input, cell state, output) are taken from ``quantize`` of
+the current float weights on the training split, exactly as ``tinylstm export`` computes them, and
+refreshed at the start of every epoch (``ranges_for``). After fine-tuning the checkpoint holds float
+weights; ``tinylstm export`` calibrates and quantizes them as usual, and the integer model is checked
+bit-exact like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tinylstm.codegen import qmath
+from tinylstm.codegen.cells import CELLS, cell_type
+from tinylstm.codegen.contract import HIDDEN_FRAC, MAX_SCALE_EXP, Q12, Q15, TABLE_SEGMENT_BITS
+from tinylstm.codegen.quantize import IntModel, calibrate, quantize
+from tinylstm.codegen.source import from_rnn
+from tinylstm.codegen.spec import FloatModel, ModelMeta, by_length, normalise
+from tinylstm.trainer.models import TinyRNN
+from tinylstm.trainer.sequence_set import SequenceSet
+
+S_H = 2.0**-HIDDEN_FRAC  # one LSB of the int8 hidden state
+TABLE_STEPS = 1 << (Q12 - TABLE_SEGMENT_BITS)  # table entries per unit of input: 16
+TABLE_ORIGIN = 8.0  # the table starts at x = -8
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """x rounded half up (the kernel's (x + 2^(n-1)) >> n) forward, identity backward."""
+    return x + (torch.floor(x + 0.5) - x).detach()
+
+
+def ste_floor(x: torch.Tensor) -> torch.Tensor:
+    """floor(x) forward (an arithmetic right shift), identity backward."""
+    return x + (torch.floor(x) - x).detach()
+
+
+def fake_quant(x: torch.Tensor, scale: float | torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """x on the grid of ``scale``, saturated to the integers [lo, hi]."""
+    return torch.clamp(ste_round(x / scale), lo, hi) * scale
+
+
+def q12(x: torch.Tensor) -> torch.Tensor:
+    """A gate pre-activation: int16 Q3.12 (sat16 of the requantized accumulator)."""
+    return fake_quant(x, 2.0**-Q12, -32768, 32767)
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """The calibrated scales of the integer model the weights export to."""
+
+    input_scale: float  # one int8 input LSB, in normalised units
+    cell_frac: tuple[int, ...]  # fractional bits of each layer's int16 cell state (cells with one)
+    output_scale: float  # one int16 output LSB
+
+
+def ranges_for(model: TinyRNN, meta: ModelMeta, train: SequenceSet) -> Ranges:
+    """The scales ``tinylstm export`` would calibrate for ``model`` now (codegen/export.py)."""
+    from tinylstm.codegen.export import calibration_sequences
+
+    fm = from_rnn(model.rnn, model.head, meta)
+    return ranges_of(quantize(fm, calibrate(fm, calibration_sequences(fm, train))))
+
+
+class Table:
+    """The kernel's tanh table (codegen/qmath.py) and the two activations read from it."""
+
+    def __init__(self) -> None:
+        self.values = torch.from_numpy(qmath.make_tanh_table().astype(np.float32) / 32768.0)
+
+    def tanh(self, v: torch.Tensor) -> torch.Tensor:
+        """tanh of a Q3.12 value by linear interpolation between entries, Q0.15 result."""
+        u = (v + TABLE_ORIGIN) * TABLE_STEPS
+        idx = torch.floor(u).detach().clamp(0, len(self.values) - 2).long()
+        t0, t1 = self.values[idx], self.values[idx + 1]
+        return ste_round((t0 + (t1 - t0) * (u - idx)) * 32768.0) / 32768.0
+
+    def sigmoid(self, v: torch.Tensor) -> torch.Tensor:
+        """(1 + tanh(v >> 1)) >> 1, as tl_sigmoid_q15."""
+        half = ste_floor(v * (2.0 ** (Q12 - 1))) / 2.0**Q12
+        return ste_floor((self.tanh(half) + 1.0) * 2.0 ** (Q15 - 1)) / 2.0**Q15
+
+
+@dataclass
+class LayerParams:
+    """One layer's fake-quantized weights: x part and h part of every row, biases in real units."""
+
+    w_ih: torch.Tensor  # [G*H, I]
+    w_hh: torch.Tensor  # [G*H, H]
+    bias: torch.Tensor  # [G*H] (the last gate's input-side bias for cells with bias_hn)
+    bias_hn: torch.Tensor | None  # [H]
+
+
+def _quant_layer(
+    cell: str, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor, s_in: float
+) -> LayerParams:
+    """codegen/quantize.py's ``_quantize_gate_rows`` and ``_bias``, with straight-through rounding."""
+    ct = cell_type(cell)
+    wx = w_ih * (s_in / S_H)  # the x part at the h part's scale
+    ax, ah = wx.detach().abs().amax(dim=1), w_hh.detach().abs().amax(dim=1)
+    both = (ax > 0) & (ah > 0)
+    ratio = torch.where(
+        both, torch.log2(torch.where(both, ax / ah, torch.ones_like(ax))), torch.zeros_like(ax)
+    )
+    e = torch.clamp(torch.ceil(ratio), -MAX_SCALE_EXP, MAX_SCALE_EXP)
+    sx_rel, sh_rel = 2.0 ** torch.clamp(e, min=0), 2.0 ** torch.clamp(-e, min=0)
+    absmax = torch.maximum(ax / sx_rel, ah / sh_rel)
+    s_c = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
+    qx = torch.clamp(ste_round(wx / (s_c * sx_rel)[:, None]), -127, 127)
+    qh = torch.clamp(ste_round(w_hh / (s_c * sh_rel)[:, None]), -127, 127)
+    acc = s_c * S_H  # one accumulator step, per row
+    w_ih_q = qx * (s_c * sx_rel)[:, None] * (S_H / s_in)
+    w_hh_q = qh * (s_c * sh_rel)[:, None]
+    bias = b_ih + b_hh
+    bias_hn = None
+    if ct.bias_hn:
+        H = w_hh.shape[1]
+        last = ct.gate_rows(H, ct.gates - 1)
+        bias = torch.cat([bias[: last.start], b_ih[last]])
+        bias_hn = ste_round(b_hh[last] / acc[last]) * acc[last]
+    return LayerParams(w_ih_q, w_hh_q, ste_round(bias / acc) * acc, bias_hn)
+
+
+# One fake-quantized step per cell: (params, table, gx = x part of every row, gh = h part, h, c, cell_frac)
+# -> (h', c'), mirroring the cell's int_step in codegen/cells.py.
+QatStep = Callable[
+    [LayerParams, Table, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int],
+    tuple[torch.Tensor, torch.Tensor],
+]
+
+
+def _lstm_step(
+    p: LayerParams, t: Table, gx: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor, F: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    H = h.shape[1]
+    pre = q12(gx + gh + p.bias)
+    i, f = t.sigmoid(pre[:, :H]), t.sigmoid(pre[:, H : 2 * H])
+    g, o = t.tanh(pre[:, 2 * H : 3 * H]), t.sigmoid(pre[:, 3 * H :])
+    c_new = fake_quant(f * c + i * g, 2.0**-F, -32768, 32767)
+    c12 = fake_quant(c_new, 2.0**-Q12, -32768, 32767) if F > Q12 else torch.clamp(c_new, -8.0, 32767 / 4096)
+    return fake_quant(o * t.tanh(c12), S_H, -128, 127), c_new
+
+
+def _gru_step(
+    p: LayerParams, t: Table, gx: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor, F: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    H = h.shape[1]
+    assert p.bias_hn is not None
+    rz = q12(gx[:, : 2 * H] + gh[:, : 2 * H] + p.bias[: 2 * H])
+    r, z = t.sigmoid(rz[:, :H]), t.sigmoid(rz[:, H:])
+    nx = q12(gx[:, 2 * H :] + p.bias[2 * H :])
+    nh = q12(gh[:, 2 * H :] + p.bias_hn)
+    n = t.tanh(torch.clamp(nx + fake_quant(r * nh, 2.0**-Q12, -(1 << 20), 1 << 20), -8.0, 32767 / 4096))
+    h_new = n + fake_quant(z * (h - n), 2.0**-Q15, -(1 << 20), 1 << 20)
+    return fake_quant(h_new, S_H, -128, 127), c
+
+
+QAT_STEPS: dict[str, QatStep] = {"lstm": _lstm_step, "gru": _gru_step}
+if set(QAT_STEPS) != set(CELLS):
+    raise ImportError(
+        f"trainer/qat.py has steps for {sorted(QAT_STEPS)}, codegen/cells.py has {sorted(CELLS)}"
+    )
+
+
+class FakeQuantRNN(nn.Module):
+    """``model`` run through the integer contract in float; its parameters are ``model``'s."""
+
+    def __init__(self, model: TinyRNN, ranges: Ranges) -> None:
+        super().__init__()
+        self.model = model
+        self.ranges = ranges
+        self.table = Table()
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, input] (normalised) -> outputs [B, T, output]. Padded steps (``lengths``) only
+        reach padded outputs: the recurrence is causal, and the caller masks them."""
+        rnn, head, r = self.model.rnn, self.model.head, self.ranges
+        step = QAT_STEPS[self.model.cell]
+        seq = fake_quant(x, r.input_scale, -128, 127)
+        s_in = r.input_scale
+        B, T, _ = x.shape
+        H = self.model.hidden_size
+        for n in range(self.model.num_layers):
+            w_ih, w_hh, b_ih, b_hh = (
+                getattr(rnn, f"{w}_l{n}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+            p = _quant_layer(self.model.cell, w_ih, w_hh, b_ih, b_hh, s_in)
+            F = r.cell_frac[n] if n < len(r.cell_frac) else 0
+            gx_all = seq @ p.w_ih.T  # [B, T, G*H]
+            h = x.new_zeros(B, H)
+            c = x.new_zeros(B, H)
+            hs = []
+            for k in range(T):
+                h, c = step(p, self.table, gx_all[:, k], h @ p.w_hh.T, h, c, F)
+                hs.append(h)
+            seq = torch.stack(hs, dim=1)
+            s_in = S_H
+        absmax = head.weight.detach().abs().amax(dim=1)
+        s_w = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
+        w = torch.clamp(ste_round(head.weight / s_w[:, None]), -127, 127) * s_w[:, None]
+        b = ste_round(head.bias / (s_w * S_H)) * (s_w * S_H)
+        return fake_quant(seq @ w.T + b, r.output_scale, -32768, 32767)
+
+
+def ranges_of(m: IntModel) -> Ranges:
+    """The scales an exported integer model was quantized with."""
+    return Ranges(m.input_scale, tuple(L.cell_frac for L in m.layers), m.output_scale)
+
+
+def tiny_rnn_of(fm: FloatModel) -> TinyRNN:
+    """A TinyRNN holding the float model's weights (the export's stored float model)."""
+    model = TinyRNN(fm.cell, fm.input_size, fm.hidden_size, fm.num_layers, fm.output_size)
+    with torch.no_grad():
+        for n, L in enumerate(fm.layers):
+            for name, value in zip(
+                ("weight_ih", "weight_hh", "bias_ih", "bias_hh"), vars(L).values(), strict=True
+            ):
+                getattr(model.rnn, f"{name}_l{n}").copy_(torch.from_numpy(np.asarray(value)))
+        model.head.weight.copy_(torch.from_numpy(np.asarray(fm.head_w)))
+        model.head.bias.copy_(torch.from_numpy(np.asarray(fm.head_b)))
+    return model.eval()
+
+
+def fake_quant_outputs(fm: FloatModel, m: IntModel, sequences: list[np.ndarray]) -> list[np.ndarray]:
+    """The fake-quantized forward of ``fm`` at ``m``'s scales on raw sequences [T, C]: int16 outputs
+    (in output LSBs) per sequence, what a QAT-trained model was fine-tuned to produce."""
+    net = FakeQuantRNN(tiny_rnn_of(fm), ranges_of(m))
+    out: list[np.ndarray] = [np.empty(0)] * len(sequences)
+    with torch.no_grad():
+        for idx in by_length(sequences).values():
+            x = torch.from_numpy(np.stack([normalise(fm, sequences[k]) for k in idx]).astype(np.float32))
+            y = np.round(net(x).numpy().astype(np.float64) / m.output_scale).astype(np.int64)
+            for j, k in enumerate(idx):
+                out[k] = y[j]
+    return out
