@@ -27,14 +27,17 @@ from tinylstm.errors import TinyLSTMError
 if TYPE_CHECKING:
     from tinylstm.codegen.quantize import IntLayer
 
-# float_step(gx, gh, h, c) -> (h', c', traces): gx = W_ih x + b_ih, gh = W_hh h + b_hh, all [B, G*H] / [B, H]
+# float_step(gx, gh, h, c) -> (h', c', traces): gx = W_ih x + b_ih, gh = W_hh h + b_hh, all [B, G*H] / [B, H];
+# traces["gates"] holds the gate activations [B, G, H] in the order of gate_names
 FloatStep = Callable[
     [np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, Any]]
 ]
-# int_step(layer, table, acc_x, acc_h, h, c) -> (h', c'): acc_x / acc_h = the two parts of every row's
-# accumulator, already at one scale (int64 [B, G*H]); h int8 and c int16 values as int64 [B, H]
+# int_step(layer, table, acc_x, acc_h, h, c) -> (h', c', gates): acc_x / acc_h = the two parts of every row's
+# accumulator, already at one scale (int64 [B, G*H]); h int8 and c int16 values as int64 [B, H]; gates =
+# the Q0.15 gate activations [B, G, H] in the order of gate_names
 IntStep = Callable[
-    ["IntLayer", np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
+    ["IntLayer", np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    tuple[np.ndarray, np.ndarray, np.ndarray],
 ]
 
 
@@ -59,12 +62,12 @@ def _lstm_float(
         _sig(pre[:, 3 * H :]),
     )
     c = f * c + i * g
-    return o * np.tanh(c), c, {"pre": pre, "c": c}
+    return o * np.tanh(c), c, {"pre": pre, "c": c, "gates": np.stack([i, f, g, o], axis=1)}
 
 
 def _lstm_int(
     layer: IntLayer, table: np.ndarray, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     H, F = layer.hidden_size, layer.cell_frac
     pre = _pre_q12(layer, acc_x + acc_h + layer.bias, slice(None))
     i = qmath.sigmoid_q15(pre[:, :H], table)
@@ -74,7 +77,8 @@ def _lstm_int(
     ig = qmath.rshift_round(i * g, qmath.Q15 - F)
     c_new = qmath.sat(qmath.rshift_round(f * c + ig, qmath.Q15), 16)
     t = qmath.tanh_q15(qmath.cell_to_q12(c_new, F), table)
-    return qmath.sat(qmath.rshift_round(o * t, 2 * qmath.Q15 - qmath.HIDDEN_FRAC), 8), c_new
+    h_new = qmath.sat(qmath.rshift_round(o * t, 2 * qmath.Q15 - qmath.HIDDEN_FRAC), 8)
+    return h_new, c_new, np.stack([i, f, g, o], axis=1)
 
 
 def _gru_float(
@@ -85,12 +89,12 @@ def _gru_float(
     r, z = _sig(pre[:, :H]), _sig(pre[:, H : 2 * H])
     nx, nh = gx[:, 2 * H :], gh[:, 2 * H :]
     n = np.tanh(nx + r * nh)
-    return (1.0 - z) * n + z * h, c, {"pre": pre, "nx": nx, "nh": nh}
+    return (1.0 - z) * n + z * h, c, {"pre": pre, "nx": nx, "nh": nh, "gates": np.stack([r, z, n], axis=1)}
 
 
 def _gru_int(
     layer: IntLayer, table: np.ndarray, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     H = layer.hidden_size
     assert layer.bias_hn is not None
     rz = _pre_q12(layer, acc_x[:, : 2 * H] + acc_h[:, : 2 * H] + layer.bias[: 2 * H], slice(0, 2 * H))
@@ -101,7 +105,8 @@ def _gru_int(
     n = qmath.tanh_q15(qmath.sat(nx + qmath.rshift_round(r * nh, qmath.Q15), 16), table)
     h15 = h << (qmath.Q15 - qmath.HIDDEN_FRAC)
     h_new15 = n + qmath.rshift_round(z * (h15 - n), qmath.Q15)
-    return qmath.sat(qmath.rshift_round(h_new15, qmath.Q15 - qmath.HIDDEN_FRAC), 8), c
+    h_new = qmath.sat(qmath.rshift_round(h_new15, qmath.Q15 - qmath.HIDDEN_FRAC), 8)
+    return h_new, c, np.stack([r, z, n], axis=1)
 
 
 @dataclass(frozen=True)

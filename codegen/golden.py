@@ -54,26 +54,37 @@ def _gates(layer: IntLayer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, n
     )
 
 
-def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
-    """One step of every stream: ``xq`` int8 [B, I] -> outputs int16 [B, O]; updates ``state``."""
+def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step of every stream: ``xq`` int8 [B, I] -> (outputs int16 [B, O], the Q0.15 gate activations
+    [B, L, G, H] in the cell's gate order); updates ``state``."""
     table = model.act_table.astype(np.int64)
     cell = cell_type(model.cell)
     inp = np.asarray(xq, dtype=np.int64)
+    gates = []
     for n, layer in enumerate(model.layers):
         h = state.h[:, n].astype(np.int64)
-        h_new, c_new = cell.int_step(layer, table, *_gates(layer, inp, h), h, state.c[:, n].astype(np.int64))
+        h_new, c_new, g = cell.int_step(
+            layer, table, *_gates(layer, inp, h), h, state.c[:, n].astype(np.int64)
+        )
         state.h[:, n] = h_new
         state.c[:, n] = c_new
+        gates.append(g)
         inp = h_new
     acc = inp @ model.head_w.astype(np.int64).T + model.head_b
-    return qmath.sat(qmath.requantize(acc, model.head_mult, model.head_shift), 16)
+    return qmath.sat(qmath.requantize(acc, model.head_mult, model.head_shift), 16), np.stack(gates, axis=1)
+
+
+def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
+    """One step of every stream: ``xq`` int8 [B, I] -> outputs int16 [B, O]; updates ``state``."""
+    return step_traced(model, state, xq)[0]
 
 
 def run(
     model: IntModel, xq: np.ndarray, state: GoldenState | None = None, trace: bool = False
 ) -> tuple[np.ndarray, GoldenState, dict[str, np.ndarray]]:
     """Run int8 sequences ``xq`` [B, T, I]; returns outputs int16 [B, T, O], the final state,
-    and with ``trace`` the state after every step (``h``/``c`` [B, T, L, H])."""
+    and with ``trace`` the state after every step (``h``/``c`` [B, T, L, H]) and the Q0.15 gate
+    activations of every step (``gates`` [B, T, L, G, H], the cell's gate order)."""
     xq = np.asarray(xq)
     if xq.ndim != 3 or xq.shape[2] != model.input_size:
         raise TinyLSTMError(f"expected int8 input [batch, steps, {model.input_size}], got {list(xq.shape)}")
@@ -82,12 +93,16 @@ def run(
     ys = np.zeros((B, T, model.output_size), dtype=np.int16)
     hs = np.zeros((B, T, model.num_layers, model.hidden_size), dtype=np.int8) if trace else None
     cs = np.zeros((B, T, model.num_layers, model.hidden_size), dtype=np.int16) if trace else None
+    gs = np.zeros((B, T, model.num_layers, model.gates, model.hidden_size), dtype=np.int16) if trace else None
     for t in range(T):
-        ys[:, t] = step(model, state, xq[:, t])
-        if hs is not None and cs is not None:
+        ys[:, t], g = step_traced(model, state, xq[:, t])
+        if hs is not None and cs is not None and gs is not None:
             hs[:, t] = state.h
             cs[:, t] = state.c
-    traces: dict[str, np.ndarray] = {"h": hs, "c": cs} if hs is not None and cs is not None else {}
+            gs[:, t] = g
+    traces: dict[str, np.ndarray] = (
+        {"h": hs, "c": cs, "gates": gs} if hs is not None and cs is not None and gs is not None else {}
+    )
     return ys, state, traces
 
 

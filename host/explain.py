@@ -1,0 +1,249 @@
+"""`tinylstm explain`: what the model looked at and when it decided, in float and in int8.
+
+For an export and its held-out data (the recorded test split, or ``--data``) it picks examples: for a
+window classifier the held-out window of each class that the float model is surest of; otherwise the
+first held-out sequences. For each it records, over time, every layer's gate activations (LSTM i, f,
+g, o; GRU r, z, n) and hidden state from the float model (codegen/spec.py ``float_forward``) and from
+the integer golden reference (codegen/golden.py, the kernel's own Q0.15 gates and Q0.7 h), and the
+outputs of both; the step from which each keeps its final decision; and where int8 departs from float
+(the largest gate and hidden-state differences and the steps where the two predictions differ).
+Writes ``explain.json`` and one PNG of heatmaps per example (float | int8 | |int8 - float|).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from tinylstm.codegen import golden
+from tinylstm.codegen.cells import cell_type
+from tinylstm.codegen.contract import HIDDEN_FRAC, Q15
+from tinylstm.codegen.export import data_splits, export_origin
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.spec import FloatModel, float_forward, normalise
+from tinylstm.codegen.store import load_int_model
+from tinylstm.errors import TinyLSTMError
+from tinylstm.trainer.sequence_set import SequenceSet
+
+MAX_STEPS = 500  # steps of a stream shown per example (a window is always shown whole)
+
+
+@dataclass
+class Example:
+    title: str  # file-name safe
+    sequence: int  # index in the held-out set
+    label: str | None
+
+
+def _softmax(y: np.ndarray) -> np.ndarray:
+    e = np.exp(y - y.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
+
+
+def pick_examples(fm: FloatModel, test: SequenceSet, sequences: int) -> list[Example]:
+    """Window classifiers: per class, the held-out window of that class the float model is surest of.
+    Anything else: the first ``sequences`` held-out sequences."""
+    if fm.meta.task == "classification" and test.mode == "window" and test.classes:
+        labels = np.asarray(test.labels)
+        out = []
+        for k, name in enumerate(test.classes):
+            idx = np.flatnonzero(labels == k)
+            if not len(idx):
+                continue
+            conf = [
+                _softmax(float_forward(fm, normalise(fm, test.sequences[i])[None])["y"][0, -1])[k]
+                for i in idx
+            ]
+            best = int(idx[int(np.argmax(conf))])
+            out.append(Example(f"class-{_safe(name)}", best, name))
+        return out
+    return [Example(f"sequence-{k}", k, None) for k in range(min(sequences, len(test)))]
+
+
+def _decision_step(pred: np.ndarray) -> int:
+    """The first step from which the prediction stays the final one."""
+    changed = np.flatnonzero(pred != pred[-1])
+    return int(changed[-1] + 1) if len(changed) else 0
+
+
+def trace_example(fm: FloatModel, m: IntModel, raw: np.ndarray) -> dict[str, Any]:
+    """Float and integer traces of one raw sequence [T, C]."""
+    fo = float_forward(fm, normalise(fm, raw)[None])
+    xq = golden.quantize_input(m, raw)
+    y_q, _, tr = golden.run(m, xq[None], trace=True)
+    L = m.num_layers
+    f_gates = np.stack([fo[f"gates{n}"][0] for n in range(L)], axis=1)  # [T, L, G, H]
+    f_h = np.stack([fo[f"h{n}"][0] for n in range(L)], axis=1)  # [T, L, H]
+    return {
+        "float_gates": f_gates,
+        "float_h": f_h,
+        "float_y": fo["y"][0],
+        "int_gates": tr["gates"][0],  # Q0.15 [T, L, G, H]
+        "int_h": tr["h"][0],  # Q0.7 [T, L, H]
+        "int_y": y_q[0],  # int16 [T, O]
+    }
+
+
+def _outputs(fm: FloatModel, m: IntModel, t: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step outputs as the user reads them: class probabilities, or regression values."""
+    y_int = golden.dequantize_output(m, t["int_y"])
+    if fm.meta.task == "classification":
+        return _softmax(t["float_y"]), _softmax(y_int)
+    y_f = t["float_y"]
+    if fm.meta.target_std is not None and fm.meta.target_mean is not None:
+        y_f = y_f * np.asarray(fm.meta.target_std) + np.asarray(fm.meta.target_mean)
+    return y_f, y_int
+
+
+def _departure(fm: FloatModel, t: dict[str, Any], out_f: np.ndarray, out_q: np.ndarray) -> dict[str, Any]:
+    names = cell_type(fm.cell).gate_names
+    gate_diff = np.abs(t["int_gates"] / 2.0**Q15 - t["float_gates"])  # [T, L, G, H]
+    h_diff = np.abs(t["int_h"] / 2.0**HIDDEN_FRAC - t["float_h"])
+    per_gate = {}
+    for n in range(gate_diff.shape[1]):
+        for g, name in enumerate(names):
+            d = gate_diff[:, n, g]
+            per_gate[f"layer{n}.{name}"] = {
+                "mean_abs": round(float(d.mean()), 6),
+                "max_abs": round(float(d.max()), 6),
+                "step_of_max": int(np.unravel_index(np.argmax(d), d.shape)[0]),
+            }
+    out: dict[str, Any] = {
+        "gates": per_gate,
+        "hidden": {"mean_abs": round(float(h_diff.mean()), 6), "max_abs": round(float(h_diff.max()), 6)},
+    }
+    if fm.meta.task == "classification":
+        differ = np.flatnonzero(out_f.argmax(-1) != out_q.argmax(-1))
+        out["steps_where_predictions_differ"] = len(differ)
+        out["first_step_where_predictions_differ"] = int(differ[0]) if len(differ) else None
+    else:
+        out["max_abs_output_difference"] = round(float(np.max(np.abs(out_f - out_q))), 6)
+    return out
+
+
+def _plot(
+    fm: FloatModel, t: dict[str, Any], out_f: np.ndarray, out_q: np.ndarray, title: str, path: Path
+) -> None:
+    names = cell_type(fm.cell).gate_names
+    L = t["float_gates"].shape[1]
+    rows = [(n, g) for n in range(L) for g in [*range(len(names)), None]]  # None: the hidden state
+    fig, axes = plt.subplots(len(rows) + 1, 3, figsize=(15, 1.6 * (len(rows) + 1) + 1), squeeze=False)
+    for r, (n, g) in enumerate(rows):
+        if g is None:
+            fl, iq, label = t["float_h"][:, n], t["int_h"][:, n] / 2.0**HIDDEN_FRAC, f"layer {n} h"
+        else:
+            fl = t["float_gates"][:, n, g]
+            iq, label = t["int_gates"][:, n, g] / 2.0**Q15, f"layer {n} {names[g]}"
+        for c, (data, cmap, lo, hi) in enumerate(
+            ((fl, "RdBu_r", -1, 1), (iq, "RdBu_r", -1, 1), (np.abs(iq - fl), "magma", 0, None))
+        ):
+            ax = axes[r, c]
+            im = ax.imshow(data.T, aspect="auto", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+            ax.set_ylabel(label if c == 0 else "")
+            ax.set_xticks([])
+            if r == 0:
+                ax.set_title(("float", "int8 (golden = C kernel)", "|int8 - float|")[c])
+            fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+    kind = "probability" if fm.meta.task == "classification" else "output"
+    for c, (data, name) in enumerate(((out_f, "float"), (out_q, "int8"))):
+        ax = axes[-1, c]
+        ax.plot(data, label=fm.meta.classes or None)
+        if fm.meta.classes and c == 0:
+            ax.legend(fontsize=6, ncol=2)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"{name} {kind}")
+        ax.grid(alpha=0.3)
+    axes[-1, 2].plot(np.abs(out_q - out_f))
+    axes[-1, 2].set_xlabel("step")
+    axes[-1, 2].set_ylabel(f"|int8 - float| {kind}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def explain(
+    export_dir: Path,
+    data: str | None = None,
+    out_dir: Path | None = None,
+    sequences: int = 1,
+    max_steps: int = MAX_STEPS,
+) -> dict[str, Any]:
+    """Trace the examples of ``export_dir``'s held-out data; writes explain.json and the PNGs into
+    ``out_dir`` (default: ``export_dir``/explain) and returns the JSON document."""
+    if not export_dir.is_dir():
+        raise TinyLSTMError(
+            f"{export_dir} is not an export directory: pass the directory `tinylstm export` wrote"
+        )
+    if sequences < 1 or max_steps < 1:
+        raise TinyLSTMError(f"--sequences {sequences} and --max-steps {max_steps} must be >= 1")
+    m, doc = load_int_model(export_dir)
+    origin = export_origin(export_dir, doc, data)
+    fm = origin.loaded.float_model
+    _, test = data_splits(origin.loaded, origin.data)
+    if not len(test):
+        raise TinyLSTMError("the held-out split is empty: pass --data with the sequences to explain")
+    out = out_dir or export_dir / "explain"
+    out.mkdir(parents=True, exist_ok=True)
+    classes = fm.meta.classes
+    report: dict[str, Any] = {
+        "model": {"hash": doc.get("hash"), "cell": m.cell, "layers": m.num_layers, "hidden": m.hidden_size},
+        "task": fm.meta.task,
+        "gate_names": list(cell_type(m.cell).gate_names),
+        "scales": {
+            "gates": f"Q0.{Q15} (int / 2^{Q15})",
+            "hidden": f"Q0.{HIDDEN_FRAC} (int / 2^{HIDDEN_FRAC})",
+        },
+        "examples": [],
+    }
+    for ex in pick_examples(fm, test, sequences):
+        raw = test.sequences[ex.sequence]
+        shown = raw if test.mode == "window" else raw[:max_steps]
+        t = trace_example(fm, m, shown)
+        out_f, out_q = _outputs(fm, m, t)
+        png = out / f"explain-{ex.title}.png"
+        title = f"{m.cell.upper()} {doc.get('hash')}: {ex.title} (held-out sequence {ex.sequence}, "
+        title += f"{len(shown)} steps)"
+        _plot(fm, t, out_f, out_q, title, png)
+        entry: dict[str, Any] = {
+            "title": ex.title,
+            "sequence": ex.sequence,
+            "label": ex.label,
+            "steps": len(shown),
+            "png": png.name,
+            "float": {
+                "gates": np.round(t["float_gates"], 5).transpose(1, 2, 3, 0).tolist(),  # [L][G][H][T]
+                "h": np.round(t["float_h"], 5).transpose(1, 2, 0).tolist(),  # [L][H][T]
+                "output": np.round(out_f, 6).tolist(),  # [T][O]
+            },
+            "int8": {
+                "gates_q15": t["int_gates"].transpose(1, 2, 3, 0).tolist(),
+                "h_q7": t["int_h"].transpose(1, 2, 0).tolist(),
+                "output_q": t["int_y"].tolist(),
+                "output": np.round(out_q, 6).tolist(),
+            },
+            "departure": _departure(fm, t, out_f, out_q),
+        }
+        if fm.meta.task == "classification":
+            pf, pq = out_f.argmax(-1), out_q.argmax(-1)
+            entry["prediction"] = {
+                "float": classes[int(pf[-1])] if classes else int(pf[-1]),
+                "int8": classes[int(pq[-1])] if classes else int(pq[-1]),
+            }
+            entry["decision_step"] = {"float": _decision_step(pf), "int8": _decision_step(pq)}
+        report["examples"].append(entry)
+    (out / "explain.json").write_text(json.dumps(report) + "\n")
+    return report
