@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.contract import state_words
 from tinylstm.codegen.emit_c import EmittedC, Layout, emit_c, model_data_bytes
@@ -97,9 +98,14 @@ class ExportResult:
 def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layout = "w8") -> ExportResult:
     loaded = source.load()
     fm = loaded.float_model
-    train, _ = data_splits(loaded, source.data)
+    train, test = data_splits(loaded, source.data)
     cal = calibrate(fm, calibration_sequences(fm, train))
     m = quantize(fm, cal)
+    from tinylstm.host.drift import reference  # the statistics `tinylstm stream` compares live data with
+
+    held_out = [
+        golden.quantize_input(m, np.asarray(s)) for s in (test.sequences if len(test) else train.sequences)
+    ]
     out_dir.mkdir(parents=True, exist_ok=True)
     files = emit_c(m, out_dir, name, layout)
     report = {
@@ -128,6 +134,7 @@ def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layo
         "input_scale": m.input_scale,
         "output_scale": m.output_scale,
         "files": [files.header.name, files.source.name, "model.tlm", FLOAT_NPZ],
+        "drift_reference": reference(m, held_out),
     }
     model_file = Path(source.model).resolve()
     pins = {

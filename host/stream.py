@@ -27,6 +27,7 @@ import numpy as np
 
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor, DriftThresholds, drift_reference
 from tinylstm.host.feed import Feeder, check_hello, command, wait_hello
 from tinylstm.host.link import DEFAULT_BAUD, Link, LinkError, LinkLost
 from tinylstm.host.protocol import (
@@ -50,6 +51,7 @@ class Prediction:
     values: tuple[float, ...] | None  # raw * output scale (None without an export)
     label: str | None  # class with the largest output, for classifiers
     session: int  # 0 for the first board boot seen, +1 for every reboot or reconnect
+    drift: tuple[str, ...] = ()  # the drift alerts active after this prediction (tinylstm.host.drift)
 
 
 @dataclass
@@ -102,16 +104,26 @@ class BoardStream:
         export_dir: Path | None = None,
         baud: int = DEFAULT_BAUD,
         reconnect_timeout: float = 10.0,
+        drift: DriftThresholds | None = DEFAULT_DRIFT,
+        on_drift: Callable[[DriftEvent], None] | None = None,
     ) -> None:
+        """``drift``: with an export that holds a drift reference, watch the live predictions (and the
+        inputs of host-fed streams) with these thresholds (None: no drift alerts); ``on_drift`` is
+        called with every alert raised or cleared, which ``self.drift.events`` also collects."""
         self.url, self.baud, self.reconnect_timeout = url, baud, reconnect_timeout
         self.export_dir = export_dir
         self.counters = StreamCounters()
         self._scale: float | None = None
         self._classes: list[str] | None = None
         self._hash: int | None = None
+        self.drift: DriftMonitor | None = None
+        self._on_drift = on_drift
         if export_dir is not None:
             m, _ = load_int_model(export_dir)
             self._scale, self._classes, self._hash = m.output_scale, m.meta.classes or None, m.model_hash
+            ref = drift_reference(export_dir)
+            if drift is not None and ref is not None:
+                self.drift = DriftMonitor(ref, m.output_scale, drift)
         self._link: Link | None = None
         self._expect_step: int | None = None
         self.hello: Hello | None = None
@@ -219,9 +231,11 @@ class BoardStream:
         self._feed_base = (c.disconnects, c.board_resets, c.board_errors)
         self._feeder = feeder
         self._new_session("host")
+        samples = feed if isinstance(feed, np.ndarray) else None
         try:
             for d in feeder.run():
-                yield self._prediction(Pred(d.step, 0, d.outputs))
+                x = samples[d.step] if samples is not None else None
+                yield self._prediction(Pred(d.step, 0, d.outputs), x)
                 if count is not None and self.counters.predictions >= count:
                     return
         finally:
@@ -260,7 +274,7 @@ class BoardStream:
             return self._prediction(msg)
         return None
 
-    def _prediction(self, msg: Pred) -> Prediction:
+    def _prediction(self, msg: Pred, inputs: np.ndarray | None = None) -> Prediction:
         session = self.counters.sessions[-1]
         if self._expect_step is not None and msg.step != self._expect_step:
             missing = (msg.step - self._expect_step) if msg.step > self._expect_step else 0
@@ -276,7 +290,13 @@ class BoardStream:
             values = tuple(v * self._scale for v in msg.outputs)
             if self._classes and len(self._classes) == len(msg.outputs):
                 label = self._classes[int(np.argmax(msg.outputs))]
-        return Prediction(msg.step, msg.outputs, values, label, len(self.counters.sessions) - 1)
+        active: tuple[str, ...] = ()
+        if self.drift is not None:
+            for event in self.drift.update(msg.outputs, inputs):
+                if self._on_drift is not None:
+                    self._on_drift(event)
+            active = tuple(self.drift.active)
+        return Prediction(msg.step, msg.outputs, values, label, len(self.counters.sessions) - 1, active)
 
     def _on_hello(self, hello: Hello) -> None:
         if self._hash is not None:

@@ -13,6 +13,7 @@ from typing import IO
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.drift import DEFAULT_DRIFT, DriftEvent
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.link import DEFAULT_BAUD
 from tinylstm.host.protocol import Source
@@ -38,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, help="stop after this many predictions")
     p.add_argument("--log", help="also write every prediction to this .csv or .jsonl file")
     p.add_argument("--quiet", action="store_true", help="only the live counters, no line per prediction")
+    p.add_argument(
+        "--no-drift",
+        action="store_true",
+        help="no drift alerts (by default, with --export, live predictions and fed inputs are compared "
+        "with the export's held-out statistics)",
+    )
     p.set_defaults(func=run)
 
 
@@ -63,7 +70,7 @@ class _Log:
         self._file: IO[str] = path.open("w", newline="")
         self._csv = csv.writer(self._file) if path.suffix == ".csv" else None
         if self._csv:
-            self._csv.writerow(["session", "step", "label", "raw", "values"])
+            self._csv.writerow(["session", "step", "label", "raw", "values", "drift"])
 
     def write(self, p: Prediction) -> None:
         if self._csv:
@@ -74,6 +81,7 @@ class _Log:
                     p.label or "",
                     " ".join(map(str, p.raw)),
                     " ".join(f"{v:.6g}" for v in p.values or ()),
+                    " ".join(p.drift),
                 ]
             )
         else:
@@ -85,6 +93,7 @@ class _Log:
                         "label": p.label,
                         "raw": list(p.raw),
                         "values": list(p.values) if p.values else None,
+                        "drift": list(p.drift),
                     }
                 )
                 + "\n"
@@ -101,10 +110,25 @@ def run(args: argparse.Namespace) -> int:
     log_path = _check_log(Path(args.log)) if args.log else None
     start = time.monotonic()
 
-    def status(c: StreamCounters) -> None:
-        print("# " + c.summary(time.monotonic() - start), file=sys.stderr, flush=True)
+    stream: BoardStream | None = None
 
-    with BoardStream(args.port, Path(args.export) if args.export else None, args.baud) as s:
+    def status(c: StreamCounters) -> None:
+        drift = f"; {stream.drift.status()}" if stream is not None and stream.drift is not None else ""
+        print("# " + c.summary(time.monotonic() - start) + drift, file=sys.stderr, flush=True)
+
+    def on_drift(e: DriftEvent) -> None:
+        print(
+            f"# drift {e.state} at prediction {e.prediction}: {e.kind}: {e.message}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    export_dir = Path(args.export) if args.export else None
+    drift = None if args.no_drift else DEFAULT_DRIFT
+    with BoardStream(args.port, export_dir, args.baud, drift=drift, on_drift=on_drift) as s:
+        stream = s
+        if export_dir is not None and drift is not None and s.drift is None:
+            print("# no drift alerts: this export has no drift reference (export it again)", file=sys.stderr)
         assert s.hello is not None
         h = s.hello
         print(
@@ -127,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
                 log.close()
             c = s.live_counters()
             print("# " + c.summary(time.monotonic() - start), file=sys.stderr)
+            if s.drift is not None:
+                print(f"# {s.drift.status()}; {len(s.drift.events)} drift events", file=sys.stderr)
             for n, sess in enumerate(c.sessions):
                 print(
                     f"# session {n} ({sess.source}): steps {sess.first_step}..{sess.last_step}, "

@@ -1,0 +1,267 @@
+"""Drift alerts: the live predictions (and, for host-fed streams, inputs) against the held-out data's.
+
+``tinylstm export`` stores ``drift_reference`` (``reference``) in export-report.json: over every step
+of the held-out split, run through the integer golden reference as a board runs it (each sequence from
+a zero state, as the window rule does), the class histogram and the confidence (largest softmax
+probability) of the int16 outputs overall and per predicted class, or for regression the mean, std
+and range of each output, and the mean, std and range (0.1-99.9 percentiles) of each int8 input
+channel. ``DriftMonitor`` keeps rolling statistics over the last ``window`` predictions and raises an
+alert (a ``DriftEvent``) when, with a full window, one departs beyond its threshold
+(``DriftThresholds``), and clears it when it returns; ``tinylstm stream`` shows the active alerts in
+its status line and log, and ``BoardStream(drift=True)`` collects the events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinylstm.codegen import golden
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.spec import by_length
+
+WINDOW_SEQUENCES = 20  # window models: the rolling window spans this many windows
+MIN_WINDOW = 1000  # predictions
+RANGE_PCT = (0.1, 99.9)  # the held-out range of a value: these percentiles
+RARE_CLASS = 0.02  # a class predicted on fewer held-out steps than this is rare
+MARGIN = 1.5  # alerts need 1.5x the largest rolling departure the held-out stream itself shows
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """When an alert is raised. A live stream is rarely a mix like the held-out split (one activity at a
+    time), so the tests compare like with like: confidence against what held-out data gave for the
+    classes now predicted, values against the held-out range, not against the held-out mean."""
+
+    window: int | None = None  # predictions per rolling window; None: max(MIN_WINDOW, 20 model windows)
+    confidence_drop: float = 0.05  # mean confidence this far below held-out's for the same classes (5 points)
+    rare_class_share: float = 0.5  # a rare class (RARE_CLASS) predicted on more than this share of steps
+    out_of_range: float = 0.1  # an input channel (or regression output) outside its held-out range this often
+
+
+DEFAULT_DRIFT = DriftThresholds()
+
+
+def _softmax(y: np.ndarray) -> np.ndarray:
+    e = np.exp(y - y.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _range(v: np.ndarray) -> dict[str, list[float]]:
+    lo, hi = np.percentile(v, RANGE_PCT, axis=0)
+    return {"low": np.round(lo, 6).tolist(), "high": np.round(hi, 6).tolist()}
+
+
+def drift_reference(export_dir: Path) -> dict[str, Any] | None:
+    """The export's reference statistics; None for an export made before drift alerts existed."""
+    report = export_dir / "export-report.json"
+    if not report.is_file():
+        return None
+    ref = json.loads(report.read_text()).get("drift_reference")
+    return ref if isinstance(ref, dict) else None
+
+
+def window_for(ref: dict[str, Any], thresholds: DriftThresholds) -> int:
+    """Predictions per rolling window."""
+    return thresholds.window or max(MIN_WINDOW, WINDOW_SEQUENCES * int(ref.get("window") or 0))
+
+
+def _rolling_max(v: np.ndarray, n: int) -> np.ndarray:
+    """The largest mean of ``n`` consecutive rows of ``v`` [T, K], per column (the whole mean if T < n)."""
+    if len(v) <= n:
+        return v.mean(axis=0)
+    c = np.concatenate([np.zeros((1, v.shape[1])), np.cumsum(v, axis=0)])
+    return ((c[n:] - c[:-n]) / n).max(axis=0)
+
+
+def reference(m: IntModel, sequences: list[np.ndarray]) -> dict[str, Any]:
+    """Reference statistics of the int8 held-out sequences ``sequences`` ([T, C] each), including how far
+    the rolling statistics move on the held-out stream itself (in order): the alerts' floor."""
+    ys: list[np.ndarray] = [np.empty(0)] * len(sequences)
+    for idx in by_length(sequences).values():
+        y, _, _ = golden.run(m, np.stack([sequences[k] for k in idx]))
+        for j, k in enumerate(idx):
+            ys[k] = golden.dequantize_output(m, y[j])
+    y_all = np.concatenate(ys)
+    x_all = np.concatenate(sequences).astype(np.float64)
+    out: dict[str, Any] = {
+        "steps": len(y_all),
+        "window": int(m.meta.window or 0) if m.meta.mode == "window" else 0,
+        "input_mean": np.round(x_all.mean(axis=0), 4).tolist(),  # int8 units
+        "input_std": np.round(x_all.std(axis=0), 4).tolist(),
+        "input_range": _range(x_all),
+    }
+    n = window_for(out, DriftThresholds())
+    r = out["input_range"]
+    far = ((x_all < r["low"]) | (x_all > r["high"])).astype(np.float64)
+    out["input_out_of_range_seen"] = round(float(_rolling_max(far, n).max()), 5)
+    if m.meta.task == "classification":
+        p = _softmax(y_all)
+        conf, pred = p.max(axis=1), p.argmax(axis=1)
+        hist = np.bincount(pred, minlength=m.output_size) / len(p)
+        by_class = np.array(
+            [
+                float(conf[pred == k].mean()) if np.any(pred == k) else float(conf.mean())
+                for k in range(m.output_size)
+            ]
+        )
+        deficit = (by_class[pred] - conf)[:, None]  # expected minus actual confidence, per step
+        out |= {
+            "class_histogram": np.round(hist, 5).tolist(),
+            "confidence_mean": round(float(conf.mean()), 5),
+            "confidence_by_class": np.round(by_class, 5).tolist(),
+            "confidence_drop_seen": round(float(_rolling_max(deficit, n)[0]), 5),
+        }
+    else:
+        out |= {
+            "output_mean": np.round(y_all.mean(axis=0), 6).tolist(),
+            "output_std": np.round(y_all.std(axis=0), 6).tolist(),
+            "output_range": _range(y_all),
+        }
+        r = out["output_range"]
+        far = ((y_all < r["low"]) | (y_all > r["high"])).astype(np.float64)
+        out["output_out_of_range_seen"] = round(float(_rolling_max(far, n).max()), 5)
+    return out
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    prediction: int  # predictions seen when it happened
+    kind: str  # "confidence", "classes", "input", "output"
+    state: str  # "raised" or "cleared"
+    message: str
+
+
+class _Rolling:
+    """Mean and std of vectors over the last ``n`` updates, in O(size) per update."""
+
+    def __init__(self, n: int, size: int) -> None:
+        self.values: deque[np.ndarray] = deque(maxlen=n)
+        self.total = np.zeros(size)
+        self.squares = np.zeros(size)
+
+    def add(self, v: np.ndarray) -> None:
+        if len(self.values) == self.values.maxlen:
+            old = self.values[0]
+            self.total -= old
+            self.squares -= old * old
+        self.values.append(v)
+        self.total += v
+        self.squares += v * v
+
+    @property
+    def full(self) -> bool:
+        return len(self.values) == self.values.maxlen
+
+    def mean(self) -> np.ndarray:
+        return self.total / max(len(self.values), 1)
+
+    def std(self) -> np.ndarray:
+        m = self.mean()
+        return np.sqrt(np.maximum(self.squares / max(len(self.values), 1) - m * m, 0.0))
+
+
+@dataclass
+class DriftMonitor:
+    """Rolling statistics of a live stream against an export's ``reference`` statistics."""
+
+    ref: dict[str, Any]
+    output_scale: float
+    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+    seen: int = 0
+    active: dict[str, str] = field(default_factory=dict)  # kind -> message of the alerts now raised
+    events: list[DriftEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        t = self.thresholds
+        self.window = window_for(self.ref, t)
+        # a rolling statistic must move further than it did on the held-out stream itself
+        self.confidence_drop = max(t.confidence_drop, MARGIN * self.ref.get("confidence_drop_seen", 0.0))
+        self.input_far = max(t.out_of_range, MARGIN * self.ref.get("input_out_of_range_seen", 0.0))
+        self.output_far = max(t.out_of_range, MARGIN * self.ref.get("output_out_of_range_seen", 0.0))
+        self.classification = "class_histogram" in self.ref
+        outputs = len(self.ref["class_histogram"] if self.classification else self.ref["output_mean"])
+        self._conf = _Rolling(self.window, 1)
+        self._classes = _Rolling(self.window, outputs)  # one-hot predictions (classification)
+        self._out_far = _Rolling(self.window, outputs)  # outside the held-out range (regression)
+        self._in_far = _Rolling(self.window, len(self.ref["input_mean"]))
+
+    def update(
+        self, outputs: tuple[int, ...] | np.ndarray, inputs: np.ndarray | None = None
+    ) -> list[DriftEvent]:
+        """Add one prediction (its int16 outputs) and, for host-fed streams, the int8 input it answered;
+        returns the alerts raised or cleared by it."""
+        self.seen += 1
+        y = np.asarray(outputs, dtype=np.float64) * self.output_scale
+        if self.classification:
+            p = _softmax(y)
+            self._conf.add(np.array([p.max()]))
+            self._classes.add(np.eye(len(p))[int(p.argmax())])
+        else:
+            r = self.ref["output_range"]
+            self._out_far.add(((y < r["low"]) | (y > r["high"])).astype(np.float64))
+        if inputs is not None:
+            r = self.ref["input_range"]
+            x = np.asarray(inputs, dtype=np.float64)
+            self._in_far.add(((x < r["low"]) | (x > r["high"])).astype(np.float64))
+        if self.seen < self.window:
+            return []
+        found = self._check()
+        new = []
+        for kind in sorted(set(found) | set(self.active)):
+            if kind in found and kind not in self.active:
+                new.append(DriftEvent(self.seen, kind, "raised", found[kind]))
+            elif kind not in found and kind in self.active:
+                new.append(DriftEvent(self.seen, kind, "cleared", f"{kind} back within its threshold"))
+        self.active = found
+        self.events += new
+        return new
+
+    def _check(self) -> dict[str, str]:
+        t, ref, found = self.thresholds, self.ref, {}
+        if self.classification:
+            share = self._classes.mean()
+            conf = float(self._conf.mean()[0])
+            expected = float(share @ np.asarray(ref["confidence_by_class"]))
+            if expected - conf > self.confidence_drop:
+                found["confidence"] = (
+                    f"mean confidence {100 * conf:.1f}% vs {100 * expected:.1f}% on held-out data for the "
+                    f"same classes ({100 * (conf - expected):+.1f} points)"
+                )
+            rare = np.asarray(ref["class_histogram"]) < RARE_CLASS
+            if np.any(rare & (share > t.rare_class_share)):
+                k = int(np.argmax(np.where(rare, share, -1.0)))
+                found["classes"] = (
+                    f"class {k} predicted on {100 * share[k]:.0f}% of the steps, "
+                    f"{100 * ref['class_histogram'][k]:.1f}% on held-out data"
+                )
+        elif self._out_far.full:
+            far = self._out_far.mean()
+            if far.max() > self.output_far:
+                k = int(far.argmax())
+                found["output"] = f"output {k} outside its held-out range on {100 * far[k]:.0f}% of the steps"
+        if self._in_far.full:
+            far = self._in_far.mean()
+            if far.max() > self.input_far:
+                k = int(far.argmax())
+                found["input"] = (
+                    f"input channel {k} outside its held-out range on {100 * far[k]:.0f}% of the steps"
+                )
+        return found
+
+    def status(self) -> str:
+        """One phrase for a status line."""
+        if self.seen < self.window:
+            return f"drift: warming up ({self.seen}/{self.window})"
+        if not self.active:
+            return "drift: none"
+        return "DRIFT " + "; ".join(self.active.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"window": self.window, "seen": self.seen, "active": dict(self.active),
+                "events": [asdict(e) for e in self.events]}  # fmt: skip
