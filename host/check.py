@@ -62,6 +62,17 @@ def _outputs(
     return flo, xqs, ints
 
 
+def held_out_quality(export_dir: Path, data: str | None = None) -> dict[str, Any]:
+    """Float vs int8 on the export's held-out data (the quality part of ``check``, without the C,
+    blob and MicroPython comparisons)."""
+    m, doc = load_int_model(export_dir)
+    origin = export_origin(export_dir, doc, data)
+    fm = origin.loaded.float_model
+    _, test = data_splits(origin.loaded, origin.data)
+    flo, _, ints = _outputs(fm, m, test)
+    return _quality(fm, m, test, ints, flo)
+
+
 def _select(test: SequenceSet, ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, targets) at the steps that carry a label: last step (window) or all (stream)."""
     if test.mode == "window":

@@ -35,13 +35,25 @@ class TinyRNN(nn.Module):
     ``head`` (nn.Linear)."""
 
     def __init__(
-        self, cell: Cell, input_size: int, hidden_size: int, num_layers: int, output_size: int
+        self,
+        cell: Cell,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        output_size: int,
+        dropout: float = 0.0,
     ) -> None:
+        """``dropout``: PyTorch's dropout between stacked layers while training (no effect with one
+        layer, none in eval mode or on the exported model)."""
         super().__init__()
         check_sizes(cell, input_size, hidden_size, num_layers, output_size)
         self.cell: Cell = cell
         self.rnn: nn.RNNBase = cell_type(cell).torch_class()(
-            input_size, hidden_size, num_layers=num_layers, batch_first=True
+            input_size,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
         )
         self.head = nn.Linear(hidden_size, output_size)
 

@@ -46,6 +46,7 @@ class TrainConfig:
     threads: int | None = (
         None  # PyTorch intra-op threads; None: 1 for hidden <= SMALL_HIDDEN, else PyTorch's default
     )
+    dropout: float = 0.0  # between stacked layers while training (nn.LSTM/nn.GRU dropout)
     qat_epochs: int = 0  # quantization-aware fine-tuning after float training (trainer/qat.py); 0: none
     qat_lr: float | None = None  # its learning rate; None: lr / 10
 
@@ -170,6 +171,8 @@ def _check_config(config: TrainConfig) -> None:
         raise TinyLSTMError(f"device {config.device!r} is not supported; tinylstm trains on cpu")
     if config.threads is not None and config.threads < 1:
         raise TinyLSTMError(f"threads={config.threads} must be >= 1 (omit it for the automatic choice)")
+    if not 0.0 <= config.dropout < 1.0:
+        raise TinyLSTMError(f"dropout={config.dropout} must be in [0, 1)")
     if config.qat_epochs < 0 or not config.qat_learning_rate > 0:
         raise TinyLSTMError(
             f"qat_epochs={config.qat_epochs} must be >= 0 and qat_lr={config.qat_lr} > 0 (omit it: lr / 10)"
@@ -288,7 +291,9 @@ def _train(
     config: TrainConfig,
 ) -> tuple[TinyRNN, dict[str, list[float]], int, float]:
     _seed_everything(config.seed)
-    model = TinyRNN(config.cell, int(train.x.shape[2]), config.hidden, config.layers, output_size)
+    model = TinyRNN(
+        config.cell, int(train.x.shape[2]), config.hidden, config.layers, output_size, config.dropout
+    )
     history, best_epoch, seconds = _epochs(
         model, model, train, val, target_norm, config, config.epochs, config.lr
     )

@@ -58,6 +58,9 @@ def register(subparsers: Any) -> None:
         "where more only wait on a busy machine; PyTorch's default above)",
     )
     p.add_argument(
+        "--dropout", type=float, default=DEFAULTS.dropout, help="dropout between stacked layers (0..1)"
+    )
+    p.add_argument(
         "--qat",
         action="store_true",
         help="after float training, fine-tune through the integer contract (quantization-aware training) "
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         test=args.test,
         progress=not args.quiet,
         threads=args.threads,
+        dropout=args.dropout,
         qat_epochs=(QAT_EPOCHS if args.qat_epochs is None else args.qat_epochs) if args.qat else 0,
         qat_lr=args.qat_lr,
     )

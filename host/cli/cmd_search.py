@@ -1,0 +1,122 @@
+"""`tinylstm search`: the most accurate LSTM/GRU that fits a board's flash, RAM and latency budget."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from tinylstm.codegen.cells import NAMES as CELL_NAMES
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.registry import BOARDS
+from tinylstm.host.search import Budget, SearchConfig, Space, search
+
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmM]?)[bB]?$")
+DEFAULT_SPACE = Space()
+
+
+def size_bytes(text: str) -> int:
+    """'32k' -> 32768, '1.5M' -> 1572864, '4096' -> 4096."""
+    m = SIZE.match(text.strip())
+    if not m:
+        raise TinyLSTMError(f"size {text!r}: write bytes as 4096, 32k or 1.5M")
+    return int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()])
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise TinyLSTMError(f"{what} {text!r}: give integers separated by commas, e.g. 8,16,32") from None
+    if not values or min(values) < 1:
+        raise TinyLSTMError(f"{what} {text!r}: every value must be >= 1")
+    return values
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="find the most accurate model that fits a board (Optuna study)",
+        description="Search cell, hidden size, layers, learning rate, dropout, QAT (and window) for the "
+        "best held-out int8 accuracy (or RMSE) under flash, RAM and latency budgets on a board. "
+        "Resumable: run the same command again to continue the study.",
+    )
+    p.add_argument("--data", required=True, help="dataset name or .ts/.csv/.npz file")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS), help="the board the model must fit")
+    p.add_argument("--max-flash", help="model data + kernel code, e.g. 32k")
+    p.add_argument("--max-ram", help="the model state the kernel keeps, e.g. 4k")
+    p.add_argument("--max-latency-ms", type=float, help="one step on the board's core at its clock")
+    p.add_argument("--trials", type=int, default=20, help="finished trials the study ends with (default 20)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs per trial (early-stopped)")
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="sampler and training seed: a study is reproducible")
+    p.add_argument("--cells", default=",".join(CELL_NAMES), help="cells to try (default: all)")
+    p.add_argument("--hidden", default=",".join(map(str, DEFAULT_SPACE.hidden)), help="hidden sizes to try")
+    p.add_argument("--layers", default=",".join(map(str, DEFAULT_SPACE.layers)), help="layer counts to try")
+    p.add_argument("--windows", help="window lengths to try (datasets with a window option)")
+    p.add_argument("--hop", type=int, help="steps between windows (dataset option)")
+    p.add_argument("--no-qat", action="store_true", help="never use quantization-aware fine-tuning")
+    p.add_argument(
+        "--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db (default: OUT/study.db)"
+    )
+    p.add_argument("--study-name", default="tinylstm")
+    p.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default 1)")
+    p.add_argument("--out", default="runs/search", help="output directory (default: runs/search)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cells = tuple(c for c in args.cells.split(",") if c)
+    space = Space(
+        cells=cells,
+        hidden=_ints(args.hidden, "--hidden"),
+        layers=_ints(args.layers, "--layers"),
+        qat=(False,) if args.no_qat else DEFAULT_SPACE.qat,
+        windows=_ints(args.windows, "--windows") if args.windows else (),
+    )
+    cfg = SearchConfig(
+        data=args.data,
+        board=args.board,
+        out=Path(args.out),
+        trials=args.trials,
+        budget=Budget(
+            size_bytes(args.max_flash) if args.max_flash else None,
+            size_bytes(args.max_ram) if args.max_ram else None,
+            args.max_latency_ms,
+        ),
+        space=space,
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        storage=args.storage,
+        study_name=args.study_name,
+        workers=args.workers,
+        progress=not args.quiet,
+        dataset_options={"hop": args.hop} if args.hop else {},
+    )
+    doc = search(cfg)
+    c = doc["counts"]
+    print(
+        f"{c['complete']} trials trained, {c['pruned']} pruned before training (over budget), "
+        f"{c['fail']} failed"
+    )
+    if doc["best"] is None:
+        print(
+            "no trial met the budget: loosen --max-flash/--max-ram/--max-latency-ms or allow smaller models"
+        )
+        code = 1
+    else:
+        b, m = doc["best"], doc["best"]["measured"]
+        print(
+            f"best: trial {b['number']} {b['params']}: {doc['objective']} {m['int8']:.4g} "
+            f"(float {m['float']:.4g}), "
+            f"flash {m['flash_bytes']} B, RAM {m['ram_bytes']} B"
+            + (f", {m['latency_ms']:.3f} ms per step" if m["latency_ms"] is not None else "")
+        )
+        print(f"Pareto front, accuracy vs flash: trials {doc['pareto']['flash']}")
+        print(f"next: tinylstm build {doc['best_export']} --board {cfg.board}")
+        code = 0
+    for name in ("search.json", "search.md", "pareto.png"):
+        print(f"wrote {cfg.out / name}")
+    return code
