@@ -47,7 +47,8 @@ class DriftThresholds:
 DEFAULT_DRIFT = DriftThresholds()
 
 
-def _softmax(y: np.ndarray) -> np.ndarray:
+def softmax(y: np.ndarray) -> np.ndarray:
+    """Class probabilities of logits along the last axis."""
     e = np.exp(y - y.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -101,7 +102,7 @@ def reference(m: IntModel, sequences: list[np.ndarray]) -> dict[str, Any]:
     far = ((x_all < r["low"]) | (x_all > r["high"])).astype(np.float64)
     out["input_out_of_range_seen"] = round(float(_rolling_max(far, n).max()), 5)
     if m.meta.task == "classification":
-        p = _softmax(y_all)
+        p = softmax(y_all)
         conf, pred = p.max(axis=1), p.argmax(axis=1)
         hist = np.bincount(pred, minlength=m.output_size) / len(p)
         by_class = np.array(
@@ -199,7 +200,7 @@ class DriftMonitor:
         self.seen += 1
         y = np.asarray(outputs, dtype=np.float64) * self.output_scale
         if self.classification:
-            p = _softmax(y)
+            p = softmax(y)
             self._conf.add(np.array([p.max()]))
             self._classes.add(np.eye(len(p))[int(p.argmax())])
         else:

@@ -32,6 +32,7 @@ from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.drift import softmax
 from tinylstm.trainer.sequence_set import SequenceSet
 
 MAX_STEPS = 500  # steps of a stream shown per example (a window is always shown whole)
@@ -42,11 +43,6 @@ class Example:
     title: str  # file-name safe
     sequence: int  # index in the held-out set
     label: str | None
-
-
-def _softmax(y: np.ndarray) -> np.ndarray:
-    e = np.exp(y - y.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _safe(name: str) -> str:
@@ -64,8 +60,7 @@ def pick_examples(fm: FloatModel, test: SequenceSet, sequences: int) -> list[Exa
             if not len(idx):
                 continue
             conf = [
-                _softmax(float_forward(fm, normalise(fm, test.sequences[i])[None])["y"][0, -1])[k]
-                for i in idx
+                softmax(float_forward(fm, normalise(fm, test.sequences[i])[None])["y"][0, -1])[k] for i in idx
             ]
             best = int(idx[int(np.argmax(conf))])
             out.append(Example(f"class-{_safe(name)}", best, name))
@@ -101,7 +96,7 @@ def _outputs(fm: FloatModel, m: IntModel, t: dict[str, Any]) -> tuple[np.ndarray
     """Per-step outputs as the user reads them: class probabilities, or regression values."""
     y_int = golden.dequantize_output(m, t["int_y"])
     if fm.meta.task == "classification":
-        return _softmax(t["float_y"]), _softmax(y_int)
+        return softmax(t["float_y"]), softmax(y_int)
     y_f = t["float_y"]
     if fm.meta.target_std is not None and fm.meta.target_mean is not None:
         y_f = y_f * np.asarray(fm.meta.target_std) + np.asarray(fm.meta.target_mean)
