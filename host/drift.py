@@ -1,14 +1,15 @@
 """Drift alerts: the live predictions (and, for host-fed streams, inputs) against the held-out data's.
 
-``tinylstm export`` stores ``drift_reference`` (``reference``) in export-report.json: over every step
-of the held-out split, run through the integer golden reference as a board runs it (each sequence from
-a zero state, as the window rule does), the class histogram and the confidence (largest softmax
-probability) of the int16 outputs overall and per predicted class, or for regression the mean, std
-and range of each output, and the mean, std and range (0.1-99.9 percentiles) of each int8 input
-channel. ``DriftMonitor`` keeps rolling statistics over the last ``window`` predictions and raises an
-alert (a ``DriftEvent``) when, with a full window, one departs beyond its threshold
-(``DriftThresholds``), and clears it when it returns; ``tinylstm stream`` shows the active alerts in
-its status line and log, and ``BoardStream(drift=True)`` collects the events.
+``tinylstm export`` stores ``drift_reference`` (``reference``) in export-report.json: over every
+step of the held-out split, run through the integer golden reference as a board runs it (each
+sequence from a zero state, as the window rule does), the class histogram and the confidence
+(largest softmax probability) of the int16 outputs overall (mean and quantiles) and per predicted
+class, or for regression the mean, std and range of each output, and the mean, std and range
+(0.1-99.9 percentiles) of each int8 input channel. ``DriftMonitor`` keeps rolling statistics over
+the last ``window`` predictions and raises an alert (a ``DriftEvent``) when, with a full window, one
+departs beyond its threshold (``DriftThresholds``), and clears it when it returns; ``tinylstm
+stream`` shows the active alerts in its status line and log; ``BoardStream`` calls ``on_drift``
+with each event, keeps them in ``.drift.events`` and marks every ``Prediction.drift``.
 """
 
 from __future__ import annotations
@@ -115,6 +116,13 @@ def reference(m: IntModel, sequences: list[np.ndarray]) -> dict[str, Any]:
         out |= {
             "class_histogram": np.round(hist, 5).tolist(),
             "confidence_mean": round(float(conf.mean()), 5),
+            "confidence_quantiles": dict(
+                zip(
+                    ("p10", "p50", "p90"),
+                    np.round(np.percentile(conf, (10, 50, 90)), 5).tolist(),
+                    strict=True,
+                )
+            ),
             "confidence_by_class": np.round(by_class, 5).tolist(),
             "confidence_drop_seen": round(float(_rolling_max(deficit, n)[0]), 5),
         }
