@@ -35,15 +35,16 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.codegen.cells import CELLS, cell_type
+from tinylstm.codegen.contract import state_words
 from tinylstm.codegen.random_models import random_quantized_model
 from tinylstm.host.boards.registry import BOARDS, CORE_CORTEX_M4F, CORE_RV32IMC, Core
 from tinylstm.host.boards.toolchain import find_tool
+from tinylstm.host.cost import STATE_STRUCT_BYTES
 from tinylstm.host.unicorn_runner import Target, build_target, code_size
 
 RESULTS = Path(__file__).parent / "results"
 OUTPUTS = 4
 WARMUP = 20
-STATE_STRUCT_BYTES = 20  # sizeof(tl_state_t) on a 32-bit target: 4 pointers + steps
 
 
 def macs_per_step(cell: str, inp: int, hidden: int, out: int = OUTPUTS) -> int:
@@ -112,7 +113,7 @@ def measure(
                 "instructions_per_mac": round(instructions / macs, 3),
                 "code_bytes": code_size(build),
                 "model_bytes": model_bytes,
-                "state_ram_bytes": 2 * (hidden + (hidden + hidden + 1) // 2) + STATE_STRUCT_BYTES,
+                "state_ram_bytes": 2 * state_words(1, hidden) + STATE_STRUCT_BYTES,
                 "stack_bytes": stack,
             }
         )

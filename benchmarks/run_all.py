@@ -5,6 +5,8 @@
 - bench_firmware_size.py, bench_micropython.py: run if present (owned by the firmware/MicroPython work)
 - bench_link.py: parity throughput over the serial link in QEMU, idle and with CPU hogs
 - bench_train.py: training a small model with 1 and 2 PyTorch threads, idle and busy
+- bench_accuracy.py: float / int8 PTQ / int8 QAT accuracy beside flash, RAM and instructions (needs aeon's
+  data files: pip install --no-deps aeon)
 
     python benchmarks/run_all.py [--quick]
 """
@@ -28,6 +30,7 @@ def main() -> int:
     runs = [
         ["bench_kernel.py", *(["--quick"] if args.quick else [])],
         ["bench_host.py", *(["--repeats", "3", "--steps", "5000", "--seq", "50000"] if args.quick else [])],
+        ["bench_accuracy.py", *(["--quick"] if args.quick else [])],
         *([name] for name in OPTIONAL if (HERE / name).is_file()),
     ]
     failed = []
