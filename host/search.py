@@ -3,12 +3,13 @@
 Each trial draws a cell, hidden size, layers, learning rate, dropout, quantization-aware fine-tuning
 (and a window length when asked), prices the architecture on the board first (host/cost.py: flash,
 RAM, latency per step, known before training) and prunes it when it breaks a budget or does not fit
-the board; otherwise it trains, exports and measures the int8 model on held-out data: the objective
-is int8 accuracy (or RMSE), and the flash, RAM and latency it reports are the export's own. The study
-lives in SQLite (``OUT/study.db``, resumable: run again to continue) or any Optuna RDB URL such as
-``postgresql://`` (several machines or ``--workers`` processes share one study). The results: the
-trials, the Pareto fronts (accuracy vs flash, vs latency) as ``search.json``, ``search.md`` and
-``pareto.png``, and the best feasible export copied to ``OUT/best-export``, ready for ``tinylstm build``.
+the board; otherwise it trains, exports and checks it (``tinylstm check``: held-out float vs int8,
+golden == C bit-exact, the blob); the objective is held-out int8 accuracy (or RMSE), and the flash,
+RAM and latency it reports are the export's own. The study lives in SQLite (``OUT/study.db``,
+resumable: run again to continue) or any Optuna RDB URL such as ``postgresql://`` (several machines
+or ``--workers`` processes share one study). The results: the trials, the Pareto fronts (accuracy vs
+flash, vs latency) as ``search.json``, ``search.md`` and ``pareto.png``, and the best feasible
+export copied to ``OUT/best-export``, ready for ``tinylstm build``.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ class Objective:
 
     def __call__(self, trial: Any) -> float:
         from tinylstm.codegen.export import ModelSource, export
-        from tinylstm.host.check import held_out_quality
+        from tinylstm.host.check import check
         from tinylstm.trainer.train import TrainConfig, fit
 
         optuna = _optuna()
@@ -194,7 +195,12 @@ class Objective:
         )  # fmt: skip
         result = fit(ds, config, root / "run")
         exp = export(ModelSource(str(result.checkpoint_path)), root / "export")
-        quality = held_out_quality(root / "export")
+        report = check(root / "export")  # held-out quality, golden == C bit-exact, the blob
+        if not (report["bit_exact"]["ok"] and report["blob"]["ok"]):
+            raise TinyLSTMError(
+                f"trial {trial.number}: its export failed tinylstm check: {report['bit_exact']}"
+            )
+        quality = report["quality"]
         flash = exp.report["model_data_bytes"] + cost.code_bytes
         measured = {
             "flash_bytes": flash,
@@ -207,6 +213,7 @@ class Objective:
             "float": float(quality["float"]),
             "int8": float(quality["int8"]),
             "metric": quality["metric"],
+            "check_passed": bool(report["passed"]),  # also within check's float-vs-int8 thresholds
         }
         trial.set_user_attr("measured", measured)
         why = cfg.budget.violation(flash, cost.ram_bytes, cost.latency_ms)

@@ -49,6 +49,7 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
         m = t["measured"]
         assert m["flash_bytes"] <= FLASH and m["ram_bytes"] <= 512 and 0 < m["int8"] <= 100
         assert m["flash_bytes"] == t["estimate"]["flash_bytes"]  # the size is known before training
+        assert isinstance(m["check_passed"], bool)  # every trained trial's export went through check
     for name in ("search.json", "search.md", "pareto.png", "study.db"):
         assert (tmp_path / "s" / name).stat().st_size > 0
     assert doc["pareto"]["flash"] and set(doc["pareto"]["flash"]) <= {t["number"] for t in complete}
