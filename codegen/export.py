@@ -11,6 +11,7 @@ import numpy as np
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.contract import state_words
+from tinylstm.codegen.drift_reference import reference
 from tinylstm.codegen.emit_c import EmittedC, Layout, emit_c, model_data_bytes
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import LoadedModel, load_model
@@ -101,8 +102,6 @@ def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layo
     train, test = data_splits(loaded, source.data)
     cal = calibrate(fm, calibration_sequences(fm, train))
     m = quantize(fm, cal)
-    from tinylstm.host.drift import reference  # the statistics `tinylstm stream` compares live data with
-
     held_out = [
         golden.quantize_input(m, np.asarray(s)) for s in (test.sequences if len(test) else train.sequences)
     ]

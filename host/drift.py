@@ -1,6 +1,6 @@
 """Drift alerts: the live predictions (and, for host-fed streams, inputs) against the held-out data's.
 
-``tinylstm export`` stores ``drift_reference`` (``reference``) in export-report.json: over every
+``tinylstm export`` stores ``drift_reference`` (codegen/drift_reference.py) in export-report.json: over every
 step of the held-out split, run through the integer golden reference as a board runs it (each
 sequence from a zero state, as the window rule does), the class histogram and the confidence
 (largest softmax probability) of the int16 outputs overall (mean and quantiles) and per predicted
@@ -22,13 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from tinylstm.codegen import golden
-from tinylstm.codegen.quantize import IntModel
-from tinylstm.codegen.spec import by_length
+from tinylstm.codegen.drift_reference import rolling_window, softmax
 
-WINDOW_SEQUENCES = 20  # window models: the rolling window spans this many windows
-MIN_WINDOW = 1000  # predictions
-RANGE_PCT = (0.1, 99.9)  # the held-out range of a value: these percentiles
 RARE_CLASS = 0.02  # a class predicted on fewer held-out steps than this is rare
 MARGIN = 1.5  # alerts need 1.5x the largest rolling departure the held-out stream itself shows
 
@@ -39,24 +34,13 @@ class DriftThresholds:
     time), so the tests compare like with like: confidence against what held-out data gave for the
     classes now predicted, values against the held-out range, not against the held-out mean."""
 
-    window: int | None = None  # predictions per rolling window; None: max(MIN_WINDOW, 20 model windows)
+    window: int | None = None  # predictions per rolling window; None: codegen/drift_reference.py's rule
     confidence_drop: float = 0.05  # mean confidence this far below held-out's for the same classes (5 points)
     rare_class_share: float = 0.5  # a rare class (RARE_CLASS) predicted on more than this share of steps
     out_of_range: float = 0.1  # an input channel (or regression output) outside its held-out range this often
 
 
 DEFAULT_DRIFT = DriftThresholds()
-
-
-def softmax(y: np.ndarray) -> np.ndarray:
-    """Class probabilities of logits along the last axis."""
-    e = np.exp(y - y.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _range(v: np.ndarray) -> dict[str, list[float]]:
-    lo, hi = np.percentile(v, RANGE_PCT, axis=0)
-    return {"low": np.round(lo, 6).tolist(), "high": np.round(hi, 6).tolist()}
 
 
 def drift_reference(export_dir: Path) -> dict[str, Any] | None:
@@ -70,72 +54,7 @@ def drift_reference(export_dir: Path) -> dict[str, Any] | None:
 
 def window_for(ref: dict[str, Any], thresholds: DriftThresholds) -> int:
     """Predictions per rolling window."""
-    return thresholds.window or max(MIN_WINDOW, WINDOW_SEQUENCES * int(ref.get("window") or 0))
-
-
-def _rolling_max(v: np.ndarray, n: int) -> np.ndarray:
-    """The largest mean of ``n`` consecutive rows of ``v`` [T, K], per column (the whole mean if T < n)."""
-    if len(v) <= n:
-        return v.mean(axis=0)
-    c = np.concatenate([np.zeros((1, v.shape[1])), np.cumsum(v, axis=0)])
-    return ((c[n:] - c[:-n]) / n).max(axis=0)
-
-
-def reference(m: IntModel, sequences: list[np.ndarray]) -> dict[str, Any]:
-    """Reference statistics of the int8 held-out sequences ``sequences`` ([T, C] each), including how far
-    the rolling statistics move on the held-out stream itself (in order): the alerts' floor."""
-    ys: list[np.ndarray] = [np.empty(0)] * len(sequences)
-    for idx in by_length(sequences).values():
-        y, _, _ = golden.run(m, np.stack([sequences[k] for k in idx]))
-        for j, k in enumerate(idx):
-            ys[k] = golden.dequantize_output(m, y[j])
-    y_all = np.concatenate(ys)
-    x_all = np.concatenate(sequences).astype(np.float64)
-    out: dict[str, Any] = {
-        "steps": len(y_all),
-        "window": int(m.meta.window or 0) if m.meta.mode == "window" else 0,
-        "input_mean": np.round(x_all.mean(axis=0), 4).tolist(),  # int8 units
-        "input_std": np.round(x_all.std(axis=0), 4).tolist(),
-        "input_range": _range(x_all),
-    }
-    n = window_for(out, DriftThresholds())
-    r = out["input_range"]
-    far = ((x_all < r["low"]) | (x_all > r["high"])).astype(np.float64)
-    out["input_out_of_range_seen"] = round(float(_rolling_max(far, n).max()), 5)
-    if m.meta.task == "classification":
-        p = softmax(y_all)
-        conf, pred = p.max(axis=1), p.argmax(axis=1)
-        hist = np.bincount(pred, minlength=m.output_size) / len(p)
-        by_class = np.array(
-            [
-                float(conf[pred == k].mean()) if np.any(pred == k) else float(conf.mean())
-                for k in range(m.output_size)
-            ]
-        )
-        deficit = (by_class[pred] - conf)[:, None]  # expected minus actual confidence, per step
-        out |= {
-            "class_histogram": np.round(hist, 5).tolist(),
-            "confidence_mean": round(float(conf.mean()), 5),
-            "confidence_quantiles": dict(
-                zip(
-                    ("p10", "p50", "p90"),
-                    np.round(np.percentile(conf, (10, 50, 90)), 5).tolist(),
-                    strict=True,
-                )
-            ),
-            "confidence_by_class": np.round(by_class, 5).tolist(),
-            "confidence_drop_seen": round(float(_rolling_max(deficit, n)[0]), 5),
-        }
-    else:
-        out |= {
-            "output_mean": np.round(y_all.mean(axis=0), 6).tolist(),
-            "output_std": np.round(y_all.std(axis=0), 6).tolist(),
-            "output_range": _range(y_all),
-        }
-        r = out["output_range"]
-        far = ((y_all < r["low"]) | (y_all > r["high"])).astype(np.float64)
-        out["output_out_of_range_seen"] = round(float(_rolling_max(far, n).max()), 5)
-    return out
+    return rolling_window(int(ref.get("window") or 0), thresholds.window)
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ import matplotlib.pyplot as plt
 from tinylstm.codegen import golden
 from tinylstm.codegen.cells import cell_type
 from tinylstm.codegen.contract import HIDDEN_FRAC, Q15
+from tinylstm.codegen.drift_reference import softmax
 from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.drift import softmax
 from tinylstm.trainer.sequence_set import SequenceSet
 
 MAX_STEPS = 500  # steps of a stream shown per example (a window is always shown whole)
