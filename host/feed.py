@@ -329,18 +329,18 @@ class Feeder:
                 yield self._ready.popleft()
             if self.samples.exhausted(self.base):
                 return
-            self._fill()
-            try:
+            try:  # the port can go away on a write as well as on a read (QEMU killed, cable pulled)
+                self._fill()
                 frames = self.link.read(self._wait())
+                generation = self._generation
+                for frame in frames:
+                    self._on_frame(frame)
+                    if self._generation != generation:
+                        break  # the rest answers what was sent before the restart
+                self._check_timeouts()
             except LinkLost as exc:
                 self._reconnect(exc)
                 continue
-            generation = self._generation
-            for frame in frames:
-                self._on_frame(frame)
-                if self._generation != generation:
-                    break  # the rest answers what was sent before the restart
-            self._check_timeouts()
             if self.on_status is not None and time.monotonic() - self._last_status >= 1.0:
                 self._last_status = time.monotonic()
                 self.on_status(self)

@@ -272,6 +272,31 @@ def test_qemu_restarted_during_host_fed_stream_recovers(trained: Trained) -> Non
     assert counters.disconnects >= 1 and counters.feed is not None and counters.feed["rewinds"] >= 1
 
 
+def test_a_port_lost_on_a_write_is_recovered_like_one_lost_on_a_read(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection can reset under an INPUT write before any read notices (QEMU killed while the
+    host sends): the feeder reconnects and rewinds exactly as for a lost read."""
+    xs, expect = expected_outputs(trained.export_dir, 3000)
+    write = Link.write_frame
+    calls = {"n": 0}
+
+    def write_then_lose(self: Link, ftype: int, payload: bytes) -> tuple[int, int]:
+        calls["n"] += 1
+        if calls["n"] == 40:
+            self.port.close()  # the socket is gone under the write
+            raise self._lost(ConnectionResetError(104, "Connection reset by peer"))
+        return write(self, ftype, payload)
+
+    monkeypatch.setattr(Link, "write_frame", write_then_lose)
+    with QemuBoard(trained.host.elf) as board, BoardStream(board.url, trained.export_dir) as s:  # type: ignore[arg-type]
+        preds = list(s.predictions(feed=xs))
+        counters = s.live_counters()
+    assert calls["n"] > 40 and [p.step for p in preds] == list(range(3000))
+    assert all(np.array_equal(p.raw, e) for p, e in zip(preds, expect, strict=True))
+    assert counters.disconnects == 1 and counters.feed is not None and counters.feed["rewinds"] >= 1
+
+
 # ---- the command line: one line, exit 2, for every port problem -----------------------------------
 
 
