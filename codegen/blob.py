@@ -21,18 +21,22 @@ from tinylstm.codegen.contract import (
     BLOB_FORMAT_VERSION,
     BLOB_HEADER_SIZE,
     BLOB_MAGIC,
+    HIDDEN_BITS,
+    HIDDEN_FORMATS,
     KERNEL_VERSION,
     MAX_HIDDEN,
     MAX_INPUT,
     MAX_LAYERS,
     TABLE_SIZE,
+    input_shift,
 )
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import ModelMeta
 from tinylstm.errors import TinyLSTMError
 
 # magic, format version, kernel version, crc32, total size, model hash, cell, layers,
-# section count, input, hidden, output, reserved, cell_frac[4], section table offset
+# section count, input, hidden, output, hidden bits (8 or 16; 0 = 8 in blobs written before the field),
+# cell_frac[4], section table offset
 HEADER = struct.Struct("<4sHHIIIBBHHHHH4bI")
 assert HEADER.size == BLOB_HEADER_SIZE
 CRC_START = 12  # the CRC covers bytes [CRC_START, total_size)
@@ -119,7 +123,7 @@ def to_blob(m: IntModel) -> bytes:
         m.input_size,
         m.hidden_size,
         m.output_size,
-        0,
+        m.hidden_bits,
         *fracs,
         table_off,
     )
@@ -154,9 +158,10 @@ def read_header(data: bytes) -> dict[str, Any]:
     """Check the header, size and CRC of a blob; return its header fields."""
     if len(data) < HEADER.size:
         raise _err(f"{len(data)} bytes is shorter than the {HEADER.size}-byte header (truncated file?)")
-    (magic, fmt, kver, crc, total, mhash, cell, layers, nsec, inp, hid, out, _reserved, *rest) = (
+    (magic, fmt, kver, crc, total, mhash, cell, layers, nsec, inp, hid, out, hidden_bits, *rest) = (
         HEADER.unpack_from(data)
     )
+    hidden_bits = hidden_bits or HIDDEN_BITS
     fracs, table_off = rest[:4], rest[4]
     if magic != BLOB_MAGIC:
         raise _err(f"magic is {magic!r}, expected {BLOB_MAGIC!r} (not a .tlm file)")
@@ -174,6 +179,10 @@ def read_header(data: bytes) -> dict[str, Any]:
         raise _err(f"unknown cell type {cell}")
     if not (1 <= layers <= MAX_LAYERS and 1 <= hid <= MAX_HIDDEN and 1 <= inp <= MAX_INPUT and out >= 1):
         raise _err(f"unsupported shape: {layers} layers, input {inp}, hidden {hid}, output {out}")
+    if hidden_bits not in HIDDEN_FORMATS:
+        raise _err(
+            f"hidden state of {hidden_bits} bits; this TinyLSTM runs {' or '.join(map(str, HIDDEN_FORMATS))}"
+        )
     if nsec != len(GLOBAL_SECTIONS) + len(LAYER_SECTIONS) * layers or table_off != HEADER.size:
         raise _err(f"section table ({nsec} entries at offset {table_off}) does not match {layers} layers")
     return {
@@ -184,6 +193,7 @@ def read_header(data: bytes) -> dict[str, Any]:
         "output": out,
         "hash": mhash,
         "cell_frac": list(fracs[:layers]),
+        "hidden_bits": hidden_bits,
         "total": total,
         "sections": nsec,
     }
@@ -240,6 +250,8 @@ def from_blob(data: bytes) -> IntModel:
                 arr(shift, "<i1"),
                 int(h["cell_frac"][n]),
                 arr(scale_exp, "<i1"),
+                h["hidden_bits"],
+                input_shift(h["hidden_bits"], n),
             )
         )
     m = IntModel(

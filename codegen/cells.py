@@ -33,7 +33,8 @@ FloatStep = Callable[
     [np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, Any]]
 ]
 # int_step(layer, table, acc_x, acc_h, h, c) -> (h', c', gates): acc_x / acc_h = the two parts of every row's
-# accumulator, already at one scale (int64 [B, G*H]); h int8 and c int16 values as int64 [B, H]; gates =
+# accumulator, already at one scale (int64 [B, G*H]); h (int8 Q0.7 or int16 Q0.15: layer.hidden_bits) and c
+# int16 values as int64 [B, H]; gates =
 # the Q0.15 gate activations [B, G, H] in the order of gate_names
 IntStep = Callable[
     ["IntLayer", np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
@@ -77,7 +78,7 @@ def _lstm_int(
     ig = qmath.rshift_round(i * g, qmath.Q15 - F)
     c_new = qmath.sat(qmath.rshift_round(f * c + ig, qmath.Q15), 16)
     t = qmath.tanh_q15(qmath.cell_to_q12(c_new, F), table)
-    h_new = qmath.sat(qmath.rshift_round(o * t, 2 * qmath.Q15 - qmath.HIDDEN_FRAC), 8)
+    h_new = qmath.sat(qmath.rshift_round(o * t, 2 * qmath.Q15 - layer.hidden_frac), layer.hidden_bits)
     return h_new, c_new, np.stack([i, f, g, o], axis=1)
 
 
@@ -103,9 +104,9 @@ def _gru_int(
     nx = _pre_q12(layer, acc_x[:, 2 * H :] + layer.bias[2 * H :], slice(2 * H, 3 * H))
     nh = _pre_q12(layer, acc_h[:, 2 * H :] + layer.bias_hn, slice(2 * H, 3 * H))
     n = qmath.tanh_q15(qmath.sat(nx + qmath.rshift_round(r * nh, qmath.Q15), 16), table)
-    h15 = h << (qmath.Q15 - qmath.HIDDEN_FRAC)
+    h15 = qmath.hidden_to_q15(h, layer.hidden_bits)
     h_new15 = n + qmath.rshift_round(z * (h15 - n), qmath.Q15)
-    h_new = qmath.sat(qmath.rshift_round(h_new15, qmath.Q15 - qmath.HIDDEN_FRAC), 8)
+    h_new = qmath.hidden_from_q15(h_new15, layer.hidden_bits)
     return h_new, c, np.stack([r, z, n], axis=1)
 
 

@@ -18,8 +18,17 @@ MAX_HIDDEN = 256
 MAX_INPUT = 1024
 Q12 = 12  # gate pre-activations: int16 Q3.12
 Q15 = 15  # activations (sigmoid, tanh): int16 Q0.15
-HIDDEN_FRAC = 7  # the hidden state: int8 Q0.7
+HIDDEN_FRAC = 7  # the default hidden state: int8 Q0.7
 HIDDEN_BITS = 8
+HIDDEN16_FRAC = 15  # the wide hidden state (export --hidden-bits 16): int16 Q0.15
+HIDDEN16_BITS = 16
+HIDDEN_FORMATS = {HIDDEN_BITS: HIDDEN_FRAC, HIDDEN16_BITS: HIDDEN16_FRAC}  # bits -> fractional bits
+# int16-h models: layer 0's int8 input enters the int16 dot products as x * 2^INPUT16_SHIFT, and the gate
+# rows' requantization multipliers have MULT16_BITS bits (in [2^(MULT16_BITS-1), 2^MULT16_BITS)), so the int64
+# accumulator (|acc| < 2^37) times M stays below 2^62 (docs/integer-contract.md, "int16 hidden state")
+INPUT16_SHIFT = 8
+MULT16_BITS = 25
+MULT_BITS = 31  # every other multiplier: [2^30, 2^31)
 TABLE_SIZE = 257  # tanh table: 256 segments over [-8, 8], 1/16 apart
 TABLE_SEGMENT_BITS = 8  # a segment spans 2^8 Q3.12 input steps
 BIAS_LIMIT = 1 << 30  # |bias| bound that keeps every int32 accumulator free of overflow
@@ -31,11 +40,21 @@ BLOB_FORMAT_VERSION = 1
 BLOB_HEADER_SIZE = 40
 
 # int16 words of state for `layers` layers of `hidden` units: cell state and hidden state of every layer
-# plus one layer's next hidden state (int8, packed two per word). The C macro must equal state_words().
+# plus one layer's next hidden state (int8: packed two per word; int16 h: one per word). The C macros must
+# equal state_words().
 STATE_WORDS_C = "((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (hidden) + 1) / 2)"
+STATE_WORDS_H16_C = "(2 * (size_t)(layers) * (hidden) + (hidden))"
 
 
-def state_words(layers: int, hidden: int) -> int:
+def input_shift(hidden_bits: int, layer: int) -> int:
+    """The power of two a layer's input enters its int16-h sums with: layer 0's int8 input of an int16-h model
+    as x * 2^INPUT16_SHIFT (so both parts of a row hold values of one magnitude), else 2^0."""
+    return INPUT16_SHIFT if hidden_bits == HIDDEN16_BITS and layer == 0 else 0
+
+
+def state_words(layers: int, hidden: int, hidden_bits: int = HIDDEN_BITS) -> int:
+    if hidden_bits == HIDDEN16_BITS:
+        return 2 * layers * hidden + hidden
     return layers * hidden + (layers * hidden + hidden + 1) // 2
 
 
@@ -48,6 +67,11 @@ _INTS = {
     "Q15": Q15,
     "HIDDEN_FRAC": HIDDEN_FRAC,
     "HIDDEN_BITS": HIDDEN_BITS,
+    "HIDDEN16_FRAC": HIDDEN16_FRAC,
+    "HIDDEN16_BITS": HIDDEN16_BITS,
+    "INPUT16_SHIFT": INPUT16_SHIFT,
+    "MULT16_BITS": MULT16_BITS,
+    "MULT_BITS": MULT_BITS,
     "TABLE_SIZE": TABLE_SIZE,
     "TABLE_SEGMENT_BITS": TABLE_SEGMENT_BITS,
     "BIAS_LIMIT": BIAS_LIMIT,
@@ -83,6 +107,7 @@ def render_c() -> str:
         f'#define TL_BLOB_MAGIC "{BLOB_MAGIC.decode()}"',
         "",
         f"#define TL_STATE_WORDS(layers, hidden) {STATE_WORDS_C}",
+        f"#define TL_STATE_WORDS_H16(layers, hidden) {STATE_WORDS_H16_C}",
         "",
         "/* Recurrent cells (codegen/cells.py): code, gate rows per unit, int16 cell state, a separate",
         " * recurrent bias for the last gate. */",
@@ -127,7 +152,9 @@ def render_micropython() -> str:
         + ")",
         "",
         "",
-        "def state_words(layers, hidden):",
+        "def state_words(layers, hidden, hidden_bits=HIDDEN_BITS):",
+        "    if hidden_bits == HIDDEN16_BITS:",
+        "        return 2 * layers * hidden + hidden",
         "    return layers * hidden + (layers * hidden + hidden + 1) // 2",
         "",
     ]

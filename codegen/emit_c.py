@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import KERNEL_VERSION
+from tinylstm.codegen.contract import HIDDEN16_BITS, HIDDEN_BITS, KERNEL_VERSION
 from tinylstm.codegen.quantize import IntLayer, IntModel
 from tinylstm.errors import TinyLSTMError
 
@@ -21,6 +21,13 @@ Layout = Literal["w8", "w16"]
 LAYOUTS: tuple[str, ...] = ("w8", "w16")
 # what the kernel and the model file are compiled with for each layout
 LAYOUT_DEFINES: dict[str, tuple[str, ...]] = {"w8": (), "w16": ("-DTL_LAYOUT_W16",)}
+# what the kernel and the model file are compiled with for each hidden state (int16 h: the int16-h steps)
+HIDDEN_DEFINES: dict[int, tuple[str, ...]] = {HIDDEN_BITS: (), HIDDEN16_BITS: ("-DTL_HIDDEN16",)}
+
+
+def build_defines(m: IntModel, layout: Layout = "w8") -> tuple[str, ...]:
+    """The -D flags every build of ``m``'s emitted files (kernel and model) needs."""
+    return LAYOUT_DEFINES[layout] + HIDDEN_DEFINES[m.hidden_bits]
 
 
 @dataclass
@@ -113,7 +120,10 @@ def render_header(m: IntModel, name: str) -> str:
         f"#define {P}_INPUT_SIZE {m.input_size}",
         f"#define {P}_HIDDEN_SIZE {m.hidden_size}",
         f"#define {P}_OUTPUT_SIZE {m.output_size}",
-        f"#define {P}_STATE_WORDS TL_STATE_WORDS({P}_NUM_LAYERS, {P}_HIDDEN_SIZE)",
+        f"/* the hidden state: int{m.hidden_bits} Q0.{m.layers[0].hidden_frac} */",
+        f"#define {P}_HIDDEN_BITS {m.hidden_bits}",
+        f"#define {P}_STATE_WORDS TL_STATE_WORDS{'_H16' if m.hidden_bits == HIDDEN16_BITS else ''}"
+        f"({P}_NUM_LAYERS, {P}_HIDDEN_SIZE)",
         f"#define {P}_IS_CLASSIFIER {1 if meta.task == 'classification' else 0}",
         f"/* window mode: reset the state every {P}_WINDOW steps and read the output at the last one;",
         f"   stream mode ({P}_WINDOW == 0): never reset, every output counts. */",
@@ -133,6 +143,11 @@ def render_header(m: IntModel, name: str) -> str:
 def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
     if layout not in LAYOUTS:
         raise TinyLSTMError(f"weight layout {layout!r} must be one of {list(LAYOUTS)}")
+    if layout == "w16" and m.hidden_bits != HIDDEN_BITS:
+        raise TinyLSTMError(
+            f"the w16 weight layout is for int8 hidden states; this model has an int{m.hidden_bits} one: "
+            "export it with --layout w8 (or with --hidden-bits 8)"
+        )
     H, G = m.hidden_size, m.gates
     gates = cell_type(m.cell).gate_names
     out = [
@@ -148,6 +163,14 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
             "#ifndef TL_LAYOUT_W16",
             f'#error "model {name} uses the w16 weight layout: build the kernel and this file with '
             '-DTL_LAYOUT_W16"',
+            "#endif",
+            "",
+        ]
+    if m.hidden_bits == HIDDEN16_BITS:
+        out += [
+            "#ifndef TL_HIDDEN16",
+            f'#error "model {name} has an int16 hidden state: build the kernel and this file with '
+            '-DTL_HIDDEN16"',
             "#endif",
             "",
         ]
@@ -205,7 +228,7 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
     out.append(
         f"const tl_model_t tl_{name} = {{\n"
         f"    .hash = 0x{m.model_hash:08x}u, .cell = TL_CELL_{m.cell.upper()}, .num_layers = "
-        f"{m.num_layers},\n"
+        f"{m.num_layers}, .hidden_bits = {m.hidden_bits},\n"
         f"    .input_size = {m.input_size}, .hidden_size = {H}, .output_size = {m.output_size}, .layers = "
         "layers,\n"
         "    .head_weights = head_weights, .head_bias = head_bias, .head_mult = head_mult, .head_shift = "

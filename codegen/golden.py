@@ -18,7 +18,8 @@ from tinylstm.errors import TinyLSTMError
 
 @dataclass
 class GoldenState:
-    """Recurrent state of ``B`` independent streams: h int8 Q0.7, c int16 (cells with a cell state)."""
+    """Recurrent state of ``B`` independent streams: h int8 Q0.7 or int16 Q0.15 (the model's hidden_bits),
+    c int16 (cells with a cell state)."""
 
     h: np.ndarray  # int64 [B, L, H]
     c: np.ndarray  # int64 [B, L, H]; zeros for cells without a cell state
@@ -49,7 +50,7 @@ def _gates(layer: IntLayer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, n
     w = layer.weights.astype(np.int64)
     e = layer.scale_exp.astype(np.int64)
     return (
-        (x @ w[:, : layer.input_size].T) << np.maximum(e, 0),
+        (x @ w[:, : layer.input_size].T) << (np.maximum(e, 0) + layer.x_shift),
         (h @ w[:, layer.input_size :].T) << np.maximum(-e, 0),
     )
 
@@ -91,7 +92,8 @@ def run(
     B, T, _ = xq.shape
     state = state or GoldenState.zeros(model, B)
     ys = np.zeros((B, T, model.output_size), dtype=np.int16)
-    hs = np.zeros((B, T, model.num_layers, model.hidden_size), dtype=np.int8) if trace else None
+    h_type = np.int16 if model.hidden_bits > 8 else np.int8
+    hs = np.zeros((B, T, model.num_layers, model.hidden_size), dtype=h_type) if trace else None
     cs = np.zeros((B, T, model.num_layers, model.hidden_size), dtype=np.int16) if trace else None
     gs = np.zeros((B, T, model.num_layers, model.gates, model.hidden_size), dtype=np.int16) if trace else None
     for t in range(T):

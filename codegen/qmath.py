@@ -11,7 +11,9 @@ import math
 import numpy as np
 
 from tinylstm.codegen.contract import (
+    HIDDEN_FORMATS,
     HIDDEN_FRAC,
+    MULT_BITS,
     Q12,
     Q15,
     SHIFT_MAX,
@@ -26,6 +28,8 @@ __all__ = [
     "Q15",
     "TABLE_SIZE",
     "cell_to_q12",
+    "hidden_from_q15",
+    "hidden_to_q15",
     "make_tanh_table",
     "quantize_multiplier",
     "requantize",
@@ -86,14 +90,27 @@ def cell_to_q12(c: IntArray, cell_frac: int) -> IntArray:
     return c
 
 
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """Split a positive real multiplier into (M, s) with M in [2^30, 2^31) and SHIFT_MIN <= s <= SHIFT_MAX."""
+def hidden_from_q15(v: IntArray, bits: int) -> IntArray:
+    """A Q0.15 value as a hidden-state word of ``bits`` bits: sat8(rsr(v, 8)) for int8 Q0.7, sat16(v) for
+    int16 Q0.15."""
+    frac = HIDDEN_FORMATS[bits]
+    return sat(rshift_round(v, Q15 - frac) if frac < Q15 else v, bits)
+
+
+def hidden_to_q15(h: IntArray, bits: int) -> IntArray:
+    """A hidden-state word of ``bits`` bits in Q0.15: h * 2^(15 - frac)."""
+    return np.asarray(h, dtype=np.int64) << (Q15 - HIDDEN_FORMATS[bits])
+
+
+def quantize_multiplier(real: float, bits: int = MULT_BITS) -> tuple[int, int]:
+    """Split a positive real multiplier into (M, s) with M in [2^(bits-1), 2^bits) and
+    SHIFT_MIN <= s <= SHIFT_MAX: 31 bits by default, MULT16_BITS for the gate rows of int16-h models."""
     if not math.isfinite(real) or real <= 0.0:
         raise ValueError(f"multiplier must be finite and positive, got {real!r}")
     frac, exp = math.frexp(real)
-    mult = round(frac * (1 << 31))
-    shift = 31 - exp
-    if mult == 1 << 31:
+    mult = round(frac * (1 << bits))
+    shift = bits - exp
+    if mult == 1 << bits:
         mult >>= 1
         shift -= 1
     if shift > SHIFT_MAX:

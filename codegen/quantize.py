@@ -15,7 +15,18 @@ import numpy as np
 
 from tinylstm.codegen import qmath
 from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import BIAS_LIMIT, CELL_FRAC_MAX, KERNEL_VERSION, MAX_SCALE_EXP
+from tinylstm.codegen.contract import (
+    BIAS_LIMIT,
+    CELL_FRAC_MAX,
+    HIDDEN16_BITS,
+    HIDDEN_BITS,
+    HIDDEN_FORMATS,
+    KERNEL_VERSION,
+    MAX_SCALE_EXP,
+    MULT16_BITS,
+    MULT_BITS,
+    input_shift,
+)
 from tinylstm.codegen.spec import Cell, FloatModel, ModelMeta, by_length, float_forward
 from tinylstm.errors import TinyLSTMError
 
@@ -46,6 +57,14 @@ class IntLayer:
     # int8 [G*H] in [-4, 4], the scale exponent e between the x part and the h part of each row:
     # acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0)
     scale_exp: np.ndarray
+    hidden_bits: int = HIDDEN_BITS  # 8: int8 Q0.7 h; 16: int16 Q0.15 h (docs/integer-contract.md)
+    # int16-h models: the input enters the accumulator as x * 2^x_shift (INPUT16_SHIFT for layer 0's int8
+    # input, 0 for an int16 h below); acc_x above is then sum(w * x) * 2^x_shift
+    x_shift: int = 0
+
+    @property
+    def hidden_frac(self) -> int:
+        return HIDDEN_FORMATS[self.hidden_bits]
 
 
 @dataclass
@@ -84,6 +103,15 @@ class IntModel:
     def gates(self) -> int:
         return cell_type(self.cell).gates
 
+    @property
+    def hidden_bits(self) -> int:
+        return self.layers[0].hidden_bits
+
+    @property
+    def hidden_format(self) -> str:
+        """The hidden state's type and format, as reports name it: "int8 Q0.7", "int16 Q0.15"."""
+        return f"int{self.hidden_bits} Q0.{HIDDEN_FORMATS[self.hidden_bits]}"
+
     def canonical_bytes(self) -> bytes:
         """Every value that decides the model's integer behaviour, in a fixed order."""
         parts = [
@@ -119,6 +147,8 @@ class IntModel:
             self.input_mean.astype("<f4").tobytes(),
             self.input_mul.astype("<f4").tobytes(),
         ]
+        if self.hidden_bits != HIDDEN_BITS:  # int8-h models keep the hashes they had before the field
+            parts.append(np.array([self.hidden_bits], dtype="<i4").tobytes())
         return b"".join(parts)
 
     @property
@@ -194,9 +224,9 @@ def _bias(b: np.ndarray, scale: np.ndarray, what: str) -> np.ndarray:
     return q.astype(np.int32)
 
 
-def _multipliers(real: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _multipliers(real: np.ndarray, what: str, bits: int = MULT_BITS) -> tuple[np.ndarray, np.ndarray]:
     try:
-        pairs = [qmath.quantize_multiplier(float(r)) for r in real]
+        pairs = [qmath.quantize_multiplier(float(r), bits) for r in real]
     except ValueError as exc:
         raise TinyLSTMError(f"{what}: {exc}; the weights are out of the representable range") from exc
     return np.array([p[0] for p in pairs], dtype=np.int32), np.array([p[1] for p in pairs], dtype=np.int8)
@@ -210,16 +240,23 @@ def cell_frac_for(absmax: float) -> int:
     return int(min(max(bits, 0), CELL_FRAC_MAX))
 
 
-def quantize(model: FloatModel, cal: Calibration) -> IntModel:
-    """Quantize ``model`` with calibration ``cal`` into the integer model the kernel runs."""
+def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS) -> IntModel:
+    """Quantize ``model`` with calibration ``cal`` into the integer model the kernel runs, with an int8 Q0.7
+    (``hidden_bits`` 8) or int16 Q0.15 (16) hidden state."""
     model.validate()
+    if hidden_bits not in HIDDEN_FORMATS:
+        raise TinyLSTMError(
+            f"hidden state of {hidden_bits} bits: choose one of {', '.join(map(str, HIDDEN_FORMATS))}"
+        )
+    wide = hidden_bits == HIDDEN16_BITS
     cell = cell_type(model.cell)
-    s_h = 2.0**-qmath.HIDDEN_FRAC
+    s_h = 2.0 ** -HIDDEN_FORMATS[hidden_bits]
     s_x = cal.input_absmax / 127.0
     H = model.hidden_size
     layers: list[IntLayer] = []
     for n, L in enumerate(model.layers):
-        s_in = s_x if n == 0 else s_h
+        x_shift = input_shift(hidden_bits, n)
+        s_in = (s_x if n == 0 else s_h) / 2.0**x_shift  # the scale of x * 2^x_shift
         wq, s_c, scale_exp = _quantize_gate_rows(L.w_ih * (s_in / s_h), L.w_hh)
         acc_scale = s_c * s_h  # real value of one (aligned) accumulator step, per row
         what = f"layer {n}"
@@ -230,10 +267,20 @@ def quantize(model: FloatModel, cal: Calibration) -> IntModel:
             b[last] = L.b_ih[last]  # b_hn stays inside r * (W_hn h + b_hn)
             bias_hn = _bias(L.b_hh[last], acc_scale[last], what)
         cell_frac = cell_frac_for(cal.cell_absmax[n]) if cell.cell_state else 0
-        mult, shift = _multipliers(acc_scale * (1 << qmath.Q12), what)
+        mult, shift = _multipliers(acc_scale * (1 << qmath.Q12), what, MULT16_BITS if wide else MULT_BITS)
         layers.append(
             IntLayer(
-                L.w_ih.shape[1], H, wq, _bias(b, acc_scale, what), bias_hn, mult, shift, cell_frac, scale_exp
+                L.w_ih.shape[1],
+                H,
+                wq,
+                _bias(b, acc_scale, what),
+                bias_hn,
+                mult,
+                shift,
+                cell_frac,
+                scale_exp,
+                hidden_bits,
+                x_shift,
             )
         )
     hw, s_w = _quantize_rows(model.head_w)

@@ -8,6 +8,14 @@ import torch
 
 from tinylstm.codegen import qmath
 from tinylstm.codegen.cells import by_torch_module, cell_type
+from tinylstm.codegen.contract import (
+    BIAS_LIMIT,
+    HIDDEN16_BITS,
+    HIDDEN_BITS,
+    MULT16_BITS,
+    MULT_BITS,
+    input_shift,
+)
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel, calibrate, quantize
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
 
@@ -21,36 +29,44 @@ def random_int_model(
     out: int,
     shift_lo: int = 18,
     shift_hi: int = 34,
+    hidden_bits: int = HIDDEN_BITS,
 ) -> IntModel:
     """Integer model with full-range int8 weights and multipliers that drive gates into
-    saturation as well as into the tables' middle: the worst case for overflow and rounding."""
+    saturation as well as into the tables' middle: the worst case for overflow and rounding.
+    With ``hidden_bits`` 16 the gate multipliers have MULT16_BITS bits, the shifts move with the larger
+    accumulators (h 2^8 larger, M 2^6 smaller: +2; the head: +10) and bias magnitudes reach BIAS_LIMIT."""
     c = cell_type(cell)
     G = c.gates
+    wide = hidden_bits == HIDDEN16_BITS
+    mbits = MULT16_BITS if wide else MULT_BITS
+    blim = BIAS_LIMIT if wide else 1 << 22
 
-    def mults(n: int) -> tuple[np.ndarray, np.ndarray]:
+    def mults(n: int, bits: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
         return (
-            rng.integers(1 << 30, (1 << 31) - 1, n, dtype=np.int64).astype(np.int32),
-            rng.integers(shift_lo, shift_hi, n).astype(np.int8),
+            rng.integers(1 << (bits - 1), (1 << bits) - 1, n, dtype=np.int64).astype(np.int32),
+            rng.integers(shift_lo + extra, shift_hi + extra, n).astype(np.int8),
         )
 
     int_layers = []
     for n in range(layers):
         width = inp if n == 0 else hidden
-        mult, shift = mults(G * hidden)
+        mult, shift = mults(G * hidden, mbits, 2 if wide else 0)
         int_layers.append(
             IntLayer(
                 input_size=width,
                 hidden_size=hidden,
                 weights=rng.integers(-128, 128, (G * hidden, width + hidden)).astype(np.int8),
-                bias=rng.integers(-(1 << 22), 1 << 22, G * hidden).astype(np.int32),
-                bias_hn=rng.integers(-(1 << 22), 1 << 22, hidden).astype(np.int32) if c.bias_hn else None,
+                bias=rng.integers(-blim, blim + 1, G * hidden).astype(np.int32),
+                bias_hn=rng.integers(-blim, blim + 1, hidden).astype(np.int32) if c.bias_hn else None,
                 mult=mult,
                 shift=shift,
                 cell_frac=int(rng.integers(0, 15)) if c.cell_state else 0,
                 scale_exp=rng.integers(-4, 5, G * hidden).astype(np.int8),
+                hidden_bits=hidden_bits,
+                x_shift=input_shift(hidden_bits, n),
             )
         )
-    head_mult, head_shift = mults(out)
+    head_mult, head_shift = mults(out, MULT_BITS, 10 if wide else 0)
     return IntModel(
         cell=cell,
         layers=int_layers,
@@ -86,11 +102,18 @@ def float_model_from_torch(rnn: torch.nn.Module, head: torch.nn.Linear, meta: Mo
 
 
 def random_quantized_model(
-    seed: int, cell: str, layers: int, inp: int, hidden: int, out: int, data: np.ndarray
+    seed: int,
+    cell: str,
+    layers: int,
+    inp: int,
+    hidden: int,
+    out: int,
+    data: np.ndarray,
+    hidden_bits: int = HIDDEN_BITS,
 ) -> IntModel:
     """A PyTorch-initialised float model quantized through the real calibration path."""
     torch.manual_seed(seed)
     rnn = cell_type(cell).torch_class()(inp, hidden, layers, batch_first=True)
     head = torch.nn.Linear(hidden, out)
     fm = float_model_from_torch(rnn, head, ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp))
-    return quantize(fm, calibrate(fm, list(data)))
+    return quantize(fm, calibrate(fm, list(data)), hidden_bits)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tinylstm.codegen.cells import cell_type
+from tinylstm.codegen.contract import HIDDEN_BITS, HIDDEN_FORMATS, input_shift
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
 from tinylstm.errors import TinyLSTMError
@@ -99,6 +100,7 @@ def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = No
         "cell": m.cell,
         "num_layers": m.num_layers,
         "cell_frac": [L.cell_frac for L in m.layers],
+        "hidden_bits": m.hidden_bits,
         "output_scale": m.output_scale,
         "input_scale": m.input_scale,
         "hash": f"0x{m.model_hash:08x}",
@@ -115,6 +117,9 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
         doc = json.loads((out_dir / JSON).read_text())
         z = np.load(out_dir / NPZ)
         gates = cell_type(doc["cell"]).gates
+        hidden_bits = int(doc.get("hidden_bits", HIDDEN_BITS))  # exports made before int16 h: 8
+        if hidden_bits not in HIDDEN_FORMATS:
+            raise ValueError(f"hidden_bits {hidden_bits}")
 
         def layer(n: int) -> IntLayer:
             w = z[f"l{n}_weights"]
@@ -129,6 +134,8 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
                 z[f"l{n}_shift"],
                 int(doc["cell_frac"][n]),
                 z[f"l{n}_scale_exp"],
+                hidden_bits,
+                input_shift(hidden_bits, n),
             )
 
         layers = [layer(n) for n in range(int(doc["num_layers"]))]

@@ -81,9 +81,16 @@ typedef struct {
 
 /** A whole model: stacked recurrent layers and a dense head applied at every step. */
 typedef struct {
-    uint32_t hash;              /**< model identity (first 4 bytes of the SHA-256 of its integer data) */
-    uint8_t cell;               /**< TL_CELL_* (csrc/tl_cells.c) */
-    uint8_t num_layers;         /**< 1..TL_MAX_LAYERS */
+    uint32_t hash;      /**< model identity (first 4 bytes of the SHA-256 of its integer data) */
+    uint8_t cell;       /**< TL_CELL_* (csrc/tl_cells.c) */
+    uint8_t num_layers; /**< 1..TL_MAX_LAYERS */
+    /**
+     * The hidden state: TL_HIDDEN_BITS (8, int8 Q0.7; 0 also means 8, for descriptors written before
+     * the field) or TL_HIDDEN16_BITS (16, int16 Q0.15 with int8 weights: the kernel, and the model file,
+     * must be built with -DTL_HIDDEN16, otherwise tl_model_check refuses the model). An int16-h model
+     * has no weights16, and its gate rows' multipliers are below 2^TL_MULT16_BITS.
+     */
+    uint8_t hidden_bits;
     uint16_t input_size;        /**< C: input channels */
     uint16_t hidden_size;       /**< H, shared by all layers */
     uint16_t output_size;       /**< O */
@@ -97,21 +104,29 @@ typedef struct {
     const float *input_mul;     /**< [C] 1 / (std * input scale) */
 } tl_model_t;
 
-/** The recurrent state of one stream. All pointers point into the buffer given to tl_state_init. */
+/**
+ * The recurrent state of one stream. All pointers point into the buffer given to tl_state_init.
+ * An int8-h model uses h and scratch (h16 and scratch16 are NULL); an int16-h model uses h16 and
+ * scratch16 (h and scratch are NULL).
+ */
 typedef struct {
     const tl_model_t *model;
-    int16_t *c;      /**< [num_layers * H] cell state (cells with TL_CELL_<NAME>_HAS_C; unused by the others) */
-    int8_t *h;       /**< [num_layers * H] hidden state, int8 Q0.7 */
-    int8_t *scratch; /**< [H] the layer's next hidden state while its old one is still read */
-    uint32_t steps;  /**< steps since the last reset */
+    int16_t *c;         /**< [num_layers * H] cell state (cells with TL_CELL_<NAME>_HAS_C; unused by the others) */
+    int8_t *h;          /**< [num_layers * H] hidden state, int8 Q0.7 */
+    int8_t *scratch;    /**< [H] the layer's next hidden state while its old one is still read */
+    uint32_t steps;     /**< steps since the last reset */
+    int16_t *h16;       /**< int16-h models: [num_layers * H] hidden state, int16 Q0.15 */
+    int16_t *scratch16; /**< int16-h models: [H] the layer's next hidden state */
 } tl_state_t;
 
-/* TL_STATE_WORDS(layers, hidden) (tl_contract.h): int16 words of state buffer for `layers` layers of `hidden` units. */
+/* int16 words of state buffer for `layers` layers of `hidden` units (tl_contract.h): TL_STATE_WORDS(layers, hidden)
+ * for an int8 hidden state, TL_STATE_WORDS_H16(layers, hidden) for an int16 one. */
 
 /**
  * Check a model descriptor: a known cell, sizes in range, required pointers present, shifts in
  * TL_SHIFT_MIN..TL_SHIFT_MAX, scale exponents in -TL_MAX_SCALE_EXP..TL_MAX_SCALE_EXP,
- * |bias| <= TL_BIAS_LIMIT, input multipliers (if present) positive and finite.
+ * |bias| <= TL_BIAS_LIMIT, input multipliers (if present) positive and finite, a hidden state of 8 bits
+ * (or 16 on -DTL_HIDDEN16 builds, with gate multipliers below 2^TL_MULT16_BITS and no weights16).
  * @return TL_OK or TL_ERR_MODEL.
  */
 tl_status_t tl_model_check(const tl_model_t *model);

@@ -11,10 +11,20 @@ static int biases_in_range(const int32_t *b, size_t n)
     return 1;
 }
 
+/* The model's hidden state is int16 (an int16-h model; refused by tl_model_check unless built with -DTL_HIDDEN16). */
+static int hidden16(const tl_model_t *m) { return m->hidden_bits == TL_HIDDEN16_BITS; }
+
 tl_status_t tl_model_check(const tl_model_t *m)
 {
     if (!m || !m->layers || !m->head_weights || !m->head_bias || !m->head_mult || !m->head_shift || !m->act_table)
         return TL_ERR_MODEL;
+#ifdef TL_HIDDEN16
+    if (m->hidden_bits != 0 && m->hidden_bits != TL_HIDDEN_BITS && !hidden16(m)) return TL_ERR_MODEL;
+#else
+    if (m->hidden_bits != 0 && m->hidden_bits != TL_HIDDEN_BITS) return TL_ERR_MODEL;
+#endif
+    /* int16-h gate rows: M < 2^TL_MULT16_BITS keeps tl_requantize64's product inside int64 */
+    const int32_t mult_max = hidden16(m) ? (int32_t)((1L << TL_MULT16_BITS) - 1) : INT32_MAX;
     const tl_cell_t *cell = tl_cell(m->cell);
     if (!cell) return TL_ERR_MODEL;
     if (m->num_layers < 1 || m->num_layers > TL_MAX_LAYERS) return TL_ERR_MODEL;
@@ -25,6 +35,7 @@ tl_status_t tl_model_check(const tl_model_t *m)
         const tl_layer_t *L = &m->layers[n];
         if (L->hidden_size != m->hidden_size) return TL_ERR_MODEL;
         if (L->input_size != (n == 0 ? m->input_size : m->hidden_size)) return TL_ERR_MODEL;
+        if (hidden16(m) && (!L->weights || L->weights16)) return TL_ERR_MODEL; /* int16-h: int8 weights only */
 #ifdef TL_LAYOUT_W16
         if ((!L->weights && !L->weights16) || !L->bias || !L->mult || !L->shift || !L->scale_exp) return TL_ERR_MODEL;
 #ifdef TL_SMLAD_PATH
@@ -37,7 +48,7 @@ tl_status_t tl_model_check(const tl_model_t *m)
         if (!biases_in_range(L->bias, gates * L->hidden_size)) return TL_ERR_MODEL;
         if (cell->has_c && (L->cell_frac < 0 || L->cell_frac > TL_CELL_FRAC_MAX)) return TL_ERR_MODEL;
         for (size_t r = 0; r < gates * L->hidden_size; ++r)
-            if (L->shift[r] < TL_SHIFT_MIN || L->shift[r] > TL_SHIFT_MAX || L->mult[r] < 0 ||
+            if (L->shift[r] < TL_SHIFT_MIN || L->shift[r] > TL_SHIFT_MAX || L->mult[r] < 0 || L->mult[r] > mult_max ||
                 L->scale_exp[r] < -TL_MAX_SCALE_EXP || L->scale_exp[r] > TL_MAX_SCALE_EXP)
                 return TL_ERR_MODEL;
     }
@@ -53,7 +64,9 @@ tl_status_t tl_model_check(const tl_model_t *m)
 
 size_t tl_state_words(const tl_model_t *m)
 {
-    return tl_model_check(m) == TL_OK ? TL_STATE_WORDS(m->num_layers, m->hidden_size) : 0;
+    if (tl_model_check(m) != TL_OK) return 0;
+    return hidden16(m) ? TL_STATE_WORDS_H16(m->num_layers, m->hidden_size)
+                       : TL_STATE_WORDS(m->num_layers, m->hidden_size);
 }
 
 tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, size_t words)
@@ -64,8 +77,15 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
     const size_t cells = (size_t)m->num_layers * m->hidden_size;
     s->model = m;
     s->c = buffer;
-    s->h = (int8_t *)(buffer + cells);
-    s->scratch = s->h + cells;
+    if (hidden16(m)) {
+        s->h = s->scratch = NULL;
+        s->h16 = buffer + cells;
+        s->scratch16 = s->h16 + cells;
+    } else {
+        s->h = (int8_t *)(buffer + cells);
+        s->scratch = s->h + cells;
+        s->h16 = s->scratch16 = NULL;
+    }
     tl_reset(s);
     return TL_OK;
 }
@@ -73,10 +93,11 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
 void tl_reset(tl_state_t *s)
 {
     const size_t cells = (size_t)s->model->num_layers * s->model->hidden_size;
-    for (size_t k = 0; k < cells; ++k) {
-        s->c[k] = 0;
-        s->h[k] = 0;
-    }
+    for (size_t k = 0; k < cells; ++k) s->c[k] = 0;
+    if (s->h)
+        for (size_t k = 0; k < cells; ++k) s->h[k] = 0;
+    if (s->h16)
+        for (size_t k = 0; k < cells; ++k) s->h16[k] = 0;
     s->steps = 0;
 }
 
@@ -92,10 +113,35 @@ static void copy_s8(int8_t *dst, const int8_t *src, size_t n)
     for (; k < n; ++k) dst[k] = src[k];
 }
 
+#ifdef TL_HIDDEN16
+/* tl_step of an int16-h model: layer 0 reads the int8 input, the layers above the int16 h below them. */
+static void step16(tl_state_t *s, const int8_t *x, int16_t *y)
+{
+    const tl_model_t *m = s->model;
+    const size_t H = m->hidden_size;
+    const tl_layer_step16_fn layer_step = tl_cells[m->cell].layer_step16;
+    const int16_t *in = NULL;
+    for (size_t n = 0; n < m->num_layers; ++n) {
+        int16_t *h = s->h16 + n * H;
+        layer_step(&m->layers[n], m->act_table, n == 0 ? x : NULL, in, h, s->scratch16, s->c + n * H);
+        memcpy(h, s->scratch16, H * sizeof *h);
+        in = h;
+    }
+    if (y) tl_dense_step16(m, in, y);
+}
+#endif
+
 tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
 {
     if (!s || !s->model || !x) return TL_ERR_ARG;
     const tl_model_t *m = s->model;
+#ifdef TL_HIDDEN16
+    if (s->h16) {
+        step16(s, x, y);
+        s->steps++;
+        return TL_OK;
+    }
+#endif
     const size_t H = m->hidden_size;
     const tl_layer_step_fn layer_step = tl_cells[m->cell].layer_step; /* the cell was checked at tl_state_init */
     const int8_t *in = x;

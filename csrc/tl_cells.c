@@ -6,6 +6,8 @@
 #include "tl_kernels.h"
 
 const tl_cell_t tl_cells[TL_NUM_CELLS] = {
-    [TL_CELL_LSTM] = {TL_CELL_LSTM_GATES, TL_CELL_LSTM_HAS_C, TL_CELL_LSTM_BIAS_HN, tl_lstm_layer_step},
-    [TL_CELL_GRU] = {TL_CELL_GRU_GATES, TL_CELL_GRU_HAS_C, TL_CELL_GRU_BIAS_HN, tl_gru_layer_step},
+    [TL_CELL_LSTM] = {TL_CELL_LSTM_GATES, TL_CELL_LSTM_HAS_C, TL_CELL_LSTM_BIAS_HN, tl_lstm_layer_step,
+                      TL_STEP16(tl_lstm_layer_step16)},
+    [TL_CELL_GRU] = {TL_CELL_GRU_GATES, TL_CELL_GRU_HAS_C, TL_CELL_GRU_BIAS_HN, tl_gru_layer_step,
+                     TL_STEP16(tl_gru_layer_step16)},
 };

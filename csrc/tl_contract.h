@@ -13,6 +13,11 @@
 #define TL_Q15 15
 #define TL_HIDDEN_FRAC 7
 #define TL_HIDDEN_BITS 8
+#define TL_HIDDEN16_FRAC 15
+#define TL_HIDDEN16_BITS 16
+#define TL_INPUT16_SHIFT 8
+#define TL_MULT16_BITS 25
+#define TL_MULT_BITS 31
 #define TL_TABLE_SIZE 257
 #define TL_TABLE_SEGMENT_BITS 8
 #define TL_BIAS_LIMIT 1073741824L
@@ -25,6 +30,7 @@
 #define TL_BLOB_MAGIC "TLM1"
 
 #define TL_STATE_WORDS(layers, hidden) ((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (hidden) + 1) / 2)
+#define TL_STATE_WORDS_H16(layers, hidden) (2 * (size_t)(layers) * (hidden) + (hidden))
 
 /* Recurrent cells (codegen/cells.py): code, gate rows per unit, int16 cell state, a separate
  * recurrent bias for the last gate. */

@@ -9,14 +9,20 @@
 #include "tl_kernels.h"
 #include "tl_qmath.h"
 
-/* Element-wise part of unit j: pr, pz = Q3.12 pre-activations of r and z, nx, nh = the n row's parts. */
-TL_ALWAYS_INLINE int8_t gru_unit(const int16_t *table, int32_t pr, int32_t pz, int32_t nx, int32_t nh, int8_t hj)
+/* Element-wise part of unit j: pr, pz = Q3.12 pre-activations of r and z, nx, nh = the n row's parts, h15 = the
+ * old h in Q0.15; returns the new h in Q0.15, before it is stored. */
+TL_ALWAYS_INLINE int32_t gru_h15(const int16_t *table, int32_t pr, int32_t pz, int32_t nx, int32_t nh, int32_t h15)
 {
     int32_t r = tl_sigmoid_q15(table, pr);
     int32_t z = tl_sigmoid_q15(table, pz);
     int32_t n = tl_tanh_q15(table, tl_sat16(nx + tl_rshift_round(r * nh, TL_Q15)));
-    int32_t h15 = (int32_t)hj * (1 << (TL_Q15 - TL_HIDDEN_FRAC));
-    int32_t hn15 = n + tl_rshift_round(z * (h15 - n), TL_Q15);
+    return n + tl_rshift_round(z * (h15 - n), TL_Q15);
+}
+
+/* The same for an int8 Q0.7 h. */
+TL_ALWAYS_INLINE int8_t gru_unit(const int16_t *table, int32_t pr, int32_t pz, int32_t nx, int32_t nh, int8_t hj)
+{
+    int32_t hn15 = gru_h15(table, pr, pz, nx, nh, (int32_t)hj * (1 << (TL_Q15 - TL_HIDDEN_FRAC)));
     return (int8_t)tl_sat8(tl_rshift_round(hn15, TL_Q15 - TL_HIDDEN_FRAC));
 }
 
@@ -72,3 +78,30 @@ void tl_gru_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *
         h_next[j] = gru_unit(table, pr, pz, nx, nh, h[j]);
     }
 }
+
+#ifdef TL_HIDDEN16
+/* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
+void tl_gru_layer_step16(const tl_layer_t *L, const int16_t *table, const int8_t *x8, const int16_t *x16,
+                         const int16_t *h, int16_t *h_next, int16_t *c)
+{
+    (void)c; /* a GRU has no cell state */
+    const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
+    const int8_t *e = L->scale_exp;
+    const int xs = x8 ? TL_INPUT16_SHIFT : 0;
+    int32_t ax[3], ah[3];
+    for (size_t j = 0; j < H; ++j) {
+        const size_t rr = j, rz = H + j, rn = 2 * H + j;
+        const int8_t *w = L->weights + j * W;
+        if (x8)
+            tl_dot3_s8(w, stride, x8, I, ax);
+        else
+            tl_dot3_s8s16(w, stride, x16, I, ax);
+        tl_dot3_s8s16(w + I, stride, h, H, ah);
+        int32_t pr = tl_requantize64(tl_acc64(ax[0], ah[0], e[rr], xs, L->bias[rr]), L->mult[rr], L->shift[rr]);
+        int32_t pz = tl_requantize64(tl_acc64(ax[1], ah[1], e[rz], xs, L->bias[rz]), L->mult[rz], L->shift[rz]);
+        int32_t nx = tl_requantize64(tl_acc64(ax[2], 0, e[rn], xs, L->bias[rn]), L->mult[rn], L->shift[rn]);
+        int32_t nh = tl_requantize64(tl_acc64(0, ah[2], e[rn], xs, L->bias_hn[j]), L->mult[rn], L->shift[rn]);
+        h_next[j] = (int16_t)tl_sat16(gru_h15(table, pr, pz, nx, nh, h[j]));
+    }
+}
+#endif

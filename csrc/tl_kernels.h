@@ -72,12 +72,28 @@ const int16_t *tl_unit3_w16(const int16_t *w, const tl_w16_in_t *in, const int32
 typedef void (*tl_layer_step_fn)(const tl_layer_t *layer, const int16_t *table, const int8_t *x, const int8_t *h,
                                  int8_t *h_next, int16_t *c);
 
+/**
+ * The layer step of an int16-h model (-DTL_HIDDEN16): the same, with h, h_next int16 Q0.15. The input is
+ * x8 (layer 0: the int8 model input, entering the sums as x * 2^TL_INPUT16_SHIFT) or x16 (the int16 h of
+ * the layer below); the other one is NULL.
+ */
+typedef void (*tl_layer_step16_fn)(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
+                                   const int16_t *h, int16_t *h_next, int16_t *c);
+
+/** tl_cells.c's entry for an int16-h layer step: the function on -DTL_HIDDEN16 builds, NULL (not linked) otherwise. */
+#ifdef TL_HIDDEN16
+#define TL_STEP16(fn) fn
+#else
+#define TL_STEP16(fn) 0
+#endif
+
 /** What the driver, the model check and the blob reader need to know of a cell (one line per cell in tl_cells.c). */
 typedef struct {
-    uint8_t gates;               /**< gate rows per unit: TL_CELL_<NAME>_GATES */
-    uint8_t has_c;               /**< an int16 cell state with cell_frac fractional bits: TL_CELL_<NAME>_HAS_C */
-    uint8_t bias_hn;             /**< tl_layer_t.bias_hn present: TL_CELL_<NAME>_BIAS_HN */
-    tl_layer_step_fn layer_step; /**< its layer step (tl_<name>.c) */
+    uint8_t gates;                   /**< gate rows per unit: TL_CELL_<NAME>_GATES */
+    uint8_t has_c;                   /**< an int16 cell state with cell_frac fractional bits: TL_CELL_<NAME>_HAS_C */
+    uint8_t bias_hn;                 /**< tl_layer_t.bias_hn present: TL_CELL_<NAME>_BIAS_HN */
+    tl_layer_step_fn layer_step;     /**< its layer step (tl_<name>.c) */
+    tl_layer_step16_fn layer_step16; /**< its int16-h layer step (tl_<name>.c), TL_STEP16(tl_<name>_layer_step16) */
 } tl_cell_t;
 
 /** The cells, indexed by TL_CELL_* (the codes of codegen/cells.py, generated into tl_contract.h). */
@@ -96,5 +112,25 @@ void tl_gru_layer_step(const tl_layer_t *layer, const int16_t *table, const int8
 
 /** Dense head: y[o] = sat16(requantize(W[o] . h + b[o])) for o < model->output_size. */
 void tl_dense_step(const tl_model_t *model, const int8_t *h, int16_t *y);
+
+#ifdef TL_HIDDEN16
+/**
+ * int8 weights x int16 activations (tl_dot_s16.c), the int16-h counterparts of tl_dot_rows_s8, tl_dot4_s8 and
+ * tl_dot3_s8: acc[r] = sum_{k<n} w[r*stride + k] * a[k]. Exact in int32 for n <= 512 (127 * 32768 * 512 < 2^31);
+ * the kernel calls them with n <= TL_MAX_HIDDEN.
+ */
+void tl_dot_rows_s8s16(const int8_t *w, size_t stride, size_t rows, const int16_t *a, size_t n, int32_t *acc);
+void tl_dot4_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, int32_t *acc);
+void tl_dot3_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, int32_t *acc);
+
+/** The int16-h layer steps (tl_lstm.c, tl_gru.c; signature tl_layer_step16_fn). */
+void tl_lstm_layer_step16(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
+                          const int16_t *h, int16_t *h_next, int16_t *c);
+void tl_gru_layer_step16(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
+                         const int16_t *h, int16_t *h_next, int16_t *c);
+
+/** Dense head on an int16 h: the same as tl_dense_step (|W . h| + |b| < 2^31 for H <= TL_MAX_HIDDEN). */
+void tl_dense_step16(const tl_model_t *model, const int16_t *h, int16_t *y);
+#endif
 
 #endif /* TL_KERNELS_H */

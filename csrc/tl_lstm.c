@@ -10,8 +10,8 @@
 #include "tl_kernels.h"
 #include "tl_qmath.h"
 
-/* Element-wise part of unit j from its four Q3.12 pre-activations: updates *c, returns h'. */
-TL_ALWAYS_INLINE int8_t lstm_unit(const int16_t *table, const int32_t *pre, int F, int16_t *c)
+/* Element-wise part of unit j from its four Q3.12 pre-activations: updates *c, returns o * tanh(c') (Q0.30). */
+TL_ALWAYS_INLINE int32_t lstm_cell(const int16_t *table, const int32_t *pre, int F, int16_t *c)
 {
     int32_t i = tl_sigmoid_q15(table, pre[0]);
     int32_t f = tl_sigmoid_q15(table, pre[1]);
@@ -21,7 +21,13 @@ TL_ALWAYS_INLINE int8_t lstm_unit(const int16_t *table, const int32_t *pre, int 
     int32_t cn = tl_sat16(tl_rshift_round(f * *c + ig, TL_Q15));
     int32_t t = tl_tanh_q15(table, tl_cell_to_q12(cn, F));
     *c = (int16_t)cn;
-    return (int8_t)tl_sat8(tl_rshift_round(o * t, 2 * TL_Q15 - TL_HIDDEN_FRAC));
+    return o * t;
+}
+
+/* The same, returning the int8 Q0.7 h'. */
+TL_ALWAYS_INLINE int8_t lstm_unit(const int16_t *table, const int32_t *pre, int F, int16_t *c)
+{
+    return (int8_t)tl_sat8(tl_rshift_round(lstm_cell(table, pre, F, c), 2 * TL_Q15 - TL_HIDDEN_FRAC));
 }
 
 #ifdef TL_LAYOUT_W16
@@ -75,3 +81,27 @@ void tl_lstm_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t 
         h_next[j] = lstm_unit(table, pre, F, &c[j]);
     }
 }
+
+#ifdef TL_HIDDEN16
+/* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
+void tl_lstm_layer_step16(const tl_layer_t *L, const int16_t *table, const int8_t *x8, const int16_t *x16,
+                          const int16_t *h, int16_t *h_next, int16_t *c)
+{
+    const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
+    const int F = L->cell_frac, xs = x8 ? TL_INPUT16_SHIFT : 0;
+    int32_t ax[4], ah[4], pre[4];
+    for (size_t j = 0; j < H; ++j) {
+        const int8_t *w = L->weights + j * W;
+        if (x8)
+            tl_dot4_s8(w, stride, x8, I, ax);
+        else
+            tl_dot4_s8s16(w, stride, x16, I, ax);
+        tl_dot4_s8s16(w + I, stride, h, H, ah);
+        for (size_t g = 0; g < 4; ++g) {
+            const size_t r = g * H + j;
+            pre[g] = tl_requantize64(tl_acc64(ax[g], ah[g], L->scale_exp[r], xs, L->bias[r]), L->mult[r], L->shift[r]);
+        }
+        h_next[j] = (int16_t)tl_sat16(tl_rshift_round(lstm_cell(table, pre, F, &c[j]), 2 * TL_Q15 - TL_HIDDEN16_FRAC));
+    }
+}
+#endif

@@ -71,6 +71,26 @@ TL_ALWAYS_INLINE int32_t tl_requantize_fast(int32_t acc, int32_t mult, int shift
     return tl_requantize(acc, mult, shift);
 }
 
+#ifdef TL_HIDDEN16
+/**
+ * Requantization of an int16-h gate row: the same rule on an int64 accumulator, |acc| < 2^37 and
+ * M < 2^TL_MULT16_BITS (tl_model_check), so acc * M + 2^(s-1) < 2^63.
+ */
+static inline int32_t tl_requantize64(int64_t acc, int32_t mult, int shift)
+{
+    int64_t p = (acc * mult + ((int64_t)1 << (shift - 1))) >> shift;
+    return p < -32768 ? -32768 : (p > 32767 ? 32767 : (int32_t)p);
+}
+
+/** The aligned accumulator of an int16-h row: acc_x * 2^(x_shift + max(e,0)) + acc_h * 2^max(-e,0) + bias, in int64
+ * (x_shift = TL_INPUT16_SHIFT for layer 0's int8 input, 0 for an int16 h). */
+static inline int64_t tl_acc64(int32_t acc_x, int32_t acc_h, int scale_exp, int x_shift, int32_t bias)
+{
+    const int ex = x_shift + (scale_exp > 0 ? scale_exp : 0), eh = scale_exp < 0 ? -scale_exp : 0;
+    return (int64_t)acc_x * ((int64_t)1 << ex) + (int64_t)acc_h * ((int64_t)1 << eh) + bias;
+}
+#endif
+
 /** Bring the input-side and recurrent-side accumulators of a row to one scale, by the row's scale
  * exponent e (|e| <= TL_MAX_SCALE_EXP): acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0). */
 static inline int32_t tl_align_x(int32_t acc_x, int scale_exp)

@@ -30,7 +30,7 @@ CDEF = """
 typedef int tl_status_t;
 typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint16_t input_size;
                  uint16_t hidden_size; uint16_t output_size; ...; } tl_model_t;
-typedef struct { int16_t *c; int8_t *h; uint32_t steps; ...; } tl_state_t;
+typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; ...; } tl_state_t;
 size_t tl_state_words(const tl_model_t *model);
 tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *buffer, size_t words);
 void tl_reset(tl_state_t *state);
@@ -39,7 +39,7 @@ tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *y
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
 tl_status_t tl_bridge_step(tl_state_t *state, const char *x, int16_t *y);
 tl_status_t tl_bridge_run(tl_state_t *state, const char *xs, size_t steps, int16_t *ys);
-tl_status_t tl_bridge_trace(tl_state_t *state, const char *xs, size_t steps, int16_t *ys, int8_t *hs,
+tl_status_t tl_bridge_trace(tl_state_t *state, const char *xs, size_t steps, int16_t *ys, int16_t *hs,
                             int16_t *cs);
 """
 # The generated model, compiled in.
@@ -56,15 +56,16 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
 # any machine of the same architecture. The *_bridge_* wrappers take `const char *`, which cffi fills
 # straight from a bytes object: no ffi.from_buffer/ffi.cast per call.
 HOST_OPT = ["-O3"]
-# the host bridge runs models of either weight layout (codegen.emit_c layout "w8" or "w16")
-HOST_DEFINES = ["-DTL_LAYOUT_W16"]
+# the host bridge runs models of either weight layout (codegen.emit_c layout "w8" or "w16") and either hidden
+# state (int8, int16)
+HOST_DEFINES = ["-DTL_LAYOUT_W16", "-DTL_HIDDEN16"]
 BRIDGE_COMMON = """
 static tl_status_t tl_bridge_step(tl_state_t *s, const char *x, int16_t *y)
 { return tl_step(s, (const int8_t *)x, y); }
 static tl_status_t tl_bridge_run(tl_state_t *s, const char *xs, size_t steps, int16_t *ys)
 { return tl_run(s, (const int8_t *)xs, steps, ys); }
-/* Every step's outputs and state words, for bit-exact checks of long streams in one call. */
-static tl_status_t tl_bridge_trace(tl_state_t *s, const char *xs, size_t steps, int16_t *ys, int8_t *hs,
+/* Every step's outputs and state words (h as int16), for bit-exact checks of long streams in one call. */
+static tl_status_t tl_bridge_trace(tl_state_t *s, const char *xs, size_t steps, int16_t *ys, int16_t *hs,
                                    int16_t *cs)
 {
     size_t t, k, in = s->model->input_size, out = s->model->output_size;
@@ -72,7 +73,10 @@ static tl_status_t tl_bridge_trace(tl_state_t *s, const char *xs, size_t steps, 
     for (t = 0; t < steps; t++) {
         tl_status_t st = tl_step(s, (const int8_t *)xs + t * in, ys + t * out);
         if (st != TL_OK) return st;
-        for (k = 0; k < cells; k++) { hs[t * cells + k] = s->h[k]; cs[t * cells + k] = s->c[k]; }
+        for (k = 0; k < cells; k++) {
+            hs[t * cells + k] = s->h16 ? s->h16[k] : s->h[k];
+            cs[t * cells + k] = s->c[k];
+        }
     }
     return TL_OK;
 }
@@ -211,6 +215,7 @@ class CModel:
         words = self._lib.tl_state_words(self.model)
         if words == 0:
             raise TinyLSTMError("the generated model failed the kernel's tl_model_check: regenerate it")
+        self.state_words = int(words)
         self._buf = self._ffi.new("int16_t[]", words)
         self._state = self._ffi.new("tl_state_t *")
         self._check(self._lib.tl_state_init(self._state, self.model, self._buf, words), "tl_state_init")
@@ -224,7 +229,13 @@ class CModel:
         # shadows the method below with the same behaviour, ~0.3 µs faster per call
         self.step = self._fast_step()  # type: ignore[method-assign,assignment]
         cells = self.num_layers * self.hidden_size
-        self._h = np.frombuffer(self._ffi.buffer(self._state.h, cells), dtype=np.int8)
+        wide = self._state.h16 != self._ffi.NULL
+        self.hidden_bits = 16 if wide else 8
+        self._h = (
+            np.frombuffer(self._ffi.buffer(self._state.h16, 2 * cells), dtype=np.int16)
+            if wide
+            else np.frombuffer(self._ffi.buffer(self._state.h, cells), dtype=np.int8)
+        )
         self._c = np.frombuffer(self._ffi.buffer(self._state.c, 2 * cells), dtype=np.int16)
 
     @classmethod
@@ -274,7 +285,7 @@ class CModel:
         xi = self._int8_input(xs, steps=True)
         T, cells = xi.shape[0], self.num_layers * self.hidden_size
         ys = np.empty((T, self.output_size), dtype=np.int16)
-        hs = np.empty((T, cells), dtype=np.int8)
+        hs = np.empty((T, cells), dtype=np.int16)
         cs = np.empty((T, cells), dtype=np.int16)
         ptr = self._ffi.from_buffer
         status = self._lib.tl_bridge_trace(
@@ -282,12 +293,12 @@ class CModel:
             ptr(xi),
             T,
             self._ffi.cast("int16_t *", ptr(ys)),
-            self._ffi.cast("int8_t *", ptr(hs)),
+            self._ffi.cast("int16_t *", ptr(hs)),
             self._ffi.cast("int16_t *", ptr(cs)),
         )
         self._check(status, "tl_step")
         shape = (T, self.num_layers, self.hidden_size)
-        return ys, hs.reshape(shape), cs.reshape(shape)
+        return ys, hs.reshape(shape).astype(self._h.dtype), cs.reshape(shape)
 
     @staticmethod
     def _check(status: int, what: str) -> None:

@@ -1,7 +1,7 @@
 """The kernel under -fsanitize=address,undefined, checked word for word against the golden reference.
 
 tests/c/run_model.c steps a generated model over int8 samples read from stdin and writes, for every
-step, the outputs, the hidden state and the cell state (raw little-endian). `check_sanitized_run`
+step, the outputs, the hidden state (as int16) and the cell state (raw little-endian). `check_sanitized_run`
 builds it for one model and layout, feeds it random samples and compares every output and state
 word on every step with codegen/golden.py.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.emit_c import LAYOUT_DEFINES, Layout, emit_c
+from tinylstm.codegen.emit_c import Layout, build_defines, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.bridge import find_compiler
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
@@ -31,7 +31,7 @@ def check_sanitized_run(
     cmd = [
         find_compiler(),
         *C_FLAGS,
-        *LAYOUT_DEFINES[layout],
+        *build_defines(model, layout),
         *SANITIZE,
         "-I",
         str(csrc_dir()),
@@ -44,7 +44,7 @@ def check_sanitized_run(
     proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     cells = len(model.layers) * model.hidden_size
-    rec = np.dtype([("y", "<i2", model.output_size), ("h", "i1", cells), ("c", "<i2", cells)])
+    rec = np.dtype([("y", "<i2", model.output_size), ("h", "<i2", cells), ("c", "<i2", cells)])
     got = np.frombuffer(proc.stdout, dtype=rec)
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     assert len(got) == steps

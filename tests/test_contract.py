@@ -43,6 +43,7 @@ int32_t q_sigmoid_q15(const int16_t *table, int32_t x);
 int32_t q_cell_to_q12(int32_t c, int f);
 long long q_constant(int k);
 size_t q_state_words(size_t layers, size_t hidden);
+size_t q_state_words_h16(size_t layers, size_t hidden);
 """
 
 
@@ -65,6 +66,7 @@ static int32_t q_tanh_q15(const int16_t *t, int32_t x) {{ return tl_tanh_q15(t, 
 static int32_t q_sigmoid_q15(const int16_t *t, int32_t x) {{ return tl_sigmoid_q15(t, x); }}
 static int32_t q_cell_to_q12(int32_t c, int f) {{ return tl_cell_to_q12(c, f); }}
 static size_t q_state_words(size_t layers, size_t hidden) {{ return TL_STATE_WORDS(layers, hidden); }}
+static size_t q_state_words_h16(size_t layers, size_t hidden) {{ return TL_STATE_WORDS_H16(layers, hidden); }}
 static long long q_constant(int k)
 {{
     switch (k) {{
@@ -129,6 +131,7 @@ def test_c_constants_equal_python(cq: Any) -> None:
     for layers in range(1, contract.MAX_LAYERS + 1):
         for hidden in (1, 2, 3, 7, 32, 255, contract.MAX_HIDDEN):
             assert cq.lib.q_state_words(layers, hidden) == contract.state_words(layers, hidden)
+            assert cq.lib.q_state_words_h16(layers, hidden) == contract.state_words(layers, hidden, 16)
 
 
 def test_micropython_constants_equal_python(mpy: ModuleType) -> None:
@@ -140,7 +143,12 @@ def test_micropython_constants_equal_python(mpy: ModuleType) -> None:
     assert mc.CELLS == tuple(
         (c.name, c.gates, c.cell_state, c.bias_hn) for c in sorted(CELLS.values(), key=lambda c: c.code)
     )
-    assert all(mc.state_words(n, h) == contract.state_words(n, h) for n in (1, 3) for h in (1, 31, 256))
+    assert all(
+        mc.state_words(n, h, b) == contract.state_words(n, h, b)
+        for n in (1, 3)
+        for h in (1, 31, 256)
+        for b in contract.HIDDEN_FORMATS
+    )
 
 
 # ---- the primitives, three languages ---------------------------------------------------------------

@@ -8,6 +8,11 @@ Q12 = 12
 Q15 = 15
 HIDDEN_FRAC = 7
 HIDDEN_BITS = 8
+HIDDEN16_FRAC = 15
+HIDDEN16_BITS = 16
+INPUT16_SHIFT = 8
+MULT16_BITS = 25
+MULT_BITS = 31
 TABLE_SIZE = 257
 TABLE_SEGMENT_BITS = 8
 BIAS_LIMIT = 1073741824
@@ -22,5 +27,7 @@ BLOB_MAGIC = b'TLM1'
 CELLS = (('lstm', 4, True, False), ('gru', 3, False, True),)
 
 
-def state_words(layers, hidden):
+def state_words(layers, hidden, hidden_bits=HIDDEN_BITS):
+    if hidden_bits == HIDDEN16_BITS:
+        return 2 * layers * hidden + hidden
     return layers * hidden + (layers * hidden + hidden + 1) // 2

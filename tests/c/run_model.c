@@ -1,6 +1,6 @@
 /*
  * Test harness: streams int8 samples from stdin through the kernel and writes, for every
- * step, the outputs, the hidden state and the cell state to stdout (raw little-endian).
+ * step, the outputs, the hidden state (widened to int16) and the cell state to stdout (raw little-endian).
  * Built by tests/test_kernel_parity.py with the sanitizers on.
  */
 #include <math.h>
@@ -19,7 +19,10 @@ int main(void)
     while (fread(x, 1, sizeof x, stdin) == sizeof x) {
         if (tl_step(&st, x, y) != TL_OK) return 3;
         fwrite(y, sizeof y[0], TL_MODEL_OUTPUT_SIZE, stdout);
-        fwrite(st.h, 1, cells, stdout);
+        for (size_t k = 0; k < cells; ++k) {
+            const int16_t h = st.h16 ? st.h16[k] : st.h[k];
+            fwrite(&h, sizeof h, 1, stdout);
+        }
         fwrite(st.c, sizeof st.c[0], cells, stdout);
     }
     float nan_sample[TL_MODEL_INPUT_SIZE] = {0};

@@ -1,0 +1,173 @@
+"""The int16 hidden state (Q0.15 h, int8 weights; docs/integer-contract.md, "int16 hidden state").
+
+numpy golden == C kernel (cffi, the C blob reader, a sanitized build) bit for bit: every output and
+every state word, LSTM and GRU, 1-3 layers, calibrated and saturating random models, 10,000-step
+streams. The blob keeps the format in its header (old blobs, with 0 there, load as int8 h), the
+kernel refuses what it cannot run, and on a calibrated model the int16 h follows the float model
+more closely than the int8 one.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sanitized_harness import check_sanitized_run
+from test_kernel_parity import assert_stream_bit_exact
+
+from tinylstm.codegen import golden
+from tinylstm.codegen.blob import CRC_START, from_blob, read_header, to_blob
+from tinylstm.codegen.cells import CELLS
+from tinylstm.codegen.contract import MULT16_BITS, state_words
+from tinylstm.codegen.emit_c import emit_c
+from tinylstm.codegen.quantize import calibrate, quantize
+from tinylstm.codegen.random_models import float_model_from_torch, random_int_model, random_quantized_model
+from tinylstm.codegen.spec import ModelMeta, float_forward
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.bridge import CModel
+
+HIDDEN_OFFSET = 30  # the blob header's hidden-bits field (docs/model-blob.md)
+
+
+def _signal(rng: np.random.Generator, T: int, inp: int) -> np.ndarray:
+    t = np.arange(T)[:, None]
+    x = np.sin(t / (20 + 7 * np.arange(inp))) * 2 + rng.standard_normal((T, inp)) * 0.3
+    x[rng.integers(0, T, 50)] *= 6  # bursts past the calibrated range saturate the input
+    return x
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_long_stream_quantized_model(cell: str, layers: int) -> None:
+    """10,000 steps of a calibrated int16-h model."""
+    rng = np.random.default_rng(10 + layers)
+    x = _signal(rng, 10_000, 5)
+    model = random_quantized_model(layers, cell, layers, 5, 24, 3, x[None, :2000], hidden_bits=16)
+    assert model.hidden_format == "int16 Q0.15" and model.layers[0].mult.max() < 1 << MULT16_BITS
+    assert_stream_bit_exact(model, golden.quantize_input(model, x.astype(np.float32)))
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("layers", [1, 3])
+def test_long_stream_saturating_model(cell: str, layers: int) -> None:
+    """Full-range weights, biases at the bound, the largest multipliers: 10,000 steps with extremes."""
+    rng = np.random.default_rng(17 + layers)
+    model = random_int_model(rng, cell, layers, 7, 19, 4, hidden_bits=16)
+    xq = rng.integers(-128, 128, (10_000, 7)).astype(np.int8)
+    xq[::97] = 127
+    xq[::89] = -128
+    _, _, tr = golden.run(model, xq[None], trace=True)
+    assert np.abs(tr["h"]).max() >= 32000  # the h words reach their extremes
+    assert_stream_bit_exact(model, xq)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cell=st.sampled_from(list(CELLS)),
+    layers=st.integers(1, 3),
+    inp=st.integers(1, 20),
+    hidden=st.integers(1, 48),
+    out=st.integers(1, 8),
+    shift_lo=st.integers(8, 42),
+    seed=st.integers(0, 2**32 - 1),
+    extreme=st.sampled_from(["random", "max", "min", "alternate"]),
+)
+def test_property_random_models(
+    cell: str, layers: int, inp: int, hidden: int, out: int, shift_lo: int, seed: int, extreme: str
+) -> None:
+    rng = np.random.default_rng(seed)
+    model = random_int_model(rng, cell, layers, inp, hidden, out, shift_lo, shift_lo + 12, hidden_bits=16)
+    xq = rng.integers(-128, 128, (300, inp)).astype(np.int8)
+    if extreme == "max":
+        xq[:] = 127
+    elif extreme == "min":
+        xq[:] = -128
+    elif extreme == "alternate":
+        xq[::2] = 127
+        xq[1::2] = -128
+    assert_stream_bit_exact(model, xq)
+
+
+def test_sanitized_host_build(tmp_path: Path) -> None:
+    """The int16-h paths under -fsanitize=address,undefined (every int64 product, every shift): every cell,
+    3 layers at the largest hidden size, 3,000 steps."""
+    rng = np.random.default_rng(5)
+    for cell in CELLS:
+        model = random_int_model(rng, cell, 3, 9, 256, 5, 10, 44, hidden_bits=16)
+        check_sanitized_run(model, tmp_path / cell, 3_000, rng)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_blob_round_trip_and_c_reader(tmp_path: Path, cell: str) -> None:
+    """The header carries the format; Python and the C reader both read it back and run it bit-exact."""
+    rng = np.random.default_rng(3)
+    model = random_int_model(rng, cell, 2, 6, 11, 3, hidden_bits=16)
+    blob = to_blob(model)
+    assert read_header(blob)["hidden_bits"] == 16
+    back = from_blob(blob)
+    assert back.hidden_bits == 16 and back.model_hash == model.model_hash
+    xq = rng.integers(-128, 128, (2_000, 6)).astype(np.int8)
+    y_ref, _, tr = golden.run(model, xq[None], trace=True)
+    cm = CModel.from_blob(blob, cache_dir=tmp_path)
+    ys, hs, cs = cm.trace(xq)
+    assert cm.hidden_bits == 16 and hs.dtype == np.int16
+    assert np.array_equal(ys, y_ref[0]) and np.array_equal(hs, tr["h"][0]) and np.array_equal(cs, tr["c"][0])
+
+
+def _with_hidden_field(blob: bytes, value: int) -> bytes:
+    b = bytearray(blob)
+    struct.pack_into("<H", b, HIDDEN_OFFSET, value)
+    struct.pack_into("<I", b, 8, zlib.crc32(b[CRC_START:]) & 0xFFFFFFFF)
+    return bytes(b)
+
+
+def test_old_blob_without_the_field_loads_as_int8(tmp_path: Path) -> None:
+    model = random_int_model(np.random.default_rng(4), "lstm", 1, 3, 5, 2)
+    old = _with_hidden_field(to_blob(model), 0)  # what blobs written before the field hold there
+    assert from_blob(old).hidden_bits == 8 and from_blob(old).model_hash == model.model_hash
+    assert CModel.from_blob(old, cache_dir=tmp_path).hidden_bits == 8
+    with pytest.raises(TinyLSTMError, match="hidden state of 12 bits"):
+        from_blob(_with_hidden_field(to_blob(model), 12))
+    with pytest.raises(TinyLSTMError, match="TL_ERR_MODEL"):
+        CModel.from_blob(_with_hidden_field(to_blob(model), 12), cache_dir=tmp_path)
+
+
+def test_kernel_refuses_what_it_cannot_run(tmp_path: Path) -> None:
+    """A gate multiplier at 2^MULT16_BITS would overflow the int64 product: tl_model_check refuses it."""
+    model = random_int_model(np.random.default_rng(6), "gru", 1, 3, 4, 2, hidden_bits=16)
+    model.layers[0].mult[1] = 1 << MULT16_BITS
+    with pytest.raises(TinyLSTMError, match="TL_ERR_MODEL"):
+        CModel.from_blob(to_blob(model), cache_dir=tmp_path)
+    with pytest.raises(TinyLSTMError, match="w16 weight layout is for int8 hidden states"):
+        emit_c(model, tmp_path / "w16", layout="w16")
+
+
+def test_format_is_part_of_the_model(tmp_path: Path) -> None:
+    """Same float model, both formats: different hashes, the int16 state buffer, the #error guard."""
+    import torch
+
+    torch.manual_seed(0)
+    rnn, head = torch.nn.LSTM(4, 16, 2, batch_first=True), torch.nn.Linear(16, 3)
+    fm = float_model_from_torch(rnn, head, ModelMeta(input_mean=[0.0] * 4, input_std=[1.0] * 4))
+    x = _signal(np.random.default_rng(1), 3_000, 4)
+    cal = calibrate(fm, [x[:1500]])
+    m8, m16 = quantize(fm, cal), quantize(fm, cal, hidden_bits=16)
+    assert m8.model_hash != m16.model_hash
+    src = emit_c(m16, tmp_path / "g")
+    assert "#error" in src.source.read_text() and "TL_STATE_WORDS_H16" in src.header.read_text()
+    assert CModel.from_int_model(m16, cache_dir=tmp_path).state_words == state_words(2, 16, 16)
+    # int16 h follows the float model more closely than int8 h on held-out data
+    test = x[1500:][None]
+    ref = float_forward(fm, test)["y"][0]
+    err = {}
+    for m in (m8, m16):
+        y, _, _ = golden.run(m, golden.quantize_input(m, test.astype(np.float32)))
+        err[m.hidden_bits] = float(np.sqrt(np.mean((golden.dequantize_output(m, y[0]) - ref) ** 2)))
+    assert err[16] < 0.5 * err[8], err
+    with pytest.raises(TinyLSTMError, match="hidden state of 12 bits"):
+        quantize(fm, cal, hidden_bits=12)
