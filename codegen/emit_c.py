@@ -25,9 +25,27 @@ LAYOUT_DEFINES: dict[str, tuple[str, ...]] = {"w8": (), "w16": ("-DTL_LAYOUT_W16
 HIDDEN_DEFINES: dict[int, tuple[str, ...]] = {HIDDEN_BITS: (), HIDDEN16_BITS: ("-DTL_HIDDEN16",)}
 
 
+def check_format(layout: str, hidden_bits: int) -> None:
+    """Refuse a weight layout and hidden state that do not go together, before any work is done."""
+    if hidden_bits not in HIDDEN_DEFINES:
+        raise TinyLSTMError(
+            f"a hidden state of {hidden_bits} bits: choose --hidden-bits 8 (int8 Q0.7) or 16 (int16 Q0.15)"
+        )
+    if layout == "w16" and hidden_bits != HIDDEN_BITS:
+        raise TinyLSTMError(
+            f"the w16 weight layout is for int8 hidden states, not int{hidden_bits}: export with --layout w8 "
+            "(the int16-h kernel reads int8 weights) or with --hidden-bits 8"
+        )
+
+
 def build_defines(m: IntModel, layout: Layout = "w8") -> tuple[str, ...]:
     """The -D flags every build of ``m``'s emitted files (kernel and model) needs."""
     return LAYOUT_DEFINES[layout] + HIDDEN_DEFINES[m.hidden_bits]
+
+
+def build_settings(m: IntModel, layout: Layout = "w8") -> dict[str, str]:
+    """``build_defines`` as settings (name -> value), for firmware builds and tl_config.h."""
+    return {flag.removeprefix("-D"): "1" for flag in build_defines(m, layout)}
 
 
 @dataclass
@@ -143,11 +161,7 @@ def render_header(m: IntModel, name: str) -> str:
 def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
     if layout not in LAYOUTS:
         raise TinyLSTMError(f"weight layout {layout!r} must be one of {list(LAYOUTS)}")
-    if layout == "w16" and m.hidden_bits != HIDDEN_BITS:
-        raise TinyLSTMError(
-            f"the w16 weight layout is for int8 hidden states; this model has an int{m.hidden_bits} one: "
-            "export it with --layout w8 (or with --hidden-bits 8)"
-        )
+    check_format(layout, m.hidden_bits)
     H, G = m.hidden_size, m.gates
     gates = cell_type(m.cell).gate_names
     out = [

@@ -10,9 +10,9 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.contract import state_words
+from tinylstm.codegen.contract import HIDDEN_BITS, state_words
 from tinylstm.codegen.drift_reference import reference
-from tinylstm.codegen.emit_c import EmittedC, Layout, emit_c, model_data_bytes
+from tinylstm.codegen.emit_c import EmittedC, Layout, check_format, emit_c, model_data_bytes
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
@@ -96,12 +96,21 @@ class ExportResult:
     report: dict
 
 
-def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layout = "w8") -> ExportResult:
+def export(
+    source: ModelSource,
+    out_dir: Path,
+    name: str = "model",
+    layout: Layout = "w8",
+    hidden_bits: int = HIDDEN_BITS,
+) -> ExportResult:
+    """Calibrate ``source`` on its training split, quantize it with an int8 (``hidden_bits`` 8) or int16 (16)
+    hidden state and write the C files, the blob, the integer model and the report into ``out_dir``."""
+    check_format(layout, hidden_bits)
     loaded = source.load()
     fm = loaded.float_model
     train, test = data_splits(loaded, source.data)
     cal = calibrate(fm, calibration_sequences(fm, train))
-    m = quantize(fm, cal)
+    m = quantize(fm, cal, hidden_bits)
     held_out = [
         golden.quantize_input(m, np.asarray(s)) for s in (test.sequences if len(test) else train.sequences)
     ]
@@ -111,6 +120,8 @@ def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layo
         "name": name,
         "hash": f"0x{m.model_hash:08x}",
         "layout": layout,
+        "hidden_bits": m.hidden_bits,
+        "hidden_format": m.hidden_format,
         "cell": m.cell,
         "layers": m.num_layers,
         "input_size": m.input_size,
@@ -121,7 +132,7 @@ def export(source: ModelSource, out_dir: Path, name: str = "model", layout: Layo
         "window": fm.meta.window,
         "classes": fm.meta.classes,
         "model_data_bytes": model_data_bytes(m, layout),
-        "state_bytes": 2 * state_words(m.num_layers, m.hidden_size),
+        "state_bytes": 2 * state_words(m.num_layers, m.hidden_size, m.hidden_bits),
         "calibration": {
             "steps": cal.steps,
             "input_absmax": cal.input_absmax,

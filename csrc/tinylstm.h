@@ -17,6 +17,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Build settings (TL_HIDDEN16, TL_LAYOUT_W16, ...) for build systems that take no -D flags (the Arduino library,
+ * the ESP-IDF component): a tl_config.h beside the sources, written by `tinylstm build` (as LVGL reads lv_conf.h). */
+#if defined(__has_include)
+#if __has_include("tl_config.h")
+#include "tl_config.h"
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -17,7 +17,7 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.contract import HIDDEN_BITS, HIDDEN_FRAC
+from tinylstm.codegen.contract import HIDDEN_BITS
 from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
@@ -290,9 +290,6 @@ def check_blob(
     return out
 
 
-HIDDEN_FORMAT = f"int{HIDDEN_BITS} Q0.{HIDDEN_FRAC}"  # the hidden state every export carries today
-
-
 def training_of(ckpt: CheckpointMeta | None) -> dict[str, Any]:
     """How the float weights were trained, from the checkpoint: float only (post-training
     quantization) or with quantization-aware fine-tuning (trainer/qat.py)."""
@@ -301,10 +298,12 @@ def training_of(ckpt: CheckpointMeta | None) -> dict[str, Any]:
     qat = ckpt.metrics.get("qat")
     if not qat:
         return {"kind": "float", "detail": "float training, post-training quantization"}
+    bits = int(qat.get("hidden_bits", HIDDEN_BITS))  # checkpoints from before int16 h: 8
     return {
         "kind": "qat",
-        "detail": f"quantization-aware fine-tuning, {qat['epochs_run']} of {qat['epochs']} epochs "
-        f"(best {qat['best_epoch']}) after float training",
+        "hidden_bits": bits,
+        "detail": f"quantization-aware fine-tuning for an int{bits} hidden state, {qat['epochs_run']} of "
+        f"{qat['epochs']} epochs (best {qat['best_epoch']}) after float training",
     }
 
 
@@ -328,6 +327,12 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
         quality["qat_forward"] = _qat_forward(fm, m, test, ints)
     lag = int((ckpt.dataset.options.get("forecast") if ckpt else 0) or 1)
     baselines, warnings = _baselines(m, train, test, ints, flo, lag)
+    if training["kind"] == "qat" and training["hidden_bits"] != m.hidden_bits:
+        warnings.append(
+            f"the model was fine-tuned for an int{training['hidden_bits']} hidden state but exported with "
+            f"int{m.hidden_bits}: export with --hidden-bits {training['hidden_bits']}, or train with "
+            f"--qat-hidden-bits {m.hidden_bits}"
+        )
     cm = CModel(load_library(export_dir, doc.get("name", "model")))
     if cm.hash != m.model_hash:
         raise TinyLSTMError(
@@ -360,7 +365,7 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
         passed = passed and quality["rmse_increase_pct_of_std"] <= thresholds.max_rmse_increase_pct
     return {
         "model": {k: doc.get(k) for k in ("hash", "cell", "num_layers")}
-        | {"export_dir": str(export_dir), "hidden_format": HIDDEN_FORMAT, "training": training},
+        | {"export_dir": str(export_dir), "hidden_format": m.hidden_format, "training": training},
         "float_model": {
             "file": doc["float_model"]["file"],
             "sha256": doc["float_model"]["sha256"],

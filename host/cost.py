@@ -29,7 +29,7 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board
 from tinylstm.host.fit import CODE_ALLOWANCE, check_fits
 
-STATE_STRUCT_BYTES = 20  # sizeof(tl_state_t) on a 32-bit target: 4 pointers + steps
+STATE_STRUCT_BYTES = 28  # sizeof(tl_state_t) on a 32-bit target: 6 pointers + steps
 WARMUP = 20  # steps before the counted one
 
 

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinylstm.codegen.emit_c import Layout
+from tinylstm.codegen.emit_c import Layout, build_settings
 from tinylstm.codegen.emit_replay import emit_replay
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
@@ -119,7 +119,12 @@ def build_firmware(
     shutil.copy2(export_dir / "tl_model.h", gen / "tl_model.h")
     shutil.copy2(model_c, gen / "tl_model.c")
     _, replay_c = write_replay(export_dir, gen)
-    all_defines = {"TL_APP_HAS_REPLAY": "1", "TL_APP_BOOT_SOURCE": _source_define(source), **(defines or {})}
+    all_defines = {
+        "TL_APP_HAS_REPLAY": "1",
+        "TL_APP_BOOT_SOURCE": _source_define(source),
+        **build_settings(model, _layout(export_dir)),  # the int16-h steps, the w16 loops
+        **(defines or {}),
+    }
     stamp = {"board": board, "kind": spec.kind, "model_hash": f"0x{model.model_hash:08x}", "source": source}
     (out_dir / BUILD_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
     if spec.kind != "bare-metal":

@@ -46,7 +46,7 @@ def check_fits(
             f"hidden units or layers: an LSTM layer's weights take 4*H*(I+H) bytes){pick}"
         )
     rx = max(rx_capacity, board.rx_buffer_min)
-    state = 2 * state_words(model.num_layers, model.hidden_size)
+    state = 2 * state_words(model.num_layers, model.hidden_size, model.hidden_bits)
     ram = state + rx + APP_RAM_ALLOWANCE + board.framework_ram_bytes
     if ram > board.ram_bytes:
         raise TinyLSTMError(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from firmware_fixtures import EMULATED, Trained, train_and_export, trained_firmware
 
+from tinylstm.codegen.export import ModelSource, export
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.bridge import CModel, load_library
@@ -30,7 +31,9 @@ from tinylstm.host.protocol import (
     StatsReq,
     parse_message,
 )
+from tinylstm.host.firmware import build_firmware
 from tinylstm.host.stream import BoardStream
+from tinylstm.trainer.checkpoint import CHECKPOINT_NAME
 
 
 @pytest.fixture(scope="module", params=EMULATED)
@@ -125,3 +128,28 @@ def test_other_model_is_refused(trained: Trained, tmp_path: Path) -> None:
     )
     with QemuBoard(trained.host.elf) as board, Link.open(board.url) as link, refused:  # type: ignore[arg-type]
         run_parity(link, other, 10)
+
+
+@pytest.fixture(scope="module", params=EMULATED)
+def wide(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Trained:
+    """The session's trained watch model exported again with an int16 hidden state, and its firmware."""
+    trained = trained_firmware(tmp_path_factory.getbasetemp(), request.param)
+    root = trained.export_dir.parent
+    export_dir = root / "export-h16"
+    if not export_dir.is_dir():
+        export(ModelSource(str(root / "run" / CHECKPOINT_NAME)), export_dir, hidden_bits=16)
+    host = build_firmware(export_dir, trained.board, root / trained.board / "fw-h16")
+    return Trained(export_dir, host, host, trained.board)
+
+
+def test_int16_hidden_state_firmware_bit_exact(wide: Trained) -> None:
+    """An int16-h export (kernel built with -DTL_HIDDEN16 by `tinylstm build`): HELLO says 16, and 10,000
+    held-out steps over the link equal the host's golden bit for bit."""
+    model = load_held_out(wide.export_dir).model
+    assert model.hidden_bits == 16
+    with QemuBoard(wide.host.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        hello = wait_hello(link)
+        assert (hello.hidden_bits, hello.model_hash) == (16, model.model_hash)
+        report = run_parity(link, wide.export_dir, 10_000)
+    assert report.passed and report.clean, report.render()
+    assert report.steps == 10_000 and report.mismatches == 0

@@ -116,7 +116,11 @@ static void send_hello(void)
     h.input_size = I;
     h.hidden_size = TL_MODEL_HIDDEN_SIZE;
     h.output_size = O;
+#ifdef TL_MODEL_HIDDEN_BITS
+    h.hidden_bits = TL_MODEL_HIDDEN_BITS;
+#else /* tl_model.h exported before the int16 hidden state */
     h.hidden_bits = TL_HIDDEN_BITS;
+#endif
     h.mode = TL_MODEL_WINDOW > 0 ? TL_PROTO_MODE_WINDOW : TL_PROTO_MODE_STREAM;
     h.window = TL_MODEL_WINDOW;
     h.source = source;

@@ -37,6 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "weights, 2x the weight flash for fewer instructions per step on Cortex-M4/M7 with DSP; same "
         "outputs bit for bit; the .tlm blob and MicroPython stay int8). s8/s16: the old names",
     )
+    p.add_argument(
+        "--hidden-bits",
+        type=int,
+        choices=[8, 16],
+        default=8,
+        help="the hidden state: 8 (default, int8 Q0.7) or 16 (int16 Q0.15 with int8 weights: closer to the "
+        "float model, for regression and long streams; 2x the state RAM, more instructions per step; "
+        "docs/integer-contract.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -53,12 +62,17 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     res = export(
-        ModelSource(args.model, args.data, args.description, args.trust_module), out, args.name, layout
+        ModelSource(args.model, args.data, args.description, args.trust_module),
+        out,
+        args.name,
+        layout,
+        args.hidden_bits,
     )
     r = res.report
     print(
         f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}, "
-        f"output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}"
+        f"output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}, "
+        f"hidden state {r['hidden_format']}"
     )
     print(
         f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B, cell frac bits {r['cell_frac']}"

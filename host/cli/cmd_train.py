@@ -70,6 +70,13 @@ def register(subparsers: Any) -> None:
         "--qat-epochs", type=int, help=f"with --qat: fine-tuning epochs (default {QAT_EPOCHS}, early-stopped)"
     )
     p.add_argument("--qat-lr", type=float, help="with --qat: its learning rate (default --lr / 10)")
+    p.add_argument(
+        "--qat-hidden-bits",
+        type=int,
+        choices=[8, 16],
+        help="with --qat: the hidden state to fine-tune for, as `tinylstm export --hidden-bits` will "
+        "quantize it (default 8)",
+    )
     p.add_argument("--out", default="runs/latest", help="output directory (default: runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -77,8 +84,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # before loading data and training, not after
-    if not args.qat and (args.qat_epochs is not None or args.qat_lr is not None):
-        raise TinyLSTMError("--qat-epochs and --qat-lr set up quantization-aware training: add --qat")
+    if not args.qat and (
+        args.qat_epochs is not None or args.qat_lr is not None or args.qat_hidden_bits is not None
+    ):
+        raise TinyLSTMError(
+            "--qat-epochs, --qat-lr and --qat-hidden-bits set up quantization-aware training: add --qat"
+        )
     options: dict[str, Any] = {
         "window": args.window,
         "hop": args.hop,
@@ -107,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         qat_epochs=(QAT_EPOCHS if args.qat_epochs is None else args.qat_epochs) if args.qat else 0,
         qat_lr=args.qat_lr,
+        qat_hidden_bits=args.qat_hidden_bits or 8,
     )
     print(
         f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode)"
