@@ -6,9 +6,9 @@ calibrated input scale, per-row int8 weights with the two part scales a power of
 (``codegen/quantize.py``), the bias on the accumulator grid, Q3.12 pre-activations saturated to
 int16, sigmoid and tanh from the kernel's 257-entry table with its linear interpolation and
 Q0.15 outputs, the int16 cell state with its calibrated fractional bits and saturation, the int8
-Q0.7 hidden state and the int16 output. Every rounding is ``round`` (or ``floor`` where the kernel
-shifts right without rounding) with the identity as its gradient; saturations pass no gradient
-outside their range.
+Q0.7 (or int16 Q0.15, ``train --qat-hidden-bits 16``) hidden state and the int16 output. Every
+rounding is ``round`` (or ``floor`` where the kernel shifts right without rounding) with the
+identity as its gradient; saturations pass no gradient outside their range.
 
 The scales that come from calibration (input, cell state, output) are taken from ``quantize`` of
 the current float weights on the training split, exactly as ``tinylstm export`` computes them, and
@@ -28,14 +28,21 @@ from torch import nn
 
 from tinylstm.codegen import qmath
 from tinylstm.codegen.cells import CELLS, cell_type
-from tinylstm.codegen.contract import HIDDEN_FRAC, MAX_SCALE_EXP, Q12, Q15, TABLE_SEGMENT_BITS
+from tinylstm.codegen.contract import (
+    HIDDEN_BITS,
+    HIDDEN_FORMATS,
+    MAX_SCALE_EXP,
+    Q12,
+    Q15,
+    TABLE_SEGMENT_BITS,
+    input_shift,
+)
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import FloatModel, ModelMeta, by_length, normalise
 from tinylstm.trainer.models import TinyRNN
 from tinylstm.trainer.sequence_set import SequenceSet
 
-S_H = 2.0**-HIDDEN_FRAC  # one LSB of the int8 hidden state
 TABLE_STEPS = 1 << (Q12 - TABLE_SEGMENT_BITS)  # table entries per unit of input: 16
 TABLE_ORIGIN = 8.0  # the table starts at x = -8
 
@@ -67,14 +74,29 @@ class Ranges:
     input_scale: float  # one int8 input LSB, in normalised units
     cell_frac: tuple[int, ...]  # fractional bits of each layer's int16 cell state (cells with one)
     output_scale: float  # one int16 output LSB
+    hidden_bits: int = HIDDEN_BITS  # the hidden state: int8 Q0.7 or int16 Q0.15
+
+    @property
+    def s_h(self) -> float:
+        """One LSB of the hidden state."""
+        return 2.0 ** -HIDDEN_FORMATS[self.hidden_bits]
 
 
-def ranges_for(model: TinyRNN, meta: ModelMeta, train: SequenceSet) -> Ranges:
-    """The scales ``tinylstm export`` would calibrate for ``model`` now (codegen/export.py)."""
+def fake_h(v: torch.Tensor, bits: int) -> torch.Tensor:
+    """A hidden-state word: v on the Q0.7 (int8) or Q0.15 (int16) grid, saturated."""
+    lim = 1 << (bits - 1)
+    return fake_quant(v, 2.0 ** -HIDDEN_FORMATS[bits], -lim, lim - 1)
+
+
+def ranges_for(
+    model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits: int = HIDDEN_BITS
+) -> Ranges:
+    """The scales ``tinylstm export --hidden-bits <hidden_bits>`` would calibrate for ``model`` now
+    (codegen/export.py)."""
     from tinylstm.codegen.export import calibration_sequences
 
     fm = from_rnn(model.rnn, model.head, meta)
-    return ranges_of(quantize(fm, calibrate(fm, calibration_sequences(fm, train))))
+    return ranges_of(quantize(fm, calibrate(fm, calibration_sequences(fm, train)), hidden_bits))
 
 
 class Table:
@@ -104,13 +126,22 @@ class LayerParams:
     w_hh: torch.Tensor  # [G*H, H]
     bias: torch.Tensor  # [G*H] (the last gate's input-side bias for cells with bias_hn)
     bias_hn: torch.Tensor | None  # [H]
+    hidden_bits: int  # the hidden state's word (fake_h)
 
 
 def _quant_layer(
-    cell: str, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor, s_in: float
+    cell: str,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_ih: torch.Tensor,
+    b_hh: torch.Tensor,
+    s_in: float,
+    hidden_bits: int,
 ) -> LayerParams:
-    """codegen/quantize.py's ``_quantize_gate_rows`` and ``_bias``, with straight-through rounding."""
+    """codegen/quantize.py's ``_quantize_gate_rows`` and ``_bias``, with straight-through rounding;
+    ``s_in`` is the scale of the input as the sums see it (x * 2^x_shift: the input's scale / 2^x_shift)."""
     ct = cell_type(cell)
+    S_H = 2.0 ** -HIDDEN_FORMATS[hidden_bits]
     wx = w_ih * (s_in / S_H)  # the x part at the h part's scale
     ax, ah = wx.detach().abs().amax(dim=1), w_hh.detach().abs().amax(dim=1)
     both = (ax > 0) & (ah > 0)
@@ -133,7 +164,7 @@ def _quant_layer(
         last = ct.gate_rows(H, ct.gates - 1)
         bias = torch.cat([bias[: last.start], b_ih[last]])
         bias_hn = ste_round(b_hh[last] / acc[last]) * acc[last]
-    return LayerParams(w_ih_q, w_hh_q, ste_round(bias / acc) * acc, bias_hn)
+    return LayerParams(w_ih_q, w_hh_q, ste_round(bias / acc) * acc, bias_hn, hidden_bits)
 
 
 # One fake-quantized step per cell: (params, table, gx = x part of every row, gh = h part, h, c, cell_frac)
@@ -153,7 +184,7 @@ def _lstm_step(
     g, o = t.tanh(pre[:, 2 * H : 3 * H]), t.sigmoid(pre[:, 3 * H :])
     c_new = fake_quant(f * c + i * g, 2.0**-F, -32768, 32767)
     c12 = fake_quant(c_new, 2.0**-Q12, -32768, 32767) if F > Q12 else torch.clamp(c_new, -8.0, 32767 / 4096)
-    return fake_quant(o * t.tanh(c12), S_H, -128, 127), c_new
+    return fake_h(o * t.tanh(c12), p.hidden_bits), c_new
 
 
 def _gru_step(
@@ -167,7 +198,7 @@ def _gru_step(
     nh = q12(gh[:, 2 * H :] + p.bias_hn)
     n = t.tanh(torch.clamp(nx + fake_quant(r * nh, 2.0**-Q12, -(1 << 20), 1 << 20), -8.0, 32767 / 4096))
     h_new = n + fake_quant(z * (h - n), 2.0**-Q15, -(1 << 20), 1 << 20)
-    return fake_quant(h_new, S_H, -128, 127), c
+    return fake_h(h_new, p.hidden_bits), c
 
 
 QAT_STEPS: dict[str, QatStep] = {"lstm": _lstm_step, "gru": _gru_step}
@@ -199,7 +230,8 @@ class FakeQuantRNN(nn.Module):
             w_ih, w_hh, b_ih, b_hh = (
                 getattr(rnn, f"{w}_l{n}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             )
-            p = _quant_layer(self.model.cell, w_ih, w_hh, b_ih, b_hh, s_in)
+            s_sum = s_in / 2.0 ** input_shift(r.hidden_bits, n)  # the input as the int16-h sums see it
+            p = _quant_layer(self.model.cell, w_ih, w_hh, b_ih, b_hh, s_sum, r.hidden_bits)
             F = r.cell_frac[n] if n < len(r.cell_frac) else 0
             gx_all = seq @ p.w_ih.T  # [B, T, G*H]
             h = x.new_zeros(B, H)
@@ -209,17 +241,17 @@ class FakeQuantRNN(nn.Module):
                 h, c = step(p, self.table, gx_all[:, k], h @ p.w_hh.T, h, c, F)
                 hs.append(h)
             seq = torch.stack(hs, dim=1)
-            s_in = S_H
+            s_in = r.s_h
         absmax = head.weight.detach().abs().amax(dim=1)
         s_w = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
         w = torch.clamp(ste_round(head.weight / s_w[:, None]), -127, 127) * s_w[:, None]
-        b = ste_round(head.bias / (s_w * S_H)) * (s_w * S_H)
+        b = ste_round(head.bias / (s_w * r.s_h)) * (s_w * r.s_h)
         return fake_quant(seq @ w.T + b, r.output_scale, -32768, 32767)
 
 
 def ranges_of(m: IntModel) -> Ranges:
     """The scales an exported integer model was quantized with."""
-    return Ranges(m.input_scale, tuple(L.cell_frac for L in m.layers), m.output_scale)
+    return Ranges(m.input_scale, tuple(L.cell_frac for L in m.layers), m.output_scale, m.hidden_bits)
 
 
 def tiny_rnn_of(fm: FloatModel) -> TinyRNN:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from tinylstm.codegen.contract import HIDDEN_FORMATS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
@@ -49,6 +50,7 @@ class TrainConfig:
     dropout: float = 0.0  # between stacked layers while training (nn.LSTM/nn.GRU dropout)
     qat_epochs: int = 0  # quantization-aware fine-tuning after float training (trainer/qat.py); 0: none
     qat_lr: float | None = None  # its learning rate; None: lr / 10
+    qat_hidden_bits: int = 8  # the hidden state QAT mirrors: the one `tinylstm export --hidden-bits` will use
 
     @property
     def qat_learning_rate(self) -> float:
@@ -173,6 +175,8 @@ def _check_config(config: TrainConfig) -> None:
         raise TinyLSTMError(f"threads={config.threads} must be >= 1 (omit it for the automatic choice)")
     if not 0.0 <= config.dropout < 1.0:
         raise TinyLSTMError(f"dropout={config.dropout} must be in [0, 1)")
+    if config.qat_hidden_bits not in HIDDEN_FORMATS:
+        raise TinyLSTMError(f"qat_hidden_bits={config.qat_hidden_bits}: choose 8 or 16")
     if config.qat_epochs < 0 or not config.qat_learning_rate > 0:
         raise TinyLSTMError(
             f"qat_epochs={config.qat_epochs} must be >= 0 and qat_lr={config.qat_lr} > 0 (omit it: lr / 10)"
@@ -316,7 +320,8 @@ def _qat(
     from tinylstm.trainer.qat import FakeQuantRNN, ranges_for
 
     mm = model_meta(meta)
-    net = FakeQuantRNN(model, ranges_for(model, mm, train_set))
+    bits = config.qat_hidden_bits
+    net = FakeQuantRNN(model, ranges_for(model, mm, train_set, bits))
 
     def scores_of(m: nn.Module) -> dict[str, float]:
         return {name: evaluate(m, d, target_norm).metric for name, d in splits.items() if d is not None}
@@ -324,7 +329,7 @@ def _qat(
     before = {"float": scores_of(model), "fake_quant": scores_of(net)}
 
     def refresh() -> None:
-        net.ranges = ranges_for(model, mm, train_set)
+        net.ranges = ranges_for(model, mm, train_set, bits)
 
     _seed_everything(config.seed + 1)
     assert splits["train"] is not None and splits["val"] is not None
@@ -348,6 +353,7 @@ def _qat(
     refresh()
     return {
         "epochs": config.qat_epochs,
+        "hidden_bits": bits,
         "epochs_run": len(qat_history["train_loss"]),
         "best_epoch": best_epoch,
         "first_epoch": first,
