@@ -26,7 +26,8 @@ void tl_dense_step16(const tl_model_t *m, const int16_t *h, int16_t *y)
         tl_dot_rows_s8s16(m->head_weights + o0 * H, H, rows, h, H, acc);
         for (size_t k = 0; k < rows; ++k) {
             const size_t o = o0 + k;
-            y[o] = (int16_t)tl_requantize_fast(acc[k] + m->head_bias[o], m->head_mult[o], m->head_shift[o]);
+            /* |W . h| <= 128 * 32768 * 256 = 2^30 and |b| <= 2^30: the sum can reach 2^31, so it is taken in int64 */
+            y[o] = (int16_t)tl_requantize64((int64_t)acc[k] + m->head_bias[o], m->head_mult[o], m->head_shift[o]);
         }
     }
 }

@@ -129,7 +129,7 @@ void tl_lstm_layer_step16(const tl_layer_t *layer, const int16_t *table, const i
 void tl_gru_layer_step16(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
                          const int16_t *h, int16_t *h_next, int16_t *c);
 
-/** Dense head on an int16 h: the same as tl_dense_step (|W . h| + |b| < 2^31 for H <= TL_MAX_HIDDEN). */
+/** Dense head on an int16 h: the same as tl_dense_step (W . h in int32, + b in int64: up to 2^31). */
 void tl_dense_step16(const tl_model_t *model, const int16_t *h, int16_t *y);
 #endif
 

@@ -171,3 +171,23 @@ def test_format_is_part_of_the_model(tmp_path: Path) -> None:
     assert err[16] < 0.5 * err[8], err
     with pytest.raises(TinyLSTMError, match="hidden state of 12 bits"):
         quantize(fm, cal, hidden_bits=12)
+
+
+def test_head_at_its_bound_sanitized(tmp_path: Path) -> None:
+    """The head's sum reaches 2^31 (every head weight -128, every h word -32768, the bias at +2^30): the int64
+    step of tl_dense_step16 keeps it exact. The GRU is driven to h = n = tanh(-8) = -32768 by its biases."""
+    rng = np.random.default_rng(8)
+    model = random_int_model(rng, "gru", 1, 3, 256, 2, hidden_bits=16)
+    L, H = model.layers[0], 256
+    L.weights[:] = 0
+    L.bias[:H], L.bias[H : 2 * H], L.bias[2 * H :] = 0, -(1 << 30), -(1 << 30)  # r = 1/2, z ~ 0, n -> -1
+    assert L.bias_hn is not None
+    L.bias_hn[:] = 0
+    L.mult[:] = (1 << 24) + 1
+    L.shift[:] = 16
+    model.head_w[:] = -128
+    model.head_b[:] = 1 << 30
+    xq = rng.integers(-128, 128, (50, 3)).astype(np.int8)
+    _, _, tr = golden.run(model, xq[None], trace=True)
+    assert np.all(tr["h"][0, -1] == -32768)
+    check_sanitized_run(model, tmp_path / "g", 50, rng)
