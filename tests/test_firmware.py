@@ -153,3 +153,16 @@ def test_int16_hidden_state_firmware_bit_exact(wide: Trained) -> None:
         report = run_parity(link, wide.export_dir, 10_000)
     assert report.passed and report.clean, report.render()
     assert report.steps == 10_000 and report.mismatches == 0
+
+
+def test_w16_layout_firmware_bit_exact(trained: Trained) -> None:
+    """A w16 export builds (tinylstm build passes TL_LAYOUT_W16) and streams bit-exact: on the Cortex-M4 this is
+    the w16 SMLAD path in firmware."""
+    root = trained.export_dir.parent
+    export_dir = root / "export-w16"
+    if not export_dir.is_dir():
+        export(ModelSource(str(root / "run" / CHECKPOINT_NAME)), export_dir, layout="w16")
+    fw = build_firmware(export_dir, trained.board, root / trained.board / "fw-w16")
+    with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        report = run_parity(link, export_dir, 2_000)
+    assert report.passed and report.clean and report.mismatches == 0, report.render()
