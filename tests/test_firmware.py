@@ -13,6 +13,7 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.feed import wait_hello
+from tinylstm.host.firmware import build_firmware
 from tinylstm.host.heldout import load_held_out
 from tinylstm.host.link import Link
 from tinylstm.host.parity import run_parity
@@ -31,7 +32,6 @@ from tinylstm.host.protocol import (
     StatsReq,
     parse_message,
 )
-from tinylstm.host.firmware import build_firmware
 from tinylstm.host.stream import BoardStream
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME
 
@@ -156,8 +156,8 @@ def test_int16_hidden_state_firmware_bit_exact(wide: Trained) -> None:
 
 
 def test_w16_layout_firmware_bit_exact(trained: Trained) -> None:
-    """A w16 export builds (tinylstm build passes TL_LAYOUT_W16) and streams bit-exact: on the Cortex-M4 this is
-    the w16 SMLAD path in firmware."""
+    """A w16 export builds (tinylstm build passes TL_LAYOUT_W16) and streams bit-exact: on the Cortex-M4
+    this is the w16 SMLAD path in firmware."""
     root = trained.export_dir.parent
     export_dir = root / "export-w16"
     if not export_dir.is_dir():

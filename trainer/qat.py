@@ -88,9 +88,7 @@ def fake_h(v: torch.Tensor, bits: int) -> torch.Tensor:
     return fake_quant(v, 2.0 ** -HIDDEN_FORMATS[bits], -lim, lim - 1)
 
 
-def ranges_for(
-    model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits: int = HIDDEN_BITS
-) -> Ranges:
+def ranges_for(model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits: int = HIDDEN_BITS) -> Ranges:
     """The scales ``tinylstm export --hidden-bits <hidden_bits>`` would calibrate for ``model`` now
     (codegen/export.py)."""
     from tinylstm.codegen.export import calibration_sequences

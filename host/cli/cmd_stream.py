@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"# board {h.board_name}, model 0x{h.model_hash:08x}, {h.cell.name} "
             f"{h.input_size}x{h.hidden_size}"
-            f"x{h.output_size} (int{h.hidden_bits} h), {h.mode.name.lower()} mode, window {h.window}, source {h.source.name.lower()}"
+            f"x{h.output_size} (int{h.hidden_bits} h), {h.mode.name.lower()} mode, window {h.window}, "
+            f"source {h.source.name.lower()}"
         )
         if args.source or feed is not None:
             s.set_source(Source[(args.source or "host").upper()])
