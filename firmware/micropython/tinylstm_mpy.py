@@ -12,8 +12,13 @@
 #     m = tinylstm_mpy.Model(open("model.tlm", "rb").read())
 #     y = m.step(array("b", sample))   # array('h') of outputs, reused by the next step
 #
-# Speed: the dot products run in @micropython.viper (tinylstm_viper.py) reading the weights in
-# place from the blob; without the native emitter a plain-Python loop is used instead.
+# Hidden state: int8 Q0.7 (the default) or int16 Q0.15 with int8 weights (the blob header's hidden
+# bits, 8 or 16; 0 in blobs written before the field means 8). An int16-h model keeps h (and each
+# layer's input) in array('h'), and its layer 0 reads the int8 input as x * 2^INPUT16_SHIFT.
+#
+# Speed: the dot products run in @micropython.viper (tinylstm_viper.py: dots for int8 inputs,
+# dots16 for int16 ones) reading the weights in place from the blob; without the native emitter a
+# plain-Python loop is used instead.
 # Integer width: the requantize product acc * M needs up to 63 bits. It is computed with Python
 # ints: small ints on 64-bit ports; on 32-bit ports (31-bit small ints) MicroPython promotes it
 # to a long int (MPZ or long long), which every port with room for a model enables. A port
@@ -26,12 +31,13 @@ import struct
 import sys
 from array import array
 
-_viper_dots = None
+_viper_dots = _viper_dots16 = None
 if sys.implementation.name == "micropython":
     try:
         from tinylstm_viper import dots as _viper_dots
-    except (ImportError, SyntaxError):  # a port without the native emitter
-        pass
+        from tinylstm_viper import dots16 as _viper_dots16
+    except (ImportError, SyntaxError):  # a port without the native emitter (or an old tinylstm_viper.py)
+        _viper_dots = _viper_dots16 = None
 
 try:
     from binascii import crc32 as _crc32
@@ -45,12 +51,17 @@ from tinylstm_contract import (
     BLOB_MAGIC,
     CELL_FRAC_MAX,
     CELLS,
+    HIDDEN16_BITS,
+    HIDDEN16_FRAC,
+    HIDDEN_BITS,
     HIDDEN_FRAC,
+    INPUT16_SHIFT,
     KERNEL_VERSION,
     MAX_HIDDEN,
     MAX_INPUT,
     MAX_LAYERS,
     MAX_SCALE_EXP,
+    MULT16_BITS,
     Q12,
     Q15,
     SHIFT_MAX,
@@ -110,6 +121,11 @@ def read_sections(blob) -> tuple:
     name, g, _, bias_hn = CELLS[cell]
     if not (1 <= layers <= MAX_LAYERS and 1 <= inp <= MAX_INPUT and 1 <= hid <= MAX_HIDDEN and out >= 1):
         raise _err("unsupported shape")
+    hidden_bits = _u16(blob, 30) or HIDDEN_BITS  # 0: a blob written before the field, int8 h
+    if hidden_bits != HIDDEN_BITS and hidden_bits != HIDDEN16_BITS:
+        raise _err(
+            "hidden state of %d bits; this reader runs %d or %d" % (hidden_bits, HIDDEN_BITS, HIDDEN16_BITS)
+        )
     if nsec != 8 + 6 * layers or _u32(blob, 36) != BLOB_HEADER_SIZE:
         raise _err("section table does not match the layer count")
     sizes = [2 * TABLE_SIZE, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
@@ -133,6 +149,7 @@ def read_sections(blob) -> tuple:
         "output_size": out,
         "hash": _u32(blob, 16),
         "kernel_version": KERNEL_VERSION,
+        "hidden_bits": hidden_bits,
         "cell_frac": [blob[32 + k] - (256 if blob[32 + k] > 127 else 0) for k in range(layers)],
     }
     return head, secs
@@ -212,6 +229,22 @@ def cell_to_q12(c: int, cell_frac: int) -> int:
     return c
 
 
+def _hidden_frac(bits: int) -> int:
+    return HIDDEN16_FRAC if bits == HIDDEN16_BITS else HIDDEN_FRAC
+
+
+def hidden_from_q15(v: int, bits: int) -> int:
+    """A Q0.15 value as a hidden-state word of ``bits`` bits: sat8(rsr(v, 8)) for int8 Q0.7, sat16(v) for
+    int16 Q0.15."""
+    d = Q15 - _hidden_frac(bits)
+    return sat(rshift_round(v, d) if d else v, bits)
+
+
+def hidden_to_q15(h: int, bits: int) -> int:
+    """A hidden-state word of ``bits`` bits in Q0.15: h * 2^(15 - frac)."""
+    return h << (Q15 - _hidden_frac(bits))
+
+
 def _pre(acc: int, mult: int, shift: int) -> int:
     """A Q3.12 pre-activation: sat16(requantize(acc))."""
     return sat(requantize(acc, mult, shift), 16)
@@ -220,7 +253,19 @@ def _pre(acc: int, mult: int, shift: int) -> int:
 class _Layer:
     """Weight rows (a recurrent layer's gates, or the head) and, for a layer, its state."""
 
-    def __init__(self, blob, secs: list, idx: tuple, nx: int, nh: int, frac: int, use_viper: bool):
+    def __init__(
+        self,
+        blob,
+        secs: list,
+        idx: tuple,
+        nx: int,
+        nh: int,
+        frac: int,
+        use_viper: bool,
+        hidden_bits: int = HIDDEN_BITS,
+        x_shift: int = 0,
+        mult_limit: int = 1 << 31,
+    ):
         w, b, bhn, m, s, e = (
             idx  # section numbers; bhn None: no separate recurrent bias; e None: no scale_exp
         )
@@ -233,10 +278,12 @@ class _Layer:
         self.mult = _ints(blob, secs[m], "i")
         self.shift = _ints(blob, secs[s], "b")
         scale_exp = _ints(blob, secs[e], "b") if e is not None else (0,) * len(self.shift)
-        # acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0): the two parts of a row at one scale
-        self.ax = [v if v > 0 else 0 for v in scale_exp]
+        # acc = acc_x * 2^(x_shift + max(e,0)) + acc_h * 2^max(-e,0): the two parts of a row at one scale
+        # (x_shift: INPUT16_SHIFT for layer 0 of an int16-h model, whose input is int8, else 0)
+        self.ax = [(v if v > 0 else 0) + x_shift for v in scale_exp]
         self.ah = [-v if v < 0 else 0 for v in scale_exp]
         self.nx, self.nh, self.frac = nx, nh, frac
+        self.hidden_bits, self.hidden_frac = hidden_bits, _hidden_frac(hidden_bits)
         self.rows = len(self.bias)
         for v in self.bias + self.bias_hn:
             if v > BIAS_LIMIT or v < -BIAS_LIMIT:
@@ -244,12 +291,13 @@ class _Layer:
         for k in range(self.rows):
             if (
                 not SHIFT_MIN <= self.shift[k] <= SHIFT_MAX
-                or self.mult[k] < 0
-                or self.ax[k] > MAX_SCALE_EXP
-                or self.ah[k] > MAX_SCALE_EXP
+                or not 0 <= self.mult[k] < mult_limit
+                or not -MAX_SCALE_EXP <= scale_exp[k] <= MAX_SCALE_EXP
             ):
                 raise _err("a requantization shift, multiplier or scale exponent is out of range")
-        self.xh = array("b", bytes(nx + nh))  # [x ; h]: the rows' input (a layer: its input and hidden state)
+        # [x ; h]: the rows' input (a layer: its input and hidden state), int8 or int16 words like h
+        wide = hidden_bits == HIDDEN16_BITS
+        self.xh = array("h", bytes(2 * (nx + nh))) if wide else array("b", bytes(nx + nh))
         self.c = [0] * nh
         self.accx = array("i", bytes(4 * self.rows))
         self.acch = array("i", bytes(4 * self.rows))
@@ -267,8 +315,10 @@ class Model:
         self.cell = head["cell"]
         I, H, O = head["input_size"], head["hidden_size"], head["output_size"]
         self.input_size, self.hidden_size, self.output_size = I, H, O
-        self._dots = _viper_dots if viper and _viper_dots is not None else _plain_dots
-        use_viper = self._dots is not _plain_dots
+        self.hidden_bits = hb = head["hidden_bits"]
+        wide = hb == HIDDEN16_BITS
+        use_viper = viper and _viper_dots is not None
+        self._dots = (_viper_dots16 if wide else _viper_dots) if use_viper else _plain_dots
         self.table = _ints(blob, secs[0], "h")
         self.mean = _ints(blob, secs[1], "f")
         self.mul = _ints(blob, secs[2], "f")
@@ -278,7 +328,7 @@ class Model:
         for v in self.mul:
             if not v > 0.0:
                 raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
-        self.head = _Layer(blob, secs, (3, 4, None, 5, 6, None), 0, H, 0, use_viper)
+        self.head = _Layer(blob, secs, (3, 4, None, 5, 6, None), 0, H, 0, use_viper, hb)
         _, _, has_c, bias_hn = next(c for c in CELLS if c[0] == self.cell)
         self._cell_step = CELL_STEPS[self.cell]
         sec = [8 + 6 * n for n in range(head["layers"])]
@@ -291,6 +341,10 @@ class Model:
                 H,
                 head["cell_frac"][n],
                 use_viper,
+                hb,
+                INPUT16_SHIFT if wide and n == 0 else 0,
+                # int16-h gate rows: M < 2^MULT16_BITS, as tl_model_check requires
+                1 << (MULT16_BITS if wide else 31),
             )
             for n in range(head["layers"])
         ]
@@ -380,9 +434,11 @@ class Model:
         return ys
 
     def state(self) -> tuple:
-        """(h, c) as raw little-endian bytes: h int8 [layers * hidden], c int16 [layers * hidden]."""
-        h = array("b", bytes(len(self.layers) * self.hidden_size))
-        c = array("h", bytes(2 * len(h)))
+        """(h, c) as raw little-endian bytes: h [layers * hidden] int8 (int16 for an int16-h model), c int16
+        [layers * hidden]."""
+        n = len(self.layers) * self.hidden_size
+        h = array("h", bytes(2 * n)) if self.hidden_bits == HIDDEN16_BITS else array("b", bytes(n))
+        c = array("h", bytes(2 * n))
         k = 0
         for L in self.layers:
             for j in range(L.nh):
@@ -398,6 +454,7 @@ class Model:
 def lstm_step(L, t) -> list:
     """One LSTM layer step (gates i, f, g, o) from the rows' accumulators; updates L.c, returns the new h."""
     H, F = L.nh, L.frac
+    hbits, hshift = L.hidden_bits, 2 * Q15 - L.hidden_frac
     b, m, s = L.bias, L.mult, L.shift
     acc = [(x << sx) + (h << sh) + bb for x, h, sx, sh, bb in zip(L.accx, L.acch, L.ax, L.ah, b)]
     c, hn = L.c, [0] * H
@@ -412,14 +469,14 @@ def lstm_step(L, t) -> list:
         ig = rshift_round(i * g, Q15 - F)
         cn = sat(rshift_round(f * c[j] + ig, Q15), 16)
         c[j] = cn
-        hn[j] = sat(rshift_round(o * tanh_q15(cell_to_q12(cn, F), t), 2 * Q15 - HIDDEN_FRAC), 8)
+        hn[j] = sat(rshift_round(o * tanh_q15(cell_to_q12(cn, F), t), hshift), hbits)
     return hn
 
 
 def gru_step(L, t) -> list:
     """One GRU layer step (gates r, z, n; n = tanh(W_in x + b_in + r * (W_hn h + b_hn))); returns the
     new h."""
-    H, nx = L.nh, L.nx
+    H, nx, hbits = L.nh, L.nx, L.hidden_bits
     b, bhn, m, s = L.bias, L.bias_hn, L.mult, L.shift
     ax = [x << sx for x, sx in zip(L.accx, L.ax)]
     ah = [h << sh for h, sh in zip(L.acch, L.ah)]
@@ -432,9 +489,8 @@ def gru_step(L, t) -> list:
         n_x = _pre(ax[k] + b[k], m[k], s[k])
         n_h = _pre(ah[k] + bhn[j], m[k], s[k])
         n = tanh_q15(sat(n_x + rshift_round(r * n_h, Q15), 16), t)
-        h15 = xh[nx + j] << (Q15 - HIDDEN_FRAC)
-        hn15 = n + rshift_round(z * (h15 - n), Q15)
-        hn[j] = sat(rshift_round(hn15, Q15 - HIDDEN_FRAC), 8)
+        h15 = hidden_to_q15(xh[nx + j], hbits)
+        hn[j] = hidden_from_q15(n + rshift_round(z * (h15 - n), Q15), hbits)
     return hn
 
 

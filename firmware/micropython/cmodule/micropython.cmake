@@ -18,4 +18,7 @@ target_include_directories(usermod_tinylstm INTERFACE ${CMAKE_CURRENT_LIST_DIR} 
 # (x - mean) * mul must not be fused into an FMA: tl_quantize_input is bit-exact only unfused.
 target_compile_options(usermod_tinylstm INTERFACE -ffp-contract=off)
 
+# Run int16-h blobs too (about 2-3 KB more flash on Cortex-M4; firmware/micropython/README.md).
+target_compile_definitions(usermod_tinylstm INTERFACE TL_HIDDEN16)
+
 target_link_libraries(usermod INTERFACE usermod_tinylstm)

@@ -8,4 +8,5 @@ SRC_USERMOD_C += $(TINYLSTM_MOD_DIR)/modtinylstm.c
 SRC_USERMOD_LIB_C += $(addprefix $(TINYLSTM_CSRC)/, $(shell cat $(TINYLSTM_CSRC)/tl_sources.txt))
 
 # (x - mean) * mul must not be fused into an FMA: tl_quantize_input is bit-exact only unfused.
-CFLAGS_USERMOD += -I$(TINYLSTM_CSRC) -ffp-contract=off
+# TL_HIDDEN16: run int16-h blobs too (about 2-3 KB more flash on Cortex-M4; firmware/micropython/README.md).
+CFLAGS_USERMOD += -I$(TINYLSTM_CSRC) -ffp-contract=off -DTL_HIDDEN16

@@ -8,6 +8,10 @@
  * The model points into the blob (zero-copy; the object keeps the blob alive). Pass `bytes`:
  * mutating a bytearray after construction changes the model under the kernel's feet.
  * step() allocates nothing: it writes into a caller-given array('h') or into the model's own one.
+ *
+ * Both hidden-state formats run: int8 Q0.7 and int16 Q0.15 (the blob header's hidden bits). The builds
+ * (micropython.mk, micropython.cmake, natmod/Makefile) define TL_HIDDEN16 for that; without it the
+ * kernel refuses int16-h blobs (tl_model_check) and Model() raises ValueError.
  */
 #if !MICROPY_ENABLE_DYNRUNTIME
 #include "py/runtime.h"
@@ -146,13 +150,16 @@ static mp_obj_t tinylstm_model_reset(mp_obj_t self_in)
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinylstm_model_reset_obj, tinylstm_model_reset);
 
-/* state() -> (h, c): raw little-endian bytes, h int8 and c int16, [layers * hidden] each */
+/* state() -> (h, c): raw little-endian bytes, [layers * hidden] each: h int8 (int16 for an int16-h
+ * model: tl_state_init points h16 into the buffer, h is NULL), c int16 */
 static mp_obj_t tinylstm_model_state(mp_obj_t self_in)
 {
     tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
     const size_t cells = (size_t)self->model.num_layers * self->model.hidden_size;
-    mp_obj_t hc[2] = {mp_obj_new_bytes((const uint8_t *)self->state.h, cells),
-                      mp_obj_new_bytes((const uint8_t *)self->state.c, 2 * cells)};
+    const tl_state_t *s = &self->state;
+    mp_obj_t hc[2] = {s->h16 ? mp_obj_new_bytes((const uint8_t *)s->h16, 2 * cells)
+                             : mp_obj_new_bytes((const uint8_t *)s->h, cells),
+                      mp_obj_new_bytes((const uint8_t *)s->c, 2 * cells)};
     return mp_obj_new_tuple(2, hc);
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinylstm_model_state_obj, tinylstm_model_state);
@@ -162,12 +169,12 @@ static void tinylstm_store(mp_obj_t dict, qstr key, mp_obj_t value)
     mp_obj_dict_store(dict, MP_OBJ_NEW_QSTR(key), value);
 }
 
-/* info() -> {cell, layers, input_size, hidden_size, output_size, hash, kernel_version} */
+/* info() -> {cell, layers, input_size, hidden_size, output_size, hash, kernel_version, hidden_bits} */
 static mp_obj_t tinylstm_model_info(mp_obj_t self_in)
 {
     tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
     const tl_model_t *m = &self->model;
-    mp_obj_t d = mp_obj_new_dict(7);
+    mp_obj_t d = mp_obj_new_dict(8);
     static const char *const cell_names[TL_NUM_CELLS] = TL_CELL_NAMES; /* tl_contract.h; the reader checked it */
     static const uint8_t name_lengths[TL_NUM_CELLS] = TL_CELL_NAME_LENGTHS;
     tinylstm_store(d, MP_QSTR_cell, mp_obj_new_str(cell_names[m->cell], name_lengths[m->cell]));
@@ -177,6 +184,8 @@ static mp_obj_t tinylstm_model_info(mp_obj_t self_in)
     tinylstm_store(d, MP_QSTR_output_size, mp_obj_new_int(m->output_size));
     tinylstm_store(d, MP_QSTR_hash, mp_obj_new_int_from_uint(m->hash));
     tinylstm_store(d, MP_QSTR_kernel_version, mp_obj_new_int(TL_KERNEL_VERSION));
+    /* 0 in blobs written before the header field means 8 (tl_blob_parse keeps the raw value) */
+    tinylstm_store(d, MP_QSTR_hidden_bits, mp_obj_new_int(m->hidden_bits ? m->hidden_bits : TL_HIDDEN_BITS));
     return d;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinylstm_model_info_obj, tinylstm_model_info);

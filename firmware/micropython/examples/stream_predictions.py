@@ -71,7 +71,8 @@ def hello_payload(info: dict, meta: dict, source: int, board: str) -> bytes:
         + u16(info["input_size"])
         + u16(info["hidden_size"])
         + u16(info["output_size"])
-        + bytes((HIDDEN_BITS, 1 if m.get("mode") == "stream" else 0))
+        # the model's hidden state: 8 (int8 Q0.7) or 16 (int16 Q0.15); modules without the field run int8 h
+        + bytes((info.get("hidden_bits", HIDDEN_BITS), 1 if m.get("mode") == "stream" else 0))
         + u16(m.get("window") or 0)
         + bytes((source, 0))
         + u16(0)  # PRED history 0, receive capacity 0: no INPUT frames
