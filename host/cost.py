@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylstm.codegen.contract import state_words
+from tinylstm.codegen.contract import HIDDEN_BITS, state_words
 from tinylstm.codegen.emit_c import model_data_bytes
 from tinylstm.codegen.random_models import random_quantized_model
 from tinylstm.errors import TinyLSTMError
@@ -55,15 +55,23 @@ def countable(board: Board) -> bool:
 
 
 def architecture_cost(
-    board: Board, cell: str, layers: int, inp: int, hidden: int, out: int, classes: list[str] | None = None
+    board: Board,
+    cell: str,
+    layers: int,
+    inp: int,
+    hidden: int,
+    out: int,
+    classes: list[str] | None = None,
+    hidden_bits: int = HIDDEN_BITS,
 ) -> Cost:
-    """The cost of a model of these shapes (and class names: the model data holds them) on ``board``."""
+    """The cost of a model of these shapes (and class names: the model data holds them) with an int8 or int16
+    (``hidden_bits``) hidden state on ``board``."""
     rng = np.random.default_rng(hidden * 31 + inp)
     t = np.arange(400)[:, None]
     data = np.sin(t / (5 + 3 * np.arange(inp))) + 0.3 * rng.standard_normal((400, inp))
-    model = random_quantized_model(hidden + inp, cell, layers, inp, hidden, out, data[None])
+    model = random_quantized_model(hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits)
     model = dataclasses.replace(model, meta=dataclasses.replace(model.meta, classes=classes))
-    ram = 2 * state_words(layers, hidden) + STATE_STRUCT_BYTES
+    ram = 2 * state_words(layers, hidden, hidden_bits) + STATE_STRUCT_BYTES
     try:
         check_fits(model, board, board.rx_buffer_min, 0)
         fits = None

@@ -4,9 +4,10 @@ For an export and its held-out data (the recorded test split, or ``--data``) it 
 window classifier the held-out window of each class that the float model is surest of; otherwise the
 first held-out sequences. For each it records, over time, every layer's gate activations (LSTM i, f,
 g, o; GRU r, z, n) and hidden state from the float model (codegen/spec.py ``float_forward``) and from
-the integer golden reference (codegen/golden.py, the kernel's own Q0.15 gates and Q0.7 h), and the
-outputs of both; the step from which each keeps its final decision; and where int8 departs from float
-(the largest gate and hidden-state differences and the steps where the two predictions differ).
+the integer golden reference (codegen/golden.py, the kernel's own Q0.15 gates and its Q0.7 or Q0.15
+h), and the outputs of both; the step from which each keeps its final decision; and where int8 departs
+from float (the largest gate and hidden-state differences and the steps where the two predictions
+differ).
 Writes ``explain.json`` and one PNG of heatmaps per example (float | int8 | |int8 - float|).
 """
 
@@ -26,7 +27,7 @@ import matplotlib.pyplot as plt
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import HIDDEN_FRAC, Q15
+from tinylstm.codegen.contract import Q15
 from tinylstm.codegen.drift_reference import softmax
 from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
@@ -87,7 +88,8 @@ def trace_example(fm: FloatModel, m: IntModel, raw: np.ndarray) -> dict[str, Any
         "float_h": f_h,
         "float_y": fo["y"][0],
         "int_gates": tr["gates"][0],  # Q0.15 [T, L, G, H]
-        "int_h": tr["h"][0],  # Q0.7 [T, L, H]
+        "int_h": tr["h"][0],  # Q0.7 (int8 h) or Q0.15 (int16 h) [T, L, H]
+        "h_frac": m.layers[0].hidden_frac,
         "int_y": y_q[0],  # int16 [T, O]
     }
 
@@ -106,7 +108,7 @@ def _outputs(fm: FloatModel, m: IntModel, t: dict[str, Any]) -> tuple[np.ndarray
 def _departure(fm: FloatModel, t: dict[str, Any], out_f: np.ndarray, out_q: np.ndarray) -> dict[str, Any]:
     names = cell_type(fm.cell).gate_names
     gate_diff = np.abs(t["int_gates"] / 2.0**Q15 - t["float_gates"])  # [T, L, G, H]
-    h_diff = np.abs(t["int_h"] / 2.0**HIDDEN_FRAC - t["float_h"])
+    h_diff = np.abs(t["int_h"] / 2.0 ** t["h_frac"] - t["float_h"])
     per_gate = {}
     for n in range(gate_diff.shape[1]):
         for g, name in enumerate(names):
@@ -138,7 +140,7 @@ def _plot(
     fig, axes = plt.subplots(len(rows) + 1, 3, figsize=(15, 1.6 * (len(rows) + 1) + 1), squeeze=False)
     for r, (n, g) in enumerate(rows):
         if g is None:
-            fl, iq, label = t["float_h"][:, n], t["int_h"][:, n] / 2.0**HIDDEN_FRAC, f"layer {n} h"
+            fl, iq, label = t["float_h"][:, n], t["int_h"][:, n] / 2.0 ** t["h_frac"], f"layer {n} h"
         else:
             fl = t["float_gates"][:, n, g]
             iq, label = t["int_gates"][:, n, g] / 2.0**Q15, f"layer {n} {names[g]}"
@@ -200,7 +202,7 @@ def explain(
         "gate_names": list(cell_type(m.cell).gate_names),
         "scales": {
             "gates": f"Q0.{Q15} (int / 2^{Q15})",
-            "hidden": f"Q0.{HIDDEN_FRAC} (int / 2^{HIDDEN_FRAC})",
+            "hidden": f"{m.hidden_format} (int / 2^{m.layers[0].hidden_frac})",
         },
         "examples": [],
     }
@@ -226,7 +228,7 @@ def explain(
             },
             "int8": {
                 "gates_q15": t["int_gates"].transpose(1, 2, 3, 0).tolist(),
-                "h_q7": t["int_h"].transpose(1, 2, 0).tolist(),
+                f"h_q{t['h_frac']}": t["int_h"].transpose(1, 2, 0).tolist(),
                 "output_q": t["int_y"].tolist(),
                 "output": np.round(out_q, 6).tolist(),
             },

@@ -82,3 +82,23 @@ def test_not_an_export_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["explain", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not an export directory" in err[0]
+
+
+def test_int16_hidden_state_traces(exported: Path, tmp_path: Path) -> None:
+    """An int16-h export: the hidden state is reported in Q0.15 (``h_q15``) and equals the C kernel's."""
+    from tinylstm.host.explain import explain
+
+    wide = tmp_path / "export-h16"
+    export(ModelSource(str(exported.parent / "run" / "model.pt")), wide, hidden_bits=16)
+    doc = explain(wide, out_dir=tmp_path / "explain", sequences=1)
+    assert doc["scales"]["hidden"] == "int16 Q0.15 (int / 2^15)"
+    m, meta = load_int_model(wide)
+    _, test = data_splits(export_origin(wide, meta).loaded, None)
+    c = CModel.from_export(wide)
+    for ex in doc["examples"]:
+        c.reset()
+        _, hs, _ = c.trace(golden.quantize_input(m, test.sequences[ex["sequence"]]))
+        assert "h_q7" not in ex["int8"] and np.array_equal(
+            np.asarray(ex["int8"]["h_q15"]), hs.transpose(1, 2, 0)
+        )
+        assert np.abs(hs).max() > 127  # the words use the int16 range
