@@ -29,27 +29,9 @@
 #include "tl_qmath.h"
 
 #ifdef TL_SMLAD_PATH
-#include <arm_acle.h>
+#include "tl_dsp.h" /* tl_ld32, tl_even, tl_odd */
 
 #define TL_DOT_DSP 1
-
-static inline uint32_t tl_ld32(const int8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v); /* one LDR (unaligned access is allowed on ARMv7E-M) */
-    return v;
-}
-
-/* Lanes (0, 2) and (1, 3) of four int8 values, sign-extended to int16 pairs. The odd lanes use
- * SXTB16's ROR #8 operand through inline asm: gcc 12 has no __ror and does not fold a rotate
- * into __sxtb16, which would cost one more instruction per word. */
-static inline int16x2_t tl_even(uint32_t v) { return __sxtb16((int8x4_t)v); }
-static inline int16x2_t tl_odd(uint32_t v)
-{
-    int16x2_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
-    return r;
-}
 
 /* acc += four products of row pointer p (advanced by 4) with the unpacked activations ae/ao. */
 #define TL_MAC4(acc, p)                          \

@@ -8,7 +8,8 @@ with a generated linker script: code and const data in "flash" at 0x08000000, .d
 at their addresses, enables the FPU (Cortex-M4F: CPACR), sets SP and calls C functions with a return
 address that stops the emulator. ``dsp=False`` adds ``-DTL_NO_DSP`` so a Cortex-M4 runs the portable C
 path (the only path on RISC-V); ``layout="w16"`` emits the model in the fast int16 weight layout
-(tl_layer_t.weights16) instead of int8.
+(tl_layer_t.weights16) instead of int8. Everything is compiled with the model's ``build_defines``
+(codegen/emit_c.py: -DTL_HIDDEN16 for an int16-h model, whose h words the driver records as int16).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from unicorn import (
 from unicorn import arm_const as arm
 from unicorn import riscv_const as rv
 
-from tinylstm.codegen.emit_c import LAYOUT_DEFINES, Layout, emit_c
+from tinylstm.codegen.emit_c import Layout, build_defines, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.boards.registry import CORE_CORTEX_M4F, CORE_RV32IMC, Core
 from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, find_tool
@@ -54,7 +55,8 @@ ROOTS = (
     "drv_c",
     "tl_step",
 )  # kept by --gc-sections
-KERNEL_FILES = ("tl_api", "tl_cells", "tl_dot", "tl_lstm", "tl_gru", "tl_dense")  # the step path
+# the step path (tl_dot_s16: the int16-h dot products, empty in int8-h builds)
+KERNEL_FILES = ("tl_api", "tl_cells", "tl_dot", "tl_dot_s16", "tl_lstm", "tl_gru", "tl_dense")
 
 LINKER_SCRIPT = f"""
 MEMORY {{
@@ -79,7 +81,14 @@ static int16_t drv_buf[TL_MODEL_STATE_WORDS];
 tl_state_t drv_state;
 int8_t drv_x[DRV_MAX_STEPS * TL_MODEL_INPUT_SIZE];
 int16_t drv_y[DRV_MAX_STEPS * TL_MODEL_OUTPUT_SIZE];
+/* the hidden state as the model holds it: int16 Q0.15 (int16-h models, tl_state_t.h16) or int8 Q0.7 */
+#if TL_MODEL_HIDDEN_BITS == 16
+#define DRV_H drv_state.h16
+int16_t drv_h[DRV_MAX_STEPS * CELLS];
+#else
+#define DRV_H drv_state.h
 int8_t drv_h[DRV_MAX_STEPS * CELLS];
+#endif
 int16_t drv_c[DRV_MAX_STEPS * CELLS];
 
 /* -nostdlib: gcc may turn copy loops into calls to these. */
@@ -106,7 +115,7 @@ int drv_run(uint32_t steps)
         int st = tl_step(&drv_state, drv_x + t * TL_MODEL_INPUT_SIZE, drv_y + t * TL_MODEL_OUTPUT_SIZE);
         if (st != TL_OK) return st;
         for (int k = 0; k < CELLS; ++k) {
-            drv_h[t * CELLS + k] = drv_state.h[k];
+            drv_h[t * CELLS + k] = DRV_H[k];
             drv_c[t * CELLS + k] = drv_state.c[k];
         }
     }
@@ -158,7 +167,7 @@ def build_target(
     ]
     if not dsp:
         flags.append("-DTL_NO_DSP")
-    flags += LAYOUT_DEFINES[layout]
+    flags += build_defines(model, layout)
     sources = [s for s in kernel_sources() if s.stem != "tl_blob"]
     objects: dict[str, Path] = {}
     for src in [*sources, out_dir / "tl_model.c", out_dir / "driver.c"]:
@@ -303,8 +312,10 @@ class Target:
         return uc.reg_read(abi.result)
 
     def run(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Step through ``xq`` [T, I] in chunks; returns y [T, O], h and c [T, L, H] after every step."""
+        """Step through ``xq`` [T, I] in chunks; returns y [T, O], h and c [T, L, H] after every step (h int8,
+        or int16 for an int16-h model)."""
         m = self.model
+        h_type = np.int16 if m.hidden_bits > 8 else np.int8
         ys, hs, cs = [], [], []
         for t0 in range(0, len(xq), self.build.max_steps):
             chunk = np.ascontiguousarray(xq[t0 : t0 + self.build.max_steps], dtype=np.int8)
@@ -313,7 +324,7 @@ class Target:
             if (st := self.call("drv_run", n)) != 0:
                 raise RuntimeError(f"tl_step returned {st}")
             ys.append(self._read("drv_y", np.int16, n * m.output_size).reshape(n, m.output_size))
-            hs.append(self._read("drv_h", np.int8, n * self.cells).reshape(n, m.num_layers, m.hidden_size))
+            hs.append(self._read("drv_h", h_type, n * self.cells).reshape(n, m.num_layers, m.hidden_size))
             cs.append(self._read("drv_c", np.int16, n * self.cells).reshape(n, m.num_layers, m.hidden_size))
         return np.concatenate(ys), np.concatenate(hs), np.concatenate(cs)
 

@@ -1,7 +1,9 @@
 """Cortex-M4 code of the kernel, run in unicorn: the SMLAD path (__ARM_FEATURE_DSP) and the portable
 path (-DTL_NO_DSP), each with the default int8 weight layout and the fast int16 one (codegen
 ``layout="w16"``), all equal the numpy golden bit for bit, every output and every state word. The host
-bridge built from an w16-emitted model (portable path, x86/ARM host) is checked the same way.
+bridge built from an w16-emitted model (portable path, x86/ARM host) is checked the same way. So are
+int16-h models (int16 Q0.15 h, -DTL_HIDDEN16: tl_dot_s16.c's SMLAD path and its portable one) with
+every tail of the int16-activation dot products.
 
 Streams are 4,000 steps (10,000 for one model per cell): unicorn runs the kernel at tens of millions
 of instructions per second, so the longest case (3 layers x 33 units) takes a few seconds; the host
@@ -19,7 +21,8 @@ import pytest
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.random_models import random_int_model
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 
 pytest.importorskip("unicorn")
@@ -166,7 +169,7 @@ def test_kernel_builds_for_m4_at_every_optimization_level(tmp_path: Path, opt: s
     """Debug builds (-O0) take the portable path: the SMLAD inline asm needs an optimizing build."""
     gcc = shutil.which("arm-none-eabi-gcc")
     assert gcc, "arm-none-eabi-gcc is required (scripts/setup.sh installs it)"
-    for layout in ([], ["-DTL_LAYOUT_W16"]):
+    for layout in ([], ["-DTL_LAYOUT_W16"], ["-DTL_HIDDEN16"]):
         for src in kernel_sources():
             cmd = [
                 gcc,
@@ -186,3 +189,97 @@ def test_kernel_builds_for_m4_at_every_optimization_level(tmp_path: Path, opt: s
             ]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+
+
+# ---- int16 hidden state (-DTL_HIDDEN16): the s16 dot products of tl_dot_s16.c ----------------------------
+
+# (cell, layers, input, hidden, output, shift_lo, shift_hi). The hidden size is n for the h part, for the x
+# part of layers >= 1 and for the head: n % 4 = 0..3 after one or two 8-groups (the unrolled loop), with and
+# without the 4-group, and hidden 3 (the tail only). The input is layer 0's int8 part (tl_dot.c), n % 4 =
+# 0..3 too. Outputs 1..7 leave the head 1, 2 or 3 rows after its 4-row passes (single rows, tl_dot3_s8s16).
+# Shifts: random_int_model's default (gates mostly saturated, h words at their extremes), or 30..44 (most
+# gates off their rails). Odd hidden sizes leave layer 1's h words 2 mod 4 bytes from a word.
+H16_SHAPES = [
+    (cell, *shape)
+    for cell in ("lstm", "gru")
+    for shape in (
+        (1, 4, 8, 4, 18, 34),
+        (2, 1, 17, 5, 30, 44),
+        (1, 2, 18, 6, 18, 34),
+        (2, 3, 23, 7, 30, 44),
+        (3, 6, 12, 1, 18, 34),
+        (2, 5, 3, 2, 30, 44),
+        (1, 9, 4, 3, 30, 44),
+        (2, 7, 29, 3, 18, 34),
+    )
+]
+
+
+def _assert_m4_runs_golden(tmp_path: Path, model: IntModel, xq: np.ndarray) -> None:
+    """The DSP and the portable (-DTL_NO_DSP) builds of an int16-h model both equal the golden: every output
+    and every int16 h and c word of every step (the first differing step, for a readable failure)."""
+    y_ref, _, tr = golden.run(model, xq[None], trace=True)
+    ref = (y_ref[0], tr["h"][0], tr["c"][0])
+    for dsp in (True, False):
+        path = "dsp" if dsp else "portable"
+        target = Target(build_target(model, tmp_path / path, dsp=dsp), model)
+        got = target.run(xq)
+        assert got[1].dtype == np.int16
+        for t in range(len(xq)):
+            if not all(np.array_equal(g[t], r[t]) for g, r in zip(got, ref, strict=True)):
+                raise AssertionError(
+                    f"Cortex-M4 ({path}, int16 h) and golden differ at step {t}:\n"
+                    f"y {got[0][t]} vs {ref[0][t]}\nh {got[1][t].ravel()[:16]} vs {ref[1][t].ravel()[:16]}"
+                )
+
+
+@pytest.mark.parametrize("cell,layers,inp,hidden,out,shift_lo,shift_hi", H16_SHAPES)
+def test_m4_hidden16_bit_exact(
+    tmp_path: Path, cell: str, layers: int, inp: int, hidden: int, out: int, shift_lo: int, shift_hi: int
+) -> None:
+    """Saturating int16-h random models (full-range weights, biases at the bound), 3,000 steps with runs of
+    full-scale input, on both M4 paths."""
+    rng = np.random.default_rng(inp * 1000 + hidden * 10 + layers)
+    model = random_int_model(rng, cell, layers, inp, hidden, out, shift_lo, shift_hi, hidden_bits=16)
+    xq = rng.integers(-128, 128, (3_000, inp)).astype(np.int8)
+    xq[::97] = 127
+    xq[::89] = -128
+    _assert_m4_runs_golden(tmp_path, model, xq)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_m4_hidden16_calibrated_bit_exact(tmp_path: Path, cell: str) -> None:
+    """A PyTorch-initialised int16-h model quantized through the real calibration path (2 layers, hidden 27),
+    4,000 steps of a signal with bursts past the calibrated range: outputs that move."""
+    rng = np.random.default_rng(8)
+    t = np.arange(4_000)[:, None]
+    x = np.sin(t / (11 + 4 * np.arange(5))) * 2 + rng.standard_normal((4_000, 5)) * 0.3
+    x[rng.integers(0, 4_000, 40)] *= 6
+    model = random_quantized_model(4, cell, 2, 5, 27, 3, x[None, :1000], hidden_bits=16)
+    assert model.hidden_bits == 16
+    xq = golden.quantize_input(model, x.astype(np.float32))
+    y_ref, _, _ = golden.run(model, xq[None])
+    assert len(np.unique(y_ref)) > 100
+    _assert_m4_runs_golden(tmp_path, model, xq)
+
+
+def test_hidden16_dsp_path_is_really_used(tmp_path: Path) -> None:
+    """The DSP build of an int16-h model has the SMLAD/PKH code in tl_dot_s16.o (the portable one has none)
+    and needs clearly fewer instructions per step (LSTM 6 x 64: about 0.72x)."""
+    rng = np.random.default_rng(5)
+    model = random_int_model(rng, "lstm", 1, 6, 64, 4, hidden_bits=16)
+    counts = {}
+    for dsp in (True, False):
+        build = build_target(model, tmp_path / str(dsp), dsp=dsp, max_steps=8)
+        target = Target(build, model)
+        target.run(rng.integers(-128, 128, (4, 6)).astype(np.int8))
+        counts[dsp], _ = target.measure_step(rng.integers(-128, 128, 6).astype(np.int8))
+        dis = subprocess.run(
+            ["arm-none-eabi-objdump", "-d", str(build.objects["tl_dot_s16"])],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "tl_dot4_s8s16" in dis
+        assert all((op in dis) == dsp for op in ("smlad", "pkhbt", "pkhtb", "sxtb16")), dis[:2000]
+    assert counts[True] < 0.8 * counts[False], counts
