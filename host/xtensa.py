@@ -10,7 +10,12 @@ No ESP32 emulator exists, so two things are proven apart (firmware/tests/xtensa/
   generated model over int8 samples embedded in the ELF on a generic Xtensa core in QEMU
   ``-M sim`` (dc233c: windowed ABI, clang/llc; lx106: call0 ABI, gcc) and writes every step's
   outputs, hidden and cell state through semihosting, which are compared word for word with
-  codegen/golden.py.
+  codegen/golden.py. int16-h models (-DTL_HIDDEN16) write their h words as int16 (``record_dtype``).
+
+Every build of a model's files takes the model's flags, ``codegen.emit_c.build_defines`` (the weight
+layout's -DTL_LAYOUT_W16, an int16-h model's -DTL_HIDDEN16): the compile gate and the run ELF get them
+from the model; the model-independent kernel objects (``compile_kernel``) are built for a layout and a
+hidden state, and a run refuses a model that needs other flags.
 
 Workarounds for LLVM 22's Xtensa backend (measured, see the README):
 
@@ -29,6 +34,7 @@ Workarounds for LLVM 22's Xtensa backend (measured, see the README):
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -39,7 +45,8 @@ from typing import Literal
 import numpy as np
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.emit_c import LAYOUT_DEFINES, Layout, emit_c
+from tinylstm.codegen.contract import HIDDEN_BITS
+from tinylstm.codegen.emit_c import HIDDEN_DEFINES, LAYOUT_DEFINES, Layout, build_defines, emit_c
 from tinylstm.codegen.emit_replay import emit_replay
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.errors import TinyLSTMError
@@ -77,6 +84,12 @@ APP_DEFINES = {"TL_APP_HAS_REPLAY": "1", "TL_APP_BOOT_SOURCE": "0"}
 # 32-bit divide, MAC16, MUL16 and MUL32, but no MUL32HIGH (MULSH/MULUH), no FPU, no booleans.
 DC233C_FEATURES = tuple("+windowed +density +loop +minmax +sext +div32 +mac16 +mul16 +mul32".split())
 DC233C_START_FEATURES = (*DC233C_FEATURES, "+exception")  # RSR EXCCAUSE in the fault vectors
+# The dc233c run builds omit the frame pointer: with one, LLVM 22 moves SP with MOVSP around every call
+# that passes arguments on the stack (the int16-h layer step's 7th, tl_layer_step16_fn), and MOVSP raises
+# the alloca exception when the caller's frame has been spilled, for which start_windowed.s has no handler
+# (ESP-IDF's vectors have one, so the ESP32 gate keeps clang's default). ``_compile_dc233c`` checks that
+# no MOVSP is left.
+DC233C_CFLAGS = ("-fomit-frame-pointer",)
 # llc -mcpu=esp32: every ESP32 option (windowed, FPU, MUL32HIGH, MAC16, ...). LLVM 22 crashes
 # selecting tl_input.c's float constant pool with +fp; that file builds soft-float.
 ESP32_NO_FP_FILES = frozenset({"tl_input.c"})
@@ -154,13 +167,16 @@ def compile_llvm(
     defines: dict[str, str],
     cpu: str,
     features: Sequence[str] = (),
-    layout: Layout = "w8",
+    build: tuple[str, ...] = (),
+    extra: Sequence[str] = (),
 ) -> Path:
     """One C file -> Xtensa object with clang-22 (IR) -> llc-22 (assembly) -> llvm-mc-22; no
-    libc headers (``-nostdlibinc``: clang's own stdint.h/stddef.h, string.h from FREESTANDING_INCLUDE)."""
+    libc headers (``-nostdlibinc``: clang's own stdint.h/stddef.h, string.h from FREESTANDING_INCLUDE).
+    ``build``: the model's -D flags (``build_defines``), given to the kernel and model sources; ``extra``:
+    more C flags."""
     stem = out_dir / src.name.removesuffix(".c")
     ll, asm, obj = stem.with_suffix(".ll"), stem.with_suffix(".s"), stem.with_suffix(".o")
-    cflags = [*XTENSA_C_FLAGS, *LAYOUT_DEFINES[layout], "-nostdlibinc", *_include_flags(includes)]
+    cflags = [*XTENSA_C_FLAGS, *build, *extra, "-nostdlibinc", *_include_flags(includes)]
     _run(
         [CLANG, "--target=xtensa", *cflags, *_define_flags(defines), "-S", "-emit-llvm", src, "-o", ll],
         f"clang-22 {src.name}",
@@ -175,19 +191,29 @@ def compile_llvm(
 
 
 def compile_esp32(
-    src: Path, out_dir: Path, includes: Sequence[Path], defines: dict[str, str], layout: Layout = "w8"
+    src: Path, out_dir: Path, includes: Sequence[Path], defines: dict[str, str], build: tuple[str, ...] = ()
 ) -> Path:
     """One C file -> ESP32 object (``compile_llvm`` with -mcpu=esp32; ESP32_NO_FP_FILES soft-float)."""
     features = ("-fp",) if src.name in ESP32_NO_FP_FILES else ()
-    return compile_llvm(src, out_dir, includes, defines, "esp32", features, layout)
+    return compile_llvm(src, out_dir, includes, defines, "esp32", features, build)
+
+
+def _compile_dc233c(
+    src: Path, out_dir: Path, includes: Sequence[Path], defines: dict[str, str], build: tuple[str, ...] = ()
+) -> Path:
+    """One C file -> object for the dc233c runs (DC233C_FEATURES, DC233C_CFLAGS), checked for MOVSP."""
+    obj = compile_llvm(src, out_dir, includes, defines, "generic", DC233C_FEATURES, build, DC233C_CFLAGS)
+    if re.search(r"^\s*movsp\b", obj.with_suffix(".s").read_text(), re.MULTILINE):
+        raise XtensaError(f"{src.name}: llc-22 emitted MOVSP (an alloca exception: see DC233C_CFLAGS)")
+    return obj
 
 
 def compile_gcc(
-    src: Path, out_dir: Path, includes: Sequence[Path], defines: dict[str, str], layout: Layout = "w8"
+    src: Path, out_dir: Path, includes: Sequence[Path], defines: dict[str, str], build: tuple[str, ...] = ()
 ) -> Path:
     """One C (or .S) file -> lx106 object with xtensa-lx106-elf-gcc, freestanding (no C library)."""
     obj = out_dir / (src.name + ".o")
-    cflags = [*XTENSA_C_FLAGS, *LAYOUT_DEFINES[layout], "-ffreestanding", *_include_flags(includes)]
+    cflags = [*XTENSA_C_FLAGS, *build, "-ffreestanding", *_include_flags(includes)]
     _run([GCC, *cflags, *_define_flags(defines), "-c", src, "-o", obj], f"xtensa-lx106-elf-gcc {src.name}")
     return obj
 
@@ -215,18 +241,19 @@ def gate_includes(gen: Path) -> list[Path]:
     return [FREESTANDING_INCLUDE, csrc_dir(), fw / "app", fw / "hal", gen]
 
 
-def compile_gate(toolchain: Toolchain, gen: Path, out_dir: Path, layout: Layout = "w8") -> list[Path]:
+def compile_gate(toolchain: Toolchain, gen: Path, out_dir: Path, build: tuple[str, ...] = ()) -> list[Path]:
     """Compile ``gate_sources(gen)`` for ``toolchain`` ("esp32": clang/llc -mcpu=esp32, windowed ABI;
     "lx106": xtensa-lx106-elf-gcc, call0 ABI) into ``out_dir``; raises XtensaError with the compiler's
-    output on any error or warning. ``gen`` must hold tl_model.* and tl_replay.* (``write_model``)."""
+    output on any error or warning. ``gen`` must hold tl_model.* and tl_replay.* (``write_model``) and
+    ``build`` be that model's flags, ``build_defines(model, layout)``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     includes = gate_includes(gen)
     objs = []
     for src in gate_sources(gen):
         if toolchain == "esp32":
-            objs.append(compile_esp32(src, out_dir, includes, APP_DEFINES, layout))
+            objs.append(compile_esp32(src, out_dir, includes, APP_DEFINES, build))
         elif toolchain == "lx106":
-            objs.append(compile_gcc(src, out_dir, includes, APP_DEFINES, layout))
+            objs.append(compile_gcc(src, out_dir, includes, APP_DEFINES, build))
         else:
             raise XtensaError(f"unknown Xtensa toolchain {toolchain!r}: choose one of {list(TOOLCHAINS)}")
     return objs
@@ -235,13 +262,28 @@ def compile_gate(toolchain: Toolchain, gen: Path, out_dir: Path, layout: Layout 
 # ---- kernel run -----------------------------------------------------------------------------------------
 
 
+def kernel_build(layout: Layout = "w8", hidden_bits: int = HIDDEN_BITS) -> tuple[str, ...]:
+    """The -D flags of kernel objects for the models of ``layout`` and ``hidden_bits``: what
+    ``build_defines`` gives such a model."""
+    if hidden_bits not in HIDDEN_DEFINES:
+        raise XtensaError(f"a hidden state of {hidden_bits} bits: choose one of {sorted(HIDDEN_DEFINES)}")
+    return LAYOUT_DEFINES[layout] + HIDDEN_DEFINES[hidden_bits]
+
+
 @dataclass(frozen=True)
 class KernelObjects:
-    """The model-independent part of a run ELF: kernel, runtime and startup objects for one core."""
+    """The model-independent part of a run ELF: kernel, runtime and startup objects for one core, built
+    for the models of one weight layout and hidden state (int8 Q0.7: 8, int16 Q0.15: 16)."""
 
     core: Core
     layout: Layout
     objects: tuple[Path, ...]
+    hidden_bits: int = HIDDEN_BITS
+
+    @property
+    def build(self) -> tuple[str, ...]:
+        """The -D flags of the kernel objects: ``build_defines`` of the models they run."""
+        return kernel_build(self.layout, self.hidden_bits)
 
 
 def _run_includes(gen: Path | None) -> list[Path]:
@@ -262,11 +304,14 @@ def _check_no_calls(obj: Path) -> None:
         raise XtensaError(f"{obj.name} calls {undefined}: the runtime helpers must not call anything")
 
 
-def compile_kernel(core: Core, out_dir: Path, layout: Layout = "w8") -> KernelObjects:
+def compile_kernel(
+    core: Core, out_dir: Path, layout: Layout = "w8", hidden_bits: int = HIDDEN_BITS
+) -> KernelObjects:
     """Compile the kernel (minus RUN_EXCLUDED), xt_rt.c, libc_min.c and the startup for ``core``
-    into ``out_dir``."""
+    into ``out_dir``, for models of weight layout ``layout`` and a ``hidden_bits`` hidden state."""
     if core not in CORES:
         raise XtensaError(f"unknown Xtensa core {core!r}: choose one of {list(CORES)}")
+    build = kernel_build(layout, hidden_bits)
     out_dir.mkdir(parents=True, exist_ok=True)
     xt = xtensa_dir()
     includes = _run_includes(None)
@@ -274,11 +319,8 @@ def compile_kernel(core: Core, out_dir: Path, layout: Layout = "w8") -> KernelOb
     objs: list[Path] = []
     if core == "dc233c":
         for src in sources:
-            objs.append(compile_llvm(src, out_dir, includes, {}, "generic", DC233C_FEATURES, layout))
-        rt = [
-            compile_llvm(src, out_dir, includes, _rt_defines(core), "generic", DC233C_FEATURES)
-            for src in (xt / "xt_rt.c", LIBC_MIN)
-        ]
+            objs.append(_compile_dc233c(src, out_dir, includes, {}, build))
+        rt = [_compile_dc233c(s, out_dir, includes, _rt_defines(core)) for s in (xt / "xt_rt.c", LIBC_MIN)]
         start = out_dir / "start_windowed.o"
         mattr = f"-mattr={','.join(DC233C_START_FEATURES)}"
         _run(
@@ -287,12 +329,12 @@ def compile_kernel(core: Core, out_dir: Path, layout: Layout = "w8") -> KernelOb
         )
     else:
         for src in sources:
-            objs.append(compile_gcc(src, out_dir, includes, {}, layout))
+            objs.append(compile_gcc(src, out_dir, includes, {}, build))
         rt = [compile_gcc(src, out_dir, includes, _rt_defines(core)) for src in (xt / "xt_rt.c", LIBC_MIN)]
         start = compile_gcc(xt / "start_call0.S", out_dir, includes, {})
     for obj in rt:
         _check_no_calls(obj)
-    return KernelObjects(core, layout, (start, *rt, *objs))
+    return KernelObjects(core, layout, (start, *rt, *objs), hidden_bits)
 
 
 def link_elf(kernel: KernelObjects, sources: Sequence[Path], includes: Sequence[Path], elf: Path) -> Path:
@@ -303,12 +345,11 @@ def link_elf(kernel: KernelObjects, sources: Sequence[Path], includes: Sequence[
     # LLVM objects carry no .note.GNU-stack; the ELF is one RWX image by design
     ld_flags = ["--gc-sections", "-z", "noexecstack", "--no-warn-rwx-segments", "-Map", f"{elf}.map"]
     if kernel.core == "dc233c":
-        features = DC233C_FEATURES
-        objs = [compile_llvm(s, out_dir, includes, {}, "generic", features, kernel.layout) for s in sources]
+        objs = [_compile_dc233c(s, out_dir, includes, {}, kernel.build) for s in sources]
         cmd: list[str | Path] = [LD, "--no-relax", *ld_flags, "-T", xtensa_dir() / "dc233c.ld"]
         cmd += [*kernel.objects, *objs, "-o", elf]
     else:
-        objs = [compile_gcc(s, out_dir, includes, {}, kernel.layout) for s in sources]
+        objs = [compile_gcc(s, out_dir, includes, {}, kernel.build) for s in sources]
         cmd = [GCC, "-nostdlib", "-Wl," + ",".join(ld_flags), "-T", xtensa_dir() / "lx106.ld"]
         cmd += [*kernel.objects, *objs, "-lgcc", "-o", elf]
     _run(cmd, f"link {elf.name}")
@@ -348,9 +389,11 @@ def run_elf(core: Core, elf: Path, timeout: float = RUN_TIMEOUT_S) -> bytes:
 
 
 def record_dtype(model: IntModel) -> np.dtype:
-    """One step's record, as tests/c/run_model.c writes it: outputs, h, c (little-endian)."""
+    """One step's record, as run_main.c writes it: outputs, h (int8, or int16 for an int16-h model), c
+    (little-endian)."""
     cells = model.num_layers * model.hidden_size
-    return np.dtype([("y", "<i2", model.output_size), ("h", "i1", cells), ("c", "<i2", cells)])
+    h = "<i2" if model.hidden_bits > 8 else "i1"
+    return np.dtype([("y", "<i2", model.output_size), ("h", h, cells), ("c", "<i2", cells)])
 
 
 def parse_records(model: IntModel, data: bytes) -> np.ndarray:
@@ -381,6 +424,11 @@ def check_records(model: IntModel, xq: np.ndarray, got: np.ndarray) -> None:
 def run_kernel(kernel: KernelObjects, model: IntModel, xq: np.ndarray, out_dir: Path) -> np.ndarray:
     """Build the run ELF of ``model`` over the int8 samples ``xq`` [steps, input] on ``kernel``'s core
     in ``out_dir``, run it in QEMU and return its records (``record_dtype``)."""
+    if build_defines(model, kernel.layout) != kernel.build:
+        raise XtensaError(
+            f"the model needs a kernel built with {list(build_defines(model, kernel.layout))}, these objects "
+            f"were built with {list(kernel.build)}: compile_kernel(..., hidden_bits={model.hidden_bits})"
+        )
     gen = out_dir / "gen"
     write_model(model, gen, xq, kernel.layout)
     elf = link_run_elf(kernel, gen, out_dir)

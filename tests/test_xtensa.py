@@ -2,10 +2,11 @@
 
 - Compile gate: every kernel source, the firmware app (tl_proto.c, tl_app.c), a generated model and
   its replay data build without a warning for the ESP32 (clang-22/llc-22 -mcpu=esp32, windowed ABI)
-  and the ESP8266 core (xtensa-lx106-elf-gcc, call0 ABI), in both weight layouts.
+  and the ESP8266 core (xtensa-lx106-elf-gcc, call0 ABI), in both weight layouts and with an int16
+  hidden state (-DTL_HIDDEN16, the flags of ``build_defines``).
 - Kernel runs: LSTM and GRU models with 1, 2 and 3 layers stepped over 2,000 int8 samples in QEMU
   ``-M sim`` on dc233c (clang/llc, windowed ABI) and lx106 (gcc, call0 ABI): every output, hidden and
-  cell state word of every step equals codegen/golden.py.
+  cell state word of every step equals codegen/golden.py; the same for int16-h models (2 layers).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.emit_c import Layout
+from tinylstm.codegen.emit_c import Layout, build_defines
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.host import xtensa
@@ -44,37 +45,44 @@ def samples(rng: np.random.Generator, steps: int = STEPS, width: int = INPUT) ->
     return xq
 
 
-def saturating_model(cell: str, layers: int) -> tuple[IntModel, np.ndarray]:
+def saturating_model(cell: str, layers: int, hidden_bits: int = 8) -> tuple[IntModel, np.ndarray]:
     """Full-range int8 weights, multipliers that saturate some gates, shifts on both sides of 32 (both
-    routes of tl_requantize_fast)."""
+    routes of tl_requantize_fast; int16-h models: the default shifts, +2, of random_int_model)."""
     rng = np.random.default_rng(1000 + 10 * layers + CELLS[cell].code)
+    if hidden_bits == 16:
+        return random_int_model(rng, cell, layers, INPUT, HIDDEN, OUTPUT, hidden_bits=16), samples(rng)
     return random_int_model(rng, cell, layers, INPUT, HIDDEN, OUTPUT, 18, 40), samples(rng)
 
 
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Core, Layout], KernelObjects]:
-    """The kernel objects of a core and layout, compiled once per module."""
-    built: dict[tuple[Core, Layout], KernelObjects] = {}
+KernelFactory = Callable[..., KernelObjects]  # (core, layout="w8", hidden_bits=8)
 
-    def get(core: Core, layout: Layout = "w8") -> KernelObjects:
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> KernelFactory:
+    """The kernel objects of a core, layout and hidden state, compiled once per module."""
+    built: dict[tuple[Core, Layout, int], KernelObjects] = {}
+
+    def get(core: Core, layout: Layout = "w8", hidden_bits: int = 8) -> KernelObjects:
         need(xtensa.RUN_TOOLS[core])
-        if (core, layout) not in built:
-            built[core, layout] = xtensa.compile_kernel(
-                core, tmp_path_factory.mktemp(f"{core}-{layout}"), layout
-            )
-        return built[core, layout]
+        key = (core, layout, hidden_bits)
+        if key not in built:
+            out = tmp_path_factory.mktemp(f"{core}-{layout}-h{hidden_bits}")
+            built[key] = xtensa.compile_kernel(core, out, layout, hidden_bits)
+        return built[key]
 
     return get
 
 
-@pytest.mark.parametrize("layout", ["w8", "w16"])
+@pytest.mark.parametrize("layout,hidden_bits", [("w8", 8), ("w16", 8), ("w8", 16)], ids=["w8", "w16", "h16"])
 @pytest.mark.parametrize("toolchain", xtensa.TOOLCHAINS)
-def test_compile_gate(toolchain: Toolchain, layout: Layout, tmp_path: Path) -> None:
+def test_compile_gate(toolchain: Toolchain, layout: Layout, hidden_bits: int, tmp_path: Path) -> None:
     need(xtensa.GATE_TOOLS[toolchain])
-    model, xq = saturating_model("lstm", 2)
+    model, xq = saturating_model("lstm", 2, hidden_bits)
     gen = tmp_path / "gen"
     xtensa.write_model(model, gen, xq[:64], layout)
-    objs = xtensa.compile_gate(toolchain, gen, tmp_path / "obj", layout)
+    build = build_defines(model, layout)
+    assert ("-DTL_HIDDEN16" in build) == (hidden_bits == 16)
+    objs = xtensa.compile_gate(toolchain, gen, tmp_path / "obj", build)
     assert [o.name.split(".")[0] for o in objs] == [s.name.split(".")[0] for s in xtensa.gate_sources(gen)]
     assert all(o.stat().st_size > 0 for o in objs)
 
@@ -95,9 +103,7 @@ def test_compile_gate_fails_on_a_warning(toolchain: Toolchain, tmp_path: Path) -
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("core", xtensa.CORES)
-def test_kernel_bit_exact(
-    kernel: Callable[[Core, Layout], KernelObjects], core: Core, cell: str, layers: int, tmp_path: Path
-) -> None:
+def test_kernel_bit_exact(kernel: KernelFactory, core: Core, cell: str, layers: int, tmp_path: Path) -> None:
     model, xq = saturating_model(cell, layers)
     got = xtensa.verify_kernel(kernel(core, "w8"), model, xq, tmp_path)
     assert len(got) == STEPS
@@ -105,9 +111,7 @@ def test_kernel_bit_exact(
 
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("core", xtensa.CORES)
-def test_kernel_bit_exact_w16(
-    kernel: Callable[[Core, Layout], KernelObjects], core: Core, cell: str, tmp_path: Path
-) -> None:
+def test_kernel_bit_exact_w16(kernel: KernelFactory, core: Core, cell: str, tmp_path: Path) -> None:
     """The w16 weight layout (portable C path of tl_dot.c, built with -DTL_LAYOUT_W16)."""
     model, xq = saturating_model(cell, 2)
     xtensa.verify_kernel(kernel(core, "w16"), model, xq, tmp_path)
@@ -115,9 +119,19 @@ def test_kernel_bit_exact_w16(
 
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("core", xtensa.CORES)
-def test_calibrated_model_bit_exact(
-    kernel: Callable[[Core, Layout], KernelObjects], core: Core, cell: str, tmp_path: Path
-) -> None:
+def test_kernel_bit_exact_hidden16(kernel: KernelFactory, core: Core, cell: str, tmp_path: Path) -> None:
+    """An int16-h model (-DTL_HIDDEN16: int16 h words, tl_dot_s16.c, the int64 requantization), 2 layers,
+    h words that reach their extremes; the int8-h kernel objects refuse it before building anything."""
+    model, xq = saturating_model(cell, 2, hidden_bits=16)
+    got = xtensa.verify_kernel(kernel(core, "w8", 16), model, xq, tmp_path)
+    assert got["h"].dtype == np.int16 and np.abs(got["h"]).max() >= 32000
+    with pytest.raises(XtensaError, match="TL_HIDDEN16"):
+        xtensa.run_kernel(kernel(core, "w8"), model, xq, tmp_path / "refused")
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("core", xtensa.CORES)
+def test_calibrated_model_bit_exact(kernel: KernelFactory, core: Core, cell: str, tmp_path: Path) -> None:
     """A PyTorch-initialised model quantized by the real calibration path: outputs mostly unsaturated."""
     rng = np.random.default_rng(5)
     t = np.arange(STEPS)[:, None]
@@ -128,9 +142,7 @@ def test_calibrated_model_bit_exact(
     assert len(np.unique(got["y"])) > 100  # the outputs move: not a saturated head
 
 
-def test_a_corrupted_record_is_caught(
-    kernel: Callable[[Core, Layout], KernelObjects], tmp_path: Path
-) -> None:
+def test_a_corrupted_record_is_caught(kernel: KernelFactory, tmp_path: Path) -> None:
     """The comparison itself: one flipped bit of one cell-state word on one step is reported."""
     model, xq = saturating_model("lstm", 2)
     got = xtensa.run_kernel(kernel("dc233c", "w8"), model, xq[:300], tmp_path).copy()
@@ -141,9 +153,7 @@ def test_a_corrupted_record_is_caught(
 
 
 @pytest.mark.parametrize("core", xtensa.CORES)
-def test_a_fault_ends_the_run_with_its_cause(
-    kernel: Callable[[Core, Layout], KernelObjects], core: Core, tmp_path: Path
-) -> None:
+def test_a_fault_ends_the_run_with_its_cause(kernel: KernelFactory, core: Core, tmp_path: Path) -> None:
     """An illegal instruction reaches the startup's exception vector and exits 128 + EXCCAUSE: a
     broken build fails fast instead of hanging QEMU."""
     src = tmp_path / "trap.c"

@@ -1,9 +1,9 @@
 /*
  * Kernel-run harness on an Xtensa core in QEMU (tests/test_xtensa.py, host/xtensa.py): steps the
  * generated model (tl_model.h) over the generated int8 samples (tl_replay.h, in the ELF) and
- * writes, for every step, the outputs (int16 x O), the hidden state (int8 x layers*hidden) and
- * the cell state (int16 x layers*hidden), raw little-endian: the record of tests/c/run_model.c,
- * to the semihosting stdout. The host checks every word against codegen/golden.py.
+ * writes, for every step, the outputs (int16 x O), the hidden state (int8 x layers*hidden, int16 for
+ * an int16-h model) and the cell state (int16 x layers*hidden), raw little-endian, to the semihosting
+ * stdout (host/xtensa.py: record_dtype). The host checks every word against codegen/golden.py.
  *
  * Exit status: 0 ok; 2 tl_state_init failed; 3 tl_step failed; 4 a semihosting write failed.
  */
@@ -20,7 +20,13 @@
 
 #define CELLS ((size_t)TL_MODEL_NUM_LAYERS * TL_MODEL_HIDDEN_SIZE)
 #define Y_BYTES (2u * TL_MODEL_OUTPUT_SIZE)
-#define RECORD_BYTES (Y_BYTES + 3u * CELLS)
+#if TL_MODEL_HIDDEN_BITS == 16
+#define H_WORDS st.h16 /* int16-h model (-DTL_HIDDEN16) */
+#else
+#define H_WORDS st.h
+#endif
+#define H_BYTES (CELLS * (TL_MODEL_HIDDEN_BITS / 8u))
+#define RECORD_BYTES (Y_BYTES + H_BYTES + 2u * CELLS)
 
 int main(void);
 
@@ -35,8 +41,8 @@ int main(void)
     for (t = 0; t < TL_REPLAY_STEPS; ++t) {
         if (tl_step(&st, tl_replay_data[t], y) != TL_OK) return 3;
         memcpy(record, y, Y_BYTES); /* the cores here are little-endian, like the host's records */
-        memcpy(record + Y_BYTES, st.h, CELLS);
-        memcpy(record + Y_BYTES + CELLS, st.c, 2u * CELLS);
+        memcpy(record + Y_BYTES, H_WORDS, H_BYTES);
+        memcpy(record + Y_BYTES + H_BYTES, st.c, 2u * CELLS);
         if (xt_write(1, record, sizeof record) != 0) return 4;
     }
     return 0;
