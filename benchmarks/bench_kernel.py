@@ -5,13 +5,16 @@ input 6/16, both the SMLAD path (__ARM_FEATURE_DSP) and the portable C path (-DT
 with arm-none-eabi-gcc 12 for -mcpu=cortex-m4 -mthumb -mfloat-abi=hard at -O2 (and the firmware's
 -Os for the optimized path), with the default int8 weight layout, and the SMLAD path once more (-O2,
 -Os) with the model emitted in the int16 "w16" layout; and the portable path for RV32IMC (the
-ESP32-C3's instruction set, riscv64-unknown-elf-gcc 12, -O2 and -Os). Then:
+ESP32-C3's instruction set, riscv64-unknown-elf-gcc 12, -O2 and -Os). The same float models quantized
+with an int16 hidden state ("int16-h": Q0.15 h, int8 weights, -DTL_HIDDEN16) run the DSP path (-O2,
+-Os; tl_dot_s16.c's SMLAD loops), the portable path and RV32IMC (-O2, -Os), each compared with the
+same path on the int8-h model. Then:
 
 - instructions: a unicorn code hook counts every instruction executed by one tl_step call (after
   ``WARMUP`` steps, so the state is not zero), per step and per multiply-accumulate;
 - stack: the stack is painted with 0xA5 before that call; the high-water mark is the deepest byte
   that changed;
-- code: .text of the step path's objects (tl_api, tl_dot, tl_lstm, tl_gru, tl_dense) from
+- code: .text of the step path's objects (tl_api, tl_dot, tl_dot_s16, tl_lstm, tl_gru, tl_dense) from
   arm-none-eabi-size; model data: the emitted tl_model.o (weights, biases, multipliers, shifts,
   alignments, head, activation table, input constants); state RAM: the state buffer + tl_state_t.
 
@@ -35,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.codegen.cells import CELLS, cell_type
-from tinylstm.codegen.contract import state_words
+from tinylstm.codegen.contract import HIDDEN16_BITS, HIDDEN_BITS, state_words
 from tinylstm.codegen.random_models import random_quantized_model
 from tinylstm.host.boards.registry import BOARDS, CORE_CORTEX_M4F, CORE_RV32IMC, Core
 from tinylstm.host.boards.toolchain import find_tool
@@ -51,30 +54,43 @@ def macs_per_step(cell: str, inp: int, hidden: int, out: int = OUTPUTS) -> int:
     return cell_type(cell).gates * hidden * (inp + hidden) + out * hidden
 
 
-# (name, DSP path, optimisation, weight layout, core); the firmware builds -Os w8 ("<core> firmware")
-PATHS: list[tuple[str, bool, str, str, Core]] = [
-    ("dsp", True, "-O2", "w8", CORE_CORTEX_M4F),
-    ("portable", False, "-O2", "w8", CORE_CORTEX_M4F),
-    ("dsp -Os", True, "-Os", "w8", CORE_CORTEX_M4F),
-    ("w16 dsp", True, "-O2", "w16", CORE_CORTEX_M4F),
-    ("w16 dsp -Os", True, "-Os", "w16", CORE_CORTEX_M4F),
-    ("rv32imc", False, "-O2", "w8", CORE_RV32IMC),
-    ("rv32imc -Os", False, "-Os", "w8", CORE_RV32IMC),
+# (name, DSP path, optimisation, weight layout, core, hidden bits); the firmware builds -Os w8 int8-h
+Path_ = tuple[str, bool, str, str, Core, int]
+PATHS: list[Path_] = [
+    ("dsp", True, "-O2", "w8", CORE_CORTEX_M4F, HIDDEN_BITS),
+    ("portable", False, "-O2", "w8", CORE_CORTEX_M4F, HIDDEN_BITS),
+    ("dsp -Os", True, "-Os", "w8", CORE_CORTEX_M4F, HIDDEN_BITS),
+    ("w16 dsp", True, "-O2", "w16", CORE_CORTEX_M4F, HIDDEN_BITS),
+    ("w16 dsp -Os", True, "-Os", "w16", CORE_CORTEX_M4F, HIDDEN_BITS),
+    ("rv32imc", False, "-O2", "w8", CORE_RV32IMC, HIDDEN_BITS),
+    ("rv32imc -Os", False, "-Os", "w8", CORE_RV32IMC, HIDDEN_BITS),
+]
+# the int16-h model on the same paths: "h16 <path>" beside "<path>"
+H16 = "h16 "
+PATHS += [
+    (H16 + name, dsp, opt, layout, core, HIDDEN16_BITS)
+    for name, dsp, opt, layout, core, _ in PATHS
+    if name in ("dsp", "portable", "dsp -Os", "rv32imc", "rv32imc -Os")
 ]
 FIRMWARE_PATH = {CORE_CORTEX_M4F.name: "dsp -Os", CORE_RV32IMC.name: "rv32imc -Os"}
 
 
-def measure(
-    cell: str, inp: int, hidden: int, work: Path, paths: list[tuple[str, bool, str, str, Core]]
-) -> list[dict]:
+def measure(cell: str, inp: int, hidden: int, work: Path, paths: list[Path_]) -> list[dict]:
     rng = np.random.default_rng(hidden * 31 + inp)
     t = np.arange(400)[:, None]
     data = np.sin(t / (5 + 3 * np.arange(inp))) + 0.3 * rng.standard_normal((400, inp))
-    model = random_quantized_model(hidden + inp, cell, 1, inp, hidden, OUTPUTS, data[None])
+    # one float model, quantized with each hidden state
+    models = {
+        bits: random_quantized_model(
+            hidden + inp, cell, 1, inp, hidden, OUTPUTS, data[None], hidden_bits=bits
+        )
+        for bits in sorted({p[5] for p in paths})
+    }
     xq = rng.integers(-128, 128, (WARMUP + 1, inp)).astype(np.int8)
     macs = macs_per_step(cell, inp, hidden)
     rows = []
-    for name, dsp, opt, layout, core in paths:
+    for name, dsp, opt, layout, core, bits in paths:
+        model = models[bits]
         build = build_target(
             model,
             work / f"{cell}-{inp}-{hidden}-{name.replace(' ', '')}",
@@ -107,13 +123,14 @@ def measure(
                 "path": name,
                 "core": core.name,
                 "layout": layout,
+                "hidden_bits": bits,
                 "opt": opt,
                 "macs": macs,
                 "instructions": instructions,
                 "instructions_per_mac": round(instructions / macs, 3),
                 "code_bytes": code_size(build),
                 "model_bytes": model_bytes,
-                "state_ram_bytes": 2 * state_words(1, hidden) + STATE_STRUCT_BYTES,
+                "state_ram_bytes": 2 * state_words(1, hidden, bits) + STATE_STRUCT_BYTES,
                 "stack_bytes": stack,
             }
         )
@@ -146,7 +163,10 @@ def latency_rows(rows: list[dict]) -> list[dict]:
 
 
 def render_md(res: dict) -> str:
-    rows = [r for r in res["rows"] if r["core"] == CORE_CORTEX_M4F.name]
+    m4_all = [r for r in res["rows"] if r["core"] == CORE_CORTEX_M4F.name]
+    rows = [r for r in m4_all if r.get("hidden_bits", HIDDEN_BITS) == HIDDEN_BITS]
+    h16 = [r for r in m4_all if r.get("hidden_bits", HIDDEN_BITS) == HIDDEN16_BITS]
+    count = {(r["cell"], r["input"], r["hidden"], r["path"]): r["instructions"] for r in res["rows"]}
     out = [
         "# Kernel on Cortex-M4 and RV32IMC (instruction counts in unicorn)",
         "",
@@ -171,12 +191,42 @@ def render_md(res: dict) -> str:
             f"| {r['cell']} | {r['input']} | {r['hidden']} | {r['macs']} | {r['path']} | {r['instructions']} "
             f"| {r['instructions_per_mac']:.2f} | {base[key] / r['instructions']:.2f}x |"
         )
+    if h16:
+        out += [
+            "",
+            "## int16 hidden state (int16-h)",
+            "",
+            (
+                "The same float models quantized with an int16 Q0.15 hidden state and int8 weights "
+                "(`quantize(..., hidden_bits=16)`, `tinylstm export --hidden-bits 16`; the kernel built with "
+                "-DTL_HIDDEN16). `h16 dsp` / `h16 dsp -Os`: the SMLAD path of tl_dot_s16.c (PKHBT/PKHTB pair "
+                "the int16 activations once per four rows, 24 instructions per 16 MACs against 23 for int8 "
+                "activations), `h16 portable`: -DTL_NO_DSP. `vs int8 h`: instructions of the int16-h step / "
+                "the int8-h step on the same path (`dsp`, `portable`, `dsp -Os`); the difference beyond the "
+                "dot products is the int64 row sum of every gate row (tl_acc64: two SMULL/SMLAL) and its "
+                "requantization (tl_requantize64, which takes the int32 route when the sum fits in int32)."
+            ),
+            "",
+            "| cell | I | H | MACs | path | instructions/step | instr/MAC | speed-up vs h16 portable "
+            "| vs int8 h |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in h16:
+            key = (r["cell"], r["input"], r["hidden"])
+            portable = count[(*key, H16 + "portable")]
+            int8 = count[(*key, r["path"].removeprefix(H16))]
+            out.append(
+                f"| {r['cell']} | {r['input']} | {r['hidden']} | {r['macs']} | {r['path']} "
+                f"| {r['instructions']} | {r['instructions_per_mac']:.2f} "
+                f"| {portable / r['instructions']:.2f}x | {r['instructions'] / int8:.2f}x |"
+            )
     out += [
         "",
         "## Footprint",
         "",
         (
-            "Code: .text of tl_api/tl_dot/tl_lstm/tl_gru/tl_dense (both cells' code is linked; "
+            "Code: .text of tl_api/tl_dot/tl_dot_s16/tl_lstm/tl_gru/tl_dense (tl_dot_s16: int16-h builds "
+            "only; both cells' code is linked; "
             "`--gc-sections` drops the unused one in firmware). Model data: the emitted tl_model.o. "
             "State RAM: state buffer + tl_state_t. Stack: high-water mark of one tl_step."
         ),
@@ -190,7 +240,6 @@ def render_md(res: dict) -> str:
             f"{r['model_bytes']} | {r['state_ram_bytes']} | {r['stack_bytes']} |"
         )
     rv = [r for r in res["rows"] if r["core"] == CORE_RV32IMC.name]
-    m4 = {(r["cell"], r["input"], r["hidden"], r["path"]): r["instructions"] for r in rows}
     out += [
         "",
         "## RV32IMC (the ESP32-C3/C6/H2 instruction set)",
@@ -198,22 +247,29 @@ def render_md(res: dict) -> str:
         (
             f"{res['compiler_rv']}, -march=rv32imc -mabi=ilp32; the portable C path (RISC-V has no packed "
             "multiply-accumulate in RV32IMC). Same models and inputs as above; the ratios compare "
-            "instruction counts with the Cortex-M4 at the same optimisation level."
+            "instruction counts with the Cortex-M4 at the same optimisation level and hidden state "
+            "(`h16 rv32imc` against `h16 portable` and `h16 dsp`); `vs int8 h`: the int16-h step / the "
+            "int8-h step at the same optimisation level."
         ),
         "",
-        "| cell | I | H | MACs | path | instructions/step | instr/MAC | vs M4 portable | vs M4 dsp |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cell | I | H | MACs | path | instructions/step | instr/MAC | vs M4 portable | vs M4 dsp "
+        "| vs int8 h |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rv:
         key = (r["cell"], r["input"], r["hidden"])
+        prefix = H16 if r["path"].startswith(H16) else ""
         suffix = " -Os" if r["opt"] == "-Os" else ""
-        m4_portable = m4.get((*key, "portable")) if not suffix else None
-        m4_dsp = m4[(*key, "dsp" + suffix)]
+        m4_portable = count.get((*key, prefix + "portable")) if not suffix else None
+        m4_dsp = count[(*key, prefix + "dsp" + suffix)]
+        int8 = count[(*key, r["path"].removeprefix(H16))] if prefix else None
         out.append(
             f"| {r['cell']} | {r['input']} | {r['hidden']} | {r['macs']} | {r['path']} | {r['instructions']} "
             f"| {r['instructions_per_mac']:.2f} | "
             + (f"{r['instructions'] / m4_portable:.2f}x" if m4_portable else "—")
-            + f" | {r['instructions'] / m4_dsp:.2f}x |"
+            + f" | {r['instructions'] / m4_dsp:.2f}x | "
+            + (f"{r['instructions'] / int8:.2f}x" if int8 else "—")
+            + " |"
         )
     out += [
         "",

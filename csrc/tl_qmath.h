@@ -75,19 +75,22 @@ TL_ALWAYS_INLINE int32_t tl_requantize_fast(int32_t acc, int32_t mult, int shift
 /**
  * The requantization rule on an int64 accumulator (int16-h models): exact while |acc * M| < 2^62. Gate rows:
  * |acc| < 2^37 and M < 2^TL_MULT16_BITS (tl_model_check); the head: |acc| <= 2^31 and M < 2^31.
+ * An accumulator that fits in int32 (the usual case) takes tl_requantize_fast: the same rule, the same bits.
  */
 static inline int32_t tl_requantize64(int64_t acc, int32_t mult, int shift)
 {
+    if (TL_LIKELY(acc == (int32_t)acc)) return tl_requantize_fast((int32_t)acc, mult, shift);
     int64_t p = (acc * mult + ((int64_t)1 << (shift - 1))) >> shift;
     return p < -32768 ? -32768 : (p > 32767 ? 32767 : (int32_t)p);
 }
 
 /** The aligned accumulator of an int16-h row: acc_x * 2^(x_shift + max(e,0)) + acc_h * 2^max(-e,0) + bias, in int64
- * (x_shift = TL_INPUT16_SHIFT for layer 0's int8 input, 0 for an int16 h). */
+ * (x_shift = TL_INPUT16_SHIFT for layer 0's int8 input, 0 for an int16 h). The factors are at most 2^12 and the
+ * products widening 32 x 32 -> 64 multiplies (SMULL, SMLAL on Cortex-M). */
 static inline int64_t tl_acc64(int32_t acc_x, int32_t acc_h, int scale_exp, int x_shift, int32_t bias)
 {
     const int ex = x_shift + (scale_exp > 0 ? scale_exp : 0), eh = scale_exp < 0 ? -scale_exp : 0;
-    return (int64_t)acc_x * ((int64_t)1 << ex) + (int64_t)acc_h * ((int64_t)1 << eh) + bias;
+    return (int64_t)acc_x * (int32_t)(1 << ex) + (int64_t)acc_h * (int32_t)(1 << eh) + bias;
 }
 #endif
 
