@@ -11,18 +11,18 @@ static int biases_in_range(const int32_t *b, size_t n)
     return 1;
 }
 
-/* The model's hidden state is int16 (an int16-h model; refused by tl_model_check unless built with -DTL_HIDDEN16). */
+#ifdef TL_HIDDEN16
+/* The model's hidden state is int16 (an int16-h model). */
 static int hidden16(const tl_model_t *m) { return m->hidden_bits == TL_HIDDEN16_BITS; }
+#else /* int8-h builds refuse int16-h models (tl_model_check) and carry none of their code */
+#define hidden16(m) 0
+#endif
 
 tl_status_t tl_model_check(const tl_model_t *m)
 {
     if (!m || !m->layers || !m->head_weights || !m->head_bias || !m->head_mult || !m->head_shift || !m->act_table)
         return TL_ERR_MODEL;
-#ifdef TL_HIDDEN16
     if (m->hidden_bits != 0 && m->hidden_bits != TL_HIDDEN_BITS && !hidden16(m)) return TL_ERR_MODEL;
-#else
-    if (m->hidden_bits != 0 && m->hidden_bits != TL_HIDDEN_BITS) return TL_ERR_MODEL;
-#endif
     /* int16-h gate rows: M < 2^TL_MULT16_BITS keeps tl_requantize64's product inside int64 */
     const int32_t mult_max = hidden16(m) ? (int32_t)((1L << TL_MULT16_BITS) - 1) : INT32_MAX;
     const tl_cell_t *cell = tl_cell(m->cell);
@@ -93,11 +93,20 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
 void tl_reset(tl_state_t *s)
 {
     const size_t cells = (size_t)s->model->num_layers * s->model->hidden_size;
-    for (size_t k = 0; k < cells; ++k) s->c[k] = 0;
-    if (s->h)
-        for (size_t k = 0; k < cells; ++k) s->h[k] = 0;
-    if (s->h16)
-        for (size_t k = 0; k < cells; ++k) s->h16[k] = 0;
+#ifdef TL_HIDDEN16
+    if (s->h16) {
+        for (size_t k = 0; k < cells; ++k) {
+            s->c[k] = 0;
+            s->h16[k] = 0;
+        }
+        s->steps = 0;
+        return;
+    }
+#endif
+    for (size_t k = 0; k < cells; ++k) {
+        s->c[k] = 0;
+        s->h[k] = 0;
+    }
     s->steps = 0;
 }
 
