@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from tinylstm.codegen import golden
+from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.export import data_splits, export_origin
-from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
+from tinylstm.codegen.spec import FloatLayer, FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.check import _outputs, _rmse, _select
@@ -151,6 +153,28 @@ def _zrn(a: np.ndarray) -> np.ndarray:
     return np.concatenate([z, r, n])
 
 
+def _keras_lstm(keras: Any, hidden: int, sequences: bool, L: FloatLayer) -> tuple[Any, list[np.ndarray]]:
+    """Gates i, f, g, o in both frameworks; Keras has one bias."""
+    return keras.layers.LSTM(hidden, return_sequences=sequences), [L.w_ih.T, L.w_hh.T, L.b_ih + L.b_hh]
+
+
+def _keras_gru(keras: Any, hidden: int, sequences: bool, L: FloatLayer) -> tuple[Any, list[np.ndarray]]:
+    """reset_after: PyTorch's GRU, with the input and the recurrent bias apart; Keras orders z, r, n."""
+    layer = keras.layers.GRU(hidden, return_sequences=sequences, reset_after=True)
+    return layer, [_zrn(L.w_ih).T, _zrn(L.w_hh).T, np.stack([_zrn(L.b_ih), _zrn(L.b_hh)])]
+
+
+# The Keras layer of each cell of the registry (codegen/cells.py) with its weights in Keras' layout
+KERAS_LAYERS: dict[str, Callable[[Any, int, bool, FloatLayer], tuple[Any, list[np.ndarray]]]] = {
+    "lstm": _keras_lstm,
+    "gru": _keras_gru,
+}
+if set(KERAS_LAYERS) != set(CELLS):
+    raise ImportError(
+        f"tflite_peer.py has Keras layers for {sorted(KERAS_LAYERS)}, the registry {sorted(CELLS)}"
+    )
+
+
 def _keras_model(fm: FloatModel) -> Any:
     """The float model in Keras with the same weights: batch 1, any length; the head on the last step
     (window) or on every step (stream: on the steps as rows, so that the converter makes one
@@ -161,12 +185,7 @@ def _keras_model(fm: FloatModel) -> Any:
     x = inp = keras.Input(shape=(None, fm.input_size), batch_size=1)
     for n, L in enumerate(fm.layers):
         sequences = n < fm.num_layers - 1 or fm.meta.mode == "stream"
-        if fm.cell == "lstm":  # gates i, f, g, o in both; Keras has one bias
-            layer = keras.layers.LSTM(fm.hidden_size, return_sequences=sequences)
-            weights = [L.w_ih.T, L.w_hh.T, L.b_ih + L.b_hh]
-        else:  # reset_after: PyTorch's GRU, the input and the recurrent bias apart
-            layer = keras.layers.GRU(fm.hidden_size, return_sequences=sequences, reset_after=True)
-            weights = [_zrn(L.w_ih).T, _zrn(L.w_hh).T, np.stack([_zrn(L.b_ih), _zrn(L.b_hh)])]
+        layer, weights = KERAS_LAYERS[fm.cell](keras, fm.hidden_size, sequences, L)
         x = layer(x)
         layer.set_weights(weights)
     head = keras.layers.Dense(fm.output_size)
