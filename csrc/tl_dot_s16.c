@@ -161,21 +161,6 @@ static int32_t dot1_s16(const int8_t *w, const int16_t *a, size_t n)
     return s0 + s1;
 }
 
-void tl_dot_rows_s8s16(const int8_t *w, size_t stride, size_t rows, const int16_t *a, size_t n, int32_t *acc)
-{
-    while (rows >= 4) {
-        tl_dot4_s8s16(w, stride, a, n, acc);
-        w += 4 * stride;
-        acc += 4;
-        rows -= 4;
-    }
-    if (rows == 3) {
-        tl_dot3_s8s16(w, stride, a, n, acc);
-    } else {
-        for (size_t r = 0; r < rows; ++r) acc[r] = dot1_s16(w + r * stride, a, n);
-    }
-}
-
 #else /* portable C */
 
 void tl_dot4_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, int32_t *acc)
@@ -210,6 +195,16 @@ void tl_dot3_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, i
     acc[2] = s2;
 }
 
+static int32_t dot1_s16(const int8_t *w, const int16_t *a, size_t n)
+{
+    int32_t s = 0;
+    for (size_t k = 0; k < n; ++k) s += (int32_t)w[k] * a[k];
+    return s;
+}
+
+#endif /* TL_SMLAD_PATH */
+
+/* Rows in groups of four (the head), then three, then one by one: the same on both paths. */
 void tl_dot_rows_s8s16(const int8_t *w, size_t stride, size_t rows, const int16_t *a, size_t n, int32_t *acc)
 {
     while (rows >= 4) {
@@ -221,14 +216,8 @@ void tl_dot_rows_s8s16(const int8_t *w, size_t stride, size_t rows, const int16_
     if (rows == 3) {
         tl_dot3_s8s16(w, stride, a, n, acc);
     } else {
-        for (size_t r = 0; r < rows; ++r) {
-            int32_t s = 0;
-            for (size_t k = 0; k < n; ++k) s += (int32_t)w[r * stride + k] * a[k];
-            acc[r] = s;
-        }
+        for (size_t r = 0; r < rows; ++r) acc[r] = dot1_s16(w + r * stride, a, n);
     }
 }
-
-#endif /* TL_SMLAD_PATH */
 
 #endif /* TL_HIDDEN16 */
