@@ -28,7 +28,6 @@ from tinylstm.codegen.contract import (
     MAX_INPUT,
     MAX_LAYERS,
     TABLE_SIZE,
-    input_shift,
 )
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import ModelMeta
@@ -251,7 +250,6 @@ def from_blob(data: bytes) -> IntModel:
                 int(h["cell_frac"][n]),
                 arr(scale_exp, "<i1"),
                 h["hidden_bits"],
-                input_shift(h["hidden_bits"], n),
             )
         )
     m = IntModel(

@@ -12,6 +12,7 @@ import numpy as np
 
 from tinylstm.codegen import qmath
 from tinylstm.codegen.cells import cell_type
+from tinylstm.codegen.contract import input_shift
 from tinylstm.codegen.quantize import IntLayer, IntModel
 from tinylstm.errors import TinyLSTMError
 
@@ -45,12 +46,12 @@ def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
     return np.trunc(v + np.copysign(np.float32(0.5), v)).astype(np.int8)
 
 
-def _gates(layer: IntLayer, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _gates(layer: IntLayer, n: int, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Input-side and recurrent-side accumulators of every row, aligned to one scale: [B, G*H] each."""
     w = layer.weights.astype(np.int64)
     e = layer.scale_exp.astype(np.int64)
     return (
-        (x @ w[:, : layer.input_size].T) << (np.maximum(e, 0) + layer.x_shift),
+        (x @ w[:, : layer.input_size].T) << (np.maximum(e, 0) + input_shift(layer.hidden_bits, n)),
         (h @ w[:, layer.input_size :].T) << np.maximum(-e, 0),
     )
 
@@ -65,7 +66,7 @@ def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np
     for n, layer in enumerate(model.layers):
         h = state.h[:, n].astype(np.int64)
         h_new, c_new, g = cell.int_step(
-            layer, table, *_gates(layer, inp, h), h, state.c[:, n].astype(np.int64)
+            layer, table, *_gates(layer, n, inp, h), h, state.c[:, n].astype(np.int64)
         )
         state.h[:, n] = h_new
         state.c[:, n] = c_new

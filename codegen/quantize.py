@@ -57,10 +57,9 @@ class IntLayer:
     # int8 [G*H] in [-4, 4], the scale exponent e between the x part and the h part of each row:
     # acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0)
     scale_exp: np.ndarray
-    hidden_bits: int = HIDDEN_BITS  # 8: int8 Q0.7 h; 16: int16 Q0.15 h (docs/integer-contract.md)
-    # int16-h models: the input enters the accumulator as x * 2^x_shift (INPUT16_SHIFT for layer 0's int8
-    # input, 0 for an int16 h below); acc_x above is then sum(w * x) * 2^x_shift
-    x_shift: int = 0
+    # 8: int8 Q0.7 h; 16: int16 Q0.15 h (docs/integer-contract.md). An int16-h layer's input enters its
+    # sums as x * 2^contract.input_shift(hidden_bits, layer index): layer 0's int8 input times 2^8
+    hidden_bits: int = HIDDEN_BITS
 
     @property
     def hidden_frac(self) -> int:
@@ -280,7 +279,6 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
                 cell_frac,
                 scale_exp,
                 hidden_bits,
-                x_shift,
             )
         )
     hw, s_w = _quantize_rows(model.head_w)

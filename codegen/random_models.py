@@ -14,7 +14,6 @@ from tinylstm.codegen.contract import (
     HIDDEN_BITS,
     MULT16_BITS,
     MULT_BITS,
-    input_shift,
 )
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel, calibrate, quantize
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
@@ -63,7 +62,6 @@ def random_int_model(
                 cell_frac=int(rng.integers(0, 15)) if c.cell_state else 0,
                 scale_exp=rng.integers(-4, 5, G * hidden).astype(np.int8),
                 hidden_bits=hidden_bits,
-                x_shift=input_shift(hidden_bits, n),
             )
         )
     head_mult, head_shift = mults(out, MULT_BITS, 10 if wide else 0)

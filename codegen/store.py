@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import HIDDEN_BITS, HIDDEN_FORMATS, input_shift
+from tinylstm.codegen.contract import HIDDEN_BITS, HIDDEN_FORMATS
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
 from tinylstm.errors import TinyLSTMError
@@ -135,7 +135,6 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
                 int(doc["cell_frac"][n]),
                 z[f"l{n}_scale_exp"],
                 hidden_bits,
-                input_shift(hidden_bits, n),
             )
 
         layers = [layer(n) for n in range(int(doc["num_layers"]))]
