@@ -78,7 +78,8 @@ def load_ts(path: Path, missing: str = "error", task: str = "auto") -> SequenceS
     except OSError as exc:
         raise TinyLSTMError(f"cannot read {path}: {exc.strerror}; check the path and permissions") from None
     lines = [(n + 1, s.strip()) for n, s in enumerate(raw)]
-    lines = [(n, s) for n, s in lines if s and not s.startswith("#")]
+    # comment lines: '#' (sktime's files), '%' (aeon's, as in ARFF)
+    lines = [(n, s) for n, s in lines if s and not s.startswith(("#", "%"))]
     header, first = _header(lines, path)
     if _flag(header, "timestamps"):
         raise TinyLSTMError(
