@@ -30,13 +30,16 @@ from tinylstm.codegen.contract import (
     TABLE_SIZE,
 )
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
+from tinylstm.codegen.readouts import by_code as readout_by_code
+from tinylstm.codegen.readouts import readout
 from tinylstm.codegen.spec import ModelMeta
 from tinylstm.errors import TinyLSTMError
 
 # magic, format version, kernel version, crc32, total size, model hash, cell, layers,
 # section count, input, hidden, output, hidden bits (8 or 16; 0 = 8 in blobs written before the field),
-# cell_frac[4], section table offset
-HEADER = struct.Struct("<4sHHIIIBBHHHHH4bI")
+# readout (codegen/readouts.py; 0 = last, also in blobs written before the field, where it was the high
+# byte of a u16 hidden-bits field), cell_frac[4], section table offset
+HEADER = struct.Struct("<4sHHIIIBBHHHHBB4bI")
 assert HEADER.size == BLOB_HEADER_SIZE
 CRC_START = 12  # the CRC covers bytes [CRC_START, total_size)
 GLOBAL_SECTIONS = (
@@ -123,6 +126,7 @@ def to_blob(m: IntModel) -> bytes:
         m.hidden_size,
         m.output_size,
         m.hidden_bits,
+        readout(m.readout).code,
         *fracs,
         table_off,
     )
@@ -157,7 +161,7 @@ def read_header(data: bytes) -> dict[str, Any]:
     """Check the header, size and CRC of a blob; return its header fields."""
     if len(data) < HEADER.size:
         raise _err(f"{len(data)} bytes is shorter than the {HEADER.size}-byte header (truncated file?)")
-    (magic, fmt, kver, crc, total, mhash, cell, layers, nsec, inp, hid, out, hidden_bits, *rest) = (
+    (magic, fmt, kver, crc, total, mhash, cell, layers, nsec, inp, hid, out, hidden_bits, ro, *rest) = (
         HEADER.unpack_from(data)
     )
     hidden_bits = hidden_bits or HIDDEN_BITS
@@ -182,6 +186,9 @@ def read_header(data: bytes) -> dict[str, Any]:
         raise _err(
             f"hidden state of {hidden_bits} bits; this TinyLSTM runs {' or '.join(map(str, HIDDEN_FORMATS))}"
         )
+    readout_t = readout_by_code(ro)
+    if readout_t is None:
+        raise _err(f"unknown readout {ro}")
     if nsec != len(GLOBAL_SECTIONS) + len(LAYER_SECTIONS) * layers or table_off != HEADER.size:
         raise _err(f"section table ({nsec} entries at offset {table_off}) does not match {layers} layers")
     return {
@@ -193,6 +200,7 @@ def read_header(data: bytes) -> dict[str, Any]:
         "hash": mhash,
         "cell_frac": list(fracs[:layers]),
         "hidden_bits": hidden_bits,
+        "readout": readout_t.name,
         "total": total,
         "sections": nsec,
     }
@@ -266,6 +274,7 @@ def from_blob(data: bytes) -> IntModel:
         act_table=arr(secs[0], "<i2"),
         meta=meta,
         calibration=cal,
+        readout=h["readout"],
     )
     biases = [m.head_b] + [b for L in layers for b in (L.bias, L.bias_hn) if b is not None]
     if any(np.any(np.abs(b.astype(np.int64)) > BIAS_LIMIT) for b in biases):

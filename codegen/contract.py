@@ -44,6 +44,8 @@ BLOB_HEADER_SIZE = 40
 # equal state_words().
 STATE_WORDS_C = "((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (hidden) + 1) / 2)"
 STATE_WORDS_H16_C = "(2 * (size_t)(layers) * (hidden) + (hidden))"
+# a pooled readout (codegen/readouts.py) keeps one int32 per unit after the recurrent state
+POOL_WORDS_C = "(2 * (size_t)(hidden))"
 
 
 def input_shift(hidden_bits: int, layer: int) -> int:
@@ -52,10 +54,11 @@ def input_shift(hidden_bits: int, layer: int) -> int:
     return INPUT16_SHIFT if hidden_bits == HIDDEN16_BITS and layer == 0 else 0
 
 
-def state_words(layers: int, hidden: int, hidden_bits: int = HIDDEN_BITS) -> int:
+def state_words(layers: int, hidden: int, hidden_bits: int = HIDDEN_BITS, pooled: bool = False) -> int:
+    pool = 2 * hidden if pooled else 0
     if hidden_bits == HIDDEN16_BITS:
-        return 2 * layers * hidden + hidden
-    return layers * hidden + (layers * hidden + hidden + 1) // 2
+        return 2 * layers * hidden + hidden + pool
+    return layers * hidden + (layers * hidden + hidden + 1) // 2 + pool
 
 
 _INTS = {
@@ -92,6 +95,7 @@ _HEADER_NOTE = (
 
 def render_c() -> str:
     from tinylstm.codegen.cells import CELLS
+    from tinylstm.codegen.readouts import READOUTS
 
     lines = [
         "/*",
@@ -108,6 +112,7 @@ def render_c() -> str:
         "",
         f"#define TL_STATE_WORDS(layers, hidden) {STATE_WORDS_C}",
         f"#define TL_STATE_WORDS_H16(layers, hidden) {STATE_WORDS_H16_C}",
+        f"#define TL_POOL_WORDS(hidden) {POOL_WORDS_C}",
         "",
         "/* Recurrent cells (codegen/cells.py): code, gate rows per unit, int16 cell state, a separate",
         " * recurrent bias for the last gate. */",
@@ -128,6 +133,12 @@ def render_c() -> str:
         f"#define TL_NUM_CELLS {len(CELLS)}",
         f"#define TL_CELL_NAMES {{{names}}}",
         "",
+        "/* Readouts (codegen/readouts.py): what the head reads, by code. */",
+    ]
+    lines += [f"#define TL_READOUT_{r.name.upper()} {r.code}" for r in READOUTS.values()]
+    lines += [
+        f"#define TL_NUM_READOUTS {len(READOUTS)}",
+        "",
         "#endif /* TL_CONTRACT_H */",
         "",
     ]
@@ -136,6 +147,7 @@ def render_c() -> str:
 
 def render_micropython() -> str:
     from tinylstm.codegen.cells import CELLS
+    from tinylstm.codegen.readouts import READOUTS
 
     lines = [
         f"# {_HEADER_NOTE}: do not edit.",
@@ -150,12 +162,15 @@ def render_micropython() -> str:
         "CELLS = ("
         + " ".join(f"({c.name!r}, {c.gates}, {c.cell_state}, {c.bias_hn})," for c in ordered)
         + ")",
+        "# Readouts by code: name, keeps a pool",
+        "READOUTS = (" + " ".join(f"({r.name!r}, {r.pooled})," for r in READOUTS.values()) + ")",
         "",
         "",
-        "def state_words(layers, hidden, hidden_bits=HIDDEN_BITS):",
+        "def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False):",
+        "    pool = 2 * hidden if pooled else 0",
         "    if hidden_bits == HIDDEN16_BITS:",
-        "        return 2 * layers * hidden + hidden",
-        "    return layers * hidden + (layers * hidden + hidden + 1) // 2",
+        "        return 2 * layers * hidden + hidden + pool",
+        "    return layers * hidden + (layers * hidden + hidden + 1) // 2 + pool",
         "",
     ]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import numpy as np
 from tinylstm.codegen.cells import cell_type
 from tinylstm.codegen.contract import HIDDEN16_BITS, HIDDEN_BITS, KERNEL_VERSION
 from tinylstm.codegen.quantize import IntLayer, IntModel
+from tinylstm.codegen.readouts import readout
 from tinylstm.errors import TinyLSTMError
 
 Layout = Literal["w8", "w16"]
@@ -140,8 +141,11 @@ def render_header(m: IntModel, name: str) -> str:
         f"#define {P}_OUTPUT_SIZE {m.output_size}",
         f"/* the hidden state: int{m.hidden_bits} Q0.{m.layers[0].hidden_frac} */",
         f"#define {P}_HIDDEN_BITS {m.hidden_bits}",
-        f"#define {P}_STATE_WORDS TL_STATE_WORDS{'_H16' if m.hidden_bits == HIDDEN16_BITS else ''}"
-        f"({P}_NUM_LAYERS, {P}_HIDDEN_SIZE)",
+        f"/* what the head reads: {readout(m.readout).doc} */",
+        f"#define {P}_READOUT TL_READOUT_{m.readout.upper()}",
+        f"#define {P}_STATE_WORDS (TL_STATE_WORDS{'_H16' if m.hidden_bits == HIDDEN16_BITS else ''}"
+        f"({P}_NUM_LAYERS, {P}_HIDDEN_SIZE)"
+        + (f" + TL_POOL_WORDS({P}_HIDDEN_SIZE))" if readout(m.readout).pooled else ")"),
         f"#define {P}_IS_CLASSIFIER {1 if meta.task == 'classification' else 0}",
         f"/* window mode: reset the state every {P}_WINDOW steps and read the output at the last one;",
         f"   stream mode ({P}_WINDOW == 0): never reset, every output counts. */",
@@ -242,7 +246,7 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
     out.append(
         f"const tl_model_t tl_{name} = {{\n"
         f"    .hash = 0x{m.model_hash:08x}u, .cell = TL_CELL_{m.cell.upper()}, .num_layers = "
-        f"{m.num_layers}, .hidden_bits = {m.hidden_bits},\n"
+        f"{m.num_layers}, .hidden_bits = {m.hidden_bits}, .readout = TL_READOUT_{m.readout.upper()},\n"
         f"    .input_size = {m.input_size}, .hidden_size = {H}, .output_size = {m.output_size}, .layers = "
         "layers,\n"
         "    .head_weights = head_weights, .head_bias = head_bias, .head_mult = head_mult, .head_shift = "

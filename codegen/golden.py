@@ -14,6 +14,7 @@ from tinylstm.codegen import qmath
 from tinylstm.codegen.cells import cell_type
 from tinylstm.codegen.contract import input_shift
 from tinylstm.codegen.quantize import IntLayer, IntModel
+from tinylstm.codegen.readouts import INT32_MAX, readout
 from tinylstm.errors import TinyLSTMError
 
 
@@ -24,11 +25,17 @@ class GoldenState:
 
     h: np.ndarray  # int64 [B, L, H]
     c: np.ndarray  # int64 [B, L, H]; zeros for cells without a cell state
+    pool: np.ndarray  # int64 [B, H]: a pooled readout's int32 words (codegen/readouts.py)
+    steps: int = 0  # since the reset (tl_state_t.steps)
 
     @classmethod
     def zeros(cls, model: IntModel, batch: int) -> GoldenState:
         shape = (batch, model.num_layers, model.hidden_size)
-        return cls(np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64))
+        return cls(
+            np.zeros(shape, dtype=np.int64),
+            np.zeros(shape, dtype=np.int64),
+            np.zeros((batch, model.hidden_size), dtype=np.int64),
+        )
 
 
 def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
@@ -72,6 +79,10 @@ def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np
         state.c[:, n] = c_new
         gates.append(g)
         inp = h_new
+    pooling = readout(model.readout).int_update
+    if pooling is not None:
+        state.pool, inp = pooling(state.pool, inp, min(state.steps + 1, INT32_MAX))
+    state.steps += 1
     acc = inp @ model.head_w.astype(np.int64).T + model.head_b
     return qmath.sat(qmath.requantize(acc, model.head_mult, model.head_shift), 16), np.stack(gates, axis=1)
 

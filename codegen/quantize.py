@@ -27,6 +27,7 @@ from tinylstm.codegen.contract import (
     MULT_BITS,
     input_shift,
 )
+from tinylstm.codegen.readouts import readout
 from tinylstm.codegen.spec import Cell, FloatModel, ModelMeta, by_length, float_forward
 from tinylstm.errors import TinyLSTMError
 
@@ -81,6 +82,7 @@ class IntModel:
     act_table: np.ndarray  # int16 [257] tanh table
     meta: ModelMeta
     calibration: Calibration
+    readout: str = "last"  # what the head reads (codegen/readouts.py)
 
     @property
     def input_size(self) -> int:
@@ -148,6 +150,8 @@ class IntModel:
         ]
         if self.hidden_bits != HIDDEN_BITS:  # int8-h models keep the hashes they had before the field
             parts.append(np.array([self.hidden_bits], dtype="<i4").tobytes())
+        if self.readout != "last":  # last-readout models keep the hashes they had before the field
+            parts.append(np.array([0x52440000 | readout(self.readout).code], dtype="<i4").tobytes())
         return b"".join(parts)
 
     @property
@@ -300,4 +304,5 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
         act_table=qmath.make_tanh_table().astype(np.int16),
         meta=model.meta,
         calibration=cal,
+        readout=model.readout,
     )

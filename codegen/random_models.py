@@ -29,6 +29,7 @@ def random_int_model(
     shift_lo: int = 18,
     shift_hi: int = 34,
     hidden_bits: int = HIDDEN_BITS,
+    readout: str = "last",
 ) -> IntModel:
     """Integer model with full-range int8 weights and multipliers that drive gates into
     saturation as well as into the tables' middle: the worst case for overflow and rounding.
@@ -79,6 +80,7 @@ def random_int_model(
         act_table=qmath.make_tanh_table().astype(np.int16),
         meta=ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp),
         calibration=Calibration(1.0, [1.0] * layers, 1.0, 0),
+        readout=readout,
     )
 
 
@@ -108,10 +110,12 @@ def random_quantized_model(
     out: int,
     data: np.ndarray,
     hidden_bits: int = HIDDEN_BITS,
+    readout: str = "last",
 ) -> IntModel:
     """A PyTorch-initialised float model quantized through the real calibration path."""
     torch.manual_seed(seed)
     rnn = cell_type(cell).torch_class()(inp, hidden, layers, batch_first=True)
     head = torch.nn.Linear(hidden, out)
     fm = float_model_from_torch(rnn, head, ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp))
+    fm.readout = readout
     return quantize(fm, calibrate(fm, list(data)), hidden_bits)

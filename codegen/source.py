@@ -42,8 +42,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).cpu().numpy()
 
 
-def from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
-    """The float model of a PyTorch RNN (nn.LSTM / nn.GRU, a cell of codegen/cells.py) and its head."""
+def from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta, readout: str = "last") -> FloatModel:
+    """The float model of a PyTorch RNN (nn.LSTM / nn.GRU, a cell of codegen/cells.py) and its head, reading
+    ``readout`` (codegen/readouts.py)."""
     cell = by_torch_module(rnn)
     if cell is None or not isinstance(rnn, nn.RNNBase):
         raise TinyLSTMError(f"{type(rnn).__name__} is not supported; {SUPPORTED}")
@@ -65,6 +66,7 @@ def from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta) -> FloatModel:
         _np(head.weight),
         _np(head.bias) if head.bias is not None else np.zeros(head.out_features),
         meta,
+        readout,
     )
     fm.validate()
     return fm
@@ -88,7 +90,7 @@ def model_meta(meta: CheckpointMeta) -> ModelMeta:
 
 def from_checkpoint(path: Path, blob: dict[str, Any]) -> LoadedModel:
     model, meta = checkpoint_from_dict(blob, str(path))
-    return LoadedModel(from_rnn(model.rnn, model.head, model_meta(meta)), meta, path)
+    return LoadedModel(from_rnn(model.rnn, model.head, model_meta(meta), model.readout), meta, path)
 
 
 def _meta_from_description(desc: dict[str, Any], input_size: int, where: str) -> ModelMeta:

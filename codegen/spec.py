@@ -14,6 +14,7 @@ import numpy as np
 
 from tinylstm.codegen.cells import CELLS, cell_type
 from tinylstm.codegen.contract import MAX_HIDDEN, MAX_INPUT, MAX_LAYERS
+from tinylstm.codegen.readouts import readout
 from tinylstm.errors import TinyLSTMError
 
 Cell = str  # a name in the cell registry (codegen/cells.py): "lstm", "gru"
@@ -51,6 +52,7 @@ class FloatModel:
     head_w: np.ndarray  # [O, H]
     head_b: np.ndarray  # [O]
     meta: ModelMeta
+    readout: str = "last"  # what the head reads: the last h, or its mean / max over the window (readouts.py)
 
     @property
     def input_size(self) -> int:
@@ -104,6 +106,12 @@ class FloatModel:
         if not all(np.all(np.isfinite(a)) for a in arrays):
             raise TinyLSTMError("the model has NaN or infinite weights: retrain it (lower the learning rate)")
         meta = self.meta
+        pooled = readout(self.readout).pooled
+        if pooled and meta.mode != "window":
+            raise TinyLSTMError(
+                f"readout {self.readout!r} pools over a window, but this is a {meta.mode}-mode model: "
+                "use readout 'last' (or train on windows)"
+            )
         if len(meta.input_mean) != self.input_size or len(meta.input_std) != self.input_size:
             raise TinyLSTMError(
                 f"normalisation has {len(meta.input_mean)} means / {len(meta.input_std)} stds for "
@@ -143,7 +151,7 @@ def float_forward(model: FloatModel, x: np.ndarray) -> dict[str, np.ndarray]:
         out[f"h{n}"] = seq
         for key, values in traces.items():
             out[f"{key}{n}"] = np.stack(values, axis=1)
-    out["y"] = seq @ model.head_w.T + model.head_b
+    out["y"] = readout(model.readout).float_pool(seq) @ model.head_w.T + model.head_b
     return out
 
 

@@ -68,7 +68,14 @@ def load_float_model(out_dir: Path, doc: dict[str, Any]) -> FloatModel:
             FloatLayer(z[f"l{n}_w_ih"], z[f"l{n}_w_hh"], z[f"l{n}_b_ih"], z[f"l{n}_b_hh"])
             for n in range(int(doc["num_layers"]))
         ]
-        return FloatModel(doc["cell"], layers, z["head_w"], z["head_b"], ModelMeta(**doc["meta"]))
+        return FloatModel(
+            doc["cell"],
+            layers,
+            z["head_w"],
+            z["head_b"],
+            ModelMeta(**doc["meta"]),
+            str(doc.get("readout", "last")),  # the integer model's readout (exports before readouts: last)
+        )
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise TinyLSTMError(
             f"{path} is damaged ({type(exc).__name__}); run `tinylstm export` again"
@@ -101,6 +108,7 @@ def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = No
         "num_layers": m.num_layers,
         "cell_frac": [L.cell_frac for L in m.layers],
         "hidden_bits": m.hidden_bits,
+        "readout": m.readout,
         "output_scale": m.output_scale,
         "input_scale": m.input_scale,
         "hash": f"0x{m.model_hash:08x}",
@@ -152,6 +160,7 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
             act_table=z["act_table"],
             meta=ModelMeta(**doc["meta"]),
             calibration=Calibration(**doc["calibration"]),
+            readout=str(doc.get("readout", "last")),  # exports made before readouts: the last h
         )
     except FileNotFoundError as exc:
         raise TinyLSTMError(

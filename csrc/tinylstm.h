@@ -99,6 +99,12 @@ typedef struct {
      * has no weights16, and its gate rows' multipliers are below 2^TL_MULT16_BITS.
      */
     uint8_t hidden_bits;
+    /**
+     * What the head reads (TL_READOUT_*): the last layer's h (TL_READOUT_LAST, 0: descriptors written before the
+     * field), or its mean or maximum over the steps since the last reset (window models, csrc/tl_pool.c; the
+     * state then holds TL_POOL_WORDS(H) more words).
+     */
+    uint8_t readout;
     uint16_t input_size;        /**< C: input channels */
     uint16_t hidden_size;       /**< H, shared by all layers */
     uint16_t output_size;       /**< O */
@@ -125,10 +131,12 @@ typedef struct {
     uint32_t steps;     /**< steps since the last reset */
     int16_t *h16;       /**< int16-h models: [num_layers * H] hidden state, int16 Q0.15 */
     int16_t *scratch16; /**< int16-h models: [H] the layer's next hidden state */
+    int16_t *pool;      /**< pooled readouts: [2 * H] one int32 per unit (tl_pool.c); NULL otherwise */
 } tl_state_t;
 
 /* int16 words of state buffer for `layers` layers of `hidden` units (tl_contract.h): TL_STATE_WORDS(layers, hidden)
- * for an int8 hidden state, TL_STATE_WORDS_H16(layers, hidden) for an int16 one. */
+ * for an int8 hidden state, TL_STATE_WORDS_H16(layers, hidden) for an int16 one, plus TL_POOL_WORDS(hidden) for a
+ * pooled readout (the generated TL_<NAME>_STATE_WORDS adds it all up). */
 
 /**
  * Check a model descriptor: a known cell, sizes in range, required pointers present, shifts in

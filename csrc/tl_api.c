@@ -30,6 +30,7 @@ tl_status_t tl_model_check(const tl_model_t *m)
     if (m->num_layers < 1 || m->num_layers > TL_MAX_LAYERS) return TL_ERR_MODEL;
     if (m->hidden_size < 1 || m->hidden_size > TL_MAX_HIDDEN) return TL_ERR_MODEL;
     if (m->input_size < 1 || m->input_size > TL_MAX_INPUT || m->output_size < 1) return TL_ERR_MODEL;
+    if (m->readout >= TL_NUM_READOUTS) return TL_ERR_MODEL;
     const size_t gates = cell->gates;
     for (size_t n = 0; n < m->num_layers; ++n) {
         const tl_layer_t *L = &m->layers[n];
@@ -62,11 +63,17 @@ tl_status_t tl_model_check(const tl_model_t *m)
     return TL_OK;
 }
 
+/* The words of the layers' state (before the pool). */
+static size_t recurrent_words(const tl_model_t *m)
+{
+    return hidden16(m) ? TL_STATE_WORDS_H16(m->num_layers, m->hidden_size)
+                       : TL_STATE_WORDS(m->num_layers, m->hidden_size);
+}
+
 size_t tl_state_words(const tl_model_t *m)
 {
     if (tl_model_check(m) != TL_OK) return 0;
-    return hidden16(m) ? TL_STATE_WORDS_H16(m->num_layers, m->hidden_size)
-                       : TL_STATE_WORDS(m->num_layers, m->hidden_size);
+    return recurrent_words(m) + (m->readout != TL_READOUT_LAST ? TL_POOL_WORDS(m->hidden_size) : 0);
 }
 
 tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, size_t words)
@@ -86,6 +93,7 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
         s->scratch = s->h + cells;
         s->h16 = s->scratch16 = NULL;
     }
+    s->pool = m->readout != TL_READOUT_LAST ? buffer + recurrent_words(m) : NULL;
     tl_reset(s);
     return TL_OK;
 }
@@ -122,6 +130,9 @@ static void copy_s8(int8_t *dst, const int8_t *src, size_t n)
     for (; k < n; ++k) dst[k] = src[k];
 }
 
+/* n of the pooled readout: the steps since the reset, this one included (saturating). */
+static int32_t pool_count(const tl_state_t *s) { return s->steps < INT32_MAX ? (int32_t)s->steps + 1 : INT32_MAX; }
+
 #ifdef TL_HIDDEN16
 /* tl_step of an int16-h model: layer 0 reads the int8 input, the layers above the int16 h below them. */
 static void step16(tl_state_t *s, const int8_t *x, int16_t *y)
@@ -135,6 +146,10 @@ static void step16(tl_state_t *s, const int8_t *x, int16_t *y)
         layer_step(&m->layers[n], m->act_table, n == 0 ? x : NULL, in, h, s->scratch16, s->c + n * H);
         memcpy(h, s->scratch16, H * sizeof *h);
         in = h;
+    }
+    if (s->pool) {
+        tl_pool_s16(m->readout, s->pool, in, H, pool_count(s), s->scratch16);
+        in = s->scratch16;
     }
     if (y) tl_dense_step16(m, in, y);
 }
@@ -159,6 +174,10 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
         layer_step(&m->layers[n], m->act_table, in, h, s->scratch, s->c + n * H);
         copy_s8(h, s->scratch, H);
         in = h;
+    }
+    if (s->pool) {
+        tl_pool_s8(m->readout, s->pool, in, H, pool_count(s), s->scratch);
+        in = s->scratch;
     }
     if (y) tl_dense_step(m, in, y);
     s->steps++;

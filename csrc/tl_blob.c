@@ -66,8 +66,8 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     if (nsec != GLOBAL_SECTIONS + LAYER_SECTIONS * nl || rd32(blob + 36) != TL_BLOB_HEADER_SIZE) return TL_BLOB_ERR;
     const uint32_t table_end = TL_BLOB_HEADER_SIZE + ENTRY_SIZE * nsec;
     if (table_end > total) return TL_BLOB_ERR;
-    const uint32_t hidden_bits = rd16(blob + 30); /* 8 or 16; 0 in blobs written before the field (= 8) */
-    if (hidden_bits > 255) return TL_BLOB_ERR;    /* tl_model_check judges the rest */
+    const uint8_t hidden_bits = blob[30]; /* 8 or 16; 0 in blobs written before the field (= 8); checked below */
+    const uint8_t readout = blob[31];     /* TL_READOUT_*; 0 (last) in blobs written before the field */
     const size_t G = cell->gates;
 
     const uint8_t *p[GLOBAL_SECTIONS - 1];
@@ -101,7 +101,8 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     model->hash = rd32(blob + 16);
     model->cell = blob[20];
     model->num_layers = (uint8_t)nl;
-    model->hidden_bits = (uint8_t)hidden_bits;
+    model->hidden_bits = hidden_bits;
+    model->readout = readout;
     model->input_size = (uint16_t)I;
     model->hidden_size = (uint16_t)H;
     model->output_size = (uint16_t)O;

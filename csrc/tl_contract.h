@@ -31,6 +31,7 @@
 
 #define TL_STATE_WORDS(layers, hidden) ((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (hidden) + 1) / 2)
 #define TL_STATE_WORDS_H16(layers, hidden) (2 * (size_t)(layers) * (hidden) + (hidden))
+#define TL_POOL_WORDS(hidden) (2 * (size_t)(hidden))
 
 /* Recurrent cells (codegen/cells.py): code, gate rows per unit, int16 cell state, a separate
  * recurrent bias for the last gate. */
@@ -45,5 +46,11 @@
 #define TL_CELL_NAME_LENGTHS {4, 3}
 #define TL_NUM_CELLS 2
 #define TL_CELL_NAMES {"lstm", "gru"}
+
+/* Readouts (codegen/readouts.py): what the head reads, by code. */
+#define TL_READOUT_LAST 0
+#define TL_READOUT_MEAN 1
+#define TL_READOUT_MAX 2
+#define TL_NUM_READOUTS 3
 
 #endif /* TL_CONTRACT_H */

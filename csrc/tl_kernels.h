@@ -110,6 +110,16 @@ void tl_lstm_layer_step(const tl_layer_t *layer, const int16_t *table, const int
 void tl_gru_layer_step(const tl_layer_t *layer, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next,
                        int16_t *c);
 
+/**
+ * Readout pooling (tl_pool.c): for each unit k < H, update the int32 pool word pool[2k..2k+1] with h[k] and
+ * write what the head reads to out[k] (TL_READOUT_MEAN: the rounded mean over the n steps since the reset;
+ * TL_READOUT_MAX: the maximum). n >= 1 counts this step; at n == 1 the pool starts from h.
+ */
+void tl_pool_s8(uint8_t readout, int16_t *pool, const int8_t *h, size_t H, int32_t n, int8_t *out);
+#ifdef TL_HIDDEN16
+void tl_pool_s16(uint8_t readout, int16_t *pool, const int16_t *h, size_t H, int32_t n, int16_t *out);
+#endif
+
 /** Dense head: y[o] = sat16(requantize(W[o] . h + b[o])) for o < model->output_size. */
 void tl_dense_step(const tl_model_t *model, const int8_t *h, int16_t *y);
 

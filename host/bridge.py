@@ -30,7 +30,7 @@ CDEF = """
 typedef int tl_status_t;
 typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint16_t input_size;
                  uint16_t hidden_size; uint16_t output_size; ...; } tl_model_t;
-typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; ...; } tl_state_t;
+typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; int16_t *pool; ...; } tl_state_t;
 size_t tl_state_words(const tl_model_t *model);
 tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *buffer, size_t words);
 void tl_reset(tl_state_t *state);
@@ -237,6 +237,12 @@ class CModel:
             else np.frombuffer(self._ffi.buffer(self._state.h, cells), dtype=np.int8)
         )
         self._c = np.frombuffer(self._ffi.buffer(self._state.c, 2 * cells), dtype=np.int16)
+        # a pooled readout's int32 per unit (tl_pool.c), little-endian on the hosts we build for
+        self._pool = (
+            np.frombuffer(self._ffi.buffer(self._state.pool, 4 * self.hidden_size), dtype="<i4")
+            if self._state.pool != self._ffi.NULL
+            else np.zeros(0, dtype=np.int32)
+        )
 
     @classmethod
     def from_int_model(cls, model: IntModel, cache_dir: Path | None = None, layout: Layout = "w8") -> CModel:
@@ -390,6 +396,12 @@ class CModel:
     def c(self) -> np.ndarray:
         """Cell state words [num_layers, hidden_size] (a copy; zeros for GRU)."""
         return self._c.reshape(self.num_layers, self.hidden_size).copy()
+
+    @property
+    def pool(self) -> np.ndarray:
+        """A pooled readout's state words [hidden_size] as int32 (its mean's sums or the maxima; empty for the
+        last-h readout; a copy)."""
+        return self._pool.astype(np.int32)
 
     @property
     def steps(self) -> int:

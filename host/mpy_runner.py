@@ -12,7 +12,6 @@ use it for bit-exactness of every MicroPython path.
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.csources import firmware_dir
 
 FALLBACK_DIR = firmware_dir() / "micropython"
-HIDDEN_BITS_OFFSET = 30  # the blob header's u16 hidden-bits field (docs/model-blob.md); 0 in old blobs = 8
+HIDDEN_BITS_OFFSET = 30  # the blob header's hidden-bits byte (docs/model-blob.md); 0 in old blobs = 8
 
 # Runs inside MicroPython: argv = module dir, import name, blob, int8 inputs, output file, mode.
 DRIVER = """
@@ -60,9 +59,9 @@ def blob_hidden_bits(blob: bytes) -> int:
     """The hidden state's width a blob's header names: 8 (int8 Q0.7; also for 0, blobs written before the
     field, and for blobs too short to say) or 16 (int16 Q0.15). Other values are left for the reader to
     refuse."""
-    if len(blob) < HIDDEN_BITS_OFFSET + 2:
+    if len(blob) < HIDDEN_BITS_OFFSET + 1:
         return HIDDEN_BITS
-    return struct.unpack_from("<H", blob, HIDDEN_BITS_OFFSET)[0] or HIDDEN_BITS
+    return blob[HIDDEN_BITS_OFFSET] or HIDDEN_BITS
 
 
 def run_blob(

@@ -72,9 +72,9 @@ def h_words(raw: bytes, hidden_bits: int) -> np.ndarray:
 
 
 def with_hidden_bits(data: bytes, bits: int) -> bytes:
-    """``data`` with the header's hidden-bits field set to ``bits`` and the CRC fixed up."""
+    """``data`` with the header's hidden-bits byte set to ``bits`` and the CRC fixed up."""
     b = bytearray(data)
-    struct.pack_into("<H", b, HIDDEN_BITS_OFFSET, bits)
+    b[HIDDEN_BITS_OFFSET] = bits
     total = struct.unpack_from("<I", b, 12)[0]
     struct.pack_into("<I", b, 8, zlib.crc32(bytes(b[CRC_START:total])))
     return bytes(b)
@@ -186,7 +186,7 @@ def test_fallback_rejects_bad_blob() -> None:
         mpy.Model(bytes(data))
 
 
-@pytest.mark.parametrize("bits", [1, 7, 9, 12, 15, 24, 32, 255, 0xFFFF])
+@pytest.mark.parametrize("bits", [1, 7, 9, 12, 15, 24, 32, 255])
 def test_fallback_rejects_unknown_hidden_bits(bits: int) -> None:
     """A header naming a hidden state other than 8 or 16 bits is refused (0 is an old blob's int8 h), as
     the Python and C readers refuse it."""
@@ -209,7 +209,7 @@ def test_fallback_reads_blobs_from_before_the_hidden_bits_field(cell: str) -> No
     """0 in the header field (blobs written before it) is the int8 hidden state."""
     m, xq = saturating_model(cell, 2, 300, 8)
     data = blob.to_blob(m)
-    assert struct.unpack_from("<H", data, HIDDEN_BITS_OFFSET)[0] == 8
+    assert data[HIDDEN_BITS_OFFSET] == 8
     assert_same(run_fallback(m, xq, with_hidden_bits(data, 0)), reference(m, xq))
 
 

@@ -51,20 +51,21 @@ class CheckpointMeta:
     target_norm: dict[str, list[float]] | None
     dataset: DatasetRef
     metrics: dict[str, Any] = field(default_factory=dict)
+    readout: str = "last"  # what the head reads (codegen/readouts.py); checkpoints before the field: last
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> CheckpointMeta:
-        missing = [k for k in META_KEYS if k not in d]
+        missing = [k for k in META_KEYS if k not in d and k not in OPTIONAL_KEYS]
         if missing:
             raise TinyLSTMError(
                 f"{where}: checkpoint lacks keys {missing}; re-run tinylstm train to rebuild it"
             )
         try:
             dataset = DatasetRef(**d["dataset"])
-            meta = cls(**{k: d[k] for k in META_KEYS if k != "dataset"}, dataset=dataset)
+            meta = cls(**{k: d[k] for k in META_KEYS if k != "dataset" and k in d}, dataset=dataset)
         except TypeError as exc:
             raise TinyLSTMError(
                 f"{where}: malformed checkpoint metadata ({exc}); re-run tinylstm train"
@@ -88,6 +89,7 @@ class CheckpointMeta:
 
 
 META_KEYS = list(CheckpointMeta.__dataclass_fields__)
+OPTIONAL_KEYS = {"readout"}  # added after version 1 checkpoints were written: their default applies
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "cell": str,
     "input_size": int,
@@ -102,6 +104,7 @@ FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "norm": dict,
     "target_norm": (dict, type(None)),
     "metrics": dict,
+    "readout": str,
 }
 
 
@@ -149,7 +152,9 @@ def checkpoint_from_dict(blob: object, where: str) -> tuple[TinyRNN, CheckpointM
     meta = CheckpointMeta.from_dict(blob, where)
     if "state_dict" not in blob or not isinstance(blob["state_dict"], dict):
         raise TinyLSTMError(f"{where}: checkpoint lacks its state_dict; re-run tinylstm train")
-    model = TinyRNN(meta.cell, meta.input_size, meta.hidden_size, meta.num_layers, meta.output_size)
+    model = TinyRNN(
+        meta.cell, meta.input_size, meta.hidden_size, meta.num_layers, meta.output_size, readout=meta.readout
+    )
     try:
         model.load_state_dict(blob["state_dict"], strict=True)
     except RuntimeError as exc:

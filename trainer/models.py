@@ -9,6 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tinylstm.codegen.cells import CELLS, cell_type
 from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
+from tinylstm.codegen.readouts import readout as readout_type
 from tinylstm.errors import TinyLSTMError
 
 Cell = str  # a name in the cell registry
@@ -42,12 +43,15 @@ class TinyRNN(nn.Module):
         num_layers: int,
         output_size: int,
         dropout: float = 0.0,
+        readout: str = "last",
     ) -> None:
         """``dropout``: PyTorch's dropout between stacked layers while training (no effect with one
-        layer, none in eval mode or on the exported model)."""
+        layer, none in eval mode or on the exported model). ``readout``: what the head reads at each step
+        (codegen/readouts.py): the last layer's h, or its running mean or maximum since the sequence start."""
         super().__init__()
         check_sizes(cell, input_size, hidden_size, num_layers, output_size)
         self.cell: Cell = cell
+        self.readout = readout_type(readout).name
         self.rnn: nn.RNNBase = cell_type(cell).torch_class()(
             input_size,
             hidden_size,
@@ -87,7 +91,19 @@ class TinyRNN(nn.Module):
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = self.rnn(packed)
             hidden, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return self.head(hidden)
+        return self.head(pool(hidden, readout_type(self.readout).torch_op))
+
+
+def pool(hidden: torch.Tensor, op: str) -> torch.Tensor:
+    """What the head reads at each step of ``hidden`` [B, T, H] (codegen/readouts.py): h itself ("none"), its
+    running mean ("cummean") or running maximum ("cummax") from the first step. Padding lies after a
+    sequence's last valid step, so it never enters the valid steps' values."""
+    if op == "cummean":
+        steps = torch.arange(1, hidden.shape[1] + 1, dtype=hidden.dtype, device=hidden.device)
+        return hidden.cumsum(dim=1) / steps[None, :, None]
+    if op == "cummax":
+        return hidden.cummax(dim=1).values
+    return hidden
 
 
 def TinyLSTM(input_size: int, hidden_size: int, num_layers: int, output_size: int) -> TinyRNN:

@@ -38,9 +38,10 @@ from tinylstm.codegen.contract import (
     input_shift,
 )
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
+from tinylstm.codegen.readouts import readout as readout_type
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import FloatModel, ModelMeta, by_length, normalise
-from tinylstm.trainer.models import TinyRNN
+from tinylstm.trainer.models import TinyRNN, pool
 from tinylstm.trainer.sequence_set import SequenceSet
 
 TABLE_STEPS = 1 << (Q12 - TABLE_SEGMENT_BITS)  # table entries per unit of input: 16
@@ -93,7 +94,7 @@ def ranges_for(model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits:
     (codegen/export.py)."""
     from tinylstm.codegen.export import calibration_sequences
 
-    fm = from_rnn(model.rnn, model.head, meta)
+    fm = from_rnn(model.rnn, model.head, meta, model.readout)
     return ranges_of(quantize(fm, calibrate(fm, calibration_sequences(fm, train)), hidden_bits))
 
 
@@ -240,6 +241,10 @@ class FakeQuantRNN(nn.Module):
                 hs.append(h)
             seq = torch.stack(hs, dim=1)
             s_in = r.s_h
+        op = readout_type(self.model.readout).torch_op
+        seq = pool(seq, op)
+        if op == "cummean":  # the kernel's floor(S / n + 1/2) on the hidden grid (codegen/readouts.py)
+            seq = ste_floor(seq / r.s_h + 0.5) * r.s_h
         absmax = head.weight.detach().abs().amax(dim=1)
         s_w = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
         w = torch.clamp(ste_round(head.weight / s_w[:, None]), -127, 127) * s_w[:, None]
@@ -254,7 +259,7 @@ def ranges_of(m: IntModel) -> Ranges:
 
 def tiny_rnn_of(fm: FloatModel) -> TinyRNN:
     """A TinyRNN holding the float model's weights (the export's stored float model)."""
-    model = TinyRNN(fm.cell, fm.input_size, fm.hidden_size, fm.num_layers, fm.output_size)
+    model = TinyRNN(fm.cell, fm.input_size, fm.hidden_size, fm.num_layers, fm.output_size, readout=fm.readout)
     with torch.no_grad():
         for n, L in enumerate(fm.layers):
             for name, value in zip(

@@ -25,9 +25,12 @@ BLOB_HEADER_SIZE = 40
 BLOB_MAGIC = b'TLM1'
 # Recurrent cells by code: name, gate rows per unit, cell state, separate recurrent bias of the last gate
 CELLS = (('lstm', 4, True, False), ('gru', 3, False, True),)
+# Readouts by code: name, keeps a pool
+READOUTS = (('last', False), ('mean', True), ('max', True),)
 
 
-def state_words(layers, hidden, hidden_bits=HIDDEN_BITS):
+def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False):
+    pool = 2 * hidden if pooled else 0
     if hidden_bits == HIDDEN16_BITS:
-        return 2 * layers * hidden + hidden
-    return layers * hidden + (layers * hidden + hidden + 1) // 2
+        return 2 * layers * hidden + hidden + pool
+    return layers * hidden + (layers * hidden + hidden + 1) // 2 + pool

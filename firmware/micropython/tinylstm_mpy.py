@@ -64,6 +64,7 @@ from tinylstm_contract import (
     MULT16_BITS,
     Q12,
     Q15,
+    READOUTS,
     SHIFT_MAX,
     SHIFT_MIN,
     TABLE_SEGMENT_BITS,
@@ -121,7 +122,9 @@ def read_sections(blob) -> tuple:
     name, g, _, bias_hn = CELLS[cell]
     if not (1 <= layers <= MAX_LAYERS and 1 <= inp <= MAX_INPUT and 1 <= hid <= MAX_HIDDEN and out >= 1):
         raise _err("unsupported shape")
-    hidden_bits = _u16(blob, 30) or HIDDEN_BITS  # 0: a blob written before the field, int8 h
+    hidden_bits = blob[30] or HIDDEN_BITS  # 0: a blob written before the field, int8 h
+    if blob[31] >= len(READOUTS):  # 0 (last) in blobs written before the field
+        raise _err("unknown readout %d" % blob[31])
     if hidden_bits != HIDDEN_BITS and hidden_bits != HIDDEN16_BITS:
         raise _err(
             "hidden state of %d bits; this reader runs %d or %d" % (hidden_bits, HIDDEN_BITS, HIDDEN16_BITS)
@@ -150,6 +153,7 @@ def read_sections(blob) -> tuple:
         "hash": _u32(blob, 16),
         "kernel_version": KERNEL_VERSION,
         "hidden_bits": hidden_bits,
+        "readout": READOUTS[blob[31]][0],
         "cell_frac": [blob[32 + k] - (256 if blob[32 + k] > 127 else 0) for k in range(layers)],
     }
     return head, secs
@@ -354,6 +358,9 @@ class Model:
         self.out = array("h", bytes(2 * O))
         self._f32 = array("f", [0.0])
         self.steps = 0
+        self.readout = head["readout"]
+        self._readout_step = READOUT_STEPS[self.readout]
+        self.pool = [0] * H  # a pooled readout's int32 per unit (codegen/readouts.py)
 
     def info(self) -> dict:
         d = dict(self._info)
@@ -414,6 +421,8 @@ class Model:
         last = layers[-1]
         for j in range(self.hidden_size):  # head input: the last layer's new h
             hd.xh[j] = last.xh[last.nx + j]
+        if self._readout_step is not None:  # or what the readout makes of it
+            self._readout_step(self.pool, hd.xh, self.steps + 1 if self.steps < INT32_MAX else INT32_MAX)
         dots(hd.w, hd.woff, hd.xh, hd.accx, hd.acch, hd.rows, 0, hd.nh)
         y = out if out is not None else self.out
         for o in range(self.output_size):
@@ -495,3 +504,29 @@ def gru_step(L, t) -> list:
 
 
 CELL_STEPS = {"lstm": lstm_step, "gru": gru_step}
+
+
+# ---- the readouts: codegen/readouts.py's pooling, one function each (None: the head reads h) ----
+
+INT32_MAX = (1 << 31) - 1
+
+
+def mean_readout(pool, h, n) -> None:
+    """pool = sat32(pool + h) (h at n == 1); h = floor(pool / n + 1/2), in place."""
+    for j in range(len(pool)):
+        s = h[j] if n == 1 else pool[j] + h[j]
+        s = INT32_MAX if s > INT32_MAX else -INT32_MAX - 1 if s < -INT32_MAX - 1 else s
+        pool[j] = s
+        q = s // n  # floor division
+        h[j] = q + 1 if 2 * (s - q * n) >= n else q
+
+
+def max_readout(pool, h, n) -> None:
+    """pool = max(pool, h) (h at n == 1); h = pool, in place."""
+    for j in range(len(pool)):
+        v = h[j] if n == 1 or h[j] > pool[j] else pool[j]
+        pool[j] = v
+        h[j] = v
+
+
+READOUT_STEPS = {"last": None, "mean": mean_readout, "max": max_readout}
