@@ -15,7 +15,8 @@ def plot_curves(history: dict[str, list[float]], metric_name: str, path: Path) -
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_metric, "metric", metric_name)):
         ax.plot(epochs, history[f"train_{key}"], label="train")
-        ax.plot(epochs, history[f"val_{key}"], label="val")
+        if history[f"val_{key}"]:  # no validation split when the last epoch is kept
+            ax.plot(epochs[: len(history[f"val_{key}"])], history[f"val_{key}"], label="val")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -19,28 +20,45 @@ from tqdm import tqdm
 
 from tinylstm.codegen.contract import HIDDEN_FORMATS
 from tinylstm.errors import TinyLSTMError
+from tinylstm.trainer.augment import Augment
+from tinylstm.trainer.baselines import naive_baselines
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
 from tinylstm.trainer.curves import plot_curves
 from tinylstm.trainer.data import Normalizer, split
 from tinylstm.trainer.models import Cell, TinyRNN, check_sizes
+from tinylstm.trainer.recipe import (
+    CV_FOLDS,
+    DEFAULT_PATIENCE,
+    SCHEDULES,
+    SELECTIONS,
+    DataShape,
+    Recipe,
+    choose,
+    cv_candidates,
+    validation_fraction,
+)
 from tinylstm.trainer.sequence_set import SequenceSet
 
 EVAL_BATCH = 512
+MAX_SKIPPED = 0.05  # optimiser steps skipped for a non-finite gradient, at most this fraction of them
 
 
 @dataclass
 class TrainConfig:
+    """What to train and how. Fields left at None are chosen from the data by the recipe
+    (trainer/recipe.py), which also says why."""
+
     cell: Cell = "lstm"
     hidden: int = 32
     layers: int = 1
-    epochs: int = 60
-    batch_size: int = 64
-    lr: float = 3e-3
+    epochs: int | None = None  # None: from the data size (recipe.auto_epochs)
+    batch_size: int | None = None  # None: from the number of training sequences (recipe.auto_batch)
+    lr: float = 1e-2  # the one-cycle schedule's peak (schedule="constant": the learning rate)
     clip: float = 1.0
-    patience: int = 10
+    patience: int | None = None  # select="best": epochs without a better validation loss; None: 10
     seed: int = 0
-    val: float = 0.15
+    val: float | None = None  # None: 0.15 when a decision reads it (select="best", QAT), else 0
     test: float = 0.15
     device: str = "cpu"
     progress: bool = True
@@ -48,6 +66,14 @@ class TrainConfig:
         None  # PyTorch intra-op threads; None: 1 for hidden <= SMALL_HIDDEN, else PyTorch's default
     )
     dropout: float = 0.0  # between stacked layers while training (nn.LSTM/nn.GRU dropout)
+    schedule: str = "onecycle"  # or "constant"
+    weight_decay: float = 1e-2  # AdamW's decoupled weight decay
+    label_smoothing: float = 0.1  # classification only
+    augment: Augment | None = field(default_factory=Augment)  # None: no augmentation
+    # "last": keep the last epoch; "best": the lowest validation loss (early stopping); "cv": the epoch budget
+    # by cross-validation, then the last epoch of a training on all data; None: the recipe's choice
+    select: str | None = None
+    readout: str | None = None  # what the head reads (codegen/readouts.py); None: the recipe's choice
     qat_epochs: int = 0  # quantization-aware fine-tuning after float training (trainer/qat.py); 0: none
     qat_lr: float | None = None  # its learning rate; None: lr / 10
     qat_hidden_bits: int = 8  # the hidden state QAT mirrors: the one `tinylstm export --hidden-bits` will use
@@ -165,10 +191,27 @@ def _seed_everything(seed: int) -> None:
 
 def _check_config(config: TrainConfig) -> None:
     for name in ("epochs", "batch_size", "patience"):
-        if getattr(config, name) < 1:
-            raise TinyLSTMError(f"{name}={getattr(config, name)} must be >= 1")
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise TinyLSTMError(f"{name}={value} must be >= 1 (omit it for the recipe's choice)")
     if not config.lr > 0 or not config.clip > 0:
         raise TinyLSTMError(f"lr={config.lr} and clip={config.clip} must be > 0")
+    if config.schedule not in SCHEDULES or config.select not in (*SELECTIONS, None):
+        raise TinyLSTMError(
+            f"schedule={config.schedule!r} / select={config.select!r}: use schedule "
+            f"{' or '.join(SCHEDULES)}, select {' or '.join(SELECTIONS)}"
+        )
+    if config.patience is not None and config.select != "best":
+        raise TinyLSTMError(
+            "patience is early stopping on the validation split: it needs select='best' (--select best)"
+        )
+    if not 0.0 <= config.weight_decay < 1.0 or not 0.0 <= config.label_smoothing < 1.0:
+        raise TinyLSTMError(
+            f"weight_decay={config.weight_decay} and label_smoothing={config.label_smoothing} must be in "
+            "[0, 1)"
+        )
+    if config.augment is not None:
+        config.augment.validate()
     if config.device != "cpu":
         raise TinyLSTMError(f"device {config.device!r} is not supported; tinylstm trains on cpu")
     if config.threads is not None and config.threads < 1:
@@ -211,30 +254,44 @@ def _metrics_dict(
 
 
 def fit(
-    ds: SequenceSet, config: TrainConfig, out_dir: str | Path, test_ds: SequenceSet | None = None
+    ds: SequenceSet,
+    config: TrainConfig,
+    out_dir: str | Path,
+    test_ds: SequenceSet | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Split ``ds``, train a TinyRNN on it and write model.pt, curves.png and metrics.json to ``out_dir``.
 
     With ``test_ds`` (an explicit held-out file, see ``load_test_set``) ``ds`` is split into
-    train/val only and ``test_ds`` is the test split.
+    train/val only and ``test_ds`` is the test split. ``log`` receives the recipe's choices and their
+    reasons before training starts.
     """
     _check_config(config)
     out = check_output_dir(out_dir)
     ds.validate()
     check_sizes(config.cell, ds.num_channels, config.hidden, config.layers, ds.output_size)
     test_frac = 0.0 if test_ds is not None else config.test
-    train_ds, val_ds, split_test = split(ds, val=config.val, test=test_frac, seed=config.seed)
+    val_frac, val_reason = validation_fraction(config.val, config.select, config.qat_epochs)
+    train_ds, val_ds, split_test = split(ds, val=val_frac, test=test_frac, seed=config.seed)
     test_ds = split_test if test_ds is None else test_ds
-    if len(val_ds) == 0:
-        raise TinyLSTMError("training needs a validation split for early stopping; use val > 0")
+    if len(val_ds) == 0 and (config.select == "best" or config.qat_epochs):
+        raise TinyLSTMError(
+            "early stopping (select best) and QAT read a validation split; use val > 0 (--val 0.15)"
+        )
     norm = Normalizer.fit(train_ds.sequences)
     target_norm = None
     if ds.task == "regression":
         target_norm = Normalizer.fit(
             list(train_ds.labels) if ds.mode == "stream" else [np.asarray(train_ds.labels)]
         )
-    train, val = (PaddedSplit.build(d, norm, target_norm) for d in (train_ds, val_ds))
+    train = PaddedSplit.build(train_ds, norm, target_norm)
+    val = PaddedSplit.build(val_ds, norm, target_norm) if len(val_ds) else None
     test = PaddedSplit.build(test_ds, norm, target_norm) if len(test_ds) else None
+    recipe = choose(config, DataShape.of(train_ds))
+    recipe.reasons.insert(0, val_reason)
+    for line in recipe.reasons:
+        if log is not None:
+            log(f"  recipe: {line}")
 
     meta = CheckpointMeta(
         cell=config.cell,
@@ -253,10 +310,11 @@ def fit(
             spec=ds.spec,
             options=dict(ds.options),
             seed=config.seed,
-            val=config.val,
+            val=val_frac,
             test=test_frac,
             test_spec=None if test_ds is split_test else test_ds.spec,
         ),
+        readout=recipe.readout,
     )
     splits = {"train": train, "val": val, "test": test}
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -264,8 +322,14 @@ def fit(
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads_for(config))
     try:
-        model, history, best_epoch, seconds = _train(train, val, ds.output_size, target_norm, config)
-        qat = _qat(model, splits, target_norm, config, meta, train_ds, history) if config.qat_epochs else None
+        if recipe.select == "cv":
+            _cross_validate_epochs(train_ds, norm, target_norm, config, recipe, log)
+        model, history, best_epoch, seconds = _train(train, val, ds.output_size, target_norm, config, recipe)
+        qat = (
+            _qat(model, splits, target_norm, config, meta, train_ds, history, recipe)
+            if config.qat_epochs
+            else None
+        )
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
@@ -273,6 +337,9 @@ def fit(
     scores = {name: None if d is None else evaluate(model, d, target_norm) for name, d in splits.items()}
     sizes = {"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)}
     meta.metrics = _metrics_dict(ds, sizes, scores, best_epoch, len(history["train_loss"]), seconds)
+    meta.metrics["recipe"] = _recipe_dict(recipe)
+    if test_ds is not None and len(test_ds):
+        meta.metrics["baselines"] = naive_baselines(train_ds, test_ds).to_dict()
     if qat is not None:
         meta.metrics["qat"] = qat
     metrics = meta.metrics
@@ -287,20 +354,96 @@ def fit(
     return TrainResult(model, meta, metrics, history, checkpoint_path, curves_path, metrics_path)
 
 
+def folds(ds: SequenceSet, k: int, seed: int) -> list[np.ndarray]:
+    """``k`` disjoint index sets covering ``ds``: whole groups (recordings) when it has them, else sequences,
+    dealt round-robin after a seeded shuffle (by class first in window classification, so each fold holds
+    every class it can)."""
+    units = np.unique(ds.groups) if ds.groups is not None else np.arange(len(ds))
+    rng = np.random.default_rng(seed)
+    order = units[rng.permutation(len(units))]
+    cls = ds.class_per_sequence()
+    if cls is not None and ds.groups is None:
+        order = order[np.argsort(cls[order], kind="stable")]
+    member = {u: n % k for n, u in enumerate(order.tolist())}
+    keys = ds.groups if ds.groups is not None else np.arange(len(ds))
+    assignment = np.asarray([member[u] for u in np.asarray(keys).tolist()])
+    return [np.flatnonzero(assignment == f) for f in range(k)]
+
+
+def _cross_validate_epochs(
+    train_ds: SequenceSet,
+    norm: Normalizer,
+    target_norm: Normalizer | None,
+    config: TrainConfig,
+    recipe: Recipe,
+    log: Callable[[str], None] | None,
+) -> None:
+    """Set ``recipe.epochs`` to the candidate budget with the lowest mean validation loss over CV_FOLDS folds
+    of the training split (each trained from the seed with the recipe's schedule for that many epochs)."""
+    parts = [f for f in folds(train_ds, CV_FOLDS, config.seed) if f.size]
+    if len(parts) < 2:
+        recipe.reasons.append(
+            "cross-validation skipped: too few sequences for two folds; the last epoch is kept"
+        )
+        recipe.select = "last"
+        return
+    splits = []
+    for f, held in enumerate(parts):
+        rest = np.concatenate([p for g, p in enumerate(parts) if g != f])
+        splits.append(
+            (
+                PaddedSplit.build(train_ds.subset(rest), norm, target_norm),
+                PaddedSplit.build(train_ds.subset(held), norm, target_norm),
+            )
+        )
+    losses: dict[int, float] = {}
+    started = time.perf_counter()
+    for epochs in cv_candidates(recipe.epochs):
+        trial = dataclasses.replace(recipe, epochs=epochs, select="last", reasons=[])
+        scores = []
+        for fold_train, fold_val in splits:
+            model, _, _, _ = _train(fold_train, None, train_ds.output_size, target_norm, config, trial)
+            scores.append(evaluate(model, fold_val, target_norm).loss)
+        losses[epochs] = float(np.mean(scores))
+    best = min(losses, key=lambda e: (losses[e], e))
+    line = (
+        f"cross-validation ({len(splits)} folds), mean validation loss by epochs: "
+        + ", ".join(f"{e}: {v:.4g}" for e, v in losses.items())
+        + f" -> {best} epochs on all the training data"
+    )
+    recipe.reasons.append(line)
+    recipe.cv_losses = losses
+    recipe.cv_seconds = round(time.perf_counter() - started, 2)
+    recipe.epochs = best
+    if log is not None:
+        log(f"  recipe: {line}")
+
+
+def _recipe_dict(recipe: Recipe) -> dict[str, Any]:
+    out = asdict(recipe)
+    out["augment"] = asdict(recipe.augment)
+    return out
+
+
 def _train(
     train: PaddedSplit,
-    val: PaddedSplit,
+    val: PaddedSplit | None,
     output_size: int,
     target_norm: Normalizer | None,
     config: TrainConfig,
+    recipe: Recipe,
 ) -> tuple[TinyRNN, dict[str, list[float]], int, float]:
     _seed_everything(config.seed)
     model = TinyRNN(
-        config.cell, int(train.x.shape[2]), config.hidden, config.layers, output_size, config.dropout
+        config.cell,
+        int(train.x.shape[2]),
+        config.hidden,
+        config.layers,
+        output_size,
+        config.dropout,
+        recipe.readout,
     )
-    history, best_epoch, seconds = _epochs(
-        model, model, train, val, target_norm, config, config.epochs, config.lr
-    )
+    history, best_epoch, seconds = _epochs(model, model, train, val, target_norm, config, recipe)
     return model, history, best_epoch, seconds
 
 
@@ -312,6 +455,7 @@ def _qat(
     meta: CheckpointMeta,
     train_set: SequenceSet,
     history: dict[str, list[float]],
+    recipe: Recipe,
 ) -> dict[str, Any]:
     """Fine-tune ``model`` through the integer contract (trainer/qat.py), keeping its float weights when no
     epoch lowers the validation loss through the contract; extends ``history``, returns
@@ -334,19 +478,22 @@ def _qat(
     _seed_everything(config.seed + 1)
     assert splits["train"] is not None and splits["val"] is not None
     lr = config.qat_learning_rate
+    # fine-tuning: a constant small learning rate, no decay or augmentation, the best validation epoch
+    qat_recipe = Recipe(
+        batch_size=recipe.batch_size,
+        epochs=config.qat_epochs,
+        lr=lr,
+        schedule="constant",
+        weight_decay=0.0,
+        label_smoothing=recipe.label_smoothing,
+        augment=Augment(scale=0, offset=0, jitter=0),
+        select="best",
+        patience=recipe.patience or DEFAULT_PATIENCE,
+        readout=recipe.readout,
+    )
     first = len(history["train_loss"]) + 1
     qat_history, best_epoch, seconds = _epochs(
-        net,
-        model,
-        splits["train"],
-        splits["val"],
-        target_norm,
-        config,
-        config.qat_epochs,
-        lr,
-        "qat",
-        refresh,
-        True,
+        net, model, splits["train"], splits["val"], target_norm, config, qat_recipe, "qat", refresh, True
     )
     for key, values in qat_history.items():
         history[key] += values
@@ -369,76 +516,99 @@ def _epochs(
     net: nn.Module,
     model: TinyRNN,
     train: PaddedSplit,
-    val: PaddedSplit,
+    val: PaddedSplit | None,
     target_norm: Normalizer | None,
     config: TrainConfig,
-    epochs: int,
-    lr: float,
-    label: str = "epoch",
+    recipe: Recipe,
+    label: str = "train",
     before_epoch: Callable[[], None] | None = None,
     keep_start: bool = False,
 ) -> tuple[dict[str, list[float]], int, float]:
-    """Train ``model``'s parameters through ``net`` (``model`` itself, or its FakeQuantRNN) for up to
-    ``epochs`` epochs with early stopping on ``net``'s validation loss; ``model`` ends with its best
-    weights, which with ``keep_start`` may be the ones it started with (best epoch 0). Returns the
-    history, the best epoch and the seconds taken."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = _loss_fn(train.classification)
+    """Train ``model``'s parameters through ``net`` (``model`` itself, or its FakeQuantRNN) as ``recipe``
+    says. With select="best" training stops early on ``net``'s validation loss and ``model`` ends with its
+    best weights, which with ``keep_start`` may be the ones it started with (best epoch 0); with "last" it
+    runs every epoch and keeps the last weights. Returns the history, the epoch kept and the seconds taken."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps_per_epoch = recipe.steps_per_epoch(len(train))
+    scheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.3
+        )
+        if recipe.schedule == "onecycle"
+        else None
+    )
+    loss_fn = (
+        nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing) if train.classification else nn.MSELoss()
+    )
     rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    window = train.mode == "window"
     std = None if target_norm is None else target_norm.std
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "train_metric": [], "val_metric": []}
     started = time.perf_counter()
     if keep_start and before_epoch is not None:
         before_epoch()
-    best_loss = evaluate(net, val, target_norm).loss if keep_start else math.inf
-    best_state, best_epoch, waited = copy.deepcopy(model.state_dict()), 0, 0
+    best = recipe.select == "best"
+    if best and val is None:
+        raise TinyLSTMError("select='best' needs a validation split: use val > 0")
+    best_loss = evaluate(net, val, target_norm).loss if keep_start and val is not None else math.inf
+    best_state, best_epoch, waited, skipped = copy.deepcopy(model.state_dict()), 0, 0, 0
     short = "acc" if train.classification else "rmse"
-    for epoch in range(1, epochs + 1):
+    bar = tqdm(
+        total=recipe.epochs * steps_per_epoch,
+        desc=label,
+        unit="batch",
+        disable=None if config.progress else True,  # None: no bar when stderr is not a terminal
+        dynamic_ncols=True,
+        leave=False,
+    )
+    for epoch in range(1, recipe.epochs + 1):
         if before_epoch is not None:
             before_epoch()
         net.train()
         running = _Running(std=std)
         order = torch.from_numpy(rng.permutation(len(train)))
-        batches = list(torch.split(order, config.batch_size))
-        bar = tqdm(
-            batches,
-            desc=f"{label} {epoch}/{epochs}",
-            unit="batch",
-            disable=not config.progress,
-            leave=True,
-            dynamic_ncols=True,
-        )
-        for step, index in enumerate(bar, start=1):
+        for step, index in enumerate(torch.split(order, recipe.batch_size), start=1):
             x, lengths, y = train.batch(index)
+            if recipe.augment.active:
+                x, lengths = recipe.augment.apply(x, lengths, window, gen)
             pred, target = select(net(x, lengths), lengths, y, train.mode)
             loss = loss_fn(pred, target)
             if not torch.isfinite(loss):
                 raise TinyLSTMError(
-                    f"loss became NaN at {label} {epoch} step {step}: lower the learning rate (now {lr}) or "
-                    "check the data for extreme values (normalisation is fitted on the training split)"
+                    f"loss became NaN at epoch {epoch} step {step} ({label}): lower the learning rate (now "
+                    f"{recipe.lr}) or check the data for extreme values (normalisation is fitted on the "
+                    "training split)"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-            optimizer.step()
+            norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            if torch.isfinite(norm):
+                optimizer.step()
+            else:  # an exploding gradient (long sequences): clipping cannot scale an infinite norm; skip
+                skipped += 1
+            if scheduler is not None:
+                scheduler.step()
             running.add(loss.detach(), pred.detach(), target, train.classification)
-            scores = running.scores(train.classification)
-            bar.set_postfix(loss=f"{scores.loss:.4f}", **{short: f"{scores.metric:.4f}"}, refresh=False)
+            bar.update(1)
+        if skipped > MAX_SKIPPED * epoch * steps_per_epoch:
+            raise TinyLSTMError(
+                f"the gradient overflowed on {skipped} of {epoch * steps_per_epoch} steps ({label}): lower "
+                f"the learning rate (now {recipe.lr}) or shorten the sequences (--window)"
+            )
         train_scores = running.scores(train.classification)
-        val_scores = evaluate(net, val, target_norm)
-        bar.set_postfix(
-            {
-                "loss": f"{train_scores.loss:.4f}",
-                short: f"{train_scores.metric:.4f}",
-                "val_loss": f"{val_scores.loss:.4f}",
-                f"val_{short}": f"{val_scores.metric:.4f}",
-            }
-        )
-        bar.close()
         history["train_loss"].append(train_scores.loss)
-        history["val_loss"].append(val_scores.loss)
         history["train_metric"].append(train_scores.metric)
-        history["val_metric"].append(val_scores.metric)
+        post = {"epoch": f"{epoch}/{recipe.epochs}", "loss": f"{train_scores.loss:.4f}"}
+        if val is not None:
+            val_scores = evaluate(net, val, target_norm)
+            history["val_loss"].append(val_scores.loss)
+            history["val_metric"].append(val_scores.metric)
+            post[f"val_{short}"] = f"{val_scores.metric:.4f}"
+        bar.set_postfix(post, refresh=False)
+        if not best:
+            best_epoch = epoch
+            continue
         if val_scores.loss < best_loss:
             best_loss, best_state, best_epoch, waited = (
                 val_scores.loss,
@@ -448,8 +618,12 @@ def _epochs(
             )
         else:
             waited += 1
-            if waited >= config.patience:
+            assert recipe.patience is not None
+            if waited >= recipe.patience:
                 break
-    model.load_state_dict(best_state)
+    bar.close()
+    history["skipped_steps"] = [float(skipped)]
+    if best:
+        model.load_state_dict(best_state)
     model.eval()
     return history, best_epoch, time.perf_counter() - started

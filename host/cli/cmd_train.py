@@ -7,8 +7,12 @@ from typing import Any
 
 from tinylstm.codegen.cells import NAMES as CELL_NAMES
 from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
+from tinylstm.codegen.readouts import NAMES as READOUT_NAMES
 from tinylstm.errors import TinyLSTMError
+from tinylstm.trainer.augment import Augment
+from tinylstm.trainer.baselines import Baselines
 from tinylstm.trainer.data import load_dataset, load_test_set
+from tinylstm.trainer.recipe import SCHEDULES, SELECTIONS
 from tinylstm.trainer.train import SMALL_HIDDEN, TrainConfig, check_output_dir, fit
 
 QAT_EPOCHS = 10  # --qat without --qat-epochs
@@ -28,13 +32,56 @@ def register(subparsers: Any) -> None:
     p.add_argument("--cell", choices=CELL_NAMES, default=DEFAULTS.cell)
     p.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help=f"hidden units (1..{MAX_HIDDEN})")
     p.add_argument("--layers", type=int, default=DEFAULTS.layers, help=f"stacked layers (1..{MAX_LAYERS})")
-    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    p.add_argument("--epochs", type=int, help="epochs (default: from the data size, printed with the reason)")
+    p.add_argument(
+        "--batch-size", type=int, help="batch size (default: from the number of training sequences)"
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=DEFAULTS.lr,
+        help=f"peak learning rate of the schedule (default {DEFAULTS.lr:g})",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=DEFAULTS.schedule,
+        help="learning-rate schedule: one-cycle (warm-up, cosine down; default) or constant",
+    )
+    p.add_argument(
+        "--weight-decay", type=float, default=DEFAULTS.weight_decay, help="AdamW weight decay (default 0.01)"
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=DEFAULTS.label_smoothing,
+        help="classification label smoothing (default 0.1)",
+    )
+    p.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="no augmentation (default: gain, offset and jitter per batch)",
+    )
+    p.add_argument(
+        "--select",
+        choices=SELECTIONS,
+        help="model selection: the last epoch (classification's default), the lowest validation loss (early "
+        "stopping), or the epoch budget by cross-validation then all data (small regression sets' default)",
+    )
+    p.add_argument(
+        "--readout",
+        choices=READOUT_NAMES,
+        help="what the head reads: the last h, or its mean or maximum over the window (default: mean for one "
+        "label per window, last for a label per step); it runs on the board too",
+    )
     p.add_argument("--clip", type=float, default=DEFAULTS.clip, help="gradient-norm clipping")
-    p.add_argument("--patience", type=int, default=DEFAULTS.patience, help="early-stopping patience (epochs)")
+    p.add_argument("--patience", type=int, help="with --select best: early-stopping patience (default 10)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--val", type=float, default=DEFAULTS.val, help="validation fraction")
+    p.add_argument(
+        "--val",
+        type=float,
+        help="validation fraction (default: 0.15 with --select best or --qat, else 0: all data trains)",
+    )
     p.add_argument("--test", type=float, default=DEFAULTS.test, help="test fraction")
     p.add_argument(
         "--test-data", help="explicit held-out file (e.g. a UEA *_TEST.ts) instead of a --test split"
@@ -112,6 +159,12 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
         val=args.val,
+        schedule=args.schedule,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        augment=None if args.no_augment else Augment(),
+        select=args.select,
+        readout=args.readout,
         test=args.test,
         progress=not args.quiet,
         threads=args.threads,
@@ -129,17 +182,20 @@ def run(args: argparse.Namespace) -> int:
         + (f"; skipped as text: {', '.join(ds.skipped)}" if ds.skipped else "")
     )
     test_ds = load_test_set(args.test_data, ds) if args.test_data else None
-    result = fit(ds, config, args.out, test_ds)
+    result = fit(ds, config, args.out, test_ds, log=print)
     m = result.metrics
-    split_name = "test" if "test_loss" in m else "val"
+    split_name = "test" if "test_loss" in m else "val" if "val_loss" in m else "train"
     if ds.task == "classification":
         summary = f"{split_name} accuracy {m[f'{split_name}_accuracy']:.3f}"
     else:
         summary = f"{split_name} RMSE {m[f'{split_name}_rmse']:.4g}, MAE {m[f'{split_name}_mae']:.4g}"
+    kept = "best epoch" if config.select == "best" else "kept epoch"
     print(
-        f"{summary} (best epoch {m['best_epoch']} of {m['epochs_run']}, {m['train_seconds']:.1f} s; "
+        f"{summary} ({kept} {m['best_epoch']} of {m['epochs_run']}, {m['train_seconds']:.1f} s; "
         f"sizes {m['sizes']})"
     )
+    if "baselines" in m:
+        _verdict(Baselines(**m["baselines"]), m, ds.task == "classification")
     qat = m.get("qat")
     if qat:
         name = "accuracy" if qat["metric"] == "accuracy" else "RMSE"
@@ -152,3 +208,19 @@ def run(args: argparse.Namespace) -> int:
     for path in (result.checkpoint_path, result.curves_path, result.metrics_path):
         print(f"wrote {path}")
     return 0
+
+
+def _verdict(baselines: Baselines, m: dict[str, Any], classification: bool) -> None:
+    """The held-out score beside the naive baselines, and what to try when it does not beat them."""
+    if classification:
+        beats, line = baselines.verdict(accuracy=m["test_accuracy"])
+    else:
+        beats, line = baselines.verdict(rmse=m["test_rmse"])
+    if beats:
+        print(f"baselines: {line}: the model beats them")
+        return
+    print(
+        f"WARNING: the model does not beat the naive baselines: {line}. Try: more epochs (--epochs), a "
+        "larger or smaller model (--hidden), the other cell (--cell), a shorter --window, or more data; "
+        "`tinylstm search` tries architectures for you"
+    )

@@ -1,0 +1,92 @@
+"""Naive baselines on held-out data, the yardstick a trained model must beat to be worth flashing.
+
+Classification: always predicting the training split's majority class. Regression: predicting the
+training mean, and persistence: in stream mode the target ``lag`` steps back (the forecast horizon, else
+one step); in window mode the window's last value of the input channel that, used as it is, predicts the
+training targets best (for a series whose target continues it, "the next value is the last one").
+Every score is in the data's own units, at the labelled steps (a window's label, every step of a stream).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tinylstm.trainer.sequence_set import SequenceSet
+
+
+@dataclass
+class Baselines:
+    task: str
+    majority_class: str | None = None
+    majority_accuracy: float | None = None  # fraction, like the model's accuracy
+    mean_rmse: float | None = None
+    persistence_rmse: float | None = None
+    persistence_rule: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def verdict(self, accuracy: float | None = None, rmse: float | None = None) -> tuple[bool, str]:
+        """Whether a model with this held-out ``accuracy`` (classification) or ``rmse`` beats every
+        baseline, and one line saying so beside the baselines' scores."""
+        if accuracy is not None and self.majority_accuracy is not None:
+            beats = accuracy > self.majority_accuracy
+            line = (
+                f"held-out accuracy {accuracy:.1%} vs {self.majority_accuracy:.1%} for always predicting "
+                f"the majority class {self.majority_class!r}"
+            )
+            return beats, line
+        assert rmse is not None and self.mean_rmse is not None
+        parts = [f"training mean {self.mean_rmse:.4g}"]
+        beats = rmse < self.mean_rmse
+        if self.persistence_rmse is not None:
+            parts.append(f"persistence ({self.persistence_rule}) {self.persistence_rmse:.4g}")
+            beats = beats and rmse < self.persistence_rmse
+        return beats, f"held-out RMSE {rmse:.4g} vs {', '.join(parts)}"
+
+
+def _rmse(pred: np.ndarray, target: np.ndarray) -> float:
+    return math.sqrt(float(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
+
+
+def _targets(ds: SequenceSet) -> np.ndarray:
+    if ds.mode == "stream":
+        return np.concatenate([np.asarray(y) for y in ds.labels])
+    return np.asarray(ds.labels)
+
+
+def naive_baselines(train: SequenceSet, test: SequenceSet, lag: int | None = None) -> Baselines:
+    """The baselines of ``test`` with everything fitted on ``train``; ``lag``: stream persistence (default:
+    the dataset's forecast horizon, else 1)."""
+    if train.task == "classification":
+        counts = np.bincount(_targets(train).astype(np.int64))
+        majority = int(counts.argmax())
+        name = train.classes[majority] if train.classes else str(majority)
+        accuracy = float(np.mean(_targets(test).astype(np.int64) == majority))
+        return Baselines("classification", majority_class=name, majority_accuracy=accuracy)
+    k = train.output_size
+    mean = _targets(train).reshape(-1, k).astype(np.float64).mean(axis=0)
+    target = _targets(test).reshape(-1, k).astype(np.float64)
+    out = Baselines("regression", mean_rmse=_rmse(np.broadcast_to(mean, target.shape), target))
+    if test.mode == "stream":
+        lag = lag or int(train.options.get("forecast") or 1)
+        pairs = [(np.asarray(y)[lag:], np.asarray(y)[:-lag]) for y in test.labels if len(y) > lag]
+        if pairs:
+            out.persistence_rmse = _rmse(
+                np.concatenate([p for _, p in pairs]), np.concatenate([t for t, _ in pairs])
+            )
+            out.persistence_rule = f"the target {lag} step{'s' if lag > 1 else ''} back"
+        return out
+    last_train = np.stack([s[-1] for s in train.sequences]).astype(np.float64)  # [N, C]
+    y_train = np.asarray(train.labels, np.float64).reshape(-1, k)
+    errors = [
+        _rmse(np.broadcast_to(last_train[:, [c]], y_train.shape), y_train) for c in range(train.num_channels)
+    ]
+    best = int(np.argmin(errors))
+    last_test = np.stack([s[-1] for s in test.sequences]).astype(np.float64)[:, [best]]
+    out.persistence_rmse = _rmse(np.broadcast_to(last_test, target.shape), target)
+    out.persistence_rule = f"the window's last value of {train.channels[best]}"
+    return out
