@@ -56,7 +56,7 @@ ROOTS = (
     "tl_step",
 )  # kept by --gc-sections
 # the step path (tl_dot_s16: the int16-h dot products, empty in int8-h builds)
-KERNEL_FILES = ("tl_api", "tl_cells", "tl_dot", "tl_dot_s16", "tl_lstm", "tl_gru", "tl_dense")
+KERNEL_FILES = ("tl_api", "tl_cells", "tl_dot", "tl_dot_s16", "tl_lstm", "tl_gru", "tl_dense", "tl_pool")
 
 LINKER_SCRIPT = f"""
 MEMORY {{
