@@ -94,6 +94,8 @@ def test_choices_and_reasons() -> None:
     )
     short = choose(TrainConfig(), DataShape(300, 6000, True, True, 20))
     assert short.readout == "last" and any("the last state has seen the whole window" in r for r in short.reasons)
+    regression = choose(TrainConfig(), DataShape(30, 600, False, True, 20))
+    assert regression.readout == "mean" and regression.select == "cv"
     stream = choose(TrainConfig(), DataShape(30, 3000, False, False, 100))
     assert (stream.readout, stream.label_smoothing, stream.select) == ("last", 0.0, "cv")
     assert cv_candidates(stream.epochs)[-1] == stream.epochs

@@ -60,7 +60,7 @@ CV_FOLDS = 3
 CV_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 CV_MIN_EPOCHS = 5
 CV_BUDGET_TRAININGS = 4.0
-WINDOW_READOUT = "mean"  # the readout of window models of at least POOL_MIN_STEPS steps unless given
+WINDOW_READOUT = "mean"  # window regression's readout, and window classification's from POOL_MIN_STEPS steps
 POOL_MIN_STEPS = 64
 DEFAULT_VAL = 0.15  # the validation fraction when a decision reads it (select="best", QAT)
 
@@ -221,6 +221,12 @@ def choose(config: TrainConfig, data: DataShape) -> Recipe:
                 "use --readout last"
             )
         reasons.append(f"readout: {chosen} (given)")
+    elif data.window and not data.classification:
+        chosen = WINDOW_READOUT
+        reasons.append(
+            f"readout: {chosen} ({readout(chosen).doc}: a window's target belongs to the whole window, and "
+            "the mean state averages out the noise one step carries)"
+        )
     elif data.window and data.median_steps >= POOL_MIN_STEPS:
         chosen = WINDOW_READOUT
         reasons.append(
