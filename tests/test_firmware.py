@@ -166,3 +166,27 @@ def test_w16_layout_firmware_bit_exact(trained: Trained) -> None:
     with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
         report = run_parity(link, export_dir, 2_000)
     assert report.passed and report.clean and report.mismatches == 0, report.render()
+
+
+@pytest.mark.parametrize("readout", ["last", "max"])
+def test_readout_firmware_bit_exact(trained: Trained, readout: str) -> None:
+    """The shared fixture's watch model reads the mean of h over each window (the recipe's readout for
+    128-step windows); the other readouts build and stream bit-exact too (csrc/tl_pool.c in firmware)."""
+    assert load_held_out(trained.export_dir).model.readout == "mean"
+    root = trained.export_dir.parent
+    export_dir = root / f"export-{readout}"
+    if not export_dir.is_dir():
+        from tinylstm.trainer.data import load_dataset
+        from tinylstm.trainer.train import TrainConfig, fit
+
+        run = fit(
+            load_dataset("watch"),
+            TrainConfig(hidden=16, epochs=2, readout=readout, progress=False),
+            root / f"run-{readout}",
+        )
+        export(ModelSource(str(run.checkpoint_path)), export_dir)
+    assert load_held_out(export_dir).model.readout == readout
+    fw = build_firmware(export_dir, trained.board, root / trained.board / f"fw-{readout}")
+    with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        report = run_parity(link, export_dir, 2_000)
+    assert report.passed and report.clean and report.mismatches == 0, report.render()

@@ -1,10 +1,11 @@
 """The pooled readouts (codegen/readouts.py, csrc/tl_pool.c): the head reads the mean or the maximum of the
 last layer's h since the last reset. golden == C through cffi == Cortex-M4 in unicorn (SMLAD and portable
 paths) == the MicroPython fallback (CPython, and the micropython executable) == the C blob reader, every
-output and state word (h, c and the pool's int32 words) at every step; the trainer's pooled forward is the
+output and h/c state word at every step (and the pool's int32 words where the runtime exposes them: C through
+cffi, the blob reader, the CPython fallback); the trainer's pooled forward is the
 float reference, and the fake-quantized one (QAT) the integer model. The firmware over the link in QEMU runs
-the default (mean-readout) watch model of tests/firmware_fixtures.py in test_pipeline.py and test_link.py;
-test_readout_firmware_parity here runs a max-readout model there too."""
+the default (mean-readout) watch model of tests/firmware_fixtures.py in test_firmware.py and test_link.py;
+tests/test_firmware.py runs last- and max-readout models there too."""
 
 from __future__ import annotations
 
