@@ -96,7 +96,13 @@ def panel_files(name: str, work: Path) -> tuple[Path, Path]:
     paths = []
     for part, sub in (("train", train), ("test", test)):
         path = work / f"watch_{part}.npz"
-        np.savez(path, X=np.stack(sub.sequences), y=np.asarray(sub.labels), classes=np.asarray(ds.classes))
+        np.savez(
+            path,
+            X=np.stack(sub.sequences),
+            y=np.asarray(sub.labels),
+            classes=np.asarray(ds.classes),
+            groups=np.asarray(sub.groups),  # the recordings: a validation split or fold keeps them whole
+        )
         paths.append(path)
     return paths[0], paths[1]
 

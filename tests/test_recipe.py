@@ -93,7 +93,9 @@ def test_choices_and_reasons() -> None:
         "label smoothing 0.1" in r for r in cls.reasons
     )
     short = choose(TrainConfig(), DataShape(300, 6000, True, True, 20))
-    assert short.readout == "last" and any("the last state has seen the whole window" in r for r in short.reasons)
+    assert short.readout == "last" and any(
+        "the last state has seen the whole window" in r for r in short.reasons
+    )
     regression = choose(TrainConfig(), DataShape(30, 600, False, True, 20))
     assert regression.readout == "mean" and regression.select == "cv"
     stream = choose(TrainConfig(), DataShape(30, 3000, False, False, 100))
@@ -177,10 +179,26 @@ def test_short_default_training_beats_the_majority_class(tmp_path: Path) -> None
     assert m["test_accuracy"] >= m["baselines"]["majority_accuracy"] + 0.3, m
 
 
+def test_gradient_clipping_survives_float32_overflow_of_the_norm() -> None:
+    """A finite gradient whose squares overflow float32 is scaled to the clip norm; one holding inf is refused
+    untouched."""
+    from tinylstm.trainer.train import clip_gradients
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.tensor([3e25, -4e25, 0.0])
+    assert not torch.isfinite(torch.linalg.vector_norm(p.grad))  # what clip_grad_norm_ would see
+    assert clip_gradients([p], 1.0)
+    assert torch.allclose(p.grad, torch.tensor([0.6, -0.8, 0.0]), atol=1e-5)
+    p.grad = torch.tensor([1.0, float("inf"), 0.0])
+    assert not clip_gradients([p], 1.0) and torch.isinf(p.grad[1])
+
+
 def test_non_finite_gradients_are_skipped_then_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: torch.tensor(float("inf")))
+    import tinylstm.trainer.train as train_module
+
+    monkeypatch.setattr(train_module, "clip_gradients", lambda *a, **k: False)
     with pytest.raises(TinyLSTMError, match="the gradient overflowed on 3 of 3 steps"):
         fit(window_set(), TrainConfig(hidden=4, epochs=2, progress=False), tmp_path)
 

@@ -2,8 +2,9 @@
 
 Arrays: ``X`` float [N, T, C]; ``y`` either [N] (one label/target per sequence, window mode) or
 [N, T] / [N, T, K] (per-step, stream mode); optional ``lengths`` int [N] (sequence i uses
-``X[i, :lengths[i]]``); optional ``classes`` (names for integer labels). Integer ``y`` means
-classification and float ``y`` regression unless ``task`` says otherwise.
+``X[i, :lengths[i]]``); optional ``classes`` (names for integer labels); optional ``groups`` [N] (a
+recording id per sequence: windows of one recording never land in two splits or folds). Integer ``y``
+means classification and float ``y`` regression unless ``task`` says otherwise.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
         raise TinyLSTMError(f"{path}: lengths must be an integer array of shape [{n}]")
     if lengths.min() < 1 or lengths.max() > t:
         raise TinyLSTMError(f"{path}: lengths must lie in 1..{t} (the T axis of X)")
+    groups = arrays.get("groups")
+    if groups is not None and groups.shape != (n,):
+        raise TinyLSTMError(f"{path}: groups must hold one recording id per sequence, shape [{n}]")
     if task not in ("auto", "classification", "regression"):
         raise TinyLSTMError(f"task={task!r} is not known; use auto, classification or regression")
     integer_y = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)
@@ -99,6 +103,7 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
         classes=classes,
         channels=[f"ch{c}" for c in range(x.shape[2])],
         name=path.stem,
+        groups=groups,
     )
     ds.validate()
     return ds

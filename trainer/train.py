@@ -8,7 +8,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,22 @@ def evaluate(model: nn.Module, data: PaddedSplit, target_norm: Normalizer | None
             pred, target = select(model(x, lengths), lengths, y, data.mode)
             running.add(loss_fn(pred, target), pred, target, data.classification)
     return running.scores(data.classification)
+
+
+def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float) -> bool:
+    """Scale the gradients to a total L2 norm of at most ``max_norm``, the norm taken in float64 (in float32
+    the squares of an exploding but finite gradient overflow, as in nn.utils.clip_grad_norm_); False,
+    touching nothing, when a gradient holds an inf or NaN."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return True
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
+    if not torch.isfinite(norm):
+        return False
+    if norm > max_norm:
+        for g in grads:
+            g.mul_(max_norm / (float(norm) + 1e-6))
+    return True
 
 
 def _seed_everything(seed: int) -> None:
@@ -582,10 +598,9 @@ def _epochs(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-            if torch.isfinite(norm):
+            if clip_gradients(model.parameters(), config.clip):
                 optimizer.step()
-            else:  # an exploding gradient (long sequences): clipping cannot scale an infinite norm; skip
+            else:  # an overflowed gradient (inf or NaN in it: long sequences): no scaling repairs it; skip
                 skipped += 1
             if scheduler is not None:
                 scheduler.step()
