@@ -138,7 +138,9 @@ def test_npz_groups_keep_recordings_in_one_split(tmp_path: Path) -> None:
     np.savez(tmp_path / "g.npz", X=rng.normal(size=(100, 6, 2)), y=groups % 2, groups=groups)
     ds = load_dataset(str(tmp_path / "g.npz"))
     parts = [set(p.groups.tolist()) for p in split(ds, val=0.2, test=0.2, seed=1)]
-    assert all(parts) and not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    assert (
+        all(parts) and not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+    )
     np.savez(tmp_path / "bad.npz", X=np.zeros((3, 4, 1)), y=np.array([0, 1, 0]), groups=np.array([1, 2]))
     with pytest.raises(TinyLSTMError, match="groups must hold one recording id per sequence, shape"):
         load_dataset(str(tmp_path / "bad.npz"))
