@@ -149,7 +149,7 @@ def _selection(given: str | None, data: DataShape, epochs: int) -> tuple[str, st
     if data.classification:
         return (
             "last",
-            "label smoothing and augmentation keep a classifier from fitting noise; no split judges it",
+            "label smoothing and augmentation keep a classifier from fitting noise",
         )
     cost = (CV_FOLDS - 1) * sum(cv_candidates(epochs)) / max(epochs, 1)  # in full trainings
     if cost <= CV_BUDGET_TRAININGS:
