@@ -3,7 +3,7 @@
 - flash: the model's constant data (codegen/emit_c.model_data_bytes: exact for the shapes, whatever the
   weights) plus the kernel's code (.text of the step path, measured by compiling it for the board's
   core at the firmware's -Os; for a core without a compiler here, host/fit.py's CODE_ALLOWANCE bound);
-- RAM: the model state the kernel keeps (2 * state_words + tl_state_t);
+- RAM: the model state the kernel keeps (2 * state_words + tl_state_t; a pooled readout's pool included);
 - latency: one tl_step counted in unicorn on the board's core (Cortex-M4F, RV32IMC) with a model of
   these shapes, times the core's assumed cycles per instruction, at the board's clock (the kernel
   benchmark's rule, benchmarks/bench_kernel.py); None where no emulator counts the core or the board
@@ -25,6 +25,7 @@ import numpy as np
 from tinylstm.codegen.contract import HIDDEN_BITS, state_words
 from tinylstm.codegen.emit_c import model_data_bytes
 from tinylstm.codegen.random_models import random_quantized_model
+from tinylstm.codegen.readouts import readout as read_type
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board
 from tinylstm.host.fit import CODE_ALLOWANCE, check_fits
@@ -63,15 +64,18 @@ def architecture_cost(
     out: int,
     classes: list[str] | None = None,
     hidden_bits: int = HIDDEN_BITS,
+    readout: str = "last",
 ) -> Cost:
     """The cost of a model of these shapes (and class names: the model data holds them) with an int8 or int16
-    (``hidden_bits``) hidden state on ``board``."""
+    (``hidden_bits``) hidden state and the head reading ``readout`` (codegen/readouts.py) on ``board``."""
     rng = np.random.default_rng(hidden * 31 + inp)
     t = np.arange(400)[:, None]
     data = np.sin(t / (5 + 3 * np.arange(inp))) + 0.3 * rng.standard_normal((400, inp))
-    model = random_quantized_model(hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits)
+    model = random_quantized_model(
+        hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits, readout
+    )
     model = dataclasses.replace(model, meta=dataclasses.replace(model.meta, classes=classes))
-    ram = 2 * state_words(layers, hidden, hidden_bits) + STATE_STRUCT_BYTES
+    ram = 2 * state_words(layers, hidden, hidden_bits, read_type(readout).pooled) + STATE_STRUCT_BYTES
     try:
         check_fits(model, board, board.rx_buffer_min, 0)
         fits = None
@@ -103,13 +107,23 @@ class CostCache:
     def __init__(self, path: Path, board: Board) -> None:
         self.path, self.board = path, board
 
-    def get(self, cell: str, layers: int, inp: int, hidden: int, out: int, classes: list[str] | None) -> Cost:
+    def get(
+        self,
+        cell: str,
+        layers: int,
+        inp: int,
+        hidden: int,
+        out: int,
+        classes: list[str] | None,
+        hidden_bits: int = HIDDEN_BITS,
+        readout: str = "last",
+    ) -> Cost:
         names = hashlib.sha256(json.dumps(classes).encode()).hexdigest()[:12]
-        key = f"{self.board.name}:{cell}:{layers}:{inp}:{hidden}:{out}:{names}"
+        key = f"{self.board.name}:{cell}:{layers}:{inp}:{hidden}:{out}:{names}:h{hidden_bits}:{readout}"
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
         if key in known:
             return Cost(**known[key])
-        cost = architecture_cost(self.board, cell, layers, inp, hidden, out, classes)
+        cost = architecture_cost(self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout)
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
         known[key] = cost.to_dict()
         tmp = self.path.with_suffix(f".{np.random.default_rng().integers(1 << 30)}.tmp")

@@ -1,15 +1,18 @@
 """`tinylstm search`: the most accurate model that fits a board, by an Optuna study (docs/search.md).
 
-Each trial draws a cell, hidden size, layers, learning rate, dropout, quantization-aware fine-tuning
-(and a window length when asked), prices the architecture on the board first (host/cost.py: flash,
-RAM, latency per step, known before training) and prunes it when it breaks a budget or does not fit
-the board; otherwise it trains, exports and checks it (``tinylstm check``: held-out float vs int8,
-golden == C bit-exact, the blob); the objective is held-out int8 accuracy (or RMSE), and the flash,
-RAM and latency it reports are the export's own. The study lives in SQLite (``OUT/study.db``,
-resumable: run again to continue) or any Optuna RDB URL such as ``postgresql://`` (several machines
-or ``--workers`` processes share one study). The results: the trials, the Pareto fronts (accuracy vs
-flash, vs latency) as ``search.json``, ``search.md`` and ``pareto.png``, and the best feasible
-export copied to ``OUT/best-export``, ready for ``tinylstm build``.
+Before the study, every architecture of the space (cell x hidden size x layers x hidden-state format x
+readout; stream data gets only the last-h readout) is priced on the board (host/cost.py: flash, RAM,
+latency per step, known before training) and those over a budget or not fitting the board are set
+aside; nothing fitting fails at once. The prices are stored in the study, so its workers and resumed
+runs draw from the same architectures. Each trial draws one of the architectures that fit, a peak
+learning rate, dropout, quantization-aware fine-tuning (and a window length when asked), trains it with
+the training recipe (trainer/recipe.py) and the drawn readout, exports and checks it (``tinylstm
+check``: held-out float vs int8, golden == C bit-exact, the blob); the objective is held-out int8
+accuracy (or RMSE), and the flash and RAM it reports are the export's own. The study lives in SQLite
+(``OUT/study.db``, resumable: run again to continue) or any Optuna RDB URL such as ``postgresql://``
+(several machines or ``--workers`` processes share one study). The results: the trials, the Pareto
+fronts (accuracy vs flash, vs latency) as ``search.json``, ``search.md`` and ``pareto.png``, and the
+best export copied to ``OUT/best-export``, ready for ``tinylstm build``.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from tinylstm.codegen.cells import CELLS
+from tinylstm.codegen.contract import HIDDEN_FORMATS
+from tinylstm.codegen.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
-from tinylstm.host.cost import CostCache, countable
+from tinylstm.host.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
+from tinylstm.trainer.recipe import SELECTIONS
 
 QAT_EPOCHS = 3  # fine-tuning epochs of a trial that draws QAT
 BEST_EXPORT = "best-export"
@@ -51,16 +57,70 @@ class Budget:
             return f"latency {latency:.3f} ms > {self.max_latency_ms} ms"
         return None
 
+    def describe(self) -> str:
+        parts = [
+            f"{what} <= {limit} {unit}"
+            for what, limit, unit in (
+                ("flash", self.max_flash, "B"),
+                ("RAM", self.max_ram, "B"),
+                ("latency", self.max_latency_ms, "ms"),
+            )
+            if limit is not None
+        ]
+        return ", ".join(parts) if parts else "no budget"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What fixes a model's price on a board: cell, hidden size, layers, the hidden state's bits and what
+    the head reads (a pooled readout keeps a pool in RAM and pools at every step)."""
+
+    cell: str
+    hidden: int
+    layers: int
+    hidden_bits: int  # 8 (int8 Q0.7) or 16 (int16 Q0.15): the export's and QAT's hidden state
+    readout: str = "last"  # codegen/readouts.py: "last", or "mean" / "max" pooled over a window
+
+    @property
+    def key(self) -> str:
+        """The study's parameter value, e.g. ``gru-16x1-h8-mean``."""
+        return f"{self.cell}-{self.hidden}x{self.layers}-h{self.hidden_bits}-{self.readout}"
+
+    @classmethod
+    def parse(cls, key: str) -> Architecture:
+        cell, shape, bits, read = key.rsplit("-", 3)
+        hidden, layers = shape.split("x")
+        return cls(cell, int(hidden), int(layers), int(bits.removeprefix("h")), read)
+
 
 @dataclass(frozen=True)
 class Space:
     cells: tuple[str, ...] = tuple(CELLS)
     hidden: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64)
     layers: tuple[int, ...] = (1, 2)
-    lr: tuple[float, float] = (1e-3, 1e-2)
+    hidden_bits: tuple[int, ...] = (8, 16)  # the hidden state's format: int8 Q0.7 or int16 Q0.15
+    readouts: tuple[str, ...] = ("last", "mean", "max")  # what the head reads; pooled ones: window data only
+    lr: tuple[float, float] = (3e-3, 3e-2)  # the one-cycle schedule's peak, log-uniform
     dropout: tuple[float, float] = (0.0, 0.3)  # drawn only for stacked layers
     qat: tuple[bool, ...] = (False, True)
     windows: tuple[int, ...] = ()  # window lengths to try (the dataset's `window` option); () keeps its own
+
+    def readouts_for(self, window: bool) -> tuple[str, ...]:
+        """The readouts that apply to the data: all for window data (a label per window), only the
+        unpooled ones for stream data (a label per step: pooling over a window does not apply)."""
+        return tuple(r for r in self.readouts if window or not READOUTS[r].pooled)
+
+    def architectures(self, window: bool = True) -> list[Architecture]:
+        """Every architecture of the space for window (or stream) data, in a fixed order (the study's
+        choices keep it)."""
+        return [
+            Architecture(c, h, n, b, r)
+            for c in self.cells
+            for h in self.hidden
+            for n in self.layers
+            for b in self.hidden_bits
+            for r in self.readouts_for(window)
+        ]
 
 
 @dataclass
@@ -71,8 +131,11 @@ class SearchConfig:
     trials: int = 20
     budget: Budget = field(default_factory=Budget)
     space: Space = field(default_factory=Space)
-    epochs: int = 20
-    patience: int = 5
+    epochs: int | None = None  # None: the training recipe's choice from the data size (trainer/recipe.py)
+    # None: the recipe's (trainer/recipe.py: "last" for classification, "cv" for small regression sets);
+    # "last": the last epoch; "best": early stopping on a validation split; "cv": epochs by cross-validation
+    select: str | None = None
+    patience: int | None = None  # select="best" only; None: the recipe's
     seed: int = 0
     storage: str | None = None  # None: sqlite:///OUT/study.db
     study_name: str = "tinylstm"
@@ -91,6 +154,8 @@ class SearchConfig:
             "budget": asdict(self.budget),
             "space": asdict(self.space),
             "epochs": self.epochs,
+            "select": self.select,
+            "patience": self.patience,
             "seed": self.seed,
             "dataset_options": self.dataset_options,
         }
@@ -125,13 +190,29 @@ def _storage(url: str) -> Any:
 
 def check_config(cfg: SearchConfig) -> Board:
     board = get_board(cfg.board)
-    if cfg.trials < 1 or cfg.workers < 1 or cfg.epochs < 1:
+    if cfg.trials < 1 or cfg.workers < 1 or (cfg.epochs is not None and cfg.epochs < 1):
+        given = f", --epochs {cfg.epochs}" if cfg.epochs is not None else ""
+        raise TinyLSTMError(f"--trials {cfg.trials}, --workers {cfg.workers}{given}: each must be >= 1")
+    if cfg.select is not None and cfg.select not in SELECTIONS:
+        known = ", ".join(SELECTIONS)
+        raise TinyLSTMError(f"--select {cfg.select!r}: choose {known}, or leave it to the recipe")
+    if cfg.patience is not None and (cfg.select != "best" or cfg.patience < 1):
         raise TinyLSTMError(
-            f"--trials {cfg.trials}, --workers {cfg.workers} and --epochs {cfg.epochs} must be >= 1"
+            f"--patience {cfg.patience}: early stopping needs --select best and a patience >= 1 (by default "
+            "trials select as the recipe does)"
         )
     unknown = [c for c in cfg.space.cells if c not in CELLS]
     if unknown:
         raise TinyLSTMError(f"unknown cell(s) {unknown}: choose from {', '.join(CELLS)}")
+    if not cfg.space.hidden_bits or any(b not in HIDDEN_FORMATS for b in cfg.space.hidden_bits):
+        given, known = (",".join(map(str, v)) for v in (cfg.space.hidden_bits, sorted(HIDDEN_FORMATS)))
+        raise TinyLSTMError(f"--hidden-bits {given}: choose from {known} (int8 or int16 hidden state)")
+    if not cfg.space.readouts or any(r not in READOUTS for r in cfg.space.readouts):
+        given = ",".join(cfg.space.readouts)
+        raise TinyLSTMError(f"--readouts {given}: choose from {', '.join(READOUTS)} (what the head reads)")
+    lo, hi = cfg.space.lr
+    if not 0 < lo <= hi:
+        raise TinyLSTMError(f"learning-rate range {cfg.space.lr}: needs 0 < low <= high")
     if cfg.budget.max_latency_ms is not None and not (countable(board) and board.cpu_hz):
         clocked = ", ".join(b for b in _clocked_boards())
         raise TinyLSTMError(
@@ -147,24 +228,98 @@ def _clocked_boards() -> list[str]:
     return [b.name for b in BOARDS.values() if countable(b) and b.cpu_hz]
 
 
-class Objective:
-    """One trial: draw, price, prune or train + export + measure."""
+class _Data:
+    """The dataset, loaded once per window length."""
 
-    def __init__(self, cfg: SearchConfig, board: Board, worker: int) -> None:
+    def __init__(self, cfg: SearchConfig) -> None:
+        self.cfg = cfg
+        self._loaded: dict[int | None, Any] = {}
+
+    def get(self, window: int | None) -> Any:
         from tinylstm.trainer.data import load_dataset
 
-        self.cfg, self.board, self.worker = cfg, board, worker
-        self.costs = CostCache(cfg.out / "costs.json", board)
-        self._datasets: dict[int | None, Any] = {}
-        self._load = load_dataset
-
-    def dataset(self, window: int | None) -> Any:
-        if window not in self._datasets:
+        if window not in self._loaded:
             options = dict(self.cfg.dataset_options)
             if window is not None:
                 options["window"] = window
-            self._datasets[window] = self._load(self.cfg.data, **options)
-        return self._datasets[window]
+            self._loaded[window] = load_dataset(self.cfg.data, **options)
+        return self._loaded[window]
+
+
+def data_architectures(cfg: SearchConfig, ds: Any) -> list[Architecture]:
+    """The space's architectures that apply to ``ds``: stream data (a label per step) gets only the
+    unpooled readouts; a space of pooled readouts alone is a one-line error there."""
+    window = ds.mode == "window"
+    archs = cfg.space.architectures(window)
+    if not archs:
+        pooled = ",".join(cfg.space.readouts)
+        raise TinyLSTMError(
+            f"--readouts {pooled}: a pooled readout reads a window, and {cfg.data} is in stream mode (a "
+            "label per step): include last"
+        )
+    return archs
+
+
+def over_budget(cost: Cost, budget: Budget) -> str | None:
+    """Why an architecture of this cost cannot be a result (the first sentence), or None."""
+    why = cost.fits_board or budget.violation(cost.flash_bytes, cost.ram_bytes, cost.latency_ms)
+    return why.splitlines()[0].split(". ")[0] if why else None
+
+
+def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> dict[str, Cost]:
+    """Every architecture of the space priced on the board (host/cost.py, cached in OUT/costs.json), by key.
+
+    Priced on the data the trials use (the first window length when several are searched: a window
+    changes the sequences, not the shapes or the class names a price depends on). Each architecture is
+    priced with its own readout (a pooled one keeps 4 bytes per unit more state)."""
+    from tqdm import tqdm
+
+    data = data or _Data(cfg)
+    ds = data.get(cfg.space.windows[0] if cfg.space.windows else None)
+    archs = data_architectures(cfg, ds)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    cache = CostCache(cfg.out / "costs.json", board)
+    prices = {}
+    for a in tqdm(archs, desc="pricing", unit="arch", disable=not cfg.progress, leave=False):
+        prices[a.key] = cache.get(
+            a.cell, a.layers, ds.num_channels, a.hidden, ds.output_size, ds.classes, a.hidden_bits, a.readout
+        )
+    return prices
+
+
+def fitting(prices: dict[str, Cost], budget: Budget) -> list[str]:
+    """The architectures within the budget that fit the board, in the space's order."""
+    return [key for key, cost in prices.items() if over_budget(cost, budget) is None]
+
+
+def require_fit(prices: dict[str, Cost], cfg: SearchConfig) -> list[str]:
+    """The architectures that fit; none: a one-line error naming the smallest one's price and the budget."""
+    fit = fitting(prices, cfg.budget)
+    if fit:
+        return fit
+    key, c = min(prices.items(), key=lambda kv: (kv[1].flash_bytes, kv[1].ram_bytes, kv[1].latency_ms or 0.0))
+    latency = f", {c.latency_ms:.3f} ms per step" if c.latency_ms is not None else ""
+    raise TinyLSTMError(
+        f"no architecture of the search space fits {cfg.board} within {cfg.budget.describe()}: the "
+        f"smallest of {len(prices)}, {key}, costs flash {c.flash_bytes} B, RAM {c.ram_bytes} B{latency} "
+        f"({over_budget(c, cfg.budget)}); raise the budget or search smaller models (--hidden, --layers, "
+        "--cells, --hidden-bits, --readouts)"
+    )
+
+
+def study_prices(study: Any) -> dict[str, Cost] | None:
+    """The prices the study was started with (open_study stores them), or None."""
+    stored = study.user_attrs.get("prices")
+    return None if stored is None else {key: Cost(**cost) for key, cost in stored.items()}
+
+
+class Objective:
+    """One trial: draw an architecture that fits and the training knobs, train, export, measure."""
+
+    def __init__(self, cfg: SearchConfig, board: Board, worker: int, prices: dict[str, Cost]) -> None:
+        self.cfg, self.board, self.worker, self.prices = cfg, board, worker, prices
+        self.choices = require_fit(prices, cfg)
+        self.data = _Data(cfg)
 
     def __call__(self, trial: Any) -> float:
         from tinylstm.codegen.export import ModelSource, export
@@ -173,41 +328,51 @@ class Objective:
 
         optuna = _optuna()
         s, cfg = self.cfg.space, self.cfg
-        cell = trial.suggest_categorical("cell", list(s.cells))
-        hidden = trial.suggest_categorical("hidden", list(s.hidden))
-        layers = trial.suggest_categorical("layers", list(s.layers))
+        key = trial.suggest_categorical("arch", self.choices)  # only architectures within the budget
+        arch = Architecture.parse(key)
         lr = trial.suggest_float("lr", *s.lr, log=True)
-        dropout = trial.suggest_float("dropout", *s.dropout) if layers > 1 else 0.0
+        dropout = trial.suggest_float("dropout", *s.dropout) if arch.layers > 1 else 0.0
         qat = trial.suggest_categorical("qat", list(s.qat))
         window = trial.suggest_categorical("window", list(s.windows)) if s.windows else None
         trial.set_user_attr("worker", self.worker)
-        ds = self.dataset(window)
-        cost = self.costs.get(cell, layers, ds.num_channels, hidden, ds.output_size, ds.classes)
+        trial.set_user_attr("architecture", asdict(arch))
+        cost = self.prices[key]
         trial.set_user_attr("estimate", cost.to_dict())
-        why = cost.fits_board or cfg.budget.violation(cost.flash_bytes, cost.ram_bytes, cost.latency_ms)
-        if why:
-            trial.set_user_attr("pruned", why.split(". ")[0])
-            raise optuna.TrialPruned(why)
+        ds = self.data.get(window)
         root = cfg.out / "trials" / f"{trial.number:04d}"
         config = TrainConfig(
-            cell=cell, hidden=hidden, layers=layers, epochs=cfg.epochs, lr=lr, patience=cfg.patience,
-            seed=cfg.seed, progress=False, dropout=dropout, qat_epochs=QAT_EPOCHS if qat else 0,
+            cell=arch.cell, hidden=arch.hidden, layers=arch.layers, epochs=cfg.epochs, lr=lr,
+            select=cfg.select, patience=cfg.patience, seed=cfg.seed, progress=False, dropout=dropout,
+            readout=arch.readout, qat_epochs=QAT_EPOCHS if qat else 0, qat_hidden_bits=arch.hidden_bits,
         )  # fmt: skip
         result = fit(ds, config, root / "run")
-        exp = export(ModelSource(str(result.checkpoint_path)), root / "export")
+        exp = export(ModelSource(str(result.checkpoint_path)), root / "export", hidden_bits=arch.hidden_bits)
         report = check(root / "export")  # held-out quality, golden == C bit-exact, the blob
         if not (report["bit_exact"]["ok"] and report["blob"]["ok"]):
             raise TinyLSTMError(
                 f"trial {trial.number}: its export failed tinylstm check: {report['bit_exact']}"
             )
+        if exp.report["readout"] != arch.readout:  # TrainConfig(readout=...) fixes the checkpoint's head
+            raise TinyLSTMError(
+                f"trial {trial.number}: drew readout {arch.readout!r}, its export reads "
+                f"{exp.report['readout']!r}"
+            )
         quality = report["quality"]
         flash = exp.report["model_data_bytes"] + cost.code_bytes
+        ram = exp.report["state_bytes"] + STATE_STRUCT_BYTES
+        recipe = result.metrics.get("recipe", {})
         measured = {
             "flash_bytes": flash,
-            "ram_bytes": cost.ram_bytes,
+            "ram_bytes": ram,
             "latency_ms": cost.latency_ms,
             "instructions": cost.instructions,
             "model_data_bytes": exp.report["model_data_bytes"],
+            "hidden_bits": exp.report["hidden_bits"],
+            "readout": exp.report["readout"],  # the drawn one
+            "qat_hidden_bits": result.metrics["qat"]["hidden_bits"] if "qat" in result.metrics else None,
+            "epochs": recipe.get("epochs"),  # the recipe's choice unless --epochs was given
+            "select": recipe.get("select"),  # the recipe's choice unless --select was given
+            "epochs_run": result.metrics.get("epochs_run"),
             "export": str((root / "export").resolve()),
             "hash": exp.report["hash"],
             "float": float(quality["float"]),
@@ -216,21 +381,23 @@ class Objective:
             "check_passed": bool(report["passed"]),  # also within check's float-vs-int8 thresholds
         }
         trial.set_user_attr("measured", measured)
-        why = cfg.budget.violation(flash, cost.ram_bytes, cost.latency_ms)
-        if why:  # the estimate is exact for the shapes; this guards the rule itself
+        why = cfg.budget.violation(flash, ram, cost.latency_ms)
+        if why:  # the price is exact for the shapes; this guards the rule itself
             trial.set_user_attr("pruned", f"measured {why}")
             raise optuna.TrialPruned(why)
         return float(quality["int8"])
 
 
-def _direction(cfg: SearchConfig) -> str:
-    from tinylstm.trainer.data import load_dataset
-
-    ds = load_dataset(cfg.data, **cfg.dataset_options)
+def _direction(cfg: SearchConfig, data: _Data | None = None) -> str:
+    ds = (data or _Data(cfg)).get(None)
     return "maximize" if ds.task == "classification" else "minimize"
 
 
-def open_study(cfg: SearchConfig, direction: str, worker: int = 0) -> Any:
+def open_study(
+    cfg: SearchConfig, direction: str, worker: int = 0, prices: dict[str, Cost] | None = None
+) -> Any:
+    """Create or load the study, refusing one started with other settings. ``prices`` (price_space) are
+    stored in a study that has none yet; a study's stored prices are the ones its trials draw from."""
     optuna = _optuna()
     if cfg.storage is None:
         cfg.out.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
@@ -242,15 +409,35 @@ def open_study(cfg: SearchConfig, direction: str, worker: int = 0) -> Any:
         sampler=sampler,
         load_if_exists=True,
     )
-    ident = study.user_attrs.get("identity")
-    if ident is None:
+    if study.user_attrs.get("identity") is None:
         study.set_user_attr("identity", cfg.identity())
-    elif ident != json.loads(json.dumps(cfg.identity())):
+    _check_identity(study, cfg)
+    if prices is not None and "prices" not in study.user_attrs:
+        study.set_user_attr("prices", {key: cost.to_dict() for key, cost in prices.items()})
+    return study
+
+
+def _check_identity(study: Any, cfg: SearchConfig) -> None:
+    ident = study.user_attrs.get("identity")
+    if ident is not None and ident != json.loads(json.dumps(cfg.identity())):
         raise TinyLSTMError(
             f"the study {cfg.study_name!r} in {cfg.storage_url().split('@')[-1]} was started with other "
             f"settings ({_differences(ident, cfg.identity())}): pass the same ones, or another --out or "
             "--study-name"
         )
+
+
+def existing_study(cfg: SearchConfig) -> Any | None:
+    """The study to resume, checked against ``cfg`` (before any pricing or training), or None; starts no
+    study where there is none."""
+    optuna = _optuna()
+    if cfg.storage is None and not (cfg.out / "study.db").is_file():
+        return None
+    try:
+        study = optuna.load_study(study_name=cfg.study_name, storage=_storage(cfg.storage_url()))
+    except KeyError:  # no study of that name in the storage yet
+        return None
+    _check_identity(study, cfg)
     return study
 
 
@@ -268,19 +455,27 @@ def _finished(study: Any) -> int:
 def run_worker(
     cfg: SearchConfig, direction: str, worker: int, on_trial: Callable[[Any, Any], None] | None = None
 ) -> None:
-    """Run trials in this process until the study holds ``cfg.trials`` finished ones."""
+    """Run trials in this process until the study holds ``cfg.trials`` finished ones. Every trial draws an
+    architecture within the budget, so each finished trial was trained (pruned: over the budget as
+    measured after its export, which the exact prices rule out)."""
     import torch
 
     optuna = _optuna()
     board = check_config(cfg)
     torch.set_num_threads(1)  # trials are small; parallel workers each take one core
     study = open_study(cfg, direction, worker)
+    prices = study_prices(study)
+    if prices is None:  # a study not opened by search(): price it here
+        priced = price_space(cfg, board)
+        require_fit(priced, cfg)
+        prices = study_prices(open_study(cfg, direction, worker, priced))
+        assert prices is not None
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     callbacks = [optuna.study.MaxTrialsCallback(cfg.trials, states=states)]
     if on_trial is not None:
         callbacks.append(on_trial)
     if _finished(study) < cfg.trials:
-        study.optimize(Objective(cfg, board, worker), callbacks=callbacks, catch=(TinyLSTMError,))
+        study.optimize(Objective(cfg, board, worker, prices), callbacks=callbacks, catch=(TinyLSTMError,))
 
 
 def _worker_main(cfg: SearchConfig, direction: str, worker: int) -> None:
@@ -291,10 +486,16 @@ def search(cfg: SearchConfig) -> dict[str, Any]:
     """Run (or continue) the study, then write the results; returns search.json's document."""
     from tqdm import tqdm
 
-    check_config(cfg)
+    board = check_config(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    direction = _direction(cfg)
-    study = open_study(cfg, direction)
+    data = _Data(cfg)
+    direction = _direction(cfg, data)
+    resumed = existing_study(cfg)  # other settings are refused before anything is priced
+    prices = study_prices(resumed) if resumed is not None else None
+    if prices is None:
+        prices = price_space(cfg, board, data)
+    require_fit(prices, cfg)  # before the study exists: nothing fitting leaves no study behind
+    study = open_study(cfg, direction, prices=prices)
     done = _finished(study)
     bar = tqdm(
         total=cfg.trials, initial=min(done, cfg.trials), unit="trial", disable=not cfg.progress, desc="search"
@@ -339,9 +540,11 @@ def _pareto(points: list[tuple[float, float, int]], maximize: bool) -> list[int]
 
 def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, Any]:
     optuna = _optuna()
+    prices = study_prices(study) or {}
     rows = []
     for t in study.get_trials(deepcopy=False):
-        row = {"number": t.number, "state": t.state.name.lower(), "params": t.params, "value": t.value,
+        params = {**t.user_attrs.get("architecture", {}), **t.params}  # the architecture's parts too
+        row = {"number": t.number, "state": t.state.name.lower(), "params": params, "value": t.value,
                "worker": t.user_attrs.get("worker")}  # fmt: skip
         row |= {k: t.user_attrs[k] for k in ("measured", "estimate", "pruned") if k in t.user_attrs}
         rows.append(row)
@@ -373,6 +576,11 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         "storage": cfg.storage_url().split("@")[-1],
         "board": cfg.board,
         "budget": asdict(cfg.budget),
+        "architectures": {
+            "priced": len(prices),
+            "fit": fitting(prices, cfg.budget),
+            "prices": {key: cost.to_dict() for key, cost in prices.items()},
+        },
         "direction": direction,
         "objective": "held-out int8 accuracy (%)" if maximize else "held-out int8 RMSE",
         "trials": rows,
@@ -391,14 +599,18 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
 
 def render_md(doc: dict[str, Any]) -> str:
     metric = "int8 accuracy %" if doc["direction"] == "maximize" else "int8 RMSE"
+    fit = doc["architectures"]["fit"]
     lines = [
         f"# Search: {doc['study']} for {doc['board']}",
         "",
         f"Objective: {doc['objective']}; budget {doc['budget']}; trials {doc['counts']}.",
         "",
-        f"| trial | cell | hidden | layers | qat | {metric} | float | flash B | RAM B | latency ms | "
-        "pareto |",
-        "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---|",
+        f"Architectures within the budget: {len(fit)} of {doc['architectures']['priced']}"
+        + (f" ({', '.join(fit)})." if fit else "."),
+        "",
+        f"| trial | cell | hidden | layers | h bits | readout | qat | {metric} | float | flash B | RAM B | "
+        "latency ms | pareto |",
+        "|---:|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|",
     ]
     fronts = doc["pareto"]
     for r in sorted((r for r in doc["trials"] if r["state"] == "complete"), key=lambda r: r["number"]):
@@ -406,12 +618,13 @@ def render_md(doc: dict[str, Any]) -> str:
         tags = [k for k in ("flash", "latency") if r["number"] in fronts[k]]
         lat = "—" if m["latency_ms"] is None else f"{m['latency_ms']:.3f}"
         lines.append(
-            f"| {r['number']} | {p['cell']} | {p['hidden']} | {p['layers']} | {p['qat']} | {m['int8']:.4g} | "
-            f"{m['float']:.4g} | {m['flash_bytes']} | {m['ram_bytes']} | {lat} | {', '.join(tags)} |"
+            f"| {r['number']} | {p['cell']} | {p['hidden']} | {p['layers']} | {p['hidden_bits']} | "
+            f"{p['readout']} | {p['qat']} | {m['int8']:.4g} | {m['float']:.4g} | {m['flash_bytes']} | "
+            f"{m['ram_bytes']} | {lat} | {', '.join(tags)} |"
         )
     pruned = [r for r in doc["trials"] if r["state"] == "pruned"]
     if pruned:
-        lines += ["", "Pruned before training (architecture over budget or not fitting the board):", ""]
+        lines += ["", "Pruned (over the budget as measured after training):", ""]
         lines += [f"- trial {r['number']} {r['params']}: {r.get('pruned', '?')}" for r in pruned]
     if doc["best"]:
         lines += ["", f"Best: trial {doc['best']['number']}, export in `{doc['best_export']}`."]

@@ -1,6 +1,10 @@
-"""`tinylstm search` (host/search.py): a small study on the shipped watch data respects its budgets,
-writes the Pareto files, resumes from its SQLite file and leaves a best export that builds for the QEMU
-board; the same study on a real PostgreSQL server with two worker processes shares its trials.
+"""`tinylstm search` (host/search.py): a small study on the shipped watch data draws only architectures
+within its budgets, writes the Pareto files, resumes from its SQLite file and leaves a best export that
+builds for the QEMU board; a tight budget on JapaneseVowels-shaped data (12 channels, 9 classes) trains
+every trial, the hidden-state bits it draws reach QAT and the export, a pooled readout it draws reaches
+the checkpoint and the export, stream data is searched with the last-h readout only, and a budget
+nothing fits fails at once; the same study on a real PostgreSQL server with two worker processes shares
+its trials.
 
 The PostgreSQL test needs a server: set TINYLSTM_TEST_POSTGRES_URL (scripts/test-postgres.sh starts
 one on 127.0.0.1 and prints the URL; .ci/run does this)."""
@@ -13,51 +17,83 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from firmware_fixtures import require_board_tools
 
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.registry import get_board
 from tinylstm.host.cli.main import main
 from tinylstm.host.firmware import build_firmware
-from tinylstm.host.search import Budget, SearchConfig, Space, open_study, search
+from tinylstm.host.search import Architecture, Budget, SearchConfig, Space, open_study, price_space, search
+from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 BOARD = "qemu-stm32f405"
 FLASH = 8 * 1024
-SPACE = Space(hidden=(8, 12, 64), layers=(1,), qat=(False,))  # small and quick: 1 epoch per trial
+# small and quick (1 epoch per trial); LSTM and GRU with 64 units are over the flash budget; the watch
+# data is windows (a label each), so a pooled mean readout applies
+SPACE = Space(hidden=(8, 12, 64), layers=(1,), hidden_bits=(8,), readouts=("last", "mean"), qat=(False,))
 
 
 def config(out: Path, trials: int, **kw: object) -> SearchConfig:
     return SearchConfig(
         data="watch", board=BOARD, out=out, trials=trials, budget=Budget(max_flash=FLASH, max_ram=512),
-        space=SPACE, epochs=1, patience=1, progress=False, dataset_options={"hop": 64}, **kw,  # type: ignore[arg-type]
+        space=SPACE, epochs=1, progress=False, dataset_options={"hop": 64}, **kw,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
 def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_path: Path) -> None:
     require_board_tools(BOARD)
-    cfg = config(tmp_path / "s", 3)
-    # an architecture over the flash budget (LSTM 64 units: 4*64*70 weight bytes alone) is pruned unseen
+    cfg = config(tmp_path / "s", 2)
     study = open_study(cfg, "maximize")
-    study.enqueue_trial({"cell": "lstm", "hidden": 64, "layers": 1, "lr": 3e-3, "qat": False})
-    study.enqueue_trial({"cell": "gru", "hidden": 8, "layers": 1, "lr": 3e-3, "qat": False})  # fits
+    study.enqueue_trial({"arch": "gru-8x1-h8-mean", "lr": 3e-3, "qat": False})
     doc = search(cfg)
     first = {t["number"]: t for t in doc["trials"]}
-    assert len(first) == 3 and first[0]["state"] == "pruned" and "flash" in first[0]["pruned"]
-    assert not (tmp_path / "s" / "trials" / "0000").exists()  # nothing was trained for it
+    # the architectures over the flash budget (64 units: 4*64*70 LSTM weight bytes alone) are priced
+    # before the study and never drawn: every trial trains
+    archs = doc["architectures"]
+    assert archs["priced"] == 12 and set(archs["fit"]) == {
+        f"{c}-{h}x1-h8-{r}" for c in ("lstm", "gru") for h in (8, 12) for r in ("last", "mean")
+    }
+    assert all(
+        archs["prices"][f"{c}-64x1-h8-{r}"]["flash_bytes"] > FLASH
+        for c in ("lstm", "gru")
+        for r in ("last", "mean")
+    )
+    assert len(first) == 2 and all(t["state"] == "complete" for t in first.values())
+    assert first[0]["params"] | {"lr": 0} == {"arch": "gru-8x1-h8-mean", "cell": "gru", "hidden": 8,
+                                             "layers": 1, "hidden_bits": 8, "readout": "mean", "lr": 0,
+                                             "qat": False}  # fmt: skip
+    assert first[0]["measured"]["readout"] == "mean"
     complete = [t for t in doc["trials"] if t["state"] == "complete"]
-    assert complete and all("flash" in t["pruned"] for t in doc["trials"] if t["state"] == "pruned")
     for t in complete:
         m = t["measured"]
+        assert (
+            t["params"]["arch"] in archs["fit"]
+            and (tmp_path / "s" / "trials" / f"{t['number']:04d}").is_dir()
+        )
         assert m["flash_bytes"] <= FLASH and m["ram_bytes"] <= 512 and 0 < m["int8"] <= 100
-        assert m["flash_bytes"] == t["estimate"]["flash_bytes"]  # the size is known before training
+        # the size and the state are known before training
+        assert (
+            m["flash_bytes"] == t["estimate"]["flash_bytes"] and m["ram_bytes"] == t["estimate"]["ram_bytes"]
+        )
+        assert m["epochs"] == 1 and m["hidden_bits"] == 8 and m["qat_hidden_bits"] is None
+        assert (
+            m["readout"] == t["params"]["readout"] and m["select"] == "last"
+        )  # classification: the recipe's
         assert isinstance(m["check_passed"], bool)  # every trained trial's export went through check
     for name in ("search.json", "search.md", "pareto.png", "study.db"):
         assert (tmp_path / "s" / name).stat().st_size > 0
     assert doc["pareto"]["flash"] and set(doc["pareto"]["flash"]) <= {t["number"] for t in complete}
-    assert "| trial | cell |" in (tmp_path / "s" / "search.md").read_text()
+    md = (tmp_path / "s" / "search.md").read_text()
+    assert (
+        "| trial | cell | hidden | layers | h bits | readout |" in md
+        and "| 0 | gru | 8 | 1 | 8 | mean |" in md
+    )
 
-    doc2 = search(replace(cfg, trials=4))  # resume: the three trials stay, one more runs
-    assert [t["number"] for t in doc2["trials"]] == [0, 1, 2, 3]
-    assert {t["number"]: t["params"] for t in doc2["trials"][:3]} == {
+    doc2 = search(replace(cfg, trials=3))  # resume: the two trials stay, one more runs
+    assert [t["number"] for t in doc2["trials"]] == [0, 1, 2]
+    assert {t["number"]: t["params"] for t in doc2["trials"][:2]} == {
         n: t["params"] for n, t in first.items()
     }
     best = doc2["best"]
@@ -65,6 +101,127 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
     build = build_firmware(Path(doc2["best_export"]), BOARD, tmp_path / "fw")
     assert build.elf is not None and build.elf.stat().st_size > 0
     assert json.loads((tmp_path / "s" / "search.json").read_text())["best"]["number"] == best["number"]
+
+
+def japanese_vowels_like(path: Path) -> Path:
+    """A small stand-in for UEA JapaneseVowels (the aeon wheel's copy is not a test dependency): 12 LPC
+    channels, 9 speakers named "1".."9", 7..29 steps per utterance, one label per sequence."""
+    rng = np.random.default_rng(0)
+    n, t, c = 90, 29, 12
+    y = np.arange(n) % 9
+    lengths = rng.integers(7, t + 1, n)
+    x = rng.standard_normal((n, t, c)) * 0.5 + np.linspace(-1, 1, 9)[y][:, None, None] * (np.arange(c) % 3)
+    np.savez(
+        path, X=x.astype(np.float32), y=y, lengths=lengths, classes=np.array([str(k) for k in range(1, 10)])
+    )
+    return path
+
+
+# JapaneseVowels' shapes (12 inputs, 9 classes) under 12 KB of flash: of these 24 architectures most are
+# over the budget (every 64-unit one, the stacked 32-unit ones); a study that drew them all would prune
+# nearly every trial (the issue: 3 of 3 pruned, exit 1, although 5-9 KB models fit)
+JV_SPACE = Space(hidden=(8, 32, 64), layers=(1, 2), hidden_bits=(8, 16), readouts=("last",))
+JV_FLASH = 12 * 1024
+
+
+def test_tight_budget_trains_every_trial_with_the_hidden_bits_it_draws(tmp_path: Path) -> None:
+    data = japanese_vowels_like(tmp_path / "jv.npz")
+    cfg = SearchConfig(
+        data=str(data), board=BOARD, out=tmp_path / "s", trials=3, budget=Budget(max_flash=JV_FLASH),
+        space=JV_SPACE, epochs=1, progress=False,
+    )  # fmt: skip
+    # a stacked int16-state GRU with QAT first: its hidden_bits must reach QAT and the export
+    open_study(cfg, "maximize").enqueue_trial(
+        {"arch": "gru-8x2-h16-last", "lr": 1e-2, "dropout": 0.1, "qat": True}
+    )
+    doc = search(cfg)
+    archs = doc["architectures"]
+    over = [k for k, c in archs["prices"].items() if c["flash_bytes"] > JV_FLASH]
+    assert archs["priced"] == 24 and len(over) > 12 and set(archs["fit"]) == set(archs["prices"]) - set(over)
+    assert doc["counts"]["complete"] == 3 and doc["best"] is not None  # 3 trials, all trained
+    for t in doc["trials"]:
+        p, m = t["params"], t["measured"]
+        assert p["arch"] in archs["fit"] and m["flash_bytes"] <= JV_FLASH
+        report = json.loads((Path(m["export"]) / "export-report.json").read_text())
+        assert p["hidden_bits"] == m["hidden_bits"] == report["hidden_bits"]
+        assert m["qat_hidden_bits"] == (p["hidden_bits"] if p["qat"] else None)
+    first = doc["trials"][0]
+    assert first["params"]["arch"] == "gru-8x2-h16-last" and first["measured"]["qat_hidden_bits"] == 16
+    assert first["measured"]["hidden_bits"] == 16 and 0 < first["params"]["dropout"] <= 0.3
+
+
+def test_a_drawn_pooled_readout_reaches_the_checkpoint_and_the_export(tmp_path: Path) -> None:
+    data = japanese_vowels_like(tmp_path / "jv.npz")
+    space = Space(cells=("gru",), hidden=(8,), layers=(1,), hidden_bits=(8,), qat=(False,))  # 3 readouts
+    cfg = SearchConfig(
+        data=str(data), board=BOARD, out=tmp_path / "s", trials=2, budget=Budget(max_flash=JV_FLASH),
+        space=space, epochs=1, progress=False,
+    )  # fmt: skip
+    study = open_study(cfg, "maximize")
+    # windows of 7..29 steps: the recipe alone would read the last h; the drawn readout is what trains
+    for read in ("max", "mean"):
+        study.enqueue_trial({"arch": f"gru-8x1-h8-{read}", "lr": 1e-2, "qat": False})
+    doc = search(cfg)
+    prices = doc["architectures"]["prices"]
+    assert sorted(prices) == ["gru-8x1-h8-last", "gru-8x1-h8-max", "gru-8x1-h8-mean"]
+    for read in ("mean", "max"):  # a pool: one int32 per unit more state, the same model data
+        pooled, last = prices[f"gru-8x1-h8-{read}"], prices["gru-8x1-h8-last"]
+        assert (
+            pooled["ram_bytes"] == last["ram_bytes"] + 4 * 8 and pooled["flash_bytes"] == last["flash_bytes"]
+        )
+    assert [t["params"]["readout"] for t in doc["trials"]] == ["max", "mean"]
+    for t in doc["trials"]:
+        read, m = t["params"]["readout"], t["measured"]
+        assert t["state"] == "complete" and m["readout"] == read
+        export = Path(m["export"])
+        _, meta = load_checkpoint(export.parent / "run" / CHECKPOINT_NAME)
+        assert meta.readout == read
+        assert json.loads((export / "export-report.json").read_text())["readout"] == read
+        assert json.loads((export / "int_model.json").read_text())["readout"] == read
+        assert m["ram_bytes"] == t["estimate"]["ram_bytes"] == prices[t["params"]["arch"]]["ram_bytes"]
+    # the readouts are part of the space: a resumed study with others is refused
+    with pytest.raises(TinyLSTMError, match="was started with other settings.*readouts"):
+        search(replace(cfg, trials=3, space=replace(space, readouts=("last",))))
+
+
+def test_stream_data_searches_the_last_readout_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 40, 3)).astype(np.float32)
+    y = (x[:, :, 0] > 0).astype(np.int64)  # a label per step: stream mode
+    np.savez(tmp_path / "stream.npz", X=x, y=y)
+    space = Space(cells=("gru",), hidden=(8,), layers=(1,), hidden_bits=(8,), qat=(False,))
+    assert [a.key for a in space.architectures(window=False)] == ["gru-8x1-h8-last"]
+    assert Architecture.parse("gru-8x1-h8-last") == Architecture("gru", 8, 1, 8, "last")
+    cfg = SearchConfig(
+        data=str(tmp_path / "stream.npz"), board=BOARD, out=tmp_path / "s", trials=1, space=space, epochs=1,
+        progress=False,
+    )  # fmt: skip
+    assert list(price_space(cfg, get_board(BOARD))) == ["gru-8x1-h8-last"]
+    doc = search(cfg)
+    (t,) = doc["trials"]
+    assert t["state"] == "complete" and t["params"]["readout"] == t["measured"]["readout"] == "last"
+    # a space of pooled readouts alone has nothing for stream data: one line, nothing started
+    args = ["search", "--data", str(tmp_path / "stream.npz"), "--board", BOARD, "--out",
+            str(tmp_path / "p"), "--cells", "gru", "--hidden", "8", "--layers", "1", "--readouts", "mean,max",
+            "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--readouts mean,max: a pooled readout reads a window" in err[0], err
+    assert "stream mode" in err[0] and not (tmp_path / "p" / "study.db").exists()
+
+
+def test_a_budget_nothing_fits_fails_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["search", "--data", "watch", "--hop", "64", "--board", BOARD, "--out", str(tmp_path / "s"),
+            "--cells", "gru,lstm", "--hidden", "8,12", "--layers", "1", "--hidden-bits", "8",
+            "--readouts", "last", "--max-flash", "2k", "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no architecture of the search space fits" in err[0], err
+    assert "the smallest of 4, gru-8x1-h8-last, costs flash" in err[0] and "flash <= 2048 B" in err[0]
+    # nothing was started: a looser budget in the same directory is a new study, not a refused one
+    assert not (tmp_path / "s" / "study.db").exists() and not (tmp_path / "s" / "trials").exists()
 
 
 def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,6 +250,11 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
         (["--max-flash", "3x"], "size '3x'"),
         (["--max-latency-ms", "1"], "qemu-stm32f405 has no counted core and clock"),
         (["--hidden", "8,a"], "--hidden '8,a'"),
+        (["--hidden-bits", "8,12"], "--hidden-bits 8,12: choose from 8,16"),
+        (["--patience", "3"], "--patience 3: early stopping needs --select best"),
+        (["--select", "cv", "--patience", "3"], "--patience 3: early stopping needs --select best"),
+        (["--readouts", "last,avg"], "--readouts last,avg: choose from last, mean, max"),
+        (["--epochs", "0"], "--epochs 0: each must be >= 1"),
     ],
 )
 def test_bad_options_are_one_line(

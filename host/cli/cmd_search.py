@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 
 from tinylstm.codegen.cells import NAMES as CELL_NAMES
+from tinylstm.codegen.readouts import NAMES as READOUT_NAMES
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import BOARDS
-from tinylstm.host.search import Budget, SearchConfig, Space, search
+from tinylstm.host.search import SELECTIONS, Budget, SearchConfig, Space, search
 
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmM]?)[bB]?$")
 DEFAULT_SPACE = Space()
@@ -37,22 +38,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
         help="find the most accurate model that fits a board (Optuna study)",
-        description="Search cell, hidden size, layers, learning rate, dropout, QAT (and window) for the "
-        "best held-out int8 accuracy (or RMSE) under flash, RAM and latency budgets on a board. "
-        "Resumable: run the same command again to continue the study.",
+        description="Search cell, hidden size, layers, hidden-state bits, readout, learning rate, dropout, "
+        "QAT (and window) for the best held-out int8 accuracy (or RMSE) under flash, RAM and latency budgets "
+        "on a board. Every architecture is priced on the board first and trials draw only those within the "
+        "budget; each trial trains with the training recipe. Resumable: run the same command again to "
+        "continue the study.",
     )
     p.add_argument("--data", required=True, help="dataset name or .ts/.csv/.npz file")
     p.add_argument("--board", required=True, choices=sorted(BOARDS), help="the board the model must fit")
     p.add_argument("--max-flash", help="model data + kernel code, e.g. 32k")
     p.add_argument("--max-ram", help="the model state the kernel keeps, e.g. 4k")
     p.add_argument("--max-latency-ms", type=float, help="one step on the board's core at its clock")
-    p.add_argument("--trials", type=int, default=20, help="finished trials the study ends with (default 20)")
-    p.add_argument("--epochs", type=int, default=20, help="training epochs per trial (early-stopped)")
-    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--trials", type=int, default=20, help="trained trials the study ends with (default 20)")
+    p.add_argument(
+        "--epochs", type=int, help="training epochs per trial (default: the recipe's, from the data size)"
+    )
+    p.add_argument(
+        "--select",
+        choices=SELECTIONS,
+        help="model selection: last (the last epoch), best (the lowest validation loss: early stopping) or "
+        "cv (the epoch budget by cross-validation, then all data trains); default: the recipe's (last for "
+        "classification, cv for small regression sets)",
+    )
+    p.add_argument("--patience", type=int, help="with --select best: early-stopping patience (default 10)")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed: a study is reproducible")
     p.add_argument("--cells", default=",".join(CELL_NAMES), help="cells to try (default: all)")
     p.add_argument("--hidden", default=",".join(map(str, DEFAULT_SPACE.hidden)), help="hidden sizes to try")
     p.add_argument("--layers", default=",".join(map(str, DEFAULT_SPACE.layers)), help="layer counts to try")
+    p.add_argument(
+        "--hidden-bits",
+        default=",".join(map(str, DEFAULT_SPACE.hidden_bits)),
+        help="hidden-state formats to try: 8 (int8) and/or 16 (int16) (default: 8,16)",
+    )
+    p.add_argument(
+        "--readouts",
+        default=",".join(DEFAULT_SPACE.readouts),
+        help=f"what the head reads, to try: {', '.join(READOUT_NAMES)} (mean and max pool over a window: "
+        f"window data only; stream data tries last) (default: {','.join(DEFAULT_SPACE.readouts)})",
+    )
     p.add_argument("--windows", help="window lengths to try (datasets with a window option)")
     p.add_argument("--hop", type=int, help="steps between windows (dataset option)")
     p.add_argument("--no-qat", action="store_true", help="never use quantization-aware fine-tuning")
@@ -72,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         cells=cells,
         hidden=_ints(args.hidden, "--hidden"),
         layers=_ints(args.layers, "--layers"),
+        hidden_bits=_ints(args.hidden_bits, "--hidden-bits"),
+        readouts=tuple(r for r in args.readouts.split(",") if r),
         qat=(False,) if args.no_qat else DEFAULT_SPACE.qat,
         windows=_ints(args.windows, "--windows") if args.windows else (),
     )
@@ -87,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         space=space,
         epochs=args.epochs,
+        select=args.select,
         patience=args.patience,
         seed=args.seed,
         storage=args.storage,
@@ -96,15 +122,16 @@ def run(args: argparse.Namespace) -> int:
         dataset_options={"hop": args.hop} if args.hop else {},
     )
     doc = search(cfg)
-    c = doc["counts"]
+    c, archs = doc["counts"], doc["architectures"]
+    fit = archs["fit"]
+    listed = ", ".join(fit[:12]) + (f", ... ({len(fit) - 12} more in search.json)" if len(fit) > 12 else "")
+    print(f"{len(fit)} of {archs['priced']} architectures fit the budget: {listed}")
     print(
-        f"{c['complete']} trials trained, {c['pruned']} pruned before training (over budget), "
+        f"{c['complete'] + c['pruned']} trials trained ({c['pruned']} over the budget as measured), "
         f"{c['fail']} failed"
     )
     if doc["best"] is None:
-        print(
-            "no trial met the budget: loosen --max-flash/--max-ram/--max-latency-ms or allow smaller models"
-        )
+        print("no trained trial met the budget and passed its checks: see search.md for why")
         code = 1
     else:
         b, m = doc["best"], doc["best"]["measured"]
