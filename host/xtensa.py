@@ -29,7 +29,8 @@ Workarounds for LLVM 22's Xtensa backend (measured, see the README):
   built with ``-mattr=-fp`` (soft float) in the gate.
 - No lld for Xtensa and no windowed libgcc: GNU ld of binutils-xtensa-lx106 links the LLVM
   objects (``--no-relax``: it cannot decode windowed instructions), firmware/tests/xtensa/xt_rt.c
-  provides ``__muldi3`` and the two float comparisons LLVM calls.
+  provides ``__muldi3``, the two float comparisons LLVM calls and, for lx106 (no divide instruction),
+  ``__divsi3``.
 """
 
 from __future__ import annotations
@@ -291,8 +292,10 @@ def _run_includes(gen: Path | None) -> list[Path]:
 
 
 def _rt_defines(core: Core) -> dict[str, str]:
-    # __muldi3 for both (see xt_rt.c); the float comparisons only where no libgcc exists
-    return {"XT_RT_MULDI3": "1", **({"XT_RT_SFCMP": "1"} if core == "dc233c" else {})}
+    # __muldi3 for both (see xt_rt.c); the float comparisons only where no libgcc exists; __divsi3 on the
+    # core without a divide instruction (lx106; dc233c has DIV32)
+    extra = {"XT_RT_SFCMP": "1"} if core == "dc233c" else {"XT_RT_DIVSI3": "1"}
+    return {"XT_RT_MULDI3": "1", **extra}
 
 
 def _check_no_calls(obj: Path) -> None:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +108,18 @@ def test_kernel_bit_exact(kernel: KernelFactory, core: Core, cell: str, layers: 
     model, xq = saturating_model(cell, layers)
     got = xtensa.verify_kernel(kernel(core, "w8"), model, xq, tmp_path)
     assert len(got) == STEPS
+
+
+@pytest.mark.parametrize("readout,hidden_bits", [("mean", 8), ("max", 8), ("mean", 16)])
+@pytest.mark.parametrize("core", xtensa.CORES)
+def test_pooled_readout_bit_exact(
+    kernel: KernelFactory, core: Core, readout: str, hidden_bits: int, tmp_path: Path
+) -> None:
+    """The pooled readouts (csrc/tl_pool.c): the mean's int32 division (DIV32 on dc233c, __divsi3 on lx106)
+    and the running maximum, every output and state word."""
+    model, xq = saturating_model("lstm", 2, hidden_bits)
+    model = dataclasses.replace(model, readout=readout)
+    xtensa.verify_kernel(kernel(core, "w8", hidden_bits), model, xq, tmp_path)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

@@ -5,7 +5,10 @@
  *    MUL32HIGH, so both compilers call it; no windowed libgcc exists for the clang build, and
  *    the Debian libgcc of xtensa-lx106-elf-gcc lacks it (and __addsf3/__subsf3/__mulsf3);
  *  - with -DXT_RT_SFCMP: __gtsf2/__lesf2, the two float comparisons of tl_model_check
- *    (0 < input_mul <= 3.4e38f) for the clang build without FPU (lx106's libgcc has them).
+ *    (0 < input_mul <= 3.4e38f) for the clang build without FPU (lx106's libgcc has them);
+ *  - with -DXT_RT_DIVSI3: __divsi3, the int32 division of the mean readout (csrc/tl_pool.c) on lx106,
+ *    which has no divide instruction; the ESP8266 has it in ROM (its SDK's linker scripts name it), but
+ *    the Debian libgcc of xtensa-lx106-elf-gcc lacks it.
  * tl_input.c (float arithmetic) is left out of both runs: nothing here provides soft-float
  * add/sub/mul.
  */
@@ -27,6 +30,26 @@ int64_t __muldi3(int64_t a, int64_t b)
     const uint32_t lo = (mid << 16) | (p00 & 0xFFFFu);
     const uint32_t hi = p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16) + a_hi * b_lo + a_lo * b_hi;
     return (int64_t)(((uint64_t)hi << 32) | lo);
+}
+#endif
+
+#ifdef XT_RT_DIVSI3
+int32_t __divsi3(int32_t a, int32_t b);
+
+/* a / b truncated toward zero, as C's `/` (b != 0), by restoring shift-subtract on the magnitudes. */
+int32_t __divsi3(int32_t a, int32_t b)
+{
+    const uint32_t ua = a < 0 ? 0u - (uint32_t)a : (uint32_t)a;
+    const uint32_t ub = b < 0 ? 0u - (uint32_t)b : (uint32_t)b;
+    uint32_t q = 0, r = 0;
+    for (int i = 31; i >= 0; --i) {
+        r = (r << 1) | ((ua >> i) & 1u);
+        if (r >= ub) {
+            r -= ub;
+            q |= 1u << i;
+        }
+    }
+    return (a < 0) != (b < 0) ? (int32_t)(0u - q) : (int32_t)q;
 }
 #endif
 
