@@ -265,11 +265,13 @@ def baselines(train: SequenceSet, test: SequenceSet) -> dict[str, Any]:
     return out
 
 
-def measure(name: str, work: Path, trials: int, rows_dir: Path | None) -> dict[str, Any]:
+def measure(
+    name: str, work: Path, trials: int, rows_dir: Path | None, cached_search: bool = False
+) -> dict[str, Any]:
     """One panel set's row; with ``rows_dir`` each stage (the row, its search) is kept there as JSON and
     reused, so sets can run in separate processes and the search be added later."""
     cached = rows_dir / f"{name}.json" if rows_dir else None
-    cached_search = rows_dir / f"{name}.search-{trials}.json" if rows_dir else None
+    search_file = rows_dir / f"{name}.search-{trials}.json" if rows_dir else None
     train_path, test_path = panel_files(name, work)
     train, test = load_pair(train_path, test_path)
     if cached is not None and cached.is_file():
@@ -278,12 +280,14 @@ def measure(name: str, work: Path, trials: int, rows_dir: Path | None) -> dict[s
         row = measure_row(name, train, test, work)
         if cached is not None:
             cached.write_text(json.dumps(row, default=float))
-    if trials and cached_search is not None and cached_search.is_file():
-        row["search"] = json.loads(cached_search.read_text())
+    if trials and search_file is not None and search_file.is_file():
+        row["search"] = json.loads(search_file.read_text())
+    elif trials and cached_search:
+        row["search"] = {"status": "not run (--search-cached-only: no search kept for this set)"}
     elif trials:
         row["search"] = search_best(train_path, test, trials, work / name)
-        if cached_search is not None:
-            cached_search.write_text(json.dumps(row["search"], default=float))
+        if search_file is not None:
+            search_file.write_text(json.dumps(row["search"], default=float))
     return row
 
 
@@ -467,6 +471,12 @@ def main() -> None:
     ap.add_argument(
         "--no-write", action="store_true", help="measure (into --rows-dir) without writing results"
     )
+    ap.add_argument(
+        "--search-cached-only",
+        action="store_true",
+        help="with --rows-dir: no new searches, report those kept",
+    )
+    ap.add_argument("--note", default="", help="a sentence about this run for the results (e.g. the load)")
     args = ap.parse_args()
     import platform
 
@@ -480,13 +490,14 @@ def main() -> None:
         args.rows_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            rows.append(measure(name, Path(tmp), args.search_trials, args.rows_dir))
+            rows.append(measure(name, Path(tmp), args.search_trials, args.rows_dir, args.search_cached_only))
     if args.no_write:
         return
     res = {
         "date": time.strftime("%Y-%m-%d"),
         "host": f"{platform.machine()}, {platform.python_version()}, 1 training thread",
-        "note": "host-measured (the integer golden == the C kernel: tests/test_kernel_parity.py)",
+        "note": "host-measured (the integer golden == the C kernel: tests/test_kernel_parity.py)"
+        + (f". {args.note}" if args.note else ""),
         "rows": rows,
     }
     res["goals"] = goals(rows)
