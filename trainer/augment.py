@@ -70,3 +70,6 @@ class Augment:
             new = full - drop
             lengths = None if bool((new == T).all()) else new
         return out, lengths
+
+
+NO_AUGMENT = Augment(scale=0.0, offset=0.0, jitter=0.0, shift=0.0)

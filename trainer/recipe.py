@@ -25,6 +25,7 @@ that make small recurrent models train well on sensor series are:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ import numpy as np
 
 from tinylstm.codegen.readouts import readout
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.augment import Augment
+from tinylstm.trainer.augment import NO_AUGMENT, Augment
 from tinylstm.trainer.sequence_set import SequenceSet
 
 if TYPE_CHECKING:
@@ -197,9 +198,9 @@ def choose(config: TrainConfig, data: DataShape) -> Recipe:
     smoothing = config.label_smoothing if data.classification else 0.0
     if data.classification:
         reasons.append(f"label smoothing {smoothing:g}")
-    augment = config.augment if config.augment is not None else Augment(scale=0, offset=0, jitter=0)
-    if not data.window and augment.shift:
-        augment = Augment(augment.scale, augment.offset, augment.jitter, 0.0)
+    augment = config.augment if config.augment is not None else NO_AUGMENT
+    if not data.window and augment.shift:  # a time shift drops a window's first steps: window labels only
+        augment = dataclasses.replace(augment, shift=0.0)
     reasons.append(f"augmentation: {augment.describe()}")
     patience = None
     select, why = _selection(config.select, data, epochs)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from tinylstm.codegen.contract import HIDDEN_FORMATS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.augment import Augment
+from tinylstm.trainer.augment import NO_AUGMENT, Augment
 from tinylstm.trainer.baselines import naive_baselines
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
@@ -502,7 +502,7 @@ def _qat(
         schedule="constant",
         weight_decay=0.0,
         label_smoothing=recipe.label_smoothing,
-        augment=Augment(scale=0, offset=0, jitter=0),
+        augment=NO_AUGMENT,
         select="best",
         patience=recipe.patience or DEFAULT_PATIENCE,
         readout=recipe.readout,
