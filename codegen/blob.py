@@ -38,8 +38,9 @@ from tinylstm.errors import TinyLSTMError
 # magic, format version, kernel version, crc32, total size, model hash, cell, layers,
 # section count, input, hidden, output, hidden bits (8 or 16; 0 = 8 in blobs written before the field),
 # readout (codegen/readouts.py; 0 = last, also in blobs written before the field, where it was the high
-# byte of a u16 hidden-bits field), cell_frac[4], section table offset
-HEADER = struct.Struct("<4sHHIIIBBHHHHBB4bI")
+# byte of a u16 hidden-bits field), cell_frac[3], stack (samples per step, codegen/stacking.py; 0 = 1, also in
+# blobs written before the field, where it was an unused fourth cell_frac), section table offset
+HEADER = struct.Struct("<4sHHIIIBBHHHHBB3bBI")
 assert HEADER.size == BLOB_HEADER_SIZE
 CRC_START = 12  # the CRC covers bytes [CRC_START, total_size)
 GLOBAL_SECTIONS = (
@@ -109,7 +110,7 @@ def to_blob(m: IntModel) -> bytes:
         entries.append(_ENTRY.pack(pos, len(data)))
         body += data + bytes(_align(len(data)) - len(data))
         pos += _align(len(data))
-    fracs = [L.cell_frac for L in m.layers] + [0] * (4 - m.num_layers)
+    fracs = [L.cell_frac for L in m.layers] + [0] * (MAX_LAYERS - m.num_layers)
     table = b"".join(entries)
     table += bytes(_align(table_off + len(table)) - table_off - len(table))
     head = HEADER.pack(
@@ -128,6 +129,7 @@ def to_blob(m: IntModel) -> bytes:
         m.hidden_bits,
         readout(m.readout).code,
         *fracs,
+        m.stack if m.stack > 1 else 0,
         table_off,
     )
     blob = bytearray(head + table + body)
@@ -139,13 +141,13 @@ def _err(problem: str) -> TinyLSTMError:
     return TinyLSTMError(f"bad model blob: {problem}; {_FIX}")
 
 
-def _expected_sizes(cell: str, layers: int, inp: int, hid: int, out: int) -> list[int | None]:
-    """Byte size of every section (None: any size, the metadata JSON)."""
+def _expected_sizes(cell: str, layers: int, inp: int, hid: int, out: int, stack: int) -> list[int | None]:
+    """Byte size of every section (None: any size, the metadata JSON); layer 0 reads ``stack`` samples."""
     c = cell_type(cell)
     G = c.gates
     sizes: list[int | None] = [2 * TABLE_SIZE, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
     for n in range(layers):
-        width = inp if n == 0 else hid
+        width = inp * stack if n == 0 else hid
         sizes += [
             G * hid * (width + hid),
             4 * G * hid,
@@ -165,7 +167,7 @@ def read_header(data: bytes) -> dict[str, Any]:
         HEADER.unpack_from(data)
     )
     hidden_bits = hidden_bits or HIDDEN_BITS
-    fracs, table_off = rest[:4], rest[4]
+    fracs, stack, table_off = rest[:MAX_LAYERS], rest[MAX_LAYERS] or 1, rest[MAX_LAYERS + 1]
     if magic != BLOB_MAGIC:
         raise _err(f"magic is {magic!r}, expected {BLOB_MAGIC!r} (not a .tlm file)")
     if fmt != BLOB_FORMAT_VERSION:
@@ -189,6 +191,8 @@ def read_header(data: bytes) -> dict[str, Any]:
     readout_t = readout_by_code(ro)
     if readout_t is None:
         raise _err(f"unknown readout {ro}")
+    if inp * stack > MAX_INPUT:
+        raise _err(f"stacking {stack} samples of {inp} channels exceeds the kernel's {MAX_INPUT} step inputs")
     if nsec != len(GLOBAL_SECTIONS) + len(LAYER_SECTIONS) * layers or table_off != HEADER.size:
         raise _err(f"section table ({nsec} entries at offset {table_off}) does not match {layers} layers")
     return {
@@ -201,6 +205,7 @@ def read_header(data: bytes) -> dict[str, Any]:
         "cell_frac": list(fracs[:layers]),
         "hidden_bits": hidden_bits,
         "readout": readout_t.name,
+        "stack": stack,
         "total": total,
         "sections": nsec,
     }
@@ -210,7 +215,7 @@ def _sections(data: bytes, h: dict[str, Any]) -> list[bytes]:
     table_end = HEADER.size + _ENTRY.size * h["sections"]
     if table_end > h["total"]:
         raise _err(f"the header says {h['total']} bytes, too few for its section table (truncated file?)")
-    sizes = _expected_sizes(h["cell"], h["layers"], h["input"], h["hidden"], h["output"])
+    sizes = _expected_sizes(h["cell"], h["layers"], h["input"], h["hidden"], h["output"], h["stack"])
     names = list(GLOBAL_SECTIONS) + [f"layer {n} {s}" for n in range(h["layers"]) for s in LAYER_SECTIONS]
     out = []
     for k, (name, want) in enumerate(zip(names, sizes, strict=True)):
@@ -244,7 +249,7 @@ def from_blob(data: bytes) -> IntModel:
     for n in range(h["layers"]):
         per = len(LAYER_SECTIONS)
         w, b, bhn, mult, shift, scale_exp = secs[8 + per * n : 8 + per * (n + 1)]
-        width = inp if n == 0 else hid
+        width = inp * h["stack"] if n == 0 else hid
         c = cell_type(h["cell"])
         layers.append(
             IntLayer(
@@ -275,6 +280,7 @@ def from_blob(data: bytes) -> IntModel:
         meta=meta,
         calibration=cal,
         readout=h["readout"],
+        stack=h["stack"],
     )
     biases = [m.head_b] + [b for L in layers for b in (L.bias, L.bias_hn) if b is not None]
     if any(np.any(np.abs(b.astype(np.int64)) > BIAS_LIMIT) for b in biases):

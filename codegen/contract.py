@@ -16,6 +16,9 @@ KERNEL_VERSION = 1  # bumped when the integer arithmetic changes: generated file
 MAX_LAYERS = 3
 MAX_HIDDEN = 256
 MAX_INPUT = 1024
+# input stacking: k consecutive samples enter layer 0 as one step of k * C values (docs/integer-contract.md,
+# "Input stacking"); k * C <= MAX_INPUT, and k is a byte in the blob header
+MAX_STACK = 255
 Q12 = 12  # gate pre-activations: int16 Q3.12
 Q15 = 15  # activations (sigmoid, tanh): int16 Q0.15
 HIDDEN_FRAC = 7  # the default hidden state: int8 Q0.7
@@ -46,6 +49,8 @@ STATE_WORDS_C = "((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (
 STATE_WORDS_H16_C = "(2 * (size_t)(layers) * (hidden) + (hidden))"
 # a pooled readout (codegen/readouts.py) keeps one int32 per unit after the recurrent state
 POOL_WORDS_C = "(2 * (size_t)(hidden))"
+# a stacked model (stack k > 1) buffers the k * C int8 inputs of one step after that, packed two per word
+STACK_WORDS_C = "(((size_t)(stack) * (inputs) + 1) / 2)"
 
 
 def input_shift(hidden_bits: int, layer: int) -> int:
@@ -54,11 +59,20 @@ def input_shift(hidden_bits: int, layer: int) -> int:
     return INPUT16_SHIFT if hidden_bits == HIDDEN16_BITS and layer == 0 else 0
 
 
-def state_words(layers: int, hidden: int, hidden_bits: int = HIDDEN_BITS, pooled: bool = False) -> int:
-    pool = 2 * hidden if pooled else 0
+def stack_bytes(stack: int, inputs: int) -> int:
+    """Bytes of the input-stacking buffer: k * C for a stacked model (k > 1), else none."""
+    return stack * inputs if stack > 1 else 0
+
+
+def state_words(
+    layers: int, hidden: int, hidden_bits: int = HIDDEN_BITS, pooled: bool = False, stacked: int = 0
+) -> int:
+    """int16 words of state: the layers', a pooled readout's, and ``stacked`` bytes of input-stacking buffer
+    (``stack_bytes``)."""
+    extra = (2 * hidden if pooled else 0) + (stacked + 1) // 2
     if hidden_bits == HIDDEN16_BITS:
-        return 2 * layers * hidden + hidden + pool
-    return layers * hidden + (layers * hidden + hidden + 1) // 2 + pool
+        return 2 * layers * hidden + hidden + extra
+    return layers * hidden + (layers * hidden + hidden + 1) // 2 + extra
 
 
 _INTS = {
@@ -66,6 +80,7 @@ _INTS = {
     "MAX_LAYERS": MAX_LAYERS,
     "MAX_HIDDEN": MAX_HIDDEN,
     "MAX_INPUT": MAX_INPUT,
+    "MAX_STACK": MAX_STACK,
     "Q12": Q12,
     "Q15": Q15,
     "HIDDEN_FRAC": HIDDEN_FRAC,
@@ -113,6 +128,7 @@ def render_c() -> str:
         f"#define TL_STATE_WORDS(layers, hidden) {STATE_WORDS_C}",
         f"#define TL_STATE_WORDS_H16(layers, hidden) {STATE_WORDS_H16_C}",
         f"#define TL_POOL_WORDS(hidden) {POOL_WORDS_C}",
+        f"#define TL_STACK_WORDS(stack, inputs) {STACK_WORDS_C}",
         "",
         "/* Recurrent cells (codegen/cells.py): code, gate rows per unit, int16 cell state, a separate",
         " * recurrent bias for the last gate. */",
@@ -166,11 +182,11 @@ def render_micropython() -> str:
         "READOUTS = (" + " ".join(f"({r.name!r}, {r.pooled})," for r in READOUTS.values()) + ")",
         "",
         "",
-        "def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False):",
-        "    pool = 2 * hidden if pooled else 0",
+        "def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False, stacked=0):",
+        "    extra = (2 * hidden if pooled else 0) + (stacked + 1) // 2",
         "    if hidden_bits == HIDDEN16_BITS:",
-        "        return 2 * layers * hidden + hidden + pool",
-        "    return layers * hidden + (layers * hidden + hidden + 1) // 2 + pool",
+        "        return 2 * layers * hidden + hidden + extra",
+        "    return layers * hidden + (layers * hidden + hidden + 1) // 2 + extra",
         "",
     ]
     return "\n".join(lines)

@@ -10,11 +10,10 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.contract import HIDDEN_BITS, state_words
+from tinylstm.codegen.contract import HIDDEN_BITS
 from tinylstm.codegen.drift_reference import reference
 from tinylstm.codegen.emit_c import EmittedC, Layout, check_format, emit_c, model_data_bytes
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
-from tinylstm.codegen.readouts import readout
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
 from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
@@ -123,6 +122,7 @@ def export(
         "layout": layout,
         "hidden_bits": m.hidden_bits,
         "readout": m.readout,
+        "stack": m.stack,
         "hidden_format": m.hidden_format,
         "cell": m.cell,
         "layers": m.num_layers,
@@ -134,7 +134,7 @@ def export(
         "window": fm.meta.window,
         "classes": fm.meta.classes,
         "model_data_bytes": model_data_bytes(m, layout),
-        "state_bytes": 2 * state_words(m.num_layers, m.hidden_size, m.hidden_bits, readout(m.readout).pooled),
+        "state_bytes": 2 * m.state_words,
         "calibration": {
             "steps": cal.steps,
             "input_absmax": cal.input_absmax,

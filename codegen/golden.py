@@ -12,7 +12,7 @@ import numpy as np
 
 from tinylstm.codegen import qmath
 from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import input_shift
+from tinylstm.codegen.contract import input_shift, stack_bytes
 from tinylstm.codegen.quantize import IntLayer, IntModel
 from tinylstm.codegen.readouts import INT32_MAX, readout
 from tinylstm.errors import TinyLSTMError
@@ -26,7 +26,11 @@ class GoldenState:
     h: np.ndarray  # int64 [B, L, H]
     c: np.ndarray  # int64 [B, L, H]; zeros for cells without a cell state
     pool: np.ndarray  # int64 [B, H]: a pooled readout's int32 words (codegen/readouts.py)
-    steps: int = 0  # since the reset (tl_state_t.steps)
+    stack: np.ndarray  # int64 [B, k*C]: a stacked model's inputs of the step being filled (stacking.py)
+    head_in: np.ndarray  # int64 [B, H]: what the head read at the last step (zeros after the reset)
+    gates: np.ndarray  # int64 [B, L, G, H]: the gate activations of the last step (held like the outputs)
+    steps: int = 0  # recurrent steps since the reset (tl_state_t.steps)
+    phase: int = 0  # samples in ``stack`` (tl_state_t.phase)
 
     @classmethod
     def zeros(cls, model: IntModel, batch: int) -> GoldenState:
@@ -35,6 +39,9 @@ class GoldenState:
             np.zeros(shape, dtype=np.int64),
             np.zeros(shape, dtype=np.int64),
             np.zeros((batch, model.hidden_size), dtype=np.int64),
+            np.zeros((batch, stack_bytes(model.stack, model.input_size)), dtype=np.int64),
+            np.zeros((batch, model.hidden_size), dtype=np.int64),
+            np.zeros((batch, model.num_layers, model.gates, model.hidden_size), dtype=np.int64),
         )
 
 
@@ -63,12 +70,26 @@ def _gates(layer: IntLayer, n: int, x: np.ndarray, h: np.ndarray) -> tuple[np.nd
     )
 
 
+def _head(model: IntModel, inp: np.ndarray) -> np.ndarray:
+    acc = inp @ model.head_w.astype(np.int64).T + model.head_b
+    return qmath.sat(qmath.requantize(acc, model.head_mult, model.head_shift), 16)
+
+
 def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One step of every stream: ``xq`` int8 [B, I] -> (outputs int16 [B, O], the Q0.15 gate activations
-    [B, L, G, H] in the cell's gate order); updates ``state``."""
+    """One sample of every stream: ``xq`` int8 [B, C] -> (outputs int16 [B, O], the Q0.15 gate activations
+    [B, L, G, H] in the cell's gate order); updates ``state``. A stacked model buffers the sample and runs
+    its layers on every k-th (codegen/stacking.py); the samples between read the held head input and gates."""
+    inp = np.asarray(xq, dtype=np.int64)
+    if model.stack > 1:
+        C = model.input_size
+        state.stack[:, state.phase * C : (state.phase + 1) * C] = inp
+        state.phase += 1
+        if state.phase < model.stack:
+            return _head(model, state.head_in), state.gates.copy()
+        state.phase = 0
+        inp = state.stack.copy()
     table = model.act_table.astype(np.int64)
     cell = cell_type(model.cell)
-    inp = np.asarray(xq, dtype=np.int64)
     gates = []
     for n, layer in enumerate(model.layers):
         h = state.h[:, n].astype(np.int64)
@@ -83,21 +104,23 @@ def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np
     if pooling is not None:
         state.pool, inp = pooling(state.pool, inp, min(state.steps + 1, INT32_MAX))
     state.steps += 1
-    acc = inp @ model.head_w.astype(np.int64).T + model.head_b
-    return qmath.sat(qmath.requantize(acc, model.head_mult, model.head_shift), 16), np.stack(gates, axis=1)
+    state.head_in = inp
+    state.gates = np.stack(gates, axis=1).astype(np.int64)
+    return _head(model, inp), state.gates.copy()
 
 
 def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
-    """One step of every stream: ``xq`` int8 [B, I] -> outputs int16 [B, O]; updates ``state``."""
+    """One sample of every stream: ``xq`` int8 [B, C] -> outputs int16 [B, O]; updates ``state``."""
     return step_traced(model, state, xq)[0]
 
 
 def run(
     model: IntModel, xq: np.ndarray, state: GoldenState | None = None, trace: bool = False
 ) -> tuple[np.ndarray, GoldenState, dict[str, np.ndarray]]:
-    """Run int8 sequences ``xq`` [B, T, I]; returns outputs int16 [B, T, O], the final state,
-    and with ``trace`` the state after every step (``h``/``c`` [B, T, L, H]) and the Q0.15 gate
-    activations of every step (``gates`` [B, T, L, G, H], the cell's gate order)."""
+    """Run int8 sequences ``xq`` [B, T, C]; returns outputs int16 [B, T, O], the final state,
+    and with ``trace`` the state after every sample (``h``/``c`` [B, T, L, H]) and the Q0.15 gate
+    activations of every sample (``gates`` [B, T, L, G, H], the cell's gate order; a stacked model's are
+    its last step's)."""
     xq = np.asarray(xq)
     if xq.ndim != 3 or xq.shape[2] != model.input_size:
         raise TinyLSTMError(f"expected int8 input [batch, steps, {model.input_size}], got {list(xq.shape)}")

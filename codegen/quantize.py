@@ -26,6 +26,8 @@ from tinylstm.codegen.contract import (
     MULT16_BITS,
     MULT_BITS,
     input_shift,
+    stack_bytes,
+    state_words,
 )
 from tinylstm.codegen.readouts import readout
 from tinylstm.codegen.spec import Cell, FloatModel, ModelMeta, by_length, float_forward
@@ -83,10 +85,12 @@ class IntModel:
     meta: ModelMeta
     calibration: Calibration
     readout: str = "last"  # what the head reads (codegen/readouts.py)
+    stack: int = 1  # samples per recurrent step (codegen/stacking.py)
 
     @property
     def input_size(self) -> int:
-        return self.layers[0].input_size
+        """C, the channels of one sample (layer 0 reads ``stack`` samples at once)."""
+        return self.layers[0].input_size // self.stack
 
     @property
     def hidden_size(self) -> int:
@@ -112,6 +116,18 @@ class IntModel:
     def hidden_format(self) -> str:
         """The hidden state's type and format, as reports name it: "int8 Q0.7", "int16 Q0.15"."""
         return f"int{self.hidden_bits} Q0.{HIDDEN_FORMATS[self.hidden_bits]}"
+
+    @property
+    def state_words(self) -> int:
+        """int16 words of state buffer the kernel needs for this model (tl_state_words): the layers', a pooled
+        readout's and a stacked model's input buffer."""
+        return state_words(
+            self.num_layers,
+            self.hidden_size,
+            self.hidden_bits,
+            readout(self.readout).pooled,
+            stack_bytes(self.stack, self.input_size),
+        )
 
     def canonical_bytes(self) -> bytes:
         """Every value that decides the model's integer behaviour, in a fixed order."""
@@ -152,6 +168,8 @@ class IntModel:
             parts.append(np.array([self.hidden_bits], dtype="<i4").tobytes())
         if self.readout != "last":  # last-readout models keep the hashes they had before the field
             parts.append(np.array([0x52440000 | readout(self.readout).code], dtype="<i4").tobytes())
+        if self.stack > 1:  # unstacked models keep the hashes they had before the field
+            parts.append(np.array([0x53540000 | self.stack], dtype="<i4").tobytes())
         return b"".join(parts)
 
     @property
@@ -305,4 +323,5 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
         meta=model.meta,
         calibration=cal,
         readout=model.readout,
+        stack=model.stack,
     )

@@ -30,11 +30,13 @@ def random_int_model(
     shift_hi: int = 34,
     hidden_bits: int = HIDDEN_BITS,
     readout: str = "last",
+    stack: int = 1,
 ) -> IntModel:
     """Integer model with full-range int8 weights and multipliers that drive gates into
     saturation as well as into the tables' middle: the worst case for overflow and rounding.
     With ``hidden_bits`` 16 the gate multipliers have MULT16_BITS bits, the shifts move with the larger
-    accumulators (h 2^8 larger, M 2^6 smaller: +2; the head: +10) and bias magnitudes reach BIAS_LIMIT."""
+    accumulators (h 2^8 larger, M 2^6 smaller: +2; the head: +10) and bias magnitudes reach BIAS_LIMIT.
+    ``stack`` > 1: layer 0 reads ``stack`` samples of ``inp`` channels per step (codegen/stacking.py)."""
     c = cell_type(cell)
     G = c.gates
     wide = hidden_bits == HIDDEN16_BITS
@@ -49,7 +51,7 @@ def random_int_model(
 
     int_layers = []
     for n in range(layers):
-        width = inp if n == 0 else hidden
+        width = inp * stack if n == 0 else hidden
         mult, shift = mults(G * hidden, mbits, 2 if wide else 0)
         int_layers.append(
             IntLayer(
@@ -81,6 +83,7 @@ def random_int_model(
         meta=ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp),
         calibration=Calibration(1.0, [1.0] * layers, 1.0, 0),
         readout=readout,
+        stack=stack,
     )
 
 
@@ -111,11 +114,13 @@ def random_quantized_model(
     data: np.ndarray,
     hidden_bits: int = HIDDEN_BITS,
     readout: str = "last",
+    stack: int = 1,
 ) -> IntModel:
     """A PyTorch-initialised float model quantized through the real calibration path."""
     torch.manual_seed(seed)
-    rnn = cell_type(cell).torch_class()(inp, hidden, layers, batch_first=True)
+    rnn = cell_type(cell).torch_class()(inp * stack, hidden, layers, batch_first=True)
     head = torch.nn.Linear(hidden, out)
     fm = float_model_from_torch(rnn, head, ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp))
     fm.readout = readout
+    fm.stack = stack
     return quantize(fm, calibrate(fm, list(data)), hidden_bits)

@@ -42,9 +42,12 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float64).cpu().numpy()
 
 
-def from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta, readout: str = "last") -> FloatModel:
+def from_rnn(
+    rnn: nn.Module, head: nn.Linear, meta: ModelMeta, readout: str = "last", stack: int = 1
+) -> FloatModel:
     """The float model of a PyTorch RNN (nn.LSTM / nn.GRU, a cell of codegen/cells.py) and its head, reading
-    ``readout`` (codegen/readouts.py)."""
+    ``readout`` (codegen/readouts.py), with ``stack`` samples per step (codegen/stacking.py: the RNN's input
+    is ``stack`` samples of the ``meta`` channels)."""
     cell = by_torch_module(rnn)
     if cell is None or not isinstance(rnn, nn.RNNBase):
         raise TinyLSTMError(f"{type(rnn).__name__} is not supported; {SUPPORTED}")
@@ -67,6 +70,7 @@ def from_rnn(rnn: nn.Module, head: nn.Linear, meta: ModelMeta, readout: str = "l
         _np(head.bias) if head.bias is not None else np.zeros(head.out_features),
         meta,
         readout,
+        stack,
     )
     fm.validate()
     return fm
@@ -90,7 +94,8 @@ def model_meta(meta: CheckpointMeta) -> ModelMeta:
 
 def from_checkpoint(path: Path, blob: dict[str, Any]) -> LoadedModel:
     model, meta = checkpoint_from_dict(blob, str(path))
-    return LoadedModel(from_rnn(model.rnn, model.head, model_meta(meta), model.readout), meta, path)
+    fm = from_rnn(model.rnn, model.head, model_meta(meta), model.readout, model.stack)
+    return LoadedModel(fm, meta, path)
 
 
 def _meta_from_description(desc: dict[str, Any], input_size: int, where: str) -> ModelMeta:

@@ -15,6 +15,7 @@ import numpy as np
 from tinylstm.codegen.cells import CELLS, cell_type
 from tinylstm.codegen.contract import MAX_HIDDEN, MAX_INPUT, MAX_LAYERS
 from tinylstm.codegen.readouts import readout
+from tinylstm.codegen.stacking import check_stack, hold, stack_samples
 from tinylstm.errors import TinyLSTMError
 
 Cell = str  # a name in the cell registry (codegen/cells.py): "lstm", "gru"
@@ -53,10 +54,12 @@ class FloatModel:
     head_b: np.ndarray  # [O]
     meta: ModelMeta
     readout: str = "last"  # what the head reads: the last h, or its mean / max over the window (readouts.py)
+    stack: int = 1  # samples per recurrent step (stacking.py); layer 0 reads stack * input_size values
 
     @property
     def input_size(self) -> int:
-        return int(self.layers[0].w_ih.shape[1])
+        """C, the channels of one sample (layer 0 is ``stack`` times as wide)."""
+        return int(self.layers[0].w_ih.shape[1]) // self.stack
 
     @property
     def hidden_size(self) -> int:
@@ -84,8 +87,9 @@ class FloatModel:
         g, h = CELLS[self.cell].gates, self.hidden_size
         if not 1 <= h <= MAX_HIDDEN or not 1 <= self.input_size <= MAX_INPUT:
             raise TinyLSTMError(f"input size {self.input_size}, hidden size {h}; {supported}")
+        check_stack(self.stack, self.input_size)
         for n, layer in enumerate(self.layers):
-            width = self.input_size if n == 0 else h
+            width = self.input_size * self.stack if n == 0 else h
             shapes = {
                 "weight_ih": (layer.w_ih.shape, (g * h, width)),
                 "weight_hh": (layer.w_hh.shape, (g * h, h)),
@@ -130,28 +134,32 @@ def float_forward(model: FloatModel, x: np.ndarray) -> dict[str, np.ndarray]:
 
     Returns ``y`` [B, T, O] and, for calibration, per layer ``h{n}`` and the traces the cell's float step
     records (codegen/cells.py): the gate pre-activations ``pre{n}`` [B, T, G*H], the cell state ``c{n}``
-    (cells with one), the n gate's input and recurrent parts ``nx{n}``/``nh{n}`` (GRU).
+    (cells with one), the n gate's input and recurrent parts ``nx{n}``/``nh{n}`` (GRU). A stacked model runs
+    its layers on ``T // stack`` steps, and every value is given per sample as the kernel holds it
+    (codegen/stacking.py).
     """
     cell = cell_type(model.cell)
     B, T, _ = x.shape
     H = model.hidden_size
     out: dict[str, np.ndarray] = {}
-    seq = x.astype(np.float64)
+    seq = stack_samples(x.astype(np.float64), model.stack)
     for n, L in enumerate(model.layers):
         h, c = np.zeros((B, H)), np.zeros((B, H))
         hs: list[np.ndarray] = []
         traces: dict[str, list[np.ndarray]] = {}
-        gx_all = seq @ L.w_ih.T + L.b_ih  # [B, T, G*H]
-        for t in range(T):
+        gx_all = seq @ L.w_ih.T + L.b_ih  # [B, steps, G*H]
+        for t in range(seq.shape[1]):
             h, c, tr = cell.float_step(gx_all[:, t], h @ L.w_hh.T + L.b_hh, h, c)
             hs.append(h)
             for key, value in tr.items():
                 traces.setdefault(key, []).append(value)
-        seq = np.stack(hs, axis=1)
+        seq = np.stack(hs, axis=1) if hs else np.zeros((B, 0, H))
         out[f"h{n}"] = seq
         for key, values in traces.items():
             out[f"{key}{n}"] = np.stack(values, axis=1)
     out["y"] = readout(model.readout).float_pool(seq) @ model.head_w.T + model.head_b
+    if model.stack > 1:
+        out = {key: hold(v, T, model.stack, model.head_b if key == "y" else None) for key, v in out.items()}
     return out
 
 

@@ -75,6 +75,7 @@ def load_float_model(out_dir: Path, doc: dict[str, Any]) -> FloatModel:
             z["head_b"],
             ModelMeta(**doc["meta"]),
             str(doc.get("readout", "last")),  # the integer model's readout (exports before readouts: last)
+            int(doc.get("stack", 1)),  # samples per step (exports before input stacking: 1)
         )
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise TinyLSTMError(
@@ -109,6 +110,7 @@ def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = No
         "cell_frac": [L.cell_frac for L in m.layers],
         "hidden_bits": m.hidden_bits,
         "readout": m.readout,
+        "stack": m.stack,
         "output_scale": m.output_scale,
         "input_scale": m.input_scale,
         "hash": f"0x{m.model_hash:08x}",
@@ -161,6 +163,7 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
             meta=ModelMeta(**doc["meta"]),
             calibration=Calibration(**doc["calibration"]),
             readout=str(doc.get("readout", "last")),  # exports made before readouts: the last h
+            stack=int(doc.get("stack", 1)),  # exports made before input stacking: one sample per step
         )
     except FileNotFoundError as exc:
         raise TinyLSTMError(

@@ -105,7 +105,14 @@ typedef struct {
      * state then holds TL_POOL_WORDS(H) more words).
      */
     uint8_t readout;
-    uint16_t input_size;        /**< C: input channels */
+    /**
+     * Input stacking (docs/integer-contract.md, "Input stacking"): k samples per recurrent step, 1 (or 0, for
+     * descriptors written before the field) for none. A stacked model's layer 0 reads k * input_size values;
+     * tl_step buffers each sample (TL_STACK_WORDS(k, C) more state words) and runs the layers on every k-th
+     * since the reset; between them the head reads the last step's readout again.
+     */
+    uint8_t stack;
+    uint16_t input_size;        /**< C: input channels of one sample */
     uint16_t hidden_size;       /**< H, shared by all layers */
     uint16_t output_size;       /**< O */
     const tl_layer_t *layers;   /**< [num_layers] */
@@ -128,15 +135,18 @@ typedef struct {
     int16_t *c;         /**< [num_layers * H] cell state (cells with TL_CELL_<NAME>_HAS_C; unused by the others) */
     int8_t *h;          /**< [num_layers * H] hidden state, int8 Q0.7 */
     int8_t *scratch;    /**< [H] the layer's next hidden state while its old one is still read */
-    uint32_t steps;     /**< steps since the last reset */
+    uint32_t steps;     /**< recurrent steps since the last reset (a stacked model's: one per k samples) */
     int16_t *h16;       /**< int16-h models: [num_layers * H] hidden state, int16 Q0.15 */
     int16_t *scratch16; /**< int16-h models: [H] the layer's next hidden state */
     int16_t *pool;      /**< pooled readouts: [2 * H] one int32 per unit (tl_pool.c); NULL otherwise */
+    int8_t *stack;      /**< stacked models: [k * C] the inputs of the step being filled; NULL otherwise */
+    uint32_t phase;     /**< stacked models: samples in `stack` (0..k-1) */
 } tl_state_t;
 
 /* int16 words of state buffer for `layers` layers of `hidden` units (tl_contract.h): TL_STATE_WORDS(layers, hidden)
  * for an int8 hidden state, TL_STATE_WORDS_H16(layers, hidden) for an int16 one, plus TL_POOL_WORDS(hidden) for a
- * pooled readout (the generated TL_<NAME>_STATE_WORDS adds it all up). */
+ * pooled readout and TL_STACK_WORDS(stack, inputs) for a stacked model (the generated TL_<NAME>_STATE_WORDS adds it
+ * all up). */
 
 /**
  * Check a model descriptor: a known cell, sizes in range, required pointers present, shifts in
@@ -156,12 +166,14 @@ size_t tl_state_words(const tl_model_t *model);
  */
 tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *buffer, size_t words);
 
-/** Zero the hidden and cell state (start of a new window or stream). */
+/** Zero the hidden and cell state, and the held readout and stacking phase (start of a new window or stream). */
 void tl_reset(tl_state_t *state);
 
 /**
- * One time step: int8 input [input_size] in, int16 output [output_size] out (may be NULL).
- * The state carries over to the next call; nothing is reset implicitly.
+ * One time step (one sample): int8 input [input_size] in, int16 output [output_size] out (may be NULL).
+ * The state carries over to the next call; nothing is reset implicitly. A stacked model runs its layers on
+ * every k-th sample since the reset; at the others y is the head of the last step's readout (of zeros before
+ * the first).
  * @return TL_OK or TL_ERR_ARG.
  */
 tl_status_t tl_step(tl_state_t *state, const int8_t *x, int16_t *y);

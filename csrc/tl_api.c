@@ -18,6 +18,9 @@ static int hidden16(const tl_model_t *m) { return m->hidden_bits == TL_HIDDEN16_
 #define hidden16(m) 0
 #endif
 
+/* k, the samples per recurrent step (0 in descriptors written before the field means 1). */
+static size_t stack_of(const tl_model_t *m) { return m->stack > 1 ? m->stack : 1; }
+
 tl_status_t tl_model_check(const tl_model_t *m)
 {
     if (!m || !m->layers || !m->head_weights || !m->head_bias || !m->head_mult || !m->head_shift || !m->act_table)
@@ -31,11 +34,12 @@ tl_status_t tl_model_check(const tl_model_t *m)
     if (m->hidden_size < 1 || m->hidden_size > TL_MAX_HIDDEN) return TL_ERR_MODEL;
     if (m->input_size < 1 || m->input_size > TL_MAX_INPUT || m->output_size < 1) return TL_ERR_MODEL;
     if (m->readout >= TL_NUM_READOUTS) return TL_ERR_MODEL;
+    if ((size_t)m->input_size * stack_of(m) > TL_MAX_INPUT) return TL_ERR_MODEL;
     const size_t gates = cell->gates;
     for (size_t n = 0; n < m->num_layers; ++n) {
         const tl_layer_t *L = &m->layers[n];
         if (L->hidden_size != m->hidden_size) return TL_ERR_MODEL;
-        if (L->input_size != (n == 0 ? m->input_size : m->hidden_size)) return TL_ERR_MODEL;
+        if (L->input_size != (n == 0 ? m->input_size * stack_of(m) : m->hidden_size)) return TL_ERR_MODEL;
         if (hidden16(m) && (!L->weights || L->weights16)) return TL_ERR_MODEL; /* int16-h: int8 weights only */
 #ifdef TL_LAYOUT_W16
         if ((!L->weights && !L->weights16) || !L->bias || !L->mult || !L->shift || !L->scale_exp) return TL_ERR_MODEL;
@@ -70,10 +74,16 @@ static size_t recurrent_words(const tl_model_t *m)
                        : TL_STATE_WORDS(m->num_layers, m->hidden_size);
 }
 
+/* The words of a pooled readout's state (after the layers'). */
+static size_t pool_words(const tl_model_t *m)
+{
+    return m->readout != TL_READOUT_LAST ? TL_POOL_WORDS(m->hidden_size) : 0;
+}
+
 size_t tl_state_words(const tl_model_t *m)
 {
     if (tl_model_check(m) != TL_OK) return 0;
-    return recurrent_words(m) + (m->readout != TL_READOUT_LAST ? TL_POOL_WORDS(m->hidden_size) : 0);
+    return recurrent_words(m) + pool_words(m) + (stack_of(m) > 1 ? TL_STACK_WORDS(m->stack, m->input_size) : 0);
 }
 
 tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, size_t words)
@@ -94,20 +104,27 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
         s->h16 = s->scratch16 = NULL;
     }
     s->pool = m->readout != TL_READOUT_LAST ? buffer + recurrent_words(m) : NULL;
+    s->stack = stack_of(m) > 1 ? (int8_t *)(buffer + recurrent_words(m) + pool_words(m)) : NULL;
     tl_reset(s);
     return TL_OK;
 }
 
+/* Zeroes the state: a pooled readout's words and a stacked model's input buffer too, and the scratch vector, which its head reads between steps
+ * (the readout of the last step: the pooled vector, or a copy of the last layer's h). */
 void tl_reset(tl_state_t *s)
 {
-    const size_t cells = (size_t)s->model->num_layers * s->model->hidden_size;
+    const size_t H = s->model->hidden_size, cells = (size_t)s->model->num_layers * H;
+    s->steps = 0;
+    s->phase = 0;
+    if (s->pool) memset(s->pool, 0, TL_POOL_WORDS(H) * sizeof *s->pool);
+    if (s->stack) memset(s->stack, 0, (size_t)s->model->stack * s->model->input_size);
 #ifdef TL_HIDDEN16
     if (s->h16) {
         for (size_t k = 0; k < cells; ++k) {
             s->c[k] = 0;
             s->h16[k] = 0;
         }
-        s->steps = 0;
+        for (size_t k = 0; k < H; ++k) s->scratch16[k] = 0;
         return;
     }
 #endif
@@ -115,7 +132,7 @@ void tl_reset(tl_state_t *s)
         s->c[k] = 0;
         s->h[k] = 0;
     }
-    s->steps = 0;
+    for (size_t k = 0; k < H; ++k) s->scratch[k] = 0;
 }
 
 /* n bytes, four at a time (memcpy of 4 bytes: one LDR/STR pair on Cortex-M, any alignment). */
@@ -155,10 +172,32 @@ static void step16(tl_state_t *s, const int8_t *x, int16_t *y)
 }
 #endif
 
+/* A stacked model (s->stack): buffers sample x; returns the step's k samples once the k-th is in, else NULL after
+ * writing the head of the held readout (the scratch vector) to y. */
+static const int8_t *stack_sample(tl_state_t *s, const int8_t *x, int16_t *y)
+{
+    const tl_model_t *m = s->model;
+    copy_s8(s->stack + (size_t)s->phase * m->input_size, x, m->input_size);
+    if (++s->phase >= m->stack) {
+        s->phase = 0;
+        return s->stack;
+    }
+    if (!y) return NULL;
+#ifdef TL_HIDDEN16
+    if (s->h16) {
+        tl_dense_step16(m, s->scratch16, y);
+        return NULL;
+    }
+#endif
+    tl_dense_step(m, s->scratch, y);
+    return NULL;
+}
+
 tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
 {
     if (!s || !s->model || !x) return TL_ERR_ARG;
     const tl_model_t *m = s->model;
+    if (s->stack && !(x = stack_sample(s, x, y))) return TL_OK;
 #ifdef TL_HIDDEN16
     if (s->h16) {
         step16(s, x, y);

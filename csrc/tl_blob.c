@@ -68,6 +68,9 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     if (table_end > total) return TL_BLOB_ERR;
     const uint8_t hidden_bits = blob[30]; /* 8 or 16; 0 in blobs written before the field (= 8); checked below */
     const uint8_t readout = blob[31];     /* TL_READOUT_*; 0 (last) in blobs written before the field */
+    const uint8_t stack = blob[35];       /* samples per step; 0 (= 1) in blobs written before the field */
+    const size_t K = stack > 1 ? stack : 1;
+    if (I * K > TL_MAX_INPUT) return TL_BLOB_ERR;
     const size_t G = cell->gates;
 
     const uint8_t *p[GLOBAL_SECTIONS - 1];
@@ -80,7 +83,7 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     if (!section(blob, total, table_end, GLOBAL_SECTIONS - 1, rd32(e + 4))) return TL_BLOB_ERR;
 
     for (size_t n = 0; n < nl; ++n) {
-        const size_t W = (n == 0 ? I : H) + H, base = GLOBAL_SECTIONS + LAYER_SECTIONS * n;
+        const size_t W = (n == 0 ? I * K : H) + H, base = GLOBAL_SECTIONS + LAYER_SECTIONS * n;
         const size_t lsize[LAYER_SECTIONS] = {G * H * W, 4 * G * H, cell->bias_hn ? 4 * H : 0, 4 * G * H, G * H, G * H};
         const uint8_t *q[LAYER_SECTIONS];
         for (size_t k = 0; k < LAYER_SECTIONS; ++k)
@@ -103,6 +106,7 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     model->num_layers = (uint8_t)nl;
     model->hidden_bits = hidden_bits;
     model->readout = readout;
+    model->stack = stack;
     model->input_size = (uint16_t)I;
     model->hidden_size = (uint16_t)H;
     model->output_size = (uint16_t)O;

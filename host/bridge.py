@@ -28,9 +28,10 @@ from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 
 CDEF = """
 typedef int tl_status_t;
-typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint16_t input_size;
+typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint8_t stack; uint16_t input_size;
                  uint16_t hidden_size; uint16_t output_size; ...; } tl_model_t;
-typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; int16_t *pool; ...; } tl_state_t;
+typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; int16_t *pool; int8_t *stack;
+                 uint32_t phase; ...; } tl_state_t;
 size_t tl_state_words(const tl_model_t *model);
 tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *buffer, size_t words);
 void tl_reset(tl_state_t *state);
@@ -243,6 +244,13 @@ class CModel:
             if self._state.pool != self._ffi.NULL
             else np.zeros(0, dtype=np.int32)
         )
+        # a stacked model's buffered inputs (the step being filled)
+        self.stack = max(int(self.model.stack), 1)
+        self._stack = (
+            np.frombuffer(self._ffi.buffer(self._state.stack, self.stack * self.input_size), dtype=np.int8)
+            if self._state.stack != self._ffi.NULL
+            else np.zeros(0, dtype=np.int8)
+        )
 
     @classmethod
     def from_int_model(cls, model: IntModel, cache_dir: Path | None = None, layout: Layout = "w8") -> CModel:
@@ -404,5 +412,16 @@ class CModel:
         return self._pool.astype(np.int32)
 
     @property
+    def stack_buffer(self) -> np.ndarray:
+        """A stacked model's buffered inputs [stack * input_size] int8 (empty without stacking; a copy)."""
+        return self._stack.copy()
+
+    @property
+    def phase(self) -> int:
+        """A stacked model's samples in the step being filled (0 without stacking)."""
+        return int(self._state.phase)
+
+    @property
     def steps(self) -> int:
+        """Recurrent steps since the reset (a stacked model's: one per ``stack`` samples)."""
         return int(self._state.steps)

@@ -8,7 +8,6 @@ metal builds are checked again, exactly, by the linker (host/boards/toolchain.py
 
 from __future__ import annotations
 
-from tinylstm.codegen.contract import state_words
 from tinylstm.codegen.emit_c import Layout, model_data_bytes
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.errors import TinyLSTMError
@@ -46,7 +45,7 @@ def check_fits(
             f"hidden units or layers: an LSTM layer's weights take 4*H*(I+H) bytes){pick}"
         )
     rx = max(rx_capacity, board.rx_buffer_min)
-    state = 2 * state_words(model.num_layers, model.hidden_size, model.hidden_bits)
+    state = 2 * model.state_words
     ram = state + rx + APP_RAM_ALLOWANCE + board.framework_ram_bytes
     if ram > board.ram_bytes:
         raise TinyLSTMError(

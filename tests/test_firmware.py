@@ -168,25 +168,30 @@ def test_w16_layout_firmware_bit_exact(trained: Trained) -> None:
     assert report.passed and report.clean and report.mismatches == 0, report.render()
 
 
-@pytest.mark.parametrize("readout", ["last", "max"])
-def test_readout_firmware_bit_exact(trained: Trained, readout: str) -> None:
+@pytest.mark.parametrize(
+    "readout,stack", [("last", 1), ("max", 1), ("last", 5)], ids=["last", "max", "last-k5"]
+)
+def test_readout_firmware_bit_exact(trained: Trained, readout: str, stack: int) -> None:
     """The shared fixture's watch model reads the mean of h over each window (the recipe's readout for
-    128-step windows); the other readouts build and stream bit-exact too (csrc/tl_pool.c in firmware)."""
+    128-step windows); the other readouts build and stream bit-exact too (csrc/tl_pool.c in firmware), and so
+    does a stacked model (5 samples per step: 25 steps per 128-sample window, the last 3 samples held)."""
     assert load_held_out(trained.export_dir).model.readout == "mean"
     root = trained.export_dir.parent
-    export_dir = root / f"export-{readout}"
+    name = readout if stack == 1 else f"{readout}-k{stack}"
+    export_dir = root / f"export-{name}"
     if not export_dir.is_dir():
         from tinylstm.trainer.data import load_dataset
         from tinylstm.trainer.train import TrainConfig, fit
 
         run = fit(
             load_dataset("watch"),
-            TrainConfig(hidden=16, epochs=2, readout=readout, progress=False),
-            root / f"run-{readout}",
+            TrainConfig(hidden=16, epochs=2, readout=readout, stack=stack, progress=False),
+            root / f"run-{name}",
         )
         export(ModelSource(str(run.checkpoint_path)), export_dir)
-    assert load_held_out(export_dir).model.readout == readout
-    fw = build_firmware(export_dir, trained.board, root / trained.board / f"fw-{readout}")
+    model = load_held_out(export_dir).model
+    assert (model.readout, model.stack) == (readout, stack)
+    fw = build_firmware(export_dir, trained.board, root / trained.board / f"fw-{name}")
     with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
         report = run_parity(link, export_dir, 2_000)
     assert report.passed and report.clean and report.mismatches == 0, report.render()

@@ -52,6 +52,7 @@ class CheckpointMeta:
     dataset: DatasetRef
     metrics: dict[str, Any] = field(default_factory=dict)
     readout: str = "last"  # what the head reads (codegen/readouts.py); checkpoints before the field: last
+    stack: int = 1  # samples per recurrent step (codegen/stacking.py); checkpoints before the field: 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +90,7 @@ class CheckpointMeta:
 
 
 META_KEYS = list(CheckpointMeta.__dataclass_fields__)
-OPTIONAL_KEYS = {"readout"}  # added after version 1 checkpoints were written: their default applies
+OPTIONAL_KEYS = {"readout", "stack"}  # added after version 1 checkpoints were written: their default applies
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "cell": str,
     "input_size": int,
@@ -105,6 +106,7 @@ FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "target_norm": (dict, type(None)),
     "metrics": dict,
     "readout": str,
+    "stack": int,
 }
 
 
@@ -152,9 +154,18 @@ def checkpoint_from_dict(blob: object, where: str) -> tuple[TinyRNN, CheckpointM
     meta = CheckpointMeta.from_dict(blob, where)
     if "state_dict" not in blob or not isinstance(blob["state_dict"], dict):
         raise TinyLSTMError(f"{where}: checkpoint lacks its state_dict; re-run tinylstm train")
-    model = TinyRNN(
-        meta.cell, meta.input_size, meta.hidden_size, meta.num_layers, meta.output_size, readout=meta.readout
-    )
+    try:
+        model = TinyRNN(
+            meta.cell,
+            meta.input_size,
+            meta.hidden_size,
+            meta.num_layers,
+            meta.output_size,
+            readout=meta.readout,
+            stack=meta.stack,
+        )
+    except TinyLSTMError as exc:
+        raise TinyLSTMError(f"{where}: {exc}") from None
     try:
         model.load_state_dict(blob["state_dict"], strict=True)
     except RuntimeError as exc:

@@ -10,6 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from tinylstm.codegen.cells import CELLS, cell_type
 from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
 from tinylstm.codegen.readouts import readout as readout_type
+from tinylstm.codegen.stacking import check_stack, held_steps
 from tinylstm.errors import TinyLSTMError
 
 Cell = str  # a name in the cell registry
@@ -44,16 +45,21 @@ class TinyRNN(nn.Module):
         output_size: int,
         dropout: float = 0.0,
         readout: str = "last",
+        stack: int = 1,
     ) -> None:
         """``dropout``: PyTorch's dropout between stacked layers while training (no effect with one
         layer, none in eval mode or on the exported model). ``readout``: what the head reads at each step
-        (codegen/readouts.py): the last layer's h, or its running mean or maximum since the sequence start."""
+        (codegen/readouts.py): the last layer's h, or its running mean or maximum since the sequence start.
+        ``stack``: samples per recurrent step (codegen/stacking.py); the RNN's input is ``stack * input_size``
+        wide."""
         super().__init__()
         check_sizes(cell, input_size, hidden_size, num_layers, output_size)
+        check_stack(stack, input_size)
         self.cell: Cell = cell
         self.readout = readout_type(readout).name
+        self.stack = stack
         self.rnn: nn.RNNBase = cell_type(cell).torch_class()(
-            input_size,
+            input_size * stack,
             hidden_size,
             num_layers=num_layers,
             batch_first=True,
@@ -63,7 +69,8 @@ class TinyRNN(nn.Module):
 
     @property
     def input_size(self) -> int:
-        return int(self.rnn.input_size)
+        """C, the channels of one sample."""
+        return int(self.rnn.input_size) // self.stack
 
     @property
     def hidden_size(self) -> int:
@@ -82,16 +89,30 @@ class TinyRNN(nn.Module):
 
         With ``lengths`` the batch is packed so padding never enters the recurrent state;
         outputs at padded steps are the head applied to zeros and must be masked by the caller.
+        A stacked model runs on ``T // stack`` steps and gives each sample the output the kernel holds there
+        (codegen/stacking.py): the last completed step's, or the head of zeros before the first.
         """
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise TinyLSTMError(f"model input must be [batch, time, {self.input_size}], got {list(x.shape)}")
-        if lengths is None:
-            hidden, _ = self.rnn(x)
+        B, T, C = x.shape
+        k = self.stack
+        xs = x[:, : T // k * k].reshape(B, T // k, k * C)
+        if xs.shape[1] == 0:  # no whole step: every output is the head of zeros
+            hidden = x.new_zeros(B, 0, self.hidden_size)
+        elif lengths is None:
+            hidden, _ = self.rnn(xs)
         else:
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            # a sequence shorter than one step still packs one (its outputs are all held, never read)
+            steps = torch.clamp(lengths.cpu() // k, min=1)
+            packed = pack_padded_sequence(xs, steps, batch_first=True, enforce_sorted=False)
             out, _ = self.rnn(packed)
-            hidden, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return self.head(pool(hidden, readout_type(self.readout).torch_op))
+            hidden, _ = pad_packed_sequence(out, batch_first=True, total_length=xs.shape[1])
+        y = self.head(pool(hidden, readout_type(self.readout).torch_op))
+        if k == 1:
+            return y
+        first = self.head(x.new_zeros(B, 1, self.hidden_size))
+        index = torch.as_tensor(held_steps(T, k), device=x.device)
+        return torch.cat([first, y], dim=1)[:, index]
 
 
 def pool(hidden: torch.Tensor, op: str) -> torch.Tensor:

@@ -41,6 +41,7 @@ from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.readouts import readout as readout_type
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import FloatModel, ModelMeta, by_length, normalise
+from tinylstm.codegen.stacking import held_steps
 from tinylstm.trainer.models import TinyRNN, pool
 from tinylstm.trainer.sequence_set import SequenceSet
 
@@ -94,7 +95,7 @@ def ranges_for(model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits:
     (codegen/export.py)."""
     from tinylstm.codegen.export import calibration_sequences
 
-    fm = from_rnn(model.rnn, model.head, meta, model.readout)
+    fm = from_rnn(model.rnn, model.head, meta, model.readout, model.stack)
     return ranges_of(quantize(fm, calibrate(fm, calibration_sequences(fm, train)), hidden_bits))
 
 
@@ -221,9 +222,10 @@ class FakeQuantRNN(nn.Module):
         reach padded outputs: the recurrence is causal, and the caller masks them."""
         rnn, head, r = self.model.rnn, self.model.head, self.ranges
         step = QAT_STEPS[self.model.cell]
-        seq = fake_quant(x, r.input_scale, -128, 127)
+        B, T, C = x.shape
+        K = self.model.stack  # samples per step (codegen/stacking.py)
+        seq = fake_quant(x[:, : T // K * K], r.input_scale, -128, 127).reshape(B, T // K, K * C)
         s_in = r.input_scale
-        B, T, _ = x.shape
         H = self.model.hidden_size
         for n in range(self.model.num_layers):
             w_ih, w_hh, b_ih, b_hh = (
@@ -232,14 +234,14 @@ class FakeQuantRNN(nn.Module):
             s_sum = s_in / 2.0 ** input_shift(r.hidden_bits, n)  # the input as the int16-h sums see it
             p = _quant_layer(self.model.cell, w_ih, w_hh, b_ih, b_hh, s_sum, r.hidden_bits)
             F = r.cell_frac[n] if n < len(r.cell_frac) else 0
-            gx_all = seq @ p.w_ih.T  # [B, T, G*H]
+            gx_all = seq @ p.w_ih.T  # [B, steps, G*H]
             h = x.new_zeros(B, H)
             c = x.new_zeros(B, H)
             hs = []
-            for k in range(T):
+            for k in range(gx_all.shape[1]):
                 h, c = step(p, self.table, gx_all[:, k], h @ p.w_hh.T, h, c, F)
                 hs.append(h)
-            seq = torch.stack(hs, dim=1)
+            seq = torch.stack(hs, dim=1) if hs else x.new_zeros(B, 0, H)
             s_in = r.s_h
         op = readout_type(self.model.readout).torch_op
         seq = pool(seq, op)
@@ -249,7 +251,11 @@ class FakeQuantRNN(nn.Module):
         s_w = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
         w = torch.clamp(ste_round(head.weight / s_w[:, None]), -127, 127) * s_w[:, None]
         b = ste_round(head.bias / (s_w * r.s_h)) * (s_w * r.s_h)
-        return fake_quant(seq @ w.T + b, r.output_scale, -32768, 32767)
+        y = fake_quant(seq @ w.T + b, r.output_scale, -32768, 32767)
+        if K == 1:
+            return y
+        first = fake_quant(b, r.output_scale, -32768, 32767).expand(B, 1, -1)  # the head of zeros
+        return torch.cat([first, y], dim=1)[:, torch.as_tensor(held_steps(T, K), device=x.device)]
 
 
 def ranges_of(m: IntModel) -> Ranges:
@@ -259,7 +265,15 @@ def ranges_of(m: IntModel) -> Ranges:
 
 def tiny_rnn_of(fm: FloatModel) -> TinyRNN:
     """A TinyRNN holding the float model's weights (the export's stored float model)."""
-    model = TinyRNN(fm.cell, fm.input_size, fm.hidden_size, fm.num_layers, fm.output_size, readout=fm.readout)
+    model = TinyRNN(
+        fm.cell,
+        fm.input_size,
+        fm.hidden_size,
+        fm.num_layers,
+        fm.output_size,
+        readout=fm.readout,
+        stack=fm.stack,
+    )
     with torch.no_grad():
         for n, L in enumerate(fm.layers):
             for name, value in zip(

@@ -11,6 +11,10 @@ that make small recurrent models train well on sensor series are:
   steps per epoch (a 40-sequence set in batches of 64 takes one step per epoch);
 - an epoch budget from the data: enough optimiser steps for the one-cycle schedule to converge, capped by
   the sample-steps one training may process, so the default stays within minutes on a laptop core;
+- for long windows, **input stacking** (codegen/stacking.py): k consecutive samples per recurrent step, so a
+  window of STACK_MIN_STEPS samples or more runs as about STACK_TARGET_STEPS to 2x that many steps. The
+  recurrence then spans the window in few steps (a 1,460-step series is 66 steps at k = 22), training and the
+  board do k times less recurrent work, and the first layer sees k samples at once;
 - model selection by **keeping the last epoch**: with one-cycle the learning rate ends near zero and the
   last weights are the settled ones, while a validation split of 6-20 recordings is a noisy judge
   (picking the epoch by it lost 1.7 pp on the watch data). With this rule no decision reads a validation
@@ -32,7 +36,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tinylstm.codegen.contract import MAX_INPUT, MAX_STACK
 from tinylstm.codegen.readouts import readout
+from tinylstm.codegen.stacking import check_stack
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import NO_AUGMENT, Augment
 from tinylstm.trainer.sequence_set import SequenceSet
@@ -62,7 +68,11 @@ CV_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 CV_MIN_EPOCHS = 5
 CV_BUDGET_TRAININGS = 4.0
 WINDOW_READOUT = "mean"  # window regression's readout, and window classification's from POOL_MIN_STEPS steps
-POOL_MIN_STEPS = 64
+POOL_MIN_STEPS = 64  # in recurrent steps (a stacked model's windows are k times shorter)
+# input stacking (codegen/stacking.py) by default for windows of STACK_MIN_STEPS samples (median) or more:
+# k = median // STACK_TARGET_STEPS, so a window runs as STACK_TARGET_STEPS .. 2 * STACK_TARGET_STEPS steps
+STACK_MIN_STEPS = 256
+STACK_TARGET_STEPS = 64
 DEFAULT_VAL = 0.15  # the validation fraction when a decision reads it (select="best", QAT)
 
 
@@ -75,6 +85,7 @@ class DataShape:
     classification: bool
     window: bool  # one label per sequence (window mode) rather than per step
     median_steps: int = 0  # the sequences' median length
+    channels: int = 1  # values per sample
 
     @classmethod
     def of(cls, ds: SequenceSet) -> DataShape:
@@ -85,6 +96,7 @@ class DataShape:
             classification=ds.task == "classification",
             window=ds.mode == "window",
             median_steps=int(np.median(lengths)) if lengths else 0,
+            channels=int(ds.sequences[0].shape[1]) if lengths else 1,
         )
 
 
@@ -100,6 +112,7 @@ class Recipe:
     select: str
     patience: int | None  # select="best" only
     readout: str  # what the head reads (codegen/readouts.py)
+    stack: int = 1  # samples per recurrent step (codegen/stacking.py)
     reasons: list[str] = field(default_factory=list)
     cv_losses: dict[int, float] = field(default_factory=dict)  # select="cv": mean validation loss by epochs
     cv_seconds: float = 0.0  # the cross-validation's training time
@@ -120,17 +133,18 @@ def sample_steps_budget(hidden: int) -> int:
     return int(SAMPLE_STEPS_BUDGET * factor)
 
 
-def auto_epochs(data: DataShape, batch: int, hidden: int) -> tuple[int, str]:
+def auto_epochs(data: DataShape, batch: int, hidden: int, stack: int = 1) -> tuple[int, str]:
     """Epochs for at least MIN_STEPS optimiser steps (MIN_EPOCHS..MAX_EPOCHS), capped by the sample-step
-    budget; returns them with the reason."""
+    budget (recurrent steps: a stacked model's are ``stack`` samples each); returns them with the reason."""
     per_epoch = max(1, math.ceil(data.sequences / batch))
     want = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / per_epoch)))
     budget = sample_steps_budget(hidden)
-    cap = max(1, budget // max(data.sample_steps, 1))
+    steps = max(data.sample_steps // stack, 1)
+    cap = max(1, budget // steps)
     if cap < want:
         return cap, (
             f"{cap} epochs ({cap * per_epoch} optimiser steps): capped by the budget of {budget / 1e6:g}M "
-            f"sample-steps at hidden {hidden} ({data.sample_steps:,} per epoch; "
+            f"sample-steps at hidden {hidden} ({steps:,} per epoch; "
             f"{want} would give >= {MIN_STEPS} steps)"
         )
     return want, (
@@ -174,9 +188,26 @@ def validation_fraction(val: float | None, select: str | None, qat_epochs: int) 
     )
 
 
+def choose_stack(given: int | None, data: DataShape) -> tuple[int, str]:
+    """Samples per recurrent step: as given, else k = median // STACK_TARGET_STEPS for windows of
+    STACK_MIN_STEPS samples or more (within the kernel's step width), else 1; with the reason."""
+    if given is not None:
+        check_stack(given, data.channels)
+        return given, f"input stacking: {given} samples per step (given)"
+    if not data.window or data.median_steps < STACK_MIN_STEPS:
+        what = "a label per step" if not data.window else f"windows of {data.median_steps} samples (median)"
+        return 1, f"input stacking: none ({what}, < {STACK_MIN_STEPS} or stream data)"
+    k = min(data.median_steps // STACK_TARGET_STEPS, MAX_INPUT // max(data.channels, 1), MAX_STACK)
+    return k, (
+        f"input stacking: {k} samples per step (windows of {data.median_steps} samples (median) run as "
+        f"{data.median_steps // k} steps: the recurrence spans the window, and it costs 1/{k} of the work)"
+    )
+
+
 def choose(config: TrainConfig, data: DataShape) -> Recipe:
     """The recipe ``fit`` follows for ``config`` on a training split shaped ``data``."""
     reasons: list[str] = []
+    stack, why_stack = choose_stack(config.stack, data)
     if config.batch_size is not None:
         batch = config.batch_size
         reasons.append(f"batch {batch} (given)")
@@ -187,7 +218,7 @@ def choose(config: TrainConfig, data: DataShape) -> Recipe:
         epochs = config.epochs
         reasons.append(f"{epochs} epochs (given)")
     else:
-        epochs, why = auto_epochs(data, batch, config.hidden)
+        epochs, why = auto_epochs(data, batch, config.hidden, stack)
         reasons.append(why)
     if config.schedule == "onecycle":
         reasons.append(
@@ -214,6 +245,8 @@ def choose(config: TrainConfig, data: DataShape) -> Recipe:
         )
     else:
         reasons.append(f"model selection: the last epoch (the schedule ends settled; {why})")
+    reasons.append(why_stack)
+    steps = data.median_steps // stack  # the windows' median length in recurrent steps
     if config.readout is not None:
         chosen = readout(config.readout).name
         if readout(chosen).pooled and not data.window:
@@ -228,16 +261,16 @@ def choose(config: TrainConfig, data: DataShape) -> Recipe:
             f"readout: {chosen} ({readout(chosen).doc}: a window's target belongs to the whole window, and "
             "the mean state averages out the noise one step carries)"
         )
-    elif data.window and data.median_steps >= POOL_MIN_STEPS:
+    elif data.window and steps >= POOL_MIN_STEPS:
         chosen = WINDOW_READOUT
         reasons.append(
-            f"readout: {chosen} ({readout(chosen).doc}: one label per window of {data.median_steps} steps "
+            f"readout: {chosen} ({readout(chosen).doc}: one label per window of {steps} steps "
             f"(median), >= {POOL_MIN_STEPS}, where a recurrent state forgets the window's start)"
         )
     elif data.window:
         chosen = "last"
         reasons.append(
-            f"readout: last (windows of {data.median_steps} steps (median), < {POOL_MIN_STEPS}: the last "
+            f"readout: last (windows of {steps} steps (median), < {POOL_MIN_STEPS}: the last "
             "state has seen the whole window)"
         )
     else:
@@ -254,5 +287,6 @@ def choose(config: TrainConfig, data: DataShape) -> Recipe:
         select=select,
         patience=patience,
         readout=chosen,
+        stack=stack,
         reasons=reasons,
     )

@@ -74,6 +74,7 @@ class TrainConfig:
     # by cross-validation, then the last epoch of a training on all data; None: the recipe's choice
     select: str | None = None
     readout: str | None = None  # what the head reads (codegen/readouts.py); None: the recipe's choice
+    stack: int | None = None  # samples per recurrent step (codegen/stacking.py); None: the recipe's choice
     qat_epochs: int = 0  # quantization-aware fine-tuning after float training (trainer/qat.py); 0: none
     qat_lr: float | None = None  # its learning rate; None: lr / 10
     qat_hidden_bits: int = 8  # the hidden state QAT mirrors: the one `tinylstm export --hidden-bits` will use
@@ -206,7 +207,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _check_config(config: TrainConfig) -> None:
-    for name in ("epochs", "batch_size", "patience"):
+    for name in ("epochs", "batch_size", "patience", "stack"):
         value = getattr(config, name)
         if value is not None and value < 1:
             raise TinyLSTMError(f"{name}={value} must be >= 1 (omit it for the recipe's choice)")
@@ -331,6 +332,7 @@ def fit(
             test_spec=None if test_ds is split_test else test_ds.spec,
         ),
         readout=recipe.readout,
+        stack=recipe.stack,
     )
     splits = {"train": train, "val": val, "test": test}
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -458,6 +460,7 @@ def _train(
         output_size,
         config.dropout,
         recipe.readout,
+        recipe.stack,
     )
     history, best_epoch, seconds = _epochs(model, model, train, val, target_norm, config, recipe)
     return model, history, best_epoch, seconds
@@ -506,6 +509,7 @@ def _qat(
         select="best",
         patience=recipe.patience or DEFAULT_PATIENCE,
         readout=recipe.readout,
+        stack=recipe.stack,
     )
     first = len(history["train_loss"]) + 1
     qat_history, best_epoch, seconds = _epochs(

@@ -4,6 +4,7 @@ KERNEL_VERSION = 1
 MAX_LAYERS = 3
 MAX_HIDDEN = 256
 MAX_INPUT = 1024
+MAX_STACK = 255
 Q12 = 12
 Q15 = 15
 HIDDEN_FRAC = 7
@@ -29,8 +30,8 @@ CELLS = (('lstm', 4, True, False), ('gru', 3, False, True),)
 READOUTS = (('last', False), ('mean', True), ('max', True),)
 
 
-def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False):
-    pool = 2 * hidden if pooled else 0
+def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False, stacked=0):
+    extra = (2 * hidden if pooled else 0) + (stacked + 1) // 2
     if hidden_bits == HIDDEN16_BITS:
-        return 2 * layers * hidden + hidden + pool
-    return layers * hidden + (layers * hidden + hidden + 1) // 2 + pool
+        return 2 * layers * hidden + hidden + extra
+    return layers * hidden + (layers * hidden + hidden + 1) // 2 + extra

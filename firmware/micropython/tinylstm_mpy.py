@@ -16,6 +16,11 @@
 # bits, 8 or 16; 0 in blobs written before the field means 8). An int16-h model keeps h (and each
 # layer's input) in array('h'), and its layer 0 reads the int8 input as x * 2^INPUT16_SHIFT.
 #
+# Input stacking (the header's stack k > 1, docs/integer-contract.md "Input stacking"): layer 0 reads k
+# samples side by side per recurrent step. step() puts each sample in its place of layer 0's input (the
+# stack buffer, as tl_step does) and runs the layers on every k-th sample since the reset; at the others
+# the head reads the held head input again (the last step's readout; zeros after the reset).
+#
 # Speed: the dot products run in @micropython.viper (tinylstm_viper.py: dots for int8 inputs,
 # dots16 for int16 ones) reading the weights in place from the blob; without the native emitter a
 # plain-Python loop is used instead.
@@ -61,6 +66,7 @@ from tinylstm_contract import (
     MAX_INPUT,
     MAX_LAYERS,
     MAX_SCALE_EXP,
+    MAX_STACK,
     MULT16_BITS,
     Q12,
     Q15,
@@ -129,11 +135,14 @@ def read_sections(blob) -> tuple:
         raise _err(
             "hidden state of %d bits; this reader runs %d or %d" % (hidden_bits, HIDDEN_BITS, HIDDEN16_BITS)
         )
+    stack = blob[35] or 1  # samples per step; 0 (one) in blobs written before the field
+    if stack > MAX_STACK or inp * stack > MAX_INPUT:
+        raise _err("%d samples of %d channels per step exceed the kernel's %d" % (stack, inp, MAX_INPUT))
     if nsec != 8 + 6 * layers or _u32(blob, 36) != BLOB_HEADER_SIZE:
         raise _err("section table does not match the layer count")
     sizes = [2 * TABLE_SIZE, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
     for k in range(layers):
-        w = (inp if k == 0 else hid) + hid
+        w = (inp * stack if k == 0 else hid) + hid
         sizes += [g * hid * w, 4 * g * hid, 4 * hid if bias_hn else 0, 4 * g * hid, g * hid, g * hid]
     table_end = BLOB_HEADER_SIZE + 8 * nsec
     if table_end > total:
@@ -154,6 +163,7 @@ def read_sections(blob) -> tuple:
         "kernel_version": KERNEL_VERSION,
         "hidden_bits": hidden_bits,
         "readout": READOUTS[blob[31]][0],
+        "stack": stack,
         "cell_frac": [blob[32 + k] - (256 if blob[32 + k] > 127 else 0) for k in range(layers)],
     }
     return head, secs
@@ -319,6 +329,7 @@ class Model:
         self.cell = head["cell"]
         I, H, O = head["input_size"], head["hidden_size"], head["output_size"]
         self.input_size, self.hidden_size, self.output_size = I, H, O
+        self.stacking = K = head["stack"]  # samples per recurrent step (1: no stacking)
         self.hidden_bits = hb = head["hidden_bits"]
         wide = hb == HIDDEN16_BITS
         use_viper = viper and _viper_dots is not None
@@ -341,7 +352,7 @@ class Model:
                 blob,
                 secs,
                 (sec[n], sec[n] + 1, sec[n] + 2 if bias_hn else None, sec[n] + 3, sec[n] + 4, sec[n] + 5),
-                I if n == 0 else H,
+                I * K if n == 0 else H,
                 H,
                 head["cell_frac"][n],
                 use_viper,
@@ -361,6 +372,10 @@ class Model:
         self.readout = head["readout"]
         self._readout_step = READOUT_STEPS[self.readout]
         self.pool = [0] * H  # a pooled readout's int32 per unit (codegen/readouts.py)
+        # a stacked model's inputs of the step being filled (tl_state_t.stack): layer 0's x part, a live view
+        # (int8 values; array('h') words in an int16-h model); phase: the samples in it (0..k-1)
+        self.stack = memoryview(self.layers[0].xh)[: I * K if K > 1 else 0]
+        self.phase = 0
 
     def info(self) -> dict:
         d = dict(self._info)
@@ -372,14 +387,22 @@ class Model:
             for j in range(L.nh):
                 L.xh[L.nx + j] = 0
                 L.c[j] = 0
+        hd = self.head
+        for j in range(hd.nh):  # the held head input: a stacked model's head reads it before its first step
+            hd.xh[j] = 0
+            self.pool[j] = 0
+        for k in range(len(self.stack)):  # every state word zero after a reset, as tl_reset leaves them
+            self.stack[k] = 0
         self.steps = 0
+        self.phase = 0
 
     def _round32(self, v: float) -> float:
         self._f32[0] = v  # store as float32: rounds like C float arithmetic
         return self._f32[0]
 
-    def quantize(self, x, q=None):
-        """float sample [input_size] -> int8 array, exactly as tl_quantize_input."""
+    def quantize(self, x, q=None, off: int = 0):
+        """float sample [input_size] -> int8 array (or into ``q`` from index ``off``), exactly as
+        tl_quantize_input."""
         q = q if q is not None else array("b", bytes(self.input_size))
         r = self._round32
         for k in range(self.input_size):
@@ -388,26 +411,34 @@ class Model:
                 raise ValueError("input sample contains NaN or infinity")
             v = r(r(r(xk) - self.mean[k]) * self.mul[k])
             if v >= 127.0:
-                q[k] = 127
+                q[off + k] = 127
             elif v <= -128.0:
-                q[k] = -128
+                q[off + k] = -128
             else:
-                q[k] = int(r(v + (0.5 if v >= 0.0 else -0.5)))
+                q[off + k] = int(r(v + (0.5 if v >= 0.0 else -0.5)))
         return q
 
     def step(self, x, out=None):
         """One sample (int8 values: array('b'), bytes-like of int8, list; or floats: array('f'))
-        -> outputs in ``out`` (array('h') [output_size]) or in the model's own array, reused."""
+        -> outputs in ``out`` (array('h') [output_size]) or in the model's own array, reused.
+        A stacked model runs its layers on every k-th sample; the others give the head of the held readout."""
         layers, t, dots = self.layers, self.table, self._dots
         xh = layers[0].xh
-        if len(x) != self.input_size:
-            raise ValueError("sample has %d values, the model takes %d" % (len(x), self.input_size))
+        I = self.input_size
+        if len(x) != I:
+            raise ValueError("sample has %d values, the model takes %d" % (len(x), I))
+        off = self.phase * I  # the sample's place in layer 0's input (the stack buffer)
         if isinstance(x[0], float):
-            self.quantize(x, xh)
+            self.quantize(x, xh, off)
         else:
-            for k in range(self.input_size):
+            for k in range(I):
                 v = x[k]
-                xh[k] = v - 256 if v > 127 else v
+                xh[off + k] = v - 256 if v > 127 else v
+        if self.stacking > 1:
+            self.phase += 1
+            if self.phase < self.stacking:
+                return self._head(out)
+            self.phase = 0
         cell_step = self._cell_step
         for n, L in enumerate(layers):
             dots(L.w, L.woff, L.xh, L.accx, L.acch, L.rows, L.nx, L.nh)
@@ -423,11 +454,16 @@ class Model:
             hd.xh[j] = last.xh[last.nx + j]
         if self._readout_step is not None:  # or what the readout makes of it
             self._readout_step(self.pool, hd.xh, self.steps + 1 if self.steps < INT32_MAX else INT32_MAX)
-        dots(hd.w, hd.woff, hd.xh, hd.accx, hd.acch, hd.rows, 0, hd.nh)
+        self.steps += 1
+        return self._head(out)
+
+    def _head(self, out):
+        """The dense head of hd.xh (the last step's readout) -> ``out`` or the model's own array."""
+        hd = self.head
+        self._dots(hd.w, hd.woff, hd.xh, hd.accx, hd.acch, hd.rows, 0, hd.nh)
         y = out if out is not None else self.out
         for o in range(self.output_size):
             y[o] = _pre(hd.acch[o] + hd.bias[o], hd.mult[o], hd.shift[o])
-        self.steps += 1
         return y
 
     def run(self, xs, out=None):

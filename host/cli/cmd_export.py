@@ -70,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
     )
     r = res.report
     print(
-        f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}, "
-        f"output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}, "
-        f"hidden state {r['hidden_format']}"
+        f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}"
+        + (f" x {r['stack']} samples per step" if r["stack"] > 1 else "")
+        + f", output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}, "
+        f"hidden state {r['hidden_format']}, readout {r['readout']}"
     )
     print(
         f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B, cell frac bits {r['cell_frac']}"

