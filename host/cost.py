@@ -1,13 +1,22 @@
-"""What an architecture costs on a board, known before training: flash, RAM and latency per step.
+"""What an architecture costs on a board, known before training: flash, RAM and latency per sample.
 
-- flash: the model's constant data (codegen/emit_c.model_data_bytes: exact for the shapes, whatever the
-  weights) plus the kernel's code (.text of the step path, measured by compiling it for the board's
-  core at the firmware's -Os; for a core without a compiler here, host/fit.py's CODE_ALLOWANCE bound);
-- RAM: the model state the kernel keeps (2 * state_words + tl_state_t; a pooled readout's pool included);
-- latency: one tl_step counted in unicorn on the board's core (Cortex-M4F, RV32IMC) with a model of
-  these shapes, times the core's assumed cycles per instruction, at the board's clock (the kernel
-  benchmark's rule, benchmarks/bench_kernel.py); None where no emulator counts the core or the board
-  has no clock of its own (the QEMU boards: their instructions are still counted).
+- flash: the model's constant data (codegen/emit_c.model_data_bytes in the int8 weight layout the search
+  exports: exact for the shapes, whatever the weights) plus the kernel's code (.text of the step path,
+  measured by compiling it for the board's core at the firmware's -Os; for a core without a compiler
+  here, host/fit.py's CODE_ALLOWANCE bound). A stacked model's (``stack`` k > 1, codegen/stacking.py)
+  layer 0 reads k * C values per step, so its input weights, G * H * k * C bytes, grow with k;
+- RAM: the model state the kernel keeps: 2 * IntModel.state_words (the layers', a pooled readout's pool,
+  a stacked model's k * C input bytes, codegen/contract.py) + sizeof(tl_state_t);
+- latency: instructions counted in unicorn on the board's core (Cortex-M4F, RV32IMC) with a model of
+  these shapes, times the core's assumed cycles per instruction (``Core.cpi_assumed``: a fixed CPI,
+  no cache or flash wait-state model), at the board's clock (the kernel benchmark's rule,
+  benchmarks/bench_kernel.py); None where no emulator counts the core or the board has no clock of its
+  own (the QEMU boards: their instructions are still counted). The price is **per sample**, the mean
+  over the k tl_step calls of one recurrent step (after WARMUP recurrent steps): a stacked model runs
+  its layers (and pool) at one sample in k and at the other k - 1 only buffers the sample (C bytes) and
+  runs the dense head on the held readout, so its per-sample cost is about the recurrent work / k + the
+  head + the copy. The one sample that runs the layers is priced too (``peak_*``); without stacking the
+  two are the same.
 The board's own limits (host/fit.py ``check_fits``: the whole firmware) are checked too.
 """
 
@@ -22,16 +31,21 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylstm.codegen.contract import HIDDEN_BITS, state_words
+from tinylstm.codegen.contract import HIDDEN_BITS
 from tinylstm.codegen.emit_c import model_data_bytes
 from tinylstm.codegen.random_models import random_quantized_model
-from tinylstm.codegen.readouts import readout as read_type
+from tinylstm.codegen.stacking import check_stack
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board
 from tinylstm.host.fit import CODE_ALLOWANCE, check_fits
 
-STATE_STRUCT_BYTES = 28  # sizeof(tl_state_t) on a 32-bit target: 6 pointers + steps
-WARMUP = 20  # steps before the counted one
+# sizeof(tl_state_t) on a 32-bit target (csrc/tinylstm.h): 8 pointers + steps + phase (the stacking phase
+# and buffer pointer are in every model's state, stacked or not)
+STATE_STRUCT_BYTES = 40
+# the prices' rule: bumped when it or the kernel changes what a price says, so an older OUT/costs.json's
+# entries are measured again (2: per-sample prices of stacked models, tl_state_t with the stacking fields)
+COST_VERSION = 2
+WARMUP = 20  # recurrent steps before the counted ones (WARMUP * k samples for a stacked model)
 
 
 @dataclass(frozen=True)
@@ -40,9 +54,17 @@ class Cost:
     model_data_bytes: int
     code_bytes: int  # the kernel's step path, measured (or CODE_ALLOWANCE for a core not compiled here)
     ram_bytes: int
-    latency_ms: float | None
-    instructions: int | None
+    latency_ms: float | None  # per sample: the mean over the k samples of one recurrent step
+    instructions: int | None  # per sample, the same mean (rounded)
     fits_board: str | None  # None, or why the whole firmware does not fit the board
+    stack: int = 1  # samples per recurrent step (codegen/stacking.py)
+    peak_latency_ms: float | None = None  # the sample that runs the layers (= latency_ms when stack is 1)
+    peak_instructions: int | None = None
+
+    @property
+    def slowest_sample_ms(self) -> float | None:
+        """The latency a budget bounds: the peak (prices stored before stacking have only the mean)."""
+        return self.peak_latency_ms if self.peak_latency_ms is not None else self.latency_ms
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -65,17 +87,22 @@ def architecture_cost(
     classes: list[str] | None = None,
     hidden_bits: int = HIDDEN_BITS,
     readout: str = "last",
+    stack: int = 1,
 ) -> Cost:
     """The cost of a model of these shapes (and class names: the model data holds them) with an int8 or int16
-    (``hidden_bits``) hidden state and the head reading ``readout`` (codegen/readouts.py) on ``board``."""
+    (``hidden_bits``) hidden state, the head reading ``readout`` (codegen/readouts.py) and ``stack`` samples
+    of ``inp`` channels per recurrent step (codegen/stacking.py) on ``board``; latency and instructions per
+    sample (the module's docstring)."""
+    check_stack(stack, inp)
     rng = np.random.default_rng(hidden * 31 + inp)
-    t = np.arange(400)[:, None]
-    data = np.sin(t / (5 + 3 * np.arange(inp))) + 0.3 * rng.standard_normal((400, inp))
+    samples = max(400, 4 * stack)  # calibration data: enough samples for several steps of k
+    t = np.arange(samples)[:, None]
+    data = np.sin(t / (5 + 3 * np.arange(inp))) + 0.3 * rng.standard_normal((samples, inp))
     model = random_quantized_model(
-        hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits, readout
+        hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits, readout, stack
     )
     model = dataclasses.replace(model, meta=dataclasses.replace(model.meta, classes=classes))
-    ram = 2 * state_words(layers, hidden, hidden_bits, read_type(readout).pooled) + STATE_STRUCT_BYTES
+    ram = 2 * model.state_words + STATE_STRUCT_BYTES
     try:
         check_fits(model, board, board.rx_buffer_min, 0)
         fits = None
@@ -83,22 +110,23 @@ def architecture_cost(
         fits = str(exc)
     if not countable(board):
         size = model_data_bytes(model)
-        return Cost(size + CODE_ALLOWANCE, size, CODE_ALLOWANCE, ram, None, None, fits)
+        return Cost(size + CODE_ALLOWANCE, size, CODE_ALLOWANCE, ram, None, None, fits, stack)
     from tinylstm.host.unicorn_runner import Target, build_target, code_size
 
     assert board.core is not None
     with tempfile.TemporaryDirectory(prefix="tinylstm-cost-") as tmp:
         build = build_target(model, Path(tmp), dsp=True, opt="-Os", max_steps=WARMUP, core=board.core)
         target = Target(build, model)
-        xq = rng.integers(-128, 128, (WARMUP + 1, inp)).astype(np.int8)
-        target.run(xq[:WARMUP])
-        instructions, _ = target.measure_step(xq[WARMUP])
+        xq = rng.integers(-128, 128, ((WARMUP + 1) * stack, inp)).astype(np.int8)
+        target.run(xq[: WARMUP * stack])  # the phase is 0 after it: the next k samples are one step
+        counts = [target.measure_step(x)[0] for x in xq[WARMUP * stack :]]
         code = code_size(build)
-    latency = (
-        round(instructions * board.core.cpi_assumed / board.cpu_hz * 1000.0, 4) if board.cpu_hz else None
-    )
+    cpi, hz = board.core.cpi_assumed, board.cpu_hz
+    mean, peak = sum(counts) / stack, max(counts)
+    latency = round(mean * cpi / hz * 1000.0, 4) if hz else None
+    peak_latency = round(peak * cpi / hz * 1000.0, 4) if hz else None
     size = model_data_bytes(model)
-    return Cost(size + code, size, code, ram, latency, instructions, fits)
+    return Cost(size + code, size, code, ram, latency, round(mean), fits, stack, peak_latency, peak)
 
 
 class CostCache:
@@ -117,13 +145,19 @@ class CostCache:
         classes: list[str] | None,
         hidden_bits: int = HIDDEN_BITS,
         readout: str = "last",
+        stack: int = 1,
     ) -> Cost:
         names = hashlib.sha256(json.dumps(classes).encode()).hexdigest()[:12]
-        key = f"{self.board.name}:{cell}:{layers}:{inp}:{hidden}:{out}:{names}:h{hidden_bits}:{readout}"
+        key = (
+            f"v{COST_VERSION}:{self.board.name}:{cell}:{layers}:{inp}:{hidden}:{out}:{names}:h{hidden_bits}:"
+            f"{readout}:k{stack}"
+        )
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
         if key in known:
             return Cost(**known[key])
-        cost = architecture_cost(self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout)
+        cost = architecture_cost(
+            self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack
+        )
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
         known[key] = cost.to_dict()
         tmp = self.path.with_suffix(f".{np.random.default_rng().integers(1 << 30)}.tmp")

@@ -1,12 +1,13 @@
 """`tinylstm search`: the most accurate model that fits a board, by an Optuna study (docs/search.md).
 
 Before the study, every architecture of the space (cell x hidden size x layers x hidden-state format x
-readout; stream data gets only the last-h readout) is priced on the board (host/cost.py: flash, RAM,
-latency per step, known before training) and those over a budget or not fitting the board are set
-aside; nothing fitting fails at once. The prices are stored in the study, so its workers and resumed
+readout x input stacking; stream data gets only the last-h readout; the stacking by default is the
+recipe's choice for the data, one value) is priced on the board (host/cost.py: flash, RAM, latency per
+sample, known before training) and those over a budget or not fitting the board are set aside; nothing
+fitting fails at once. The prices are stored in the study, so its workers and resumed
 runs draw from the same architectures. Each trial draws one of the architectures that fit, a peak
 learning rate, dropout, quantization-aware fine-tuning (and a window length when asked), trains it with
-the training recipe (trainer/recipe.py) and the drawn readout, exports and checks it (``tinylstm
+the training recipe (trainer/recipe.py) and the drawn readout and stacking, exports and checks it (``tinylstm
 check``: held-out float vs int8, golden == C bit-exact, the blob); the objective is held-out int8
 accuracy (or RMSE), and the flash and RAM it reports are the export's own. The study lives in SQLite
 (``OUT/study.db``, resumable: run again to continue) or any Optuna RDB URL such as ``postgresql://``
@@ -31,12 +32,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.contract import HIDDEN_FORMATS
+from tinylstm.codegen.contract import HIDDEN_FORMATS, MAX_INPUT, MAX_STACK
 from tinylstm.codegen.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
 from tinylstm.host.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
-from tinylstm.trainer.recipe import SELECTIONS
+from tinylstm.trainer.recipe import SELECTIONS, DataShape, choose_stack
 
 QAT_EPOCHS = 3  # fine-tuning epochs of a trial that draws QAT
 BEST_EXPORT = "best-export"
@@ -46,7 +47,9 @@ BEST_EXPORT = "best-export"
 class Budget:
     max_flash: int | None = None  # bytes: model data + kernel code
     max_ram: int | None = None  # bytes: the model state the kernel keeps
-    max_latency_ms: float | None = None  # one step on the board's core at its clock
+    # the slowest sample on the board's core at its clock (a stacked model's: the one in k that runs the
+    # layers), so every sample is answered before the next; the mean per sample is reported beside it
+    max_latency_ms: float | None = None
 
     def violation(self, flash: int, ram: int, latency: float | None) -> str | None:
         if self.max_flash is not None and flash > self.max_flash:
@@ -72,25 +75,33 @@ class Budget:
 
 @dataclass(frozen=True)
 class Architecture:
-    """What fixes a model's price on a board: cell, hidden size, layers, the hidden state's bits and what
-    the head reads (a pooled readout keeps a pool in RAM and pools at every step)."""
+    """What fixes a model's price on a board: cell, hidden size, layers, the hidden state's bits, what
+    the head reads (a pooled readout keeps a pool in RAM and pools at every step) and the input stacking
+    (k samples per recurrent step: layer 0's weights grow with k, the layers run once per k samples)."""
 
     cell: str
     hidden: int
     layers: int
     hidden_bits: int  # 8 (int8 Q0.7) or 16 (int16 Q0.15): the export's and QAT's hidden state
     readout: str = "last"  # codegen/readouts.py: "last", or "mean" / "max" pooled over a window
+    stack: int = 1  # samples per recurrent step (codegen/stacking.py)
 
     @property
     def key(self) -> str:
-        """The study's parameter value, e.g. ``gru-16x1-h8-mean``."""
-        return f"{self.cell}-{self.hidden}x{self.layers}-h{self.hidden_bits}-{self.readout}"
+        """The study's parameter value, e.g. ``gru-16x1-h8-mean``, or ``gru-16x1-h8-mean-k22`` for a stacked
+        model (unstacked keys are the ones studies used before stacking was a knob)."""
+        base = f"{self.cell}-{self.hidden}x{self.layers}-h{self.hidden_bits}-{self.readout}"
+        return f"{base}-k{self.stack}" if self.stack > 1 else base
 
     @classmethod
     def parse(cls, key: str) -> Architecture:
+        base, _, last = key.rpartition("-")
+        stack = 1
+        if last.startswith("k") and last[1:].isdigit():
+            key, stack = base, int(last[1:])
         cell, shape, bits, read = key.rsplit("-", 3)
         hidden, layers = shape.split("x")
-        return cls(cell, int(hidden), int(layers), int(bits.removeprefix("h")), read)
+        return cls(cell, int(hidden), int(layers), int(bits.removeprefix("h")), read, stack)
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,8 @@ class Space:
     layers: tuple[int, ...] = (1, 2)
     hidden_bits: tuple[int, ...] = (8, 16)  # the hidden state's format: int8 Q0.7 or int16 Q0.15
     readouts: tuple[str, ...] = ("last", "mean", "max")  # what the head reads; pooled ones: window data only
+    # samples per recurrent step (codegen/stacking.py) to try; (): the recipe's choice for the data, one value
+    stacks: tuple[int, ...] = ()
     lr: tuple[float, float] = (3e-3, 3e-2)  # the one-cycle schedule's peak, log-uniform
     dropout: tuple[float, float] = (0.0, 0.3)  # drawn only for stacked layers
     qat: tuple[bool, ...] = (False, True)
@@ -110,16 +123,19 @@ class Space:
         unpooled ones for stream data (a label per step: pooling over a window does not apply)."""
         return tuple(r for r in self.readouts if window or not READOUTS[r].pooled)
 
-    def architectures(self, window: bool = True) -> list[Architecture]:
+    def architectures(self, window: bool = True, stacks: tuple[int, ...] | None = None) -> list[Architecture]:
         """Every architecture of the space for window (or stream) data, in a fixed order (the study's
-        choices keep it)."""
+        choices keep it). ``stacks``: the stacking factors to try when the space leaves them to the
+        recipe (``space_stacks``); by default the space's own, else 1."""
+        ks = stacks if stacks is not None else (self.stacks or (1,))
         return [
-            Architecture(c, h, n, b, r)
+            Architecture(c, h, n, b, r, k)
             for c in self.cells
             for h in self.hidden
             for n in self.layers
             for b in self.hidden_bits
             for r in self.readouts_for(window)
+            for k in ks
         ]
 
 
@@ -147,12 +163,16 @@ class SearchConfig:
         return self.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
 
     def identity(self) -> dict[str, Any]:
-        """What a resumed study must share with the one on disk."""
+        """What a resumed study must share with the one on disk. The recipe's stacking (``stacks`` ()) is
+        left out, so studies started before stacking was a knob resume."""
+        space = asdict(self.space)
+        if not self.space.stacks:
+            del space["stacks"]
         return {
             "data": self.data,
             "board": self.board,
             "budget": asdict(self.budget),
-            "space": asdict(self.space),
+            "space": space,
             "epochs": self.epochs,
             "select": self.select,
             "patience": self.patience,
@@ -210,6 +230,12 @@ def check_config(cfg: SearchConfig) -> Board:
     if not cfg.space.readouts or any(r not in READOUTS for r in cfg.space.readouts):
         given = ",".join(cfg.space.readouts)
         raise TinyLSTMError(f"--readouts {given}: choose from {', '.join(READOUTS)} (what the head reads)")
+    if any(not 1 <= k <= MAX_STACK for k in cfg.space.stacks):
+        given = ",".join(map(str, cfg.space.stacks))
+        raise TinyLSTMError(
+            f"--stacks {given}: samples per recurrent step must be 1 (none) to {MAX_STACK}, or leave them to "
+            "the recipe"
+        )
     lo, hi = cfg.space.lr
     if not 0 < lo <= hi:
         raise TinyLSTMError(f"learning-rate range {cfg.space.lr}: needs 0 < low <= high")
@@ -246,11 +272,34 @@ class _Data:
         return self._loaded[window]
 
 
+def space_stacks(cfg: SearchConfig, ds: Any) -> tuple[int, ...]:
+    """The stacking factors to search on ``ds``: the space's, each checked against its channels (k * C at
+    most the kernel's MAX_INPUT values per step: a one-line error), or the recipe's choice for the data
+    (trainer/recipe.py ``choose_stack``: one value, so the space does not grow by default)."""
+    if not cfg.space.stacks:
+        return (choose_stack(None, DataShape.of(ds))[0],)
+    channels = ds.num_channels
+    wide = [k for k in cfg.space.stacks if k * channels > MAX_INPUT]
+    if wide:
+        raise TinyLSTMError(
+            f"--stacks {','.join(map(str, cfg.space.stacks))}: stacking {wide[0]} samples of {channels} "
+            f"channels makes a {wide[0] * channels}-value step, more than the kernel's {MAX_INPUT}: use "
+            f"{max(MAX_INPUT // channels, 1)} or less"
+        )
+    return cfg.space.stacks
+
+
+def _first_window(cfg: SearchConfig) -> int | None:
+    """The window length the space is priced on: the first of ``--windows``, else the dataset's own."""
+    return cfg.space.windows[0] if cfg.space.windows else None
+
+
 def data_architectures(cfg: SearchConfig, ds: Any) -> list[Architecture]:
     """The space's architectures that apply to ``ds``: stream data (a label per step) gets only the
-    unpooled readouts; a space of pooled readouts alone is a one-line error there."""
+    unpooled readouts; a space of pooled readouts alone is a one-line error there. The stacking factors
+    are ``space_stacks``'s."""
     window = ds.mode == "window"
-    archs = cfg.space.architectures(window)
+    archs = cfg.space.architectures(window, space_stacks(cfg, ds))
     if not archs:
         pooled = ",".join(cfg.space.readouts)
         raise TinyLSTMError(
@@ -262,7 +311,7 @@ def data_architectures(cfg: SearchConfig, ds: Any) -> list[Architecture]:
 
 def over_budget(cost: Cost, budget: Budget) -> str | None:
     """Why an architecture of this cost cannot be a result (the first sentence), or None."""
-    why = cost.fits_board or budget.violation(cost.flash_bytes, cost.ram_bytes, cost.latency_ms)
+    why = cost.fits_board or budget.violation(cost.flash_bytes, cost.ram_bytes, cost.slowest_sample_ms)
     return why.splitlines()[0].split(". ")[0] if why else None
 
 
@@ -270,19 +319,29 @@ def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> d
     """Every architecture of the space priced on the board (host/cost.py, cached in OUT/costs.json), by key.
 
     Priced on the data the trials use (the first window length when several are searched: a window
-    changes the sequences, not the shapes or the class names a price depends on). Each architecture is
-    priced with its own readout (a pooled one keeps 4 bytes per unit more state)."""
+    changes the sequences, not the shapes or the class names a price depends on; the recipe's stacking,
+    when the space leaves it to the recipe, is chosen on that data too). Each architecture is priced with
+    its own readout (a pooled one keeps 4 bytes per unit more state) and stacking (layer 0's weights and a
+    k * C byte input buffer grow with k; latency is per sample)."""
     from tqdm import tqdm
 
     data = data or _Data(cfg)
-    ds = data.get(cfg.space.windows[0] if cfg.space.windows else None)
+    ds = data.get(_first_window(cfg))
     archs = data_architectures(cfg, ds)
     cfg.out.mkdir(parents=True, exist_ok=True)
     cache = CostCache(cfg.out / "costs.json", board)
     prices = {}
     for a in tqdm(archs, desc="pricing", unit="arch", disable=not cfg.progress, leave=False):
         prices[a.key] = cache.get(
-            a.cell, a.layers, ds.num_channels, a.hidden, ds.output_size, ds.classes, a.hidden_bits, a.readout
+            a.cell,
+            a.layers,
+            ds.num_channels,
+            a.hidden,
+            ds.output_size,
+            ds.classes,
+            a.hidden_bits,
+            a.readout,
+            a.stack,
         )
     return prices
 
@@ -298,12 +357,12 @@ def require_fit(prices: dict[str, Cost], cfg: SearchConfig) -> list[str]:
     if fit:
         return fit
     key, c = min(prices.items(), key=lambda kv: (kv[1].flash_bytes, kv[1].ram_bytes, kv[1].latency_ms or 0.0))
-    latency = f", {c.latency_ms:.3f} ms per step" if c.latency_ms is not None else ""
+    latency = f", {c.latency_ms:.3f} ms per sample" if c.latency_ms is not None else ""
     raise TinyLSTMError(
         f"no architecture of the search space fits {cfg.board} within {cfg.budget.describe()}: the "
         f"smallest of {len(prices)}, {key}, costs flash {c.flash_bytes} B, RAM {c.ram_bytes} B{latency} "
         f"({over_budget(c, cfg.budget)}); raise the budget or search smaller models (--hidden, --layers, "
-        "--cells, --hidden-bits, --readouts)"
+        "--cells, --hidden-bits, --readouts, --stacks)"
     )
 
 
@@ -343,7 +402,8 @@ class Objective:
         config = TrainConfig(
             cell=arch.cell, hidden=arch.hidden, layers=arch.layers, epochs=cfg.epochs, lr=lr,
             select=cfg.select, patience=cfg.patience, seed=cfg.seed, progress=False, dropout=dropout,
-            readout=arch.readout, qat_epochs=QAT_EPOCHS if qat else 0, qat_hidden_bits=arch.hidden_bits,
+            readout=arch.readout, stack=arch.stack, qat_epochs=QAT_EPOCHS if qat else 0,
+            qat_hidden_bits=arch.hidden_bits,
         )  # fmt: skip
         result = fit(ds, config, root / "run")
         exp = export(ModelSource(str(result.checkpoint_path)), root / "export", hidden_bits=arch.hidden_bits)
@@ -357,6 +417,11 @@ class Objective:
                 f"trial {trial.number}: drew readout {arch.readout!r}, its export reads "
                 f"{exp.report['readout']!r}"
             )
+        if exp.report.get("stack", 1) != arch.stack:  # TrainConfig(stack=...) fixes it
+            raise TinyLSTMError(
+                f"trial {trial.number}: drew input stacking {arch.stack}, its export stacks "
+                f"{exp.report.get('stack', 1)}"
+            )
         quality = report["quality"]
         flash = exp.report["model_data_bytes"] + cost.code_bytes
         ram = exp.report["state_bytes"] + STATE_STRUCT_BYTES
@@ -364,8 +429,10 @@ class Objective:
         measured = {
             "flash_bytes": flash,
             "ram_bytes": ram,
-            "latency_ms": cost.latency_ms,
+            "latency_ms": cost.latency_ms,  # per sample
             "instructions": cost.instructions,
+            "peak_latency_ms": cost.peak_latency_ms,  # the sample that runs the layers
+            "stack": exp.report.get("stack", 1),  # the drawn one
             "model_data_bytes": exp.report["model_data_bytes"],
             "hidden_bits": exp.report["hidden_bits"],
             "readout": exp.report["readout"],  # the drawn one
@@ -381,7 +448,7 @@ class Objective:
             "check_passed": bool(report["passed"]),  # also within check's float-vs-int8 thresholds
         }
         trial.set_user_attr("measured", measured)
-        why = cfg.budget.violation(flash, ram, cost.latency_ms)
+        why = cfg.budget.violation(flash, ram, cost.slowest_sample_ms)
         if why:  # the price is exact for the shapes; this guards the rule itself
             trial.set_user_attr("pruned", f"measured {why}")
             raise optuna.TrialPruned(why)
@@ -487,9 +554,10 @@ def search(cfg: SearchConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     board = check_config(cfg)
-    cfg.out.mkdir(parents=True, exist_ok=True)
     data = _Data(cfg)
     direction = _direction(cfg, data)
+    space_stacks(cfg, data.get(_first_window(cfg)))  # --stacks too wide for the data: before any file
+    cfg.out.mkdir(parents=True, exist_ok=True)
     resumed = existing_study(cfg)  # other settings are refused before anything is priced
     prices = study_prices(resumed) if resumed is not None else None
     if prices is None:
@@ -608,9 +676,9 @@ def render_md(doc: dict[str, Any]) -> str:
         f"Architectures within the budget: {len(fit)} of {doc['architectures']['priced']}"
         + (f" ({', '.join(fit)})." if fit else "."),
         "",
-        f"| trial | cell | hidden | layers | h bits | readout | qat | {metric} | float | flash B | RAM B | "
-        "latency ms | pareto |",
-        "|---:|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---|",
+        f"| trial | cell | hidden | layers | h bits | readout | stack | qat | {metric} | float | flash B | "
+        "RAM B | latency ms per sample | pareto |",
+        "|---:|---|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     fronts = doc["pareto"]
     for r in sorted((r for r in doc["trials"] if r["state"] == "complete"), key=lambda r: r["number"]):
@@ -619,8 +687,8 @@ def render_md(doc: dict[str, Any]) -> str:
         lat = "—" if m["latency_ms"] is None else f"{m['latency_ms']:.3f}"
         lines.append(
             f"| {r['number']} | {p['cell']} | {p['hidden']} | {p['layers']} | {p['hidden_bits']} | "
-            f"{p['readout']} | {p['qat']} | {m['int8']:.4g} | {m['float']:.4g} | {m['flash_bytes']} | "
-            f"{m['ram_bytes']} | {lat} | {', '.join(tags)} |"
+            f"{p['readout']} | {p.get('stack', 1)} | {p['qat']} | {m['int8']:.4g} | {m['float']:.4g} | "
+            f"{m['flash_bytes']} | {m['ram_bytes']} | {lat} | {', '.join(tags)} |"
         )
     pruned = [r for r in doc["trials"] if r["state"] == "pruned"]
     if pruned:
@@ -636,7 +704,7 @@ def _plot(doc: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, unit in (
         (axes[0], "flash_bytes", "flash (B)"),
-        (axes[1], "latency_ms", "latency per step (ms)"),
+        (axes[1], "latency_ms", "latency per sample (ms)"),
     ):
         pts = [
             (r["measured"][key], r["value"], r["number"]) for r in complete if r["measured"][key] is not None

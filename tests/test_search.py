@@ -3,8 +3,10 @@ within its budgets, writes the Pareto files, resumes from its SQLite file and le
 builds for the QEMU board; a tight budget on JapaneseVowels-shaped data (12 channels, 9 classes) trains
 every trial, the hidden-state bits it draws reach QAT and the export, a pooled readout it draws reaches
 the checkpoint and the export, stream data is searched with the last-h readout only, and a budget
-nothing fits fails at once; the same study on a real PostgreSQL server with two worker processes shares
-its trials.
+nothing fits fails at once; stacked architectures (input stacking, --stacks) are priced with layer 0's
+wider weights, the stacking buffer and a per-sample latency, default to the recipe's choice for the data,
+and the stacking a trial draws reaches its checkpoint and export; the same study on a real PostgreSQL
+server with two worker processes shares its trials.
 
 The PostgreSQL test needs a server: set TINYLSTM_TEST_POSTGRES_URL (scripts/test-postgres.sh starts
 one on 127.0.0.1 and prints the URL; .ci/run does this)."""
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -21,11 +25,24 @@ import numpy as np
 import pytest
 from firmware_fixtures import require_board_tools
 
+from tinylstm.codegen.cells import cell_type
+from tinylstm.codegen.contract import stack_bytes, state_words
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.cli.main import main
+from tinylstm.host.cost import STATE_STRUCT_BYTES, countable
+from tinylstm.host.csources import csrc_dir
 from tinylstm.host.firmware import build_firmware
-from tinylstm.host.search import Architecture, Budget, SearchConfig, Space, open_study, price_space, search
+from tinylstm.host.search import (
+    Architecture,
+    Budget,
+    SearchConfig,
+    Space,
+    fitting,
+    open_study,
+    price_space,
+    search,
+)
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 BOARD = "qemu-stm32f405"
@@ -62,8 +79,8 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
     )
     assert len(first) == 2 and all(t["state"] == "complete" for t in first.values())
     assert first[0]["params"] | {"lr": 0} == {"arch": "gru-8x1-h8-mean", "cell": "gru", "hidden": 8,
-                                             "layers": 1, "hidden_bits": 8, "readout": "mean", "lr": 0,
-                                             "qat": False}  # fmt: skip
+                                             "layers": 1, "hidden_bits": 8, "readout": "mean", "stack": 1,
+                                             "lr": 0, "qat": False}  # fmt: skip
     assert first[0]["measured"]["readout"] == "mean"
     complete = [t for t in doc["trials"] if t["state"] == "complete"]
     for t in complete:
@@ -81,6 +98,7 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
         assert (
             m["readout"] == t["params"]["readout"] and m["select"] == "last"
         )  # classification: the recipe's
+        assert m["stack"] == 1  # windows of 128 samples: the recipe's choice is no stacking
         assert isinstance(m["check_passed"], bool)  # every trained trial's export went through check
     for name in ("search.json", "search.md", "pareto.png", "study.db"):
         assert (tmp_path / "s" / name).stat().st_size > 0
@@ -255,6 +273,10 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
         (["--select", "cv", "--patience", "3"], "--patience 3: early stopping needs --select best"),
         (["--readouts", "last,avg"], "--readouts last,avg: choose from last, mean, max"),
         (["--epochs", "0"], "--epochs 0: each must be >= 1"),
+        (["--stacks", "0,4"], "--stacks '0,4': every value must be >= 1"),
+        (["--stacks", "4,256"], "--stacks 4,256: samples per recurrent step must be 1 (none) to 255"),
+        # the watch data has 6 channels: 200 samples of them are 1200 values, over the kernel's 1024
+        (["--stacks", "1,200"], "--stacks 1,200: stacking 200 samples of 6 channels makes a 1200-value step"),
     ],
 )
 def test_bad_options_are_one_line(
@@ -265,6 +287,105 @@ def test_bad_options_are_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "s").exists()  # refused before anything is written
+
+
+def long_windows(path: Path) -> Path:
+    """Window data long enough for the recipe to stack: 2 channels, 3 classes, 24 windows of 320 samples
+    (the recipe's choice: k = 320 // 64 = 5)."""
+    rng = np.random.default_rng(1)
+    n, t, c = 24, 320, 2
+    y = np.arange(n) % 3
+    x = rng.standard_normal((n, t, c)) * 0.5 + np.sin(np.arange(t) / (4.0 + 4 * y[:, None]))[:, :, None]
+    np.savez(path, X=x.astype(np.float32), y=y)
+    return path
+
+
+def test_stacked_architectures_are_priced_per_sample(tmp_path: Path) -> None:
+    data = long_windows(tmp_path / "long.npz")
+    space = Space(cells=("gru",), hidden=(8,), layers=(1,), hidden_bits=(8,), readouts=("last",))
+    # a clocked board: latency in ms (stm32f405, Cortex-M4F at 168 MHz); pricing builds nothing for it
+    if not countable(get_board("stm32f405")):
+        pytest.skip("pricing latency needs arm-none-eabi-gcc")
+    cfg = SearchConfig(data=str(data), board="stm32f405", out=tmp_path / "s", space=space, progress=False)
+    # by default one value, the recipe's choice for the data: the space does not grow
+    assert list(price_space(cfg, get_board("stm32f405"))) == ["gru-8x1-h8-last-k5"]
+    assert "stacks" not in cfg.identity()["space"]  # studies started before the knob resume
+    stacked = replace(cfg, space=replace(space, stacks=(1, 4, 16)))
+    prices = price_space(stacked, get_board("stm32f405"))
+    assert list(prices) == ["gru-8x1-h8-last", "gru-8x1-h8-last-k4", "gru-8x1-h8-last-k16"]
+    G, H, C = cell_type("gru").gates, 8, 2
+    one = prices["gru-8x1-h8-last"]
+    for k in (1, 4, 16):
+        c = prices[Architecture("gru", 8, 1, 8, "last", k).key]
+        assert c.stack == k
+        # layer 0 reads k * C values per step: its int8 input weights, G * H * k * C bytes, grow with k
+        assert c.model_data_bytes - one.model_data_bytes == G * H * (k - 1) * C
+        assert c.flash_bytes - c.model_data_bytes == one.code_bytes
+        # the state holds the k * C input bytes of the step being filled
+        assert c.ram_bytes == 2 * state_words(1, H, 8, False, stack_bytes(k, C)) + STATE_STRUCT_BYTES
+    k1, k4, k16 = (prices[key] for key in prices)
+    assert k1.ram_bytes < k4.ram_bytes < k16.ram_bytes and k1.flash_bytes < k4.flash_bytes < k16.flash_bytes
+    # the layers run once per k samples, the head at each: per sample, latency and instructions drop
+    assert k1.latency_ms is not None and k4.latency_ms is not None and k16.latency_ms is not None
+    assert k1.latency_ms > k4.latency_ms > k16.latency_ms
+    assert k1.instructions is not None and k16.instructions is not None
+    assert k16.instructions < k1.instructions / 3
+    # the sample that runs the layers costs a whole step of the wider layer 0: more than an unstacked one
+    assert k1.peak_instructions == k1.instructions and k1.peak_latency_ms == k1.latency_ms
+    assert k16.peak_instructions is not None and k16.peak_instructions > k1.instructions
+    # a latency budget bounds the slowest sample, so every sample is answered in time: just above the
+    # unstacked step it keeps that model and sets aside the stacked ones, whose layer-running sample is slower
+    budget = Budget(max_latency_ms=k1.latency_ms * 1.01)
+    assert k4.peak_latency_ms is not None and k4.peak_latency_ms > budget.max_latency_ms  # type: ignore[operator]
+    assert fitting(prices, budget) == ["gru-8x1-h8-last"]
+    # keys: "-kN" only when stacked, so the keys of studies before stacking still parse
+    assert Architecture.parse("lstm-16x2-h16-mean-k22") == Architecture("lstm", 16, 2, 16, "mean", 22)
+    assert Architecture.parse("gru-8x1-h8-max") == Architecture("gru", 8, 1, 8, "max", 1)
+
+
+def test_state_struct_bytes_is_the_kernels() -> None:
+    """host/cost.py's sizeof(tl_state_t) for a 32-bit target, as arm-none-eabi-gcc lays it out."""
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        pytest.skip("needs arm-none-eabi-gcc")
+    src = '#include "tinylstm.h"\nconst unsigned tl_state_size = sizeof(tl_state_t);\n'
+    asm = subprocess.run(
+        [gcc, "-mcpu=cortex-m4", "-mthumb", "-O2", "-S", "-I", str(csrc_dir()), "-x", "c", "-", "-o", "-"],
+        input=src, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert f".word\t{STATE_STRUCT_BYTES}" in asm.split("tl_state_size:")[1].splitlines()[1]
+
+
+def test_drawn_stacking_reaches_the_checkpoint_and_the_export(tmp_path: Path) -> None:
+    data = long_windows(tmp_path / "long.npz")
+    space = Space(
+        cells=("gru",), hidden=(8,), layers=(1,), hidden_bits=(8,), readouts=("last",), qat=(False,),
+        stacks=(1, 4),
+    )  # fmt: skip
+    cfg = SearchConfig(
+        data=str(data), board=BOARD, out=tmp_path / "s", trials=2, space=space, epochs=1, progress=False
+    )
+    study = open_study(cfg, "maximize")
+    for key in ("gru-8x1-h8-last-k4", "gru-8x1-h8-last"):  # the recipe alone would stack 5
+        study.enqueue_trial({"arch": key, "lr": 1e-2, "qat": False})
+    doc = search(cfg)
+    prices = doc["architectures"]["prices"]
+    assert sorted(prices) == ["gru-8x1-h8-last", "gru-8x1-h8-last-k4"]
+    assert [t["params"]["stack"] for t in doc["trials"]] == [4, 1]
+    for t in doc["trials"]:
+        k, m = t["params"]["stack"], t["measured"]
+        assert t["state"] == "complete" and m["stack"] == k
+        export = Path(m["export"])
+        _, meta = load_checkpoint(export.parent / "run" / CHECKPOINT_NAME)
+        assert meta.stack == k
+        assert json.loads((export / "export-report.json").read_text())["stack"] == k
+        # the price is the export's: layer 0's weights and the stacking buffer included
+        assert m["flash_bytes"] == t["estimate"]["flash_bytes"] == prices[t["params"]["arch"]]["flash_bytes"]
+        assert m["ram_bytes"] == t["estimate"]["ram_bytes"] == prices[t["params"]["arch"]]["ram_bytes"]
+    assert "| 0 | gru | 8 | 1 | 8 | last | 4 |" in (tmp_path / "s" / "search.md").read_text()
+    # the stacking is part of the space: a resumed study with others is refused
+    with pytest.raises(TinyLSTMError, match="was started with other settings.*stacks"):
+        search(replace(cfg, trials=3, space=replace(space, stacks=(1,))))
 
 
 POSTGRES = os.environ.get("TINYLSTM_TEST_POSTGRES_URL")

@@ -7,10 +7,12 @@ import re
 from pathlib import Path
 
 from tinylstm.codegen.cells import NAMES as CELL_NAMES
+from tinylstm.codegen.contract import MAX_INPUT
 from tinylstm.codegen.readouts import NAMES as READOUT_NAMES
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import BOARDS
 from tinylstm.host.search import SELECTIONS, Budget, SearchConfig, Space, search
+from tinylstm.trainer.recipe import STACK_MIN_STEPS, STACK_TARGET_STEPS
 
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmM]?)[bB]?$")
 DEFAULT_SPACE = Space()
@@ -38,17 +40,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
         help="find the most accurate model that fits a board (Optuna study)",
-        description="Search cell, hidden size, layers, hidden-state bits, readout, learning rate, dropout, "
-        "QAT (and window) for the best held-out int8 accuracy (or RMSE) under flash, RAM and latency budgets "
-        "on a board. Every architecture is priced on the board first and trials draw only those within the "
-        "budget; each trial trains with the training recipe. Resumable: run the same command again to "
-        "continue the study.",
+        description="Search cell, hidden size, layers, hidden-state bits, readout, input stacking, learning "
+        "rate, dropout, QAT (and window) for the best held-out int8 accuracy (or RMSE) under flash, RAM and "
+        "latency budgets on a board. Every architecture is priced on the board first and trials draw only "
+        "those within the budget; each trial trains with the training recipe. Resumable: run the same "
+        "command again to continue the study.",
     )
     p.add_argument("--data", required=True, help="dataset name or .ts/.csv/.npz file")
     p.add_argument("--board", required=True, choices=sorted(BOARDS), help="the board the model must fit")
     p.add_argument("--max-flash", help="model data + kernel code, e.g. 32k")
     p.add_argument("--max-ram", help="the model state the kernel keeps, e.g. 4k")
-    p.add_argument("--max-latency-ms", type=float, help="one step on the board's core at its clock")
+    p.add_argument(
+        "--max-latency-ms",
+        type=float,
+        help="the slowest sample on the board's core at its clock (a stacked model's: the one in k that runs "
+        "the layers), so every sample is answered before the next",
+    )
     p.add_argument("--trials", type=int, default=20, help="trained trials the study ends with (default 20)")
     p.add_argument(
         "--epochs", type=int, help="training epochs per trial (default: the recipe's, from the data size)"
@@ -76,6 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"what the head reads, to try: {', '.join(READOUT_NAMES)} (mean and max pool over a window: "
         f"window data only; stream data tries last) (default: {','.join(DEFAULT_SPACE.readouts)})",
     )
+    p.add_argument(
+        "--stacks",
+        help="input stacking to try: samples per recurrent step k, e.g. 1,4,16 (1: none; k * channels <= "
+        f"{MAX_INPUT}) (default: the recipe's choice for the data, one value: k = median window // "
+        f"{STACK_TARGET_STEPS} for windows of {STACK_MIN_STEPS} samples or more, else 1)",
+    )
     p.add_argument("--windows", help="window lengths to try (datasets with a window option)")
     p.add_argument("--hop", type=int, help="steps between windows (dataset option)")
     p.add_argument("--no-qat", action="store_true", help="never use quantization-aware fine-tuning")
@@ -97,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         layers=_ints(args.layers, "--layers"),
         hidden_bits=_ints(args.hidden_bits, "--hidden-bits"),
         readouts=tuple(r for r in args.readouts.split(",") if r),
+        stacks=_ints(args.stacks, "--stacks") if args.stacks else (),
         qat=(False,) if args.no_qat else DEFAULT_SPACE.qat,
         windows=_ints(args.windows, "--windows") if args.windows else (),
     )
@@ -139,7 +153,12 @@ def run(args: argparse.Namespace) -> int:
             f"best: trial {b['number']} {b['params']}: {doc['objective']} {m['int8']:.4g} "
             f"(float {m['float']:.4g}), "
             f"flash {m['flash_bytes']} B, RAM {m['ram_bytes']} B"
-            + (f", {m['latency_ms']:.3f} ms per step" if m["latency_ms"] is not None else "")
+            + (f", {m['latency_ms']:.3f} ms per sample" if m["latency_ms"] is not None else "")
+            + (
+                f" ({m['peak_latency_ms']:.3f} ms at the one in {m['stack']} that runs the layers)"
+                if m.get("peak_latency_ms") is not None and m.get("stack", 1) > 1
+                else ""
+            )
         )
         print(f"Pareto front, accuracy vs flash: trials {doc['pareto']['flash']}")
         print(f"next: tinylstm build {doc['best_export']} --board {cfg.board}")
