@@ -79,6 +79,7 @@ PREVIOUS_DEFAULT: dict[str, Any] = {
     "augment": None,
     "select": "best",
     "readout": "last",
+    "stack": 1,
     "val": 0.15,
 }
 
