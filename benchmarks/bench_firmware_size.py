@@ -19,7 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from tinylstm.codegen.emit_c import model_settings
 from tinylstm.codegen.export import ModelSource, export
+from tinylstm.codegen.store import load_int_model
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.boards.toolchain import find_tool
 from tinylstm.host.firmware import build_firmware
@@ -29,7 +31,8 @@ from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.train import TrainConfig, fit
 
 RESULTS = Path(__file__).parent / "results"
-GOAL_FLASH, GOAL_RAM = 16 * 1024, 4 * 1024
+# issue 21's goal (it was 16 KB before the kernel linked only the model's paths)
+GOAL_FLASH, GOAL_RAM = 12 * 1024, 4 * 1024
 
 
 def _symbols(elf: Path) -> dict[str, int]:
@@ -67,6 +70,8 @@ def main() -> None:
         work = Path(tmp)
         result = fit(load_dataset("watch"), TrainConfig(hidden=32, epochs=2, progress=False), work / "run")
         export(ModelSource(str(result.checkpoint_path)), work / "export")
+        model, _ = load_int_model(work / "export")
+        linked = ", ".join(f"{k}={v}" for k, v in model_settings(model).items())
         fw = build_firmware(work / "export", "qemu-stm32f405", work / "fw")
         assert fw.sizes is not None and fw.elf is not None
         stack_used, steps = stack_high_water(fw.elf, work / "export", work)
@@ -90,7 +95,9 @@ def main() -> None:
     md = [
         "# Firmware size: demo firmware, 32-unit LSTM (6 inputs, 7 classes)",
         "",
-        f"Board build: {doc['board']}. Model: {doc['model']}.",
+        f"Board build: {doc['board']}. Model: {doc['model']}, readout {model.readout}. The kernel is built "
+        f"with the model's settings ({linked}: codegen/emit_c.py build_settings), so it links only the "
+        "paths this model runs.",
         "",
         s.render(),
         "",

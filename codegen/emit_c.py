@@ -44,9 +44,24 @@ def build_defines(m: IntModel, layout: Layout = "w8") -> tuple[str, ...]:
     return LAYOUT_DEFINES[layout] + HIDDEN_DEFINES[m.hidden_bits]
 
 
+def model_settings(m: IntModel) -> dict[str, str]:
+    """What a firmware of this one model leaves out of the kernel (csrc/tl_kernels.h): the other cells, the
+    int8-h steps of an int16-h model, pooling for the last-h readout, stacking for one sample per step. The
+    kernel then refuses other models, so these are for builds of one model only (firmware, its packages)."""
+    out = {"TL_ONLY_CELL": f"TL_CELL_{m.cell.upper()}"}
+    if m.hidden_bits == HIDDEN16_BITS:
+        out["TL_ONLY_HIDDEN16"] = "1"
+    if not readout(m.readout).pooled:
+        out["TL_NO_POOL"] = "1"
+    if m.stack == 1:
+        out["TL_NO_STACK"] = "1"
+    return out
+
+
 def build_settings(m: IntModel, layout: Layout = "w8") -> dict[str, str]:
-    """``build_defines`` as settings (name -> value), for firmware builds and tl_config.h."""
-    return {flag.removeprefix("-D"): "1" for flag in build_defines(m, layout)}
+    """``build_defines`` as settings (name -> value) plus ``model_settings``: a firmware build of ``m`` (its
+    -D flags, or tl_config.h), which links only what ``m`` runs."""
+    return {**{flag.removeprefix("-D"): "1" for flag in build_defines(m, layout)}, **model_settings(m)}
 
 
 @dataclass

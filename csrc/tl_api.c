@@ -35,6 +35,10 @@ tl_status_t tl_model_check(const tl_model_t *m)
     if (m->input_size < 1 || m->input_size > TL_MAX_INPUT || m->output_size < 1) return TL_ERR_MODEL;
     if (m->readout >= TL_NUM_READOUTS) return TL_ERR_MODEL;
     if ((size_t)m->input_size * stack_of(m) > TL_MAX_INPUT) return TL_ERR_MODEL;
+    /* what this build left out (tl_kernels.h): a firmware of one model runs only that model's kind */
+    if ((!TL_WITH_H8 && !hidden16(m)) || (!TL_WITH_POOL && m->readout != TL_READOUT_LAST) ||
+        (!TL_WITH_STACK && stack_of(m) > 1))
+        return TL_ERR_MODEL;
     const size_t gates = cell->gates;
     for (size_t n = 0; n < m->num_layers; ++n) {
         const tl_layer_t *L = &m->layers[n];
@@ -77,7 +81,7 @@ static size_t recurrent_words(const tl_model_t *m)
 /* The words of a pooled readout's state (after the layers'). */
 static size_t pool_words(const tl_model_t *m)
 {
-    return m->readout != TL_READOUT_LAST ? TL_POOL_WORDS(m->hidden_size) : 0;
+    return TL_WITH_POOL && m->readout != TL_READOUT_LAST ? TL_POOL_WORDS(m->hidden_size) : 0;
 }
 
 size_t tl_state_words(const tl_model_t *m)
@@ -103,8 +107,8 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
         s->scratch = s->h + cells;
         s->h16 = s->scratch16 = NULL;
     }
-    s->pool = m->readout != TL_READOUT_LAST ? buffer + recurrent_words(m) : NULL;
-    s->stack = stack_of(m) > 1 ? (int8_t *)(buffer + recurrent_words(m) + pool_words(m)) : NULL;
+    s->pool = pool_words(m) ? buffer + recurrent_words(m) : NULL;
+    s->stack = TL_WITH_STACK && stack_of(m) > 1 ? (int8_t *)(buffer + recurrent_words(m) + pool_words(m)) : NULL;
     tl_reset(s);
     return TL_OK;
 }
@@ -164,7 +168,7 @@ static void step16(tl_state_t *s, const int8_t *x, int16_t *y)
         memcpy(h, s->scratch16, H * sizeof *h);
         in = h;
     }
-    if (s->pool) {
+    if (TL_WITH_POOL && s->pool) {
         tl_pool_s16(m->readout, s->pool, in, H, pool_count(s), s->scratch16);
         in = s->scratch16;
     }
@@ -189,15 +193,16 @@ static const int8_t *stack_sample(tl_state_t *s, const int8_t *x, int16_t *y)
         return NULL;
     }
 #endif
+#if TL_WITH_H8
     tl_dense_step(m, s->scratch, y);
+#endif
     return NULL;
 }
 
 tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
 {
     if (!s || !s->model || !x) return TL_ERR_ARG;
-    const tl_model_t *m = s->model;
-    if (s->stack && !(x = stack_sample(s, x, y))) return TL_OK;
+    if (TL_WITH_STACK && s->stack && !(x = stack_sample(s, x, y))) return TL_OK;
 #ifdef TL_HIDDEN16
     if (s->h16) {
         step16(s, x, y);
@@ -205,6 +210,8 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
         return TL_OK;
     }
 #endif
+#if TL_WITH_H8
+    const tl_model_t *m = s->model;
     const size_t H = m->hidden_size;
     const tl_layer_step_fn layer_step = tl_cells[m->cell].layer_step; /* the cell was checked at tl_state_init */
     const int8_t *in = x;
@@ -214,12 +221,13 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
         copy_s8(h, s->scratch, H);
         in = h;
     }
-    if (s->pool) {
+    if (TL_WITH_POOL && s->pool) {
         tl_pool_s8(m->readout, s->pool, in, H, pool_count(s), s->scratch);
         in = s->scratch;
     }
     if (y) tl_dense_step(m, in, y);
     s->steps++;
+#endif /* an int16-h-only build admits no int8-h model (tl_model_check): h16 is always set */
     return TL_OK;
 }
 

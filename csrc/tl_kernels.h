@@ -80,11 +80,45 @@ typedef void (*tl_layer_step_fn)(const tl_layer_t *layer, const int16_t *table, 
 typedef void (*tl_layer_step16_fn)(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
                                    const int16_t *h, int16_t *h_next, int16_t *c);
 
+/*
+ * A firmware of one model links only what that model runs. Its build settings (codegen/emit_c.py
+ * `model_settings`: -D flags, or tl_config.h) say what to leave out: TL_ONLY_CELL=TL_CELL_<NAME> keeps one
+ * cell in the cell table, TL_ONLY_HIDDEN16 (with TL_HIDDEN16) drops the int8-h steps and head, TL_NO_POOL the
+ * pooled readouts, TL_NO_STACK input stacking. tl_model_check refuses a model that needs what was left out
+ * (TL_ERR_MODEL). A build without them (the host library, the MicroPython module) runs every model.
+ */
+#ifdef TL_ONLY_CELL
+#define TL_WITH_CELL(code) (TL_ONLY_CELL == (code))
+#else
+#define TL_WITH_CELL(code) 1
+#endif
+#if defined(TL_ONLY_HIDDEN16) && defined(TL_HIDDEN16)
+#define TL_WITH_H8 0
+#else
+#define TL_WITH_H8 1
+#endif
+#ifdef TL_NO_POOL
+#define TL_WITH_POOL 0
+#else
+#define TL_WITH_POOL 1
+#endif
+#ifdef TL_NO_STACK
+#define TL_WITH_STACK 0
+#else
+#define TL_WITH_STACK 1
+#endif
+
 /** tl_cells.c's entry for an int16-h layer step: the function on -DTL_HIDDEN16 builds, NULL (not linked) otherwise. */
 #ifdef TL_HIDDEN16
 #define TL_STEP16(fn) fn
 #else
 #define TL_STEP16(fn) 0
+#endif
+/** tl_cells.c's entry for an int8-h layer step: NULL (not linked) on -DTL_ONLY_HIDDEN16 builds. */
+#if TL_WITH_H8
+#define TL_STEP8(fn) fn
+#else
+#define TL_STEP8(fn) 0
 #endif
 
 /** What the driver, the model check and the blob reader need to know of a cell (one line per cell in tl_cells.c). */
@@ -99,8 +133,11 @@ typedef struct {
 /** The cells, indexed by TL_CELL_* (the codes of codegen/cells.py, generated into tl_contract.h). */
 extern const tl_cell_t tl_cells[TL_NUM_CELLS];
 
-/** The entry of cell code `code`, NULL for an unknown code. */
-static inline const tl_cell_t *tl_cell(unsigned code) { return code < TL_NUM_CELLS ? &tl_cells[code] : 0; }
+/** The entry of cell code `code`, NULL for an unknown code or a cell this build leaves out (TL_ONLY_CELL). */
+static inline const tl_cell_t *tl_cell(unsigned code)
+{
+    return code < TL_NUM_CELLS && tl_cells[code].gates ? &tl_cells[code] : 0;
+}
 
 /** The LSTM layer step (PyTorch gate order i, f, g, o), tl_lstm.c. */
 void tl_lstm_layer_step(const tl_layer_t *layer, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next,

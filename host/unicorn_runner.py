@@ -8,8 +8,9 @@ with a generated linker script: code and const data in "flash" at 0x08000000, .d
 at their addresses, enables the FPU (Cortex-M4F: CPACR), sets SP and calls C functions with a return
 address that stops the emulator. ``dsp=False`` adds ``-DTL_NO_DSP`` so a Cortex-M4 runs the portable C
 path (the only path on RISC-V); ``layout="w16"`` emits the model in the fast int16 weight layout
-(tl_layer_t.weights16) instead of int8. Everything is compiled with the model's ``build_defines``
-(codegen/emit_c.py: -DTL_HIDDEN16 for an int16-h model, whose h words the driver records as int16).
+(tl_layer_t.weights16) instead of int8. Everything is compiled as a firmware of the model is, with its
+``build_settings`` (codegen/emit_c.py: -DTL_HIDDEN16 for an int16-h model, whose h words the driver records
+as int16, and only the cell, hidden state, readout and stacking paths the model runs).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from unicorn import (
 from unicorn import arm_const as arm
 from unicorn import riscv_const as rv
 
-from tinylstm.codegen.emit_c import Layout, build_defines, emit_c
+from tinylstm.codegen.emit_c import Layout, build_settings, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.boards.registry import CORE_CORTEX_M4F, CORE_RV32IMC, Core
 from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, find_tool
@@ -167,7 +168,8 @@ def build_target(
     ]
     if not dsp:
         flags.append("-DTL_NO_DSP")
-    flags += build_defines(model, layout)
+    # as a firmware of this model is built: only what it runs (codegen/emit_c.py build_settings)
+    flags += [f"-D{k}={v}" for k, v in build_settings(model, layout).items()]
     sources = [s for s in kernel_sources() if s.stem != "tl_blob"]
     objects: dict[str, Path] = {}
     for src in [*sources, out_dir / "tl_model.c", out_dir / "driver.c"]:
@@ -189,6 +191,7 @@ def build_target(
             "-T",
             str(out_dir / "target.ld"),
             "-Wl,--gc-sections",
+            f"-Wl,-Map={out_dir / 'target.map'}",
             *(f"-Wl,-u,{s}" for s in ROOTS),
             *map(str, objects.values()),
             "-lgcc",
@@ -203,15 +206,24 @@ def build_target(
 
 
 def code_size(build: TargetBuild, stems: tuple[str, ...] = KERNEL_FILES) -> int:
-    """Bytes of .text of the given kernel object files (<toolchain>size)."""
-    assert build.core.toolchain is not None
-    out = subprocess.run(
-        [str(find_tool("size", build.core.toolchain)), *(str(build.objects[s]) for s in stems)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return sum(int(line.split()[0]) for line in out.splitlines()[1:])
+    """Bytes of code the given kernel object files contribute to the linked target: their .text input
+    sections that --gc-sections kept, from the linker map (what a firmware of this model carries)."""
+    wanted = {build.objects[s].name for s in stems}
+    total, pending = 0, False
+    text = (build.elf.parent / "target.map").read_text()
+    body = text.split("Linker script and memory map", 1)[-1]  # before it: the discarded sections
+    for line in body.splitlines():
+        parts = line.split()
+        if len(parts) == 1 and parts[0].startswith(".text"):  # a long section name: its numbers follow
+            pending = True
+            continue
+        if pending and len(parts) == 3 and parts[0].startswith("0x"):
+            parts, pending = [".text", *parts], False
+        else:
+            pending = False
+        if len(parts) == 4 and parts[0].startswith(".text") and Path(parts[3]).name in wanted:
+            total += int(parts[2], 16)
+    return total
 
 
 def read_elf(path: Path) -> tuple[list[tuple[int, bytes]], dict[str, tuple[int, int]]]:

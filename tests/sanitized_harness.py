@@ -24,14 +24,21 @@ SANITIZE = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=
 
 
 def check_sanitized_run(
-    model: IntModel, gen: Path, steps: int, rng: np.random.Generator, layout: Layout = "w8"
+    model: IntModel,
+    gen: Path,
+    steps: int,
+    rng: np.random.Generator,
+    layout: Layout = "w8",
+    settings: dict[str, str] | None = None,
 ) -> None:
+    """``settings``: build settings beyond ``build_defines`` (e.g. a firmware's ``build_settings``)."""
     emit_c(model, gen, layout=layout)
     exe = gen / "run_model"
     cmd = [
         find_compiler(),
         *C_FLAGS,
         *build_defines(model, layout),
+        *(f"-D{k}={v}" for k, v in (settings or {}).items()),
         *SANITIZE,
         "-I",
         str(csrc_dir()),

@@ -135,9 +135,9 @@ def japanese_vowels_like(path: Path) -> Path:
     return path
 
 
-# JapaneseVowels' shapes (12 inputs, 9 classes) under 12 KB of flash: of these 24 architectures most are
-# over the budget (every 64-unit one, the stacked 32-unit ones); a study that drew them all would prune
-# nearly every trial (the issue: 3 of 3 pruned, exit 1, although 5-9 KB models fit)
+# JapaneseVowels' shapes (12 inputs, 9 classes) under 12 KB of flash: of these 24 architectures half are
+# over the budget (every 64-unit one, the two-layer 32-unit ones); a study that drew them all would prune
+# many trials (the issue: 3 of 3 pruned, exit 1, although 5-9 KB models fit)
 JV_SPACE = Space(hidden=(8, 32, 64), layers=(1, 2), hidden_bits=(8, 16), readouts=("last",))
 JV_FLASH = 12 * 1024
 
@@ -155,7 +155,7 @@ def test_tight_budget_trains_every_trial_with_the_hidden_bits_it_draws(tmp_path:
     doc = search(cfg)
     archs = doc["architectures"]
     over = [k for k, c in archs["prices"].items() if c["flash_bytes"] > JV_FLASH]
-    assert archs["priced"] == 24 and len(over) > 12 and set(archs["fit"]) == set(archs["prices"]) - set(over)
+    assert archs["priced"] == 24 and len(over) >= 12 and set(archs["fit"]) == set(archs["prices"]) - set(over)
     assert doc["counts"]["complete"] == 3 and doc["best"] is not None  # 3 trials, all trained
     for t in doc["trials"]:
         p, m = t["params"], t["measured"]
@@ -320,7 +320,9 @@ def test_stacked_architectures_are_priced_per_sample(tmp_path: Path) -> None:
         assert c.stack == k
         # layer 0 reads k * C values per step: its int8 input weights, G * H * k * C bytes, grow with k
         assert c.model_data_bytes - one.model_data_bytes == G * H * (k - 1) * C
-        assert c.flash_bytes - c.model_data_bytes == one.code_bytes
+        # the firmware links the stacking code only for a stacked model (the same code for every k > 1)
+        assert c.flash_bytes == c.model_data_bytes + c.code_bytes
+        assert c.code_bytes == one.code_bytes if k == 1 else c.code_bytes > one.code_bytes
         # the state holds the k * C input bytes of the step being filled
         assert c.ram_bytes == 2 * state_words(1, H, 8, False, stack_bytes(k, C)) + STATE_STRUCT_BYTES
     k1, k4, k16 = (prices[key] for key in prices)

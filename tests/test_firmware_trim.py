@@ -1,0 +1,101 @@
+"""A firmware of one model links only what that model runs (codegen/emit_c.py ``model_settings``,
+csrc/tl_kernels.h): its cell's steps, its hidden state's, pooling only for a pooled readout, stacking only
+for a stacked model. Built with those settings the kernel stays bit-exact with golden (under the sanitizers,
+every output and state word), refuses any model that needs what was left out, and links none of it. The
+QEMU firmware tests (test_firmware.py, test_link.py, test_board_*.py) build every firmware this way."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sanitized_harness import HARNESS, check_sanitized_run
+
+from tinylstm.codegen.emit_c import build_defines, build_settings, emit_c, model_settings
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_int_model
+from tinylstm.host.bridge import find_compiler
+from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+
+# cell, layers, hidden bits, readout, stack
+MODELS = [
+    ("lstm", 1, 8, "last", 1),
+    ("gru", 2, 8, "mean", 1),
+    ("lstm", 2, 16, "max", 3),
+    ("gru", 1, 16, "last", 4),
+]
+
+
+def model_of(cell: str, layers: int, bits: int, readout: str, stack: int, seed: int = 0) -> IntModel:
+    rng = np.random.default_rng(seed)
+    return random_int_model(rng, cell, layers, 3, 7, 2, 30 if bits == 8 else 26, 40, bits, readout, stack)
+
+
+@pytest.mark.parametrize("cell,layers,bits,readout,stack", MODELS)
+def test_trimmed_kernel_is_bit_exact(
+    tmp_path: Path, cell: str, layers: int, bits: int, readout: str, stack: int
+) -> None:
+    m = model_of(cell, layers, bits, readout, stack)
+    settings = model_settings(m)
+    assert settings["TL_ONLY_CELL"] == f"TL_CELL_{cell.upper()}"
+    assert ("TL_NO_POOL" in settings) == (readout == "last") and ("TL_NO_STACK" in settings) == (stack == 1)
+    assert ("TL_ONLY_HIDDEN16" in settings) == (bits == 16)
+    check_sanitized_run(m, tmp_path, 1_500, np.random.default_rng(1), settings=settings)
+
+
+def _link(m: IntModel, gen: Path, settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The test harness with ``m``'s files, built with ``settings`` and linked with --gc-sections, as
+    firmware is (gen/run_model)."""
+    emit_c(m, gen)
+    cmd = [find_compiler(), *C_FLAGS, "-Os", "-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections"]
+    cmd += [*(f"-D{k}={v}" for k, v in settings.items()), "-I", str(csrc_dir()), "-I", str(gen)]
+    cmd += [str(HARNESS), str(gen / "tl_model.c"), *map(str, kernel_sources()), "-o", str(gen / "run_model")]
+    return subprocess.run([*cmd, "-lm"], capture_output=True, text=True, check=False)
+
+
+def test_a_trimmed_kernel_refuses_other_models(tmp_path: Path) -> None:
+    """A firmware's settings (``build_settings``) with another model's files: the model file does not compile
+    (an int16-h model says it needs -DTL_HIDDEN16), or tl_state_init refuses it (the harness exits 2)."""
+    models = [model_of(*spec, seed=k) for k, spec in enumerate(MODELS)]
+    for i, built_for in enumerate(models):
+        for j, other in enumerate(models):
+            gen = tmp_path / f"{i}-{j}"
+            build = _link(other, gen, build_settings(built_for))
+            if build.returncode:
+                assert i != j and "TL_HIDDEN16" in build.stderr, build.stderr[-2000:]
+                continue
+            run = subprocess.run(
+                [str(gen / "run_model")], input=bytes(3 * 8), capture_output=True, check=False
+            )
+            if i == j:
+                assert run.returncode == 0, f"the kernel built for model {i} refused it"
+            else:
+                assert run.returncode == 2, f"the kernel built for model {i} accepted model {j}"
+
+
+def test_the_firmware_links_only_the_models_code(tmp_path: Path) -> None:
+    """With --gc-sections, an LSTM last-h int8 model's executable has no GRU step, no int16-h step, no
+    pooling; a GRU int16-h stacked model's has no LSTM step and no int8-h step. Without the settings (the
+    host library, the MicroPython module) every one is linked."""
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm not installed: apt-get install binutils")
+
+    def symbols(m: IntModel, gen: Path, settings: dict[str, str]) -> set[str]:
+        assert _link(m, gen, settings).returncode == 0
+        out = subprocess.run([nm, str(gen / "run_model")], capture_output=True, text=True, check=True).stdout
+        return {line.split()[-1] for line in out.splitlines() if line.strip()}
+
+    lstm = model_of("lstm", 1, 8, "last", 1)
+    got = symbols(lstm, tmp_path / "lstm", build_settings(lstm))
+    assert "tl_lstm_layer_step" in got and "tl_dense_step" in got
+    assert not got & {"tl_gru_layer_step", "tl_lstm_layer_step16", "tl_pool_s8", "tl_pool_s16"}
+    gru = model_of("gru", 1, 16, "mean", 4)
+    got = symbols(gru, tmp_path / "gru", build_settings(gru))
+    assert {"tl_gru_layer_step16", "tl_pool_s16", "tl_dense_step16"} <= got
+    assert not got & {"tl_lstm_layer_step", "tl_lstm_layer_step16", "tl_gru_layer_step", "tl_dense_step"}
+    every = symbols(gru, tmp_path / "every", {f.removeprefix("-D"): "1" for f in build_defines(gru)})
+    assert {"tl_lstm_layer_step", "tl_gru_layer_step", "tl_pool_s8", "tl_dense_step"} <= every
