@@ -331,7 +331,8 @@ def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> d
     cfg.out.mkdir(parents=True, exist_ok=True)
     cache = CostCache(cfg.out / "costs.json", board)
     prices = {}
-    for a in tqdm(archs, desc="pricing", unit="arch", disable=not cfg.progress, leave=False):
+    # tqdm's disable=None: no bar when stderr is not a terminal (CI logs, redirected output)
+    for a in tqdm(archs, desc="pricing", unit="arch", disable=None if cfg.progress else True, leave=False):
         prices[a.key] = cache.get(
             a.cell,
             a.layers,
@@ -566,7 +567,11 @@ def search(cfg: SearchConfig) -> dict[str, Any]:
     study = open_study(cfg, direction, prices=prices)
     done = _finished(study)
     bar = tqdm(
-        total=cfg.trials, initial=min(done, cfg.trials), unit="trial", disable=not cfg.progress, desc="search"
+        total=cfg.trials,
+        initial=min(done, cfg.trials),
+        unit="trial",
+        disable=None if cfg.progress else True,  # no bar when stderr is not a terminal
+        desc="search",
     )
 
     def on_trial(st: Any, trial: Any) -> None:
