@@ -113,8 +113,9 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
     return TL_OK;
 }
 
-/* Zeroes the state: a pooled readout's words and a stacked model's input buffer too, and the scratch vector, which its head reads between steps
- * (the readout of the last step: the pooled vector, or a copy of the last layer's h). */
+/* Zeroes every state word: the layers', a pooled readout's, a stacked model's input buffer, and the scratch vector,
+ * which a stacked model's head reads between steps (the last step's readout: the pooled vector, or a copy of the
+ * last layer's h). */
 void tl_reset(tl_state_t *s)
 {
     const size_t H = s->model->hidden_size, cells = (size_t)s->model->num_layers * H;
