@@ -15,13 +15,15 @@ Nothing is lost silently. Every gap is counted in ``StreamCounters``:
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -346,3 +348,53 @@ class BoardStream:
             bad, dropped = bad + self._link.decoder.frames_bad, dropped + self._link.decoder.frames_dropped
         self.counters.frames_bad, self.counters.frames_dropped = bad, dropped
         return self.counters
+
+
+def check_log_path(path: Path) -> Path:
+    """Refuse a prediction log path before the stream opens: it must be a .csv or .jsonl file in a
+    directory that exists."""
+    if path.suffix not in (".csv", ".jsonl"):
+        raise TinyLSTMError(f"--log {path}: use a .csv or .jsonl file name")
+    if not path.parent.is_dir():
+        raise TinyLSTMError(f"--log {path}: directory {path.parent} does not exist")
+    return path
+
+
+class PredictionLog:
+    """Every prediction of a stream, one row (.csv) or one JSON object (.jsonl) each."""
+
+    def __init__(self, path: Path) -> None:
+        self._file: IO[str] = path.open("w", newline="")
+        self._csv = csv.writer(self._file) if path.suffix == ".csv" else None
+        if self._csv:
+            self._csv.writerow(["session", "step", "label", "raw", "values", "drift"])
+
+    def write(self, p: Prediction) -> None:
+        if self._csv:
+            self._csv.writerow(
+                [
+                    p.session,
+                    p.step,
+                    p.label or "",
+                    " ".join(map(str, p.raw)),
+                    " ".join(f"{v:.6g}" for v in p.values or ()),
+                    " ".join(p.drift),
+                ]
+            )
+        else:
+            self._file.write(
+                json.dumps(
+                    {
+                        "session": p.session,
+                        "step": p.step,
+                        "label": p.label,
+                        "raw": list(p.raw),
+                        "values": list(p.values) if p.values else None,
+                        "drift": list(p.drift),
+                    }
+                )
+                + "\n"
+            )
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,23 +1,34 @@
-"""`import tinylstm`: the whole pipeline from one import, as the README shows it; and the numeric core
-(contract, cells, qmath, golden, blob) importable without PyTorch."""
+"""`import tinylstm`: the whole pipeline from one import, and the README's Python example run as written
+(train, export, check, the host C model, build, search); and the numeric core (contract, cells, qmath,
+golden, blob) importable without PyTorch."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from firmware_fixtures import require_board_tools
 
 import tinylstm
 
+README = Path(__file__).resolve().parent.parent / "README.md"
 
-def test_the_pipeline_from_one_import(tmp_path: Path) -> None:
+
+def small_data(path: Path) -> Path:
+    """90 sequences of 20 steps, 3 channels, 3 classes: seconds to train."""
     rng = np.random.default_rng(0)
     y = np.arange(90) % 3
     x = rng.standard_normal((90, 20, 3)).astype(np.float32) * 0.5 + y[:, None, None]
-    np.savez(tmp_path / "data.npz", X=x, y=y)
+    np.savez(path, X=x, y=y)
+    return path
+
+
+def test_the_pipeline_from_one_import(tmp_path: Path) -> None:
+    small_data(tmp_path / "data.npz")
     run = tinylstm.train(tmp_path / "data.npz", tmp_path / "run", hidden=8, epochs=3)
     exp = tinylstm.export(run.checkpoint_path, tmp_path / "export")
     assert exp.name == "model" and exp.model.hidden_size == 8
@@ -31,6 +42,47 @@ def test_the_pipeline_from_one_import(tmp_path: Path) -> None:
     assert exp.float_model().hidden_size == 8
     with pytest.raises(tinylstm.TinyLSTMError, match="unknown training option"):
         tinylstm.train(tmp_path / "data.npz", tmp_path / "run2", hidden_units=8)
+
+
+def readme_python_example() -> str:
+    text = README.read_text()
+    start = text.index("```python\n", text.index("In Python, one import")) + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example as written, with two stand-ins to keep it quick: the small data set for the
+    watch data, and less training effort (2 epochs; the search: 1 trained trial of 1 epoch over the
+    first hidden size of the README's space, LSTM, 1 layer, int8 h, last-h readout, no QAT). The budgets,
+    the board and the rest of every call are the README's."""
+    require_board_tools("qemu-stm32f405")
+    code = readme_python_example()
+    assert "tinylstm.build(" in code and "tinylstm.search(" in code
+    data = small_data(tmp_path / "data.npz")
+    real_train, real_search = tinylstm.train, tinylstm.search
+
+    def train(d: str, *args: Any, **kw: Any) -> Any:
+        return real_train(data if d == "watch" else d, *args, **{**kw, "epochs": 2})
+
+    def search(d: str, *args: Any, **kw: Any) -> Any:
+        small = {"trials": 1, "epochs": 1, "cells": "lstm", "layers": 1, "hidden_bits": 8, "readouts": "last"}
+        hidden = tuple(kw.get("hidden", (8,)))[:1]
+        return real_search(
+            data if d == "watch" else d, *args, **{**kw, **small, "hidden": hidden, "qat": False}
+        )
+
+    monkeypatch.setattr(tinylstm, "train", train)
+    monkeypatch.setattr(tinylstm, "search", search)
+    monkeypatch.chdir(tmp_path)  # the example writes to runs/
+    ns: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(code, "<README.md's Python example>", "exec"), ns)
+
+    assert ns["report"]["bit_exact"]["ok"] and ns["y"].dtype == np.int16
+    assert ns["fw"].elf.is_file() and ns["fw"].sizes.flash > 0
+    found = ns["found"]
+    assert found["best"] is not None and found["best"]["measured"]["flash_bytes"] <= 16 * 1024
+    assert ns["best"].elf.is_file() and ns["best"].board == "qemu-stm32f405"
+    assert (tmp_path / "runs" / "search" / "search.json").is_file()
 
 
 def test_every_layer_raises_the_one_error_type() -> None:

@@ -1,6 +1,7 @@
 """TinyLSTM: train a small LSTM/GRU, quantize it to int8, run the same C on the host and on a board.
 
-One import for a script::
+One import for a script; every CLI command is a function of the same name, with the command's options
+(``--max-flash 32k`` is ``max_flash="32k"``) and defaults::
 
     import tinylstm
 
@@ -9,11 +10,15 @@ One import for a script::
     report = tinylstm.check(exp.dir)                                    # float vs int8, golden vs C, blob
     c = exp.c_model()                                                   # the generated C, built for the host
     y = c.step(c.quantize_input(sample))                                # int16 outputs; c.h, c.c: the state
-    with tinylstm.BoardStream("/dev/ttyUSB0", exp.dir) as s:            # predictions from a board
+    fw = tinylstm.build(exp.dir, "qemu-stm32f405")                      # firmware: fw.elf, fw.bin, fw.sizes
+    found = tinylstm.search("watch", "qemu-stm32f405", max_flash="16k", trials=20)  # best model that fits
+    fw = tinylstm.build(found["best_export"], "qemu-stm32f405")
+    with tinylstm.stream("/dev/ttyUSB0", export=exp.dir) as s:          # predictions from a board
         for p in s.predictions(): ...
 
-``tinylstm.TinyLSTMError`` is the one exception every layer raises. The names below are imported on
-first use, so ``import tinylstm.codegen.qmath`` (numpy only) does not pull in PyTorch.
+Also ``explain``, ``flash``, ``parity``; ``BoardStream`` is the lower-level stream. ``tinylstm.TinyLSTMError``
+is the one exception every layer raises. The names below are imported on first use, so
+``import tinylstm.codegen.qmath`` (numpy only) does not pull in PyTorch.
 """
 
 from __future__ import annotations
@@ -24,7 +29,20 @@ from typing import TYPE_CHECKING, Any
 from tinylstm.errors import TinyLSTMError
 
 if TYPE_CHECKING:
-    from tinylstm.api import Export, check, export, load_export, parity, train
+    from tinylstm.api import (
+        Export,
+        Stream,
+        build,
+        check,
+        explain,
+        export,
+        flash,
+        load_export,
+        parity,
+        search,
+        stream,
+        train,
+    )
     from tinylstm.host.bridge import CModel
     from tinylstm.host.stream import BoardStream
 
@@ -32,21 +50,34 @@ __all__ = [
     "BoardStream",
     "CModel",
     "Export",
+    "Stream",
     "TinyLSTMError",
+    "build",
     "check",
+    "explain",
     "export",
+    "flash",
     "load_export",
     "parity",
+    "search",
+    "stream",
     "train",
 ]
 
 _LAZY = {
+    # one function per CLI command (host/cli/cmd_<name>.py), same options and defaults
     "train": "tinylstm.api",
+    "search": "tinylstm.api",
     "export": "tinylstm.api",
-    "load_export": "tinylstm.api",
     "check": "tinylstm.api",
+    "explain": "tinylstm.api",
+    "build": "tinylstm.api",
+    "flash": "tinylstm.api",
+    "stream": "tinylstm.api",
     "parity": "tinylstm.api",
+    "load_export": "tinylstm.api",
     "Export": "tinylstm.api",
+    "Stream": "tinylstm.api",
     "CModel": "tinylstm.host.bridge",
     "BoardStream": "tinylstm.host.stream",
 }

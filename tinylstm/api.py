@@ -1,11 +1,31 @@
-"""The functions behind ``import tinylstm``: each is one step of the pipeline, as the CLI runs it."""
+"""The functions behind ``import tinylstm``: one per CLI command, with the command's options and defaults.
+
+``tinylstm <command> ARG --some-option X`` is ``tinylstm.<command>(ARG, some_option=X)``: each
+``host/cli/cmd_<command>.py`` parses its flags, calls the function here and prints what it returns
+(tests/test_api_parity.py walks the CLI's parsers and keeps the two in step). The summaries the CLI
+prints stay in the CLI; these functions return what they are made from. The few CLI-only flags:
+``--quiet`` (training and search show progress bars only with ``progress=True`` here; the live status
+of ``parity`` and ``stream`` goes to an ``on_status`` callback) and the negations ``--no-augment``
+(``augment=None``), ``--no-qat`` (``qat=False``), ``--no-drift`` (``drift=False``); ``train --qat`` is
+``qat_epochs=N``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+import re
+import warnings
+from collections.abc import Callable, Generator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, cast
 
+import numpy as np
+
+from tinylstm.codegen.cells import NAMES as CELL_NAMES
+from tinylstm.codegen.contract import HIDDEN_BITS
 from tinylstm.codegen.emit_c import Layout
 from tinylstm.codegen.export import ModelSource, export_origin
 from tinylstm.codegen.export import export as _export
@@ -13,27 +33,54 @@ from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards import QemuBoard
 from tinylstm.host.bridge import CModel
 from tinylstm.host.check import Thresholds
 from tinylstm.host.check import check as _check
+from tinylstm.host.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor
+from tinylstm.host.explain import MAX_STEPS
+from tinylstm.host.explain import explain as _explain
+from tinylstm.host.feed import Feeder
+from tinylstm.host.firmware import FirmwareBuild, build_firmware
+from tinylstm.host.flash import flash as _flash
+from tinylstm.host.link import DEFAULT_BAUD, Link
 from tinylstm.host.parity import ParityReport, run_parity
+from tinylstm.host.protocol import Hello, Source
+from tinylstm.host.search import Budget, SearchConfig, Space
+from tinylstm.host.search import search as _search
+from tinylstm.host.stream import BoardStream, Prediction, PredictionLog, StreamCounters, check_log_path
 from tinylstm.trainer.train import TrainConfig, TrainResult
+
+DEFAULT_BOARD = "qemu-stm32f405"  # build, flash: the emulated STM32F405 (QEMU netduinoplus2)
+DEPRECATED_LAYOUTS = {"s8": "w8", "s16": "w16"}  # export layouts' old names
+SOURCES = ("host", "replay", "sensor")  # the board's input sources (build --source, stream --source)
+DEFAULT_SPACE = Space()
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmM]?)[bB]?$")  # search's budgets: 4096, 32k, 1.5M
+
+
+def _opt_str(value: str | Path | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def train(
-    data: str | Path,
-    out: str | Path,
+    data: str | Path = "watch",
+    out: str | Path = "runs/latest",
     *,
     test_data: str | Path | None = None,
     dataset_options: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
     **config: Any,
 ) -> TrainResult:
     """``tinylstm train``: fit a TinyLSTM/TinyGRU on ``data`` (a dataset name or a .ts/.csv/.npz file)
-    and write model.pt, curves.png and metrics.json to ``out``. ``config``: the fields of
-    ``tinylstm.trainer.train.TrainConfig`` (cell, hidden, layers, epochs, lr, ...); ``dataset_options``:
-    how to read the file (window, hop, target, group, channels, task, forecast, missing)."""
+    and write model.pt, curves.png and metrics.json to ``out``.
+
+    ``config``: the fields of ``tinylstm.trainer.train.TrainConfig`` (cell, hidden, layers, epochs, lr,
+    select, readout, stack, qat_epochs, ...; ``progress=True`` for progress bars); ``dataset_options``: how
+    to read the file (window, hop, target, group, channels, task, forecast, missing: the CLI's flags of
+    those names; ``channels`` a list or a comma-separated string, ``task`` "auto" as the CLI's default);
+    ``log``: receives the data's description and the recipe's choices, as the CLI prints them."""
     from tinylstm.trainer.data import load_dataset, load_test_set
-    from tinylstm.trainer.train import fit
+    from tinylstm.trainer.train import check_output_dir, fit
 
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(config) - known)
@@ -41,9 +88,25 @@ def train(
         raise TinyLSTMError(
             f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    ds = load_dataset(str(data), **(dataset_options or {}))
+    check_output_dir(out)  # before loading data and training, not after
+    options = dict(dataset_options or {})
+    if options.get("task") == "auto":
+        options["task"] = None  # the loaders' default; the builtin data takes no task option
+    if isinstance(options.get("channels"), str):
+        options["channels"] = options["channels"].split(",") if options["channels"] else None
+    ds = load_dataset(str(data), **options)
+    cfg = TrainConfig(**{"progress": False, **config})
+    if log is not None:
+        log(
+            f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode)"
+            + (f", classes {ds.classes}" if ds.classes else "")
+        )
+        log(
+            f"  inputs: {', '.join(ds.channels)}"
+            + (f"; skipped as text: {', '.join(ds.skipped)}" if ds.skipped else "")
+        )
     test_ds = load_test_set(str(test_data), ds) if test_data else None
-    return fit(ds, TrainConfig(**{"progress": False, **config}), out, test_ds)
+    return fit(ds, cfg, out, test_ds, log=log)
 
 
 @dataclass
@@ -53,6 +116,7 @@ class Export:
     dir: Path
     model: IntModel
     doc: dict[str, Any]  # int_model.json: name, hash, pins of the float model and the data
+    report: dict[str, Any] = field(default_factory=dict)  # export-report.json: sizes, files, calibration
 
     @property
     def name(self) -> str:
@@ -71,39 +135,360 @@ def load_export(export_dir: str | Path) -> Export:
     """Open a directory written by ``export`` / ``tinylstm export``."""
     d = Path(export_dir)
     model, doc = load_int_model(d)
-    return Export(d, model, doc)
+    report_file = d / "export-report.json"
+    report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    return Export(d, model, doc, report)
 
 
 def export(
     model: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
-    data: str | None = None,
+    data: str | Path | None = None,
     description: str | Path | None = None,
     trust_module: bool = False,
     name: str = "model",
-    layout: Layout = "w8",
+    layout: Layout | str = "w8",
+    hidden_bits: int = HIDDEN_BITS,
 ) -> Export:
     """``tinylstm export``: calibrate ``model`` (a TinyLSTM checkpoint, a state_dict with a description, or a
-    pickled module with ``trust_module``) on real data and write the C files, model.tlm and a report."""
-    source = ModelSource(str(model), data, None if description is None else str(description), trust_module)
-    _export(source, Path(out), name, layout)
-    return load_export(out)
+    pickled module with ``trust_module``) on real data and write the C files, model.tlm and a report into
+    ``out`` (default: the model's directory/export). ``layout``: w8 (int8 weights) or w16 (int16-widened);
+    ``hidden_bits``: 8 (int8 Q0.7 hidden state) or 16 (int16 Q0.15)."""
+    if layout in DEPRECATED_LAYOUTS:
+        new = DEPRECATED_LAYOUTS[layout]
+        warnings.warn(f"layout {layout!r} is now called {new!r}", DeprecationWarning, stacklevel=2)
+        layout = new
+    out_dir = Path(out) if out is not None else Path(model).resolve().parent / "export"
+    source = ModelSource(str(model), _opt_str(data), _opt_str(description), trust_module)
+    res = _export(source, out_dir, name, cast(Layout, layout), hidden_bits)
+    exp = load_export(out_dir)
+    exp.report = res.report
+    return exp
 
 
-def check(export_dir: str | Path, data: str | None = None, **thresholds: float) -> dict[str, Any]:
-    """``tinylstm check``: the report as a dict (``report["passed"]``). ``thresholds``: the fields of
-    ``tinylstm.host.check.Thresholds``."""
-    return _check(Path(export_dir), data, Thresholds(**thresholds))
+def check(
+    export_dir: str | Path,
+    data: str | Path | None = None,
+    *,
+    max_accuracy_drop: float = 1.0,
+    min_agreement: float = 98.0,
+    max_rmse_increase: float = 2.0,
+    json_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """``tinylstm check``: the report as a dict (``report["passed"]``), also written as JSON to ``json_out``
+    (default: EXPORT_DIR/check-report.json; "-": not written, the CLI prints it on stdout).
+    ``max_accuracy_drop``: allowed float-int8 accuracy drop in points; ``min_agreement``: required argmax
+    agreement in %; ``max_rmse_increase``: regression, allowed RMSE increase in % of the target's std."""
+    report = _check(
+        Path(export_dir), _opt_str(data), Thresholds(max_accuracy_drop, min_agreement, max_rmse_increase)
+    )
+    if json_out != "-":
+        out = Path(json_out) if json_out else Path(export_dir) / "check-report.json"
+        out.write_text(json.dumps(report, indent=2))
+    return report
 
 
-def parity(export_dir: str | Path, port: str, steps: int = 10_000, baud: int = 115200) -> ParityReport:
-    """``tinylstm parity``: feed held-out data to the board at ``port`` and compare every output with the host
-    kernel (``report.passed``)."""
-    from tinylstm.host.link import Link
+def explain(
+    export_dir: str | Path,
+    *,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    sequences: int = 1,
+    max_steps: int = MAX_STEPS,
+) -> dict[str, Any]:
+    """``tinylstm explain``: trace held-out examples (per class for a window classifier, else ``sequences``
+    sequences, ``max_steps`` of a stream) through the float model and the integer golden; writes
+    explain.json and one PNG per example into ``out`` (default: EXPORT_DIR/explain) and returns the JSON
+    document."""
+    d = Path(export_dir)
+    return _explain(d, _opt_str(data), Path(out) if out else d / "explain", sequences, max_steps)
 
-    def reopen() -> Link:
-        return Link.open(port, baud)
 
-    with reopen() as link:
-        return run_parity(link, Path(export_dir), steps, reopen=reopen)
+def build(
+    export_dir: str | Path,
+    board: str = DEFAULT_BOARD,
+    *,
+    source: str = "host",
+    replay_period_ms: int = 20,
+    out: str | Path | None = None,
+) -> FirmwareBuild:
+    """``tinylstm build``: the streaming firmware of an export for ``board`` (an ELF/BIN and a size report for
+    a bare-metal board, a project for a PlatformIO/ESP-IDF/Arduino one) in ``out`` (default:
+    EXPORT_DIR/firmware-BOARD). ``source``: the input source at boot (host, replay or sensor);
+    ``replay_period_ms``: ms between replayed samples (0: UART speed)."""
+    d = Path(export_dir)
+    out_dir = Path(out) if out else d / f"firmware-{board}"
+    return build_firmware(d, board, out_dir, source, {"TL_REPLAY_PERIOD_MS": str(replay_period_ms)})
+
+
+def flash(target: str | Path, board: str = DEFAULT_BOARD, *, port: str | None = None) -> None:
+    """``tinylstm flash``: program ``target`` (an ELF/BIN, or a ``build`` output directory) onto ``board``
+    the way its record says; a QEMU board starts QEMU, prints its socket:// URL and runs until Ctrl-C.
+    ``port``: the serial port for ESP32 uploads."""
+    _flash(Path(target), board, port)
+
+
+def _size_bytes(value: int | str) -> int:
+    """'32k' -> 32768, '1.5M' -> 1572864, '4096' or 4096 -> 4096."""
+    if isinstance(value, int):
+        return value
+    m = SIZE.match(value.strip())
+    if not m:
+        raise TinyLSTMError(f"size {value!r}: write bytes as 4096, 32k or 1.5M")
+    return int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()])
+
+
+def _ints(value: str | int | Sequence[int], what: str) -> tuple[int, ...]:
+    """'8,16,32', (8, 16, 32) -> (8, 16, 32); 8 -> (8,); each >= 1."""
+    if isinstance(value, int):
+        value = (value,)
+    text = value if isinstance(value, str) else ",".join(map(str, value))
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise TinyLSTMError(f"{what} {text!r}: give integers separated by commas, e.g. 8,16,32") from None
+    if not values or min(values) < 1:
+        raise TinyLSTMError(f"{what} {text!r}: every value must be >= 1")
+    return values
+
+
+def _names(value: str | Sequence[str]) -> tuple[str, ...]:
+    return tuple(v for v in (value.split(",") if isinstance(value, str) else value) if v)
+
+
+def search(
+    data: str | Path,
+    board: str,
+    *,
+    max_flash: int | str | None = None,
+    max_ram: int | str | None = None,
+    max_latency_ms: float | None = None,
+    trials: int = 20,
+    epochs: int | None = None,
+    select: str | None = None,
+    patience: int | None = None,
+    seed: int = 0,
+    cells: str | Sequence[str] = tuple(CELL_NAMES),
+    hidden: str | int | Sequence[int] = DEFAULT_SPACE.hidden,
+    layers: str | int | Sequence[int] = DEFAULT_SPACE.layers,
+    hidden_bits: str | int | Sequence[int] = DEFAULT_SPACE.hidden_bits,
+    readouts: str | Sequence[str] = DEFAULT_SPACE.readouts,
+    stacks: str | int | Sequence[int] | None = None,
+    windows: str | int | Sequence[int] | None = None,
+    hop: int | None = None,
+    qat: bool = True,
+    storage: str | None = None,
+    study_name: str = "tinylstm",
+    workers: int = 1,
+    out: str | Path = "runs/search",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """``tinylstm search``: the most accurate model of the space that fits ``board`` within ``max_flash``,
+    ``max_ram`` (bytes, or "32k", "1.5M") and ``max_latency_ms``; an Optuna study of ``trials`` trained
+    trials, resumable from ``out``/study.db (or ``storage``). The space: ``cells``, ``hidden``, ``layers``,
+    ``hidden_bits``, ``readouts``, ``stacks`` (None: the recipe's), ``windows`` (None: the data's), as
+    sequences or the CLI's comma-separated strings; ``qat=False`` never fine-tunes quantization-aware.
+    Returns the study's document (search.json: ``doc["best"]``, ``doc["best_export"]`` for ``build``,
+    ``doc["pareto"]``, ``doc["trials"]``); also writes search.md and pareto.png into ``out``."""
+    space = Space(
+        cells=_names(cells),
+        hidden=_ints(hidden, "--hidden"),
+        layers=_ints(layers, "--layers"),
+        hidden_bits=_ints(hidden_bits, "--hidden-bits"),
+        readouts=_names(readouts),
+        stacks=_ints(stacks, "--stacks") if stacks else (),
+        qat=DEFAULT_SPACE.qat if qat else (False,),
+        windows=_ints(windows, "--windows") if windows else (),
+    )
+    cfg = SearchConfig(
+        data=str(data),
+        board=board,
+        out=Path(out),
+        trials=trials,
+        budget=Budget(
+            _size_bytes(max_flash) if max_flash else None,
+            _size_bytes(max_ram) if max_ram else None,
+            max_latency_ms,
+        ),
+        space=space,
+        epochs=epochs,
+        select=select,
+        patience=patience,
+        seed=seed,
+        storage=storage,
+        study_name=study_name,
+        workers=workers,
+        progress=progress,
+        dataset_options={"hop": hop} if hop else {},
+    )
+    return _search(cfg)
+
+
+def parity(
+    export_dir: str | Path,
+    port: str | None = None,
+    steps: int = 10_000,
+    baud: int = DEFAULT_BAUD,
+    *,
+    qemu: str | Path | None = None,
+    stall_timeout: float = 30.0,
+    reconnect_timeout: float = 10.0,
+    report: str | Path | None = None,
+    on_status: Callable[[Feeder], None] | None = None,
+) -> ParityReport:
+    """``tinylstm parity``: feed ``steps`` of held-out data to the board at ``port`` (or to the firmware ELF
+    ``qemu`` booted in QEMU) and compare every output with the host kernel (``result.passed``). The JSON
+    report is written to ``report`` (default: EXPORT_DIR/parity-report.json). ``stall_timeout``: give up
+    when no step is delivered for that many seconds; ``reconnect_timeout``: how long to wait for a port
+    that went away; ``on_status``: called with the feeder about once a second."""
+    d = Path(export_dir)
+    if (port is None) == (qemu is None):
+        raise TinyLSTMError("give the board's port or a firmware ELF to boot in QEMU (one of them)")
+    if steps <= 0:
+        raise TinyLSTMError("--steps must be positive")
+    if not d.is_dir():
+        raise TinyLSTMError(f"export directory {d} does not exist: run `tinylstm export` first")
+    out = Path(report) if report else d / "parity-report.json"
+    with ExitStack() as stack:
+        if qemu is not None:
+            board = stack.enter_context(QemuBoard(Path(qemu)))
+
+            def reopen() -> Link:
+                if not board.running:  # QEMU died: power the emulated board up again
+                    board.start()
+                return Link.open(board.url, baud)
+        else:
+            url = str(port)
+
+            def reopen() -> Link:
+                return Link.open(url, baud)
+
+        link = stack.enter_context(reopen())
+        result = run_parity(
+            link,
+            d,
+            steps,
+            reopen=reopen,
+            on_status=on_status,
+            stall_timeout=stall_timeout,
+            reconnect_timeout=reconnect_timeout,
+        )
+    out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+class Stream:
+    """A ``tinylstm stream`` session (made by ``stream``): open it with ``with``, then iterate
+    ``predictions()``. ``board`` is the ``BoardStream`` underneath (``BoardStream`` is the lower-level
+    API: any count, feed or source per call)."""
+
+    def __init__(
+        self,
+        board: BoardStream,
+        source: str | None,
+        feed: np.ndarray | None,
+        count: int | None,
+        log: Path | None,
+    ) -> None:
+        self.board, self.source, self.feed, self.count, self.log = board, source, feed, count, log
+        self._log: PredictionLog | None = None
+
+    def __enter__(self) -> Stream:
+        self.board.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close_log()
+        self.board.close()
+
+    @property
+    def hello(self) -> Hello:
+        """The board's HELLO: its name, the model hash and shape, the mode and the input source."""
+        assert self.board.hello is not None, "open the stream first: with tinylstm.stream(...) as s"
+        return self.board.hello
+
+    @property
+    def drift(self) -> DriftMonitor | None:
+        """The drift monitor (None: no export, ``drift=False``, or an export without a drift reference)."""
+        return self.board.drift
+
+    def live_counters(self) -> StreamCounters:
+        return self.board.live_counters()
+
+    def predictions(
+        self, on_status: Callable[[StreamCounters], None] | None = None
+    ) -> Generator[Prediction, None, None]:
+        """Switch the source if asked (host-fed: to host) and open the log, then iterate the predictions:
+        ``count`` of them, one per fed sample, or forever; each also goes to the log. ``on_status``: the
+        live counters, about once a second."""
+        if self.source or self.feed is not None:
+            self.board.set_source(Source[(self.source or "host").upper()])
+        if self.log and self._log is None:
+            self._log = PredictionLog(self.log)
+        return self._predictions(on_status)
+
+    def _predictions(
+        self, on_status: Callable[[StreamCounters], None] | None
+    ) -> Generator[Prediction, None, None]:
+        try:
+            for p in self.board.predictions(self.count, self.feed, on_status=on_status):
+                if self._log:
+                    self._log.write(p)
+                yield p
+        finally:
+            self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def stream(
+    port: str,
+    *,
+    export: str | Path | None = None,
+    baud: int = DEFAULT_BAUD,
+    source: str | None = None,
+    feed: str | None = None,
+    count: int | None = None,
+    log: str | Path | None = None,
+    drift: bool = True,
+    on_drift: Callable[[DriftEvent], None] | None = None,
+) -> Stream:
+    """``tinylstm stream``: predictions from the board at ``port`` (a serial port or a socket:// URL)::
+
+        with tinylstm.stream(url, export=exp.dir, feed="held-out", count=100, log="p.csv") as s:
+            for p in s.predictions(): ...
+
+    ``export``: real values, class names, the model hash checked and drift alerts (``drift=False``: none;
+    ``on_drift`` gets each alert raised or cleared); ``source``: switch the board's input source first
+    (host, replay or sensor); ``feed="held-out"``: send the export's held-out data as INPUT frames;
+    ``count``: stop after that many predictions; ``log``: also write each to this .csv or .jsonl file."""
+    from tinylstm.host.heldout import load_held_out
+
+    if count is not None and count <= 0:
+        raise TinyLSTMError("--count must be positive")
+    if source is not None and source not in SOURCES:
+        raise TinyLSTMError(f"source {source!r}: choose {', '.join(SOURCES)}")
+    samples = None
+    if feed is not None:
+        if feed != "held-out":
+            raise TinyLSTMError(f"feed {feed!r}: the one feed is 'held-out'")
+        if export is None:
+            raise TinyLSTMError(
+                "--feed held-out needs --export EXPORT_DIR (the held-out data comes from its source)"
+            )
+        samples = np.concatenate(load_held_out(Path(export)).sequences)
+    log_path = check_log_path(Path(log)) if log else None
+    board = BoardStream(
+        port,
+        Path(export) if export else None,
+        baud,
+        drift=DEFAULT_DRIFT if drift else None,
+        on_drift=on_drift,
+    )
+    return Stream(board, source, samples, count, log_path)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from tinylstm.api import DEFAULT_BOARD, SOURCES, build
 from tinylstm.host.boards import BOARDS, board_names, get_board
-from tinylstm.host.firmware import build_firmware
 from tinylstm.host.packaging import PACKAGERS
 
 
@@ -21,12 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--board",
         choices=board_names(),
-        default="qemu-stm32f405",
+        default=DEFAULT_BOARD,
         help="; ".join(f"{b.name}: {b.description}" for b in BOARDS.values()),
     )
     p.add_argument(
         "--source",
-        choices=["host", "replay", "sensor"],
+        choices=SOURCES,
         default="host",
         help="input source at boot (default host: INPUT frames); the host can switch with SET_SOURCE",
     )
@@ -38,16 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    export_dir = Path(args.export_dir)
-    out = Path(args.out) if args.out else export_dir / f"firmware-{args.board}"
-    b = build_firmware(
-        export_dir, args.board, out, args.source, {"TL_REPLAY_PERIOD_MS": str(args.replay_period_ms)}
+    b = build(
+        args.export_dir, args.board, source=args.source, replay_period_ms=args.replay_period_ms, out=args.out
     )
     if b.project is not None:
         print(PACKAGERS[get_board(args.board).kind].next_step.format(project=b.project, board=args.board))
         return 0
     assert b.sizes is not None
     print(
-        f"built {b.elf} and {b.bin} for {args.board}\n{b.sizes.render()}\n(size report: {out}/size-report.md)"
+        f"built {b.elf} and {b.bin} for {args.board}\n{b.sizes.render()}\n"
+        f"(size report: {b.out_dir}/size-report.md)"
     )
     return 0

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from tinylstm.host.check import Thresholds, check
+from tinylstm.api import check
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -113,15 +112,12 @@ def render(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     report = check(
-        Path(args.export_dir),
+        args.export_dir,
         args.data,
-        Thresholds(args.max_accuracy_drop, args.min_agreement, args.max_rmse_increase),
+        max_accuracy_drop=args.max_accuracy_drop,
+        min_agreement=args.min_agreement,
+        max_rmse_increase=args.max_rmse_increase,
+        json_out=args.json_out,  # "-": not written; printed here instead of the text
     )
-    text = json.dumps(report, indent=2)
-    if args.json_out == "-":
-        print(text)
-    else:
-        print(render(report))
-        out = Path(args.json_out) if args.json_out else Path(args.export_dir) / "check-report.json"
-        out.write_text(text)
+    print(json.dumps(report, indent=2) if args.json_out == "-" else render(report))
     return 0 if report["passed"] else 1

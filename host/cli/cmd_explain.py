@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinylstm.host.explain import MAX_STEPS, explain
+from tinylstm.api import explain
+from tinylstm.host.explain import MAX_STEPS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     export_dir = Path(args.export_dir)
     out = Path(args.out) if args.out else export_dir / "explain"
-    report = explain(export_dir, args.data, out, args.sequences, args.max_steps)
+    report = explain(export_dir, data=args.data, out=out, sequences=args.sequences, max_steps=args.max_steps)
     for ex in report["examples"]:
         line = f"{ex['title']}: held-out sequence {ex['sequence']}, {ex['steps']} steps"
         if "prediction" in ex:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from tinylstm.codegen.export import ModelSource, export
+from tinylstm.api import DEPRECATED_LAYOUTS, export
+from tinylstm.codegen.contract import HIDDEN_BITS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--hidden-bits",
         type=int,
         choices=[8, 16],
-        default=8,
+        default=HIDDEN_BITS,
         help="the hidden state: 8 (default, int8 Q0.7) or 16 (int16 Q0.15 with int8 weights: closer to the "
         "float model, for regression and long streams; 2x the state RAM, more instructions per step; "
         "docs/integer-contract.md)",
@@ -49,11 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-DEPRECATED_LAYOUTS = {"s8": "w8", "s16": "w16"}
-
-
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else Path(args.model).resolve().parent / "export"
     layout = DEPRECATED_LAYOUTS.get(args.layout, args.layout)
     if layout != args.layout:
         print(
@@ -61,14 +57,17 @@ def run(args: argparse.Namespace) -> int:
             "in CMSIS-NN, s16 means int16 activations)",
             file=sys.stderr,
         )
-    res = export(
-        ModelSource(args.model, args.data, args.description, args.trust_module),
-        out,
-        args.name,
-        layout,
-        args.hidden_bits,
+    exp = export(
+        args.model,
+        args.out,
+        data=args.data,
+        description=args.description,
+        trust_module=args.trust_module,
+        name=args.name,
+        layout=layout,
+        hidden_bits=args.hidden_bits,
     )
-    r = res.report
+    r, out = exp.report, exp.dir
     print(
         f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}"
         + (f" x {r['stack']} samples per step" if r["stack"] > 1 else "")

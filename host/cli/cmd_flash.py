@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from tinylstm.api import DEFAULT_BOARD, flash
 from tinylstm.host.boards import BOARDS, board_names
-from tinylstm.host.flash import flash
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--board",
         choices=board_names(),
-        default="qemu-stm32f405",
+        default=DEFAULT_BOARD,
         help="; ".join(f"{b.name}: {b.description}" for b in BOARDS.values()),
     )
     p.add_argument("--port", help="serial port for ESP32 uploads (e.g. /dev/ttyUSB0)")
@@ -30,5 +29,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    flash(Path(args.target), args.board, args.port)
+    flash(args.target, args.board, port=args.port)
     return 0

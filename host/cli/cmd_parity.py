@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 
-from tinylstm.errors import TinyLSTMError
-from tinylstm.host.boards import QemuBoard
+from tinylstm.api import parity
 from tinylstm.host.boards.registry import emulated_boards
 from tinylstm.host.feed import Feeder
-from tinylstm.host.link import DEFAULT_BAUD, Link
-from tinylstm.host.parity import ParityReport, run_parity
+from tinylstm.host.link import DEFAULT_BAUD
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,37 +64,17 @@ def _status(total: int) -> Callable[[Feeder], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    export_dir = Path(args.export_dir)
-    if args.steps <= 0:
-        raise TinyLSTMError("--steps must be positive")
-    if not export_dir.is_dir():
-        raise TinyLSTMError(f"export directory {export_dir} does not exist: run `tinylstm export` first")
-    out = Path(args.report) if args.report else export_dir / "parity-report.json"
-    status = None if args.quiet else _status(args.steps)
-    with ExitStack() as stack:
-        if args.qemu:
-            board = stack.enter_context(QemuBoard(Path(args.qemu)))
-
-            def reopen() -> Link:
-                if not board.running:  # QEMU died: power the emulated board up again
-                    board.start()
-                return Link.open(board.url, args.baud)
-        else:
-
-            def reopen() -> Link:
-                return Link.open(args.port, args.baud)
-
-        link = stack.enter_context(reopen())
-        report: ParityReport = run_parity(
-            link,
-            export_dir,
-            args.steps,
-            reopen=reopen,
-            on_status=status,
-            stall_timeout=args.stall_timeout,
-            reconnect_timeout=args.reconnect_timeout,
-        )
-    out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    report = parity(
+        args.export_dir,
+        args.port,
+        args.steps,
+        args.baud,
+        qemu=args.qemu,
+        stall_timeout=args.stall_timeout,
+        reconnect_timeout=args.reconnect_timeout,
+        report=args.report,
+        on_status=None if args.quiet else _status(args.steps),
+    )
     print(report.render())
-    print(f"report: {out}")
+    print(f"report: {Path(args.report) if args.report else Path(args.export_dir) / 'parity-report.json'}")
     return 0 if report.passed else 1

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
+from tinylstm.api import DEFAULT_SPACE, search
 from tinylstm.codegen.cells import NAMES as CELL_NAMES
 from tinylstm.codegen.contract import MAX_INPUT
 from tinylstm.codegen.readouts import NAMES as READOUT_NAMES
-from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import BOARDS
-from tinylstm.host.search import SELECTIONS, Budget, SearchConfig, Space, search
+from tinylstm.host.search import SELECTIONS
 from tinylstm.trainer.recipe import STACK_MIN_STEPS, STACK_TARGET_STEPS
-
-SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmM]?)[bB]?$")
-DEFAULT_SPACE = Space()
-
-
-def size_bytes(text: str) -> int:
-    """'32k' -> 32768, '1.5M' -> 1572864, '4096' -> 4096."""
-    m = SIZE.match(text.strip())
-    if not m:
-        raise TinyLSTMError(f"size {text!r}: write bytes as 4096, 32k or 1.5M")
-    return int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()])
-
-
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise TinyLSTMError(f"{what} {text!r}: give integers separated by commas, e.g. 8,16,32") from None
-    if not values or min(values) < 1:
-        raise TinyLSTMError(f"{what} {text!r}: every value must be >= 1")
-    return values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -103,39 +81,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cells = tuple(c for c in args.cells.split(",") if c)
-    space = Space(
-        cells=cells,
-        hidden=_ints(args.hidden, "--hidden"),
-        layers=_ints(args.layers, "--layers"),
-        hidden_bits=_ints(args.hidden_bits, "--hidden-bits"),
-        readouts=tuple(r for r in args.readouts.split(",") if r),
-        stacks=_ints(args.stacks, "--stacks") if args.stacks else (),
-        qat=(False,) if args.no_qat else DEFAULT_SPACE.qat,
-        windows=_ints(args.windows, "--windows") if args.windows else (),
-    )
-    cfg = SearchConfig(
-        data=args.data,
-        board=args.board,
-        out=Path(args.out),
+    out = Path(args.out)
+    doc = search(
+        args.data,
+        args.board,
+        max_flash=args.max_flash,
+        max_ram=args.max_ram,
+        max_latency_ms=args.max_latency_ms,
         trials=args.trials,
-        budget=Budget(
-            size_bytes(args.max_flash) if args.max_flash else None,
-            size_bytes(args.max_ram) if args.max_ram else None,
-            args.max_latency_ms,
-        ),
-        space=space,
         epochs=args.epochs,
         select=args.select,
         patience=args.patience,
         seed=args.seed,
+        cells=args.cells,
+        hidden=args.hidden,
+        layers=args.layers,
+        hidden_bits=args.hidden_bits,
+        readouts=args.readouts,
+        stacks=args.stacks,
+        windows=args.windows,
+        hop=args.hop,
+        qat=not args.no_qat,
         storage=args.storage,
         study_name=args.study_name,
         workers=args.workers,
+        out=out,
         progress=not args.quiet,
-        dataset_options={"hop": args.hop} if args.hop else {},
     )
-    doc = search(cfg)
     c, archs = doc["counts"], doc["architectures"]
     fit = archs["fit"]
     listed = ", ".join(fit[:12]) + (f", ... ({len(fit) - 12} more in search.json)" if len(fit) > 12 else "")
@@ -161,8 +133,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         print(f"Pareto front, accuracy vs flash: trials {doc['pareto']['flash']}")
-        print(f"next: tinylstm build {doc['best_export']} --board {cfg.board}")
+        print(f"next: tinylstm build {doc['best_export']} --board {args.board}")
         code = 0
     for name in ("search.json", "search.md", "pareto.png"):
-        print(f"wrote {cfg.out / name}")
+        print(f"wrote {out / name}")
     return code

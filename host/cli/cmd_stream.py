@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 import time
-from pathlib import Path
-from typing import IO
+from contextlib import closing
 
-import numpy as np
-
-from tinylstm.errors import TinyLSTMError
-from tinylstm.host.drift import DEFAULT_DRIFT, DriftEvent
-from tinylstm.host.heldout import load_held_out
+from tinylstm.api import SOURCES, Stream, stream
+from tinylstm.host.drift import DriftEvent
 from tinylstm.host.link import DEFAULT_BAUD
-from tinylstm.host.protocol import Source
-from tinylstm.host.stream import BoardStream, Prediction, StreamCounters
+from tinylstm.host.stream import StreamCounters
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--export", help="export directory: real values, class names, and the model hash is checked"
     )
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    p.add_argument(
-        "--source", choices=["host", "replay", "sensor"], help="switch the board's input source first"
-    )
+    p.add_argument("--source", choices=SOURCES, help="switch the board's input source first")
     p.add_argument("--feed", choices=["held-out"], help="send the export's held-out data as INPUT frames")
     p.add_argument("--count", type=int, help="stop after this many predictions")
     p.add_argument("--log", help="also write every prediction to this .csv or .jsonl file")
@@ -48,72 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _feed(export: str | None) -> np.ndarray:
-    if export is None:
-        raise TinyLSTMError(
-            "--feed held-out needs --export EXPORT_DIR (the held-out data comes from its source)"
-        )
-    held = load_held_out(Path(export))
-    return np.concatenate(held.sequences)
-
-
-def _check_log(path: Path) -> Path:
-    if path.suffix not in (".csv", ".jsonl"):
-        raise TinyLSTMError(f"--log {path}: use a .csv or .jsonl file name")
-    if not path.parent.is_dir():
-        raise TinyLSTMError(f"--log {path}: directory {path.parent} does not exist")
-    return path
-
-
-class _Log:
-    def __init__(self, path: Path) -> None:
-        self._file: IO[str] = path.open("w", newline="")
-        self._csv = csv.writer(self._file) if path.suffix == ".csv" else None
-        if self._csv:
-            self._csv.writerow(["session", "step", "label", "raw", "values", "drift"])
-
-    def write(self, p: Prediction) -> None:
-        if self._csv:
-            self._csv.writerow(
-                [
-                    p.session,
-                    p.step,
-                    p.label or "",
-                    " ".join(map(str, p.raw)),
-                    " ".join(f"{v:.6g}" for v in p.values or ()),
-                    " ".join(p.drift),
-                ]
-            )
-        else:
-            self._file.write(
-                json.dumps(
-                    {
-                        "session": p.session,
-                        "step": p.step,
-                        "label": p.label,
-                        "raw": list(p.raw),
-                        "values": list(p.values) if p.values else None,
-                        "drift": list(p.drift),
-                    }
-                )
-                + "\n"
-            )
-
-    def close(self) -> None:
-        self._file.close()
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.count is not None and args.count <= 0:
-        raise TinyLSTMError("--count must be positive")
-    feed = _feed(args.export) if args.feed else None
-    log_path = _check_log(Path(args.log)) if args.log else None
-    start = time.monotonic()
-
-    stream: BoardStream | None = None
-
     def status(c: StreamCounters) -> None:
-        drift = f"; {stream.drift.status()}" if stream is not None and stream.drift is not None else ""
+        drift = f"; {session.drift.status()}" if session.drift is not None else ""
         print("# " + c.summary(time.monotonic() - start) + drift, file=sys.stderr, flush=True)
 
     def on_drift(e: DriftEvent) -> None:
@@ -123,13 +51,21 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    export_dir = Path(args.export) if args.export else None
-    drift = None if args.no_drift else DEFAULT_DRIFT
-    with BoardStream(args.port, export_dir, args.baud, drift=drift, on_drift=on_drift) as s:
-        stream = s
-        if export_dir is not None and drift is not None and s.drift is None:
+    session: Stream = stream(
+        args.port,
+        export=args.export,
+        baud=args.baud,
+        source=args.source,
+        feed=args.feed,
+        count=args.count,
+        log=args.log,
+        drift=not args.no_drift,
+        on_drift=on_drift,
+    )
+    start = time.monotonic()
+    with session as s:
+        if args.export and not args.no_drift and s.drift is None:
             print("# no drift alerts: this export has no drift reference (export it again)", file=sys.stderr)
-        assert s.hello is not None
         h = s.hello
         print(
             f"# board {h.board_name}, model 0x{h.model_hash:08x}, {h.cell.name} "
@@ -137,19 +73,16 @@ def run(args: argparse.Namespace) -> int:
             f"x{h.output_size} (int{h.hidden_bits} h), {h.mode.name.lower()} mode, window {h.window}, "
             f"source {h.source.name.lower()}"
         )
-        if args.source or feed is not None:
-            s.set_source(Source[(args.source or "host").upper()])
-        log = _Log(log_path) if log_path else None
+        predictions = s.predictions(on_status=status)  # switches the source, opens the log
         try:
-            for p in s.predictions(args.count, feed, on_status=status):
-                if log:
-                    log.write(p)
-                if not args.quiet:
-                    vals = " ".join(f"{v:+.3f}" for v in p.values) if p.values else " ".join(map(str, p.raw))
-                    print(f"{p.session}:{p.step:6d} {p.label or ''} {vals}")
+            with closing(predictions):  # closed on the way out, so the log is flushed before the summary
+                for p in predictions:
+                    if not args.quiet:
+                        vals = (
+                            " ".join(f"{v:+.3f}" for v in p.values) if p.values else " ".join(map(str, p.raw))
+                        )
+                        print(f"{p.session}:{p.step:6d} {p.label or ''} {vals}")
         finally:
-            if log:
-                log.close()
             c = s.live_counters()
             print("# " + c.summary(time.monotonic() - start), file=sys.stderr)
             if s.drift is not None:

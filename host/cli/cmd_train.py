@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tinylstm.api import train
 from tinylstm.codegen.cells import NAMES as CELL_NAMES
 from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
 from tinylstm.codegen.readouts import NAMES as READOUT_NAMES
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import Augment
 from tinylstm.trainer.baselines import Baselines
-from tinylstm.trainer.data import load_dataset, load_test_set
 from tinylstm.trainer.recipe import SCHEDULES, SELECTIONS
-from tinylstm.trainer.train import SMALL_HIDDEN, TrainConfig, check_output_dir, fit
+from tinylstm.trainer.train import SMALL_HIDDEN, TrainConfig, check_output_dir
 
 QAT_EPOCHS = 10  # --qat without --qat-epochs
 
@@ -137,7 +137,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_dir(args.out)  # before loading data and training, not after
+    check_output_dir(args.out)  # first, as tinylstm.train does: before the --qat flags are judged
     if not args.qat and (
         args.qat_epochs is not None or args.qat_lr is not None or args.qat_hidden_bits is not None
     ):
@@ -149,13 +149,17 @@ def run(args: argparse.Namespace) -> int:
         "hop": args.hop,
         "target": args.target,
         "group": args.group,
-        "channels": args.channels.split(",") if args.channels else None,
-        "task": None if args.task == "auto" else args.task,
+        "channels": args.channels,
+        "task": args.task,
         "forecast": args.forecast,
         "missing": args.missing,
     }
-    ds = load_dataset(args.data, **options)
-    config = TrainConfig(
+    result = train(
+        args.data,
+        args.out,
+        test_data=args.test_data,
+        dataset_options=options,
+        log=print,  # the data's description and the recipe's choices
         cell=args.cell,
         hidden=args.hidden,
         layers=args.layers,
@@ -179,31 +183,22 @@ def run(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         qat_epochs=(QAT_EPOCHS if args.qat_epochs is None else args.qat_epochs) if args.qat else 0,
         qat_lr=args.qat_lr,
-        qat_hidden_bits=args.qat_hidden_bits or 8,
+        qat_hidden_bits=args.qat_hidden_bits or DEFAULTS.qat_hidden_bits,
     )
-    print(
-        f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode)"
-        + (f", classes {ds.classes}" if ds.classes else "")
-    )
-    print(
-        f"  inputs: {', '.join(ds.channels)}"
-        + (f"; skipped as text: {', '.join(ds.skipped)}" if ds.skipped else "")
-    )
-    test_ds = load_test_set(args.test_data, ds) if args.test_data else None
-    result = fit(ds, config, args.out, test_ds, log=print)
     m = result.metrics
     split_name = "test" if "test_loss" in m else "val" if "val_loss" in m else "train"
-    if ds.task == "classification":
+    classification = result.meta.task == "classification"
+    if classification:
         summary = f"{split_name} accuracy {m[f'{split_name}_accuracy']:.3f}"
     else:
         summary = f"{split_name} RMSE {m[f'{split_name}_rmse']:.4g}, MAE {m[f'{split_name}_mae']:.4g}"
-    kept = "best epoch" if config.select == "best" else "kept epoch"
+    kept = "best epoch" if args.select == "best" else "kept epoch"
     print(
         f"{summary} ({kept} {m['best_epoch']} of {m['epochs_run']}, {m['train_seconds']:.1f} s; "
         f"sizes {m['sizes']})"
     )
     if "baselines" in m:
-        _verdict(Baselines(**m["baselines"]), m, ds.task == "classification")
+        _verdict(Baselines(**m["baselines"]), m, classification)
     qat = m.get("qat")
     if qat:
         name = "accuracy" if qat["metric"] == "accuracy" else "RMSE"
