@@ -20,6 +20,7 @@ import subprocess
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -168,6 +169,20 @@ def test_tight_budget_trains_every_trial_with_the_hidden_bits_it_draws(tmp_path:
     assert first["measured"]["hidden_bits"] == 16 and 0 < first["params"]["dropout"] <= 0.3
 
 
+def assert_drawn_knob_trained(trial: dict[str, Any], prices: dict[str, Any], knob: str) -> Path:
+    """A complete trial's drawn ``knob`` (a TrainConfig field the search draws) reached its training (the
+    checkpoint's meta), its export report and its measured record, and its measured RAM is the price the study
+    drew it at; returns its export directory."""
+    value, m = trial["params"][knob], trial["measured"]
+    assert trial["state"] == "complete" and m[knob] == value
+    export = Path(m["export"])
+    _, meta = load_checkpoint(export.parent / "run" / CHECKPOINT_NAME)
+    assert getattr(meta, knob) == value
+    assert json.loads((export / "export-report.json").read_text())[knob] == value
+    assert m["ram_bytes"] == trial["estimate"]["ram_bytes"] == prices[trial["params"]["arch"]]["ram_bytes"]
+    return export
+
+
 def test_a_drawn_pooled_readout_reaches_the_checkpoint_and_the_export(tmp_path: Path) -> None:
     data = japanese_vowels_like(tmp_path / "jv.npz")
     space = Space(cells=("gru",), hidden=(8,), layers=(1,), hidden_bits=(8,), qat=(False,))  # 3 readouts
@@ -190,14 +205,8 @@ def test_a_drawn_pooled_readout_reaches_the_checkpoint_and_the_export(tmp_path: 
         assert pooled["code_bytes"] > last["code_bytes"]
     assert [t["params"]["readout"] for t in doc["trials"]] == ["max", "mean"]
     for t in doc["trials"]:
-        read, m = t["params"]["readout"], t["measured"]
-        assert t["state"] == "complete" and m["readout"] == read
-        export = Path(m["export"])
-        _, meta = load_checkpoint(export.parent / "run" / CHECKPOINT_NAME)
-        assert meta.readout == read
-        assert json.loads((export / "export-report.json").read_text())["readout"] == read
-        assert json.loads((export / "int_model.json").read_text())["readout"] == read
-        assert m["ram_bytes"] == t["estimate"]["ram_bytes"] == prices[t["params"]["arch"]]["ram_bytes"]
+        export = assert_drawn_knob_trained(t, prices, "readout")
+        assert json.loads((export / "int_model.json").read_text())["readout"] == t["params"]["readout"]
     # the readouts are part of the space: a resumed study with others is refused
     with pytest.raises(TinyLSTMError, match="was started with other settings.*readouts"):
         search(replace(cfg, trials=3, space=replace(space, readouts=("last",))))
@@ -376,15 +385,10 @@ def test_drawn_stacking_reaches_the_checkpoint_and_the_export(tmp_path: Path) ->
     assert sorted(prices) == ["gru-8x1-h8-last", "gru-8x1-h8-last-k4"]
     assert [t["params"]["stack"] for t in doc["trials"]] == [4, 1]
     for t in doc["trials"]:
-        k, m = t["params"]["stack"], t["measured"]
-        assert t["state"] == "complete" and m["stack"] == k
-        export = Path(m["export"])
-        _, meta = load_checkpoint(export.parent / "run" / CHECKPOINT_NAME)
-        assert meta.stack == k
-        assert json.loads((export / "export-report.json").read_text())["stack"] == k
+        assert_drawn_knob_trained(t, prices, "stack")
         # the price is the export's: layer 0's weights and the stacking buffer included
+        m = t["measured"]
         assert m["flash_bytes"] == t["estimate"]["flash_bytes"] == prices[t["params"]["arch"]]["flash_bytes"]
-        assert m["ram_bytes"] == t["estimate"]["ram_bytes"] == prices[t["params"]["arch"]]["ram_bytes"]
     assert "| 0 | gru | 8 | 1 | 8 | last | 4 |" in (tmp_path / "s" / "search.md").read_text()
     # the stacking is part of the space: a resumed study with others is refused
     with pytest.raises(TinyLSTMError, match="was started with other settings.*stacks"):

@@ -22,7 +22,7 @@ import torch
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.contract import MAX_INPUT, stack_bytes, state_words
-from tinylstm.codegen.quantize import IntModel, calibrate, quantize
+from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import FloatModel, ModelMeta, float_forward
@@ -31,7 +31,6 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import CModel
 from tinylstm.host.cli.main import main
 from tinylstm.trainer.models import TinyRNN
-from tinylstm.trainer.qat import fake_quant_outputs
 from tinylstm.trainer.recipe import STACK_MIN_STEPS, DataShape, choose_stack
 
 
@@ -143,17 +142,10 @@ def test_trained_model_forward_is_the_float_reference(readout: str) -> None:
 
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_fake_quant_forward_stacks_like_the_kernel(cell: str) -> None:
-    """The QAT forward of a stacked model gives the golden's int16 outputs on >= 99 % of the words."""
-    torch.manual_seed(2)
-    net = TinyRNN(cell, 2, 12, 2, 3, readout="mean", stack=8)
-    fm = from_rnn(net.rnn, net.head, ModelMeta(input_mean=[0.0] * 2, input_std=[1.0] * 2), "mean", 8)
-    rng = np.random.default_rng(2)
-    x = np.sin(np.arange(800)[:, None] / (3 + np.arange(2))) * 1.5 + rng.standard_normal((800, 2)) * 0.5
-    im = quantize(fm, calibrate(fm, [x]))
-    y_int, _, _ = golden.run(im, golden.quantize_input(im, x.astype(np.float32))[None])
-    fq = fake_quant_outputs(fm, im, [x])[0]
-    assert np.abs(y_int).max() > 5_000
-    assert float(np.mean(fq == y_int[0])) >= 0.99
+    """The QAT forward of a stacked model (8 samples per step) gives the golden's outputs."""
+    from test_readout import assert_fake_quant_matches_golden
+
+    assert_fake_quant_matches_golden(cell, 2, "mean", 8, 800)
 
 
 def test_state_words_blob_and_hash() -> None:
