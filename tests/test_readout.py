@@ -264,16 +264,24 @@ def test_m4_unicorn_equals_golden(
     readout: str,
 ) -> None:
     """Cortex-M4 code (SMLAD and portable paths) in unicorn: every output and h/c word of 3,000 steps."""
+    rng = np.random.default_rng(hidden)
+    m = random_int_model(
+        rng, cell, layers, inp, hidden, out, 18, 40, hidden_bits=hidden_bits, readout=readout
+    )
+    assert_m4_equals_golden(tmp_path, dsp, m, rng, 3000)
+
+
+def assert_m4_equals_golden(
+    tmp_path: Path, dsp: bool, m: IntModel, rng: np.random.Generator, steps: int
+) -> None:
+    """``m`` as Cortex-M4 code (the SMLAD path with ``dsp``, else the portable one) in unicorn: every output
+    and h/c word of ``steps`` random samples (every 97th at the rail) equals golden."""
     pytest.importorskip("unicorn")
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc not installed: apt-get install gcc-arm-none-eabi")
     from tinylstm.host.unicorn_runner import Target, build_target
 
-    rng = np.random.default_rng(hidden)
-    m = random_int_model(
-        rng, cell, layers, inp, hidden, out, 18, 40, hidden_bits=hidden_bits, readout=readout
-    )
-    xq = rng.integers(-128, 128, (3000, inp)).astype(np.int8)
+    xq = rng.integers(-128, 128, (steps, m.input_size)).astype(np.int8)
     xq[::97] = 127
     y, h, c = Target(build_target(m, tmp_path, dsp=dsp), m).run(xq)
     y_ref, _, tr = golden.run(m, xq[None], trace=True)

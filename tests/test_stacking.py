@@ -10,7 +10,6 @@ tests/test_firmware.py::test_readout_firmware_bit_exact (last-k5)."""
 
 from __future__ import annotations
 
-import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -233,17 +232,8 @@ def test_m4_unicorn_equals_golden(
     stack: int,
 ) -> None:
     """Cortex-M4 code (SMLAD and portable paths) in unicorn: every output and h/c word of 2,000 samples."""
-    pytest.importorskip("unicorn")
-    if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("arm-none-eabi-gcc not installed: apt-get install gcc-arm-none-eabi")
-    from tinylstm.host.unicorn_runner import Target, build_target
+    from test_readout import assert_m4_equals_golden
 
     rng = np.random.default_rng(hidden + stack)
     m = random_int_model(rng, cell, layers, inp, hidden, out, 18, 40, bits, readout, stack)
-    xq = rng.integers(-128, 128, (2000, inp)).astype(np.int8)
-    xq[::97] = 127
-    y, h, c = Target(build_target(m, tmp_path, dsp=dsp), m).run(xq)
-    y_ref, _, tr = golden.run(m, xq[None], trace=True)
-    bad = np.flatnonzero(np.any(y != y_ref[0], axis=1))
-    assert bad.size == 0, f"first differing output at sample {bad[0]}: {y[bad[0]]} vs {y_ref[0, bad[0]]}"
-    assert np.array_equal(h, tr["h"][0]) and np.array_equal(c, tr["c"][0])
+    assert_m4_equals_golden(tmp_path, dsp, m, rng, 2000)
