@@ -9,7 +9,7 @@ variable length 7-29) and PickupGestureWiimoteZ (accelerometer, variable length 
 official test file as the held-out split; and two regression sets from the same wheel, Covid3Month
 (univariate, 84 steps) and CardanoSentiment (2 channels, 24 steps), scored by RMSE.
 
-Per row: one seeded float training; the same training followed by QAT fine-tuning (trainer/qat.py);
+Per row: one seeded float training; the same training followed by QAT fine-tuning (codegen/qat.py);
 both exported and measured on the held-out split through the integer golden reference (== the C
 kernel, tests/test_kernel_parity.py); the float-trained model exported again with ``--hidden-bits 16``
 (int16-h). Flash = model data + the kernel's step-path code for the Cortex-M4 at -Os, RAM = the model
@@ -38,6 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from tinylstm.codegen.export import ModelSource, export
+from tinylstm.codegen.qat import finetune
 from tinylstm.host.boards import get_board
 from tinylstm.host.check import held_out_quality
 from tinylstm.host.cost import architecture_cost
@@ -89,7 +90,9 @@ def row(
     result: dict[str, Any] = {"dataset": name, "task": train.task, "cell": cell, "hidden": hidden}
     started = time.perf_counter()
     for kind, qat in (("ptq", 0), ("qat", qat_epochs)):
-        run = fit(train, TrainConfig(**{**base.__dict__, "qat_epochs": qat}), work / kind, test)
+        run = fit(
+            train, TrainConfig(**{**base.__dict__, "qat_epochs": qat}), work / kind, test, finetune=finetune
+        )
         exp = export(ModelSource(str(run.checkpoint_path)), work / f"{kind}-export")
         q = _quality(work / f"{kind}-export")
         result[f"float_{kind}"] = _sig(q["float"])

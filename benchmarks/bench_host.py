@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylstm.codegen.cells import CELLS, cell_type
 from tinylstm.codegen.random_models import random_quantized_model
+from tinylstm.contract.cells import CELLS, cell_type
 from tinylstm.host.bridge import CModel
 
 RESULTS = Path(__file__).parent / "results"

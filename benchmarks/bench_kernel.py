@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylstm.codegen.cells import CELLS, cell_type
-from tinylstm.codegen.contract import HIDDEN16_BITS, HIDDEN_BITS, state_words
 from tinylstm.codegen.random_models import random_quantized_model
+from tinylstm.contract.cells import CELLS, cell_type
+from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, state_words
 from tinylstm.host.boards.registry import BOARDS, CORE_CORTEX_M4F, CORE_RV32IMC, Core
 from tinylstm.host.boards.toolchain import find_tool
 from tinylstm.host.cost import STATE_STRUCT_BYTES

@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.spec import FloatLayer, FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
+from tinylstm.contract.cells import CELLS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.check import _outputs, _rmse, _select
 from tinylstm.trainer.sequence_set import SequenceSet
@@ -164,7 +164,7 @@ def _keras_gru(keras: Any, hidden: int, sequences: bool, L: FloatLayer) -> tuple
     return layer, [_zrn(L.w_ih).T, _zrn(L.w_hh).T, np.stack([_zrn(L.b_ih), _zrn(L.b_hh)])]
 
 
-# The Keras layer of each cell of the registry (codegen/cells.py) with its weights in Keras' layout
+# The Keras layer of each cell of the registry (contract/cells.py) with its weights in Keras' layout
 KERAS_LAYERS: dict[str, Callable[[Any, int, bool, FloatLayer], tuple[Any, list[np.ndarray]]]] = {
     "lstm": _keras_lstm,
     "gru": _keras_gru,

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from tinylstm.codegen.cells import by_code, cell_type
-from tinylstm.codegen.contract import (
+from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
+from tinylstm.codegen.spec import ModelMeta
+from tinylstm.contract.cells import by_code, cell_type
+from tinylstm.contract.constants import (
     BIAS_LIMIT,
     BLOB_FORMAT_VERSION,
     BLOB_HEADER_SIZE,
@@ -29,17 +31,15 @@ from tinylstm.codegen.contract import (
     MAX_LAYERS,
     TABLE_SIZE,
 )
-from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
-from tinylstm.codegen.readouts import by_code as readout_by_code
-from tinylstm.codegen.readouts import readout
-from tinylstm.codegen.spec import ModelMeta
+from tinylstm.contract.readouts import by_code as readout_by_code
+from tinylstm.contract.readouts import readout
 from tinylstm.errors import TinyLSTMError
 
 # magic, format version, kernel version, crc32, total size, model hash, cell, layers,
 # section count, input, hidden, output, hidden bits (8 or 16; 0 = 8 in blobs written before the field),
-# readout (codegen/readouts.py; 0 = last, also in blobs written before the field, where it was the high
-# byte of a u16 hidden-bits field), cell_frac[3], stack (samples per step, codegen/stacking.py; 0 = 1, also in
-# blobs written before the field, where it was an unused fourth cell_frac), section table offset
+# readout (contract/readouts.py; 0 = last, also in blobs written before the field, where it was the high
+# byte of a u16 hidden-bits field), cell_frac[3], stack (samples per step, contract/stacking.py; 0 = 1, also
+# in blobs written before the field, where it was an unused fourth cell_frac), section table offset
 HEADER = struct.Struct("<4sHHIIIBBHHHHBB3bBI")
 assert HEADER.size == BLOB_HEADER_SIZE
 CRC_START = 12  # the CRC covers bytes [CRC_START, total_size)

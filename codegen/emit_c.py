@@ -12,10 +12,10 @@ from typing import Literal
 
 import numpy as np
 
-from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import HIDDEN16_BITS, HIDDEN_BITS, KERNEL_VERSION
 from tinylstm.codegen.quantize import IntLayer, IntModel
-from tinylstm.codegen.readouts import readout
+from tinylstm.contract.cells import cell_type
+from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, KERNEL_VERSION
+from tinylstm.contract.readouts import readout
 from tinylstm.errors import TinyLSTMError
 
 Layout = Literal["w8", "w16"]

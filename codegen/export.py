@@ -10,13 +10,13 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.contract import HIDDEN_BITS
 from tinylstm.codegen.drift_reference import reference
 from tinylstm.codegen.emit_c import EmittedC, Layout, check_format, emit_c, model_data_bytes
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
 from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
+from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.checkpoint import CheckpointMeta, load_splits_from_meta
 from tinylstm.trainer.data import load_dataset, split

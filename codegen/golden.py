@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinylstm.codegen import qmath
-from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import input_shift, stack_bytes
 from tinylstm.codegen.quantize import IntLayer, IntModel
-from tinylstm.codegen.readouts import INT32_MAX, readout
+from tinylstm.contract import qmath
+from tinylstm.contract.cells import cell_type
+from tinylstm.contract.constants import input_shift, stack_bytes
+from tinylstm.contract.readouts import INT32_MAX, readout
 from tinylstm.errors import TinyLSTMError
 
 
@@ -25,7 +25,7 @@ class GoldenState:
 
     h: np.ndarray  # int64 [B, L, H]
     c: np.ndarray  # int64 [B, L, H]; zeros for cells without a cell state
-    pool: np.ndarray  # int64 [B, H]: a pooled readout's int32 words (codegen/readouts.py)
+    pool: np.ndarray  # int64 [B, H]: a pooled readout's int32 words (contract/readouts.py)
     stack: np.ndarray  # int64 [B, k*C]: a stacked model's inputs of the step being filled (stacking.py)
     head_in: np.ndarray  # int64 [B, H]: what the head read at the last step (zeros after the reset)
     gates: np.ndarray  # int64 [B, L, G, H]: the gate activations of the last step (held like the outputs)
@@ -78,7 +78,8 @@ def _head(model: IntModel, inp: np.ndarray) -> np.ndarray:
 def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One sample of every stream: ``xq`` int8 [B, C] -> (outputs int16 [B, O], the Q0.15 gate activations
     [B, L, G, H] in the cell's gate order); updates ``state``. A stacked model buffers the sample and runs
-    its layers on every k-th (codegen/stacking.py); the samples between read the held head input and gates."""
+    its layers on every k-th (contract/stacking.py); the samples between read the held head input and
+    gates."""
     inp = np.asarray(xq, dtype=np.int64)
     if model.stack > 1:
         C = model.input_size

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinylstm.codegen import qmath
-from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import (
+from tinylstm.codegen.spec import Cell, FloatModel, ModelMeta, by_length, float_forward
+from tinylstm.contract import qmath
+from tinylstm.contract.cells import cell_type
+from tinylstm.contract.constants import (
     BIAS_LIMIT,
     CELL_FRAC_MAX,
     HIDDEN16_BITS,
@@ -29,8 +30,7 @@ from tinylstm.codegen.contract import (
     stack_bytes,
     state_words,
 )
-from tinylstm.codegen.readouts import readout
-from tinylstm.codegen.spec import Cell, FloatModel, ModelMeta, by_length, float_forward
+from tinylstm.contract.readouts import readout
 from tinylstm.errors import TinyLSTMError
 
 CELL_MARGIN = 1.25  # headroom over the largest calibrated |cell state|
@@ -84,8 +84,8 @@ class IntModel:
     act_table: np.ndarray  # int16 [257] tanh table
     meta: ModelMeta
     calibration: Calibration
-    readout: str = "last"  # what the head reads (codegen/readouts.py)
-    stack: int = 1  # samples per recurrent step (codegen/stacking.py)
+    readout: str = "last"  # what the head reads (contract/readouts.py)
+    stack: int = 1  # samples per recurrent step (contract/stacking.py)
 
     @property
     def input_size(self) -> int:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tinylstm.codegen import qmath
-from tinylstm.codegen.cells import by_torch_module, cell_type
-from tinylstm.codegen.contract import (
+from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel, calibrate, quantize
+from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
+from tinylstm.contract import qmath
+from tinylstm.contract.cells import by_torch_module, cell_type
+from tinylstm.contract.constants import (
     BIAS_LIMIT,
     HIDDEN16_BITS,
     HIDDEN_BITS,
     MULT16_BITS,
     MULT_BITS,
 )
-from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel, calibrate, quantize
-from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
 
 
 def random_int_model(
@@ -36,7 +36,7 @@ def random_int_model(
     saturation as well as into the tables' middle: the worst case for overflow and rounding.
     With ``hidden_bits`` 16 the gate multipliers have MULT16_BITS bits, the shifts move with the larger
     accumulators (h 2^8 larger, M 2^6 smaller: +2; the head: +10) and bias magnitudes reach BIAS_LIMIT.
-    ``stack`` > 1: layer 0 reads ``stack`` samples of ``inp`` channels per step (codegen/stacking.py)."""
+    ``stack`` > 1: layer 0 reads ``stack`` samples of ``inp`` channels per step (contract/stacking.py)."""
     c = cell_type(cell)
     G = c.gates
     wide = hidden_bits == HIDDEN16_BITS

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinylstm.codegen.cells import CELLS, by_gates, by_torch_module
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta, float_forward
+from tinylstm.contract.cells import CELLS, by_gates, by_torch_module
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.checkpoint import FORMAT, CheckpointMeta, checkpoint_from_dict
 from tinylstm.trainer.sequence_set import Mode, Task
@@ -45,8 +45,8 @@ def _np(t: torch.Tensor) -> np.ndarray:
 def from_rnn(
     rnn: nn.Module, head: nn.Linear, meta: ModelMeta, readout: str = "last", stack: int = 1
 ) -> FloatModel:
-    """The float model of a PyTorch RNN (nn.LSTM / nn.GRU, a cell of codegen/cells.py) and its head, reading
-    ``readout`` (codegen/readouts.py), with ``stack`` samples per step (codegen/stacking.py: the RNN's input
+    """The float model of a PyTorch RNN (nn.LSTM / nn.GRU, a cell of contract/cells.py) and its head, reading
+    ``readout`` (contract/readouts.py), with ``stack`` samples per step (contract/stacking.py: the RNN's input
     is ``stack`` samples of the ``meta`` channels)."""
     cell = by_torch_module(rnn)
     if cell is None or not isinstance(rnn, nn.RNNBase):

@@ -12,13 +12,13 @@ from typing import Literal
 
 import numpy as np
 
-from tinylstm.codegen.cells import CELLS, cell_type
-from tinylstm.codegen.contract import MAX_HIDDEN, MAX_INPUT, MAX_LAYERS
-from tinylstm.codegen.readouts import readout
-from tinylstm.codegen.stacking import check_stack, hold, stack_samples
+from tinylstm.contract.cells import CELLS, cell_type
+from tinylstm.contract.constants import MAX_HIDDEN, MAX_INPUT, MAX_LAYERS
+from tinylstm.contract.readouts import readout
+from tinylstm.contract.stacking import check_stack, hold, stack_samples
 from tinylstm.errors import TinyLSTMError
 
-Cell = str  # a name in the cell registry (codegen/cells.py): "lstm", "gru"
+Cell = str  # a name in the cell registry (contract/cells.py): "lstm", "gru"
 
 
 @dataclass
@@ -133,10 +133,10 @@ def float_forward(model: FloatModel, x: np.ndarray) -> dict[str, np.ndarray]:
     """Float reference of the model on normalised input ``x`` [B, T, C] (float64).
 
     Returns ``y`` [B, T, O] and, for calibration, per layer ``h{n}`` and the traces the cell's float step
-    records (codegen/cells.py): the gate pre-activations ``pre{n}`` [B, T, G*H], the cell state ``c{n}``
+    records (contract/cells.py): the gate pre-activations ``pre{n}`` [B, T, G*H], the cell state ``c{n}``
     (cells with one), the n gate's input and recurrent parts ``nx{n}``/``nh{n}`` (GRU). A stacked model runs
     its layers on ``T // stack`` steps, and every value is given per sample as the kernel holds it
-    (codegen/stacking.py).
+    (contract/stacking.py).
     """
     cell = cell_type(model.cell)
     B, T, _ = x.shape

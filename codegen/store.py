@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import HIDDEN_BITS, HIDDEN_FORMATS
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
+from tinylstm.contract.cells import cell_type
+from tinylstm.contract.constants import HIDDEN_BITS, HIDDEN_FORMATS
 from tinylstm.errors import TinyLSTMError
 
 NPZ, JSON = "int_model.npz", "int_model.json"

@@ -31,7 +31,7 @@ extern "C" {
 
 /* TL_KERNEL_VERSION, the model limits (TL_MAX_LAYERS, TL_MAX_HIDDEN, TL_MAX_INPUT), the fixed-point
  * formats, the table size, the cell codes (TL_CELL_*) and TL_STATE_WORDS: generated from
- * codegen/contract.py and codegen/cells.py. */
+ * contract/constants.py and contract/cells.py. */
 #include "tl_contract.h"
 
 /** Declares an emitted weights16 array 4-byte aligned (the DSP loop reads it with LDM). */

@@ -1,7 +1,7 @@
 /*
  * The cell table: one entry per recurrent cell type, indexed by its code, each inside its TL_WITH_CELL guard
  * (a firmware of one model keeps only its cell: TL_ONLY_CELL, tl_kernels.h). Adding a cell: a layer step in
- * its own file (tl_<name>.c), its entry in codegen/cells.py (which generates TL_CELL_<NAME> and its shape into
+ * its own file (tl_<name>.c), its entry in contract/cells.py (which generates TL_CELL_<NAME> and its shape into
  * tl_contract.h), and one guarded entry here. See docs/integer-contract.md, "Adding a cell".
  */
 #include "tl_kernels.h"

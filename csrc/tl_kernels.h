@@ -130,7 +130,7 @@ typedef struct {
     tl_layer_step16_fn layer_step16; /**< its int16-h layer step (tl_<name>.c), TL_STEP16(tl_<name>_layer_step16) */
 } tl_cell_t;
 
-/** The cells, indexed by TL_CELL_* (the codes of codegen/cells.py, generated into tl_contract.h). */
+/** The cells, indexed by TL_CELL_* (the codes of contract/cells.py, generated into tl_contract.h). */
 extern const tl_cell_t tl_cells[TL_NUM_CELLS];
 
 /** The entry of cell code `code`, NULL for an unknown code or a cell this build leaves out (TL_ONLY_CELL). */

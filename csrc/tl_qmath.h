@@ -1,6 +1,6 @@
 /*
  * TinyLSTM integer arithmetic: the one C copy of the rules in docs/integer-contract.md.
- * codegen/qmath.py is the numpy twin; both must change together.
+ * contract/qmath.py is the numpy twin; both must change together.
  *
  * Right shifts of negative values are arithmetic (implementation-defined in C99; every
  * compiler TinyLSTM supports — gcc, clang, xtensa-gcc — shifts arithmetically; checked below).

@@ -17,11 +17,11 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.contract import HIDDEN_BITS
 from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
+from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.mpy_runner import micropython_executable, run_blob
@@ -115,9 +115,9 @@ def _quality(
 
 
 def _qat_forward(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarray]) -> dict[str, Any]:
-    """int8 against the fake-quantized forward the model was fine-tuned as (trainer/qat.py), at the
+    """int8 against the fake-quantized forward the model was fine-tuned as (codegen/qat.py), at the
     labelled steps: equal int16 output words and, for classification, argmax agreement."""
-    from tinylstm.trainer.qat import fake_quant_outputs
+    from tinylstm.codegen.qat import fake_quant_outputs
 
     fq, _ = _select(test, fake_quant_outputs(fm, m, test.sequences))
     pq, _ = _select(test, ints)
@@ -292,7 +292,7 @@ def check_blob(
 
 def training_of(ckpt: CheckpointMeta | None) -> dict[str, Any]:
     """How the float weights were trained, from the checkpoint: float only (post-training
-    quantization) or with quantization-aware fine-tuning (trainer/qat.py)."""
+    quantization) or with quantization-aware fine-tuning (codegen/qat.py)."""
     if ckpt is None:
         return {"kind": "unknown", "detail": "a user model: its training is not recorded"}
     qat = ckpt.metrics.get("qat")

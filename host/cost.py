@@ -3,10 +3,10 @@
 - flash: the model's constant data (codegen/emit_c.model_data_bytes in the int8 weight layout the search
   exports: exact for the shapes, whatever the weights) plus the kernel's code (.text of the step path,
   measured by compiling it for the board's core at the firmware's -Os; for a core without a compiler
-  here, host/fit.py's CODE_ALLOWANCE bound). A stacked model's (``stack`` k > 1, codegen/stacking.py)
+  here, host/fit.py's CODE_ALLOWANCE bound). A stacked model's (``stack`` k > 1, contract/stacking.py)
   layer 0 reads k * C values per step, so its input weights, G * H * k * C bytes, grow with k;
 - RAM: the model state the kernel keeps: 2 * IntModel.state_words (the layers', a pooled readout's pool,
-  a stacked model's k * C input bytes, codegen/contract.py) + sizeof(tl_state_t);
+  a stacked model's k * C input bytes, contract/constants.py) + sizeof(tl_state_t);
 - latency: instructions counted in unicorn on the board's core (Cortex-M4F, RV32IMC) with a model of
   these shapes, times the core's assumed cycles per instruction (``Core.cpi_assumed``: a fixed CPI,
   no cache or flash wait-state model), at the board's clock (the kernel benchmark's rule,
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylstm.codegen.contract import HIDDEN_BITS
 from tinylstm.codegen.emit_c import model_data_bytes
 from tinylstm.codegen.random_models import random_quantized_model
-from tinylstm.codegen.stacking import check_stack
+from tinylstm.contract.constants import HIDDEN_BITS
+from tinylstm.contract.stacking import check_stack
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board
 from tinylstm.host.fit import CODE_ALLOWANCE, check_fits
@@ -57,7 +57,7 @@ class Cost:
     latency_ms: float | None  # per sample: the mean over the k samples of one recurrent step
     instructions: int | None  # per sample, the same mean (rounded)
     fits_board: str | None  # None, or why the whole firmware does not fit the board
-    stack: int = 1  # samples per recurrent step (codegen/stacking.py)
+    stack: int = 1  # samples per recurrent step (contract/stacking.py)
     peak_latency_ms: float | None = None  # the sample that runs the layers (= latency_ms when stack is 1)
     peak_instructions: int | None = None
 
@@ -90,8 +90,8 @@ def architecture_cost(
     stack: int = 1,
 ) -> Cost:
     """The cost of a model of these shapes (and class names: the model data holds them) with an int8 or int16
-    (``hidden_bits``) hidden state, the head reading ``readout`` (codegen/readouts.py) and ``stack`` samples
-    of ``inp`` channels per recurrent step (codegen/stacking.py) on ``board``; latency and instructions per
+    (``hidden_bits``) hidden state, the head reading ``readout`` (contract/readouts.py) and ``stack`` samples
+    of ``inp`` channels per recurrent step (contract/stacking.py) on ``board``; latency and instructions per
     sample (the module's docstring)."""
     check_stack(stack, inp)
     rng = np.random.default_rng(hidden * 31 + inp)

@@ -26,13 +26,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import Q15
 from tinylstm.codegen.drift_reference import softmax
 from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
+from tinylstm.contract.cells import cell_type
+from tinylstm.contract.constants import Q15
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.sequence_set import SequenceSet
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylstm.codegen.contract import HIDDEN16_BITS, HIDDEN_BITS
+from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.csources import firmware_dir
 

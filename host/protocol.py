@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tinylstm.codegen.cells import CELLS
+from tinylstm.contract.cells import CELLS
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -74,7 +74,7 @@ class DecodeError(IntEnum):
     LENGTH = -6
 
 
-# HELLO.cell: the codes of the cell registry (codegen/cells.py), e.g. Cell.LSTM, Cell.GRU
+# HELLO.cell: the codes of the cell registry (contract/cells.py), e.g. Cell.LSTM, Cell.GRU
 Cell = IntEnum("Cell", {c.name.upper(): c.code for c in CELLS.values()})  # type: ignore[misc]
 
 

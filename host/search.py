@@ -31,9 +31,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.contract import HIDDEN_FORMATS, MAX_INPUT, MAX_STACK
-from tinylstm.codegen.readouts import READOUTS
+from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import HIDDEN_FORMATS, MAX_INPUT, MAX_STACK
+from tinylstm.contract.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
 from tinylstm.host.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
@@ -83,8 +83,8 @@ class Architecture:
     hidden: int
     layers: int
     hidden_bits: int  # 8 (int8 Q0.7) or 16 (int16 Q0.15): the export's and QAT's hidden state
-    readout: str = "last"  # codegen/readouts.py: "last", or "mean" / "max" pooled over a window
-    stack: int = 1  # samples per recurrent step (codegen/stacking.py)
+    readout: str = "last"  # contract/readouts.py: "last", or "mean" / "max" pooled over a window
+    stack: int = 1  # samples per recurrent step (contract/stacking.py)
 
     @property
     def key(self) -> str:
@@ -111,7 +111,7 @@ class Space:
     layers: tuple[int, ...] = (1, 2)
     hidden_bits: tuple[int, ...] = (8, 16)  # the hidden state's format: int8 Q0.7 or int16 Q0.15
     readouts: tuple[str, ...] = ("last", "mean", "max")  # what the head reads; pooled ones: window data only
-    # samples per recurrent step (codegen/stacking.py) to try; (): the recipe's choice for the data, one value
+    # samples per recurrent step (contract/stacking.py) to try; (): the recipe's choice for the data
     stacks: tuple[int, ...] = ()
     lr: tuple[float, float] = (3e-3, 3e-2)  # the one-cycle schedule's peak, log-uniform
     dropout: tuple[float, float] = (0.0, 0.3)  # drawn only for stacked layers
@@ -383,6 +383,7 @@ class Objective:
 
     def __call__(self, trial: Any) -> float:
         from tinylstm.codegen.export import ModelSource, export
+        from tinylstm.codegen.qat import finetune
         from tinylstm.host.check import check
         from tinylstm.trainer.train import TrainConfig, fit
 
@@ -406,7 +407,7 @@ class Objective:
             readout=arch.readout, stack=arch.stack, qat_epochs=QAT_EPOCHS if qat else 0,
             qat_hidden_bits=arch.hidden_bits,
         )  # fmt: skip
-        result = fit(ds, config, root / "run")
+        result = fit(ds, config, root / "run", finetune=finetune)
         exp = export(ModelSource(str(result.checkpoint_path)), root / "export", hidden_bits=arch.hidden_bits)
         report = check(root / "export")  # held-out quality, golden == C bit-exact, the blob
         if not (report["bit_exact"]["ok"] and report["blob"]["ok"]):

@@ -46,10 +46,10 @@ from typing import Literal
 import numpy as np
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.contract import HIDDEN_BITS
 from tinylstm.codegen.emit_c import HIDDEN_DEFINES, LAYOUT_DEFINES, Layout, build_defines, emit_c
 from tinylstm.codegen.emit_replay import emit_replay
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.toolchain import COMMON_PORT_DIR
 from tinylstm.host.csources import C_FLAGS, csrc_dir, firmware_dir, kernel_sources

@@ -15,12 +15,12 @@ mapfile -t C_FILES < <(find csrc firmware tests/c \( -name 'build-*' -prune \) -
 CLANG_FORMAT=$("$PY" -c 'import clang_format; print(clang_format.get_executable("clang-format"))')
 "$CLANG_FORMAT" --dry-run --Werror "${C_FILES[@]}"
 
-# The package maps tinylstm.trainer/codegen/host onto trainer/, codegen/, host/ (pyproject.toml), which mypy
-# cannot follow: check a tree of links with that layout.
+# The package maps tinylstm.contract/trainer/codegen/host onto contract/, trainer/, codegen/, host/
+# (pyproject.toml), which mypy cannot follow: check a tree of links with that layout.
 TREE=$(mktemp -d)
 trap 'rm -rf "$TREE"' EXIT
 mkdir "$TREE/tinylstm"
 ln -s "$ROOT"/tinylstm/*.py "$TREE/tinylstm/"
-for d in trainer codegen host; do ln -s "$ROOT/$d" "$TREE/tinylstm/$d"; done
+for d in contract trainer codegen host; do ln -s "$ROOT/$d" "$TREE/tinylstm/$d"; done
 (cd "$TREE" && "$PY" -m mypy --config-file "$ROOT/pyproject.toml" -p tinylstm)
 echo "lint: ruff, clang-format and mypy clean"

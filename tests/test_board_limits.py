@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
 from tinylstm.codegen.emit_c import emit_c, model_data_bytes
 from tinylstm.codegen.random_models import random_int_model
 from tinylstm.codegen.store import save_int_model
+from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import MAX_HIDDEN, MAX_LAYERS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import BOARDS, build_elf, get_board
 from tinylstm.host.cli.main import main

@@ -1,9 +1,9 @@
-"""One home for every fact of the integer contract: codegen/contract.py and codegen/cells.py.
+"""One home for every fact of the integer contract: the contract/ package.
 
 - The generated copies (csrc/tl_contract.h, firmware/micropython/tinylstm_contract.py) are fresh, and the
   C values, read back through cffi, equal the Python ones (TL_STATE_WORDS too, over a grid of sizes).
 - Every arithmetic primitive gives the same result on the edge cases of tests/vectors/qmath_vectors.json in
-  numpy (codegen/qmath.py), in C (csrc/tl_qmath.h, through cffi) and in the MicroPython fallback
+  numpy (contract/qmath.py), in C (csrc/tl_qmath.h, through cffi) and in the MicroPython fallback
   (tinylstm_mpy.py, under CPython and under the micropython executable), function for function.
 - Nothing outside the registries dispatches on a cell by hand.
 """
@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 
-from tinylstm.codegen import contract, qmath
-from tinylstm.codegen.cells import CELLS
+from tinylstm.codegen import emit_contract
+from tinylstm.contract import constants as contract
+from tinylstm.contract import qmath
+from tinylstm.contract.cells import CELLS
 from tinylstm.host.bridge import find_compiler
 from tinylstm.host.csources import C_FLAGS, csrc_dir
 from tinylstm.host.mpy_runner import FALLBACK_DIR, micropython_executable
@@ -116,9 +118,9 @@ def mpy() -> ModuleType:
 
 
 def test_generated_contract_files_are_fresh() -> None:
-    assert contract.main(["--check"]) == 0, "run python -m tinylstm.codegen.contract"
-    assert contract.C_HEADER.read_text() == contract.render_c()
-    assert contract.MICROPYTHON_MODULE.read_text() == contract.render_micropython()
+    assert emit_contract.main(["--check"]) == 0, "run python -m tinylstm.codegen.emit_contract"
+    assert emit_contract.C_HEADER.read_text() == emit_contract.render_c()
+    assert emit_contract.MICROPYTHON_MODULE.read_text() == emit_contract.render_micropython()
 
 
 def test_c_constants_equal_python(cq: Any) -> None:
@@ -210,7 +212,7 @@ def test_c_header(cq: Any) -> None:
 
 
 def _check_fallback(m: Any, v: dict[str, Any]) -> list[str]:
-    """The MicroPython fallback's functions against the vectors; the names match codegen/qmath.py."""
+    """The MicroPython fallback's functions against the vectors; the names match contract/qmath.py."""
     bad = []
     t = v["tanh_table"]
     for x, b, out in v["sat"]:
@@ -271,7 +273,7 @@ CELL_DISPATCH = re.compile(
     r"""==\s*["'](lstm|gru)["']|["'](lstm|gru)["']\s*==|TL_CELL_(LSTM|GRU)\s*\?|"""
     r"""==\s*TL_CELL_(LSTM|GRU)|\bnn\.(LSTM|GRU)\s+if\b|\{\s*4:\s*["']lstm"""
 )
-REGISTRIES = {"codegen/cells.py", "csrc/tl_cells.c", "firmware/micropython/tinylstm_mpy.py"}
+REGISTRIES = {"contract/cells.py", "csrc/tl_cells.c", "firmware/micropython/tinylstm_mpy.py"}
 
 
 def test_no_hand_written_cell_dispatch() -> None:

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.contract.cells import CELLS
 from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 
 pytest.importorskip("unicorn")

@@ -20,12 +20,12 @@ from test_kernel_parity import assert_stream_bit_exact
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import CRC_START, from_blob, read_header, to_blob
-from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.contract import MULT16_BITS, state_words
 from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.quantize import calibrate, quantize
 from tinylstm.codegen.random_models import float_model_from_torch, random_int_model, random_quantized_model
 from tinylstm.codegen.spec import ModelMeta, float_forward
+from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import MULT16_BITS, state_words
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import CModel
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from sanitized_harness import check_sanitized_run
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.contract.cells import CELLS
 from tinylstm.host.bridge import CModel
 
 

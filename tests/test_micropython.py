@@ -23,10 +23,10 @@ import pytest
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.blob import CRC_START
-from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.contract import HIDDEN_FORMATS
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import HIDDEN_FORMATS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import CModel
 from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources

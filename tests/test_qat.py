@@ -1,4 +1,4 @@
-"""Quantization-aware fine-tuning (trainer/qat.py): its forward pass is the integer model's, its
+"""Quantization-aware fine-tuning (codegen/qat.py): its forward pass is the integer model's, its
 gradients reach every weight, and a short run on shipped data keeps or improves the int8 accuracy
 of a hidden-8 model against post-training quantization, with an export that passes check."""
 
@@ -11,16 +11,16 @@ import pytest
 import torch
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.export import ModelSource, export
+from tinylstm.codegen.qat import FakeQuantRNN, Ranges, fake_quant_outputs, finetune
 from tinylstm.codegen.quantize import calibrate, quantize
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import ModelMeta
+from tinylstm.contract.cells import CELLS
 from tinylstm.host.check import check
 from tinylstm.host.cli.main import main
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.models import TinyRNN
-from tinylstm.trainer.qat import FakeQuantRNN, Ranges, fake_quant_outputs
 from tinylstm.trainer.train import TrainConfig, fit
 
 INPUT, HIDDEN, OUTPUT, STEPS = 5, 12, 3, 1000
@@ -80,7 +80,7 @@ def test_qat_keeps_or_improves_int8_accuracy_of_a_hidden_8_model(tmp_path: Path)
     # one validation split for both (QAT's keep-or-not reads it; the float run alone would hold none back)
     base = {"cell": "gru", "hidden": 8, "epochs": 8, "val": 0.15, "progress": False}
     ptq = fit(ds, TrainConfig(**base), tmp_path / "ptq")  # type: ignore[arg-type]
-    qat = fit(ds, TrainConfig(**base, qat_epochs=3), tmp_path / "qat")  # type: ignore[arg-type]
+    qat = fit(ds, TrainConfig(**base, qat_epochs=3), tmp_path / "qat", finetune=finetune)  # type: ignore[arg-type]
     assert "qat" not in ptq.metrics and qat.metrics["qat"]["epochs"] == 3
     reports = {}
     for name, result in (("ptq", ptq), ("qat", qat)):

@@ -1,4 +1,4 @@
-"""The pooled readouts (codegen/readouts.py, csrc/tl_pool.c): the head reads the mean or the maximum of the
+"""The pooled readouts (contract/readouts.py, csrc/tl_pool.c): the head reads the mean or the maximum of the
 last layer's h since the last reset. golden == C through cffi == Cortex-M4 in unicorn (SMLAD and portable
 paths) == the MicroPython fallback (CPython, and the micropython executable) == the C blob reader, every
 output and h/c state word at every step (and the pool's int32 words where the runtime exposes them: C through
@@ -18,17 +18,17 @@ import pytest
 import torch
 
 from tinylstm.codegen import blob, golden
-from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.contract import BIAS_LIMIT, state_words
+from tinylstm.codegen.qat import fake_quant_outputs
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
-from tinylstm.codegen.readouts import INT32_MAX, READOUTS, div_round_half_up
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import ModelMeta, float_forward
+from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import BIAS_LIMIT, state_words
+from tinylstm.contract.readouts import INT32_MAX, READOUTS, div_round_half_up
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import CModel
 from tinylstm.trainer.models import TinyRNN
-from tinylstm.trainer.qat import fake_quant_outputs
 
 POOLED = [name for name, r in READOUTS.items() if r.pooled]
 
@@ -204,7 +204,7 @@ def test_trained_model_forward_is_the_float_reference(readout: str) -> None:
 
 
 def assert_fake_quant_matches_golden(cell: str, inputs: int, readout: str, stack: int, samples: int) -> None:
-    """The QAT forward (trainer/qat.py) of a random 12-unit, 2-layer model gives the golden's int16 outputs on
+    """The QAT forward (codegen/qat.py) of a random 12-unit, 2-layer model gives the golden's int16 outputs on
     >= 99 % of the words (a float32 rounding may move one across a rounding boundary), on outputs that are not
     pinned near zero."""
     torch.manual_seed(2)

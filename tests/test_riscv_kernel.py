@@ -10,8 +10,8 @@ import pytest
 from firmware_fixtures import require_board_tools
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.random_models import random_int_model
+from tinylstm.contract.cells import CELLS
 from tinylstm.host.boards.registry import CORE_RV32IMC
 from tinylstm.host.unicorn_runner import Target, build_target
 

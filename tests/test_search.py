@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from firmware_fixtures import require_board_tools
 
-from tinylstm.codegen.cells import cell_type
-from tinylstm.codegen.contract import stack_bytes, state_words
+from tinylstm.contract.cells import cell_type
+from tinylstm.contract.constants import stack_bytes, state_words
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.cli.main import main

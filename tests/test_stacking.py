@@ -1,4 +1,4 @@
-"""Input stacking (codegen/stacking.py): k samples per recurrent step, the outputs between steps held.
+"""Input stacking (contract/stacking.py): k samples per recurrent step, the outputs between steps held.
 
 golden == C through cffi (both weight layouts, int8 and int16 h, every readout) == the C blob reader ==
 Cortex-M4 in unicorn (SMLAD and portable paths): every output and every state word (h, c, pool, the stacking
@@ -19,13 +19,13 @@ import pytest
 import torch
 
 from tinylstm.codegen import blob, golden
-from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.contract import MAX_INPUT, stack_bytes, state_words
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import FloatModel, ModelMeta, float_forward
-from tinylstm.codegen.stacking import check_stack, held_steps, stack_samples
+from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import MAX_INPUT, stack_bytes, state_words
+from tinylstm.contract.stacking import check_stack, held_steps, stack_samples
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.bridge import CModel
 from tinylstm.host.cli.main import main

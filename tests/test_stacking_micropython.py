@@ -1,4 +1,4 @@
-"""Input stacking (codegen/stacking.py) in the MicroPython fallback (firmware/micropython/tinylstm_mpy.py):
+"""Input stacking (contract/stacking.py) in the MicroPython fallback (firmware/micropython/tinylstm_mpy.py):
 every output, h and c word, the pool and the stack buffer, the phase and the step count after every sample,
 against the golden model, with a reset mid-stream at a sample that is not a multiple of k; under CPython and
 under the ``micropython`` executable (viper and plain loops), and through host/mpy_runner.run_blob.
@@ -20,10 +20,10 @@ import pytest
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.blob import CRC_START
-from tinylstm.codegen.cells import CELLS
-from tinylstm.codegen.contract import HIDDEN16_BITS, MAX_INPUT
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model
+from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import HIDDEN16_BITS, MAX_INPUT
 from tinylstm.host.mpy_runner import run_blob
 
 STACK_OFFSET = 35  # the blob header's stack byte (codegen/blob.py HEADER)

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.cells import CELLS
 from tinylstm.codegen.emit_c import Layout, build_defines
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.contract.cells import CELLS
 from tinylstm.host import xtensa
 from tinylstm.host.xtensa import Core, KernelObjects, Toolchain, XtensaError
 

@@ -18,7 +18,7 @@ One import for a script; every CLI command is a function of the same name, with 
 
 Also ``explain``, ``flash``, ``parity``; ``BoardStream`` is the lower-level stream. ``tinylstm.TinyLSTMError``
 is the one exception every layer raises. The names below are imported on first use, so
-``import tinylstm.codegen.qmath`` (numpy only) does not pull in PyTorch.
+``import tinylstm.contract.qmath`` (numpy only) does not pull in PyTorch.
 """
 
 from __future__ import annotations

@@ -24,14 +24,14 @@ from typing import Any, cast
 
 import numpy as np
 
-from tinylstm.codegen.cells import NAMES as CELL_NAMES
-from tinylstm.codegen.contract import HIDDEN_BITS
 from tinylstm.codegen.emit_c import Layout
 from tinylstm.codegen.export import ModelSource, export_origin
 from tinylstm.codegen.export import export as _export
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel
 from tinylstm.codegen.store import load_int_model
+from tinylstm.contract.cells import NAMES as CELL_NAMES
+from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.bridge import CModel
@@ -79,6 +79,7 @@ def train(
     to read the file (window, hop, target, group, channels, task, forecast, missing: the CLI's flags of
     those names; ``channels`` a list or a comma-separated string, ``task`` "auto" as the CLI's default);
     ``log``: receives the data's description and the recipe's choices, as the CLI prints them."""
+    from tinylstm.codegen.qat import finetune
     from tinylstm.trainer.data import load_dataset, load_test_set
     from tinylstm.trainer.train import check_output_dir, fit
 
@@ -106,7 +107,7 @@ def train(
             + (f"; skipped as text: {', '.join(ds.skipped)}" if ds.skipped else "")
         )
     test_ds = load_test_set(str(test_data), ds) if test_data else None
-    return fit(ds, cfg, out, test_ds, log=log)
+    return fit(ds, cfg, out, test_ds, log=log, finetune=finetune)
 
 
 @dataclass

@@ -51,8 +51,8 @@ class CheckpointMeta:
     target_norm: dict[str, list[float]] | None
     dataset: DatasetRef
     metrics: dict[str, Any] = field(default_factory=dict)
-    readout: str = "last"  # what the head reads (codegen/readouts.py); checkpoints before the field: last
-    stack: int = 1  # samples per recurrent step (codegen/stacking.py); checkpoints before the field: 1
+    readout: str = "last"  # what the head reads (contract/readouts.py); checkpoints before the field: last
+    stack: int = 1  # samples per recurrent step (contract/stacking.py); checkpoints before the field: 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

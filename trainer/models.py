@@ -1,5 +1,5 @@
-"""TinyRNN: one recurrent stack (a cell of codegen/cells.py: LSTM or GRU) plus a linear head applied at every
-step (as the C kernel does). The sizes it accepts are the kernel's (codegen/contract.py)."""
+"""TinyRNN: one recurrent stack (a cell of contract/cells.py: LSTM or GRU) plus a linear head applied at every
+step (as the C kernel does). The sizes it accepts are the kernel's (contract/constants.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from tinylstm.codegen.cells import CELLS, cell_type
-from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
-from tinylstm.codegen.readouts import readout as readout_type
-from tinylstm.codegen.stacking import check_stack, held_steps
+from tinylstm.contract.cells import CELLS, cell_type
+from tinylstm.contract.constants import MAX_HIDDEN, MAX_LAYERS
+from tinylstm.contract.readouts import readout as readout_type
+from tinylstm.contract.stacking import check_stack, held_steps
 from tinylstm.errors import TinyLSTMError
 
 Cell = str  # a name in the cell registry
@@ -49,9 +49,9 @@ class TinyRNN(nn.Module):
     ) -> None:
         """``dropout``: PyTorch's dropout between stacked layers while training (no effect with one
         layer, none in eval mode or on the exported model). ``readout``: what the head reads at each step
-        (codegen/readouts.py): the last layer's h, or its running mean or maximum since the sequence start.
-        ``stack``: samples per recurrent step (codegen/stacking.py); the RNN's input is ``stack * input_size``
-        wide."""
+        (contract/readouts.py): the last layer's h, or its running mean or maximum since the sequence start.
+        ``stack``: samples per recurrent step (contract/stacking.py); the RNN's input is
+        ``stack * input_size`` wide."""
         super().__init__()
         check_sizes(cell, input_size, hidden_size, num_layers, output_size)
         check_stack(stack, input_size)
@@ -90,7 +90,7 @@ class TinyRNN(nn.Module):
         With ``lengths`` the batch is packed so padding never enters the recurrent state;
         outputs at padded steps are the head applied to zeros and must be masked by the caller.
         A stacked model runs on ``T // stack`` steps and gives each sample the output the kernel holds there
-        (codegen/stacking.py): the last completed step's, or the head of zeros before the first.
+        (contract/stacking.py): the last completed step's, or the head of zeros before the first.
         """
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise TinyLSTMError(f"model input must be [batch, time, {self.input_size}], got {list(x.shape)}")
@@ -116,7 +116,7 @@ class TinyRNN(nn.Module):
 
 
 def pool(hidden: torch.Tensor, op: str) -> torch.Tensor:
-    """What the head reads at each step of ``hidden`` [B, T, H] (codegen/readouts.py): h itself ("none"), its
+    """What the head reads at each step of ``hidden`` [B, T, H] (contract/readouts.py): h itself ("none"), its
     running mean ("cummean") or running maximum ("cummax") from the first step. Padding lies after a
     sequence's last valid step, so it never enters the valid steps' values."""
     if op == "cummean":

@@ -11,7 +11,7 @@ that make small recurrent models train well on sensor series are:
   steps per epoch (a 40-sequence set in batches of 64 takes one step per epoch);
 - an epoch budget from the data: enough optimiser steps for the one-cycle schedule to converge, capped by
   the sample-steps one training may process, so the default stays within minutes on a laptop core;
-- for long windows, **input stacking** (codegen/stacking.py): k consecutive samples per recurrent step, so a
+- for long windows, **input stacking** (contract/stacking.py): k consecutive samples per recurrent step, so a
   window of STACK_MIN_STEPS samples or more runs as about STACK_TARGET_STEPS to 2x that many steps. The
   recurrence then spans the window in few steps (a 1,460-step series is 66 steps at k = 22), training and the
   board do k times less recurrent work, and the first layer sees k samples at once;
@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinylstm.codegen.contract import MAX_INPUT, MAX_STACK
-from tinylstm.codegen.readouts import readout
-from tinylstm.codegen.stacking import check_stack
+from tinylstm.contract.constants import MAX_INPUT, MAX_STACK
+from tinylstm.contract.readouts import readout
+from tinylstm.contract.stacking import check_stack
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import NO_AUGMENT, Augment
 from tinylstm.trainer.sequence_set import SequenceSet
@@ -69,7 +69,7 @@ CV_MIN_EPOCHS = 5
 CV_BUDGET_TRAININGS = 4.0
 WINDOW_READOUT = "mean"  # window regression's readout, and window classification's from POOL_MIN_STEPS steps
 POOL_MIN_STEPS = 64  # in recurrent steps (a stacked model's windows are k times shorter)
-# input stacking (codegen/stacking.py) by default for windows of STACK_MIN_STEPS samples (median) or more:
+# input stacking (contract/stacking.py) by default for windows of STACK_MIN_STEPS samples (median) or more:
 # k = median // STACK_TARGET_STEPS, so a window runs as STACK_TARGET_STEPS .. 2 * STACK_TARGET_STEPS steps
 STACK_MIN_STEPS = 256
 STACK_TARGET_STEPS = 64
@@ -111,8 +111,8 @@ class Recipe:
     augment: Augment
     select: str
     patience: int | None  # select="best" only
-    readout: str  # what the head reads (codegen/readouts.py)
-    stack: int = 1  # samples per recurrent step (codegen/stacking.py)
+    readout: str  # what the head reads (contract/readouts.py)
+    stack: int = 1  # samples per recurrent step (contract/stacking.py)
     reasons: list[str] = field(default_factory=list)
     cv_losses: dict[int, float] = field(default_factory=dict)  # select="cv": mean validation loss by epochs
     cv_seconds: float = 0.0  # the cross-validation's training time

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from tinylstm.codegen.contract import HIDDEN_FORMATS
+from tinylstm.contract.constants import HIDDEN_FORMATS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.augment import NO_AUGMENT, Augment
+from tinylstm.trainer.augment import Augment
 from tinylstm.trainer.baselines import naive_baselines
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
@@ -29,7 +29,6 @@ from tinylstm.trainer.data import Normalizer, split
 from tinylstm.trainer.models import Cell, TinyRNN, check_sizes
 from tinylstm.trainer.recipe import (
     CV_FOLDS,
-    DEFAULT_PATIENCE,
     SCHEDULES,
     SELECTIONS,
     DataShape,
@@ -73,9 +72,9 @@ class TrainConfig:
     # "last": keep the last epoch; "best": the lowest validation loss (early stopping); "cv": the epoch budget
     # by cross-validation, then the last epoch of a training on all data; None: the recipe's choice
     select: str | None = None
-    readout: str | None = None  # what the head reads (codegen/readouts.py); None: the recipe's choice
-    stack: int | None = None  # samples per recurrent step (codegen/stacking.py); None: the recipe's choice
-    qat_epochs: int = 0  # quantization-aware fine-tuning after float training (trainer/qat.py); 0: none
+    readout: str | None = None  # what the head reads (contract/readouts.py); None: the recipe's choice
+    stack: int | None = None  # samples per recurrent step (contract/stacking.py); None: the recipe's choice
+    qat_epochs: int = 0  # quantization-aware fine-tuning after float training (codegen/qat.py); 0: none
     qat_lr: float | None = None  # its learning rate; None: lr / 10
     qat_hidden_bits: int = 8  # the hidden state QAT mirrors: the one `tinylstm export --hidden-bits` will use
 
@@ -200,7 +199,7 @@ def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float) -> bool:
     return True
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -270,20 +269,47 @@ def _metrics_dict(
     return out
 
 
+@dataclass
+class FinetuneRun:
+    """What a fine-tuning stage after float training receives: the trained float model, the padded splits,
+    the recipe it was trained with; it extends ``history``."""
+
+    model: TinyRNN
+    splits: dict[str, PaddedSplit | None]
+    target_norm: Normalizer | None
+    config: TrainConfig
+    meta: CheckpointMeta
+    train_set: SequenceSet
+    history: dict[str, list[float]]
+    recipe: Recipe
+
+
+# A fine-tuning stage (codegen/qat.py's ``finetune``: QAT through the integer contract, which the trainer does
+# not import): runs when ``TrainConfig.qat_epochs`` > 0 and returns what metrics.json records of it.
+Finetune = Callable[[FinetuneRun], dict[str, Any]]
+
+
 def fit(
     ds: SequenceSet,
     config: TrainConfig,
     out_dir: str | Path,
     test_ds: SequenceSet | None = None,
     log: Callable[[str], None] | None = None,
+    finetune: Finetune | None = None,
 ) -> TrainResult:
     """Split ``ds``, train a TinyRNN on it and write model.pt, curves.png and metrics.json to ``out_dir``.
 
     With ``test_ds`` (an explicit held-out file, see ``load_test_set``) ``ds`` is split into
     train/val only and ``test_ds`` is the test split. ``log`` receives the recipe's choices and their
-    reasons before training starts.
+    reasons before training starts. ``finetune``: the stage ``config.qat_epochs`` asks for
+    (``tinylstm.codegen.qat.finetune``; ``tinylstm.train`` passes it).
     """
     _check_config(config)
+    if config.qat_epochs and finetune is None:
+        raise TinyLSTMError(
+            "qat_epochs > 0 needs the QAT stage: call tinylstm.train, or fit(..., "
+            "finetune=tinylstm.codegen.qat.finetune)"
+        )
     out = check_output_dir(out_dir)
     ds.validate()
     check_sizes(config.cell, ds.num_channels, config.hidden, config.layers, ds.output_size)
@@ -344,8 +370,8 @@ def fit(
             _cross_validate_epochs(train_ds, norm, target_norm, config, recipe, log)
         model, history, best_epoch, seconds = _train(train, val, ds.output_size, target_norm, config, recipe)
         qat = (
-            _qat(model, splits, target_norm, config, meta, train_ds, history, recipe)
-            if config.qat_epochs
+            finetune(FinetuneRun(model, splits, target_norm, config, meta, train_ds, history, recipe))
+            if config.qat_epochs and finetune is not None
             else None
         )
     finally:
@@ -451,7 +477,7 @@ def _train(
     config: TrainConfig,
     recipe: Recipe,
 ) -> tuple[TinyRNN, dict[str, list[float]], int, float]:
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     model = TinyRNN(
         config.cell,
         int(train.x.shape[2]),
@@ -462,77 +488,11 @@ def _train(
         recipe.readout,
         recipe.stack,
     )
-    history, best_epoch, seconds = _epochs(model, model, train, val, target_norm, config, recipe)
+    history, best_epoch, seconds = run_epochs(model, model, train, val, target_norm, config, recipe)
     return model, history, best_epoch, seconds
 
 
-def _qat(
-    model: TinyRNN,
-    splits: dict[str, PaddedSplit | None],
-    target_norm: Normalizer | None,
-    config: TrainConfig,
-    meta: CheckpointMeta,
-    train_set: SequenceSet,
-    history: dict[str, list[float]],
-    recipe: Recipe,
-) -> dict[str, Any]:
-    """Fine-tune ``model`` through the integer contract (trainer/qat.py), keeping its float weights when no
-    epoch lowers the validation loss through the contract; extends ``history``, returns
-    what the metrics record of it: the float and fake-quantized scores before and after."""
-    from tinylstm.codegen.source import model_meta
-    from tinylstm.trainer.qat import FakeQuantRNN, ranges_for
-
-    mm = model_meta(meta)
-    bits = config.qat_hidden_bits
-    net = FakeQuantRNN(model, ranges_for(model, mm, train_set, bits))
-
-    def scores_of(m: nn.Module) -> dict[str, float]:
-        return {name: evaluate(m, d, target_norm).metric for name, d in splits.items() if d is not None}
-
-    before = {"float": scores_of(model), "fake_quant": scores_of(net)}
-
-    def refresh() -> None:
-        net.ranges = ranges_for(model, mm, train_set, bits)
-
-    _seed_everything(config.seed + 1)
-    assert splits["train"] is not None and splits["val"] is not None
-    lr = config.qat_learning_rate
-    # fine-tuning: a constant small learning rate, no decay or augmentation, the best validation epoch
-    qat_recipe = Recipe(
-        batch_size=recipe.batch_size,
-        epochs=config.qat_epochs,
-        lr=lr,
-        schedule="constant",
-        weight_decay=0.0,
-        label_smoothing=recipe.label_smoothing,
-        augment=NO_AUGMENT,
-        select="best",
-        patience=recipe.patience or DEFAULT_PATIENCE,
-        readout=recipe.readout,
-        stack=recipe.stack,
-    )
-    first = len(history["train_loss"]) + 1
-    qat_history, best_epoch, seconds = _epochs(
-        net, model, splits["train"], splits["val"], target_norm, config, qat_recipe, "qat", refresh, True
-    )
-    for key, values in qat_history.items():
-        history[key] += values
-    refresh()
-    return {
-        "epochs": config.qat_epochs,
-        "hidden_bits": bits,
-        "epochs_run": len(qat_history["train_loss"]),
-        "best_epoch": best_epoch,
-        "first_epoch": first,
-        "lr": lr,
-        "seconds": round(seconds, 2),
-        "metric": "accuracy" if splits["train"].classification else "rmse",
-        "before": before,
-        "after": {"float": scores_of(model), "fake_quant": scores_of(net)},
-    }
-
-
-def _epochs(
+def run_epochs(
     net: nn.Module,
     model: TinyRNN,
     train: PaddedSplit,

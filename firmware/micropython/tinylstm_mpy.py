@@ -1,9 +1,9 @@
 # TinyLSTM for MicroPython, in plain Python: reads a .tlm model blob and runs the integer
 # contract (docs/integer-contract.md) bit-exactly with the C kernel. Runs on stock MicroPython
 # (no numpy) and on CPython, where it is unit-tested. Copy it with tinylstm_contract.py (the
-# contract's constants, generated from codegen/contract.py) and tinylstm_viper.py.
+# contract's constants, generated from contract/constants.py) and tinylstm_viper.py.
 #
-# The arithmetic mirrors codegen/qmath.py function for function, with the same names (sat,
+# The arithmetic mirrors contract/qmath.py function for function, with the same names (sat,
 # rshift_round, requantize, tanh_q15, sigmoid_q15, cell_to_q12) on Python ints instead of numpy
 # arrays; tests/vectors/qmath_vectors.json checks both and the C header on the same edge cases.
 # The cells' steps are in CELL_STEPS, keyed by the names of the cell table (tinylstm_contract.CELLS).
@@ -198,7 +198,7 @@ def _plain_dots(w, woff: int, xh, accx, acch, rows: int, nx: int, nh: int) -> No
         p += width
 
 
-# ---- the integer contract: codegen/qmath.py, function for function, on Python ints ----
+# ---- the integer contract: contract/qmath.py, function for function, on Python ints ----
 
 
 def sat(x: int, bits: int) -> int:
@@ -371,7 +371,7 @@ class Model:
         self.steps = 0
         self.readout = head["readout"]
         self._readout_step = READOUT_STEPS[self.readout]
-        self.pool = [0] * H  # a pooled readout's int32 per unit (codegen/readouts.py)
+        self.pool = [0] * H  # a pooled readout's int32 per unit (contract/readouts.py)
         # a stacked model's inputs of the step being filled (tl_state_t.stack): layer 0's x part, a live view
         # (int8 values; array('h') words in an int16-h model); phase: the samples in it (0..k-1)
         self.stack = memoryview(self.layers[0].xh)[: I * K if K > 1 else 0]
@@ -493,7 +493,7 @@ class Model:
         return bytes(h), bytes(c)
 
 
-# ---- the cells: codegen/cells.py's integer steps, one function each ----
+# ---- the cells: contract/cells.py's integer steps, one function each ----
 
 
 def lstm_step(L, t) -> list:
@@ -542,7 +542,7 @@ def gru_step(L, t) -> list:
 CELL_STEPS = {"lstm": lstm_step, "gru": gru_step}
 
 
-# ---- the readouts: codegen/readouts.py's pooling, one function each (None: the head reads h) ----
+# ---- the readouts: contract/readouts.py's pooling, one function each (None: the head reads h) ----
 
 INT32_MAX = (1 << 31) - 1
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tinylstm.api import DEPRECATED_LAYOUTS, export
-from tinylstm.codegen.contract import HIDDEN_BITS
+from tinylstm.contract.constants import HIDDEN_BITS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

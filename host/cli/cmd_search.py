@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from tinylstm.api import DEFAULT_SPACE, search
-from tinylstm.codegen.cells import NAMES as CELL_NAMES
-from tinylstm.codegen.contract import MAX_INPUT
-from tinylstm.codegen.readouts import NAMES as READOUT_NAMES
+from tinylstm.contract.cells import NAMES as CELL_NAMES
+from tinylstm.contract.constants import MAX_INPUT
+from tinylstm.contract.readouts import NAMES as READOUT_NAMES
 from tinylstm.host.boards.registry import BOARDS
 from tinylstm.host.search import SELECTIONS
 from tinylstm.trainer.recipe import STACK_MIN_STEPS, STACK_TARGET_STEPS

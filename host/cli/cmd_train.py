@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 
 from tinylstm.api import train
-from tinylstm.codegen.cells import NAMES as CELL_NAMES
-from tinylstm.codegen.contract import MAX_HIDDEN, MAX_LAYERS
-from tinylstm.codegen.readouts import NAMES as READOUT_NAMES
+from tinylstm.contract.cells import NAMES as CELL_NAMES
+from tinylstm.contract.constants import MAX_HIDDEN, MAX_LAYERS
+from tinylstm.contract.readouts import NAMES as READOUT_NAMES
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import Augment
 from tinylstm.trainer.baselines import Baselines

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinylstm.codegen.contract import MAX_INPUT, MAX_STACK
+from tinylstm.contract.constants import MAX_INPUT, MAX_STACK
 from tinylstm.errors import TinyLSTMError
 
 

@@ -6,26 +6,48 @@ n = tanh(W_in x + b_in + r * (W_hn h + b_hn))), which PyTorch module it correspo
 runs in float (``float_step``: the reference and calibration) and in integers (``int_step``: the golden
 reference of the C kernel). The spec, quantizer, golden reference, blob, emitters, model loader and
 trainer all read this table; C has its own one-line-per-cell table (csrc/tl_cells.c) whose codes and
-shapes are generated from it (codegen/contract.py), and MicroPython has one in tinylstm_mpy.py.
+shapes are generated from it (contract/constants.py), and MicroPython has one in tinylstm_mpy.py.
 
 Adding a cell (docs/integer-contract.md, "Adding a cell"): one ``CellType`` here with its two step
 functions, one C file with its layer step and one line in csrc/tl_cells.c, one step function in
-the MicroPython fallback, one fake-quantized step in trainer/qat.py; then regenerate the contract files.
+the MicroPython fallback, one fake-quantized step in codegen/qat.py; then regenerate the contract files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from tinylstm.codegen import qmath
+from tinylstm.contract import qmath
 from tinylstm.errors import TinyLSTMError
 
-if TYPE_CHECKING:
-    from tinylstm.codegen.quantize import IntLayer
+
+class IntLayer(Protocol):
+    """What a cell's integer step reads of its quantized layer (codegen/quantize.py's ``IntLayer``): the
+    hidden size and format, the cell state's fractional bits, the int32 biases at the accumulator's scale
+    (``bias_hn``: the last gate's recurrent bias, kept apart when ``CellType.bias_hn``) and every row's
+    requantization multiplier and shift to Q3.12."""
+
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def hidden_bits(self) -> int: ...
+    @property
+    def hidden_frac(self) -> int: ...
+    @property
+    def cell_frac(self) -> int: ...
+    @property
+    def bias(self) -> np.ndarray: ...
+    @property
+    def bias_hn(self) -> np.ndarray | None: ...
+    @property
+    def mult(self) -> np.ndarray: ...
+    @property
+    def shift(self) -> np.ndarray: ...
+
 
 # float_step(gx, gh, h, c) -> (h', c', traces): gx = W_ih x + b_ih, gh = W_hh h + b_hh, all [B, G*H] / [B, H];
 # traces["gates"] holds the gate activations [B, G, H] in the order of gate_names
@@ -37,7 +59,7 @@ FloatStep = Callable[
 # int16 values as int64 [B, H]; gates =
 # the Q0.15 gate activations [B, G, H] in the order of gate_names
 IntStep = Callable[
-    ["IntLayer", np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    [IntLayer, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     tuple[np.ndarray, np.ndarray, np.ndarray],
 ]
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from tinylstm.codegen.contract import (
+from tinylstm.contract.constants import (
     HIDDEN_FORMATS,
     HIDDEN_FRAC,
     MULT_BITS,

@@ -13,7 +13,7 @@ and its calibration are unchanged. docs/integer-contract.md, "Readout", states t
 csrc/tl_pool.c and MicroPython one function per readout in tinylstm_mpy.py.
 
 Adding a readout: one ``Readout`` here (code, its float, torch and integer pooling), one case in
-csrc/tl_pool.c and in the MicroPython fallback, one in trainer/qat.py; then regenerate the contract files.
+csrc/tl_pool.c and in the MicroPython fallback, one in codegen/qat.py; then regenerate the contract files.
 """
 
 from __future__ import annotations

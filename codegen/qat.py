@@ -21,14 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from tinylstm.codegen import qmath
-from tinylstm.codegen.cells import CELLS, cell_type
-from tinylstm.codegen.contract import (
+from tinylstm.codegen.quantize import IntModel, calibrate, quantize
+from tinylstm.codegen.source import from_rnn, model_meta
+from tinylstm.codegen.spec import FloatModel, ModelMeta, by_length, normalise
+from tinylstm.contract import qmath
+from tinylstm.contract.cells import CELLS, cell_type
+from tinylstm.contract.constants import (
     HIDDEN_BITS,
     HIDDEN_FORMATS,
     MAX_SCALE_EXP,
@@ -37,13 +41,13 @@ from tinylstm.codegen.contract import (
     TABLE_SEGMENT_BITS,
     input_shift,
 )
-from tinylstm.codegen.quantize import IntModel, calibrate, quantize
-from tinylstm.codegen.readouts import readout as readout_type
-from tinylstm.codegen.source import from_rnn
-from tinylstm.codegen.spec import FloatModel, ModelMeta, by_length, normalise
-from tinylstm.codegen.stacking import held_steps
+from tinylstm.contract.readouts import readout as readout_type
+from tinylstm.contract.stacking import held_steps
+from tinylstm.trainer.augment import NO_AUGMENT
 from tinylstm.trainer.models import TinyRNN, pool
+from tinylstm.trainer.recipe import DEFAULT_PATIENCE, Recipe
 from tinylstm.trainer.sequence_set import SequenceSet
+from tinylstm.trainer.train import FinetuneRun, evaluate, run_epochs, seed_everything
 
 TABLE_STEPS = 1 << (Q12 - TABLE_SEGMENT_BITS)  # table entries per unit of input: 16
 TABLE_ORIGIN = 8.0  # the table starts at x = -8
@@ -100,7 +104,7 @@ def ranges_for(model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits:
 
 
 class Table:
-    """The kernel's tanh table (codegen/qmath.py) and the two activations read from it."""
+    """The kernel's tanh table (contract/qmath.py) and the two activations read from it."""
 
     def __init__(self) -> None:
         self.values = torch.from_numpy(qmath.make_tanh_table().astype(np.float32) / 32768.0)
@@ -168,7 +172,7 @@ def _quant_layer(
 
 
 # One fake-quantized step per cell: (params, table, gx = x part of every row, gh = h part, h, c, cell_frac)
-# -> (h', c'), mirroring the cell's int_step in codegen/cells.py.
+# -> (h', c'), mirroring the cell's int_step in contract/cells.py.
 QatStep = Callable[
     [LayerParams, Table, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int],
     tuple[torch.Tensor, torch.Tensor],
@@ -204,7 +208,7 @@ def _gru_step(
 QAT_STEPS: dict[str, QatStep] = {"lstm": _lstm_step, "gru": _gru_step}
 if set(QAT_STEPS) != set(CELLS):
     raise ImportError(
-        f"trainer/qat.py has steps for {sorted(QAT_STEPS)}, codegen/cells.py has {sorted(CELLS)}"
+        f"codegen/qat.py has steps for {sorted(QAT_STEPS)}, contract/cells.py has {sorted(CELLS)}"
     )
 
 
@@ -223,7 +227,7 @@ class FakeQuantRNN(nn.Module):
         rnn, head, r = self.model.rnn, self.model.head, self.ranges
         step = QAT_STEPS[self.model.cell]
         B, T, C = x.shape
-        K = self.model.stack  # samples per step (codegen/stacking.py)
+        K = self.model.stack  # samples per step (contract/stacking.py)
         seq = fake_quant(x[:, : T // K * K], r.input_scale, -128, 127).reshape(B, T // K, K * C)
         s_in = r.input_scale
         H = self.model.hidden_size
@@ -245,7 +249,7 @@ class FakeQuantRNN(nn.Module):
             s_in = r.s_h
         op = readout_type(self.model.readout).torch_op
         seq = pool(seq, op)
-        if op == "cummean":  # the kernel's floor(S / n + 1/2) on the hidden grid (codegen/readouts.py)
+        if op == "cummean":  # the kernel's floor(S / n + 1/2) on the hidden grid (contract/readouts.py)
             seq = ste_floor(seq / r.s_h + 0.5) * r.s_h
         absmax = head.weight.detach().abs().amax(dim=1)
         s_w = torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax))
@@ -297,3 +301,60 @@ def fake_quant_outputs(fm: FloatModel, m: IntModel, sequences: list[np.ndarray])
             for j, k in enumerate(idx):
                 out[k] = y[j]
     return out
+
+
+def finetune(run: FinetuneRun) -> dict[str, Any]:
+    """Fine-tune ``run.model`` through the integer contract (``FakeQuantRNN``), keeping its float weights when
+    no epoch lowers the validation loss through the contract; extends ``run.history``, returns what the
+    metrics record of it: the float and fake-quantized scores before and after. The trainer's stage for
+    ``TrainConfig.qat_epochs`` (``fit(..., finetune=finetune)``)."""
+    model, splits, config, recipe = run.model, run.splits, run.config, run.recipe
+    bits = config.qat_hidden_bits
+    mm = model_meta(run.meta)
+    net = FakeQuantRNN(model, ranges_for(model, mm, run.train_set, bits))
+
+    def scores_of(m: nn.Module) -> dict[str, float]:
+        return {name: evaluate(m, d, run.target_norm).metric for name, d in splits.items() if d is not None}
+
+    before = {"float": scores_of(model), "fake_quant": scores_of(net)}
+
+    def refresh() -> None:
+        net.ranges = ranges_for(model, mm, run.train_set, bits)
+
+    seed_everything(config.seed + 1)
+    assert splits["train"] is not None and splits["val"] is not None
+    lr = config.qat_learning_rate
+    # fine-tuning: a constant small learning rate, no decay or augmentation, the best validation epoch
+    qat_recipe = Recipe(
+        batch_size=recipe.batch_size,
+        epochs=config.qat_epochs,
+        lr=lr,
+        schedule="constant",
+        weight_decay=0.0,
+        label_smoothing=recipe.label_smoothing,
+        augment=NO_AUGMENT,
+        select="best",
+        patience=recipe.patience or DEFAULT_PATIENCE,
+        readout=recipe.readout,
+        stack=recipe.stack,
+    )
+    history = run.history
+    first = len(history["train_loss"]) + 1
+    qat_history, best_epoch, seconds = run_epochs(
+        net, model, splits["train"], splits["val"], run.target_norm, config, qat_recipe, "qat", refresh, True
+    )
+    for key, values in qat_history.items():
+        history[key] += values
+    refresh()
+    return {
+        "epochs": config.qat_epochs,
+        "hidden_bits": bits,
+        "epochs_run": len(qat_history["train_loss"]),
+        "best_epoch": best_epoch,
+        "first_epoch": first,
+        "lr": lr,
+        "seconds": round(seconds, 2),
+        "metric": "accuracy" if splits["train"].classification else "rmse",
+        "before": before,
+        "after": {"float": scores_of(model), "fake_quant": scores_of(net)},
+    }
