@@ -13,7 +13,7 @@ Per row: one seeded float training; the same training followed by QAT fine-tunin
 both exported and measured on the held-out split through the integer golden reference (== the C
 kernel, tests/test_kernel_parity.py); the float-trained model exported again with ``--hidden-bits 16``
 (int16-h). Flash = model data + the kernel's step-path code for the Cortex-M4 at -Os, RAM = the model
-state, instructions = one tl_step counted in unicorn (host/cost.py), for both hidden states. With
+state, instructions = one tl_step counted in unicorn (host/search/cost.py), for both hidden states. With
 ``pip install 'tinylstm[tflite]'`` each row also gets TensorFlow Lite's full-integer int8 conversion of
 the float-trained weights (benchmarks/tflite_peer.py): accuracy or RMSE, agreement, file and arena bytes,
 host µs per step; without it those columns say "not installed". Writes
@@ -39,9 +39,9 @@ import matplotlib.pyplot as plt
 
 from tinylstm.codegen.export import ModelSource, export
 from tinylstm.codegen.qat import finetune
+from tinylstm.host.analysis.check import held_out_quality
 from tinylstm.host.boards import get_board
-from tinylstm.host.check import held_out_quality
-from tinylstm.host.cost import architecture_cost
+from tinylstm.host.search.cost import architecture_cost
 from tinylstm.trainer.data import load_dataset, load_test_set
 from tinylstm.trainer.train import TrainConfig, fit
 

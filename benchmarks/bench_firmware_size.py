@@ -22,11 +22,11 @@ from pathlib import Path
 from tinylstm.codegen.emit_c import model_settings
 from tinylstm.codegen.export import ModelSource, export
 from tinylstm.codegen.store import load_int_model
+from tinylstm.host.analysis.parity import run_parity
 from tinylstm.host.boards import QemuBoard
+from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.boards.toolchain import find_tool
-from tinylstm.host.firmware import build_firmware
-from tinylstm.host.link import Link
-from tinylstm.host.parity import run_parity
+from tinylstm.host.link.transport import Link
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.train import TrainConfig, fit
 

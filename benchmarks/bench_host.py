@@ -24,7 +24,7 @@ import numpy as np
 
 from tinylstm.codegen.random_models import random_quantized_model
 from tinylstm.contract.cells import CELLS, cell_type
-from tinylstm.host.bridge import CModel
+from tinylstm.host.targets.bridge import CModel
 
 RESULTS = Path(__file__).parent / "results"
 INPUT, HIDDEN, OUTPUT = 6, 32, 4
@@ -100,7 +100,7 @@ def render_md(res: dict) -> str:
             f"{res['python']}, "
             f"torch {res['torch']}, {res['cpus']} CPUs (one thread used). Medians of {res['repeats']} "
             "repeats. "
-            "Kernel built by host/bridge.py (gcc -O3, no -march=native). "
+            "Kernel built by host/targets/bridge.py (gcc -O3, no -march=native). "
             f"Goals: step ≤ {GOALS['step_us']} µs, run ≥ {GOALS['run_steps_per_s']:,} steps/s (32-unit LSTM)."
         ),
         "",

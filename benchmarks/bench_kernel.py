@@ -42,8 +42,8 @@ from tinylstm.contract.cells import CELLS, cell_type
 from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, state_words
 from tinylstm.host.boards.registry import BOARDS, CORE_CORTEX_M4F, CORE_RV32IMC, Core
 from tinylstm.host.boards.toolchain import find_tool
-from tinylstm.host.cost import STATE_STRUCT_BYTES
-from tinylstm.host.unicorn_runner import Target, build_target, code_size
+from tinylstm.host.search.cost import STATE_STRUCT_BYTES
+from tinylstm.host.targets.unicorn_runner import Target, build_target, code_size
 
 RESULTS = Path(__file__).parent / "results"
 OUTPUTS = 4

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from tinylstm.codegen.export import ModelSource, export
+from tinylstm.host.analysis.parity import ParityReport, run_parity
 from tinylstm.host.boards import QemuBoard
-from tinylstm.host.firmware import build_firmware
-from tinylstm.host.link import Link
-from tinylstm.host.linklab import cpu_hogs
-from tinylstm.host.parity import ParityReport, run_parity
+from tinylstm.host.boards.firmware import build_firmware
+from tinylstm.host.link.linklab import cpu_hogs
+from tinylstm.host.link.transport import Link
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.train import TrainConfig, fit
 

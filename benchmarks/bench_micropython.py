@@ -26,7 +26,7 @@ from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import calibrate, quantize
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.csources import firmware_dir
+from tinylstm.host.boards.csources import firmware_dir
 
 INPUT, HIDDEN, OUTPUT = 6, 32, 4
 RESULTS = Path(__file__).parent / "results"

@@ -46,7 +46,7 @@ from tinylstm.codegen import golden
 from tinylstm.codegen.export import ModelSource, export
 from tinylstm.codegen.store import load_int_model
 from tinylstm.host.boards import get_board
-from tinylstm.host.cost import architecture_cost
+from tinylstm.host.search.cost import architecture_cost
 from tinylstm.trainer.baselines import naive_baselines
 from tinylstm.trainer.data import load_dataset, load_test_set, split
 from tinylstm.trainer.sequence_set import SequenceSet
@@ -174,7 +174,7 @@ def previous_default(train: SequenceSet, test: SequenceSet, work: Path) -> dict[
 
 
 def search_best(train_path: Path, test: SequenceSet, trials: int, work: Path) -> dict[str, Any]:
-    from tinylstm.host.search import Budget, SearchConfig, Space, search
+    from tinylstm.host.search.study import Budget, SearchConfig, Space, search
 
     cfg = SearchConfig(
         data=str(train_path),

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tinylstm.host.linklab import cpu_hogs
+from tinylstm.host.link.linklab import cpu_hogs
 
 RESULTS = Path(__file__).parent / "results"
 COMMAND = ["train", "--data", "watch", "--epochs", "3", "--hidden", "32", "--quiet"]

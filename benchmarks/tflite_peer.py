@@ -39,7 +39,7 @@ from tinylstm.codegen.spec import FloatLayer, FloatModel, by_length, float_forwa
 from tinylstm.codegen.store import load_int_model
 from tinylstm.contract.cells import CELLS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.check import _outputs, _rmse, _select
+from tinylstm.host.analysis.check import _outputs, _rmse, _select
 from tinylstm.trainer.sequence_set import SequenceSet
 
 EXTRA = "pip install 'tinylstm[tflite]'"

@@ -1,4 +1,4 @@
-"""The held-out statistics `tinylstm stream`'s drift alerts compare live data with (host/drift.py).
+"""The held-out statistics `tinylstm stream`'s drift alerts compare live data with (host/link/drift.py).
 
 ``reference`` runs the held-out split through the integer golden reference as a board runs it (each
 sequence from a zero state, as the window rule does) and records the class histogram and confidence

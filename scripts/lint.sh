@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The style gates `make test` runs before the tests: ruff (pyflakes, import order, bugbear, line length;
-# and its formatter), clang-format on every C/C++ source, mypy on the tinylstm package.
+# and its formatter), clang-format on every C/C++ source, mypy on the tinylstm package, and the import
+# direction of .importlinter (scripts/import_contract.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -23,4 +24,5 @@ mkdir "$TREE/tinylstm"
 ln -s "$ROOT"/tinylstm/*.py "$TREE/tinylstm/"
 for d in contract trainer codegen host; do ln -s "$ROOT/$d" "$TREE/tinylstm/$d"; done
 (cd "$TREE" && "$PY" -m mypy --config-file "$ROOT/pyproject.toml" -p tinylstm)
-echo "lint: ruff, clang-format and mypy clean"
+"$PY" scripts/import_contract.py
+echo "lint: ruff, clang-format and mypy clean; the import direction kept"

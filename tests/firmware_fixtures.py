@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tinylstm.codegen.export import ModelSource, export
+from tinylstm.host.boards.firmware import FirmwareBuild, build_firmware
 from tinylstm.host.boards.registry import emulated_boards, get_board
-from tinylstm.host.firmware import FirmwareBuild, build_firmware
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.train import TrainConfig, fit
 

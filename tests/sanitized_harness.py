@@ -16,8 +16,8 @@ import numpy as np
 from tinylstm.codegen import golden
 from tinylstm.codegen.emit_c import Layout, build_defines, emit_c
 from tinylstm.codegen.quantize import IntModel
-from tinylstm.host.bridge import find_compiler
-from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.targets.bridge import find_compiler
 
 HARNESS = Path(__file__).parent / "c" / "run_model.c"
 SANITIZE = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all")

@@ -16,8 +16,8 @@ from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.bridge import find_compiler
-from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.targets.bridge import find_compiler
 
 HARNESS = Path(__file__).parent / "c" / "fuzz_blob.c"
 SANITIZE = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all", "-g", "-O1"]
@@ -203,7 +203,7 @@ def test_damage_with_a_valid_crc_raises_only_the_documented_errors() -> None:
     import random
     import sys
 
-    from tinylstm.host.mpy_runner import FALLBACK_DIR
+    from tinylstm.host.targets.mpy_runner import FALLBACK_DIR
 
     sys.path.insert(0, str(FALLBACK_DIR))
     try:

@@ -16,8 +16,8 @@ from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import MAX_HIDDEN, MAX_LAYERS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import BOARDS, build_elf, get_board
+from tinylstm.host.boards.csources import csrc_dir, kernel_sources
 from tinylstm.host.cli.main import main
-from tinylstm.host.csources import csrc_dir, kernel_sources
 
 
 def test_model_too_large_for_flash(tmp_path: Path) -> None:

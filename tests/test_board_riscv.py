@@ -13,9 +13,9 @@ import serial
 from firmware_fixtures import require_board_tools
 
 from tinylstm.host.boards import BuildResult, QemuBoard, build_elf, get_board
+from tinylstm.host.boards.csources import firmware_dir
 from tinylstm.host.boards.registry import RISCV_GCC, board_for_elf
 from tinylstm.host.boards.toolchain import find_tool
-from tinylstm.host.csources import firmware_dir
 
 BOARD = "qemu-riscv32"
 ECHO = firmware_dir() / "tests" / "echo_main.c"

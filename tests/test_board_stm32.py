@@ -14,9 +14,9 @@ import serial
 
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import BuildResult, QemuBoard, build_elf, get_board, size_report
+from tinylstm.host.boards.csources import firmware_dir
 from tinylstm.host.boards.registry import QEMU_NETDUINOPLUS2, QEMU_RISCV_VIRT, RISCV_GCC
 from tinylstm.host.boards.toolchain import find_tool
-from tinylstm.host.csources import firmware_dir
 
 pytestmark = pytest.mark.skipif(
     shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,

@@ -15,9 +15,9 @@ import pytest
 
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.store import load_int_model
-from tinylstm.host.check import check
+from tinylstm.host.analysis.check import check
 from tinylstm.host.cli.main import main
-from tinylstm.host.mpy_runner import micropython_executable
+from tinylstm.host.targets.mpy_runner import micropython_executable
 
 
 def run_check(capsys: pytest.CaptureFixture[str], export_dir: Path) -> tuple[int, str, dict]:

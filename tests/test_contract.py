@@ -25,9 +25,9 @@ from tinylstm.codegen import emit_contract
 from tinylstm.contract import constants as contract
 from tinylstm.contract import qmath
 from tinylstm.contract.cells import CELLS
-from tinylstm.host.bridge import find_compiler
-from tinylstm.host.csources import C_FLAGS, csrc_dir
-from tinylstm.host.mpy_runner import FALLBACK_DIR, micropython_executable
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir
+from tinylstm.host.targets.bridge import find_compiler
+from tinylstm.host.targets.mpy_runner import FALLBACK_DIR, micropython_executable
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS_PATH = ROOT / "tests" / "vectors" / "qmath_vectors.json"

@@ -1,4 +1,4 @@
-"""Drift alerts (host/drift.py): held-out data raises none; shifted or scaled input channels raise one
+"""Drift alerts (host/link/drift.py): held-out data raises none; shifted or scaled input channels raise one
 within one rolling window of steps, on the host kernel and through a host-fed stream from the QEMU board
 (the API's events and the CLI's status line and log)."""
 
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from firmware_fixtures import Trained, trained_firmware
 
+from tinylstm.codegen.heldout import load_held_out
 from tinylstm.host.boards import QemuBoard
-from tinylstm.host.bridge import CModel, load_library
 from tinylstm.host.cli.main import main
-from tinylstm.host.drift import DriftEvent, DriftMonitor, drift_reference
-from tinylstm.host.heldout import load_held_out
-from tinylstm.host.stream import BoardStream
+from tinylstm.host.link.drift import DriftEvent, DriftMonitor, drift_reference
+from tinylstm.host.link.stream import BoardStream
+from tinylstm.host.targets.bridge import CModel, load_library
 
 STEPS = 6000
 

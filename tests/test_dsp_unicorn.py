@@ -23,7 +23,7 @@ from tinylstm.codegen import golden
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.contract.cells import CELLS
-from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 
 pytest.importorskip("unicorn")
 if shutil.which("arm-none-eabi-gcc") is None:
@@ -31,7 +31,7 @@ if shutil.which("arm-none-eabi-gcc") is None:
 
 from sanitized_harness import check_sanitized_run
 
-from tinylstm.host.unicorn_runner import Target, build_target
+from tinylstm.host.targets.unicorn_runner import Target, build_target
 
 # (cell, layers, input, hidden, output, steps): odd widths leave 1..3-element tails in the x part,
 # the h part and the head; hidden 1..3 exercise the shortest rows; input 8/16 the unrolled pairs.
@@ -155,7 +155,7 @@ def test_w16_layout_is_the_same_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_host_bridge_w16_bit_exact(tmp_path: Path, cell: str) -> None:
     """The cffi bridge built from an w16-emitted model (portable C on the host) equals the golden."""
-    from tinylstm.host.bridge import CModel
+    from tinylstm.host.targets.bridge import CModel
 
     rng = np.random.default_rng(21)
     model = random_int_model(rng, cell, 2, 7, 19, 5, 18, 40)

@@ -12,8 +12,8 @@ from tinylstm.codegen import golden
 from tinylstm.codegen.export import ModelSource, data_splits, export, export_origin
 from tinylstm.codegen.spec import float_forward, normalise
 from tinylstm.codegen.store import load_int_model
-from tinylstm.host.bridge import CModel
 from tinylstm.host.cli.main import main
+from tinylstm.host.targets.bridge import CModel
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.train import TrainConfig, fit
 
@@ -56,7 +56,7 @@ def test_images_and_json_per_class(
 def test_integer_traces_are_the_kernels_and_float_traces_the_float_models(
     exported: Path, tmp_path: Path
 ) -> None:
-    from tinylstm.host.explain import explain
+    from tinylstm.host.analysis.explain import explain
 
     doc = explain(exported, out_dir=tmp_path)
     m, meta = load_int_model(exported)
@@ -86,7 +86,7 @@ def test_not_an_export_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_int16_hidden_state_traces(exported: Path, tmp_path: Path) -> None:
     """An int16-h export: the hidden state is reported in Q0.15 (``h_q15``) and equals the C kernel's."""
-    from tinylstm.host.explain import explain
+    from tinylstm.host.analysis.explain import explain
 
     wide = tmp_path / "export-h16"
     export(ModelSource(str(exported.parent / "run" / "model.pt")), wide, hidden_bits=16)

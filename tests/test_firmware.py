@@ -9,15 +9,13 @@ import pytest
 from firmware_fixtures import EMULATED, Trained, train_and_export, trained_firmware
 
 from tinylstm.codegen.export import ModelSource, export
+from tinylstm.codegen.heldout import load_held_out
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.analysis.parity import run_parity
 from tinylstm.host.boards import QemuBoard
-from tinylstm.host.bridge import CModel, load_library
-from tinylstm.host.feed import wait_hello
-from tinylstm.host.firmware import build_firmware
-from tinylstm.host.heldout import load_held_out
-from tinylstm.host.link import Link
-from tinylstm.host.parity import run_parity
-from tinylstm.host.protocol import (
+from tinylstm.host.boards.firmware import build_firmware
+from tinylstm.host.link.feed import wait_hello
+from tinylstm.host.link.protocol import (
     ErrorCode,
     FrameType,
     Input,
@@ -32,7 +30,9 @@ from tinylstm.host.protocol import (
     StatsReq,
     parse_message,
 )
-from tinylstm.host.stream import BoardStream
+from tinylstm.host.link.stream import BoardStream
+from tinylstm.host.link.transport import Link
+from tinylstm.host.targets.bridge import CModel, load_library
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME
 
 

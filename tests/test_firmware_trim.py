@@ -17,8 +17,8 @@ from sanitized_harness import HARNESS, check_sanitized_run
 from tinylstm.codegen.emit_c import build_defines, build_settings, emit_c, model_settings
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model
-from tinylstm.host.bridge import find_compiler
-from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.targets.bridge import find_compiler
 
 # cell, layers, hidden bits, readout, stack
 MODELS = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.flash import flash
+from tinylstm.host.boards.flash import flash
 
 
 def _stand_in(bin_dir: Path, name: str) -> Path:

@@ -87,7 +87,7 @@ def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_every_layer_raises_the_one_error_type() -> None:
     from tinylstm.contract import cells
-    from tinylstm.host.link import LinkError
+    from tinylstm.host.link.transport import LinkError
     from tinylstm.trainer.models import TinyRNN
 
     assert issubclass(LinkError, tinylstm.TinyLSTMError)

@@ -27,7 +27,7 @@ from tinylstm.codegen.spec import ModelMeta, float_forward
 from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import MULT16_BITS, state_words
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.bridge import CModel
+from tinylstm.host.targets.bridge import CModel
 
 HIDDEN_OFFSET = 30  # the blob header's hidden-bits field (docs/model-blob.md)
 

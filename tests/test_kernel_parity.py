@@ -14,7 +14,7 @@ from tinylstm.codegen import golden
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.contract.cells import CELLS
-from tinylstm.host.bridge import CModel
+from tinylstm.host.targets.bridge import CModel
 
 
 def assert_stream_bit_exact(model: IntModel, xq: np.ndarray) -> None:

@@ -24,20 +24,18 @@ import pytest
 from firmware_fixtures import EMULATED, Trained, require_board_tools, trained_firmware
 
 from tinylstm.codegen.emit_c import emit_c
+from tinylstm.codegen.heldout import load_held_out
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.analysis.parity import ParityReport, run_parity
 from tinylstm.host.boards import QemuBoard, build_elf, get_board
-from tinylstm.host.bridge import CModel, load_library
+from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.boards.firmware import app_sources, build_firmware, link_rx_capacity
 from tinylstm.host.cli.main import main
-from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
-from tinylstm.host.feed import Feeder, wait_hello
-from tinylstm.host.firmware import app_sources, build_firmware, link_rx_capacity
-from tinylstm.host.heldout import load_held_out
-from tinylstm.host.link import Link
-from tinylstm.host.linklab import FaultProxy, Faults, cpu_hogs
-from tinylstm.host.parity import ParityReport, run_parity
-from tinylstm.host.protocol import (
+from tinylstm.host.link.feed import Feeder, wait_hello
+from tinylstm.host.link.linklab import FaultProxy, Faults, cpu_hogs
+from tinylstm.host.link.protocol import (
     MAX_INPUT_SIZE,
     Error,
     ErrorCode,
@@ -51,7 +49,9 @@ from tinylstm.host.protocol import (
     StatsReq,
     parse_message,
 )
-from tinylstm.host.stream import BoardStream
+from tinylstm.host.link.stream import BoardStream
+from tinylstm.host.link.transport import Link
+from tinylstm.host.targets.bridge import CModel, load_library
 
 SLOW = ("-icount", "shift=7,align=on")  # 128 ns per instruction, paced against the host clock
 

@@ -28,9 +28,9 @@ from tinylstm.codegen.random_models import random_int_model, random_quantized_mo
 from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import HIDDEN_FORMATS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.bridge import CModel
-from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
-from tinylstm.host.mpy_runner import HIDDEN_BITS_OFFSET, run_blob
+from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.targets.bridge import CModel
+from tinylstm.host.targets.mpy_runner import HIDDEN_BITS_OFFSET, run_blob
 
 MPY_DIR = firmware_dir() / "micropython"
 MICROPYTHON = shutil.which("micropython")
@@ -422,7 +422,7 @@ def test_stream_predictions_example(tmp_path: Path, mode: str, window: int | Non
     """examples/stream_predictions.py under MicroPython: frames the host protocol decodes, with the
     HELLO the model implies (its hidden bits too) and PRED outputs equal to the C kernel's (per window
     in window mode)."""
-    from tinylstm.host import protocol
+    from tinylstm.host.link import protocol
 
     assert MICROPYTHON
     m, xq = stream_model("lstm", 2, 400, hidden_bits=hidden_bits)

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from firmware_fixtures import Trained, trained_firmware
 
-from tinylstm.host import xtensa
 from tinylstm.host.boards import BOARDS, get_board
+from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.boards.registry import CORE_RV32IMC, Core
 from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, find_tool
-from tinylstm.host.firmware import build_firmware
+from tinylstm.host.targets import xtensa
 
 PIO_BOARDS = [b.name for b in BOARDS.values() if b.kind == "platformio"]
 FRAMEWORK_HALS = {"hal_arduino.cpp", "main_arduino.cpp", "tl_hal_espidf.c"}
@@ -95,7 +95,7 @@ def test_platformio_project(trained: Trained, tmp_path: Path, board: str) -> Non
     core = get_board(board).core
     assert core is not None
     defines = re.findall(r"-DTL_APP\S+", ini)
-    if core.toolchain is None:  # the ESP32's Xtensa LX6: clang/llc -mcpu=esp32 (host/xtensa.py)
+    if core.toolchain is None:  # the ESP32's Xtensa LX6: clang/llc -mcpu=esp32 (host/targets/xtensa.py)
         assert compile_esp32_c(src, defines, tmp_path / "obj") >= 10
     else:
         assert compile_portable_c(src, src, core, tmp_path / "obj", defines) >= 10

@@ -10,7 +10,7 @@ import pytest
 import torch
 from user_models import BatchFirstGRU, SeqFirstLSTM, WithActivation
 
-from tinylstm.host.check import check
+from tinylstm.host.analysis.check import check
 from tinylstm.host.cli.main import main
 from tinylstm.trainer.data import load_dataset
 

@@ -1,4 +1,4 @@
-"""Serial frame protocol: Python (tinylstm.host.protocol) and C (firmware/app/tl_proto.c) against the
+"""Serial frame protocol: Python (tinylstm.host.link.protocol) and C (firmware/app/tl_proto.c) against the
 shared vectors, against each other, and under random corruption."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinylstm.host import protocol as p
-from tinylstm.host.link import Link, LinkError
+from tinylstm.host.link import protocol as p
+from tinylstm.host.link.transport import Link, LinkError
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "firmware" / "app"

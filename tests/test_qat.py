@@ -17,7 +17,7 @@ from tinylstm.codegen.quantize import calibrate, quantize
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import ModelMeta
 from tinylstm.contract.cells import CELLS
-from tinylstm.host.check import check
+from tinylstm.host.analysis.check import check
 from tinylstm.host.cli.main import main
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.models import TinyRNN

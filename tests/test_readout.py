@@ -27,7 +27,7 @@ from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import BIAS_LIMIT, state_words
 from tinylstm.contract.readouts import INT32_MAX, READOUTS, div_round_half_up
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.bridge import CModel
+from tinylstm.host.targets.bridge import CModel
 from tinylstm.trainer.models import TinyRNN
 
 POOLED = [name for name, r in READOUTS.items() if r.pooled]
@@ -279,7 +279,7 @@ def assert_m4_equals_golden(
     pytest.importorskip("unicorn")
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc not installed: apt-get install gcc-arm-none-eabi")
-    from tinylstm.host.unicorn_runner import Target, build_target
+    from tinylstm.host.targets.unicorn_runner import Target, build_target
 
     xq = rng.integers(-128, 128, (steps, m.input_size)).astype(np.int8)
     xq[::97] = 127

@@ -13,7 +13,7 @@ from tinylstm.codegen import golden
 from tinylstm.codegen.random_models import random_int_model
 from tinylstm.contract.cells import CELLS
 from tinylstm.host.boards.registry import CORE_RV32IMC
-from tinylstm.host.unicorn_runner import Target, build_target
+from tinylstm.host.targets.unicorn_runner import Target, build_target
 
 STEPS = 2_000
 

@@ -1,4 +1,4 @@
-"""`tinylstm search` (host/search.py): a small study on the shipped watch data draws only architectures
+"""`tinylstm search` (host/search/study.py): a small study on the shipped watch data draws only architectures
 within its budgets, writes the Pareto files, resumes from its SQLite file and leaves a best export that
 builds for the QEMU board; a tight budget on JapaneseVowels-shaped data (12 channels, 9 classes) trains
 every trial, the hidden-state bits it draws reach QAT and the export, a pooled readout it draws reaches
@@ -29,12 +29,12 @@ from firmware_fixtures import require_board_tools
 from tinylstm.contract.cells import cell_type
 from tinylstm.contract.constants import stack_bytes, state_words
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.csources import csrc_dir
+from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.cli.main import main
-from tinylstm.host.cost import STATE_STRUCT_BYTES, countable
-from tinylstm.host.csources import csrc_dir
-from tinylstm.host.firmware import build_firmware
-from tinylstm.host.search import (
+from tinylstm.host.search.cost import STATE_STRUCT_BYTES, countable
+from tinylstm.host.search.study import (
     Architecture,
     Budget,
     SearchConfig,
@@ -356,7 +356,7 @@ def test_stacked_architectures_are_priced_per_sample(tmp_path: Path) -> None:
 
 
 def test_state_struct_bytes_is_the_kernels() -> None:
-    """host/cost.py's sizeof(tl_state_t) for a 32-bit target, as arm-none-eabi-gcc lays it out."""
+    """host/search/cost.py's sizeof(tl_state_t) for a 32-bit target, as arm-none-eabi-gcc lays it out."""
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc is None:
         pytest.skip("needs arm-none-eabi-gcc")

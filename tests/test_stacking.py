@@ -27,8 +27,8 @@ from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import MAX_INPUT, stack_bytes, state_words
 from tinylstm.contract.stacking import check_stack, held_steps, stack_samples
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.bridge import CModel
 from tinylstm.host.cli.main import main
+from tinylstm.host.targets.bridge import CModel
 from tinylstm.trainer.models import TinyRNN
 from tinylstm.trainer.recipe import STACK_MIN_STEPS, DataShape, choose_stack
 

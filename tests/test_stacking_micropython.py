@@ -24,7 +24,7 @@ from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model
 from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import HIDDEN16_BITS, MAX_INPUT
-from tinylstm.host.mpy_runner import run_blob
+from tinylstm.host.targets.mpy_runner import run_blob
 
 STACK_OFFSET = 35  # the blob header's stack byte (codegen/blob.py HEADER)
 MICROPYTHON = shutil.which("micropython")

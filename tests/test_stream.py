@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from firmware_fixtures import Trained, trained_firmware
 
+from tinylstm.codegen.heldout import load_held_out
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
-from tinylstm.host.bridge import CModel, load_library
+from tinylstm.host.boards.flash import flash
 from tinylstm.host.cli.main import main
-from tinylstm.host.flash import flash
-from tinylstm.host.heldout import load_held_out
-from tinylstm.host.stream import BoardStream
+from tinylstm.host.link.stream import BoardStream
+from tinylstm.host.targets.bridge import CModel, load_library
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm")

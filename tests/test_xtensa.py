@@ -1,4 +1,4 @@
-"""The C kernel on Xtensa (host/xtensa.py, firmware/tests/xtensa/README.md).
+"""The C kernel on Xtensa (host/targets/xtensa.py, firmware/tests/xtensa/README.md).
 
 - Compile gate: every kernel source, the firmware app (tl_proto.c, tl_app.c), a generated model and
   its replay data build without a warning for the ESP32 (clang-22/llc-22 -mcpu=esp32, windowed ABI)
@@ -23,8 +23,8 @@ from tinylstm.codegen.emit_c import Layout, build_defines
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.contract.cells import CELLS
-from tinylstm.host import xtensa
-from tinylstm.host.xtensa import Core, KernelObjects, Toolchain, XtensaError
+from tinylstm.host.targets import xtensa
+from tinylstm.host.targets.xtensa import Core, KernelObjects, Toolchain, XtensaError
 
 STEPS = 2000
 INPUT, HIDDEN, OUTPUT = 7, 21, 5  # not multiples of 4: every dot-product tail runs

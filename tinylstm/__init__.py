@@ -43,8 +43,8 @@ if TYPE_CHECKING:
         stream,
         train,
     )
-    from tinylstm.host.bridge import CModel
-    from tinylstm.host.stream import BoardStream
+    from tinylstm.host.link.stream import BoardStream
+    from tinylstm.host.targets.bridge import CModel
 
 __all__ = [
     "BoardStream",
@@ -78,8 +78,8 @@ _LAZY = {
     "load_export": "tinylstm.api",
     "Export": "tinylstm.api",
     "Stream": "tinylstm.api",
-    "CModel": "tinylstm.host.bridge",
-    "BoardStream": "tinylstm.host.stream",
+    "CModel": "tinylstm.host.targets.bridge",
+    "BoardStream": "tinylstm.host.link.stream",
 }
 
 

@@ -33,22 +33,22 @@ from tinylstm.codegen.store import load_int_model
 from tinylstm.contract.cells import NAMES as CELL_NAMES
 from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.analysis.check import Thresholds
+from tinylstm.host.analysis.check import check as _check
+from tinylstm.host.analysis.explain import MAX_STEPS
+from tinylstm.host.analysis.explain import explain as _explain
+from tinylstm.host.analysis.parity import ParityReport, run_parity
 from tinylstm.host.boards import QemuBoard
-from tinylstm.host.bridge import CModel
-from tinylstm.host.check import Thresholds
-from tinylstm.host.check import check as _check
-from tinylstm.host.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor
-from tinylstm.host.explain import MAX_STEPS
-from tinylstm.host.explain import explain as _explain
-from tinylstm.host.feed import Feeder
-from tinylstm.host.firmware import FirmwareBuild, build_firmware
-from tinylstm.host.flash import flash as _flash
-from tinylstm.host.link import DEFAULT_BAUD, Link
-from tinylstm.host.parity import ParityReport, run_parity
-from tinylstm.host.protocol import Hello, Source
-from tinylstm.host.search import Budget, SearchConfig, Space
-from tinylstm.host.search import search as _search
-from tinylstm.host.stream import BoardStream, Prediction, PredictionLog, StreamCounters, check_log_path
+from tinylstm.host.boards.firmware import FirmwareBuild, build_firmware
+from tinylstm.host.boards.flash import flash as _flash
+from tinylstm.host.link.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor
+from tinylstm.host.link.feed import Feeder
+from tinylstm.host.link.protocol import Hello, Source
+from tinylstm.host.link.stream import BoardStream, Prediction, PredictionLog, StreamCounters, check_log_path
+from tinylstm.host.link.transport import DEFAULT_BAUD, Link
+from tinylstm.host.search.study import Budget, SearchConfig, Space
+from tinylstm.host.search.study import search as _search
+from tinylstm.host.targets.bridge import CModel
 from tinylstm.trainer.train import TrainConfig, TrainResult
 
 DEFAULT_BOARD = "qemu-stm32f405"  # build, flash: the emulated STM32F405 (QEMU netduinoplus2)
@@ -469,7 +469,7 @@ def stream(
     ``on_drift`` gets each alert raised or cleared); ``source``: switch the board's input source first
     (host, replay or sensor); ``feed="held-out"``: send the export's held-out data as INPUT frames;
     ``count``: stop after that many predictions; ``log``: also write each to this .csv or .jsonl file."""
-    from tinylstm.host.heldout import load_held_out
+    from tinylstm.codegen.heldout import load_held_out
 
     if count is not None and count <= 0:
         raise TinyLSTMError("--count must be positive")

@@ -2,7 +2,7 @@
  * TinyLSTM serial frame protocol, wire version 2 (firmware side).
  *
  * Specification: docs/serial-protocol.md. The host implementation is
- * tinylstm.host.protocol; both are checked against tests/vectors/protocol_vectors.json.
+ * tinylstm.host.link.protocol; both are checked against tests/vectors/protocol_vectors.json.
  *
  * Wire format: COBS(header | payload | crc32) 0x00
  *   header  = magic u8 (0xA6) | type u8 | seq u16 LE | payload length u16 LE

@@ -1,4 +1,6 @@
-"""Board layer: the board registry, the cross toolchain driver, the QEMU runner and size reports."""
+"""Boards: the registry, the cross toolchain driver, firmware build and packaging, flashing, the QEMU
+boards, fit and size reports. Imports link (the frames a firmware speaks), never targets, analysis or
+search."""
 
 from tinylstm.host.boards.qemu import QemuBoard
 from tinylstm.host.boards.registry import BOARDS, Board, board_names, get_board

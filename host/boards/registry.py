@@ -3,9 +3,9 @@
 A bare-metal board is built here with a cross compiler into an ELF (its port: ``firmware/ports/<port>``,
 startup, linker script, HAL); a PlatformIO board gets a PlatformIO project that ``pio run`` builds (one
 ``[env:<name>]``, the Arduino HAL); ``esp-idf`` writes an ESP-IDF component and ``arduino-lib`` an
-Arduino library (host/packaging.py). Every record states the flash and RAM the firmware may use, and
-``tinylstm build`` refuses a model that cannot fit (host/fit.py). ``flasher`` names how ``tinylstm
-flash`` programs it (host/flash.py: ``qemu`` runs the emulator, ``stm32`` st-flash/openocd/pyocd,
+Arduino library (host/boards/packaging.py). Every record states the flash and RAM the firmware may use, and
+``tinylstm build`` refuses a model that cannot fit (host/boards/fit.py). ``flasher`` names how ``tinylstm
+flash`` programs it (host/boards/flash.py: ``qemu`` runs the emulator, ``stm32`` st-flash/openocd/pyocd,
 ``platformio`` pio's upload, ``esp32`` pio or esptool). A bare-metal board names its cross
 ``Toolchain`` and, when it runs in QEMU, its ``Emulator``. Adding a board is adding a record here (and,
 for a new chip family, a port): docs/porting.md.
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.csources import firmware_dir
+from tinylstm.host.boards.csources import firmware_dir
 
 CORTEX_M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 # the ESP32-C3/C6/H2 instruction set; -msmall-data-limit=0: no gp-relative small data (the port sets no gp)
@@ -51,7 +51,7 @@ class Core:
     """A CPU core and how code for it is compiled here (the bare-metal build, the compile gates)."""
 
     name: str
-    toolchain: Toolchain | None  # its GNU cross toolchain; None: no GNU one here (Xtensa: host/xtensa.py)
+    toolchain: Toolchain | None  # its GNU cross toolchain; None: none here (Xtensa: host/targets/xtensa.py)
     cpu_flags: tuple[str, ...] = ()  # compile and link
     # cycles per instruction assumed to turn counted instructions into time (benchmarks/bench_kernel.py):
     # an assumption, not a measurement (flash wait states and caches decide it on a chip)
@@ -63,7 +63,7 @@ class Core:
 CORE_CORTEX_M4F = Core("cortex-m4f", ARM_GCC, CORTEX_M4F, cpi_assumed=1.25)
 # ESP32-C3: single-issue, code and constants through a 16 KB flash cache
 CORE_RV32IMC = Core("rv32imc", RISCV_GCC, RV32IMC, cpi_assumed=1.5)  # ESP32-C3/C6/H2
-CORE_XTENSA_LX6 = Core("xtensa-lx6", None)  # ESP32: clang-22's esp32 target compiles it (host/xtensa.py)
+CORE_XTENSA_LX6 = Core("xtensa-lx6", None)  # ESP32: clang-22's esp32 target compiles it (targets/xtensa.py)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Board:
     pio_board: str | None = None
     pio_flags: tuple[str, ...] = ()  # extra build_flags of its [env:] section; {rx} = the receive buffer size
     # what `pio run` needs in PlatformIO's core directory (platforms/ and packages/): without them it
-    # downloads, so `tinylstm flash` checks first (host/flash.py)
+    # downloads, so `tinylstm flash` checks first (host/boards/flash.py)
     pio_packages: tuple[str, ...] = ()
     esptool_chip: str | None = None  # esptool's --chip for a merged .bin (flasher "esp32")
     rx_buffer_min: int = 0  # the smallest receive buffer the port allocates (bytes)

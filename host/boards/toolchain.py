@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.csources import firmware_dir
 from tinylstm.host.boards.registry import ARM_GCC, Board, Toolchain
-from tinylstm.host.csources import firmware_dir
 
 HAL_DIR = firmware_dir() / "hal"
 COMMON_PORT_DIR = firmware_dir() / "ports" / "common"  # what every bare-metal port shares

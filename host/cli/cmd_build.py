@@ -6,7 +6,7 @@ import argparse
 
 from tinylstm.api import DEFAULT_BOARD, SOURCES, build
 from tinylstm.host.boards import BOARDS, board_names, get_board
-from tinylstm.host.packaging import PACKAGERS
+from tinylstm.host.boards.packaging import PACKAGERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from tinylstm.api import explain
-from tinylstm.host.explain import MAX_STEPS
+from tinylstm.host.analysis.explain import MAX_STEPS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

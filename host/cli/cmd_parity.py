@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tinylstm.api import parity
 from tinylstm.host.boards.registry import emulated_boards
-from tinylstm.host.feed import Feeder
-from tinylstm.host.link import DEFAULT_BAUD
+from tinylstm.host.link.feed import Feeder
+from tinylstm.host.link.transport import DEFAULT_BAUD
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from tinylstm.contract.cells import NAMES as CELL_NAMES
 from tinylstm.contract.constants import MAX_INPUT
 from tinylstm.contract.readouts import NAMES as READOUT_NAMES
 from tinylstm.host.boards.registry import BOARDS
-from tinylstm.host.search import SELECTIONS
+from tinylstm.host.search.study import SELECTIONS
 from tinylstm.trainer.recipe import STACK_MIN_STEPS, STACK_TARGET_STEPS
 
 

@@ -8,9 +8,9 @@ import time
 from contextlib import closing
 
 from tinylstm.api import SOURCES, Stream, stream
-from tinylstm.host.drift import DriftEvent
-from tinylstm.host.link import DEFAULT_BAUD
-from tinylstm.host.stream import StreamCounters
+from tinylstm.host.link.drift import DriftEvent
+from tinylstm.host.link.stream import StreamCounters
+from tinylstm.host.link.transport import DEFAULT_BAUD
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,9 +1,9 @@
 /*
- * Kernel-run harness on an Xtensa core in QEMU (tests/test_xtensa.py, host/xtensa.py): steps the
+ * Kernel-run harness on an Xtensa core in QEMU (tests/test_xtensa.py, host/targets/xtensa.py): steps the
  * generated model (tl_model.h) over the generated int8 samples (tl_replay.h, in the ELF) and
  * writes, for every step, the outputs (int16 x O), the hidden state (int8 x layers*hidden, int16 for
  * an int16-h model) and the cell state (int16 x layers*hidden), raw little-endian, to the semihosting
- * stdout (host/xtensa.py: record_dtype). The host checks every word against codegen/golden.py.
+ * stdout (host/targets/xtensa.py: record_dtype). The host checks every word against codegen/golden.py.
  *
  * Exit status: 0 ok; 2 tl_state_init failed; 3 tl_step failed; 4 a semihosting write failed.
  */

@@ -3,7 +3,7 @@
 - flash: the model's constant data (codegen/emit_c.model_data_bytes in the int8 weight layout the search
   exports: exact for the shapes, whatever the weights) plus the kernel's code (.text of the step path,
   measured by compiling it for the board's core at the firmware's -Os; for a core without a compiler
-  here, host/fit.py's CODE_ALLOWANCE bound). A stacked model's (``stack`` k > 1, contract/stacking.py)
+  here, host/boards/fit.py's CODE_ALLOWANCE bound). A stacked model's (``stack`` k > 1, contract/stacking.py)
   layer 0 reads k * C values per step, so its input weights, G * H * k * C bytes, grow with k;
 - RAM: the model state the kernel keeps: 2 * IntModel.state_words (the layers', a pooled readout's pool,
   a stacked model's k * C input bytes, contract/constants.py) + sizeof(tl_state_t);
@@ -17,7 +17,7 @@
   runs the dense head on the held readout, so its per-sample cost is about the recurrent work / k + the
   head + the copy. The one sample that runs the layers is priced too (``peak_*``); without stacking the
   two are the same.
-The board's own limits (host/fit.py ``check_fits``: the whole firmware) are checked too.
+The board's own limits (host/boards/fit.py ``check_fits``: the whole firmware) are checked too.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from tinylstm.codegen.random_models import random_quantized_model
 from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.contract.stacking import check_stack
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.fit import CODE_ALLOWANCE, check_fits
 from tinylstm.host.boards.registry import Board
-from tinylstm.host.fit import CODE_ALLOWANCE, check_fits
 
 # sizeof(tl_state_t) on a 32-bit target (csrc/tinylstm.h): 8 pointers + steps + phase (the stacking phase
 # and buffer pointer are in every model's state, stacked or not)
@@ -72,7 +72,7 @@ class Cost:
 
 def countable(board: Board) -> bool:
     """Whether unicorn counts instructions for the board's core here."""
-    from tinylstm.host.unicorn_runner import CORES
+    from tinylstm.host.targets.unicorn_runner import CORES
 
     return board.core is not None and board.core.toolchain is not None and board.core.name in CORES
 
@@ -111,7 +111,7 @@ def architecture_cost(
     if not countable(board):
         size = model_data_bytes(model)
         return Cost(size + CODE_ALLOWANCE, size, CODE_ALLOWANCE, ram, None, None, fits, stack)
-    from tinylstm.host.unicorn_runner import Target, build_target, code_size
+    from tinylstm.host.targets.unicorn_runner import Target, build_target, code_size
 
     assert board.core is not None
     with tempfile.TemporaryDirectory(prefix="tinylstm-cost-") as tmp:

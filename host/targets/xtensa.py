@@ -51,9 +51,9 @@ from tinylstm.codegen.emit_replay import emit_replay
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.boards.firmware import app_sources
 from tinylstm.host.boards.toolchain import COMMON_PORT_DIR
-from tinylstm.host.csources import C_FLAGS, csrc_dir, firmware_dir, kernel_sources
-from tinylstm.host.firmware import app_sources
 
 CLANG = "clang-22"
 LLC = "llc-22"
@@ -78,7 +78,7 @@ RUN_TOOLS: dict[Core, tuple[str, ...]] = {
 
 # -std=c99 -Wall -Wextra -Werror -ffp-contract=off -fno-math-errno, for size, one section per function.
 XTENSA_C_FLAGS = [*C_FLAGS, "-Os", "-ffunction-sections", "-fdata-sections"]
-# tl_app.c as `tinylstm build` compiles it (host/firmware.py): replay data in, host source at boot.
+# tl_app.c as `tinylstm build` compiles it (host/boards/firmware.py): replay data in, host source at boot.
 APP_DEFINES = {"TL_APP_HAS_REPLAY": "1", "TL_APP_BOOT_SOURCE": "0"}
 
 # dc233c (QEMU's Linux-capable core): register windows, zero-overhead loops, MIN/MAX, SEXT,

@@ -3,8 +3,8 @@
 The board's record (host/boards/registry.py) decides: a bare-metal board gets the kernel (csrc/) + the
 export's tl_model.c + the app (firmware/app) + tl_replay.c + its port, compiled with ``build_elf`` ->
 ELF, BIN, map and a size report split into kernel / model data / app / port / libgcc; the other kinds
-get a project for their build system (host/packaging.py: PlatformIO, an ESP-IDF component, an Arduino
-library), built on the user's machine. Either way the model is first checked to fit (host/fit.py).
+get a project for their build system (host/boards/packaging.py: PlatformIO, an ESP-IDF component, an Arduino
+library), built on the user's machine. Either way the model is first checked to fit (host/boards/fit.py).
 """
 
 from __future__ import annotations
@@ -16,18 +16,19 @@ from pathlib import Path
 
 from tinylstm.codegen.emit_c import Layout, build_settings
 from tinylstm.codegen.emit_replay import emit_replay
+from tinylstm.codegen.heldout import load_held_out
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import SizeReport, build_elf, get_board, size_report
-from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
-from tinylstm.host.feed import required_rx_capacity
-from tinylstm.host.fit import check_fits
-from tinylstm.host.heldout import load_held_out
-from tinylstm.host.packaging import PACKAGERS
-from tinylstm.host.protocol import MAX_INPUT_SIZE, MAX_OUTPUT_SIZE, Source
+from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.boards.fit import check_fits
+from tinylstm.host.boards.packaging import PACKAGERS
+from tinylstm.host.link.feed import required_rx_capacity
+from tinylstm.host.link.protocol import MAX_INPUT_SIZE, MAX_OUTPUT_SIZE, Source
 
 REPLAY_STEPS = 256
-BUILD_STAMP = "build.json"  # in every build's output directory: the board it was built for (host/flash.py)
+# in every build's output directory: the board it was built for (host/boards/flash.py)
+BUILD_STAMP = "build.json"
 
 
 @dataclass

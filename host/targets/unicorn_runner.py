@@ -35,9 +35,9 @@ from unicorn import riscv_const as rv
 
 from tinylstm.codegen.emit_c import Layout, build_settings, emit_c
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.registry import CORE_CORTEX_M4F, CORE_RV32IMC, Core
 from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, find_tool
-from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
 
 CORES = {c.name: c for c in (CORE_CORTEX_M4F, CORE_RV32IMC)}  # what unicorn runs here
 FLASH, FLASH_SIZE = 0x0800_0000, 16 << 20

@@ -1,6 +1,6 @@
 """Board vs host parity: feed real held-out data as INPUT frames, compare every PRED with the cffi kernel.
 
-The feeder (tinylstm.host.feed) delivers every step's board outputs exactly once and in order, through
+The feeder (tinylstm.host.link.feed) delivers every step's board outputs exactly once and in order, through
 any loss on the link. The host's reference is the same C code, run over the same samples with the
 same resets: the window rule (reset before every step s with s % window == 0) and, in stream mode,
 any RESET point the feeder had to restart the board at.
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from tinylstm.codegen.heldout import HeldOut, load_held_out
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.bridge import CModel, load_library
-from tinylstm.host.feed import Feeder, FeedError, FeedStats, check_hello, request_stats, wait_hello
-from tinylstm.host.heldout import HeldOut, load_held_out
-from tinylstm.host.link import Link, LinkError
-from tinylstm.host.protocol import Mode
+from tinylstm.host.link.feed import Feeder, FeedError, FeedStats, check_hello, request_stats, wait_hello
+from tinylstm.host.link.protocol import Mode
+from tinylstm.host.link.transport import Link, LinkError
+from tinylstm.host.targets.bridge import CModel, load_library
 
 
 @dataclass

@@ -23,8 +23,8 @@ from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalis
 from tinylstm.codegen.store import load_int_model
 from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.bridge import CModel, load_library
-from tinylstm.host.mpy_runner import micropython_executable, run_blob
+from tinylstm.host.targets.bridge import CModel, load_library
+from tinylstm.host.targets.mpy_runner import micropython_executable, run_blob
 from tinylstm.trainer.checkpoint import CheckpointMeta
 from tinylstm.trainer.sequence_set import SequenceSet
 

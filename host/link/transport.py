@@ -22,7 +22,7 @@ import serial
 from serial.tools import list_ports
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.protocol import (
+from tinylstm.host.link.protocol import (
     MAGIC_BY_VERSION,
     VERSION,
     Error,

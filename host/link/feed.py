@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.link import Link, LinkError, LinkLost
-from tinylstm.host.protocol import (
+from tinylstm.host.link.protocol import (
     MAX_BATCH,
     Ack,
     Error,
@@ -59,6 +58,7 @@ from tinylstm.host.protocol import (
     max_wire_size,
     parse_message,
 )
+from tinylstm.host.link.transport import Link, LinkError, LinkLost
 
 CONTROL_RESERVE = 2 * max_wire_size(4)  # credit kept back for PRED_REQ / RESET frames
 RTO_INITIAL, RTO_MIN, RTO_MAX = 1.0, 0.3, 4.0  # seconds: retransmission timeout bounds

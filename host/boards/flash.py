@@ -23,8 +23,8 @@ from types import FrameType
 
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import BOARDS, Board, QemuBoard, get_board
+from tinylstm.host.boards.firmware import BUILD_STAMP
 from tinylstm.host.boards.registry import emulated_boards
-from tinylstm.host.firmware import BUILD_STAMP
 
 STM32_TOOLS = ("st-flash", "openocd", "pyocd")
 STM32_INSTALL = (

@@ -9,8 +9,9 @@ from pathlib import Path
 C_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", "-fno-math-errno"]
 
 
-# host/, csrc/ and firmware/ are siblings both in the source tree and in site-packages/tinylstm/.
-_ROOT = Path(__file__).resolve().parent.parent
+# host/, csrc/ and firmware/ are siblings both in the source tree and in site-packages/tinylstm/; this file is
+# host/boards/csources.py.
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def csrc_dir() -> Path:

@@ -2,7 +2,7 @@
 
 Before the study, every architecture of the space (cell x hidden size x layers x hidden-state format x
 readout x input stacking; stream data gets only the last-h readout; the stacking by default is the
-recipe's choice for the data, one value) is priced on the board (host/cost.py: flash, RAM, latency per
+recipe's choice for the data, one value) is priced on the board (host/search/cost.py: flash, RAM, latency per
 sample, known before training) and those over a budget or not fitting the board are set aside; nothing
 fitting fails at once. The prices are stored in the study, so its workers and resumed
 runs draw from the same architectures. Each trial draws one of the architectures that fit, a peak
@@ -36,7 +36,7 @@ from tinylstm.contract.constants import HIDDEN_FORMATS, MAX_INPUT, MAX_STACK
 from tinylstm.contract.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
-from tinylstm.host.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
+from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
 from tinylstm.trainer.recipe import SELECTIONS, DataShape, choose_stack
 
 QAT_EPOCHS = 3  # fine-tuning epochs of a trial that draws QAT
@@ -316,7 +316,8 @@ def over_budget(cost: Cost, budget: Budget) -> str | None:
 
 
 def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> dict[str, Cost]:
-    """Every architecture of the space priced on the board (host/cost.py, cached in OUT/costs.json), by key.
+    """Every architecture of the space priced on the board (host/search/cost.py, cached in OUT/costs.json), by
+    key.
 
     Priced on the data the trials use (the first window length when several are searched: a window
     changes the sequences, not the shapes or the class names a price depends on; the recipe's stacking,
@@ -384,7 +385,7 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         from tinylstm.codegen.export import ModelSource, export
         from tinylstm.codegen.qat import finetune
-        from tinylstm.host.check import check
+        from tinylstm.host.analysis.check import check
         from tinylstm.trainer.train import TrainConfig, fit
 
         optuna = _optuna()

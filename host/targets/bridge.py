@@ -24,7 +24,7 @@ import numpy as np
 from tinylstm.codegen.emit_c import Layout, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 
 CDEF = """
 typedef int tl_status_t;

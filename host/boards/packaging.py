@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.boards import BOARDS, Board
-from tinylstm.host.csources import csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
 
 PACKAGE_VERSION = "0.1.0"  # of the generated component and library; the model hash says which model
 

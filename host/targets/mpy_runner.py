@@ -19,7 +19,7 @@ import numpy as np
 
 from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.csources import firmware_dir
+from tinylstm.host.boards.csources import firmware_dir
 
 FALLBACK_DIR = firmware_dir() / "micropython"
 HIDDEN_BITS_OFFSET = 30  # the blob header's hidden-bits byte (docs/model-blob.md); 0 in old blobs = 8

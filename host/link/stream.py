@@ -1,6 +1,6 @@
 """Stream predictions from a board: ``with BoardStream(url, export_dir) as s: for p in s.predictions(): ...``.
 
-Host-fed streams (``predictions(feed=samples)``) go through the feeder (tinylstm.host.feed): credit flow
+Host-fed streams (``predictions(feed=samples)``) go through the feeder (tinylstm.host.link.feed): credit flow
 control, every sample answered exactly once and in order, lost frames recovered (``counters.feed``
 says how). Streams from the board's own source (replay, sensor) are read as they come.
 Nothing is lost silently. Every gap is counted in ``StreamCounters``:
@@ -29,10 +29,9 @@ import numpy as np
 
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor, DriftThresholds, drift_reference
-from tinylstm.host.feed import Feeder, check_hello, command, wait_hello
-from tinylstm.host.link import DEFAULT_BAUD, Link, LinkError, LinkLost
-from tinylstm.host.protocol import (
+from tinylstm.host.link.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor, DriftThresholds, drift_reference
+from tinylstm.host.link.feed import Feeder, check_hello, command, wait_hello
+from tinylstm.host.link.protocol import (
     Error,
     Frame,
     Hello,
@@ -41,6 +40,7 @@ from tinylstm.host.protocol import (
     Source,
     parse_message,
 )
+from tinylstm.host.link.transport import DEFAULT_BAUD, Link, LinkError, LinkLost
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -53,7 +53,7 @@ class Prediction:
     values: tuple[float, ...] | None  # raw * output scale (None without an export)
     label: str | None  # class with the largest output, for classifiers
     session: int  # 0 for the first board boot seen, +1 for every reboot or reconnect
-    drift: tuple[str, ...] = ()  # the drift alerts active after this prediction (tinylstm.host.drift)
+    drift: tuple[str, ...] = ()  # the drift alerts active after this prediction (tinylstm.host.link.drift)
 
 
 @dataclass
