@@ -15,7 +15,7 @@ demo: .setup-done
 
 test: .setup-done
 	PYTHON=$(PY) ./scripts/lint.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 lint: .setup-done
 	PYTHON=$(PY) ./scripts/lint.sh

@@ -1,6 +1,6 @@
 """numpy golden reference of the integer kernel: bit-exact with csrc/, batched over streams.
 
-Built only from ``codegen.qmath`` and the cells' integer steps (``codegen.cells``); the C kernel must
+Built only from ``contract.qmath`` and the cells' integer steps (``contract.cells``); the C kernel must
 reproduce every output and every state word of :func:`step`, step for step.
 """
 
@@ -26,7 +26,8 @@ class GoldenState:
     h: np.ndarray  # int64 [B, L, H]
     c: np.ndarray  # int64 [B, L, H]; zeros for cells without a cell state
     pool: np.ndarray  # int64 [B, H]: a pooled readout's int32 words (contract/readouts.py)
-    stack: np.ndarray  # int64 [B, k*C]: a stacked model's inputs of the step being filled (stacking.py)
+    # int64 [B, k*C]: a stacked model's inputs of the step being filled (contract/stacking.py)
+    stack: np.ndarray
     head_in: np.ndarray  # int64 [B, H]: what the head read at the last step (zeros after the reset)
     gates: np.ndarray  # int64 [B, L, G, H]: the gate activations of the last step (held like the outputs)
     steps: int = 0  # recurrent steps since the reset (tl_state_t.steps)

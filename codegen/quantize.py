@@ -61,7 +61,7 @@ class IntLayer:
     # acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0)
     scale_exp: np.ndarray
     # 8: int8 Q0.7 h; 16: int16 Q0.15 h (docs/integer-contract.md). An int16-h layer's input enters its
-    # sums as x * 2^contract.input_shift(hidden_bits, layer index): layer 0's int8 input times 2^8
+    # sums as x * 2^contract.constants.input_shift(hidden_bits, layer index): layer 0's int8 input times 2^8
     hidden_bits: int = HIDDEN_BITS
 
     @property

@@ -1,7 +1,7 @@
 """The float model codegen starts from: an RNN (LSTM or GRU, PyTorch layout) plus a dense head.
 
 It is built from a TinyLSTM checkpoint or from a user's own ``nn.LSTM``/``nn.GRU`` +
-``nn.Linear`` model (see ``codegen.user_model``), and carries the metadata the firmware
+``nn.Linear`` model (see ``codegen.source``), and carries the metadata the firmware
 needs (task, classes, normalisation, window/stream mode).
 """
 
@@ -53,8 +53,10 @@ class FloatModel:
     head_w: np.ndarray  # [O, H]
     head_b: np.ndarray  # [O]
     meta: ModelMeta
-    readout: str = "last"  # what the head reads: the last h, or its mean / max over the window (readouts.py)
-    stack: int = 1  # samples per recurrent step (stacking.py); layer 0 reads stack * input_size values
+    # what the head reads: the last h, or its mean / max over the window (contract/readouts.py)
+    readout: str = "last"
+    # samples per recurrent step (contract/stacking.py); layer 0 reads stack * input_size values
+    stack: int = 1
 
     @property
     def input_size(self) -> int:

@@ -1,7 +1,7 @@
 """The host side: everything that runs on the developer's machine after export.
 
 The packages follow the data, lowest first; each may import the ones before it (and contract/, trainer/,
-codegen/), never one after it (.importlinter, checked by ``lint-imports`` in ``make test``):
+codegen/), never one after it (.importlinter, checked by scripts/import_contract.py in ``make test``):
 
 - ``link``: the serial link to a board: frames (protocol), the transport, feeding with flow control and
   recovery, the prediction stream and its drift monitor, the fault-injecting lab;
@@ -11,5 +11,6 @@ codegen/), never one after it (.importlinter, checked by ``lint-imports`` in ``m
   Xtensa, MicroPython;
 - ``analysis``: verdicts over a model: check, parity over the link, explain;
 - ``search``: the architecture study and its cost model;
-- ``cli``: the command line, a thin layer over ``tinylstm.api`` (the only importer of everything).
+- ``cli``: the command line, mostly a thin layer over ``tinylstm.api``; the only layer that may import every
+  other.
 """

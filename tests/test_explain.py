@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +21,9 @@ from tinylstm.host.targets.bridge import CModel
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.train import TrainConfig, fit
 
+# the exports and explain runs are module fixtures: one worker builds them (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("explain")
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -29,12 +36,25 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return root / "export"
 
 
-def test_images_and_json_per_class(
-    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "explain"
-    assert main(["explain", str(exported), "--out", str(out)]) == 0
-    doc = json.loads((out / "explain.json").read_text())
+@dataclass
+class Explained:
+    out: Path  # what `tinylstm explain --out` wrote
+    doc: dict[str, Any]  # its explain.json
+    stdout: str
+
+
+@pytest.fixture(scope="module")
+def explained(exported: Path) -> Explained:
+    """`tinylstm explain` run once per export: plotting every class is most of its time."""
+    out = exported.parent / "explain"
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["explain", str(exported), "--out", str(out)]) == 0
+    return Explained(out, json.loads((out / "explain.json").read_text()), buf.getvalue())
+
+
+def test_images_and_json_per_class(exported: Path, explained: Explained) -> None:
+    out, doc = explained.out, explained.doc
     m, meta = load_int_model(exported)
     classes = meta["checkpoint"]["classes"]
     assert [e["label"] for e in doc["examples"]] == classes  # one example per class of the held-out set
@@ -50,15 +70,13 @@ def test_images_and_json_per_class(
         assert set(ex["departure"]["gates"]) == {
             f"layer{n}.{g}" for n in range(m.num_layers) for g in doc["gate_names"]
         }
-    assert capsys.readouterr().out.count("wrote ") == len(doc["examples"]) + 1
+    assert explained.stdout.count("wrote ") == len(doc["examples"]) + 1
 
 
 def test_integer_traces_are_the_kernels_and_float_traces_the_float_models(
-    exported: Path, tmp_path: Path
+    exported: Path, explained: Explained
 ) -> None:
-    from tinylstm.host.analysis.explain import explain
-
-    doc = explain(exported, out_dir=tmp_path)
+    doc = explained.doc
     m, meta = load_int_model(exported)
     origin = export_origin(exported, meta)
     _, test = data_splits(origin.loaded, origin.data)

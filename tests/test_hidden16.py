@@ -64,6 +64,7 @@ def test_long_stream_saturating_model(cell: str, layers: int) -> None:
     assert_stream_bit_exact(model, xq)
 
 
+@pytest.mark.slow
 def test_sanitized_host_build(tmp_path: Path) -> None:
     """The int16-h paths under -fsanitize=address,undefined (every int64 product, every shift): every cell,
     3 layers at the largest hidden size, 3,000 steps."""

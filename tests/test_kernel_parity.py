@@ -112,6 +112,7 @@ def test_float_input_conversion_matches(seed: int, scale: float) -> None:
     assert np.array_equal(cm.quantize_input(x), golden.quantize_input(model, x))
 
 
+@pytest.mark.slow
 def test_sanitized_host_build(tmp_path: Path) -> None:
     """The kernel under -fsanitize=address,undefined, stepping every cell, 3 layers, for 10,000 steps."""
     rng = np.random.default_rng(3)

@@ -54,6 +54,8 @@ from tinylstm.host.link.transport import Link
 from tinylstm.host.targets.bridge import CModel, load_library
 
 SLOW = ("-icount", "shift=7,align=on")  # 128 ns per instruction, paced against the host clock
+# samples against the slow board: over a hundred cycles of a full receive buffer, under two CPU hogs
+SLOW_STEPS = 3_000
 
 
 @pytest.fixture(scope="module")
@@ -85,16 +87,18 @@ def assert_clean(report: ParityReport) -> None:
     assert report.board_stats is not None and report.board_stats["dropped_rx"] == 0
 
 
+@pytest.mark.slow
 def test_slow_board_on_a_loaded_machine_parity(trained_each: Trained) -> None:
     trained = trained_each
     with cpu_hogs(2), QemuBoard(trained.host.elf, extra_args=SLOW) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
-        report = run_parity(link, trained.export_dir, 20_000)
+        report = run_parity(link, trained.export_dir, SLOW_STEPS)
     assert_clean(report)
-    assert report.steps == 20_000 and report.recovery["in_flight_peak"] <= report.rx_capacity
+    assert report.steps == SLOW_STEPS and report.recovery["in_flight_peak"] <= report.rx_capacity
 
 
+@pytest.mark.slow
 def test_slow_board_on_a_loaded_machine_host_fed_stream(trained: Trained) -> None:
-    xs, expect = expected_outputs(trained.export_dir, 20_000)
+    xs, expect = expected_outputs(trained.export_dir, SLOW_STEPS)
     with (
         cpu_hogs(2),
         QemuBoard(trained.host.elf, extra_args=SLOW) as board,
@@ -102,7 +106,7 @@ def test_slow_board_on_a_loaded_machine_host_fed_stream(trained: Trained) -> Non
     ):  # type: ignore[arg-type]
         preds = list(s.predictions(feed=xs))
         counters = s.live_counters()
-    assert [p.step for p in preds] == list(range(20_000))
+    assert [p.step for p in preds] == list(range(SLOW_STEPS))
     assert all(np.array_equal(p.raw, e) for p, e in zip(preds, expect, strict=True))
     feed = counters.feed
     assert feed is not None and feed["resends"] == feed["rewinds"] == 0 and not feed["naks"], feed
@@ -206,6 +210,7 @@ def test_faulty_link_parity_recovers_bit_exact(trained: Trained, direction: str,
     assert elapsed < 300
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("direction", ["to board", "to host", "both"])
 def test_very_faulty_link_ends_in_bounded_time_with_a_report(trained: Trained, direction: str) -> None:
     faults = Faults(1e-2, seed=7)
@@ -242,6 +247,7 @@ def _kill_and_restart_after(
     return t
 
 
+@pytest.mark.slow
 def test_qemu_restarted_during_parity_recovers(trained: Trained) -> None:
     started = threading.Event()
     with QemuBoard(trained.host.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
@@ -259,6 +265,7 @@ def test_qemu_restarted_during_parity_recovers(trained: Trained) -> None:
     assert report.steps == 8000 and report.mismatches == 0
 
 
+@pytest.mark.slow
 def test_qemu_restarted_during_host_fed_stream_recovers(trained: Trained) -> None:
     xs, expect = expected_outputs(trained.export_dir, 8000)
     started = threading.Event()

@@ -43,6 +43,8 @@ def trained_watch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return report
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("trained_watch")  # one worker trains the module fixture
 def test_imu_int8_accuracy_within_one_point_of_float(trained_watch: dict) -> None:
     q = trained_watch["quality"]
     assert q["metric"] == "accuracy_pct" and q["predictions"] > 500
@@ -52,6 +54,7 @@ def test_imu_int8_accuracy_within_one_point_of_float(trained_watch: dict) -> Non
     assert trained_watch["passed"] and trained_watch["exit_code"] == 0
 
 
+@pytest.mark.xdist_group("trained_watch")  # one worker trains the module fixture
 def test_imu_golden_equals_c_on_every_test_step(trained_watch: dict) -> None:
     b = trained_watch["bit_exact"]
     assert b["ok"] and b["mismatched_sequences"] == 0 and b["long_stream_steps"] >= 10_000
@@ -90,6 +93,7 @@ def _description(tmp: Path, x: np.ndarray, classes: list[str], **extra: object) 
     return path
 
 
+@pytest.mark.slow
 def test_user_lstm_module_exports_and_is_bit_exact(
     tmp_path: Path, watch_npz: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -236,6 +240,7 @@ def _write_ts(path: Path, seqs: list[np.ndarray], labels: list[str], classes: li
     path.write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_variable_length_ts_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -73,6 +73,7 @@ def test_fake_quant_gradients_reach_every_weight() -> None:
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
+@pytest.mark.slow
 def test_qat_keeps_or_improves_int8_accuracy_of_a_hidden_8_model(tmp_path: Path) -> None:
     """The same seeded float training twice, once followed by 3 QAT epochs (the watch IMU data
     shipped with the package, every second window)."""

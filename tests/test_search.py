@@ -60,6 +60,7 @@ def config(out: Path, trials: int, **kw: object) -> SearchConfig:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_path: Path) -> None:
     require_board_tools(BOARD)
     cfg = config(tmp_path / "s", 2)
@@ -143,6 +144,7 @@ JV_SPACE = Space(hidden=(8, 32, 64), layers=(1, 2), hidden_bits=(8, 16), readout
 JV_FLASH = 12 * 1024
 
 
+@pytest.mark.slow
 def test_tight_budget_trains_every_trial_with_the_hidden_bits_it_draws(tmp_path: Path) -> None:
     data = japanese_vowels_like(tmp_path / "jv.npz")
     cfg = SearchConfig(

@@ -1,7 +1,7 @@
 """Input stacking (contract/stacking.py) in the MicroPython fallback (firmware/micropython/tinylstm_mpy.py):
 every output, h and c word, the pool and the stack buffer, the phase and the step count after every sample,
 against the golden model, with a reset mid-stream at a sample that is not a multiple of k; under CPython and
-under the ``micropython`` executable (viper and plain loops), and through host/mpy_runner.run_blob.
+under the ``micropython`` executable (viper and plain loops), and through host/targets/mpy_runner.run_blob.
 A reset zeroes every state word (tl_reset), so all of them are compared after every sample.
 """
 
@@ -262,7 +262,8 @@ def test_fallback_under_micropython_every_word(
 @pytest.mark.parametrize("mode", ["viper", "plain"])
 @pytest.mark.parametrize("cell,hidden_bits", list(itertools.product(CELLS, [8, 16])))
 def test_mpy_runner_runs_stacked_blobs(tmp_path: Path, cell: str, hidden_bits: int, mode: str) -> None:
-    """host/mpy_runner.run_blob (what `tinylstm check` runs): every output and the final h and c words."""
+    """host/targets/mpy_runner.run_blob (what `tinylstm check` runs): every output and the final h and c
+    words."""
     m, xq, _ = stacked_model(cell, 2, hidden_bits, "mean", 3, seed=2)
     assert MICROPYTHON
     ys, h, c = run_blob(

@@ -2,5 +2,5 @@
 ``parity`` (a board or QEMU over the link against the host kernel, sample by sample), ``explain`` (what
 the integer model does per step and gate).
 
-Imports link, boards and targets, never search or cli.
+Imports link and targets (and what lies below them), never search or cli.
 """

@@ -63,7 +63,8 @@ class Core:
 CORE_CORTEX_M4F = Core("cortex-m4f", ARM_GCC, CORTEX_M4F, cpi_assumed=1.25)
 # ESP32-C3: single-issue, code and constants through a 16 KB flash cache
 CORE_RV32IMC = Core("rv32imc", RISCV_GCC, RV32IMC, cpi_assumed=1.5)  # ESP32-C3/C6/H2
-CORE_XTENSA_LX6 = Core("xtensa-lx6", None)  # ESP32: clang-22's esp32 target compiles it (targets/xtensa.py)
+# ESP32: clang-22's esp32 target compiles it (host/targets/xtensa.py)
+CORE_XTENSA_LX6 = Core("xtensa-lx6", None)
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,25 @@ def _compile(
         raise TinyLSTMError(f"building the cffi bridge failed: {exc}") from exc
 
 
+def _publish(tmp: Path, final: Path, complete: Callable[[Path], bool]) -> None:
+    """Move the finished directory ``tmp`` to ``final`` in one rename, so processes sharing the cache (pytest
+    workers, parallel builds) see a whole directory or none. When another process got there first its copy
+    is kept and ``tmp`` dropped; a ``final`` that is not ``complete`` (an interrupted older build) is
+    replaced."""
+    try:
+        tmp.rename(final)
+        return
+    except OSError:
+        if complete(final):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+    shutil.rmtree(final, ignore_errors=True)
+    try:
+        tmp.rename(final)
+    except OSError:  # a third process published meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _cached_module(
     prefix: str, inputs: list[Path], source: str, cdef: str, include: list[Path], cache_dir: Path | None
 ) -> ModuleType:
@@ -176,8 +195,7 @@ def _cached_module(
             cc,
             [*C_FLAGS, *HOST_DEFINES],
         )
-        shutil.rmtree(build_dir, ignore_errors=True)
-        tmp.rename(build_dir)
+        _publish(tmp, build_dir, lambda d: any(d.glob(f"{module}*.so")))
         libs = [build_dir / built.name]
     spec = importlib.util.spec_from_file_location(module, libs[0])
     assert spec and spec.loader
@@ -260,7 +278,10 @@ class CModel:
             f"gen-{model.model_hash:08x}-{hashlib.sha256(model.canonical_bytes()).hexdigest()[:8]}-{layout}"
         )
         if not (gen / "tl_model.c").is_file():
-            emit_c(model, gen, layout=layout)
+            tmp = gen.with_name(f"{gen.name}.tmp{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            emit_c(model, tmp, layout=layout)
+            _publish(tmp, gen, lambda d: (d / "tl_model.c").is_file())
         return cls(load_library(gen, "model", cache_dir))
 
     @classmethod
