@@ -205,7 +205,13 @@ def _gru_step(
     return fake_h(h_new, p.hidden_bits), c
 
 
-QAT_STEPS: dict[str, QatStep] = {"lstm": _lstm_step, "gru": _gru_step}
+def _rnn_step(
+    p: LayerParams, t: Table, gx: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor, F: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return fake_h(t.tanh(q12(gx + gh + p.bias)), p.hidden_bits), c
+
+
+QAT_STEPS: dict[str, QatStep] = {"lstm": _lstm_step, "gru": _gru_step, "rnn": _rnn_step}
 if set(QAT_STEPS) != set(CELLS):
     raise ImportError(
         f"codegen/qat.py has steps for {sorted(QAT_STEPS)}, contract/cells.py has {sorted(CELLS)}"
@@ -289,14 +295,21 @@ def tiny_rnn_of(fm: FloatModel) -> TinyRNN:
     return model.eval()
 
 
-def fake_quant_outputs(fm: FloatModel, m: IntModel, sequences: list[np.ndarray]) -> list[np.ndarray]:
+def fake_quant_outputs(
+    fm: FloatModel, m: IntModel, sequences: list[np.ndarray], double: bool = False
+) -> list[np.ndarray]:
     """The fake-quantized forward of ``fm`` at ``m``'s scales on raw sequences [T, C]: int16 outputs
-    (in output LSBs) per sequence, what a QAT-trained model was fine-tuned to produce."""
-    net = FakeQuantRNN(tiny_rnn_of(fm), ranges_of(m))
+    (in output LSBs) per sequence, what a QAT-trained model was fine-tuned to produce. ``double``: in float64
+    instead of training's float32, whose roundings an int16 h can carry for many steps."""
+    net = FakeQuantRNN(tiny_rnn_of(fm).double() if double else tiny_rnn_of(fm), ranges_of(m))
     out: list[np.ndarray] = [np.empty(0)] * len(sequences)
     with torch.no_grad():
         for idx in by_length(sequences).values():
-            x = torch.from_numpy(np.stack([normalise(fm, sequences[k]) for k in idx]).astype(np.float32))
+            x = torch.from_numpy(
+                np.stack([normalise(fm, sequences[k]) for k in idx]).astype(
+                    np.float64 if double else np.float32
+                )
+            )
             y = np.round(net(x).numpy().astype(np.float64) / m.output_scale).astype(np.int64)
             for j, k in enumerate(idx):
                 out[k] = y[j]

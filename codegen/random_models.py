@@ -16,6 +16,7 @@ from tinylstm.contract.constants import (
     HIDDEN_BITS,
     MULT16_BITS,
     MULT_BITS,
+    SHIFT_MAX,
 )
 
 
@@ -46,7 +47,10 @@ def random_int_model(
     def mults(n: int, bits: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
         return (
             rng.integers(1 << (bits - 1), (1 << bits) - 1, n, dtype=np.int64).astype(np.int32),
-            rng.integers(shift_lo + extra, shift_hi + extra, n).astype(np.int8),
+            # inside the kernel's range: tl_model_check refuses a shift above SHIFT_MAX
+            rng.integers(min(shift_lo + extra, SHIFT_MAX), min(shift_hi + extra, SHIFT_MAX + 1), n).astype(
+                np.int8
+            ),
         )
 
     int_layers = []

@@ -1,7 +1,7 @@
 """Where a float model comes from: a TinyLSTM checkpoint, or a user's own PyTorch model.
 
-User models are an ``nn.LSTM``/``nn.GRU`` (batch_first or not, 1+ layers, unidirectional, no
-proj_size) followed by one ``nn.Linear``, saved either as a whole module (``torch.save(model)``,
+User models are an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (tanh; batch_first or not, 1+ layers, unidirectional,
+no proj_size) followed by one ``nn.Linear``, saved either as a whole module (``torch.save(model)``,
 loaded only with ``trust_module=True`` because unpickling runs code) or as a state_dict with a
 small JSON description (see docs/user-models.md).
 """
@@ -27,7 +27,8 @@ from tinylstm.trainer.sequence_set import Mode, Task
 
 SUPPORTED = (
     f"supported models: one {' or '.join('nn.' + c.torch_name for c in CELLS.values())} (unidirectional, "
-    "no proj_size, bias on) followed by one nn.Linear head applied to the RNN outputs"
+    "no proj_size, bias on; nn.RNN with its default tanh) followed by one nn.Linear head applied to the RNN "
+    "outputs"
 )
 
 
@@ -57,6 +58,12 @@ def from_rnn(
         raise TinyLSTMError(f"LSTM with proj_size={rnn.proj_size} is not supported; {SUPPORTED}")
     if not rnn.bias:
         raise TinyLSTMError(f"an RNN built with bias=False is not supported; {SUPPORTED}")
+    for attr, want in cell.torch_options:
+        if getattr(rnn, attr, want) != want:
+            raise TinyLSTMError(
+                f"nn.{cell.torch_name} with {attr}={getattr(rnn, attr)!r} is not supported: the integer "
+                f"contract's {cell.name} cell has {attr}={want!r}; retrain with it"
+            )
     layers = [
         FloatLayer(
             *(_np(getattr(rnn, f"{w}_l{k}")) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
@@ -207,10 +214,12 @@ def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> Loa
     hidden = int(w_hh.shape[1])
     gates = int(w_ih.shape[0]) // hidden if hidden else 0
     cell = CELLS.get(desc["cell"]) if desc.get("cell") else by_gates(gates)
-    if cell is None and gates == 1 and int(w_ih.shape[0]) == hidden:
+    if cell is not None and cell.torch_options and not desc.get("cell"):
+        options = ", ".join(f"{k}={v!r}" for k, v in cell.torch_options)
         raise TinyLSTMError(
-            f"{path}: weight_ih_l0 has {hidden} rows for hidden size {hidden}, one gate: that is an "
-            f"nn.RNN (Elman, tanh/relu), which is not supported; {SUPPORTED}"
+            f"{path}: weight_ih_l0 has {gates} row(s) per unit: an nn.{cell.torch_name}, whose state_dict "
+            f'does not show {options}; if it was built with that, add "cell": "{cell.name}" to the '
+            "description"
         )
     if cell is None or cell.gates != gates:
         raise TinyLSTMError(

@@ -18,7 +18,7 @@ from tinylstm.contract.readouts import readout
 from tinylstm.contract.stacking import check_stack, hold, stack_samples
 from tinylstm.errors import TinyLSTMError
 
-Cell = str  # a name in the cell registry (contract/cells.py): "lstm", "gru"
+Cell = str  # a name in the cell registry (contract/cells.py): "lstm", "gru", "rnn"
 
 
 @dataclass

@@ -132,6 +132,21 @@ def _gru_int(
     return h_new, c, np.stack([r, z, n], axis=1)
 
 
+def _rnn_float(
+    gx: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    pre = gx + gh
+    n = np.tanh(pre)
+    return n, c, {"pre": pre, "gates": n[:, None, :]}
+
+
+def _rnn_int(
+    layer: IntLayer, table: np.ndarray, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = qmath.tanh_q15(_pre_q12(layer, acc_x + acc_h + layer.bias, slice(None)), table)
+    return qmath.hidden_from_q15(n, layer.hidden_bits), c, n[:, None, :]
+
+
 @dataclass(frozen=True)
 class CellType:
     name: str  # CLI, checkpoints, reports, MicroPython
@@ -143,6 +158,9 @@ class CellType:
     bias_hn: bool  # the last gate's recurrent bias stays apart (GRU: inside r * (W_hn h + b_hn))
     float_step: FloatStep
     int_step: IntStep
+    # attributes a PyTorch module of this cell must have (nn.RNN's nonlinearity): a module that differs is
+    # refused, and a bare state_dict, which cannot show them, must name its cell in the description
+    torch_options: tuple[tuple[str, object], ...] = ()
 
     def gate_rows(self, hidden: int, gate: int) -> slice:
         """The rows of gate number ``gate`` in a layer of ``hidden`` units."""
@@ -157,7 +175,11 @@ class CellType:
 
 LSTM = CellType("lstm", 0, 4, ("i", "f", "g", "o"), "LSTM", True, False, _lstm_float, _lstm_int)
 GRU = CellType("gru", 1, 3, ("r", "z", "n"), "GRU", False, True, _gru_float, _gru_int)
-CELLS: dict[str, CellType] = {c.name: c for c in (LSTM, GRU)}
+# Elman: h' = tanh(W_ih x + b_ih + W_hh h + b_hh), one row per unit (its gate "n": the new h before storing)
+RNN = CellType(
+    "rnn", 2, 1, ("n",), "RNN", False, False, _rnn_float, _rnn_int, torch_options=(("nonlinearity", "tanh"),)
+)
+CELLS: dict[str, CellType] = {c.name: c for c in (LSTM, GRU, RNN)}
 NAMES: tuple[str, ...] = tuple(CELLS)
 
 

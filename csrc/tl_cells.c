@@ -15,4 +15,8 @@ const tl_cell_t tl_cells[TL_NUM_CELLS] = {
     [TL_CELL_GRU] = {TL_CELL_GRU_GATES, TL_CELL_GRU_HAS_C, TL_CELL_GRU_BIAS_HN, TL_STEP8(tl_gru_layer_step),
                      TL_STEP16(tl_gru_layer_step16)},
 #endif
+#if TL_WITH_CELL(TL_CELL_RNN)
+    [TL_CELL_RNN] = {TL_CELL_RNN_GATES, TL_CELL_RNN_HAS_C, TL_CELL_RNN_BIAS_HN, TL_STEP8(tl_rnn_layer_step),
+                     TL_STEP16(tl_rnn_layer_step16)},
+#endif
 };

@@ -45,9 +45,13 @@
 #define TL_CELL_GRU_GATES 3
 #define TL_CELL_GRU_HAS_C 0
 #define TL_CELL_GRU_BIAS_HN 1
-#define TL_CELL_NAME_LENGTHS {4, 3}
-#define TL_NUM_CELLS 2
-#define TL_CELL_NAMES {"lstm", "gru"}
+#define TL_CELL_RNN 2
+#define TL_CELL_RNN_GATES 1
+#define TL_CELL_RNN_HAS_C 0
+#define TL_CELL_RNN_BIAS_HN 0
+#define TL_CELL_NAME_LENGTHS {4, 3, 3}
+#define TL_NUM_CELLS 3
+#define TL_CELL_NAMES {"lstm", "gru", "rnn"}
 
 /* Readouts (contract/readouts.py): what the head reads, by code. */
 #define TL_READOUT_LAST 0

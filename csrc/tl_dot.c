@@ -202,6 +202,8 @@ static inline uint32_t tl_ld32w(const int16_t *p)
 #define TL_W16_GROUP3 TL_W16_ACT TL_W16_ROWS2("s0", "s1") TL_W16_ROW1("s2")
 #define TL_W16_GROUP4W TL_W16_ACTW TL_W16_ROWS2("s0", "s1") TL_W16_ROWS2("s2", "s3")
 #define TL_W16_GROUP3W TL_W16_ACTW TL_W16_ROWS2("s0", "s1") TL_W16_ROW1("s2")
+#define TL_W16_GROUP1 TL_W16_ACT TL_W16_ROW1("s0")
+#define TL_W16_GROUP1W TL_W16_ACTW TL_W16_ROW1("s0")
 
 void tl_widen_s8(const int8_t *a, size_t n, uint32_t *out)
 {
@@ -230,7 +232,7 @@ void tl_widen_s8(const int8_t *a, size_t n, uint32_t *out)
         if (n & 4) __asm__ volatile(GROUP : TL_W16_OUT : : "r10", "r11", "r12", "lr", "memory");       \
     } while (0)
 
-/* Accumulate one part (n activations a) of a unit block into s0..s3 (rows 0..3; with G = 3 the
+/* Accumulate one part (n activations a) of a unit block into s0..s3 (rows 0..G-1; with G = 3 the
  * third row goes to s2 for the x part and to s3 for the h part, so GRU's n_x and n_h stay apart).
  * The n%4 tail columns: per gate a pair (SMLAD with the packed activations), then a single. */
 #define TL_W16_PART(G, GROUP, S2)                                                                 \
@@ -243,21 +245,21 @@ void tl_widen_s8(const int8_t *a, size_t n, uint32_t *out)
         } else if (t_ == 2) {                                                                     \
             const int16x2_t ap_ = (int16x2_t)((uint32_t)(uint16_t)a[0] | ((uint32_t)a[1] << 16)); \
             s0 = __smlad((int16x2_t)tl_ld32w(w), ap_, s0);                                        \
-            s1 = __smlad((int16x2_t)tl_ld32w(w + 2), ap_, s1);                                    \
-            S2 = __smlad((int16x2_t)tl_ld32w(w + 4), ap_, S2);                                    \
+            if ((G) >= 2) s1 = __smlad((int16x2_t)tl_ld32w(w + 2), ap_, s1);                      \
+            if ((G) >= 3) S2 = __smlad((int16x2_t)tl_ld32w(w + 4), ap_, S2);                      \
             if ((G) == 4) s3 = __smlad((int16x2_t)tl_ld32w(w + 6), ap_, s3);                      \
         } else if (t_ == 3) {                                                                     \
             const int16x2_t ap_ = (int16x2_t)((uint32_t)(uint16_t)a[0] | ((uint32_t)a[1] << 16)); \
             const int32_t v_ = a[2];                                                              \
             s0 = __smlad((int16x2_t)tl_ld32w(w), ap_, s0) + w[2] * v_;                            \
-            s1 = __smlad((int16x2_t)tl_ld32w(w + 3), ap_, s1) + w[5] * v_;                        \
-            S2 = __smlad((int16x2_t)tl_ld32w(w + 6), ap_, S2) + w[8] * v_;                        \
+            if ((G) >= 2) s1 = __smlad((int16x2_t)tl_ld32w(w + 3), ap_, s1) + w[5] * v_;          \
+            if ((G) >= 3) S2 = __smlad((int16x2_t)tl_ld32w(w + 6), ap_, S2) + w[8] * v_;          \
             if ((G) == 4) s3 = __smlad((int16x2_t)tl_ld32w(w + 9), ap_, s3) + w[11] * v_;         \
         } else if (t_ == 1) {                                                                     \
             const int32_t v_ = a[0];                                                              \
             s0 += w[0] * v_;                                                                      \
-            s1 += w[1] * v_;                                                                      \
-            S2 += w[2] * v_;                                                                      \
+            if ((G) >= 2) s1 += w[1] * v_;                                                        \
+            if ((G) >= 3) S2 += w[2] * v_;                                                        \
             if ((G) == 4) s3 += w[3] * v_;                                                        \
         }                                                                                         \
         w += (G) * t_ + (((G) * n) & 1); /* parts are padded to an even count (4-byte aligned) */ \
@@ -309,6 +311,28 @@ const int16_t *tl_unit3_w16(const int16_t *w, const tl_w16_in_t *in, const int32
     acc[0] = s0;
     acc[1] = s1;
     acc[3] = s2;
+    return w;
+}
+
+const int16_t *tl_unit1_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, int32_t *acc)
+{
+    int32_t s0 = bias[0], s1 = 0, s2 = 0, s3 = 0; /* s1..s3: operands of the shared asm, unused by one row */
+    const int8_t *a = in->x;
+    size_t n = in->I;
+    TL_W16_PART(1, TL_W16_GROUP1, s2);
+    n = in->H;
+    a = (const int8_t *)in->hw;
+    {
+        const int8_t *const hb_ = in->h;
+        TL_W16_GROUPS(TL_W16_GROUP1W);
+        a = hb_ + (n & ~(size_t)3);
+        n &= 3; /* the tail only */
+        TL_W16_PART(1, TL_W16_GROUP1, s2);
+    }
+    (void)s1;
+    (void)s2;
+    (void)s3;
+    acc[0] = s0;
     return w;
 }
 #endif /* TL_LAYOUT_W16 */
@@ -392,6 +416,14 @@ const int16_t *tl_unit3_w16(const int16_t *w, const tl_w16_in_t *in, const int32
     acc[3] = *bias_hn;
     w = part_s16(w, in->x, in->I, 3, sx);
     return part_s16(w, in->h, H, 3, sh);
+}
+
+const int16_t *tl_unit1_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, int32_t *acc)
+{
+    int32_t *const s[1] = {&acc[0]};
+    acc[0] = bias[0];
+    w = part_s16(w, in->x, in->I, 1, s);
+    return part_s16(w, in->h, in->H, 1, s);
 }
 #endif /* TL_LAYOUT_W16 */
 

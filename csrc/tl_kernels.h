@@ -57,11 +57,13 @@ void tl_w16_in_init(tl_w16_in_t *in, const tl_layer_t *L, const int8_t *x, const
  * (bias = the layer's bias + j; rows g*H apart). LSTM (tl_unit4_w16): acc[g] = bias[g*H] +
  * row g . [x ; h] for the gates i, f, g, o. GRU (tl_unit3_w16): acc[0..2] = bias[0], bias[H],
  * bias[2H] + x part of rows r, z, n; then acc[0], acc[1], acc[3] += h part of rows r, z, n,
- * with acc[3] starting from *bias_hn (n_x and n_h stay apart). Returns the next unit's block.
+ * with acc[3] starting from *bias_hn (n_x and n_h stay apart). RNN (tl_unit1_w16): acc[0] = bias[0] + the
+ * unit's one row . [x ; h]. Returns the next unit's block.
  */
 const int16_t *tl_unit4_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, int32_t *acc);
 const int16_t *tl_unit3_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, const int32_t *bias_hn,
                             int32_t *acc);
+const int16_t *tl_unit1_w16(const int16_t *w, const tl_w16_in_t *in, const int32_t *bias, int32_t *acc);
 #endif /* TL_LAYOUT_W16 */
 
 /**
@@ -147,6 +149,10 @@ void tl_lstm_layer_step(const tl_layer_t *layer, const int16_t *table, const int
 void tl_gru_layer_step(const tl_layer_t *layer, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next,
                        int16_t *c);
 
+/** The Elman RNN layer step (PyTorch's nn.RNN, tanh), tl_rnn.c; c is not used. */
+void tl_rnn_layer_step(const tl_layer_t *layer, const int16_t *table, const int8_t *x, const int8_t *h, int8_t *h_next,
+                       int16_t *c);
+
 /**
  * Readout pooling (tl_pool.c): for each unit k < H, update the int32 pool word pool[2k..2k+1] with h[k] and
  * write what the head reads to out[k] (TL_READOUT_MEAN: the rounded mean over the n steps since the reset;
@@ -170,10 +176,12 @@ void tl_dot_rows_s8s16(const int8_t *w, size_t stride, size_t rows, const int16_
 void tl_dot4_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, int32_t *acc);
 void tl_dot3_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, int32_t *acc);
 
-/** The int16-h layer steps (tl_lstm.c, tl_gru.c; signature tl_layer_step16_fn). */
+/** The int16-h layer steps (tl_lstm.c, tl_gru.c, tl_rnn.c; signature tl_layer_step16_fn). */
 void tl_lstm_layer_step16(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
                           const int16_t *h, int16_t *h_next, int16_t *c);
 void tl_gru_layer_step16(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
+                         const int16_t *h, int16_t *h_next, int16_t *c);
+void tl_rnn_layer_step16(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
                          const int16_t *h, int16_t *h_next, int16_t *c);
 
 /** Dense head on an int16 h: the same as tl_dense_step (W . h in int32, + b in int64: up to 2^31). */

@@ -207,9 +207,10 @@ def case_layernorm_between_rnn_and_head(tmp: Path, good: Path) -> Case:
     return c
 
 
-def case_elman_rnn(tmp: Path, good: Path) -> Case:
+def case_elman_rnn_state_dict_without_its_cell(tmp: Path, good: Path) -> Case:
+    """An nn.RNN state_dict cannot show tanh or relu: its description must name the cell."""
     c = _user_sd(tmp, good, _rnn_state_dict(rnn=nn.RNN(3, 20, batch_first=True)))
-    c.message = "that is an nn.RNN (Elman, tanh/relu), which is not supported"
+    c.message = "whose state_dict does not show nonlinearity='tanh'; if it was built with that, add \"cell\""
     return c
 
 

@@ -270,8 +270,8 @@ def test_micropython_fallback_under_micropython(tmp_path: Path) -> None:
 # ---- no cell dispatch outside the registries -------------------------------------------------------
 
 CELL_DISPATCH = re.compile(
-    r"""==\s*["'](lstm|gru)["']|["'](lstm|gru)["']\s*==|TL_CELL_(LSTM|GRU)\s*\?|"""
-    r"""==\s*TL_CELL_(LSTM|GRU)|\bnn\.(LSTM|GRU)\s+if\b|\{\s*4:\s*["']lstm"""
+    r"""==\s*["'](lstm|gru|rnn)["']|["'](lstm|gru|rnn)["']\s*==|TL_CELL_(LSTM|GRU|RNN)\s*\?|"""
+    r"""==\s*TL_CELL_(LSTM|GRU|RNN)|\bnn\.(LSTM|GRU|RNN)\s+if\b|\{\s*4:\s*["']lstm"""
 )
 REGISTRIES = {"contract/cells.py", "csrc/tl_cells.c", "firmware/micropython/tinylstm_mpy.py"}
 

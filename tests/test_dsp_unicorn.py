@@ -47,6 +47,8 @@ CASES = [
     ("gru", 2, 3, 2, 2, 2_000),
     ("lstm", 2, 16, 13, 7, 2_000),
     ("gru", 1, 5, 67, 6, 2_000),
+    ("rnn", 2, 7, 19, 5, 4_000),
+    ("rnn", 3, 16, 33, 3, 2_000),
 ]
 
 
@@ -130,7 +132,7 @@ def test_dsp_path_is_really_used(
 # passes, and shifts on both sides of 32; w16 against the golden on the DSP path, 3,000 steps each.
 W16_SHAPES = [
     (cell, layers, inp, hidden)
-    for cell in ("lstm", "gru")
+    for cell in CELLS
     for layers, inp, hidden in ((1, 4, 8), (2, 1, 17), (1, 2, 18), (2, 3, 23), (1, 11, 16), (1, 40, 4))
 ]
 
@@ -225,7 +227,7 @@ def test_kernel_builds_for_m4_at_every_optimization_level(tmp_path: Path, opt: s
 # gates off their rails). Odd hidden sizes leave layer 1's h words 2 mod 4 bytes from a word.
 H16_SHAPES = [
     (cell, *shape)
-    for cell in ("lstm", "gru")
+    for cell in CELLS
     for shape in (
         (1, 4, 8, 4, 18, 34),
         (2, 1, 17, 5, 30, 44),

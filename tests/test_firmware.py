@@ -10,6 +10,7 @@ from firmware_fixtures import EMULATED, Trained, train_and_export, trained_firmw
 
 from tinylstm.codegen.export import ModelSource, export
 from tinylstm.codegen.heldout import load_held_out
+from tinylstm.contract.cells import CELLS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.analysis.parity import run_parity
 from tinylstm.host.boards import QemuBoard
@@ -168,16 +169,24 @@ def test_w16_layout_firmware_bit_exact(trained: Trained) -> None:
     assert report.passed and report.clean and report.mismatches == 0, report.render()
 
 
+# (cell, readout, stack) beside the shared fixture's LSTM with the mean readout: the other readouts, a stacked
+# model, and every other cell of the registry
+VARIANTS = [("lstm", "last", 1), ("lstm", "max", 1), ("lstm", "last", 5)] + [
+    (cell, "mean", 1) for cell in CELLS if cell != "lstm"
+]
+
+
 @pytest.mark.parametrize(
-    "readout,stack", [("last", 1), ("max", 1), ("last", 5)], ids=["last", "max", "last-k5"]
+    "cell,readout,stack", VARIANTS, ids=[f"{c}-{r}" + (f"-k{k}" if k > 1 else "") for c, r, k in VARIANTS]
 )
-def test_readout_firmware_bit_exact(trained: Trained, readout: str, stack: int) -> None:
-    """The shared fixture's watch model reads the mean of h over each window (the recipe's readout for
-    128-step windows); the other readouts build and stream bit-exact too (csrc/tl_pool.c in firmware), and so
-    does a stacked model (5 samples per step: 25 steps per 128-sample window, the last 3 samples held)."""
+def test_model_variant_firmware_bit_exact(trained: Trained, cell: str, readout: str, stack: int) -> None:
+    """The shared fixture's watch model is an LSTM reading the mean of h over each window (the recipe's
+    readout for 128-step windows); the other readouts build and stream bit-exact too (csrc/tl_pool.c in
+    firmware), and so do a stacked model (5 samples per step: 25 steps per 128-sample window, the last 3
+    samples held) and a model of every other cell (a firmware links only its own cell, TL_ONLY_CELL)."""
     assert load_held_out(trained.export_dir).model.readout == "mean"
     root = trained.export_dir.parent
-    name = readout if stack == 1 else f"{readout}-k{stack}"
+    name = f"{cell}-{readout}" + (f"-k{stack}" if stack > 1 else "")
     export_dir = root / f"export-{name}"
     if not export_dir.is_dir():
         from tinylstm.trainer.data import load_dataset
@@ -185,12 +194,12 @@ def test_readout_firmware_bit_exact(trained: Trained, readout: str, stack: int) 
 
         run = fit(  # a quarter of the windows and one epoch: the model only has to exist
             load_dataset("watch", hop=128),
-            TrainConfig(hidden=16, epochs=1, readout=readout, stack=stack, progress=False),
+            TrainConfig(cell=cell, hidden=16, epochs=1, readout=readout, stack=stack, progress=False),  # type: ignore[arg-type]
             root / f"run-{name}",
         )
         export(ModelSource(str(run.checkpoint_path)), export_dir)
     model = load_held_out(export_dir).model
-    assert (model.readout, model.stack) == (readout, stack)
+    assert (model.cell, model.readout, model.stack) == (cell, readout, stack)
     fw = build_firmware(export_dir, trained.board, root / trained.board / f"fw-{name}")
     with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
         report = run_parity(link, export_dir, 2_000)

@@ -92,7 +92,7 @@ def test_every_layer_raises_the_one_error_type() -> None:
 
     assert issubclass(LinkError, tinylstm.TinyLSTMError)
     for fn in (
-        lambda: cells.cell_type("rnn"),
+        lambda: cells.cell_type("transformer"),
         lambda: TinyRNN("lstm", 3, 0, 1, 2),
         lambda: tinylstm.load_export("/nonexistent"),
     ):

@@ -63,7 +63,7 @@ def test_long_stream_saturating_model(cell: str) -> None:
 
 @settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    cell=st.sampled_from(["lstm", "gru"]),
+    cell=st.sampled_from(list(CELLS)),
     layers=st.integers(1, 3),
     inp=st.integers(1, 20),
     hidden=st.integers(1, 48),

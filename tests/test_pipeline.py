@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from user_models import BatchFirstGRU, SeqFirstLSTM, WithActivation
+from user_models import BatchFirstGRU, BatchFirstRNN, SeqFirstLSTM, WithActivation
 
 from tinylstm.host.analysis.check import check
 from tinylstm.host.cli.main import main
@@ -31,6 +31,10 @@ def watch_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# the tests that read trained_watch, a module fixture: one worker trains it (tests/conftest.py)
+TRAINED_WATCH = pytest.mark.xdist_group("trained_watch")
+
+
 @pytest.fixture(scope="module")
 def trained_watch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The README's default: an LSTM trained on the shipped IMU data, exported and checked."""
@@ -44,7 +48,7 @@ def trained_watch(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("trained_watch")  # one worker trains the module fixture
+@TRAINED_WATCH
 def test_imu_int8_accuracy_within_one_point_of_float(trained_watch: dict) -> None:
     q = trained_watch["quality"]
     assert q["metric"] == "accuracy_pct" and q["predictions"] > 500
@@ -54,7 +58,7 @@ def test_imu_int8_accuracy_within_one_point_of_float(trained_watch: dict) -> Non
     assert trained_watch["passed"] and trained_watch["exit_code"] == 0
 
 
-@pytest.mark.xdist_group("trained_watch")  # one worker trains the module fixture
+@TRAINED_WATCH
 def test_imu_golden_equals_c_on_every_test_step(trained_watch: dict) -> None:
     b = trained_watch["bit_exact"]
     assert b["ok"] and b["mismatched_sequences"] == 0 and b["long_stream_steps"] >= 10_000
@@ -160,6 +164,41 @@ def test_user_gru_state_dict_exports_and_is_bit_exact(
     assert code == 0 and "BIT-EXACT" in out
 
 
+def test_user_rnn_module_and_state_dict_export_bit_exact_and_relu_is_refused(
+    tmp_path: Path, watch_npz: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PyTorch's nn.RNN (tanh) as a pickled module and as a state_dict; a state_dict must name its cell
+    (the nonlinearity is not in it), and a relu RNN is refused in one line."""
+    z = np.load(watch_npz)
+    model = BatchFirstRNN(6, 16, 7)
+    _fit(model, z["X"], z["y"], seq_first=False, steps=60)
+    torch.save(model, tmp_path / "rnn.pt")
+    torch.save(model.state_dict(), tmp_path / "rnn_sd.pt")
+    common = ("--data", str(watch_npz))
+    desc = _description(tmp_path, z["X"], [str(c) for c in z["classes"]])
+    code, out, _ = run_cli(
+        capsys, "export", str(tmp_path / "rnn.pt"), "--trust-module", *common, "--description", str(desc),
+        "--out", str(tmp_path / "exp"),
+    )  # fmt: skip
+    assert code == 0 and "RNN 2x16" in out, out
+    report = check(tmp_path / "exp")
+    assert report["bit_exact"]["ok"] and report["blob"]["ok"], report["bit_exact"]
+    code, _, err = run_cli(capsys, "export", str(tmp_path / "rnn_sd.pt"), *common, "--description", str(desc))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and '"cell": "rnn"' in err, err
+    named = _description(tmp_path, z["X"], [str(c) for c in z["classes"]], cell="rnn")
+    sd_out = ("--description", str(named), "--out", str(tmp_path / "sd"))
+    code, out, _ = run_cli(capsys, "export", str(tmp_path / "rnn_sd.pt"), *common, *sd_out)
+    assert code == 0 and "RNN 2x16" in out
+    # the same weights either way: the same integer model
+    assert (
+        json.loads((tmp_path / "sd" / "int_model.json").read_text())["hash"]
+        == json.loads((tmp_path / "exp" / "int_model.json").read_text())["hash"]
+    )
+    torch.save(BatchFirstRNN(6, 8, 7, nonlinearity="relu"), tmp_path / "relu.pt")
+    code, _, err = run_cli(capsys, "export", str(tmp_path / "relu.pt"), "--trust-module", *common)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "nonlinearity='relu'" in err, err
+
+
 def test_unsupported_module_is_refused(
     tmp_path: Path, watch_npz: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -193,6 +232,7 @@ def test_unsupported_module_is_refused(
     assert code == 2 and "bidirectional" in err
 
 
+@TRAINED_WATCH
 def test_bad_files_give_clear_errors(
     tmp_path: Path, trained_watch: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -209,6 +249,7 @@ def test_bad_files_give_clear_errors(
     assert code == 2 and "export" in err
 
 
+@TRAINED_WATCH
 def test_wrong_input_width_and_nan_data(
     tmp_path: Path, trained_watch: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:

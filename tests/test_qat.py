@@ -33,31 +33,33 @@ def stream(seed: int) -> np.ndarray:
 
 
 def fake_quant_and_golden(
-    cell: str, layers: int, seed: int, hidden_bits: int = 8
+    cell: str, layers: int, seed: int, hidden_bits: int = 8, double: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The fake-quantized outputs (in output LSBs) and the integer golden's, on one stream."""
+    """The fake-quantized outputs (in output LSBs; ``double``: computed in float64) and the integer golden's,
+    on one stream."""
     torch.manual_seed(seed)
     model = TinyRNN(cell, INPUT, HIDDEN, layers, OUTPUT)
     fm = from_rnn(model.rnn, model.head, ModelMeta(input_mean=[0.0] * INPUT, input_std=[1.0] * INPUT))
     x = stream(seed)
     im = quantize(fm, calibrate(fm, [x]), hidden_bits)
     y_int, _, _ = golden.run(im, golden.quantize_input(im, x.astype(np.float32))[None])
-    return fake_quant_outputs(fm, im, [x])[0], y_int[0].astype(np.int64)
+    return fake_quant_outputs(fm, im, [x], double)[0], y_int[0].astype(np.int64)
 
 
 @pytest.mark.parametrize("hidden_bits", [8, 16])
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_fake_quant_forward_is_the_integer_model(cell: str, layers: int, hidden_bits: int) -> None:
-    """Same roundings, saturations, table and scales as the kernel, for both hidden states: the float32
-    forward gives the golden's int16 outputs (a float32 rounding may move one word across a rounding
-    boundary)."""
-    fq, want = fake_quant_and_golden(cell, layers, 10 * layers + CELLS[cell].code, hidden_bits)
+    """Same roundings, saturations, table and scales as the kernel, for both hidden states: the forward gives
+    the golden's int16 outputs (a float rounding may move one word across a rounding boundary). An int16 h
+    keeps a one-LSB float32 rounding difference in its state for many steps (int8 h rounds it away; the
+    RNN, with no gate between its state and tanh, keeps it longest), so the int16-h forward runs in float64
+    here, where only such boundary cases remain."""
+    double = hidden_bits == 16
+    fq, want = fake_quant_and_golden(cell, layers, 10 * layers + CELLS[cell].code, hidden_bits, double)
     assert np.abs(want).max() > 10_000  # the outputs span the range
     equal = float(np.mean(fq == want))
-    # an int16 h keeps a one-LSB float32 rounding difference in its state for many steps (int8 h rounds it
-    # away), so more words differ, each by a few LSBs of the int16 output
-    assert equal >= (0.99 if hidden_bits == 8 else 0.97), (
+    assert equal >= 0.99, (
         f"{equal:.4f} of the outputs equal; first difference at {np.argwhere(fq != want)[0]}"
     )
     assert np.abs(fq - want).max() <= (4 if hidden_bits == 8 else 16)

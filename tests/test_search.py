@@ -50,7 +50,14 @@ BOARD = "qemu-stm32f405"
 FLASH = 8 * 1024
 # small and quick (1 epoch per trial); LSTM and GRU with 64 units are over the flash budget; the watch
 # data is windows (a label each), so a pooled mean readout applies
-SPACE = Space(hidden=(8, 12, 64), layers=(1,), hidden_bits=(8,), readouts=("last", "mean"), qat=(False,))
+SPACE = Space(
+    cells=("lstm", "gru"),
+    hidden=(8, 12, 64),
+    layers=(1,),
+    hidden_bits=(8,),
+    readouts=("last", "mean"),
+    qat=(False,),
+)
 
 
 def config(out: Path, trials: int, **kw: object) -> SearchConfig:

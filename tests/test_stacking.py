@@ -6,7 +6,7 @@ buffer, its phase and the step count) at every sample, with resets that fall ins
 reference holds outputs as the kernel does; the trainer's forward is that reference and its fake-quantized
 forward (QAT) the integer model. The MicroPython fallback runs stacked models in
 tests/test_stacking_micropython.py and the firmware over the link in QEMU in
-tests/test_firmware.py::test_readout_firmware_bit_exact (last-k5)."""
+tests/test_firmware.py::test_model_variant_firmware_bit_exact (lstm-last-k5)."""
 
 from __future__ import annotations
 

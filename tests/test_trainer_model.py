@@ -37,7 +37,7 @@ def test_model_attributes_and_validation() -> None:
     assert isinstance(model.rnn, torch.nn.LSTM) and model.rnn.batch_first and not model.rnn.bidirectional
     assert isinstance(model.head, torch.nn.Linear) and model.head.in_features == 16
     for args in [
-        ("rnn", 6, 16, 1, 7),
+        ("transformer", 6, 16, 1, 7),
         ("lstm", 6, 257, 1, 7),
         ("lstm", 6, 0, 1, 7),
         ("gru", 6, 16, 4, 7),

@@ -43,3 +43,15 @@ class WithActivation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.act(self.gru(x)[0]))
+
+
+class BatchFirstRNN(nn.Module):
+    """nn.RNN (Elman) in (B, T, C) layout, 2 layers, with ``nonlinearity`` (tanh is PyTorch's default)."""
+
+    def __init__(self, inputs: int, hidden: int, classes: int, nonlinearity: str = "tanh"):
+        super().__init__()
+        self.rnn = nn.RNN(inputs, hidden, num_layers=2, batch_first=True, nonlinearity=nonlinearity)
+        self.fc = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x)[0])

@@ -25,7 +25,7 @@ BLOB_FORMAT_VERSION = 1
 BLOB_HEADER_SIZE = 40
 BLOB_MAGIC = b'TLM1'
 # Recurrent cells by code: name, gate rows per unit, cell state, separate recurrent bias of the last gate
-CELLS = (('lstm', 4, True, False), ('gru', 3, False, True),)
+CELLS = (('lstm', 4, True, False), ('gru', 3, False, True), ('rnn', 1, False, False),)
 # Readouts by code: name, keeps a pool
 READOUTS = (('last', False), ('mean', True), ('max', True),)
 

@@ -539,7 +539,18 @@ def gru_step(L, t) -> list:
     return hn
 
 
-CELL_STEPS = {"lstm": lstm_step, "gru": gru_step}
+def rnn_step(L, t) -> list:
+    """One Elman RNN layer step (one row per unit: h' = tanh(W_ih x + b_ih + W_hh h + b_hh)); returns the new
+    h."""
+    hbits, b, m, s = L.hidden_bits, L.bias, L.mult, L.shift
+    hn = [0] * L.nh
+    for j in range(L.nh):
+        acc = (L.accx[j] << L.ax[j]) + (L.acch[j] << L.ah[j]) + b[j]
+        hn[j] = hidden_from_q15(tanh_q15(_pre(acc, m[j], s[j]), t), hbits)
+    return hn
+
+
+CELL_STEPS = {"lstm": lstm_step, "gru": gru_step, "rnn": rnn_step}
 
 
 # ---- the readouts: contract/readouts.py's pooling, one function each (None: the head reads h) ----

@@ -35,6 +35,7 @@ from unicorn import riscv_const as rv
 
 from tinylstm.codegen.emit_c import Layout, build_settings, emit_c
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.contract.cells import CELLS
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.registry import CORE_CORTEX_M4F, CORE_RV32IMC, Core
 from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, find_tool
@@ -56,8 +57,16 @@ ROOTS = (
     "drv_c",
     "tl_step",
 )  # kept by --gc-sections
-# the step path (tl_dot_s16: the int16-h dot products, empty in int8-h builds)
-KERNEL_FILES = ("tl_api", "tl_cells", "tl_dot", "tl_dot_s16", "tl_lstm", "tl_gru", "tl_dense", "tl_pool")
+# the step path (tl_dot_s16: the int16-h dot products, empty in int8-h builds) and every cell's tl_<name>.c
+KERNEL_FILES = (
+    "tl_api",
+    "tl_cells",
+    "tl_dot",
+    "tl_dot_s16",
+    "tl_dense",
+    "tl_pool",
+    *(f"tl_{c}" for c in CELLS),
+)
 
 LINKER_SCRIPT = f"""
 MEMORY {{
