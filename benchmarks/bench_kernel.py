@@ -1,8 +1,8 @@
 """On-target cost of one kernel step, counted exactly: Cortex-M4 and RV32IMC code run in unicorn.
 
-For LSTM and GRU (1 layer, 4 outputs, calibrated PyTorch-initialised models) at hidden 16/32/64/128 x
-input 6/16, both the SMLAD path (__ARM_FEATURE_DSP) and the portable C path (-DTL_NO_DSP) are built
-with arm-none-eabi-gcc 12 for -mcpu=cortex-m4 -mthumb -mfloat-abi=hard at -O2 (and the firmware's
+For every cell of the registry (1 layer, 4 outputs, calibrated PyTorch-initialised models) at hidden
+16/32/64/128 x input 6/16, both the SMLAD path (__ARM_FEATURE_DSP) and the portable C path (-DTL_NO_DSP) are
+built with arm-none-eabi-gcc 12 for -mcpu=cortex-m4 -mthumb -mfloat-abi=hard at -O2 (and the firmware's
 -Os for the optimized path), with the default int8 weight layout, and the SMLAD path once more (-O2,
 -Os) with the model emitted in the int16 "w16" layout; and the portable path for RV32IMC (the
 ESP32-C3's instruction set, riscv64-unknown-elf-gcc 12, -O2 and -Os). The same float models quantized
@@ -14,7 +14,7 @@ same path on the int8-h model. Then:
   ``WARMUP`` steps, so the state is not zero), per step and per multiply-accumulate;
 - stack: the stack is painted with 0xA5 before that call; the high-water mark is the deepest byte
   that changed;
-- code: .text of the step path's objects (tl_api, tl_dot, tl_dot_s16, tl_lstm, tl_gru, tl_dense) from
+- code: .text of the step path's objects (tl_api, tl_dot, tl_dot_s16, the cell's tl_<name>, tl_dense) from
   arm-none-eabi-size; model data: the emitted tl_model.o (weights, biases, multipliers, shifts,
   alignments, head, activation table, input constants); state RAM: the state buffer + tl_state_t.
 
@@ -225,8 +225,8 @@ def render_md(res: dict) -> str:
         "## Footprint",
         "",
         (
-            "Code: .text of tl_api/tl_dot/tl_dot_s16/tl_lstm/tl_gru/tl_dense (tl_dot_s16: int16-h builds "
-            "only; both cells' code is linked; "
+            "Code: .text of tl_api/tl_dot/tl_dot_s16/tl_<cell>/tl_dense (tl_dot_s16: int16-h builds "
+            "only; every cell's code is linked; "
             "`--gc-sections` drops the unused one in firmware). Model data: the emitted tl_model.o. "
             "State RAM: state buffer + tl_state_t. Stack: high-water mark of one tl_step."
         ),

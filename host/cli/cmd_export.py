@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from tinylstm.api import DEPRECATED_LAYOUTS, export
+from tinylstm.contract.cells import cell_type
 from tinylstm.contract.constants import HIDDEN_BITS
 
 
@@ -74,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         + f", output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}, "
         f"hidden state {r['hidden_format']}, readout {r['readout']}"
     )
-    print(
-        f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B, cell frac bits {r['cell_frac']}"
-    )
+    frac = f", cell frac bits {r['cell_frac']}" if cell_type(r["cell"]).cell_state else ""  # LSTM's c
+    print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B{frac}")
     print(f"  wrote {', '.join(str(out / f) for f in r['files'])}, {out / 'export-report.json'}")
     return 0
