@@ -12,7 +12,8 @@ from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.drift_reference import reference
 from tinylstm.codegen.emit_c import EmittedC, Layout, check_format, emit_c, model_data_bytes
-from tinylstm.codegen.quantize import IntModel, calibrate, quantize
+from tinylstm.codegen.input_range import calibrated_model
+from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
 from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
@@ -109,8 +110,7 @@ def export(
     loaded = source.load()
     fm = loaded.float_model
     train, test = data_splits(loaded, source.data)
-    cal = calibrate(fm, calibration_sequences(fm, train))
-    m = quantize(fm, cal, hidden_bits)
+    m, cal, measured = calibrated_model(fm, calibration_sequences(fm, train), hidden_bits)
     held_out = [
         golden.quantize_input(m, np.asarray(s)) for s in (test.sequences if len(test) else train.sequences)
     ]
@@ -138,6 +138,9 @@ def export(
         "calibration": {
             "steps": cal.steps,
             "input_absmax": cal.input_absmax,
+            # the 99.99th percentile of |input|; input_absmax is the range of RANGE_FACTORS x it whose integer
+            # model is closest to the float model (codegen/input_range.py)
+            "input_percentile_absmax": measured.input_absmax,
             "cell_absmax": cal.cell_absmax,
             "output_absmax": cal.output_absmax,
             "sequences": len(train),

@@ -10,7 +10,7 @@ Q0.7 (or int16 Q0.15, ``train --qat-hidden-bits 16``) hidden state and the int16
 rounding is ``round`` (or ``floor`` where the kernel shifts right without rounding) with the
 identity as its gradient; saturations pass no gradient outside their range.
 
-The scales that come from calibration (input, cell state, output) are taken from ``quantize`` of
+The scales that come from calibration (input, cell state, output) are taken from ``calibrated_model`` of
 the current float weights on the training split, exactly as ``tinylstm export`` computes them, and
 refreshed at the start of every epoch (``ranges_for``). After fine-tuning the checkpoint holds float
 weights; ``tinylstm export`` calibrates and quantizes them as usual, and the integer model is checked
@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinylstm.codegen.quantize import IntModel, calibrate, quantize
+from tinylstm.codegen.input_range import calibrated_model
+from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.source import from_rnn, model_meta
 from tinylstm.codegen.spec import FloatModel, ModelMeta, by_length, normalise
 from tinylstm.contract import qmath
@@ -100,7 +101,7 @@ def ranges_for(model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits:
     from tinylstm.codegen.export import calibration_sequences
 
     fm = from_rnn(model.rnn, model.head, meta, model.readout, model.stack)
-    return ranges_of(quantize(fm, calibrate(fm, calibration_sequences(fm, train)), hidden_bits))
+    return ranges_of(calibrated_model(fm, calibration_sequences(fm, train), hidden_bits)[0])
 
 
 class Table:

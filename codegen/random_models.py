@@ -120,7 +120,8 @@ def random_quantized_model(
     readout: str = "last",
     stack: int = 1,
 ) -> IntModel:
-    """A PyTorch-initialised float model quantized through the real calibration path."""
+    """A PyTorch-initialised float model quantized through calibration (the percentile input range; export
+    also chooses among narrower ones: codegen/input_range.py)."""
     torch.manual_seed(seed)
     rnn = cell_type(cell).torch_class()(inp * stack, hidden, layers, batch_first=True)
     head = torch.nn.Linear(hidden, out)

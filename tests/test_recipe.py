@@ -16,6 +16,8 @@ from tinylstm.trainer.augment import Augment
 from tinylstm.trainer.baselines import naive_baselines
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.recipe import (
+    CV_READOUT_BUDGET,
+    CV_READOUTS,
     MAX_EPOCHS,
     MIN_EPOCHS,
     MIN_STEPS,
@@ -24,6 +26,7 @@ from tinylstm.trainer.recipe import (
     auto_epochs,
     choose,
     cv_candidates,
+    readout_cv_cost,
     sample_steps_budget,
     validation_fraction,
 )
@@ -87,10 +90,17 @@ def test_batch_and_epochs_follow_the_data() -> None:
 
 
 def test_choices_and_reasons() -> None:
-    cls = choose(TrainConfig(), DataShape(300, 30000, True, True, 100))
+    cls = choose(TrainConfig(), DataShape(300, 30000, True, True, 100, max_steps=100))
     assert (cls.batch_size, cls.select, cls.readout, cls.label_smoothing) == (16, "last", "mean", 0.1)
-    assert any("readout: mean" in r for r in cls.reasons) and any(
-        "label smoothing 0.1" in r for r in cls.reasons
+    assert cls.readout_candidates == CV_READOUTS
+    assert any("by 3-fold cross-validation" in r for r in cls.reasons)
+    assert any("label smoothing 0.1" in r for r in cls.reasons)
+    # the folds' cost follows the padded window: 300 sequences of up to 2,000 steps cannot afford them
+    costly = DataShape(300, 30000, True, True, 100, max_steps=2000)
+    assert readout_cv_cost(costly, 16, cls.epochs, 1) > CV_READOUT_BUDGET
+    big = choose(TrainConfig(), costly)
+    assert (big.readout, big.readout_candidates) == ("mean", ()) and any(
+        "readout: mean" in r and "would cost" in r for r in big.reasons
     )
     short = choose(TrainConfig(), DataShape(300, 6000, True, True, 20))
     assert short.readout == "last" and any(
@@ -149,6 +159,26 @@ def test_cross_validation_picks_an_epoch_budget(tmp_path: Path) -> None:
     assert a.metrics["sizes"]["val"] == 0 and any("cross-validation (3 folds)" in line for line in lines)
 
 
+def test_cross_validation_picks_the_readout(tmp_path: Path) -> None:
+    """A tiny window classification set of 80-step windows: the readout with the lowest mean held-out loss
+    over the folds is the one the model is trained and saved with, the same for the same seed."""
+    rng = np.random.default_rng(1)
+    labels = np.arange(30) % 2
+    seqs = [rng.normal(size=(80, 1)).astype(np.float32) for _ in labels]
+    for s, y in zip(seqs, labels, strict=True):
+        s[rng.integers(80), 0] += 6.0 * y  # class 1: one spike somewhere in the window
+    ds = SequenceSet(seqs, labels, "classification", "window", ["a", "b"], ["c0"], "spikes")
+    config = TrainConfig(hidden=4, epochs=6, progress=False)
+    a = fit(ds, config, tmp_path / "a")
+    b = fit(ds, config, tmp_path / "b")
+    ra = a.metrics["recipe"]
+    losses = ra["readout_losses"]
+    assert set(losses) == set(CV_READOUTS) and ra["readout"] == min(CV_READOUTS, key=lambda r: losses[r])
+    assert a.meta.readout == a.model.readout == ra["readout"] == b.metrics["recipe"]["readout"]
+    assert losses == b.metrics["recipe"]["readout_losses"] and ra["cv_seconds"] > 0
+    assert ra["select"] == "last" and ra["cv_losses"] == {}
+
+
 def test_baselines() -> None:
     train, test = window_set(10), window_set(7, seed=2)
     b = naive_baselines(train, test)
@@ -175,7 +205,8 @@ def test_short_default_training_beats_the_majority_class(tmp_path: Path) -> None
     ds = load_dataset("watch", hop=64)
     result = fit(ds, TrainConfig(hidden=16, epochs=4, seed=0, progress=False), tmp_path)
     m = result.metrics
-    assert m["recipe"]["readout"] == "mean" and m["recipe"]["select"] == "last" and m["sizes"]["val"] == 0
+    assert m["recipe"]["select"] == "last" and m["sizes"]["val"] == 0
+    assert m["recipe"]["readout"] in CV_READOUTS and set(m["recipe"]["readout_losses"]) == set(CV_READOUTS)
     assert m["test_accuracy"] >= m["baselines"]["majority_accuracy"] + 0.3, m
 
 

@@ -69,6 +69,12 @@ CV_MIN_EPOCHS = 5
 CV_BUDGET_TRAININGS = 4.0
 WINDOW_READOUT = "mean"  # window regression's readout, and window classification's from POOL_MIN_STEPS steps
 POOL_MIN_STEPS = 64  # in recurrent steps (a stacked model's windows are k times shorter)
+# window classification from POOL_MIN_STEPS steps: the pooled readout by CV_FOLDS-fold cross-validation among
+# these where the folds cost at most CV_READOUT_BUDGET sequential recurrent steps (epochs x optimiser steps x
+# the padded window in recurrent steps, summed over folds and candidates: what a training's time follows);
+# else WINDOW_READOUT
+CV_READOUTS = ("mean", "max")
+CV_READOUT_BUDGET = 1_000_000
 # input stacking (contract/stacking.py) by default for windows of STACK_MIN_STEPS samples (median) or more:
 # k = median // STACK_TARGET_STEPS, so a window runs as STACK_TARGET_STEPS .. 2 * STACK_TARGET_STEPS steps
 STACK_MIN_STEPS = 256
@@ -86,6 +92,7 @@ class DataShape:
     window: bool  # one label per sequence (window mode) rather than per step
     median_steps: int = 0  # the sequences' median length
     channels: int = 1  # values per sample
+    max_steps: int = 0  # the longest sequence (a padded batch's length)
 
     @classmethod
     def of(cls, ds: SequenceSet) -> DataShape:
@@ -97,6 +104,7 @@ class DataShape:
             window=ds.mode == "window",
             median_steps=int(np.median(lengths)) if lengths else 0,
             channels=int(ds.sequences[0].shape[1]) if lengths else 1,
+            max_steps=max(lengths, default=0),
         )
 
 
@@ -115,7 +123,10 @@ class Recipe:
     stack: int = 1  # samples per recurrent step (contract/stacking.py)
     reasons: list[str] = field(default_factory=list)
     cv_losses: dict[int, float] = field(default_factory=dict)  # select="cv": mean validation loss by epochs
-    cv_seconds: float = 0.0  # the cross-validation's training time
+    # the readouts cross-validation chooses among (empty: ``readout`` is decided), their mean validation loss
+    readout_candidates: tuple[str, ...] = ()
+    readout_losses: dict[str, float] = field(default_factory=dict)
+    cv_seconds: float = 0.0  # the cross-validations' training time
 
     def steps_per_epoch(self, sequences: int) -> int:
         return max(1, math.ceil(sequences / self.batch_size))
@@ -156,6 +167,14 @@ def auto_epochs(data: DataShape, batch: int, hidden: int, stack: int = 1) -> tup
 def cv_candidates(epochs: int) -> list[int]:
     """The epoch budgets cross-validation compares: fractions of the recipe's, at least CV_MIN_EPOCHS."""
     return sorted({max(min(CV_MIN_EPOCHS, epochs), round(f * epochs)) for f in CV_FRACTIONS})
+
+
+def readout_cv_cost(data: DataShape, batch: int, epochs: int, stack: int) -> int:
+    """Sequential recurrent steps of cross-validating CV_READOUTS: per fold and candidate, epochs x optimiser
+    steps on (CV_FOLDS - 1) / CV_FOLDS of the data x the padded window in recurrent steps."""
+    fold = math.ceil(data.sequences * (CV_FOLDS - 1) / CV_FOLDS)
+    per_training = epochs * max(1, math.ceil(fold / batch)) * max(1, data.max_steps // stack)
+    return CV_FOLDS * len(CV_READOUTS) * per_training
 
 
 def _selection(given: str | None, data: DataShape, epochs: int) -> tuple[str, str]:
@@ -207,6 +226,7 @@ def choose_stack(given: int | None, data: DataShape) -> tuple[int, str]:
 def choose(config: TrainConfig, data: DataShape) -> Recipe:
     """The recipe ``fit`` follows for ``config`` on a training split shaped ``data``."""
     reasons: list[str] = []
+    candidates: tuple[str, ...] = ()
     stack, why_stack = choose_stack(config.stack, data)
     if config.batch_size is not None:
         batch = config.batch_size
@@ -263,10 +283,25 @@ def choose(config: TrainConfig, data: DataShape) -> Recipe:
         )
     elif data.window and steps >= POOL_MIN_STEPS:
         chosen = WINDOW_READOUT
-        reasons.append(
-            f"readout: {chosen} ({readout(chosen).doc}: one label per window of {steps} steps "
-            f"(median), >= {POOL_MIN_STEPS}, where a recurrent state forgets the window's start)"
+        why = (
+            f"one label per window of {steps} steps (median), >= {POOL_MIN_STEPS}, where a recurrent state "
+            "forgets the window's start"
         )
+        cost = readout_cv_cost(data, batch, epochs, stack)
+        if cost <= CV_READOUT_BUDGET:
+            candidates = CV_READOUTS
+            reasons.append(
+                f"readout: {' or '.join(CV_READOUTS)} of h over the window, by {CV_FOLDS}-fold "
+                "cross-validation "
+                f"({why}; which pooling suits the data differs: the folds cost {cost / 1e3:,.0f}k recurrent "
+                f"steps, <= {CV_READOUT_BUDGET / 1e3:,.0f}k)"
+            )
+        else:
+            reasons.append(
+                f"readout: {chosen} ({readout(chosen).doc}: {why}; cross-validating "
+                f"{' or '.join(CV_READOUTS)} would cost {cost / 1e3:,.0f}k recurrent steps, "
+                f"> {CV_READOUT_BUDGET / 1e3:,.0f}k)"
+            )
     elif data.window:
         chosen = "last"
         reasons.append(
@@ -289,4 +324,5 @@ def choose(config: TrainConfig, data: DataShape) -> Recipe:
         readout=chosen,
         stack=stack,
         reasons=reasons,
+        readout_candidates=candidates,
     )

@@ -366,8 +366,8 @@ def fit(
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads_for(config))
     try:
-        if recipe.select == "cv":
-            _cross_validate_epochs(train_ds, norm, target_norm, config, recipe, log)
+        _cross_validate(train_ds, norm, target_norm, config, recipe, log)
+        meta.readout = recipe.readout
         model, history, best_epoch, seconds = _train(train, val, ds.output_size, target_norm, config, recipe)
         qat = (
             finetune(FinetuneRun(model, splits, target_norm, config, meta, train_ds, history, recipe))
@@ -414,23 +414,14 @@ def folds(ds: SequenceSet, k: int, seed: int) -> list[np.ndarray]:
     return [np.flatnonzero(assignment == f) for f in range(k)]
 
 
-def _cross_validate_epochs(
-    train_ds: SequenceSet,
-    norm: Normalizer,
-    target_norm: Normalizer | None,
-    config: TrainConfig,
-    recipe: Recipe,
-    log: Callable[[str], None] | None,
-) -> None:
-    """Set ``recipe.epochs`` to the candidate budget with the lowest mean validation loss over CV_FOLDS folds
-    of the training split (each trained from the seed with the recipe's schedule for that many epochs)."""
-    parts = [f for f in folds(train_ds, CV_FOLDS, config.seed) if f.size]
+def _fold_splits(
+    train_ds: SequenceSet, norm: Normalizer, target_norm: Normalizer | None, seed: int
+) -> list[tuple[PaddedSplit, PaddedSplit]]:
+    """(training part, held-out fold) for each of CV_FOLDS folds of the training split; empty with fewer than
+    two non-empty folds."""
+    parts = [f for f in folds(train_ds, CV_FOLDS, seed) if f.size]
     if len(parts) < 2:
-        recipe.reasons.append(
-            "cross-validation skipped: too few sequences for two folds; the last epoch is kept"
-        )
-        recipe.select = "last"
-        return
+        return []
     splits = []
     for f, held in enumerate(parts):
         rest = np.concatenate([p for g, p in enumerate(parts) if g != f])
@@ -440,27 +431,68 @@ def _cross_validate_epochs(
                 PaddedSplit.build(train_ds.subset(held), norm, target_norm),
             )
         )
-    losses: dict[int, float] = {}
+    return splits
+
+
+def _cv_loss(
+    splits: list[tuple[PaddedSplit, PaddedSplit]],
+    output_size: int,
+    target_norm: Normalizer | None,
+    config: TrainConfig,
+    trial: Recipe,
+) -> float:
+    """Mean held-out loss over the folds of a training that follows ``trial`` (from the seed, last epoch)."""
+    scores = []
+    for fold_train, fold_val in splits:
+        model, _, _, _ = _train(fold_train, None, output_size, target_norm, config, trial)
+        scores.append(evaluate(model, fold_val, target_norm).loss)
+    return float(np.mean(scores))
+
+
+def _cross_validate(
+    train_ds: SequenceSet,
+    norm: Normalizer,
+    target_norm: Normalizer | None,
+    config: TrainConfig,
+    recipe: Recipe,
+    log: Callable[[str], None] | None,
+) -> None:
+    """The recipe's open choices by CV_FOLDS-fold cross-validation of the training split, in place: first the
+    readout among ``recipe.readout_candidates``, then (select="cv") the epoch budget among ``cv_candidates``;
+    each the lowest mean held-out loss, ties to the first readout and the fewest epochs."""
+    if not recipe.readout_candidates and recipe.select != "cv":
+        return
     started = time.perf_counter()
-    for epochs in cv_candidates(recipe.epochs):
-        trial = dataclasses.replace(recipe, epochs=epochs, select="last", reasons=[])
-        scores = []
-        for fold_train, fold_val in splits:
-            model, _, _, _ = _train(fold_train, None, train_ds.output_size, target_norm, config, trial)
-            scores.append(evaluate(model, fold_val, target_norm).loss)
-        losses[epochs] = float(np.mean(scores))
-    best = min(losses, key=lambda e: (losses[e], e))
-    line = (
-        f"cross-validation ({len(splits)} folds), mean validation loss by epochs: "
-        + ", ".join(f"{e}: {v:.4g}" for e, v in losses.items())
-        + f" -> {best} epochs on all the training data"
-    )
-    recipe.reasons.append(line)
-    recipe.cv_losses = losses
+    splits = _fold_splits(train_ds, norm, target_norm, config.seed)
+    lines = []
+    if not splits:
+        lines.append("cross-validation skipped: too few sequences for two folds")
+        recipe.select = "last" if recipe.select == "cv" else recipe.select
+    if splits and recipe.readout_candidates:
+        for name in recipe.readout_candidates:
+            trial = dataclasses.replace(recipe, readout=name, select="last", reasons=[])
+            recipe.readout_losses[name] = _cv_loss(splits, train_ds.output_size, target_norm, config, trial)
+        recipe.readout = min(recipe.readout_candidates, key=lambda r: recipe.readout_losses[r])
+        lines.append(
+            f"cross-validation ({len(splits)} folds), mean held-out loss by readout: "
+            + ", ".join(f"{r}: {v:.4g}" for r, v in recipe.readout_losses.items())
+            + f" -> readout {recipe.readout}"
+        )
+    if splits and recipe.select == "cv":
+        for epochs in cv_candidates(recipe.epochs):
+            trial = dataclasses.replace(recipe, epochs=epochs, select="last", reasons=[])
+            recipe.cv_losses[epochs] = _cv_loss(splits, train_ds.output_size, target_norm, config, trial)
+        recipe.epochs = min(recipe.cv_losses, key=lambda e: (recipe.cv_losses[e], e))
+        lines.append(
+            f"cross-validation ({len(splits)} folds), mean validation loss by epochs: "
+            + ", ".join(f"{e}: {v:.4g}" for e, v in recipe.cv_losses.items())
+            + f" -> {recipe.epochs} epochs on all the training data"
+        )
     recipe.cv_seconds = round(time.perf_counter() - started, 2)
-    recipe.epochs = best
-    if log is not None:
-        log(f"  recipe: {line}")
+    for line in lines:
+        recipe.reasons.append(line)
+        if log is not None:
+            log(f"  recipe: {line}")
 
 
 def _recipe_dict(recipe: Recipe) -> dict[str, Any]:

@@ -1,0 +1,97 @@
+"""The int8 input range export chooses (codegen/input_range.py): one of the candidates, the one whose integer
+model is closest to the float model, and the range the exported model and its report carry."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tinylstm.codegen.input_range import (
+    MAX_SEQUENCES,
+    MAX_STEPS,
+    RANGE_FACTORS,
+    calibrated_model,
+    choose_input_range,
+    output_error,
+    subsample,
+)
+from tinylstm.codegen.quantize import calibrate, quantize
+from tinylstm.codegen.random_models import float_model_from_torch
+from tinylstm.codegen.spec import FloatModel, ModelMeta
+
+
+def model(cell: str, seed: int, mode: str = "window", stack: int = 1) -> FloatModel:
+    torch.manual_seed(seed)
+    rnn = getattr(torch.nn, cell.upper())(2 * stack, 8, 1, batch_first=True)
+    head = torch.nn.Linear(8, 3)
+    fm = float_model_from_torch(rnn, head, ModelMeta(mode=mode, input_mean=[0.5, -1.0], input_std=[2.0, 0.5]))
+    fm.stack = stack
+    return fm
+
+
+def spiky(seed: int, n: int = 40, steps: int = 60) -> list[np.ndarray]:
+    """Normalised series of mostly unit-scale values with rare spikes of 10-25 standard deviations."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x = rng.normal(size=(steps, 2))
+        hits = rng.random((steps, 2)) < 0.003
+        x[hits] = rng.uniform(10, 25, size=int(hits.sum())) * rng.choice([-1, 1], size=int(hits.sum()))
+        out.append(x)
+    return out
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_chosen_range_is_the_closest_candidate(cell: str) -> None:
+    fm = model(cell, 3)
+    seqs = spiky(4)
+    cal = calibrate(fm, seqs)
+    chosen = choose_input_range(fm, cal, seqs, 8)
+    errors = {
+        f: output_error(fm, quantize(fm, replace(cal, input_absmax=cal.input_absmax * f), 8), seqs)
+        for f in RANGE_FACTORS
+    }
+    best = min(RANGE_FACTORS, key=lambda f: errors[f])  # ties: the first, the widest
+    assert chosen.input_absmax == pytest.approx(cal.input_absmax * best, rel=1e-12)
+    assert (chosen.cell_absmax, chosen.output_absmax, chosen.steps) == (
+        cal.cell_absmax,
+        cal.output_absmax,
+        cal.steps,
+    )
+    # the spikes' tails cost the common values their resolution: a narrower range is closer here
+    assert best < 1.0 and errors[best] < errors[1.0]
+    assert choose_input_range(fm, cal, seqs, 8) == chosen  # deterministic
+
+
+def test_calibrated_model_quantizes_with_the_chosen_range() -> None:
+    fm = model("lstm", 5)
+    seqs = spiky(6)
+    m, chosen, measured = calibrated_model(fm, seqs, 8)
+    assert measured == calibrate(fm, seqs) and chosen == choose_input_range(fm, measured, seqs, 8)
+    assert m.model_hash == quantize(fm, chosen, 8).model_hash
+    m16, chosen16, _ = calibrated_model(fm, seqs, 16)
+    assert m16.hidden_bits == 16 and chosen16.input_absmax in [
+        measured.input_absmax * f for f in RANGE_FACTORS
+    ]
+
+
+def test_the_subsample_is_even_bounded_and_whole_stacked_steps() -> None:
+    seqs = [np.zeros((n, 2)) for n in range(3, 3 + 3 * MAX_SEQUENCES)] + [np.zeros((MAX_STEPS + 77, 2))]
+    sample = subsample(seqs, 4)
+    # MAX_SEQUENCES evenly spaced, the first and the last among them; the first (3 samples) is shorter than
+    # one stacked step and left out, the last cut to MAX_STEPS
+    assert len(sample) == MAX_SEQUENCES - 1
+    assert all(len(s) % 4 == 0 and 0 < len(s) <= MAX_STEPS for s in sample)
+    assert len(sample[-1]) == MAX_STEPS and len(sample[0]) == 4  # the next (6 samples): one stacked step
+    assert subsample([np.zeros((3, 2))], 4) == []  # shorter than one stacked step: nothing to compare
+
+
+def test_stream_models_compare_every_step_and_stacked_models_run() -> None:
+    for fm in (model("gru", 7, mode="stream"), model("lstm", 8, stack=3)):
+        seqs = spiky(9, n=12, steps=48)
+        m, chosen, measured = calibrated_model(fm, seqs, 8)
+        assert chosen.input_absmax <= measured.input_absmax
+        assert output_error(fm, m, seqs) <= output_error(fm, quantize(fm, measured, 8), seqs)
