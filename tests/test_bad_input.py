@@ -196,7 +196,7 @@ def case_train_out_below_a_file(tmp: Path, good: Path) -> Case:
 def case_train_zero_threads(tmp: Path, good: Path) -> Case:
     return Case(
         ["train", "--data", str(good / "data.npz"), "--threads", "0", "--out", str(tmp / "run")],
-        "threads=0 must be >= 1",
+        "threads=0: this machine has",
         tmp / "run",
     )
 
@@ -363,6 +363,48 @@ def _write_module(where: Path, name: str) -> None:
     finally:
         sys.path.remove(str(where))
         sys.modules.pop(name, None)
+
+
+def _train(good: Path, tmp: Path, *extra: str) -> Case:
+    argv = ["train", "--data", str(good / "data.npz"), "--epochs", "1", "--quiet", "--out", str(tmp / "o")]
+    return Case([*argv, *extra], "", tmp / "o")
+
+
+def case_train_negative_seed(tmp: Path, good: Path) -> Case:
+    c = _train(good, tmp, "--seed", "-1")
+    c.message = "seed=-1 must be in 0..4294967295"
+    return c
+
+
+def case_train_more_threads_than_cores(tmp: Path, good: Path) -> Case:
+    c = _train(good, tmp, "--threads", "100000")  # PyTorch segfaulted on this
+    c.message = "threads=100000: this machine has"
+    return c
+
+
+def case_train_infinite_learning_rate(tmp: Path, good: Path) -> Case:
+    c = _train(good, tmp, "--lr", "inf")
+    c.message = "must be finite and > 0"
+    return c
+
+
+def _parity(good: Path, tmp: Path, *extra: str) -> Case:
+    exp = _copy_export(good, tmp)
+    (tmp / "fw.elf").write_bytes(b"\x7fELF")
+    argv = ["parity", str(exp), "--qemu", str(tmp / "fw.elf"), "--report", str(tmp / "r.json")]
+    return Case([*argv, *extra], "", tmp / "r.json")
+
+
+def case_parity_nan_stall_timeout(tmp: Path, good: Path) -> Case:
+    c = _parity(good, tmp, "--stall-timeout", "nan")  # nan turned a stall into a hang
+    c.message = "--stall-timeout nan: give a finite number of seconds > 0"
+    return c
+
+
+def case_parity_negative_reconnect_timeout(tmp: Path, good: Path) -> Case:
+    c = _parity(good, tmp, "--reconnect-timeout", "-1")
+    c.message = "--reconnect-timeout -1.0: give a finite number of seconds >= 0"
+    return c
 
 
 CASES: dict[str, Callable[[Path, Path], Case]] = {

@@ -163,6 +163,9 @@ def test_arduino_library(trained: Trained, tmp_path: Path) -> None:
         lib / "examples" / "StreamPredictions" / "StreamPredictions.ino"
     )  # folder and sketch names match
     sketch = example.read_text()
-    assert "#include <TinyLSTM.h>" in sketch and "void setup()" in sketch and "void loop()" in sketch
+    assert "#include <TinyLSTMArduino.h>" in sketch and "void setup()" in sketch and "void loop()" in sketch
+    # no two files differ only in case: on Windows and macOS file systems one would overwrite the other
+    files = [p.relative_to(lib).as_posix() for p in lib.rglob("*") if p.is_file()]
+    assert len({f.lower() for f in files}) == len(files), sorted(files)
     assert not (lib / "src" / "main_arduino.cpp").exists()  # setup()/loop() are the sketch's
     assert compile_portable_c(lib / "src", lib / "src", CORE_RV32IMC, tmp_path / "obj") >= 10

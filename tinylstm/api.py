@@ -13,6 +13,7 @@ of ``parity`` and ``stream`` goes to an ``on_status`` callback) and the negation
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from collections.abc import Callable, Generator, Sequence
@@ -348,6 +349,10 @@ def parity(
         raise TinyLSTMError("give the board's port or a firmware ELF to boot in QEMU (one of them)")
     if steps <= 0:
         raise TinyLSTMError("--steps must be positive")
+    if not 0 < stall_timeout < math.inf:
+        raise TinyLSTMError(f"--stall-timeout {stall_timeout}: give a finite number of seconds > 0")
+    if not 0 <= reconnect_timeout < math.inf:
+        raise TinyLSTMError(f"--reconnect-timeout {reconnect_timeout}: give a finite number of seconds >= 0")
     if not d.is_dir():
         raise TinyLSTMError(f"export directory {d} does not exist: run `tinylstm export` first")
     out = Path(report) if report else d / "parity-report.json"

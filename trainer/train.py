@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -210,8 +211,10 @@ def _check_config(config: TrainConfig) -> None:
         value = getattr(config, name)
         if value is not None and value < 1:
             raise TinyLSTMError(f"{name}={value} must be >= 1 (omit it for the recipe's choice)")
-    if not config.lr > 0 or not config.clip > 0:
-        raise TinyLSTMError(f"lr={config.lr} and clip={config.clip} must be > 0")
+    if not 0 < config.lr < math.inf or not 0 < config.clip < math.inf:
+        raise TinyLSTMError(f"lr={config.lr} and clip={config.clip} must be finite and > 0")
+    if not 0 <= config.seed < 2**32:
+        raise TinyLSTMError(f"seed={config.seed} must be in 0..4294967295 (the seeds numpy and PyTorch take)")
     if config.schedule not in SCHEDULES or config.select not in (*SELECTIONS, None):
         raise TinyLSTMError(
             f"schedule={config.schedule!r} / select={config.select!r}: use schedule "
@@ -230,8 +233,12 @@ def _check_config(config: TrainConfig) -> None:
         config.augment.validate()
     if config.device != "cpu":
         raise TinyLSTMError(f"device {config.device!r} is not supported; tinylstm trains on cpu")
-    if config.threads is not None and config.threads < 1:
-        raise TinyLSTMError(f"threads={config.threads} must be >= 1 (omit it for the automatic choice)")
+    cores = os.cpu_count() or 1
+    if config.threads is not None and not 1 <= config.threads <= cores:
+        raise TinyLSTMError(
+            f"threads={config.threads}: this machine has {cores} cores; give 1-{cores} (or omit it for the "
+            "automatic choice)"
+        )
     if not 0.0 <= config.dropout < 1.0:
         raise TinyLSTMError(f"dropout={config.dropout} must be in [0, 1)")
     if config.qat_hidden_bits not in HIDDEN_FORMATS:
