@@ -407,6 +407,46 @@ def case_parity_negative_reconnect_timeout(tmp: Path, good: Path) -> Case:
     return c
 
 
+def _prune(good: Path, tmp: Path, *extra: str) -> Case:
+    return Case(["prune", str(good / "run" / "model.pt"), "--out", str(tmp / "p"), *extra], "", tmp / "p")
+
+
+def case_prune_below_one_unit(tmp: Path, good: Path) -> Case:
+    c = _prune(good, tmp, "--hidden", "0")
+    c.message = "--hidden 0: a layer keeps at least one unit; give 1 to 7"
+    return c
+
+
+def case_prune_to_as_many_units_as_it_has(tmp: Path, good: Path) -> Case:
+    c = _prune(good, tmp, "--hidden", "8")
+    c.message = "already has 8 units per layer, nothing to prune"
+    return c
+
+
+def case_prune_budget_already_met(tmp: Path, good: Path) -> Case:
+    c = _prune(good, tmp, "--board", "stm32f405", "--max-flash", "1M")
+    c.message = "the model already meets flash <= 1048576 B on stm32f405"
+    return c
+
+
+def case_prune_budget_out_of_reach(tmp: Path, good: Path) -> Case:
+    c = _prune(good, tmp, "--board", "stm32f405", "--max-flash", "1k")
+    c.message = "even one unit per layer does not meet flash <= 1024 B"
+    return c
+
+
+def case_prune_without_a_target(tmp: Path, good: Path) -> Case:
+    c = _prune(good, tmp)
+    c.message = "give a target: --hidden N, or --board"
+    return c
+
+
+def case_prune_budget_without_a_board(tmp: Path, good: Path) -> Case:
+    c = _prune(good, tmp, "--max-flash", "4k")
+    c.message = "a budget is a board's: give --board"
+    return c
+
+
 CASES: dict[str, Callable[[Path, Path], Case]] = {
     name[len("case_") :]: fn
     for name, fn in dict(globals()).items()

@@ -13,6 +13,8 @@ One import for a script; every CLI command is a function of the same name, with 
     fw = tinylstm.build(exp.dir, "qemu-stm32f405")                      # firmware: fw.elf, fw.bin, fw.sizes
     found = tinylstm.search("watch", "qemu-stm32f405", max_flash="16k", trials=20)  # best model that fits
     fw = tinylstm.build(found["best_export"], "qemu-stm32f405")
+    small = tinylstm.prune(run.checkpoint_path, "runs/small", board="stm32f405", max_flash="8k")  # fewer
+    # units, fine-tuned: runs/small/model.pt exports like any checkpoint
     with tinylstm.stream("/dev/ttyUSB0", export=exp.dir) as s:          # predictions from a board
         for p in s.predictions(): ...
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
         flash,
         load_export,
         parity,
+        prune,
         search,
         stream,
         train,
@@ -59,6 +62,7 @@ __all__ = [
     "flash",
     "load_export",
     "parity",
+    "prune",
     "search",
     "stream",
     "train",
@@ -68,6 +72,7 @@ _LAZY = {
     # one function per CLI command (host/cli/cmd_<name>.py), same options and defaults
     "train": "tinylstm.api",
     "search": "tinylstm.api",
+    "prune": "tinylstm.api",
     "export": "tinylstm.api",
     "check": "tinylstm.api",
     "explain": "tinylstm.api",

@@ -42,6 +42,7 @@ from tinylstm.host.analysis.parity import ParityReport, run_parity
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.boards.firmware import FirmwareBuild, build_firmware
 from tinylstm.host.boards.flash import flash as _flash
+from tinylstm.host.boards.registry import get_board
 from tinylstm.host.link.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor
 from tinylstm.host.link.feed import Feeder
 from tinylstm.host.link.protocol import Hello, Source
@@ -50,6 +51,7 @@ from tinylstm.host.link.transport import DEFAULT_BAUD, Link
 from tinylstm.host.search.study import Budget, SearchConfig, Space
 from tinylstm.host.search.study import search as _search
 from tinylstm.host.targets.bridge import CModel
+from tinylstm.trainer.prune import DEFAULT_STEP as DEFAULT_PRUNE_STEP
 from tinylstm.trainer.train import TrainConfig, TrainResult
 
 DEFAULT_BOARD = "qemu-stm32f405"  # build, flash: the emulated STM32F405 (QEMU netduinoplus2)
@@ -325,6 +327,57 @@ def search(
         dataset_options={"hop": hop} if hop else {},
     )
     return _search(cfg)
+
+
+def prune(
+    model: str | Path,
+    out: str | Path,
+    *,
+    hidden: int | None = None,
+    board: str | None = None,
+    max_flash: int | str | None = None,
+    max_ram: int | str | None = None,
+    max_latency_ms: float | None = None,
+    step: float = DEFAULT_PRUNE_STEP,
+    epochs: int | None = None,
+    lr: float | None = None,
+    seed: int | None = None,
+    data: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """``tinylstm prune``: remove whole hidden units from the checkpoint ``model`` down to ``hidden`` units
+    per layer, or to the most that fit ``board`` within ``max_flash``, ``max_ram`` (bytes, or "8k") and
+    ``max_latency_ms``; fine-tunes after each round (``step``: the fraction of units one round removes at
+    most; ``epochs`` per round, default the recipe's / 4; ``lr`` the one-cycle peak, default 1/3 of
+    training's; ``seed`` default the training's). Writes ``out``/model.pt, an ordinary checkpoint for
+    ``export``, and ``out``/prune-report.json; returns the report (``report["test"]``,
+    ``report["model_data_bytes"]``)."""
+    from tinylstm.host.search.prune import PruneTarget, prune_checkpoint
+
+    target = PruneTarget(
+        hidden=hidden,
+        board=board,
+        budget=Budget(
+            _size_bytes(max_flash) if max_flash else None,
+            _size_bytes(max_ram) if max_ram else None,
+            max_latency_ms,
+        ),
+    )
+    if hidden is not None and (board is not None or target.budget.describe() != "no budget"):
+        raise TinyLSTMError(
+            "give --hidden or a board budget (--board with --max-flash/--max-ram/--max-latency-ms), not both"
+        )
+    if board is None and target.budget.describe() != "no budget":
+        raise TinyLSTMError(
+            "a budget is a board's: give --board with --max-flash, --max-ram or --max-latency-ms"
+        )
+    if max_latency_ms is not None and not 0 < max_latency_ms < math.inf:
+        raise TinyLSTMError(f"--max-latency-ms {max_latency_ms}: give a finite number of milliseconds > 0")
+    if board is not None:
+        get_board(board)
+    return prune_checkpoint(
+        model, out, target, step=step, epochs=epochs, lr=lr, seed=seed, data=data, log=log
+    )
 
 
 def parity(

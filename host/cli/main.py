@@ -14,7 +14,7 @@ from types import FrameType
 
 from tinylstm.errors import TinyLSTMError
 
-COMMANDS = ["train", "search", "export", "check", "explain", "build", "flash", "stream", "parity"]
+COMMANDS = ["train", "search", "prune", "export", "check", "explain", "build", "flash", "stream", "parity"]
 
 
 def build_parser() -> argparse.ArgumentParser:

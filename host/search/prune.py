@@ -1,0 +1,234 @@
+"""``tinylstm prune``: a trained checkpoint made smaller by removing whole hidden units (trainer/prune.py),
+down to a unit count or to the largest count whose architecture fits a board's budget (flash, RAM, latency:
+priced by cost.py before any pruning). The result is an ordinary checkpoint of a smaller dense model.
+
+Everything is checked before the work starts: a target of less than one unit, a budget not even one unit
+meets, a model that already meets the target, an output directory that cannot be written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinylstm.codegen.emit_c import model_data_bytes
+from tinylstm.codegen.random_models import random_quantized_model
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.registry import get_board
+from tinylstm.host.search.cost import Cost, architecture_cost
+from tinylstm.host.search.study import Budget
+from tinylstm.trainer.batches import PaddedSplit
+from tinylstm.trainer.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointMeta,
+    load_checkpoint,
+    load_splits_from_meta,
+    save_checkpoint,
+)
+from tinylstm.trainer.data import Normalizer
+from tinylstm.trainer.prune import DEFAULT_STEP, PruneResult, prune
+from tinylstm.trainer.recipe import DataShape, auto_batch, auto_epochs
+from tinylstm.trainer.train import TrainConfig, check_output_dir, evaluate
+
+REPORT_NAME = "prune-report.json"
+MIN_FINETUNE_EPOCHS = 5
+FINETUNE_SHARE = (
+    4  # each round fine-tunes for the recipe's epochs / FINETUNE_SHARE (at least MIN_FINETUNE_EPOCHS)
+)
+
+
+@dataclass
+class PruneTarget:
+    """A unit count, or a board and the budget the pruned model must fit there."""
+
+    hidden: int | None = None
+    board: str | None = None
+    budget: Budget = dataclasses.field(default_factory=Budget)
+
+    def describe(self) -> str:
+        if self.hidden is not None:
+            return f"{self.hidden} units per layer"
+        return f"{self.budget.describe()} on {self.board}"
+
+
+def shape_cost(meta: CheckpointMeta, board: str, hidden: int) -> Cost:
+    """The price on ``board`` of the checkpoint's architecture at ``hidden`` units (int8 hidden state)."""
+    return architecture_cost(
+        get_board(board),
+        meta.cell,
+        meta.num_layers,
+        meta.input_size,
+        hidden,
+        meta.output_size,
+        meta.classes,
+        readout=meta.readout,
+        stack=meta.stack,
+    )
+
+
+def data_bytes(meta: CheckpointMeta, hidden: int) -> int:
+    """Model data bytes (``tinylstm export``'s, int8 weights) of the checkpoint's architecture at ``hidden``
+    units: exact for the shapes, whatever the weights (codegen/emit_c.model_data_bytes)."""
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((1, 8 * meta.stack, meta.input_size))
+    m = random_quantized_model(
+        0,
+        meta.cell,
+        meta.num_layers,
+        meta.input_size,
+        hidden,
+        meta.output_size,
+        data,
+        8,
+        meta.readout,
+        meta.stack,
+    )
+    m = dataclasses.replace(m, meta=dataclasses.replace(m.meta, classes=meta.classes))
+    return model_data_bytes(m)
+
+
+def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict[int, Cost]]:
+    """The unit count to prune to, and the prices looked at (budget targets): the largest count below the
+    model's whose architecture fits the budget (prices grow with the count: a binary search)."""
+    have = meta.hidden_size
+    if target.hidden is not None:
+        if target.hidden < 1:
+            raise TinyLSTMError(
+                f"--hidden {target.hidden}: a layer keeps at least one unit; give 1 to {have - 1}"
+            )
+        if target.hidden >= have:
+            raise TinyLSTMError(
+                f"--hidden {target.hidden}: the model already has {have} units per layer, nothing to prune; "
+                f"give fewer than {have}"
+            )
+        return target.hidden, {}
+    if target.board is None or all(
+        v is None for v in (target.budget.max_flash, target.budget.max_ram, target.budget.max_latency_ms)
+    ):
+        raise TinyLSTMError(
+            "give a target: --hidden N, or --board with --max-flash, --max-ram or --max-latency-ms"
+        )
+    prices: dict[int, Cost] = {}
+
+    def fits(h: int) -> bool:
+        prices[h] = shape_cost(meta, target.board or "", h)
+        c = prices[h]
+        return target.budget.violation(c.flash_bytes, c.ram_bytes, c.slowest_sample_ms) is None
+
+    if fits(have):
+        c = prices[have]
+        raise TinyLSTMError(
+            f"the model already meets {target.describe()} (flash {c.flash_bytes} B, RAM {c.ram_bytes} B): "
+            "nothing to prune; give a smaller budget or --hidden"
+        )
+    if not fits(1):
+        c = prices[1]
+        why = target.budget.violation(c.flash_bytes, c.ram_bytes, c.slowest_sample_ms)
+        raise TinyLSTMError(
+            f"even one unit per layer does not meet {target.describe()} ({why}): pruning cannot get there; "
+            "raise the budget, or train fewer layers or a smaller input stacking"
+        )
+    lo, hi = 1, have  # fits(lo), not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo, prices
+
+
+def finetune_epochs(meta: CheckpointMeta, train_shape: DataShape, hidden: int, given: int | None) -> int:
+    if given is not None:
+        if given < 1:
+            raise TinyLSTMError(f"--epochs {given}: fine-tuning needs at least 1 epoch per round")
+        return given
+    recorded = meta.metrics.get("recipe", {}).get("epochs")
+    full = (
+        recorded
+        if isinstance(recorded, int)
+        else auto_epochs(train_shape, auto_batch(train_shape.sequences), hidden, meta.stack)[0]
+    )
+    return max(MIN_FINETUNE_EPOCHS, full // FINETUNE_SHARE)
+
+
+def prune_checkpoint(
+    model_path: str | Path,
+    out: str | Path,
+    target: PruneTarget,
+    *,
+    step: float = DEFAULT_STEP,
+    epochs: int | None = None,
+    lr: float | None = None,
+    seed: int | None = None,
+    data: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Prune the checkpoint at ``model_path`` to ``target``; write OUT/model.pt (an ordinary checkpoint),
+    OUT/prune-report.json and return the report."""
+    out_dir = check_output_dir(out)
+    if (out_dir / CHECKPOINT_NAME).resolve() == Path(model_path).resolve():
+        raise TinyLSTMError(f"--out {out_dir} holds the model being pruned; give another output directory")
+    if not 0.0 < step < 1.0:
+        raise TinyLSTMError(f"--step {step}: give the fraction of units one round removes, in (0, 1)")
+    model, meta = load_checkpoint(model_path)
+    hidden, prices = resolve_hidden(meta, target)
+    train_set, _, test_set = load_splits_from_meta(meta, data)
+    norm = Normalizer.from_dict(meta.norm)
+    target_norm = None if meta.target_norm is None else Normalizer.from_dict(meta.target_norm)
+    shape = DataShape.of(train_set)
+    config = TrainConfig(
+        cell=meta.cell,
+        hidden=hidden,
+        layers=meta.num_layers,
+        epochs=finetune_epochs(meta, shape, meta.hidden_size, epochs),
+        lr=lr if lr is not None else TrainConfig().lr / 3,
+        seed=meta.dataset.seed if seed is None else seed,
+        progress=False,
+        readout=meta.readout,
+        stack=meta.stack,
+        select="last",
+    )
+    test = PaddedSplit.build(test_set, norm, target_norm) if len(test_set) else None
+    before = evaluate(model, test, target_norm).metric if test is not None else None
+    if log is not None:
+        log(
+            f"pruning {meta.cell.upper()} {meta.num_layers}x{meta.hidden_size} to {hidden} units per layer "
+            f"({target.describe()}); rounds remove <= {step:.0%} of the units, then fine-tune "
+            f"{config.epochs} epochs at peak lr {config.lr:g}"
+        )
+    started = time.perf_counter()
+    result: PruneResult = prune(model, train_set, norm, target_norm, hidden, config, step, log)
+    after = evaluate(result.model, test, target_norm).metric if test is not None else None
+    pruned_meta = dataclasses.replace(meta, hidden_size=hidden, metrics=dict(meta.metrics))
+    metric = "accuracy" if meta.task == "classification" else "rmse"
+    report: dict[str, Any] = {
+        "source": str(Path(model_path).resolve()),
+        "target": target.describe(),
+        "criterion": "mean |h| over the training split x the L2 norm of the weights reading the unit",
+        "hidden": {"before": meta.hidden_size, "after": hidden},
+        "metric": metric,
+        "test": {"before": before, "after": after, "sequences": len(test_set)},
+        "model_data_bytes": {"before": data_bytes(meta, meta.hidden_size), "after": data_bytes(meta, hidden)},
+        "finetune": {"epochs_per_round": config.epochs, "lr": config.lr, "seed": config.seed, "step": step},
+        "rounds": [dataclasses.asdict(r) for r in result.rounds],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    report["model_data_bytes"]["saved"] = (
+        report["model_data_bytes"]["before"] - report["model_data_bytes"]["after"]
+    )
+    if target.board is not None:
+        cost = prices.get(hidden) or shape_cost(meta, target.board, hidden)
+        was = prices.get(meta.hidden_size) or shape_cost(meta, target.board, meta.hidden_size)
+        report["board"] = {"name": target.board, "before": was.to_dict(), "after": cost.to_dict()}
+    pruned_meta.metrics["pruning"] = report
+    if test is not None:
+        pruned_meta.metrics[f"test_{metric}"] = after
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out_dir / CHECKPOINT_NAME, result.model, pruned_meta)
+    (out_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,139 @@
+"""Structured pruning (trainer/prune.py, host/search/prune.py, `tinylstm prune`): removing a unit removes
+exactly its rows and columns, the least important units go first, and the pruned checkpoint is an ordinary
+model that exports, checks bit-exact and builds into firmware smaller by what the report claims."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tinylstm.codegen.export import ModelSource, export
+from tinylstm.contract.cells import NAMES as CELL_NAMES
+from tinylstm.host.analysis.check import check
+from tinylstm.host.boards.firmware import build_firmware
+from tinylstm.host.cli.main import main
+from tinylstm.trainer.batches import PaddedSplit
+from tinylstm.trainer.checkpoint import load_checkpoint
+from tinylstm.trainer.data import Normalizer
+from tinylstm.trainer.models import TinyRNN
+from tinylstm.trainer.prune import keep_units, reader_weights, schedule, unit_importance
+from tinylstm.trainer.sequence_set import SequenceSet
+
+
+def _model(cell: str, layers: int, stack: int = 1, readout: str = "last", seed: int = 0) -> TinyRNN:
+    torch.manual_seed(seed)
+    return TinyRNN(cell, 3, 7, layers, 4, readout=readout, stack=stack).eval()
+
+
+def _silence(model: TinyRNN, layer: int, unit: int) -> None:
+    """Zero every weight that reads ``unit`` of ``layer``: nothing downstream depends on it any more."""
+    with torch.no_grad():
+        getattr(model.rnn, f"weight_hh_l{layer}")[:, unit] = 0.0
+        if layer + 1 < model.num_layers:
+            getattr(model.rnn, f"weight_ih_l{layer + 1}")[:, unit] = 0.0
+        else:
+            model.head.weight[:, unit] = 0.0
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_removing_a_silenced_unit_changes_no_output(cell: str, layers: int) -> None:
+    """A unit nothing reads can go: the smaller model's outputs equal the larger one's (every layer pruned,
+    pooled readouts and input stacking included)."""
+    model = _model(cell, layers, stack=2 if layers == 2 else 1, readout=["last", "mean", "max"][layers - 1])
+    drop = [(2, 5, 0)[:layers][n] for n in range(layers)]  # a different unit per layer
+    for n, unit in enumerate(drop):
+        _silence(model, n, unit)
+    keep = [np.asarray([u for u in range(7) if u != drop[n]]) for n in range(layers)]
+    small = keep_units(model, keep)
+    assert small.hidden_size == 6 and small.readout == model.readout and small.stack == model.stack
+    x = torch.randn(5, 24, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
+    # keeping every unit is the identity
+    same = keep_units(model, [np.arange(7)] * layers)
+    with torch.no_grad():
+        torch.testing.assert_close(same(x), model(x), rtol=0, atol=0)
+
+
+def test_importance_ranks_a_silenced_unit_last() -> None:
+    model = _model("lstm", 2)
+    _silence(model, 0, 3)
+    _silence(model, 1, 6)
+    rng = np.random.default_rng(0)
+    ds = SequenceSet(
+        [rng.normal(size=(20, 3)).astype(np.float32) for _ in range(10)],
+        np.arange(10) % 4,
+        "classification",
+        "window",
+        ["a", "b", "c", "d"],
+        ["x", "y", "z"],
+        "toy",
+    )
+    split = PaddedSplit.build(ds, Normalizer(np.zeros(3), np.ones(3)), None)
+    scores = unit_importance(model, split)
+    assert [s.shape for s in scores] == [(7,), (7,)]
+    assert scores[0][3] == 0.0 and scores[1][6] == 0.0 and (np.delete(scores[0], 3) > 0).all()
+    assert reader_weights(model, 1).shape == (4 * 7 + 4, 7)  # layer 1's own recurrent rows + the head
+
+
+def test_the_schedule_removes_at_most_a_step_per_round() -> None:
+    assert schedule(32, 20, 0.25) == [24, 20]
+    assert schedule(32, 8, 0.25) == [24, 18, 14, 11, 9, 8]
+    assert schedule(3, 1, 0.25) == [2, 1]  # at least one unit per round
+    assert schedule(8, 8, 0.5) == []
+
+
+def _tiny_run(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 3
+    x = rng.standard_normal((120, 20, 3)).astype(np.float32) + y[:, None, None]
+    np.savez(root / "data.npz", X=x, y=y)
+    argv = ["train", "--data", str(root / "data.npz"), "--hidden", "12", "--epochs", "4", "--quiet"]
+    assert main([*argv, "--out", str(root / "run")]) == 0
+    return root / "run" / "model.pt"
+
+
+def test_pruned_model_exports_checks_and_builds_smaller_by_the_claim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = _tiny_run(tmp_path)
+    assert main(["prune", str(ckpt), "--out", str(tmp_path / "small"), "--hidden", "5", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "pruned 12 -> 5 units per layer" in out and "round 4: 5 units" in out
+    report = json.loads((tmp_path / "small" / "prune-report.json").read_text())
+    model, meta = load_checkpoint(tmp_path / "small" / "model.pt")
+    assert meta.hidden_size == model.hidden_size == 5 and meta.metrics["pruning"]["hidden"]["after"] == 5
+    assert [r["hidden"] for r in report["rounds"]] == [9, 7, 6, 5]
+    sizes = {}
+    for name, path in (("before", ckpt), ("after", tmp_path / "small" / "model.pt")):
+        exp = export(ModelSource(str(path)), tmp_path / f"export-{name}")
+        assert exp.report["model_data_bytes"] == report["model_data_bytes"][name]
+        result = check(tmp_path / f"export-{name}")
+        assert (
+            result["passed"]
+            and result["bit_exact"]["ok"]
+            and result["bit_exact"]["mismatched_sequences"] == 0
+        )
+        fw = build_firmware(tmp_path / f"export-{name}", "qemu-stm32f405", tmp_path / f"fw-{name}")
+        assert fw.sizes is not None
+        sizes[name] = fw.sizes.flash
+    saved = sizes["before"] - sizes["after"]
+    # the firmware shrinks by the model data the report claims, give or take the linker's alignment
+    assert abs(saved - report["model_data_bytes"]["saved"]) <= 8, (saved, report["model_data_bytes"])
+
+
+def test_a_budget_picks_the_most_units_that_fit(tmp_path: Path) -> None:
+    from tinylstm.api import prune
+    from tinylstm.host.search.prune import shape_cost
+
+    ckpt = _tiny_run(tmp_path)
+    _, meta = load_checkpoint(ckpt)
+    limit = shape_cost(meta, "stm32f405", 6).flash_bytes
+    report = prune(ckpt, tmp_path / "small", board="stm32f405", max_flash=limit, epochs=1)
+    assert report["hidden"]["after"] == 6 and report["board"]["after"]["flash_bytes"] <= limit
+    assert shape_cost(meta, "stm32f405", 7).flash_bytes > limit
