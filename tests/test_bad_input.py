@@ -447,6 +447,79 @@ def case_prune_budget_without_a_board(tmp: Path, good: Path) -> Case:
     return c
 
 
+def case_export_out_is_a_file(tmp: Path, good: Path) -> Case:
+    (tmp / "afile").write_text("keep me")
+    return Case(
+        ["export", str(good / "run" / "model.pt"), "--out", str(tmp / "afile")],
+        "is a file, not a directory",
+        tmp / "afile",
+    )
+
+
+def case_export_out_not_writable(tmp: Path, good: Path) -> Case:
+    return Case(
+        ["export", str(good / "run" / "model.pt"), "--out", "/proc/tinylstm-export"],
+        "cannot write in /proc",
+        tmp / "never",
+    )
+
+
+def case_train_out_not_writable(tmp: Path, good: Path) -> Case:
+    c = _train(good, tmp)
+    c.argv[c.argv.index("--out") + 1] = "/proc/tinylstm-run"
+    c.message = "--out /proc/tinylstm-run: cannot write in /proc"
+    return c
+
+
+def case_check_json_in_a_missing_directory(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    return Case(
+        ["check", str(exp), "--json", str(tmp / "missing" / "r.json")],
+        "the directory",
+        exp / "check-report.json",
+    )
+
+
+def case_explain_out_is_a_file(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    (tmp / "afile").write_text("keep me")
+    return Case(
+        ["explain", str(exp), "--out", str(tmp / "afile")], "is a file, not a directory", tmp / "afile"
+    )
+
+
+def case_build_out_not_writable(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    return Case(["build", str(exp), "--out", "/proc/tinylstm-fw"], "cannot write in /proc", exp / "firmware")
+
+
+def case_parity_report_in_a_missing_directory(tmp: Path, good: Path) -> Case:
+    c = _parity(good, tmp)
+    c.argv[c.argv.index("--report") + 1] = str(tmp / "missing" / "r.json")
+    c.message = "the directory"
+    c.untouched = tmp / "missing"
+    return c
+
+
+def case_train_on_an_empty_npz(tmp: Path, good: Path) -> Case:
+    np.savez(tmp / "empty.npz", X=np.zeros((0, 24, 3), np.float32), y=np.zeros(0, np.int64))
+    return Case(
+        ["train", "--data", str(tmp / "empty.npz"), "--out", str(tmp / "run")],
+        "no sequences or no steps",
+        tmp / "run",
+    )
+
+
+def case_flash_a_file_that_is_not_an_elf(tmp: Path, good: Path) -> Case:
+    (tmp / "fw.elf").write_bytes(np.random.default_rng(2).bytes(100))  # QEMU would wait for a client
+    return Case(["flash", str(tmp / "fw.elf")], "is not an ELF file", tmp / "never")
+
+
+def case_flash_an_empty_file_to_a_board(tmp: Path, good: Path) -> Case:
+    (tmp / "fw.elf").write_bytes(b"")  # a probe would be started on it
+    return Case(["flash", str(tmp / "fw.elf"), "--board", "stm32f405"], "is not an ELF file", tmp / "never")
+
+
 CASES: dict[str, Callable[[Path, Path], Case]] = {
     name[len("case_") :]: fn
     for name, fn in dict(globals()).items()

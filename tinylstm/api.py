@@ -51,6 +51,7 @@ from tinylstm.host.link.transport import DEFAULT_BAUD, Link
 from tinylstm.host.search.study import Budget, SearchConfig, Space
 from tinylstm.host.search.study import search as _search
 from tinylstm.host.targets.bridge import CModel
+from tinylstm.trainer.outputs import check_output_dir, check_output_file
 from tinylstm.trainer.prune import DEFAULT_STEP as DEFAULT_PRUNE_STEP
 from tinylstm.trainer.train import TrainConfig, TrainResult
 
@@ -84,7 +85,7 @@ def train(
     ``log``: receives the data's description and the recipe's choices, as the CLI prints them."""
     from tinylstm.codegen.qat import finetune
     from tinylstm.trainer.data import load_dataset, load_test_set
-    from tinylstm.trainer.train import check_output_dir, fit
+    from tinylstm.trainer.train import fit
 
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(config) - known)
@@ -163,7 +164,7 @@ def export(
         new = DEPRECATED_LAYOUTS[layout]
         warnings.warn(f"layout {layout!r} is now called {new!r}", DeprecationWarning, stacklevel=2)
         layout = new
-    out_dir = Path(out) if out is not None else Path(model).resolve().parent / "export"
+    out_dir = check_output_dir(Path(out) if out is not None else Path(model).resolve().parent / "export")
     source = ModelSource(str(model), _opt_str(data), _opt_str(description), trust_module)
     res = _export(source, out_dir, name, cast(Layout, layout), hidden_bits)
     exp = load_export(out_dir)
@@ -184,11 +185,15 @@ def check(
     (default: EXPORT_DIR/check-report.json; "-": not written, the CLI prints it on stdout).
     ``max_accuracy_drop``: allowed float-int8 accuracy drop in points; ``min_agreement``: required argmax
     agreement in %; ``max_rmse_increase``: regression, allowed RMSE increase in % of the target's std."""
+    out = None
+    if json_out != "-":
+        out = Path(json_out) if json_out else Path(export_dir) / "check-report.json"
+        if json_out or Path(export_dir).is_dir():  # a missing export directory: _check names it
+            check_output_file(out, "--json")
     report = _check(
         Path(export_dir), _opt_str(data), Thresholds(max_accuracy_drop, min_agreement, max_rmse_increase)
     )
-    if json_out != "-":
-        out = Path(json_out) if json_out else Path(export_dir) / "check-report.json"
+    if out is not None:
         out.write_text(json.dumps(report, indent=2))
     return report
 
@@ -206,7 +211,8 @@ def explain(
     explain.json and one PNG per example into ``out`` (default: EXPORT_DIR/explain) and returns the JSON
     document."""
     d = Path(export_dir)
-    return _explain(d, _opt_str(data), Path(out) if out else d / "explain", sequences, max_steps)
+    out_dir = check_output_dir(Path(out) if out else d / "explain") if out or d.is_dir() else d / "explain"
+    return _explain(d, _opt_str(data), out_dir, sequences, max_steps)
 
 
 def build(
@@ -223,6 +229,8 @@ def build(
     ``replay_period_ms``: ms between replayed samples (0: UART speed)."""
     d = Path(export_dir)
     out_dir = Path(out) if out else d / f"firmware-{board}"
+    if out or d.is_dir():  # a missing export directory: build_firmware names it
+        check_output_dir(out_dir)
     return build_firmware(d, board, out_dir, source, {"TL_REPLAY_PERIOD_MS": str(replay_period_ms)})
 
 
@@ -408,7 +416,7 @@ def parity(
         raise TinyLSTMError(f"--reconnect-timeout {reconnect_timeout}: give a finite number of seconds >= 0")
     if not d.is_dir():
         raise TinyLSTMError(f"export directory {d} does not exist: run `tinylstm export` first")
-    out = Path(report) if report else d / "parity-report.json"
+    out = check_output_file(Path(report) if report else d / "parity-report.json", "--report")
     with ExitStack() as stack:
         if qemu is not None:
             board = stack.enter_context(QemuBoard(Path(qemu)))

@@ -38,6 +38,8 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
         raise TinyLSTMError(f"{path}: X has shape {x.shape} ({x.dtype}); expected a numeric [N, T, C] array")
     n, t, _ = x.shape
+    if n == 0 or t == 0:
+        raise TinyLSTMError(f"{path}: X has shape {x.shape}, no sequences or no steps: save recordings in it")
     if y.shape[0] != n or y.ndim not in (1, 2, 3) or (y.ndim >= 2 and y.shape[1] != t):
         raise TinyLSTMError(f"{path}: y has shape {y.shape}; expected [{n}], [{n}, {t}] or [{n}, {t}, K]")
     lengths = arrays.get("lengths", np.full(n, t))

@@ -28,6 +28,7 @@ from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, Dataset
 from tinylstm.trainer.curves import plot_curves
 from tinylstm.trainer.data import Normalizer, split
 from tinylstm.trainer.models import Cell, TinyRNN, check_sizes
+from tinylstm.trainer.outputs import check_output_dir
 from tinylstm.trainer.recipe import (
     CV_FOLDS,
     SCHEDULES,
@@ -94,17 +95,6 @@ def threads_for(config: TrainConfig) -> int:
     if config.threads is not None:
         return config.threads
     return 1 if config.hidden <= SMALL_HIDDEN else torch.get_num_threads()
-
-
-def check_output_dir(out_dir: str | Path) -> Path:
-    """Refuse an output path that cannot become a directory, before any training time is spent."""
-    out = Path(out_dir)
-    for p in (out, *out.parents):
-        if p.exists() and not p.is_dir():
-            raise TinyLSTMError(f"--out {out}: {p} is a file, not a directory; pick another output directory")
-        if p.exists():
-            break
-    return out
 
 
 @dataclass

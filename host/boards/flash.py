@@ -24,7 +24,7 @@ from types import FrameType
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import BOARDS, Board, QemuBoard, get_board
 from tinylstm.host.boards.firmware import BUILD_STAMP
-from tinylstm.host.boards.registry import emulated_boards
+from tinylstm.host.boards.registry import check_elf_for, emulated_boards
 
 STM32_TOOLS = ("st-flash", "openocd", "pyocd")
 STM32_INSTALL = (
@@ -190,6 +190,10 @@ FLASHERS: dict[str, Callable[[Path, Board, str | None], None]] = {
 }
 
 
+# the flashers that program (or boot) the build's ELF: it must be an ELF for the board's core
+ELF_FLASHERS = ("qemu", "stm32")
+
+
 def built_for(target: Path) -> str | None:
     """The board ``target`` was built for: its build.json, or the name of a QEMU board in the image."""
     for d in (target, target.parent, target.parent.parent):
@@ -221,4 +225,6 @@ def flash(target: Path, board: str, port: str | None = None) -> None:
             f"{target} was built for {built}{why}, not {board}: run `tinylstm build EXPORT --board {board}` "
             "and flash that"
         )
+    if spec.flasher in ELF_FLASHERS:
+        check_elf_for(_artifact(target, ".elf"), spec)  # before QEMU waits for a client or a probe writes
     FLASHERS[spec.flasher](target, spec, port)

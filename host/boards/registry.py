@@ -319,15 +319,30 @@ def emulated_boards() -> list[Board]:
     return [b for b in BOARDS.values() if b.emulator is not None and b.flasher == "qemu"]
 
 
-def board_for_elf(elf: Path) -> Board:
-    """The emulated board an ELF was built for, told by its e_machine (ARM: 40, RISC-V: 243)."""
+def elf_machine(elf: Path) -> int:
+    """An ELF file's e_machine (ARM: 40, RISC-V: 243); refuses a file that is not an ELF."""
     try:
         head = elf.read_bytes()[:20]
     except OSError as exc:
         raise TinyLSTMError(f"cannot read firmware {elf}: {exc.strerror}") from None
     if len(head) < 20 or head[:4] != b"\x7fELF":
         raise TinyLSTMError(f"{elf} is not an ELF file: pass the .elf that `tinylstm build` wrote")
-    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+
+
+def check_elf_for(elf: Path, board: Board) -> None:
+    """Refuse ``elf`` unless it is an ELF for ``board``'s core (its toolchain's e_machine)."""
+    machine, want = elf_machine(elf), board.toolchain.elf_machine
+    if machine != want:
+        raise TinyLSTMError(
+            f"{elf} is built for ELF machine {machine}, not {board.name}'s ({want}): "
+            f"run `tinylstm build EXPORT --board {board.name}` and flash that"
+        )
+
+
+def board_for_elf(elf: Path) -> Board:
+    """The emulated board an ELF was built for, told by its e_machine (ARM: 40, RISC-V: 243)."""
+    machine = elf_machine(elf)
     for b in emulated_boards():
         if b.toolchain.elf_machine == machine:
             return b

@@ -12,8 +12,9 @@ from tinylstm.contract.readouts import NAMES as READOUT_NAMES
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import Augment
 from tinylstm.trainer.baselines import Baselines
+from tinylstm.trainer.outputs import check_output_dir
 from tinylstm.trainer.recipe import SCHEDULES, SELECTIONS
-from tinylstm.trainer.train import SMALL_HIDDEN, TrainConfig, check_output_dir
+from tinylstm.trainer.train import SMALL_HIDDEN, TrainConfig
 
 QAT_EPOCHS = 10  # --qat without --qat-epochs
 

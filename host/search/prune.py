@@ -33,9 +33,10 @@ from tinylstm.trainer.checkpoint import (
     save_checkpoint,
 )
 from tinylstm.trainer.data import Normalizer
+from tinylstm.trainer.outputs import check_output_dir
 from tinylstm.trainer.prune import DEFAULT_STEP, PruneResult, prune
 from tinylstm.trainer.recipe import DataShape, auto_batch, auto_epochs
-from tinylstm.trainer.train import TrainConfig, check_output_dir, evaluate
+from tinylstm.trainer.train import TrainConfig, evaluate
 
 REPORT_NAME = "prune-report.json"
 MIN_FINETUNE_EPOCHS = 5

@@ -1,0 +1,50 @@
+"""Output paths, checked before the work that fills them: a directory that cannot be created or written, a
+file whose directory is missing or read-only, are refused in one line before any training, export,
+build or check time is spent (and nothing is written)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from tinylstm.errors import TinyLSTMError
+
+
+def _probe(directory: Path, flag: str, target: Path) -> None:
+    """Create and remove a temporary directory in ``directory``: the one test that holds for every file system
+    (``os.access`` says yes to root on /proc and on read-only mounts)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tinylstm-probe-", dir=directory))
+    except OSError as exc:
+        raise TinyLSTMError(
+            f"{flag} {target}: cannot write in {directory} ({exc.strerror}); pick a writable place"
+        ) from None
+
+
+def check_output_dir(out_dir: str | Path, flag: str = "--out") -> Path:
+    """``out_dir`` if it is, or can become, a writable directory (missing parents are created later)."""
+    out = Path(out_dir)
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise TinyLSTMError(
+                    f"{flag} {out}: {p} is a file, not a directory; pick another output directory"
+                )
+            _probe(p, flag, out)
+            break
+    return out
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """``path`` if a file can be written there: not a directory, in an existing, writable directory."""
+    out = Path(path)
+    if out.is_dir():
+        raise TinyLSTMError(f"{flag} {out} is a directory; give a file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise TinyLSTMError(f"{flag} {out}: the directory {parent} does not exist; create it or pick another")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise TinyLSTMError(f"{flag} {out}: the file is read-only; pick another")
+    _probe(parent, flag, out)
+    return out
