@@ -30,7 +30,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module", params=["lstm", "gru"])
 def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp(f"explain-{request.param}")
-    config = TrainConfig(cell=request.param, hidden=8, layers=2, epochs=2, progress=False)
+    config = TrainConfig(cell=request.param, hidden=8, layers=2, epochs=2, progress=False, readout="mean")
     result = fit(load_dataset("watch", hop=64), config, root / "run")
     export(ModelSource(str(result.checkpoint_path)), root / "export")
     return root / "export"

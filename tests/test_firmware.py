@@ -180,10 +180,11 @@ VARIANTS = [("lstm", "last", 1), ("lstm", "max", 1), ("lstm", "last", 5)] + [
     "cell,readout,stack", VARIANTS, ids=[f"{c}-{r}" + (f"-k{k}" if k > 1 else "") for c, r, k in VARIANTS]
 )
 def test_model_variant_firmware_bit_exact(trained: Trained, cell: str, readout: str, stack: int) -> None:
-    """The shared fixture's watch model is an LSTM reading the mean of h over each window (the recipe's
-    readout for 128-step windows); the other readouts build and stream bit-exact too (csrc/tl_pool.c in
-    firmware), and so do a stacked model (5 samples per step: 25 steps per 128-sample window, the last 3
-    samples held) and a model of every other cell (a firmware links only its own cell, TL_ONLY_CELL)."""
+    """The shared fixture's watch model is an LSTM reading the mean of h over each window (given: at its
+    3 epochs the recipe would cross-validate mean against max); the other readouts build and stream
+    bit-exact too (csrc/tl_pool.c in firmware), and so do a stacked model (5 samples per step: 25 steps
+    per 128-sample window, the last 3 samples held) and a model of every other cell (a firmware links
+    only its own cell, TL_ONLY_CELL)."""
     assert load_held_out(trained.export_dir).model.readout == "mean"
     root = trained.export_dir.parent
     name = f"{cell}-{readout}" + (f"-k{stack}" if stack > 1 else "")

@@ -81,7 +81,7 @@ def test_qat_keeps_or_improves_int8_accuracy_of_a_hidden_8_model(tmp_path: Path)
     shipped with the package, every second window)."""
     ds = load_dataset("watch", hop=64)
     # one validation split for both (QAT's keep-or-not reads it; the float run alone would hold none back)
-    base = {"cell": "gru", "hidden": 8, "epochs": 8, "val": 0.15, "progress": False}
+    base = {"cell": "gru", "hidden": 8, "epochs": 8, "val": 0.15, "progress": False, "readout": "mean"}
     ptq = fit(ds, TrainConfig(**base), tmp_path / "ptq")  # type: ignore[arg-type]
     qat = fit(ds, TrainConfig(**base, qat_epochs=3), tmp_path / "qat", finetune=finetune)  # type: ignore[arg-type]
     assert "qat" not in ptq.metrics and qat.metrics["qat"]["epochs"] == 3

@@ -119,7 +119,10 @@ def test_missing_port_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_flashing_without_tools_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    (tmp_path / "tinylstm.elf").write_bytes(b"")
+    # an ARM ELF header (e_machine 40 at offset 18): flash checks the file before it looks for a programmer
+    (tmp_path / "tinylstm.elf").write_bytes(
+        b"\x7fELF\x01\x01\x01" + bytes(11) + (40).to_bytes(2, "little") + bytes(32)
+    )
     with pytest.raises(TinyLSTMError, match="stlink-tools .* openocd .* pyocd"):
         flash(tmp_path, "stm32f405")
     with pytest.raises(TinyLSTMError, match="neither a PlatformIO project"):
