@@ -89,6 +89,32 @@ def _small_size_field(data: bytes) -> bytes:
     return bytes(b)
 
 
+BLOB_RULE = "model.tlm holds the exported model and runs bit-exact (C reader, MicroPython)"
+
+
+def test_verdict_rules_name_what_decided() -> None:
+    from tinylstm.host.analysis.check import Thresholds, verdict_rules
+
+    quality = {"metric": "accuracy_pct", "accuracy_drop_pp": 0.4, "agreement_pct": 99.0}
+    below = {"majority_class": "walk", "majority_accuracy_pct": 40.0, "beaten": False}
+    rules = verdict_rules(quality, below, True, True, Thresholds())
+    failed = [r["rule"] for r in rules if not r["passed"]]
+    assert failed == ["the model beats always predicting the majority class 'walk' (40.00 %)"]
+    allowed = verdict_rules(quality, below, True, True, Thresholds(allow_below_baseline=True))
+    assert all(r["passed"] for r in allowed) and "--allow-below-baseline" in allowed[-1]["rule"]
+    worse = {"metric": "accuracy_pct", "accuracy_drop_pp": 1.5, "agreement_pct": 97.0}
+    beaten = {**below, "beaten": True}
+    failed = [r["rule"] for r in verdict_rules(worse, beaten, False, True, Thresholds()) if not r["passed"]]
+    assert failed == [
+        "golden == C on every output and state word",
+        "float - int8 accuracy +1.50 pp <= 1 pp (--max-accuracy-drop)",
+        "int8 argmax agreement with the float model 97.00 % >= 98 % (--min-agreement)",
+    ]
+    regression = {"metric": "rmse", "rmse_increase_pct_of_std": 2.5}
+    (last,) = [r for r in verdict_rules(regression, {}, True, True, Thresholds()) if not r["passed"]]
+    assert last["rule"] == "int8 RMSE - float RMSE +2.50 % <= 2 % of the target's std (--max-rmse-increase)"
+
+
 @pytest.mark.parametrize(
     "damage", ["deleted", "truncated", "two bytes flipped", "size field rewritten", "another model's blob"]
 )
@@ -108,7 +134,7 @@ def test_a_damaged_blob_fails(export_copy: Path, capsys: pytest.CaptureFixture[s
         m.head_b[0] += 1
         tlm.write_bytes(to_blob(m))
     code, out, report = run_check(capsys, export_copy)
-    assert code == 1 and "FAIL" in out, out
+    assert code == 1 and out.splitlines()[-1] == "FAIL: " + BLOB_RULE, out  # the verdict names its rule
     assert not report["blob"]["ok"] and not report["passed"]
     assert report["bit_exact"]["ok"]  # the C files are fine: only the blob is wrong
     line = next(x for x in out.splitlines() if x.startswith("  model.tlm:"))

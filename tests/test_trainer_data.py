@@ -187,3 +187,38 @@ def test_normalizer_roundtrip_and_floor() -> None:
     assert norm.std[1] == pytest.approx(1e-6)
     back = Normalizer.from_dict(norm.to_dict())
     np.testing.assert_allclose(back.apply(np.array([[3.0, 5.0]])), [[1.0, 0.0]])
+
+
+def test_channel_warnings_name_the_channel_and_the_fix() -> None:
+    from tinylstm.trainer.data import channel_warnings
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(50, 4)) for _ in range(20)]
+    assert channel_warnings(seqs, ["a", "b", "c", "d"]) == []  # ordinary data: nothing to say
+    for s in seqs:
+        s[:, 1] = 3.0  # constant
+        s[:, 3] = 1e38  # beyond float32's safe range
+    seqs[7][10, 2] = 1e30  # one outlier sets the scale
+    warnings = channel_warnings(seqs, ["a", "b", "c", "d"])
+    assert len(warnings) == 3
+    assert warnings[0].startswith("channel 'b' is constant (3)") and "--channels" in warnings[0]
+    assert warnings[1].startswith("channel 'c': 1 extreme value(s) (up to 1e+30") and "clip" in warnings[1]
+    assert warnings[2].startswith("channel 'd' holds values up to 1e+38") and "rescale" in warnings[2]
+
+
+def test_train_warns_about_a_constant_channel_and_check_repeats_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tinylstm.host.cli.main import main
+
+    rng = np.random.default_rng(1)
+    y = np.arange(60) % 2
+    x = rng.normal(size=(60, 16, 2)).astype(np.float32) + y[:, None, None]
+    x[:, :, 1] = 5.0
+    np.savez(tmp_path / "d.npz", X=x, y=y)
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--hidden", "4", "--epochs", "2", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    assert "WARNING: channel 'ch1' is constant (5)" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "run" / "model.pt")]) == 0
+    main(["check", str(tmp_path / "run" / "export")])
+    assert "WARNING: training data: channel 'ch1' is constant" in capsys.readouterr().out

@@ -179,19 +179,24 @@ def check(
     max_accuracy_drop: float = 1.0,
     min_agreement: float = 98.0,
     max_rmse_increase: float = 2.0,
+    allow_below_baseline: bool = False,
     json_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """``tinylstm check``: the report as a dict (``report["passed"]``), also written as JSON to ``json_out``
     (default: EXPORT_DIR/check-report.json; "-": not written, the CLI prints it on stdout).
     ``max_accuracy_drop``: allowed float-int8 accuracy drop in points; ``min_agreement``: required argmax
-    agreement in %; ``max_rmse_increase``: regression, allowed RMSE increase in % of the target's std."""
+    agreement in %; ``max_rmse_increase``: regression, allowed RMSE increase in % of the target's std;
+    ``allow_below_baseline``: pass a classifier that does not beat the majority class (``report["rules"]``:
+    each rule of the verdict and whether it held)."""
     out = None
     if json_out != "-":
         out = Path(json_out) if json_out else Path(export_dir) / "check-report.json"
         if json_out or Path(export_dir).is_dir():  # a missing export directory: _check names it
             check_output_file(out, "--json")
     report = _check(
-        Path(export_dir), _opt_str(data), Thresholds(max_accuracy_drop, min_agreement, max_rmse_increase)
+        Path(export_dir),
+        _opt_str(data),
+        Thresholds(max_accuracy_drop, min_agreement, max_rmse_increase, allow_below_baseline),
     )
     if out is not None:
         out.write_text(json.dumps(report, indent=2))
@@ -442,6 +447,8 @@ def parity(
             reconnect_timeout=reconnect_timeout,
         )
     out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if result.interrupt is not None:  # the partial report is written: now stop as the user asked
+        raise result.interrupt
     return result
 
 

@@ -138,6 +138,47 @@ def load_test_set(spec: str, train: SequenceSet) -> SequenceSet:
     return test
 
 
+# a channel whose standard deviation exceeds this many robust ones (IQR / 1.349) is ruled by a few extreme
+# values: normalising by it squashes every ordinary sample towards zero
+OUTLIER_RATIO = 20.0
+FLOAT32_SAFE = 1e30  # |values| above this overflow float32 arithmetic in normalisation and calibration
+
+
+def channel_warnings(arrays: list[np.ndarray], names: list[str]) -> list[str]:
+    """What is wrong with the training split's channels, one sentence each naming the channel and the fix:
+    values beyond float32's safe range, a constant channel, a few extreme values that set the scale."""
+    stacked = np.concatenate([np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in arrays])
+    out = []
+    for c, name in enumerate(names):
+        v = stacked[:, c]
+        if not np.all(np.isfinite(v)):
+            continue  # refused by the loaders' own checks
+        top = float(np.max(np.abs(v)))
+        if top > FLOAT32_SAFE:
+            out.append(
+                f"channel {name!r} holds values up to {top:.3g}, beyond what float32 normalises safely: "
+                "rescale it (other units) or drop it (--channels)"
+            )
+            continue
+        if float(np.ptp(v)) == 0.0:
+            out.append(
+                f"channel {name!r} is constant ({v[0]:.6g}) in the training split: it carries no "
+                "information; leave it out (--channels)"
+            )
+            continue
+        q1, q3 = np.percentile(v, (25, 75))
+        robust = (q3 - q1) / 1.349
+        if robust > 0 and float(v.std()) > OUTLIER_RATIO * robust:
+            median = float(np.median(v))
+            far = int(np.sum(np.abs(v - median) > OUTLIER_RATIO * robust))
+            out.append(
+                f"channel {name!r}: {far} extreme value(s) (up to {top:.3g}, the median {median:.3g}) set "
+                f"its scale ({float(v.std()):.3g} std against {robust:.3g} for the bulk), so normalisation "
+                "squashes the other samples towards zero: clip or remove the outliers"
+            )
+    return out
+
+
 class Normalizer:
     """Per-channel mean/std (std floored at 1e-6), fitted on the training split only."""
 

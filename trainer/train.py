@@ -26,7 +26,7 @@ from tinylstm.trainer.baselines import naive_baselines
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
 from tinylstm.trainer.curves import plot_curves
-from tinylstm.trainer.data import Normalizer, split
+from tinylstm.trainer.data import Normalizer, channel_warnings, split
 from tinylstm.trainer.models import Cell, TinyRNN, check_sizes
 from tinylstm.trainer.outputs import check_output_dir
 from tinylstm.trainer.recipe import (
@@ -318,6 +318,10 @@ def fit(
         raise TinyLSTMError(
             "early stopping (select best) and QAT read a validation split; use val > 0 (--val 0.15)"
         )
+    data_warnings = channel_warnings(train_ds.sequences, list(ds.channels))
+    for line in data_warnings:
+        if log is not None:
+            log(f"  WARNING: {line}")
     norm = Normalizer.fit(train_ds.sequences)
     target_norm = None
     if ds.task == "regression":
@@ -379,6 +383,7 @@ def fit(
     sizes = {"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)}
     meta.metrics = _metrics_dict(ds, sizes, scores, best_epoch, len(history["train_loss"]), seconds)
     meta.metrics["recipe"] = _recipe_dict(recipe)
+    meta.metrics["data_warnings"] = data_warnings
     if test_ds is not None and len(test_ds):
         meta.metrics["baselines"] = naive_baselines(train_ds, test_ds).to_dict()
     if qat is not None:

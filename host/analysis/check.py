@@ -37,6 +37,7 @@ class Thresholds:
     max_accuracy_drop_pp: float = 1.0
     min_agreement_pct: float = 98.0
     max_rmse_increase_pct: float = 2.0  # regression: int8 RMSE - float RMSE, in % of the target's std
+    allow_below_baseline: bool = False  # classification: pass a model that does not beat the majority class
 
 
 def _outputs(
@@ -310,6 +311,49 @@ def training_of(ckpt: CheckpointMeta | None) -> dict[str, Any]:
     }
 
 
+def verdict_rules(
+    quality: dict[str, Any], baselines: dict[str, Any], exact: bool, blob: bool, t: Thresholds
+) -> list[dict[str, Any]]:
+    """The rules the verdict is made of, each with whether it held: PASS when all hold, and a FAIL names
+    the ones that did not."""
+    rules = [
+        ("golden == C on every output and state word", exact),
+        ("model.tlm holds the exported model and runs bit-exact (C reader, MicroPython)", blob),
+    ]
+    if quality["metric"] == "accuracy_pct":
+        # a QAT model was fine-tuned as its fake-quantized forward: int8 must agree with that; the float
+        # weights are only the shadow the fine-tuning updated
+        qat = "qat_forward" in quality
+        agreement = quality["qat_forward"]["agreement_pct"] if qat else quality["agreement_pct"]
+        rules += [
+            (
+                f"float - int8 accuracy {quality['accuracy_drop_pp']:+.2f} pp <= "
+                f"{t.max_accuracy_drop_pp:g} pp (--max-accuracy-drop)",
+                quality["accuracy_drop_pp"] <= t.max_accuracy_drop_pp,
+            ),
+            (
+                f"int8 argmax agreement with the {'quantization-aware forward' if qat else 'float model'} "
+                f"{agreement:.2f} % >= {t.min_agreement_pct:g} % (--min-agreement)",
+                agreement >= t.min_agreement_pct,
+            ),
+            (
+                f"the model beats always predicting the majority class {baselines['majority_class']!r} "
+                f"({baselines['majority_accuracy_pct']:.2f} %)"
+                + (" (not required: --allow-below-baseline)" if t.allow_below_baseline else ""),
+                bool(baselines["beaten"]) or t.allow_below_baseline,
+            ),
+        ]
+    else:
+        rules.append(
+            (
+                f"int8 RMSE - float RMSE {quality['rmse_increase_pct_of_std']:+.2f} % <= "
+                f"{t.max_rmse_increase_pct:g} % of the target's std (--max-rmse-increase)",
+                quality["rmse_increase_pct_of_std"] <= t.max_rmse_increase_pct,
+            )
+        )
+    return [{"rule": rule, "passed": bool(ok)} for rule, ok in rules]
+
+
 def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | None = None) -> dict[str, Any]:
     thresholds = thresholds or Thresholds()
     if not export_dir.is_dir():
@@ -330,6 +374,7 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
         quality["qat_forward"] = _qat_forward(fm, m, test, ints)
     lag = int((ckpt.dataset.options.get("forecast") if ckpt else 0) or 1)
     baselines, warnings = _baselines(m, train, test, ints, flo, lag)
+    warnings += [f"training data: {w}" for w in (ckpt.metrics.get("data_warnings", []) if ckpt else [])]
     if training["kind"] == "qat" and training["hidden_bits"] != m.hidden_bits:
         warnings.append(
             f"the model was fine-tuned for an int{training['hidden_bits']} hidden state but exported with "
@@ -352,20 +397,8 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
             f"the model file {doc['float_model']['from']} is {origin.model_file_status}: check used the "
             "float model stored in the export, the one it was made from"
         )
-    passed = exact["ok"] and blob["ok"]
-    if quality["metric"] == "accuracy_pct":
-        # a QAT model was fine-tuned as its fake-quantized forward: int8 must agree with that; the float
-        # weights are only the shadow the fine-tuning updated
-        agreement = (
-            quality["qat_forward"]["agreement_pct"] if "qat_forward" in quality else quality["agreement_pct"]
-        )
-        passed = (
-            passed
-            and quality["accuracy_drop_pp"] <= thresholds.max_accuracy_drop_pp
-            and agreement >= thresholds.min_agreement_pct
-        )
-    else:
-        passed = passed and quality["rmse_increase_pct_of_std"] <= thresholds.max_rmse_increase_pct
+    rules = verdict_rules(quality, baselines, exact["ok"], blob["ok"], thresholds)
+    passed = all(r["passed"] for r in rules)
     return {
         "model": {k: doc.get(k) for k in ("hash", "cell", "num_layers")}
         | {"export_dir": str(export_dir), "hidden_format": m.hidden_format, "training": training},
@@ -387,5 +420,6 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
         "blob": blob,
         "thresholds": thresholds.__dict__,
         "warnings": warnings,
+        "rules": rules,
         "passed": bool(passed),
     }

@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="regression: allowed int8 RMSE - float RMSE, in %% of the target's std (default 2)",
     )
     p.add_argument(
+        "--allow-below-baseline",
+        action="store_true",
+        help="pass a classifier that does not beat always predicting the majority class (default: a FAIL)",
+    )
+    p.add_argument(
         "--json", dest="json_out", help="also write the report as JSON to this file ('-' for stdout)"
     )
     p.set_defaults(func=run)
@@ -106,7 +111,12 @@ def render(report: dict[str, Any]) -> str:
     )
     lines.append(_blob_line(report["blob"]))
     lines += [f"WARNING: {w}" for w in report["warnings"]]
-    lines.append("PASS" if report["passed"] else "FAIL")
+    failed = [r["rule"] for r in report["rules"] if not r["passed"]]
+    lines.append(
+        f"FAIL: {'; '.join(failed)}"
+        if failed
+        else f"PASS: all {len(report['rules'])} rules hold ({'; '.join(r['rule'] for r in report['rules'])})"
+    )
     return "\n".join(lines)
 
 
@@ -117,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         max_accuracy_drop=args.max_accuracy_drop,
         min_agreement=args.min_agreement,
         max_rmse_increase=args.max_rmse_increase,
+        allow_below_baseline=args.allow_below_baseline,
         json_out=args.json_out,  # "-": not written; printed here instead of the text
     )
     print(json.dumps(report, indent=2) if args.json_out == "-" else render(report))
