@@ -300,6 +300,20 @@ def model_data_bytes(m: IntModel, layout: Layout = "w8") -> int:
     return total
 
 
+def verify_emitted(m: IntModel, gen_dir: Path, name: str = "model", layout: Layout = "w8") -> None:
+    """Refuse ``tl_<name>.h/.c`` in ``gen_dir`` unless they are exactly what ``m`` renders to: a firmware or a
+    host build from edited generated C would otherwise run under the export's model hash."""
+    for path, want in (
+        (gen_dir / f"tl_{name}.h", render_header(m, name)),
+        (gen_dir / f"tl_{name}.c", render_source(m, name, layout)),
+    ):
+        if path.is_file() and path.read_text() != want:
+            raise TinyLSTMError(
+                f"{path} is not the C that the export's model 0x{m.model_hash:08x} renders to (edited, or "
+                "copied from another export): run `tinylstm export` again instead of editing generated files"
+            )
+
+
 def emit_c(m: IntModel, out_dir: Path, name: str = "model", layout: Layout = "w8") -> EmittedC:
     """Write ``tl_<name>.h`` and ``tl_<name>.c`` into ``out_dir``.
 

@@ -22,7 +22,7 @@ from torch import nn
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta, float_forward
 from tinylstm.contract.cells import CELLS, by_gates, by_torch_module
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.checkpoint import FORMAT, CheckpointMeta, checkpoint_from_dict
+from tinylstm.trainer.checkpoint import FORMAT, CheckpointMeta, checkpoint_from_dict, verify_archive
 from tinylstm.trainer.sequence_set import Mode, Task
 
 SUPPORTED = (
@@ -314,6 +314,7 @@ def load_model(
             raise TinyLSTMError(
                 f"{description}: the description must be a JSON object; see docs/user-models.md"
             )
+    verify_archive(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many unrelated types for corrupt or foreign files

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tinylstm.codegen.emit_c import Layout
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
 from tinylstm.contract.cells import cell_type
@@ -184,3 +185,15 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
             f"{out_dir}: {NPZ} and {JSON} do not belong together (hash mismatch); export again"
         )
     return m, doc
+
+
+def export_layout(export_dir: Path) -> Layout:
+    """The weight layout an export's C files use (export-report.json; w8 for exports made before it)."""
+    report = export_dir / "export-report.json"
+    try:
+        layout = json.loads(report.read_text()).get("layout", "w8") if report.is_file() else "w8"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise TinyLSTMError(
+            f"{report} is damaged ({exc}): export the model again (tinylstm export)"
+        ) from None
+    return "w16" if layout == "w16" else "w8"

@@ -15,6 +15,7 @@ command -v clang-22 >/dev/null || need_apt+=(clang-22)
 command -v llc-22 >/dev/null || need_apt+=(llvm-22)
 command -v xtensa-lx106-elf-gcc >/dev/null || need_apt+=(gcc-xtensa-lx106)
 command -v cc >/dev/null || need_apt+=(gcc)
+command -v cmake >/dev/null || need_apt+=(cmake)  # evaluates the ESP-IDF component's CMake (tests/test_packaging.py)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo

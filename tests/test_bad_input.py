@@ -520,6 +520,40 @@ def case_flash_an_empty_file_to_a_board(tmp: Path, good: Path) -> Case:
     return Case(["flash", str(tmp / "fw.elf"), "--board", "stm32f405"], "is not an ELF file", tmp / "never")
 
 
+def case_checkpoint_with_a_flipped_bit(tmp: Path, good: Path) -> Case:
+    data = bytearray((good / "run" / "model.pt").read_bytes())
+    data[len(data) // 2] ^= 0x10  # inside the weights: torch.load alone would load it silently
+    (tmp / "flip.pt").write_bytes(bytes(data))
+    return Case(
+        ["export", str(tmp / "flip.pt"), "--out", str(tmp / "out")], "fails its CRC-32 check", tmp / "out"
+    )
+
+
+def case_stream_with_a_damaged_export_report(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    report = exp / "export-report.json"
+    report.write_text(report.read_text()[:-40])
+    return Case(
+        ["stream", "--port", "socket://127.0.0.1:9", "--export", str(exp), "--log", str(tmp / "p.csv")],
+        "export-report.json is damaged",
+        tmp / "p.csv",
+    )
+
+
+def case_build_from_an_edited_model_c(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    c = exp / "tl_model.c"
+    text = c.read_text()
+    i = text.index("weights")  # the first weight array: change one digit of it
+    j = next(k for k in range(text.index("{", i), len(text)) if text[k] in "123456789")
+    c.write_text(text[:j] + ("2" if text[j] != "2" else "3") + text[j + 1 :])
+    return Case(
+        ["build", str(exp), "--out", str(tmp / "fw")],
+        "is not the C that the export's model",
+        tmp / "fw",
+    )
+
+
 CASES: dict[str, Callable[[Path, Path], Case]] = {
     name[len("case_") :]: fn
     for name, fn in dict(globals()).items()

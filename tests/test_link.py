@@ -398,6 +398,31 @@ def test_qemu_killed_during_cli_parity_is_a_report_not_a_traceback(trained: Trai
     assert doc["passed"] is False and doc["failure"].startswith("lost") and 0 < doc["steps"] < 200000
 
 
+def test_sigterm_during_cli_parity_writes_a_partial_report(trained: Trained, tmp_path: Path) -> None:
+    report = tmp_path / "parity.json"
+    with QemuBoard(trained.host.elf) as board:  # type: ignore[arg-type]
+        proc = _run_cli(
+            [
+                "parity",
+                str(trained.export_dir),
+                "--port",
+                board.url,
+                "--steps",
+                "200000",
+                "--report",
+                str(report),
+            ]
+        )
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("# parity: step")  # running: the status line came
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err, (out, err)
+    doc = json.loads(report.read_text())
+    assert doc["interrupted"] is True and doc["failure"] == "interrupted (SIGTERM)" and doc["passed"] is False
+    assert 0 < doc["steps"] < 200000 and doc["mismatches"] == 0
+
+
 def test_sigterm_flushes_the_stream_log(trained: Trained, tmp_path: Path) -> None:
     log = tmp_path / "out.csv"
     with QemuBoard(trained.replay.elf) as board:  # type: ignore[arg-type]

@@ -121,7 +121,27 @@ def test_esp_idf_component(trained: Trained, tmp_path: Path) -> None:
         re.search(r'INCLUDE_DIRS "include"', reg.group(1))
         and (component / "include" / "tinylstm.h").is_file()
     )
-    assert re.search(r"REQUIRES [\w ]*driver", reg.group(1))  # the UART driver the HAL uses
+    # the UART driver the HAL uses, by the IDF version the component is configured under: CMake evaluates
+    # the component's own file with idf_component_register stubbed to print what it requires
+    stub = tmp_path / "eval.cmake"
+    for version, uart in (
+        ("5.0", "driver"),
+        ("5.2", "driver"),
+        ("5.3", "esp_driver_uart"),
+        ("6.0", "esp_driver_uart"),
+    ):
+        major, minor = version.split(".")
+        stub.write_text(
+            "function(idf_component_register)\n"
+            '  cmake_parse_arguments(A "" "" "SRCS;INCLUDE_DIRS;REQUIRES" ${ARGN})\n'
+            '  message(STATUS "REQUIRES=${A_REQUIRES}")\n'
+            "endfunction()\n"
+            "function(target_compile_options)\nendfunction()\n"
+            f"set(IDF_VERSION_MAJOR {major})\nset(IDF_VERSION_MINOR {minor})\nset(COMPONENT_LIB tl)\n"
+            f"include({component / 'CMakeLists.txt'})\n"
+        )
+        out = subprocess.run(["cmake", "-P", str(stub)], capture_output=True, text=True, check=True).stdout
+        assert f"REQUIRES={uart};esp_timer;esp_system" in out, (version, out)
     manifest = yaml.safe_load((component / "idf_component.yml").read_text())
     assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"]) and "0x" in manifest["description"]
     assert manifest["dependencies"]["idf"].startswith(">=5")

@@ -682,3 +682,50 @@ def test_arm_cortex_m4_build(tmp_path: Path) -> None:
         text=True,
     )
     assert nm.stdout.split() == ["U", "tl_crc32"]
+
+
+def test_parity_counts_the_boards_losses_of_this_run_only() -> None:
+    from tinylstm.host.analysis.parity import session_stats
+    from tinylstm.host.link.protocol import Stats
+
+    before = Stats(
+        steps=500,
+        cycles=9000,
+        dropped_rx=177,
+        frames_bad=4,
+        inputs_refused=2,
+        tx_timeouts=1,
+        next_step=500,
+        rx_freed=100,
+    )
+    after = Stats(
+        steps=1500,
+        cycles=27000,
+        dropped_rx=177,
+        frames_bad=5,
+        inputs_refused=2,
+        tx_timeouts=1,
+        next_step=1500,
+        rx_freed=900,
+    )
+    run = session_stats(after, before)  # an earlier session's 177 lost bytes are not this run's
+    assert run == {
+        "steps": 1000,
+        "cycles": 18000,
+        "dropped_rx": 0,
+        "frames_bad": 1,
+        "inputs_refused": 0,
+        "tx_timeouts": 0,
+    }
+    rebooted = Stats(
+        steps=300,
+        cycles=5400,
+        dropped_rx=0,
+        frames_bad=0,
+        inputs_refused=0,
+        tx_timeouts=0,
+        next_step=300,
+        rx_freed=50,
+    )
+    assert session_stats(rebooted, before)["steps"] == 300  # counters went back: the board restarted
+    assert session_stats(after, None)["dropped_rx"] == 177  # no baseline: all the board counted

@@ -7,6 +7,7 @@ classes, channels, norm, target_norm, dataset {spec, options, seed, val, test}, 
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,23 @@ def save_checkpoint(path: str | os.PathLike[str], model: TinyRNN, meta: Checkpoi
     return path
 
 
+def verify_archive(path: Path) -> None:
+    """Refuse a damaged torch.save file before unpickling it: the zip format torch writes holds a CRC-32 per
+    member, which torch.load does not check, so a flipped bit in a weight would otherwise load silently."""
+    if not zipfile.is_zipfile(path):
+        return  # the legacy (pre-1.6) format has no checksums; torch.load judges it
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        bad = f"the archive ({exc})"
+    if bad is not None:
+        raise TinyLSTMError(
+            f"{path}: {bad} fails its CRC-32 check, the file is damaged (storage or transfer): copy it again "
+            "or re-run tinylstm train"
+        )
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[TinyRNN, CheckpointMeta]:
     """Load a checkpoint file (or a run directory holding model.pt) into an eval-mode model."""
     path = Path(path)
@@ -128,6 +146,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[TinyRNN, CheckpointMe
         path = path / CHECKPOINT_NAME
     if not path.is_file():
         raise TinyLSTMError(f"checkpoint {path} does not exist; train one with tinylstm train --out DIR")
+    verify_archive(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- torch raises many unrelated types for corrupt or foreign files

@@ -8,6 +8,7 @@ any RESET point the feeder had to restart the board at.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from tinylstm.codegen.emit_c import verify_emitted
 from tinylstm.codegen.heldout import HeldOut, load_held_out
+from tinylstm.codegen.store import export_layout
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.link.feed import Feeder, FeedError, FeedStats, check_hello, request_stats, wait_hello
-from tinylstm.host.link.protocol import Mode
+from tinylstm.host.link.protocol import Mode, Stats
 from tinylstm.host.link.transport import Link, LinkError
 from tinylstm.host.targets.bridge import CModel, load_library
 
@@ -43,12 +46,19 @@ class ParityReport:
     bytes_from_board: int = 0
     link: dict[str, Any] = field(default_factory=dict)  # host decoder: bad frames by error, dropped
     recovery: dict[str, Any] = field(default_factory=dict)  # FeedStats: retries, NAKs, board errors, ...
-    board_stats: dict[str, int] | None = None  # the board's STATS at the end (None: it did not answer)
+    # the board's STATS counters over this run (its final STATS less those before the run; "since_boot": the
+    # final ones as the board counts them); None: it did not answer
+    board_stats: dict[str, Any] | None = None
     passed: bool = False  # every requested step compared, none mismatching
     clean: bool = False  # ... and nothing was damaged, lost, refused or resent on the way
+    interrupted: bool = False  # Ctrl-C or SIGTERM ended the run: a partial report
+    # the interrupt itself, re-raised by the caller once the partial report is written (not in the JSON)
+    interrupt: BaseException | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(dataclasses.replace(self, interrupt=None))
+        out.pop("interrupt")
+        return out
 
     @property
     def bytes_per_step(self) -> tuple[float, float]:
@@ -91,7 +101,7 @@ class ParityReport:
         if self.board_stats is not None:
             b = self.board_stats
             lines.append(
-                f"  board STATS: {b['steps']} steps, {b['dropped_rx']} received bytes lost, "
+                f"  board STATS (this run): {b['steps']} steps, {b['dropped_rx']} received bytes lost, "
                 f"{b['frames_bad']} bad frames, {b['inputs_refused']} inputs refused, "
                 f"{b['tx_timeouts']} TX timeouts"
             )
@@ -129,6 +139,7 @@ def run_parity(
     ``reopen`` reconnects after the port vanished (a board reset, QEMU restarted).
     """
     held = held or load_held_out(export_dir)
+    verify_emitted(held.model, export_dir, held.name, export_layout(export_dir))
     hello = wait_hello(link)
     check_hello(hello, held.model.model_hash, str(export_dir))
     cm = CModel(load_library(export_dir, held.name))
@@ -136,6 +147,7 @@ def run_parity(
     if window != held.window:
         raise TinyLSTMError(f"the board resets every {window} steps, the export every {held.window}: rebuild")
     xs = held.stream(steps)
+    baseline = request_stats(link)  # the board counts since boot: the report counts this session
     feeder = Feeder(
         link,
         hello,
@@ -172,25 +184,49 @@ def run_parity(
                     }
     except (FeedError, LinkError) as exc:
         report.failure = str(exc)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through the CLI: report what was compared
+        report.failure = f"interrupted ({'SIGTERM' if type(exc) is not KeyboardInterrupt else 'Ctrl-C'})"
+        report.interrupted, report.interrupt = True, exc
     report.seconds = time.monotonic() - start
     report.steps_per_second = report.steps / max(report.seconds, 1e-9)
-    _finish(report, feeder, tx0, rx0)
+    _finish(report, feeder, tx0, rx0, None if report.interrupted else baseline, ask=not report.interrupted)
     if feeder.link is not link:  # opened by a reconnect: ours to close
         feeder.link.close()
     return report
 
 
-def _finish(report: ParityReport, feeder: Feeder, tx0: int, rx0: int) -> None:
+def session_stats(stats: Stats, baseline: Stats | None) -> dict[str, int]:
+    """The board's loss counters over this session: the final STATS less the ones before it started (all of
+    the final ones when there was no baseline, or the board restarted and its counters went back)."""
+    keys = ("steps", "cycles", "dropped_rx", "frames_bad", "inputs_refused", "tx_timeouts")
+    now = {k: int(getattr(stats, k)) for k in keys}
+    if baseline is None or any(now[k] < getattr(baseline, k) for k in keys):
+        return now
+    return {k: now[k] - int(getattr(baseline, k)) for k in keys}
+
+
+def _finish(
+    report: ParityReport, feeder: Feeder, tx0: int, rx0: int, baseline: Stats | None = None, ask: bool = True
+) -> None:
+    """Fill the report's counters; ``ask``: exchange a last STATS with the board first (not when the user
+    interrupted: they want out now)."""
+    try:  # first the last exchange, then the counters: they include it
+        stats = request_stats(feeder.link) if ask else None
+    except LinkError:
+        stats = None
     counters = feeder.link_counters()
     report.bytes_to_board = counters.pop("bytes_to_board") - tx0
     report.bytes_from_board = counters.pop("bytes_from_board") - rx0
     report.link = counters
-    try:
-        stats = request_stats(feeder.link)
-    except LinkError:
-        stats = None
+    session = None if stats is None else session_stats(stats, baseline)
     report.board_stats = (
-        None if stats is None else {**asdict(stats), "cycles_per_step": stats.cycles_per_step}
+        None
+        if stats is None or session is None
+        else {
+            **session,
+            "cycles_per_step": session["cycles"] // session["steps"] if session["steps"] else 0,
+            "since_boot": asdict(stats),
+        }
     )
     fs: FeedStats = feeder.stats
     report.recovery = fs.to_dict()
@@ -211,5 +247,5 @@ def _finish(report: ParityReport, feeder: Feeder, tx0: int, rx0: int) -> None:
         and counters["frames_bad"] == 0
         and counters["frames_dropped"] == 0
     )
-    board_clean = stats is not None and stats.dropped_rx == 0 and stats.frames_bad == 0
+    board_clean = session is not None and session["dropped_rx"] == 0 and session["frames_bad"] == 0
     report.clean = report.passed and lossless and board_clean

@@ -14,10 +14,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinylstm.codegen.emit_c import Layout, build_settings
+from tinylstm.codegen.emit_c import build_settings, verify_emitted
 from tinylstm.codegen.emit_replay import emit_replay
 from tinylstm.codegen.heldout import load_held_out
-from tinylstm.codegen.store import load_int_model
+from tinylstm.codegen.store import export_layout, load_int_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import SizeReport, build_elf, get_board, size_report
 from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
@@ -55,13 +55,6 @@ def _model_files(export_dir: Path) -> tuple[Path, Path]:
             "(the firmware expects the default model name 'model')"
         )
     return files
-
-
-def _layout(export_dir: Path) -> Layout:
-    """The weight layout the export's C files use (export-report.json; w8 for exports made before it)."""
-    report = export_dir / "export-report.json"
-    layout = json.loads(report.read_text()).get("layout", "w8") if report.is_file() else "w8"
-    return "w16" if layout == "w16" else "w8"
 
 
 def write_replay(export_dir: Path, gen_dir: Path, steps: int = REPLAY_STEPS) -> tuple[Path, Path]:
@@ -112,8 +105,9 @@ def build_firmware(
     model, _ = load_int_model(export_dir)
     rx = link_rx_capacity(model.input_size, model.output_size)
     replay_bytes = max(REPLAY_STEPS, model.meta.window or 0) * model.input_size
-    check_fits(model, spec, rx, replay_bytes, _layout(export_dir))
+    check_fits(model, spec, rx, replay_bytes, export_layout(export_dir))
     model_c, _ = _model_files(export_dir)
+    verify_emitted(model, export_dir, "model", export_layout(export_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     gen = out_dir / "gen"
     gen.mkdir(exist_ok=True)
@@ -123,7 +117,7 @@ def build_firmware(
     all_defines = {
         "TL_APP_HAS_REPLAY": "1",
         "TL_APP_BOOT_SOURCE": _source_define(source),
-        **build_settings(model, _layout(export_dir)),  # the int16-h steps, the w16 loops
+        **build_settings(model, export_layout(export_dir)),  # the int16-h steps, the w16 loops
         **(defines or {}),
     }
     stamp = {"board": board, "kind": spec.kind, "model_hash": f"0x{model.model_hash:08x}", "source": source}

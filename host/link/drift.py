@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tinylstm.codegen.drift_reference import rolling_window, softmax
+from tinylstm.errors import TinyLSTMError
 
 RARE_CLASS = 0.02  # a class predicted on fewer held-out steps than this is rare
 MARGIN = 1.5  # alerts need 1.5x the largest rolling departure the held-out stream itself shows
@@ -48,7 +49,14 @@ def drift_reference(export_dir: Path) -> dict[str, Any] | None:
     report = export_dir / "export-report.json"
     if not report.is_file():
         return None
-    ref = json.loads(report.read_text()).get("drift_reference")
+    try:
+        doc = json.loads(report.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TinyLSTMError(
+            f"{report} is damaged ({exc}): export the model again (tinylstm export), or stream without "
+            "--export"
+        ) from None
+    ref = doc.get("drift_reference") if isinstance(doc, dict) else None
     return ref if isinstance(ref, dict) else None
 
 
