@@ -371,25 +371,30 @@ def _run_cli(args: list[str], **kw: object) -> subprocess.Popen[str]:
     )  # type: ignore[call-overload]
 
 
+def _running_cli_parity(
+    trained: Trained, board: QemuBoard, report: Path, *extra: str
+) -> subprocess.Popen[str]:
+    """`tinylstm parity` of 200,000 steps against ``board``, once its status line says it is running."""
+    argv = [
+        "parity",
+        str(trained.export_dir),
+        "--port",
+        board.url,
+        "--steps",
+        "200000",
+        "--report",
+        str(report),
+    ]
+    proc = _run_cli([*argv, *extra])
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith("# parity: step")  # running: the status line came
+    return proc
+
+
 def test_qemu_killed_during_cli_parity_is_a_report_not_a_traceback(trained: Trained, tmp_path: Path) -> None:
     report = tmp_path / "parity.json"
     with QemuBoard(trained.host.elf) as board:  # type: ignore[arg-type]
-        proc = _run_cli(
-            [
-                "parity",
-                str(trained.export_dir),
-                "--port",
-                board.url,
-                "--steps",
-                "200000",
-                "--reconnect-timeout",
-                "2",
-                "--report",
-                str(report),
-            ]
-        )
-        assert proc.stderr is not None
-        assert proc.stderr.readline().startswith("# parity: step")  # running: the status line came
+        proc = _running_cli_parity(trained, board, report, "--reconnect-timeout", "2")
         board.kill()  # and it never comes back
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, (out, err)
@@ -401,20 +406,7 @@ def test_qemu_killed_during_cli_parity_is_a_report_not_a_traceback(trained: Trai
 def test_sigterm_during_cli_parity_writes_a_partial_report(trained: Trained, tmp_path: Path) -> None:
     report = tmp_path / "parity.json"
     with QemuBoard(trained.host.elf) as board:  # type: ignore[arg-type]
-        proc = _run_cli(
-            [
-                "parity",
-                str(trained.export_dir),
-                "--port",
-                board.url,
-                "--steps",
-                "200000",
-                "--report",
-                str(report),
-            ]
-        )
-        assert proc.stderr is not None
-        assert proc.stderr.readline().startswith("# parity: step")  # running: the status line came
+        proc = _running_cli_parity(trained, board, report)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err, (out, err)
