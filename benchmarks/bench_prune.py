@@ -67,13 +67,28 @@ def one_seed(
     return out
 
 
-def measure(name: str, seeds: list[int], sizes: list[int], work: Path) -> dict[str, Any]:
+def measure(
+    name: str, seeds: list[int], sizes: list[int], work: Path, rows_dir: Path | None
+) -> dict[str, Any]:
+    """One set's row; with ``rows_dir`` kept there as JSON and reused (resumable, or split in processes)."""
+    cached = rows_dir / f"{name}.json" if rows_dir else None
+    if cached is not None and cached.is_file():
+        row: dict[str, Any] = json.loads(cached.read_text())
+        return row
     train_path, test_path = panel_files(name, work)
     train, test = load_pair(train_path, test_path)
     runs = []
     for seed in seeds:
         runs.append(one_seed(train, test, seed, sizes, work / f"{name}-{seed}"))
         print(name, seed, json.dumps(runs[-1], default=float), flush=True)
+    row = aggregate(name, runs)
+    if cached is not None:
+        cached.write_text(json.dumps(row, default=float))
+    return row
+
+
+def aggregate(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A set's row from its seeds' runs: medians of accuracy and seconds."""
     row: dict[str, Any] = {"dataset": name, "seeds": runs}
     for kind in runs[0]:
         row[kind] = {
@@ -183,13 +198,16 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--hidden", default="24,16", help="sizes to prune to and train from scratch")
     ap.add_argument("--note", default="", help="a sentence about this run (e.g. the load)")
+    ap.add_argument("--rows-dir", type=Path, help="keep each set's row here and reuse it (resumable runs)")
     args = ap.parse_args()
     import platform
 
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = [int(h) for h in args.hidden.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(name, seeds, sizes, Path(tmp)) for name in args.sets.split(",")]
+        if args.rows_dir:
+            args.rows_dir.mkdir(parents=True, exist_ok=True)
+        rows = [measure(name, seeds, sizes, Path(tmp), args.rows_dir) for name in args.sets.split(",")]
     res = {
         "date": time.strftime("%Y-%m-%d"),
         "host": f"{platform.machine()}, {platform.python_version()}, 1 training thread",
