@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.codegen.emit_c import model_data_bytes
+from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_quantized_model
 from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.contract.stacking import check_stack
@@ -77,6 +78,32 @@ def countable(board: Board) -> bool:
     return board.core is not None and board.core.toolchain is not None and board.core.name in CORES
 
 
+def shape_model(
+    cell: str,
+    layers: int,
+    inp: int,
+    hidden: int,
+    out: int,
+    classes: list[str] | None = None,
+    hidden_bits: int = HIDDEN_BITS,
+    readout: str = "last",
+    stack: int = 1,
+    rng: np.random.Generator | None = None,
+) -> IntModel:
+    """An integer model of these shapes with seeded random weights: what a price is measured on (its model
+    data bytes are exact for the shapes, whatever the weights). ``rng`` draws its calibration data (default:
+    seeded by the shapes)."""
+    check_stack(stack, inp)
+    rng = rng if rng is not None else np.random.default_rng(hidden * 31 + inp)
+    samples = max(400, 4 * stack)  # calibration data: enough samples for several steps of k
+    t = np.arange(samples)[:, None]
+    data = np.sin(t / (5 + 3 * np.arange(inp))) + 0.3 * rng.standard_normal((samples, inp))
+    model = random_quantized_model(
+        hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits, readout, stack
+    )
+    return dataclasses.replace(model, meta=dataclasses.replace(model.meta, classes=classes))
+
+
 def architecture_cost(
     board: Board,
     cell: str,
@@ -93,15 +120,8 @@ def architecture_cost(
     (``hidden_bits``) hidden state, the head reading ``readout`` (contract/readouts.py) and ``stack`` samples
     of ``inp`` channels per recurrent step (contract/stacking.py) on ``board``; latency and instructions per
     sample (the module's docstring)."""
-    check_stack(stack, inp)
-    rng = np.random.default_rng(hidden * 31 + inp)
-    samples = max(400, 4 * stack)  # calibration data: enough samples for several steps of k
-    t = np.arange(samples)[:, None]
-    data = np.sin(t / (5 + 3 * np.arange(inp))) + 0.3 * rng.standard_normal((samples, inp))
-    model = random_quantized_model(
-        hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits, readout, stack
-    )
-    model = dataclasses.replace(model, meta=dataclasses.replace(model.meta, classes=classes))
+    rng = np.random.default_rng(hidden * 31 + inp)  # the calibration data, then the measured inputs
+    model = shape_model(cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, rng)
     ram = 2 * model.state_words + STATE_STRUCT_BYTES
     try:
         check_fits(model, board, board.rx_buffer_min, 0)

@@ -16,13 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tinylstm.codegen.emit_c import model_data_bytes
-from tinylstm.codegen.random_models import random_quantized_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import get_board
-from tinylstm.host.search.cost import Cost, architecture_cost
+from tinylstm.host.search.cost import Cost, architecture_cost, shape_model
 from tinylstm.host.search.study import Budget
 from tinylstm.trainer.batches import PaddedSplit
 from tinylstm.trainer.checkpoint import (
@@ -77,22 +74,18 @@ def shape_cost(meta: CheckpointMeta, board: str, hidden: int) -> Cost:
 def data_bytes(meta: CheckpointMeta, hidden: int) -> int:
     """Model data bytes (``tinylstm export``'s, int8 weights) of the checkpoint's architecture at ``hidden``
     units: exact for the shapes, whatever the weights (codegen/emit_c.model_data_bytes)."""
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal((1, 8 * meta.stack, meta.input_size))
-    m = random_quantized_model(
-        0,
-        meta.cell,
-        meta.num_layers,
-        meta.input_size,
-        hidden,
-        meta.output_size,
-        data,
-        8,
-        meta.readout,
-        meta.stack,
+    return model_data_bytes(
+        shape_model(
+            meta.cell,
+            meta.num_layers,
+            meta.input_size,
+            hidden,
+            meta.output_size,
+            meta.classes,
+            readout=meta.readout,
+            stack=meta.stack,
+        )
     )
-    m = dataclasses.replace(m, meta=dataclasses.replace(m.meta, classes=meta.classes))
-    return model_data_bytes(m)
 
 
 def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict[int, Cost]]:
