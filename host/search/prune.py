@@ -56,36 +56,29 @@ class PruneTarget:
         return f"{self.budget.describe()} on {self.board}"
 
 
+def _shape(meta: CheckpointMeta, hidden: int) -> dict[str, Any]:
+    """The checkpoint's architecture at ``hidden`` units, as cost.py's functions take it."""
+    return {
+        "cell": meta.cell,
+        "layers": meta.num_layers,
+        "inp": meta.input_size,
+        "hidden": hidden,
+        "out": meta.output_size,
+        "classes": meta.classes,
+        "readout": meta.readout,
+        "stack": meta.stack,
+    }
+
+
 def shape_cost(meta: CheckpointMeta, board: str, hidden: int) -> Cost:
     """The price on ``board`` of the checkpoint's architecture at ``hidden`` units (int8 hidden state)."""
-    return architecture_cost(
-        get_board(board),
-        meta.cell,
-        meta.num_layers,
-        meta.input_size,
-        hidden,
-        meta.output_size,
-        meta.classes,
-        readout=meta.readout,
-        stack=meta.stack,
-    )
+    return architecture_cost(get_board(board), **_shape(meta, hidden))
 
 
 def data_bytes(meta: CheckpointMeta, hidden: int) -> int:
     """Model data bytes (``tinylstm export``'s, int8 weights) of the checkpoint's architecture at ``hidden``
     units: exact for the shapes, whatever the weights (codegen/emit_c.model_data_bytes)."""
-    return model_data_bytes(
-        shape_model(
-            meta.cell,
-            meta.num_layers,
-            meta.input_size,
-            hidden,
-            meta.output_size,
-            meta.classes,
-            readout=meta.readout,
-            stack=meta.stack,
-        )
-    )
+    return model_data_bytes(shape_model(**_shape(meta, hidden)))
 
 
 def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict[int, Cost]]:
