@@ -5,9 +5,10 @@ step, and TensorFlow Lite's full-integer int8 of the same float weights where it
 Datasets that ship inside installable packages: the watch IMU activity set (seglearn, every second
 window) and, read straight from the aeon wheel's own .ts files (``pip install --no-deps aeon``; aeon
 itself is never imported), BasicMotions (IMU activity, 6 channels), JapaneseVowels (12 channels,
-variable length 7-29) and PickupGestureWiimoteZ (accelerometer, variable length 29-361), each with its
-official test file as the held-out split; and two regression sets from the same wheel, Covid3Month
-(univariate, 84 steps) and CardanoSentiment (2 channels, 24 steps), scored by RMSE.
+variable length 7-29), PickupGestureWiimoteZ (accelerometer, variable length 29-361), ACSF1 (a power
+meter, 1,460 steps, run stacked) and UnitTest (univariate, 24 steps), each with its official test file
+as the held-out split; and two regression sets from the same wheel, Covid3Month (univariate, 84 steps)
+and CardanoSentiment (2 channels, 24 steps), scored by RMSE.
 
 Per row: one seeded float training; the same training followed by QAT fine-tuning (codegen/qat.py);
 both exported and measured on the held-out split through the integer golden reference (== the C
@@ -47,7 +48,7 @@ from tinylstm.trainer.train import TrainConfig, fit
 
 RESULTS = Path(__file__).parent / "results"
 BOARD = "stm32f405"
-AEON_SETS = ("BasicMotions", "JapaneseVowels", "PickupGestureWiimoteZ")
+AEON_SETS = ("BasicMotions", "JapaneseVowels", "PickupGestureWiimoteZ", "ACSF1", "UnitTest")
 AEON_REGRESSION = ("Covid3Month", "CardanoSentiment")
 QAT_EPOCHS = 5
 GOAL_QAT_PP = 0.3  # QAT int8 within this of float where PTQ drops more (issue 12)
@@ -102,6 +103,7 @@ def row(
         if qat:
             result["qat_best_epoch"] = run.metrics["qat"]["best_epoch"]
         else:
+            result["readout"], result["stack"] = run.meta.readout, run.meta.stack
             export(ModelSource(str(run.checkpoint_path)), work / "h16-export", hidden_bits=16)
             q16 = _quality(work / "h16-export")
             result["int16h"], result["int16h_pct_std"] = _sig(q16["int"]), q16["pct_std"]
@@ -109,10 +111,10 @@ def row(
     result["float"] = result.pop("float_ptq")  # the float model PTQ quantizes
     result["float_after_qat"] = result.pop("float_qat")
     board = get_board(BOARD)
-    cost = architecture_cost(board, cell, 1, train.num_channels, hidden, train.output_size, train.classes)
-    cost16 = architecture_cost(
-        board, cell, 1, train.num_channels, hidden, train.output_size, train.classes, hidden_bits=16
-    )
+    shape = (board, cell, 1, train.num_channels, hidden, train.output_size, train.classes)
+    path = {"readout": result["readout"], "stack": result["stack"]}  # what the model's step runs
+    cost = architecture_cost(*shape, **path)
+    cost16 = architecture_cost(*shape, hidden_bits=16, **path)
     result |= {
         "flash_bytes": result["model_data_bytes"] + cost.code_bytes,
         "ram_bytes": cost.ram_bytes,

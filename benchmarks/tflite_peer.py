@@ -4,7 +4,9 @@ full-integer int8 recipe, measured on the same held-out split and labelled steps
 The float model is rebuilt in Keras (tf_keras, the Keras 2 that TFLite fuses into its
 UNIDIRECTIONAL_SEQUENCE_LSTM op; Keras 3 layers become a WHILE loop), checked against ``float_forward``,
 then converted with a representative dataset of every training sequence into one model of batch 1 and
-any sequence length. LiteRT runs each held-out sequence in one invoke (resized per length); TFLite Micro
+any sequence length. A pooled readout is Keras' global average or max pooling over the window; a stacked
+model (k samples per recurrent step) gets its input stacked as the kernel stacks it, and its time per step
+is per sample. LiteRT runs each held-out sequence in one invoke (resized per length); TFLite Micro
 runs the same model with the longest held-out length fixed in its tensor shapes, for the arena it uses.
 
 The work runs in a child process: TFLite's converter crashes (SIGSEGV) on a GRU and that must not end
@@ -38,6 +40,7 @@ from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.spec import FloatLayer, FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
 from tinylstm.contract.cells import CELLS
+from tinylstm.contract.stacking import stack_samples
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.analysis.check import _outputs, _rmse, _select
 from tinylstm.trainer.sequence_set import SequenceSet
@@ -103,7 +106,7 @@ def _measure(export_dir: Path, out: Path) -> None:
     }
     out.write_text(json.dumps(row | {"stage": "convert"}))
     try:
-        buf = _convert(keras_model, [normalise(fm, s) for s in train.sequences])
+        buf = _convert(keras_model, [_peer_input(fm, s) for s in train.sequences])
     except Exception as exc:  # the converter's errors have no common type
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         out.write_text(json.dumps(row | {"tflite": f"not convertible: {first}"}))
@@ -158,6 +161,12 @@ def _keras_lstm(keras: Any, hidden: int, sequences: bool, L: FloatLayer) -> tupl
     return keras.layers.LSTM(hidden, return_sequences=sequences), [L.w_ih.T, L.w_hh.T, L.b_ih + L.b_hh]
 
 
+def _keras_rnn(keras: Any, hidden: int, sequences: bool, L: FloatLayer) -> tuple[Any, list[np.ndarray]]:
+    """PyTorch's nn.RNN (tanh) is Keras' SimpleRNN; Keras has one bias."""
+    layer = keras.layers.SimpleRNN(hidden, return_sequences=sequences, activation="tanh")
+    return layer, [L.w_ih.T, L.w_hh.T, L.b_ih + L.b_hh]
+
+
 def _keras_gru(keras: Any, hidden: int, sequences: bool, L: FloatLayer) -> tuple[Any, list[np.ndarray]]:
     """reset_after: PyTorch's GRU, with the input and the recurrent bias apart; Keras orders z, r, n."""
     layer = keras.layers.GRU(hidden, return_sequences=sequences, reset_after=True)
@@ -168,6 +177,7 @@ def _keras_gru(keras: Any, hidden: int, sequences: bool, L: FloatLayer) -> tuple
 KERAS_LAYERS: dict[str, Callable[[Any, int, bool, FloatLayer], tuple[Any, list[np.ndarray]]]] = {
     "lstm": _keras_lstm,
     "gru": _keras_gru,
+    "rnn": _keras_rnn,
 }
 if set(KERAS_LAYERS) != set(CELLS):
     raise ImportError(
@@ -176,18 +186,25 @@ if set(KERAS_LAYERS) != set(CELLS):
 
 
 def _keras_model(fm: FloatModel) -> Any:
-    """The float model in Keras with the same weights: batch 1, any length; the head on the last step
-    (window) or on every step (stream: on the steps as rows, so that the converter makes one
-    FULLY_CONNECTED, not a Tensordot of run-time shape ops that TFLite Micro cannot allocate)."""
+    """The float model in Keras with the same weights: batch 1, any length of (stacked) steps; the head on
+    the last step or the window's pooled h (window) or on every step (stream: on the steps as rows, so that
+    the converter makes one FULLY_CONNECTED, not a Tensordot of run-time shape ops that TFLite Micro cannot
+    allocate)."""
     import tensorflow as tf
     import tf_keras as keras
 
-    x = inp = keras.Input(shape=(None, fm.input_size), batch_size=1)
+    pool = {"last": None, "mean": keras.layers.GlobalAveragePooling1D, "max": keras.layers.GlobalMaxPooling1D}
+    if fm.readout not in pool:
+        raise TinyLSTMError(f"tflite_peer.py has no Keras readout for {fm.readout!r}")
+    x = inp = keras.Input(shape=(None, fm.stack * fm.input_size), batch_size=1)
     for n, L in enumerate(fm.layers):
-        sequences = n < fm.num_layers - 1 or fm.meta.mode == "stream"
+        sequences = n < fm.num_layers - 1 or fm.meta.mode == "stream" or pool[fm.readout] is not None
         layer, weights = KERAS_LAYERS[fm.cell](keras, fm.hidden_size, sequences, L)
         x = layer(x)
         layer.set_weights(weights)
+    pooling = pool[fm.readout]
+    if pooling is not None:
+        x = pooling()(x)
     head = keras.layers.Dense(fm.output_size)
     if fm.meta.mode == "stream":
         y = tf.reshape(head(tf.reshape(x, [-1, fm.hidden_size])), [1, -1, fm.output_size])
@@ -201,10 +218,10 @@ def _check_float(keras_model: Any, fm: FloatModel, test: SequenceSet) -> float:
     """Largest |Keras - float_forward| over the first held-out sequences; refuses a mismatch."""
     worst = 0.0
     for seq in test.sequences[:FLOAT_CHECK_SEQUENCES]:
-        x = normalise(fm, seq)[None]
-        want = float_forward(fm, x)["y"]
+        want = float_forward(fm, normalise(fm, seq)[None])["y"]
         want = want if fm.meta.mode == "stream" else want[:, -1]
-        diff = float(np.max(np.abs(keras_model(x.astype(np.float32)).numpy() - want)))
+        got = keras_model(_peer_input(fm, seq)[None].astype(np.float32)).numpy()
+        diff = float(np.max(np.abs(got - want)))
         if diff > FLOAT_TOL * max(1.0, float(np.max(np.abs(want)))):
             raise TinyLSTMError(f"the Keras model differs from float_forward by {diff:.3g}: a conversion bug")
         worst = max(worst, diff)
@@ -217,11 +234,17 @@ def _convert(keras_model: Any, calibration: list[np.ndarray]) -> bytes:
 
     conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([s[None].astype(np.float32)] for s in calibration)
+    conv.representative_dataset = lambda: ([s[None].astype(np.float32)] for s in calibration if len(s))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     return bytes(conv.convert())
+
+
+def _peer_input(fm: FloatModel, seq: np.ndarray) -> np.ndarray:
+    """A sequence of raw samples [T, C] as the Keras model takes it: normalised, and stacked [T // k, k * C]
+    as the kernel stacks it (a trailing part step dropped: contract/stacking.py)."""
+    return stack_samples(normalise(fm, seq)[None], fm.stack)[0]
 
 
 def _run_litert(
@@ -239,11 +262,11 @@ def _run_litert(
     ys: list[np.ndarray] = [np.empty(0)] * len(test)
     per_step: list[float] = []
     for steps, idx in by_length(test.sequences).items():
-        it.resize_tensor_input(inp["index"], [1, steps, fm.input_size])
+        it.resize_tensor_input(inp["index"], [1, steps // fm.stack, fm.stack * fm.input_size])
         it.allocate_tensors()
         pairs = []
         for k in idx:
-            q = np.round(normalise(fm, test.sequences[k]) / in_scale) + in_zero
+            q = np.round(_peer_input(fm, test.sequences[k]) / in_scale) + in_zero
             xq = np.clip(q, -128, 127).astype(np.int8)[None]
             it.set_tensor(inp["index"], xq)
             it.reset_all_variables()  # the fused LSTM keeps its state in variables, across invokes
