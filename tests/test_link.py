@@ -210,6 +210,39 @@ def test_faulty_link_parity_recovers_bit_exact(trained: Trained, direction: str,
     assert elapsed < 300
 
 
+@pytest.mark.parametrize(
+    "fault",
+    ["blackout to board", "blackout to host", "chunk drops both ways"],
+)
+def test_blackouts_and_lost_chunks_never_stall_parity(trained: Trained, fault: str) -> None:
+    """Lost answers and lost host bytes leave the host believing its credit is used up; the probe is sent
+    regardless and its answer (NAK NOT_YET, which names the probe) gives the credit back."""
+    chunks = Faults(chunks=0.05, seed=3) if fault == "chunk drops both ways" else Faults()
+    with (
+        QemuBoard(trained.host.elf) as board,
+        FaultProxy(board.port, chunks, chunks) as proxy,
+        Link.open(proxy.url) as link,
+    ):
+        darkness: list[threading.Timer] = []
+        if fault.startswith("blackout"):  # one second without a byte one way, twice, mid-run
+            for at in (0.5, 3.0):
+                darkness.append(threading.Timer(at, proxy.blackout, (fault.removeprefix("blackout "), 1.0)))
+                darkness[-1].start()
+        start = time.monotonic()
+        steps = 3000 if darkness else 1000  # the blackouts end 4 s in; chunk drops slow every step
+        report = run_parity(
+            link, trained.export_dir, steps, reopen=lambda: Link.open(proxy.url), stall_timeout=20
+        )
+        elapsed = time.monotonic() - start
+        for timer in darkness:
+            timer.cancel()
+    assert report.passed and report.mismatches == 0, report.render()
+    lost = sum(n for kind, n in proxy.counts.items() if "blackout" in kind or "chunk" in kind)
+    assert lost > 0, proxy.counts  # the fault happened while parity ran
+    assert report.recovery["timeouts"] + report.recovery["pred_requests"] > 0, report.render()
+    assert elapsed < 120
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("direction", ["to board", "to host", "both"])
 def test_very_faulty_link_ends_in_bounded_time_with_a_report(trained: Trained, direction: str) -> None:

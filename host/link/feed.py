@@ -11,7 +11,10 @@ that sample. What it guarantees:
   The board refuses an INPUT for any other step than the one it expects (NAK GAP), so a lost INPUT
   never shifts later samples; the host then goes back and sends again from the expected step.
 - **Lost answers**: a PRED missing from the in-order sequence is asked for again (PRED_REQ, from the
-  board's history); a wait without any answer ends in a probe after the retransmission timeout.
+  board's history); a wait without any answer ends in a probe after the retransmission timeout. The
+  probe asks for a step the board has not run, so its answer (NAK NOT_YET) names the probe and the step
+  the board expects: it gives back the credit that lost bytes and lost answers held, and it is sent
+  whatever the credit says, so no loss can leave the host waiting for credit it cannot get back.
 - **Known states**: when the board's state cannot be trusted any more (it rebooted, its history no
   longer holds a needed PRED, its source changed) the feeder restarts it from the last point whose
   state is known: a window start in window mode, a RESET at the first undelivered step in stream
@@ -183,7 +186,7 @@ class FeedStats:
     unreadable: int = 0  # CRC-valid board frames whose payload did not parse
     naks: Counter[str] = field(default_factory=Counter)  # by NakReason name
     board_errors: Counter[str] = field(default_factory=Counter)  # ERROR frames by code name
-    in_flight_peak: int = 0  # most unconfirmed bytes at once (never above the credit)
+    in_flight_peak: int = 0  # most unconfirmed bytes at once (never above the credit; probes aside)
     events: list[str] = field(default_factory=list)  # rewinds and reconnects, with their reasons
 
     @property
@@ -288,6 +291,7 @@ class Feeder:
         self._frame_of: dict[int, int] = {}  # step -> seq of the INPUT frame that last carried it
         self._requested: dict[int, tuple[float, int]] = {}  # step -> (when, seq) of its last PRED_REQ
         self._to_request: set[int] = set()
+        self._probe_due = False  # a retransmission timeout passed without any answer
         self._epoch_seq = 0  # NAKs of frames sent before this seq are stale (a go-back happened since)
         self._high_water = 0  # one past the highest step ever sent: frames below it are resends
         self._generation = 0  # bumped by every restart: frames read before it are stale
@@ -366,7 +370,9 @@ class Feeder:
         return seq
 
     def _fill(self) -> None:
-        """Send what the credit and the history allow: PRED_REQs first, then INPUT frames."""
+        """Send what the credit and the history allow: a due probe, PRED_REQs, then INPUT frames."""
+        if self._probe_due:
+            self._probe()
         for step in sorted(self._to_request):
             if self.in_flight + max_wire_size(4) > self.capacity:
                 return
@@ -397,6 +403,18 @@ class Feeder:
                 self._frame_of[k] = seq
             self.next_send += len(xs)
             self._high_water = max(self._high_water, self.next_send)
+
+    def _probe(self) -> None:
+        """PRED_REQ for the highest step ever sent, which the board cannot have run: it answers NAK NOT_YET
+        naming this frame (the credit comes back to the frame's end: the board has taken every byte before
+        it) and the step it expects (the host goes back to it, and asks again for the answers lost before).
+        Sent whatever the credit says: a probe is due only after a retransmission timeout without any
+        answer, by when a live board has long emptied its buffer, and the bytes the host still counts in
+        flight were lost on the way (or their answers were). Not counted in ``in_flight_peak``."""
+        self._probe_due = False
+        step = max(self._high_water, self.next_send)
+        seq = self.link.send(PredReq(step))
+        self._frames[seq] = _Sent(self.link.tx_bytes, step, 0, time.monotonic(), True)
 
     def _wait(self) -> float:
         """How long the next read may block: until an answer is due, at most 0.2 s (status updates)."""
@@ -587,6 +605,7 @@ class Feeder:
         self._results = {k: v for k, v in self._results.items() if k < point}
         self._requested.clear()
         self._to_request.clear()
+        self._probe_due = False
         self._frames.clear()
         self._frame_of.clear()
         if not self.window:
@@ -636,8 +655,7 @@ class Feeder:
                 self._to_request.add(step)
         if now - self._last_answer >= self.rto:
             self.stats.timeouts += 1
-            self._to_request.add(self.base)  # a probe: PRED, or a NAK naming the step the board expects
-            self._requested.pop(self.base, None)
+            self._probe_due = True
             self._last_answer = now
             self.rto = min(self.rto * 2, RTO_MAX)
 

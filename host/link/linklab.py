@@ -3,8 +3,10 @@
 ``FaultProxy(upstream_port, to_board=Faults(1e-3), to_host=Faults(1e-3))`` sits on 127.0.0.1 between a
 client and a board's TCP port (QEMU's UART) and damages bytes at a per-byte rate in each direction:
 bit flips, dropped bytes, duplicated bytes and inserted garbage (zeros included, so delimiters
-appear and vanish too). Faults are drawn from a seeded generator, so a run can be repeated; every
-fault is counted in ``proxy.counts``. The proxy serves one client at a time and accepts the next when
+appear and vanish too), and drops whole reads (``Faults(chunks=0.05)``: a USB packet or a TCP segment lost
+at once). ``proxy.blackout("to host", 1.0)`` loses everything one way for a while (a cable that wobbles, a
+driver that stalls). Faults are drawn from a seeded generator, so a run can be repeated; every fault is
+counted in ``proxy.counts``. The proxy serves one client at a time and accepts the next when
 either side closes (a client that reconnects after a board reset gets a fresh upstream connection).
 
 ``cpu_hogs(n)`` runs ``n`` busy processes for the duration of a ``with`` block: a loaded machine.
@@ -19,6 +21,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,15 +36,23 @@ class Faults:
     rate: float = 0.0  # probability that a byte is damaged
     kinds: tuple[str, ...] = KINDS
     seed: int = 0
+    chunks: float = 0.0  # probability that a whole read (up to 4 KiB as it arrived) is dropped
 
 
 class _Damager:
     def __init__(self, faults: Faults, direction: str, counts: Counter[str]) -> None:
         self.faults, self.direction, self.counts = faults, direction, counts
         self.rng = random.Random(f"{faults.seed}:{direction}")
+        self.dark_until = 0.0  # time.monotonic() before which everything is lost (a blackout)
 
     def __call__(self, data: bytes) -> bytes:
         f = self.faults
+        if time.monotonic() < self.dark_until:
+            self.counts[f"{self.direction} blackout bytes"] += len(data)
+            return b""
+        if f.chunks and self.rng.random() < f.chunks:
+            self.counts[f"{self.direction} chunk drop"] += 1
+            return b""
         if f.rate <= 0:
             return data
         out = bytearray()
@@ -108,6 +119,11 @@ class FaultProxy:
             for s in (src, dst):
                 s.close()
         done.set()
+
+    def blackout(self, direction: str, seconds: float) -> None:
+        """Lose every byte going ``direction`` ("to board" or "to host") for the next ``seconds``."""
+        damager = {"to board": self._to_board, "to host": self._to_host}[direction]
+        damager.dark_until = time.monotonic() + seconds
 
     def close(self) -> None:
         self._closed = True
