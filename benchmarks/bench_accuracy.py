@@ -86,7 +86,8 @@ def row(
     name: str, train: Any, test: Any, cell: str, hidden: int, epochs: int | None, qat_epochs: int, work: Path
 ) -> dict[str, Any]:
     # the training recipe (trainer/recipe.py), with one 15 % validation split for both runs (QAT's keep-or-not
-    # reads it), so the float models PTQ and QAT start from are the same
+    # reads it), so the float models PTQ and QAT start from are the same: the QAT run takes the readout the
+    # first one's cross-validation chose (each training starts from the seed: the folds change nothing else)
     base = TrainConfig(cell=cell, hidden=hidden, epochs=epochs, val=0.15, progress=False)
     result: dict[str, Any] = {"dataset": name, "task": train.task, "cell": cell, "hidden": hidden}
     started = time.perf_counter()
@@ -94,6 +95,7 @@ def row(
         run = fit(
             train, TrainConfig(**{**base.__dict__, "qat_epochs": qat}), work / kind, test, finetune=finetune
         )
+        base.readout = run.meta.readout
         exp = export(ModelSource(str(run.checkpoint_path)), work / f"{kind}-export")
         q = _quality(work / f"{kind}-export")
         result[f"float_{kind}"] = _sig(q["float"])
@@ -307,9 +309,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="two datasets, hidden 8 and 16, few epochs")
+    ap.add_argument("--hidden", help="comma-separated hidden sizes (default 8,16,32,64; regression <= 32)")
     args = ap.parse_args(argv)
     hidden = (8, 16) if args.quick else (8, 16, 32, 64)
-    reg_hidden = (8, 16) if args.quick else (8, 16, 32)
+    if args.hidden:
+        hidden = tuple(int(h) for h in args.hidden.split(","))
+    reg_hidden = tuple(h for h in hidden if h <= 32)
     epochs = 8 if args.quick else None
     qat_epochs = 3 if args.quick else QAT_EPOCHS
     rows = []
@@ -325,7 +330,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "note": f"{'quick mode, 8 float epochs, ' if args.quick else ''}the training recipe's float training "
         "(trainer/recipe.py: batch and epochs from the data, one-cycle AdamW, the last epoch; a 15 % "
         "validation split held back for QAT), "
-        f"{qat_epochs} QAT epochs, seed 0, 1 layer; flash, RAM and instructions for {BOARD} (Cortex-M4F); "
+        f"{qat_epochs} QAT epochs, seed 0, 1 layer, hidden {', '.join(map(str, hidden))}; flash, RAM and "
+        f"instructions for {BOARD} (Cortex-M4F); "
         f"{tflite_note()}.",
         "rows": rows,
         "goals": goals(rows),
