@@ -1,8 +1,9 @@
 """The projects `tinylstm build` writes for other build systems, checked against their documented formats:
 PlatformIO (platformio.ini, `pio project config` offline), an ESP-IDF component (CMakeLists.txt with
 idf_component_register, idf_component.yml) and an Arduino library (library.properties 1.5 format, src/,
-examples/). Their portable C (kernel, model, app) is compiled for the board's core with -Werror; the
-framework HALs (Arduino core, ESP-IDF) cannot be compiled here (docs/boards.md)."""
+examples/). Their portable C (kernel, model, app) is compiled for the board's core with -Werror; of the
+framework HALs, the ESP-IDF one by the opt-in tests/test_frameworks.py, the Arduino core's not here
+(docs/boards.md)."""
 
 from __future__ import annotations
 
