@@ -30,6 +30,7 @@ import importlib.util
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,18 @@ def aeon_file(name: str, split: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name / f"{name}_{split}.ts"
 
 
-def datasets(quick: bool) -> list[tuple[str, Any, Any]]:
-    out = [("watch", load_dataset("watch", hop=64), None)]
-    names = (AEON_SETS[:1] + AEON_REGRESSION[:1]) if quick else (AEON_SETS + AEON_REGRESSION)
+def panel(quick: bool) -> tuple[str, ...]:
+    return ("watch", *((AEON_SETS[:1] + AEON_REGRESSION[:1]) if quick else (AEON_SETS + AEON_REGRESSION)))
+
+
+def datasets(names: tuple[str, ...]) -> Iterator[tuple[str, Any, Any]]:
+    """(name, training split, held-out split or None: watch splits its own), loaded one set at a time."""
     for name in names:
+        if name == "watch":
+            yield name, load_dataset("watch", hop=64), None
+            continue
         train = load_dataset(str(aeon_file(name, "TRAIN")))
-        out.append((name, train, load_test_set(str(aeon_file(name, "TEST")), train)))
-    return out
+        yield name, train, load_test_set(str(aeon_file(name, "TEST")), train)
 
 
 def _sig(v: float) -> float:
@@ -310,21 +316,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="two datasets, hidden 8 and 16, few epochs")
     ap.add_argument("--hidden", help="comma-separated hidden sizes (default 8,16,32,64; regression <= 32)")
+    ap.add_argument("--datasets", help="comma-separated panel sets to measure (default: all)")
+    ap.add_argument(
+        "--rows",
+        type=Path,
+        help="a JSON-lines file of finished rows: each new row is appended, rows already in it are not "
+        "measured again, and the results hold every row of it that this run's panel and sizes cover "
+        "(several processes with different --datasets can share one)",
+    )
     args = ap.parse_args(argv)
-    hidden = (8, 16) if args.quick else (8, 16, 32, 64)
+    names = panel(args.quick)
+    chosen = tuple(args.datasets.split(",")) if args.datasets else names
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        raise SystemExit(f"unknown datasets {', '.join(unknown)}: the panel is {', '.join(names)}")
+    hidden: tuple[int, ...] = (8, 16) if args.quick else (8, 16, 32, 64)
     if args.hidden:
         hidden = tuple(int(h) for h in args.hidden.split(","))
     reg_hidden = tuple(h for h in hidden if h <= 32)
     epochs = 8 if args.quick else None
     qat_epochs = 3 if args.quick else QAT_EPOCHS
-    rows = []
+    done = {}
+    if args.rows is not None and args.rows.is_file():
+        for line in args.rows.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["dataset"], r["cell"], r["hidden"])] = r
     with tempfile.TemporaryDirectory(prefix="tinylstm-acc-") as tmp:
-        for name, train, test in datasets(args.quick):
+        for name, train, test in datasets(chosen):
             for cell in ("lstm", "gru"):
                 for h in hidden if train.task == "classification" else reg_hidden:
+                    if (name, cell, h) in done:
+                        continue
                     r = row(name, train, test, cell, h, epochs, qat_epochs, Path(tmp) / f"{name}-{cell}-{h}")
                     print(json.dumps(r), flush=True)
-                    rows.append(r)
+                    done[(name, cell, h)] = r
+                    if args.rows is not None:
+                        with args.rows.open("a") as f:
+                            f.write(json.dumps(r) + "\n")
+    if args.rows is not None and args.rows.is_file():  # what other processes added meanwhile
+        for line in args.rows.read_text().splitlines():
+            r = json.loads(line)
+            done.setdefault((r["dataset"], r["cell"], r["hidden"]), r)
+    rows = [
+        done[(n, c, h)]
+        for n in names
+        for c in ("lstm", "gru")
+        for h in sorted({*hidden, *reg_hidden})
+        if (n, c, h) in done
+    ]
     res = {
         "date": time.strftime("%Y-%m-%d"),
         "note": f"{'quick mode, 8 float epochs, ' if args.quick else ''}the training recipe's float training "
