@@ -15,7 +15,7 @@ demo: .setup-done
 
 test: .setup-done
 	PYTHON=$(PY) ./scripts/lint.sh
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup --durations=25
 
 lint: .setup-done
 	PYTHON=$(PY) ./scripts/lint.sh
