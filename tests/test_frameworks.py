@@ -130,7 +130,7 @@ def _syntax_check(entry: dict[str, str], target: str, clang: str) -> subprocess.
             out += [flag for flag in lines if not flag.startswith(ESPRESSIF_ONLY)]
         else:
             out.append(arg)
-    out += [*TARGETS[target], "-fsyntax-only", "-isystem", str(PICOLIBC)]
+    out += [*TARGETS[target], "-fsyntax-only", "-fno-color-diagnostics", "-isystem", str(PICOLIBC)]
     return subprocess.run(out, cwd=entry["directory"], capture_output=True, text=True, timeout=300)
 
 
