@@ -279,7 +279,8 @@ def _run_litert(
                 y = y * np.asarray(meta.target_std) + np.asarray(meta.target_mean)
             ys[k] = y.reshape(-1, fm.output_size)
             pairs.append((xq, yq))
-    return ys, per_step, ops, (steps, pairs)  # by_length is sorted: the last group is the longest
+    # by_length is sorted: the last group is the longest; its length in the model's (stacked) steps
+    return ys, per_step, ops, (steps // fm.stack, pairs)
 
 
 def _tflm_arena(buf: bytes, steps: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
