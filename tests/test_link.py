@@ -243,6 +243,24 @@ def test_blackouts_and_lost_chunks_never_stall_parity(trained: Trained, fault: s
     assert elapsed < 120
 
 
+def test_a_halted_board_is_probed_without_a_go_back(trained: Trained) -> None:
+    """The board stops for longer than the retransmission timeout, then runs on: the probe's answer (NAK
+    NOT_YET, expecting the step the host sent next before the probe) arrives behind INPUT frames the host
+    sent after it, and must not send the host back, restart the board or count as a loss."""
+    with QemuBoard(trained.host.elf) as board, Link.open(board.url) as link:
+        halts = [threading.Timer(at, board.halt, (1.5,)) for at in (0.5, 3.0)]
+        for timer in halts:
+            timer.start()
+        report = run_parity(link, trained.export_dir, 3000, stall_timeout=20)
+        for timer in halts:
+            timer.cancel()
+    r = report.recovery
+    assert report.passed and report.mismatches == 0, report.render()
+    assert r["timeouts"] > 0 and r["probes_answered"] > 0, report.render()  # the halts were long enough
+    assert r["resends"] == 0 and r["rewinds"] == 0 and not r["naks"], report.render()
+    assert report.link["frames_bad"] == 0, report.render()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("direction", ["to board", "to host", "both"])
 def test_very_faulty_link_ends_in_bounded_time_with_a_report(trained: Trained, direction: str) -> None:

@@ -93,7 +93,8 @@ class ParityReport:
             (
                 f"  recovery: {r.get('resends', 0)} INPUT frames resent, {r.get('pred_requests', 0)} PRED "
                 "requests, "
-                f"{r.get('timeouts', 0)} timeouts, {r.get('rewinds', 0)} restarts from a known state, "
+                f"{r.get('timeouts', 0)} timeouts ({r.get('probes_answered', 0)} probes answered), "
+                f"{r.get('rewinds', 0)} restarts from a known state, "
                 f"{r.get('reconnects', 0)} reconnects, {r.get('board_resets', 0)} board resets; NAK: {naks}"
             ),
             f"  board errors: {errors}",
@@ -236,8 +237,8 @@ def _finish(
         and report.mismatches == 0
         and fs.conflicts == 0
     )
-    # Nothing damaged, refused, resent or restarted. A timeout alone (a slow answer, then a probe) loses
-    # nothing.
+    # Nothing damaged, refused, resent or restarted. A timeout alone (a slow answer, then a probe and its
+    # answer, which is not counted as a NAK) loses nothing.
     lossless = (
         fs.resends == 0
         and fs.rewinds == 0

@@ -8,9 +8,11 @@ that connection is what boots the firmware.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -129,6 +131,17 @@ class QemuBoard:
         """Power-cycle: kill and start again, on the same port if it is still free."""
         self.kill()
         self.start()
+
+    def halt(self, seconds: float) -> None:
+        """Stop the board for ``seconds`` and let it go on (a debugger halt, a starved emulator): the guest
+        keeps its state, and what the host sends meanwhile waits in the port."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise TinyLSTMError("QEMU is not running")
+        self._proc.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            self._proc.send_signal(signal.SIGCONT)
 
     def wait(self, timeout: float) -> int:
         """Wait for the firmware to exit (semihosting) and return QEMU's exit code."""

@@ -6,7 +6,7 @@ that sample. What it guarantees:
 
 - **Credit**: the bytes sent but not yet taken out of the board's receive buffer (every board frame
   reports ``rx_freed``) never exceed the capacity the board announced in HELLO, so the buffer cannot
-  overflow whatever the board's speed or the baud rate.
+  overflow whatever the board's speed or the baud rate (the one exception: the timeout probe, below).
 - **Accounting**: every INPUT names the step of its first sample and every PRED the step it answers.
   The board refuses an INPUT for any other step than the one it expects (NAK GAP), so a lost INPUT
   never shifts later samples; the host then goes back and sends again from the expected step.
@@ -64,6 +64,9 @@ from tinylstm.host.link.protocol import (
 from tinylstm.host.link.transport import Link, LinkError, LinkLost
 
 CONTROL_RESERVE = 2 * max_wire_size(4)  # credit kept back for PRED_REQ / RESET frames
+# frames older than this many sequence numbers count as sent before the last go-back: seq is a u16, and a
+# NAK's frame is compared with the go-back's by their difference modulo 2^16, valid within 2^15
+EPOCH_REACH = 0x4000
 RTO_INITIAL, RTO_MIN, RTO_MAX = 1.0, 0.3, 4.0  # seconds: retransmission timeout bounds
 COMMAND_TRIES = 6
 # Board errors after which feeding cannot go on: the board and the host disagree about the model
@@ -178,6 +181,7 @@ class FeedStats:
     resends: int = 0  # INPUT frames sent again from the board's expected step after a gap
     pred_requests: int = 0  # PRED_REQ frames for PRED frames lost on the way back
     timeouts: int = 0  # waits without any answer that ended in a probe
+    probes_answered: int = 0  # probes the board answered (NAK NOT_YET: not a loss, not in ``naks``)
     rewinds: int = 0  # restarts from a known state (RESET)
     duplicates: int = 0  # PRED frames for steps already delivered (after a rewind or a late answer)
     conflicts: int = 0  # duplicates whose outputs differed from the first delivery
@@ -199,6 +203,7 @@ class FeedStats:
             "resends": self.resends,
             "pred_requests": self.pred_requests,
             "timeouts": self.timeouts,
+            "probes_answered": self.probes_answered,
             "rewinds": self.rewinds,
             "duplicates": self.duplicates,
             "conflicts": self.conflicts,
@@ -292,6 +297,7 @@ class Feeder:
         self._requested: dict[int, tuple[float, int]] = {}  # step -> (when, seq) of its last PRED_REQ
         self._to_request: set[int] = set()
         self._probe_due = False  # a retransmission timeout passed without any answer
+        self._probes: dict[int, int] = {}  # seq of each unanswered probe -> next_send when it was sent
         self._epoch_seq = 0  # NAKs of frames sent before this seq are stale (a go-back happened since)
         self._high_water = 0  # one past the highest step ever sent: frames below it are resends
         self._generation = 0  # bumped by every restart: frames read before it are stale
@@ -403,18 +409,26 @@ class Feeder:
                 self._frame_of[k] = seq
             self.next_send += len(xs)
             self._high_water = max(self._high_water, self.next_send)
+            if ((self.link.tx_seq - self._epoch_seq) & 0xFFFF) > EPOCH_REACH:  # keep the u16 comparison valid
+                self._epoch_seq = (self.link.tx_seq - EPOCH_REACH) & 0xFFFF
 
     def _probe(self) -> None:
-        """PRED_REQ for the highest step ever sent, which the board cannot have run: it answers NAK NOT_YET
-        naming this frame (the credit comes back to the frame's end: the board has taken every byte before
-        it) and the step it expects (the host goes back to it, and asks again for the answers lost before).
+        """PRED_REQ for the step after the highest one ever sent, which the board cannot have run: it answers
+        NAK NOT_YET naming this frame (the credit comes back to the frame's end: the board has taken every
+        byte before it) and the step it expects (the host goes back to it if that is before the step that was
+        next when the probe left, and asks again for the answers lost before). Its answer is not a loss
+        (``probes_answered``, not ``naks``).
+
         Sent whatever the credit says: a probe is due only after a retransmission timeout without any
-        answer, by when a live board has long emptied its buffer, and the bytes the host still counts in
-        flight were lost on the way (or their answers were). Not counted in ``in_flight_peak``."""
+        answer, by when a live board has emptied its buffer and the bytes the host still counts in flight
+        were lost on the way (or their answers were). A board stalled with a full buffer for that long drops
+        the probe and says so (ERROR OVERRUN, ``dropped_rx``): the one case where the host sends beyond the
+        credit, at most one probe per timeout (doubling to 4 s). Not counted in ``in_flight_peak``."""
         self._probe_due = False
         step = max(self._high_water, self.next_send)
         seq = self.link.send(PredReq(step))
         self._frames[seq] = _Sent(self.link.tx_bytes, step, 0, time.monotonic(), True)
+        self._probes[seq] = self.next_send
 
     def _wait(self) -> float:
         """How long the next read may block: until an answer is due, at most 0.2 s (status updates)."""
@@ -493,7 +507,13 @@ class Feeder:
                 self._to_request.add(k)
 
     def _on_nak(self, msg: Nak) -> None:
-        self.stats.naks[msg.reason.name] += 1
+        # the answer to a probe: INPUT frames sent after it may be on their way, so the go-back below only
+        # reaches back from the step that was next when the probe left
+        sent_next = self._probes.pop(msg.seq, None) if msg.reason == NakReason.NOT_YET else None
+        if sent_next is None:
+            self.stats.naks[msg.reason.name] += 1
+        else:
+            self.stats.probes_answered += 1
         self._answered_after(msg.seq)
         sent = self._frames.get(msg.seq)
         self._credit(msg.rx_freed, sent.end if sent is not None else None)
@@ -519,7 +539,8 @@ class Feeder:
         for k in range(self.base, expected):  # run on the board; their PRED frames are lost
             if k not in self._results and k not in self._requested:
                 self._to_request.add(k)
-        if expected < self.next_send:  # go back: everything from the expected step again
+        if expected < (self.next_send if sent_next is None else min(self.next_send, sent_next)):
+            # go back: everything from the expected step again
             for k in range(expected, self.next_send):
                 self._frame_of.pop(k, None)
                 self._to_request.discard(k)
@@ -606,6 +627,7 @@ class Feeder:
         self._requested.clear()
         self._to_request.clear()
         self._probe_due = False
+        self._probes.clear()
         self._frames.clear()
         self._frame_of.clear()
         if not self.window:
