@@ -1,16 +1,20 @@
 """The ESP-IDF project `tinylstm build --board esp-idf` writes, configured by the real ESP-IDF build system
-and compiled with its own flags. Opt-in: TINYLSTM_ESP_IDF = an ESP-IDF checkout (5.0 or later, with its
-submodules: `git clone --recursive`); never run in CI, nothing downloaded.
+and compiled with its own flags. Opt-in: TINYLSTM_ESP_IDF = an ESP-IDF checkout (5.5 or later: from there
+its toolchain files keep the CPU flags in response files, which this test replaces; with its submodules:
+`git clone --recursive`); never run in CI, nothing downloaded.
 
 ESP-IDF's CMake configures the generated project for each target (the sdkconfig from its Kconfig, the
 component graph from every idf_component_register, the compile flags of tools/cmake), with
-IDF_COMPONENT_MANAGER=0. Its compiler names point at clang, so no Espressif GCC is needed, and every TinyLSTM
-source in compile_commands.json (the component and the example's main.c) is compiled with exactly that
-command line, -fsyntax-only, for the target's architecture: RISC-V (esp32c3) and Xtensa (esp32). What differs
-from an Espressif GCC build: the compiler (clang checks the same C with the same warnings and -Werror), the
-CPU name (Espressif's -mcpu/-mtune/-mlongcalls/-specs give way to clang's target) and the C library headers
-(picolibc, ESP-IDF's default C library, from Debian's picolibc-xtensa-lx106-elf). This is how the component's
-`REQUIRES driver` was found not to bring driver/uart.h from ESP-IDF 6.0 on.
+IDF_COMPONENT_MANAGER=0 and IDF_SKIP_CHECK_SUBMODULES=1 (ESP-IDF would otherwise run `git submodule
+update` for a submodule it finds missing). Its compiler names point at clang, so no Espressif GCC is
+needed, and every TinyLSTM source in compile_commands.json (the component and the example's main.c) is
+compiled with exactly that command line, -fsyntax-only, for the target's architecture: RISC-V (esp32c3)
+and Xtensa (esp32). What differs from an Espressif GCC build: the compiler (clang checks the same C with
+the same warnings and -Werror; CMake takes it for clang, so ESP-IDF's few `CMAKE_C_COMPILER_ID MATCHES
+"Clang"` branches apply), the CPU name (Espressif's -mcpu/-mtune/-mlongcalls/-specs give way to clang's
+target) and the C library headers (picolibc, ESP-IDF 6's default C library, from Debian's
+picolibc-xtensa-lx106-elf). This is how the component's `REQUIRES driver` was found not to bring
+driver/uart.h from ESP-IDF 6.0 on.
 
 Needs cmake, ninja, clang (22: `clang-22`, or TINYLSTM_CLANG), picolibc-xtensa-lx106-elf and the Python
 package esp-idf-kconfig (ESP-IDF's kconfgen); a missing one fails the opted-in test with what to install.
@@ -99,7 +103,8 @@ def _configure(project: Path, build: Path, target: str, bin_dir: Path) -> list[d
     env = os.environ | {
         "IDF_PATH": str(IDF),
         "IDF_TARGET": target,
-        "IDF_COMPONENT_MANAGER": "0",  # nothing downloaded
+        "IDF_COMPONENT_MANAGER": "0",  # nothing downloaded: no component manager,
+        "IDF_SKIP_CHECK_SUBMODULES": "1",  # and no `git submodule update` for a missing submodule
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }
     env.pop("IDF_TOOLCHAIN", None)  # the default (GCC) build: its flags, its C library (picolibc)
