@@ -480,7 +480,9 @@ def test_sigterm_flushes_the_stream_log(trained: Trained, tmp_path: Path) -> Non
     printed = 50 + sum(1 for line in rest.splitlines() if line and not line.startswith("#"))
     rows = log.read_text().splitlines()[1:]
     assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err, err
-    assert len(rows) == printed - 1  # every printed prediction is in the log (the first line is the board's)
+    # every printed prediction is in the log (the first printed line is the board's); one more may be logged
+    # than printed when SIGTERM lands between writing a row and printing it
+    assert printed - 1 <= len(rows) <= printed
     assert "# session 0 (replay)" in err and "predictions" in err
 
 
