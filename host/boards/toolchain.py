@@ -3,6 +3,7 @@ gcc -> ELF (+ link map) -> raw .bin."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import subprocess
@@ -56,6 +57,51 @@ def _run(cmd: list[str | Path], what: str) -> str:
     return output
 
 
+# Objects this process compiled, by what decides their bytes (``compile_object``): a kernel source is
+# compiled once per compiler, flags and preprocessed text, however many firmware or unicorn builds (a search
+# pricing every architecture, a test suite) use it.
+_OBJECTS: dict[str, tuple[bytes, str]] = {}
+
+
+def _codegen_flags(flags: list[str]) -> list[str]:
+    """``flags`` without -I and -D: their effect is in the preprocessed text (build directories differ)."""
+    kept: list[str] = []
+    skip = False
+    for f in flags:
+        if skip:
+            skip = False
+        elif f in ("-I", "-D"):
+            skip = True
+        elif not f.startswith(("-I", "-D")):
+            kept.append(f)
+    return kept
+
+
+def compile_object(gcc: Path | str, flags: list[str], src: Path, obj: Path, what: str) -> str:
+    """``gcc flags -c src -o obj``; returns what the compiler printed. Reuses the object an earlier call in
+    this process compiled from the same preprocessed text with the same compiler and code-generation flags
+    (-I and -D act through the preprocessor, so they are in the text; -g objects then name the first build's
+    directory in their debug information, nothing else). A source that fails to preprocess is compiled as
+    given, so its error is the compiler's."""
+    gcc = str(gcc)
+    pre = subprocess.run([gcc, *flags, "-E", str(src)], capture_output=True, check=False)
+    key = ""
+    if pre.returncode == 0:
+        stat = Path(shutil.which(gcc) or gcc).stat()
+        h = hashlib.sha256(f"{gcc}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        h.update("\0".join(_codegen_flags(flags)).encode())
+        h.update(pre.stdout)
+        key = h.hexdigest()
+        if key in _OBJECTS:
+            data, log = _OBJECTS[key]
+            obj.write_bytes(data)
+            return log
+    log = _run([gcc, *flags, "-c", src, "-o", obj], what)
+    if key:
+        _OBJECTS[key] = (obj.read_bytes(), log)
+    return log
+
+
 def build_elf(
     sources: list[Path],
     include_dirs: list[Path],
@@ -89,7 +135,7 @@ def build_elf(
         if obj in objects:
             raise TinyLSTMError(f"two sources would build {obj}: rename {src}")
         obj.parent.mkdir(parents=True, exist_ok=True)
-        log.append(_run([gcc, *cflags, "-c", src, "-o", obj], f"compiling {src.name} for {board.name}"))
+        log.append(compile_object(gcc, cflags, src, obj, f"compiling {src.name} for {board.name}"))
         objects.append(obj)
 
     elf, bin_, map_ = (out_dir / f"{name}{ext}" for ext in (".elf", ".bin", ".map"))

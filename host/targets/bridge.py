@@ -11,7 +11,6 @@ import hashlib
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from tinylstm.codegen.emit_c import Layout, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.toolchain import compile_object
 
 CDEF = """
 typedef int tl_status_t;
@@ -134,10 +134,7 @@ def _compile(
     inc = [arg for d in include for arg in ("-I", str(d))]
     for src in sources:
         obj = build_dir / (src.stem + ".o")
-        cmd = [cc, *flags, "-fPIC", *HOST_OPT, *inc, "-c", str(src), "-o", str(obj)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise TinyLSTMError(f"compiling {src.name} failed:\n{proc.stderr.strip()}")
+        compile_object(cc, [*flags, "-fPIC", *HOST_OPT, *inc], src, obj, f"compiling {src.name}")
         objs.append(str(obj))
     ffi = cffi.FFI()
     ffi.cdef(cdef)

@@ -38,7 +38,7 @@ from tinylstm.codegen.quantize import IntModel
 from tinylstm.contract.cells import CELLS
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.registry import CORE_CORTEX_M4F, CORE_RV32IMC, Core
-from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, find_tool
+from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, compile_object, find_tool
 
 CORES = {c.name: c for c in (CORE_CORTEX_M4F, CORE_RV32IMC)}  # what unicorn runs here
 FLASH, FLASH_SIZE = 0x0800_0000, 16 << 20
@@ -184,12 +184,7 @@ def build_target(
     for src in [*sources, out_dir / "tl_model.c", out_dir / "driver.c"]:
         obj = out_dir / f"{src.stem}.o"
         extra = ["-fno-tree-loop-distribute-patterns"] if src.stem == "driver" else []
-        subprocess.run(
-            [gcc, *flags, *extra, "-c", str(src), "-o", str(obj)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        compile_object(gcc, [*flags, *extra], src, obj, f"compiling {src.name} for {core.name}")
         objects[src.stem] = obj
     elf = out_dir / "target.elf"
     subprocess.run(
