@@ -274,7 +274,7 @@ def test_very_faulty_link_ends_in_bounded_time_with_a_report(trained: Trained, d
     ):
         start = time.monotonic()
         report = run_parity(
-            link, trained.export_dir, 2000, reopen=lambda: Link.open(proxy.url), stall_timeout=15
+            link, trained.export_dir, 1000, reopen=lambda: Link.open(proxy.url), stall_timeout=15
         )
         elapsed = time.monotonic() - start
     assert report.mismatches == 0 and report.recovery["conflicts"] == 0, report.render()
