@@ -8,7 +8,8 @@ RUN=${1:-runs/demo}
 tinylstm train --data watch --out "$RUN"
 tinylstm export "$RUN/model.pt" --out "$RUN/export"
 tinylstm check "$RUN/export"
-tinylstm build "$RUN/export" --board qemu-stm32f405 --out "$RUN/firmware"
+# --replay-steps: 256 held-out samples in flash for the replay source below (a plain build carries none)
+tinylstm build "$RUN/export" --board qemu-stm32f405 --replay-steps 256 --out "$RUN/firmware"
 # Boots QEMU itself, feeds 10,000 held-out samples as INPUT frames, compares every PRED with the host C.
 tinylstm parity "$RUN/export" --qemu "$RUN/firmware/tinylstm.elf" --steps 10000 --report "$RUN/parity-report.json"
 # QEMU in the background (it waits for the first client), then 150 replayed predictions (50 Hz).

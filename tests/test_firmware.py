@@ -32,7 +32,7 @@ from tinylstm.host.link.protocol import (
     parse_message,
 )
 from tinylstm.host.link.stream import BoardStream
-from tinylstm.host.link.transport import Link
+from tinylstm.host.link.transport import Link, LinkError
 from tinylstm.host.targets.bridge import CModel, load_library
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME
 
@@ -120,6 +120,40 @@ def test_replay_streams_the_embedded_held_out_data(trained: Trained) -> None:
         assert np.array_equal(p.raw, cm.step(xs[p.step % 256]))
     assert preds[0].label in held.model.meta.classes  # type: ignore[operator]
     assert s.counters.steps_missing == 0 and s.counters.frames_bad == 0
+
+
+def test_a_host_fed_firmware_carries_no_replay_data(trained: Trained) -> None:
+    """`build` embeds held-out samples only for a firmware that boots into replay (or is asked to with
+    --replay-steps): the default firmware is smaller by exactly the samples, and asked to replay it says how
+    to get a firmware that can."""
+    assert trained.host.sizes is not None and trained.replay.sizes is not None
+    assert not list((trained.host.out_dir / "gen").glob("tl_replay.*"))
+    model_data = [
+        next(g.flash for g in b.sizes.groups if g.name == "model data")  # type: ignore[union-attr]
+        for b in (trained.host, trained.replay)
+    ]
+    held = load_held_out(trained.export_dir)
+    assert model_data[1] - model_data[0] == 256 * held.model.input_size
+    with QemuBoard(trained.host.elf) as board, BoardStream(board.url, trained.export_dir) as s:  # type: ignore[arg-type]
+        with pytest.raises(
+            LinkError, match="embeds no replay data; build it with --source replay or --replay-steps"
+        ):
+            s.set_source(Source.REPLAY)
+
+
+def test_replay_steps_are_checked_before_anything_is_written(trained: Trained, tmp_path: Path) -> None:
+    for kwargs, message in (
+        ({"replay": -1}, r"--replay-steps -1: give a number of samples >= 0"),
+        ({"source": "replay", "replay": 0}, r"--source replay .* --replay-steps 0 embeds none"),
+    ):
+        with pytest.raises(TinyLSTMError, match=message):
+            build_firmware(trained.export_dir, trained.board, tmp_path / "out", **kwargs)  # type: ignore[arg-type]
+        assert not (tmp_path / "out").exists()
+    window = load_held_out(trained.export_dir).model.meta.window
+    assert window == 128  # the watch windows: 100 samples round up to one whole window
+    build = build_firmware(trained.export_dir, trained.board, tmp_path / "out", replay=100)
+    assert "#define TL_REPLAY_STEPS 128u" in (tmp_path / "out" / "gen" / "tl_replay.h").read_text()
+    assert build.elf is not None
 
 
 def test_other_model_is_refused(trained: Trained, tmp_path: Path) -> None:

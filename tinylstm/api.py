@@ -225,18 +225,23 @@ def build(
     board: str = DEFAULT_BOARD,
     *,
     source: str = "host",
+    replay_steps: int | None = None,
     replay_period_ms: int = 20,
     out: str | Path | None = None,
 ) -> FirmwareBuild:
     """``tinylstm build``: the streaming firmware of an export for ``board`` (an ELF/BIN and a size report for
     a bare-metal board, a project for a PlatformIO/ESP-IDF/Arduino one) in ``out`` (default:
     EXPORT_DIR/firmware-BOARD). ``source``: the input source at boot (host, replay or sensor);
-    ``replay_period_ms``: ms between replayed samples (0: UART speed)."""
+    ``replay_steps``: held-out samples embedded for the replay source (default: 256 with ``source="replay"``,
+    else none; whole windows in window mode); ``replay_period_ms``: ms between replayed samples (0: UART
+    speed)."""
     d = Path(export_dir)
     out_dir = Path(out) if out else d / f"firmware-{board}"
     if out or d.is_dir():  # a missing export directory: build_firmware names it
         check_output_dir(out_dir)
-    return build_firmware(d, board, out_dir, source, {"TL_REPLAY_PERIOD_MS": str(replay_period_ms)})
+    return build_firmware(
+        d, board, out_dir, source, {"TL_REPLAY_PERIOD_MS": str(replay_period_ms)}, replay=replay_steps
+    )
 
 
 def flash(target: str | Path, board: str = DEFAULT_BOARD, *, port: str | None = None) -> None:

@@ -1,7 +1,8 @@
 """Assemble and build the TinyLSTM firmware for a board from an export directory.
 
 The board's record (host/boards/registry.py) decides: a bare-metal board gets the kernel (csrc/) + the
-export's tl_model.c + the app (firmware/app) + tl_replay.c + its port, compiled with ``build_elf`` ->
+export's tl_model.c + the app (firmware/app) + its port (+ tl_replay.c, held-out samples for the replay
+source, when the firmware boots into replay or is asked for them), compiled with ``build_elf`` ->
 ELF, BIN, map and a size report split into kernel / model data / app / port / libgcc; the other kinds
 get a project for their build system (host/boards/packaging.py: PlatformIO, an ESP-IDF component, an Arduino
 library), built on the user's machine. Either way the model is first checked to fit (host/boards/fit.py).
@@ -26,7 +27,7 @@ from tinylstm.host.boards.packaging import PACKAGERS
 from tinylstm.host.link.feed import required_rx_capacity
 from tinylstm.host.link.protocol import MAX_INPUT_SIZE, MAX_OUTPUT_SIZE, Source
 
-REPLAY_STEPS = 256
+REPLAY_STEPS = 256  # held-out samples a replay firmware embeds unless told otherwise (--replay-steps)
 # in every build's output directory: the board it was built for (host/boards/flash.py)
 BUILD_STAMP = "build.json"
 
@@ -57,11 +58,27 @@ def _model_files(export_dir: Path) -> tuple[Path, Path]:
     return files
 
 
-def write_replay(export_dir: Path, gen_dir: Path, steps: int = REPLAY_STEPS) -> tuple[Path, Path]:
-    """tl_replay.h/.c in gen_dir: the first held-out samples, a whole number of windows in window mode."""
+def replay_steps(source: str, steps: int | None, window: int | None) -> int:
+    """Held-out samples the firmware embeds for its replay source: ``steps`` when given (0: none), else
+    REPLAY_STEPS when it boots into replay and none otherwise (a host-fed or sensor firmware carries no
+    recording it does not run); a whole number of windows in window mode."""
+    if steps is None:
+        steps = REPLAY_STEPS if source == "replay" else 0
+    if steps < 0:
+        raise TinyLSTMError(f"--replay-steps {steps}: give a number of samples >= 0 (0: no replay data)")
+    if steps == 0 and source == "replay":
+        raise TinyLSTMError(
+            "--source replay boots into the replay of embedded held-out data, but --replay-steps 0 embeds "
+            "none: give --replay-steps N > 0 (or leave it out: 256)"
+        )
+    if steps and window:
+        steps = max(window, steps // window * window)
+    return steps
+
+
+def write_replay(export_dir: Path, gen_dir: Path, steps: int) -> tuple[Path, Path]:
+    """tl_replay.h/.c in gen_dir: the first ``steps`` held-out samples (``replay_steps``)."""
     held = load_held_out(export_dir)
-    if held.window:
-        steps = max(held.window, steps // held.window * held.window)
     xq = held.stream(steps)
     return emit_replay(
         xq,
@@ -97,15 +114,21 @@ def link_rx_capacity(input_size: int, output_size: int) -> int:
 
 
 def build_firmware(
-    export_dir: Path, board: str, out_dir: Path, source: str = "host", defines: dict[str, str] | None = None
+    export_dir: Path,
+    board: str,
+    out_dir: Path,
+    source: str = "host",
+    defines: dict[str, str] | None = None,
+    replay: int | None = None,
 ) -> FirmwareBuild:
     """Build (bare metal) or write (PlatformIO) the firmware of ``export_dir`` for ``board`` into
-    ``out_dir``."""
+    ``out_dir``; ``replay``: held-out samples to embed for the replay source (``replay_steps``)."""
     spec = get_board(board)
+    boot_source = _source_define(source)
     model, _ = load_int_model(export_dir)
     rx = link_rx_capacity(model.input_size, model.output_size)
-    replay_bytes = max(REPLAY_STEPS, model.meta.window or 0) * model.input_size
-    check_fits(model, spec, rx, replay_bytes, export_layout(export_dir))
+    steps = replay_steps(source, replay, model.meta.window)
+    check_fits(model, spec, rx, steps * model.input_size, export_layout(export_dir))
     model_c, _ = _model_files(export_dir)
     verify_emitted(model, export_dir, "model", export_layout(export_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,14 +136,22 @@ def build_firmware(
     gen.mkdir(exist_ok=True)
     shutil.copy2(export_dir / "tl_model.h", gen / "tl_model.h")
     shutil.copy2(model_c, gen / "tl_model.c")
-    _, replay_c = write_replay(export_dir, gen)
+    for stale in gen.glob("tl_replay.*"):  # an earlier build's into the same directory
+        stale.unlink()
+    replay_c = [write_replay(export_dir, gen, steps)[1]] if steps else []
     all_defines = {
-        "TL_APP_HAS_REPLAY": "1",
-        "TL_APP_BOOT_SOURCE": _source_define(source),
+        "TL_APP_HAS_REPLAY": "1" if steps else "0",
+        "TL_APP_BOOT_SOURCE": boot_source,
         **build_settings(model, export_layout(export_dir)),  # the int16-h steps, the w16 loops
         **(defines or {}),
     }
-    stamp = {"board": board, "kind": spec.kind, "model_hash": f"0x{model.model_hash:08x}", "source": source}
+    stamp = {
+        "board": board,
+        "kind": spec.kind,
+        "model_hash": f"0x{model.model_hash:08x}",
+        "source": source,
+        "replay_steps": steps,
+    }
     (out_dir / BUILD_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
     if spec.kind != "bare-metal":
         project = PACKAGERS[spec.kind].write(gen, out_dir, spec, model, all_defines, rx)
@@ -128,7 +159,7 @@ def build_firmware(
     all_defines.setdefault("TL_UART_RX_BUF", str(rx))
     app = firmware_dir() / "app"
     result = build_elf(
-        [*kernel_sources(), gen / "tl_model.c", replay_c, *app_sources(), app / "main.c"],
+        [*kernel_sources(), gen / "tl_model.c", *replay_c, *app_sources(), app / "main.c"],
         [csrc_dir(), app, gen],
         all_defines,
         out_dir,

@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="input source at boot (default host: INPUT frames); the host can switch with SET_SOURCE",
     )
     p.add_argument(
+        "--replay-steps",
+        type=int,
+        help="held-out samples embedded for the replay source (default: 256 with --source replay, else "
+        "none, so a host-fed firmware carries no recording; whole windows in window mode)",
+    )
+    p.add_argument(
         "--replay-period-ms", type=int, default=20, help="ms between replayed samples (0: UART speed)"
     )
     p.add_argument("--out", help="output directory (default: EXPORT_DIR/firmware-BOARD)")
@@ -38,7 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     b = build(
-        args.export_dir, args.board, source=args.source, replay_period_ms=args.replay_period_ms, out=args.out
+        args.export_dir,
+        args.board,
+        source=args.source,
+        replay_steps=args.replay_steps,
+        replay_period_ms=args.replay_period_ms,
+        out=args.out,
     )
     if b.project is not None:
         print(PACKAGERS[get_board(args.board).kind].next_step.format(project=b.project, board=args.board))

@@ -126,7 +126,15 @@ def command(link: Link, msg: Reset | SetSource, timeout: float = 2.0) -> Ack:
                 if frame.type == FrameType.ERROR:
                     err = Error.unpack(frame.payload)
                     if err.code in FATAL_ERRORS:
-                        raise LinkError(f"board error {err.describe()} after {msg.TYPE.name}")
+                        hint = (
+                            ": this firmware embeds no replay data; build it with --source replay or "
+                            "--replay-steps N"
+                            if isinstance(msg, SetSource)
+                            and msg.source == Source.REPLAY
+                            and err.code == ErrorCode.UNSUPPORTED
+                            else ""
+                        )
+                        raise LinkError(f"board error {err.describe()} after {msg.TYPE.name}{hint}")
                 if frame.type != FrameType.ACK:
                     continue
                 ack = Ack.unpack(frame.payload)
