@@ -61,18 +61,31 @@ def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
     return np.trunc(v + np.copysign(np.float32(0.5), v)).astype(np.int8)
 
 
+# float64 holds every integer below 2^53 exactly
+_EXACT = 2.0**53
+
+
+def _dot(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a @ w.T`` of integer arrays, exactly, as int64: through float64 (BLAS; numpy has no integer one)
+    when terms x max|a| x max|w| < 2^53, which bounds every partial sum, in whatever order BLAS adds them, to
+    integers float64 holds exactly (int8 weights and int16 states: under 2^22 per product); else in int64."""
+    if w.shape[1] * float(np.abs(a).max(initial=0)) * float(np.abs(w).max(initial=0)) < _EXACT:
+        return (a.astype(np.float64) @ w.astype(np.float64).T).astype(np.int64)
+    return a.astype(np.int64) @ w.astype(np.int64).T
+
+
 def _gates(layer: IntLayer, n: int, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Input-side and recurrent-side accumulators of every row, aligned to one scale: [B, G*H] each."""
-    w = layer.weights.astype(np.int64)
+    w = layer.weights
     e = layer.scale_exp.astype(np.int64)
     return (
-        (x @ w[:, : layer.input_size].T) << (np.maximum(e, 0) + input_shift(layer.hidden_bits, n)),
-        (h @ w[:, layer.input_size :].T) << np.maximum(-e, 0),
+        _dot(x, w[:, : layer.input_size]) << (np.maximum(e, 0) + input_shift(layer.hidden_bits, n)),
+        _dot(h, w[:, layer.input_size :]) << np.maximum(-e, 0),
     )
 
 
 def _head(model: IntModel, inp: np.ndarray) -> np.ndarray:
-    acc = inp @ model.head_w.astype(np.int64).T + model.head_b
+    acc = _dot(inp, model.head_w) + model.head_b
     return qmath.sat(qmath.requantize(acc, model.head_mult, model.head_shift), 16)
 
 
