@@ -308,7 +308,7 @@ def test_variable_length_ts_end_to_end(
         "--hidden",
         "24",
         "--epochs",
-        "25",
+        "12",
         "--readout",
         "mean",  # given: cross-validating the readout would train 6 more times (tests/test_recipe.py has it)
         "--out",
