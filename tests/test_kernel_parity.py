@@ -132,3 +132,15 @@ def test_wrong_input_width_is_a_clear_error() -> None:
         cm.step(np.zeros(4, dtype=np.float32))
     with pytest.raises(TinyLSTMError, match="NaN"):
         cm.quantize_input(np.array([1.0, np.nan, 0, 0], dtype=np.float32))
+
+
+def test_golden_dot_products_are_exact_on_both_paths() -> None:
+    """golden._dot: float64 BLAS inside its bound (int8 weights against int16 and int32 extremes), int64 past it
+    (a product too large for float64 to add exactly), both equal to the int64 matmul."""
+    rng = np.random.default_rng(11)
+    w = rng.integers(-128, 128, (40, 300)).astype(np.int8)
+    w[0] = -128
+    for hi in (2**15, 2**31, 2**45):
+        a = rng.integers(-hi, hi, (7, 300), dtype=np.int64)
+        a[0] = -hi
+        assert np.array_equal(golden._dot(a, w), a @ w.astype(np.int64).T)
