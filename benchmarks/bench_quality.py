@@ -48,6 +48,7 @@ from tinylstm.codegen.store import load_int_model
 from tinylstm.host.boards import get_board
 from tinylstm.host.search.cost import architecture_cost
 from tinylstm.trainer.baselines import naive_baselines
+from tinylstm.trainer.checkpoint import CheckpointMeta
 from tinylstm.trainer.data import load_dataset, load_test_set, split
 from tinylstm.trainer.sequence_set import SequenceSet
 from tinylstm.trainer.train import TrainConfig, fit
@@ -130,11 +131,20 @@ def integer_score(export_dir: Path, test: SequenceSet) -> float:
     return float(np.sqrt(np.mean((p - np.asarray(test.labels).reshape(p.shape)) ** 2)))
 
 
-def flash_bytes(
-    export_report: dict[str, Any], cell: str, layers: int, train: SequenceSet, hidden: int
-) -> int:
+def flash_bytes(export_report: dict[str, Any], meta: CheckpointMeta, train: SequenceSet) -> int:
+    """The export's model data + the kernel code a firmware of its cell, hidden state, readout and input
+    stacking links (priced as `tinylstm search` prices it)."""
     cost = architecture_cost(
-        get_board(BOARD), cell, layers, train.num_channels, hidden, train.output_size, train.classes
+        get_board(BOARD),
+        meta.cell,
+        meta.num_layers,
+        train.num_channels,
+        meta.hidden_size,
+        train.output_size,
+        train.classes,
+        int(export_report["hidden_bits"]),
+        meta.readout,
+        meta.stack,
     )
     return int(export_report["model_data_bytes"]) + int(cost.code_bytes)
 
@@ -147,7 +157,7 @@ def tinylstm_run(train: SequenceSet, test: SequenceSet, config: TrainConfig, wor
         "int8": integer_score(work / "export", test),
         "float": 100.0 * float_metric if train.task == "classification" else float(float_metric),
         "model_data_bytes": int(exp.report["model_data_bytes"]),
-        "flash_bytes": flash_bytes(exp.report, config.cell, config.layers, train, config.hidden),
+        "flash_bytes": flash_bytes(exp.report, run.meta, train),
         # the training, plus the folds where the recipe cross-validates the epochs (small regression sets)
         "train_seconds": float(run.metrics["train_seconds"]) + float(run.metrics["recipe"]["cv_seconds"]),
         "epochs": int(run.metrics["recipe"]["epochs"]),
