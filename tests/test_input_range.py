@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tinylstm.codegen import golden
 from tinylstm.codegen.input_range import (
     MAX_SEQUENCES,
     MAX_STEPS,
@@ -20,7 +21,7 @@ from tinylstm.codegen.input_range import (
 )
 from tinylstm.codegen.quantize import calibrate, quantize
 from tinylstm.codegen.random_models import float_model_from_torch
-from tinylstm.codegen.spec import FloatModel, ModelMeta
+from tinylstm.codegen.spec import FloatModel, ModelMeta, float_forward
 
 
 def model(cell: str, seed: int, mode: str = "window", stack: int = 1) -> FloatModel:
@@ -95,3 +96,22 @@ def test_stream_models_compare_every_step_and_stacked_models_run() -> None:
         m, chosen, measured = calibrated_model(fm, seqs, 8)
         assert chosen.input_absmax <= measured.input_absmax
         assert output_error(fm, m, seqs) <= output_error(fm, quantize(fm, measured, 8), seqs)
+
+
+def test_a_classifier_is_judged_by_its_decisions_first() -> None:
+    """output_error: the fraction of read outputs (a window's last step) whose arg max differs from the float
+    model's, then the squared error; a regressor has no decisions, so the squared error alone decides."""
+    fm = model("lstm", 11)
+    fm.head_w = fm.head_w * 40  # logits far enough apart that the decisions depend on the input
+    seqs = spiky(12, n=30)
+    cal = calibrate(fm, seqs)
+    clipped = replace(cal, input_absmax=cal.input_absmax * RANGE_FACTORS[-1] / 16)  # most samples saturate
+    narrow = quantize(fm, clipped, 8)
+    err = output_error(fm, narrow, seqs)
+    x = np.stack(seqs)
+    want = float_forward(fm, x)["y"][:, -1].argmax(-1)
+    raw = x * np.asarray(fm.meta.input_std) + np.asarray(fm.meta.input_mean)
+    y, _, _ = golden.run(narrow, golden.quantize_input(narrow, raw.astype(np.float32)))
+    assert err.disagreement == pytest.approx(np.mean(y[:, -1].argmax(-1) != want)) and err.disagreement > 0
+    regressor = replace(fm, meta=replace(fm.meta, task="regression"))
+    assert output_error(regressor, narrow, seqs) == (0.0, err.mse)

@@ -135,8 +135,8 @@ def test_wrong_input_width_is_a_clear_error() -> None:
 
 
 def test_golden_dot_products_are_exact_on_both_paths() -> None:
-    """golden._dot: float64 BLAS inside its bound (int8 weights against int16 and int32 extremes), int64 past it
-    (a product too large for float64 to add exactly), both equal to the int64 matmul."""
+    """golden._dot: float64 BLAS inside its bound (int8 weights against int16 and int32 extremes), int64
+    past it (products too large for float64 to add exactly), both equal to the int64 matmul."""
     rng = np.random.default_rng(11)
     w = rng.integers(-128, 128, (40, 300)).astype(np.int8)
     w[0] = -128
