@@ -554,6 +554,18 @@ def case_build_from_an_edited_model_c(tmp: Path, good: Path) -> Case:
     )
 
 
+def case_build_negative_replay_period(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    argv = ["build", str(exp), "--replay-period-ms", "-5", "--out", str(tmp / "fw")]
+    return Case(argv, "--replay-period-ms -5: give 0", tmp / "fw")
+
+
+def case_build_negative_replay_steps(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    argv = ["build", str(exp), "--replay-steps", "-1", "--out", str(tmp / "fw")]
+    return Case(argv, "--replay-steps -1: give a number of samples >= 0", tmp / "fw")
+
+
 CASES: dict[str, Callable[[Path, Path], Case]] = {
     name[len("case_") :]: fn
     for name, fn in dict(globals()).items()

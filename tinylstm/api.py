@@ -220,6 +220,9 @@ def explain(
     return _explain(d, _opt_str(data), out_dir, sequences, max_steps)
 
 
+MAX_REPLAY_PERIOD_MS = 60_000  # a replayed sample a minute at the slowest
+
+
 def build(
     export_dir: str | Path,
     board: str = DEFAULT_BOARD,
@@ -235,6 +238,11 @@ def build(
     ``replay_steps``: held-out samples embedded for the replay source (default: 256 with ``source="replay"``,
     else none; whole windows in window mode); ``replay_period_ms``: ms between replayed samples (0: UART
     speed)."""
+    if not 0 <= replay_period_ms <= MAX_REPLAY_PERIOD_MS:
+        raise TinyLSTMError(
+            f"--replay-period-ms {replay_period_ms}: give 0 (as fast as the UART allows) to "
+            f"{MAX_REPLAY_PERIOD_MS} ms between replayed samples"
+        )
     d = Path(export_dir)
     out_dir = Path(out) if out else d / f"firmware-{board}"
     if out or d.is_dir():  # a missing export directory: build_firmware names it
