@@ -31,7 +31,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp(f"explain-{request.param}")
     config = TrainConfig(cell=request.param, hidden=8, layers=2, epochs=2, progress=False, readout="mean")
-    result = fit(load_dataset("watch", hop=64), config, root / "run")
+    result = fit(load_dataset("watch", hop=128), config, root / "run")
     export(ModelSource(str(result.checkpoint_path)), root / "export")
     return root / "export"
 
