@@ -9,6 +9,7 @@ import pytest
 
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import toolchain
+from tinylstm.host.boards.csources import csrc_dir
 from tinylstm.host.targets.bridge import find_compiler
 
 SOURCE = '#include "k.h"\nint f(int x) { return x * SCALE + OFFSET; }\n'
@@ -24,6 +25,7 @@ def test_objects_are_reused_only_for_the_same_text_and_code_generation_flags(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(toolchain, "_OBJECTS", {})
+    monkeypatch.setattr(toolchain, "_shipped", lambda src: True)  # as if k.c were one of the package's
     runs: list[list[str]] = []
     real_run = toolchain._run
 
@@ -48,3 +50,18 @@ def test_a_compile_error_is_the_compilers(tmp_path: Path) -> None:
     (tmp_path / "k.h").write_text("")
     with pytest.raises(TinyLSTMError, match="compiling k.c failed:(.|\n)*missing"):
         _compile(tmp_path, "x", ["-O2"])
+
+
+def test_only_the_packages_own_sources_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated file (a model, new in every build) is compiled as given and not kept in the process."""
+    objects: dict[str, tuple[bytes, str]] = {}
+    monkeypatch.setattr(toolchain, "_OBJECTS", objects)
+    (tmp_path / "k.c").write_text(SOURCE)
+    (tmp_path / "k.h").write_text("#define OFFSET 7\n")
+    _compile(tmp_path, "a", ["-O2", "-DSCALE=3"])
+    assert not objects
+    kernel = csrc_dir() / "tl_crc32.c"
+    toolchain.compile_object(
+        find_compiler(), ["-O2", "-I", str(csrc_dir())], kernel, tmp_path / "crc.o", "crc"
+    )
+    assert len(objects) == 1

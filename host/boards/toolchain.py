@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.boards.csources import firmware_dir
+from tinylstm.host.boards.csources import csrc_dir, firmware_dir
 from tinylstm.host.boards.registry import ARM_GCC, Board, Toolchain
 
 HAL_DIR = firmware_dir() / "hal"
@@ -59,8 +59,15 @@ def _run(cmd: list[str | Path], what: str) -> str:
 
 # Objects this process compiled, by what decides their bytes (``compile_object``): a kernel source is
 # compiled once per compiler, flags and preprocessed text, however many firmware or unicorn builds (a search
-# pricing every architecture, a test suite) use it.
+# pricing every architecture, a test suite) use it. Only the package's own sources are kept: a generated
+# model file is new in every build, and keeping it would only grow the process.
 _OBJECTS: dict[str, tuple[bytes, str]] = {}
+
+
+def _shipped(src: Path) -> bool:
+    """Whether ``src`` is one of the package's C sources (csrc/, firmware/), not a generated file."""
+    path = src.resolve()
+    return any(path.is_relative_to(d.resolve()) for d in (csrc_dir(), firmware_dir()))
 
 
 def _codegen_flags(flags: list[str]) -> list[str]:
@@ -81,9 +88,11 @@ def compile_object(gcc: Path | str, flags: list[str], src: Path, obj: Path, what
     """``gcc flags -c src -o obj``; returns what the compiler printed. Reuses the object an earlier call in
     this process compiled from the same preprocessed text with the same compiler and code-generation flags
     (-I and -D act through the preprocessor, so they are in the text; -g objects then name the first build's
-    directory in their debug information, nothing else). A source that fails to preprocess is compiled as
-    given, so its error is the compiler's."""
+    directory in their debug information, nothing else). Generated files and a source that fails to
+    preprocess are compiled as given (the error is then the compiler's)."""
     gcc = str(gcc)
+    if not _shipped(src):
+        return _run([gcc, *flags, "-c", src, "-o", obj], what)
     pre = subprocess.run([gcc, *flags, "-E", str(src)], capture_output=True, check=False)
     key = ""
     if pre.returncode == 0:
