@@ -33,6 +33,7 @@ from tinylstm.host.boards.csources import csrc_dir
 from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.cli.main import main
+from tinylstm.host.search import study
 from tinylstm.host.search.cost import STATE_STRUCT_BYTES, countable
 from tinylstm.host.search.study import (
     Architecture,
@@ -47,6 +48,15 @@ from tinylstm.host.search.study import (
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 BOARD = "qemu-stm32f405"
+
+
+@pytest.fixture(autouse=True)
+def one_qat_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial that draws QAT fine-tunes one epoch here, not the search's 3: the same code runs (the hidden
+    state it trains for, its export), and tests/test_qat.py measures what the epochs buy."""
+    monkeypatch.setattr(study, "QAT_EPOCHS", 1)
+
+
 FLASH = 8 * 1024
 # small and quick (1 epoch per trial); LSTM and GRU with 64 units are over the flash budget; the watch
 # data is windows (a label each), so a pooled mean readout applies
