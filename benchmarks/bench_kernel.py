@@ -225,10 +225,11 @@ def render_md(res: dict) -> str:
         "## Footprint",
         "",
         (
-            "Code: .text of tl_api/tl_dot/tl_dot_s16/tl_<cell>/tl_dense (tl_dot_s16: int16-h builds "
-            "only; every cell's code is linked; "
-            "`--gc-sections` drops the unused one in firmware). Model data: the emitted tl_model.o. "
-            "State RAM: state buffer + tl_state_t. Stack: high-water mark of one tl_step."
+            "Code: the .text of the kernel files (tl_api, tl_dot, tl_dot_s16, the cell's file, tl_dense, "
+            "...) that `--gc-sections` keeps in a target built with the model's settings (codegen/emit_c.py "
+            "build_settings: its cell, hidden state, readout and stacking paths only), as a firmware links "
+            "them. Model data: the emitted tl_model.o. State RAM: state buffer + tl_state_t. Stack: "
+            "high-water mark of one tl_step."
         ),
         "",
         "| cell | I | H | path | code bytes | model data bytes | state RAM bytes | stack bytes |",
