@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import (
+    BIDIR_WORDS_C,
     BLOB_MAGIC,
     INTS,
     POOL_WORDS_C,
@@ -45,6 +46,7 @@ def render_c() -> str:
         f"#define TL_STATE_WORDS_H16(layers, hidden) {STATE_WORDS_H16_C}",
         f"#define TL_POOL_WORDS(hidden) {POOL_WORDS_C}",
         f"#define TL_STACK_WORDS(stack, inputs) {STACK_WORDS_C}",
+        f"#define TL_BIDIR_WORDS(layers, hidden, window, inputs) {BIDIR_WORDS_C}",
         "",
         "/* Recurrent cells (contract/cells.py): code, gate rows per unit, int16 cell state, a separate",
         " * recurrent bias for the last gate. */",
@@ -95,8 +97,11 @@ def render_micropython() -> str:
         "READOUTS = (" + " ".join(f"({r.name!r}, {r.pooled})," for r in READOUTS.values()) + ")",
         "",
         "",
-        "def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False, stacked=0):",
+        "def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False, stacked=0, window_bytes=0):",
         "    extra = (2 * hidden if pooled else 0) + (stacked + 1) // 2",
+        "    if window_bytes:",
+        "        extra += layers * hidden + (layers * hidden + 2 * hidden + window_bytes + 1) // 2",
+        "        extra += 2 * hidden if pooled else 0",
         "    if hidden_bits == HIDDEN16_BITS:",
         "        return 2 * layers * hidden + hidden + extra",
         "    return layers * hidden + (layers * hidden + hidden + 1) // 2 + extra",

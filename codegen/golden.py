@@ -30,12 +30,21 @@ class GoldenState:
     stack: np.ndarray
     head_in: np.ndarray  # int64 [B, H]: what the head read at the last step (zeros after the reset)
     gates: np.ndarray  # int64 [B, L, G, H]: the gate activations of the last step (held like the outputs)
+    # a bidirectional model's (docs/integer-contract.md, "Bidirectional window models"); empty otherwise:
+    hb: np.ndarray  # int64 [B, L, H]: the backward layers' h after the last window's backward pass
+    cb: np.ndarray  # int64 [B, L, H]: their c (cells with a cell state)
+    pool_b: np.ndarray  # int64 [B, H]: the backward pool
+    head2: np.ndarray  # int64 [B, 2H]: what the head reads, [v_f ; v_b] at the window's end, zeros before
+    window: np.ndarray  # int64 [B, W*C]: the window's inputs
     steps: int = 0  # recurrent steps since the reset (tl_state_t.steps)
     phase: int = 0  # samples in ``stack`` (tl_state_t.phase)
+    wpos: int = 0  # samples in ``window`` (tl_state_t.wpos)
 
     @classmethod
     def zeros(cls, model: IntModel, batch: int) -> GoldenState:
         shape = (batch, model.num_layers, model.hidden_size)
+        back = (batch, len(model.backward), model.hidden_size)
+        bidir = model.bidirectional
         return cls(
             np.zeros(shape, dtype=np.int64),
             np.zeros(shape, dtype=np.int64),
@@ -43,7 +52,17 @@ class GoldenState:
             np.zeros((batch, stack_bytes(model.stack, model.input_size)), dtype=np.int64),
             np.zeros((batch, model.hidden_size), dtype=np.int64),
             np.zeros((batch, model.num_layers, model.gates, model.hidden_size), dtype=np.int64),
+            np.zeros(back, dtype=np.int64),
+            np.zeros(back, dtype=np.int64),
+            np.zeros((batch, model.hidden_size if bidir else 0), dtype=np.int64),
+            np.zeros((batch, model.head_width if bidir else 0), dtype=np.int64),
+            np.zeros((batch, model.window * model.input_size), dtype=np.int64),
         )
+
+    def reset(self, model: IntModel) -> None:
+        """Zero every word, as tl_reset does."""
+        fresh = GoldenState.zeros(model, self.h.shape[0])
+        self.__dict__.update(fresh.__dict__)
 
 
 def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
@@ -95,12 +114,17 @@ def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np
     its layers on every k-th (contract/stacking.py); the samples between read the held head input and
     gates."""
     inp = np.asarray(xq, dtype=np.int64)
+    C = model.input_size
+    if model.bidirectional:
+        if state.wpos == model.window:  # the next window starts: the kernel resets first
+            state.reset(model)
+        state.window[:, state.wpos * C : (state.wpos + 1) * C] = inp
+        state.wpos += 1
     if model.stack > 1:
-        C = model.input_size
         state.stack[:, state.phase * C : (state.phase + 1) * C] = inp
         state.phase += 1
         if state.phase < model.stack:
-            return _head(model, state.head_in), state.gates.copy()
+            return _answer(model, state), state.gates.copy()
         state.phase = 0
         inp = state.stack.copy()
     table = model.act_table.astype(np.int64)
@@ -121,7 +145,40 @@ def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np
     state.steps += 1
     state.head_in = inp
     state.gates = np.stack(gates, axis=1).astype(np.int64)
-    return _head(model, inp), state.gates.copy()
+    return _answer(model, state), state.gates.copy()
+
+
+def _answer(model: IntModel, state: GoldenState) -> np.ndarray:
+    """The head of what it reads at this sample: the held readout; for a bidirectional model zeros until the
+    window's last sample, where the backward pass runs (on the held forward readout)."""
+    if not model.bidirectional:
+        return _head(model, state.head_in)
+    if state.wpos == model.window:
+        state.head2 = np.concatenate([state.head_in, _backward(model, state)], axis=1)
+    return _head(model, state.head2)
+
+
+def _backward(model: IntModel, state: GoldenState) -> np.ndarray:
+    """The backward pass over the window's S = W // k steps, last step first, from the zero state of the
+    reset; returns the backward readout [B, H]."""
+    table = model.act_table.astype(np.int64)
+    cell = cell_type(model.cell)
+    pooling = readout(model.readout).int_update
+    width = model.stack * model.input_size
+    steps = model.window // model.stack
+    v = state.hb[:, -1]
+    for t in range(steps):
+        inp = state.window[:, (steps - 1 - t) * width : (steps - t) * width]
+        for n, layer in enumerate(model.backward):
+            h = state.hb[:, n].copy()
+            h_new, c_new, _ = cell.int_step(layer, table, *_gates(layer, n, inp, h), h, state.cb[:, n].copy())
+            state.hb[:, n] = h_new
+            state.cb[:, n] = c_new
+            inp = h_new
+        if pooling is not None:
+            state.pool_b, inp = pooling(state.pool_b, inp, t + 1)
+        v = inp
+    return np.asarray(v, dtype=np.int64)
 
 
 def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
@@ -133,9 +190,9 @@ def run(
     model: IntModel, xq: np.ndarray, state: GoldenState | None = None, trace: bool = False
 ) -> tuple[np.ndarray, GoldenState, dict[str, np.ndarray]]:
     """Run int8 sequences ``xq`` [B, T, C]; returns outputs int16 [B, T, O], the final state,
-    and with ``trace`` the state after every sample (``h``/``c`` [B, T, L, H]) and the Q0.15 gate
-    activations of every sample (``gates`` [B, T, L, G, H], the cell's gate order; a stacked model's are
-    its last step's)."""
+    and with ``trace`` the state after every sample (``h``/``c`` [B, T, L, H]; a bidirectional model's
+    backward layers' too, ``hb``/``cb``) and the Q0.15 gate activations of every sample (``gates``
+    [B, T, L, G, H], the cell's gate order; a stacked model's are its last step's)."""
     xq = np.asarray(xq)
     if xq.ndim != 3 or xq.shape[2] != model.input_size:
         raise TinyLSTMError(f"expected int8 input [batch, steps, {model.input_size}], got {list(xq.shape)}")
@@ -143,19 +200,29 @@ def run(
     state = state or GoldenState.zeros(model, B)
     ys = np.zeros((B, T, model.output_size), dtype=np.int16)
     h_type = np.int16 if model.hidden_bits > 8 else np.int8
-    hs = np.zeros((B, T, model.num_layers, model.hidden_size), dtype=h_type) if trace else None
-    cs = np.zeros((B, T, model.num_layers, model.hidden_size), dtype=np.int16) if trace else None
-    gs = np.zeros((B, T, model.num_layers, model.gates, model.hidden_size), dtype=np.int16) if trace else None
+    L, H = model.num_layers, model.hidden_size
+    Lb = len(model.backward)
+    shapes = {"h": ((L, H), h_type), "c": ((L, H), np.int16), "gates": ((L, model.gates, H), np.int16)}
+    if Lb:
+        shapes |= {"hb": ((Lb, H), np.int8), "cb": ((Lb, H), np.int16)}
+    traces = {key: np.zeros((B, T, *shape), dtype=dt) for key, (shape, dt) in shapes.items()} if trace else {}
     for t in range(T):
         ys[:, t], g = step_traced(model, state, xq[:, t])
-        if hs is not None and cs is not None and gs is not None:
-            hs[:, t] = state.h
-            cs[:, t] = state.c
-            gs[:, t] = g
-    traces: dict[str, np.ndarray] = (
-        {"h": hs, "c": cs, "gates": gs} if hs is not None and cs is not None and gs is not None else {}
-    )
+        if traces:
+            traces["h"][:, t], traces["c"][:, t], traces["gates"][:, t] = state.h, state.c, g
+            if Lb:
+                traces["hb"][:, t], traces["cb"][:, t] = state.hb, state.cb
     return ys, state, traces
+
+
+def state_trace(traces: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The h and c words of every layer after every sample, from ``run``'s traces: [B, T, L, H] each, a
+    bidirectional model's backward layers after the forward ones ([B, T, 2L, H]), as ``CModel.trace`` gives
+    them."""
+    if "hb" not in traces:
+        return traces["h"], traces["c"]
+    h = np.concatenate([traces["h"], traces["hb"].astype(traces["h"].dtype)], axis=2)
+    return h, np.concatenate([traces["c"], traces["cb"]], axis=2)
 
 
 def dequantize_output(model: IntModel, y: np.ndarray) -> np.ndarray:

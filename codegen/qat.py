@@ -44,6 +44,7 @@ from tinylstm.contract.constants import (
 )
 from tinylstm.contract.readouts import readout as readout_type
 from tinylstm.contract.stacking import held_steps
+from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import NO_AUGMENT
 from tinylstm.trainer.models import TinyRNN, pool
 from tinylstm.trainer.recipe import DEFAULT_PATIENCE, Recipe
@@ -323,6 +324,8 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
     metrics record of it: the float and fake-quantized scores before and after. The trainer's stage for
     ``TrainConfig.qat_epochs`` (``fit(..., finetune=finetune)``)."""
     model, splits, config, recipe = run.model, run.splits, run.config, run.recipe
+    if model.bidirectional:  # the trainer refuses it first (trainer/train.py _check_config)
+        raise TinyLSTMError("quantization-aware training of a bidirectional model is not built yet")
     bits = config.qat_hidden_bits
     mm = model_meta(run.meta)
     net = FakeQuantRNN(model, ranges_for(model, mm, run.train_set, bits))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class Calibration:
     """Ranges measured by running the float model on real data."""
 
     input_absmax: float
-    cell_absmax: list[float]  # per layer (LSTM); empty for GRU
+    cell_absmax: list[float]  # per layer (LSTM; a bidirectional model's backward layers after); empty for GRU
     output_absmax: float
     steps: int
 
@@ -86,6 +86,22 @@ class IntModel:
     calibration: Calibration
     readout: str = "last"  # what the head reads (contract/readouts.py)
     stack: int = 1  # samples per recurrent step (contract/stacking.py)
+    # a bidirectional window model's backward layers (one per forward layer; spec.py FloatModel.backward)
+    backward: list[IntLayer] = field(default_factory=list)
+
+    @property
+    def bidirectional(self) -> bool:
+        return bool(self.backward)
+
+    @property
+    def window(self) -> int:
+        """W, the samples of a bidirectional model's window (0 for a unidirectional model)."""
+        return int(self.meta.window or 0) if self.backward else 0
+
+    @property
+    def head_width(self) -> int:
+        """What the head reads: H, or [v_f ; v_b] (2H) for a bidirectional model."""
+        return self.hidden_size * (2 if self.backward else 1)
 
     @property
     def input_size(self) -> int:
@@ -120,13 +136,14 @@ class IntModel:
     @property
     def state_words(self) -> int:
         """int16 words of state buffer the kernel needs for this model (tl_state_words): the layers', a pooled
-        readout's and a stacked model's input buffer."""
+        readout's, a stacked model's input buffer and a bidirectional model's backward stack and window."""
         return state_words(
             self.num_layers,
             self.hidden_size,
             self.hidden_bits,
             readout(self.readout).pooled,
             stack_bytes(self.stack, self.input_size),
+            self.window * self.input_size,
         )
 
     def canonical_bytes(self) -> bytes:
@@ -144,7 +161,7 @@ class IntModel:
                 dtype="<i4",
             ).tobytes()
         ]
-        for L in self.layers:
+        for L in self.layers + self.backward:
             parts += [
                 L.weights.astype("<i1").tobytes(),
                 L.bias.astype("<i4").tobytes(),
@@ -170,6 +187,8 @@ class IntModel:
             parts.append(np.array([0x52440000 | readout(self.readout).code], dtype="<i4").tobytes())
         if self.stack > 1:  # unstacked models keep the hashes they had before the field
             parts.append(np.array([0x53540000 | self.stack], dtype="<i4").tobytes())
+        if self.backward:  # its layers follow the forward ones above; the window decides when they run
+            parts.append(np.array([0x42440000 | self.window], dtype="<i4").tobytes())
         return b"".join(parts)
 
     @property
@@ -183,7 +202,8 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
     cell = cell_type(model.cell)
     if not sequences:
         raise TinyLSTMError("calibration needs real data: no sequences were given")
-    cell_max, out_max, steps = [0.0] * model.num_layers, 0.0, 0
+    stacks = model.num_layers + len(model.backward)
+    cell_max, out_max, steps = [0.0] * stacks, 0.0, 0
     seen: list[np.ndarray] = []
     for idx in by_length(sequences).values():
         batch = np.stack([np.asarray(sequences[k], dtype=np.float64) for k in idx])
@@ -192,7 +212,7 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
         out = float_forward(model, batch)
         seen.append(np.abs(batch).ravel())
         out_max = max(out_max, float(np.max(np.abs(out["y"]))))
-        for n in range(model.num_layers):
+        for n in range(stacks):
             if f"c{n}" in out:
                 cell_max[n] = max(cell_max[n], float(np.max(np.abs(out[f"c{n}"]))))
         steps += batch.shape[0] * batch.shape[1]
@@ -270,17 +290,22 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
             f"hidden state of {hidden_bits} bits: choose one of {', '.join(map(str, HIDDEN_FORMATS))}"
         )
     wide = hidden_bits == HIDDEN16_BITS
+    if wide and model.backward:
+        raise TinyLSTMError(
+            "a bidirectional model keeps an int8 hidden state (the int16 one is for streams): export it with "
+            "--hidden-bits 8"
+        )
     cell = cell_type(model.cell)
     s_h = 2.0 ** -HIDDEN_FORMATS[hidden_bits]
     s_x = cal.input_absmax / 127.0
     H = model.hidden_size
     layers: list[IntLayer] = []
-    for n, L in enumerate(model.layers):
+    for n, L in enumerate(model.layers + model.backward):
         x_shift = input_shift(hidden_bits, n)
-        s_in = (s_x if n == 0 else s_h) / 2.0**x_shift  # the scale of x * 2^x_shift
+        s_in = (s_x if n % model.num_layers == 0 else s_h) / 2.0**x_shift  # the scale of x * 2^x_shift
         wq, s_c, scale_exp = _quantize_gate_rows(L.w_ih * (s_in / s_h), L.w_hh)
         acc_scale = s_c * s_h  # real value of one (aligned) accumulator step, per row
-        what = f"layer {n}"
+        what = f"layer {n}" if n < model.num_layers else f"backward layer {n - model.num_layers}"
         b = L.b_ih + L.b_hh  # both biases fold into one, except a last gate that keeps b_hh apart (GRU's n)
         bias_hn = None
         if cell.bias_hn:
@@ -310,7 +335,7 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
     std = np.asarray(model.meta.input_std, dtype=np.float64)
     return IntModel(
         cell=model.cell,
-        layers=layers,
+        layers=layers[: model.num_layers],
         head_w=hw,
         head_b=_bias(model.head_b, s_w * s_h, "head"),
         head_mult=head_mult,
@@ -324,4 +349,5 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
         calibration=cal,
         readout=model.readout,
         stack=model.stack,
+        backward=layers[model.num_layers :],
     )

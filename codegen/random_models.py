@@ -32,12 +32,14 @@ def random_int_model(
     hidden_bits: int = HIDDEN_BITS,
     readout: str = "last",
     stack: int = 1,
+    window: int = 0,
 ) -> IntModel:
     """Integer model with full-range int8 weights and multipliers that drive gates into
     saturation as well as into the tables' middle: the worst case for overflow and rounding.
     With ``hidden_bits`` 16 the gate multipliers have MULT16_BITS bits, the shifts move with the larger
     accumulators (h 2^8 larger, M 2^6 smaller: +2; the head: +10) and bias magnitudes reach BIAS_LIMIT.
-    ``stack`` > 1: layer 0 reads ``stack`` samples of ``inp`` channels per step (contract/stacking.py)."""
+    ``stack`` > 1: layer 0 reads ``stack`` samples of ``inp`` channels per step (contract/stacking.py).
+    ``window`` > 0: a bidirectional window model of that many samples, with as many random backward layers."""
     c = cell_type(cell)
     G = c.gates
     wide = hidden_bits == HIDDEN16_BITS
@@ -54,7 +56,8 @@ def random_int_model(
         )
 
     int_layers = []
-    for n in range(layers):
+    for k in range(layers * (2 if window else 1)):
+        n = k % layers
         width = inp * stack if n == 0 else hidden
         mult, shift = mults(G * hidden, mbits, 2 if wide else 0)
         int_layers.append(
@@ -74,8 +77,8 @@ def random_int_model(
     head_mult, head_shift = mults(out, MULT_BITS, 10 if wide else 0)
     return IntModel(
         cell=cell,
-        layers=int_layers,
-        head_w=rng.integers(-128, 128, (out, hidden)).astype(np.int8),
+        layers=int_layers[:layers],
+        head_w=rng.integers(-128, 128, (out, hidden * (2 if window else 1))).astype(np.int8),
         head_b=rng.integers(-(1 << 20), 1 << 20, out).astype(np.int32),
         head_mult=head_mult,
         head_shift=head_shift,
@@ -84,10 +87,11 @@ def random_int_model(
         input_mul=(rng.random(inp) * 40 + 1).astype(np.float32),
         input_scale=0.03,
         act_table=qmath.make_tanh_table().astype(np.int16),
-        meta=ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp),
-        calibration=Calibration(1.0, [1.0] * layers, 1.0, 0),
+        meta=ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp, window=window or None),
+        calibration=Calibration(1.0, [1.0] * len(int_layers), 1.0, 0),
         readout=readout,
         stack=stack,
+        backward=int_layers[layers:],
     )
 
 
@@ -119,13 +123,21 @@ def random_quantized_model(
     hidden_bits: int = HIDDEN_BITS,
     readout: str = "last",
     stack: int = 1,
+    bidirectional: bool = False,
 ) -> IntModel:
     """A PyTorch-initialised float model quantized through calibration (the percentile input range; export
-    also chooses among narrower ones: codegen/input_range.py)."""
+    also chooses among narrower ones: codegen/input_range.py). ``bidirectional``: a window classifier whose
+    window is ``data``'s length [B, T, C], with a second, backward stack."""
     torch.manual_seed(seed)
     rnn = cell_type(cell).torch_class()(inp * stack, hidden, layers, batch_first=True)
-    head = torch.nn.Linear(hidden, out)
-    fm = float_model_from_torch(rnn, head, ModelMeta(input_mean=[0.0] * inp, input_std=[1.0] * inp))
+    head = torch.nn.Linear(hidden * (2 if bidirectional else 1), out)
+    meta = ModelMeta(
+        input_mean=[0.0] * inp, input_std=[1.0] * inp, window=data.shape[1] if bidirectional else None
+    )
+    fm = float_model_from_torch(rnn, head, meta)
+    if bidirectional:
+        back = cell_type(cell).torch_class()(inp * stack, hidden, layers, batch_first=True)
+        fm.backward = float_model_from_torch(back, torch.nn.Linear(hidden, out), meta).layers
     fm.readout = readout
     fm.stack = stack
     return quantize(fm, calibrate(fm, list(data)), hidden_bits)

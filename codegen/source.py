@@ -44,11 +44,17 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def from_rnn(
-    rnn: nn.Module, head: nn.Linear, meta: ModelMeta, readout: str = "last", stack: int = 1
+    rnn: nn.Module,
+    head: nn.Linear,
+    meta: ModelMeta,
+    readout: str = "last",
+    stack: int = 1,
+    backward: nn.RNNBase | None = None,
 ) -> FloatModel:
     """The float model of a PyTorch RNN (nn.LSTM / nn.GRU, a cell of contract/cells.py) and its head, reading
     ``readout`` (contract/readouts.py), with ``stack`` samples per step (contract/stacking.py: the RNN's input
-    is ``stack`` samples of the ``meta`` channels)."""
+    is ``stack`` samples of the ``meta`` channels); ``backward``: a TinyRNN's backward stack (a bidirectional
+    window model: docs/integer-contract.md)."""
     cell = by_torch_module(rnn)
     if cell is None or not isinstance(rnn, nn.RNNBase):
         raise TinyLSTMError(f"{type(rnn).__name__} is not supported; {SUPPORTED}")
@@ -64,23 +70,27 @@ def from_rnn(
                 f"nn.{cell.torch_name} with {attr}={getattr(rnn, attr)!r} is not supported: the integer "
                 f"contract's {cell.name} cell has {attr}={want!r}; retrain with it"
             )
-    layers = [
-        FloatLayer(
-            *(_np(getattr(rnn, f"{w}_l{k}")) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-        )
-        for k in range(int(rnn.num_layers))
-    ]
     fm = FloatModel(
         cell.name,
-        layers,
+        _layers(rnn),
         _np(head.weight),
         _np(head.bias) if head.bias is not None else np.zeros(head.out_features),
         meta,
         readout,
         stack,
+        _layers(backward) if backward is not None else [],
     )
     fm.validate()
     return fm
+
+
+def _layers(rnn: nn.RNNBase) -> list[FloatLayer]:
+    return [
+        FloatLayer(
+            *(_np(getattr(rnn, f"{w}_l{k}")) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+        )
+        for k in range(int(rnn.num_layers))
+    ]
 
 
 def model_meta(meta: CheckpointMeta) -> ModelMeta:
@@ -101,7 +111,7 @@ def model_meta(meta: CheckpointMeta) -> ModelMeta:
 
 def from_checkpoint(path: Path, blob: dict[str, Any]) -> LoadedModel:
     model, meta = checkpoint_from_dict(blob, str(path))
-    fm = from_rnn(model.rnn, model.head, model_meta(meta), model.readout, model.stack)
+    fm = from_rnn(model.rnn, model.head, model_meta(meta), model.readout, model.stack, model.rnn_backward)
     return LoadedModel(fm, meta, path)
 
 

@@ -39,8 +39,14 @@ def sha256_file(path: Path) -> str:
 def save_float_model(fm: FloatModel, out_dir: Path) -> str:
     """Write the float model's arrays to FLOAT_NPZ; returns the file's SHA-256 (to pin it)."""
     arrays = {"head_w": fm.head_w, "head_b": fm.head_b}
-    for n, L in enumerate(fm.layers):
-        arrays |= {f"l{n}_w_ih": L.w_ih, f"l{n}_w_hh": L.w_hh, f"l{n}_b_ih": L.b_ih, f"l{n}_b_hh": L.b_hh}
+    for p, layers in (("l", fm.layers), ("b", fm.backward)):  # b: a bidirectional model's backward layers
+        for n, L in enumerate(layers):
+            arrays |= {
+                f"{p}{n}_w_ih": L.w_ih,
+                f"{p}{n}_w_hh": L.w_hh,
+                f"{p}{n}_b_ih": L.b_ih,
+                f"{p}{n}_b_hh": L.b_hh,
+            }
     np.savez(out_dir / FLOAT_NPZ, **arrays)  # type: ignore[arg-type]
     return sha256_file(out_dir / FLOAT_NPZ)
 
@@ -65,10 +71,14 @@ def load_float_model(out_dir: Path, doc: dict[str, Any]) -> FloatModel:
         )
     try:
         z = np.load(path)
-        layers = [
-            FloatLayer(z[f"l{n}_w_ih"], z[f"l{n}_w_hh"], z[f"l{n}_b_ih"], z[f"l{n}_b_hh"])
-            for n in range(int(doc["num_layers"]))
-        ]
+
+        def stack(p: str) -> list[FloatLayer]:
+            return [
+                FloatLayer(z[f"{p}{n}_w_ih"], z[f"{p}{n}_w_hh"], z[f"{p}{n}_b_ih"], z[f"{p}{n}_b_hh"])
+                for n in range(int(doc["num_layers"]))
+            ]
+
+        layers = stack("l")
         return FloatModel(
             doc["cell"],
             layers,
@@ -77,6 +87,7 @@ def load_float_model(out_dir: Path, doc: dict[str, Any]) -> FloatModel:
             ModelMeta(**doc["meta"]),
             str(doc.get("readout", "last")),  # the integer model's readout (exports before readouts: last)
             int(doc.get("stack", 1)),  # samples per step (exports before input stacking: 1)
+            stack("b") if doc.get("bidirectional") else [],
         )
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise TinyLSTMError(
@@ -94,16 +105,17 @@ def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = No
         "input_mul": m.input_mul,
         "act_table": m.act_table,
     }
-    for n, L in enumerate(m.layers):
-        arrays |= {
-            f"l{n}_weights": L.weights,
-            f"l{n}_bias": L.bias,
-            f"l{n}_mult": L.mult,
-            f"l{n}_shift": L.shift,
-            f"l{n}_scale_exp": L.scale_exp,
-        }
-        if L.bias_hn is not None:
-            arrays[f"l{n}_bias_hn"] = L.bias_hn
+    for p, layers in (("l", m.layers), ("b", m.backward)):  # b: a bidirectional model's backward layers
+        for n, L in enumerate(layers):
+            arrays |= {
+                f"{p}{n}_weights": L.weights,
+                f"{p}{n}_bias": L.bias,
+                f"{p}{n}_mult": L.mult,
+                f"{p}{n}_shift": L.shift,
+                f"{p}{n}_scale_exp": L.scale_exp,
+            }
+            if L.bias_hn is not None:
+                arrays[f"{p}{n}_bias_hn"] = L.bias_hn
     np.savez(out_dir / NPZ, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     doc = {
         "cell": m.cell,
@@ -112,6 +124,11 @@ def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = No
         "hidden_bits": m.hidden_bits,
         "readout": m.readout,
         "stack": m.stack,
+        **(
+            {"bidirectional": True, "backward_cell_frac": [L.cell_frac for L in m.backward]}
+            if m.backward
+            else {}
+        ),
         "output_scale": m.output_scale,
         "input_scale": m.input_scale,
         "hash": f"0x{m.model_hash:08x}",
@@ -132,23 +149,28 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
         if hidden_bits not in HIDDEN_FORMATS:
             raise ValueError(f"hidden_bits {hidden_bits}")
 
-        def layer(n: int) -> IntLayer:
-            w = z[f"l{n}_weights"]
+        def layer(n: int, p: str = "l", fracs: str = "cell_frac") -> IntLayer:
+            w = z[f"{p}{n}_weights"]
             hidden = w.shape[0] // gates
             return IntLayer(
                 int(w.shape[1] - hidden),
                 int(hidden),
                 w,
-                z[f"l{n}_bias"],
-                z.get(f"l{n}_bias_hn"),
-                z[f"l{n}_mult"],
-                z[f"l{n}_shift"],
-                int(doc["cell_frac"][n]),
-                z[f"l{n}_scale_exp"],
+                z[f"{p}{n}_bias"],
+                z.get(f"{p}{n}_bias_hn"),
+                z[f"{p}{n}_mult"],
+                z[f"{p}{n}_shift"],
+                int(doc[fracs][n]),
+                z[f"{p}{n}_scale_exp"],
                 hidden_bits,
             )
 
         layers = [layer(n) for n in range(int(doc["num_layers"]))]
+        backward = (
+            [layer(n, "b", "backward_cell_frac") for n in range(len(layers))]
+            if doc.get("bidirectional")
+            else []
+        )
         m = IntModel(
             cell=doc["cell"],
             layers=layers,
@@ -165,6 +187,7 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
             calibration=Calibration(**doc["calibration"]),
             readout=str(doc.get("readout", "last")),  # exports made before readouts: the last h
             stack=int(doc.get("stack", 1)),  # exports made before input stacking: one sample per step
+            backward=backward,
         )
     except FileNotFoundError as exc:
         raise TinyLSTMError(

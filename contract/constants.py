@@ -48,6 +48,16 @@ STATE_WORDS_H16_C = "(2 * (size_t)(layers) * (hidden) + (hidden))"
 POOL_WORDS_C = "(2 * (size_t)(hidden))"
 # a stacked model (stack k > 1) buffers the k * C int8 inputs of one step after that, packed two per word
 STACK_WORDS_C = "(((size_t)(stack) * (inputs) + 1) / 2)"
+# a bidirectional window model (docs/integer-contract.md, "Bidirectional window models") keeps after that
+# the backward stack's cell state (int16) and, as bytes packed two per word, its int8 hidden state, the head's
+# input [v_f ; v_b] (2H) and the window's W * C int8 inputs; a pooled readout adds TL_POOL_WORDS for the
+# backward pool
+BIDIR_WORDS_C = (
+    "((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + 2 * (size_t)(hidden) + (size_t)(window) * "
+    "(inputs) + 1) / 2)"
+)
+# the longest window a bidirectional model buffers (tl_model_t.window is a u16)
+MAX_WINDOW = 65535
 
 
 def input_shift(hidden_bits: int, layer: int) -> int:
@@ -61,12 +71,29 @@ def stack_bytes(stack: int, inputs: int) -> int:
     return stack * inputs if stack > 1 else 0
 
 
+def bidir_words(layers: int, hidden: int, window_bytes: int, pooled: bool) -> int:
+    """int16 words a bidirectional model's backward stack and window take (BIDIR_WORDS_C, plus the backward
+    pool of a pooled readout); ``window_bytes`` = W * C."""
+    return (
+        layers * hidden
+        + (layers * hidden + 2 * hidden + window_bytes + 1) // 2
+        + (2 * hidden if pooled else 0)
+    )
+
+
 def state_words(
-    layers: int, hidden: int, hidden_bits: int = HIDDEN_BITS, pooled: bool = False, stacked: int = 0
+    layers: int,
+    hidden: int,
+    hidden_bits: int = HIDDEN_BITS,
+    pooled: bool = False,
+    stacked: int = 0,
+    window_bytes: int = 0,
 ) -> int:
-    """int16 words of state: the layers', a pooled readout's, and ``stacked`` bytes of input-stacking buffer
-    (``stack_bytes``)."""
+    """int16 words of state: the layers', a pooled readout's, ``stacked`` bytes of input-stacking buffer
+    (``stack_bytes``) and, for a bidirectional model (``window_bytes`` = W * C > 0), ``bidir_words``."""
     extra = (2 * hidden if pooled else 0) + (stacked + 1) // 2
+    if window_bytes:
+        extra += bidir_words(layers, hidden, window_bytes, pooled)
     if hidden_bits == HIDDEN16_BITS:
         return 2 * layers * hidden + hidden + extra
     return layers * hidden + (layers * hidden + hidden + 1) // 2 + extra
@@ -79,6 +106,7 @@ INTS = {
     "MAX_HIDDEN": MAX_HIDDEN,
     "MAX_INPUT": MAX_INPUT,
     "MAX_STACK": MAX_STACK,
+    "MAX_WINDOW": MAX_WINDOW,
     "Q12": Q12,
     "Q15": Q15,
     "HIDDEN_FRAC": HIDDEN_FRAC,

@@ -123,6 +123,16 @@ typedef struct {
     const int16_t *act_table;   /**< [TL_TABLE_SIZE] tanh table, Q3.12 in -> Q0.15 out */
     const float *input_mean;    /**< [C] normalisation mean (only used by tl_quantize_input) */
     const float *input_mul;     /**< [C] 1 / (std * input scale) */
+    /**
+     * A bidirectional window model (docs/integer-contract.md, "Bidirectional window models"): its backward
+     * layers [num_layers] (NULL: unidirectional), which run over the window's steps in reverse when its
+     * `window`-th sample since the reset arrives; the head then reads [forward readout ; backward readout]
+     * (head_weights is [O][2H]), and before that sample the head of zeros. The state keeps the window's inputs
+     * (TL_BIDIR_WORDS). A sample after the window's last starts the next window: tl_step resets first.
+     * int8 hidden state only.
+     */
+    const tl_layer_t *backward;
+    uint16_t window; /**< W, the samples of a bidirectional model's window (1..TL_MAX_WINDOW, >= stack) */
 } tl_model_t;
 
 /**
@@ -141,11 +151,19 @@ typedef struct {
     int16_t *pool;      /**< pooled readouts: [2 * H] one int32 per unit (tl_pool.c); NULL otherwise */
     int8_t *stack;      /**< stacked models: [k * C] the inputs of the step being filled; NULL otherwise */
     uint32_t phase;     /**< stacked models: samples in `stack` (0..k-1) */
+    /* bidirectional models (NULL / 0 otherwise): */
+    int16_t *cb;     /**< [num_layers * H] the backward layers' cell state */
+    int16_t *pool_b; /**< pooled readouts: [2 * H] the backward pool */
+    int8_t *hb;      /**< [num_layers * H] the backward layers' hidden state */
+    int8_t *head2;   /**< [2 * H] what the head reads: [v_f ; v_b] at the window's end, zeros before */
+    int8_t *window;  /**< [window * C] the window's inputs */
+    uint32_t wpos;   /**< samples in `window` since the reset (0..window) */
 } tl_state_t;
 
 /* int16 words of state buffer for `layers` layers of `hidden` units (tl_contract.h): TL_STATE_WORDS(layers, hidden)
  * for an int8 hidden state, TL_STATE_WORDS_H16(layers, hidden) for an int16 one, plus TL_POOL_WORDS(hidden) for a
- * pooled readout and TL_STACK_WORDS(stack, inputs) for a stacked model (the generated TL_<NAME>_STATE_WORDS adds it
+ * pooled readout, TL_STACK_WORDS(stack, inputs) for a stacked model and TL_BIDIR_WORDS(layers, hidden, window,
+ * inputs) (+ TL_POOL_WORDS(hidden) when pooled) for a bidirectional one (the generated TL_<NAME>_STATE_WORDS adds it
  * all up). */
 
 /**
@@ -171,9 +189,10 @@ void tl_reset(tl_state_t *state);
 
 /**
  * One time step (one sample): int8 input [input_size] in, int16 output [output_size] out (may be NULL).
- * The state carries over to the next call; nothing is reset implicitly. A stacked model runs its layers on
- * every k-th sample since the reset; at the others y is the head of the last step's readout (of zeros before
- * the first).
+ * The state carries over to the next call; nothing is reset implicitly, except that a bidirectional model's
+ * sample after its window's last starts the next window. A stacked model runs its layers on every k-th sample
+ * since the reset; at the others y is the head of the last step's readout (of zeros before the first). A
+ * bidirectional model's y is the head of zeros until the window's last sample, which gives the window's answer.
  * @return TL_OK or TL_ERR_ARG.
  */
 tl_status_t tl_step(tl_state_t *state, const int8_t *x, int16_t *y);

@@ -21,6 +21,31 @@ static int hidden16(const tl_model_t *m) { return m->hidden_bits == TL_HIDDEN16_
 /* k, the samples per recurrent step (0 in descriptors written before the field means 1). */
 static size_t stack_of(const tl_model_t *m) { return m->stack > 1 ? m->stack : 1; }
 
+/* Layer n (of either direction) of model m: sizes, pointers, biases and requantization parameters in range. */
+static int layer_ok(const tl_model_t *m, const tl_cell_t *cell, const tl_layer_t *L, size_t n, int32_t mult_max)
+{
+    const size_t gates = cell->gates;
+    if (L->hidden_size != m->hidden_size) return 0;
+    if (L->input_size != (n == 0 ? m->input_size * stack_of(m) : m->hidden_size)) return 0;
+    if (hidden16(m) && (!L->weights || L->weights16)) return 0; /* int16-h: int8 weights only */
+#ifdef TL_LAYOUT_W16
+    if ((!L->weights && !L->weights16) || !L->bias || !L->mult || !L->shift || !L->scale_exp) return 0;
+#ifdef TL_SMLAD_PATH
+    if (L->weights16 && ((uintptr_t)L->weights16 & 3u)) return 0; /* LDM needs 4-byte alignment */
+#endif
+#else /* built without the w16 layout: a model that has only weights16 cannot run */
+    if (!L->weights || !L->bias || !L->mult || !L->shift || !L->scale_exp) return 0;
+#endif
+    if (cell->bias_hn && (!L->bias_hn || !biases_in_range(L->bias_hn, L->hidden_size))) return 0;
+    if (!biases_in_range(L->bias, gates * L->hidden_size)) return 0;
+    if (cell->has_c && (L->cell_frac < 0 || L->cell_frac > TL_CELL_FRAC_MAX)) return 0;
+    for (size_t r = 0; r < gates * L->hidden_size; ++r)
+        if (L->shift[r] < TL_SHIFT_MIN || L->shift[r] > TL_SHIFT_MAX || L->mult[r] < 0 || L->mult[r] > mult_max ||
+            L->scale_exp[r] < -TL_MAX_SCALE_EXP || L->scale_exp[r] > TL_MAX_SCALE_EXP)
+            return 0;
+    return 1;
+}
+
 tl_status_t tl_model_check(const tl_model_t *m)
 {
     if (!m || !m->layers || !m->head_weights || !m->head_bias || !m->head_mult || !m->head_shift || !m->act_table)
@@ -39,28 +64,12 @@ tl_status_t tl_model_check(const tl_model_t *m)
     if ((!TL_WITH_H8 && !hidden16(m)) || (!TL_WITH_POOL && m->readout != TL_READOUT_LAST) ||
         (!TL_WITH_STACK && stack_of(m) > 1))
         return TL_ERR_MODEL;
-    const size_t gates = cell->gates;
-    for (size_t n = 0; n < m->num_layers; ++n) {
-        const tl_layer_t *L = &m->layers[n];
-        if (L->hidden_size != m->hidden_size) return TL_ERR_MODEL;
-        if (L->input_size != (n == 0 ? m->input_size * stack_of(m) : m->hidden_size)) return TL_ERR_MODEL;
-        if (hidden16(m) && (!L->weights || L->weights16)) return TL_ERR_MODEL; /* int16-h: int8 weights only */
-#ifdef TL_LAYOUT_W16
-        if ((!L->weights && !L->weights16) || !L->bias || !L->mult || !L->shift || !L->scale_exp) return TL_ERR_MODEL;
-#ifdef TL_SMLAD_PATH
-        if (L->weights16 && ((uintptr_t)L->weights16 & 3u)) return TL_ERR_MODEL; /* LDM needs 4-byte alignment */
-#endif
-#else /* built without the w16 layout: a model that has only weights16 cannot run */
-        if (!L->weights || !L->bias || !L->mult || !L->shift || !L->scale_exp) return TL_ERR_MODEL;
-#endif
-        if (cell->bias_hn && (!L->bias_hn || !biases_in_range(L->bias_hn, L->hidden_size))) return TL_ERR_MODEL;
-        if (!biases_in_range(L->bias, gates * L->hidden_size)) return TL_ERR_MODEL;
-        if (cell->has_c && (L->cell_frac < 0 || L->cell_frac > TL_CELL_FRAC_MAX)) return TL_ERR_MODEL;
-        for (size_t r = 0; r < gates * L->hidden_size; ++r)
-            if (L->shift[r] < TL_SHIFT_MIN || L->shift[r] > TL_SHIFT_MAX || L->mult[r] < 0 || L->mult[r] > mult_max ||
-                L->scale_exp[r] < -TL_MAX_SCALE_EXP || L->scale_exp[r] > TL_MAX_SCALE_EXP)
-                return TL_ERR_MODEL;
-    }
+    if (m->backward && (!TL_WITH_BIDIR || hidden16(m) || m->window < stack_of(m))) /* window <= TL_MAX_WINDOW: a u16 */
+        return TL_ERR_MODEL;
+    for (size_t n = 0; n < m->num_layers; ++n)
+        if (!layer_ok(m, cell, &m->layers[n], n, mult_max) ||
+            (m->backward && !layer_ok(m, cell, &m->backward[n], n, mult_max)))
+            return TL_ERR_MODEL;
     if (!biases_in_range(m->head_bias, m->output_size)) return TL_ERR_MODEL;
     for (size_t o = 0; o < m->output_size; ++o)
         if (m->head_shift[o] < TL_SHIFT_MIN || m->head_shift[o] > TL_SHIFT_MAX || m->head_mult[o] < 0)
@@ -84,10 +93,21 @@ static size_t pool_words(const tl_model_t *m)
     return TL_WITH_POOL && m->readout != TL_READOUT_LAST ? TL_POOL_WORDS(m->hidden_size) : 0;
 }
 
+/* The words of a stacked model's input buffer (after the pool). */
+static size_t stack_words(const tl_model_t *m) { return stack_of(m) > 1 ? TL_STACK_WORDS(m->stack, m->input_size) : 0; }
+
+/* The words of a bidirectional model's backward stack and window (after the stacking buffer). */
+static size_t bidir_words(const tl_model_t *m)
+{
+    return TL_WITH_BIDIR && m->backward
+               ? TL_BIDIR_WORDS(m->num_layers, m->hidden_size, m->window, m->input_size) + pool_words(m)
+               : 0;
+}
+
 size_t tl_state_words(const tl_model_t *m)
 {
     if (tl_model_check(m) != TL_OK) return 0;
-    return recurrent_words(m) + pool_words(m) + (stack_of(m) > 1 ? TL_STACK_WORDS(m->stack, m->input_size) : 0);
+    return recurrent_words(m) + pool_words(m) + stack_words(m) + bidir_words(m);
 }
 
 tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, size_t words)
@@ -109,11 +129,21 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
     }
     s->pool = pool_words(m) ? buffer + recurrent_words(m) : NULL;
     s->stack = TL_WITH_STACK && stack_of(m) > 1 ? (int8_t *)(buffer + recurrent_words(m) + pool_words(m)) : NULL;
+    s->cb = s->pool_b = NULL;
+    s->hb = s->head2 = s->window = NULL;
+    if (bidir_words(m)) { /* [cb: L*H words][pool_b: pooled readouts][bytes: hb L*H, head2 2H, window W*C] */
+        s->cb = buffer + recurrent_words(m) + pool_words(m) + stack_words(m);
+        s->pool_b = pool_words(m) ? s->cb + cells : NULL;
+        s->hb = (int8_t *)(s->cb + cells + pool_words(m));
+        s->head2 = s->hb + cells;
+        s->window = s->head2 + 2 * (size_t)m->hidden_size;
+    }
     tl_reset(s);
     return TL_OK;
 }
 
-/* Zeroes every state word: the layers', a pooled readout's, a stacked model's input buffer, and the scratch vector,
+/* Zeroes every state word: the layers', a pooled readout's, a stacked model's input buffer, a bidirectional model's
+ * backward stack, head input and window, and the scratch vector,
  * which a stacked model's head reads between steps (the last step's readout: the pooled vector, or a copy of the
  * last layer's h). */
 void tl_reset(tl_state_t *s)
@@ -121,8 +151,14 @@ void tl_reset(tl_state_t *s)
     const size_t H = s->model->hidden_size, cells = (size_t)s->model->num_layers * H;
     s->steps = 0;
     s->phase = 0;
+    s->wpos = 0;
     if (s->pool) memset(s->pool, 0, TL_POOL_WORDS(H) * sizeof *s->pool);
     if (s->stack) memset(s->stack, 0, (size_t)s->model->stack * s->model->input_size);
+    if (s->cb) {
+        memset(s->cb, 0, cells * sizeof *s->cb);
+        if (s->pool_b) memset(s->pool_b, 0, TL_POOL_WORDS(H) * sizeof *s->pool_b);
+        memset(s->hb, 0, cells + 2 * H + (size_t)s->model->window * s->model->input_size);
+    }
 #ifdef TL_HIDDEN16
     if (s->h16) {
         for (size_t k = 0; k < cells; ++k) {
@@ -155,31 +191,8 @@ static void copy_s8(int8_t *dst, const int8_t *src, size_t n)
 /* n of the pooled readout: the steps since the reset, this one included (saturating). */
 static int32_t pool_count(const tl_state_t *s) { return s->steps < INT32_MAX ? (int32_t)s->steps + 1 : INT32_MAX; }
 
-#ifdef TL_HIDDEN16
-/* tl_step of an int16-h model: layer 0 reads the int8 input, the layers above the int16 h below them. */
-static void step16(tl_state_t *s, const int8_t *x, int16_t *y)
-{
-    const tl_model_t *m = s->model;
-    const size_t H = m->hidden_size;
-    const tl_layer_step16_fn layer_step = tl_cells[m->cell].layer_step16;
-    const int16_t *in = NULL;
-    for (size_t n = 0; n < m->num_layers; ++n) {
-        int16_t *h = s->h16 + n * H;
-        layer_step(&m->layers[n], m->act_table, n == 0 ? x : NULL, in, h, s->scratch16, s->c + n * H);
-        memcpy(h, s->scratch16, H * sizeof *h);
-        in = h;
-    }
-    if (TL_WITH_POOL && s->pool) {
-        tl_pool_s16(m->readout, s->pool, in, H, pool_count(s), s->scratch16);
-        in = s->scratch16;
-    }
-    if (y) tl_dense_step16(m, in, y);
-}
-#endif
-
-/* A stacked model (s->stack): buffers sample x; returns the step's k samples once the k-th is in, else NULL after
- * writing the head of the held readout (the scratch vector) to y. */
-static const int8_t *stack_sample(tl_state_t *s, const int8_t *x, int16_t *y)
+/* A stacked model (s->stack): buffers sample x; returns the step's k samples once the k-th is in, else NULL. */
+static const int8_t *stack_sample(tl_state_t *s, const int8_t *x)
 {
     const tl_model_t *m = s->model;
     copy_s8(s->stack + (size_t)s->phase * m->input_size, x, m->input_size);
@@ -187,31 +200,13 @@ static const int8_t *stack_sample(tl_state_t *s, const int8_t *x, int16_t *y)
         s->phase = 0;
         return s->stack;
     }
-    if (!y) return NULL;
-#ifdef TL_HIDDEN16
-    if (s->h16) {
-        tl_dense_step16(m, s->scratch16, y);
-        return NULL;
-    }
-#endif
-#if TL_WITH_H8
-    tl_dense_step(m, s->scratch, y);
-#endif
     return NULL;
 }
 
-tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
-{
-    if (!s || !s->model || !x) return TL_ERR_ARG;
-    if (TL_WITH_STACK && s->stack && !(x = stack_sample(s, x, y))) return TL_OK;
-#ifdef TL_HIDDEN16
-    if (s->h16) {
-        step16(s, x, y);
-        s->steps++;
-        return TL_OK;
-    }
-#endif
 #if TL_WITH_H8
+/* The layers and the readout of one recurrent step of an int8-h model; leaves the readout in s->scratch. */
+static void layers_step8(tl_state_t *s, const int8_t *x)
+{
     const tl_model_t *m = s->model;
     const size_t H = m->hidden_size;
     const tl_layer_step_fn layer_step = tl_cells[m->cell].layer_step; /* the cell was checked at tl_state_init */
@@ -222,12 +217,62 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
         copy_s8(h, s->scratch, H);
         in = h;
     }
-    if (TL_WITH_POOL && s->pool) {
-        tl_pool_s8(m->readout, s->pool, in, H, pool_count(s), s->scratch);
-        in = s->scratch;
-    }
-    if (y) tl_dense_step(m, in, y);
+    if (TL_WITH_POOL && s->pool) tl_pool_s8(m->readout, s->pool, in, H, pool_count(s), s->scratch);
     s->steps++;
+}
+#endif
+
+#ifdef TL_HIDDEN16
+/* tl_step of an int16-h model: layer 0 reads the int8 input (x, NULL between a stacked model's steps), the layers
+ * above the int16 h below them; the readout stays in s->scratch16. */
+static void step16(tl_state_t *s, const int8_t *x, int16_t *y)
+{
+    const tl_model_t *m = s->model;
+    const size_t H = m->hidden_size;
+    const tl_layer_step16_fn layer_step = tl_cells[m->cell].layer_step16;
+    const int16_t *in = NULL;
+    if (x) {
+        for (size_t n = 0; n < m->num_layers; ++n) {
+            int16_t *h = s->h16 + n * H;
+            layer_step(&m->layers[n], m->act_table, n == 0 ? x : NULL, in, h, s->scratch16, s->c + n * H);
+            memcpy(h, s->scratch16, H * sizeof *h);
+            in = h;
+        }
+        if (TL_WITH_POOL && s->pool) tl_pool_s16(m->readout, s->pool, in, H, pool_count(s), s->scratch16);
+        s->steps++;
+    }
+    if (y) tl_dense_step16(m, s->scratch16, y);
+}
+#endif
+
+tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
+{
+    if (!s || !s->model || !x) return TL_ERR_ARG;
+#if TL_WITH_BIDIR
+    const int bidir = s->window != NULL;
+    if (bidir) { /* buffer the sample; the one after the window's last starts the next window */
+        const size_t C = s->model->input_size;
+        if (s->wpos >= s->model->window) tl_reset(s);
+        copy_s8(s->window + (size_t)s->wpos++ * C, x, C);
+    }
+#endif
+    if (TL_WITH_STACK && s->stack) x = stack_sample(s, x); /* NULL between steps: the head reads the held readout */
+#ifdef TL_HIDDEN16
+    if (s->h16) {
+        step16(s, x, y);
+        return TL_OK;
+    }
+#endif
+#if TL_WITH_H8
+    if (x) layers_step8(s, x);
+    const int8_t *v = s->scratch; /* the readout: the pooled vector, or a copy of the last layer's h */
+#if TL_WITH_BIDIR
+    if (bidir) {
+        if (s->wpos == s->model->window) tl_bidir_backward(s, s->scratch);
+        v = s->head2;
+    }
+#endif
+    if (y) tl_dense_step(s->model, v, y);
 #endif /* an int16-h-only build admits no int8-h model (tl_model_check): h16 is always set */
     return TL_OK;
 }

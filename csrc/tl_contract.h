@@ -10,6 +10,7 @@
 #define TL_MAX_HIDDEN 256
 #define TL_MAX_INPUT 1024
 #define TL_MAX_STACK 255
+#define TL_MAX_WINDOW 65535L
 #define TL_Q12 12
 #define TL_Q15 15
 #define TL_HIDDEN_FRAC 7
@@ -34,6 +35,7 @@
 #define TL_STATE_WORDS_H16(layers, hidden) (2 * (size_t)(layers) * (hidden) + (hidden))
 #define TL_POOL_WORDS(hidden) (2 * (size_t)(hidden))
 #define TL_STACK_WORDS(stack, inputs) (((size_t)(stack) * (inputs) + 1) / 2)
+#define TL_BIDIR_WORDS(layers, hidden, window, inputs) ((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + 2 * (size_t)(hidden) + (size_t)(window) * (inputs) + 1) / 2)
 
 /* Recurrent cells (contract/cells.py): code, gate rows per unit, int16 cell state, a separate
  * recurrent bias for the last gate. */

@@ -1,10 +1,10 @@
-/* Dense head, applied to the last layer's hidden state at every step (rows in groups of 4). */
+/* Dense head, applied to the readout (or a bidirectional model's [v_f ; v_b]) at every step (rows in groups of 4). */
 #include "tl_kernels.h"
 #include "tl_qmath.h"
 
 void tl_dense_step(const tl_model_t *m, const int8_t *h, int16_t *y)
 {
-    const size_t H = m->hidden_size, O = m->output_size;
+    const size_t H = tl_head_width(m), O = m->output_size;
     int32_t acc[4];
     for (size_t o0 = 0; o0 < O; o0 += 4) {
         const size_t rows = O - o0 < 4 ? O - o0 : 4;

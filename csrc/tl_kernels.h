@@ -86,7 +86,7 @@ typedef void (*tl_layer_step16_fn)(const tl_layer_t *layer, const int16_t *table
  * A firmware of one model links only what that model runs. Its build settings (codegen/emit_c.py
  * `model_settings`: -D flags, or tl_config.h) say what to leave out: TL_ONLY_CELL=TL_CELL_<NAME> keeps one
  * cell in the cell table, TL_ONLY_HIDDEN16 (with TL_HIDDEN16) drops the int8-h steps and head, TL_NO_POOL the
- * pooled readouts, TL_NO_STACK input stacking. tl_model_check refuses a model that needs what was left out
+ * pooled readouts, TL_NO_STACK input stacking, TL_NO_BIDIR bidirectional models. tl_model_check refuses a model that needs what was left out
  * (TL_ERR_MODEL). A build without them (the host library, the MicroPython module) runs every model.
  */
 #ifdef TL_ONLY_CELL
@@ -108,6 +108,11 @@ typedef void (*tl_layer_step16_fn)(const tl_layer_t *layer, const int16_t *table
 #define TL_WITH_STACK 0
 #else
 #define TL_WITH_STACK 1
+#endif
+#ifdef TL_NO_BIDIR
+#define TL_WITH_BIDIR 0
+#else
+#define TL_WITH_BIDIR 1
 #endif
 
 /** tl_cells.c's entry for an int16-h layer step: the function on -DTL_HIDDEN16 builds, NULL (not linked) otherwise. */
@@ -163,8 +168,18 @@ void tl_pool_s8(uint8_t readout, int16_t *pool, const int8_t *h, size_t H, int32
 void tl_pool_s16(uint8_t readout, int16_t *pool, const int16_t *h, size_t H, int32_t n, int16_t *out);
 #endif
 
-/** Dense head: y[o] = sat16(requantize(W[o] . h + b[o])) for o < model->output_size. */
+/** What the head reads: H values, or 2H ([v_f ; v_b]) for a bidirectional model. */
+static inline size_t tl_head_width(const tl_model_t *m) { return (size_t)m->hidden_size * (m->backward ? 2u : 1u); }
+
+/** Dense head: y[o] = sat16(requantize(W[o] . h + b[o])) for o < model->output_size, h [tl_head_width]. */
 void tl_dense_step(const tl_model_t *model, const int8_t *h, int16_t *y);
+
+/**
+ * A bidirectional model's window end (tl_bidir.c): runs the backward layers over the window's
+ * S = window / stack steps (s->window), last step first, from the zero state of the reset, with their pooled
+ * readout; then writes [v_f ; v_b] to s->head2. Uses s->scratch.
+ */
+void tl_bidir_backward(tl_state_t *s, const int8_t *v_f);
 
 #ifdef TL_HIDDEN16
 /**

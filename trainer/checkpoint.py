@@ -54,6 +54,7 @@ class CheckpointMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     readout: str = "last"  # what the head reads (contract/readouts.py); checkpoints before the field: last
     stack: int = 1  # samples per recurrent step (contract/stacking.py); checkpoints before the field: 1
+    bidirectional: bool = False  # a backward stack (trainer/models.py); checkpoints before the field: none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +92,11 @@ class CheckpointMeta:
 
 
 META_KEYS = list(CheckpointMeta.__dataclass_fields__)
-OPTIONAL_KEYS = {"readout", "stack"}  # added after version 1 checkpoints were written: their default applies
+OPTIONAL_KEYS = {
+    "readout",
+    "stack",
+    "bidirectional",
+}  # added after version 1 checkpoints were written: their default applies
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "cell": str,
     "input_size": int,
@@ -108,6 +113,7 @@ FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "metrics": dict,
     "readout": str,
     "stack": int,
+    "bidirectional": bool,
 }
 
 
@@ -182,6 +188,7 @@ def checkpoint_from_dict(blob: object, where: str) -> tuple[TinyRNN, CheckpointM
             meta.output_size,
             readout=meta.readout,
             stack=meta.stack,
+            bidirectional=meta.bidirectional,
         )
     except TinyLSTMError as exc:
         raise TinyLSTMError(f"{where}: {exc}") from None

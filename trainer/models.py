@@ -46,26 +46,35 @@ class TinyRNN(nn.Module):
         dropout: float = 0.0,
         readout: str = "last",
         stack: int = 1,
+        bidirectional: bool = False,
     ) -> None:
         """``dropout``: PyTorch's dropout between stacked layers while training (no effect with one
         layer, none in eval mode or on the exported model). ``readout``: what the head reads at each step
         (contract/readouts.py): the last layer's h, or its running mean or maximum since the sequence start.
         ``stack``: samples per recurrent step (contract/stacking.py); the RNN's input is
-        ``stack * input_size`` wide."""
+        ``stack * input_size`` wide. ``bidirectional``: a window classifier with a second stack,
+        ``rnn_backward``, run over each window's steps in reverse; the head reads both readouts
+        (docs/integer-contract.md, "Bidirectional window models")."""
         super().__init__()
         check_sizes(cell, input_size, hidden_size, num_layers, output_size)
         check_stack(stack, input_size)
         self.cell: Cell = cell
         self.readout = readout_type(readout).name
         self.stack = stack
-        self.rnn: nn.RNNBase = cell_type(cell).torch_class()(
-            input_size * stack,
-            hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
-        self.head = nn.Linear(hidden_size, output_size)
+
+        def stack_module() -> nn.RNNBase:
+            module: nn.RNNBase = cell_type(cell).torch_class()(
+                input_size * stack,
+                hidden_size,
+                num_layers=num_layers,
+                batch_first=True,
+                dropout=dropout if num_layers > 1 else 0.0,
+            )
+            return module
+
+        self.rnn = stack_module()
+        self.rnn_backward = stack_module() if bidirectional else None
+        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), output_size)
 
     @property
     def input_size(self) -> int:
@@ -84,6 +93,10 @@ class TinyRNN(nn.Module):
     def output_size(self) -> int:
         return int(self.head.out_features)
 
+    @property
+    def bidirectional(self) -> bool:
+        return self.rnn_backward is not None
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, input] -> outputs [B, T, output], starting from a zero state.
 
@@ -97,22 +110,56 @@ class TinyRNN(nn.Module):
         B, T, C = x.shape
         k = self.stack
         xs = x[:, : T // k * k].reshape(B, T // k, k * C)
-        if xs.shape[1] == 0:  # no whole step: every output is the head of zeros
-            hidden = x.new_zeros(B, 0, self.hidden_size)
-        elif lengths is None:
-            hidden, _ = self.rnn(xs)
-        else:
-            # a sequence shorter than one step still packs one (its outputs are all held, never read)
-            steps = torch.clamp(lengths.cpu() // k, min=1)
-            packed = pack_padded_sequence(xs, steps, batch_first=True, enforce_sorted=False)
-            out, _ = self.rnn(packed)
-            hidden, _ = pad_packed_sequence(out, batch_first=True, total_length=xs.shape[1])
-        y = self.head(pool(hidden, readout_type(self.readout).torch_op))
+        # a sequence shorter than one step still packs one (its outputs are all held, never read)
+        steps = None if lengths is None else torch.clamp(lengths.cpu() // k, min=1)
+        hidden = self._run(self.rnn, xs, steps)
+        op = readout_type(self.readout).torch_op
+        if self.rnn_backward is not None:
+            return self._bidirectional(x, xs, lengths, steps, pool(hidden, op))
+        y = self.head(pool(hidden, op))
         if k == 1:
             return y
         first = self.head(x.new_zeros(B, 1, self.hidden_size))
         index = torch.as_tensor(held_steps(T, k), device=x.device)
         return torch.cat([first, y], dim=1)[:, index]
+
+    def _run(self, rnn: nn.RNNBase, xs: torch.Tensor, steps: torch.Tensor | None) -> torch.Tensor:
+        """``rnn`` over ``xs`` [B, S, k*C] (packed to ``steps`` valid steps per sequence) -> h [B, S, H]."""
+        if xs.shape[1] == 0:  # no whole step: every output is the head of zeros
+            return xs.new_zeros(xs.shape[0], 0, self.hidden_size)
+        if steps is None:
+            return rnn(xs)[0]
+        packed = pack_padded_sequence(xs, steps, batch_first=True, enforce_sorted=False)
+        out, _ = rnn(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=xs.shape[1])[0]
+
+    def _bidirectional(
+        self,
+        x: torch.Tensor,
+        xs: torch.Tensor,
+        lengths: torch.Tensor | None,
+        steps: torch.Tensor | None,
+        forward: torch.Tensor,
+    ) -> torch.Tensor:
+        """A bidirectional window model's outputs, as the board gives them: the head of zeros at every sample
+        but each window's last (``lengths`` - 1), where it reads [the forward readout ; the readout of the
+        backward stack run over the window's valid steps in reverse]."""
+        assert self.rnn_backward is not None
+        B, T, _ = x.shape
+        S = xs.shape[1]
+        valid = torch.full((B,), S, dtype=torch.int64) if steps is None else steps
+        last = (valid - 1).clamp(min=0).to(x.device)
+        # step t of the reversed sequence is step valid - 1 - t (padding past the valid steps stays in place)
+        t = torch.arange(S, device=x.device)[None, :]
+        order = torch.where(t < valid[:, None].to(x.device), last[:, None] - t, t)
+        reverse = torch.gather(xs, 1, order[:, :, None].expand_as(xs))
+        backward = pool(self._run(self.rnn_backward, reverse, steps), readout_type(self.readout).torch_op)
+        rows = torch.arange(B, device=x.device)
+        answer = self.head(torch.cat([forward[rows, last], backward[rows, last]], dim=1))  # [B, O]
+        end = torch.full((B,), T - 1, device=x.device) if lengths is None else lengths.to(x.device) - 1
+        at_end = (torch.arange(T, device=x.device)[None, :] == end[:, None])[:, :, None]
+        blank = self.head(x.new_zeros(1, 1, 2 * self.hidden_size))
+        return torch.where(at_end, answer[:, None, :], blank)
 
 
 def pool(hidden: torch.Tensor, op: str) -> torch.Tensor:

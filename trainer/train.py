@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from tinylstm.contract.constants import HIDDEN_FORMATS
+from tinylstm.contract.constants import HIDDEN_FORMATS, MAX_WINDOW
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import Augment
 from tinylstm.trainer.baselines import naive_baselines
@@ -79,6 +79,8 @@ class TrainConfig:
     qat_epochs: int = 0  # quantization-aware fine-tuning after float training (codegen/qat.py); 0: none
     qat_lr: float | None = None  # its learning rate; None: lr / 10
     qat_hidden_bits: int = 8  # the hidden state QAT mirrors: the one `tinylstm export --hidden-bits` will use
+    # a backward stack over each window (window classification on windows of one length; trainer/models.py)
+    bidirectional: bool = False
 
     @property
     def qat_learning_rate(self) -> float:
@@ -237,6 +239,35 @@ def _check_config(config: TrainConfig) -> None:
         raise TinyLSTMError(
             f"qat_epochs={config.qat_epochs} must be >= 0 and qat_lr={config.qat_lr} > 0 (omit it: lr / 10)"
         )
+    if config.bidirectional and config.qat_epochs:
+        raise TinyLSTMError(
+            "quantization-aware training of a bidirectional model is not built yet: train it without "
+            "--qat-epochs (its int8 export is checked against the float model as usual)"
+        )
+
+
+def bidirectional_window(ds: SequenceSet, test_ds: SequenceSet | None) -> int:
+    """W, the one length of every window a bidirectional model trains and is tested on; refuses data it
+    cannot run on (the board runs the backward direction at the window's last sample)."""
+    if ds.mode != "window" or ds.task != "classification":
+        raise TinyLSTMError(
+            f"--bidirectional is for window classification; {ds.name!r} is {ds.mode}-mode {ds.task}: "
+            "train it without --bidirectional"
+        )
+    lengths = {len(s) for s in ds.sequences} | ({len(s) for s in test_ds.sequences} if test_ds else set())
+    if len(lengths) != 1:
+        raise TinyLSTMError(
+            f"--bidirectional needs windows of one length, but {ds.name!r} has lengths "
+            f"{min(lengths)}-{max(lengths)}: cut or pad every sequence to one length (watch and .csv data: "
+            "--window N) or train without --bidirectional"
+        )
+    window = lengths.pop()
+    if window > MAX_WINDOW:
+        raise TinyLSTMError(
+            f"--bidirectional buffers the window on the board: {window} samples is more than {MAX_WINDOW}; "
+            "cut shorter windows (--window)"
+        )
+    return window
 
 
 def _metrics_dict(
@@ -310,6 +341,7 @@ def fit(
     out = check_output_dir(out_dir)
     ds.validate()
     check_sizes(config.cell, ds.num_channels, config.hidden, config.layers, ds.output_size)
+    window = bidirectional_window(ds, test_ds) if config.bidirectional else ds.window
     test_frac = 0.0 if test_ds is not None else config.test
     val_frac, val_reason = validation_fraction(config.val, config.select, config.qat_epochs)
     train_ds, val_ds, split_test = split(ds, val=val_frac, test=test_frac, seed=config.seed)
@@ -345,7 +377,7 @@ def fit(
         output_size=ds.output_size,
         task=ds.task,
         mode=ds.mode,
-        window=ds.window,
+        window=window,
         classes=ds.classes,
         channels=list(ds.channels),
         norm=norm.to_dict(),
@@ -360,6 +392,7 @@ def fit(
         ),
         readout=recipe.readout,
         stack=recipe.stack,
+        bidirectional=config.bidirectional,
     )
     splits = {"train": train, "val": val, "test": test}
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -521,6 +554,7 @@ def _train(
         config.dropout,
         recipe.readout,
         recipe.stack,
+        config.bidirectional,
     )
     history, best_epoch, seconds = run_epochs(model, model, train, val, target_norm, config, recipe)
     return model, history, best_epoch, seconds

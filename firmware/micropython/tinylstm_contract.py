@@ -5,6 +5,7 @@ MAX_LAYERS = 3
 MAX_HIDDEN = 256
 MAX_INPUT = 1024
 MAX_STACK = 255
+MAX_WINDOW = 65535
 Q12 = 12
 Q15 = 15
 HIDDEN_FRAC = 7
@@ -30,8 +31,11 @@ CELLS = (('lstm', 4, True, False), ('gru', 3, False, True), ('rnn', 1, False, Fa
 READOUTS = (('last', False), ('mean', True), ('max', True),)
 
 
-def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False, stacked=0):
+def state_words(layers, hidden, hidden_bits=HIDDEN_BITS, pooled=False, stacked=0, window_bytes=0):
     extra = (2 * hidden if pooled else 0) + (stacked + 1) // 2
+    if window_bytes:
+        extra += layers * hidden + (layers * hidden + 2 * hidden + window_bytes + 1) // 2
+        extra += 2 * hidden if pooled else 0
     if hidden_bits == HIDDEN16_BITS:
         return 2 * layers * hidden + hidden + extra
     return layers * hidden + (layers * hidden + hidden + 1) // 2 + extra

@@ -231,7 +231,7 @@ def _bit_exact(
             mismatched.append(k)
     cm.reset()
     first_bad = _first_difference(cm.trace(xq), ref)
-    words = len(xq) * (m.output_size + 2 * m.num_layers * m.hidden_size)
+    words = len(xq) * (m.output_size + 2 * (m.num_layers + len(m.backward)) * m.hidden_size)
     return {
         "sequences": len(xqs),
         "steps": steps,
@@ -389,7 +389,8 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
         )
     xq = _long_stream(xqs)
     y_ref, _, tr = golden.run(m, xq[None], trace=True)
-    ref = (y_ref[0], tr["h"][0], tr["c"][0])
+    h_ref, c_ref = golden.state_trace(tr)
+    ref = (y_ref[0], h_ref[0], c_ref[0])
     exact = _bit_exact(m, cm, xqs, ints, xq, ref)
     blob = check_blob(export_dir, m, xq, ref)
     if origin.model_file_status != "unchanged":

@@ -70,12 +70,14 @@ def run(args: argparse.Namespace) -> int:
     )
     r, out = exp.report, exp.dir
     print(
-        f"exported {r['cell'].upper()} {r['layers']}x{r['hidden_size']} (input {r['input_size']}"
+        f"exported {'bidirectional ' if r.get('bidirectional') else ''}{r['cell'].upper()} "
+        f"{r['layers']}x{r['hidden_size']} (input {r['input_size']}"
         + (f" x {r['stack']} samples per step" if r["stack"] > 1 else "")
         + f", output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}, "
         f"hidden state {r['hidden_format']}, readout {r['readout']}"
     )
     frac = f", cell frac bits {r['cell_frac']}" if cell_type(r["cell"]).cell_state else ""  # LSTM's c
-    print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B{frac}")
+    window = f" (the {r['window']}-sample window's inputs included)" if r.get("bidirectional") else ""
+    print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B{window}{frac}")
     print(f"  wrote {', '.join(str(out / f) for f in r['files'])}, {out / 'export-report.json'}")
     return 0

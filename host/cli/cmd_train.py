@@ -82,6 +82,12 @@ def register(subparsers: Any) -> None:
         help="input stacking: K consecutive samples per recurrent step, so the board runs the layers on "
         "every K-th sample, K times less work (default: windows of 256+ samples run as 64-127 steps, else 1)",
     )
+    p.add_argument(
+        "--bidirectional",
+        action="store_true",
+        help="window classification: a second stack runs over each window backwards at its end, and the head "
+        "reads both (windows of one length; the board keeps the window's inputs in RAM: `build` reports it)",
+    )
     p.add_argument("--clip", type=float, default=DEFAULTS.clip, help="gradient-norm clipping")
     p.add_argument("--patience", type=int, help="with --select best: early-stopping patience (default 10)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
@@ -178,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         select=args.select,
         readout=args.readout,
         stack=args.stack,
+        bidirectional=args.bidirectional,
         test=args.test,
         progress=not args.quiet,
         threads=args.threads,

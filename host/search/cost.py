@@ -40,12 +40,13 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.fit import CODE_ALLOWANCE, check_fits
 from tinylstm.host.boards.registry import Board
 
-# sizeof(tl_state_t) on a 32-bit target (csrc/tinylstm.h): 8 pointers + steps + phase (the stacking phase
-# and buffer pointer are in every model's state, stacked or not)
-STATE_STRUCT_BYTES = 40
+# sizeof(tl_state_t) on a 32-bit target (csrc/tinylstm.h): 13 pointers + steps + phase + wpos (the stacking
+# and bidirectional fields are in every model's state, used or not)
+STATE_STRUCT_BYTES = 64
 # the prices' rule: bumped when it or the kernel changes what a price says, so an older OUT/costs.json's
-# entries are measured again (2: per-sample prices of stacked models, tl_state_t with the stacking fields)
-COST_VERSION = 2
+# entries are measured again (2: per-sample prices of stacked models, tl_state_t with the stacking fields;
+# 3: tl_state_t with the bidirectional fields)
+COST_VERSION = 3
 WARMUP = 20  # recurrent steps before the counted ones (WARMUP * k samples for a stacked model)
 
 

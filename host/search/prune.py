@@ -163,6 +163,11 @@ def prune_checkpoint(
     if not 0.0 < step < 1.0:
         raise TinyLSTMError(f"--step {step}: give the fraction of units one round removes, in (0, 1)")
     model, meta = load_checkpoint(model_path)
+    if meta.bidirectional:
+        raise TinyLSTMError(
+            f"{model_path} is a bidirectional model: pruning one is not built yet; prune a unidirectional "
+            "model, or train the bidirectional one with fewer units (--hidden)"
+        )
     hidden, prices = resolve_hidden(meta, target)
     train_set, _, test_set = load_splits_from_meta(meta, data)
     norm = Normalizer.from_dict(meta.norm)

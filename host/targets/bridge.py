@@ -29,9 +29,10 @@ from tinylstm.host.boards.toolchain import compile_object
 CDEF = """
 typedef int tl_status_t;
 typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint8_t stack; uint16_t input_size;
-                 uint16_t hidden_size; uint16_t output_size; ...; } tl_model_t;
+                 uint16_t hidden_size; uint16_t output_size; uint16_t window; ...; } tl_model_t;
 typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; int16_t *pool; int8_t *stack;
-                 uint32_t phase; ...; } tl_state_t;
+                 uint32_t phase; int16_t *cb; int16_t *pool_b; int8_t *hb; int8_t *head2; int8_t *window;
+                 uint32_t wpos; ...; } tl_state_t;
 size_t tl_state_words(const tl_model_t *model);
 tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *buffer, size_t words);
 void tl_reset(tl_state_t *state);
@@ -65,18 +66,23 @@ static tl_status_t tl_bridge_step(tl_state_t *s, const char *x, int16_t *y)
 { return tl_step(s, (const int8_t *)x, y); }
 static tl_status_t tl_bridge_run(tl_state_t *s, const char *xs, size_t steps, int16_t *ys)
 { return tl_run(s, (const int8_t *)xs, steps, ys); }
-/* Every step's outputs and state words (h as int16), for bit-exact checks of long streams in one call. */
+/* Every step's outputs and state words (h as int16; a bidirectional model's backward layers after the forward
+ * ones), for bit-exact checks of long streams in one call. */
 static tl_status_t tl_bridge_trace(tl_state_t *s, const char *xs, size_t steps, int16_t *ys, int16_t *hs,
                                    int16_t *cs)
 {
     size_t t, k, in = s->model->input_size, out = s->model->output_size;
-    size_t cells = (size_t)s->model->num_layers * s->model->hidden_size;
+    size_t cells = (size_t)s->model->num_layers * s->model->hidden_size, all = s->hb ? 2 * cells : cells;
     for (t = 0; t < steps; t++) {
         tl_status_t st = tl_step(s, (const int8_t *)xs + t * in, ys + t * out);
         if (st != TL_OK) return st;
         for (k = 0; k < cells; k++) {
-            hs[t * cells + k] = s->h16 ? s->h16[k] : s->h[k];
-            cs[t * cells + k] = s->c[k];
+            hs[t * all + k] = s->h16 ? s->h16[k] : s->h[k];
+            cs[t * all + k] = s->c[k];
+        }
+        for (k = 0; s->hb && k < cells; k++) {
+            hs[t * all + cells + k] = s->hb[k];
+            cs[t * all + cells + k] = s->cb[k];
         }
     }
     return TL_OK;
@@ -259,6 +265,7 @@ class CModel:
             if self._state.pool != self._ffi.NULL
             else np.zeros(0, dtype=np.int32)
         )
+        self.bidirectional = self._state.hb != self._ffi.NULL
         # a stacked model's buffered inputs (the step being filled)
         self.stack = max(int(self.model.stack), 1)
         self._stack = (
@@ -303,7 +310,7 @@ class CModel:
         ffi = lib.ffi
         words = ffi.new("uint32_t[]", max(1, (len(data) + 3) // 4))  # the reader wants 4-byte alignment
         ffi.memmove(words, data, len(data))
-        model, layers = ffi.new("tl_model_t *"), ffi.new("tl_layer_t[3]")
+        model, layers = ffi.new("tl_model_t *"), ffi.new("tl_layer_t[6]")
         status = lib.lib.tl_blob_parse(ffi.cast("uint8_t *", words), len(data), model, layers)
         if status != 0:
             raise TinyLSTMError(
@@ -313,9 +320,11 @@ class CModel:
 
     def trace(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Like ``run``, plus the hidden and cell state words after every step: (ys [T, O],
-        hs [T, layers, hidden], cs [T, layers, hidden]), in one C call."""
+        hs [T, layers, hidden], cs [T, layers, hidden]; a bidirectional model's [T, 2 * layers, hidden], its
+        backward layers after the forward ones), in one C call."""
         xi = self._int8_input(xs, steps=True)
-        T, cells = xi.shape[0], self.num_layers * self.hidden_size
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        T, cells = xi.shape[0], layers * self.hidden_size
         ys = np.empty((T, self.output_size), dtype=np.int16)
         hs = np.empty((T, cells), dtype=np.int16)
         cs = np.empty((T, cells), dtype=np.int16)
@@ -329,7 +338,7 @@ class CModel:
             self._ffi.cast("int16_t *", ptr(cs)),
         )
         self._check(status, "tl_step")
-        shape = (T, self.num_layers, self.hidden_size)
+        shape = (T, layers, self.hidden_size)
         return ys, hs.reshape(shape).astype(self._h.dtype), cs.reshape(shape)
 
     @staticmethod
@@ -443,3 +452,25 @@ class CModel:
     def steps(self) -> int:
         """Recurrent steps since the reset (a stacked model's: one per ``stack`` samples)."""
         return int(self._state.steps)
+
+    def backward_state(self) -> dict[str, np.ndarray]:
+        """A bidirectional model's state words beside the forward ones (copies; golden.GoldenState's names):
+        the backward layers' ``hb`` and ``cb`` [num_layers, hidden_size], the backward pool ``pool_b`` (int32,
+        empty for the last-h readout), what the head reads ``head2`` [2 * hidden_size], the window's inputs
+        ``window`` [window * input_size] and the samples in it, ``wpos``."""
+        st, ffi, L, H = self._state, self._ffi, self.num_layers, self.hidden_size
+        if st.hb == ffi.NULL:
+            raise TinyLSTMError("backward_state: the model is not bidirectional")
+        W = int(self.model.window) * self.input_size
+
+        def view(ptr: Any, n: int, dtype: Any) -> np.ndarray:
+            return np.frombuffer(ffi.buffer(ptr, n * np.dtype(dtype).itemsize), dtype=dtype).copy()
+
+        return {
+            "hb": view(st.hb, L * H, np.int8).reshape(L, H),
+            "cb": view(st.cb, L * H, np.int16).reshape(L, H),
+            "pool_b": view(st.pool_b, H, "<i4") if st.pool_b != ffi.NULL else np.zeros(0, np.int32),
+            "head2": view(st.head2, 2 * H, np.int8),
+            "window": view(st.window, W, np.int8),
+            "wpos": np.array([int(st.wpos)]),
+        }

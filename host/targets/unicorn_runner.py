@@ -60,6 +60,7 @@ ROOTS = (
 # the step path (tl_dot_s16: the int16-h dot products, empty in int8-h builds) and every cell's tl_<name>.c
 KERNEL_FILES = (
     "tl_api",
+    "tl_bidir",
     "tl_cells",
     "tl_dot",
     "tl_dot_s16",
@@ -87,6 +88,8 @@ DRIVER = r"""
 #include "tl_model.h"
 
 #define CELLS (TL_MODEL_NUM_LAYERS * TL_MODEL_HIDDEN_SIZE)
+/* the state words recorded per step: the forward layers', then a bidirectional model's backward layers' */
+#define ALL_CELLS (CELLS * (1 + TL_MODEL_BIDIRECTIONAL))
 static int16_t drv_buf[TL_MODEL_STATE_WORDS];
 tl_state_t drv_state;
 int8_t drv_x[DRV_MAX_STEPS * TL_MODEL_INPUT_SIZE];
@@ -94,12 +97,12 @@ int16_t drv_y[DRV_MAX_STEPS * TL_MODEL_OUTPUT_SIZE];
 /* the hidden state as the model holds it: int16 Q0.15 (int16-h models, tl_state_t.h16) or int8 Q0.7 */
 #if TL_MODEL_HIDDEN_BITS == 16
 #define DRV_H drv_state.h16
-int16_t drv_h[DRV_MAX_STEPS * CELLS];
+int16_t drv_h[DRV_MAX_STEPS * ALL_CELLS];
 #else
 #define DRV_H drv_state.h
-int8_t drv_h[DRV_MAX_STEPS * CELLS];
+int8_t drv_h[DRV_MAX_STEPS * ALL_CELLS];
 #endif
-int16_t drv_c[DRV_MAX_STEPS * CELLS];
+int16_t drv_c[DRV_MAX_STEPS * ALL_CELLS];
 
 /* -nostdlib: gcc may turn copy loops into calls to these. */
 void *memcpy(void *d, const void *s, size_t n)
@@ -125,9 +128,15 @@ int drv_run(uint32_t steps)
         int st = tl_step(&drv_state, drv_x + t * TL_MODEL_INPUT_SIZE, drv_y + t * TL_MODEL_OUTPUT_SIZE);
         if (st != TL_OK) return st;
         for (int k = 0; k < CELLS; ++k) {
-            drv_h[t * CELLS + k] = DRV_H[k];
-            drv_c[t * CELLS + k] = drv_state.c[k];
+            drv_h[t * ALL_CELLS + k] = DRV_H[k];
+            drv_c[t * ALL_CELLS + k] = drv_state.c[k];
         }
+#if TL_MODEL_BIDIRECTIONAL
+        for (int k = 0; k < CELLS; ++k) {
+            drv_h[t * ALL_CELLS + CELLS + k] = drv_state.hb[k];
+            drv_c[t * ALL_CELLS + CELLS + k] = drv_state.cb[k];
+        }
+#endif
     }
     return TL_OK;
 }
@@ -295,7 +304,8 @@ class Target:
             # FPU on: CPACR CP10/CP11 full access (the reset handler's job on a real board).
             uc.reg_write(arm.UC_ARM_REG_C1_C0_2, uc.reg_read(arm.UC_ARM_REG_C1_C0_2) | (0xF << 20))
             uc.reg_write(arm.UC_ARM_REG_FPEXC, 0x4000_0000)
-        self.cells = model.num_layers * model.hidden_size
+        self.layers = model.num_layers + len(model.backward)  # the state words drv_run records per step
+        self.cells = self.layers * model.hidden_size
         if (st := self.call("drv_init")) != 0:
             raise RuntimeError(f"tl_state_init returned {st}")
 
@@ -329,7 +339,7 @@ class Target:
 
     def run(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Step through ``xq`` [T, I] in chunks; returns y [T, O], h and c [T, L, H] after every step (h int8,
-        or int16 for an int16-h model)."""
+        or int16 for an int16-h model; a bidirectional model's [T, 2L, H], as golden.state_trace)."""
         m = self.model
         h_type = np.int16 if m.hidden_bits > 8 else np.int8
         ys, hs, cs = [], [], []
@@ -340,8 +350,8 @@ class Target:
             if (st := self.call("drv_run", n)) != 0:
                 raise RuntimeError(f"tl_step returned {st}")
             ys.append(self._read("drv_y", np.int16, n * m.output_size).reshape(n, m.output_size))
-            hs.append(self._read("drv_h", h_type, n * self.cells).reshape(n, m.num_layers, m.hidden_size))
-            cs.append(self._read("drv_c", np.int16, n * self.cells).reshape(n, m.num_layers, m.hidden_size))
+            hs.append(self._read("drv_h", h_type, n * self.cells).reshape(n, self.layers, m.hidden_size))
+            cs.append(self._read("drv_c", np.int16, n * self.cells).reshape(n, self.layers, m.hidden_size))
         return np.concatenate(ys), np.concatenate(hs), np.concatenate(cs)
 
     def _read(self, name: str, dtype: type, count: int) -> np.ndarray:
