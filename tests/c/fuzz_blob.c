@@ -2,7 +2,8 @@
  * Test harness for csrc/tl_blob.c, built by tests/test_blob*.py with the sanitizers on.
  *
  *   fuzz_blob run BLOB   streams int8 samples from stdin through the parsed model and writes,
- *                        per step, outputs, hidden and cell state (raw little-endian) to stdout.
+ *                        per step, outputs, hidden and cell state (raw little-endian; a bidirectional
+ *                        model's backward hidden and cell state after them) to stdout.
  *   fuzz_blob fuzz       reads records (u32 LE length + bytes) from stdin; each blob lives in
  *                        a heap block of exactly its length (so ASan sees any overread), is
  *                        parsed and, if accepted, stepped a few times. Prints one status per line.
@@ -34,7 +35,7 @@ static int run(const char *path)
     fclose(f);
     if (!blob) return 2;
     tl_model_t m;
-    tl_layer_t layers[TL_MAX_LAYERS];
+    tl_layer_t layers[TL_BLOB_MAX_LAYERS];
     tl_status_t st = tl_blob_parse(blob, len, &m, layers);
     if (st != TL_OK) {
         fprintf(stderr, "tl_blob_parse: %d\n", (int)st);
@@ -51,6 +52,10 @@ static int run(const char *path)
         fwrite(y, sizeof *y, m.output_size, stdout);
         fwrite(s.h, 1, cells, stdout);
         fwrite(s.c, sizeof *s.c, cells, stdout);
+        if (s.hb) { /* a bidirectional model: its backward layers' state after the forward one */
+            fwrite(s.hb, 1, cells, stdout);
+            fwrite(s.cb, sizeof *s.cb, cells, stdout);
+        }
     }
     free(buf);
     free(y);
@@ -67,7 +72,7 @@ static int fuzz(void)
         uint8_t *blob = read_exact(stdin, len);
         if (!blob) return 2;
         tl_model_t m;
-        tl_layer_t layers[TL_MAX_LAYERS];
+        tl_layer_t layers[TL_BLOB_MAX_LAYERS];
         tl_status_t st = tl_blob_parse(blob, len, &m, layers);
         if (st == TL_OK) {
             size_t words = tl_state_words(&m);

@@ -12,6 +12,9 @@
  * Both hidden-state formats run: int8 Q0.7 and int16 Q0.15 (the blob header's hidden bits). The builds
  * (micropython.mk, micropython.cmake, natmod/Makefile) define TL_HIDDEN16 for that; without it the
  * kernel refuses int16-h blobs (tl_model_check) and Model() raises ValueError.
+ *
+ * Bidirectional window models (docs/model-blob.md) run too: tl_step keeps the window and runs the backward
+ * layers at its last sample; state() gives their h and c after the forward layers'.
  */
 #if !MICROPY_ENABLE_DYNRUNTIME
 #include "py/runtime.h"
@@ -26,8 +29,9 @@ typedef struct {
     const uint8_t *bytes; /* the blob data, or a 4-byte aligned copy of it */
     int16_t *words;       /* state buffer */
     int8_t *xq;           /* [input_size] a float sample converted to int8 */
+    uint8_t *hc;          /* a bidirectional model's state() bytes: h [2 * cells] int8, c [2 * cells] int16 */
     tl_model_t model;
-    tl_layer_t layers[TL_MAX_LAYERS];
+    tl_layer_t layers[TL_BLOB_MAX_LAYERS]; /* the forward layers, then a bidirectional model's backward ones */
     tl_state_t state;
 } tinylstm_model_obj_t;
 
@@ -65,6 +69,7 @@ static mp_obj_t tinylstm_model_make_new(const mp_obj_type_t *type, size_t n_args
     o->words = m_new(int16_t, words);
     o->xq = m_new(int8_t, o->model.input_size);
     tl_state_init(&o->state, &o->model, o->words, words);
+    o->hc = o->model.backward ? m_new(uint8_t, 6u * o->model.num_layers * o->model.hidden_size) : NULL;
     o->out = tinylstm_new_array(MP_QSTR_h, 2u * o->model.output_size);
     return MP_OBJ_FROM_PTR(o);
 }
@@ -151,12 +156,27 @@ static mp_obj_t tinylstm_model_reset(mp_obj_t self_in)
 static MP_DEFINE_CONST_FUN_OBJ_1(tinylstm_model_reset_obj, tinylstm_model_reset);
 
 /* state() -> (h, c): raw little-endian bytes, [layers * hidden] each: h int8 (int16 for an int16-h
- * model: tl_state_init points h16 into the buffer, h is NULL), c int16 */
+ * model: tl_state_init points h16 into the buffer, h is NULL), c int16; a bidirectional model's
+ * [2 * layers * hidden], the backward layers' after the forward ones' */
 static mp_obj_t tinylstm_model_state(mp_obj_t self_in)
 {
     tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
     const size_t cells = (size_t)self->model.num_layers * self->model.hidden_size;
     const tl_state_t *s = &self->state;
+    if (self->hc && s->hb) { /* the two directions' words are apart in the state buffer: gather them */
+        uint8_t *h = self->hc, *c = self->hc + 2 * cells;
+        const uint8_t *cf = (const uint8_t *)s->c, *cb = (const uint8_t *)s->cb;
+        for (size_t k = 0; k < cells; ++k) {
+            h[k] = (uint8_t)s->h[k];
+            h[cells + k] = (uint8_t)s->hb[k];
+        }
+        for (size_t k = 0; k < 2 * cells; ++k) {
+            c[k] = cf[k];
+            c[2 * cells + k] = cb[k];
+        }
+        mp_obj_t both[2] = {mp_obj_new_bytes(h, 2 * cells), mp_obj_new_bytes(c, 4 * cells)};
+        return mp_obj_new_tuple(2, both);
+    }
     mp_obj_t hc[2] = {s->h16 ? mp_obj_new_bytes((const uint8_t *)s->h16, 2 * cells)
                              : mp_obj_new_bytes((const uint8_t *)s->h, cells),
                       mp_obj_new_bytes((const uint8_t *)s->c, 2 * cells)};
@@ -169,12 +189,12 @@ static void tinylstm_store(mp_obj_t dict, qstr key, mp_obj_t value)
     mp_obj_dict_store(dict, MP_OBJ_NEW_QSTR(key), value);
 }
 
-/* info() -> {cell, layers, input_size, hidden_size, output_size, hash, kernel_version, hidden_bits} */
+/* info() -> {cell, layers, input_size, hidden_size, output_size, hash, kernel_version, hidden_bits, window} */
 static mp_obj_t tinylstm_model_info(mp_obj_t self_in)
 {
     tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
     const tl_model_t *m = &self->model;
-    mp_obj_t d = mp_obj_new_dict(8);
+    mp_obj_t d = mp_obj_new_dict(9);
     static const char *const cell_names[TL_NUM_CELLS] = TL_CELL_NAMES; /* tl_contract.h; the reader checked it */
     static const uint8_t name_lengths[TL_NUM_CELLS] = TL_CELL_NAME_LENGTHS;
     tinylstm_store(d, MP_QSTR_cell, mp_obj_new_str(cell_names[m->cell], name_lengths[m->cell]));
@@ -186,6 +206,7 @@ static mp_obj_t tinylstm_model_info(mp_obj_t self_in)
     tinylstm_store(d, MP_QSTR_kernel_version, mp_obj_new_int(TL_KERNEL_VERSION));
     /* 0 in blobs written before the header field means 8 (tl_blob_parse keeps the raw value) */
     tinylstm_store(d, MP_QSTR_hidden_bits, mp_obj_new_int(m->hidden_bits ? m->hidden_bits : TL_HIDDEN_BITS));
+    tinylstm_store(d, MP_QSTR_window, mp_obj_new_int(m->window)); /* a bidirectional model's W; 0 otherwise */
     return d;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(tinylstm_model_info_obj, tinylstm_model_info);
