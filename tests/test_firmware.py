@@ -203,25 +203,38 @@ def test_w16_layout_firmware_bit_exact(trained: Trained) -> None:
     assert report.passed and report.clean and report.mismatches == 0, report.render()
 
 
-# (cell, readout, stack) beside the shared fixture's LSTM with the mean readout: the other readouts, a stacked
-# model, and every other cell of the registry
-VARIANTS = [("lstm", "last", 1), ("lstm", "max", 1), ("lstm", "last", 5)] + [
-    (cell, "mean", 1) for cell in CELLS if cell != "lstm"
+# (cell, readout, stack, layers, bidirectional) beside the shared fixture's LSTM with the mean readout: the
+# other readouts, a stacked model, every other cell of the registry, and bidirectional window models
+VARIANTS = [("lstm", "last", 1, 1, False), ("lstm", "max", 1, 1, False), ("lstm", "last", 5, 1, False)] + [
+    (cell, "mean", 1, 1, False) for cell in CELLS if cell != "lstm"
 ]
+VARIANTS += [("lstm", "mean", 1, 2, True), ("gru", "max", 5, 1, True)]
+
+
+def _variant_name(cell: str, readout: str, stack: int, layers: int, bidirectional: bool) -> str:
+    return (
+        f"{cell}-{readout}"
+        + (f"-k{stack}" if stack > 1 else "")
+        + (f"-x{layers}" if layers > 1 else "")
+        + ("-bidir" if bidirectional else "")
+    )
 
 
 @pytest.mark.parametrize(
-    "cell,readout,stack", VARIANTS, ids=[f"{c}-{r}" + (f"-k{k}" if k > 1 else "") for c, r, k in VARIANTS]
+    "cell,readout,stack,layers,bidirectional", VARIANTS, ids=[_variant_name(*v) for v in VARIANTS]
 )
-def test_model_variant_firmware_bit_exact(trained: Trained, cell: str, readout: str, stack: int) -> None:
+def test_model_variant_firmware_bit_exact(
+    trained: Trained, cell: str, readout: str, stack: int, layers: int, bidirectional: bool
+) -> None:
     """The shared fixture's watch model is an LSTM reading the mean of h over each window (given: at its
     3 epochs the recipe would cross-validate mean against max); the other readouts build and stream
     bit-exact too (csrc/tl_pool.c in firmware), and so do a stacked model (5 samples per step: 25 steps
-    per 128-sample window, the last 3 samples held) and a model of every other cell (a firmware links
-    only its own cell, TL_ONLY_CELL)."""
+    per 128-sample window, the last 3 samples held), a model of every other cell (a firmware links
+    only its own cell, TL_ONLY_CELL) and bidirectional window models (the backward pass over the buffered
+    window at each window's last sample, the window's answer in its last PRED)."""
     assert load_held_out(trained.export_dir).model.readout == "mean"
     root = trained.export_dir.parent
-    name = f"{cell}-{readout}" + (f"-k{stack}" if stack > 1 else "")
+    name = _variant_name(cell, readout, stack, layers, bidirectional)
     export_dir = root / f"export-{name}"
     if not export_dir.is_dir():
         from tinylstm.trainer.data import load_dataset
@@ -229,13 +242,37 @@ def test_model_variant_firmware_bit_exact(trained: Trained, cell: str, readout: 
 
         run = fit(  # a quarter of the windows and one epoch: the model only has to exist
             load_dataset("watch", hop=128),
-            TrainConfig(cell=cell, hidden=16, epochs=1, readout=readout, stack=stack, progress=False),  # type: ignore[arg-type]
+            TrainConfig(
+                cell=cell,
+                hidden=16,
+                layers=layers,
+                epochs=1,
+                readout=readout,
+                stack=stack,
+                bidirectional=bidirectional,
+                progress=False,
+            ),  # type: ignore[arg-type]
             root / f"run-{name}",
         )
         export(ModelSource(str(run.checkpoint_path)), export_dir)
     model = load_held_out(export_dir).model
-    assert (model.cell, model.readout, model.stack) == (cell, readout, stack)
+    assert (model.cell, model.readout, model.stack, model.bidirectional) == (
+        cell,
+        readout,
+        stack,
+        bidirectional,
+    )
     fw = build_firmware(export_dir, trained.board, root / trained.board / f"fw-{name}")
     with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
         report = run_parity(link, export_dir, 2_000)
     assert report.passed and report.clean and report.mismatches == 0, report.render()
+    if bidirectional:  # `stream` labels the window's answer only, at its last sample
+        window = model.window
+        assert fw.window_bytes == window * model.input_size and fw.state_bytes == 2 * model.state_words
+        held = load_held_out(export_dir)
+        feed = np.concatenate([s[:window] for s in held.sequences[:3]])
+        with QemuBoard(fw.elf) as board, BoardStream(board.url, export_dir) as s:  # type: ignore[arg-type]
+            preds = list(s.predictions(feed=feed))
+        assert [p.step for p in preds if p.answer] == [window - 1, 2 * window - 1, 3 * window - 1]
+        assert all(p.label is None for p in preds if not p.answer)
+        assert all(p.label in (model.meta.classes or []) for p in preds if p.answer)

@@ -40,6 +40,15 @@ class FirmwareBuild:
     bin: Path | None = None
     sizes: SizeReport | None = None
     project: Path | None = None  # PlatformIO, ESP-IDF, Arduino library: the project directory
+    state_bytes: int = 0  # the model's state buffer, in static RAM (tl_state_words)
+    window_bytes: int = 0  # of which a bidirectional model's window of inputs (W x C int8)
+
+    def state_line(self) -> str:
+        """The state's RAM, as `build` prints it."""
+        window = (
+            f", of which the bidirectional window's inputs {self.window_bytes} B" if self.window_bytes else ""
+        )
+        return f"model state: {self.state_bytes} B of static RAM{window}"
 
 
 def app_sources() -> list[Path]:
@@ -129,6 +138,7 @@ def build_firmware(
     rx = link_rx_capacity(model.input_size, model.output_size)
     steps = replay_steps(source, replay, model.meta.window)
     check_fits(model, spec, rx, steps * model.input_size, export_layout(export_dir))
+    state_bytes, window_bytes = 2 * model.state_words, model.window * model.input_size
     model_c, _ = _model_files(export_dir)
     verify_emitted(model, export_dir, "model", export_layout(export_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +165,9 @@ def build_firmware(
     (out_dir / BUILD_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
     if spec.kind != "bare-metal":
         project = PACKAGERS[spec.kind].write(gen, out_dir, spec, model, all_defines, rx)
-        return FirmwareBuild(board, out_dir, project=project)
+        return FirmwareBuild(
+            board, out_dir, project=project, state_bytes=state_bytes, window_bytes=window_bytes
+        )
     all_defines.setdefault("TL_UART_RX_BUF", str(rx))
     app = firmware_dir() / "app"
     result = build_elf(
@@ -181,4 +193,12 @@ def build_firmware(
         )
         + "\n"
     )
-    return FirmwareBuild(board, out_dir, elf=result.elf, bin=result.bin, sizes=sizes)
+    return FirmwareBuild(
+        board,
+        out_dir,
+        elf=result.elf,
+        bin=result.bin,
+        sizes=sizes,
+        state_bytes=state_bytes,
+        window_bytes=window_bytes,
+    )

@@ -48,8 +48,14 @@ def check_fits(
     state = 2 * model.state_words
     ram = state + rx + APP_RAM_ALLOWANCE + board.framework_ram_bytes
     if ram > board.ram_bytes:
+        window = model.window * model.input_size
         raise TinyLSTMError(
-            f"the model does not fit {board.name}: it needs about {_kb(ram)} of RAM (state {state} B, "
-            f"a {rx} B receive buffer, the app and the framework) of the board's {_kb(board.ram_bytes)}. "
-            "Export a smaller model (fewer hidden units or layers)"
+            f"the model does not fit {board.name}: it needs about {_kb(ram)} of RAM (state {state} B"
+            + (f", {window} B of it the bidirectional window's inputs" if window else "")
+            + f", a {rx} B receive buffer, the app and the framework) of the board's {_kb(board.ram_bytes)}. "
+            + (
+                "Train on shorter windows (--window) or without --bidirectional"
+                if window
+                else "Export a smaller model (fewer hidden units or layers)"
+            )
         )

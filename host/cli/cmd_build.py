@@ -53,10 +53,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if b.project is not None:
         print(PACKAGERS[get_board(args.board).kind].next_step.format(project=b.project, board=args.board))
+        print(b.state_line())
         return 0
     assert b.sizes is not None
     print(
-        f"built {b.elf} and {b.bin} for {args.board}\n{b.sizes.render()}\n"
+        f"built {b.elf} and {b.bin} for {args.board}\n{b.sizes.render()}\n{b.state_line()}\n"
         f"(size report: {b.out_dir}/size-report.md)"
     )
     return 0

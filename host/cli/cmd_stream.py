@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             with closing(predictions):  # closed on the way out, so the log is flushed before the summary
                 for p in predictions:
-                    if not args.quiet:
+                    if not args.quiet and p.answer:  # a bidirectional model answers once per window
                         vals = (
                             " ".join(f"{v:+.3f}" for v in p.values) if p.values else " ".join(map(str, p.raw))
                         )

@@ -54,6 +54,9 @@ class Prediction:
     label: str | None  # class with the largest output, for classifiers
     session: int  # 0 for the first board boot seen, +1 for every reboot or reconnect
     drift: tuple[str, ...] = ()  # the drift alerts active after this prediction (tinylstm.host.link.drift)
+    # False for a bidirectional model's samples before its window's last (the head of zeros: no answer yet;
+    # docs/integer-contract.md); such a prediction has no label
+    answer: bool = True
 
 
 @dataclass
@@ -118,11 +121,13 @@ class BoardStream:
         self._scale: float | None = None
         self._classes: list[str] | None = None
         self._hash: int | None = None
+        self._answer_every = 0  # a bidirectional model's window: it answers at each window's last sample
         self.drift: DriftMonitor | None = None
         self._on_drift = on_drift
         if export_dir is not None:
             m, _ = load_int_model(export_dir)
             self._scale, self._classes, self._hash = m.output_scale, m.meta.classes or None, m.model_hash
+            self._answer_every = m.window
             ref = drift_reference(export_dir)
             if drift is not None and ref is not None:
                 self.drift = DriftMonitor(ref, m.output_scale, drift)
@@ -288,9 +293,10 @@ class BoardStream:
         session.received += 1
         self.counters.predictions += 1
         values = label = None
+        answer = not self._answer_every or msg.step % self._answer_every == self._answer_every - 1
         if self._scale is not None:
             values = tuple(v * self._scale for v in msg.outputs)
-            if self._classes and len(self._classes) == len(msg.outputs):
+            if answer and self._classes and len(self._classes) == len(msg.outputs):
                 label = self._classes[int(np.argmax(msg.outputs))]
         active: tuple[str, ...] = ()
         if self.drift is not None:
@@ -298,7 +304,8 @@ class BoardStream:
                 if self._on_drift is not None:
                     self._on_drift(event)
             active = tuple(self.drift.active)
-        return Prediction(msg.step, msg.outputs, values, label, len(self.counters.sessions) - 1, active)
+        session_index = len(self.counters.sessions) - 1
+        return Prediction(msg.step, msg.outputs, values, label, session_index, active, answer)
 
     def _on_hello(self, hello: Hello) -> None:
         if self._hash is not None:
