@@ -68,7 +68,7 @@ tl_status_t tl_model_check(const tl_model_t *m)
         return TL_ERR_MODEL;
     for (size_t n = 0; n < m->num_layers; ++n)
         if (!layer_ok(m, cell, &m->layers[n], n, mult_max) ||
-            (m->backward && !layer_ok(m, cell, &m->backward[n], n, mult_max)))
+            (TL_WITH_BIDIR && m->backward && !layer_ok(m, cell, &m->backward[n], n, mult_max)))
             return TL_ERR_MODEL;
     if (!biases_in_range(m->head_bias, m->output_size)) return TL_ERR_MODEL;
     for (size_t o = 0; o < m->output_size; ++o)
@@ -154,7 +154,7 @@ void tl_reset(tl_state_t *s)
     s->wpos = 0;
     if (s->pool) memset(s->pool, 0, TL_POOL_WORDS(H) * sizeof *s->pool);
     if (s->stack) memset(s->stack, 0, (size_t)s->model->stack * s->model->input_size);
-    if (s->cb) {
+    if (TL_WITH_BIDIR && s->cb) {
         memset(s->cb, 0, cells * sizeof *s->cb);
         if (s->pool_b) memset(s->pool_b, 0, TL_POOL_WORDS(H) * sizeof *s->pool_b);
         memset(s->hb, 0, cells + 2 * H + (size_t)s->model->window * s->model->input_size);

@@ -169,7 +169,10 @@ void tl_pool_s16(uint8_t readout, int16_t *pool, const int16_t *h, size_t H, int
 #endif
 
 /** What the head reads: H values, or 2H ([v_f ; v_b]) for a bidirectional model. */
-static inline size_t tl_head_width(const tl_model_t *m) { return (size_t)m->hidden_size * (m->backward ? 2u : 1u); }
+static inline size_t tl_head_width(const tl_model_t *m)
+{
+    return (size_t)m->hidden_size * (TL_WITH_BIDIR && m->backward ? 2u : 1u);
+}
 
 /** Dense head: y[o] = sat16(requantize(W[o] . h + b[o])) for o < model->output_size, h [tl_head_width]. */
 void tl_dense_step(const tl_model_t *model, const int8_t *h, int16_t *y);
