@@ -163,60 +163,12 @@ def test_fallback_unidirectional_models_have_no_window() -> None:
     assert (len(h), len(c)) == (2 * 4, 2 * 2 * 4) and model.backward == []
 
 
-# Runs inside MicroPython: argv = module dir, blob, int8 samples, output file, mode, reset sample. After every
-# sample: y, h and c (state(): both directions), the window position (int32).
-DRIVER = """
-import sys
-from array import array
-sys.path.insert(0, sys.argv[1])
-import tinylstm_mpy
-m = tinylstm_mpy.Model(open(sys.argv[2], "rb").read(), sys.argv[5] == "viper")
-xs = open(sys.argv[3], "rb").read()
-reset_at = int(sys.argv[6])
-I = m.input_size
-x = array("b", bytes(I))
-out = open(sys.argv[4], "wb")
-for t in range(len(xs) // I):
-    if t == reset_at:
-        m.reset()
-    for k in range(I):
-        v = xs[t * I + k]
-        x[k] = v - 256 if v > 127 else v
-    out.write(m.step(x))
-    h, c = m.state()
-    out.write(h)
-    out.write(c)
-    out.write(array("i", [m.wpos]))
-out.close()
-"""
-
-
 def run_driver(tmp: Path, m: IntModel, xq: np.ndarray, reset_at: int, mode: str) -> list[dict[str, Any]]:
+    from mpy_words import run_driver as run_words
     from test_micropython import MPY_DIR
 
     assert MICROPYTHON
-    (tmp / "model.tlm").write_bytes(blob.to_blob(m))
-    (tmp / "x.bin").write_bytes(xq.tobytes())
-    (tmp / "driver.py").write_text(DRIVER)
-    args = [str(tmp / n) for n in ("driver.py", "model.tlm", "x.bin", "y.bin")]
-    proc = subprocess.run(
-        [MICROPYTHON, args[0], str(MPY_DIR), *args[1:], mode, str(reset_at)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr or proc.stdout
-    raw = (tmp / "y.bin").read_bytes()
-    cells = 2 * m.num_layers * m.hidden_size
-    parts = [("y", "<i2", m.output_size), ("h", "i1", cells), ("c", "<i2", cells), ("wpos", "<i4", 1)]
-    rec = np.dtype(parts)
-    assert len(raw) == rec.itemsize * len(xq), f"MicroPython wrote {len(raw)} bytes"
-    got = np.frombuffer(raw, rec)
-    return [
-        {"y": r["y"].tolist(), "h": r["h"].tolist(), "c": r["c"].tolist(), "wpos": int(r["wpos"][0])}
-        for r in got
-    ]
+    return run_words(MICROPYTHON, MPY_DIR, tmp, m, xq, reset_at, mode)
 
 
 MPY_CASES = [
@@ -238,8 +190,9 @@ MPY_CASES = [
 def test_fallback_under_micropython_every_word(
     tmp_path: Path, cell: str, layers: int, readout: str, stack: int, mode: str
 ) -> None:
-    """The viper dots and the plain loops: every output, h and c word of both directions and the window
-    position after every sample, a moving and a saturating model each."""
+    """The viper dots and the plain loops: every output and state word (h and c of both directions, both
+    pools, the stacking buffer, phase, steps, the window and its position) after every sample, a moving and a
+    saturating model each."""
     for saturating in (False, True):
         m, xq, reset_at = bidir_model(cell, layers, readout, stack, seed=1, saturating=saturating)
         want = golden_words(m, xq, reset_at)

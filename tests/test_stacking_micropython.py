@@ -169,70 +169,12 @@ def test_fallback_refuses_a_stack_the_kernel_cannot_run() -> None:
     assert model.stacking == 1 and len(model.stack) == 0
 
 
-# Runs inside MicroPython: argv = module dir, blob, int8 samples, output file, mode, reset sample. After every
-# sample: y, h, c (state()), pool (int32), the stack buffer (int8), phase and steps (int32).
-DRIVER = """
-import sys
-from array import array
-sys.path.insert(0, sys.argv[1])
-import tinylstm_mpy
-m = tinylstm_mpy.Model(open(sys.argv[2], "rb").read(), sys.argv[5] == "viper")
-xs = open(sys.argv[3], "rb").read()
-reset_at = int(sys.argv[6])
-I = m.input_size
-x = array("b", bytes(I))
-out = open(sys.argv[4], "wb")
-for t in range(len(xs) // I):
-    if t == reset_at:
-        m.reset()
-    for k in range(I):
-        v = xs[t * I + k]
-        x[k] = v - 256 if v > 127 else v
-    out.write(m.step(x))
-    h, c = m.state()
-    out.write(h)
-    out.write(c)
-    out.write(array("i", m.pool))
-    out.write(array("b", list(m.stack)))
-    out.write(array("i", [m.phase, m.steps]))
-out.close()
-"""
-
-
 def run_driver(tmp: Path, m: IntModel, xq: np.ndarray, reset_at: int, mode: str) -> list[dict[str, Any]]:
-    import subprocess
-
+    from mpy_words import run_driver as run_words
     from test_micropython import MPY_DIR
 
     assert MICROPYTHON
-    (tmp / "model.tlm").write_bytes(blob.to_blob(m))
-    (tmp / "x.bin").write_bytes(xq.tobytes())
-    (tmp / "driver.py").write_text(DRIVER)
-    args = [str(tmp / n) for n in ("driver.py", "model.tlm", "x.bin", "y.bin")]
-    proc = subprocess.run(
-        [MICROPYTHON, args[0], str(MPY_DIR), *args[1:], mode, str(reset_at)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr or proc.stdout
-    raw = (tmp / "y.bin").read_bytes()
-    L, H, O, K = m.num_layers, m.hidden_size, m.output_size, m.stack
-    h_type = np.dtype("<i2") if m.hidden_bits == HIDDEN16_BITS else np.dtype(np.int8)
-    parts = [("y", "<i2", O), ("h", h_type, L * H), ("c", "<i2", L * H), ("pool", "<i4", H)]
-    parts += [("stack", np.dtype(np.int8), K * m.input_size), ("counts", "<i4", 2)]
-    size = sum(np.dtype(d).itemsize * n for _, d, n in parts)
-    assert len(raw) == size * len(xq), f"MicroPython wrote {len(raw)} bytes, expected {size * len(xq)}"
-    out = []
-    for t in range(len(xq)):
-        pos, rec = t * size, {}
-        for key, dtype, n in parts:
-            rec[key] = np.frombuffer(raw, dtype, n, pos).tolist()
-            pos += np.dtype(dtype).itemsize * n
-        rec["phase"], rec["steps"] = rec.pop("counts")
-        out.append(rec)
-    return out
+    return run_words(MICROPYTHON, MPY_DIR, tmp, m, xq, reset_at, mode)
 
 
 MPY_CASES = [
