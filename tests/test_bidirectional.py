@@ -262,6 +262,7 @@ def test_export_refuses_an_int16_hidden_state(tmp_path: Path, capsys: pytest.Cap
 
     ds = load_dataset("watch", hop=512)
     run = fit(ds, TrainConfig(hidden=4, epochs=1, bidirectional=True, progress=False), tmp_path / "run")
+    assert any(r.startswith("bidirectional (given)") for r in run.metrics["recipe"]["reasons"])
     out = tmp_path / "export"
     assert main(["export", str(run.checkpoint_path), "--hidden-bits", "16", "--out", str(out)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
