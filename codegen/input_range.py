@@ -40,14 +40,15 @@ MAX_SEQUENCES = 128
 MAX_STEPS = 2048
 
 
-def subsample(sequences: list[np.ndarray], stack: int) -> list[np.ndarray]:
-    """Up to MAX_SEQUENCES evenly spaced sequences, each at most MAX_STEPS samples (whole stacked steps)."""
+def subsample(sequences: list[np.ndarray], stack: int, whole: bool = False) -> list[np.ndarray]:
+    """Up to MAX_SEQUENCES evenly spaced sequences, each at most MAX_STEPS samples (whole stacked steps), or
+    ``whole`` (a bidirectional model, which answers only at its window's last sample) uncut."""
     n = len(sequences)
     idx = np.unique(np.linspace(0, n - 1, min(n, MAX_SEQUENCES)).round().astype(int))
     out = []
     for k in idx:
         s = sequences[k]
-        keep = min(len(s), MAX_STEPS) // stack * stack
+        keep = len(s) if whole else min(len(s), MAX_STEPS) // stack * stack
         if keep:
             out.append(s[:keep])
     return out
@@ -88,7 +89,7 @@ def choose_input_range(
 ) -> Calibration:
     """``cal`` with the input range among ``RANGE_FACTORS`` x the calibrated one whose integer model is
     closest to the float model on a subsample of ``sequences`` (normalised); ties keep the wider range."""
-    sample = subsample(sequences, fm.stack)
+    sample = subsample(sequences, fm.stack, whole=fm.bidirectional)
     if not sample:
         return cal
     best, best_err = cal, OutputError(np.inf, np.inf)

@@ -268,3 +268,39 @@ def test_export_refuses_an_int16_hidden_state(tmp_path: Path, capsys: pytest.Cap
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--hidden-bits 8" in lines[0], lines
     assert not out.exists()
+
+
+def test_export_chooses_the_input_range_on_the_window_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The input range is chosen by comparing the integer model's outputs with the float model's where the
+    task reads them: for a bidirectional model the window's last sample, so the compared sequences stay whole
+    even when the window is not a whole number of stacked steps (20 samples, 3 per step), and the ranges'
+    answers differ there."""
+    import dataclasses
+
+    from tinylstm.codegen import input_range
+    from tinylstm.codegen.quantize import calibrate, quantize
+
+    torch.manual_seed(2)
+    net = TinyRNN("gru", 2, 6, 1, 3, readout="max", stack=3, bidirectional=True).double()
+    meta = ModelMeta(input_mean=[0.0] * 2, input_std=[1.0] * 2, window=20)
+    fm = from_rnn(net.rnn, net.head, meta, "max", 3, net.rnn_backward)
+    x = list(np.random.default_rng(0).standard_normal((16, 20, 2)))
+    assert len(input_range.subsample(x, 3)[0]) == 18  # a unidirectional model's comparison: whole steps
+    cal = calibrate(fm, x)
+    errors = {
+        input_range.output_error(
+            fm, quantize(fm, dataclasses.replace(cal, input_absmax=cal.input_absmax * f)), x
+        )
+        for f in input_range.RANGE_FACTORS
+    }
+    assert len(errors) > 1
+    lengths: list[set[int]] = []
+    compare = input_range.output_error
+
+    def spy(fm: object, m: IntModel, seqs: list[np.ndarray]) -> input_range.OutputError:
+        lengths.append({len(s) for s in seqs})
+        return compare(fm, m, seqs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(input_range, "output_error", spy)
+    input_range.choose_input_range(fm, cal, x, 8)
+    assert lengths == [{20}] * len(input_range.RANGE_FACTORS)
