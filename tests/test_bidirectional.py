@@ -304,3 +304,21 @@ def test_export_chooses_the_input_range_on_the_window_answers(monkeypatch: pytes
     monkeypatch.setattr(input_range, "output_error", spy)
     input_range.choose_input_range(fm, cal, x, 8)
     assert lengths == [{20}] * len(input_range.RANGE_FACTORS)
+
+
+def test_a_window_the_board_cannot_hold_is_refused_before_the_build() -> None:
+    """build's fit check counts the window's inputs in the state: 60,000 samples of 3 channels (176 KB) do not
+    fit the STM32F405's 128 KB of RAM, and the error says how much of it is the window and what to change."""
+    from tinylstm.host.boards import get_board
+    from tinylstm.host.boards.fit import check_fits
+
+    m = random_int_model(np.random.default_rng(0), "lstm", 1, 3, 8, 2, window=60_000)
+    assert m.state_words * 2 > 180_000
+    with pytest.raises(TinyLSTMError, match="180000 B of it the bidirectional window's inputs.*--window"):
+        check_fits(m, get_board("stm32f405"), 256, 0)
+    check_fits(
+        random_int_model(np.random.default_rng(0), "lstm", 1, 3, 8, 2, window=6_000),
+        get_board("stm32f405"),
+        256,
+        0,
+    )
