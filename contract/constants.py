@@ -51,11 +51,8 @@ STACK_WORDS_C = "(((size_t)(stack) * (inputs) + 1) / 2)"
 # a bidirectional window model (docs/integer-contract.md, "Bidirectional window models") keeps after that
 # the backward stack's cell state (int16) and, as bytes packed two per word, its int8 hidden state, the head's
 # input [v_f ; v_b] (2H) and the window's W * C int8 inputs; a pooled readout adds TL_POOL_WORDS for the
-# backward pool
-BIDIR_WORDS_C = (
-    "((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + 2 * (size_t)(hidden) + (size_t)(window) * "
-    "(inputs) + 1) / 2)"
-)
+# backward pool (TL_BIDIR_WORDS(L, H, W, C): layers, hidden units, window samples, input channels)
+BIDIR_WORDS_C = "((size_t)(L) * (H) + ((size_t)(L) * (H) + 2u * (H) + (size_t)(W) * (C) + 1) / 2)"
 # the longest window a bidirectional model buffers (tl_model_t.window is a u16)
 MAX_WINDOW = 65535
 

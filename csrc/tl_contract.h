@@ -35,7 +35,7 @@
 #define TL_STATE_WORDS_H16(layers, hidden) (2 * (size_t)(layers) * (hidden) + (hidden))
 #define TL_POOL_WORDS(hidden) (2 * (size_t)(hidden))
 #define TL_STACK_WORDS(stack, inputs) (((size_t)(stack) * (inputs) + 1) / 2)
-#define TL_BIDIR_WORDS(layers, hidden, window, inputs) ((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + 2 * (size_t)(hidden) + (size_t)(window) * (inputs) + 1) / 2)
+#define TL_BIDIR_WORDS(L, H, W, C) ((size_t)(L) * (H) + ((size_t)(L) * (H) + 2u * (H) + (size_t)(W) * (C) + 1) / 2)
 
 /* Recurrent cells (contract/cells.py): code, gate rows per unit, int16 cell state, a separate
  * recurrent bias for the last gate. */

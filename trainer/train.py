@@ -365,7 +365,7 @@ def fit(
     test = PaddedSplit.build(test_ds, norm, target_norm) if len(test_ds) else None
     recipe = choose(config, DataShape.of(train_ds))
     recipe.reasons.insert(0, val_reason)
-    if config.bidirectional:
+    if config.bidirectional and window:
         recipe.reasons.append(
             f"bidirectional (given): a backward stack over each {window}-sample window, run at its last "
             f"sample (the board keeps the window's inputs: {window * ds.num_channels} B of state)"
