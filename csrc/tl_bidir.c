@@ -11,7 +11,8 @@ void tl_bidir_backward(tl_state_t *s, const int8_t *v_f)
 {
     const tl_model_t *m = s->model;
     const size_t H = m->hidden_size, k = m->stack > 1 ? m->stack : 1;
-    const size_t width = k * m->input_size, steps = m->window / k;
+    /* S = window / k: the forward steps since the reset, at the window's last sample (no divide: lx106 has none) */
+    const size_t width = k * m->input_size, steps = s->steps;
     const tl_layer_step_fn layer_step = tl_cells[m->cell].layer_step;
     const int8_t *in = s->hb + (size_t)(m->num_layers - 1) * H;
     memcpy(s->head2, v_f, H);

@@ -6,7 +6,8 @@
   hidden state (-DTL_HIDDEN16, the flags of ``build_defines``).
 - Kernel runs: LSTM and GRU models with 1, 2 and 3 layers stepped over 2,000 int8 samples in QEMU
   ``-M sim`` on dc233c (clang/llc, windowed ABI) and lx106 (gcc, call0 ABI): every output, hidden and
-  cell state word of every step equals codegen/golden.py; the same for int16-h models (2 layers).
+  cell state word of every step equals codegen/golden.py; the same for int16-h models (2 layers) and
+  bidirectional window models (both directions' words).
 """
 
 from __future__ import annotations
@@ -120,6 +121,21 @@ def test_pooled_readout_bit_exact(
     model, xq = saturating_model("lstm", 2, hidden_bits)
     model = dataclasses.replace(model, readout=readout)
     xtensa.verify_kernel(kernel(core, "w8", hidden_bits), model, xq, tmp_path)
+
+
+@pytest.mark.parametrize("cell,readout,stack", [("lstm", "mean", 1), ("gru", "max", 3), ("rnn", "last", 2)])
+@pytest.mark.parametrize("core", xtensa.CORES)
+def test_bidirectional_bit_exact(
+    kernel: KernelFactory, core: Core, cell: str, readout: str, stack: int, tmp_path: Path
+) -> None:
+    """Bidirectional window models (csrc/tl_bidir.c): 2 layers each way, windows of 61 samples (not a whole
+    number of stacked steps), the backward pass at every window's last sample; every output and both
+    directions' h and c words."""
+    rng = np.random.default_rng(77 + stack)
+    model = random_int_model(
+        rng, cell, 2, INPUT, HIDDEN, OUTPUT, 18, 40, readout=readout, stack=stack, window=61
+    )
+    xtensa.verify_kernel(kernel(core, "w8"), model, samples(rng, 61 * 8 + 5), tmp_path)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

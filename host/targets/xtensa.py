@@ -393,8 +393,8 @@ def run_elf(core: Core, elf: Path, timeout: float = RUN_TIMEOUT_S) -> bytes:
 
 def record_dtype(model: IntModel) -> np.dtype:
     """One step's record, as run_main.c writes it: outputs, h (int8, or int16 for an int16-h model), c
-    (little-endian)."""
-    cells = model.num_layers * model.hidden_size
+    (little-endian); a bidirectional model's backward layers' h and c after the forward ones'."""
+    cells = (model.num_layers + len(model.backward)) * model.hidden_size
     h = "<i2" if model.hidden_bits > 8 else "i1"
     return np.dtype([("y", "<i2", model.output_size), ("h", h, cells), ("c", "<i2", cells)])
 
@@ -413,7 +413,8 @@ def check_records(model: IntModel, xq: np.ndarray, got: np.ndarray) -> None:
     if len(got) != steps:
         raise XtensaError(f"the run wrote {len(got)} steps, expected {steps}")
     y_ref, _, tr = golden.run(model, np.asarray(xq)[None], trace=True)
-    want = {"y": y_ref[0], "h": tr["h"][0].reshape(steps, -1), "c": tr["c"][0].reshape(steps, -1)}
+    h, c = golden.state_trace(tr)
+    want = {"y": y_ref[0], "h": h[0].reshape(steps, -1), "c": c[0].reshape(steps, -1)}
     for field, ref in want.items():
         bad = np.argwhere(got[field] != ref)
         if len(bad):

@@ -2,8 +2,9 @@
  * Kernel-run harness on an Xtensa core in QEMU (tests/test_xtensa.py, host/targets/xtensa.py): steps the
  * generated model (tl_model.h) over the generated int8 samples (tl_replay.h, in the ELF) and
  * writes, for every step, the outputs (int16 x O), the hidden state (int8 x layers*hidden, int16 for
- * an int16-h model) and the cell state (int16 x layers*hidden), raw little-endian, to the semihosting
- * stdout (host/targets/xtensa.py: record_dtype). The host checks every word against codegen/golden.py.
+ * an int16-h model) and the cell state (int16 x layers*hidden), a bidirectional model's backward layers'
+ * after the forward ones', raw little-endian, to the semihosting stdout (host/targets/xtensa.py:
+ * record_dtype). The host checks every word against codegen/golden.py.
  *
  * Exit status: 0 ok; 2 tl_state_init failed; 3 tl_step failed; 4 a semihosting write failed.
  */
@@ -26,7 +27,11 @@
 #define H_WORDS st.h
 #endif
 #define H_BYTES (CELLS * (TL_MODEL_HIDDEN_BITS / 8u))
-#define RECORD_BYTES (Y_BYTES + H_BYTES + 2u * CELLS)
+#ifndef TL_MODEL_BIDIRECTIONAL /* a tl_model.h generated before the field */
+#define TL_MODEL_BIDIRECTIONAL 0
+#endif
+#define DIRECTIONS (1u + TL_MODEL_BIDIRECTIONAL)
+#define RECORD_BYTES (Y_BYTES + DIRECTIONS * (H_BYTES + 2u * CELLS))
 
 int main(void);
 
@@ -40,9 +45,13 @@ int main(void)
     if (tl_state_init(&st, &tl_model, buf, TL_MODEL_STATE_WORDS) != TL_OK) return 2;
     for (t = 0; t < TL_REPLAY_STEPS; ++t) {
         if (tl_step(&st, tl_replay_data[t], y) != TL_OK) return 3;
+        uint8_t *p = record + Y_BYTES;
         memcpy(record, y, Y_BYTES); /* the cores here are little-endian, like the host's records */
-        memcpy(record + Y_BYTES, H_WORDS, H_BYTES);
-        memcpy(record + Y_BYTES + H_BYTES, st.c, 2u * CELLS);
+        memcpy(p, H_WORDS, H_BYTES);
+        if (TL_MODEL_BIDIRECTIONAL) memcpy(p + H_BYTES, st.hb, H_BYTES); /* int8 h: bidirectional models */
+        p += DIRECTIONS * H_BYTES;
+        memcpy(p, st.c, 2u * CELLS);
+        if (TL_MODEL_BIDIRECTIONAL) memcpy(p + 2u * CELLS, st.cb, 2u * CELLS);
         if (xt_write(1, record, sizeof record) != 0) return 4;
     }
     return 0;
