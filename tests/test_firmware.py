@@ -209,6 +209,11 @@ VARIANTS = [("lstm", "last", 1, 1, False), ("lstm", "max", 1, 1, False), ("lstm"
     (cell, "mean", 1, 1, False) for cell in CELLS if cell != "lstm"
 ]
 VARIANTS += [("lstm", "mean", 1, 2, True), ("gru", "max", 5, 1, True)]
+# each variant runs on one emulated board, the boards taken in turn: both run several (each a bidirectional
+# one), the shared fixture's model and the tests above run on both, and every variant's kernel paths run on
+# both cores in unicorn (Cortex-M4: test_readout.py, test_stacking.py, test_bidirectional.py; RV32IMC:
+# test_riscv_kernel.py)
+VARIANT_BOARDS = [EMULATED[k % len(EMULATED)] for k in range(len(VARIANTS))]
 
 
 def _variant_name(cell: str, readout: str, stack: int, layers: int, bidirectional: bool) -> str:
@@ -221,7 +226,10 @@ def _variant_name(cell: str, readout: str, stack: int, layers: int, bidirectiona
 
 
 @pytest.mark.parametrize(
-    "cell,readout,stack,layers,bidirectional", VARIANTS, ids=[_variant_name(*v) for v in VARIANTS]
+    "trained,cell,readout,stack,layers,bidirectional",
+    [(board, *v) for board, v in zip(VARIANT_BOARDS, VARIANTS, strict=True)],
+    ids=[f"{board}-{_variant_name(*v)}" for board, v in zip(VARIANT_BOARDS, VARIANTS, strict=True)],
+    indirect=["trained"],
 )
 def test_model_variant_firmware_bit_exact(
     trained: Trained, cell: str, readout: str, stack: int, layers: int, bidirectional: bool

@@ -1,5 +1,6 @@
 """The kernel as RV32IMC code (the ESP32-C3's instruction set) in unicorn, bit-exact with the golden
-reference in every output and state word on every step, for every cell and 1-3 layers."""
+reference in every output and state word on every step, for every cell and 1-3 layers, the pooled readouts,
+input stacking and bidirectional window models."""
 
 from __future__ import annotations
 
@@ -30,6 +31,32 @@ def test_rv32imc_kernel_bit_exact(tmp_path: Path, cell: str, layers: int) -> Non
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     assert np.array_equal(y, y_ref[0])
     assert np.array_equal(h, tr["h"][0]) and np.array_equal(c, tr["c"][0])
+
+
+@pytest.mark.parametrize(
+    "cell,readout,stack,window",
+    [
+        ("lstm", "mean", 1, 0),
+        ("gru", "max", 3, 0),
+        ("rnn", "mean", 2, 25),
+        ("lstm", "max", 1, 40),
+        ("gru", "last", 3, 31),
+    ],
+)
+def test_rv32imc_readouts_stacking_and_bidirectional(
+    tmp_path: Path, cell: str, readout: str, stack: int, window: int
+) -> None:
+    """Built as a firmware of each model is (only its paths): every output and h/c word, both directions'."""
+    require_board_tools("qemu-riscv32")
+    rng = np.random.default_rng(7 * stack + window)
+    model = random_int_model(rng, cell, 2, 7, 19, 3, 18, 40, readout=readout, stack=stack, window=window)
+    target = Target(build_target(model, tmp_path, core=CORE_RV32IMC, max_steps=500), model)
+    xq = rng.integers(-128, 128, (STEPS, 7)).astype(np.int8)
+    y, h, c = target.run(xq)
+    y_ref, _, tr = golden.run(model, xq[None], trace=True)
+    h_ref, c_ref = golden.state_trace(tr)
+    assert np.array_equal(y, y_ref[0])
+    assert np.array_equal(h, h_ref[0]) and np.array_equal(c, c_ref[0])
 
 
 def test_rv32imc_step_is_counted(tmp_path: Path) -> None:
