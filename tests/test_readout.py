@@ -87,17 +87,27 @@ def test_c_equals_golden_every_word(cell: str, layers: int, readout: str, hidden
 
 
 def test_mean_sum_saturates_at_int32() -> None:
-    """An int16 h pinned near +32767 for 70,000 steps: the int32 sum saturates (sat32) in C as in golden,
-    and the mean it gives stays in range."""
+    """An int16 h pinned near +32767: the int32 sum saturates (sat32) in C as in golden, and the mean it gives
+    stays in range. Both start from the state 67,000 such steps leave (steps and sums preset alike), so 2,000
+    more cross 2^31 - 1 without stepping the first 67,000 in Python."""
     rng = np.random.default_rng(5)
     m = random_int_model(rng, "lstm", 1, 2, 3, 2, hidden_bits=16, readout="mean")
     L = m.layers[0]
     L.weights[:] = 0
     L.bias[:] = BIAS_LIMIT  # every gate's pre-activation saturates: i, f, o -> 1, g -> 1, c -> the top
-    xq = np.zeros((70_000, 2), dtype=np.int8)
-    y_ref, state, _ = golden.run(m, xq[None])
-    assert state.pool[0].tolist() == [INT32_MAX] * 3
+    xq = np.zeros((2_000, 2), dtype=np.int8)
+    _, _, warm = golden.run(m, xq[None, :20], trace=True)
+    h_top = warm["h"][0, -1, 0].astype(np.int64)  # every unit's h, pinned after a few steps
+    assert h_top.min() > 30_000 and np.array_equal(warm["h"][0, 10:, 0], np.tile(h_top, (10, 1)))
+    start, sums = 67_000, 67_000 * h_top
+    assert sums.max() < INT32_MAX < (sums + 2_000 * h_top).min()
+    state = golden.GoldenState.zeros(m, 1)
+    state.steps, state.pool[0] = start, sums
     cm = CModel.from_int_model(m)
+    cm._state.steps = start  # the same words in the C state (its pool is a writable view of the buffer)
+    cm._pool[:] = sums
+    y_ref, state, _ = golden.run(m, xq[None], state)
+    assert state.pool[0].tolist() == [INT32_MAX] * 3
     assert np.array_equal(cm.run(xq), y_ref[0])
     assert cm.pool.tolist() == [INT32_MAX] * 3
 
