@@ -17,6 +17,7 @@ from tinylstm.codegen import golden
 from tinylstm.codegen.emit_c import Layout, build_defines, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.toolchain import compile_object
 from tinylstm.host.targets.bridge import find_compiler
 
 HARNESS = Path(__file__).parent / "c" / "run_model.c"
@@ -34,8 +35,8 @@ def check_sanitized_run(
     """``settings``: build settings beyond ``build_defines`` (e.g. a firmware's ``build_settings``)."""
     emit_c(model, gen, layout=layout)
     exe = gen / "run_model"
-    cmd = [
-        find_compiler(),
+    cc = find_compiler()
+    flags = [
         *C_FLAGS,
         *build_defines(model, layout),
         *(f"-D{k}={v}" for k, v in (settings or {}).items()),
@@ -45,8 +46,11 @@ def check_sanitized_run(
         "-I",
         str(gen),
     ]
-    cmd += [str(HARNESS), str(gen / "tl_model.c"), *map(str, kernel_sources()), "-o", str(exe), "-lm"]
-    subprocess.run(cmd, check=True)
+    objects = []
+    for src in [*kernel_sources(), HARNESS, gen / "tl_model.c"]:  # the kernel's compiled once per process
+        objects.append(gen / f"{src.stem}.o")
+        compile_object(cc, flags, src, objects[-1], f"compiling {src.name} with sanitizers")
+    subprocess.run([cc, *SANITIZE, *map(str, objects), "-o", str(exe), "-lm"], check=True)
     xq = rng.integers(-128, 128, (steps, model.input_size)).astype(np.int8)
     proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
