@@ -208,7 +208,7 @@ def test_w16_layout_firmware_bit_exact(trained: Trained) -> None:
 VARIANTS = [("lstm", "last", 1, 1, False), ("lstm", "max", 1, 1, False), ("lstm", "last", 5, 1, False)] + [
     (cell, "mean", 1, 1, False) for cell in CELLS if cell != "lstm"
 ]
-VARIANTS += [("lstm", "mean", 1, 2, True), ("gru", "max", 5, 1, True)]
+VARIANTS += [("gru", "max", 5, 1, True), ("lstm", "mean", 1, 2, True)]  # the cheaper one on the slower QEMU
 # each variant runs on one emulated board, the boards taken in turn: both run several (each a bidirectional
 # one), the shared fixture's model and the tests above run on both, and every variant's kernel paths run on
 # both cores in unicorn (Cortex-M4: test_readout.py, test_stacking.py, test_bidirectional.py; RV32IMC:
