@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tinylstm.codegen import blob
+from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.contract.constants import HIDDEN16_BITS
 from tinylstm.host.boards.csources import firmware_dir
@@ -93,3 +93,39 @@ def run_driver(tmp: Path, m: IntModel, xq: np.ndarray, reset_at: int, mode: str)
         words["phase"], words["steps"], words["wpos"] = (int(v) for v in r["counts"])
         out.append(words)
     return out
+
+
+# the words each test compares: a stacked model's, and a bidirectional model's besides
+STACKING_KEYS = ("y", "h", "c", "phase", "steps", "stack", "pool")
+BIDIR_KEYS = (*STACKING_KEYS, "wpos", "window", "pool_b")
+
+
+def golden_words(m: IntModel, xq: np.ndarray, reset_at: int | None) -> list[dict[str, Any]]:
+    """golden's words after every sample of one stream (reset before ``reset_at``), as run_driver names them:
+    y, h and c (a bidirectional model's backward layers after the forward ones), pool, stack, phase, steps,
+    wpos and, bidirectional, window and pool_b."""
+    state = golden.GoldenState.zeros(m, 1)
+    out = []
+    for t, x in enumerate(xq):
+        if t == reset_at:
+            state = golden.GoldenState.zeros(m, 1)
+        y = golden.step(m, state, x[None])[0]
+        words = {
+            "y": y.tolist(),
+            "h": np.concatenate([state.h[0], state.hb[0]]).ravel().tolist(),
+            "c": np.concatenate([state.c[0], state.cb[0]]).ravel().tolist(),
+            "pool": state.pool[0].tolist(),
+            "stack": state.stack[0].tolist(),
+            "phase": state.phase,
+            "steps": state.steps,
+            "wpos": state.wpos,
+        }
+        if m.bidirectional:
+            words |= {"window": state.window[0].tolist(), "pool_b": state.pool_b[0].tolist()}
+        out.append(words)
+    return out
+
+
+def assert_words(got: dict[str, Any], want: dict[str, Any], where: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        assert got[key] == want[key], f"{where}: {key} {got[key]} vs golden {want[key]}"

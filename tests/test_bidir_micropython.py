@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mpy_words import MICROPYTHON, needs_micropython, run_driver
+from mpy_words import BIDIR_KEYS, MICROPYTHON, assert_words, golden_words, needs_micropython, run_driver
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
@@ -62,41 +62,6 @@ def bidir_model(
     return m, xq, reset_at
 
 
-def golden_words(m: IntModel, xq: np.ndarray, reset_at: int | None) -> list[dict[str, Any]]:
-    """After every sample of one stream (reset before ``reset_at``): y, h and c of both directions, the
-    window and its position, both pools, the stack buffer, phase and steps."""
-    state = golden.GoldenState.zeros(m, 1)
-    out = []
-    for t, x in enumerate(xq):
-        if t == reset_at:
-            state = golden.GoldenState.zeros(m, 1)
-        y = golden.step(m, state, x[None])[0]
-        out.append(
-            {
-                "y": y.tolist(),
-                "h": np.concatenate([state.h[0], state.hb[0]]).ravel().tolist(),
-                "c": np.concatenate([state.c[0], state.cb[0]]).ravel().tolist(),
-                "window": state.window[0].tolist(),
-                "wpos": state.wpos,
-                "pool": state.pool[0].tolist(),
-                "pool_b": state.pool_b[0].tolist(),
-                "stack": state.stack[0].tolist(),
-                "phase": state.phase,
-                "steps": state.steps,
-            }
-        )
-    return out
-
-
-KEYS = ("y", "h", "c", "wpos", "window", "phase", "steps", "stack", "pool", "pool_b")
-
-
-def assert_words(got: dict[str, Any], want: dict[str, Any], where: str) -> None:
-    for key in KEYS:
-        if key in got:
-            assert got[key] == want[key], f"{where}: {key} {got[key]} vs golden {want[key]}"
-
-
 def fallback_words(model: Any, y: Any) -> dict[str, Any]:
     h, c = model.state()
     return {
@@ -129,7 +94,9 @@ def test_fallback_under_cpython_every_word(cell: str, layers: int) -> None:
             if t == reset_at:
                 model.reset()
             y = model.step(array("b", x.tobytes()))
-            assert_words(fallback_words(model, y), want[t], f"{cell} {layers}L {readout} k={stack} t={t}")
+            assert_words(
+                fallback_words(model, y), want[t], f"{cell} {layers}L {readout} k={stack} t={t}", BIDIR_KEYS
+            )
         moved += len({tuple(w["y"]) for w in want}) > 1
         # run() continues the same state sample by sample; a fresh stream gives golden.run's outputs
         model.reset()
@@ -186,7 +153,9 @@ def test_fallback_under_micropython_every_word(
         want = golden_words(m, xq, reset_at)
         got = run_driver(tmp_path, m, xq, reset_at, mode)
         for t, (g, w) in enumerate(zip(got, want, strict=True)):
-            assert_words(g, w, f"{mode} {cell} {layers}L {readout} k={stack} sat={saturating} t={t}")
+            assert_words(
+                g, w, f"{mode} {cell} {layers}L {readout} k={stack} sat={saturating} t={t}", BIDIR_KEYS
+            )
 
 
 @needs_micropython

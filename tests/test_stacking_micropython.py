@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mpy_words import MICROPYTHON, needs_micropython, run_driver
+from mpy_words import MICROPYTHON, STACKING_KEYS, assert_words, golden_words, needs_micropython, run_driver
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.blob import CRC_START
@@ -60,33 +60,6 @@ def stacked_model(
     return m, xq, reset_at
 
 
-def golden_words(m: IntModel, xq: np.ndarray, reset_at: int) -> list[dict[str, Any]]:
-    """After every sample of one stream (reset before ``reset_at``): y, h, c, pool, stack, phase, steps."""
-    state = golden.GoldenState.zeros(m, 1)
-    out = []
-    for t, x in enumerate(xq):
-        if t == reset_at:
-            state = golden.GoldenState.zeros(m, 1)
-        y = golden.step(m, state, x[None])[0]
-        out.append(
-            {
-                "y": y.tolist(),
-                "h": state.h[0].ravel().tolist(),
-                "c": state.c[0].ravel().tolist(),
-                "pool": state.pool[0].tolist(),
-                "stack": state.stack[0].tolist(),
-                "phase": state.phase,
-                "steps": state.steps,
-            }
-        )
-    return out
-
-
-def assert_words(got: dict[str, Any], want: dict[str, Any], where: str) -> None:
-    for key in ("y", "h", "c", "phase", "steps", "stack", "pool"):
-        assert got[key] == want[key], f"{where}: {key} {got[key]} vs golden {want[key]}"
-
-
 def h_c(model: Any) -> tuple[list[int], list[int]]:
     h, c = model.state()
     hw = np.frombuffer(h, "<i2" if model.hidden_bits == HIDDEN16_BITS else np.int8)
@@ -119,7 +92,9 @@ def test_fallback_under_cpython_every_word(
             "phase": model.phase,
             "steps": model.steps,
         }
-        assert_words(got, want[t], f"{cell} {layers}L h{hidden_bits} {readout} k={stack} t={t}")
+        assert_words(
+            got, want[t], f"{cell} {layers}L h{hidden_bits} {readout} k={stack} t={t}", STACKING_KEYS
+        )
     # run() continues the same state sample by sample; a fresh stream gives golden.run's outputs
     model.reset()
     ys = np.frombuffer(model.run(xq.tobytes()), "<i2").reshape(-1, m.output_size)
@@ -185,7 +160,7 @@ def test_fallback_under_micropython_every_word(
     want = golden_words(m, xq, reset_at)
     got = run_driver(tmp_path, m, xq, reset_at, mode)
     for t, (g, w) in enumerate(zip(got, want, strict=True)):
-        assert_words(g, w, f"{mode} {cell} {layers}L h{hidden_bits} {readout} k={stack} t={t}")
+        assert_words(g, w, f"{mode} {cell} {layers}L h{hidden_bits} {readout} k={stack} t={t}", STACKING_KEYS)
 
 
 @needs_micropython
