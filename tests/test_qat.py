@@ -4,7 +4,9 @@ of a hidden-8 model against post-training quantization, with an export that pass
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,9 +21,10 @@ from tinylstm.codegen.spec import ModelMeta
 from tinylstm.contract.cells import CELLS
 from tinylstm.host.analysis.check import check
 from tinylstm.host.cli.main import main
+from tinylstm.trainer.checkpoint import save_checkpoint
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.models import TinyRNN
-from tinylstm.trainer.train import TrainConfig, fit
+from tinylstm.trainer.train import FinetuneRun, TrainConfig, fit
 
 INPUT, HIDDEN, OUTPUT, STEPS = 5, 12, 3, 1000
 
@@ -77,17 +80,31 @@ def test_fake_quant_gradients_reach_every_weight() -> None:
 
 @pytest.mark.slow
 def test_qat_keeps_or_improves_int8_accuracy_of_a_hidden_8_model(tmp_path: Path) -> None:
-    """The same seeded float training twice, once followed by 3 QAT epochs (the watch IMU data
-    shipped with the package, every second window)."""
+    """A seeded float training followed by 3 QAT epochs (the watch IMU data shipped with the package, every
+    second window), against post-training quantization of the float model QAT started from (saved as a
+    checkpoint of its own when the QAT stage begins: one float training serves both)."""
     ds = load_dataset("watch", hop=64)
-    # one validation split for both (QAT's keep-or-not reads it; the float run alone would hold none back)
-    base = {"cell": "gru", "hidden": 8, "epochs": 8, "val": 0.15, "progress": False, "readout": "mean"}
-    ptq = fit(ds, TrainConfig(**base), tmp_path / "ptq")  # type: ignore[arg-type]
-    qat = fit(ds, TrainConfig(**base, qat_epochs=3), tmp_path / "qat", finetune=finetune)  # type: ignore[arg-type]
-    assert "qat" not in ptq.metrics and qat.metrics["qat"]["epochs"] == 3
+    # a validation split: QAT's keep-or-not reads it
+    config = TrainConfig(
+        cell="gru", hidden=8, epochs=8, val=0.15, progress=False, readout="mean", qat_epochs=3
+    )  # fmt: skip
+    floats: list[TinyRNN] = []
+
+    def keep_float_then_finetune(run: FinetuneRun) -> dict[str, Any]:
+        floats.append(copy.deepcopy(run.model))
+        return finetune(run)
+
+    qat = fit(ds, config, tmp_path / "qat", finetune=keep_float_then_finetune)
+    assert qat.metrics["qat"]["epochs"] == 3 and len(floats) == 1
+    float_meta = copy.deepcopy(qat.meta)
+    del float_meta.metrics["qat"]
+    checkpoints = {
+        "ptq": save_checkpoint(tmp_path / "ptq" / "model.pt", floats[0], float_meta),
+        "qat": qat.checkpoint_path,
+    }
     reports = {}
-    for name, result in (("ptq", ptq), ("qat", qat)):
-        export(ModelSource(str(result.checkpoint_path)), tmp_path / f"{name}-export")
+    for name, path in checkpoints.items():
+        export(ModelSource(str(path)), tmp_path / f"{name}-export")
         reports[name] = check(tmp_path / f"{name}-export")
     q_ptq, q_qat = reports["ptq"]["quality"], reports["qat"]["quality"]
     assert q_qat["int8"] >= q_ptq["int8"], (q_ptq, q_qat)
