@@ -300,7 +300,7 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
 
 
 # sizeof(tl_layer_t) and sizeof(tl_model_t) on a 32-bit target (csrc/tinylstm.h): pointers and ints
-LAYER_STRUCT_BYTES, MODEL_STRUCT_BYTES = 40, 56
+LAYER_STRUCT_BYTES, MODEL_STRUCT_BYTES = 36, 56
 
 
 def model_data_bytes(m: IntModel, layout: Layout = "w8") -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinylstm.codegen.emit_c import emit_c, model_data_bytes
+from tinylstm.codegen.emit_c import LAYER_STRUCT_BYTES, MODEL_STRUCT_BYTES, emit_c, model_data_bytes
 from tinylstm.codegen.random_models import random_int_model
 from tinylstm.codegen.store import save_int_model
 from tinylstm.contract.cells import CELLS
@@ -73,3 +73,6 @@ def test_the_flash_estimate_is_the_emitted_data(tmp_path: Path) -> None:
         out = subprocess.run(["arm-none-eabi-size", "-A", str(obj)], capture_output=True, text=True).stdout
         data = sum(int(line.split()[1]) for line in out.splitlines() if line.startswith((".rodata", ".data")))
         assert abs(model_data_bytes(model) - data) <= 16, (cell, model_data_bytes(model), data)
+        nm = subprocess.run(["arm-none-eabi-nm", "-S", str(obj)], capture_output=True, text=True).stdout
+        sizes = {f[3]: int(f[1], 16) for f in (line.split() for line in nm.splitlines()) if len(f) == 4}
+        assert sizes["layers"] == 2 * LAYER_STRUCT_BYTES and sizes["tl_model"] == MODEL_STRUCT_BYTES, sizes
