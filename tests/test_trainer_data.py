@@ -49,7 +49,7 @@ def test_ts_regression(tmp_path: Path) -> None:
     [
         (["1,2,3:4,5:a"], "different lengths"),
         (["1,x:3,4:a"], "not a number"),
-        (["1,2:3,4:c"], "not listed in @classLabel"),
+        (["1,2:3,4:c"], "not among the declared classes"),
         (["1,2:3,4:a", "1,2:a"], "dimensions"),
         (["1,?:3,4:a"], "missing value"),
         (["1,inf:3,4:a"], "infinite"),

@@ -75,8 +75,8 @@ def train(
     log: Callable[[str], None] | None = None,
     **config: Any,
 ) -> TrainResult:
-    """``tinylstm train``: fit a TinyLSTM/TinyGRU on ``data`` (a dataset name or a .ts/.csv/.npz file)
-    and write model.pt, curves.png and metrics.json to ``out``.
+    """``tinylstm train``: fit a TinyLSTM/TinyGRU on ``data`` (a dataset name or a .ts/.tsv/.arff/.csv/.npz
+    file) and write model.pt, curves.png and metrics.json to ``out``.
 
     ``config``: the fields of ``tinylstm.trainer.train.TrainConfig`` (cell, hidden, layers, epochs, lr,
     select, readout, stack, qat_epochs, ...; ``progress=True`` for progress bars); ``dataset_options``: how

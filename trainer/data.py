@@ -10,26 +10,36 @@ from typing import Any
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
+from tinylstm.trainer.arff_format import load_arff
 from tinylstm.trainer.csv_format import load_csv
 from tinylstm.trainer.npz_format import load_npz
 from tinylstm.trainer.sequence_set import SequenceSet
 from tinylstm.trainer.ts_format import load_ts
+from tinylstm.trainer.tsv_format import load_tsv
 from tinylstm.trainer.watch import load_watch
 
 __all__ = ["BUILTINS", "Normalizer", "SequenceSet", "load_dataset", "split"]
 
 BUILTINS: dict[str, Callable[..., SequenceSet]] = {"watch": load_watch}
-FILE_LOADERS: dict[str, Callable[..., SequenceSet]] = {".ts": load_ts, ".csv": load_csv, ".npz": load_npz}
+FILE_LOADERS: dict[str, Callable[..., SequenceSet]] = {
+    ".ts": load_ts,
+    ".tsv": load_tsv,
+    ".arff": load_arff,
+    ".csv": load_csv,
+    ".npz": load_npz,
+}
 OPTIONS: dict[str, set[str]] = {
     "watch": {"window", "hop"},
     ".ts": {"missing", "task"},
+    ".tsv": {"missing", "task"},
+    ".arff": {"missing", "task"},
     ".csv": {"target", "group", "channels", "task", "forecast", "window", "hop"},
     ".npz": {"task"},
 }
 
 
 def load_dataset(spec: str = "watch", **options: Any) -> SequenceSet:
-    """Load a builtin dataset by name (``watch``) or a ``.ts``/``.csv``/``.npz`` file.
+    """Load a builtin dataset by name (``watch``) or a ``.ts``/``.tsv``/``.arff``/``.csv``/``.npz`` file.
 
     ``options`` are format-specific (see each loader); ones a format does not use raise
     TinyLSTMError, and options set to None are dropped so defaults apply.

@@ -2,10 +2,8 @@
 
 A data line holds the dimensions separated by ``:`` (values comma-separated inside a dimension)
 and ends with the class label (``@classLabel true ...``) or a numeric target (``@targetLabel true``).
-Cases may differ in length; the dimensions of one case must share a length.
-Missing values (``?`` or ``NaN``) raise TinyLSTMError unless ``missing="interpolate"`` is given:
-then each dimension is filled by linear interpolation between its known values, and the edges
-take the nearest known value (forward/backward fill).
+Cases may differ in length; the dimensions of one case must share a length. Missing values: see
+trainer/cases.py.
 """
 
 from __future__ import annotations
@@ -15,40 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.sequence_set import SequenceSet, Task
-
-MISSING_POLICIES = ("error", "interpolate")
-
-
-def _fill_missing(values: np.ndarray, where: str) -> np.ndarray:
-    known = np.isfinite(values)
-    if not known.any():
-        raise TinyLSTMError(f"{where}: every value is missing; remove the case or fill it in the file")
-    steps = np.arange(values.shape[0])
-    return np.interp(steps, steps[known], values[known]).astype(np.float32)
-
-
-def _parse_dimension(text: str, missing: str, where: str) -> np.ndarray:
-    fields = [f.strip() for f in text.split(",")]
-    out = np.empty(len(fields), dtype=np.float32)
-    for i, f in enumerate(fields):
-        if f == "?":
-            out[i] = np.nan
-            continue
-        try:
-            out[i] = float(f)
-        except ValueError:
-            raise TinyLSTMError(f"{where}, value {i + 1}: {f!r} is not a number; fix the data line") from None
-    if np.isinf(out).any():
-        raise TinyLSTMError(f"{where}: value {int(np.argmax(np.isinf(out))) + 1} is infinite; fix the file")
-    if np.isnan(out).any():
-        if missing != "interpolate":
-            raise TinyLSTMError(
-                f"{where}, value {int(np.argmax(np.isnan(out))) + 1}: missing value ('?' or NaN); "
-                "fill it in the file, or pass --missing interpolate (Python: missing='interpolate')"
-            )
-        out = _fill_missing(out, where)
-    return out
+from tinylstm.trainer.cases import check_options, parse_values, read_lines, window_set
+from tinylstm.trainer.sequence_set import SequenceSet
 
 
 def _header(lines: list[tuple[int, str]], path: Path) -> tuple[dict[str, list[str]], int]:
@@ -71,12 +37,8 @@ def _flag(header: dict[str, list[str]], key: str) -> bool:
 
 def load_ts(path: Path, missing: str = "error", task: str = "auto") -> SequenceSet:
     """Parse a .ts file into window-mode sequences (one label or target per case)."""
-    if missing not in MISSING_POLICIES:
-        raise TinyLSTMError(f"missing={missing!r} is not known; use one of {', '.join(MISSING_POLICIES)}")
-    try:
-        raw = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise TinyLSTMError(f"cannot read {path}: {exc.strerror}; check the path and permissions") from None
+    check_options(missing, task)
+    raw = read_lines(path)
     lines = [(n + 1, s.strip()) for n, s in enumerate(raw)]
     # comment lines: '#' (sktime's files), '%' (aeon's, as in ARFF)
     lines = [(n, s) for n, s in lines if s and not s.startswith(("#", "%"))]
@@ -108,7 +70,10 @@ def load_ts(path: Path, missing: str = "error", task: str = "auto") -> SequenceS
         parts = line.split(":")
         if len(parts) < 2:
             raise TinyLSTMError(f"{where}: expected 'dim1:...:label', found no ':' separator; fix the line")
-        dims = [_parse_dimension(p, missing, f"{where} dimension {d + 1}") for d, p in enumerate(parts[:-1])]
+        dims = [
+            parse_values(text.split(","), missing, f"{where} dimension {d + 1}")
+            for d, text in enumerate(parts[:-1])
+        ]
         if n_dims is None:
             n_dims = len(dims)
         if len(dims) != n_dims:
@@ -128,40 +93,6 @@ def load_ts(path: Path, missing: str = "error", task: str = "auto") -> SequenceS
         raise TinyLSTMError(
             f"{path}: @dimensions says {declared[0]} but the cases have {n_dims}; fix the header"
         )
-
-    labels: np.ndarray
-    resolved: Task
-    if is_regression:
-        try:
-            labels = np.asarray([[float(v)] for v in raw_labels], dtype=np.float32)
-        except ValueError:
-            raise TinyLSTMError(
-                f"{path}: @targetLabel true but a target is not a number; fix the targets"
-            ) from None
-        if not np.isfinite(labels).all():
-            row = int(np.argmax(~np.isfinite(labels[:, 0])))
-            raise TinyLSTMError(f"{path}: the target of case {row + 1} is NaN/inf; fix or drop that case")
-        resolved = "regression"
-    else:
-        assert classes is not None
-        index = {c: i for i, c in enumerate(classes)}
-        unknown = sorted({v for v in raw_labels if v not in index})
-        if unknown:
-            raise TinyLSTMError(
-                f"{path}: labels {unknown[:5]} are not listed in @classLabel ({' '.join(classes)}); fix the "
-                "header"
-            )
-        labels = np.asarray([index[v] for v in raw_labels], dtype=np.int64)
-        resolved = "classification"
     problem = header.get("problemname", [path.stem])
-    ds = SequenceSet(
-        sequences=sequences,
-        labels=labels,
-        task=resolved,
-        mode="window",
-        classes=classes,
-        channels=[f"dim{d}" for d in range(n_dims or 0)],
-        name=problem[0] if problem else path.stem,
-    )
-    ds.validate()
-    return ds
+    name = problem[0] if problem else path.stem
+    return window_set(path, sequences, raw_labels, classes, is_regression, name)

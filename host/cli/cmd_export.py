@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model", help="TinyLSTM checkpoint (model.pt), a state_dict (+ --description) or a saved nn.Module"
     )
     p.add_argument(
-        "--data", help="calibration data: a dataset name or .ts/.csv/.npz (default: the checkpoint's)"
+        "--data",
+        help="calibration data: a dataset name or .ts/.tsv/.arff/.csv/.npz (default: the checkpoint's)",
     )
     p.add_argument("--description", help="JSON description for a bare state_dict (docs/user-models.md)")
     p.add_argument(

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "those within the budget; each trial trains with the training recipe. Resumable: run the same "
         "command again to continue the study.",
     )
-    p.add_argument("--data", required=True, help="dataset name or .ts/.csv/.npz file")
+    p.add_argument("--data", required=True, help="dataset name or .ts/.tsv/.arff/.csv/.npz file")
     p.add_argument("--board", required=True, choices=sorted(BOARDS), help="the board the model must fit")
     p.add_argument("--max-flash", help="model data + kernel code, e.g. 32k")
     p.add_argument("--max-ram", help="the model state the kernel keeps, e.g. 4k")

@@ -28,7 +28,9 @@ def register(subparsers: Any) -> None:
         description="Train a small LSTM/GRU. Writes OUT/model.pt, OUT/curves.png and OUT/metrics.json.",
     )
     p.add_argument(
-        "--data", default="watch", help="builtin name (watch) or a .ts/.csv/.npz file (default: watch)"
+        "--data",
+        default="watch",
+        help="builtin name (watch) or a .ts/.tsv/.arff/.csv/.npz file (default: watch)",
     )
     p.add_argument("--cell", choices=CELL_NAMES, default=DEFAULTS.cell)
     p.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help=f"hidden units (1..{MAX_HIDDEN})")
@@ -111,7 +113,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
     p.add_argument("--forecast", type=int, help="CSV regression: predict the target this many steps ahead")
-    p.add_argument("--missing", choices=["error", "interpolate"], help=".ts: how to treat '?' values")
+    p.add_argument(
+        "--missing",
+        choices=["error", "interpolate"],
+        help=".ts, .tsv, .arff: how to treat missing values ('?', NaN)",
+    )
     p.add_argument(
         "--threads",
         type=int,

@@ -1,0 +1,131 @@
+"""What the one-case-per-record formats share (``.ts``, the UCR archive's ``.tsv``, ``.arff``): one
+dimension's values parsed under a missing-value policy, and a window-mode SequenceSet built from the cases
+and their raw labels (class names or numeric targets).
+
+Missing values (``?`` or ``NaN``) raise TinyLSTMError unless ``missing="interpolate"`` is given: then each
+dimension is filled by linear interpolation between its known values, and the edges take the nearest known
+value (forward/backward fill).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinylstm.errors import TinyLSTMError
+from tinylstm.trainer.sequence_set import SequenceSet, Task
+
+MISSING_POLICIES = ("error", "interpolate")
+TASKS = ("auto", "classification", "regression")
+
+
+def check_options(missing: str, task: str) -> None:
+    if missing not in MISSING_POLICIES:
+        raise TinyLSTMError(f"missing={missing!r} is not known; use one of {', '.join(MISSING_POLICIES)}")
+    if task not in TASKS:
+        raise TinyLSTMError(f"task={task!r} is not known; use one of {', '.join(TASKS)}")
+
+
+def read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise TinyLSTMError(f"cannot read {path}: {exc.strerror}; check the path and permissions") from None
+
+
+def _fill_missing(values: np.ndarray, where: str) -> np.ndarray:
+    known = np.isfinite(values)
+    if not known.any():
+        raise TinyLSTMError(f"{where}: every value is missing; remove the case or fill it in the file")
+    steps = np.arange(values.shape[0])
+    return np.interp(steps, steps[known], values[known]).astype(np.float32)
+
+
+def parse_values(fields: list[str], missing: str, where: str, padded: bool = False) -> np.ndarray:
+    """One dimension's values (``?``, ``NaN`` or empty: missing). ``padded``: trailing missing values pad a
+    shorter case to the file's width (the UCR archive's convention) and are dropped, not filled."""
+    out = np.empty(len(fields), dtype=np.float32)
+    for i, f in enumerate(fields):
+        f = f.strip()
+        if f in ("?", ""):
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(f)
+        except ValueError:
+            raise TinyLSTMError(f"{where}, value {i + 1}: {f!r} is not a number; fix the data line") from None
+    if np.isinf(out).any():
+        raise TinyLSTMError(f"{where}: value {int(np.argmax(np.isinf(out))) + 1} is infinite; fix the file")
+    if padded:
+        known = np.flatnonzero(~np.isnan(out))
+        out = out[: known[-1] + 1] if known.size else out[:0]
+        if out.size == 0:
+            raise TinyLSTMError(f"{where}: every value is missing; remove the case or fill it in the file")
+    if np.isnan(out).any():
+        if missing != "interpolate":
+            raise TinyLSTMError(
+                f"{where}, value {int(np.argmax(np.isnan(out))) + 1}: missing value ('?' or NaN); "
+                "fill it in the file, or pass --missing interpolate (Python: missing='interpolate')"
+            )
+        out = _fill_missing(out, where)
+    return out
+
+
+def _sorted_labels(raw: list[str]) -> list[str]:
+    """The distinct labels in numeric order when they are all numbers (UCR: -1, 1, 2, 10), else in text
+    order."""
+    distinct = set(raw)
+    try:
+        return sorted(distinct, key=float)
+    except ValueError:
+        return sorted(distinct)
+
+
+def window_set(
+    path: Path,
+    sequences: list[np.ndarray],
+    raw_labels: list[str],
+    classes: list[str] | None,
+    regression: bool,
+    name: str,
+) -> SequenceSet:
+    """A window-mode SequenceSet: ``regression`` parses the labels as targets; otherwise they are class
+    names, indexed in ``classes`` (the file's declared list) or, when it declares none, in the sorted
+    distinct labels."""
+    if not sequences:
+        raise TinyLSTMError(f"{path}: no data lines; the file holds no cases")
+    labels: np.ndarray
+    resolved: Task
+    if regression:
+        try:
+            labels = np.asarray([[float(v)] for v in raw_labels], dtype=np.float32)
+        except ValueError:
+            raise TinyLSTMError(f"{path}: a target is not a number; fix the targets") from None
+        if not np.isfinite(labels).all():
+            row = int(np.argmax(~np.isfinite(labels[:, 0])))
+            raise TinyLSTMError(f"{path}: the target of case {row + 1} is NaN/inf; fix or drop that case")
+        resolved = "regression"
+        classes = None
+    else:
+        classes = _sorted_labels(raw_labels) if classes is None else classes
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = sorted({v for v in raw_labels if v not in index})
+        if unknown:
+            raise TinyLSTMError(
+                f"{path}: labels {unknown[:5]} are not among the declared classes ({' '.join(classes)}); fix "
+                "the header"
+            )
+        labels = np.asarray([index[v] for v in raw_labels], dtype=np.int64)
+        resolved = "classification"
+    ds = SequenceSet(
+        sequences=sequences,
+        labels=labels,
+        task=resolved,
+        mode="window",
+        classes=classes,
+        channels=[f"dim{d}" for d in range(sequences[0].shape[1])],
+        name=name,
+    )
+    ds.validate()
+    return ds
