@@ -85,6 +85,27 @@ MESSAGES: list[tuple[str, p.Message]] = [
             "x" * p.NAME_MAX,
         ),
     ),
+    (
+        "hello_bidirectional",  # a window model that answers at each window's last step
+        p.Hello(
+            0x0BADCAFE,
+            4,
+            p.Cell.GRU,
+            2,
+            3,
+            16,
+            5,
+            8,
+            p.Mode.WINDOW_END,
+            128,
+            p.Source.HOST,
+            32,
+            256,
+            0,
+            0,
+            "qemu-riscv32",
+        ),
+    ),
     ("pred", p.Pred(123456, 0x01020304, (1, -2, 300, -32768, 32767, 0))),
     ("pred_empty", p.Pred(0xFFFFFFFF, 0, ())),
     ("pred_max", p.Pred(7, 0xFFFFFFFF, tuple(range(-125, 126)))),  # 251 outputs: 512-byte payload

@@ -236,6 +236,7 @@ def test_stream_predictions_example_answers_every_window(tmp_path: Path) -> None
     dec = protocol.FrameDecoder()
     msgs = [protocol.parse_message(f) for f in dec.feed(proc.stdout)]
     assert dec.frames_bad == 0 and isinstance(msgs[0], protocol.Hello) and msgs[0].window == W
+    assert msgs[0].mode == protocol.Mode.WINDOW_END  # HELLO says the answers come at each window's end
     y_ref, _, _ = golden.run(m, xq[None])
     preds = [p for p in msgs[1:] if isinstance(p, protocol.Pred)]
     assert len(preds) == len(msgs) - 1

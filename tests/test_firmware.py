@@ -21,6 +21,7 @@ from tinylstm.host.link.protocol import (
     FrameType,
     Input,
     InputF32,
+    Mode,
     Nak,
     NakReason,
     Pred,
@@ -281,6 +282,11 @@ def test_model_variant_firmware_bit_exact(
         feed = np.concatenate([s[:window] for s in held.sequences[:3]])
         with QemuBoard(fw.elf) as board, BoardStream(board.url, export_dir) as s:  # type: ignore[arg-type]
             preds = list(s.predictions(feed=feed))
+            assert s.hello is not None and s.hello.mode == Mode.WINDOW_END  # HELLO says when it answers
         assert [p.step for p in preds if p.answer] == [window - 1, 2 * window - 1, 3 * window - 1]
         assert all(p.label is None for p in preds if not p.answer)
         assert all(p.label in (model.meta.classes or []) for p in preds if p.answer)
+        with QemuBoard(fw.elf) as board, BoardStream(board.url) as s:  # type: ignore[arg-type]
+            bare = list(s.predictions(feed=feed))  # no export: the HELLO alone tells the answers apart
+        assert [p.step for p in bare if p.answer] == [p.step for p in preds if p.answer]
+        assert [p.raw for p in bare] == [p.raw for p in preds]

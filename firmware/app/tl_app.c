@@ -121,7 +121,11 @@ static void send_hello(void)
 #else /* tl_model.h exported before the int16 hidden state */
     h.hidden_bits = TL_HIDDEN_BITS;
 #endif
+#if TL_MODEL_WINDOW > 0 && defined(TL_MODEL_BIDIRECTIONAL) && TL_MODEL_BIDIRECTIONAL
+    h.mode = TL_PROTO_MODE_WINDOW_END; /* the window's answer comes at its last step */
+#else
     h.mode = TL_MODEL_WINDOW > 0 ? TL_PROTO_MODE_WINDOW : TL_PROTO_MODE_STREAM;
+#endif
     h.window = TL_MODEL_WINDOW;
     h.source = source;
     h.history = TL_APP_PRED_HISTORY;

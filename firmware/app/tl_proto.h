@@ -89,8 +89,10 @@ enum {
     TL_PROTO_ERR_SIZE = -12     /**< INPUT samples are not input_size values each */
 };
 
-/** Values of HELLO.mode and HELLO.source / SET_SOURCE.source (HELLO.cell carries tinylstm.h's TL_CELL_*). */
-enum { TL_PROTO_MODE_WINDOW = 0, TL_PROTO_MODE_STREAM = 1 };
+/** Values of HELLO.mode and HELLO.source / SET_SOURCE.source (HELLO.cell carries tinylstm.h's TL_CELL_*).
+ *  TL_PROTO_MODE_WINDOW_END: window mode whose answer is the PRED of each window's last step, the others the
+ *  head of zeros (a bidirectional window model, TL_MODEL_BIDIRECTIONAL). */
+enum { TL_PROTO_MODE_WINDOW = 0, TL_PROTO_MODE_STREAM = 1, TL_PROTO_MODE_WINDOW_END = 2 };
 enum { TL_PROTO_SOURCE_HOST = 0, TL_PROTO_SOURCE_REPLAY = 1, TL_PROTO_SOURCE_SENSOR = 2 };
 
 /** Codes carried by ERROR frames (application level). */

@@ -22,7 +22,7 @@ from tinylstm.codegen.heldout import HeldOut, load_held_out
 from tinylstm.codegen.store import export_layout
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.link.feed import Feeder, FeedError, FeedStats, check_hello, request_stats, wait_hello
-from tinylstm.host.link.protocol import Mode, Stats
+from tinylstm.host.link.protocol import Stats
 from tinylstm.host.link.transport import Link, LinkError
 from tinylstm.host.targets.bridge import CModel, load_library
 
@@ -144,7 +144,7 @@ def run_parity(
     hello = wait_hello(link)
     check_hello(hello, held.model.model_hash, str(export_dir))
     cm = CModel(load_library(export_dir, held.name))
-    window = hello.window if hello.mode == Mode.WINDOW else 0
+    window = hello.window if hello.mode.windowed else 0
     if window != held.window:
         raise TinyLSTMError(f"the board resets every {window} steps, the export every {held.window}: rebuild")
     xs = held.stream(steps)

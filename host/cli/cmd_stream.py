@@ -9,6 +9,7 @@ from contextlib import closing
 
 from tinylstm.api import SOURCES, Stream, stream
 from tinylstm.host.link.drift import DriftEvent
+from tinylstm.host.link.protocol import MODE_NAMES
 from tinylstm.host.link.stream import StreamCounters
 from tinylstm.host.link.transport import DEFAULT_BAUD
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"# board {h.board_name}, model 0x{h.model_hash:08x}, {h.cell.name} "
             f"{h.input_size}x{h.hidden_size}"
-            f"x{h.output_size} (int{h.hidden_bits} h), {h.mode.name.lower()} mode, window {h.window}, "
+            f"x{h.output_size} (int{h.hidden_bits} h), {MODE_NAMES[h.mode]} mode, window {h.window}, "
             f"source {h.source.name.lower()}"
         )
         predictions = s.predictions(on_status=status)  # switches the source, opens the log

@@ -45,7 +45,6 @@ from tinylstm.host.link.protocol import (
     Hello,
     HelloReq,
     Message,
-    Mode,
     Nak,
     NakReason,
     PayloadError,
@@ -290,7 +289,7 @@ class Feeder:
         self.reopen = reopen
         self.reconnect_timeout, self.stall_timeout = reconnect_timeout, stall_timeout
         self.on_status = on_status
-        self.window = hello.window if hello.mode == Mode.WINDOW else 0
+        self.window = hello.window if hello.mode.windowed else 0
         self.stats = FeedStats()
         self.base = 0  # lowest step not delivered yet
         self.next_send = 0  # next step to send

@@ -81,6 +81,16 @@ Cell = IntEnum("Cell", {c.name.upper(): c.code for c in CELLS.values()})  # type
 class Mode(IntEnum):
     WINDOW = 0
     STREAM = 1
+    WINDOW_END = 2  # window mode, answered by the PRED of each window's last step (bidirectional models)
+
+    @property
+    def windowed(self) -> bool:
+        """The board resets the state at every window's first step."""
+        return self != Mode.STREAM
+
+
+# how `tinylstm stream` names each mode
+MODE_NAMES = {Mode.WINDOW: "window", Mode.STREAM: "stream", Mode.WINDOW_END: "window (answered at its end)"}
 
 
 class Source(IntEnum):

@@ -35,6 +35,7 @@ from tinylstm.host.link.protocol import (
     Error,
     Frame,
     Hello,
+    Mode,
     Pred,
     SetSource,
     Source,
@@ -311,6 +312,8 @@ class BoardStream:
         if self._hash is not None:
             check_hello(hello, self._hash, str(self.export_dir))
         self.hello = hello
+        if hello.mode == Mode.WINDOW_END:  # without an export the board says it answers once per window
+            self._answer_every = hello.window
         self._new_session(hello.source.name.lower())
 
     def _new_session(self, source: str) -> None:

@@ -60,6 +60,14 @@ def frame(ftype: int, seq: int, payload: bytes) -> bytes:
     return cobs(body + u32(crc32(body))) + b"\x00"
 
 
+def mode(info: dict, m: dict) -> int:
+    """HELLO.mode: 1 stream; 2 a bidirectional window model (it answers at each window's last step; info's
+    window is its W, 0 for other models); else 0, window."""
+    if m.get("mode") == "stream":
+        return 1
+    return 2 if info.get("window", 0) else 0
+
+
 def hello_payload(info: dict, meta: dict, source: int, board: str) -> bytes:
     m = meta.get("meta", {})
     name = board.encode()[:32]
@@ -72,7 +80,7 @@ def hello_payload(info: dict, meta: dict, source: int, board: str) -> bytes:
         + u16(info["hidden_size"])
         + u16(info["output_size"])
         # the model's hidden state: 8 (int8 Q0.7) or 16 (int16 Q0.15); modules without the field run int8 h
-        + bytes((info.get("hidden_bits", HIDDEN_BITS), 1 if m.get("mode") == "stream" else 0))
+        + bytes((info.get("hidden_bits", HIDDEN_BITS), mode(info, m)))
         + u16(m.get("window") or 0)
         + bytes((source, 0))
         + u16(0)  # PRED history 0, receive capacity 0: no INPUT frames
