@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from tinylstm.codegen.export import ModelSource, export
+from tinylstm.contract.cells import CELLS
 from tinylstm.contract.cells import NAMES as CELL_NAMES
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.analysis.check import check
 from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.cli.main import main
@@ -22,6 +24,8 @@ from tinylstm.trainer.data import Normalizer
 from tinylstm.trainer.models import TinyRNN
 from tinylstm.trainer.prune import keep_units, reader_weights, schedule, unit_importance
 from tinylstm.trainer.sequence_set import SequenceSet
+
+GATES = {name: c.gates for name, c in CELLS.items()}
 
 
 def _model(cell: str, layers: int, stack: int = 1, readout: str = "last", seed: int = 0) -> TinyRNN:
@@ -137,3 +141,75 @@ def test_a_budget_picks_the_most_units_that_fit(tmp_path: Path) -> None:
     report = prune(ckpt, tmp_path / "small", board="stm32f405", max_flash=limit, epochs=1)
     assert report["hidden"]["after"] == 6 and report["board"]["after"]["flash_bytes"] <= limit
     assert shape_cost(meta, "stm32f405", 7).flash_bytes > limit
+
+
+def _silence_backward(model: TinyRNN, layer: int, unit: int) -> None:
+    """As _silence, for a bidirectional model's backward stack (the head reads it in its second half)."""
+    assert model.rnn_backward is not None
+    with torch.no_grad():
+        getattr(model.rnn_backward, f"weight_hh_l{layer}")[:, unit] = 0.0
+        if layer + 1 < model.num_layers:
+            getattr(model.rnn_backward, f"weight_ih_l{layer + 1}")[:, unit] = 0.0
+        else:
+            model.head.weight[:, model.hidden_size + unit] = 0.0
+
+
+@pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 2), ("rnn", 2)])
+def test_a_bidirectional_model_loses_silenced_units_of_both_stacks(cell: str, layers: int) -> None:
+    """Each stack loses its own silenced unit (forward and backward differ); the outputs stay the same, and
+    importance ranks both last (the backward layers are listed after the forward ones)."""
+    torch.manual_seed(1)
+    model = TinyRNN(cell, 3, 7, layers, 4, readout="mean", stack=layers, bidirectional=True).eval()
+    forward, backward = [1, 4][:layers], [6, 2][:layers]
+    for n in range(layers):
+        _silence(model, n, forward[n])
+        _silence_backward(model, n, backward[n])
+    keep = [np.asarray([u for u in range(7) if u != drop]) for drop in forward + backward]
+    small = keep_units(model, keep)
+    assert small.bidirectional and small.hidden_size == 6 and small.head.in_features == 12
+    x = torch.randn(5, 24, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
+    rng = np.random.default_rng(0)
+    ds = SequenceSet(
+        [rng.normal(size=(24, 3)).astype(np.float32) for _ in range(8)],
+        np.arange(8) % 4,
+        "classification",
+        "window",
+        ["a", "b", "c", "d"],
+        ["x", "y", "z"],
+        "toy",
+    )
+    scores = unit_importance(model, PaddedSplit.build(ds, Normalizer(np.zeros(3), np.ones(3)), None))
+    assert len(scores) == 2 * layers
+    for n in range(layers):
+        assert scores[n][forward[n]] == 0.0 and scores[layers + n][backward[n]] == 0.0
+        assert (np.delete(scores[layers + n], backward[n]) > 0).all()
+    assert reader_weights(model, 2 * layers - 1).shape == (GATES[cell] * 7 + 4, 7)  # + the head's 2nd half
+    with pytest.raises(TinyLSTMError, match="per layer \\(and direction\\)"):
+        keep_units(model, keep[:layers])
+
+
+def test_a_pruned_bidirectional_model_exports_checks_and_meets_its_budget(tmp_path: Path) -> None:
+    from tinylstm.api import prune
+    from tinylstm.host.search.prune import shape_cost
+
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = rng.standard_normal((60, 16, 3)).astype(np.float32) + y[:, None, None]
+    np.savez(tmp_path / "data.npz", X=x, y=y)
+    argv = ["train", "--data", str(tmp_path / "data.npz"), "--hidden", "8", "--epochs", "3", "--quiet"]
+    assert main([*argv, "--bidirectional", "--out", str(tmp_path / "run")]) == 0
+    ckpt = tmp_path / "run" / "model.pt"
+    _, meta = load_checkpoint(ckpt)
+    limit = shape_cost(meta, "stm32f405", 5).flash_bytes
+    assert shape_cost(meta, "stm32f405", 6).flash_bytes > limit  # the window's backward stack is priced
+    report = prune(ckpt, tmp_path / "small", board="stm32f405", max_flash=limit, epochs=1)
+    assert report["hidden"]["after"] == 5 and report["board"]["after"]["flash_bytes"] <= limit
+    assert all(len(r["removed"]) == 2 for r in report["rounds"])  # the forward and the backward layer
+    model, pruned = load_checkpoint(tmp_path / "small" / "model.pt")
+    assert model.bidirectional and pruned.bidirectional and pruned.window == meta.window == 16
+    exp = export(ModelSource(str(tmp_path / "small" / "model.pt")), tmp_path / "export")
+    assert exp.report["model_data_bytes"] == report["model_data_bytes"]["after"]
+    result = check(tmp_path / "export")
+    assert result["passed"] and result["bit_exact"]["ok"], result["rules"]

@@ -146,13 +146,9 @@ class TinyRNN(nn.Module):
         backward stack run over the window's valid steps in reverse]."""
         assert self.rnn_backward is not None
         B, T, _ = x.shape
-        S = xs.shape[1]
-        valid = torch.full((B,), S, dtype=torch.int64) if steps is None else steps
+        valid = torch.full((B,), xs.shape[1], dtype=torch.int64) if steps is None else steps
         last = (valid - 1).clamp(min=0).to(x.device)
-        # step t of the reversed sequence is step valid - 1 - t (padding past the valid steps stays in place)
-        t = torch.arange(S, device=x.device)[None, :]
-        order = torch.where(t < valid[:, None].to(x.device), last[:, None] - t, t)
-        reverse = torch.gather(xs, 1, order[:, :, None].expand_as(xs))
+        reverse = reversed_steps(xs, valid)
         backward = pool(self._run(self.rnn_backward, reverse, steps), readout_type(self.readout).torch_op)
         rows = torch.arange(B, device=x.device)
         answer = self.head(torch.cat([forward[rows, last], backward[rows, last]], dim=1))  # [B, O]
@@ -160,6 +156,15 @@ class TinyRNN(nn.Module):
         at_end = (torch.arange(T, device=x.device)[None, :] == end[:, None])[:, :, None]
         blank = self.head(x.new_zeros(1, 1, 2 * self.hidden_size))
         return torch.where(at_end, answer[:, None, :], blank)
+
+
+def reversed_steps(xs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``xs`` [B, S, F] with each sequence's first ``valid`` steps in reverse order (what the backward stack
+    reads); the padding past them stays in place."""
+    t = torch.arange(xs.shape[1], device=xs.device)[None, :]
+    valid = valid.to(xs.device)[:, None]
+    order = torch.where(t < valid, (valid - 1).clamp(min=0) - t, t)
+    return torch.gather(xs, 1, order[:, :, None].expand_as(xs))
 
 
 def pool(hidden: torch.Tensor, op: str) -> torch.Tensor:

@@ -4,7 +4,9 @@ A unit of layer l is its rows in every gate of the layer (its weight_ih and weig
 column in the layer's own recurrent weights and its column in what reads the layer: the next layer's input
 weights, or the head. Removing it leaves an ordinary dense model of one hidden size fewer (all layers keep
 one hidden size, as the integer contract requires), so every kernel, board and MicroPython path runs it
-unchanged and ``tinylstm export`` / ``check`` / ``build`` treat it as any other model.
+unchanged and ``tinylstm export`` / ``check`` / ``build`` treat it as any other model. A bidirectional
+model's backward stack is pruned the same way, to the same unit count (its layers are listed after the forward
+ones; the head reads its units in the second half of its columns).
 
 Importance of unit j of layer l (``unit_importance``): mean |h_j| over the training split's valid steps times
 the L2 norm of the weights that read h_j (its recurrent column and the column of the next layer or the
@@ -25,12 +27,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from tinylstm.contract.cells import cell_type
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.batches import PaddedSplit
 from tinylstm.trainer.data import Normalizer
-from tinylstm.trainer.models import TinyRNN
+from tinylstm.trainer.models import TinyRNN, reversed_steps
 from tinylstm.trainer.recipe import DataShape, Recipe, choose
 from tinylstm.trainer.sequence_set import SequenceSet
 from tinylstm.trainer.train import TrainConfig, evaluate, run_epochs, seed_everything
@@ -42,7 +45,7 @@ DEFAULT_STEP = 0.25  # the fraction of the current units one round removes at mo
 @dataclass
 class PruneRound:
     hidden: int  # units per layer after the round
-    removed: list[list[int]]  # per layer, the indices (in the round's input model) removed
+    removed: list[list[int]]  # per layer (backward layers after forward), the indices (in the round's model)
     before_finetune: float  # the training split's metric (accuracy or RMSE) right after removing them
     after_finetune: float
     seconds: float
@@ -54,31 +57,47 @@ class PruneResult:
     rounds: list[PruneRound] = field(default_factory=list)
 
 
+def stacks(model: TinyRNN) -> list[nn.RNNBase]:
+    """The model's recurrent stacks: the forward one, then a bidirectional model's backward one."""
+    return [model.rnn] if model.rnn_backward is None else [model.rnn, model.rnn_backward]
+
+
 def layer_outputs(model: TinyRNN, split: PaddedSplit) -> list[torch.Tensor]:
-    """Each layer's h over ``split`` (padded steps zeroed): [N, T_steps, H] per layer, eval mode."""
+    """Each layer's h over ``split`` (padded steps zeroed): [N, T_steps, H] per layer, eval mode; a
+    bidirectional model's backward layers (over each sequence's valid steps reversed) after the forward
+    ones."""
     cell = cell_type(model.cell)
     k = model.stack
     x, lengths = split.x, split.lengths
     B, T, C = x.shape
-    h_in = x[:, : T // k * k].reshape(B, T // k, k * C)
+    xs = x[:, : T // k * k].reshape(B, T // k, k * C)
     steps = torch.clamp(lengths // k, min=1)
-    mask = (torch.arange(h_in.shape[1])[None, :] < steps[:, None]).to(x.dtype)[:, :, None]
+    mask = (torch.arange(xs.shape[1])[None, :] < steps[:, None]).to(x.dtype)[:, :, None]
     outs = []
     with torch.no_grad():
-        for n in range(model.num_layers):
-            one = cell.torch_class()(int(h_in.shape[2]), model.hidden_size, 1, batch_first=True)
-            for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                getattr(one, f"{w}_l0").copy_(getattr(model.rnn, f"{w}_l{n}"))
-            h_in = one(h_in)[0] * mask
-            outs.append(h_in)
+        for rnn, h_in in zip(stacks(model), (xs, reversed_steps(xs, steps)), strict=False):
+            h_in = h_in * mask
+            for n in range(model.num_layers):
+                one = cell.torch_class()(int(h_in.shape[2]), model.hidden_size, 1, batch_first=True)
+                for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(one, f"{w}_l0").copy_(getattr(rnn, f"{w}_l{n}"))
+                h_in = one(h_in)[0] * mask
+                outs.append(h_in)
     return outs
 
 
 def reader_weights(model: TinyRNN, layer: int) -> torch.Tensor:
     """[rows, H]: every weight that reads layer ``layer``'s h (its own recurrent weights and the next layer's
-    input weights, or the head)."""
-    own = getattr(model.rnn, f"weight_hh_l{layer}")
-    nxt = getattr(model.rnn, f"weight_ih_l{layer + 1}") if layer + 1 < model.num_layers else model.head.weight
+    input weights, or the head's columns for it). A bidirectional model's backward layers are numbered after
+    the forward ones (``layer`` = num_layers + n)."""
+    d, n = divmod(layer, model.num_layers)
+    rnn, H = stacks(model)[d], model.hidden_size
+    own = getattr(rnn, f"weight_hh_l{n}")
+    nxt = (
+        getattr(rnn, f"weight_ih_l{n + 1}")
+        if n + 1 < model.num_layers
+        else model.head.weight[:, d * H : (d + 1) * H]
+    )
     return torch.cat([own, nxt], dim=0).detach()
 
 
@@ -98,10 +117,11 @@ def unit_importance(model: TinyRNN, split: PaddedSplit) -> list[np.ndarray]:
 
 def keep_units(model: TinyRNN, keep: list[np.ndarray]) -> TinyRNN:
     """A new model holding only units ``keep[l]`` (sorted indices, the same count in every layer) of each
-    layer: the units' rows in every gate, their recurrent columns, their columns in the next layer or head."""
+    layer: the units' rows in every gate, their recurrent columns, their columns in the next layer or head. A
+    bidirectional model's ``keep`` lists its backward layers after the forward ones."""
     sizes = {len(k) for k in keep}
-    if len(keep) != model.num_layers or len(sizes) != 1 or min(sizes) < 1:
-        raise TinyLSTMError("keep one non-empty, equally long list of unit indices per layer")
+    if len(keep) != model.num_layers * len(stacks(model)) or len(sizes) != 1 or min(sizes) < 1:
+        raise TinyLSTMError("keep one non-empty, equally long list of unit indices per layer (and direction)")
     hidden = sizes.pop()
     old = model.hidden_size
     gates = cell_type(model.cell).gates
@@ -113,21 +133,25 @@ def keep_units(model: TinyRNN, keep: list[np.ndarray]) -> TinyRNN:
         model.output_size,
         readout=model.readout,
         stack=model.stack,
+        bidirectional=model.bidirectional,
     )
+    L = model.num_layers
     index = [torch.as_tensor(np.sort(k), dtype=torch.int64) for k in keep]
     with torch.no_grad():
-        for n in range(model.num_layers):
-            rows = torch.cat([g * old + index[n] for g in range(gates)])
-            w_ih = getattr(model.rnn, f"weight_ih_l{n}")[rows]
-            if n > 0:
-                w_ih = w_ih[:, index[n - 1]]
-            getattr(out.rnn, f"weight_ih_l{n}").copy_(w_ih)
-            getattr(out.rnn, f"weight_hh_l{n}").copy_(
-                getattr(model.rnn, f"weight_hh_l{n}")[rows][:, index[n]]
-            )
-            for b in ("bias_ih", "bias_hh"):
-                getattr(out.rnn, f"{b}_l{n}").copy_(getattr(model.rnn, f"{b}_l{n}")[rows])
-        out.head.weight.copy_(model.head.weight[:, index[-1]])
+        for d, (src, dst) in enumerate(zip(stacks(model), stacks(out), strict=True)):
+            own = index[d * L : (d + 1) * L]
+            for n in range(L):
+                rows = torch.cat([g * old + own[n] for g in range(gates)])
+                w_ih = getattr(src, f"weight_ih_l{n}")[rows]
+                if n > 0:
+                    w_ih = w_ih[:, own[n - 1]]
+                getattr(dst, f"weight_ih_l{n}").copy_(w_ih)
+                getattr(dst, f"weight_hh_l{n}").copy_(getattr(src, f"weight_hh_l{n}")[rows][:, own[n]])
+                for b in ("bias_ih", "bias_hh"):
+                    getattr(dst, f"{b}_l{n}").copy_(getattr(src, f"{b}_l{n}")[rows])
+        # the head's columns: each direction's last layer, the backward one's offset by the old hidden size
+        columns = torch.cat([index[(d + 1) * L - 1] + d * old for d in range(len(stacks(model)))])
+        out.head.weight.copy_(model.head.weight[:, columns])
         out.head.bias.copy_(model.head.bias)
     out.eval()
     return out

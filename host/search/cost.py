@@ -16,7 +16,8 @@
   its layers (and pool) at one sample in k and at the other k - 1 only buffers the sample (C bytes) and
   runs the dense head on the held readout, so its per-sample cost is about the recurrent work / k + the
   head + the copy. The one sample that runs the layers is priced too (``peak_*``); without stacking the
-  two are the same.
+  two are the same. A bidirectional window model (``window`` W > 0) is priced over a whole window from the
+  reset: the mean over its W samples, and its peak the window's last sample, which runs the backward stack.
 The board's own limits (host/boards/fit.py ``check_fits``: the whole firmware) are checked too.
 """
 
@@ -90,17 +91,19 @@ def shape_model(
     readout: str = "last",
     stack: int = 1,
     rng: np.random.Generator | None = None,
+    window: int = 0,
 ) -> IntModel:
     """An integer model of these shapes with seeded random weights: what a price is measured on (its model
     data bytes are exact for the shapes, whatever the weights). ``rng`` draws its calibration data (default:
-    seeded by the shapes)."""
+    seeded by the shapes). ``window`` > 0: a bidirectional window model of that many samples."""
     check_stack(stack, inp)
     rng = rng if rng is not None else np.random.default_rng(hidden * 31 + inp)
-    samples = max(400, 4 * stack)  # calibration data: enough samples for several steps of k
+    # calibration data: enough samples for several steps of k, or one window
+    samples = window or max(400, 4 * stack)
     t = np.arange(samples)[:, None]
     data = np.sin(t / (5 + 3 * np.arange(inp))) + 0.3 * rng.standard_normal((samples, inp))
     model = random_quantized_model(
-        hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits, readout, stack
+        hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits, readout, stack, window > 0
     )
     return dataclasses.replace(model, meta=dataclasses.replace(model.meta, classes=classes))
 
@@ -116,13 +119,14 @@ def architecture_cost(
     hidden_bits: int = HIDDEN_BITS,
     readout: str = "last",
     stack: int = 1,
+    window: int = 0,
 ) -> Cost:
     """The cost of a model of these shapes (and class names: the model data holds them) with an int8 or int16
     (``hidden_bits``) hidden state, the head reading ``readout`` (contract/readouts.py) and ``stack`` samples
-    of ``inp`` channels per recurrent step (contract/stacking.py) on ``board``; latency and instructions per
-    sample (the module's docstring)."""
+    of ``inp`` channels per recurrent step (contract/stacking.py) on ``board``, bidirectional over windows of
+    ``window`` samples when > 0; latency and instructions per sample (the module's docstring)."""
     rng = np.random.default_rng(hidden * 31 + inp)  # the calibration data, then the measured inputs
-    model = shape_model(cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, rng)
+    model = shape_model(cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, rng, window)
     ram = 2 * model.state_words + STATE_STRUCT_BYTES
     try:
         check_fits(model, board, board.rx_buffer_min, 0)
@@ -138,12 +142,16 @@ def architecture_cost(
     with tempfile.TemporaryDirectory(prefix="tinylstm-cost-") as tmp:
         build = build_target(model, Path(tmp), dsp=True, opt="-Os", max_steps=WARMUP, core=board.core)
         target = Target(build, model)
-        xq = rng.integers(-128, 128, ((WARMUP + 1) * stack, inp)).astype(np.int8)
-        target.run(xq[: WARMUP * stack])  # the phase is 0 after it: the next k samples are one step
-        counts = [target.measure_step(x)[0] for x in xq[WARMUP * stack :]]
+        if window:  # one whole window from the reset: its last sample runs the backward stack
+            xq = rng.integers(-128, 128, (window, inp)).astype(np.int8)
+            counts = [target.measure_step(x)[0] for x in xq]
+        else:
+            xq = rng.integers(-128, 128, ((WARMUP + 1) * stack, inp)).astype(np.int8)
+            target.run(xq[: WARMUP * stack])  # the phase is 0 after it: the next k samples are one step
+            counts = [target.measure_step(x)[0] for x in xq[WARMUP * stack :]]
         code = code_size(build)
     cpi, hz = board.core.cpi_assumed, board.cpu_hz
-    mean, peak = sum(counts) / stack, max(counts)
+    mean, peak = sum(counts) / len(counts), max(counts)
     latency = round(mean * cpi / hz * 1000.0, 4) if hz else None
     peak_latency = round(peak * cpi / hz * 1000.0, 4) if hz else None
     size = model_data_bytes(model)

@@ -1,6 +1,7 @@
 """``tinylstm prune``: a trained checkpoint made smaller by removing whole hidden units (trainer/prune.py),
 down to a unit count or to the largest count whose architecture fits a board's budget (flash, RAM, latency:
-priced by cost.py before any pruning). The result is an ordinary checkpoint of a smaller dense model.
+priced by cost.py before any pruning). The result is an ordinary checkpoint of a smaller dense model (a
+bidirectional model's two stacks both keep the same, smaller, unit count).
 
 Everything is checked before the work starts: a target of less than one unit, a budget not even one unit
 meets, a model that already meets the target, an output directory that cannot be written.
@@ -67,6 +68,7 @@ def _shape(meta: CheckpointMeta, hidden: int) -> dict[str, Any]:
         "classes": meta.classes,
         "readout": meta.readout,
         "stack": meta.stack,
+        "window": meta.window if meta.bidirectional else 0,
     }
 
 
@@ -163,11 +165,6 @@ def prune_checkpoint(
     if not 0.0 < step < 1.0:
         raise TinyLSTMError(f"--step {step}: give the fraction of units one round removes, in (0, 1)")
     model, meta = load_checkpoint(model_path)
-    if meta.bidirectional:
-        raise TinyLSTMError(
-            f"{model_path} is a bidirectional model: pruning one is not built yet; prune a unidirectional "
-            "model, or train the bidirectional one with fewer units (--hidden)"
-        )
     hidden, prices = resolve_hidden(meta, target)
     train_set, _, test_set = load_splits_from_meta(meta, data)
     norm = Normalizer.from_dict(meta.norm)
