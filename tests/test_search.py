@@ -99,7 +99,7 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
     assert len(first) == 2 and all(t["state"] == "complete" for t in first.values())
     assert first[0]["params"] | {"lr": 0} == {"arch": "gru-8x1-h8-mean", "cell": "gru", "hidden": 8,
                                              "layers": 1, "hidden_bits": 8, "readout": "mean", "stack": 1,
-                                             "lr": 0, "qat": False}  # fmt: skip
+                                             "bidirectional": False, "lr": 0, "qat": False}  # fmt: skip
     assert first[0]["measured"]["readout"] == "mean"
     complete = [t for t in doc["trials"] if t["state"] == "complete"]
     for t in complete:
@@ -411,10 +411,50 @@ def test_drawn_stacking_reaches_the_checkpoint_and_the_export(tmp_path: Path) ->
         # the price is the export's: layer 0's weights and the stacking buffer included
         m = t["measured"]
         assert m["flash_bytes"] == t["estimate"]["flash_bytes"] == prices[t["params"]["arch"]]["flash_bytes"]
-    assert "| 0 | gru | 8 | 1 | 8 | last | 4 |" in (tmp_path / "s" / "search.md").read_text()
+    assert "| 0 | gru | 8 | 1 | 8 | last | 4 | False | False |" in (tmp_path / "s" / "search.md").read_text()
     # the stacking is part of the space: a resumed study with others is refused
     with pytest.raises(TinyLSTMError, match="was started with other settings.*stacks"):
         search(replace(cfg, trials=3, space=replace(space, stacks=(1,))))
+
+
+def test_a_drawn_bidirectional_architecture_reaches_the_checkpoint_and_the_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(2)
+    y = np.arange(24) % 3
+    x = rng.standard_normal((24, 20, 3)).astype(np.float32) + y[:, None, None]  # windows of one length
+    np.savez(tmp_path / "w.npz", X=x, y=y)
+    space = Space(
+        cells=("gru",), hidden=(8,), layers=(1,), hidden_bits=(8, 16), readouts=("last",), qat=(False, True),
+        directions=(False, True),
+    )  # fmt: skip
+    cfg = SearchConfig(
+        data=str(tmp_path / "w.npz"), board=BOARD, out=tmp_path / "s", trials=2, space=space, epochs=1,
+        progress=False,
+    )  # fmt: skip
+    study = open_study(cfg, "maximize")
+    study.enqueue_trial({"arch": "gru-8x1-h8-last-bi", "lr": 1e-2})  # a bidirectional trial draws no QAT
+    study.enqueue_trial({"arch": "gru-8x1-h8-last", "lr": 1e-2, "qat": False})
+    doc = search(cfg)
+    prices = doc["architectures"]["prices"]
+    # a bidirectional model keeps an int8 h: no gru-8x1-h16-last-bi
+    assert sorted(prices) == ["gru-8x1-h16-last", "gru-8x1-h8-last", "gru-8x1-h8-last-bi"]
+    bi, uni = prices["gru-8x1-h8-last-bi"], prices["gru-8x1-h8-last"]
+    assert bi["model_data_bytes"] > uni["model_data_bytes"] and bi["ram_bytes"] >= uni["ram_bytes"] + 20 * 3
+    assert bi["peak_instructions"] > 2 * uni["peak_instructions"]  # the backward pass at the window's end
+    assert [t["params"]["bidirectional"] for t in doc["trials"]] == [True, False]
+    for t in doc["trials"]:
+        assert_drawn_knob_trained(t, prices, "bidirectional")
+        assert t["measured"]["flash_bytes"] == prices[t["params"]["arch"]]["flash_bytes"]
+    assert "qat" not in doc["trials"][0]["params"] and doc["trials"][0]["measured"]["qat_hidden_bits"] is None
+    # data a bidirectional model cannot run on: one line, nothing started
+    np.savez(tmp_path / "ragged.npz", X=x, y=y, lengths=np.where(y == 0, 12, 20))
+    args = ["search", "--data", str(tmp_path / "ragged.npz"), "--board", BOARD, "--out", str(tmp_path / "r"),
+            "--bidirectional", "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--bidirectional needs windows of one length" in err[0], err
+    assert not (tmp_path / "r" / "study.db").exists()
 
 
 POSTGRES = os.environ.get("TINYLSTM_TEST_POSTGRES_URL")

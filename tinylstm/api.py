@@ -308,6 +308,7 @@ def search(
     windows: str | int | Sequence[int] | None = None,
     hop: int | None = None,
     qat: bool = True,
+    bidirectional: bool = False,
     storage: str | None = None,
     study_name: str = "tinylstm",
     workers: int = 1,
@@ -318,7 +319,9 @@ def search(
     ``max_ram`` (bytes, or "32k", "1.5M") and ``max_latency_ms``; an Optuna study of ``trials`` trained
     trials, resumable from ``out``/study.db (or ``storage``). The space: ``cells``, ``hidden``, ``layers``,
     ``hidden_bits``, ``readouts``, ``stacks`` (None: the recipe's), ``windows`` (None: the data's), as
-    sequences or the CLI's comma-separated strings; ``qat=False`` never fine-tunes quantization-aware.
+    sequences or the CLI's comma-separated strings; ``qat=False`` never fine-tunes quantization-aware;
+    ``bidirectional=True`` also tries each architecture with a backward stack (window classification of one
+    length; int8 h only, never QAT).
     Returns the study's document (search.json: ``doc["best"]``, ``doc["best_export"]`` for ``build``,
     ``doc["pareto"]``, ``doc["trials"]``); also writes search.md and pareto.png into ``out``."""
     space = Space(
@@ -330,6 +333,7 @@ def search(
         stacks=_ints(stacks, "--stacks") if stacks else (),
         qat=DEFAULT_SPACE.qat if qat else (False,),
         windows=_ints(windows, "--windows") if windows else (),
+        directions=(False, True) if bidirectional else (False,),
     )
     cfg = SearchConfig(
         data=str(data),

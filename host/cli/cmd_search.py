@@ -71,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hop", type=int, help="steps between windows (dataset option)")
     p.add_argument("--no-qat", action="store_true", help="never use quantization-aware fine-tuning")
     p.add_argument(
+        "--bidirectional",
+        action="store_true",
+        help="also try bidirectional architectures (window classification of one length; int8 h, no QAT)",
+    )
+    p.add_argument(
         "--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db (default: OUT/study.db)"
     )
     p.add_argument("--study-name", default="tinylstm")
@@ -102,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         windows=args.windows,
         hop=args.hop,
         qat=not args.no_qat,
+        bidirectional=args.bidirectional,
         storage=args.storage,
         study_name=args.study_name,
         workers=args.workers,

@@ -175,17 +175,18 @@ class CostCache:
         hidden_bits: int = HIDDEN_BITS,
         readout: str = "last",
         stack: int = 1,
+        window: int = 0,
     ) -> Cost:
         names = hashlib.sha256(json.dumps(classes).encode()).hexdigest()[:12]
         key = (
             f"v{COST_VERSION}:{self.board.name}:{cell}:{layers}:{inp}:{hidden}:{out}:{names}:h{hidden_bits}:"
-            f"{readout}:k{stack}"
+            f"{readout}:k{stack}" + (f":w{window}" if window else "")
         )
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
         if key in known:
             return Cost(**known[key])
         cost = architecture_cost(
-            self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack
+            self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, window
         )
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
         known[key] = cost.to_dict()

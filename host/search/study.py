@@ -1,8 +1,8 @@
 """`tinylstm search`: the most accurate model that fits a board, by an Optuna study (docs/search.md).
 
 Before the study, every architecture of the space (cell x hidden size x layers x hidden-state format x
-readout x input stacking; stream data gets only the last-h readout; the stacking by default is the
-recipe's choice for the data, one value) is priced on the board (host/search/cost.py: flash, RAM, latency per
+readout x input stacking, x direction when asked; stream data gets only the last-h readout; the stacking by
+default is the recipe's choice for the data, one value) is priced on the board (host/search/cost.py: flash, RAM, latency per
 sample, known before training) and those over a budget or not fitting the board are set aside; nothing
 fitting fails at once. The prices are stored in the study, so its workers and resumed
 runs draw from the same architectures. Each trial draws one of the architectures that fit, a peak
@@ -32,12 +32,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from tinylstm.contract.cells import CELLS
-from tinylstm.contract.constants import HIDDEN_FORMATS, MAX_INPUT, MAX_STACK
+from tinylstm.contract.constants import HIDDEN_BITS, HIDDEN_FORMATS, MAX_INPUT, MAX_STACK
 from tinylstm.contract.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
 from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
 from tinylstm.trainer.recipe import SELECTIONS, DataShape, choose_stack
+from tinylstm.trainer.train import bidirectional_window
 
 QAT_EPOCHS = 3  # fine-tuning epochs of a trial that draws QAT
 BEST_EXPORT = "best-export"
@@ -85,23 +86,28 @@ class Architecture:
     hidden_bits: int  # 8 (int8 Q0.7) or 16 (int16 Q0.15): the export's and QAT's hidden state
     readout: str = "last"  # contract/readouts.py: "last", or "mean" / "max" pooled over a window
     stack: int = 1  # samples per recurrent step (contract/stacking.py)
+    bidirectional: bool = False  # a backward stack over each window (window classification, one length)
 
     @property
     def key(self) -> str:
-        """The study's parameter value, e.g. ``gru-16x1-h8-mean``, or ``gru-16x1-h8-mean-k22`` for a stacked
-        model (unstacked keys are the ones studies used before stacking was a knob)."""
+        """The study's parameter value, e.g. ``gru-16x1-h8-mean``, ``gru-16x1-h8-mean-k22`` for a stacked
+        model, ``gru-16x1-h8-mean-bi`` for a bidirectional one (keys without the suffixes are the ones studies
+        used before those were knobs)."""
         base = f"{self.cell}-{self.hidden}x{self.layers}-h{self.hidden_bits}-{self.readout}"
-        return f"{base}-k{self.stack}" if self.stack > 1 else base
+        base = f"{base}-k{self.stack}" if self.stack > 1 else base
+        return f"{base}-bi" if self.bidirectional else base
 
     @classmethod
     def parse(cls, key: str) -> Architecture:
+        bidirectional = key.endswith("-bi")
+        key = key.removesuffix("-bi")
         base, _, last = key.rpartition("-")
         stack = 1
         if last.startswith("k") and last[1:].isdigit():
             key, stack = base, int(last[1:])
         cell, shape, bits, read = key.rsplit("-", 3)
         hidden, layers = shape.split("x")
-        return cls(cell, int(hidden), int(layers), int(bits.removeprefix("h")), read, stack)
+        return cls(cell, int(hidden), int(layers), int(bits.removeprefix("h")), read, stack, bidirectional)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,8 @@ class Space:
     dropout: tuple[float, float] = (0.0, 0.3)  # drawn only for stacked layers
     qat: tuple[bool, ...] = (False, True)
     windows: tuple[int, ...] = ()  # window lengths to try (the dataset's `window` option); () keeps its own
+    # (False, True): bidirectional architectures too (window classification of one length; int8 h, no QAT)
+    directions: tuple[bool, ...] = (False,)
 
     def readouts_for(self, window: bool) -> tuple[str, ...]:
         """The readouts that apply to the data: all for window data (a label per window), only the
@@ -129,13 +137,15 @@ class Space:
         recipe (``space_stacks``); by default the space's own, else 1."""
         ks = stacks if stacks is not None else (self.stacks or (1,))
         return [
-            Architecture(c, h, n, b, r, k)
+            Architecture(c, h, n, b, r, k, bi)
             for c in self.cells
             for h in self.hidden
             for n in self.layers
             for b in self.hidden_bits
             for r in self.readouts_for(window)
             for k in ks
+            for bi in self.directions
+            if not (bi and b != HIDDEN_BITS)  # a bidirectional model keeps an int8 h
         ]
 
 
@@ -163,11 +173,13 @@ class SearchConfig:
         return self.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
 
     def identity(self) -> dict[str, Any]:
-        """What a resumed study must share with the one on disk. The recipe's stacking (``stacks`` ()) is
-        left out, so studies started before stacking was a knob resume."""
+        """What a resumed study must share with the one on disk. The recipe's stacking (``stacks`` ()) and
+        a unidirectional space are left out, so studies started before those were knobs resume."""
         space = asdict(self.space)
         if not self.space.stacks:
             del space["stacks"]
+        if self.space.directions == (False,):
+            del space["directions"]
         return {
             "data": self.data,
             "board": self.board,
@@ -296,9 +308,12 @@ def _first_window(cfg: SearchConfig) -> int | None:
 
 def data_architectures(cfg: SearchConfig, ds: Any) -> list[Architecture]:
     """The space's architectures that apply to ``ds``: stream data (a label per step) gets only the
-    unpooled readouts; a space of pooled readouts alone is a one-line error there. The stacking factors
+    unpooled readouts; a space of pooled readouts alone is a one-line error there, as is a bidirectional
+    space on data a bidirectional model cannot run on. The stacking factors
     are ``space_stacks``'s."""
     window = ds.mode == "window"
+    if True in cfg.space.directions:
+        bidirectional_window(ds, None)  # window classification of one length, else a one-line error
     archs = cfg.space.architectures(window, space_stacks(cfg, ds))
     if not archs:
         pooled = ",".join(cfg.space.readouts)
@@ -344,6 +359,7 @@ def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> d
             a.hidden_bits,
             a.readout,
             a.stack,
+            bidirectional_window(ds, None) if a.bidirectional else 0,
         )
     return prices
 
@@ -394,7 +410,8 @@ class Objective:
         arch = Architecture.parse(key)
         lr = trial.suggest_float("lr", *s.lr, log=True)
         dropout = trial.suggest_float("dropout", *s.dropout) if arch.layers > 1 else 0.0
-        qat = trial.suggest_categorical("qat", list(s.qat))
+        # a bidirectional model gets no QAT (not built for it): only the others draw it
+        qat = not arch.bidirectional and trial.suggest_categorical("qat", list(s.qat))
         window = trial.suggest_categorical("window", list(s.windows)) if s.windows else None
         trial.set_user_attr("worker", self.worker)
         trial.set_user_attr("architecture", asdict(arch))
@@ -406,7 +423,7 @@ class Objective:
             cell=arch.cell, hidden=arch.hidden, layers=arch.layers, epochs=cfg.epochs, lr=lr,
             select=cfg.select, patience=cfg.patience, seed=cfg.seed, progress=False, dropout=dropout,
             readout=arch.readout, stack=arch.stack, qat_epochs=QAT_EPOCHS if qat else 0,
-            qat_hidden_bits=arch.hidden_bits,
+            qat_hidden_bits=arch.hidden_bits, bidirectional=arch.bidirectional,
         )  # fmt: skip
         result = fit(ds, config, root / "run", finetune=finetune)
         exp = export(ModelSource(str(result.checkpoint_path)), root / "export", hidden_bits=arch.hidden_bits)
@@ -439,6 +456,7 @@ class Objective:
             "model_data_bytes": exp.report["model_data_bytes"],
             "hidden_bits": exp.report["hidden_bits"],
             "readout": exp.report["readout"],  # the drawn one
+            "bidirectional": exp.report["bidirectional"],  # the drawn one
             "qat_hidden_bits": result.metrics["qat"]["hidden_bits"] if "qat" in result.metrics else None,
             "epochs": recipe.get("epochs"),  # the recipe's choice unless --epochs was given
             "select": recipe.get("select"),  # the recipe's choice unless --select was given
@@ -683,9 +701,9 @@ def render_md(doc: dict[str, Any]) -> str:
         f"Architectures within the budget: {len(fit)} of {doc['architectures']['priced']}"
         + (f" ({', '.join(fit)})." if fit else "."),
         "",
-        f"| trial | cell | hidden | layers | h bits | readout | stack | qat | {metric} | float | flash B | "
-        "RAM B | latency ms per sample | pareto |",
-        "|---:|---|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|",
+        f"| trial | cell | hidden | layers | h bits | readout | stack | bidirectional | qat | {metric} | "
+        "float | flash B | RAM B | latency ms per sample | pareto |",
+        "|---:|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|---:|---:|---|",
     ]
     fronts = doc["pareto"]
     for r in sorted((r for r in doc["trials"] if r["state"] == "complete"), key=lambda r: r["number"]):
@@ -694,7 +712,8 @@ def render_md(doc: dict[str, Any]) -> str:
         lat = "—" if m["latency_ms"] is None else f"{m['latency_ms']:.3f}"
         lines.append(
             f"| {r['number']} | {p['cell']} | {p['hidden']} | {p['layers']} | {p['hidden_bits']} | "
-            f"{p['readout']} | {p.get('stack', 1)} | {p['qat']} | {m['int8']:.4g} | {m['float']:.4g} | "
+            f"{p['readout']} | {p.get('stack', 1)} | {p.get('bidirectional', False)} | "
+            f"{p.get('qat', False)} | {m['int8']:.4g} | {m['float']:.4g} | "
             f"{m['flash_bytes']} | {m['ram_bytes']} | {lat} | {', '.join(tags)} |"
         )
     pruned = [r for r in doc["trials"] if r["state"] == "pruned"]
