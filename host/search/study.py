@@ -2,10 +2,10 @@
 
 Before the study, every architecture of the space (cell x hidden size x layers x hidden-state format x
 readout x input stacking, x direction when asked; stream data gets only the last-h readout; the stacking by
-default is the recipe's choice for the data, one value) is priced on the board (host/search/cost.py: flash, RAM, latency per
-sample, known before training) and those over a budget or not fitting the board are set aside; nothing
-fitting fails at once. The prices are stored in the study, so its workers and resumed
-runs draw from the same architectures. Each trial draws one of the architectures that fit, a peak
+default is the recipe's choice for the data, one value) is priced on the board (host/search/cost.py: flash,
+RAM, latency per sample, known before training) and those over a budget or not fitting the board are set
+aside; nothing fitting fails at once. The prices are stored in the study, so its workers and resumed runs
+draw from the same architectures. Each trial draws one of the architectures that fit, a peak
 learning rate, dropout, quantization-aware fine-tuning (and a window length when asked), trains it with
 the training recipe (trainer/recipe.py) and the drawn readout and stacking, exports and checks it (``tinylstm
 check``: held-out float vs int8, golden == C bit-exact, the blob); the objective is held-out int8
