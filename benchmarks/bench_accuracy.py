@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -89,13 +90,23 @@ def _quality(export_dir: Path) -> dict[str, Any]:
 
 
 def row(
-    name: str, train: Any, test: Any, cell: str, hidden: int, epochs: int | None, qat_epochs: int, work: Path
+    name: str,
+    train: Any,
+    test: Any,
+    cell: str,
+    hidden: int,
+    epochs: int | None,
+    qat_epochs: int,
+    seed: int,
+    work: Path,
 ) -> dict[str, Any]:
     # the training recipe (trainer/recipe.py), with one 15 % validation split for both runs (QAT's keep-or-not
     # reads it), so the float models PTQ and QAT start from are the same: the QAT run takes the readout the
     # first one's cross-validation chose (each training starts from the seed: the folds change nothing else)
-    base = TrainConfig(cell=cell, hidden=hidden, epochs=epochs, val=0.15, progress=False)
-    result: dict[str, Any] = {"dataset": name, "task": train.task, "cell": cell, "hidden": hidden}
+    base = TrainConfig(cell=cell, hidden=hidden, epochs=epochs, val=0.15, progress=False, seed=seed)
+    result: dict[str, Any] = {
+        "dataset": name, "task": train.task, "cell": cell, "hidden": hidden, "seed": seed
+    }  # fmt: skip
     started = time.perf_counter()
     for kind, qat in (("ptq", 0), ("qat", qat_epochs)):
         run = fit(
@@ -221,7 +232,8 @@ def render_md(res: dict[str, Any]) -> str:
         "model (ACSF1: 22 samples per "
         "step) has its instructions and µs per sample. The drops are "
         "against the float model before fine-tuning. QAT keeps the float weights when no epoch lowers the "
-        "validation loss (`qat_best_epoch` 0 in the JSON). int16-h is the float-trained model exported with "
+        "validation loss (`qat_best_epoch` 0 in the JSON, one per seed). int16-h is the float-trained model "
+        "exported with "
         "`--hidden-bits 16` (int8 weights, int16 Q0.15 h): the same model data, 2x the state RAM, the "
         "instructions of the int16-h step. TFLite: the same float weights through TensorFlow Lite's standard "
         "full-integer int8 recipe (benchmarks/tflite_peer.py); file bytes are the .tflite flatbuffer, the "
@@ -314,10 +326,50 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _finished_rows(path: Path | None, run: dict[str, Any]) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """The rows of a --rows file measured with the same settings, by (dataset, cell, hidden); a line a
-    stopped process left half-written is skipped."""
-    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+Key = tuple[str, str, int, int]  # dataset, cell, hidden, seed
+# per row, the median over the seeds of each of these (a drop: the median of each seed's own drop, which pairs
+# a float model with its own quantized one)
+MEDIAN_FIELDS = (
+    "float",
+    "float_after_qat",
+    "int8_ptq",
+    "int8_qat",
+    "int16h",
+    "int8_ptq_pct_std",
+    "int8_qat_pct_std",
+    "int16h_pct_std",
+    "ptq_drop_pp",
+    "qat_drop_pp",
+    "int16h_drop_pp",
+    "seconds",
+)
+
+
+def _median(values: list[float]) -> float:
+    return _sig(float(statistics.median(values)))
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One (dataset, cell, hidden) row from its seeds' rows: the MEDIAN_FIELDS and TFLite's score as medians
+    over the seeds; bytes and instructions are the first seed's model's (they differ only where the
+    recipe's cross-validation chose another pooled readout, listed under ``readouts``)."""
+    out = dict(runs[0])
+    for key in MEDIAN_FIELDS:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        out[key] = _median(values) if values else None
+    out["seeds"] = [r["seed"] for r in runs]
+    out["readouts"] = [r["readout"] for r in runs]
+    out["qat_best_epoch"] = [r["qat_best_epoch"] for r in runs]
+    scored = [r["tflite"]["value"] for r in runs if "value" in (r.get("tflite") or {})]
+    if scored and len(scored) == len(runs):
+        out["tflite"] = {**runs[0]["tflite"], "value": _median(scored)}
+    return out
+
+
+def _finished_rows(path: Path | None, run: dict[str, Any]) -> dict[Key, dict[str, Any]]:
+    """The rows of a --rows file measured with the same settings, by (dataset, cell, hidden, seed; a row
+    without a seed is seed 0's); a line a stopped process left half-written is skipped."""
+    out: dict[Key, dict[str, Any]] = {}
     if path is None or not path.is_file():
         return out
     for n, line in enumerate(path.read_text().splitlines(), 1):
@@ -327,7 +379,8 @@ def _finished_rows(path: Path | None, run: dict[str, Any]) -> dict[tuple[str, st
             print(f"{path}:{n}: not a whole JSON row (a stopped run?); measuring it again")
             continue
         if r.get("run") == run:
-            out[(r["dataset"], r["cell"], r["hidden"])] = r
+            r.setdefault("seed", 0)
+            out[(r["dataset"], r["cell"], r["hidden"], r["seed"])] = r
     return out
 
 
@@ -336,6 +389,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="two datasets, hidden 8 and 16, few epochs")
     ap.add_argument("--hidden", help="comma-separated hidden sizes (default 8,16,32,64; regression <= 32)")
     ap.add_argument("--datasets", help="comma-separated panel sets to measure (default: all)")
+    ap.add_argument("--seeds", help="comma-separated training seeds, each row their median (default 0,1,2)")
     ap.add_argument(
         "--rows",
         type=Path,
@@ -357,6 +411,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.hidden:
         hidden = tuple(int(h) for h in args.hidden.split(","))
     reg_hidden = tuple(h for h in hidden if h <= 32)
+    seeds: tuple[int, ...] = (0,) if args.quick else (0, 1, 2)
+    if args.seeds:
+        seeds = tuple(int(v) for v in args.seeds.split(","))
     epochs = 8 if args.quick else None
     qat_epochs = 3 if args.quick else QAT_EPOCHS
     run = {
@@ -367,36 +424,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     done = _finished_rows(args.rows, run)
     with tempfile.TemporaryDirectory(prefix="tinylstm-acc-") as tmp:
         for name, train, test in datasets(chosen):
-            for cell in ("lstm", "gru"):
-                for h in hidden if train.task == "classification" else reg_hidden:
-                    if (name, cell, h) in done:
-                        continue
-                    r = row(name, train, test, cell, h, epochs, qat_epochs, Path(tmp) / f"{name}-{cell}-{h}")
-                    r["run"] = run
-                    print(json.dumps(r), flush=True)
-                    done[(name, cell, h)] = r
-                    if args.rows is not None:
-                        with args.rows.open("a") as f:
-                            f.write(json.dumps(r) + "\n")
+            for cell, h, seed in (
+                (c, h, s)
+                for c in ("lstm", "gru")
+                for h in (hidden if train.task == "classification" else reg_hidden)
+                for s in seeds
+            ):
+                if (name, cell, h, seed) in done:
+                    continue
+                work = Path(tmp) / f"{name}-{cell}-{h}-{seed}"
+                r = row(name, train, test, cell, h, epochs, qat_epochs, seed, work)
+                r["run"] = run
+                print(json.dumps(r), flush=True)
+                done[(name, cell, h, seed)] = r
+                if args.rows is not None:
+                    with args.rows.open("a") as f:
+                        f.write(json.dumps(r) + "\n")
     for key, r in _finished_rows(args.rows, run).items():  # what other processes added meanwhile
         done.setdefault(key, r)
-    rows = [
-        done[(n, c, h)]
+    seed_rows = [
+        [done[(n, c, h, s)] for s in seeds if (n, c, h, s) in done]
         for n in names
         for c in ("lstm", "gru")
         for h in sorted({*hidden, *reg_hidden})
-        if (n, c, h) in done
     ]
+    rows = [median_row(runs) for runs in seed_rows if runs]
     res = {
         "date": time.strftime("%Y-%m-%d"),
         "note": f"{'quick mode, 8 float epochs, ' if args.quick else ''}the training recipe's float training "
         "(trainer/recipe.py: batch and epochs from the data, one-cycle AdamW, the last epoch; a 15 % "
         "validation split held back for QAT), "
-        f"{qat_epochs} QAT epochs, seed 0, 1 layer, hidden {', '.join(map(str, hidden))}; flash, RAM and "
-        f"instructions for {BOARD} (Cortex-M4F); "
+        f"{qat_epochs} QAT epochs, the median of seeds {', '.join(map(str, seeds))} (a drop: the median "
+        f"of each seed's own drop; the watch split is drawn per seed, so its test windows differ), 1 layer, "
+        f"hidden {', '.join(map(str, hidden))}; flash, RAM and instructions for {BOARD} (Cortex-M4F); rows "
+        "taken from a --rows file keep the numbers of the run that measured them; "
         f"{tflite_note()}.",
         "rows": rows,
         "goals": goals(rows),
+        "seed_rows": [r for runs in seed_rows for r in runs],
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "accuracy.json").write_text(json.dumps(res, indent=1) + "\n")
