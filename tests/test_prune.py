@@ -33,14 +33,32 @@ def _model(cell: str, layers: int, stack: int = 1, readout: str = "last", seed: 
     return TinyRNN(cell, 3, 7, layers, 4, readout=readout, stack=stack).eval()
 
 
-def _silence(model: TinyRNN, layer: int, unit: int) -> None:
-    """Zero every weight that reads ``unit`` of ``layer``: nothing downstream depends on it any more."""
+def _silence(model: TinyRNN, layer: int, unit: int, backward: bool = False) -> None:
+    """Zero every weight that reads ``unit`` of ``layer`` (of the backward stack, whose last layer the head
+    reads in its second half): nothing downstream depends on it any more."""
+    rnn = model.rnn_backward if backward else model.rnn
+    assert rnn is not None
     with torch.no_grad():
-        getattr(model.rnn, f"weight_hh_l{layer}")[:, unit] = 0.0
+        getattr(rnn, f"weight_hh_l{layer}")[:, unit] = 0.0
         if layer + 1 < model.num_layers:
-            getattr(model.rnn, f"weight_ih_l{layer + 1}")[:, unit] = 0.0
+            getattr(rnn, f"weight_ih_l{layer + 1}")[:, unit] = 0.0
         else:
-            model.head.weight[:, unit] = 0.0
+            model.head.weight[:, unit + (model.hidden_size if backward else 0)] = 0.0
+
+
+def _toy_split(sequences: int, steps: int) -> PaddedSplit:
+    """Random window classification data of 3 channels and 4 classes, unnormalised."""
+    rng = np.random.default_rng(0)
+    ds = SequenceSet(
+        [rng.normal(size=(steps, 3)).astype(np.float32) for _ in range(sequences)],
+        np.arange(sequences) % 4,
+        "classification",
+        "window",
+        ["a", "b", "c", "d"],
+        ["x", "y", "z"],
+        "toy",
+    )
+    return PaddedSplit.build(ds, Normalizer(np.zeros(3), np.ones(3)), None)
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
@@ -68,18 +86,7 @@ def test_importance_ranks_a_silenced_unit_last() -> None:
     model = _model("lstm", 2)
     _silence(model, 0, 3)
     _silence(model, 1, 6)
-    rng = np.random.default_rng(0)
-    ds = SequenceSet(
-        [rng.normal(size=(20, 3)).astype(np.float32) for _ in range(10)],
-        np.arange(10) % 4,
-        "classification",
-        "window",
-        ["a", "b", "c", "d"],
-        ["x", "y", "z"],
-        "toy",
-    )
-    split = PaddedSplit.build(ds, Normalizer(np.zeros(3), np.ones(3)), None)
-    scores = unit_importance(model, split)
+    scores = unit_importance(model, _toy_split(10, 20))
     assert [s.shape for s in scores] == [(7,), (7,)]
     assert scores[0][3] == 0.0 and scores[1][6] == 0.0 and (np.delete(scores[0], 3) > 0).all()
     assert reader_weights(model, 1).shape == (4 * 7 + 4, 7)  # layer 1's own recurrent rows + the head
@@ -143,17 +150,6 @@ def test_a_budget_picks_the_most_units_that_fit(tmp_path: Path) -> None:
     assert shape_cost(meta, "stm32f405", 7).flash_bytes > limit
 
 
-def _silence_backward(model: TinyRNN, layer: int, unit: int) -> None:
-    """As _silence, for a bidirectional model's backward stack (the head reads it in its second half)."""
-    assert model.rnn_backward is not None
-    with torch.no_grad():
-        getattr(model.rnn_backward, f"weight_hh_l{layer}")[:, unit] = 0.0
-        if layer + 1 < model.num_layers:
-            getattr(model.rnn_backward, f"weight_ih_l{layer + 1}")[:, unit] = 0.0
-        else:
-            model.head.weight[:, model.hidden_size + unit] = 0.0
-
-
 @pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 2), ("rnn", 2)])
 def test_a_bidirectional_model_loses_silenced_units_of_both_stacks(cell: str, layers: int) -> None:
     """Each stack loses its own silenced unit (forward and backward differ); the outputs stay the same, and
@@ -163,24 +159,14 @@ def test_a_bidirectional_model_loses_silenced_units_of_both_stacks(cell: str, la
     forward, backward = [1, 4][:layers], [6, 2][:layers]
     for n in range(layers):
         _silence(model, n, forward[n])
-        _silence_backward(model, n, backward[n])
+        _silence(model, n, backward[n], backward=True)
     keep = [np.asarray([u for u in range(7) if u != drop]) for drop in forward + backward]
     small = keep_units(model, keep)
     assert small.bidirectional and small.hidden_size == 6 and small.head.in_features == 12
     x = torch.randn(5, 24, 3)
     with torch.no_grad():
         torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
-    rng = np.random.default_rng(0)
-    ds = SequenceSet(
-        [rng.normal(size=(24, 3)).astype(np.float32) for _ in range(8)],
-        np.arange(8) % 4,
-        "classification",
-        "window",
-        ["a", "b", "c", "d"],
-        ["x", "y", "z"],
-        "toy",
-    )
-    scores = unit_importance(model, PaddedSplit.build(ds, Normalizer(np.zeros(3), np.ones(3)), None))
+    scores = unit_importance(model, _toy_split(8, 24))
     assert len(scores) == 2 * layers
     for n in range(layers):
         assert scores[n][forward[n]] == 0.0 and scores[layers + n][backward[n]] == 0.0
