@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinylstm.host.link import protocol as p
+from tinylstm.host.link.feed import wait_hello
 from tinylstm.host.link.transport import Link, LinkError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -634,6 +635,17 @@ def test_link_loopback_numbers_and_queues() -> None:
         link.port.write(b"P,1,2,3\r\n")
         with pytest.raises(LinkError, match=r"no HELLO frame within 0.1 s .* 9 bytes without a delimiter"):
             link.expect(p.FrameType.HELLO, timeout=0.1)
+
+
+def test_the_frames_behind_a_hello_stay_queued() -> None:
+    """A replaying board streams PREDs right behind its boot HELLO; a host that reads late gets them in the
+    same read as the HELLO, and wait_hello must leave them for the stream, not drop them unnoticed."""
+    hello = p.Hello(7, 1, p.Cell.LSTM, 1, 3, 8, 2, 8, p.Mode.WINDOW, 16, p.Source.REPLAY, 32, 0, 0, 0, "b")
+    preds = [p.Pred(step, 0, (step, -step)) for step in range(5)]
+    with Link.open("loop://") as link:
+        link.port.write(b"".join(p.encode_message(m, n) for n, m in enumerate([hello, *preds])))
+        assert wait_hello(link) == hello
+        assert [p.parse_message(f) for f in link.read(1.0)] == preds
 
 
 def test_link_open_errors() -> None:

@@ -94,16 +94,21 @@ def check_hello(hello: Hello, model_hash: int, where: str) -> None:
 
 def wait_hello(link: Link, timeout: float = 5.0) -> Hello:
     """The board's HELLO: the one it sends at boot, else asked for with HELLO_REQ every half second
-    (a board that is already running, or a HELLO lost on the way) until ``timeout``."""
+    (a board that is already running, or a HELLO lost on the way) until ``timeout``. The frames that came
+    after it in the same read stay queued for the caller: a replaying board streams its first PREDs right
+    behind its boot HELLO, and a late reader gets them in one read."""
     deadline = time.monotonic() + timeout
     ask_at = time.monotonic() + 0.3  # the boot HELLO comes first when the board has just started
     while True:
-        for frame in link.read(0.05):
+        frames = link.read(0.05)
+        for i, frame in enumerate(frames):
             if frame.type == FrameType.HELLO:
                 try:
-                    return Hello.unpack(frame.payload)
+                    hello = Hello.unpack(frame.payload)
                 except PayloadError:
                     continue
+                link.requeue(frames[i + 1 :])
+                return hello
         now = time.monotonic()
         if now >= deadline:
             raise LinkError(f"no HELLO frame within {timeout:g} s on {link.url} ({link.describe()})")

@@ -191,7 +191,11 @@ class Link:
                         f"no {ftype.name} frame within {timeout:g} s on {self.url} ({self.describe()})"
                     )
         finally:
-            self._backlog.extendleft(reversed(skipped))
+            self.requeue(skipped)
+
+    def requeue(self, frames: list[Frame]) -> None:
+        """Put ``frames`` back, in order, ahead of anything still queued: the next ``read`` returns them."""
+        self._backlog.extendleft(reversed(frames))
 
     def describe(self) -> str:
         """What arrived so far, with a hint when it looks like another firmware or wire version."""
