@@ -99,13 +99,16 @@ def test_the_schedule_removes_at_most_a_step_per_round() -> None:
     assert schedule(8, 8, 0.5) == []
 
 
-def _tiny_run(root: Path) -> Path:
+def _tiny_run(
+    root: Path, sequences: int = 120, steps: int = 20, hidden: int = 12, epochs: int = 4, *flags: str
+) -> Path:
+    """A model trained by the CLI on 3-class windows of 3 channels; returns its checkpoint."""
     rng = np.random.default_rng(0)
-    y = np.arange(120) % 3
-    x = rng.standard_normal((120, 20, 3)).astype(np.float32) + y[:, None, None]
+    y = np.arange(sequences) % 3
+    x = rng.standard_normal((sequences, steps, 3)).astype(np.float32) + y[:, None, None]
     np.savez(root / "data.npz", X=x, y=y)
-    argv = ["train", "--data", str(root / "data.npz"), "--hidden", "12", "--epochs", "4", "--quiet"]
-    assert main([*argv, "--out", str(root / "run")]) == 0
+    argv = ["train", "--data", str(root / "data.npz"), "--hidden", str(hidden), "--epochs", str(epochs)]
+    assert main([*argv, "--quiet", *flags, "--out", str(root / "run")]) == 0
     return root / "run" / "model.pt"
 
 
@@ -180,13 +183,7 @@ def test_a_pruned_bidirectional_model_exports_checks_and_meets_its_budget(tmp_pa
     from tinylstm.api import prune
     from tinylstm.host.search.prune import shape_cost
 
-    rng = np.random.default_rng(0)
-    y = np.arange(60) % 3
-    x = rng.standard_normal((60, 16, 3)).astype(np.float32) + y[:, None, None]
-    np.savez(tmp_path / "data.npz", X=x, y=y)
-    argv = ["train", "--data", str(tmp_path / "data.npz"), "--hidden", "8", "--epochs", "3", "--quiet"]
-    assert main([*argv, "--bidirectional", "--out", str(tmp_path / "run")]) == 0
-    ckpt = tmp_path / "run" / "model.pt"
+    ckpt = _tiny_run(tmp_path, 60, 16, 8, 3, "--bidirectional")
     _, meta = load_checkpoint(ckpt)
     limit = shape_cost(meta, "stm32f405", 5).flash_bytes
     assert shape_cost(meta, "stm32f405", 6).flash_bytes > limit  # the window's backward stack is priced
