@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_quality import BOARD, RESULTS, integer_score, load_pair, panel_files
+from bench_quality import BOARD, RESULTS, integer_score, kept, load_pair, panel_files
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.export import ModelSource, export
@@ -89,10 +89,10 @@ def one_seed(train: SequenceSet, test: SequenceSet, seed: int, work: Path, price
 
 def measure(name: str, seeds: list[int], work: Path, rows_dir: Path | None) -> dict[str, Any]:
     """One set's row; with ``rows_dir`` kept there as JSON and reused (resumable, or split in processes)."""
-    cached = rows_dir / f"{name}.bidir.json" if rows_dir else None
-    if cached is not None and cached.is_file():
-        row: dict[str, Any] = json.loads(cached.read_text())
-        return row
+    return kept(rows_dir / f"{name}.bidir.json" if rows_dir else None, lambda: measure_row(name, seeds, work))
+
+
+def measure_row(name: str, seeds: list[int], work: Path) -> dict[str, Any]:
     train_path, test_path = panel_files(name, work)
     train, test = load_pair(train_path, test_path)
     runs = [one_seed(train, test, s, work / f"{name}-{s}", price=k == 0) for k, s in enumerate(seeds)]
@@ -110,8 +110,6 @@ def measure(name: str, seeds: list[int], work: Path, rows_dir: Path | None) -> d
         }
         row[kind] |= {k: v for k, v in runs[0][kind].items() if k not in row[kind]}
     print(json.dumps({k: row[k] for k in ("dataset", *KINDS)}, default=float), flush=True)
-    if cached is not None:
-        cached.write_text(json.dumps(row, default=float))
     return row
 
 

@@ -32,7 +32,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from bench_quality import CLASSIFICATION, RESULTS, integer_score, load_pair, panel_files
+from bench_quality import CLASSIFICATION, RESULTS, integer_score, kept, load_pair, panel_files
 
 from tinylstm.codegen.export import ModelSource, export
 from tinylstm.host.search.prune import PruneTarget, prune_checkpoint
@@ -71,20 +71,18 @@ def measure(
     name: str, seeds: list[int], sizes: list[int], work: Path, rows_dir: Path | None
 ) -> dict[str, Any]:
     """One set's row; with ``rows_dir`` kept there as JSON and reused (resumable, or split in processes)."""
-    cached = rows_dir / f"{name}.json" if rows_dir else None
-    if cached is not None and cached.is_file():
-        row: dict[str, Any] = json.loads(cached.read_text())
-        return row
+    path = rows_dir / f"{name}.json" if rows_dir else None
+    return kept(path, lambda: measure_row(name, seeds, sizes, work))
+
+
+def measure_row(name: str, seeds: list[int], sizes: list[int], work: Path) -> dict[str, Any]:
     train_path, test_path = panel_files(name, work)
     train, test = load_pair(train_path, test_path)
     runs = []
     for seed in seeds:
         runs.append(one_seed(train, test, seed, sizes, work / f"{name}-{seed}"))
         print(name, seed, json.dumps(runs[-1], default=float), flush=True)
-    row = aggregate(name, runs)
-    if cached is not None:
-        cached.write_text(json.dumps(row, default=float))
-    return row
+    return aggregate(name, runs)
 
 
 def aggregate(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +277,18 @@ def baselines(train: SequenceSet, test: SequenceSet) -> dict[str, Any]:
     return out
 
 
+def kept(path: Path | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``'s row, kept as JSON at ``path`` and read back from there when it is already kept (a
+    resumed run, or one panel split across processes)."""
+    if path is not None and path.is_file():
+        row: dict[str, Any] = json.loads(path.read_text())
+        return row
+    row = compute()
+    if path is not None:
+        path.write_text(json.dumps(row, default=float))
+    return row
+
+
 def measure(
     name: str, work: Path, trials: int, rows_dir: Path | None, cached_search: bool = False
 ) -> dict[str, Any]:
@@ -285,12 +298,7 @@ def measure(
     search_file = rows_dir / f"{name}.search-{trials}.json" if rows_dir else None
     train_path, test_path = panel_files(name, work)
     train, test = load_pair(train_path, test_path)
-    if cached is not None and cached.is_file():
-        row: dict[str, Any] = json.loads(cached.read_text())
-    else:
-        row = measure_row(name, train, test, work)
-        if cached is not None:
-            cached.write_text(json.dumps(row, default=float))
+    row = kept(cached, lambda: measure_row(name, train, test, work))
     if trials and search_file is not None and search_file.is_file():
         row["search"] = json.loads(search_file.read_text())
     elif trials and cached_search:
