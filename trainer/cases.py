@@ -59,9 +59,9 @@ def parse_values(fields: list[str], missing: str, where: str, padded: bool = Fal
         raise TinyLSTMError(f"{where}: value {int(np.argmax(np.isinf(out))) + 1} is infinite; fix the file")
     if padded:
         known = np.flatnonzero(~np.isnan(out))
-        out = out[: known[-1] + 1] if known.size else out[:0]
-        if out.size == 0:
+        if not known.size:
             raise TinyLSTMError(f"{where}: every value is missing; remove the case or fill it in the file")
+        out = out[: known[-1] + 1]
     if np.isnan(out).any():
         if missing != "interpolate":
             raise TinyLSTMError(

@@ -344,6 +344,8 @@ def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> d
     data = data or _Data(cfg)
     ds = data.get(_first_window(cfg))
     archs = data_architectures(cfg, ds)
+    # a bidirectional architecture is priced over one window (data_architectures checked there is one length)
+    window = bidirectional_window(ds, None) if any(a.bidirectional for a in archs) else 0
     cfg.out.mkdir(parents=True, exist_ok=True)
     cache = CostCache(cfg.out / "costs.json", board)
     prices = {}
@@ -359,7 +361,7 @@ def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> d
             a.hidden_bits,
             a.readout,
             a.stack,
-            bidirectional_window(ds, None) if a.bidirectional else 0,
+            window if a.bidirectional else 0,
         )
     return prices
 
