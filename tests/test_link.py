@@ -41,6 +41,7 @@ from tinylstm.host.link.protocol import (
     ErrorCode,
     Frame,
     FrameType,
+    HelloReq,
     Input,
     Nak,
     NakReason,
@@ -172,6 +173,22 @@ def test_a_flooding_host_is_refused_never_misstepped(big_board: tuple[Path, IntM
     assert all(np.array_equal(y, e) for y, e in zip(got, expect, strict=True)) and len(got) == len(xs)
     assert isinstance(after, Stats) and after.dropped_rx == stats.dropped_rx  # no new loss
     assert feeder.stats.retries == 0 and feeder.stats.in_flight_peak <= hello.rx_capacity
+
+
+def test_a_late_answer_to_hello_req_is_not_a_board_reset(trained: Trained) -> None:
+    """wait_hello asks with HELLO_REQ when the boot HELLO is slow, and then both come: the answer (seq != 0)
+    reaches the feeder mid-run. The board did not restart, so the feeder counts no reset and rewinds
+    nothing (a seq-0 HELLO would have cost a board_resets count and a rewind)."""
+    xs, expect = expected_outputs(trained.export_dir, 600)
+    with QemuBoard(trained.host.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        feeder = Feeder(link, wait_hello(link), xs)
+        got = []
+        for d in feeder.run():
+            got.append(d.outputs)
+            if d.step == 100:
+                link.send(HelloReq())  # as if wait_hello's request were answered only now
+    assert all(np.array_equal(y, e) for y, e in zip(got, expect, strict=True)) and len(got) == len(xs)
+    assert feeder.stats.board_resets == 0 and feeder.stats.rewinds == 0, feeder.stats.to_dict()
 
 
 @pytest.mark.parametrize("rate", [1e-4, 1e-3])

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tinylstm.host.link import protocol as p
 from tinylstm.host.link.feed import wait_hello
+from tinylstm.host.link.stream import BoardStream
 from tinylstm.host.link.transport import Link, LinkError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -646,6 +647,34 @@ def test_the_frames_behind_a_hello_stay_queued() -> None:
         link.port.write(b"".join(p.encode_message(m, n) for n, m in enumerate([hello, *preds])))
         assert wait_hello(link) == hello
         assert [p.parse_message(f) for f in link.read(1.0)] == preds
+
+
+@pytest.mark.parametrize("second_seq", [0, 3])
+def test_only_a_seq_0_hello_is_a_board_reset(monkeypatch: pytest.MonkeyPatch, second_seq: int) -> None:
+    """A second HELLO with seq 0 is a reboot: a reset counted and a new session. With any other seq it
+    answers a HELLO_REQ (wait_hello's, when the boot HELLO was slow): the session goes on, nothing counted."""
+    hello = p.Hello(7, 1, p.Cell.LSTM, 1, 3, 8, 2, 8, p.Mode.STREAM, 0, p.Source.REPLAY, 32, 0, 0, 0, "b")
+    boot = [hello, p.Pred(0, 0, (1, 2)), p.Pred(1, 0, (3, 4))]
+    first = [p.encode_message(m, n) for n, m in enumerate(boot)]
+    step = 0 if second_seq == 0 else 2  # a rebooted board counts its steps from 0 again
+    second = [
+        p.encode_message(m, second_seq + n)
+        for n, m in enumerate([hello, p.Pred(step, 0, (5, 6)), p.Pred(step + 1, 0, (7, 8))])
+    ]
+    opened = Link.open
+
+    def preloaded(url: str, baudrate: int = 115200) -> Link:
+        link = opened(url, baudrate)
+        link.port.write(b"".join(first + second))
+        return link
+
+    monkeypatch.setattr(Link, "open", preloaded)
+    with BoardStream("loop://") as s:
+        steps = [pred.step for pred in s.predictions(count=4)]
+    reboot = second_seq == 0
+    assert steps == ([0, 1, 0, 1] if reboot else [0, 1, 2, 3])
+    assert (s.counters.board_resets, len(s.counters.sessions)) == ((1, 2) if reboot else (0, 1))
+    assert s.counters.steps_missing == 0 and s.counters.frames_dropped == 0
 
 
 def test_link_open_errors() -> None:

@@ -55,6 +55,7 @@ from tinylstm.host.link.protocol import (
     Source,
     Stats,
     StatsReq,
+    boot_hello,
     error_name,
     input_payload,
     max_wire_size,
@@ -475,8 +476,11 @@ class Feeder:
             self._on_nak(msg)
         elif isinstance(msg, Error):
             self._on_error(msg)
-        elif isinstance(msg, Hello):
+        elif isinstance(msg, Hello) and boot_hello(frame):
             self._on_hello(msg)
+        elif isinstance(msg, Hello):  # a late answer to wait_hello's HELLO_REQ: the board did not restart
+            self._check_model(msg)
+            self._credit(msg.rx_freed)
         elif isinstance(msg, Ack | Stats):
             self._credit(msg.rx_freed)
 
@@ -574,12 +578,15 @@ class Feeder:
         self._adopt(hello)
         self._restart(self.base, f"the board restarted (HELLO, source {hello.source.name.lower()})")
 
-    def _adopt(self, hello: Hello) -> None:
+    def _check_model(self, hello: Hello) -> None:
         if hello.model_hash != self.model_hash:
             raise FeedError(
                 f"the board now runs model 0x{hello.model_hash:08x}, not 0x{self.model_hash:08x}: "
                 "it was reflashed mid-run"
             )
+
+    def _adopt(self, hello: Hello) -> None:
+        self._check_model(hello)
         self.hello = hello
         self._configure(hello)
         self._acked, self._last_freed = self.link.tx_bytes, hello.rx_freed

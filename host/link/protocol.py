@@ -177,6 +177,14 @@ class Frame:
     payload: bytes
 
 
+def boot_hello(frame: Frame) -> bool:
+    """A HELLO the board sent at boot: its first frame, seq 0 (docs/serial-protocol.md §2). A HELLO with
+    any other seq answers a HELLO_REQ from a board that kept running: no reset. (Once in 2**16 frames a
+    reply wraps to seq 0 and reads as a boot: the host restarts the board at a known step, which costs a
+    rewind, not data.)"""
+    return frame.type == FrameType.HELLO and frame.seq == 0
+
+
 def encode_frame(type: int, seq: int, payload: bytes = b"") -> bytes:
     """One wire frame: COBS(header | payload | crc32) followed by 0x00."""
     if len(payload) > MAX_PAYLOAD:
@@ -286,7 +294,7 @@ class FrameDecoder:
         if last is None:
             return
         gap = (frame.seq - last - 1) & 0xFFFF
-        if gap >= 0x8000 or (frame.type == FrameType.HELLO and frame.seq == 0):
+        if gap >= 0x8000 or boot_hello(frame):
             self.seq_restarts += 1
         else:
             self.frames_dropped += gap

@@ -7,7 +7,8 @@ Nothing is lost silently. Every gap is counted in ``StreamCounters``:
 - ``frames_bad``: corrupted frames (CRC, COBS, ...) the decoder rejected, never yielded;
 - ``frames_dropped``: sequence numbers missing between accepted frames (lost or corrupted);
 - ``steps_missing``: PRED step indices missing within one board session;
-- ``board_resets``: a new HELLO arrived (the board rebooted), each starts a new session;
+- ``board_resets``: a boot HELLO (seq 0) arrived (the board rebooted), each starts a new session; a HELLO
+  with another seq answers a HELLO_REQ and changes nothing;
 - ``disconnects``: the port went away (unplugged, QEMU killed); the stream reopens the port
   and carries on with the next session. What the board sent after the last frame received
   before a disconnect cannot be known: each session records the last step it delivered.
@@ -39,6 +40,7 @@ from tinylstm.host.link.protocol import (
     Pred,
     SetSource,
     Source,
+    boot_hello,
     parse_message,
 )
 from tinylstm.host.link.transport import DEFAULT_BAUD, Link, LinkError, LinkLost
@@ -271,10 +273,13 @@ class BoardStream:
             self.counters.board_errors += 1
             self.counters.last_error = f"unreadable frame: {exc}"
             return None
-        if isinstance(msg, Hello):
+        if isinstance(msg, Hello) and boot_hello(frame):
             self.counters.board_resets += 1
             self._end_session("board reset")
             self._on_hello(msg)
+        elif isinstance(msg, Hello):  # a late answer to wait_hello's HELLO_REQ: the same session goes on
+            if self._hash is not None:
+                check_hello(msg, self._hash, str(self.export_dir))
         elif isinstance(msg, Error):
             self.counters.board_errors += 1
             self.counters.last_error = msg.describe()
