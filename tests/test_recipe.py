@@ -4,6 +4,7 @@ training on shipped data that must beat the majority class by a clear margin."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,13 @@ import torch
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.cli.main import main
 from tinylstm.trainer.augment import Augment
-from tinylstm.trainer.baselines import naive_baselines
+from tinylstm.trainer.baselines import (
+    Baselines,
+    Interval,
+    accuracy_interval,
+    naive_baselines,
+    wilson_interval,
+)
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.recipe import (
     CV_READOUT_BUDGET,
@@ -199,6 +206,27 @@ def test_baselines() -> None:
     )
 
 
+def test_the_accuracy_interval_of_a_small_held_out_set() -> None:
+    """The Wilson 95 % interval (19 of 22: 66.7-95.3 %, as tabulated), only over independent held-out windows,
+    and a verdict that says when a lead over the majority class is within its noise."""
+    assert wilson_interval(19, 22) == pytest.approx((0.66665, 0.95251), abs=1e-5)
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="6 correct of 5"):
+        wilson_interval(6, 5)
+    test = window_set(22)
+    interval = accuracy_interval(19 / 22, test)
+    assert interval is not None and interval.cases == 22 and interval.low == pytest.approx(0.66665, abs=1e-5)
+    cut = dataclasses.replace(test, groups=np.arange(22) // 2)  # two windows per recording: not independent
+    assert accuracy_interval(19 / 22, cut) is None
+    b = Baselines("classification", majority_class="a", majority_accuracy=0.6)
+    beats, line = b.verdict(accuracy=0.7, interval=Interval(*wilson_interval(7, 10), 10))
+    assert (
+        beats and "95 % interval 39.7%-89.2% over 10 held-out windows" in line and "within the noise" in line
+    )
+    beats, line = b.verdict(accuracy=0.95, interval=Interval(*wilson_interval(19, 20), 20))
+    assert beats and "within the noise" not in line
+
+
 def test_short_default_training_beats_the_majority_class(tmp_path: Path) -> None:
     """The shipped watch IMU data (every second window), the default recipe cut to 4 epochs: held-out accuracy
     clearly above always predicting the majority class (and above chance, 1/7)."""
@@ -264,7 +292,8 @@ def test_cli_prints_the_recipe_and_the_verdict(tmp_path: Path, capsys: pytest.Ca
         )
         == 0
     )
-    assert "the model beats them" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the model beats them" in out and "(95 % interval " in out  # each window is its own case here
 
 
 def test_cli_refuses_patience_without_early_stopping(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,15 +30,24 @@ class Baselines:
     def to_dict(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
-    def verdict(self, accuracy: float | None = None, rmse: float | None = None) -> tuple[bool, str]:
+    def verdict(
+        self, accuracy: float | None = None, rmse: float | None = None, interval: Interval | None = None
+    ) -> tuple[bool, str]:
         """Whether a model with this held-out ``accuracy`` (classification) or ``rmse`` beats every
-        baseline, and one line saying so beside the baselines' scores."""
+        baseline (the rule: a higher accuracy, a lower RMSE than each), and one line saying so beside the
+        baselines' scores, with the accuracy's ``interval`` where there is one (``accuracy_interval``)."""
         if accuracy is not None and self.majority_accuracy is not None:
             beats = accuracy > self.majority_accuracy
             line = (
                 f"held-out accuracy {accuracy:.1%} vs {self.majority_accuracy:.1%} for always predicting "
                 f"the majority class {self.majority_class!r}"
             )
+            if interval is not None:
+                low, high = interval.low, interval.high
+                line += f" (95 % interval {low:.1%}-{high:.1%} over {interval.cases} held-out windows"
+                if beats and interval.low <= self.majority_accuracy:
+                    line += ": it reaches the majority class's, so the lead is within the noise of so few"
+                line += ")"
             return beats, line
         assert rmse is not None and self.mean_rmse is not None
         parts = [f"training mean {self.mean_rmse:.4g}"]
@@ -46,6 +56,37 @@ class Baselines:
             parts.append(f"persistence ({self.persistence_rule}) {self.persistence_rmse:.4g}")
             beats = beats and rmse < self.persistence_rmse
         return beats, f"held-out RMSE {rmse:.4g} vs {', '.join(parts)}"
+
+
+class Interval(NamedTuple):
+    """A held-out accuracy's 95 % interval (fractions) over ``cases`` independent held-out windows."""
+
+    low: float
+    high: float
+    cases: int
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy of ``correct`` of ``n`` independent trials (95 % at z = 1.96):
+    how far the held-out accuracy of a small test set may be from the model's accuracy on more such data."""
+    if not 0 <= correct <= n or n < 1:
+        raise ValueError(f"{correct} correct of {n} is no accuracy")
+    p, z2 = correct / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_interval(accuracy: float, test: SequenceSet) -> Interval | None:
+    """The 95 % interval of a window classifier's held-out ``accuracy`` on ``test``, when its windows are
+    independent cases (one per recording); None for a stream's labelled steps, or for windows cut from
+    fewer recordings (they overlap and share a recording's conditions: an interval over them would be too
+    narrow)."""
+    n = len(test)
+    independent = test.groups is None or len(np.unique(test.groups)) == n
+    if test.task != "classification" or test.mode != "window" or not n or not independent:
+        return None
+    return Interval(*wilson_interval(round(accuracy * n), n), n)
 
 
 def _rmse(pred: np.ndarray, target: np.ndarray) -> float:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from tinylstm.contract.constants import HIDDEN_FORMATS, MAX_WINDOW
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import Augment
-from tinylstm.trainer.baselines import naive_baselines
+from tinylstm.trainer.baselines import accuracy_interval, naive_baselines
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
 from tinylstm.trainer.curves import plot_curves
@@ -424,6 +424,9 @@ def fit(
     meta.metrics["data_warnings"] = data_warnings
     if test_ds is not None and len(test_ds):
         meta.metrics["baselines"] = naive_baselines(train_ds, test_ds).to_dict()
+        interval = accuracy_interval(meta.metrics.get("test_accuracy", 0.0), test_ds)
+        if interval is not None:
+            meta.metrics["test_accuracy_interval"] = interval._asdict()
     if qat is not None:
         meta.metrics["qat"] = qat
     metrics = meta.metrics

@@ -11,7 +11,7 @@ from tinylstm.contract.constants import MAX_HIDDEN, MAX_LAYERS
 from tinylstm.contract.readouts import NAMES as READOUT_NAMES
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import Augment
-from tinylstm.trainer.baselines import Baselines
+from tinylstm.trainer.baselines import Baselines, Interval
 from tinylstm.trainer.outputs import check_output_dir
 from tinylstm.trainer.recipe import SCHEDULES, SELECTIONS
 from tinylstm.trainer.train import SMALL_HIDDEN, TrainConfig
@@ -230,7 +230,10 @@ def run(args: argparse.Namespace) -> int:
 def _verdict(baselines: Baselines, m: dict[str, Any], classification: bool) -> None:
     """The held-out score beside the naive baselines, and what to try when it does not beat them."""
     if classification:
-        beats, line = baselines.verdict(accuracy=m["test_accuracy"])
+        interval = m.get("test_accuracy_interval")
+        beats, line = baselines.verdict(
+            accuracy=m["test_accuracy"], interval=None if interval is None else Interval(**interval)
+        )
     else:
         beats, line = baselines.verdict(rmse=m["test_rmse"])
     if beats:
