@@ -12,9 +12,9 @@ import numpy as np
 
 from tinylstm.codegen.quantize import IntLayer, IntModel
 from tinylstm.contract import qmath
-from tinylstm.contract.cells import cell_type
+from tinylstm.contract.cells import CellType, cell_type
 from tinylstm.contract.constants import input_shift, stack_bytes
-from tinylstm.contract.readouts import INT32_MAX, readout
+from tinylstm.contract.readouts import INT32_MAX, IntUpdate, readout
 from tinylstm.errors import TinyLSTMError
 
 
@@ -84,35 +84,94 @@ def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
 _EXACT = 2.0**53
 
 
-def _dot(a: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``a @ w.T`` of integer arrays, exactly, as int64: through float64 (BLAS; numpy has no integer one)
-    when terms x max|a| x max|w| < 2^53, which bounds every partial sum, in whatever order BLAS adds them, to
-    integers float64 holds exactly (int8 weights and int16 states: under 2^22 per product); else in int64."""
-    if w.shape[1] * float(np.abs(a).max(initial=0)) * float(np.abs(w).max(initial=0)) < _EXACT:
-        return (a.astype(np.float64) @ w.astype(np.float64).T).astype(np.int64)
-    return a.astype(np.int64) @ w.astype(np.int64).T
+@dataclass(frozen=True)
+class _LayerPlan:
+    """One layer's weights laid out for the per-step products, prepared once per run: each part transposed
+    ([I, G*H] and [H, G*H]) as ``_prepared`` lays them out, with the power of two each part's sum is aligned
+    by."""
+
+    layer: IntLayer
+    wx: np.ndarray
+    wh: np.ndarray
+    x_shift: np.ndarray  # int64 [G*H]: max(a_r, 0) + the layer's input shift
+    h_shift: np.ndarray  # int64 [G*H]: max(-a_r, 0)
 
 
-def _gates(layer: IntLayer, n: int, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Input-side and recurrent-side accumulators of every row, aligned to one scale: [B, G*H] each."""
-    w = layer.weights
-    e = layer.scale_exp.astype(np.int64)
-    return (
-        _dot(x, w[:, : layer.input_size]) << (np.maximum(e, 0) + input_shift(layer.hidden_bits, n)),
-        _dot(h, w[:, layer.input_size :]) << np.maximum(-e, 0),
+# the largest |value| a layer or the head reads: int8 inputs, int8 / int16 h and the pooled h (the contract),
+# with 2^31 to spare, so the float64 path's bound below holds for any input the kernel's types can hold
+_OPERAND_MAX = 2.0**31
+
+
+def _prepared(w: np.ndarray) -> np.ndarray:
+    """``w`` [rows, cols] as the right operand of ``a @ w.T``: float64 (BLAS; numpy has no integer one) when
+    cols x _OPERAND_MAX x max|w| < 2^53, which bounds every partial sum, in whatever order BLAS adds them, to
+    integers float64 holds exactly (int8 weights: any width below 2^15); else int64."""
+    exact = w.shape[1] * _OPERAND_MAX * float(np.abs(w.astype(np.int64)).max(initial=0)) < _EXACT
+    return np.ascontiguousarray(w.T, dtype=np.float64 if exact else np.int64)
+
+
+def _matmul(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:
+    """``a @ w`` exactly as int64, with ``w_t`` from ``_prepared``."""
+    return (a.astype(w_t.dtype) @ w_t).astype(np.int64)
+
+
+def _layer_plan(layer: IntLayer, n: int) -> _LayerPlan:
+    w, e, cols = layer.weights, layer.scale_exp.astype(np.int64), layer.input_size
+    return _LayerPlan(
+        layer,
+        _prepared(w[:, :cols]),
+        _prepared(w[:, cols:]),
+        np.maximum(e, 0) + input_shift(layer.hidden_bits, n),
+        np.maximum(-e, 0),
     )
 
 
-def _head(model: IntModel, inp: np.ndarray) -> np.ndarray:
-    acc = _dot(inp, model.head_w) + model.head_b
+@dataclass(frozen=True)
+class _Plan:
+    """What every step reads of a model, prepared once per ``run`` (or ``step``) call."""
+
+    cell: CellType
+    table: np.ndarray  # int64 [257]: the tanh table
+    layers: tuple[_LayerPlan, ...]
+    backward: tuple[_LayerPlan, ...]
+    head_w: np.ndarray  # ``_prepared`` head weights
+    pooling: IntUpdate | None
+
+    @classmethod
+    def of(cls, model: IntModel) -> _Plan:
+        return cls(
+            cell_type(model.cell),
+            model.act_table.astype(np.int64),
+            tuple(_layer_plan(layer, n) for n, layer in enumerate(model.layers)),
+            tuple(_layer_plan(layer, n) for n, layer in enumerate(model.backward)),
+            _prepared(model.head_w),
+            readout(model.readout).int_update,
+        )
+
+
+def _layer_step(
+    plan: _Plan, lp: _LayerPlan, x: np.ndarray, h: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One layer's step: the input-side and recurrent-side accumulators of every row, aligned to one scale
+    ([B, G*H] each), through the cell's integer step."""
+    acc_x = _matmul(x, lp.wx) << lp.x_shift
+    acc_h = _matmul(h, lp.wh) << lp.h_shift
+    return plan.cell.int_step(lp.layer, plan.table, acc_x, acc_h, h, c)
+
+
+def _head(model: IntModel, inp: np.ndarray, plan: _Plan | None = None) -> np.ndarray:
+    acc = _matmul(inp, (plan or _Plan.of(model)).head_w) + model.head_b
     return qmath.sat(qmath.requantize(acc, model.head_mult, model.head_shift), 16)
 
 
-def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def step_traced(
+    model: IntModel, state: GoldenState, xq: np.ndarray, plan: _Plan | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One sample of every stream: ``xq`` int8 [B, C] -> (outputs int16 [B, O], the Q0.15 gate activations
     [B, L, G, H] in the cell's gate order); updates ``state``. A stacked model buffers the sample and runs
     its layers on every k-th (contract/stacking.py); the samples between read the held head input and
-    gates."""
+    gates. ``plan``: the model prepared by ``run`` (built here when not given)."""
+    plan = plan or _Plan.of(model)
     inp = np.asarray(xq, dtype=np.int64)
     C = model.input_size
     if model.bidirectional:
@@ -124,59 +183,49 @@ def step_traced(model: IntModel, state: GoldenState, xq: np.ndarray) -> tuple[np
         state.stack[:, state.phase * C : (state.phase + 1) * C] = inp
         state.phase += 1
         if state.phase < model.stack:
-            return _answer(model, state), state.gates.copy()
+            return _answer(model, state, plan), state.gates.copy()
         state.phase = 0
         inp = state.stack.copy()
-    table = model.act_table.astype(np.int64)
-    cell = cell_type(model.cell)
     gates = []
-    for n, layer in enumerate(model.layers):
-        h = state.h[:, n].astype(np.int64)
-        h_new, c_new, g = cell.int_step(
-            layer, table, *_gates(layer, n, inp, h), h, state.c[:, n].astype(np.int64)
-        )
+    for n, lp in enumerate(plan.layers):
+        h_new, c_new, g = _layer_step(plan, lp, inp, state.h[:, n].copy(), state.c[:, n].copy())
         state.h[:, n] = h_new
         state.c[:, n] = c_new
         gates.append(g)
         inp = h_new
-    pooling = readout(model.readout).int_update
-    if pooling is not None:
-        state.pool, inp = pooling(state.pool, inp, min(state.steps + 1, INT32_MAX))
+    if plan.pooling is not None:
+        state.pool, inp = plan.pooling(state.pool, inp, min(state.steps + 1, INT32_MAX))
     state.steps += 1
     state.head_in = inp
-    state.gates = np.stack(gates, axis=1).astype(np.int64)
-    return _answer(model, state), state.gates.copy()
+    state.gates = np.stack(gates, axis=1)
+    return _answer(model, state, plan), state.gates.copy()
 
 
-def _answer(model: IntModel, state: GoldenState) -> np.ndarray:
+def _answer(model: IntModel, state: GoldenState, plan: _Plan) -> np.ndarray:
     """The head of what it reads at this sample: the held readout; for a bidirectional model zeros until the
     window's last sample, where the backward pass runs (on the held forward readout)."""
     if not model.bidirectional:
-        return _head(model, state.head_in)
+        return _head(model, state.head_in, plan)
     if state.wpos == model.window:
-        state.head2 = np.concatenate([state.head_in, _backward(model, state)], axis=1)
-    return _head(model, state.head2)
+        state.head2 = np.concatenate([state.head_in, _backward(model, state, plan)], axis=1)
+    return _head(model, state.head2, plan)
 
 
-def _backward(model: IntModel, state: GoldenState) -> np.ndarray:
+def _backward(model: IntModel, state: GoldenState, plan: _Plan) -> np.ndarray:
     """The backward pass over the window's S = W // k steps, last step first, from the zero state of the
     reset; returns the backward readout [B, H]."""
-    table = model.act_table.astype(np.int64)
-    cell = cell_type(model.cell)
-    pooling = readout(model.readout).int_update
     width = model.stack * model.input_size
     steps = model.window // model.stack
     v = state.hb[:, -1]
     for t in range(steps):
         inp = state.window[:, (steps - 1 - t) * width : (steps - t) * width]
-        for n, layer in enumerate(model.backward):
-            h = state.hb[:, n].copy()
-            h_new, c_new, _ = cell.int_step(layer, table, *_gates(layer, n, inp, h), h, state.cb[:, n].copy())
+        for n, lp in enumerate(plan.backward):
+            h_new, c_new, _ = _layer_step(plan, lp, inp, state.hb[:, n].copy(), state.cb[:, n].copy())
             state.hb[:, n] = h_new
             state.cb[:, n] = c_new
             inp = h_new
-        if pooling is not None:
-            state.pool_b, inp = pooling(state.pool_b, inp, t + 1)
+        if plan.pooling is not None:
+            state.pool_b, inp = plan.pooling(state.pool_b, inp, t + 1)
         v = inp
     return np.asarray(v, dtype=np.int64)
 
@@ -206,8 +255,9 @@ def run(
     if Lb:
         shapes |= {"hb": ((Lb, H), np.int8), "cb": ((Lb, H), np.int16)}
     traces = {key: np.zeros((B, T, *shape), dtype=dt) for key, (shape, dt) in shapes.items()} if trace else {}
+    plan = _Plan.of(model)
     for t in range(T):
-        ys[:, t], g = step_traced(model, state, xq[:, t])
+        ys[:, t], g = step_traced(model, state, xq[:, t], plan)
         if traces:
             traces["h"][:, t], traces["c"][:, t], traces["gates"][:, t] = state.h, state.c, g
             if Lb:

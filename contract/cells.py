@@ -93,15 +93,16 @@ def _lstm_int(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     H, F = layer.hidden_size, layer.cell_frac
     pre = _pre_q12(layer, acc_x + acc_h + layer.bias, slice(None))
-    i = qmath.sigmoid_q15(pre[:, :H], table)
-    f = qmath.sigmoid_q15(pre[:, H : 2 * H], table)
+    s = qmath.sigmoid_q15(pre, table)  # one call for i, f and o (g's sigmoid is not used)
+    i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
     g = qmath.tanh_q15(pre[:, 2 * H : 3 * H], table)
-    o = qmath.sigmoid_q15(pre[:, 3 * H :], table)
     ig = qmath.rshift_round(i * g, qmath.Q15 - F)
     c_new = qmath.sat(qmath.rshift_round(f * c + ig, qmath.Q15), 16)
     t = qmath.tanh_q15(qmath.cell_to_q12(c_new, F), table)
     h_new = qmath.sat(qmath.rshift_round(o * t, 2 * qmath.Q15 - layer.hidden_frac), layer.hidden_bits)
-    return h_new, c_new, np.stack([i, f, g, o], axis=1)
+    gates = s.reshape(len(s), 4, H)  # i, f, _, o: s is not read again
+    gates[:, 2] = g
+    return h_new, c_new, gates
 
 
 def _gru_float(
@@ -121,8 +122,8 @@ def _gru_int(
     H = layer.hidden_size
     assert layer.bias_hn is not None
     rz = _pre_q12(layer, acc_x[:, : 2 * H] + acc_h[:, : 2 * H] + layer.bias[: 2 * H], slice(0, 2 * H))
-    r = qmath.sigmoid_q15(rz[:, :H], table)
-    z = qmath.sigmoid_q15(rz[:, H:], table)
+    rz = qmath.sigmoid_q15(rz, table)
+    r, z = rz[:, :H], rz[:, H:]
     nx = _pre_q12(layer, acc_x[:, 2 * H :] + layer.bias[2 * H :], slice(2 * H, 3 * H))
     nh = _pre_q12(layer, acc_h[:, 2 * H :] + layer.bias_hn, slice(2 * H, 3 * H))
     n = qmath.tanh_q15(qmath.sat(nx + qmath.rshift_round(r * nh, qmath.Q15), 16), table)

@@ -43,8 +43,9 @@ IntArray = np.ndarray
 
 
 def sat(x: IntArray, bits: int) -> IntArray:
-    """Saturate to a signed ``bits``-wide integer."""
-    return np.clip(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    """Saturate to a signed ``bits``-wide integer (``np.minimum``/``np.maximum``: a third of ``np.clip``'s
+    time on the golden reference's small arrays)."""
+    return np.minimum(np.maximum(x, -(1 << (bits - 1))), (1 << (bits - 1)) - 1)
 
 
 def rshift_round(x: IntArray, n: int) -> IntArray:

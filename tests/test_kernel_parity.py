@@ -134,13 +134,15 @@ def test_wrong_input_width_is_a_clear_error() -> None:
         cm.quantize_input(np.array([1.0, np.nan, 0, 0], dtype=np.float32))
 
 
-def test_golden_dot_products_are_exact_on_both_paths() -> None:
-    """golden._dot: float64 BLAS inside its bound (int8 weights against int16 and int32 extremes), int64
-    past it (products too large for float64 to add exactly), both equal to the int64 matmul."""
+def test_golden_products_are_exact_on_both_paths() -> None:
+    """golden's products: float64 BLAS inside its bound (int8 weights against int16 and int32 extremes, the
+    largest operands the bound admits), int64 for a width past it, both equal to the int64 matmul."""
     rng = np.random.default_rng(11)
-    w = rng.integers(-128, 128, (40, 300)).astype(np.int8)
-    w[0] = -128
-    for hi in (2**15, 2**31, 2**45):
-        a = rng.integers(-hi, hi, (7, 300), dtype=np.int64)
+    for cols, hi, dtype in ((300, 2**15, np.float64), (300, 2**31, np.float64), (40_000, 2**31, np.int64)):
+        w = rng.integers(-128, 128, (40, cols)).astype(np.int8)
+        w[0] = -128
+        a = rng.integers(-hi, hi, (7, cols), dtype=np.int64)
         a[0] = -hi
-        assert np.array_equal(golden._dot(a, w), a @ w.astype(np.int64).T)
+        w_t = golden._prepared(w)
+        assert w_t.dtype == dtype
+        assert np.array_equal(golden._matmul(a, w_t), a @ w.astype(np.int64).T)
