@@ -131,7 +131,7 @@ class _Plan:
     """What every step reads of a model, prepared once per ``run`` (or ``step``) call."""
 
     cell: CellType
-    table: np.ndarray  # int64 [257]: the tanh table
+    act: qmath.Activations  # the model's tanh table
     layers: tuple[_LayerPlan, ...]
     backward: tuple[_LayerPlan, ...]
     head_w: np.ndarray  # ``_prepared`` head weights
@@ -141,7 +141,7 @@ class _Plan:
     def of(cls, model: IntModel) -> _Plan:
         return cls(
             cell_type(model.cell),
-            model.act_table.astype(np.int64),
+            qmath.activations(model.act_table),
             tuple(_layer_plan(layer, n) for n, layer in enumerate(model.layers)),
             tuple(_layer_plan(layer, n) for n, layer in enumerate(model.backward)),
             _prepared(model.head_w),
@@ -156,7 +156,7 @@ def _layer_step(
     ([B, G*H] each), through the cell's integer step."""
     acc_x = _matmul(x, lp.wx) << lp.x_shift
     acc_h = _matmul(h, lp.wh) << lp.h_shift
-    return plan.cell.int_step(lp.layer, plan.table, acc_x, acc_h, h, c)
+    return plan.cell.int_step(lp.layer, plan.act, acc_x, acc_h, h, c)
 
 
 def _head(model: IntModel, inp: np.ndarray, plan: _Plan | None = None) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tinylstm.contract import qmath
+from tinylstm.contract.qmath import Activations
 from tinylstm.errors import TinyLSTMError
 
 
@@ -54,12 +55,12 @@ class IntLayer(Protocol):
 FloatStep = Callable[
     [np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, dict[str, Any]]
 ]
-# int_step(layer, table, acc_x, acc_h, h, c) -> (h', c', gates): acc_x / acc_h = the two parts of every row's
-# accumulator, already at one scale (int64 [B, G*H]); h (int8 Q0.7 or int16 Q0.15: layer.hidden_bits) and c
-# int16 values as int64 [B, H]; gates =
-# the Q0.15 gate activations [B, G, H] in the order of gate_names
+# int_step(layer, act, acc_x, acc_h, h, c) -> (h', c', gates): act = the model's tanh table as Activations;
+# acc_x / acc_h = the two parts of every row's accumulator, already at one scale (int64 [B, G*H]); h (int8
+# Q0.7 or int16 Q0.15: layer.hidden_bits) and c int16 values as int64 [B, H]; gates = the Q0.15 gate
+# activations [B, G, H] in the order of gate_names
 IntStep = Callable[
-    [IntLayer, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    [IntLayer, Activations, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     tuple[np.ndarray, np.ndarray, np.ndarray],
 ]
 
@@ -89,16 +90,16 @@ def _lstm_float(
 
 
 def _lstm_int(
-    layer: IntLayer, table: np.ndarray, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
+    layer: IntLayer, act: Activations, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     H, F = layer.hidden_size, layer.cell_frac
     pre = _pre_q12(layer, acc_x + acc_h + layer.bias, slice(None))
-    s = qmath.sigmoid_q15(pre, table)  # one call for i, f and o (g's sigmoid is not used)
+    s = act.sigmoid(pre)  # one lookup for i, f and o (g's sigmoid is not used)
     i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
-    g = qmath.tanh_q15(pre[:, 2 * H : 3 * H], table)
+    g = act.tanh(pre[:, 2 * H : 3 * H])
     ig = qmath.rshift_round(i * g, qmath.Q15 - F)
     c_new = qmath.sat(qmath.rshift_round(f * c + ig, qmath.Q15), 16)
-    t = qmath.tanh_q15(qmath.cell_to_q12(c_new, F), table)
+    t = act.tanh(qmath.cell_to_q12(c_new, F))
     h_new = qmath.sat(qmath.rshift_round(o * t, 2 * qmath.Q15 - layer.hidden_frac), layer.hidden_bits)
     gates = s.reshape(len(s), 4, H)  # i, f, _, o: s is not read again
     gates[:, 2] = g
@@ -117,16 +118,16 @@ def _gru_float(
 
 
 def _gru_int(
-    layer: IntLayer, table: np.ndarray, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
+    layer: IntLayer, act: Activations, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     H = layer.hidden_size
     assert layer.bias_hn is not None
     rz = _pre_q12(layer, acc_x[:, : 2 * H] + acc_h[:, : 2 * H] + layer.bias[: 2 * H], slice(0, 2 * H))
-    rz = qmath.sigmoid_q15(rz, table)
+    rz = act.sigmoid(rz)
     r, z = rz[:, :H], rz[:, H:]
     nx = _pre_q12(layer, acc_x[:, 2 * H :] + layer.bias[2 * H :], slice(2 * H, 3 * H))
     nh = _pre_q12(layer, acc_h[:, 2 * H :] + layer.bias_hn, slice(2 * H, 3 * H))
-    n = qmath.tanh_q15(qmath.sat(nx + qmath.rshift_round(r * nh, qmath.Q15), 16), table)
+    n = act.tanh(qmath.sat(nx + qmath.rshift_round(r * nh, qmath.Q15), 16))
     h15 = qmath.hidden_to_q15(h, layer.hidden_bits)
     h_new15 = n + qmath.rshift_round(z * (h15 - n), qmath.Q15)
     h_new = qmath.hidden_from_q15(h_new15, layer.hidden_bits)
@@ -142,9 +143,9 @@ def _rnn_float(
 
 
 def _rnn_int(
-    layer: IntLayer, table: np.ndarray, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
+    layer: IntLayer, act: Activations, acc_x: np.ndarray, acc_h: np.ndarray, h: np.ndarray, c: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = qmath.tanh_q15(_pre_q12(layer, acc_x + acc_h + layer.bias, slice(None)), table)
+    n = act.tanh(_pre_q12(layer, acc_x + acc_h + layer.bias, slice(None)))
     return qmath.hidden_from_q15(n, layer.hidden_bits), c, n[:, None, :]
 
 

@@ -6,7 +6,9 @@ operation, ``csrc/tl_qmath.h``. docs/integer-contract.md gives the formulas.
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,9 +26,11 @@ from tinylstm.contract.constants import (
 
 __all__ = [
     "HIDDEN_FRAC",
+    "Activations",
     "Q12",
     "Q15",
     "TABLE_SIZE",
+    "activations",
     "cell_to_q12",
     "hidden_from_q15",
     "hidden_to_q15",
@@ -80,6 +84,34 @@ def tanh_q15(x: IntArray, table: IntArray) -> IntArray:
 def sigmoid_q15(x: IntArray, table: IntArray) -> IntArray:
     """sigmoid(x) = (1 + tanh(x / 2)) / 2 on the same table; output in [0, 32767]."""
     return (tanh_q15(np.asarray(x, dtype=np.int64) >> 1, table) + 32768) >> 1
+
+
+@dataclass(frozen=True)
+class Activations:
+    """``tanh_q15`` and ``sigmoid_q15`` on one table, evaluated once at every int16 input so that each is a
+    single lookup (the golden reference's hot path). Every activation input of the contract is a Q3.12 value
+    saturated to int16 (docs/integer-contract.md, Activations), the domain these arrays cover."""
+
+    tanh_all: IntArray  # int64 [65536]: tanh_q15(x) at index x + 32768
+    sigmoid_all: IntArray  # int64 [65536]: sigmoid_q15(x) at index x + 32768
+
+    def tanh(self, x: IntArray) -> IntArray:
+        return self.tanh_all[x + 32768]
+
+    def sigmoid(self, x: IntArray) -> IntArray:
+        return self.sigmoid_all[x + 32768]
+
+
+@functools.lru_cache(maxsize=8)
+def _activations(table: bytes) -> Activations:
+    xs = np.arange(-32768, 32768, dtype=np.int64)
+    t = np.frombuffer(table, dtype=np.int64)
+    return Activations(tanh_q15(xs, t), sigmoid_q15(xs, t))
+
+
+def activations(table: IntArray) -> Activations:
+    """The ``Activations`` of a tanh table (kept for the last few tables: a model's runs share one)."""
+    return _activations(np.asarray(table, dtype=np.int64).tobytes())
 
 
 def cell_to_q12(c: IntArray, cell_frac: int) -> IntArray:
