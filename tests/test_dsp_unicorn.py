@@ -96,7 +96,7 @@ def test_m4_bit_exact_with_golden(
                 f"Cortex-M4 ({'dsp' if dsp else 'portable'}, {layout}) and golden differ at step {t}:\n"
                 f"y {y[t]} vs {y_ref[t]}\nh {h[t].ravel()[:16]} vs {h_ref[t].ravel()[:16]}"
             )
-    raise AssertionError(f"shapes differ: y, h, c {y.shape} {h.shape} {c.shape} vs {y_ref.shape} {h_ref.shape}")
+    raise AssertionError(f"shapes differ: {y.shape} {h.shape} {c.shape} vs {y_ref.shape} {h_ref.shape}")
 
 
 # (hidden bits, hidden size, the object with the dot products, the DSP instructions it must hold, the largest
