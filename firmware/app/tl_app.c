@@ -73,6 +73,9 @@ __attribute__((weak)) int tl_sensor_read(float *x)
     return 0;
 }
 
+/* Weak default idle: return at once (the core keeps polling). A port with a low-power wait replaces it. */
+__attribute__((weak)) void tl_hal_idle(void) {}
+
 /* Received bytes that are no longer in the HAL's buffer: taken by the app or dropped. */
 static uint32_t rx_freed(void) { return rx_taken + tl_hal_rx_overflows(); }
 
@@ -354,7 +357,7 @@ void tl_app_init(void)
 void tl_app_poll(void)
 {
     int c;
-    uint32_t ovf, budget = TL_APP_RX_BUDGET;
+    uint32_t ovf, budget = TL_APP_RX_BUDGET, taken = rx_taken;
     tl_hal_watchdog_refresh();
     while (budget-- > 0u && (c = tl_hal_getc()) >= 0) {
         tl_proto_frame_t f;
@@ -376,4 +379,6 @@ void tl_app_poll(void)
         send_error(TL_PROTO_ERROR_OVERRUN, "received bytes lost");
     }
     poll_source();
+    /* host-fed and no byte: only a received byte can make work (replay and sensor sources poll on) */
+    if (source == TL_PROTO_SOURCE_HOST && rx_taken == taken) tl_hal_idle();
 }

@@ -60,7 +60,9 @@ extern "C" {
 /* Call once after tl_hal_init(): sets up the model state and sends HELLO. */
 void tl_app_init(void);
 
-/* Call forever: drains received bytes, answers frames, runs replay/sensor steps. Never blocks. */
+/* Call forever: drains received bytes, answers frames, runs replay/sensor steps. When the host feeds
+ * the samples and no byte was waiting, it ends with tl_hal_idle(): the core sleeps until the next
+ * interrupt on ports that define it, and returns at once elsewhere. */
 void tl_app_poll(void);
 
 #ifdef __cplusplus

@@ -48,6 +48,13 @@ int tl_hal_has_cycle_counter(void);
  * (a byte arrived before the interrupt had read the previous one). */
 uint32_t tl_hal_rx_overflows(void);
 
+/* Sleep until the next interrupt (a received byte, or the port's tick) unless a received byte is
+ * already waiting (checked with interrupts masked, so one that arrives meanwhile still wakes the
+ * core). The app calls it when the host feeds the samples and a poll found no byte: nothing but a
+ * received byte can make work then. Optional: the app's weak default returns at once (the core
+ * keeps polling), so a port without a low-power wait need not define it. */
+void tl_hal_idle(void);
+
 /* Restart the watchdog's countdown. The app calls it at least once per model step and per
  * poll; a port without an enabled watchdog (QEMU models none) does nothing here. */
 void tl_hal_watchdog_refresh(void);

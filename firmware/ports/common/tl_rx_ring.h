@@ -50,6 +50,9 @@ static inline int tl_rx_ring_pop(tl_rx_ring_t *r)
     return byte;
 }
 
+/* 1 when no byte is waiting (read with the port's interrupt masked, for tl_hal_idle). */
+static inline int tl_rx_ring_empty(const tl_rx_ring_t *r) { return r->tail == r->head; }
+
 /* The ring's size as HELLO.rx_capacity (a 16-bit field). */
 static inline uint16_t tl_rx_ring_capacity(void)
 {

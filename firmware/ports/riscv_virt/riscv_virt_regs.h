@@ -64,5 +64,7 @@
     __asm volatile(".option push\n.option arch, +zicsr\ncsrw " #csr ", %0\n.option pop" ::"r"(value))
 #define TL_CSR_SET(csr, bits) \
     __asm volatile(".option push\n.option arch, +zicsr\ncsrs " #csr ", %0\n.option pop" ::"r"(bits))
+#define TL_CSR_CLEAR(csr, bits) \
+    __asm volatile(".option push\n.option arch, +zicsr\ncsrc " #csr ", %0\n.option pop" ::"r"(bits))
 
 #endif /* TL_RISCV_VIRT_REGS_H */

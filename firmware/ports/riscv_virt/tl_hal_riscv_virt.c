@@ -113,6 +113,16 @@ __attribute__((interrupt("machine"), aligned(4))) void tl_riscv_trap(void)
 
 int tl_hal_getc(void) { return tl_rx_ring_pop(&rx); }
 
+/* WFI with mstatus.MIE clear: it still ends when an interrupt enabled in mie is pending (the
+ * privileged spec), so a byte that arrives after the check wakes the hart and is served once MIE is
+ * set again. No timer interrupt is enabled: only a received byte ends the wait. */
+void tl_hal_idle(void)
+{
+    TL_CSR_CLEAR(mstatus, MSTATUS_MIE);
+    if (tl_rx_ring_empty(&rx)) __asm volatile("wfi" ::: "memory");
+    TL_CSR_SET(mstatus, MSTATUS_MIE);
+}
+
 uint16_t tl_hal_rx_capacity(void) { return tl_rx_ring_capacity(); }
 
 /* Wait (boundedly) for an LSR flag; 0 once it is set, -1 if it never came. */

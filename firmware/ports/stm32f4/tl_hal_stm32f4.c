@@ -154,6 +154,15 @@ void SysTick_Handler(void) { ticks_ms++; }
 
 int tl_hal_getc(void) { return tl_rx_ring_pop(&rx); }
 
+/* WFI with PRIMASK set: an interrupt that became pending after the check still ends the WFI, and
+ * runs once interrupts are enabled again. The SysTick wakes the core every millisecond. */
+void tl_hal_idle(void)
+{
+    __asm volatile("cpsid i" ::: "memory");
+    if (tl_rx_ring_empty(&rx)) __asm volatile("dsb\n\twfi" ::: "memory");
+    __asm volatile("cpsie i" ::: "memory");
+}
+
 uint16_t tl_hal_rx_capacity(void) { return tl_rx_ring_capacity(); }
 
 /* Wait (boundedly) for a USART_SR flag; 0 once it is set, -1 if it never came. */
