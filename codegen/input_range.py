@@ -62,25 +62,40 @@ class OutputError(NamedTuple):
     mse: float  # mean squared difference (dequantized, normalised units)
 
 
+def _batches(sequences: list[np.ndarray], causal: bool) -> list[tuple[np.ndarray, list[int]]]:
+    """The sequences as batches [B, T, C] with each one's length: a causal model's (every output reads the
+    samples up to it only: unidirectional, whatever its readout or stacking) in one batch, zero-padded at
+    the end, which none of a sequence's own outputs sees; a bidirectional model's one batch per length."""
+    if causal and sequences:
+        lengths = [len(s) for s in sequences]
+        x = np.zeros((len(sequences), max(lengths), sequences[0].shape[1]))
+        for b, s in enumerate(sequences):
+            x[b, : len(s)] = s
+        return [(x, lengths)]
+    return [
+        (np.stack([sequences[k] for k in idx]), [n] * len(idx)) for n, idx in by_length(sequences).items()
+    ]
+
+
 def output_error(fm: FloatModel, m: IntModel, sequences: list[np.ndarray]) -> OutputError:
     """The integer model's outputs against the float model's, at the outputs the task reads."""
     window = fm.meta.mode == "window"
     classify = fm.meta.task == "classification"
     total, count, differ, read = 0.0, 0, 0, 0
-    for idx in by_length(sequences).values():
-        x = np.stack([sequences[k] for k in idx])
-        want = float_forward(fm, x)["y"]
+    for x, lengths in _batches(sequences, not fm.bidirectional):
+        want_all = float_forward(fm, x)["y"]
         raw = x * np.asarray(fm.meta.input_std) + np.asarray(fm.meta.input_mean)  # as the board's samples
         xq = golden.quantize_input(m, raw.astype(np.float32))
         y, _, _ = golden.run(m, xq)
-        got = np.asarray(y, dtype=np.float64) * m.output_scale
-        if window:
-            want, got = want[:, -1], got[:, -1]
-        total += float(np.sum((got - want) ** 2))
-        count += want.size
-        if classify:
-            differ += int(np.sum(np.argmax(got, -1) != np.argmax(want, -1)))
-            read += want.size // want.shape[-1]
+        got_all = np.asarray(y, dtype=np.float64) * m.output_scale
+        for b, n in enumerate(lengths):
+            first = n - 1 if window else 0  # a window's output is read at its last sample
+            want, got = want_all[b, first:n], got_all[b, first:n]
+            total += float(np.sum((got - want) ** 2))
+            count += want.size
+            if classify:
+                differ += int(np.sum(np.argmax(got, -1) != np.argmax(want, -1)))
+                read += want.size // want.shape[-1]
     return OutputError(differ / max(read, 1), total / max(count, 1))
 
 

@@ -115,3 +115,19 @@ def test_a_classifier_is_judged_by_its_decisions_first() -> None:
     assert err.disagreement == pytest.approx(np.mean(y[:, -1].argmax(-1) != want)) and err.disagreement > 0
     regressor = replace(fm, meta=replace(fm.meta, task="regression"))
     assert output_error(regressor, narrow, seqs) == (0.0, err.mse)
+
+
+@pytest.mark.parametrize("readout,stack", [("last", 1), ("mean", 2), ("max", 3)])
+def test_a_padded_batch_of_many_lengths_scores_as_each_alone(readout: str, stack: int) -> None:
+    """A unidirectional model's outputs read only the samples up to them, so output_error runs sequences of
+    many lengths as one zero-padded batch: it must score them exactly as each run alone (no padding)."""
+    fm = model("lstm", 5, stack=stack)
+    fm.readout = readout
+    rng = np.random.default_rng(5)
+    seqs = [x[: int(rng.integers(3, 20)) * stack] for x in spiky(5, n=30, steps=60)]
+    m = quantize(fm, calibrate(fm, seqs), 8)
+    alone = [output_error(fm, m, [s]) for s in seqs]  # window mode: one decision per sequence, equal weights
+    together = output_error(fm, m, seqs)
+    assert len({len(s) for s in seqs}) > 5
+    assert together.disagreement == pytest.approx(np.mean([e.disagreement for e in alone]), abs=1e-12)
+    assert together.mse == pytest.approx(np.mean([e.mse for e in alone]), rel=1e-9)
