@@ -1,5 +1,6 @@
 """host/boards/toolchain.py compile_object: a source is compiled once per compiler, code-generation flags and
-preprocessed text, and compiled again whenever any of them differs."""
+preprocessed text, and compiled again whenever any of them differs; source_key.py lets it skip the
+preprocessor for a source, includes and macros it has seen."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import toolchain
 from tinylstm.host.boards.csources import csrc_dir
+from tinylstm.host.boards.source_key import source_key
 from tinylstm.host.targets.bridge import find_compiler
 
 SOURCE = '#include "k.h"\nint f(int x) { return x * SCALE + OFFSET; }\n'
@@ -65,3 +67,51 @@ def test_only_the_packages_own_sources_are_kept(tmp_path: Path, monkeypatch: pyt
         find_compiler(), ["-O2", "-I", str(csrc_dir())], kernel, tmp_path / "crc.o", "crc"
     )
     assert len(objects) == 1
+
+
+def test_the_preprocessor_runs_once_per_source_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build with settings the source's text never names (an app macro) reuses the text's key without
+    running gcc -E again, and the object without compiling."""
+    monkeypatch.setattr(toolchain, "_OBJECTS", {})
+    monkeypatch.setattr(toolchain, "_TEXT_KEYS", {})
+    monkeypatch.setattr(toolchain, "_shipped", lambda src: True)
+    calls: list[str] = []
+    real = toolchain.subprocess.run
+
+    def counting(cmd: list[str], **kw: object) -> object:
+        calls.append("-E" if "-E" in cmd else "other")
+        return real(cmd, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(toolchain.subprocess, "run", counting)
+    (tmp_path / "k.c").write_text(SOURCE)
+    (tmp_path / "k.h").write_text("#define OFFSET 7\n")
+    first = _compile(tmp_path, "a", ["-O2", "-DSCALE=3", "-DTL_APP_HAS_REPLAY=0"])
+    assert _compile(tmp_path, "b", ["-O2", "-DSCALE=3", "-DTL_APP_HAS_REPLAY=1"]) == first
+    assert calls == ["-E", "other"]  # one preprocessor run, one compile
+
+
+def _key(tmp: Path, flags: list[str]) -> str | None:
+    return source_key("cc", flags, tmp / "k.c")
+
+
+def test_source_key_follows_includes_and_the_macros_they_name(tmp_path: Path) -> None:
+    inc, other = tmp_path / "inc", tmp_path / "other"
+    inc.mkdir()
+    other.mkdir()
+    (tmp_path / "k.c").write_text(
+        '#include <cfg.h>\n#if 0\n#include "maybe.h"\n#endif\nint f(void) { return A; }\n'
+    )
+    (inc / "cfg.h").write_text("#define LIMIT 3\n")
+    (other / "cfg.h").write_text("#define LIMIT 4\n")
+    base = _key(tmp_path, ["-O2", f"-I{inc}", "-DA=B", "-DB=1"])
+    assert base is not None
+    assert _key(tmp_path, ["-O2", "-I", str(inc), "-DA=B", "-DB=1", "-DUNUSED=9"]) == base  # not named
+    assert _key(tmp_path, ["-O2", f"-I{inc}", "-DA=B", "-DB=2"]) != base  # B through A's value
+    assert _key(tmp_path, ["-O2", f"-I{other}", "-DA=B", "-DB=1"]) != base  # <cfg.h> found elsewhere
+    assert _key(tmp_path, ["-O2", f"-I{other}", f"-I{inc}", "-DA=B", "-DB=1"]) != base  # -I order
+    (tmp_path / "maybe.h").write_text("")  # an include in any #if branch counts once it exists
+    assert _key(tmp_path, ["-O2", f"-I{inc}", "-DA=B", "-DB=1"]) != base
+    (inc / "cfg.h").write_text("#define LIMIT 5\n")
+    assert _key(tmp_path, ["-O2", f"-I{inc}", "-DA=B", "-DB=1"]) not in (base, None)
+    assert _key(tmp_path, ["-O2", "-include", "x.h"]) is None  # preprocessing this module does not follow
+    assert _key(tmp_path, ["-O2", "-UA"]) is None

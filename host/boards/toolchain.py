@@ -13,6 +13,7 @@ from pathlib import Path
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import csrc_dir, firmware_dir
 from tinylstm.host.boards.registry import ARM_GCC, Board, Toolchain
+from tinylstm.host.boards.source_key import source_key, split_flags
 
 HAL_DIR = firmware_dir() / "hal"
 COMMON_PORT_DIR = firmware_dir() / "ports" / "common"  # what every bare-metal port shares
@@ -58,10 +59,13 @@ def _run(cmd: list[str | Path], what: str) -> str:
 
 
 # Objects this process compiled, by what decides their bytes (``compile_object``): a kernel source is
-# compiled once per compiler, flags and preprocessed text, however many firmware or unicorn builds (a search
-# pricing every architecture, a test suite) use it. Only the package's own sources are kept: a generated
-# model file is new in every build, and keeping it would only grow the process.
+# compiled once per compiler, code-generation flags and preprocessed text, however many firmware or unicorn
+# builds (a search pricing every architecture, a test suite) use it. Only the package's own sources are kept:
+# a generated model file is new in every build, and keeping it would only grow the process.
 _OBJECTS: dict[str, tuple[bytes, str]] = {}
+# The preprocessed text's key by source_key.py's digest of what may change that text (the source, the files it
+# includes and the command-line macros they name): the preprocessor runs once per such digest, not per build.
+_TEXT_KEYS: dict[str, str] = {}
 
 
 def _shipped(src: Path) -> bool:
@@ -70,43 +74,40 @@ def _shipped(src: Path) -> bool:
     return any(path.is_relative_to(d.resolve()) for d in (csrc_dir(), firmware_dir()))
 
 
-def _codegen_flags(flags: list[str]) -> list[str]:
-    """``flags`` without -I and -D: their effect is in the preprocessed text (build directories differ)."""
-    kept: list[str] = []
-    skip = False
-    for f in flags:
-        if skip:
-            skip = False
-        elif f in ("-I", "-D"):
-            skip = True
-        elif not f.startswith(("-I", "-D")):
-            kept.append(f)
-    return kept
+def _text_key(gcc: str, flags: list[str], src: Path) -> str | None:
+    """Digest of the compiler, the code-generation flags and the preprocessed text (-I and -D act through
+    it; build directories differ), None when the source does not preprocess."""
+    pre = subprocess.run([gcc, *flags, "-E", str(src)], capture_output=True, check=False)
+    if pre.returncode != 0:
+        return None
+    stat = Path(shutil.which(gcc) or gcc).stat()
+    h = hashlib.sha256(f"{gcc}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    h.update("\0".join(split_flags(flags)[0]).encode())
+    h.update(pre.stdout)
+    return h.hexdigest()
 
 
 def compile_object(gcc: Path | str, flags: list[str], src: Path, obj: Path, what: str) -> str:
     """``gcc flags -c src -o obj``; returns what the compiler printed. Reuses the object an earlier call in
     this process compiled from the same preprocessed text with the same compiler and code-generation flags
-    (-I and -D act through the preprocessor, so they are in the text; -g objects then name the first build's
-    directory in their debug information, nothing else). Generated files and a source that fails to
-    preprocess are compiled as given (the error is then the compiler's)."""
+    (-g objects then name the first build's directory in their debug information, nothing else); the text is
+    known without the preprocessor when source_key.py's digest was seen before. Generated files and a source
+    that fails to preprocess are compiled as given (the error is then the compiler's)."""
     gcc = str(gcc)
-    if not _shipped(src):
-        return _run([gcc, *flags, "-c", src, "-o", obj], what)
-    pre = subprocess.run([gcc, *flags, "-E", str(src)], capture_output=True, check=False)
-    key = ""
-    if pre.returncode == 0:
-        stat = Path(shutil.which(gcc) or gcc).stat()
-        h = hashlib.sha256(f"{gcc}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-        h.update("\0".join(_codegen_flags(flags)).encode())
-        h.update(pre.stdout)
-        key = h.hexdigest()
-        if key in _OBJECTS:
-            data, log = _OBJECTS[key]
-            obj.write_bytes(data)
-            return log
+    key = None
+    if _shipped(src):
+        digest = source_key(gcc, flags, src)
+        key = _TEXT_KEYS.get(digest) if digest is not None else None
+        if key is None:
+            key = _text_key(gcc, flags, src)
+            if key is not None and digest is not None:
+                _TEXT_KEYS[digest] = key
+    if key is not None and key in _OBJECTS:
+        data, log = _OBJECTS[key]
+        obj.write_bytes(data)
+        return log
     log = _run([gcc, *flags, "-c", src, "-o", obj], what)
-    if key:
+    if key is not None:
         _OBJECTS[key] = (obj.read_bytes(), log)
     return log
 
