@@ -91,22 +91,35 @@ def test_size_report(echo_qemu: BuildResult) -> None:
     assert 600 < report.flash < 4096
     assert 256 <= report.ram < 1024  # the 256-byte RX ring buffer dominates
     assert report.stack == 8192
-    port, app, rest = report.groups
-    assert (port.name, app.name, rest.name) == ("port", "app", "rest")
+    port, app, literals, rest = report.groups
+    assert (port.name, app.name, literals.name, rest.name) == ("port", "app", "literals", "rest")
     assert port.flash > 392 and port.ram == report.ram  # vector table alone is 98 words
-    assert app.flash > 0 and 0 <= rest.flash < 64
+    assert app.flash > 0 and literals.flash > 0 and 0 <= rest.flash < 64
     assert sum(g.flash for g in report.groups) == report.flash
     assert 0 <= echo_qemu.bin.stat().st_size - report.flash < 16  # the .bin also holds alignment gaps
     assert "| **total** |" in report.render()
 
 
+def test_size_report_follows_inlined_code_to_its_file(echo_qemu: BuildResult) -> None:
+    """Link-time optimisation inlines the echo's main into the port's Reset_Handler: by symbol, main's bytes
+    are the port's; by the debug information's line table they are echo_main.c's, so its object's group has
+    them."""
+    port = ["*/stm32f4/*.o", "*/common/*.o"]
+    by_symbol = size_report(echo_qemu.elf, echo_qemu.map, {"port": port, "app": ["main", "write_*"]})
+    by_file = size_report(echo_qemu.elf, echo_qemu.map, {"port": port, "app": ["*/tests/echo_main.o"]})
+    with pytest.raises(AssertionError, match="not a function"):
+        _symbol_address(echo_qemu.elf, "main")  # inlined
+    moved = by_file.groups[1].flash - by_symbol.groups[1].flash
+    assert moved > 64 and by_symbol.groups[0].flash - by_file.groups[0].flash == moved
+    assert by_file.groups[2:] == by_symbol.groups[2:]  # literals and rest
+
+
 def _symbol_address(elf: Path, name: str) -> int:
     out = subprocess.run([str(find_tool("nm")), str(elf)], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        addr, kind, sym = line.split()[-3:]
-        if sym == name and kind == "T":
-            return int(addr, 16)
-    raise AssertionError(f"{name} is not a global function in {elf}")
+    for parts in (line.split() for line in out.splitlines()):
+        if len(parts) == 3 and parts[2] == name and parts[1] in "Tt":  # link-time optimised: local
+            return int(parts[0], 16)
+    raise AssertionError(f"{name} is not a function in {elf}")
 
 
 @pytest.mark.parametrize(("usart", "irq"), [("1", 37), ("2", 38)])

@@ -71,6 +71,7 @@ def test_a_toy_board_record_is_all_it_takes(
         "app",
         "port",
         "libgcc",
+        "literals",
         "rest",
     }
     assert report["groups"]["port"]["flash"] > 500

@@ -2,7 +2,12 @@
 
 Totals come from `<toolchain>size -A` on the ELF. The split walks the linker map that
 build_elf() writes: with -ffunction-sections/-fdata-sections every function and object is
-its own input section, so each one is attributed to its object file and symbol name.
+its own input section, so each one is attributed to its object file and symbol name. An input
+section of a link-time optimised program (``*.ltrans.o``: every file's code and data compiled as one)
+is split by the ELF's debug information instead (dwarf_owners.py): each byte goes to the object its
+source file compiles to, ``<folder>/<stem>.o`` (a header's inlined code: ``csrc/tl_qmath.o``), and to
+the function or object holding it. Its string literals and constant pools, merged across files and
+without debug information, are the "literals" group.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
+from tinylstm.host.boards.dwarf_owners import Owners
 from tinylstm.host.boards.registry import ARM_GCC, Toolchain
 from tinylstm.host.boards.toolchain import find_tool
 
@@ -22,6 +28,8 @@ FLASH_SECTIONS = (".isr_vector", ".text", ".rodata", ".ARM.exidx", ".data")  # .
 RAM_SECTIONS = (".data", ".bss")
 STACK_SECTION = ".stack"
 REST = "rest"
+LITERALS = "literals"
+_LTO_PARTITION = re.compile(r"\.ltrans\d*\.o$")
 
 _INPUT_FULL = re.compile(
     r"^ (?P<sec>\.\S+|COMMON)\s+0x(?P<addr>[0-9a-f]+)\s+0x(?P<size>[0-9a-f]+)\s+(?P<obj>\S.*)$"
@@ -46,7 +54,7 @@ class SizeReport:
     ram: int  # static RAM: .data + .bss
     stack: int  # RAM reserved for the stack, on top of `ram`
     sections: dict[str, int]
-    groups: tuple[GroupSize, ...]  # caller's groups in their order, then "rest"; sums equal the totals
+    groups: tuple[GroupSize, ...]  # caller's groups in their order, "literals", "rest"; sums equal the totals
 
     def render(self) -> str:
         """Markdown table, readable as plain text."""
@@ -68,23 +76,23 @@ def _section_sizes(elf: Path, toolchain: Toolchain) -> dict[str, int]:
     return sizes
 
 
-def _input_sections(map_file: Path) -> list[tuple[str, str, str, int]]:
-    """(output section, input section, object file, size) for every linked input section."""
+def _input_sections(map_file: Path) -> list[tuple[str, str, str, int, int]]:
+    """(output section, input section, object file, address, size) for every linked input section."""
     text = map_file.read_text()
     lines = text[text.index("Linker script and memory map") :].splitlines()
-    found: list[tuple[str, str, str, int]] = []
+    found: list[tuple[str, str, str, int, int]] = []
     output = ""
     pending = ""  # input section whose address/size/object wrapped onto the next line
     for line in lines:
         if m := _OUTPUT.match(line):
             output = m["sec"]
         elif m := _INPUT_FULL.match(line):
-            found.append((output, m["sec"], m["obj"], int(m["size"], 16)))
+            found.append((output, m["sec"], m["obj"], int(m["addr"], 16), int(m["size"], 16)))
         elif m := _INPUT_NAME.match(line):
             pending = m["sec"]
             continue
         elif pending and (m := _INPUT_TAIL.match(line)):
-            found.append((output, pending, m["obj"], int(m["size"], 16)))
+            found.append((output, pending, m["obj"], int(m["addr"], 16), int(m["size"], 16)))
         pending = ""
     return found
 
@@ -111,19 +119,25 @@ def size_report(
 ) -> SizeReport:
     """Size of `elf`, split by `groups`: name -> fnmatch patterns, each tried against the
     object file path (e.g. ``*/csrc/*.o``) and the symbol name (e.g. ``tl_model_*``).
-    The first matching group wins; everything unmatched (libgcc, padding, ...) is "rest".
+    The first matching group wins; then "literals" (a link-time optimised program's string literals and
+    constant pools); everything unmatched (libgcc, padding, ...) is "rest".
     """
     groups = groups or {}
     sections = _section_sizes(elf, toolchain)
     flash = sum(sections.get(s, 0) for s in FLASH_SECTIONS)
     ram = sum(sections.get(s, 0) for s in RAM_SECTIONS)
-    per_group = {name: [0, 0] for name in groups}
-    for output, sec, obj, size in _input_sections(map_file):
-        name = _group_of(obj, _symbol(sec), groups)
-        if name == REST:
-            continue
-        per_group[name][0] += size if output in FLASH_SECTIONS else 0
-        per_group[name][1] += size if output in RAM_SECTIONS else 0
+    per_group = {name: [0, 0] for name in (*groups, LITERALS)}
+    owners: Owners | None = None
+    for output, sec, obj, addr, size in _input_sections(map_file):
+        if _LTO_PARTITION.search(obj):
+            owners = owners or Owners(elf)
+            parts = _lto_parts(owners, sec, addr, size, groups)
+        else:
+            parts = [(_group_of(obj, _symbol(sec), groups), size)]
+        for name, n in parts:
+            if name != REST:
+                per_group[name][0] += n if output in FLASH_SECTIONS else 0
+                per_group[name][1] += n if output in RAM_SECTIONS else 0
     rest = GroupSize(
         REST, flash - sum(f for f, _ in per_group.values()), ram - sum(r for _, r in per_group.values())
     )
@@ -134,3 +148,26 @@ def size_report(
         sections=sections,
         groups=(*(GroupSize(n, f, r) for n, (f, r) in per_group.items()), rest),
     )
+
+
+def _object_of(source: str) -> str:
+    """The object build_elf compiles ``source`` to: ``.../csrc/tl_api.c`` -> ``.../csrc/tl_api.o``."""
+    return str(Path(source).with_suffix(".o"))
+
+
+def _lto_parts(
+    owners: Owners, sec: str, addr: int, size: int, groups: Mapping[str, Sequence[str]]
+) -> list[tuple[str, int]]:
+    """(group, bytes) of one input section of a link-time optimised program. Code whose file is in no group
+    (a compiler header's intrinsics) goes with the function that holds it, by that function's own file."""
+    parts: list[tuple[str, int]] = []
+    for span in owners.spans_in(addr, addr + size):
+        name = _group_of(_object_of(span.source), span.symbol, groups)
+        if name == REST and span.symbol:
+            home = owners.spans_in(*owners.symbol_range(span.symbol))[:1]
+            if home:
+                name = _group_of(_object_of(home[0].source), span.symbol, groups)
+        parts.append((name, span.end - span.start))
+    unowned = size - sum(n for _, n in parts)
+    parts.append((LITERALS if sec.startswith(".rodata") else REST, unowned))
+    return parts

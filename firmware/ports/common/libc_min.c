@@ -2,16 +2,17 @@
  * memcpy/memset/strlen for -nostdlib builds (the bare-metal ports and the Xtensa runs of
  * tests/test_xtensa.py): compilers emit calls to them for struct copies, array initialisation
  * and loops they recognise. The attribute keeps gcc from turning these very loops into
- * self-calls (clang does not for these names, and does not know the attribute).
- * --gc-sections drops the unused ones.
+ * self-calls (clang does not for these names, and does not know the attribute). `used` keeps them
+ * through link-time optimisation, which would otherwise drop them before the code generation that
+ * emits the calls (host/boards/toolchain.py, LTO_FLAGS); --gc-sections still drops the unused ones.
  */
 #include <stddef.h>
 #include <stdint.h>
 
 #if defined(__GNUC__) && !defined(__clang__)
-#define TL_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#define TL_NO_LIBCALLS __attribute__((used, optimize("no-tree-loop-distribute-patterns")))
 #else
-#define TL_NO_LIBCALLS
+#define TL_NO_LIBCALLS __attribute__((used))
 #endif
 
 TL_NO_LIBCALLS void *memcpy(void *restrict dst, const void *restrict src, size_t n)

@@ -24,8 +24,9 @@ __attribute__((naked, section(".text.start"))) void _start(void)
                    "j tl_riscv_reset\n");
 }
 
-/* The loops must stay loops: gcc would otherwise turn them into memcpy/memset calls. */
-__attribute__((noreturn, optimize("no-tree-loop-distribute-patterns"))) void tl_riscv_reset(void)
+/* The loops must stay loops: gcc would otherwise turn them into memcpy/memset calls. `used`: only _start's
+ * assembly calls it, which link-time optimisation does not see. */
+__attribute__((used, noreturn, optimize("no-tree-loop-distribute-patterns"))) void tl_riscv_reset(void)
 {
     const uint32_t *src = &_sidata;
     for (uint32_t *dst = &_sdata; dst < &_edata;) *dst++ = *src++;

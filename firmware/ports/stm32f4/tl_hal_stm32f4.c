@@ -195,7 +195,8 @@ int tl_hal_reset_was_watchdog(void) { return reset_by_watchdog; }
 
 void tl_hal_on_fault(void (*report)(uint32_t pc, uint32_t exception)) { fault_report = report; }
 
-void tl_stm32f4_fault(const uint32_t *frame, uint32_t exception)
+/* `used`: only startup.c's assembly calls it, which link-time optimisation does not see. */
+__attribute__((used)) void tl_stm32f4_fault(const uint32_t *frame, uint32_t exception)
 {
     exception &= 0x1FFu; /* IPSR: 3 HardFault, 4 MemManage, 5 BusFault, 6 UsageFault, 16+ IRQs */
     if (fault_report != 0) fault_report(frame[6], exception); /* the stacked pc */
