@@ -1,6 +1,7 @@
 """Flash and static RAM of the demo firmware (qemu-stm32f405 build) for a 32-unit LSTM, 6 inputs,
 7 classes, trained briefly and calibrated on the watch IMU data: as `tinylstm build` writes it by default
-(host-fed, no replay data) and as `make demo` builds it (`--replay-steps 256`).
+(host-fed, no replay data, link-time optimised), the same build without link-time optimisation beside it,
+and as `make demo` builds it (`--replay-steps 256`).
 
 Reports the split kernel (csrc) / model data (tl_model.o + tl_replay.o) / app (protocol + app) /
 port / rest, the stack reservation, and the stack actually used: QEMU starts with zeroed RAM, so
@@ -19,21 +20,29 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
+import numpy as np
+
+from tinylstm.codegen import golden
 from tinylstm.codegen.emit_c import model_settings
 from tinylstm.codegen.export import ModelSource, export
+from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import load_int_model
 from tinylstm.host.analysis.parity import run_parity
-from tinylstm.host.boards import QemuBoard
+from tinylstm.host.boards import QemuBoard, toolchain
 from tinylstm.host.boards.firmware import build_firmware
+from tinylstm.host.boards.sizes import SizeReport
 from tinylstm.host.boards.toolchain import find_tool
 from tinylstm.host.link.transport import Link
+from tinylstm.host.targets.unicorn_runner import Target, build_target
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.train import TrainConfig, fit
 
 RESULTS = Path(__file__).parent / "results"
 # issue 21's goal (it was 16 KB before the kernel linked only the model's paths)
 GOAL_FLASH, GOAL_RAM = 12 * 1024, 4 * 1024
+WARMUP, COUNTED = 8, 64  # held-out samples stepped before the counted ones, and counted
 
 
 def _symbols(elf: Path) -> dict[str, int]:
@@ -66,6 +75,29 @@ def stack_high_water(elf: Path, export_dir: Path, work: Path) -> tuple[int, int]
     return len(data) - untouched, report.steps
 
 
+def step_instructions(model: IntModel, xq: np.ndarray, work: Path, lto: bool) -> tuple[int, int]:
+    """(median Cortex-M4 instructions of one tl_step over the samples after the first WARMUP, the deepest
+    stack of those steps), counted in unicorn on the kernel built at the firmware's -Os, link-time optimised
+    or every file alone."""
+    target = Target(build_target(model, work, opt="-Os", max_steps=1, lto=lto), model)
+    counted = [target.measure_step(x) for x in xq]
+    return int(np.median([n for n, _ in counted[WARMUP:]])), max(st for _, st in counted[WARMUP:])
+
+
+def _side_by_side(lto: SizeReport, plain: SizeReport) -> str:
+    lines = [
+        "| group | flash (B) | static RAM (B) | flash without LTO (B) | static RAM without LTO (B) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    before = {g.name: g for g in plain.groups}
+    lines += [
+        f"| {g.name} | {g.flash} | {g.ram} | {before[g.name].flash} | {before[g.name].ram} |"
+        for g in lto.groups
+    ]
+    lines.append(f"| **total** | **{lto.flash}** | **{lto.ram}** | **{plain.flash}** | **{plain.ram}** |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -75,16 +107,28 @@ def main() -> None:
         linked = ", ".join(f"{k}={v}" for k, v in model_settings(model).items())
         fw = build_firmware(work / "export", "qemu-stm32f405", work / "fw")
         demo = build_firmware(work / "export", "qemu-stm32f405", work / "fw-demo", replay=256)
-        assert fw.sizes is not None and fw.elf is not None and demo.sizes is not None
+        with mock.patch.object(toolchain, "LTO_FLAGS", ()):  # the baseline: every file compiled alone
+            plain = build_firmware(work / "export", "qemu-stm32f405", work / "fw-plain")
+        assert fw.elf is not None and None not in (fw.sizes, demo.sizes, plain.sizes)
         stack_used, steps = stack_high_water(fw.elf, work / "export", work)
-    s, d = fw.sizes, demo.sizes
+        window = load_dataset("watch").sequences[-1][: WARMUP + COUNTED]  # the recording's last window
+        xq = golden.quantize_input(model, window.astype(np.float32))
+        per_step = {lto: step_instructions(model, xq, work / f"unicorn-{lto}", lto) for lto in (True, False)}
+    s, d, p = fw.sizes, demo.sizes, plain.sizes
     doc = {
         "model": "LSTM 6 -> 32 -> 7 classes, 1 layer, watch-calibrated",
-        "board": "qemu-stm32f405 (arm-none-eabi-gcc -Os, Cortex-M4F, --gc-sections)",
+        "board": "qemu-stm32f405 (arm-none-eabi-gcc -Os -flto, Cortex-M4F, --gc-sections)",
         "flash": s.flash,
         "static_ram": s.ram,
         "groups": {g.name: {"flash": g.flash, "ram": g.ram} for g in s.groups},
+        "without_lto": {
+            "flash": p.flash,
+            "static_ram": p.ram,
+            "groups": {g.name: {"flash": g.flash, "ram": g.ram} for g in p.groups},
+        },
         "demo_with_replay": {"replay_steps": 256, "flash": d.flash, "static_ram": d.ram},
+        "step_instructions_m4": {"lto": per_step[True][0], "without_lto": per_step[False][0]},
+        "step_stack_m4": {"lto": per_step[True][1], "without_lto": per_step[False][1]},
         "stack_reserved": s.stack,
         "stack_used_high_water": stack_used,
         "stack_measured_over_steps": steps,
@@ -103,9 +147,21 @@ def main() -> None:
         f"Board build: {doc['board']}. Model: {doc['model']}, readout {model.readout}. The kernel is built "
         f"with the model's settings ({linked}: codegen/emit_c.py build_settings), so it links only the "
         "paths this model runs. The table is the firmware `tinylstm build` writes by default (host-fed: "
-        "no replay data).",
+        "no replay data), link-time optimised (host/boards/toolchain.py, LTO_FLAGS: calls across files "
+        "inline, the model's constants reach the kernel), beside the same build with every file compiled "
+        "alone (no -flto), built in the same run. With link-time optimisation the split follows the debug "
+        "information's line tables (host/boards/sizes.py): inlined code counts for the file it was written "
+        "in; the string literals and constant pools it merges across files are `literals` (without it they "
+        "count for their files).",
         "",
-        s.render(),
+        _side_by_side(s, p),
+        "",
+        f"Stack reservation: {s.stack} B (RAM incl. stack: {s.ram + s.stack} B).",
+        "",
+        f"One tl_step of this model, Cortex-M4 instructions (unicorn, the kernel at -Os, median of {COUNTED} "
+        f"samples of the watch data's last window after {WARMUP}): {per_step[True][0]} link-time optimised, "
+        f"{per_step[False][0]} with every file compiled alone (the counts the kernel benchmark and "
+        f"`tinylstm search` use); the step's stack {per_step[True][1]} B and {per_step[False][1]} B.",
         "",
         f"With the 256 held-out samples `make demo` embeds for its replay source (`--replay-steps 256`): "
         f"{d.flash} B of flash, {d.ram} B of static RAM.",

@@ -32,7 +32,7 @@ if shutil.which("arm-none-eabi-gcc") is None:
 
 from sanitized_harness import check_sanitized_run
 
-from tinylstm.host.targets.unicorn_runner import Target, build_target
+from tinylstm.host.targets.unicorn_runner import Target, build_target, code_size
 
 # (cell, layers, input, hidden, output, steps): odd widths leave 1..3-element tails in the x part,
 # the h part and the head; hidden 1..3 exercise the shortest rows; input 8/16 the unrolled pairs.
@@ -97,6 +97,20 @@ def test_m4_bit_exact_with_golden(
                 f"y {y[t]} vs {y_ref[t]}\nh {h[t].ravel()[:16]} vs {h_ref[t].ravel()[:16]}"
             )
     raise AssertionError(f"shapes differ: {y.shape} {h.shape} {c.shape} vs {y_ref.shape} {h_ref.shape}")
+
+
+@pytest.mark.parametrize("cell,layers,inp,hidden,out,steps", [CASES[2], CASES[3]])
+def test_m4_link_time_optimised_bit_exact(
+    tmp_path: Path, cell: str, layers: int, inp: int, hidden: int, out: int, steps: int
+) -> None:
+    """The firmware's build is link-time optimised (host/boards/toolchain.py): the kernel inlined into its
+    caller at -Os computes the same outputs and states, DSP path, 2 layers with tails."""
+    model, xq, y_ref, h_ref, c_ref = _golden_case(cell, layers, inp, hidden, out, steps)
+    build = build_target(model, tmp_path, opt="-Os", lto=True)
+    y, h, c = Target(build, model).run(xq)
+    assert np.array_equal(y, y_ref) and np.array_equal(h, h_ref) and np.array_equal(c, c_ref)
+    with pytest.raises(ValueError, match="without lto"):
+        code_size(build)
 
 
 # (hidden bits, hidden size, the object with the dot products, the DSP instructions it must hold, the largest

@@ -38,7 +38,7 @@ from tinylstm.codegen.quantize import IntModel
 from tinylstm.contract.cells import CELLS
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.registry import CORE_CORTEX_M4F, CORE_RV32IMC, Core
-from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, compile_object, find_tool
+from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, LTO_FLAGS, compile_object, find_tool
 
 CORES = {c.name: c for c in (CORE_CORTEX_M4F, CORE_RV32IMC)}  # what unicorn runs here
 FLASH, FLASH_SIZE = 0x0800_0000, 16 << 20
@@ -151,6 +151,7 @@ class TargetBuild:
     max_steps: int
     layout: Layout = "w8"
     core: Core = CORE_CORTEX_M4F
+    lto: bool = False
 
 
 def build_target(
@@ -161,8 +162,11 @@ def build_target(
     max_steps: int = 2000,
     layout: Layout = "w8",
     core: Core = CORE_CORTEX_M4F,
+    lto: bool = False,
 ) -> TargetBuild:
-    """Cross-compile kernel + model + driver for ``core`` into ``out_dir/target.elf``."""
+    """Cross-compile kernel + model + driver for ``core`` into ``out_dir/target.elf``; with ``lto`` link-time
+    optimised as the firmware is (host/boards/toolchain.py, LTO_FLAGS), else every file compiled alone (the
+    kernel benchmark's and the search's counts)."""
     if core.name not in CORES or core.toolchain is None:
         raise ValueError(f"unicorn runs {sorted(CORES)} here, not {core.name}")
     toolchain = core.toolchain
@@ -178,6 +182,7 @@ def build_target(
         opt,
         "-ffunction-sections",
         "-fdata-sections",
+        *(LTO_FLAGS if lto else ()),
         f"-DDRV_MAX_STEPS={max_steps}",
         "-I",
         str(csrc_dir()),
@@ -199,7 +204,7 @@ def build_target(
     subprocess.run(
         [
             gcc,
-            *core.cpu_flags,
+            *(flags if lto else core.cpu_flags),  # link-time optimised: the link compiles the program
             "-nostdlib",
             "-T",
             str(out_dir / "target.ld"),
@@ -215,12 +220,15 @@ def build_target(
         capture_output=True,
         text=True,
     )
-    return TargetBuild(elf, objects, dsp, max_steps, layout, core)
+    return TargetBuild(elf, objects, dsp, max_steps, layout, core, lto)
 
 
 def code_size(build: TargetBuild, stems: tuple[str, ...] = KERNEL_FILES) -> int:
     """Bytes of code the given kernel object files contribute to the linked target: their .text input
-    sections that --gc-sections kept, from the linker map (what a firmware of this model carries)."""
+    sections that --gc-sections kept, from the linker map (what a firmware of this model carries). Not for a
+    link-time optimised build: its map names one object for the whole program."""
+    if build.lto:
+        raise ValueError("code_size reads per-file sections: build the target without lto")
     wanted = {build.objects[s].name for s in stems}
     total, pending = 0, False
     text = (build.elf.parent / "target.map").read_text()
