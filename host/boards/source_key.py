@@ -71,7 +71,7 @@ def source_key(compiler: str, flags: list[str], src: Path) -> str | None:
     try:
         files = included_files(src.resolve(), dirs)
         texts = [f.read_bytes() for f in files]
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # an include name that is not UTF-8: let the preprocessor decide
         return None
     names = {m.decode() for text in texts for m in _IDENTIFIER.findall(text)}
     while True:  # a macro's value can name other macros: -DA=B -DB=3 with A in the text keeps B
