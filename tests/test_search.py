@@ -33,8 +33,8 @@ from tinylstm.host.boards.csources import csrc_dir
 from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.cli.main import main
-from tinylstm.host.search import study
-from tinylstm.host.search.cost import STATE_STRUCT_BYTES, countable
+from tinylstm.host.search import cost, study
+from tinylstm.host.search.cost import STATE_STRUCT_BYTES, CostCache, countable
 from tinylstm.host.search.study import (
     Architecture,
     Budget,
@@ -375,6 +375,25 @@ def test_stacked_architectures_are_priced_per_sample(tmp_path: Path) -> None:
     # keys: "-kN" only when stacked, so the keys of studies before stacking still parse
     assert Architecture.parse("lstm-16x2-h16-mean-k22") == Architecture("lstm", 16, 2, 16, "mean", 22)
     assert Architecture.parse("gru-8x1-h8-max") == Architecture("gru", 8, 1, 8, "max", 1)
+
+
+def test_a_process_measures_an_architecture_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second search in the same process (its own OUT/costs.json) takes the price this process measured."""
+    monkeypatch.setattr(cost, "_MEASURED", {})
+    calls: list[tuple[Any, ...]] = []
+    real = cost.architecture_cost
+
+    def counting(*args: Any) -> cost.Cost:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(cost, "architecture_cost", counting)
+    board = get_board("qemu-stm32f405")
+    first = CostCache(tmp_path / "a.json", board).get("lstm", 1, 3, 8, 2, ["a", "b"])
+    again = CostCache(tmp_path / "b.json", board).get("lstm", 1, 3, 8, 2, ["a", "b"])
+    other = CostCache(tmp_path / "b.json", board).get("lstm", 1, 3, 8, 2, ["a", "c"])  # class names: data
+    assert first == again and len(calls) == 2 and other.model_data_bytes == first.model_data_bytes
+    assert len(json.loads((tmp_path / "b.json").read_text())) == 2  # the file still records both
 
 
 def test_state_struct_bytes_is_the_kernels() -> None:

@@ -29,6 +29,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -158,6 +159,11 @@ def architecture_cost(
     return Cost(size + code, size, code, ram, latency, round(mean), fits, stack, peak_latency, peak)
 
 
+# costs this process measured, by CostCache key: another search in the same process (a study per dataset, a
+# test suite) prices an architecture it has seen without building and running it again
+_MEASURED: dict[str, dict[str, Any]] = {}
+
+
 class CostCache:
     """Costs by architecture, kept in a JSON file so a resumed or parallel search measures each once."""
 
@@ -185,9 +191,13 @@ class CostCache:
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
         if key in known:
             return Cost(**known[key])
-        cost = architecture_cost(
-            self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, window
-        )
+        if key in _MEASURED:
+            cost = Cost(**_MEASURED[key])
+        else:
+            cost = architecture_cost(
+                self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, window
+            )
+            _MEASURED[key] = cost.to_dict()
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
         known[key] = cost.to_dict()
         tmp = self.path.with_suffix(f".{np.random.default_rng().integers(1 << 30)}.tmp")
