@@ -143,9 +143,9 @@ def _variables(e: ELFFile, symbols: list[tuple[int, int, str]]) -> list[Span]:
     sized = {start: (end, name) for start, end, name in symbols}
     spans: list[Span] = []
     for cu in e.get_dwarf_info().iter_CUs():
+        width = cu["address_size"]
         for die in cu.iter_DIEs():
             loc = die.attributes.get("DW_AT_location") if die.tag == "DW_TAG_variable" else None
-            width = cu["address_size"]
             if loc is None or loc.form != "DW_FORM_exprloc" or list(loc.value[:1]) != [_DW_OP_ADDR]:
                 continue
             if len(loc.value) != 1 + width:  # an address and nothing else: the variable lives there
