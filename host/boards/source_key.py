@@ -36,16 +36,17 @@ def split_flags(flags: list[str]) -> tuple[list[str], list[Path], dict[str, str]
         elif f.startswith("-I"):
             dirs.append(Path(f[2:]))
         elif f.startswith("-D"):
-            name, _, value = f[2:].partition("=")
-            macros[name] = value if _ else "1"
+            name, sep, value = f[2:].partition("=")
+            macros[name] = value if sep else "1"
         else:
             codegen.append(f)
     return codegen, dirs, macros
 
 
-def included_files(src: Path, dirs: list[Path]) -> list[Path]:
-    """``src`` and every file it may include, directly or not, found as the preprocessor would find them."""
-    found: list[Path] = []
+def included_files(src: Path, dirs: list[Path]) -> list[tuple[Path, bytes]]:
+    """``src`` and every file it may include, directly or not, found as the preprocessor would find them,
+    each with its text (read once)."""
+    found: list[tuple[Path, bytes]] = []
     seen: set[Path] = set()
     todo = [src]
     while todo:
@@ -53,8 +54,9 @@ def included_files(src: Path, dirs: list[Path]) -> list[Path]:
         if path in seen:
             continue
         seen.add(path)
-        found.append(path)
-        for quote, name in _INCLUDE.findall(path.read_bytes()):
+        text = path.read_bytes()
+        found.append((path, text))
+        for quote, name in _INCLUDE.findall(text):
             where = ([path.parent] if quote == b'"' else []) + dirs
             hit = next((d / name.decode() for d in where if (d / name.decode()).is_file()), None)
             if hit is not None:
@@ -70,10 +72,9 @@ def source_key(compiler: str, flags: list[str], src: Path) -> str | None:
     codegen, dirs, macros = split_flags(flags)
     try:
         files = included_files(src.resolve(), dirs)
-        texts = [f.read_bytes() for f in files]
     except (OSError, UnicodeDecodeError):  # an include name that is not UTF-8: let the preprocessor decide
         return None
-    names = {m.decode() for text in texts for m in _IDENTIFIER.findall(text)}
+    names = {m.decode() for _, text in files for m in _IDENTIFIER.findall(text)}
     while True:  # a macro's value can name other macros: -DA=B -DB=3 with A in the text keeps B
         more = {m.decode() for k, v in macros.items() if k in names for m in _IDENTIFIER.findall(v.encode())}
         if more <= names:
@@ -82,7 +83,7 @@ def source_key(compiler: str, flags: list[str], src: Path) -> str | None:
     h = hashlib.sha256(compiler.encode())
     h.update("\0".join(codegen).encode())
     h.update("\0".join(f"{k}={v}" for k, v in sorted(macros.items()) if k in names).encode())
-    for f, text in zip(files, texts, strict=True):
+    for f, text in files:
         h.update(f"\0{f.name}\0{len(text)}\0".encode())
         h.update(text)
     return h.hexdigest()
