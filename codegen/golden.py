@@ -6,7 +6,8 @@ reproduce every output and every state word of :func:`step`, step for step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -117,8 +118,13 @@ def _matmul(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:
 
 def _layer_plan(layer: IntLayer, n: int) -> _LayerPlan:
     w, e, cols = layer.weights, layer.scale_exp.astype(np.int64), layer.input_size
+    wide: dict[str, Any] = {
+        k: np.asarray(v, dtype=np.int64)
+        for k in ("bias", "bias_hn", "mult", "shift")
+        if (v := getattr(layer, k)) is not None
+    }
     return _LayerPlan(
-        layer,
+        replace(layer, **wide),  # the step's constants as int64 once, not converted at every step
         _prepared(w[:, :cols]),
         _prepared(w[:, cols:]),
         np.maximum(e, 0) + input_shift(layer.hidden_bits, n),
@@ -186,18 +192,16 @@ def step_traced(
             return _answer(model, state, plan), state.gates.copy()
         state.phase = 0
         inp = state.stack.copy()
-    gates = []
     for n, lp in enumerate(plan.layers):
         h_new, c_new, g = _layer_step(plan, lp, inp, state.h[:, n].copy(), state.c[:, n].copy())
         state.h[:, n] = h_new
         state.c[:, n] = c_new
-        gates.append(g)
+        state.gates[:, n] = g
         inp = h_new
     if plan.pooling is not None:
         state.pool, inp = plan.pooling(state.pool, inp, min(state.steps + 1, INT32_MAX))
     state.steps += 1
     state.head_in = inp
-    state.gates = np.stack(gates, axis=1)
     return _answer(model, state, plan), state.gates.copy()
 
 
