@@ -79,14 +79,11 @@ def _lstm_float(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     H = h.shape[1]
     pre = gx + gh
-    i, f, g, o = (
-        _sig(pre[:, :H]),
-        _sig(pre[:, H : 2 * H]),
-        np.tanh(pre[:, 2 * H : 3 * H]),
-        _sig(pre[:, 3 * H :]),
-    )
+    gates = _sig(pre).reshape(len(pre), 4, H)  # i, f, o (one call; g's sigmoid is overwritten)
+    g = gates[:, 2] = np.tanh(pre[:, 2 * H : 3 * H])
+    i, f, o = gates[:, 0], gates[:, 1], gates[:, 3]
     c = f * c + i * g
-    return o * np.tanh(c), c, {"pre": pre, "c": c, "gates": np.stack([i, f, g, o], axis=1)}
+    return o * np.tanh(c), c, {"pre": pre, "c": c, "gates": gates}
 
 
 def _lstm_int(
@@ -111,10 +108,12 @@ def _gru_float(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     H = h.shape[1]
     pre = gx + gh
-    r, z = _sig(pre[:, :H]), _sig(pre[:, H : 2 * H])
+    gates = np.empty((len(pre), 3, H), dtype=pre.dtype)  # r, z, n (as _gru_int, without np.stack)
+    gates[:, :2] = _sig(pre[:, : 2 * H]).reshape(len(pre), 2, H)
+    r, z = gates[:, 0], gates[:, 1]
     nx, nh = gx[:, 2 * H :], gh[:, 2 * H :]
-    n = np.tanh(nx + r * nh)
-    return (1.0 - z) * n + z * h, c, {"pre": pre, "nx": nx, "nh": nh, "gates": np.stack([r, z, n], axis=1)}
+    n = gates[:, 2] = np.tanh(nx + r * nh)
+    return (1.0 - z) * n + z * h, c, {"pre": pre, "nx": nx, "nh": nh, "gates": gates}
 
 
 def _gru_int(

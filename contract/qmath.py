@@ -57,12 +57,17 @@ def rshift_round(x: IntArray, n: int) -> IntArray:
     return (x + (1 << (n - 1))) >> n
 
 
+# requantize's rounding term 2^(s-1) at index s (0..63): looked up, in half the time computing it takes on the
+# golden reference's small arrays
+_ROUNDING = np.concatenate([[0], np.left_shift(np.int64(1), np.arange(63, dtype=np.int64))]).astype(np.int64)
+
+
 def requantize(acc: IntArray, mult: IntArray, shift: IntArray) -> IntArray:
     """The one requantization rule: ``(acc * M + 2^(s-1)) >> s`` with an int64 product."""
     acc = np.asarray(acc, dtype=np.int64)
     mult = np.asarray(mult, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
-    return (acc * mult + np.left_shift(np.int64(1), shift - 1)) >> shift
+    return (acc * mult + _ROUNDING[shift]) >> shift
 
 
 def make_tanh_table() -> IntArray:
