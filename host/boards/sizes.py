@@ -76,8 +76,9 @@ def _section_sizes(elf: Path, toolchain: Toolchain) -> dict[str, int]:
     return sizes
 
 
-def _input_sections(map_file: Path) -> list[tuple[str, str, str, int, int]]:
-    """(output section, input section, object file, address, size) for every linked input section."""
+def input_sections(map_file: Path) -> list[tuple[str, str, str, int, int]]:
+    """(output section, input section, object file, address, size) for every input section of a GNU ld map's
+    memory map (the sections --gc-sections dropped are listed before it, and are not in it)."""
     text = map_file.read_text()
     lines = text[text.index("Linker script and memory map") :].splitlines()
     found: list[tuple[str, str, str, int, int]] = []
@@ -128,7 +129,7 @@ def size_report(
     ram = sum(sections.get(s, 0) for s in RAM_SECTIONS)
     per_group = {name: [0, 0] for name in (*groups, LITERALS)}
     owners: Owners | None = None
-    for output, sec, obj, addr, size in _input_sections(map_file):
+    for output, sec, obj, addr, size in input_sections(map_file):
         if _LTO_PARTITION.search(obj):
             owners = owners or Owners(elf)
             parts = _lto_parts(owners, sec, addr, size, groups)

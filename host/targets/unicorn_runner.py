@@ -38,6 +38,7 @@ from tinylstm.codegen.quantize import IntModel
 from tinylstm.contract.cells import CELLS
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.registry import CORE_CORTEX_M4F, CORE_RV32IMC, Core
+from tinylstm.host.boards.sizes import input_sections
 from tinylstm.host.boards.toolchain import COMMON_PORT_DIR, LTO_FLAGS, compile_object, find_tool
 
 CORES = {c.name: c for c in (CORE_CORTEX_M4F, CORE_RV32IMC)}  # what unicorn runs here
@@ -230,21 +231,11 @@ def code_size(build: TargetBuild, stems: tuple[str, ...] = KERNEL_FILES) -> int:
     if build.lto:
         raise ValueError("code_size reads per-file sections: build the target without lto")
     wanted = {build.objects[s].name for s in stems}
-    total, pending = 0, False
-    text = (build.elf.parent / "target.map").read_text()
-    body = text.split("Linker script and memory map", 1)[-1]  # before it: the discarded sections
-    for line in body.splitlines():
-        parts = line.split()
-        if len(parts) == 1 and parts[0].startswith(".text"):  # a long section name: its numbers follow
-            pending = True
-            continue
-        if pending and len(parts) == 3 and parts[0].startswith("0x"):
-            parts, pending = [".text", *parts], False
-        else:
-            pending = False
-        if len(parts) == 4 and parts[0].startswith(".text") and Path(parts[3]).name in wanted:
-            total += int(parts[2], 16)
-    return total
+    return sum(
+        size
+        for output, sec, obj, _, size in input_sections(build.elf.parent / "target.map")
+        if output != "/DISCARD/" and sec.startswith(".text") and Path(obj).name in wanted
+    )
 
 
 def read_elf(path: Path) -> tuple[list[tuple[int, bytes]], dict[str, tuple[int, int]]]:
