@@ -18,6 +18,7 @@ from tinylstm.codegen.store import load_int_model
 from tinylstm.host.analysis.check import check
 from tinylstm.host.cli.main import main
 from tinylstm.host.targets.mpy_runner import micropython_executable
+from tinylstm.trainer.baselines import wilson_interval
 
 
 def run_check(capsys: pytest.CaptureFixture[str], export_dir: Path) -> tuple[int, str, dict]:
@@ -205,6 +206,12 @@ def test_classification_baseline_in_text_and_json(
     base = report["baselines"]
     assert base["majority_class"] in ("0", "1", "2") and 20 < base["majority_accuracy_pct"] < 50
     assert base["beaten"] and "baseline: always" in out
+    # one window per recording: the int8 accuracy's 95 % interval, as `train` prints it
+    n = report["data"]["test_sequences"]
+    low, high = wilson_interval(round(report["quality"]["int8"] / 100 * n), n)
+    assert base["interval_cases"] == n
+    assert base["int8_accuracy_interval_pct"] == pytest.approx([100 * low, 100 * high])
+    assert f"95 % interval {100 * low:.1f}-{100 * high:.1f}% over {n} held-out windows" in out
 
 
 def _series_csv(path: Path, n: int = 3000) -> None:

@@ -25,6 +25,7 @@ from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.targets.bridge import CModel, load_library
 from tinylstm.host.targets.mpy_runner import micropython_executable, run_blob
+from tinylstm.trainer.baselines import accuracy_interval
 from tinylstm.trainer.checkpoint import CheckpointMeta
 from tinylstm.trainer.sequence_set import SequenceSet
 
@@ -138,7 +139,8 @@ def _baselines(
 ) -> tuple[dict[str, Any], list[str]]:
     """Naive predictors on the same held-out steps: majority class; training mean and persistence (the
     target ``lag`` steps back, in stream mode). Returns them and a warning per baseline the model does
-    not beat (with int8 and with float)."""
+    not beat (with int8 and with float). Classification adds the int8 accuracy's 95 % interval where the
+    held-out windows are independent cases (trainer/baselines.py ``accuracy_interval``, as train prints)."""
     warnings: list[str] = []
     pq_all = [golden.dequantize_output(m, y) for y in ints]
     if m.meta.task == "classification":
@@ -159,7 +161,11 @@ def _baselines(
                 f"the model does not beat always predicting the majority class {name!r}: accuracy "
                 f"{acc:.2f}% vs float {acc_f:.2f}% / int8 {acc_q:.2f}%"
             )
-        return {"majority_class": name, "majority_accuracy_pct": acc, "beaten": not warnings}, warnings
+        out_c: dict[str, Any] = {"majority_class": name, "majority_accuracy_pct": acc, "beaten": not warnings}
+        if (interval := accuracy_interval(acc_q / 100.0, test)) is not None:
+            out_c["int8_accuracy_interval_pct"] = [100.0 * interval.low, 100.0 * interval.high]
+            out_c["interval_cases"] = interval.cases
+        return out_c, warnings
     train_y = np.concatenate(list(train.labels)) if train.mode == "stream" else np.asarray(train.labels)
     mean = np.asarray(train_y, dtype=np.float64).reshape(-1, m.output_size).mean(axis=0)
     pf, target = _select(test, flo)

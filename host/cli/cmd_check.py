@@ -84,10 +84,17 @@ def render(report: dict[str, Any]) -> str:
                 f"  int8 vs the quantization-aware forward it was fine-tuned as: argmax agreement "
                 f"{qf['agreement_pct']:.2f}%, {qf['equal_output_words_pct']:.2f}% of the output words equal"
             )
-        lines.append(
+        line = (
             f"  baseline: always {base['majority_class']!r} (majority class of the training split) "
             f"{base['majority_accuracy_pct']:.2f}%"
         )
+        if "int8_accuracy_interval_pct" in base:
+            low, high = base["int8_accuracy_interval_pct"]
+            cases = base["interval_cases"]
+            line += f"; int8 accuracy's 95 % interval {low:.1f}-{high:.1f}% over {cases} held-out windows"
+            if base["beaten"] and low <= base["majority_accuracy_pct"]:
+                line += " (it reaches the majority class's: the lead is within the noise of so few)"
+        lines.append(line)
     else:
         lines.append(
             f"  RMSE: float {q['float']:.5g}  int8 {q['int8']:.5g}  ({q['rmse_increase_pct_of_std']:+.2f}% "
