@@ -21,8 +21,8 @@ from tinylstm.host.targets.mpy_runner import micropython_executable
 from tinylstm.trainer.baselines import wilson_interval
 
 
-def run_check(capsys: pytest.CaptureFixture[str], export_dir: Path) -> tuple[int, str, dict]:
-    code = main(["check", str(export_dir)])
+def run_check(capsys: pytest.CaptureFixture[str], export_dir: Path, *options: str) -> tuple[int, str, dict]:
+    code = main(["check", str(export_dir), *options])
     out = capsys.readouterr().out
     return code, out, json.loads((export_dir / "check-report.json").read_text())
 
@@ -212,6 +212,26 @@ def test_classification_baseline_in_text_and_json(
     assert base["interval_cases"] == n
     assert base["int8_accuracy_interval_pct"] == pytest.approx([100 * low, 100 * high])
     assert f"95 % interval {100 * low:.1f}-{100 * high:.1f}% over {n} held-out windows" in out
+
+
+def test_window_regression_has_the_persistence_train_states(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Windows whose target is their last value of channel 1: persistence (trainer/baselines.py) is exact, so
+    check reports it with train's rule and warns that the model does not beat it."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((120, 16, 2)).astype(np.float32)
+    np.savez(tmp_path / "w.npz", X=x, y=x[:, -1, 1].astype(np.float64))
+    argv = ["--hidden", "8", "--epochs", "2", "--quiet", "--out", str(tmp_path / "run")]
+    assert main(["train", "--data", str(tmp_path / "w.npz"), *argv]) == 0
+    assert main(["export", str(tmp_path / "run" / "model.pt"), "--out", str(tmp_path / "export")]) == 0
+    capsys.readouterr()
+    code, out, report = run_check(capsys, tmp_path / "export", "--max-rmse-increase", "100")
+    base = report["baselines"]
+    assert code == 0 and base["persistence_rmse"] == pytest.approx(0.0, abs=1e-6)
+    assert base["persistence_rule"].startswith("the window's last value of ")
+    assert f"persistence ({base['persistence_rule']}) RMSE" in out
+    assert any(w.startswith("the model does not beat persistence (the window's") for w in report["warnings"])
 
 
 def _series_csv(path: Path, n: int = 3000) -> None:

@@ -25,7 +25,7 @@ from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.targets.bridge import CModel, load_library
 from tinylstm.host.targets.mpy_runner import micropython_executable, run_blob
-from tinylstm.trainer.baselines import accuracy_interval
+from tinylstm.trainer.baselines import accuracy_interval, naive_baselines
 from tinylstm.trainer.checkpoint import CheckpointMeta
 from tinylstm.trainer.sequence_set import SequenceSet
 
@@ -138,9 +138,10 @@ def _baselines(
     lag: int,
 ) -> tuple[dict[str, Any], list[str]]:
     """Naive predictors on the same held-out steps: majority class; training mean and persistence (the
-    target ``lag`` steps back, in stream mode). Returns them and a warning per baseline the model does
-    not beat (with int8 and with float). Classification adds the int8 accuracy's 95 % interval where the
-    held-out windows are independent cases (trainer/baselines.py ``accuracy_interval``, as train prints)."""
+    target ``lag`` steps back in a stream; in windows, the last value of the channel that predicts best).
+    Returns them and a warning per baseline the model does not beat (with int8 and with float).
+    Classification adds the int8 accuracy's 95 % interval where the held-out windows are independent cases
+    (trainer/baselines.py ``accuracy_interval``, as train prints)."""
     warnings: list[str] = []
     pq_all = [golden.dequantize_output(m, y) for y in ints]
     if m.meta.task == "classification":
@@ -172,11 +173,21 @@ def _baselines(
     pq, _ = _select(test, pq_all)
     target = np.asarray(target, dtype=np.float64).reshape(pf.shape)
     out: dict[str, Any] = {"mean_rmse": _rmse(np.broadcast_to(mean, pf.shape), target)}
-    if min(_rmse(pf, target), _rmse(pq, target)) >= out["mean_rmse"]:
+    model_f, model_q = _rmse(pf, target), _rmse(pq, target)
+    if min(model_f, model_q) >= out["mean_rmse"]:
         warnings.append(
             f"the model does not beat predicting the training mean: RMSE {out['mean_rmse']:.4g} vs "
-            f"float {_rmse(pf, target):.4g} / int8 {_rmse(pq, target):.4g}"
+            f"float {model_f:.4g} / int8 {model_q:.4g}"
         )
+    if test.mode == "window":  # the persistence rule `train` states (trainer/baselines.py), on these windows
+        naive = naive_baselines(train, test)
+        if naive.persistence_rmse is not None:
+            out |= {"persistence_rule": naive.persistence_rule, "persistence_rmse": naive.persistence_rmse}
+            if min(model_f, model_q) >= naive.persistence_rmse:
+                warnings.append(
+                    f"the model does not beat persistence ({naive.persistence_rule}): RMSE "
+                    f"{naive.persistence_rmse:.4g} vs float {model_f:.4g} / int8 {model_q:.4g}"
+                )
     if test.mode == "stream":
         y_seqs = [np.asarray(y, dtype=np.float64).reshape(-1, m.output_size) for y in test.labels]
         keep = [k for k, y in enumerate(y_seqs) if len(y) > lag]

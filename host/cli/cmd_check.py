@@ -103,7 +103,9 @@ def render(report: dict[str, Any]) -> str:
             f"{q['mae_int8']:.5g}, max |float-int8| {q['max_abs_float_vs_int8']:.4g})"
         )
         text = f"  baselines: training mean RMSE {base['mean_rmse']:.5g}"
-        if "persistence_rmse" in base:
+        if "persistence_rule" in base:
+            text += f"; persistence ({base['persistence_rule']}) RMSE {base['persistence_rmse']:.5g}"
+        elif "persistence_rmse" in base:
             same = base["model_rmse_same_steps"]
             text += (
                 f"; persistence ({base['persistence_lag']} step(s) back) RMSE {base['persistence_rmse']:.5g} "
