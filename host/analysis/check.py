@@ -167,47 +167,40 @@ def _baselines(
             out_c["int8_accuracy_interval_pct"] = [100.0 * interval.low, 100.0 * interval.high]
             out_c["interval_cases"] = interval.cases
         return out_c, warnings
-    train_y = np.concatenate(list(train.labels)) if train.mode == "stream" else np.asarray(train.labels)
-    mean = np.asarray(train_y, dtype=np.float64).reshape(-1, m.output_size).mean(axis=0)
+    naive = naive_baselines(train, test, lag)  # the baselines as `train` states them (trainer/baselines.py)
+    assert naive.mean_rmse is not None
     pf, target = _select(test, flo)
     pq, _ = _select(test, pq_all)
     target = np.asarray(target, dtype=np.float64).reshape(pf.shape)
-    out: dict[str, Any] = {"mean_rmse": _rmse(np.broadcast_to(mean, pf.shape), target)}
+    out: dict[str, Any] = {"mean_rmse": naive.mean_rmse}
     model_f, model_q = _rmse(pf, target), _rmse(pq, target)
-    if min(model_f, model_q) >= out["mean_rmse"]:
+    if min(model_f, model_q) >= naive.mean_rmse:
         warnings.append(
-            f"the model does not beat predicting the training mean: RMSE {out['mean_rmse']:.4g} vs "
+            f"the model does not beat predicting the training mean: RMSE {naive.mean_rmse:.4g} vs "
             f"float {model_f:.4g} / int8 {model_q:.4g}"
         )
-    if test.mode == "window":  # the persistence rule `train` states (trainer/baselines.py), on these windows
-        naive = naive_baselines(train, test)
-        if naive.persistence_rmse is not None:
-            out |= {"persistence_rule": naive.persistence_rule, "persistence_rmse": naive.persistence_rmse}
-            if min(model_f, model_q) >= naive.persistence_rmse:
-                warnings.append(
-                    f"the model does not beat persistence ({naive.persistence_rule}): RMSE "
-                    f"{naive.persistence_rmse:.4g} vs float {model_f:.4g} / int8 {model_q:.4g}"
-                )
-    if test.mode == "stream":
-        y_seqs = [np.asarray(y, dtype=np.float64).reshape(-1, m.output_size) for y in test.labels]
-        keep = [k for k, y in enumerate(y_seqs) if len(y) > lag]
-        if keep:
-            tgt = np.concatenate([y_seqs[k][lag:] for k in keep])
-            persist = np.concatenate([y_seqs[k][:-lag] for k in keep])
-            same_f = np.concatenate([flo[k][lag:] for k in keep])
-            same_q = np.concatenate([pq_all[k][lag:] for k in keep])
-            rf, rq, rp = _rmse(same_f, tgt), _rmse(same_q, tgt), _rmse(persist, tgt)
-            out |= {
-                "persistence_lag": lag,
-                "persistence_rmse": rp,
-                "model_rmse_same_steps": {"float": rf, "int8": rq},
-            }
-            if min(rf, rq) >= rp:
-                warnings.append(
-                    f"the model does not beat persistence (predicting the target {lag} step"
-                    f"{'s' if lag > 1 else ''} back): RMSE {rp:.4g} vs float {rf:.4g} / int8 {rq:.4g} "
-                    "on the same steps"
-                )
+    if test.mode == "window" and naive.persistence_rmse is not None:
+        out |= {"persistence_rule": naive.persistence_rule, "persistence_rmse": naive.persistence_rmse}
+        if min(model_f, model_q) >= naive.persistence_rmse:
+            warnings.append(
+                f"the model does not beat persistence ({naive.persistence_rule}): RMSE "
+                f"{naive.persistence_rmse:.4g} vs float {model_f:.4g} / int8 {model_q:.4g}"
+            )
+    if test.mode == "stream" and naive.persistence_rmse is not None:  # the model's RMSE on the same steps
+        keep = [k for k, y in enumerate(test.labels) if len(y) > lag]
+        tgt = np.concatenate([np.asarray(test.labels[k], dtype=np.float64)[lag:] for k in keep])
+        tgt = tgt.reshape(-1, m.output_size)
+        same_f = np.concatenate([flo[k][lag:] for k in keep])
+        same_q = np.concatenate([pq_all[k][lag:] for k in keep])
+        rf, rq, rp = _rmse(same_f, tgt), _rmse(same_q, tgt), naive.persistence_rmse
+        out |= {"persistence_lag": lag, "persistence_rmse": rp}
+        out["model_rmse_same_steps"] = {"float": rf, "int8": rq}
+        if min(rf, rq) >= rp:
+            warnings.append(
+                f"the model does not beat persistence (predicting the target {lag} step"
+                f"{'s' if lag > 1 else ''} back): RMSE {rp:.4g} vs float {rf:.4g} / int8 {rq:.4g} "
+                "on the same steps"
+            )
     out["beaten"] = not warnings
     return out, warnings
 
