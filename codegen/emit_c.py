@@ -159,6 +159,8 @@ def render_header(m: IntModel, name: str) -> str:
         f"#define {P}_OUTPUT_SIZE {m.output_size}",
         f"/* the hidden state: int{m.hidden_bits} Q0.{m.layers[0].hidden_frac} */",
         f"#define {P}_HIDDEN_BITS {m.hidden_bits}",
+        f"/* the model input: int{m.input_bits} ({'tl_step_s16, tl_quantize_input_s16' if m.input_bits == 16 else 'tl_step, tl_quantize_input'}) */",
+        f"#define {P}_INPUT_BITS {m.input_bits}",
         f"/* what the head reads: {readout(m.readout).doc} */",
         f"#define {P}_READOUT TL_READOUT_{m.readout.upper()}",
         f"/* samples per recurrent step (input stacking, 1: none): the layers run every {P}_STACK samples */",
@@ -166,7 +168,7 @@ def render_header(m: IntModel, name: str) -> str:
         f"#define {P}_STATE_WORDS (TL_STATE_WORDS{'_H16' if m.hidden_bits == HIDDEN16_BITS else ''}"
         f"({P}_NUM_LAYERS, {P}_HIDDEN_SIZE)"
         + (f" + TL_POOL_WORDS({P}_HIDDEN_SIZE)" if readout(m.readout).pooled else "")
-        + (f" + TL_STACK_WORDS({P}_STACK, {P}_INPUT_SIZE)" if m.stack > 1 else "")
+        + (f" + TL_STACK_WORDS({P}_STACK * {P}_INPUT_SIZE * {m.input_bits // 8})" if m.stack > 1 else "")
         + (
             f" + TL_BIDIR_WORDS({P}_NUM_LAYERS, {P}_HIDDEN_SIZE, {P}_WINDOW, {P}_INPUT_SIZE)"
             + (f" + TL_POOL_WORDS({P}_HIDDEN_SIZE)" if readout(m.readout).pooled else "")

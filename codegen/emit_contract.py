@@ -45,7 +45,7 @@ def render_c() -> str:
         f"#define TL_STATE_WORDS(layers, hidden) {STATE_WORDS_C}",
         f"#define TL_STATE_WORDS_H16(layers, hidden) {STATE_WORDS_H16_C}",
         f"#define TL_POOL_WORDS(hidden) {POOL_WORDS_C}",
-        f"#define TL_STACK_WORDS(stack, inputs) {STACK_WORDS_C}",
+        f"#define TL_STACK_WORDS(bytes) {STACK_WORDS_C}",
         f"#define TL_BIDIR_WORDS(L, H, W, C) {BIDIR_WORDS_C}",
         "",
         "/* Recurrent cells (contract/cells.py): code, gate rows per unit, int16 cell state, a separate",

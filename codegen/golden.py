@@ -14,7 +14,7 @@ import numpy as np
 from tinylstm.codegen.quantize import IntLayer, IntModel
 from tinylstm.contract import qmath
 from tinylstm.contract.cells import CellType, cell_type
-from tinylstm.contract.constants import input_shift, stack_bytes
+from tinylstm.contract.constants import input_qmax
 from tinylstm.contract.readouts import INT32_MAX, IntUpdate, readout
 from tinylstm.errors import TinyLSTMError
 
@@ -50,7 +50,7 @@ class GoldenState:
             np.zeros(shape, dtype=np.int64),
             np.zeros(shape, dtype=np.int64),
             np.zeros((batch, model.hidden_size), dtype=np.int64),
-            np.zeros((batch, stack_bytes(model.stack, model.input_size)), dtype=np.int64),
+            np.zeros((batch, model.stack * model.input_size if model.stack > 1 else 0), dtype=np.int64),
             np.zeros((batch, model.hidden_size), dtype=np.int64),
             np.zeros((batch, model.num_layers, model.gates, model.hidden_size), dtype=np.int64),
             np.zeros(back, dtype=np.int64),
@@ -67,7 +67,8 @@ class GoldenState:
 
 
 def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
-    """float32 samples [..., C] -> int8, exactly as ``tl_quantize_input`` does in C."""
+    """float32 samples [..., C] -> the model input, exactly as the C kernel does: int8 (``tl_quantize_input``),
+    or int16 for an int16-h model (``tl_quantize_input_s16``)."""
     x = np.asarray(x, dtype=np.float32)
     if x.shape[-1] != model.input_size:
         raise TinyLSTMError(
@@ -77,8 +78,9 @@ def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise TinyLSTMError("input contains NaN or infinite values: clean or impute the samples first")
     v = (x - model.input_mean) * model.input_mul  # float32 arithmetic, like the C code
-    v = np.clip(v, np.float32(-128.0), np.float32(127.0))
-    return np.trunc(v + np.copysign(np.float32(0.5), v)).astype(np.int8)
+    top = input_qmax(model.hidden_bits)
+    v = np.clip(v, np.float32(-top - 1), np.float32(top))
+    return np.trunc(v + np.copysign(np.float32(0.5), v)).astype(np.int16 if top > 127 else np.int8)
 
 
 # float64 holds every integer below 2^53 exactly
@@ -94,11 +96,11 @@ class _LayerPlan:
     layer: IntLayer
     wx: np.ndarray
     wh: np.ndarray
-    x_shift: np.ndarray  # int64 [G*H]: max(a_r, 0) + the layer's input shift
+    x_shift: np.ndarray  # int64 [G*H]: max(a_r, 0)
     h_shift: np.ndarray  # int64 [G*H]: max(-a_r, 0)
 
 
-# the largest |value| a layer or the head reads: int8 inputs, int8 / int16 h and the pooled h (the contract),
+# the largest |value| a layer or the head reads: int8 / int16 inputs, int8 / int16 h and the pooled h (the contract),
 # with 2^31 to spare, so the float64 path's bound below holds for any input the kernel's types can hold
 _OPERAND_MAX = 2.0**31
 
@@ -116,7 +118,7 @@ def _matmul(a: np.ndarray, w_t: np.ndarray) -> np.ndarray:
     return (a.astype(w_t.dtype) @ w_t).astype(np.int64)
 
 
-def _layer_plan(layer: IntLayer, n: int) -> _LayerPlan:
+def _layer_plan(layer: IntLayer) -> _LayerPlan:
     w, e, cols = layer.weights, layer.scale_exp.astype(np.int64), layer.input_size
     wide: dict[str, Any] = {
         k: np.asarray(v, dtype=np.int64)
@@ -127,7 +129,7 @@ def _layer_plan(layer: IntLayer, n: int) -> _LayerPlan:
         replace(layer, **wide),  # the step's constants as int64 once, not converted at every step
         _prepared(w[:, :cols]),
         _prepared(w[:, cols:]),
-        np.maximum(e, 0) + input_shift(layer.hidden_bits, n),
+        np.maximum(e, 0),
         np.maximum(-e, 0),
     )
 
@@ -148,8 +150,8 @@ class _Plan:
         return cls(
             cell_type(model.cell),
             qmath.activations(model.act_table),
-            tuple(_layer_plan(layer, n) for n, layer in enumerate(model.layers)),
-            tuple(_layer_plan(layer, n) for n, layer in enumerate(model.backward)),
+            tuple(_layer_plan(layer) for layer in model.layers),
+            tuple(_layer_plan(layer) for layer in model.backward),
             _prepared(model.head_w),
             readout(model.readout).int_update,
         )
@@ -173,7 +175,7 @@ def _head(model: IntModel, inp: np.ndarray, plan: _Plan | None = None) -> np.nda
 def step_traced(
     model: IntModel, state: GoldenState, xq: np.ndarray, plan: _Plan | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One sample of every stream: ``xq`` int8 [B, C] -> (outputs int16 [B, O], the Q0.15 gate activations
+    """One sample of every stream: ``xq`` [B, C] (the model input: int8, int16 for int16-h) -> (outputs int16 [B, O], the Q0.15 gate activations
     [B, L, G, H] in the cell's gate order); updates ``state``. A stacked model buffers the sample and runs
     its layers on every k-th (contract/stacking.py); the samples between read the held head input and
     gates. ``plan``: the model prepared by ``run`` (built here when not given)."""
@@ -235,20 +237,27 @@ def _backward(model: IntModel, state: GoldenState, plan: _Plan) -> np.ndarray:
 
 
 def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
-    """One sample of every stream: ``xq`` int8 [B, C] -> outputs int16 [B, O]; updates ``state``."""
+    """One sample of every stream: ``xq`` [B, C] (int8, int16 for int16-h) -> outputs int16 [B, O]; updates ``state``."""
     return step_traced(model, state, xq)[0]
 
 
 def run(
     model: IntModel, xq: np.ndarray, state: GoldenState | None = None, trace: bool = False
 ) -> tuple[np.ndarray, GoldenState, dict[str, np.ndarray]]:
-    """Run int8 sequences ``xq`` [B, T, C]; returns outputs int16 [B, T, O], the final state,
+    """Run sequences ``xq`` [B, T, C] of the model input (int8, int16 for int16-h); returns outputs int16 [B, T, O], the final state,
     and with ``trace`` the state after every sample (``h``/``c`` [B, T, L, H]; a bidirectional model's
     backward layers' too, ``hb``/``cb``) and the Q0.15 gate activations of every sample (``gates``
     [B, T, L, G, H], the cell's gate order; a stacked model's are its last step's)."""
     xq = np.asarray(xq)
     if xq.ndim != 3 or xq.shape[2] != model.input_size:
-        raise TinyLSTMError(f"expected int8 input [batch, steps, {model.input_size}], got {list(xq.shape)}")
+        raise TinyLSTMError(
+            f"expected int{model.input_bits} input [batch, steps, {model.input_size}], got {list(xq.shape)}"
+        )
+    top = input_qmax(model.hidden_bits)
+    if xq.size and (int(xq.min()) < -top - 1 or int(xq.max()) > top):
+        raise TinyLSTMError(
+            f"input values outside int{model.input_bits}: quantize the samples with golden.quantize_input"
+        )
     B, T, _ = xq.shape
     state = state or GoldenState.zeros(model, B)
     ys = np.zeros((B, T, model.output_size), dtype=np.int16)

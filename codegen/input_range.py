@@ -1,5 +1,8 @@
 """The int8 input range: chosen by what the integer model then computes, not by the data's tails alone.
 
+(An int16-h model's input is int16: its 32768 levels take the whole measured range, the largest |input|, and
+leave nothing to choose. The rest of this docstring is about the int8 input.)
+
 ``calibrate`` measures the input range as the 99.99th percentile of |normalised input|. On heavy-tailed
 series (a power meter's spikes, a rare jolt of an IMU) that range spends most of the 256 int8 levels on
 values the data seldom takes, and the common ones get a handful: ACSF1's series (z-normalised, spikes up to
@@ -31,6 +34,7 @@ import numpy as np
 from tinylstm.codegen import golden
 from tinylstm.codegen.quantize import Calibration, IntModel, calibrate, quantize
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward
+from tinylstm.contract.constants import HIDDEN16_BITS, input_bits
 
 # the calibrated range times 2^(-j/4), j = 0..7: from the percentile range down to 0.30 of it
 RANGE_FACTORS = tuple(2.0 ** (-j / 4) for j in range(8))
@@ -120,8 +124,11 @@ def calibrated_model(
     fm: FloatModel, sequences: list[np.ndarray], hidden_bits: int
 ) -> tuple[IntModel, Calibration, Calibration]:
     """The integer model ``tinylstm export`` writes: calibrated on ``sequences`` (normalised), its input
-    range chosen by ``choose_input_range``. Returns (model, the calibration it was quantized with, the
+    range chosen by ``choose_input_range`` (int8 input) or the largest |input| (an int16-h model's int16 input). Returns (model, the calibration it was quantized with, the
     calibration as measured)."""
     measured = calibrate(fm, sequences)
-    chosen = choose_input_range(fm, measured, sequences, hidden_bits)
+    if input_bits(hidden_bits) == HIDDEN16_BITS:  # 32768 levels: the whole range, nothing clipped
+        chosen = dataclasses.replace(measured, input_absmax=max(measured.input_max, measured.input_absmax))
+    else:
+        chosen = choose_input_range(fm, measured, sequences, hidden_bits)
     return quantize(fm, chosen, hidden_bits), chosen, measured

@@ -40,7 +40,7 @@ from tinylstm.contract.constants import (
     Q12,
     Q15,
     TABLE_SEGMENT_BITS,
-    input_shift,
+    input_qmax,
 )
 from tinylstm.contract.readouts import readout as readout_type
 from tinylstm.contract.stacking import held_steps
@@ -79,7 +79,7 @@ def q12(x: torch.Tensor) -> torch.Tensor:
 class Ranges:
     """The calibrated scales of the integer model the weights export to."""
 
-    input_scale: float  # one int8 input LSB, in normalised units
+    input_scale: float  # one input LSB (int8, int16 for int16-h), in normalised units
     cell_frac: tuple[int, ...]  # fractional bits of each layer's int16 cell state (cells with one)
     output_scale: float  # one int16 output LSB
     hidden_bits: int = HIDDEN_BITS  # the hidden state: int8 Q0.7 or int16 Q0.15
@@ -145,7 +145,7 @@ def _quant_layer(
     hidden_bits: int,
 ) -> LayerParams:
     """codegen/quantize.py's ``_quantize_gate_rows`` and ``_bias``, with straight-through rounding;
-    ``s_in`` is the scale of the input as the sums see it (x * 2^x_shift: the input's scale / 2^x_shift)."""
+    ``s_in`` is the scale of the layer's input (the model input's, or the h below's)."""
     ct = cell_type(cell)
     S_H = 2.0 ** -HIDDEN_FORMATS[hidden_bits]
     wx = w_ih * (s_in / S_H)  # the x part at the h part's scale
@@ -238,15 +238,15 @@ class FakeQuantRNN(nn.Module):
         step = QAT_STEPS[self.model.cell]
         B, T, C = x.shape
         K = self.model.stack  # samples per step (contract/stacking.py)
-        seq = fake_quant(x[:, : T // K * K], r.input_scale, -128, 127).reshape(B, T // K, K * C)
+        top = input_qmax(r.hidden_bits)  # the model input: int8, or int16 for int16-h
+        seq = fake_quant(x[:, : T // K * K], r.input_scale, -top - 1, top).reshape(B, T // K, K * C)
         s_in = r.input_scale
         H = self.model.hidden_size
         for n in range(self.model.num_layers):
             w_ih, w_hh, b_ih, b_hh = (
                 getattr(rnn, f"{w}_l{n}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
             )
-            s_sum = s_in / 2.0 ** input_shift(r.hidden_bits, n)  # the input as the int16-h sums see it
-            p = _quant_layer(self.model.cell, w_ih, w_hh, b_ih, b_hh, s_sum, r.hidden_bits)
+            p = _quant_layer(self.model.cell, w_ih, w_hh, b_ih, b_hh, s_in, r.hidden_bits)
             F = r.cell_frac[n] if n < len(r.cell_frac) else 0
             gx_all = seq @ p.w_ih.T  # [B, steps, G*H]
             h = x.new_zeros(B, H)

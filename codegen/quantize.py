@@ -23,10 +23,12 @@ from tinylstm.contract.constants import (
     HIDDEN_BITS,
     HIDDEN_FORMATS,
     KERNEL_VERSION,
+    MAX_INPUT16,
     MAX_SCALE_EXP,
     MULT16_BITS,
     MULT_BITS,
-    input_shift,
+    input_bits,
+    input_qmax,
     stack_bytes,
     state_words,
 )
@@ -41,10 +43,11 @@ OUTPUT_MARGIN = 1.25  # headroom over the largest calibrated |output|
 class Calibration:
     """Ranges measured by running the float model on real data."""
 
-    input_absmax: float
+    input_absmax: float  # the input range quantize() uses (calibrate: the 99.99th percentile of |input|)
     cell_absmax: list[float]  # per layer (LSTM; a bidirectional model's backward layers after); empty for GRU
     output_absmax: float
     steps: int
+    input_max: float = 0.0  # the largest |input| seen (an int16 input's range: codegen/input_range.py)
 
 
 @dataclass
@@ -60,8 +63,8 @@ class IntLayer:
     # int8 [G*H] in [-4, 4], the scale exponent e between the x part and the h part of each row:
     # acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0)
     scale_exp: np.ndarray
-    # 8: int8 Q0.7 h; 16: int16 Q0.15 h (docs/integer-contract.md). An int16-h layer's input enters its
-    # sums as x * 2^contract.constants.input_shift(hidden_bits, layer index): layer 0's int8 input times 2^8
+    # 8: int8 Q0.7 h and an int8 model input; 16: int16 Q0.15 h and an int16 model input (int16x8,
+    # docs/integer-contract.md)
     hidden_bits: int = HIDDEN_BITS
 
     @property
@@ -80,7 +83,7 @@ class IntModel:
     output_scale: float  # real value of one output LSB (normalised target units for regression)
     input_mean: np.ndarray  # float32 [C]
     input_mul: np.ndarray  # float32 [C]: q = round((x - mean) * mul)
-    input_scale: float  # real value of one input LSB (normalised units)
+    input_scale: float  # real value of one input LSB (normalised units), int8 or int16 (input_bits)
     act_table: np.ndarray  # int16 [257] tanh table
     meta: ModelMeta
     calibration: Calibration
@@ -129,6 +132,11 @@ class IntModel:
         return self.layers[0].hidden_bits
 
     @property
+    def input_bits(self) -> int:
+        """The model input's word: 8 (tl_step) or 16 (an int16-h model's, tl_step_s16)."""
+        return input_bits(self.hidden_bits)
+
+    @property
     def hidden_format(self) -> str:
         """The hidden state's type and format, as reports name it: "int8 Q0.7", "int16 Q0.15"."""
         return f"int{self.hidden_bits} Q0.{HIDDEN_FORMATS[self.hidden_bits]}"
@@ -142,7 +150,7 @@ class IntModel:
             self.hidden_size,
             self.hidden_bits,
             readout(self.readout).pooled,
-            stack_bytes(self.stack, self.input_size),
+            stack_bytes(self.stack, self.input_size, self.hidden_bits),
             self.window * self.input_size,
         )
 
@@ -223,6 +231,7 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
         cell_absmax=cell_max if cell.cell_state else [],
         output_absmax=max(out_max, 1e-3),
         steps=steps,
+        input_max=max(float(max(np.max(a) for a in seen)), 1e-3),
     )
 
 
@@ -295,14 +304,20 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
             "a bidirectional model keeps an int8 hidden state (the int16 one is for streams): export it with "
             "--hidden-bits 8"
         )
+    width = model.stack * model.input_size
+    if wide and width > MAX_INPUT16:
+        raise TinyLSTMError(
+            f"an int16-h model's layer 0 reads at most {MAX_INPUT16} int16 inputs per step (its int32 sums), "
+            f"this one {width} ({model.stack} x {model.input_size}): export it with --hidden-bits 8, or train "
+            "it with fewer stacked samples"
+        )
     cell = cell_type(model.cell)
     s_h = 2.0 ** -HIDDEN_FORMATS[hidden_bits]
-    s_x = cal.input_absmax / 127.0
+    s_x = cal.input_absmax / input_qmax(hidden_bits)  # int8 or int16 (int16x8) model input
     H = model.hidden_size
     layers: list[IntLayer] = []
     for n, L in enumerate(model.layers + model.backward):
-        x_shift = input_shift(hidden_bits, n)
-        s_in = (s_x if n % model.num_layers == 0 else s_h) / 2.0**x_shift  # the scale of x * 2^x_shift
+        s_in = s_x if n % model.num_layers == 0 else s_h
         wq, s_c, scale_exp = _quantize_gate_rows(L.w_ih * (s_in / s_h), L.w_hh)
         acc_scale = s_c * s_h  # real value of one (aligned) accumulator step, per row
         what = f"layer {n}" if n < model.num_layers else f"backward layer {n - model.num_layers}"

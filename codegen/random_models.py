@@ -17,7 +17,16 @@ from tinylstm.contract.constants import (
     MULT16_BITS,
     MULT_BITS,
     SHIFT_MAX,
+    input_qmax,
 )
+
+
+def random_inputs(rng: np.random.Generator, model: IntModel, *shape: int) -> np.ndarray:
+    """Model inputs [*shape, input_size] drawn over the whole range of the model's input type (int8, or an
+    int16-h model's int16)."""
+    top = input_qmax(model.hidden_bits)
+    dtype = np.int16 if top > 127 else np.int8
+    return rng.integers(-top - 1, top + 1, (*shape, model.input_size)).astype(dtype)
 
 
 def random_int_model(

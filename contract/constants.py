@@ -9,7 +9,7 @@ The cells (their codes, gates, cell state and split bias) come from the registry
 
 from __future__ import annotations
 
-KERNEL_VERSION = 1  # bumped when the integer arithmetic changes: generated files refuse other kernels
+KERNEL_VERSION = 2  # bumped when the integer arithmetic changes: generated files refuse other kernels
 MAX_LAYERS = 3
 MAX_HIDDEN = 256
 MAX_INPUT = 1024
@@ -23,10 +23,12 @@ HIDDEN_BITS = 8
 HIDDEN16_FRAC = 15  # the wide hidden state (export --hidden-bits 16): int16 Q0.15
 HIDDEN16_BITS = 16
 HIDDEN_FORMATS = {HIDDEN_BITS: HIDDEN_FRAC, HIDDEN16_BITS: HIDDEN16_FRAC}  # bits -> fractional bits
-# int16-h models: layer 0's int8 input enters the int16 dot products as x * 2^INPUT16_SHIFT, and the gate
-# rows' requantization multipliers have MULT16_BITS bits (in [2^(MULT16_BITS-1), 2^MULT16_BITS)), so the int64
-# accumulator (|acc| < 2^37) times M stays below 2^62 (docs/integer-contract.md, "int16 hidden state")
-INPUT16_SHIFT = 8
+# int16-h models are int16 end to end (int16x8: int8 weights, int16 input and h): the model input is int16 like
+# h, and layer 0 reads at most MAX_INPUT16 values per step, so its int32 input sum stays exact in any order
+# (128 * 32768 * 256 = 2^30, as for h: csrc/tl_dot_s16.c). The gate rows' requantization multipliers have MULT16_BITS bits (in
+# [2^(MULT16_BITS-1), 2^MULT16_BITS)), so the int64 accumulator (|acc| < 2^37) times M stays below 2^62
+# (docs/integer-contract.md, "int16 hidden state")
+MAX_INPUT16 = 256
 MULT16_BITS = 25
 MULT_BITS = 31  # every other multiplier: [2^30, 2^31)
 TABLE_SIZE = 257  # tanh table: 256 segments over [-8, 8], 1/16 apart
@@ -46,8 +48,9 @@ STATE_WORDS_C = "((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (
 STATE_WORDS_H16_C = "(2 * (size_t)(layers) * (hidden) + (hidden))"
 # a pooled readout (contract/readouts.py) keeps one int32 per unit after the recurrent state
 POOL_WORDS_C = "(2 * (size_t)(hidden))"
-# a stacked model (stack k > 1) buffers the k * C int8 inputs of one step after that, packed two per word
-STACK_WORDS_C = "(((size_t)(stack) * (inputs) + 1) / 2)"
+# a stacked model (stack k > 1) buffers the k * C inputs of one step after that: ``bytes`` = k * C int8 inputs
+# packed two per word, or 2 * k * C bytes of int16 inputs (an int16-h model's), one per word
+STACK_WORDS_C = "(((size_t)(bytes) + 1) / 2)"
 # a bidirectional window model (docs/integer-contract.md, "Bidirectional window models") keeps after that
 # the backward stack's cell state (int16) and, as bytes packed two per word, its int8 hidden state, the head's
 # input [v_f ; v_b] (2H) and the window's W * C int8 inputs; a pooled readout adds TL_POOL_WORDS for the
@@ -57,15 +60,20 @@ BIDIR_WORDS_C = "((size_t)(L) * (H) + ((size_t)(L) * (H) + 2u * (H) + (size_t)(W
 MAX_WINDOW = 65535
 
 
-def input_shift(hidden_bits: int, layer: int) -> int:
-    """The power of two a layer's input enters its int16-h sums with: layer 0's int8 input of an int16-h model
-    as x * 2^INPUT16_SHIFT (so both parts of a row hold values of one magnitude), else 2^0."""
-    return INPUT16_SHIFT if hidden_bits == HIDDEN16_BITS and layer == 0 else 0
+def input_bits(hidden_bits: int) -> int:
+    """The model input's word: int8 for an int8-h model, int16 for an int16-h one (int16x8)."""
+    return HIDDEN16_BITS if hidden_bits == HIDDEN16_BITS else HIDDEN_BITS
 
 
-def stack_bytes(stack: int, inputs: int) -> int:
-    """Bytes of the input-stacking buffer: k * C for a stacked model (k > 1), else none."""
-    return stack * inputs if stack > 1 else 0
+def input_qmax(hidden_bits: int) -> int:
+    """The largest model input word (127 or 32767); the smallest is -(input_qmax + 1)."""
+    return (1 << (input_bits(hidden_bits) - 1)) - 1
+
+
+def stack_bytes(stack: int, inputs: int, hidden_bits: int = HIDDEN_BITS) -> int:
+    """Bytes of the input-stacking buffer: k * C input words (int8, or int16 for an int16-h model) for a
+    stacked model (k > 1), else none."""
+    return stack * inputs * input_bits(hidden_bits) // 8 if stack > 1 else 0
 
 
 def bidir_words(layers: int, hidden: int, window_bytes: int, pooled: bool) -> int:
@@ -110,7 +118,7 @@ INTS = {
     "HIDDEN_BITS": HIDDEN_BITS,
     "HIDDEN16_FRAC": HIDDEN16_FRAC,
     "HIDDEN16_BITS": HIDDEN16_BITS,
-    "INPUT16_SHIFT": INPUT16_SHIFT,
+    "MAX_INPUT16": MAX_INPUT16,
     "MULT16_BITS": MULT16_BITS,
     "MULT_BITS": MULT_BITS,
     "TABLE_SIZE": TABLE_SIZE,

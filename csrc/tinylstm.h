@@ -10,6 +10,7 @@
  *     tl_state_t st;
  *     tl_state_init(&st, &model, buf, TL_STATE_WORDS(LAYERS, HIDDEN));
  *     for each sample: tl_quantize_input(&model, x, xq); tl_step(&st, xq, y);
+ *     (an int16-h model's input is int16: tl_quantize_input_s16 and tl_step_s16)
  */
 #ifndef TINYLSTM_H
 #define TINYLSTM_H
@@ -44,7 +45,7 @@ extern "C" {
 /** Status codes returned by every call that can fail. */
 typedef enum {
     TL_OK = 0,
-    TL_ERR_ARG = -1,    /**< NULL pointer or a size that does not match the model */
+    TL_ERR_ARG = -1,    /**< NULL pointer, a size that does not match the model, or the step of the other input type */
     TL_ERR_MODEL = -2,  /**< the model descriptor is inconsistent or out of the supported range */
     TL_ERR_BUFFER = -3, /**< the state buffer is too small */
     TL_ERR_INPUT = -4   /**< a float input sample is NaN or infinite */
@@ -149,7 +150,8 @@ typedef struct {
     int16_t *h16;       /**< int16-h models: [num_layers * H] hidden state, int16 Q0.15 */
     int16_t *scratch16; /**< int16-h models: [H] the layer's next hidden state */
     int16_t *pool;      /**< pooled readouts: [2 * H] one int32 per unit (tl_pool.c); NULL otherwise */
-    int8_t *stack;      /**< stacked models: [k * C] the inputs of the step being filled; NULL otherwise */
+    int8_t *stack;      /**< stacked int8-input models: [k * C] the inputs of the step being filled; else NULL */
+    int16_t *stack16;   /**< stacked int16-h models: [k * C] the same, int16 (their input); else NULL */
     uint32_t phase;     /**< stacked models: samples in `stack` (0..k-1) */
     /* bidirectional models (NULL / 0 otherwise): */
     int16_t *cb;     /**< [num_layers * H] the backward layers' cell state */
@@ -188,7 +190,8 @@ tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *b
 void tl_reset(tl_state_t *state);
 
 /**
- * One time step (one sample): int8 input [input_size] in, int16 output [output_size] out (may be NULL).
+ * One time step (one sample) of a model with an int8 input (an int8-h model): int8 input [input_size] in, int16
+ * output [output_size] out (may be NULL).
  * The state carries over to the next call; nothing is reset implicitly, except that a bidirectional model's
  * sample after its window's last starts the next window. A stacked model runs its layers on every k-th sample
  * since the reset; at the others y is the head of the last step's readout (of zeros before the first). A
@@ -198,12 +201,20 @@ void tl_reset(tl_state_t *state);
 tl_status_t tl_step(tl_state_t *state, const int8_t *x, int16_t *y);
 
 /**
+ * tl_step of a model with an int16 input: an int16-h model (int16x8: int8 weights, int16 input and hidden state;
+ * docs/integer-contract.md, "int16 hidden state"), the only kind it runs.
+ * @return TL_OK, or TL_ERR_ARG (also for a model with an int8 input, which tl_step runs).
+ */
+tl_status_t tl_step_s16(tl_state_t *state, const int16_t *x, int16_t *y);
+/**
  * Run `steps` consecutive steps: `xs` is [steps][input_size]; `ys`, if not NULL, receives
  * [steps][output_size]. Equivalent to calling tl_step in a loop.
  * @return TL_OK or TL_ERR_ARG.
  */
 tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *ys);
 
+/** tl_run of a model with an int16 input (tl_step_s16): `xs` is [steps][input_size] int16. */
+tl_status_t tl_run_s16(tl_state_t *state, const int16_t *xs, size_t steps, int16_t *ys);
 /**
  * Convert one float sample [input_size] to the model's int8 input with the generated
  * normalisation constants: q = sat8(round_half_away((x - mean) * mul)).
@@ -212,6 +223,11 @@ tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *y
  */
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
 
+/**
+ * tl_quantize_input for a model with an int16 input (an int16-h model): q = sat16(round_half_away((x - mean) *
+ * mul)). The two functions take any model: the constants say the scale, the caller picks the input's type.
+ */
+tl_status_t tl_quantize_input_s16(const tl_model_t *model, const float *x, int16_t *q);
 /** Index of the largest of `n` outputs (the first one on ties); -1 if n == 0. */
 int tl_argmax(const int16_t *y, size_t n);
 

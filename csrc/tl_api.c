@@ -15,7 +15,7 @@ static int biases_in_range(const int32_t *b, size_t n)
 /* The model's hidden state is int16 (an int16-h model). */
 static int hidden16(const tl_model_t *m) { return m->hidden_bits == TL_HIDDEN16_BITS; }
 #else /* int8-h builds refuse int16-h models (tl_model_check) and carry none of their code */
-#define hidden16(m) 0
+#define hidden16(m) ((void)(m), 0)
 #endif
 
 /* k, the samples per recurrent step (0 in descriptors written before the field means 1). */
@@ -59,7 +59,7 @@ tl_status_t tl_model_check(const tl_model_t *m)
     if (m->hidden_size < 1 || m->hidden_size > TL_MAX_HIDDEN) return TL_ERR_MODEL;
     if (m->input_size < 1 || m->input_size > TL_MAX_INPUT || m->output_size < 1) return TL_ERR_MODEL;
     if (m->readout >= TL_NUM_READOUTS) return TL_ERR_MODEL;
-    if ((size_t)m->input_size * stack_of(m) > TL_MAX_INPUT) return TL_ERR_MODEL;
+    if ((size_t)m->input_size * stack_of(m) > (hidden16(m) ? TL_MAX_INPUT16 : TL_MAX_INPUT)) return TL_ERR_MODEL;
     /* what this build left out (tl_kernels.h): a firmware of one model runs only that model's kind */
     if ((!TL_WITH_H8 && !hidden16(m)) || (!TL_WITH_POOL && m->readout != TL_READOUT_LAST) ||
         (!TL_WITH_STACK && stack_of(m) > 1))
@@ -93,8 +93,14 @@ static size_t pool_words(const tl_model_t *m)
     return TL_WITH_POOL && m->readout != TL_READOUT_LAST ? TL_POOL_WORDS(m->hidden_size) : 0;
 }
 
+/* The bytes of one model input value: an int8, or an int16-h model's int16. */
+static size_t input_bytes(const tl_model_t *m) { return hidden16(m) ? sizeof(int16_t) : sizeof(int8_t); }
+
 /* The words of a stacked model's input buffer (after the pool). */
-static size_t stack_words(const tl_model_t *m) { return stack_of(m) > 1 ? TL_STACK_WORDS(m->stack, m->input_size) : 0; }
+static size_t stack_words(const tl_model_t *m)
+{
+    return stack_of(m) > 1 ? TL_STACK_WORDS((size_t)m->stack * m->input_size * input_bytes(m)) : 0;
+}
 
 /* The words of a bidirectional model's backward stack and window (after the stacking buffer). */
 static size_t bidir_words(const tl_model_t *m)
@@ -128,7 +134,9 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
         s->h16 = s->scratch16 = NULL;
     }
     s->pool = pool_words(m) ? buffer + recurrent_words(m) : NULL;
-    s->stack = TL_WITH_STACK && stack_of(m) > 1 ? (int8_t *)(buffer + recurrent_words(m) + pool_words(m)) : NULL;
+    int16_t *stack = TL_WITH_STACK && stack_of(m) > 1 ? buffer + recurrent_words(m) + pool_words(m) : NULL;
+    s->stack = hidden16(m) ? NULL : (int8_t *)stack;
+    s->stack16 = hidden16(m) ? stack : NULL;
     s->cb = s->pool_b = NULL;
     s->hb = s->head2 = s->window = NULL;
     if (bidir_words(m)) { /* [cb: L*H words][pool_b: pooled readouts][bytes: hb L*H, head2 2H, window W*C] */
@@ -154,6 +162,7 @@ void tl_reset(tl_state_t *s)
     s->wpos = 0;
     if (s->pool) memset(s->pool, 0, TL_POOL_WORDS(H) * sizeof *s->pool);
     if (s->stack) memset(s->stack, 0, (size_t)s->model->stack * s->model->input_size);
+    if (s->stack16) memset(s->stack16, 0, (size_t)s->model->stack * s->model->input_size * sizeof *s->stack16);
     if (TL_WITH_BIDIR && s->cb) {
         memset(s->cb, 0, cells * sizeof *s->cb);
         if (s->pool_b) memset(s->pool_b, 0, TL_POOL_WORDS(H) * sizeof *s->pool_b);
@@ -176,6 +185,18 @@ void tl_reset(tl_state_t *s)
     for (size_t k = 0; k < H; ++k) s->scratch[k] = 0;
 }
 
+/* n of the pooled readout: the steps since the reset, this one included (saturating). */
+static int32_t pool_count(const tl_state_t *s) { return s->steps < INT32_MAX ? (int32_t)s->steps + 1 : INT32_MAX; }
+
+/* A stacked model: counts a sample buffered; 1 once it was the step's k-th (the layers run), else 0. */
+static int stack_full(tl_state_t *s)
+{
+    if (++s->phase < s->model->stack) return 0;
+    s->phase = 0;
+    return 1;
+}
+
+#if TL_WITH_H8
 /* n bytes, four at a time (memcpy of 4 bytes: one LDR/STR pair on Cortex-M, any alignment). */
 static void copy_s8(int8_t *dst, const int8_t *src, size_t n)
 {
@@ -188,22 +209,15 @@ static void copy_s8(int8_t *dst, const int8_t *src, size_t n)
     for (; k < n; ++k) dst[k] = src[k];
 }
 
-/* n of the pooled readout: the steps since the reset, this one included (saturating). */
-static int32_t pool_count(const tl_state_t *s) { return s->steps < INT32_MAX ? (int32_t)s->steps + 1 : INT32_MAX; }
-
-/* A stacked model (s->stack): buffers sample x; returns the step's k samples once the k-th is in, else NULL. */
+/* A stacked int8-input model (s->stack): buffers sample x; returns the step's k samples once the k-th is in,
+ * else NULL. */
 static const int8_t *stack_sample(tl_state_t *s, const int8_t *x)
 {
-    const tl_model_t *m = s->model;
-    copy_s8(s->stack + (size_t)s->phase * m->input_size, x, m->input_size);
-    if (++s->phase >= m->stack) {
-        s->phase = 0;
-        return s->stack;
-    }
-    return NULL;
+    const size_t C = s->model->input_size;
+    copy_s8(s->stack + (size_t)s->phase * C, x, C);
+    return stack_full(s) ? s->stack : NULL;
 }
 
-#if TL_WITH_H8
 /* The layers and the readout of one recurrent step of an int8-h model; leaves the readout in s->scratch. */
 static void layers_step8(tl_state_t *s, const int8_t *x)
 {
@@ -223,18 +237,18 @@ static void layers_step8(tl_state_t *s, const int8_t *x)
 #endif
 
 #ifdef TL_HIDDEN16
-/* tl_step of an int16-h model: layer 0 reads the int8 input (x, NULL between a stacked model's steps), the layers
- * above the int16 h below them; the readout stays in s->scratch16. */
-static void step16(tl_state_t *s, const int8_t *x, int16_t *y)
+/* tl_step_s16 of an int16-h model: layer 0 reads the int16 input (x, NULL between a stacked model's steps), the
+ * layers above the int16 h below them; the readout stays in s->scratch16. */
+static void step16(tl_state_t *s, const int16_t *x, int16_t *y)
 {
     const tl_model_t *m = s->model;
     const size_t H = m->hidden_size;
     const tl_layer_step16_fn layer_step = tl_cells[m->cell].layer_step16;
-    const int16_t *in = NULL;
     if (x) {
+        const int16_t *in = x;
         for (size_t n = 0; n < m->num_layers; ++n) {
             int16_t *h = s->h16 + n * H;
-            layer_step(&m->layers[n], m->act_table, n == 0 ? x : NULL, in, h, s->scratch16, s->c + n * H);
+            layer_step(&m->layers[n], m->act_table, in, h, s->scratch16, s->c + n * H);
             memcpy(h, s->scratch16, H * sizeof *h);
             in = h;
         }
@@ -247,7 +261,8 @@ static void step16(tl_state_t *s, const int8_t *x, int16_t *y)
 
 tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
 {
-    if (!s || !s->model || !x) return TL_ERR_ARG;
+    if (!s || !s->model || !x || input_bytes(s->model) != 1) return TL_ERR_ARG; /* int16 input: tl_step_s16 */
+#if TL_WITH_H8
 #if TL_WITH_BIDIR
     const int bidir = s->window != NULL;
     if (bidir) { /* buffer the sample; the one after the window's last starts the next window */
@@ -257,13 +272,6 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
     }
 #endif
     if (TL_WITH_STACK && s->stack) x = stack_sample(s, x); /* NULL between steps: the head reads the held readout */
-#ifdef TL_HIDDEN16
-    if (s->h16) {
-        step16(s, x, y);
-        return TL_OK;
-    }
-#endif
-#if TL_WITH_H8
     if (x) layers_step8(s, x);
     const int8_t *v = s->scratch; /* the readout: the pooled vector, or a copy of the last layer's h */
 #if TL_WITH_BIDIR
@@ -273,7 +281,25 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
     }
 #endif
     if (y) tl_dense_step(s->model, v, y);
-#endif /* an int16-h-only build admits no int8-h model (tl_model_check): h16 is always set */
+#else
+    (void)y; /* an int16-h-only build runs no int8-input model (tl_model_check): never reached */
+#endif
+    return TL_OK;
+}
+
+tl_status_t tl_step_s16(tl_state_t *s, const int16_t *x, int16_t *y)
+{
+    if (!s || !s->model || !x || input_bytes(s->model) != 2) return TL_ERR_ARG; /* int8 input: tl_step */
+#ifdef TL_HIDDEN16
+    if (TL_WITH_STACK && s->stack16) { /* NULL between steps: the head reads the held readout */
+        const size_t C = s->model->input_size;
+        memcpy(s->stack16 + (size_t)s->phase * C, x, C * sizeof *x);
+        x = stack_full(s) ? s->stack16 : NULL;
+    }
+    step16(s, x, y);
+#else
+    (void)y; /* an int16 input is an int16-h model's, which this build refuses (tl_model_check) */
+#endif
     return TL_OK;
 }
 
@@ -283,6 +309,17 @@ tl_status_t tl_run(tl_state_t *s, const int8_t *xs, size_t steps, int16_t *ys)
     const size_t I = s->model->input_size, O = s->model->output_size;
     for (size_t t = 0; t < steps; ++t) {
         tl_status_t st = tl_step(s, xs + t * I, ys ? ys + t * O : NULL);
+        if (st != TL_OK) return st;
+    }
+    return TL_OK;
+}
+
+tl_status_t tl_run_s16(tl_state_t *s, const int16_t *xs, size_t steps, int16_t *ys)
+{
+    if (!s || !s->model || (!xs && steps)) return TL_ERR_ARG;
+    const size_t I = s->model->input_size, O = s->model->output_size;
+    for (size_t t = 0; t < steps; ++t) {
+        tl_status_t st = tl_step_s16(s, xs + t * I, ys ? ys + t * O : NULL);
         if (st != TL_OK) return st;
     }
     return TL_OK;

@@ -5,7 +5,7 @@
 #ifndef TL_CONTRACT_H
 #define TL_CONTRACT_H
 
-#define TL_KERNEL_VERSION 1
+#define TL_KERNEL_VERSION 2
 #define TL_MAX_LAYERS 3
 #define TL_MAX_HIDDEN 256
 #define TL_MAX_INPUT 1024
@@ -17,7 +17,7 @@
 #define TL_HIDDEN_BITS 8
 #define TL_HIDDEN16_FRAC 15
 #define TL_HIDDEN16_BITS 16
-#define TL_INPUT16_SHIFT 8
+#define TL_MAX_INPUT16 256
 #define TL_MULT16_BITS 25
 #define TL_MULT_BITS 31
 #define TL_TABLE_SIZE 257
@@ -34,7 +34,7 @@
 #define TL_STATE_WORDS(layers, hidden) ((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (hidden) + 1) / 2)
 #define TL_STATE_WORDS_H16(layers, hidden) (2 * (size_t)(layers) * (hidden) + (hidden))
 #define TL_POOL_WORDS(hidden) (2 * (size_t)(hidden))
-#define TL_STACK_WORDS(stack, inputs) (((size_t)(stack) * (inputs) + 1) / 2)
+#define TL_STACK_WORDS(bytes) (((size_t)(bytes) + 1) / 2)
 #define TL_BIDIR_WORDS(L, H, W, C) ((size_t)(L) * (H) + ((size_t)(L) * (H) + 2u * (H) + (size_t)(W) * (C) + 1) / 2)
 
 /* Recurrent cells (contract/cells.py): code, gate rows per unit, int16 cell state, a separate

@@ -1,7 +1,8 @@
 /*
  * int8 weights x int16 activations: the dot products of int16-h models (-DTL_HIDDEN16; docs/integer-contract.md,
- * "int16 hidden state"). Every sum has at most TL_MAX_HIDDEN terms of |w| <= 128, |a| <= 32768, so it is exact in
- * int32 (128 * 32768 * 256 = 2^30) whatever order it is added in: the paths below give the same bits.
+ * "int16 hidden state"). Every sum has at most TL_MAX_HIDDEN (h) or TL_MAX_INPUT16 (the int16 model input) = 256
+ * terms of |w| <= 128, |a| <= 32768, so it is exact in int32 (128 * 32768 * 256 = 2^30) whatever order it is added
+ * in: the paths below give the same bits.
  *
  *  - Cortex-M4/M7 (TL_SMLAD_PATH, tl_kernels.h: __ARM_FEATURE_DSP, optimized builds, not -DTL_NO_DSP): SMLAD does
  *    two multiply-accumulates of int16 lanes per instruction. SXTB16 splits four int8 weights w0..w3 into the

@@ -81,26 +81,22 @@ void tl_gru_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *
 
 #ifdef TL_HIDDEN16
 /* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
-void tl_gru_layer_step16(const tl_layer_t *L, const int16_t *table, const int8_t *x8, const int16_t *x16,
-                         const int16_t *h, int16_t *h_next, int16_t *c)
+void tl_gru_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h,
+                         int16_t *h_next, int16_t *c)
 {
     (void)c; /* a GRU has no cell state */
     const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
     const int8_t *e = L->scale_exp;
-    const int xs = x8 ? TL_INPUT16_SHIFT : 0;
     int32_t ax[3], ah[3];
     for (size_t j = 0; j < H; ++j) {
         const size_t rr = j, rz = H + j, rn = 2 * H + j;
         const int8_t *w = L->weights + j * W;
-        if (x8)
-            tl_dot3_s8(w, stride, x8, I, ax);
-        else
-            tl_dot3_s8s16(w, stride, x16, I, ax);
+        tl_dot3_s8s16(w, stride, x, I, ax);
         tl_dot3_s8s16(w + I, stride, h, H, ah);
-        int32_t pr = tl_requantize64(tl_acc64(ax[0], ah[0], e[rr], xs, L->bias[rr]), L->mult[rr], L->shift[rr]);
-        int32_t pz = tl_requantize64(tl_acc64(ax[1], ah[1], e[rz], xs, L->bias[rz]), L->mult[rz], L->shift[rz]);
-        int32_t nx = tl_requantize64(tl_acc64(ax[2], 0, e[rn], xs, L->bias[rn]), L->mult[rn], L->shift[rn]);
-        int32_t nh = tl_requantize64(tl_acc64(0, ah[2], e[rn], xs, L->bias_hn[j]), L->mult[rn], L->shift[rn]);
+        int32_t pr = tl_requantize64(tl_acc64(ax[0], ah[0], e[rr], L->bias[rr]), L->mult[rr], L->shift[rr]);
+        int32_t pz = tl_requantize64(tl_acc64(ax[1], ah[1], e[rz], L->bias[rz]), L->mult[rz], L->shift[rz]);
+        int32_t nx = tl_requantize64(tl_acc64(ax[2], 0, e[rn], L->bias[rn]), L->mult[rn], L->shift[rn]);
+        int32_t nh = tl_requantize64(tl_acc64(0, ah[2], e[rn], L->bias_hn[j]), L->mult[rn], L->shift[rn]);
         h_next[j] = (int16_t)tl_sat16(gru_h15(table, pr, pz, nx, nh, h[j]));
     }
 }

@@ -75,12 +75,11 @@ typedef void (*tl_layer_step_fn)(const tl_layer_t *layer, const int16_t *table, 
                                  int8_t *h_next, int16_t *c);
 
 /**
- * The layer step of an int16-h model (-DTL_HIDDEN16): the same, with h, h_next int16 Q0.15. The input is
- * x8 (layer 0: the int8 model input, entering the sums as x * 2^TL_INPUT16_SHIFT) or x16 (the int16 h of
- * the layer below); the other one is NULL.
+ * The layer step of an int16-h model (-DTL_HIDDEN16): the same, with x (layer 0: the int16 model input; above it
+ * the int16 h of the layer below), h and h_next int16 Q0.15.
  */
-typedef void (*tl_layer_step16_fn)(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
-                                   const int16_t *h, int16_t *h_next, int16_t *c);
+typedef void (*tl_layer_step16_fn)(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int16_t *h,
+                                   int16_t *h_next, int16_t *c);
 
 /*
  * A firmware of one model links only what that model runs. Its build settings (codegen/emit_c.py
@@ -195,12 +194,12 @@ void tl_dot4_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, i
 void tl_dot3_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, int32_t *acc);
 
 /** The int16-h layer steps (tl_lstm.c, tl_gru.c, tl_rnn.c; signature tl_layer_step16_fn). */
-void tl_lstm_layer_step16(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
-                          const int16_t *h, int16_t *h_next, int16_t *c);
-void tl_gru_layer_step16(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
-                         const int16_t *h, int16_t *h_next, int16_t *c);
-void tl_rnn_layer_step16(const tl_layer_t *layer, const int16_t *table, const int8_t *x8, const int16_t *x16,
-                         const int16_t *h, int16_t *h_next, int16_t *c);
+void tl_lstm_layer_step16(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int16_t *h,
+                          int16_t *h_next, int16_t *c);
+void tl_gru_layer_step16(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int16_t *h,
+                         int16_t *h_next, int16_t *c);
+void tl_rnn_layer_step16(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int16_t *h,
+                         int16_t *h_next, int16_t *c);
 
 /** Dense head on an int16 h: the same as tl_dense_step (W . h in int32, + b in int64: up to 2^31). */
 void tl_dense_step16(const tl_model_t *model, const int16_t *h, int16_t *y);

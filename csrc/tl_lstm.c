@@ -84,22 +84,19 @@ void tl_lstm_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t 
 
 #ifdef TL_HIDDEN16
 /* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
-void tl_lstm_layer_step16(const tl_layer_t *L, const int16_t *table, const int8_t *x8, const int16_t *x16,
-                          const int16_t *h, int16_t *h_next, int16_t *c)
+void tl_lstm_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h,
+                          int16_t *h_next, int16_t *c)
 {
     const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
-    const int F = L->cell_frac, xs = x8 ? TL_INPUT16_SHIFT : 0;
+    const int F = L->cell_frac;
     int32_t ax[4], ah[4], pre[4];
     for (size_t j = 0; j < H; ++j) {
         const int8_t *w = L->weights + j * W;
-        if (x8)
-            tl_dot4_s8(w, stride, x8, I, ax);
-        else
-            tl_dot4_s8s16(w, stride, x16, I, ax);
+        tl_dot4_s8s16(w, stride, x, I, ax);
         tl_dot4_s8s16(w + I, stride, h, H, ah);
         for (size_t g = 0; g < 4; ++g) {
             const size_t r = g * H + j;
-            pre[g] = tl_requantize64(tl_acc64(ax[g], ah[g], L->scale_exp[r], xs, L->bias[r]), L->mult[r], L->shift[r]);
+            pre[g] = tl_requantize64(tl_acc64(ax[g], ah[g], L->scale_exp[r], L->bias[r]), L->mult[r], L->shift[r]);
         }
         h_next[j] = (int16_t)tl_sat16(tl_rshift_round(lstm_cell(table, pre, F, &c[j]), 2 * TL_Q15 - TL_HIDDEN16_FRAC));
     }

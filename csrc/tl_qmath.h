@@ -84,12 +84,12 @@ static inline int32_t tl_requantize64(int64_t acc, int32_t mult, int shift)
     return p < -32768 ? -32768 : (p > 32767 ? 32767 : (int32_t)p);
 }
 
-/** The aligned accumulator of an int16-h row: acc_x * 2^(x_shift + max(e,0)) + acc_h * 2^max(-e,0) + bias, in int64
- * (x_shift = TL_INPUT16_SHIFT for layer 0's int8 input, 0 for an int16 h). The factors are at most 2^12 and the
- * products widening 32 x 32 -> 64 multiplies (SMULL, SMLAL on Cortex-M). */
-static inline int64_t tl_acc64(int32_t acc_x, int32_t acc_h, int scale_exp, int x_shift, int32_t bias)
+/** The aligned accumulator of an int16-h row: acc_x * 2^max(e,0) + acc_h * 2^max(-e,0) + bias, in int64. The
+ * factors are at most 2^TL_MAX_SCALE_EXP and the products widening 32 x 32 -> 64 multiplies (SMULL, SMLAL on
+ * Cortex-M). */
+static inline int64_t tl_acc64(int32_t acc_x, int32_t acc_h, int scale_exp, int32_t bias)
 {
-    const int ex = x_shift + (scale_exp > 0 ? scale_exp : 0), eh = scale_exp < 0 ? -scale_exp : 0;
+    const int ex = scale_exp > 0 ? scale_exp : 0, eh = scale_exp < 0 ? -scale_exp : 0;
     return (int64_t)acc_x * (int32_t)(1 << ex) + (int64_t)acc_h * (int32_t)(1 << eh) + bias;
 }
 #endif

@@ -53,25 +53,21 @@ void tl_rnn_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *
 
 #ifdef TL_HIDDEN16
 /* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
-void tl_rnn_layer_step16(const tl_layer_t *L, const int16_t *table, const int8_t *x8, const int16_t *x16,
-                         const int16_t *h, int16_t *h_next, int16_t *c)
+void tl_rnn_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h,
+                         int16_t *h_next, int16_t *c)
 {
     (void)c; /* an RNN has no cell state */
     const size_t H = L->hidden_size, I = L->input_size, W = I + H;
     const int8_t *e = L->scale_exp;
-    const int xs = x8 ? TL_INPUT16_SHIFT : 0;
     int32_t ax[4], ah[4];
     for (size_t j0 = 0; j0 < H; j0 += 4) {
         const size_t rows = H - j0 < 4 ? H - j0 : 4;
         const int8_t *w = L->weights + j0 * W;
-        if (x8)
-            tl_dot_rows_s8(w, W, rows, x8, I, ax);
-        else
-            tl_dot_rows_s8s16(w, W, rows, x16, I, ax);
+        tl_dot_rows_s8s16(w, W, rows, x, I, ax);
         tl_dot_rows_s8s16(w + I, W, rows, h, H, ah);
         for (size_t k = 0; k < rows; ++k) {
             const size_t j = j0 + k;
-            const int32_t pre = tl_requantize64(tl_acc64(ax[k], ah[k], e[j], xs, L->bias[j]), L->mult[j], L->shift[j]);
+            const int32_t pre = tl_requantize64(tl_acc64(ax[k], ah[k], e[j], L->bias[j]), L->mult[j], L->shift[j]);
             h_next[j] = (int16_t)tl_tanh_q15(table, pre);
         }
     }

@@ -1,6 +1,6 @@
 """The kernel under -fsanitize=address,undefined, checked word for word against the golden reference.
 
-tests/c/run_model.c steps a generated model over int8 samples read from stdin and writes, for every
+tests/c/run_model.c steps a generated model over samples read from stdin (int8, an int16-h model's int16) and writes, for every
 step, the outputs, the hidden state (as int16) and the cell state (raw little-endian). `check_sanitized_run`
 builds it for one model and layout, feeds it random samples and compares every output and state
 word on every step with codegen/golden.py.
@@ -16,6 +16,7 @@ import numpy as np
 from tinylstm.codegen import golden
 from tinylstm.codegen.emit_c import Layout, build_defines, emit_c
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_inputs
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.toolchain import compile_object
 from tinylstm.host.targets.bridge import find_compiler
@@ -51,7 +52,7 @@ def check_sanitized_run(
         objects.append(gen / f"{src.stem}.o")
         compile_object(cc, flags, src, objects[-1], f"compiling {src.name} with sanitizers")
     subprocess.run([cc, *SANITIZE, *map(str, objects), "-o", str(exe), "-lm"], check=True)
-    xq = rng.integers(-128, 128, (steps, model.input_size)).astype(np.int8)
+    xq = random_inputs(rng, model, steps)
     proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     cells = len(model.layers) * model.hidden_size

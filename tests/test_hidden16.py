@@ -1,8 +1,9 @@
-"""The int16 hidden state (Q0.15 h, int8 weights; docs/integer-contract.md, "int16 hidden state").
+"""The int16 hidden state (int16x8: int16 input, Q0.15 h, int8 weights; docs/integer-contract.md, "int16 hidden
+state").
 
 numpy golden == C kernel (cffi, the C blob reader, a sanitized build) bit for bit: every output and
 every state word, LSTM and GRU, 1-3 layers, calibrated and saturating random models, 10,000-step
-streams. The blob keeps the format in its header (old blobs, with 0 there, load as int8 h), the
+streams of int16 inputs (the C float -> int16 conversion too). The blob keeps the format in its header (old blobs, with 0 there, load as int8 h), the
 kernel refuses what it cannot run, and on a calibrated model the int16 h follows the float model
 more closely than the int8 one.
 """
@@ -22,10 +23,15 @@ from tinylstm.codegen import golden
 from tinylstm.codegen.blob import CRC_START, from_blob, read_header, to_blob
 from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.quantize import calibrate, quantize
-from tinylstm.codegen.random_models import float_model_from_torch, random_int_model, random_quantized_model
+from tinylstm.codegen.random_models import (
+    float_model_from_torch,
+    random_inputs,
+    random_int_model,
+    random_quantized_model,
+)
 from tinylstm.codegen.spec import ModelMeta, float_forward
 from tinylstm.contract.cells import CELLS
-from tinylstm.contract.constants import MULT16_BITS, state_words
+from tinylstm.contract.constants import MAX_INPUT16, MULT16_BITS, state_words
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.targets.bridge import CModel
 
@@ -56,9 +62,10 @@ def test_long_stream_saturating_model(cell: str, layers: int) -> None:
     """Full-range weights, biases at the bound, the largest multipliers: 10,000 steps with extremes."""
     rng = np.random.default_rng(17 + layers)
     model = random_int_model(rng, cell, layers, 7, 19, 4, hidden_bits=16)
-    xq = rng.integers(-128, 128, (10_000, 7)).astype(np.int8)
-    xq[::97] = 127
-    xq[::89] = -128
+    xq = random_inputs(rng, model, 10_000)
+    assert xq.dtype == np.int16
+    xq[::97] = 32767
+    xq[::89] = -32768
     _, _, tr = golden.run(model, xq[None], trace=True)
     assert np.abs(tr["h"]).max() >= 32000  # the h words reach their extremes
     assert_stream_bit_exact(model, xq)
@@ -84,7 +91,7 @@ def test_blob_round_trip_and_c_reader(tmp_path: Path, cell: str) -> None:
     assert read_header(blob)["hidden_bits"] == 16
     back = from_blob(blob)
     assert back.hidden_bits == 16 and back.model_hash == model.model_hash
-    xq = rng.integers(-128, 128, (2_000, 6)).astype(np.int8)
+    xq = random_inputs(rng, model, 2_000)
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     cm = CModel.from_blob(blob, cache_dir=tmp_path)
     ys, hs, cs = cm.trace(xq)
@@ -160,7 +167,81 @@ def test_head_at_its_bound_sanitized(tmp_path: Path) -> None:
     L.shift[:] = 16
     model.head_w[:] = -128
     model.head_b[:] = 1 << 30
-    xq = rng.integers(-128, 128, (50, 3)).astype(np.int8)
+    xq = random_inputs(rng, model, 50)
     _, _, tr = golden.run(model, xq[None], trace=True)
     assert np.all(tr["h"][0, -1] == -32768)
     check_sanitized_run(model, tmp_path / "g", 50, rng)
+
+
+def test_int16_input_conversion_is_the_c_one(tmp_path: Path) -> None:
+    """float -> int16 input: golden.quantize_input == tl_quantize_input_s16 value for value, saturating at both
+    ends and rounding half away from zero; NaN refused."""
+    rng = np.random.default_rng(11)
+    x = _signal(rng, 3_000, 4)
+    model = random_quantized_model(2, "lstm", 1, 4, 8, 2, x[None, :1000], hidden_bits=16)
+    assert model.input_bits == 16
+    samples = np.concatenate([x, x[:200] * 50, -x[:200] * 50]).astype(np.float32)
+    want = golden.quantize_input(model, samples)
+    cm = CModel.from_int_model(model, cache_dir=tmp_path)
+    got = cm.quantize_input(samples)
+    assert want.dtype == got.dtype == np.int16 and np.array_equal(got, want)
+    assert want.max() == 32767 and want.min() == -32768  # both ends saturate
+    assert len(np.unique(want[:3000])) > 2000  # the unsaturated samples keep their resolution
+    samples[5, 1] = np.nan
+    with pytest.raises(TinyLSTMError, match="NaN"):
+        cm.quantize_input(samples)
+
+
+def test_each_step_refuses_the_other_input_type(tmp_path: Path) -> None:
+    """tl_step takes an int8 input, tl_step_s16 an int16-h model's int16 one: each refuses the other's model
+    (TL_ERR_ARG) and leaves the state alone."""
+    rng = np.random.default_rng(12)
+    for bits, wrong, ctype in ((16, "tl_step", "int8_t[]"), (8, "tl_step_s16", "int16_t[]")):
+        model = random_int_model(rng, "gru", 1, 3, 5, 2, hidden_bits=bits)
+        cm = CModel.from_int_model(model, cache_dir=tmp_path)
+        cm.step(random_inputs(rng, model))
+        h = cm.h
+        y = cm._ffi.new("int16_t[]", 2)
+        assert getattr(cm._lib, wrong)(cm._state, cm._ffi.new(ctype, 3), y) == -1  # TL_ERR_ARG
+        assert np.array_equal(cm.h, h) and cm.steps == 1
+        with pytest.raises(TinyLSTMError, match=f"takes int{bits} input"):
+            cm.step(np.zeros(3, dtype=np.int16 if bits == 8 else np.int8))
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_stacked_int16_input(cell: str, tmp_path: Path) -> None:
+    """A stacked int16-h model buffers int16 samples (TL_STACK_WORDS of 2 * k * C bytes): every output, state
+    word and buffered sample equal golden's, through the sanitized build too."""
+    rng = np.random.default_rng(13)
+    model = random_int_model(rng, cell, 2, 3, 9, 2, hidden_bits=16, stack=4)
+    assert model.state_words == state_words(2, 9, 16, False, 4 * 3 * 2)
+    xq = random_inputs(rng, model, 2_001)
+    assert_stream_bit_exact(model, xq)
+    cm = CModel.from_int_model(model, cache_dir=tmp_path)
+    state = golden.GoldenState.zeros(model, 1)
+    for t in range(7):
+        cm.step(xq[t])
+        golden.step(model, state, xq[t][None])
+    assert cm.stack_buffer.dtype == np.int16 and np.array_equal(cm.stack_buffer, state.stack[0])
+    check_sanitized_run(model, tmp_path / "san", 500, rng)
+
+
+def test_layer0_reads_at_most_max_input16_int16_values(tmp_path: Path) -> None:
+    """Its int32 input sums stay exact: an int16-h model's layer 0 reads at most MAX_INPUT16 values per step,
+    quantize and tl_model_check both refuse more (an int8-input model may read MAX_INPUT)."""
+    import torch
+
+    torch.manual_seed(1)
+    rnn, head = torch.nn.GRU(MAX_INPUT16 + 1, 4, 1, batch_first=True), torch.nn.Linear(4, 2)
+    fm = float_model_from_torch(
+        rnn, head, ModelMeta(input_mean=[0.0] * (MAX_INPUT16 + 1), input_std=[1.0] * (MAX_INPUT16 + 1))
+    )
+    cal = calibrate(fm, [np.random.default_rng(2).standard_normal((50, MAX_INPUT16 + 1))])
+    assert quantize(fm, cal).input_size == MAX_INPUT16 + 1
+    with pytest.raises(TinyLSTMError, match=f"at most {MAX_INPUT16} int16 inputs per step"):
+        quantize(fm, cal, hidden_bits=16)
+    wide = random_int_model(np.random.default_rng(3), "gru", 1, MAX_INPUT16 + 1, 4, 2, hidden_bits=16)
+    with pytest.raises(TinyLSTMError, match="TL_ERR_MODEL"):
+        CModel.from_blob(to_blob(wide), cache_dir=tmp_path)
+    ok = random_int_model(np.random.default_rng(3), "gru", 1, MAX_INPUT16, 4, 2, hidden_bits=16)
+    assert CModel.from_blob(to_blob(ok), cache_dir=tmp_path).input_size == MAX_INPUT16

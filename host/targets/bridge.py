@@ -31,14 +31,17 @@ typedef int tl_status_t;
 typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint8_t stack; uint16_t input_size;
                  uint16_t hidden_size; uint16_t output_size; uint16_t window; ...; } tl_model_t;
 typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; int16_t *pool; int8_t *stack;
-                 uint32_t phase; int16_t *cb; int16_t *pool_b; int8_t *hb; int8_t *head2; int8_t *window;
+                 int16_t *stack16; uint32_t phase; int16_t *cb; int16_t *pool_b; int8_t *hb; int8_t *head2; int8_t *window;
                  uint32_t wpos; ...; } tl_state_t;
 size_t tl_state_words(const tl_model_t *model);
 tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *buffer, size_t words);
 void tl_reset(tl_state_t *state);
 tl_status_t tl_step(tl_state_t *state, const int8_t *x, int16_t *y);
 tl_status_t tl_run(tl_state_t *state, const int8_t *xs, size_t steps, int16_t *ys);
+tl_status_t tl_step_s16(tl_state_t *state, const int16_t *x, int16_t *y);
+tl_status_t tl_run_s16(tl_state_t *state, const int16_t *xs, size_t steps, int16_t *ys);
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
+tl_status_t tl_quantize_input_s16(const tl_model_t *model, const float *x, int16_t *q);
 tl_status_t tl_bridge_step(tl_state_t *state, const char *x, int16_t *y);
 tl_status_t tl_bridge_run(tl_state_t *state, const char *xs, size_t steps, int16_t *ys);
 tl_status_t tl_bridge_trace(tl_state_t *state, const char *xs, size_t steps, int16_t *ys, int16_t *hs,
@@ -62,19 +65,24 @@ HOST_OPT = ["-O3"]
 # state (int8, int16)
 HOST_DEFINES = ["-DTL_LAYOUT_W16", "-DTL_HIDDEN16"]
 BRIDGE_COMMON = """
+/* The model's input: int8, or an int16-h model's int16 (tl_step_s16). The bytes come from a CPython bytes object,
+ * whose data is aligned for int16. */
 static tl_status_t tl_bridge_step(tl_state_t *s, const char *x, int16_t *y)
-{ return tl_step(s, (const int8_t *)x, y); }
+{ return s->h16 ? tl_step_s16(s, (const int16_t *)(const void *)x, y) : tl_step(s, (const int8_t *)x, y); }
 static tl_status_t tl_bridge_run(tl_state_t *s, const char *xs, size_t steps, int16_t *ys)
-{ return tl_run(s, (const int8_t *)xs, steps, ys); }
+{
+    return s->h16 ? tl_run_s16(s, (const int16_t *)(const void *)xs, steps, ys)
+                  : tl_run(s, (const int8_t *)xs, steps, ys);
+}
 /* Every step's outputs and state words (h as int16; a bidirectional model's backward layers after the forward
  * ones), for bit-exact checks of long streams in one call. */
 static tl_status_t tl_bridge_trace(tl_state_t *s, const char *xs, size_t steps, int16_t *ys, int16_t *hs,
                                    int16_t *cs)
 {
-    size_t t, k, in = s->model->input_size, out = s->model->output_size;
+    size_t t, k, in = s->model->input_size * (s->h16 ? 2u : 1u), out = s->model->output_size;
     size_t cells = (size_t)s->model->num_layers * s->model->hidden_size, all = s->hb ? 2 * cells : cells;
     for (t = 0; t < steps; t++) {
-        tl_status_t st = tl_step(s, (const int8_t *)xs + t * in, ys + t * out);
+        tl_status_t st = tl_bridge_step(s, xs + t * in, ys + t * out);
         if (st != TL_OK) return st;
         for (k = 0; k < cells; k++) {
             hs[t * all + k] = s->h16 ? s->h16[k] : s->h[k];
@@ -97,7 +105,6 @@ BLOB_STATUS = {
     -2: "TL_ERR_MODEL: the model inside fails tl_model_check",
     -5: "TL_BLOB_ERR: malformed, truncated or corrupted",
 }
-_INT8 = np.dtype(np.int8)
 
 
 def default_cache_dir() -> Path:
@@ -248,11 +255,13 @@ class CModel:
         self.hash = int(self.model.hash)
         self._y = np.zeros(self.output_size, dtype=np.int16)
         self._y_ptr = self._ffi.cast("int16_t *", self._ffi.from_buffer(self._y))
-        # shadows the method below with the same behaviour, ~0.3 µs faster per call
-        self.step = self._fast_step()  # type: ignore[method-assign,assignment]
         cells = self.num_layers * self.hidden_size
         wide = self._state.h16 != self._ffi.NULL
         self.hidden_bits = 16 if wide else 8
+        # the model's input: int8, or an int16-h model's int16 (tl_step_s16)
+        self.input_dtype = np.dtype(np.int16 if wide else np.int8)
+        # shadows the method below with the same behaviour, ~0.3 µs faster per call
+        self.step = self._fast_step()  # type: ignore[method-assign,assignment]
         self._h = (
             np.frombuffer(self._ffi.buffer(self._state.h16, 2 * cells), dtype=np.int16)
             if wide
@@ -268,10 +277,14 @@ class CModel:
         self.bidirectional = self._state.hb != self._ffi.NULL
         # a stacked model's buffered inputs (the step being filled)
         self.stack = max(int(self.model.stack), 1)
+        buffered = self._state.stack16 if wide else self._state.stack
         self._stack = (
-            np.frombuffer(self._ffi.buffer(self._state.stack, self.stack * self.input_size), dtype=np.int8)
-            if self._state.stack != self._ffi.NULL
-            else np.zeros(0, dtype=np.int8)
+            np.frombuffer(
+                self._ffi.buffer(buffered, self.stack * self.input_size * self.input_dtype.itemsize),
+                dtype=self.input_dtype,
+            )
+            if buffered != self._ffi.NULL
+            else np.zeros(0, dtype=self.input_dtype)
         )
 
     @classmethod
@@ -322,7 +335,7 @@ class CModel:
         """Like ``run``, plus the hidden and cell state words after every step: (ys [T, O],
         hs [T, layers, hidden], cs [T, layers, hidden]; a bidirectional model's [T, 2 * layers, hidden], its
         backward layers after the forward ones), in one C call."""
-        xi = self._int8_input(xs, steps=True)
+        xi = self._model_input(xs, steps=True)
         layers = self.num_layers * (2 if self.bidirectional else 1)
         T, cells = xi.shape[0], layers * self.hidden_size
         ys = np.empty((T, self.output_size), dtype=np.int16)
@@ -349,7 +362,7 @@ class CModel:
     def reset(self) -> None:
         self._lib.tl_reset(self._state)
 
-    def _int8_input(self, x: np.ndarray, steps: bool) -> np.ndarray:
+    def _model_input(self, x: np.ndarray, steps: bool) -> np.ndarray:
         x = np.asarray(x)
         want = (x.shape[0], self.input_size) if steps else (self.input_size,)
         if x.ndim != len(want) or x.shape[-1] != self.input_size:
@@ -357,33 +370,36 @@ class CModel:
                 f"input shape {list(x.shape)} does not fit the model: expected {list(want)} "
                 f"(input size {self.input_size})"
             )
-        if x.dtype != np.int8:
+        if x.dtype != self.input_dtype:
             raise TinyLSTMError(
-                f"the kernel takes int8 input, got {x.dtype}: use quantize_input() for floats"
+                f"the model takes {self.input_dtype} input, got {x.dtype}: use quantize_input() for floats"
             )
         return np.ascontiguousarray(x)
 
     def step(self, x: np.ndarray) -> np.ndarray:
-        """One int8 sample [input_size] -> int16 outputs [output_size] (a fresh array)."""
-        x = self._int8_input(x, steps=False)
+        """One sample [input_size] (int8, or int16 for an int16-h model) -> int16 outputs [output_size] (a fresh
+        array)."""
+        x = self._model_input(x, steps=False)
         self._lib.tl_bridge_step(self._state, x.tobytes(), self._y_ptr)
         return self._y.copy()
 
     def _fast_step(self) -> Callable[[np.ndarray], np.ndarray]:
         """``step`` as a closure over pre-bound locals: no attribute lookups and no ffi.cast per call.
-        An int8 array of the right shape goes straight through; anything else takes the checked path."""
-        bridge_step, state, y_ptr, y, shape = (
+        An array of the model's input type and shape goes straight through; anything else takes the checked
+        path."""
+        bridge_step, state, y_ptr, y, shape, dtype = (
             self._lib.tl_bridge_step,
             self._state,
             self._y_ptr,
             self._y,
             (self.input_size,),
+            self.input_dtype,
         )
-        check = self._int8_input
+        check = self._model_input
         ndarray = np.ndarray
 
         def step(x: np.ndarray) -> np.ndarray:
-            if type(x) is not ndarray or x.dtype is not _INT8 or x.shape != shape:
+            if type(x) is not ndarray or x.dtype is not dtype or x.shape != shape:
                 x = check(x, steps=False)  # raises on a wrong shape or dtype
             # tobytes() copies the input bytes (any strides); cffi passes bytes as char* without a copy.
             bridge_step(state, x.tobytes(), y_ptr)
@@ -393,8 +409,9 @@ class CModel:
         return step
 
     def run(self, xs: np.ndarray) -> np.ndarray:
-        """int8 sequence [T, input_size] -> int16 outputs [T, output_size], continuing the state."""
-        xi = self._int8_input(xs, steps=True)
+        """Sequence [T, input_size] (the model's input type) -> int16 outputs [T, output_size], continuing the
+        state."""
+        xi = self._model_input(xs, steps=True)
         ys = np.empty((xi.shape[0], self.output_size), dtype=np.int16)
         status = self._lib.tl_bridge_run(
             self._state,
@@ -406,17 +423,20 @@ class CModel:
         return ys
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        """float samples [..., input_size] -> int8 through the C conversion."""
+        """float samples [..., input_size] -> the model's input (int8, int16 for int16-h) through the C
+        conversion."""
         xf = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
         if xf.shape[-1] != self.input_size:
             raise TinyLSTMError(f"input has {xf.shape[-1]} channels, the model expects {self.input_size}")
         flat = xf.reshape(-1, self.input_size)
-        out = np.zeros(flat.shape, dtype=np.int8)
+        out = np.zeros(flat.shape, dtype=self.input_dtype)
+        wide = self.input_dtype == np.int16
+        convert = self._lib.tl_quantize_input_s16 if wide else self._lib.tl_quantize_input
         for k in range(flat.shape[0]):
-            status = self._lib.tl_quantize_input(
+            status = convert(
                 self.model,
                 self._ffi.cast("float *", self._ffi.from_buffer(flat[k])),
-                self._ffi.cast("int8_t *", self._ffi.from_buffer(out[k])),
+                self._ffi.cast("int16_t *" if wide else "int8_t *", self._ffi.from_buffer(out[k])),
             )
             if status != 0:
                 raise TinyLSTMError(f"sample {k} contains NaN or infinite values: clean the input first")
@@ -440,7 +460,8 @@ class CModel:
 
     @property
     def stack_buffer(self) -> np.ndarray:
-        """A stacked model's buffered inputs [stack * input_size] int8 (empty without stacking; a copy)."""
+        """A stacked model's buffered inputs [stack * input_size] of the input type (empty without stacking; a
+        copy)."""
         return self._stack.copy()
 
     @property
