@@ -23,11 +23,13 @@ from tinylstm.contract.constants import (
     BLOB_FORMAT_VERSION,
     BLOB_HEADER_SIZE,
     BLOB_MAGIC,
+    HIDDEN16_BITS,
     HIDDEN_BITS,
     HIDDEN_FORMATS,
     KERNEL_VERSION,
     MAX_HIDDEN,
     MAX_INPUT,
+    MAX_INPUT16,
     MAX_LAYERS,
     MAX_WINDOW,
     TABLE_SIZE,
@@ -214,6 +216,10 @@ def read_header(data: bytes) -> dict[str, Any]:
         raise _err(f"unknown readout {ro}")
     if inp * stack > MAX_INPUT:
         raise _err(f"stacking {stack} samples of {inp} channels exceeds the kernel's {MAX_INPUT} step inputs")
+    if hidden_bits == HIDDEN16_BITS and inp * stack > MAX_INPUT16:
+        raise _err(
+            f"an int16-h model reading {inp * stack} int16 inputs per step; the kernel takes at most {MAX_INPUT16}"
+        )
     uni = len(GLOBAL_SECTIONS) + len(LAYER_SECTIONS) * layers
     bidir = nsec == uni + len(LAYER_SECTIONS) * layers + 1
     if (nsec != uni and not bidir) or table_off != HEADER.size:

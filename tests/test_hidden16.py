@@ -245,3 +245,9 @@ def test_layer0_reads_at_most_max_input16_int16_values(tmp_path: Path) -> None:
         CModel.from_blob(to_blob(wide), cache_dir=tmp_path)
     ok = random_int_model(np.random.default_rng(3), "gru", 1, MAX_INPUT16, 4, 2, hidden_bits=16)
     assert CModel.from_blob(to_blob(ok), cache_dir=tmp_path).input_size == MAX_INPUT16
+
+
+def test_python_blob_reader_refuses_a_too_wide_int16_input() -> None:
+    wide = random_int_model(np.random.default_rng(4), "lstm", 1, MAX_INPUT16 + 1, 3, 2, hidden_bits=16)
+    with pytest.raises(TinyLSTMError, match=f"takes at most {MAX_INPUT16}"):
+        from_blob(to_blob(wide))

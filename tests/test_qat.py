@@ -45,7 +45,15 @@ def fake_quant_and_golden(
     fm = from_rnn(model.rnn, model.head, ModelMeta(input_mean=[0.0] * INPUT, input_std=[1.0] * INPUT))
     x = stream(seed)
     im = quantize(fm, calibrate(fm, [x]), hidden_bits)
-    y_int, _, _ = golden.run(im, golden.quantize_input(im, x.astype(np.float32))[None])
+    xq = golden.quantize_input(im, x.astype(np.float32))
+    if hidden_bits == 16:
+        # The board converts its float samples in float32, QAT in its own precision: at the int16 input's 65536
+        # levels about 1 value in 1,600 of this stream rounds the other way (1 LSB), and an int16 h carries that
+        # for many steps. Samples on the input grid round alike in both, so the rest of the contract is compared.
+        x = xq * im.input_scale
+        xq = golden.quantize_input(im, x.astype(np.float32))
+        assert np.array_equal(xq * im.input_scale, x)
+    y_int, _, _ = golden.run(im, xq[None])
     return fake_quant_outputs(fm, im, [x], double)[0], y_int[0].astype(np.int64)
 
 

@@ -21,11 +21,11 @@ from mpy_words import golden_words
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.qat import fake_quant_outputs
 from tinylstm.codegen.quantize import IntModel, calibrate, quantize
-from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.codegen.random_models import random_inputs, random_int_model, random_quantized_model
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import ModelMeta, float_forward
 from tinylstm.contract.cells import CELLS
-from tinylstm.contract.constants import BIAS_LIMIT, state_words
+from tinylstm.contract.constants import BIAS_LIMIT, input_qmax, state_words
 from tinylstm.contract.readouts import INT32_MAX, READOUTS, div_round_half_up
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.targets.bridge import CModel
@@ -68,8 +68,8 @@ def test_c_equals_golden_every_word(cell: str, layers: int, readout: str, hidden
     middle: every output, h, c and pool word."""
     rng = np.random.default_rng(layers * 10 + len(readout))
     m = random_int_model(rng, cell, layers, 5, 11, 3, hidden_bits=hidden_bits, readout=readout)
-    xq = rng.integers(-128, 128, (3000, 5)).astype(np.int8)
-    xq[::97] = 127
+    xq = random_inputs(rng, m, 3000)
+    xq[::97] = input_qmax(hidden_bits)
     assert_c_equals_golden(m, xq, reset_at=1700)
     x = np.sin(np.arange(3000)[:, None] / (9 + np.arange(5))) * 2 + rng.standard_normal((3000, 5)) * 0.3
     cal = random_quantized_model(3, cell, layers, 5, 11, 3, x[None, :1000], hidden_bits, readout=readout)
@@ -85,7 +85,7 @@ def test_mean_sum_saturates_at_int32() -> None:
     L = m.layers[0]
     L.weights[:] = 0
     L.bias[:] = BIAS_LIMIT  # every gate's pre-activation saturates: i, f, o -> 1, g -> 1, c -> the top
-    xq = np.zeros((2_000, 2), dtype=np.int8)
+    xq = np.zeros((2_000, 2), dtype=np.int16)
     _, _, warm = golden.run(m, xq[None, :20], trace=True)
     h_top = warm["h"][0, -1, 0].astype(np.int64)  # every unit's h, pinned after a few steps
     assert h_top.min() > 30_000 and np.array_equal(warm["h"][0, 10:, 0], np.tile(h_top, (10, 1)))
@@ -122,7 +122,7 @@ def test_blob_carries_the_readout(readout: str) -> None:
     assert data[31] == READOUTS[readout].code
     back = blob.from_blob(data)
     assert back.readout == readout and back.model_hash == m.model_hash
-    xq = rng.integers(-128, 128, (800, 4)).astype(np.int8)
+    xq = random_inputs(rng, m, 800)
     y_ref, state, _ = golden.run(m, xq[None])
     cm = CModel.from_blob(data)
     assert np.array_equal(cm.run(xq), y_ref[0]) and np.array_equal(cm.pool, state.pool[0])
@@ -153,7 +153,7 @@ def _fallback():  # type: ignore[no-untyped-def]
 def test_micropython_fallback_under_cpython(cell: str, readout: str, hidden_bits: int) -> None:
     rng = np.random.default_rng(9)
     m = random_int_model(rng, cell, 2, 4, 9, 3, hidden_bits=hidden_bits, readout=readout)
-    xq = rng.integers(-128, 128, (600, 4)).astype(np.int8)
+    xq = random_inputs(rng, m, 600)
     model = _fallback().Model(blob.to_blob(m), viper=False)
     ys = np.frombuffer(model.run(xq[:300].tobytes()), "<i2").reshape(-1, 3)
     model.reset()
@@ -180,7 +180,7 @@ def test_micropython_fallback_under_micropython(
     assert MICROPYTHON
     rng = np.random.default_rng(3)
     m = random_int_model(rng, "lstm", 2, 4, 9, 3, hidden_bits=hidden_bits, readout=readout)
-    xq = rng.integers(-128, 128, (1500, 4)).astype(np.int8)
+    xq = random_inputs(rng, m, 1500)
     ys, h, c = run_micropython(MICROPYTHON, tmp_path, MPY_DIR, "tinylstm_mpy", m, xq, mode)
     y_ref, state, _ = golden.run(m, xq[None])
     assert np.array_equal(ys, y_ref[0]), "outputs differ"
@@ -281,8 +281,8 @@ def assert_m4_equals_golden(
         pytest.skip("arm-none-eabi-gcc not installed: apt-get install gcc-arm-none-eabi")
     from tinylstm.host.targets.unicorn_runner import Target, build_target
 
-    xq = rng.integers(-128, 128, (steps, m.input_size)).astype(np.int8)
-    xq[::97] = 127
+    xq = random_inputs(rng, m, steps)
+    xq[::97] = input_qmax(m.hidden_bits)
     y, h, c = Target(build_target(m, tmp_path, dsp=dsp), m).run(xq)
     y_ref, _, tr = golden.run(m, xq[None], trace=True)
     bad = np.flatnonzero(np.any(y != y_ref[0], axis=1))

@@ -20,11 +20,11 @@ import torch
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
-from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.codegen.random_models import random_inputs, random_int_model, random_quantized_model
 from tinylstm.codegen.source import from_rnn
 from tinylstm.codegen.spec import FloatModel, ModelMeta, float_forward
 from tinylstm.contract.cells import CELLS
-from tinylstm.contract.constants import MAX_INPUT, stack_bytes, state_words
+from tinylstm.contract.constants import MAX_INPUT, input_qmax, stack_bytes, state_words
 from tinylstm.contract.stacking import check_stack, held_steps, stack_samples
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.cli.main import main
@@ -77,9 +77,9 @@ def test_c_equals_golden_every_word(
     m = random_int_model(rng, cell, layers, inp, hidden, out, lo, 40, bits, readout, stack)
     if bits == 8:
         m.head_shift[:] = rng.integers(36, 41, out)
-    assert len(np.unique(golden.run(m, rng.integers(-128, 128, (1, 300, inp)).astype(np.int8))[0])) > 4
-    xq = rng.integers(-128, 128, (1500, inp)).astype(np.int8)
-    xq[::97] = 127
+    assert len(np.unique(golden.run(m, random_inputs(rng, m, 1, 300))[0])) > 4
+    xq = random_inputs(rng, m, 1500)
+    xq[::97] = input_qmax(bits)
     resets = (stack * 40 + 1, 1111)
     layouts = ["w8", "w16"] if bits == 8 else ["w8"]
     for layout in layouts:
