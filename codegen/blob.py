@@ -218,7 +218,8 @@ def read_header(data: bytes) -> dict[str, Any]:
         raise _err(f"stacking {stack} samples of {inp} channels exceeds the kernel's {MAX_INPUT} step inputs")
     if hidden_bits == HIDDEN16_BITS and inp * stack > MAX_INPUT16:
         raise _err(
-            f"an int16-h model reading {inp * stack} int16 inputs per step; the kernel takes at most {MAX_INPUT16}"
+            f"an int16-h model reading {inp * stack} int16 inputs per step; the kernel takes at most "
+            f"{MAX_INPUT16}"
         )
     uni = len(GLOBAL_SECTIONS) + len(LAYER_SECTIONS) * layers
     bidir = nsec == uni + len(LAYER_SECTIONS) * layers + 1

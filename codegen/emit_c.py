@@ -101,6 +101,8 @@ def _c_string(s: str) -> str:
 
 
 # csrc/ file stems: a model named like one would shadow a kernel file in the build.
+# what a model's input type is stepped and converted with
+_INPUT_API = {8: "tl_step, tl_quantize_input", 16: "tl_step_s16, tl_quantize_input_s16"}
 RESERVED_NAMES = {"api", "dot", "lstm", "gru", "dense", "input", "qmath", "kernels"}
 
 
@@ -159,7 +161,7 @@ def render_header(m: IntModel, name: str) -> str:
         f"#define {P}_OUTPUT_SIZE {m.output_size}",
         f"/* the hidden state: int{m.hidden_bits} Q0.{m.layers[0].hidden_frac} */",
         f"#define {P}_HIDDEN_BITS {m.hidden_bits}",
-        f"/* the model input: int{m.input_bits} ({'tl_step_s16, tl_quantize_input_s16' if m.input_bits == 16 else 'tl_step, tl_quantize_input'}) */",
+        f"/* the model input: int{m.input_bits} ({_INPUT_API[m.input_bits]}) */",
         f"#define {P}_INPUT_BITS {m.input_bits}",
         f"/* what the head reads: {readout(m.readout).doc} */",
         f"#define {P}_READOUT TL_READOUT_{m.readout.upper()}",

@@ -67,8 +67,8 @@ class GoldenState:
 
 
 def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
-    """float32 samples [..., C] -> the model input, exactly as the C kernel does: int8 (``tl_quantize_input``),
-    or int16 for an int16-h model (``tl_quantize_input_s16``)."""
+    """float32 samples [..., C] -> the model input, exactly as the C kernel does: int8
+    (``tl_quantize_input``), or int16 for an int16-h model (``tl_quantize_input_s16``)."""
     x = np.asarray(x, dtype=np.float32)
     if x.shape[-1] != model.input_size:
         raise TinyLSTMError(
@@ -100,8 +100,9 @@ class _LayerPlan:
     h_shift: np.ndarray  # int64 [G*H]: max(-a_r, 0)
 
 
-# the largest |value| a layer or the head reads: int8 / int16 inputs, int8 / int16 h and the pooled h (the contract),
-# with 2^31 to spare, so the float64 path's bound below holds for any input the kernel's types can hold
+# the largest |value| a layer or the head reads: int8 / int16 inputs, int8 / int16 h and the pooled h (the
+# contract), with 2^31 to spare, so the float64 path's bound below holds for any input the kernel's types
+# can hold
 _OPERAND_MAX = 2.0**31
 
 
@@ -175,10 +176,11 @@ def _head(model: IntModel, inp: np.ndarray, plan: _Plan | None = None) -> np.nda
 def step_traced(
     model: IntModel, state: GoldenState, xq: np.ndarray, plan: _Plan | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One sample of every stream: ``xq`` [B, C] (the model input: int8, int16 for int16-h) -> (outputs int16 [B, O], the Q0.15 gate activations
-    [B, L, G, H] in the cell's gate order); updates ``state``. A stacked model buffers the sample and runs
-    its layers on every k-th (contract/stacking.py); the samples between read the held head input and
-    gates. ``plan``: the model prepared by ``run`` (built here when not given)."""
+    """One sample of every stream: ``xq`` [B, C] (the model input: int8, int16 for int16-h) -> (outputs int16
+    [B, O], the Q0.15 gate activations [B, L, G, H] in the cell's gate order); updates ``state``. A stacked
+    model buffers the sample and runs its layers on every k-th (contract/stacking.py); the samples between
+    read the held head input and gates. ``plan``: the model prepared by ``run`` (built here when not
+    given)."""
     plan = plan or _Plan.of(model)
     inp = np.asarray(xq, dtype=np.int64)
     C = model.input_size
@@ -237,17 +239,18 @@ def _backward(model: IntModel, state: GoldenState, plan: _Plan) -> np.ndarray:
 
 
 def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
-    """One sample of every stream: ``xq`` [B, C] (int8, int16 for int16-h) -> outputs int16 [B, O]; updates ``state``."""
+    """One sample of every stream: ``xq`` [B, C] (int8, int16 for int16-h) -> outputs int16 [B, O]; updates
+    ``state``."""
     return step_traced(model, state, xq)[0]
 
 
 def run(
     model: IntModel, xq: np.ndarray, state: GoldenState | None = None, trace: bool = False
 ) -> tuple[np.ndarray, GoldenState, dict[str, np.ndarray]]:
-    """Run sequences ``xq`` [B, T, C] of the model input (int8, int16 for int16-h); returns outputs int16 [B, T, O], the final state,
-    and with ``trace`` the state after every sample (``h``/``c`` [B, T, L, H]; a bidirectional model's
-    backward layers' too, ``hb``/``cb``) and the Q0.15 gate activations of every sample (``gates``
-    [B, T, L, G, H], the cell's gate order; a stacked model's are its last step's)."""
+    """Run sequences ``xq`` [B, T, C] of the model input (int8, int16 for int16-h); returns outputs int16
+    [B, T, O], the final state, and with ``trace`` the state after every sample (``h``/``c`` [B, T, L, H]; a
+    bidirectional model's backward layers' too, ``hb``/``cb``) and the Q0.15 gate activations of every sample
+    (``gates`` [B, T, L, G, H], the cell's gate order; a stacked model's are its last step's)."""
     xq = np.asarray(xq)
     if xq.ndim != 3 or xq.shape[2] != model.input_size:
         raise TinyLSTMError(

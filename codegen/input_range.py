@@ -124,8 +124,8 @@ def calibrated_model(
     fm: FloatModel, sequences: list[np.ndarray], hidden_bits: int
 ) -> tuple[IntModel, Calibration, Calibration]:
     """The integer model ``tinylstm export`` writes: calibrated on ``sequences`` (normalised), its input
-    range chosen by ``choose_input_range`` (int8 input) or the largest |input| (an int16-h model's int16 input). Returns (model, the calibration it was quantized with, the
-    calibration as measured)."""
+    range chosen by ``choose_input_range`` (int8 input) or the largest |input| (an int16-h model's int16
+    input). Returns (model, the calibration it was quantized with, the calibration as measured)."""
     measured = calibrate(fm, sequences)
     if input_bits(hidden_bits) == HIDDEN16_BITS:  # 32768 levels: the whole range, nothing clipped
         chosen = dataclasses.replace(measured, input_absmax=max(measured.input_max, measured.input_absmax))

@@ -308,8 +308,8 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
     if wide and width > MAX_INPUT16:
         raise TinyLSTMError(
             f"an int16-h model's layer 0 reads at most {MAX_INPUT16} int16 inputs per step (its int32 sums), "
-            f"this one {width} ({model.stack} x {model.input_size}): export it with --hidden-bits 8, or train "
-            "it with fewer stacked samples"
+            f"this one {width} ({model.stack} x {model.input_size}): export it with --hidden-bits 8, or "
+            "train it with fewer stacked samples"
         )
     cell = cell_type(model.cell)
     s_h = 2.0 ** -HIDDEN_FORMATS[hidden_bits]

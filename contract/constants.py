@@ -23,11 +23,11 @@ HIDDEN_BITS = 8
 HIDDEN16_FRAC = 15  # the wide hidden state (export --hidden-bits 16): int16 Q0.15
 HIDDEN16_BITS = 16
 HIDDEN_FORMATS = {HIDDEN_BITS: HIDDEN_FRAC, HIDDEN16_BITS: HIDDEN16_FRAC}  # bits -> fractional bits
-# int16-h models are int16 end to end (int16x8: int8 weights, int16 input and h): the model input is int16 like
-# h, and layer 0 reads at most MAX_INPUT16 values per step, so its int32 input sum stays exact in any order
-# (128 * 32768 * 256 = 2^30, as for h: csrc/tl_dot_s16.c). The gate rows' requantization multipliers have MULT16_BITS bits (in
-# [2^(MULT16_BITS-1), 2^MULT16_BITS)), so the int64 accumulator (|acc| < 2^37) times M stays below 2^62
-# (docs/integer-contract.md, "int16 hidden state")
+# int16-h models are int16 end to end (int16x8: int8 weights, int16 input and h): the model input is int16
+# like h, and layer 0 reads at most MAX_INPUT16 values per step, so its int32 input sum stays exact in any
+# order (128 * 32768 * 256 = 2^30, as for h: csrc/tl_dot_s16.c). The gate rows' requantization multipliers
+# have MULT16_BITS bits (in [2^(MULT16_BITS-1), 2^MULT16_BITS)), so the int64 accumulator (|acc| < 2^37)
+# times M stays below 2^62 (docs/integer-contract.md, "int16 hidden state")
 MAX_INPUT16 = 256
 MULT16_BITS = 25
 MULT_BITS = 31  # every other multiplier: [2^30, 2^31)

@@ -81,8 +81,8 @@ void tl_gru_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *
 
 #ifdef TL_HIDDEN16
 /* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
-void tl_gru_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h,
-                         int16_t *h_next, int16_t *c)
+void tl_gru_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h, int16_t *h_next,
+                         int16_t *c)
 {
     (void)c; /* a GRU has no cell state */
     const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;

@@ -1,11 +1,11 @@
-"""The int16 hidden state (int16x8: int16 input, Q0.15 h, int8 weights; docs/integer-contract.md, "int16 hidden
-state").
+"""The int16 hidden state (int16x8: int16 input, Q0.15 h, int8 weights; docs/integer-contract.md, "int16
+hidden state").
 
 numpy golden == C kernel (cffi, the C blob reader, a sanitized build) bit for bit: every output and
 every state word, LSTM and GRU, 1-3 layers, calibrated and saturating random models, 10,000-step
-streams of int16 inputs (the C float -> int16 conversion too). The blob keeps the format in its header (old blobs, with 0 there, load as int8 h), the
-kernel refuses what it cannot run, and on a calibrated model the int16 h follows the float model
-more closely than the int8 one.
+streams of int16 inputs (the C float -> int16 conversion too). The blob keeps the format in its header
+(old blobs, with 0 there, load as int8 h), the kernel refuses what it cannot run, and on a calibrated
+model the int16 h follows the float model more closely than the int8 one.
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ def test_head_at_its_bound_sanitized(tmp_path: Path) -> None:
 
 
 def test_int16_input_conversion_is_the_c_one(tmp_path: Path) -> None:
-    """float -> int16 input: golden.quantize_input == tl_quantize_input_s16 value for value, saturating at both
-    ends and rounding half away from zero; NaN refused."""
+    """float -> int16 input: golden.quantize_input == tl_quantize_input_s16 value for value, saturating at
+    both ends and rounding half away from zero; NaN refused."""
     rng = np.random.default_rng(11)
     x = _signal(rng, 3_000, 4)
     model = random_quantized_model(2, "lstm", 1, 4, 8, 2, x[None, :1000], hidden_bits=16)

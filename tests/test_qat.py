@@ -47,9 +47,10 @@ def fake_quant_and_golden(
     im = quantize(fm, calibrate(fm, [x]), hidden_bits)
     xq = golden.quantize_input(im, x.astype(np.float32))
     if hidden_bits == 16:
-        # The board converts its float samples in float32, QAT in its own precision: at the int16 input's 65536
-        # levels about 1 value in 1,600 of this stream rounds the other way (1 LSB), and an int16 h carries that
-        # for many steps. Samples on the input grid round alike in both, so the rest of the contract is compared.
+        # The board converts its float samples in float32, QAT in its own precision: at the int16 input's
+        # 65536 levels about 1 value in 1,600 of this stream rounds the other way (1 LSB), and an int16 h
+        # carries that for many steps. Samples on the input grid round alike in both, so the rest of the
+        # contract is compared.
         x = xq * im.input_scale
         xq = golden.quantize_input(im, x.astype(np.float32))
         assert np.array_equal(xq * im.input_scale, x)

@@ -31,8 +31,8 @@ typedef int tl_status_t;
 typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint8_t stack; uint16_t input_size;
                  uint16_t hidden_size; uint16_t output_size; uint16_t window; ...; } tl_model_t;
 typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; int16_t *pool; int8_t *stack;
-                 int16_t *stack16; uint32_t phase; int16_t *cb; int16_t *pool_b; int8_t *hb; int8_t *head2; int8_t *window;
-                 uint32_t wpos; ...; } tl_state_t;
+                 int16_t *stack16; uint32_t phase; int16_t *cb; int16_t *pool_b; int8_t *hb; int8_t *head2;
+                 int8_t *window; uint32_t wpos; ...; } tl_state_t;
 size_t tl_state_words(const tl_model_t *model);
 tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *buffer, size_t words);
 void tl_reset(tl_state_t *state);
@@ -65,8 +65,8 @@ HOST_OPT = ["-O3"]
 # state (int8, int16)
 HOST_DEFINES = ["-DTL_LAYOUT_W16", "-DTL_HIDDEN16"]
 BRIDGE_COMMON = """
-/* The model's input: int8, or an int16-h model's int16 (tl_step_s16). The bytes come from a CPython bytes object,
- * whose data is aligned for int16. */
+/* The model's input: int8, or an int16-h model's int16 (tl_step_s16). The bytes come from a CPython bytes
+ * object, whose data is aligned for int16. */
 static tl_status_t tl_bridge_step(tl_state_t *s, const char *x, int16_t *y)
 { return s->h16 ? tl_step_s16(s, (const int16_t *)(const void *)x, y) : tl_step(s, (const int8_t *)x, y); }
 static tl_status_t tl_bridge_run(tl_state_t *s, const char *xs, size_t steps, int16_t *ys)
@@ -377,8 +377,8 @@ class CModel:
         return np.ascontiguousarray(x)
 
     def step(self, x: np.ndarray) -> np.ndarray:
-        """One sample [input_size] (int8, or int16 for an int16-h model) -> int16 outputs [output_size] (a fresh
-        array)."""
+        """One sample [input_size] (int8, or int16 for an int16-h model) -> int16 outputs [output_size] (a
+        fresh array)."""
         x = self._model_input(x, steps=False)
         self._lib.tl_bridge_step(self._state, x.tobytes(), self._y_ptr)
         return self._y.copy()
