@@ -2,8 +2,8 @@
 path (-DTL_NO_DSP), each with the default int8 weight layout and the fast int16 one (codegen
 ``layout="w16"``), all equal the numpy golden bit for bit, every output and every state word. The host
 bridge built from an w16-emitted model (portable path, x86/ARM host) is checked the same way. So are
-int16-h models (int16 Q0.15 h, -DTL_HIDDEN16: tl_dot_s16.c's SMLAD path and its portable one) with
-every tail of the int16-activation dot products.
+int16-h models (int16 Q0.15 h and int16 input, -DTL_HIDDEN16: tl_dot_s16.c's SMLAD path and its portable one,
+stepped by tl_step_s16) with every tail of the int16-activation dot products, stacked too.
 
 Streams are 4,000 steps (6,000 for one model per cell): unicorn runs the kernel at tens of millions
 of instructions per second, so the longest case (3 layers x 33 units) takes a few seconds; the host
@@ -22,8 +22,10 @@ import pytest
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.quantize import IntModel
-from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.codegen.random_models import random_inputs, random_int_model, random_quantized_model
 from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import input_qmax
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 
 pytest.importorskip("unicorn")
@@ -133,8 +135,8 @@ def test_dsp_path_is_really_used(
     for dsp in (True, False):
         build = build_target(model, tmp_path / str(dsp), dsp=dsp, max_steps=8)
         target = Target(build, model)
-        target.run(rng.integers(-128, 128, (4, 6)).astype(np.int8))
-        counts[dsp], _ = target.measure_step(rng.integers(-128, 128, 6).astype(np.int8))
+        target.run(random_inputs(rng, model, 4))
+        counts[dsp], _ = target.measure_step(random_inputs(rng, model))
         dis = subprocess.run(
             ["arm-none-eabi-objdump", "-d", str(build.objects[obj])],
             capture_output=True,
@@ -238,8 +240,9 @@ def test_kernel_builds_for_m4_at_every_optimization_level(tmp_path: Path, opt: s
 
 # (cell, layers, input, hidden, output, shift_lo, shift_hi). The hidden size is n for the h part, for the x
 # part of layers >= 1 and for the head: n % 4 = 0..3 after one or two 8-groups (the unrolled loop), with and
-# without the 4-group, and hidden 3 (the tail only). The input is layer 0's int8 part (tl_dot.c), n % 4 =
-# 0..3 too. Outputs 1..7 leave the head 1, 2 or 3 rows after its 4-row passes (single rows, tl_dot3_s8s16).
+# without the 4-group, and hidden 3 (the tail only). The input is layer 0's int16 model input (tl_dot_s16.c
+# too), n % 4 = 0..3 too. Outputs 1..7 leave the head 1, 2 or 3 rows after its 4-row passes (single rows,
+# tl_dot3_s8s16).
 # Shifts: random_int_model's default (gates mostly saturated, h words at their extremes), or 30..44 (most
 # gates off their rails). Odd hidden sizes leave layer 1's h words 2 mod 4 bytes from a word.
 H16_SHAPES = [
@@ -280,14 +283,33 @@ def _assert_m4_runs_golden(tmp_path: Path, model: IntModel, xq: np.ndarray) -> N
 def test_m4_hidden16_bit_exact(
     tmp_path: Path, cell: str, layers: int, inp: int, hidden: int, out: int, shift_lo: int, shift_hi: int
 ) -> None:
-    """Saturating int16-h random models (full-range weights, biases at the bound), 3,000 steps with runs of
-    full-scale input, on both M4 paths."""
+    """Saturating int16-h random models (full-range weights, biases at the bound), 3,000 steps of int16 input
+    over its whole range with runs of full-scale input, on both M4 paths."""
     rng = np.random.default_rng(inp * 1000 + hidden * 10 + layers)
     model = random_int_model(rng, cell, layers, inp, hidden, out, shift_lo, shift_hi, hidden_bits=16)
-    xq = rng.integers(-128, 128, (3_000, inp)).astype(np.int8)
-    xq[::97] = 127
-    xq[::89] = -128
+    _assert_m4_runs_golden(tmp_path, model, _rails(random_inputs(rng, model, 3_000), model))
+
+
+def _rails(xq: np.ndarray, model: IntModel) -> np.ndarray:
+    """``xq`` with every 97th sample at the input type's top and every 89th at its bottom (in place)."""
+    top = input_qmax(model.hidden_bits)
+    xq[::97] = top
+    xq[::89] = -top - 1
+    return xq
+
+
+@pytest.mark.parametrize("cell,stack,readout", [("lstm", 3, "last"), ("gru", 2, "mean")])
+def test_m4_hidden16_stacked_bit_exact(tmp_path: Path, cell: str, stack: int, readout: str) -> None:
+    """A stacked int16-h model (tl_step_s16 buffers k int16 samples in tl_state_t.stack16; layer 0 reads
+    k * C of them per step, x-part tails 3 and 2), 2 layers, 3,000 samples (not a whole number of steps), both
+    M4 paths; the runner refuses int8 samples for it."""
+    rng = np.random.default_rng(40 + stack)
+    model = random_int_model(rng, cell, 2, 5, 13, 3, 30, 44, hidden_bits=16, readout=readout, stack=stack)
+    xq = _rails(random_inputs(rng, model, 3_000), model)
     _assert_m4_runs_golden(tmp_path, model, xq)
+    target = Target(build_target(model, tmp_path / "refused", max_steps=8), model)
+    with pytest.raises(TinyLSTMError, match="int16 input, got int8"):
+        target.run(xq[:8].astype(np.int8))
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

@@ -1,6 +1,7 @@
 """The kernel as RV32IMC code (the ESP32-C3's instruction set) in unicorn, bit-exact with the golden
-reference in every output and state word on every step, for every cell and 1-3 layers, the pooled readouts,
-input stacking and bidirectional window models."""
+reference in every output and state word on every step, for every cell and 1-3 layers with either hidden state
+(an int16-h model: int16 input, tl_step_s16), the pooled readouts, input stacking and bidirectional window
+models."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from firmware_fixtures import require_board_tools
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.random_models import random_int_model
+from tinylstm.codegen.random_models import random_inputs, random_int_model
 from tinylstm.contract.cells import CELLS
 from tinylstm.host.boards.registry import CORE_RV32IMC
 from tinylstm.host.targets.unicorn_runner import Target, build_target
@@ -19,14 +20,15 @@ from tinylstm.host.targets.unicorn_runner import Target, build_target
 STEPS = 2_000
 
 
+@pytest.mark.parametrize("hidden_bits", [8, 16])
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_rv32imc_kernel_bit_exact(tmp_path: Path, cell: str, layers: int) -> None:
+def test_rv32imc_kernel_bit_exact(tmp_path: Path, cell: str, layers: int, hidden_bits: int) -> None:
     require_board_tools("qemu-riscv32")  # the RV32IMC toolchain
     rng = np.random.default_rng(100 * layers + len(cell))
-    model = random_int_model(rng, cell, layers, 7, 19, 3)
+    model = random_int_model(rng, cell, layers, 7, 19, 3, hidden_bits=hidden_bits)
     target = Target(build_target(model, tmp_path, core=CORE_RV32IMC, max_steps=500), model)
-    xq = rng.integers(-128, 128, (STEPS, 7)).astype(np.int8)
+    xq = random_inputs(rng, model, STEPS)
     y, h, c = target.run(xq)
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     assert np.array_equal(y, y_ref[0])
@@ -34,24 +36,29 @@ def test_rv32imc_kernel_bit_exact(tmp_path: Path, cell: str, layers: int) -> Non
 
 
 @pytest.mark.parametrize(
-    "cell,readout,stack,window",
+    "cell,readout,stack,window,hidden_bits",
     [
-        ("lstm", "mean", 1, 0),
-        ("gru", "max", 3, 0),
-        ("rnn", "mean", 2, 25),
-        ("lstm", "max", 1, 40),
-        ("gru", "last", 3, 31),
+        ("lstm", "mean", 1, 0, 8),
+        ("gru", "max", 3, 0, 8),
+        ("rnn", "mean", 2, 25, 8),
+        ("lstm", "max", 1, 40, 8),
+        ("gru", "last", 3, 31, 8),
+        ("lstm", "last", 3, 0, 16),
+        ("gru", "mean", 2, 0, 16),
     ],
 )
 def test_rv32imc_readouts_stacking_and_bidirectional(
-    tmp_path: Path, cell: str, readout: str, stack: int, window: int
+    tmp_path: Path, cell: str, readout: str, stack: int, window: int, hidden_bits: int
 ) -> None:
-    """Built as a firmware of each model is (only its paths): every output and h/c word, both directions'."""
+    """Built as a firmware of each model is (only its paths): every output and h/c word, both directions';
+    stacked int16-h models buffer int16 samples (tl_state_t.stack16)."""
     require_board_tools("qemu-riscv32")
     rng = np.random.default_rng(7 * stack + window)
-    model = random_int_model(rng, cell, 2, 7, 19, 3, 18, 40, readout=readout, stack=stack, window=window)
+    model = random_int_model(
+        rng, cell, 2, 7, 19, 3, 18, 40, hidden_bits, readout=readout, stack=stack, window=window
+    )
     target = Target(build_target(model, tmp_path, core=CORE_RV32IMC, max_steps=500), model)
-    xq = rng.integers(-128, 128, (STEPS, 7)).astype(np.int8)
+    xq = random_inputs(rng, model, STEPS)
     y, h, c = target.run(xq)
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     h_ref, c_ref = golden.state_trace(tr)

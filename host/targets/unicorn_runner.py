@@ -10,7 +10,9 @@ address that stops the emulator. ``dsp=False`` adds ``-DTL_NO_DSP`` so a Cortex-
 path (the only path on RISC-V); ``layout="w16"`` emits the model in the fast int16 weight layout
 (tl_layer_t.weights16) instead of int8. Everything is compiled as a firmware of the model is, with its
 ``build_settings`` (codegen/emit_c.py: -DTL_HIDDEN16 for an int16-h model, whose h words the driver records
-as int16, and only the cell, hidden state, readout and stacking paths the model runs).
+as int16, and only the cell, hidden state, readout and stacking paths the model runs). The driver steps the
+model with the step function of its input type (``step_function``): tl_step over int8 samples, or an int16-h
+model's tl_step_s16 over int16 ones.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from unicorn import riscv_const as rv
 from tinylstm.codegen.emit_c import Layout, build_settings, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.contract.cells import CELLS
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.registry import CORE_CORTEX_M4F, CORE_RV32IMC, Core
 from tinylstm.host.boards.sizes import input_sections
@@ -56,8 +59,7 @@ ROOTS = (
     "drv_y",
     "drv_h",
     "drv_c",
-    "tl_step",
-)  # kept by --gc-sections
+)  # kept by --gc-sections, with the model's step function (``step_function``: measure_step calls it)
 # the step path (tl_dot_s16: the int16-h dot products, empty in int8-h builds) and every cell's tl_<name>.c
 KERNEL_FILES = (
     "tl_api",
@@ -93,7 +95,14 @@ DRIVER = r"""
 #define ALL_CELLS (CELLS * (1 + TL_MODEL_BIDIRECTIONAL))
 static int16_t drv_buf[TL_MODEL_STATE_WORDS];
 tl_state_t drv_state;
+/* the model input: int16 for an int16-h model (tl_step_s16), else int8 (tl_step) */
+#if TL_MODEL_INPUT_BITS == 16
+#define DRV_STEP tl_step_s16
+int16_t drv_x[DRV_MAX_STEPS * TL_MODEL_INPUT_SIZE];
+#else
+#define DRV_STEP tl_step
 int8_t drv_x[DRV_MAX_STEPS * TL_MODEL_INPUT_SIZE];
+#endif
 int16_t drv_y[DRV_MAX_STEPS * TL_MODEL_OUTPUT_SIZE];
 /* the hidden state as the model holds it: int16 Q0.15 (int16-h models, tl_state_t.h16) or int8 Q0.7 */
 #if TL_MODEL_HIDDEN_BITS == 16
@@ -126,7 +135,7 @@ int drv_init(void) { return tl_state_init(&drv_state, &tl_model, drv_buf, TL_MOD
 int drv_run(uint32_t steps)
 {
     for (uint32_t t = 0; t < steps; ++t) {
-        int st = tl_step(&drv_state, drv_x + t * TL_MODEL_INPUT_SIZE, drv_y + t * TL_MODEL_OUTPUT_SIZE);
+        int st = DRV_STEP(&drv_state, drv_x + t * TL_MODEL_INPUT_SIZE, drv_y + t * TL_MODEL_OUTPUT_SIZE);
         if (st != TL_OK) return st;
         for (int k = 0; k < CELLS; ++k) {
             drv_h[t * ALL_CELLS + k] = DRV_H[k];
@@ -142,6 +151,12 @@ int drv_run(uint32_t steps)
     return TL_OK;
 }
 """
+
+
+def step_function(model: IntModel) -> str:
+    """The C function that steps ``model``: tl_step (int8 input), or tl_step_s16 for an int16-h model's int16
+    input (IntModel.input_bits)."""
+    return "tl_step_s16" if model.input_bits == 16 else "tl_step"
 
 
 @dataclass
@@ -211,7 +226,7 @@ def build_target(
             str(out_dir / "target.ld"),
             "-Wl,--gc-sections",
             f"-Wl,-Map={out_dir / 'target.map'}",
-            *(f"-Wl,-u,{s}" for s in ROOTS),
+            *(f"-Wl,-u,{s}" for s in (*ROOTS, step_function(model))),
             *map(str, objects.values()),
             "-lgcc",
             "-o",
@@ -336,18 +351,31 @@ class Target:
                 uc.ctl_flush_tb()  # type: ignore[attr-defined]
         return uc.reg_read(abi.result)
 
+    def _input(self, xq: np.ndarray) -> np.ndarray:
+        """``xq`` as the model's input type, refused (TinyLSTMError) if it is another: an int16-h model steps
+        over int16 samples, every other model over int8 ones."""
+        xq, want = np.asarray(xq), np.dtype(f"int{self.model.input_bits}")
+        if xq.dtype != want:
+            raise TinyLSTMError(
+                f"the model takes {want} input, got {xq.dtype}: draw it with random_models.random_inputs or "
+                "quantize it with golden.quantize_input"
+            )
+        return np.ascontiguousarray(xq)
+
     def run(self, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Step through ``xq`` [T, I] in chunks; returns y [T, O], h and c [T, L, H] after every step (h int8,
-        or int16 for an int16-h model; a bidirectional model's [T, 2L, H], as golden.state_trace)."""
+        """Step through ``xq`` [T, I] (the model's input: int8, int16 for an int16-h model) in chunks; returns
+        y [T, O], h and c [T, L, H] after every step (h int8, or int16 for an int16-h model; a bidirectional
+        model's [T, 2L, H], as golden.state_trace)."""
         m = self.model
         h_type = np.int16 if m.hidden_bits > 8 else np.int8
+        xq = self._input(xq)
         ys, hs, cs = [], [], []
         for t0 in range(0, len(xq), self.build.max_steps):
-            chunk = np.ascontiguousarray(xq[t0 : t0 + self.build.max_steps], dtype=np.int8)
+            chunk = xq[t0 : t0 + self.build.max_steps]
             n = len(chunk)
             self.uc.mem_write(self.addr("drv_x"), chunk.tobytes())
             if (st := self.call("drv_run", n)) != 0:
-                raise RuntimeError(f"tl_step returned {st}")
+                raise RuntimeError(f"{step_function(m)} returned {st}")
             ys.append(self._read("drv_y", np.int16, n * m.output_size).reshape(n, m.output_size))
             hs.append(self._read("drv_h", h_type, n * self.cells).reshape(n, self.layers, m.hidden_size))
             cs.append(self._read("drv_c", np.int16, n * self.cells).reshape(n, self.layers, m.hidden_size))
@@ -358,14 +386,15 @@ class Target:
         return np.frombuffer(bytes(self.uc.mem_read(self.addr(name), size)), dtype=dtype).copy()
 
     def measure_step(self, x: np.ndarray) -> tuple[int, int]:
-        """(instructions, stack bytes) of exactly one tl_step call with input ``x`` [I], from the current
-        state. The stack is painted with 0xA5 first; the high-water mark is the deepest changed byte."""
-        uc = self.uc
-        uc.mem_write(self.addr("drv_x"), np.ascontiguousarray(x, dtype=np.int8).tobytes())
+        """(instructions, stack bytes) of exactly one call of the model's step function (tl_step, an int16-h
+        model's tl_step_s16) with input ``x`` [I] of its input type, from the current state. The stack is
+        painted with 0xA5 first; the high-water mark is the deepest changed byte."""
+        uc, step = self.uc, step_function(self.model)
+        uc.mem_write(self.addr("drv_x"), self._input(x).tobytes())
         uc.mem_write(STACK_TOP - STACK_SIZE, bytes([PAINT]) * STACK_SIZE)
-        st = self.call("tl_step", self.addr("drv_state"), self.addr("drv_x"), self.addr("drv_y"), count=True)
+        st = self.call(step, self.addr("drv_state"), self.addr("drv_x"), self.addr("drv_y"), count=True)
         if st != 0:
-            raise RuntimeError(f"tl_step returned {st}")
+            raise RuntimeError(f"{step} returned {st}")
         stack = bytes(uc.mem_read(STACK_TOP - STACK_SIZE, STACK_SIZE))
         used = next((STACK_SIZE - k for k, b in enumerate(stack) if b != PAINT), 0)
         return self.instructions, used
