@@ -6,8 +6,8 @@
   hidden state (-DTL_HIDDEN16, the flags of ``build_defines``).
 - Kernel runs: LSTM and GRU models with 1, 2 and 3 layers stepped over 2,000 int8 samples in QEMU
   ``-M sim`` on dc233c (clang/llc, windowed ABI) and lx106 (gcc, call0 ABI): every output, hidden and
-  cell state word of every step equals codegen/golden.py; the same for int16-h models (2 layers) and
-  bidirectional window models (both directions' words).
+  cell state word of every step equals codegen/golden.py; the same for int16-h models (2 layers, int16
+  samples over their whole range, tl_step_s16) and bidirectional window models (both directions' words).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import pytest
 from tinylstm.codegen import golden
 from tinylstm.codegen.emit_c import Layout, build_defines
 from tinylstm.codegen.quantize import IntModel
-from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.codegen.random_models import random_inputs, random_int_model, random_quantized_model
 from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import input_qmax
 from tinylstm.host.targets import xtensa
 from tinylstm.host.targets.xtensa import Core, KernelObjects, Toolchain, XtensaError
 
@@ -40,10 +41,12 @@ def need(tools: tuple[str, ...]) -> None:
         )
 
 
-def samples(rng: np.random.Generator, steps: int = STEPS, width: int = INPUT) -> np.ndarray:
-    xq = rng.integers(-128, 128, (steps, width)).astype(np.int8)
-    xq[::97] = 127  # runs of full-scale input
-    xq[::89] = -128
+def samples(rng: np.random.Generator, model: IntModel, steps: int = STEPS) -> np.ndarray:
+    """``steps`` samples over the whole range of the model's input type (int8, an int16-h model's int16)."""
+    xq = random_inputs(rng, model, steps)
+    top = input_qmax(model.hidden_bits)
+    xq[::97] = top  # runs of full-scale input
+    xq[::89] = -top - 1
     return xq
 
 
@@ -52,8 +55,10 @@ def saturating_model(cell: str, layers: int, hidden_bits: int = 8) -> tuple[IntM
     routes of tl_requantize_fast; int16-h models: the default shifts, +2, of random_int_model)."""
     rng = np.random.default_rng(1000 + 10 * layers + CELLS[cell].code)
     if hidden_bits == 16:
-        return random_int_model(rng, cell, layers, INPUT, HIDDEN, OUTPUT, hidden_bits=16), samples(rng)
-    return random_int_model(rng, cell, layers, INPUT, HIDDEN, OUTPUT, 18, 40), samples(rng)
+        model = random_int_model(rng, cell, layers, INPUT, HIDDEN, OUTPUT, hidden_bits=16)
+    else:
+        model = random_int_model(rng, cell, layers, INPUT, HIDDEN, OUTPUT, 18, 40)
+    return model, samples(rng, model)
 
 
 KernelFactory = Callable[..., KernelObjects]  # (core, layout="w8", hidden_bits=8)
@@ -135,7 +140,7 @@ def test_bidirectional_bit_exact(
     model = random_int_model(
         rng, cell, 2, INPUT, HIDDEN, OUTPUT, 18, 40, readout=readout, stack=stack, window=61
     )
-    xtensa.verify_kernel(kernel(core, "w8"), model, samples(rng, 61 * 8 + 5), tmp_path)
+    xtensa.verify_kernel(kernel(core, "w8"), model, samples(rng, model, 61 * 8 + 5), tmp_path)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -149,13 +154,17 @@ def test_kernel_bit_exact_w16(kernel: KernelFactory, core: Core, cell: str, tmp_
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("core", xtensa.CORES)
 def test_kernel_bit_exact_hidden16(kernel: KernelFactory, core: Core, cell: str, tmp_path: Path) -> None:
-    """An int16-h model (-DTL_HIDDEN16: int16 h words, tl_dot_s16.c, the int64 requantization), 2 layers,
-    h words that reach their extremes; the int8-h kernel objects refuse it before building anything."""
+    """An int16-h model (-DTL_HIDDEN16: int16 input and h words, tl_step_s16, tl_dot_s16.c, the int64
+    requantization), 2 layers, h words that reach their extremes; the int8-h kernel objects refuse it before
+    building anything, and so does the run for int8 samples."""
     model, xq = saturating_model(cell, 2, hidden_bits=16)
+    assert xq.dtype == np.int16
     got = xtensa.verify_kernel(kernel(core, "w8", 16), model, xq, tmp_path)
     assert got["h"].dtype == np.int16 and np.abs(got["h"]).max() >= 32000
     with pytest.raises(XtensaError, match="TL_HIDDEN16"):
         xtensa.run_kernel(kernel(core, "w8"), model, xq, tmp_path / "refused")
+    with pytest.raises(XtensaError, match="takes int16 samples, got int8"):
+        xtensa.run_kernel(kernel(core, "w8", 16), model, xq.astype(np.int8), tmp_path / "int8")
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

@@ -7,7 +7,8 @@ No ESP32 emulator exists, so two things are proven apart (firmware/tests/xtensa/
   single warning for the ESP32 (clang-22 -> llc-22 -mcpu=esp32 -> llvm-mc-22, windowed ABI) and
   for the ESP8266 core (xtensa-lx106-elf-gcc, call0 ABI), with -Wall -Wextra -Werror.
 - Kernel runs (``run_kernel``, ``check_records``): firmware/tests/xtensa/run_main.c steps a
-  generated model over int8 samples embedded in the ELF on a generic Xtensa core in QEMU
+  generated model over samples of its input type (int8; an int16-h model's int16, with tl_step_s16)
+  embedded in the ELF on a generic Xtensa core in QEMU
   ``-M sim`` (dc233c: windowed ABI, clang/llc; lx106: call0 ABI, gcc) and writes every step's
   outputs, hidden and cell state through semihosting, which are compared word for word with
   codegen/golden.py. int16-h models (-DTL_HIDDEN16) write their h words as int16 (``record_dtype``).
@@ -103,7 +104,7 @@ QEMU_CPU: dict[Core, str] = {"dc233c": "dc233c", "lx106": "lx106"}
 RUN_TIMEOUT_S = 60.0
 EXIT_MEANINGS = {
     2: "tl_state_init refused the model",
-    3: "tl_step failed",
+    3: "tl_step (tl_step_s16 for an int16-h model) failed",
     4: "a semihosting write failed",
     125: "debug exception or NMI",
     126: "double exception",
@@ -223,10 +224,17 @@ def compile_gcc(
 
 
 def write_model(model: IntModel, gen: Path, xq: np.ndarray, layout: Layout = "w8") -> None:
-    """gen/tl_model.h/.c (codegen/emit_c.py) and gen/tl_replay.h/.c holding the int8 samples ``xq``
-    [steps, input] (codegen/emit_replay.py, the firmware's replay data)."""
+    """gen/tl_model.h/.c (codegen/emit_c.py) and gen/tl_replay.h/.c holding the samples ``xq`` [steps, input]
+    of the model's input type, int8 or an int16-h model's int16 (codegen/emit_replay.py, the firmware's
+    replay data)."""
+    xq = np.asarray(xq)
+    if xq.dtype != np.dtype(f"int{model.input_bits}"):
+        raise XtensaError(
+            f"the model takes int{model.input_bits} samples, got {xq.dtype}: draw them with "
+            "random_models.random_inputs or quantize them with golden.quantize_input"
+        )
     emit_c(model, gen, layout=layout)
-    emit_replay(np.asarray(xq, dtype=np.int8), model.model_hash, gen, f"{len(xq)} samples of the Xtensa run.")
+    emit_replay(xq, model.model_hash, gen, f"{len(xq)} samples of the Xtensa run.")
 
 
 # ---- compile gate ---------------------------------------------------------------------------------------
@@ -426,8 +434,8 @@ def check_records(model: IntModel, xq: np.ndarray, got: np.ndarray) -> None:
 
 
 def run_kernel(kernel: KernelObjects, model: IntModel, xq: np.ndarray, out_dir: Path) -> np.ndarray:
-    """Build the run ELF of ``model`` over the int8 samples ``xq`` [steps, input] on ``kernel``'s core
-    in ``out_dir``, run it in QEMU and return its records (``record_dtype``)."""
+    """Build the run ELF of ``model`` over the samples ``xq`` [steps, input] (its input type: ``write_model``)
+    on ``kernel``'s core in ``out_dir``, run it in QEMU and return its records (``record_dtype``)."""
     if build_defines(model, kernel.layout) != kernel.build:
         raise XtensaError(
             f"the model needs a kernel built with {list(build_defines(model, kernel.layout))}, these objects "

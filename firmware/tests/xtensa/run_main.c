@@ -1,12 +1,12 @@
 /*
  * Kernel-run harness on an Xtensa core in QEMU (tests/test_xtensa.py, host/targets/xtensa.py): steps the
- * generated model (tl_model.h) over the generated int8 samples (tl_replay.h, in the ELF) and
- * writes, for every step, the outputs (int16 x O), the hidden state (int8 x layers*hidden, int16 for
+ * generated model (tl_model.h) over the generated samples (tl_replay.h, in the ELF: int8, or an int16-h
+ * model's int16 input, stepped with tl_step_s16) and writes, for every step, the outputs (int16 x O), the hidden state (int8 x layers*hidden, int16 for
  * an int16-h model) and the cell state (int16 x layers*hidden), a bidirectional model's backward layers'
  * after the forward ones', raw little-endian, to the semihosting stdout (host/targets/xtensa.py:
  * record_dtype). The host checks every word against codegen/golden.py.
  *
- * Exit status: 0 ok; 2 tl_state_init failed; 3 tl_step failed; 4 a semihosting write failed.
+ * Exit status: 0 ok; 2 tl_state_init failed; 3 tl_step (tl_step_s16) failed; 4 a semihosting write failed.
  */
 #include <string.h>
 
@@ -27,6 +27,14 @@
 #define H_WORDS st.h
 #endif
 #define H_BYTES (CELLS * (TL_MODEL_HIDDEN_BITS / 8u))
+#if TL_REPLAY_INPUT_BITS != TL_MODEL_INPUT_BITS
+#error "tl_replay.h holds samples of another input type than the model's: write them with host/targets/xtensa.py"
+#endif
+#if TL_MODEL_INPUT_BITS == 16
+#define STEP tl_step_s16 /* an int16-h model's int16 input */
+#else
+#define STEP tl_step
+#endif
 #ifndef TL_MODEL_BIDIRECTIONAL /* a tl_model.h generated before the field */
 #define TL_MODEL_BIDIRECTIONAL 0
 #endif
@@ -44,7 +52,7 @@ int main(void)
     uint32_t t;
     if (tl_state_init(&st, &tl_model, buf, TL_MODEL_STATE_WORDS) != TL_OK) return 2;
     for (t = 0; t < TL_REPLAY_STEPS; ++t) {
-        if (tl_step(&st, tl_replay_data[t], y) != TL_OK) return 3;
+        if (STEP(&st, tl_replay_data[t], y) != TL_OK) return 3;
         uint8_t *p = record + Y_BYTES;
         memcpy(record, y, Y_BYTES); /* the cores here are little-endian, like the host's records */
         memcpy(p, H_WORDS, H_BYTES);
