@@ -12,8 +12,9 @@ from sanitized_harness import check_sanitized_run
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.quantize import IntModel
-from tinylstm.codegen.random_models import random_int_model, random_quantized_model
+from tinylstm.codegen.random_models import random_inputs, random_int_model, random_quantized_model
 from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import input_qmax
 from tinylstm.host.targets.bridge import CModel
 
 
@@ -84,20 +85,21 @@ def test_property_random_models(
     extreme: str,
     hidden_bits: int,
 ) -> None:
-    """Random shapes, shifts and extreme inputs, with either hidden state (tests/test_hidden16.py has the rest
-    of the int16-h cases)."""
+    """Random shapes, shifts and extreme inputs of the model's input type (an int16-h model's int16), with
+    either hidden state (tests/test_hidden16.py has the rest of the int16-h cases)."""
     rng = np.random.default_rng(seed)
     model = random_int_model(
         rng, cell, layers, inp, hidden, out, shift_lo, shift_lo + 12, hidden_bits=hidden_bits
     )
-    xq = rng.integers(-128, 128, (300, inp)).astype(np.int8)
+    xq = random_inputs(rng, model, 300)
+    top = input_qmax(hidden_bits)
     if extreme == "max":
-        xq[:] = 127
+        xq[:] = top
     elif extreme == "min":
-        xq[:] = -128
+        xq[:] = -top - 1
     elif extreme == "alternate":
-        xq[::2] = 127
-        xq[1::2] = -128
+        xq[::2] = top
+        xq[1::2] = -top - 1
     assert_stream_bit_exact(model, xq)
 
 
