@@ -1,7 +1,8 @@
 """Host speed of the C kernel through the Python API, next to PyTorch eager in the same run.
 
 Models: 32-unit LSTM and GRU, 6 inputs, 4 outputs, 1 layer (calibrated, PyTorch-initialised).
-- ``CModel.step``: one int8 sample per Python call, state carried; time per call.
+- ``CModel.step``: one sample of the model's input type (int8: the models are int8-h) per Python call,
+  state carried; time per call.
 - ``CModel.run``: a sequence of ``--seq`` steps in one call; steps per second.
 - PyTorch eager: ``torch.nn.LSTM/GRU`` + ``Linear``, batch 1, one step per call with the state
   carried, under ``torch.inference_mode()``, float32, ``torch.set_num_threads(1)``.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylstm.codegen.random_models import random_quantized_model
+from tinylstm.codegen.random_models import random_inputs, random_quantized_model
 from tinylstm.contract.cells import CELLS, cell_type
 from tinylstm.host.targets.bridge import CModel
 
@@ -49,8 +50,8 @@ def bench_cell(cell: str, args: argparse.Namespace) -> dict:
     data = np.sin(np.arange(600)[:, None] / (4 + np.arange(INPUT))) + 0.3 * rng.standard_normal((600, INPUT))
     model = random_quantized_model(1, cell, 1, INPUT, HIDDEN, OUTPUT, data[None])
     cm = CModel.from_int_model(model)
-    x = rng.integers(-128, 128, INPUT).astype(np.int8)
-    xs = rng.integers(-128, 128, (args.seq, INPUT)).astype(np.int8)
+    x = random_inputs(rng, model)
+    xs = random_inputs(rng, model, args.seq)
 
     step_s = median_time(lambda: cm.step(x), args.steps, args.repeats)
     run_s = statistics.median(_time_run(cm, xs) for _ in range(args.repeats))

@@ -6,18 +6,20 @@
   here, host/boards/fit.py's CODE_ALLOWANCE bound). A stacked model's (``stack`` k > 1, contract/stacking.py)
   layer 0 reads k * C values per step, so its input weights, G * H * k * C bytes, grow with k;
 - RAM: the model state the kernel keeps: 2 * IntModel.state_words (the layers', a pooled readout's pool,
-  a stacked model's k * C input bytes, contract/constants.py) + sizeof(tl_state_t);
+  a stacked model's k * C inputs: bytes, an int16-h model's int16 words, contract/constants.py)
+  + sizeof(tl_state_t);
 - latency: instructions counted in unicorn on the board's core (Cortex-M4F, RV32IMC) with a model of
-  these shapes, times the core's assumed cycles per instruction (``Core.cpi_assumed``: a fixed CPI,
-  no cache or flash wait-state model), at the board's clock (the kernel benchmark's rule,
-  benchmarks/bench_kernel.py); None where no emulator counts the core or the board has no clock of its
-  own (the QEMU boards: their instructions are still counted). The price is **per sample**, the mean
-  over the k tl_step calls of one recurrent step (after WARMUP recurrent steps): a stacked model runs
-  its layers (and pool) at one sample in k and at the other k - 1 only buffers the sample (C bytes) and
-  runs the dense head on the held readout, so its per-sample cost is about the recurrent work / k + the
-  head + the copy. The one sample that runs the layers is priced too (``peak_*``); without stacking the
-  two are the same. A bidirectional window model (``window`` W > 0) is priced over a whole window from the
-  reset: the mean over its W samples, and its peak the window's last sample, which runs the backward stack.
+  these shapes stepping random samples of its input type (int8, an int16-h model's int16), times the
+  core's assumed cycles per instruction (``Core.cpi_assumed``: a fixed CPI, no cache or flash wait-state
+  model), at the board's clock (the kernel benchmark's rule, benchmarks/bench_kernel.py); None where no
+  emulator counts the core or the board has no clock of its own (the QEMU boards: their instructions are
+  still counted). The price is **per sample**, the mean over the k step calls (tl_step, an int16-h model's
+  tl_step_s16) of one recurrent step (after WARMUP recurrent steps): a stacked model runs its layers (and
+  pool) at one sample in k and at the other k - 1 only buffers the sample (C inputs) and runs the dense
+  head on the held readout, so its per-sample cost is about the recurrent work / k + the head + the copy.
+  The one sample that runs the layers is priced too (``peak_*``); without stacking the two are the same.
+  A bidirectional window model (``window`` W > 0) is priced over a whole window from the reset: the mean
+  over its W samples, and its peak the window's last sample, which runs the backward stack.
 The board's own limits (host/boards/fit.py ``check_fits``: the whole firmware) are checked too.
 """
 
@@ -35,20 +37,21 @@ import numpy as np
 
 from tinylstm.codegen.emit_c import model_data_bytes
 from tinylstm.codegen.quantize import IntModel
-from tinylstm.codegen.random_models import random_quantized_model
+from tinylstm.codegen.random_models import random_inputs, random_quantized_model
 from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.contract.stacking import check_stack
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.fit import CODE_ALLOWANCE, check_fits
 from tinylstm.host.boards.registry import Board
 
-# sizeof(tl_state_t) on a 32-bit target (csrc/tinylstm.h): 13 pointers + steps + phase + wpos (the stacking
+# sizeof(tl_state_t) on a 32-bit target (csrc/tinylstm.h): 14 pointers + steps + phase + wpos (the stacking
 # and bidirectional fields are in every model's state, used or not)
-STATE_STRUCT_BYTES = 64
+STATE_STRUCT_BYTES = 68
 # the prices' rule: bumped when it or the kernel changes what a price says, so an older OUT/costs.json's
 # entries are measured again (2: per-sample prices of stacked models, tl_state_t with the stacking fields;
-# 3: tl_state_t with the bidirectional fields)
-COST_VERSION = 3
+# 3: tl_state_t with the bidirectional fields; 4: int16-h models step int16 input, tl_step_s16, and
+# tl_state_t has stack16)
+COST_VERSION = 4
 WARMUP = 20  # recurrent steps before the counted ones (WARMUP * k samples for a stacked model)
 
 
@@ -144,10 +147,10 @@ def architecture_cost(
         build = build_target(model, Path(tmp), dsp=True, opt="-Os", max_steps=WARMUP, core=board.core)
         target = Target(build, model)
         if window:  # one whole window from the reset: its last sample runs the backward stack
-            xq = rng.integers(-128, 128, (window, inp)).astype(np.int8)
+            xq = random_inputs(rng, model, window)
             counts = [target.measure_step(x)[0] for x in xq]
         else:
-            xq = rng.integers(-128, 128, ((WARMUP + 1) * stack, inp)).astype(np.int8)
+            xq = random_inputs(rng, model, (WARMUP + 1) * stack)
             target.run(xq[: WARMUP * stack])  # the phase is 0 after it: the next k samples are one step
             counts = [target.measure_step(x)[0] for x in xq[WARMUP * stack :]]
         code = code_size(build)
