@@ -309,6 +309,8 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
         (["--stacks", "4,256"], "--stacks 4,256: samples per recurrent step must be 1 (none) to 255"),
         # the watch data has 6 channels: 200 samples of them are 1200 values, over the kernel's 1024
         (["--stacks", "1,200"], "--stacks 1,200: stacking 200 samples of 6 channels makes a 1200-value step"),
+        # an int16-h model's layer 0 reads at most 256 int16 values: 50 x 6 = 300
+        (["--hidden-bits", "16", "--stacks", "50"], "int16-h model reads at most 256 int16 values per step"),
     ],
 )
 def test_bad_options_are_one_line(

@@ -32,7 +32,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from tinylstm.contract.cells import CELLS
-from tinylstm.contract.constants import HIDDEN_BITS, HIDDEN_FORMATS, MAX_INPUT, MAX_STACK
+from tinylstm.contract.constants import (
+    HIDDEN16_BITS,
+    HIDDEN_BITS,
+    HIDDEN_FORMATS,
+    MAX_INPUT,
+    MAX_INPUT16,
+    MAX_STACK,
+)
 from tinylstm.contract.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
@@ -310,7 +317,8 @@ def data_architectures(cfg: SearchConfig, ds: Any) -> list[Architecture]:
     """The space's architectures that apply to ``ds``: stream data (a label per step) gets only the
     unpooled readouts; a space of pooled readouts alone is a one-line error there, as is a bidirectional
     space on data a bidirectional model cannot run on. The stacking factors
-    are ``space_stacks``'s."""
+    are ``space_stacks``'s; an int16-h model reads at most MAX_INPUT16 int16 values per step, so wider steps
+    keep int8 h only (none left: a one-line error)."""
     window = ds.mode == "window"
     if True in cfg.space.directions:
         bidirectional_window(ds, None)  # window classification of one length, else a one-line error
@@ -321,7 +329,16 @@ def data_architectures(cfg: SearchConfig, ds: Any) -> list[Architecture]:
             f"--readouts {pooled}: a pooled readout reads a window, and {cfg.data} is in stream mode (a "
             "label per step): include last"
         )
-    return archs
+    channels = ds.num_channels
+    fit = [a for a in archs if a.hidden_bits != HIDDEN16_BITS or a.stack * channels <= MAX_INPUT16]
+    if not fit:
+        k = max(a.stack for a in archs)
+        raise TinyLSTMError(
+            f"--hidden-bits 16: an int16-h model reads at most {MAX_INPUT16} int16 values per step, and "
+            f"stacking {k} samples of {channels} channels makes {k * channels}: add 8 to --hidden-bits, or "
+            f"use --stacks {max(MAX_INPUT16 // channels, 1)} or less"
+        )
+    return fit
 
 
 def over_budget(cost: Cost, budget: Budget) -> str | None:
@@ -579,7 +596,7 @@ def search(cfg: SearchConfig) -> dict[str, Any]:
     board = check_config(cfg)
     data = _Data(cfg)
     direction = _direction(cfg, data)
-    space_stacks(cfg, data.get(_first_window(cfg)))  # --stacks too wide for the data: before any file
+    data_architectures(cfg, data.get(_first_window(cfg)))  # --stacks too wide for the data: before any file
     cfg.out.mkdir(parents=True, exist_ok=True)
     resumed = existing_study(cfg)  # other settings are refused before anything is priced
     prices = study_prices(resumed) if resumed is not None else None
