@@ -3,7 +3,8 @@
 ``reference`` runs the held-out split through the integer golden reference as a board runs it (each
 sequence from a zero state, as the window rule does) and records the class histogram and confidence
 (overall, quantiles, per predicted class) of the int16 outputs, or each regression output's mean, std
-and range, the mean, std and range of each int8 input channel, and how far the rolling statistics
+and range, the mean, std and range of each input channel (the model's input words: int8, or int16 for an
+int16-h model), and how far the rolling statistics
 move on the held-out stream itself, in order: the floor of the alerts' thresholds.
 ``tinylstm export`` stores it as ``drift_reference`` in export-report.json.
 """
@@ -48,7 +49,7 @@ def _rolling_max(v: np.ndarray, n: int) -> np.ndarray:
 
 
 def reference(m: IntModel, sequences: list[np.ndarray]) -> dict[str, Any]:
-    """Reference statistics of the int8 held-out sequences ``sequences`` ([T, C] each), including how far
+    """Reference statistics of the quantized held-out sequences ``sequences`` ([T, C] each), including how far
     the rolling statistics move on the held-out stream itself (in order): the alerts' floor."""
     ys: list[np.ndarray] = [np.empty(0)] * len(sequences)
     for idx in by_length(sequences).values():
@@ -60,7 +61,7 @@ def reference(m: IntModel, sequences: list[np.ndarray]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "steps": len(y_all),
         "window": int(m.meta.window or 0) if m.meta.mode == "window" else 0,
-        "input_mean": np.round(x_all.mean(axis=0), 4).tolist(),  # int8 units
+        "input_mean": np.round(x_all.mean(axis=0), 4).tolist(),  # input words
         "input_std": np.round(x_all.std(axis=0), 4).tolist(),
         "input_range": _range(x_all),
     }

@@ -1,4 +1,5 @@
-"""Real held-out data of an export, as the int8 samples a board receives (shared by parity and replay)."""
+"""Real held-out data of an export, as the samples a board receives (int8, an int16-h model's int16; shared by
+parity and replay)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class HeldOut:
     model: IntModel
     name: str  # the export's C name: tl_<name>.h
     window: int  # samples per window, 0 in stream mode (TL_MODEL_WINDOW)
-    sequences: list[np.ndarray]  # int8 [T, input_size] each, the recorded test split in order
+    sequences: list[np.ndarray]  # the model input [T, input_size] each, the recorded test split in order
 
     def stream(self, steps: int) -> np.ndarray:
         """``steps`` samples: the held-out sequences end to end, repeated as often as needed."""
