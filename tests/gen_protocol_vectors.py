@@ -140,6 +140,32 @@ MESSAGES: list[tuple[str, p.Message]] = [
     ("pred_req", p.PredReq(4711)),
     ("hello_req", p.HelloReq()),
     ("stats_req", p.StatsReq()),
+    # wire version 2 grew INPUT_S16 (int16-h models) after these: new vectors come last, so the seq of the
+    # frames above stay put
+    (
+        "hello_hidden16",  # an int16-h model: the host feeds it INPUT_S16
+        p.Hello(
+            0x5EED1616,
+            2,
+            p.Cell.LSTM,
+            1,
+            6,
+            32,
+            7,
+            16,
+            p.Mode.WINDOW,
+            128,
+            p.Source.HOST,
+            16,
+            512,
+            0,
+            0,
+            "qemu-stm32f405",
+        ),
+    ),
+    ("input_s16", p.InputS16(42, ((0, 1, -1, 127, -128, 128, -129, 0x1234, 32767, -32768),))),
+    ("input_s16_batch", p.InputS16(0xFFFFFFFF, ((1, -2), (256, -256), (0, 0), (32767, -32768)))),
+    ("input_s16_max", p.InputS16(7, (tuple(k * 257 - 32639 for k in range(p.MAX_INPUT_SIZE_S16)),))),
 ]
 
 

@@ -147,6 +147,25 @@ int main(void)
             for (i = 0; rc == 0 && i < (size_t)n * num(2); i++) printf(" %d", x[i]);
             break;
         }
+        case 'J': { /* J payload input_size -> rc step n v... (INPUT_S16) */
+            int16_t x[1024];
+            uint32_t step = 0;
+            uint8_t n = 0, k;
+            uint16_t i, size = (uint16_t)num(2);
+            size_t len = unhex(tok[1], bin);
+            int rc = tl_proto_input_s16_parse(len ? bin : NULL, len, size, &step, &n);
+            printf("%d %lu %u", rc, (unsigned long)step, n);
+            for (k = 0; rc == 0 && k < n; k++) {
+                tl_proto_input_s16_sample(bin, k, size, x);
+                for (i = 0; i < size; i++) printf(" %d", x[i]);
+            }
+            break;
+        }
+        case 'K': /* K -> the frame types and input limits of tl_proto.h */
+            printf("%d %d %d %d %u %u %u", TL_PROTO_MSG_INPUT, TL_PROTO_MSG_INPUT_S16, TL_PROTO_MSG_INPUT_F32,
+                   TL_PROTO_MSG_PRED_REQ, TL_PROTO_MAX_INPUT_SIZE, TL_PROTO_MAX_INPUT_SIZE_S16,
+                   TL_PROTO_MAX_INPUT_SIZE_F32);
+            break;
         case 'F': { /* F payload input_size -> rc step n bits... */
             float x[1024];
             uint32_t step = 0;
@@ -369,6 +388,8 @@ def test_python_rejects_bad_payloads() -> None:
         (p.FrameType.INPUT, b"\x01"),
         (p.FrameType.INPUT, bytes(4) + b"\x00"),  # zero samples
         (p.FrameType.INPUT, bytes(4) + b"\x02\x01\x02\x03"),  # 3 bytes for 2 samples
+        (p.FrameType.INPUT_S16, bytes(4) + b"\x01\x00\x00\x80"),  # 3 bytes of int16
+        (p.FrameType.INPUT_S16, bytes(4) + b"\x00"),  # zero samples
         (p.FrameType.INPUT_F32, bytes(4) + b"\x01\x00\x00\x80"),
         (p.FrameType.SET_SOURCE, b"\x07"),
         (p.FrameType.RESET, b"\x00"),
@@ -472,14 +493,14 @@ def _c_parse(cproto: CProto, msg: p.Message) -> p.Message:
         status, step = map(int, cproto.call("T", _hex(payload)).split())
         assert status == 0
         return type(msg)(step)
-    assert isinstance(msg, p.Input | p.InputF32)
+    assert isinstance(msg, p.Input | p.InputS16 | p.InputF32)
     size = len(msg.samples[0])
-    cmd = "I" if isinstance(msg, p.Input) else "F"
+    cmd = {p.Input: "I", p.InputS16: "J", p.InputF32: "F"}[type(msg)]
     rc, step, n, *vals = cproto.call(cmd, _hex(payload), size).split()
     assert int(rc) == 0 and int(n) * size == len(vals)
     rows = [vals[k * size : (k + 1) * size] for k in range(int(n))]
-    if cmd == "I":
-        return p.Input(int(step), tuple(tuple(map(int, r)) for r in rows))
+    if isinstance(msg, p.Input | p.InputS16):
+        return type(msg)(int(step), tuple(tuple(map(int, r)) for r in rows))
     return p.InputF32(
         int(step), tuple(tuple(struct.unpack("<f", bytes.fromhex(x)[::-1])[0] for x in r) for r in rows)
     )
@@ -502,12 +523,30 @@ def test_c_parsers_reject(cproto: CProto) -> None:
     assert cproto.call("I", "01000000", 1).split()[0] == "-10"  # no count
     assert cproto.call("I", "-", 2).split()[0] == "-10"
     assert cproto.call("I", "0100000001aa", 0).split()[0] == "-12"  # a model input size of 0 never matches
+    assert cproto.call("J", "01000000010100", 2).split()[0] == "-12"  # one int16 for a sample of 2
+    assert cproto.call("J", "0100000002010002", 1).split()[0] == "-12"  # two samples announced, 3 bytes
+    assert cproto.call("J", "0100000000", 1).split()[0] == "-10"  # zero samples
     assert cproto.call("F", "0000000001000080", 1).split()[0] == "-12"  # 3 bytes of a float
     assert cproto.call("F", "00000000010000803f0000803f", 1).split()[0] == "-12"  # 2 floats, size 1
     assert cproto.call("T", "000000").split()[0] == "-10"
     assert cproto.call("T", "0000000000").split()[0] == "-10"
     assert cproto.call("O", "03").split()[0] == "-10"
     assert cproto.call("O", "0100").split()[0] == "-10"
+
+
+def test_c_frame_types_and_input_limits_are_the_hosts(cproto: CProto) -> None:
+    """tl_proto.h's input frame types and their widest model input, against the host's: INPUT_S16 carries half
+    the int16 values an INPUT frame carries int8 ones, and the host picks it for an int16-h model."""
+    types = p.FrameType.INPUT, p.FrameType.INPUT_S16, p.FrameType.INPUT_F32, p.FrameType.PRED_REQ
+    limits = p.MAX_INPUT_SIZE, p.MAX_INPUT_SIZE_S16, p.MAX_INPUT_SIZE_F32
+    assert (
+        tuple(map(int, cproto.call("K").split()))
+        == (*types, *limits)
+        == (0x82, 0x88, 0x83, 0x87, 507, 253, 126)
+    )
+    assert (p.Input.MAX_INPUT_SIZE, p.InputS16.MAX_INPUT_SIZE, p.InputF32.MAX_INPUT_SIZE) == limits
+    assert (p.input_frame(8), p.input_frame(16)) == (p.Input, p.InputS16)
+    assert [f.sample_bytes(6) for f in (p.Input, p.InputS16, p.InputF32)] == [6, 12, 24]
 
 
 def test_c_builders_truncate_and_limit(cproto: CProto) -> None:

@@ -335,7 +335,7 @@ size_t tl_proto_nak_payload(uint8_t *buf, size_t cap, uint8_t reason, uint16_t s
 
 /* ---- payload parsers ------------------------------------------------------- */
 
-/* Shared head of INPUT and INPUT_F32: step u32, count u8 >= 1, count * input_size values of
+/* Shared head of INPUT, INPUT_S16 and INPUT_F32: step u32, count u8 >= 1, count * input_size values of
  * `width` bytes. */
 static int input_head(const uint8_t *payload, size_t len, uint16_t input_size, size_t width, uint32_t *step, uint8_t *n)
 {
@@ -359,6 +359,22 @@ int tl_proto_input_parse(const uint8_t *payload, size_t len, uint16_t input_size
         *x = (const int8_t *)(const void *)&payload[TL_PROTO_INPUT_HEAD];
     }
     return rc;
+}
+
+int tl_proto_input_s16_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step, uint8_t *n)
+{
+    return input_head(payload, len, input_size, 2u, step, n);
+}
+
+void tl_proto_input_s16_sample(const uint8_t *payload, uint8_t k, uint16_t input_size, int16_t *x)
+{
+    const uint8_t *p = &payload[TL_PROTO_INPUT_HEAD + 2u * (size_t)k * (size_t)input_size];
+    uint16_t i;
+    for (i = 0; i < input_size; i++) {
+        /* two's complement on the wire: the value is u - 2^16 for u >= 2^15 (no implementation-defined cast) */
+        uint16_t u = tl_proto_get_u16(&p[2u * (size_t)i]);
+        x[i] = u < 0x8000u ? (int16_t)u : (int16_t)(-(int16_t)(0xFFFFu - u) - 1);
+    }
 }
 
 int tl_proto_input_f32_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step, uint8_t *n)

@@ -42,12 +42,14 @@ extern "C" {
 #define TL_PROTO_NAME_MAX 32u
 /** Longest message in ERROR, bytes. */
 #define TL_PROTO_MSG_MAX 64u
-/** Bytes before the samples of an INPUT / INPUT_F32 payload: first step u32, sample count u8. */
+/** Bytes before the samples of an INPUT / INPUT_S16 / INPUT_F32 payload: first step u32, sample count u8. */
 #define TL_PROTO_INPUT_HEAD 5u
 /** Most samples one INPUT frame may carry (the count is a u8). */
 #define TL_PROTO_MAX_BATCH 255u
 /** Largest model input size one INPUT frame can carry (one int8 sample). */
 #define TL_PROTO_MAX_INPUT_SIZE (TL_PROTO_MAX_PAYLOAD - TL_PROTO_INPUT_HEAD)
+/** Largest model input size one INPUT_S16 frame can carry (one int16 sample). */
+#define TL_PROTO_MAX_INPUT_SIZE_S16 ((TL_PROTO_MAX_PAYLOAD - TL_PROTO_INPUT_HEAD) / 2u)
 /** Largest model input size one INPUT_F32 frame can carry (one float32 sample). */
 #define TL_PROTO_MAX_INPUT_SIZE_F32 ((TL_PROTO_MAX_PAYLOAD - TL_PROTO_INPUT_HEAD) / 4u)
 /** Bytes before the outputs of a PRED payload: step u32, rx_freed u32, count u16. */
@@ -64,12 +66,13 @@ enum {
     TL_PROTO_MSG_ACK = 0x05,        /**< board -> host: a host command was applied */
     TL_PROTO_MSG_NAK = 0x06,        /**< board -> host: an INPUT or PRED_REQ was refused */
     TL_PROTO_MSG_HELLO_REQ = 0x81,  /**< host -> board: send HELLO */
-    TL_PROTO_MSG_INPUT = 0x82,      /**< host -> board: consecutive int8 input samples */
+    TL_PROTO_MSG_INPUT = 0x82,      /**< host -> board: consecutive int8 input samples (int8-input models) */
     TL_PROTO_MSG_INPUT_F32 = 0x83,  /**< host -> board: consecutive float32 input samples */
     TL_PROTO_MSG_RESET = 0x84,      /**< host -> board: zero the state, expect a given step next */
     TL_PROTO_MSG_SET_SOURCE = 0x85, /**< host -> board: choose the input source */
     TL_PROTO_MSG_STATS_REQ = 0x86,  /**< host -> board: send STATS */
-    TL_PROTO_MSG_PRED_REQ = 0x87    /**< host -> board: send the PRED of a past step again */
+    TL_PROTO_MSG_PRED_REQ = 0x87,   /**< host -> board: send the PRED of a past step again */
+    TL_PROTO_MSG_INPUT_S16 = 0x88   /**< host -> board: consecutive int16 input samples (int16-h models) */
 };
 
 /** Return codes of tl_proto_decoder_push() for a rejected frame. */
@@ -306,6 +309,26 @@ size_t tl_proto_nak_payload(uint8_t *buf, size_t cap, uint8_t reason, uint16_t s
  */
 int tl_proto_input_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step, uint8_t *n,
                          const int8_t **x);
+
+/**
+ * @brief         Parse an INPUT_S16 payload: first step u32, count n u8 (>= 1), n x input_size int16 LE.
+ * @param[in]     payload     frame payload
+ * @param[in]     len         payload length
+ * @param[in]     input_size  values per sample
+ * @param[out]    step        step of the first sample
+ * @param[out]    n           number of samples
+ * @return        TL_PROTO_OK, TL_PROTO_ERR_PAYLOAD or TL_PROTO_ERR_SIZE
+ */
+int tl_proto_input_s16_parse(const uint8_t *payload, size_t len, uint16_t input_size, uint32_t *step, uint8_t *n);
+
+/**
+ * @brief         Sample k of a payload that tl_proto_input_s16_parse() accepted.
+ * @param[in]     payload     frame payload
+ * @param[in]     k           sample index, below the parsed n
+ * @param[in]     input_size  values per sample
+ * @param[out]    x           input_size int16 values
+ */
+void tl_proto_input_s16_sample(const uint8_t *payload, uint8_t k, uint16_t input_size, int16_t *x);
 
 /**
  * @brief         Parse an INPUT_F32 payload: first step u32, count n u8 (>= 1), n x input_size f32 LE.

@@ -19,6 +19,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tinylstm.contract.cells import CELLS
+from tinylstm.contract.constants import input_bits
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -32,9 +33,10 @@ MAX_PAYLOAD = 512
 MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
 NAME_MAX = 32
 MSG_MAX = 64
-INPUT_HEAD = 5  # INPUT / INPUT_F32: first step u32, sample count u8
+INPUT_HEAD = 5  # INPUT / INPUT_S16 / INPUT_F32: first step u32, sample count u8
 MAX_BATCH = 255  # samples per INPUT frame (the count is a u8)
 MAX_INPUT_SIZE = MAX_PAYLOAD - INPUT_HEAD  # one int8 sample per INPUT frame
+MAX_INPUT_SIZE_S16 = (MAX_PAYLOAD - INPUT_HEAD) // 2  # one int16 sample per INPUT_S16 frame
 MAX_INPUT_SIZE_F32 = (MAX_PAYLOAD - INPUT_HEAD) // 4
 PRED_HEAD = 10  # PRED: step u32, rx_freed u32, count u16
 MAX_OUTPUT_SIZE = (MAX_PAYLOAD - PRED_HEAD) // 2
@@ -61,6 +63,7 @@ class FrameType(IntEnum):
     SET_SOURCE = 0x85
     STATS_REQ = 0x86
     PRED_REQ = 0x87
+    INPUT_S16 = 0x88
 
 
 class DecodeError(IntEnum):
@@ -326,7 +329,7 @@ _INPUT_HEAD = struct.Struct("<IB")
 
 
 def input_payload(step: int, count: int, data: bytes) -> bytes:
-    """INPUT / INPUT_F32 payload from already packed samples: ``count`` samples starting at ``step``."""
+    """INPUT / INPUT_S16 / INPUT_F32 payload from already packed samples: ``count`` samples from ``step``."""
     if not 1 <= count <= MAX_BATCH:
         raise ValueError(f"an INPUT frame carries 1..{MAX_BATCH} samples, not {count}")
     return _INPUT_HEAD.pack(step & 0xFFFFFFFF, count) + data
@@ -548,28 +551,52 @@ class Nak:
 
 @dataclass(frozen=True)
 class _Samples:
-    """INPUT and INPUT_F32: consecutive samples, the first one for the board's step ``step``."""
+    """INPUT, INPUT_S16 and INPUT_F32: consecutive samples, the first one for the board's step ``step``."""
 
-    _ITEM: ClassVar[str]  # struct code of one value
+    TYPE: ClassVar[FrameType]
+    MAX_INPUT_SIZE: ClassVar[int]  # the widest model input one frame carries (one sample)
+    ITEM: ClassVar[str]  # struct (and numpy) code of one value, little-endian on the wire
     step: int
     samples: tuple[tuple[Any, ...], ...]
 
+    @classmethod
+    def sample_bytes(cls, input_size: int) -> int:
+        """Payload bytes of one sample of ``input_size`` values."""
+        return input_size * struct.calcsize(cls.ITEM)
+
     def pack(self) -> bytes:
-        return input_payload(self.step, len(self.samples), _pack_samples(self.samples, self._ITEM))
+        return input_payload(self.step, len(self.samples), _pack_samples(self.samples, self.ITEM))
 
     @classmethod
     def unpack(cls, payload: bytes) -> Self:
-        step, samples = _unpack_samples(payload, cls._ITEM)
+        step, samples = _unpack_samples(payload, cls.ITEM)
         return cls(step, samples)
 
 
 @dataclass(frozen=True)
 class Input(_Samples):
-    """Consecutive quantized int8 samples."""
+    """Consecutive quantized int8 samples (a model with an int8 input)."""
 
     TYPE: ClassVar[FrameType] = FrameType.INPUT
-    _ITEM: ClassVar[str] = "b"
+    MAX_INPUT_SIZE: ClassVar[int] = MAX_INPUT_SIZE
+    ITEM: ClassVar[str] = "b"
     samples: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class InputS16(_Samples):
+    """Consecutive quantized int16 samples, little-endian (an int16-h model: its input is int16)."""
+
+    TYPE: ClassVar[FrameType] = FrameType.INPUT_S16
+    MAX_INPUT_SIZE: ClassVar[int] = MAX_INPUT_SIZE_S16
+    ITEM: ClassVar[str] = "h"
+    samples: tuple[tuple[int, ...], ...]
+
+
+def input_frame(hidden_bits: int) -> type[Input] | type[InputS16]:
+    """The frame of a model's quantized samples, from HELLO.hidden_bits: INPUT_S16 for an int16-h model (its
+    input is int16, contract.constants.input_bits), else INPUT."""
+    return InputS16 if input_bits(hidden_bits) == 16 else Input
 
 
 @dataclass(frozen=True)
@@ -577,7 +604,8 @@ class InputF32(_Samples):
     """Consecutive float32 samples; the board quantizes them with the generated constants."""
 
     TYPE: ClassVar[FrameType] = FrameType.INPUT_F32
-    _ITEM: ClassVar[str] = "f"
+    MAX_INPUT_SIZE: ClassVar[int] = MAX_INPUT_SIZE_F32
+    ITEM: ClassVar[str] = "f"
     samples: tuple[tuple[float, ...], ...]
 
 
@@ -657,6 +685,7 @@ Message = (
     | Ack
     | Nak
     | Input
+    | InputS16
     | InputF32
     | SetSource
     | Reset
@@ -674,6 +703,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         Ack,
         Nak,
         Input,
+        InputS16,
         InputF32,
         SetSource,
         Reset,
