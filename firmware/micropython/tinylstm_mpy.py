@@ -11,10 +11,12 @@
 #     import tinylstm_mpy
 #     m = tinylstm_mpy.Model(open("model.tlm", "rb").read())
 #     y = m.step(array("b", sample))   # array('h') of outputs, reused by the next step
+#     (an int16-h model's samples are int16: array("h", sample); info()["input_bits"] says which)
 #
 # Hidden state: int8 Q0.7 (the default) or int16 Q0.15 with int8 weights (the blob header's hidden
-# bits, 8 or 16; 0 in blobs written before the field means 8). An int16-h model keeps h (and each
-# layer's input) in array('h'), and its layer 0 reads the int8 input as x * 2^INPUT16_SHIFT.
+# bits, 8 or 16; 0 in blobs written before the field means 8). An int16-h model is int16 end to end
+# (int16x8): its input is int16, it keeps h (and each layer's input) in array('h'), and its layer 0
+# reads the int16 input as it is (at most MAX_INPUT16 values per step, as the C kernel).
 #
 # Input stacking (the header's stack k > 1, docs/integer-contract.md "Input stacking"): layer 0 reads k
 # samples side by side per recurrent step. step() puts each sample in its place of layer 0's input (the
@@ -66,10 +68,10 @@ from tinylstm_contract import (
     HIDDEN16_FRAC,
     HIDDEN_BITS,
     HIDDEN_FRAC,
-    INPUT16_SHIFT,
     KERNEL_VERSION,
     MAX_HIDDEN,
     MAX_INPUT,
+    MAX_INPUT16,
     MAX_LAYERS,
     MAX_SCALE_EXP,
     MAX_STACK,
@@ -151,6 +153,11 @@ def read_sections(blob) -> tuple:
     stack = blob[35] or 1  # samples per step; 0 (one) in blobs written before the field
     if stack > MAX_STACK or inp * stack > MAX_INPUT:
         raise _err("%d samples of %d channels per step exceed the kernel's %d" % (stack, inp, MAX_INPUT))
+    if hidden_bits == HIDDEN16_BITS and inp * stack > MAX_INPUT16:  # its int32 input sums stay exact
+        raise _err(
+            "an int16-h model reading %d int16 inputs per step (%d x %d), the kernel's at most %d"
+            % (inp * stack, stack, inp, MAX_INPUT16)
+        )
     # 8 + 6L sections; a bidirectional model's 9 + 12L (its backward layers' and its window section follow)
     bidir = nsec == 9 + 12 * layers
     if (nsec != 8 + 6 * layers and not bidir) or _u32(blob, 36) != BLOB_HEADER_SIZE:
@@ -191,6 +198,7 @@ def read_sections(blob) -> tuple:
         "hash": _u32(blob, 16),
         "kernel_version": KERNEL_VERSION,
         "hidden_bits": hidden_bits,
+        "input_bits": hidden_bits,  # int16x8: an int16-h model's input is int16, an int8-h model's int8
         "readout": READOUTS[blob[31]][0],
         "stack": stack,
         "window": window,  # a bidirectional model's W samples; 0: unidirectional
@@ -212,6 +220,27 @@ def _ints(blob, sec: tuple, code: str) -> tuple:
     off, size = sec
     n = size // struct.calcsize(code)
     return struct.unpack_from("<%d%s" % (n, code), blob, off)
+
+
+# the forms of a sample (Model._sample_kind)
+_FLOATS, _WORDS, _RAW = 0, 1, 2
+
+
+def _typecode(x):
+    """An array's typecode ('b', 'h', 'f', ...); None for any other sequence. MicroPython's arrays have no
+    .typecode attribute: the repr of an empty slice names it, "array('h')"."""
+    return repr(x[:0])[7] if isinstance(x, array) else None
+
+
+def _sample_bytes(x, code) -> bool:
+    """Whether ``x`` (of _typecode ``code``) holds raw bytes (bytes, bytearray, array('B')), not values."""
+    return code == "B" or isinstance(x, (bytes, bytearray))
+
+
+def _check_finite(x) -> None:
+    for v in x:
+        if v - v != 0.0:  # NaN or +-inf, the C test
+            raise ValueError("input sample contains NaN or infinity: clean or impute the samples first")
 
 
 def _plain_dots(w, woff: int, xh, accx, acch, rows: int, nx: int, nh: int) -> None:
@@ -308,7 +337,6 @@ class _Layer:
         frac: int,
         use_viper: bool,
         hidden_bits: int = HIDDEN_BITS,
-        x_shift: int = 0,
         mult_limit: int = 1 << 31,
     ):
         w, b, bhn, m, s, e = (
@@ -323,9 +351,8 @@ class _Layer:
         self.mult = _ints(blob, secs[m], "i")
         self.shift = _ints(blob, secs[s], "b")
         scale_exp = _ints(blob, secs[e], "b") if e is not None else (0,) * len(self.shift)
-        # acc = acc_x * 2^(x_shift + max(e,0)) + acc_h * 2^max(-e,0): the two parts of a row at one scale
-        # (x_shift: INPUT16_SHIFT for layer 0 of an int16-h model, whose input is int8, else 0)
-        self.ax = [(v if v > 0 else 0) + x_shift for v in scale_exp]
+        # acc = acc_x * 2^max(e,0) + acc_h * 2^max(-e,0): the two parts of a row at one scale
+        self.ax = [v if v > 0 else 0 for v in scale_exp]
         self.ah = [-v if v < 0 else 0 for v in scale_exp]
         self.nx, self.nh, self.frac = nx, nh, frac
         self.hidden_bits, self.hidden_frac = hidden_bits, _hidden_frac(hidden_bits)
@@ -362,6 +389,8 @@ class Model:
         self.input_size, self.hidden_size, self.output_size = I, H, O
         self.stacking = K = head["stack"]  # samples per recurrent step (1: no stacking)
         self.hidden_bits = hb = head["hidden_bits"]
+        self.input_bits = head["input_bits"]  # the samples' words: int8, or an int16-h model's int16
+        self._top = (1 << (self.input_bits - 1)) - 1  # the largest input word: 127 or 32767
         wide = hb == HIDDEN16_BITS
         use_viper = viper and _viper_dots is not None
         self._dots = (_viper_dots16 if wide else _viper_dots) if use_viper else _plain_dots
@@ -393,7 +422,6 @@ class Model:
                 fracs[k],
                 use_viper,
                 hb,
-                INPUT16_SHIFT if wide and k == 0 else 0,
                 # int16-h gate rows: M < 2^MULT16_BITS, as tl_model_check requires
                 1 << (MULT16_BITS if wide else 31),
             )
@@ -410,8 +438,8 @@ class Model:
         self.readout = head["readout"]
         self._readout_step = READOUT_STEPS[self.readout]
         self.pool = [0] * H  # a pooled readout's int32 per unit (contract/readouts.py)
-        # a stacked model's inputs of the step being filled (tl_state_t.stack): layer 0's x part, a live view
-        # (int8 values; array('h') words in an int16-h model); phase: the samples in it (0..k-1)
+        # a stacked model's inputs of the step being filled (tl_state_t.stack, stack16): layer 0's x part, a
+        # live view (the input words: int8, int16 in an int16-h model's array('h')); phase: the samples in it
         self.stack = memoryview(self.layers[0].xh)[: I * K if K > 1 else 0]
         self.phase = 0
         # the forward readout of the last step (the head's input, but for a bidirectional model, whose head
@@ -456,43 +484,96 @@ class Model:
         return self._f32[0]
 
     def quantize(self, x, q=None, off: int = 0):
-        """float sample [input_size] -> int8 array (or into ``q`` from index ``off``), exactly as
-        tl_quantize_input."""
-        q = q if q is not None else array("b", bytes(self.input_size))
-        r = self._round32
-        for k in range(self.input_size):
-            xk = x[k]
-            if xk - xk != 0.0:
-                raise ValueError("input sample contains NaN or infinity")
-            v = r(r(r(xk) - self.mean[k]) * self.mul[k])
-            if v >= 127.0:
-                q[off + k] = 127
-            elif v <= -128.0:
-                q[off + k] = -128
-            else:
-                q[off + k] = int(r(v + (0.5 if v >= 0.0 else -0.5)))
+        """float sample [input_size] -> the model's input words (or into ``q`` from index ``off``), exactly as
+        tl_quantize_input (int8: array('b')) or, for an int16-h model, tl_quantize_input_s16 (int16:
+        array('h')): float32 arithmetic, saturated, rounded half away from zero."""
+        if len(x) != self.input_size:
+            raise ValueError("sample has %d values, the model takes %d" % (len(x), self.input_size))
+        _check_finite(x)
+        if q is None:
+            wide = self.input_bits == HIDDEN16_BITS
+            q = array("h" if wide else "b", bytes((2 if wide else 1) * self.input_size))
+        self._quantize(x, q, off)
         return q
 
+    def _quantize(self, x, q, off: int) -> None:
+        """quantize() of a checked sample."""
+        r, top = self._round32, self._top
+        for k in range(self.input_size):
+            v = r(r(r(x[k]) - self.mean[k]) * self.mul[k])
+            if v >= top:
+                q[off + k] = top
+            elif v <= -top - 1:
+                q[off + k] = -top - 1
+            else:
+                q[off + k] = int(r(v + (0.5 if v >= 0.0 else -0.5)))
+
+    def _sample_kind(self, x) -> int:
+        """Check one sample without touching the state: _FLOATS, _WORDS (the model's input words: an array of
+        its type, or ints in its range) or _RAW (bytes-like: int8, or little-endian int16). Raises ValueError
+        naming what is wrong."""
+        I, wide = self.input_size, self.input_bits == HIDDEN16_BITS
+        code = _typecode(x)
+        if _sample_bytes(x, code):
+            if len(x) != (2 * I if wide else I):
+                raise ValueError(
+                    "sample has %d bytes, the model takes %d (%d int%d values)"
+                    % (len(x), 2 * I if wide else I, I, self.input_bits)
+                )
+            return _RAW
+        if len(x) != I:
+            raise ValueError("sample has %d values, the model takes %d" % (len(x), I))
+        if isinstance(x[0], float):
+            _check_finite(x)
+            return _FLOATS
+        top = self._top
+        if code is None:
+            for v in x:
+                if v > top or v < -top - 1:
+                    raise ValueError(
+                        "sample value %d is outside the model's int%d input (%d..%d): quantize float samples "
+                        "with Model.quantize" % (v, self.input_bits, -top - 1, top)
+                    )
+        elif code != ("h" if wide else "b"):
+            raise ValueError(
+                "sample is an array('%s'); the model takes int%d samples: array('%s'), ints in %d..%d, "
+                "raw bytes (%d a value) or floats"
+                % (code, self.input_bits, "h" if wide else "b", -top - 1, top, 2 if wide else 1)
+            )
+        return _WORDS
+
+    def _put(self, x, kind: int, q, off: int) -> None:
+        """A checked sample of ``kind`` (_sample_kind) as input words into q[off:off + input_size]."""
+        if kind == _FLOATS:
+            self._quantize(x, q, off)
+        elif kind == _WORDS:
+            for k in range(self.input_size):
+                q[off + k] = x[k]
+        elif self.input_bits == HIDDEN16_BITS:  # little-endian int16
+            for k in range(self.input_size):
+                v = x[2 * k] | (x[2 * k + 1] << 8)
+                q[off + k] = v - 65536 if v > 32767 else v
+        else:
+            for k in range(self.input_size):
+                v = x[k]
+                q[off + k] = v - 256 if v > 127 else v
+
     def step(self, x, out=None):
-        """One sample (int8 values: array('b'), bytes-like of int8, list; or floats: array('f'))
-        -> outputs in ``out`` (array('h') [output_size]) or in the model's own array, reused.
+        """One sample -> outputs in ``out`` (array('h') [output_size]) or in the model's own array, reused.
+        The sample: the model's input words (info()["input_bits"]: int8, or int16 for an int16-h model) as
+        array('b') / array('h'), a list of ints in the type's range, or raw bytes (int8; little-endian int16);
+        or floats (array('f'), a list), quantized as quantize() does. A sample of the wrong length, type or
+        range raises ValueError and leaves the state alone.
         A stacked model runs its layers on every k-th sample; the others give the head of the held readout.
         A bidirectional model's sample after the window's last resets first; the head reads zeros until the
         window's last sample, where the backward pass runs."""
-        I = self.input_size
-        if len(x) != I:
-            raise ValueError("sample has %d values, the model takes %d" % (len(x), I))
-        W = self.window
+        kind = self._sample_kind(x)
+        I, W = self.input_size, self.window
         if W and self.wpos == W:  # the next window starts: the kernel resets first
             self.reset()
         xh = self.layers[0].xh
         off = self.phase * I  # the sample's place in layer 0's input (the stack buffer)
-        if isinstance(x[0], float):
-            self.quantize(x, xh, off)
-        else:
-            for k in range(I):
-                v = x[k]
-                xh[off + k] = v - 256 if v > 127 else v
+        self._put(x, kind, xh, off)
         if W:  # the window keeps the sample too
             win, pos = self.win, self.wpos * I
             for k in range(I):
@@ -565,13 +646,19 @@ class Model:
         return y
 
     def run(self, xs, out=None):
-        """int8 samples [T * input_size] (flat) -> array('h') [T * output_size], continuing the state."""
+        """Samples [T * input_size] (flat; any form step() takes) -> array('h') [T * output_size], continuing
+        the state."""
         I, O = self.input_size, self.output_size
-        T = len(xs) // I
+        n = (
+            2 * I if self.input_bits == HIDDEN16_BITS and _sample_bytes(xs, _typecode(xs)) else I
+        )  # one sample's items
+        if len(xs) % n:
+            raise ValueError("run() takes whole samples: %d items are not a multiple of %d" % (len(xs), n))
+        T = len(xs) // n
         ys = out if out is not None else array("h", bytes(2 * O * T))
         y = self.out
         for s in range(T):
-            self.step(xs[s * I : (s + 1) * I])
+            self.step(xs[s * n : (s + 1) * n])
             for o in range(O):
                 ys[s * O + o] = y[o]
         return ys

@@ -27,10 +27,11 @@ def dots(w: ptr8, woff: int, xh: ptr8, accx: ptr32, acch: ptr32, rows: int, nx: 
 
 @micropython.viper
 def dots16(w: ptr8, woff: int, xh: ptr16, accx: ptr32, acch: ptr32, rows: int, nx: int, nh: int):
-    # The same over int16 inputs (the [x ; h] of an int16-h model, array('h')): int8 weights times
-    # int16 words. ptr16 loads are zero-extended too, so (v ^ 0x8000) - 0x8000 sign-extends. Every
-    # part is at most 128 * 32768 * 256 = 2^30 in magnitude (an int16 part is at most MAX_HIDDEN wide;
-    # layer 0's x part holds int8 values, at most 128 * 128 * 1024 = 2^24), inside a 32-bit word.
+    # The same over int16 inputs (the [x ; h] of an int16-h model, array('h'): int16x8, its model input
+    # is int16 too): int8 weights times int16 words. ptr16 loads are zero-extended too, so
+    # (v ^ 0x8000) - 0x8000 sign-extends. Every part is at most 128 * 32768 * 256 = 2^30 in magnitude
+    # (h is at most MAX_HIDDEN wide, layer 0's int16 input at most MAX_INPUT16: the reader refuses more,
+    # as tl_model_check does), inside a 32-bit word.
     width = nx + nh
     p = woff
     for r in range(rows):
