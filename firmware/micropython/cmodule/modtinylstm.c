@@ -11,12 +11,15 @@
  *
  * Both hidden-state formats run: int8 Q0.7 and int16 Q0.15 (the blob header's hidden bits). The builds
  * (micropython.mk, micropython.cmake, natmod/Makefile) define TL_HIDDEN16 for that; without it the
- * kernel refuses int16-h blobs (tl_model_check) and Model() raises ValueError.
+ * kernel refuses int16-h blobs (tl_model_check) and Model() raises ValueError. An int16-h model is int16
+ * end to end (int16x8): its samples are int16 (array('h'), or bytes of little-endian int16) and run with
+ * tl_step_s16 / tl_quantize_input_s16; an int8-h model's are int8 (tl_step / tl_quantize_input).
  *
  * Bidirectional window models (docs/model-blob.md) run too: tl_step keeps the window and runs the backward
  * layers at its last sample; state() gives their h and c after the forward layers'.
  */
 #if !MICROPY_ENABLE_DYNRUNTIME
+#include "py/binary.h"
 #include "py/runtime.h"
 #endif
 
@@ -28,7 +31,9 @@ typedef struct {
     mp_obj_t out;         /* array('h') [output_size]: step()'s default output */
     const uint8_t *bytes; /* the blob data, or a 4-byte aligned copy of it */
     int16_t *words;       /* state buffer */
-    int8_t *xq;           /* [input_size] a float sample converted to int8 */
+    int16_t *xq;          /* [input_size] a sample converted to the model input: a float one quantized, an
+                             int16-h model's bytes decoded (int8 words in its first bytes for an int8 input) */
+    int wide;             /* an int16-h model: int16 input (tl_step_s16), else int8 (tl_step) */
     uint8_t *hc;          /* a bidirectional model's state() bytes: h [2 * cells] int8, c [2 * cells] int16 */
     tl_model_t model;
     tl_layer_t layers[TL_BLOB_MAX_LAYERS]; /* the forward layers, then a bidirectional model's backward ones */
@@ -67,35 +72,73 @@ static mp_obj_t tinylstm_model_make_new(const mp_obj_type_t *type, size_t n_args
                                           "regenerate it with tinylstm.codegen.blob.to_blob"));
     size_t words = tl_state_words(&o->model);
     o->words = m_new(int16_t, words);
-    o->xq = m_new(int8_t, o->model.input_size);
+    o->wide = o->model.hidden_bits == TL_HIDDEN16_BITS; /* int16x8: the input is as wide as h */
+    o->xq = m_new(int16_t, o->model.input_size);
     tl_state_init(&o->state, &o->model, o->words, words);
     o->hc = o->model.backward ? m_new(uint8_t, 6u * o->model.num_layers * o->model.hidden_size) : NULL;
     o->out = tinylstm_new_array(MP_QSTR_h, 2u * o->model.output_size);
     return MP_OBJ_FROM_PTR(o);
 }
 
-/* The int8 samples of `x` (array('b'), bytes, bytearray; or array('f'), converted with
- * tl_quantize_input into self->xq); `steps` samples expected, 0 = any whole number (returned). */
-static const int8_t *tinylstm_samples(tinylstm_model_obj_t *self, mp_obj_t x, size_t *steps, mp_buffer_info_t *bi)
+/* Whether the buffer holds raw bytes (bytes, array('B'); bytearray, whose typecode is BYTEARRAY_TYPECODE). */
+static int tinylstm_raw(const mp_buffer_info_t *bi)
+{
+    return bi->typecode == 'B' || bi->typecode == BYTEARRAY_TYPECODE;
+}
+
+/* Checks the samples `x`: the model's input words (array('b'), bytes or bytearray of int8 for an int8-input
+ * model; array('h'), or bytes / bytearray of little-endian int16, for an int16-h model) or floats (array('f'));
+ * `steps` samples expected, 0 = any whole number (returned). */
+static void tinylstm_samples(tinylstm_model_obj_t *self, mp_obj_t x, size_t *steps, mp_buffer_info_t *bi)
 {
     const size_t I = self->model.input_size;
     mp_get_buffer_raise(x, bi, MP_BUFFER_READ);
-    size_t item = bi->typecode == 'f' ? 4 : 1;
-    if (bi->typecode != 'f' && bi->typecode != 'b' && bi->typecode != 'B')
-        mp_raise_TypeError(MP_ERROR_TEXT("samples must be array('b') / bytes of int8, or array('f') of floats"));
+    if (bi->typecode != 'f' && !tinylstm_raw(bi) && bi->typecode != (self->wide ? 'h' : 'b')) {
+        if (self->wide)
+            mp_raise_ValueError(MP_ERROR_TEXT("an int16-h model takes int16 samples: pass array('h'), bytes of "
+                                              "little-endian int16 or array('f') of floats"));
+        mp_raise_ValueError(
+            MP_ERROR_TEXT("the model takes int8 samples: pass array('b'), bytes or array('f') of floats"));
+    }
+    const size_t item = bi->typecode == 'f' ? 4 : self->wide ? 2 : 1;
     size_t n = bi->len / (item * I);
     if (bi->len != n * item * I || n == 0 || (*steps && n != *steps))
         mp_raise_ValueError(MP_ERROR_TEXT("sample length does not match the model's input_size"));
-    if (item == 4 && ((uintptr_t)bi->buf & 3u))
-        mp_raise_ValueError(MP_ERROR_TEXT("float samples must be 4-byte aligned"));
+    if (!tinylstm_raw(bi) && ((uintptr_t)bi->buf & (item - 1u)))
+        mp_raise_ValueError(MP_ERROR_TEXT("float and int16 samples must be aligned to their size"));
     *steps = n;
-    return (const int8_t *)bi->buf;
 }
 
-static void tinylstm_quantize(tinylstm_model_obj_t *self, const float *xf)
+/* Sample t of the checked samples `bi` as the kernel reads it: in place, or converted into self->xq (a float
+ * sample quantized, an int16-h model's little-endian bytes decoded). */
+static const void *tinylstm_sample(tinylstm_model_obj_t *self, const mp_buffer_info_t *bi, size_t t)
 {
-    if (tl_quantize_input(&self->model, xf, self->xq) != TL_OK)
-        mp_raise_ValueError(MP_ERROR_TEXT("input sample contains NaN or infinity"));
+    const size_t I = self->model.input_size;
+    if (bi->typecode == 'f') {
+        const float *xf = (const float *)bi->buf + t * I;
+        const tl_status_t st = self->wide ? tl_quantize_input_s16(&self->model, xf, self->xq)
+                                          : tl_quantize_input(&self->model, xf, (int8_t *)self->xq);
+        if (st != TL_OK) mp_raise_ValueError(MP_ERROR_TEXT("input sample contains NaN or infinity"));
+        return self->xq;
+    }
+    if (self->wide && tinylstm_raw(bi)) {
+        const uint8_t *b = (const uint8_t *)bi->buf + 2 * t * I;
+        for (size_t k = 0; k < I; ++k) {
+            const int32_t v = (int32_t)b[2 * k] | ((int32_t)b[2 * k + 1] << 8);
+            self->xq[k] = (int16_t)(v > 32767 ? v - 65536 : v);
+        }
+        return self->xq;
+    }
+    return (const uint8_t *)bi->buf + t * I * (self->wide ? 2u : 1u);
+}
+
+/* One step of the kernel over a sample of tinylstm_sample: tl_step_s16 for an int16-h model, else tl_step. */
+static void tinylstm_step(tinylstm_model_obj_t *self, const void *x, int16_t *y)
+{
+    if (self->wide)
+        tl_step_s16(&self->state, (const int16_t *)x, y);
+    else
+        tl_step(&self->state, (const int8_t *)x, y);
 }
 
 static int16_t *tinylstm_outputs(mp_obj_t out, size_t count)
@@ -113,14 +156,10 @@ static mp_obj_t tinylstm_model_step(size_t n_args, const mp_obj_t *args)
     tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(args[0]);
     mp_buffer_info_t bi;
     size_t one = 1;
-    const int8_t *x = tinylstm_samples(self, args[1], &one, &bi);
+    tinylstm_samples(self, args[1], &one, &bi);
     mp_obj_t out = n_args > 2 ? args[2] : self->out;
     int16_t *y = tinylstm_outputs(out, self->model.output_size);
-    if (bi.typecode == 'f') {
-        tinylstm_quantize(self, (const float *)bi.buf);
-        x = self->xq;
-    }
-    tl_step(&self->state, x, y);
+    tinylstm_step(self, tinylstm_sample(self, &bi, 0), y);
     return out;
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(tinylstm_model_step_obj, 2, 3, tinylstm_model_step);
@@ -132,17 +171,10 @@ static mp_obj_t tinylstm_model_run(size_t n_args, const mp_obj_t *args)
     mp_buffer_info_t bi;
     size_t steps = 0;
     tinylstm_samples(self, args[1], &steps, &bi);
-    const size_t I = self->model.input_size, O = self->model.output_size;
+    const size_t O = self->model.output_size;
     mp_obj_t out = n_args > 2 ? args[2] : tinylstm_new_array(MP_QSTR_h, 2 * O * steps);
     int16_t *y = tinylstm_outputs(out, O * steps);
-    for (size_t t = 0; t < steps; ++t) {
-        const int8_t *x = (const int8_t *)bi.buf + t * I;
-        if (bi.typecode == 'f') {
-            tinylstm_quantize(self, (const float *)bi.buf + t * I);
-            x = self->xq;
-        }
-        tl_step(&self->state, x, y + t * O);
-    }
+    for (size_t t = 0; t < steps; ++t) tinylstm_step(self, tinylstm_sample(self, &bi, t), y + t * O);
     return out;
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(tinylstm_model_run_obj, 2, 3, tinylstm_model_run);
@@ -189,12 +221,13 @@ static void tinylstm_store(mp_obj_t dict, qstr key, mp_obj_t value)
     mp_obj_dict_store(dict, MP_OBJ_NEW_QSTR(key), value);
 }
 
-/* info() -> {cell, layers, input_size, hidden_size, output_size, hash, kernel_version, hidden_bits, window} */
+/* info() -> {cell, layers, input_size, hidden_size, output_size, hash, kernel_version, hidden_bits, input_bits,
+ * window} */
 static mp_obj_t tinylstm_model_info(mp_obj_t self_in)
 {
     tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(self_in);
     const tl_model_t *m = &self->model;
-    mp_obj_t d = mp_obj_new_dict(9);
+    mp_obj_t d = mp_obj_new_dict(10);
     static const char *const cell_names[TL_NUM_CELLS] = TL_CELL_NAMES; /* tl_contract.h; the reader checked it */
     static const uint8_t name_lengths[TL_NUM_CELLS] = TL_CELL_NAME_LENGTHS;
     tinylstm_store(d, MP_QSTR_cell, mp_obj_new_str(cell_names[m->cell], name_lengths[m->cell]));
@@ -206,6 +239,8 @@ static mp_obj_t tinylstm_model_info(mp_obj_t self_in)
     tinylstm_store(d, MP_QSTR_kernel_version, mp_obj_new_int(TL_KERNEL_VERSION));
     /* 0 in blobs written before the header field means 8 (tl_blob_parse keeps the raw value) */
     tinylstm_store(d, MP_QSTR_hidden_bits, mp_obj_new_int(m->hidden_bits ? m->hidden_bits : TL_HIDDEN_BITS));
+    /* the samples' words: 16 for an int16-h model (int16x8), else 8 */
+    tinylstm_store(d, MP_QSTR_input_bits, mp_obj_new_int(self->wide ? TL_HIDDEN16_BITS : TL_HIDDEN_BITS));
     tinylstm_store(d, MP_QSTR_window, mp_obj_new_int(m->window)); /* a bidirectional model's W; 0 otherwise */
     return d;
 }
