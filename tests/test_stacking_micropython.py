@@ -16,14 +16,27 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mpy_words import MICROPYTHON, STACKING_KEYS, assert_words, golden_words, needs_micropython, run_driver
+from mpy_words import (
+    MICROPYTHON,
+    STACKING_KEYS,
+    assert_words,
+    fallback_words,
+    full_range_inputs,
+    golden_words,
+    moving_model,
+    needs_micropython,
+    run_driver,
+    sample_array,
+)
 
 from tinylstm.codegen import blob, golden
 from tinylstm.codegen.blob import CRC_START
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model
 from tinylstm.contract.cells import CELLS
-from tinylstm.contract.constants import HIDDEN16_BITS, MAX_INPUT
+from tinylstm.contract.constants import MAX_INPUT, MAX_INPUT16
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.targets.bridge import CModel
 from tinylstm.host.targets.mpy_runner import run_blob
 
 STACK_OFFSET = 35  # the blob header's stack byte (codegen/blob.py HEADER)
@@ -40,30 +53,16 @@ def _fallback() -> Any:
 def stacked_model(
     cell: str, layers: int, hidden_bits: int, readout: str, stack: int, seed: int = 0
 ) -> tuple[IntModel, np.ndarray, int]:
-    """A full-range random stacked model, full-range int8 samples (several steps, a trailing part step) and
-    the sample to reset before: mid-step, not a multiple of k."""
+    """A full-range random stacked model whose state moves with its inputs (a sample out of its place in the
+    step shows), full-range samples of its input type (int8, an int16-h model's int16; several steps, a
+    trailing part step) and the sample to reset before: mid-step, not a multiple of k."""
     rng = np.random.default_rng([seed, layers, stack, hidden_bits, READOUT_NAMES.index(readout)])
-    # shifts above random_int_model's defaults, whose gates (and so h) mostly saturate: a state that moves
-    # with the inputs at every step shows a sample out of its place in the step
-    m = random_int_model(
-        rng, cell, layers, 3, 6, 2, 30, 40, hidden_bits=hidden_bits, readout=readout, stack=stack
-    )
+    m = moving_model(rng, cell, layers, hidden_bits, readout, stack)
     assert m.stack == stack and m.input_size == 3
-    # a head that cannot saturate (random_int_model's does, with an int8 h), so that the outputs show which
-    # readout the head read: the held one, or zeros after the reset
-    m.head_b = rng.integers(-(1 << 10), 1 << 10, m.output_size).astype(np.int32)
-    bound = m.hidden_size * 128 * (1 << (hidden_bits - 1)) + (1 << 10)
-    m.head_shift = np.array([(bound * int(M)).bit_length() - 14 for M in m.head_mult], dtype=np.int8)
-    xq = rng.integers(-128, 128, (10 * stack + stack // 2 + 1, 3)).astype(np.int8)
+    xq = full_range_inputs(rng, m, 10 * stack + stack // 2 + 1)
     reset_at = 3 * stack + 1
     assert reset_at % stack
     return m, xq, reset_at
-
-
-def h_c(model: Any) -> tuple[list[int], list[int]]:
-    h, c = model.state()
-    hw = np.frombuffer(h, "<i2" if model.hidden_bits == HIDDEN16_BITS else np.int8)
-    return hw.tolist(), np.frombuffer(c, "<i2").tolist()
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -81,19 +80,12 @@ def test_fallback_under_cpython_every_word(
     for t, x in enumerate(xq):
         if t == reset_at:
             model.reset()
-        y = model.step(array("b", x.tobytes()))
-        h, c = h_c(model)
-        got = {
-            "y": list(y),
-            "h": h,
-            "c": c,
-            "pool": list(model.pool),
-            "stack": list(model.stack),
-            "phase": model.phase,
-            "steps": model.steps,
-        }
+        y = model.step(sample_array(x))
         assert_words(
-            got, want[t], f"{cell} {layers}L h{hidden_bits} {readout} k={stack} t={t}", STACKING_KEYS
+            fallback_words(model, y),
+            want[t],
+            f"{cell} {layers}L h{hidden_bits} {readout} k={stack} t={t}",
+            STACKING_KEYS,
         )
     # run() continues the same state sample by sample; a fresh stream gives golden.run's outputs
     model.reset()
@@ -106,7 +98,8 @@ def test_fallback_under_cpython_every_word(
 @pytest.mark.parametrize("hidden_bits", [8, 16])
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_fallback_float_samples_fill_the_stack(cell: str, hidden_bits: int) -> None:
-    """Float samples are quantized into their place of the step (tl_quantize_input, then the stack)."""
+    """Float samples are quantized into their place of the step (tl_quantize_input, an int16-h model's
+    tl_quantize_input_s16; then the stack)."""
     m, _, _ = stacked_model(cell, 2, hidden_bits, "mean", 3, seed=5)
     xf = (np.random.default_rng(8).standard_normal((40, m.input_size)) * 4).astype(np.float32)
     model = _fallback().Model(blob.to_blob(m), viper=False)
@@ -138,6 +131,22 @@ def test_fallback_refuses_a_stack_the_kernel_cannot_run() -> None:
     assert plain[STACK_OFFSET] == 0
     model = mpy.Model(plain)
     assert model.stacking == 1 and len(model.stack) == 0
+
+
+def test_fallback_reads_at_most_max_input16_int16_inputs_per_step() -> None:
+    """An int16-h model's layer 0 reads at most MAX_INPUT16 int16 inputs per step (k * C; its int32 sums stay
+    exact, in the viper dots too): the fallback runs that many and refuses more, as tl_model_check does."""
+    mpy = _fallback()
+    rng = np.random.default_rng(4)
+    at_limit = random_int_model(rng, "gru", 1, MAX_INPUT16 // 4, 4, 2, hidden_bits=16, stack=4)
+    model = mpy.Model(blob.to_blob(at_limit))
+    assert model.input_bits == 16 and len(model.stack) == MAX_INPUT16
+    for inputs, stack in ((MAX_INPUT16 + 1, 1), (MAX_INPUT16 // 3 + 1, 3)):
+        data = blob.to_blob(random_int_model(rng, "gru", 1, inputs, 4, 2, hidden_bits=16, stack=stack))
+        with pytest.raises(mpy.BlobError, match=f"reading {inputs * stack} int16 inputs per step"):
+            mpy.Model(data)
+        with pytest.raises(TinyLSTMError):
+            CModel.from_blob(data)
 
 
 MPY_CASES = [
