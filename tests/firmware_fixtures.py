@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 from tinylstm.codegen.export import ModelSource, export
 from tinylstm.host.boards.firmware import FirmwareBuild, build_firmware
 from tinylstm.host.boards.registry import emulated_boards, get_board
+from tinylstm.host.link.protocol import Error, FrameType, parse_message
+from tinylstm.host.link.transport import Link
+from tinylstm.trainer.checkpoint import CHECKPOINT_NAME
 from tinylstm.trainer.data import load_dataset
 from tinylstm.trainer.train import TrainConfig, fit
 
@@ -64,3 +68,26 @@ def trained_firmware(base: Path, board: str = "qemu-stm32f405") -> Trained:
         defines={"TL_REPLAY_PERIOD_MS": "2"},
     )
     return Trained(export_dir, host, replay, board)
+
+
+def wide_export(trained: Trained) -> Path:
+    """The trained watch model exported again with an int16 hidden state (an int16-h model: int16 input), once
+    per test session."""
+    root = trained.export_dir.parent
+    export_dir = root / "export-h16"
+    if not export_dir.is_dir():
+        export(ModelSource(str(root / "run" / CHECKPOINT_NAME)), export_dir, hidden_bits=16)
+    return export_dir
+
+
+def next_error(link: Link, timeout: float = 10.0) -> Error:
+    """The next ERROR frame from the board; fails on a PRED before it (the frame it refused ran no step)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for frame in link.read(0.5):
+            assert frame.type != FrameType.PRED, "the board ran a step before it sent ERROR"
+            if frame.type == FrameType.ERROR:
+                error = parse_message(frame)
+                assert isinstance(error, Error)
+                return error
+    raise AssertionError(f"no ERROR frame within {timeout:g} s")

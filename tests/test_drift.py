@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from firmware_fixtures import Trained, trained_firmware
+from firmware_fixtures import Trained, trained_firmware, wide_export
 
 from tinylstm.codegen.heldout import load_held_out
 from tinylstm.host.boards import QemuBoard
@@ -28,10 +28,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
 
 def shifted(xs: np.ndarray, ref: dict, channel: int, offset: float = 0.0, scale: float = 1.0) -> np.ndarray:
-    """``xs`` with one int8 channel offset by ``offset`` held-out stds and scaled by ``scale``."""
+    """``xs`` with one channel offset by ``offset`` held-out stds and scaled by ``scale``, saturated to the
+    model's input type (``xs``'s: int8, an int16-h model's int16)."""
     x = xs.astype(np.float64)
     x[:, channel] = x[:, channel] * scale + offset * ref["input_std"][channel]
-    return np.clip(np.round(x), -128, 127).astype(np.int8)
+    top = np.iinfo(xs.dtype)
+    return np.clip(np.round(x), top.min, top.max).astype(xs.dtype)
 
 
 def host_events(export_dir: Path, xs: np.ndarray) -> tuple[DriftMonitor, list[DriftEvent]]:
@@ -55,18 +57,24 @@ def test_the_export_stores_the_reference(trained: Trained) -> None:
     assert 0 <= ref["confidence_drop_seen"] < 0.2
 
 
-def test_held_out_data_raises_nothing_and_shifts_raise_within_a_window(trained: Trained) -> None:
-    held = load_held_out(trained.export_dir)
-    ref = drift_reference(trained.export_dir)
+@pytest.mark.parametrize("hidden_bits", [8, 16])
+def test_held_out_data_raises_nothing_and_shifts_raise_within_a_window(
+    trained: Trained, hidden_bits: int
+) -> None:
+    """On the int8 export and on its int16-h export, whose reference is in its int16 input's units."""
+    export_dir = trained.export_dir if hidden_bits == 8 else wide_export(trained)
+    held = load_held_out(export_dir)
+    ref = drift_reference(export_dir)
     assert ref is not None
     xs = held.stream(STEPS)
-    mon, events = host_events(trained.export_dir, xs)
+    assert xs.dtype == (np.int8 if hidden_bits == 8 else np.int16)
+    mon, events = host_events(export_dir, xs)
     assert events == [] and mon.status() == "drift: none"
     for name, x in {
         "offset +3 std": shifted(xs, ref, 0, offset=3.0),
         "scaled x4": shifted(xs, ref, 1, scale=4.0),
     }.items():
-        mon, events = host_events(trained.export_dir, x)
+        mon, events = host_events(export_dir, x)
         raised = [e for e in events if e.state == "raised" and e.kind == "input"]
         assert raised and raised[0].prediction <= mon.window, (name, events)  # as soon as the window is full
         assert "input channel" in raised[0].message and mon.status().startswith("DRIFT")

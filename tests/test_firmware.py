@@ -1,26 +1,42 @@
-"""The streaming firmware in QEMU: bit-exact parity on held-out data, replay, errors, model refusal."""
+"""The streaming firmware in QEMU: bit-exact parity on held-out data, replay, errors, model refusal; an
+int16-h model's firmware takes int16 input (INPUT_S16) and refuses int8 INPUT frames, and the reverse."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
-from firmware_fixtures import EMULATED, Trained, train_and_export, trained_firmware
+from firmware_fixtures import (
+    EMULATED,
+    Trained,
+    next_error,
+    require_board_tools,
+    train_and_export,
+    trained_firmware,
+    wide_export,
+)
 
+from tinylstm.codegen import golden
+from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.export import ModelSource, export
 from tinylstm.codegen.heldout import load_held_out
+from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.random_models import random_inputs, random_int_model
+from tinylstm.codegen.store import save_int_model
 from tinylstm.contract.cells import CELLS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.analysis.parity import run_parity
 from tinylstm.host.boards import QemuBoard
-from tinylstm.host.boards.firmware import build_firmware
-from tinylstm.host.link.feed import wait_hello
+from tinylstm.host.boards.firmware import FirmwareBuild, build_firmware
+from tinylstm.host.link.feed import Feeder, FeedError, wait_hello
 from tinylstm.host.link.protocol import (
     ErrorCode,
     FrameType,
     Input,
     InputF32,
+    InputS16,
     Mode,
     Nak,
     NakReason,
@@ -81,6 +97,10 @@ def test_float_input_accounting_and_bad_frames_on_the_board(trained: Trained) ->
         link.send(Input(5, (tuple(int(v) for v in q[0]),)))  # step 5, but the board expects 2
         nak = parse_message(link.expect(FrameType.NAK))
         assert isinstance(nak, Nak) and (nak.reason, nak.step, nak.next_step) == (NakReason.GAP, 5, 2)
+        link.send(InputS16(2, (tuple(int(v) for v in q[0]),)))  # int16 samples: this model's input is int8
+        err = next_error(link)  # refused, and nothing ran
+        assert (err.code, err.message) == (ErrorCode.UNSUPPORTED, "int8 input: send INPUT")
+        assert err.rx_freed == link.tx_bytes
         link.send(PredReq(1))  # a PRED lost on the way back is sent again from the history
         again = Pred.unpack(link.expect(FrameType.PRED).payload)
         assert again.step == 1 and again.outputs == preds[1].outputs
@@ -107,6 +127,11 @@ def test_float_input_accounting_and_bad_frames_on_the_board(trained: Trained) ->
 
 
 def test_replay_streams_the_embedded_held_out_data(trained: Trained) -> None:
+    _check_replay(trained)
+
+
+def _check_replay(trained: Trained) -> None:
+    """The replay firmware's first 300 PREDs equal the host kernel's on its 256 embedded held-out samples."""
     held = load_held_out(trained.export_dir)
     cm = CModel(load_library(trained.export_dir))
     xs = held.stream(256)
@@ -169,27 +194,111 @@ def test_other_model_is_refused(trained: Trained, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module", params=EMULATED)
 def wide(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Trained:
-    """The session's trained watch model exported again with an int16 hidden state, and its firmware."""
+    """The session's trained watch model exported again with an int16 hidden state (so an int16 input), and
+    its host-fed and replay firmware."""
     trained = trained_firmware(tmp_path_factory.getbasetemp(), request.param)
     root = trained.export_dir.parent
-    export_dir = root / "export-h16"
-    if not export_dir.is_dir():
-        export(ModelSource(str(root / "run" / CHECKPOINT_NAME)), export_dir, hidden_bits=16)
+    export_dir = wide_export(trained)
     host = build_firmware(export_dir, trained.board, root / trained.board / "fw-h16")
-    return Trained(export_dir, host, host, trained.board)
+    replay = build_firmware(
+        export_dir,
+        trained.board,
+        root / trained.board / "fw-h16-replay",
+        source="replay",
+        defines={"TL_REPLAY_PERIOD_MS": "2"},
+    )
+    return Trained(export_dir, host, replay, trained.board)
 
 
 def test_int16_hidden_state_firmware_bit_exact(wide: Trained) -> None:
-    """An int16-h export (kernel built with -DTL_HIDDEN16 by `tinylstm build`): HELLO says 16, and 10,000
-    held-out steps over the link equal the host's golden bit for bit."""
-    model = load_held_out(wide.export_dir).model
-    assert model.hidden_bits == 16
+    """An int16-h export (kernel built with -DTL_HIDDEN16 by `tinylstm build`): HELLO says 16, the held-out
+    samples are int16 (INPUT_S16 frames), and 10,000 of them over the link equal the host's golden bit for
+    bit."""
+    held = load_held_out(wide.export_dir)
+    assert held.model.hidden_bits == 16 and held.stream(1).dtype == np.int16
+    assert "#define TL_MODEL_INPUT_BITS 16" in (wide.host.out_dir / "gen" / "tl_model.h").read_text()
     with QemuBoard(wide.host.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
         hello = wait_hello(link)
-        assert (hello.hidden_bits, hello.model_hash) == (16, model.model_hash)
+        assert (hello.hidden_bits, hello.model_hash) == (16, held.model.model_hash)
         report = run_parity(link, wide.export_dir, 10_000)
     assert report.passed and report.clean, report.render()
     assert report.steps == 10_000 and report.mismatches == 0
+
+
+def test_int16_input_board_quantizes_floats_to_int16_and_refuses_int8_frames(wide: Trained) -> None:
+    """INPUT_F32 on an int16-h board is quantized to int16 (tl_quantize_input_s16, as golden does); an INPUT
+    frame (int8) is refused with ERROR UNSUPPORTED naming INPUT_S16, runs nothing, and a feeder that sends
+    it (a host that takes the board for an int8 one) stops with the error counted."""
+    model = load_held_out(wide.export_dir).model
+    raw = np.asarray(
+        [[0.5, -1.0, 9.81, 0.1, 0.0, -0.2], [30.0, -40.0, -9.7, 1e3, 0.3, -0.1]], dtype=np.float32
+    )
+    q = golden.quantize_input(model, raw)
+    assert q.dtype == np.int16 and np.abs(q).max() > 127  # beyond int8: the int16 path is what ran
+    expect, _, _ = golden.run(model, q[None])
+    with QemuBoard(wide.host.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        hello = wait_hello(link)
+        link.send(InputF32(0, tuple(tuple(float(v) for v in row) for row in raw)))
+        preds = [Pred.unpack(link.expect(FrameType.PRED).payload) for _ in range(2)]
+        assert [p.step for p in preds] == [0, 1]
+        assert np.array_equal([p.outputs for p in preds], expect[0])
+        link.send(Input(2, (tuple(range(6)),)))
+        err = next_error(link)
+        assert (err.code, err.message) == (ErrorCode.UNSUPPORTED, "int16 input: send INPUT_S16")
+        wrong = Feeder(link, dataclasses.replace(hello, hidden_bits=8), np.zeros((4, 6), dtype=np.int8))
+        with pytest.raises(FeedError, match="UNSUPPORTED: int16 input: send INPUT_S16"):
+            list(wrong.run())
+        assert wrong.stats.board_errors == {"UNSUPPORTED": 1} and wrong.frame is Input
+        too_wide = Feeder(link, hello, np.full((3, 6), 40_000))  # not int16 samples: refused before sending
+        with pytest.raises(
+            FeedError, match=r"samples 0\.\.2 are int64 .* takes int16 input \(INPUT_S16 frames\)"
+        ):
+            list(too_wide.run())
+        assert too_wide.stats.frames_sent == 0
+        link.send(StatsReq())
+        stats = parse_message(link.expect(FrameType.STATS))
+        assert isinstance(stats, Stats) and (stats.steps, stats.frames_bad) == (
+            2,
+            0,
+        )  # the INPUTs ran nothing
+
+
+def test_int16_replay_streams_the_embedded_held_out_data(wide: Trained) -> None:
+    """An int16-h model's replay data is int16 (codegen/emit_replay.py), as its held-out samples are."""
+    assert "const int16_t tl_replay_data" in (wide.replay.out_dir / "gen" / "tl_replay.c").read_text()
+    _check_replay(wide)
+
+
+@pytest.fixture(scope="module", params=EMULATED)
+def random16(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> tuple[IntModel, FirmwareBuild]:
+    """Firmware of a random int16-h model (full-range weights; `tinylstm build` of its export): an LSTM on the
+    Cortex-M4, a GRU stacking 3 samples per step (the int16 stacking buffer) with a pooled readout on RV32."""
+    board = request.param
+    require_board_tools(board)
+    cell, stack, readout = ("lstm", 1, "last") if board == "qemu-stm32f405" else ("gru", 3, "mean")
+    model = random_int_model(np.random.default_rng(16), cell, 1, 6, 16, 5, 26, 40, 16, readout, stack)
+    root = tmp_path_factory.mktemp(f"random16-{board}")
+    emit_c(model, root / "export")  # an export's model files: the integer model and its C source
+    save_int_model(model, root / "export")
+    return model, build_firmware(root / "export", board, root / "fw")
+
+
+def test_int16_input_full_range_long_stream_bit_exact_with_golden(
+    random16: tuple[IntModel, FirmwareBuild],
+) -> None:
+    """20,000 samples drawn over the whole int16 range, fed as INPUT_S16 (the feeder picks it from HELLO):
+    every output equals the golden reference's on the same stream."""
+    model, fw = random16
+    xs = random_inputs(np.random.default_rng(7), model, 20_000)
+    assert xs.dtype == np.int16 and xs.min() < -32000 and xs.max() > 32000
+    expect, _, _ = golden.run(model, xs[None])
+    with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        feeder = Feeder(link, wait_hello(link), xs)
+        got = np.asarray([d.outputs for d in feeder.run()], dtype=np.int16)
+    assert feeder.frame is InputS16 and feeder.stats.retries == 0
+    assert got.shape == expect[0].shape and np.array_equal(got, expect[0])
 
 
 def test_w16_layout_firmware_bit_exact(trained: Trained) -> None:

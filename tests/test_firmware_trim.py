@@ -2,22 +2,30 @@
 csrc/tl_kernels.h): its cell's steps, its hidden state's, pooling only for a pooled readout, stacking only
 for a stacked model. Built with those settings the kernel stays bit-exact with golden (under the sanitizers,
 every output and state word), refuses any model that needs what was left out, and links none of it. The
-QEMU firmware tests (test_firmware.py, test_link.py, test_board_*.py) build every firmware this way."""
+QEMU firmware tests (test_firmware.py, test_link.py, test_board_*.py) build every firmware this way. The app
+(firmware/app) links only its model's input type: int8 (INPUT, tl_step) or an int16-h model's int16
+(INPUT_S16, tl_step_s16)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
+from firmware_fixtures import require_board_tools
 from sanitized_harness import HARNESS, check_sanitized_run
 
 from tinylstm.codegen.emit_c import build_defines, build_settings, emit_c, model_settings
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model
+from tinylstm.codegen.store import save_int_model
+from tinylstm.host.boards import toolchain
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.firmware import build_firmware
+from tinylstm.host.boards.toolchain import find_tool
 from tinylstm.host.targets.bridge import find_compiler
 
 # cell, layers, hidden bits, readout, stack
@@ -79,7 +87,8 @@ def test_a_trimmed_kernel_refuses_other_models(tmp_path: Path) -> None:
 def test_the_firmware_links_only_the_models_code(tmp_path: Path) -> None:
     """With --gc-sections, an LSTM last-h int8 model's executable has no GRU step, no int16-h step, no
     pooling; a GRU int16-h stacked model's has no LSTM step and no int8-h step. Without the settings (the
-    host library, the MicroPython module) every one is linked."""
+    host library, the MicroPython module) every cell and readout of the input type the executable steps
+    (tl_step: int8, tl_step_s16: int16) is linked."""
     nm = shutil.which("nm")
     if nm is None:
         pytest.skip("nm not installed: apt-get install binutils")
@@ -97,5 +106,27 @@ def test_the_firmware_links_only_the_models_code(tmp_path: Path) -> None:
     got = symbols(gru, tmp_path / "gru", build_settings(gru))
     assert {"tl_gru_layer_step16", "tl_pool_s16", "tl_dense_step16"} <= got
     assert not got & {"tl_lstm_layer_step", "tl_lstm_layer_step16", "tl_gru_layer_step", "tl_dense_step"}
-    every = symbols(gru, tmp_path / "every", {f.removeprefix("-D"): "1" for f in build_defines(gru)})
+    every = symbols(lstm, tmp_path / "every", {f.removeprefix("-D"): "1" for f in build_defines(gru)})
     assert {"tl_lstm_layer_step", "tl_gru_layer_step", "tl_pool_s8", "tl_dense_step"} <= every
+    every = symbols(gru, tmp_path / "every16", {f.removeprefix("-D"): "1" for f in build_defines(gru)})
+    assert {"tl_lstm_layer_step16", "tl_gru_layer_step16", "tl_pool_s16", "tl_dense_step16"} <= every
+
+
+def test_the_firmware_app_links_only_its_models_input_type(tmp_path: Path) -> None:
+    """`tinylstm build` of an int8-input model's firmware links tl_step, tl_quantize_input and the INPUT
+    parser and nothing of the int16 input's; an int16-h model's links tl_step_s16, tl_quantize_input_s16 and
+    the INPUT_S16 parser and nothing of the int8 input's. Built without link-time optimisation, so every
+    function that is linked keeps its symbol."""
+    require_board_tools("qemu-stm32f405")
+    int8 = {"tl_step", "tl_quantize_input", "tl_proto_input_parse"}
+    int16 = {"tl_step_s16", "tl_quantize_input_s16", "tl_proto_input_s16_parse", "tl_proto_input_s16_sample"}
+    for bits, has, lacks in ((8, int8, int16), (16, int16, int8)):
+        m = model_of("lstm", 1, bits, "last", 1)
+        export_dir = tmp_path / f"export-{bits}"
+        emit_c(m, export_dir)
+        save_int_model(m, export_dir)
+        with mock.patch.object(toolchain, "LTO_FLAGS", ()):
+            fw = build_firmware(export_dir, "qemu-stm32f405", tmp_path / f"fw-{bits}")
+        nm = subprocess.run([str(find_tool("nm")), str(fw.elf)], capture_output=True, text=True, check=True)
+        symbols = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}
+        assert has <= symbols and not symbols & lacks, (bits, has - symbols, symbols & lacks)

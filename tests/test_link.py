@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from firmware_fixtures import EMULATED, Trained, require_board_tools, trained_firmware
+from firmware_fixtures import EMULATED, Trained, next_error, require_board_tools, trained_firmware
 
 from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.heldout import load_held_out
@@ -33,13 +33,12 @@ from tinylstm.host.boards import QemuBoard, build_elf, get_board
 from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
 from tinylstm.host.boards.firmware import app_sources, build_firmware, link_rx_capacity
 from tinylstm.host.cli.main import main
-from tinylstm.host.link.feed import Feeder, wait_hello
+from tinylstm.host.link.feed import Feeder, required_rx_capacity, wait_hello
 from tinylstm.host.link.linklab import FaultProxy, Faults, cpu_hogs
 from tinylstm.host.link.protocol import (
     MAX_INPUT_SIZE,
-    Error,
+    MAX_INPUT_SIZE_S16,
     ErrorCode,
-    Frame,
     FrameType,
     HelloReq,
     Input,
@@ -535,21 +534,12 @@ def test_a_cpu_fault_is_reported_before_the_board_stops(tmp_path: Path, trained:
     with QemuBoard(build.elf) as qemu, Link.open(qemu.url) as link:
         wait_hello(link)
         link.write_frame(fault, b"")
-        err = parse_message(_next_error(link))
+        err = next_error(link)
         code = qemu.wait(timeout=10)
     # __builtin_trap: HardFault (exception 3) on Cortex-M, ebreak (mcause 3, breakpoint) on RISC-V
-    assert isinstance(err, Error) and err.code == ErrorCode.FAULT
+    assert err.code == ErrorCode.FAULT
     assert err.message.startswith(f"exception 0x00000003 at pc {CODE_PC_PREFIX[board]}"), err.message
     assert code == 128 + 3  # in QEMU the fault handler ends the emulator with 128 + exception
-
-
-def _next_error(link: Link) -> Frame:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for f in link.read(0.5):
-            if f.type == FrameType.ERROR:
-                return f
-    raise AssertionError("no ERROR frame")
 
 
 def test_replay_keeps_running_through_a_flood_of_garbage(trained: Trained) -> None:
@@ -597,6 +587,11 @@ def test_status_line_keeps_updating_while_nothing_arrives(trained: Trained) -> N
 
 
 def test_models_the_link_cannot_carry_are_refused_at_build() -> None:
+    # one frame of one sample and the control reserve: int16 samples (an int16-h model's INPUT_S16) take twice
+    # the bytes of int8 ones
+    assert required_rx_capacity(207) == required_rx_capacity(103, 16) == 256
+    assert required_rx_capacity(208) == required_rx_capacity(104, 16) == 512
+    assert required_rx_capacity(MAX_INPUT_SIZE) == required_rx_capacity(MAX_INPUT_SIZE_S16, 16) == 1024
     assert link_rx_capacity(6, 7) == 256
     assert link_rx_capacity(MAX_INPUT_SIZE, 1) == 1024  # one 526-byte frame plus the control reserve
     with pytest.raises(TinyLSTMError, match=r"takes 600 inputs per step, but one INPUT frame .* at most 507"):

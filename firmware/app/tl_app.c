@@ -11,19 +11,44 @@
 
 #include "tl_proto.h"
 
+#define I TL_MODEL_INPUT_SIZE
+#define O TL_MODEL_OUTPUT_SIZE
+
+/* The model's input word (TL_MODEL_INPUT_BITS): an int16-h model takes int16 samples (INPUT_S16, tl_step_s16),
+ * every other model int8 ones (INPUT, tl_step). The other frame is refused with ERROR UNSUPPORTED. */
+#if TL_MODEL_INPUT_BITS == 16
+typedef int16_t input_t;
+#define MSG_INPUT TL_PROTO_MSG_INPUT_S16
+#define MSG_OTHER_INPUT TL_PROTO_MSG_INPUT
+#define OTHER_INPUT_ERROR "int16 input: send INPUT_S16"
+#define MAX_INPUT_SIZE TL_PROTO_MAX_INPUT_SIZE_S16
+#define model_step tl_step_s16
+#define model_quantize tl_quantize_input_s16
+#elif TL_MODEL_INPUT_BITS == 8
+typedef int8_t input_t;
+#define MSG_INPUT TL_PROTO_MSG_INPUT
+#define MSG_OTHER_INPUT TL_PROTO_MSG_INPUT_S16
+#define OTHER_INPUT_ERROR "int8 input: send INPUT"
+#define MAX_INPUT_SIZE TL_PROTO_MAX_INPUT_SIZE
+#define model_step tl_step
+#define model_quantize tl_quantize_input
+#else
+#error "tl_model.h has no TL_MODEL_INPUT_BITS (8 or 16): export the model again with this tinylstm"
+#endif
+
 #if TL_APP_HAS_REPLAY
 #include "tl_replay.h"
 #if TL_REPLAY_MODEL_HASH != TL_MODEL_HASH
 #error "tl_replay.h was generated for another model"
 #endif
+#if TL_REPLAY_INPUT_BITS != TL_MODEL_INPUT_BITS
+#error "tl_replay.h holds samples of another input type than the model's (TL_MODEL_INPUT_BITS)"
+#endif
 #endif
 
-#define I TL_MODEL_INPUT_SIZE
-#define O TL_MODEL_OUTPUT_SIZE
-
 /* The link's limits (docs/serial-protocol.md, §Limits); `tinylstm build` refuses such models first. */
-#if I > TL_PROTO_MAX_INPUT_SIZE
-#error "the model's input size does not fit one INPUT frame"
+#if I > MAX_INPUT_SIZE
+#error "the model's input size does not fit one INPUT (int8) / INPUT_S16 (int16) frame"
 #endif
 #if O > TL_PROTO_MAX_OUTPUT_SIZE
 #error "the model's output size does not fit one PRED frame"
@@ -119,11 +144,7 @@ static void send_hello(void)
     h.input_size = I;
     h.hidden_size = TL_MODEL_HIDDEN_SIZE;
     h.output_size = O;
-#ifdef TL_MODEL_HIDDEN_BITS
-    h.hidden_bits = TL_MODEL_HIDDEN_BITS;
-#else /* tl_model.h exported before the int16 hidden state */
-    h.hidden_bits = TL_HIDDEN_BITS;
-#endif
+    h.hidden_bits = TL_MODEL_HIDDEN_BITS; /* the host picks INPUT or INPUT_S16 by it */
 #if TL_MODEL_WINDOW > 0 && defined(TL_MODEL_BIDIRECTIONAL) && TL_MODEL_BIDIRECTIONAL
     h.mode = TL_PROTO_MODE_WINDOW_END; /* the window's answer comes at its last step */
 #else
@@ -160,14 +181,14 @@ static void restart_stream(uint32_t first)
 }
 
 /* One model step on a quantized sample, kept in the history, then its PRED. */
-static void run_step(const int8_t *x)
+static void run_step(const input_t *x)
 {
     int16_t *y = history[step_index % TL_APP_PRED_HISTORY];
     uint32_t t0;
     if (TL_MODEL_WINDOW > 0 && step_index % (uint32_t)(TL_MODEL_WINDOW > 0 ? TL_MODEL_WINDOW : 1) == 0u)
         tl_reset(&state); /* before the first step of each window */
     t0 = tl_hal_cycles();
-    tl_step(&state, x, y);
+    model_step(&state, x, y);
     stats.cycles += (uint32_t)(tl_hal_cycles() - t0);
     stats.steps++;
     tl_hal_watchdog_refresh();
@@ -178,8 +199,8 @@ static void run_step(const int8_t *x)
 /* Quantize and run a float sample; 0 if it is NaN or infinite (nothing is run). */
 static int run_float_step(const float *xf)
 {
-    int8_t xq[I];
-    if (tl_quantize_input(&tl_model, xf, xq) != TL_OK) {
+    input_t xq[I];
+    if (model_quantize(&tl_model, xf, xq) != TL_OK) {
         send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "input is NaN or infinite");
         return 0;
     }
@@ -187,16 +208,23 @@ static int run_float_step(const float *xf)
     return 1;
 }
 
-/* INPUT / INPUT_F32: applied only if the source is the host and the first sample is the step
- * the board expects; anything else is refused (NAK) and never touches the state. */
+/* INPUT (int8) or INPUT_S16 (int16), whichever is the model's (MSG_INPUT), and INPUT_F32: applied only if the
+ * source is the host and the first sample is the step the board expects; anything else is refused (NAK) and
+ * never touches the state. */
 static void on_input(const tl_proto_frame_t *f)
 {
     uint32_t first = 0;
     uint8_t n = 0, k;
+#if TL_MODEL_INPUT_BITS == 8
     const int8_t *x = 0;
+#endif
     int rc;
-    if (f->type == TL_PROTO_MSG_INPUT) {
+    if (f->type == MSG_INPUT) {
+#if TL_MODEL_INPUT_BITS == 16
+        rc = tl_proto_input_s16_parse(f->payload, f->len, I, &first, &n);
+#else
         rc = tl_proto_input_parse(f->payload, f->len, I, &first, &n, &x);
+#endif
     } else if (HAS_F32_INPUT) {
         rc = tl_proto_input_f32_parse(f->payload, f->len, I, &first, &n);
     } else {
@@ -217,8 +245,14 @@ static void on_input(const tl_proto_frame_t *f)
         return;
     }
     for (k = 0; k < n; k++) {
-        if (f->type == TL_PROTO_MSG_INPUT) {
+        if (f->type == MSG_INPUT) {
+#if TL_MODEL_INPUT_BITS == 16
+            int16_t x[I]; /* the payload's int16 are little-endian and unaligned: copied out */
+            tl_proto_input_s16_sample(f->payload, k, I, x);
+            run_step(x);
+#else
             run_step(&x[(size_t)k * I]);
+#endif
         } else {
             float xf[I];
             tl_proto_input_f32_sample(f->payload, k, I, xf);
@@ -274,9 +308,12 @@ static void on_set_source(const tl_proto_frame_t *f)
 static void on_frame(const tl_proto_frame_t *f)
 {
     switch (f->type) {
-    case TL_PROTO_MSG_INPUT:
+    case MSG_INPUT:
     case TL_PROTO_MSG_INPUT_F32:
         on_input(f);
+        return;
+    case MSG_OTHER_INPUT: /* the samples of the other input type */
+        send_error(TL_PROTO_ERROR_UNSUPPORTED, OTHER_INPUT_ERROR);
         return;
     case TL_PROTO_MSG_PRED_REQ:
         on_pred_req(f);

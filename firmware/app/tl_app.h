@@ -9,9 +9,12 @@
  * - tl_app_init() sends one 0x00 (flushes a receiver that joined mid-frame) and HELLO with seq 0:
  *   model identity, the receive capacity (tl_hal_rx_capacity: the host's credit window), the
  *   PRED history depth and the step expected next. After a watchdog reset it adds ERROR WATCHDOG.
- * - INPUT / INPUT_F32 carry one or more consecutive samples and the step of the first. They run
+ * - INPUT (int8), INPUT_S16 (int16) and INPUT_F32 (float32, quantized on the board) carry one or more
+ *   consecutive samples and the step of the first. The model's input type (TL_MODEL_INPUT_BITS) says
+ *   which of INPUT and INPUT_S16 it takes: int16 for an int16-h model (tl_step_s16), else int8
+ *   (tl_step); the other one is refused with ERROR UNSUPPORTED naming the right frame. They run
  *   only if the source is the host and that step is the step expected next (step_index); each
- *   sample runs exactly one tl_step and is answered by one PRED (its step + all int16 outputs).
+ *   sample runs exactly one step and is answered by one PRED (its step + all int16 outputs).
  *   Anything else is refused with a NAK (GAP / SOURCE) that names the expected step, and never
  *   touches the state: a lost INPUT cannot shift later samples onto the wrong step.
  * - Every frame the board sends carries rx_freed, the received bytes taken or dropped since boot:

@@ -4,7 +4,8 @@
  * When the app's input source is TL_PROTO_SOURCE_SENSOR (SET_SOURCE 2 from the host, or a build with
  * -DTL_APP_BOOT_SOURCE=2), the main loop calls tl_sensor_read() on every pass. Return 1 after
  * writing one raw sample of TL_MODEL_INPUT_SIZE floats, in the units the model was trained on
- * (the app normalises and quantizes it with tl_quantize_input, runs one step and sends a PRED);
+ * (the app normalises and quantizes it to the model's input type with tl_quantize_input, or
+ * tl_quantize_input_s16 for an int16-h model, runs one step and sends a PRED);
  * return 0 when no new sample is ready yet. Never block: the loop also serves the serial port.
  * Pace the samples yourself (e.g. compare tl_hal_millis() with your sample period), at the
  * rate the training data was recorded at.

@@ -5,10 +5,10 @@ step of the held-out split, run through the integer golden reference as a board 
 sequence from a zero state, as the window rule does), the class histogram and the confidence
 (largest softmax probability) of the int16 outputs overall (mean and quantiles) and per predicted
 class, or for regression the mean, std and range of each output, and the mean, std and range
-(0.1-99.9 percentiles) of each int8 input channel. ``DriftMonitor`` keeps rolling statistics over
-the last ``window`` predictions and raises an alert (a ``DriftEvent``) when, with a full window, one
-departs beyond its threshold (``DriftThresholds``), and clears it when it returns; ``tinylstm
-stream`` shows the active alerts in its status line and log; ``BoardStream`` calls ``on_drift``
+(0.1-99.9 percentiles) of each quantized input channel (int8, an int16-h model's int16). ``DriftMonitor``
+keeps rolling statistics over the last ``window`` predictions and raises an alert (a ``DriftEvent``) when,
+with a full window, one departs beyond its threshold (``DriftThresholds``), and clears it when it returns;
+``tinylstm stream`` shows the active alerts in its status line and log; ``BoardStream`` calls ``on_drift``
 with each event, keeps them in ``.drift.events`` and marks every ``Prediction.drift``.
 """
 
@@ -130,7 +130,7 @@ class DriftMonitor:
     def update(
         self, outputs: tuple[int, ...] | np.ndarray, inputs: np.ndarray | None = None
     ) -> list[DriftEvent]:
-        """Add one prediction (its int16 outputs) and, for host-fed streams, the int8 input it answered;
+        """Add one prediction (its int16 outputs) and, for host-fed streams, the quantized input it answered;
         returns the alerts raised or cleared by it."""
         self.seen += 1
         y = np.asarray(outputs, dtype=np.float64) * self.output_scale

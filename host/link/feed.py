@@ -1,8 +1,9 @@
 """Host-fed input with credit flow control and recovery (docs/serial-protocol.md, sections 6 and 7).
 
-``Feeder(link, hello, samples).run()`` sends int8 samples as INPUT frames and yields one
-``Delivery`` per sample, in step order, each holding the outputs the board computed for exactly
-that sample. What it guarantees:
+``Feeder(link, hello, samples).run()`` sends quantized samples as INPUT frames (int8), or as INPUT_S16 frames
+to a board whose model is int16-h (its input is int16: HELLO.hidden_bits), and yields one ``Delivery`` per
+sample, in step order, each holding the outputs the board computed for exactly that sample. What it
+guarantees:
 
 - **Credit**: the bytes sent but not yet taken out of the board's receive buffer (every board frame
   reports ``rx_freed``) never exceed the capacity the board announced in HELLO, so the buffer cannot
@@ -34,8 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.link.protocol import (
+    INPUT_HEAD,
     MAX_BATCH,
     Ack,
     Error,
@@ -57,6 +60,7 @@ from tinylstm.host.link.protocol import (
     StatsReq,
     boot_hello,
     error_name,
+    input_frame,
     input_payload,
     max_wire_size,
     parse_message,
@@ -161,20 +165,23 @@ def request_stats(link: Link, timeout: float = 2.0) -> Stats | None:
     return None
 
 
-def required_rx_capacity(input_size: int) -> int:
+def required_rx_capacity(input_size: int, hidden_bits: int = HIDDEN_BITS) -> int:
     """Receive buffer (a power of two, at least 256 B) a board needs for this model: one INPUT frame of
-    one sample plus the control reserve, so the credit always admits a frame."""
+    one sample (INPUT_S16 for an int16-h model, ``hidden_bits`` 16) plus the control reserve, so the credit
+    always admits a frame."""
+    need = max_wire_size(INPUT_HEAD + input_frame(hidden_bits).sample_bytes(input_size)) + CONTROL_RESERVE
     size = 256
-    while size < max_wire_size(5 + input_size) + CONTROL_RESERVE:
+    while size < need:
         size *= 2
     return size
 
 
-def batch_size(input_size: int, credit: int, history: int) -> int:
-    """Samples per INPUT frame: a few frames fit the credit at once, and they fit the PRED history."""
+def batch_size(sample_bytes: int, credit: int, history: int) -> int:
+    """Samples of ``sample_bytes`` each per INPUT frame: a few frames fit the credit at once, and they fit
+    the PRED history."""
     n = 1
     limit = min(MAX_BATCH, max(1, history // 2))
-    while n < limit and max_wire_size(5 + (n + 1) * input_size) <= credit // 3:
+    while n < limit and max_wire_size(INPUT_HEAD + (n + 1) * sample_bytes) <= credit // 3:
         n += 1
     return n
 
@@ -251,16 +258,16 @@ class _Samples:
         self.total: int | None = len(source) if isinstance(source, np.ndarray) else None
 
     def get(self, step: int, count: int) -> np.ndarray:
-        """Up to ``count`` consecutive samples from ``step`` (fewer at the end), int8 [n, input_size]."""
+        """Up to ``count`` consecutive samples from ``step`` (fewer at the end), [n, input_size] as given."""
         if self._array is not None:
-            return np.asarray(self._array[step : step + count], dtype=np.int8)
+            return np.asarray(self._array[step : step + count])
         assert self._iter is not None
         while self.total is None and self._pulled < step + count:
             sample = next(self._iter, None)
             if sample is None:
                 self.total = self._pulled
                 break
-            self._kept[self._pulled] = np.asarray(sample, dtype=np.int8)
+            self._kept[self._pulled] = np.asarray(sample)
             self._pulled += 1
         rows = [self._kept[k] for k in range(step, min(step + count, self._pulled)) if k in self._kept]
         return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.int8)
@@ -374,14 +381,17 @@ class Feeder:
         self.capacity = hello.rx_capacity
         self.history = max(1, hello.history)
         self.credit = self.capacity - CONTROL_RESERVE
-        one = max_wire_size(5 + hello.input_size)
+        self.frame = input_frame(hello.hidden_bits)  # INPUT, or INPUT_S16 for an int16-h model's int16 input
+        self.word = np.dtype("<" + self.frame.ITEM)
+        sample = self.frame.sample_bytes(hello.input_size)
+        one = max_wire_size(INPUT_HEAD + sample)
         if self.credit < one:
             raise FeedError(
-                f"the board's receive buffer ({self.capacity} B) cannot hold one INPUT frame of "
-                f"{one} B plus {CONTROL_RESERVE} B for control frames: rebuild the firmware with "
+                f"the board's receive buffer ({self.capacity} B) cannot hold one {self.frame.TYPE.name} "
+                f"frame of {one} B plus {CONTROL_RESERVE} B for control frames: rebuild the firmware with "
                 "`tinylstm build` (it sizes the buffer for the model) or a larger TL_UART_RX_BUF"
             )
-        self.batch = batch_size(hello.input_size, self.credit, self.history)
+        self.batch = batch_size(sample, self.credit, self.history)
 
     def _send(self, msg: Message) -> int:
         seq = self.link.send(msg)
@@ -409,11 +419,11 @@ class Feeder:
             xs = self.samples.get(self.next_send, min(self.batch, room))
             if not len(xs):
                 return
-            payload = input_payload(self.next_send, len(xs), xs.tobytes())
+            payload = input_payload(self.next_send, len(xs), self._words(xs).tobytes())
             if self.in_flight + max_wire_size(len(payload)) > self.credit:
                 return
             resend = self.next_send < self._high_water
-            seq, _ = self.link.write_frame(FrameType.INPUT, payload)
+            seq, _ = self.link.write_frame(self.frame.TYPE, payload)
             self.stats.frames_sent += 1
             self.stats.resends += resend
             self.stats.in_flight_peak = max(self.stats.in_flight_peak, self.in_flight)
@@ -424,6 +434,18 @@ class Feeder:
             self._high_water = max(self._high_water, self.next_send)
             if ((self.link.tx_seq - self._epoch_seq) & 0xFFFF) > EPOCH_REACH:  # keep the u16 comparison valid
                 self._epoch_seq = (self.link.tx_seq - EPOCH_REACH) & 0xFFFF
+
+    def _words(self, xs: np.ndarray) -> np.ndarray:
+        """The samples as the board's input words (``self.word``: int8, or int16 for an int16-h model),
+        refused unless they are integers in its range: the model's quantized input (golden.quantize_input)."""
+        info = np.iinfo(self.word)
+        if xs.dtype.kind not in "iu" or xs.min() < info.min or xs.max() > info.max:
+            raise FeedError(
+                f"samples {self.next_send}..{self.next_send + len(xs) - 1} are {xs.dtype} from {xs.min()} to "
+                f"{xs.max()}, but the board's model takes {self.word.name} input ({self.frame.TYPE.name} "
+                "frames): feed the export's quantized samples (golden.quantize_input)"
+            )
+        return xs.astype(self.word)
 
     def _probe(self) -> None:
         """PRED_REQ for the step after the highest one ever sent, which the board cannot have run: it answers

@@ -181,7 +181,8 @@ class BoardStream:
     ) -> Iterator[Prediction]:
         """Yield predictions as they arrive: ``count`` of them, one per ``feed`` sample, or forever.
 
-        ``feed``: int8 samples to send as INPUT frames (the board is switched to the host source);
+        ``feed``: the model's quantized samples to send (INPUT frames of int8, INPUT_S16 frames of int16 to
+        the board of an int16-h model; the board is switched to the host source);
         the iterator ends once every sample is answered, in order, each exactly once.
         ``idle_timeout``: raise LinkError when no frame arrives for that long (None: wait forever;
         host-fed streams end with FeedError when they stall for 30 s). ``on_status`` is called with
