@@ -589,12 +589,17 @@ def test_status_line_keeps_updating_while_nothing_arrives(trained: Trained) -> N
 def test_models_the_link_cannot_carry_are_refused_at_build() -> None:
     # one frame of one sample and the control reserve: int16 samples (an int16-h model's INPUT_S16) take twice
     # the bytes of int8 ones
-    assert required_rx_capacity(207) == required_rx_capacity(103, 16) == 256
-    assert required_rx_capacity(208) == required_rx_capacity(104, 16) == 512
-    assert required_rx_capacity(MAX_INPUT_SIZE) == required_rx_capacity(MAX_INPUT_SIZE_S16, 16) == 1024
-    assert link_rx_capacity(6, 7) == 256
-    assert link_rx_capacity(MAX_INPUT_SIZE, 1) == 1024  # one 526-byte frame plus the control reserve
+    assert required_rx_capacity(207, 8) == required_rx_capacity(103, 16) == 256
+    assert required_rx_capacity(208, 8) == required_rx_capacity(104, 16) == 512
+    assert required_rx_capacity(MAX_INPUT_SIZE, 8) == required_rx_capacity(MAX_INPUT_SIZE_S16, 16) == 1024
+    assert link_rx_capacity(6, 7, 8) == 256
+    assert link_rx_capacity(MAX_INPUT_SIZE, 1, 8) == 1024  # one 526-byte frame plus the control reserve
+    assert link_rx_capacity(104, 1, 16) == 512  # an int16-h model's samples take twice the bytes
     with pytest.raises(TinyLSTMError, match=r"takes 600 inputs per step, but one INPUT frame .* at most 507"):
-        link_rx_capacity(600, 4)
+        link_rx_capacity(600, 4, 8)
+    with pytest.raises(
+        TinyLSTMError, match=r"takes 254 inputs per step, but one INPUT_S16 frame .* at most 253"
+    ):
+        link_rx_capacity(254, 4, 16)
     with pytest.raises(TinyLSTMError, match=r"has 300 outputs per step, but one PRED frame .* at most 251"):
-        link_rx_capacity(6, 300)
+        link_rx_capacity(6, 300, 8)

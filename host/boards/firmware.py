@@ -25,7 +25,7 @@ from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
 from tinylstm.host.boards.fit import check_fits
 from tinylstm.host.boards.packaging import PACKAGERS
 from tinylstm.host.link.feed import required_rx_capacity
-from tinylstm.host.link.protocol import MAX_INPUT_SIZE, MAX_OUTPUT_SIZE, Source
+from tinylstm.host.link.protocol import MAX_OUTPUT_SIZE, Source, input_frame
 
 REPLAY_STEPS = 256  # held-out samples a replay firmware embeds unless told otherwise (--replay-steps)
 # in every build's output directory: the board it was built for (host/boards/flash.py)
@@ -104,14 +104,15 @@ def _source_define(source: str) -> str:
         raise TinyLSTMError(f"unknown input source {source!r}: choose host, replay or sensor") from None
 
 
-def link_rx_capacity(input_size: int, output_size: int) -> int:
-    """The receive buffer the firmware needs for a model; refuses a model the serial link cannot carry."""
-    if input_size > MAX_INPUT_SIZE:
+def link_rx_capacity(input_size: int, output_size: int, hidden_bits: int) -> int:
+    """The receive buffer the firmware needs for a model; refuses a model the serial link cannot carry (its
+    samples travel in INPUT frames, an int16-h model's in INPUT_S16)."""
+    frame = input_frame(hidden_bits)
+    if input_size > frame.MAX_INPUT_SIZE:
         raise TinyLSTMError(
-            f"the model takes {input_size} inputs per step, but one INPUT frame of the serial protocol "
-            "carries at "
-            f"most {MAX_INPUT_SIZE}: the firmware could not be fed over the link. Reduce the input channels "
-            "(or feed the board from its sensor source, a custom app)"
+            f"the model takes {input_size} inputs per step, but one {frame.TYPE.name} frame of the serial "
+            f"protocol carries at most {frame.MAX_INPUT_SIZE}: the firmware could not be fed over the link. "
+            "Reduce the input channels (or feed the board from its sensor source, a custom app)"
         )
     if output_size > MAX_OUTPUT_SIZE:
         raise TinyLSTMError(
@@ -119,7 +120,7 @@ def link_rx_capacity(input_size: int, output_size: int) -> int:
             "carries at "
             f"most {MAX_OUTPUT_SIZE}: reduce the outputs (classes or forecast horizon)"
         )
-    return required_rx_capacity(input_size)
+    return required_rx_capacity(input_size, hidden_bits)
 
 
 def build_firmware(
@@ -135,7 +136,7 @@ def build_firmware(
     spec = get_board(board)
     boot_source = _source_define(source)
     model, _ = load_int_model(export_dir)
-    rx = link_rx_capacity(model.input_size, model.output_size)
+    rx = link_rx_capacity(model.input_size, model.output_size, model.hidden_bits)
     steps = replay_steps(source, replay, model.meta.window)
     check_fits(model, spec, rx, steps * model.input_size, export_layout(export_dir))
     state_bytes, window_bytes = 2 * model.state_words, model.window * model.input_size

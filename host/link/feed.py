@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.link.protocol import (
     INPUT_HEAD,
@@ -165,7 +164,7 @@ def request_stats(link: Link, timeout: float = 2.0) -> Stats | None:
     return None
 
 
-def required_rx_capacity(input_size: int, hidden_bits: int = HIDDEN_BITS) -> int:
+def required_rx_capacity(input_size: int, hidden_bits: int) -> int:
     """Receive buffer (a power of two, at least 256 B) a board needs for this model: one INPUT frame of
     one sample (INPUT_S16 for an int16-h model, ``hidden_bits`` 16) plus the control reserve, so the credit
     always admits a frame."""
