@@ -1,9 +1,9 @@
 """The kernel under -fsanitize=address,undefined, checked word for word against the golden reference.
 
-tests/c/run_model.c steps a generated model over samples read from stdin (int8, an int16-h model's int16) and writes, for every
-step, the outputs, the hidden state (as int16) and the cell state (raw little-endian). `check_sanitized_run`
-builds it for one model and layout, feeds it random samples and compares every output and state
-word on every step with codegen/golden.py.
+tests/c/run_model.c steps a generated model over samples read from stdin (int8, an int16-h model's int16)
+and writes, for every step, the outputs, the hidden state (as int16) and the cell state (raw little-endian).
+`check_sanitized_run` builds it for one model and layout, feeds it random samples over the whole range of
+the model's input type and compares every output and state word on every step with codegen/golden.py.
 """
 
 from __future__ import annotations
