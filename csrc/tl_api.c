@@ -162,7 +162,9 @@ void tl_reset(tl_state_t *s)
     s->wpos = 0;
     if (s->pool) memset(s->pool, 0, TL_POOL_WORDS(H) * sizeof *s->pool);
     if (s->stack) memset(s->stack, 0, (size_t)s->model->stack * s->model->input_size);
+#ifdef TL_HIDDEN16 /* only int16-h models have it */
     if (s->stack16) memset(s->stack16, 0, (size_t)s->model->stack * s->model->input_size * sizeof *s->stack16);
+#endif
     if (TL_WITH_BIDIR && s->cb) {
         memset(s->cb, 0, cells * sizeof *s->cb);
         if (s->pool_b) memset(s->pool_b, 0, TL_POOL_WORDS(H) * sizeof *s->pool_b);
