@@ -26,7 +26,7 @@ HIDDEN_FORMATS = {HIDDEN_BITS: HIDDEN_FRAC, HIDDEN16_BITS: HIDDEN16_FRAC}  # bit
 # int16-h models are int16 end to end (int16x8: int8 weights, int16 input and h): the model input is int16
 # like h, and layer 0 reads at most MAX_INPUT16 values per step, so its int32 input sum stays exact in any
 # order (128 * 32768 * 256 = 2^30, as for h: csrc/tl_dot_s16.c). The gate rows' requantization multipliers
-# have MULT16_BITS bits (in [2^(MULT16_BITS-1), 2^MULT16_BITS)), so the int64 accumulator (|acc| < 2^37)
+# have MULT16_BITS bits (in [2^(MULT16_BITS-1), 2^MULT16_BITS)), so the int64 accumulator (|acc| < 2^35)
 # times M stays below 2^62 (docs/integer-contract.md, "int16 hidden state")
 MAX_INPUT16 = 256
 MULT16_BITS = 25
@@ -70,7 +70,7 @@ def input_qmax(hidden_bits: int) -> int:
     return (1 << (input_bits(hidden_bits) - 1)) - 1
 
 
-def stack_bytes(stack: int, inputs: int, hidden_bits: int = HIDDEN_BITS) -> int:
+def stack_bytes(stack: int, inputs: int, hidden_bits: int) -> int:
     """Bytes of the input-stacking buffer: k * C input words (int8, or int16 for an int16-h model) for a
     stacked model (k > 1), else none."""
     return stack * inputs * input_bits(hidden_bits) // 8 if stack > 1 else 0

@@ -97,7 +97,8 @@ typedef struct {
      * The hidden state: TL_HIDDEN_BITS (8, int8 Q0.7; 0 also means 8, for descriptors written before
      * the field) or TL_HIDDEN16_BITS (16, int16 Q0.15 with int8 weights: the kernel, and the model file,
      * must be built with -DTL_HIDDEN16, otherwise tl_model_check refuses the model). An int16-h model
-     * has no weights16, and its gate rows' multipliers are below 2^TL_MULT16_BITS.
+     * takes an int16 input (tl_step_s16; layer 0 reads at most TL_MAX_INPUT16 values), has no weights16,
+     * and its gate rows' multipliers are below 2^TL_MULT16_BITS.
      */
     uint8_t hidden_bits;
     /**
@@ -109,7 +110,8 @@ typedef struct {
     /**
      * Input stacking (docs/integer-contract.md, "Input stacking"): k samples per recurrent step, 1 (or 0, for
      * descriptors written before the field) for none. A stacked model's layer 0 reads k * input_size values;
-     * tl_step buffers each sample (TL_STACK_WORDS(k, C) more state words) and runs the layers on every k-th
+     * tl_step buffers each sample (TL_STACK_WORDS(k * C) more state words, TL_STACK_WORDS(2 * k * C) for an
+     * int16-h model's int16 samples) and runs the layers on every k-th
      * since the reset; between them the head reads the last step's readout again.
      */
     uint8_t stack;
@@ -122,7 +124,7 @@ typedef struct {
     const int32_t *head_mult;   /**< [O] accumulator -> int16 output */
     const int8_t *head_shift;   /**< [O] */
     const int16_t *act_table;   /**< [TL_TABLE_SIZE] tanh table, Q3.12 in -> Q0.15 out */
-    const float *input_mean;    /**< [C] normalisation mean (only used by tl_quantize_input) */
+    const float *input_mean;    /**< [C] normalisation mean (only used by tl_quantize_input / _s16) */
     const float *input_mul;     /**< [C] 1 / (std * input scale) */
     /**
      * A bidirectional window model (docs/integer-contract.md, "Bidirectional window models"): its backward
@@ -152,7 +154,7 @@ typedef struct {
     int16_t *pool;      /**< pooled readouts: [2 * H] one int32 per unit (tl_pool.c); NULL otherwise */
     int8_t *stack;      /**< stacked int8-input models: [k * C] the inputs of the step being filled; else NULL */
     int16_t *stack16;   /**< stacked int16-h models: [k * C] the same, int16 (their input); else NULL */
-    uint32_t phase;     /**< stacked models: samples in `stack` (0..k-1) */
+    uint32_t phase;     /**< stacked models: samples in `stack` / `stack16` (0..k-1) */
     /* bidirectional models (NULL / 0 otherwise): */
     int16_t *cb;     /**< [num_layers * H] the backward layers' cell state */
     int16_t *pool_b; /**< pooled readouts: [2 * H] the backward pool */
@@ -164,7 +166,7 @@ typedef struct {
 
 /* int16 words of state buffer for `layers` layers of `hidden` units (tl_contract.h): TL_STATE_WORDS(layers, hidden)
  * for an int8 hidden state, TL_STATE_WORDS_H16(layers, hidden) for an int16 one, plus TL_POOL_WORDS(hidden) for a
- * pooled readout, TL_STACK_WORDS(stack, inputs) for a stacked model and TL_BIDIR_WORDS(layers, hidden, window,
+ * pooled readout, TL_STACK_WORDS(bytes) for a stacked model (bytes = k * C int8 inputs, 2 * k * C for int16) and TL_BIDIR_WORDS(layers, hidden, window,
  * inputs) (+ TL_POOL_WORDS(hidden) when pooled) for a bidirectional one (the generated TL_<NAME>_STATE_WORDS adds it
  * all up). */
 
@@ -219,13 +221,13 @@ tl_status_t tl_run_s16(tl_state_t *state, const int16_t *xs, size_t steps, int16
  * Convert one float sample [input_size] to the model's int8 input with the generated
  * normalisation constants: q = sat8(round_half_away((x - mean) * mul)).
  * @return TL_OK; TL_ERR_INPUT (q untouched) if a value is NaN or infinite; TL_ERR_ARG if a
- *         multiplier is not a positive finite number.
+ *         multiplier is not a positive finite number, or the model's input is int16 (tl_quantize_input_s16).
  */
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
 
 /**
  * tl_quantize_input for a model with an int16 input (an int16-h model): q = sat16(round_half_away((x - mean) *
- * mul)). The two functions take any model: the constants say the scale, the caller picks the input's type.
+ * mul)). Each of the two refuses the other's model (TL_ERR_ARG), as tl_step and tl_step_s16 do.
  */
 tl_status_t tl_quantize_input_s16(const tl_model_t *model, const float *x, int16_t *q);
 /** Index of the largest of `n` outputs (the first one on ties); -1 if n == 0. */

@@ -74,7 +74,7 @@ tl_status_t tl_model_check(const tl_model_t *m)
     for (size_t o = 0; o < m->output_size; ++o)
         if (m->head_shift[o] < TL_SHIFT_MIN || m->head_shift[o] > TL_SHIFT_MAX || m->head_mult[o] < 0)
             return TL_ERR_MODEL;
-    if (m->input_mul) /* optional (int8-only callers); when present, tl_quantize_input needs 0 < mul < inf */
+    if (m->input_mul) /* optional (callers with quantized samples); tl_quantize_input(_s16) needs 0 < mul < inf */
         for (size_t k = 0; k < m->input_size; ++k)
             if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= 3.4e38f)) return TL_ERR_MODEL;
     return TL_OK;
@@ -239,6 +239,14 @@ static void layers_step8(tl_state_t *s, const int8_t *x)
 #endif
 
 #ifdef TL_HIDDEN16
+/* A stacked int16-h model (s->stack16): stack_sample for its int16 samples. */
+static const int16_t *stack_sample16(tl_state_t *s, const int16_t *x)
+{
+    const size_t C = s->model->input_size;
+    memcpy(s->stack16 + (size_t)s->phase * C, x, C * sizeof *x);
+    return stack_full(s) ? s->stack16 : NULL;
+}
+
 /* tl_step_s16 of an int16-h model: layer 0 reads the int16 input (x, NULL between a stacked model's steps), the
  * layers above the int16 h below them; the readout stays in s->scratch16. */
 static void step16(tl_state_t *s, const int16_t *x, int16_t *y)
@@ -293,11 +301,7 @@ tl_status_t tl_step_s16(tl_state_t *s, const int16_t *x, int16_t *y)
 {
     if (!s || !s->model || !x || input_bytes(s->model) != 2) return TL_ERR_ARG; /* int8 input: tl_step */
 #ifdef TL_HIDDEN16
-    if (TL_WITH_STACK && s->stack16) { /* NULL between steps: the head reads the held readout */
-        const size_t C = s->model->input_size;
-        memcpy(s->stack16 + (size_t)s->phase * C, x, C * sizeof *x);
-        x = stack_full(s) ? s->stack16 : NULL;
-    }
+    if (TL_WITH_STACK && s->stack16) x = stack_sample16(s, x); /* NULL between steps: the held readout */
     step16(s, x, y);
 #else
     (void)y; /* an int16 input is an int16-h model's, which this build refuses (tl_model_check) */

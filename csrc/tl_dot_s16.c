@@ -25,6 +25,10 @@
 
 #ifdef TL_HIDDEN16
 
+#if TL_MAX_HIDDEN > 256 || TL_MAX_INPUT16 > 256
+#error "the int8 x int16 sums are exact in int32 for at most 256 terms (128 * 32768 * 256 = 2^30)"
+#endif
+
 #ifdef TL_SMLAD_PATH
 #include "tl_dsp.h" /* tl_ld32, tl_even, tl_odd: shared with tl_dot.c */
 

@@ -4,10 +4,12 @@
  */
 #include "tinylstm.h"
 
-/* Checks the sample and the multipliers: TL_OK, TL_ERR_INPUT (NaN or +-inf) or TL_ERR_ARG. */
-static tl_status_t check(const tl_model_t *m, const float *x)
+/* Checks the sample, the multipliers and that the model's input is `wide` (int16: an int16-h model's) or not:
+ * TL_OK, TL_ERR_INPUT (NaN or +-inf) or TL_ERR_ARG. */
+static tl_status_t check(const tl_model_t *m, const float *x, int wide)
 {
     if (!m || !x || !m->input_mean || !m->input_mul) return TL_ERR_ARG;
+    if ((m->hidden_bits == TL_HIDDEN16_BITS) != wide) return TL_ERR_ARG; /* the other input type's function */
     for (size_t k = 0; k < m->input_size; ++k) {
         if (!(x[k] - x[k] == 0.0f)) return TL_ERR_INPUT;                                /* NaN or +-inf */
         if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= 3.4e38f)) return TL_ERR_ARG; /* keeps v off NaN */
@@ -26,7 +28,7 @@ static int32_t quantize(const tl_model_t *m, const float *x, size_t k, float top
 
 tl_status_t tl_quantize_input(const tl_model_t *m, const float *x, int8_t *q)
 {
-    const tl_status_t st = q ? check(m, x) : TL_ERR_ARG;
+    const tl_status_t st = q ? check(m, x, 0) : TL_ERR_ARG;
     if (st != TL_OK) return st;
     for (size_t k = 0; k < m->input_size; ++k) q[k] = (int8_t)quantize(m, x, k, 127.0f);
     return TL_OK;
@@ -34,7 +36,7 @@ tl_status_t tl_quantize_input(const tl_model_t *m, const float *x, int8_t *q)
 
 tl_status_t tl_quantize_input_s16(const tl_model_t *m, const float *x, int16_t *q)
 {
-    const tl_status_t st = q ? check(m, x) : TL_ERR_ARG;
+    const tl_status_t st = q ? check(m, x, 1) : TL_ERR_ARG;
     if (st != TL_OK) return st;
     for (size_t k = 0; k < m->input_size; ++k) q[k] = (int16_t)quantize(m, x, k, 32767.0f);
     return TL_OK;

@@ -74,7 +74,7 @@ TL_ALWAYS_INLINE int32_t tl_requantize_fast(int32_t acc, int32_t mult, int shift
 #ifdef TL_HIDDEN16
 /**
  * The requantization rule on an int64 accumulator (int16-h models): exact while |acc * M| < 2^62. Gate rows:
- * |acc| < 2^37 and M < 2^TL_MULT16_BITS (tl_model_check); the head: |acc| <= 2^31 and M < 2^31.
+ * |acc| < 2^35 and M < 2^TL_MULT16_BITS (tl_model_check); the head: |acc| <= 2^31 and M < 2^31.
  * An accumulator that fits in int32 (the usual case) takes tl_requantize_fast: the same rule, the same bits.
  */
 static inline int32_t tl_requantize64(int64_t acc, int32_t mult, int shift)

@@ -194,7 +194,7 @@ def test_int16_input_conversion_is_the_c_one(tmp_path: Path) -> None:
 
 def test_each_step_refuses_the_other_input_type(tmp_path: Path) -> None:
     """tl_step takes an int8 input, tl_step_s16 an int16-h model's int16 one: each refuses the other's model
-    (TL_ERR_ARG) and leaves the state alone."""
+    (TL_ERR_ARG) and leaves the state alone; so do tl_quantize_input and tl_quantize_input_s16."""
     rng = np.random.default_rng(12)
     for bits, wrong, ctype in ((16, "tl_step", "int8_t[]"), (8, "tl_step_s16", "int16_t[]")):
         model = random_int_model(rng, "gru", 1, 3, 5, 2, hidden_bits=bits)
@@ -206,6 +206,11 @@ def test_each_step_refuses_the_other_input_type(tmp_path: Path) -> None:
         assert np.array_equal(cm.h, h) and cm.steps == 1
         with pytest.raises(TinyLSTMError, match=f"takes int{bits} input"):
             cm.step(np.zeros(3, dtype=np.int16 if bits == 8 else np.int8))
+        # the float conversion of the other type refuses it too, and leaves the output alone
+        convert = "tl_quantize_input" if bits == 16 else "tl_quantize_input_s16"
+        q = cm._ffi.new(ctype, 3)
+        assert getattr(cm._lib, convert)(cm.model, cm._ffi.new("float[]", [0.5, 1.0, -1.0]), q) == -1
+        assert list(q) == [0, 0, 0]
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

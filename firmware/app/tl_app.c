@@ -20,7 +20,8 @@
 typedef int16_t input_t;
 #define MSG_INPUT TL_PROTO_MSG_INPUT_S16
 #define MSG_OTHER_INPUT TL_PROTO_MSG_INPUT
-#define OTHER_INPUT_ERROR "int16 input: send INPUT_S16"
+#define MSG_INPUT_NAME "INPUT_S16"
+#define INPUT_TYPE_NAME "int16"
 #define MAX_INPUT_SIZE TL_PROTO_MAX_INPUT_SIZE_S16
 #define model_step tl_step_s16
 #define model_quantize tl_quantize_input_s16
@@ -28,7 +29,8 @@ typedef int16_t input_t;
 typedef int8_t input_t;
 #define MSG_INPUT TL_PROTO_MSG_INPUT
 #define MSG_OTHER_INPUT TL_PROTO_MSG_INPUT_S16
-#define OTHER_INPUT_ERROR "int8 input: send INPUT"
+#define MSG_INPUT_NAME "INPUT"
+#define INPUT_TYPE_NAME "int8"
 #define MAX_INPUT_SIZE TL_PROTO_MAX_INPUT_SIZE
 #define model_step tl_step
 #define model_quantize tl_quantize_input
@@ -228,7 +230,7 @@ static void on_input(const tl_proto_frame_t *f)
     } else if (HAS_F32_INPUT) {
         rc = tl_proto_input_f32_parse(f->payload, f->len, I, &first, &n);
     } else {
-        send_error(TL_PROTO_ERROR_UNSUPPORTED, "input too wide for INPUT_F32: send INPUT");
+        send_error(TL_PROTO_ERROR_UNSUPPORTED, "input too wide for INPUT_F32: send " MSG_INPUT_NAME);
         return;
     }
     if (rc != TL_PROTO_OK) {
@@ -313,7 +315,7 @@ static void on_frame(const tl_proto_frame_t *f)
         on_input(f);
         return;
     case MSG_OTHER_INPUT: /* the samples of the other input type */
-        send_error(TL_PROTO_ERROR_UNSUPPORTED, OTHER_INPUT_ERROR);
+        send_error(TL_PROTO_ERROR_UNSUPPORTED, INPUT_TYPE_NAME " input: send " MSG_INPUT_NAME);
         return;
     case TL_PROTO_MSG_PRED_REQ:
         on_pred_req(f);
