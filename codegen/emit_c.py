@@ -100,9 +100,9 @@ def _c_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-# csrc/ file stems: a model named like one would shadow a kernel file in the build.
 # what a model's input type is stepped and converted with
 _INPUT_API = {8: "tl_step, tl_quantize_input", 16: "tl_step_s16, tl_quantize_input_s16"}
+# csrc/ file stems: a model named like one would shadow a kernel file in the build.
 RESERVED_NAMES = {"api", "dot", "lstm", "gru", "dense", "input", "qmath", "kernels"}
 
 

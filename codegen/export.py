@@ -121,6 +121,7 @@ def export(
         "hash": f"0x{m.model_hash:08x}",
         "layout": layout,
         "hidden_bits": m.hidden_bits,
+        "input_bits": m.input_bits,
         "readout": m.readout,
         "stack": m.stack,
         "bidirectional": m.bidirectional,
@@ -139,9 +140,11 @@ def export(
         "calibration": {
             "steps": cal.steps,
             "input_absmax": cal.input_absmax,
-            # the 99.99th percentile of |input|; input_absmax is the range of RANGE_FACTORS x it whose integer
-            # model is closest to the float model (codegen/input_range.py)
+            # the 99.99th percentile of |input| and the largest |input|; input_absmax is the range of
+            # RANGE_FACTORS x the percentile whose integer model is closest to the float model (int8 input),
+            # or the largest (an int16-h model's int16 input; codegen/input_range.py)
             "input_percentile_absmax": measured.input_absmax,
+            "input_max": measured.input_max,
             "cell_absmax": cal.cell_absmax,
             "output_absmax": cal.output_absmax,
             "sequences": len(train),

@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinylstm.contract.constants import MAX_INPUT, MAX_STACK
+from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, MAX_INPUT, MAX_INPUT16, MAX_STACK
 from tinylstm.errors import TinyLSTMError
 
 
-def check_stack(stack: int, inputs: int) -> None:
-    """Refuse a stack factor the kernel cannot run, in one line that says what fits."""
+def check_stack(stack: int, inputs: int, hidden_bits: int = HIDDEN_BITS) -> None:
+    """Refuse a stack factor the kernel cannot run, in one line that says what fits (an int16-h model's
+    layer 0 reads at most MAX_INPUT16 values per step)."""
     if not 1 <= stack <= MAX_STACK:
         raise TinyLSTMError(f"input stacking of {stack} samples per step: use 1 (none) to {MAX_STACK}")
-    if stack * inputs > MAX_INPUT:
+    limit, whose = (
+        (MAX_INPUT16, "an int16-h model's") if hidden_bits == HIDDEN16_BITS else (MAX_INPUT, "the kernel's")
+    )
+    if stack * inputs > limit:
         raise TinyLSTMError(
             f"stacking {stack} samples of {inputs} channels makes a {stack * inputs}-value step, more than "
-            f"the kernel's {MAX_INPUT}: use --stack {max(MAX_INPUT // max(inputs, 1), 1)} or less"
+            f"{whose} {limit}: use --stack {max(limit // max(inputs, 1), 1)} or less"
+            + (" (or an int8 hidden state)" if hidden_bits == HIDDEN16_BITS else "")
         )
 
 

@@ -190,8 +190,8 @@ def test_state_words_sizes_and_hash() -> None:
     bytes; the model data counts the backward layers; the window and the backward weights are part of the
     model's identity."""
     m = random_int_model(np.random.default_rng(3), "lstm", 2, 3, 7, 2, readout="mean", stack=2, window=50)
-    plain = state_words(2, 7, 8, True, stack_bytes(2, 3))
-    want = state_words(2, 7, 8, True, stack_bytes(2, 3), 150)
+    plain = state_words(2, 7, 8, True, stack_bytes(2, 3, 8))
+    want = state_words(2, 7, 8, True, stack_bytes(2, 3, 8), 150)
     assert want == plain + bidir_words(2, 7, 150, True) == plain + 14 + (14 + 14 + 150 + 1) // 2 + 14
     assert CModel.from_int_model(m).state_words == m.state_words == want
     uni = random_int_model(np.random.default_rng(3), "lstm", 2, 3, 7, 2, readout="mean", stack=2)

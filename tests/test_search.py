@@ -358,7 +358,7 @@ def test_stacked_architectures_are_priced_per_sample(tmp_path: Path) -> None:
         assert c.flash_bytes == c.model_data_bytes + c.code_bytes
         assert c.code_bytes == one.code_bytes if k == 1 else c.code_bytes > one.code_bytes
         # the state holds the k * C input bytes of the step being filled
-        assert c.ram_bytes == 2 * state_words(1, H, 8, False, stack_bytes(k, C)) + STATE_STRUCT_BYTES
+        assert c.ram_bytes == 2 * state_words(1, H, 8, False, stack_bytes(k, C, 8)) + STATE_STRUCT_BYTES
     k1, k4, k16 = (prices[key] for key in prices)
     assert k1.ram_bytes < k4.ram_bytes < k16.ram_bytes and k1.flash_bytes < k4.flash_bytes < k16.flash_bytes
     # the layers run once per k samples, the head at each: per sample, latency and instructions drop

@@ -152,7 +152,7 @@ def test_state_words_blob_and_hash() -> None:
     written before the field) and both readers run it; k is part of the model's identity, and an unstacked
     model keeps the hash it had before the field."""
     m = random_int_model(np.random.default_rng(3), "gru", 2, 3, 7, 2, readout="mean", stack=9)
-    want = state_words(2, 7, 8, True, stack_bytes(9, 3))
+    want = state_words(2, 7, 8, True, stack_bytes(9, 3, 8))
     assert CModel.from_int_model(m).state_words == m.state_words == want == state_words(2, 7, 8, True) + 14
     data = blob.to_blob(m)
     assert data[35] == 9 and blob.read_header(data)["stack"] == 9
@@ -184,6 +184,9 @@ def test_stack_limits_are_one_line_errors() -> None:
     ]:
         with pytest.raises(TinyLSTMError, match=match):
             check_stack(stack, inputs)
+    check_stack(42, 6, 16)  # an int16-h model's layer 0 reads at most MAX_INPUT16 = 256 values
+    with pytest.raises(TinyLSTMError, match="more than an int16-h model's 256: use --stack 42 or less"):
+        check_stack(43, 6, 16)
     with pytest.raises(TinyLSTMError, match="input stacking of 0"):
         TinyRNN("lstm", 2, 4, 1, 1, stack=0)
     assert MAX_INPUT // 6 == 170

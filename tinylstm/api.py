@@ -557,8 +557,9 @@ def stream(
 
     ``export``: real values, class names, the model hash checked and drift alerts (``drift=False``: none;
     ``on_drift`` gets each alert raised or cleared); ``source``: switch the board's input source first
-    (host, replay or sensor); ``feed="held-out"``: send the export's held-out data as INPUT frames;
-    ``count``: stop after that many predictions; ``log``: also write each to this .csv or .jsonl file."""
+    (host, replay or sensor); ``feed="held-out"``: send the export's held-out data as INPUT frames
+    (INPUT_S16 for an int16-h model); ``count``: stop after that many predictions; ``log``: also write each
+    to this .csv or .jsonl file."""
     from tinylstm.codegen.heldout import load_held_out
 
     if count is not None and count <= 0:

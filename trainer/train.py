@@ -20,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tinylstm.contract.constants import HIDDEN_FORMATS, MAX_WINDOW
+from tinylstm.contract.stacking import check_stack
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import Augment
 from tinylstm.trainer.baselines import accuracy_interval, naive_baselines
@@ -364,6 +365,8 @@ def fit(
     val = PaddedSplit.build(val_ds, norm, target_norm) if len(val_ds) else None
     test = PaddedSplit.build(test_ds, norm, target_norm) if len(test_ds) else None
     recipe = choose(config, DataShape.of(train_ds))
+    if config.qat_epochs:  # QAT quantizes as the export will: an int16-h layer 0 reads <= MAX_INPUT16 values
+        check_stack(recipe.stack, ds.num_channels, config.qat_hidden_bits)
     recipe.reasons.insert(0, val_reason)
     if config.bidirectional and window:
         recipe.reasons.append(

@@ -138,7 +138,7 @@ def build_firmware(
     model, _ = load_int_model(export_dir)
     rx = link_rx_capacity(model.input_size, model.output_size, model.hidden_bits)
     steps = replay_steps(source, replay, model.meta.window)
-    check_fits(model, spec, rx, steps * model.input_size, export_layout(export_dir))
+    check_fits(model, spec, rx, steps * model.input_size * model.input_bits // 8, export_layout(export_dir))
     state_bytes, window_bytes = 2 * model.state_words, model.window * model.input_size
     model_c, _ = _model_files(export_dir)
     verify_emitted(model, export_dir, "model", export_layout(export_dir))

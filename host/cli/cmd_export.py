@@ -44,9 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         choices=[8, 16],
         default=HIDDEN_BITS,
-        help="the hidden state: 8 (default, int8 Q0.7) or 16 (int16 Q0.15 with int8 weights: closer to the "
-        "float model, for regression and long streams; 2x the state RAM, more instructions per step; "
-        "docs/integer-contract.md)",
+        help="the hidden state: 8 (default, int8 Q0.7) or 16 (int16x8: int16 Q0.15 h and an int16 input with "
+        "int8 weights: closer to the float model, for regression, long streams and heavy-tailed inputs; 2x "
+        "the state RAM, 2 B per input value, at most 256 input values per step; docs/integer-contract.md)",
     )
     p.set_defaults(func=run)
 

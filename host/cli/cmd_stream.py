@@ -27,7 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     p.add_argument("--source", choices=SOURCES, help="switch the board's input source first")
-    p.add_argument("--feed", choices=["held-out"], help="send the export's held-out data as INPUT frames")
+    p.add_argument(
+        "--feed",
+        choices=["held-out"],
+        help="send the export's held-out data as INPUT frames (INPUT_S16 for int16-h)",
+    )
     p.add_argument("--count", type=int, help="stop after this many predictions")
     p.add_argument("--log", help="also write every prediction to this .csv or .jsonl file")
     p.add_argument("--quiet", action="store_true", help="only the live counters, no line per prediction")

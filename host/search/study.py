@@ -332,11 +332,11 @@ def data_architectures(cfg: SearchConfig, ds: Any) -> list[Architecture]:
     channels = ds.num_channels
     fit = [a for a in archs if a.hidden_bits != HIDDEN16_BITS or a.stack * channels <= MAX_INPUT16]
     if not fit:
-        k = max(a.stack for a in archs)
+        k = min(a.stack for a in archs)
+        fix = f", or use --stacks {MAX_INPUT16 // channels} or less" if channels <= MAX_INPUT16 else ""
         raise TinyLSTMError(
             f"--hidden-bits 16: an int16-h model reads at most {MAX_INPUT16} int16 values per step, and "
-            f"stacking {k} samples of {channels} channels makes {k * channels}: add 8 to --hidden-bits, or "
-            f"use --stacks {max(MAX_INPUT16 // channels, 1)} or less"
+            f"stacking {k} samples of {channels} channels makes {k * channels}: add 8 to --hidden-bits{fix}"
         )
     return fit
 
