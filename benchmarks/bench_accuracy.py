@@ -397,6 +397,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "measured again, and the results hold every row of it that this run's panel and sizes cover "
         "(several processes with different --datasets can share one)",
     )
+    ap.add_argument(
+        "--note", default="", help="a sentence appended to the results' note (what a partial run kept)"
+    )
     args = ap.parse_args(argv)
     names = panel(args.quick)
     chosen = tuple(args.datasets.split(",")) if args.datasets else names
@@ -458,7 +461,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"of each seed's own drop; the watch split is drawn per seed, so its test windows differ), 1 layer, "
         f"hidden {', '.join(map(str, hidden))}; flash, RAM and instructions for {BOARD} (Cortex-M4F); rows "
         "taken from a --rows file keep the numbers of the run that measured them; "
-        f"{tflite_note()}.",
+        f"{tflite_note()}." + (f" {args.note}" if args.note else ""),
         "rows": rows,
         "goals": goals(rows),
         "seed_rows": [r for runs in seed_rows for r in runs],
