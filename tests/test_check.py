@@ -9,6 +9,7 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,14 +97,14 @@ BLOB_RULE = "model.tlm holds the exported model and runs bit-exact (C reader, Mi
 def test_verdict_rules_name_what_decided() -> None:
     from tinylstm.host.analysis.check import Thresholds, verdict_rules
 
-    quality = {"metric": "accuracy_pct", "accuracy_drop_pp": 0.4, "agreement_pct": 99.0}
+    quality = {"metric": "accuracy_pct", "integer": "int8", "accuracy_drop_pp": 0.4, "agreement_pct": 99.0}
     below = {"majority_class": "walk", "majority_accuracy_pct": 40.0, "beaten": False}
     rules = verdict_rules(quality, below, True, True, Thresholds())
     failed = [r["rule"] for r in rules if not r["passed"]]
     assert failed == ["the model beats always predicting the majority class 'walk' (40.00 %)"]
     allowed = verdict_rules(quality, below, True, True, Thresholds(allow_below_baseline=True))
     assert all(r["passed"] for r in allowed) and "--allow-below-baseline" in allowed[-1]["rule"]
-    worse = {"metric": "accuracy_pct", "accuracy_drop_pp": 1.5, "agreement_pct": 97.0}
+    worse = {"metric": "accuracy_pct", "integer": "int8", "accuracy_drop_pp": 1.5, "agreement_pct": 97.0}
     beaten = {**below, "beaten": True}
     failed = [r["rule"] for r in verdict_rules(worse, beaten, False, True, Thresholds()) if not r["passed"]]
     assert failed == [
@@ -111,7 +112,7 @@ def test_verdict_rules_name_what_decided() -> None:
         "float - int8 accuracy +1.50 pp <= 1 pp (--max-accuracy-drop)",
         "int8 argmax agreement with the float model 97.00 % >= 98 % (--min-agreement)",
     ]
-    regression = {"metric": "rmse", "rmse_increase_pct_of_std": 2.5}
+    regression = {"metric": "rmse", "integer": "int8", "rmse_increase_pct_of_std": 2.5}
     (last,) = [r for r in verdict_rules(regression, {}, True, True, Thresholds()) if not r["passed"]]
     assert last["rule"] == "int8 RMSE - float RMSE +2.50 % <= 2 % of the target's std (--max-rmse-increase)"
 
@@ -294,3 +295,70 @@ def test_old_layout_names_still_work_with_a_note(
     out, err = capsys.readouterr()
     assert "--layout s16 is now called w16" in err and "weight layout w16" in out
     assert "TL_LAYOUT_W16" in (tmp_path / "tl_model.c").read_text()
+
+
+def _sign_classifier() -> tuple[Any, Any, Any]:
+    """A one-unit RNN whose class is the sign of the last sample (h = tanh(100 x)), and window data whose
+    last samples are +-0.01 while every sequence holds one spike of 50: the int8 input's levels are far
+    coarser than 0.01 at any range export may choose, an int16 input's are not."""
+    import torch
+
+    from tinylstm.codegen.random_models import float_model_from_torch
+    from tinylstm.codegen.spec import ModelMeta
+    from tinylstm.trainer.sequence_set import SequenceSet
+
+    rnn, head = torch.nn.RNN(1, 1, batch_first=True), torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        for p in (*rnn.parameters(), *head.parameters()):
+            p.zero_()
+        rnn.weight_ih_l0.fill_(100.0)
+        head.weight.copy_(torch.tensor([[-1.0], [1.0]]))
+    meta = ModelMeta(classes=["neg", "pos"], channels=["x"], input_mean=[0.0], input_std=[1.0], window=16)
+    fm = float_model_from_torch(rnn, head, meta)
+
+    def data(seed: int) -> SequenceSet:
+        rng = np.random.default_rng(seed)
+        labels = np.arange(40) % 2
+        seqs = []
+        for y in labels:
+            s = rng.uniform(-1.0, 1.0, (16, 1)).astype(np.float32)
+            s[rng.integers(0, 8), 0] = 50.0
+            s[-1, 0] = 0.01 if y else -0.01
+            seqs.append(s)
+        return SequenceSet(seqs, labels, "classification", "window", ["neg", "pos"], ["x"], "sign", window=16)
+
+    return fm, data(0), data(1)
+
+
+def test_check_measures_the_int16_export_where_the_int8_input_loses() -> None:
+    from tinylstm.codegen.export import calibration_sequences
+    from tinylstm.codegen.input_range import calibrated_model
+    from tinylstm.host.analysis.check import _outputs, _quality, wider_export
+
+    fm, train, test = _sign_classifier()
+    m8, _, _ = calibrated_model(fm, calibration_sequences(fm, train), 8)
+    flo, _, ints = _outputs(fm, m8, test)
+    quality = _quality(fm, m8, test, ints, flo)
+    assert quality["float"] == 100.0 and quality["int8"] <= 60.0, quality  # +-0.01 vanish in the int8 input
+    wider, hint = wider_export(fm, m8, train, test, quality)
+    assert wider == {"accuracy_pct": 100.0, "accuracy_drop_pp": 0.0}
+    assert hint is not None and "--hidden-bits 16" in hint and "100.00 %" in hint
+    # nothing to say where int8 keeps the float accuracy, or for a model that is int16-h already
+    assert wider_export(fm, m8, train, test, {**quality, "accuracy_drop_pp": 0.0}) == (None, None)
+    m16, _, _ = calibrated_model(fm, calibration_sequences(fm, train), 16)
+    assert wider_export(fm, m16, train, test, quality) == (None, None)
+
+
+def test_an_int16_hidden_export_is_named_so(
+    classifier: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The texts name the integer model int16-h (the JSON keys stay those of check-report.json)."""
+    out_dir = tmp_path / "export16"
+    model = str(classifier / "run" / "model.pt")
+    assert main(["export", model, "--hidden-bits", "16", "--out", str(out_dir)]) == 0
+    capsys.readouterr()
+    code, out, report = run_check(capsys, out_dir)
+    assert code == 0, out
+    assert report["quality"]["integer"] == "int16-h" and "int8" in report["quality"]
+    assert " int16-h " in out.splitlines()[2] and "float - int16-h accuracy" in out
+    assert "with_hidden_bits_16" not in report["quality"]

@@ -74,14 +74,15 @@ def render(report: dict[str, Any]) -> str:
     ]
     if q["metric"] == "accuracy_pct":
         lines.append(
-            f"  accuracy: float {q['float']:.2f}%  int8 {q['int8']:.2f}%  drop {q['accuracy_drop_pp']:+.2f} "
+            f"  accuracy: float {q['float']:.2f}%  {q['integer']} {q['int8']:.2f}%  drop "
+            f"{q['accuracy_drop_pp']:+.2f} "
             "pp  "
             f"argmax agreement {q['agreement_pct']:.2f}%"
         )
         if "qat_forward" in q:
             qf = q["qat_forward"]
             lines.append(
-                f"  int8 vs the quantization-aware forward it was fine-tuned as: argmax agreement "
+                f"  {q['integer']} vs the quantization-aware forward it was fine-tuned as: argmax agreement "
                 f"{qf['agreement_pct']:.2f}%, {qf['equal_output_words_pct']:.2f}% of the output words equal"
             )
         line = (
@@ -97,10 +98,11 @@ def render(report: dict[str, Any]) -> str:
         lines.append(line)
     else:
         lines.append(
-            f"  RMSE: float {q['float']:.5g}  int8 {q['int8']:.5g}  ({q['rmse_increase_pct_of_std']:+.2f}% "
+            f"  RMSE: float {q['float']:.5g}  {q['integer']} {q['int8']:.5g}  "
+            f"({q['rmse_increase_pct_of_std']:+.2f}% "
             "of "
             f"the target's std; MAE {q['mae_float']:.5g} / "
-            f"{q['mae_int8']:.5g}, max |float-int8| {q['max_abs_float_vs_int8']:.4g})"
+            f"{q['mae_int8']:.5g}, max |float-{q['integer']}| {q['max_abs_float_vs_int8']:.4g})"
         )
         text = f"  baselines: training mean RMSE {base['mean_rmse']:.5g}"
         if "persistence_rule" in base:
