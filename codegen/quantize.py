@@ -137,6 +137,11 @@ class IntModel:
         return input_bits(self.hidden_bits)
 
     @property
+    def label(self) -> str:
+        """What reports call the integer model: "int8", or "int16-h" (an int16 hidden state and input)."""
+        return "int8" if self.hidden_bits == HIDDEN_BITS else "int16-h"
+
+    @property
     def hidden_format(self) -> str:
         """The hidden state's type and format, as reports name it: "int8 Q0.7", "int16 Q0.15"."""
         return f"int{self.hidden_bits} Q0.{HIDDEN_FORMATS[self.hidden_bits]}"

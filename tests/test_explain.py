@@ -110,6 +110,7 @@ def test_int16_hidden_state_traces(exported: Path, tmp_path: Path) -> None:
     export(ModelSource(str(exported.parent / "run" / "model.pt")), wide, hidden_bits=16)
     doc = explain(wide, out_dir=tmp_path / "explain", sequences=1)
     assert doc["scales"]["hidden"] == "int16 Q0.15 (int / 2^15)"
+    assert doc["integer"] == "int16-h"  # the texts' name for it; the keys stay "int8"
     m, meta = load_int_model(wide)
     _, test = data_splits(export_origin(wide, meta).loaded, None)
     c = CModel.from_export(wide)

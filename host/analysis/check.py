@@ -95,9 +95,7 @@ def _quality(
 ) -> dict[str, Any]:
     pf, target = _select(test, flo)
     pq, _ = _select(test, [golden.dequantize_output(m, y) for y in ints])
-    # what the texts call the integer model; the JSON keys stay "int8" for an int16-h model too (readers of
-    # check-report.json)
-    integer = "int8" if m.hidden_bits == HIDDEN_BITS else "int16-h"
+    integer = m.label  # what the texts call the model; JSON keys stay "int8" (check-report.json's readers)
     if fm.meta.task == "classification":
         af, aq = pf.argmax(-1), pq.argmax(-1)
         acc_f, acc_q = 100.0 * np.mean(af == target), 100.0 * np.mean(aq == target)

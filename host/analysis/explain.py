@@ -131,11 +131,20 @@ def _departure(fm: FloatModel, t: dict[str, Any], out_f: np.ndarray, out_q: np.n
     return out
 
 
-SCALED_TITLES = ("float (-1 blue .. 1 red)", "int8, golden = C kernel (-1 blue .. 1 red)", "|int8 - float|")
+def scaled_titles(integer: str) -> tuple[str, str, str]:
+    """The three heatmap columns' titles, with what the integer model is called (IntModel.label)."""
+    scaled = f"{integer}, golden = C kernel (-1 blue .. 1 red)"
+    return "float (-1 blue .. 1 red)", scaled, f"|{integer} - float|"
 
 
 def _plot(
-    fm: FloatModel, t: dict[str, Any], out_f: np.ndarray, out_q: np.ndarray, title: str, path: Path
+    fm: FloatModel,
+    t: dict[str, Any],
+    out_f: np.ndarray,
+    out_q: np.ndarray,
+    title: str,
+    path: Path,
+    integer: str,
 ) -> None:
     names = cell_type(fm.cell).gate_names
     L = t["float_gates"].shape[1]
@@ -156,11 +165,11 @@ def _plot(
             ax.set_xticks([])
             ax.set_yticks([] if c else [0, data.shape[1] - 1])  # units: the first and the last
             if r == 0:
-                ax.set_title(SCALED_TITLES[c])
-            if c == 2:  # float and int8 share one scale, named in their titles
+                ax.set_title(scaled_titles(integer)[c])
+            if c == 2:  # float and the integer model share one scale, named in their titles
                 fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
     kind = "probability" if fm.meta.task == "classification" else "output"
-    for c, (data, name) in enumerate(((out_f, "float"), (out_q, "int8"))):
+    for c, (data, name) in enumerate(((out_f, "float"), (out_q, integer))):
         ax = axes[-1, c]
         ax.plot(data, label=fm.meta.classes or None)
         if fm.meta.classes and c == 0:
@@ -170,7 +179,7 @@ def _plot(
         ax.grid(alpha=0.3)
     axes[-1, 2].plot(np.abs(out_q - out_f))
     axes[-1, 2].set_xlabel("step")
-    axes[-1, 2].set_ylabel(f"|int8 - float| {kind}")
+    axes[-1, 2].set_ylabel(f"|{integer} - float| {kind}")
     fig.suptitle(title)
     # fixed margins: tight_layout measured every one of the dozens of axes, most of the figure's time
     fig.subplots_adjust(left=0.07, right=0.96, bottom=0.04, top=0.95, hspace=0.3, wspace=0.22)
@@ -204,6 +213,7 @@ def explain(
     classes = fm.meta.classes
     report: dict[str, Any] = {
         "model": {"hash": doc.get("hash"), "cell": m.cell, "layers": m.num_layers, "hidden": m.hidden_size},
+        "integer": m.label,  # what the texts call the integer model; the keys below stay "int8"
         "task": fm.meta.task,
         "gate_names": list(cell_type(m.cell).gate_names),
         "scales": {
@@ -220,7 +230,7 @@ def explain(
         png = out / f"explain-{ex.title}.png"
         title = f"{m.cell.upper()} {doc.get('hash')}: {ex.title} (held-out sequence {ex.sequence}, "
         title += f"{len(shown)} steps)"
-        _plot(fm, t, out_f, out_q, title, png)
+        _plot(fm, t, out_f, out_q, title, png, m.label)
         entry: dict[str, Any] = {
             "title": ex.title,
             "sequence": ex.sequence,

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         if "prediction" in ex:
             p, d = ex["prediction"], ex["decision_step"]
             line += f"; predicts float {p['float']!r} from step {d['float']}"
-            line += f", int8 {p['int8']!r} from step {d['int8']}"
+            line += f", {report['integer']} {p['int8']!r} from step {d['int8']}"
         dep = ex["departure"]
         worst = max(dep["gates"].items(), key=lambda kv: kv[1]["max_abs"])
         line += (
