@@ -54,6 +54,9 @@ CASES = [
 ]
 
 
+SHORT_STEPS = 2_000  # the portable and w16 builds' share of a case's stream
+
+
 @functools.cache
 def _golden_case(
     cell: str, layers: int, inp: int, hidden: int, out: int, steps: int
@@ -84,6 +87,9 @@ def test_m4_bit_exact_with_golden(
     steps: int,
 ) -> None:
     model, xq, y_ref, h_ref, c_ref = _golden_case(cell, layers, inp, hidden, out, steps)
+    if not dsp or layout != "w8":  # the firmware's default path runs the whole stream; the others its start
+        steps = min(steps, SHORT_STEPS)
+        xq, y_ref, h_ref, c_ref = xq[:steps], y_ref[:steps], h_ref[:steps], c_ref[:steps]
     target = Target(build_target(model, tmp_path, dsp=dsp, layout=layout), model)
     y, h, c = target.run(xq)
     if np.array_equal(y, y_ref) and np.array_equal(h, h_ref) and np.array_equal(c, c_ref):
@@ -283,11 +289,13 @@ def _assert_m4_runs_golden(tmp_path: Path, model: IntModel, xq: np.ndarray) -> N
 def test_m4_hidden16_bit_exact(
     tmp_path: Path, cell: str, layers: int, inp: int, hidden: int, out: int, shift_lo: int, shift_hi: int
 ) -> None:
-    """Saturating int16-h random models (full-range weights, biases at the bound), 3,000 steps of int16 input
-    over its whole range with runs of full-scale input, on both M4 paths."""
+    """Saturating int16-h random models (full-range weights, biases at the bound), int16 input over its whole
+    range with runs of full-scale input, on both M4 paths: the 3-layer shape over 3,000 steps, the others
+    (their x- and h-part tails) over 1,000."""
     rng = np.random.default_rng(inp * 1000 + hidden * 10 + layers)
     model = random_int_model(rng, cell, layers, inp, hidden, out, shift_lo, shift_hi, hidden_bits=16)
-    _assert_m4_runs_golden(tmp_path, model, _rails(random_inputs(rng, model, 3_000), model))
+    steps = 3_000 if layers == 3 else 1_000
+    _assert_m4_runs_golden(tmp_path, model, _rails(random_inputs(rng, model, steps), model))
 
 
 def _rails(xq: np.ndarray, model: IntModel) -> np.ndarray:

@@ -326,6 +326,8 @@ VARIANTS += [("gru", "max", 5, 1, True), ("lstm", "mean", 1, 2, True)]  # the ch
 # both cores in unicorn (Cortex-M4: test_readout.py, test_stacking.py, test_bidirectional.py; RV32IMC:
 # test_riscv_kernel.py)
 VARIANT_BOARDS = [EMULATED[k % len(EMULATED)] for k in range(len(VARIANTS))]
+# parity steps per variant (the shared model runs 10,000: test_10k_held_out_steps_bit_exact)
+VARIANT_STEPS = 1_000
 
 
 def _variant_name(cell: str, readout: str, stack: int, layers: int, bidirectional: bool) -> str:
@@ -384,7 +386,7 @@ def test_model_variant_firmware_bit_exact(
     )
     fw = build_firmware(export_dir, trained.board, root / trained.board / f"fw-{name}")
     with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
-        report = run_parity(link, export_dir, 2_000)
+        report = run_parity(link, export_dir, VARIANT_STEPS)
     assert report.passed and report.clean and report.mismatches == 0, report.render()
     if bidirectional:  # `stream` labels the window's answer only, at its last sample
         window = model.window

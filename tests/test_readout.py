@@ -64,14 +64,14 @@ def test_rounded_mean_is_floor_of_half_up() -> None:
 @pytest.mark.parametrize("readout", POOLED)
 @pytest.mark.parametrize("cell,layers", [("lstm", 1), ("gru", 2), ("lstm", 3)])
 def test_c_equals_golden_every_word(cell: str, layers: int, readout: str, hidden_bits: int) -> None:
-    """A full-range random model (saturation everywhere) and a calibrated one, 3,000 steps with a reset in the
-    middle: every output, h, c and pool word."""
+    """A full-range random model (saturation everywhere) and a calibrated one, 2,000 steps with a reset in the
+    middle: every output, h, c and pool word (the int32 sum saturating: test_mean_sum_saturates_at_int32)."""
     rng = np.random.default_rng(layers * 10 + len(readout))
     m = random_int_model(rng, cell, layers, 5, 11, 3, hidden_bits=hidden_bits, readout=readout)
-    xq = random_inputs(rng, m, 3000)
+    xq = random_inputs(rng, m, 2000)
     xq[::97] = input_qmax(hidden_bits)
-    assert_c_equals_golden(m, xq, reset_at=1700)
-    x = np.sin(np.arange(3000)[:, None] / (9 + np.arange(5))) * 2 + rng.standard_normal((3000, 5)) * 0.3
+    assert_c_equals_golden(m, xq, reset_at=1100)
+    x = np.sin(np.arange(2000)[:, None] / (9 + np.arange(5))) * 2 + rng.standard_normal((2000, 5)) * 0.3
     cal = random_quantized_model(3, cell, layers, 5, 11, 3, x[None, :1000], hidden_bits, readout=readout)
     assert_c_equals_golden(cal, golden.quantize_input(cal, x.astype(np.float32)), reset_at=1234)
 
