@@ -80,7 +80,7 @@ def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
     v = (x - model.input_mean) * model.input_mul  # float32 arithmetic, like the C code
     top = input_qmax(model.hidden_bits)
     v = np.clip(v, np.float32(-top - 1), np.float32(top))
-    return np.trunc(v + np.copysign(np.float32(0.5), v)).astype(np.int16 if top > 127 else np.int8)
+    return np.trunc(v + np.copysign(np.float32(0.5), v)).astype(model.input_dtype)
 
 
 # float64 holds every integer below 2^53 exactly
@@ -264,7 +264,7 @@ def run(
     B, T, _ = xq.shape
     state = state or GoldenState.zeros(model, B)
     ys = np.zeros((B, T, model.output_size), dtype=np.int16)
-    h_type = np.int16 if model.hidden_bits > 8 else np.int8
+    h_type = model.hidden_dtype
     L, H = model.num_layers, model.hidden_size
     Lb = len(model.backward)
     shapes = {"h": ((L, H), h_type), "c": ((L, H), np.int16), "gates": ((L, model.gates, H), np.int16)}

@@ -137,6 +137,16 @@ class IntModel:
         return input_bits(self.hidden_bits)
 
     @property
+    def input_dtype(self) -> np.dtype:
+        """The numpy type of the model's input words: int8, or int16 for an int16-h model."""
+        return np.dtype(f"int{self.input_bits}")
+
+    @property
+    def hidden_dtype(self) -> np.dtype:
+        """The numpy type of the hidden-state words: int8, or int16 for an int16-h model."""
+        return np.dtype(f"int{self.hidden_bits}")
+
+    @property
     def label(self) -> str:
         """What reports call the integer model: "int8", or "int16-h" (an int16 hidden state and input)."""
         return "int8" if self.hidden_bits == HIDDEN_BITS else "int16-h"

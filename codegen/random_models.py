@@ -25,8 +25,7 @@ def random_inputs(rng: np.random.Generator, model: IntModel, *shape: int) -> np.
     """Model inputs [*shape, input_size] drawn over the whole range of the model's input type (int8, or an
     int16-h model's int16)."""
     top = input_qmax(model.hidden_bits)
-    dtype = np.int16 if top > 127 else np.int8
-    return rng.integers(-top - 1, top + 1, (*shape, model.input_size)).astype(dtype)
+    return rng.integers(-top - 1, top + 1, (*shape, model.input_size)).astype(model.input_dtype)
 
 
 def random_int_model(

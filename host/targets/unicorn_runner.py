@@ -367,7 +367,7 @@ class Target:
         y [T, O], h and c [T, L, H] after every step (h int8, or int16 for an int16-h model; a bidirectional
         model's [T, 2L, H], as golden.state_trace)."""
         m = self.model
-        h_type = np.int16 if m.hidden_bits > 8 else np.int8
+        h_type = m.hidden_dtype
         xq = self._input(xq)
         ys, hs, cs = [], [], []
         for t0 in range(0, len(xq), self.build.max_steps):
@@ -381,7 +381,7 @@ class Target:
             cs.append(self._read("drv_c", np.int16, n * self.cells).reshape(n, self.layers, m.hidden_size))
         return np.concatenate(ys), np.concatenate(hs), np.concatenate(cs)
 
-    def _read(self, name: str, dtype: type, count: int) -> np.ndarray:
+    def _read(self, name: str, dtype: type | np.dtype, count: int) -> np.ndarray:
         size = np.dtype(dtype).itemsize * count
         return np.frombuffer(bytes(self.uc.mem_read(self.addr(name), size)), dtype=dtype).copy()
 

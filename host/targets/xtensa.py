@@ -403,7 +403,7 @@ def record_dtype(model: IntModel) -> np.dtype:
     """One step's record, as run_main.c writes it: outputs, h (int8, or int16 for an int16-h model), c
     (little-endian); a bidirectional model's backward layers' h and c after the forward ones'."""
     cells = (model.num_layers + len(model.backward)) * model.hidden_size
-    h = "<i2" if model.hidden_bits > 8 else "i1"
+    h = model.hidden_dtype.newbyteorder("<")
     return np.dtype([("y", "<i2", model.output_size), ("h", h, cells), ("c", "<i2", cells)])
 
 
