@@ -238,7 +238,7 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
         if not np.all(np.isfinite(batch)):
             raise TinyLSTMError("calibration data contains NaN or infinite values: clean the dataset first")
         for lo in range(0, len(batch), CALIBRATION_CHUNK):
-            out = float_forward(model, batch[lo : lo + CALIBRATION_CHUNK])
+            out = float_forward(model, batch[lo : lo + CALIBRATION_CHUNK], keep=("c",))
             out_max = max(out_max, float(np.max(np.abs(out["y"]))))
             for n in range(stacks):
                 if f"c{n}" in out:

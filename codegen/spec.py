@@ -7,6 +7,7 @@ needs (task, classes, normalisation, window/stream mode).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -179,10 +180,16 @@ def check_bidirectional(meta: ModelMeta, stack: int) -> None:
 
 
 def _run_stack(
-    cell_name: str, layers: list[FloatLayer], seq: np.ndarray, first: int, out: dict[str, np.ndarray]
+    cell_name: str,
+    layers: list[FloatLayer],
+    seq: np.ndarray,
+    first: int,
+    out: dict[str, np.ndarray],
+    keep: Collection[str] | None,
 ) -> np.ndarray:
-    """Run ``layers`` over the steps of ``seq`` [B, S, I] from a zero state; records each layer's traces in
-    ``out`` under its index ``first + n``; returns the top layer's h [B, S, H]."""
+    """Run ``layers`` over the steps of ``seq`` [B, S, I] from a zero state; records each layer's h and the
+    traces named in ``keep`` (None: all) in ``out`` under its index ``first + n``; returns the top layer's h
+    [B, S, H]."""
     cell = cell_type(cell_name)
     B = seq.shape[0]
     for n, L in enumerate(layers):
@@ -195,7 +202,8 @@ def _run_stack(
             h, c, tr = cell.float_step(gx_all[:, t], h @ L.w_hh.T + L.b_hh, h, c)
             hs.append(h)
             for key, value in tr.items():
-                traces.setdefault(key, []).append(value)
+                if keep is None or key in keep:
+                    traces.setdefault(key, []).append(value)
         seq = np.stack(hs, axis=1) if hs else np.zeros((B, 0, H))
         out[f"h{first + n}"] = seq
         for key, values in traces.items():
@@ -203,7 +211,9 @@ def _run_stack(
     return seq
 
 
-def float_forward(model: FloatModel, x: np.ndarray) -> dict[str, np.ndarray]:
+def float_forward(
+    model: FloatModel, x: np.ndarray, keep: Collection[str] | None = None
+) -> dict[str, np.ndarray]:
     """Float reference of the model on normalised input ``x`` [B, T, C] (float64).
 
     Returns ``y`` [B, T, O] and, for calibration, per layer ``h{n}`` and the traces the cell's float step
@@ -212,22 +222,23 @@ def float_forward(model: FloatModel, x: np.ndarray) -> dict[str, np.ndarray]:
     its layers on ``T // stack`` steps, and every value is given per sample as the kernel holds it
     (contract/stacking.py). A bidirectional model runs each window of ``meta.window`` samples from a zero
     state; its backward layers' traces have the indices after the forward ones, in backward step order, and
-    ``y`` is the head of zeros except at each complete window's last sample.
+    ``y`` is the head of zeros except at each complete window's last sample. ``keep``: the traces to record
+    (``()``: none, only ``y`` and the h's; None: every one), which saves their memory and time.
     """
     B, T, _ = x.shape
     W = model.meta.window or T
     if model.backward and T > W:  # consecutive windows, each from a zero state (the board resets at each)
-        parts = [float_forward(model, x[:, t : t + W]) for t in range(0, T, W)]
+        parts = [float_forward(model, x[:, t : t + W], keep) for t in range(0, T, W)]
         return {key: np.concatenate([p[key] for p in parts if key in p], axis=1) for key in parts[0]}
     out: dict[str, np.ndarray] = {}
     steps = stack_samples(x.astype(np.float64), model.stack)
     pool = readout(model.readout).float_pool
-    seq = _run_stack(model.cell, model.layers, steps, 0, out)
+    seq = _run_stack(model.cell, model.layers, steps, 0, out, keep)
     if model.backward:
         # the head reads zeros (its bias) until the window's last sample, then [v_f ; v_b]
         out["y"] = np.broadcast_to(model.head_b, (B, T, model.output_size)).copy()
         if T == W and seq.shape[1]:
-            back = _run_stack(model.cell, model.backward, steps[:, ::-1], model.num_layers, out)
+            back = _run_stack(model.cell, model.backward, steps[:, ::-1], model.num_layers, out, keep)
             v = np.concatenate([pool(seq)[:, -1], pool(back)[:, -1]], axis=1)
             out["y"][:, -1] = v @ model.head_w.T + model.head_b
     else:

@@ -55,7 +55,7 @@ def _outputs(
     ints: list[np.ndarray] = [np.empty(0)] * len(test)
     for idx in by_length(test.sequences).values():
         raw = np.stack([test.sequences[k] for k in idx])
-        yf = float_forward(fm, normalise(fm, raw))["y"]
+        yf = float_forward(fm, normalise(fm, raw), keep=())["y"]
         if (
             fm.meta.task == "regression"
             and fm.meta.target_std is not None

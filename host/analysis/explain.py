@@ -61,7 +61,8 @@ def pick_examples(fm: FloatModel, test: SequenceSet, sequences: int) -> list[Exa
             if not len(idx):
                 continue
             conf = [
-                softmax(float_forward(fm, normalise(fm, test.sequences[i])[None])["y"][0, -1])[k] for i in idx
+                softmax(float_forward(fm, normalise(fm, test.sequences[i])[None], keep=())["y"][0, -1])[k]
+                for i in idx
             ]
             best = int(idx[int(np.argmax(conf))])
             out.append(Example(f"class-{_safe(name)}", best, name))
