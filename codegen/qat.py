@@ -83,6 +83,14 @@ class Ranges:
     cell_frac: tuple[int, ...]  # fractional bits of each layer's int16 cell state (cells with one)
     output_scale: float  # one int16 output LSB
     hidden_bits: int = HIDDEN_BITS  # the hidden state: int8 Q0.7 or int16 Q0.15
+    # the input word; None: the contract's for hidden_bits. Another is a what-if no kernel runs (an int16
+    # input with an int8 h: benchmarks/bench_input_bits.py)
+    input_bits: int | None = None
+
+    @property
+    def input_qmax(self) -> int:
+        """The largest input word."""
+        return (1 << (self.input_bits - 1)) - 1 if self.input_bits else input_qmax(self.hidden_bits)
 
     @property
     def s_h(self) -> float:
@@ -238,7 +246,7 @@ class FakeQuantRNN(nn.Module):
         step = QAT_STEPS[self.model.cell]
         B, T, C = x.shape
         K = self.model.stack  # samples per step (contract/stacking.py)
-        top = input_qmax(r.hidden_bits)  # the model input: int8, or int16 for int16-h
+        top = r.input_qmax  # the model input: int8, or int16 for int16-h
         seq = fake_quant(x[:, : T // K * K], r.input_scale, -top - 1, top).reshape(B, T // K, K * C)
         s_in = r.input_scale
         H = self.model.hidden_size

@@ -1,0 +1,152 @@
+"""Where an int8 model's accuracy goes: its 8-bit input or its int8 hidden state.
+
+On ACSF1 (a power meter, 1,460 steps, run stacked 22 samples per step) int8 loses 1-2 pp to float at hidden 8
+and 16 and quantization-aware fine-tuning does not win it back (benchmarks/results/accuracy.md). Per seed and
+model (the recipe's training with the accuracy benchmark's 15 % validation split, hidden 16, LSTM and GRU),
+this scores on the official held-out file:
+
+- float;
+- int8: the export (integer golden == the C kernel);
+- the fake-quantized forward QAT trains through (codegen/qat.py) at that export's scales: the int8 model as
+  QAT sees it;
+- the same forward with an int16 input at the int16-h export's input scale, h and weights still int8: a
+  what-if no kernel runs (``Ranges.input_bits``), which isolates the input's share;
+- int16-h: the export with ``--hidden-bits 16`` (an int16 input and hidden state).
+
+Writes benchmarks/results/input_bits.json and .md.
+
+    python benchmarks/bench_input_bits.py [--seeds 0,1,2] [--cells lstm,gru]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bench_accuracy import datasets
+
+from tinylstm.codegen.export import ModelSource, export
+from tinylstm.codegen.qat import FakeQuantRNN, ranges_of, tiny_rnn_of
+from tinylstm.codegen.spec import by_length, normalise
+from tinylstm.codegen.store import load_float_model, load_int_model
+from tinylstm.host.analysis.check import held_out_quality
+from tinylstm.trainer.train import TrainConfig, fit
+
+RESULTS = Path(__file__).parent / "results"
+DATASET = "ACSF1"
+HIDDEN = 16
+COLUMNS = ("float", "int8", "fake_quant_int8", "fake_quant_int16_input", "int16h")
+
+
+def fake_quant_accuracy(export_dir: Path, test: Any, input_from: Path | None = None) -> float:
+    """Held-out accuracy (%) of the fake-quantized forward at ``export_dir``'s scales; with ``input_from``
+    (an int16-h export of the same weights) its int16 input at that export's input scale instead."""
+    m, doc = load_int_model(export_dir)
+    fm, ranges = load_float_model(export_dir, doc), ranges_of(m)
+    if input_from is not None:
+        wide = load_int_model(input_from)[0]
+        ranges = dataclasses.replace(ranges, input_bits=wide.input_bits, input_scale=wide.input_scale)
+    net = FakeQuantRNN(tiny_rnn_of(fm), ranges)
+    right = 0
+    with torch.no_grad():
+        for idx in by_length(test.sequences).values():
+            x = np.stack([normalise(fm, test.sequences[k]) for k in idx]).astype(np.float32)
+            guess = net(torch.from_numpy(x))[:, -1].argmax(-1).numpy()
+            right += int(np.sum(guess == np.asarray(test.labels)[idx]))
+    return 100.0 * right / len(test)
+
+
+def row(train: Any, test: Any, cell: str, seed: int, work: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    config = TrainConfig(cell=cell, hidden=HIDDEN, val=0.15, progress=False, seed=seed)
+    run = fit(train, config, work / "run", test)
+    export(ModelSource(str(run.checkpoint_path)), work / "int8")
+    export(ModelSource(str(run.checkpoint_path)), work / "int16h", hidden_bits=16)
+    q8, q16 = held_out_quality(work / "int8"), held_out_quality(work / "int16h")
+    return {
+        "cell": cell,
+        "seed": seed,
+        "float": float(q8["float"]),
+        "int8": float(q8["int8"]),
+        "fake_quant_int8": fake_quant_accuracy(work / "int8", test),
+        "fake_quant_int16_input": fake_quant_accuracy(work / "int8", test, input_from=work / "int16h"),
+        "int16h": float(q16["int8"]),  # check's key for the integer model, int16-h here
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per cell the medians of the columns, and the reading: the median over seeds of each seed's own loss to
+    float (as benchmarks/results/accuracy.md counts a drop) with the int8 input and with an int16 input."""
+    cells = list(dict.fromkeys(r["cell"] for r in rows))
+    medians = {
+        cell: {c: statistics.median(r[c] for r in rows if r["cell"] == cell) for c in COLUMNS}
+        for cell in cells
+    }
+
+    def drop(cell: str, column: str) -> float:
+        return statistics.median(r["float"] - r[column] for r in rows if r["cell"] == cell)
+
+    reading = (
+        "Reading: the median over seeds of each seed's loss to float of the fake-quantized forward, with "
+    )
+    reading += "the int8 input, then with an int16 input (h and weights int8): " + "; ".join(
+        f"{cell} {drop(cell, 'fake_quant_int8'):+.1f} pp -> {drop(cell, 'fake_quant_int16_input'):+.1f} pp"
+        for cell in cells
+    )
+    reading += ". What the int16 input leaves is the int8 h's and weights' share; the rest is the input's."
+    return {"medians": medians, "reading": reading}
+
+
+def render(doc: dict[str, Any]) -> str:
+    lines = [
+        "# Where an int8 model's accuracy goes: the 8-bit input or the int8 hidden state",
+        "",
+        f"Generated by `python benchmarks/bench_input_bits.py` on {doc['date']} (host). {DATASET}, "
+        f"hidden {HIDDEN}, the recipe's training with a 15 % validation split (as "
+        "benchmarks/bench_accuracy.py), held-out accuracy (%) on the official test file (100 series: one "
+        "series is 1 pp). `fake-quant int8`: the forward QAT trains through at the int8 export's scales; "
+        "`fake-quant int16 input`: the same with an int16 input at the int16-h export's input scale, h and "
+        "weights int8 (a what-if: no kernel runs it).",
+        "",
+        "| cell | seed | float | int8 | fake-quant int8 | fake-quant int16 input | int16-h |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in doc["rows"]:
+        lines.append(f"| {r['cell']} | {r['seed']} | " + " | ".join(f"{r[c]:.1f}" for c in COLUMNS) + " |")
+    for cell, med in doc["medians"].items():
+        lines.append(f"| {cell} | median | " + " | ".join(f"{med[c]:.1f}" for c in COLUMNS) + " |")
+    lines += ["", doc["reading"], ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--cells", default="lstm,gru")
+    args = ap.parse_args()
+    ((_, train, test),) = list(datasets((DATASET,)))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for cell in args.cells.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                rows.append(row(train, test, cell, seed, Path(tmp) / f"{cell}-{seed}"))
+                print(json.dumps(rows[-1]), flush=True)
+    doc = {"date": time.strftime("%Y-%m-%d"), "dataset": DATASET, "hidden": HIDDEN, "rows": rows}
+    doc |= summary(rows)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "input_bits.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (RESULTS / "input_bits.md").write_text(render(doc))
+    print(render(doc))
+
+
+if __name__ == "__main__":
+    main()
