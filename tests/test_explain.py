@@ -102,10 +102,14 @@ def test_not_an_export_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert len(err) == 1 and "not an export directory" in err[0]
 
 
-def test_int16_hidden_state_traces(exported: Path, tmp_path: Path) -> None:
-    """An int16-h export: the hidden state is reported in Q0.15 (``h_q15``) and equals the C kernel's."""
+def test_int16_hidden_state_traces(exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An int16-h export: the hidden state is reported in Q0.15 (``h_q15``) and equals the C kernel's. Only
+    explain.json is read here, so the heatmaps (most of explain's time; test_images_and_json_per_class checks
+    them) are not drawn."""
+    from tinylstm.host.analysis import explain as explain_module
     from tinylstm.host.analysis.explain import explain
 
+    monkeypatch.setattr(explain_module, "_plot", lambda *args, **kwargs: None)
     wide = tmp_path / "export-h16"
     export(ModelSource(str(exported.parent / "run" / "model.pt")), wide, hidden_bits=16)
     doc = explain(wide, out_dir=tmp_path / "explain", sequences=1)
