@@ -51,8 +51,6 @@ def _outputs(
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Per test sequence, all steps: float outputs (real units), int8 inputs and golden int16 outputs."""
     flo: list[np.ndarray] = [np.empty(0)] * len(test)
-    xqs: list[np.ndarray] = [np.empty(0)] * len(test)
-    ints: list[np.ndarray] = [np.empty(0)] * len(test)
     for idx in by_length(test.sequences).values():
         raw = np.stack([test.sequences[k] for k in idx])
         yf = float_forward(fm, normalise(fm, raw), keep=())["y"]
@@ -62,11 +60,21 @@ def _outputs(
             and fm.meta.target_mean is not None
         ):
             yf = yf * np.asarray(fm.meta.target_std) + np.asarray(fm.meta.target_mean)
-        xq = golden.quantize_input(m, raw)
+        for j, k in enumerate(idx):
+            flo[k] = yf[j]
+    return (flo, *_golden_outputs(m, test))
+
+
+def _golden_outputs(m: IntModel, test: SequenceSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per test sequence, all steps: the model's inputs (int8, int16 for int16-h) and golden int16 outputs."""
+    xqs: list[np.ndarray] = [np.empty(0)] * len(test)
+    ints: list[np.ndarray] = [np.empty(0)] * len(test)
+    for idx in by_length(test.sequences).values():
+        xq = golden.quantize_input(m, np.stack([test.sequences[k] for k in idx]))
         yq, _, _ = golden.run(m, xq)
         for j, k in enumerate(idx):
-            flo[k], xqs[k], ints[k] = yf[j], xq[j], yq[j]
-    return flo, xqs, ints
+            xqs[k], ints[k] = xq[j], yq[j]
+    return xqs, ints
 
 
 def held_out_quality(export_dir: Path, data: str | None = None) -> dict[str, Any]:
@@ -131,19 +139,25 @@ def _int8_loses(quality: dict[str, Any]) -> bool:
 
 
 def wider_export(
-    fm: FloatModel, m: IntModel, train: SequenceSet, test: SequenceSet, quality: dict[str, Any]
+    fm: FloatModel,
+    m: IntModel,
+    train: SequenceSet,
+    test: SequenceSet,
+    quality: dict[str, Any],
+    flo: list[np.ndarray],
 ) -> tuple[dict[str, Any] | None, str | None]:
     """Where an int8 model loses to its float model on the held-out data: the same float model quantized as
     ``tinylstm export --hidden-bits 16`` would (an int16 input and hidden state; codegen/input_range.py), its
     held-out score, and a warning when it keeps what int8 loses. On data whose detail the 8-bit input cannot
-    resolve (ACSF1: docs/training.md) no fine-tuning recovers it, and this says so with the number."""
+    resolve (ACSF1: docs/training.md) no fine-tuning recovers it, and this says so with the number. ``flo``:
+    the float outputs ``_outputs`` gave for ``test``."""
     if m.hidden_bits != HIDDEN_BITS or not _int8_loses(quality):
         return None, None
     try:
         m16, _, _ = calibrated_model(fm, calibration_sequences(fm, train), HIDDEN16_BITS)
     except TinyLSTMError as exc:  # e.g. layer 0 reads more values per step than an int16-h model may
         return {"status": f"not possible: {exc}"}, None
-    flo, _, ints = _outputs(fm, m16, test)
+    _, ints = _golden_outputs(m16, test)
     q16 = _quality(fm, m16, test, ints, flo)
     if quality["metric"] == "accuracy_pct":
         out = {"accuracy_pct": q16["int8"], "accuracy_drop_pp": q16["accuracy_drop_pp"]}
@@ -431,7 +445,7 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
         quality["qat_forward"] = _qat_forward(fm, m, test, ints)
     lag = int((ckpt.dataset.options.get("forecast") if ckpt else 0) or 1)
     baselines, warnings = _baselines(m, train, test, ints, flo, lag)
-    wider, hint = wider_export(fm, m, train, test, quality)
+    wider, hint = wider_export(fm, m, train, test, quality, flo)
     if wider is not None:
         quality["with_hidden_bits_16"] = wider
     warnings += [hint] if hint else []
