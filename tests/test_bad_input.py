@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -635,3 +637,21 @@ def test_every_state_dict_key_must_map_onto_the_model(
         assert not case.untouched.exists()
     case = _user_sd(tmp_path, good, _rnn_state_dict())  # and the plain model exports
     assert main(case.argv) == 0
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(good: Path, tmp_path: Path) -> None:
+    """`tinylstm export ... | head`: stdout's reader closes early. The command stops as a Unix filter does on
+    SIGPIPE (exit 141), with nothing on stderr: no BrokenPipeError traceback, no complaint from the flush at
+    exit. The export's files are written before its summary, so they are all there."""
+    argv = ["export", str(good / "run" / "model.pt"), "--out", str(tmp_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinylstm.host.cli.main", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 128 + signal.SIGPIPE, err
+    assert err == ""
+    assert (tmp_path / "export-report.json").is_file()

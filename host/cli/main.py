@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
 import signal
 import sys
 from types import FrameType
@@ -32,15 +34,39 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM: unwinds like Ctrl-C, so logs are flushed and summaries printed on the way out."""
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (POLLERR on its write end); not a board's socket."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # POLLERR and POLLHUP are reported whatever is asked
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):  # no file descriptor (a captured stdout)
+        return False
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # the reader of our output went away (`tinylstm stream ... | head`): a normal end, as for any Unix
+        # filter stopped by SIGPIPE; what is still buffered goes nowhere instead of failing at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that has gone is found here, not by the interpreter's flush at exit
+        return code
     except TinyLSTMError as exc:
         print(f"tinylstm {args.command}: error: {exc}", file=sys.stderr)
         return 2
