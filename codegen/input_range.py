@@ -120,6 +120,13 @@ def choose_input_range(
     return best
 
 
+def whole_input_range(cal: Calibration) -> Calibration:
+    """``cal`` with the range an int16 input takes: the largest |input| seen (32768 levels, nothing clipped).
+    Only the input range differs between an int8 model's calibration and this, so an int8 export's
+    ``IntModel.calibration`` gives the int16-h model of the same float model without calibrating again."""
+    return dataclasses.replace(cal, input_absmax=max(cal.input_max, cal.input_absmax))
+
+
 def calibrated_model(
     fm: FloatModel, sequences: list[np.ndarray], hidden_bits: int
 ) -> tuple[IntModel, Calibration, Calibration]:
@@ -127,8 +134,8 @@ def calibrated_model(
     range chosen by ``choose_input_range`` (int8 input) or the largest |input| (an int16-h model's int16
     input). Returns (model, the calibration it was quantized with, the calibration as measured)."""
     measured = calibrate(fm, sequences)
-    if input_bits(hidden_bits) == HIDDEN16_BITS:  # 32768 levels: the whole range, nothing clipped
-        chosen = dataclasses.replace(measured, input_absmax=max(measured.input_max, measured.input_absmax))
+    if input_bits(hidden_bits) == HIDDEN16_BITS:
+        chosen = whole_input_range(measured)
     else:
         chosen = choose_input_range(fm, measured, sequences, hidden_bits)
     return quantize(fm, chosen, hidden_bits), chosen, measured

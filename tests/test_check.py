@@ -340,13 +340,13 @@ def test_check_measures_the_int16_export_where_the_int8_input_loses() -> None:
     flo, _, ints = _outputs(fm, m8, test)
     quality = _quality(fm, m8, test, ints, flo)
     assert quality["float"] == 100.0 and quality["int8"] <= 60.0, quality  # +-0.01 vanish in the int8 input
-    wider, hint = wider_export(fm, m8, train, test, quality, flo)
+    wider, hint = wider_export(fm, m8, test, quality, flo)
     assert wider == {"accuracy_pct": 100.0, "accuracy_drop_pp": 0.0}
     assert hint is not None and "--hidden-bits 16" in hint and "100.00 %" in hint
     # nothing to say where int8 keeps the float accuracy, or for a model that is int16-h already
-    assert wider_export(fm, m8, train, test, {**quality, "accuracy_drop_pp": 0.0}, flo) == (None, None)
+    assert wider_export(fm, m8, test, {**quality, "accuracy_drop_pp": 0.0}, flo) == (None, None)
     m16, _, _ = calibrated_model(fm, calibration_sequences(fm, train), 16)
-    assert wider_export(fm, m16, train, test, quality, flo) == (None, None)
+    assert wider_export(fm, m16, test, quality, flo) == (None, None)
 
 
 def test_an_int16_hidden_export_is_named_so(

@@ -18,6 +18,7 @@ from tinylstm.codegen.input_range import (
     choose_input_range,
     output_error,
     subsample,
+    whole_input_range,
 )
 from tinylstm.codegen.quantize import calibrate, quantize
 from tinylstm.codegen.random_models import float_model_from_torch
@@ -78,6 +79,8 @@ def test_calibrated_model_quantizes_with_the_chosen_range() -> None:
     assert m16.hidden_bits == 16 and chosen16.input_absmax == measured.input_max
     assert measured.input_max == max(float(np.abs(s).max()) for s in seqs) > measured.input_absmax
     assert m16.model_hash == quantize(fm, chosen16, 16).model_hash
+    # ... which the int8 model's own calibration gives without calibrating again (tinylstm check's what-if)
+    assert whole_input_range(m.calibration) == chosen16
 
 
 def test_the_subsample_is_even_bounded_and_whole_stacked_steps() -> None:

@@ -17,9 +17,9 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.export import calibration_sequences, data_splits, export_origin
-from tinylstm.codegen.input_range import calibrated_model
-from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.export import data_splits, export_origin
+from tinylstm.codegen.input_range import whole_input_range
+from tinylstm.codegen.quantize import IntModel, quantize
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
 from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS
@@ -141,7 +141,6 @@ def _int8_loses(quality: dict[str, Any]) -> bool:
 def wider_export(
     fm: FloatModel,
     m: IntModel,
-    train: SequenceSet,
     test: SequenceSet,
     quality: dict[str, Any],
     flo: list[np.ndarray],
@@ -153,8 +152,8 @@ def wider_export(
     the float outputs ``_outputs`` gave for ``test``."""
     if m.hidden_bits != HIDDEN_BITS or not _int8_loses(quality):
         return None, None
-    try:
-        m16, _, _ = calibrated_model(fm, calibration_sequences(fm, train), HIDDEN16_BITS)
+    try:  # the export's own calibration: the same ranges `export --hidden-bits 16` would measure
+        m16 = quantize(fm, whole_input_range(m.calibration), HIDDEN16_BITS)
     except TinyLSTMError as exc:  # e.g. layer 0 reads more values per step than an int16-h model may
         return {"status": f"not possible: {exc}"}, None
     _, ints = _golden_outputs(m16, test)
@@ -445,7 +444,7 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
         quality["qat_forward"] = _qat_forward(fm, m, test, ints)
     lag = int((ckpt.dataset.options.get("forecast") if ckpt else 0) or 1)
     baselines, warnings = _baselines(m, train, test, ints, flo, lag)
-    wider, hint = wider_export(fm, m, train, test, quality, flo)
+    wider, hint = wider_export(fm, m, test, quality, flo)
     if wider is not None:
         quality["with_hidden_bits_16"] = wider
     warnings += [hint] if hint else []
