@@ -226,17 +226,20 @@ CALIBRATION_CHUNK = 512
 
 
 def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 200_000) -> Calibration:
-    """Measure ranges on real normalised sequences (each [T, C]); long streams are welcome."""
+    """Measure ranges on real normalised sequences (each [T, C]); long streams are welcome. Data of more than
+    ``max_steps`` samples is measured on evenly spaced sequences (the first and the last among them, so a
+    stream model's joined stream: codegen/export.py) of about that many samples in all."""
     cell = cell_type(model.cell)
     if not sequences:
         raise TinyLSTMError("calibration needs real data: no sequences were given")
+    if not all(np.all(np.isfinite(s)) for s in sequences):
+        raise TinyLSTMError("calibration data contains NaN or infinite values: clean the dataset first")
+    sequences = _evenly_spaced(sequences, max_steps)
     stacks = model.num_layers + len(model.backward)
     cell_max, out_max, steps = [0.0] * stacks, 0.0, 0
     seen: list[np.ndarray] = []
     for idx in by_length(sequences).values():
         batch = np.stack([np.asarray(sequences[k], dtype=np.float64) for k in idx])
-        if not np.all(np.isfinite(batch)):
-            raise TinyLSTMError("calibration data contains NaN or infinite values: clean the dataset first")
         for lo in range(0, len(batch), CALIBRATION_CHUNK):
             out = float_forward(model, batch[lo : lo + CALIBRATION_CHUNK], keep=("c",))
             out_max = max(out_max, float(np.max(np.abs(out["y"]))))
@@ -245,8 +248,6 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
                     cell_max[n] = max(cell_max[n], float(np.max(np.abs(out[f"c{n}"]))))
         seen.append(np.abs(batch).ravel())
         steps += batch.shape[0] * batch.shape[1]
-        if steps >= max_steps:
-            break
     return Calibration(
         input_absmax=max(float(np.percentile(np.concatenate(seen), 99.99)), 1e-3),
         cell_absmax=cell_max if cell.cell_state else [],
@@ -254,6 +255,16 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
         steps=steps,
         input_max=max(float(max(np.max(a) for a in seen)), 1e-3),
     )
+
+
+def _evenly_spaced(sequences: list[np.ndarray], max_steps: int) -> list[np.ndarray]:
+    """All of ``sequences`` if they hold at most ``max_steps`` samples, else evenly spaced ones holding about
+    that many, the first and the last among them."""
+    n, total = len(sequences), sum(len(s) for s in sequences)
+    if total <= max_steps or n <= 2:
+        return sequences
+    k = min(n, max(2, n * max_steps // total))
+    return [sequences[i] for i in np.unique(np.linspace(0, n - 1, k).round().astype(int))]
 
 
 def _quantize_gate_rows(wx: np.ndarray, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

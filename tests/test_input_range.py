@@ -23,6 +23,7 @@ from tinylstm.codegen.input_range import (
 from tinylstm.codegen.quantize import calibrate, quantize
 from tinylstm.codegen.random_models import float_model_from_torch
 from tinylstm.codegen.spec import FloatModel, ModelMeta, float_forward
+from tinylstm.errors import TinyLSTMError
 
 
 def model(cell: str, seed: int, mode: str = "window", stack: int = 1) -> FloatModel:
@@ -135,3 +136,18 @@ def test_a_padded_batch_of_many_lengths_scores_as_each_alone(readout: str, stack
     assert len({len(s) for s in seqs}) > 5
     assert together.disagreement == pytest.approx(np.mean([e.disagreement for e in alone]), abs=1e-12)
     assert together.mse == pytest.approx(np.mean([e.mse for e in alone]), rel=1e-9)
+
+
+def test_calibration_beyond_max_steps_reads_evenly_spaced_sequences() -> None:
+    """calibrate reads about max_steps samples: evenly spaced sequences, the first and the last among them
+    (a stream model's joined stream is the last), every one checked for NaN all the same."""
+    fm = model("lstm", 5)
+    seqs = [np.full((10, 2), 0.01 * k) for k in range(100)]  # sequence k's |input| is 0.01 k
+    assert calibrate(fm, seqs, max_steps=1000).steps == 1000  # within the cap: all of them
+    cal = calibrate(fm, seqs, max_steps=250)
+    assert cal.steps == 250 and cal.input_max == pytest.approx(0.99)
+    head = calibrate(fm, seqs[:1] * 99 + seqs[-1:], max_steps=250)  # the first and the last decide the max
+    assert head.input_max == pytest.approx(0.99)
+    seqs[1][3, 1] = np.nan  # in a sequence the measurement skips (it reads 0, 4, 8, ...)
+    with pytest.raises(TinyLSTMError, match="NaN"):
+        calibrate(fm, seqs, max_steps=250)
