@@ -30,12 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from bench_accuracy import datasets
 
 from tinylstm.codegen.export import ModelSource, export
-from tinylstm.codegen.qat import FakeQuantRNN, ranges_of, tiny_rnn_of
-from tinylstm.codegen.spec import by_length, normalise
+from tinylstm.codegen.qat import fake_quant_outputs, ranges_of
 from tinylstm.codegen.store import load_float_model, load_int_model
 from tinylstm.host.analysis.check import held_out_quality
 from tinylstm.trainer.train import TrainConfig, fit
@@ -50,18 +48,13 @@ def fake_quant_accuracy(export_dir: Path, test: Any, input_from: Path | None = N
     """Held-out accuracy (%) of the fake-quantized forward at ``export_dir``'s scales; with ``input_from``
     (an int16-h export of the same weights) its int16 input at that export's input scale instead."""
     m, doc = load_int_model(export_dir)
-    fm, ranges = load_float_model(export_dir, doc), ranges_of(m)
+    ranges = ranges_of(m)
     if input_from is not None:
         wide = load_int_model(input_from)[0]
         ranges = dataclasses.replace(ranges, input_bits=wide.input_bits, input_scale=wide.input_scale)
-    net = FakeQuantRNN(tiny_rnn_of(fm), ranges)
-    right = 0
-    with torch.no_grad():
-        for idx in by_length(test.sequences).values():
-            x = np.stack([normalise(fm, test.sequences[k]) for k in idx]).astype(np.float32)
-            guess = net(torch.from_numpy(x))[:, -1].argmax(-1).numpy()
-            right += int(np.sum(guess == np.asarray(test.labels)[idx]))
-    return 100.0 * right / len(test)
+    outputs = fake_quant_outputs(load_float_model(export_dir, doc), m, test.sequences, ranges=ranges)
+    guesses = np.array([y[-1].argmax() for y in outputs])
+    return 100.0 * float(np.mean(guesses == np.asarray(test.labels)))
 
 
 def row(train: Any, test: Any, cell: str, seed: int, work: Path) -> dict[str, Any]:
