@@ -23,6 +23,7 @@ class Baselines:
     task: str
     majority_class: str | None = None
     majority_accuracy: float | None = None  # fraction, like the model's accuracy
+    majority_index: int | None = None  # the majority class's label
     mean_rmse: float | None = None
     persistence_rmse: float | None = None
     persistence_rule: str | None = None
@@ -107,7 +108,9 @@ def naive_baselines(train: SequenceSet, test: SequenceSet, lag: int | None = Non
         majority = int(counts.argmax())
         name = train.classes[majority] if train.classes else str(majority)
         accuracy = float(np.mean(_targets(test).astype(np.int64) == majority))
-        return Baselines("classification", majority_class=name, majority_accuracy=accuracy)
+        return Baselines(
+            "classification", majority_class=name, majority_accuracy=accuracy, majority_index=majority
+        )
     k = train.output_size
     mean = _targets(train).reshape(-1, k).astype(np.float64).mean(axis=0)
     target = _targets(test).reshape(-1, k).astype(np.float64)

@@ -203,17 +203,12 @@ def _baselines(
     (trainer/baselines.py ``accuracy_interval``, as train prints)."""
     warnings: list[str] = []
     pq_all = [golden.dequantize_output(m, y) for y in ints]
+    naive = naive_baselines(train, test, lag)  # the baselines as `train` states them (trainer/baselines.py)
     if m.meta.task == "classification":
-        train_labels = (
-            np.concatenate([np.ravel(y) for y in train.labels])
-            if train.mode == "stream"
-            else np.asarray(train.labels)
-        )
-        majority = int(np.bincount(train_labels.astype(np.int64)).argmax())
-        _, target = _select(test, flo)
-        acc = 100.0 * float(np.mean(target == majority))
-        name = m.meta.classes[majority] if m.meta.classes else str(majority)
-        pf, _ = _select(test, flo)
+        assert naive.majority_index is not None
+        name = naive.majority_class
+        pf, target = _select(test, flo)
+        acc = 100.0 * float(np.mean(target == naive.majority_index))  # on the steps the model is scored on
         pq, _ = _select(test, pq_all)
         acc_f, acc_q = 100.0 * np.mean(pf.argmax(-1) == target), 100.0 * np.mean(pq.argmax(-1) == target)
         if min(acc_f, acc_q) <= acc:
@@ -226,7 +221,6 @@ def _baselines(
             out_c["int8_accuracy_interval_pct"] = [100.0 * interval.low, 100.0 * interval.high]
             out_c["interval_cases"] = interval.cases
         return out_c, warnings
-    naive = naive_baselines(train, test, lag)  # the baselines as `train` states them (trainer/baselines.py)
     assert naive.mean_rmse is not None
     pf, target = _select(test, flo)
     pq, _ = _select(test, pq_all)
