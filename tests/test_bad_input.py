@@ -8,6 +8,7 @@ provides the good files to damage) and names the output directory the command mu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -639,19 +640,41 @@ def test_every_state_dict_key_must_map_onto_the_model(
     assert main(case.argv) == 0
 
 
-def test_a_reader_that_goes_away_ends_the_command_quietly(good: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("buffered", [False, True])
+def test_a_reader_that_goes_away_ends_the_command_quietly(good: Path, tmp_path: Path, buffered: bool) -> None:
     """`tinylstm export ... | head`: stdout's reader closes early. The command stops as a Unix filter does on
     SIGPIPE (exit 141), with nothing on stderr: no BrokenPipeError traceback, no complaint from the flush at
-    exit. The export's files are written before its summary, so they are all there."""
+    exit. Unbuffered, the first print finds the reader gone; buffered, the flush after the command does. The
+    export's files are written before its summary, so they are all there."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
     argv = ["export", str(good / "run" / "model.pt"), "--out", str(tmp_path)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "tinylstm.host.cli.main", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=env,
     )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # before the command writes anything
+    code = proc.wait(timeout=120)
     err = proc.stderr.read().decode()
-    assert proc.wait(timeout=120) == 128 + signal.SIGPIPE, err
+    assert code == 128 + signal.SIGPIPE, err
     assert err == ""
+    assert (tmp_path / "export-report.json").is_file()
+
+
+def test_a_command_started_with_stdout_closed_runs(good: Path, tmp_path: Path) -> None:
+    """`tinylstm export ... >&-`: Python has no sys.stdout then; the command still runs and exits 0."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinylstm.host.cli.main", "export", str(good / "run" / "model.pt")]
+        + ["--out", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),  # in the child, before exec
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert (tmp_path / "export-report.json").is_file()

@@ -40,7 +40,7 @@ def _stdout_closed() -> bool:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), 0)  # POLLERR and POLLHUP are reported whatever is asked
         return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
-    except (OSError, ValueError):  # no file descriptor (a captured stdout)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a captured stdout, or none)
         return False
 
 
@@ -49,24 +49,28 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = 0
     try:
-        return _run(argv)
+        code = _run(argv)
+        if sys.stdout is not None:  # None: started with stdout closed
+            sys.stdout.flush()  # a reader that has gone is found here, not by the interpreter's flush at exit
+        return code
     except BrokenPipeError:
         if not _stdout_closed():
             raise
         # the reader of our output went away (`tinylstm stream ... | head`): a normal end, as for any Unix
         # filter stopped by SIGPIPE; what is still buffered goes nowhere instead of failing at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return code or 128 + signal.SIGPIPE  # an error's own exit code (2, 130, 143) is kept
 
 
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        code = int(args.func(args) or 0)
-        sys.stdout.flush()  # a reader that has gone is found here, not by the interpreter's flush at exit
-        return code
+        return int(args.func(args) or 0)
     except TinyLSTMError as exc:
         print(f"tinylstm {args.command}: error: {exc}", file=sys.stderr)
         return 2
