@@ -147,7 +147,8 @@ def export(
             "input_max": measured.input_max,
             "cell_absmax": cal.cell_absmax,
             "output_absmax": cal.output_absmax,
-            "sequences": len(train),
+            "sequences": cal.sequences,  # read, of the training split's (and a stream model's joined stream)
+            "training_sequences": len(train),
         },
         "cell_frac": [L.cell_frac for L in m.layers + m.backward],
         "input_scale": m.input_scale,

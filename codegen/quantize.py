@@ -48,6 +48,7 @@ class Calibration:
     output_absmax: float
     steps: int
     input_max: float = 0.0  # the largest |input| seen (an int16 input's range: codegen/input_range.py)
+    sequences: int = 0  # the sequences read (evenly spaced ones beyond calibrate's max_steps)
 
 
 @dataclass
@@ -228,7 +229,8 @@ CALIBRATION_CHUNK = 512
 def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 200_000) -> Calibration:
     """Measure ranges on real normalised sequences (each [T, C]); long streams are welcome. Data of more than
     ``max_steps`` samples is measured on evenly spaced sequences (the first and the last among them, so a
-    stream model's joined stream: codegen/export.py) of about that many samples in all."""
+    stream model's joined stream: codegen/export.py), as many as hold about that many samples on average:
+    whole sequences, so a few long ones can make it more (one or two sequences are always read whole)."""
     cell = cell_type(model.cell)
     if not sequences:
         raise TinyLSTMError("calibration needs real data: no sequences were given")
@@ -254,6 +256,7 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
         output_absmax=max(out_max, 1e-3),
         steps=steps,
         input_max=max(float(max(np.max(a) for a in seen)), 1e-3),
+        sequences=len(sequences),
     )
 
 
