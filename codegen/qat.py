@@ -318,7 +318,10 @@ def fake_quant_outputs(
     (in output LSBs) per sequence, what a QAT-trained model was fine-tuned to produce. ``double``: in float64
     instead of training's float32, whose roundings an int16 h can carry for many steps. ``ranges``: other
     scales than ``m``'s (a what-if such as ``Ranges.input_bits``; the outputs stay in ``m``'s LSBs)."""
-    net = FakeQuantRNN(tiny_rnn_of(fm).double() if double else tiny_rnn_of(fm), ranges or ranges_of(m))
+    net = FakeQuantRNN(
+        tiny_rnn_of(fm).double() if double else tiny_rnn_of(fm),
+        ranges if ranges is not None else ranges_of(m),
+    )
     out: list[np.ndarray] = [np.empty(0)] * len(sequences)
     with torch.no_grad():
         for idx in by_length(sequences).values():

@@ -206,7 +206,7 @@ def _baselines(
     naive = naive_baselines(train, test, lag)  # the baselines as `train` states them (trainer/baselines.py)
     if m.meta.task == "classification":
         assert naive.majority_index is not None
-        name = naive.majority_class
+        name = m.meta.classes[naive.majority_index] if m.meta.classes else naive.majority_class
         pf, target = _select(test, flo)
         acc = 100.0 * float(np.mean(target == naive.majority_index))  # on the steps the model is scored on
         pq, _ = _select(test, pq_all)
