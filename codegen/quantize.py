@@ -221,8 +221,8 @@ class IntModel:
         return int.from_bytes(hashlib.sha256(self.canonical_bytes()).digest()[:4], "little")
 
 
-# sequences per float reference call in ``calibrate``: its traces (every gate of every step, float64) of 6,051
-# 128-step windows took 1.5 GB and 8 s at once, 3.4 s in chunks of this size, with the same ranges
+# sequences per float reference call in ``calibrate``: bounds the memory of its traces (every gate of every
+# step, float64), which for thousands of long windows at once ran to gigabytes
 CALIBRATION_CHUNK = 512
 
 
