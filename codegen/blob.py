@@ -282,7 +282,7 @@ def from_blob(data: bytes) -> IntModel:
         meta = ModelMeta(**doc["meta"])
         cal = Calibration(**doc["calibration"])
         output_scale, input_scale = float(doc["output_scale"]), float(doc["input_scale"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise _err(f"the metadata section is not valid ({exc})") from None
     nl, per, c = h["layers"], len(LAYER_SECTIONS), cell_type(h["cell"])
     window, back_fracs = 0, [0] * nl

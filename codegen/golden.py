@@ -77,7 +77,8 @@ def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
         )
     if not np.all(np.isfinite(x)):
         raise TinyLSTMError("input contains NaN or infinite values: clean or impute the samples first")
-    v = (x - model.input_mean) * model.input_mul  # float32 arithmetic, like the C code
+    with np.errstate(over="ignore"):  # an overflow to +-inf saturates below, as in the C code
+        v = (x - model.input_mean) * model.input_mul  # float32 arithmetic, like the C code
     top = input_qmax(model.hidden_bits)
     v = np.clip(v, np.float32(-top - 1), np.float32(top))
     return np.trunc(v + np.copysign(np.float32(0.5), v)).astype(model.input_dtype)

@@ -1,4 +1,5 @@
 /* Public API: model checks, state binding, and the step/run drivers over stacked layers. */
+#include <float.h>
 #include <string.h>
 
 #include "tl_kernels.h"
@@ -76,7 +77,7 @@ tl_status_t tl_model_check(const tl_model_t *m)
             return TL_ERR_MODEL;
     if (m->input_mul) /* optional (callers with quantized samples); tl_quantize_input(_s16) needs 0 < mul < inf */
         for (size_t k = 0; k < m->input_size; ++k)
-            if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= 3.4e38f)) return TL_ERR_MODEL;
+            if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= FLT_MAX)) return TL_ERR_MODEL;
     return TL_OK;
 }
 

@@ -2,6 +2,8 @@
  * Float sample -> model input (int8, or an int16-h model's int16) with the generated normalisation constants.
  * Only this file uses float; build it with -ffp-contract=off so (x - mean) * mul is never fused.
  */
+#include <float.h>
+
 #include "tinylstm.h"
 
 /* Checks the sample, the multipliers and that the model's input is `wide` (int16: an int16-h model's) or not:
@@ -12,7 +14,7 @@ static tl_status_t check(const tl_model_t *m, const float *x, int wide)
     if ((m->hidden_bits == TL_HIDDEN16_BITS) != wide) return TL_ERR_ARG; /* the other input type's function */
     for (size_t k = 0; k < m->input_size; ++k) {
         if (!(x[k] - x[k] == 0.0f)) return TL_ERR_INPUT;                                /* NaN or +-inf */
-        if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= 3.4e38f)) return TL_ERR_ARG; /* keeps v off NaN */
+        if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= FLT_MAX)) return TL_ERR_ARG; /* keeps v off NaN */
     }
     return TL_OK;
 }

@@ -20,6 +20,7 @@ import sys
 import zlib
 from array import array
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -384,6 +385,51 @@ def test_fallback_refuses_int16_h_multipliers_the_c_kernel_refuses() -> None:
         mpy.Model(data)
     with pytest.raises(TinyLSTMError):
         CModel.from_blob(data)
+
+
+def test_every_reader_takes_every_finite_positive_input_multiplier() -> None:
+    """0 < input_mul <= FLT_MAX is the bound of every reader (tl_model_check, the fallback, the host's): the
+    largest float32 is taken by all three and quantizes alike (an infinite product saturates); infinity by
+    none. The C check once stopped at 3.4e38, just below FLT_MAX, where the others ran the model."""
+    mpy = fallback_module()
+    m = random_int_model(np.random.default_rng(4), "lstm", 1, 3, 4, 2)
+    m.input_mean[:] = 0.0
+    m.input_mul[1] = np.finfo(np.float32).max
+    data = blob.to_blob(m)
+    x = np.array([[0.0, 0.0, 0.0], [0.5, 1e-30, -0.5], [-1.0, -1e-30, 2.0], [0.0, 3.0, 0.0]], np.float32)
+    want = golden.quantize_input(blob.from_blob(data), x)
+    assert list(want[:, 1]) == [0, 127, -128, 127]
+    assert np.array_equal(CModel.from_blob(data).quantize_input(x), want)
+    fallback = mpy.Model(data)
+    assert [list(fallback.quantize([float(v) for v in row])) for row in x] == want.tolist()
+    m.input_mul[1] = np.inf
+    data = blob.to_blob(m)
+    with pytest.raises(TinyLSTMError, match="infinity"):
+        blob.from_blob(data)
+    with pytest.raises(mpy.BlobError, match="infinity"):
+        mpy.Model(data)
+    with pytest.raises(TinyLSTMError):
+        CModel.from_blob(data)
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [b"[1,2]", b"1e999", b"[" * 20000 + b"]" * 20000, b'{"meta": ', b"\xff"],
+    ids=lambda v: repr(v[:9]),
+)
+def test_metadata_that_is_no_json_object_is_refused(meta: bytes) -> None:
+    """The metadata section must hold a JSON object: the host reader and the fallback's ``read_meta`` refuse
+    anything else (a list, a number, nesting deeper than the parser goes, bad JSON) with their blob error,
+    not a RecursionError or a list returned where a dict is promised."""
+    mpy = fallback_module()
+    m = random_int_model(np.random.default_rng(5), "gru", 1, 3, 4, 2)
+    with mock.patch.object(blob, "_meta_json", lambda _: meta):
+        data = blob.to_blob(m)
+    with pytest.raises(TinyLSTMError, match="metadata section is not valid"):
+        blob.from_blob(data)
+    with pytest.raises(mpy.BlobError, match="metadata section is not a JSON object"):
+        mpy.read_meta(data)
+    assert isinstance(mpy.read_meta(blob.to_blob(m)), dict)
 
 
 # (cell, layers, hidden bits): the int8-h stacked models, and the int16-h ones at 1-3 layers

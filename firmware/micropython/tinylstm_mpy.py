@@ -213,7 +213,14 @@ def read_meta(blob) -> dict:
     import json
 
     off, size = read_sections(blob)[1][7]
-    return json.loads(bytes(blob[off : off + size]))
+    # bad JSON raises ValueError, nesting too deep for the parser RuntimeError (CPython: RecursionError)
+    try:
+        meta = json.loads(bytes(blob[off : off + size]))
+    except (ValueError, RuntimeError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise _err("the metadata section is not a JSON object")
+    return meta
 
 
 def _ints(blob, sec: tuple, code: str) -> tuple:

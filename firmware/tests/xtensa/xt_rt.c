@@ -5,7 +5,7 @@
  *    MUL32HIGH, so both compilers call it; no windowed libgcc exists for the clang build, and
  *    the Debian libgcc of xtensa-lx106-elf-gcc lacks it (and __addsf3/__subsf3/__mulsf3);
  *  - with -DXT_RT_SFCMP: __gtsf2/__lesf2, the two float comparisons of tl_model_check
- *    (0 < input_mul <= 3.4e38f) for the clang build without FPU (lx106's libgcc has them);
+ *    (0 < input_mul <= FLT_MAX) for the clang build without FPU (lx106's libgcc has them);
  *  - with -DXT_RT_DIVSI3: __divsi3, the int32 division of the mean readout (csrc/tl_pool.c) on lx106,
  *    which has no divide instruction; the ESP8266 has it in ROM (its SDK's linker scripts name it), but
  *    the Debian libgcc of xtensa-lx106-elf-gcc lacks it.
