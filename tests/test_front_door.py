@@ -107,3 +107,39 @@ def test_the_numeric_core_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda d: tinylstm.train(d, d / "r", hidden="4"), "train: hidden='4' is a str; pass an int"),
+        (
+            lambda d: tinylstm.train(d, d / "r", epochs=1.5),
+            "train: epochs=1.5 is a float; pass an int or None",
+        ),
+        (
+            lambda d: tinylstm.train(d, d / "r", epochs=True),
+            "train: epochs=True is a bool; pass an int or None",
+        ),
+        (lambda d: tinylstm.train(d, None), "train: out=None is None; pass a str or a path"),
+        (
+            lambda d: tinylstm.train(d, d / "r", dataset_options=[1]),
+            "dataset_options=[1] is a list; pass a dict",
+        ),
+        (lambda d: tinylstm.train(d, d / "r", dataset_options={"channels": " "}), "channels is empty"),
+        (lambda d: tinylstm.check(123), "check: export_dir=123 is an int; pass a str or a path"),
+        (lambda d: tinylstm.load_export(None), "load_export: export_dir=None is None"),
+        (lambda d: tinylstm.check(d, max_accuracy_drop="x"), "max_accuracy_drop='x' is a str; pass a float"),
+        (lambda d: tinylstm.search(d, "stm32f405", hidden=[8, "x"]), "hidden=[8, 'x'] is a list"),
+        (lambda d: tinylstm.build(d, board=None), "build: board=None is None; pass a str"),
+        (lambda d: tinylstm.train(d, d / "r", 5), "train: too many positional arguments"),
+    ],
+)
+def test_wrong_argument_types_are_one_tinylstm_error(tmp_path: Path, call: Any, message: str) -> None:
+    """The API checks its arguments against the types it declares (tinylstm/arguments.py) before anything
+    runs: a wrong type is a TinyLSTMError naming the function, the argument and the type to pass, not a
+    TypeError from deep inside PyTorch or numpy, and never taken (epochs=True once trained one epoch)."""
+    with pytest.raises(tinylstm.TinyLSTMError) as info:
+        call(tmp_path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "r").exists()

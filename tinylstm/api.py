@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from tinylstm.arguments import check_fields, checked
 from tinylstm.codegen.emit_c import Layout
 from tinylstm.codegen.export import ModelSource, export_origin
 from tinylstm.codegen.export import export as _export
@@ -66,6 +67,7 @@ def _opt_str(value: str | Path | None) -> str | None:
     return None if value is None else str(value)
 
 
+@checked
 def train(
     data: str | Path = "watch",
     out: str | Path = "runs/latest",
@@ -93,12 +95,18 @@ def train(
         raise TinyLSTMError(
             f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+    check_fields("tinylstm.train", TrainConfig, config)
     check_output_dir(out)  # before loading data and training, not after
     options = dict(dataset_options or {})
     if options.get("task") == "auto":
         options["task"] = None  # the loaders' default; the builtin data takes no task option
     if isinstance(options.get("channels"), str):
-        options["channels"] = options["channels"].split(",") if options["channels"] else None
+        if not options["channels"].strip():
+            raise TinyLSTMError(
+                "channels is empty: name the input columns, comma-separated, or leave it out for every "
+                "numeric column"
+            )
+        options["channels"] = options["channels"].split(",")
     ds = load_dataset(str(data), **options)
     cfg = TrainConfig(**{"progress": False, **config})
     if log is not None:
@@ -136,6 +144,7 @@ class Export:
         return export_origin(self.dir, self.doc).loaded.float_model
 
 
+@checked
 def load_export(export_dir: str | Path) -> Export:
     """Open a directory written by ``export`` / ``tinylstm export``."""
     d = Path(export_dir)
@@ -145,6 +154,7 @@ def load_export(export_dir: str | Path) -> Export:
     return Export(d, model, doc, report)
 
 
+@checked
 def export(
     model: str | Path,
     out: str | Path | None = None,
@@ -172,6 +182,7 @@ def export(
     return exp
 
 
+@checked
 def check(
     export_dir: str | Path,
     data: str | Path | None = None,
@@ -203,6 +214,7 @@ def check(
     return report
 
 
+@checked
 def explain(
     export_dir: str | Path,
     *,
@@ -223,6 +235,7 @@ def explain(
 MAX_REPLAY_PERIOD_MS = 60_000  # a replayed sample a minute at the slowest
 
 
+@checked
 def build(
     export_dir: str | Path,
     board: str = DEFAULT_BOARD,
@@ -252,6 +265,7 @@ def build(
     )
 
 
+@checked
 def flash(target: str | Path, board: str = DEFAULT_BOARD, *, port: str | None = None) -> None:
     """``tinylstm flash``: program ``target`` (an ELF/BIN, or a ``build`` output directory) onto ``board``
     the way its record says; a QEMU board starts QEMU, prints its socket:// URL and runs until Ctrl-C.
@@ -287,6 +301,7 @@ def _names(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(v for v in (value.split(",") if isinstance(value, str) else value) if v)
 
 
+@checked
 def search(
     data: str | Path,
     board: str,
@@ -359,6 +374,7 @@ def search(
     return _search(cfg)
 
 
+@checked
 def prune(
     model: str | Path,
     out: str | Path,
@@ -410,6 +426,7 @@ def prune(
     )
 
 
+@checked
 def parity(
     export_dir: str | Path,
     port: str | None = None,
@@ -538,6 +555,7 @@ class Stream:
             self._log = None
 
 
+@checked
 def stream(
     port: str,
     *,
