@@ -303,3 +303,26 @@ def test_cli_refuses_patience_without_early_stopping(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs select='best' (--select best)" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_stack_longer_than_the_windows_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """k samples per recurrent step on windows shorter than k: no step would complete, the model would answer
+    with its head's bias whatever it reads. Refused (a stream: when longer than the longest stream)."""
+    with pytest.raises(TinyLSTMError, match=r"stack=17 is longer than the shortest window \(16 samples\)"):
+        choose(TrainConfig(stack=17), DataShape(30, 600, True, True, 20, max_steps=30, min_steps=16))
+    assert (
+        choose(TrainConfig(stack=16), DataShape(30, 600, True, True, 20, max_steps=30, min_steps=16)).stack
+        == 16
+    )
+    with pytest.raises(TinyLSTMError, match=r"longer than the longest stream \(30 samples\)"):
+        choose(TrainConfig(stack=31), DataShape(2, 50, True, False, 25, max_steps=30, min_steps=20))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "w.npz", X=rng.standard_normal((40, 16, 3)).astype(np.float32), y=np.arange(40) % 2)
+    assert (
+        main(["train", "--data", str(tmp_path / "w.npz"), "--stack", "100", "--out", str(tmp_path / "x")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "choose stack <= 16" in err[0]

@@ -93,6 +93,7 @@ class DataShape:
     median_steps: int = 0  # the sequences' median length
     channels: int = 1  # values per sample
     max_steps: int = 0  # the longest sequence (a padded batch's length)
+    min_steps: int = 0  # the shortest sequence
 
     @classmethod
     def of(cls, ds: SequenceSet) -> DataShape:
@@ -105,6 +106,7 @@ class DataShape:
             median_steps=int(np.median(lengths)) if lengths else 0,
             channels=int(ds.sequences[0].shape[1]) if lengths else 1,
             max_steps=max(lengths, default=0),
+            min_steps=min(lengths, default=0),
         )
 
 
@@ -212,6 +214,15 @@ def choose_stack(given: int | None, data: DataShape) -> tuple[int, str]:
     STACK_MIN_STEPS samples or more (within the kernel's step width), else 1; with the reason."""
     if given is not None:
         check_stack(given, data.channels)
+        # a window shorter than k ends before its first recurrent step: its output would be the head's bias
+        shortest, what = (
+            (data.min_steps, "shortest window") if data.window else (data.max_steps, "longest stream")
+        )
+        if shortest and given > shortest:
+            raise TinyLSTMError(
+                f"stack={given} is longer than the {what} ({shortest} samples): no recurrent step would "
+                f"complete there; choose stack <= {shortest}"
+            )
         return given, f"input stacking: {given} samples per step (given)"
     if not data.window or data.median_steps < STACK_MIN_STEPS:
         what = "a label per step" if not data.window else f"windows of {data.median_steps} samples (median)"
