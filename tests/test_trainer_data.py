@@ -222,3 +222,164 @@ def test_train_warns_about_a_constant_channel_and_check_repeats_it(
     assert main(["export", str(tmp_path / "run" / "model.pt")]) == 0
     main(["check", str(tmp_path / "run" / "export")])
     assert "WARNING: training data: channel 'ch1' is constant" in capsys.readouterr().out
+
+
+def test_csv_utf8_bom_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    rows = "".join(f"{i % 2},{i * 0.5},{i * 0.25}\n" for i in range(8))
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ("label,a,b\n" + rows).encode())  # Excel's "CSV UTF-8"
+    ds = load_dataset(str(path), window=4)
+    assert ds.channels == ["a", "b"] and ds.task == "classification" and ds.classes == ["0", "1"]
+
+
+def test_csv_bytes_that_are_not_utf8_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"a,b,label\n0.1,0.2,tea\n0.3,0.4,caf\xe9\n0.5,0.6,tea\n")
+    with pytest.raises(
+        TinyLSTMError, match=r"row 3 column 3: b'caf\\xe9' is not UTF-8.*save the file as UTF-8"
+    ):
+        load_dataset(str(path), window=2)
+
+
+def test_case_formats_drop_a_bom_and_refuse_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bom.tsv"
+    path.write_bytes(b"\xef\xbb\xbf1\t0.1\t0.2\n2\t0.3\t0.4\n1\t0.5\t0.6\n")
+    assert load_dataset(str(path)).classes == ["1", "2"]
+    ts = write_ts(tmp_path, ["1,2:3,4:a", "1,2:3,4:b"])
+    ts.write_bytes(b"\xef\xbb\xbf" + ts.read_bytes())
+    assert load_dataset(str(ts)).classes == ["a", "b"]
+    path.write_bytes(b"1\t0.1\t0.2\ncaf\xe9\t0.3\t0.4\n")
+    with pytest.raises(TinyLSTMError, match=r"bom.tsv:2: b'\\xe9' is not UTF-8 text; save the file as UTF-8"):
+        load_dataset(str(path))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_csv_nonfinite_class_label_names_the_row(tmp_path: Path, value: str) -> None:
+    path = write_csv(tmp_path, f"ax,label\n1,0\n2,{value}\n3,1\n")
+    with pytest.raises(
+        TinyLSTMError, match=f"row 3: the target column 'label' holds '{value}', which is not"
+    ):
+        load_dataset(str(path), task="classification", window=2)
+
+
+@pytest.mark.parametrize(
+    ("channels", "message"),
+    [
+        (["a", "b", "label"], "the target column 'label' cannot also be an input.*--forecast"),
+        (["a", "a"], "--channels lists 'a' twice"),
+        ([], "has an empty column name"),
+        (["a", ""], "'a,' has an empty column name"),
+    ],
+)
+def test_csv_channels_refused(tmp_path: Path, channels: list[str], message: str) -> None:
+    path = write_csv(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,6,0\n")
+    with pytest.raises(TinyLSTMError, match=message):
+        load_dataset(str(path), channels=channels, window=2)
+
+
+def test_csv_forecast_may_read_the_target_as_an_input(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{i * 0.5}\n" for i in range(8))
+    path = write_csv(tmp_path, "u,temp\n" + rows)
+    ds = load_dataset(str(path), target="temp", channels=["temp", "u"], forecast=1, window=3)
+    assert ds.channels == ["temp", "u"] and ds.task == "regression"
+
+
+def _npz(tmp_path: Path, **arrays: np.ndarray) -> str:
+    rng = np.random.default_rng(0)
+    full = {"X": rng.normal(size=(40, 16, 3)).astype(np.float32), "y": np.arange(40) % 2, **arrays}
+    np.savez(tmp_path / "d.npz", **full)  # type: ignore[arg-type]
+    return str(tmp_path / "d.npz")
+
+
+@pytest.mark.parametrize("high", [20, 100_000])
+def test_npz_class_numbers_with_no_example_are_refused(tmp_path: Path, high: int) -> None:
+    y = np.where(np.arange(40) % 2 == 0, high // 2, high)
+    with pytest.raises(
+        TinyLSTMError, match=f"labels take 2 distinct values but run up to {high}: number the"
+    ):
+        load_dataset(_npz(tmp_path, y=y))
+
+
+def test_npz_classes_array_may_name_unused_class_numbers(tmp_path: Path) -> None:
+    y = np.where(np.arange(40) % 2 == 0, 0, 2)
+    ds = load_dataset(_npz(tmp_path, y=y, classes=np.array(["a", "b", "c"])))
+    assert ds.classes == ["a", "b", "c"] and ds.output_size == 3
+    with pytest.raises(TinyLSTMError, match="labels in y run from -1 to 0; number the classes 0..K-1"):
+        load_dataset(_npz(tmp_path, y=np.arange(40) % 2 - 1))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"y": np.array(1)}, r"y has shape \(\); expected \[40\]"),
+        ({"y": np.array(["a", "b"] * 20)}, r"y holds <U1 values; labels must be integers 0..K-1.*floats"),
+        ({"X": np.ones((40, 16, 3), dtype=np.complex64)}, "X holds complex64 values; the model reads real"),
+        ({"X": np.zeros((40, 16, 3), dtype="timedelta64[s]")}, "X holds timedelta64"),
+        ({"classes": np.array(["a", "a"])}, "classes names 'a' twice"),
+        ({"classes": np.array([["a", "b"], ["c", "d"]])}, r"classes has shape \(2, 2\); give a 1-D array"),
+    ],
+)
+def test_npz_arrays_of_the_wrong_kind_are_refused(
+    tmp_path: Path, arrays: dict[str, np.ndarray], message: str
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's ComplexWarning is not an answer
+        with pytest.raises(TinyLSTMError, match=message):
+            load_dataset(_npz(tmp_path, **arrays))
+
+
+def test_values_beyond_float32_say_so_without_runtime_warnings(tmp_path: Path) -> None:
+    import warnings
+
+    x = np.ones((40, 16, 3))
+    x[3, 2, 1] = 1e39
+    overflow = r"is 1e\+39, which overflows float32 \(the model's number type.*rescale the data"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(
+            TinyLSTMError, match=r"X\[3, 2, 1\] \(sequence 3, step 2, channel 1\) " + overflow
+        ):
+            load_dataset(_npz(tmp_path, X=x))
+        with pytest.raises(TinyLSTMError, match=r"y\[1\] " + overflow):
+            load_dataset(_npz(tmp_path, y=np.array([0.5, 1e39] * 20)))
+    with pytest.raises(TinyLSTMError, match="dimension 1: value 2 is 1e39, which overflows float32"):
+        load_dataset(str(write_ts(tmp_path, ["1,1e39:3,4:a", "1,2:3,4:b"])))
+    with pytest.raises(TinyLSTMError, match="row 3 column 'ay': value is 1e39, which overflows float32"):
+        load_dataset(str(write_csv(tmp_path, "ax,ay,label\n1,2,0\n3,1e39,1\n")), window=2)
+
+
+def test_npz_labels_beyond_lengths_are_never_read(tmp_path: Path) -> None:
+    lengths = np.arange(40) % 10 + 6
+    pad = np.arange(16)[None, :] >= lengths[:, None]
+    steps = np.broadcast_to(np.arange(16) % 2, (40, 16))
+    ds = load_dataset(_npz(tmp_path, y=np.where(pad, -1, steps), lengths=lengths))
+    assert ds.classes == ["0", "1"] and [len(lab) for lab in ds.labels] == lengths.tolist()
+    targets = np.where(pad, np.nan, steps * 0.5)
+    ds = load_dataset(_npz(tmp_path, y=targets, lengths=lengths))
+    assert ds.task == "regression" and all(np.isfinite(lab).all() for lab in ds.labels)
+    targets[5, 0] = np.nan  # inside sequence 5: read, so refused
+    with pytest.raises(TinyLSTMError, match=r"y\[5, 0\] is nan"):
+        load_dataset(_npz(tmp_path, y=targets, lengths=lengths))
+
+
+@pytest.mark.parametrize(
+    ("name", "arrays"),
+    [
+        ("sparse", {"y": np.arange(40) % 2 * 10 + 10}),
+        ("y0d", {"y": np.array(1)}),
+        ("strings", {"y": np.array(["a", "b"] * 20)}),
+        ("complex", {"X": np.ones((40, 16, 3), dtype=np.complex64)}),
+        ("huge", {"X": np.full((40, 16, 3), 1e39)}),
+    ],
+)
+def test_cli_train_refuses_bad_npz_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, arrays: dict[str, np.ndarray]
+) -> None:
+    from tinylstm.host.cli.main import main
+
+    argv = ["train", "--data", _npz(tmp_path, **arrays), "--epochs", "1", "--hidden", "4", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinylstm train: error: ") and err.count("\n") == 1, err

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.sequence_set import SequenceSet, Task
+from tinylstm.trainer.sequence_set import SequenceSet, Task, as_float32, nonfinite_problem
 
 MISSING_POLICIES = ("error", "interpolate")
 TASKS = ("auto", "classification", "regression")
@@ -28,10 +28,18 @@ def check_options(missing: str, task: str) -> None:
 
 
 def read_lines(path: Path) -> list[str]:
+    """The file's lines; a leading byte order mark is dropped, bytes that are not UTF-8 are refused."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         raise TinyLSTMError(f"cannot read {path}: {exc.strerror}; check the path and permissions") from None
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TinyLSTMError(
+            f"{path}:{line}: {data[exc.start : exc.end]!r} is not UTF-8 text; save the file as UTF-8"
+        ) from None
 
 
 def _fill_missing(values: np.ndarray, where: str) -> np.ndarray:
@@ -45,18 +53,20 @@ def _fill_missing(values: np.ndarray, where: str) -> np.ndarray:
 def parse_values(fields: list[str], missing: str, where: str, padded: bool = False) -> np.ndarray:
     """One dimension's values (``?``, ``NaN`` or empty: missing). ``padded``: trailing missing values pad a
     shorter case to the file's width (the UCR archive's convention) and are dropped, not filled."""
-    out = np.empty(len(fields), dtype=np.float32)
+    values = np.empty(len(fields), dtype=np.float64)
     for i, f in enumerate(fields):
         f = f.strip()
         if f in ("?", ""):
-            out[i] = np.nan
+            values[i] = np.nan
             continue
         try:
-            out[i] = float(f)
+            values[i] = float(f)
         except ValueError:
             raise TinyLSTMError(f"{where}, value {i + 1}: {f!r} is not a number; fix the data line") from None
+    out, _ = as_float32(values)
     if np.isinf(out).any():
-        raise TinyLSTMError(f"{where}: value {int(np.argmax(np.isinf(out))) + 1} is infinite; fix the file")
+        i = int(np.argmax(np.isinf(out)))
+        raise TinyLSTMError(f"{where}: value {i + 1} {nonfinite_problem(fields[i].strip(), 'fix the file')}")
     if padded:
         known = np.flatnonzero(~np.isnan(out))
         if not known.size:
@@ -99,12 +109,13 @@ def window_set(
     resolved: Task
     if regression:
         try:
-            labels = np.asarray([[float(v)] for v in raw_labels], dtype=np.float32)
+            targets = np.asarray([[float(v)] for v in raw_labels], dtype=np.float64)
         except ValueError:
             raise TinyLSTMError(f"{path}: a target is not a number; fix the targets") from None
-        if not np.isfinite(labels).all():
-            row = int(np.argmax(~np.isfinite(labels[:, 0])))
-            raise TinyLSTMError(f"{path}: the target of case {row + 1} is NaN/inf; fix or drop that case")
+        labels, bad = as_float32(targets)
+        if bad is not None:
+            problem = nonfinite_problem(raw_labels[bad[0]], "fix or drop that case")
+            raise TinyLSTMError(f"{path}: the target of case {bad[0] + 1} {problem}")
         resolved = "regression"
         classes = None
     else:

@@ -3,7 +3,8 @@
 * ``target``: the label/target column (default ``label`` if present, else the last column).
 * ``group``: optional sequence-id column; the rows of one group form one sequence, in file order.
 * ``channels``: input columns (default: every other numeric column; with ``forecast`` the target
-  column is an input too, since forecasting a signal from its own past is the usual case). A column
+  column is an input too, since forecasting a signal from its own past is the usual case; without
+  ``forecast`` the target may not be an input: the model would read its own answer). A column
   counts as text, and is skipped (listed in ``SequenceSet.skipped``), only when most of its values are
   not numbers; a numeric column with an empty or non-numeric cell is an error naming the row and
   column, never a silently dropped input.
@@ -18,25 +19,45 @@
 from __future__ import annotations
 
 import csv
+import io
+import re
 from pathlib import Path
 
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.sequence_set import SequenceSet, Task, window_starts
+from tinylstm.trainer.sequence_set import SequenceSet, Task, as_float32, nonfinite_problem, window_starts
 
 MAX_AUTO_CLASSES = 50
 STREAM_BLOCKS = 20  # a single stream is split into this many contiguous groups for leak-free splits
+# bytes that are not UTF-8, as errors="surrogateescape" reads them
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _refuse_undecodable(path: Path, rows: list[list[str]]) -> None:
+    """Raise naming the first cell that holds bytes which are not UTF-8."""
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            if _UNDECODABLE.search(cell):
+                raw = cell.strip().encode("utf-8", "surrogateescape")
+                raise TinyLSTMError(
+                    f"{path} row {r + 1} column {c + 1}: {raw!r} is not UTF-8 text; save the file as UTF-8 "
+                    '(Excel: "CSV UTF-8")'
+                )
 
 
 def _read(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
-        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark, which is not part of the first name
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
+            text = fh.read()
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
     except OSError as exc:
         raise TinyLSTMError(f"cannot read {path}: {exc.strerror}; check the path and permissions") from None
     except csv.Error as exc:
         raise TinyLSTMError(f"{path} is not valid CSV ({exc}); fix the quoting or the delimiter") from None
+    if _UNDECODABLE.search(text):
+        _refuse_undecodable(path, rows)
     if len(rows) < 2:
         raise TinyLSTMError(f"{path}: needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
@@ -74,13 +95,41 @@ def _numeric_column(path: Path, name: str, column: list[str]) -> np.ndarray:
             "the "
             "column out with --channels"
         )
-    bad = np.flatnonzero(~np.isfinite(values))
+    _, bad = as_float32(values)
+    if bad is not None:
+        problem = nonfinite_problem(
+            column[bad[0]], "replace NaN/inf values (fill or drop the rows) before training"
+        )
+        raise TinyLSTMError(f"{path} row {bad[0] + 2} column {name!r}: value {problem}")
+    return values
+
+
+def _check_channels(path: Path, channels: list[str], header: list[str], target: str, forecast: int) -> None:
+    """The chosen input columns exist, each once, and hold not the target (unless forecasting it)."""
+    if not channels or "" in channels:
+        raise TinyLSTMError(
+            f"{path}: --channels {','.join(channels)!r} has an empty column name; list input columns "
+            "comma-separated (a,b), or leave the option out for every numeric column"
+        )
+    for k, ch in enumerate(channels):
+        if ch not in header:
+            raise TinyLSTMError(f"{path}: no channel column {ch!r}; columns are {header}")
+        if ch in channels[:k]:
+            raise TinyLSTMError(f"{path}: --channels lists {ch!r} twice; name each input column once")
+    if target in channels and not forecast:
+        raise TinyLSTMError(
+            f"{path}: the target column {target!r} cannot also be an input (the model would read the "
+            "answer): drop it from --channels, or predict its future values with --forecast"
+        )
+
+
+def _check_finite_classes(path: Path, target: str, raw: list[str], numbers: np.ndarray) -> None:
+    bad = np.flatnonzero(~np.isfinite(numbers))
     if bad.size:
         raise TinyLSTMError(
-            f"{path} row {int(bad[0]) + 2} column {name!r}: value is {column[bad[0]]}; "
-            "replace NaN/inf values (fill or drop the rows) before training"
+            f"{path} row {int(bad[0]) + 2}: the target column {target!r} holds {raw[bad[0]]!r}, which is "
+            "not a class; fix or drop the row"
         )
-    return values
 
 
 def _resolve_task(raw: list[str], numeric: np.ndarray | None, task: str, forecast: int, path: Path) -> Task:
@@ -143,15 +192,15 @@ def load_csv(
                 f"{path}: no numeric input columns besides the target (text columns: {skipped}); "
                 "add sensor columns"
             )
-    for ch in channels:
-        if ch not in columns:
-            raise TinyLSTMError(f"{path}: no channel column {ch!r}; columns are {header}")
+    else:
+        _check_channels(path, channels, header, target, forecast)
     x = np.stack([_numeric_column(path, ch, columns[ch]) for ch in channels], axis=1).astype(np.float32)
 
     classes: list[str] | None = None
     y: np.ndarray
     if resolved == "classification":
         if target_numeric is not None:
+            _check_finite_classes(path, target, raw_target, target_numeric)
             distinct = sorted(set(target_numeric.tolist()))
             classes = [str(int(v)) if v == int(v) else str(v) for v in distinct]
             y = np.searchsorted(np.asarray(distinct), target_numeric).astype(np.int64)

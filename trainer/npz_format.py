@@ -2,9 +2,11 @@
 
 Arrays: ``X`` float [N, T, C]; ``y`` either [N] (one label/target per sequence, window mode) or
 [N, T] / [N, T, K] (per-step, stream mode); optional ``lengths`` int [N] (sequence i uses
-``X[i, :lengths[i]]``); optional ``classes`` (names for integer labels); optional ``groups`` [N] (a
+``X[i, :lengths[i]]`` and, per step, ``y[i, :lengths[i]]``: the padding beyond is never read and may hold
+anything); optional ``classes`` (names for integer labels); optional ``groups`` [N] (a
 recording id per sequence: windows of one recording never land in two splits or folds). Integer ``y``
-means classification and float ``y`` regression unless ``task`` says otherwise.
+means classification and float ``y`` regression unless ``task`` says otherwise. Class labels are the
+numbers 0..K-1; without ``classes`` every one of them needs an example.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.sequence_set import Mode, SequenceSet, Task, first_nonfinite
+from tinylstm.trainer.sequence_set import Mode, SequenceSet, Task, as_float32, nonfinite_problem
+
+REAL_KINDS = "iuf"  # dtype kinds X may hold: signed and unsigned integers, floats
+LABEL_KINDS = "biuf"  # and y: those or booleans
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
@@ -30,18 +35,120 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
         ) from None
 
 
+def _check_x(path: Path, x: np.ndarray) -> None:
+    if x.ndim != 3:
+        raise TinyLSTMError(f"{path}: X has shape {x.shape} ({x.dtype}); expected a numeric [N, T, C] array")
+    if x.dtype.kind not in REAL_KINDS:
+        raise TinyLSTMError(
+            f"{path}: X holds {x.dtype} values; the model reads real numbers: save X as float32 (complex "
+            "signals as their magnitude, or real and imaginary parts as two channels; times as seconds)"
+        )
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise TinyLSTMError(f"{path}: X has shape {x.shape}, no sequences or no steps: save recordings in it")
+
+
+def _check_y(path: Path, y: np.ndarray, n: int, t: int) -> None:
+    if y.ndim not in (1, 2, 3) or y.shape[0] != n or (y.ndim >= 2 and y.shape[1] != t):
+        raise TinyLSTMError(f"{path}: y has shape {y.shape}; expected [{n}], [{n}, {t}] or [{n}, {t}, K]")
+    if y.dtype.kind not in LABEL_KINDS:
+        raise TinyLSTMError(
+            f"{path}: y holds {y.dtype} values; labels must be integers 0..K-1 (their names in a `classes` "
+            "array) for classification, or floats for regression"
+        )
+
+
+def _class_names(path: Path, arrays: dict[str, np.ndarray]) -> list[str] | None:
+    """The ``classes`` array as names, one per class number; None when the file has none."""
+    if "classes" not in arrays:
+        return None
+    given = arrays["classes"]
+    if given.ndim != 1:
+        raise TinyLSTMError(
+            f"{path}: classes has shape {given.shape}; give a 1-D array with one name per class number"
+        )
+    names = [str(c) for c in given.tolist()]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise TinyLSTMError(f"{path}: classes names {name!r} twice; give every class its own name")
+        seen.add(name)
+    return names
+
+
+def _read_mask(y: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Where ``y`` holds labels training reads: all of a [N] y; of [N, T(, K)], the steps before each
+    sequence's length (the padding beyond it is never read, so it may hold anything)."""
+    if y.ndim == 1:
+        return np.ones(y.shape, dtype=bool)
+    steps = np.arange(y.shape[1])[None, :] < lengths[:, None]
+    return steps if y.ndim == 2 else np.broadcast_to(steps[:, :, None], y.shape)
+
+
+def _index(at: np.ndarray | tuple[int, ...]) -> str:
+    return ", ".join(str(int(i)) for i in at)
+
+
+def _class_numbers(path: Path, y: np.ndarray, read: np.ndarray, names: list[str] | None) -> list[str]:
+    """Check the class labels training reads; return the class names (``names`` or "0".."K-1")."""
+    bad = np.argwhere(read & ~np.isfinite(y))
+    if bad.size:
+        at = tuple(bad[0])
+        raise TinyLSTMError(
+            f"{path}: y[{_index(at)}] is {y[at]}; classification labels must be integers 0..K-1"
+        )
+    values = y[read]
+    if not np.all(values == np.round(values)):
+        raise TinyLSTMError(f"{path}: classification labels in y must be integers 0..K-1")
+    distinct = np.unique(values)
+    low, high = int(distinct[0]), int(distinct[-1])
+    if names is not None:
+        if low < 0 or high >= len(names):
+            raise TinyLSTMError(f"{path}: labels must lie in 0..{len(names) - 1} to match 'classes'")
+        return names
+    if low < 0:
+        raise TinyLSTMError(
+            f"{path}: labels in y run from {low} to {high}; number the classes 0..K-1 "
+            "(np.unique(y, return_inverse=True)) and give their names in a `classes` array"
+        )
+    if high + 1 != distinct.size:
+        raise TinyLSTMError(
+            f"{path}: labels take {distinct.size} distinct values but run up to {high}: number the classes "
+            f"0..{distinct.size - 1} (np.unique(y, return_inverse=True)) or give a `classes` array that "
+            f"names all {high + 1}"
+        )
+    return [str(c) for c in range(distinct.size)]
+
+
+def _targets(path: Path, y: np.ndarray) -> np.ndarray:
+    """Regression targets as float32 (``y`` with its unread padding zeroed)."""
+    values, bad = as_float32(y)
+    if bad is not None:
+        problem = nonfinite_problem(float(y[bad]), "clean the targets before training")
+        raise TinyLSTMError(f"{path}: y[{_index(bad)}] {problem}")
+    return values
+
+
+def _sequence(path: Path, x: np.ndarray, i: int, length: int) -> np.ndarray:
+    """Sequence ``i`` as float32 [length, C]; NaN/inf or values too large for float32 are refused."""
+    raw = x[i, :length]
+    seq, bad = as_float32(raw)
+    if bad is not None:
+        step, channel = bad
+        problem = nonfinite_problem(float(raw[bad]), "clean the data before training")
+        raise TinyLSTMError(
+            f"{path}: X[{i}, {step}, {channel}] (sequence {i}, step {step}, channel {channel}) {problem}"
+        )
+    return seq
+
+
 def load_npz(path: Path, task: str = "auto") -> SequenceSet:
     arrays = _arrays(path)
     if "X" not in arrays or "y" not in arrays:
         raise TinyLSTMError(f"{path}: needs arrays 'X' [N, T, C] and 'y'; found {sorted(arrays)}")
     x, y = arrays["X"], arrays["y"]
-    if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
-        raise TinyLSTMError(f"{path}: X has shape {x.shape} ({x.dtype}); expected a numeric [N, T, C] array")
+    _check_x(path, x)
     n, t, _ = x.shape
-    if n == 0 or t == 0:
-        raise TinyLSTMError(f"{path}: X has shape {x.shape}, no sequences or no steps: save recordings in it")
-    if y.shape[0] != n or y.ndim not in (1, 2, 3) or (y.ndim >= 2 and y.shape[1] != t):
-        raise TinyLSTMError(f"{path}: y has shape {y.shape}; expected [{n}], [{n}, {t}] or [{n}, {t}, K]")
+    _check_y(path, y, n, t)
     lengths = arrays.get("lengths", np.full(n, t))
     if lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer):
         raise TinyLSTMError(f"{path}: lengths must be an integer array of shape [{n}]")
@@ -52,51 +159,31 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
         raise TinyLSTMError(f"{path}: groups must hold one recording id per sequence, shape [{n}]")
     if task not in ("auto", "classification", "regression"):
         raise TinyLSTMError(f"task={task!r} is not known; use auto, classification or regression")
-    integer_y = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)
+    integer_y = y.dtype.kind in "biu"
     resolved: Task = (
         "classification" if (task == "auto" and integer_y) or task == "classification" else "regression"
     )
     if resolved == "classification" and y.ndim == 3:
         raise TinyLSTMError(f"{path}: classification needs y of shape [N] or [N, T], not {y.shape}")
+    names = _class_names(path, arrays)
+    sequences = [_sequence(path, x, i, int(lengths[i])) for i in range(n)]
 
-    sequences: list[np.ndarray] = []
-    for i in range(n):
-        seq = x[i, : int(lengths[i])].astype(np.float32)
-        bad = first_nonfinite(seq)
-        if bad is not None:
-            raise TinyLSTMError(
-                f"{path}: X[{i}, {bad[0]}, {bad[1]}] (sequence {i}, step {bad[0]}, channel {bad[1]}) is "
-                "NaN/inf; clean the data before training"
-            )
-        sequences.append(seq)
-
-    y_values = y.astype(np.float64)
-    if not np.isfinite(y_values).all():
-        raise TinyLSTMError(
-            f"{path}: y contains NaN/inf (first at index {np.argwhere(~np.isfinite(y_values))[0].tolist()})"
-        )
+    read = _read_mask(y, lengths)
+    used = np.where(read, y, 0)
     classes: list[str] | None = None
     if resolved == "classification":
-        if not np.all(y_values == np.round(y_values)):
-            raise TinyLSTMError(f"{path}: classification labels in y must be integers 0..K-1")
-        y_int = y.astype(np.int64)
-        if "classes" in arrays:
-            classes = [str(c) for c in arrays["classes"].tolist()]
-        else:
-            classes = [str(c) for c in range(int(y_int.max()) + 1)]
-        if y_int.min() < 0 or y_int.max() >= len(classes):
-            raise TinyLSTMError(f"{path}: labels must lie in 0..{len(classes) - 1} to match 'classes'")
-
+        classes = _class_numbers(path, used, read, names)
+        values = used.astype(np.int64)
+    else:
+        values = _targets(path, used)
+        values = values.reshape(*values.shape[:2], -1)  # a target column axis: [N, 1] or [N, T, K]
     labels: np.ndarray | list[np.ndarray]
     if y.ndim == 1:
         mode: Mode = "window"
-        labels = y.astype(np.int64) if resolved == "classification" else y.astype(np.float32)[:, None]
+        labels = values
     else:
         mode = "stream"
-        per_step = y.astype(np.int64) if resolved == "classification" else y.astype(np.float32)
-        if resolved == "regression" and per_step.ndim == 2:
-            per_step = per_step[:, :, None]
-        labels = [per_step[i, : int(lengths[i])] for i in range(n)]
+        labels = [values[i, : int(lengths[i])] for i in range(n)]
     ds = SequenceSet(
         sequences=sequences,
         labels=labels,

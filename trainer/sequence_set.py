@@ -141,6 +141,31 @@ def first_nonfinite(values: np.ndarray) -> tuple[int, int] | None:
     return int(row), int(col)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_float32(values: np.ndarray) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """``values`` as float32 and the index of the first value that is NaN/inf there (None: all finite): NaN
+    or inf in ``values``, or a finite value too large for float32 (no overflow warning is printed)."""
+    with np.errstate(over="ignore"):
+        out = np.asarray(values).astype(np.float32)
+    bad = np.argwhere(~np.isfinite(out))
+    return out, (tuple(int(i) for i in bad[0]) if bad.size else None)
+
+
+def nonfinite_problem(written: str | float, fix: str) -> str:
+    """What is wrong with a value ``as_float32`` flagged, given as the file writes it (text or a number):
+    ``is nan; <fix>``, or, for a number too large for float32, that it overflows and how to fix that."""
+    value = float(written)
+    shown = written if isinstance(written, str) else f"{value:.4g}"
+    if np.isnan(value) or (np.isinf(value) and "inf" in str(written).lower()):
+        return f"is {shown}; {fix}"
+    return (
+        f"is {shown}, which overflows float32 (the model's number type, largest {FLOAT32_MAX:.4g}); "
+        "rescale the data (e.g. other units)"
+    )
+
+
 def window_starts(length: int, window: int, hop: int) -> list[int]:
     """Start indices of full windows; a sequence shorter than ``window`` gives one (short) window."""
     if window < 1 or hop < 1:
