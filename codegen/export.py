@@ -11,7 +11,15 @@ import numpy as np
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.drift_reference import reference
-from tinylstm.codegen.emit_c import EmittedC, Layout, check_format, emit_c, model_data_bytes
+from tinylstm.codegen.emit_c import (
+    LAYOUTS,
+    EmittedC,
+    Layout,
+    check_format,
+    check_name,
+    emit_c,
+    model_data_bytes,
+)
 from tinylstm.codegen.input_range import calibrated_model
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.source import LoadedModel, load_model
@@ -19,7 +27,7 @@ from tinylstm.codegen.spec import FloatModel, normalise
 from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
 from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.checkpoint import CheckpointMeta, load_splits_from_meta
+from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, load_splits_from_meta
 from tinylstm.trainer.data import load_dataset, split
 from tinylstm.trainer.sequence_set import SequenceSet
 
@@ -90,6 +98,20 @@ def calibration_sequences(fm: FloatModel, train: SequenceSet) -> list[np.ndarray
     return seqs
 
 
+def check_options(source: ModelSource, name: str, layout: str, hidden_bits: int) -> None:
+    """Refuse a model path that is a directory, a bad C name, weight layout or hidden state before anything
+    is loaded or written."""
+    if Path(source.model).is_dir():
+        raise TinyLSTMError(
+            f"{source.model} is a directory, not a model file: give the checkpoint in it (e.g. "
+            f"{Path(source.model) / CHECKPOINT_NAME})"
+        )
+    check_name(name)
+    if layout not in LAYOUTS:
+        raise TinyLSTMError(f"weight layout {layout!r} must be one of {list(LAYOUTS)}")
+    check_format(layout, hidden_bits)
+
+
 @dataclass
 class ExportResult:
     model: IntModel
@@ -106,7 +128,7 @@ def export(
 ) -> ExportResult:
     """Calibrate ``source`` on its training split, quantize it with an int8 (``hidden_bits`` 8) or int16 (16)
     hidden state and write the C files, the blob, the integer model and the report into ``out_dir``."""
-    check_format(layout, hidden_bits)
+    check_options(source, name, layout, hidden_bits)
     loaded = source.load()
     fm = loaded.float_model
     train, test = data_splits(loaded, source.data)
@@ -208,7 +230,7 @@ def export_origin(export_dir: Path, doc: dict, data: str | None = None) -> Expor
                     f"the data {f} changed since the export (SHA-256 differs): export again, or pass "
                     f"--data {f} to evaluate on the changed file anyway"
                 )
-        data = doc["source"].get("data")
+        data = doc.get("source", {}).get("data")
     origin = Path(doc["float_model"]["from"])
     status = (
         "gone"

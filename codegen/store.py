@@ -8,12 +8,12 @@ compares against exactly that model, wherever the original file went.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -21,19 +21,26 @@ from tinylstm.codegen.emit_c import Layout
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
 from tinylstm.contract.cells import cell_type
-from tinylstm.contract.constants import HIDDEN_BITS, HIDDEN_FORMATS
+from tinylstm.contract.constants import HIDDEN_BITS, HIDDEN_FORMATS, MAX_STACK
 from tinylstm.errors import TinyLSTMError
+from tinylstm.trainer.outputs import sha256_file
 
 NPZ, JSON = "int_model.npz", "int_model.json"
 FLOAT_NPZ = "float_model.npz"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# int_model.json fields that are optional (older exports, user models) but of one type when there
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "cell": str,
+    "meta": dict,
+    "calibration": dict,
+    "hash": str,
+    "readout": str,
+    "name": str,
+    "source": dict,
+    "float_model": dict,
+    "checkpoint": (dict, type(None)),
+    "data_files": list,
+}
+JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
 
 
 def save_float_model(fm: FloatModel, out_dir: Path) -> str:
@@ -57,6 +64,11 @@ def load_float_model(out_dir: Path, doc: dict[str, Any]) -> FloatModel:
     if not isinstance(pin, dict) or "sha256" not in pin:
         raise TinyLSTMError(
             f"{out_dir} was exported without its float model (an older tinylstm): run `tinylstm export` again"
+        )
+    if not all(isinstance(pin.get(k), str) for k in ("file", "sha256", "from", "from_sha256")):
+        raise TinyLSTMError(
+            f"{out_dir / JSON}: the float model's record (float_model) is damaged; run `tinylstm export` "
+            "again"
         )
     path = out_dir / FLOAT_NPZ
     if not path.is_file():
@@ -139,10 +151,43 @@ def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = No
     (out_dir / JSON).write_text(json.dumps(doc, indent=2))
 
 
+def _is_int(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_fields(doc: object) -> None:
+    """Refuse an ``int_model.json`` whose fields have the wrong type or range (an edited file) before anything
+    computes with them: ValueError naming the field (``load_int_model`` reports the file damaged)."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"{JSON} holds {type(doc).__name__}, not an object")
+    layers, stack = doc.get("num_layers"), doc.get("stack", 1)
+    if not _is_int(layers) or layers < 1:
+        raise ValueError(f"num_layers {layers!r}")
+    if not _is_int(stack) or not 1 <= stack <= MAX_STACK:
+        raise ValueError(f"stack {stack!r}, not 1 to {MAX_STACK}")
+    for key in ("cell_frac", "backward_cell_frac") if doc.get("bidirectional") else ("cell_frac",):
+        fracs = doc.get(key)
+        if not isinstance(fracs, list) or len(fracs) != layers or not all(_is_int(f) for f in fracs):
+            raise ValueError(f"{key} {fracs!r}, not {layers} integers")
+    for key in ("input_scale", "output_scale"):
+        scale = doc.get(key)
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not 0 < scale < math.inf:
+            raise ValueError(f"{key} {scale!r}, not a positive number")
+    for key, kinds in FIELD_TYPES.items():
+        if key in doc and not isinstance(doc[key], kinds):
+            raise ValueError(f"{key} is {JSON_TYPES.get(type(doc[key]), 'a number')}")
+    for pin in doc.get("data_files", []):
+        if not isinstance(pin, dict) or not all(isinstance(pin.get(k), str) for k in ("path", "sha256")):
+            raise ValueError(f"data_files entry {pin!r}, not a path and a sha256")
+    if not isinstance(doc.get("source", {}).get("data"), (str, type(None))):
+        raise ValueError("source data is not a string or null")
+
+
 def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
     """Load the integer model of an export directory; returns it and the whole JSON document."""
     try:
         doc = json.loads((out_dir / JSON).read_text())
+        check_fields(doc)
         z = np.load(out_dir / NPZ)
         gates = cell_type(doc["cell"]).gates
         hidden_bits = int(doc.get("hidden_bits", HIDDEN_BITS))  # exports made before int16 h: 8

@@ -569,6 +569,135 @@ def case_build_negative_replay_steps(tmp: Path, good: Path) -> Case:
     return Case(argv, "--replay-steps -1: give a number of samples >= 0", tmp / "fw")
 
 
+def case_export_on_regression_data_for_a_classifier(tmp: Path, good: Path) -> Case:
+    z = np.load(good / "data.npz")
+    np.savez(tmp / "reg.npz", X=z["X"], y=z["y"].astype(np.float32) * 0.5)
+    argv = ["export", str(good / "run" / "model.pt"), "--data", str(tmp / "reg.npz"), "--out", str(tmp / "e")]
+    return Case(argv, "task 'regression' (the model's: 'classification')", tmp / "e")
+
+
+def case_check_on_data_with_other_classes(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    z = np.load(good / "data.npz")
+    np.savez(tmp / "two.npz", X=z["X"], y=np.arange(len(z["y"])) % 2)
+    return Case(
+        ["check", str(exp), "--data", str(tmp / "two.npz")],
+        "classes ['0', '1'] (the model's: ['0', '1', '2'])",
+        exp / "check-report.json",
+    )
+
+
+def case_export_on_a_stream_csv_with_other_channels(tmp: Path, good: Path) -> Case:
+    rows = [f"{k // 30},{k * 0.01:.2f},{-k * 0.02:.2f},{k % 3}" for k in range(90)]
+    (tmp / "s.csv").write_text("seq,a,b,label\n" + "\n".join(rows) + "\n")
+    argv = ["export", str(good / "run" / "model.pt"), "--data", str(tmp / "s.csv"), "--out", str(tmp / "e")]
+    return Case(argv, "mode 'stream' (the model's: 'window'); channels ['seq', 'a', 'b']", tmp / "e")
+
+
+def case_export_after_the_training_data_changed(tmp: Path, good: Path) -> Case:
+    shutil.copy(good / "data.npz", tmp / "d.npz")
+    argv = ["train", "--data", str(tmp / "d.npz"), "--epochs", "1", "--hidden", "4", "--quiet"]
+    assert main([*argv, "--out", str(tmp / "run")]) == 0
+    z = dict(np.load(tmp / "d.npz"))
+    np.savez(tmp / "d.npz", X=z["X"] * 1000, y=z["y"])  # same shape and classes, other values
+    return Case(
+        ["export", str(tmp / "run" / "model.pt"), "--out", str(tmp / "e")],
+        "d.npz changed since the model was trained (SHA-256 differs): pass the original data with --data",
+        tmp / "e",
+    )
+
+
+def _edit_int_model(good: Path, tmp: Path, **fields: object) -> Path:
+    exp = _copy_export(good, tmp)
+    doc = json.loads((exp / "int_model.json").read_text())
+    (exp / "int_model.json").write_text(json.dumps(doc | fields))
+    return exp
+
+
+def case_check_an_export_edited_to_stack_zero(tmp: Path, good: Path) -> Case:
+    exp = _edit_int_model(good, tmp, stack=0)
+    return Case(["check", str(exp)], "are damaged (stack 0, not 1 to 255)", exp / "check-report.json")
+
+
+def case_build_an_export_edited_to_stack_zero(tmp: Path, good: Path) -> Case:
+    exp = _edit_int_model(good, tmp, stack=0)
+    return Case(["build", str(exp), "--out", str(tmp / "fw")], "are damaged (stack 0", tmp / "fw")
+
+
+def case_explain_an_export_without_data_files(tmp: Path, good: Path) -> Case:
+    exp = _edit_int_model(good, tmp, data_files=None)
+    argv = ["explain", str(exp), "--out", str(tmp / "x")]
+    return Case(argv, "are damaged (data_files is null)", tmp / "x")
+
+
+def case_check_an_export_with_a_float_cell_frac(tmp: Path, good: Path) -> Case:
+    exp = _edit_int_model(good, tmp, cell_frac=[1.5])
+    return Case(
+        ["check", str(exp)], "are damaged (cell_frac [1.5], not 1 integers)", exp / "check-report.json"
+    )
+
+
+def case_check_a_truncated_model_c(tmp: Path, good: Path) -> Case:
+    exp = _copy_export(good, tmp)
+    c = exp / "tl_model.c"
+    c.write_text(c.read_text()[:2000])  # the compiler's errors would be many lines
+    return Case(
+        ["check", str(exp)], "tl_model.c is not the C that the export's model", exp / "check-report.json"
+    )
+
+
+def case_check_agreement_above_100(tmp: Path, good: Path) -> Case:
+    argv = ["check", str(good / "run" / "export"), "--min-agreement", "200", "--json", str(tmp / "r.json")]
+    return Case(argv, "--min-agreement 200.0: give a number from 0 to 100", tmp / "r.json")
+
+
+def case_check_nan_accuracy_drop(tmp: Path, good: Path) -> Case:
+    argv = [
+        "check",
+        str(good / "run" / "export"),
+        "--max-accuracy-drop",
+        "nan",
+        "--json",
+        str(tmp / "r.json"),
+    ]
+    return Case(argv, "--max-accuracy-drop nan: give a number from 0 to 100", tmp / "r.json")
+
+
+def case_prune_negative_learning_rate(tmp: Path, good: Path) -> Case:
+    c = _prune(good, tmp, "--hidden", "2", "--lr", "-1")
+    c.message = "--lr -1.0: give a learning rate > 0"
+    return c
+
+
+def case_export_a_name_that_is_not_a_c_identifier(tmp: Path, good: Path) -> Case:
+    argv = ["export", str(good / "run" / "model.pt"), "--name", "my-model", "--out", str(tmp / "e")]
+    return Case(argv, "model name 'my-model' must be a lowercase C identifier", tmp / "e")
+
+
+def case_export_an_empty_name(tmp: Path, good: Path) -> Case:
+    argv = ["export", str(good / "run" / "model.pt"), "--name", "", "--out", str(tmp / "e")]
+    return Case(argv, "model name '' must be a lowercase C identifier", tmp / "e")
+
+
+def case_export_a_directory(tmp: Path, good: Path) -> Case:
+    (tmp / "adir").mkdir()
+    argv = ["export", str(tmp / "adir"), "--out", str(tmp / "e")]
+    return Case(argv, "adir is a directory, not a model file: give the checkpoint in it", tmp / "e")
+
+
+def case_flash_a_file_that_is_not_firmware(tmp: Path, good: Path) -> Case:
+    return Case(
+        ["flash", str(good / "run" / "model.pt")], "model.pt is not firmware (not a .elf or .bin)", tmp / "n"
+    )
+
+
+def case_a_usage_error_of_argparse(tmp: Path, good: Path) -> Case:
+    """argparse's own errors (an unknown choice, a value of the wrong type) are one line too, not the usage
+    block first (host/cli/main.py Parser)."""
+    argv = ["prune", str(good / "run" / "model.pt"), "--board", "nope", "--out", str(tmp / "p")]
+    return Case(argv, "argument --board: invalid choice: 'nope'", tmp / "p")
+
+
 CASES: dict[str, Callable[[Path, Path], Case]] = {
     name[len("case_") :]: fn
     for name, fn in dict(globals()).items()
@@ -678,3 +807,35 @@ def test_a_command_started_with_stdout_closed_runs(good: Path, tmp_path: Path) -
     )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert (tmp_path / "export-report.json").is_file()
+
+
+def test_the_api_refuses_in_one_line_and_writes_nothing(good: Path, tmp_path: Path) -> None:
+    """export with a bad layout creates no directory; an export with edited int_model.json or truncated C
+    loads (load_export, CModel.from_export) to a one-line error, not a ZeroDivisionError or compiler lines."""
+    import tinylstm
+
+    with pytest.raises(tinylstm.TinyLSTMError, match="weight layout 'x' must be one of"):
+        tinylstm.export(good / "run" / "model.pt", tmp_path / "e", layout="x")
+    assert not (tmp_path / "e").exists()
+    exp = _edit_int_model(good, tmp_path, stack=0)
+    with pytest.raises(tinylstm.TinyLSTMError, match=r"damaged \(stack 0, not 1 to 255\)"):
+        tinylstm.load_export(exp)
+    shutil.rmtree(exp)
+    exp = _copy_export(good, tmp_path)
+    h = exp / "tl_model.h"
+    h.write_text(h.read_text()[:500])
+    with pytest.raises(tinylstm.TinyLSTMError) as err:
+        tinylstm.CModel.from_export(exp)
+    assert "tl_model.h is not the C that the export's model" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_checkpoint_without_the_data_digest_still_exports(good: Path, tmp_path: Path) -> None:
+    """Checkpoints saved before the dataset record held the data's SHA-256 export as before."""
+    blob = torch.load(good / "run" / "model.pt", weights_only=True)
+    assert blob["dataset"]["sha256"] == {
+        str(good / "data.npz"): blob["dataset"]["sha256"][str(good / "data.npz")]
+    }
+    del blob["dataset"]["sha256"]
+    torch.save(blob, tmp_path / "old.pt")
+    assert main(["export", str(tmp_path / "old.pt"), "--out", str(tmp_path / "e")]) == 0

@@ -1,7 +1,8 @@
 """One-file checkpoints: a plain dict saved with torch.save, loadable with ``weights_only=True``.
 
 Keys: format, version, cell, input_size, hidden_size, num_layers, output_size, task, mode, window,
-classes, channels, norm, target_norm, dataset {spec, options, seed, val, test}, state_dict, metrics.
+classes, channels, norm, target_norm, dataset {spec, options, seed, val, test, test_spec, sha256}, state_dict,
+metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.data import load_dataset, load_test_set, split
 from tinylstm.trainer.models import TinyRNN
+from tinylstm.trainer.outputs import sha256_file
 from tinylstm.trainer.sequence_set import SequenceSet
 
 FORMAT = "tinylstm-checkpoint"
@@ -34,6 +36,27 @@ class DatasetRef:
     val: float
     test: float
     test_spec: str | None = None  # an explicit held-out file (e.g. a UEA *_TEST.ts); then `test` is 0
+    # the SHA-256 of each data file (spec, test_spec) when the checkpoint was saved; checkpoints before the
+    # field: None (their data is not verified)
+    sha256: dict[str, str] | None = None
+
+    def files(self) -> list[str]:
+        """The recorded data specs that are files (a builtin dataset such as ``watch`` is none)."""
+        return [s for s in (self.spec, self.test_spec) if s and Path(s).is_file()]
+
+    def pin(self) -> None:
+        """Record the SHA-256 of the data files, unless recorded already."""
+        if self.sha256 is None:
+            self.sha256 = {s: sha256_file(Path(s)) for s in self.files()}
+
+    def verify(self, spec: str) -> None:
+        """Refuse the recorded data file ``spec`` if it changed since the checkpoint was saved."""
+        want = (self.sha256 or {}).get(spec)
+        if want is not None and Path(spec).is_file() and sha256_file(Path(spec)) != want:
+            raise TinyLSTMError(
+                f"the data {spec} changed since the model was trained (SHA-256 differs): pass the original "
+                "data with --data PATH, or retrain on the changed file"
+            )
 
 
 @dataclass
@@ -118,8 +141,10 @@ FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: TinyRNN, meta: CheckpointMeta) -> Path:
-    """Write model + metadata to ``path`` atomically (a temporary file, then a rename)."""
+    """Write model + metadata to ``path`` atomically (a temporary file, then a rename), pinning the data
+    files by SHA-256 if the metadata does not yet."""
     path = Path(path)
+    meta.dataset.pin()
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"format": FORMAT, "version": VERSION, **meta.to_dict(), "state_dict": model.state_dict()}
     tmp = path.with_name(path.name + ".tmp")
@@ -204,6 +229,20 @@ def checkpoint_from_dict(blob: object, where: str) -> tuple[TinyRNN, CheckpointM
     return model, meta
 
 
+def mismatches(ds: SequenceSet, meta: CheckpointMeta) -> list[str]:
+    """How ``ds`` differs from the data the model was trained on (empty: it matches), one phrase each."""
+    recorded: list[tuple[str, object, object]] = [
+        ("task", ds.task, meta.task),
+        ("mode", ds.mode, meta.mode),
+        ("channels", list(ds.channels), list(meta.channels)),
+    ]
+    if ds.task == meta.task and meta.classes is not None:
+        recorded.append(("classes", ds.classes, meta.classes))
+    elif ds.task == meta.task:  # target columns (or a classifier's classes, if their names are not recorded)
+        recorded.append(("outputs", ds.output_size, meta.output_size))
+    return [f"{what} {got!r} (the model's: {want!r})" for what, got, want in recorded if got != want]
+
+
 def load_splits_from_meta(
     meta: CheckpointMeta, data_override: str | None = None
 ) -> tuple[SequenceSet, SequenceSet, SequenceSet]:
@@ -211,17 +250,21 @@ def load_splits_from_meta(
 
     ``data_override`` replaces the recorded dataset spec (for a moved file); options, seed and
     fractions stay as recorded so the split is the same. A recorded explicit test file is
-    loaded as the test split.
+    loaded as the test split. Data that is not what the model was trained on (another task, mode,
+    channels or classes; a recorded file that changed since training) is refused.
     """
     ref = meta.dataset
     spec = data_override or ref.spec
     if not spec:
         raise TinyLSTMError("this checkpoint was trained on an in-memory dataset; pass data_override=PATH")
+    for recorded in ([] if data_override else [ref.spec]) + ([ref.test_spec] if ref.test_spec else []):
+        ref.verify(recorded)
     ds = load_dataset(spec, **ref.options)
-    if len(ds.channels) != meta.input_size:
+    differ = mismatches(ds, meta)
+    if differ:
         raise TinyLSTMError(
-            f"{spec} has channels {ds.channels} but the model was trained on {meta.channels}; pass the same "
-            "data"
+            f"{spec} is not the kind of data the model was trained on: {'; '.join(differ)}; pass the data "
+            "it was trained on with --data PATH, or train a model on this data"
         )
     train, val, test = split(ds, val=ref.val, test=ref.test, seed=ref.seed)
     if ref.test_spec:

@@ -1,9 +1,12 @@
 """Output paths, checked before the work that fills them: a directory that cannot be created or written, a
 file whose directory is missing or read-only, are refused in one line before any training, export,
-build or check time is spent (and nothing is written)."""
+build or check time is spent (and nothing is written). And the digest that pins a file read or written
+(``sha256_file``: a checkpoint's data, an export's float model and data). Standard library only: the
+numeric core imports it without PyTorch."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -48,3 +51,11 @@ def check_output_file(path: str | Path, flag: str) -> Path:
         raise TinyLSTMError(f"{flag} {out}: the file is read-only; pick another")
     _probe(parent, flag, out)
     return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

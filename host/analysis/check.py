@@ -8,6 +8,7 @@ from. The C side is the cffi build of the export's own generated files.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalis
 from tinylstm.codegen.store import load_int_model
 from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.targets.bridge import CModel, load_library
+from tinylstm.host.targets.bridge import CModel
 from tinylstm.host.targets.mpy_runner import micropython_executable, run_blob
 from tinylstm.trainer.baselines import accuracy_interval, naive_baselines
 from tinylstm.trainer.checkpoint import CheckpointMeta
@@ -44,6 +45,18 @@ class Thresholds:
     min_agreement_pct: float = 98.0
     max_rmse_increase_pct: float = 2.0  # regression: int8 RMSE - float RMSE, in % of the target's std
     allow_below_baseline: bool = False  # classification: pass a model that does not beat the majority class
+
+    def validate(self) -> None:
+        """Refuse a bound no result can be compared with: not a number, NaN, or out of its range."""
+        for flag, value, high in (
+            ("--max-accuracy-drop", self.max_accuracy_drop_pp, 100.0),
+            ("--min-agreement", self.min_agreement_pct, 100.0),
+            ("--max-rmse-increase", self.max_rmse_increase_pct, math.inf),
+        ):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not 0 <= value <= high:
+                valid = "a number >= 0" if high == math.inf else f"a number from 0 to {high:g}"
+                raise TinyLSTMError(f"{flag} {value!r}: give {valid}")
 
 
 def _outputs(
@@ -374,6 +387,21 @@ def training_of(ckpt: CheckpointMeta | None) -> dict[str, Any]:
     }
 
 
+def _baseline_rule(baselines: dict[str, Any], allowed: bool) -> tuple[str, bool]:
+    """The majority-class rule as it held: beaten, or (--allow-below-baseline) waived though not beaten."""
+    majority = (
+        f"always predicting the majority class {baselines['majority_class']!r} "
+        f"({baselines['majority_accuracy_pct']:.2f} %)"
+    )
+    if baselines["beaten"]:
+        return f"the model beats {majority}" + (
+            " (not required: --allow-below-baseline)" if allowed else ""
+        ), True
+    if allowed:
+        return f"the model does not beat {majority}: waived by --allow-below-baseline", True
+    return f"the model beats {majority}", False
+
+
 def verdict_rules(
     quality: dict[str, Any], baselines: dict[str, Any], exact: bool, blob: bool, t: Thresholds
 ) -> list[dict[str, Any]]:
@@ -400,12 +428,7 @@ def verdict_rules(
                 f"{agreement:.2f} % >= {t.min_agreement_pct:g} % (--min-agreement)",
                 agreement >= t.min_agreement_pct,
             ),
-            (
-                f"the model beats always predicting the majority class {baselines['majority_class']!r} "
-                f"({baselines['majority_accuracy_pct']:.2f} %)"
-                + (" (not required: --allow-below-baseline)" if t.allow_below_baseline else ""),
-                bool(baselines["beaten"]) or t.allow_below_baseline,
-            ),
+            _baseline_rule(baselines, t.allow_below_baseline),
         ]
     else:
         rules.append(
@@ -420,6 +443,7 @@ def verdict_rules(
 
 def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | None = None) -> dict[str, Any]:
     thresholds = thresholds or Thresholds()
+    thresholds.validate()
     if not export_dir.is_dir():
         what = "a file" if export_dir.exists() else "missing"
         raise TinyLSTMError(
@@ -427,6 +451,7 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
             "`tinylstm export --out` wrote"
         )
     m, doc = load_int_model(export_dir)
+    cm = CModel.from_export(export_dir)  # first: C that is not what the model renders to is refused
     origin = export_origin(export_dir, doc, data)
     fm = origin.loaded.float_model
     train, test = data_splits(origin.loaded, origin.data)
@@ -448,12 +473,6 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
             f"the model was fine-tuned for an int{training['hidden_bits']} hidden state but exported with "
             f"int{m.hidden_bits}: export with --hidden-bits {training['hidden_bits']}, or train with "
             f"--qat-hidden-bits {m.hidden_bits}"
-        )
-    cm = CModel(load_library(export_dir, doc.get("name", "model")))
-    if cm.hash != m.model_hash:
-        raise TinyLSTMError(
-            f"the C files in {export_dir} have hash 0x{cm.hash:08x}, the model "
-            f"0x{m.model_hash:08x}: export again"
         )
     xq = _long_stream(xqs)
     y_ref, _, tr = golden.run(m, xq[None], trace=True)

@@ -33,6 +33,9 @@ STM32_INSTALL = (
 )
 
 
+FIRMWARE_SUFFIXES = (".elf", ".bin")
+
+
 def _artifact(target: Path, suffix: str) -> Path:
     """target itself, or the firmware file with this suffix in a `tinylstm build` output directory."""
     found = target if target.is_file() else target / f"tinylstm{suffix}"
@@ -40,7 +43,18 @@ def _artifact(target: Path, suffix: str) -> Path:
         raise TinyLSTMError(
             f"no firmware at {target}: pass the .elf/.bin or the `tinylstm build --out` directory"
         )
-    return found.with_suffix(suffix) if found.suffix != suffix else found
+    if found.suffix not in FIRMWARE_SUFFIXES:
+        raise TinyLSTMError(
+            f"{target} is not firmware (not a .elf or .bin): pass the .elf/.bin or the `tinylstm build "
+            "--out` directory"
+        )
+    paired = found.with_suffix(suffix)
+    if not paired.is_file():
+        raise TinyLSTMError(
+            f"{target} has no {paired.name} next to it: pass the `tinylstm build --out` directory, which "
+            "holds both"
+        )
+    return paired
 
 
 def stm32_command(elf: Path, board: Board) -> list[str]:

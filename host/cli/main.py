@@ -13,14 +13,24 @@ import select
 import signal
 import sys
 from types import FrameType
+from typing import NoReturn
 
 from tinylstm.errors import TinyLSTMError
 
 COMMANDS = ["train", "search", "prune", "export", "check", "explain", "build", "flash", "stream", "parity"]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with a usage error on one line, as every other bad input: the problem, then where the
+    options are listed (argparse would print the whole usage block first). Subcommands' parsers are Parsers
+    too (add_subparsers makes its parsers of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tinylstm",
         description="Train, quantize and deploy small LSTM/GRU models with bit-exact host parity.",
     )
@@ -67,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), printed by the parser
+        return int(exc.code or 0)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,10 +132,20 @@ def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict
     return lo, prices
 
 
+def check_options(step: float, epochs: int | None, lr: float | None, seed: int | None) -> None:
+    """Refuse a numeric option no fine-tuning can run with, before any work starts."""
+    if not 0.0 < step < 1.0:
+        raise TinyLSTMError(f"--step {step}: give the fraction of units one round removes, in (0, 1)")
+    if epochs is not None and epochs < 1:
+        raise TinyLSTMError(f"--epochs {epochs}: fine-tuning needs at least 1 epoch per round")
+    if lr is not None and not 0.0 < lr < math.inf:
+        raise TinyLSTMError(f"--lr {lr}: give a learning rate > 0, e.g. 0.001")
+    if seed is not None and seed < 0:
+        raise TinyLSTMError(f"--seed {seed}: give a seed >= 0")
+
+
 def finetune_epochs(meta: CheckpointMeta, train_shape: DataShape, hidden: int, given: int | None) -> int:
     if given is not None:
-        if given < 1:
-            raise TinyLSTMError(f"--epochs {given}: fine-tuning needs at least 1 epoch per round")
         return given
     recorded = meta.metrics.get("recipe", {}).get("epochs")
     full = (
@@ -162,8 +173,7 @@ def prune_checkpoint(
     out_dir = check_output_dir(out)
     if (out_dir / CHECKPOINT_NAME).resolve() == Path(model_path).resolve():
         raise TinyLSTMError(f"--out {out_dir} holds the model being pruned; give another output directory")
-    if not 0.0 < step < 1.0:
-        raise TinyLSTMError(f"--step {step}: give the fraction of units one round removes, in (0, 1)")
+    check_options(step, epochs, lr, seed)
     model, meta = load_checkpoint(model_path)
     hidden, prices = resolve_hidden(meta, target)
     train_set, _, test_set = load_splits_from_meta(meta, data)

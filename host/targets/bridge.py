@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from tinylstm.codegen.emit_c import Layout, emit_c
+from tinylstm.codegen.emit_c import Layout, emit_c, verify_emitted
 from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.store import export_layout, load_int_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.toolchain import compile_object
@@ -303,17 +304,13 @@ class CModel:
 
     @classmethod
     def from_export(cls, export_dir: Path | str, cache_dir: Path | None = None) -> CModel:
-        """The generated C files of an export directory (tl_<name>.c/.h), compiled for the host."""
-        import json
-
+        """The generated C files of an export directory (tl_<name>.c/.h), compiled for the host; refused
+        unless they are exactly what the export's integer model renders to (edited or truncated C)."""
         d = Path(export_dir)
-        try:
-            name = json.loads((d / "int_model.json").read_text()).get("name", "model")
-        except (OSError, ValueError):
-            raise TinyLSTMError(
-                f"{d} is not an export directory (no readable int_model.json): run `tinylstm export`"
-            ) from None
-        return cls(load_library(d, str(name), cache_dir))
+        m, doc = load_int_model(d)
+        name = str(doc.get("name", "model"))
+        verify_emitted(m, d, name, export_layout(d))
+        return cls(load_library(d, name, cache_dir))
 
     @classmethod
     def from_blob(cls, data: bytes, cache_dir: Path | None = None) -> CModel:
