@@ -141,6 +141,8 @@ def test_wrong_input_width_is_a_clear_error() -> None:
         cm.step(np.zeros(4, dtype=np.float32))
     with pytest.raises(TinyLSTMError, match="NaN"):
         cm.quantize_input(np.array([1.0, np.nan, 0, 0], dtype=np.float32))
+    with pytest.raises(TinyLSTMError, match="samples hold <U1 values: pass real numbers"):
+        cm.quantize_input(np.array(["a", "b", "c", "d"]))
 
 
 def test_golden_products_are_exact_on_both_paths() -> None:

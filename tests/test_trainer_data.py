@@ -277,6 +277,15 @@ def test_csv_channels_refused(tmp_path: Path, channels: list[str], message: str)
         load_dataset(str(path), channels=channels, window=2)
 
 
+def test_csv_group_column_is_no_input(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "rec,a,label\n1,2,0\n1,4,1\n2,6,0\n2,7,1\n")
+    with pytest.raises(
+        TinyLSTMError, match="the group column 'rec' names recordings and cannot also be an input"
+    ):
+        load_dataset(str(path), channels=["rec", "a"], group="rec", window=2)
+    assert load_dataset(str(path), channels=["a"], group="rec", window=2).channels == ["a"]
+
+
 def test_csv_forecast_may_read_the_target_as_an_input(tmp_path: Path) -> None:
     rows = "".join(f"{i},{i * 0.5}\n" for i in range(8))
     path = write_csv(tmp_path, "u,temp\n" + rows)
@@ -383,3 +392,12 @@ def test_cli_train_refuses_bad_npz_in_one_line(
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinylstm train: error: ") and err.count("\n") == 1, err
+
+
+def test_npz_classes_with_float_targets_are_refused(tmp_path: Path) -> None:
+    """Float y and a `classes` array: the names would be dropped and the model made a regressor, silently."""
+    y = (np.arange(40) % 2).astype(np.float32)
+    path = _npz(tmp_path, y=y, classes=np.array(["rest", "walk"]))
+    with pytest.raises(TinyLSTMError, match="a `classes` array names classes, but y holds float32 targets"):
+        load_dataset(path)
+    assert load_dataset(path, task="classification").classes == ["rest", "walk"]

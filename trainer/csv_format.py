@@ -104,8 +104,11 @@ def _numeric_column(path: Path, name: str, column: list[str]) -> np.ndarray:
     return values
 
 
-def _check_channels(path: Path, channels: list[str], header: list[str], target: str, forecast: int) -> None:
-    """The chosen input columns exist, each once, and hold not the target (unless forecasting it)."""
+def _check_channels(
+    path: Path, channels: list[str], header: list[str], target: str, forecast: int, group: str | None
+) -> None:
+    """The chosen input columns exist, each once, and hold neither the target (unless forecasting it) nor
+    the group column (a recording id is no measurement)."""
     if not channels or "" in channels:
         raise TinyLSTMError(
             f"{path}: --channels {','.join(channels)!r} has an empty column name; list input columns "
@@ -120,6 +123,11 @@ def _check_channels(path: Path, channels: list[str], header: list[str], target: 
         raise TinyLSTMError(
             f"{path}: the target column {target!r} cannot also be an input (the model would read the "
             "answer): drop it from --channels, or predict its future values with --forecast"
+        )
+    if group in channels:
+        raise TinyLSTMError(
+            f"{path}: the group column {group!r} names recordings and cannot also be an input: drop it from "
+            "--channels"
         )
 
 
@@ -193,7 +201,7 @@ def load_csv(
                 "add sensor columns"
             )
     else:
-        _check_channels(path, channels, header, target, forecast)
+        _check_channels(path, channels, header, target, forecast, group)
     x = np.stack([_numeric_column(path, ch, columns[ch]) for ch in channels], axis=1).astype(np.float32)
 
     classes: list[str] | None = None

@@ -166,6 +166,11 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
     if resolved == "classification" and y.ndim == 3:
         raise TinyLSTMError(f"{path}: classification needs y of shape [N] or [N, T], not {y.shape}")
     names = _class_names(path, arrays)
+    if names is not None and resolved == "regression":
+        raise TinyLSTMError(
+            f"{path}: a `classes` array names classes, but y holds {y.dtype} targets (regression): save y as "
+            "integers 0..K-1 (or pass --task classification), or drop `classes` for regression"
+        )
     sequences = [_sequence(path, x, i, int(lengths[i])) for i in range(n)]
 
     read = _read_mask(y, lengths)

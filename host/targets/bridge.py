@@ -422,7 +422,10 @@ class CModel:
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """float samples [..., input_size] -> the model's input (int8, int16 for int16-h) through the C
         conversion."""
-        xf = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+        raw = np.asarray(x)
+        if raw.dtype.kind not in "biuf":
+            raise TinyLSTMError(f"samples hold {raw.dtype} values: pass real numbers (float32 samples)")
+        xf = np.ascontiguousarray(raw, dtype=np.float32)
         if xf.shape[-1] != self.input_size:
             raise TinyLSTMError(f"input has {xf.shape[-1]} channels, the model expects {self.input_size}")
         flat = xf.reshape(-1, self.input_size)
