@@ -70,11 +70,14 @@ def make_meta(input_size: int = 3, hidden: int = 8, output: int = 2) -> Checkpoi
 
 def test_checkpoint_roundtrip_is_weights_only(tmp_path: Path) -> None:
     model = TinyRNN("gru", 3, 8, 1, 2)
-    path = save_checkpoint(tmp_path / "model.pt", model, make_meta())
+    given = make_meta()
+    path = save_checkpoint(tmp_path / "model.pt", model, given)
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == "tinylstm-checkpoint" and raw["version"] == 1
     loaded, meta = load_checkpoint(tmp_path)  # a run directory works too
-    assert meta == make_meta() and not loaded.training
+    # saving pins the data files by SHA-256 in the given metadata too (the builtin watch data: none)
+    assert given.dataset.sha256 == {} and make_meta().dataset.sha256 is None
+    assert meta == given and not loaded.training
     x = torch.randn(2, 4, 3)
     torch.testing.assert_close(loaded(x), model(x))
 
