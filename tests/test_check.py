@@ -16,6 +16,7 @@ import pytest
 
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.store import load_int_model
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.analysis.check import check
 from tinylstm.host.cli.main import main
 from tinylstm.host.targets.mpy_runner import micropython_executable
@@ -366,3 +367,13 @@ def test_an_int16_hidden_export_is_named_so(
     assert report["quality"]["integer"] == "int16-h" and "int8" in report["quality"]
     assert " int16-h " in out.splitlines()[2] and "float - int16-h accuracy" in out
     assert "with_hidden_bits_16" not in report["quality"]
+
+
+def test_thresholds_take_numpy_numbers_and_refuse_the_rest() -> None:
+    from tinylstm.host.analysis.check import Thresholds
+
+    Thresholds(max_accuracy_drop_pp=np.float32(0.5), min_agreement_pct=np.int64(95)).validate()
+    with pytest.raises(TinyLSTMError, match="--min-agreement 200: give a number from 0 to 100"):
+        Thresholds(min_agreement_pct=200).validate()
+    with pytest.raises(TinyLSTMError, match="--max-rmse-increase True: give a number >= 0"):
+        Thresholds(max_rmse_increase_pct=True).validate()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,24 @@ def test_wrong_argument_types_are_one_tinylstm_error(tmp_path: Path, call: Any, 
         call(tmp_path)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "r").exists()
+
+
+def test_numpy_values_reach_the_api_as_python_ones() -> None:
+    """numpy scalars, 1-D arrays, ranges and sets pass the argument check and arrive as the Python numbers
+    and lists the functions declare (torch wants an int hidden size; _ints joins lists)."""
+    from tinylstm.arguments import checked
+
+    seen: list[Any] = []
+
+    @checked
+    def probe(n: int, xs: Sequence[int], f: float, flag: bool = False, **rest: Any) -> None:
+        seen.extend([n, xs, f, flag, rest])
+
+    probe(np.int64(3), np.array([8, 16]), np.float32(0.5), np.bool_(True), hidden=np.int32(4))
+    probe(4, range(2), 1, xs2=None)
+    probe(5, {16, 8}, 2.0)
+    assert seen[:5] == [3, [8, 16], 0.5, True, {"hidden": 4}]
+    assert [type(v) for v in seen[:4]] == [int, list, float, bool] and type(seen[4]["hidden"]) is int
+    assert seen[6] == [0, 1] and seen[11] == [8, 16]
+    with pytest.raises(tinylstm.TinyLSTMError, match="xs=array"):
+        probe(1, np.zeros((2, 2), dtype=int), 1.0)

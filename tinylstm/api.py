@@ -388,7 +388,7 @@ def prune(
     epochs: int | None = None,
     lr: float | None = None,
     seed: int | None = None,
-    data: str | None = None,
+    data: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``tinylstm prune``: remove whole hidden units from the checkpoint ``model`` down to ``hidden`` units
@@ -422,7 +422,7 @@ def prune(
     if board is not None:
         get_board(board)
     return prune_checkpoint(
-        model, out, target, step=step, epochs=epochs, lr=lr, seed=seed, data=data, log=log
+        model, out, target, step=step, epochs=epochs, lr=lr, seed=seed, data=_opt_str(data), log=log
     )
 
 

@@ -8,8 +8,10 @@ are taken (``epochs=True`` trained one epoch). :func:`checked` reads a function'
 and the type it takes. Values are still checked by the functions themselves (ranges, names, files).
 
 What an annotation admits: ``int`` an integer (numpy's too), never a bool; ``float`` any real number but a
-bool; ``bool`` a bool; ``str`` a string; ``Path`` any ``os.PathLike``; ``Sequence[X]`` a list or tuple of X;
-``dict[...]`` a mapping; a ``Literal`` its values; ``Callable`` anything callable; ``Any`` anything.
+bool; ``bool`` a bool; ``str`` a string; ``Path`` any ``os.PathLike``; ``Sequence[X]`` a list, tuple, range,
+set or 1-D numpy array of X; ``dict[...]`` a mapping; a ``Literal`` its values; ``Callable`` anything
+callable; ``Any`` anything. The function then gets numpy scalars as Python numbers and the collections as
+lists.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def _admits(hint: Any, value: Any) -> bool:
     if hint is os.PathLike or (isinstance(hint, type) and issubclass(hint, os.PathLike)):
         return isinstance(value, os.PathLike)
     if origin in (Sequence, list, tuple):
-        return isinstance(value, (list, tuple)) and all(_admits(args[0] if args else Any, v) for v in value)
+        return _is_collection(value) and all(_admits(args[0] if args else Any, v) for v in value)
     if origin in (dict, Mapping):
         return isinstance(value, Mapping)
     if origin is Callable or hint is Callable:
@@ -58,6 +60,23 @@ def _admits(hint: Any, value: Any) -> bool:
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True  # a form this checker does not read: the function checks the value itself
+
+
+def _is_collection(value: Any) -> bool:
+    """A list, tuple, range, set or 1-D numpy array: what a list argument may be given as."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 1
+    return isinstance(value, (list, tuple, range, set, frozenset))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as the Python numbers they hold, numpy arrays and the other collections as lists, so the
+    functions behind the API (and PyTorch, which wants an ``int`` hidden size) see the types they declare."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, range, set, frozenset)):
+        return [_plain(v) for v in (sorted(value) if isinstance(value, (set, frozenset)) else value)]
+    return value
 
 
 def _describe(hint: Any) -> str:
@@ -106,12 +125,16 @@ def checked(func: F) -> F:
             raise TinyLSTMError(f"{where}: {exc}") from None
         for name, value in bound.arguments.items():
             kind = signature.parameters[name].kind
-            if kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
-                continue  # **config: checked where it lands (check_fields)
+            if kind == inspect.Parameter.VAR_KEYWORD:
+                bound.arguments[name] = {k: _plain(v) for k, v in value.items()}  # checked where it lands
+                continue
+            if kind == inspect.Parameter.VAR_POSITIONAL:
+                continue
             hint = hints.get(name, Any)
             if not _admits(hint, value):
                 raise _refuse(where, name, value, hint)
-        return func(*args, **kwargs)
+            bound.arguments[name] = _plain(value)
+        return func(*bound.args, **bound.kwargs)
 
     return typing.cast(F, wrapper)
 

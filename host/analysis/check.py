@@ -9,6 +9,7 @@ from. The C side is the cffi build of the export's own generated files.
 from __future__ import annotations
 
 import math
+import numbers
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ class Thresholds:
             ("--min-agreement", self.min_agreement_pct, 100.0),
             ("--max-rmse-increase", self.max_rmse_increase_pct, math.inf),
         ):
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
             if not number or not 0 <= value <= high:
                 valid = "a number >= 0" if high == math.inf else f"a number from 0 to {high:g}"
                 raise TinyLSTMError(f"{flag} {value!r}: give {valid}")
