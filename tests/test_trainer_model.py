@@ -110,3 +110,33 @@ def test_bad_checkpoints(tmp_path: Path) -> None:
     torch.save({k: v for k, v in blob.items() if k != "norm"}, foreign)
     with pytest.raises(TinyLSTMError, match="lacks keys"):
         load_checkpoint(foreign)
+
+
+def test_the_data_record_of_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dataset record's SHA-256 pins: a malformed record is refused; an unreadable data file is one line,
+    not a PermissionError; a channel name that kept a CSV's byte order mark (the reader before it dropped
+    the mark) still matches the file it came from."""
+    import tinylstm.trainer.checkpoint as ckpt
+    from tinylstm.trainer.sequence_set import SequenceSet
+
+    blob = {**make_meta().to_dict(), "state_dict": {}}
+    blob["dataset"] = {**blob["dataset"], "sha256": "x"}
+    with pytest.raises(TinyLSTMError, match="the data's SHA-256 record is malformed"):
+        CheckpointMeta.from_dict(blob, "m.pt")
+    data = tmp_path / "d.csv"
+    data.write_text("a,b\n")
+    ref = DatasetRef(spec=str(data), options={}, seed=0, val=0.0, test=0.15, sha256={str(data): "0" * 64})
+
+    def unreadable(path: Path) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ckpt, "sha256_file", unreadable)
+    with pytest.raises(TinyLSTMError, match="cannot read .*d.csv: Permission denied"):
+        ref.verify(str(data))
+    meta = make_meta()
+    meta.channels = ["\ufeffc0", "c1", "c2"]
+    x = [np.zeros((4, 3), np.float32)] * 2
+    ds = SequenceSet(x, np.array([0, 1]), "classification", "window", ["a", "b"], ["c0", "c1", "c2"], "d")
+    assert ckpt.mismatches(ds, meta) == []
+    ds.channels = ["c0", "c1", "c9"]
+    assert ckpt.mismatches(ds, meta) == ["channels ['c0', 'c1', 'c9'] (the model's: ['c0', 'c1', 'c2'])"]

@@ -52,10 +52,22 @@ class DatasetRef:
     def verify(self, spec: str) -> None:
         """Refuse the recorded data file ``spec`` if it changed since the checkpoint was saved."""
         want = (self.sha256 or {}).get(spec)
-        if want is not None and Path(spec).is_file() and sha256_file(Path(spec)) != want:
+        if want is None or not Path(spec).is_file():
+            return
+        try:
+            got = sha256_file(Path(spec))
+        except OSError as exc:
             raise TinyLSTMError(
-                f"the data {spec} changed since the model was trained (SHA-256 differs): pass the original "
-                "data with --data PATH, or retrain on the changed file"
+                f"cannot read {spec}: {exc.strerror}; check the path and permissions"
+            ) from None
+        if got != want:
+            fix = (
+                "restore the held-out file the model was tested on, or retrain"
+                if spec == self.test_spec
+                else "pass the original data with --data PATH, or retrain on the changed file"
+            )
+            raise TinyLSTMError(
+                f"the data {spec} changed since the model was trained (SHA-256 differs): {fix}"
             )
 
 
@@ -96,6 +108,11 @@ class CheckpointMeta:
             raise TinyLSTMError(
                 f"{where}: malformed checkpoint metadata ({exc}); re-run tinylstm train"
             ) from None
+        pins = dataset.sha256
+        if pins is not None and not (
+            isinstance(pins, dict) and all(isinstance(v, str) for kv in pins.items() for v in kv)
+        ):
+            raise TinyLSTMError(f"{where}: the data's SHA-256 record is malformed; re-run tinylstm train")
         for key, kinds in FIELD_TYPES.items():
             if not isinstance(getattr(meta, key), kinds):
                 raise TinyLSTMError(
@@ -234,7 +251,8 @@ def mismatches(ds: SequenceSet, meta: CheckpointMeta) -> list[str]:
     recorded: list[tuple[str, object, object]] = [
         ("task", ds.task, meta.task),
         ("mode", ds.mode, meta.mode),
-        ("channels", list(ds.channels), list(meta.channels)),
+        # a CSV's first column name kept its UTF-8 byte order mark before the reader dropped it
+        ("channels", list(ds.channels), [c.removeprefix("\ufeff") for c in meta.channels]),
     ]
     if ds.task == meta.task and meta.classes is not None:
         recorded.append(("classes", ds.classes, meta.classes))
