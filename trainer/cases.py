@@ -28,18 +28,27 @@ def check_options(missing: str, task: str) -> None:
 
 
 def read_lines(path: Path) -> list[str]:
-    """The file's lines; a leading byte order mark is dropped, bytes that are not UTF-8 are refused."""
+    """The file's lines; a leading byte order mark is dropped, bytes that are not UTF-8 are refused outside
+    comment lines."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise TinyLSTMError(f"cannot read {path}: {exc.strerror}; check the path and permissions") from None
     try:
         return data.decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise TinyLSTMError(
-            f"{path}:{line}: {data[exc.start : exc.end]!r} is not UTF-8 text; save the file as UTF-8"
-        ) from None
+    except UnicodeDecodeError:
+        pass
+    lines = []  # a comment line (% in .arff, # in .ts), which no reader reads, may hold any bytes
+    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), start=1):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            if not raw.lstrip().startswith((b"%", b"#")):
+                raise TinyLSTMError(
+                    f"{path}:{number}: {raw[exc.start : exc.end]!r} is not UTF-8 text; save the file as UTF-8"
+                ) from None
+            lines.append(raw.decode("utf-8", errors="replace"))
+    return lines
 
 
 def _fill_missing(values: np.ndarray, where: str) -> np.ndarray:

@@ -201,6 +201,7 @@ def load_csv(
                 "add sensor columns"
             )
     else:
+        channels = [str(c) for c in channels]  # a numpy array or tuple of names too
         _check_channels(path, channels, header, target, forecast, group)
     x = np.stack([_numeric_column(path, ch, columns[ch]) for ch in channels], axis=1).astype(np.float32)
 

@@ -5,8 +5,9 @@ Arrays: ``X`` float [N, T, C]; ``y`` either [N] (one label/target per sequence, 
 ``X[i, :lengths[i]]`` and, per step, ``y[i, :lengths[i]]``: the padding beyond is never read and may hold
 anything); optional ``classes`` (names for integer labels); optional ``groups`` [N] (a
 recording id per sequence: windows of one recording never land in two splits or folds). Integer ``y``
-means classification and float ``y`` regression unless ``task`` says otherwise. Class labels are the
-numbers 0..K-1; without ``classes`` every one of them needs an example.
+means classification and float ``y`` regression unless ``task`` says otherwise. With ``classes`` the labels
+are its indices 0..K-1; without, the classes are the distinct label values, named by them (labels 10 and 20:
+classes "10" and "20"), as for a CSV's numeric labels; an explicit held-out file's are matched by name.
 """
 
 from __future__ import annotations
@@ -88,8 +89,12 @@ def _index(at: np.ndarray | tuple[int, ...]) -> str:
     return ", ".join(str(int(i)) for i in at)
 
 
-def _class_numbers(path: Path, y: np.ndarray, read: np.ndarray, names: list[str] | None) -> list[str]:
-    """Check the class labels training reads; return the class names (``names`` or "0".."K-1")."""
+def _class_numbers(
+    path: Path, y: np.ndarray, read: np.ndarray, names: list[str] | None
+) -> tuple[list[str], np.ndarray]:
+    """Check the class labels training reads; return the class names and the labels as class indices: with
+    ``names`` the labels are their indices already; without, the classes are the distinct label values in
+    order, named by them (as a CSV's numeric labels), so labels 10 and 20 are two classes, not 21."""
     bad = np.argwhere(read & ~np.isfinite(y))
     if bad.size:
         at = tuple(bad[0])
@@ -99,24 +104,12 @@ def _class_numbers(path: Path, y: np.ndarray, read: np.ndarray, names: list[str]
     values = y[read]
     if not np.all(values == np.round(values)):
         raise TinyLSTMError(f"{path}: classification labels in y must be integers 0..K-1")
-    distinct = np.unique(values)
-    low, high = int(distinct[0]), int(distinct[-1])
+    distinct = np.unique(values).astype(np.int64)
     if names is not None:
-        if low < 0 or high >= len(names):
+        if distinct[0] < 0 or distinct[-1] >= len(names):
             raise TinyLSTMError(f"{path}: labels must lie in 0..{len(names) - 1} to match 'classes'")
-        return names
-    if low < 0:
-        raise TinyLSTMError(
-            f"{path}: labels in y run from {low} to {high}; number the classes 0..K-1 "
-            "(np.unique(y, return_inverse=True)) and give their names in a `classes` array"
-        )
-    if high + 1 != distinct.size:
-        raise TinyLSTMError(
-            f"{path}: labels take {distinct.size} distinct values but run up to {high}: number the classes "
-            f"0..{distinct.size - 1} (np.unique(y, return_inverse=True)) or give a `classes` array that "
-            f"names all {high + 1}"
-        )
-    return [str(c) for c in range(distinct.size)]
+        return names, y.astype(np.int64)
+    return [str(v) for v in distinct.tolist()], np.searchsorted(distinct, y.astype(np.int64)).astype(np.int64)
 
 
 def _targets(path: Path, y: np.ndarray) -> np.ndarray:
@@ -177,8 +170,7 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
     used = np.where(read, y, 0)
     classes: list[str] | None = None
     if resolved == "classification":
-        classes = _class_numbers(path, used, read, names)
-        values = used.astype(np.int64)
+        classes, values = _class_numbers(path, used, read, names)
     else:
         values = _targets(path, used)
         values = values.reshape(*values.shape[:2], -1)  # a target column axis: [N, 1] or [N, T, K]
