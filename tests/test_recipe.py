@@ -318,6 +318,11 @@ def test_a_stack_longer_than_the_windows_is_refused(
     )
     with pytest.raises(TinyLSTMError, match=r"longer than the longest stream \(30 samples\)"):
         choose(TrainConfig(stack=31), DataShape(2, 50, True, False, 25, max_steps=30, min_steps=20))
+    # the recipe's own choice (median // 64) stays within the shortest window too
+    assert (
+        choose(TrainConfig(), DataShape(30, 30000, True, True, 1000, max_steps=1000, min_steps=10)).stack
+        == 10
+    )
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "w.npz", X=rng.standard_normal((40, 16, 3)).astype(np.float32), y=np.arange(40) % 2)
     assert (

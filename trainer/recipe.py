@@ -228,6 +228,10 @@ def choose_stack(given: int | None, data: DataShape) -> tuple[int, str]:
         what = "a label per step" if not data.window else f"windows of {data.median_steps} samples (median)"
         return 1, f"input stacking: none ({what}, < {STACK_MIN_STEPS} or stream data)"
     k = min(data.median_steps // STACK_TARGET_STEPS, MAX_INPUT // max(data.channels, 1), MAX_STACK)
+    if data.min_steps and k > data.min_steps:  # every window completes at least one recurrent step
+        k = data.min_steps
+    if k <= 1:
+        return 1, f"input stacking: none (the shortest window has {data.min_steps} samples)"
     return k, (
         f"input stacking: {k} samples per step (windows of {data.median_steps} samples (median) run as "
         f"{data.median_steps // k} steps: the recurrence spans the window, and it costs 1/{k} of the work)"
