@@ -410,6 +410,14 @@ def test_every_reader_takes_every_finite_positive_input_multiplier() -> None:
         mpy.Model(data)
     with pytest.raises(TinyLSTMError):
         CModel.from_blob(data)
+    m.input_mul[1], m.input_mean[2] = 1.0, np.nan  # a NaN mean: tl_blob.c's every-float-finite check
+    data = blob.to_blob(m)
+    with pytest.raises(TinyLSTMError, match="NaN"):
+        blob.from_blob(data)
+    with pytest.raises(mpy.BlobError, match="NaN"):
+        mpy.Model(data)
+    with pytest.raises(TinyLSTMError):
+        CModel.from_blob(data)
 
 
 @pytest.mark.parametrize(
