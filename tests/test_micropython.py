@@ -402,22 +402,16 @@ def test_every_reader_takes_every_finite_positive_input_multiplier() -> None:
     assert np.array_equal(CModel.from_blob(data).quantize_input(x), want)
     fallback = mpy.Model(data)
     assert [list(fallback.quantize([float(v) for v in row])) for row in x] == want.tolist()
-    m.input_mul[1] = np.inf
-    data = blob.to_blob(m)
-    with pytest.raises(TinyLSTMError, match="infinity"):
-        blob.from_blob(data)
-    with pytest.raises(mpy.BlobError, match="infinity"):
-        mpy.Model(data)
-    with pytest.raises(TinyLSTMError):
-        CModel.from_blob(data)
-    m.input_mul[1], m.input_mean[2] = 1.0, np.nan  # a NaN mean: tl_blob.c's every-float-finite check
-    data = blob.to_blob(m)
-    with pytest.raises(TinyLSTMError, match="NaN"):
-        blob.from_blob(data)
-    with pytest.raises(mpy.BlobError, match="NaN"):
-        mpy.Model(data)
-    with pytest.raises(TinyLSTMError):
-        CModel.from_blob(data)
+    # an infinite multiplier, then a NaN mean (the C reader: tl_blob.c's every-float-finite check)
+    for mul, mean, word in ((np.inf, 0.0, "infinity"), (1.0, np.nan, "NaN")):
+        m.input_mul[1], m.input_mean[2] = mul, mean
+        data = blob.to_blob(m)
+        with pytest.raises(TinyLSTMError, match=word):
+            blob.from_blob(data)
+        with pytest.raises(mpy.BlobError, match=word):
+            mpy.Model(data)
+        with pytest.raises(TinyLSTMError):
+            CModel.from_blob(data)
 
 
 @pytest.mark.parametrize(
