@@ -121,3 +121,26 @@ def test_cli_train_on_ts_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     assert main(["train", "--data", str(tmp_path / "absent.ts"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_data_is_pinned_as_read_not_as_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint pins its data files before training: a file that changes while the model trains (a
+    logger still appending) is refused later, not pinned in its changed state when the checkpoint is saved."""
+    import tinylstm.trainer.train as train_module
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 12, 2)).astype(np.float32), np.arange(40) % 2
+    np.savez(tmp_path / "d.npz", X=x, y=y)
+    trains = train_module._train
+
+    def changing(*args: object, **kwargs: object) -> object:
+        np.savez(tmp_path / "d.npz", X=x * 1000, y=y)  # the file changes while the model trains
+        return trains(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_module, "_train", changing)
+    run = fit(
+        load_dataset(str(tmp_path / "d.npz")), TrainConfig(hidden=4, epochs=1, progress=False), tmp_path / "r"
+    )
+    _, meta = load_checkpoint(run.checkpoint_path)
+    with pytest.raises(TinyLSTMError, match="d.npz changed since the model was trained"):
+        load_splits_from_meta(meta)

@@ -402,6 +402,7 @@ def fit(
         stack=recipe.stack,
         bidirectional=config.bidirectional,
     )
+    meta.dataset.pin()  # the data files as read, before training: one that changes meanwhile is refused later
     splits = {"train": train, "val": val, "test": test}
     deterministic = torch.are_deterministic_algorithms_enabled()
     threads = torch.get_num_threads()
