@@ -132,13 +132,10 @@ class SequenceSet:
             raise TinyLSTMError(f"dataset {self.name!r}: groups must have one entry per sequence")
 
 
-def first_nonfinite(values: np.ndarray) -> tuple[int, int] | None:
-    """(row, column) of the first NaN/inf in a 2-D array, or None when all values are finite."""
-    bad = ~np.isfinite(values)
-    if not bad.any():
-        return None
-    row, col = np.argwhere(bad)[0]
-    return int(row), int(col)
+def first_nonfinite(values: np.ndarray) -> tuple[int, ...] | None:
+    """The index of the first NaN/inf (a 2-D array's (row, column)), or None when all values are finite."""
+    bad = np.argwhere(~np.isfinite(values))
+    return tuple(int(i) for i in bad[0]) if bad.size else None
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -149,8 +146,7 @@ def as_float32(values: np.ndarray) -> tuple[np.ndarray, tuple[int, ...] | None]:
     or inf in ``values``, or a finite value too large for float32 (no overflow warning is printed)."""
     with np.errstate(over="ignore"):
         out = np.asarray(values).astype(np.float32)
-    bad = np.argwhere(~np.isfinite(out))
-    return out, (tuple(int(i) for i in bad[0]) if bad.size else None)
+    return out, first_nonfinite(out)
 
 
 def nonfinite_problem(written: str | float, fix: str) -> str:
