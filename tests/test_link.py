@@ -457,6 +457,22 @@ def _run_cli(args: list[str], **kw: object) -> subprocess.Popen[str]:
     )  # type: ignore[call-overload]
 
 
+def _rest_of(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[str, str]:
+    """(the rest of stdout, stderr) once ``proc`` exits, killed after ``timeout`` s. Not ``communicate``: it
+    reads the pipes' descriptors and drops what an earlier ``readline`` read ahead into the stdout object,
+    which is every line of a burst of predictions that arrived together."""
+    assert proc.stdout is not None and proc.stderr is not None
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        rest = proc.stdout.read()  # what readline buffered, then the pipe to its end
+        err = proc.stderr.read()  # a few lines: it cannot fill its pipe while stdout is read
+        proc.wait()
+    finally:
+        timer.cancel()
+    return rest, err
+
+
 def _running_cli_parity(
     trained: Trained, board: QemuBoard, report: Path, *extra: str
 ) -> subprocess.Popen[str]:
@@ -511,7 +527,7 @@ def test_sigterm_flushes_the_stream_log(trained: Trained, tmp_path: Path) -> Non
         for _ in range(50):  # printed predictions arrive (the replay runs every 2 ms)
             proc.stdout.readline()
         proc.send_signal(signal.SIGTERM)
-        rest, err = proc.communicate(timeout=30)
+        rest, err = _rest_of(proc)
     printed = 50 + sum(1 for line in rest.splitlines() if line and not line.startswith("#"))
     rows = log.read_text().splitlines()[1:]
     assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err, err

@@ -8,8 +8,10 @@ import itertools
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from hypothesis import strategies as st
 from tinylstm.host.link import protocol as p
 from tinylstm.host.link.feed import wait_hello
 from tinylstm.host.link.stream import BoardStream
-from tinylstm.host.link.transport import Link, LinkError
+from tinylstm.host.link.transport import Link, LinkError, LinkLost
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "firmware" / "app"
@@ -675,6 +677,26 @@ def test_link_loopback_numbers_and_queues() -> None:
         link.port.write(b"P,1,2,3\r\n")
         with pytest.raises(LinkError, match=r"no HELLO frame within 0.1 s .* 9 bytes without a delimiter"):
             link.expect(p.FrameType.HELLO, timeout=0.1)
+
+
+def test_a_socket_port_reads_what_has_arrived_in_one_call() -> None:
+    """socket:// (QEMU's UART): frames that arrived together are read with one port read, not one byte per
+    read (pyserial's in_waiting of a socket is 0 or 1), and a peer that closes is a lost port."""
+    preds = [p.Pred(step, 0, (step, -step, 3)) for step in range(20)]
+    wire = b"".join(p.encode_message(m, n) for n, m in enumerate(preds))
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with Link.open(f"socket://127.0.0.1:{server.getsockname()[1]}") as link:
+            board, _ = server.accept()
+            with board:
+                board.sendall(wire)
+                time.sleep(0.2)  # all of it in the host's receive queue
+                reads: list[int] = []
+                port_read = link.port.read
+                link.port.read = lambda size=1: reads.append(size) or port_read(size)  # type: ignore[method-assign]
+                assert [p.parse_message(f) for f in link.read(1.0)] == preds
+                assert reads == [len(wire)]
+            with pytest.raises(LinkLost, match="lost socket://"):
+                link.read(1.0)
 
 
 def test_the_frames_behind_a_hello_stay_queued() -> None:

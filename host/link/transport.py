@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
+from array import array
 from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -20,6 +21,14 @@ from urllib.parse import urlsplit
 
 import serial
 from serial.tools import list_ports
+
+try:  # POSIX hosts: the byte count of a socket's receive queue
+    from fcntl import ioctl
+    from termios import FIONREAD
+
+    HAVE_FIONREAD = True
+except ImportError:  # Windows: pyserial's count
+    HAVE_FIONREAD = False
 
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.link.protocol import (
@@ -117,6 +126,20 @@ class Link:
         self.rx_bytes = 0
         self._backlog: deque[Frame] = deque()
 
+    def _waiting(self) -> int:
+        """Bytes ready to read. pyserial's ``in_waiting`` of a ``socket://`` port is 0 or 1 (it polls the
+        socket), so each read took one byte: 36 reads, each with two selects, per prediction frame from QEMU.
+        The socket's own count (FIONREAD) reads what has arrived in one call."""
+        sock = getattr(self.port, "_socket", None)
+        if HAVE_FIONREAD and isinstance(sock, socket.socket):
+            count = array("i", [0])
+            try:
+                ioctl(sock, FIONREAD, count)
+            except OSError:  # closed under us: the read that follows reports the lost port
+                return 1
+            return count[0]
+        return int(self.port.in_waiting)
+
     @classmethod
     def open(cls, url: str, baudrate: int = DEFAULT_BAUD) -> Link:
         """Open ``url`` exclusively (a device path, ``socket://host:port``, ``rfc2217://``, ``loop://``)."""
@@ -157,7 +180,7 @@ class Link:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                data = self.port.read(max(1, self.port.in_waiting))
+                data = self.port.read(max(1, self._waiting()))
             except (serial.SerialException, OSError) as exc:
                 raise self._lost(exc) from None
             self.rx_bytes += len(data)
