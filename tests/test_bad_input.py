@@ -543,6 +543,56 @@ def case_stream_with_a_damaged_export_report(tmp: Path, good: Path) -> Case:
     )
 
 
+def case_stream_with_an_export_whose_classes_were_edited(tmp: Path, good: Path) -> Case:
+    """The labels stream prints come from int_model.json, which the model hash does not cover: an edited class
+    list would name every prediction wrongly."""
+    exp = _copy_export(good, tmp)
+    doc = json.loads((exp / "int_model.json").read_text())
+    doc["meta"]["classes"] = doc["meta"]["classes"][::-1]
+    (exp / "int_model.json").write_text(json.dumps(doc))
+    return Case(
+        ["stream", "--port", "loop://", "--export", str(exp), "--log", str(tmp / "p.csv")],
+        "is not the C that the export's model",
+        tmp / "p.csv",
+    )
+
+
+def case_stream_log_into_a_directory(tmp: Path, good: Path) -> Case:
+    (tmp / "d.csv").mkdir()
+    return Case(["stream", "--port", "loop://", "--log", str(tmp / "d.csv")], "is a directory", tmp / "x")
+
+
+def case_stream_log_where_nothing_can_be_written(tmp: Path, good: Path) -> Case:
+    return Case(["stream", "--port", "loop://", "--log", "/proc/p.csv"], "--log /proc/p.csv", tmp / "x")
+
+
+def case_stream_negative_baud(tmp: Path, good: Path) -> Case:
+    return Case(
+        ["stream", "--port", "loop://", "--baud", "-5"], "--baud -5: give the board's UART rate", tmp / "x"
+    )
+
+
+def case_stream_from_a_file_that_is_no_serial_port(tmp: Path, good: Path) -> Case:
+    return Case(["stream", "--port", "/dev/null"], "/dev/null is not a serial port", tmp / "x")
+
+
+def case_parity_more_steps_than_a_run_holds(tmp: Path, good: Path) -> Case:
+    return Case(
+        ["parity", str(good / "run" / "export"), "--port", "loop://", "--steps", "1000000000000"],
+        "at most 10,000,000 per run",
+        tmp / "parity-report.json",
+    )
+
+
+def case_build_more_replay_than_the_flash_holds(tmp: Path, good: Path) -> Case:
+    argv = ["build", str(good / "run" / "export"), "--source", "replay", "--replay-steps", "100000000"]
+    return Case(
+        [*argv, "--out", str(tmp / "fw")],
+        "the replay data does not fit qemu-stm32f405",
+        tmp / "fw",
+    )
+
+
 def case_build_from_an_edited_model_c(tmp: Path, good: Path) -> Case:
     exp = _copy_export(good, tmp)
     c = exp / "tl_model.c"

@@ -16,12 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tinylstm.host.analysis.parity import ParityReport
 from tinylstm.host.link import protocol as p
-from tinylstm.host.link.feed import wait_hello
+from tinylstm.host.link.feed import Feeder, FeedError, wait_hello
 from tinylstm.host.link.stream import BoardStream
 from tinylstm.host.link.transport import Link, LinkError, LinkLost
 
@@ -699,6 +701,46 @@ def test_a_socket_port_reads_what_has_arrived_in_one_call() -> None:
                 link.read(1.0)
 
 
+@pytest.mark.parametrize(
+    ("samples", "message"),
+    [
+        (
+            np.zeros((20, 5), dtype=np.int8),
+            r"samples are shaped \[20, 5\], but the board's model takes 3 values",
+        ),
+        (np.zeros(60, dtype=np.int8), r"samples are shaped \[60\], but the board's model takes 3 values"),
+        (
+            [np.zeros(3, dtype=np.int8), np.zeros(4, dtype=np.int8)],
+            r"sample 1 is shaped \[4\], but the board's model takes 3",
+        ),
+    ],
+)
+def test_samples_of_the_wrong_shape_are_refused_before_sending(samples: object, message: str) -> None:
+    """Samples the board's model cannot take are the caller's mistake, said before a frame goes out; the board
+    would refuse them as INPUT_SIZE, which reads as a board built for another export."""
+    hello = p.Hello(7, 1, p.Cell.LSTM, 1, 3, 8, 2, 8, p.Mode.STREAM, 0, p.Source.HOST, 32, 256, 0, 0, "b")
+    with Link.open("loop://") as link:
+        with pytest.raises(FeedError, match=message):
+            Feeder(link, hello, samples)  # type: ignore[arg-type]
+        assert link.tx_bytes == 0
+
+
+def test_a_failed_reconnect_counts_the_lost_link_once() -> None:
+    """Reconnecting fails until the timeout: the lost link's bytes are counted once, not as both the current
+    and a retired link (the parity report's bytes per step doubled)."""
+    hello = p.Hello(7, 1, p.Cell.LSTM, 1, 3, 8, 2, 8, p.Mode.STREAM, 0, p.Source.HOST, 32, 256, 0, 0, "b")
+    link = Link.open("loop://")
+    link.send(p.Reset())
+
+    def reopen() -> Link:
+        raise LinkError("nothing there")
+
+    feeder = Feeder(link, hello, np.zeros((4, 3), dtype=np.int8), reopen=reopen, reconnect_timeout=0.0)
+    with pytest.raises(FeedError, match="could not reopen it within 0 s"):
+        feeder._reconnect(LinkLost("lost loop://"))
+    assert feeder.link_counters()["bytes_to_board"] == link.tx_bytes > 0
+
+
 def test_the_frames_behind_a_hello_stay_queued() -> None:
     """A replaying board streams PREDs right behind its boot HELLO; a host that reads late gets them in the
     same read as the HELLO, and wait_hello must leave them for the stream, not drop them unnoticed."""
@@ -831,3 +873,15 @@ def test_parity_counts_the_boards_losses_of_this_run_only() -> None:
     )
     assert session_stats(rebooted, before)["steps"] == 300  # counters went back: the board restarted
     assert session_stats(after, None)["dropped_rx"] == 177  # no baseline: all the board counted
+
+
+def test_the_parity_verdict_names_the_rule_that_decided_it() -> None:
+    report = ParityReport("b", "0x00000001", 0, 100, 256, 8, 4, steps=100, passed=True, clean=True)
+    assert report.verdict() == "BIT-EXACT: all 100 steps equal the host kernel's outputs"
+    report.clean, report.recovery = False, {"retries": 3}
+    assert report.verdict().endswith("outputs (recovered: 3 retries)")
+    short = ParityReport("b", "0x00000001", 0, 100, 256, 8, 4, steps=40, mismatches=2, failure="lost x")
+    assert short.verdict() == "FAIL: 40 of 100 steps compared; 2 differing from the host kernel"
+    stopped = ParityReport("b", "0x00000001", 0, 100, 256, 8, 4, steps=100, failure="no STATS")
+    assert stopped.verdict() == "FAIL: stopped: no STATS"
+    assert short.to_dict()["verdict"] == short.verdict()

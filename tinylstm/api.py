@@ -39,7 +39,7 @@ from tinylstm.host.analysis.check import Thresholds
 from tinylstm.host.analysis.check import check as _check
 from tinylstm.host.analysis.explain import MAX_STEPS
 from tinylstm.host.analysis.explain import explain as _explain
-from tinylstm.host.analysis.parity import ParityReport, run_parity
+from tinylstm.host.analysis.parity import MAX_PARITY_STEPS, ParityReport, run_parity
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.boards.firmware import FirmwareBuild, build_firmware
 from tinylstm.host.boards.flash import flash as _flash
@@ -48,7 +48,7 @@ from tinylstm.host.link.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor
 from tinylstm.host.link.feed import Feeder
 from tinylstm.host.link.protocol import Hello, Source
 from tinylstm.host.link.stream import BoardStream, Prediction, PredictionLog, StreamCounters, check_log_path
-from tinylstm.host.link.transport import DEFAULT_BAUD, Link
+from tinylstm.host.link.transport import DEFAULT_BAUD, Link, check_baud
 from tinylstm.host.search.study import Budget, SearchConfig, Space
 from tinylstm.host.search.study import search as _search
 from tinylstm.host.targets.bridge import CModel
@@ -449,6 +449,12 @@ def parity(
         raise TinyLSTMError("give the board's port or a firmware ELF to boot in QEMU (one of them)")
     if steps <= 0:
         raise TinyLSTMError("--steps must be positive")
+    if steps > MAX_PARITY_STEPS:  # the held-out samples are laid out for the whole run before it starts
+        raise TinyLSTMError(
+            f"--steps {steps}: at most {MAX_PARITY_STEPS:,} per run (hours on a board; the samples are held "
+            "in memory): run parity again for more"
+        )
+    check_baud(baud)
     if not 0 < stall_timeout < math.inf:
         raise TinyLSTMError(f"--stall-timeout {stall_timeout}: give a finite number of seconds > 0")
     if not 0 <= reconnect_timeout < math.inf:
@@ -582,6 +588,7 @@ def stream(
 
     if count is not None and count <= 0:
         raise TinyLSTMError("--count must be positive")
+    check_baud(baud)
     if source is not None and source not in SOURCES:
         raise TinyLSTMError(f"source {source!r}: choose {', '.join(SOURCES)}")
     samples = None

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tinylstm.api import parity
+from tinylstm.host.analysis.parity import MAX_PARITY_STEPS
 from tinylstm.host.boards.registry import emulated_boards
 from tinylstm.host.link.feed import Feeder
 from tinylstm.host.link.transport import DEFAULT_BAUD
@@ -32,7 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"{' or '.join(b.name for b in emulated_boards())}, is told by the ELF)",
     )
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    p.add_argument("--steps", type=int, default=10_000, help="host-fed steps (default 10000)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=10_000,
+        help=f"host-fed steps (default 10000, at most {MAX_PARITY_STEPS:,})",
+    )
     p.add_argument(
         "--stall-timeout",
         type=float,

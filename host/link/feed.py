@@ -249,12 +249,33 @@ class _Sent:
 class _Samples:
     """Random access to the samples from the oldest one that may still be sent again."""
 
-    def __init__(self, source: np.ndarray | Iterable[np.ndarray]) -> None:
+    def __init__(self, source: np.ndarray | Iterable[np.ndarray], width: int) -> None:
+        self.width = width  # values per sample: the board's input_size
+        if isinstance(source, np.ndarray) and (source.ndim != 2 or source.shape[1] != width):
+            raise self._misshapen("the samples are", source.shape)
+        if isinstance(source, list | tuple):  # known before anything is sent; an iterator's as it is read
+            for k, sample in enumerate(source):
+                self._check(k, sample)
         self._array = source if isinstance(source, np.ndarray) else None
         self._iter = None if isinstance(source, np.ndarray) else iter(source)
         self._kept: dict[int, np.ndarray] = {}
         self._pulled = 0
         self.total: int | None = len(source) if isinstance(source, np.ndarray) else None
+
+    def _misshapen(self, what: str, shape: tuple[int, ...]) -> FeedError:
+        return FeedError(
+            f"{what} shaped {list(shape)}, but the board's model takes {self.width} values per sample: "
+            f"feed an array [steps, {self.width}] (the export's quantized samples)"
+        )
+
+    def _check(self, k: int, sample: object) -> np.ndarray:
+        try:
+            row = np.asarray(sample)
+        except ValueError as exc:  # a ragged sample
+            raise FeedError(f"sample {k} is not an array of numbers ({exc})") from None
+        if row.shape != (self.width,):
+            raise self._misshapen(f"sample {k} is", row.shape)
+        return row
 
     def get(self, step: int, count: int) -> np.ndarray:
         """Up to ``count`` consecutive samples from ``step`` (fewer at the end), [n, input_size] as given."""
@@ -266,7 +287,7 @@ class _Samples:
             if sample is None:
                 self.total = self._pulled
                 break
-            self._kept[self._pulled] = np.asarray(sample)
+            self._kept[self._pulled] = self._check(self._pulled, sample)
             self._pulled += 1
         rows = [self._kept[k] for k in range(step, min(step + count, self._pulled)) if k in self._kept]
         return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.int8)
@@ -297,7 +318,7 @@ class Feeder:
         self.link = link
         self.hello = hello
         self.model_hash = hello.model_hash
-        self.samples = _Samples(samples)
+        self.samples = _Samples(samples, hello.input_size)
         self.reopen = reopen
         self.reconnect_timeout, self.stall_timeout = reconnect_timeout, stall_timeout
         self.on_status = on_status
@@ -683,19 +704,23 @@ class Feeder:
         self.stats.reconnects += 1
         self.stats.events.append(f"step {self.base}: {lost}")
         self.link.close()
-        self.retired.append(self.link)
         deadline = time.monotonic() + self.reconnect_timeout
         while True:
+            link: Link | None = None
             try:
                 link = self.reopen()
                 hello = wait_hello(link)
                 break
             except LinkError as exc:
-                if time.monotonic() >= deadline:
+                if link is not None:  # opened, but no HELLO: closed, its bytes still counted
+                    link.close()
+                    self.retired.append(link)
+                if time.monotonic() >= deadline:  # self.link stays the lost one, counted once
                     raise FeedError(
                         f"{lost}; could not reopen it within {self.reconnect_timeout:g} s ({exc})"
                     ) from None
                 time.sleep(0.2)
+        self.retired.append(self.link)
         self.link = link
         self._adopt(hello)
         self._restart(self.base, "reconnected")

@@ -28,7 +28,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from tinylstm.codegen.store import load_int_model
+from tinylstm.codegen.emit_c import verify_emitted
+from tinylstm.codegen.store import export_layout, load_int_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.link.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor, DriftThresholds, drift_reference
 from tinylstm.host.link.feed import Feeder, check_hello, command, wait_hello
@@ -44,6 +45,7 @@ from tinylstm.host.link.protocol import (
     parse_message,
 )
 from tinylstm.host.link.transport import DEFAULT_BAUD, Link, LinkError, LinkLost
+from tinylstm.trainer.outputs import check_output_file
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -86,10 +88,11 @@ class StreamCounters:
     feed: dict[str, Any] | None = None  # host-fed streams: the feeder's recovery counters (FeedStats)
     in_flight: int = 0  # host-fed streams: bytes the board has not taken yet
 
-    def summary(self, seconds: float) -> str:
-        rate = self.predictions / seconds if seconds > 0 else 0.0
+    def summary(self, seconds: float | None = None) -> str:
+        """The counters in one line; with the ``seconds`` they took, the prediction rate."""
+        rate = f" ({self.predictions / seconds:.1f}/s)" if seconds else ""
         text = (
-            f"{self.predictions} predictions ({rate:.1f}/s), {self.steps_missing} steps missing, "
+            f"{self.predictions} predictions{rate}, {self.steps_missing} steps missing, "
             f"{self.frames_dropped} frames dropped, {self.frames_bad} corrupt, {self.board_resets} board "
             "resets, "
             f"{self.disconnects} disconnects, {self.board_errors} board errors"
@@ -128,7 +131,10 @@ class BoardStream:
         self.drift: DriftMonitor | None = None
         self._on_drift = on_drift
         if export_dir is not None:
-            m, _ = load_int_model(export_dir)
+            m, doc = load_int_model(export_dir)
+            # labels and units come from int_model.json: it must be the model the C files hold (an edited
+            # class list or output scale keeps the model hash)
+            verify_emitted(m, export_dir, str(doc.get("name", "model")), export_layout(export_dir))
             self._scale, self._classes, self._hash = m.output_scale, m.meta.classes or None, m.model_hash
             self._answer_every = m.window
             ref = drift_reference(export_dir)
@@ -148,8 +154,18 @@ class BoardStream:
         return self._link
 
     def open(self) -> None:
-        self._link = Link.open(self.url, self.baud)
-        self._on_hello(wait_hello(self._link))
+        link = Link.open(self.url, self.baud)
+        try:
+            hello = wait_hello(link)
+        except BaseException:  # no HELLO (or interrupted): closed, its counters kept, nothing leaked
+            self._retire(link)
+            raise
+        self._link = link
+        try:
+            self._on_hello(hello)  # refuses a board that runs another model
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._link is not None:
@@ -204,9 +220,7 @@ class BoardStream:
             if frames:
                 last_frame = time.monotonic()
             elif idle_timeout is not None and time.monotonic() - last_frame > idle_timeout:
-                raise LinkError(
-                    f"no frame from {self.url} for {idle_timeout:g} s; {self.counters.summary(0)}"
-                )
+                raise LinkError(f"no frame from {self.url} for {idle_timeout:g} s; {self.counters.summary()}")
             for frame in frames:
                 pred = self._on_frame(frame)
                 if pred is not None:
@@ -350,7 +364,7 @@ class BoardStream:
                 if time.monotonic() >= deadline:
                     raise LinkError(
                         f"lost {self.url} and could not reopen it within {self.reconnect_timeout:g} s "
-                        f"({exc}); so far: {self.counters.summary(0)}"
+                        f"({exc}); so far: {self.counters.summary()}"
                     ) from None
                 time.sleep(0.2)
 
@@ -367,13 +381,10 @@ class BoardStream:
 
 
 def check_log_path(path: Path) -> Path:
-    """Refuse a prediction log path before the stream opens: it must be a .csv or .jsonl file in a
-    directory that exists."""
+    """Refuse a prediction log path before the stream opens: a .csv or .jsonl file that can be written."""
     if path.suffix not in (".csv", ".jsonl"):
         raise TinyLSTMError(f"--log {path}: use a .csv or .jsonl file name")
-    if not path.parent.is_dir():
-        raise TinyLSTMError(f"--log {path}: directory {path.parent} does not exist")
-    return path
+    return check_output_file(path, "--log")  # a directory, a missing or unwritable one (/proc, /sys)
 
 
 class PredictionLog:

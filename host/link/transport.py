@@ -61,6 +61,14 @@ class LinkLost(LinkError):
     """The port went away mid-run (board unplugged, QEMU killed, connection reset)."""
 
 
+def check_baud(baud: int) -> None:
+    """Refuse a baud rate pyserial rejects with a bare number as its message (or a socket ignores)."""
+    if baud <= 0:
+        raise LinkError(
+            f"--baud {baud}: give the board's UART rate in bits per second (the firmware's: {DEFAULT_BAUD})"
+        )
+
+
 def check_url(url: str) -> None:
     """Refuse a port URL that pyserial would reject with its own internals (scheme, host, port)."""
     if "://" not in url:
@@ -110,6 +118,11 @@ def _open_error(url: str, exc: BaseException) -> LinkError:
             f"no permission to open {url}: add your user to the 'dialout' group "
             "(sudo usermod -aG dialout $USER, then log in again)"
         )
+    if code == errno.ENOTTY or "Inappropriate ioctl" in text:  # pyserial keeps the errno in its message
+        return LinkError(
+            f"{url} is not a serial port (it takes no baud rate): give the board's serial device "
+            "(/dev/ttyUSB0, /dev/ttyACM0, COM3) or socket://HOST:PORT"
+        )
     reason = text.splitlines()[0] if text else type(exc).__name__
     return LinkError(f"cannot open {url}: {reason}")
 
@@ -144,6 +157,7 @@ class Link:
     def open(cls, url: str, baudrate: int = DEFAULT_BAUD) -> Link:
         """Open ``url`` exclusively (a device path, ``socket://host:port``, ``rfc2217://``, ``loop://``)."""
         check_url(url)
+        check_baud(baudrate)
         try:
             port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, exclusive=True)
         except (serial.SerialException, ValueError, OSError) as exc:
