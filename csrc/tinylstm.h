@@ -148,7 +148,7 @@ typedef struct {
     int16_t *c;         /**< [num_layers * H] cell state (cells with TL_CELL_<NAME>_HAS_C; unused by the others) */
     int8_t *h;          /**< [num_layers * H] hidden state, int8 Q0.7 */
     int8_t *scratch;    /**< [H] the layer's next hidden state while its old one is still read */
-    uint32_t steps;     /**< recurrent steps since the last reset (a stacked model's: one per k samples) */
+    uint32_t steps;     /**< recurrent steps since the last reset (a stacked model's: one per k samples), saturating */
     int16_t *h16;       /**< int16-h models: [num_layers * H] hidden state, int16 Q0.15 */
     int16_t *scratch16; /**< int16-h models: [H] the layer's next hidden state */
     int16_t *pool;      /**< pooled readouts: [2 * H] one int32 per unit (tl_pool.c); NULL otherwise */

@@ -191,6 +191,13 @@ void tl_reset(tl_state_t *s)
 /* n of the pooled readout: the steps since the reset, this one included (saturating). */
 static int32_t pool_count(const tl_state_t *s) { return s->steps < INT32_MAX ? (int32_t)s->steps + 1 : INT32_MAX; }
 
+/* One more recurrent step, saturating: a never-reset stream must not wrap to 0 after 2^32 steps (a pooled
+ * readout would start over where golden and MicroPython keep n at INT32_MAX). */
+static void count_step(tl_state_t *s)
+{
+    if (s->steps < UINT32_MAX) s->steps++;
+}
+
 /* A stacked model: counts a sample buffered; 1 once it was the step's k-th (the layers run), else 0. */
 static int stack_full(tl_state_t *s)
 {
@@ -235,7 +242,7 @@ static void layers_step8(tl_state_t *s, const int8_t *x)
         in = h;
     }
     if (TL_WITH_POOL && s->pool) tl_pool_s8(m->readout, s->pool, in, H, pool_count(s), s->scratch);
-    s->steps++;
+    count_step(s);
 }
 #endif
 
@@ -264,7 +271,7 @@ static void step16(tl_state_t *s, const int16_t *x, int16_t *y)
             in = h;
         }
         if (TL_WITH_POOL && s->pool) tl_pool_s16(m->readout, s->pool, in, H, pool_count(s), s->scratch16);
-        s->steps++;
+        count_step(s);
     }
     if (y) tl_dense_step16(m, s->scratch16, y);
 }

@@ -102,6 +102,24 @@ def test_mean_sum_saturates_at_int32() -> None:
     assert cm.pool.tolist() == [INT32_MAX] * 3
 
 
+@pytest.mark.parametrize("readout", ["mean", "max"])
+def test_the_step_count_saturates_instead_of_wrapping(readout: str) -> None:
+    """A pooled model never reset for 2^32 steps (50 days at 1 kHz): the C step count stays at 2^32 - 1
+    instead of wrapping to 0, where the pool would start over while golden (and MicroPython) keep n at
+    INT32_MAX. Both start 3 steps before the wrap."""
+    rng = np.random.default_rng(11)
+    m = random_int_model(rng, "gru", 1, 3, 5, 2, readout=readout)
+    xq = random_inputs(rng, m, 10)
+    _, warm, _ = golden.run(m, xq[None, :4])  # some pool and state to carry over the wrap
+    cm = CModel.from_int_model(m)
+    cm.run(xq[:4])
+    warm.steps = cm._state.steps = 2**32 - 3
+    y_ref, state, _ = golden.run(m, xq[None, 4:], warm)
+    y = cm.run(xq[4:])
+    assert np.array_equal(cm.pool, state.pool[0]) and np.array_equal(y, y_ref[0])
+    assert cm._state.steps == 2**32 - 1
+
+
 @pytest.mark.parametrize("readout", ["last", *POOLED])
 def test_state_words_and_hash(readout: str) -> None:
     """The pool's words are in the state size (C, Python, the export report); the readout is part of the
