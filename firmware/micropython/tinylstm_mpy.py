@@ -244,10 +244,38 @@ def _sample_bytes(x, code) -> bool:
     return code == "B" or isinstance(x, (bytes, bytearray))
 
 
+_INF = float("inf")
+_NEG_INF = -_INF  # kept: negating in the loop would allocate a float per value
+
+
+def _nan_error(k: int) -> ValueError:
+    return ValueError(
+        "input sample contains NaN or infinity (sample[%d]): clean or impute the samples first" % k
+    )
+
+
 def _check_finite(x) -> None:
-    for v in x:
-        if v - v != 0.0:  # NaN or +-inf, the C test
-            raise ValueError("input sample contains NaN or infinity: clean or impute the samples first")
+    lo, hi = _NEG_INF, _INF
+    for k in range(len(x)):
+        if not lo < x[k] < hi:  # False for NaN and +-inf (the C test, v - v != 0, without a float per value)
+            raise _nan_error(k)
+
+
+def _type_name(v) -> str:
+    return type(v).__name__
+
+
+def _check_out(out, n: int, what: str) -> None:
+    """Refuse an ``out`` that is not an array('h') of at least ``n`` values (``what``: where n comes from)
+    with a ValueError, before the state changes: MicroPython would store the int16 outputs wrapped into an
+    array('b'), and a short array would fail half way."""
+    code = _typecode(out)
+    if code != "h" or len(out) < n:
+        got = "an array('%s') of %d values" % (code, len(out)) if code else "of type " + _type_name(out)
+        raise ValueError(
+            "out is %s; pass an array('h') of at least %d values (%s), e.g. array('h', bytes(%d))"
+            % (got, n, what, 2 * n)
+        )
 
 
 def _plain_dots(w, woff: int, xh, accx, acch, rows: int, nx: int, nh: int) -> None:
@@ -440,6 +468,9 @@ class Model:
                 raise _err("%s cell state fraction %d is outside 0..%d" % (what, L.frac, CELL_FRAC_MAX))
         self.layers, self.backward = stacks[:NL], stacks[NL:]
         self.out = array("h", bytes(2 * O))
+        # the last `out` step() took and checked: an array('h') (its typecode cannot change; its length is
+        # checked again at each step)
+        self._out_ok = None
         self._f32 = array("f", [0.0])
         self.steps = 0
         self.readout = head["readout"]
@@ -530,24 +561,68 @@ class Model:
             return _RAW
         if len(x) != I:
             raise ValueError("sample has %d values, the model takes %d" % (len(x), I))
-        if isinstance(x[0], float):
-            _check_finite(x)
-            return _FLOATS
         top = self._top
-        if code is None:
-            for v in x:
-                if v > top or v < -top - 1:
-                    raise ValueError(
-                        "sample value %d is outside the model's int%d input (%d..%d): quantize float samples "
-                        "with Model.quantize" % (v, self.input_bits, -top - 1, top)
-                    )
-        elif code != ("h" if wide else "b"):
-            raise ValueError(
-                "sample is an array('%s'); the model takes int%d samples: array('%s'), ints in %d..%d, "
-                "raw bytes (%d a value) or floats"
-                % (code, self.input_bits, "h" if wide else "b", -top - 1, top, 2 if wide else 1)
-            )
+        if code is not None:  # an array: its typecode says what every item is
+            if code == "f" or code == "d":
+                _check_finite(x)
+                return _FLOATS
+            if code != ("h" if wide else "b"):
+                raise ValueError(
+                    "sample is an array('%s'); the model takes int%d samples: array('%s'), ints in %d..%d, "
+                    "raw bytes (%d a value) or floats"
+                    % (code, self.input_bits, "h" if wide else "b", -top - 1, top, 2 if wide else 1)
+                )
+            return _WORDS
+        # A list, a tuple...: every item a finite float, or every item an int in the input's range; one pass,
+        # no allocation (the slow path, _item_error, finds what is wrong). Ints by type(), not isinstance():
+        # a bool is an int in CPython, not in MicroPython; both refuse it so.
+        if isinstance(x[0], float):
+            lo, hi = _NEG_INF, _INF
+            for k in range(I):
+                v = x[k]
+                if not (isinstance(v, float) and lo < v < hi):
+                    raise self._item_error(x)
+            return _FLOATS
+        lo = -top - 1
+        for k in range(I):
+            v = x[k]
+            if type(v) is not int or v > top or v < lo:
+                raise self._item_error(x)
         return _WORDS
+
+    def _item_error(self, x) -> ValueError:
+        """The ValueError for a sample (not an array, not bytes) whose items are not all finite floats or all
+        ints in the input's range: the first non-number, NaN or infinity, int among floats (or float among
+        ints), or value out of range, in that order."""
+        bits, top = self.input_bits, self._top
+        words = "the model's int%d input words (ints in %d..%d)" % (bits, -top - 1, top)
+        if isinstance(x, str):
+            return ValueError("sample is a str; pass %s or floats" % words)
+        for k in range(len(x)):
+            v = x[k]
+            if not isinstance(v, float) and type(v) is not int:
+                return ValueError(
+                    "sample[%d] is of type %s, not int or float: pass %s or floats"
+                    % (k, _type_name(v), words)
+                )
+        for k in range(len(x)):
+            if isinstance(x[k], float) and not _NEG_INF < x[k] < _INF:
+                return _nan_error(k)
+        floats = isinstance(x[0], float)
+        for k in range(len(x)):
+            v = x[k]
+            if isinstance(v, float) != floats:
+                return ValueError(
+                    "sample mixes ints and floats (sample[0] is %s, sample[%d] %s): pass all ints, %s, "
+                    "or all floats, quantized as Model.quantize does"
+                    % ("a float" if floats else "an int", k, "an int" if floats else "a float", words)
+                )
+            if not floats and (v > top or v < -top - 1):
+                return ValueError(
+                    "sample value %d is outside the model's int%d input (%d..%d): quantize float samples "
+                    "with Model.quantize" % (v, bits, -top - 1, top)
+                )
+        return ValueError("sample refused")  # not reached: _sample_kind found a problem
 
     def _put(self, x, kind: int, q, off: int) -> None:
         """A checked sample of ``kind`` (_sample_kind) as input words into q[off:off + input_size]."""
@@ -573,8 +648,12 @@ class Model:
         range raises ValueError and leaves the state alone.
         A stacked model runs its layers on every k-th sample; the others give the head of the held readout.
         A bidirectional model's sample after the window's last resets first; the head reads zeros until the
-        window's last sample, where the backward pass runs."""
+        window's last sample, where the backward pass runs. An ``out`` that is not an array('h') of at least
+        output_size values raises ValueError, the state left alone."""
         kind = self._sample_kind(x)
+        if out is not None and (out is not self._out_ok or len(out) < self.output_size):
+            _check_out(out, self.output_size, "the model's output_size")
+            self._out_ok = out
         I, W = self.input_size, self.window
         if W and self.wpos == W:  # the next window starts: the kernel resets first
             self.reset()
@@ -653,8 +732,9 @@ class Model:
         return y
 
     def run(self, xs, out=None):
-        """Samples [T * input_size] (flat; any form step() takes) -> array('h') [T * output_size], continuing
-        the state."""
+        """Samples [T * input_size] (flat; any form step() takes) -> array('h') [T * output_size] (or ``out``:
+        an array('h') of at least T * output_size values, else ValueError before any step), continuing the
+        state."""
         I, O = self.input_size, self.output_size
         n = (
             2 * I if self.input_bits == HIDDEN16_BITS and _sample_bytes(xs, _typecode(xs)) else I
@@ -662,6 +742,8 @@ class Model:
         if len(xs) % n:
             raise ValueError("run() takes whole samples: %d items are not a multiple of %d" % (len(xs), n))
         T = len(xs) // n
+        if out is not None:
+            _check_out(out, T * O, "T * output_size = %d * %d" % (T, O))
         ys = out if out is not None else array("h", bytes(2 * O * T))
         y = self.out
         for s in range(T):

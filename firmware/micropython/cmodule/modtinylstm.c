@@ -92,6 +92,9 @@ static int tinylstm_raw(const mp_buffer_info_t *bi)
 static void tinylstm_samples(tinylstm_model_obj_t *self, mp_obj_t x, size_t *steps, mp_buffer_info_t *bi)
 {
     const size_t I = self->model.input_size;
+    if (mp_obj_get_type(x) == &mp_type_str) /* its buffer would pass as raw bytes (the fallback refuses it too) */
+        mp_raise_ValueError(MP_ERROR_TEXT("a str is not a sample: pass the model's input words (an array, bytes) "
+                                          "or array('f') of floats"));
     mp_get_buffer_raise(x, bi, MP_BUFFER_READ);
     if (bi->typecode != 'f' && !tinylstm_raw(bi) && bi->typecode != (self->wide ? 'h' : 'b')) {
         if (self->wide)
@@ -141,24 +144,33 @@ static void tinylstm_step(tinylstm_model_obj_t *self, const void *x, int16_t *y)
         tl_step(&self->state, (const int8_t *)x, y);
 }
 
-static int16_t *tinylstm_outputs(mp_obj_t out, size_t count)
+/* `out` as the int16 words it holds, checked before the state changes: an array('h') of at least `count`
+ * values, else ValueError, as the fallback (tinylstm_mpy.py) refuses it. An array is an object of the type of the
+ * model's own array('h'): a list, bytes, a bytearray or a memoryview is refused with a ValueError too, not with
+ * mp_get_buffer_raise's TypeError. */
+static int16_t *tinylstm_outputs(const tinylstm_model_obj_t *self, mp_obj_t out, size_t count)
 {
+    if (mp_obj_get_type(out) != mp_obj_get_type(self->out))
+        mp_raise_ValueError(MP_ERROR_TEXT("out must be an array('h') of at least output_size values "
+                                          "(run: T * output_size)"));
     mp_buffer_info_t bi;
     mp_get_buffer_raise(out, &bi, MP_BUFFER_WRITE);
     if (bi.typecode != 'h' || bi.len < 2 * count || ((uintptr_t)bi.buf & 1u))
-        mp_raise_ValueError(MP_ERROR_TEXT("out must be an array('h') with room for every output"));
+        mp_raise_ValueError(MP_ERROR_TEXT("out must be an array('h') of at least output_size values "
+                                          "(run: T * output_size)"));
     return (int16_t *)bi.buf;
 }
 
-/* step(x[, out]) -> out (or the model's own array('h'), overwritten by the next step) */
+/* step(x[, out]) -> out (or, without out or with None, the model's own array('h'), overwritten by the next
+ * step) */
 static mp_obj_t tinylstm_model_step(size_t n_args, const mp_obj_t *args)
 {
     tinylstm_model_obj_t *self = MP_OBJ_TO_PTR(args[0]);
     mp_buffer_info_t bi;
     size_t one = 1;
     tinylstm_samples(self, args[1], &one, &bi);
-    mp_obj_t out = n_args > 2 ? args[2] : self->out;
-    int16_t *y = tinylstm_outputs(out, self->model.output_size);
+    mp_obj_t out = n_args > 2 && args[2] != mp_const_none ? args[2] : self->out;
+    int16_t *y = tinylstm_outputs(self, out, self->model.output_size);
     tinylstm_step(self, tinylstm_sample(self, &bi, 0), y);
     return out;
 }
@@ -172,8 +184,8 @@ static mp_obj_t tinylstm_model_run(size_t n_args, const mp_obj_t *args)
     size_t steps = 0;
     tinylstm_samples(self, args[1], &steps, &bi);
     const size_t O = self->model.output_size;
-    mp_obj_t out = n_args > 2 ? args[2] : tinylstm_new_array(MP_QSTR_h, 2 * O * steps);
-    int16_t *y = tinylstm_outputs(out, O * steps);
+    mp_obj_t out = n_args > 2 && args[2] != mp_const_none ? args[2] : tinylstm_new_array(MP_QSTR_h, 2 * O * steps);
+    int16_t *y = tinylstm_outputs(self, out, O * steps);
     for (size_t t = 0; t < steps; ++t) tinylstm_step(self, tinylstm_sample(self, &bi, t), y + t * O);
     return out;
 }
