@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from tinylstm.host.analysis.parity import ParityReport
 from tinylstm.host.link import protocol as p
 from tinylstm.host.link.feed import Feeder, FeedError, wait_hello
-from tinylstm.host.link.stream import BoardStream
+from tinylstm.host.link.stream import BoardStream, StreamCounters
 from tinylstm.host.link.transport import Link, LinkError, LinkLost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -885,3 +885,10 @@ def test_the_parity_verdict_names_the_rule_that_decided_it() -> None:
     stopped = ParityReport("b", "0x00000001", 0, 100, 256, 8, 4, steps=100, failure="no STATS")
     assert stopped.verdict() == "FAIL: stopped: no STATS"
     assert short.to_dict()["verdict"] == short.verdict()
+
+
+def test_counters_without_their_duration_print_no_rate() -> None:
+    """The reconnect and idle give-up messages have no duration to divide by: no made-up 0.0/s."""
+    c = StreamCounters(predictions=278)
+    assert c.summary().startswith("278 predictions, ") and "/s" not in c.summary()
+    assert c.summary(10.0).startswith("278 predictions (27.8/s), ")
