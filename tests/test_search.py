@@ -6,7 +6,9 @@ the checkpoint and the export, stream data is searched with the last-h readout o
 nothing fits fails at once; stacked architectures (input stacking, --stacks) are priced with layer 0's
 wider weights, the stacking buffer and a per-sample latency, default to the recipe's choice for the data,
 and the stacking a trial draws reaches its checkpoint and export; the same study on a real PostgreSQL
-server with two worker processes shares its trials.
+server with two worker processes shares its trials. Two studies in one --out keep their own trials and
+best export; a resumed study refuses changed data; a trial that always fails stops the study in one
+line; bad options (budgets, seeds, sizes, empty lists, stackings longer than a window) are one line.
 
 The PostgreSQL test needs a server: set TINYLSTM_TEST_POSTGRES_URL (scripts/test-postgres.sh starts
 one on 127.0.0.1 and prints the URL; .ci/run does this)."""
@@ -44,6 +46,7 @@ from tinylstm.host.search.study import (
     open_study,
     price_space,
     search,
+    trial_dir,
 )
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
@@ -104,10 +107,7 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
     complete = [t for t in doc["trials"] if t["state"] == "complete"]
     for t in complete:
         m = t["measured"]
-        assert (
-            t["params"]["arch"] in archs["fit"]
-            and (tmp_path / "s" / "trials" / f"{t['number']:04d}").is_dir()
-        )
+        assert t["params"]["arch"] in archs["fit"] and trial_dir(cfg, t["number"]).is_dir()
         assert m["flash_bytes"] <= FLASH and m["ram_bytes"] <= 512 and 0 < m["int8"] <= 100
         # the size and the state are known before training
         assert (
@@ -138,6 +138,45 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
     build = build_firmware(Path(doc2["best_export"]), BOARD, tmp_path / "fw")
     assert build.elf is not None and build.elf.stat().st_size > 0
     assert json.loads((tmp_path / "s" / "search.json").read_text())["best"]["number"] == best["number"]
+
+
+@pytest.mark.slow
+def test_studies_sharing_an_out_keep_their_own_trials_and_best_export(tmp_path: Path) -> None:
+    """Two studies in one --out (another --study-name) write their trials apart, so each one's best-export is
+    its own model; best-export is replaced only by the best trial's recorded model, and kept when that is
+    gone or another."""
+    out = tmp_path / "s"
+    a, b = config(out, 1, hop=256), config(out, 1, hop=256, study_name="b")
+    open_study(a, "maximize").enqueue_trial({"arch": "gru-8x1-h8-last", "lr": 1e-2, "qat": False})
+    open_study(b, "maximize").enqueue_trial({"arch": "lstm-8x1-h8-last", "lr": 1e-2, "qat": False})
+    want = search(a)["best"]["measured"]
+    assert search(b)["best"]["measured"]["hash"] != want["hash"]
+    assert trial_dir(a, 0).is_dir() and trial_dir(b, 0).is_dir() and trial_dir(a, 0) != trial_dir(b, 0)
+    assert trial_dir(replace(a, study_name="../x"), 0).parent.parent == out / "trials"  # a safe folder name
+    held = out / "best-export" / "export-report.json"
+
+    def best_export_hash() -> str:
+        return str(json.loads(held.read_text())["hash"])
+
+    doc = search(a)  # resumed, nothing to train: best-export is study a's again
+    assert best_export_hash() == want["hash"] and isinstance(want["check_failed"], list)
+    assert "(tinylstm check " in (out / "search.md").read_text()
+    assert doc["best"]["measured"]["hash"] == want["hash"]
+    # the best trial's export holds another model: refused, best-export kept
+    report = Path(want["export"]) / "export-report.json"
+    original = report.read_text()
+    report.write_text(json.dumps(json.loads(original) | {"hash": "0xdeadbeef"}))
+    with pytest.raises(
+        TinyLSTMError, match=r"the best trial 0's export .* holds another model \(hash 0xdeadbeef"
+    ):
+        search(a)
+    assert best_export_hash() == want["hash"]
+    report.write_text(original)
+    # the trial exports are gone: refused before best-export is touched
+    (out / "trials").rename(out / "trials.bak")
+    with pytest.raises(TinyLSTMError, match=r"the best trial 0's export .* is gone: restore it"):
+        search(a)
+    assert best_export_hash() == want["hash"]
 
 
 def japanese_vowels_like(path: Path) -> Path:
@@ -311,6 +350,30 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
         (["--stacks", "1,200"], "--stacks 1,200: stacking 200 samples of 6 channels makes a 1200-value step"),
         # an int16-h model's layer 0 reads at most 256 int16 values: 50 x 6 = 300
         (["--hidden-bits", "16", "--stacks", "50"], "int16-h model reads at most 256 int16 values per step"),
+        # a budget that is not a number would compare as no budget; sizes are whole bytes
+        (["--max-latency-ms", "nan"], "--max-latency-ms nan: give a finite number of milliseconds > 0"),
+        (["--max-ram", "0.5"], "--max-ram 0 B: a budget is at least 1 byte"),
+        (["--max-flash", "0"], "--max-flash 0 B: a budget is at least 1 byte"),
+        (["--hop", "0"], "--hop 0: steps between windows must be >= 1"),
+        (["--windows", "0,64"], "--windows '0,64': every value must be >= 1"),
+        # limits the kernel has, before a model is built (a 100000-unit one would not fit in memory)
+        (["--hidden", "8,100000"], "--hidden 8,100000: the kernel runs 1 to 256 units per layer"),
+        (["--layers", "1,4"], "--layers 1,4: the kernel runs 1 to 3 layers"),
+        # the sampler's seed (worker k's: seed + 1000 k) is 0 to 2**32 - 1
+        (["--seed", "-1"], "--seed -1: give 0 to 4294967295"),
+        (["--seed", "4294967296"], "--seed 4294967296: give 0 to 4294967295"),
+        (
+            ["--seed", "4294967000", "--workers", "2"],
+            "--seed 4294967000: give 0 to 4294966295 with --workers 2",
+        ),
+        (["--cells", ""], "--cells is empty: choose from lstm, gru, rnn"),
+        (["--cells", ","], "--cells is empty: choose from lstm, gru, rnn"),
+        (["--readouts", ","], "--readouts is empty: choose from last, mean, max"),
+        (["--hidden", ""], "--hidden '': give integers separated by commas"),
+        (["--stacks", ""], "--stacks '': give integers separated by commas"),
+        # watch windows are 128 samples: 150 per step would complete no recurrent step (trials would fail)
+        (["--stacks", "150"], "--stacks 150: stack=150 is longer than the shortest window (128 samples)"),
+        (["--windows", "1000,8", "--stacks", "15"], "--stacks 15 (--windows 8): stack=15 is longer than"),
     ],
 )
 def test_bad_options_are_one_line(
@@ -321,6 +384,143 @@ def test_bad_options_are_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "s").exists()  # refused before anything is written
+
+
+def test_api_budgets_and_dataset_options_of_zero_are_refused(tmp_path: Path) -> None:
+    """0 is a value, not "none": the API refuses it as the CLI does, instead of dropping it."""
+    import tinylstm
+
+    small = {"cells": "gru", "hidden": 8, "layers": 1, "hidden_bits": 8, "readouts": "last", "trials": 1}
+    for kw, message in (
+        ({"max_flash": 0}, "--max-flash 0 B: a budget is at least 1 byte"),
+        ({"max_ram": 0}, "--max-ram 0 B: a budget is at least 1 byte"),
+        ({"hop": 0}, "--hop 0: steps between windows must be >= 1"),
+        ({"windows": 0}, "--windows '0': every value must be >= 1"),
+    ):
+        with pytest.raises(TinyLSTMError, match=message):
+            tinylstm.search("watch", BOARD, out=tmp_path / "s", **small, **kw)  # type: ignore[arg-type]
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("")
+    args = ["search", "--data", "watch", "--board", BOARD, "--out", str(tmp_path / "afile"), "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "afile is a file, not a directory; pick another output directory" in err[0], err
+
+
+def test_a_resumed_study_refuses_changed_data(tmp_path: Path) -> None:
+    """A study pins its data file by SHA-256: the same path with other recordings is not resumed."""
+    data = japanese_vowels_like(tmp_path / "jv.npz")
+    cfg = SearchConfig(data=str(data), board=BOARD, out=tmp_path / "s", space=JV_SPACE, progress=False)
+    open_study(cfg, "maximize")
+    assert study.existing_study(cfg) is not None  # unchanged: resumes
+    x = np.load(data)
+    np.savez(data, **{k: x[k] for k in x.files if k != "X"}, X=x["X"] + 1)
+    with pytest.raises(TinyLSTMError, match=r"the data .*jv.npz changed since the study 'tinylstm' started"):
+        study.existing_study(cfg)
+    # a study started before the data was pinned resumes (its data unverified)
+    old = {k: v for k, v in json.loads(json.dumps(cfg.identity())).items() if k != "data_sha256"}
+    stored = study._optuna().load_study(study_name=cfg.study_name, storage=cfg.storage_url())
+    stored.set_user_attr("identity", old)
+    assert study.existing_study(cfg) is not None
+
+
+def test_a_trial_that_always_fails_stops_the_study_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Failed trials do not count towards --trials: one that always fails would be retried for ever. Each is
+    reported in one line (no Optuna traceback); after 3 in a row the study stops with a one-line error."""
+
+    def fails(self: study.Objective, trial: Any) -> float:
+        raise TinyLSTMError(f"trial {trial.number}: no luck")
+
+    monkeypatch.setattr(study.Objective, "_run", fails)
+    args = ["search", "--data", "watch", "--hop", "256", "--board", BOARD, "--out", str(tmp_path / "s"),
+            "--cells", "gru", "--hidden", "8", "--layers", "1", "--hidden-bits", "8", "--readouts", "last",
+            "--trials", "5", "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err == [
+        "trial 0 failed: trial 0: no luck",
+        "trial 1 failed: trial 1: no luck",
+        "trial 2 failed: trial 2: no luck",
+        "tinylstm search: error: 3 trials failed in a row, the last (trial 2): trial 2: no luck; fix that, "
+        "then run the same command again to continue the study",
+    ], err
+
+
+def test_the_recipe_stacking_suits_every_window_length(tmp_path: Path) -> None:
+    """With --windows 1000,8 the recipe would stack 15 samples for the long windows, more than the short
+    ones hold: the one stacking searched is the recipe's choice for the shortest."""
+    cfg = config(tmp_path / "s", 1)
+    long_only = replace(cfg, space=replace(SPACE, windows=(1000,)))
+    assert study.space_stacks(long_only, study._Data(long_only)) == (15,)
+    both = replace(cfg, space=replace(SPACE, windows=(1000, 8)))
+    assert study.space_stacks(both, study._Data(both)) == (1,)
+
+
+@pytest.mark.parametrize(
+    ("signal", "code", "how"), [(KeyboardInterrupt, 130, "interrupted"), (None, 143, "terminated")]
+)
+def test_an_interrupted_search_says_how_to_continue(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    signal: Any,
+    code: int,
+    how: str,
+) -> None:
+    from tinylstm.host.cli import cmd_search
+    from tinylstm.host.cli.main import Terminated
+
+    def stopped(*args: Any, **kw: Any) -> None:
+        raise (signal or Terminated)()
+
+    monkeypatch.setattr(cmd_search, "search", stopped)
+    assert main(["search", "--data", "watch", "--board", BOARD, "--out", str(tmp_path / "s")]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tinylstm search: {how}: run the same command again to continue the study"]
+    assert study._optuna().logging.get_verbosity() == study._optuna().logging.ERROR  # no trial tracebacks
+
+
+def test_the_summary_names_the_objective_and_the_best_exports_check_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A regression study's Pareto front is of RMSE, not accuracy; a best export that FAILs tinylstm check
+    says so, with the rules that failed, on the console and in search.md."""
+    from tinylstm.host.cli import cmd_search
+
+    failed = "the model beats always predicting the majority class"
+    measured = {"int8": 1.5, "float": 1.4, "flash_bytes": 4000, "ram_bytes": 100, "latency_ms": None,
+                "check_passed": False, "check_failed": [failed]}  # fmt: skip
+    params = {"arch": "gru-8x1-h8-last", "cell": "gru", "hidden": 8, "layers": 1, "hidden_bits": 8,
+              "readout": "last"}  # fmt: skip
+    best = {"number": 0, "state": "complete", "params": params, "measured": measured}
+    doc = {"counts": {"complete": 1, "pruned": 0, "fail": 0}, "architectures": {"fit": ["a"], "priced": 1},
+           "best": best, "objective": "held-out int8 RMSE", "pareto": {"flash": [0], "latency": []},
+           "best_export": str(tmp_path / "best-export")}  # fmt: skip
+    monkeypatch.setattr(cmd_search, "search", lambda *a, **kw: doc)
+    assert main(["search", "--data", "watch", "--board", BOARD, "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto front, held-out int8 RMSE vs flash: trials [0]" in out and "accuracy" not in out
+    assert (
+        f"best's export: tinylstm check FAIL: {failed} (see: tinylstm check {tmp_path / 'best-export'})"
+        in out
+    )
+    md = study.render_md(
+        {
+            **doc,
+            "study": "s",
+            "board": BOARD,
+            "budget": {},
+            "direction": "minimize",
+            "trials": [best],
+            "architectures": {"fit": [], "priced": 1},
+        }  # fmt: skip
+    )
+    assert f"(tinylstm check FAIL: {failed})." in md
 
 
 def long_windows(path: Path) -> Path:

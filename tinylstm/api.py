@@ -345,9 +345,9 @@ def search(
         layers=_ints(layers, "--layers"),
         hidden_bits=_ints(hidden_bits, "--hidden-bits"),
         readouts=_names(readouts),
-        stacks=_ints(stacks, "--stacks") if stacks else (),
+        stacks=_ints(stacks, "--stacks") if stacks is not None else (),
         qat=DEFAULT_SPACE.qat if qat else (False,),
-        windows=_ints(windows, "--windows") if windows else (),
+        windows=_ints(windows, "--windows") if windows is not None else (),
         directions=(False, True) if bidirectional else (False,),
     )
     cfg = SearchConfig(
@@ -356,8 +356,8 @@ def search(
         out=Path(out),
         trials=trials,
         budget=Budget(
-            _size_bytes(max_flash) if max_flash else None,
-            _size_bytes(max_ram) if max_ram else None,
+            _size_bytes(max_flash) if max_flash is not None else None,
+            _size_bytes(max_ram) if max_ram is not None else None,
             max_latency_ms,
         ),
         space=space,
@@ -369,7 +369,7 @@ def search(
         study_name=study_name,
         workers=workers,
         progress=progress,
-        dataset_options={"hop": hop} if hop else {},
+        dataset_options={"hop": hop} if hop is not None else {},
     )
     return _search(cfg)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tinylstm.api import DEFAULT_SPACE, search
@@ -10,7 +11,7 @@ from tinylstm.contract.cells import NAMES as CELL_NAMES
 from tinylstm.contract.constants import MAX_INPUT
 from tinylstm.contract.readouts import NAMES as READOUT_NAMES
 from tinylstm.host.boards.registry import BOARDS
-from tinylstm.host.search.study import SELECTIONS
+from tinylstm.host.search.study import SELECTIONS, check_verdict
 from tinylstm.trainer.recipe import STACK_MIN_STEPS, STACK_TARGET_STEPS
 
 
@@ -86,6 +87,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tinylstm.host.cli.main import Terminated
+
+    try:
+        return _run(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the study keeps its finished trials
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"tinylstm search: {how}: run the same command again to continue the study", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+
+
+def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     doc = search(
         args.data,
@@ -123,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         f"{c['fail']} failed"
     )
     if doc["best"] is None:
-        print("no trained trial met the budget and passed its checks: see search.md for why")
+        print("no trial trained to a bit-exact export within the budget: see search.md for why")
         code = 1
     else:
         b, m = doc["best"], doc["best"]["measured"]
@@ -138,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
                 else ""
             )
         )
-        print(f"Pareto front, accuracy vs flash: trials {doc['pareto']['flash']}")
+        fails = "" if m["check_passed"] else f" (see: tinylstm check {doc['best_export']})"
+        print(f"best's export: {check_verdict(m)}{fails}")
+        print(f"Pareto front, {doc['objective']} vs flash: trials {doc['pareto']['flash']}")
         print(f"next: tinylstm build {doc['best_export']} --board {args.board}")
         code = 0
     for name in ("search.json", "search.md", "pareto.png"):

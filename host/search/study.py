@@ -18,9 +18,14 @@ best export copied to ``OUT/best-export``, ready for ``tinylstm build``.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import multiprocessing
+import re
 import shutil
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,19 +41,25 @@ from tinylstm.contract.constants import (
     HIDDEN16_BITS,
     HIDDEN_BITS,
     HIDDEN_FORMATS,
+    MAX_HIDDEN,
     MAX_INPUT,
     MAX_INPUT16,
+    MAX_LAYERS,
     MAX_STACK,
 )
 from tinylstm.contract.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
 from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
+from tinylstm.trainer.outputs import check_output_dir, sha256_file
 from tinylstm.trainer.recipe import SELECTIONS, DataShape, choose_stack
 from tinylstm.trainer.train import bidirectional_window
 
 QAT_EPOCHS = 3  # fine-tuning epochs of a trial that draws QAT
 BEST_EXPORT = "best-export"
+FAILED_IN_A_ROW = 3  # a worker's trials that fail one after another before it stops the study
+SEED_STRIDE = 1000  # worker k's sampler is seeded seed + SEED_STRIDE * k
+MAX_SEED = 2**32 - 1  # the sampler's (numpy's) largest seed
 
 
 @dataclass(frozen=True)
@@ -179,9 +190,14 @@ class SearchConfig:
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
 
+    def data_sha256(self) -> dict[str, str]:
+        """The SHA-256 of the data file, as a checkpoint pins it (none for a builtin dataset: ``watch``)."""
+        return {self.data: sha256_file(Path(self.data))} if Path(self.data).is_file() else {}
+
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the one on disk. The recipe's stacking (``stacks`` ()) and
-        a unidirectional space are left out, so studies started before those were knobs resume."""
+        a unidirectional space are left out, so studies started before those were knobs resume; studies
+        started before the data was pinned (no ``data_sha256``) resume unverified (``_check_identity``)."""
         space = asdict(self.space)
         if not self.space.stacks:
             del space["stacks"]
@@ -189,6 +205,7 @@ class SearchConfig:
             del space["directions"]
         return {
             "data": self.data,
+            "data_sha256": self.data_sha256(),
             "board": self.board,
             "budget": asdict(self.budget),
             "space": space,
@@ -205,7 +222,8 @@ def _optuna() -> Any:
         import optuna
     except ModuleNotFoundError:
         raise TinyLSTMError("tinylstm search needs optuna: pip install 'optuna>=4'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # errors only: a failed trial is reported in one line by _Failures, not by Optuna's warning and traceback
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
 
@@ -228,7 +246,17 @@ def _storage(url: str) -> Any:
 
 
 def check_config(cfg: SearchConfig) -> Board:
+    """The board of ``cfg``, every option checked first: bad input is a one-line error before any file."""
     board = get_board(cfg.board)
+    _check_run(cfg)
+    _check_space(cfg.space)
+    _check_budget(cfg.budget, board)
+    check_output_dir(cfg.out)
+    return board
+
+
+def _check_run(cfg: SearchConfig) -> None:
+    """The study's own options: counts, selection, seeds and the dataset's hop."""
     if cfg.trials < 1 or cfg.workers < 1 or (cfg.epochs is not None and cfg.epochs < 1):
         given = f", --epochs {cfg.epochs}" if cfg.epochs is not None else ""
         raise TinyLSTMError(f"--trials {cfg.trials}, --workers {cfg.workers}{given}: each must be >= 1")
@@ -240,31 +268,76 @@ def check_config(cfg: SearchConfig) -> Board:
             f"--patience {cfg.patience}: early stopping needs --select best and a patience >= 1 (by default "
             "trials select as the recipe does)"
         )
-    unknown = [c for c in cfg.space.cells if c not in CELLS]
+    top = MAX_SEED - SEED_STRIDE * (cfg.workers - 1)  # the last worker's sampler seed must be <= MAX_SEED
+    if not 0 <= cfg.seed <= top:
+        workers = f" with --workers {cfg.workers} (worker k adds {SEED_STRIDE} k)" if cfg.workers > 1 else ""
+        raise TinyLSTMError(f"--seed {cfg.seed}: give 0 to {top}{workers}")
+    hop = cfg.dataset_options.get("hop")
+    if hop is not None and hop < 1:
+        raise TinyLSTMError(f"--hop {hop}: steps between windows must be >= 1, or leave it to the dataset")
+
+
+def _check_space(space: Space) -> None:
+    """The search space: no empty list, known names, sizes within the kernel's limits."""
+    empty = [
+        (flag, fix)
+        for flag, values, fix in (
+            ("--cells", space.cells, f"choose from {', '.join(CELLS)}"),
+            ("--hidden", space.hidden, f"give sizes 1 to {MAX_HIDDEN}, e.g. 8,16,32"),
+            ("--layers", space.layers, f"give counts 1 to {MAX_LAYERS}, e.g. 1,2"),
+            ("--hidden-bits", space.hidden_bits, f"choose from {','.join(map(str, sorted(HIDDEN_FORMATS)))}"),
+            ("--readouts", space.readouts, f"choose from {', '.join(READOUTS)}"),
+        )
+        if not values
+    ]
+    if empty:
+        flag, fix = empty[0]
+        raise TinyLSTMError(f"{flag} is empty: {fix}")
+    unknown = [c for c in space.cells if c not in CELLS]
     if unknown:
         raise TinyLSTMError(f"unknown cell(s) {unknown}: choose from {', '.join(CELLS)}")
-    if not cfg.space.hidden_bits or any(b not in HIDDEN_FORMATS for b in cfg.space.hidden_bits):
-        given, known = (",".join(map(str, v)) for v in (cfg.space.hidden_bits, sorted(HIDDEN_FORMATS)))
+    if not 1 <= min(space.hidden) <= max(space.hidden) <= MAX_HIDDEN:
+        given = ",".join(map(str, space.hidden))
+        raise TinyLSTMError(f"--hidden {given}: the kernel runs 1 to {MAX_HIDDEN} units per layer")
+    if not 1 <= min(space.layers) <= max(space.layers) <= MAX_LAYERS:
+        given = ",".join(map(str, space.layers))
+        raise TinyLSTMError(f"--layers {given}: the kernel runs 1 to {MAX_LAYERS} layers")
+    if any(b not in HIDDEN_FORMATS for b in space.hidden_bits):
+        given, known = (",".join(map(str, v)) for v in (space.hidden_bits, sorted(HIDDEN_FORMATS)))
         raise TinyLSTMError(f"--hidden-bits {given}: choose from {known} (int8 or int16 hidden state)")
-    if not cfg.space.readouts or any(r not in READOUTS for r in cfg.space.readouts):
-        given = ",".join(cfg.space.readouts)
+    if any(r not in READOUTS for r in space.readouts):
+        given = ",".join(space.readouts)
         raise TinyLSTMError(f"--readouts {given}: choose from {', '.join(READOUTS)} (what the head reads)")
-    if any(not 1 <= k <= MAX_STACK for k in cfg.space.stacks):
-        given = ",".join(map(str, cfg.space.stacks))
+    if any(not 1 <= k <= MAX_STACK for k in space.stacks):
+        given = ",".join(map(str, space.stacks))
         raise TinyLSTMError(
             f"--stacks {given}: samples per recurrent step must be 1 (none) to {MAX_STACK}, or leave them to "
             "the recipe"
         )
-    lo, hi = cfg.space.lr
+    if any(w < 1 for w in space.windows):
+        given = ",".join(map(str, space.windows))
+        raise TinyLSTMError(f"--windows {given}: every window length must be >= 1 sample")
+    lo, hi = space.lr
     if not 0 < lo <= hi:
-        raise TinyLSTMError(f"learning-rate range {cfg.space.lr}: needs 0 < low <= high")
-    if cfg.budget.max_latency_ms is not None and not (countable(board) and board.cpu_hz):
+        raise TinyLSTMError(f"learning-rate range {space.lr}: needs 0 < low <= high")
+
+
+def _check_budget(budget: Budget, board: Board) -> None:
+    """Every limit positive and finite (a NaN would compare as no limit), a latency only where measured."""
+    for flag, size in (("--max-flash", budget.max_flash), ("--max-ram", budget.max_ram)):
+        if size is not None and size < 1:
+            raise TinyLSTMError(
+                f"{flag} {size} B: a budget is at least 1 byte (whole bytes: 4096, 32k, 1.5M)"
+            )
+    latency = budget.max_latency_ms
+    if latency is not None and not 0 < latency < math.inf:
+        raise TinyLSTMError(f"--max-latency-ms {latency}: give a finite number of milliseconds > 0")
+    if latency is not None and not (countable(board) and board.cpu_hz):
         clocked = ", ".join(b for b in _clocked_boards())
         raise TinyLSTMError(
             f"--max-latency-ms: {board.name} has no counted core and clock here, so its latency cannot be "
             f"measured; drop the option or search for one of {clocked}"
         )
-    return board
 
 
 def _clocked_boards() -> list[str]:
@@ -291,20 +364,32 @@ class _Data:
         return self._loaded[window]
 
 
-def space_stacks(cfg: SearchConfig, ds: Any) -> tuple[int, ...]:
-    """The stacking factors to search on ``ds``: the space's, each checked against its channels (k * C at
-    most the kernel's MAX_INPUT values per step: a one-line error), or the recipe's choice for the data
-    (trainer/recipe.py ``choose_stack``: one value, so the space does not grow by default)."""
+def space_stacks(cfg: SearchConfig, data: _Data) -> tuple[int, ...]:
+    """The stacking factors to search: the space's, each checked against the channels (k * C at most the
+    kernel's MAX_INPUT values per step) and against the shortest window of every ``--windows`` length (a
+    window shorter than k completes no recurrent step): a one-line error; or the recipe's choice for the
+    data (trainer/recipe.py ``choose_stack``: one value, so the space does not grow by default), the
+    smallest over the window lengths, so that it suits all of them."""
+    windows = cfg.space.windows or (None,)
+    shapes = {w: DataShape.of(data.get(w)) for w in windows}
     if not cfg.space.stacks:
-        return (choose_stack(None, DataShape.of(ds))[0],)
-    channels = ds.num_channels
+        return (min(choose_stack(None, shape)[0] for shape in shapes.values()),)
+    given = ",".join(map(str, cfg.space.stacks))
+    channels = data.get(windows[0]).num_channels
     wide = [k for k in cfg.space.stacks if k * channels > MAX_INPUT]
     if wide:
         raise TinyLSTMError(
-            f"--stacks {','.join(map(str, cfg.space.stacks))}: stacking {wide[0]} samples of {channels} "
+            f"--stacks {given}: stacking {wide[0]} samples of {channels} "
             f"channels makes a {wide[0] * channels}-value step, more than the kernel's {MAX_INPUT}: use "
             f"{max(MAX_INPUT // channels, 1)} or less"
         )
+    for w, shape in shapes.items():
+        for k in cfg.space.stacks:
+            try:
+                choose_stack(k, shape)
+            except TinyLSTMError as exc:
+                on = f" (--windows {w})" if w is not None else ""
+                raise TinyLSTMError(f"--stacks {given}{on}: {exc}") from None
     return cfg.space.stacks
 
 
@@ -313,16 +398,18 @@ def _first_window(cfg: SearchConfig) -> int | None:
     return cfg.space.windows[0] if cfg.space.windows else None
 
 
-def data_architectures(cfg: SearchConfig, ds: Any) -> list[Architecture]:
-    """The space's architectures that apply to ``ds``: stream data (a label per step) gets only the
+def data_architectures(cfg: SearchConfig, data: _Data) -> list[Architecture]:
+    """The space's architectures that apply to the data (priced on the first window length, ``ds``):
+    stream data (a label per step) gets only the
     unpooled readouts; a space of pooled readouts alone is a one-line error there, as is a bidirectional
     space on data a bidirectional model cannot run on. The stacking factors
     are ``space_stacks``'s; an int16-h model reads at most MAX_INPUT16 int16 values per step, so wider steps
     keep int8 h only (none left: a one-line error)."""
+    ds = data.get(_first_window(cfg))
     window = ds.mode == "window"
     if True in cfg.space.directions:
         bidirectional_window(ds, None)  # window classification of one length, else a one-line error
-    archs = cfg.space.architectures(window, space_stacks(cfg, ds))
+    archs = cfg.space.architectures(window, space_stacks(cfg, data))
     if not archs:
         pooled = ",".join(cfg.space.readouts)
         raise TinyLSTMError(
@@ -360,7 +447,7 @@ def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> d
 
     data = data or _Data(cfg)
     ds = data.get(_first_window(cfg))
-    archs = data_architectures(cfg, ds)
+    archs = data_architectures(cfg, data)
     # a bidirectional architecture is priced over one window (data_architectures checked there is one length)
     window = bidirectional_window(ds, None) if any(a.bidirectional for a in archs) else 0
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -418,6 +505,13 @@ class Objective:
         self.data = _Data(cfg)
 
     def __call__(self, trial: Any) -> float:
+        try:
+            return self._run(trial)
+        except TinyLSTMError as exc:  # the trial fails (Optuna catches it): _Failures reports why
+            trial.set_user_attr("error", str(exc).splitlines()[0])
+            raise
+
+    def _run(self, trial: Any) -> float:
         from tinylstm.codegen.export import ModelSource, export
         from tinylstm.codegen.qat import finetune
         from tinylstm.host.analysis.check import check
@@ -437,7 +531,7 @@ class Objective:
         cost = self.prices[key]
         trial.set_user_attr("estimate", cost.to_dict())
         ds = self.data.get(window)
-        root = cfg.out / "trials" / f"{trial.number:04d}"
+        root = trial_dir(cfg, trial.number)
         config = TrainConfig(
             cell=arch.cell, hidden=arch.hidden, layers=arch.layers, epochs=cfg.epochs, lr=lr,
             select=cfg.select, patience=cfg.patience, seed=cfg.seed, progress=False, dropout=dropout,
@@ -486,6 +580,7 @@ class Objective:
             "int8": float(quality["int8"]),
             "metric": quality["metric"],
             "check_passed": bool(report["passed"]),  # also within check's float-vs-int8 thresholds
+            "check_failed": [r["rule"] for r in report["rules"] if not r["passed"]],  # check's FAIL rules
         }
         trial.set_user_attr("measured", measured)
         why = cfg.budget.violation(flash, ram, cost.slowest_sample_ms)
@@ -493,6 +588,15 @@ class Objective:
             trial.set_user_attr("pruned", f"measured {why}")
             raise optuna.TrialPruned(why)
         return float(quality["int8"])
+
+
+def trial_dir(cfg: SearchConfig, number: int) -> Path:
+    """A trial's files: OUT/trials/STUDY/NNNN, so studies sharing an --out (other --study-name) keep their
+    own (the study's name made a safe folder name, with a digest of the name when that changed it)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", cfg.study_name).lstrip(".")
+    if name != cfg.study_name:
+        name = f"{name}-{hashlib.sha256(cfg.study_name.encode()).hexdigest()[:8]}"
+    return cfg.out / "trials" / name / f"{number:04d}"
 
 
 def _direction(cfg: SearchConfig, data: _Data | None = None) -> str:
@@ -508,7 +612,7 @@ def open_study(
     optuna = _optuna()
     if cfg.storage is None:
         cfg.out.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed + 1000 * worker, n_startup_trials=4)
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed + SEED_STRIDE * worker, n_startup_trials=4)
     study = optuna.create_study(
         storage=_storage(cfg.storage_url()),
         study_name=cfg.study_name,
@@ -526,10 +630,20 @@ def open_study(
 
 def _check_identity(study: Any, cfg: SearchConfig) -> None:
     ident = study.user_attrs.get("identity")
-    if ident is not None and ident != json.loads(json.dumps(cfg.identity())):
+    if ident is None:
+        return
+    now = json.loads(json.dumps(cfg.identity()))
+    if "data_sha256" not in ident:  # started before the data was pinned: resumed, its data unverified
+        del now["data_sha256"]
+    elif ident["data"] == now["data"] and ident["data_sha256"] != now["data_sha256"]:
+        raise TinyLSTMError(
+            f"the data {cfg.data} changed since the study {cfg.study_name!r} started (SHA-256 differs): "
+            "restore it, or search the changed data as a new study (another --out or --study-name)"
+        )
+    if ident != now:
         raise TinyLSTMError(
             f"the study {cfg.study_name!r} in {cfg.storage_url().split('@')[-1]} was started with other "
-            f"settings ({_differences(ident, cfg.identity())}): pass the same ones, or another --out or "
+            f"settings ({_differences(ident, now)}): pass the same ones, or another --out or "
             "--study-name"
         )
 
@@ -549,14 +663,42 @@ def existing_study(cfg: SearchConfig) -> Any | None:
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
-    new = json.loads(json.dumps(new))
-    return ", ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in new if old.get(k) != new.get(k))
+    """The settings that differ (another data file's digest goes with its path: not listed)."""
+    return ", ".join(
+        f"{k}: {old.get(k)!r} then, {new.get(k)!r} now"
+        for k in new
+        if old.get(k) != new.get(k) and k != "data_sha256"
+    )
 
 
 def _finished(study: Any) -> int:
     optuna = _optuna()
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return len(study.get_trials(deepcopy=False, states=states))
+
+
+class _Failures:
+    """A trial callback: each failed trial reported in one line (on stderr, below a progress bar); after
+    FAILED_IN_A_ROW failed one after another, the study stops with a one-line error naming the last failure
+    (a trial that always fails would otherwise be retried for ever: only finished trials count)."""
+
+    def __init__(self) -> None:
+        self.in_a_row = 0
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        from tqdm import tqdm
+
+        if trial.state.name != "FAIL":
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        why = trial.user_attrs.get("error", "stopped")
+        tqdm.write(f"trial {trial.number} failed: {why}", file=sys.stderr)
+        if self.in_a_row >= FAILED_IN_A_ROW:
+            raise TinyLSTMError(
+                f"{self.in_a_row} trials failed in a row, the last (trial {trial.number}): {why}; fix that, "
+                "then run the same command again to continue the study"
+            )
 
 
 def run_worker(
@@ -578,7 +720,7 @@ def run_worker(
         prices = study_prices(open_study(cfg, direction, worker, priced))
         assert prices is not None
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    callbacks = [optuna.study.MaxTrialsCallback(cfg.trials, states=states)]
+    callbacks = [optuna.study.MaxTrialsCallback(cfg.trials, states=states), _Failures()]
     if on_trial is not None:
         callbacks.append(on_trial)
     if _finished(study) < cfg.trials:
@@ -596,7 +738,7 @@ def search(cfg: SearchConfig) -> dict[str, Any]:
     board = check_config(cfg)
     data = _Data(cfg)
     direction = _direction(cfg, data)
-    data_architectures(cfg, data.get(_first_window(cfg)))  # --stacks too wide for the data: before any file
+    data_architectures(cfg, data)  # --stacks too wide or too long for the data: before any file
     cfg.out.mkdir(parents=True, exist_ok=True)
     resumed = existing_study(cfg)  # other settings are refused before anything is priced
     prices = study_prices(resumed) if resumed is not None else None
@@ -614,6 +756,8 @@ def search(cfg: SearchConfig) -> dict[str, Any]:
     )
 
     def on_trial(st: Any, trial: Any) -> None:
+        if trial.state.name == "FAIL":  # the bar counts the finished trials the study ends with
+            return
         bar.update(1)
         try:
             bar.set_postfix(best=f"{st.best_value:.4g}", refresh=True)
@@ -658,7 +802,7 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         params = {**t.user_attrs.get("architecture", {}), **t.params}  # the architecture's parts too
         row = {"number": t.number, "state": t.state.name.lower(), "params": params, "value": t.value,
                "worker": t.user_attrs.get("worker")}  # fmt: skip
-        row |= {k: t.user_attrs[k] for k in ("measured", "estimate", "pruned") if k in t.user_attrs}
+        row |= {k: t.user_attrs[k] for k in ("measured", "estimate", "pruned", "error") if k in t.user_attrs}
         rows.append(row)
     complete = [r for r in rows if r["state"] == "complete"]
     maximize = direction == "maximize"
@@ -679,10 +823,7 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
     if complete:
         bt = study.best_trial
         best = next(r for r in complete if r["number"] == bt.number)
-        target = cfg.out / BEST_EXPORT
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(best["measured"]["export"], target)
+        copy_best_export(cfg, best)
     doc = {
         "study": cfg.study_name,
         "storage": cfg.storage_url().split("@")[-1],
@@ -707,6 +848,41 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
     (cfg.out / "search.md").write_text(render_md(doc))
     _plot(doc, cfg.out / "pareto.png")
     return doc
+
+
+def copy_best_export(cfg: SearchConfig, best: dict[str, Any]) -> None:
+    """Copy the best trial's export to OUT/best-export: checked first (there, and the model the trial
+    recorded, by its hash), copied beside it and renamed only when whole, so a failure keeps the old one."""
+    src, m = Path(best["measured"]["export"]), best["measured"]
+    report = src / "export-report.json"
+    if not report.is_file():
+        raise TinyLSTMError(
+            f"the best trial {best['number']}'s export {src} is gone: restore it, or start the study again "
+            "in another --out"
+        )
+    held = json.loads(report.read_text()).get("hash")
+    if held != m["hash"]:
+        raise TinyLSTMError(
+            f"the best trial {best['number']}'s export {src} holds another model (hash {held}, the trial's "
+            f"{m['hash']}): something wrote over it; start the study again in another --out"
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=f".{BEST_EXPORT}-", dir=cfg.out))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    target = cfg.out / BEST_EXPORT
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def check_verdict(measured: dict[str, Any]) -> str:
+    """A trial's ``tinylstm check`` verdict in one phrase: PASS, or FAIL and the rules that failed."""
+    if measured["check_passed"]:
+        return "tinylstm check PASS"
+    return "tinylstm check FAIL: " + "; ".join(measured.get("check_failed") or ["see tinylstm check"])
 
 
 def render_md(doc: dict[str, Any]) -> str:
@@ -739,8 +915,16 @@ def render_md(doc: dict[str, Any]) -> str:
     if pruned:
         lines += ["", "Pruned (over the budget as measured after training):", ""]
         lines += [f"- trial {r['number']} {r['params']}: {r.get('pruned', '?')}" for r in pruned]
+    failed = [r for r in doc["trials"] if r["state"] == "fail"]
+    if failed:
+        lines += ["", "Failed:", ""]
+        lines += [f"- trial {r['number']} {r['params']}: {r.get('error', '?')}" for r in failed]
     if doc["best"]:
-        lines += ["", f"Best: trial {doc['best']['number']}, export in `{doc['best_export']}`."]
+        lines += [
+            "",
+            f"Best: trial {doc['best']['number']}, export in `{doc['best_export']}` "
+            f"({check_verdict(doc['best']['measured'])}).",
+        ]
     return "\n".join(lines) + "\n"
 
 
