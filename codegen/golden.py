@@ -16,6 +16,7 @@ from tinylstm.contract import qmath
 from tinylstm.contract.cells import CellType, cell_type
 from tinylstm.contract.constants import input_qmax
 from tinylstm.contract.readouts import INT32_MAX, IntUpdate, readout
+from tinylstm.contract.stacking import hold
 from tinylstm.errors import TinyLSTMError
 
 
@@ -64,6 +65,30 @@ class GoldenState:
         """Zero every word, as tl_reset does."""
         fresh = GoldenState.zeros(model, self.h.shape[0])
         self.__dict__.update(fresh.__dict__)
+
+
+@dataclass
+class BackwardSteps:
+    """A bidirectional model's backward pass as it runs at the window's last sample, its S = W // k steps in
+    the order they run (the window's last step first): every layer's Q0.15 gate activations and h (what
+    ``run``'s trace records; the state keeps only the last step's)."""
+
+    gates: np.ndarray  # int64 [B, S, L, G, H]
+    h: np.ndarray  # int64 [B, S, L, H]
+
+    @classmethod
+    def zeros(cls, model: IntModel, batch: int) -> BackwardSteps:
+        shape = (batch, model.window // model.stack, len(model.backward))
+        return cls(
+            np.zeros((*shape, model.gates, model.hidden_size), dtype=np.int64),
+            np.zeros((*shape, model.hidden_size), dtype=np.int64),
+        )
+
+    def in_time_order(self, model: IntModel) -> tuple[np.ndarray, np.ndarray]:
+        """The gates and h per sample of the window [B, W, L, ...], each step's at the samples of the step it
+        read, held as the forward layers' are (contract/stacking.py)."""
+        w, k = model.window, model.stack
+        return hold(self.gates[:, ::-1], w, k), hold(self.h[:, ::-1], w, k)
 
 
 def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
@@ -175,13 +200,18 @@ def _head(model: IntModel, inp: np.ndarray, plan: _Plan | None = None) -> np.nda
 
 
 def step_traced(
-    model: IntModel, state: GoldenState, xq: np.ndarray, plan: _Plan | None = None
+    model: IntModel,
+    state: GoldenState,
+    xq: np.ndarray,
+    plan: _Plan | None = None,
+    backward: BackwardSteps | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One sample of every stream: ``xq`` [B, C] (the model input: int8, int16 for int16-h) -> (outputs int16
     [B, O], the Q0.15 gate activations [B, L, G, H] in the cell's gate order); updates ``state``. A stacked
     model buffers the sample and runs its layers on every k-th (contract/stacking.py); the samples between
     read the held head input and gates. ``plan``: the model prepared by ``run`` (built here when not
-    given)."""
+    given). ``backward``: where a bidirectional model's backward pass records its steps, when this sample
+    runs it."""
     plan = plan or _Plan.of(model)
     inp = np.asarray(xq, dtype=np.int64)
     C = model.input_size
@@ -194,7 +224,7 @@ def step_traced(
         state.stack[:, state.phase * C : (state.phase + 1) * C] = inp
         state.phase += 1
         if state.phase < model.stack:
-            return _answer(model, state, plan), state.gates.copy()
+            return _answer(model, state, plan, backward), state.gates.copy()
         state.phase = 0
         inp = state.stack.copy()
     for n, lp in enumerate(plan.layers):
@@ -207,31 +237,37 @@ def step_traced(
         state.pool, inp = plan.pooling(state.pool, inp, min(state.steps + 1, INT32_MAX))
     state.steps += 1
     state.head_in = inp
-    return _answer(model, state, plan), state.gates.copy()
+    return _answer(model, state, plan, backward), state.gates.copy()
 
 
-def _answer(model: IntModel, state: GoldenState, plan: _Plan) -> np.ndarray:
+def _answer(
+    model: IntModel, state: GoldenState, plan: _Plan, backward: BackwardSteps | None = None
+) -> np.ndarray:
     """The head of what it reads at this sample: the held readout; for a bidirectional model zeros until the
     window's last sample, where the backward pass runs (on the held forward readout)."""
     if not model.bidirectional:
         return _head(model, state.head_in, plan)
     if state.wpos == model.window:
-        state.head2 = np.concatenate([state.head_in, _backward(model, state, plan)], axis=1)
+        state.head2 = np.concatenate([state.head_in, _backward(model, state, plan, backward)], axis=1)
     return _head(model, state.head2, plan)
 
 
-def _backward(model: IntModel, state: GoldenState, plan: _Plan) -> np.ndarray:
+def _backward(
+    model: IntModel, state: GoldenState, plan: _Plan, record: BackwardSteps | None = None
+) -> np.ndarray:
     """The backward pass over the window's S = W // k steps, last step first, from the zero state of the
-    reset; returns the backward readout [B, H]."""
+    reset (recording every step's gates and h in ``record``); returns the backward readout [B, H]."""
     width = model.stack * model.input_size
     steps = model.window // model.stack
     v = state.hb[:, -1]
     for t in range(steps):
         inp = state.window[:, (steps - 1 - t) * width : (steps - t) * width]
         for n, lp in enumerate(plan.backward):
-            h_new, c_new, _ = _layer_step(plan, lp, inp, state.hb[:, n].copy(), state.cb[:, n].copy())
+            h_new, c_new, g = _layer_step(plan, lp, inp, state.hb[:, n].copy(), state.cb[:, n].copy())
             state.hb[:, n] = h_new
             state.cb[:, n] = c_new
+            if record is not None:
+                record.gates[:, t, n], record.h[:, t, n] = g, h_new
             inp = h_new
         if plan.pooling is not None:
             state.pool_b, inp = plan.pooling(state.pool_b, inp, t + 1)
@@ -251,7 +287,11 @@ def run(
     """Run sequences ``xq`` [B, T, C] of the model input (int8, int16 for int16-h); returns outputs int16
     [B, T, O], the final state, and with ``trace`` the state after every sample (``h``/``c`` [B, T, L, H]; a
     bidirectional model's backward layers' too, ``hb``/``cb``) and the Q0.15 gate activations of every sample
-    (``gates`` [B, T, L, G, H], the cell's gate order; a stacked model's are its last step's)."""
+    (``gates`` [B, T, L, G, H], the cell's gate order; a stacked model's are its last step's). A bidirectional
+    model's trace also holds its backward pass, which each window's last sample runs, in time order:
+    ``backward_gates`` [B, T, L, G, H] and ``backward_h`` [B, T, L, H] hold each backward step's at the
+    samples where the forward step reading the same inputs has its own (``BackwardSteps.in_time_order``;
+    zeros in a window not completed)."""
     xq = np.asarray(xq)
     if xq.ndim != 3 or xq.shape[2] != model.input_size:
         raise TinyLSTMError(
@@ -271,15 +311,27 @@ def run(
     shapes = {"h": ((L, H), h_type), "c": ((L, H), np.int16), "gates": ((L, model.gates, H), np.int16)}
     if Lb:
         shapes |= {"hb": ((Lb, H), np.int8), "cb": ((Lb, H), np.int16)}
+        shapes |= {"backward_gates": ((Lb, model.gates, H), np.int16), "backward_h": ((Lb, H), np.int8)}
     traces = {key: np.zeros((B, T, *shape), dtype=dt) for key, (shape, dt) in shapes.items()} if trace else {}
     plan = _Plan.of(model)
+    backward = BackwardSteps.zeros(model, B) if traces and Lb else None
     for t in range(T):
-        ys[:, t], g = step_traced(model, state, xq[:, t], plan)
+        ys[:, t], g = step_traced(model, state, xq[:, t], plan, backward)
         if traces:
             traces["h"][:, t], traces["c"][:, t], traces["gates"][:, t] = state.h, state.c, g
             if Lb:
                 traces["hb"][:, t], traces["cb"][:, t] = state.hb, state.cb
+        if backward is not None and state.wpos == model.window:
+            _trace_backward(model, backward, traces, t)
     return ys, state, traces
+
+
+def _trace_backward(model: IntModel, backward: BackwardSteps, traces: dict[str, np.ndarray], t: int) -> None:
+    """Place the backward pass sample ``t`` ran in the trace, over the window's samples (those of it that
+    are in this run: it may have started before)."""
+    first = t + 1 - model.window
+    for key, values in zip(("backward_gates", "backward_h"), backward.in_time_order(model), strict=True):
+        traces[key][:, max(first, 0) : t + 1] = values[:, max(-first, 0) :]
 
 
 def state_trace(traces: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

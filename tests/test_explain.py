@@ -125,3 +125,97 @@ def test_int16_hidden_state_traces(exported: Path, tmp_path: Path, monkeypatch: 
             np.asarray(ex["int8"]["h_q15"]), hs.transpose(1, 2, 0)
         )
         assert np.abs(hs).max() > 127  # the words use the int16 range
+
+
+def _window_data(root: Path, sequences: int = 24, steps: int = 12) -> Path:
+    """3-class windows of 3 channels, as a .npz file."""
+    rng = np.random.default_rng(0)
+    y = np.arange(sequences) % 3
+    np.savez(
+        root / "data.npz",
+        X=rng.standard_normal((sequences, steps, 3)).astype(np.float32) + y[:, None, None],
+        y=y,
+    )
+    return root / "data.npz"
+
+
+@pytest.fixture(scope="module")
+def bidirectional_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stacked (k = 2) bidirectional LSTM of 2 layers: its backward steps each read two samples."""
+    root = tmp_path_factory.mktemp("explain-bidirectional")
+    config = TrainConfig(hidden=4, layers=2, epochs=1, progress=False, stack=2, bidirectional=True)
+    result = fit(load_dataset(str(_window_data(root))), config, root / "run")
+    export(ModelSource(str(result.checkpoint_path)), root / "export")
+    return root / "export"
+
+
+def test_golden_traces_a_bidirectional_models_backward_pass_in_time_order(bidirectional_export: Path) -> None:
+    """The trace adds the backward steps without changing the outputs; each backward step sits at the samples
+    of the step it read, so the last step run (it read the window's first step) holds the final backward h."""
+    m, meta = load_int_model(bidirectional_export)
+    _, test = data_splits(export_origin(bidirectional_export, meta).loaded, None)
+    xq = golden.quantize_input(m, np.stack(test.sequences[:2]))
+    y, _, tr = golden.run(m, xq, trace=True)
+    assert np.array_equal(y, golden.run(m, xq)[0])
+    W, k, L = m.window, m.stack, m.num_layers
+    assert tr["backward_gates"].shape == (2, W, L, m.gates, m.hidden_size)
+    assert np.array_equal(tr["backward_h"][:, k - 1], tr["hb"][:, -1])  # window step 0: run last
+    assert not tr["backward_h"][:, : k - 1].any()  # no step complete yet: held zeros, as the forward gates
+
+
+def test_explain_draws_the_backward_layers_and_decides_at_the_windows_end(
+    bidirectional_export: Path, tmp_path: Path
+) -> None:
+    from tinylstm.host.analysis.explain import explain
+
+    doc = explain(bidirectional_export, out_dir=tmp_path / "explain")
+    m, meta = load_int_model(bidirectional_export)
+    origin = export_origin(bidirectional_export, meta)
+    _, test = data_splits(origin.loaded, None)
+    fm = origin.loaded.float_model
+    assert doc["layer_names"] == ["layer0", "layer1", "backward_layer0", "backward_layer1"]
+    for ex in doc["examples"]:
+        # before the window's last sample the output is the head's bias alone: no decision yet
+        assert ex["decision_step"] == {"float": ex["steps"] - 1, "int8": ex["steps"] - 1}
+        assert np.asarray(ex["int8"]["gates_q15"]).shape == (4, m.gates, m.hidden_size, ex["steps"])
+        assert np.asarray(ex["float"]["h"]).shape == (4, m.hidden_size, ex["steps"])
+        gates = ex["departure"]["gates"]
+        assert {f"backward_layer{n}.{g}" for n in range(2) for g in doc["gate_names"]} <= set(gates)
+        # float and int8 backward traces line up step for step: they differ by quantization alone
+        assert (
+            max(gates[f"backward_layer{n}.{g}"]["mean_abs"] for n in range(2) for g in doc["gate_names"])
+            < 0.05
+        )
+        assert (tmp_path / "explain" / ex["png"]).read_bytes()[:8] == PNG_MAGIC
+        fo = float_forward(fm, normalise(fm, test.sequences[ex["sequence"]])[None])
+        for n in range(2):  # each backward step at the samples it read: the steps ran in reverse
+            got = np.asarray(ex["float"]["gates"])[2 + n].transpose(2, 0, 1)  # [T, G, H]
+            ran = fo[f"gates{2 + n}"][0]  # per sample, in the order the backward steps ran
+            k = m.stack
+            assert np.allclose(got[k - 1 :: k], ran[k - 1 :: k][::-1], atol=1e-5)
+
+
+def test_explain_of_a_checkpoint_file_names_the_export_not_an_out_never_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"not an export")
+    assert main(["explain", str(model)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{model} is not an export directory" in err[0] and "--out" not in err[0], err
+
+
+def test_a_decision_is_not_before_the_first_output_that_reads_the_input(
+    exported: Path, bidirectional_export: Path
+) -> None:
+    """Before it the output is the head's bias alone: a prediction that stays the bias's class is no
+    decision from step 0 for a bidirectional model (its window's last sample) or a stacked one (its k-th)."""
+    from tinylstm.host.analysis.explain import _decision_step, first_answer
+
+    pred = np.zeros(12, dtype=np.int64)  # the bias's class throughout
+    assert _decision_step(pred, 0) == 0 and _decision_step(pred, 11) == 11
+    pred[4] = 1
+    assert _decision_step(pred, 1) == 5 and _decision_step(pred, 11) == 11
+    bi, _ = load_int_model(bidirectional_export)
+    uni, _ = load_int_model(exported)
+    assert first_answer(bi, 12) == 11 and first_answer(uni, 12) == uni.stack - 1

@@ -15,9 +15,10 @@ from tinylstm.codegen.export import ModelSource, export
 from tinylstm.contract.cells import CELLS
 from tinylstm.contract.cells import NAMES as CELL_NAMES
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.analysis.check import check
+from tinylstm.host.analysis.check import check, training_of
 from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.cli.main import main
+from tinylstm.host.search.cost import STATE_STRUCT_BYTES
 from tinylstm.trainer.batches import PaddedSplit
 from tinylstm.trainer.checkpoint import load_checkpoint
 from tinylstm.trainer.data import Normalizer
@@ -196,3 +197,47 @@ def test_a_pruned_bidirectional_model_exports_checks_and_meets_its_budget(tmp_pa
     assert exp.report["model_data_bytes"] == report["model_data_bytes"]["after"]
     result = check(tmp_path / "export")
     assert result["passed"] and result["bit_exact"]["ok"], result["rules"]
+
+
+def test_a_qat_source_is_priced_at_its_hidden_state_and_its_record_is_not_carried_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fine-tuning is float: the pruned checkpoint records no QAT (check calls it float-trained) and none of
+    the source's scores; its budget is priced with the int16 hidden state the source was trained for, and
+    its int16-h export has exactly the RAM and model data the report claims."""
+    from tinylstm.host.search.prune import shape_cost
+
+    ckpt = _tiny_run(tmp_path, 30, 10, 8, 1, "--qat", "--qat-epochs", "1", "--qat-hidden-bits", "16")
+    _, meta = load_checkpoint(ckpt)
+    limit = shape_cost(meta, "stm32f405", 5).ram_bytes
+    argv = ["prune", str(ckpt), "--out", str(tmp_path / "small"), "--board", "stm32f405"]
+    assert main([*argv, "--max-ram", str(limit), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "not carried over" in out
+        and f"next: tinylstm export {tmp_path / 'small'}/model.pt --hidden-bits 16" in out
+    )
+    report = json.loads((tmp_path / "small" / "prune-report.json").read_text())
+    assert report["hidden"]["after"] == 5 and report["hidden_bits"] == 16
+    assert report["source_qat"] == meta.metrics["qat"] and report["source_qat"]["hidden_bits"] == 16
+    _, pruned = load_checkpoint(tmp_path / "small" / "model.pt")
+    assert "qat" not in pruned.metrics and training_of(pruned)["kind"] == "float"
+    assert not {"train_loss", "train_accuracy", "val_loss", "val_accuracy"} & set(pruned.metrics)
+    assert pruned.metrics["test_accuracy"] == report["test"]["after"]
+    interval = pruned.metrics["test_accuracy_interval"]
+    assert interval["low"] <= report["test"]["after"] <= interval["high"]
+    exp = export(ModelSource(str(tmp_path / "small" / "model.pt")), tmp_path / "export", hidden_bits=16)
+    assert exp.report["state_bytes"] + STATE_STRUCT_BYTES == report["board"]["after"]["ram_bytes"] <= limit
+    assert exp.report["model_data_bytes"] == report["model_data_bytes"]["after"]
+
+
+def test_a_latency_budget_on_a_board_without_a_clock_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """esp32dev's latency cannot be priced here: the budget is refused (as search refuses it), not met."""
+    ckpt = _tiny_run(tmp_path, 30, 10, 6, 1)
+    argv = ["prune", str(ckpt), "--out", str(tmp_path / "small"), "--board", "esp32dev"]
+    assert main([*argv, "--max-latency-ms", "0.0001"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "esp32dev has no counted core and clock" in err[0] and "stm32f405" in err[0], err
+    assert not (tmp_path / "small").exists()

@@ -3,11 +3,13 @@
 For an export and its held-out data (the recorded test split, or ``--data``) it picks examples: for a
 window classifier the held-out window of each class that the float model is surest of; otherwise the
 first held-out sequences. For each it records, over time, every layer's gate activations (LSTM i, f,
-g, o; GRU r, z, n) and hidden state from the float model (codegen/spec.py ``float_forward``) and from
+g, o; GRU r, z, n) and hidden state (a bidirectional model's backward layers after the forward ones, each
+backward step at the samples it read) from the float model (codegen/spec.py ``float_forward``) and from
 the integer golden reference (codegen/golden.py, the kernel's own Q0.15 gates and its Q0.7 or Q0.15
-h), and the outputs of both; the step from which each keeps its final decision; and where int8 departs
-from float (the largest gate and hidden-state differences and the steps where the two predictions
-differ).
+h), and the outputs of both; the step from which each keeps its final decision (not before the first
+step whose output reads the input: a stacked model's k-th sample, a bidirectional model's last); and where
+int8 departs from float (the largest gate and hidden-state differences and the steps where the two
+predictions differ).
 Writes ``explain.json`` and one PNG of heatmaps per example (float | int8 | |int8 - float|).
 """
 
@@ -33,6 +35,7 @@ from tinylstm.codegen.spec import FloatModel, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
 from tinylstm.contract.cells import cell_type
 from tinylstm.contract.constants import Q15
+from tinylstm.contract.stacking import hold
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.sequence_set import SequenceSet
 
@@ -70,10 +73,42 @@ def pick_examples(fm: FloatModel, test: SequenceSet, sequences: int) -> list[Exa
     return [Example(f"sequence-{k}", k, None) for k in range(min(sequences, len(test)))]
 
 
-def _decision_step(pred: np.ndarray) -> int:
-    """The first step from which the prediction stays the final one."""
+def first_answer(m: IntModel, steps: int) -> int:
+    """The first step whose output reads the input: before it the output is the head's bias alone (a stacked
+    model's first k - 1 samples; a bidirectional model's window up to its last sample)."""
+    return min(steps - 1 if m.bidirectional else m.stack - 1, steps - 1)
+
+
+def _decision_step(pred: np.ndarray, first: int) -> int:
+    """The first step from which the prediction stays the final one, not before ``first`` (first_answer)."""
     changed = np.flatnonzero(pred != pred[-1])
-    return int(changed[-1] + 1) if len(changed) else 0
+    return max(first, int(changed[-1] + 1) if len(changed) else 0)
+
+
+def layer_key(n: int, layers: int) -> str:
+    """Traced layer ``n``'s name: ``layer0``, ..., then a bidirectional model's ``backward_layer0``, ..."""
+    return f"layer{n}" if n < layers else f"backward_layer{n - layers}"
+
+
+def _in_time_order(backward: np.ndarray, stack: int) -> np.ndarray:
+    """A float backward layer's per-sample trace [B, T, ...] (spec.float_forward: in the order the backward
+    steps run, held per sample) with each step's at the samples of the step it read, as golden's
+    ``backward_gates``/``backward_h`` hold them."""
+    return hold(backward[:, stack - 1 :: stack][:, ::-1], backward.shape[1], stack)
+
+
+def _float_layers(fm: FloatModel, fo: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """Trace ``key`` of every float layer, the backward ones after the forward ones: [T, L (+ L), ...]."""
+    L = fm.num_layers
+    forward = [fo[f"{key}{n}"][0] for n in range(L)]
+    backward = [_in_time_order(fo[f"{key}{L + n}"], fm.stack)[0] for n in range(len(fm.backward))]
+    return np.stack(forward + backward, axis=1)
+
+
+def _int_layers(tr: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """Golden trace ``key`` of every layer, the backward ones after the forward ones: [T, L (+ L), ...]."""
+    backward = tr.get(f"backward_{key}")
+    return tr[key][0] if backward is None else np.concatenate([tr[key][0], backward[0]], axis=1)
 
 
 def trace_example(fm: FloatModel, m: IntModel, raw: np.ndarray) -> dict[str, Any]:
@@ -81,15 +116,13 @@ def trace_example(fm: FloatModel, m: IntModel, raw: np.ndarray) -> dict[str, Any
     fo = float_forward(fm, normalise(fm, raw)[None])
     xq = golden.quantize_input(m, raw)
     y_q, _, tr = golden.run(m, xq[None], trace=True)
-    L = m.num_layers
-    f_gates = np.stack([fo[f"gates{n}"][0] for n in range(L)], axis=1)  # [T, L, G, H]
-    f_h = np.stack([fo[f"h{n}"][0] for n in range(L)], axis=1)  # [T, L, H]
     return {
-        "float_gates": f_gates,
-        "float_h": f_h,
+        "layers": m.num_layers,  # the forward ones; a bidirectional model's backward ones follow them
+        "float_gates": _float_layers(fm, fo, "gates"),  # [T, L, G, H]
+        "float_h": _float_layers(fm, fo, "h"),  # [T, L, H]
         "float_y": fo["y"][0],
-        "int_gates": tr["gates"][0],  # Q0.15 [T, L, G, H]
-        "int_h": tr["h"][0],  # Q0.7 (int8 h) or Q0.15 (int16 h) [T, L, H]
+        "int_gates": _int_layers(tr, "gates"),  # Q0.15 [T, L, G, H]
+        "int_h": _int_layers(tr, "h"),  # Q0.7 (int8 h) or Q0.15 (int16 h) [T, L, H]
         "h_frac": m.layers[0].hidden_frac,
         "int_y": y_q[0],  # int16 [T, O]
     }
@@ -114,7 +147,7 @@ def _departure(fm: FloatModel, t: dict[str, Any], out_f: np.ndarray, out_q: np.n
     for n in range(gate_diff.shape[1]):
         for g, name in enumerate(names):
             d = gate_diff[:, n, g]
-            per_gate[f"layer{n}.{name}"] = {
+            per_gate[f"{layer_key(n, t['layers'])}.{name}"] = {
                 "mean_abs": round(float(d.mean()), 6),
                 "max_abs": round(float(d.max()), 6),
                 "step_of_max": int(np.unravel_index(np.argmax(d), d.shape)[0]),
@@ -148,15 +181,15 @@ def _plot(
     integer: str,
 ) -> None:
     names = cell_type(fm.cell).gate_names
-    L = t["float_gates"].shape[1]
-    rows = [(n, g) for n in range(L) for g in [*range(len(names)), None]]  # None: the hidden state
+    rows = [(n, g) for n in range(t["float_gates"].shape[1]) for g in [*range(len(names)), None]]  # None: h
     fig, axes = plt.subplots(len(rows) + 1, 3, figsize=(15, 1.6 * (len(rows) + 1) + 1), squeeze=False)
     for r, (n, g) in enumerate(rows):
+        layer = layer_key(n, t["layers"])
         if g is None:
-            fl, iq, label = t["float_h"][:, n], t["int_h"][:, n] / 2.0 ** t["h_frac"], f"layer {n} h"
+            fl, iq, label = t["float_h"][:, n], t["int_h"][:, n] / 2.0 ** t["h_frac"], f"{layer} h"
         else:
             fl = t["float_gates"][:, n, g]
-            iq, label = t["int_gates"][:, n, g] / 2.0**Q15, f"layer {n} {names[g]}"
+            iq, label = t["int_gates"][:, n, g] / 2.0**Q15, f"{layer} {names[g]}"
         for c, (data, cmap, lo, hi) in enumerate(
             ((fl, "RdBu_r", -1, 1), (iq, "RdBu_r", -1, 1), (np.abs(iq - fl), "magma", 0, None))
         ):
@@ -213,7 +246,17 @@ def explain(
     out.mkdir(parents=True, exist_ok=True)
     classes = fm.meta.classes
     report: dict[str, Any] = {
-        "model": {"hash": doc.get("hash"), "cell": m.cell, "layers": m.num_layers, "hidden": m.hidden_size},
+        "model": {
+            "hash": doc.get("hash"),
+            "cell": m.cell,
+            "layers": m.num_layers,
+            "hidden": m.hidden_size,
+            "bidirectional": m.bidirectional,
+        },
+        # the traced layers, in the order of the gates and h arrays below (a bidirectional model's backward
+        # layers follow the forward ones, each backward step at the samples it read)
+        "layer_names": [layer_key(n, m.num_layers) for n in range(m.num_layers + len(m.backward))],
+        "out_dir": str(out),  # where explain.json and the PNGs are
         "integer": m.label,  # what the texts call the integer model; the keys below stay "int8"
         "task": fm.meta.task,
         "gate_names": list(cell_type(m.cell).gate_names),
@@ -257,7 +300,8 @@ def explain(
                 "float": classes[int(pf[-1])] if classes else int(pf[-1]),
                 "int8": classes[int(pq[-1])] if classes else int(pq[-1]),
             }
-            entry["decision_step"] = {"float": _decision_step(pf), "int8": _decision_step(pq)}
+            first = first_answer(m, len(shown))
+            entry["decision_step"] = {"float": _decision_step(pf, first), "int8": _decision_step(pq, first)}
         report["examples"].append(entry)
     (out / "explain.json").write_text(json.dumps(report) + "\n")
     return report

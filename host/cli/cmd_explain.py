@@ -34,9 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    export_dir = Path(args.export_dir)
-    out = Path(args.out) if args.out else export_dir / "explain"
-    report = explain(export_dir, data=args.data, out=out, sequences=args.sequences, max_steps=args.max_steps)
+    report = explain(
+        args.export_dir, data=args.data, out=args.out, sequences=args.sequences, max_steps=args.max_steps
+    )
+    out = Path(report["out_dir"])
     for ex in report["examples"]:
         line = f"{ex['title']}: held-out sequence {ex['sequence']}, {ex['steps']} steps"
         if "prediction" in ex:

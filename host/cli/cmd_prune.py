@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from tinylstm.api import DEFAULT_PRUNE_STEP, prune
+from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.host.boards.registry import BOARDS
 
 
@@ -77,8 +78,15 @@ def run(args: argparse.Namespace) -> int:
             f"  on {b['name']}: flash {b['before']['flash_bytes']} -> {b['after']['flash_bytes']} B, RAM "
             f"{b['before']['ram_bytes']} -> {b['after']['ram_bytes']} B"
         )
+    bits = report["hidden_bits"]
+    if report["source_qat"]:
+        print(
+            f"  the source's quantization-aware fine-tuning is not carried over (fine-tuning is float); "
+            f"sizes are priced with the int{bits} hidden state it was trained for"
+        )
+    wide = f" --hidden-bits {bits}" if bits != HIDDEN_BITS else ""
     print(
         f"  wrote {args.out}/model.pt and {args.out}/prune-report.json; "
-        f"next: tinylstm export {args.out}/model.pt"
+        f"next: tinylstm export {args.out}/model.pt{wide}"
     )
     return 0

@@ -4,7 +4,12 @@ priced by cost.py before any pruning). The result is an ordinary checkpoint of a
 bidirectional model's two stacks both keep the same, smaller, unit count).
 
 Everything is checked before the work starts: a target of less than one unit, a budget not even one unit
-meets, a model that already meets the target, an output directory that cannot be written.
+meets, a model that already meets the target, a latency budget on a board whose latency cannot be priced, an
+output directory that cannot be written.
+
+Fine-tuning is float: a source's quantization-aware fine-tuning (codegen/qat.py) is not carried over, and the
+pruned checkpoint records none (its report names the source's). A source fine-tuned for an int16 hidden state
+is priced with one, as its pruned model is meant to be exported (``--hidden-bits 16``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from tinylstm.codegen.emit_c import model_data_bytes
+from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.search.cost import Cost, architecture_cost, shape_model
-from tinylstm.host.search.study import Budget
+from tinylstm.host.search.study import Budget, check_latency_measurable
+from tinylstm.trainer.baselines import accuracy_interval
 from tinylstm.trainer.batches import PaddedSplit
 from tinylstm.trainer.checkpoint import (
     CHECKPOINT_NAME,
@@ -35,13 +42,19 @@ from tinylstm.trainer.data import Normalizer
 from tinylstm.trainer.outputs import check_output_dir
 from tinylstm.trainer.prune import DEFAULT_STEP, PruneResult, prune
 from tinylstm.trainer.recipe import DataShape, auto_batch, auto_epochs
-from tinylstm.trainer.train import TrainConfig, evaluate
+from tinylstm.trainer.sequence_set import SequenceSet
+from tinylstm.trainer.train import Scores, TrainConfig, evaluate
 
 REPORT_NAME = "prune-report.json"
 MIN_FINETUNE_EPOCHS = 5
 FINETUNE_SHARE = (
     4  # each round fine-tunes for the recipe's epochs / FINETUNE_SHARE (at least MIN_FINETUNE_EPOCHS)
 )
+SCORES = ("loss", "accuracy", "rmse", "mae")
+# the source's scores (trainer/train.py _metrics_dict): they describe the unpruned model
+STALE_METRICS = {f"{split}_{key}" for split in ("train", "val", "test") for key in SCORES} | {
+    "test_accuracy_interval"
+}
 
 
 @dataclass
@@ -58,6 +71,13 @@ class PruneTarget:
         return f"{self.budget.describe()} on {self.board}"
 
 
+def export_hidden_bits(meta: CheckpointMeta) -> int:
+    """The hidden state the pruned model is priced with: int16 for a source fine-tuned quantization-aware
+    for one (it needs the wider state: its pruned model is exported so), else int8 (export's default)."""
+    qat = meta.metrics.get("qat")
+    return int(qat.get("hidden_bits", HIDDEN_BITS)) if qat else HIDDEN_BITS
+
+
 def _shape(meta: CheckpointMeta, hidden: int) -> dict[str, Any]:
     """The checkpoint's architecture at ``hidden`` units, as cost.py's functions take it."""
     return {
@@ -67,6 +87,7 @@ def _shape(meta: CheckpointMeta, hidden: int) -> dict[str, Any]:
         "hidden": hidden,
         "out": meta.output_size,
         "classes": meta.classes,
+        "hidden_bits": export_hidden_bits(meta),
         "readout": meta.readout,
         "stack": meta.stack,
         "window": meta.window if meta.bidirectional else 0,
@@ -74,13 +95,15 @@ def _shape(meta: CheckpointMeta, hidden: int) -> dict[str, Any]:
 
 
 def shape_cost(meta: CheckpointMeta, board: str, hidden: int) -> Cost:
-    """The price on ``board`` of the checkpoint's architecture at ``hidden`` units (int8 hidden state)."""
+    """The price on ``board`` of the checkpoint's architecture at ``hidden`` units (hidden state:
+    ``export_hidden_bits``)."""
     return architecture_cost(get_board(board), **_shape(meta, hidden))
 
 
 def data_bytes(meta: CheckpointMeta, hidden: int) -> int:
-    """Model data bytes (``tinylstm export``'s, int8 weights) of the checkpoint's architecture at ``hidden``
-    units: exact for the shapes, whatever the weights (codegen/emit_c.model_data_bytes)."""
+    """Model data bytes (``tinylstm export``'s, int8 weights, hidden state ``export_hidden_bits``) of the
+    checkpoint's architecture at ``hidden`` units: exact for the shapes, whatever the weights
+    (codegen/emit_c.model_data_bytes)."""
     return model_data_bytes(shape_model(**_shape(meta, hidden)))
 
 
@@ -112,6 +135,7 @@ def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict
         c = prices[h]
         return target.budget.violation(c.flash_bytes, c.ram_bytes, c.slowest_sample_ms) is None
 
+    check_latency_measurable(get_board(target.board or ""), target.budget.max_latency_ms, "prune")
     if fits(have):
         c = prices[have]
         raise TinyLSTMError(
@@ -130,6 +154,19 @@ def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo, prices
+
+
+def pruned_metrics(meta: CheckpointMeta, scores: Scores | None, test_set: SequenceSet) -> dict[str, Any]:
+    """The source's metrics less what describes the source alone (its scores, its quantization-aware
+    fine-tuning), with the pruned model's held-out scores."""
+    metrics = {k: v for k, v in meta.metrics.items() if k not in STALE_METRICS and k != "qat"}
+    if scores is None:
+        return metrics
+    metrics.update({f"test_{k}": float(v) for k in SCORES if (v := getattr(scores, k)) is not None})
+    interval = None if scores.accuracy is None else accuracy_interval(scores.accuracy, test_set)
+    if interval is not None:
+        metrics["test_accuracy_interval"] = interval._asdict()
+    return metrics
 
 
 def check_options(step: float, epochs: int | None, lr: float | None, seed: int | None) -> None:
@@ -202,8 +239,11 @@ def prune_checkpoint(
         )
     started = time.perf_counter()
     result: PruneResult = prune(model, train_set, norm, target_norm, hidden, config, step, log)
-    after = evaluate(result.model, test, target_norm).metric if test is not None else None
-    pruned_meta = dataclasses.replace(meta, hidden_size=hidden, metrics=dict(meta.metrics))
+    scores = evaluate(result.model, test, target_norm) if test is not None else None
+    after = scores.metric if scores is not None else None
+    pruned_meta = dataclasses.replace(
+        meta, hidden_size=hidden, metrics=pruned_metrics(meta, scores, test_set)
+    )
     metric = "accuracy" if meta.task == "classification" else "rmse"
     report: dict[str, Any] = {
         "source": str(Path(model_path).resolve()),
@@ -213,6 +253,10 @@ def prune_checkpoint(
         "metric": metric,
         "test": {"before": before, "after": after, "sequences": len(test_set)},
         "model_data_bytes": {"before": data_bytes(meta, meta.hidden_size), "after": data_bytes(meta, hidden)},
+        # the hidden state the sizes and prices assume: export the pruned model with it
+        "hidden_bits": export_hidden_bits(meta),
+        # the source's quantization-aware fine-tuning, not carried over (fine-tuning is float); None: none
+        "source_qat": meta.metrics.get("qat"),
         "finetune": {"epochs_per_round": config.epochs, "lr": config.lr, "seed": config.seed, "step": step},
         "rounds": [dataclasses.asdict(r) for r in result.rounds],
         "seconds": round(time.perf_counter() - started, 2),
@@ -225,8 +269,6 @@ def prune_checkpoint(
         was = prices.get(meta.hidden_size) or shape_cost(meta, target.board, meta.hidden_size)
         report["board"] = {"name": target.board, "before": was.to_dict(), "after": cost.to_dict()}
     pruned_meta.metrics["pruning"] = report
-    if test is not None:
-        pruned_meta.metrics[f"test_{metric}"] = after
     out_dir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out_dir / CHECKPOINT_NAME, result.model, pruned_meta)
     (out_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")

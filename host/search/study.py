@@ -332,11 +332,17 @@ def _check_budget(budget: Budget, board: Board) -> None:
     latency = budget.max_latency_ms
     if latency is not None and not 0 < latency < math.inf:
         raise TinyLSTMError(f"--max-latency-ms {latency}: give a finite number of milliseconds > 0")
+    check_latency_measurable(board, latency, "search")
+
+
+def check_latency_measurable(board: Board, latency: float | None, command: str) -> None:
+    """Refuse a latency budget on a board whose latency cannot be priced here (no counted core or no clock)
+    rather than call it met (``command``: search or prune, for the message)."""
     if latency is not None and not (countable(board) and board.cpu_hz):
         clocked = ", ".join(b for b in _clocked_boards())
         raise TinyLSTMError(
             f"--max-latency-ms: {board.name} has no counted core and clock here, so its latency cannot be "
-            f"measured; drop the option or search for one of {clocked}"
+            f"measured; drop the option or {command} for one of {clocked}"
         )
 
 
