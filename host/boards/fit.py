@@ -38,7 +38,7 @@ def check_fits(
     if flash > board.flash_bytes:
         roomier = [b.name for b in BOARDS.values() if flash_needed(data, b) <= b.flash_bytes]
         pick = f", or pick a board with more flash ({', '.join(roomier)})" if roomier else ""
-        if replay_bytes and flash_needed(model_data_bytes(model, layout), board) <= board.flash_bytes:
+        if replay_bytes and flash_needed(data - replay_bytes, board) <= board.flash_bytes:
             raise TinyLSTMError(  # the model fits: the embedded held-out data is what does not
                 f"the replay data does not fit {board.name}: {_kb(replay_bytes)} of embedded held-out "
                 f"samples beside the model's {_kb(data - replay_bytes)} come to about {_kb(flash)} of the "
