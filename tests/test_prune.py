@@ -231,13 +231,29 @@ def test_a_qat_source_is_priced_at_its_hidden_state_and_its_record_is_not_carrie
     assert exp.report["model_data_bytes"] == report["model_data_bytes"]["after"]
 
 
-def test_a_latency_budget_on_a_board_without_a_clock_is_refused(
+def test_budgets_search_refuses_are_refused_by_prune_too(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """esp32dev's latency cannot be priced here: the budget is refused (as search refuses it), not met."""
+    """esp32dev's latency cannot be priced here: the budget is refused (as search refuses it), not met; a
+    zero, fractional or NaN budget is one line too, through the API as through the CLI (0 is a value, not
+    "no budget")."""
+    import tinylstm
+
     ckpt = _tiny_run(tmp_path, 30, 10, 6, 1)
-    argv = ["prune", str(ckpt), "--out", str(tmp_path / "small"), "--board", "esp32dev"]
-    assert main([*argv, "--max-latency-ms", "0.0001"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "esp32dev has no counted core and clock" in err[0] and "stm32f405" in err[0], err
+    argv = ["prune", str(ckpt), "--out", str(tmp_path / "small")]
+    for extra, message in (
+        (["--board", "esp32dev", "--max-latency-ms", "0.0001"], "esp32dev has no counted core and clock"),
+        (["--board", "stm32f405", "--max-flash", "0"], "--max-flash 0 B: a budget is at least 1 byte"),
+        (["--board", "stm32f405", "--max-ram", "1.5"], "size '1.5' is 1.5 bytes: give whole bytes"),
+        (["--board", "stm32f405", "--max-latency-ms", "nan"], "--max-latency-ms nan: give a finite number"),
+    ):
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    for kw, message in (
+        ({"max_flash": 0}, "--max-flash 0 B: a budget is at least 1 byte"),
+        ({"max_ram": 0}, "--max-ram 0 B: a budget is at least 1 byte"),
+    ):
+        with pytest.raises(TinyLSTMError, match=message):
+            tinylstm.prune(ckpt, tmp_path / "small", board="stm32f405", **kw)  # type: ignore[arg-type]
     assert not (tmp_path / "small").exists()

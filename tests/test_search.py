@@ -352,7 +352,8 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
         (["--hidden-bits", "16", "--stacks", "50"], "int16-h model reads at most 256 int16 values per step"),
         # a budget that is not a number would compare as no budget; sizes are whole bytes
         (["--max-latency-ms", "nan"], "--max-latency-ms nan: give a finite number of milliseconds > 0"),
-        (["--max-ram", "0.5"], "--max-ram 0 B: a budget is at least 1 byte"),
+        (["--max-ram", "1.5"], "size '1.5' is 1.5 bytes: give whole bytes"),
+        (["--max-flash", "1.1k"], "size '1.1k' is 1126.4 bytes: give whole bytes"),
         (["--max-flash", "0"], "--max-flash 0 B: a budget is at least 1 byte"),
         (["--hop", "0"], "--hop 0: steps between windows must be >= 1"),
         (["--windows", "0,64"], "--windows '0,64': every value must be >= 1"),
@@ -505,10 +506,9 @@ def test_the_summary_names_the_objective_and_the_best_exports_check_verdict(
     assert main(["search", "--data", "watch", "--board", BOARD, "--out", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
     assert "Pareto front, held-out int8 RMSE vs flash: trials [0]" in out and "accuracy" not in out
-    assert (
-        f"best's export: tinylstm check FAIL: {failed} (see: tinylstm check {tmp_path / 'best-export'})"
-        in out
-    )
+    assert f"best's export: tinylstm check FAIL: {failed}\n" in out
+    # no advice to build (and flash) what its own check refuses
+    assert f"next: tinylstm check {tmp_path / 'best-export'} says what failed" in out and "build" not in out
     md = study.render_md(
         {
             **doc,

@@ -280,7 +280,10 @@ def _size_bytes(value: int | str) -> int:
     m = SIZE.match(value.strip())
     if not m:
         raise TinyLSTMError(f"size {value!r}: write bytes as 4096, 32k or 1.5M")
-    return int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()])
+    size = float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
+    if not size.is_integer():
+        raise TinyLSTMError(f"size {value!r} is {size:g} bytes: give whole bytes, e.g. 4096, 32k or 1.5M")
+    return int(size)
 
 
 def _ints(value: str | int | Sequence[int], what: str) -> tuple[int, ...]:
@@ -404,8 +407,8 @@ def prune(
         hidden=hidden,
         board=board,
         budget=Budget(
-            _size_bytes(max_flash) if max_flash else None,
-            _size_bytes(max_ram) if max_ram else None,
+            _size_bytes(max_flash) if max_flash is not None else None,
+            _size_bytes(max_ram) if max_ram is not None else None,
             max_latency_ms,
         ),
     )
@@ -417,8 +420,6 @@ def prune(
         raise TinyLSTMError(
             "a budget is a board's: give --board with --max-flash, --max-ram or --max-latency-ms"
         )
-    if max_latency_ms is not None and not 0 < max_latency_ms < math.inf:
-        raise TinyLSTMError(f"--max-latency-ms {max_latency_ms}: give a finite number of milliseconds > 0")
     if board is not None:
         get_board(board)
     return prune_checkpoint(

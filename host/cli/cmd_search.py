@@ -150,10 +150,12 @@ def _run(args: argparse.Namespace) -> int:
                 else ""
             )
         )
-        fails = "" if m["check_passed"] else f" (see: tinylstm check {doc['best_export']})"
-        print(f"best's export: {check_verdict(m)}{fails}")
+        print(f"best's export: {check_verdict(m)}")
         print(f"Pareto front, {doc['objective']} vs flash: trials {doc['pareto']['flash']}")
-        print(f"next: tinylstm build {doc['best_export']} --board {args.board}")
+        if m["check_passed"]:
+            print(f"next: tinylstm build {doc['best_export']} --board {args.board}")
+        else:  # building it would flash a model its own check refuses
+            print(f"next: tinylstm check {doc['best_export']} says what failed, before anything is built")
         code = 0
     for name in ("search.json", "search.md", "pareto.png"):
         print(f"wrote {out / name}")

@@ -28,7 +28,7 @@ from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.search.cost import Cost, architecture_cost, shape_model
-from tinylstm.host.search.study import Budget, check_latency_measurable
+from tinylstm.host.search.study import Budget, check_budget
 from tinylstm.trainer.baselines import accuracy_interval
 from tinylstm.trainer.batches import PaddedSplit
 from tinylstm.trainer.checkpoint import (
@@ -135,7 +135,7 @@ def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict
         c = prices[h]
         return target.budget.violation(c.flash_bytes, c.ram_bytes, c.slowest_sample_ms) is None
 
-    check_latency_measurable(get_board(target.board or ""), target.budget.max_latency_ms, "prune")
+    check_budget(target.budget, get_board(target.board or ""), "prune")
     if fits(have):
         c = prices[have]
         raise TinyLSTMError(

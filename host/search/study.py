@@ -250,7 +250,7 @@ def check_config(cfg: SearchConfig) -> Board:
     board = get_board(cfg.board)
     _check_run(cfg)
     _check_space(cfg.space)
-    _check_budget(cfg.budget, board)
+    check_budget(cfg.budget, board, "search")
     check_output_dir(cfg.out)
     return board
 
@@ -322,8 +322,9 @@ def _check_space(space: Space) -> None:
         raise TinyLSTMError(f"learning-rate range {space.lr}: needs 0 < low <= high")
 
 
-def _check_budget(budget: Budget, board: Board) -> None:
-    """Every limit positive and finite (a NaN would compare as no limit), a latency only where measured."""
+def check_budget(budget: Budget, board: Board, command: str) -> None:
+    """Every limit positive and finite (a NaN would compare as no limit), a latency only where measured
+    (``command``: search or prune, for the message)."""
     for flag, size in (("--max-flash", budget.max_flash), ("--max-ram", budget.max_ram)):
         if size is not None and size < 1:
             raise TinyLSTMError(
@@ -332,7 +333,7 @@ def _check_budget(budget: Budget, board: Board) -> None:
     latency = budget.max_latency_ms
     if latency is not None and not 0 < latency < math.inf:
         raise TinyLSTMError(f"--max-latency-ms {latency}: give a finite number of milliseconds > 0")
-    check_latency_measurable(board, latency, "search")
+    check_latency_measurable(board, latency, command)
 
 
 def check_latency_measurable(board: Board, latency: float | None, command: str) -> None:
