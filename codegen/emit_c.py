@@ -109,8 +109,8 @@ RESERVED_NAMES = {"api", "dot", "lstm", "gru", "dense", "input", "qmath", "kerne
 def check_name(name: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name) or name in RESERVED_NAMES:
         raise TinyLSTMError(
-            f"model name {name!r} must be a lowercase C identifier (letters, digits, '_') and not one of "
-            f"{sorted(RESERVED_NAMES)}"
+            f"model name {name!r} must be a lowercase C identifier (a letter, then letters, digits, '_'; at "
+            f"most 32 characters) and not one of {sorted(RESERVED_NAMES)}"
         )
     return name
 

@@ -79,6 +79,7 @@ def data_splits(loaded: LoadedModel, data: str | None) -> tuple[SequenceSet, Seq
                 "a user model needs real data for calibration: pass --data PATH (.ts, .csv or .npz)"
             )
         ds = load_dataset(data)
+        _check_user_data(ds, loaded.float_model, data)
         train, _, test = split(ds, val=0.0, test=0.3, seed=SPLIT_SEED)
     fm = loaded.float_model
     if train.num_channels != fm.input_size:
@@ -87,6 +88,29 @@ def data_splits(loaded: LoadedModel, data: str | None) -> tuple[SequenceSet, Seq
             "pass the data the model was trained on"
         )
     return train, test
+
+
+def _check_user_data(ds: SequenceSet, fm: FloatModel, data: str) -> None:
+    """Refuse data of another task or mode than the user model's description says, or with more classes or
+    other target columns than the model has outputs: its held-out scores would compare unlike things."""
+    meta = fm.meta
+    differ = [
+        f"{what} {got!r} (the model's: {want!r})"
+        for what, got, want in (("task", ds.task, meta.task), ("mode", ds.mode, meta.mode))
+        if got != want
+    ]
+    if not differ and (
+        ds.output_size > fm.output_size if ds.task == "classification" else ds.output_size != fm.output_size
+    ):
+        differ.append(
+            f"{ds.output_size} {'classes' if ds.task == 'classification' else 'targets'} (the model's "
+            f"outputs: {fm.output_size})"
+        )
+    if differ:
+        raise TinyLSTMError(
+            f"{data} is not the kind of data the description says the model takes: {'; '.join(differ)}; pass "
+            'the data it was trained on, or fix "task"/"mode" in the description (docs/user-models.md)'
+        )
 
 
 def calibration_sequences(fm: FloatModel, train: SequenceSet) -> list[np.ndarray]:

@@ -9,6 +9,7 @@ small JSON description (see docs/user-models.md).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -115,26 +116,111 @@ def from_checkpoint(path: Path, blob: dict[str, Any]) -> LoadedModel:
     return LoadedModel(fm, meta, path)
 
 
-def _meta_from_description(desc: dict[str, Any], input_size: int, where: str) -> ModelMeta:
-    try:
-        mean = [float(v) for v in desc.get("input_mean", [0.0] * input_size)]
-        std = [float(v) for v in desc.get("input_std", [1.0] * input_size)]
-        window = desc.get("window")
-        return ModelMeta(
-            task=desc.get("task", "classification"),
-            mode=desc.get("mode", "window"),
-            window=int(window) if window else None,
-            classes=desc.get("classes"),
-            channels=desc.get("channels"),
-            input_mean=mean,
-            input_std=std,
-            target_mean=desc.get("target_mean"),
-            target_std=desc.get("target_std"),
-        )
-    except (TypeError, ValueError) as exc:
+DESCRIPTION_KEYS = (
+    "task",
+    "mode",
+    "window",
+    "classes",
+    "channels",
+    "input_mean",
+    "input_std",
+    "target_mean",
+    "target_std",
+    "head",
+    "cell",
+)  # docs/user-models.md
+
+
+def _numbers(desc: dict[str, Any], key: str, count: int, where: str, positive: bool = False) -> list[float]:
+    """``desc[key]``: ``count`` finite numbers (> 0 with ``positive``), a one-line error otherwise."""
+    value = desc[key]
+    if (
+        not isinstance(value, list)
+        or len(value) != count
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         raise TinyLSTMError(
-            f"{where}: bad value in the description ({exc}); see docs/user-models.md"
-        ) from exc
+            f"{where}: the description's {key!r} is {value!r}; give a list of {count} numbers, one per "
+            f"{'output' if key.startswith('target') else 'input channel'} (docs/user-models.md)"
+        )
+    numbers = [float(v) for v in value]
+    bad = [v for v in numbers if not math.isfinite(v) or (positive and v <= 0)]
+    if bad:
+        raise TinyLSTMError(
+            f"{where}: the description's {key!r} holds {bad[0]!r}; give finite numbers"
+            + (" > 0 (a standard deviation)" if positive else "")
+        )
+    return numbers
+
+
+def _names_list(desc: dict[str, Any], key: str, where: str) -> list[str] | None:
+    value = desc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+        raise TinyLSTMError(
+            f'{where}: the description\'s {key!r} is {value!r}; give a list of names, e.g. ["walk", "run"]'
+        )
+    names = [str(v) for v in value]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise TinyLSTMError(f"{where}: the description's {key!r} names {twice} twice; give each name once")
+    return names
+
+
+def _meta_from_description(desc: dict[str, Any], input_size: int, output_size: int, where: str) -> ModelMeta:
+    """The ModelMeta a description gives (docs/user-models.md); an unknown key (a misspelt ``input_std``
+    would leave the model unnormalised) or a value of the wrong kind is refused."""
+    unknown = sorted(set(desc) - set(DESCRIPTION_KEYS))
+    if unknown:
+        raise TinyLSTMError(
+            f"{where}: the description has unknown key(s) {', '.join(map(repr, unknown))}; the keys are "
+            f"{', '.join(DESCRIPTION_KEYS)} (docs/user-models.md)"
+        )
+    task = desc.get("task", "classification")
+    mode = desc.get("mode", "window")
+    if task not in ("classification", "regression") or mode not in ("window", "stream"):
+        raise TinyLSTMError(
+            f"{where}: the description says task {task!r}, mode {mode!r}; task is classification or "
+            "regression, mode window or stream"
+        )
+    window = desc.get("window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise TinyLSTMError(
+            f"{where}: the description's window is {window!r}; give the window length in samples, an integer "
+            ">= 1 (or leave it out)"
+        )
+    channels = _names_list(desc, "channels", where)
+    if channels is not None and len(channels) != input_size:
+        raise TinyLSTMError(
+            f"{where}: the description names {len(channels)} channel(s) for a model of {input_size} inputs; "
+            "name every input channel once"
+        )
+    target: dict[str, list[float] | None] = {"target_mean": None, "target_std": None}
+    for key in target:
+        if key in desc:
+            if task != "regression":
+                raise TinyLSTMError(
+                    f"{where}: the description gives {key} for a {task} model; targets are a regression's"
+                )
+            target[key] = _numbers(desc, key, output_size, where, positive=key == "target_std")
+    return ModelMeta(
+        task=task,
+        mode=mode,
+        window=window,
+        classes=_names_list(desc, "classes", where),
+        channels=channels,
+        input_mean=_numbers(desc, "input_mean", input_size, where)
+        if "input_mean" in desc
+        else [0.0] * input_size,
+        input_std=(
+            _numbers(desc, "input_std", input_size, where, positive=True)
+            if "input_std" in desc
+            else [1.0] * input_size
+        ),
+        target_mean=target["target_mean"],
+        target_std=target["target_std"],
+    )
 
 
 def _find_modules(module: nn.Module) -> tuple[nn.RNNBase, nn.Linear]:
@@ -146,7 +232,14 @@ def _find_modules(module: nn.Module) -> tuple[nn.RNNBase, nn.Linear]:
         if m is not module and not isinstance(m, (nn.RNNBase, nn.Linear, nn.Dropout, nn.Identity))
     ]
     if len(rnns) != 1 or len(linears) != 1 or others:
-        found = ", ".join(type(m).__name__ for m in module.modules() if m is not module) or "nothing"
+        found = (
+            ", ".join(
+                type(m).__name__
+                for m in module.modules()
+                if m is not module or isinstance(m, (nn.RNNBase, nn.Linear))
+            )
+            or "nothing"
+        )
         raise TinyLSTMError(f"the model contains {found}; {SUPPORTED}")
     return rnns[0], linears[0]
 
@@ -157,8 +250,8 @@ def _check_forward(module: nn.Module, fm: FloatModel, batch_first: bool) -> None
     ref = float_forward(fm, x, keep=())["y"]
     xt = torch.tensor(x if batch_first else x.transpose(1, 0, 2), dtype=torch.float32)
     try:
-        with torch.no_grad():
-            out = module.eval()(xt)
+        with torch.no_grad():  # in float32, as the weights were read: a float64 or half module runs too
+            out = module.float().eval()(xt)
     except Exception as exc:  # the user's forward may fail in any way
         raise TinyLSTMError(
             f"calling the model's forward() failed ({type(exc).__name__}: {exc}); {SUPPORTED}"
@@ -183,7 +276,9 @@ def _check_forward(module: nn.Module, fm: FloatModel, batch_first: bool) -> None
 
 def from_module(path: Path, module: nn.Module, desc: dict[str, Any]) -> LoadedModel:
     rnn, head = _find_modules(module)
-    fm = from_rnn(rnn, head, _meta_from_description(desc, int(rnn.input_size), str(path)))
+    fm = from_rnn(
+        rnn, head, _meta_from_description(desc, int(rnn.input_size), int(head.out_features), str(path))
+    )
     _check_forward(module, fm, bool(rnn.batch_first))
     return LoadedModel(fm, None, path)
 
@@ -223,7 +318,13 @@ def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> Loa
     w_ih, w_hh = sd[prefix + "weight_ih_l0"], sd[prefix + "weight_hh_l0"]
     hidden = int(w_hh.shape[1])
     gates = int(w_ih.shape[0]) // hidden if hidden else 0
-    cell = CELLS.get(desc["cell"]) if desc.get("cell") else by_gates(gates)
+    named = desc.get("cell")
+    if named is not None and (not isinstance(named, str) or named not in CELLS):
+        raise TinyLSTMError(
+            f"{path}: the description's cell {named!r} is not known; use one of {', '.join(CELLS)} (or leave "
+            "it out for LSTM and GRU: the gate rows tell them apart)"
+        )
+    cell = CELLS[named] if named else by_gates(gates)
     if cell is not None and cell.torch_options and not desc.get("cell"):
         options = ", ".join(f"{k}={v!r}" for k, v in cell.torch_options)
         raise TinyLSTMError(
@@ -232,16 +333,28 @@ def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> Loa
             "description"
         )
     if cell is None or cell.gates != gates:
+        want = (
+            f" (an nn.{cell.torch_name} has {cell.gates} per unit, as the description's cell says)"
+            if cell
+            else ""
+        )
         raise TinyLSTMError(
-            f"{path}: weight_ih_l0 has {w_ih.shape[0]} rows for hidden size {hidden}; {SUPPORTED}"
+            f"{path}: weight_ih_l0 has {w_ih.shape[0]} rows for hidden size {hidden}{want}; {SUPPORTED}"
         )
     heads = [
         k[: -len("weight")]
         for k in sd
         if k.endswith("weight") and not k.startswith(prefix) and getattr(sd[k], "ndim", 0) == 2
     ]
-    if desc.get("head"):
-        heads = [desc["head"].rstrip(".") + "."]
+    if desc.get("head") is not None:
+        named_head = desc["head"]
+        if not isinstance(named_head, str) or f"{named_head.rstrip('.')}.weight" not in sd:
+            found = ", ".join(h.rstrip(".") for h in heads) or "none"
+            raise TinyLSTMError(
+                f"{path}: the description's head {named_head!r} names no Linear in the state_dict (no "
+                f"{named_head!r}.weight); the candidates are: {found}"
+            )
+        heads = [named_head.rstrip(".") + "."]
     if len(heads) != 1:
         found = ", ".join(h + "weight" for h in heads) or "none"
         raise TinyLSTMError(
@@ -262,6 +375,14 @@ def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> Loa
         raise TinyLSTMError(
             f"{path}: the state_dict lacks {', '.join(missing)} for {num_layers} layers; {SUPPORTED}"
         )
+    not_float = [
+        k for k in [*_rnn_keys(prefix, num_layers), *head_keys] if not torch.is_floating_point(sd[k])
+    ]
+    if not_float:
+        raise TinyLSTMError(
+            f"{path}: {not_float[0]} holds {sd[not_float[0]].dtype} values; a trained model's weights are "
+            "floating point: save the state_dict of the float model"
+        )
     rnn = cell.torch_class()(int(w_ih.shape[1]), hidden, num_layers, batch_first=True)
     head = nn.Linear(hidden, int(sd[heads[0] + "weight"].shape[0]), bias=heads[0] + "bias" in sd)
     try:
@@ -273,7 +394,9 @@ def from_state_dict(path: Path, sd: dict[str, Any], desc: dict[str, Any]) -> Loa
             f"{path}: the tensors do not fit an RNN + Linear of these sizes ({detail}); {SUPPORTED}"
         ) from None
     return LoadedModel(
-        from_rnn(rnn, head, _meta_from_description(desc, int(w_ih.shape[1]), str(path))), None, path
+        from_rnn(rnn, head, _meta_from_description(desc, int(w_ih.shape[1]), head.out_features, str(path))),
+        None,
+        path,
     )
 
 
@@ -317,8 +440,8 @@ def load_model(
     desc: dict[str, Any] = {}
     if description is not None:
         try:
-            desc = json.loads(Path(description).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            desc = json.loads(Path(description).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: not JSON (JSONDecodeError), or not UTF-8 text
             raise TinyLSTMError(f"cannot read the model description {description}: {exc}") from exc
         if not isinstance(desc, dict):
             raise TinyLSTMError(
@@ -341,6 +464,11 @@ def load_model(
             ) from None
         obj = _unpickle_module(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if description is not None:
+            raise TinyLSTMError(
+                f"{path} is a TinyLSTM checkpoint, which carries its own description: drop --description "
+                "(it describes a state_dict or module of your own)"
+            )
         return from_checkpoint(path, obj)
     if isinstance(obj, nn.Module):
         return from_module(path, obj, desc)
@@ -350,6 +478,8 @@ def load_model(
                 f"{path} is a bare state_dict: pass --description JSON (see docs/user-models.md)"
             )
         return from_state_dict(path, obj, desc)
+    inner = [k for k, v in obj.items() if isinstance(v, dict)] if isinstance(obj, dict) else []
+    hint = f" (it holds a dict under {inner[0]!r}: save that state_dict by itself)" if inner else ""
     raise TinyLSTMError(
-        f"{path} is neither a TinyLSTM checkpoint, a state_dict nor an nn.Module; {SUPPORTED}"
+        f"{path} is neither a TinyLSTM checkpoint, a state_dict nor an nn.Module{hint}; {SUPPORTED}"
     )

@@ -198,12 +198,14 @@ def _run_stack(
         hs: list[np.ndarray] = []
         traces: dict[str, list[np.ndarray]] = {}
         gx_all = seq @ L.w_ih.T + L.b_ih  # [B, steps, G*H]
-        for t in range(seq.shape[1]):
-            h, c, tr = cell.float_step(gx_all[:, t], h @ L.w_hh.T + L.b_hh, h, c)
-            hs.append(h)
-            for key, value in tr.items():
-                if keep is None or key in keep:
-                    traces.setdefault(key, []).append(value)
+        # exp(-v) of a pre-activation below -709 overflows to inf: the sigmoid is 0 there, no warning is due
+        with np.errstate(over="ignore"):
+            for t in range(seq.shape[1]):
+                h, c, tr = cell.float_step(gx_all[:, t], h @ L.w_hh.T + L.b_hh, h, c)
+                hs.append(h)
+                for key, value in tr.items():
+                    if keep is None or key in keep:
+                        traces.setdefault(key, []).append(value)
         seq = np.stack(hs, axis=1) if hs else np.zeros((B, 0, H))
         out[f"h{first + n}"] = seq
         for key, values in traces.items():

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -748,6 +749,130 @@ def case_a_usage_error_of_argparse(tmp: Path, good: Path) -> Case:
     return Case(argv, "argument --board: invalid choice: 'nope'", tmp / "p")
 
 
+def _npz_with(tmp: Path, good: Path, **extra: np.ndarray) -> Path:
+    z = np.load(good / "data.npz")
+    np.savez(tmp / "d.npz", X=z["X"], y=z["y"], **extra)  # type: ignore[arg-type]
+    return tmp / "d.npz"
+
+
+def case_train_on_an_npz_with_an_array_it_does_not_read(tmp: Path, good: Path) -> Case:
+    """A misspelt `lengths` (here `length`) would have the padding trained on: every array must be read."""
+    data = _npz_with(tmp, good, length=np.full(90, 12))
+    return Case(_train_on(tmp, data), "holds array(s) length that are not read", tmp / "o")
+
+
+def case_train_on_a_npy_file_named_npz(tmp: Path, good: Path) -> Case:
+    np.save(tmp / "x.npy", np.zeros((4, 3, 2)))
+    (tmp / "x.npy").rename(tmp / "x.npz")
+    return Case(
+        _train_on(tmp, tmp / "x.npz"),
+        "x.npz is not a readable .npz (it holds a single .npy array); save the arrays",
+        tmp / "o",
+    )
+
+
+def _train_on(tmp: Path, data: Path) -> list[str]:
+    return ["train", "--data", str(data), "--epochs", "1", "--quiet", "--out", str(tmp / "o")]
+
+
+def _ucr(tmp: Path, first_label: str) -> Path:
+    rows = [f"{first_label}\t1\t2\t3"] + [f"{k % 2}\t{k}\t{k + 1}\t{k + 2}" for k in range(20)]
+    (tmp / "d.tsv").write_text("\n".join(rows) + "\n")
+    return tmp / "d.tsv"
+
+
+def case_train_on_a_tsv_case_labelled_nan(tmp: Path, good: Path) -> Case:
+    """NaN (or an empty label) is no class: it was read as a third class named 'NaN'."""
+    return Case(
+        _train_on(tmp, _ucr(tmp, "NaN")), "case 1 has the label 'NaN', which names no class", tmp / "o"
+    )
+
+
+def case_train_on_a_ts_declaring_a_class_twice(tmp: Path, good: Path) -> Case:
+    """@classLabel true 0 1 1: the model had an output no case could ever be labelled with."""
+    rows = "".join(f"1,2,{k}:{k % 2}\n" for k in range(20))
+    (tmp / "d.ts").write_text("@problemName p\n@univariate true\n@classLabel true 0 1 1\n@data\n" + rows)
+    return Case(_train_on(tmp, tmp / "d.ts"), "declares the class(es) ['1'] twice", tmp / "o")
+
+
+def case_train_on_a_semicolon_csv(tmp: Path, good: Path) -> Case:
+    (tmp / "d.csv").write_text("a;b;label\n" + "".join(f"{k};{k};{k % 2}\n" for k in range(40)))
+    return Case(_train_on(tmp, tmp / "d.csv"), "the file is separated by ';', not commas", tmp / "o")
+
+
+def _user_desc(tmp: Path, good: Path, desc: object, sd: dict | None = None) -> Case:
+    case = _user_sd(tmp, good, sd or _rnn_state_dict())
+    (tmp / "desc.json").write_text(json.dumps(desc))
+    return case
+
+
+def case_user_description_with_a_misspelt_key(tmp: Path, good: Path) -> Case:
+    """ "input_means" was ignored: the model was exported unnormalised."""
+    c = _user_desc(tmp, good, {"classes": ["a", "b", "c"], "input_means": [0.0, 0.0, 0.0]})
+    c.message = "the description has unknown key(s) 'input_means'"
+    return c
+
+
+def case_user_description_with_a_zero_std(tmp: Path, good: Path) -> Case:
+    """It was blamed on the data ("calibration data contains NaN"), after a divide-by-zero warning."""
+    c = _user_desc(tmp, good, {"classes": ["a", "b", "c"], "input_std": [0, 1, 1]})
+    c.message = "the description's 'input_std' holds 0.0; give finite numbers > 0"
+    return c
+
+
+def case_user_description_of_another_task_than_the_data(tmp: Path, good: Path) -> Case:
+    sd = {**_rnn_state_dict(), "fc.weight": torch.zeros(1, 20), "fc.bias": torch.zeros(1)}
+    c = _user_desc(tmp, good, {"task": "regression"}, sd)
+    c.message = "is not the kind of data the description says the model takes: task 'classification'"
+    return c
+
+
+def case_user_description_with_a_window_of_2_point_7(tmp: Path, good: Path) -> Case:
+    c = _user_desc(tmp, good, {"classes": ["a", "b", "c"], "window": 2.7})
+    c.message = "the description's window is 2.7; give the window length in samples, an integer >= 1"
+    return c
+
+
+def case_user_description_naming_a_cell_by_a_list(tmp: Path, good: Path) -> Case:
+    c = _user_desc(tmp, good, {"classes": ["a", "b", "c"], "cell": ["lstm"]})
+    c.message = "the description's cell ['lstm'] is not known"
+    return c
+
+
+def case_user_description_naming_a_head_that_is_not_there(tmp: Path, good: Path) -> Case:
+    c = _user_desc(tmp, good, {"classes": ["a", "b", "c"], "head": "out"})
+    c.message = "the description's head 'out' names no Linear in the state_dict"
+    return c
+
+
+def case_user_description_that_is_not_utf8(tmp: Path, good: Path) -> Case:
+    c = _user_sd(tmp, good, _rnn_state_dict())
+    (tmp / "desc.json").write_bytes(b"\xff\xfe{}")
+    c.message = "cannot read the model description"
+    return c
+
+
+def case_user_state_dict_of_integers(tmp: Path, good: Path) -> Case:
+    c = _user_sd(tmp, good, {k: v.to(torch.int32) for k, v in _rnn_state_dict().items()})
+    c.message = "rnn.weight_ih_l0 holds torch.int32 values; a trained model's weights are floating point"
+    return c
+
+
+def case_export_a_checkpoint_with_a_description(tmp: Path, good: Path) -> Case:
+    """The description was silently ignored."""
+    argv = [
+        "export",
+        str(good / "run" / "model.pt"),
+        "--description",
+        str(_desc(tmp)),
+        "--out",
+        str(tmp / "e"),
+    ]
+    return Case(
+        argv, "is a TinyLSTM checkpoint, which carries its own description: drop --description", tmp / "e"
+    )
+
+
 CASES: dict[str, Callable[[Path, Path], Case]] = {
     name[len("case_") :]: fn
     for name, fn in dict(globals()).items()
@@ -889,3 +1014,57 @@ def test_a_checkpoint_without_the_data_digest_still_exports(good: Path, tmp_path
     del blob["dataset"]["sha256"]
     torch.save(blob, tmp_path / "old.pt")
     assert main(["export", str(tmp_path / "old.pt"), "--out", str(tmp_path / "e")]) == 0
+
+
+def test_tsv_labels_written_two_ways_are_one_class(tmp_path: Path) -> None:
+    """UCR labels 1 and 1.0 are one class (they were two, the model learning a class split in half)."""
+    from tinylstm.trainer.data import load_dataset
+
+    rows = [f"{['1', '1.0', '2'][k % 3]}\t{k}\t{k + 1}" for k in range(12)]
+    (tmp_path / "d.tsv").write_text("\n".join(rows) + "\n")
+    ds = load_dataset(str(tmp_path / "d.tsv"))
+    assert ds.classes == ["1", "2"] and np.asarray(ds.labels).tolist() == [0, 0, 1] * 4
+
+
+def test_regression_scores_of_targets_near_float32_max_are_finite() -> None:
+    """Errors of targets near float32's largest value overflowed float32 (an inf MAE in metrics.json and a
+    numpy overflow warning on stderr): they are summed in float64."""
+    from tinylstm.trainer.train import _Running
+
+    running = _Running(std=np.array([1e38], dtype=np.float32))
+    pred, target = torch.full((64, 1), 3.0), torch.full((64, 1), -3.0)
+    with np.errstate(all="raise"):
+        running.add(torch.tensor(1.0), pred, target, classification=False)
+    scores = running.scores(classification=False)
+    assert scores.mae == pytest.approx(6e38, rel=1e-6) and scores.rmse == pytest.approx(6e38, rel=1e-6)
+
+
+def test_huge_user_weights_are_one_error_without_a_numpy_warning(
+    good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The float forward's sigmoid overflowed exp() ("RuntimeWarning: overflow encountered in exp" on stderr
+    before the error line)."""
+    rnn = nn.LSTM(3, 20, batch_first=True)
+    with torch.no_grad():
+        rnn.weight_ih_l0.mul_(1e30)
+    case = _user_sd(tmp_path, good, _rnn_state_dict(rnn=rnn))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(case.argv) == 2
+    assert "too large for the int32 requantizer" in capsys.readouterr().err
+
+
+def test_a_float64_user_module_exports(
+    good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A module saved in float64 (model.double()) failed the forward() check on float32 inputs."""
+    _write_module(tmp_path, "tl_user_net_double")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        torch.save(torch.load(tmp_path / "net.pt", weights_only=False).double(), tmp_path / "net64.pt")
+        argv = ["export", str(tmp_path / "net64.pt"), "--trust-module", "--data", str(good / "data.npz")]
+        assert main([*argv, "--description", str(_desc(tmp_path)), "--out", str(tmp_path / "out")]) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("tl_user_net_double", None)
+    assert (tmp_path / "out" / "model.tlm").is_file(), capsys.readouterr().err

@@ -91,14 +91,18 @@ def parse_values(fields: list[str], missing: str, where: str, padded: bool = Fal
     return out
 
 
-def _sorted_labels(raw: list[str]) -> list[str]:
-    """The distinct labels in numeric order when they are all numbers (UCR: -1, 1, 2, 10), else in text
-    order."""
-    distinct = set(raw)
+def _class_labels(raw: list[str]) -> tuple[list[str], list[str]]:
+    """The classes of undeclared labels, in numeric order when they are all numbers (UCR: -1, 1, 2, 10),
+    else in text order, and the labels as those class names: numbers written two ways (1 and 1.0) are one
+    class, named as first written."""
     try:
-        return sorted(distinct, key=float)
+        values = [float(v) for v in raw]
     except ValueError:
-        return sorted(distinct)
+        return sorted(set(raw)), raw
+    first: dict[float, str] = {}
+    for value, label in zip(values, raw, strict=True):
+        first.setdefault(value, label)
+    return [first[v] for v in sorted(first)], [first[v] for v in values]
 
 
 def window_set(
@@ -117,10 +121,14 @@ def window_set(
     labels: np.ndarray
     resolved: Task
     if regression:
-        try:
-            targets = np.asarray([[float(v)] for v in raw_labels], dtype=np.float64)
-        except ValueError:
-            raise TinyLSTMError(f"{path}: a target is not a number; fix the targets") from None
+        for case, label in enumerate(raw_labels, 1):
+            try:
+                float(label)
+            except ValueError:
+                raise TinyLSTMError(
+                    f"{path}: the target of case {case}, {label!r}, is not a number; fix or drop that case"
+                ) from None
+        targets = np.asarray([[float(v)] for v in raw_labels], dtype=np.float64)
         labels, bad = as_float32(targets)
         if bad is not None:
             problem = nonfinite_problem(raw_labels[bad[0]], "fix or drop that case")
@@ -128,7 +136,19 @@ def window_set(
         resolved = "regression"
         classes = None
     else:
-        classes = _sorted_labels(raw_labels) if classes is None else classes
+        for case, label in enumerate(raw_labels, 1):
+            if label in ("", "?") or label.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                raise TinyLSTMError(
+                    f"{path}: case {case} has the label {label!r}, which names no class (a missing label); "
+                    "fix or drop that case"
+                )
+        if classes is None:
+            classes, raw_labels = _class_labels(raw_labels)
+        twice = sorted({c for c in classes if classes.count(c) > 1})
+        if twice:
+            raise TinyLSTMError(
+                f"{path}: the header declares the class(es) {twice} twice; list every class once"
+            )
         index = {c: i for i, c in enumerate(classes)}
         unknown = sorted({v for v in raw_labels if v not in index})
         if unknown:

@@ -61,6 +61,12 @@ def _read(path: Path) -> tuple[list[str], list[list[str]]]:
     if len(rows) < 2:
         raise TinyLSTMError(f"{path}: needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
+    other = [sep for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]]
+    if other:
+        raise TinyLSTMError(
+            f"{path}: the header {header[0]!r} is one column: the file is separated by {other[0]!r}, not "
+            "commas; save it comma-separated"
+        )
     if len(set(header)) != len(header):
         raise TinyLSTMError(f"{path}: duplicate column names in the header {header}; rename them")
     for i, r in enumerate(rows[1:]):
@@ -201,7 +207,8 @@ def load_csv(
                 "add sensor columns"
             )
     else:
-        channels = [str(c) for c in channels]  # a numpy array or tuple of names too
+        # a numpy array or tuple of names too; spaces around a name (--channels "a, b") as in the header
+        channels = [str(c).strip() for c in channels]
         _check_channels(path, channels, header, target, forecast, group)
     x = np.stack([_numeric_column(path, ch, columns[ch]) for ch in channels], axis=1).astype(np.float32)
 

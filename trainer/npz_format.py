@@ -4,7 +4,8 @@ Arrays: ``X`` float [N, T, C]; ``y`` either [N] (one label/target per sequence, 
 [N, T] / [N, T, K] (per-step, stream mode); optional ``lengths`` int [N] (sequence i uses
 ``X[i, :lengths[i]]`` and, per step, ``y[i, :lengths[i]]``: the padding beyond is never read and may hold
 anything); optional ``classes`` (names for integer labels); optional ``groups`` [N] (a
-recording id per sequence: windows of one recording never land in two splits or folds). Integer ``y``
+recording id per sequence: windows of one recording never land in two splits or folds); any other array is
+refused (a misspelt ``lengths`` would have the padding trained on). Integer ``y``
 means classification and float ``y`` regression unless ``task`` says otherwise. With ``classes`` the labels
 are its indices 0..K-1; without, the classes are the distinct label values, named by them (labels 10 and 20:
 classes "10" and "20"), as for a CSV's numeric labels; an explicit held-out file's are matched by name.
@@ -22,18 +23,28 @@ from tinylstm.trainer.sequence_set import Mode, SequenceSet, Task, as_float32, n
 
 REAL_KINDS = "iuf"  # dtype kinds X may hold: signed and unsigned integers, floats
 LABEL_KINDS = "biuf"  # and y: those or booleans
+ARRAYS = ("X", "y", "lengths", "classes", "groups")  # every array a .npz dataset may hold
+NPY_MAGIC = b"\x93NUMPY"  # how a single array's .npy file starts
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
     try:
+        if not zipfile.is_zipfile(path):
+            with path.open("rb") as fh:
+                npy = fh.read(len(NPY_MAGIC)) == NPY_MAGIC
+            what = "it holds a single .npy array" if npy else "not a zip archive, or a truncated one"
+            raise TinyLSTMError(
+                f"{path} is not a readable .npz ({what}); save the arrays with numpy.savez(path, X=x, y=y)"
+            )
         with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+            arrays = {k: npz[k] for k in npz.files}
     except OSError as exc:
         raise TinyLSTMError(f"cannot read {path}: {exc}; check the path") from None
     except (ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise TinyLSTMError(
             f"{path} is not a readable .npz of plain arrays ({exc}); save it with numpy.savez"
         ) from None
+    return arrays
 
 
 def _check_x(path: Path, x: np.ndarray) -> None:
@@ -138,6 +149,12 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
     arrays = _arrays(path)
     if "X" not in arrays or "y" not in arrays:
         raise TinyLSTMError(f"{path}: needs arrays 'X' [N, T, C] and 'y'; found {sorted(arrays)}")
+    unknown = sorted(set(arrays) - set(ARRAYS))
+    if unknown:  # a misspelt `lengths` would have the padding trained on
+        raise TinyLSTMError(
+            f"{path} holds array(s) {', '.join(unknown)} that are not read (only {', '.join(ARRAYS)} are): "
+            "rename a misspelt one, or save the file without them"
+        )
     x, y = arrays["X"], arrays["y"]
     _check_x(path, x)
     n, t, _ = x.shape

@@ -146,8 +146,11 @@ class _Running:
         if classification:
             self.correct += int((pred.argmax(dim=-1) == target).sum())
             return
-        err = (pred - target).detach().numpy() * (1.0 if self.std is None else self.std)
-        self.sq_err += float((err.astype(np.float64) ** 2).sum())
+        # in float64: targets near float32's largest value overflow a float32 error or its sum to inf
+        err = (pred - target).detach().double().numpy() * (
+            1.0 if self.std is None else self.std.astype(np.float64)
+        )
+        self.sq_err += float((err**2).sum())
         self.abs_err += float(np.abs(err).sum())
         self.values += int(err.size)
 
