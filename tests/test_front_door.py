@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,20 @@ def test_the_pipeline_from_one_import(tmp_path: Path) -> None:
     y0 = c.step(c.quantize_input(np.zeros(3, dtype=np.float32)))
     assert y0.shape == (3,) and y0.dtype == np.int16
     assert exp.float_model().hidden_size == 8
+    # misuse is one TinyLSTMError, not a TypeError or a numpy overflow warning before it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call, message in (
+            (
+                lambda: c.quantize_input(np.array([1e300, 0.0, 0.0])),
+                "sample 0 holds a value beyond float32's",
+            ),
+            (lambda: c.quantize_input(np.array([np.nan, 0.0, 0.0])), "sample 0 contains NaN or infinite"),
+            (lambda: tinylstm.CModel.from_export(5), "takes an export directory's path, not int"),
+            (lambda: tinylstm.CModel.from_blob("model.tlm"), "takes the blob's bytes .* not str"),
+        ):
+            with pytest.raises(tinylstm.TinyLSTMError, match=message):
+                call()
     with pytest.raises(tinylstm.TinyLSTMError, match="unknown training option"):
         tinylstm.train(tmp_path / "data.npz", tmp_path / "run2", hidden_units=8)
 

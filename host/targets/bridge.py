@@ -306,6 +306,10 @@ class CModel:
     def from_export(cls, export_dir: Path | str, cache_dir: Path | None = None) -> CModel:
         """The generated C files of an export directory (tl_<name>.c/.h), compiled for the host; refused
         unless they are exactly what the export's integer model renders to (edited or truncated C)."""
+        if not isinstance(export_dir, (str, os.PathLike)):
+            raise TinyLSTMError(
+                f"CModel.from_export takes an export directory's path, not {type(export_dir).__name__}"
+            )
         d = Path(export_dir)
         m, doc = load_int_model(d)
         name = str(doc.get("name", "model"))
@@ -316,6 +320,11 @@ class CModel:
     def from_blob(cls, data: bytes, cache_dir: Path | None = None) -> CModel:
         """Parse a .tlm blob with the C reader (csrc/tl_blob.c), as a board or MicroPython would, and run
         it."""
+        if not isinstance(data, (bytes, bytearray)):
+            raise TinyLSTMError(
+                f"CModel.from_blob takes the blob's bytes (Path('model.tlm').read_bytes()), not "
+                f"{type(data).__name__}"
+            )
         lib = load_blob_library(cache_dir)
         ffi = lib.ffi
         words = ffi.new("uint32_t[]", max(1, (len(data) + 3) // 4))  # the reader wants 4-byte alignment
@@ -425,7 +434,8 @@ class CModel:
         raw = np.asarray(x)
         if raw.dtype.kind not in "biuf":
             raise TinyLSTMError(f"samples hold {raw.dtype} values: pass real numbers (float32 samples)")
-        xf = np.ascontiguousarray(raw, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf, refused below
+            xf = np.ascontiguousarray(raw, dtype=np.float32)
         if xf.shape[-1] != self.input_size:
             raise TinyLSTMError(f"input has {xf.shape[-1]} channels, the model expects {self.input_size}")
         flat = xf.reshape(-1, self.input_size)
@@ -439,6 +449,10 @@ class CModel:
                 self._ffi.cast("int16_t *" if wide else "int8_t *", self._ffi.from_buffer(out[k])),
             )
             if status != 0:
+                if np.isfinite(raw.reshape(-1, self.input_size)[k]).all():
+                    raise TinyLSTMError(
+                        f"sample {k} holds a value beyond float32's range (|x| > 3.4e38): samples are float32"
+                    )
                 raise TinyLSTMError(f"sample {k} contains NaN or infinite values: clean the input first")
         return out.reshape(xf.shape)
 
