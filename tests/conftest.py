@@ -8,10 +8,7 @@ Tests marked ``slow`` (README.md, "Tests", says which and why) run first: pytest
 workers in order, so the long ones start while the short ones can still fill the other worker's time. Tests
 that share an expensive module fixture carry one ``xdist_group`` (make test runs ``--dist loadgroup``), so
 one worker builds it. Under xdist every worker trains with one PyTorch thread: the workers already fill the
-cores, and threads that outnumber them wait on each other. ``-n auto`` starts one worker more than there are
-cores (capped by ``--maxprocesses``): the link and firmware tests spend about a third of their time waiting on
-QEMU's sockets and the retransmission timeouts they test, which the extra worker fills (2 cores, idle: the
-suite in 9 min 16 s with 3 workers against 10 min 7 s with 2).
+cores, and threads that outnumber them wait on each other.
 """
 
 from __future__ import annotations
@@ -43,9 +40,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow ones first
-
-
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: the cores this process may run on, plus one (see the module's docstring)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores + 1
