@@ -257,3 +257,19 @@ def test_budgets_search_refuses_are_refused_by_prune_too(
         with pytest.raises(TinyLSTMError, match=message):
             tinylstm.prune(ckpt, tmp_path / "small", board="stm32f405", **kw)  # type: ignore[arg-type]
     assert not (tmp_path / "small").exists()
+
+
+def test_finetuning_runs_at_a_third_of_the_peak_the_model_trained_with() -> None:
+    """The checkpoint's recorded recipe decides the default learning rate, as it decides the epochs."""
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from tinylstm.host.search.prune import finetune_lr
+    from tinylstm.trainer.train import TrainConfig
+
+    def meta(metrics: dict[str, Any]) -> Any:
+        return cast(Any, SimpleNamespace(metrics=metrics))
+
+    assert finetune_lr(meta({"recipe": {"lr": 0.003}}), None) == pytest.approx(0.001)
+    assert finetune_lr(meta({}), None) == pytest.approx(TrainConfig().lr / 3)  # trained before it was recorded
+    assert finetune_lr(meta({"recipe": {"lr": 0.003}}), 0.02) == 0.02

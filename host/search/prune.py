@@ -50,6 +50,7 @@ MIN_FINETUNE_EPOCHS = 5
 FINETUNE_SHARE = (
     4  # each round fine-tunes for the recipe's epochs / FINETUNE_SHARE (at least MIN_FINETUNE_EPOCHS)
 )
+FINETUNE_LR_SHARE = 3  # at the recipe's peak learning rate / FINETUNE_LR_SHARE
 SCORES = ("loss", "accuracy", "rmse", "mae")
 # the source's scores (trainer/train.py _metrics_dict): they describe the unpruned model
 STALE_METRICS = {f"{split}_{key}" for split in ("train", "val", "test") for key in SCORES} | {
@@ -193,6 +194,16 @@ def finetune_epochs(meta: CheckpointMeta, train_shape: DataShape, hidden: int, g
     return max(MIN_FINETUNE_EPOCHS, full // FINETUNE_SHARE)
 
 
+def finetune_lr(meta: CheckpointMeta, given: float | None) -> float:
+    """A third of the peak learning rate the checkpoint's recipe trained with (the default training's before
+    the recipe was recorded), unless given."""
+    if given is not None:
+        return given
+    recorded = meta.metrics.get("recipe", {}).get("lr")
+    peak = recorded if isinstance(recorded, float) and 0.0 < recorded < math.inf else TrainConfig().lr
+    return peak / FINETUNE_LR_SHARE
+
+
 def prune_checkpoint(
     model_path: str | Path,
     out: str | Path,
@@ -222,7 +233,7 @@ def prune_checkpoint(
         hidden=hidden,
         layers=meta.num_layers,
         epochs=finetune_epochs(meta, shape, meta.hidden_size, epochs),
-        lr=lr if lr is not None else TrainConfig().lr / 3,
+        lr=finetune_lr(meta, lr),
         seed=meta.dataset.seed if seed is None else seed,
         progress=False,
         readout=meta.readout,
