@@ -271,5 +271,6 @@ def test_finetuning_runs_at_a_third_of_the_peak_the_model_trained_with() -> None
         return cast(Any, SimpleNamespace(metrics=metrics))
 
     assert finetune_lr(meta({"recipe": {"lr": 0.003}}), None) == pytest.approx(0.001)
-    assert finetune_lr(meta({}), None) == pytest.approx(TrainConfig().lr / 3)  # trained before it was recorded
+    # a checkpoint from before the recipe was recorded: the default peak
+    assert finetune_lr(meta({}), None) == pytest.approx(TrainConfig().lr / 3)
     assert finetune_lr(meta({"recipe": {"lr": 0.003}}), 0.02) == 0.02
