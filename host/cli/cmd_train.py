@@ -74,9 +74,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--readout",
         choices=READOUT_NAMES,
-        help="what the head reads: the last h, or its mean or maximum over the window (default: for one label "
-        "per window of 64+ steps mean or max by cross-validation where affordable, else mean; mean for a window "
-        "regression; last otherwise); it runs on the board too",
+        help="what the head reads: the last h, or its mean or maximum over the window (default: for one "
+        "label per window of 64+ steps mean or max by cross-validation where affordable, else mean; mean for "
+        "a window regression; last otherwise); it runs on the board too",
     )
     p.add_argument(
         "--stack",
