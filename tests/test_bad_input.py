@@ -620,6 +620,28 @@ def case_build_negative_replay_steps(tmp: Path, good: Path) -> Case:
     return Case(argv, "--replay-steps -1: give a number of samples >= 0", tmp / "fw")
 
 
+def case_build_a_file_where_the_project_goes(tmp: Path, good: Path) -> Case:
+    """Was: a FileExistsError/NotADirectoryError traceback, after gen/ and build.json were written."""
+    exp = _copy_export(good, tmp)
+    (tmp / "fw").mkdir()
+    (tmp / "fw" / "pio").write_text("keep me")
+    return Case(
+        ["build", str(exp), "--board", "esp32dev", "--out", str(tmp / "fw")],
+        "fw/pio is a file, where the build writes a directory",
+        tmp / "fw" / "gen",
+    )
+
+
+def case_build_whose_gen_is_the_export_directory(tmp: Path, good: Path) -> Case:
+    """Was: shutil.SameFileError (an export in a directory named gen, --out its parent)."""
+    shutil.copytree(good / "run" / "export", tmp / "gen")
+    return Case(
+        ["build", str(tmp / "gen"), "--board", "arduino-lib", "--out", str(tmp)],
+        "the build would write its gen/ into the export directory",
+        tmp / "TinyLSTM",
+    )
+
+
 def case_export_on_regression_data_for_a_classifier(tmp: Path, good: Path) -> Case:
     z = np.load(good / "data.npz")
     np.savez(tmp / "reg.npz", X=z["X"], y=z["y"].astype(np.float32) * 0.5)
@@ -1068,3 +1090,21 @@ def test_a_float64_user_module_exports(
         sys.path.remove(str(tmp_path))
         sys.modules.pop("tl_user_net_double", None)
     assert (tmp_path / "out" / "model.tlm").is_file(), capsys.readouterr().err
+
+
+def test_a_project_rebuilt_without_replay_keeps_no_replay_data(
+    good: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: the first build's tl_replay.c stayed in the project (and in the ESP-IDF component's SRCS), data of
+    another model when the export changed. The printed command is quoted for a path with spaces."""
+    exp = str(good / "run" / "export")
+    for board, project in {"esp-idf": "esp-idf", "esp32dev": "pio", "arduino-lib": "TinyLSTM"}.items():
+        out = tmp_path / f"fw {board}"
+        assert main(["build", exp, "--board", board, "--out", str(out), "--source", "replay"]) == 0
+        assert list((out / project).rglob("tl_replay.c"))
+        capsys.readouterr()
+        assert main(["build", exp, "--board", board, "--out", str(out)]) == 0
+        assert not list(out.rglob("tl_replay.*")), board
+        assert f"'{out / project}'" in capsys.readouterr().out
+    cmake = (tmp_path / "fw esp-idf" / "esp-idf" / "components" / "tinylstm" / "CMakeLists.txt").read_text()
+    assert "tl_model.c" in cmake and "tl_replay" not in cmake

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ import pytest
 from firmware_fixtures import Trained, trained_firmware, wide_export
 
 from tinylstm.codegen.heldout import load_held_out
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.cli.main import main
-from tinylstm.host.link.drift import DriftEvent, DriftMonitor, drift_reference
+from tinylstm.host.link.drift import DriftEvent, DriftMonitor, DriftThresholds, drift_reference
 from tinylstm.host.link.stream import BoardStream
 from tinylstm.host.targets.bridge import CModel, load_library
 
@@ -107,3 +109,105 @@ def test_cli_stream_of_held_out_data_shows_no_drift(
     rows = list(csv.DictReader(log.open()))
     assert len(rows) == STEPS and all(r["drift"] == "" for r in rows)
     assert json.loads((trained.export_dir / "export-report.json").read_text())["drift_reference"]["steps"] > 0
+
+
+def small_reference() -> dict:
+    """A drift reference as codegen/drift_reference.py writes it: 2 inputs, 3 classes, no window."""
+    return {
+        "steps": 100,
+        "window": 0,
+        "input_mean": [0.0, 1.0],
+        "input_std": [2.0, 3.0],
+        "input_range": {"low": [-10.0, -10.0], "high": [10.0, 10.0]},
+        "input_out_of_range_seen": 0.01,
+        "class_histogram": [0.5, 0.49, 0.01],
+        "confidence_by_class": [0.8, 0.7, 0.6],
+        "confidence_drop_seen": 0.02,
+    }
+
+
+@pytest.mark.parametrize(
+    ("outputs", "inputs", "message"),
+    [
+        ((float("nan"), 0, 0), None, "the outputs hold NaN or infinity"),
+        ((float("inf"), 0, 0), None, "the outputs hold NaN or infinity"),
+        ((1, 2), None, "the outputs have shape (2,): give the 3 finite outputs"),
+        ((), None, "the outputs have shape (0,)"),
+        (("a", "b", "c"), None, "the outputs are not numbers"),
+        ((1, 0, 0), np.array([np.nan, 0.0]), "the inputs hold NaN or infinity"),
+        ((1, 0, 0), np.zeros((2, 2)), "the inputs have shape (2, 2): give the 2 finite inputs"),
+        ((1, 0, 0), np.zeros(0), "the inputs have shape (0,)"),
+    ],
+)
+def test_the_monitor_refuses_a_prediction_it_cannot_judge(
+    outputs: tuple, inputs: object, message: str
+) -> None:
+    """Was: NaN outputs counted as class 0, NaN inputs as in range; wrong sizes a numpy traceback."""
+    mon = DriftMonitor(small_reference(), 0.01, DriftThresholds(window=2))
+    with pytest.raises(TinyLSTMError, match=re.escape(message)):
+        mon.update(outputs, inputs)  # type: ignore[arg-type]
+    assert mon.seen == 0
+
+
+def _edited(key: str, value: object) -> dict:
+    ref = small_reference()
+    if value is _DROP:
+        del ref[key]
+    else:
+        ref[key] = value
+    return ref
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("input_mean", _DROP, "input_mean is 'None'"),
+        ("input_range", _DROP, "input_range is 'None', not an object with low and high"),
+        ("input_range", {"low": [-1.0, -1.0]}, "high is 'None'"),
+        (
+            "input_range",
+            {"low": [1.0, 1.0], "high": [-1.0, -1.0]},
+            "input_range has a low end above its high",
+        ),
+        ("input_std", [-1.0, 2.0], "input_std is '[-1.0, 2.0]', not a list of 2 finite numbers >= 0"),
+        ("confidence_by_class", [0.5], "not a list of 3 finite numbers"),
+        ("confidence_by_class", ["a", "b", "c"], "confidence_by_class"),
+        ("class_histogram", "abc", "class_histogram is 'abc'"),
+        ("confidence_drop_seen", None, "confidence_drop_seen is None, not a finite number"),
+        ("window", -5, "window is -5"),
+        ("window", "128", "window is '128'"),
+    ],
+)
+def test_an_edited_reference_is_one_error(tmp_path: Path, key: str, value: object, message: str) -> None:
+    """Was: KeyError, numpy broadcast errors or silently wrong alerts (a low end above the high end: every
+    input out of range)."""
+    with pytest.raises(TinyLSTMError, match="the drift reference('s input_range)? is damaged") as e:
+        DriftMonitor(_edited(key, value), 0.01)
+    assert message in str(e.value) and "--no-drift" in str(e.value)
+    (tmp_path / "export-report.json").write_text(json.dumps({"drift_reference": _edited(key, value)}))
+    with pytest.raises(TinyLSTMError, match="export-report.json's drift_reference"):
+        drift_reference(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"window": 0}, {"window": -3}, {"window": 2.5}, {"confidence_drop": float("nan")}, {"out_of_range": -1}],
+)
+def test_thresholds_out_of_their_range_are_refused(kwargs: dict) -> None:
+    """Was: window 0 silently the default, -3 a ValueError, NaN a monitor that never alerts."""
+    with pytest.raises(TinyLSTMError, match="DriftThresholds"):
+        DriftThresholds(**kwargs)
+    with pytest.raises(TinyLSTMError, match="output_scale nan"):
+        DriftMonitor(small_reference(), float("nan"))
+
+
+def test_a_report_without_a_reference_and_a_well_formed_one(tmp_path: Path) -> None:
+    """No reference: None (an export from before drift alerts); a sound reference: no alert when it holds."""
+    (tmp_path / "export-report.json").write_text(json.dumps({"other": 1}))
+    assert drift_reference(tmp_path) is None
+    mon = DriftMonitor(small_reference(), 0.01, DriftThresholds(window=2))
+    assert mon.update((1000, 0, 0), np.zeros(2)) == [] and mon.update((1000, 0, 0), np.zeros(2)) == []
+    assert mon.status() == "drift: none" and (mon.inputs, mon.outputs) == (2, 3)

@@ -18,6 +18,7 @@ from pathlib import Path
 from tinylstm.codegen.emit_c import build_settings, verify_emitted
 from tinylstm.codegen.emit_replay import emit_replay
 from tinylstm.codegen.heldout import load_held_out
+from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import export_layout, load_int_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import SizeReport, build_elf, get_board, size_report
@@ -134,16 +135,53 @@ def build_firmware(
     """Build (bare metal) or write (PlatformIO) the firmware of ``export_dir`` for ``board`` into
     ``out_dir``; ``replay``: held-out samples to embed for the replay source (``replay_steps``)."""
     spec = get_board(board)
-    boot_source = _source_define(source)
+    _source_define(source)
     model, _ = load_int_model(export_dir)
     rx = link_rx_capacity(model.input_size, model.output_size, model.hidden_bits)
     steps = replay_steps(source, replay, model.meta.window)
     check_fits(model, spec, rx, steps * model.input_size * model.input_bits // 8, export_layout(export_dir))
+    _model_files(export_dir)
+    verify_emitted(model, export_dir, "model", export_layout(export_dir))
+    gen = out_dir / "gen"
+    project = [] if spec.kind == "bare-metal" else [out_dir / PACKAGERS[spec.kind].directory]
+    check_build_dirs(export_dir, out_dir, [gen, *project])
+    try:
+        return _write_firmware(export_dir, board, out_dir, gen, model, source, steps, defines, rx)
+    except OSError as exc:  # a file where the build makes a directory further down, a full disk
+        raise TinyLSTMError(f"cannot write the firmware into {out_dir} ({exc}); pick another --out") from None
+
+
+def check_build_dirs(export_dir: Path, out_dir: Path, dirs: list[Path]) -> None:
+    """Refuse, before anything is written, a build whose directories (``dirs``) are files, or whose gen/
+    is the export directory itself (its tl_model.* would be copied onto themselves)."""
+    for d in dirs:
+        if d.exists() and not d.is_dir():
+            raise TinyLSTMError(
+                f"--out {out_dir}: {d} is a file, where the build writes a directory; move it or pick "
+                "another output directory"
+            )
+    if export_dir.resolve() in {d.resolve() for d in dirs}:
+        raise TinyLSTMError(
+            f"--out {out_dir}: the build would write its {dirs[0].name}/ into the export directory "
+            f"{export_dir} itself; pick another output directory"
+        )
+
+
+def _write_firmware(
+    export_dir: Path,
+    board: str,
+    out_dir: Path,
+    gen: Path,
+    model: IntModel,
+    source: str,
+    steps: int,
+    defines: dict[str, str] | None,
+    rx: int,
+) -> FirmwareBuild:
+    spec = get_board(board)
     state_bytes, window_bytes = 2 * model.state_words, model.window * model.input_size
     model_c, _ = _model_files(export_dir)
-    verify_emitted(model, export_dir, "model", export_layout(export_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
-    gen = out_dir / "gen"
     gen.mkdir(exist_ok=True)
     shutil.copy2(export_dir / "tl_model.h", gen / "tl_model.h")
     shutil.copy2(model_c, gen / "tl_model.c")
@@ -152,7 +190,7 @@ def build_firmware(
     replay_c = [write_replay(export_dir, gen, steps)[1]] if steps else []
     all_defines = {
         "TL_APP_HAS_REPLAY": "1" if steps else "0",
-        "TL_APP_BOOT_SOURCE": boot_source,
+        "TL_APP_BOOT_SOURCE": _source_define(source),
         **build_settings(model, export_layout(export_dir)),  # the int16-h steps, the w16 loops
         **(defines or {}),
     }

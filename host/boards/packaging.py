@@ -35,8 +35,15 @@ def shared_sources(gen: Path) -> list[Path]:
     ]
 
 
+# generated per build, present only when the build embeds replay data
+GENERATED_PER_BUILD = ("tl_replay.c", "tl_replay.h")
+
+
 def _copy(files: list[Path], dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
+    for name in GENERATED_PER_BUILD:  # an earlier build's into the same project: no stale replay data
+        if name not in {f.name for f in files}:
+            (dest / name).unlink(missing_ok=True)
     for f in files:
         shutil.copy2(f, dest / f.name)
 
@@ -79,7 +86,7 @@ def write_platformio(
 ) -> Path:
     """A PlatformIO project: platformio.ini (an [env:] per PlatformIO board), src/ with the kernel, model,
     replay data, app and Arduino HAL."""
-    project = out / "pio"
+    project = out / PACKAGERS["platformio"].directory
     pio = firmware_dir() / "platformio"
     _copy([*shared_sources(gen), pio / "hal_arduino.cpp", pio / "main_arduino.cpp"], project / "src")
     flags = " ".join(f"-D{k}={v}" for k, v in sorted(defines.items()))
@@ -151,7 +158,7 @@ def write_esp_idf(
     gen: Path, out: Path, board: Board, model: IntModel, defines: dict[str, str], rx: int
 ) -> Path:
     """An ESP-IDF project: components/tinylstm (sources in src/, headers in include/) and main/main.c."""
-    project = out / "esp-idf"
+    project = out / PACKAGERS["esp-idf"].directory
     component = project / "components" / "tinylstm"
     files = [*shared_sources(gen), firmware_dir() / "espidf" / "tl_hal_espidf.c"]
     _copy([f for f in files if f.suffix == ".h"], component / "include")
@@ -224,7 +231,7 @@ def write_arduino_lib(
     gen: Path, out: Path, board: Board, model: IntModel, defines: dict[str, str], rx: int
 ) -> Path:
     """An Arduino library: library.properties, src/ (sources, TinyLSTMArduino.h, tl_config.h), one example."""
-    lib = out / "TinyLSTM"
+    lib = out / PACKAGERS["arduino-lib"].directory
     _copy([*shared_sources(gen), firmware_dir() / "platformio" / "hal_arduino.cpp"], lib / "src")
     settings = {**defines, "TL_RX_CAPACITY": str(max(rx, board.rx_buffer_min))}
     (lib / "src" / "tl_config.h").write_text(config_header(settings, "Arduino library"))
@@ -254,20 +261,25 @@ def write_arduino_lib(
 class Packager:
     write: Callable[[Path, Path, Board, IntModel, dict[str, str], int], Path]
     next_step: str  # what the user does with the written project; {project}, {board}
+    directory: str  # the project's directory in the build's output directory
 
 
 PACKAGERS: dict[str, Packager] = {
     "platformio": Packager(
-        write_platformio, "wrote PlatformIO project {project}: pio run -d {project} -e {board} -t upload"
+        write_platformio,
+        "wrote PlatformIO project {project}: pio run -d {project} -e {board} -t upload",
+        "pio",
     ),
     "esp-idf": Packager(
         write_esp_idf,
         "wrote ESP-IDF project {project} (the component: {project}/components/tinylstm): "
         "cd {project} && idf.py set-target esp32c3 && idf.py build flash (any ESP32 target)",
+        "esp-idf",
     ),
     "arduino-lib": Packager(
         write_arduino_lib,
         "wrote Arduino library {project}: copy it into your Arduino libraries folder, then open "
         "File > Examples > TinyLSTM > StreamPredictions",
+        "TinyLSTM",
     ),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from tinylstm.api import DEFAULT_BOARD, SOURCES, build
 from tinylstm.host.boards import BOARDS, board_names, get_board
@@ -14,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "build",
         help="build the streaming firmware for a board",
         description="Compile the kernel, the exported model, the app and the board port into an "
-        "ELF/BIN (bare-metal boards), or write a PlatformIO project (PlatformIO boards).",
+        "ELF/BIN (bare-metal boards), or write a project for PlatformIO, ESP-IDF or the Arduino IDE (the "
+        "other boards).",
     )
     p.add_argument("export_dir", help="directory written by `tinylstm export`")
     p.add_argument(
@@ -52,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
     )
     if b.project is not None:
-        print(PACKAGERS[get_board(args.board).kind].next_step.format(project=b.project, board=args.board))
+        # quoted: the printed command must work when pasted, also for a path with spaces
+        next_step = PACKAGERS[get_board(args.board).kind].next_step
+        print(next_step.format(project=shlex.quote(str(b.project)), board=args.board))
         print(b.state_line())
         return 0
     assert b.sizes is not None

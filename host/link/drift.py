@@ -15,6 +15,8 @@ with each event, keeps them in ``.drift.events`` and marks every ``Prediction.dr
 from __future__ import annotations
 
 import json
+import math
+import typing
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +42,17 @@ class DriftThresholds:
     rare_class_share: float = 0.5  # a rare class (RARE_CLASS) predicted on more than this share of steps
     out_of_range: float = 0.1  # an input channel (or regression output) outside its held-out range this often
 
+    def __post_init__(self) -> None:
+        w = self.window
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+            raise TinyLSTMError(
+                f"DriftThresholds window {w!r}: give a whole number of predictions >= 1, or None"
+            )
+        for name in ("confidence_drop", "rare_class_share", "out_of_range"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise TinyLSTMError(f"DriftThresholds {name} {v!r}: give a fraction from 0 to 1")
+
 
 DEFAULT_DRIFT = DriftThresholds()
 
@@ -57,7 +70,72 @@ def drift_reference(export_dir: Path) -> dict[str, Any] | None:
             "--export"
         ) from None
     ref = doc.get("drift_reference") if isinstance(doc, dict) else None
-    return ref if isinstance(ref, dict) else None
+    if ref is None:
+        return None
+    check_reference(ref, f"{report}'s drift_reference")
+    return typing.cast(dict[str, Any], ref)
+
+
+def _finite(x: object) -> bool:
+    """A finite number (not a bool, which JSON would have as true/false)."""
+    number = isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+    return number and math.isfinite(typing.cast(float, x))
+
+
+def _numbers(
+    ref: dict[str, Any], key: str, where: str, size: int | None = None, low: float | None = None
+) -> list[float]:
+    """``ref[key]``, refused unless a non-empty list of ``size`` finite numbers (each >= ``low``)."""
+    v = ref.get(key)
+    values: list[Any] = v if isinstance(v, list) else []
+    ok = len(values) > 0 and (size is None or len(values) == size)
+    ok = ok and all(_finite(x) for x in values)
+    if not ok or (low is not None and min(values) < low):
+        want = f"{size} " if size is not None else ""
+        floor = f" >= {low:g}" if low is not None else ""
+        raise TinyLSTMError(
+            f"{where} is damaged ({key} is {str(v)[:60]!r}, not a list of {want}finite numbers{floor}): "
+            "export the model again (tinylstm export), or stream without drift alerts (--no-drift)"
+        )
+    return values
+
+
+def check_reference(ref: object, where: str = "the drift reference") -> None:
+    """Refuse, in one line, a reference that is not what codegen/drift_reference.py writes (an edited
+    export-report.json): missing keys, wrong types or lengths, non-finite values, negative stds, ranges whose
+    low end is above their high end."""
+
+    def damaged(what: str) -> TinyLSTMError:
+        return TinyLSTMError(
+            f"{where} is damaged ({what}): export the model again (tinylstm export), or stream without drift "
+            "alerts (--no-drift)"
+        )
+
+    if not isinstance(ref, dict):
+        raise damaged(f"a {type(ref).__name__}, not an object")
+    w = ref.get("window", 0)
+    if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
+        raise damaged(f"window is {w!r}, not a whole number >= 0")
+    for key in ("confidence_drop_seen", "input_out_of_range_seen", "output_out_of_range_seen"):
+        v = ref.get(key, 0.0)
+        if not _finite(v):
+            raise damaged(f"{key} is {v!r}, not a finite number")
+    if "class_histogram" in ref:
+        n = len(_numbers(ref, "class_histogram", where, low=0.0))
+        _numbers(ref, "confidence_by_class", where, n, low=0.0)
+    for name in ("input",) if "class_histogram" in ref else ("input", "output"):
+        n = len(_numbers(ref, f"{name}_mean", where))
+        if f"{name}_std" in ref:
+            _numbers(ref, f"{name}_std", where, n, low=0.0)
+        r = ref.get(f"{name}_range")
+        if not isinstance(r, dict):
+            raise damaged(f"{name}_range is {str(r)[:60]!r}, not an object with low and high")
+        lo, hi = (
+            _numbers(r, "low", f"{where}'s {name}_range", n),
+            _numbers(r, "high", f"{where}'s {name}_range", n),
+        )
+        if any(a > b for a, b in zip(lo, hi, strict=True)):
+            raise damaged(f"{name}_range has a low end above its high end")
 
 
 def window_for(ref: dict[str, Any], thresholds: DriftThresholds) -> int:
@@ -114,6 +192,12 @@ class DriftMonitor:
     events: list[DriftEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        check_reference(self.ref)
+        if not isinstance(self.thresholds, DriftThresholds):
+            raise TinyLSTMError(f"thresholds {self.thresholds!r}: give a DriftThresholds")
+        scale = self.output_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
+            raise TinyLSTMError(f"output_scale {scale!r}: give the model's output scale, a finite number > 0")
         t = self.thresholds
         self.window = window_for(self.ref, t)
         # a rolling statistic must move further than it did on the held-out stream itself
@@ -121,19 +205,35 @@ class DriftMonitor:
         self.input_far = max(t.out_of_range, MARGIN * self.ref.get("input_out_of_range_seen", 0.0))
         self.output_far = max(t.out_of_range, MARGIN * self.ref.get("output_out_of_range_seen", 0.0))
         self.classification = "class_histogram" in self.ref
-        outputs = len(self.ref["class_histogram"] if self.classification else self.ref["output_mean"])
+        self.outputs = len(self.ref["class_histogram"] if self.classification else self.ref["output_mean"])
+        self.inputs = len(self.ref["input_mean"])
         self._conf = _Rolling(self.window, 1)
-        self._classes = _Rolling(self.window, outputs)  # one-hot predictions (classification)
-        self._out_far = _Rolling(self.window, outputs)  # outside the held-out range (regression)
-        self._in_far = _Rolling(self.window, len(self.ref["input_mean"]))
+        self._classes = _Rolling(self.window, self.outputs)  # one-hot predictions (classification)
+        self._out_far = _Rolling(self.window, self.outputs)  # outside the held-out range (regression)
+        self._in_far = _Rolling(self.window, self.inputs)
+
+    def _vector(self, value: object, size: int, what: str) -> np.ndarray:
+        try:
+            v = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            problem = "are not numbers"
+        else:
+            if v.shape == (size,) and np.all(np.isfinite(v)):
+                return v
+            problem = f"have shape {v.shape}" if v.shape != (size,) else "hold NaN or infinity"
+        raise TinyLSTMError(
+            f"DriftMonitor.update: the {what} {problem}: give the {size} finite {what} of one step, as the "
+            "drift reference has them"
+        )
 
     def update(
         self, outputs: tuple[int, ...] | np.ndarray, inputs: np.ndarray | None = None
     ) -> list[DriftEvent]:
         """Add one prediction (its int16 outputs) and, for host-fed streams, the quantized input it answered;
         returns the alerts raised or cleared by it."""
+        y = self._vector(outputs, self.outputs, "outputs") * self.output_scale
+        x = None if inputs is None else self._vector(inputs, self.inputs, "inputs")
         self.seen += 1
-        y = np.asarray(outputs, dtype=np.float64) * self.output_scale
         if self.classification:
             p = softmax(y)
             self._conf.add(np.array([p.max()]))
@@ -141,9 +241,8 @@ class DriftMonitor:
         else:
             r = self.ref["output_range"]
             self._out_far.add(((y < r["low"]) | (y > r["high"])).astype(np.float64))
-        if inputs is not None:
+        if x is not None:
             r = self.ref["input_range"]
-            x = np.asarray(inputs, dtype=np.float64)
             self._in_far.add(((x < r["low"]) | (x > r["high"])).astype(np.float64))
         if self.seen < self.window:
             return []

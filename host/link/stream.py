@@ -137,9 +137,21 @@ class BoardStream:
             verify_emitted(m, export_dir, str(doc.get("name", "model")), export_layout(export_dir))
             self._scale, self._classes, self._hash = m.output_scale, m.meta.classes or None, m.model_hash
             self._answer_every = m.window
-            ref = drift_reference(export_dir)
+            ref = drift_reference(export_dir) if drift is not None else None  # --no-drift: not even read
             if drift is not None and ref is not None:
                 self.drift = DriftMonitor(ref, m.output_scale, drift)
+                model = (
+                    m.input_size,
+                    m.output_size,
+                    int(m.meta.window or 0) if m.meta.mode == "window" else 0,
+                )
+                got = (self.drift.inputs, self.drift.outputs, int(ref.get("window") or 0))
+                if got != model:
+                    raise TinyLSTMError(
+                        f"{export_dir}/export-report.json's drift_reference is for another model (inputs, "
+                        f"outputs, window {got}; the export's model: {model}): export the model again "
+                        "(tinylstm export), or stream without drift alerts (--no-drift)"
+                    )
         self._link: Link | None = None
         self._expect_step: int | None = None
         self.hello: Hello | None = None
