@@ -102,8 +102,14 @@ def _c_string(s: str) -> str:
 
 # what a model's input type is stepped and converted with
 _INPUT_API = {8: "tl_step, tl_quantize_input", 16: "tl_step_s16, tl_quantize_input_s16"}
-# csrc/ file stems: a model named like one would shadow a kernel file in the build.
-RESERVED_NAMES = {"api", "dot", "lstm", "gru", "dense", "input", "qmath", "kernels"}
+# the stems of tl_<stem>.c/.h files of the kernel (csrc/), the firmware (firmware/) and a build's generated
+# files: a model named like one would shadow that file in a build (tests/test_bad_input.py checks the list)
+RESERVED_NAMES = {
+    *("api", "bidir", "blob", "cells", "contract", "crc32", "dense", "dot", "dot_s16", "dsp", "gru"),
+    *("input", "kernels", "kernel_unity", "lstm", "pool", "qmath", "rnn", "sources"),
+    *("app", "config", "hal", "hal_espidf", "hal_riscv_virt", "hal_stm32f4", "proto", "replay", "rx_ring"),
+    "sensor",
+}
 
 
 def check_name(name: str) -> str:

@@ -1108,3 +1108,22 @@ def test_a_project_rebuilt_without_replay_keeps_no_replay_data(
         assert f"'{out / project}'" in capsys.readouterr().out
     cmake = (tmp_path / "fw esp-idf" / "esp-idf" / "components" / "tinylstm" / "CMakeLists.txt").read_text()
     assert "tl_model.c" in cmake and "tl_replay" not in cmake
+
+
+def test_a_model_cannot_be_named_like_a_file_of_the_kernel_or_firmware() -> None:
+    """`--name replay` wrote tl_replay.c, the file a replay build generates: every tl_<stem>.c/.h of csrc/ and
+    firmware/ is a reserved name (tl_model is the model's own)."""
+    from tinylstm.codegen.emit_c import RESERVED_NAMES, check_name
+    from tinylstm.errors import TinyLSTMError
+
+    repo = Path(__file__).resolve().parents[1]
+    stems = {
+        p.stem[len("tl_") :]
+        for folder in ("csrc", "firmware")
+        for p in (repo / folder).rglob("tl_*")
+        if p.suffix in (".c", ".h")
+    }
+    assert stems and not stems - {"model"} - RESERVED_NAMES, sorted(stems - RESERVED_NAMES)
+    for name in ("replay", "app", "crc32", "rnn"):
+        with pytest.raises(TinyLSTMError, match=f"model name '{name}' must be"):
+            check_name(name)
