@@ -40,6 +40,11 @@ def _range(v: np.ndarray) -> dict[str, list[float]]:
     return {"low": np.round(lo, 6).tolist(), "high": np.round(hi, 6).tolist()}
 
 
+def model_window(m: IntModel) -> int:
+    """The reference's ``window``: the model's window length in window mode, 0 for a stream model."""
+    return int(m.meta.window or 0) if m.meta.mode == "window" else 0
+
+
 def _rolling_max(v: np.ndarray, n: int) -> np.ndarray:
     """The largest mean of ``n`` consecutive rows of ``v`` [T, K], per column (the whole mean if T < n)."""
     if len(v) <= n:
@@ -60,7 +65,7 @@ def reference(m: IntModel, sequences: list[np.ndarray]) -> dict[str, Any]:
     x_all = np.concatenate(sequences).astype(np.float64)
     out: dict[str, Any] = {
         "steps": len(y_all),
-        "window": int(m.meta.window or 0) if m.meta.mode == "window" else 0,
+        "window": model_window(m),
         "input_mean": np.round(x_all.mean(axis=0), 4).tolist(),  # input words
         "input_std": np.round(x_all.std(axis=0), 4).tolist(),
         "input_range": _range(x_all),

@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from tinylstm.codegen.drift_reference import model_window
 from tinylstm.codegen.emit_c import verify_emitted
 from tinylstm.codegen.store import export_layout, load_int_model
 from tinylstm.errors import TinyLSTMError
@@ -140,11 +141,7 @@ class BoardStream:
             ref = drift_reference(export_dir) if drift is not None else None  # --no-drift: not even read
             if drift is not None and ref is not None:
                 self.drift = DriftMonitor(ref, m.output_scale, drift)
-                model = (
-                    m.input_size,
-                    m.output_size,
-                    int(m.meta.window or 0) if m.meta.mode == "window" else 0,
-                )
+                model = (m.input_size, m.output_size, model_window(m))
                 got = (self.drift.inputs, self.drift.outputs, int(ref.get("window") or 0))
                 if got != model:
                     raise TinyLSTMError(
