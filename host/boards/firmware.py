@@ -135,18 +135,25 @@ def build_firmware(
     """Build (bare metal) or write (PlatformIO) the firmware of ``export_dir`` for ``board`` into
     ``out_dir``; ``replay``: held-out samples to embed for the replay source (``replay_steps``)."""
     spec = get_board(board)
-    _source_define(source)
+    boot_source = _source_define(source)
     model, _ = load_int_model(export_dir)
+    layout = export_layout(export_dir)
     rx = link_rx_capacity(model.input_size, model.output_size, model.hidden_bits)
     steps = replay_steps(source, replay, model.meta.window)
-    check_fits(model, spec, rx, steps * model.input_size * model.input_bits // 8, export_layout(export_dir))
-    _model_files(export_dir)
-    verify_emitted(model, export_dir, "model", export_layout(export_dir))
+    check_fits(model, spec, rx, steps * model.input_size * model.input_bits // 8, layout)
+    model_c, _ = _model_files(export_dir)
+    verify_emitted(model, export_dir, "model", layout)
     gen = out_dir / "gen"
     project = [] if spec.kind == "bare-metal" else [out_dir / PACKAGERS[spec.kind].directory]
     check_build_dirs(export_dir, out_dir, [gen, *project])
+    settings = {
+        "TL_APP_HAS_REPLAY": "1" if steps else "0",
+        "TL_APP_BOOT_SOURCE": boot_source,
+        **build_settings(model, layout),  # the int16-h steps, the w16 loops
+        **(defines or {}),
+    }
     try:
-        return _write_firmware(export_dir, board, out_dir, gen, model, source, steps, defines, rx)
+        return _write_firmware(export_dir, board, out_dir, gen, model, model_c, source, steps, settings, rx)
     except OSError as exc:  # a file where the build makes a directory further down, a full disk
         raise TinyLSTMError(f"cannot write the firmware into {out_dir} ({exc}); pick another --out") from None
 
@@ -173,14 +180,15 @@ def _write_firmware(
     out_dir: Path,
     gen: Path,
     model: IntModel,
+    model_c: Path,
     source: str,
     steps: int,
-    defines: dict[str, str] | None,
+    all_defines: dict[str, str],
     rx: int,
 ) -> FirmwareBuild:
+    """build_firmware's writing and compiling, once everything it checks before writing has passed."""
     spec = get_board(board)
     state_bytes, window_bytes = 2 * model.state_words, model.window * model.input_size
-    model_c, _ = _model_files(export_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     gen.mkdir(exist_ok=True)
     shutil.copy2(export_dir / "tl_model.h", gen / "tl_model.h")
@@ -188,12 +196,6 @@ def _write_firmware(
     for stale in gen.glob("tl_replay.*"):  # an earlier build's into the same directory
         stale.unlink()
     replay_c = [write_replay(export_dir, gen, steps)[1]] if steps else []
-    all_defines = {
-        "TL_APP_HAS_REPLAY": "1" if steps else "0",
-        "TL_APP_BOOT_SOURCE": _source_define(source),
-        **build_settings(model, export_layout(export_dir)),  # the int16-h steps, the w16 loops
-        **(defines or {}),
-    }
     stamp = {
         "board": board,
         "kind": spec.kind,
