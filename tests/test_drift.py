@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,24 @@ def test_a_report_without_a_reference_and_a_well_formed_one(tmp_path: Path) -> N
     mon = DriftMonitor(small_reference(), 0.01, DriftThresholds(window=2))
     assert mon.update((1000, 0, 0), np.zeros(2)) == [] and mon.update((1000, 0, 0), np.zeros(2)) == []
     assert mon.status() == "drift: none" and (mon.inputs, mon.outputs) == (2, 3)
+
+
+def test_on_drift_where_it_would_never_be_called_is_refused(
+    trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: a callback given without an export, with the alerts off, or with an export from before drift
+    alerts was silently never called. The CLI, which always has its printer, passes it only with alerts on."""
+    with pytest.raises(TinyLSTMError, match="on_drift is never called without the model's export"):
+        BoardStream("socket://localhost:1", on_drift=print)
+    with pytest.raises(TinyLSTMError, match="on_drift is never called without drift alerts, which are off"):
+        BoardStream("socket://localhost:1", trained.export_dir, drift=None, on_drift=print)
+    old = tmp_path / "old-export"
+    shutil.copytree(trained.export_dir, old)
+    report = json.loads((old / "export-report.json").read_text())
+    del report["drift_reference"]
+    (old / "export-report.json").write_text(json.dumps(report))
+    with pytest.raises(TinyLSTMError, match="has no drift reference .*--no-drift"):
+        BoardStream("socket://localhost:1", old, on_drift=print)
+    assert BoardStream("socket://localhost:1", old).drift is None  # the API without a callback: no alerts
+    assert main(["stream", "--port", "socket://localhost:1", "--export", str(old)]) == 2
+    assert "has no drift reference" in capsys.readouterr().err

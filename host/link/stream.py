@@ -121,7 +121,8 @@ class BoardStream:
     ) -> None:
         """``drift``: with an export that holds a drift reference, watch the live predictions (and the
         inputs of host-fed streams) with these thresholds (None: no drift alerts); ``on_drift`` is
-        called with every alert raised or cleared, which ``self.drift.events`` also collects."""
+        called with every alert raised or cleared, which ``self.drift.events`` also collects (refused where it
+        would never be called: no export, alerts off, an export without a reference)."""
         self.url, self.baud, self.reconnect_timeout = url, baud, reconnect_timeout
         self.export_dir = export_dir
         self.counters = StreamCounters()
@@ -131,6 +132,9 @@ class BoardStream:
         self._answer_every = 0  # a bidirectional model's window: it answers at each window's last sample
         self.drift: DriftMonitor | None = None
         self._on_drift = on_drift
+        if on_drift is not None and (export_dir is None or drift is None):
+            why = "the model's export" if export_dir is None else "drift alerts, which are off"
+            raise TinyLSTMError(f"on_drift is never called without {why}: give it, or drop on_drift")
         if export_dir is not None:
             m, doc = load_int_model(export_dir)
             # labels and units come from int_model.json: it must be the model the C files hold (an edited
@@ -139,6 +143,12 @@ class BoardStream:
             self._scale, self._classes, self._hash = m.output_scale, m.meta.classes or None, m.model_hash
             self._answer_every = m.window
             ref = drift_reference(export_dir) if drift is not None else None  # --no-drift: not even read
+            if drift is not None and ref is None and on_drift is not None:
+                raise TinyLSTMError(
+                    f"{export_dir}/export-report.json has no drift reference (an export made before drift "
+                    "alerts): export the model again (tinylstm export), or stream without drift alerts "
+                    "(--no-drift)"
+                )
             if drift is not None and ref is not None:
                 self.drift = DriftMonitor(ref, m.output_scale, drift)
                 model = (m.input_size, m.output_size, model_window(m))
