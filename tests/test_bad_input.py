@@ -614,6 +614,13 @@ def case_build_negative_replay_period(tmp: Path, good: Path) -> Case:
     return Case(argv, "--replay-period-ms -5: give 0", tmp / "fw")
 
 
+def case_build_replay_period_without_replay_data(tmp: Path, good: Path) -> Case:
+    """Was: accepted and ignored (a host-fed firmware has nothing to pace)."""
+    exp = _copy_export(good, tmp)
+    argv = ["build", str(exp), "--replay-period-ms", "5", "--out", str(tmp / "fw")]
+    return Case(argv, "this firmware embeds no replay data: give --source replay", tmp / "fw")
+
+
 def case_build_negative_replay_steps(tmp: Path, good: Path) -> Case:
     exp = _copy_export(good, tmp)
     argv = ["build", str(exp), "--replay-steps", "-1", "--out", str(tmp / "fw")]

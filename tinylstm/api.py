@@ -42,6 +42,7 @@ from tinylstm.host.analysis.explain import explain as _explain
 from tinylstm.host.analysis.parity import MAX_PARITY_STEPS, ParityReport, run_parity
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.boards.firmware import FirmwareBuild, build_firmware
+from tinylstm.host.boards.firmware import replay_steps as embedded_replay_steps
 from tinylstm.host.boards.flash import flash as _flash
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.link.drift import DEFAULT_DRIFT, DriftEvent, DriftMonitor
@@ -242,7 +243,7 @@ def build(
     *,
     source: str = "host",
     replay_steps: int | None = None,
-    replay_period_ms: int = 20,
+    replay_period_ms: int | None = None,
     out: str | Path | None = None,
 ) -> FirmwareBuild:
     """``tinylstm build``: the streaming firmware of an export for ``board`` (an ELF/BIN and a size report for
@@ -250,19 +251,25 @@ def build(
     EXPORT_DIR/firmware-BOARD). ``source``: the input source at boot (host, replay or sensor);
     ``replay_steps``: held-out samples embedded for the replay source (default: 256 with ``source="replay"``,
     else none; whole windows in window mode); ``replay_period_ms``: ms between replayed samples (0: UART
-    speed)."""
-    if not 0 <= replay_period_ms <= MAX_REPLAY_PERIOD_MS:
-        raise TinyLSTMError(
-            f"--replay-period-ms {replay_period_ms}: give 0 (as fast as the UART allows) to "
-            f"{MAX_REPLAY_PERIOD_MS} ms between replayed samples"
-        )
+    speed; default 20, the watch data's 50 Hz), only for a firmware that embeds replay data."""
+    defines: dict[str, str] = {}
+    if replay_period_ms is not None:
+        if not 0 <= replay_period_ms <= MAX_REPLAY_PERIOD_MS:
+            raise TinyLSTMError(
+                f"--replay-period-ms {replay_period_ms}: give 0 (as fast as the UART allows) to "
+                f"{MAX_REPLAY_PERIOD_MS} ms between replayed samples"
+            )
+        if embedded_replay_steps(source, replay_steps, None) == 0:
+            raise TinyLSTMError(
+                f"--replay-period-ms {replay_period_ms} paces the replay source, but this firmware embeds no "
+                "replay data: give --source replay or --replay-steps N, or leave --replay-period-ms out"
+            )
+        defines["TL_REPLAY_PERIOD_MS"] = str(replay_period_ms)
     d = Path(export_dir)
     out_dir = Path(out) if out else d / f"firmware-{board}"
     if out or d.is_dir():  # a missing export directory: build_firmware names it
         check_output_dir(out_dir)
-    return build_firmware(
-        d, board, out_dir, source, {"TL_REPLAY_PERIOD_MS": str(replay_period_ms)}, replay=replay_steps
-    )
+    return build_firmware(d, board, out_dir, source, defines, replay=replay_steps)
 
 
 @checked

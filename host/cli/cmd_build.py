@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "none, so a host-fed firmware carries no recording; whole windows in window mode)",
     )
     p.add_argument(
-        "--replay-period-ms", type=int, default=20, help="ms between replayed samples (0: UART speed)"
+        "--replay-period-ms",
+        type=int,
+        help="ms between replayed samples (default 20; 0: UART speed); only with replay data",
     )
     p.add_argument("--out", help="output directory (default: EXPORT_DIR/firmware-BOARD)")
     p.set_defaults(func=run)
