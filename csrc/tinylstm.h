@@ -221,7 +221,8 @@ tl_status_t tl_run_s16(tl_state_t *state, const int16_t *xs, size_t steps, int16
  * Convert one float sample [input_size] to the model's int8 input with the generated
  * normalisation constants: q = sat8(round_half_away((x - mean) * mul)).
  * @return TL_OK; TL_ERR_INPUT (q untouched) if a value is NaN or infinite; TL_ERR_ARG if a
- *         multiplier is not a positive finite number, or the model's input is int16 (tl_quantize_input_s16).
+ *         multiplier is not a positive finite number, a mean is not finite, or the model's input is int16
+ *         (tl_quantize_input_s16).
  */
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
 

@@ -13,8 +13,10 @@ static tl_status_t check(const tl_model_t *m, const float *x, int wide)
     if (!m || !x || !m->input_mean || !m->input_mul) return TL_ERR_ARG;
     if ((m->hidden_bits == TL_HIDDEN16_BITS) != wide) return TL_ERR_ARG; /* the other input type's function */
     for (size_t k = 0; k < m->input_size; ++k) {
-        if (!(x[k] - x[k] == 0.0f)) return TL_ERR_INPUT;                                /* NaN or +-inf */
-        if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= FLT_MAX)) return TL_ERR_ARG; /* keeps v off NaN */
+        if (!(x[k] - x[k] == 0.0f)) return TL_ERR_INPUT; /* NaN or +-inf */
+        /* a positive finite multiplier and a finite mean keep v off NaN, whose conversion to int32 is undefined */
+        if (!(m->input_mul[k] > 0.0f && m->input_mul[k] <= FLT_MAX && m->input_mean[k] - m->input_mean[k] == 0.0f))
+            return TL_ERR_ARG;
     }
     return TL_OK;
 }

@@ -121,6 +121,27 @@ def test_float_input_conversion_matches(seed: int, scale: float) -> None:
     assert np.array_equal(cm.quantize_input(x), golden.quantize_input(model, x))
 
 
+def test_non_finite_normalisation_constants_are_refused() -> None:
+    """Was: with a hand-written descriptor's NaN or infinite mean, tl_quantize_input converted NaN to an
+    integer (undefined behaviour). Generated C cannot hold one and the blob readers refuse it; a multiplier of
+    infinity was refused already, by tl_model_check too (a mean is read only by tl_quantize_input)."""
+    cm = CModel.from_int_model(random_int_model(np.random.default_rng(0), "gru", 1, 6, 4, 2))
+    ffi, lib = cm._ffi, cm._lib
+    x, q = ffi.new("float[6]"), ffi.new("int8_t[6]")
+    assert lib.tl_quantize_input(cm.model, x, q) == 0 and lib.tl_state_words(cm.model) > 0
+    for field, value in [
+        ("input_mean", float("nan")),
+        ("input_mean", float("inf")),
+        ("input_mul", float("inf")),
+    ]:
+        bad = ffi.new("tl_model_t *", cm.model[0])
+        values = ffi.new("float[6]", [1.0] * 6)
+        values[1] = value
+        setattr(bad, field, values)
+        assert lib.tl_quantize_input(bad, x, q) == -1, field  # TL_ERR_ARG
+        assert (lib.tl_state_words(bad) == 0) == (field == "input_mul"), field  # tl_model_check's verdict
+
+
 @pytest.mark.slow
 def test_sanitized_host_build(tmp_path: Path) -> None:
     """The kernel under -fsanitize=address,undefined, stepping every cell, 3 layers, for 10,000 steps."""

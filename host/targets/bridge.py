@@ -30,7 +30,8 @@ from tinylstm.host.boards.toolchain import compile_object
 CDEF = """
 typedef int tl_status_t;
 typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint8_t stack; uint16_t input_size;
-                 uint16_t hidden_size; uint16_t output_size; uint16_t window; ...; } tl_model_t;
+                 uint16_t hidden_size; uint16_t output_size; uint16_t window; const float *input_mean;
+                 const float *input_mul; ...; } tl_model_t;
 typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; int16_t *pool; int8_t *stack;
                  int16_t *stack16; uint32_t phase; int16_t *cb; int16_t *pool_b; int8_t *hb; int8_t *head2;
                  int8_t *window; uint32_t wpos; ...; } tl_state_t;
