@@ -627,9 +627,10 @@ def open_study(
         sampler=sampler,
         load_if_exists=True,
     )
-    if study.user_attrs.get("identity") is None:
+    if study.user_attrs.get("identity") is None:  # a new study: what it is, nothing to compare with
         study.set_user_attr("identity", cfg.identity())
-    _check_identity(study, cfg)
+    else:
+        _check_identity(study, cfg)
     if prices is not None and "prices" not in study.user_attrs:
         study.set_user_attr("prices", {key: cost.to_dict() for key, cost in prices.items()})
     return study
