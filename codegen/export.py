@@ -90,6 +90,16 @@ def data_splits(loaded: LoadedModel, data: str | None) -> tuple[SequenceSet, Seq
     return train, test
 
 
+def require_held_out(test: SequenceSet, export_dir: Path) -> SequenceSet:
+    """``test``, refused in one line when empty: a model trained without a test split has nothing held out."""
+    if not len(test):
+        raise TinyLSTMError(
+            f"the model of {export_dir} has no held-out data (trained with --test 0, or too few sequences "
+            "for a test split): train it with a test split (--test 0.15) or a held-out file (--test-data F)"
+        )
+    return test
+
+
 def _check_user_data(ds: SequenceSet, fm: FloatModel, data: str) -> None:
     """Refuse data of another task or mode than the user model's description says, or with more classes or
     other target columns than the model has outputs: its held-out scores would compare unlike things."""

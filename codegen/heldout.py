@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.export import data_splits, export_origin
+from tinylstm.codegen.export import data_splits, export_origin, require_held_out
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import load_int_model
-from tinylstm.errors import TinyLSTMError
 
 
 @dataclass
@@ -33,9 +32,7 @@ def load_held_out(export_dir: Path) -> HeldOut:
     """The test split recorded for the export's model (as `tinylstm check` uses it), quantized."""
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc)
-    _, test = data_splits(origin.loaded, origin.data)
-    if not len(test):
-        raise TinyLSTMError(f"the held-out split of {export_dir} is empty")
+    test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
     window = int(m.meta.window or 0) if m.meta.mode == "window" else 0
     seqs = [golden.quantize_input(m, np.asarray(s)) for s in test.sequences]
     return HeldOut(m, str(doc.get("name", "model")), window, seqs)

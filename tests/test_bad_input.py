@@ -23,7 +23,10 @@ import pytest
 import torch
 from torch import nn
 
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.cli.main import main
+from tinylstm.trainer.data import split
+from tinylstm.trainer.sequence_set import SequenceSet
 
 
 @dataclass
@@ -899,6 +902,62 @@ def case_export_a_checkpoint_with_a_description(tmp: Path, good: Path) -> Case:
     ]
     return Case(
         argv, "is a TinyLSTM checkpoint, which carries its own description: drop --description", tmp / "e"
+    )
+
+
+# Valid but extreme data (an adversarial pass): refused in one line where the result would be silently wrong.
+
+
+def case_train_a_class_only_in_the_test_split(tmp: Path, good: Path) -> Case:
+    """Was: the one sequence of class 2 went to the test split (an empty split took a unit from training):
+    the model never saw it, and check PASSed on the head's guess."""
+    x = np.random.default_rng(0).standard_normal((3, 12, 2)).astype(np.float32)
+    np.savez(tmp / "d.npz", X=x, y=np.array([0, 1, 2]))
+    return Case(_train_on(tmp, tmp / "d.npz"), "the test split of", tmp / "o")
+
+
+def case_train_a_class_whose_only_group_is_held_out(tmp: Path, good: Path) -> Case:
+    """Was: class 2, recorded in one group only (groups mix classes, so the split is not stratified), was
+    held out whole: trained without it, scored on it."""
+    x = np.random.default_rng(0).standard_normal((40, 12, 2)).astype(np.float32)
+    y, groups = np.arange(40) % 2, np.arange(40) // 4  # 10 groups of 4, each both classes 0 and 1
+    y[36:] = 2  # group 9 holds class 2, and only it does
+    ds = SequenceSet(list(x), y, "classification", "window", ["0", "1", "2"], ["a", "b"], "d", groups)
+    seed = next(s for s in range(50) if _split_refused(ds, s))  # a split that holds group 9 out
+    np.savez(tmp / "d.npz", X=x, y=y, groups=groups)
+    argv = [*_train_on(tmp, tmp / "d.npz"), "--val", "0", "--seed", str(seed)]
+    return Case(argv, "class '2' of", tmp / "o")
+
+
+def _split_refused(ds: SequenceSet, seed: int) -> bool:
+    try:
+        split(ds, val=0.0, test=0.15, seed=seed)
+    except TinyLSTMError:
+        return True
+    return False
+
+
+def case_train_a_constant_regression_target(tmp: Path, good: Path) -> Case:
+    """Was: trained, exported and checked PASS (a one-class classifier is refused)."""
+    x = np.random.default_rng(0).standard_normal((30, 12, 2)).astype(np.float32)
+    np.savez(tmp / "d.npz", X=x, y=1e8 + np.linspace(0, 0.5, 30))  # one float32 value
+    return Case(
+        _train_on(tmp, tmp / "d.npz"),
+        "target 0 is constant (1e+08) in the training split (float32",
+        tmp / "o",
+    )
+
+
+def case_check_an_export_without_held_out_data(tmp: Path, good: Path) -> Case:
+    """Was: a numpy traceback (need at least one array to stack)."""
+    run = tmp / "r"
+    assert main(["train", "--data", str(good / "data.npz"), "--test", "0", "--epochs", "1", "--quiet",
+                 "--hidden", "4", "--out", str(run)]) == 0  # fmt: skip
+    assert main(["export", str(run / "model.pt"), "--out", str(tmp / "e")]) == 0
+    return Case(
+        ["check", str(tmp / "e")],
+        "has no held-out data (trained with --test 0",
+        tmp / "e" / "check-report.json",
     )
 
 

@@ -238,6 +238,10 @@ def test_window_regression_has_the_persistence_train_states(
     assert base["persistence_rule"].startswith("the window's last value of ")
     assert f"persistence ({base['persistence_rule']}) RMSE" in out
     assert any(w.startswith("the model does not beat persistence (the window's") for w in report["warnings"])
+    # the RMSE rule's percentage is of the target's std as training saw it (a held-out split of one
+    # sequence has a std of 0, which made it a percentage of raw target units)
+    q, (std,) = report["quality"], load_int_model(tmp_path / "export")[0].meta.target_std
+    assert q["rmse_increase_pct_of_std"] == pytest.approx(100 * (q["int8"] - q["float"]) / std)
 
 
 def _series_csv(path: Path, n: int = 3000) -> None:

@@ -5,6 +5,7 @@ training on shipped data that must beat the majority class by a clear margin."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -331,3 +332,12 @@ def test_a_stack_longer_than_the_windows_is_refused(
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "choose stack <= 16" in err[0]
+    # held-out windows count too: was, a test file of 3-sample windows scored on the head's bias (stack 6)
+    x = rng.standard_normal((40, 400, 3)).astype(np.float32)
+    np.savez(tmp_path / "long.npz", X=x, y=np.arange(40) % 2)
+    np.savez(tmp_path / "short.npz", X=x[:10, :3], y=np.arange(10) % 2)
+    argv = ["--data", str(tmp_path / "long.npz"), "--test-data", str(tmp_path / "short.npz"), "--epochs", "1"]
+    assert main(["train", *argv, "--hidden", "4", "--quiet", "--out", str(tmp_path / "y")]) == 0
+    assert json.loads((tmp_path / "y" / "metrics.json").read_text())["recipe"]["stack"] <= 3
+    assert main(["train", *argv, "--stack", "6", "--out", str(tmp_path / "z")]) == 2
+    assert "choose stack <= 3" in capsys.readouterr().err

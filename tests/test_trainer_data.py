@@ -189,6 +189,18 @@ def test_normalizer_roundtrip_and_floor() -> None:
     np.testing.assert_allclose(back.apply(np.array([[3.0, 5.0]])), [[1.0, 0.0]])
 
 
+def test_a_channel_in_small_units_keeps_its_variation() -> None:
+    """Was: the std floored at 1e-6 whatever the units, so a channel of std 1e-9 (a magnetometer in tesla,
+    a current in amperes) normalised to a thousandth of its variation, and trained to the majority class."""
+    x = np.random.default_rng(0).standard_normal((50, 2))
+    for scale in (1.0, 1e-9, 1e-20):
+        norm = Normalizer.fit([x * scale])
+        np.testing.assert_allclose(norm.apply(x * scale), Normalizer.fit([x]).apply(x), rtol=1e-4, atol=1e-5)
+        assert np.all(np.isfinite(1.0 / norm.std))
+    zero = Normalizer.fit([np.zeros((5, 1))])
+    assert zero.std[0] > 0 and zero.apply(np.zeros((1, 1)))[0, 0] == 0.0
+
+
 def test_channel_warnings_name_the_channel_and_the_fix() -> None:
     from tinylstm.trainer.data import channel_warnings
 

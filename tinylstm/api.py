@@ -197,9 +197,10 @@ def check(
     """``tinylstm check``: the report as a dict (``report["passed"]``), also written as JSON to ``json_out``
     (default: EXPORT_DIR/check-report.json; "-": not written, the CLI prints it on stdout).
     ``max_accuracy_drop``: allowed float-int8 accuracy drop in points; ``min_agreement``: required argmax
-    agreement in %; ``max_rmse_increase``: regression, allowed RMSE increase in % of the target's std;
-    ``allow_below_baseline``: pass a classifier that does not beat the majority class (``report["rules"]``:
-    each rule of the verdict and whether it held)."""
+    agreement in %; ``max_rmse_increase``: regression, allowed RMSE increase in % of the target's std (as
+    training saw it); ``allow_below_baseline``: pass a classifier that does not beat the majority class
+    (``report["rules"]``: each rule of the verdict and whether it held); ``data``: the training data at
+    another path (it moved): the recorded split is rebuilt from it and its test part scored."""
     out = None
     if json_out != "-":
         out = Path(json_out) if json_out else Path(export_dir) / "check-report.json"

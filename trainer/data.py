@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,14 @@ def _split_units(
         test_u += members[:n_test].tolist()
         val_u += members[n_test : n_test + n_val].tolist()
         train += members[n_test + n_val :].tolist()
+    key_of = dict(zip(units.tolist(), keys.tolist(), strict=True))
     for part, frac in ((val_u, val), (test_u, test)):
-        if frac > 0 and not part and len(train) > 1:
-            part.append(train.pop(int(rng.integers(len(train)))))
+        if frac > 0 and not part:
+            # an empty part takes a unit whose stratum keeps another in training (a class's only one stays)
+            counts = Counter(key_of[u] for u in train)
+            spare = [i for i, u in enumerate(train) if counts[key_of[u]] > 1]
+            if spare:
+                part.append(train.pop(spare[int(rng.integers(len(spare)))]))
     return train, val_u, test_u
 
 
@@ -124,7 +130,29 @@ def split(
                 "use more data or larger --val/--test fractions"
             )
     train, val_ds, test_ds = (ds.subset(i) for i in index)
+    _check_classes_trained(ds, train)
     return train, val_ds, test_ds
+
+
+def _check_classes_trained(ds: SequenceSet, train: SequenceSet) -> None:
+    """Refuse a split whose training part lacks a class the data has: the model would never see it, yet
+    its held-out windows would be scored (and its head's guess could pass)."""
+    if ds.task != "classification" or ds.classes is None:
+        return
+
+    def present(s: SequenceSet) -> set[int]:
+        flat = np.asarray(s.labels) if s.mode == "window" else np.concatenate([np.empty(0), *s.labels])
+        return set(np.unique(flat.astype(np.int64)).tolist())
+
+    missing = sorted(present(ds) - present(train))
+    if missing:
+        names = ", ".join(repr(ds.classes[k]) for k in missing)
+        unit = "group" if ds.groups is not None else "sequence"
+        raise TinyLSTMError(
+            f"class {names} of {ds.name!r} has no training {unit} after the split (each {unit} of it went to "
+            "the validation or test split): add recordings of it, or give the held-out data as a file "
+            "(--test-data)"
+        )
 
 
 def load_test_set(spec: str, train: SequenceSet) -> SequenceSet:
@@ -152,6 +180,7 @@ def load_test_set(spec: str, train: SequenceSet) -> SequenceSet:
 # values: normalising by it squashes every ordinary sample towards zero
 OUTLIER_RATIO = 20.0
 FLOAT32_SAFE = 1e30  # |values| above this overflow float32 arithmetic in normalisation and calibration
+LARGE_OFFSET = 1e6  # a value this large in float32 steps by 0.06 or more: a small variation on it is lost
 
 
 def channel_warnings(arrays: list[np.ndarray], names: list[str]) -> list[str]:
@@ -171,8 +200,13 @@ def channel_warnings(arrays: list[np.ndarray], names: list[str]) -> list[str]:
             )
             continue
         if float(np.ptp(v)) == 0.0:
+            cast = (
+                " (float32 keeps about 7 significant digits: if it varies in the file, subtract its offset)"
+                if abs(float(v[0])) >= LARGE_OFFSET
+                else ""
+            )
             out.append(
-                f"channel {name!r} is constant ({v[0]:.6g}) in the training split: it carries no "
+                f"channel {name!r} is constant ({v[0]:.7g}) in the training split{cast}: it carries no "
                 "information; leave it out (--channels)"
             )
             continue
@@ -189,14 +223,36 @@ def channel_warnings(arrays: list[np.ndarray], names: list[str]) -> list[str]:
     return out
 
 
+def constant_target_error(arrays: list[np.ndarray]) -> str | None:
+    """Why a regression's training targets (rows of [T_i, O] arrays) leave nothing to learn: an output that
+    is constant; None if every output varies."""
+    stacked = np.concatenate([np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in arrays])
+    for k in np.flatnonzero(np.ptp(stacked, axis=0) == 0):
+        value = float(stacked[0, k])
+        cast = (
+            " (float32 keeps about 7 significant digits: subtract the offset before saving)"
+            if abs(value) >= LARGE_OFFSET
+            else ""
+        )
+        return (
+            f"target {k} is constant ({value:.7g}) in the training split{cast}: there is nothing to learn; "
+            "check the target column"
+        )
+    return None
+
+
 class Normalizer:
-    """Per-channel mean/std (std floored at 1e-6), fitted on the training split only."""
+    """Per-channel mean/std, fitted on the training split only. The std is floored (a constant channel's 0
+    must not divide) at STD_FLOOR times the channel's largest |value|, and at most STD_FLOOR: a channel in
+    small units (a magnetometer in tesla, 1e-5) keeps its variation, where a fixed floor of 1e-6 flattened
+    it."""
 
     STD_FLOOR = 1e-6
+    TINY = 1e-30  # an all-zero channel's floor (its normalised values are 0 whatever it is)
 
     def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
         self.mean = np.asarray(mean, dtype=np.float32)
-        self.std = np.maximum(np.asarray(std, dtype=np.float32), self.STD_FLOOR)
+        self.std = np.maximum(np.asarray(std, dtype=np.float32), np.float32(self.TINY))
 
     @classmethod
     def fit(cls, arrays: list[np.ndarray]) -> Normalizer:
@@ -204,7 +260,8 @@ class Normalizer:
         if not arrays:
             raise TinyLSTMError("cannot fit a normalizer on an empty training split; use more data")
         stacked = np.concatenate([np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in arrays])
-        return cls(stacked.mean(axis=0), stacked.std(axis=0))
+        floor = cls.STD_FLOOR * np.minimum(np.max(np.abs(stacked), axis=0), 1.0)
+        return cls(stacked.mean(axis=0), np.maximum(stacked.std(axis=0), floor))
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         return ((values - self.mean) / self.std).astype(np.float32)

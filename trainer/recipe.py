@@ -93,7 +93,7 @@ class DataShape:
     median_steps: int = 0  # the sequences' median length
     channels: int = 1  # values per sample
     max_steps: int = 0  # the longest sequence (a padded batch's length)
-    min_steps: int = 0  # the shortest sequence
+    min_steps: int = 0  # the shortest sequence (fit: of the held-out windows too, which stacking must fit)
 
     @classmethod
     def of(cls, ds: SequenceSet) -> DataShape:

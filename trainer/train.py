@@ -27,7 +27,7 @@ from tinylstm.trainer.baselines import accuracy_interval, naive_baselines
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
 from tinylstm.trainer.curves import plot_curves
-from tinylstm.trainer.data import Normalizer, channel_warnings, split
+from tinylstm.trainer.data import Normalizer, channel_warnings, constant_target_error, split
 from tinylstm.trainer.models import Cell, TinyRNN, check_sizes
 from tinylstm.trainer.outputs import check_output_dir
 from tinylstm.trainer.recipe import (
@@ -361,13 +361,19 @@ def fit(
     norm = Normalizer.fit(train_ds.sequences)
     target_norm = None
     if ds.task == "regression":
-        target_norm = Normalizer.fit(
-            list(train_ds.labels) if ds.mode == "stream" else [np.asarray(train_ds.labels)]
-        )
+        targets = list(train_ds.labels) if ds.mode == "stream" else [np.asarray(train_ds.labels)]
+        constant = constant_target_error(targets)
+        if constant:
+            raise TinyLSTMError(f"{ds.name!r}: {constant}")
+        target_norm = Normalizer.fit(targets)
     train = PaddedSplit.build(train_ds, norm, target_norm)
     val = PaddedSplit.build(val_ds, norm, target_norm) if len(val_ds) else None
     test = PaddedSplit.build(test_ds, norm, target_norm) if len(test_ds) else None
-    recipe = choose(config, DataShape.of(train_ds))
+    shape = DataShape.of(train_ds)
+    held = [len(q) for part in (val_ds, test_ds) for q in part.sequences]
+    if shape.window and held:  # a held-out window shorter than the stack would be scored on the head's bias
+        shape = dataclasses.replace(shape, min_steps=min(shape.min_steps, *held))
+    recipe = choose(config, shape)
     if config.qat_epochs:  # QAT quantizes as the export will: an int16-h layer 0 reads <= MAX_INPUT16 values
         check_stack(recipe.stack, ds.num_channels, config.qat_hidden_bits)
     recipe.reasons.insert(0, val_reason)

@@ -19,7 +19,7 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.export import data_splits, export_origin
+from tinylstm.codegen.export import data_splits, export_origin, require_held_out
 from tinylstm.codegen.input_range import whole_input_range
 from tinylstm.codegen.quantize import IntModel, quantize
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
@@ -97,7 +97,7 @@ def held_out_quality(export_dir: Path, data: str | None = None) -> dict[str, Any
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc, data)
     fm = origin.loaded.float_model
-    _, test = data_splits(origin.loaded, origin.data)
+    test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
     flo, _, ints = _outputs(fm, m, test)
     return _quality(fm, m, test, ints, flo)
 
@@ -132,7 +132,11 @@ def _quality(
             "predictions": len(target),
         }
     target = np.asarray(target, dtype=np.float64).reshape(pf.shape)
-    spread = float(np.std(target)) or 1.0
+    # the target's std as training saw it (the model's normaliser); a held-out split of one sequence or a
+    # constant stretch has a std of 0, which turned the rule's percentage into raw target units
+    trained = fm.meta.target_std
+    spread = float(np.sqrt(np.mean(np.square(trained)))) if trained else float(np.std(target))
+    spread = spread or 1.0
     return {
         "metric": "rmse",
         "integer": integer,
@@ -456,7 +460,7 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
     origin = export_origin(export_dir, doc, data)
     fm = origin.loaded.float_model
     train, test = data_splits(origin.loaded, origin.data)
-    flo, xqs, ints = _outputs(fm, m, test)
+    flo, xqs, ints = _outputs(fm, m, require_held_out(test, export_dir))
     quality = _quality(fm, m, test, ints, flo)
     ckpt = origin.loaded.checkpoint
     training = training_of(ckpt)

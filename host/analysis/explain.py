@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.drift_reference import softmax
-from tinylstm.codegen.export import data_splits, export_origin
+from tinylstm.codegen.export import data_splits, export_origin, require_held_out
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
@@ -239,9 +239,7 @@ def explain(
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc, data)
     fm = origin.loaded.float_model
-    _, test = data_splits(origin.loaded, origin.data)
-    if not len(test):
-        raise TinyLSTMError("the held-out split is empty: pass --data with the sequences to explain")
+    test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
     out = out_dir or export_dir / "explain"
     out.mkdir(parents=True, exist_ok=True)
     classes = fm.meta.classes

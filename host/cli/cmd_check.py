@@ -16,7 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate an export directory on held-out data; exit 1 if a bound fails.",
     )
     p.add_argument("export_dir", help="directory written by `tinylstm export`")
-    p.add_argument("--data", help="override the held-out data (default: the recorded test split)")
+    p.add_argument(
+        "--data",
+        help="the training data at another path (it moved): the recorded split is rebuilt from it and "
+        "its test part used (default: the recorded files)",
+    )
     p.add_argument(
         "--max-accuracy-drop", type=float, default=1.0, help="allowed float-int8 accuracy drop, points"
     )

@@ -19,7 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Writes explain.json and one PNG per example.",
     )
     p.add_argument("export_dir", help="directory written by `tinylstm export`")
-    p.add_argument("--data", help="other held-out data (default: the recorded test split)")
+    p.add_argument(
+        "--data",
+        help="the training data at another path (it moved): the recorded split is rebuilt from it and "
+        "its test part used (default: the recorded files)",
+    )
     p.add_argument("--out", help="output directory (default: EXPORT_DIR/explain)")
     p.add_argument(
         "--sequences",
