@@ -431,3 +431,14 @@ def test_npz_classes_with_float_targets_are_refused(tmp_path: Path) -> None:
     with pytest.raises(TinyLSTMError, match="a `classes` array names classes, but y holds float32 targets"):
         load_dataset(path)
     assert load_dataset(path, task="classification").classes == ["rest", "walk"]
+
+
+def test_held_out_copies_of_training_sequences_are_named() -> None:
+    """Was: 9 of 9 held-out windows byte-identical to training ones scored 100 % with no word."""
+    from tinylstm.trainer.data import duplicate_warnings
+
+    rng = np.random.default_rng(0)
+    train = [rng.standard_normal((8, 2)).astype(np.float32) for _ in range(5)]
+    assert duplicate_warnings(train, [rng.standard_normal((8, 2)).astype(np.float32)]) == []
+    (line,) = duplicate_warnings(train, [train[1].copy(), train[3][:4], train[4].copy()])
+    assert line.startswith("2 of the 3 held-out sequences are exact copies of training sequences")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -127,7 +128,8 @@ def split(
             raise TinyLSTMError(
                 f"the {name} split of {ds.name!r} is empty ({len(ds)} sequences"
                 f"{'' if ds.groups is None else f' in {len(np.unique(ds.groups))} groups'}); "
-                "use more data or larger --val/--test fractions"
+                "use more sequences (a CSV's shorter --window makes more), larger --val/--test fractions, or "
+                "give the held-out data as a file (--test-data)"
             )
     train, val_ds, test_ds = (ds.subset(i) for i in index)
     _check_classes_trained(ds, train)
@@ -239,6 +241,24 @@ def constant_target_error(arrays: list[np.ndarray]) -> str | None:
             "check the target column"
         )
     return None
+
+
+def duplicate_warnings(train: list[np.ndarray], held_out: list[np.ndarray]) -> list[str]:
+    """A sentence when held-out sequences are exact copies of training ones (a recording saved twice,
+    overlapping exports): their score is the training score, not what a new recording would get."""
+
+    def key(a: np.ndarray) -> tuple[tuple[int, ...], bytes]:
+        return a.shape, hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest()
+
+    seen = {key(a) for a in train}
+    copies = sum(key(a) in seen for a in held_out)
+    if not copies:
+        return []
+    return [
+        f"{copies} of the {len(held_out)} held-out sequences are exact copies of training sequences: their "
+        "score overstates what new recordings would get; remove the duplicates, or split by recording "
+        "(groups)"
+    ]
 
 
 class Normalizer:

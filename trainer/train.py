@@ -27,7 +27,13 @@ from tinylstm.trainer.baselines import accuracy_interval, naive_baselines
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
 from tinylstm.trainer.curves import plot_curves
-from tinylstm.trainer.data import Normalizer, channel_warnings, constant_target_error, split
+from tinylstm.trainer.data import (
+    Normalizer,
+    channel_warnings,
+    constant_target_error,
+    duplicate_warnings,
+    split,
+)
 from tinylstm.trainer.models import Cell, TinyRNN, check_sizes
 from tinylstm.trainer.outputs import check_output_dir
 from tinylstm.trainer.recipe import (
@@ -355,6 +361,7 @@ def fit(
             "early stopping (select best) and QAT read a validation split; use val > 0 (--val 0.15)"
         )
     data_warnings = channel_warnings(train_ds.sequences, list(ds.channels))
+    data_warnings += duplicate_warnings(train_ds.sequences, [*val_ds.sequences, *test_ds.sequences])
     for line in data_warnings:
         if log is not None:
             log(f"  WARNING: {line}")
