@@ -90,6 +90,26 @@ def data_splits(loaded: LoadedModel, data: str | None) -> tuple[SequenceSet, Seq
     return train, test
 
 
+# what commands write into an export directory about its model, which an export over it makes stale
+REPORTS = ("check-report.json", "parity-report.json")
+
+
+def remove_stale_outputs(out_dir: Path) -> None:
+    """Before an export into ``out_dir``: remove the reports an earlier export's model got there, and the C
+    files of an earlier export under another ``--name`` (build read its stale tl_model.h). Directories
+    (explain/, firmware-BOARD/) are left: they may hold the user's edits; explain and build rewrite them."""
+    for report in REPORTS:
+        (out_dir / report).unlink(missing_ok=True)
+    previous = out_dir / "export-report.json"
+    try:
+        files = json.loads(previous.read_text()).get("files", []) if previous.is_file() else []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        files = []
+    for f in files:
+        if isinstance(f, str) and f.startswith("tl_") and f.endswith((".c", ".h")) and "/" not in f:
+            (out_dir / f).unlink(missing_ok=True)
+
+
 def require_held_out(test: SequenceSet, export_dir: Path) -> SequenceSet:
     """``test``, refused in one line when empty: a model trained without a test split has nothing held out."""
     if not len(test):
@@ -171,6 +191,7 @@ def export(
         golden.quantize_input(m, np.asarray(s)) for s in (test.sequences if len(test) else train.sequences)
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_outputs(out_dir)
     files = emit_c(m, out_dir, name, layout)
     report = {
         "name": name,

@@ -929,6 +929,21 @@ def case_train_a_class_whose_only_group_is_held_out(tmp: Path, good: Path) -> Ca
     return Case(argv, "class '2' of", tmp / "o")
 
 
+def case_check_data_that_is_not_the_training_file(tmp: Path, good: Path) -> Case:
+    """Was: accepted, and 15 % of it (the recorded split's test part) scored as held-out data."""
+    z = np.load(good / "data.npz")
+    np.savez(tmp / "other.npz", X=z["X"][::-1].copy(), y=z["y"][::-1].copy())
+    argv = [
+        "check",
+        str(good / "run" / "export"),
+        "--data",
+        str(tmp / "other.npz"),
+        "--json",
+        str(tmp / "r.json"),
+    ]
+    return Case(argv, "is not the data the model was trained on", tmp / "r.json")
+
+
 def _split_refused(ds: SequenceSet, seed: int) -> bool:
     try:
         split(ds, val=0.0, test=0.15, seed=seed)

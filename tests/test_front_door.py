@@ -58,6 +58,19 @@ def test_the_pipeline_from_one_import(tmp_path: Path) -> None:
                 call()
     with pytest.raises(tinylstm.TinyLSTMError, match="unknown training option"):
         tinylstm.train(tmp_path / "data.npz", tmp_path / "run2", hidden_units=8)
+    # exported again over itself (another model, another name): nothing of the first describes the second
+    # (was: its check-report.json and tl_model.c stayed, and the first Export's c_model() was the second)
+    ex = tinylstm.explain(exp.dir)
+    (tmp_path / "export" / "explain" / "explain-class-stale.png").write_bytes(b"")
+    again = tinylstm.export(run.checkpoint_path, tmp_path / "export", hidden_bits=16, name="other")
+    left = {p.name for p in again.dir.iterdir()}
+    assert "check-report.json" not in left and "tl_model.c" not in left and "tl_other.c" in left
+    with pytest.raises(tinylstm.TinyLSTMError, match="now holds model .* load it again"):
+        exp.c_model()
+    assert again.c_model().hash == again.model.model_hash
+    tinylstm.explain(again.dir)
+    pngs = {p.name for p in (again.dir / "explain").glob("*.png")}
+    assert pngs == {e["png"] for e in ex["examples"]} and "explain-class-stale.png" not in pngs
 
 
 def readme_python_example() -> str:

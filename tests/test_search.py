@@ -417,6 +417,9 @@ def test_a_resumed_study_refuses_changed_data(tmp_path: Path) -> None:
     cfg = SearchConfig(data=str(data), board=BOARD, out=tmp_path / "s", space=JV_SPACE, progress=False)
     open_study(cfg, "maximize")
     assert study.existing_study(cfg) is not None  # unchanged: resumes
+    moved = tmp_path / "elsewhere.npz"  # was refused as other settings: the same bytes under another path
+    shutil.copy(data, moved)
+    assert study.existing_study(replace(cfg, data=str(moved))) is not None
     x = np.load(data)
     np.savez(data, **{k: x[k] for k in x.files if k != "X"}, X=x["X"] + 1)
     with pytest.raises(TinyLSTMError, match=r"the data .*jv.npz changed since the study 'tinylstm' started"):

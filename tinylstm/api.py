@@ -137,8 +137,15 @@ class Export:
         return str(self.doc.get("name", "model"))
 
     def c_model(self) -> CModel:
-        """The export's generated C files, compiled for the host (cffi): reset, step, run, trace."""
-        return CModel.from_export(self.dir)
+        """The export's generated C files, compiled for the host (cffi): reset, step, run, trace. Refused when
+        the directory now holds another model (exported again since this object was made)."""
+        cm = CModel.from_export(self.dir)
+        if cm.hash != self.model.model_hash:
+            raise TinyLSTMError(
+                f"{self.dir} now holds model 0x{cm.hash:08x}, not this Export's "
+                f"0x{self.model.model_hash:08x} (exported again since): load it again (tinylstm.load_export)"
+            )
+        return cm
 
     def float_model(self) -> FloatModel:
         """The float model the export was made from (pinned by SHA-256)."""

@@ -284,6 +284,13 @@ def load_splits_from_meta(
             f"{spec} is not the kind of data the model was trained on: {'; '.join(differ)}; pass the data "
             "it was trained on with --data PATH, or train a model on this data"
         )
+    pinned = (ref.sha256 or {}).get(ref.spec) if data_override else None
+    if pinned is not None and Path(spec).is_file() and sha256_file(Path(spec)) != pinned:
+        raise TinyLSTMError(
+            f"{spec} is not the data the model was trained on ({ref.spec}: the SHA-256 differs), and --data "
+            "stands for that file, moved or copied (the recorded split is rebuilt from it): pass it, or "
+            "train a model on this data"
+        )
     train, val, test = split(ds, val=ref.val, test=ref.test, seed=ref.seed)
     if ref.test_spec:
         test = load_test_set(ref.test_spec, ds)

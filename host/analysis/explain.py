@@ -242,6 +242,8 @@ def explain(
     test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
     out = out_dir or export_dir / "explain"
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("explain-*.png"):  # an earlier explain's (perhaps of another model): not this one's
+        old.unlink()
     classes = fm.meta.classes
     report: dict[str, Any] = {
         "model": {

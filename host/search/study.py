@@ -643,6 +643,8 @@ def _check_identity(study: Any, cfg: SearchConfig) -> None:
     now = json.loads(json.dumps(cfg.identity()))
     if "data_sha256" not in ident:  # started before the data was pinned: resumed, its data unverified
         del now["data_sha256"]
+    elif ident["data_sha256"] and list(ident["data_sha256"].values()) == list(now["data_sha256"].values()):
+        now["data"], now["data_sha256"] = ident["data"], ident["data_sha256"]  # the same bytes, moved
     elif ident["data"] == now["data"] and ident["data_sha256"] != now["data_sha256"]:
         raise TinyLSTMError(
             f"the data {cfg.data} changed since the study {cfg.study_name!r} started (SHA-256 differs): "
