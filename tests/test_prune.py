@@ -152,6 +152,14 @@ def test_a_budget_picks_the_most_units_that_fit(tmp_path: Path) -> None:
     report = prune(ckpt, tmp_path / "small", board="stm32f405", max_flash=limit, epochs=1)
     assert report["hidden"]["after"] == 6 and report["board"]["after"]["flash_bytes"] <= limit
     assert shape_cost(meta, "stm32f405", 7).flash_bytes > limit
+    # the training data moved: the error names --data, and the pruned model records the new path, so its
+    # export needs no --data (was: "does not exist; check the path", and the old path recorded)
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "data.npz").rename(tmp_path / "moved" / "data.npz")
+    with pytest.raises(TinyLSTMError, match="is gone: pass its new path with --data"):
+        prune(ckpt, tmp_path / "p2", hidden=5, epochs=1)
+    prune(ckpt, tmp_path / "p3", hidden=5, epochs=1, data=tmp_path / "moved" / "data.npz")
+    export(ModelSource(str(tmp_path / "p3" / "model.pt")), tmp_path / "p3-export")
 
 
 @pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 2), ("rnn", 2)])

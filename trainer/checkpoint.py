@@ -277,6 +277,11 @@ def load_splits_from_meta(
         raise TinyLSTMError("this checkpoint was trained on an in-memory dataset; pass data_override=PATH")
     for recorded in ([] if data_override else [ref.spec]) + ([ref.test_spec] if ref.test_spec else []):
         ref.verify(recorded)
+    if not data_override and (ref.sha256 or {}).get(spec) and not Path(spec).is_file():
+        raise TinyLSTMError(
+            f"the data {spec} the model was trained on is gone: pass its new path with --data (the same "
+            "file, moved) to rebuild the recorded split"
+        )
     ds = load_dataset(spec, **ref.options)
     differ = mismatches(ds, meta)
     if differ:

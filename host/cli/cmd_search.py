@@ -141,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
         b, m = doc["best"], doc["best"]["measured"]
         print(
             f"best: trial {b['number']} {b['params']}: {doc['objective']} {m['int8']:.4g} "
+            f"({'int16-h' if b['params'].get('hidden_bits') == 16 else 'int8'}) "
             f"(float {m['float']:.4g}), "
             f"flash {m['flash_bytes']} B, RAM {m['ram_bytes']} B"
             + (f", {m['latency_ms']:.3f} ms per sample" if m["latency_ms"] is not None else "")

@@ -252,8 +252,15 @@ def prune_checkpoint(
     result: PruneResult = prune(model, train_set, norm, target_norm, hidden, config, step, log)
     scores = evaluate(result.model, test, target_norm) if test is not None else None
     after = scores.metric if scores is not None else None
+    dataset = meta.dataset
+    if data:  # the training data moved (its bytes checked): the pruned model records where it is now
+        pins = dict(dataset.sha256 or {})
+        moved = str(Path(data).resolve())
+        if dataset.spec in pins:
+            pins[moved] = pins.pop(dataset.spec)
+        dataset = dataclasses.replace(dataset, spec=moved, sha256=pins)
     pruned_meta = dataclasses.replace(
-        meta, hidden_size=hidden, metrics=pruned_metrics(meta, scores, test_set)
+        meta, hidden_size=hidden, metrics=pruned_metrics(meta, scores, test_set), dataset=dataset
     )
     metric = "accuracy" if meta.task == "classification" else "rmse"
     report: dict[str, Any] = {

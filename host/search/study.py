@@ -845,7 +845,8 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
             "prices": {key: cost.to_dict() for key, cost in prices.items()},
         },
         "direction": direction,
-        "objective": "held-out int8 accuracy (%)" if maximize else "held-out int8 RMSE",
+        # of the integer model as exported: int8, or int16-h where a trial drew hidden_bits 16
+        "objective": "held-out integer-model accuracy (%)" if maximize else "held-out integer-model RMSE",
         "trials": rows,
         "counts": {
             s.name.lower(): sum(r["state"] == s.name.lower() for r in rows) for s in optuna.trial.TrialState
