@@ -136,3 +136,22 @@ def test_qat_options_without_qat_are_refused(tmp_path: Path, capsys: pytest.Capt
         "training: add --qat"
     ]
     assert not (tmp_path / "x").exists()
+
+
+def test_the_cli_summary_says_the_score_is_after_qat(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: "test accuracy 0.728 (kept epoch 2 of 3, 2.6 s)": the score was the fine-tuned model's, the 3
+    epochs counted the QAT one and the seconds did not."""
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    np.savez(
+        tmp_path / "d.npz", X=rng.standard_normal((60, 10, 2)).astype(np.float32) + y[:, None, None], y=y
+    )
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--hidden", "4", "--epochs", "2", "--qat"]
+    assert main([*argv, "--qat-epochs", "1", "--quiet", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "accuracy" in out
+        and "after quantization-aware fine-tuning (the float training's kept epoch 2 of 2," in out
+    )
