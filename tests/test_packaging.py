@@ -7,6 +7,7 @@ framework HALs, the ESP-IDF one by the opt-in tests/test_frameworks.py, the Ardu
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -190,3 +191,21 @@ def test_arduino_library(trained: Trained, tmp_path: Path) -> None:
     assert len({f.lower() for f in files}) == len(files), sorted(files)
     assert not (lib / "src" / "main_arduino.cpp").exists()  # setup()/loop() are the sketch's
     assert compile_portable_c(lib / "src", lib / "src", CORE_RV32IMC, tmp_path / "obj") >= 10
+
+
+def test_a_project_written_over_a_bare_metal_build_leaves_no_image(trained: Trained, tmp_path: Path) -> None:
+    """Was: tinylstm.elf/.bin and size-report.md of the earlier bare-metal build (another board, perhaps
+    another model) stayed beside the new project and its build.json."""
+    build_firmware(trained.export_dir, "qemu-stm32f405", tmp_path)
+    assert (tmp_path / "tinylstm.elf").is_file() and (tmp_path / "size-report.md").is_file()
+    build_firmware(trained.export_dir, "esp-idf", tmp_path)
+    left = {p.name for p in tmp_path.iterdir()}
+    assert not left & {
+        "tinylstm.elf",
+        "tinylstm.bin",
+        "tinylstm.map",
+        "size-report.md",
+        "size-report.json",
+        "obj",
+    }
+    assert json.loads((tmp_path / "build.json").read_text())["board"] == "esp-idf"

@@ -28,6 +28,7 @@ from tinylstm.host.boards.packaging import PACKAGERS
 from tinylstm.host.link.feed import required_rx_capacity
 from tinylstm.host.link.protocol import MAX_OUTPUT_SIZE, Source, input_frame
 
+ELF_NAME = "tinylstm"  # a bare-metal build's tinylstm.elf/.bin/.map
 REPLAY_STEPS = 256  # held-out samples a replay firmware embeds unless told otherwise (--replay-steps)
 # in every build's output directory: the board it was built for (host/boards/flash.py)
 BUILD_STAMP = "build.json"
@@ -205,6 +206,14 @@ def _write_firmware(
     }
     (out_dir / BUILD_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
     if spec.kind != "bare-metal":
+        # a bare-metal build's image and size report there earlier are another board's (and model's)
+        for name in (
+            *(f"{ELF_NAME}{ext}" for ext in (".elf", ".bin", ".map")),
+            "size-report.md",
+            "size-report.json",
+        ):
+            (out_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(out_dir / "obj", ignore_errors=True)
         project = PACKAGERS[spec.kind].write(gen, out_dir, spec, model, all_defines, rx)
         return FirmwareBuild(
             board, out_dir, project=project, state_bytes=state_bytes, window_bytes=window_bytes
@@ -216,7 +225,7 @@ def _write_firmware(
         [csrc_dir(), app, gen],
         all_defines,
         out_dir,
-        "tinylstm",
+        ELF_NAME,
         spec,
     )
     sizes = size_report(result.elf, result.map, spec.size_groups(), spec.toolchain)
