@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.codegen import golden
+from tinylstm.codegen.drift_reference import model_window
 from tinylstm.codegen.export import data_splits, export_origin, require_held_out
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import load_int_model
@@ -33,6 +34,6 @@ def load_held_out(export_dir: Path) -> HeldOut:
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc)
     test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
-    window = int(m.meta.window or 0) if m.meta.mode == "window" else 0
+    window = model_window(m)
     seqs = [golden.quantize_input(m, np.asarray(s)) for s in test.sequences]
     return HeldOut(m, str(doc.get("name", "model")), window, seqs)
