@@ -273,6 +273,50 @@ def test_a_drawn_pooled_readout_reaches_the_checkpoint_and_the_export(tmp_path: 
         search(replace(cfg, trials=3, space=replace(space, readouts=("last",))))
 
 
+def test_a_new_study_starts_with_the_default_model_where_it_fits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first trial of a new study is the model `tinylstm train` makes with no flags (LSTM 32, int8 h, the
+    recipe's readout and stacking, its peak learning rate, no QAT), so the search never returns a model the
+    default would beat; the CLI says what that trial scored."""
+    data = japanese_vowels_like(tmp_path / "jv.npz")  # windows of 7..29 steps: the recipe reads the last h
+    args = ["search", "--data", str(data), "--board", BOARD, "--out", str(tmp_path / "s"),
+            "--cells", "gru,lstm", "--hidden", "8,32", "--layers", "1", "--hidden-bits", "8",
+            "--readouts", "last", "--max-flash", "12k", "--trials", "1", "--epochs", "1",
+            "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    doc = json.loads((tmp_path / "s" / "search.json").read_text())
+    (t,) = doc["trials"]
+    assert t["origin"] == study.DEFAULT_ORIGIN and t["state"] == "complete"
+    assert {k: t["params"][k] for k in ("arch", "lr", "qat")} == {
+        "arch": "lstm-32x1-h8-last",
+        "lr": 1e-2,
+        "qat": False,
+    }
+    out = capsys.readouterr().out
+    assert f"trial 0 is the training recipe's default model, lstm-32x1-h8-last: {t['value']:.4g}" in out
+    assert "Trial 0: the training recipe's default model" in (tmp_path / "s" / "search.md").read_text()
+    # long windows: one trial per readout the recipe's cross-validation chooses among; only those in the space
+    # and the budget
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "long.npz", X=rng.standard_normal((24, 80, 2)).astype(np.float32), y=np.arange(24) % 2
+    )
+    cfg = SearchConfig(data=str(tmp_path / "long.npz"), board=BOARD, out=tmp_path / "l", space=Space())
+    data_ = study._Data(cfg)
+    keys = [a.key for a in Space().architectures()]
+    assert study.default_trials(cfg, data_, keys) == [
+        {"arch": f"lstm-32x1-h8-{r}", "lr": 1e-2, "qat": False} for r in ("mean", "max")
+    ]
+    assert study.default_trials(cfg, data_, [k for k in keys if not k.endswith("max")]) == [
+        {"arch": "lstm-32x1-h8-mean", "lr": 1e-2, "qat": False}
+    ]
+    assert study.default_trials(replace(cfg, space=Space(lr=(1e-3, 5e-3), qat=(True,))), data_, keys)[0] == {
+        "arch": "lstm-32x1-h8-mean",
+        "lr": 5e-3,
+    }  # the peak within the space's range; QAT where the space has nothing else
+
+
 def test_stream_data_searches_the_last_readout_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -503,7 +547,8 @@ def test_the_summary_names_the_objective_and_the_best_exports_check_verdict(
               "readout": "last"}  # fmt: skip
     best = {"number": 0, "state": "complete", "params": params, "measured": measured}
     doc = {"counts": {"complete": 1, "pruned": 0, "fail": 0}, "architectures": {"fit": ["a"], "priced": 1},
-           "best": best, "objective": "held-out int8 RMSE", "pareto": {"flash": [0], "latency": []},
+           "best": best, "trials": [best], "objective": "held-out int8 RMSE",
+           "pareto": {"flash": [0], "latency": []},
            "best_export": str(tmp_path / "best-export")}  # fmt: skip
     monkeypatch.setattr(cmd_search, "search", lambda *a, **kw: doc)
     assert main(["search", "--data", "watch", "--board", BOARD, "--out", str(tmp_path / "s")]) == 0

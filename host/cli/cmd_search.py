@@ -134,6 +134,9 @@ def _run(args: argparse.Namespace) -> int:
         f"{c['complete'] + c['pruned']} trials trained ({c['pruned']} over the budget as measured), "
         f"{c['fail']} failed"
     )
+    for t in doc["trials"]:
+        if t.get("origin") and t["state"] == "complete":
+            print(f"trial {t['number']} is {t['origin']} model, {t['params']['arch']}: {t['value']:.4g}")
     if doc["best"] is None:
         print("no trial trained to a bit-exact export within the budget: see search.md for why")
         code = 1

@@ -52,8 +52,8 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
 from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
 from tinylstm.trainer.outputs import check_output_dir, sha256_file
-from tinylstm.trainer.recipe import SELECTIONS, DataShape, choose_stack
-from tinylstm.trainer.train import bidirectional_window
+from tinylstm.trainer.recipe import SELECTIONS, DataShape, choose, choose_stack
+from tinylstm.trainer.train import TrainConfig, bidirectional_window
 
 QAT_EPOCHS = 3  # fine-tuning epochs of a trial that draws QAT
 BEST_EXPORT = "best-export"
@@ -597,6 +597,27 @@ class Objective:
         return float(quality["int8"])
 
 
+DEFAULT_ORIGIN = "the training recipe's default"
+
+
+def default_trials(cfg: SearchConfig, data: _Data, choices: list[str]) -> list[dict[str, Any]]:
+    """The parameters of the model ``tinylstm train`` makes with default flags, as the first trials of a new
+    study: TrainConfig's cell, hidden size and layers, an int8 hidden state, the recipe's input stacking and
+    readout for the data (one trial per readout its cross-validation would choose among), its peak learning
+    rate (within the space's range) and no QAT. Only those in ``choices`` (the space, within the budget): so
+    the search's best is never beaten by a default model it could have drawn."""
+    base, s = TrainConfig(), cfg.space
+    recipe = choose(base, DataShape.of(data.get(_first_window(cfg))))
+    lr = min(max(base.lr, s.lr[0]), s.lr[1])
+    qat = {"qat": False} if False in s.qat else {}
+    params = []
+    for readout in recipe.readout_candidates or (recipe.readout,):
+        arch = Architecture(base.cell, base.hidden, base.layers, HIDDEN_BITS, readout, recipe.stack)
+        if arch.key in choices:
+            params.append({"arch": arch.key, "lr": lr, **qat})
+    return params
+
+
 def trial_dir(cfg: SearchConfig, number: int) -> Path:
     """A trial's files: OUT/trials/STUDY/NNNN, so studies sharing an --out (other --study-name) keep their
     own (the study's name made a safe folder name, with a digest of the name when that changed it)."""
@@ -754,8 +775,11 @@ def search(cfg: SearchConfig) -> dict[str, Any]:
     prices = study_prices(resumed) if resumed is not None else None
     if prices is None:
         prices = price_space(cfg, board, data)
-    require_fit(prices, cfg)  # before the study exists: nothing fitting leaves no study behind
+    fit = require_fit(prices, cfg)  # before the study exists: nothing fitting leaves no study behind
     study = open_study(cfg, direction, prices=prices)
+    if not study.trials:  # a new study starts with the default model (a study given trials keeps them)
+        for params in default_trials(cfg, data, fit)[: cfg.trials]:
+            study.enqueue_trial(params, user_attrs={"origin": DEFAULT_ORIGIN})
     done = _finished(study)
     bar = tqdm(
         total=cfg.trials,
@@ -812,7 +836,11 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         params = {**t.user_attrs.get("architecture", {}), **t.params}  # the architecture's parts too
         row = {"number": t.number, "state": t.state.name.lower(), "params": params, "value": t.value,
                "worker": t.user_attrs.get("worker")}  # fmt: skip
-        row |= {k: t.user_attrs[k] for k in ("measured", "estimate", "pruned", "error") if k in t.user_attrs}
+        row |= {
+            k: t.user_attrs[k]
+            for k in ("measured", "estimate", "pruned", "error", "origin")
+            if k in t.user_attrs
+        }
         rows.append(row)
     complete = [r for r in rows if r["state"] == "complete"]
     maximize = direction == "maximize"
@@ -922,6 +950,9 @@ def render_md(doc: dict[str, Any]) -> str:
             f"{p.get('qat', False)} | {m['int8']:.4g} | {m['float']:.4g} | "
             f"{m['flash_bytes']} | {m['ram_bytes']} | {lat} | {', '.join(tags)} |"
         )
+    seeded = [str(r["number"]) for r in doc["trials"] if r.get("origin")]
+    if seeded:
+        lines += ["", f"Trial {', '.join(seeded)}: {DEFAULT_ORIGIN} model (`tinylstm train` with no flags)."]
     pruned = [r for r in doc["trials"] if r["state"] == "pruned"]
     if pruned:
         lines += ["", "Pruned (over the budget as measured after training):", ""]
