@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tinylstm
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.data import Normalizer, load_dataset, load_test_set, split
 
@@ -94,6 +95,31 @@ def test_csv_stream_mode_cut_into_windows(tmp_path: Path) -> None:
     assert ds.mode == "stream" and ds.classes == ["0", "1", "2"] and ds.window == 4
     assert [len(s) for s in ds.sequences] == [4, 4]
     np.testing.assert_array_equal(ds.labels[1], [1, 2, 0, 1])
+
+
+def test_csv_many_integer_labels_read_as_regression_say_why(tmp_path: Path) -> None:
+    """More than 50 distinct integers in the target are read as regression (auto); the loader says why and
+    how to read them as classes, and train's first line repeats it. Integers up to 50 and non-integer
+    targets need no note."""
+    rows = "\n".join(f"{i},{i * 2},{i % 60}" for i in range(120))
+    path = write_csv(tmp_path, "a,b,code\n" + rows + "\n")
+    ds = load_dataset(str(path), window=4)
+    assert ds.task == "regression" and ds.task_note == (
+        "the target 'code' holds 60 distinct integers, more than 50: pass --task classification if they are "
+        "classes"
+    )
+    assert load_dataset(str(path), window=4, task="classification").task_note == ""
+    assert load_dataset(str(path), window=4, task="regression").task_note == ""
+    (tmp_path / "few").mkdir()
+    (tmp_path / "real").mkdir()
+    few = write_csv(tmp_path / "few", "a,b,code\n" + "".join(f"{i},{i},{i % 50}\n" for i in range(100)))
+    assert load_dataset(str(few), window=4).task_note == ""
+    real = write_csv(tmp_path / "real", "a,b,y\n" + "".join(f"{i},{i},{i * 0.5}\n" for i in range(100)))
+    assert load_dataset(str(real), window=4).task_note == ""
+    lines: list[str] = []
+    with pytest.raises(TinyLSTMError):  # the description is logged before training starts; stop there
+        tinylstm.train(path, tmp_path / "run", dataset_options={"window": 4}, epochs=0, log=lines.append)
+    assert lines[0].endswith("regression (stream mode; " + ds.task_note + ")"), lines[0]
 
 
 def test_csv_forecast_regression(tmp_path: Path) -> None:

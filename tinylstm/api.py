@@ -112,7 +112,9 @@ def train(
     cfg = TrainConfig(**{"progress": False, **config})
     if log is not None:
         log(
-            f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode)"
+            f"{ds.name}: {len(ds)} sequences, {ds.num_channels} channels, {ds.task} ({ds.mode} mode"
+            + (f"; {ds.task_note}" if ds.task_note else "")
+            + ")"
             + (f", classes {ds.classes}" if ds.classes else "")
         )
         log(

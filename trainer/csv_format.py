@@ -12,7 +12,8 @@
   sequence). Otherwise stream mode: per-step labels, and each sequence (the whole file when there
   is no group column) is cut into training windows of ``window`` steps every ``hop`` steps.
 * ``task="auto"``: classification when the target is non-numeric, or integer-valued with at most
-  50 distinct values; regression otherwise.
+  50 distinct values; regression otherwise (for more integers, ``SequenceSet.task_note`` says so and names
+  ``task="classification"``; train prints it).
 * ``forecast=k`` (regression): the target at step t is the target column's value at step t+k.
 """
 
@@ -167,6 +168,16 @@ def _resolve_task(raw: list[str], numeric: np.ndarray | None, task: str, forecas
     return "classification" if integer and len(set(raw)) <= MAX_AUTO_CLASSES else "regression"
 
 
+def _task_note(target: str, numeric: np.ndarray | None, task: str, resolved: Task) -> str:
+    """Why an integer target was read as regression (auto): more distinct values than MAX_AUTO_CLASSES."""
+    if task != "auto" or resolved != "regression" or numeric is None or np.any(numeric != np.round(numeric)):
+        return ""
+    return (
+        f"the target {target!r} holds {len(np.unique(numeric))} distinct integers, more than "
+        f"{MAX_AUTO_CLASSES}: pass --task classification if they are classes"
+    )
+
+
 def load_csv(
     path: Path,
     target: str | None = None,
@@ -195,6 +206,7 @@ def load_csv(
         )
     target_numeric = _as_float(raw_target)
     resolved = _resolve_task(raw_target, target_numeric, task, forecast, path)
+    note = _task_note(target, target_numeric, task, resolved) if not forecast else ""
 
     skipped: list[str] = []
     if channels is None:
@@ -250,6 +262,7 @@ def load_csv(
             name=name,
             groups=np.arange(len(seq_rows)),
             skipped=skipped,
+            task_note=note,
         )
         ds.validate()
         return ds
@@ -284,6 +297,7 @@ def load_csv(
         groups=np.asarray(seq_groups),
         window=window,
         skipped=skipped,
+        task_note=note,
     )
     ds.validate()
     return ds

@@ -37,6 +37,7 @@ class SequenceSet:
     groups: np.ndarray | None = None
     window: int | None = None
     skipped: list[str] = field(default_factory=list)  # CSV columns left out of the inputs: they hold text
+    task_note: str = ""  # why the loader read the task as it did, where a user may want the other
     spec: str = ""
     options: dict[str, Any] = field(default_factory=dict)
 
