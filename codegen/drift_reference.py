@@ -53,9 +53,15 @@ def _rolling_max(v: np.ndarray, n: int) -> np.ndarray:
     return ((c[n:] - c[:-n]) / n).max(axis=0)
 
 
-def reference(m: IntModel, sequences: list[np.ndarray]) -> dict[str, Any]:
+HELD_OUT = "held-out split"
+TRAINING = "training split"
+
+
+def reference(m: IntModel, sequences: list[np.ndarray], data: str = HELD_OUT) -> dict[str, Any]:
     """Reference statistics of the quantized held-out sequences ``sequences`` ([T, C] each), including how far
-    the rolling statistics move on the held-out stream itself (in order): the alerts' floor."""
+    the rolling statistics move on the held-out stream itself (in order): the alerts' floor. ``data`` says
+    which split they are: TRAINING where the model has no held-out data (its confidence is then higher than
+    unseen data gives, so the confidence alerts fire sooner)."""
     ys: list[np.ndarray] = [np.empty(0)] * len(sequences)
     for idx in by_length(sequences).values():
         y, _, _ = golden.run(m, np.stack([sequences[k] for k in idx]))
@@ -64,6 +70,7 @@ def reference(m: IntModel, sequences: list[np.ndarray]) -> dict[str, Any]:
     y_all = np.concatenate(ys)
     x_all = np.concatenate(sequences).astype(np.float64)
     out: dict[str, Any] = {
+        "data": data,
         "steps": len(y_all),
         "window": model_window(m),
         "input_mean": np.round(x_all.mean(axis=0), 4).tolist(),  # input words

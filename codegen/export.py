@@ -10,7 +10,7 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.drift_reference import reference
+from tinylstm.codegen.drift_reference import HELD_OUT, TRAINING, reference
 from tinylstm.codegen.emit_c import (
     LAYOUTS,
     EmittedC,
@@ -187,9 +187,8 @@ def export(
     fm = loaded.float_model
     train, test = data_splits(loaded, source.data)
     m, cal, measured = calibrated_model(fm, calibration_sequences(fm, train), hidden_bits)
-    held_out = [
-        golden.quantize_input(m, np.asarray(s)) for s in (test.sequences if len(test) else train.sequences)
-    ]
+    reference_split = test if len(test) else train  # no held-out data (trained with --test 0): the training's
+    held_out = [golden.quantize_input(m, np.asarray(s)) for s in reference_split.sequences]
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_outputs(out_dir)
     files = emit_c(m, out_dir, name, layout)
@@ -231,7 +230,7 @@ def export(
         "input_scale": m.input_scale,
         "output_scale": m.output_scale,
         "files": [files.header.name, files.source.name, "model.tlm", FLOAT_NPZ],
-        "drift_reference": reference(m, held_out),
+        "drift_reference": reference(m, held_out, HELD_OUT if len(test) else TRAINING),
     }
     model_file = Path(source.model).resolve()
     pins = {

@@ -60,6 +60,27 @@ def test_the_export_stores_the_reference(trained: Trained) -> None:
     assert 0 <= ref["confidence_drop_seen"] < 0.2
 
 
+def test_a_reference_from_the_training_split_is_named_and_the_export_says_so(
+    trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model trained with --test 0 has no held-out data: export builds the reference from the training split
+    (its confidence higher than unseen data gives), records which, and says so; was: silently."""
+    assert drift_reference(trained.export_dir)["data"] == "held-out split"  # type: ignore[index]
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    np.savez(
+        tmp_path / "d.npz", X=rng.standard_normal((60, 16, 2)).astype(np.float32) + y[:, None, None], y=y
+    )
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "--test", "0", "--epochs", "1", "--quiet",
+                 "--hidden", "4", "--out", str(tmp_path / "r")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "r" / "model.pt"), "--out", str(tmp_path / "e")]) == 0
+    assert "note: no held-out data (trained with --test 0): the drift reference is the training split's" in (
+        capsys.readouterr().out
+    )
+    assert drift_reference(tmp_path / "e")["data"] == "training split"  # type: ignore[index]
+
+
 @pytest.mark.parametrize("hidden_bits", [8, 16])
 def test_held_out_data_raises_nothing_and_shifts_raise_within_a_window(
     trained: Trained, hidden_bits: int

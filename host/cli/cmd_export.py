@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from tinylstm.api import DEPRECATED_LAYOUTS, export
+from tinylstm.codegen.drift_reference import TRAINING
 from tinylstm.contract.cells import cell_type
 from tinylstm.contract.constants import HIDDEN_BITS
 
@@ -81,4 +82,10 @@ def run(args: argparse.Namespace) -> int:
     window = f" (the {r['window']}-sample window's inputs included)" if r.get("bidirectional") else ""
     print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B{window}{frac}")
     print(f"  wrote {', '.join(str(out / f) for f in r['files'])}, {out / 'export-report.json'}")
+    if r["drift_reference"]["data"] == TRAINING:
+        print(
+            "  note: no held-out data (trained with --test 0): the drift reference is the training split's, "
+            "whose confidence is higher than unseen data gives, so stream's confidence alerts fire sooner; "
+            "train with --test-data or --test > 0 for a held-out reference"
+        )
     return 0
