@@ -155,3 +155,19 @@ def test_the_cli_summary_says_the_score_is_after_qat(
         "accuracy" in out
         and "after quantization-aware fine-tuning (the float training's kept epoch 2 of 2," in out
     )
+    # exported with another hidden state than QAT fine-tuned for: the fake-quantized forward is not what this
+    # export was fine-tuned as, so check gates int8 against the float model (was: an int16 fake-quantized
+    # forward called "the quantization-aware forward") and warns
+    reports = {}
+    for bits in (8, 16):
+        export(ModelSource(str(tmp_path / "r" / "model.pt")), tmp_path / f"e{bits}", hidden_bits=bits)
+        reports[bits] = check(tmp_path / f"e{bits}")
+    assert "qat_forward" in reports[8]["quality"] and "qat_forward" not in reports[16]["quality"]
+    assert not any("fine-tuned for" in w for w in reports[8]["warnings"])
+    assert any(
+        "fine-tuned for an int8 hidden state but exported with int16: export with --hidden-bits 8" in w
+        for w in reports[16]["warnings"]
+    ), reports[16]["warnings"]
+    rules = {bits: " ".join(r["rule"] for r in reports[bits]["rules"]) for bits in reports}
+    assert "argmax agreement with the quantization-aware forward" in rules[8]
+    assert "argmax agreement with the float model" in rules[16]

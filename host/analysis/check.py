@@ -464,7 +464,9 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
     quality = _quality(fm, m, test, ints, flo)
     ckpt = origin.loaded.checkpoint
     training = training_of(ckpt)
-    if training["kind"] == "qat":
+    if training["kind"] == "qat" and training["hidden_bits"] == m.hidden_bits:
+        # the forward it was fine-tuned as; exported with another hidden state (warned below), the integer
+        # model is gated against the float model as any other
         quality["qat_forward"] = _qat_forward(fm, m, test, ints)
     lag = int((ckpt.dataset.options.get("forecast") if ckpt else 0) or 1)
     baselines, warnings = _baselines(m, train, test, ints, flo, lag)
