@@ -202,14 +202,9 @@ def channel_warnings(arrays: list[np.ndarray], names: list[str]) -> list[str]:
             )
             continue
         if float(np.ptp(v)) == 0.0:
-            cast = (
-                " (float32 keeps about 7 significant digits: if it varies in the file, subtract its offset)"
-                if abs(float(v[0])) >= LARGE_OFFSET
-                else ""
-            )
             out.append(
-                f"channel {name!r} is constant ({v[0]:.7g}) in the training split{cast}: it carries no "
-                "information; leave it out (--channels)"
+                f"channel {name!r} is constant ({v[0]:.7g}) in the training split{_float32_hint(v[0])}: it "
+                "carries no information; leave it out (--channels)"
             )
             continue
         q1, q3 = np.percentile(v, (25, 75))
@@ -229,18 +224,22 @@ def constant_target_error(arrays: list[np.ndarray]) -> str | None:
     """Why a regression's training targets (rows of [T_i, O] arrays) leave nothing to learn: an output that
     is constant; None if every output varies."""
     stacked = np.concatenate([np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in arrays])
-    for k in np.flatnonzero(np.ptp(stacked, axis=0) == 0):
-        value = float(stacked[0, k])
-        cast = (
-            " (float32 keeps about 7 significant digits: subtract the offset before saving)"
-            if abs(value) >= LARGE_OFFSET
-            else ""
-        )
-        return (
-            f"target {k} is constant ({value:.7g}) in the training split{cast}: there is nothing to learn; "
-            "check the target column"
-        )
-    return None
+    constant = np.flatnonzero(np.ptp(stacked, axis=0) == 0)
+    if not constant.size:
+        return None
+    k = int(constant[0])
+    value = float(stacked[0, k])
+    return (
+        f"target {k} is constant ({value:.7g}) in the training split{_float32_hint(value)}: there is "
+        "nothing to learn; check the target column"
+    )
+
+
+def _float32_hint(value: float) -> str:
+    """For a constant that may be float32's doing: a large offset leaves no digits for what varies."""
+    if abs(float(value)) < LARGE_OFFSET:
+        return ""
+    return " (float32 keeps about 7 significant digits: if it varies in the file, subtract its offset)"
 
 
 def duplicate_warnings(train: list[np.ndarray], held_out: list[np.ndarray]) -> list[str]:
