@@ -296,6 +296,11 @@ def test_a_new_study_starts_with_the_default_model_where_it_fits(
     out = capsys.readouterr().out
     assert f"trial 0 is the training recipe's default model, lstm-32x1-h8-last: {t['value']:.4g}" in out
     assert "Trial 0: the training recipe's default model" in (tmp_path / "s" / "search.md").read_text()
+    two = {**doc, "trials": [t, {**t, "number": 1}]}  # where the recipe cross-validates two readouts
+    assert (
+        "Trials 0, 1: the training recipe's default model (`tinylstm train` with no flags), one per readout"
+        in (study.render_md(two))
+    )
     # long windows: one trial per readout the recipe's cross-validation chooses among; only those in the space
     # and the budget
     rng = np.random.default_rng(0)

@@ -952,7 +952,13 @@ def render_md(doc: dict[str, Any]) -> str:
         )
     seeded = [str(r["number"]) for r in doc["trials"] if r.get("origin")]
     if seeded:
-        lines += ["", f"Trial {', '.join(seeded)}: {DEFAULT_ORIGIN} model (`tinylstm train` with no flags)."]
+        lines += [
+            "",
+            f"Trial {seeded[0]}: {DEFAULT_ORIGIN} model (`tinylstm train` with no flags)."
+            if len(seeded) == 1
+            else f"Trials {', '.join(seeded)}: {DEFAULT_ORIGIN} model (`tinylstm train` with no flags), one "
+            "per readout its cross-validation chooses between.",
+        ]
     pruned = [r for r in doc["trials"] if r["state"] == "pruned"]
     if pruned:
         lines += ["", "Pruned (over the budget as measured after training):", ""]
