@@ -105,8 +105,8 @@ def test_csv_many_integer_labels_read_as_regression_say_why(tmp_path: Path) -> N
     path = write_csv(tmp_path, "a,b,code\n" + rows + "\n")
     ds = load_dataset(str(path), window=4)
     assert ds.task == "regression" and ds.task_note == (
-        "the target 'code' holds 60 distinct integers, more than 50: pass --task classification if they are "
-        "classes"
+        "the target 'code' holds 60 distinct integer values, more than 50: pass --task classification if "
+        "they are classes"
     )
     assert load_dataset(str(path), window=4, task="classification").task_note == ""
     assert load_dataset(str(path), window=4, task="regression").task_note == ""

@@ -168,13 +168,14 @@ def _resolve_task(raw: list[str], numeric: np.ndarray | None, task: str, forecas
     return "classification" if integer and len(set(raw)) <= MAX_AUTO_CLASSES else "regression"
 
 
-def _task_note(target: str, numeric: np.ndarray | None, task: str, resolved: Task) -> str:
-    """Why an integer target was read as regression (auto): more distinct values than MAX_AUTO_CLASSES."""
+def _task_note(target: str, raw: list[str], numeric: np.ndarray | None, task: str, resolved: Task) -> str:
+    """Why an integer target was read as regression (auto, as _resolve_task decides): more distinct values
+    than MAX_AUTO_CLASSES."""
     if task != "auto" or resolved != "regression" or numeric is None or np.any(numeric != np.round(numeric)):
         return ""
     return (
-        f"the target {target!r} holds {len(np.unique(numeric))} distinct integers, more than "
-        f"{MAX_AUTO_CLASSES}: pass --task classification if they are classes"
+        f"the target {target!r} holds {len(set(raw))} distinct integer values, more than {MAX_AUTO_CLASSES}: "
+        "pass --task classification if they are classes"
     )
 
 
@@ -206,7 +207,7 @@ def load_csv(
         )
     target_numeric = _as_float(raw_target)
     resolved = _resolve_task(raw_target, target_numeric, task, forecast, path)
-    note = _task_note(target, target_numeric, task, resolved) if not forecast else ""
+    note = _task_note(target, raw_target, target_numeric, task, resolved) if not forecast else ""
 
     skipped: list[str] = []
     if channels is None:
