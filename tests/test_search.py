@@ -15,6 +15,7 @@ one on 127.0.0.1 and prints the URL; .ci/run does this)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -502,6 +503,32 @@ def test_a_trial_that_always_fails_stops_the_study_in_one_line(
         "tinylstm search: error: 3 trials failed in a row, the last (trial 2): trial 2: no luck; fix that, "
         "then run the same command again to continue the study",
     ], err
+
+
+def test_failures_in_a_row_count_across_the_studys_workers() -> None:
+    """Three failures in a row stop the study whichever workers ran them (was: each worker counted its own, so
+    2 workers stopped after up to 6); a finished trial between them starts the count again, and an earlier
+    run's failures (before ``since``) do not count."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = optuna.create_study()
+    fail, ok = optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE
+    st.add_trial(optuna.trial.create_trial(state=fail))  # an earlier run's
+    since = st.get_trials()[0].datetime_complete + datetime.timedelta(microseconds=1)
+    workers = [study._Failures(since), study._Failures(since)]
+
+    def end(state: Any, worker: int) -> None:
+        st.add_trial(optuna.trial.create_trial(state=state, value=1.0 if state == ok else None))
+        workers[worker](st, st.get_trials()[-1])
+
+    end(fail, 0)
+    end(fail, 1)  # 2 in a row: the earlier run's is not counted
+    end(ok, 1)  # the count starts again
+    end(fail, 0)
+    end(fail, 1)
+    with pytest.raises(TinyLSTMError, match=r"^3 trials failed in a row, the last \(trial 6\)"):
+        end(fail, 1)  # each worker has failed twice in a row, the study three times
 
 
 def test_the_recipe_stacking_suits_every_window_length(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ best export copied to ``OUT/best-export``, ready for ``tinylstm build``.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -57,7 +58,7 @@ from tinylstm.trainer.train import TrainConfig, bidirectional_window
 
 QAT_EPOCHS = 3  # fine-tuning epochs of a trial that draws QAT
 BEST_EXPORT = "best-export"
-FAILED_IN_A_ROW = 3  # a worker's trials that fail one after another before it stops the study
+FAILED_IN_A_ROW = 3  # trials of the study (any worker) that fail one after another before it stops
 SEED_STRIDE = 1000  # worker k's sampler is seeded seed + SEED_STRIDE * k
 MAX_SEED = 2**32 - 1  # the sampler's (numpy's) largest seed
 
@@ -711,23 +712,38 @@ def _finished(study: Any) -> int:
 class _Failures:
     """A trial callback: each failed trial reported in one line (on stderr, below a progress bar); after
     FAILED_IN_A_ROW failed one after another, the study stops with a one-line error naming the last failure
-    (a trial that always fails would otherwise be retried for ever: only finished trials count)."""
+    (a trial that always fails would otherwise be retried for ever: only finished trials count). In a row
+    means in the study, by the time each trial ended, whichever worker ran it, counting the trials that
+    ended since ``since`` (this run: an earlier run's failures were reported by it)."""
 
-    def __init__(self) -> None:
-        self.in_a_row = 0
+    def __init__(self, since: datetime.datetime) -> None:
+        self.since = since
+
+    def in_a_row(self, study: Any) -> int:
+        ended = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.state.is_finished() and t.datetime_complete is not None and t.datetime_complete >= self.since
+        ]
+        ended.sort(key=lambda t: (t.datetime_complete, t.number))
+        n = 0
+        for t in reversed(ended):
+            if t.state.name != "FAIL":
+                break
+            n += 1
+        return n
 
     def __call__(self, study: Any, trial: Any) -> None:
         from tqdm import tqdm
 
         if trial.state.name != "FAIL":
-            self.in_a_row = 0
             return
-        self.in_a_row += 1
         why = trial.user_attrs.get("error", "stopped")
         tqdm.write(f"trial {trial.number} failed: {why}", file=sys.stderr)
-        if self.in_a_row >= FAILED_IN_A_ROW:
+        n = self.in_a_row(study)
+        if n >= FAILED_IN_A_ROW:
             raise TinyLSTMError(
-                f"{self.in_a_row} trials failed in a row, the last (trial {trial.number}): {why}; fix that, "
+                f"{n} trials failed in a row, the last (trial {trial.number}): {why}; fix that, "
                 "then run the same command again to continue the study"
             )
 
@@ -751,7 +767,8 @@ def run_worker(
         prices = study_prices(open_study(cfg, direction, worker, priced))
         assert prices is not None
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    callbacks = [optuna.study.MaxTrialsCallback(cfg.trials, states=states), _Failures()]
+    since = datetime.datetime.now()  # Optuna's trial times are local, naive
+    callbacks = [optuna.study.MaxTrialsCallback(cfg.trials, states=states), _Failures(since)]
     if on_trial is not None:
         callbacks.append(on_trial)
     if _finished(study) < cfg.trials:
