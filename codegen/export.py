@@ -187,8 +187,9 @@ def export(
     fm = loaded.float_model
     train, test = data_splits(loaded, source.data)
     m, cal, measured = calibrated_model(fm, calibration_sequences(fm, train), hidden_bits)
-    reference_split = test if len(test) else train  # no held-out data (trained with --test 0): the training's
-    held_out = [golden.quantize_input(m, np.asarray(s)) for s in reference_split.sequences]
+    # the drift reference: of the held-out data, or of the training split where none is (trained --test 0)
+    reference_data, reference_split = (HELD_OUT, test) if len(test) else (TRAINING, train)
+    reference_inputs = [golden.quantize_input(m, np.asarray(s)) for s in reference_split.sequences]
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_outputs(out_dir)
     files = emit_c(m, out_dir, name, layout)
@@ -230,7 +231,7 @@ def export(
         "input_scale": m.input_scale,
         "output_scale": m.output_scale,
         "files": [files.header.name, files.source.name, "model.tlm", FLOAT_NPZ],
-        "drift_reference": reference(m, held_out, HELD_OUT if len(test) else TRAINING),
+        "drift_reference": reference(m, reference_inputs, reference_data),
     }
     model_file = Path(source.model).resolve()
     pins = {

@@ -147,7 +147,11 @@ def _check_finite_classes(path: Path, target: str, raw: list[str], numbers: np.n
         )
 
 
-def _resolve_task(raw: list[str], numeric: np.ndarray | None, task: str, forecast: int, path: Path) -> Task:
+def _resolve_task(
+    raw: list[str], numeric: np.ndarray | None, task: str, forecast: int, path: Path, target: str
+) -> tuple[Task, str]:
+    """The task, and a note where ``task="auto"`` read integers as regression (more than MAX_AUTO_CLASSES
+    distinct values), which the user may have meant as classes."""
     if task not in ("auto", "classification", "regression"):
         raise TinyLSTMError(f"task={task!r} is not known; use auto, classification or regression")
     if forecast:
@@ -155,25 +159,20 @@ def _resolve_task(raw: list[str], numeric: np.ndarray | None, task: str, forecas
             raise TinyLSTMError("forecast predicts a future numeric value; drop --task classification")
         if numeric is None:
             raise TinyLSTMError(f"{path}: forecast needs a numeric target column; pick one with --target")
-        return "regression"
+        return "regression", ""
     if task == "regression":
         if numeric is None:
             raise TinyLSTMError(
                 f"{path}: --task regression needs a numeric target column; pick one with --target"
             )
-        return "regression"
+        return "regression", ""
     if task == "classification" or numeric is None:
-        return "classification"
-    integer = bool(np.all(numeric == np.round(numeric)))
-    return "classification" if integer and len(set(raw)) <= MAX_AUTO_CLASSES else "regression"
-
-
-def _task_note(target: str, raw: list[str], numeric: np.ndarray | None, task: str, resolved: Task) -> str:
-    """Why an integer target was read as regression (auto, as _resolve_task decides): more distinct values
-    than MAX_AUTO_CLASSES."""
-    if task != "auto" or resolved != "regression" or numeric is None or np.any(numeric != np.round(numeric)):
-        return ""
-    return (
+        return "classification", ""
+    if not np.all(numeric == np.round(numeric)):
+        return "regression", ""
+    if len(set(raw)) <= MAX_AUTO_CLASSES:
+        return "classification", ""
+    return "regression", (
         f"the target {target!r} holds {len(set(raw))} distinct integer values, more than {MAX_AUTO_CLASSES}: "
         "pass --task classification if they are classes"
     )
@@ -206,8 +205,7 @@ def load_csv(
             f"{path} row {row + 2}: the target column {target!r} is empty; fill or drop the row"
         )
     target_numeric = _as_float(raw_target)
-    resolved = _resolve_task(raw_target, target_numeric, task, forecast, path)
-    note = _task_note(target, raw_target, target_numeric, task, resolved) if not forecast else ""
+    resolved, note = _resolve_task(raw_target, target_numeric, task, forecast, path, target)
 
     skipped: list[str] = []
     if channels is None:

@@ -208,18 +208,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         summary = f"{split_name} RMSE {m[f'{split_name}_rmse']:.4g}, MAE {m[f'{split_name}_mae']:.4g}"
     kept = "best epoch" if args.select == "best" else "kept epoch"
+    epochs = f"{kept} {m['best_epoch']} of {m['epochs_run']}"
     qat = m.get("qat")
     if qat:  # the score is the fine-tuned model's; epochs_run counts both stages, train_seconds the float one
-        stages = f"the float training's {kept} {m['best_epoch']} of {m['epochs_run'] - qat['epochs_run']}"
-        print(
-            f"{summary} after quantization-aware fine-tuning ({stages}, {m['train_seconds']:.1f} s; sizes "
-            f"{m['sizes']})"
-        )
-    else:
-        print(
-            f"{summary} ({kept} {m['best_epoch']} of {m['epochs_run']}, {m['train_seconds']:.1f} s; "
-            f"sizes {m['sizes']})"
-        )
+        summary += " after quantization-aware fine-tuning"
+        epochs = f"the float training's {kept} {m['best_epoch']} of {m['epochs_run'] - qat['epochs_run']}"
+    print(f"{summary} ({epochs}, {m['train_seconds']:.1f} s; sizes {m['sizes']})")
     if "baselines" in m:
         _verdict(Baselines(**m["baselines"]), m, classification)
     if qat:
