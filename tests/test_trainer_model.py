@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tinylstm.contract.cells import NAMES
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.checkpoint import CheckpointMeta, DatasetRef, load_checkpoint, save_checkpoint
 from tinylstm.trainer.models import TinyGRU, TinyLSTM, TinyRNN
@@ -30,6 +31,36 @@ def test_padding_does_not_change_last_valid_output(factory: type) -> None:
     assert out.shape == (2, 9, 4)
     torch.testing.assert_close(out[0, :5], alone[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out[1], alone_long[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", NAMES)
+@pytest.mark.parametrize(
+    ("readout", "stack", "bidirectional"),
+    [("last", 1, False), ("mean", 1, False), ("max", 2, False), ("mean", 1, True), ("last", 2, True)],
+)
+def test_a_padded_batch_trains_as_its_sequences_alone(
+    cell: str, readout: str, stack: int, bidirectional: bool
+) -> None:
+    """The stack runs over the padded batch as one tensor (no packing): each sequence's valid outputs, and
+    the gradient of a loss on its last valid output, are those of the sequence run alone."""
+    torch.manual_seed(1)
+    model = TinyRNN(cell, 2, 6, 2, 3, readout=readout, stack=stack, bidirectional=bidirectional)
+    lengths = [7, 12, 3]
+    seqs = [torch.randn(n, 2) for n in lengths]
+    batch = torch.full((3, 12, 2), 50.0)  # garbage in the padding must not matter
+    for i, seq in enumerate(seqs):
+        batch[i, : len(seq)] = seq
+    out = model(batch, torch.tensor(lengths))
+    model.zero_grad()
+    out[torch.arange(3), torch.tensor(lengths) - 1].square().sum().backward()
+    padded = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for i, seq in enumerate(seqs):
+        alone = model(seq[None])
+        torch.testing.assert_close(out[i, : len(seq)], alone[0], rtol=1e-5, atol=1e-6)
+        alone[0, -1].square().sum().backward()
+    for got, want in zip(padded, [p.grad for p in model.parameters()], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_model_attributes_and_validation() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tinylstm.contract.cells import CELLS, cell_type
 from tinylstm.contract.constants import MAX_HIDDEN, MAX_LAYERS
@@ -100,8 +99,13 @@ class TinyRNN(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, input] -> outputs [B, T, output], starting from a zero state.
 
-        With ``lengths`` the batch is packed so padding never enters the recurrent state;
-        outputs at padded steps are the head applied to zeros and must be masked by the caller.
+        ``lengths`` (None: no padding) are the valid samples of each right-padded sequence. The stack runs
+        over the padded batch as one tensor: a unidirectional recurrence is causal, so the padding after a
+        sequence's last valid step never reaches its valid steps' outputs, which equal those of a packed
+        run (tests/test_trainer_models.py). Outputs at padded steps are not the board's and must be masked by
+        the caller. (Packing would spare the padded steps' arithmetic, but its per-step batch slicing runs
+        torch's recurrence step by step: ~15x slower on CPU at hidden 32 than the fused whole-tensor
+        kernel.)
         A stacked model runs on ``T // stack`` steps and gives each sample the output the kernel holds there
         (contract/stacking.py): the last completed step's, or the head of zeros before the first.
         """
@@ -110,9 +114,9 @@ class TinyRNN(nn.Module):
         B, T, C = x.shape
         k = self.stack
         xs = x[:, : T // k * k].reshape(B, T // k, k * C)
-        # a sequence shorter than one step still packs one (its outputs are all held, never read)
+        # a sequence shorter than one step still counts one (its outputs are all held, never read)
         steps = None if lengths is None else torch.clamp(lengths.cpu() // k, min=1)
-        hidden = self._run(self.rnn, xs, steps)
+        hidden = self._run(self.rnn, xs)
         op = readout_type(self.readout).torch_op
         if self.rnn_backward is not None:
             return self._bidirectional(x, xs, lengths, steps, pool(hidden, op))
@@ -123,15 +127,11 @@ class TinyRNN(nn.Module):
         index = torch.as_tensor(held_steps(T, k), device=x.device)
         return torch.cat([first, y], dim=1)[:, index]
 
-    def _run(self, rnn: nn.RNNBase, xs: torch.Tensor, steps: torch.Tensor | None) -> torch.Tensor:
-        """``rnn`` over ``xs`` [B, S, k*C] (packed to ``steps`` valid steps per sequence) -> h [B, S, H]."""
+    def _run(self, rnn: nn.RNNBase, xs: torch.Tensor) -> torch.Tensor:
+        """``rnn`` over ``xs`` [B, S, k*C] from a zero state -> h [B, S, H]."""
         if xs.shape[1] == 0:  # no whole step: every output is the head of zeros
             return xs.new_zeros(xs.shape[0], 0, self.hidden_size)
-        if steps is None:
-            return rnn(xs)[0]
-        packed = pack_padded_sequence(xs, steps, batch_first=True, enforce_sorted=False)
-        out, _ = rnn(packed)
-        return pad_packed_sequence(out, batch_first=True, total_length=xs.shape[1])[0]
+        return rnn(xs)[0]
 
     def _bidirectional(
         self,
@@ -149,7 +149,7 @@ class TinyRNN(nn.Module):
         valid = torch.full((B,), xs.shape[1], dtype=torch.int64) if steps is None else steps
         last = (valid - 1).clamp(min=0).to(x.device)
         reverse = reversed_steps(xs, valid)
-        backward = pool(self._run(self.rnn_backward, reverse, steps), readout_type(self.readout).torch_op)
+        backward = pool(self._run(self.rnn_backward, reverse), readout_type(self.readout).torch_op)
         rows = torch.arange(B, device=x.device)
         answer = self.head(torch.cat([forward[rows, last], backward[rows, last]], dim=1))  # [B, O]
         end = torch.full((B,), T - 1, device=x.device) if lengths is None else lengths.to(x.device) - 1
