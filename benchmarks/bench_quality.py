@@ -206,6 +206,7 @@ def search_best(train_path: Path, test: SequenceSet, trials: int, work: Path) ->
         "flash_bytes": best["measured"]["flash_bytes"],
         "architecture": {k: best["params"][k] for k in sorted(best["params"])},
         "trials": trials,
+        "objective": doc["objective"],  # how the trials were scored (host/search/selection.py)
     }
 
 

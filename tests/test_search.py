@@ -577,7 +577,7 @@ def test_the_summary_names_the_objective_and_the_best_exports_check_verdict(
                 "check_passed": False, "check_failed": [failed]}  # fmt: skip
     params = {"arch": "gru-8x1-h8-last", "cell": "gru", "hidden": 8, "layers": 1, "hidden_bits": 8,
               "readout": "last"}  # fmt: skip
-    best = {"number": 0, "state": "complete", "params": params, "measured": measured}
+    best = {"number": 0, "state": "complete", "params": params, "measured": measured, "value": 1.5}
     doc = {"counts": {"complete": 1, "pruned": 0, "fail": 0}, "architectures": {"fit": ["a"], "priced": 1},
            "best": best, "trials": [best], "objective": "held-out int8 RMSE",
            "pareto": {"flash": [0], "latency": []},

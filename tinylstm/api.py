@@ -332,6 +332,7 @@ def search(
     trials: int = 20,
     epochs: int | None = None,
     select: str | None = None,
+    folds: int | None = None,
     patience: int | None = None,
     seed: int = 0,
     cells: str | Sequence[str] = tuple(CELL_NAMES),
@@ -356,7 +357,8 @@ def search(
     ``hidden_bits``, ``readouts``, ``stacks`` (None: the recipe's), ``windows`` (None: the data's), as
     sequences or the CLI's comma-separated strings; ``qat=False`` never fine-tunes quantization-aware;
     ``bidirectional=True`` also tries each architecture with a backward stack (window classification of one
-    length; int8 h only, never QAT).
+    length; int8 h only, never QAT). ``folds``: how a trial is scored (None: k-fold cross-validation where
+    its held-out split is small, else that split; 0: the held-out split; k >= 2: k folds).
     Returns the study's document (search.json: ``doc["best"]``, ``doc["best_export"]`` for ``build``,
     ``doc["pareto"]``, ``doc["trials"]``); also writes search.md and pareto.png into ``out``."""
     space = Space(
@@ -383,6 +385,7 @@ def search(
         space=space,
         epochs=epochs,
         select=select,
+        folds=folds,
         patience=patience,
         seed=seed,
         storage=storage,

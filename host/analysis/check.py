@@ -98,6 +98,11 @@ def held_out_quality(export_dir: Path, data: str | None = None) -> dict[str, Any
     origin = export_origin(export_dir, doc, data)
     fm = origin.loaded.float_model
     test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
+    return quality_on(fm, m, test)
+
+
+def quality_on(fm: FloatModel, m: IntModel, test: SequenceSet) -> dict[str, Any]:
+    """Float ``fm`` vs its integer model ``m`` on ``test``: the metric of each, their agreement and drop."""
     flo, _, ints = _outputs(fm, m, test)
     return _quality(fm, m, test, ints, flo)
 

@@ -11,6 +11,7 @@ from tinylstm.contract.cells import NAMES as CELL_NAMES
 from tinylstm.contract.constants import MAX_INPUT
 from tinylstm.contract.readouts import NAMES as READOUT_NAMES
 from tinylstm.host.boards.registry import BOARDS
+from tinylstm.host.search.selection import CV_BELOW_HELD_OUT, CV_FOLDS
 from tinylstm.host.search.study import SELECTIONS, check_verdict
 from tinylstm.trainer.recipe import STACK_MIN_STEPS, STACK_TARGET_STEPS
 
@@ -47,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "classification, cv for small regression sets)",
     )
     p.add_argument("--patience", type=int, help="with --select best: early-stopping patience (default 10)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        help="how each trial is scored: 0: on its held-out split; k >= 2: by k-fold cross-validation on all "
+        f"the data (each trial trains k more times); default: {CV_FOLDS} folds where the held-out split has "
+        f"fewer than {CV_BELOW_HELD_OUT} sequences, else the held-out split",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed: a study is reproducible")
     p.add_argument("--cells", default=",".join(CELL_NAMES), help="cells to try (default: all)")
     p.add_argument("--hidden", default=",".join(map(str, DEFAULT_SPACE.hidden)), help="hidden sizes to try")
@@ -108,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         trials=args.trials,
         epochs=args.epochs,
         select=args.select,
+        folds=args.folds,
         patience=args.patience,
         seed=args.seed,
         cells=args.cells,
@@ -142,10 +151,17 @@ def _run(args: argparse.Namespace) -> int:
         code = 1
     else:
         b, m = doc["best"], doc["best"]["measured"]
+        cv = m.get("cv")
+        bits = "int16-h" if b["params"].get("hidden_bits") == 16 else "int8"
+        held = f"{m['int8']:.4g} ({bits}) (float {m['float']:.4g})"
+        score = (
+            f"{cv['int8']:.4g} (float {cv['float']:.4g}; {cv['why']}); "
+            f"its export on its held-out split {held}"
+            if cv
+            else held
+        )
         print(
-            f"best: trial {b['number']} {b['params']}: {doc['objective']} {m['int8']:.4g} "
-            f"({'int16-h' if b['params'].get('hidden_bits') == 16 else 'int8'}) "
-            f"(float {m['float']:.4g}), "
+            f"best: trial {b['number']} {b['params']}: {doc['objective']} {score}, "
             f"flash {m['flash_bytes']} B, RAM {m['ram_bytes']} B"
             + (f", {m['latency_ms']:.3f} ms per sample" if m["latency_ms"] is not None else "")
             + (

@@ -52,6 +52,7 @@ from tinylstm.contract.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
 from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
+from tinylstm.host.search.selection import check_folds, cross_validate, folds_for
 from tinylstm.trainer.outputs import check_output_dir, sha256_file
 from tinylstm.trainer.recipe import SELECTIONS, DataShape, choose, choose_stack
 from tinylstm.trainer.train import TrainConfig, bidirectional_window
@@ -181,6 +182,9 @@ class SearchConfig:
     # "last": the last epoch; "best": early stopping on a validation split; "cv": epochs by cross-validation
     select: str | None = None
     patience: int | None = None  # select="best" only; None: the recipe's
+    # a trial's score (host/search/selection.py): None: k-fold cross-validation where the held-out split is
+    # small, else that split; 0: the held-out split; k >= 2: k folds
+    folds: int | None = None
     seed: int = 0
     storage: str | None = None  # None: sqlite:///OUT/study.db
     study_name: str = "tinylstm"
@@ -204,7 +208,9 @@ class SearchConfig:
             del space["stacks"]
         if self.space.directions == (False,):
             del space["directions"]
+        scoring = {} if self.folds is None else {"folds": self.folds}  # studies from before it resume
         return {
+            **scoring,
             "data": self.data,
             "data_sha256": self.data_sha256(),
             "board": self.board,
@@ -269,6 +275,7 @@ def _check_run(cfg: SearchConfig) -> None:
             f"--patience {cfg.patience}: early stopping needs --select best and a patience >= 1 (by default "
             "trials select as the recipe does)"
         )
+    check_folds(cfg.folds)
     top = MAX_SEED - SEED_STRIDE * (cfg.workers - 1)  # the last worker's sampler seed must be <= MAX_SEED
     if not 0 <= cfg.seed <= top:
         workers = f" with --workers {cfg.workers} (worker k adds {SEED_STRIDE} k)" if cfg.workers > 1 else ""
@@ -547,6 +554,7 @@ class Objective:
             qat_hidden_bits=arch.hidden_bits, bidirectional=arch.bidirectional,
         )  # fmt: skip
         result = fit(ds, config, root / "run", finetune=finetune)
+        k, why_folds = folds_for(self._given_folds(trial), ds, config)
         exp = export(ModelSource(str(result.checkpoint_path)), root / "export", hidden_bits=arch.hidden_bits)
         report = check(root / "export")  # held-out quality, golden == C bit-exact, the blob
         if not (report["bit_exact"]["ok"] and report["blob"]["ok"]):
@@ -590,15 +598,26 @@ class Objective:
             "check_passed": bool(report["passed"]),  # also within check's float-vs-int8 thresholds
             "check_failed": [r["rule"] for r in report["rules"] if not r["passed"]],  # check's FAIL rules
         }
-        trial.set_user_attr("measured", measured)
         why = cfg.budget.violation(flash, ram, cost.slowest_sample_ms)
         if why:  # the price is exact for the shapes; this guards the rule itself
+            trial.set_user_attr("measured", measured)
             trial.set_user_attr("pruned", f"measured {why}")
             raise optuna.TrialPruned(why)
-        return float(quality["int8"])
+        cv = cross_validate(ds, config, arch.hidden_bits, k, root / "cv", finetune) if k else None
+        measured["cv"] = None if cv is None else {**cv, "why": why_folds}
+        trial.set_user_attr("measured", measured)
+        return float(quality["int8"] if cv is None else cv["int8"])
+
+    def _given_folds(self, trial: Any) -> int | None:
+        """--folds, or 0 (the held-out split) in a study started before trials were cross-validated."""
+        if self.cfg.folds is None and not trial.study.user_attrs.get(CROSS_VALIDATES):
+            return 0
+        return self.cfg.folds
 
 
 DEFAULT_ORIGIN = "the training recipe's default"
+# a study's attribute: its trials are scored by selection.folds_for (older studies: the held-out split)
+CROSS_VALIDATES = "cross_validates"
 
 
 def default_trials(cfg: SearchConfig, data: _Data, choices: list[str]) -> list[dict[str, Any]]:
@@ -651,6 +670,7 @@ def open_study(
     )
     if study.user_attrs.get("identity") is None:  # a new study: what it is, nothing to compare with
         study.set_user_attr("identity", cfg.identity())
+        study.set_user_attr(CROSS_VALIDATES, True)
     else:
         _check_identity(study, cfg)
     if prices is not None and "prices" not in study.user_attrs:
@@ -875,9 +895,9 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         ),
     }
     best = None
-    if complete:
-        bt = study.best_trial
-        best = next(r for r in complete if r["number"] == bt.number)
+    if complete:  # the best score; among equals the least flash, then the first trained
+        sign = -1 if maximize else 1
+        best = min(complete, key=lambda r: (sign * r["value"], r["measured"]["flash_bytes"], r["number"]))
         copy_best_export(cfg, best)
     doc = {
         "study": cfg.study_name,
@@ -891,7 +911,8 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         },
         "direction": direction,
         # of the integer model as exported: int8, or int16-h where a trial drew hidden_bits 16
-        "objective": "held-out integer-model accuracy (%)" if maximize else "held-out integer-model RMSE",
+        "objective": ("integer-model accuracy (%)" if maximize else "integer-model RMSE")
+        + _scoring(complete),
         "trials": rows,
         "counts": {
             s.name.lower(): sum(r["state"] == s.name.lower() for r in rows) for s in optuna.trial.TrialState
@@ -904,6 +925,16 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
     (cfg.out / "search.md").write_text(render_md(doc))
     _plot(doc, cfg.out / "pareto.png")
     return doc
+
+
+def _scoring(complete: list[dict[str, Any]]) -> str:
+    """How the trials were scored (host/search/selection.py), for the objective's name."""
+    folds = sorted({(r["measured"].get("cv") or {}).get("folds", 0) for r in complete})
+    if folds == [0] or not folds:
+        return " on the held-out split"
+    if folds[0]:
+        return f", {'/'.join(map(str, folds))}-fold cross-validated on all the data"
+    return ", cross-validated where a trial's held-out split is small, else on it"
 
 
 def copy_best_export(cfg: SearchConfig, best: dict[str, Any]) -> None:
@@ -952,9 +983,9 @@ def render_md(doc: dict[str, Any]) -> str:
         f"Architectures within the budget: {len(fit)} of {doc['architectures']['priced']}"
         + (f" ({', '.join(fit)})." if fit else "."),
         "",
-        f"| trial | cell | hidden | layers | h bits | readout | stack | bidirectional | qat | {metric} | "
-        "float | flash B | RAM B | latency ms per sample | pareto |",
-        "|---:|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|---:|---:|---|",
+        "| trial | cell | hidden | layers | h bits | readout | stack | bidirectional | qat | score | "
+        f"{metric} | float | flash B | RAM B | latency ms per sample | pareto |",
+        "|---:|---|---:|---:|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     fronts = doc["pareto"]
     for r in sorted((r for r in doc["trials"] if r["state"] == "complete"), key=lambda r: r["number"]):
@@ -964,9 +995,15 @@ def render_md(doc: dict[str, Any]) -> str:
         lines.append(
             f"| {r['number']} | {p['cell']} | {p['hidden']} | {p['layers']} | {p['hidden_bits']} | "
             f"{p['readout']} | {p.get('stack', 1)} | {p.get('bidirectional', False)} | "
-            f"{p.get('qat', False)} | {m['int8']:.4g} | {m['float']:.4g} | "
+            f"{p.get('qat', False)} | {r['value']:.4g} | {m['int8']:.4g} | {m['float']:.4g} | "
             f"{m['flash_bytes']} | {m['ram_bytes']} | {lat} | {', '.join(tags)} |"
         )
+    lines += [
+        "",
+        "Score: what the study ranks by, the integer model's; where the trial was cross-validated "
+        "(host/search/selection.py) over every sequence of the data, its folds pooled, else the next column. "
+        f"{metric} and float: the trial's export on its held-out split.",
+    ]
     seeded = [str(r["number"]) for r in doc["trials"] if r.get("origin")]
     if seeded:
         lines += [

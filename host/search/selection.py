@@ -1,0 +1,93 @@
+"""How a search trial is scored: on its own held-out split, or by k-fold cross-validation on small data.
+
+A trial's export is trained on the training split of the data and checked on its held-out split (15 %).
+On a set of a few dozen sequences that split is a handful of them: one sequence of 7 is 14 pp, so the
+study would rank architectures by which of them happen to get those few right (docs/search.md). There,
+each trial is also trained on CV_FOLDS folds of all the data, each fold held out once, and scored by its
+integer model (int8, or int16-h where it drew that) on every sequence, pooled over the folds: the study's
+objective. The trial's export stays the one trained on the training split, checked as before.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tinylstm.codegen.export import ModelSource, calibration_sequences
+from tinylstm.codegen.input_range import calibrated_model
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.analysis.check import quality_on
+from tinylstm.trainer.data import split
+from tinylstm.trainer.sequence_set import SequenceSet
+from tinylstm.trainer.train import TrainConfig, fit, folds
+
+if TYPE_CHECKING:
+    from tinylstm.trainer.train import Finetune
+
+CV_FOLDS = 3
+# "auto": cross-validate where the trial's held-out split has fewer sequences than this (one is > 3.3 pp)
+CV_BELOW_HELD_OUT = 30
+
+
+def check_folds(value: int | None) -> None:
+    """``folds``: None (auto), 0 (the held-out split alone) or k >= 2."""
+    if value is not None and (value < 0 or value == 1):
+        raise TinyLSTMError(
+            f"--folds {value}: give 0 (score each trial on its held-out split) or 2 or more folds "
+            f"(default: {CV_FOLDS} where the held-out split has fewer than {CV_BELOW_HELD_OUT} sequences)"
+        )
+
+
+def folds_for(given: int | None, ds: SequenceSet, config: TrainConfig) -> tuple[int, str]:
+    """The folds a trial on ``ds`` is cross-validated with (0: none) and why."""
+    if given is not None:
+        return given, "given" if given else "given: the held-out split alone"
+    held = len(split(ds, val=0.0, test=config.test, seed=config.seed)[2])
+    if held < CV_BELOW_HELD_OUT:
+        return CV_FOLDS, f"the held-out split has {held} sequences, < {CV_BELOW_HELD_OUT}"
+    return 0, f"the held-out split has {held} sequences"
+
+
+def cross_validate(
+    ds: SequenceSet,
+    config: TrainConfig,
+    hidden_bits: int,
+    k: int,
+    root: Path,
+    finetune: Finetune | None = None,
+) -> dict[str, Any] | None:
+    """Train ``config`` on ``k`` folds of ``ds`` (trainer.train.folds: whole recordings, classes dealt
+    evenly), each held out once; the integer and float quality pooled over every held-out sequence (the
+    fraction right, or the RMSE over all of them), with each fold's. None when ``ds`` makes fewer than
+    two folds."""
+    parts = [f for f in folds(ds, k, config.seed) if f.size]
+    if len(parts) < 2:
+        return None
+    per_fold = []
+    for f, held in enumerate(parts):
+        rest = np.concatenate([p for g, p in enumerate(parts) if g != f])
+        train_part, held_part = ds.subset(rest), ds.subset(held)
+        result = fit(train_part, config, root / f"fold{f}", test_ds=held_part, finetune=finetune)
+        fm = ModelSource(str(result.checkpoint_path)).load().float_model
+        m, _, _ = calibrated_model(fm, calibration_sequences(fm, train_part), hidden_bits)
+        q = quality_on(fm, m, held_part)
+        per_fold.append({"sequences": len(held_part), "int8": float(q["int8"]), "float": float(q["float"])})
+    return {
+        "folds": len(per_fold),
+        "metric": "accuracy_pct" if ds.task == "classification" else "rmse",
+        "int8": _pooled(per_fold, "int8", ds.task),
+        "float": _pooled(per_fold, "float", ds.task),
+        "per_fold": per_fold,
+    }
+
+
+def _pooled(per_fold: list[dict[str, Any]], key: str, task: str) -> float:
+    """The folds' metric over all their sequences: accuracy weighted by fold size, RMSE from the pooled
+    squared error."""
+    n = sum(f["sequences"] for f in per_fold)
+    if task == "classification":
+        return sum(f[key] * f["sequences"] for f in per_fold) / n
+    return math.sqrt(sum(f[key] ** 2 * f["sequences"] for f in per_fold) / n)
