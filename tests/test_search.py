@@ -7,7 +7,8 @@ nothing fits fails at once; stacked architectures (input stacking, --stacks) are
 wider weights, the stacking buffer and a per-sample latency, default to the recipe's choice for the data,
 and the stacking a trial draws reaches its checkpoint and export; the same study on a real PostgreSQL
 server with two worker processes shares its trials. Two studies in one --out keep their own trials and
-best export; a resumed study refuses changed data; a trial that always fails stops the study in one
+best export; trials on small data are scored by cross-validation (--folds 0: the held-out split); a
+resumed study refuses changed data; a trial that always fails stops the study in one
 line; bad options (budgets, seeds, sizes, empty lists, stackings longer than a window) are one line.
 
 The PostgreSQL test needs a server: set TINYLSTM_TEST_POSTGRES_URL (scripts/test-postgres.sh starts
@@ -363,6 +364,81 @@ def test_a_budget_nothing_fits_fails_at_once(tmp_path: Path, capsys: pytest.Capt
     assert not (tmp_path / "s" / "study.db").exists() and not (tmp_path / "s" / "trials").exists()
 
 
+def small_windows(path: Path, n: int = 24) -> Path:
+    """``n`` windows of 16 samples, 2 channels, 2 classes told apart by their mean."""
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 2
+    x = rng.standard_normal((n, 16, 2)).astype(np.float32) + y[:, None, None].astype(np.float32)
+    np.savez(path, X=x, y=y)
+    return path
+
+
+def one_trial(out: Path, data: Path, **kw: object) -> SearchConfig:
+    space = Space(
+        cells=("lstm",), hidden=(8,), layers=(1,), hidden_bits=(8,), readouts=("last",), qat=(False,)
+    )
+    return SearchConfig(
+        data=str(data), board=BOARD, out=out, trials=1, space=space, epochs=2, progress=False,
+        **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_small_data_trials_are_scored_by_cross_validation(tmp_path: Path) -> None:
+    """24 windows hold out 4: each trial is also trained on 3 folds of all 24, and the study ranks it by its
+    integer model's accuracy over every window, pooled; its export is still the training split's, checked
+    on the held-out 4. --folds 0 scores on the held-out split; a study started before cross-validation
+    (no CROSS_VALIDATES mark) keeps doing so."""
+    data = small_windows(tmp_path / "w.npz")
+    doc = search(one_trial(tmp_path / "cv", data))
+    (t,) = doc["trials"]
+    cv = t["measured"]["cv"]
+    assert cv["folds"] == 3 and [f["sequences"] for f in cv["per_fold"]] == [8, 8, 8]
+    assert cv["why"] == "the held-out split has 4 sequences, < 30"
+    assert t["value"] == pytest.approx(cv["int8"])
+    assert cv["int8"] == pytest.approx(sum(f["int8"] for f in cv["per_fold"]) / 3)  # equal folds
+    assert (tmp_path / "cv" / "trials" / "tinylstm" / "0000" / "cv" / "fold2" / CHECKPOINT_NAME).is_file()
+    assert doc["objective"] == "integer-model accuracy (%), 3-fold cross-validated on all the data"
+    assert "Score: what the study ranks by" in (tmp_path / "cv" / "search.md").read_text()
+
+    held = search(one_trial(tmp_path / "held", data, folds=0))
+    (t0,) = held["trials"]
+    assert t0["measured"]["cv"] is None and t0["value"] == t0["measured"]["int8"]
+    assert held["objective"] == "integer-model accuracy (%) on the held-out split"
+    # the same model either way: the export is the training split's
+    assert t0["measured"]["hash"] == t["measured"]["hash"]
+
+    old = one_trial(tmp_path / "old", data)
+    open_study(old, "maximize").set_user_attr(study.CROSS_VALIDATES, False)
+    (t_old,) = search(old)["trials"]
+    assert t_old["measured"]["cv"] is None
+
+
+def test_the_scoring_rule_and_the_pooled_metric(tmp_path: Path) -> None:
+    from tinylstm.host.search import selection
+    from tinylstm.trainer.data import load_dataset
+    from tinylstm.trainer.train import TrainConfig
+
+    small = load_dataset(str(small_windows(tmp_path / "s.npz", 24)))
+    large = load_dataset(str(small_windows(tmp_path / "l.npz", 240)))
+    assert selection.folds_for(None, small, TrainConfig())[0] == selection.CV_FOLDS
+    assert selection.folds_for(None, large, TrainConfig()) == (0, "the held-out split has 36 sequences")
+    assert selection.folds_for(5, large, TrainConfig()) == (5, "given")
+    assert selection.folds_for(0, small, TrainConfig())[0] == 0
+    folds = [{"sequences": 2, "int8": 100.0}, {"sequences": 6, "int8": 50.0}]
+    assert selection._pooled(folds, "int8", "classification") == pytest.approx(62.5)
+    rmse = [{"sequences": 1, "int8": 3.0}, {"sequences": 3, "int8": 1.0}]
+    assert selection._pooled(rmse, "int8", "regression") == pytest.approx(np.sqrt((9 + 3) / 4))
+
+
+def test_the_best_of_equal_scores_is_the_smaller_model() -> None:
+    def row(number: int, value: float, flash: int) -> dict[str, Any]:
+        return {"number": number, "value": value, "measured": {"flash_bytes": flash}}
+
+    rows = [row(0, 90.0, 9000), row(1, 95.0, 8000), row(2, 95.0, 4000), row(3, 95.0, 4000)]
+    assert study.best_of(rows, maximize=True)["number"] == 2
+    assert study.best_of(rows, maximize=False)["number"] == 0
+
+
 def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config(tmp_path / "s", 1)
     open_study(cfg, "maximize")
@@ -394,6 +470,8 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
         (["--select", "cv", "--patience", "3"], "--patience 3: early stopping needs --select best"),
         (["--readouts", "last,avg"], "--readouts last,avg: choose from last, mean, max"),
         (["--epochs", "0"], "--epochs 0: each must be >= 1"),
+        (["--folds", "1"], "--folds 1: give 0 (score each trial on its held-out split) or 2 or more"),
+        (["--folds", "-2"], "--folds -2: give 0"),
         (["--stacks", "0,4"], "--stacks '0,4': every value must be >= 1"),
         (["--stacks", "4,256"], "--stacks 4,256: samples per recurrent step must be 1 (none) to 255"),
         # the watch data has 6 channels: 200 samples of them are 1200 values, over the kernel's 1024

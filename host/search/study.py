@@ -8,8 +8,9 @@ aside; nothing fitting fails at once. The prices are stored in the study, so its
 draw from the same architectures. Each trial draws one of the architectures that fit, a peak
 learning rate, dropout, quantization-aware fine-tuning (and a window length when asked), trains it with
 the training recipe (trainer/recipe.py) and the drawn readout and stacking, exports and checks it (``tinylstm
-check``: held-out float vs int8, golden == C bit-exact, the blob); the objective is held-out int8
-accuracy (or RMSE), and the flash and RAM it reports are the export's own. The study lives in SQLite
+check``: held-out float vs int8, golden == C bit-exact, the blob); the objective is its integer model's
+accuracy (or RMSE) on the held-out split, or by cross-validation where that split is small
+(host/search/selection.py), and the flash and RAM it reports are the export's own. The study lives in SQLite
 (``OUT/study.db``, resumable: run again to continue) or any Optuna RDB URL such as ``postgresql://``
 (several machines or ``--workers`` processes share one study). The results: the trials, the Pareto
 fronts (accuracy vs flash, vs latency) as ``search.json``, ``search.md`` and ``pareto.png``, and the
@@ -894,10 +895,8 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
             maximize,
         ),
     }
-    best = None
-    if complete:  # the best score; among equals the least flash, then the first trained
-        sign = -1 if maximize else 1
-        best = min(complete, key=lambda r: (sign * r["value"], r["measured"]["flash_bytes"], r["number"]))
+    best = best_of(complete, maximize) if complete else None
+    if best is not None:
         copy_best_export(cfg, best)
     doc = {
         "study": cfg.study_name,
@@ -925,6 +924,12 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
     (cfg.out / "search.md").write_text(render_md(doc))
     _plot(doc, cfg.out / "pareto.png")
     return doc
+
+
+def best_of(complete: list[dict[str, Any]], maximize: bool) -> dict[str, Any]:
+    """The complete trial of the best score; among equals the one of least flash, then the first."""
+    sign = -1 if maximize else 1
+    return min(complete, key=lambda r: (sign * r["value"], r["measured"]["flash_bytes"], r["number"]))
 
 
 def _scoring(complete: list[dict[str, Any]]) -> str:
