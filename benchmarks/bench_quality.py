@@ -455,8 +455,12 @@ def render_md(res: dict[str, Any]) -> str:
         "default: "
         "the training before the recipe (Adam at 3e-3, batch 64, early stopping on a 15 % validation split, "
         "the head on the last h), seed 0. Search: `tinylstm search --board stm32f405 --max-flash 16k "
-        "--hidden-bits 8 --readouts last,mean` with the "
-        "trials given, scored on the same held-out split. MiniRocket: median of 3 seeds. Padded: unequal "
+        "--hidden-bits 8 --readouts last,mean` on the training file with the trials given: each trial's "
+        "export trains on 85 % of it (its own held-out split is the rest, where the defaults train on all "
+        "of it), and the study ranks the trials on that split or, where it has fewer than 30 sequences "
+        "(every set but watch and JapaneseVowels), by 3-fold cross-validation over the whole file "
+        "(host/search/selection.py); its best export is scored on the same test split. "
+        "MiniRocket: median of 3 seeds. Padded: unequal "
         "lengths, padded to the longest case with each series' last value for 1-NN ED and MiniRocket (DTW "
         "unpadded).",
         "",

@@ -626,7 +626,7 @@ def default_trials(cfg: SearchConfig, data: _Data, choices: list[str]) -> list[d
     study: TrainConfig's cell, hidden size and layers, an int8 hidden state, the recipe's input stacking and
     readout for the data (one trial per readout its cross-validation would choose among), its peak learning
     rate (within the space's range) and no QAT. Only those in ``choices`` (the space, within the budget): so
-    on the search's own held-out split its best is never beaten by a default model it could have drawn."""
+    by the search's own score its best is never beaten by a default model it could have drawn."""
     base, s = TrainConfig(), cfg.space
     recipe = choose(base, DataShape.of(data.get(_first_window(cfg))))
     lr = min(max(base.lr, s.lr[0]), s.lr[1])
