@@ -413,17 +413,13 @@ def test_small_data_trials_are_scored_by_cross_validation(tmp_path: Path) -> Non
     assert t_old["measured"]["cv"] is None
 
 
-def test_the_scoring_rule_and_the_pooled_metric(tmp_path: Path) -> None:
+def test_the_scoring_rule_and_the_pooled_metric() -> None:
     from tinylstm.host.search import selection
-    from tinylstm.trainer.data import load_dataset
-    from tinylstm.trainer.train import TrainConfig
 
-    small = load_dataset(str(small_windows(tmp_path / "s.npz", 24)))
-    large = load_dataset(str(small_windows(tmp_path / "l.npz", 240)))
-    assert selection.folds_for(None, small, TrainConfig())[0] == selection.CV_FOLDS
-    assert selection.folds_for(None, large, TrainConfig()) == (0, "the held-out split has 36 sequences")
-    assert selection.folds_for(5, large, TrainConfig()) == (5, "given")
-    assert selection.folds_for(0, small, TrainConfig())[0] == 0
+    assert selection.folds_for(None, 29) == (selection.CV_FOLDS, "the held-out split has 29 sequences, < 30")
+    assert selection.folds_for(None, 30) == (0, "the held-out split has 30 sequences")
+    assert selection.folds_for(5, 300) == (5, "given")
+    assert selection.folds_for(0, 4) == (0, "given: the held-out split alone")
     folds = [{"sequences": 2, "int8": 100.0}, {"sequences": 6, "int8": 50.0}]
     assert selection._pooled(folds, "int8", "classification") == pytest.approx(62.5)
     rmse = [{"sequences": 1, "int8": 3.0}, {"sequences": 3, "int8": 1.0}]

@@ -20,7 +20,6 @@ from tinylstm.codegen.export import ModelSource, calibration_sequences
 from tinylstm.codegen.input_range import calibrated_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.analysis.check import quality_on
-from tinylstm.trainer.data import split
 from tinylstm.trainer.sequence_set import SequenceSet
 from tinylstm.trainer.train import TrainConfig, fit, folds
 
@@ -41,11 +40,11 @@ def check_folds(value: int | None) -> None:
         )
 
 
-def folds_for(given: int | None, ds: SequenceSet, config: TrainConfig) -> tuple[int, str]:
-    """The folds a trial on ``ds`` is cross-validated with (0: none) and why."""
+def folds_for(given: int | None, held: int) -> tuple[int, str]:
+    """The folds a trial whose held-out split has ``held`` sequences is cross-validated with (0: none) and
+    why."""
     if given is not None:
         return given, "given" if given else "given: the held-out split alone"
-    held = len(split(ds, val=0.0, test=config.test, seed=config.seed)[2])
     if held < CV_BELOW_HELD_OUT:
         return CV_FOLDS, f"the held-out split has {held} sequences, < {CV_BELOW_HELD_OUT}"
     return 0, f"the held-out split has {held} sequences"

@@ -555,7 +555,6 @@ class Objective:
             qat_hidden_bits=arch.hidden_bits, bidirectional=arch.bidirectional,
         )  # fmt: skip
         result = fit(ds, config, root / "run", finetune=finetune)
-        k, why_folds = folds_for(self._given_folds(trial), ds, config)
         exp = export(ModelSource(str(result.checkpoint_path)), root / "export", hidden_bits=arch.hidden_bits)
         report = check(root / "export")  # held-out quality, golden == C bit-exact, the blob
         if not (report["bit_exact"]["ok"] and report["blob"]["ok"]):
@@ -604,6 +603,7 @@ class Objective:
             trial.set_user_attr("measured", measured)
             trial.set_user_attr("pruned", f"measured {why}")
             raise optuna.TrialPruned(why)
+        k, why_folds = folds_for(self._given_folds(trial), result.metrics["sizes"]["test"])
         cv = cross_validate(ds, config, arch.hidden_bits, k, root / "cv", finetune) if k else None
         measured["cv"] = None if cv is None else {**cv, "why": why_folds}
         trial.set_user_attr("measured", measured)
