@@ -170,10 +170,11 @@ def _resolve_task(
         return "classification", ""
     if not np.all(numeric == np.round(numeric)):
         return "regression", ""
-    if len(set(raw)) <= MAX_AUTO_CLASSES:
+    distinct = len(set(raw))
+    if distinct <= MAX_AUTO_CLASSES:
         return "classification", ""
     return "regression", (
-        f"the target {target!r} holds {len(set(raw))} distinct integer values, more than {MAX_AUTO_CLASSES}: "
+        f"the target {target!r} holds {distinct} distinct integer values, more than {MAX_AUTO_CLASSES}: "
         "pass --task classification if they are classes"
     )
 

@@ -102,7 +102,7 @@ class TinyRNN(nn.Module):
         ``lengths`` (None: no padding) are the valid samples of each right-padded sequence. The stack runs
         over the padded batch as one tensor: a unidirectional recurrence is causal, so the padding after a
         sequence's last valid step never reaches its valid steps' outputs, which equal those of a packed
-        run (tests/test_trainer_models.py). Outputs at padded steps are not the board's and must be masked by
+        run (tests/test_trainer_model.py). Outputs at padded steps are not the board's and must be masked by
         the caller. (Packing would spare the padded steps' arithmetic, but its per-step batch slicing runs
         torch's recurrence step by step: ~15x slower on CPU at hidden 32 than the fused whole-tensor
         kernel.)
@@ -114,12 +114,10 @@ class TinyRNN(nn.Module):
         B, T, C = x.shape
         k = self.stack
         xs = x[:, : T // k * k].reshape(B, T // k, k * C)
-        # a sequence shorter than one step still counts one (its outputs are all held, never read)
-        steps = None if lengths is None else torch.clamp(lengths.cpu() // k, min=1)
         hidden = self._run(self.rnn, xs)
         op = readout_type(self.readout).torch_op
         if self.rnn_backward is not None:
-            return self._bidirectional(x, xs, lengths, steps, pool(hidden, op))
+            return self._bidirectional(x, xs, lengths, pool(hidden, op))
         y = self.head(pool(hidden, op))
         if k == 1:
             return y
@@ -138,7 +136,6 @@ class TinyRNN(nn.Module):
         x: torch.Tensor,
         xs: torch.Tensor,
         lengths: torch.Tensor | None,
-        steps: torch.Tensor | None,
         forward: torch.Tensor,
     ) -> torch.Tensor:
         """A bidirectional window model's outputs, as the board gives them: the head of zeros at every sample
@@ -146,7 +143,12 @@ class TinyRNN(nn.Module):
         backward stack run over the window's valid steps in reverse]."""
         assert self.rnn_backward is not None
         B, T, _ = x.shape
-        valid = torch.full((B,), xs.shape[1], dtype=torch.int64) if steps is None else steps
+        # each window's whole steps; a window shorter than one step still counts one (its outputs are all
+        # held, never read)
+        if lengths is None:
+            valid = torch.full((B,), xs.shape[1], dtype=torch.int64)
+        else:
+            valid = torch.clamp(lengths.cpu() // self.stack, min=1)
         last = (valid - 1).clamp(min=0).to(x.device)
         reverse = reversed_steps(xs, valid)
         backward = pool(self._run(self.rnn_backward, reverse), readout_type(self.readout).torch_op)
