@@ -114,8 +114,9 @@ def require_held_out(test: SequenceSet, export_dir: Path) -> SequenceSet:
     """``test``, refused in one line when empty: a model trained without a test split has nothing held out."""
     if not len(test):
         raise TinyLSTMError(
-            f"the model of {export_dir} has no held-out data (trained with --test 0, or too few sequences "
-            "for a test split): train it with a test split (--test 0.15) or a held-out file (--test-data F)"
+            f"the model of {export_dir} has no held-out data (trained with --test 0 or as a search's refit, "
+            "or too few sequences for a test split): train it with a test split (--test 0.15) or a held-out "
+            "file (--test-data F); a refit's estimate is its trial's score (search.json)"
         )
     return test
 

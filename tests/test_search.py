@@ -413,6 +413,47 @@ def test_small_data_trials_are_scored_by_cross_validation(tmp_path: Path) -> Non
     assert t_old["measured"]["cv"] is None
 
 
+def test_a_cross_validated_best_is_trained_again_on_all_the_data(tmp_path: Path) -> None:
+    """Where the trials were cross-validated, OUT/best-export is the best trial's settings trained again on
+    all 24 windows (nothing held out), verified golden == C and blob on every one; writing the results again
+    reuses it; --no-refit (and a study scored on its held-out split) keeps the trial's own export; check
+    refuses the refit in one line that says where its estimate is."""
+    from tinylstm.codegen.store import load_int_model
+    from tinylstm.host.analysis.check import check
+
+    data = small_windows(tmp_path / "w.npz")
+    cfg = one_trial(tmp_path / "cv", data)
+    doc = search(cfg)
+    (t,) = doc["trials"]
+    r = doc["refit"]
+    assert r["done"] and not r["reused"] and r["sequences"] == 24, r
+    assert r["why"].startswith("the trials were cross-validated (the held-out split has 4 sequences")
+    assert r["bit_exact"]["ok"] and r["bit_exact"]["sequences"] == 24 and r["blob_ok"]
+    assert r["of"] == {"trial": 0, "hash": t["measured"]["hash"]} and r["hash"] != t["measured"]["hash"]
+    assert r["flash_bytes"] == t["measured"]["flash_bytes"]  # the same architecture
+    best = tmp_path / "cv" / "best-export"
+    assert load_int_model(best)[1]["hash"] == r["hash"]
+    meta = load_checkpoint(Path(r["export"]).parent / "run" / CHECKPOINT_NAME)[1]
+    assert meta.metrics["sizes"] == {"train": 24, "val": 0, "test": 0}
+    assert (meta.hidden_size, meta.readout) == (8, "last")
+    assert "trained again on all 24 sequences (refit" in (tmp_path / "cv" / "search.md").read_text()
+    with pytest.raises(TinyLSTMError, match="no held-out data .*a search's refit.*its trial's score"):
+        check(best)
+
+    again = study.write_results(cfg, open_study(cfg, "maximize"), "maximize")
+    assert again["refit"]["reused"] and again["refit"]["hash"] == r["hash"]
+
+    kept = study.write_results(replace(cfg, refit=False), open_study(cfg, "maximize"), "maximize")
+    assert kept["refit"] == {"done": False, "why": "--no-refit: the best trial's own export"}
+    assert load_int_model(best)[1]["hash"] == t["measured"]["hash"]
+
+    held = search(one_trial(tmp_path / "held", data, folds=0))["refit"]
+    assert held == {
+        "done": False,
+        "why": "the best trial was scored on its held-out split: its export, checked there, is kept",
+    }
+
+
 def test_the_scoring_rule_and_the_pooled_metric() -> None:
     from tinylstm.host.search import selection
 
@@ -675,6 +716,29 @@ def test_the_summary_names_the_objective_and_the_best_exports_check_verdict(
         }  # fmt: skip
     )
     assert f"(tinylstm check FAIL: {failed})." in md
+    # refit on all the data: said so; a failed check is read on the trial's own export (the refit has no
+    # held-out data)
+    refit = {"done": True, "why": "W", "sequences": 24, "reused": False, "flash_bytes": 4000,
+             "bit_exact": {"long_stream_steps": 10_000}, "blob_ok": True}  # fmt: skip
+    best["measured"]["export"] = str(tmp_path / "trial-export")
+    monkeypatch.setattr(cmd_search, "search", lambda *a, **kw: {**doc, "refit": refit})
+    assert main(["search", "--data", "watch", "--board", BOARD, "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "refit: its settings trained again on all 24 sequences (W), golden == C bit-exact on them" in out
+    assert f"next: tinylstm check {tmp_path / 'trial-export'} says what failed" in out
+    md = study.render_md(
+        {
+            **doc,
+            "refit": refit,
+            "study": "s",
+            "board": BOARD,
+            "budget": {},
+            "direction": "minimize",
+            "trials": [best],
+            "architectures": {"fit": [], "priced": 1},
+        }  # fmt: skip
+    )
+    assert "is its settings trained again on all 24 sequences (refit: W), nothing held out" in md
 
 
 def long_windows(path: Path) -> Path:

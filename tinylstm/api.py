@@ -333,6 +333,7 @@ def search(
     epochs: int | None = None,
     select: str | None = None,
     folds: int | None = None,
+    refit: bool | None = None,
     patience: int | None = None,
     seed: int = 0,
     cells: str | Sequence[str] = tuple(CELL_NAMES),
@@ -358,7 +359,9 @@ def search(
     sequences or the CLI's comma-separated strings; ``qat=False`` never fine-tunes quantization-aware;
     ``bidirectional=True`` also tries each architecture with a backward stack (window classification of one
     length; int8 h only, never QAT). ``folds``: how a trial is scored (None: k-fold cross-validation where
-    its held-out split is small, else that split; 0: the held-out split; k >= 2: k folds).
+    its held-out split is small, else that split; 0: the held-out split; k >= 2: k folds). ``refit``: train
+    the best trial's settings again on all the data for ``best_export`` (None: where the trials were
+    cross-validated; ``doc["refit"]`` says what was done).
     Returns the study's document (search.json: ``doc["best"]``, ``doc["best_export"]`` for ``build``,
     ``doc["pareto"]``, ``doc["trials"]``); also writes search.md and pareto.png into ``out``."""
     space = Space(
@@ -386,6 +389,7 @@ def search(
         epochs=epochs,
         select=select,
         folds=folds,
+        refit=refit,
         patience=patience,
         seed=seed,
         storage=storage,

@@ -23,7 +23,7 @@ from tinylstm.codegen.export import data_splits, export_origin, require_held_out
 from tinylstm.codegen.input_range import whole_input_range
 from tinylstm.codegen.quantize import IntModel, quantize
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
-from tinylstm.codegen.store import load_int_model
+from tinylstm.codegen.store import load_float_model, load_int_model
 from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.targets.bridge import CModel
@@ -329,6 +329,36 @@ def _bit_exact(
     }
 
 
+def _contract(
+    export_dir: Path, m: IntModel, cm: CModel, xqs: list[np.ndarray], ints: list[np.ndarray]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(bit-exactness, blob) of the export on sequences ``xqs`` with golden outputs ``ints``: each sequence
+    through C, a long stream of them with every state word, and model.tlm."""
+    xq = _long_stream(xqs)
+    y_ref, _, tr = golden.run(m, xq[None], trace=True)
+    h_ref, c_ref = golden.state_trace(tr)
+    ref = (y_ref[0], h_ref[0], c_ref[0])
+    return _bit_exact(m, cm, xqs, ints, xq, ref), check_blob(export_dir, m, xq, ref)
+
+
+def contract_check(export_dir: Path, data: SequenceSet) -> dict[str, Any]:
+    """The integer-contract part of ``check`` on ``data`` (for a model that has no held-out data, such as the
+    search's refit on all of it): golden == C bit for bit on every sequence and on a long stream with every
+    state word, the blob, and float vs integer on ``data`` (not a held-out score: it may be what trained)."""
+    m, doc = load_int_model(export_dir)
+    cm = CModel.from_export(export_dir)
+    fm = load_float_model(export_dir, doc)
+    flo, xqs, ints = _outputs(fm, m, data)
+    exact, blob = _contract(export_dir, m, cm, xqs, ints)
+    return {
+        "sequences": len(data),
+        "quality": _quality(fm, m, data, ints, flo),
+        "bit_exact": exact,
+        "blob": blob,
+        "ok": bool(exact["ok"] and blob["ok"]),
+    }
+
+
 def check_blob(
     export_dir: Path, m: IntModel, xq: np.ndarray, ref: tuple[np.ndarray, np.ndarray, np.ndarray]
 ) -> dict[str, Any]:
@@ -486,12 +516,7 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
             f"int{m.hidden_bits}: export with --hidden-bits {training['hidden_bits']}, or train with "
             f"--qat-hidden-bits {m.hidden_bits}"
         )
-    xq = _long_stream(xqs)
-    y_ref, _, tr = golden.run(m, xq[None], trace=True)
-    h_ref, c_ref = golden.state_trace(tr)
-    ref = (y_ref[0], h_ref[0], c_ref[0])
-    exact = _bit_exact(m, cm, xqs, ints, xq, ref)
-    blob = check_blob(export_dir, m, xq, ref)
+    exact, blob = _contract(export_dir, m, cm, xqs, ints)
     if origin.model_file_status != "unchanged":
         warnings.append(
             f"the model file {doc['float_model']['from']} is {origin.model_file_status}: check used the "

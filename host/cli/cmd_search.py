@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"the data (each trial trains k more times); default: {CV_FOLDS} folds where the held-out split has "
         f"fewer than {CV_BELOW_HELD_OUT} sequences, else the held-out split",
     )
+    p.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        help="train the best trial's settings again on all the data for OUT/best-export (nothing held out: "
+        "its estimate is the trial's score; golden == C and the blob verified on every sequence); default: "
+        "where the trials were cross-validated (--no-refit: the best trial's own export)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed: a study is reproducible")
     p.add_argument("--cells", default=",".join(CELL_NAMES), help="cells to try (default: all)")
     p.add_argument("--hidden", default=",".join(map(str, DEFAULT_SPACE.hidden)), help="hidden sizes to try")
@@ -117,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         select=args.select,
         folds=args.folds,
+        refit=args.refit,
         patience=args.patience,
         seed=args.seed,
         cells=args.cells,
@@ -171,11 +179,19 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
         print(f"best's export: {check_verdict(m)}")
+        r = doc.get("refit") or {}
+        if r.get("done"):
+            print(
+                f"refit: its settings trained again on all {r['sequences']} sequences ({r['why']}"
+                + ("; the one made before" if r["reused"] else "")
+                + f"), golden == C bit-exact on them, flash {r['flash_bytes']} B"
+            )
         print(f"Pareto front, {doc['objective']} vs flash: trials {doc['pareto']['flash']}")
         if m["check_passed"]:
             print(f"next: tinylstm build {doc['best_export']} --board {args.board}")
-        else:  # building it would flash a model its own check refuses
-            print(f"next: tinylstm check {doc['best_export']} says what failed, before anything is built")
+        else:  # building it would flash a model its own check refuses (a refit's check: its trial's)
+            where = m["export"] if r.get("done") else doc["best_export"]
+            print(f"next: tinylstm check {where} says what failed, before anything is built")
         code = 0
     for name in ("search.json", "search.md", "pareto.png"):
         print(f"wrote {out / name}")

@@ -53,6 +53,7 @@ from tinylstm.contract.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
 from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
+from tinylstm.host.search.refit import refit, refit_applies
 from tinylstm.host.search.selection import check_folds, cross_validate, folds_for
 from tinylstm.trainer.outputs import check_output_dir, sha256_file
 from tinylstm.trainer.recipe import SELECTIONS, DataShape, choose, choose_stack
@@ -186,6 +187,9 @@ class SearchConfig:
     # a trial's score (host/search/selection.py): None: k-fold cross-validation where the held-out split is
     # small, else that split; 0: the held-out split; k >= 2: k folds
     folds: int | None = None
+    # the best trial's settings trained again on all the data for OUT/best-export (host/search/refit.py):
+    # None: where the trials were cross-validated; True: always; False: never (the best trial's export)
+    refit: bool | None = None
     seed: int = 0
     storage: str | None = None  # None: sqlite:///OUT/study.db
     study_name: str = "tinylstm"
@@ -531,7 +535,7 @@ class Objective:
         from tinylstm.codegen.export import ModelSource, export
         from tinylstm.codegen.qat import finetune
         from tinylstm.host.analysis.check import check
-        from tinylstm.trainer.train import TrainConfig, fit
+        from tinylstm.trainer.train import fit
 
         optuna = _optuna()
         s, cfg = self.cfg.space, self.cfg
@@ -548,12 +552,7 @@ class Objective:
         trial.set_user_attr("estimate", cost.to_dict())
         ds = self.data.get(window)
         root = trial_dir(cfg, trial.number)
-        config = TrainConfig(
-            cell=arch.cell, hidden=arch.hidden, layers=arch.layers, epochs=cfg.epochs, lr=lr,
-            select=cfg.select, patience=cfg.patience, seed=cfg.seed, progress=False, dropout=dropout,
-            readout=arch.readout, stack=arch.stack, qat_epochs=QAT_EPOCHS if qat else 0,
-            qat_hidden_bits=arch.hidden_bits, bidirectional=arch.bidirectional,
-        )  # fmt: skip
+        config = trial_config(cfg, arch, lr, dropout, qat)
         result = fit(ds, config, root / "run", finetune=finetune)
         exp = export(ModelSource(str(result.checkpoint_path)), root / "export", hidden_bits=arch.hidden_bits)
         report = check(root / "export")  # held-out quality, golden == C bit-exact, the blob
@@ -614,6 +613,16 @@ class Objective:
         if self.cfg.folds is None and not trial.study.user_attrs.get(CROSS_VALIDATES):
             return 0
         return self.cfg.folds
+
+
+def trial_config(cfg: SearchConfig, arch: Architecture, lr: float, dropout: float, qat: bool) -> TrainConfig:
+    """How a trial of these drawn values trains (and the refit of the best one: host/search/refit.py)."""
+    return TrainConfig(
+        cell=arch.cell, hidden=arch.hidden, layers=arch.layers, epochs=cfg.epochs, lr=lr,
+        select=cfg.select, patience=cfg.patience, seed=cfg.seed, progress=False, dropout=dropout,
+        readout=arch.readout, stack=arch.stack, qat_epochs=QAT_EPOCHS if qat else 0,
+        qat_hidden_bits=arch.hidden_bits, bidirectional=arch.bidirectional,
+    )  # fmt: skip
 
 
 DEFAULT_ORIGIN = "the training recipe's default"
@@ -896,8 +905,16 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         ),
     }
     best = best_of(complete, maximize) if complete else None
+    refit_doc = None
     if best is not None:
-        copy_best_export(cfg, best)
+        refit_doc = refit_best(cfg, best)
+        if refit_doc["done"]:
+            copy_best_export(
+                cfg, f"the refit of trial {best['number']}", refit_doc["export"], refit_doc["hash"]
+            )
+        else:
+            m = best["measured"]
+            copy_best_export(cfg, f"the best trial {best['number']}'s", m["export"], m["hash"])
     doc = {
         "study": cfg.study_name,
         "storage": cfg.storage_url().split("@")[-1],
@@ -918,6 +935,7 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         },
         "pareto": fronts,
         "best": best,
+        "refit": refit_doc,  # None without a best; else whether best-export is the best trained again
         "best_export": str((cfg.out / BEST_EXPORT).resolve()) if best else None,
     }
     (cfg.out / "search.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -942,21 +960,37 @@ def _scoring(complete: list[dict[str, Any]]) -> str:
     return ", cross-validated where a trial's held-out split is small, else on it"
 
 
-def copy_best_export(cfg: SearchConfig, best: dict[str, Any]) -> None:
-    """Copy the best trial's export to OUT/best-export: checked first (there, and the model the trial
-    recorded, by its hash), copied beside it and renamed only when whole, so a failure keeps the old one."""
-    src, m = Path(best["measured"]["export"]), best["measured"]
+def refit_best(cfg: SearchConfig, best: dict[str, Any]) -> dict[str, Any]:
+    """Whether OUT/best-export is the best trial's settings trained again on all the data
+    (host/search/refit.py) and why; if so, that model's record."""
+    do, why = refit_applies(cfg.refit, best["measured"].get("cv"))
+    if not do:
+        return {"done": False, "why": why}
+    p = best["params"]
+    arch = Architecture.parse(p["arch"])
+    config = trial_config(cfg, arch, p["lr"], p.get("dropout", 0.0), bool(p.get("qat", False)))
+    root = trial_dir(cfg, best["number"]) / "refit"
+    of = {"trial": best["number"], "hash": best["measured"]["hash"]}
+    done = refit(_Data(cfg).get(p.get("window")), config, arch.hidden_bits, root, of)
+    flash = best["measured"]["flash_bytes"] - best["measured"]["model_data_bytes"] + done["model_data_bytes"]
+    return {"done": True, "why": why, **done, "flash_bytes": flash}
+
+
+def copy_best_export(cfg: SearchConfig, what: str, export_dir: str, want_hash: str) -> None:
+    """Copy ``what`` export (``export_dir``) to OUT/best-export: checked first (there, and the model
+    recorded, by its hash ``want_hash``), copied beside it and renamed only when whole, so a failure keeps the
+    old one."""
+    src = Path(export_dir)
     report = src / "export-report.json"
     if not report.is_file():
         raise TinyLSTMError(
-            f"the best trial {best['number']}'s export {src} is gone: restore it, or start the study again "
-            "in another --out"
+            f"{what} export {src} is gone: restore it, or start the study again in another --out"
         )
     held = json.loads(report.read_text()).get("hash")
-    if held != m["hash"]:
+    if held != want_hash:
         raise TinyLSTMError(
-            f"the best trial {best['number']}'s export {src} holds another model (hash {held}, the trial's "
-            f"{m['hash']}): something wrote over it; start the study again in another --out"
+            f"{what} export {src} holds another model (hash {held}, recorded {want_hash}): something wrote "
+            "over it; start the study again in another --out"
         )
     tmp = Path(tempfile.mkdtemp(prefix=f".{BEST_EXPORT}-", dir=cfg.out))
     try:
@@ -1029,10 +1063,25 @@ def render_md(doc: dict[str, Any]) -> str:
     if doc["best"]:
         lines += [
             "",
-            f"Best: trial {doc['best']['number']}, export in `{doc['best_export']}` "
-            f"({check_verdict(doc['best']['measured'])}).",
+            f"Best: trial {doc['best']['number']} ({check_verdict(doc['best']['measured'])}). "
+            + _best_export(doc),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _best_export(doc: dict[str, Any]) -> str:
+    """What `OUT/best-export` holds, in a sentence: the best trial's export, or its refit on all the data."""
+    r = doc.get("refit") or {"done": False, "why": ""}
+    if not r["done"]:
+        return f"`{doc['best_export']}` is its export ({r['why']})."
+    exact = r["bit_exact"]
+    return (
+        f"`{doc['best_export']}` is its settings trained again on all {r['sequences']} sequences (refit: "
+        f"{r['why']}), nothing held out: its estimate is the trial's score; golden == C bit-exact on every "
+        f"sequence and a {exact['long_stream_steps']}-step stream, the blob "
+        + ("the same model" if r["blob_ok"] else "FAILED")
+        + "."
+    )
 
 
 def _plot(doc: dict[str, Any], path: Path) -> None:
