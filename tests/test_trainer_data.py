@@ -172,6 +172,26 @@ def test_npz_groups_keep_recordings_in_one_split(tmp_path: Path) -> None:
         load_dataset(str(tmp_path / "bad.npz"))
 
 
+def test_a_subset_keeps_every_field_but_the_sequences_it_takes() -> None:
+    """The folds and splits are subsets: each keeps the set's metadata, the CSV loader's notes included."""
+    import dataclasses
+
+    from tinylstm.trainer.sequence_set import SequenceSet
+
+    ds = SequenceSet(
+        sequences=[np.full((3, 1), k, dtype=np.float32) for k in range(4)], labels=np.array([0, 1, 0, 1]),
+        task="classification", mode="window", classes=["a", "b"], channels=["x"], name="n",
+        groups=np.array([7, 7, 8, 9]), window=3, spec="d.csv", options={"window": 3},
+        skipped=["note"], task_note="read as classification",
+    )  # fmt: skip
+    part = ds.subset(np.array([3, 1]))
+    assert [float(s[0, 0]) for s in part.sequences] == [3.0, 1.0]
+    assert part.labels.tolist() == [1, 1] and part.groups.tolist() == [9, 7]
+    kept = {f.name for f in dataclasses.fields(ds)} - {"sequences", "labels", "groups"}
+    assert {k: getattr(part, k) for k in kept} == {k: getattr(ds, k) for k in kept}
+    assert part.options is not ds.options and part.skipped is not ds.skipped  # copies
+
+
 def test_npz_errors(tmp_path: Path) -> None:
     x = np.zeros((2, 4, 3))
     x[1, 2, 0] = np.nan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,25 +59,20 @@ class SequenceSet:
         return int(first.shape[-1])
 
     def subset(self, index: np.ndarray) -> SequenceSet:
-        """A new set holding the sequences at ``index`` (same metadata)."""
+        """A new set of the sequences at ``index``; every other field (the metadata) is this one's."""
         idx = [int(i) for i in index]
         if isinstance(self.labels, np.ndarray):
             labels: np.ndarray | list[np.ndarray] = self.labels[np.asarray(idx, dtype=np.int64)]
         else:
             labels = [self.labels[i] for i in idx]
         groups = None if self.groups is None else self.groups[np.asarray(idx, dtype=np.int64)]
-        return SequenceSet(
+        return dataclasses.replace(
+            self,
             sequences=[self.sequences[i] for i in idx],
             labels=labels,
-            task=self.task,
-            mode=self.mode,
-            classes=self.classes,
-            channels=self.channels,
-            name=self.name,
             groups=groups,
-            window=self.window,
-            spec=self.spec,
             options=dict(self.options),
+            skipped=list(self.skipped),
         )
 
     def class_per_sequence(self) -> np.ndarray | None:
