@@ -909,9 +909,7 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
     if best is not None:
         refit_doc = refit_best(cfg, best)
         if refit_doc["done"]:
-            copy_best_export(
-                cfg, f"the refit of trial {best['number']}", refit_doc["export"], refit_doc["hash"]
-            )
+            copy_best_export(cfg, f"trial {best['number']}'s refit", refit_doc["export"], refit_doc["hash"])
         else:
             m = best["measured"]
             copy_best_export(cfg, f"the best trial {best['number']}'s", m["export"], m["hash"])
