@@ -211,6 +211,7 @@ def test_tight_budget_trains_every_trial_with_the_hidden_bits_it_draws(tmp_path:
     cfg = SearchConfig(
         data=str(data), board=BOARD, out=tmp_path / "s", trials=3, budget=Budget(max_flash=JV_FLASH),
         space=JV_SPACE, epochs=1, progress=False,
+        folds=0,  # the budget is what this tests: the held-out score (3 trainings less per trial, no refit)
     )  # fmt: skip
     # a stacked int16-state GRU with QAT first: its hidden_bits must reach QAT and the export
     open_study(cfg, "maximize").enqueue_trial(
@@ -251,7 +252,7 @@ def test_a_drawn_pooled_readout_reaches_the_checkpoint_and_the_export(tmp_path: 
     space = Space(cells=("gru",), hidden=(8,), layers=(1,), hidden_bits=(8,), qat=(False,))  # 3 readouts
     cfg = SearchConfig(
         data=str(data), board=BOARD, out=tmp_path / "s", trials=2, budget=Budget(max_flash=JV_FLASH),
-        space=space, epochs=1, progress=False,
+        space=space, epochs=1, progress=False, folds=0,  # the drawn readout is what this tests, not the score
     )  # fmt: skip
     study = open_study(cfg, "maximize")
     # windows of 7..29 steps: the recipe alone would read the last h; the drawn readout is what trains
@@ -836,8 +837,9 @@ def test_drawn_stacking_reaches_the_checkpoint_and_the_export(tmp_path: Path) ->
         stacks=(1, 4),
     )  # fmt: skip
     cfg = SearchConfig(
-        data=str(data), board=BOARD, out=tmp_path / "s", trials=2, space=space, epochs=1, progress=False
-    )
+        data=str(data), board=BOARD, out=tmp_path / "s", trials=2, space=space, epochs=1, progress=False,
+        folds=0,  # the drawn stacking is what this tests, not the score
+    )  # fmt: skip
     study = open_study(cfg, "maximize")
     for key in ("gru-8x1-h8-last-k4", "gru-8x1-h8-last"):  # the recipe alone would stack 5
         study.enqueue_trial({"arch": key, "lr": 1e-2, "qat": False})
