@@ -35,7 +35,7 @@ def refit_applies(given: bool | None, cv: dict[str, Any] | None) -> tuple[bool, 
     if given is not None:
         return given, "--refit" if given else "--no-refit: the best trial's own export"
     if cv:
-        return True, f"the trials were cross-validated ({cv['why']}): the held-out split decided nothing"
+        return True, f"the trials were cross-validated: {cv['why']}, so it decided nothing"
     return False, "the best trial was scored on its held-out split: its export, checked there, is kept"
 
 
