@@ -1,5 +1,5 @@
 """Real held-out data of an export, as the samples a board receives (int8, an int16-h model's int16; shared by
-parity and replay)."""
+parity, replay and the stream feed); the training data for a model that has none held out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.drift_reference import model_window
-from tinylstm.codegen.export import data_splits, export_origin, require_held_out
+from tinylstm.codegen.export import data_splits, export_origin
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import load_int_model
 
@@ -20,7 +20,9 @@ class HeldOut:
     model: IntModel
     name: str  # the export's C name: tl_<name>.h
     window: int  # samples per window, 0 in stream mode (TL_MODEL_WINDOW)
-    sequences: list[np.ndarray]  # the model input [T, input_size] each, the recorded test split in order
+    sequences: list[np.ndarray]  # the model input [T, input_size] each, the recorded split in order
+    # "held-out": the recorded test split; "training": the training data of a model that has none held out
+    split: str = "held-out"
 
     def stream(self, steps: int) -> np.ndarray:
         """``steps`` samples: the held-out sequences end to end, repeated as often as needed."""
@@ -30,10 +32,13 @@ class HeldOut:
 
 
 def load_held_out(export_dir: Path) -> HeldOut:
-    """The test split recorded for the export's model (as `tinylstm check` uses it), quantized."""
+    """The test split recorded for the export's model (as `tinylstm check` uses it), quantized. A model
+    trained on all its data (a search's refit, --test 0) has none: its training data is fed instead
+    (``split``), as a board's bit-exactness needs real samples, not held-out ones."""
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc)
-    test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
+    train, test = data_splits(origin.loaded, origin.data)
+    data, split = (test, "held-out") if len(test) else (train, "training")
     window = model_window(m)
-    seqs = [golden.quantize_input(m, np.asarray(s)) for s in test.sequences]
-    return HeldOut(m, str(doc.get("name", "model")), window, seqs)
+    seqs = [golden.quantize_input(m, np.asarray(s)) for s in data.sequences]
+    return HeldOut(m, str(doc.get("name", "model")), window, seqs, split)

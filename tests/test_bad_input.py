@@ -976,6 +976,30 @@ def case_check_an_export_without_held_out_data(tmp: Path, good: Path) -> Case:
     )
 
 
+def case_stream_feeds_held_out_data_a_model_has_none_of(tmp: Path, good: Path) -> Case:
+    """A model trained on all its data (--test 0, as a search's refit) has no held-out data to feed: refused
+    before any port is opened (parity feeds such a model its training data instead)."""
+    run = tmp / "r"
+    assert main(["train", "--data", str(good / "data.npz"), "--test", "0", "--epochs", "1", "--quiet",
+                 "--hidden", "4", "--out", str(run)]) == 0  # fmt: skip
+    assert main(["export", str(run / "model.pt"), "--out", str(tmp / "e")]) == 0
+    return Case(
+        [
+            "stream",
+            "--port",
+            "socket://127.0.0.1:9",
+            "--export",
+            str(tmp / "e"),
+            "--feed",
+            "held-out",
+            "--log",
+            str(tmp / "p.csv"),
+        ],  # fmt: skip
+        "has no held-out data to feed (trained on all of it): stream the board's own source",
+        tmp / "p.csv",
+    )
+
+
 CASES: dict[str, Callable[[Path, Path], Case]] = {
     name[len("case_") :]: fn
     for name, fn in dict(globals()).items()

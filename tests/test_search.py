@@ -419,8 +419,12 @@ def test_a_cross_validated_best_is_trained_again_on_all_the_data(tmp_path: Path)
     all 24 windows (nothing held out), verified golden == C and blob on every one; writing the results again
     reuses it; --no-refit (and a study scored on its held-out split) keeps the trial's own export; check
     refuses the refit in one line that says where its estimate is."""
+    from tinylstm.codegen.heldout import load_held_out
     from tinylstm.codegen.store import load_int_model
     from tinylstm.host.analysis.check import check
+    from tinylstm.host.analysis.parity import run_parity
+    from tinylstm.host.boards import QemuBoard
+    from tinylstm.host.link.transport import Link
 
     data = small_windows(tmp_path / "w.npz")
     cfg = one_trial(tmp_path / "cv", data)
@@ -442,6 +446,15 @@ def test_a_cross_validated_best_is_trained_again_on_all_the_data(tmp_path: Path)
     assert "trained again on all 24 sequences (refit" in (tmp_path / "cv" / "search.md").read_text()
     with pytest.raises(TinyLSTMError, match="no held-out data .*a search's refit.*its trial's score"):
         check(best)
+    # a board still runs it bit-exact: parity feeds the training data it has, and says so
+    require_board_tools("qemu-stm32f405")
+    held = load_held_out(best)
+    assert held.split == "training" and len(held.sequences) == 24
+    elf = build_firmware(best, "qemu-stm32f405", tmp_path / "fw").elf
+    with QemuBoard(elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        report = run_parity(link, best, 300)
+    assert report.passed and report.mismatches == 0 and report.data == "training", report.render()
+    assert "300 of 300 host-fed steps of training data compared" in report.render()
 
     again = study.write_results(cfg, open_study(cfg, "maximize"), "maximize")
     assert again["refit"]["reused"] and again["refit"]["hash"] == r["hash"]

@@ -624,7 +624,14 @@ def stream(
             raise TinyLSTMError(
                 "--feed held-out needs --export EXPORT_DIR (the held-out data comes from its source)"
             )
-        samples = np.concatenate(load_held_out(Path(export)).sequences)
+        held = load_held_out(Path(export))
+        if held.split != "held-out":  # a search's refit, or trained with --test 0
+            raise TinyLSTMError(
+                f"the model of {export} has no held-out data to feed (trained on all of it): stream the "
+                "board's own source (--source replay or sensor), or check it with tinylstm parity, which "
+                "feeds its training data"
+            )
+        samples = np.concatenate(held.sequences)
     log_path = check_log_path(Path(log)) if log else None
     board = BoardStream(
         port,

@@ -40,6 +40,7 @@ class ParityReport:
     rx_capacity: int  # the board's receive capacity (the credit), bytes
     history: int  # PRED frames the board can send again
     batch: int  # samples per INPUT frame
+    data: str = "held-out"  # the samples fed: "held-out", or "training" for a model that has none held out
     steps: int = 0  # steps whose board outputs were compared
     mismatches: int = 0
     first_mismatch: dict[str, Any] | None = None
@@ -83,7 +84,7 @@ class ParityReport:
                 f"{self.rx_capacity} B, {self.batch} samples per INPUT frame, PRED history {self.history}"
             ),
             (
-                f"  {self.steps} of {self.steps_requested} host-fed steps of held-out data compared in "
+                f"  {self.steps} of {self.steps_requested} host-fed steps of {self.data} data compared in "
                 f"{self.seconds:.1f} s "
                 f"({self.steps_per_second:.0f} steps/s): {self.mismatches} mismatching"
             ),
@@ -185,6 +186,7 @@ def run_parity(
         feeder.capacity,
         feeder.history,
         feeder.batch,
+        held.split,
     )
     tx0, rx0 = link.tx_bytes, link.rx_bytes
     start = time.monotonic()

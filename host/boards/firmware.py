@@ -95,7 +95,7 @@ def write_replay(export_dir: Path, gen_dir: Path, steps: int) -> tuple[Path, Pat
         xq,
         held.model.model_hash,
         gen_dir,
-        f"{len(xq)} held-out samples (recorded test split, in order) of {export_dir.name}.",
+        f"{len(xq)} {held.split} samples (the recorded split, in order) of {export_dir.name}.",
     )
 
 
