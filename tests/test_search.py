@@ -720,18 +720,16 @@ def test_the_summary_names_the_objective_and_the_best_exports_check_verdict(
     assert f"best's export: tinylstm check FAIL: {failed}\n" in out
     # no advice to build (and flash) what its own check refuses
     assert f"next: tinylstm check {tmp_path / 'best-export'} says what failed" in out and "build" not in out
-    md = study.render_md(
-        {
-            **doc,
-            "study": "s",
-            "board": BOARD,
-            "budget": {},
-            "direction": "minimize",
-            "trials": [best],
-            "architectures": {"fit": [], "priced": 1},
-        }  # fmt: skip
-    )
-    assert f"(tinylstm check FAIL: {failed})." in md
+    as_written = {
+        **doc,
+        "study": "s",
+        "board": BOARD,
+        "budget": {},
+        "direction": "minimize",
+        "trials": [best],
+        "architectures": {"fit": [], "priced": 1},
+    }
+    assert f"(tinylstm check FAIL: {failed})." in study.render_md(as_written)
     # refit on all the data: said so; a failed check is read on the trial's own export (the refit has no
     # held-out data)
     refit = {"done": True, "why": "W", "sequences": 24, "reused": False, "flash_bytes": 4000,
@@ -742,18 +740,7 @@ def test_the_summary_names_the_objective_and_the_best_exports_check_verdict(
     out = capsys.readouterr().out
     assert "refit: its settings trained again on all 24 sequences (W), golden == C bit-exact on them" in out
     assert f"next: tinylstm check {tmp_path / 'trial-export'} says what failed" in out
-    md = study.render_md(
-        {
-            **doc,
-            "refit": refit,
-            "study": "s",
-            "board": BOARD,
-            "budget": {},
-            "direction": "minimize",
-            "trials": [best],
-            "architectures": {"fit": [], "priced": 1},
-        }  # fmt: skip
-    )
+    md = study.render_md({**as_written, "refit": refit})
     assert "is its settings trained again on all 24 sequences (refit: W), nothing held out" in md
 
 
