@@ -219,6 +219,7 @@ def test_the_accuracy_interval_of_a_small_held_out_set() -> None:
     assert interval is not None and interval.cases == 22 and interval.low == pytest.approx(0.66665, abs=1e-5)
     cut = dataclasses.replace(test, groups=np.arange(22) // 2)  # two windows per recording: not independent
     assert accuracy_interval(19 / 22, cut) is None
+    assert (test.cases(), cut.cases()) == (22, 11)
     b = Baselines("classification", majority_class="a", majority_accuracy=0.6)
     beats, line = b.verdict(accuracy=0.7, interval=Interval(*wilson_interval(7, 10), 10))
     assert (

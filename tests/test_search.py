@@ -76,9 +76,13 @@ SPACE = Space(
 
 
 def config(out: Path, trials: int, hop: int = 64, **kw: object) -> SearchConfig:
+    """The watch data's held-out split is a few recordings, so the trials would be cross-validated (3 more
+    trainings each) and the best trained again: what these tests check does not depend on the score, so
+    they score on the held-out split (test_windows_of_a_few_recordings_are_cross_validated has the rule)."""
     return SearchConfig(
         data="watch", board=BOARD, out=out, trials=trials, budget=Budget(max_flash=FLASH, max_ram=512),
-        space=SPACE, epochs=1, progress=False, dataset_options={"hop": hop}, **kw,  # type: ignore[arg-type]
+        space=SPACE, epochs=1, progress=False, dataset_options={"hop": hop},
+        **{"folds": 0, **kw},  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -365,12 +369,14 @@ def test_a_budget_nothing_fits_fails_at_once(tmp_path: Path, capsys: pytest.Capt
     assert not (tmp_path / "s" / "study.db").exists() and not (tmp_path / "s" / "trials").exists()
 
 
-def small_windows(path: Path, n: int = 24) -> Path:
-    """``n`` windows of 16 samples, 2 channels, 2 classes told apart by their mean."""
+def small_windows(path: Path, n: int = 24, per_recording: int = 1) -> Path:
+    """``n`` windows of 16 samples, 2 channels, 2 classes told apart by their mean; ``per_recording``
+    consecutive windows (of one class) cut from each recording."""
     rng = np.random.default_rng(0)
-    y = np.arange(n) % 2
+    y = np.arange(n) // per_recording % 2
     x = rng.standard_normal((n, 16, 2)).astype(np.float32) + y[:, None, None].astype(np.float32)
-    np.savez(path, X=x, y=y)
+    groups = {"groups": np.arange(n) // per_recording} if per_recording > 1 else {}
+    np.savez(path, X=x, y=y, **groups)
     return path
 
 
@@ -410,6 +416,26 @@ def test_small_data_trials_are_scored_by_cross_validation(tmp_path: Path) -> Non
 
     old = one_trial(tmp_path / "old", data)
     open_study(old, "maximize").set_user_attr(study.CROSS_VALIDATES, False)
+    (t_old,) = search(old)["trials"]
+    assert t_old["measured"]["cv"] is None
+
+
+def test_windows_of_a_few_recordings_are_cross_validated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scoring rule counts a held-out split's recordings, not the windows cut from them (they share a
+    recording's conditions): 4 held-out windows of 2 recordings are 2 cases, below a threshold of 4, so the
+    trial is cross-validated; a study started when the rule counted windows keeps counting them."""
+    from tinylstm.host.search import selection
+
+    monkeypatch.setattr(selection, "CV_BELOW_HELD_OUT", 4)
+    data = small_windows(tmp_path / "w.npz", per_recording=2)  # 12 recordings
+    (t,) = search(one_trial(tmp_path / "rec", data, refit=False))["trials"]
+    assert t["measured"]["cv"]["why"] == "the held-out split has 2 recordings (4 windows), < 4"
+    assert [f["sequences"] for f in t["measured"]["cv"]["per_fold"]] == [8, 8, 8]  # whole recordings
+
+    old = one_trial(tmp_path / "old", data)
+    open_study(old, "maximize").set_user_attr(study.COUNTS_RECORDINGS, False)
     (t_old,) = search(old)["trials"]
     assert t_old["measured"]["cv"] is None
 
@@ -477,6 +503,12 @@ def test_the_scoring_rule_and_the_pooled_metric() -> None:
     assert selection.folds_for(None, 30) == (0, "the held-out split has 30 sequences")
     assert selection.folds_for(5, 300) == (5, "given")
     assert selection.folds_for(0, 4) == (0, "given: the held-out split alone")
+    # windows cut from recordings: the recordings are the cases
+    assert selection.folds_for(None, 18, 904) == (
+        selection.CV_FOLDS,
+        "the held-out split has 18 recordings (904 windows), < 30",
+    )
+    assert selection.folds_for(None, 30, 30) == (0, "the held-out split has 30 sequences")
     folds = [{"sequences": 2, "int8": 100.0}, {"sequences": 6, "int8": 50.0}]
     assert selection._pooled(folds, "int8", "classification") == pytest.approx(62.5)
     rmse = [{"sequences": 1, "int8": 3.0}, {"sequences": 3, "int8": 1.0}]

@@ -42,6 +42,8 @@ def test_watch_short_run_learns(tmp_path: Path) -> None:
     )
     train, val, test = load_splits_from_meta(meta)
     assert (len(train), len(val), len(test)) == tuple(result.metrics["sizes"].values())
+    # the held-out windows are cut from a few recordings: those are its independent cases
+    assert result.metrics["test_cases"] == len(np.unique(test.groups)) < len(test)
 
 
 def test_same_seed_same_model(tmp_path: Path) -> None:

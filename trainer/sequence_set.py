@@ -58,6 +58,12 @@ class SequenceSet:
         first = self.labels[0]
         return int(first.shape[-1])
 
+    def cases(self) -> int:
+        """Independent cases: the recordings (``groups``) its sequences were cut from, else the sequences.
+        Windows of one recording overlap and share its conditions, so a score over them is worth one case
+        per recording, not per window."""
+        return len(self) if self.groups is None else len(np.unique(self.groups))
+
     def subset(self, index: np.ndarray) -> SequenceSet:
         """A new set of the sequences at ``index``; every other field (the metadata) is this one's."""
         idx = [int(i) for i in index]

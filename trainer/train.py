@@ -440,6 +440,7 @@ def fit(
     scores = {name: None if d is None else evaluate(model, d, target_norm) for name, d in splits.items()}
     sizes = {"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)}
     meta.metrics = _metrics_dict(ds, sizes, scores, best_epoch, len(history["train_loss"]), seconds)
+    meta.metrics["test_cases"] = test_ds.cases()  # independent ones: what a held-out score is worth
     meta.metrics["recipe"] = _recipe_dict(recipe)
     meta.metrics["data_warnings"] = data_warnings
     if test_ds is not None and len(test_ds):

@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="how each trial is scored: 0: on its held-out split; k >= 2: by k-fold cross-validation on all "
         f"the data (each trial trains k more times); default: {CV_FOLDS} folds where the held-out split has "
-        f"fewer than {CV_BELOW_HELD_OUT} sequences, else the held-out split",
+        f"fewer than {CV_BELOW_HELD_OUT} sequences (windows cut from recordings: recordings), else the "
+        "held-out split",
     )
     p.add_argument(
         "--refit",

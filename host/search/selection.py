@@ -2,7 +2,9 @@
 
 A trial's export is trained on the training split of the data and checked on its held-out split (15 %).
 On a set of a few dozen sequences that split is a handful of them: one sequence of 7 is 14 pp, so the
-study would rank architectures by which of them happen to get those few right (docs/search.md). There,
+study would rank architectures by which of them happen to get those few right (docs/search.md). Windows
+cut from recordings count once per recording: hundreds of windows of a few recordings are a few cases,
+as the split keeps each recording whole and its windows share its conditions. There,
 each trial is also trained on CV_FOLDS folds of all the data, each fold held out once, and scored by its
 integer model (int8, or int16-h where it drew that) on every sequence, pooled over the folds: the study's
 objective. The trial's export stays the one trained on the training split, checked as before.
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from tinylstm.trainer.train import Finetune
 
 CV_FOLDS = 3
-# "auto": cross-validate where the trial's held-out split has fewer sequences than this (one is > 3.3 pp)
+# "auto": cross-validate where the trial's held-out split has fewer independent cases than this (sequences,
+# or the recordings windows were cut from; one is > 3.3 pp)
 CV_BELOW_HELD_OUT = 30
 
 
@@ -36,18 +39,20 @@ def check_folds(value: int | None) -> None:
     if value is not None and (value < 0 or value == 1):
         raise TinyLSTMError(
             f"--folds {value}: give 0 (score each trial on its held-out split) or 2 or more folds "
-            f"(default: {CV_FOLDS} where the held-out split has fewer than {CV_BELOW_HELD_OUT} sequences)"
+            f"(default: {CV_FOLDS} where the held-out split has fewer than {CV_BELOW_HELD_OUT} sequences or "
+            "recordings)"
         )
 
 
-def folds_for(given: int | None, held: int) -> tuple[int, str]:
-    """The folds a trial whose held-out split has ``held`` sequences is cross-validated with (0: none) and
-    why."""
+def folds_for(given: int | None, cases: int, sequences: int | None = None) -> tuple[int, str]:
+    """The folds a trial is cross-validated with (0: none) and why, when its held-out split has ``cases``
+    independent cases: its sequences, or the recordings they were cut from (``sequences`` windows)."""
     if given is not None:
         return given, "given" if given else "given: the held-out split alone"
-    if held < CV_BELOW_HELD_OUT:
-        return CV_FOLDS, f"the held-out split has {held} sequences, < {CV_BELOW_HELD_OUT}"
-    return 0, f"the held-out split has {held} sequences"
+    held = f"{cases} sequences" if sequences in (None, cases) else f"{cases} recordings ({sequences} windows)"
+    if cases < CV_BELOW_HELD_OUT:
+        return CV_FOLDS, f"the held-out split has {held}, < {CV_BELOW_HELD_OUT}"
+    return 0, f"the held-out split has {held}"
 
 
 def cross_validate(

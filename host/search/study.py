@@ -602,7 +602,11 @@ class Objective:
             trial.set_user_attr("measured", measured)
             trial.set_user_attr("pruned", f"measured {why}")
             raise optuna.TrialPruned(why)
-        k, why_folds = folds_for(self._given_folds(trial), result.metrics["sizes"]["test"])
+        held = result.metrics["sizes"]["test"]
+        if trial.study.user_attrs.get(COUNTS_RECORDINGS):
+            k, why_folds = folds_for(self._given_folds(trial), result.metrics["test_cases"], held)
+        else:  # a study started when the rule counted windows: its trials stay comparable
+            k, why_folds = folds_for(self._given_folds(trial), held)
         cv = cross_validate(ds, config, arch.hidden_bits, k, root / "cv", finetune) if k else None
         measured["cv"] = None if cv is None else {**cv, "why": why_folds}
         trial.set_user_attr("measured", measured)
@@ -628,6 +632,9 @@ def trial_config(cfg: SearchConfig, arch: Architecture, lr: float, dropout: floa
 DEFAULT_ORIGIN = "the training recipe's default"
 # a study's attribute: its trials are scored by selection.folds_for (older studies: the held-out split)
 CROSS_VALIDATES = "cross_validates"
+# a study's attribute: folds_for counts a held-out split's recordings, not its windows (older studies: its
+# sequences, so a study resumed keeps one rule for all its trials)
+COUNTS_RECORDINGS = "counts_recordings"
 
 
 def default_trials(cfg: SearchConfig, data: _Data, choices: list[str]) -> list[dict[str, Any]]:
@@ -681,6 +688,7 @@ def open_study(
     if study.user_attrs.get("identity") is None:  # a new study: what it is, nothing to compare with
         study.set_user_attr("identity", cfg.identity())
         study.set_user_attr(CROSS_VALIDATES, True)
+        study.set_user_attr(COUNTS_RECORDINGS, True)
     else:
         _check_identity(study, cfg)
     if prices is not None and "prices" not in study.user_attrs:
