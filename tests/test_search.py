@@ -390,6 +390,10 @@ def one_trial(out: Path, data: Path, **kw: object) -> SearchConfig:
     )  # fmt: skip
 
 
+def hit_rate(cases: dict[str, list[float]]) -> float:
+    return 100.0 * sum(c[0] for c in cases.values()) / sum(c[1] for c in cases.values())
+
+
 def test_small_data_trials_are_scored_by_cross_validation(tmp_path: Path) -> None:
     """24 windows hold out 4: each trial is also trained on 3 folds of all 24, and the study ranks it by its
     integer model's accuracy over every window, pooled; its export is still the training split's, checked
@@ -403,6 +407,10 @@ def test_small_data_trials_are_scored_by_cross_validation(tmp_path: Path) -> Non
     assert cv["why"] == "the held-out split has 4 sequences, < 30"
     assert t["value"] == pytest.approx(cv["int8"])
     assert cv["int8"] == pytest.approx(sum(f["int8"] for f in cv["per_fold"]) / 3)  # equal folds
+    # its sums per case (each window its own case here), for weighing it against the default model: they
+    # add up to its score
+    assert sorted(t["measured"]["cases"]) == sorted(f"sequence {i}" for i in range(24))
+    assert hit_rate(t["measured"]["cases"]) == pytest.approx(t["value"])
     assert (tmp_path / "cv" / "trials" / "tinylstm" / "0000" / "cv" / "fold2" / CHECKPOINT_NAME).is_file()
     assert doc["objective"] == "integer-model accuracy (%), 3-fold cross-validated on all the data"
     assert "Score: what the study ranks by" in (tmp_path / "cv" / "search.md").read_text()
@@ -410,6 +418,9 @@ def test_small_data_trials_are_scored_by_cross_validation(tmp_path: Path) -> Non
     held = search(one_trial(tmp_path / "held", data, folds=0))
     (t0,) = held["trials"]
     assert t0["measured"]["cv"] is None and t0["value"] == t0["measured"]["int8"]
+    assert len(t0["measured"]["cases"]) == 4 and hit_rate(t0["measured"]["cases"]) == pytest.approx(
+        t0["value"]
+    )
     assert held["objective"] == "integer-model accuracy (%) on the held-out split"
     # the same model either way: the export is the training split's
     assert t0["measured"]["hash"] == t["measured"]["hash"]
@@ -433,6 +444,8 @@ def test_windows_of_a_few_recordings_are_cross_validated(
     (t,) = search(one_trial(tmp_path / "rec", data, refit=False))["trials"]
     assert t["measured"]["cv"]["why"] == "the held-out split has 2 recordings (4 windows), < 4"
     assert [f["sequences"] for f in t["measured"]["cv"]["per_fold"]] == [8, 8, 8]  # whole recordings
+    assert sorted(t["measured"]["cases"]) == sorted(f"recording {g}" for g in range(12))
+    assert {c[1] for c in t["measured"]["cases"].values()} == {2}  # two windows each
 
     old = one_trial(tmp_path / "old", data)
     open_study(old, "maximize").set_user_attr(study.COUNTS_RECORDINGS, False)
@@ -494,6 +507,47 @@ def test_a_cross_validated_best_is_trained_again_on_all_the_data(tmp_path: Path)
         "done": False,
         "why": "the best trial was scored on its held-out split: its export, checked there, is kept",
     }
+
+
+def test_the_default_model_is_kept_unless_a_trial_leads_it_by_more_than_one_standard_error() -> None:
+    """A study's top score is its luckiest estimate: the default model (the first trial) stays the best
+    unless the top trial leads it, case by case on the same cases, by more than one standard error of the
+    paired difference. One window more of 20 right is exactly one standard error (kept), two are more."""
+    from tinylstm.host.search.selection import paired_lead, prefer_default
+
+    def cases(right: int, n: int = 20) -> dict[str, list[float]]:
+        return {f"sequence {i}": [float(i < right), 1] for i in range(n)}
+
+    def trial(number: int, right: int, **more: object) -> dict[str, object]:
+        return {"number": number, "value": 100 * right / 20, "measured": {"cases": cases(right)}, **more}
+
+    one = paired_lead(cases(19), cases(18), maximize=True)
+    assert one is not None and one.cases == 20
+    assert one.lead == pytest.approx(0.05) and one.se == pytest.approx(0.05)  # sqrt(20/19 * 0.95 / 400)
+    default = trial(0, 18)
+    best, choice = prefer_default(trial(3, 19), default, maximize=True)
+    assert best is default and choice is not None and choice["kept_default"] and choice["top"] == 3
+    assert choice["why"] == (
+        "trial 3 scores 95 against 90 for the default model (trial 0): a lead of 5 pp, within one standard "
+        "error (5 pp) over 20 cases, each scored by both"
+    )
+    two = trial(4, 20)
+    best, choice = prefer_default(two, default, maximize=True)
+    assert best is two and choice is not None and not choice["kept_default"]
+    assert "a lead of 10 pp, more than one standard error (6.88 pp)" in choice["why"]
+    # nothing to weigh: no default trial, the default on top, other cases (an older trial has none)
+    assert prefer_default(two, None, True) == (two, None) and prefer_default(default, default, True) == (
+        default,
+        None,
+    )
+    assert prefer_default(two, {**default, "measured": {}}, True) == (two, None)
+    assert paired_lead(cases(20), cases(18, n=21), True) is None
+    # RMSE: the gain is squared error saved; cases of more predictions weigh more
+    lower = {"recording 1": [1.0, 10], "recording 2": [2.0, 10], "recording 3": [1.5, 20]}
+    higher = {"recording 1": [2.0, 10], "recording 2": [2.5, 10], "recording 3": [2.5, 20]}
+    lead = paired_lead(lower, higher, maximize=False)
+    assert lead is not None and lead.lead == pytest.approx(2.5 / 40) and lead.se > 0
+    assert paired_lead(higher, lower, maximize=False).lead == pytest.approx(-2.5 / 40)  # type: ignore[union-attr]
 
 
 def test_the_scoring_rule_and_the_pooled_metric() -> None:
@@ -774,6 +828,13 @@ def test_the_summary_names_the_objective_and_the_best_exports_check_verdict(
     assert f"next: tinylstm check {tmp_path / 'trial-export'} says what failed" in out
     md = study.render_md({**as_written, "refit": refit})
     assert "is its settings trained again on all 24 sequences (refit: W), nothing held out" in md
+    # the default model weighed against the top score: said on the console and in search.md
+    choice = {"kept_default": True, "why": "trial 3 scores ... over 20 cases, each scored by both"}
+    monkeypatch.setattr(cmd_search, "search", lambda *a, **kw: {**doc, "choice": choice})
+    assert main(["search", "--data", "watch", "--board", BOARD, "--out", str(tmp_path / "s")]) == 0
+    assert f"the default model is kept: {choice['why']}\n" in capsys.readouterr().out
+    md = study.render_md({**as_written, "choice": choice})
+    assert f"The default model, kept: {choice['why']}. " in md
 
 
 def long_windows(path: Path) -> Path:

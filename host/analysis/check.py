@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,20 +92,58 @@ def _golden_outputs(m: IntModel, test: SequenceSet) -> tuple[list[np.ndarray], l
     return xqs, ints
 
 
-def held_out_quality(export_dir: Path, data: str | None = None) -> dict[str, Any]:
+def held_out_quality(export_dir: Path, data: str | None = None, cases: bool = False) -> dict[str, Any]:
     """Float vs int8 on the export's held-out data (the quality part of ``check``, without the C,
-    blob and MicroPython comparisons)."""
+    blob and MicroPython comparisons); ``cases``: with the integer model's sums per case (``quality_on``),
+    keyed by the held-out split's recordings, else its sequences."""
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc, data)
     fm = origin.loaded.float_model
     test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
-    return quality_on(fm, m, test)
+    return quality_on(fm, m, test, case_keys(test, np.arange(len(test))) if cases else None)
 
 
-def quality_on(fm: FloatModel, m: IntModel, test: SequenceSet) -> dict[str, Any]:
-    """Float ``fm`` vs its integer model ``m`` on ``test``: the metric of each, their agreement and drop."""
+def case_keys(ds: SequenceSet, index: np.ndarray) -> list[str]:
+    """The independent case of each sequence at ``index`` of ``ds``: its recording (``groups``), else
+    itself."""
+    if ds.groups is not None:
+        return [f"recording {g}" for g in np.asarray(ds.groups)[index]]
+    return [f"sequence {int(i)}" for i in index]
+
+
+def quality_on(
+    fm: FloatModel, m: IntModel, test: SequenceSet, keys: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Float ``fm`` vs its integer model ``m`` on ``test``: the metric of each, their agreement and drop.
+    With ``keys`` (each sequence's case: ``case_keys``), also ``cases``: per case, what the integer
+    model's metric sums and over how many predictions (correct ones, or squared errors in the target's
+    units), so two models scored on the same cases can be compared case by case."""
     flo, _, ints = _outputs(fm, m, test)
-    return _quality(fm, m, test, ints, flo)
+    out = _quality(fm, m, test, ints, flo)
+    if keys is not None:
+        out["cases"] = _case_sums(m, test, ints, keys)
+    return out
+
+
+def _case_sums(
+    m: IntModel, test: SequenceSet, ints: list[np.ndarray], keys: Sequence[str]
+) -> dict[str, list[float]]:
+    sums: dict[str, list[float]] = {}
+    for k, key in enumerate(keys):
+        y = golden.dequantize_output(m, ints[k])
+        # the steps that carry a label, as _select: the last (window), or all (stream)
+        pred, target = (
+            (y[-1:], np.asarray(test.labels)[k : k + 1]) if test.mode == "window" else (y, test.labels[k])
+        )
+        if test.task == "classification":
+            total, n = float(np.sum(pred.argmax(-1) == target)), len(target)
+        else:
+            target = np.asarray(target, dtype=np.float64).reshape(pred.shape)
+            total, n = float(np.sum((pred - target) ** 2)), int(target.size)
+        case = sums.setdefault(key, [0.0, 0])
+        case[0] += total
+        case[1] += n
+    return sums
 
 
 def _select(test: SequenceSet, ys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

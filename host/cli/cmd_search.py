@@ -179,6 +179,12 @@ def _run(args: argparse.Namespace) -> int:
                 else ""
             )
         )
+        choice = doc.get("choice")
+        if choice:  # the default model and the top score, weighed (host/search/selection.py prefer_default)
+            print(
+                ("the default model is kept: " if choice["kept_default"] else "not the default model: ")
+                + choice["why"]
+            )
         print(f"best's export: {check_verdict(m)}")
         r = doc.get("refit") or {}
         if r.get("done"):

@@ -54,7 +54,7 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
 from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
 from tinylstm.host.search.refit import refit, refit_applies
-from tinylstm.host.search.selection import check_folds, cross_validate, folds_for
+from tinylstm.host.search.selection import check_folds, cross_validate, folds_for, prefer_default
 from tinylstm.trainer.outputs import check_output_dir, sha256_file
 from tinylstm.trainer.recipe import SELECTIONS, DataShape, choose, choose_stack
 from tinylstm.trainer.train import TrainConfig, bidirectional_window
@@ -534,7 +534,7 @@ class Objective:
     def _run(self, trial: Any) -> float:
         from tinylstm.codegen.export import ModelSource, export
         from tinylstm.codegen.qat import finetune
-        from tinylstm.host.analysis.check import check
+        from tinylstm.host.analysis.check import check, held_out_quality
         from tinylstm.trainer.train import fit
 
         optuna = _optuna()
@@ -608,6 +608,10 @@ class Objective:
         else:  # a study started when the rule counted windows: its trials stay comparable
             k, why_folds = folds_for(self._given_folds(trial), held)
         cv = cross_validate(ds, config, arch.hidden_bits, k, root / "cv", finetune) if k else None
+        # the integer model's sums per case, where it was scored: for prefer_default's paired comparison
+        measured["cases"] = (
+            held_out_quality(root / "export", cases=True)["cases"] if cv is None else cv.pop("cases")
+        )
         measured["cv"] = None if cv is None else {**cv, "why": why_folds}
         trial.set_user_attr("measured", measured)
         return float(quality["int8"] if cv is None else cv["int8"])
@@ -912,7 +916,11 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
             maximize,
         ),
     }
-    best = best_of(complete, maximize) if complete else None
+    best, choice = None, None
+    if complete:
+        defaults = [r for r in complete if r.get("origin") == DEFAULT_ORIGIN]
+        default = best_of(defaults, maximize) if defaults else None
+        best, choice = prefer_default(best_of(complete, maximize), default, maximize)
     refit_doc = None
     if best is not None:
         refit_doc = refit_best(cfg, best)
@@ -941,6 +949,7 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         },
         "pareto": fronts,
         "best": best,
+        "choice": choice,  # None, or how the default model and the top score were weighed (prefer_default)
         "refit": refit_doc,  # None without a best; else whether best-export is the best trained again
         "best_export": str((cfg.out / BEST_EXPORT).resolve()) if best else None,
     }
@@ -1067,9 +1076,16 @@ def render_md(doc: dict[str, Any]) -> str:
         lines += ["", "Failed:", ""]
         lines += [f"- trial {r['number']} {r['params']}: {r.get('error', '?')}" for r in failed]
     if doc["best"]:
+        choice = doc.get("choice")
+        weighed = ""
+        if choice:  # prefer_default weighed the default model against the top score
+            weighed = (
+                "The default model, kept: " if choice["kept_default"] else "Not the default model: "
+            ) + (f"{choice['why']}. ")
         lines += [
             "",
             f"Best: trial {doc['best']['number']} ({check_verdict(doc['best']['measured'])}). "
+            + weighed
             + _best_export(doc),
         ]
     return "\n".join(lines) + "\n"
