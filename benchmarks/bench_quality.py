@@ -206,6 +206,8 @@ def search_best(train_path: Path, test: SequenceSet, trials: int, work: Path) ->
         "int8": integer_score(export_dir, test),
         "flash_bytes": refit["flash_bytes"] if refit["done"] else best["measured"]["flash_bytes"],
         "refit": bool(refit["done"]),
+        # the default model kept as the best: the top trial led it by no more than one standard error
+        "default_kept": bool((doc.get("choice") or {}).get("kept_default")),
         "architecture": {k: best["params"][k] for k in sorted(best["params"])},
         "trials": trials,
         "objective": doc["objective"],  # how the trials were scored (host/search/selection.py)
@@ -396,7 +398,8 @@ def _search_cell(r: dict[str, Any], fmt: str) -> str:
         return "not run |"
     if "int8" not in s:
         return f"{s['status']} |"
-    return f"{format(s['int8'], fmt)}{' (refit)' if s.get('refit') else ''} | {s['flash_bytes']}"
+    how = ", ".join(w for w, on in (("default kept", s.get("default_kept")), ("refit", s.get("refit"))) if on)
+    return f"{format(s['int8'], fmt)}{f' ({how})' if how else ''} | {s['flash_bytes']}"
 
 
 def _readouts(d: dict[str, Any]) -> str:
