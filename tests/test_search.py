@@ -542,6 +542,7 @@ def test_the_default_model_is_kept_unless_a_trial_leads_it_by_more_than_one_stan
     )
     assert prefer_default(two, {**default, "measured": {}}, True) == (two, None)
     assert paired_lead(cases(20), cases(18, n=21), True) is None
+    assert paired_lead(cases(20), {k: [v[0], 2] for k, v in cases(18).items()}, True) is None  # other windows
     # RMSE: the gain is squared error saved; cases of more predictions weigh more
     lower = {"recording 1": [1.0, 10], "recording 2": [2.0, 10], "recording 3": [1.5, 20]}
     higher = {"recording 1": [2.0, 10], "recording 2": [2.5, 10], "recording 3": [2.5, 20]}

@@ -116,8 +116,9 @@ def paired_lead(better: dict[str, list[float]], other: dict[str, list[float]], m
     """How far the model of case sums ``better`` leads the one of ``other`` (``quality_on``'s ``cases``)
     per prediction: the accuracy (a fraction) or the mean squared error it gains, and that lead's standard
     error over the cases, each case's gain paired (a ratio estimator's, so a case of many windows weighs
-    more). None unless both were scored on the same two or more cases."""
-    if set(better) != set(other) or len(better) < 2:
+    more). None unless both were scored on the same predictions of the same two or more cases (trials of
+    other windows were not)."""
+    if set(better) != set(other) or len(better) < 2 or any(better[k][1] != other[k][1] for k in better):
         return None
     keys = sorted(better)
     sign = 1.0 if maximize else -1.0  # squared errors: the gain is the other's minus this one's
