@@ -13,8 +13,9 @@ Choosing among the trials (``prefer_default``): a study ranks a handful of trial
 each, so its top score is the one most likely to be lucky. The model ``tinylstm train`` makes by default
 is the first trial; another trial replaces it as the best only when it leads it by more than one standard
 error of their difference, case by case on the same cases (paired: both scored on each recording or
-sequence), as the one-standard-error rule of cross-validation (Hastie, Tibshirani and Friedman, The
-Elements of Statistical Learning, 7.10) keeps the simpler model.
+sequence). So does the one-standard-error rule of cross-validation (Hastie, Tibshirani and Friedman, The
+Elements of Statistical Learning, 7.10) keep the simplest model within one standard error of the best;
+here the model kept is the default, the recipe's choice before any trial was scored.
 """
 
 from __future__ import annotations
@@ -142,9 +143,8 @@ def prefer_default(
     lead = paired_lead(best["measured"].get("cases") or {}, default["measured"].get("cases") or {}, maximize)
     if lead is None:
         return best, None
-    kept = lead.lead <= lead.se * (
-        1 + 1e-9
-    )  # a lead of one case in n is exactly one error: rounding must not decide
+    # a lead of one case in n unit cases is exactly one standard error: rounding must not decide it
+    kept = lead.lead <= lead.se * (1 + 1e-9)
     scale, unit = (100.0, " pp") if maximize else (1.0, " in mean squared error")
     why = (
         f"trial {best['number']} scores {best['value']:.4g} against {default['value']:.4g} for the default "

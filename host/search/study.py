@@ -1079,9 +1079,8 @@ def render_md(doc: dict[str, Any]) -> str:
         choice = doc.get("choice")
         weighed = ""
         if choice:  # prefer_default weighed the default model against the top score
-            weighed = (
-                "The default model, kept: " if choice["kept_default"] else "Not the default model: "
-            ) + (f"{choice['why']}. ")
+            kept = "The default model, kept: " if choice["kept_default"] else "Not the default model: "
+            weighed = f"{kept}{choice['why']}. "
         lines += [
             "",
             f"Best: trial {doc['best']['number']} ({check_verdict(doc['best']['measured'])}). "
