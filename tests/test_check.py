@@ -5,6 +5,7 @@ baselines next to float and int8."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import struct
 import zlib
@@ -17,7 +18,7 @@ import pytest
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.analysis.check import check
+from tinylstm.host.analysis.check import check, held_out_quality
 from tinylstm.host.cli.main import main
 from tinylstm.host.targets.mpy_runner import micropython_executable
 from tinylstm.trainer.baselines import wilson_interval
@@ -93,6 +94,15 @@ def _small_size_field(data: bytes) -> bytes:
 
 
 BLOB_RULE = "model.tlm holds the exported model and runs bit-exact (C reader, MicroPython)"
+
+
+def test_the_integer_models_hits_per_sequence_add_up_to_its_accuracy(classifier: Path) -> None:
+    q = held_out_quality(classifier / "export", cases=True)
+    cases = q["cases"]
+    assert sorted(cases) == sorted(f"sequence {i}" for i in range(q["predictions"]))
+    assert {c[1] for c in cases.values()} == {1} and {c[0] for c in cases.values()} <= {0.0, 1.0}
+    assert 100 * sum(c[0] for c in cases.values()) / len(cases) == pytest.approx(q["int8"])
+    assert "cases" not in held_out_quality(classifier / "export")  # only when asked
 
 
 def test_verdict_rules_name_what_decided() -> None:
@@ -294,6 +304,13 @@ def test_regression_baselines_and_the_warning(tmp_path: Path, capsys: pytest.Cap
     assert ("WARNING: the model does not beat persistence" in out) == warned
     as_json = check(tmp_path / "export")
     assert as_json["baselines"] == base
+    # the integer model's squared errors per case, for a search's paired comparison: the windows were cut
+    # from blocks of the one stream (its recordings), and they add up to its RMSE
+    q = held_out_quality(tmp_path / "export", cases=True)
+    cases = q["cases"]
+    assert all(k.startswith("recording ") for k in cases) and 1 < len(cases) < q["predictions"]
+    total, n = (sum(c[i] for c in cases.values()) for i in (0, 1))
+    assert math.sqrt(total / n) == pytest.approx(q["int8"])
 
 
 def test_old_layout_names_still_work_with_a_note(
