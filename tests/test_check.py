@@ -18,7 +18,7 @@ import pytest
 from tinylstm.codegen.blob import to_blob
 from tinylstm.codegen.store import load_int_model
 from tinylstm.errors import TinyLSTMError
-from tinylstm.host.analysis.check import check, held_out_quality
+from tinylstm.host.analysis.check import check
 from tinylstm.host.cli.main import main
 from tinylstm.host.targets.mpy_runner import micropython_executable
 from tinylstm.trainer.baselines import wilson_interval
@@ -97,12 +97,13 @@ BLOB_RULE = "model.tlm holds the exported model and runs bit-exact (C reader, Mi
 
 
 def test_the_integer_models_hits_per_sequence_add_up_to_its_accuracy(classifier: Path) -> None:
-    q = held_out_quality(classifier / "export", cases=True)
+    """What a search weighs trials by: the integer model's correct predictions per held-out sequence."""
+    q = check(classifier / "export", case_sums=True)["quality"]
     cases = q["cases"]
     assert sorted(cases) == sorted(f"sequence {i}" for i in range(q["predictions"]))
     assert {c[1] for c in cases.values()} == {1} and {c[0] for c in cases.values()} <= {0.0, 1.0}
     assert 100 * sum(c[0] for c in cases.values()) / len(cases) == pytest.approx(q["int8"])
-    assert "cases" not in held_out_quality(classifier / "export")  # only when asked
+    assert "cases" not in check(classifier / "export")["quality"]  # only when asked: the CLI never does
 
 
 def test_verdict_rules_name_what_decided() -> None:
@@ -306,7 +307,7 @@ def test_regression_baselines_and_the_warning(tmp_path: Path, capsys: pytest.Cap
     assert as_json["baselines"] == base
     # the integer model's squared errors per case, for a search's paired comparison: the windows were cut
     # from blocks of the one stream (its recordings), and they add up to its RMSE
-    q = held_out_quality(tmp_path / "export", cases=True)
+    q = check(tmp_path / "export", case_sums=True)["quality"]
     cases = q["cases"]
     assert all(k.startswith("recording ") for k in cases) and 1 < len(cases) < q["predictions"]
     total, n = (sum(c[i] for c in cases.values()) for i in (0, 1))

@@ -92,15 +92,14 @@ def _golden_outputs(m: IntModel, test: SequenceSet) -> tuple[list[np.ndarray], l
     return xqs, ints
 
 
-def held_out_quality(export_dir: Path, data: str | None = None, cases: bool = False) -> dict[str, Any]:
+def held_out_quality(export_dir: Path, data: str | None = None) -> dict[str, Any]:
     """Float vs int8 on the export's held-out data (the quality part of ``check``, without the C,
-    blob and MicroPython comparisons); ``cases``: with the integer model's sums per case (``quality_on``),
-    keyed by the held-out split's recordings, else its sequences."""
+    blob and MicroPython comparisons)."""
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc, data)
     fm = origin.loaded.float_model
     test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
-    return quality_on(fm, m, test, case_keys(test, np.arange(len(test))) if cases else None)
+    return quality_on(fm, m, test)
 
 
 def case_keys(ds: SequenceSet, index: np.ndarray) -> list[str]:
@@ -520,7 +519,12 @@ def verdict_rules(
     return [{"rule": rule, "passed": bool(ok)} for rule, ok in rules]
 
 
-def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | None = None) -> dict[str, Any]:
+def check(
+    export_dir: Path, data: str | None = None, thresholds: Thresholds | None = None, case_sums: bool = False
+) -> dict[str, Any]:
+    """The export's check report; ``case_sums``: its quality also holds the integer model's sums per case
+    of the held-out split (``quality_on``'s ``cases``: a search weighs trials by them), not written to
+    check-report.json by the CLI, which never asks for them."""
     thresholds = thresholds or Thresholds()
     thresholds.validate()
     if not export_dir.is_dir():
@@ -536,6 +540,8 @@ def check(export_dir: Path, data: str | None = None, thresholds: Thresholds | No
     train, test = data_splits(origin.loaded, origin.data)
     flo, xqs, ints = _outputs(fm, m, require_held_out(test, export_dir))
     quality = _quality(fm, m, test, ints, flo)
+    if case_sums:
+        quality["cases"] = _case_sums(m, test, ints, case_keys(test, np.arange(len(test))))
     ckpt = origin.loaded.checkpoint
     training = training_of(ckpt)
     if training["kind"] == "qat" and training["hidden_bits"] == m.hidden_bits:

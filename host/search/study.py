@@ -534,7 +534,7 @@ class Objective:
     def _run(self, trial: Any) -> float:
         from tinylstm.codegen.export import ModelSource, export
         from tinylstm.codegen.qat import finetune
-        from tinylstm.host.analysis.check import check, held_out_quality
+        from tinylstm.host.analysis.check import check
         from tinylstm.trainer.train import fit
 
         optuna = _optuna()
@@ -555,7 +555,8 @@ class Objective:
         config = trial_config(cfg, arch, lr, dropout, qat)
         result = fit(ds, config, root / "run", finetune=finetune)
         exp = export(ModelSource(str(result.checkpoint_path)), root / "export", hidden_bits=arch.hidden_bits)
-        report = check(root / "export")  # held-out quality, golden == C bit-exact, the blob
+        # held-out quality (with the integer model's sums per case), golden == C bit-exact, the blob
+        report = check(root / "export", case_sums=True)
         if not (report["bit_exact"]["ok"] and report["blob"]["ok"]):
             raise TinyLSTMError(
                 f"trial {trial.number}: its export failed tinylstm check: {report['bit_exact']}"
@@ -609,9 +610,7 @@ class Objective:
             k, why_folds = folds_for(self._given_folds(trial), held)
         cv = cross_validate(ds, config, arch.hidden_bits, k, root / "cv", finetune) if k else None
         # the integer model's sums per case, where it was scored: for prefer_default's paired comparison
-        measured["cases"] = (
-            held_out_quality(root / "export", cases=True)["cases"] if cv is None else cv.pop("cases")
-        )
+        measured["cases"] = quality["cases"] if cv is None else cv.pop("cases")
         measured["cv"] = None if cv is None else {**cv, "why": why_folds}
         trial.set_user_attr("measured", measured)
         return float(quality["int8"] if cv is None else cv["int8"])
