@@ -347,6 +347,9 @@ def test_stream_data_searches_the_last_readout_only(
     doc = search(cfg)
     (t,) = doc["trials"]
     assert t["state"] == "complete" and t["params"]["readout"] == t["measured"]["readout"] == "last"
+    # a label per step: each sequence's 40 steps are its case's predictions, adding up to the score
+    assert {c[1] for c in t["measured"]["cases"].values()} == {40}
+    assert hit_rate(t["measured"]["cases"]) == pytest.approx(t["value"])
     # a space of pooled readouts alone has nothing for stream data: one line, nothing started
     args = ["search", "--data", str(tmp_path / "stream.npz"), "--board", BOARD, "--out",
             str(tmp_path / "p"), "--cells", "gru", "--hidden", "8", "--layers", "1", "--readouts", "mean,max",

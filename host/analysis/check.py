@@ -127,21 +127,22 @@ def quality_on(
 def _case_sums(
     m: IntModel, test: SequenceSet, ints: list[np.ndarray], keys: Sequence[str]
 ) -> dict[str, list[float]]:
-    sums: dict[str, list[float]] = {}
-    for k, key in enumerate(keys):
-        y = golden.dequantize_output(m, ints[k])
-        # the steps that carry a label, as _select: the last (window), or all (stream)
-        pred, target = (
-            (y[-1:], np.asarray(test.labels)[k : k + 1]) if test.mode == "window" else (y, test.labels[k])
+    pred, target = _select(test, [golden.dequantize_output(m, y) for y in ints])
+    if test.task == "classification":
+        per_row, n_row = (pred.argmax(-1) == target).astype(np.float64), 1
+    else:
+        err = np.square(pred - np.asarray(target, dtype=np.float64).reshape(pred.shape)).reshape(
+            len(pred), -1
         )
-        if test.task == "classification":
-            total, n = float(np.sum(pred.argmax(-1) == target)), len(target)
-        else:
-            target = np.asarray(target, dtype=np.float64).reshape(pred.shape)
-            total, n = float(np.sum((pred - target) ** 2)), int(target.size)
+        per_row, n_row = err.sum(axis=1), err.shape[1]
+    # _select's rows, sequence by sequence: one per window, one per labelled step of a stream
+    rows = [1] * len(test) if test.mode == "window" else [len(y) for y in test.labels]
+    sums: dict[str, list[float]] = {}
+    totals = np.bincount(np.repeat(np.arange(len(test)), rows), weights=per_row, minlength=len(test))
+    for key, total, n in zip(keys, totals, rows, strict=True):
         case = sums.setdefault(key, [0.0, 0])
-        case[0] += total
-        case[1] += n
+        case[0] += float(total)
+        case[1] += n * n_row
     return sums
 
 
