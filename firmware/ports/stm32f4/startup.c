@@ -3,6 +3,8 @@
  * Reset: enable the FPU, copy .data from flash, zero .bss, run main(), then tl_hal_exit().
  * Every unexpected exception (faults, NMI, unused interrupts) goes to Fault_Handler, which
  * hands the stacked registers to tl_stm32f4_fault() (tl_hal_stm32f4.c): report, then reset.
+ * The table ends at the last interrupt the port can enable (TL_STM32F4_IRQS): the later ones
+ * stay disabled from reset, so their entries would be dead flash (43 words on the F405).
  */
 #include <stdint.h>
 
@@ -26,8 +28,8 @@ typedef void (*tl_vector_t)(void);
 
 #define D8 D, D, D, D, D, D, D, D
 
-/* 16 Cortex-M4 exceptions + 82 STM32F405/F407 interrupts (RM0090 table 61). */
-__attribute__((section(".isr_vector"), used)) const tl_vector_t tl_vectors[16 + 82] = {
+/* 16 Cortex-M4 exceptions + the first TL_STM32F4_IRQS of the 82 STM32F405/F407 interrupts (RM0090 table 61). */
+__attribute__((section(".isr_vector"), used)) const tl_vector_t tl_vectors[16 + TL_STM32F4_IRQS] = {
     (tl_vector_t)&_estack,
     Reset_Handler,
     D,
@@ -55,14 +57,6 @@ __attribute__((section(".isr_vector"), used)) const tl_vector_t tl_vectors[16 + 
     D,                 /* IRQ 32..36 */
     USART1_IRQHandler, /* IRQ 37 */
     USART2_IRQHandler, /* IRQ 38 */
-    D8,
-    D8,
-    D8,
-    D8,
-    D8,
-    D,
-    D,
-    D, /* IRQ 39..81 */
 };
 
 #undef D8

@@ -58,6 +58,8 @@
 #define SYST_CVR TL_REG(0xE000E018u)
 #define SYST_CSR_ENABLE_TICKINT_CPUCLK 0x7u
 #define NVIC_ISER(n) TL_REG(0xE000E100u + 4u * (n))
+/* Interrupts in startup.c's vector table: IRQ 0..38, up to USART2, the last one this port enables. */
+#define TL_STM32F4_IRQS 39u
 #define SCB_AIRCR TL_REG(0xE000ED0Cu)
 #define SCB_AIRCR_SYSRESETREQ 0x05FA0004u /* VECTKEY | SYSRESETREQ */
 #define SCB_CPACR TL_REG(0xE000ED88u)

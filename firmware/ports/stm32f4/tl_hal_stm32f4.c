@@ -74,6 +74,10 @@
 #error "TL_STM32_USART must be 1 or 2"
 #endif
 
+#if UART_IRQ >= TL_STM32F4_IRQS
+#error "the UART's interrupt is past startup.c's vector table: raise TL_STM32F4_IRQS (stm32f4_regs.h)"
+#endif
+
 #define GPIO_AF_USART 7u
 
 void SysTick_Handler(void);
