@@ -133,7 +133,7 @@ def test_real_board_builds(tmp_path: Path, usart: str, irq: int) -> None:
     hard_fault = struct.unpack_from("<I", image, 4 * 3)[0]
     assert hard_fault == _symbol_address(result.elf, "Fault_Handler") | 1  # reports, then resets
     table = struct.unpack_from("<55I", image)  # 16 exceptions + IRQ 0..38: it ends at USART2's interrupt
-    assert [k for k, v in enumerate(table) if v == 0] == [7, 8, 9, 10, 13]  # only the reserved slots are empty
+    assert [k for k, v in enumerate(table) if v == 0] == [7, 8, 9, 10, 13]  # only the reserved ones are empty
     assert struct.pack("<I", 0x40003000) in image  # the independent watchdog (IWDG) is started and refreshed
 
 

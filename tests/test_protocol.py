@@ -128,13 +128,10 @@ int main(void)
             puthex(out, tl_proto_stats_payload(out, sizeof out, &st));
             break;
         }
-        case 'R': { /* R code freed msghex */
-            char msg[300];
-            size_t ml = unhex(tok[3], (uint8_t *)msg);
-            msg[ml] = '\0';
-            puthex(out, tl_proto_error_payload(out, sizeof out, (uint16_t)num(1), (uint32_t)num(2), msg));
+        case 'R': /* R code freed frame_type exception pc */
+            puthex(out, tl_proto_error_payload(out, sizeof out, (uint16_t)num(1), (uint32_t)num(2),
+                                               (uint8_t)num(3), (uint32_t)num(4), (uint32_t)num(5)));
             break;
-        }
         case 'A': puthex(out, tl_proto_ack_payload(out, sizeof out, (uint8_t)num(1), (uint16_t)num(2),
                                                    (uint32_t)num(3), (uint32_t)num(4)));
                   break;
@@ -169,6 +166,12 @@ int main(void)
             printf("%d %d %d %d %u %u %u", TL_PROTO_MSG_INPUT, TL_PROTO_MSG_INPUT_S16, TL_PROTO_MSG_INPUT_F32,
                    TL_PROTO_MSG_PRED_REQ, TL_PROTO_MAX_INPUT_SIZE, TL_PROTO_MAX_INPUT_SIZE_S16,
                    TL_PROTO_MAX_INPUT_SIZE_F32);
+            break;
+        case 'G': /* G -> the ERROR codes of tl_proto.h */
+            printf("%d %d %d %d %d %d %d %d %d %d", TL_PROTO_ERROR_BAD_FRAME, TL_PROTO_ERROR_UNKNOWN_TYPE,
+                   TL_PROTO_ERROR_BAD_PAYLOAD, TL_PROTO_ERROR_INPUT_SIZE, TL_PROTO_ERROR_UNSUPPORTED,
+                   TL_PROTO_ERROR_OVERRUN, TL_PROTO_ERROR_INTERNAL, TL_PROTO_ERROR_FAULT,
+                   TL_PROTO_ERROR_WATCHDOG, TL_PROTO_ERROR_NOT_FINITE);
             break;
         case 'F': { /* F payload input_size -> rc step n bits... */
             float x[1024];
@@ -402,6 +405,7 @@ def test_python_rejects_bad_payloads() -> None:
         (p.FrameType.HELLO, bytes(30) + b"\x05ab"),  # name length 5, two bytes
         (p.FrameType.HELLO, bytes(6) + b"\x09" + bytes(24)),  # cell 9
         (p.FrameType.ERROR, b"\x01"),
+        (p.FrameType.ERROR, bytes(7) + b"\x00m"),  # wire version 2's message: not an ERROR of version 3
         (0x42, b""),
     ]
     for ftype, payload in bad:
@@ -409,8 +413,6 @@ def test_python_rejects_bad_payloads() -> None:
             p.parse_message(p.Frame(ftype, 0, payload))
     with pytest.raises(ValueError):
         p.encode_frame(p.FrameType.INPUT, 0, bytes(p.MAX_PAYLOAD + 1))
-    with pytest.raises(ValueError):
-        p.Error(1, 0, "x" * (p.MSG_MAX + 1)).pack()
     with pytest.raises(ValueError):
         p.Input(0, ((1, 2), (3,))).pack()  # samples of different sizes
     with pytest.raises(ValueError):
@@ -477,7 +479,7 @@ def _c_payload(cproto: CProto, msg: p.Message) -> bytes:
             msg.rx_freed,
         ]
     elif isinstance(msg, p.Error):
-        args = ["R", msg.code, msg.rx_freed, _hex(msg.message.encode())]
+        args = ["R", msg.code, msg.rx_freed, msg.frame_type, msg.exception, msg.pc]
     elif isinstance(msg, p.Ack):
         args = ["A", msg.acked_type, msg.acked_seq, msg.next_step, msg.rx_freed]
     elif isinstance(msg, p.Nak):
@@ -553,12 +555,32 @@ def test_c_frame_types_and_input_limits_are_the_hosts(cproto: CProto) -> None:
     assert [f.sample_bytes(6) for f in (p.Input, p.InputS16, p.InputF32)] == [6, 12, 24]
 
 
+def test_error_words_are_the_hosts(cproto: CProto) -> None:
+    """The board sends an ERROR's numbers only; every code the C side has gets its words on the host."""
+    assert [int(v) for v in cproto.call("G").split()] == [int(c) for c in p.ErrorCode]
+    assert all(p.error_text(code) and not p.error_text(code).startswith("code") for code in p.ErrorCode)
+    fault = p.Error.unpack(_unhex(cproto.call("R", p.ErrorCode.FAULT, 9, 0, 3, 0x080001F5)))
+    assert fault.describe() == "FAULT: exception 0x00000003 at pc 0x080001f5"
+    words = {
+        (p.ErrorCode.BAD_PAYLOAD, p.FrameType.RESET): "RESET takes a u32 step",
+        (p.ErrorCode.BAD_PAYLOAD, p.FrameType.INPUT_F32): "INPUT_F32 payload malformed for its type",
+        (p.ErrorCode.UNSUPPORTED, p.FrameType.SET_SOURCE): "no replay data in this build",
+        (p.ErrorCode.UNKNOWN_TYPE, 0x99): "unknown frame type 0x99",
+        (p.ErrorCode.NOT_FINITE, 0): "sensor sample is NaN or infinite",
+        (42, p.FrameType.RESET): "about RESET",  # a code of a newer firmware: its number and the frame
+        (42, 0): "",
+    }
+    assert {key: p.Error(key[0], 0, key[1]).message for key in words} == words
+    assert (p.Error(42, 0, 0).describe(), p.Error(42, 0, p.FrameType.RESET).describe()) == (
+        "code 42",
+        "code 42: about RESET",
+    )
+
+
 def test_c_builders_truncate_and_limit(cproto: CProto) -> None:
     long_name = "n" * (p.NAME_MAX + 10)
     hello = _unhex(cproto.call("H", 1, 2, 0, 1, 3, 4, 5, 8, 1, 6, 0, 16, 256, 0, 0, _hex(long_name.encode())))
     assert p.Hello.unpack(hello).board_name == "n" * p.NAME_MAX
-    err = _unhex(cproto.call("R", 1, 5, _hex(b"m" * 100)))
-    assert p.Error.unpack(err).message == "m" * p.MSG_MAX
     assert cproto.call("P", 0, 0, *range(p.MAX_OUTPUT_SIZE)) != "-"
     assert cproto.call("P", 0, 0, *range(p.MAX_OUTPUT_SIZE + 1)) == "-"  # 10 + 2*252 > MAX_PAYLOAD
 
@@ -673,7 +695,7 @@ def test_link_loopback_numbers_and_queues() -> None:
         queued = link.read()
         assert [(f.type, f.seq) for f in queued] == [(p.FrameType.HELLO_REQ, 0), (p.FrameType.INPUT, 1)]
         assert p.parse_message(queued[1]) == p.Input(0, ((1, -2),))
-        link.port.write(p.encode_message(p.Error(p.ErrorCode.UNSUPPORTED, 0, "no replay data"), 0))
+        link.port.write(p.encode_message(p.Error(p.ErrorCode.UNSUPPORTED, 0, p.FrameType.SET_SOURCE), 0))
         with pytest.raises(LinkError, match="no replay data"):
             link.expect(p.FrameType.ACK, timeout=1.0)
         link.port.write(b"P,1,2,3\r\n")

@@ -20,8 +20,6 @@
 typedef int16_t input_t;
 #define MSG_INPUT TL_PROTO_MSG_INPUT_S16
 #define MSG_OTHER_INPUT TL_PROTO_MSG_INPUT
-#define MSG_INPUT_NAME "INPUT_S16"
-#define INPUT_TYPE_NAME "int16"
 #define MAX_INPUT_SIZE TL_PROTO_MAX_INPUT_SIZE_S16
 #define model_step tl_step_s16
 #define model_quantize tl_quantize_input_s16
@@ -29,8 +27,6 @@ typedef int16_t input_t;
 typedef int8_t input_t;
 #define MSG_INPUT TL_PROTO_MSG_INPUT
 #define MSG_OTHER_INPUT TL_PROTO_MSG_INPUT_S16
-#define MSG_INPUT_NAME "INPUT"
-#define INPUT_TYPE_NAME "int8"
 #define MAX_INPUT_SIZE TL_PROTO_MAX_INPUT_SIZE
 #define model_step tl_step
 #define model_quantize tl_quantize_input
@@ -114,9 +110,10 @@ static void send(uint8_t type, size_t len)
     if (tl_hal_write(wire, n) != 0) stats.tx_timeouts++;
 }
 
-static void send_error(uint16_t code, const char *msg)
+/* ERROR `code` about a frame of `frame_type` (0: none): the host words it (docs/serial-protocol.md, §4.4). */
+static void send_error(uint16_t code, uint8_t frame_type)
 {
-    send(TL_PROTO_MSG_ERROR, tl_proto_error_payload(payload, sizeof payload, code, rx_freed(), msg));
+    send(TL_PROTO_MSG_ERROR, tl_proto_error_payload(payload, sizeof payload, code, rx_freed(), frame_type, 0, 0));
 }
 
 static void send_ack(const tl_proto_frame_t *f)
@@ -198,12 +195,13 @@ static void run_step(const input_t *x)
     step_index++;
 }
 
-/* Quantize and run a float sample; 0 if it is NaN or infinite (nothing is run). */
-static int run_float_step(const float *xf)
+/* Quantize and run a float sample of an INPUT_F32 frame (frame_type) or the sensor (0); 0 if it is NaN or
+ * infinite (nothing is run). */
+static int run_float_step(const float *xf, uint8_t frame_type)
 {
     input_t xq[I];
     if (model_quantize(&tl_model, xf, xq) != TL_OK) {
-        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "input is NaN or infinite");
+        send_error(TL_PROTO_ERROR_NOT_FINITE, frame_type);
         return 0;
     }
     run_step(xq);
@@ -230,12 +228,11 @@ static void on_input(const tl_proto_frame_t *f)
     } else if (HAS_F32_INPUT) {
         rc = tl_proto_input_f32_parse(f->payload, f->len, I, &first, &n);
     } else {
-        send_error(TL_PROTO_ERROR_UNSUPPORTED, "input too wide for INPUT_F32: send " MSG_INPUT_NAME);
+        send_error(TL_PROTO_ERROR_UNSUPPORTED, f->type); /* too wide for INPUT_F32 */
         return;
     }
     if (rc != TL_PROTO_OK) {
-        send_error(rc == TL_PROTO_ERR_SIZE ? TL_PROTO_ERROR_INPUT_SIZE : TL_PROTO_ERROR_BAD_PAYLOAD,
-                   "INPUT samples != model input size");
+        send_error(rc == TL_PROTO_ERR_SIZE ? TL_PROTO_ERROR_INPUT_SIZE : TL_PROTO_ERROR_BAD_PAYLOAD, f->type);
         return;
     }
     if (source != TL_PROTO_SOURCE_HOST) {
@@ -258,7 +255,7 @@ static void on_input(const tl_proto_frame_t *f)
         } else {
             float xf[I];
             tl_proto_input_f32_sample(f->payload, k, I, xf);
-            if (!run_float_step(xf))
+            if (!run_float_step(xf, f->type))
                 return; /* the rest of the frame is dropped: the host sees step_index in the next NAK */
         }
     }
@@ -268,7 +265,7 @@ static void on_pred_req(const tl_proto_frame_t *f)
 {
     uint32_t step;
     if (tl_proto_step_parse(f->payload, f->len, &step) != TL_PROTO_OK) {
-        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "PRED_REQ takes a u32 step");
+        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, f->type);
     } else if (step - step_index < 0x80000000u) { /* step >= step_index: not run yet */
         send_nak(f, TL_PROTO_NAK_NOT_YET, step);
     } else if (step - history_from >= 0x80000000u || step_index - step > TL_APP_PRED_HISTORY) {
@@ -282,7 +279,7 @@ static void on_reset(const tl_proto_frame_t *f)
 {
     uint32_t first;
     if (tl_proto_step_parse(f->payload, f->len, &first) != TL_PROTO_OK) {
-        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "RESET takes a u32 step");
+        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, f->type);
         return;
     }
     restart_stream(first);
@@ -293,12 +290,12 @@ static void on_set_source(const tl_proto_frame_t *f)
 {
     uint8_t s;
     if (tl_proto_set_source_parse(f->payload, f->len, &s) != TL_PROTO_OK) {
-        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "unknown source");
+        send_error(TL_PROTO_ERROR_BAD_PAYLOAD, f->type); /* unknown source */
         return;
     }
 #if !TL_APP_HAS_REPLAY
     if (s == TL_PROTO_SOURCE_REPLAY) {
-        send_error(TL_PROTO_ERROR_UNSUPPORTED, "no replay data in this build");
+        send_error(TL_PROTO_ERROR_UNSUPPORTED, f->type); /* no replay data in this build */
         return;
     }
 #endif
@@ -315,7 +312,7 @@ static void on_frame(const tl_proto_frame_t *f)
         on_input(f);
         return;
     case MSG_OTHER_INPUT: /* the samples of the other input type */
-        send_error(TL_PROTO_ERROR_UNSUPPORTED, INPUT_TYPE_NAME " input: send " MSG_INPUT_NAME);
+        send_error(TL_PROTO_ERROR_UNSUPPORTED, f->type);
         return;
     case TL_PROTO_MSG_PRED_REQ:
         on_pred_req(f);
@@ -329,7 +326,7 @@ static void on_frame(const tl_proto_frame_t *f)
     case TL_PROTO_MSG_HELLO_REQ:
     case TL_PROTO_MSG_STATS_REQ:
         if (f->len != 0)
-            send_error(TL_PROTO_ERROR_BAD_PAYLOAD, "request takes no payload");
+            send_error(TL_PROTO_ERROR_BAD_PAYLOAD, f->type); /* a request takes no payload */
         else if (f->type == TL_PROTO_MSG_HELLO_REQ)
             send_hello();
         else
@@ -340,7 +337,7 @@ static void on_frame(const tl_proto_frame_t *f)
         __builtin_trap();
 #endif
     default:
-        send_error(TL_PROTO_ERROR_UNKNOWN_TYPE, "unknown frame type");
+        send_error(TL_PROTO_ERROR_UNKNOWN_TYPE, f->type);
     }
 }
 
@@ -348,7 +345,7 @@ static void poll_source(void)
 {
     if (source == TL_PROTO_SOURCE_SENSOR) {
         float x[I];
-        if (tl_sensor_read(x)) (void)run_float_step(x);
+        if (tl_sensor_read(x)) (void)run_float_step(x, 0);
     }
 #if TL_APP_HAS_REPLAY
     else if (source == TL_PROTO_SOURCE_REPLAY && (int32_t)(tl_hal_millis() - replay_next_ms) >= 0) {
@@ -359,23 +356,11 @@ static void poll_source(void)
 #endif
 }
 
-static void put_hex(char *p, uint32_t v)
-{
-    static const char digits[] = "0123456789abcdef";
-    int i;
-    for (i = 7; i >= 0; i--) {
-        p[i] = digits[v & 0xFu];
-        v >>= 4;
-    }
-}
-
 /* Called by the port's fault handler: one ERROR FAULT frame, then the port resets the board. */
 static void report_fault(uint32_t pc, uint32_t exception)
 {
-    char msg[] = "exception 0x00000000 at pc 0x00000000";
-    put_hex(&msg[12], exception);
-    put_hex(&msg[29], pc);
-    send_error(TL_PROTO_ERROR_FAULT, msg);
+    send(TL_PROTO_MSG_ERROR,
+         tl_proto_error_payload(payload, sizeof payload, TL_PROTO_ERROR_FAULT, rx_freed(), 0, exception, pc));
 }
 
 void tl_app_init(void)
@@ -383,14 +368,14 @@ void tl_app_init(void)
     static const uint8_t flush = 0;
     tl_hal_on_fault(report_fault);
     if (tl_state_init(&state, &tl_model, state_buf, TL_MODEL_STATE_WORDS) != TL_OK) {
-        send_error(TL_PROTO_ERROR_INTERNAL, "model rejected by tl_state_init");
+        send_error(TL_PROTO_ERROR_INTERNAL, 0); /* the model was rejected by tl_state_init */
         tl_hal_exit(1);
     }
     tl_proto_decoder_init(&decoder);
     restart_stream(0);
     (void)tl_hal_write(&flush, 1);
     send_hello();
-    if (tl_hal_reset_was_watchdog()) send_error(TL_PROTO_ERROR_WATCHDOG, "reset by the watchdog");
+    if (tl_hal_reset_was_watchdog()) send_error(TL_PROTO_ERROR_WATCHDOG, 0);
 }
 
 void tl_app_poll(void)
@@ -409,13 +394,13 @@ void tl_app_poll(void)
         }
         if (rc < 0) {
             stats.frames_bad++;
-            send_error(TL_PROTO_ERROR_BAD_FRAME, "frame failed to decode");
+            send_error(TL_PROTO_ERROR_BAD_FRAME, 0);
         }
     }
     ovf = tl_hal_rx_overflows();
     if (ovf != overflows_seen) {
         overflows_seen = ovf;
-        send_error(TL_PROTO_ERROR_OVERRUN, "received bytes lost");
+        send_error(TL_PROTO_ERROR_OVERRUN, 0);
     }
     poll_source();
     /* host-fed and no byte: only a received byte can make work (replay and sensor sources poll on) */

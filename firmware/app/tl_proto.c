@@ -1,4 +1,4 @@
-/* TinyLSTM serial frame protocol, wire version 2. Specification: docs/serial-protocol.md. */
+/* TinyLSTM serial frame protocol, wire version 3. Specification: docs/serial-protocol.md. */
 #include "tl_proto.h"
 
 #include "tl_crc32.h" /* the kernel's CRC-32 (csrc/): one C copy for the blob and the protocol */
@@ -293,17 +293,18 @@ size_t tl_proto_stats_payload(uint8_t *buf, size_t cap, const tl_proto_stats_t *
     return TL_PROTO_STATS_SIZE;
 }
 
-size_t tl_proto_error_payload(uint8_t *buf, size_t cap, uint16_t code, uint32_t rx_freed, const char *msg)
+size_t tl_proto_error_payload(uint8_t *buf, size_t cap, uint16_t code, uint32_t rx_freed, uint8_t frame_type,
+                              uint32_t exception, uint32_t pc)
 {
-    size_t msg_len = str_len_capped(msg, TL_PROTO_MSG_MAX);
-    size_t n = TL_PROTO_ERROR_FIXED + msg_len;
-    if (buf == NULL || cap < n) {
+    if (buf == NULL || cap < TL_PROTO_ERROR_SIZE) {
         return 0;
     }
     tl_proto_put_u16(&buf[0], code);
     tl_proto_put_u32(&buf[2], rx_freed);
-    put_str(&buf[6], msg, msg_len);
-    return n;
+    buf[6] = frame_type;
+    tl_proto_put_u32(&buf[7], exception);
+    tl_proto_put_u32(&buf[11], pc);
+    return TL_PROTO_ERROR_SIZE;
 }
 
 size_t tl_proto_ack_payload(uint8_t *buf, size_t cap, uint8_t acked_type, uint16_t acked_seq, uint32_t next_step,

@@ -1,11 +1,11 @@
 /*
- * TinyLSTM serial frame protocol, wire version 2 (firmware side).
+ * TinyLSTM serial frame protocol, wire version 3 (firmware side).
  *
  * Specification: docs/serial-protocol.md. The host implementation is
  * tinylstm.host.link.protocol; both are checked against tests/vectors/protocol_vectors.json.
  *
  * Wire format: COBS(header | payload | crc32) 0x00
- *   header  = magic u8 (0xA6) | type u8 | seq u16 LE | payload length u16 LE
+ *   header  = magic u8 (0xA7) | type u8 | seq u16 LE | payload length u16 LE
  *   crc32   = CRC-32/ISO-HDLC (zlib) over header and payload, u32 LE: tl_crc32 (csrc/tl_crc32.h)
  *
  * Naming: every identifier of this file starts with tl_proto_ / TL_PROTO_.
@@ -22,9 +22,9 @@ extern "C" {
 #endif
 
 /** Wire version carried by the magic byte. A new wire version gets a new magic. */
-#define TL_PROTO_VERSION 2u
-/** Protocol magic, first byte of every decoded frame (0xA5 was version 1). */
-#define TL_PROTO_MAGIC 0xA6u
+#define TL_PROTO_VERSION 3u
+/** Protocol magic, first byte of every decoded frame (0xA5 was version 1, 0xA6 version 2). */
+#define TL_PROTO_MAGIC 0xA7u
 /** Header bytes: magic, type, seq (2), payload length (2). */
 #define TL_PROTO_HEADER_SIZE 6u
 /** Trailer bytes: CRC-32, little-endian. */
@@ -40,8 +40,6 @@ extern "C" {
 #define TL_PROTO_MAX_ENCODED_FRAME TL_PROTO_MAX_ENCODED(TL_PROTO_MAX_FRAME)
 /** Longest board name in HELLO, bytes. */
 #define TL_PROTO_NAME_MAX 32u
-/** Longest message in ERROR, bytes. */
-#define TL_PROTO_MSG_MAX 64u
 /** Bytes before the samples of an INPUT / INPUT_S16 / INPUT_F32 payload: first step u32, sample count u8. */
 #define TL_PROTO_INPUT_HEAD 5u
 /** Most samples one INPUT frame may carry (the count is a u8). */
@@ -62,7 +60,7 @@ enum {
     TL_PROTO_MSG_HELLO = 0x01,      /**< board -> host: model identity, shape, receive capacity */
     TL_PROTO_MSG_PRED = 0x02,       /**< board -> host: raw int16 outputs of one step */
     TL_PROTO_MSG_STATS = 0x03,      /**< board -> host: counters */
-    TL_PROTO_MSG_ERROR = 0x04,      /**< board -> host: error code and message */
+    TL_PROTO_MSG_ERROR = 0x04,      /**< board -> host: error code, the frame type it answers, a fault's pc */
     TL_PROTO_MSG_ACK = 0x05,        /**< board -> host: a host command was applied */
     TL_PROTO_MSG_NAK = 0x06,        /**< board -> host: an INPUT or PRED_REQ was refused */
     TL_PROTO_MSG_HELLO_REQ = 0x81,  /**< host -> board: send HELLO */
@@ -108,7 +106,8 @@ enum {
     TL_PROTO_ERROR_OVERRUN = 6,      /**< receive buffer overrun, bytes were lost */
     TL_PROTO_ERROR_INTERNAL = 7,     /**< anything else */
     TL_PROTO_ERROR_FAULT = 8,        /**< the CPU faulted (HardFault, ...); the board resets */
-    TL_PROTO_ERROR_WATCHDOG = 9      /**< sent after HELLO: the last reset was the watchdog's */
+    TL_PROTO_ERROR_WATCHDOG = 9,     /**< sent after HELLO: the last reset was the watchdog's */
+    TL_PROTO_ERROR_NOT_FINITE = 10   /**< an INPUT_F32 or sensor sample is NaN or infinite (not run) */
 };
 
 /** Why a NAK refused a host frame. */
@@ -176,8 +175,8 @@ typedef struct {
 #define TL_PROTO_ACK_SIZE 11u
 /** Size of a NAK payload. */
 #define TL_PROTO_NAK_SIZE 15u
-/** Size of an ERROR payload without the message. */
-#define TL_PROTO_ERROR_FIXED 7u
+/** Size of an ERROR payload. */
+#define TL_PROTO_ERROR_SIZE 15u
 
 /* ---- little-endian helpers ------------------------------------------------ */
 
@@ -257,15 +256,19 @@ size_t tl_proto_pred_payload(uint8_t *buf, size_t cap, uint32_t step, uint32_t r
 size_t tl_proto_stats_payload(uint8_t *buf, size_t cap, const tl_proto_stats_t *s);
 
 /**
- * @brief         ERROR payload: code u16, rx_freed u32, message length u8, message bytes.
- * @param[out]    buf       destination
- * @param[in]     cap       size of buf
- * @param[in]     code      TL_PROTO_ERROR_*
- * @param[in]     rx_freed  received bytes taken or dropped since boot
- * @param[in]     msg       NUL-terminated message, truncated to TL_PROTO_MSG_MAX bytes; may be NULL
- * @return        payload size, 0 if it does not fit
+ * @brief         ERROR payload: code u16, rx_freed u32, frame_type u8, exception u32, pc u32. No text: the
+ *                host words every error from these fields (tinylstm.host.link.protocol.error_text).
+ * @param[out]    buf         destination
+ * @param[in]     cap         size of buf
+ * @param[in]     code        TL_PROTO_ERROR_*
+ * @param[in]     rx_freed    received bytes taken or dropped since boot
+ * @param[in]     frame_type  TL_PROTO_MSG_* of the frame the error answers, 0 if none
+ * @param[in]     exception   FAULT: the exception number (Cortex-M IPSR, RISC-V mcause, Xtensa EXCCAUSE), else 0
+ * @param[in]     pc          FAULT: the faulting pc, else 0
+ * @return        TL_PROTO_ERROR_SIZE, or 0 if cap is too small
  */
-size_t tl_proto_error_payload(uint8_t *buf, size_t cap, uint16_t code, uint32_t rx_freed, const char *msg);
+size_t tl_proto_error_payload(uint8_t *buf, size_t cap, uint16_t code, uint32_t rx_freed, uint8_t frame_type,
+                              uint32_t exception, uint32_t pc);
 
 /**
  * @brief         ACK payload: acknowledged type u8, its seq u16, next_step u32, rx_freed u32.

@@ -1,10 +1,10 @@
-"""TinyLSTM serial frame protocol, wire version 2 (host side).
+"""TinyLSTM serial frame protocol, wire version 3 (host side).
 
 Specification: docs/serial-protocol.md. The firmware implementation is firmware/app/tl_proto.c;
 both are checked against tests/vectors/protocol_vectors.json.
 
 Wire format: ``COBS(header | payload | crc32) 0x00`` with
-``header = magic u8 (0xA6) | type u8 | seq u16 LE | payload length u16 LE`` and
+``header = magic u8 (0xA7) | type u8 | seq u16 LE | payload length u16 LE`` and
 ``crc32`` = CRC-32/ISO-HDLC (zlib) over header and payload, u32 LE.
 """
 
@@ -24,15 +24,14 @@ from tinylstm.contract.constants import input_bits
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-VERSION = 2
-MAGIC = 0xA6  # wire version 2; version 1 was 0xA5
-MAGIC_BY_VERSION = {1: 0xA5, 2: 0xA6}
+VERSION = 3
+MAGIC = 0xA7  # wire version 3; version 1 was 0xA5, version 2 0xA6
+MAGIC_BY_VERSION = {1: 0xA5, 2: 0xA6, 3: 0xA7}
 HEADER_SIZE = 6
 CRC_SIZE = 4
 MAX_PAYLOAD = 512
 MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
 NAME_MAX = 32
-MSG_MAX = 64
 INPUT_HEAD = 5  # INPUT / INPUT_S16 / INPUT_F32: first step u32, sample count u8
 MAX_BATCH = 255  # samples per INPUT frame (the count is a u8)
 MAX_INPUT_SIZE = MAX_PAYLOAD - INPUT_HEAD  # one int8 sample per INPUT frame
@@ -114,6 +113,7 @@ class ErrorCode(IntEnum):
     INTERNAL = 7
     FAULT = 8
     WATCHDOG = 9
+    NOT_FINITE = 10
 
 
 def error_name(code: int) -> str:
@@ -488,24 +488,73 @@ class Stats:
 
 @dataclass(frozen=True)
 class Error:
+    """An ERROR frame: no text on the wire; :attr:`message` words it from the fields (:func:`error_text`)."""
+
     TYPE: ClassVar[FrameType] = FrameType.ERROR
-    _HEAD: ClassVar[struct.Struct] = struct.Struct("<HI")
+    _FMT: ClassVar[struct.Struct] = struct.Struct("<HIBII")
     code: int  # ErrorCode values; unknown codes are kept as int
     rx_freed: int
-    message: str
+    frame_type: int = 0  # the type of the frame the error answers; 0: none
+    exception: int = 0  # FAULT: the exception number (Cortex-M IPSR, RISC-V mcause, Xtensa EXCCAUSE)
+    pc: int = 0  # FAULT: the faulting pc
 
     def pack(self) -> bytes:
-        return self._HEAD.pack(self.code, self.rx_freed) + _pack_str(self.message, MSG_MAX)
+        return self._FMT.pack(self.code, self.rx_freed, self.frame_type, self.exception, self.pc)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Error:
-        message = _unpack_str(payload, cls._HEAD.size)
-        code, freed = cls._HEAD.unpack_from(payload)
-        return cls(code, freed, message)
+        return cls(*_unpack_exact(cls._FMT, payload))
+
+    @property
+    def message(self) -> str:
+        """What went wrong, in words: ``received bytes lost``."""
+        return error_text(self.code, self.frame_type, self.exception, self.pc)
 
     def describe(self) -> str:
-        """``OVERRUN: received bytes lost``: the code by name, then the board's message."""
+        """``OVERRUN: received bytes lost``: the code by name, then what it means."""
         return f"{error_name(self.code)}: {self.message}" if self.message else error_name(self.code)
+
+
+def _frame_name(frame_type: int) -> str:
+    try:
+        return FrameType(frame_type).name
+    except ValueError:
+        return f"0x{frame_type:02x}"
+
+
+# The words of an ERROR, by code and the frame type it answers (None: any other or none). The board sends
+# only the numbers (as defmt keeps log strings off the target): these words cost it no flash.
+_ERROR_TEXTS: dict[tuple[int, int | None], str] = {
+    (ErrorCode.BAD_FRAME, None): "frame failed to decode",
+    (ErrorCode.UNKNOWN_TYPE, None): "unknown frame type {frame}",
+    (ErrorCode.BAD_PAYLOAD, FrameType.PRED_REQ): "PRED_REQ takes a u32 step",
+    (ErrorCode.BAD_PAYLOAD, FrameType.RESET): "RESET takes a u32 step",
+    (ErrorCode.BAD_PAYLOAD, FrameType.SET_SOURCE): "unknown source",
+    (ErrorCode.BAD_PAYLOAD, FrameType.HELLO_REQ): "request takes no payload",
+    (ErrorCode.BAD_PAYLOAD, FrameType.STATS_REQ): "request takes no payload",
+    (ErrorCode.BAD_PAYLOAD, None): "{frame} payload malformed for its type",
+    (ErrorCode.INPUT_SIZE, None): "{frame} samples != model input size",
+    (ErrorCode.UNSUPPORTED, FrameType.INPUT): "int16 input: send INPUT_S16",
+    (ErrorCode.UNSUPPORTED, FrameType.INPUT_S16): "int8 input: send INPUT",
+    (ErrorCode.UNSUPPORTED, FrameType.INPUT_F32): "input too wide for INPUT_F32: send INPUT or INPUT_S16",
+    (ErrorCode.UNSUPPORTED, FrameType.SET_SOURCE): "no replay data in this build",
+    (ErrorCode.UNSUPPORTED, None): "{frame} is not available in this build",
+    (ErrorCode.OVERRUN, None): "received bytes lost",
+    (ErrorCode.INTERNAL, None): "model rejected by tl_state_init",
+    (ErrorCode.FAULT, None): "exception 0x{exception:08x} at pc 0x{pc:08x}",
+    (ErrorCode.WATCHDOG, None): "reset by the watchdog",
+    (ErrorCode.NOT_FINITE, FrameType.INPUT_F32): "input is NaN or infinite",
+    (ErrorCode.NOT_FINITE, None): "sensor sample is NaN or infinite",
+}
+
+
+def error_text(code: int, frame_type: int = 0, exception: int = 0, pc: int = 0) -> str:
+    """The words of an ERROR frame's fields (``int8 input: send INPUT``); for a code this host does not know,
+    only the frame it answers (``about RESET``) or nothing."""
+    text = _ERROR_TEXTS.get((code, frame_type)) or _ERROR_TEXTS.get((code, None))
+    if text is None:
+        return f"about {_frame_name(frame_type)}" if frame_type else ""
+    return text.format(frame=_frame_name(frame_type), exception=exception, pc=pc)
 
 
 @dataclass(frozen=True)

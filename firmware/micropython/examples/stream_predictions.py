@@ -4,7 +4,7 @@
 # tinylstm C/native module) to the filesystem and run it (firmware/micropython/README.md).
 # On the unix port: micropython stream_predictions.py [model.tlm [steps [samples.bin]]]
 #
-# Frames (wire version 2): a 0x00 flush, HELLO (seq 0; receive capacity 0: this script takes no
+# Frames (wire version 3): a 0x00 flush, HELLO (seq 0; receive capacity 0: this script takes no
 # INPUT frames), then one PRED per step (stream mode) or per window (window mode: the PRED of the
 # window's last step; the state is reset at every window start). PRED.step is the 0-based step of
 # the sample that produced the outputs, as on the firmware. Samples come from samples.bin (the model's
@@ -21,7 +21,7 @@ except ImportError:
 from tinylstm_contract import CELLS, HIDDEN_BITS
 from tinylstm_mpy import crc32, read_meta
 
-MAGIC = 0xA6  # wire version 2 (docs/serial-protocol.md)
+MAGIC = 0xA7  # wire version 3 (docs/serial-protocol.md)
 HELLO, PRED = 0x01, 0x02
 SOURCE_HOST, SOURCE_REPLAY, SOURCE_SENSOR = 0, 1, 2
 
