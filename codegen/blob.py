@@ -17,6 +17,7 @@ import numpy as np
 
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import ModelMeta
+from tinylstm.contract import qmath
 from tinylstm.contract.cells import by_code, cell_type
 from tinylstm.contract.constants import (
     BIAS_LIMIT,
@@ -339,6 +340,10 @@ def from_blob(data: bytes) -> IntModel:
         np.all(np.isfinite(m.input_mean)) and np.all(np.isfinite(m.input_mul)) and np.all(m.input_mul > 0)
     ):
         raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
+    try:
+        qmath.stored_table(m.act_table)  # the C reader's check too: its kernel reads the unsaturated part only
+    except ValueError as e:
+        raise _err(str(e)) from None
     if m.model_hash != h["hash"]:
         raise _err(f"model hash {h['hash']:08x} in the header, but the arrays hash to {m.model_hash:08x}")
     return m

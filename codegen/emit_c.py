@@ -14,7 +14,8 @@ import numpy as np
 
 from tinylstm.codegen.quantize import IntLayer, IntModel
 from tinylstm.contract.cells import cell_type
-from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, KERNEL_VERSION
+from tinylstm.contract import qmath
+from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, KERNEL_VERSION, TABLE_HI, TABLE_LO
 from tinylstm.contract.readouts import readout
 from tinylstm.errors import TinyLSTMError
 
@@ -71,6 +72,14 @@ def build_settings(m: IntModel, layout: Layout = "w8") -> dict[str, str]:
 class EmittedC:
     header: Path
     source: Path
+
+
+def _stored_table(m: IntModel) -> np.ndarray:
+    """The tanh table entries the kernel stores (contract/qmath.py, stored_table)."""
+    try:
+        return qmath.stored_table(m.act_table)
+    except ValueError as e:
+        raise TinyLSTMError(f"{e}: this model was not made by this tinylstm's quantizer; export it again") from None
 
 
 def _c_array(
@@ -284,8 +293,11 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
     out.append(_c_array("int32_t", "head_bias", m.head_b, 8))
     out.append(_c_array("int32_t", "head_mult", m.head_mult, 8))
     out.append(_c_array("int8_t", "head_shift", m.head_shift, 16))
-    out.append("/* tanh at x = -8 + k/16, Q0.15; sigmoid is derived from it */")
-    out.append(_c_array("int16_t", "act_table", m.act_table, 16))
+    out.append(
+        f"/* tanh at x = -8 + k/16 (k = TL_TABLE_LO..TL_TABLE_HI + 1: {TABLE_LO}..{TABLE_HI + 1}; saturated beyond), "
+        "Q0.15; sigmoid is derived from it */"
+    )
+    out.append(_c_array("int16_t", "act_table", _stored_table(m), 16))
     out.append("/* normalisation folded into input quantization: q = round((x - mean) * mul) */")
     out.append(_c_floats("input_mean", m.input_mean))
     out.append(_c_floats("input_mul", m.input_mul))
@@ -323,7 +335,7 @@ def model_data_bytes(m: IntModel, layout: Layout = "w8") -> int:
         total += 0 if L.bias_hn is None else 4 * L.bias_hn.size
         total += LAYER_STRUCT_BYTES
     total += m.head_w.size + 4 * (m.head_b.size + m.head_mult.size) + m.head_shift.size
-    total += 2 * m.act_table.size + 4 * (m.input_mean.size + m.input_mul.size)
+    total += 2 * _stored_table(m).size + 4 * (m.input_mean.size + m.input_mul.size)
     total += sum(len(c) + 1 + 4 for c in m.meta.classes or [])
     return total
 

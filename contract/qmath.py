@@ -20,6 +20,8 @@ from tinylstm.contract.constants import (
     Q15,
     SHIFT_MAX,
     SHIFT_MIN,
+    TABLE_HI,
+    TABLE_LO,
     TABLE_SEGMENT_BITS,
     TABLE_SIZE,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "rshift_round",
     "sat",
     "sigmoid_q15",
+    "stored_table",
     "tanh_q15",
 ]
 
@@ -75,6 +78,16 @@ def make_tanh_table() -> IntArray:
     step = (1 << TABLE_SEGMENT_BITS) / (1 << Q12)  # a segment in real units: 1/16
     xs = -8.0 + np.arange(TABLE_SIZE, dtype=np.float64) * step
     return sat(np.round(np.tanh(xs) * (1 << Q15)).astype(np.int64), 16)
+
+
+def stored_table(table: IntArray) -> IntArray:
+    """The entries TABLE_LO..TABLE_HI + 1 of ``table`` that the C kernel stores and reads with its index clamped
+    to TABLE_LO..TABLE_HI: the same tanh at every input, since the entries outside are saturated. ValueError
+    for a table whose ends are not (not the contract's)."""
+    t = np.asarray(table)
+    if t.shape != (TABLE_SIZE,) or np.any(t[: TABLE_LO + 1] != t[0]) or np.any(t[TABLE_HI:] != t[-1]):
+        raise ValueError(f"the tanh table is not saturated outside entries {TABLE_LO}..{TABLE_HI}")
+    return t[TABLE_LO : TABLE_HI + 2]
 
 
 def tanh_q15(x: IntArray, table: IntArray) -> IntArray:

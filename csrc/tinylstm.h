@@ -123,7 +123,7 @@ typedef struct {
     const int32_t *head_bias;   /**< [O] */
     const int32_t *head_mult;   /**< [O] accumulator -> int16 output */
     const int8_t *head_shift;   /**< [O] */
-    const int16_t *act_table;   /**< [TL_TABLE_SIZE] tanh table, Q3.12 in -> Q0.15 out */
+    const int16_t *act_table;   /**< entries TL_TABLE_LO..TL_TABLE_HI + 1 of the tanh table, Q3.12 in -> Q0.15 out */
     const float *input_mean;    /**< [C] normalisation mean (only used by tl_quantize_input / _s16) */
     const float *input_mul;     /**< [C] 1 / (std * input scale) */
     /**

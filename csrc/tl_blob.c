@@ -40,6 +40,16 @@ static int floats_ok(const uint8_t *p, size_t n)
     return 1;
 }
 
+/* The tanh table saturated outside entries TL_TABLE_LO..TL_TABLE_HI, as the contract's is: the kernel reads only
+ * those entries (tl_qmath.h, tl_table_pos), which is exact for such a table alone. */
+static int tanh_table_ok(const uint8_t *p)
+{
+    for (size_t k = 0; k < TL_TABLE_SIZE; ++k)
+        if ((k <= TL_TABLE_LO && rd16(p + 2 * k) != 0x8000u) || (k >= TL_TABLE_HI && rd16(p + 2 * k) != 0x7FFFu))
+            return 0;
+    return 1;
+}
+
 /* Section `k` of the table: its start, if it has exactly `size` bytes and lies aligned inside the blob. */
 static const uint8_t *section(const uint8_t *blob, uint32_t total, uint32_t table_end, size_t k, size_t size)
 {
@@ -82,7 +92,7 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
         2 * TL_TABLE_SIZE, 4 * I, 4 * I, O * H * (bidir ? 2u : 1u), 4 * O, 4 * O, O};
     for (size_t k = 0; k < GLOBAL_SECTIONS - 1; ++k)
         if (!(p[k] = section(blob, total, table_end, k, gsize[k]))) return TL_BLOB_ERR;
-    if (!biases_ok(p[4], O) || !floats_ok(p[1], I) || !floats_ok(p[2], I)) return TL_BLOB_ERR;
+    if (!biases_ok(p[4], O) || !floats_ok(p[1], I) || !floats_ok(p[2], I) || !tanh_table_ok(p[0])) return TL_BLOB_ERR;
     /* Section 7 is the metadata JSON: any size, but it must lie inside the blob too. */
     const uint8_t *e = blob + TL_BLOB_HEADER_SIZE + (GLOBAL_SECTIONS - 1) * ENTRY_SIZE;
     if (!section(blob, total, table_end, GLOBAL_SECTIONS - 1, rd32(e + 4))) return TL_BLOB_ERR;
@@ -131,7 +141,7 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     model->layers = layers;
     model->backward = bidir ? layers + nl : NULL;
     model->window = (uint16_t)window;
-    model->act_table = (const int16_t *)(const void *)p[0];
+    model->act_table = (const int16_t *)(const void *)p[0] + TL_TABLE_LO; /* the entries the kernel reads */
     model->input_mean = (const float *)(const void *)p[1];
     model->input_mul = (const float *)(const void *)p[2];
     model->head_weights = (const int8_t *)p[3];

@@ -105,13 +105,24 @@ static inline int32_t tl_align_h(int32_t acc_h, int scale_exp)
     return scale_exp < 0 ? acc_h * (1 << -scale_exp) : acc_h;
 }
 
-/** tanh: Q3.12 in, Q0.15 out, linear interpolation between TL_TABLE_SIZE table points (step 1/16). */
+/* The position of a Q3.12 input in the stored table (entries TL_TABLE_LO..TL_TABLE_HI + 1 of the contract's
+ * TL_TABLE_SIZE): x + 32768 clamped to the unsaturated span, from entry TL_TABLE_LO. Outside it the contract's
+ * table is constant, so the clamp changes no value (docs/integer-contract.md, Activations). */
+static inline uint32_t tl_table_pos(int32_t x)
+{
+    const int32_t top = (TL_TABLE_HI - TL_TABLE_LO) << TL_TABLE_SEGMENT_BITS;
+    int32_t u = x + 32768 - (TL_TABLE_LO << TL_TABLE_SEGMENT_BITS);
+    return (uint32_t)(u < 0 ? 0 : u > top ? top : u);
+}
+
+/** tanh: Q3.12 in, Q0.15 out, linear interpolation between table points (step 1/16); `table` holds the
+ *  contract table's entries TL_TABLE_LO..TL_TABLE_HI + 1 (tl_model_t.act_table). */
 #if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP) && !defined(__ARM_BIG_ENDIAN)
 /* t0 + (((t1 - t0) * f + 128) >> 8) = (t0 * (256 - f) + t1 * f + 128) >> 8 (t0 is an integer, so
  * it moves out of the floor): one LDR of the pair (t0, t1), one SMLAD with (256 - f, f). */
 static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
 {
-    uint32_t u = (uint32_t)(x + 32768);
+    uint32_t u = tl_table_pos(x);
     uint32_t idx = u >> 8, frac = u & 255u, pair;
     memcpy(&pair, table + idx, sizeof pair); /* table[idx] | table[idx + 1] << 16 (little-endian) */
     return __smlad((int16x2_t)pair, (int16x2_t)(frac * 65535u + 256u), 128) >> 8;
@@ -119,7 +130,7 @@ static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
 #else
 static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
 {
-    uint32_t u = (uint32_t)(x + 32768);
+    uint32_t u = tl_table_pos(x);
     uint32_t idx = u >> 8, frac = u & 255u;
     int32_t t0 = table[idx];
     return t0 + (((table[idx + 1] - t0) * (int32_t)frac + 128) >> 8);

@@ -88,6 +88,12 @@ def cases() -> dict[str, Any]:
     xs = [
         -32768,
         -32767,
+        -24321,  # the stored table's ends (TABLE_LO, TABLE_HI), where the C kernel clamps
+        -24320,
+        -24319,
+        22015,
+        22016,
+        22017,
         -32513,
         -32512,
         -256,

@@ -26,7 +26,7 @@ from tinylstm.contract import constants as contract
 from tinylstm.contract import qmath
 from tinylstm.contract.cells import CELLS
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir
-from tinylstm.host.targets.bridge import find_compiler
+from tinylstm.host.boards.toolchain import find_compiler
 from tinylstm.host.targets.mpy_runner import FALLBACK_DIR, micropython_executable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,7 +194,7 @@ def test_numpy(mpy: ModuleType) -> None:
 
 def test_c_header(cq: Any) -> None:
     lib, ffi = cq.lib, cq.ffi
-    table = ffi.new("int16_t[]", VECTORS["tanh_table"])
+    table = ffi.new("int16_t[]", VECTORS["tanh_table"][contract.TABLE_LO : contract.TABLE_HI + 2])  # as stored
     for x, b, out in VECTORS["sat"]:
         if -(1 << 31) <= x < (1 << 31):
             assert (lib.q_sat8 if b == 8 else lib.q_sat16)(x) == out, (x, b)
@@ -209,6 +209,28 @@ def test_c_header(cq: Any) -> None:
         assert lib.q_sigmoid_q15(table, x) == out, x
     for c, f, out in VECTORS["cell_to_q12"]:
         assert lib.q_cell_to_q12(c, f) == out, (c, f)
+
+
+def test_the_stored_table_gives_every_activation(cq: Any) -> None:
+    """The C kernel stores the tanh table's entries TABLE_LO..TABLE_HI + 1 and clamps its index: at every int16
+    input its tanh and sigmoid are the contract's on the whole table. The bounds are the table's saturated ends,
+    as wide as they can be (one entry less on either side would change a value)."""
+    import numpy as np
+
+    full = qmath.make_tanh_table()
+    lo, hi = contract.TABLE_LO, contract.TABLE_HI
+    assert np.all(full[: lo + 1] == -32768) and full[lo + 1] != -32768
+    assert np.all(full[hi:] == 32767) and full[hi - 1] != 32767
+    stored = cq.ffi.new("int16_t[]", qmath.stored_table(full).tolist())
+    assert len(stored) == hi - lo + 2 == contract.TABLE_SIZE - 74
+    xs = np.arange(-32768, 32768)
+    act = qmath.activations(full)
+    assert [cq.lib.q_tanh_q15(stored, int(x)) for x in xs] == act.tanh(xs).tolist()
+    assert [cq.lib.q_sigmoid_q15(stored, int(x)) for x in xs] == act.sigmoid(xs).tolist()
+    changed = full.copy()
+    changed[lo] = -32767  # not the contract's table: its stored part would not give the same tanh
+    with pytest.raises(ValueError, match=f"not saturated outside entries {lo}..{hi}"):
+        qmath.stored_table(changed)
 
 
 def _check_fallback(m: Any, v: dict[str, Any]) -> list[str]:
