@@ -26,7 +26,7 @@ from tinylstm.host.boards import toolchain
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.boards.toolchain import find_tool
-from tinylstm.host.targets.bridge import find_compiler
+from tinylstm.host.boards.toolchain import find_compiler
 
 # cell, layers, hidden bits, readout, stack
 MODELS = [

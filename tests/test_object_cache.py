@@ -12,7 +12,7 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import toolchain
 from tinylstm.host.boards.csources import csrc_dir
 from tinylstm.host.boards.source_key import source_key
-from tinylstm.host.targets.bridge import find_compiler
+from tinylstm.host.boards.toolchain import find_compiler
 
 SOURCE = '#include "k.h"\nint f(int x) { return x * SCALE + OFFSET; }\n'
 

@@ -4,9 +4,11 @@ gcc -> ELF (+ link map) -> raw .bin."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,18 @@ def find_tool(tool: str, toolchain: Toolchain = ARM_GCC) -> Path:
     if found is None:
         raise TinyLSTMError(f"{exe} not found on PATH. Install the toolchain, {toolchain.install_hint()}")
     return Path(found)
+
+
+def find_compiler() -> str:
+    """The host's C compiler ($CC, else the one Python was built with, else cc)."""
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    exe = cc.split()[0]
+    if shutil.which(exe) is None:
+        raise TinyLSTMError(
+            f"no C compiler found (looked for {exe!r}): the host bridge compiles the C kernel. "
+            "Install one (Debian/Ubuntu: apt-get install gcc; macOS: xcode-select --install) or set CC"
+        )
+    return exe
 
 
 def _run(cmd: list[str | Path], what: str) -> str:

@@ -12,7 +12,6 @@ import importlib.util
 import os
 import shutil
 import sys
-import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -20,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from tinylstm.codegen.emit_c import Layout, emit_c, verify_emitted
+from tinylstm.codegen.emit_c import Layout, emit_c, render_header, render_source, verify_emitted
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import export_layout, load_int_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
-from tinylstm.host.boards.toolchain import compile_object
+from tinylstm.host.boards.toolchain import compile_object, find_compiler
 
 CDEF = """
 typedef int tl_status_t;
@@ -111,17 +110,6 @@ BLOB_STATUS = {
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("TINYLSTM_CACHE", Path.home() / ".cache" / "tinylstm"))
-
-
-def find_compiler() -> str:
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    exe = cc.split()[0]
-    if shutil.which(exe) is None:
-        raise TinyLSTMError(
-            f"no C compiler found (looked for {exe!r}): the host bridge compiles the C kernel. "
-            "Install one (Debian/Ubuntu: apt-get install gcc; macOS: xcode-select --install) or set CC"
-        )
-    return exe
 
 
 def _digest(paths: list[Path], extra: str) -> str:
@@ -292,9 +280,11 @@ class CModel:
     @classmethod
     def from_int_model(cls, model: IntModel, cache_dir: Path | None = None, layout: Layout = "w8") -> CModel:
         """Emit ``model`` as C (weight layout ``layout``, see codegen.emit_c) into the cache and build it."""
-        # the layout suffix also keeps files emitted before tl_layer_t gained weights16 out of the cache
+        # keyed by the C itself: what an older tinylstm emitted for the same model (another layout of
+        # tl_layer_t or of the tanh table) is never reused
+        rendered = render_header(model, "model") + render_source(model, "model", layout)
         gen = (cache_dir or default_cache_dir()) / (
-            f"gen-{model.model_hash:08x}-{hashlib.sha256(model.canonical_bytes()).hexdigest()[:8]}-{layout}"
+            f"gen-{model.model_hash:08x}-{hashlib.sha256(rendered.encode()).hexdigest()[:12]}-{layout}"
         )
         if not (gen / "tl_model.c").is_file():
             tmp = gen.with_name(f"{gen.name}.tmp{os.getpid()}")
