@@ -81,6 +81,19 @@ tl_status_t tl_model_check(const tl_model_t *m)
     return TL_OK;
 }
 
+/* TL_MODEL_CHECKED_AT_BUILD=1: the build ran this tl_model_check on the host over the one model the program
+ * links, with the program's settings (host/boards/model_check.py: `tinylstm build` does for a bare-metal
+ * firmware), so tl_state_words and tl_state_init take it as checked: a constant in flash does not change after
+ * that, and the check's loops over every row stay out of the firmware. Never for a program that runs other
+ * models (a caller's descriptors); tl_blob_parse checks a blob's regardless. */
+#ifndef TL_MODEL_CHECKED_AT_BUILD
+#define TL_MODEL_CHECKED_AT_BUILD 0
+#endif
+static tl_status_t checked(const tl_model_t *m)
+{
+    return TL_MODEL_CHECKED_AT_BUILD ? (m ? TL_OK : TL_ERR_MODEL) : tl_model_check(m);
+}
+
 /* The words of the layers' state (before the pool). */
 static size_t recurrent_words(const tl_model_t *m)
 {
@@ -113,14 +126,14 @@ static size_t bidir_words(const tl_model_t *m)
 
 size_t tl_state_words(const tl_model_t *m)
 {
-    if (tl_model_check(m) != TL_OK) return 0;
+    if (checked(m) != TL_OK) return 0;
     return recurrent_words(m) + pool_words(m) + stack_words(m) + bidir_words(m);
 }
 
 tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, size_t words)
 {
     if (!s || !buffer) return TL_ERR_ARG;
-    if (tl_model_check(m) != TL_OK) return TL_ERR_MODEL;
+    if (checked(m) != TL_OK) return TL_ERR_MODEL;
     if (words < tl_state_words(m)) return TL_ERR_BUFFER;
     const size_t cells = (size_t)m->num_layers * m->hidden_size;
     s->model = m;

@@ -22,11 +22,11 @@ from tinylstm.codegen.emit_c import build_defines, build_settings, emit_c, model
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model
 from tinylstm.codegen.store import save_int_model
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import toolchain
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.firmware import build_firmware
-from tinylstm.host.boards.toolchain import find_tool
-from tinylstm.host.boards.toolchain import find_compiler
+from tinylstm.host.boards.toolchain import find_compiler, find_tool
 
 # cell, layers, hidden bits, readout, stack
 MODELS = [
@@ -130,3 +130,27 @@ def test_the_firmware_app_links_only_its_models_input_type(tmp_path: Path) -> No
         nm = subprocess.run([str(find_tool("nm")), str(fw.elf)], capture_output=True, text=True, check=True)
         symbols = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}
         assert has <= symbols and not symbols & lacks, (bits, has - symbols, symbols & lacks)
+
+
+def test_the_firmware_build_checks_the_model_on_the_host(tmp_path: Path) -> None:
+    """`tinylstm build` runs the kernel's tl_model_check over the firmware's model on the host, built with the
+    firmware's settings (host/boards/model_check.py); the firmware then carries no check of its own
+    (TL_MODEL_CHECKED_AT_BUILD). A model that fails it stops the build before anything is compiled for the
+    board."""
+    require_board_tools("qemu-stm32f405")
+    m = model_of("lstm", 1, 8, "last", 1)
+    export_dir = tmp_path / "export"
+    emit_c(m, export_dir)
+    save_int_model(m, export_dir)
+    with mock.patch.object(toolchain, "LTO_FLAGS", ()):
+        fw = build_firmware(export_dir, "qemu-stm32f405", tmp_path / "fw")
+    nm = subprocess.run([str(find_tool("nm")), str(fw.elf)], capture_output=True, text=True, check=True)
+    symbols = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip()}
+    assert "tl_state_init" in symbols and "tl_model_check" not in symbols
+    m.layers[0].shift[5] = 63  # beyond TL_SHIFT_MAX (62)
+    bad = tmp_path / "bad"
+    emit_c(m, bad)
+    save_int_model(m, bad)
+    with pytest.raises(TinyLSTMError, match="fails the kernel's tl_model_check"):
+        build_firmware(bad, "qemu-stm32f405", tmp_path / "fw-bad")
+    assert not (tmp_path / "fw-bad" / "tinylstm.elf").exists()

@@ -1,0 +1,54 @@
+"""The kernel's ``tl_model_check``, run on the host over the model a bare-metal firmware links.
+
+``tinylstm build`` compiles the kernel and the firmware's ``tl_model.c`` for the host with the firmware's
+own settings, runs ``tl_model_check`` on it and stops the build if it fails. The firmware then skips the
+check at boot (``TL_MODEL_CHECKED_AT_BUILD``, csrc/tl_api.c): its model is a constant in flash, checked once
+by the same C function, and the check's loops over every row took 240 B of the demo firmware's flash.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.toolchain import _run, compile_object, find_compiler
+
+MAIN = """#include "tinylstm.h"
+#include "tl_model.h"
+int main(void) { return tl_model_check(&tl_model) == TL_OK ? 0 : 3; }
+"""
+
+# the define that tells the firmware's kernel its model passed check_on_host
+CHECKED_DEFINE = "TL_MODEL_CHECKED_AT_BUILD"
+
+
+def check_on_host(gen: Path, defines: dict[str, str], work: Path) -> None:
+    """Compile the kernel, ``gen/tl_model.c`` and a ``main`` calling ``tl_model_check`` for the host with
+    ``defines`` (the firmware's settings) in ``work``, and run it; TinyLSTMError unless the model passes."""
+    cc = find_compiler()
+    work.mkdir(parents=True, exist_ok=True)
+    main = work / "tl_model_check_main.c"
+    main.write_text(MAIN)
+    flags = [
+        *C_FLAGS,
+        "-O0",
+        "-I",
+        str(csrc_dir()),
+        "-I",
+        str(gen),
+        *(f"-D{k}={v}" for k, v in defines.items()),
+    ]
+    objects = []
+    for src in [*kernel_sources(), gen / "tl_model.c", main]:
+        obj = work / f"{src.stem}.o"
+        compile_object(cc, flags, src, obj, f"compiling {src.name} for the host's model check")
+        objects.append(obj)
+    exe = work / "tl_model_check"
+    _run([cc, *objects, "-o", exe], "linking the host's model check")
+    if subprocess.run([str(exe)], check=False).returncode != 0:
+        raise TinyLSTMError(
+            f"{gen / 'tl_model.c'} fails the kernel's tl_model_check (a field out of the contract's range, "
+            "or a model of a kind this build leaves out): export the model again with this tinylstm"
+        )
