@@ -41,7 +41,7 @@ static int floats_ok(const uint8_t *p, size_t n)
 }
 
 /* The tanh table saturated outside entries TL_TABLE_LO..TL_TABLE_HI, as the contract's is: the kernel reads only
- * those entries (tl_qmath.h, tl_table_pos), which is exact for such a table alone. */
+ * those entries (tl_qmath.h, tl_tanh_q15), which is exact for such a table alone. */
 static int tanh_table_ok(const uint8_t *p)
 {
     for (size_t k = 0; k < TL_TABLE_SIZE; ++k)

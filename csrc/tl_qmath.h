@@ -105,42 +105,48 @@ static inline int32_t tl_align_h(int32_t acc_h, int scale_exp)
     return scale_exp < 0 ? acc_h * (1 << -scale_exp) : acc_h;
 }
 
-/* The position of a Q3.12 input in the stored table (entries TL_TABLE_LO..TL_TABLE_HI + 1 of the contract's
- * TL_TABLE_SIZE): x + 32768 clamped to the unsaturated span, from entry TL_TABLE_LO. Outside it the contract's
- * table is constant, so the clamp changes no value (docs/integer-contract.md, Activations). */
-static inline uint32_t tl_table_pos(int32_t x)
-{
-    const int32_t top = (TL_TABLE_HI - TL_TABLE_LO) << TL_TABLE_SEGMENT_BITS;
-    int32_t u = x + 32768 - (TL_TABLE_LO << TL_TABLE_SEGMENT_BITS);
-    return (uint32_t)(u < 0 ? 0 : u > top ? top : u);
-}
+/* The stored table (tl_model_t.act_table) holds entries TL_TABLE_LO..TL_TABLE_HI + 1 of the contract's
+ * TL_TABLE_SIZE: outside them the contract's table is constant (docs/integer-contract.md, Activations). A Q3.12
+ * input x sits at u = x + 32768 - TL_TABLE_BASE in it. */
+#define TL_TABLE_BASE (TL_TABLE_LO << TL_TABLE_SEGMENT_BITS)
+#define TL_TABLE_TOP ((TL_TABLE_HI - TL_TABLE_LO) << TL_TABLE_SEGMENT_BITS)
+/* sigmoid reads the table at x / 2, in [-16384, 16383]: always inside the stored span, so it needs no clamp */
+#if TL_TABLE_BASE > 16384 || TL_TABLE_BASE + TL_TABLE_TOP < 49151
+#error "the stored tanh table must span every sigmoid input"
+#endif
 
-/** tanh: Q3.12 in, Q0.15 out, linear interpolation between table points (step 1/16); `table` holds the
- *  contract table's entries TL_TABLE_LO..TL_TABLE_HI + 1 (tl_model_t.act_table). */
+/* Linear interpolation at position u (0..TL_TABLE_TOP) of the stored table, Q0.15 out. */
 #if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP) && !defined(__ARM_BIG_ENDIAN)
 /* t0 + (((t1 - t0) * f + 128) >> 8) = (t0 * (256 - f) + t1 * f + 128) >> 8 (t0 is an integer, so
  * it moves out of the floor): one LDR of the pair (t0, t1), one SMLAD with (256 - f, f). */
-static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
+static inline int32_t tl_table_at(const int16_t *table, uint32_t u)
 {
-    uint32_t u = tl_table_pos(x);
     uint32_t idx = u >> 8, frac = u & 255u, pair;
     memcpy(&pair, table + idx, sizeof pair); /* table[idx] | table[idx + 1] << 16 (little-endian) */
     return __smlad((int16x2_t)pair, (int16x2_t)(frac * 65535u + 256u), 128) >> 8;
 }
 #else
-static inline int32_t tl_tanh_q15(const int16_t *table, int32_t x)
+static inline int32_t tl_table_at(const int16_t *table, uint32_t u)
 {
-    uint32_t u = tl_table_pos(x);
     uint32_t idx = u >> 8, frac = u & 255u;
     int32_t t0 = table[idx];
     return t0 + (((table[idx + 1] - t0) * (int32_t)frac + 128) >> 8);
 }
 #endif
 
-/** sigmoid(x) = (1 + tanh(x/2)) / 2: Q3.12 in, Q0.15 out in [0, 32767]. */
-static inline int32_t tl_sigmoid_q15(const int16_t *table, int32_t x)
+/** tanh: Q3.12 in, Q0.15 out, linear interpolation between table points (step 1/16); the position is clamped
+ *  to the stored span, which changes no value (the contract's table is saturated beyond it). */
+TL_ALWAYS_INLINE int32_t tl_tanh_q15(const int16_t *table, int32_t x)
 {
-    return (tl_tanh_q15(table, x >> 1) + 32768) >> 1;
+    int32_t u = x + 32768 - TL_TABLE_BASE;
+    return tl_table_at(table, (uint32_t)(u < 0 ? 0 : u > TL_TABLE_TOP ? TL_TABLE_TOP : u));
+}
+
+/** sigmoid(x) = (1 + tanh(x/2)) / 2: Q3.12 in, Q0.15 out in [0, 32767]. The two wrappers are forced inline and
+ *  tl_table_at is left to the compiler (-Os keeps one copy): a call per activation, as with one table function. */
+TL_ALWAYS_INLINE int32_t tl_sigmoid_q15(const int16_t *table, int32_t x)
+{
+    return (tl_table_at(table, (uint32_t)((x >> 1) + 32768 - TL_TABLE_BASE)) + 32768) >> 1;
 }
 
 /** Cell state with F fractional bits -> Q3.12 tanh input. */
