@@ -341,7 +341,9 @@ def from_blob(data: bytes) -> IntModel:
     ):
         raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
     try:
-        qmath.stored_table(m.act_table)  # the C reader's check too: its kernel reads the unsaturated part only
+        qmath.stored_table(
+            m.act_table
+        )  # the C reader's check too: its kernel reads the unsaturated part only
     except ValueError as e:
         raise _err(str(e)) from None
     if m.model_hash != h["hash"]:

@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 
 from tinylstm.codegen.quantize import IntLayer, IntModel
-from tinylstm.contract.cells import cell_type
 from tinylstm.contract import qmath
+from tinylstm.contract.cells import cell_type
 from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, KERNEL_VERSION, TABLE_HI, TABLE_LO
 from tinylstm.contract.readouts import readout
 from tinylstm.errors import TinyLSTMError
@@ -79,7 +79,9 @@ def _stored_table(m: IntModel) -> np.ndarray:
     try:
         return qmath.stored_table(m.act_table)
     except ValueError as e:
-        raise TinyLSTMError(f"{e}: this model was not made by this tinylstm's quantizer; export it again") from None
+        raise TinyLSTMError(
+            f"{e}: this model was not made by this tinylstm's quantizer; export it again"
+        ) from None
 
 
 def _c_array(
@@ -294,8 +296,8 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
     out.append(_c_array("int32_t", "head_mult", m.head_mult, 8))
     out.append(_c_array("int8_t", "head_shift", m.head_shift, 16))
     out.append(
-        f"/* tanh at x = -8 + k/16 (k = TL_TABLE_LO..TL_TABLE_HI + 1: {TABLE_LO}..{TABLE_HI + 1}; saturated beyond), "
-        "Q0.15; sigmoid is derived from it */"
+        f"/* tanh at x = -8 + k/16 (k = TL_TABLE_LO..TL_TABLE_HI + 1: {TABLE_LO}..{TABLE_HI + 1}; saturated "
+        "beyond), Q0.15; sigmoid is derived from it */"
     )
     out.append(_c_array("int16_t", "act_table", _stored_table(m), 16))
     out.append("/* normalisation folded into input quantization: q = round((x - mean) * mul) */")

@@ -81,9 +81,9 @@ def make_tanh_table() -> IntArray:
 
 
 def stored_table(table: IntArray) -> IntArray:
-    """The entries TABLE_LO..TABLE_HI + 1 of ``table`` that the C kernel stores and reads with its index clamped
-    to TABLE_LO..TABLE_HI: the same tanh at every input, since the entries outside are saturated. ValueError
-    for a table whose ends are not (not the contract's)."""
+    """The entries TABLE_LO..TABLE_HI + 1 of ``table`` that the C kernel stores and reads with its index
+    clamped to TABLE_LO..TABLE_HI: the same tanh at every input, since the entries outside are saturated.
+    ValueError for a table whose ends are not (not the contract's)."""
     t = np.asarray(table)
     if t.shape != (TABLE_SIZE,) or np.any(t[: TABLE_LO + 1] != t[0]) or np.any(t[TABLE_HI:] != t[-1]):
         raise ValueError(f"the tanh table is not saturated outside entries {TABLE_LO}..{TABLE_HI}")

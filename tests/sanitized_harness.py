@@ -18,8 +18,7 @@ from tinylstm.codegen.emit_c import Layout, build_defines, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_inputs
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
-from tinylstm.host.boards.toolchain import compile_object
-from tinylstm.host.boards.toolchain import find_compiler
+from tinylstm.host.boards.toolchain import compile_object, find_compiler
 
 HARNESS = Path(__file__).parent / "c" / "run_model.c"
 SANITIZE = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all")

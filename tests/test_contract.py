@@ -194,7 +194,9 @@ def test_numpy(mpy: ModuleType) -> None:
 
 def test_c_header(cq: Any) -> None:
     lib, ffi = cq.lib, cq.ffi
-    table = ffi.new("int16_t[]", VECTORS["tanh_table"][contract.TABLE_LO : contract.TABLE_HI + 2])  # as stored
+    table = ffi.new(
+        "int16_t[]", VECTORS["tanh_table"][contract.TABLE_LO : contract.TABLE_HI + 2]
+    )  # as stored
     for x, b, out in VECTORS["sat"]:
         if -(1 << 31) <= x < (1 << 31):
             assert (lib.q_sat8 if b == 8 else lib.q_sat16)(x) == out, (x, b)
@@ -212,9 +214,9 @@ def test_c_header(cq: Any) -> None:
 
 
 def test_the_stored_table_gives_every_activation(cq: Any) -> None:
-    """The C kernel stores the tanh table's entries TABLE_LO..TABLE_HI + 1 and clamps its index: at every int16
-    input its tanh and sigmoid are the contract's on the whole table. The bounds are the table's saturated ends,
-    as wide as they can be (one entry less on either side would change a value)."""
+    """The C kernel stores the tanh table's entries TABLE_LO..TABLE_HI + 1 and clamps its index: at every
+    int16 input its tanh and sigmoid are the contract's on the whole table. The bounds are the table's
+    saturated ends, as wide as they can be (one entry less on either side would change a value)."""
     import numpy as np
 
     full = qmath.make_tanh_table()
