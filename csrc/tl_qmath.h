@@ -115,22 +115,24 @@ static inline int32_t tl_align_h(int32_t acc_h, int scale_exp)
 #error "the stored tanh table must span every sigmoid input"
 #endif
 
-/* Linear interpolation at position u (0..TL_TABLE_TOP) of the stored table, Q0.15 out. */
+/* Linear interpolation at position u (0..TL_TABLE_TOP) of the stored table, before its final shift:
+ * t0 + (((t1 - t0) * f + 128) >> 8) = (t0 * 256 + (t1 - t0) * f + 128) >> 8 (t0 is an integer, so it moves out
+ * of the floor). tanh is this >> 8 with bias 128; sigmoid, (tanh(x / 2) + 32768) >> 1, is this >> 9 with bias
+ * 128 + 32768 * 256, since floor(floor(a / 256) / 2) = floor(a / 512): two instructions fewer per sigmoid. */
 #if defined(__ARM_FEATURE_DSP) && !defined(TL_NO_DSP) && !defined(__ARM_BIG_ENDIAN)
-/* t0 + (((t1 - t0) * f + 128) >> 8) = (t0 * (256 - f) + t1 * f + 128) >> 8 (t0 is an integer, so
- * it moves out of the floor): one LDR of the pair (t0, t1), one SMLAD with (256 - f, f). */
-static inline int32_t tl_table_at(const int16_t *table, uint32_t u)
+/* t0 * (256 - f) + t1 * f + bias: one LDR of the pair (t0, t1), one SMLAD with (256 - f, f). */
+static inline int32_t tl_table_at(const int16_t *table, uint32_t u, int32_t bias)
 {
     uint32_t idx = u >> 8, frac = u & 255u, pair;
     memcpy(&pair, table + idx, sizeof pair); /* table[idx] | table[idx + 1] << 16 (little-endian) */
-    return __smlad((int16x2_t)pair, (int16x2_t)(frac * 65535u + 256u), 128) >> 8;
+    return __smlad((int16x2_t)pair, (int16x2_t)(frac * 65535u + 256u), bias);
 }
 #else
-static inline int32_t tl_table_at(const int16_t *table, uint32_t u)
+static inline int32_t tl_table_at(const int16_t *table, uint32_t u, int32_t bias)
 {
     uint32_t idx = u >> 8, frac = u & 255u;
     int32_t t0 = table[idx];
-    return t0 + (((table[idx + 1] - t0) * (int32_t)frac + 128) >> 8);
+    return t0 * 256 + (table[idx + 1] - t0) * (int32_t)frac + bias;
 }
 #endif
 
@@ -138,15 +140,16 @@ static inline int32_t tl_table_at(const int16_t *table, uint32_t u)
  *  to the stored span, which changes no value (the contract's table is saturated beyond it). */
 TL_ALWAYS_INLINE int32_t tl_tanh_q15(const int16_t *table, int32_t x)
 {
-    int32_t u = x + 32768 - TL_TABLE_BASE;
-    return tl_table_at(table, (uint32_t)(u < 0 ? 0 : u > TL_TABLE_TOP ? TL_TABLE_TOP : u));
+    uint32_t u = (uint32_t)(x + 32768 - TL_TABLE_BASE);
+    if (!TL_LIKELY(u <= TL_TABLE_TOP)) u = x < 0 ? 0 : TL_TABLE_TOP; /* one compare on the common path */
+    return tl_table_at(table, u, 128) >> 8;
 }
 
 /** sigmoid(x) = (1 + tanh(x/2)) / 2: Q3.12 in, Q0.15 out in [0, 32767]. The two wrappers are forced inline and
  *  tl_table_at is left to the compiler (-Os keeps one copy): a call per activation, as with one table function. */
 TL_ALWAYS_INLINE int32_t tl_sigmoid_q15(const int16_t *table, int32_t x)
 {
-    return (tl_table_at(table, (uint32_t)((x >> 1) + 32768 - TL_TABLE_BASE)) + 32768) >> 1;
+    return tl_table_at(table, (uint32_t)((x >> 1) + 32768 - TL_TABLE_BASE), 128 + 32768 * 256) >> 9;
 }
 
 /** Cell state with F fractional bits -> Q3.12 tanh input. */
