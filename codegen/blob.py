@@ -340,10 +340,8 @@ def from_blob(data: bytes) -> IntModel:
         np.all(np.isfinite(m.input_mean)) and np.all(np.isfinite(m.input_mul)) and np.all(m.input_mul > 0)
     ):
         raise _err("the input normalisation constants contain NaN, infinity or a multiplier <= 0")
-    try:
-        qmath.stored_table(
-            m.act_table
-        )  # the C reader's check too: its kernel reads the unsaturated part only
+    try:  # the C reader's check too: its kernel reads the table's unsaturated part only
+        qmath.stored_table(m.act_table)
     except ValueError as e:
         raise _err(str(e)) from None
     if m.model_hash != h["hash"]:

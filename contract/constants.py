@@ -35,7 +35,8 @@ TABLE_SIZE = 257  # tanh table: 256 segments over [-8, 8], 1/16 apart
 TABLE_SEGMENT_BITS = 8  # a segment spans 2^8 Q3.12 input steps
 # The table's saturated ends (entries 0..33 are -32768, 214..256 are 32767): the C kernel clamps the index to
 # TABLE_LO..TABLE_HI and stores entries TABLE_LO..TABLE_HI + 1 only (the last one is read with weight 0), the
-# same values for every input with 75 entries less (qmath.stored_table; tests/test_contract.py derives both)
+# same values for every input with 74 entries (148 B) less (qmath.stored_table; tests/test_contract.py derives
+# both)
 TABLE_LO = 33
 TABLE_HI = 214
 BIAS_LIMIT = 1 << 30  # |bias| bound that keeps every int32 accumulator free of overflow
