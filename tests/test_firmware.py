@@ -68,8 +68,8 @@ def test_clean_build_and_sizes(trained: Trained) -> None:
     # link-time optimised: the merged literals are the board name and constant pools (the error texts are the
     # host's: wire version 3), the rest only alignment padding
     assert groups["rest"].flash < 64 and 0 < groups["literals"].flash < 128
-    if trained.board == "qemu-stm32f405":  # the product's goal for the Cortex-M4 demo firmware
-        assert sizes.flash < 16 * 1024 and sizes.ram < 4 * 1024
+    if trained.board == "qemu-stm32f405":  # this smaller model's firmware (8 KB) within the demo's 12 KB goal
+        assert sizes.flash <= 12 * 1024 and sizes.ram < 4 * 1024  # the demo's: results/firmware_size.md
     else:  # no FPU: the float input conversion takes libgcc's soft float (4 KB)
         assert sizes.flash < 24 * 1024 and sizes.ram < 4 * 1024
 
