@@ -81,26 +81,42 @@ def _batches(sequences: list[np.ndarray], causal: bool) -> list[tuple[np.ndarray
     ]
 
 
+class FloatReference:
+    """The float model's outputs on ``sequences`` (normalised), computed once for the integer models compared
+    with it (``choose_input_range`` compares one per candidate range)."""
+
+    def __init__(self, fm: FloatModel, sequences: list[np.ndarray]) -> None:
+        self.fm = fm
+        self.batches = [
+            (x, lengths, float_forward(fm, x, keep=())["y"])
+            for x, lengths in _batches(sequences, not fm.bidirectional)
+        ]
+
+    def error(self, m: IntModel) -> OutputError:
+        """The integer model's outputs against the float model's, at the outputs the task reads."""
+        meta = self.fm.meta
+        window = meta.mode == "window"
+        classify = meta.task == "classification"
+        total, count, differ, read = 0.0, 0, 0, 0
+        for x, lengths, want_all in self.batches:
+            raw = x * np.asarray(meta.input_std) + np.asarray(meta.input_mean)  # as the board's samples
+            xq = golden.quantize_input(m, raw.astype(np.float32))
+            y, _, _ = golden.run(m, xq)
+            got_all = np.asarray(y, dtype=np.float64) * m.output_scale
+            for b, n in enumerate(lengths):
+                first = n - 1 if window else 0  # a window's output is read at its last sample
+                want, got = want_all[b, first:n], got_all[b, first:n]
+                total += float(np.sum((got - want) ** 2))
+                count += want.size
+                if classify:
+                    differ += int(np.sum(np.argmax(got, -1) != np.argmax(want, -1)))
+                    read += want.size // want.shape[-1]
+        return OutputError(differ / max(read, 1), total / max(count, 1))
+
+
 def output_error(fm: FloatModel, m: IntModel, sequences: list[np.ndarray]) -> OutputError:
-    """The integer model's outputs against the float model's, at the outputs the task reads."""
-    window = fm.meta.mode == "window"
-    classify = fm.meta.task == "classification"
-    total, count, differ, read = 0.0, 0, 0, 0
-    for x, lengths in _batches(sequences, not fm.bidirectional):
-        want_all = float_forward(fm, x, keep=())["y"]
-        raw = x * np.asarray(fm.meta.input_std) + np.asarray(fm.meta.input_mean)  # as the board's samples
-        xq = golden.quantize_input(m, raw.astype(np.float32))
-        y, _, _ = golden.run(m, xq)
-        got_all = np.asarray(y, dtype=np.float64) * m.output_scale
-        for b, n in enumerate(lengths):
-            first = n - 1 if window else 0  # a window's output is read at its last sample
-            want, got = want_all[b, first:n], got_all[b, first:n]
-            total += float(np.sum((got - want) ** 2))
-            count += want.size
-            if classify:
-                differ += int(np.sum(np.argmax(got, -1) != np.argmax(want, -1)))
-                read += want.size // want.shape[-1]
-    return OutputError(differ / max(read, 1), total / max(count, 1))
+    """The integer model's outputs against the float model's on ``sequences``, where the task reads them."""
+    return FloatReference(fm, sequences).error(m)
 
 
 def choose_input_range(
@@ -111,10 +127,11 @@ def choose_input_range(
     sample = subsample(sequences, fm.stack, whole=fm.bidirectional)
     if not sample:
         return cal
+    reference = FloatReference(fm, sample)
     best, best_err = cal, OutputError(np.inf, np.inf)
     for factor in RANGE_FACTORS:
         candidate = dataclasses.replace(cal, input_absmax=cal.input_absmax * factor)
-        err = output_error(fm, quantize(fm, candidate, hidden_bits), sample)
+        err = reference.error(quantize(fm, candidate, hidden_bits))
         if err < best_err:
             best, best_err = candidate, err
     return best

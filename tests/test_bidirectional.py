@@ -22,7 +22,7 @@ from tinylstm.codegen.emit_c import LAYER_STRUCT_BYTES, build_settings, model_da
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.codegen.source import from_rnn
-from tinylstm.codegen.spec import ModelMeta, float_forward
+from tinylstm.codegen.spec import FloatModel, ModelMeta, float_forward
 from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import bidir_words, stack_bytes, state_words
 from tinylstm.errors import TinyLSTMError
@@ -295,15 +295,21 @@ def test_export_chooses_the_input_range_on_the_window_answers(monkeypatch: pytes
     }
     assert len(errors) > 1
     lengths: list[set[int]] = []
-    compare = input_range.output_error
+    compared: list[IntModel] = []
 
-    def spy(fm: object, m: IntModel, seqs: list[np.ndarray]) -> input_range.OutputError:
-        lengths.append({len(s) for s in seqs})
-        return compare(fm, m, seqs)  # type: ignore[arg-type]
+    class Spy(input_range.FloatReference):
+        def __init__(self, fm: FloatModel, seqs: list[np.ndarray]) -> None:
+            lengths.append({len(s) for s in seqs})
+            super().__init__(fm, seqs)
 
-    monkeypatch.setattr(input_range, "output_error", spy)
+        def error(self, m: IntModel) -> input_range.OutputError:
+            compared.append(m)
+            return super().error(m)
+
+    monkeypatch.setattr(input_range, "FloatReference", Spy)
     input_range.choose_input_range(fm, cal, x, 8)
-    assert lengths == [{20}] * len(input_range.RANGE_FACTORS)
+    assert lengths == [{20}]  # the float model runs once, on whole windows
+    assert len(compared) == len(input_range.RANGE_FACTORS)
 
 
 def test_a_window_the_board_cannot_hold_is_refused_before_the_build() -> None:
