@@ -314,6 +314,9 @@ def run(
         shapes |= {"backward_gates": ((Lb, model.gates, H), np.int16), "backward_h": ((Lb, H), np.int8)}
     traces = {key: np.zeros((B, T, *shape), dtype=dt) for key, (shape, dt) in shapes.items()} if trace else {}
     plan = _Plan.of(model)
+    if model.stack == 1 and not Lb:
+        _run_layers_first(model, plan, xq, state, ys, traces)
+        return ys, state, traces
     backward = BackwardSteps.zeros(model, B) if traces and Lb else None
     for t in range(T):
         ys[:, t], g = step_traced(model, state, xq[:, t], plan, backward)
@@ -324,6 +327,52 @@ def run(
         if backward is not None and state.wpos == model.window:
             _trace_backward(model, backward, traces, t)
     return ys, state, traces
+
+
+# batch x samples per layer-first span: bounds its int64 [rows, G*H] products (64 MB: an LSTM of 32 units)
+_SPAN_ROWS = 1 << 16
+
+
+def _run_layers_first(
+    model: IntModel,
+    plan: _Plan,
+    xq: np.ndarray,
+    state: GoldenState,
+    ys: np.ndarray,
+    traces: dict[str, np.ndarray],
+) -> None:
+    """``run`` of a model whose layers step once per sample and read nothing ahead (no stacking, no backward
+    layers): a span of samples through the first layer, then through the next, and so on, which computes
+    every word as ``step_traced`` does, since a layer's step reads only its own state and the layer below's h
+    at that sample. The input-side products of a span are one matrix product (exact in any order of
+    summation: ``_prepared``) and so is the head's; only the recurrent part steps sample by sample. Writes
+    the outputs into ``ys`` and the traces (when given); updates ``state``."""
+    B, T, _ = xq.shape
+    step = plan.cell.int_step
+    span = max(1, _SPAN_ROWS // max(B, 1))
+    for t0 in range(0, T, span):
+        inp = np.asarray(xq[:, t0 : t0 + span], dtype=np.int64)
+        S = inp.shape[1]
+        for n, lp in enumerate(plan.layers):
+            acc_x = (_matmul(inp.reshape(B * S, -1), lp.wx) << lp.x_shift).reshape(B, S, -1)
+            h, c, g = state.h[:, n].copy(), state.c[:, n].copy(), state.gates[:, n]
+            out = np.empty((B, S, model.hidden_size), dtype=np.int64)
+            for t in range(S):
+                h, c, g = step(lp.layer, plan.act, acc_x[:, t], _matmul(h, lp.wh) << lp.h_shift, h, c)
+                out[:, t] = h
+                if traces:
+                    at = (slice(None), t0 + t, n)
+                    traces["h"][at], traces["c"][at], traces["gates"][at] = h, c, g
+            state.h[:, n], state.c[:, n], state.gates[:, n] = h, c, g
+            inp = out
+        if plan.pooling is not None:
+            for t in range(S):
+                state.pool, inp[:, t] = plan.pooling(
+                    state.pool, inp[:, t], min(state.steps + t + 1, INT32_MAX)
+                )
+        ys[:, t0 : t0 + S] = _head(model, inp.reshape(B * S, -1), plan).reshape(B, S, -1)
+        state.steps += S
+        state.head_in = inp[:, -1].copy()
 
 
 def _trace_backward(model: IntModel, backward: BackwardSteps, traces: dict[str, np.ndarray], t: int) -> None:

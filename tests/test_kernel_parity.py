@@ -45,6 +45,32 @@ def assert_stream_bit_exact(
     assert np.array_equal(cm.run(xq), y_ref[0]), "tl_run differs from stepping"
 
 
+@pytest.mark.parametrize("readout", ["last", "mean", "max"])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_golden_run_layer_first_equals_stepping_sample_by_sample(
+    monkeypatch: pytest.MonkeyPatch, cell: str, readout: str
+) -> None:
+    """golden.run takes a unidirectional model without stacking layer after layer over spans of samples; the
+    words (outputs, the trace, the final state) are step_traced's, sample after sample, also across spans
+    (made 7 rows here) and from a state a previous run left."""
+    monkeypatch.setattr(golden, "_SPAN_ROWS", 7)
+    rng = np.random.default_rng(len(cell) + len(readout))
+    model = random_int_model(rng, cell, 2, 5, 9, 3, 18, 40, readout=readout)
+    xq = rng.integers(-128, 128, (3, 40, 5)).astype(np.int8)
+    first, _, _ = golden.run(model, xq[:, :11])
+    y, state, tr = golden.run(model, xq[:, 11:], state=golden.run(model, xq[:, :11])[1], trace=True)
+    ref = golden.GoldenState.zeros(model, 3)
+    want = [golden.step_traced(model, ref, xq[:, t]) for t in range(11)]
+    assert np.array_equal(first, np.stack([w[0] for w in want], axis=1))
+    for t in range(11, 40):
+        out, gates = golden.step_traced(model, ref, xq[:, t])
+        assert np.array_equal(y[:, t - 11], out) and np.array_equal(tr["gates"][:, t - 11], gates), t
+        assert np.array_equal(tr["h"][:, t - 11], ref.h) and np.array_equal(tr["c"][:, t - 11], ref.c), t
+    for word in ("h", "c", "pool", "head_in", "gates"):
+        assert np.array_equal(getattr(state, word), getattr(ref, word)), word
+    assert state.steps == ref.steps == 40
+
+
 @pytest.mark.parametrize("cell", list(CELLS))
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_long_stream_quantized_model(cell: str, layers: int) -> None:
