@@ -31,7 +31,7 @@ from tinylstm.codegen import golden
 from tinylstm.codegen.drift_reference import softmax
 from tinylstm.codegen.export import data_splits, export_origin, require_held_out
 from tinylstm.codegen.quantize import IntModel
-from tinylstm.codegen.spec import FloatModel, float_forward, normalise
+from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_int_model
 from tinylstm.contract.cells import cell_type
 from tinylstm.contract.constants import Q15
@@ -58,19 +58,33 @@ def pick_examples(fm: FloatModel, test: SequenceSet, sequences: int) -> list[Exa
     Anything else: the first ``sequences`` held-out sequences."""
     if fm.meta.task == "classification" and test.mode == "window" and test.classes:
         labels = np.asarray(test.labels)
+        answers = _window_answers(fm, test.sequences)
         out = []
         for k, name in enumerate(test.classes):
             idx = np.flatnonzero(labels == k)
             if not len(idx):
                 continue
-            conf = [
-                softmax(float_forward(fm, normalise(fm, test.sequences[i])[None], keep=())["y"][0, -1])[k]
-                for i in idx
-            ]
-            best = int(idx[int(np.argmax(conf))])
+            best = int(idx[int(np.argmax([softmax(answers[i])[k] for i in idx]))])
             out.append(Example(f"class-{_safe(name)}", best, name))
         return out
     return [Example(f"sequence-{k}", k, None) for k in range(min(sequences, len(test)))]
+
+
+# samples per float_forward batch of pick_examples: bounds the h it keeps per layer (64 MB for 32 units)
+_BATCH_SAMPLES = 1 << 18
+
+
+def _window_answers(fm: FloatModel, sequences: list[np.ndarray]) -> list[np.ndarray]:
+    """The float model's output at every sequence's last sample: sequences of one length run batched."""
+    answers: list[np.ndarray] = [np.empty(0)] * len(sequences)
+    for length, idx in by_length(sequences).items():
+        per_batch = max(1, _BATCH_SAMPLES // max(length, 1))
+        for at in range(0, len(idx), per_batch):
+            part = idx[at : at + per_batch]
+            x = np.stack([normalise(fm, sequences[i]) for i in part])
+            for i, y in zip(part, float_forward(fm, x, keep=())["y"][:, -1], strict=True):
+                answers[i] = y
+    return answers
 
 
 def first_answer(m: IntModel, steps: int) -> int:
