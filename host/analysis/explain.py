@@ -185,6 +185,11 @@ def scaled_titles(integer: str) -> tuple[str, str, str]:
     return "float (-1 blue .. 1 red)", scaled, f"|{integer} - float|"
 
 
+def _stacked(blocks: list[np.ndarray]) -> np.ndarray:
+    """Heatmap blocks [T, units] as one image [rows, T]: each block's units as rows, block after block."""
+    return np.concatenate([np.asarray(b, dtype=np.float64).T for b in blocks], axis=0)
+
+
 def _plot(
     fm: FloatModel,
     t: dict[str, Any],
@@ -194,43 +199,64 @@ def _plot(
     path: Path,
     integer: str,
 ) -> None:
+    """One PNG: three columns (float, integer, their difference), each one image of every layer's gates and
+    h stacked (one Axes per column: a figure of an Axes per gate spent most of explain's time drawing), and
+    the outputs over time below."""
     names = cell_type(fm.cell).gate_names
     rows = [(n, g) for n in range(t["float_gates"].shape[1]) for g in [*range(len(names)), None]]  # None: h
-    fig, axes = plt.subplots(len(rows) + 1, 3, figsize=(15, 1.6 * (len(rows) + 1) + 1), squeeze=False)
-    for r, (n, g) in enumerate(rows):
+    floats, ints, labels = [], [], []
+    for n, g in rows:
         layer = layer_key(n, t["layers"])
         if g is None:
-            fl, iq, label = t["float_h"][:, n], t["int_h"][:, n] / 2.0 ** t["h_frac"], f"{layer} h"
+            floats.append(t["float_h"][:, n])
+            ints.append(t["int_h"][:, n] / 2.0 ** t["h_frac"])
+            labels.append(f"{layer} h")
         else:
-            fl = t["float_gates"][:, n, g]
-            iq, label = t["int_gates"][:, n, g] / 2.0**Q15, f"{layer} {names[g]}"
-        for c, (data, cmap, lo, hi) in enumerate(
-            ((fl, "RdBu_r", -1, 1), (iq, "RdBu_r", -1, 1), (np.abs(iq - fl), "magma", 0, None))
-        ):
-            ax = axes[r, c]
-            im = ax.imshow(data.T, aspect="auto", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
-            ax.set_ylabel(label if c == 0 else "")
-            ax.set_xticks([])
-            ax.set_yticks([] if c else [0, data.shape[1] - 1])  # units: the first and the last
-            if r == 0:
-                ax.set_title(scaled_titles(integer)[c])
-            if c == 2:  # float and the integer model share one scale, named in their titles
-                fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+            floats.append(t["float_gates"][:, n, g])
+            ints.append(t["int_gates"][:, n, g] / 2.0**Q15)
+            labels.append(f"{layer} {names[g]}")
+    units = floats[0].shape[1]
+    centres = [k * units + (units - 1) / 2 for k in range(len(rows))]
+    maps_h = 1.6 * len(rows)  # inches of heatmaps: as tall as one Axes per block was
+    height = maps_h + 1.6 + 1.4
+    fig, axes = plt.subplots(
+        2, 3, figsize=(15, height), squeeze=False, gridspec_kw={"height_ratios": [maps_h, 1.6]}
+    )
+    fl, iq = _stacked(floats), _stacked(ints)
+    columns = ((fl, "RdBu_r", -1, 1), (iq, "RdBu_r", -1, 1), (np.abs(iq - fl), "magma", 0, None))
+    for c, (data, cmap, lo, hi) in enumerate(columns):
+        ax = axes[0, c]
+        im = ax.imshow(data, aspect="auto", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_yticks(centres, labels if c == 0 else [""] * len(rows))
+        ax.set_xticks([])
+        for k in range(1, len(rows)):  # the borders between blocks, in a colour the map does not reach
+            ax.axhline(k * units - 0.5, color="white" if c == 2 else "black", linewidth=2)
+        ax.set_title(scaled_titles(integer)[c])
+        if c == 2:  # float and the integer model share one scale, named in their titles
+            fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
     kind = "probability" if fm.meta.task == "classification" else "output"
     for c, (data, name) in enumerate(((out_f, "float"), (out_q, integer))):
-        ax = axes[-1, c]
+        ax = axes[1, c]
         ax.plot(data, label=fm.meta.classes or None)
         if fm.meta.classes and c == 0:
             ax.legend(fontsize=6, ncol=2)
         ax.set_xlabel("step")
         ax.set_ylabel(f"{name} {kind}")
         ax.grid(alpha=0.3)
-    axes[-1, 2].plot(np.abs(out_q - out_f))
-    axes[-1, 2].set_xlabel("step")
-    axes[-1, 2].set_ylabel(f"|{integer} - float| {kind}")
-    fig.suptitle(title)
-    # fixed margins: tight_layout measured every one of the dozens of axes, most of the figure's time
-    fig.subplots_adjust(left=0.07, right=0.96, bottom=0.04, top=0.95, hspace=0.3, wspace=0.22)
+    axes[1, 2].plot(np.abs(out_q - out_f))
+    axes[1, 2].set_xlabel("step")
+    axes[1, 2].set_ylabel(f"|{integer} - float| {kind}")
+    fig.suptitle(title, y=1 - 0.2 / height)
+    # fixed margins in inches (the title and column titles above, the step axis below): tight_layout
+    # measures every Axes by drawing the figure once more
+    fig.subplots_adjust(
+        left=0.08,
+        right=0.96,
+        bottom=0.55 / height,
+        top=1 - 0.75 / height,
+        hspace=0.8 / ((maps_h + 1.6) / 2),
+        wspace=0.22,
+    )
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
