@@ -87,21 +87,19 @@ class FloatReference:
 
     def __init__(self, fm: FloatModel, sequences: list[np.ndarray]) -> None:
         self.fm = fm
-        self.batches = [
-            (x, lengths, float_forward(fm, x, keep=())["y"])
+        mean, std = np.asarray(fm.meta.input_mean), np.asarray(fm.meta.input_std)
+        self.batches = [  # (the samples as the board gets them, float32; the lengths; the float outputs)
+            ((x * std + mean).astype(np.float32), lengths, float_forward(fm, x, keep=())["y"])
             for x, lengths in _batches(sequences, not fm.bidirectional)
         ]
 
     def error(self, m: IntModel) -> OutputError:
         """The integer model's outputs against the float model's, at the outputs the task reads."""
-        meta = self.fm.meta
-        window = meta.mode == "window"
-        classify = meta.task == "classification"
+        window = self.fm.meta.mode == "window"
+        classify = self.fm.meta.task == "classification"
         total, count, differ, read = 0.0, 0, 0, 0
-        for x, lengths, want_all in self.batches:
-            raw = x * np.asarray(meta.input_std) + np.asarray(meta.input_mean)  # as the board's samples
-            xq = golden.quantize_input(m, raw.astype(np.float32))
-            y, _, _ = golden.run(m, xq)
+        for raw, lengths, want_all in self.batches:
+            y, _, _ = golden.run(m, golden.quantize_input(m, raw))
             got_all = np.asarray(y, dtype=np.float64) * m.output_scale
             for b, n in enumerate(lengths):
                 first = n - 1 if window else 0  # a window's output is read at its last sample
