@@ -29,13 +29,13 @@ def test_objects_are_reused_only_for_the_same_text_and_code_generation_flags(
     monkeypatch.setattr(toolchain, "_OBJECTS", {})
     monkeypatch.setattr(toolchain, "_shipped", lambda src: True)  # as if k.c were one of the package's
     runs: list[list[str]] = []
-    real_run = toolchain._run
+    real_run = toolchain.run_tool
 
     def counting_run(cmd: list[str | Path], what: str) -> str:
         runs.append([str(c) for c in cmd])
         return real_run(cmd, what)
 
-    monkeypatch.setattr(toolchain, "_run", counting_run)
+    monkeypatch.setattr(toolchain, "run_tool", counting_run)
     (tmp_path / "k.c").write_text(SOURCE)
     (tmp_path / "k.h").write_text("#define OFFSET 7\n")
     first = _compile(tmp_path, "a", ["-O2", "-DSCALE=3"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
-from tinylstm.host.boards.toolchain import _run, compile_object, find_compiler
+from tinylstm.host.boards.toolchain import compile_object, find_compiler, run_tool
 
 MAIN = """#include "tinylstm.h"
 #include "tl_model.h"
@@ -46,7 +46,7 @@ def check_on_host(gen: Path, defines: dict[str, str], work: Path) -> None:
         compile_object(cc, flags, src, obj, f"compiling {src.name} for the host's model check")
         objects.append(obj)
     exe = work / "tl_model_check"
-    _run([cc, *objects, "-o", exe], "linking the host's model check")
+    run_tool([cc, *objects, "-o", exe], "linking the host's model check")
     if subprocess.run([str(exe)], check=False).returncode != 0:
         raise TinyLSTMError(
             f"{gen / 'tl_model.c'} fails the kernel's tl_model_check (a field out of the contract's range, "

@@ -71,7 +71,9 @@ def find_compiler() -> str:
     return exe
 
 
-def _run(cmd: list[str | Path], what: str) -> str:
+def run_tool(cmd: list[str | Path], what: str) -> str:
+    """Run a compiler, linker or binutils command ``cmd``; its output, or TinyLSTMError naming ``what`` with
+    the command and its output when it fails."""
     proc = subprocess.run([str(c) for c in cmd], check=False, capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -127,7 +129,7 @@ def compile_object(gcc: Path | str, flags: list[str], src: Path, obj: Path, what
         data, log = _OBJECTS[key]
         obj.write_bytes(data)
         return log
-    log = _run([gcc, *flags, "-c", src, "-o", obj], what)
+    log = run_tool([gcc, *flags, "-c", src, "-o", obj], what)
     if key is not None:
         _OBJECTS[key] = (obj.read_bytes(), log)
     return log
@@ -175,7 +177,7 @@ def build_elf(
         *objects, "-lgcc", "-o", elf,
     ]  # fmt: skip
     try:
-        log.append(_run(link, f"linking {name} for {board.name}"))
+        log.append(run_tool(link, f"linking {name} for {board.name}"))
     except TinyLSTMError as exc:
         overflows = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", str(exc))
         if overflows:
@@ -186,5 +188,5 @@ def build_elf(
                 "layers; weights take 4*H*(I+H) bytes per LSTM layer) or pick a board with more memory"
             ) from None
         raise
-    log.append(_run([objcopy, "-O", "binary", elf, bin_], f"objcopy {elf.name}"))
+    log.append(run_tool([objcopy, "-O", "binary", elf, bin_], f"objcopy {elf.name}"))
     return BuildResult(elf=elf, bin=bin_, map=map_, objects=tuple(objects), log="".join(log))
