@@ -20,7 +20,7 @@ from tinylstm.host.boards import QemuBoard
 from tinylstm.host.cli.main import main
 from tinylstm.host.link.drift import DriftEvent, DriftMonitor, DriftThresholds, drift_reference
 from tinylstm.host.link.stream import BoardStream
-from tinylstm.host.targets.bridge import CModel, load_library
+from tinylstm.host.targets.bridge import CModel
 
 STEPS = 6000
 
@@ -45,7 +45,7 @@ def host_events(export_dir: Path, xs: np.ndarray) -> tuple[DriftMonitor, list[Dr
     ref = drift_reference(export_dir)
     assert ref is not None
     mon = DriftMonitor(ref, held.model.output_scale)
-    cm = CModel(load_library(export_dir))
+    cm = CModel.from_generated(export_dir)
     for t, x in enumerate(xs):
         if held.window and t % held.window == 0:
             cm.reset()

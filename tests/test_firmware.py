@@ -50,7 +50,7 @@ from tinylstm.host.link.protocol import (
 )
 from tinylstm.host.link.stream import BoardStream
 from tinylstm.host.link.transport import Link, LinkError
-from tinylstm.host.targets.bridge import CModel, load_library
+from tinylstm.host.targets.bridge import CModel
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME
 
 
@@ -84,7 +84,7 @@ def test_10k_held_out_steps_bit_exact(trained: Trained) -> None:
 
 
 def test_float_input_accounting_and_bad_frames_on_the_board(trained: Trained) -> None:
-    cm = CModel(load_library(trained.export_dir))
+    cm = CModel.from_generated(trained.export_dir)
     raw = np.asarray([[0.5, -1.0, 9.81, 0.1, 0.0, -0.2], [0.1, 0.2, 9.7, 0.0, 0.3, -0.1]], dtype=np.float32)
     q = cm.quantize_input(raw)
     expect = [cm.step(q[0]), cm.step(q[1])]
@@ -141,7 +141,7 @@ def test_replay_streams_the_embedded_held_out_data(trained: Trained) -> None:
 def _check_replay(trained: Trained) -> None:
     """The replay firmware's first 300 PREDs equal the host kernel's on its 256 embedded held-out samples."""
     held = load_held_out(trained.export_dir)
-    cm = CModel(load_library(trained.export_dir))
+    cm = CModel.from_generated(trained.export_dir)
     xs = held.stream(256)
     with QemuBoard(trained.replay.elf) as board, BoardStream(board.url, trained.export_dir) as s:  # type: ignore[arg-type]
         assert s.hello is not None and s.hello.source == Source.REPLAY

@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from sanitized_harness import check_sanitized_run
 
 from tinylstm.codegen import golden
+from tinylstm.codegen.emit_c import emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_inputs, random_int_model, random_quantized_model
 from tinylstm.contract.cells import CELLS
 from tinylstm.contract.constants import input_qmax
-from tinylstm.host.targets.bridge import CModel
+from tinylstm.errors import TinyLSTMError
+from tinylstm.host.targets.bridge import CModel, ModelData
 
 
 def assert_stream_bit_exact(
@@ -166,6 +168,37 @@ def test_non_finite_normalisation_constants_are_refused() -> None:
         setattr(bad, field, values)
         assert lib.tl_quantize_input(bad, x, q) == -1, field  # TL_ERR_ARG
         assert (lib.tl_state_words(bad) == 0) == (field == "input_mul"), field  # tl_model_check's verdict
+
+
+def test_generated_models_are_data_run_by_one_kernel(tmp_path: Path) -> None:
+    """Each generated model's tl_model.c is compiled alone into a shared object of constant data (no kernel
+    code in it); one kernel extension runs them all, each bit-exact with its own golden although every one
+    names its struct tl_model. A tl_model.c without that struct, or a missing file, is a one-line error."""
+    rng = np.random.default_rng(11)
+    models = [random_int_model(rng, cell, 2, 5, 7, 3) for cell in ("lstm", "gru")]
+    runs = []
+    for k, model in enumerate(models):
+        emit_c(model, tmp_path / str(k))
+        runs.append(CModel.from_generated(tmp_path / str(k), cache_dir=tmp_path / "cache"))
+    assert runs[0]._lib is runs[1]._lib and runs[0].hash != runs[1].hash
+    for model, cm in zip(models, runs, strict=True):
+        data = cm._keepalive[0]
+        assert isinstance(data, ModelData) and not hasattr(data.handle, "tl_step")
+        xq = random_inputs(rng, model, 300)
+        y_ref, _, tr = golden.run(model, xq[None], trace=True)
+        ys, hs, cs = cm.trace(xq)
+        assert (
+            np.array_equal(ys, y_ref[0]) and np.array_equal(hs, tr["h"][0]) and np.array_equal(cs, tr["c"][0])
+        )
+    source = tmp_path / "0" / "tl_model.c"
+    source.write_text(
+        source.read_text().replace("const tl_model_t tl_model =", "const tl_model_t tl_other =")
+    )
+    with pytest.raises(TinyLSTMError, match=r"^tl_model.c defines no model tl_model: run `tinylstm export`"):
+        CModel.from_generated(tmp_path / "0", cache_dir=tmp_path / "cache")
+    source.unlink()
+    with pytest.raises(TinyLSTMError, match=r"^generated model files not found: .*tl_model.c; run"):
+        CModel.from_generated(tmp_path / "0", cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ from tinylstm.host.link.protocol import (
 )
 from tinylstm.host.link.stream import BoardStream
 from tinylstm.host.link.transport import Link, LinkError
-from tinylstm.host.targets.bridge import CModel, load_library
+from tinylstm.host.targets.bridge import CModel
 
 SLOW = ("-icount", "shift=7,align=on")  # 128 ns per instruction, paced against the host clock
 # samples against the slow board: dozens of cycles of a full receive buffer, under two CPU hogs
@@ -72,7 +72,7 @@ def trained_each(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
 def expected_outputs(export_dir: Path, steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The held-out stream and the host kernel's outputs for it under the window rule."""
     held = load_held_out(export_dir)
-    cm = CModel(load_library(export_dir))
+    cm = CModel.from_generated(export_dir)
     xs = held.stream(steps)
     out = []
     for t, x in enumerate(xs):

@@ -19,7 +19,7 @@ from tinylstm.host.boards import QemuBoard
 from tinylstm.host.boards.flash import flash
 from tinylstm.host.cli.main import main
 from tinylstm.host.link.stream import BoardStream
-from tinylstm.host.targets.bridge import CModel, load_library
+from tinylstm.host.targets.bridge import CModel
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None, reason="needs qemu-system-arm")
@@ -89,7 +89,7 @@ class FlippingProxy:
 @needs_qemu
 def test_corrupted_link_every_bad_frame_counted_none_accepted(trained: Trained) -> None:
     held = load_held_out(trained.export_dir)
-    cm = CModel(load_library(trained.export_dir))
+    cm = CModel.from_generated(trained.export_dir)
     xs = held.stream(256)
     with QemuBoard(trained.replay.elf) as board:
         proxy = FlippingProxy(board.port)

@@ -24,7 +24,7 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.link.feed import Feeder, FeedError, FeedStats, check_hello, request_stats, wait_hello
 from tinylstm.host.link.protocol import Stats
 from tinylstm.host.link.transport import Link, LinkError
-from tinylstm.host.targets.bridge import CModel, load_library
+from tinylstm.host.targets.bridge import CModel
 
 # steps per parity run: the held-out samples are laid out for the whole run first (10M: 60 MB of int8 samples
 # for six channels, hours of a board at 115200 baud)
@@ -163,7 +163,7 @@ def run_parity(
     verify_emitted(held.model, export_dir, held.name, export_layout(export_dir))
     hello = wait_hello(link)
     check_hello(hello, held.model.model_hash, str(export_dir))
-    cm = CModel(load_library(export_dir, held.name))
+    cm = CModel.from_generated(export_dir, held.name)
     window = hello.window if hello.mode.windowed else 0
     if window != held.window:
         raise TinyLSTMError(f"the board resets every {window} steps, the export every {held.window}: rebuild")
