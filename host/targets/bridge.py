@@ -4,8 +4,8 @@ Built from exactly the files a firmware build uses, in two parts cached by the c
 the kernel (csrc/, the blob reader included) is one cffi extension, built once for every model; a generated
 model's ``tl_<name>.c`` (constant data only: the model struct, its weights and tables) is compiled on its own
 into a small shared object, and the kernel runs the ``tl_<name>`` it holds. A new model so costs the compile
-of its data, not of a Python extension (a tenth of the time). ``CModel`` exposes reset / step / run on numpy
-arrays.
+of its data (0.04 s for an LSTM of 32 units), not of a Python extension (0.75 s). ``CModel`` exposes reset /
+step / run on numpy arrays.
 """
 
 from __future__ import annotations
