@@ -18,10 +18,23 @@ from tinylstm.codegen.emit_c import Layout, build_defines, emit_c
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_inputs
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
-from tinylstm.host.boards.toolchain import compile_object, find_compiler
+from tinylstm.host.boards.toolchain import compile_object, find_compiler, run_tool
 
 HARNESS = Path(__file__).parent / "c" / "run_model.c"
 SANITIZE = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
+
+
+def build_harness(cc: str, flags: list[str], gen: Path, link_flags: list[str] | tuple[str, ...]) -> Path:
+    """gen/run_model: the harness, ``gen/tl_model.c`` and the kernel, each compiled with ``flags`` through
+    compile_object (the kernel's sources once per flags and text, however many models) and linked with
+    ``link_flags``; TinyLSTMError with the compiler's output when a source does not compile."""
+    objects = []
+    for src in [*kernel_sources(), HARNESS, gen / "tl_model.c"]:
+        objects.append(gen / f"{src.stem}.o")
+        compile_object(cc, flags, src, objects[-1], f"compiling {src.name}")
+    exe = gen / "run_model"
+    run_tool([cc, *link_flags, *objects, "-o", exe, "-lm"], "linking the test harness")
+    return exe
 
 
 def check_sanitized_run(
@@ -34,7 +47,6 @@ def check_sanitized_run(
 ) -> None:
     """``settings``: build settings beyond ``build_defines`` (e.g. a firmware's ``build_settings``)."""
     emit_c(model, gen, layout=layout)
-    exe = gen / "run_model"
     cc = find_compiler()
     flags = [
         *C_FLAGS,
@@ -46,11 +58,7 @@ def check_sanitized_run(
         "-I",
         str(gen),
     ]
-    objects = []
-    for src in [*kernel_sources(), HARNESS, gen / "tl_model.c"]:  # the kernel's compiled once per process
-        objects.append(gen / f"{src.stem}.o")
-        compile_object(cc, flags, src, objects[-1], f"compiling {src.name} with sanitizers")
-    subprocess.run([cc, *SANITIZE, *map(str, objects), "-o", str(exe), "-lm"], check=True)
+    exe = build_harness(cc, flags, gen, SANITIZE)
     xq = random_inputs(rng, model, steps)
     proc = subprocess.run([str(exe)], input=xq.tobytes(), capture_output=True, check=False)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
