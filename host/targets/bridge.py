@@ -133,6 +133,14 @@ def _compile_kernel(build_dir: Path, module: str, cc: str) -> Path:
         raise TinyLSTMError(f"building the cffi bridge failed: {exc}") from exc
 
 
+def _scratch(final: Path) -> Path:
+    """An empty directory beside ``final`` for this process to build in, then ``_publish``."""
+    tmp = final.with_name(f"{final.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
 def _publish(tmp: Path, final: Path, complete: Callable[[Path], bool]) -> None:
     """Move the finished directory ``tmp`` to ``final`` in one rename, so processes sharing the cache (pytest
     workers, parallel builds) see a whole directory or none. When another process got there first its copy
@@ -167,9 +175,7 @@ def load_kernel_library(cache_dir: Path | None = None) -> ModuleType:
         return sys.modules[module]
     libs = list(build_dir.glob(f"{module}*.so")) if build_dir.is_dir() else []
     if not libs:
-        tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = _scratch(build_dir)
         built = _compile_kernel(tmp, module, cc)
         _publish(tmp, build_dir, lambda d: any(d.glob(f"{module}*.so")))
         libs = [build_dir / built.name]
@@ -206,9 +212,7 @@ def load_model_data(gen_dir: Path, name: str = "model", cache_dir: Path | None =
     build_dir = (cache_dir or default_cache_dir()) / f"model-{key}"
     library = build_dir / f"libtl_{name}.so"
     if not library.is_file():
-        tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = _scratch(build_dir)
         include: list[str | Path] = ["-I", csrc_dir(), "-I", gen_dir]
         run_tool([cc, *flags, *include, sources[0], "-o", tmp / library.name], f"compiling {sources[0].name}")
         _publish(tmp, build_dir, lambda d: (d / library.name).is_file())
@@ -287,8 +291,7 @@ class CModel:
             f"gen-{model.model_hash:08x}-{hashlib.sha256(rendered.encode()).hexdigest()[:12]}-{layout}"
         )
         if not (gen / "tl_model.c").is_file():
-            tmp = gen.with_name(f"{gen.name}.tmp{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
+            tmp = _scratch(gen)
             emit_c(model, tmp, layout=layout)
             _publish(tmp, gen, lambda d: (d / "tl_model.c").is_file())
         return cls.from_generated(gen, "model", cache_dir)
