@@ -2,8 +2,8 @@
 PlatformIO (platformio.ini, `pio project config` offline), an ESP-IDF component (CMakeLists.txt with
 idf_component_register, idf_component.yml) and an Arduino library (library.properties 1.5 format, src/,
 examples/). Their portable C (kernel, model, app) is compiled for the board's core with -Werror; of the
-framework HALs, the ESP-IDF one by the opt-in tests/test_frameworks.py, the Arduino core's not here
-(docs/boards.md)."""
+framework HALs, the ESP-IDF one by the opt-in tests/test_frameworks.py, the Arduino one against STM32duino by
+the opt-in tests/test_arduino_stm32.py, against arduino-esp32 not here (docs/boards.md)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,165 @@
+"""The Arduino outputs of `tinylstm build` compiled and linked against the real STM32duino core, for the
+Nucleo-F446RE. Opt-in: TINYLSTM_STM32DUINO = an Arduino_Core_STM32 checkout (checked with release 2.12.0,
+what the Arduino board manager installs; from 3.0 on with its submodule, `git clone --recursive`) and
+TINYLSTM_CMSIS = a CMSIS_6 checkout (the core's CMSIS tool: 6.2.0 for 2.12.0); never run in CI, nothing
+downloaded.
+
+Both outputs build as arduino-cli builds a sketch (tests/arduino_platform.py): the core's platform.txt and
+boards.txt recipes for board Nucleo_64, part NUCLEO_F446RE, with Debian's arm-none-eabi-gcc in place of
+the core's xPack GCC, the whole core, the variant and the libraries the sources include (SrcWrapper,
+IWatchdog) compiled, then linked with the core's linker scripts and its --unresolved-symbols=report-all:
+
+- the PlatformIO project (`--board nucleo_f446re`): its src/ as the sketch, the platformio.ini build_flags
+  on every file as PlatformIO passes them, its build_src_flags and -Werror on ours (PlatformIO's STM32duino
+  builder is its own script; the core, the flags of the part and the linker scripts are the same);
+- the Arduino library (`--board arduino-lib`): installed as a user library, its example sketch built, ours
+  with -Wall -Wextra -Werror. A library cannot pass -ffp-contract=off, so its float input conversion is
+  checked for fused multiply-adds (the Cortex-M4F has them), which would round differently from the host.
+
+What the ELF must hold: setup/loop, the app and the Arduino HAL, the HardFault handler of hal_arduino.cpp
+(not the core's weak one), only the model's cell, and a size within the part's flash and RAM (boards.txt).
+Needs arm-none-eabi-g++ and its libstdc++ (apt-get install gcc-arm-none-eabi libstdc++-arm-none-eabi-newlib).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from arduino_platform import Platform, SketchBuild, build_sketch
+from firmware_fixtures import train_and_export
+
+from tinylstm.host.boards.firmware import build_firmware
+
+CORE = os.environ.get("TINYLSTM_STM32DUINO")
+CMSIS = os.environ.get("TINYLSTM_CMSIS")
+BOARD, MENUS = "Nucleo_64", {"pnum": "NUCLEO_F446RE"}
+ENV = "nucleo_f446re"  # the PlatformIO environment of that board
+WARNINGS = ["-Wall", "-Wextra", "-Werror"]
+FUSED = re.compile(r"\bvfn?m[as]\.f", re.I)  # VFMA, VFMS, VFNMA, VFNMS: one rounding for a * b + c
+
+pytestmark = pytest.mark.skipif(
+    not CORE,
+    reason="opt-in: set TINYLSTM_STM32DUINO to an Arduino_Core_STM32 checkout and TINYLSTM_CMSIS to a "
+    "CMSIS_6 checkout to compile and link the PlatformIO project and the Arduino library for the "
+    "Nucleo-F446RE against the real STM32duino core",
+)
+
+
+def _platform(sketch: Path, build: Path) -> Platform:
+    assert CORE is not None
+    core = Path(CORE)
+    gxx = shutil.which("arm-none-eabi-g++")
+    libstdcxx = gxx and Path(
+        subprocess.run([gxx, "-print-file-name=libstdc++.a"], capture_output=True, text=True).stdout.strip()
+    )
+    missing = [
+        what
+        for what, ok in (
+            ("arm-none-eabi-g++ (apt-get install gcc-arm-none-eabi)", gxx),
+            (
+                "its libstdc++ (apt-get install libstdc++-arm-none-eabi-newlib)",
+                libstdcxx and libstdcxx.is_absolute(),
+            ),
+            (
+                f"TINYLSTM_CMSIS: a CMSIS_6 checkout with CMSIS/Core/Include/core_cm4.h (now {CMSIS!r})",
+                CMSIS and (Path(CMSIS) / "CMSIS/Core/Include/core_cm4.h").is_file(),
+            ),
+            (
+                f"an STM32duino core at TINYLSTM_STM32DUINO={CORE} (platform.txt, cores/arduino/Arduino.h)",
+                (core / "platform.txt").is_file() and (core / "cores/arduino/Arduino.h").is_file(),
+            ),
+            (
+                "the core's cores/arduino/api submodule (git submodule update --init)",
+                not (core / ".gitmodules").is_file() or (core / "cores/arduino/api/ArduinoAPI.h").is_file(),
+            ),
+        )
+        if not ok
+    ]
+    if missing:
+        pytest.fail(f"TINYLSTM_STM32DUINO is set but this machine lacks: {'; '.join(missing)}")
+    assert CMSIS is not None
+    # the CMSIS tool's name changes with the core's version (CMSIS-6.2.0 for 2.12.0): every one named
+    names = set(re.findall(r"runtime\.tools\.(CMSIS-[\d.]+)\.path", (core / "platform.txt").read_text()))
+    return Platform.load(core, "stm32", BOARD, MENUS, {n: Path(CMSIS) for n in names}, sketch, build)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_and_export(tmp_path_factory.mktemp("arduino-model"))
+
+
+def _tool(*cmd: str) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def check_firmware(build: SketchBuild, platform: Platform) -> None:
+    symbols = {}
+    for line in _tool("arm-none-eabi-nm", str(build.elf)).splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            symbols[parts[2]] = parts[1]
+    for name in ("setup", "loop", "tl_app_init", "tl_app_poll", "tl_hal_init", "tl_lstm_layer_step"):
+        assert symbols.get(name) == "T", f"{name} is not defined in the firmware"
+    # hal_arduino.cpp's handler (reports ERROR FAULT), not the core's weak default loop
+    kind = symbols.get("HardFault_Handler")
+    assert kind == "T", f"HardFault_Handler is {kind!r} (W: the core's weak default), not hal_arduino.cpp's"
+    assert not {"tl_gru_layer_step", "tl_rnn_layer_step"} & set(symbols), "cells the model does not run"
+    text, data, bss = map(int, _tool("arm-none-eabi-size", str(build.elf)).splitlines()[1].split()[:3])
+    assert 0 < text + data <= int(platform.props["upload.maximum_size"]), (text, data)
+    assert 0 < data + bss <= int(platform.props["upload.maximum_data_size"]), (data, bss)
+    (input_obj,) = [o for s, o in build.objects.items() if s.name == "tl_input.c"]
+    fused = FUSED.findall(_tool("arm-none-eabi-objdump", "-d", str(input_obj)))
+    assert not fused, f"tl_input.c fuses its float arithmetic ({fused}): the host rounds each operation"
+
+
+def platformio_flags(ini: Path, env: str) -> tuple[list[str], list[str]]:
+    """(build_flags, build_src_flags) of ``env`` in a platformio.ini, ${env.*} expanded, include paths
+    relative to the project made absolute (PlatformIO builds in the project's folder)."""
+    cfg = configparser.ConfigParser(interpolation=configparser.ExtendedInterpolation())
+    # PlatformIO's ${env.key} is the [env] section's key: configparser's ${section:key}
+    text = ini.read_text().replace("${env.", "${common_env:").replace("[env]", "[common_env]")
+    cfg.read_string(text)
+    section = cfg[f"env:{env}"]
+
+    def flags(key: str) -> list[str]:
+        words = shlex.split(section.get(key, ""))
+        out = []
+        for k, word in enumerate(words):
+            if word == "-I":  # "-I src": the path is the next word
+                continue
+            if words[k - 1] == "-I" and k:
+                word = f"-I{word}"
+            if word.startswith("-I") and not Path(word[2:]).is_absolute():
+                word = f"-I{ini.parent / word[2:]}"
+            out.append(word)
+        return out
+
+    return flags("build_flags"), flags("build_src_flags")
+
+
+def test_platformio_project_links_with_stm32duino(export_dir: Path, tmp_path: Path) -> None:
+    project = build_firmware(export_dir, ENV, tmp_path / "fw").project
+    build_flags, src_flags = platformio_flags(project / "platformio.ini", ENV)
+    src = project / "src"
+    platform = _platform(src, tmp_path / "build")
+    sources = sorted(p for p in src.iterdir() if p.suffix in (".c", ".cpp"))
+    build = build_sketch(platform, sources, {}, build_flags, src_flags + WARNINGS, set(sources))
+    check_firmware(build, platform)
+
+
+def test_arduino_library_links_with_stm32duino(export_dir: Path, tmp_path: Path) -> None:
+    library = build_firmware(export_dir, "arduino-lib", tmp_path / "fw").project
+    src = library / "src"
+    (sketch,) = sorted((library / "examples").glob("*/*.ino"))
+    platform = _platform(sketch.parent, tmp_path / "build")
+    headers = {h.name: src for h in src.glob("*.h")}
+    own = {p for p in src.iterdir() if p.suffix in (".c", ".cpp")}
+    build = build_sketch(platform, [sketch], headers, [], WARNINGS, own)
+    check_firmware(build, platform)
