@@ -81,7 +81,9 @@ def split_command(line: str) -> list[str]:
                 continue
             quote, word, quoted = word[0], word[1:], []
         if word.endswith(quote):
-            words.append(" ".join([*quoted, word[: -len(quote)]]))
+            joined = " ".join([*quoted, word[: -len(quote)]])
+            if joined:  # arduino-cli drops an empty quoted argument
+                words.append(joined)
             quoted = None
         else:
             quoted.append(word)
@@ -152,7 +154,13 @@ class Platform:
 
 
 def _sources(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix in SOURCES and "examples" not in p.parts)
+    """The sources under ``root``, but not in its examples/ or hidden folders (as arduino-cli skips them)."""
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in SOURCES
+        and not any(part == "examples" or part.startswith(".") for part in p.relative_to(root).parts[:-1])
+    )
 
 
 def libraries_used(sources: Iterable[Path], available: dict[str, Path]) -> list[Path]:
@@ -172,7 +180,7 @@ def libraries_used(sources: Iterable[Path], available: dict[str, Path]) -> list[
 @dataclass
 class SketchBuild:
     elf: Path
-    objects: dict[Path, Path]  # source -> object, sketch and libraries (the core's are in core.a)
+    objects: dict[Path, Path]  # source -> object: sketch, libraries and variant (the core's are in core.a)
 
 
 def build_sketch(
@@ -202,11 +210,15 @@ def build_sketch(
         else:
             units.append(path)
     available = {**platform.library_dirs(), **libraries}
-    used = libraries_used(units + [h for s in sketch for h in s.parent.glob("*.h")], available)
-    variant = Path(platform.props["build.variant.path"])
-    includes = " ".join(f'"-I{d}"' for d in [Path(platform.props["build.core.path"]), variant, *used])
-    core = _sources(Path(platform.props["build.core.path"])) + _sources(variant)
-    jobs = units + [s for lib in used for s in _sources(lib)] + core
+    headers = sorted({h for folder in {s.parent for s in sketch} for h in folder.glob("*.h")})
+    used = libraries_used(units + headers, available)
+    core_dir, variant = Path(platform.props["build.core.path"]), Path(platform.props["build.variant.path"])
+    # the core and the variant see their own folders only; the sketch and the libraries the libraries' too
+    core_includes = f'"-I{core_dir}" "-I{variant}"'
+    includes = " ".join([core_includes, *(f'"-I{d}"' for d in used)])
+    core, variant_sources = _sources(core_dir), _sources(variant)
+    jobs = units + [s for lib in used for s in _sources(lib)] + variant_sources + core
+    in_core = set(core) | set(variant_sources)
     objects = build / "objects"
     objects.mkdir(exist_ok=True)
 
@@ -215,7 +227,10 @@ def build_sketch(
         obj = objects / f"{number:04d}-{src.name}.o"
         recipe = {".c": "recipe.c.o.pattern", ".cpp": "recipe.cpp.o.pattern", ".S": "recipe.S.o.pattern"}
         cmd = platform.command(
-            recipe[src.suffix], includes=includes, source_file=str(src), object_file=str(obj)
+            recipe[src.suffix],
+            includes=core_includes if src in in_core else includes,
+            source_file=str(src),
+            object_file=str(obj),
         )
         cmd[1:1] = extra_flags + (own_flags if src in own else [])
         if src in own:  # the core's default warning level (-w) would hide our warnings
@@ -227,14 +242,17 @@ def build_sketch(
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         built = dict(zip(jobs, pool.map(compile_one, range(len(jobs))), strict=True))
-    archive = build / "core.a"
+    archive = build / "core.a"  # the core's objects only: the variant's are linked as they are
     archive.unlink(missing_ok=True)
     for src in core:
         add = platform.command(
             "recipe.ar.pattern", archive_file_path=str(archive), object_file=str(built[src])
         )
-        subprocess.run(add, check=True, capture_output=True)
-    mine = {s: o for s, o in built.items() if s not in set(core)}
+        done = subprocess.run(add, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{shlex.join(add)} failed:\n{done.stderr}")
+    archived = set(core)
+    mine = {s: o for s, o in built.items() if s not in archived}
     link = platform.command(
         "recipe.c.combine.pattern",
         object_files=" ".join(f'"{o}"' for o in mine.values()),
