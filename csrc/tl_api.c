@@ -81,17 +81,22 @@ tl_status_t tl_model_check(const tl_model_t *m)
     return TL_OK;
 }
 
-/* TL_MODEL_CHECKED_AT_BUILD=1: the build ran this tl_model_check on the host over the one model the program
- * links, with the program's settings (host/boards/model_check.py: `tinylstm build` does for a bare-metal
- * firmware), so tl_state_words and tl_state_init take it as checked: a constant in flash does not change after
- * that, and the check's loops over every row stay out of the firmware. Never for a program that runs other
- * models (a caller's descriptors); tl_blob_parse checks a blob's regardless. */
+/* TL_MODEL_CHECKED_AT_BUILD=<model hash>: the build ran this tl_model_check on the host over the one model the
+ * program links, the model of that hash, with the program's settings (host/boards/model_check.py: `tinylstm
+ * build` does for a bare-metal firmware), so tl_state_words and tl_state_init take that model as checked: a
+ * constant in flash does not change after that, and the check's loops over every row stay out of the firmware.
+ * Any other model is refused (TL_ERR_MODEL), never run unchecked: a tl_model.c swapped in after the build, or a
+ * caller's descriptor in a program that should not set this. 0 (the default): every model is checked. */
 #ifndef TL_MODEL_CHECKED_AT_BUILD
 #define TL_MODEL_CHECKED_AT_BUILD 0
 #endif
 static tl_status_t checked(const tl_model_t *m)
 {
-    return TL_MODEL_CHECKED_AT_BUILD ? (m ? TL_OK : TL_ERR_MODEL) : tl_model_check(m);
+#if TL_MODEL_CHECKED_AT_BUILD
+    return m && m->hash == (uint32_t)(TL_MODEL_CHECKED_AT_BUILD) ? TL_OK : TL_ERR_MODEL;
+#else
+    return tl_model_check(m);
+#endif
 }
 
 /* The words of the layers' state (before the pool). */

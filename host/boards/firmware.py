@@ -24,7 +24,7 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import SizeReport, build_elf, get_board, size_report
 from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
 from tinylstm.host.boards.fit import check_fits
-from tinylstm.host.boards.model_check import CHECKED_DEFINE, check_on_host
+from tinylstm.host.boards.model_check import CHECKED_DEFINE, check_on_host, checked_value
 from tinylstm.host.boards.packaging import PACKAGERS
 from tinylstm.host.link.feed import required_rx_capacity
 from tinylstm.host.link.protocol import MAX_OUTPUT_SIZE, Source, input_frame
@@ -221,7 +221,7 @@ def _write_firmware(
         )
     all_defines.setdefault("TL_UART_RX_BUF", str(rx))
     check_on_host(gen, all_defines, out_dir / "obj" / "model-check")
-    all_defines[CHECKED_DEFINE] = "1"  # passed: the firmware need not carry the check
+    all_defines[CHECKED_DEFINE] = checked_value(model.model_hash)  # passed: this model needs no check at boot
     app = firmware_dir() / "app"
     result = build_elf(
         [*kernel_sources(), gen / "tl_model.c", *replay_c, *app_sources(), app / "main.c"],

@@ -2,8 +2,9 @@
 
 ``tinylstm build`` compiles the kernel and the firmware's ``tl_model.c`` for the host with the firmware's
 own settings, runs ``tl_model_check`` on it and stops the build if it fails. The firmware then skips the
-check at boot (``TL_MODEL_CHECKED_AT_BUILD``, csrc/tl_api.c): its model is a constant in flash, checked once
-by the same C function, and the check's loops over every row took 240 B of the demo firmware's flash.
+check at boot (``TL_MODEL_CHECKED_AT_BUILD``, set to the model's hash, csrc/tl_api.c): its model is a constant
+in flash, checked once by the same C function, and the check's loops over every row took 240 B of the demo
+firmware's flash. A model of another hash (a tl_model.c swapped in after the build) is refused at boot.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ MAIN = """#include "tinylstm.h"
 int main(void) { return tl_model_check(&tl_model) == TL_OK ? 0 : 3; }
 """
 
-# the define that tells the firmware's kernel its model passed check_on_host
+# the define that tells the firmware's kernel which model passed check_on_host (checked_value: its hash); the
+# kernel refuses a model of another hash
 CHECKED_DEFINE = "TL_MODEL_CHECKED_AT_BUILD"
+
+
+def checked_value(model_hash: int) -> str:
+    """CHECKED_DEFINE's value for the model of ``model_hash`` (0, which the kernel reads as "check every
+    model", is never a model's: the kernel then checks at boot as without the define)."""
+    return f"0x{model_hash:08x}u"
 
 
 def check_on_host(gen: Path, defines: dict[str, str], work: Path) -> None:
