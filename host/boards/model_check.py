@@ -27,8 +27,8 @@ CHECKED_DEFINE = "TL_MODEL_CHECKED_AT_BUILD"
 
 
 def checked_value(model_hash: int) -> str:
-    """CHECKED_DEFINE's value for the model of ``model_hash`` (0, which the kernel reads as "check every
-    model", is never a model's: the kernel then checks at boot as without the define)."""
+    """CHECKED_DEFINE's value for the model of ``model_hash``. A model whose hash is 0 gets 0, which the
+    kernel reads as "check every model": that one is then checked at boot, as without the define."""
     return f"0x{model_hash:08x}u"
 
 
