@@ -24,9 +24,9 @@ from tinylstm.codegen.random_models import random_int_model
 from tinylstm.codegen.store import save_int_model
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards import toolchain
-from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
+from tinylstm.host.boards.csources import C_FLAGS, csrc_dir
 from tinylstm.host.boards.firmware import build_firmware
-from tinylstm.host.boards.model_check import CHECKED_DEFINE, checked_value
+from tinylstm.host.boards.model_check import CHECKED_DEFINE, checked_value, run_on_host
 from tinylstm.host.boards.toolchain import find_compiler, find_tool
 
 # cell, layers, hidden bits, readout, stack
@@ -173,17 +173,14 @@ def test_a_kernel_built_for_a_checked_model_refuses_any_other(tmp_path: Path) ->
     m = model_of("lstm", 1, 8, "last", 1)
     gen = tmp_path / "gen"
     emit_c(m, gen)
-    (gen / "main.c").write_text(CHECKED_MAIN)
-    cc = find_compiler()
-    sources = [*map(str, kernel_sources()), str(gen / "tl_model.c"), str(gen / "main.c")]
-    status = {}
-    for what, value in (
-        ("its hash", checked_value(m.model_hash)),
-        ("another hash", checked_value(m.model_hash ^ 1)),
-        ("0", "0"),
-    ):
-        flags = [*C_FLAGS, "-I", str(csrc_dir()), "-I", str(gen), f"-D{CHECKED_DEFINE}={value}"]
-        exe = tmp_path / f"run-{len(status)}"
-        subprocess.run([cc, *flags, *sources, "-o", str(exe)], check=True)
-        status[what] = subprocess.run([str(exe)], check=False).returncode
+    status = {
+        what: run_on_host(gen, {CHECKED_DEFINE: value}, tmp_path / f"run-{k}", CHECKED_MAIN)
+        for k, (what, value) in enumerate(
+            (
+                ("its hash", checked_value(m.model_hash)),
+                ("another hash", checked_value(m.model_hash ^ 1)),
+                ("0", "0"),
+            )
+        )
+    }
     assert status == {"its hash": 0, "another hash": 3, "0": 0}

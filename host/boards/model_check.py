@@ -32,13 +32,14 @@ def checked_value(model_hash: int) -> str:
     return f"0x{model_hash:08x}u"
 
 
-def check_on_host(gen: Path, defines: dict[str, str], work: Path) -> None:
-    """Compile the kernel, ``gen/tl_model.c`` and a ``main`` calling ``tl_model_check`` for the host with
-    ``defines`` (the firmware's settings) in ``work``, and run it; TinyLSTMError unless the model passes."""
+def run_on_host(gen: Path, defines: dict[str, str], work: Path, main_source: str = MAIN) -> int:
+    """Compile the kernel, ``gen/tl_model.c`` and ``main_source`` (a C ``main``; by default one calling
+    ``tl_model_check``) for the host with ``defines`` (the firmware's settings) in ``work``, run it and return
+    its exit status."""
     cc = find_compiler()
     work.mkdir(parents=True, exist_ok=True)
     main = work / "tl_model_check_main.c"
-    main.write_text(MAIN)
+    main.write_text(main_source)
     flags = [
         *C_FLAGS,
         "-O0",
@@ -55,7 +56,13 @@ def check_on_host(gen: Path, defines: dict[str, str], work: Path) -> None:
         objects.append(obj)
     exe = work / "tl_model_check"
     run_tool([cc, *objects, "-o", exe], "linking the host's model check")
-    if subprocess.run([str(exe)], check=False).returncode != 0:
+    return subprocess.run([str(exe)], check=False).returncode
+
+
+def check_on_host(gen: Path, defines: dict[str, str], work: Path) -> None:
+    """``tl_model_check`` over ``gen/tl_model.c`` on the host, built with ``defines`` in ``work``
+    (``run_on_host``); TinyLSTMError unless the model passes."""
+    if run_on_host(gen, defines, work) != 0:
         raise TinyLSTMError(
             f"{gen / 'tl_model.c'} fails the kernel's tl_model_check (a field out of the contract's range, "
             "or a model of a kind this build leaves out): export the model again with this tinylstm"
