@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import subprocess
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from tinylstm.host.boards.toolchain import run_tool
 
 SOURCES = (".c", ".cpp", ".S")
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
@@ -194,7 +194,7 @@ def build_sketch(
     """Compile ``sketch`` (.ino, .c, .cpp files), the libraries it uses (``libraries``: header -> src/ of the
     user's libraries, beside the platform's own) and the core with the platform's recipes, ``extra_flags``
     on every compile (PlatformIO's build_flags), ``own_flags`` also on the files in ``own``; link. A failed
-    compile or link raises ``RuntimeError`` with the compiler's message."""
+    compile or link raises TinyLSTMError with the command and the compiler's message (``run_tool``)."""
     build, own = Path(platform.props["build.path"]), set(own)
     (build / "sketch").mkdir(parents=True, exist_ok=True)
     (build / "sketch" / "build.opt").write_text(f'\n-fmacro-prefix-map="{platform.core}"=.')
@@ -235,9 +235,7 @@ def build_sketch(
         cmd[1:1] = extra_flags + (own_flags if src in own else [])
         if src in own:  # the core's default warning level (-w) would hide our warnings
             cmd = [c for c in cmd if c != "-w"]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{src.name} does not compile with {shlex.join(cmd)}:\n{done.stderr}")
+        run_tool([*cmd], f"compiling {src.name}")
         return obj
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
@@ -248,9 +246,7 @@ def build_sketch(
         add = platform.command(
             "recipe.ar.pattern", archive_file_path=str(archive), object_file=str(built[src])
         )
-        done = subprocess.run(add, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{shlex.join(add)} failed:\n{done.stderr}")
+        run_tool([*add], "archiving the core")
     archived = set(core)
     mine = {s: o for s, o in built.items() if s not in archived}
     link = platform.command(
@@ -258,7 +254,5 @@ def build_sketch(
         object_files=" ".join(f'"{o}"' for o in mine.values()),
         archive_file_path=str(archive),
     )
-    done = subprocess.run(link, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the sketch does not link with {shlex.join(link)}:\n{done.stderr}")
+    run_tool([*link], "linking the sketch")
     return SketchBuild(build / "sketch.ino.elf", mine)

@@ -38,6 +38,7 @@ from arduino_platform import Platform, SketchBuild, build_sketch
 from firmware_fixtures import train_and_export
 
 from tinylstm.host.boards.firmware import build_firmware
+from tinylstm.host.boards.toolchain import find_tool, run_tool
 
 CORE = os.environ.get("TINYLSTM_STM32DUINO")
 CMSIS = os.environ.get("TINYLSTM_CMSIS")
@@ -97,13 +98,13 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_and_export(tmp_path_factory.mktemp("arduino-model"))
 
 
-def _tool(*cmd: str) -> str:
-    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+def disassembly(obj: Path) -> str:
+    return run_tool([find_tool("objdump"), "-d", obj], f"disassembling {obj.name}")
 
 
 def check_firmware(build: SketchBuild, platform: Platform) -> None:
     symbols = {}
-    for line in _tool("arm-none-eabi-nm", str(build.elf)).splitlines():
+    for line in run_tool([find_tool("nm"), build.elf], "listing the firmware's symbols").splitlines():
         parts = line.split()
         if len(parts) == 3:
             symbols[parts[2]] = parts[1]
@@ -117,10 +118,11 @@ def check_firmware(build: SketchBuild, platform: Platform) -> None:
     probe = build.elf.parent / "fma_probe.c"
     probe.write_text("float tl_probe(float a, float b, float c) { return a * b + c; }\n")
     probe_obj = probe.with_suffix(".o")
-    _tool(*platform.command("recipe.c.o.pattern", source_file=str(probe), object_file=str(probe_obj)))
-    assert FUSED.findall(_tool("arm-none-eabi-objdump", "-d", str(probe_obj))), "no fused a * b + c"
+    compile_probe = platform.command("recipe.c.o.pattern", source_file=str(probe), object_file=str(probe_obj))
+    run_tool([*compile_probe], "compiling the fused multiply-add probe")
+    assert FUSED.findall(disassembly(probe_obj)), "no fused a * b + c"
     (input_obj,) = [o for s, o in build.objects.items() if s.name == "tl_input.c"]
-    fused = FUSED.findall(_tool("arm-none-eabi-objdump", "-d", str(input_obj)))
+    fused = FUSED.findall(disassembly(input_obj))
     assert not fused, f"tl_input.c fuses its float arithmetic ({fused}): the host rounds each operation"
 
 
