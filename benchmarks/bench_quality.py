@@ -146,6 +146,7 @@ def flash_bytes(export_report: dict[str, Any], meta: CheckpointMeta, train: Sequ
         int(export_report["hidden_bits"]),
         meta.readout,
         meta.stack,
+        latency=False,  # the code bytes only
     )
     return int(export_report["model_data_bytes"]) + int(cost.code_bytes)
 

@@ -38,7 +38,7 @@ from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.cli.main import main
 from tinylstm.host.search import cost, study
-from tinylstm.host.search.cost import STATE_STRUCT_BYTES, CostCache, countable
+from tinylstm.host.search.cost import STATE_STRUCT_BYTES, CostCache, countable, priced_latency
 from tinylstm.host.search.study import (
     Architecture,
     Budget,
@@ -105,6 +105,10 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
         for c in ("lstm", "gru")
         for r in ("last", "mean")
     )
+    # no latency budget reads them, so the space's prices count no instructions; each trial counts its own,
+    # and search.json's prices carry them
+    drawn = {t["params"]["arch"] for t in first.values()}
+    assert all((p["instructions"] is None) == (k not in drawn) for k, p in archs["prices"].items())
     assert len(first) == 2 and all(t["state"] == "complete" for t in first.values())
     assert first[0]["params"] | {"lr": 0} == {"arch": "gru-8x1-h8-mean", "cell": "gru", "hidden": 8,
                                              "layers": 1, "hidden_bits": 8, "readout": "mean", "stack": 1,
@@ -115,6 +119,7 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
         m = t["measured"]
         assert t["params"]["arch"] in archs["fit"] and trial_dir(cfg, t["number"]).is_dir()
         assert m["flash_bytes"] <= FLASH and m["ram_bytes"] <= 512 and 0 < m["int8"] <= 100
+        assert t["estimate"]["instructions"] is not None  # counted for the drawn architecture
         # the size and the state are known before training
         assert (
             m["flash_bytes"] == t["estimate"]["flash_bytes"] and m["ram_bytes"] == t["estimate"]["ram_bytes"]
@@ -862,7 +867,8 @@ def test_stacked_architectures_are_priced_per_sample(tmp_path: Path) -> None:
     # by default one value, the recipe's choice for the data: the space does not grow
     assert list(price_space(cfg, get_board("stm32f405"))) == ["gru-8x1-h8-last-k5"]
     assert "stacks" not in cfg.identity()["space"]  # studies started before the knob resume
-    stacked = replace(cfg, space=replace(space, stacks=(1, 4, 16)))
+    # a latency budget reads the latency, so the space is priced with it
+    stacked = replace(cfg, space=replace(space, stacks=(1, 4, 16)), budget=Budget(max_latency_ms=1e3))
     prices = price_space(stacked, get_board("stm32f405"))
     assert list(prices) == ["gru-8x1-h8-last", "gru-8x1-h8-last-k4", "gru-8x1-h8-last-k16"]
     G, H, C = cell_type("gru").gates, 8, 2
@@ -914,6 +920,47 @@ def test_a_process_measures_an_architecture_once(tmp_path: Path, monkeypatch: py
     other = CostCache(tmp_path / "b.json", board).get("lstm", 1, 3, 8, 2, ["a", "c"])  # class names: data
     assert first == again and len(calls) == 2 and other.model_data_bytes == first.model_data_bytes
     assert len(json.loads((tmp_path / "b.json").read_text())) == 2  # the file still records both
+
+
+def test_a_price_without_latency_is_the_full_ones_size_and_builds_once_per_build_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flash, RAM and the board's fit priced without latency are the full price's; the kernel code is
+    compiled once per core and build settings (cell, readout pooling, ...), whatever the sizes; a cache
+    holding a price without latency measures it when asked, and keeps the fuller one."""
+    board = get_board("stm32f405")
+    if not countable(board):
+        pytest.skip("pricing needs arm-none-eabi-gcc")
+    from tinylstm.host.targets import unicorn_runner
+
+    builds: list[Any] = []
+    real = unicorn_runner.build_target
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        builds.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cost, "_CODE_BYTES", {})
+    monkeypatch.setattr(cost, "_MEASURED", {})
+    monkeypatch.setattr(unicorn_runner, "build_target", counting)
+    shapes = [("lstm", 1, 8, "last"), ("lstm", 2, 24, "last"), ("gru", 1, 16, "max"), ("gru", 2, 8, "max")]
+    quick = [cost.architecture_cost(board, c, n, 3, h, 2, ["a", "b"], readout=r, latency=False)
+             for c, n, h, r in shapes]  # fmt: skip
+    assert len(builds) == 2  # one per build settings: lstm with the last h, gru pooled
+    full = [cost.architecture_cost(board, c, n, 3, h, 2, ["a", "b"], readout=r) for c, n, h, r in shapes]
+    assert len(builds) == 6
+    for q, f in zip(quick, full, strict=True):
+        assert q == replace(f, latency_ms=None, instructions=None, peak_latency_ms=None,
+                            peak_instructions=None)  # fmt: skip
+        assert not priced_latency(q, board) and priced_latency(f, board) and f.latency_ms is not None
+    assert len({q.code_bytes for q in quick}) == 2 and quick[0].model_data_bytes < quick[1].model_data_bytes
+
+    monkeypatch.setattr(cost, "_MEASURED", {})
+    cache = CostCache(tmp_path / "costs.json", board)
+    assert cache.get("lstm", 1, 3, 8, 2, ["a", "b"], latency=False) == quick[0]
+    assert cache.get("lstm", 1, 3, 8, 2, ["a", "b"]) == full[0]  # measured now
+    assert cache.get("lstm", 1, 3, 8, 2, ["a", "b"], latency=False) == full[0]  # the fuller one kept
+    assert list(json.loads((tmp_path / "costs.json").read_text()).values()) == [full[0].to_dict()]
 
 
 def test_state_struct_bytes_is_the_kernels() -> None:
@@ -973,17 +1020,18 @@ def test_a_drawn_bidirectional_architecture_reaches_the_checkpoint_and_the_expor
     ]
     space = replace(both, hidden_bits=(8,), qat=(False, True))
     cfg = SearchConfig(
-        data=str(tmp_path / "w.npz"), board=BOARD, out=tmp_path / "s", trials=1, space=space, epochs=1,
+        data=str(tmp_path / "w.npz"), board=BOARD, out=tmp_path / "s", trials=2, space=space, epochs=1,
         progress=False,
     )  # fmt: skip
     study = open_study(cfg, "maximize")
     study.enqueue_trial({"arch": "gru-8x1-h8-last-bi", "lr": 1e-2})  # a bidirectional trial draws no QAT
+    study.enqueue_trial({"arch": "gru-8x1-h8-last", "lr": 1e-2, "qat": False})
     doc = search(cfg)
-    prices = doc["architectures"]["prices"]
+    prices = doc["architectures"]["prices"]  # each with the instructions its trial counted
     bi, uni = prices["gru-8x1-h8-last-bi"], prices["gru-8x1-h8-last"]
     assert bi["model_data_bytes"] > uni["model_data_bytes"] and bi["ram_bytes"] >= uni["ram_bytes"] + 20 * 3
     assert bi["peak_instructions"] > 2 * uni["peak_instructions"]  # the backward pass at the window's end
-    (t,) = doc["trials"]
+    t, _ = doc["trials"]
     assert (
         t["params"]["bidirectional"] and "qat" not in t["params"] and t["measured"]["qat_hidden_bits"] is None
     )

@@ -8,19 +8,25 @@
 - RAM: the model state the kernel keeps: 2 * IntModel.state_words (the layers', a pooled readout's pool,
   a stacked model's k * C inputs: bytes, an int16-h model's int16 words, contract/constants.py)
   + sizeof(tl_state_t);
-- latency: instructions counted in unicorn on the board's core (Cortex-M4F, RV32IMC) with a model of
-  these shapes stepping random samples of its input type (int8, an int16-h model's int16), times the
-  core's assumed cycles per instruction (``Core.cpi_assumed``: a fixed CPI, no cache or flash wait-state
-  model), at the board's clock (the kernel benchmark's rule, benchmarks/bench_kernel.py); None where no
-  emulator counts the core or the board has no clock of its own (the QEMU boards: their instructions are
-  still counted). The price is **per sample**, the mean over the k step calls (tl_step, an int16-h model's
-  tl_step_s16) of one recurrent step (after WARMUP recurrent steps): a stacked model runs its layers (and
-  pool) at one sample in k and at the other k - 1 only buffers the sample (C inputs) and runs the dense
-  head on the held readout, so its per-sample cost is about the recurrent work / k + the head + the copy.
-  The one sample that runs the layers is priced too (``peak_*``); without stacking the two are the same.
-  A bidirectional window model (``window`` W > 0) is priced over a whole window from the reset: the mean
-  over its W samples, and its peak the window's last sample, which runs the backward stack.
+- latency (priced only when asked: a search prices it for every architecture under a latency budget, else
+  only for the architectures its trials train): instructions counted in unicorn on the board's core
+  (Cortex-M4F, RV32IMC) with a model of these shapes stepping random samples of its input type (int8, an
+  int16-h model's int16), times the core's assumed cycles per instruction (``Core.cpi_assumed``: a fixed CPI,
+  no cache or flash wait-state model), at the board's clock (the kernel benchmark's rule,
+  benchmarks/bench_kernel.py); None where no emulator counts the core or the board has no clock of its own
+  (the QEMU boards: their instructions are still counted). The price is **per sample**, the mean over the k
+  step calls (tl_step, an int16-h model's tl_step_s16) of one recurrent step (after WARMUP recurrent steps):
+  a stacked model runs its layers (and pool) at one sample in k and at the other k - 1 only buffers the
+  sample (C inputs) and runs the dense head on the held readout, so its per-sample cost is about the
+  recurrent work / k + the head + the copy. The one sample that runs the layers is priced too (``peak_*``);
+  without stacking the two are the same. A bidirectional window model (``window`` W > 0) is priced over a
+  whole window from the reset: the mean over its W samples, and its peak the window's last sample, which runs
+  the backward stack.
 The board's own limits (host/boards/fit.py ``check_fits``: the whole firmware) are checked too.
+
+A price without latency builds nothing new for a model whose build settings (codegen/emit_c.build_settings:
+the cell, the hidden format, pooling, stacking, direction) and core this process has already compiled: the
+kernel's code depends on those and not on the sizes, which are the model data's (``_CODE_BYTES``).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from tinylstm.codegen.emit_c import model_data_bytes
+from tinylstm.codegen.emit_c import build_settings, model_data_bytes
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_inputs, random_quantized_model
 from tinylstm.contract.constants import HIDDEN_BITS
@@ -62,7 +68,8 @@ class Cost:
     code_bytes: int  # the kernel's step path, measured (or CODE_ALLOWANCE for a core not compiled here)
     ram_bytes: int
     latency_ms: float | None  # per sample: the mean over the k samples of one recurrent step
-    instructions: int | None  # per sample, the same mean (rounded)
+    # per sample, the same mean (rounded); None on a counted core: latency not priced (``latency=False``)
+    instructions: int | None
     fits_board: str | None  # None, or why the whole firmware does not fit the board
     stack: int = 1  # samples per recurrent step (contract/stacking.py)
     peak_latency_ms: float | None = None  # the sample that runs the layers (= latency_ms when stack is 1)
@@ -82,6 +89,13 @@ def countable(board: Board) -> bool:
     from tinylstm.host.targets.unicorn_runner import CORES
 
     return board.core is not None and board.core.toolchain is not None and board.core.name in CORES
+
+
+def priced_latency(cost: Cost | dict[str, Any], board: Board) -> bool:
+    """Whether ``cost`` (or its dict) holds all that can be priced of the latency on ``board``: counted
+    instructions, or nothing to count with (a board with no counted core here)."""
+    instructions = cost["instructions"] if isinstance(cost, dict) else cost.instructions
+    return instructions is not None or not countable(board)
 
 
 def shape_model(
@@ -124,11 +138,13 @@ def architecture_cost(
     readout: str = "last",
     stack: int = 1,
     window: int = 0,
+    latency: bool = True,
 ) -> Cost:
     """The cost of a model of these shapes (and class names: the model data holds them) with an int8 or int16
     (``hidden_bits``) hidden state, the head reading ``readout`` (contract/readouts.py) and ``stack`` samples
     of ``inp`` channels per recurrent step (contract/stacking.py) on ``board``, bidirectional over windows of
-    ``window`` samples when > 0; latency and instructions per sample (the module's docstring)."""
+    ``window`` samples when > 0; latency and instructions per sample (the module's docstring), or with
+    ``latency`` False none (flash, RAM and the board's fit only: no instructions counted)."""
     rng = np.random.default_rng(hidden * 31 + inp)  # the calibration data, then the measured inputs
     model = shape_model(cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, rng, window)
     ram = 2 * model.state_words + STATE_STRUCT_BYTES
@@ -137,14 +153,22 @@ def architecture_cost(
         fits = None
     except TinyLSTMError as exc:
         fits = str(exc)
+    size = model_data_bytes(model)
     if not countable(board):
-        size = model_data_bytes(model)
         return Cost(size + CODE_ALLOWANCE, size, CODE_ALLOWANCE, ram, None, None, fits, stack)
     from tinylstm.host.targets.unicorn_runner import Target, build_target, code_size
 
     assert board.core is not None
+    settings = sorted(build_settings(model).items())
+    code_key = " ".join([board.core.name, *board.core.cpu_flags, *(f"{k}={v}" for k, v in settings)])
+    if not latency and code_key in _CODE_BYTES:
+        code = _CODE_BYTES[code_key]
+        return Cost(size + code, size, code, ram, None, None, fits, stack)
     with tempfile.TemporaryDirectory(prefix="tinylstm-cost-") as tmp:
         build = build_target(model, Path(tmp), dsp=True, opt="-Os", max_steps=WARMUP, core=board.core)
+        code = _CODE_BYTES[code_key] = code_size(build)
+        if not latency:
+            return Cost(size + code, size, code, ram, None, None, fits, stack)
         target = Target(build, model)
         if window:  # one whole window from the reset: its last sample runs the backward stack
             xq = random_inputs(rng, model, window)
@@ -153,14 +177,15 @@ def architecture_cost(
             xq = random_inputs(rng, model, (WARMUP + 1) * stack)
             target.run(xq[: WARMUP * stack])  # the phase is 0 after it: the next k samples are one step
             counts = [target.measure_step(x)[0] for x in xq[WARMUP * stack :]]
-        code = code_size(build)
     cpi, hz = board.core.cpi_assumed, board.cpu_hz
     mean, peak = sum(counts) / len(counts), max(counts)
-    latency = round(mean * cpi / hz * 1000.0, 4) if hz else None
-    peak_latency = round(peak * cpi / hz * 1000.0, 4) if hz else None
-    size = model_data_bytes(model)
-    return Cost(size + code, size, code, ram, latency, round(mean), fits, stack, peak_latency, peak)
+    mean_ms = round(mean * cpi / hz * 1000.0, 4) if hz else None
+    peak_ms = round(peak * cpi / hz * 1000.0, 4) if hz else None
+    return Cost(size + code, size, code, ram, mean_ms, round(mean), fits, stack, peak_ms, peak)
 
+
+# the kernel's code bytes this process measured, by the core and the build settings (the module's docstring)
+_CODE_BYTES: dict[str, int] = {}
 
 # costs this process measured, by CostCache key: another search in the same process (a study per dataset, a
 # test suite) prices an architecture it has seen without building and running it again
@@ -185,23 +210,34 @@ class CostCache:
         readout: str = "last",
         stack: int = 1,
         window: int = 0,
+        latency: bool = True,
     ) -> Cost:
+        """The price (``architecture_cost``'s arguments), from the file or this process when it holds as
+        much as asked (``latency``: the latency priced too), else priced and recorded: a fuller price
+        replaces a known one, never the other way round."""
         names = hashlib.sha256(json.dumps(classes).encode()).hexdigest()[:12]
         key = (
             f"v{COST_VERSION}:{self.board.name}:{cell}:{layers}:{inp}:{hidden}:{out}:{names}:h{hidden_bits}:"
             f"{readout}:k{stack}" + (f":w{window}" if window else "")
         )
+
+        def enough(found: dict[str, Any] | None) -> bool:
+            return found is not None and (not latency or priced_latency(found, self.board))
+
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        if key in known:
+        if enough(known.get(key)):
             return Cost(**known[key])
-        if key in _MEASURED:
+        if enough(_MEASURED.get(key)):
             cost = Cost(**_MEASURED[key])
         else:
             cost = architecture_cost(
-                self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, window
-            )
+                self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, window,
+                latency,
+            )  # fmt: skip
             _MEASURED[key] = cost.to_dict()
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        if key in known and priced_latency(known[key], self.board) and not priced_latency(cost, self.board):
+            return cost  # another worker recorded the fuller price meanwhile
         known[key] = cost.to_dict()
         tmp = self.path.with_suffix(f".{np.random.default_rng().integers(1 << 30)}.tmp")
         tmp.write_text(json.dumps(known, indent=1))

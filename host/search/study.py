@@ -1,19 +1,19 @@
 """`tinylstm search`: the most accurate model that fits a board, by an Optuna study (docs/search.md).
 
-Before the study, every architecture of the space (cell x hidden size x layers x hidden-state format x
-readout x input stacking, x direction when asked; stream data gets only the last-h readout; the stacking by
-default is the recipe's choice for the data, one value) is priced on the board (host/search/cost.py: flash,
-RAM, latency per sample, known before training) and those over a budget or not fitting the board are set
-aside; nothing fitting fails at once. The prices are stored in the study, so its workers and resumed runs
-draw from the same architectures. Each trial draws one of the architectures that fit, a peak
-learning rate, dropout, quantization-aware fine-tuning (and a window length when asked), trains it with
-the training recipe (trainer/recipe.py) and the drawn readout and stacking, exports and checks it (``tinylstm
-check``: held-out float vs int8, golden == C bit-exact, the blob); the objective is its integer model's
-accuracy (or RMSE) on the held-out split, or by cross-validation where that split is small
-(host/search/selection.py), and the flash and RAM it reports are the export's own. The study lives in SQLite
-(``OUT/study.db``, resumable: run again to continue) or any Optuna RDB URL such as ``postgresql://``
-(several machines or ``--workers`` processes share one study). The results: the trials, the Pareto
-fronts (accuracy vs flash, vs latency) as ``search.json``, ``search.md`` and ``pareto.png``, and the
+Before the study, every architecture of the space (cell x hidden size x layers x hidden-state format x readout
+x input stacking, x direction when asked; stream data gets only the last-h readout; the stacking by default is
+the recipe's choice for the data, one value) is priced on the board (host/search/cost.py: flash, RAM, latency
+per sample (only under a latency budget: else each trial prices its own), known before training) and those
+over a budget or not fitting the board are set aside; nothing fitting fails at once. The prices are stored in
+the study, so its workers and resumed runs draw from the same architectures. Each trial draws one of the
+architectures that fit, a peak learning rate, dropout, quantization-aware fine-tuning (and a window length
+when asked), trains it with the training recipe (trainer/recipe.py) and the drawn readout and stacking,
+exports and checks it (``tinylstm check``: held-out float vs int8, golden == C bit-exact, the blob); the
+objective is its integer model's accuracy (or RMSE) on the held-out split, or by cross-validation where that
+split is small (host/search/selection.py), and the flash and RAM it reports are the export's own. The study
+lives in SQLite (``OUT/study.db``, resumable: run again to continue) or any Optuna RDB URL such as
+``postgresql://`` (several machines or ``--workers`` processes share one study). The results: the trials, the
+Pareto fronts (accuracy vs flash, vs latency) as ``search.json``, ``search.md`` and ``pareto.png``, and the
 best export copied to ``OUT/best-export``, ready for ``tinylstm build``.
 """
 
@@ -52,7 +52,7 @@ from tinylstm.contract.constants import (
 from tinylstm.contract.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
-from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable
+from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost, CostCache, countable, priced_latency
 from tinylstm.host.search.refit import refit, refit_applies
 from tinylstm.host.search.selection import check_folds, cross_validate, folds_for, prefer_default
 from tinylstm.trainer.outputs import check_output_dir, sha256_file
@@ -454,40 +454,45 @@ def over_budget(cost: Cost, budget: Budget) -> str | None:
     return why.splitlines()[0].split(". ")[0] if why else None
 
 
-def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> dict[str, Cost]:
-    """Every architecture of the space priced on the board (host/search/cost.py, cached in OUT/costs.json), by
-    key.
+def price(cfg: SearchConfig, board: Board, data: _Data, arch: Architecture, latency: bool) -> Cost:
+    """``arch`` priced on the board (host/search/cost.py, cached in OUT/costs.json), on the data the trials
+    use (the first window length when several are searched: a window changes the sequences, not the shapes
+    or the class names a price depends on), with its latency when ``latency``; a bidirectional architecture
+    over one window (data_architectures checked there is one length)."""
+    ds = data.get(_first_window(cfg))
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    return CostCache(cfg.out / "costs.json", board).get(
+        arch.cell,
+        arch.layers,
+        ds.num_channels,
+        arch.hidden,
+        ds.output_size,
+        ds.classes,
+        arch.hidden_bits,
+        arch.readout,
+        arch.stack,
+        bidirectional_window(ds, None) if arch.bidirectional else 0,
+        latency,
+    )
 
-    Priced on the data the trials use (the first window length when several are searched: a window
-    changes the sequences, not the shapes or the class names a price depends on; the recipe's stacking,
-    when the space leaves it to the recipe, is chosen on that data too). Each architecture is priced with
-    its own readout (a pooled one keeps 4 bytes per unit more state) and stacking (layer 0's weights and a
-    k * C byte input buffer grow with k; latency is per sample)."""
+
+def price_space(cfg: SearchConfig, board: Board, data: _Data | None = None) -> dict[str, Cost]:
+    """Every architecture of the space priced on the board (``price``), by key.
+
+    The recipe's stacking, when the space leaves it to the recipe, is chosen on the priced data too. Each
+    architecture is priced with its own readout (a pooled one keeps 4 bytes per unit more state) and
+    stacking (layer 0's weights and a k * C byte input buffer grow with k; latency is per sample). Latency
+    is priced here only under a latency budget, which reads it; otherwise each trial prices its own drawn
+    architecture's (``Objective``): counting instructions costs a build and an emulator run per
+    architecture, and a search trains a few of hundreds."""
     from tqdm import tqdm
 
     data = data or _Data(cfg)
-    ds = data.get(_first_window(cfg))
     archs = data_architectures(cfg, data)
-    # a bidirectional architecture is priced over one window (data_architectures checked there is one length)
-    window = bidirectional_window(ds, None) if any(a.bidirectional for a in archs) else 0
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    cache = CostCache(cfg.out / "costs.json", board)
-    prices = {}
+    latency = cfg.budget.max_latency_ms is not None
     # tqdm's disable=None: no bar when stderr is not a terminal (CI logs, redirected output)
-    for a in tqdm(archs, desc="pricing", unit="arch", disable=None if cfg.progress else True, leave=False):
-        prices[a.key] = cache.get(
-            a.cell,
-            a.layers,
-            ds.num_channels,
-            a.hidden,
-            ds.output_size,
-            ds.classes,
-            a.hidden_bits,
-            a.readout,
-            a.stack,
-            window if a.bidirectional else 0,
-        )
-    return prices
+    bar = tqdm(archs, desc="pricing", unit="arch", disable=None if cfg.progress else True, leave=False)
+    return {a.key: price(cfg, board, data, a, latency) for a in bar}
 
 
 def fitting(prices: dict[str, Cost], budget: Budget) -> list[str]:
@@ -549,6 +554,8 @@ class Objective:
         trial.set_user_attr("worker", self.worker)
         trial.set_user_attr("architecture", asdict(arch))
         cost = self.prices[key]
+        if not priced_latency(cost, self.board):  # priced without it (no latency budget): this one's now
+            cost = price(cfg, self.board, self.data, arch, latency=True)
         trial.set_user_attr("estimate", cost.to_dict())
         ds = self.data.get(window)
         root = trial_dir(cfg, trial.number)
@@ -900,6 +907,8 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
             if k in t.user_attrs
         }
         rows.append(row)
+        if "estimate" in row and params.get("arch") in prices:  # with the latency it priced (Objective)
+            prices[params["arch"]] = Cost(**row["estimate"])
     complete = [r for r in rows if r["state"] == "complete"]
     maximize = direction == "maximize"
     fronts = {
