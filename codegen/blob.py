@@ -23,6 +23,7 @@ from tinylstm.contract.constants import (
     BIAS_LIMIT,
     BLOB_FORMAT_VERSION,
     BLOB_HEADER_SIZE,
+    BLOB_INPUT16_FLAG,
     BLOB_MAGIC,
     HIDDEN16_BITS,
     HIDDEN_BITS,
@@ -33,6 +34,7 @@ from tinylstm.contract.constants import (
     MAX_INPUT16,
     MAX_LAYERS,
     MAX_WINDOW,
+    MULT16_BITS,
     TABLE_SIZE,
 )
 from tinylstm.contract.readouts import by_code as readout_by_code
@@ -145,7 +147,7 @@ def to_blob(m: IntModel) -> bytes:
         m.input_size,
         m.hidden_size,
         m.output_size,
-        m.hidden_bits,
+        m.hidden_bits | (BLOB_INPUT16_FLAG if m.input16 else 0),
         readout(m.readout).code,
         *fracs,
         m.stack if m.stack > 1 else 0,
@@ -190,7 +192,8 @@ def read_header(data: bytes) -> dict[str, Any]:
     (magic, fmt, kver, crc, total, mhash, cell, layers, nsec, inp, hid, out, hidden_bits, ro, *rest) = (
         HEADER.unpack_from(data)
     )
-    hidden_bits = hidden_bits or HIDDEN_BITS
+    input16 = bool(hidden_bits & BLOB_INPUT16_FLAG)  # an int8-h model with an int16 input
+    hidden_bits = (hidden_bits & ~BLOB_INPUT16_FLAG) or HIDDEN_BITS
     fracs, stack, table_off = rest[:MAX_LAYERS], rest[MAX_LAYERS] or 1, rest[MAX_LAYERS + 1]
     if magic != BLOB_MAGIC:
         raise _err(f"magic is {magic!r}, expected {BLOB_MAGIC!r} (not a .tlm file)")
@@ -217,10 +220,11 @@ def read_header(data: bytes) -> dict[str, Any]:
         raise _err(f"unknown readout {ro}")
     if inp * stack > MAX_INPUT:
         raise _err(f"stacking {stack} samples of {inp} channels exceeds the kernel's {MAX_INPUT} step inputs")
-    if hidden_bits == HIDDEN16_BITS and inp * stack > MAX_INPUT16:
+    if input16 and hidden_bits != HIDDEN_BITS:
+        raise _err(f"the int16-input flag on a {hidden_bits}-bit hidden state (it is for an int8 one)")
+    if (input16 or hidden_bits == HIDDEN16_BITS) and inp * stack > MAX_INPUT16:
         raise _err(
-            f"an int16-h model reading {inp * stack} int16 inputs per step; the kernel takes at most "
-            f"{MAX_INPUT16}"
+            f"a model reading {inp * stack} int16 inputs per step; the kernel takes at most {MAX_INPUT16}"
         )
     uni = len(GLOBAL_SECTIONS) + len(LAYER_SECTIONS) * layers
     bidir = nsec == uni + len(LAYER_SECTIONS) * layers + 1
@@ -229,8 +233,8 @@ def read_header(data: bytes) -> dict[str, Any]:
             f"section table ({nsec} entries at offset {table_off}) does not match {layers} layers ({uni}, or "
             f"{2 * uni - len(GLOBAL_SECTIONS) + 1} for a bidirectional model, at offset {HEADER.size})"
         )
-    if bidir and hidden_bits != HIDDEN_BITS:
-        raise _err(f"a bidirectional model with a {hidden_bits}-bit hidden state (it keeps an int8 one)")
+    if bidir and (hidden_bits != HIDDEN_BITS or input16):
+        raise _err("a bidirectional model with an int16 hidden state or input (it keeps int8 ones)")
     return {
         "cell": cell_t.name,
         "layers": layers,
@@ -240,6 +244,7 @@ def read_header(data: bytes) -> dict[str, Any]:
         "hash": mhash,
         "cell_frac": list(fracs[:layers]),
         "hidden_bits": hidden_bits,
+        "input16": input16,
         "readout": readout_t.name,
         "stack": stack,
         "total": total,
@@ -332,7 +337,13 @@ def from_blob(data: bytes) -> IntModel:
         readout=h["readout"],
         stack=h["stack"],
         backward=layers[nl:],
+        input16=h["input16"],
     )
+    # the int64 row sums' multipliers (an int16 h's rows, an int16 input's layer 0) stay below
+    # 2^MULT16_BITS, as tl_model_check requires: golden's int64 products would overflow otherwise
+    sum64 = layers if h["hidden_bits"] == HIDDEN16_BITS else layers[:1] if h["input16"] else []
+    if any(np.any(L.mult.astype(np.int64) >= 1 << MULT16_BITS) for L in sum64):
+        raise _err(f"a multiplier of an int64 row sum is 2^{MULT16_BITS} or more")
     biases = [m.head_b] + [b for L in layers for b in (L.bias, L.bias_hn) if b is not None]
     if any(np.any(np.abs(b.astype(np.int64)) > BIAS_LIMIT) for b in biases):
         raise _err(f"a bias exceeds {BIAS_LIMIT} (2^30) in magnitude (the kernel's accumulator bound)")

@@ -40,9 +40,19 @@ def check_format(layout: str, hidden_bits: int) -> None:
         )
 
 
+# what an int8-h model with an int16 input adds: its layer 0's int16 step (-DTL_HIDDEN16 implies it)
+INPUT16_DEFINES: tuple[str, ...] = ("-DTL_INPUT16",)
+
+
 def build_defines(m: IntModel, layout: Layout = "w8") -> tuple[str, ...]:
     """The -D flags every build of ``m``'s emitted files (kernel and model) needs."""
-    return LAYOUT_DEFINES[layout] + HIDDEN_DEFINES[m.hidden_bits]
+    return LAYOUT_DEFINES[layout] + HIDDEN_DEFINES[m.hidden_bits] + (INPUT16_DEFINES if m.input16 else ())
+
+
+def layer_layout(m: IntModel, n: int, layout: Layout) -> Layout:
+    """The weight layout of layer ``n`` (of ``m.layers + m.backward``): ``layout``, except an int16 input's
+    layer 0, whose int16 step reads int8 rows (w8)."""
+    return "w8" if m.input16 and n == 0 else layout
 
 
 def model_settings(m: IntModel) -> dict[str, str]:
@@ -237,6 +247,13 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
             "#endif",
             "",
         ]
+    if m.input16:
+        out += [
+            "#ifndef TL_INPUT16",
+            f'#error "model {name} has an int16 input: build the kernel and this file with -DTL_INPUT16"',
+            "#endif",
+            "",
+        ]
     if m.hidden_bits == HIDDEN16_BITS:
         out += [
             "#ifndef TL_HIDDEN16",
@@ -254,7 +271,8 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
             f"/* {'' if prefix == 'l' else 'backward '}layer {n}: rows are gates {','.join(gates)} x {H} "
             f"units; columns [x({L.input_size}) ; h({H})] */"
         )
-        if layout == "w8":
+        wide = layer_layout(m, k, layout) == "w16"
+        if not wide:
             out.append(_c_array("int8_t", f"{prefix}{n}_weights", L.weights, 16, notes))
         else:
             w16 = w16_weights(L, G)
@@ -276,7 +294,7 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
         fields = [
             f".input_size = {L.input_size}",
             f".hidden_size = {H}",
-            f".weights = {prefix}{n}_weights" if layout == "w8" else f".weights16 = {prefix}{n}_weights16",
+            f".weights16 = {prefix}{n}_weights16" if wide else f".weights = {prefix}{n}_weights",
             f".bias = {prefix}{n}_bias",
             f".mult = {prefix}{n}_mult",
             f".shift = {prefix}{n}_shift",
@@ -308,6 +326,7 @@ def render_source(m: IntModel, name: str, layout: Layout = "w8") -> str:
         f"    .hash = 0x{m.model_hash:08x}u, .cell = TL_CELL_{m.cell.upper()}, .num_layers = "
         f"{m.num_layers}, .hidden_bits = {m.hidden_bits}, .readout = TL_READOUT_{m.readout.upper()},"
         + (f" .stack = {m.stack}," if m.stack > 1 else "")
+        + (f" .input_bits = {m.input_bits}," if m.input16 else "")
         + "\n"
         f"    .input_size = {m.input_size}, .hidden_size = {H}, .output_size = {m.output_size}, .layers = "
         "layers,\n"
@@ -331,8 +350,8 @@ def model_data_bytes(m: IntModel, layout: Layout = "w8") -> int:
     """Bytes of constant data render_source emits for ``m`` on a 32-bit target: every array above, the
     layer and model structs and the class names (alignment padding aside, a few bytes)."""
     total = MODEL_STRUCT_BYTES
-    for L in m.layers + m.backward:
-        weights = L.weights.size * (1 if layout == "w8" else 2)
+    for n, L in enumerate(m.layers + m.backward):
+        weights = L.weights.size * (1 if layer_layout(m, n, layout) == "w8" else 2)
         total += weights + 4 * (L.bias.size + L.mult.size) + L.shift.size + L.scale_exp.size
         total += 0 if L.bias_hn is None else 4 * L.bias_hn.size
         total += LAYER_STRUCT_BYTES

@@ -93,7 +93,7 @@ class BackwardSteps:
 
 def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
     """float32 samples [..., C] -> the model input, exactly as the C kernel does: int8
-    (``tl_quantize_input``), or int16 for an int16-h model (``tl_quantize_input_s16``)."""
+    (``tl_quantize_input``), or int16 for a model with an int16 input (``tl_quantize_input_s16``)."""
     x = np.asarray(x, dtype=np.float32)
     if x.shape[-1] != model.input_size:
         raise TinyLSTMError(
@@ -104,7 +104,7 @@ def quantize_input(model: IntModel, x: np.ndarray) -> np.ndarray:
         raise TinyLSTMError("input contains NaN or infinite values: clean or impute the samples first")
     with np.errstate(over="ignore"):  # an overflow to +-inf saturates below, as in the C code
         v = (x - model.input_mean) * model.input_mul  # float32 arithmetic, like the C code
-    top = input_qmax(model.hidden_bits)
+    top = input_qmax(model.input_bits)
     v = np.clip(v, np.float32(-top - 1), np.float32(top))
     return np.trunc(v + np.copysign(np.float32(0.5), v)).astype(model.input_dtype)
 
@@ -297,7 +297,7 @@ def run(
         raise TinyLSTMError(
             f"expected int{model.input_bits} input [batch, steps, {model.input_size}], got {list(xq.shape)}"
         )
-    top = input_qmax(model.hidden_bits)
+    top = input_qmax(model.input_bits)
     if xq.size and (int(xq.min()) < -top - 1 or int(xq.max()) > top):
         raise TinyLSTMError(
             f"input values outside int{model.input_bits}: quantize the samples with golden.quantize_input"

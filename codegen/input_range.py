@@ -1,7 +1,8 @@
 """The int8 input range: chosen by what the integer model then computes, not by the data's tails alone.
 
-(An int16-h model's input is int16: its 32768 levels take the whole measured range, the largest |input|, and
-leave nothing to choose. The rest of this docstring is about the int8 input.)
+(An int16 input, an int16-h model's or an int8-h model's with ``--input-bits 16``, has 32768 levels: they
+take the whole measured range, the largest |input|, and leave nothing to choose. The rest of this docstring is
+about the int8 input.)
 
 ``calibrate`` measures the input range as the 99.99th percentile of |normalised input|. On heavy-tailed
 series (a power meter's spikes, a rare jolt of an IMU) that range spends most of the 256 int8 levels on
@@ -18,7 +19,7 @@ at half of it, float 82 %; with the decisions compared first (the default recipe
 and 82 % against 81, 77 and 82 % by the squared error alone, float 84, 81 and 83 %. On ACSF1's hidden 8 and 16
 models (benchmarks/results/accuracy.md, seed 0) it moved both ways: 65, 71, 69, 74 % against 65, 72, 68, 77 %
 (LSTM 8, LSTM 16, GRU 8, GRU 16). One test series is 1 pp here and the decisions are counted on at most 128
-training series, so this is a small, noisy gain, not a cure for the 8-bit input.
+training series, so this is a small, noisy gain, not a cure for the 8-bit input: that is the int16 input.
 
 Everything else of the contract is unchanged: the chosen range is one number per model, carried as the
 input multiplier the kernel already has (``input_mul``).
@@ -32,9 +33,9 @@ from typing import NamedTuple
 import numpy as np
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.quantize import Calibration, IntModel, calibrate, quantize
+from tinylstm.codegen.quantize import Calibration, IntModel, calibrate, check_input_bits, quantize
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward
-from tinylstm.contract.constants import HIDDEN16_BITS, input_bits
+from tinylstm.contract.constants import INPUT16_BITS
 
 # the calibrated range times 2^(-j/4), j = 0..7: from the percentile range down to 0.30 of it
 RANGE_FACTORS = tuple(2.0 ** (-j / 4) for j in range(8))
@@ -143,14 +144,16 @@ def whole_input_range(cal: Calibration) -> Calibration:
 
 
 def calibrated_model(
-    fm: FloatModel, sequences: list[np.ndarray], hidden_bits: int
+    fm: FloatModel, sequences: list[np.ndarray], hidden_bits: int, input_bits: int | None = None
 ) -> tuple[IntModel, Calibration, Calibration]:
     """The integer model ``tinylstm export`` writes: calibrated on ``sequences`` (normalised), its input
-    range chosen by ``choose_input_range`` (int8 input) or the largest |input| (an int16-h model's int16
-    input). Returns (model, the calibration it was quantized with, the calibration as measured)."""
+    range chosen by ``choose_input_range`` (int8 input) or the largest |input| (an int16 input: an int16-h
+    model's, or ``input_bits`` 16). Returns (model, the calibration it was quantized with, the calibration as
+    measured)."""
+    bits = check_input_bits(hidden_bits, input_bits)
     measured = calibrate(fm, sequences)
-    if input_bits(hidden_bits) == HIDDEN16_BITS:
+    if bits == INPUT16_BITS:
         chosen = whole_input_range(measured)
     else:
         chosen = choose_input_range(fm, measured, sequences, hidden_bits)
-    return quantize(fm, chosen, hidden_bits), chosen, measured
+    return quantize(fm, chosen, hidden_bits, bits), chosen, measured

@@ -22,6 +22,8 @@ from tinylstm.contract.constants import (
     HIDDEN16_BITS,
     HIDDEN_BITS,
     HIDDEN_FORMATS,
+    INPUT16_BITS,
+    INPUT_BITS,
     KERNEL_VERSION,
     MAX_INPUT16,
     MAX_SCALE_EXP,
@@ -92,6 +94,8 @@ class IntModel:
     stack: int = 1  # samples per recurrent step (contract/stacking.py)
     # a bidirectional window model's backward layers (one per forward layer; spec.py FloatModel.backward)
     backward: list[IntLayer] = field(default_factory=list)
+    # an int8-h model with an int16 input (quantize's input_bits 16; docs/integer-contract.md, "int16 input")
+    input16: bool = False
 
     @property
     def bidirectional(self) -> bool:
@@ -134,8 +138,8 @@ class IntModel:
 
     @property
     def input_bits(self) -> int:
-        """The model input's word: 8 (tl_step) or 16 (an int16-h model's, tl_step_s16)."""
-        return input_bits(self.hidden_bits)
+        """The model input's word: 8 (tl_step) or 16 (tl_step_s16: an int16-h model's, or an int16 input)."""
+        return input_bits(self.hidden_bits, self.input16)
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -149,8 +153,11 @@ class IntModel:
 
     @property
     def label(self) -> str:
-        """What reports call the integer model: "int8", or "int16-h" (an int16 hidden state and input)."""
-        return "int8" if self.hidden_bits == HIDDEN_BITS else "int16-h"
+        """What reports call the integer model: "int8", "int8-x16" (an int16 input) or "int16-h" (an int16
+        hidden state and input)."""
+        if self.hidden_bits != HIDDEN_BITS:
+            return "int16-h"
+        return "int8-x16" if self.input16 else "int8"
 
     @property
     def hidden_format(self) -> str:
@@ -166,7 +173,7 @@ class IntModel:
             self.hidden_size,
             self.hidden_bits,
             readout(self.readout).pooled,
-            stack_bytes(self.stack, self.input_size, self.hidden_bits),
+            stack_bytes(self.stack, self.input_size, self.input_bits),
             self.window * self.input_size,
         )
 
@@ -213,6 +220,8 @@ class IntModel:
             parts.append(np.array([0x53540000 | self.stack], dtype="<i4").tobytes())
         if self.backward:  # its layers follow the forward ones above; the window decides when they run
             parts.append(np.array([0x42440000 | self.window], dtype="<i4").tobytes())
+        if self.input16:  # int8-input models keep the hashes they had before the field
+            parts.append(np.array([0x58310000 | INPUT16_BITS], dtype="<i4").tobytes())
         return b"".join(parts)
 
     @property
@@ -325,30 +334,48 @@ def cell_frac_for(absmax: float) -> int:
     return int(min(max(bits, 0), CELL_FRAC_MAX))
 
 
-def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS) -> IntModel:
-    """Quantize ``model`` with calibration ``cal`` into the integer model the kernel runs, with an int8 Q0.7
-    (``hidden_bits`` 8) or int16 Q0.15 (16) hidden state."""
-    model.validate()
+def check_input_bits(hidden_bits: int, bits: int | None) -> int:
+    """The model input's bits for ``--hidden-bits``/``--input-bits`` (None: the hidden state's own), or a
+    one-line error naming the fix."""
     if hidden_bits not in HIDDEN_FORMATS:
         raise TinyLSTMError(
             f"hidden state of {hidden_bits} bits: choose one of {', '.join(map(str, HIDDEN_FORMATS))}"
         )
-    wide = hidden_bits == HIDDEN16_BITS
-    if wide and model.backward:
+    if bits is None:
+        return input_bits(hidden_bits)
+    if bits not in (INPUT_BITS, INPUT16_BITS):
+        raise TinyLSTMError(f"an input of {bits} bits: choose --input-bits 8 or 16")
+    if hidden_bits == HIDDEN16_BITS and bits != INPUT16_BITS:
         raise TinyLSTMError(
-            "a bidirectional model keeps an int8 hidden state (the int16 one is for streams): export it with "
-            "--hidden-bits 8"
+            "an int16-h model's input is int16: export it with --input-bits 16 (or leave the option out)"
+        )
+    return bits
+
+
+def quantize(
+    model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS, input_bits: int | None = None
+) -> IntModel:
+    """Quantize ``model`` with calibration ``cal`` into the integer model the kernel runs, with an int8 Q0.7
+    (``hidden_bits`` 8) or int16 Q0.15 (16) hidden state, and an input of ``input_bits`` (None: the hidden
+    state's own; 16 with an int8 h: an int16 input, docs/integer-contract.md)."""
+    model.validate()
+    bits = check_input_bits(hidden_bits, input_bits)
+    wide = hidden_bits == HIDDEN16_BITS
+    if bits == INPUT16_BITS and model.backward:
+        raise TinyLSTMError(
+            "a bidirectional model keeps an int8 hidden state and input (the int16 ones are for streams): "
+            "export it with --hidden-bits 8 --input-bits 8"
         )
     width = model.stack * model.input_size
-    if wide and width > MAX_INPUT16:
+    if bits == INPUT16_BITS and width > MAX_INPUT16:
         raise TinyLSTMError(
-            f"an int16-h model's layer 0 reads at most {MAX_INPUT16} int16 inputs per step (its int32 sums), "
-            f"this one {width} ({model.stack} x {model.input_size}): export it with --hidden-bits 8, or "
-            "train it with fewer stacked samples"
+            f"layer 0 reads at most {MAX_INPUT16} int16 inputs per step (its int32 sums), this model "
+            f"{width} ({model.stack} x {model.input_size}): export it with an int8 input (--hidden-bits 8 "
+            "--input-bits 8), or train it with fewer stacked samples"
         )
     cell = cell_type(model.cell)
     s_h = 2.0 ** -HIDDEN_FORMATS[hidden_bits]
-    s_x = cal.input_absmax / input_qmax(hidden_bits)  # int8 or int16 (int16x8) model input
+    s_x = cal.input_absmax / input_qmax(bits)  # the model input: int8, or int16
     H = model.hidden_size
     layers: list[IntLayer] = []
     for n, L in enumerate(model.layers + model.backward):
@@ -363,7 +390,9 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
             b[last] = L.b_ih[last]  # b_hn stays inside r * (W_hn h + b_hn)
             bias_hn = _bias(L.b_hh[last], acc_scale[last], what)
         cell_frac = cell_frac_for(cal.cell_absmax[n]) if cell.cell_state else 0
-        mult, shift = _multipliers(acc_scale * (1 << qmath.Q12), what, MULT16_BITS if wide else MULT_BITS)
+        # the int64 row sums (an int16 h, or layer 0's int16 input) take MULT16_BITS multipliers
+        sum64 = wide or (bits == INPUT16_BITS and n == 0)
+        mult, shift = _multipliers(acc_scale * (1 << qmath.Q12), what, MULT16_BITS if sum64 else MULT_BITS)
         layers.append(
             IntLayer(
                 L.w_ih.shape[1],
@@ -400,4 +429,5 @@ def quantize(model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS
         readout=model.readout,
         stack=model.stack,
         backward=layers[model.num_layers :],
+        input16=bits == INPUT16_BITS and not wide,
     )

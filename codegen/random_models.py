@@ -14,6 +14,7 @@ from tinylstm.contract.constants import (
     BIAS_LIMIT,
     HIDDEN16_BITS,
     HIDDEN_BITS,
+    INPUT16_BITS,
     MULT16_BITS,
     MULT_BITS,
     SHIFT_MAX,
@@ -22,9 +23,9 @@ from tinylstm.contract.constants import (
 
 
 def random_inputs(rng: np.random.Generator, model: IntModel, *shape: int) -> np.ndarray:
-    """Model inputs [*shape, input_size] drawn over the whole range of the model's input type (int8, or an
-    int16-h model's int16)."""
-    top = input_qmax(model.hidden_bits)
+    """Model inputs [*shape, input_size] drawn over the whole range of the model's input type (int8, or
+    int16: IntModel.input_bits)."""
+    top = input_qmax(model.input_bits)
     return rng.integers(-top - 1, top + 1, (*shape, model.input_size)).astype(model.input_dtype)
 
 
@@ -41,18 +42,20 @@ def random_int_model(
     readout: str = "last",
     stack: int = 1,
     window: int = 0,
+    input_bits: int = 0,
 ) -> IntModel:
     """Integer model with full-range int8 weights and multipliers that drive gates into
     saturation as well as into the tables' middle: the worst case for overflow and rounding.
     With ``hidden_bits`` 16 the gate multipliers have MULT16_BITS bits, the shifts move with the larger
     accumulators (h 2^8 larger, M 2^6 smaller: +2; the head: +10) and bias magnitudes reach BIAS_LIMIT.
     ``stack`` > 1: layer 0 reads ``stack`` samples of ``inp`` channels per step (contract/stacking.py).
-    ``window`` > 0: a bidirectional window model of that many samples, with as many random backward layers."""
+    ``window`` > 0: a bidirectional window model of that many samples, with as many random backward layers.
+    ``input_bits`` 16 with an int8 h: an int16 input, whose layer 0 sums in int64 as an int16-h layer does
+    (its multipliers, shifts and biases drawn as above)."""
     c = cell_type(cell)
     G = c.gates
     wide = hidden_bits == HIDDEN16_BITS
-    mbits = MULT16_BITS if wide else MULT_BITS
-    blim = BIAS_LIMIT if wide else 1 << 22
+    input16 = input_bits == INPUT16_BITS and not wide
 
     def mults(n: int, bits: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
         return (
@@ -67,7 +70,9 @@ def random_int_model(
     for k in range(layers * (2 if window else 1)):
         n = k % layers
         width = inp * stack if n == 0 else hidden
-        mult, shift = mults(G * hidden, mbits, 2 if wide else 0)
+        sum64 = wide or (input16 and k == 0)  # the int64 row sums
+        mult, shift = mults(G * hidden, MULT16_BITS if sum64 else MULT_BITS, 2 if sum64 else 0)
+        blim = BIAS_LIMIT if sum64 else 1 << 22
         int_layers.append(
             IntLayer(
                 input_size=width,
@@ -100,6 +105,7 @@ def random_int_model(
         readout=readout,
         stack=stack,
         backward=int_layers[layers:],
+        input16=input16,
     )
 
 
@@ -132,6 +138,7 @@ def random_quantized_model(
     readout: str = "last",
     stack: int = 1,
     bidirectional: bool = False,
+    input_bits: int | None = None,
 ) -> IntModel:
     """A PyTorch-initialised float model quantized through calibration (the percentile input range; export
     also chooses among narrower ones: codegen/input_range.py). ``bidirectional``: a window classifier whose
@@ -148,4 +155,4 @@ def random_quantized_model(
         fm.backward = float_model_from_torch(back, torch.nn.Linear(hidden, out), meta).layers
     fm.readout = readout
     fm.stack = stack
-    return quantize(fm, calibrate(fm, list(data)), hidden_bits)
+    return quantize(fm, calibrate(fm, list(data)), hidden_bits, input_bits)

@@ -21,7 +21,15 @@ from tinylstm.codegen.emit_c import Layout
 from tinylstm.codegen.quantize import Calibration, IntLayer, IntModel
 from tinylstm.codegen.spec import FloatLayer, FloatModel, ModelMeta
 from tinylstm.contract.cells import cell_type
-from tinylstm.contract.constants import HIDDEN_BITS, HIDDEN_FORMATS, MAX_STACK
+from tinylstm.contract.constants import (
+    HIDDEN16_BITS,
+    HIDDEN_BITS,
+    HIDDEN_FORMATS,
+    INPUT16_BITS,
+    INPUT_BITS,
+    MAX_STACK,
+    input_bits,
+)
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.outputs import sha256_file
 
@@ -134,6 +142,7 @@ def save_int_model(m: IntModel, out_dir: Path, extra: dict[str, Any] | None = No
         "num_layers": m.num_layers,
         "cell_frac": [L.cell_frac for L in m.layers],
         "hidden_bits": m.hidden_bits,
+        "input_bits": m.input_bits,
         "readout": m.readout,
         "stack": m.stack,
         **(
@@ -193,6 +202,9 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
         hidden_bits = int(doc.get("hidden_bits", HIDDEN_BITS))  # exports made before int16 h: 8
         if hidden_bits not in HIDDEN_FORMATS:
             raise ValueError(f"hidden_bits {hidden_bits}")
+        bits = doc.get("input_bits", input_bits(hidden_bits))  # exports made before int16 inputs: the h's
+        if bits not in (INPUT_BITS, INPUT16_BITS) or (hidden_bits == HIDDEN16_BITS and bits != INPUT16_BITS):
+            raise ValueError(f"input_bits {bits!r} with hidden_bits {hidden_bits}")
 
         def layer(n: int, p: str = "l", fracs: str = "cell_frac") -> IntLayer:
             w = z[f"{p}{n}_weights"]
@@ -233,6 +245,7 @@ def load_int_model(out_dir: Path) -> tuple[IntModel, dict[str, Any]]:
             readout=str(doc.get("readout", "last")),  # exports made before readouts: the last h
             stack=int(doc.get("stack", 1)),  # exports made before input stacking: one sample per step
             backward=backward,
+            input16=hidden_bits == HIDDEN_BITS and bits == INPUT16_BITS,
         )
     except FileNotFoundError as exc:
         raise TinyLSTMError(

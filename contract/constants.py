@@ -23,6 +23,11 @@ HIDDEN_BITS = 8
 HIDDEN16_FRAC = 15  # the wide hidden state (export --hidden-bits 16): int16 Q0.15
 HIDDEN16_BITS = 16
 HIDDEN_FORMATS = {HIDDEN_BITS: HIDDEN_FRAC, HIDDEN16_BITS: HIDDEN16_FRAC}  # bits -> fractional bits
+# an int8-h model may take an int16 input instead of the int8 one (export --input-bits 16,
+# docs/integer-contract.md, "int16 input"): its layer 0 sums like an int16-h layer (the int64 row sum,
+# MULT16_BITS multipliers, at most MAX_INPUT16 inputs per step) and writes the int8 h the layers above read
+INPUT_BITS = 8
+INPUT16_BITS = 16
 # int16-h models are int16 end to end (int16x8: int8 weights, int16 input and h): the model input is int16
 # like h, and layer 0 reads at most MAX_INPUT16 values per step, so its int32 input sum stays exact in any
 # order (128 * 32768 * 256 = 2^30, as for h: csrc/tl_dot_s16.c). The gate rows' requantization multipliers
@@ -46,6 +51,10 @@ CELL_FRAC_MAX = 14  # fractional bits of an int16 cell state: 0..14
 BLOB_MAGIC = b"TLM1"
 BLOB_FORMAT_VERSION = 1
 BLOB_HEADER_SIZE = 40
+# blob header byte 30 holds the hidden state's bits (8 or 16), with this bit set for an int8-h model with an
+# int16 input (INPUT16_BITS; docs/model-blob.md): readers that predate it refuse such a blob as an unknown
+# hidden state
+BLOB_INPUT16_FLAG = 0x80
 
 # int16 words of state for `layers` layers of `hidden` units: cell state and hidden state of every layer
 # plus one layer's next hidden state (int8: packed two per word; int16 h: one per word). The C macros must
@@ -66,20 +75,21 @@ BIDIR_WORDS_C = "((size_t)(L) * (H) + ((size_t)(L) * (H) + 2u * (H) + (size_t)(W
 MAX_WINDOW = 65535
 
 
-def input_bits(hidden_bits: int) -> int:
-    """The model input's word: int8 for an int8-h model, int16 for an int16-h one (int16x8)."""
-    return HIDDEN16_BITS if hidden_bits == HIDDEN16_BITS else HIDDEN_BITS
+def input_bits(hidden_bits: int, input16: bool = False) -> int:
+    """The model input's word: int8 for an int8-h model, int16 for an int16-h one (int16x8) or an int8-h one
+    with an int16 input (``input16``)."""
+    return INPUT16_BITS if hidden_bits == HIDDEN16_BITS or input16 else INPUT_BITS
 
 
-def input_qmax(hidden_bits: int) -> int:
-    """The largest model input word (127 or 32767); the smallest is -(input_qmax + 1)."""
-    return (1 << (input_bits(hidden_bits) - 1)) - 1
+def input_qmax(bits: int) -> int:
+    """The largest model input word of ``bits`` (8: 127, 16: 32767); the smallest is -(input_qmax + 1)."""
+    return (1 << (bits - 1)) - 1
 
 
-def stack_bytes(stack: int, inputs: int, hidden_bits: int) -> int:
-    """Bytes of the input-stacking buffer: k * C input words (int8, or int16 for an int16-h model) for a
-    stacked model (k > 1), else none."""
-    return stack * inputs * input_bits(hidden_bits) // 8 if stack > 1 else 0
+def stack_bytes(stack: int, inputs: int, bits: int) -> int:
+    """Bytes of the input-stacking buffer: k * C input words of ``bits`` (int8, or int16) for a stacked model
+    (k > 1), else none."""
+    return stack * inputs * bits // 8 if stack > 1 else 0
 
 
 def bidir_words(layers: int, hidden: int, window_bytes: int, pooled: bool) -> int:
@@ -138,4 +148,7 @@ INTS = {
     "CELL_FRAC_MAX": CELL_FRAC_MAX,
     "BLOB_FORMAT_VERSION": BLOB_FORMAT_VERSION,
     "BLOB_HEADER_SIZE": BLOB_HEADER_SIZE,
+    "BLOB_INPUT16_FLAG": BLOB_INPUT16_FLAG,
+    "INPUT_BITS": INPUT_BITS,
+    "INPUT16_BITS": INPUT16_BITS,
 }

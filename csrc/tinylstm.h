@@ -10,7 +10,7 @@
  *     tl_state_t st;
  *     tl_state_init(&st, &model, buf, TL_STATE_WORDS(LAYERS, HIDDEN));
  *     for each sample: tl_quantize_input(&model, x, xq); tl_step(&st, xq, y);
- *     (an int16-h model's input is int16: tl_quantize_input_s16 and tl_step_s16)
+ *     (a model whose input is int16, tl_input_bits: tl_quantize_input_s16 and tl_step_s16)
  */
 #ifndef TINYLSTM_H
 #define TINYLSTM_H
@@ -24,6 +24,11 @@
 #if __has_include("tl_config.h")
 #include "tl_config.h"
 #endif
+#endif
+
+/* An int16-h model's input is int16 too: a build that runs int16-h models runs int16-input ones (TL_INPUT16). */
+#if defined(TL_HIDDEN16) && !defined(TL_INPUT16)
+#define TL_INPUT16 1
 #endif
 
 #ifdef __cplusplus
@@ -136,7 +141,22 @@ typedef struct {
      */
     const tl_layer_t *backward;
     uint16_t window; /**< W, the samples of a bidirectional model's window (1..TL_MAX_WINDOW, >= stack) */
+    /**
+     * The model input's bits (tl_input_bits): 0 (descriptors written before the field) or 8 for the hidden
+     * state's own input (an int8-h model's int8, an int16-h model's int16); 16 for an int8-h model with an int16
+     * input (docs/integer-contract.md, "int16 input"): its layer 0 reads int16 samples (tl_step_s16, at most
+     * TL_MAX_INPUT16 per step) with int8 rows and no weights16, sums each gate row in int64 with a multiplier below
+     * 2^TL_MULT16_BITS, and writes the int8 h the layers above read. Needs a build with -DTL_INPUT16 (or
+     * -DTL_HIDDEN16, which implies it); unidirectional models only.
+     */
+    uint8_t input_bits;
 } tl_model_t;
+
+/** The bits of `model`'s input words: 16 (tl_step_s16, tl_quantize_input_s16) or 8 (tl_step, tl_quantize_input). */
+static inline unsigned tl_input_bits(const tl_model_t *model)
+{
+    return model->hidden_bits == TL_HIDDEN16_BITS || model->input_bits == 16 ? 16u : 8u;
+}
 
 /**
  * The recurrent state of one stream. All pointers point into the buffer given to tl_state_init.
@@ -153,7 +173,7 @@ typedef struct {
     int16_t *scratch16; /**< int16-h models: [H] the layer's next hidden state */
     int16_t *pool;      /**< pooled readouts: [2 * H] one int32 per unit (tl_pool.c); NULL otherwise */
     int8_t *stack;      /**< stacked int8-input models: [k * C] the inputs of the step being filled; else NULL */
-    int16_t *stack16;   /**< stacked int16-h models: [k * C] the same, int16 (their input); else NULL */
+    int16_t *stack16;   /**< stacked int16-input models: [k * C] the same, int16 (their input); else NULL */
     uint32_t phase;     /**< stacked models: samples in `stack` / `stack16` (0..k-1) */
     /* bidirectional models (NULL / 0 otherwise): */
     int16_t *cb;     /**< [num_layers * H] the backward layers' cell state */
@@ -192,7 +212,7 @@ tl_status_t tl_state_init(tl_state_t *state, const tl_model_t *model, int16_t *b
 void tl_reset(tl_state_t *state);
 
 /**
- * One time step (one sample) of a model with an int8 input (an int8-h model): int8 input [input_size] in, int16
+ * One time step (one sample) of a model with an int8 input (tl_input_bits 8): int8 input [input_size] in, int16
  * output [output_size] out (may be NULL).
  * The state carries over to the next call; nothing is reset implicitly, except that a bidirectional model's
  * sample after its window's last starts the next window. A stacked model runs its layers on every k-th sample
@@ -203,8 +223,9 @@ void tl_reset(tl_state_t *state);
 tl_status_t tl_step(tl_state_t *state, const int8_t *x, int16_t *y);
 
 /**
- * tl_step of a model with an int16 input: an int16-h model (int16x8: int8 weights, int16 input and hidden state;
- * docs/integer-contract.md, "int16 hidden state"), the only kind it runs.
+ * tl_step of a model with an int16 input (tl_input_bits 16): an int16-h model (int16x8: int8 weights, int16 input
+ * and hidden state; docs/integer-contract.md, "int16 hidden state"), or an int8-h model with an int16 input
+ * ("int16 input").
  * @return TL_OK, or TL_ERR_ARG (also for a model with an int8 input, which tl_step runs).
  */
 tl_status_t tl_step_s16(tl_state_t *state, const int16_t *x, int16_t *y);
@@ -227,7 +248,7 @@ tl_status_t tl_run_s16(tl_state_t *state, const int16_t *xs, size_t steps, int16
 tl_status_t tl_quantize_input(const tl_model_t *model, const float *x, int8_t *q);
 
 /**
- * tl_quantize_input for a model with an int16 input (an int16-h model): q = sat16(round_half_away((x - mean) *
+ * tl_quantize_input for a model with an int16 input (tl_input_bits 16): q = sat16(round_half_away((x - mean) *
  * mul)). Each of the two refuses the other's model (TL_ERR_ARG), as tl_step and tl_step_s16 do.
  */
 tl_status_t tl_quantize_input_s16(const tl_model_t *model, const float *x, int16_t *q);

@@ -19,6 +19,13 @@ static int hidden16(const tl_model_t *m) { return m->hidden_bits == TL_HIDDEN16_
 #define hidden16(m) ((void)(m), 0)
 #endif
 
+#ifdef TL_INPUT16
+/* An int8-h model with an int16 input (tl_model_t.input_bits 16): its layer 0 steps with the cell's layer_step_x16. */
+static int input16_h8(const tl_model_t *m) { return !hidden16(m) && m->input_bits == 16; }
+#else /* builds without -DTL_INPUT16 refuse such models (tl_model_check) and carry none of their code */
+#define input16_h8(m) ((void)(m), 0)
+#endif
+
 /* k, the samples per recurrent step (0 in descriptors written before the field means 1). */
 static size_t stack_of(const tl_model_t *m) { return m->stack > 1 ? m->stack : 1; }
 
@@ -28,7 +35,8 @@ static int layer_ok(const tl_model_t *m, const tl_cell_t *cell, const tl_layer_t
     const size_t gates = cell->gates;
     if (L->hidden_size != m->hidden_size) return 0;
     if (L->input_size != (n == 0 ? m->input_size * stack_of(m) : m->hidden_size)) return 0;
-    if (hidden16(m) && (!L->weights || L->weights16)) return 0; /* int16-h: int8 weights only */
+    /* int16-h, and layer 0 of an int16-input model: int8 weights only */
+    if ((hidden16(m) || (n == 0 && input16_h8(m))) && (!L->weights || L->weights16)) return 0;
 #ifdef TL_LAYOUT_W16
     if ((!L->weights && !L->weights16) || !L->bias || !L->mult || !L->shift || !L->scale_exp) return 0;
 #ifdef TL_SMLAD_PATH
@@ -52,23 +60,30 @@ tl_status_t tl_model_check(const tl_model_t *m)
     if (!m || !m->layers || !m->head_weights || !m->head_bias || !m->head_mult || !m->head_shift || !m->act_table)
         return TL_ERR_MODEL;
     if (m->hidden_bits != 0 && m->hidden_bits != TL_HIDDEN_BITS && !hidden16(m)) return TL_ERR_MODEL;
-    /* int16-h gate rows: M < 2^TL_MULT16_BITS keeps tl_requantize64's product inside int64 */
-    const int32_t mult_max = hidden16(m) ? (int32_t)((1L << TL_MULT16_BITS) - 1) : INT32_MAX;
+    /* the input: 0 or 8 (the hidden state's own), or 16; an int16-h model's is int16 */
+    if ((m->input_bits != 0 && m->input_bits != 8 && m->input_bits != 16) || (hidden16(m) && m->input_bits == 8))
+        return TL_ERR_MODEL;
+    if (m->input_bits == 16 && !hidden16(m) && !input16_h8(m)) return TL_ERR_MODEL; /* a build without TL_INPUT16 */
+    /* int16-h gate rows, and those of an int16-input layer 0: M < 2^TL_MULT16_BITS keeps tl_requantize64's
+     * product inside int64 */
+    const int32_t mult16 = (int32_t)((1L << TL_MULT16_BITS) - 1);
+    const int32_t mult_max = hidden16(m) ? mult16 : INT32_MAX;
     const tl_cell_t *cell = tl_cell(m->cell);
     if (!cell) return TL_ERR_MODEL;
     if (m->num_layers < 1 || m->num_layers > TL_MAX_LAYERS) return TL_ERR_MODEL;
     if (m->hidden_size < 1 || m->hidden_size > TL_MAX_HIDDEN) return TL_ERR_MODEL;
     if (m->input_size < 1 || m->input_size > TL_MAX_INPUT || m->output_size < 1) return TL_ERR_MODEL;
     if (m->readout >= TL_NUM_READOUTS) return TL_ERR_MODEL;
-    if ((size_t)m->input_size * stack_of(m) > (hidden16(m) ? TL_MAX_INPUT16 : TL_MAX_INPUT)) return TL_ERR_MODEL;
+    if ((size_t)m->input_size * stack_of(m) > (tl_input_bits(m) == 16 ? TL_MAX_INPUT16 : TL_MAX_INPUT))
+        return TL_ERR_MODEL;
     /* what this build left out (tl_kernels.h): a firmware of one model runs only that model's kind */
     if ((!TL_WITH_H8 && !hidden16(m)) || (!TL_WITH_POOL && m->readout != TL_READOUT_LAST) ||
         (!TL_WITH_STACK && stack_of(m) > 1))
         return TL_ERR_MODEL;
-    if (m->backward && (!TL_WITH_BIDIR || hidden16(m) || m->window < stack_of(m))) /* window <= TL_MAX_WINDOW: a u16 */
+    if (m->backward && (!TL_WITH_BIDIR || tl_input_bits(m) == 16 || m->window < stack_of(m))) /* window: a u16 */
         return TL_ERR_MODEL;
     for (size_t n = 0; n < m->num_layers; ++n)
-        if (!layer_ok(m, cell, &m->layers[n], n, mult_max) ||
+        if (!layer_ok(m, cell, &m->layers[n], n, n == 0 && input16_h8(m) ? mult16 : mult_max) ||
             (TL_WITH_BIDIR && m->backward && !layer_ok(m, cell, &m->backward[n], n, mult_max)))
             return TL_ERR_MODEL;
     if (!biases_in_range(m->head_bias, m->output_size)) return TL_ERR_MODEL;
@@ -112,8 +127,8 @@ static size_t pool_words(const tl_model_t *m)
     return TL_WITH_POOL && m->readout != TL_READOUT_LAST ? TL_POOL_WORDS(m->hidden_size) : 0;
 }
 
-/* The bytes of one model input value: an int8, or an int16-h model's int16. */
-static size_t input_bytes(const tl_model_t *m) { return hidden16(m) ? sizeof(int16_t) : sizeof(int8_t); }
+/* The bytes of one model input value: an int8, or an int16 (tl_input_bits). */
+static size_t input_bytes(const tl_model_t *m) { return tl_input_bits(m) / 8u; }
 
 /* The words of a stacked model's input buffer (after the pool). */
 static size_t stack_words(const tl_model_t *m)
@@ -154,8 +169,8 @@ tl_status_t tl_state_init(tl_state_t *s, const tl_model_t *m, int16_t *buffer, s
     }
     s->pool = pool_words(m) ? buffer + recurrent_words(m) : NULL;
     int16_t *stack = TL_WITH_STACK && stack_of(m) > 1 ? buffer + recurrent_words(m) + pool_words(m) : NULL;
-    s->stack = hidden16(m) ? NULL : (int8_t *)stack;
-    s->stack16 = hidden16(m) ? stack : NULL;
+    s->stack = input_bytes(m) == 1 ? (int8_t *)stack : NULL;
+    s->stack16 = input_bytes(m) == 1 ? NULL : stack;
     s->cb = s->pool_b = NULL;
     s->hb = s->head2 = s->window = NULL;
     if (bidir_words(m)) { /* [cb: L*H words][pool_b: pooled readouts][bytes: hb L*H, head2 2H, window W*C] */
@@ -181,7 +196,7 @@ void tl_reset(tl_state_t *s)
     s->wpos = 0;
     if (s->pool) memset(s->pool, 0, TL_POOL_WORDS(H) * sizeof *s->pool);
     if (s->stack) memset(s->stack, 0, (size_t)s->model->stack * s->model->input_size);
-#ifdef TL_HIDDEN16 /* only int16-h models have it */
+#ifdef TL_INPUT16 /* only int16-input models have it */
     if (s->stack16) memset(s->stack16, 0, (size_t)s->model->stack * s->model->input_size * sizeof *s->stack16);
 #endif
     if (TL_WITH_BIDIR && s->cb) {
@@ -246,16 +261,23 @@ static const int8_t *stack_sample(tl_state_t *s, const int8_t *x)
     return stack_full(s) ? s->stack : NULL;
 }
 
-/* The layers and the readout of one recurrent step of an int8-h model; leaves the readout in s->scratch. */
-static void layers_step8(tl_state_t *s, const int8_t *x)
+/* The layers and the readout of one recurrent step of an int8-h model, its input x (int8), or x16 (an int16-input
+ * model's; x is then NULL); leaves the readout in s->scratch. */
+static void layers_step8(tl_state_t *s, const int8_t *x, const int16_t *x16)
 {
     const tl_model_t *m = s->model;
     const size_t H = m->hidden_size;
-    const tl_layer_step_fn layer_step = tl_cells[m->cell].layer_step; /* the cell was checked at tl_state_init */
+    const tl_cell_t *cell = &tl_cells[m->cell]; /* the cell was checked at tl_state_init */
     const int8_t *in = x;
+    (void)x16; /* read on -DTL_INPUT16 builds only */
     for (size_t n = 0; n < m->num_layers; ++n) {
         int8_t *h = s->h + n * H;
-        layer_step(&m->layers[n], m->act_table, in, h, s->scratch, s->c + n * H);
+#ifdef TL_INPUT16
+        if (n == 0 && x16)
+            cell->layer_step_x16(&m->layers[0], m->act_table, x16, h, s->scratch, s->c);
+        else
+#endif
+            cell->layer_step(&m->layers[n], m->act_table, in, h, s->scratch, s->c + n * H);
         copy_s8(h, s->scratch, H);
         in = h;
     }
@@ -264,14 +286,17 @@ static void layers_step8(tl_state_t *s, const int8_t *x)
 }
 #endif
 
-#ifdef TL_HIDDEN16
-/* A stacked int16-h model (s->stack16): stack_sample for its int16 samples. */
+#ifdef TL_INPUT16
+/* A stacked int16-input model (s->stack16): stack_sample for its int16 samples. */
 static const int16_t *stack_sample16(tl_state_t *s, const int16_t *x)
 {
     const size_t C = s->model->input_size;
     memcpy(s->stack16 + (size_t)s->phase * C, x, C * sizeof *x);
     return stack_full(s) ? s->stack16 : NULL;
 }
+#endif
+
+#ifdef TL_HIDDEN16
 
 /* tl_step_s16 of an int16-h model: layer 0 reads the int16 input (x, NULL between a stacked model's steps), the
  * layers above the int16 h below them; the readout stays in s->scratch16. */
@@ -308,7 +333,7 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
     }
 #endif
     if (TL_WITH_STACK && s->stack) x = stack_sample(s, x); /* NULL between steps: the head reads the held readout */
-    if (x) layers_step8(s, x);
+    if (x) layers_step8(s, x, NULL);
     const int8_t *v = s->scratch; /* the readout: the pooled vector, or a copy of the last layer's h */
 #if TL_WITH_BIDIR
     if (bidir) {
@@ -326,11 +351,20 @@ tl_status_t tl_step(tl_state_t *s, const int8_t *x, int16_t *y)
 tl_status_t tl_step_s16(tl_state_t *s, const int16_t *x, int16_t *y)
 {
     if (!s || !s->model || !x || input_bytes(s->model) != 2) return TL_ERR_ARG; /* int8 input: tl_step */
-#ifdef TL_HIDDEN16
+#ifdef TL_INPUT16
     if (TL_WITH_STACK && s->stack16) x = stack_sample16(s, x); /* NULL between steps: the held readout */
+#if TL_WITH_H8
+    if (input16_h8(s->model)) {
+        if (x) layers_step8(s, NULL, x);
+        if (y) tl_dense_step(s->model, s->scratch, y);
+        return TL_OK;
+    }
+#endif
+#ifdef TL_HIDDEN16
     step16(s, x, y);
+#endif
 #else
-    (void)y; /* an int16 input is an int16-h model's, which this build refuses (tl_model_check) */
+    (void)y; /* an int16 input is an int16-h or int16-input model's, which this build refuses (tl_model_check) */
 #endif
     return TL_OK;
 }

@@ -80,9 +80,12 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
         return TL_BLOB_ERR;
     const uint32_t table_end = TL_BLOB_HEADER_SIZE + ENTRY_SIZE * nsec;
     if (table_end > total) return TL_BLOB_ERR;
-    const uint8_t hidden_bits = blob[30]; /* 8 or 16; 0 in blobs written before the field (= 8); checked below */
-    const uint8_t readout = blob[31];     /* TL_READOUT_*; 0 (last) in blobs written before the field */
-    const uint8_t stack = blob[35];       /* samples per step; 0 (= 1) in blobs written before the field */
+    /* 8 or 16 (0 in blobs written before the field: 8), with TL_BLOB_INPUT16_FLAG for an int16 input; checked below */
+    const uint8_t hidden_bits = (uint8_t)(blob[30] & ~TL_BLOB_INPUT16_FLAG);
+    const uint8_t input_bits = blob[30] & TL_BLOB_INPUT16_FLAG ? TL_INPUT16_BITS : 0;
+    if (input_bits && hidden_bits != TL_HIDDEN_BITS) return TL_BLOB_ERR; /* the flag is for an int8 h only */
+    const uint8_t readout = blob[31]; /* TL_READOUT_*; 0 (last) in blobs written before the field */
+    const uint8_t stack = blob[35];   /* samples per step; 0 (= 1) in blobs written before the field */
     const size_t K = stack > 1 ? stack : 1;
     if (I * K > TL_MAX_INPUT) return TL_BLOB_ERR;
     const size_t G = cell->gates;
@@ -133,6 +136,7 @@ tl_status_t tl_blob_parse(const uint8_t *blob, size_t len, tl_model_t *model, tl
     model->cell = blob[20];
     model->num_layers = (uint8_t)nl;
     model->hidden_bits = hidden_bits;
+    model->input_bits = input_bits;
     model->readout = readout;
     model->stack = stack;
     model->input_size = (uint16_t)I;

@@ -9,14 +9,14 @@
 const tl_cell_t tl_cells[TL_NUM_CELLS] = {
 #if TL_WITH_CELL(TL_CELL_LSTM)
     [TL_CELL_LSTM] = {TL_CELL_LSTM_GATES, TL_CELL_LSTM_HAS_C, TL_CELL_LSTM_BIAS_HN, TL_STEP8(tl_lstm_layer_step),
-                      TL_STEP16(tl_lstm_layer_step16)},
+                      TL_STEP16(tl_lstm_layer_step16), TL_STEPX16(tl_lstm_layer_step_x16)},
 #endif
 #if TL_WITH_CELL(TL_CELL_GRU)
     [TL_CELL_GRU] = {TL_CELL_GRU_GATES, TL_CELL_GRU_HAS_C, TL_CELL_GRU_BIAS_HN, TL_STEP8(tl_gru_layer_step),
-                     TL_STEP16(tl_gru_layer_step16)},
+                     TL_STEP16(tl_gru_layer_step16), TL_STEPX16(tl_gru_layer_step_x16)},
 #endif
 #if TL_WITH_CELL(TL_CELL_RNN)
     [TL_CELL_RNN] = {TL_CELL_RNN_GATES, TL_CELL_RNN_HAS_C, TL_CELL_RNN_BIAS_HN, TL_STEP8(tl_rnn_layer_step),
-                     TL_STEP16(tl_rnn_layer_step16)},
+                     TL_STEP16(tl_rnn_layer_step16), TL_STEPX16(tl_rnn_layer_step_x16)},
 #endif
 };

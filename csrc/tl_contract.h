@@ -31,6 +31,9 @@
 #define TL_CELL_FRAC_MAX 14
 #define TL_BLOB_FORMAT_VERSION 1
 #define TL_BLOB_HEADER_SIZE 40
+#define TL_BLOB_INPUT16_FLAG 128
+#define TL_INPUT_BITS 8
+#define TL_INPUT16_BITS 16
 #define TL_BLOB_MAGIC "TLM1"
 
 #define TL_STATE_WORDS(layers, hidden) ((size_t)(layers) * (hidden) + ((size_t)(layers) * (hidden) + (hidden) + 1) / 2)

@@ -1,5 +1,6 @@
 /*
- * int8 weights x int16 activations: the dot products of int16-h models (-DTL_HIDDEN16; docs/integer-contract.md,
+ * int8 weights x int16 activations: the dot products of int16-h models and of int16 inputs (-DTL_INPUT16, which
+ * -DTL_HIDDEN16 implies; docs/integer-contract.md,
  * "int16 hidden state"). Every sum has at most TL_MAX_HIDDEN (h) or TL_MAX_INPUT16 (the int16 model input) = 256
  * terms of |w| <= 128, |a| <= 32768, so it is exact in int32 (128 * 32768 * 256 = 2^30) whatever order it is added
  * in: the paths below give the same bits.
@@ -23,7 +24,7 @@
 
 #include "tl_kernels.h"
 
-#ifdef TL_HIDDEN16
+#ifdef TL_INPUT16
 
 #if TL_MAX_HIDDEN > 256 || TL_MAX_INPUT16 > 256
 #error "the int8 x int16 sums are exact in int32 for at most 256 terms (128 * 32768 * 256 = 2^30)"
@@ -225,4 +226,4 @@ void tl_dot_rows_s8s16(const int8_t *w, size_t stride, size_t rows, const int16_
     }
 }
 
-#endif /* TL_HIDDEN16 */
+#endif /* TL_INPUT16 */

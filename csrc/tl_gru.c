@@ -101,3 +101,27 @@ void tl_gru_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_
     }
 }
 #endif
+
+#if defined(TL_INPUT16) && TL_WITH_H8
+/* int16-input layer step (tl_layer_step_x16_fn): layer 0 of an int8-h model with an int16 input; the int64 row sums
+ * of tl_acc64 over the int16 x and the int8 h, the int8 Q0.7 h' of the int8-h step. */
+void tl_gru_layer_step_x16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int8_t *h, int8_t *h_next,
+                           int16_t *c)
+{
+    (void)c; /* a GRU has no cell state */
+    const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
+    const int8_t *e = L->scale_exp;
+    int32_t ax[3], ah[3];
+    for (size_t j = 0; j < H; ++j) {
+        const size_t rr = j, rz = H + j, rn = 2 * H + j;
+        const int8_t *w = L->weights + j * W;
+        tl_dot3_s8s16(w, stride, x, I, ax);
+        tl_dot3_s8(w + I, stride, h, H, ah);
+        int32_t pr = tl_requantize64(tl_acc64(ax[0], ah[0], e[rr], L->bias[rr]), L->mult[rr], L->shift[rr]);
+        int32_t pz = tl_requantize64(tl_acc64(ax[1], ah[1], e[rz], L->bias[rz]), L->mult[rz], L->shift[rz]);
+        int32_t nx = tl_requantize64(tl_acc64(ax[2], 0, e[rn], L->bias[rn]), L->mult[rn], L->shift[rn]);
+        int32_t nh = tl_requantize64(tl_acc64(0, ah[2], e[rn], L->bias_hn[j]), L->mult[rn], L->shift[rn]);
+        h_next[j] = gru_unit(table, pr, pz, nx, nh, h[j]);
+    }
+}
+#endif

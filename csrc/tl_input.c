@@ -1,17 +1,17 @@
 /*
- * Float sample -> model input (int8, or an int16-h model's int16) with the generated normalisation constants.
+ * Float sample -> model input (int8, or int16: tl_input_bits) with the generated normalisation constants.
  * Only this file uses float; build it with -ffp-contract=off so (x - mean) * mul is never fused.
  */
 #include <float.h>
 
 #include "tinylstm.h"
 
-/* Checks the sample, the multipliers and that the model's input is `wide` (int16: an int16-h model's) or not:
+/* Checks the sample, the multipliers and that the model's input is `wide` (int16, tl_input_bits) or not:
  * TL_OK, TL_ERR_INPUT (NaN or +-inf) or TL_ERR_ARG. */
 static tl_status_t check(const tl_model_t *m, const float *x, int wide)
 {
     if (!m || !x || !m->input_mean || !m->input_mul) return TL_ERR_ARG;
-    if ((m->hidden_bits == TL_HIDDEN16_BITS) != wide) return TL_ERR_ARG; /* the other input type's function */
+    if ((tl_input_bits(m) == 16) != (unsigned)wide) return TL_ERR_ARG; /* the other input type's function */
     for (size_t k = 0; k < m->input_size; ++k) {
         if (!(x[k] - x[k] == 0.0f)) return TL_ERR_INPUT; /* NaN or +-inf */
         /* a positive finite multiplier and a finite mean keep v off NaN, whose conversion to int32 is undefined */

@@ -81,6 +81,13 @@ typedef void (*tl_layer_step_fn)(const tl_layer_t *layer, const int16_t *table, 
 typedef void (*tl_layer_step16_fn)(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int16_t *h,
                                    int16_t *h_next, int16_t *c);
 
+/**
+ * Layer 0 of an int8-h model with an int16 input (-DTL_INPUT16; tl_model_t.input_bits): the int8-h layer step with
+ * x the int16 model input, summed with h's part in int64 (tl_acc64, tl_requantize64).
+ */
+typedef void (*tl_layer_step_x16_fn)(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int8_t *h,
+                                     int8_t *h_next, int16_t *c);
+
 /*
  * A firmware of one model links only what that model runs. Its build settings (codegen/emit_c.py
  * `model_settings`: -D flags, or tl_config.h) say what to leave out: TL_ONLY_CELL=TL_CELL_<NAME> keeps one
@@ -126,6 +133,13 @@ typedef void (*tl_layer_step16_fn)(const tl_layer_t *layer, const int16_t *table
 #else
 #define TL_STEP8(fn) 0
 #endif
+/** tl_cells.c's entry for an int16-input layer 0 step: the function on -DTL_INPUT16 builds that run int8-h models,
+ * NULL (not linked) otherwise. */
+#if defined(TL_INPUT16) && TL_WITH_H8
+#define TL_STEPX16(fn) fn
+#else
+#define TL_STEPX16(fn) 0
+#endif
 
 /** What the driver, the model check and the blob reader need to know of a cell (one line per cell in tl_cells.c). */
 typedef struct {
@@ -134,6 +148,7 @@ typedef struct {
     uint8_t bias_hn;                 /**< tl_layer_t.bias_hn present: TL_CELL_<NAME>_BIAS_HN */
     tl_layer_step_fn layer_step;     /**< its layer step (tl_<name>.c) */
     tl_layer_step16_fn layer_step16; /**< its int16-h layer step (tl_<name>.c), TL_STEP16(tl_<name>_layer_step16) */
+    tl_layer_step_x16_fn layer_step_x16; /**< its int16-input layer 0 step, TL_STEPX16(tl_<name>_layer_step_x16) */
 } tl_cell_t;
 
 /** The cells, indexed by TL_CELL_* (the codes of contract/cells.py, generated into tl_contract.h). */
@@ -183,15 +198,26 @@ void tl_dense_step(const tl_model_t *model, const int8_t *h, int16_t *y);
  */
 void tl_bidir_backward(tl_state_t *s, const int8_t *v_f);
 
-#ifdef TL_HIDDEN16
+#ifdef TL_INPUT16
 /**
- * int8 weights x int16 activations (tl_dot_s16.c), the int16-h counterparts of tl_dot_rows_s8, tl_dot4_s8 and
+ * int8 weights x int16 activations (tl_dot_s16.c), the int16 counterparts of tl_dot_rows_s8, tl_dot4_s8 and
  * tl_dot3_s8: acc[r] = sum_{k<n} w[r*stride + k] * a[k]. Exact in int32 for n <= 512 (127 * 32768 * 512 < 2^31);
- * the kernel calls them with n <= TL_MAX_HIDDEN.
+ * the kernel calls them with n <= TL_MAX_HIDDEN (an int16 h) or TL_MAX_INPUT16 (an int16 input).
  */
 void tl_dot_rows_s8s16(const int8_t *w, size_t stride, size_t rows, const int16_t *a, size_t n, int32_t *acc);
 void tl_dot4_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, int32_t *acc);
 void tl_dot3_s8s16(const int8_t *w, size_t stride, const int16_t *a, size_t n, int32_t *acc);
+
+/** The int16-input layer 0 steps (tl_lstm.c, tl_gru.c, tl_rnn.c; signature tl_layer_step_x16_fn). */
+void tl_lstm_layer_step_x16(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int8_t *h,
+                            int8_t *h_next, int16_t *c);
+void tl_gru_layer_step_x16(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int8_t *h,
+                           int8_t *h_next, int16_t *c);
+void tl_rnn_layer_step_x16(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int8_t *h,
+                           int8_t *h_next, int16_t *c);
+#endif
+
+#ifdef TL_HIDDEN16
 
 /** The int16-h layer steps (tl_lstm.c, tl_gru.c, tl_rnn.c; signature tl_layer_step16_fn). */
 void tl_lstm_layer_step16(const tl_layer_t *layer, const int16_t *table, const int16_t *x, const int16_t *h,

@@ -102,3 +102,25 @@ void tl_lstm_layer_step16(const tl_layer_t *L, const int16_t *table, const int16
     }
 }
 #endif
+
+#if defined(TL_INPUT16) && TL_WITH_H8
+/* int16-input layer step (tl_layer_step_x16_fn): layer 0 of an int8-h model with an int16 input; the int64 row sum
+ * of tl_acc64 over the int16 x and the int8 h, the int8 Q0.7 h' of the int8-h step. */
+void tl_lstm_layer_step_x16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int8_t *h,
+                            int8_t *h_next, int16_t *c)
+{
+    const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
+    const int F = L->cell_frac;
+    int32_t ax[4], ah[4], pre[4];
+    for (size_t j = 0; j < H; ++j) {
+        const int8_t *w = L->weights + j * W;
+        tl_dot4_s8s16(w, stride, x, I, ax);
+        tl_dot4_s8(w + I, stride, h, H, ah);
+        for (size_t g = 0; g < 4; ++g) {
+            const size_t r = g * H + j;
+            pre[g] = tl_requantize64(tl_acc64(ax[g], ah[g], L->scale_exp[r], L->bias[r]), L->mult[r], L->shift[r]);
+        }
+        h_next[j] = lstm_unit(table, pre, F, &c[j]);
+    }
+}
+#endif

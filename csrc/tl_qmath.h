@@ -71,9 +71,9 @@ TL_ALWAYS_INLINE int32_t tl_requantize_fast(int32_t acc, int32_t mult, int shift
     return tl_requantize(acc, mult, shift);
 }
 
-#ifdef TL_HIDDEN16
+#ifdef TL_INPUT16
 /**
- * The requantization rule on an int64 accumulator (int16-h models): exact while |acc * M| < 2^62. Gate rows:
+ * The requantization rule on an int64 accumulator (int16-h models, and layer 0 of an int16-input one): exact while |acc * M| < 2^62. Gate rows:
  * |acc| < 2^35 and M < 2^TL_MULT16_BITS (tl_model_check); the head: |acc| <= 2^31 and M < 2^31.
  * An accumulator that fits in int32 (the usual case) takes tl_requantize_fast: the same rule, the same bits.
  */

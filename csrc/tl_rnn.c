@@ -73,3 +73,27 @@ void tl_rnn_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_
     }
 }
 #endif
+
+#if defined(TL_INPUT16) && TL_WITH_H8
+/* int16-input layer step (tl_layer_step_x16_fn): layer 0 of an int8-h model with an int16 input; the int64 row sum
+ * of tl_acc64 over the int16 x and the int8 h, the int8 Q0.7 h' of the int8-h step. */
+void tl_rnn_layer_step_x16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int8_t *h, int8_t *h_next,
+                           int16_t *c)
+{
+    (void)c; /* an RNN has no cell state */
+    const size_t H = L->hidden_size, I = L->input_size, W = I + H;
+    const int8_t *e = L->scale_exp;
+    int32_t ax[4], ah[4];
+    for (size_t j0 = 0; j0 < H; j0 += 4) {
+        const size_t rows = H - j0 < 4 ? H - j0 : 4;
+        const int8_t *w = L->weights + j0 * W;
+        tl_dot_rows_s8s16(w, W, rows, x, I, ax);
+        tl_dot_rows_s8(w + I, W, rows, h, H, ah);
+        for (size_t k = 0; k < rows; ++k) {
+            const size_t j = j0 + k;
+            const int32_t pre = tl_requantize64(tl_acc64(ax[k], ah[k], e[j], L->bias[j]), L->mult[j], L->shift[j]);
+            h_next[j] = (int8_t)tl_sat8(tl_rshift_round(tl_tanh_q15(table, pre), TL_Q15 - TL_HIDDEN_FRAC));
+        }
+    }
+}
+#endif

@@ -3,7 +3,8 @@ path (-DTL_NO_DSP), each with the default int8 weight layout and the fast int16 
 ``layout="w16"``), all equal the numpy golden bit for bit, every output and every state word. The host
 bridge built from an w16-emitted model (portable path, x86/ARM host) is checked the same way. So are
 int16-h models (int16 Q0.15 h and int16 input, -DTL_HIDDEN16: tl_dot_s16.c's SMLAD path and its portable one,
-stepped by tl_step_s16) with every tail of the int16-activation dot products, stacked too.
+stepped by tl_step_s16) with every tail of the int16-activation dot products, stacked too, and int8-h models
+with an int16 input (-DTL_INPUT16: layer 0's int16 step, the int8 layers above; w8 and w16).
 
 Streams are 4,000 steps (6,000 for one model per cell): unicorn runs the kernel at tens of millions
 of instructions per second, so the longest case (3 layers x 33 units) takes a few seconds; the host
@@ -267,20 +268,20 @@ H16_SHAPES = [
 ]
 
 
-def _assert_m4_runs_golden(tmp_path: Path, model: IntModel, xq: np.ndarray) -> None:
-    """The DSP and the portable (-DTL_NO_DSP) builds of an int16-h model both equal the golden: every output
-    and every int16 h and c word of every step (the first differing step, for a readable failure)."""
+def _assert_m4_runs_golden(tmp_path: Path, model: IntModel, xq: np.ndarray, layout: str = "w8") -> None:
+    """The DSP and the portable (-DTL_NO_DSP) builds of an int16-h or int16-input model both equal the golden:
+    every output and every h and c word of every step (the first differing step, for a readable failure)."""
     y_ref, _, tr = golden.run(model, xq[None], trace=True)
     ref = (y_ref[0], tr["h"][0], tr["c"][0])
     for dsp in (True, False):
         path = "dsp" if dsp else "portable"
-        target = Target(build_target(model, tmp_path / path, dsp=dsp), model)
+        target = Target(build_target(model, tmp_path / path, dsp=dsp, layout=layout), model)
         got = target.run(xq)
-        assert got[1].dtype == np.int16
+        assert got[1].dtype == model.hidden_dtype
         for t in range(len(xq)):
             if not all(np.array_equal(g[t], r[t]) for g, r in zip(got, ref, strict=True)):
                 raise AssertionError(
-                    f"Cortex-M4 ({path}, int16 h) and golden differ at step {t}:\n"
+                    f"Cortex-M4 ({path}, {model.label}) and golden differ at step {t}:\n"
                     f"y {got[0][t]} vs {ref[0][t]}\nh {got[1][t].ravel()[:16]} vs {ref[1][t].ravel()[:16]}"
                 )
 
@@ -300,7 +301,7 @@ def test_m4_hidden16_bit_exact(
 
 def _rails(xq: np.ndarray, model: IntModel) -> np.ndarray:
     """``xq`` with every 97th sample at the input type's top and every 89th at its bottom (in place)."""
-    top = input_qmax(model.hidden_bits)
+    top = input_qmax(model.input_bits)
     xq[::97] = top
     xq[::89] = -top - 1
     return xq
@@ -334,3 +335,45 @@ def test_m4_hidden16_calibrated_bit_exact(tmp_path: Path, cell: str) -> None:
     y_ref, _, _ = golden.run(model, xq[None])
     assert len(np.unique(y_ref)) > 100
     _assert_m4_runs_golden(tmp_path, model, xq)
+
+
+# ---- int16 input on an int8 h (-DTL_INPUT16): layer 0's int16 step, the int8 layers above ------------------
+
+# (cell, layers, input, hidden, output): layer 0's int16 x part with tails of 0..3 after 8-groups, its int8 h
+# part and the int8 layers above with theirs.
+X16_SHAPES = [
+    (cell, *shape) for cell in CELLS for shape in ((1, 8, 8, 4), (2, 5, 17, 5), (3, 6, 12, 1), (2, 11, 23, 3))
+]
+
+
+@pytest.mark.parametrize("layout", ["w8", "w16"])
+@pytest.mark.parametrize("cell,layers,inp,hidden,out", X16_SHAPES)
+def test_m4_input16_bit_exact(
+    tmp_path: Path, layout: str, cell: str, layers: int, inp: int, hidden: int, out: int
+) -> None:
+    """Saturating int8-h random models with an int16 input (layer 0's multipliers of MULT16_BITS, its biases
+    at the bound), int16 samples over their whole range with runs at both rails, both M4 paths, w8 and w16
+    (which keeps layer 0 in int8 rows): the 3-layer shapes over 2,000 steps, the others over 1,000."""
+    rng = np.random.default_rng(inp * 1000 + hidden * 10 + layers)
+    model = random_int_model(rng, cell, layers, inp, hidden, out, 30, 44, input_bits=16)
+    steps = 2_000 if layers == 3 else 1_000
+    _assert_m4_runs_golden(tmp_path, model, _rails(random_inputs(rng, model, steps), model), layout)
+
+
+@pytest.mark.parametrize("cell,stack,readout", [("lstm", 3, "max"), ("gru", 2, "mean"), ("rnn", 4, "last")])
+def test_m4_input16_stacked_calibrated_bit_exact(tmp_path: Path, cell: str, stack: int, readout: str) -> None:
+    """A PyTorch-initialised model quantized with an int16 input through the real calibration path (2 layers,
+    stacked, pooled), 3,000 samples of a spiky signal; the runner refuses int8 samples for it."""
+    rng = np.random.default_rng(9)
+    t = np.arange(3_000)[:, None]
+    x = np.sin(t / (11 + 4 * np.arange(4))) * 0.5 + rng.standard_normal((3_000, 4)) * 0.05
+    x[rng.integers(0, 3_000, 60)] *= 30
+    model = random_quantized_model(
+        4, cell, 2, 4, 21, 3, x[None, :1200], readout=readout, stack=stack, input_bits=16
+    )
+    assert model.input16
+    xq = golden.quantize_input(model, x.astype(np.float32))
+    _assert_m4_runs_golden(tmp_path, model, xq)
+    target = Target(build_target(model, tmp_path / "refused", max_steps=8), model)
+    with pytest.raises(TinyLSTMError, match="int16 input, got int8"):
+        target.run(xq[:8].astype(np.int8))

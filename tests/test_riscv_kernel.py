@@ -66,6 +66,26 @@ def test_rv32imc_readouts_stacking_and_bidirectional(
     assert np.array_equal(h, h_ref[0]) and np.array_equal(c, c_ref[0])
 
 
+@pytest.mark.parametrize(
+    "cell,layers,readout,stack", [("lstm", 3, "last", 1), ("gru", 2, "max", 3), ("rnn", 1, "mean", 2)]
+)
+def test_rv32imc_int16_input_bit_exact(
+    tmp_path: Path, cell: str, layers: int, readout: str, stack: int
+) -> None:
+    """An int16 input on an int8 h (-DTL_INPUT16: layer 0's int16 step, int16 samples, the int8 layers above),
+    built as its firmware is: every output and h/c word over 2,000 full-range samples."""
+    require_board_tools("qemu-riscv32")
+    rng = np.random.default_rng(61 + stack)
+    model = random_int_model(rng, cell, layers, 7, 19, 3, readout=readout, stack=stack, input_bits=16)
+    target = Target(build_target(model, tmp_path, core=CORE_RV32IMC, max_steps=500), model)
+    xq = random_inputs(rng, model, STEPS)
+    assert xq.dtype == np.int16
+    y, h, c = target.run(xq)
+    y_ref, _, tr = golden.run(model, xq[None], trace=True)
+    assert np.array_equal(y, y_ref[0])
+    assert np.array_equal(h, tr["h"][0]) and np.array_equal(c, tr["c"][0])
+
+
 def test_rv32imc_step_is_counted(tmp_path: Path) -> None:
     """What benchmarks/bench_kernel.py reads: instructions and stack of one step (an LSTM 6x16 takes
     about 14k instructions at -O2: 8.4 per MAC)."""

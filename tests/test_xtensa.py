@@ -44,7 +44,7 @@ def need(tools: tuple[str, ...]) -> None:
 def samples(rng: np.random.Generator, model: IntModel, steps: int = STEPS) -> np.ndarray:
     """``steps`` samples over the whole range of the model's input type (int8, an int16-h model's int16)."""
     xq = random_inputs(rng, model, steps)
-    top = input_qmax(model.hidden_bits)
+    top = input_qmax(model.input_bits)
     xq[::97] = top  # runs of full-scale input
     xq[::89] = -top - 1
     return xq
@@ -61,20 +61,20 @@ def saturating_model(cell: str, layers: int, hidden_bits: int = 8) -> tuple[IntM
     return model, samples(rng, model)
 
 
-KernelFactory = Callable[..., KernelObjects]  # (core, layout="w8", hidden_bits=8)
+KernelFactory = Callable[..., KernelObjects]  # (core, layout="w8", hidden_bits=8, input16=False)
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> KernelFactory:
     """The kernel objects of a core, layout and hidden state, compiled once per module."""
-    built: dict[tuple[Core, Layout, int], KernelObjects] = {}
+    built: dict[tuple[Core, Layout, int, bool], KernelObjects] = {}
 
-    def get(core: Core, layout: Layout = "w8", hidden_bits: int = 8) -> KernelObjects:
+    def get(core: Core, layout: Layout = "w8", hidden_bits: int = 8, input16: bool = False) -> KernelObjects:
         need(xtensa.RUN_TOOLS[core])
-        key = (core, layout, hidden_bits)
+        key = (core, layout, hidden_bits, input16)
         if key not in built:
-            out = tmp_path_factory.mktemp(f"{core}-{layout}-h{hidden_bits}")
-            built[key] = xtensa.compile_kernel(core, out, layout, hidden_bits)
+            out = tmp_path_factory.mktemp(f"{core}-{layout}-h{hidden_bits}{'-x16' if input16 else ''}")
+            built[key] = xtensa.compile_kernel(core, out, layout, hidden_bits, input16)
         return built[key]
 
     return get
@@ -165,6 +165,24 @@ def test_kernel_bit_exact_hidden16(kernel: KernelFactory, core: Core, cell: str,
         xtensa.run_kernel(kernel(core, "w8"), model, xq, tmp_path / "refused")
     with pytest.raises(XtensaError, match="takes int16 samples, got int8"):
         xtensa.run_kernel(kernel(core, "w8", 16), model, xq.astype(np.int8), tmp_path / "int8")
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("core", xtensa.CORES)
+def test_kernel_bit_exact_input16(kernel: KernelFactory, core: Core, cell: str, tmp_path: Path) -> None:
+    """An int16 input on an int8 h (-DTL_INPUT16: layer 0's int16 step over int16 samples, the int64 row sums,
+    the int8 layers above), 2 layers, full-range samples; kernel objects built without TL_INPUT16 refuse it
+    before building anything."""
+    rng = np.random.default_rng(2000 + CELLS[cell].code)
+    model = random_int_model(rng, cell, 2, INPUT, HIDDEN, OUTPUT, 30, 44, input_bits=16)
+    xq = samples(rng, model)
+    assert xq.dtype == np.int16
+    objects = kernel(core, "w8", 8, True)
+    assert "-DTL_INPUT16" in objects.build
+    got = xtensa.verify_kernel(objects, model, xq, tmp_path)
+    assert got["h"].dtype == np.int8
+    with pytest.raises(XtensaError, match="input16=True"):
+        xtensa.run_kernel(kernel(core, "w8"), model, xq, tmp_path / "refused")
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

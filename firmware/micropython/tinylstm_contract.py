@@ -26,6 +26,9 @@ MAX_SCALE_EXP = 4
 CELL_FRAC_MAX = 14
 BLOB_FORMAT_VERSION = 1
 BLOB_HEADER_SIZE = 40
+BLOB_INPUT16_FLAG = 128
+INPUT_BITS = 8
+INPUT16_BITS = 16
 BLOB_MAGIC = b'TLM1'
 # Recurrent cells by code: name, gate rows per unit, cell state, separate recurrent bias of the last gate
 CELLS = (('lstm', 4, True, False), ('gru', 3, False, True), ('rnn', 1, False, False),)

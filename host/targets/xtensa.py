@@ -47,7 +47,14 @@ from typing import Literal
 import numpy as np
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.emit_c import HIDDEN_DEFINES, LAYOUT_DEFINES, Layout, build_defines, emit_c
+from tinylstm.codegen.emit_c import (
+    HIDDEN_DEFINES,
+    INPUT16_DEFINES,
+    LAYOUT_DEFINES,
+    Layout,
+    build_defines,
+    emit_c,
+)
 from tinylstm.codegen.emit_replay import emit_replay
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.contract.constants import HIDDEN_BITS
@@ -271,28 +278,32 @@ def compile_gate(toolchain: Toolchain, gen: Path, out_dir: Path, build: tuple[st
 # ---- kernel run -----------------------------------------------------------------------------------------
 
 
-def kernel_build(layout: Layout = "w8", hidden_bits: int = HIDDEN_BITS) -> tuple[str, ...]:
-    """The -D flags of kernel objects for the models of ``layout`` and ``hidden_bits``: what
-    ``build_defines`` gives such a model."""
+def kernel_build(
+    layout: Layout = "w8", hidden_bits: int = HIDDEN_BITS, input16: bool = False
+) -> tuple[str, ...]:
+    """The -D flags of kernel objects for the models of ``layout`` and ``hidden_bits`` (``input16``: with an
+    int16 input on an int8 h): what ``build_defines`` gives such a model."""
     if hidden_bits not in HIDDEN_DEFINES:
         raise XtensaError(f"a hidden state of {hidden_bits} bits: choose one of {sorted(HIDDEN_DEFINES)}")
-    return LAYOUT_DEFINES[layout] + HIDDEN_DEFINES[hidden_bits]
+    return LAYOUT_DEFINES[layout] + HIDDEN_DEFINES[hidden_bits] + (INPUT16_DEFINES if input16 else ())
 
 
 @dataclass(frozen=True)
 class KernelObjects:
     """The model-independent part of a run ELF: kernel, runtime and startup objects for one core, built
-    for the models of one weight layout and hidden state (int8 Q0.7: 8, int16 Q0.15: 16)."""
+    for the models of one weight layout and hidden state (int8 Q0.7: 8, int16 Q0.15: 16), with an int16
+    input on an int8 h or not (``input16``)."""
 
     core: Core
     layout: Layout
     objects: tuple[Path, ...]
     hidden_bits: int = HIDDEN_BITS
+    input16: bool = False
 
     @property
     def build(self) -> tuple[str, ...]:
         """The -D flags of the kernel objects: ``build_defines`` of the models they run."""
-        return kernel_build(self.layout, self.hidden_bits)
+        return kernel_build(self.layout, self.hidden_bits, self.input16)
 
 
 def _run_includes(gen: Path | None) -> list[Path]:
@@ -316,13 +327,14 @@ def _check_no_calls(obj: Path) -> None:
 
 
 def compile_kernel(
-    core: Core, out_dir: Path, layout: Layout = "w8", hidden_bits: int = HIDDEN_BITS
+    core: Core, out_dir: Path, layout: Layout = "w8", hidden_bits: int = HIDDEN_BITS, input16: bool = False
 ) -> KernelObjects:
     """Compile the kernel (minus RUN_EXCLUDED), xt_rt.c, libc_min.c and the startup for ``core``
-    into ``out_dir``, for models of weight layout ``layout`` and a ``hidden_bits`` hidden state."""
+    into ``out_dir``, for models of weight layout ``layout`` and a ``hidden_bits`` hidden state (``input16``:
+    with an int16 input on an int8 h)."""
     if core not in CORES:
         raise XtensaError(f"unknown Xtensa core {core!r}: choose one of {list(CORES)}")
-    build = kernel_build(layout, hidden_bits)
+    build = kernel_build(layout, hidden_bits, input16)
     out_dir.mkdir(parents=True, exist_ok=True)
     xt = xtensa_dir()
     includes = _run_includes(None)
@@ -345,7 +357,7 @@ def compile_kernel(
         start = compile_gcc(xt / "start_call0.S", out_dir, includes, {})
     for obj in rt:
         _check_no_calls(obj)
-    return KernelObjects(core, layout, (start, *rt, *objs), hidden_bits)
+    return KernelObjects(core, layout, (start, *rt, *objs), hidden_bits, input16)
 
 
 def link_elf(kernel: KernelObjects, sources: Sequence[Path], includes: Sequence[Path], elf: Path) -> Path:
@@ -439,7 +451,8 @@ def run_kernel(kernel: KernelObjects, model: IntModel, xq: np.ndarray, out_dir: 
     if build_defines(model, kernel.layout) != kernel.build:
         raise XtensaError(
             f"the model needs a kernel built with {list(build_defines(model, kernel.layout))}, these objects "
-            f"were built with {list(kernel.build)}: compile_kernel(..., hidden_bits={model.hidden_bits})"
+            f"were built with {list(kernel.build)}: compile_kernel(..., hidden_bits={model.hidden_bits}, "
+            f"input16={model.input16})"
         )
     gen = out_dir / "gen"
     write_model(model, gen, xq, kernel.layout)
