@@ -1,5 +1,6 @@
 """The streaming firmware in QEMU: bit-exact parity on held-out data, replay, errors, model refusal; an
-int16-h model's firmware takes int16 input (INPUT_S16) and refuses int8 INPUT frames, and the reverse."""
+int16-h model's firmware takes int16 input (INPUT_S16) and refuses int8 INPUT frames, and the reverse; so does
+an int8-h model's with an int16 input (-DTL_INPUT16), whose HELLO says so."""
 
 from __future__ import annotations
 
@@ -301,6 +302,92 @@ def test_int16_input_full_range_long_stream_bit_exact_with_golden(
     test_int16_hidden_state_firmware_bit_exact is the long one)."""
     model, fw = random16
     xs = random_inputs(np.random.default_rng(7), model, 6_000)
+    assert xs.dtype == np.int16 and xs.min() < -32000 and xs.max() > 32000
+    expect, _, _ = golden.run(model, xs[None])
+    with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        feeder = Feeder(link, wait_hello(link), xs)
+        got = np.asarray([d.outputs for d in feeder.run()], dtype=np.int16)
+    assert feeder.frame is InputS16 and feeder.stats.retries == 0
+    assert got.shape == expect[0].shape and np.array_equal(got, expect[0])
+
+
+@pytest.fixture(scope="module", params=EMULATED)
+def x16(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Trained:
+    """The session's trained watch model exported again with an int16 input on its int8 h (``--input-bits
+    16``), and its host-fed and replay firmware."""
+    trained = trained_firmware(tmp_path_factory.getbasetemp(), request.param)
+    root = trained.export_dir.parent
+    export_dir = root / "export-x16"
+    if not export_dir.is_dir():
+        export(ModelSource(str(root / "run" / CHECKPOINT_NAME)), export_dir, input_bits=16)
+    host = build_firmware(export_dir, trained.board, root / trained.board / "fw-x16")
+    replay = build_firmware(
+        export_dir,
+        trained.board,
+        root / trained.board / "fw-x16-replay",
+        source="replay",
+        defines={"TL_REPLAY_PERIOD_MS": "2"},
+    )
+    return Trained(export_dir, host, replay, trained.board)
+
+
+def test_int16_input_firmware_bit_exact(x16: Trained) -> None:
+    """An int16-input export (`tinylstm build` passes -DTL_INPUT16): HELLO says an int8 h with the int16-input
+    flag, the held-out samples are int16 (INPUT_S16 frames), 10,000 of them over the link equal the host's
+    golden bit for bit, a float sample is quantized to int16 on the board, and an int8 INPUT is refused."""
+    held = load_held_out(x16.export_dir)
+    assert held.model.input16 and held.stream(1).dtype == np.int16
+    header = (x16.host.out_dir / "gen" / "tl_model.h").read_text()
+    assert "#define TL_MODEL_INPUT_BITS 16" in header and "#define TL_MODEL_HIDDEN_BITS 8" in header
+    raw = np.asarray([[0.5, -1.0, 9.81, 0.1, 0.0, -0.2], [30.0, -40.0, -9.7, 1e3, 0.3, -0.1]], np.float32)
+    q = golden.quantize_input(held.model, raw)
+    assert q.dtype == np.int16 and np.abs(q).max() > 127
+    with QemuBoard(x16.host.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
+        hello = wait_hello(link)
+        assert (hello.hidden_bits, hello.input16, hello.model_hash) == (8, True, held.model.model_hash)
+        report = run_parity(link, x16.export_dir, 10_000)
+        assert report.passed and report.clean, report.render()
+        assert report.steps == 10_000 and report.mismatches == 0
+        link.send(Reset())
+        link.send(InputF32(0, tuple(tuple(float(v) for v in row) for row in raw)))
+        preds = [Pred.unpack(link.expect(FrameType.PRED).payload) for _ in range(2)]
+        assert np.array_equal([p.outputs for p in preds], golden.run(held.model, q[None])[0][0])
+        link.send(Input(2, (tuple(range(6)),)))
+        err = next_error(link)
+        assert (err.code, err.message) == (ErrorCode.UNSUPPORTED, "int16 input: send INPUT_S16")
+
+
+def test_int16_input_replay_streams_the_embedded_held_out_data(x16: Trained) -> None:
+    assert "const int16_t tl_replay_data" in (x16.replay.out_dir / "gen" / "tl_replay.c").read_text()
+    _check_replay(x16)
+
+
+@pytest.fixture(scope="module", params=EMULATED)
+def random_x16(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> tuple[IntModel, FirmwareBuild]:
+    """Firmware of a random int8-h model with an int16 input (full-range weights, layer 0's multipliers of
+    MULT16_BITS): 3 LSTM layers on the Cortex-M4, 2 GRU layers stacking 3 int16 samples per step with a max
+    readout on RV32."""
+    board = request.param
+    require_board_tools(board)
+    m4 = board == "qemu-stm32f405"
+    cell, layers, stack, readout = ("lstm", 3, 1, "last") if m4 else ("gru", 2, 3, "max")
+    rng = np.random.default_rng(17)
+    model = random_int_model(rng, cell, layers, 6, 16, 5, 26, 40, 8, readout, stack, input_bits=16)
+    root = tmp_path_factory.mktemp(f"random-x16-{board}")
+    emit_c(model, root / "export")  # an export's model files: the integer model and its C source
+    save_int_model(model, root / "export")
+    return model, build_firmware(root / "export", board, root / "fw")
+
+
+def test_int16_input_on_int8_h_full_range_stream_bit_exact_with_golden(
+    random_x16: tuple[IntModel, FirmwareBuild],
+) -> None:
+    """6,000 samples drawn over the whole int16 range, fed as INPUT_S16 (the feeder picks it from HELLO's
+    flag): every output equals the golden reference's on the same stream."""
+    model, fw = random_x16
+    xs = random_inputs(np.random.default_rng(8), model, 6_000)
     assert xs.dtype == np.int16 and xs.min() < -32000 and xs.max() > 32000
     expect, _, _ = golden.run(model, xs[None])
     with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]

@@ -43,7 +43,7 @@ from tinylstm.codegen.blob import CRC_START
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_int_model, random_quantized_model
 from tinylstm.contract.cells import CELLS
-from tinylstm.contract.constants import HIDDEN_FORMATS, KERNEL_VERSION, input_qmax
+from tinylstm.contract.constants import BLOB_INPUT16_FLAG, HIDDEN_FORMATS, KERNEL_VERSION, input_qmax
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import csrc_dir, kernel_sources
 from tinylstm.host.targets.bridge import CModel
@@ -53,26 +53,35 @@ HIDDEN_BITS = list(HIDDEN_FORMATS)  # 8: int8 Q0.7 h; 16: int16 Q0.15 h
 
 
 def stream_model(
-    cell: str, layers: int, T: int, inp: int = 5, hidden: int = 16, hidden_bits: int = 8
+    cell: str,
+    layers: int,
+    T: int,
+    inp: int = 5,
+    hidden: int = 16,
+    hidden_bits: int = 8,
+    input_bits: int | None = None,
 ) -> tuple[IntModel, np.ndarray]:
-    """A calibrated model and a smooth, noisy stream of its input (int8; int16 for an int16-h model) with
-    bursts past the calibrated range."""
+    """A calibrated model and a smooth, noisy stream of its input (int8; int16 for an int16-h model or
+    ``input_bits`` 16) with bursts past the calibrated range."""
     rng = np.random.default_rng(layers + list(CELLS).index(cell))
     t = np.arange(T)[:, None]
     x = np.sin(t / (17 + 6 * np.arange(inp))) * 1.8 + rng.standard_normal((T, inp)) * 0.25
     x[rng.integers(0, T, T // 100)] *= 5
-    m = random_quantized_model(7 + layers, cell, layers, inp, hidden, 3, x[None, :1500], hidden_bits)
+    m = random_quantized_model(
+        7 + layers, cell, layers, inp, hidden, 3, x[None, :1500], hidden_bits, input_bits=input_bits
+    )
     assert m.hidden_bits == hidden_bits
     return m, golden.quantize_input(m, x.astype(np.float32))
 
 
 def saturating_model(
-    cell: str, layers: int, T: int, hidden_bits: int, seed: int = 11
+    cell: str, layers: int, T: int, hidden_bits: int, seed: int = 11, input_bits: int = 0
 ) -> tuple[IntModel, np.ndarray]:
     """A full-range random model (weights, biases and multipliers at their bounds: saturation everywhere)
-    and full-range inputs of its type (int8; int16 for an int16-h model) with runs of both extremes."""
+    and full-range inputs of its type (int8; int16 for an int16-h model or ``input_bits`` 16) with runs of
+    both extremes."""
     rng = np.random.default_rng(seed)
-    m = random_int_model(rng, cell, layers, 4, 9, 3, hidden_bits=hidden_bits)
+    m = random_int_model(rng, cell, layers, 4, 9, 3, hidden_bits=hidden_bits, input_bits=input_bits)
     return m, full_range_inputs(rng, m, T)
 
 
@@ -174,7 +183,7 @@ def float_samples(m: IntModel, steps: int, seed: int) -> np.ndarray:
     """float32 samples for ``m`` (its channels 0 and 1 made unscaled: mean 0, mul 1) that its quantization
     saturates at both ends of its input type, and halves there (k + 0.5, beyond both ends too)."""
     m.input_mean[:2], m.input_mul[:2] = 0.0, 1.0
-    rng, top = np.random.default_rng(seed), input_qmax(m.hidden_bits)
+    rng, top = np.random.default_rng(seed), input_qmax(m.input_bits)
     xf = rng.standard_normal((steps, m.input_size)) * 4
     xf[: steps // 5] *= top
     xf[steps // 5 : 2 * steps // 5, :2] = rng.integers(-top - 3, top + 3, (steps // 5, 2)) + 0.5
@@ -528,13 +537,14 @@ def test_fallback_rejects_bad_blob() -> None:
 @pytest.mark.parametrize("bits", [1, 7, 9, 12, 15, 24, 32, 255])
 def test_fallback_rejects_unknown_hidden_bits(bits: int) -> None:
     """A header naming a hidden state other than 8 or 16 bits is refused (0 is an old blob's int8 h), as
-    the Python and C readers refuse it."""
+    the Python and C readers refuse it (the byte's top bit is the int16-input flag: 255 names 127 bits)."""
     mpy = fallback_module()
     data = with_hidden_bits(
         blob.to_blob(random_int_model(np.random.default_rng(2), "lstm", 2, 3, 4, 2)), bits
     )
+    named = bits & ~BLOB_INPUT16_FLAG
     with pytest.raises(
-        mpy.BlobError, match=f"bad model blob: hidden state of {bits} bits; this reader runs 8 or 16"
+        mpy.BlobError, match=f"bad model blob: hidden state of {named} bits; this reader runs 8 or 16"
     ):
         mpy.Model(data)
     with pytest.raises(TinyLSTMError):
@@ -653,6 +663,54 @@ def test_run_blob_refuses_samples_of_another_type(tmp_path: Path) -> None:
         assert not (tmp_path / "x.bin").exists()
 
 
+# ---- an int16 input on an int8 h (the header's flag): layer 0 over int16 words, the layers above int8 ----
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_fallback_under_cpython_input16(cell: str, layers: int) -> None:
+    """A calibrated int16-input model (3,000 steps; 3 layers 5,000) and a saturating one (2,000): every
+    output and the final state words, int8 h; info() and input_bits say int16."""
+    m, xq = stream_model(cell, layers, 5_000 if layers == 3 else 3_000, input_bits=16)
+    assert m.input16 and xq.dtype == np.int16
+    assert_same(run_fallback(m, xq), reference(m, xq))
+    model = fallback_module().Model(blob.to_blob(m))
+    assert (model.hidden_bits, model.input_bits, model.info()["input_bits"]) == (8, 16, 16)
+    m, xq = saturating_model(cell, layers, 2_000, 8, seed=20 + layers, input_bits=16)
+    assert_same(run_fallback(m, xq), reference(m, xq))
+
+
+def test_fallback_refuses_the_input16_flag_on_an_int16_h() -> None:
+    mpy = fallback_module()
+    data = with_hidden_bits(
+        blob.to_blob(random_int_model(np.random.default_rng(3), "gru", 1, 3, 4, 2, hidden_bits=16)),
+        16 | BLOB_INPUT16_FLAG,
+    )
+    with pytest.raises(mpy.BlobError, match="int16-input flag on a 16-bit hidden state"):
+        mpy.Model(data)
+
+
+def test_run_blob_takes_int16_samples_for_an_int16_input(tmp_path: Path) -> None:
+    m = random_int_model(np.random.default_rng(5), "lstm", 1, 3, 4, 2, input_bits=16)
+    with pytest.raises(TinyLSTMError, match="the model takes int16 input, got int8: quantize"):
+        run_blob("no-micropython-needed", blob.to_blob(m), np.zeros((5, 3), np.int8), tmp_path, (2, 1, 4))
+
+
+@needs_micropython
+@pytest.mark.parametrize("mode", ["viper", "plain"])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_fallback_under_micropython_input16(tmp_path: Path, cell: str, mode: str) -> None:
+    """MicroPython's viper (int8 x int16 dots for layer 0, int8 x int8 above) and plain loops: a calibrated
+    2-layer model over 2,000 steps and a saturating one over 1,500."""
+    assert MICROPYTHON
+    m, xq = stream_model(cell, 2, 2000, input_bits=16)
+    got = run_micropython(MICROPYTHON, tmp_path / "cal", MPY_DIR, "tinylstm_mpy", m, xq, mode)
+    assert_same(got, reference(m, xq))
+    m, xq = saturating_model(cell, 2, 1500, 8, seed=31, input_bits=16)
+    got = run_micropython(MICROPYTHON, tmp_path / "sat", MPY_DIR, "tinylstm_mpy", m, xq, mode)
+    assert_same(got, reference(m, xq))
+
+
 @needs_micropython
 def test_micropython_reports_bad_blob(tmp_path: Path) -> None:
     assert MICROPYTHON
@@ -761,6 +819,25 @@ def test_native_module_bit_exact(
     m, xq = _c_module_model(cell, layers, hidden_bits)
     got = run_micropython(str(built["unix"]), tmp_path, built["natmod"], "tinylstm", m, xq, "c")
     assert_same(got, reference(m, xq))
+
+
+@needs_mpy_src
+@pytest.mark.parametrize("where", ["unix", "natmod"])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_c_modules_run_int16_input_blobs(
+    built: dict[str, Path], tmp_path: Path, cell: str, where: str
+) -> None:
+    """The user C module and the x64 native module (built with TL_HIDDEN16, which implies TL_INPUT16) run an
+    int16-input model: a saturating 3-layer one and a calibrated 2-layer one, 3,000 steps each."""
+    module_dir = tmp_path if where == "unix" else built["natmod"]
+    for k, (m, xq) in enumerate(
+        (
+            saturating_model(cell, 3, 3000, 8, seed=41, input_bits=16),
+            stream_model(cell, 2, 3000, input_bits=16),
+        )
+    ):
+        got = run_micropython(str(built["unix"]), tmp_path / str(k), module_dir, "tinylstm", m, xq, "c")
+        assert_same(got, reference(m, xq))
 
 
 @needs_mpy_src

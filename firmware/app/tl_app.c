@@ -14,8 +14,8 @@
 #define I TL_MODEL_INPUT_SIZE
 #define O TL_MODEL_OUTPUT_SIZE
 
-/* The model's input word (TL_MODEL_INPUT_BITS): an int16-h model takes int16 samples (INPUT_S16, tl_step_s16),
- * every other model int8 ones (INPUT, tl_step). The other frame is refused with ERROR UNSUPPORTED. */
+/* The model's input word (TL_MODEL_INPUT_BITS): a model with an int16 input (int16-h, or an int16 input on an int8
+ * h) takes int16 samples (INPUT_S16, tl_step_s16), every other model int8 ones (INPUT, tl_step). The other frame is refused with ERROR UNSUPPORTED. */
 #if TL_MODEL_INPUT_BITS == 16
 typedef int16_t input_t;
 #define MSG_INPUT TL_PROTO_MSG_INPUT_S16
@@ -143,7 +143,8 @@ static void send_hello(void)
     h.input_size = I;
     h.hidden_size = TL_MODEL_HIDDEN_SIZE;
     h.output_size = O;
-    h.hidden_bits = TL_MODEL_HIDDEN_BITS; /* the host picks INPUT or INPUT_S16 by it */
+    /* the host picks INPUT or INPUT_S16 by it: an int16 input on an int8 h adds the blob's flag */
+    h.hidden_bits = TL_MODEL_HIDDEN_BITS | (TL_MODEL_INPUT_BITS > TL_MODEL_HIDDEN_BITS ? TL_BLOB_INPUT16_FLAG : 0);
 #if TL_MODEL_WINDOW > 0 && defined(TL_MODEL_BIDIRECTIONAL) && TL_MODEL_BIDIRECTIONAL
     h.mode = TL_PROTO_MODE_WINDOW_END; /* the window's answer comes at its last step */
 #else

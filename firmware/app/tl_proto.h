@@ -144,7 +144,8 @@ typedef struct {
     uint16_t input_size;
     uint16_t hidden_size;
     uint16_t output_size;
-    uint8_t hidden_bits; /**< bits of the hidden state words: 8 (int8 Q0.7) or 16 (int16 Q0.15), TL_MODEL_HIDDEN_BITS */
+    uint8_t hidden_bits; /**< bits of the hidden state words: 8 (int8 Q0.7) or 16 (int16 Q0.15), TL_MODEL_HIDDEN_BITS,
+                          * | TL_BLOB_INPUT16_FLAG for an int16 input on an int8 h */
     uint8_t mode;        /**< TL_PROTO_MODE_* */
     uint16_t window;
     uint8_t source;         /**< TL_PROTO_SOURCE_* */

@@ -61,6 +61,7 @@ from tinylstm_contract import (
     BIAS_LIMIT,
     BLOB_FORMAT_VERSION,
     BLOB_HEADER_SIZE,
+    BLOB_INPUT16_FLAG,
     BLOB_MAGIC,
     CELL_FRAC_MAX,
     CELLS,
@@ -143,7 +144,8 @@ def read_sections(blob) -> tuple:
     name, g, _, bias_hn = CELLS[cell]
     if not (1 <= layers <= MAX_LAYERS and 1 <= inp <= MAX_INPUT and 1 <= hid <= MAX_HIDDEN and out >= 1):
         raise _err("unsupported shape")
-    hidden_bits = blob[30] or HIDDEN_BITS  # 0: a blob written before the field, int8 h
+    input16 = blob[30] & BLOB_INPUT16_FLAG != 0  # an int16 input on an int8 h
+    hidden_bits = (blob[30] & ~BLOB_INPUT16_FLAG) or HIDDEN_BITS  # 0: a blob written before the field, int8 h
     if blob[31] >= len(READOUTS):  # 0 (last) in blobs written before the field
         raise _err("unknown readout %d" % blob[31])
     if hidden_bits != HIDDEN_BITS and hidden_bits != HIDDEN16_BITS:
@@ -153,17 +155,20 @@ def read_sections(blob) -> tuple:
     stack = blob[35] or 1  # samples per step; 0 (one) in blobs written before the field
     if stack > MAX_STACK or inp * stack > MAX_INPUT:
         raise _err("%d samples of %d channels per step exceed the kernel's %d" % (stack, inp, MAX_INPUT))
-    if hidden_bits == HIDDEN16_BITS and inp * stack > MAX_INPUT16:  # its int32 input sums stay exact
+    if input16 and hidden_bits != HIDDEN_BITS:
+        raise _err("the int16-input flag on a %d-bit hidden state (it is for an int8 one)" % hidden_bits)
+    wide_in = input16 or hidden_bits == HIDDEN16_BITS  # an int16 input
+    if wide_in and inp * stack > MAX_INPUT16:  # its int32 input sums stay exact
         raise _err(
-            "an int16-h model reading %d int16 inputs per step (%d x %d), the kernel's at most %d"
+            "a model reading %d int16 inputs per step (%d x %d), the kernel's at most %d"
             % (inp * stack, stack, inp, MAX_INPUT16)
         )
     # 8 + 6L sections; a bidirectional model's 9 + 12L (its backward layers' and its window section follow)
     bidir = nsec == 9 + 12 * layers
     if (nsec != 8 + 6 * layers and not bidir) or _u32(blob, 36) != BLOB_HEADER_SIZE:
         raise _err("section table does not match the layer count")
-    if bidir and hidden_bits != HIDDEN_BITS:
-        raise _err("a bidirectional model with a %d-bit hidden state (it keeps an int8 one)" % hidden_bits)
+    if bidir and wide_in:
+        raise _err("a bidirectional model with an int16 hidden state or input (it keeps int8 ones)")
     sizes = [2 * TABLE_SIZE, 4 * inp, 4 * inp, out * hid * (2 if bidir else 1), 4 * out, 4 * out, out, None]
     for k in range(layers * (2 if bidir else 1)):
         w = (inp * stack if k % layers == 0 else hid) + hid
@@ -198,7 +203,7 @@ def read_sections(blob) -> tuple:
         "hash": _u32(blob, 16),
         "kernel_version": KERNEL_VERSION,
         "hidden_bits": hidden_bits,
-        "input_bits": hidden_bits,  # int16x8: an int16-h model's input is int16, an int8-h model's int8
+        "input_bits": 16 if wide_in else 8,  # int16: an int16-h model's, or an int16 input on an int8 h
         "readout": READOUTS[blob[31]][0],
         "stack": stack,
         "window": window,  # a bidirectional model's W samples; 0: unidirectional
@@ -373,6 +378,7 @@ class _Layer:
         use_viper: bool,
         hidden_bits: int = HIDDEN_BITS,
         mult_limit: int = 1 << 31,
+        wide_x: bool = False,
     ):
         w, b, bhn, m, s, e = (
             idx  # section numbers; bhn None: no separate recurrent bias; e None: no scale_exp
@@ -402,8 +408,9 @@ class _Layer:
                 or not -MAX_SCALE_EXP <= scale_exp[k] <= MAX_SCALE_EXP
             ):
                 raise _err("a requantization shift, multiplier or scale exponent is out of range")
-        # [x ; h]: the rows' input (a layer: its input and hidden state), int8 or int16 words like h
-        wide = hidden_bits == HIDDEN16_BITS
+        # [x ; h]: the rows' input (a layer: its input and hidden state), int8 or int16 words like h; int16
+        # for an int16 input's layer 0 (``wide_x``: its int8 h in int16 words)
+        self.wide = wide = hidden_bits == HIDDEN16_BITS or wide_x
         self.xh = array("h", bytes(2 * (nx + nh))) if wide else array("b", bytes(nx + nh))
         self.c = [0] * nh
         self.accx = array("i", bytes(4 * self.rows))
@@ -424,11 +431,14 @@ class Model:
         self.input_size, self.hidden_size, self.output_size = I, H, O
         self.stacking = K = head["stack"]  # samples per recurrent step (1: no stacking)
         self.hidden_bits = hb = head["hidden_bits"]
-        self.input_bits = head["input_bits"]  # the samples' words: int8, or an int16-h model's int16
+        self.input_bits = head["input_bits"]  # the samples' words: int8, or int16 (int16-h, an int16 input)
         self._top = (1 << (self.input_bits - 1)) - 1  # the largest input word: 127 or 32767
         wide = hb == HIDDEN16_BITS
+        input16 = self.input_bits == HIDDEN16_BITS and not wide  # an int16 input on an int8 h
         use_viper = viper and _viper_dots is not None
-        self._dots = (_viper_dots16 if wide else _viper_dots) if use_viper else _plain_dots
+        # the dot products of rows over int8 or int16 words (a layer's: by its [x ; h] array, _Layer.wide)
+        self._dots8, self._dots16 = (_viper_dots, _viper_dots16) if use_viper else (_plain_dots, _plain_dots)
+        self._dots = self._dots16 if wide else self._dots8
         self.table = _ints(blob, secs[0], "h")
         self.mean = _ints(blob, secs[1], "f")
         self.mul = _ints(blob, secs[2], "f")
@@ -457,8 +467,10 @@ class Model:
                 fracs[k],
                 use_viper,
                 hb,
-                # int16-h gate rows: M < 2^MULT16_BITS, as tl_model_check requires
-                1 << (MULT16_BITS if wide else 31),
+                # int16-h gate rows and an int16 input's layer 0 (int64 sums): M < 2^MULT16_BITS, as
+                # tl_model_check requires
+                1 << (MULT16_BITS if wide or (input16 and k == 0) else 31),
+                input16 and k == 0,
             )
             for k in range(len(fracs))
         ]
@@ -682,9 +694,9 @@ class Model:
     def _layers_step(self, layers):
         """One recurrent step of ``layers`` (a direction's stack), layer 0's input in place; returns the top
         layer."""
-        t, dots, cell_step = self.table, self._dots, self._cell_step
+        t, cell_step = self.table, self._cell_step
         for n, L in enumerate(layers):
-            dots(L.w, L.woff, L.xh, L.accx, L.acch, L.rows, L.nx, L.nh)
+            (self._dots16 if L.wide else self._dots8)(L.w, L.woff, L.xh, L.accx, L.acch, L.rows, L.nx, L.nh)
             hn = cell_step(L, t)
             nxt = layers[n + 1].xh if n + 1 < len(layers) else None
             for j in range(L.nh):

@@ -107,10 +107,10 @@ def _source_define(source: str) -> str:
         raise TinyLSTMError(f"unknown input source {source!r}: choose host, replay or sensor") from None
 
 
-def link_rx_capacity(input_size: int, output_size: int, hidden_bits: int) -> int:
+def link_rx_capacity(input_size: int, output_size: int, input_bits: int) -> int:
     """The receive buffer the firmware needs for a model; refuses a model the serial link cannot carry (its
-    samples travel in INPUT frames, an int16-h model's in INPUT_S16)."""
-    frame = input_frame(hidden_bits)
+    samples travel in INPUT frames, an int16 input's in INPUT_S16)."""
+    frame = input_frame(input_bits)
     if input_size > frame.MAX_INPUT_SIZE:
         raise TinyLSTMError(
             f"the model takes {input_size} inputs per step, but one {frame.TYPE.name} frame of the serial "
@@ -123,7 +123,7 @@ def link_rx_capacity(input_size: int, output_size: int, hidden_bits: int) -> int
             "carries at "
             f"most {MAX_OUTPUT_SIZE}: reduce the outputs (classes or forecast horizon)"
         )
-    return required_rx_capacity(input_size, hidden_bits)
+    return required_rx_capacity(input_size, input_bits)
 
 
 def build_firmware(
@@ -140,7 +140,7 @@ def build_firmware(
     boot_source = _source_define(source)
     model, _ = load_int_model(export_dir)
     layout = export_layout(export_dir)
-    rx = link_rx_capacity(model.input_size, model.output_size, model.hidden_bits)
+    rx = link_rx_capacity(model.input_size, model.output_size, model.input_bits)
     steps = replay_steps(source, replay, model.meta.window)
     check_fits(model, spec, rx, steps * model.input_size * model.input_bits // 8, layout)
     model_c, _ = _model_files(export_dir)

@@ -164,11 +164,11 @@ def request_stats(link: Link, timeout: float = 2.0) -> Stats | None:
     return None
 
 
-def required_rx_capacity(input_size: int, hidden_bits: int) -> int:
+def required_rx_capacity(input_size: int, input_bits: int) -> int:
     """Receive buffer (a power of two, at least 256 B) a board needs for this model: one INPUT frame of
-    one sample (INPUT_S16 for an int16-h model, ``hidden_bits`` 16) plus the control reserve, so the credit
+    one sample (INPUT_S16 for an int16 input, ``input_bits`` 16) plus the control reserve, so the credit
     always admits a frame."""
-    need = max_wire_size(INPUT_HEAD + input_frame(hidden_bits).sample_bytes(input_size)) + CONTROL_RESERVE
+    need = max_wire_size(INPUT_HEAD + input_frame(input_bits).sample_bytes(input_size)) + CONTROL_RESERVE
     size = 256
     while size < need:
         size *= 2
@@ -401,7 +401,7 @@ class Feeder:
         self.capacity = hello.rx_capacity
         self.history = max(1, hello.history)
         self.credit = self.capacity - CONTROL_RESERVE
-        self.frame = input_frame(hello.hidden_bits)  # INPUT, or INPUT_S16 for an int16-h model's int16 input
+        self.frame = input_frame(hello.input_bits)  # INPUT, or INPUT_S16 for a model's int16 input
         self.word = np.dtype("<" + self.frame.ITEM)
         sample = self.frame.sample_bytes(hello.input_size)
         one = max_wire_size(INPUT_HEAD + sample)

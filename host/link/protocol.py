@@ -19,7 +19,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tinylstm.contract.cells import CELLS
-from tinylstm.contract.constants import input_bits
+from tinylstm.contract.constants import BLOB_INPUT16_FLAG, input_bits
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -378,6 +378,13 @@ class Hello:
     next_step: int  # step the board expects in the next INPUT
     rx_freed: int  # received bytes taken or dropped since boot, mod 2**32
     board_name: str
+    # an int8-h model with an int16 input: byte 14 carries hidden_bits | BLOB_INPUT16_FLAG (as blob byte 30)
+    input16: bool = False
+
+    @property
+    def input_bits(self) -> int:
+        """The model input's bits, which say the frame its samples travel in (``input_frame``)."""
+        return input_bits(self.hidden_bits, self.input16)
 
     def pack(self) -> bytes:
         return self._FIXED.pack(
@@ -388,7 +395,7 @@ class Hello:
             self.input_size,
             self.hidden_size,
             self.output_size,
-            self.hidden_bits,
+            self.hidden_bits | (BLOB_INPUT16_FLAG if self.input16 else 0),
             self.mode,
             self.window,
             self.source,
@@ -413,7 +420,7 @@ class Hello:
                 ins,
                 hid,
                 outs,
-                bits,
+                bits & ~BLOB_INPUT16_FLAG,
                 Mode(mode),
                 win,
                 Source(src),
@@ -422,6 +429,7 @@ class Hello:
                 nxt,
                 freed,
                 name,
+                bool(bits & BLOB_INPUT16_FLAG),
             )
         except ValueError as exc:
             raise PayloadError(str(exc)) from None
@@ -642,10 +650,11 @@ class InputS16(_Samples):
     samples: tuple[tuple[int, ...], ...]
 
 
-def input_frame(hidden_bits: int) -> type[Input] | type[InputS16]:
-    """The frame of a model's quantized samples, from HELLO.hidden_bits: INPUT_S16 for an int16-h model (its
-    input is int16, contract.constants.input_bits), else INPUT."""
-    return InputS16 if input_bits(hidden_bits) == 16 else Input
+def input_frame(bits: int) -> type[Input] | type[InputS16]:
+    """The frame of a model's quantized samples, from the bits of its input (``Hello.input_bits``,
+    ``IntModel.input_bits``): INPUT_S16 for an int16 input (an int16-h model's, or an int8-h model's with an
+    int16 input), else INPUT."""
+    return InputS16 if bits == 16 else Input
 
 
 @dataclass(frozen=True)

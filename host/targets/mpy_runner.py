@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, input_bits
+from tinylstm.contract.constants import BLOB_INPUT16_FLAG, HIDDEN16_BITS, HIDDEN_BITS, input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import firmware_dir
 
@@ -65,7 +65,7 @@ def blob_hidden_bits(blob: bytes) -> int:
     refuse."""
     if len(blob) < HIDDEN_BITS_OFFSET + 1:
         return HIDDEN_BITS
-    return blob[HIDDEN_BITS_OFFSET] or HIDDEN_BITS
+    return (blob[HIDDEN_BITS_OFFSET] & ~BLOB_INPUT16_FLAG) or HIDDEN_BITS
 
 
 def blob_directions(blob: bytes) -> int:
@@ -79,8 +79,9 @@ def blob_directions(blob: bytes) -> int:
 
 def blob_input_dtype(blob: bytes) -> np.dtype:
     """The model input's word a blob's model takes: int8, or little-endian int16 for an int16-h model
-    (int16x8: contract.constants.input_bits)."""
-    return np.dtype("<i2") if input_bits(blob_hidden_bits(blob)) == HIDDEN16_BITS else np.dtype(np.int8)
+    (int16x8) or an int16 input on an int8 h (the header's BLOB_INPUT16_FLAG: contract.constants)."""
+    input16 = len(blob) > HIDDEN_BITS_OFFSET and bool(blob[HIDDEN_BITS_OFFSET] & BLOB_INPUT16_FLAG)
+    return np.dtype("<i2") if input_bits(blob_hidden_bits(blob), input16) == 16 else np.dtype(np.int8)
 
 
 def run_blob(

@@ -13,7 +13,8 @@
  * (micropython.mk, micropython.cmake, natmod/Makefile) define TL_HIDDEN16 for that; without it the
  * kernel refuses int16-h blobs (tl_model_check) and Model() raises ValueError. An int16-h model is int16
  * end to end (int16x8): its samples are int16 (array('h'), or bytes of little-endian int16) and run with
- * tl_step_s16 / tl_quantize_input_s16; an int8-h model's are int8 (tl_step / tl_quantize_input).
+ * tl_step_s16 / tl_quantize_input_s16, as are those of an int8-h model with an int16 input (the header's flag,
+ * tl_input_bits); any other int8-h model's are int8 (tl_step / tl_quantize_input).
  *
  * Bidirectional window models (docs/model-blob.md) run too: tl_step keeps the window and runs the backward
  * layers at its last sample; state() gives their h and c after the forward layers'.
@@ -33,7 +34,7 @@ typedef struct {
     int16_t *words;       /* state buffer */
     int16_t *xq;          /* [input_size] a sample converted to the model input: a float one quantized, an
                              int16-h model's bytes decoded (int8 words in its first bytes for an int8 input) */
-    int wide;             /* an int16-h model: int16 input (tl_step_s16), else int8 (tl_step) */
+    int wide;             /* an int16 input (tl_input_bits: tl_step_s16), else int8 (tl_step) */
     uint8_t *hc;          /* a bidirectional model's state() bytes: h [2 * cells] int8, c [2 * cells] int16 */
     tl_model_t model;
     tl_layer_t layers[TL_BLOB_MAX_LAYERS]; /* the forward layers, then a bidirectional model's backward ones */
@@ -72,7 +73,7 @@ static mp_obj_t tinylstm_model_make_new(const mp_obj_type_t *type, size_t n_args
                                           "regenerate it with tinylstm.codegen.blob.to_blob"));
     size_t words = tl_state_words(&o->model);
     o->words = m_new(int16_t, words);
-    o->wide = o->model.hidden_bits == TL_HIDDEN16_BITS; /* int16x8: the input is as wide as h */
+    o->wide = tl_input_bits(&o->model) == 16; /* an int16-h model's input, or an int16 input on an int8 h */
     o->xq = m_new(int16_t, o->model.input_size);
     tl_state_init(&o->state, &o->model, o->words, words);
     o->hc = o->model.backward ? m_new(uint8_t, 6u * o->model.num_layers * o->model.hidden_size) : NULL;
@@ -251,8 +252,8 @@ static mp_obj_t tinylstm_model_info(mp_obj_t self_in)
     tinylstm_store(d, MP_QSTR_kernel_version, mp_obj_new_int(TL_KERNEL_VERSION));
     /* 0 in blobs written before the header field means 8 (tl_blob_parse keeps the raw value) */
     tinylstm_store(d, MP_QSTR_hidden_bits, mp_obj_new_int(m->hidden_bits ? m->hidden_bits : TL_HIDDEN_BITS));
-    /* the samples' words: 16 for an int16-h model (int16x8), else 8 */
-    tinylstm_store(d, MP_QSTR_input_bits, mp_obj_new_int(self->wide ? TL_HIDDEN16_BITS : TL_HIDDEN_BITS));
+    /* the samples' words: 16 for an int16-h model (int16x8) or an int16 input on an int8 h, else 8 */
+    tinylstm_store(d, MP_QSTR_input_bits, mp_obj_new_int((mp_int_t)tl_input_bits(m)));
     tinylstm_store(d, MP_QSTR_window, mp_obj_new_int(m->window)); /* a bidirectional model's W; 0 otherwise */
     return d;
 }
