@@ -21,7 +21,7 @@ from tinylstm.codegen.emit_c import (
     model_data_bytes,
 )
 from tinylstm.codegen.input_range import calibrated_model
-from tinylstm.codegen.quantize import IntModel
+from tinylstm.codegen.quantize import IntModel, check_input_bits
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
 from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
@@ -153,9 +153,11 @@ def calibration_sequences(fm: FloatModel, train: SequenceSet) -> list[np.ndarray
     return seqs
 
 
-def check_options(source: ModelSource, name: str, layout: str, hidden_bits: int) -> None:
-    """Refuse a model path that is a directory, a bad C name, weight layout or hidden state before anything
-    is loaded or written."""
+def check_options(
+    source: ModelSource, name: str, layout: str, hidden_bits: int, input_bits: int | None = None
+) -> None:
+    """Refuse a model path that is a directory, a bad C name, weight layout, hidden state or input before
+    anything is loaded or written."""
     if Path(source.model).is_dir():
         raise TinyLSTMError(
             f"{source.model} is a directory, not a model file: give the checkpoint in it (e.g. "
@@ -165,6 +167,7 @@ def check_options(source: ModelSource, name: str, layout: str, hidden_bits: int)
     if layout not in LAYOUTS:
         raise TinyLSTMError(f"weight layout {layout!r} must be one of {list(LAYOUTS)}")
     check_format(layout, hidden_bits)
+    check_input_bits(hidden_bits, input_bits)
 
 
 @dataclass
@@ -180,14 +183,16 @@ def export(
     name: str = "model",
     layout: Layout = "w8",
     hidden_bits: int = HIDDEN_BITS,
+    input_bits: int | None = None,
 ) -> ExportResult:
     """Calibrate ``source`` on its training split, quantize it with an int8 (``hidden_bits`` 8) or int16 (16)
-    hidden state and write the C files, the blob, the integer model and the report into ``out_dir``."""
-    check_options(source, name, layout, hidden_bits)
+    hidden state and an input of ``input_bits`` (None: the hidden state's own; 16 with an int8 h: an int16
+    input) and write the C files, the blob, the integer model and the report into ``out_dir``."""
+    check_options(source, name, layout, hidden_bits, input_bits)
     loaded = source.load()
     fm = loaded.float_model
     train, test = data_splits(loaded, source.data)
-    m, cal, measured = calibrated_model(fm, calibration_sequences(fm, train), hidden_bits)
+    m, cal, measured = calibrated_model(fm, calibration_sequences(fm, train), hidden_bits, input_bits)
     # the drift reference: of the held-out data, or of the training split where none is (trained --test 0)
     reference_data, reference_split = (HELD_OUT, test) if len(test) else (TRAINING, train)
     reference_inputs = [golden.quantize_input(m, np.asarray(s)) for s in reference_split.sequences]

@@ -40,6 +40,7 @@ from tinylstm.contract.constants import (
     Q12,
     Q15,
     TABLE_SEGMENT_BITS,
+    input_bits,
     input_qmax,
 )
 from tinylstm.contract.readouts import readout as readout_type
@@ -79,18 +80,18 @@ def q12(x: torch.Tensor) -> torch.Tensor:
 class Ranges:
     """The calibrated scales of the integer model the weights export to."""
 
-    input_scale: float  # one input LSB (int8, int16 for int16-h), in normalised units
+    input_scale: float  # one input LSB (int8, or int16: input_bits), in normalised units
     cell_frac: tuple[int, ...]  # fractional bits of each layer's int16 cell state (cells with one)
     output_scale: float  # one int16 output LSB
     hidden_bits: int = HIDDEN_BITS  # the hidden state: int8 Q0.7 or int16 Q0.15
-    # the input word; None: the contract's for hidden_bits. Another is a what-if no kernel runs (an int16
-    # input with an int8 h: benchmarks/bench_input_bits.py)
+    # the input word; None: the hidden state's own (int8 for an int8 h); 16 with an int8 h: an int16 input
+    # (export --input-bits 16)
     input_bits: int | None = None
 
     @property
     def input_qmax(self) -> int:
         """The largest input word."""
-        return (1 << (self.input_bits - 1)) - 1 if self.input_bits else input_qmax(self.hidden_bits)
+        return input_qmax(self.input_bits or input_bits(self.hidden_bits))
 
     @property
     def s_h(self) -> float:
@@ -104,13 +105,19 @@ def fake_h(v: torch.Tensor, bits: int) -> torch.Tensor:
     return fake_quant(v, 2.0 ** -HIDDEN_FORMATS[bits], -lim, lim - 1)
 
 
-def ranges_for(model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits: int = HIDDEN_BITS) -> Ranges:
-    """The scales ``tinylstm export --hidden-bits <hidden_bits>`` would calibrate for ``model`` now
-    (codegen/export.py)."""
+def ranges_for(
+    model: TinyRNN,
+    meta: ModelMeta,
+    train: SequenceSet,
+    hidden_bits: int = HIDDEN_BITS,
+    input_bits: int | None = None,
+) -> Ranges:
+    """The scales ``tinylstm export --hidden-bits <hidden_bits> --input-bits <input_bits>`` would calibrate
+    for ``model`` now (codegen/export.py)."""
     from tinylstm.codegen.export import calibration_sequences
 
     fm = from_rnn(model.rnn, model.head, meta, model.readout, model.stack)
-    return ranges_of(calibrated_model(fm, calibration_sequences(fm, train), hidden_bits)[0])
+    return ranges_of(calibrated_model(fm, calibration_sequences(fm, train), hidden_bits, input_bits)[0])
 
 
 class Table:
@@ -246,7 +253,7 @@ class FakeQuantRNN(nn.Module):
         step = QAT_STEPS[self.model.cell]
         B, T, C = x.shape
         K = self.model.stack  # samples per step (contract/stacking.py)
-        top = r.input_qmax  # the model input: int8, or int16 for int16-h
+        top = r.input_qmax  # the model input: int8, or int16 (int16-h, or an int16 input)
         seq = fake_quant(x[:, : T // K * K], r.input_scale, -top - 1, top).reshape(B, T // K, K * C)
         s_in = r.input_scale
         H = self.model.hidden_size
@@ -282,7 +289,13 @@ class FakeQuantRNN(nn.Module):
 
 def ranges_of(m: IntModel) -> Ranges:
     """The scales an exported integer model was quantized with."""
-    return Ranges(m.input_scale, tuple(L.cell_frac for L in m.layers), m.output_scale, m.hidden_bits)
+    return Ranges(
+        m.input_scale,
+        tuple(L.cell_frac for L in m.layers),
+        m.output_scale,
+        m.hidden_bits,
+        m.input_bits if m.input16 else None,
+    )
 
 
 def tiny_rnn_of(fm: FloatModel) -> TinyRNN:
@@ -344,9 +357,9 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
     model, splits, config, recipe = run.model, run.splits, run.config, run.recipe
     if model.bidirectional:  # the trainer refuses it first (trainer/train.py _check_config)
         raise TinyLSTMError("quantization-aware training of a bidirectional model is not built yet")
-    bits = config.qat_hidden_bits
+    bits, in_bits = config.qat_hidden_bits, config.qat_input_bits
     mm = model_meta(run.meta)
-    net = FakeQuantRNN(model, ranges_for(model, mm, run.train_set, bits))
+    net = FakeQuantRNN(model, ranges_for(model, mm, run.train_set, bits, in_bits))
 
     def scores_of(m: nn.Module) -> dict[str, float]:
         return {name: evaluate(m, d, run.target_norm).metric for name, d in splits.items() if d is not None}
@@ -354,7 +367,7 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
     before = {"float": scores_of(model), "fake_quant": scores_of(net)}
 
     def refresh() -> None:
-        net.ranges = ranges_for(model, mm, run.train_set, bits)
+        net.ranges = ranges_for(model, mm, run.train_set, bits, in_bits)
 
     seed_everything(config.seed + 1)
     assert splits["train"] is not None and splits["val"] is not None
@@ -384,6 +397,7 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
     return {
         "epochs": config.qat_epochs,
         "hidden_bits": bits,
+        "input_bits": net.ranges.input_bits or input_bits(bits),
         "epochs_run": len(qat_history["train_loss"]),
         "best_epoch": best_epoch,
         "first_epoch": first,

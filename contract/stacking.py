@@ -17,19 +17,18 @@ from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, MAX_INPUT, M
 from tinylstm.errors import TinyLSTMError
 
 
-def check_stack(stack: int, inputs: int, hidden_bits: int = HIDDEN_BITS) -> None:
-    """Refuse a stack factor the kernel cannot run, in one line that says what fits (an int16-h model's
-    layer 0 reads at most MAX_INPUT16 values per step)."""
+def check_stack(stack: int, inputs: int, hidden_bits: int = HIDDEN_BITS, input16: bool = False) -> None:
+    """Refuse a stack factor the kernel cannot run, in one line that says what fits (an int16 input's layer 0,
+    an int16-h model's or ``input16``, reads at most MAX_INPUT16 values per step)."""
     if not 1 <= stack <= MAX_STACK:
         raise TinyLSTMError(f"input stacking of {stack} samples per step: use 1 (none) to {MAX_STACK}")
-    limit, whose = (
-        (MAX_INPUT16, "an int16-h model's") if hidden_bits == HIDDEN16_BITS else (MAX_INPUT, "the kernel's")
-    )
+    wide = hidden_bits == HIDDEN16_BITS or input16
+    limit, whose = (MAX_INPUT16, "an int16 input's") if wide else (MAX_INPUT, "the kernel's")
     if stack * inputs > limit:
         raise TinyLSTMError(
             f"stacking {stack} samples of {inputs} channels makes a {stack * inputs}-value step, more than "
             f"{whose} {limit}: use --stack {max(limit // max(inputs, 1), 1)} or less"
-            + (" (or an int8 hidden state)" if hidden_bits == HIDDEN16_BITS else "")
+            + (" (or an int8 hidden state and input)" if wide else "")
         )
 
 

@@ -368,12 +368,17 @@ def test_check_measures_the_int16_export_where_the_int8_input_loses() -> None:
     quality = _quality(fm, m8, test, ints, flo)
     assert quality["float"] == 100.0 and quality["int8"] <= 60.0, quality  # +-0.01 vanish in the int8 input
     wider, hint = wider_export(fm, m8, test, quality, flo)
-    assert wider == {"accuracy_pct": 100.0, "accuracy_drop_pp": 0.0}
-    assert hint is not None and "--hidden-bits 16" in hint and "100.00 %" in hint
+    # the int16 input keeps it, with the int8 h: check names that cheaper export and scores no more
+    assert wider == {"with_input_bits_16": {"accuracy_pct": 100.0, "accuracy_drop_pp": 0.0}}
+    assert hint is not None and "--input-bits 16" in hint and "100.00 %" in hint
     # nothing to say where int8 keeps the float accuracy, or for a model that is int16-h already
-    assert wider_export(fm, m8, test, {**quality, "accuracy_drop_pp": 0.0}, flo) == (None, None)
+    assert wider_export(fm, m8, test, {**quality, "accuracy_drop_pp": 0.0}, flo) == ({}, None)
     m16, _, _ = calibrated_model(fm, calibration_sequences(fm, train), 16)
-    assert wider_export(fm, m16, test, quality, flo) == (None, None)
+    assert wider_export(fm, m16, test, quality, flo) == ({}, None)
+    # an int16-input model that still loses is scored as int16-h only
+    x16, _, _ = calibrated_model(fm, calibration_sequences(fm, train), 8, 16)
+    wider, hint = wider_export(fm, x16, test, quality, flo)
+    assert list(wider) == ["with_hidden_bits_16"] and hint is not None and "--hidden-bits 16" in hint
 
 
 def test_an_int16_hidden_export_is_named_so(
@@ -389,6 +394,32 @@ def test_an_int16_hidden_export_is_named_so(
     assert report["quality"]["integer"] == "int16-h" and "int8" in report["quality"]
     assert " int16-h " in out.splitlines()[2] and "float - int16-h accuracy" in out
     assert "with_hidden_bits_16" not in report["quality"]
+
+
+def test_an_int16_input_export_is_named_so(
+    classifier: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`export --input-bits 16`: the export says so, check runs it bit-exact (C, blob, MicroPython) and names
+    the integer model int8-x16; an int8 input on an int16 h is refused in one line, exit 2."""
+    out_dir = tmp_path / "export-x16"
+    model = str(classifier / "run" / "model.pt")
+    assert main(["export", model, "--input-bits", "16", "--out", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "hidden state int8 Q0.7, input int16" in out
+    report = json.loads((out_dir / "export-report.json").read_text())
+    assert (report["hidden_bits"], report["input_bits"]) == (8, 16)
+    code, text, check_report = run_check(capsys, out_dir)
+    assert code == 0, text
+    assert check_report["quality"]["integer"] == "int8-x16" and check_report["bit_exact"]["ok"]
+    assert check_report["blob"]["ok"], check_report["blob"]
+    bad = tmp_path / "bad"
+    assert main(["export", model, "--hidden-bits", "16", "--input-bits", "8", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "tinylstm export: error: an int16-h model's input is int16: export it with --input-bits 16 (or leave "
+        "the option out)"
+    ]
+    assert not bad.exists()
 
 
 def test_thresholds_take_numpy_numbers_and_refuse_the_rest() -> None:

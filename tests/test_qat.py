@@ -36,17 +36,22 @@ def stream(seed: int) -> np.ndarray:
 
 
 def fake_quant_and_golden(
-    cell: str, layers: int, seed: int, hidden_bits: int = 8, double: bool = False
+    cell: str,
+    layers: int,
+    seed: int,
+    hidden_bits: int = 8,
+    double: bool = False,
+    input_bits: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The fake-quantized outputs (in output LSBs; ``double``: computed in float64) and the integer golden's,
-    on one stream."""
+    on one stream (``input_bits`` 16: an int16 input on the int8 h)."""
     torch.manual_seed(seed)
     model = TinyRNN(cell, INPUT, HIDDEN, layers, OUTPUT)
     fm = from_rnn(model.rnn, model.head, ModelMeta(input_mean=[0.0] * INPUT, input_std=[1.0] * INPUT))
     x = stream(seed)
-    im = quantize(fm, calibrate(fm, [x]), hidden_bits)
+    im = quantize(fm, calibrate(fm, [x]), hidden_bits, input_bits)
     xq = golden.quantize_input(im, x.astype(np.float32))
-    if hidden_bits == 16:
+    if im.input_bits == 16:
         # The board converts its float samples in float32, QAT in its own precision: at the int16 input's
         # 65536 levels about 1 value in 1,600 of this stream rounds the other way (1 LSB), and an int16 h
         # carries that for many steps. Samples on the input grid round alike in both, so the rest of the
@@ -58,17 +63,22 @@ def fake_quant_and_golden(
     return fake_quant_outputs(fm, im, [x], double)[0], y_int[0].astype(np.int64)
 
 
-@pytest.mark.parametrize("hidden_bits", [8, 16])
+@pytest.mark.parametrize(
+    ("hidden_bits", "input_bits"), [(8, None), (16, None), (8, 16)], ids=["int8", "h16", "x16"]
+)
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_fake_quant_forward_is_the_integer_model(cell: str, layers: int, hidden_bits: int) -> None:
-    """Same roundings, saturations, table and scales as the kernel, for both hidden states: the forward gives
-    the golden's int16 outputs (a float rounding may move one word across a rounding boundary). An int16 h
-    keeps a one-LSB float32 rounding difference in its state for many steps (int8 h rounds it away; the
-    RNN, with no gate between its state and tanh, keeps it longest), so the int16-h forward runs in float64
-    here, where only such boundary cases remain."""
+def test_fake_quant_forward_is_the_integer_model(
+    cell: str, layers: int, hidden_bits: int, input_bits: int | None
+) -> None:
+    """Same roundings, saturations, table and scales as the kernel, for both hidden states and the int16 input
+    on the int8 h: the forward gives the golden's int16 outputs (a float rounding may move one word across a
+    rounding boundary). An int16 h keeps a one-LSB float32 rounding difference in its state for many steps
+    (int8 h rounds it away; the RNN, with no gate between its state and tanh, keeps it longest), so the
+    int16-h forward runs in float64 here, where only such boundary cases remain."""
     double = hidden_bits == 16
-    fq, want = fake_quant_and_golden(cell, layers, 10 * layers + CELLS[cell].code, hidden_bits, double)
+    seed = 10 * layers + CELLS[cell].code
+    fq, want = fake_quant_and_golden(cell, layers, seed, hidden_bits, double, input_bits)
     assert np.abs(want).max() > 10_000  # the outputs span the range
     equal = float(np.mean(fq == want))
     assert equal >= 0.99, (
@@ -85,6 +95,35 @@ def test_fake_quant_gradients_reach_every_weight() -> None:
     net(x).square().mean().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_qat_for_an_int16_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--qat --qat-input-bits 16` fine-tunes through the int16 input on the int8 h: the metrics record it,
+    check compares an `--input-bits 16` export with that forward, and warns for an int8-input export of it."""
+    rng = np.random.default_rng(1)
+    y = np.arange(60) % 2
+    X = rng.standard_normal((60, 10, 2)).astype(np.float32) * 0.2 + y[:, None, None] * 0.05
+    X[rng.integers(0, 60, 8), rng.integers(0, 10, 8), 0] = 40.0  # spikes: an 8-bit input loses the rest
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--hidden", "4", "--epochs", "2", "--qat"]
+    assert (
+        main([*argv, "--qat-epochs", "1", "--qat-input-bits", "16", "--quiet", "--out", str(tmp_path / "r")])
+        == 0
+    )
+    capsys.readouterr()
+    reports = {}
+    for bits in (16, 8):
+        export(ModelSource(str(tmp_path / "r" / "model.pt")), tmp_path / f"e{bits}", input_bits=bits)
+        reports[bits] = check(tmp_path / f"e{bits}")
+    training = reports[16]["model"]["training"]
+    assert (training["kind"], training["hidden_bits"], training["input_bits"]) == ("qat", 8, 16)
+    assert "qat_forward" in reports[16]["quality"] and "qat_forward" not in reports[8]["quality"]
+    assert not any("fine-tuned for" in w for w in reports[16]["warnings"])
+    assert any(
+        "fine-tuned for an int8 hidden state and an int16 input but exported with int8 and int8: export with "
+        "--hidden-bits 8 --input-bits 16" in w
+        for w in reports[8]["warnings"]
+    ), reports[8]["warnings"]
 
 
 @pytest.mark.slow
@@ -133,8 +172,8 @@ def test_qat_options_without_qat_are_refused(tmp_path: Path, capsys: pytest.Capt
     assert main(["train", "--data", "watch", "--qat-epochs", "3", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "tinylstm train: error: --qat-epochs, --qat-lr and --qat-hidden-bits set up quantization-aware "
-        "training: add --qat"
+        "tinylstm train: error: --qat-epochs, --qat-lr, --qat-hidden-bits and --qat-input-bits set up "
+        "quantization-aware training: add --qat"
     ]
     assert not (tmp_path / "x").exists()
 
@@ -166,7 +205,8 @@ def test_the_cli_summary_says_the_score_is_after_qat(
     assert "qat_forward" in reports[8]["quality"] and "qat_forward" not in reports[16]["quality"]
     assert not any("fine-tuned for" in w for w in reports[8]["warnings"])
     assert any(
-        "fine-tuned for an int8 hidden state but exported with int16: export with --hidden-bits 8" in w
+        "fine-tuned for an int8 hidden state and an int8 input but exported with int16 and int16: "
+        "export with --hidden-bits 8 --input-bits 8" in w
         for w in reports[16]["warnings"]
     ), reports[16]["warnings"]
     rules = {bits: " ".join(r["rule"] for r in reports[bits]["rules"]) for bits in reports}

@@ -175,18 +175,20 @@ def export(
     name: str = "model",
     layout: Layout | str = "w8",
     hidden_bits: int = HIDDEN_BITS,
+    input_bits: int | None = None,
 ) -> Export:
     """``tinylstm export``: calibrate ``model`` (a TinyLSTM checkpoint, a state_dict with a description, or a
     pickled module with ``trust_module``) on real data and write the C files, model.tlm and a report into
     ``out`` (default: the model's directory/export). ``layout``: w8 (int8 weights) or w16 (int16-widened);
-    ``hidden_bits``: 8 (int8 Q0.7 hidden state) or 16 (int16 Q0.15)."""
+    ``hidden_bits``: 8 (int8 Q0.7 hidden state) or 16 (int16 Q0.15); ``input_bits``: 8 or 16 (an int16 input;
+    None: the hidden state's own, int8 for an int8 h)."""
     if layout in DEPRECATED_LAYOUTS:
         new = DEPRECATED_LAYOUTS[layout]
         warnings.warn(f"layout {layout!r} is now called {new!r}", DeprecationWarning, stacklevel=2)
         layout = new
     out_dir = check_output_dir(Path(out) if out is not None else Path(model).resolve().parent / "export")
     source = ModelSource(str(model), _opt_str(data), _opt_str(description), trust_module)
-    res = _export(source, out_dir, name, cast(Layout, layout), hidden_bits)
+    res = _export(source, out_dir, name, cast(Layout, layout), hidden_bits, input_bits)
     exp = load_export(out_dir)
     exp.report = res.report
     return exp

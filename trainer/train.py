@@ -86,6 +86,8 @@ class TrainConfig:
     qat_epochs: int = 0  # quantization-aware fine-tuning after float training (codegen/qat.py); 0: none
     qat_lr: float | None = None  # its learning rate; None: lr / 10
     qat_hidden_bits: int = 8  # the hidden state QAT mirrors: the one `tinylstm export --hidden-bits` will use
+    # the input QAT mirrors, as `tinylstm export --input-bits` will quantize it; None: the hidden state's own
+    qat_input_bits: int | None = None
     # a backward stack over each window (window classification on windows of one length; trainer/models.py)
     bidirectional: bool = False
 
@@ -245,6 +247,13 @@ def _check_config(config: TrainConfig) -> None:
         raise TinyLSTMError(f"dropout={config.dropout} must be in [0, 1)")
     if config.qat_hidden_bits not in HIDDEN_FORMATS:
         raise TinyLSTMError(f"qat_hidden_bits={config.qat_hidden_bits}: choose 8 or 16")
+    if config.qat_input_bits not in (None, 8, 16) or (
+        config.qat_hidden_bits == 16 and config.qat_input_bits == 8
+    ):
+        raise TinyLSTMError(
+            f"qat_input_bits={config.qat_input_bits}: choose 8 or 16 (16 with an int16 hidden state), or "
+            "omit it"
+        )
     if config.qat_epochs < 0 or not config.qat_learning_rate > 0:
         raise TinyLSTMError(
             f"qat_epochs={config.qat_epochs} must be >= 0 and qat_lr={config.qat_lr} > 0 (omit it: lr / 10)"
@@ -382,7 +391,7 @@ def fit(
         shape = dataclasses.replace(shape, min_steps=min(shape.min_steps, *held))
     recipe = choose(config, shape)
     if config.qat_epochs:  # QAT quantizes as the export will: an int16-h layer 0 reads <= MAX_INPUT16 values
-        check_stack(recipe.stack, ds.num_channels, config.qat_hidden_bits)
+        check_stack(recipe.stack, ds.num_channels, config.qat_hidden_bits, config.qat_input_bits == 16)
     recipe.reasons.insert(0, val_reason)
     if config.bidirectional and window:
         recipe.reasons.append(

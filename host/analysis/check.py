@@ -25,7 +25,7 @@ from tinylstm.codegen.input_range import whole_input_range
 from tinylstm.codegen.quantize import IntModel, quantize
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_float_model, load_int_model
-from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS
+from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, INPUT16_BITS, input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.targets.bridge import CModel
 from tinylstm.host.targets.mpy_runner import micropython_executable, run_blob
@@ -34,7 +34,7 @@ from tinylstm.trainer.checkpoint import CheckpointMeta
 from tinylstm.trainer.sequence_set import SequenceSet
 
 LONG_STREAM_STEPS = 10_000
-# the int8 loss to float from which check also scores the int16-h export (wider_export): a classifier's
+# the int8 loss to float from which check also scores the wider exports (wider_export): a classifier's
 # held-out accuracy drop in points, a regressor's RMSE increase in % of the target's std
 WIDER_FROM_PP = 0.5
 WIDER_FROM_PCT_OF_STD = 0.5
@@ -200,41 +200,61 @@ def _int8_loses(quality: dict[str, Any]) -> bool:
     return bool(quality["rmse_increase_pct_of_std"] >= WIDER_FROM_PCT_OF_STD)
 
 
+# the wider formats check scores where int8 loses, cheapest first: (report key, hidden bits, input bits, the
+# export option, what it is)
+WIDER_FORMATS = (
+    (
+        "with_input_bits_16",
+        HIDDEN_BITS,
+        INPUT16_BITS,
+        "--input-bits 16",
+        "an int16 input, the int8 hidden state kept",
+    ),
+    ("with_hidden_bits_16", HIDDEN16_BITS, None, "--hidden-bits 16", "an int16 input and hidden state"),
+)
+
+
 def wider_export(
     fm: FloatModel,
     m: IntModel,
     test: SequenceSet,
     quality: dict[str, Any],
     flo: list[np.ndarray],
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[dict[str, Any], str | None]:
     """Where an int8 model loses to its float model on the held-out data: the same float model quantized as
-    ``tinylstm export --hidden-bits 16`` would (an int16 input and hidden state; codegen/input_range.py), its
-    held-out score, and a warning when it keeps what int8 loses. On data whose detail the 8-bit input cannot
-    resolve (ACSF1: docs/training.md) no fine-tuning recovers it, and this says so with the number. ``flo``:
-    the float outputs ``_outputs`` gave for ``test``."""
+    ``tinylstm export --input-bits 16`` (an int16 input on the int8 h: the same state RAM) and, if that does
+    not keep what int8 loses, as ``--hidden-bits 16`` (an int16 input and hidden state) would
+    (codegen/input_range.py), their held-out scores (by WIDER_FORMATS key), and a warning naming the first
+    that keeps it. On data whose detail the 8-bit input cannot resolve (ACSF1: docs/training.md) no
+    fine-tuning recovers it, and this says so with the number. ``flo``: the float outputs ``_outputs`` gave
+    for ``test``."""
     if m.hidden_bits != HIDDEN_BITS or not _int8_loses(quality):
-        return None, None
-    try:  # the export's own calibration: the same ranges `export --hidden-bits 16` would measure
-        m16 = quantize(fm, whole_input_range(m.calibration), HIDDEN16_BITS)
-    except TinyLSTMError as exc:  # e.g. layer 0 reads more values per step than an int16-h model may
-        return {"status": f"not possible: {exc}"}, None
-    _, ints = _golden_outputs(m16, test)
-    q16 = _quality(fm, m16, test, ints, flo)
-    if quality["metric"] == "accuracy_pct":
-        out = {"accuracy_pct": q16["int8"], "accuracy_drop_pp": q16["accuracy_drop_pp"]}
-        better = q16["int8"] > quality["int8"]
-        score = f"{q16['int8']:.2f} % (float {quality['float']:.2f} %, int8 {quality['int8']:.2f} %)"
-    else:
-        out = {"rmse": q16["int8"], "rmse_increase_pct_of_std": q16["rmse_increase_pct_of_std"]}
-        better = q16["rmse_increase_pct_of_std"] <= quality["rmse_increase_pct_of_std"] / 2
-        score = f"RMSE {q16['int8']:.5g} (float {quality['float']:.5g}, int8 {quality['int8']:.5g})"
-    if not better:
-        return out, None
-    return out, (
-        "the same float model exported with --hidden-bits 16 (an int16 input and hidden state) scores "
-        f"{score} on these held-out sequences: export it with `tinylstm export --hidden-bits 16` to keep "
-        "what the int8 input and hidden state lose"
-    )
+        return {}, None
+    out: dict[str, Any] = {}
+    for key, hidden_bits, in_bits, option, what in WIDER_FORMATS:
+        if m.input16 and hidden_bits == HIDDEN_BITS:
+            continue  # the model has that input already
+        try:  # the export's own calibration: the same ranges that export would measure
+            wide = quantize(fm, whole_input_range(m.calibration), hidden_bits, in_bits)
+        except TinyLSTMError as exc:  # e.g. layer 0 reads more values per step than an int16 input may
+            out[key] = {"status": f"not possible: {exc}"}
+            continue
+        _, ints = _golden_outputs(wide, test)
+        q = _quality(fm, wide, test, ints, flo)
+        if quality["metric"] == "accuracy_pct":
+            out[key] = {"accuracy_pct": q["int8"], "accuracy_drop_pp": q["accuracy_drop_pp"]}
+            better = q["int8"] > quality["int8"]
+            score = f"{q['int8']:.2f} % (float {quality['float']:.2f} %, {m.label} {quality['int8']:.2f} %)"
+        else:
+            out[key] = {"rmse": q["int8"], "rmse_increase_pct_of_std": q["rmse_increase_pct_of_std"]}
+            better = q["rmse_increase_pct_of_std"] <= quality["rmse_increase_pct_of_std"] / 2
+            score = f"RMSE {q['int8']:.5g} (float {quality['float']:.5g}, {m.label} {quality['int8']:.5g})"
+        if better:
+            return out, (
+                f"the same float model exported with {option} ({what}) scores {score} on these held-out "
+                f"sequences: export it with `tinylstm export {option}` to keep what the {m.label} model loses"
+            )
+    return out, None
 
 
 def _qat_forward(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.ndarray]) -> dict[str, Any]:
@@ -458,11 +478,13 @@ def training_of(ckpt: CheckpointMeta | None) -> dict[str, Any]:
     if not qat:
         return {"kind": "float", "detail": "float training, post-training quantization"}
     bits = int(qat.get("hidden_bits", HIDDEN_BITS))  # checkpoints from before int16 h: 8
+    in_bits = int(qat.get("input_bits", input_bits(bits)))  # checkpoints from before int16 inputs: the h's
     return {
         "kind": "qat",
         "hidden_bits": bits,
-        "detail": f"quantization-aware fine-tuning for an int{bits} hidden state, {qat['epochs_run']} of "
-        f"{qat['epochs']} epochs (best {qat['best_epoch']}) after float training",
+        "input_bits": in_bits,
+        "detail": f"quantization-aware fine-tuning for an int{bits} hidden state and an int{in_bits} input, "
+        f"{qat['epochs_run']} of {qat['epochs']} epochs (best {qat['best_epoch']}) after float training",
     }
 
 
@@ -545,22 +567,26 @@ def check(
         quality["cases"] = _case_sums(m, test, ints, case_keys(test, np.arange(len(test))))
     ckpt = origin.loaded.checkpoint
     training = training_of(ckpt)
-    if training["kind"] == "qat" and training["hidden_bits"] == m.hidden_bits:
+    fine_tuned_as = training["kind"] == "qat" and (training["hidden_bits"], training["input_bits"]) == (
+        m.hidden_bits,
+        m.input_bits,
+    )
+    if fine_tuned_as:
         # the forward it was fine-tuned as; exported with another hidden state (warned below), the integer
         # model is gated against the float model as any other
         quality["qat_forward"] = _qat_forward(fm, m, test, ints)
     lag = int((ckpt.dataset.options.get("forecast") if ckpt else 0) or 1)
     baselines, warnings = _baselines(m, train, test, ints, flo, lag)
     wider, hint = wider_export(fm, m, test, quality, flo)
-    if wider is not None:
-        quality["with_hidden_bits_16"] = wider
+    quality.update(wider)
     warnings += [hint] if hint else []
     warnings += [f"training data: {w}" for w in (ckpt.metrics.get("data_warnings", []) if ckpt else [])]
-    if training["kind"] == "qat" and training["hidden_bits"] != m.hidden_bits:
+    if training["kind"] == "qat" and not fine_tuned_as:
         warnings.append(
-            f"the model was fine-tuned for an int{training['hidden_bits']} hidden state but exported with "
-            f"int{m.hidden_bits}: export with --hidden-bits {training['hidden_bits']}, or train with "
-            f"--qat-hidden-bits {m.hidden_bits}"
+            f"the model was fine-tuned for an int{training['hidden_bits']} hidden state and an "
+            f"int{training['input_bits']} input but exported with int{m.hidden_bits} and int{m.input_bits}: "
+            f"export with --hidden-bits {training['hidden_bits']} --input-bits {training['input_bits']}, or "
+            f"train with --qat-hidden-bits {m.hidden_bits} --qat-input-bits {m.input_bits}"
         )
     exact, blob = _contract(export_dir, m, cm, xqs, ints)
     if origin.model_file_status != "unchanged":

@@ -49,6 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "int8 weights: closer to the float model, for regression, long streams and heavy-tailed inputs; 2x "
         "the state RAM, 2 B per input value, at most 256 input values per step; docs/integer-contract.md)",
     )
+    p.add_argument(
+        "--input-bits",
+        type=int,
+        choices=[8, 16],
+        default=None,
+        help="the model input: 8 (the default for an int8 h) or 16 (an int16 input with the int8 h and "
+        "weights: keeps the detail an 8-bit input loses on heavy-tailed or high-resolution sensors, for 2 B "
+        "per input value and at most 256 input values per step; an int16-h model's input is always int16; "
+        'docs/integer-contract.md, "int16 input")',
+    )
     p.set_defaults(func=run)
 
 
@@ -69,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         layout=layout,
         hidden_bits=args.hidden_bits,
+        input_bits=args.input_bits,
     )
     r, out = exp.report, exp.dir
     print(
@@ -76,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         f"{r['layers']}x{r['hidden_size']} (input {r['input_size']}"
         + (f" x {r['stack']} samples per step" if r["stack"] > 1 else "")
         + f", output {r['output_size']}) hash {r['hash']}, weight layout {r['layout']}, "
-        f"hidden state {r['hidden_format']}, readout {r['readout']}"
+        f"hidden state {r['hidden_format']}, input int{r['input_bits']}, readout {r['readout']}"
     )
     frac = f", cell frac bits {r['cell_frac']}" if cell_type(r["cell"]).cell_state else ""  # LSTM's c
     window = f" (the {r['window']}-sample window's inputs included)" if r.get("bidirectional") else ""

@@ -145,6 +145,13 @@ def register(subparsers: Any) -> None:
         help="with --qat: the hidden state to fine-tune for, as `tinylstm export --hidden-bits` will "
         "quantize it (default 8)",
     )
+    p.add_argument(
+        "--qat-input-bits",
+        type=int,
+        choices=[8, 16],
+        help="with --qat: the input to fine-tune for, as `tinylstm export --input-bits` will quantize it "
+        "(default: the hidden state's own, int8 for an int8 h)",
+    )
     p.add_argument("--out", default="runs/latest", help="output directory (default: runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -153,10 +160,14 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # first, as tinylstm.train does: before the --qat flags are judged
     if not args.qat and (
-        args.qat_epochs is not None or args.qat_lr is not None or args.qat_hidden_bits is not None
+        args.qat_epochs is not None
+        or args.qat_lr is not None
+        or args.qat_hidden_bits is not None
+        or args.qat_input_bits is not None
     ):
         raise TinyLSTMError(
-            "--qat-epochs, --qat-lr and --qat-hidden-bits set up quantization-aware training: add --qat"
+            "--qat-epochs, --qat-lr, --qat-hidden-bits and --qat-input-bits set up quantization-aware "
+            "training: add --qat"
         )
     options: dict[str, Any] = {
         "window": args.window,
@@ -199,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         qat_epochs=(QAT_EPOCHS if args.qat_epochs is None else args.qat_epochs) if args.qat else 0,
         qat_lr=args.qat_lr,
         qat_hidden_bits=args.qat_hidden_bits or DEFAULTS.qat_hidden_bits,
+        qat_input_bits=args.qat_input_bits,
     )
     m = result.metrics
     split_name = "test" if "test_loss" in m else "val" if "val_loss" in m else "train"
