@@ -625,7 +625,15 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
         # the watch data has 6 channels: 200 samples of them are 1200 values, over the kernel's 1024
         (["--stacks", "1,200"], "--stacks 1,200: stacking 200 samples of 6 channels makes a 1200-value step"),
         # an int16-h model's layer 0 reads at most 256 int16 values: 50 x 6 = 300
-        (["--hidden-bits", "16", "--stacks", "50"], "int16-h model reads at most 256 int16 values per step"),
+        (
+            ["--hidden-bits", "16", "--stacks", "50"],
+            "an int16 input (--hidden-bits 16, --input-bits 16) is at most",
+        ),
+        (
+            ["--hidden-bits", "8", "--input-bits", "16", "--stacks", "50"],
+            "is at most 256 values per step, and stacking",
+        ),
+        (["--input-bits", "12"], "--input-bits 12: choose from 8,16 (an int8 or int16 input on the int8 h)"),
         # a budget that is not a number would compare as no budget; sizes are whole bytes
         (["--max-latency-ms", "nan"], "--max-latency-ms nan: give a finite number of milliseconds > 0"),
         (["--max-ram", "1.5"], "size '1.5' is 1.5 bytes: give whole bytes"),
@@ -1045,6 +1053,50 @@ def test_a_drawn_bidirectional_architecture_reaches_the_checkpoint_and_the_expor
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--bidirectional needs windows of one length" in err[0], err
     assert not (tmp_path / "r" / "study.db").exists()
+
+
+def test_a_drawn_int16_input_reaches_qat_and_the_export(tmp_path: Path) -> None:
+    """--input-bits 8,16 adds each int8-h architecture with an int16 input (key ``h8x16``; an int16-h model's
+    input is int16 already, a bidirectional one keeps int8): a trial that draws it fine-tunes for it and
+    exports it, at the price the study drew it at, and search.md says 8x16."""
+    rng = np.random.default_rng(3)
+    y = np.arange(24) % 3
+    x = rng.standard_normal((24, 20, 2)).astype(np.float32) * 0.3 + y[:, None, None]
+    x[rng.integers(0, 24, 6), rng.integers(0, 20, 6), 0] = 60.0  # spikes
+    np.savez(tmp_path / "w.npz", X=x, y=y)
+    space = Space(
+        cells=("gru",), hidden=(8,), layers=(1,), readouts=("last",), input_bits=(8, 16), qat=(False, True),
+        directions=(False, True),
+    )  # fmt: skip
+    keys = [a.key for a in space.architectures()]
+    assert keys == ["gru-8x1-h8-last", "gru-8x1-h8-last-bi", "gru-8x1-h8x16-last", "gru-8x1-h16-last"]
+    assert all(Architecture.parse(k).key == k for k in keys)
+    assert Architecture.parse("gru-8x1-h8x16-last").input_bits == 16
+    space = replace(space, hidden_bits=(8,), directions=(False,))
+    cfg = SearchConfig(
+        data=str(tmp_path / "w.npz"), board=BOARD, out=tmp_path / "s", trials=2, space=space, epochs=1,
+        progress=False, folds=0,
+    )  # fmt: skip
+    study = open_study(cfg, "maximize")
+    study.enqueue_trial({"arch": "gru-8x1-h8x16-last", "lr": 1e-2, "qat": True})
+    study.enqueue_trial({"arch": "gru-8x1-h8-last", "lr": 1e-2, "qat": False})
+    doc = search(cfg)
+    prices = doc["architectures"]["prices"]
+    assert sorted(prices) == ["gru-8x1-h8-last", "gru-8x1-h8x16-last"]
+    wide, narrow = doc["trials"]
+    assert wide["params"]["input16"] and not narrow["params"]["input16"]
+    for t, bits in ((wide, 16), (narrow, 8)):
+        m = t["measured"]
+        report = json.loads((Path(m["export"]) / "export-report.json").read_text())
+        assert m["input_bits"] == report["input_bits"] == bits and report["hidden_bits"] == 8
+        assert m["flash_bytes"] == t["estimate"]["flash_bytes"] == prices[t["params"]["arch"]]["flash_bytes"]
+        assert m["ram_bytes"] == prices[t["params"]["arch"]]["ram_bytes"]
+    _, meta = load_checkpoint(Path(wide["measured"]["export"]).parent / "run" / CHECKPOINT_NAME)
+    assert meta.metrics["qat"]["input_bits"] == 16
+    assert "| 0 | gru | 8 | 1 | 8x16 | last |" in (tmp_path / "s" / "search.md").read_text()
+    # the inputs are part of the space: a resumed study with others is refused
+    with pytest.raises(TinyLSTMError, match="was started with other settings.*input_bits"):
+        search(replace(cfg, trials=3, space=replace(space, input_bits=(8,))))
 
 
 POSTGRES = os.environ.get("TINYLSTM_TEST_POSTGRES_URL")

@@ -342,6 +342,7 @@ def search(
     hidden: str | int | Sequence[int] = DEFAULT_SPACE.hidden,
     layers: str | int | Sequence[int] = DEFAULT_SPACE.layers,
     hidden_bits: str | int | Sequence[int] = DEFAULT_SPACE.hidden_bits,
+    input_bits: str | int | Sequence[int] = DEFAULT_SPACE.input_bits,
     readouts: str | Sequence[str] = DEFAULT_SPACE.readouts,
     stacks: str | int | Sequence[int] | None = None,
     windows: str | int | Sequence[int] | None = None,
@@ -357,20 +358,21 @@ def search(
     """``tinylstm search``: the most accurate model of the space that fits ``board`` within ``max_flash``,
     ``max_ram`` (bytes, or "32k", "1.5M") and ``max_latency_ms``; an Optuna study of ``trials`` trained
     trials, resumable from ``out``/study.db (or ``storage``). The space: ``cells``, ``hidden``, ``layers``,
-    ``hidden_bits``, ``readouts``, ``stacks`` (None: the recipe's), ``windows`` (None: the data's), as
-    sequences or the CLI's comma-separated strings; ``qat=False`` never fine-tunes quantization-aware;
-    ``bidirectional=True`` also tries each architecture with a backward stack (window classification of one
-    length; int8 h only, never QAT). ``folds``: how a trial is scored (None: k-fold cross-validation where
-    its held-out split is small, else that split; 0: the held-out split; k >= 2: k folds). ``refit``: train
-    the best trial's settings again on all the data for ``best_export`` (None: where the trials were
-    cross-validated; ``doc["refit"]`` says what was done).
-    Returns the study's document (search.json: ``doc["best"]``, ``doc["best_export"]`` for ``build``,
-    ``doc["pareto"]``, ``doc["trials"]``); also writes search.md and pareto.png into ``out``."""
+    ``hidden_bits``, ``input_bits`` (the int8 h's: 8, 16), ``readouts``, ``stacks`` (None: the recipe's),
+    ``windows`` (None: the data's), as sequences or the CLI's comma-separated strings; ``qat=False`` never
+    fine-tunes quantization-aware; ``bidirectional=True`` also tries each architecture with a backward stack
+    (window classification of one length; int8 h only, never QAT). ``folds``: how a trial is scored (None:
+    k-fold cross-validation where its held-out split is small, else that split; 0: the held-out split; k >= 2:
+    k folds). ``refit``: train the best trial's settings again on all the data for ``best_export`` (None:
+    where the trials were cross-validated; ``doc["refit"]`` says what was done). Returns the study's document
+    (search.json: ``doc["best"]``, ``doc["best_export"]`` for ``build``, ``doc["pareto"]``,
+    ``doc["trials"]``); also writes search.md and pareto.png into ``out``."""
     space = Space(
         cells=_names(cells),
         hidden=_ints(hidden, "--hidden"),
         layers=_ints(layers, "--layers"),
         hidden_bits=_ints(hidden_bits, "--hidden-bits"),
+        input_bits=_ints(input_bits, "--input-bits"),
         readouts=_names(readouts),
         stacks=_ints(stacks, "--stacks") if stacks is not None else (),
         qat=DEFAULT_SPACE.qat if qat else (False,),

@@ -73,6 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="hidden-state formats to try: 8 (int8) and/or 16 (int16) (default: 8,16)",
     )
     p.add_argument(
+        "--input-bits",
+        default=",".join(map(str, DEFAULT_SPACE.input_bits)),
+        help="the int8 hidden state's inputs to try: 8 and/or 16 (an int16 input, as `export --input-bits "
+        "16`: for heavy-tailed or high-resolution sensors; an int16-h model's input is int16 always) "
+        "(default: 8)",
+    )
+    p.add_argument(
         "--readouts",
         default=",".join(DEFAULT_SPACE.readouts),
         help=f"what the head reads, to try: {', '.join(READOUT_NAMES)} (mean and max pool over a window: "
@@ -132,6 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         hidden=args.hidden,
         layers=args.layers,
         hidden_bits=args.hidden_bits,
+        input_bits=args.input_bits,
         readouts=args.readouts,
         stacks=args.stacks,
         windows=args.windows,
@@ -161,7 +169,13 @@ def _run(args: argparse.Namespace) -> int:
     else:
         b, m = doc["best"], doc["best"]["measured"]
         cv = m.get("cv")
-        bits = "int16-h" if b["params"].get("hidden_bits") == 16 else "int8"
+        bits = (
+            "int16-h"
+            if b["params"].get("hidden_bits") == 16
+            else "int8-x16"
+            if b["params"].get("input16")
+            else "int8"
+        )
         held = f"{m['int8']:.4g} ({bits}) (float {m['float']:.4g})"
         score = (
             f"{cv['int8']:.4g} (float {cv['float']:.4g}; {cv['why']}); "

@@ -44,7 +44,7 @@ import numpy as np
 from tinylstm.codegen.emit_c import build_settings, model_data_bytes
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.random_models import random_inputs, random_quantized_model
-from tinylstm.contract.constants import HIDDEN_BITS
+from tinylstm.contract.constants import HIDDEN_BITS, INPUT16_BITS
 from tinylstm.contract.stacking import check_stack
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.fit import CODE_ALLOWANCE, check_fits
@@ -110,10 +110,12 @@ def shape_model(
     stack: int = 1,
     rng: np.random.Generator | None = None,
     window: int = 0,
+    input16: bool = False,
 ) -> IntModel:
     """An integer model of these shapes with seeded random weights: what a price is measured on (its model
     data bytes are exact for the shapes, whatever the weights). ``rng`` draws its calibration data (default:
-    seeded by the shapes). ``window`` > 0: a bidirectional window model of that many samples."""
+    seeded by the shapes). ``window`` > 0: a bidirectional window model of that many samples. ``input16``: an
+    int16 input on the int8 h."""
     check_stack(stack, inp)
     rng = rng if rng is not None else np.random.default_rng(hidden * 31 + inp)
     # calibration data: enough samples for several steps of k, or one window
@@ -121,8 +123,9 @@ def shape_model(
     t = np.arange(samples)[:, None]
     data = np.sin(t / (5 + 3 * np.arange(inp))) + 0.3 * rng.standard_normal((samples, inp))
     model = random_quantized_model(
-        hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits, readout, stack, window > 0
-    )
+        hidden + inp, cell, layers, inp, hidden, out, data[None], hidden_bits, readout, stack, window > 0,
+        INPUT16_BITS if input16 else None,
+    )  # fmt: skip
     return dataclasses.replace(model, meta=dataclasses.replace(model.meta, classes=classes))
 
 
@@ -139,14 +142,18 @@ def architecture_cost(
     stack: int = 1,
     window: int = 0,
     latency: bool = True,
+    input16: bool = False,
 ) -> Cost:
     """The cost of a model of these shapes (and class names: the model data holds them) with an int8 or int16
-    (``hidden_bits``) hidden state, the head reading ``readout`` (contract/readouts.py) and ``stack`` samples
-    of ``inp`` channels per recurrent step (contract/stacking.py) on ``board``, bidirectional over windows of
-    ``window`` samples when > 0; latency and instructions per sample (the module's docstring), or with
-    ``latency`` False none (flash, RAM and the board's fit only: no instructions counted)."""
+    (``hidden_bits``) hidden state (``input16``: an int16 input on the int8 h), the head reading ``readout``
+    (contract/readouts.py) and ``stack`` samples of ``inp`` channels per recurrent step (contract/stacking.py)
+    on ``board``, bidirectional over windows of ``window`` samples when > 0; latency and instructions per
+    sample (the module's docstring), or with ``latency`` False none (flash, RAM and the board's fit only: no
+    instructions counted)."""
     rng = np.random.default_rng(hidden * 31 + inp)  # the calibration data, then the measured inputs
-    model = shape_model(cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, rng, window)
+    model = shape_model(
+        cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, rng, window, input16
+    )
     ram = 2 * model.state_words + STATE_STRUCT_BYTES
     try:
         check_fits(model, board, board.rx_buffer_min, 0)
@@ -211,6 +218,7 @@ class CostCache:
         stack: int = 1,
         window: int = 0,
         latency: bool = True,
+        input16: bool = False,
     ) -> Cost:
         """The price (``architecture_cost``'s arguments), from the file or this process when it holds as
         much as asked (``latency``: the latency priced too), else priced and recorded: a fuller price
@@ -218,7 +226,7 @@ class CostCache:
         names = hashlib.sha256(json.dumps(classes).encode()).hexdigest()[:12]
         key = (
             f"v{COST_VERSION}:{self.board.name}:{cell}:{layers}:{inp}:{hidden}:{out}:{names}:h{hidden_bits}:"
-            f"{readout}:k{stack}" + (f":w{window}" if window else "")
+            f"{readout}:k{stack}" + (f":w{window}" if window else "") + (":x16" if input16 else "")
         )
 
         def enough(found: dict[str, Any] | None) -> bool:
@@ -232,7 +240,7 @@ class CostCache:
         else:
             cost = architecture_cost(
                 self.board, cell, layers, inp, hidden, out, classes, hidden_bits, readout, stack, window,
-                latency,
+                latency, input16,
             )  # fmt: skip
             _MEASURED[key] = cost.to_dict()
         known = json.loads(self.path.read_text()) if self.path.is_file() else {}

@@ -40,11 +40,17 @@ def refit_applies(given: bool | None, cv: dict[str, Any] | None) -> tuple[bool, 
 
 
 def refit(
-    ds: SequenceSet, config: TrainConfig, hidden_bits: int, root: Path, of: dict[str, Any]
+    ds: SequenceSet,
+    config: TrainConfig,
+    hidden_bits: int,
+    root: Path,
+    of: dict[str, Any],
+    input_bits: int | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` on all of ``ds`` into ``root``, export it with ``hidden_bits`` and verify the export
-    on every sequence; ``of`` names what is refit (the trial and its export's hash). Returns the record
-    (``root``/refit.json), reused when one for the same ``of`` is there with its export intact."""
+    """Train ``config`` on all of ``ds`` into ``root``, export it with ``hidden_bits`` (and ``input_bits``)
+    and verify the export on every sequence; ``of`` names what is refit (the trial and its export's hash).
+    Returns the record (``root``/refit.json), reused when one for the same ``of`` is there with its export
+    intact."""
     record = root / RECORD
     old = _reusable(record, of)
     if old is not None:
@@ -52,7 +58,9 @@ def refit(
     started = time.perf_counter()
     result = fit(ds, dataclasses.replace(config, test=0.0), root / "run", finetune=finetune)
     export_dir = root / "export"
-    exp = export(ModelSource(str(result.checkpoint_path)), export_dir, hidden_bits=hidden_bits)
+    exp = export(
+        ModelSource(str(result.checkpoint_path)), export_dir, hidden_bits=hidden_bits, input_bits=input_bits
+    )
     verified = contract_check(export_dir, ds)
     if not verified["ok"]:
         raise TinyLSTMError(

@@ -70,11 +70,13 @@ def cross_validate(
     k: int,
     root: Path,
     finetune: Finetune | None = None,
+    input_bits: int | None = None,
 ) -> dict[str, Any] | None:
-    """Train ``config`` on ``k`` folds of ``ds`` (trainer.train.folds: whole recordings, classes dealt
-    evenly), each held out once; the integer and float quality pooled over every held-out sequence (the
-    fraction right, or the RMSE over all of them), with each fold's, and its sums per case (``cases``:
-    host/analysis/check.py ``quality_on``). None when ``ds`` makes fewer than two folds."""
+    """Train ``config`` on ``k`` folds of ``ds`` (each exported as ``hidden_bits`` and ``input_bits`` say)
+    (trainer.train.folds: whole recordings, classes dealt evenly), each held out once; the integer and float
+    quality pooled over every held-out sequence (the fraction right, or the RMSE over all of them), with each
+    fold's, and its sums per case (``cases``: host/analysis/check.py ``quality_on``). None when ``ds`` makes
+    fewer than two folds."""
     parts = [f for f in folds(ds, k, config.seed) if f.size]
     if len(parts) < 2:
         return None
@@ -84,7 +86,7 @@ def cross_validate(
         train_part, held_part = ds.subset(rest), ds.subset(held)
         result = fit(train_part, config, root / f"fold{f}", test_ds=held_part, finetune=finetune)
         fm = ModelSource(str(result.checkpoint_path)).load().float_model
-        m, _, _ = calibrated_model(fm, calibration_sequences(fm, train_part), hidden_bits)
+        m, _, _ = calibrated_model(fm, calibration_sequences(fm, train_part), hidden_bits, input_bits)
         q = quality_on(fm, m, held_part, case_keys(ds, held))
         per_fold.append({"sequences": len(held_part), "int8": float(q["int8"]), "float": float(q["float"])})
         cases.update(q["cases"])  # the folds hold whole recordings: each case is in one fold

@@ -43,6 +43,8 @@ from tinylstm.contract.constants import (
     HIDDEN16_BITS,
     HIDDEN_BITS,
     HIDDEN_FORMATS,
+    INPUT16_BITS,
+    INPUT_BITS,
     MAX_HIDDEN,
     MAX_INPUT,
     MAX_INPUT16,
@@ -109,13 +111,21 @@ class Architecture:
     readout: str = "last"  # contract/readouts.py: "last", or "mean" / "max" pooled over a window
     stack: int = 1  # samples per recurrent step (contract/stacking.py)
     bidirectional: bool = False  # a backward stack over each window (window classification, one length)
+    input16: bool = False  # an int16 input on the int8 h (export --input-bits 16; docs/integer-contract.md)
+
+    @property
+    def input_bits(self) -> int | None:
+        """What export and QAT take as ``input_bits``: 16 for an int16 input on the int8 h, else None (the
+        hidden state's own input)."""
+        return INPUT16_BITS if self.input16 else None
 
     @property
     def key(self) -> str:
-        """The study's parameter value, e.g. ``gru-16x1-h8-mean``, ``gru-16x1-h8-mean-k22`` for a stacked
-        model, ``gru-16x1-h8-mean-bi`` for a bidirectional one (keys without the suffixes are the ones studies
-        used before those were knobs)."""
-        base = f"{self.cell}-{self.hidden}x{self.layers}-h{self.hidden_bits}-{self.readout}"
+        """The study's parameter value, e.g. ``gru-16x1-h8-mean``, ``gru-16x1-h8x16-mean`` with an int16 input
+        on the int8 h, ``gru-16x1-h8-mean-k22`` for a stacked model, ``gru-16x1-h8-mean-bi`` for a
+        bidirectional one (keys without the suffixes are the ones studies used before those were knobs)."""
+        bits = f"h{self.hidden_bits}" + ("x16" if self.input16 else "")
+        base = f"{self.cell}-{self.hidden}x{self.layers}-{bits}-{self.readout}"
         base = f"{base}-k{self.stack}" if self.stack > 1 else base
         return f"{base}-bi" if self.bidirectional else base
 
@@ -129,7 +139,17 @@ class Architecture:
             key, stack = base, int(last[1:])
         cell, shape, bits, read = key.rsplit("-", 3)
         hidden, layers = shape.split("x")
-        return cls(cell, int(hidden), int(layers), int(bits.removeprefix("h")), read, stack, bidirectional)
+        h_bits, _, in_bits = bits.removeprefix("h").partition("x")
+        return cls(
+            cell,
+            int(hidden),
+            int(layers),
+            int(h_bits),
+            read,
+            stack,
+            bidirectional,
+            in_bits == str(INPUT16_BITS),
+        )
 
 
 @dataclass(frozen=True)
@@ -138,6 +158,8 @@ class Space:
     hidden: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64)
     layers: tuple[int, ...] = (1, 2)
     hidden_bits: tuple[int, ...] = (8, 16)  # the hidden state's format: int8 Q0.7 or int16 Q0.15
+    # the int8 h's input: 8, or 16 (an int16 input: --input-bits 8,16); an int16-h model's is int16 always
+    input_bits: tuple[int, ...] = (INPUT_BITS,)
     readouts: tuple[str, ...] = ("last", "mean", "max")  # what the head reads; pooled ones: window data only
     # samples per recurrent step (contract/stacking.py) to try; (): the recipe's choice for the data
     stacks: tuple[int, ...] = ()
@@ -158,16 +180,18 @@ class Space:
         choices keep it). ``stacks``: the stacking factors to try when the space leaves them to the
         recipe (``space_stacks``); by default the space's own, else 1."""
         ks = stacks if stacks is not None else (self.stacks or (1,))
+        wide_inputs = tuple(dict.fromkeys(bits == INPUT16_BITS for bits in self.input_bits))
         return [
-            Architecture(c, h, n, b, r, k, bi)
+            Architecture(c, h, n, b, r, k, bi, x16)
             for c in self.cells
             for h in self.hidden
             for n in self.layers
             for b in self.hidden_bits
+            for x16 in (wide_inputs if b == HIDDEN_BITS else (False,))
             for r in self.readouts_for(window)
             for k in ks
             for bi in self.directions
-            if not (bi and b != HIDDEN_BITS)  # a bidirectional model keeps an int8 h
+            if not (bi and (b != HIDDEN_BITS or x16))  # a bidirectional model keeps an int8 h and input
         ]
 
 
@@ -205,14 +229,17 @@ class SearchConfig:
         return {self.data: sha256_file(Path(self.data))} if Path(self.data).is_file() else {}
 
     def identity(self) -> dict[str, Any]:
-        """What a resumed study must share with the one on disk. The recipe's stacking (``stacks`` ()) and
-        a unidirectional space are left out, so studies started before those were knobs resume; studies
-        started before the data was pinned (no ``data_sha256``) resume unverified (``_check_identity``)."""
+        """What a resumed study must share with the one on disk. The recipe's stacking (``stacks`` ()), a
+        unidirectional space and int8 inputs alone are left out, so studies started before those were knobs
+        resume; studies started before the data was pinned (no ``data_sha256``) resume unverified
+        (``_check_identity``)."""
         space = asdict(self.space)
         if not self.space.stacks:
             del space["stacks"]
         if self.space.directions == (False,):
             del space["directions"]
+        if self.space.input_bits == (INPUT_BITS,):
+            del space["input_bits"]
         scoring = {} if self.folds is None else {"folds": self.folds}  # studies from before it resume
         return {
             **scoring,
@@ -299,6 +326,7 @@ def _check_space(space: Space) -> None:
             ("--hidden", space.hidden, f"give sizes 1 to {MAX_HIDDEN}, e.g. 8,16,32"),
             ("--layers", space.layers, f"give counts 1 to {MAX_LAYERS}, e.g. 1,2"),
             ("--hidden-bits", space.hidden_bits, f"choose from {','.join(map(str, sorted(HIDDEN_FORMATS)))}"),
+            ("--input-bits", space.input_bits, f"choose from {INPUT_BITS},{INPUT16_BITS}"),
             ("--readouts", space.readouts, f"choose from {', '.join(READOUTS)}"),
         )
         if not values
@@ -318,6 +346,12 @@ def _check_space(space: Space) -> None:
     if any(b not in HIDDEN_FORMATS for b in space.hidden_bits):
         given, known = (",".join(map(str, v)) for v in (space.hidden_bits, sorted(HIDDEN_FORMATS)))
         raise TinyLSTMError(f"--hidden-bits {given}: choose from {known} (int8 or int16 hidden state)")
+    if any(b not in (INPUT_BITS, INPUT16_BITS) for b in space.input_bits):
+        given = ",".join(map(str, space.input_bits))
+        raise TinyLSTMError(
+            f"--input-bits {given}: choose from {INPUT_BITS},{INPUT16_BITS} (an int8 or int16 input on the "
+            "int8 h)"
+        )
     if any(r not in READOUTS for r in space.readouts):
         given = ",".join(space.readouts)
         raise TinyLSTMError(f"--readouts {given}: choose from {', '.join(READOUTS)} (what the head reads)")
@@ -437,13 +471,18 @@ def data_architectures(cfg: SearchConfig, data: _Data) -> list[Architecture]:
             "label per step): include last"
         )
     channels = ds.num_channels
-    fit = [a for a in archs if a.hidden_bits != HIDDEN16_BITS or a.stack * channels <= MAX_INPUT16]
+    fit = [
+        a
+        for a in archs
+        if (a.hidden_bits != HIDDEN16_BITS and not a.input16) or a.stack * channels <= MAX_INPUT16
+    ]
     if not fit:
         k = min(a.stack for a in archs)
         fix = f", or use --stacks {MAX_INPUT16 // channels} or less" if channels <= MAX_INPUT16 else ""
         raise TinyLSTMError(
-            f"--hidden-bits 16: an int16-h model reads at most {MAX_INPUT16} int16 values per step, and "
-            f"stacking {k} samples of {channels} channels makes {k * channels}: add 8 to --hidden-bits{fix}"
+            f"an int16 input (--hidden-bits 16, --input-bits 16) is at most {MAX_INPUT16} values per step, "
+            f"and stacking {k} samples of {channels} channels makes {k * channels}: add 8 to --hidden-bits "
+            f"and --input-bits{fix}"
         )
     return fit
 
@@ -473,6 +512,7 @@ def price(cfg: SearchConfig, board: Board, data: _Data, arch: Architecture, late
         arch.stack,
         bidirectional_window(ds, None) if arch.bidirectional else 0,
         latency,
+        arch.input16,
     )
 
 
@@ -561,7 +601,12 @@ class Objective:
         root = trial_dir(cfg, trial.number)
         config = trial_config(cfg, arch, lr, dropout, qat)
         result = fit(ds, config, root / "run", finetune=finetune)
-        exp = export(ModelSource(str(result.checkpoint_path)), root / "export", hidden_bits=arch.hidden_bits)
+        exp = export(
+            ModelSource(str(result.checkpoint_path)),
+            root / "export",
+            hidden_bits=arch.hidden_bits,
+            input_bits=arch.input_bits,
+        )
         # held-out quality (with the integer model's sums per case), golden == C bit-exact, the blob
         report = check(root / "export", case_sums=True)
         if not (report["bit_exact"]["ok"] and report["blob"]["ok"]):
@@ -591,6 +636,7 @@ class Objective:
             "stack": exp.report.get("stack", 1),  # the drawn one
             "model_data_bytes": exp.report["model_data_bytes"],
             "hidden_bits": exp.report["hidden_bits"],
+            "input_bits": exp.report["input_bits"],
             "readout": exp.report["readout"],  # the drawn one
             "bidirectional": exp.report["bidirectional"],  # the drawn one
             "qat_hidden_bits": result.metrics["qat"]["hidden_bits"] if "qat" in result.metrics else None,
@@ -615,7 +661,11 @@ class Objective:
             k, why_folds = folds_for(self._given_folds(trial), result.metrics["test_cases"], held)
         else:  # a study started when the rule counted windows: its trials stay comparable
             k, why_folds = folds_for(self._given_folds(trial), held)
-        cv = cross_validate(ds, config, arch.hidden_bits, k, root / "cv", finetune) if k else None
+        cv = (
+            cross_validate(ds, config, arch.hidden_bits, k, root / "cv", finetune, arch.input_bits)
+            if k
+            else None
+        )
         # the integer model's sums per case, where it was scored: for prefer_default's paired comparison
         measured["cases"] = quality["cases"] if cv is None else cv.pop("cases")
         measured["cv"] = None if cv is None else {**cv, "why": why_folds}
@@ -635,7 +685,7 @@ def trial_config(cfg: SearchConfig, arch: Architecture, lr: float, dropout: floa
         cell=arch.cell, hidden=arch.hidden, layers=arch.layers, epochs=cfg.epochs, lr=lr,
         select=cfg.select, patience=cfg.patience, seed=cfg.seed, progress=False, dropout=dropout,
         readout=arch.readout, stack=arch.stack, qat_epochs=QAT_EPOCHS if qat else 0,
-        qat_hidden_bits=arch.hidden_bits, bidirectional=arch.bidirectional,
+        qat_hidden_bits=arch.hidden_bits, qat_input_bits=arch.input_bits, bidirectional=arch.bidirectional,
     )  # fmt: skip
 
 
@@ -973,6 +1023,11 @@ def best_of(complete: list[dict[str, Any]], maximize: bool) -> dict[str, Any]:
     return min(complete, key=lambda r: (sign * r["value"], r["measured"]["flash_bytes"], r["number"]))
 
 
+def _bits(params: dict[str, Any]) -> str:
+    """A trial's numeric format as search.md's "h bits" column says it: 8, 16, or 8x16 (an int16 input)."""
+    return f"{params['hidden_bits']}" + ("x16" if params.get("input16") else "")
+
+
 def _scoring(complete: list[dict[str, Any]]) -> str:
     """How the trials were scored (host/search/selection.py), for the objective's name."""
     folds = sorted({(r["measured"].get("cv") or {}).get("folds", 0) for r in complete})
@@ -994,7 +1049,7 @@ def refit_best(cfg: SearchConfig, best: dict[str, Any]) -> dict[str, Any]:
     config = trial_config(cfg, arch, p["lr"], p.get("dropout", 0.0), bool(p.get("qat", False)))
     root = trial_dir(cfg, best["number"]) / "refit"
     of = {"trial": best["number"], "hash": best["measured"]["hash"]}
-    done = refit(_Data(cfg).get(p.get("window")), config, arch.hidden_bits, root, of)
+    done = refit(_Data(cfg).get(p.get("window")), config, arch.hidden_bits, root, of, arch.input_bits)
     flash = best["measured"]["flash_bytes"] - best["measured"]["model_data_bytes"] + done["model_data_bytes"]
     return {"done": True, "why": why, **done, "flash_bytes": flash}
 
@@ -1055,7 +1110,7 @@ def render_md(doc: dict[str, Any]) -> str:
         tags = [k for k in ("flash", "latency") if r["number"] in fronts[k]]
         lat = "—" if m["latency_ms"] is None else f"{m['latency_ms']:.3f}"
         lines.append(
-            f"| {r['number']} | {p['cell']} | {p['hidden']} | {p['layers']} | {p['hidden_bits']} | "
+            f"| {r['number']} | {p['cell']} | {p['hidden']} | {p['layers']} | {_bits(p)} | "
             f"{p['readout']} | {p.get('stack', 1)} | {p.get('bidirectional', False)} | "
             f"{p.get('qat', False)} | {r['value']:.4g} | {m['int8']:.4g} | {m['float']:.4g} | "
             f"{m['flash_bytes']} | {m['ram_bytes']} | {lat} | {', '.join(tags)} |"
