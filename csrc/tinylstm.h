@@ -194,7 +194,8 @@ typedef struct {
  * Check a model descriptor: a known cell, sizes in range, required pointers present, shifts in
  * TL_SHIFT_MIN..TL_SHIFT_MAX, scale exponents in -TL_MAX_SCALE_EXP..TL_MAX_SCALE_EXP,
  * |bias| <= TL_BIAS_LIMIT, input multipliers (if present) positive and finite, a hidden state of 8 bits
- * (or 16 on -DTL_HIDDEN16 builds, with gate multipliers below 2^TL_MULT16_BITS and no weights16).
+ * (or 16 on -DTL_HIDDEN16 builds, with gate multipliers below 2^TL_MULT16_BITS and no weights16), an input of
+ * 0 or 8 bits (or 16 on -DTL_INPUT16 builds: layer 0 as an int16-h layer, no weights16, not bidirectional).
  * @return TL_OK or TL_ERR_MODEL.
  */
 tl_status_t tl_model_check(const tl_model_t *model);
