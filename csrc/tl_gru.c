@@ -79,12 +79,13 @@ void tl_gru_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *
     }
 }
 
-#ifdef TL_HIDDEN16
-/* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
-void tl_gru_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h, int16_t *h_next,
-                         int16_t *c)
+#ifdef TL_INPUT16
+/* The layer step whose rows sum in int64 (tl_acc64): an int16-h layer (h16 in, hn16 out) and the int16 input's
+ * layer 0 of an int8-h model (h8 in, hn8 out); x is int16. Inlined into each caller with its constant NULLs, so
+ * each gets its own loop. */
+TL_ALWAYS_INLINE void gru_step64(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int8_t *h8,
+                                 const int16_t *h16, int8_t *hn8, int16_t *hn16)
 {
-    (void)c; /* a GRU has no cell state */
     const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
     const int8_t *e = L->scale_exp;
     int32_t ax[3], ah[3];
@@ -92,13 +93,29 @@ void tl_gru_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_
         const size_t rr = j, rz = H + j, rn = 2 * H + j;
         const int8_t *w = L->weights + j * W;
         tl_dot3_s8s16(w, stride, x, I, ax);
-        tl_dot3_s8s16(w + I, stride, h, H, ah);
+        if (h16)
+            tl_dot3_s8s16(w + I, stride, h16, H, ah);
+        else
+            tl_dot3_s8(w + I, stride, h8, H, ah);
         int32_t pr = tl_requantize64(tl_acc64(ax[0], ah[0], e[rr], L->bias[rr]), L->mult[rr], L->shift[rr]);
         int32_t pz = tl_requantize64(tl_acc64(ax[1], ah[1], e[rz], L->bias[rz]), L->mult[rz], L->shift[rz]);
         int32_t nx = tl_requantize64(tl_acc64(ax[2], 0, e[rn], L->bias[rn]), L->mult[rn], L->shift[rn]);
         int32_t nh = tl_requantize64(tl_acc64(0, ah[2], e[rn], L->bias_hn[j]), L->mult[rn], L->shift[rn]);
-        h_next[j] = (int16_t)tl_sat16(gru_h15(table, pr, pz, nx, nh, h[j]));
+        if (hn16)
+            hn16[j] = (int16_t)tl_sat16(gru_h15(table, pr, pz, nx, nh, h16[j]));
+        else
+            hn8[j] = gru_unit(table, pr, pz, nx, nh, h8[j]);
     }
+}
+#endif
+
+#ifdef TL_HIDDEN16
+/* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
+void tl_gru_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h, int16_t *h_next,
+                         int16_t *c)
+{
+    (void)c; /* a GRU has no cell state */
+    gru_step64(L, table, x, 0, h, 0, h_next);
 }
 #endif
 
@@ -109,19 +126,6 @@ void tl_gru_layer_step_x16(const tl_layer_t *L, const int16_t *table, const int1
                            int16_t *c)
 {
     (void)c; /* a GRU has no cell state */
-    const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
-    const int8_t *e = L->scale_exp;
-    int32_t ax[3], ah[3];
-    for (size_t j = 0; j < H; ++j) {
-        const size_t rr = j, rz = H + j, rn = 2 * H + j;
-        const int8_t *w = L->weights + j * W;
-        tl_dot3_s8s16(w, stride, x, I, ax);
-        tl_dot3_s8(w + I, stride, h, H, ah);
-        int32_t pr = tl_requantize64(tl_acc64(ax[0], ah[0], e[rr], L->bias[rr]), L->mult[rr], L->shift[rr]);
-        int32_t pz = tl_requantize64(tl_acc64(ax[1], ah[1], e[rz], L->bias[rz]), L->mult[rz], L->shift[rz]);
-        int32_t nx = tl_requantize64(tl_acc64(ax[2], 0, e[rn], L->bias[rn]), L->mult[rn], L->shift[rn]);
-        int32_t nh = tl_requantize64(tl_acc64(0, ah[2], e[rn], L->bias_hn[j]), L->mult[rn], L->shift[rn]);
-        h_next[j] = gru_unit(table, pr, pz, nx, nh, h[j]);
-    }
+    gru_step64(L, table, x, h, 0, h_next, 0);
 }
 #endif

@@ -82,10 +82,12 @@ void tl_lstm_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t 
     }
 }
 
-#ifdef TL_HIDDEN16
-/* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
-void tl_lstm_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h,
-                          int16_t *h_next, int16_t *c)
+#ifdef TL_INPUT16
+/* The layer step whose rows sum in int64 (tl_acc64): an int16-h layer (h16 in, hn16 out) and the int16 input's
+ * layer 0 of an int8-h model (h8 in, hn8 out); x is int16. Inlined into each caller with its constant NULLs, so
+ * each gets its own loop. */
+TL_ALWAYS_INLINE void lstm_step64(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int8_t *h8,
+                                  const int16_t *h16, int8_t *hn8, int16_t *hn16, int16_t *c)
 {
     const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
     const int F = L->cell_frac;
@@ -93,13 +95,29 @@ void tl_lstm_layer_step16(const tl_layer_t *L, const int16_t *table, const int16
     for (size_t j = 0; j < H; ++j) {
         const int8_t *w = L->weights + j * W;
         tl_dot4_s8s16(w, stride, x, I, ax);
-        tl_dot4_s8s16(w + I, stride, h, H, ah);
+        if (h16)
+            tl_dot4_s8s16(w + I, stride, h16, H, ah);
+        else
+            tl_dot4_s8(w + I, stride, h8, H, ah);
         for (size_t g = 0; g < 4; ++g) {
             const size_t r = g * H + j;
             pre[g] = tl_requantize64(tl_acc64(ax[g], ah[g], L->scale_exp[r], L->bias[r]), L->mult[r], L->shift[r]);
         }
-        h_next[j] = (int16_t)tl_sat16(tl_rshift_round(lstm_cell(table, pre, F, &c[j]), 2 * TL_Q15 - TL_HIDDEN16_FRAC));
+        if (hn16)
+            hn16[j] =
+                (int16_t)tl_sat16(tl_rshift_round(lstm_cell(table, pre, F, &c[j]), 2 * TL_Q15 - TL_HIDDEN16_FRAC));
+        else
+            hn8[j] = lstm_unit(table, pre, F, &c[j]);
     }
+}
+#endif
+
+#ifdef TL_HIDDEN16
+/* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
+void tl_lstm_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h,
+                          int16_t *h_next, int16_t *c)
+{
+    lstm_step64(L, table, x, 0, h, 0, h_next, c);
 }
 #endif
 
@@ -109,18 +127,6 @@ void tl_lstm_layer_step16(const tl_layer_t *L, const int16_t *table, const int16
 void tl_lstm_layer_step_x16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int8_t *h,
                             int8_t *h_next, int16_t *c)
 {
-    const size_t H = L->hidden_size, I = L->input_size, W = I + H, stride = H * W;
-    const int F = L->cell_frac;
-    int32_t ax[4], ah[4], pre[4];
-    for (size_t j = 0; j < H; ++j) {
-        const int8_t *w = L->weights + j * W;
-        tl_dot4_s8s16(w, stride, x, I, ax);
-        tl_dot4_s8(w + I, stride, h, H, ah);
-        for (size_t g = 0; g < 4; ++g) {
-            const size_t r = g * H + j;
-            pre[g] = tl_requantize64(tl_acc64(ax[g], ah[g], L->scale_exp[r], L->bias[r]), L->mult[r], L->shift[r]);
-        }
-        h_next[j] = lstm_unit(table, pre, F, &c[j]);
-    }
+    lstm_step64(L, table, x, h, 0, h_next, 0, c);
 }
 #endif

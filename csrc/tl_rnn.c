@@ -51,12 +51,13 @@ void tl_rnn_layer_step(const tl_layer_t *L, const int16_t *table, const int8_t *
     }
 }
 
-#ifdef TL_HIDDEN16
-/* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
-void tl_rnn_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h, int16_t *h_next,
-                         int16_t *c)
+#ifdef TL_INPUT16
+/* The layer step whose rows sum in int64 (tl_acc64): an int16-h layer (h16 in, hn16 out) and the int16 input's
+ * layer 0 of an int8-h model (h8 in, hn8 out); x is int16. Inlined into each caller with its constant NULLs, so
+ * each gets its own loop. */
+TL_ALWAYS_INLINE void rnn_step64(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int8_t *h8,
+                                 const int16_t *h16, int8_t *hn8, int16_t *hn16)
 {
-    (void)c; /* an RNN has no cell state */
     const size_t H = L->hidden_size, I = L->input_size, W = I + H;
     const int8_t *e = L->scale_exp;
     int32_t ax[4], ah[4];
@@ -64,13 +65,30 @@ void tl_rnn_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_
         const size_t rows = H - j0 < 4 ? H - j0 : 4;
         const int8_t *w = L->weights + j0 * W;
         tl_dot_rows_s8s16(w, W, rows, x, I, ax);
-        tl_dot_rows_s8s16(w + I, W, rows, h, H, ah);
+        if (h16)
+            tl_dot_rows_s8s16(w + I, W, rows, h16, H, ah);
+        else
+            tl_dot_rows_s8(w + I, W, rows, h8, H, ah);
         for (size_t k = 0; k < rows; ++k) {
             const size_t j = j0 + k;
             const int32_t pre = tl_requantize64(tl_acc64(ax[k], ah[k], e[j], L->bias[j]), L->mult[j], L->shift[j]);
-            h_next[j] = (int16_t)tl_tanh_q15(table, pre);
+            const int32_t n = tl_tanh_q15(table, pre);
+            if (hn16)
+                hn16[j] = (int16_t)n;
+            else
+                hn8[j] = (int8_t)tl_sat8(tl_rshift_round(n, TL_Q15 - TL_HIDDEN_FRAC));
         }
     }
+}
+#endif
+
+#ifdef TL_HIDDEN16
+/* int16-h layer step (tl_layer_step16_fn): int8 weights, int16 Q0.15 h, the int64 accumulator of tl_acc64. */
+void tl_rnn_layer_step16(const tl_layer_t *L, const int16_t *table, const int16_t *x, const int16_t *h, int16_t *h_next,
+                         int16_t *c)
+{
+    (void)c; /* an RNN has no cell state */
+    rnn_step64(L, table, x, 0, h, 0, h_next);
 }
 #endif
 
@@ -81,19 +99,6 @@ void tl_rnn_layer_step_x16(const tl_layer_t *L, const int16_t *table, const int1
                            int16_t *c)
 {
     (void)c; /* an RNN has no cell state */
-    const size_t H = L->hidden_size, I = L->input_size, W = I + H;
-    const int8_t *e = L->scale_exp;
-    int32_t ax[4], ah[4];
-    for (size_t j0 = 0; j0 < H; j0 += 4) {
-        const size_t rows = H - j0 < 4 ? H - j0 : 4;
-        const int8_t *w = L->weights + j0 * W;
-        tl_dot_rows_s8s16(w, W, rows, x, I, ax);
-        tl_dot_rows_s8(w + I, W, rows, h, H, ah);
-        for (size_t k = 0; k < rows; ++k) {
-            const size_t j = j0 + k;
-            const int32_t pre = tl_requantize64(tl_acc64(ax[k], ah[k], e[j], L->bias[j]), L->mult[j], L->shift[j]);
-            h_next[j] = (int8_t)tl_sat8(tl_rshift_round(tl_tanh_q15(table, pre), TL_Q15 - TL_HIDDEN_FRAC));
-        }
-    }
+    rnn_step64(L, table, x, h, 0, h_next, 0);
 }
 #endif
