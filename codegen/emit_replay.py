@@ -1,7 +1,7 @@
 """Emit a held-out input stream as const C data for the firmware's replay source.
 
 ``tl_replay.h`` / ``tl_replay.c`` hold ``tl_replay_data[TL_REPLAY_STEPS][TL_MODEL_INPUT_SIZE]`` in the
-model's input type (int8, or int16 for an int16-h model: ``TL_REPLAY_INPUT_BITS``, which the app checks
+model's input type (int8, or int16 for an int16 input: ``TL_REPLAY_INPUT_BITS``, which the app checks
 against ``TL_MODEL_INPUT_BITS``), quantized exactly as the board would quantize them (the golden reference is
 bit-exact with ``tl_quantize_input`` / ``tl_quantize_input_s16``), plus the model hash they belong to (the
 app refuses another model's data).
@@ -20,7 +20,7 @@ C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t"}  # the mo
 
 def emit_replay(xq: np.ndarray, model_hash: int, out_dir: Path, note: str) -> tuple[Path, Path]:
     """Write tl_replay.h/.c for the quantized samples ``xq`` [steps, input_size]: int8, or int16 for an
-    int16-h model (golden.quantize_input gives the model's type); ``note`` says where they come from."""
+    int16 input (golden.quantize_input gives the model's type); ``note`` says where they come from."""
     xq = np.asarray(xq)
     ctype = C_TYPES.get(xq.dtype)
     if ctype is None or xq.ndim != 2 or len(xq) == 0:

@@ -225,7 +225,7 @@ def export(
             "input_absmax": cal.input_absmax,
             # the 99.99th percentile of |input| and the largest |input|; input_absmax is the range of
             # RANGE_FACTORS x the percentile whose integer model is closest to the float model (int8 input),
-            # or the largest (an int16-h model's int16 input; codegen/input_range.py)
+            # or the largest (an int16 input; codegen/input_range.py)
             "input_percentile_absmax": measured.input_absmax,
             "input_max": measured.input_max,
             "cell_absmax": cal.cell_absmax,

@@ -206,7 +206,7 @@ def step_traced(
     plan: _Plan | None = None,
     backward: BackwardSteps | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One sample of every stream: ``xq`` [B, C] (the model input: int8, int16 for int16-h) -> (outputs int16
+    """One sample of every stream: ``xq`` [B, C] (the model input: int8, or int16) -> (outputs int16
     [B, O], the Q0.15 gate activations [B, L, G, H] in the cell's gate order); updates ``state``. A stacked
     model buffers the sample and runs its layers on every k-th (contract/stacking.py); the samples between
     read the held head input and gates. ``plan``: the model prepared by ``run`` (built here when not
@@ -276,7 +276,7 @@ def _backward(
 
 
 def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
-    """One sample of every stream: ``xq`` [B, C] (int8, int16 for int16-h) -> outputs int16 [B, O]; updates
+    """One sample of every stream: ``xq`` [B, C] (int8, or int16) -> outputs int16 [B, O]; updates
     ``state``."""
     return step_traced(model, state, xq)[0]
 
@@ -284,7 +284,7 @@ def step(model: IntModel, state: GoldenState, xq: np.ndarray) -> np.ndarray:
 def run(
     model: IntModel, xq: np.ndarray, state: GoldenState | None = None, trace: bool = False
 ) -> tuple[np.ndarray, GoldenState, dict[str, np.ndarray]]:
-    """Run sequences ``xq`` [B, T, C] of the model input (int8, int16 for int16-h); returns outputs int16
+    """Run sequences ``xq`` [B, T, C] of the model input (int8, or int16); returns outputs int16
     [B, T, O], the final state, and with ``trace`` the state after every sample (``h``/``c`` [B, T, L, H]; a
     bidirectional model's backward layers' too, ``hb``/``cb``) and the Q0.15 gate activations of every sample
     (``gates`` [B, T, L, G, H], the cell's gate order; a stacked model's are its last step's). A bidirectional

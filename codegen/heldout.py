@@ -1,5 +1,5 @@
-"""Real held-out data of an export, as the samples a board receives (int8, an int16-h model's int16; shared by
-parity, replay and the stream feed); the training data for a model that has none held out."""
+"""Real held-out data of an export, as the samples a board receives (int8, or int16 for an int16 input; shared
+by parity, replay and the stream feed); the training data for a model that has none held out."""
 
 from __future__ import annotations
 

@@ -143,7 +143,7 @@ class IntModel:
 
     @property
     def input_dtype(self) -> np.dtype:
-        """The numpy type of the model's input words: int8, or int16 for an int16-h model."""
+        """The numpy type of the model's input words: int8, or int16 (``input_bits``)."""
         return np.dtype(f"int{self.input_bits}")
 
     @property

@@ -201,22 +201,27 @@ def test_other_model_is_refused(trained: Trained, tmp_path: Path) -> None:
         run_parity(link, other, 10)
 
 
+def _firmware_of(trained: Trained, export_dir: Path, name: str) -> Trained:
+    """The host-fed and replay firmware of ``export_dir`` (the session's model exported again) for
+    ``trained``'s board, in fw-``name`` and fw-``name``-replay."""
+    root = trained.export_dir.parent / trained.board
+    host = build_firmware(export_dir, trained.board, root / f"fw-{name}")
+    replay = build_firmware(
+        export_dir,
+        trained.board,
+        root / f"fw-{name}-replay",
+        source="replay",
+        defines={"TL_REPLAY_PERIOD_MS": "2"},
+    )
+    return Trained(export_dir, host, replay, trained.board)
+
+
 @pytest.fixture(scope="module", params=EMULATED)
 def wide(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Trained:
     """The session's trained watch model exported again with an int16 hidden state (so an int16 input), and
     its host-fed and replay firmware."""
     trained = trained_firmware(tmp_path_factory.getbasetemp(), request.param)
-    root = trained.export_dir.parent
-    export_dir = wide_export(trained)
-    host = build_firmware(export_dir, trained.board, root / trained.board / "fw-h16")
-    replay = build_firmware(
-        export_dir,
-        trained.board,
-        root / trained.board / "fw-h16-replay",
-        source="replay",
-        defines={"TL_REPLAY_PERIOD_MS": "2"},
-    )
-    return Trained(export_dir, host, replay, trained.board)
+    return _firmware_of(trained, wide_export(trained), "h16")
 
 
 def test_int16_hidden_state_firmware_bit_exact(wide: Trained) -> None:
@@ -320,15 +325,7 @@ def x16(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     export_dir = root / "export-x16"
     if not export_dir.is_dir():
         export(ModelSource(str(root / "run" / CHECKPOINT_NAME)), export_dir, input_bits=16)
-    host = build_firmware(export_dir, trained.board, root / trained.board / "fw-x16")
-    replay = build_firmware(
-        export_dir,
-        trained.board,
-        root / trained.board / "fw-x16-replay",
-        source="replay",
-        defines={"TL_REPLAY_PERIOD_MS": "2"},
-    )
-    return Trained(export_dir, host, replay, trained.board)
+    return _firmware_of(trained, export_dir, "x16")
 
 
 def test_int16_input_firmware_bit_exact(x16: Trained) -> None:

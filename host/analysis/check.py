@@ -81,7 +81,7 @@ def _outputs(
 
 
 def _golden_outputs(m: IntModel, test: SequenceSet) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per test sequence, all steps: the model's inputs (int8, int16 for int16-h) and golden int16 outputs."""
+    """Per test sequence, all steps: the model's inputs (int8, or int16) and golden int16 outputs."""
     xqs: list[np.ndarray] = [np.empty(0)] * len(test)
     ints: list[np.ndarray] = [np.empty(0)] * len(test)
     for idx in by_length(test.sequences).values():
