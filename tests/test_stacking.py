@@ -184,9 +184,14 @@ def test_stack_limits_are_one_line_errors() -> None:
     ]:
         with pytest.raises(TinyLSTMError, match=match):
             check_stack(stack, inputs)
-    check_stack(42, 6, 16)  # an int16-h model's layer 0 reads at most MAX_INPUT16 = 256 values
-    with pytest.raises(TinyLSTMError, match="more than an int16-h model's 256: use --stack 42 or less"):
+    check_stack(42, 6, 16)  # an int16 input's layer 0 reads at most MAX_INPUT16 = 256 values
+    with pytest.raises(TinyLSTMError, match="more than an int16 input's 256: use --stack 42 or less"):
         check_stack(43, 6, 16)
+    check_stack(42, 6, 8, input16=True)  # so does an int8-h model's with an int16 input
+    with pytest.raises(
+        TinyLSTMError, match="256: use --stack 42 or less \\(or an int8 hidden state and input\\)"
+    ):
+        check_stack(43, 6, 8, input16=True)
     with pytest.raises(TinyLSTMError, match="input stacking of 0"):
         TinyRNN("lstm", 2, 4, 1, 1, stack=0)
     assert MAX_INPUT // 6 == 170
