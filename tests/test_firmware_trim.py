@@ -3,8 +3,8 @@ csrc/tl_kernels.h): its cell's steps, its hidden state's, pooling only for a poo
 for a stacked model. Built with those settings the kernel stays bit-exact with golden (under the sanitizers,
 every output and state word), refuses any model that needs what was left out, and links none of it. The
 QEMU firmware tests (test_firmware.py, test_link.py, test_board_*.py) build every firmware this way. The app
-(firmware/app) links only its model's input type: int8 (INPUT, tl_step) or an int16-h model's int16
-(INPUT_S16, tl_step_s16)."""
+(firmware/app) links only its model's input type: int8 (INPUT, tl_step) or int16 (INPUT_S16, tl_step_s16: an
+int16-h model's, or an int16 input on the int8 h)."""
 
 from __future__ import annotations
 
@@ -29,18 +29,22 @@ from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.boards.model_check import CHECKED_DEFINE, checked_value, run_on_host
 from tinylstm.host.boards.toolchain import find_compiler, find_tool
 
-# cell, layers, hidden bits, readout, stack
+# cell, layers, format (8: int8 h; 16: int16 h; X16: an int16 input on the int8 h), readout, stack
+X16 = 108
 MODELS = [
     ("lstm", 1, 8, "last", 1),
     ("gru", 2, 8, "mean", 1),
     ("lstm", 2, 16, "max", 3),
     ("gru", 1, 16, "last", 4),
+    ("rnn", 2, X16, "max", 2),
 ]
 
 
 def model_of(cell: str, layers: int, bits: int, readout: str, stack: int, seed: int = 0) -> IntModel:
     rng = np.random.default_rng(seed)
-    return random_int_model(rng, cell, layers, 3, 7, 2, 30 if bits == 8 else 26, 40, bits, readout, stack)
+    hidden, inputs = (8, 16) if bits == X16 else (bits, 0)
+    shift = 30 if hidden == 8 else 26
+    return random_int_model(rng, cell, layers, 3, 7, 2, shift, 40, hidden, readout, stack, input_bits=inputs)
 
 
 @pytest.mark.parametrize("cell,layers,bits,readout,stack", MODELS)
@@ -76,8 +80,8 @@ def test_a_trimmed_kernel_refuses_other_models(tmp_path: Path) -> None:
         for j, other in enumerate(models):
             gen = tmp_path / f"{i}-{j}"
             error = _link(other, gen, build_settings(built_for))
-            if error is not None:
-                assert i != j and "TL_HIDDEN16" in error, error[-2000:]
+            if error is not None:  # an int16-h or int16-input model's file #errors without its define
+                assert i != j and ("TL_HIDDEN16" in error or "TL_INPUT16" in error), error[-2000:]
                 continue
             run = subprocess.run(
                 [str(gen / "run_model")], input=bytes(3 * 8), capture_output=True, check=False
@@ -114,6 +118,11 @@ def test_the_firmware_links_only_the_models_code(tmp_path: Path) -> None:
     assert {"tl_lstm_layer_step", "tl_gru_layer_step", "tl_pool_s8", "tl_dense_step"} <= every
     every = symbols(gru, tmp_path / "every16", {f.removeprefix("-D"): "1" for f in build_defines(gru)})
     assert {"tl_lstm_layer_step16", "tl_gru_layer_step16", "tl_pool_s16", "tl_dense_step16"} <= every
+    # an int16 input on the int8 h: layer 0's int16 step and the int8 steps above it, no int16-h code
+    x16 = model_of("rnn", 2, X16, "max", 2)
+    got = symbols(x16, tmp_path / "x16", build_settings(x16))
+    assert {"tl_rnn_layer_step_x16", "tl_rnn_layer_step", "tl_dot_rows_s8s16", "tl_dense_step"} <= got
+    assert not got & {"tl_rnn_layer_step16", "tl_dense_step16", "tl_pool_s16", "tl_lstm_layer_step_x16"}
 
 
 def test_the_firmware_app_links_only_its_models_input_type(tmp_path: Path) -> None:
@@ -124,7 +133,7 @@ def test_the_firmware_app_links_only_its_models_input_type(tmp_path: Path) -> No
     require_board_tools("qemu-stm32f405")
     int8 = {"tl_step", "tl_quantize_input", "tl_proto_input_parse"}
     int16 = {"tl_step_s16", "tl_quantize_input_s16", "tl_proto_input_s16_parse", "tl_proto_input_s16_sample"}
-    for bits, has, lacks in ((8, int8, int16), (16, int16, int8)):
+    for bits, has, lacks in ((8, int8, int16), (16, int16, int8), (X16, int16, int8)):
         m = model_of("lstm", 1, bits, "last", 1)
         export_dir = tmp_path / f"export-{bits}"
         emit_c(m, export_dir)
