@@ -57,12 +57,14 @@ def layer_layout(m: IntModel, n: int, layout: Layout) -> Layout:
 
 def model_settings(m: IntModel) -> dict[str, str]:
     """What a firmware of this one model leaves out of the kernel (csrc/tl_kernels.h): the other cells, the
-    int8-h steps of an int16-h model, pooling for the last-h readout, stacking for one sample per step, the
-    backward pass of a unidirectional model. The
-    kernel then refuses other models, so these are for builds of one model only (firmware, its packages)."""
+    int8-h steps of an int16-h model, the int8 layer steps of a one-layer int16-input model, pooling for the
+    last-h readout, stacking for one sample per step, the backward pass of a unidirectional model. The kernel
+    then refuses other models, so these are for builds of one model only (firmware, its packages)."""
     out = {"TL_ONLY_CELL": f"TL_CELL_{m.cell.upper()}"}
     if m.hidden_bits == HIDDEN16_BITS:
         out["TL_ONLY_HIDDEN16"] = "1"
+    if m.input16 and m.num_layers == 1:  # its one layer is layer 0's int16 step
+        out["TL_ONLY_INPUT16_LAYER0"] = "1"
     if not readout(m.readout).pooled:
         out["TL_NO_POOL"] = "1"
     if m.stack == 1:

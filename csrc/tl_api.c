@@ -77,8 +77,8 @@ tl_status_t tl_model_check(const tl_model_t *m)
     if ((size_t)m->input_size * stack_of(m) > (tl_input_bits(m) == 16 ? TL_MAX_INPUT16 : TL_MAX_INPUT))
         return TL_ERR_MODEL;
     /* what this build left out (tl_kernels.h): a firmware of one model runs only that model's kind */
-    if ((!TL_WITH_H8 && !hidden16(m)) || (!TL_WITH_POOL && m->readout != TL_READOUT_LAST) ||
-        (!TL_WITH_STACK && stack_of(m) > 1))
+    if ((!TL_WITH_H8 && !hidden16(m)) || (TL_WITH_H8 && !TL_WITH_H8_LAYERS && !(input16_h8(m) && m->num_layers == 1)) ||
+        (!TL_WITH_POOL && m->readout != TL_READOUT_LAST) || (!TL_WITH_STACK && stack_of(m) > 1))
         return TL_ERR_MODEL;
     if (m->backward && (!TL_WITH_BIDIR || tl_input_bits(m) == 16 || m->window < stack_of(m))) /* window: a u16 */
         return TL_ERR_MODEL;

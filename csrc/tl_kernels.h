@@ -91,7 +91,8 @@ typedef void (*tl_layer_step_x16_fn)(const tl_layer_t *layer, const int16_t *tab
 /*
  * A firmware of one model links only what that model runs. Its build settings (codegen/emit_c.py
  * `model_settings`: -D flags, or tl_config.h) say what to leave out: TL_ONLY_CELL=TL_CELL_<NAME> keeps one
- * cell in the cell table, TL_ONLY_HIDDEN16 (with TL_HIDDEN16) drops the int8-h steps and head, TL_NO_POOL the
+ * cell in the cell table, TL_ONLY_HIDDEN16 (with TL_HIDDEN16) drops the int8-h steps and head,
+ * TL_ONLY_INPUT16_LAYER0 (with TL_INPUT16) the int8 layer steps a one-layer int16-input model never runs, TL_NO_POOL the
  * pooled readouts, TL_NO_STACK input stacking, TL_NO_BIDIR bidirectional models. tl_model_check refuses a model that needs what was left out
  * (TL_ERR_MODEL). A build without them (the host library, the MicroPython module) runs every model.
  */
@@ -127,8 +128,16 @@ typedef void (*tl_layer_step_x16_fn)(const tl_layer_t *layer, const int16_t *tab
 #else
 #define TL_STEP16(fn) 0
 #endif
-/** tl_cells.c's entry for an int8-h layer step: NULL (not linked) on -DTL_ONLY_HIDDEN16 builds. */
-#if TL_WITH_H8
+/* A firmware of a one-layer model with an int16 input (TL_ONLY_INPUT16_LAYER0, with TL_INPUT16) runs no int8 layer
+ * step: its one layer is layer 0's int16 step. */
+#if defined(TL_ONLY_INPUT16_LAYER0) && defined(TL_INPUT16)
+#define TL_WITH_H8_LAYERS 0
+#else
+#define TL_WITH_H8_LAYERS TL_WITH_H8
+#endif
+/** tl_cells.c's entry for an int8-h layer step: NULL (not linked) on -DTL_ONLY_HIDDEN16 and -DTL_ONLY_INPUT16_LAYER0
+ * builds. */
+#if TL_WITH_H8_LAYERS
 #define TL_STEP8(fn) fn
 #else
 #define TL_STEP8(fn) 0

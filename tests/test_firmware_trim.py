@@ -37,6 +37,7 @@ MODELS = [
     ("lstm", 2, 16, "max", 3),
     ("gru", 1, 16, "last", 4),
     ("rnn", 2, X16, "max", 2),
+    ("gru", 1, X16, "last", 1),
 ]
 
 
@@ -56,6 +57,7 @@ def test_trimmed_kernel_is_bit_exact(
     assert settings["TL_ONLY_CELL"] == f"TL_CELL_{cell.upper()}"
     assert ("TL_NO_POOL" in settings) == (readout == "last") and ("TL_NO_STACK" in settings) == (stack == 1)
     assert ("TL_ONLY_HIDDEN16" in settings) == (bits == 16)
+    assert ("TL_ONLY_INPUT16_LAYER0" in settings) == (bits == X16 and layers == 1)
     check_sanitized_run(m, tmp_path, 1_500, np.random.default_rng(1), settings=settings)
 
 
@@ -123,6 +125,10 @@ def test_the_firmware_links_only_the_models_code(tmp_path: Path) -> None:
     got = symbols(x16, tmp_path / "x16", build_settings(x16))
     assert {"tl_rnn_layer_step_x16", "tl_rnn_layer_step", "tl_dot_rows_s8s16", "tl_dense_step"} <= got
     assert not got & {"tl_rnn_layer_step16", "tl_dense_step16", "tl_pool_s16", "tl_lstm_layer_step_x16"}
+    # one layer: layer 0's int16 step is all it runs, so the int8 layer step is left out
+    one = model_of("gru", 1, X16, "last", 1)
+    got = symbols(one, tmp_path / "x16-one", build_settings(one))
+    assert {"tl_gru_layer_step_x16", "tl_dense_step"} <= got and "tl_gru_layer_step" not in got
 
 
 def test_the_firmware_app_links_only_its_models_input_type(tmp_path: Path) -> None:
