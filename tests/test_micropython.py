@@ -1048,16 +1048,19 @@ def test_c_modules_int16_input_every_word(
 
 @needs_micropython
 @pytest.mark.parametrize(
-    "mode,window,hidden_bits", [("stream", None, 8), ("window", 40, 8), ("stream", None, 16)]
+    "mode,window,hidden_bits,input_bits",
+    [("stream", None, 8, 8), ("window", 40, 8, 8), ("stream", None, 16, 16), ("stream", None, 8, 16)],
 )
-def test_stream_predictions_example(tmp_path: Path, mode: str, window: int | None, hidden_bits: int) -> None:
+def test_stream_predictions_example(
+    tmp_path: Path, mode: str, window: int | None, hidden_bits: int, input_bits: int
+) -> None:
     """examples/stream_predictions.py under MicroPython: frames the host protocol decodes, with the
-    HELLO the model implies (its hidden bits too) and PRED outputs equal to the C kernel's (per window
-    in window mode)."""
+    HELLO the model implies (its hidden bits and input too) and PRED outputs equal to the C kernel's (per
+    window in window mode)."""
     from tinylstm.host.link import protocol
 
     assert MICROPYTHON
-    m, xq = stream_model("lstm", 2, 400, hidden_bits=hidden_bits)
+    m, xq = stream_model("lstm", 2, 400, hidden_bits=hidden_bits, input_bits=input_bits)
     m.meta.mode, m.meta.window = mode, window  # type: ignore[assignment]
     (tmp_path / "model.tlm").write_bytes(blob.to_blob(m))
     (tmp_path / "x.bin").write_bytes(xq.tobytes())
@@ -1090,6 +1093,7 @@ def test_stream_predictions_example(tmp_path: Path, mode: str, window: int | Non
     assert hello.mode == (protocol.Mode.STREAM if mode == "stream" else protocol.Mode.WINDOW)
     assert hello.window == (window or 0) and hello.source == protocol.Source.REPLAY
     assert (hello.rx_capacity, hello.history, hello.hidden_bits) == (0, 0, hidden_bits)
+    assert hello.input_bits == input_bits
     preds = msgs[1:]
     cm = CModel.from_int_model(m)
     if window is None:

@@ -112,7 +112,8 @@ def test_small_search_respects_budget_resumes_and_its_best_export_builds(tmp_pat
     assert len(first) == 2 and all(t["state"] == "complete" for t in first.values())
     assert first[0]["params"] | {"lr": 0} == {"arch": "gru-8x1-h8-mean", "cell": "gru", "hidden": 8,
                                              "layers": 1, "hidden_bits": 8, "readout": "mean", "stack": 1,
-                                             "bidirectional": False, "lr": 0, "qat": False}  # fmt: skip
+                                             "bidirectional": False, "input16": False, "lr": 0,
+                                             "qat": False}  # fmt: skip
     assert first[0]["measured"]["readout"] == "mean"
     complete = [t for t in doc["trials"] if t["state"] == "complete"]
     for t in complete:

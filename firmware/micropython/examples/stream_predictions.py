@@ -18,7 +18,7 @@ try:
     from tinylstm import Model  # the C module or the native .mpy, if installed
 except ImportError:
     from tinylstm_mpy import Model
-from tinylstm_contract import CELLS, HIDDEN_BITS
+from tinylstm_contract import BLOB_INPUT16_FLAG, CELLS, HIDDEN_BITS
 from tinylstm_mpy import crc32, read_meta
 
 MAGIC = 0xA7  # wire version 3 (docs/serial-protocol.md)
@@ -69,6 +69,13 @@ def mode(info: dict, m: dict) -> int:
     return 2 if info.get("window", 0) else 0
 
 
+def format_byte(info: dict) -> int:
+    """HELLO's hidden-bits byte: the model's hidden state, 8 (int8 Q0.7) or 16 (int16 Q0.15; modules without
+    the field run int8 h), with BLOB_INPUT16_FLAG for an int16 input on the int8 h."""
+    bits = info.get("hidden_bits", HIDDEN_BITS)
+    return bits | (BLOB_INPUT16_FLAG if info.get("input_bits", bits) > bits else 0)
+
+
 def hello_payload(info: dict, meta: dict, source: int, board: str) -> bytes:
     m = meta.get("meta", {})
     name = board.encode()[:32]
@@ -80,8 +87,7 @@ def hello_payload(info: dict, meta: dict, source: int, board: str) -> bytes:
         + u16(info["input_size"])
         + u16(info["hidden_size"])
         + u16(info["output_size"])
-        # the model's hidden state: 8 (int8 Q0.7) or 16 (int16 Q0.15); modules without the field run int8 h
-        + bytes((info.get("hidden_bits", HIDDEN_BITS), mode(info, m)))
+        + bytes((format_byte(info), mode(info, m)))
         + u16(m.get("window") or 0)
         + bytes((source, 0))
         + u16(0)  # PRED history 0, receive capacity 0: no INPUT frames
