@@ -297,7 +297,6 @@ static const int16_t *stack_sample16(tl_state_t *s, const int16_t *x)
 #endif
 
 #ifdef TL_HIDDEN16
-
 /* tl_step_s16 of an int16-h model: layer 0 reads the int16 input (x, NULL between a stacked model's steps), the
  * layers above the int16 h below them; the readout stays in s->scratch16. */
 static void step16(tl_state_t *s, const int16_t *x, int16_t *y)
