@@ -293,20 +293,21 @@ def random16(
     require_board_tools(board)
     cell, stack, readout = ("lstm", 1, "last") if board == "qemu-stm32f405" else ("gru", 3, "mean")
     model = random_int_model(np.random.default_rng(16), cell, 1, 6, 16, 5, 26, 40, 16, readout, stack)
-    root = tmp_path_factory.mktemp(f"random16-{board}")
-    emit_c(model, root / "export")  # an export's model files: the integer model and its C source
+    return _firmware_of_model(tmp_path_factory.mktemp(f"random16-{board}"), board, model)
+
+
+def _firmware_of_model(root: Path, board: str, model: IntModel) -> tuple[IntModel, FirmwareBuild]:
+    """``model`` and its firmware for ``board`` (`tinylstm build` of an export holding its model files: the
+    integer model and its C source) under ``root``."""
+    emit_c(model, root / "export")
     save_int_model(model, root / "export")
     return model, build_firmware(root / "export", board, root / "fw")
 
 
-def test_int16_input_full_range_long_stream_bit_exact_with_golden(
-    random16: tuple[IntModel, FirmwareBuild],
-) -> None:
+def _assert_full_range_stream(model: IntModel, fw: FirmwareBuild, seed: int) -> None:
     """6,000 samples drawn over the whole int16 range, fed as INPUT_S16 (the feeder picks it from HELLO):
-    every output equals the golden reference's on the same stream (the 10,000-step held-out stream of
-    test_int16_hidden_state_firmware_bit_exact is the long one)."""
-    model, fw = random16
-    xs = random_inputs(np.random.default_rng(7), model, 6_000)
+    every output equals the golden reference's on the same stream."""
+    xs = random_inputs(np.random.default_rng(seed), model, 6_000)
     assert xs.dtype == np.int16 and xs.min() < -32000 and xs.max() > 32000
     expect, _, _ = golden.run(model, xs[None])
     with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
@@ -314,6 +315,14 @@ def test_int16_input_full_range_long_stream_bit_exact_with_golden(
         got = np.asarray([d.outputs for d in feeder.run()], dtype=np.int16)
     assert feeder.frame is InputS16 and feeder.stats.retries == 0
     assert got.shape == expect[0].shape and np.array_equal(got, expect[0])
+
+
+def test_int16_input_full_range_long_stream_bit_exact_with_golden(
+    random16: tuple[IntModel, FirmwareBuild],
+) -> None:
+    """An int16-h model's firmware over 6,000 full-range int16 samples (the 10,000-step held-out stream of
+    test_int16_hidden_state_firmware_bit_exact is the long one)."""
+    _assert_full_range_stream(*random16, seed=7)
 
 
 @pytest.fixture(scope="module", params=EMULATED)
@@ -372,26 +381,15 @@ def random_x16(
     cell, layers, stack, readout = ("lstm", 3, 1, "last") if m4 else ("gru", 2, 3, "max")
     rng = np.random.default_rng(17)
     model = random_int_model(rng, cell, layers, 6, 16, 5, 26, 40, 8, readout, stack, input_bits=16)
-    root = tmp_path_factory.mktemp(f"random-x16-{board}")
-    emit_c(model, root / "export")  # an export's model files: the integer model and its C source
-    save_int_model(model, root / "export")
-    return model, build_firmware(root / "export", board, root / "fw")
+    return _firmware_of_model(tmp_path_factory.mktemp(f"random-x16-{board}"), board, model)
 
 
 def test_int16_input_on_int8_h_full_range_stream_bit_exact_with_golden(
     random_x16: tuple[IntModel, FirmwareBuild],
 ) -> None:
-    """6,000 samples drawn over the whole int16 range, fed as INPUT_S16 (the feeder picks it from HELLO's
-    flag): every output equals the golden reference's on the same stream."""
-    model, fw = random_x16
-    xs = random_inputs(np.random.default_rng(8), model, 6_000)
-    assert xs.dtype == np.int16 and xs.min() < -32000 and xs.max() > 32000
-    expect, _, _ = golden.run(model, xs[None])
-    with QemuBoard(fw.elf) as board, Link.open(board.url) as link:  # type: ignore[arg-type]
-        feeder = Feeder(link, wait_hello(link), xs)
-        got = np.asarray([d.outputs for d in feeder.run()], dtype=np.int16)
-    assert feeder.frame is InputS16 and feeder.stats.retries == 0
-    assert got.shape == expect[0].shape and np.array_equal(got, expect[0])
+    """An int8-h model with an int16 input over 6,000 full-range int16 samples (INPUT_S16, from HELLO's
+    flag)."""
+    _assert_full_range_stream(*random_x16, seed=8)
 
 
 def test_w16_layout_firmware_bit_exact(trained: Trained) -> None:
