@@ -27,6 +27,7 @@ import numpy as np
 from tinylstm.codegen.emit_c import Layout, emit_c, render_header, render_source, verify_emitted
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import export_layout, load_int_model
+from tinylstm.contract.constants import INPUT16_BITS, input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.csources import C_FLAGS, csrc_dir, kernel_sources
 from tinylstm.host.boards.toolchain import compile_object, find_compiler, run_tool
@@ -35,7 +36,7 @@ CDEF = """
 typedef int tl_status_t;
 typedef struct { uint32_t hash; uint8_t cell; uint8_t num_layers; uint8_t stack; uint16_t input_size;
                  uint16_t hidden_size; uint16_t output_size; uint16_t window; const float *input_mean;
-                 const float *input_mul; uint8_t input_bits; uint8_t hidden_bits; ...; } tl_model_t;
+                 const float *input_mul; uint8_t input_bits; ...; } tl_model_t;
 typedef struct { int16_t *c; int8_t *h; uint32_t steps; int16_t *h16; int16_t *pool; int8_t *stack;
                  int16_t *stack16; uint32_t phase; int16_t *cb; int16_t *pool_b; int8_t *hb; int8_t *head2;
                  int8_t *window; uint32_t wpos; ...; } tl_state_t;
@@ -256,7 +257,7 @@ class CModel:
         wide = self._state.h16 != self._ffi.NULL
         self.hidden_bits = 16 if wide else 8
         # the model's input: int8, or int16 (an int16-h model's, or an int16 input: tl_step_s16)
-        self.input_bits = 16 if wide or self.model.input_bits == 16 else 8
+        self.input_bits = input_bits(self.hidden_bits, self.model.input_bits == INPUT16_BITS)
         self.input_dtype = np.dtype(f"int{self.input_bits}")
         # shadows the method below with the same behaviour, ~0.3 µs faster per call
         self.step = self._fast_step()  # type: ignore[method-assign,assignment]
