@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -528,8 +529,15 @@ def case_flash_an_empty_file_to_a_board(tmp: Path, good: Path) -> Case:
 
 
 def case_checkpoint_with_a_flipped_bit(tmp: Path, good: Path) -> Case:
-    data = bytearray((good / "run" / "model.pt").read_bytes())
-    data[len(data) // 2] ^= 0x10  # inside the weights: torch.load alone would load it silently
+    path = good / "run" / "model.pt"
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:  # the largest record: the recurrent weights
+        weights = max(archive.infolist(), key=lambda info: info.compress_size)
+    at = weights.header_offset  # its data follow the 30-byte local header, the name and the extra field
+    name_and_extra = int.from_bytes(data[at + 26 : at + 28], "little") + int.from_bytes(
+        data[at + 28 : at + 30], "little"
+    )
+    data[at + 30 + name_and_extra + weights.compress_size // 2] ^= 0x10  # torch.load alone loads it silently
     (tmp / "flip.pt").write_bytes(bytes(data))
     return Case(
         ["export", str(tmp / "flip.pt"), "--out", str(tmp / "out")], "fails its CRC-32 check", tmp / "out"

@@ -19,6 +19,7 @@ from tinylstm.trainer.baselines import (
     Baselines,
     Interval,
     accuracy_interval,
+    add_nearest_neighbour,
     naive_baselines,
     wilson_interval,
 )
@@ -207,6 +208,65 @@ def test_baselines() -> None:
     )
 
 
+def _nearest_by_hand(train: SequenceSet, test: SequenceSet) -> np.ndarray:
+    """The nearest training window of each held-out one, pair by pair: the normalisation fitted on every
+    training step, windows padded to the longest with their last value, the first of equal distances."""
+    steps = np.concatenate(train.sequences).astype(np.float64)
+    mean, std = steps.mean(axis=0), steps.std(axis=0)
+    longest = max(len(s) for s in (*train.sequences, *test.sequences))
+
+    def padded(s: np.ndarray) -> np.ndarray:
+        z = (np.asarray(s, np.float64) - mean) / std
+        return np.concatenate([z, np.repeat(z[-1:], longest - len(z), axis=0)])
+
+    return np.asarray(
+        [
+            int(np.argmin([np.sum((padded(b) - padded(a)) ** 2) for a in train.sequences]))
+            for b in test.sequences
+        ]
+    )
+
+
+def test_the_nearest_neighbour_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1-NN over the normalised, padded windows equals a pair-by-pair search, for classification and window
+    regression; stream data has none, and a set beyond its cost says why it has none."""
+    import tinylstm.trainer.baselines as baselines
+
+    rng = np.random.default_rng(3)
+    train, test = window_set(30, seed=4), window_set(700, seed=5)  # 700: three distance blocks of 256
+    # channel 1 (noise) in units 50x channel 0's: unnormalised, its noise would choose the neighbours
+    scaled = np.asarray([1.0, 50.0], np.float32)
+    train = dataclasses.replace(train, sequences=[s * scaled for s in train.sequences])
+    cut = [s[: int(rng.integers(5, 21))] * scaled for s in test.sequences]  # several lengths: padding
+    test = dataclasses.replace(test, sequences=cut)
+    nearest = _nearest_by_hand(train, test)
+    b = add_nearest_neighbour(naive_baselines(train, test), train, test)
+    assert b.nearest_accuracy == pytest.approx(np.mean(train.labels[nearest] == test.labels))
+    assert 0.5 < b.nearest_accuracy < 1.0 and b.nearest_rule is not None and "padded" in b.nearest_rule
+    assert b.majority_accuracy is not None and b.nearest_rmse is None and b.nearest_skipped is None
+    beaten, line = b.nearest_verdict(accuracy=1.0) or (False, "")
+    assert beaten and line.startswith("1-NN Euclidean over the normalised windows (padded")
+    tie = b.nearest_verdict(accuracy=b.nearest_accuracy)
+    assert tie is not None and not tie[0]  # a tie does not beat it
+    targets = rng.normal(size=(len(train), 2)).astype(np.float32)
+    reg = dataclasses.replace(train, labels=targets, task="regression", classes=None)
+    r = add_nearest_neighbour(naive_baselines(reg, reg), reg, reg)  # each window is its own nearest
+    assert (
+        r.nearest_rmse == 0.0
+        and r.nearest_accuracy is None
+        and r.nearest_rule == ("1-NN Euclidean over the normalised windows")
+    )
+    assert r.nearest_verdict(rmse=0.1) == (False, f"{r.nearest_rule}: RMSE 0 vs the model's 0.1")
+    stream = dataclasses.replace(train, mode="stream", labels=[np.full(20, y) for y in train.labels])
+    s = add_nearest_neighbour(naive_baselines(stream, stream), stream, stream)
+    assert s.nearest_rule is None and s.nearest_skipped is None and s.nearest_verdict(accuracy=0.5) is None
+    monkeypatch.setattr(baselines, "MAX_NEAREST_MACS", 30 * 700 * 20)
+    skipped = add_nearest_neighbour(naive_baselines(train, test), train, test)
+    assert skipped.nearest_accuracy is None and skipped.nearest_skipped == (
+        "30 x 700 windows of 20 x 2 values are 8.4e+05 multiply-adds, more than 4.2e+05"
+    )
+
+
 def test_the_accuracy_interval_of_a_small_held_out_set() -> None:
     """The Wilson 95 % interval (19 of 22: 66.7-95.3 %, as tabulated), only over independent held-out windows,
     and a verdict that says when a lead over the majority class is within its noise."""
@@ -296,6 +356,42 @@ def test_cli_prints_the_recipe_and_the_verdict(tmp_path: Path, capsys: pytest.Ca
     )
     out = capsys.readouterr().out
     assert "the model beats them" in out and "(95 % interval " in out  # each window is its own case here
+    assert "1-NN Euclidean over the normalised windows: " in out  # beaten or not: the next test
+
+
+def test_the_verdict_beside_the_nearest_neighbour(capsys: pytest.CaptureFixture[str]) -> None:
+    """train's last lines: the 1-NN baseline beaten, not beaten (a warning with what to try), skipped (why),
+    and not stated where the naive baselines already were not beaten."""
+    from tinylstm.host.cli.cmd_train import _verdict
+
+    rule = "1-NN Euclidean over the normalised windows"
+    base = Baselines("classification", majority_class="a", majority_accuracy=0.5, nearest_rule=rule)
+    _verdict(dataclasses.replace(base, nearest_accuracy=0.8), {"test_accuracy": 0.9}, True)
+    assert (
+        capsys.readouterr().out.splitlines()[1]
+        == f"baselines: {rule}: 80.0% vs the model's 90.0%: the model beats it"
+    )
+    _verdict(dataclasses.replace(base, nearest_accuracy=0.9), {"test_accuracy": 0.9}, True)
+    out = capsys.readouterr().out
+    assert (
+        f"WARNING: the model does not beat the nearest training window: {rule}: 90.0% vs the model's 90.0%"
+        in out
+    )
+    assert "--bidirectional on short windows of one length" in out
+    _verdict(dataclasses.replace(base, nearest_accuracy=0.9), {"test_accuracy": 0.4}, True)
+    assert "1-NN" not in capsys.readouterr().out  # the naive baselines' warning says what to try
+    reg = Baselines("regression", mean_rmse=2.0, nearest_rmse=1.0, nearest_rule=rule)
+    _verdict(reg, {"test_rmse": 1.5}, False)
+    assert (
+        f"WARNING: the model does not beat the nearest training window: {rule}: RMSE 1 vs the model's 1.5"
+        in (capsys.readouterr().out)
+    )
+    _verdict(
+        Baselines("classification", majority_accuracy=0.5, nearest_skipped="too many"),
+        {"test_accuracy": 0.9},
+        True,
+    )
+    assert capsys.readouterr().out.splitlines()[1] == "baselines: no 1-NN baseline (too many)"
 
 
 def test_cli_refuses_patience_without_early_stopping(

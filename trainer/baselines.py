@@ -5,6 +5,14 @@ training mean, and persistence: in stream mode the target ``lag`` steps back (th
 one step); in window mode the window's last value of the input channel that, used as it is, predicts the
 training targets best (for a series whose target continues it, "the next value is the last one").
 Every score is in the data's own units, at the labelled steps (a window's label, every step of a stream).
+
+Window data also gets a stronger yardstick, the one time-series classification is measured against: the
+1-nearest-neighbour predictor (``nearest_neighbour``). Each held-out window takes the label or target of the
+training window nearest to it in Euclidean distance over the normalised windows (per-channel mean and std of
+the training split, as the model sees them; windows of several lengths padded to the longest with their
+last value, as the quality benchmark pads). A model that does not beat it has learned no more than matching
+the training windows as templates. It costs one distance per training and held-out window pair; above
+``MAX_NEAREST_MACS`` multiply-adds it is skipped, and the reason recorded.
 """
 
 from __future__ import annotations
@@ -15,7 +23,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tinylstm.trainer.data import Normalizer
 from tinylstm.trainer.sequence_set import SequenceSet
+
+# the 1-NN baseline's largest cost (training x held-out windows x padded length x channels): some seconds of
+# one core's BLAS (the watch demo's 6,051 x 1,090 windows of 128 x 6 values are 5.1e9)
+MAX_NEAREST_MACS = 20_000_000_000
+NEAREST_CHUNK = 256  # held-out windows per distance block (a block of 256 x 6,051 float64 is 12 MB)
 
 
 @dataclass
@@ -27,6 +41,10 @@ class Baselines:
     mean_rmse: float | None = None
     persistence_rmse: float | None = None
     persistence_rule: str | None = None
+    nearest_accuracy: float | None = None  # window classification: 1-NN (nearest_neighbour)
+    nearest_rmse: float | None = None  # window regression: 1-NN
+    nearest_rule: str | None = None  # how the 1-NN baseline measured
+    nearest_skipped: str | None = None  # why there is no 1-NN baseline (window data too large for it)
 
     def to_dict(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -57,6 +75,21 @@ class Baselines:
             parts.append(f"persistence ({self.persistence_rule}) {self.persistence_rmse:.4g}")
             beats = beats and rmse < self.persistence_rmse
         return beats, f"held-out RMSE {rmse:.4g} vs {', '.join(parts)}"
+
+    def nearest_verdict(
+        self, accuracy: float | None = None, rmse: float | None = None
+    ) -> tuple[bool, str] | None:
+        """Whether the model beats the 1-NN baseline (the rule: a higher accuracy, a lower RMSE), and one line
+        with both scores; None where there is no 1-NN baseline (stream data, or skipped for its cost)."""
+        if accuracy is not None and self.nearest_accuracy is not None:
+            line = f"{self.nearest_rule}: {self.nearest_accuracy:.1%} vs the model's {accuracy:.1%}"
+            return accuracy > self.nearest_accuracy, line
+        if rmse is not None and self.nearest_rmse is not None:
+            return (
+                rmse < self.nearest_rmse,
+                f"{self.nearest_rule}: RMSE {self.nearest_rmse:.4g} vs the model's {rmse:.4g}",
+            )
+        return None
 
 
 class Interval(NamedTuple):
@@ -99,9 +132,56 @@ def _targets(ds: SequenceSet) -> np.ndarray:
     return np.asarray(ds.labels)
 
 
+def _padded(sequences: list[np.ndarray], norm: Normalizer, steps: int) -> np.ndarray:
+    """[N, steps * C] float64: each normalised window padded to ``steps`` with its last value, flattened."""
+    out = np.empty((len(sequences), steps, norm.mean.size))
+    for n, s in enumerate(sequences):
+        z = norm.apply(np.asarray(s, dtype=np.float32).reshape(len(s), -1))
+        out[n, : len(z)], out[n, len(z) :] = z, z[-1]
+    return out.reshape(len(sequences), -1)
+
+
+def add_nearest_neighbour(out: Baselines, train: SequenceSet, test: SequenceSet) -> Baselines:
+    """``out`` with the 1-NN baseline of window data (the module docstring) filled in: the held-out accuracy
+    (classification) or RMSE (regression) of predicting each ``test`` window's label from its nearest
+    ``train`` window (ties to the first), or ``nearest_skipped`` saying why where it costs more than
+    MAX_NEAREST_MACS. Stream data (a label per step) has none: ``out`` unchanged."""
+    if train.mode != "window":
+        return out
+    steps = max(len(s) for s in (*train.sequences, *test.sequences))
+    macs = len(train) * len(test) * steps * train.num_channels
+    if macs > MAX_NEAREST_MACS:
+        out.nearest_skipped = (
+            f"{len(train)} x {len(test)} windows of {steps} x {train.num_channels} values are {macs:.2g} "
+            f"multiply-adds, more than {MAX_NEAREST_MACS:.2g}"
+        )
+        return out
+    norm = Normalizer.fit([np.asarray(s).reshape(len(s), -1) for s in train.sequences])
+    a, b = _padded(train.sequences, norm, steps), _padded(test.sequences, norm, steps)
+    a2 = np.einsum("ij,ij->i", a, a)
+    # |b - a|^2 = |b|^2 - 2 a.b + |a|^2: |b|^2 is the same for every training window, so it cannot choose
+    nearest = np.concatenate(
+        [
+            (a2[None, :] - 2.0 * b[k : k + NEAREST_CHUNK] @ a.T).argmin(axis=1)
+            for k in range(0, len(b), NEAREST_CHUNK)
+        ]
+    )
+    padded = any(len(s) != steps for s in (*train.sequences, *test.sequences))
+    out.nearest_rule = "1-NN Euclidean over the normalised windows" + (
+        " (padded with their last value)" if padded else ""
+    )
+    y_train, y_test = _targets(train), _targets(test)
+    if train.task == "classification":
+        out.nearest_accuracy = float(np.mean(y_train.astype(np.int64)[nearest] == y_test.astype(np.int64)))
+    else:
+        k = train.output_size
+        out.nearest_rmse = _rmse(y_train.reshape(-1, k)[nearest], y_test.reshape(-1, k))
+    return out
+
+
 def naive_baselines(train: SequenceSet, test: SequenceSet, lag: int | None = None) -> Baselines:
-    """The baselines of ``test`` with everything fitted on ``train``; ``lag``: stream persistence (default:
-    the dataset's forecast horizon, else 1)."""
+    """The naive baselines of ``test`` with everything fitted on ``train``; ``lag``: stream persistence
+    (default: the dataset's forecast horizon, else 1)."""
     if train.task == "classification":
         counts = np.bincount(_targets(train).astype(np.int64))
         majority = int(counts.argmax())

@@ -23,7 +23,7 @@ from tinylstm.contract.constants import HIDDEN_FORMATS, MAX_WINDOW
 from tinylstm.contract.stacking import check_stack
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.augment import Augment
-from tinylstm.trainer.baselines import accuracy_interval, naive_baselines
+from tinylstm.trainer.baselines import accuracy_interval, add_nearest_neighbour, naive_baselines
 from tinylstm.trainer.batches import PaddedSplit, select
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, DatasetRef, save_checkpoint
 from tinylstm.trainer.curves import plot_curves
@@ -453,7 +453,8 @@ def fit(
     meta.metrics["recipe"] = _recipe_dict(recipe)
     meta.metrics["data_warnings"] = data_warnings
     if test_ds is not None and len(test_ds):
-        meta.metrics["baselines"] = naive_baselines(train_ds, test_ds).to_dict()
+        baselines = add_nearest_neighbour(naive_baselines(train_ds, test_ds), train_ds, test_ds)
+        meta.metrics["baselines"] = baselines.to_dict()
         interval = accuracy_interval(meta.metrics.get("test_accuracy", 0.0), test_ds)
         if interval is not None:
             meta.metrics["test_accuracy_interval"] = interval._asdict()

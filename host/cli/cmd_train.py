@@ -242,19 +242,36 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verdict(baselines: Baselines, m: dict[str, Any], classification: bool) -> None:
-    """The held-out score beside the naive baselines, and what to try when it does not beat them."""
+    """The held-out score beside the naive baselines and the 1-NN one, and what to try when it does not beat
+    them."""
     if classification:
         interval = m.get("test_accuracy_interval")
         beats, line = baselines.verdict(
             accuracy=m["test_accuracy"], interval=None if interval is None else Interval(**interval)
         )
+        nearest = baselines.nearest_verdict(accuracy=m["test_accuracy"])
     else:
         beats, line = baselines.verdict(rmse=m["test_rmse"])
-    if beats:
+        nearest = baselines.nearest_verdict(rmse=m["test_rmse"])
+    if not beats:
+        print(
+            f"WARNING: the model does not beat the naive baselines: {line}. Try: more epochs (--epochs), a "
+            "larger or smaller model (--hidden), the other cell (--cell), a shorter --window, or more data; "
+            "`tinylstm search` tries architectures for you"
+        )
+    else:
         print(f"baselines: {line}: the model beats them")
+    if baselines.nearest_skipped is not None:
+        print(f"baselines: no 1-NN baseline ({baselines.nearest_skipped})")
+    if nearest is None or not beats:
+        return
+    nn_beaten, nn_line = nearest
+    if nn_beaten:
+        print(f"baselines: {nn_line}: the model beats it")
         return
     print(
-        f"WARNING: the model does not beat the naive baselines: {line}. Try: more epochs (--epochs), a "
-        "larger or smaller model (--hidden), the other cell (--cell), a shorter --window, or more data; "
-        "`tinylstm search` tries architectures for you"
+        f"WARNING: the model does not beat the nearest training window: {nn_line}; it has learned no more "
+        "than matching the training windows. Try: another readout (--readout), a larger model (--hidden), "
+        "another cell (--cell), --bidirectional on short windows of one length, or more data; `tinylstm "
+        "search` tries architectures for you"
     )
