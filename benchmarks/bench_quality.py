@@ -10,7 +10,8 @@ Per set:
 - **TinyLSTM default**: ``tinylstm train`` with default flags (trainer/recipe.py) on the training split,
   exported and scored on the held-out split as the board computes it (int8, the integer golden == the C
   kernel), median of 3 seeds, with the float score, model data bytes, flash (model data + the Cortex-M4 kernel
-  code at -Os) and training seconds on this host;
+  code at -Os) and training seconds on this host; and the same models exported with ``--input-bits 16``
+  (an int16 input on the int8 hidden state, docs/integer-contract.md "int16 input"), scored and priced alike;
 - **the previous default** (Adam at a constant 3e-3, batch 64, early stopping on a 15 % validation split,
   the last h read), seed 0: what the same command gave before the recipe;
 - **the search's best under 16 KB of flash** (``tinylstm search --board stm32f405 --max-flash 16k``, a few
@@ -46,13 +47,14 @@ import numpy as np
 from tinylstm.codegen import golden
 from tinylstm.codegen.export import ModelSource, export
 from tinylstm.codegen.store import load_int_model
+from tinylstm.contract.constants import HIDDEN_BITS, INPUT16_BITS
 from tinylstm.host.boards import get_board
 from tinylstm.host.search.cost import architecture_cost
 from tinylstm.trainer.baselines import naive_baselines
 from tinylstm.trainer.checkpoint import CheckpointMeta
 from tinylstm.trainer.data import load_dataset, load_test_set, split
 from tinylstm.trainer.sequence_set import SequenceSet
-from tinylstm.trainer.train import TrainConfig, fit
+from tinylstm.trainer.train import TrainConfig, TrainResult, fit
 
 RESULTS = Path(__file__).parent / "results"
 BOARD = "stm32f405"
@@ -147,15 +149,29 @@ def flash_bytes(export_report: dict[str, Any], meta: CheckpointMeta, train: Sequ
         meta.readout,
         meta.stack,
         latency=False,  # the code bytes only
+        input16=int(export_report["input_bits"]) == INPUT16_BITS
+        and int(export_report["hidden_bits"]) == HIDDEN_BITS,
     )
     return int(export_report["model_data_bytes"]) + int(cost.code_bytes)
 
 
-def tinylstm_run(train: SequenceSet, test: SequenceSet, config: TrainConfig, work: Path) -> dict[str, Any]:
+def input16_run(run: TrainResult, train: SequenceSet, test: SequenceSet, work: Path) -> dict[str, Any]:
+    """The trained model exported with an int16 input on its int8 hidden state: score and flash."""
+    exp = export(ModelSource(str(run.checkpoint_path)), work / "export-x16", input_bits=INPUT16_BITS)
+    return {
+        "int8": integer_score(work / "export-x16", test),
+        "flash_bytes": flash_bytes(exp.report, run.meta, train),
+    }
+
+
+def tinylstm_run(
+    train: SequenceSet, test: SequenceSet, config: TrainConfig, work: Path, input16: bool = False
+) -> dict[str, Any]:
+    """One training's scores (int8 and float), sizes and recipe; with ``input16`` also ``input16_run``'s."""
     run = fit(train, config, work / "run", test)
     exp = export(ModelSource(str(run.checkpoint_path)), work / "export")
     float_metric = run.metrics.get("test_accuracy", run.metrics.get("test_rmse"))
-    return {
+    return ({"x16": input16_run(run, train, test, work)} if input16 else {}) | {
         "int8": integer_score(work / "export", test),
         "float": 100.0 * float_metric if train.task == "classification" else float(float_metric),
         "model_data_bytes": int(exp.report["model_data_bytes"]),
@@ -170,11 +186,16 @@ def tinylstm_run(train: SequenceSet, test: SequenceSet, config: TrainConfig, wor
 
 def default_runs(train: SequenceSet, test: SequenceSet, work: Path) -> dict[str, Any]:
     runs = [
-        tinylstm_run(train, test, TrainConfig(seed=s, progress=False), work / f"default-{s}") for s in SEEDS
+        tinylstm_run(train, test, TrainConfig(seed=s, progress=False), work / f"default-{s}", input16=True)
+        for s in SEEDS
     ]
     out: dict[str, Any] = {"seeds": runs}
     for key in ("int8", "float", "train_seconds"):
         out[key] = statistics.median(r[key] for r in runs)
+    out["x16"] = {
+        "int8": statistics.median(r["x16"]["int8"] for r in runs),
+        "flash_bytes": runs[0]["x16"]["flash_bytes"],
+    }
     for key in ("model_data_bytes", "flash_bytes", "epochs", "batch_size", "readout"):
         out[key] = runs[0][key]
     return out
@@ -403,6 +424,13 @@ def _search_cell(r: dict[str, Any], fmt: str) -> str:
     return f"{format(s['int8'], fmt)}{f' ({how})' if how else ''} | {s['flash_bytes']}"
 
 
+def _x16_cell(d: dict[str, Any], fmt: str) -> str:
+    """The default models exported with an int16 input: their median score and flash (rows measured before
+    that column have none)."""
+    x16 = d.get("x16")
+    return "- | -" if x16 is None else f"{format(x16['int8'], fmt)} | {x16['flash_bytes']}"
+
+
 def _readouts(d: dict[str, Any]) -> str:
     """The readouts the seeds' recipes chose (cross-validated on long windows), with how many chose each."""
     names = [s["readout"] for s in d["seeds"]]
@@ -420,9 +448,9 @@ def render_md(res: dict[str, Any]) -> str:
         "## Classification (held-out accuracy, %)",
         "",
         "| dataset | train / test, steps | TinyLSTM default int8 (float) | readout | flash B (model data) "
-        "| train s | previous default int8 | search best int8 | flash B | majority | 1-NN ED | 1-NN DTW "
-        "| MiniRocket |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| train s | int16 input: int8-x16 | flash B | previous default int8 | search best int8 | flash B "
+        "| majority | 1-NN ED | 1-NN DTW | MiniRocket |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in cls:
         d, b = r["default"], r["baselines"]
@@ -430,8 +458,8 @@ def render_md(res: dict[str, Any]) -> str:
         lines.append(
             f"| {r['dataset']} | {r['train']} / {r['test']}, {steps}{' (padded)' if b['padded'] else ''} | "
             f"**{d['int8']:.1f}** ({d['float']:.1f}) | {_readouts(d)} | {d['flash_bytes']} "
-            f"({d['model_data_bytes']}) | {d['train_seconds']:.0f} | {r['previous']['int8']:.1f} | "
-            f"{_search_cell(r, '.1f')} | "
+            f"({d['model_data_bytes']}) | {d['train_seconds']:.0f} | {_x16_cell(d, '.1f')} | "
+            f"{r['previous']['int8']:.1f} | {_search_cell(r, '.1f')} | "
             f"{b['majority']:.1f} | {b['1nn_ed']:.1f} | {b['1nn_dtw']:.1f}"
             f"{' (band 10 %)' if b.get('1nn_dtw_band') else ''} | {b['minirocket']:.1f} |"
         )
@@ -440,16 +468,17 @@ def render_md(res: dict[str, Any]) -> str:
         "## Regression (held-out RMSE, the target's units)",
         "",
         "| dataset | train / test, steps | TinyLSTM default int8 (float) | flash B (model data) | train s "
-        "| previous default int8 | search best int8 | flash B | training mean | persistence | MiniRocket |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| int16 input: int8-x16 | flash B | previous default int8 | search best int8 | flash B "
+        "| training mean | persistence | MiniRocket |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reg:
         d, b = r["default"], r["baselines"]
         lines.append(
             f"| {r['dataset']} | {r['train']} / {r['test']}, {r['steps'][0]} | **{d['int8']:.4g}** "
             f"({d['float']:.4g}) | {d['flash_bytes']} ({d['model_data_bytes']}) | {d['train_seconds']:.0f} | "
-            f"{r['previous']['int8']:.4g} | {_search_cell(r, '.4g')} | {b['mean']:.4g} | "
-            f"{b['persistence']:.4g} | {b['minirocket']:.4g} |"
+            f"{_x16_cell(d, '.4g')} | {r['previous']['int8']:.4g} | {_search_cell(r, '.4g')} | "
+            f"{b['mean']:.4g} | {b['persistence']:.4g} | {b['minirocket']:.4g} |"
         )
     lines += [
         "",
@@ -457,7 +486,9 @@ def render_md(res: dict[str, Any]) -> str:
         "docs/training.md; readout: what the seeds' recipes chose, cross-validated between mean and max on "
         "long windows where affordable), int8 as the board computes it (the input range export chose: "
         "codegen/input_range.py), median of seeds "
-        f"{', '.join(map(str, SEEDS))}; flash = model data + the Cortex-M4 kernel code at -Os. Previous "
+        f"{', '.join(map(str, SEEDS))}; flash = model data + the Cortex-M4 kernel code at -Os. int8-x16: "
+        "the same three models exported with `--input-bits 16` (int8 weights and hidden state, an int16 "
+        'input: docs/integer-contract.md, "int16 input"), median, flash priced alike. Previous '
         "default: "
         "the training before the recipe (Adam at 3e-3, batch 64, early stopping on a 15 % validation split, "
         "the head on the last h), seed 0. Search: `tinylstm search --board stm32f405 --max-flash 16k "
