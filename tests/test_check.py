@@ -229,6 +229,12 @@ def test_classification_baseline_in_text_and_json(
     assert base["interval_cases"] == n
     assert base["int8_accuracy_interval_pct"] == pytest.approx([100 * low, 100 * high])
     assert f"95 % interval {100 * low:.1f}-{100 * high:.1f}% over {n} held-out windows" in out
+    # the 1-NN baseline train states, and its warning exactly where the int8 model scores below it
+    nearest = base["nearest_accuracy_pct"]
+    assert base["nearest_rule"] == "1-NN Euclidean over the normalised windows" and 0 <= nearest <= 100
+    assert f"baseline: 1-NN Euclidean over the normalised windows {nearest:.2f}%" in out
+    warned = [w for w in report["warnings"] if "scores below the nearest training window" in w]
+    assert len(warned) == (report["quality"]["int8"] < nearest)
 
 
 def test_window_regression_has_the_persistence_train_states(
@@ -249,6 +255,8 @@ def test_window_regression_has_the_persistence_train_states(
     assert base["persistence_rule"].startswith("the window's last value of ")
     assert f"persistence ({base['persistence_rule']}) RMSE" in out
     assert any(w.startswith("the model does not beat persistence (the window's") for w in report["warnings"])
+    assert f"; 1-NN Euclidean over the normalised windows RMSE {base['nearest_rmse']:.5g}" in out
+    assert base["nearest_rmse"] > 0.5  # random windows: the nearest one's last value says little of another's
     # the RMSE rule's percentage is of the target's std as training saw it (a held-out split of one
     # sequence has a std of 0, which made it a percentage of raw target units)
     q, (std,) = report["quality"], load_int_model(tmp_path / "export")[0].meta.target_std
@@ -297,6 +305,7 @@ def test_regression_baselines_and_the_warning(tmp_path: Path, capsys: pytest.Cap
     report = json.loads((tmp_path / "export" / "check-report.json").read_text())
     base = report["baselines"]
     assert base["persistence_lag"] == 4 and base["persistence_rmse"] > 0 and base["mean_rmse"] > 0
+    assert not {"nearest_rule", "nearest_skipped"} & set(base)  # a stream: no 1-NN baseline
     same = base["model_rmse_same_steps"]
     beats_persistence = min(same["float"], same["int8"]) < base["persistence_rmse"]
     warned = any("does not beat persistence" in w for w in report["warnings"])

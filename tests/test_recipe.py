@@ -246,8 +246,8 @@ def test_the_nearest_neighbour_baseline(monkeypatch: pytest.MonkeyPatch) -> None
     assert b.majority_accuracy is not None and b.nearest_rmse is None and b.nearest_skipped is None
     beaten, line = b.nearest_verdict(accuracy=1.0) or (False, "")
     assert beaten and line.startswith("1-NN Euclidean over the normalised windows (padded")
-    tie = b.nearest_verdict(accuracy=b.nearest_accuracy)
-    assert tie is not None and not tie[0]  # a tie does not beat it
+    tie, below = b.nearest_verdict(accuracy=b.nearest_accuracy), b.nearest_verdict(accuracy=0.5)
+    assert tie is not None and tie[0] and below is not None and not below[0]  # the rule: at least as high
     targets = rng.normal(size=(len(train), 2)).astype(np.float32)
     reg = dataclasses.replace(train, labels=targets, task="regression", classes=None)
     r = add_nearest_neighbour(naive_baselines(reg, reg), reg, reg)  # each window is its own nearest
@@ -257,6 +257,7 @@ def test_the_nearest_neighbour_baseline(monkeypatch: pytest.MonkeyPatch) -> None
         and r.nearest_rule == ("1-NN Euclidean over the normalised windows")
     )
     assert r.nearest_verdict(rmse=0.1) == (False, f"{r.nearest_rule}: RMSE 0 vs the model's 0.1")
+    assert r.nearest_verdict(rmse=0.0) == (True, f"{r.nearest_rule}: RMSE 0 vs the model's 0")
     stream = dataclasses.replace(train, mode="stream", labels=[np.full(20, y) for y in train.labels])
     s = add_nearest_neighbour(naive_baselines(stream, stream), stream, stream)
     assert s.nearest_rule is None and s.nearest_skipped is None and s.nearest_verdict(accuracy=0.5) is None
@@ -356,12 +357,12 @@ def test_cli_prints_the_recipe_and_the_verdict(tmp_path: Path, capsys: pytest.Ca
     )
     out = capsys.readouterr().out
     assert "the model beats them" in out and "(95 % interval " in out  # each window is its own case here
-    assert "1-NN Euclidean over the normalised windows: " in out  # beaten or not: the next test
+    assert "1-NN Euclidean over the normalised windows: " in out  # matched or not: the next test
 
 
 def test_the_verdict_beside_the_nearest_neighbour(capsys: pytest.CaptureFixture[str]) -> None:
-    """train's last lines: the 1-NN baseline beaten, not beaten (a warning with what to try), skipped (why),
-    and not stated where the naive baselines already were not beaten."""
+    """train's last lines: the 1-NN baseline matched or beaten, scored below (a warning with what to try),
+    skipped (why), and not stated where the naive baselines already were not beaten."""
     from tinylstm.host.cli.cmd_train import _verdict
 
     rule = "1-NN Euclidean over the normalised windows"
@@ -369,12 +370,14 @@ def test_the_verdict_beside_the_nearest_neighbour(capsys: pytest.CaptureFixture[
     _verdict(dataclasses.replace(base, nearest_accuracy=0.8), {"test_accuracy": 0.9}, True)
     assert (
         capsys.readouterr().out.splitlines()[1]
-        == f"baselines: {rule}: 80.0% vs the model's 90.0%: the model beats it"
+        == f"baselines: {rule}: 80.0% vs the model's 90.0%: the model matches or beats it"
     )
     _verdict(dataclasses.replace(base, nearest_accuracy=0.9), {"test_accuracy": 0.9}, True)
+    assert "WARNING" not in capsys.readouterr().out  # a tie matches it
+    _verdict(dataclasses.replace(base, nearest_accuracy=0.95), {"test_accuracy": 0.9}, True)
     out = capsys.readouterr().out
     assert (
-        f"WARNING: the model does not beat the nearest training window: {rule}: 90.0% vs the model's 90.0%"
+        f"WARNING: the model scores below the nearest training window: {rule}: 95.0% vs the model's 90.0%"
         in out
     )
     assert "--bidirectional on short windows of one length" in out
@@ -383,7 +386,7 @@ def test_the_verdict_beside_the_nearest_neighbour(capsys: pytest.CaptureFixture[
     reg = Baselines("regression", mean_rmse=2.0, nearest_rmse=1.0, nearest_rule=rule)
     _verdict(reg, {"test_rmse": 1.5}, False)
     assert (
-        f"WARNING: the model does not beat the nearest training window: {rule}: RMSE 1 vs the model's 1.5"
+        f"WARNING: the model scores below the nearest training window: {rule}: RMSE 1 vs the model's 1.5"
         in (capsys.readouterr().out)
     )
     _verdict(

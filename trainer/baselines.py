@@ -7,11 +7,11 @@ training targets best (for a series whose target continues it, "the next value i
 Every score is in the data's own units, at the labelled steps (a window's label, every step of a stream).
 
 Window data also gets a stronger yardstick, the one time-series classification is measured against: the
-1-nearest-neighbour predictor (``nearest_neighbour``). Each held-out window takes the label or target of the
+1-nearest-neighbour predictor (``add_nearest_neighbour``). Each held-out window takes the label or target of the
 training window nearest to it in Euclidean distance over the normalised windows (per-channel mean and std of
-the training split, as the model sees them; windows of several lengths padded to the longest with their
-last value, as the quality benchmark pads). A model that does not beat it has learned no more than matching
-the training windows as templates. It costs one distance per training and held-out window pair; above
+the training split, as the model sees them; windows of several lengths padded to the longest with their last
+value, as the quality benchmark pads). A model that scores below it has learned less than matching the
+training windows as templates. It costs one distance per training and held-out window pair; above
 ``MAX_NEAREST_MACS`` multiply-adds it is skipped, and the reason recorded.
 """
 
@@ -79,16 +79,15 @@ class Baselines:
     def nearest_verdict(
         self, accuracy: float | None = None, rmse: float | None = None
     ) -> tuple[bool, str] | None:
-        """Whether the model beats the 1-NN baseline (the rule: a higher accuracy, a lower RMSE), and one line
-        with both scores; None where there is no 1-NN baseline (stream data, or skipped for its cost)."""
+        """Whether a model with this held-out ``accuracy`` or ``rmse`` at least matches the 1-NN baseline (the
+        rule: an accuracy as high, an RMSE as low), and one line with both scores; None where there is no 1-NN
+        baseline (stream data, or skipped for its cost)."""
         if accuracy is not None and self.nearest_accuracy is not None:
             line = f"{self.nearest_rule}: {self.nearest_accuracy:.1%} vs the model's {accuracy:.1%}"
-            return accuracy > self.nearest_accuracy, line
+            return accuracy >= self.nearest_accuracy, line
         if rmse is not None and self.nearest_rmse is not None:
-            return (
-                rmse < self.nearest_rmse,
-                f"{self.nearest_rule}: RMSE {self.nearest_rmse:.4g} vs the model's {rmse:.4g}",
-            )
+            line = f"{self.nearest_rule}: RMSE {self.nearest_rmse:.4g} vs the model's {rmse:.4g}"
+            return rmse <= self.nearest_rmse, line
         return None
 
 

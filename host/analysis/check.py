@@ -29,7 +29,7 @@ from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, INPUT16_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.targets.bridge import CModel
 from tinylstm.host.targets.mpy_runner import micropython_executable, run_blob
-from tinylstm.trainer.baselines import accuracy_interval, naive_baselines
+from tinylstm.trainer.baselines import Baselines, accuracy_interval, add_nearest_neighbour, naive_baselines
 from tinylstm.trainer.checkpoint import CheckpointMeta
 from tinylstm.trainer.sequence_set import SequenceSet
 
@@ -270,6 +270,33 @@ def _qat_forward(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.n
     return out
 
 
+def _nearest_neighbour(naive: Baselines, model_q: float, warnings: list[str]) -> dict[str, Any]:
+    """The 1-NN baseline of window data as `train` states it (trainer/baselines.py), beside the integer
+    model's ``model_q`` (accuracy in %, or RMSE), with a warning appended where that scores below it (a
+    warning, not a rule: the majority class is the rule). Empty for stream data; ``nearest_skipped`` where it
+    was not run."""
+    if naive.nearest_skipped is not None:
+        return {"nearest_skipped": naive.nearest_skipped}
+    rule = naive.nearest_rule
+    if rule is None:
+        return {}
+    if naive.nearest_accuracy is not None:
+        nearest = 100.0 * naive.nearest_accuracy
+        if model_q < nearest:
+            warnings.append(
+                f"the int8 model scores below the nearest training window ({rule}): accuracy "
+                f"{nearest:.2f}% vs {model_q:.2f}%"
+            )
+        return {"nearest_rule": rule, "nearest_accuracy_pct": nearest}
+    assert naive.nearest_rmse is not None
+    if model_q > naive.nearest_rmse:
+        warnings.append(
+            f"the int8 model scores below the nearest training window ({rule}): RMSE "
+            f"{naive.nearest_rmse:.4g} vs {model_q:.4g}"
+        )
+    return {"nearest_rule": rule, "nearest_rmse": naive.nearest_rmse}
+
+
 def _baselines(
     m: IntModel,
     train: SequenceSet,
@@ -285,7 +312,7 @@ def _baselines(
     (trainer/baselines.py ``accuracy_interval``, as train prints)."""
     warnings: list[str] = []
     pq_all = [golden.dequantize_output(m, y) for y in ints]
-    naive = naive_baselines(train, test, lag)  # the baselines as `train` states them (trainer/baselines.py)
+    naive = add_nearest_neighbour(naive_baselines(train, test, lag), train, test)  # as `train` states them
     if m.meta.task == "classification":
         assert naive.majority_index is not None
         name = m.meta.classes[naive.majority_index] if m.meta.classes else naive.majority_class
@@ -299,6 +326,7 @@ def _baselines(
                 f"{acc:.2f}% vs float {acc_f:.2f}% / int8 {acc_q:.2f}%"
             )
         out_c: dict[str, Any] = {"majority_class": name, "majority_accuracy_pct": acc, "beaten": not warnings}
+        out_c |= _nearest_neighbour(naive, acc_q, warnings)
         if (interval := accuracy_interval(acc_q / 100.0, test)) is not None:
             out_c["int8_accuracy_interval_pct"] = [100.0 * interval.low, 100.0 * interval.high]
             out_c["interval_cases"] = interval.cases
@@ -337,7 +365,7 @@ def _baselines(
                 "on the same steps"
             )
     out["beaten"] = not warnings
-    return out, warnings
+    return out | _nearest_neighbour(naive, model_q, warnings), warnings
 
 
 def _long_stream(xqs: list[np.ndarray]) -> np.ndarray:

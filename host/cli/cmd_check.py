@@ -100,6 +100,8 @@ def render(report: dict[str, Any]) -> str:
             if base["beaten"] and low <= base["majority_accuracy_pct"]:
                 line += " (it reaches the majority class's: the lead is within the noise of so few)"
         lines.append(line)
+        if "nearest_accuracy_pct" in base:
+            lines.append(f"  baseline: {base['nearest_rule']} {base['nearest_accuracy_pct']:.2f}%")
     else:
         lines.append(
             f"  RMSE: float {q['float']:.5g}  {q['integer']} {q['int8']:.5g}  "
@@ -117,7 +119,11 @@ def render(report: dict[str, Any]) -> str:
                 f"; persistence ({base['persistence_lag']} step(s) back) RMSE {base['persistence_rmse']:.5g} "
                 f"vs the model's {same['float']:.5g} / {same['int8']:.5g} on the same steps"
             )
+        if "nearest_rmse" in base:
+            text += f"; {base['nearest_rule']} RMSE {base['nearest_rmse']:.5g}"
         lines.append(text)
+    if "nearest_skipped" in base:
+        lines.append(f"  baseline: no 1-NN ({base['nearest_skipped']})")
     lines.append(
         f"  golden vs C: {b['steps']} steps in {b['sequences']} sequences, {b['mismatched_sequences']} "
         f"mismatched; long stream {b['long_stream_steps']} steps, {b['state_and_output_words_compared']} "

@@ -265,13 +265,13 @@ def _verdict(baselines: Baselines, m: dict[str, Any], classification: bool) -> N
         print(f"baselines: no 1-NN baseline ({baselines.nearest_skipped})")
     if nearest is None or not beats:
         return
-    nn_beaten, nn_line = nearest
-    if nn_beaten:
-        print(f"baselines: {nn_line}: the model beats it")
+    matches, nn_line = nearest
+    if matches:
+        print(f"baselines: {nn_line}: the model matches or beats it")
         return
     print(
-        f"WARNING: the model does not beat the nearest training window: {nn_line}; it has learned no more "
-        "than matching the training windows. Try: another readout (--readout), a larger model (--hidden), "
-        "another cell (--cell), --bidirectional on short windows of one length, or more data; `tinylstm "
-        "search` tries architectures for you"
+        f"WARNING: the model scores below the nearest training window: {nn_line}; it has learned less than "
+        "matching the training windows. Try: another readout (--readout), a larger model (--hidden), another "
+        "cell (--cell), --bidirectional on short windows of one length, or more data; `tinylstm search` "
+        "tries architectures for you"
     )
