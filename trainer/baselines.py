@@ -7,12 +7,12 @@ training targets best (for a series whose target continues it, "the next value i
 Every score is in the data's own units, at the labelled steps (a window's label, every step of a stream).
 
 Window data also gets a stronger yardstick, the one time-series classification is measured against: the
-1-nearest-neighbour predictor (``add_nearest_neighbour``). Each held-out window takes the label or target of the
-training window nearest to it in Euclidean distance over the normalised windows (per-channel mean and std of
-the training split, as the model sees them; windows of several lengths padded to the longest with their last
-value, as the quality benchmark pads). A model that scores below it has learned less than matching the
-training windows as templates. It costs one distance per training and held-out window pair; above
-``MAX_NEAREST_MACS`` multiply-adds it is skipped, and the reason recorded.
+1-nearest-neighbour predictor (``add_nearest_neighbour``). Each held-out window takes the label or target of
+the training window nearest to it in Euclidean distance over the normalised windows (per-channel mean and
+std of the training split, as the model sees them; windows of several lengths padded to the longest with
+their last value, as the quality benchmark pads). A model that scores below it has learned less than
+matching the training windows as templates. It costs one distance per training and held-out window pair;
+above ``MAX_NEAREST_MACS`` multiply-adds it is skipped, and the reason recorded.
 """
 
 from __future__ import annotations
