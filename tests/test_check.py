@@ -256,11 +256,41 @@ def test_window_regression_has_the_persistence_train_states(
     assert f"persistence ({base['persistence_rule']}) RMSE" in out
     assert any(w.startswith("the model does not beat persistence (the window's") for w in report["warnings"])
     assert f"; 1-NN Euclidean over the normalised windows RMSE {base['nearest_rmse']:.5g}" in out
+    assert not any("nearest training window" in w for w in report["warnings"])  # persistence's warning first
     assert base["nearest_rmse"] > 0.5  # random windows: the nearest one's last value says little of another's
     # the RMSE rule's percentage is of the target's std as training saw it (a held-out split of one
     # sequence has a std of 0, which made it a percentage of raw target units)
     q, (std,) = report["quality"], load_int_model(tmp_path / "export")[0].meta.target_std
     assert q["rmse_increase_pct_of_std"] == pytest.approx(100 * (q["int8"] - q["float"]) / std)
+
+
+def test_the_nearest_neighbour_warning_follows_train() -> None:
+    """check's 1-NN warning: where the integer model scores below it, and (as train) only where no naive
+    baseline's warning came first; none where the baseline was skipped, with the reason kept."""
+    from tinylstm.host.analysis.check import _nearest_neighbour
+    from tinylstm.trainer.baselines import Baselines
+
+    rule = "1-NN Euclidean over the normalised windows"
+    cls = Baselines("classification", nearest_accuracy=0.9, nearest_rule=rule)
+    warnings: list[str] = []
+    assert _nearest_neighbour(cls, 90.0, warnings) == {"nearest_rule": rule, "nearest_accuracy_pct": 90.0}
+    assert warnings == []  # a tie matches it
+    assert _nearest_neighbour(cls, 85.0, warnings)["nearest_accuracy_pct"] == 90.0
+    assert warnings == [
+        f"the int8 model scores below the nearest training window ({rule}): accuracy 90.00% vs 85.00%"
+    ]
+    majority_first = ["the model does not beat always predicting the majority class ..."]
+    _nearest_neighbour(cls, 85.0, majority_first)
+    assert len(majority_first) == 1
+    naive_first = ["the model does not beat predicting the training mean: ..."]
+    reg = Baselines("regression", nearest_rmse=1.0, nearest_rule=rule)
+    assert _nearest_neighbour(reg, 2.0, naive_first) == {"nearest_rule": rule, "nearest_rmse": 1.0}
+    assert len(naive_first) == 1
+    below: list[str] = []
+    _nearest_neighbour(reg, 2.0, below)
+    assert below == [f"the int8 model scores below the nearest training window ({rule}): RMSE 1 vs 2"]
+    skipped = Baselines("classification", nearest_skipped="too many")
+    assert _nearest_neighbour(skipped, 10.0, below) == {"nearest_skipped": "too many"} and len(below) == 1
 
 
 def _series_csv(path: Path, n: int = 3000) -> None:

@@ -229,11 +229,13 @@ def _nearest_by_hand(train: SequenceSet, test: SequenceSet) -> np.ndarray:
 
 def test_the_nearest_neighbour_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
     """1-NN over the normalised, padded windows equals a pair-by-pair search, for classification and window
-    regression; stream data has none, and a set beyond its cost says why it has none."""
+    regression of two outputs, over several distance blocks; stream data and an empty held-out set have none,
+    and a set beyond its cost or memory says why it has none."""
     import tinylstm.trainer.baselines as baselines
 
+    monkeypatch.setattr(baselines, "NEAREST_BLOCK", 30 * 256)  # 256 held-out windows per block: three
     rng = np.random.default_rng(3)
-    train, test = window_set(30, seed=4), window_set(700, seed=5)  # 700: three distance blocks of 256
+    train, test = window_set(30, seed=4), window_set(700, seed=5)
     # channel 1 (noise) in units 50x channel 0's: unnormalised, its noise would choose the neighbours
     scaled = np.asarray([1.0, 50.0], np.float32)
     train = dataclasses.replace(train, sequences=[s * scaled for s in train.sequences])
@@ -248,23 +250,32 @@ def test_the_nearest_neighbour_baseline(monkeypatch: pytest.MonkeyPatch) -> None
     assert beaten and line.startswith("1-NN Euclidean over the normalised windows (padded")
     tie, below = b.nearest_verdict(accuracy=b.nearest_accuracy), b.nearest_verdict(accuracy=0.5)
     assert tie is not None and tie[0] and below is not None and not below[0]  # the rule: at least as high
-    targets = rng.normal(size=(len(train), 2)).astype(np.float32)
-    reg = dataclasses.replace(train, labels=targets, task="regression", classes=None)
-    r = add_nearest_neighbour(naive_baselines(reg, reg), reg, reg)  # each window is its own nearest
-    assert (
-        r.nearest_rmse == 0.0
-        and r.nearest_accuracy is None
-        and r.nearest_rule == ("1-NN Euclidean over the normalised windows")
+    y_train, y_test = (rng.normal(size=(n, 2)).astype(np.float32) for n in (len(train), len(test)))
+    reg_train = dataclasses.replace(train, labels=y_train, task="regression", classes=None)
+    reg_test = dataclasses.replace(test, labels=y_test, task="regression", classes=None)
+    r = add_nearest_neighbour(naive_baselines(reg_train, reg_test), reg_train, reg_test)
+    expected = float(np.sqrt(np.mean((y_train[nearest].astype(np.float64) - y_test) ** 2)))
+    assert r.nearest_rmse == pytest.approx(expected) and r.nearest_accuracy is None
+    assert r.nearest_verdict(rmse=10.0) == (False, f"{r.nearest_rule}: RMSE {expected:.4g} vs the model's 10")
+    assert r.nearest_verdict(rmse=expected) == (
+        True,
+        f"{r.nearest_rule}: RMSE {expected:.4g} vs the model's {expected:.4g}",
     )
-    assert r.nearest_verdict(rmse=0.1) == (False, f"{r.nearest_rule}: RMSE 0 vs the model's 0.1")
-    assert r.nearest_verdict(rmse=0.0) == (True, f"{r.nearest_rule}: RMSE 0 vs the model's 0")
     stream = dataclasses.replace(train, mode="stream", labels=[np.full(20, y) for y in train.labels])
     s = add_nearest_neighbour(naive_baselines(stream, stream), stream, stream)
     assert s.nearest_rule is None and s.nearest_skipped is None and s.nearest_verdict(accuracy=0.5) is None
+    none = dataclasses.replace(test, sequences=[], labels=test.labels[:0])
+    assert add_nearest_neighbour(baselines.Baselines("classification"), train, none).nearest_rule is None
     monkeypatch.setattr(baselines, "MAX_NEAREST_MACS", 30 * 700 * 20)
     skipped = add_nearest_neighbour(naive_baselines(train, test), train, test)
     assert skipped.nearest_accuracy is None and skipped.nearest_skipped == (
-        "30 x 700 windows of 20 x 2 values are 8.4e+05 multiply-adds, more than 4.2e+05"
+        "30 x 700 windows of 20 x 2 values are 840,000 multiply-adds, more than 420,000"
+    )
+    monkeypatch.setattr(baselines, "MAX_NEAREST_MACS", 10**12)
+    monkeypatch.setattr(baselines, "MAX_NEAREST_VALUES", 730 * 20 * 2 - 1)
+    held = add_nearest_neighbour(naive_baselines(train, test), train, test)
+    assert held.nearest_rule is None and held.nearest_skipped == (
+        "30 + 700 windows of 20 x 2 values are 29,200 values to hold, more than 29,199"
     )
 
 
@@ -387,8 +398,9 @@ def test_the_verdict_beside_the_nearest_neighbour(capsys: pytest.CaptureFixture[
     _verdict(reg, {"test_rmse": 1.5}, False)
     assert (
         f"WARNING: the model scores below the nearest training window: {rule}: RMSE 1 vs the model's 1.5"
-        in (capsys.readouterr().out)
+        in (out := capsys.readouterr().out)
     )
+    assert "--bidirectional" not in out  # a classifier's option only
     _verdict(
         Baselines("classification", majority_accuracy=0.5, nearest_skipped="too many"),
         {"test_accuracy": 0.9},

@@ -12,7 +12,8 @@ the training window nearest to it in Euclidean distance over the normalised wind
 std of the training split, as the model sees them; windows of several lengths padded to the longest with
 their last value, as the quality benchmark pads). A model that scores below it has learned less than
 matching the training windows as templates. It costs one distance per training and held-out window pair;
-above ``MAX_NEAREST_MACS`` multiply-adds it is skipped, and the reason recorded.
+above ``MAX_NEAREST_MACS`` multiply-adds, or ``MAX_NEAREST_VALUES`` padded values held, it is skipped, and
+the reason recorded.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from tinylstm.trainer.sequence_set import SequenceSet
 # the 1-NN baseline's largest cost (training x held-out windows x padded length x channels): some seconds of
 # one core's BLAS (the watch demo's 6,051 x 1,090 windows of 128 x 6 values are 5.1e9)
 MAX_NEAREST_MACS = 20_000_000_000
-NEAREST_CHUNK = 256  # held-out windows per distance block (a block of 256 x 6,051 float64 is 12 MB)
+# and its largest memory: the padded windows it holds as float64 (watch's 7,141 x 768 are 5.5e6: 44 MB)
+MAX_NEAREST_VALUES = 25_000_000
+NEAREST_BLOCK = 1 << 21  # distances per block of held-out windows (float64: 16 MB; at least one window's)
 
 
 @dataclass
@@ -143,27 +146,31 @@ def _padded(sequences: list[np.ndarray], norm: Normalizer, steps: int) -> np.nda
 def add_nearest_neighbour(out: Baselines, train: SequenceSet, test: SequenceSet) -> Baselines:
     """``out`` with the 1-NN baseline of window data (the module docstring) filled in: the held-out accuracy
     (classification) or RMSE (regression) of predicting each ``test`` window's label from its nearest
-    ``train`` window (ties to the first), or ``nearest_skipped`` saying why where it costs more than
-    MAX_NEAREST_MACS. Stream data (a label per step) has none: ``out`` unchanged."""
-    if train.mode != "window":
+    ``train`` window (equal distances: the first, up to rounding), or ``nearest_skipped`` saying why where it
+    costs more than MAX_NEAREST_MACS or holds more than MAX_NEAREST_VALUES. Stream data (a label per step)
+    and an empty ``test`` have none: ``out`` unchanged."""
+    if train.mode != "window" or not len(test):
         return out
     steps = max(len(s) for s in (*train.sequences, *test.sequences))
-    macs = len(train) * len(test) * steps * train.num_channels
+    width = steps * train.num_channels
+    macs, values = len(train) * len(test) * width, (len(train) + len(test)) * width
+    shape = f"windows of {steps} x {train.num_channels} values"
     if macs > MAX_NEAREST_MACS:
         out.nearest_skipped = (
-            f"{len(train)} x {len(test)} windows of {steps} x {train.num_channels} values are {macs:.2g} "
-            f"multiply-adds, more than {MAX_NEAREST_MACS:.2g}"
+            f"{len(train)} x {len(test)} {shape} are {macs:,} multiply-adds, more than {MAX_NEAREST_MACS:,}"
         )
+        return out
+    if values > MAX_NEAREST_VALUES:
+        held = f"{len(train)} + {len(test)} {shape} are {values:,} values to hold"
+        out.nearest_skipped = f"{held}, more than {MAX_NEAREST_VALUES:,}"
         return out
     norm = Normalizer.fit([np.asarray(s).reshape(len(s), -1) for s in train.sequences])
     a, b = _padded(train.sequences, norm, steps), _padded(test.sequences, norm, steps)
     a2 = np.einsum("ij,ij->i", a, a)
     # |b - a|^2 = |b|^2 - 2 a.b + |a|^2: |b|^2 is the same for every training window, so it cannot choose
+    rows = max(1, NEAREST_BLOCK // len(a))
     nearest = np.concatenate(
-        [
-            (a2[None, :] - 2.0 * b[k : k + NEAREST_CHUNK] @ a.T).argmin(axis=1)
-            for k in range(0, len(b), NEAREST_CHUNK)
-        ]
+        [(a2[None, :] - 2.0 * b[k : k + rows] @ a.T).argmin(axis=1) for k in range(0, len(b), rows)]
     )
     padded = any(len(s) != steps for s in (*train.sequences, *test.sequences))
     out.nearest_rule = "1-NN Euclidean over the normalised windows" + (

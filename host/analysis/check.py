@@ -272,9 +272,10 @@ def _qat_forward(fm: FloatModel, m: IntModel, test: SequenceSet, ints: list[np.n
 
 def _nearest_neighbour(naive: Baselines, model_q: float, warnings: list[str]) -> dict[str, Any]:
     """The 1-NN baseline of window data as `train` states it (trainer/baselines.py), beside the integer
-    model's ``model_q`` (accuracy in %, or RMSE), with a warning appended where that scores below it (a
-    warning, not a rule: the majority class is the rule). Empty for stream data; ``nearest_skipped`` where it
-    was not run."""
+    model's ``model_q`` (accuracy in %, or RMSE), with a warning appended where that scores below it and, as
+    train warns, only where ``warnings`` holds none of the naive baselines' (a warning, not a rule: the
+    majority class is the rule). Empty for stream data; ``nearest_skipped`` where it was not run."""
+    naive_beaten = not warnings
     if naive.nearest_skipped is not None:
         return {"nearest_skipped": naive.nearest_skipped}
     rule = naive.nearest_rule
@@ -282,14 +283,14 @@ def _nearest_neighbour(naive: Baselines, model_q: float, warnings: list[str]) ->
         return {}
     if naive.nearest_accuracy is not None:
         nearest = 100.0 * naive.nearest_accuracy
-        if model_q < nearest:
+        if naive_beaten and model_q < nearest:
             warnings.append(
                 f"the int8 model scores below the nearest training window ({rule}): accuracy "
                 f"{nearest:.2f}% vs {model_q:.2f}%"
             )
         return {"nearest_rule": rule, "nearest_accuracy_pct": nearest}
     assert naive.nearest_rmse is not None
-    if model_q > naive.nearest_rmse:
+    if naive_beaten and model_q > naive.nearest_rmse:
         warnings.append(
             f"the int8 model scores below the nearest training window ({rule}): RMSE "
             f"{naive.nearest_rmse:.4g} vs {model_q:.4g}"

@@ -269,9 +269,9 @@ def _verdict(baselines: Baselines, m: dict[str, Any], classification: bool) -> N
     if matches:
         print(f"baselines: {nn_line}: the model matches or beats it")
         return
+    bidirectional = "--bidirectional on short windows of one length, " if classification else ""
     print(
         f"WARNING: the model scores below the nearest training window: {nn_line}; it has learned less than "
         "matching the training windows. Try: another readout (--readout), a larger model (--hidden), another "
-        "cell (--cell), --bidirectional on short windows of one length, or more data; `tinylstm search` "
-        "tries architectures for you"
+        f"cell (--cell), {bidirectional}or more data; `tinylstm search` tries architectures for you"
     )
