@@ -635,6 +635,12 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
             "is at most 256 values per step, and stacking",
         ),
         (["--input-bits", "12"], "--input-bits 12: choose from 8,16 (an int8 or int16 input on the int8 h)"),
+        # a bidirectional model keeps an int8 h and input: these spaces would hold none
+        (
+            ["--bidirectional", "--hidden-bits", "16"],
+            "--bidirectional with --hidden-bits 16 --input-bits 8: a bidirectional model keeps an int8",
+        ),
+        (["--bidirectional", "--input-bits", "16"], "--hidden-bits 8,16 --input-bits 16: a bidirectional"),
         # a budget that is not a number would compare as no budget; sizes are whole bytes
         (["--max-latency-ms", "nan"], "--max-latency-ms nan: give a finite number of milliseconds > 0"),
         (["--max-ram", "1.5"], "size '1.5' is 1.5 bytes: give whole bytes"),

@@ -352,6 +352,14 @@ def _check_space(space: Space) -> None:
             f"--input-bits {given}: choose from {INPUT_BITS},{INPUT16_BITS} (an int8 or int16 input on the "
             "int8 h)"
         )
+    if True in space.directions and (
+        HIDDEN_BITS not in space.hidden_bits or INPUT_BITS not in space.input_bits
+    ):
+        h, x = (",".join(map(str, v)) for v in (space.hidden_bits, space.input_bits))
+        raise TinyLSTMError(
+            f"--bidirectional with --hidden-bits {h} --input-bits {x}: a bidirectional model keeps an int8 "
+            f"hidden state and input, so no bidirectional architecture is left; add {HIDDEN_BITS} to both"
+        )
     if any(r not in READOUTS for r in space.readouts):
         given = ",".join(space.readouts)
         raise TinyLSTMError(f"--readouts {given}: choose from {', '.join(READOUTS)} (what the head reads)")
