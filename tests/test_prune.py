@@ -239,6 +239,33 @@ def test_a_qat_source_is_priced_at_its_hidden_state_and_its_record_is_not_carrie
     assert exp.report["model_data_bytes"] == report["model_data_bytes"]["after"]
 
 
+def test_a_qat_source_for_the_int16_input_is_priced_with_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A source fine-tuned for an int16 input on the int8 h: its pruned model is priced with that input's
+    kernel code (more flash than the int8 input's), the next step exports it with --input-bits 16, and that
+    export's model data is what the report claims."""
+    from tinylstm.host.boards.registry import get_board
+    from tinylstm.host.search.cost import architecture_cost
+    from tinylstm.host.search.prune import _shape, shape_cost
+
+    ckpt = _tiny_run(tmp_path, 30, 10, 8, 1, "--qat", "--qat-epochs", "1", "--qat-input-bits", "16")
+    _, meta = load_checkpoint(ckpt)
+    priced = shape_cost(meta, "stm32f405", 5)
+    int8_input = architecture_cost(get_board("stm32f405"), **(_shape(meta, 5) | {"input16": False}))
+    assert priced.flash_bytes > int8_input.flash_bytes
+    argv = ["prune", str(ckpt), "--out", str(tmp_path / "small"), "--board", "stm32f405"]
+    assert main([*argv, "--max-flash", str(priced.flash_bytes), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "priced with the int8 hidden state and int16 input it was trained for" in out
+    assert f"next: tinylstm export {tmp_path / 'small'}/model.pt --input-bits 16" in out
+    report = json.loads((tmp_path / "small" / "prune-report.json").read_text())
+    assert (report["hidden_bits"], report["input_bits"], report["hidden"]["after"]) == (8, 16, 5)
+    assert report["board"]["after"]["flash_bytes"] == priced.flash_bytes
+    exp = export(ModelSource(str(tmp_path / "small" / "model.pt")), tmp_path / "export", input_bits=16)
+    assert exp.report["model_data_bytes"] == report["model_data_bytes"]["after"]
+
+
 def test_budgets_search_refuses_are_refused_by_prune_too(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from tinylstm.api import DEFAULT_PRUNE_STEP, prune
-from tinylstm.contract.constants import HIDDEN_BITS
+from tinylstm.contract.constants import HIDDEN_BITS, input_bits
 from tinylstm.host.boards.registry import BOARDS
 
 
@@ -78,13 +78,14 @@ def run(args: argparse.Namespace) -> int:
             f"  on {b['name']}: flash {b['before']['flash_bytes']} -> {b['after']['flash_bytes']} B, RAM "
             f"{b['before']['ram_bytes']} -> {b['after']['ram_bytes']} B"
         )
-    bits = report["hidden_bits"]
+    bits, in_bits = report["hidden_bits"], report["input_bits"]
     if report["source_qat"]:
         print(
             f"  the source's quantization-aware fine-tuning is not carried over (fine-tuning is float); "
-            f"sizes are priced with the int{bits} hidden state it was trained for"
+            f"sizes are priced with the int{bits} hidden state and int{in_bits} input it was trained for"
         )
     wide = f" --hidden-bits {bits}" if bits != HIDDEN_BITS else ""
+    wide += f" --input-bits {in_bits}" if bits == HIDDEN_BITS and in_bits != input_bits(bits) else ""
     print(
         f"  wrote {args.out}/model.pt and {args.out}/prune-report.json; "
         f"next: tinylstm export {args.out}/model.pt{wide}"

@@ -8,8 +8,9 @@ meets, a model that already meets the target, a latency budget on a board whose 
 output directory that cannot be written.
 
 Fine-tuning is float: a source's quantization-aware fine-tuning (codegen/qat.py) is not carried over, and the
-pruned checkpoint records none (its report names the source's). A source fine-tuned for an int16 hidden state
-is priced with one, as its pruned model is meant to be exported (``--hidden-bits 16``).
+pruned checkpoint records none (its report names the source's). A source fine-tuned for an int16 hidden state,
+or for an int16 input on the int8 one, is priced with it, as its pruned model is meant to be exported
+(``--hidden-bits 16``, ``--input-bits 16``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylstm.codegen.emit_c import model_data_bytes
-from tinylstm.contract.constants import HIDDEN_BITS
+from tinylstm.contract.constants import HIDDEN_BITS, INPUT16_BITS, input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.search.cost import Cost, architecture_cost, shape_model
@@ -79,6 +80,14 @@ def export_hidden_bits(meta: CheckpointMeta) -> int:
     return int(qat.get("hidden_bits", HIDDEN_BITS)) if qat else HIDDEN_BITS
 
 
+def export_input_bits(meta: CheckpointMeta) -> int:
+    """The input the pruned model is priced with: the one a quantization-aware source was fine-tuned for (an
+    int16 input on the int8 h among them), else the hidden state's own (export's default)."""
+    qat = meta.metrics.get("qat")
+    own = input_bits(export_hidden_bits(meta))
+    return int(qat.get("input_bits", own)) if qat else own
+
+
 def _shape(meta: CheckpointMeta, hidden: int) -> dict[str, Any]:
     """The checkpoint's architecture at ``hidden`` units, as cost.py's functions take it."""
     return {
@@ -92,6 +101,7 @@ def _shape(meta: CheckpointMeta, hidden: int) -> dict[str, Any]:
         "readout": meta.readout,
         "stack": meta.stack,
         "window": meta.window if meta.bidirectional else 0,
+        "input16": export_hidden_bits(meta) == HIDDEN_BITS and export_input_bits(meta) == INPUT16_BITS,
     }
 
 
@@ -271,8 +281,9 @@ def prune_checkpoint(
         "metric": metric,
         "test": {"before": before, "after": after, "sequences": len(test_set)},
         "model_data_bytes": {"before": data_bytes(meta, meta.hidden_size), "after": data_bytes(meta, hidden)},
-        # the hidden state the sizes and prices assume: export the pruned model with it
+        # the hidden state and input the sizes and prices assume: export the pruned model with them
         "hidden_bits": export_hidden_bits(meta),
+        "input_bits": export_input_bits(meta),
         # the source's quantization-aware fine-tuning, not carried over (fine-tuning is float); None: none
         "source_qat": meta.metrics.get("qat"),
         "finetune": {"epochs_per_round": config.epochs, "lr": config.lr, "seed": config.seed, "step": step},
