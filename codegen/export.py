@@ -27,7 +27,7 @@ from tinylstm.codegen.spec import FloatModel, normalise
 from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
 from tinylstm.contract.constants import HIDDEN_BITS
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, load_splits_from_meta
+from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, load_splits_from_meta, qat_formats
 from tinylstm.trainer.data import load_dataset, split
 from tinylstm.trainer.sequence_set import SequenceSet
 
@@ -177,6 +177,19 @@ class ExportResult:
     report: dict
 
 
+def qat_mismatch(fine_tuned_for: tuple[int, int] | None, m: IntModel) -> str | None:
+    """What to do where ``m`` is exported with another hidden state or input than a quantization-aware
+    model was ``fine_tuned_for`` (trainer/checkpoint.py ``qat_formats``); None where it is not."""
+    if fine_tuned_for is None or fine_tuned_for == (m.hidden_bits, m.input_bits):
+        return None
+    bits, in_bits = fine_tuned_for
+    return (
+        f"the model was fine-tuned for an int{bits} hidden state and an int{in_bits} input but exported with "
+        f"int{m.hidden_bits} and int{m.input_bits}: export with --hidden-bits {bits} --input-bits {in_bits}, "
+        f"or train with --qat-hidden-bits {m.hidden_bits} --qat-input-bits {m.input_bits}"
+    )
+
+
 def export(
     source: ModelSource,
     out_dir: Path,
@@ -238,6 +251,8 @@ def export(
         "output_scale": m.output_scale,
         "files": [files.header.name, files.source.name, "model.tlm", FLOAT_NPZ],
         "drift_reference": reference(m, reference_inputs, reference_data),
+        # what a user should know before building it: a quantization-aware model exported in another format
+        "warnings": [w for w in [qat_mismatch(qat_formats(loaded.checkpoint), m)] if w],
     }
     model_file = Path(source.model).resolve()
     pins = {

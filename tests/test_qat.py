@@ -111,10 +111,14 @@ def test_qat_for_an_int16_input(tmp_path: Path, capsys: pytest.CaptureFixture[st
         == 0
     )
     capsys.readouterr()
-    reports = {}
+    reports, exported = {}, {}
     for bits in (16, 8):
-        export(ModelSource(str(tmp_path / "r" / "model.pt")), tmp_path / f"e{bits}", input_bits=bits)
-        reports[bits] = check(tmp_path / f"e{bits}")
+        exp = export(ModelSource(str(tmp_path / "r" / "model.pt")), tmp_path / f"e{bits}", input_bits=bits)
+        exported[bits], reports[bits] = exp.report["warnings"], check(tmp_path / f"e{bits}")
+    # export says it first, as check does
+    assert exported[16] == [] and exported[8] == [w for w in reports[8]["warnings"] if "fine-tuned for" in w]
+    assert main(["export", str(tmp_path / "r" / "model.pt"), "--out", str(tmp_path / "cli")]) == 0
+    assert f"WARNING: {exported[8][0]}" in capsys.readouterr().out
     training = reports[16]["model"]["training"]
     assert (training["kind"], training["hidden_bits"], training["input_bits"]) == ("qat", 8, 16)
     assert "qat_forward" in reports[16]["quality"] and "qat_forward" not in reports[8]["quality"]

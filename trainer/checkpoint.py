@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from tinylstm.contract.constants import HIDDEN_BITS, input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.data import load_dataset, load_test_set, split
 from tinylstm.trainer.models import TinyRNN
@@ -129,6 +130,17 @@ class CheckpointMeta:
                 f"{where}: {len(meta.channels)} channel names for input_size {meta.input_size}"
             )
         return meta
+
+
+def qat_formats(meta: CheckpointMeta | None) -> tuple[int, int] | None:
+    """(hidden-state bits, input bits) a quantization-aware checkpoint was fine-tuned for (codegen/qat.py):
+    the formats its export is meant for; None for float training or no checkpoint. Records from before the
+    int16 hidden state name none (int8), from before the int16 input none (the hidden state's own)."""
+    qat = meta.metrics.get("qat") if meta is not None else None
+    if not qat:
+        return None
+    bits = int(qat.get("hidden_bits", HIDDEN_BITS))
+    return bits, int(qat.get("input_bits", input_bits(bits)))
 
 
 META_KEYS = list(CheckpointMeta.__dataclass_fields__)

@@ -20,17 +20,17 @@ import numpy as np
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import to_blob
-from tinylstm.codegen.export import data_splits, export_origin, require_held_out
+from tinylstm.codegen.export import data_splits, export_origin, qat_mismatch, require_held_out
 from tinylstm.codegen.input_range import whole_input_range
 from tinylstm.codegen.quantize import IntModel, quantize
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward, normalise
 from tinylstm.codegen.store import load_float_model, load_int_model
-from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, INPUT16_BITS, input_bits
+from tinylstm.contract.constants import HIDDEN16_BITS, HIDDEN_BITS, INPUT16_BITS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.targets.bridge import CModel
 from tinylstm.host.targets.mpy_runner import micropython_executable, run_blob
 from tinylstm.trainer.baselines import Baselines, accuracy_interval, add_nearest_neighbour, naive_baselines
-from tinylstm.trainer.checkpoint import CheckpointMeta
+from tinylstm.trainer.checkpoint import CheckpointMeta, qat_formats
 from tinylstm.trainer.sequence_set import SequenceSet
 
 LONG_STREAM_STEPS = 10_000
@@ -503,11 +503,11 @@ def training_of(ckpt: CheckpointMeta | None) -> dict[str, Any]:
     quantization) or with quantization-aware fine-tuning (codegen/qat.py)."""
     if ckpt is None:
         return {"kind": "unknown", "detail": "a user model: its training is not recorded"}
-    qat = ckpt.metrics.get("qat")
-    if not qat:
+    formats = qat_formats(ckpt)
+    if formats is None:
         return {"kind": "float", "detail": "float training, post-training quantization"}
-    bits = int(qat.get("hidden_bits", HIDDEN_BITS))  # checkpoints from before int16 h: 8
-    in_bits = int(qat.get("input_bits", input_bits(bits)))  # checkpoints from before int16 inputs: the h's
+    bits, in_bits = formats
+    qat = ckpt.metrics["qat"]
     return {
         "kind": "qat",
         "hidden_bits": bits,
@@ -610,13 +610,8 @@ def check(
     quality.update(wider)
     warnings += [hint] if hint else []
     warnings += [f"training data: {w}" for w in (ckpt.metrics.get("data_warnings", []) if ckpt else [])]
-    if training["kind"] == "qat" and not fine_tuned_as:
-        warnings.append(
-            f"the model was fine-tuned for an int{training['hidden_bits']} hidden state and an "
-            f"int{training['input_bits']} input but exported with int{m.hidden_bits} and int{m.input_bits}: "
-            f"export with --hidden-bits {training['hidden_bits']} --input-bits {training['input_bits']}, or "
-            f"train with --qat-hidden-bits {m.hidden_bits} --qat-input-bits {m.input_bits}"
-        )
+    mismatch = qat_mismatch(qat_formats(ckpt), m)
+    warnings += [mismatch] if mismatch else []
     exact, blob = _contract(export_dir, m, cm, xqs, ints)
     if origin.model_file_status != "unchanged":
         warnings.append(

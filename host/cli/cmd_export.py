@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     window = f" (the {r['window']}-sample window's inputs included)" if r.get("bidirectional") else ""
     print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B{window}{frac}")
     print(f"  wrote {', '.join(str(out / f) for f in r['files'])}, {out / 'export-report.json'}")
+    for warning in r["warnings"]:
+        print(f"WARNING: {warning}")
     if r["drift_reference"]["data"] == TRAINING:
         print(
             "  note: no held-out data (trained with --test 0): the drift reference is the training split's, "

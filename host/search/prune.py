@@ -37,6 +37,7 @@ from tinylstm.trainer.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
     load_splits_from_meta,
+    qat_formats,
     save_checkpoint,
 )
 from tinylstm.trainer.data import Normalizer
@@ -74,18 +75,17 @@ class PruneTarget:
 
 
 def export_hidden_bits(meta: CheckpointMeta) -> int:
-    """The hidden state the pruned model is priced with: int16 for a source fine-tuned quantization-aware
-    for one (it needs the wider state: its pruned model is exported so), else int8 (export's default)."""
-    qat = meta.metrics.get("qat")
-    return int(qat.get("hidden_bits", HIDDEN_BITS)) if qat else HIDDEN_BITS
+    """The hidden state the pruned model is priced with: the one a quantization-aware source was fine-tuned
+    for (it needs that state: its pruned model is exported so), else int8 (export's default)."""
+    formats = qat_formats(meta)
+    return formats[0] if formats else HIDDEN_BITS
 
 
 def export_input_bits(meta: CheckpointMeta) -> int:
     """The input the pruned model is priced with: the one a quantization-aware source was fine-tuned for (an
     int16 input on the int8 h among them), else the hidden state's own (export's default)."""
-    qat = meta.metrics.get("qat")
-    own = input_bits(export_hidden_bits(meta))
-    return int(qat.get("input_bits", own)) if qat else own
+    formats = qat_formats(meta)
+    return formats[1] if formats else input_bits(HIDDEN_BITS)
 
 
 def _shape(meta: CheckpointMeta, hidden: int) -> dict[str, Any]:
