@@ -450,6 +450,7 @@ def test_an_int16_input_export_is_named_so(
     code, text, check_report = run_check(capsys, out_dir)
     assert code == 0, text
     assert check_report["quality"]["integer"] == "int8-x16" and check_report["bit_exact"]["ok"]
+    assert check_report["model"]["input_bits"] == 16 and "hidden state int8 Q0.7, input int16; " in text
     assert check_report["blob"]["ok"], check_report["blob"]
     bad = tmp_path / "bad"
     assert main(["export", model, "--hidden-bits", "16", "--input-bits", "8", "--out", str(bad)]) == 2

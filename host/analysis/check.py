@@ -622,7 +622,12 @@ def check(
     passed = all(r["passed"] for r in rules)
     return {
         "model": {k: doc.get(k) for k in ("hash", "cell", "num_layers")}
-        | {"export_dir": str(export_dir), "hidden_format": m.hidden_format, "training": training},
+        | {
+            "export_dir": str(export_dir),
+            "hidden_format": m.hidden_format,
+            "input_bits": m.input_bits,
+            "training": training,
+        },
         "float_model": {
             "file": doc["float_model"]["file"],
             "sha256": doc["float_model"]["sha256"],

@@ -74,7 +74,10 @@ def render(report: dict[str, Any]) -> str:
             f"model {report['model']['hash']} ({report['model']['cell']}), "
             f"{report['data']['test_sequences']} held-out sequences"
         ),
-        f"  hidden state {report['model']['hidden_format']}; {report['model']['training']['detail']}",
+        (
+            f"  hidden state {report['model']['hidden_format']}, input int{report['model']['input_bits']}; "
+            f"{report['model']['training']['detail']}"
+        ),
     ]
     if q["metric"] == "accuracy_pct":
         lines.append(

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"# board {h.board_name}, model 0x{h.model_hash:08x}, {h.cell.name} "
             f"{h.input_size}x{h.hidden_size}"
-            f"x{h.output_size} (int{h.hidden_bits} h), {MODE_NAMES[h.mode]} mode, window {h.window}, "
+            f"x{h.output_size} (int{h.hidden_bits} h, int{h.input_bits} input), {MODE_NAMES[h.mode]} mode, "
+            f"window {h.window}, "
             f"source {h.source.name.lower()}"
         )
         predictions = s.predictions(on_status=status)  # switches the source, opens the log
