@@ -277,7 +277,7 @@ def test_the_nearest_neighbour_warning_follows_train() -> None:
     assert warnings == []  # a tie matches it
     assert _nearest_neighbour(cls, 85.0, warnings)["nearest_accuracy_pct"] == 90.0
     assert warnings == [
-        f"the int8 model scores below the nearest training window ({rule}): accuracy 90.00% vs 85.00%"
+        f"the integer model scores below the nearest training window ({rule}): accuracy 90.00% vs 85.00%"
     ]
     majority_first = ["the model does not beat always predicting the majority class ..."]
     _nearest_neighbour(cls, 85.0, majority_first)
@@ -288,7 +288,7 @@ def test_the_nearest_neighbour_warning_follows_train() -> None:
     assert len(naive_first) == 1
     below: list[str] = []
     _nearest_neighbour(reg, 2.0, below)
-    assert below == [f"the int8 model scores below the nearest training window ({rule}): RMSE 1 vs 2"]
+    assert below == [f"the integer model scores below the nearest training window ({rule}): RMSE 1 vs 2"]
     skipped = Baselines("classification", nearest_skipped="too many")
     assert _nearest_neighbour(skipped, 10.0, below) == {"nearest_skipped": "too many"} and len(below) == 1
 

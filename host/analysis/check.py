@@ -285,14 +285,14 @@ def _nearest_neighbour(naive: Baselines, model_q: float, warnings: list[str]) ->
         nearest = 100.0 * naive.nearest_accuracy
         if naive_beaten and model_q < nearest:
             warnings.append(
-                f"the int8 model scores below the nearest training window ({rule}): accuracy "
+                f"the integer model scores below the nearest training window ({rule}): accuracy "
                 f"{nearest:.2f}% vs {model_q:.2f}%"
             )
         return {"nearest_rule": rule, "nearest_accuracy_pct": nearest}
     assert naive.nearest_rmse is not None
     if naive_beaten and model_q > naive.nearest_rmse:
         warnings.append(
-            f"the int8 model scores below the nearest training window ({rule}): RMSE "
+            f"the integer model scores below the nearest training window ({rule}): RMSE "
             f"{naive.nearest_rmse:.4g} vs {model_q:.4g}"
         )
     return {"nearest_rule": rule, "nearest_rmse": naive.nearest_rmse}
