@@ -44,7 +44,7 @@ class Baselines:
     mean_rmse: float | None = None
     persistence_rmse: float | None = None
     persistence_rule: str | None = None
-    nearest_accuracy: float | None = None  # window classification: 1-NN (nearest_neighbour)
+    nearest_accuracy: float | None = None  # window classification: 1-NN (add_nearest_neighbour)
     nearest_rmse: float | None = None  # window regression: 1-NN
     nearest_rule: str | None = None  # how the 1-NN baseline measured
     nearest_skipped: str | None = None  # why there is no 1-NN baseline (window data too large for it)
