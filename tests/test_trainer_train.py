@@ -60,8 +60,8 @@ def test_same_seed_same_model(tmp_path: Path) -> None:
 
 
 def test_a_seed_gives_the_same_weights_in_another_process(tmp_path: Path) -> None:
-    """`tinylstm train` with one seed in two processes of different hash seeds (set and dict orders differ):
-    the same weights, bit for bit, and the same held-out score (the default recipe, a short run)."""
+    """`tinylstm train` with one seed in two processes of different hash seeds (sets of strings iterate in
+    other orders): the same weights, bit for bit, and the same held-out score (the default recipe, short)."""
     data = toy_npz(tmp_path)
     runs = []
     for hash_seed in ("1", "2"):
