@@ -46,7 +46,6 @@ from tinylstm.contract.constants import (
 from tinylstm.contract.readouts import readout as readout_type
 from tinylstm.contract.stacking import held_steps
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.augment import NO_AUGMENT
 from tinylstm.trainer.models import TinyRNN, pool
 from tinylstm.trainer.recipe import DEFAULT_PATIENCE, Recipe
 from tinylstm.trainer.sequence_set import SequenceSet
@@ -372,15 +371,17 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
     seed_everything(config.seed + 1)
     assert splits["train"] is not None and splits["val"] is not None
     lr = config.qat_learning_rate
-    # fine-tuning: a constant small learning rate, no decay or augmentation, the best validation epoch
+    # fine-tuning: a constant small learning rate, the best validation epoch, and the float training's
+    # regularisation (weight decay, augmentation): without it the fine-tuning fits the training split's
+    # integer outputs and loses held-out series that post-training quantization keeps (docs/training.md)
     qat_recipe = Recipe(
         batch_size=recipe.batch_size,
         epochs=config.qat_epochs,
         lr=lr,
         schedule="constant",
-        weight_decay=0.0,
+        weight_decay=recipe.weight_decay,
         label_smoothing=recipe.label_smoothing,
-        augment=NO_AUGMENT,
+        augment=recipe.augment,
         select="best",
         patience=recipe.patience or DEFAULT_PATIENCE,
         readout=recipe.readout,
@@ -402,6 +403,8 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
         "best_epoch": best_epoch,
         "first_epoch": first,
         "lr": lr,
+        "weight_decay": qat_recipe.weight_decay,
+        "augment": qat_recipe.augment.describe(),
         "seconds": round(seconds, 2),
         "metric": "accuracy" if splits["train"].classification else "rmse",
         "before": before,

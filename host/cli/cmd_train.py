@@ -234,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
         before, after = qat["before"]["fake_quant"][split_q], qat["after"]["fake_quant"][split_q]
         print(
             f"quantization-aware fine-tuning: {split_q} {name} through the integer contract {before:.4g} -> "
-            f"{after:.4g} (best epoch {qat['best_epoch']} of {qat['epochs_run']}, {qat['seconds']:.1f} s)"
+            f"{after:.4g} (best epoch {qat['best_epoch']} of {qat['epochs_run']}, {qat['seconds']:.1f} s; "
+            f"lr {qat['lr']:.3g}, weight decay {qat['weight_decay']:g}, augmentation: {qat['augment']})"
         )
     for path in (result.checkpoint_path, result.curves_path, result.metrics_path):
         print(f"wrote {path}")
