@@ -126,8 +126,10 @@ def test_cli_stream_of_held_out_data_shows_no_drift(
     with QemuBoard(trained.host.elf) as board:  # type: ignore[arg-type]
         args = ["stream", "--port", board.url, "--export", str(trained.export_dir), "--feed", "held-out"]
         assert main([*args, "--count", str(STEPS), "--quiet", "--log", str(log)]) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "# drift: none; 0 drift events" in err and "drift raised" not in err
+    hello = out.splitlines()[0]  # the board's model as its HELLO frame describes it
+    assert hello.startswith("# board ") and "(int8 h, int8 input), " in hello, hello
     rows = list(csv.DictReader(log.open()))
     assert len(rows) == STEPS and all(r["drift"] == "" for r in rows)
     assert json.loads((trained.export_dir / "export-report.json").read_text())["drift_reference"]["steps"] > 0

@@ -31,6 +31,7 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.analysis.parity import run_parity
 from tinylstm.host.boards import QemuBoard
 from tinylstm.host.boards.firmware import FirmwareBuild, build_firmware
+from tinylstm.host.cli.main import main
 from tinylstm.host.link.feed import Feeder, FeedError, wait_hello
 from tinylstm.host.link.protocol import (
     ErrorCode,
@@ -363,9 +364,16 @@ def test_int16_input_firmware_bit_exact(x16: Trained) -> None:
         assert (err.code, err.message) == (ErrorCode.UNSUPPORTED, "int16 input: send INPUT_S16")
 
 
-def test_int16_input_replay_streams_the_embedded_held_out_data(x16: Trained) -> None:
+def test_int16_input_replay_streams_the_embedded_held_out_data(
+    x16: Trained, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert "const int16_t tl_replay_data" in (x16.replay.out_dir / "gen" / "tl_replay.c").read_text()
     _check_replay(x16)
+    # `tinylstm stream` names the input the board's HELLO declares
+    with QemuBoard(x16.replay.elf) as board:  # type: ignore[arg-type]
+        assert main(["stream", "--port", board.url, "--count", "5", "--quiet"]) == 0
+    hello = capsys.readouterr().out.splitlines()[0]
+    assert hello.startswith("# board ") and "(int8 h, int16 input), " in hello, hello
 
 
 @pytest.fixture(scope="module", params=EMULATED)
