@@ -48,7 +48,11 @@ from tinylstm.trainer.sequence_set import SequenceSet
 EXTRA = "pip install 'tinylstm[tflite]'"
 REQUIRED = ("tensorflow", "tf_keras", "ai_edge_litert")  # modules; tflite_micro is optional (arena)
 PACKAGES = ("tensorflow", "tf-keras", "ai-edge-litert", "tflite-micro")
-FLOAT_TOL = 1e-5  # Keras float32 vs float_forward, relative to the largest output (at least 1)
+# Keras float32 vs float_forward's float64, relative to the largest output (at least 1). float32 drifts with
+# the sequence's length: up to 1.3e-5 on PickupGestureWiimoteZ's 361 steps, 9.5e-5 on one of its GRU 16
+# models. A conversion bug moves the outputs by far more: on a UnitTest GRU 16 (right: 5e-7) PyTorch's gate
+# order kept gives 2.2, the recurrent bias dropped 1.0
+FLOAT_TOL = 1e-3
 FLOAT_CHECK_SEQUENCES = 32  # held-out sequences the float check covers
 ARENA_LIMIT = 1 << 24  # bytes offered to TFLite Micro; the row reports what it used
 
