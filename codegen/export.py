@@ -240,6 +240,9 @@ def export(
             # RANGE_FACTORS x the percentile whose integer model is closest to the float model (int8 input),
             # or the largest (an int16 input; codegen/input_range.py)
             "input_percentile_absmax": measured.input_absmax,
+            # an asymmetric range's zero point per channel, in input LSBs (empty: symmetric); folded into
+            # the model's input_mean and first layer's bias (codegen/quantize.py)
+            "input_zero": cal.input_zero,
             "input_max": measured.input_max,
             "cell_absmax": cal.cell_absmax,
             "output_absmax": cal.output_absmax,

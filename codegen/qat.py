@@ -2,7 +2,7 @@
 straight-through gradients (docs/training.md, "Quantization-aware fine-tuning").
 
 ``FakeQuantRNN`` runs a TinyRNN the way the C kernel will run its export: int8 input at the
-calibrated input scale, per-row int8 weights with the two part scales a power of two apart
+calibrated input scale and zero point, per-row int8 weights with the two part scales a power of two apart
 (``codegen/quantize.py``), the bias on the accumulator grid, Q3.12 pre-activations saturated to
 int16, sigmoid and tanh from the kernel's 257-entry table with its linear interpolation and
 Q0.15 outputs, the int16 cell state with its calibrated fractional bits and saturation, the int8
@@ -86,6 +86,8 @@ class Ranges:
     # the input word; None: the hidden state's own (int8 for an int8 h); 16 with an int8 h: an int16 input
     # (export --input-bits 16)
     input_bits: int | None = None
+    # an int8 input's zero point per channel, in input LSBs (Calibration.input_zero; empty: 0)
+    input_zero: tuple[int, ...] = ()
 
     @property
     def input_qmax(self) -> int:
@@ -253,7 +255,10 @@ class FakeQuantRNN(nn.Module):
         B, T, C = x.shape
         K = self.model.stack  # samples per step (contract/stacking.py)
         top = r.input_qmax  # the model input: int8, or int16 (int16-h, or an int16 input)
-        seq = fake_quant(x[:, : T // K * K], r.input_scale, -top - 1, top).reshape(B, T // K, K * C)
+        # the word is the input on the scale's grid minus the zero point, saturated (codegen/quantize.py)
+        zero = x.new_tensor(r.input_zero or [0] * C) * r.input_scale
+        seq = fake_quant(x[:, : T // K * K] - zero, r.input_scale, -top - 1, top) + zero
+        seq = seq.reshape(B, T // K, K * C)
         s_in = r.input_scale
         H = self.model.hidden_size
         for n in range(self.model.num_layers):
@@ -294,6 +299,7 @@ def ranges_of(m: IntModel) -> Ranges:
         m.output_scale,
         m.hidden_bits,
         m.input_bits if m.input16 else None,
+        tuple(m.calibration.input_zero),
     )
 
 

@@ -51,6 +51,9 @@ class Calibration:
     steps: int
     input_max: float = 0.0  # the largest |input| seen (an int16 input's range: codegen/input_range.py)
     sequences: int = 0  # the sequences read (evenly spaced ones beyond calibrate's max_steps)
+    # an int8 input's zero point per channel, in input LSBs (codegen/input_range.py; empty: 0): the channel's
+    # words cover (zero - 128 .. zero + 127) x the input scale, an asymmetric range for one-sided data
+    input_zero: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -135,6 +138,13 @@ class IntModel:
     @property
     def hidden_bits(self) -> int:
         return self.layers[0].hidden_bits
+
+    @property
+    def input_zero(self) -> np.ndarray:
+        """The int8 input's zero point per channel (int64 [C], in input LSBs): folded into ``input_mean`` and
+        the first layer's bias by ``quantize``, so the kernel never sees it."""
+        zero = self.calibration.input_zero
+        return np.asarray(zero if zero else [0] * self.input_size, dtype=np.int64)
 
     @property
     def input_bits(self) -> int:
@@ -318,6 +328,25 @@ def _bias(b: np.ndarray, scale: np.ndarray, what: str) -> np.ndarray:
     return q.astype(np.int32)
 
 
+def _fold_zero(
+    bias: np.ndarray, wx: np.ndarray, scale_exp: np.ndarray, zero: np.ndarray, what: str
+) -> np.ndarray:
+    """A first layer's int32 bias with the input's zero point folded in: the word the kernel reads is the
+    input on the scale's grid minus ``zero`` (per input column), so each row's accumulator gets back
+    Σ Wq[r, k] · zero[k] · 2^max(a_r, 0), exactly (docs/integer-contract.md, Input)."""
+    if not np.any(zero):
+        return bias
+    folded = bias.astype(np.int64) + (
+        (wx.astype(np.int64) @ zero) << np.maximum(scale_exp.astype(np.int64), 0)
+    )
+    if np.any(np.abs(folded) > BIAS_LIMIT):
+        raise TinyLSTMError(
+            f"{what}: the input's zero point takes a bias past {BIAS_LIMIT} (2^30) accumulator steps: export "
+            "with --input-bits 16, whose range is symmetric"
+        )
+    return folded.astype(np.int32)
+
+
 def _multipliers(real: np.ndarray, what: str, bits: int = MULT_BITS) -> tuple[np.ndarray, np.ndarray]:
     try:
         pairs = [qmath.quantize_multiplier(float(r), bits) for r in real]
@@ -373,6 +402,9 @@ def quantize(
             f"{width} ({model.stack} x {model.input_size}): export it with an int8 input (--hidden-bits 8 "
             "--input-bits 8), or train it with fewer stacked samples"
         )
+    zero = np.asarray(cal.input_zero or [0] * model.input_size, dtype=np.int64)
+    if len(zero) != model.input_size or (bits == INPUT16_BITS and np.any(zero)):
+        raise ValueError(f"input zero point {cal.input_zero}: one per channel, and only for an int8 input")
     cell = cell_type(model.cell)
     s_h = 2.0 ** -HIDDEN_FORMATS[hidden_bits]
     s_x = cal.input_absmax / input_qmax(bits)  # the model input: int8, or int16
@@ -393,12 +425,15 @@ def quantize(
         # the int64 row sums (an int16 h, or layer 0's int16 input) take MULT16_BITS multipliers
         sum64 = wide or (bits == INPUT16_BITS and n == 0)
         mult, shift = _multipliers(acc_scale * (1 << qmath.Q12), what, MULT16_BITS if sum64 else MULT_BITS)
+        bias_q = _bias(b, acc_scale, what)
+        if n % model.num_layers == 0:  # a layer that reads the model input
+            bias_q = _fold_zero(bias_q, wq[:, : L.w_ih.shape[1]], scale_exp, np.tile(zero, model.stack), what)
         layers.append(
             IntLayer(
                 L.w_ih.shape[1],
                 H,
                 wq,
-                _bias(b, acc_scale, what),
+                bias_q,
                 bias_hn,
                 mult,
                 shift,
@@ -410,8 +445,9 @@ def quantize(
     hw, s_w = _quantize_rows(model.head_w)
     s_out = cal.output_absmax * OUTPUT_MARGIN / 32767.0
     head_mult, head_shift = _multipliers(s_w * s_h / s_out, "head")
-    mean = np.asarray(model.meta.input_mean, dtype=np.float32)
     std = np.asarray(model.meta.input_std, dtype=np.float64)
+    # the zero point moves the words' origin, q = round((x - mean) * mul) - zero; layer 0's bias adds it back
+    mean = (np.asarray(model.meta.input_mean, dtype=np.float64) + zero * s_x * std).astype(np.float32)
     return IntModel(
         cell=model.cell,
         layers=layers[: model.num_layers],

@@ -1,5 +1,6 @@
 """The int8 input range export chooses (codegen/input_range.py): one of the candidates, the one whose integer
-model is closest to the float model, and the range the exported model and its report carry."""
+model is closest to the float model, and the range the exported model and its report carry; an asymmetric
+range's zero point, folded into the first layer's bias exactly."""
 
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ from tinylstm.codegen.input_range import (
     MAX_SEQUENCES,
     MAX_STEPS,
     RANGE_FACTORS,
+    ZERO_PERCENTILES,
     calibrated_model,
+    candidate_ranges,
     choose_input_range,
     output_error,
     subsample,
     whole_input_range,
+    zero_points,
 )
 from tinylstm.codegen.quantize import calibrate, quantize
 from tinylstm.codegen.random_models import float_model_from_torch
 from tinylstm.codegen.spec import FloatModel, ModelMeta, float_forward
+from tinylstm.contract.cells import cell_type
 from tinylstm.errors import TinyLSTMError
 
 
@@ -151,3 +156,102 @@ def test_calibration_beyond_max_steps_reads_evenly_spaced_sequences() -> None:
     seqs[1][3, 1] = np.nan  # in a sequence the measurement skips (it reads 0, 4, 8, ...)
     with pytest.raises(TinyLSTMError, match="NaN"):
         calibrate(fm, seqs, max_steps=250)
+
+
+def one_sided(seed: int, n: int = 40, steps: int = 60) -> list[np.ndarray]:
+    """Normalised series like a power meter's: near their floor most of the time, rare spikes upwards."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x = rng.exponential(0.5, size=(steps, 2)) - 0.5
+        hits = rng.random((steps, 2)) < 0.005
+        x[hits] = rng.uniform(6, 10, size=int(hits.sum()))
+        out.append(x)
+    return out
+
+
+def test_zero_points_clip_the_least_squared_error() -> None:
+    """Per channel, the zero point is the one among those whose range lies inside the channel's percentile
+    range that clips the least squared error (brute force agrees); a range wider than the values is
+    centred."""
+    values = np.concatenate(one_sided(1))
+    scale = 0.02  # 255 steps span 5.1: narrower than the values' percentile range, so some clipping
+    zero = zero_points(values, scale)
+    for c, z in enumerate(zero):
+        x = values[:, c]
+        lo, hi = np.percentile(x, ZERO_PERCENTILES)
+        options = range(round(lo / scale) + 128, round(hi / scale) - 127 + 1)
+        clipped = {
+            o: float(np.sum((x - np.clip(x, (o - 128) * scale, (o + 127) * scale)) ** 2)) for o in options
+        }
+        assert z == min(options, key=clipped.__getitem__)
+        assert z * scale > lo + 128 * scale - 1e-9  # shifted up from the symmetric range's origin
+    wide = zero_points(values, 1.0)  # 255 steps of 1.0 hold every value: the middle of the percentile range
+    lo, hi = np.percentile(values, ZERO_PERCENTILES, axis=0)
+    assert wide == [round((a + b) / 2) for a, b in zip(lo, hi, strict=True)]
+
+
+def test_one_sided_data_gets_an_asymmetric_range() -> None:
+    """On one-sided data the candidates include asymmetric ranges (half the step of the symmetric ones at the
+    same factor), the choice is still the closest candidate, and here it is an asymmetric one: closer to the
+    float model than any symmetric range."""
+    fm = model("lstm", 3)
+    fm.head_w = fm.head_w * 40  # logits far enough apart that the decisions depend on the input
+    seqs = one_sided(2)
+    cal = calibrate(fm, seqs)
+    candidates = candidate_ranges(cal, seqs)
+    symmetric, asymmetric = candidates[: len(RANGE_FACTORS)], candidates[len(RANGE_FACTORS) :]
+    assert all(c.input_zero == [] for c in symmetric) and len(asymmetric) == len(RANGE_FACTORS)
+    assert all(c.input_absmax < 0.7 * s.input_absmax for c, s in zip(asymmetric, symmetric, strict=True))
+    errors = [output_error(fm, quantize(fm, c, 8), seqs) for c in candidates]
+    chosen = choose_input_range(fm, cal, seqs, 8)
+    assert chosen == candidates[errors.index(min(errors))]  # ties: the first
+    assert chosen in asymmetric and min(errors[len(RANGE_FACTORS) :]) < min(errors[: len(RANGE_FACTORS)])
+    assert all(z > 0 for z in chosen.input_zero)  # the words' origin moves up, towards the spikes
+    # symmetric data gains nothing from a zero point: only the symmetric candidates are tried
+    assert candidate_ranges(calibrate(fm, spiky(4)), spiky(4)) == [
+        replace(calibrate(fm, spiky(4)), input_absmax=calibrate(fm, spiky(4)).input_absmax * f)
+        for f in RANGE_FACTORS
+    ]
+    # an int16 input takes the whole range, symmetric: the zero point goes, and quantize refuses one
+    assert whole_input_range(chosen).input_zero == []
+    with pytest.raises(ValueError, match="only for an int8 input"):
+        quantize(fm, chosen, 8, 16)
+
+
+@pytest.mark.parametrize(
+    ("cell", "stack", "bidirectional"),
+    [("lstm", 1, False), ("gru", 3, False), ("rnn", 2, False), ("gru", 1, True), ("lstm", 2, True)],
+)
+def test_a_zero_point_folds_into_the_first_layer_exactly(cell: str, stack: int, bidirectional: bool) -> None:
+    """The word the kernel reads is the symmetric one minus the zero point, and the first layer's (each
+    direction's) bias adds Σ Wq · zero back: on samples inside both ranges every output and every state word
+    of every step equals the symmetric model's, for each cell, stacked and bidirectional."""
+    steps = 12 * stack
+    torch.manual_seed(1)
+    ctor = cell_type(cell).torch_class()
+    meta = ModelMeta(input_mean=[0.5, -1.0], input_std=[2.0, 0.5], window=steps if bidirectional else None)
+    fm = float_model_from_torch(
+        ctor(2 * stack, 8, 2, batch_first=True), torch.nn.Linear(16 if bidirectional else 8, 3), meta
+    )
+    if bidirectional:
+        fm.backward = float_model_from_torch(
+            ctor(2 * stack, 8, 2, batch_first=True), torch.nn.Linear(8, 3), meta
+        ).layers
+    fm.stack = stack
+    cal = calibrate(fm, one_sided(3, n=8, steps=steps))
+    zero = [37, -21]
+    sym, shifted = quantize(fm, cal, 8), quantize(fm, replace(cal, input_zero=zero), 8)
+    assert shifted.input_zero.tolist() == zero and sym.input_zero.tolist() == [0, 0]
+    assert shifted.input_scale == sym.input_scale and shifted.model_hash != sym.model_hash
+    rng = np.random.default_rng(2)
+    words = np.stack([rng.integers(-128 + max(z, 0), 128 + min(z, 0), size=(6, steps)) for z in zero], -1)
+    x = (words / sym.input_mul + sym.input_mean).astype(np.float32)  # samples on the grid, inside both ranges
+    assert np.array_equal(golden.quantize_input(sym, x), words)
+    assert np.array_equal(golden.quantize_input(shifted, x), words - np.array(zero))
+    y0, _, t0 = golden.run(sym, golden.quantize_input(sym, x), trace=True)
+    y1, _, t1 = golden.run(shifted, golden.quantize_input(shifted, x), trace=True)
+    assert np.array_equal(y0, y1) and np.abs(y0).max() > 0
+    assert t0.keys() == t1.keys() and all(np.array_equal(t0[k], t1[k]) for k in t0)
+    pairs = zip([shifted.layers[0]] + shifted.backward[:1], [sym.layers[0]] + sym.backward[:1], strict=True)
+    assert all(not np.array_equal(a.bias, b.bias) for a, b in pairs)  # each first layer's bias moved
