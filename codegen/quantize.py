@@ -55,6 +55,15 @@ class Calibration:
     # words cover (zero - 128 .. zero + 127) x the input scale, an asymmetric range for one-sided data
     input_zero: list[int] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        """A zero point read back from a file (an export's JSON, a blob's metadata) must be integers: a
+        ValueError names the field, which the readers report as a damaged file."""
+        zero = self.input_zero
+        if not isinstance(zero, list) or not all(
+            isinstance(z, int) and not isinstance(z, bool) for z in zero
+        ):
+            raise ValueError(f"calibration input_zero {zero!r}, not a list of integers")
+
 
 @dataclass
 class IntLayer:

@@ -4,13 +4,16 @@ range's zero point, folded into the first layer's bias exactly."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from tinylstm.codegen import golden
+from tinylstm.codegen.blob import from_blob, to_blob
 from tinylstm.codegen.input_range import (
     MAX_SEQUENCES,
     MAX_STEPS,
@@ -27,6 +30,7 @@ from tinylstm.codegen.input_range import (
 from tinylstm.codegen.quantize import calibrate, quantize
 from tinylstm.codegen.random_models import float_model_from_torch
 from tinylstm.codegen.spec import FloatModel, ModelMeta, float_forward
+from tinylstm.codegen.store import JSON, load_int_model, save_int_model
 from tinylstm.contract.cells import cell_type
 from tinylstm.errors import TinyLSTMError
 
@@ -255,3 +259,19 @@ def test_a_zero_point_folds_into_the_first_layer_exactly(cell: str, stack: int, 
     assert t0.keys() == t1.keys() and all(np.array_equal(t0[k], t1[k]) for k in t0)
     pairs = zip([shifted.layers[0]] + shifted.backward[:1], [sym.layers[0]] + sym.backward[:1], strict=True)
     assert all(not np.array_equal(a.bias, b.bias) for a, b in pairs)  # each first layer's bias moved
+
+
+def test_a_zero_point_survives_the_export_files_and_the_blob(tmp_path: Path) -> None:
+    """The zero point is read back with the model (QAT's forward and the report read it), and one that is not
+    a list of integers makes the file damaged, not a traceback."""
+    fm = model("lstm", 3)
+    m = quantize(fm, replace(calibrate(fm, one_sided(2)), input_zero=[12, -7]), 8)
+    save_int_model(m, tmp_path)
+    back, doc = load_int_model(tmp_path)
+    assert back.model_hash == m.model_hash and back.input_zero.tolist() == [12, -7]
+    blob = from_blob(to_blob(m))
+    assert blob.model_hash == m.model_hash and blob.input_zero.tolist() == [12, -7]
+    doc["calibration"]["input_zero"] = ["12", -7]
+    (tmp_path / JSON).write_text(json.dumps(doc))
+    with pytest.raises(TinyLSTMError, match=r"damaged \(calibration input_zero \['12', -7\], not a list of"):
+        load_int_model(tmp_path)
