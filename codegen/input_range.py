@@ -43,7 +43,14 @@ from typing import NamedTuple
 import numpy as np
 
 from tinylstm.codegen import golden
-from tinylstm.codegen.quantize import Calibration, IntModel, calibrate, check_input_bits, quantize
+from tinylstm.codegen.quantize import (
+    Calibration,
+    IntModel,
+    calibrate,
+    check_input_bits,
+    evenly_spaced,
+    quantize,
+)
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward
 from tinylstm.contract.constants import INPUT16_BITS
 
@@ -134,8 +141,9 @@ def output_error(fm: FloatModel, m: IntModel, sequences: list[np.ndarray]) -> Ou
 
 
 def channel_values(sequences: list[np.ndarray]) -> np.ndarray:
-    """Up to MAX_VALUES evenly spaced samples [N, C] of ``sequences`` (normalised)."""
-    values = np.concatenate(sequences)
+    """Up to MAX_VALUES evenly spaced samples [N, C] of ``sequences`` (normalised), read from evenly spaced
+    sequences as ``calibrate`` reads them (a long stream is not copied whole)."""
+    values = np.concatenate(evenly_spaced(sequences, MAX_VALUES))
     if len(values) > MAX_VALUES:
         values = values[np.linspace(0, len(values) - 1, MAX_VALUES).round().astype(int)]
     return values

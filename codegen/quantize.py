@@ -264,7 +264,7 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
         raise TinyLSTMError("calibration needs real data: no sequences were given")
     if not all(np.all(np.isfinite(s)) for s in sequences):
         raise TinyLSTMError("calibration data contains NaN or infinite values: clean the dataset first")
-    sequences = _evenly_spaced(sequences, max_steps)
+    sequences = evenly_spaced(sequences, max_steps)
     stacks = model.num_layers + len(model.backward)
     cell_max, out_max, steps = [0.0] * stacks, 0.0, 0
     seen: list[np.ndarray] = []
@@ -288,7 +288,7 @@ def calibrate(model: FloatModel, sequences: list[np.ndarray], max_steps: int = 2
     )
 
 
-def _evenly_spaced(sequences: list[np.ndarray], max_steps: int) -> list[np.ndarray]:
+def evenly_spaced(sequences: list[np.ndarray], max_steps: int) -> list[np.ndarray]:
     """All of ``sequences`` if they hold at most ``max_steps`` samples, else evenly spaced ones holding about
     that many, the first and the last among them."""
     n, total = len(sequences), sum(len(s) for s in sequences)
