@@ -6,7 +6,11 @@ model (the recipe's training with the accuracy benchmark's 15 % validation split
 this scores on the official held-out file:
 
 - float;
-- int8: the export (integer golden == the C kernel);
+- int8 symmetric: the export as it was before asymmetric input ranges, the closest of the symmetric candidate
+  ranges alone (codegen/input_range.py);
+- int8: the export (integer golden == the C kernel), which may choose an asymmetric range (a zero point);
+- for both int8 models, the held-out series whose decision differs from the float model's (what quantization
+  should keep small, whichever way each difference happens to move the accuracy);
 - the fake-quantized forward QAT trains through (codegen/qat.py) at that export's scales: the int8 model as
   QAT sees it;
 - the same forward with an int16 input at the int16-h export's input scale, h and weights still int8
@@ -34,16 +38,52 @@ from typing import Any
 import numpy as np
 from bench_accuracy import datasets
 
-from tinylstm.codegen.export import ModelSource, export
+from tinylstm.codegen.export import ModelSource, calibration_sequences, data_splits, export
+from tinylstm.codegen.input_range import (
+    RANGE_FACTORS,
+    FloatReference,
+    candidate_ranges,
+    output_error,
+    subsample,
+)
 from tinylstm.codegen.qat import fake_quant_outputs, ranges_of
+from tinylstm.codegen.quantize import IntModel, calibrate, quantize
+from tinylstm.codegen.spec import normalise
 from tinylstm.codegen.store import load_float_model, load_int_model
-from tinylstm.host.analysis.check import held_out_quality
+from tinylstm.host.analysis.check import held_out_quality, quality_on
 from tinylstm.trainer.train import TrainConfig, fit
 
 RESULTS = Path(__file__).parent / "results"
 DATASET = "ACSF1"
 HIDDEN = 16
-COLUMNS = ("float", "int8", "fake_quant_int8", "fake_quant_int16_input", "int8x16", "int16h")
+COLUMNS = (
+    "float",
+    "int8_symmetric",
+    "int8",
+    "fake_quant_int8",
+    "fake_quant_int16_input",
+    "int8x16",
+    "int16h",
+)
+FIDELITY = ("differ_symmetric", "differ")  # held-out series whose int8 decision differs from float's
+
+
+def symmetric_int8(export_dir: Path, train: Any) -> IntModel:
+    """The int8 model of ``export_dir``'s float weights with the closest symmetric input range: export's rule
+    over its symmetric candidates alone."""
+    m, doc = load_int_model(export_dir)
+    fm = load_float_model(export_dir, doc)
+    seqs = calibration_sequences(fm, train)
+    reference = FloatReference(fm, subsample(seqs, fm.stack))
+    symmetric = candidate_ranges(calibrate(fm, seqs), seqs)[: len(RANGE_FACTORS)]
+    return quantize(fm, min(symmetric, key=lambda c: reference.error(quantize(fm, c, 8))), 8)
+
+
+def differing(export_dir: Path, m: IntModel, test: Any) -> int:
+    """Held-out series whose integer decision (``m``) differs from the float model's."""
+    fm = load_float_model(export_dir, load_int_model(export_dir)[1])
+    err = output_error(fm, m, [normalise(fm, s) for s in test.sequences])
+    return round(err.disagreement * len(test))
 
 
 def fake_quant_accuracy(export_dir: Path, test: Any, input_from: Path | None = None) -> float:
@@ -53,7 +93,10 @@ def fake_quant_accuracy(export_dir: Path, test: Any, input_from: Path | None = N
     ranges = ranges_of(m)
     if input_from is not None:
         wide = load_int_model(input_from)[0]
-        ranges = dataclasses.replace(ranges, input_bits=wide.input_bits, input_scale=wide.input_scale)
+        # an int16 input is symmetric: no zero point
+        ranges = dataclasses.replace(
+            ranges, input_bits=wide.input_bits, input_scale=wide.input_scale, input_zero=()
+        )
     outputs = fake_quant_outputs(load_float_model(export_dir, doc), m, test.sequences, ranges=ranges)
     guesses = np.array([y[-1].argmax() for y in outputs])
     return 100.0 * float(np.mean(guesses == np.asarray(test.labels)))
@@ -67,11 +110,19 @@ def row(train: Any, test: Any, cell: str, seed: int, work: Path) -> dict[str, An
     export(ModelSource(str(run.checkpoint_path)), work / "int16h", hidden_bits=16)
     export(ModelSource(str(run.checkpoint_path)), work / "int8x16", input_bits=16)
     q8, q16 = held_out_quality(work / "int8"), held_out_quality(work / "int16h")
+    m8 = load_int_model(work / "int8")[0]
+    calibration_split = data_splits(ModelSource(str(run.checkpoint_path)).load(), None)[0]
+    sym = symmetric_int8(work / "int8", calibration_split)
+    fm = load_float_model(work / "int8", load_int_model(work / "int8")[1])
     return {
         "cell": cell,
         "seed": seed,
+        "input_zero": m8.calibration.input_zero,
         "float": float(q8["float"]),
+        "int8_symmetric": float(quality_on(fm, sym, test)["int8"]),
         "int8": float(q8["int8"]),
+        "differ_symmetric": differing(work / "int8", sym, test),
+        "differ": differing(work / "int8", m8, test),
         "fake_quant_int8": fake_quant_accuracy(work / "int8", test),
         "fake_quant_int16_input": fake_quant_accuracy(work / "int8", test, input_from=work / "int16h"),
         "int8x16": float(held_out_quality(work / "int8x16")["int8"]),  # check's key for the integer model
@@ -103,6 +154,14 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     reading += "The integer model with that input (int8-x16, --input-bits 16): " + "; ".join(
         f"{cell} {drop(cell, 'int8x16'):+.1f} pp" for cell in cells
     )
+    reading += (
+        ". The zero point (asymmetric int8 input ranges), in held-out series whose int8 decision differs "
+    )
+    reading += "from float's, summed over seeds, symmetric -> as exported: " + "; ".join(
+        f"{cell} {sum(r['differ_symmetric'] for r in rows if r['cell'] == cell)} -> "
+        f"{sum(r['differ'] for r in rows if r['cell'] == cell)}"
+        for cell in cells
+    )
     reading += "."
     return {"medians": medians, "reading": reading}
 
@@ -114,18 +173,26 @@ def render(doc: dict[str, Any]) -> str:
         f"Generated by `python benchmarks/bench_input_bits.py` on {doc['date']} (host). {DATASET}, "
         f"hidden {HIDDEN}, the recipe's training with a 15 % validation split (as "
         "benchmarks/bench_accuracy.py), held-out accuracy (%) on the official test file (100 series: one "
-        "series is 1 pp). `fake-quant int8`: the forward QAT trains through at the int8 export's scales; "
+        "series is 1 pp). `int8 symmetric`: the closest symmetric input range alone, as export chose before "
+        "asymmetric ranges; `int8`: the export, whose range may be asymmetric (`zero`: its zero point, empty "
+        "when symmetric); `differ`: held-out series whose int8 decision differs from float's, symmetric / as "
+        "exported. `fake-quant int8`: the forward QAT trains through at the int8 export's scales; "
         "`fake-quant int16 input`: the same with an int16 input at the int16-h export's input scale, h and "
         "weights int8; `int8-x16`: the integer model of that forward, the export with `--input-bits 16` "
         "(golden == the C kernel).",
         "",
-        "| cell | seed | float | int8 | fake-quant int8 | fake-quant int16 input | int8-x16 | int16-h |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| cell | seed | float | int8 symmetric | int8 | fake-quant int8 | fake-quant int16 input | int8-x16 "
+        "| int16-h | zero | differ |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in doc["rows"]:
-        lines.append(f"| {r['cell']} | {r['seed']} | " + " | ".join(f"{r[c]:.1f}" for c in COLUMNS) + " |")
+        lines.append(
+            f"| {r['cell']} | {r['seed']} | "
+            + " | ".join(f"{r[c]:.1f}" for c in COLUMNS)
+            + f" | {r['input_zero']} | {r['differ_symmetric']} / {r['differ']} |"
+        )
     for cell, med in doc["medians"].items():
-        lines.append(f"| {cell} | median | " + " | ".join(f"{med[c]:.1f}" for c in COLUMNS) + " |")
+        lines.append(f"| {cell} | median | " + " | ".join(f"{med[c]:.1f}" for c in COLUMNS) + " | | |")
     lines += ["", doc["reading"], ""]
     return "\n".join(lines)
 
