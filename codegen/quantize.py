@@ -64,6 +64,10 @@ class Calibration:
         ):
             raise ValueError(f"calibration input_zero {zero!r}, not a list of integers")
 
+    def zero_point(self, channels: int) -> np.ndarray:
+        """The int8 input's zero point per channel (int64 [channels]; 0 where the range is symmetric)."""
+        return np.asarray(self.input_zero or [0] * channels, dtype=np.int64)
+
 
 @dataclass
 class IntLayer:
@@ -152,8 +156,7 @@ class IntModel:
     def input_zero(self) -> np.ndarray:
         """The int8 input's zero point per channel (int64 [C], in input LSBs): folded into ``input_mean`` and
         the first layer's bias by ``quantize``, so the kernel never sees it."""
-        zero = self.calibration.input_zero
-        return np.asarray(zero if zero else [0] * self.input_size, dtype=np.int64)
+        return self.calibration.zero_point(self.input_size)
 
     @property
     def input_bits(self) -> int:
@@ -411,7 +414,7 @@ def quantize(
             f"{width} ({model.stack} x {model.input_size}): export it with an int8 input (--hidden-bits 8 "
             "--input-bits 8), or train it with fewer stacked samples"
         )
-    zero = np.asarray(cal.input_zero or [0] * model.input_size, dtype=np.int64)
+    zero = cal.zero_point(model.input_size)
     if len(zero) != model.input_size or (bits == INPUT16_BITS and np.any(zero)):
         raise ValueError(f"input zero point {cal.input_zero}: one per channel, and only for an int8 input")
     cell = cell_type(model.cell)
