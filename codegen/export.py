@@ -20,12 +20,18 @@ from tinylstm.codegen.emit_c import (
     emit_c,
     model_data_bytes,
 )
-from tinylstm.codegen.input_range import calibrated_model
+from tinylstm.codegen.input_range import (
+    AUTO_INPUT_BITS,
+    INPUT16_TOLERANCE,
+    auto_input_model,
+    calibrated_model,
+)
 from tinylstm.codegen.quantize import IntModel, check_input_bits
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
 from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
 from tinylstm.contract.constants import HIDDEN_BITS
+from tinylstm.contract.constants import input_bits as own_input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, load_splits_from_meta, qat_formats
 from tinylstm.trainer.data import load_dataset, split
@@ -154,7 +160,7 @@ def calibration_sequences(fm: FloatModel, train: SequenceSet) -> list[np.ndarray
 
 
 def check_options(
-    source: ModelSource, name: str, layout: str, hidden_bits: int, input_bits: int | None = None
+    source: ModelSource, name: str, layout: str, hidden_bits: int, input_bits: int | str | None = None
 ) -> None:
     """Refuse a model path that is a directory, a bad C name, weight layout, hidden state or input before
     anything is loaded or written."""
@@ -167,7 +173,11 @@ def check_options(
     if layout not in LAYOUTS:
         raise TinyLSTMError(f"weight layout {layout!r} must be one of {list(LAYOUTS)}")
     check_format(layout, hidden_bits)
-    check_input_bits(hidden_bits, input_bits)
+    if isinstance(input_bits, str) and input_bits != AUTO_INPUT_BITS:
+        raise TinyLSTMError(
+            f"an input of {input_bits!r} bits: choose --input-bits 8, 16 or {AUTO_INPUT_BITS}"
+        )
+    check_input_bits(hidden_bits, None if isinstance(input_bits, str) else input_bits)
 
 
 @dataclass
@@ -190,22 +200,48 @@ def qat_mismatch(fine_tuned_for: tuple[int, int] | None, m: IntModel) -> str | N
     )
 
 
+def given_input_bits(
+    fine_tuned_for: tuple[int, int] | None, hidden_bits: int, input_bits: int | str | None
+) -> tuple[int | None, str]:
+    """What ``--input-bits`` leaves to ``auto_input_model`` (None) or settles: (the bits, why). ``auto``
+    settles an int16-h model's input (int16) and a quantization-aware model's (what it was fine-tuned for,
+    ``fine_tuned_for`` with the same hidden state)."""
+    if not isinstance(input_bits, str):
+        bits = check_input_bits(hidden_bits, input_bits)
+        return bits, f"int{bits}: " + ("--input-bits" if input_bits is not None else "the hidden state's own")
+    if hidden_bits != HIDDEN_BITS:
+        return own_input_bits(hidden_bits), f"int{own_input_bits(hidden_bits)}: an int16-h model's input"
+    if fine_tuned_for is not None and fine_tuned_for[0] == hidden_bits:
+        return fine_tuned_for[1], f"int{fine_tuned_for[1]}: what the model was fine-tuned for (--qat)"
+    return None, ""
+
+
 def export(
     source: ModelSource,
     out_dir: Path,
     name: str = "model",
     layout: Layout = "w8",
     hidden_bits: int = HIDDEN_BITS,
-    input_bits: int | None = None,
+    input_bits: int | str | None = AUTO_INPUT_BITS,
 ) -> ExportResult:
     """Calibrate ``source`` on its training split, quantize it with an int8 (``hidden_bits`` 8) or int16 (16)
-    hidden state and an input of ``input_bits`` (None: the hidden state's own; 16 with an int8 h: an int16
-    input) and write the C files, the blob, the integer model and the report into ``out_dir``."""
+    hidden state and an input of ``input_bits`` (8, or 16 with an int8 h: an int16 input; None: the hidden
+    state's own; ``auto``: ``auto_input_model`` for an int8 h) and write the C files, the blob, the integer
+    model and the report into ``out_dir``."""
     check_options(source, name, layout, hidden_bits, input_bits)
+    auto = input_bits == AUTO_INPUT_BITS
     loaded = source.load()
     fm = loaded.float_model
     train, test = data_splits(loaded, source.data)
-    m, cal, measured = calibrated_model(fm, calibration_sequences(fm, train), hidden_bits, input_bits)
+    sequences = calibration_sequences(fm, train)
+    bits, reason = given_input_bits(qat_formats(loaded.checkpoint), hidden_bits, input_bits)
+    choice: dict[str, object] = {"rule": "auto" if auto else "given"}
+    if auto and bits is None:
+        m, cal, measured, chosen = auto_input_model(fm, sequences)
+        choice.update(chosen._asdict(), tolerance=INPUT16_TOLERANCE)
+    else:
+        m, cal, measured = calibrated_model(fm, sequences, hidden_bits, bits)
+        choice.update(input_bits=m.input_bits, reason=reason)
     # the drift reference: of the held-out data, or of the training split where none is (trained --test 0)
     reference_data, reference_split = (HELD_OUT, test) if len(test) else (TRAINING, train)
     reference_inputs = [golden.quantize_input(m, np.asarray(s)) for s in reference_split.sequences]
@@ -218,6 +254,8 @@ def export(
         "layout": layout,
         "hidden_bits": m.hidden_bits,
         "input_bits": m.input_bits,
+        # why the input has its width: --input-bits auto's measurement (codegen/input_range.py), or as given
+        "input_choice": choice,
         "readout": m.readout,
         "stack": m.stack,
         "bidirectional": m.bidirectional,

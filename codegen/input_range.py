@@ -33,6 +33,15 @@ seeds 0-2, held-out accuracy, float / symmetric / with the asymmetric candidates
 Everything else of the contract is unchanged: the chosen range is a scale per model and a zero point per
 channel, carried as the input multiplier and mean the kernel already has (``input_mul``, ``input_mean``) and,
 for the zero point, in the first layer's bias (codegen/quantize.py ``_fold_zero``).
+
+Where no int8 range is close enough, the input's width is what is wrong. ``tinylstm export`` (``--input-bits
+auto``, the default for an int8 h: ``auto_input_model``) measures the chosen int8 model's output error on the
+same subsample as a fraction of the float outputs' spread (``relative_error``) and, above
+``INPUT16_TOLERANCE``, quantizes the model with an int16 input too (int8 h and weights:
+docs/integer-contract.md, "int16 input") and keeps whichever comes closer. Measured on the quality panel's
+default models (host, 2026-12-07, seeds 0-2): 0.25-1.6 % on watch, BasicMotions, JapaneseVowels,
+PickupGestureWiimoteZ and UnitTest, 1.0-3.9 % on Covid3Month and CardanoSentiment, and 9.9, 15.9 and 16.4 % on
+ACSF1, whose int16 input gives 8.8, 3.5 and 1.2 %.
 """
 
 from __future__ import annotations
@@ -52,7 +61,8 @@ from tinylstm.codegen.quantize import (
     quantize,
 )
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward
-from tinylstm.contract.constants import INPUT16_BITS
+from tinylstm.contract.constants import HIDDEN_BITS, INPUT16_BITS, INPUT_BITS
+from tinylstm.errors import TinyLSTMError
 
 # the calibrated range times 2^(-j/4), j = 0..7: from the percentile range down to 0.30 of it
 RANGE_FACTORS = tuple(2.0 ** (-j / 4) for j in range(8))
@@ -65,6 +75,10 @@ MAX_STEPS = 2048
 ZERO_PERCENTILES = (0.005, 99.995)
 MAX_VALUES = 200_000
 ZERO_MIN_GAIN = 0.9  # tried where their step is at most this x the symmetric range's (10 % finer or more)
+# --input-bits auto: an int8 model whose outputs differ from the float model's by more than this fraction of
+# the float outputs' spread (``relative_error``) is quantized with an int16 input too, and the closer one kept
+AUTO_INPUT_BITS = "auto"
+INPUT16_TOLERANCE = 0.05
 
 
 def subsample(sequences: list[np.ndarray], stack: int, whole: bool = False) -> list[np.ndarray]:
@@ -115,17 +129,32 @@ class FloatReference:
             ((x * std + mean).astype(np.float32), lengths, float_forward(fm, x, keep=())["y"])
             for x, lengths in _batches(sequences, not fm.bidirectional)
         ]
+        read = [
+            want[b, self._first(n) : n] for _, lengths, want in self.batches for b, n in enumerate(lengths)
+        ]
+        outputs = np.concatenate(read) if read else np.zeros((1, 1))
+        # the float outputs' spread: the RMS of each output about its mean, over the outputs the task reads
+        self.spread = float(np.sqrt(np.mean((outputs - outputs.mean(axis=0)) ** 2)))
+
+    def _first(self, n: int) -> int:
+        """The first output the task reads of a sequence of ``n`` samples: a window's at its last sample."""
+        return n - 1 if self.fm.meta.mode == "window" else 0
+
+    def relative_error(self, err: OutputError) -> float:
+        """``err``'s root mean squared difference as a fraction of the float outputs' spread (0 where the
+        float outputs do not vary and the integer ones equal them)."""
+        rms = float(np.sqrt(err.mse))
+        return rms / self.spread if self.spread > 0 else (0.0 if rms == 0 else float("inf"))
 
     def error(self, m: IntModel) -> OutputError:
         """The integer model's outputs against the float model's, at the outputs the task reads."""
-        window = self.fm.meta.mode == "window"
         classify = self.fm.meta.task == "classification"
         total, count, differ, read = 0.0, 0, 0, 0
         for raw, lengths, want_all in self.batches:
             y, _, _ = golden.run(m, golden.quantize_input(m, raw))
             got_all = np.asarray(y, dtype=np.float64) * m.output_scale
             for b, n in enumerate(lengths):
-                first = n - 1 if window else 0  # a window's output is read at its last sample
+                first = self._first(n)
                 want, got = want_all[b, first:n], got_all[b, first:n]
                 total += float(np.sum((got - want) ** 2))
                 count += want.size
@@ -188,21 +217,33 @@ def candidate_ranges(cal: Calibration, sequences: list[np.ndarray]) -> list[Cali
     return out
 
 
-def choose_input_range(
-    fm: FloatModel, cal: Calibration, sequences: list[np.ndarray], hidden_bits: int
-) -> Calibration:
-    """``cal`` with the input range among ``candidate_ranges`` whose integer model is closest to the float
-    model on a subsample of ``sequences`` (normalised); ties keep the earlier candidate."""
+def reference_for(fm: FloatModel, sequences: list[np.ndarray]) -> FloatReference | None:
+    """The float model's outputs on the subsample of ``sequences`` (normalised) that input choices are judged
+    on; None where no whole stacked step is left."""
     sample = subsample(sequences, fm.stack, whole=fm.bidirectional)
-    if not sample:
-        return cal
-    reference = FloatReference(fm, sample)
+    return FloatReference(fm, sample) if sample else None
+
+
+def closest_range(
+    fm: FloatModel, cal: Calibration, sequences: list[np.ndarray], hidden_bits: int, reference: FloatReference
+) -> tuple[Calibration, OutputError]:
+    """The input range among ``candidate_ranges`` of ``cal`` whose integer model is closest to the float
+    model's outputs in ``reference``, and its error; ties keep the earlier candidate."""
     best, best_err = cal, OutputError(np.inf, np.inf)
     for candidate in candidate_ranges(cal, sequences):
         err = reference.error(quantize(fm, candidate, hidden_bits))
         if err < best_err:
             best, best_err = candidate, err
-    return best
+    return best, best_err
+
+
+def choose_input_range(
+    fm: FloatModel, cal: Calibration, sequences: list[np.ndarray], hidden_bits: int
+) -> Calibration:
+    """``cal`` with the input range among ``candidate_ranges`` whose integer model is closest to the float
+    model on a subsample of ``sequences`` (normalised); ties keep the earlier candidate."""
+    reference = reference_for(fm, sequences)
+    return cal if reference is None else closest_range(fm, cal, sequences, hidden_bits, reference)[0]
 
 
 def whole_input_range(cal: Calibration) -> Calibration:
@@ -226,3 +267,55 @@ def calibrated_model(
     else:
         chosen = choose_input_range(fm, measured, sequences, hidden_bits)
     return quantize(fm, chosen, hidden_bits, bits), chosen, measured
+
+
+class InputChoice(NamedTuple):
+    """Why an ``auto`` export's input has its width (``export-report.json`` ``input_choice``): the output
+    errors as fractions of the float outputs' spread on the calibration subsample (``relative_error``)."""
+
+    input_bits: int
+    int8_error: float | None  # the chosen int8 range's; None where there was nothing to measure on
+    int16_error: float | None  # measured where int8_error exceeds INPUT16_TOLERANCE and an int16 input can be
+    reason: str  # one line: the rule and the numbers that decided
+
+
+def auto_input_model(
+    fm: FloatModel, sequences: list[np.ndarray]
+) -> tuple[IntModel, Calibration, Calibration, InputChoice]:
+    """The int8-h model ``tinylstm export --input-bits auto`` writes: ``calibrated_model``'s with an int8
+    input, unless its outputs differ from the float model's by more than ``INPUT16_TOLERANCE`` of their spread
+    on the calibration subsample and the same model with an int16 input (the whole measured range) comes
+    closer. Returns (model, the calibration it was quantized with, the calibration as measured, why)."""
+    measured = calibrate(fm, sequences)
+    reference = reference_for(fm, sequences)
+    if reference is None:
+        m = quantize(fm, measured, HIDDEN_BITS, INPUT_BITS)
+        return (
+            m,
+            measured,
+            measured,
+            InputChoice(INPUT_BITS, None, None, "int8: no calibration data to judge by"),
+        )
+    cal8, err8 = closest_range(fm, measured, sequences, HIDDEN_BITS, reference)
+    m8, rel8 = quantize(fm, cal8, HIDDEN_BITS, INPUT_BITS), reference.relative_error(err8)
+    said = (
+        f"on the calibration data the int8 input's outputs differ from float by {100 * rel8:.1f} % of their "
+        "spread"
+    )
+    if rel8 <= INPUT16_TOLERANCE:
+        why = f"int8: {said}, within {100 * INPUT16_TOLERANCE:.0f} %"
+        return m8, cal8, measured, InputChoice(INPUT_BITS, rel8, None, why)
+    wide = whole_input_range(measured)
+    try:
+        m16 = quantize(fm, wide, HIDDEN_BITS, INPUT16_BITS)
+    except TinyLSTMError as exc:  # a bidirectional model, or more than MAX_INPUT16 values per step
+        why = (
+            f"int8: {said}, above {100 * INPUT16_TOLERANCE:.0f} %, but an int16 input is not possible: {exc}"
+        )
+        return m8, cal8, measured, InputChoice(INPUT_BITS, rel8, None, why)
+    rel16 = reference.relative_error(reference.error(m16))
+    said = f"{said}, above {100 * INPUT16_TOLERANCE:.0f} %; an int16 input's by {100 * rel16:.1f} %"
+    if rel16 < rel8:
+        why = f"int16: {said} (2 B per input value; --input-bits 8 keeps int8)"
+        return m16, wide, measured, InputChoice(INPUT16_BITS, rel8, rel16, why)
+    return m8, cal8, measured, InputChoice(INPUT_BITS, rel8, rel16, f"int8: {said}, no closer")

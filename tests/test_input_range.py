@@ -1,6 +1,7 @@
 """The int8 input range export chooses (codegen/input_range.py): one of the candidates, the one whose integer
 model is closest to the float model, and the range the exported model and its report carry; an asymmetric
-range's zero point, folded into the first layer's bias exactly."""
+range's zero point, folded into the first layer's bias exactly; and ``--input-bits auto``'s choice between the
+int8 input and an int16 one."""
 
 from __future__ import annotations
 
@@ -14,11 +15,16 @@ import torch
 
 from tinylstm.codegen import golden
 from tinylstm.codegen.blob import from_blob, to_blob
+from tinylstm.codegen.export import given_input_bits
 from tinylstm.codegen.input_range import (
+    INPUT16_TOLERANCE,
     MAX_SEQUENCES,
     MAX_STEPS,
     RANGE_FACTORS,
     ZERO_PERCENTILES,
+    FloatReference,
+    OutputError,
+    auto_input_model,
     calibrated_model,
     candidate_ranges,
     choose_input_range,
@@ -32,6 +38,7 @@ from tinylstm.codegen.random_models import float_model_from_torch
 from tinylstm.codegen.spec import FloatModel, ModelMeta, float_forward
 from tinylstm.codegen.store import JSON, load_int_model, save_int_model
 from tinylstm.contract.cells import cell_type
+from tinylstm.contract.constants import MAX_INPUT16
 from tinylstm.errors import TinyLSTMError
 
 
@@ -275,3 +282,74 @@ def test_a_zero_point_survives_the_export_files_and_the_blob(tmp_path: Path) -> 
     (tmp_path / JSON).write_text(json.dumps(doc))
     with pytest.raises(TinyLSTMError, match=r"damaged \(calibration input_zero \['12', -7\], not a list of"):
         load_int_model(tmp_path)
+
+
+def lognormal(seed: int, n: int = 40, steps: int = 60, sigma: float = 2.0) -> list[np.ndarray]:
+    """Heavy-tailed one-sided series (a power meter's): most values near 0, a long tail to hundreds."""
+    rng = np.random.default_rng(seed)
+    return [rng.lognormal(0, sigma, size=(steps, 2)) - 1 for _ in range(n)]
+
+
+def test_relative_error_is_the_rms_difference_over_the_float_outputs_spread() -> None:
+    fm, data = model("lstm", 0), spiky(0)
+    ref = FloatReference(fm, subsample(data, 1))
+    last = np.stack([float_forward(fm, x[None], keep=())["y"][0, -1] for x in subsample(data, 1)])
+    assert ref.spread == pytest.approx(np.sqrt(np.mean((last - last.mean(axis=0)) ** 2)))
+    assert ref.relative_error(OutputError(0.0, 4 * ref.spread**2)) == pytest.approx(2.0)
+    m = calibrated_model(fm, data, 8)[0]
+    assert ref.relative_error(ref.error(m)) == pytest.approx(
+        np.sqrt(output_error(fm, m, subsample(data, 1)).mse) / ref.spread
+    )
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_auto_takes_an_int16_input_where_the_int8_one_misses_the_tolerance(cell: str) -> None:
+    """On heavy-tailed data the 8-bit input's error is many times the tolerance; the int16 input (the whole
+    measured range, as --input-bits 16 exports it) comes closer, and auto returns exactly that model."""
+    fm, data = model(cell, 0), lognormal(0)
+    m, cal, measured, why = auto_input_model(fm, data)
+    ref = FloatReference(fm, subsample(data, 1))
+    int8 = calibrated_model(fm, data, 8)[0]
+    want = calibrated_model(fm, data, 8, 16)[0]
+    assert why.input_bits == 16 and m.input16 and m.model_hash == want.model_hash
+    assert cal == whole_input_range(measured) and measured == calibrate(fm, data)
+    assert why.int8_error == pytest.approx(ref.relative_error(ref.error(int8)))
+    assert why.int16_error == pytest.approx(ref.relative_error(ref.error(want)))
+    assert why.int8_error > INPUT16_TOLERANCE and why.int16_error < why.int8_error
+    assert why.reason.startswith("int16: ") and f"above {100 * INPUT16_TOLERANCE:.0f} %" in why.reason
+
+
+def test_auto_keeps_the_int8_input_within_the_tolerance() -> None:
+    fm, data = model("gru", 1), [np.random.default_rng(k).normal(size=(60, 2)) * 2 for k in range(20)]
+    m, cal, _, why = auto_input_model(fm, data)
+    int8, int8_cal, _ = calibrated_model(fm, data, 8)
+    assert why.input_bits == 8 and not m.input16 and m.model_hash == int8.model_hash and cal == int8_cal
+    assert why.int8_error is not None and why.int8_error <= INPUT16_TOLERANCE and why.int16_error is None
+    assert why.reason.startswith("int8: ") and f"within {100 * INPUT16_TOLERANCE:.0f} %" in why.reason
+
+
+def test_auto_keeps_the_int8_input_where_an_int16_one_is_not_possible_or_no_closer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no tolerance at all (every int8 error misses it): layer 0 reading more than MAX_INPUT16 values per
+    step cannot take an int16 input, so auto says so and keeps int8; a model whose int16 input errs more keeps
+    int8 too."""
+    monkeypatch.setattr("tinylstm.codegen.input_range.INPUT16_TOLERANCE", 0.0)
+    stack = MAX_INPUT16 // 2 + 1
+    fm = model("gru", 2, stack=stack)
+    m, _, _, why = auto_input_model(fm, lognormal(1, n=6, steps=2 * stack))
+    assert why.input_bits == 8 and not m.input16 and why.int16_error is None
+    assert f"not possible: layer 0 reads at most {MAX_INPUT16} int16 inputs" in why.reason
+    fm, data = model("lstm", 3), [np.random.default_rng(k).normal(size=(60, 2)) for k in range(20)]
+    m, _, _, why = auto_input_model(fm, data)  # its int16 input errs more: the int8 h's error dominates
+    assert why.int8_error is not None and why.int16_error is not None and why.int16_error > why.int8_error
+    assert why.input_bits == 8 and not m.input16 and why.reason.endswith("no closer")
+
+
+def test_auto_settles_what_a_qat_or_int16_h_model_is_for() -> None:
+    assert given_input_bits(None, 8, "auto") == (None, "")
+    assert given_input_bits((8, 16), 8, "auto") == (16, "int16: what the model was fine-tuned for (--qat)")
+    assert given_input_bits((16, 16), 8, "auto") == (None, "")  # fine-tuned for another h: auto measures
+    assert given_input_bits(None, 16, "auto") == (16, "int16: an int16-h model's input")
+    assert given_input_bits((8, 8), 8, 16) == (16, "int16: --input-bits")
+    assert given_input_bits(None, 8, None) == (8, "int8: the hidden state's own")

@@ -163,6 +163,9 @@ def test_user_gru_state_dict_exports_and_is_bit_exact(
         str(tmp_path / "exp"),
     )
     assert code == 0 and "GRU 1x20" in out
+    choice = json.loads((tmp_path / "exp" / "export-report.json").read_text())["input_choice"]
+    assert choice["rule"] == "auto" and f"  input {choice['reason']}\n" in out  # --input-bits auto said why
+    assert choice["reason"].startswith(f"int{choice['input_bits']}: on the calibration data the int8 input")
     code, out, _ = run_cli(
         capsys, "check", str(tmp_path / "exp"), "--min-agreement", "0", "--max-accuracy-drop", "100"
     )

@@ -29,6 +29,7 @@ from tinylstm.arguments import check_fields, checked
 from tinylstm.codegen.emit_c import Layout
 from tinylstm.codegen.export import ModelSource, export_origin
 from tinylstm.codegen.export import export as _export
+from tinylstm.codegen.input_range import AUTO_INPUT_BITS
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.spec import FloatModel
 from tinylstm.codegen.store import load_int_model
@@ -175,13 +176,14 @@ def export(
     name: str = "model",
     layout: Layout | str = "w8",
     hidden_bits: int = HIDDEN_BITS,
-    input_bits: int | None = None,
+    input_bits: int | str | None = AUTO_INPUT_BITS,
 ) -> Export:
     """``tinylstm export``: calibrate ``model`` (a TinyLSTM checkpoint, a state_dict with a description, or a
     pickled module with ``trust_module``) on real data and write the C files, model.tlm and a report into
     ``out`` (default: the model's directory/export). ``layout``: w8 (int8 weights) or w16 (int16-widened);
-    ``hidden_bits``: 8 (int8 Q0.7 hidden state) or 16 (int16 Q0.15); ``input_bits``: 8 or 16 (an int16 input;
-    None: the hidden state's own, int8 for an int8 h)."""
+    ``hidden_bits``: 8 (int8 Q0.7 hidden state) or 16 (int16 Q0.15); ``input_bits``: 8, 16 (an int16 input),
+    None (the hidden state's own) or "auto" (int8 unless an int16 input keeps the outputs materially closer to
+    the float model's: codegen/input_range.py ``auto_input_model``)."""
     if layout in DEPRECATED_LAYOUTS:
         new = DEPRECATED_LAYOUTS[layout]
         warnings.warn(f"layout {layout!r} is now called {new!r}", DeprecationWarning, stacklevel=2)

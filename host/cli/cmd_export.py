@@ -7,6 +7,7 @@ import sys
 
 from tinylstm.api import DEPRECATED_LAYOUTS, export
 from tinylstm.codegen.drift_reference import TRAINING
+from tinylstm.codegen.input_range import AUTO_INPUT_BITS, INPUT16_TOLERANCE
 from tinylstm.contract.cells import cell_type
 from tinylstm.contract.constants import HIDDEN_BITS
 
@@ -51,12 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--input-bits",
-        type=int,
-        choices=[8, 16],
-        default=None,
-        help="the model input: 8 (the default for an int8 h) or 16 (an int16 input with the int8 h and "
-        "weights: keeps the detail an 8-bit input loses on heavy-tailed or high-resolution sensors, for 2 B "
-        "per input value and at most 256 input values per step; an int16-h model's input is always int16; "
+        type=lambda v: v if v == AUTO_INPUT_BITS else int(v),
+        choices=[8, 16, AUTO_INPUT_BITS],
+        default=AUTO_INPUT_BITS,
+        help="the model input: 8, 16 (an int16 input with the int8 h and weights: keeps the detail an "
+        "8-bit input loses on heavy-tailed or high-resolution sensors, for 2 B per input value and at most "
+        "256 input values per step; an int16-h model's input is always int16) or auto (the default: int8 "
+        f"unless its outputs differ from the float model's by more than {100 * INPUT16_TOLERANCE:.0f} %% of "
+        "their spread on the calibration data and an int16 input comes closer; a --qat model's: what it was "
+        "fine-tuned for; "
         'docs/integer-contract.md, "int16 input")',
     )
     p.set_defaults(func=run)
@@ -92,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     frac = f", cell frac bits {r['cell_frac']}" if cell_type(r["cell"]).cell_state else ""  # LSTM's c
     window = f" (the {r['window']}-sample window's inputs included)" if r.get("bidirectional") else ""
     print(f"  model data {r['model_data_bytes']} B, state {r['state_bytes']} B{window}{frac}")
+    if r["input_choice"]["rule"] == AUTO_INPUT_BITS:
+        print(f"  input {r['input_choice']['reason']}")
     print(f"  wrote {', '.join(str(out / f) for f in r['files'])}, {out / 'export-report.json'}")
     for warning in r["warnings"]:
         print(f"WARNING: {warning}")
