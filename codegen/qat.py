@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinylstm.codegen.input_range import calibrated_model
+from tinylstm.codegen.input_range import InputChoice, auto_input_model, calibrated_model
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.source import from_rnn, model_meta
 from tinylstm.codegen.spec import FloatModel, ModelMeta, by_length, normalise
@@ -119,6 +119,15 @@ def ranges_for(
 
     fm = from_rnn(model.rnn, model.head, meta, model.readout, model.stack)
     return ranges_of(calibrated_model(fm, calibration_sequences(fm, train), hidden_bits, input_bits)[0])
+
+
+def auto_input_choice(model: TinyRNN, meta: ModelMeta, train: SequenceSet) -> InputChoice:
+    """The input ``tinylstm export --input-bits auto`` would give ``model`` (int8 h) now, and why
+    (codegen/input_range.py ``auto_input_model``)."""
+    from tinylstm.codegen.export import calibration_sequences
+
+    fm = from_rnn(model.rnn, model.head, meta, model.readout, model.stack)
+    return auto_input_model(fm, calibration_sequences(fm, train))[3]
 
 
 class Table:
@@ -364,6 +373,10 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
         raise TinyLSTMError("quantization-aware training of a bidirectional model is not built yet")
     bits, in_bits = config.qat_hidden_bits, config.qat_input_bits
     mm = model_meta(run.meta)
+    # --qat-input-bits left out on an int8 h: the input the export would choose for the float model, which the
+    # export then keeps (codegen/export.py given_input_bits)
+    choice = auto_input_choice(model, mm, run.train_set) if in_bits is None and bits == HIDDEN_BITS else None
+    in_bits = choice.input_bits if choice else in_bits
     net = FakeQuantRNN(model, ranges_for(model, mm, run.train_set, bits, in_bits))
 
     def scores_of(m: nn.Module) -> dict[str, float]:
@@ -405,6 +418,7 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
         "epochs": config.qat_epochs,
         "hidden_bits": bits,
         "input_bits": net.ranges.input_bits or input_bits(bits),
+        "input_choice": choice.reason if choice else "given",
         "epochs_run": len(qat_history["train_loss"]),
         "best_epoch": best_epoch,
         "first_epoch": first,

@@ -6,6 +6,7 @@ an export that passes check."""
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,10 @@ def test_qat_for_an_int16_input(tmp_path: Path, capsys: pytest.CaptureFixture[st
     # export says it first, as check does
     assert exported[16] == [] and exported[8] == [w for w in reports[8]["warnings"] if "fine-tuned for" in w]
     assert main(["export", str(tmp_path / "r" / "model.pt"), "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out  # the default (--input-bits auto) keeps what the model was fine-tuned for
+    assert "input int16: what the model was fine-tuned for (--qat)" in out and "WARNING" not in out
+    model = str(tmp_path / "r" / "model.pt")
+    assert main(["export", model, "--input-bits", "8", "--out", str(tmp_path / "cli8")]) == 0
     assert f"WARNING: {exported[8][0]}" in capsys.readouterr().out
     training = reports[16]["model"]["training"]
     assert (training["kind"], training["hidden_bits"], training["input_bits"]) == ("qat", 8, 16)
@@ -186,6 +191,39 @@ def test_qat_improves_the_integer_model_where_it_selects_of_a_hidden_8_model(tmp
     assert "qat_forward" not in q_ptq
     # the fake-quantized test accuracy after fine-tuning is what the integer export measures
     assert abs(100 * after["test"] - q_qat["int8"]) <= 0.5, (after, q_qat)
+
+
+def test_qat_fine_tunes_for_the_input_export_would_choose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--qat` without `--qat-input-bits` on the int8 h fine-tunes for the input `export --input-bits auto`
+    chooses for the float model (the same float model trained without QAT, on the same validation split,
+    measures the same numbers), says so, and the default export keeps that input without a warning."""
+    rng = np.random.default_rng(1)
+    y = np.arange(60) % 2
+    # heavy-tailed: the int8 input's error is twice the tolerance (about 11 % of the outputs' spread), the
+    # int16 input's lower (about 8 %)
+    X = (rng.lognormal(0, 2, size=(60, 10, 2)) - 1).astype(np.float32) + y[:, None, None] * 0.5
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--hidden", "4", "--epochs", "2", "--quiet"]
+    assert main([*argv, "--qat", "--qat-epochs", "1", "--out", str(tmp_path / "q")]) == 0
+    out = capsys.readouterr().out
+    qat = json.loads((tmp_path / "q" / "metrics.json").read_text())["qat"]
+    assert qat["input_bits"] == 16 and qat["input_choice"].startswith(
+        "int16: on the calibration data the int8"
+    )
+    assert f"  input {qat['input_choice']}\n" in out
+    assert main([*argv, "--val", "0.15", "--out", str(tmp_path / "f")]) == 0
+    float_choice = export(ModelSource(str(tmp_path / "f" / "model.pt")), tmp_path / "fe").report[
+        "input_choice"
+    ]
+    assert (float_choice["reason"], float_choice["input_bits"]) == (qat["input_choice"], qat["input_bits"])
+    report = export(ModelSource(str(tmp_path / "q" / "model.pt")), tmp_path / "qe").report
+    assert report["input_bits"] == qat["input_bits"] and report["warnings"] == []
+    assert (
+        report["input_choice"]["reason"]
+        == f"int{qat['input_bits']}: what the model was fine-tuned for (--qat)"
+    )
 
 
 @pytest.mark.parametrize("augment", [True, False], ids=["augment", "no-augment"])

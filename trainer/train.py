@@ -86,7 +86,8 @@ class TrainConfig:
     qat_epochs: int = 0  # quantization-aware fine-tuning after float training (codegen/qat.py); 0: none
     qat_lr: float | None = None  # its learning rate; None: lr / 10
     qat_hidden_bits: int = 8  # the hidden state QAT mirrors: the one `tinylstm export --hidden-bits` will use
-    # the input QAT mirrors, as `tinylstm export --input-bits` will quantize it; None: the hidden state's own
+    # the input QAT mirrors, as `tinylstm export --input-bits` will quantize it; None: an int16-h model's own,
+    # on an int8 h what `export --input-bits auto` chooses for the float model (codegen/qat.py finetune)
     qat_input_bits: int | None = None
     # a backward stack over each window (window classification on windows of one length; trainer/models.py)
     bidirectional: bool = False

@@ -150,7 +150,8 @@ def register(subparsers: Any) -> None:
         type=int,
         choices=[8, 16],
         help="with --qat: the input to fine-tune for, as `tinylstm export --input-bits` will quantize it "
-        "(default: the hidden state's own, int8 for an int8 h)",
+        "(default: an int16-h model's int16; for an int8 h what `export --input-bits auto` chooses for the "
+        "float model, which the export then keeps)",
     )
     p.add_argument("--out", default="runs/latest", help="output directory (default: runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -237,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
             f"{after:.4g} (best epoch {qat['best_epoch']} of {qat['epochs_run']}, {qat['seconds']:.1f} s; "
             f"lr {qat['lr']:.3g}, weight decay {qat['weight_decay']:g}, augmentation: {qat['augment']})"
         )
+        if qat.get("input_choice", "given") != "given":  # --qat-input-bits left to export's rule
+            print(f"  input {qat['input_choice']}")
     for path in (result.checkpoint_path, result.curves_path, result.metrics_path):
         print(f"wrote {path}")
     return 0

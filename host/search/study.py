@@ -51,6 +51,7 @@ from tinylstm.contract.constants import (
     MAX_LAYERS,
     MAX_STACK,
 )
+from tinylstm.contract.constants import input_bits as model_input_bits
 from tinylstm.contract.readouts import READOUTS
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import Board, get_board
@@ -114,10 +115,10 @@ class Architecture:
     input16: bool = False  # an int16 input on the int8 h (export --input-bits 16; docs/integer-contract.md)
 
     @property
-    def input_bits(self) -> int | None:
-        """What export and QAT take as ``input_bits``: 16 for an int16 input on the int8 h, else None (the
-        hidden state's own input)."""
-        return INPUT16_BITS if self.input16 else None
+    def input_bits(self) -> int:
+        """What export and QAT take as ``input_bits``: 16 for an int16 input (on the int8 h, or an int16-h
+        model's), else 8; never export's ``auto``, which could widen an architecture the study has priced."""
+        return model_input_bits(self.hidden_bits, self.input16)
 
     @property
     def key(self) -> str:
