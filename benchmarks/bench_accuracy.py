@@ -43,7 +43,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from tinylstm.codegen.export import ModelSource, export
+from tinylstm.codegen.input_range import AUTO_INPUT_BITS
 from tinylstm.codegen.qat import finetune
+from tinylstm.contract.constants import INPUT16_BITS, INPUT_BITS
 from tinylstm.host.analysis.check import held_out_quality
 from tinylstm.host.boards import get_board
 from tinylstm.host.search.cost import architecture_cost
@@ -110,15 +112,22 @@ def row(
         "dataset": name, "task": train.task, "cell": cell, "hidden": hidden, "seed": seed
     }  # fmt: skip
     started = time.perf_counter()
+    # PTQ and QAT as `export` and `train --qat` do by default: the input's width by --input-bits auto (QAT
+    # fine-tunes for what export chooses for the float model, and export keeps it); x16 with an int16 input
     for kind, qat, input_bits in (("ptq", 0, None), ("qat", qat_epochs, None), ("qatx16", qat_epochs, 16)):
         config = TrainConfig(**{**base.__dict__, "qat_epochs": qat, "qat_input_bits": input_bits})
         run = fit(train, config, work / kind, test, finetune=finetune)
         base.readout = run.meta.readout
-        exp = export(ModelSource(str(run.checkpoint_path)), work / f"{kind}-export", input_bits=input_bits)
+        exp = export(
+            ModelSource(str(run.checkpoint_path)),
+            work / f"{kind}-export",
+            input_bits=input_bits or AUTO_INPUT_BITS,
+        )
         q = _quality(work / f"{kind}-export")
         result[f"float_{kind}"] = _sig(q["float"])
         result[f"int8_{kind}"] = _sig(q["int"])
         result[f"int8_{kind}_pct_std"] = q["pct_std"]
+        result[f"{kind}_input_bits"] = int(exp.report["input_bits"])
         if qat:
             result[f"{kind}_best_epoch"] = run.metrics["qat"]["best_epoch"]
             continue
@@ -139,7 +148,7 @@ def row(
     board = get_board(BOARD)
     shape = (board, cell, 1, train.num_channels, hidden, train.output_size, train.classes)
     path = {"readout": result["readout"], "stack": result["stack"]}  # what the model's step runs
-    cost = architecture_cost(*shape, **path)
+    cost = architecture_cost(*shape, **path, input16=result["ptq_input_bits"] == INPUT16_BITS)
     cost16 = architecture_cost(*shape, hidden_bits=16, **path)
     result |= {
         "flash_bytes": result["model_data_bytes"] + cost.code_bytes,
@@ -197,6 +206,12 @@ def _opt(r: dict[str, Any], key: str, fmt: str) -> str:
     return "–" if r.get(key) is None else format(r[key], fmt)
 
 
+def _inputs(r: dict[str, Any]) -> str:
+    """The input width the seeds' exports chose (--input-bits auto), with how many chose each."""
+    names = [f"int{b}" for b in r.get("inputs", [INPUT_BITS])]
+    return ", ".join(f"{n} x{names.count(n)}" if len(set(names)) > 1 else n for n in sorted(set(names)))
+
+
 def render_md(res: dict[str, Any]) -> str:
     cls = [r for r in res["rows"] if r["task"] == "classification"]
     reg = [r for r in res["rows"] if r["task"] != "classification"]
@@ -207,15 +222,16 @@ def render_md(res: dict[str, Any]) -> str:
         "",
         "## Classification (held-out accuracy, %)",
         "",
-        "| dataset | cell | hidden | float | int8 PTQ | int8 QAT | int8-x16 PTQ | int8-x16 QAT | int16-h "
-        "| PTQ drop | QAT drop | x16 PTQ drop | x16 QAT drop | int16-h drop "
+        "| dataset | cell | hidden | input | float | int8 PTQ | int8 QAT | int8-x16 PTQ | int8-x16 QAT "
+        "| int16-h | PTQ drop | QAT drop | x16 PTQ drop | x16 QAT drop | int16-h drop "
         "| flash B (int16-h) | RAM B (int16-h) | M4 instr/step (int16-h) | TFLite int8 "
         "| TFLite file / arena B | TFLite µs/step |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in cls:
         lines.append(
-            f"| {r['dataset']} | {r['cell']} | {r['hidden']} | {r['float']:.2f} | {r['int8_ptq']:.2f} | "
+            f"| {r['dataset']} | {r['cell']} | {r['hidden']} | {_inputs(r)} | {r['float']:.2f} | "
+            f"{r['int8_ptq']:.2f} | "
             f"{r['int8_qat']:.2f} | {_opt(r, 'int8x16', '.2f')} | {_opt(r, 'int8x16_qat', '.2f')} | "
             f"{r['int16h']:.2f} | {r['ptq_drop_pp']:+.2f} | {r['qat_drop_pp']:+.2f} | "
             f"{_opt(r, 'x16_drop_pp', '+.2f')} | {_opt(r, 'x16_qat_drop_pp', '+.2f')} | "
@@ -227,13 +243,15 @@ def render_md(res: dict[str, Any]) -> str:
         "",
         "## Regression (held-out RMSE in the target's units; increase over float in % of the target std)",
         "",
-        "| dataset | cell | hidden | float | int8 PTQ | int8 QAT | int16-h | PTQ +% std | int16-h +% std "
-        "| flash B (int16-h) | RAM B (int16-h) | TFLite int8 | TFLite file / arena B | TFLite µs/step |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | cell | hidden | input | float | int8 PTQ | int8 QAT | int16-h | PTQ +% std "
+        "| int16-h +% std | flash B (int16-h) | RAM B (int16-h) | TFLite int8 | TFLite file / arena B "
+        "| TFLite µs/step |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reg:
         lines.append(
-            f"| {r['dataset']} | {r['cell']} | {r['hidden']} | {r['float']:.4g} | {r['int8_ptq']:.4g} | "
+            f"| {r['dataset']} | {r['cell']} | {r['hidden']} | {_inputs(r)} | {r['float']:.4g} | "
+            f"{r['int8_ptq']:.4g} | "
             f"{r['int8_qat']:.4g} | {r['int16h']:.4g} | {r['int8_ptq_pct_std']:+.3f} | "
             f"{r['int16h_pct_std']:+.3f} | {r['flash_bytes']} ({r['int16h_flash_bytes']}) | "
             f"{r['ram_bytes']} ({r['int16h_ram_bytes']}) | "
@@ -241,7 +259,13 @@ def render_md(res: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Reading the tables: the QAT column fine-tunes more epochs through the integer contract after the "
+        "Reading the tables: int8 PTQ and QAT are the int8 weights and hidden state as `tinylstm export` and "
+        "`train --qat` give them by default, the input's width by --input-bits auto "
+        '(docs/integer-contract.md, "int16 input": an int16 input where the 8-bit one keeps the outputs '
+        "more than 5 % of their spread from float's and the int16 one comes closer; QAT fine-tunes for what "
+        "export chooses for the float model); `input` says what the seeds' exports chose, and the flash, RAM "
+        "and instructions are the "
+        "first seed's. The QAT column fine-tunes more epochs through the integer contract after the "
         "float training, so part of a QAT gain can be that extra training, not quantization awareness. "
         "One held-out sequence is 1 pp on ACSF1 (100), 2 pp on PickupGestureWiimoteZ (50) and 4.5 pp on "
         "UnitTest (22). ACSF1's drops come from its 8-bit input (docs/integer-contract.md, Input). A stacked "
@@ -400,6 +424,7 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out[key] = _median(values) if values else None
     out["seeds"] = [r["seed"] for r in runs]
     out["readouts"] = [r["readout"] for r in runs]
+    out["inputs"] = [r.get("ptq_input_bits", INPUT_BITS) for r in runs]  # rows before auto: int8
     out["qat_best_epoch"] = [r["qat_best_epoch"] for r in runs]
     out["qatx16_best_epoch"] = [r.get("qatx16_best_epoch") for r in runs]
     scored = [r["tflite"]["value"] for r in runs if "value" in (r.get("tflite") or {})]
@@ -465,6 +490,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "epochs": epochs,
         "qat_epochs": qat_epochs,
+        "input_bits": AUTO_INPUT_BITS,
     }  # what a reusable row was run with
     done = _finished_rows(args.rows, run)
     with tempfile.TemporaryDirectory(prefix="tinylstm-acc-") as tmp:

@@ -106,7 +106,7 @@ def row(train: Any, test: Any, cell: str, seed: int, work: Path) -> dict[str, An
     started = time.perf_counter()
     config = TrainConfig(cell=cell, hidden=HIDDEN, val=0.15, progress=False, seed=seed)
     run = fit(train, config, work / "run", test)
-    export(ModelSource(str(run.checkpoint_path)), work / "int8")
+    export(ModelSource(str(run.checkpoint_path)), work / "int8", input_bits=8)  # not auto: the int8 input
     export(ModelSource(str(run.checkpoint_path)), work / "int16h", hidden_bits=16)
     export(ModelSource(str(run.checkpoint_path)), work / "int8x16", input_bits=16)
     q8, q16 = held_out_quality(work / "int8"), held_out_quality(work / "int16h")
