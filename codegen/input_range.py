@@ -38,10 +38,11 @@ Where no int8 range is close enough, the input's width is what is wrong. ``tinyl
 auto``, the default for an int8 h: ``auto_input_model``) measures the chosen int8 model's output error on the
 same subsample as a fraction of the float outputs' spread (``relative_error``) and, above
 ``INPUT16_TOLERANCE``, quantizes the model with an int16 input too (int8 h and weights:
-docs/integer-contract.md, "int16 input") and keeps whichever comes closer. Measured on the quality panel's
-default models (host, 2026-12-07, seeds 0-2): 0.25-1.6 % on watch, BasicMotions, JapaneseVowels,
-PickupGestureWiimoteZ and UnitTest, 1.0-3.9 % on Covid3Month and CardanoSentiment, and 9.9, 15.9 and 16.4 % on
-ACSF1, whose int16 input gives 8.8, 3.5 and 1.2 %.
+docs/integer-contract.md, "int16 input") and keeps whichever comes closer. Measured on the default recipe's
+models of the quality panel's sets (host, 2026-12-07, seeds 0-2; watch windowed as bench_accuracy.py windows
+it): 0.25-1.6 % on watch, BasicMotions, JapaneseVowels, PickupGestureWiimoteZ and UnitTest, 1.0-3.9 % on
+Covid3Month and CardanoSentiment, and 9.9, 15.9 and 16.4 % on ACSF1, whose int16 input gives 8.8, 3.5 and
+1.2 %.
 """
 
 from __future__ import annotations
