@@ -78,6 +78,7 @@ def one_seed(train: SequenceSet, test: SequenceSet, seed: int, work: Path, price
             "int8": integer_score(work / f"{kind}-export", test),
             "float": 100.0 * float(run.metrics["test_accuracy"]),
             "model_data_bytes": int(exp.report["model_data_bytes"]),
+            "input_bits": int(exp.report["input_bits"]),  # --input-bits auto's choice (int8 if bidirectional)
             "readout": run.meta.readout,
             "stack": run.meta.stack,
             "seconds": round(time.perf_counter() - t0, 1),

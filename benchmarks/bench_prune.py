@@ -43,9 +43,15 @@ GOAL_DROP_PP = 0.5
 GOAL_SAVED = 0.30
 
 
-def scored(checkpoint: Path, test: SequenceSet, work: Path) -> tuple[float, int]:
+def scored(checkpoint: Path, test: SequenceSet, work: Path, seconds: float) -> dict[str, Any]:
+    """The default export's held-out int8 score, model data bytes and input width (--input-bits auto)."""
     exp = export(ModelSource(str(checkpoint)), work)
-    return integer_score(work, test), int(exp.report["model_data_bytes"])
+    return {
+        "int8": integer_score(work, test),
+        "bytes": int(exp.report["model_data_bytes"]),
+        "input_bits": int(exp.report["input_bits"]),
+        "seconds": seconds,
+    }
 
 
 def one_seed(
@@ -53,17 +59,20 @@ def one_seed(
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     run = fit(train, TrainConfig(seed=seed, progress=False), work / "default", test)
-    acc, size = scored(run.checkpoint_path, test, work / "default-export")
-    out: dict[str, Any] = {"default": {"int8": acc, "bytes": size, "seconds": time.perf_counter() - t0}}
+    out: dict[str, Any] = {
+        "default": scored(run.checkpoint_path, test, work / "default-export", time.perf_counter() - t0)
+    }
     for h in sizes:
         t0 = time.perf_counter()
         prune_checkpoint(run.checkpoint_path, work / f"pruned-{h}", PruneTarget(hidden=h))
-        acc, size = scored(work / f"pruned-{h}" / "model.pt", test, work / f"pruned-{h}-export")
-        out[f"pruned-{h}"] = {"int8": acc, "bytes": size, "seconds": time.perf_counter() - t0}
+        seconds = time.perf_counter() - t0
+        out[f"pruned-{h}"] = scored(
+            work / f"pruned-{h}" / "model.pt", test, work / f"pruned-{h}-export", seconds
+        )
         t0 = time.perf_counter()
         small = fit(train, TrainConfig(seed=seed, hidden=h, progress=False), work / f"scratch-{h}", test)
-        acc, size = scored(small.checkpoint_path, test, work / f"scratch-{h}-export")
-        out[f"scratch-{h}"] = {"int8": acc, "bytes": size, "seconds": time.perf_counter() - t0}
+        seconds = time.perf_counter() - t0
+        out[f"scratch-{h}"] = scored(small.checkpoint_path, test, work / f"scratch-{h}-export", seconds)
     return out
 
 
