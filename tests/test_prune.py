@@ -239,6 +239,22 @@ def test_a_qat_source_is_priced_at_its_hidden_state_and_its_record_is_not_carrie
     assert exp.report["model_data_bytes"] == report["model_data_bytes"]["after"]
 
 
+def test_a_budget_names_the_input_it_was_priced_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A float source pruned to a board's budget is priced with the int8 input; export's default (auto) could
+    widen it past that budget, so the next step names --input-bits 8."""
+    from tinylstm.host.search.prune import shape_cost
+
+    ckpt = _tiny_run(tmp_path, 30, 10, 8, 1)
+    _, meta = load_checkpoint(ckpt)
+    argv = ["prune", str(ckpt), "--out", str(tmp_path / "small"), "--board", "stm32f405", "--epochs", "1"]
+    assert main([*argv, "--max-flash", str(shape_cost(meta, "stm32f405", 5).flash_bytes)]) == 0
+    assert f"next: tinylstm export {tmp_path / 'small'}/model.pt --input-bits 8\n" in capsys.readouterr().out
+    assert main(["prune", str(ckpt), "--out", str(tmp_path / "h5"), "--hidden", "5", "--epochs", "1"]) == 0
+    assert f"next: tinylstm export {tmp_path / 'h5'}/model.pt\n" in capsys.readouterr().out  # no budget
+
+
 def test_a_qat_source_for_the_int16_input_is_priced_with_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

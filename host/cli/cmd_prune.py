@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
             f"sizes are priced with the int{bits} hidden state and int{in_bits} input it was trained for"
         )
     wide = f" --hidden-bits {bits}" if bits != HIDDEN_BITS else ""
-    wide += f" --input-bits {in_bits}" if bits == HIDDEN_BITS and in_bits != input_bits(bits) else ""
+    # a budget was priced with this input: name it, as export's default (auto) could widen an int8 one
+    named = "board" in report or in_bits != input_bits(bits)
+    wide += f" --input-bits {in_bits}" if bits == HIDDEN_BITS and named else ""
     print(
         f"  wrote {args.out}/model.pt and {args.out}/prune-report.json; "
         f"next: tinylstm export {args.out}/model.pt{wide}"
