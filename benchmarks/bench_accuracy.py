@@ -207,8 +207,9 @@ def _opt(r: dict[str, Any], key: str, fmt: str) -> str:
 
 
 def _inputs(r: dict[str, Any]) -> str:
-    """The input width the seeds' exports chose (--input-bits auto), with how many chose each."""
-    names = [f"int{b}" for b in r.get("inputs", [INPUT_BITS])]
+    """The input width the seeds' exports chose (--input-bits auto), with how many chose each; rows measured
+    before auto had the int8 input."""
+    names = [f"int{b}" if b else f"int{INPUT_BITS} (before auto)" for b in r.get("inputs", [None])]
     return ", ".join(f"{n} x{names.count(n)}" if len(set(names)) > 1 else n for n in sorted(set(names)))
 
 
@@ -424,7 +425,7 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out[key] = _median(values) if values else None
     out["seeds"] = [r["seed"] for r in runs]
     out["readouts"] = [r["readout"] for r in runs]
-    out["inputs"] = [r.get("ptq_input_bits", INPUT_BITS) for r in runs]  # rows before auto: int8
+    out["inputs"] = [r.get("ptq_input_bits") for r in runs]  # None: a row measured before auto (int8)
     out["qat_best_epoch"] = [r["qat_best_epoch"] for r in runs]
     out["qatx16_best_epoch"] = [r.get("qatx16_best_epoch") for r in runs]
     scored = [r["tflite"]["value"] for r in runs if "value" in (r.get("tflite") or {})]
