@@ -115,19 +115,22 @@ def ranges_for(
 ) -> Ranges:
     """The scales ``tinylstm export --hidden-bits <hidden_bits> --input-bits <input_bits>`` would calibrate
     for ``model`` now (codegen/export.py)."""
-    from tinylstm.codegen.export import calibration_sequences
-
-    fm = from_rnn(model.rnn, model.head, meta, model.readout, model.stack)
-    return ranges_of(calibrated_model(fm, calibration_sequences(fm, train), hidden_bits, input_bits)[0])
+    fm, sequences = _as_exported(model, meta, train)
+    return ranges_of(calibrated_model(fm, sequences, hidden_bits, input_bits)[0])
 
 
 def auto_input_choice(model: TinyRNN, meta: ModelMeta, train: SequenceSet) -> InputChoice:
     """The input ``tinylstm export --input-bits auto`` would give ``model`` (int8 h) now, and why
     (codegen/input_range.py ``auto_input_model``)."""
+    return auto_input_model(*_as_exported(model, meta, train))[3]
+
+
+def _as_exported(model: TinyRNN, meta: ModelMeta, train: SequenceSet) -> tuple[FloatModel, list[np.ndarray]]:
+    """``model`` as export reads it now: its float model and the calibration sequences of ``train``."""
     from tinylstm.codegen.export import calibration_sequences
 
     fm = from_rnn(model.rnn, model.head, meta, model.readout, model.stack)
-    return auto_input_model(fm, calibration_sequences(fm, train))[3]
+    return fm, calibration_sequences(fm, train)
 
 
 class Table:
