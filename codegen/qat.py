@@ -119,10 +119,16 @@ def ranges_for(
     return ranges_of(calibrated_model(fm, sequences, hidden_bits, input_bits)[0])
 
 
-def auto_input_choice(model: TinyRNN, meta: ModelMeta, train: SequenceSet) -> InputChoice:
-    """The input ``tinylstm export --input-bits auto`` would give ``model`` (int8 h) now, and why
-    (codegen/input_range.py ``auto_input_model``)."""
-    return auto_input_model(*_as_exported(model, meta, train))[3]
+def first_ranges(
+    model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits: int, input_bits: int | None
+) -> tuple[Ranges, InputChoice | None]:
+    """The scales fine-tuning starts from (``ranges_for``'s). On an int8 h with ``input_bits`` left out, those
+    of the input ``tinylstm export --input-bits auto`` would give ``model`` now, with that choice and why
+    (codegen/input_range.py ``auto_input_model``), from the same calibration; else the choice is None."""
+    if input_bits is not None or hidden_bits != HIDDEN_BITS:
+        return ranges_for(model, meta, train, hidden_bits, input_bits), None
+    m, _, _, choice = auto_input_model(*_as_exported(model, meta, train))
+    return ranges_of(m), choice
 
 
 def _as_exported(model: TinyRNN, meta: ModelMeta, train: SequenceSet) -> tuple[FloatModel, list[np.ndarray]]:
@@ -378,9 +384,9 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
     mm = model_meta(run.meta)
     # --qat-input-bits left out on an int8 h: the input the export would choose for the float model, which the
     # export then keeps (codegen/export.py given_input_bits)
-    choice = auto_input_choice(model, mm, run.train_set) if in_bits is None and bits == HIDDEN_BITS else None
+    ranges, choice = first_ranges(model, mm, run.train_set, bits, in_bits)
     in_bits = choice.input_bits if choice else in_bits
-    net = FakeQuantRNN(model, ranges_for(model, mm, run.train_set, bits, in_bits))
+    net = FakeQuantRNN(model, ranges)
 
     def scores_of(m: nn.Module) -> dict[str, float]:
         return {name: evaluate(m, d, run.target_norm).metric for name, d in splits.items() if d is not None}
