@@ -179,12 +179,13 @@ def channel_values(sequences: list[np.ndarray]) -> np.ndarray:
     return values
 
 
-def zero_points(values: np.ndarray, scale: float) -> list[int]:
-    """Per channel of ``values`` [N, C] the zero point z whose words, (z - 128 .. z + 127) x ``scale``, clip
-    the least squared error, among those whose range lies inside the channel's ``ZERO_PERCENTILES`` (the
-    middle one where the range is wider than that)."""
+def zero_points(ordered: np.ndarray, scale: float) -> list[int]:
+    """Per channel of ``ordered`` [N, C] (values, each column sorted: ``np.sort(values, axis=0)``, once for
+    every scale tried) the zero point z whose words, (z - 128 .. z + 127) x ``scale``, clip the least squared
+    error, among those whose range lies inside the channel's ``ZERO_PERCENTILES`` (the middle one where the
+    range is wider than that)."""
     zero = []
-    for x in np.sort(values, axis=0).T:
+    for x in ordered.T:
         lo, hi = np.percentile(x, ZERO_PERCENTILES)
         z = np.arange(round(lo / scale) + 128, round(hi / scale) - 127 + 1)
         if not len(z):
@@ -210,10 +211,11 @@ def candidate_ranges(cal: Calibration, sequences: list[np.ndarray]) -> list[Cali
     lo, hi = np.percentile(values, ZERO_PERCENTILES, axis=0)
     width = float(np.max(hi - lo))
     if 0 < width / 255 <= ZERO_MIN_GAIN * cal.input_absmax / 127:
+        ordered = np.sort(values, axis=0)
         for factor in RANGE_FACTORS:
             scale = factor * width / 255
             out.append(
-                dataclasses.replace(cal, input_absmax=scale * 127, input_zero=zero_points(values, scale))
+                dataclasses.replace(cal, input_absmax=scale * 127, input_zero=zero_points(ordered, scale))
             )
     return out
 
