@@ -30,7 +30,7 @@ from tinylstm.codegen.quantize import IntModel, check_input_bits
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
 from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
-from tinylstm.contract.constants import HIDDEN_BITS
+from tinylstm.contract.constants import HIDDEN_BITS, INPUT16_BITS, INPUT_BITS
 from tinylstm.contract.constants import input_bits as own_input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, load_splits_from_meta, qat_formats
@@ -173,7 +173,7 @@ def check_options(
     if layout not in LAYOUTS:
         raise TinyLSTMError(f"weight layout {layout!r} must be one of {list(LAYOUTS)}")
     check_format(layout, hidden_bits)
-    if isinstance(input_bits, str) and input_bits != AUTO_INPUT_BITS:
+    if input_bits not in (None, INPUT_BITS, INPUT16_BITS, AUTO_INPUT_BITS):
         raise TinyLSTMError(
             f"an input of {input_bits!r} bits: choose --input-bits 8, 16 or {AUTO_INPUT_BITS}"
         )

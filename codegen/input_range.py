@@ -59,11 +59,11 @@ from tinylstm.codegen.quantize import (
     calibrate,
     check_input_bits,
     evenly_spaced,
+    input16_unfit,
     quantize,
 )
 from tinylstm.codegen.spec import FloatModel, by_length, float_forward
 from tinylstm.contract.constants import HIDDEN_BITS, INPUT16_BITS, INPUT_BITS
-from tinylstm.errors import TinyLSTMError
 
 # the calibrated range times 2^(-j/4), j = 0..7: from the percentile range down to 0.30 of it
 RANGE_FACTORS = tuple(2.0 ** (-j / 4) for j in range(8))
@@ -80,6 +80,8 @@ ZERO_MIN_GAIN = 0.9  # tried where their step is at most this x the symmetric ra
 # the float outputs' spread (``relative_error``) is quantized with an int16 input too, and the closer one kept
 AUTO_INPUT_BITS = "auto"
 INPUT16_TOLERANCE = 0.05
+# float outputs whose spread is at most this fraction of their RMS do not vary (``FloatReference.varies``)
+VARIES = 1e-6
 
 
 def subsample(sequences: list[np.ndarray], stack: int, whole: bool = False) -> list[np.ndarray]:
@@ -136,16 +138,20 @@ class FloatReference:
         outputs = np.concatenate(read) if read else np.zeros((1, 1))
         # the float outputs' spread: the RMS of each output about its mean, over the outputs the task reads
         self.spread = float(np.sqrt(np.mean((outputs - outputs.mean(axis=0)) ** 2)))
+        # a spread below VARIES of the outputs' RMS is float rounding (a constant input, one sequence): no
+        # scale to judge an error by
+        self.varies = self.spread > VARIES * float(np.sqrt(np.mean(outputs**2)))
 
     def _first(self, n: int) -> int:
         """The first output the task reads of a sequence of ``n`` samples: a window's at its last sample."""
         return n - 1 if self.fm.meta.mode == "window" else 0
 
     def relative_error(self, err: OutputError) -> float:
-        """``err``'s root mean squared difference as a fraction of the float outputs' spread (0 where the
-        float outputs do not vary and the integer ones equal them)."""
-        rms = float(np.sqrt(err.mse))
-        return rms / self.spread if self.spread > 0 else (0.0 if rms == 0 else float("inf"))
+        """``err``'s root mean squared difference as a fraction of the float outputs' spread (where they
+        ``varies``)."""
+        if not self.varies:
+            raise ValueError("the float outputs do not vary: there is no spread to measure an error against")
+        return float(np.sqrt(err.mse)) / self.spread
 
     def error(self, m: IntModel) -> OutputError:
         """The integer model's outputs against the float model's, at the outputs the task reads."""
@@ -277,7 +283,7 @@ class InputChoice(NamedTuple):
     errors as fractions of the float outputs' spread on the calibration subsample (``relative_error``)."""
 
     input_bits: int
-    int8_error: float | None  # the chosen int8 range's; None where there was nothing to measure on
+    int8_error: float | None  # the chosen int8 range's; None: no data, or float outputs that do not vary
     int16_error: float | None  # measured where int8_error exceeds INPUT16_TOLERANCE and an int16 input can be
     reason: str  # one line: the rule and the numbers that decided
 
@@ -300,7 +306,11 @@ def auto_input_model(
             InputChoice(INPUT_BITS, None, None, "int8: no calibration data to judge by"),
         )
     cal8, err8 = closest_range(fm, measured, sequences, HIDDEN_BITS, reference)
-    m8, rel8 = quantize(fm, cal8, HIDDEN_BITS, INPUT_BITS), reference.relative_error(err8)
+    m8 = quantize(fm, cal8, HIDDEN_BITS, INPUT_BITS)
+    if not reference.varies:
+        why = "int8: the float model's outputs do not vary on the calibration data, so no error can be judged"
+        return m8, cal8, measured, InputChoice(INPUT_BITS, None, None, why)
+    rel8 = reference.relative_error(err8)
     said = (
         f"on the calibration data the int8 input's outputs differ from float by {100 * rel8:.1f} % of their "
         "spread"
@@ -308,14 +318,13 @@ def auto_input_model(
     if rel8 <= INPUT16_TOLERANCE:
         why = f"int8: {said}, within {100 * INPUT16_TOLERANCE:.0f} %"
         return m8, cal8, measured, InputChoice(INPUT_BITS, rel8, None, why)
-    wide = whole_input_range(measured)
-    try:
-        m16 = quantize(fm, wide, HIDDEN_BITS, INPUT16_BITS)
-    except TinyLSTMError as exc:  # a bidirectional model, or more than MAX_INPUT16 values per step
-        why = (
-            f"int8: {said}, above {100 * INPUT16_TOLERANCE:.0f} %, but an int16 input is not possible: {exc}"
-        )
+    unfit = input16_unfit(fm)
+    if unfit:
+        why = f"int8: {said}, above {100 * INPUT16_TOLERANCE:.0f} %, but an int16 input is not possible: "
+        why += unfit
         return m8, cal8, measured, InputChoice(INPUT_BITS, rel8, None, why)
+    wide = whole_input_range(measured)
+    m16 = quantize(fm, wide, HIDDEN_BITS, INPUT16_BITS)
     rel16 = reference.relative_error(reference.error(m16))
     said = f"{said}, above {100 * INPUT16_TOLERANCE:.0f} %; an int16 input's by {100 * rel16:.1f} %"
     if rel16 < rel8:

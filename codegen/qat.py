@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinylstm.codegen.input_range import InputChoice, auto_input_model, calibrated_model
+from tinylstm.codegen.input_range import AUTO_INPUT_BITS, InputChoice, auto_input_model, calibrated_model
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.source import from_rnn, model_meta
 from tinylstm.codegen.spec import FloatModel, ModelMeta, by_length, normalise
@@ -122,13 +122,20 @@ def ranges_for(
 def first_ranges(
     model: TinyRNN, meta: ModelMeta, train: SequenceSet, hidden_bits: int, input_bits: int | None
 ) -> tuple[Ranges, InputChoice | None]:
-    """The scales fine-tuning starts from (``ranges_for``'s). On an int8 h with ``input_bits`` left out, those
-    of the input ``tinylstm export --input-bits auto`` would give ``model`` now, with that choice and why
-    (codegen/input_range.py ``auto_input_model``), from the same calibration; else the choice is None."""
-    if input_bits is not None or hidden_bits != HIDDEN_BITS:
+    """The scales fine-tuning starts from (``ranges_for``'s) and, with ``input_bits`` left out, the input
+    ``tinylstm export --input-bits auto`` would give ``model`` now and why: an int16-h model's own, or on an
+    int8 h what codegen/input_range.py ``auto_input_model`` measures, from the same calibration as the scales.
+    The choice is None where ``input_bits`` is given."""
+    from tinylstm.codegen.export import given_input_bits
+
+    if input_bits is not None:
         return ranges_for(model, meta, train, hidden_bits, input_bits), None
-    m, _, _, choice = auto_input_model(*_as_exported(model, meta, train))
-    return ranges_of(m), choice
+    settled, why = given_input_bits(None, hidden_bits, AUTO_INPUT_BITS)
+    if settled is not None:
+        choice = InputChoice(settled, None, None, why)
+        return ranges_for(model, meta, train, hidden_bits, settled), choice
+    m, _, _, measured = auto_input_model(*_as_exported(model, meta, train))
+    return ranges_of(m), measured
 
 
 def _as_exported(model: TinyRNN, meta: ModelMeta, train: SequenceSet) -> tuple[FloatModel, list[np.ndarray]]:
@@ -382,8 +389,8 @@ def finetune(run: FinetuneRun) -> dict[str, Any]:
         raise TinyLSTMError("quantization-aware training of a bidirectional model is not built yet")
     bits, in_bits = config.qat_hidden_bits, config.qat_input_bits
     mm = model_meta(run.meta)
-    # --qat-input-bits left out on an int8 h: the input the export would choose for the float model, which the
-    # export then keeps (codegen/export.py given_input_bits)
+    # --qat-input-bits left out: the input the export would choose for the float model, which the export then
+    # keeps (codegen/export.py given_input_bits)
     ranges, choice = first_ranges(model, mm, run.train_set, bits, in_bits)
     in_bits = choice.input_bits if choice else in_bits
     net = FakeQuantRNN(model, ranges)

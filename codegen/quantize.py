@@ -393,6 +393,19 @@ def check_input_bits(hidden_bits: int, bits: int | None) -> int:
     return bits
 
 
+def input16_unfit(model: FloatModel) -> str | None:
+    """Why ``model`` cannot take an int16 input (with either hidden state), or None when it can."""
+    if model.backward:
+        return "a bidirectional model keeps an int8 hidden state and input (the int16 ones are for streams)"
+    width = model.stack * model.input_size
+    if width > MAX_INPUT16:
+        return (
+            f"layer 0 reads at most {MAX_INPUT16} int16 inputs per step (its int32 sums), this model "
+            f"{width} ({model.stack} x {model.input_size})"
+        )
+    return None
+
+
 def quantize(
     model: FloatModel, cal: Calibration, hidden_bits: int = HIDDEN_BITS, input_bits: int | None = None
 ) -> IntModel:
@@ -402,18 +415,10 @@ def quantize(
     model.validate()
     bits = check_input_bits(hidden_bits, input_bits)
     wide = hidden_bits == HIDDEN16_BITS
-    if bits == INPUT16_BITS and model.backward:
-        raise TinyLSTMError(
-            "a bidirectional model keeps an int8 hidden state and input (the int16 ones are for streams): "
-            "export it with --hidden-bits 8 --input-bits 8"
-        )
-    width = model.stack * model.input_size
-    if bits == INPUT16_BITS and width > MAX_INPUT16:
-        raise TinyLSTMError(
-            f"layer 0 reads at most {MAX_INPUT16} int16 inputs per step (its int32 sums), this model "
-            f"{width} ({model.stack} x {model.input_size}): export it with an int8 input (--hidden-bits 8 "
-            "--input-bits 8), or train it with fewer stacked samples"
-        )
+    unfit = input16_unfit(model) if bits == INPUT16_BITS else None
+    if unfit:
+        fix = "" if model.backward else ", or train it with fewer stacked samples"
+        raise TinyLSTMError(f"{unfit}: export it with an int8 input (--hidden-bits 8 --input-bits 8){fix}")
     zero = cal.zero_point(model.input_size)
     if len(zero) != model.input_size or (bits == INPUT16_BITS and np.any(zero)):
         raise ValueError(f"input zero point {cal.input_zero}: one per channel, and only for an int8 input")

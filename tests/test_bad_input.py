@@ -464,6 +464,14 @@ def case_export_out_is_a_file(tmp: Path, good: Path) -> Case:
     )
 
 
+def case_export_input_bits_not_a_width(tmp: Path, good: Path) -> Case:
+    return Case(
+        ["export", str(good / "run" / "model.pt"), "--input-bits", "12", "--out", str(tmp / "out")],
+        "'12' is not an input width: choose 8, 16 or auto",
+        tmp / "out",
+    )
+
+
 def case_export_out_not_writable(tmp: Path, good: Path) -> Case:
     return Case(
         ["export", str(good / "run" / "model.pt"), "--out", "/proc/tinylstm-export"],
@@ -1126,6 +1134,11 @@ def test_the_api_refuses_in_one_line_and_writes_nothing(good: Path, tmp_path: Pa
 
     with pytest.raises(tinylstm.TinyLSTMError, match="weight layout 'x' must be one of"):
         tinylstm.export(good / "run" / "model.pt", tmp_path / "e", layout="x")
+    for bits in (12, "eight"):
+        with pytest.raises(
+            tinylstm.TinyLSTMError, match=f"an input of {bits!r} bits: choose --input-bits 8, 16 or auto"
+        ):
+            tinylstm.export(good / "run" / "model.pt", tmp_path / "e", input_bits=bits)  # type: ignore[arg-type]
     assert not (tmp_path / "e").exists()
     exp = _edit_int_model(good, tmp_path, stack=0)
     with pytest.raises(tinylstm.TinyLSTMError, match=r"damaged \(stack 0, not 1 to 255\)"):

@@ -303,6 +303,30 @@ def test_relative_error_is_the_rms_difference_over_the_float_outputs_spread() ->
     )
 
 
+@pytest.mark.parametrize("case", ["constant input", "one sequence"])
+def test_auto_keeps_the_int8_input_where_the_float_outputs_do_not_vary(case: str) -> None:
+    """A constant input (its outputs' spread float rounding, not 0) or one window (exactly 0) gives no spread
+    to judge an error by: no percentage (it read 1.6e15 % and inf %, which the report wrote as Infinity),
+    int8."""
+    fm = model("lstm", 0)
+    if case == "constant input":
+        data = [np.full((60, 2), 3.0) for _ in range(20)]
+    else:
+        data = [np.random.default_rng(0).normal(size=(60, 2))]
+    ref = FloatReference(fm, subsample(data, 1))
+    assert not ref.varies
+    with pytest.raises(ValueError, match="do not vary"):
+        ref.relative_error(OutputError(0.0, 1.0))
+    m, cal, _, why = auto_input_model(fm, data)
+    int8, int8_cal, _ = calibrated_model(fm, data, 8)
+    assert why.input_bits == 8 and m.model_hash == int8.model_hash and cal == int8_cal
+    assert why.int8_error is None and why.int16_error is None
+    assert (
+        why.reason
+        == "int8: the float model's outputs do not vary on the calibration data, so no error can be judged"
+    )
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_auto_takes_an_int16_input_where_the_int8_one_misses_the_tolerance(cell: str) -> None:
     """On heavy-tailed data the 8-bit input's error is many times the tolerance; the int16 input (the whole
@@ -341,6 +365,7 @@ def test_auto_keeps_the_int8_input_where_an_int16_one_is_not_possible_or_no_clos
     m, _, _, why = auto_input_model(fm, lognormal(1, n=6, steps=2 * stack))
     assert why.input_bits == 8 and not m.input16 and why.int16_error is None
     assert f"not possible: layer 0 reads at most {MAX_INPUT16} int16 inputs" in why.reason
+    assert "export it" not in why.reason  # the export it is part of already took the int8 input
     fm, data = model("lstm", 3), [np.random.default_rng(k).normal(size=(60, 2)) for k in range(20)]
     m, _, _, why = auto_input_model(fm, data)  # its int16 input errs more: the int8 h's error dominates
     assert why.int8_error is not None and why.int16_error is not None and why.int16_error > why.int8_error

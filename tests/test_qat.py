@@ -124,7 +124,8 @@ def test_qat_for_an_int16_input(tmp_path: Path, capsys: pytest.CaptureFixture[st
         main([*argv, "--qat-epochs", "1", "--qat-input-bits", "16", "--quiet", "--out", str(tmp_path / "r")])
         == 0
     )
-    capsys.readouterr()
+    assert "  input " not in capsys.readouterr().out  # given, not chosen
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["qat"]["input_choice"] == "given"
     reports, exported = {}, {}
     for bits in (16, 8):
         exp = export(ModelSource(str(tmp_path / "r" / "model.pt")), tmp_path / f"e{bits}", input_bits=bits)
@@ -224,6 +225,22 @@ def test_qat_fine_tunes_for_the_input_export_would_choose(
         report["input_choice"]["reason"]
         == f"int{qat['input_bits']}: what the model was fine-tuned for (--qat)"
     )
+
+
+def test_qat_of_an_int16_h_says_its_input_was_settled_not_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--qat --qat-hidden-bits 16` without `--qat-input-bits`: the int16 h's own int16 input, recorded and
+    printed as export's auto would say it (the record read "given")."""
+    rng = np.random.default_rng(2)
+    y = np.arange(40) % 2
+    np.savez(tmp_path / "d.npz", X=rng.standard_normal((40, 8, 2)).astype(np.float32) + y[:, None, None], y=y)
+    argv = ["train", "--data", str(tmp_path / "d.npz"), "--hidden", "4", "--epochs", "2", "--qat"]
+    assert main([*argv, "--qat-epochs", "1", "--qat-hidden-bits", "16", "--out", str(tmp_path / "q")]) == 0
+    qat = json.loads((tmp_path / "q" / "metrics.json").read_text())["qat"]
+    assert (qat["hidden_bits"], qat["input_bits"]) == (16, 16)
+    assert qat["input_choice"] == "int16: an int16-h model's input"
+    assert "  input int16: an int16-h model's input\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("augment", [True, False], ids=["augment", "no-augment"])

@@ -182,8 +182,9 @@ def export(
     pickled module with ``trust_module``) on real data and write the C files, model.tlm and a report into
     ``out`` (default: the model's directory/export). ``layout``: w8 (int8 weights) or w16 (int16-widened);
     ``hidden_bits``: 8 (int8 Q0.7 hidden state) or 16 (int16 Q0.15); ``input_bits``: 8, 16 (an int16 input),
-    None (the hidden state's own) or "auto" (int8 unless an int16 input keeps the outputs materially closer to
-    the float model's: codegen/input_range.py ``auto_input_model``)."""
+    None (the hidden state's own) or "auto" (int8 unless its outputs differ from the float model's by more
+    than 5 % of their spread on the calibration data and an int16 input's come closer:
+    codegen/input_range.py ``auto_input_model``)."""
     if layout in DEPRECATED_LAYOUTS:
         new = DEPRECATED_LAYOUTS[layout]
         warnings.warn(f"layout {layout!r} is now called {new!r}", DeprecationWarning, stacklevel=2)

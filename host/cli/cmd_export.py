@@ -52,8 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--input-bits",
-        type=lambda v: v if v == AUTO_INPUT_BITS else int(v),
-        choices=[8, 16, AUTO_INPUT_BITS],
+        type=input_bits_arg,
         default=AUTO_INPUT_BITS,
         help="the model input: 8, 16 (an int16 input with the int8 h and weights: keeps the detail an "
         "8-bit input loses on heavy-tailed or high-resolution sensors, for 2 B per input value and at most "
@@ -64,6 +63,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         'docs/integer-contract.md, "int16 input")',
     )
     p.set_defaults(func=run)
+
+
+def input_bits_arg(value: str) -> int | str:
+    """``--input-bits``: 8, 16 or auto."""
+    if value in ("8", "16"):
+        return int(value)
+    if value == AUTO_INPUT_BITS:
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is not an input width: choose 8, 16 or {AUTO_INPUT_BITS}")
 
 
 def run(args: argparse.Namespace) -> int:

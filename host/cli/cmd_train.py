@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
             f"{after:.4g} (best epoch {qat['best_epoch']} of {qat['epochs_run']}, {qat['seconds']:.1f} s; "
             f"lr {qat['lr']:.3g}, weight decay {qat['weight_decay']:g}, augmentation: {qat['augment']})"
         )
-        if qat.get("input_choice", "given") != "given":  # --qat-input-bits left to export's rule
+        if qat.get("input_choice", "given") != "given":  # --qat-input-bits left to export's auto
             print(f"  input {qat['input_choice']}")
     for path in (result.checkpoint_path, result.curves_path, result.metrics_path):
         print(f"wrote {path}")
