@@ -945,6 +945,29 @@ def case_train_a_class_whose_only_group_is_held_out(tmp: Path, good: Path) -> Ca
     return Case(argv, "class '2' of", tmp / "o")
 
 
+def case_train_with_a_held_out_class_no_training_sequence_has(tmp: Path, good: Path) -> Case:
+    """Was: trained, and the held-out file's class 'c' (which the training file names but never holds)
+    scored: half the held-out windows could never be right."""
+    rng = np.random.default_rng(0)
+    classes = np.array(["a", "b", "c"])
+    np.savez(tmp / "d.npz", X=rng.standard_normal((20, 12, 1)), y=np.arange(20) % 2, classes=classes)
+    np.savez(
+        tmp / "t.npz", X=rng.standard_normal((6, 12, 1)), y=np.array([2, 2, 2, 0, 0, 1]), classes=classes
+    )
+    argv = [*_train_on(tmp, tmp / "d.npz"), "--test-data", str(tmp / "t.npz")]
+    return Case(
+        argv, "the held-out file 't' holds class 'c', which no training sequence of 'd' has", tmp / "o"
+    )
+
+
+def case_train_on_one_class_of_two_named(tmp: Path, good: Path) -> Case:
+    """Was: trained a one-class model (its held-out score a trivial 100 %): the check counted the classes
+    the file names, not those its labels hold."""
+    x = np.random.default_rng(0).standard_normal((30, 12, 2))
+    np.savez(tmp / "d.npz", X=x, y=np.zeros(30, dtype=np.int64), classes=np.array(["a", "b"]))
+    return Case(_train_on(tmp, tmp / "d.npz"), "holds one class ('a') of the 2 it names", tmp / "o")
+
+
 def case_check_data_that_is_not_the_training_file(tmp: Path, good: Path) -> Case:
     """Was: accepted, and 15 % of it (the recorded split's test part) scored as held-out data."""
     z = np.load(good / "data.npz")

@@ -9,7 +9,7 @@ import pytest
 
 import tinylstm
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.data import Normalizer, load_dataset, load_test_set, split
+from tinylstm.trainer.data import Normalizer, check_training_classes, load_dataset, load_test_set, split
 
 TS_HEADER = (
     "# comment line\n@problemName Toy\n@timeStamps false\n@missing {missing}\n@univariate false\n"
@@ -136,9 +136,11 @@ def test_csv_nan_names_row_and_column(tmp_path: Path) -> None:
         load_dataset(str(path))
 
 
-def test_csv_single_class_rejected(tmp_path: Path) -> None:
-    with pytest.raises(TinyLSTMError, match="at least 2"):
-        load_dataset(str(write_csv(tmp_path, "ax,label\n1,x\n2,x\n")), window=2)
+def test_csv_single_class_rejected_for_training(tmp_path: Path) -> None:
+    """One class loads (a held-out file may hold one) but does not train."""
+    ds = load_dataset(str(write_csv(tmp_path, "ax,label\n1,x\n2,x\n")), window=2)
+    with pytest.raises(TinyLSTMError, match=r"holds one class \('x'\): classification needs .* at least 2"):
+        check_training_classes(ds)
 
 
 def test_csv_unknown_column(tmp_path: Path) -> None:
@@ -384,6 +386,9 @@ def test_an_npz_held_out_file_may_lack_a_class(tmp_path: Path) -> None:
     train = load_dataset(str(tmp_path / "tr.npz"))
     test = load_test_set(str(tmp_path / "te.npz"), train)
     assert test.classes == ["0", "1", "2"] and list(test.labels[:2]) == [0, 2]
+    np.savez(tmp_path / "one.npz", X=x[:5], y=np.full(5, 2))  # one class: a valid held-out file (was refused)
+    one = load_test_set(str(tmp_path / "one.npz"), train)
+    assert one.classes == ["0", "1", "2"] and list(one.labels) == [2] * 5
 
 
 def test_npz_classes_array_may_name_unused_class_numbers(tmp_path: Path) -> None:

@@ -136,17 +136,45 @@ def split(
     return train, val_ds, test_ds
 
 
+def _present(s: SequenceSet) -> set[int]:
+    """The classes ``s``'s labels hold (not those it declares)."""
+    flat = np.asarray(s.labels) if s.mode == "window" else np.concatenate([np.empty(0), *s.labels])
+    return set(np.unique(flat.astype(np.int64)).tolist())
+
+
+def check_training_classes(train: SequenceSet, test: SequenceSet | None = None) -> None:
+    """Refuse a classifier's training split that holds fewer than two classes (whatever the data declares: a
+    one-class model scores 100 % on data of that class), and a held-out file (``test``, ``--test-data``) with
+    a class that no training sequence has (the model never saw it, yet it would be scored)."""
+    if train.task != "classification" or train.classes is None:
+        return
+    held = _present(train)
+    if len(held) < 2:
+        names = ", ".join(repr(train.classes[k]) for k in sorted(held))
+        named = f" of the {len(train.classes)} it names" if len(train.classes) > 1 else ""
+        raise TinyLSTMError(
+            f"the training data of {train.name!r} holds one class ({names}){named}: classification needs "
+            "sequences of at least 2; add recordings of another class, check the target column, or use "
+            "--task regression"
+        )
+    if test is None:
+        return
+    missing = sorted(_present(test) - held)
+    if missing:
+        names = ", ".join(repr(train.classes[k]) for k in missing)
+        raise TinyLSTMError(
+            f"the held-out file {test.name!r} holds class {names}, which no training sequence of "
+            f"{train.name!r} has (the model would never predict it, yet be scored on it): add training data "
+            "of it, or leave it out of the held-out file"
+        )
+
+
 def _check_classes_trained(ds: SequenceSet, train: SequenceSet) -> None:
     """Refuse a split whose training part lacks a class the data has: the model would never see it, yet
     its held-out windows would be scored (and its head's guess could pass)."""
     if ds.task != "classification" or ds.classes is None:
         return
-
-    def present(s: SequenceSet) -> set[int]:
-        flat = np.asarray(s.labels) if s.mode == "window" else np.concatenate([np.empty(0), *s.labels])
-        return set(np.unique(flat.astype(np.int64)).tolist())
-
-    missing = sorted(present(ds) - present(train))
+    missing = sorted(_present(ds) - _present(train))
     if missing:
         names = ", ".join(repr(ds.classes[k]) for k in missing)
         unit = "group" if ds.groups is not None else "sequence"

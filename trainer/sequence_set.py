@@ -98,11 +98,11 @@ class SequenceSet:
                     f"dataset {self.name!r}: sequence {i} has shape {seq.shape}, expected [T>=1, {c}]: "
                     "every sequence needs the same channels"
                 )
-        if self.task == "classification" and (self.classes is None or len(self.classes) < 2):
-            n = 0 if self.classes is None else len(self.classes)
+        if self.task == "classification" and not self.classes:
+            # at least 2 in the training data: trainer/data.py check_training_classes (a held-out file of
+            # one class is valid)
             raise TinyLSTMError(
-                f"dataset {self.name!r} has {n} class(es): classification needs at least 2; "
-                "check the target column or use --task regression"
+                f"dataset {self.name!r} has no classes: check the target column or use --task regression"
             )
         if self.mode == "window":
             labels = np.asarray(self.labels)
