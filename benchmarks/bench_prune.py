@@ -139,6 +139,15 @@ def verdicts(rows: list[dict[str, Any]], sizes: list[int]) -> list[str]:
     return out
 
 
+def inputs_line(rows: list[dict[str, Any]]) -> str:
+    """Which input width each set's exports took, over every seed and model."""
+    parts = []
+    for r in rows:
+        bits = sorted({run[k].get("input_bits", 8) for run in r["seeds"] for k in run})
+        parts.append(f"{r['dataset']} " + " and ".join(f"int{b}" for b in bits))
+    return "; ".join(parts) + "."
+
+
 def render_md(res: dict[str, Any]) -> str:
     sizes = res["hidden"]
     head = ["dataset", "default int8 (B)"] + [
@@ -164,6 +173,10 @@ def render_md(res: dict[str, Any]) -> str:
                 v = r[f"{k}-{h}"]
                 cells.append(f"{v['int8']:.1f} ({v['bytes']})")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Inputs (every export with export's default, `--input-bits auto`): " + inputs_line(res["rows"]),
+    ]
     lines += [
         "",
         "Seconds (median): training the default, then per size pruning (all rounds) and training small:",
