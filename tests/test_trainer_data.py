@@ -89,6 +89,42 @@ def test_csv_groups_window_mode(tmp_path: Path) -> None:
     np.testing.assert_allclose(ds.sequences[1], [[5, 6], [6, 7]])  # group B in file order
 
 
+def test_csv_recordings_of_one_label_cut_by_a_given_window(tmp_path: Path) -> None:
+    """Given --window (and --hop), each one-label recording is cut into windows that keep its label and
+    group, and the model's window is the given one (it trained on whole recordings, the flags ignored)."""
+    rows = [f"A,{i},walk" for i in range(10)] + [f"B,{i},run" for i in range(7)]
+    path = write_csv(tmp_path, "rec,ax,label\n" + "\n".join(rows) + "\n")
+    ds = load_dataset(str(path), group="rec", window=4, hop=2)
+    assert ds.mode == "window" and ds.window == 4 and [len(q) for q in ds.sequences] == [4] * 6
+    np.testing.assert_array_equal(ds.labels, [1, 1, 1, 1, 0, 0])  # A: starts 0, 2, 4, 6; B: 0, 2
+    np.testing.assert_array_equal(ds.groups, [0, 0, 0, 0, 1, 1])
+    np.testing.assert_allclose(ds.sequences[5][:, 0], [2, 3, 4, 5])
+    assert load_dataset(str(path), group="rec").window is None  # whole recordings without a window
+    with pytest.raises(TinyLSTMError, match="--hop 2 without --window: each recording has one label"):
+        load_dataset(str(path), group="rec", hop=2)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"window": 4, "hop": 5}, "--hop 5 is longer than --window 4: the 1 samples between windows"),
+        ({"window": 11}, r"--window 11 is longer than every recording \(the longest has 10 samples\)"),
+        ({"window": 0}, "--window 0 must be >= 1 samples"),
+        ({"hop": 0}, "--hop 0 must be >= 1 samples"),
+    ],
+)
+def test_windows_that_would_lose_data_are_refused(
+    tmp_path: Path, options: dict[str, int], message: str
+) -> None:
+    """A hop past the window drops the samples between windows (300 rows trained as 10); a window longer than
+    every recording was recorded as the model's window (the board would reset its state that seldom)."""
+    rows = "\n".join(f"{i},{i % 2}" for i in range(10))
+    with pytest.raises(TinyLSTMError, match=message):
+        load_dataset(str(write_csv(tmp_path, "a,state\n" + rows + "\n")), **options)
+    with pytest.raises(TinyLSTMError, match="--window 100000 is longer than every recording"):
+        load_dataset("watch", window=100_000)
+
+
 def test_csv_stream_mode_cut_into_windows(tmp_path: Path) -> None:
     rows = "\n".join(f"{i},{i * 2},{i % 3}" for i in range(10))
     ds = load_dataset(str(write_csv(tmp_path, "a,b,state\n" + rows + "\n")), window=4)

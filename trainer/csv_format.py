@@ -9,8 +9,12 @@
   not numbers; a numeric column with an empty or non-numeric cell is an error naming the row and
   column, never a silently dropped input.
 * With a group column and a target constant inside every group: window mode (one label per
-  sequence). Otherwise stream mode: per-step labels, and each sequence (the whole file when there
-  is no group column) is cut into training windows of ``window`` steps every ``hop`` steps.
+  recording), each recording a sequence, or, given ``window``, cut into windows of ``window`` steps
+  every ``hop`` (default: the window) steps that keep its label and group. Otherwise stream mode:
+  per-step labels, and each sequence (the whole file when there is no group column) is cut into
+  training windows of ``window`` (default 64) steps every ``hop`` steps.
+* A hop longer than the window, or a given window longer than every recording, is refused
+  (``check_windowing``): samples would never train, or the model would record a window no data has.
 * ``task="auto"``: classification when the target is non-numeric, or integer-valued with at most
   50 distinct values; regression otherwise (for more integers, ``SequenceSet.task_note`` says so and names
   ``task="classification"``; train prints it).
@@ -27,10 +31,18 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.sequence_set import SequenceSet, Task, as_float32, nonfinite_problem, window_starts
+from tinylstm.trainer.sequence_set import (
+    SequenceSet,
+    Task,
+    as_float32,
+    check_windowing,
+    nonfinite_problem,
+    window_starts,
+)
 
 MAX_AUTO_CLASSES = 50
 STREAM_BLOCKS = 20  # a single stream is split into this many contiguous groups for leak-free splits
+STREAM_WINDOW = 64  # stream mode's training windows when no window is given
 # bytes that are not UTF-8, as errors="surrogateescape" reads them
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
@@ -186,7 +198,7 @@ def load_csv(
     channels: list[str] | None = None,
     task: str = "auto",
     forecast: int = 0,
-    window: int = 64,
+    window: int | None = None,
     hop: int | None = None,
 ) -> SequenceSet:
     """Parse a CSV file; see the module docstring for the rules."""
@@ -250,23 +262,39 @@ def load_csv(
 
     constant = group is not None and not forecast and all(np.all(y[r] == y[r][0]) for r in seq_rows)
     name = path.stem
-    if constant:
-        labels = np.asarray([y[r][0] for r in seq_rows])
+    if constant and window is None and hop is not None:
+        raise TinyLSTMError(
+            f"{path}: --hop {hop} without --window: each recording has one label, so it trains whole unless "
+            "--window cuts it; give --window too, or drop --hop"
+        )
+    if window is not None or hop is not None:  # a window longer than the data: only a given one
+        given = STREAM_WINDOW if window is None else window
+        lengths = [] if window is None else [len(r) for r in seq_rows]
+        check_windowing(given, given if hop is None else hop, lengths, "recording")
+    if constant:  # one label per recording: whole, or cut into windows of its label (given a window)
+        cut = [
+            [r]
+            if window is None
+            else [r[s : s + window] for s in window_starts(len(r), window, hop or window)]
+            for r in seq_rows
+        ]
         ds = SequenceSet(
-            sequences=[x[r] for r in seq_rows],
-            labels=labels,
+            sequences=[x[w] for ws in cut for w in ws],
+            labels=np.asarray([y[r][0] for r, ws in zip(seq_rows, cut, strict=True) for _ in ws]),
             task=resolved,
             mode="window",
             classes=classes,
             channels=list(channels),
             name=name,
-            groups=np.arange(len(seq_rows)),
+            groups=np.asarray([g for g, ws in enumerate(cut) for _ in ws]),
+            window=window,
             skipped=skipped,
             task_note=note,
         )
         ds.validate()
         return ds
 
+    window = STREAM_WINDOW if window is None else window
     hop = window if hop is None else hop
     sequences: list[np.ndarray] = []
     step_labels: list[np.ndarray] = []

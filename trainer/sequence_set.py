@@ -165,10 +165,30 @@ def nonfinite_problem(written: str | float, fix: str) -> str:
     )
 
 
+def check_windowing(window: int, hop: int, lengths: list[int], what: str) -> None:
+    """Refuse windows that would silently lose data or misstate the model: a size below 1, a hop longer
+    than the window (the samples between windows would never train), or a window longer than every one of
+    ``lengths`` (``what``: the recordings or sequences cut; the model would record a window no data has, and
+    the board would reset its state only that often)."""
+    for name, value in (("--window", window), ("--hop", hop)):
+        if value < 1:
+            raise TinyLSTMError(f"{name} {value} must be >= 1 samples; pass a positive size")
+    if hop > window:
+        raise TinyLSTMError(
+            f"--hop {hop} is longer than --window {window}: the {hop - window} samples between windows "
+            "would never train; use a hop of at most the window"
+        )
+    longest = max(lengths, default=0)
+    if lengths and window > longest:
+        raise TinyLSTMError(
+            f"--window {window} is longer than every {what} (the longest has {longest} samples): use at most "
+            f"{longest}"
+        )
+
+
 def window_starts(length: int, window: int, hop: int) -> list[int]:
-    """Start indices of full windows; a sequence shorter than ``window`` gives one (short) window."""
-    if window < 1 or hop < 1:
-        raise TinyLSTMError(f"window ({window}) and hop ({hop}) must be >= 1; pass positive sizes")
+    """Start indices of full windows; a sequence shorter than ``window`` gives one (short) window
+    (``check_windowing`` first)."""
     if length <= window:
         return [0]
     return list(range(0, length - window + 1, hop))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.sequence_set import SequenceSet, first_nonfinite, window_starts
+from tinylstm.trainer.sequence_set import SequenceSet, check_windowing, first_nonfinite, window_starts
 
 
 def watch_path() -> Path:
@@ -37,6 +37,7 @@ def load_watch(window: int = 128, hop: int = 32) -> SequenceSet:
         data = np.load(path, allow_pickle=True).item()
     except (OSError, ValueError) as exc:
         raise TinyLSTMError(f"cannot load {path} ({exc}); reinstall seglearn") from None
+    check_windowing(window, hop, [len(x) for x in data["X"]], "recording")
     sequences: list[np.ndarray] = []
     labels: list[int] = []
     groups: list[int] = []

@@ -104,9 +104,14 @@ def register(subparsers: Any) -> None:
         "--test-data", help="explicit held-out file (e.g. a UEA *_TEST.ts) instead of a --test split"
     )
     p.add_argument(
-        "--window", type=int, help="window length in steps (watch: 128 = 2.56 s; CSV stream mode: 64)"
+        "--window",
+        type=int,
+        help="window length in steps (watch: 128 = 2.56 s; CSV stream mode: 64; a CSV group of one label: whole "
+        "unless given); at most the longest recording",
     )
-    p.add_argument("--hop", type=int, help="steps between windows (watch: 32; CSV stream mode: the window)")
+    p.add_argument(
+        "--hop", type=int, help="steps between windows, at most the window (watch: 32; CSV: the window)"
+    )
     p.add_argument("--target", help="CSV target column (default: 'label', else the last column)")
     p.add_argument("--group", help="CSV sequence-id column")
     p.add_argument(
