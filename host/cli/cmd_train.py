@@ -106,8 +106,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--window",
         type=int,
-        help="window length in steps (watch: 128 = 2.56 s; CSV stream mode: 64; a CSV group of one label: whole "
-        "unless given); at most the longest recording",
+        help="window length in steps (watch: 128 = 2.56 s; CSV stream mode: 64; a CSV group of one label: "
+        "whole unless given); at most the longest recording",
     )
     p.add_argument(
         "--hop", type=int, help="steps between windows, at most the window (watch: 32; CSV: the window)"
