@@ -34,6 +34,7 @@ from tinylstm.trainer.recipe import (
     auto_batch,
     auto_epochs,
     choose,
+    choose_stack,
     cv_candidates,
     readout_cv_cost,
     sample_steps_budget,
@@ -87,7 +88,12 @@ def test_batch_and_epochs_follow_the_data() -> None:
     assert [auto_batch(n) for n in (40, 511, 512, 2047, 2048, 9000)] == [16, 16, 32, 32, 64, 64]
     small = DataShape(40, 40 * 100, True, True)
     epochs, why = auto_epochs(small, 16, 32)
-    assert epochs == min(MAX_EPOCHS, -(-MIN_STEPS // 3)) and "at least" in why  # 3 steps per epoch
+    assert epochs == MAX_EPOCHS and "1500 steps would take 500" in why  # 3 steps per epoch
+    medium = DataShape(160, 160 * 100, True, True)  # 10 steps per epoch
+    assert auto_epochs(medium, 16, 32) == (
+        150,
+        "150 epochs (1500 optimiser steps at 10 per epoch: at least 1500 steps)",
+    )
     big = DataShape(6000, 6000 * 128, True, True)
     assert auto_epochs(big, 64, 32)[0] == MIN_EPOCHS
     long = DataShape(100, 100 * 1460, True, True)
@@ -96,6 +102,16 @@ def test_batch_and_epochs_follow_the_data() -> None:
     assert sample_steps_budget(64) == sample_steps_budget(32) // 4 and sample_steps_budget(
         4
     ) == 4 * sample_steps_budget(32)
+    # the reason names the bound that decided (it read "at least 1500 steps" for 400 steps at the cap)
+    tiny = DataShape(4, 4 * 100, True, True)
+    assert auto_epochs(tiny, 16, 32) == (
+        MAX_EPOCHS,
+        f"{MAX_EPOCHS} epochs ({MAX_EPOCHS} optimiser steps at 1 per epoch: the most epochs, {MAX_EPOCHS}: "
+        f"{MIN_STEPS} steps would take {MIN_STEPS})",
+    )
+    assert auto_epochs(big, 64, 32)[1].endswith(
+        f"the fewest epochs, {MIN_EPOCHS}, which give more than {MIN_STEPS} steps)"
+    )
 
 
 def test_choices_and_reasons() -> None:
@@ -145,6 +161,37 @@ def test_folds_are_disjoint_cover_and_keep_groups() -> None:
         fold_of[p] = f
     assert all(len(set(fold_of[ds.groups == g].tolist())) == 1 for g in range(10))  # a recording stays whole
     assert [p.tolist() for p in folds(ds, 3, 2)] == [p.tolist() for p in folds(ds, 3, 2)]
+
+
+def test_stacking_cut_by_the_shortest_window_says_so() -> None:
+    k, why = choose_stack(None, DataShape(30, 30 * 400, True, True, 400, 1, 400, 3))
+    assert k == 3 and why.endswith("cut to the shortest window's 3 samples, so it completes a step)")
+
+
+def test_cross_validation_needs_a_unit_per_fold(tmp_path: Path) -> None:
+    """Fewer training sequences than folds: a given --select cv is refused (it cross-validated two folds of
+    one sequence each, and the recipe still said 3-fold); the default's cross-validation is skipped, saying
+    why."""
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(12, 2)).astype(np.float32) for _ in range(2)]
+    ds = SequenceSet(
+        seqs, np.asarray([[0.5], [-0.3]], np.float32), "regression", "window", None, ["a", "b"], "two"
+    )
+    with pytest.raises(
+        TinyLSTMError, match="--select cv needs 3 folds, and the training split has fewer than 3 sequences"
+    ):
+        fit(ds, TrainConfig(hidden=4, epochs=6, select="cv", test=0.0, progress=False), tmp_path / "a")
+    lines: list[str] = []
+    result = fit(
+        ds, TrainConfig(hidden=4, epochs=6, test=0.0, progress=False), tmp_path / "b", log=lines.append
+    )
+    assert result.metrics["recipe"]["select"] == "last"
+    assert (
+        "  recipe: cross-validation skipped: the training split has fewer than 3 sequences, one per fold"
+        in lines
+    )
+    with pytest.raises(TinyLSTMError, match="the training split of 'two' holds one of its 2 sequences"):
+        fit(ds, TrainConfig(hidden=4, epochs=6, progress=False), tmp_path / "c")
 
 
 def test_cross_validation_picks_an_epoch_budget(tmp_path: Path) -> None:

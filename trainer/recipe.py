@@ -160,10 +160,14 @@ def auto_epochs(data: DataShape, batch: int, hidden: int, stack: int = 1) -> tup
             f"sample-steps at hidden {hidden} ({steps:,} per epoch; "
             f"{want} would give >= {MIN_STEPS} steps)"
         )
-    return want, (
-        f"{want} epochs ({want * per_epoch} optimiser steps at {per_epoch} per epoch: at least "
-        f"{MIN_STEPS} steps and {MIN_EPOCHS} epochs, at most {MAX_EPOCHS})"
-    )
+    for_steps = math.ceil(MIN_STEPS / per_epoch)
+    if for_steps > MAX_EPOCHS:
+        rule = f"the most epochs, {MAX_EPOCHS}: {MIN_STEPS} steps would take {for_steps}"
+    elif for_steps < MIN_EPOCHS:
+        rule = f"the fewest epochs, {MIN_EPOCHS}, which give more than {MIN_STEPS} steps"
+    else:
+        rule = f"at least {MIN_STEPS} steps"
+    return want, f"{want} epochs ({want * per_epoch} optimiser steps at {per_epoch} per epoch: {rule})"
 
 
 def cv_candidates(epochs: int) -> list[int]:
@@ -228,13 +232,18 @@ def choose_stack(given: int | None, data: DataShape) -> tuple[int, str]:
         what = "a label per step" if not data.window else f"windows of {data.median_steps} samples (median)"
         return 1, f"input stacking: none ({what}, < {STACK_MIN_STEPS} or stream data)"
     k = min(data.median_steps // STACK_TARGET_STEPS, MAX_INPUT // max(data.channels, 1), MAX_STACK)
+    cut = ""
     if data.min_steps and k > data.min_steps:  # every window completes at least one recurrent step
-        k = data.min_steps
+        k, cut = (
+            data.min_steps,
+            f"; cut to the shortest window's {data.min_steps} samples, so it completes a step",
+        )
     if k <= 1:
         return 1, f"input stacking: none (the shortest window has {data.min_steps} samples)"
     return k, (
         f"input stacking: {k} samples per step (windows of {data.median_steps} samples (median) run as "
-        f"{data.median_steps // k} steps: the recurrence spans the window, and it costs 1/{k} of the work)"
+        f"{data.median_steps // k} steps: the recurrence spans the window, and it costs 1/{k} of the "
+        f"work{cut})"
     )
 
 

@@ -381,6 +381,11 @@ def fit(
     target_norm = None
     if ds.task == "regression":
         targets = list(train_ds.labels) if ds.mode == "stream" else [np.asarray(train_ds.labels)]
+        if ds.mode == "window" and len(train_ds) == 1:
+            raise TinyLSTMError(
+                f"the training split of {ds.name!r} holds one of its {len(ds)} sequences: one target is "
+                "nothing to learn from; use more sequences, or smaller --val/--test fractions"
+            )
         constant = constant_target_error(targets)
         if constant:
             raise TinyLSTMError(f"{ds.name!r}: {constant}")
@@ -494,10 +499,10 @@ def folds(ds: SequenceSet, k: int, seed: int) -> list[np.ndarray]:
 def _fold_splits(
     train_ds: SequenceSet, norm: Normalizer, target_norm: Normalizer | None, seed: int
 ) -> list[tuple[PaddedSplit, PaddedSplit]]:
-    """(training part, held-out fold) for each of CV_FOLDS folds of the training split; empty with fewer than
-    two non-empty folds."""
+    """(training part, held-out fold) for each of CV_FOLDS folds of the training split; empty where it has
+    fewer units (sequences, or recordings) than folds."""
     parts = [f for f in folds(train_ds, CV_FOLDS, seed) if f.size]
-    if len(parts) < 2:
+    if len(parts) < CV_FOLDS:
         return []
     splits = []
     for f, held in enumerate(parts):
@@ -543,7 +548,13 @@ def _cross_validate(
     splits = _fold_splits(train_ds, norm, target_norm, config.seed)
     lines = []
     if not splits:
-        lines.append("cross-validation skipped: too few sequences for two folds")
+        units = "recordings" if train_ds.groups is not None else "sequences"
+        held = f"the training split has fewer than {CV_FOLDS} {units}"
+        if config.select == "cv":
+            raise TinyLSTMError(
+                f"--select cv needs {CV_FOLDS} folds, and {held}: use --select last, or more data"
+            )
+        lines.append(f"cross-validation skipped: {held}, one per fold")
         recipe.select = "last" if recipe.select == "cv" else recipe.select
     if splits and recipe.readout_candidates:
         for name in recipe.readout_candidates:
