@@ -403,6 +403,16 @@ def _npz(tmp_path: Path, **arrays: np.ndarray) -> str:
     return str(tmp_path / "d.npz")
 
 
+def test_npz_float_whole_number_labels_say_they_were_read_as_regression(tmp_path: Path) -> None:
+    """A float y of 0.0 and 1.0 trains as regression, as its dtype says, and the loader says so (a CSV did, an
+    .npz did not); real-valued targets need no note."""
+    ds = load_dataset(_npz(tmp_path, y=(np.arange(40) % 2).astype(np.float64)))
+    assert ds.task == "regression" and ds.task_note.startswith(
+        "y holds float64 values, all whole numbers (2 distinct), read as regression targets"
+    )
+    assert load_dataset(_npz(tmp_path, y=np.linspace(0, 1, 40))).task_note == ""
+
+
 @pytest.mark.parametrize("high", [20, 100_000, 10**9])
 def test_npz_labels_with_gaps_are_classes_named_by_their_values(tmp_path: Path, high: int) -> None:
     """Labels 10 and 20 (or 0 and 10^9) are two classes named by their values, as a CSV's numeric labels,

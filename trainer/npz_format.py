@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylstm.errors import TinyLSTMError
+from tinylstm.trainer.csv_format import MAX_AUTO_CLASSES
 from tinylstm.trainer.sequence_set import Mode, SequenceSet, Task, as_float32, nonfinite_problem
 
 REAL_KINDS = "iuf"  # dtype kinds X may hold: signed and unsigned integers, floats
@@ -191,6 +192,15 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
     else:
         values = _targets(path, used)
         values = values.reshape(*values.shape[:2], -1)  # a target column axis: [N, 1] or [N, T, K]
+    note = ""
+    if task == "auto" and resolved == "regression" and y.ndim < 3:
+        distinct = np.unique(values[read])
+        if len(distinct) <= MAX_AUTO_CLASSES and np.all(distinct == np.round(distinct)):
+            note = (
+                f"y holds {y.dtype} values, all whole numbers ({len(distinct)} distinct), read as "
+                "regression targets as a float y is: save y as integers, or pass --task classification, if "
+                "they are classes"
+            )
     labels: np.ndarray | list[np.ndarray]
     if y.ndim == 1:
         mode: Mode = "window"
@@ -207,6 +217,7 @@ def load_npz(path: Path, task: str = "auto") -> SequenceSet:
         channels=[f"ch{c}" for c in range(x.shape[2])],
         name=path.stem,
         groups=groups,
+        task_note=note,
     )
     ds.validate()
     return ds
