@@ -253,6 +253,16 @@ def test_unknown_spec_and_missing_file(tmp_path: Path) -> None:
         load_dataset("watch", target="x")
 
 
+def test_a_larger_test_fraction_never_holds_out_less(tmp_path: Path) -> None:
+    """Fractions that would take a whole class keep one of its sequences in training and hold out the rest (a
+    --test of 0.98 held out 1 sequence of 40 where 0.97 held out 38: the class went back to training whole)."""
+    ds = load_dataset(_npz(tmp_path))  # 40 sequences, 20 per class
+    held = [len(split(ds, val=0.0, test=t, seed=0)[2]) for t in (0.5, 0.9, 0.95, 0.97, 0.98)]
+    assert held == [20, 36, 38, 38, 38]
+    train, val, test = split(ds, val=0.5, test=0.49, seed=0)
+    assert (len(train), len(val), len(test)) == (2, 18, 20)  # the validation part gives way first
+
+
 def test_watch_split_by_recording_is_stratified_and_deterministic() -> None:
     ds = load_dataset("watch")
     assert ds.num_channels == 6 and len(ds.classes or []) == 7 and ds.sequences[0].shape == (128, 6)

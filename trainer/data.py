@@ -86,8 +86,10 @@ def _split_units(
         members = members[rng.permutation(len(members))]
         n_test = round(test * len(members))
         n_val = round(val * len(members))
-        if n_test + n_val >= len(members):
-            n_test, n_val = 0, 0
+        excess = n_test + n_val - (len(members) - 1)  # one unit of each stratum stays in training
+        if excess > 0:
+            from_val = min(excess, n_val)
+            n_val, n_test = n_val - from_val, n_test - (excess - from_val)
         test_u += members[:n_test].tolist()
         val_u += members[n_test : n_test + n_val].tolist()
         train += members[n_test + n_val :].tolist()
