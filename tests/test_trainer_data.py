@@ -254,8 +254,9 @@ def test_unknown_spec_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_a_larger_test_fraction_never_holds_out_less(tmp_path: Path) -> None:
-    """Fractions that would take a whole class keep one of its sequences in training and hold out the rest (a
-    --test of 0.98 held out 1 sequence of 40 where 0.97 held out 38: the class went back to training whole)."""
+    """Fractions that would take a whole class keep one of its sequences in training and hold out the rest
+    (a --test of 0.98 held out 1 sequence of 40 where 0.97 held out 38: the class went back to training
+    whole)."""
     ds = load_dataset(_npz(tmp_path))  # 40 sequences, 20 per class
     held = [len(split(ds, val=0.0, test=t, seed=0)[2]) for t in (0.5, 0.9, 0.95, 0.97, 0.98)]
     assert held == [20, 36, 38, 38, 38]
