@@ -9,7 +9,14 @@ import pytest
 
 import tinylstm
 from tinylstm.errors import TinyLSTMError
-from tinylstm.trainer.data import Normalizer, check_training_classes, load_dataset, load_test_set, split
+from tinylstm.trainer.data import (
+    Normalizer,
+    check_training_classes,
+    load_dataset,
+    load_test_set,
+    split,
+    window_warnings,
+)
 
 TS_HEADER = (
     "# comment line\n@problemName Toy\n@timeStamps false\n@missing {missing}\n@univariate false\n"
@@ -104,20 +111,32 @@ def test_csv_recordings_of_one_label_cut_by_a_given_window(tmp_path: Path) -> No
         load_dataset(str(path), group="rec", hop=2)
 
 
+def test_a_hop_past_the_window_warns_of_the_samples_it_skips(tmp_path: Path) -> None:
+    """Sparse windows are allowed (the tests sample the watch data so), but training says what they leave out
+    (300 rows trained as 10 without a word)."""
+    rows = "\n".join(f"{i},{i % 2}" for i in range(300))
+    ds = load_dataset(str(write_csv(tmp_path, "a,state\n" + rows + "\n")), window=10, hop=100)
+    assert [len(q) for q in ds.sequences] == [10] * 3
+    assert window_warnings(ds) == [
+        "--hop 100 is longer than the 10-sample window: 90 of every 100 samples fall between windows and "
+        "never train; use a hop of at most the window to train on all of them"
+    ]
+    assert window_warnings(load_dataset(str(write_csv(tmp_path, "a,state\n" + rows + "\n")), window=10)) == []
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"window": 4, "hop": 5}, "--hop 5 is longer than --window 4: the 1 samples between windows"),
         ({"window": 11}, r"--window 11 is longer than every recording \(the longest has 10 samples\)"),
         ({"window": 0}, "--window 0 must be >= 1 samples"),
         ({"hop": 0}, "--hop 0 must be >= 1 samples"),
     ],
 )
-def test_windows_that_would_lose_data_are_refused(
+def test_windows_that_would_misstate_the_model_are_refused(
     tmp_path: Path, options: dict[str, int], message: str
 ) -> None:
-    """A hop past the window drops the samples between windows (300 rows trained as 10); a window longer than
-    every recording was recorded as the model's window (the board would reset its state that seldom)."""
+    """A window longer than every recording was recorded as the model's window (the board would reset its
+    state that seldom); a size below 1 names the option given."""
     rows = "\n".join(f"{i},{i % 2}" for i in range(10))
     with pytest.raises(TinyLSTMError, match=message):
         load_dataset(str(write_csv(tmp_path, "a,state\n" + rows + "\n")), **options)

@@ -13,8 +13,8 @@
   every ``hop`` (default: the window) steps that keep its label and group. Otherwise stream mode:
   per-step labels, and each sequence (the whole file when there is no group column) is cut into
   training windows of ``window`` (default 64) steps every ``hop`` steps.
-* A hop longer than the window, or a given window longer than every recording, is refused
-  (``check_windowing``): samples would never train, or the model would record a window no data has.
+* A given window longer than every recording is refused (``check_windowing``): the model would record a
+  window no data has. A hop longer than the window is allowed; training warns of the samples it skips.
 * ``task="auto"``: classification when the target is non-numeric, or integer-valued with at most
   50 distinct values; regression otherwise (for more integers, ``SequenceSet.task_note`` says so and names
   ``task="classification"``; train prints it).

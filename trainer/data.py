@@ -215,6 +215,17 @@ FLOAT32_SAFE = 1e30  # |values| above this overflow float32 arithmetic in normal
 LARGE_OFFSET = 1e6  # a value this large in float32 steps by 0.06 or more: a small variation on it is lost
 
 
+def window_warnings(ds: SequenceSet) -> list[str]:
+    """A hop longer than the window leaves the samples between windows out of training: say how many."""
+    hop, window = ds.options.get("hop"), ds.window
+    if hop is None or window is None or hop <= window:
+        return []
+    return [
+        f"--hop {hop} is longer than the {window}-sample window: {hop - window} of every {hop} samples fall "
+        "between windows and never train; use a hop of at most the window to train on all of them"
+    ]
+
+
 def channel_warnings(arrays: list[np.ndarray], names: list[str]) -> list[str]:
     """What is wrong with the training split's channels, one sentence each naming the channel and the fix:
     values beyond float32's safe range, a constant channel, a few extreme values that set the scale."""

@@ -166,18 +166,13 @@ def nonfinite_problem(written: str | float, fix: str) -> str:
 
 
 def check_windowing(window: int, hop: int, lengths: list[int], what: str) -> None:
-    """Refuse windows that would silently lose data or misstate the model: a size below 1, a hop longer
-    than the window (the samples between windows would never train), or a window longer than every one of
+    """Refuse windows that would misstate the model: a size below 1, or a window longer than every one of
     ``lengths`` (``what``: the recordings or sequences cut; the model would record a window no data has, and
-    the board would reset its state only that often)."""
+    the board would reset its state only that often). A hop longer than the window (sparse windows) is
+    allowed; training warns of the samples it leaves out (trainer/data.py ``window_warnings``)."""
     for name, value in (("--window", window), ("--hop", hop)):
         if value < 1:
             raise TinyLSTMError(f"{name} {value} must be >= 1 samples; pass a positive size")
-    if hop > window:
-        raise TinyLSTMError(
-            f"--hop {hop} is longer than --window {window}: the {hop - window} samples between windows "
-            "would never train; use a hop of at most the window"
-        )
     longest = max(lengths, default=0)
     if lengths and window > longest:
         raise TinyLSTMError(

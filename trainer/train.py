@@ -34,6 +34,7 @@ from tinylstm.trainer.data import (
     constant_target_error,
     duplicate_warnings,
     split,
+    window_warnings,
 )
 from tinylstm.trainer.models import Cell, TinyRNN, check_sizes
 from tinylstm.trainer.outputs import check_output_dir
@@ -372,7 +373,7 @@ def fit(
         raise TinyLSTMError(
             "early stopping (select best) and QAT read a validation split; use val > 0 (--val 0.15)"
         )
-    data_warnings = channel_warnings(train_ds.sequences, list(ds.channels))
+    data_warnings = window_warnings(ds) + channel_warnings(train_ds.sequences, list(ds.channels))
     data_warnings += duplicate_warnings(train_ds.sequences, [*val_ds.sequences, *test_ds.sequences])
     for line in data_warnings:
         if log is not None:

@@ -110,7 +110,9 @@ def register(subparsers: Any) -> None:
         "whole unless given); at most the longest recording",
     )
     p.add_argument(
-        "--hop", type=int, help="steps between windows, at most the window (watch: 32; CSV: the window)"
+        "--hop",
+        type=int,
+        help="steps between windows (watch: 32; CSV: the window; a longer hop skips samples, with a warning)",
     )
     p.add_argument("--target", help="CSV target column (default: 'label', else the last column)")
     p.add_argument("--group", help="CSV sequence-id column")
