@@ -947,7 +947,9 @@ def case_train_a_class_whose_only_group_is_held_out(tmp: Path, good: Path) -> Ca
 
 def case_train_with_a_held_out_class_no_training_sequence_has(tmp: Path, good: Path) -> Case:
     """Was: trained, and the held-out file's class 'c' (which the training file names but never holds)
-    scored: half the held-out windows could never be right."""
+    scored: half the held-out windows could never be right. (Checked where the file loads, not in fit: the
+    search's cross-validation folds are held-out sets too, and a fold may hold a class's only
+    recordings.)"""
     rng = np.random.default_rng(0)
     classes = np.array(["a", "b", "c"])
     np.savez(tmp / "d.npz", X=rng.standard_normal((20, 12, 1)), y=np.arange(20) % 2, classes=classes)
@@ -955,9 +957,8 @@ def case_train_with_a_held_out_class_no_training_sequence_has(tmp: Path, good: P
         tmp / "t.npz", X=rng.standard_normal((6, 12, 1)), y=np.array([2, 2, 2, 0, 0, 1]), classes=classes
     )
     argv = [*_train_on(tmp, tmp / "d.npz"), "--test-data", str(tmp / "t.npz")]
-    return Case(
-        argv, "the held-out file 't' holds class 'c', which no training sequence of 'd' has", tmp / "o"
-    )
+    message = f"the held-out file {tmp / 't.npz'} holds class 'c', which no sequence of the training data 'd'"
+    return Case(argv, message, tmp / "o")
 
 
 def case_train_on_one_class_of_two_named(tmp: Path, good: Path) -> Case:

@@ -144,10 +144,9 @@ def _present(s: SequenceSet) -> set[int]:
     return set(np.unique(flat.astype(np.int64)).tolist())
 
 
-def check_training_classes(train: SequenceSet, test: SequenceSet | None = None) -> None:
-    """Refuse a classifier's training split that holds fewer than two classes (whatever the data declares: a
-    one-class model scores 100 % on data of that class), and a held-out file (``test``, ``--test-data``) with
-    a class that no training sequence has (the model never saw it, yet it would be scored)."""
+def check_training_classes(train: SequenceSet) -> None:
+    """Refuse a classifier's training split that holds fewer than two classes, whatever the data declares (a
+    one-class model scores 100 % on data of that class)."""
     if train.task != "classification" or train.classes is None:
         return
     held = _present(train)
@@ -158,16 +157,6 @@ def check_training_classes(train: SequenceSet, test: SequenceSet | None = None) 
             f"the training data of {train.name!r} holds one class ({names}){named}: classification needs "
             "sequences of at least 2; add recordings of another class, check the target column, or use "
             "--task regression"
-        )
-    if test is None:
-        return
-    missing = sorted(_present(test) - held)
-    if missing:
-        names = ", ".join(repr(train.classes[k]) for k in missing)
-        raise TinyLSTMError(
-            f"the held-out file {test.name!r} holds class {names}, which no training sequence of "
-            f"{train.name!r} has (the model would never predict it, yet be scored on it): add training data "
-            "of it, or leave it out of the held-out file"
         )
 
 
@@ -205,6 +194,14 @@ def load_test_set(spec: str, train: SequenceSet) -> SequenceSet:
         labels = index[np.asarray(test.labels)] if test.mode == "window" else [index[y] for y in test.labels]
         test = dataclasses.replace(test, labels=labels, classes=train.classes)
     test.validate()
+    if test.task == "classification" and train.classes is not None:
+        missing = sorted(_present(test) - _present(train))
+        if missing:  # the model would never see it, yet be scored on it
+            names = ", ".join(repr(train.classes[k]) for k in missing)
+            raise TinyLSTMError(
+                f"the held-out file {spec} holds class {names}, which no sequence of the training data "
+                f"{train.name!r} has: add training data of it, or leave it out of the held-out file"
+            )
     return test
 
 

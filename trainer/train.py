@@ -367,7 +367,7 @@ def fit(
     test_frac = 0.0 if test_ds is not None else config.test
     val_frac, val_reason = validation_fraction(config.val, config.select, config.qat_epochs)
     train_ds, val_ds, split_test = split(ds, val=val_frac, test=test_frac, seed=config.seed)
-    check_training_classes(train_ds, test_ds)
+    check_training_classes(train_ds)
     test_ds = split_test if test_ds is None else test_ds
     if len(val_ds) == 0 and (config.select == "best" or config.qat_epochs):
         raise TinyLSTMError(
