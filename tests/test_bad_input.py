@@ -449,6 +449,22 @@ def case_prune_without_a_target(tmp: Path, good: Path) -> Case:
     return c
 
 
+def case_prune_into_its_own_run_directory_given_as_the_model(tmp: Path, good: Path) -> Case:
+    """Was: `prune RUN --out RUN` (the model given as its run directory) replaced RUN/model.pt."""
+    shutil.copytree(good / "run", tmp / "run")
+    argv = ["prune", str(tmp / "run"), "--out", str(tmp / "run"), "--hidden", "4"]
+    return Case(argv, "holds the model being pruned", tmp / "run" / "model.pt")
+
+
+def case_prune_into_another_training_run(tmp: Path, good: Path) -> Case:
+    """Was: replaced that run's model.pt, its metrics.json and curves.png left describing the old model."""
+    shutil.copytree(good / "run", tmp / "other")
+    c = _prune(good, tmp, "--hidden", "4")
+    c.argv[3], c.untouched = str(tmp / "other"), tmp / "other" / "model.pt"
+    c.message = "holds another training run's model.pt; give a new directory"
+    return c
+
+
 def case_prune_budget_without_a_board(tmp: Path, good: Path) -> Case:
     c = _prune(good, tmp, "--max-flash", "4k")
     c.message = "a budget is a board's: give --board"

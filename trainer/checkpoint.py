@@ -199,11 +199,15 @@ def verify_archive(path: Path) -> None:
         )
 
 
+def checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint file ``path`` names: itself, or a run directory's model.pt."""
+    path = Path(path)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[TinyRNN, CheckpointMeta]:
     """Load a checkpoint file (or a run directory holding model.pt) into an eval-mode model."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
+    path = checkpoint_file(path)
     if not path.is_file():
         raise TinyLSTMError(f"checkpoint {path} does not exist; train one with tinylstm train --out DIR")
     verify_archive(path)

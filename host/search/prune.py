@@ -35,6 +35,7 @@ from tinylstm.trainer.batches import PaddedSplit
 from tinylstm.trainer.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointMeta,
+    checkpoint_file,
     load_checkpoint,
     load_splits_from_meta,
     qat_formats,
@@ -229,8 +230,13 @@ def prune_checkpoint(
     """Prune the checkpoint at ``model_path`` to ``target``; write OUT/model.pt (an ordinary checkpoint),
     OUT/prune-report.json and return the report."""
     out_dir = check_output_dir(out)
-    if (out_dir / CHECKPOINT_NAME).resolve() == Path(model_path).resolve():
+    if (out_dir / CHECKPOINT_NAME).resolve() == checkpoint_file(model_path).resolve():
         raise TinyLSTMError(f"--out {out_dir} holds the model being pruned; give another output directory")
+    if (out_dir / CHECKPOINT_NAME).is_file() and not (out_dir / REPORT_NAME).is_file():
+        raise TinyLSTMError(  # its metrics.json and curves.png would go on describing the replaced model
+            f"--out {out_dir} holds another training run's model.pt; give a new directory (or an earlier "
+            "prune's)"
+        )
     check_options(step, epochs, lr, seed)
     model, meta = load_checkpoint(model_path)
     hidden, prices = resolve_hidden(meta, target)
