@@ -18,9 +18,9 @@ from tinylstm.errors import TinyLSTMError
 from tinylstm.host.analysis.check import check, training_of
 from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.cli.main import main
-from tinylstm.host.search.cost import STATE_STRUCT_BYTES
+from tinylstm.host.search.cost import STATE_STRUCT_BYTES, Cost
 from tinylstm.trainer.batches import PaddedSplit
-from tinylstm.trainer.checkpoint import load_checkpoint
+from tinylstm.trainer.checkpoint import CheckpointMeta, load_checkpoint
 from tinylstm.trainer.data import Normalizer
 from tinylstm.trainer.models import TinyRNN
 from tinylstm.trainer.prune import keep_units, reader_weights, schedule, unit_importance
@@ -160,6 +160,29 @@ def test_a_budget_picks_the_most_units_that_fit(tmp_path: Path) -> None:
         prune(ckpt, tmp_path / "p2", hidden=5, epochs=1)
     prune(ckpt, tmp_path / "p3", hidden=5, epochs=1, data=tmp_path / "moved" / "data.npz")
     export(ModelSource(str(tmp_path / "p3" / "model.pt")), tmp_path / "p3-export")
+
+
+def test_the_boards_own_memory_counts_as_the_search_counts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that meets the RAM budget but not the board's flash (Cost.fits_board) is not already within
+    target, and the bisection keeps to what fits the board (it pruned to the budget alone, printing flash past
+    the board's size, and called an oversized model one that already meets the budget)."""
+    import dataclasses
+
+    from tinylstm.host.search import prune as prune_module
+    from tinylstm.host.search.prune import PruneTarget, resolve_hidden, shape_cost
+    from tinylstm.host.search.study import Budget
+
+    _, meta = load_checkpoint(_tiny_run(tmp_path))
+
+    def board_of_five(meta: CheckpointMeta, board: str, h: int) -> Cost:  # a board whose flash holds 5 units
+        c = shape_cost(meta, board, h)
+        return dataclasses.replace(c, fits_board=None if h <= 5 else "the firmware does not fit the board")
+
+    monkeypatch.setattr(prune_module, "shape_cost", board_of_five)
+    target = PruneTarget(board="stm32f405", budget=Budget(max_ram=1_000_000))
+    assert resolve_hidden(meta, target)[0] == 5
 
 
 @pytest.mark.parametrize(("cell", "layers"), [("lstm", 1), ("gru", 2), ("rnn", 2)])

@@ -29,7 +29,7 @@ from tinylstm.contract.constants import HIDDEN_BITS, INPUT16_BITS, input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.registry import get_board
 from tinylstm.host.search.cost import Cost, architecture_cost, shape_model
-from tinylstm.host.search.study import Budget, check_budget
+from tinylstm.host.search.study import Budget, check_budget, over_budget
 from tinylstm.trainer.baselines import accuracy_interval
 from tinylstm.trainer.batches import PaddedSplit
 from tinylstm.trainer.checkpoint import (
@@ -142,10 +142,9 @@ def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict
         )
     prices: dict[int, Cost] = {}
 
-    def fits(h: int) -> bool:
+    def fits(h: int) -> bool:  # the budget and the board's own memory, as the search judges an architecture
         prices[h] = shape_cost(meta, target.board or "", h)
-        c = prices[h]
-        return target.budget.violation(c.flash_bytes, c.ram_bytes, c.slowest_sample_ms) is None
+        return over_budget(prices[h], target.budget) is None
 
     check_budget(target.budget, get_board(target.board or ""), "prune")
     if fits(have):
@@ -155,8 +154,7 @@ def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict
             "nothing to prune; give a smaller budget or --hidden"
         )
     if not fits(1):
-        c = prices[1]
-        why = target.budget.violation(c.flash_bytes, c.ram_bytes, c.slowest_sample_ms)
+        why = over_budget(prices[1], target.budget)
         raise TinyLSTMError(
             f"even one unit per layer does not meet {target.describe()} ({why}): pruning cannot get there; "
             "raise the budget, or train fewer layers or a smaller input stacking"
