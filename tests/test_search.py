@@ -374,8 +374,11 @@ def test_a_budget_nothing_fits_fails_at_once(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no architecture of the search space fits" in err[0], err
     assert "the smallest of 4, gru-8x1-h8-last, costs flash" in err[0] and "flash <= 2048 B" in err[0]
-    # nothing was started: a looser budget in the same directory is a new study, not a refused one
-    assert not (tmp_path / "s" / "study.db").exists() and not (tmp_path / "s" / "trials").exists()
+    # nothing was written (the prices' cache was): a looser budget in the same directory is a new study
+    assert not (tmp_path / "s").exists()
+    (tmp_path / "s").mkdir()  # an --out that was there keeps the prices for the next run, and only them
+    assert main(args) == 2
+    assert [f.name for f in (tmp_path / "s").iterdir()] == ["costs.json"]
 
 
 def small_windows(path: Path, n: int = 24, per_recording: int = 1) -> Path:

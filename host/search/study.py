@@ -894,12 +894,18 @@ def search(cfg: SearchConfig) -> dict[str, Any]:
     data = _Data(cfg)
     direction = _direction(cfg, data)
     data_architectures(cfg, data)  # --stacks too wide or too long for the data: before any file
+    fresh = not cfg.out.exists()
     cfg.out.mkdir(parents=True, exist_ok=True)
     resumed = existing_study(cfg)  # other settings are refused before anything is priced
     prices = study_prices(resumed) if resumed is not None else None
-    if prices is None:
-        prices = price_space(cfg, board, data)
-    fit = require_fit(prices, cfg)  # before the study exists: nothing fitting leaves no study behind
+    try:
+        if prices is None:
+            prices = price_space(cfg, board, data)
+        fit = require_fit(prices, cfg)  # before the study exists: nothing fitting leaves no study behind
+    except TinyLSTMError:
+        if fresh:  # nor the prices' cache: a refused search writes nothing
+            shutil.rmtree(cfg.out, ignore_errors=True)
+        raise
     study = open_study(cfg, direction, prices=prices)
     if not study.trials:  # a new study starts with the default model (a study given trials keeps them)
         for params in default_trials(cfg, data, fit)[: cfg.trials]:
