@@ -977,6 +977,20 @@ def case_train_with_a_held_out_class_no_training_sequence_has(tmp: Path, good: P
     return Case(argv, message, tmp / "o")
 
 
+def case_export_after_the_held_out_file_moved(tmp: Path, good: Path) -> Case:
+    """Was: "data file .../t.npz does not exist; check the path", which named neither the file's role nor
+    where it has to be."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "d.npz", X=rng.standard_normal((20, 12, 1)), y=np.arange(20) % 2)
+    np.savez(tmp / "t.npz", X=rng.standard_normal((6, 12, 1)), y=np.arange(6) % 2)
+    assert main([*_train_on(tmp, tmp / "d.npz"), "--test-data", str(tmp / "t.npz")]) == 0
+    (tmp / "t.npz").rename(tmp / "moved.npz")
+    message = (
+        f"the held-out file {tmp / 't.npz'} the model was trained with (--test-data) is gone: put it back"
+    )
+    return Case(["export", str(tmp / "o" / "model.pt"), "--out", str(tmp / "e")], message, tmp / "e")
+
+
 def case_train_on_one_class_of_two_named(tmp: Path, good: Path) -> Case:
     """Was: trained a one-class model (its held-out score a trivial 100 %): the check counted the classes
     the file names, not those its labels hold."""

@@ -314,5 +314,10 @@ def load_splits_from_meta(
         )
     train, val, test = split(ds, val=ref.val, test=ref.test, seed=ref.seed)
     if ref.test_spec:
+        if not Path(ref.test_spec).is_file():
+            raise TinyLSTMError(
+                f"the held-out file {ref.test_spec} the model was trained with (--test-data) is gone: put it "
+                "back at that path (--data stands for the training file only)"
+            )
         test = load_test_set(ref.test_spec, ds)
     return train, val, test
