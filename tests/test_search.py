@@ -162,7 +162,9 @@ def test_studies_sharing_an_out_keep_their_own_trials_and_best_export(tmp_path: 
     open_study(a, "maximize").enqueue_trial({"arch": "gru-8x1-h8-last", "lr": 1e-2, "qat": False})
     open_study(b, "maximize").enqueue_trial({"arch": "lstm-8x1-h8-last", "lr": 1e-2, "qat": False})
     want = search(a)["best"]["measured"]
-    assert search(b)["best"]["measured"]["hash"] != want["hash"]
+    doc_b = search(b)
+    assert doc_b["best"]["measured"]["hash"] != want["hash"]
+    assert doc_b["replaced_study"] == a.study_name  # the results files held a's: cmd_search says so
     assert trial_dir(a, 0).is_dir() and trial_dir(b, 0).is_dir() and trial_dir(a, 0) != trial_dir(b, 0)
     assert trial_dir(replace(a, study_name="../x"), 0).parent.parent == out / "trials"  # a safe folder name
     held = out / "best-export" / "export-report.json"
@@ -172,6 +174,7 @@ def test_studies_sharing_an_out_keep_their_own_trials_and_best_export(tmp_path: 
 
     doc = search(a)  # resumed, nothing to train: best-export is study a's again
     assert best_export_hash() == want["hash"] and isinstance(want["check_failed"], list)
+    assert doc["replaced_study"] == "b" and search(a)["replaced_study"] is None
     assert "(tinylstm check " in (out / "search.md").read_text()
     assert doc["best"]["measured"]["hash"] == want["hash"]
     # the best trial's export holds another model: refused, best-export kept
@@ -825,14 +828,25 @@ def test_the_summary_names_the_objective_and_the_best_exports_check_verdict(
     doc = {"counts": {"complete": 1, "pruned": 0, "fail": 0}, "architectures": {"fit": ["a"], "priced": 1},
            "best": best, "trials": [best], "objective": "held-out int8 RMSE",
            "pareto": {"flash": [0], "latency": []},
-           "best_export": str(tmp_path / "best-export")}  # fmt: skip
+           "best_export": str(tmp_path / "best-export"), "study": "s", "replaced_study": "old"}  # fmt: skip
     monkeypatch.setattr(cmd_search, "search", lambda *a, **kw: doc)
     assert main(["search", "--data", "watch", "--board", BOARD, "--out", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
+    assert (
+        "note: search.json, search.md, pareto.png and best-export held study 'old''s results; they now "
+        "hold 's''s" in out
+    )
     assert "Pareto front, held-out int8 RMSE vs flash: trials [0]" in out and "accuracy" not in out
     assert f"best's export: tinylstm check FAIL: {failed}\n" in out
     # no advice to build (and flash) what its own check refuses
     assert f"next: tinylstm check {tmp_path / 'best-export'} says what failed" in out and "build" not in out
+    # best-export a refit (no held-out data): the verdict is named as its trial's export's
+    refit = {"done": True, "sequences": 20, "why": "folds", "reused": False, "flash_bytes": 4000}
+    doc["refit"], measured["export"] = refit, str(tmp_path / "trial-0")
+    assert main(["search", "--data", "watch", "--board", BOARD, "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert f"trial 0's export: tinylstm check FAIL: {failed}\n" in out and "best's export" not in out
+    del doc["refit"], measured["export"]
     as_written = {
         **doc,
         "study": "s",

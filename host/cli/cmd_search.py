@@ -199,8 +199,10 @@ def _run(args: argparse.Namespace) -> int:
                 ("the default model is kept: " if choice["kept_default"] else "not the default model: ")
                 + choice["why"]
             )
-        print(f"best's export: {check_verdict(m)}")
         r = doc.get("refit") or {}
+        # a refit has no held-out data: the verdict is its trial's export's
+        whose = f"trial {b['number']}'s" if r.get("done") else "best's"
+        print(f"{whose} export: {check_verdict(m)}")
         if r.get("done"):
             print(
                 f"refit: its settings trained again on all {r['sequences']} sequences ({r['why']}"
@@ -214,6 +216,12 @@ def _run(args: argparse.Namespace) -> int:
             where = m["export"] if r.get("done") else doc["best_export"]
             print(f"next: tinylstm check {where} says what failed, before anything is built")
         code = 0
+    if doc.get("replaced_study"):
+        print(
+            "note: search.json, search.md, pareto.png and best-export held study "
+            f"{doc['replaced_study']!r}'s results; they now hold {doc['study']!r}'s (each study's trials "
+            f"stay in {out / 'trials'})"
+        )
     for name in ("search.json", "search.md", "pareto.png"):
         print(f"wrote {out / name}")
     return code

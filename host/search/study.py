@@ -994,6 +994,7 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         defaults = [r for r in complete if r.get("origin") == DEFAULT_ORIGIN]
         default = best_of(defaults, maximize) if defaults else None
         best, choice = prefer_default(best_of(complete, maximize), default, maximize)
+    previous = _results_study(cfg.out)
     refit_doc = None
     if best is not None:
         refit_doc = refit_best(cfg, best)
@@ -1025,11 +1026,22 @@ def write_results(cfg: SearchConfig, study: Any, direction: str) -> dict[str, An
         "choice": choice,  # None, or how the default model and the top score were weighed (prefer_default)
         "refit": refit_doc,  # None without a best; else whether best-export is the best trained again
         "best_export": str((cfg.out / BEST_EXPORT).resolve()) if best else None,
+        # another study's results these replaced (its trials stay in OUT/trials/STUDY), or None
+        "replaced_study": previous if previous not in (None, cfg.study_name) else None,
     }
     (cfg.out / "search.json").write_text(json.dumps(doc, indent=1) + "\n")
     (cfg.out / "search.md").write_text(render_md(doc))
     _plot(doc, cfg.out / "pareto.png")
     return doc
+
+
+def _results_study(out: Path) -> str | None:
+    """The study whose results OUT/search.json holds, or None (none yet, or unreadable)."""
+    try:
+        study = json.loads((out / "search.json").read_text()).get("study")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return study if isinstance(study, str) else None
 
 
 def best_of(complete: list[dict[str, Any]], maximize: bool) -> dict[str, Any]:
