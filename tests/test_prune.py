@@ -318,7 +318,7 @@ def test_budgets_search_refuses_are_refused_by_prune_too(
     for extra, message in (
         (["--board", "esp32dev", "--max-latency-ms", "0.0001"], "esp32dev has no counted core and clock"),
         (["--board", "stm32f405", "--max-flash", "0"], "--max-flash 0 B: a budget is at least 1 byte"),
-        (["--board", "stm32f405", "--max-ram", "1.5"], "size '1.5' is 1.5 bytes: give whole bytes"),
+        (["--board", "stm32f405", "--max-ram", "1.5"], "--max-ram '1.5' is 1.5 bytes: give whole bytes"),
         (["--board", "stm32f405", "--max-latency-ms", "nan"], "--max-latency-ms nan: give a finite number"),
     ):
         assert main([*argv, *extra]) == 2

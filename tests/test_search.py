@@ -617,7 +617,7 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--max-flash", "3x"], "size '3x'"),
+        (["--max-flash", "3x"], "--max-flash '3x'"),
         (["--max-latency-ms", "1"], "qemu-stm32f405 has no counted core and clock"),
         (["--hidden", "8,a"], "--hidden '8,a'"),
         (["--hidden-bits", "8,12"], "--hidden-bits 8,12: choose from 8,16"),
@@ -649,8 +649,9 @@ def test_settings_of_a_resumed_study_must_match(tmp_path: Path, capsys: pytest.C
         (["--bidirectional", "--input-bits", "16"], "--hidden-bits 8,16 --input-bits 16: a bidirectional"),
         # a budget that is not a number would compare as no budget; sizes are whole bytes
         (["--max-latency-ms", "nan"], "--max-latency-ms nan: give a finite number of milliseconds > 0"),
-        (["--max-ram", "1.5"], "size '1.5' is 1.5 bytes: give whole bytes"),
-        (["--max-flash", "1.1k"], "size '1.1k' is 1126.4 bytes: give whole bytes"),
+        (["--max-ram", "1.5"], "--max-ram '1.5' is 1.5 bytes: give whole bytes"),
+        (["--max-flash", "1.1k"], "--max-flash '1.1k' is 1126.4 bytes: give whole bytes"),
+        (["--max-ram", "1e9"], "--max-ram '1e9': write bytes as 4096, 32k or 1.5M"),
         (["--max-flash", "0"], "--max-flash 0 B: a budget is at least 1 byte"),
         (["--hop", "0"], "--hop 0: steps between windows must be >= 1"),
         (["--windows", "0,64"], "--windows '0,64': every value must be >= 1"),

@@ -295,17 +295,25 @@ def flash(target: str | Path, board: str = DEFAULT_BOARD, *, port: str | None = 
     _flash(Path(target), board, port)
 
 
-def _size_bytes(value: int | str) -> int:
-    """'32k' -> 32768, '1.5M' -> 1572864, '4096' or 4096 -> 4096."""
+def _size_bytes(value: int | str, option: str) -> int:
+    """'32k' -> 32768, '1.5M' -> 1572864, '4096' or 4096 -> 4096; errors name ``option``."""
     if isinstance(value, int):
         return value
     m = SIZE.match(value.strip())
     if not m:
-        raise TinyLSTMError(f"size {value!r}: write bytes as 4096, 32k or 1.5M")
+        raise TinyLSTMError(f"{option} {value!r}: write bytes as 4096, 32k or 1.5M")
     size = float(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
     if not size.is_integer():
-        raise TinyLSTMError(f"size {value!r} is {size:g} bytes: give whole bytes, e.g. 4096, 32k or 1.5M")
+        raise TinyLSTMError(f"{option} {value!r} is {size:g} bytes: give whole bytes, e.g. 4096, 32k or 1.5M")
     return int(size)
+
+
+def _budget(max_flash: int | str | None, max_ram: int | str | None, max_latency_ms: float | None) -> Budget:
+    return Budget(
+        None if max_flash is None else _size_bytes(max_flash, "--max-flash"),
+        None if max_ram is None else _size_bytes(max_ram, "--max-ram"),
+        max_latency_ms,
+    )
 
 
 def _ints(value: str | int | Sequence[int], what: str) -> tuple[int, ...]:
@@ -387,11 +395,7 @@ def search(
         board=board,
         out=Path(out),
         trials=trials,
-        budget=Budget(
-            _size_bytes(max_flash) if max_flash is not None else None,
-            _size_bytes(max_ram) if max_ram is not None else None,
-            max_latency_ms,
-        ),
+        budget=_budget(max_flash, max_ram, max_latency_ms),
         space=space,
         epochs=epochs,
         select=select,
@@ -437,11 +441,7 @@ def prune(
     target = PruneTarget(
         hidden=hidden,
         board=board,
-        budget=Budget(
-            _size_bytes(max_flash) if max_flash is not None else None,
-            _size_bytes(max_ram) if max_ram is not None else None,
-            max_latency_ms,
-        ),
+        budget=_budget(max_flash, max_ram, max_latency_ms),
     )
     if hidden is not None and (board is not None or target.budget.describe() != "no budget"):
         raise TinyLSTMError(
