@@ -230,6 +230,25 @@ def test_a_pruned_bidirectional_model_exports_checks_and_meets_its_budget(tmp_pa
     assert result["passed"] and result["bit_exact"]["ok"], result["rules"]
 
 
+def test_a_latency_budget_is_printed_beside_flash_and_ram(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The summary and the already-met refusal name the latency a latency budget was judged on (they gave
+    flash and RAM only; the latency was in the JSON)."""
+    from tinylstm.host.search.prune import shape_cost
+
+    ckpt = _tiny_run(tmp_path)
+    _, meta = load_checkpoint(ckpt)
+    have = meta.hidden_size
+    at = {h: shape_cost(meta, "stm32f405", h).slowest_sample_ms for h in (5, have)}
+    argv = ["prune", str(ckpt), "--board", "stm32f405", "--epochs", "1"]
+    assert main([*argv, "--max-latency-ms", f"{at[5]:.6f}", "--out", str(tmp_path / "p")]) == 0
+    assert f", slowest sample {at[have]:.3g} -> {at[5]:.3g} ms\n" in capsys.readouterr().out
+    assert main([*argv, "--max-latency-ms", "1000", "--out", str(tmp_path / "q")]) == 2
+    ram = shape_cost(meta, "stm32f405", have).ram_bytes
+    assert f"RAM {ram} B, slowest sample {at[have]:.3g} ms)" in capsys.readouterr().err
+
+
 def test_a_qat_source_is_priced_at_its_hidden_state_and_its_record_is_not_carried_over(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ import argparse
 from tinylstm.api import DEFAULT_PRUNE_STEP, prune
 from tinylstm.contract.constants import HIDDEN_BITS, input_bits
 from tinylstm.host.boards.registry import BOARDS
+from tinylstm.host.search.cost import Cost
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,9 +75,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if "board" in report:
         b = report["board"]
+        before, after = (Cost(**b[k]).slowest_sample_ms for k in ("before", "after"))
+        latency = (
+            "" if before is None or after is None else f", slowest sample {before:.3g} -> {after:.3g} ms"
+        )
         print(
             f"  on {b['name']}: flash {b['before']['flash_bytes']} -> {b['after']['flash_bytes']} B, RAM "
-            f"{b['before']['ram_bytes']} -> {b['after']['ram_bytes']} B"
+            f"{b['before']['ram_bytes']} -> {b['after']['ram_bytes']} B{latency}"
         )
     bits, in_bits = report["hidden_bits"], report["input_bits"]
     if report["source_qat"]:

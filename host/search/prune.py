@@ -149,9 +149,10 @@ def resolve_hidden(meta: CheckpointMeta, target: PruneTarget) -> tuple[int, dict
     check_budget(target.budget, get_board(target.board or ""), "prune")
     if fits(have):
         c = prices[have]
+        ms = "" if c.slowest_sample_ms is None else f", slowest sample {c.slowest_sample_ms:.3g} ms"
         raise TinyLSTMError(
-            f"the model already meets {target.describe()} (flash {c.flash_bytes} B, RAM {c.ram_bytes} B): "
-            "nothing to prune; give a smaller budget or --hidden"
+            f"the model already meets {target.describe()} (flash {c.flash_bytes} B, RAM {c.ram_bytes} "
+            f"B{ms}): nothing to prune; give a smaller budget or --hidden"
         )
     if not fits(1):
         why = over_budget(prices[1], target.budget)
@@ -257,10 +258,11 @@ def prune_checkpoint(
     test = PaddedSplit.build(test_set, norm, target_norm) if len(test_set) else None
     before = evaluate(model, test, target_norm).metric if test is not None else None
     if log is not None:
+        why = "" if target.hidden is not None else f" ({target.describe()})"  # --hidden N says it already
         log(
-            f"pruning {meta.cell.upper()} {meta.num_layers}x{meta.hidden_size} to {hidden} units per layer "
-            f"({target.describe()}); rounds remove <= {step:.0%} of the units, then fine-tune "
-            f"{config.epochs} epochs at peak lr {config.lr:g}"
+            f"pruning {meta.cell.upper()} {meta.num_layers}x{meta.hidden_size} to {hidden} units per layer"
+            f"{why}; rounds remove <= {step:.0%} of the units, then fine-tune {config.epochs} epochs at peak "
+            f"lr {config.lr:g}"
         )
     started = time.perf_counter()
     result: PruneResult = prune(model, train_set, norm, target_norm, hidden, config, step, log)
