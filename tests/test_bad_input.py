@@ -480,6 +480,14 @@ def case_export_out_is_a_file(tmp: Path, good: Path) -> Case:
     )
 
 
+def case_search_with_an_option_it_does_not_have(tmp: Path, good: Path) -> Case:
+    """Was: `tinylstm: error: unrecognized arguments: ...`, pointing at the top-level --help."""
+    argv = ["search", "--data", "watch", "--board", "stm32f405", "--timeout", "5", "--out", str(tmp / "s")]
+    return Case(
+        argv, "unrecognized arguments: --timeout 5 (`tinylstm search --help` lists the options)", tmp / "s"
+    )
+
+
 def case_export_input_bits_not_a_width(tmp: Path, good: Path) -> Case:
     return Case(
         ["export", str(good / "run" / "model.pt"), "--input-bits", "12", "--out", str(tmp / "out")],

@@ -13,7 +13,7 @@ import select
 import signal
 import sys
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from tinylstm.errors import TinyLSTMError
 
@@ -27,6 +27,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse's, but an option the command does not know is the command's error, pointing at its own
+        --help (argparse reports leftovers from the top parser: `tinylstm: error: ...`)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            subparsers = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+            owner = subparsers[0].choices.get(command, self) if subparsers and command else self
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
