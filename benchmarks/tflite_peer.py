@@ -102,7 +102,7 @@ def _measure(export_dir: Path, out: Path) -> None:
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc)
     fm = origin.loaded.float_model
-    train, test = data_splits(origin.loaded, origin.data)
+    train, test = data_splits(origin.loaded, origin.data, origin.test_data)
     keras_model = _keras_model(fm)
     row: dict[str, Any] = {
         "versions": {p: _version(p) for p in PACKAGES},

@@ -34,7 +34,7 @@ from tinylstm.contract.constants import HIDDEN_BITS, INPUT16_BITS, INPUT_BITS
 from tinylstm.contract.constants import input_bits as own_input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, load_splits_from_meta, qat_formats
-from tinylstm.trainer.data import load_dataset, split
+from tinylstm.trainer.data import load_dataset, load_test_set, split
 from tinylstm.trainer.sequence_set import SequenceSet
 
 SPLIT_SEED = 0  # user models: the split of --data into calibration and held-out parts
@@ -48,6 +48,7 @@ class ModelSource:
     data: str | None = None
     description: str | None = None
     trust_module: bool = False
+    test_data: str | None = None  # the held-out file: a checkpoint's recorded one moved, or a user model's
 
     def resolved(self) -> ModelSource:
         """The same source with file paths made absolute (data may also be a dataset name)."""
@@ -60,25 +61,29 @@ class ModelSource:
             absolute(self.data),
             absolute(self.description),
             self.trust_module,
+            absolute(self.test_data),
         )
 
     def load(self) -> LoadedModel:
         return load_model(self.model, self.description, self.trust_module)
 
 
-def data_files(loaded: LoadedModel, data: str | None) -> list[Path]:
+def data_files(loaded: LoadedModel, data: str | None, test_data: str | None = None) -> list[Path]:
     """The files the calibration and held-out data are read from (none for a built-in dataset)."""
-    specs: list[str | None] = [data] if data else []
+    specs: list[str | None] = [data, test_data]
     if loaded.checkpoint is not None:
-        specs = [data or loaded.checkpoint.dataset.spec, loaded.checkpoint.dataset.test_spec]
+        specs = [data or loaded.checkpoint.dataset.spec, test_data or loaded.checkpoint.dataset.test_spec]
     return [Path(s).resolve() for s in specs if s and Path(s).is_file()]
 
 
-def data_splits(loaded: LoadedModel, data: str | None) -> tuple[SequenceSet, SequenceSet]:
-    """(calibration, held-out) sets: the recorded train/test split for our checkpoints; for a
-    user model, a seeded 70/30 split of ``data``."""
+def data_splits(
+    loaded: LoadedModel, data: str | None, test_data: str | None = None
+) -> tuple[SequenceSet, SequenceSet]:
+    """(calibration, held-out) sets: the recorded train/test split for our checkpoints (``data`` and
+    ``test_data``: their files, moved); for a user model, a seeded 70/30 split of ``data``, or all of
+    ``data`` and the held-out file ``test_data``."""
     if loaded.checkpoint is not None:
-        train, _, test = load_splits_from_meta(loaded.checkpoint, data)
+        train, _, test = load_splits_from_meta(loaded.checkpoint, data, test_data)
     else:
         if not data:
             raise TinyLSTMError(
@@ -86,7 +91,11 @@ def data_splits(loaded: LoadedModel, data: str | None) -> tuple[SequenceSet, Seq
             )
         ds = load_dataset(data)
         _check_user_data(ds, loaded.float_model, data)
-        train, _, test = split(ds, val=0.0, test=0.3, seed=SPLIT_SEED)
+        if test_data:
+            train, test = ds, load_test_set(test_data, ds)
+            _check_user_data(test, loaded.float_model, test_data)
+        else:
+            train, _, test = split(ds, val=0.0, test=0.3, seed=SPLIT_SEED)
     fm = loaded.float_model
     if train.num_channels != fm.input_size:
         raise TinyLSTMError(
@@ -232,7 +241,7 @@ def export(
     auto = input_bits == AUTO_INPUT_BITS
     loaded = source.load()
     fm = loaded.float_model
-    train, test = data_splits(loaded, source.data)
+    train, test = data_splits(loaded, source.data, source.test_data)
     sequences = calibration_sequences(fm, train)
     bits, reason = given_input_bits(qat_formats(loaded.checkpoint), hidden_bits, input_bits)
     choice: dict[str, object] = {"rule": "auto" if auto else "given"}
@@ -306,7 +315,10 @@ def export(
             "from_sha256": sha256_file(model_file),
         },
         "checkpoint": loaded.checkpoint.to_dict() if loaded.checkpoint is not None else None,
-        "data_files": [{"path": str(f), "sha256": sha256_file(f)} for f in data_files(loaded, source.data)],
+        "data_files": [
+            {"path": str(f), "sha256": sha256_file(f)}
+            for f in data_files(loaded, source.data, source.test_data)
+        ],
     }
     save_int_model(m, out_dir, pins)
     (out_dir / "model.tlm").write_bytes(to_blob(m))
@@ -321,33 +333,42 @@ class ExportOrigin:
     loaded: LoadedModel  # the pinned float model, with the checkpoint metadata (dataset and split) if any
     data: str | None  # the data spec to rebuild the held-out split from (None: the checkpoint's own)
     model_file_status: str  # the original model file now: "unchanged", "changed since export" or "gone"
+    test_data: str | None = None  # the held-out file (None: the checkpoint's own, or a split of ``data``)
 
 
-def export_origin(export_dir: Path, doc: dict, data: str | None = None) -> ExportOrigin:
+def export_origin(
+    export_dir: Path, doc: dict, data: str | None = None, test_data: str | None = None
+) -> ExportOrigin:
     """The float model and data an export was made from, verified against their recorded SHA-256.
 
-    ``data`` overrides the recorded data (a moved file, or a deliberate other held-out set); without
-    it, a data file that changed since the export is refused, so numbers are never about other data.
+    ``data`` overrides the recorded data (a moved file, or a deliberate other held-out set), ``test_data``
+    the recorded held-out file; a recorded file that is not overridden and changed since the export is
+    refused, so numbers are never about other data.
     """
     fm = load_float_model(export_dir, doc)
     checkpoint = (
         CheckpointMeta.from_dict(doc["checkpoint"], str(export_dir)) if doc.get("checkpoint") else None
     )
     loaded = LoadedModel(fm, checkpoint, export_dir / FLOAT_NPZ)
-    if data is None:
-        for pin in doc.get("data_files", []):
-            f = Path(pin["path"])
-            if not f.is_file():
-                raise TinyLSTMError(
-                    f"the data {f} this export was made from is gone: pass --data NEW_PATH (the same "
-                    "data, moved) to rebuild its held-out split"
-                )
-            if sha256_file(f) != pin["sha256"]:
-                raise TinyLSTMError(
-                    f"the data {f} changed since the export (SHA-256 differs): export again, or pass "
-                    f"--data {f} to evaluate on the changed file anyway"
-                )
-        data = doc.get("source", {}).get("data")
+    source = doc.get("source", {})
+    held_out = source.get("test_data") or (checkpoint.dataset.test_spec if checkpoint else None)
+    for pin in doc.get("data_files", []):
+        f = Path(pin["path"])
+        option, what = ("--test-data", "held-out file") if str(f) == held_out else ("--data", "data")
+        if (test_data if option == "--test-data" else data) is not None:
+            continue  # replaced: the checkpoint's own pins judge a checkpoint's moved file
+        if not f.is_file():
+            raise TinyLSTMError(
+                f"the {what} {f} this export was made from is gone: pass {option} NEW_PATH (the same "
+                "file, moved) to rebuild its held-out data"
+            )
+        if sha256_file(f) != pin["sha256"]:
+            raise TinyLSTMError(
+                f"the {what} {f} changed since the export (SHA-256 differs): export again, or pass "
+                f"{option} {f} to evaluate on the changed file anyway"
+            )
+    data = source.get("data") if data is None else data
+    test_data = source.get("test_data") if test_data is None else test_data
     origin = Path(doc["float_model"]["from"])
     status = (
         "gone"
@@ -356,4 +377,4 @@ def export_origin(export_dir: Path, doc: dict, data: str | None = None) -> Expor
         if sha256_file(origin) == doc["float_model"]["from_sha256"]
         else "changed since export"
     )
-    return ExportOrigin(loaded, data, status)
+    return ExportOrigin(loaded, data, status, test_data)

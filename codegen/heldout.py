@@ -37,7 +37,7 @@ def load_held_out(export_dir: Path) -> HeldOut:
     (``split``), as a board's bit-exactness needs real samples, not held-out ones."""
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc)
-    train, test = data_splits(origin.loaded, origin.data)
+    train, test = data_splits(origin.loaded, origin.data, origin.test_data)
     data, split = (test, "held-out") if len(test) else (train, "training")
     window = model_window(m)
     seqs = [golden.quantize_input(m, np.asarray(s)) for s in data.sequences]

@@ -994,9 +994,20 @@ def case_export_after_the_held_out_file_moved(tmp: Path, good: Path) -> Case:
     assert main([*_train_on(tmp, tmp / "d.npz"), "--test-data", str(tmp / "t.npz")]) == 0
     (tmp / "t.npz").rename(tmp / "moved.npz")
     message = (
-        f"the held-out file {tmp / 't.npz'} the model was trained with (--test-data) is gone: put it back"
+        f"the held-out file {tmp / 't.npz'} the model was trained with (--test-data) is gone: pass its new "
+        "path with --test-data"
     )
     return Case(["export", str(tmp / "o" / "model.pt"), "--out", str(tmp / "e")], message, tmp / "e")
+
+
+def case_export_with_another_file_as_the_moved_held_out_file(tmp: Path, good: Path) -> Case:
+    """--test-data stands for the held-out file the model was trained with, moved: other bytes are refused."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "d.npz", X=rng.standard_normal((20, 12, 1)), y=np.arange(20) % 2)
+    np.savez(tmp / "t.npz", X=rng.standard_normal((6, 12, 1)), y=np.arange(6) % 2)
+    assert main([*_train_on(tmp, tmp / "d.npz"), "--test-data", str(tmp / "t.npz")]) == 0
+    argv = ["export", str(tmp / "o" / "model.pt"), "--test-data", str(tmp / "d.npz"), "--out", str(tmp / "e")]
+    return Case(argv, "d.npz is not the held-out file the model was trained with", tmp / "e")
 
 
 def case_train_on_one_class_of_two_named(tmp: Path, good: Path) -> Case:

@@ -79,7 +79,7 @@ def test_integer_traces_are_the_kernels_and_float_traces_the_float_models(
     doc = explained.doc
     m, meta = load_int_model(exported)
     origin = export_origin(exported, meta)
-    _, test = data_splits(origin.loaded, origin.data)
+    _, test = data_splits(origin.loaded, origin.data, origin.test_data)
     fm = origin.loaded.float_model
     c = CModel.from_export(exported)
     for ex in doc["examples"]:

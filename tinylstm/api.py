@@ -171,6 +171,7 @@ def export(
     out: str | Path | None = None,
     *,
     data: str | Path | None = None,
+    test_data: str | Path | None = None,
     description: str | Path | None = None,
     trust_module: bool = False,
     name: str = "model",
@@ -184,13 +185,15 @@ def export(
     ``hidden_bits``: 8 (int8 Q0.7 hidden state) or 16 (int16 Q0.15); ``input_bits``: 8, 16 (an int16 input),
     None (the hidden state's own) or "auto" (int8 unless its outputs differ from the float model's by more
     than 5 % of their spread on the calibration data and an int16 input's come closer:
-    codegen/input_range.py ``auto_input_model``)."""
+    codegen/input_range.py ``auto_input_model``). ``data``, ``test_data``: a checkpoint's training and
+    held-out files at another path (moved), or a user model's data (a 30 % held-out split, or all of it
+    calibrating and ``test_data`` held out)."""
     if layout in DEPRECATED_LAYOUTS:
         new = DEPRECATED_LAYOUTS[layout]
         warnings.warn(f"layout {layout!r} is now called {new!r}", DeprecationWarning, stacklevel=2)
         layout = new
     out_dir = check_output_dir(Path(out) if out is not None else Path(model).resolve().parent / "export")
-    source = ModelSource(str(model), _opt_str(data), _opt_str(description), trust_module)
+    source = ModelSource(str(model), _opt_str(data), _opt_str(description), trust_module, _opt_str(test_data))
     res = _export(source, out_dir, name, cast(Layout, layout), hidden_bits, input_bits)
     exp = load_export(out_dir)
     exp.report = res.report
@@ -202,6 +205,7 @@ def check(
     export_dir: str | Path,
     data: str | Path | None = None,
     *,
+    test_data: str | Path | None = None,
     max_accuracy_drop: float = 1.0,
     min_agreement: float = 98.0,
     max_rmse_increase: float = 2.0,
@@ -214,7 +218,8 @@ def check(
     agreement in %; ``max_rmse_increase``: regression, allowed RMSE increase in % of the target's std (as
     training saw it); ``allow_below_baseline``: pass a classifier that does not beat the majority class
     (``report["rules"]``: each rule of the verdict and whether it held); ``data``: the training data at
-    another path (it moved): the recorded split is rebuilt from it and its test part scored."""
+    another path (it moved): the recorded split is rebuilt from it and its test part scored; ``test_data``:
+    the held-out file the model was trained with at another path."""
     out = None
     if json_out != "-":
         out = Path(json_out) if json_out else Path(export_dir) / "check-report.json"
@@ -224,6 +229,7 @@ def check(
         Path(export_dir),
         _opt_str(data),
         Thresholds(max_accuracy_drop, min_agreement, max_rmse_increase, allow_below_baseline),
+        test_data=_opt_str(test_data),
     )
     if out is not None:
         out.write_text(json.dumps(report, indent=2))
@@ -235,6 +241,7 @@ def explain(
     export_dir: str | Path,
     *,
     data: str | Path | None = None,
+    test_data: str | Path | None = None,
     out: str | Path | None = None,
     sequences: int = 1,
     max_steps: int = MAX_STEPS,
@@ -242,10 +249,10 @@ def explain(
     """``tinylstm explain``: trace held-out examples (per class for a window classifier, else ``sequences``
     sequences, ``max_steps`` of a stream) through the float model and the integer golden; writes
     explain.json and one PNG per example into ``out`` (default: EXPORT_DIR/explain) and returns the JSON
-    document."""
+    document. ``data``, ``test_data``: the training and held-out files the model was trained with, moved."""
     d = Path(export_dir)
     out_dir = check_output_dir(Path(out) if out else d / "explain") if out or d.is_dir() else d / "explain"
-    return _explain(d, _opt_str(data), out_dir, sequences, max_steps)
+    return _explain(d, _opt_str(data), out_dir, sequences, max_steps, _opt_str(test_data))
 
 
 MAX_REPLAY_PERIOD_MS = 60_000  # a replayed sample a minute at the slowest
@@ -427,6 +434,7 @@ def prune(
     lr: float | None = None,
     seed: int | None = None,
     data: str | Path | None = None,
+    test_data: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``tinylstm prune``: remove whole hidden units from the checkpoint ``model`` down to ``hidden`` units
@@ -435,7 +443,8 @@ def prune(
     most; ``epochs`` per round, default the recipe's / 4; ``lr`` the one-cycle peak, default 1/3 of
     training's; ``seed`` default the training's). Writes ``out``/model.pt, an ordinary checkpoint for
     ``export``, and ``out``/prune-report.json; returns the report (``report["test"]``,
-    ``report["model_data_bytes"]``)."""
+    ``report["model_data_bytes"]``). ``data``, ``test_data``: the training and held-out files the model was
+    trained with, moved."""
     from tinylstm.host.search.prune import PruneTarget, prune_checkpoint
 
     target = PruneTarget(
@@ -454,7 +463,16 @@ def prune(
     if board is not None:
         get_board(board)
     return prune_checkpoint(
-        model, out, target, step=step, epochs=epochs, lr=lr, seed=seed, data=_opt_str(data), log=log
+        model,
+        out,
+        target,
+        step=step,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        data=_opt_str(data),
+        test_data=_opt_str(test_data),
+        log=log,
     )
 
 

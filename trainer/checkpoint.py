@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,26 @@ class DatasetRef:
         """Record the SHA-256 of the data files, unless recorded already."""
         if self.sha256 is None:
             self.sha256 = {s: sha256_file(Path(s)) for s in self.files()}
+
+    def relocated(self, data: str | None, test_data: str | None) -> DatasetRef:
+        """The same data at new paths (moved files whose bytes were checked): the specs and their pins."""
+        pins = dict(self.sha256 or {})
+
+        def move(old: str | None, new: str | None) -> str | None:
+            if not (old and new):
+                return old
+            moved = str(Path(new).resolve())
+            if old in pins:
+                pins[moved] = pins.pop(old)
+            return moved
+
+        spec, test_spec = move(self.spec, data), move(self.test_spec, test_data)
+        return replace(
+            self,
+            spec=spec or self.spec,
+            test_spec=test_spec,
+            sha256=pins if self.sha256 is not None else None,
+        )
 
     def verify(self, spec: str) -> None:
         """Refuse the recorded data file ``spec`` if it changed since the checkpoint was saved."""
@@ -278,21 +298,29 @@ def mismatches(ds: SequenceSet, meta: CheckpointMeta) -> list[str]:
 
 
 def load_splits_from_meta(
-    meta: CheckpointMeta, data_override: str | None = None
+    meta: CheckpointMeta, data_override: str | None = None, test_override: str | None = None
 ) -> tuple[SequenceSet, SequenceSet, SequenceSet]:
     """Rebuild the (train, val, test) split the model was trained on, NOT normalised.
 
     ``data_override`` replaces the recorded dataset spec (for a moved file); options, seed and
     fractions stay as recorded so the split is the same. A recorded explicit test file is
-    loaded as the test split. Data that is not what the model was trained on (another task, mode,
-    channels or classes; a recorded file that changed since training) is refused.
+    loaded as the test split; ``test_override`` replaces its path (the same file, moved). Data that is
+    not what the model was trained on (another task, mode, channels or classes; a recorded file that
+    changed since training, or a moved one whose bytes differ) is refused.
     """
     ref = meta.dataset
     spec = data_override or ref.spec
     if not spec:
         raise TinyLSTMError("this checkpoint was trained on an in-memory dataset; pass data_override=PATH")
+    if test_override and not ref.test_spec:
+        raise TinyLSTMError(
+            "--test-data replaces the held-out file a model was trained with, and this model was trained "
+            f"without one (its held-out split is {ref.test:g} of its data): leave --test-data out"
+        )
+    test_spec = test_override or ref.test_spec
     for recorded in ([] if data_override else [ref.spec]) + ([ref.test_spec] if ref.test_spec else []):
-        ref.verify(recorded)
+        if not (recorded == ref.test_spec and test_override):
+            ref.verify(recorded)
     if not data_override and (ref.sha256 or {}).get(spec) and not Path(spec).is_file():
         raise TinyLSTMError(
             f"the data {spec} the model was trained on is gone: pass its new path with --data (the same "
@@ -313,11 +341,19 @@ def load_splits_from_meta(
             "train a model on this data"
         )
     train, val, test = split(ds, val=ref.val, test=ref.test, seed=ref.seed)
-    if ref.test_spec:
-        if not Path(ref.test_spec).is_file():
+    if test_spec:
+        if not Path(test_spec).is_file():
             raise TinyLSTMError(
-                f"the held-out file {ref.test_spec} the model was trained with (--test-data) is gone: put it "
-                "back at that path (--data stands for the training file only)"
+                f"the held-out file {test_spec} the model was trained with (--test-data) is gone: pass its "
+                "new path with --test-data (the same file, moved), or put it back"
+                if not test_override
+                else f"--test-data {test_spec}: no such file; give the held-out file the model was trained on"
             )
-        test = load_test_set(ref.test_spec, ds)
+        pinned = (ref.sha256 or {}).get(ref.test_spec or "") if test_override else None
+        if pinned is not None and sha256_file(Path(test_spec)) != pinned:
+            raise TinyLSTMError(
+                f"{test_spec} is not the held-out file the model was trained with ({ref.test_spec}: the "
+                "SHA-256 differs), and --test-data stands for that file, moved or copied: pass it"
+            )
+        test = load_test_set(test_spec, ds)
     return train, val, test

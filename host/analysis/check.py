@@ -92,13 +92,13 @@ def _golden_outputs(m: IntModel, test: SequenceSet) -> tuple[list[np.ndarray], l
     return xqs, ints
 
 
-def held_out_quality(export_dir: Path, data: str | None = None) -> dict[str, Any]:
+def held_out_quality(export_dir: Path) -> dict[str, Any]:
     """Float vs int8 on the export's held-out data (the quality part of ``check``, without the C,
     blob and MicroPython comparisons)."""
     m, doc = load_int_model(export_dir)
-    origin = export_origin(export_dir, doc, data)
+    origin = export_origin(export_dir, doc)
     fm = origin.loaded.float_model
-    test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
+    test = require_held_out(data_splits(origin.loaded, origin.data, origin.test_data)[1], export_dir)
     return quality_on(fm, m, test)
 
 
@@ -572,11 +572,15 @@ def verdict_rules(
 
 
 def check(
-    export_dir: Path, data: str | None = None, thresholds: Thresholds | None = None, case_sums: bool = False
+    export_dir: Path,
+    data: str | None = None,
+    thresholds: Thresholds | None = None,
+    case_sums: bool = False,
+    test_data: str | None = None,
 ) -> dict[str, Any]:
-    """The export's check report; ``case_sums``: its quality also holds the integer model's sums per case
-    of the held-out split (``quality_on``'s ``cases``: a search weighs trials by them), not written to
-    check-report.json by the CLI, which never asks for them."""
+    """The export's check report (``data``, ``test_data``: its data files at another path); ``case_sums``: its
+    quality also holds the integer model's sums per case of the held-out split (``quality_on``'s ``cases``: a
+    search weighs trials by them), not written to check-report.json by the CLI, which never asks for them."""
     thresholds = thresholds or Thresholds()
     thresholds.validate()
     if not export_dir.is_dir():
@@ -587,9 +591,9 @@ def check(
         )
     m, doc = load_int_model(export_dir)
     cm = CModel.from_export(export_dir)  # first: C that is not what the model renders to is refused
-    origin = export_origin(export_dir, doc, data)
+    origin = export_origin(export_dir, doc, data, test_data)
     fm = origin.loaded.float_model
-    train, test = data_splits(origin.loaded, origin.data)
+    train, test = data_splits(origin.loaded, origin.data, origin.test_data)
     flo, xqs, ints = _outputs(fm, m, require_held_out(test, export_dir))
     quality = _quality(fm, m, test, ints, flo)
     if case_sums:

@@ -267,8 +267,10 @@ def explain(
     out_dir: Path | None = None,
     sequences: int = 1,
     max_steps: int = MAX_STEPS,
+    test_data: str | None = None,
 ) -> dict[str, Any]:
-    """Trace the examples of ``export_dir``'s held-out data; writes explain.json and the PNGs into
+    """Trace the examples of ``export_dir``'s held-out data (``data``, ``test_data``: its data files at
+    another path); writes explain.json and the PNGs into
     ``out_dir`` (default: ``export_dir``/explain) and returns the JSON document."""
     if not export_dir.is_dir():
         raise TinyLSTMError(
@@ -277,9 +279,9 @@ def explain(
     if sequences < 1 or max_steps < 1:
         raise TinyLSTMError(f"--sequences {sequences} and --max-steps {max_steps} must be >= 1")
     m, doc = load_int_model(export_dir)
-    origin = export_origin(export_dir, doc, data)
+    origin = export_origin(export_dir, doc, data, test_data)
     fm = origin.loaded.float_model
-    test = require_held_out(data_splits(origin.loaded, origin.data)[1], export_dir)
+    test = require_held_out(data_splits(origin.loaded, origin.data, origin.test_data)[1], export_dir)
     out = out_dir or export_dir / "explain"
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("explain-*.png"):  # an earlier explain's (perhaps of another model): not this one's

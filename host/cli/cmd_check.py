@@ -22,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its test part used (default: the recorded files)",
     )
     p.add_argument(
+        "--test-data",
+        help="the held-out file the model was trained with (train --test-data), if it moved (default: the "
+        "recorded path)",
+    )
+    p.add_argument(
         "--max-accuracy-drop", type=float, default=1.0, help="allowed float-int8 accuracy drop, points"
     )
     p.add_argument(
@@ -148,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     report = check(
         args.export_dir,
         args.data,
+        test_data=args.test_data,
         max_accuracy_drop=args.max_accuracy_drop,
         min_agreement=args.min_agreement,
         max_rmse_increase=args.max_rmse_increase,

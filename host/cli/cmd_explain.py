@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the training data at another path (it moved): the recorded split is rebuilt from it and "
         "its test part used (default: the recorded files)",
     )
+    p.add_argument(
+        "--test-data",
+        help="the held-out file the model was trained with (train --test-data), if it moved (default: the "
+        "recorded path)",
+    )
     p.add_argument("--out", help="output directory (default: EXPORT_DIR/explain)")
     p.add_argument(
         "--sequences",
@@ -39,7 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = explain(
-        args.export_dir, data=args.data, out=args.out, sequences=args.sequences, max_steps=args.max_steps
+        args.export_dir,
+        data=args.data,
+        test_data=args.test_data,
+        out=args.out,
+        sequences=args.sequences,
+        max_steps=args.max_steps,
     )
     out = Path(report["out_dir"])
     for ex in report["examples"]:

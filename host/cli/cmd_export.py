@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data",
         help="calibration data: a dataset name or .ts/.tsv/.arff/.csv/.npz (default: the checkpoint's)",
     )
+    p.add_argument(
+        "--test-data",
+        help="held-out data: the file a checkpoint was trained with (train --test-data), if it moved; for "
+        "a user model, a held-out file scored instead of a 30 %% split of --data (all of it then calibrates)",
+    )
     p.add_argument("--description", help="JSON description for a bare state_dict (docs/user-models.md)")
     p.add_argument(
         "--trust-module", action="store_true", help="allow loading a pickled nn.Module (runs its code)"
@@ -86,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         args.out,
         data=args.data,
+        test_data=args.test_data,
         description=args.description,
         trust_module=args.trust_module,
         name=args.name,

@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, help="fine-tuning seed (default: the training's)")
     p.add_argument("--data", help="the training data, if it moved (default: the checkpoint's)")
+    p.add_argument(
+        "--test-data",
+        help="the held-out file the model was trained with (train --test-data), if it moved (default: the "
+        "recorded path)",
+    )
     p.set_defaults(func=run)
 
 
@@ -60,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         data=args.data,
+        test_data=args.test_data,
         log=print,
     )
     test, size, hidden = report["test"], report["model_data_bytes"], report["hidden"]

@@ -224,6 +224,7 @@ def prune_checkpoint(
     lr: float | None = None,
     seed: int | None = None,
     data: str | None = None,
+    test_data: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Prune the checkpoint at ``model_path`` to ``target``; write OUT/model.pt (an ordinary checkpoint),
@@ -239,7 +240,7 @@ def prune_checkpoint(
     check_options(step, epochs, lr, seed)
     model, meta = load_checkpoint(model_path)
     hidden, prices = resolve_hidden(meta, target)
-    train_set, _, test_set = load_splits_from_meta(meta, data)
+    train_set, _, test_set = load_splits_from_meta(meta, data, test_data)
     norm = Normalizer.from_dict(meta.norm)
     target_norm = None if meta.target_norm is None else Normalizer.from_dict(meta.target_norm)
     shape = DataShape.of(train_set)
@@ -268,15 +269,11 @@ def prune_checkpoint(
     result: PruneResult = prune(model, train_set, norm, target_norm, hidden, config, step, log)
     scores = evaluate(result.model, test, target_norm) if test is not None else None
     after = scores.metric if scores is not None else None
-    dataset = meta.dataset
-    if data:  # the training data moved (its bytes checked): the pruned model records where it is now
-        pins = dict(dataset.sha256 or {})
-        moved = str(Path(data).resolve())
-        if dataset.spec in pins:
-            pins[moved] = pins.pop(dataset.spec)
-        dataset = dataclasses.replace(dataset, spec=moved, sha256=pins)
-    pruned_meta = dataclasses.replace(
-        meta, hidden_size=hidden, metrics=pruned_metrics(meta, scores, test_set), dataset=dataset
+    pruned_meta = dataclasses.replace(  # moved data files (their bytes checked): recorded where they are now
+        meta,
+        hidden_size=hidden,
+        metrics=pruned_metrics(meta, scores, test_set),
+        dataset=meta.dataset.relocated(data, test_data),
     )
     metric = "accuracy" if meta.task == "classification" else "rmse"
     report: dict[str, Any] = {
