@@ -15,6 +15,7 @@ from tinylstm.trainer.data import (
     load_dataset,
     load_test_set,
     split,
+    split_warnings,
     window_warnings,
 )
 
@@ -569,3 +570,22 @@ def test_held_out_copies_of_training_sequences_are_named() -> None:
     assert duplicate_warnings(train, [rng.standard_normal((8, 2)).astype(np.float32)]) == []
     (line,) = duplicate_warnings(train, [train[1].copy(), train[3][:4], train[4].copy()])
     assert line.startswith("2 of the 3 held-out sequences are exact copies of training sequences")
+
+
+def test_a_split_far_coarser_than_asked_warns() -> None:
+    """Two recordings and --test 0.15 held out one of them, half the data: only the sizes line showed it."""
+    from tinylstm.trainer.sequence_set import SequenceSet
+
+    two = SequenceSet(
+        sequences=list(np.zeros((40, 5, 1), dtype=np.float32)), labels=np.arange(40) % 2,
+        task="classification", mode="window", classes=["a", "b"], channels=["x"], name="d",
+        groups=np.arange(40) // 20, window=5,
+    )  # fmt: skip
+    train, val, test = split(two, val=0.0, test=0.15, seed=0)
+    assert split_warnings(two, {"--val": (val, 0.0), "--test": (test, 0.15)}) == [
+        "--test 0.15 held out 1 of 2 recordings (50%): each recording goes whole to one split, so few "
+        "recordings split coarsely; add recordings, or give the held-out data as a file (--test-data)"
+    ]
+    two.groups = np.arange(40) // 2  # 20 recordings: 3 held out, 15 %
+    train, val, test = split(two, val=0.0, test=0.15, seed=0)
+    assert split_warnings(two, {"--test": (test, 0.15)}) == []

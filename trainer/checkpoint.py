@@ -245,9 +245,9 @@ def checkpoint_from_dict(blob: object, where: str) -> tuple[TinyRNN, CheckpointM
     """Validate an already loaded checkpoint dict (``where`` names it in errors) into an eval-mode model."""
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise TinyLSTMError(
-            f"{where} is not a TinyLSTM checkpoint (no format={FORMAT!r}): give the model.pt `tinylstm train` "
-            "wrote, which records the data, split and recipe that fine-tuning rebuilds; a model of your own "
-            "exports with --description (docs/user-models.md), and prune it in PyTorch"
+            f"{where} is not a TinyLSTM checkpoint (no format={FORMAT!r}): give the model.pt `tinylstm "
+            "train` wrote, which records the data, split and recipe that fine-tuning rebuilds; a model of "
+            "your own exports with --description (docs/user-models.md), and prune it in PyTorch"
         )
     if blob.get("version") != VERSION:
         raise TinyLSTMError(

@@ -212,6 +212,25 @@ FLOAT32_SAFE = 1e30  # |values| above this overflow float32 arithmetic in normal
 LARGE_OFFSET = 1e6  # a value this large in float32 steps by 0.06 or more: a small variation on it is lost
 
 
+COARSE_SPLIT = 0.1  # a split this much larger than its fraction asked (and twice it) is worth a warning
+
+
+def split_warnings(ds: SequenceSet, parts: dict[str, tuple[SequenceSet, float]]) -> list[str]:
+    """A held-out part far larger than its fraction (few recordings, or sequences per class, split coarsely):
+    say so. ``parts``: the option (``--val``, ``--test``) -> (its part of ``ds``, the fraction asked)."""
+    unit = "recording" if ds.groups is not None else "sequence"
+    out = []
+    for option, (part, frac) in parts.items():
+        share = part.cases() / ds.cases()
+        if frac > 0 and share >= 2 * frac and share - frac >= COARSE_SPLIT:
+            out.append(
+                f"{option} {frac:g} held out {part.cases()} of {ds.cases()} {unit}s ({share:.0%}): each "
+                f"{unit} goes whole to one split, so few {unit}s split coarsely; add {unit}s, or give the "
+                "held-out data as a file (--test-data)"
+            )
+    return out
+
+
 def window_warnings(ds: SequenceSet) -> list[str]:
     """A hop longer than the window leaves the samples between windows out of training: say how many."""
     hop, window = ds.options.get("hop"), ds.window

@@ -34,6 +34,7 @@ from tinylstm.trainer.data import (
     constant_target_error,
     duplicate_warnings,
     split,
+    split_warnings,
     window_warnings,
 )
 from tinylstm.trainer.models import Cell, TinyRNN, check_sizes
@@ -374,6 +375,7 @@ def fit(
             "early stopping (select best) and QAT read a validation split; use val > 0 (--val 0.15)"
         )
     data_warnings = window_warnings(ds) + channel_warnings(train_ds.sequences, list(ds.channels))
+    data_warnings += split_warnings(ds, {"--val": (val_ds, val_frac), "--test": (split_test, test_frac)})
     data_warnings += duplicate_warnings(train_ds.sequences, [*val_ds.sequences, *test_ds.sequences])
     for line in data_warnings:
         if log is not None:
