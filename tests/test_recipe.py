@@ -166,6 +166,12 @@ def test_folds_are_disjoint_cover_and_keep_groups() -> None:
 def test_stacking_cut_by_the_shortest_window_says_so() -> None:
     k, why = choose_stack(None, DataShape(30, 30 * 400, True, True, 400, 1, 400, 3))
     assert k == 3 and why.endswith("cut to the shortest window's 3 samples, so it completes a step)")
+    held = DataShape(30, 30 * 400, True, True, 400, 1, 400, 3, shortest_held_out=True)
+    assert choose_stack(None, held)[1].endswith(
+        "so it completes a step, a held-out one: every training window is longer)"
+    )  # a --test-data file's window (fit): the training data alone would not explain the cut
+    with pytest.raises(TinyLSTMError, match=r"\(3 samples, a held-out one: every training window is longer\)"):
+        choose_stack(4, held)
 
 
 def test_cross_validation_needs_a_unit_per_fold(tmp_path: Path) -> None:

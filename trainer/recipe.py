@@ -94,6 +94,7 @@ class DataShape:
     channels: int = 1  # values per sample
     max_steps: int = 0  # the longest sequence (a padded batch's length)
     min_steps: int = 0  # the shortest sequence (fit: of the held-out windows too, which stacking must fit)
+    shortest_held_out: bool = False  # min_steps is a held-out window's, shorter than every training one
 
     @classmethod
     def of(cls, ds: SequenceSet) -> DataShape:
@@ -108,6 +109,11 @@ class DataShape:
             max_steps=max(lengths, default=0),
             min_steps=min(lengths, default=0),
         )
+
+    @property
+    def held_out_note(self) -> str:
+        """Names a shortest window that is a held-out one (the training windows are all longer)."""
+        return ", a held-out one: every training window is longer" if self.shortest_held_out else ""
 
 
 @dataclass
@@ -224,8 +230,8 @@ def choose_stack(given: int | None, data: DataShape) -> tuple[int, str]:
         )
         if shortest and given > shortest:
             raise TinyLSTMError(
-                f"stack={given} is longer than the {what} ({shortest} samples): no recurrent step would "
-                f"complete there; choose stack <= {shortest}"
+                f"stack={given} is longer than the {what} ({shortest} samples{data.held_out_note}): no "
+                f"recurrent step would complete there; choose stack <= {shortest}"
             )
         return given, f"input stacking: {given} samples per step (given)"
     if not data.window or data.median_steps < STACK_MIN_STEPS:
@@ -234,12 +240,13 @@ def choose_stack(given: int | None, data: DataShape) -> tuple[int, str]:
     k = min(data.median_steps // STACK_TARGET_STEPS, MAX_INPUT // max(data.channels, 1), MAX_STACK)
     cut = ""
     if data.min_steps and k > data.min_steps:  # every window completes at least one recurrent step
-        k, cut = (
-            data.min_steps,
-            f"; cut to the shortest window's {data.min_steps} samples, so it completes a step",
-        )
+        k = data.min_steps
+        cut = f"; cut to the shortest window's {k} samples, so it completes a step{data.held_out_note}"
     if k <= 1:
-        return 1, f"input stacking: none (the shortest window has {data.min_steps} samples)"
+        return (
+            1,
+            f"input stacking: none (the shortest window has {data.min_steps} samples{data.held_out_note})",
+        )
     return k, (
         f"input stacking: {k} samples per step (windows of {data.median_steps} samples (median) run as "
         f"{data.median_steps // k} steps: the recurrence spans the window, and it costs 1/{k} of the "

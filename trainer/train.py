@@ -398,8 +398,8 @@ def fit(
     test = PaddedSplit.build(test_ds, norm, target_norm) if len(test_ds) else None
     shape = DataShape.of(train_ds)
     held = [len(q) for part in (val_ds, test_ds) for q in part.sequences]
-    if shape.window and held:  # a held-out window shorter than the stack would be scored on the head's bias
-        shape = dataclasses.replace(shape, min_steps=min(shape.min_steps, *held))
+    if shape.window and held and min(held) < shape.min_steps:  # it would be scored on the head's bias alone
+        shape = dataclasses.replace(shape, min_steps=min(held), shortest_held_out=True)
     recipe = choose(config, shape)
     if config.qat_epochs:  # QAT quantizes as the export will: an int16-h layer 0 reads <= MAX_INPUT16 values
         check_stack(recipe.stack, ds.num_channels, config.qat_hidden_bits, config.qat_input_bits == 16)
