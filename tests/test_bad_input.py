@@ -682,6 +682,35 @@ def case_build_a_file_where_the_project_goes(tmp: Path, good: Path) -> Case:
     )
 
 
+def case_build_into_a_directory_of_other_files(tmp: Path, good: Path) -> Case:
+    """Was: a PlatformIO/ESP-IDF/Arduino build deleted obj/, tinylstm.map and size-report.* from any --out,
+    whoever had put them there."""
+    exp = _copy_export(good, tmp)
+    (tmp / "myproj" / "obj").mkdir(parents=True)
+    (tmp / "myproj" / "obj" / "important.c").write_text("my work")
+    return Case(
+        ["build", str(exp), "--board", "esp32dev", "--out", str(tmp / "myproj")],
+        "holds files that are not an earlier build's (no build.json)",
+        tmp / "myproj" / "obj" / "important.c",
+    )
+
+
+def case_build_a_bare_metal_sensor_firmware(tmp: Path, good: Path) -> Case:
+    """Was: built, booting into the weak tl_sensor_read() that never has a sample."""
+    exp = _copy_export(good, tmp)
+    argv = ["build", str(exp), "--board", "stm32f405", "--source", "sensor", "--out", str(tmp / "fw")]
+    return Case(argv, "this build links only its weak default", tmp / "fw")
+
+
+def test_the_api_takes_the_input_source_by_its_name_only(good: Path, tmp_path: Path) -> None:
+    """source="Replay" booted the firmware into replay with no replay data embedded: it never predicted."""
+    from tinylstm.api import build
+
+    with pytest.raises(TinyLSTMError, match="unknown input source 'Replay': choose host, replay, sensor"):
+        build(good / "run" / "export", "qemu-stm32f405", source="Replay", out=tmp_path / "fw")
+    assert not (tmp_path / "fw").exists()
+
+
 def case_build_whose_gen_is_the_export_directory(tmp: Path, good: Path) -> Case:
     """Was: shutil.SameFileError (an export in a directory named gen, --out its parent)."""
     shutil.copytree(good / "run" / "export", tmp / "gen")

@@ -101,10 +101,10 @@ def write_replay(export_dir: Path, gen_dir: Path, steps: int) -> tuple[Path, Pat
 
 
 def _source_define(source: str) -> str:
-    try:
-        return str(int(Source[source.upper()]))
-    except KeyError:
-        raise TinyLSTMError(f"unknown input source {source!r}: choose host, replay or sensor") from None
+    names = [s.name.lower() for s in Source]
+    if source not in names:  # exactly: "Replay" booted into replay, yet embedded no replay data
+        raise TinyLSTMError(f"unknown input source {source!r}: choose {', '.join(names)}")
+    return str(int(Source[source.upper()]))
 
 
 def link_rx_capacity(input_size: int, output_size: int, input_bits: int) -> int:
@@ -138,6 +138,13 @@ def build_firmware(
     ``out_dir``; ``replay``: held-out samples to embed for the replay source (``replay_steps``)."""
     spec = get_board(board)
     boot_source = _source_define(source)
+    if source == "sensor" and spec.kind == "bare-metal":
+        raise TinyLSTMError(
+            f"--source sensor boots {board} into tl_sensor_read(), and this build links only its weak "
+            "default (no sample, ever: the firmware would never predict): build a project for your board "
+            "(--board nucleo_f446re, esp32dev, esp-idf or arduino-lib) and add your tl_sensor_read() there "
+            "(firmware/app/tl_sensor.h)"
+        )
     model, _ = load_int_model(export_dir)
     layout = export_layout(export_dir)
     rx = link_rx_capacity(model.input_size, model.output_size, model.input_bits)
@@ -174,6 +181,11 @@ def check_build_dirs(export_dir: Path, out_dir: Path, dirs: list[Path]) -> None:
             f"--out {out_dir}: the build would write its {dirs[0].name}/ into the export directory "
             f"{export_dir} itself; pick another output directory"
         )
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / BUILD_STAMP).is_file():
+        raise TinyLSTMError(  # a build writes and replaces files there (obj/, tinylstm.map, its project's)
+            f"--out {out_dir} holds files that are not an earlier build's (no {BUILD_STAMP}), which the "
+            "build would replace or delete: give a new or empty directory, or an earlier build's"
+        )
 
 
 def _write_firmware(
@@ -192,12 +204,6 @@ def _write_firmware(
     spec = get_board(board)
     state_bytes, window_bytes = 2 * model.state_words, model.window * model.input_size
     out_dir.mkdir(parents=True, exist_ok=True)
-    gen.mkdir(exist_ok=True)
-    shutil.copy2(export_dir / "tl_model.h", gen / "tl_model.h")
-    shutil.copy2(model_c, gen / "tl_model.c")
-    for stale in gen.glob("tl_replay.*"):  # an earlier build's into the same directory
-        stale.unlink()
-    replay_c = [write_replay(export_dir, gen, steps)[1]] if steps else []
     stamp = {
         "board": board,
         "kind": spec.kind,
@@ -205,7 +211,15 @@ def _write_firmware(
         "source": source,
         "replay_steps": steps,
     }
-    (out_dir / BUILD_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+    (out_dir / BUILD_STAMP).write_text(
+        json.dumps(stamp, indent=2) + "\n"
+    )  # first: the directory is a build's
+    gen.mkdir(exist_ok=True)
+    shutil.copy2(export_dir / "tl_model.h", gen / "tl_model.h")
+    shutil.copy2(model_c, gen / "tl_model.c")
+    for stale in gen.glob("tl_replay.*"):  # an earlier build's into the same directory
+        stale.unlink()
+    replay_c = [write_replay(export_dir, gen, steps)[1]] if steps else []
     if spec.kind != "bare-metal":
         # a bare-metal build's image and size report there earlier are another board's (and model's)
         for name in (
