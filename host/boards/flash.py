@@ -73,7 +73,7 @@ def stm32_command(elf: Path, board: Board) -> list[str]:
                 "-f",
                 "target/stm32f4x.cfg",
                 "-c",
-                f"program {elf} verify reset exit",
+                f"program {{{elf}}} verify reset exit",  # braced: a Tcl word, spaces and all
             ]
         return [exe, "flash", "-t", board.pyocd_target or "stm32f405rg", str(elf)]
     raise TinyLSTMError(STM32_INSTALL)
@@ -124,8 +124,40 @@ def pio_command(project: Path, board: Board, port: str | None) -> list[str]:
     ]
 
 
+# where a chip's second-stage bootloader sits in flash, and its image header's chip id (ESP-IDF's
+# esp_image_header_t: magic 0xE9 at byte 0, esp_chip_id_t at bytes 12-13, little-endian)
+ESP_IMAGE_MAGIC = 0xE9
+ESP_BOOTLOADER: dict[str, tuple[int, int]] = {
+    "esp32": (0x1000, 0x0000),
+    "esp32s2": (0x1000, 0x0002),
+    "esp32c3": (0x0, 0x0005),
+    "esp32s3": (0x0, 0x0009),
+}
+
+
+def check_merged_image(image: Path, chip: str) -> None:
+    """Refuse a .bin that is not a merged flash image for ``chip`` (esptool writes it at 0x0, over the
+    bootloader: an app-only image, another chip's or an ARM one would leave the board unbootable)."""
+    offset, chip_id = ESP_BOOTLOADER[chip]
+    data = image.read_bytes()[: offset + 16]
+    header = data[offset:]
+    fix = (
+        f"pass the PlatformIO project `tinylstm build --board ...` wrote, or an image merged for {chip} with "
+        f"`esptool.py --chip {chip} merge_bin` (bootloader at 0x{offset:x})"
+    )
+    if len(header) < 16 or header[0] != ESP_IMAGE_MAGIC:
+        raise TinyLSTMError(
+            f"{image} is not a merged {chip} flash image (no bootloader image header, magic 0xE9, at "
+            f"0x{offset:x}), and esptool would write it over the bootloader at 0x0: {fix}"
+        )
+    found = int.from_bytes(header[12:14], "little")
+    if found != chip_id:
+        named = {i: c for c, (_, i) in ESP_BOOTLOADER.items()}.get(found, f"chip id {found}")
+        raise TinyLSTMError(f"{image} is a flash image for {named}, not {chip}: {fix}")
+
+
 def esp32_command(target: Path, board: Board, port: str | None) -> list[str]:
-    """`pio run -t upload` in a generated project, or esptool for a merged .bin."""
+    """`pio run -t upload` in a generated project, or esptool for a merged .bin (checked first)."""
     project = _pio_project(target)
     if project is not None:
         return pio_command(project, board, port)
@@ -136,6 +168,8 @@ def esp32_command(target: Path, board: Board, port: str | None) -> list[str]:
         if port is None:
             raise TinyLSTMError("esptool needs the serial port: pass --port /dev/ttyUSB0")
         chip = board.esptool_chip or "auto"
+        if chip in ESP_BOOTLOADER:
+            check_merged_image(target, chip)
         return [esptool, "--chip", chip, "--port", port, "write_flash", "0x0", str(target)]
     raise TinyLSTMError(
         f"{target} is neither a PlatformIO project (from `tinylstm build --board {board.name}`) "
@@ -152,11 +186,14 @@ def run_qemu(target: Path, board: Board) -> None:
 
     Both end QEMU too (a background `tinylstm flash ... &` ignores SIGINT, so scripts send SIGTERM)."""
     signal.signal(signal.SIGTERM, _terminate)
+    stamp = build_stamp(target)
+    # a host-fed firmware (the default) predicts only what it is sent
+    feed = " --export EXPORT_DIR --feed held-out" if (stamp or {}).get("source", "host") == "host" else ""
     with QemuBoard(_artifact(target, ".elf"), board.emulator) as qemu:
         print(qemu.url, flush=True)
         print(
             "QEMU is waiting for the first client to connect before it boots the firmware; "
-            f"e.g. tinylstm stream --port {qemu.url}. Ctrl-C stops QEMU.",
+            f"e.g. tinylstm stream --port {qemu.url}{feed}. Ctrl-C stops QEMU.",
             flush=True,
         )
         while True:
@@ -208,13 +245,22 @@ FLASHERS: dict[str, Callable[[Path, Board, str | None], None]] = {
 ELF_FLASHERS = ("qemu", "stm32")
 
 
-def built_for(target: Path) -> str | None:
-    """The board ``target`` was built for: its build.json, or the name of a QEMU board in the image."""
+def build_stamp(target: Path) -> dict | None:
+    """The build.json of the `tinylstm build` output ``target`` is (or holds ``target``), if any."""
     for d in (target, target.parent, target.parent.parent):
         stamp = d / BUILD_STAMP
         if d.is_dir() and stamp.is_file():
-            board = json.loads(stamp.read_text()).get("board")
-            return str(board) if board else None
+            found = json.loads(stamp.read_text())
+            return found if isinstance(found, dict) else None
+    return None
+
+
+def built_for(target: Path) -> str | None:
+    """The board ``target`` was built for: its build.json, or the name of a QEMU board in the image."""
+    stamp = build_stamp(target)
+    if stamp is not None:
+        board = stamp.get("board")
+        return str(board) if board else None
     if target.is_file():
         image = target.read_bytes()
         for b in emulated_boards():
@@ -234,10 +280,24 @@ def flash(target: Path, board: str, port: str | None = None) -> None:
     built = built_for(target)
     if built is not None and built != board:
         emulated = get_board(built).emulator is not None if built in BOARDS else False
-        why = " (a QEMU build: its semihosting exit faults on a chip)" if emulated else ""
+        why = (
+            " (a QEMU build: its semihosting exit faults on a chip)"
+            if emulated and spec.emulator is None
+            else ""
+        )
         raise TinyLSTMError(
-            f"{target} was built for {built}{why}, not {board}: run `tinylstm build EXPORT --board {board}` "
-            "and flash that"
+            f"{target} was built for {built}{why}, not {board}: pass --board {built}, or run `tinylstm "
+            f"build EXPORT --board {board}` and flash that"
+        )
+    if port is not None and spec.flasher in ELF_FLASHERS:
+        raise TinyLSTMError(
+            f"--port {port}: {board} is not flashed over a serial port ("
+            + (
+                "QEMU makes its own socket, printed when it starts"
+                if spec.flasher == "qemu"
+                else f"{', '.join(STM32_TOOLS)} find the ST-LINK probe over USB"
+            )
+            + "): leave --port out, and give it to `tinylstm stream`"
         )
     if spec.flasher in ELF_FLASHERS:
         check_elf_for(_artifact(target, ".elf"), spec)  # before QEMU waits for a client or a probe writes
