@@ -162,6 +162,8 @@ def test_the_numeric_core_does_not_import_torch() -> None:
         (lambda d: tinylstm.search(d, "stm32f405", hidden=[8, "x"]), "hidden=[8, 'x'] is a list"),
         (lambda d: tinylstm.build(d, board=None), "build: board=None is None; pass a str"),
         (lambda d: tinylstm.train(d, d / "r", 5), "train: too many positional arguments"),
+        (lambda d: tinylstm.build(d, out=""), "build: out='' is an empty path"),  # was the export directory's
+        (lambda d: tinylstm.export(d, ""), "export: out='' is an empty path"),  # was the working directory
     ],
 )
 def test_wrong_argument_types_are_one_tinylstm_error(tmp_path: Path, call: Any, message: str) -> None:

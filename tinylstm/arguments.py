@@ -8,7 +8,8 @@ are taken (``epochs=True`` trained one epoch). :func:`checked` reads a function'
 and the type it takes. Values are still checked by the functions themselves (ranges, names, files).
 
 What an annotation admits: ``int`` an integer (numpy's too), never a bool; ``float`` any real number but a
-bool; ``bool`` a bool; ``str`` a string; ``Path`` any ``os.PathLike``; ``Sequence[X]`` a list, tuple, range,
+bool; ``bool`` a bool; ``str`` a string; ``Path`` any ``os.PathLike`` (and where a path is taken, never an
+empty string: ``Path("")`` is the working directory); ``Sequence[X]`` a list, tuple, range,
 set or 1-D numpy array of X; ``dict[...]`` a mapping; a ``Literal`` its values; ``Callable`` anything
 callable; ``Any`` anything. The function then gets numpy scalars as Python numbers and the collections as
 lists.
@@ -24,6 +25,7 @@ import os
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -133,6 +135,11 @@ def checked(func: F) -> F:
             hint = hints.get(name, Any)
             if not _admits(hint, value):
                 raise _refuse(where, name, value, hint)
+            # Path("") is ".": the working directory, which nobody asked for
+            if isinstance(value, str) and not value and _admits(hint, Path()):
+                raise TinyLSTMError(
+                    f"{where}: {name}='' is an empty path; give a file or directory, or leave it out"
+                )
             bound.arguments[name] = _plain(value)
         return func(*bound.args, **bound.kwargs)
 
