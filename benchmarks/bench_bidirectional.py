@@ -12,7 +12,7 @@ kernel). Medians over seeds. Priced on Cortex-M4 (stm32f405) from seed 0's expor
 kernel code a firmware of the model links (-Os, unicorn build), RAM = the state buffer + tl_state_t,
 instructions counted in unicorn (SMLAD path) over one held-out window from the reset: the whole window, and
 its most expensive sample (for the bidirectional model the window's last: the backward pass runs there),
-in milliseconds at the board's 168 MHz with the kernel benchmark's assumed CPI.
+in milliseconds at the board's clock (``cpu_hz``: 16 MHz as built) with the kernel benchmark's assumed CPI.
 
 Writes benchmarks/results/bidirectional.json and .md. Needs ``pip install 'tinylstm[bench]'`` (aeon's data).
 
@@ -141,7 +141,8 @@ def render_md(res: dict[str, Any]) -> str:
         "",
         "Held-out accuracy int8 as the board computes it (float), median of seeds "
         f"{', '.join(map(str, res['seeds']))}; both `tinylstm train` with default flags (LSTM 32), the "
-        "second with `--bidirectional`. Prices from seed 0's exports on Cortex-M4 (stm32f405, 168 MHz; "
+        "second with `--bidirectional`. Prices from seed 0's exports on Cortex-M4 "
+        f"({BOARD}, {get_board(BOARD).cpu_hz / 1e6:g} MHz; "
         "unicorn instruction counts x the assumed CPI, host/search/cost.py): flash = model data + the kernel "
         "code the firmware links (-Os), RAM = the state buffer (the window's inputs included) + tl_state_t, "
         "instructions over one held-out window from the reset and of its most expensive sample.",

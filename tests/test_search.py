@@ -893,7 +893,7 @@ def long_windows(path: Path) -> Path:
 def test_stacked_architectures_are_priced_per_sample(tmp_path: Path) -> None:
     data = long_windows(tmp_path / "long.npz")
     space = Space(cells=("gru",), hidden=(8,), layers=(1,), hidden_bits=(8,), readouts=("last",))
-    # a clocked board: latency in ms (stm32f405, Cortex-M4F at 168 MHz); pricing builds nothing for it
+    # a clocked board: latency in ms (stm32f405, Cortex-M4F at 16 MHz as built); pricing builds nothing for it
     if not countable(get_board("stm32f405")):
         pytest.skip("pricing latency needs arm-none-eabi-gcc")
     cfg = SearchConfig(data=str(data), board="stm32f405", out=tmp_path / "s", space=space, progress=False)

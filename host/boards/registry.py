@@ -102,7 +102,7 @@ class Board:
     core: Core | None = None  # None: a package for several cores (ESP-IDF, the Arduino library)
     defines: dict[str, str] = field(default_factory=dict)
     emulator: Emulator | None = None  # when the board runs in QEMU
-    cpu_hz: int = 0  # the core clock the board usually runs at (0: an emulator or a package)
+    cpu_hz: int = 0  # the core clock the firmware `build` makes runs at (0: an emulator or a package)
     pyocd_target: str | None = None  # pyocd's target name for the chip (flasher "stm32")
     # PlatformIO
     pio_platform: str | None = None
@@ -204,7 +204,7 @@ BOARDS: dict[str, Board] = {
             {},
             None,
             "stm32",
-            168_000_000,
+            16_000_000,  # the reset clock (HSI) the port runs at: it never starts the PLL (its README)
         ),
         Board(
             name="nucleo_f446re",
