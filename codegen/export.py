@@ -29,12 +29,21 @@ from tinylstm.codegen.input_range import (
 from tinylstm.codegen.quantize import IntModel, check_input_bits
 from tinylstm.codegen.source import LoadedModel, load_model
 from tinylstm.codegen.spec import FloatModel, normalise
-from tinylstm.codegen.store import FLOAT_NPZ, load_float_model, save_float_model, save_int_model, sha256_file
+from tinylstm.codegen.store import (
+    FLOAT_NPZ,
+    JSON,
+    NPZ,
+    load_float_model,
+    save_float_model,
+    save_int_model,
+    sha256_file,
+)
 from tinylstm.contract.constants import HIDDEN_BITS, INPUT16_BITS, INPUT_BITS
 from tinylstm.contract.constants import input_bits as own_input_bits
 from tinylstm.errors import TinyLSTMError
 from tinylstm.trainer.checkpoint import CHECKPOINT_NAME, CheckpointMeta, load_splits_from_meta, qat_formats
 from tinylstm.trainer.data import load_dataset, load_test_set, split
+from tinylstm.trainer.outputs import check_output_file
 from tinylstm.trainer.sequence_set import SequenceSet
 
 SPLIT_SEED = 0  # user models: the split of --data into calibration and held-out parts
@@ -107,6 +116,24 @@ def data_splits(
 
 # what commands write into an export directory about its model, which an export over it makes stale
 REPORTS = ("check-report.json", "parity-report.json")
+
+
+def report_file(export_dir: Path, given: str | Path | None, default: str, flag: str) -> Path:
+    """Where a command writes its report on ``export_dir`` (``given``, else EXPORT_DIR/``default``), checked
+    writable and refused when it is one of the export's own files (a report over int_model.json or tl_model.c
+    destroyed the export); an earlier report there is removed, so a run refused on the way leaves no stale
+    verdict behind."""
+    out = check_output_file(Path(given) if given else export_dir / default, flag)
+    report = export_dir / "export-report.json"
+    try:
+        listed = json.loads(report.read_text()).get("files", []) if report.is_file() else []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        listed = []
+    own = [*(f for f in listed if isinstance(f, str)), NPZ, JSON, report.name]
+    if out.resolve() in {(export_dir / f).resolve() for f in own}:
+        raise TinyLSTMError(f"{flag} {out} is one of the export's own files; give another file name")
+    out.unlink(missing_ok=True)
+    return out
 
 
 def remove_stale_outputs(out_dir: Path) -> None:

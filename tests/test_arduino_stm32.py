@@ -37,6 +37,7 @@ import pytest
 from arduino_platform import Platform, SketchBuild, build_sketch
 from firmware_fixtures import train_and_export
 
+from tinylstm.errors import TinyLSTMError
 from tinylstm.host.boards.firmware import build_firmware
 from tinylstm.host.boards.toolchain import find_tool, run_tool
 
@@ -170,3 +171,35 @@ def test_arduino_library_links_with_stm32duino(export_dir: Path, tmp_path: Path)
     own = {p for p in src.iterdir() if p.suffix in (".c", ".cpp")}
     build = build_sketch(platform, [sketch], headers, [], WARNINGS, own)
     check_firmware(build, platform)
+
+
+def test_the_library_refuses_a_receive_buffer_its_model_cannot_be_fed_through(tmp_path: Path) -> None:
+    """STM32duino's serial buffer is 64 B unless the build sets SERIAL_RX_BUFFER_SIZE: one INPUT frame of 20
+    int8 inputs and the control reserve do not fit, and the host refused to feed such a board at run time
+    with advice to rebuild that could not help. The library now stops the compile and names the flag."""
+    import numpy as np
+
+    from tinylstm.codegen.export import ModelSource, export
+    from tinylstm.trainer.data import load_dataset
+    from tinylstm.trainer.train import TrainConfig, fit
+
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "wide.npz", X=rng.standard_normal((24, 8, 20)).astype(np.float32), y=np.arange(24) % 2
+    )
+    run = fit(
+        load_dataset(str(tmp_path / "wide.npz")),
+        TrainConfig(hidden=4, epochs=1, progress=False),
+        tmp_path / "r",
+    )
+    export(ModelSource(str(run.checkpoint_path)), tmp_path / "export")
+    library = build_firmware(tmp_path / "export", "arduino-lib", tmp_path / "fw").project
+    src = library / "src"
+    (sketch,) = sorted((library / "examples").glob("*/*.ino"))
+    headers = {h.name: src for h in src.glob("*.h")}
+    own = {p for p in src.iterdir() if p.suffix in (".c", ".cpp")}
+    with pytest.raises(TinyLSTMError, match="build with -DSERIAL_RX_BUFFER_SIZE=256"):
+        build_sketch(_platform(sketch.parent, tmp_path / "b1"), [sketch], headers, [], WARNINGS, own)
+    flags = ["-DSERIAL_RX_BUFFER_SIZE=256"]  # what a build_opt.h beside the sketch adds to every file
+    build = build_sketch(_platform(sketch.parent, tmp_path / "b2"), [sketch], headers, flags, WARNINGS, own)
+    check_firmware(build, _platform(sketch.parent, tmp_path / "b2"))

@@ -403,6 +403,36 @@ def _parity(good: Path, tmp: Path, *extra: str) -> Case:
     return Case([*argv, *extra], "", tmp / "r.json")
 
 
+def case_parity_report_over_the_exports_c(tmp: Path, good: Path) -> Case:
+    """Was: the report replaced tl_model.c, and build then refused the export as edited."""
+    c = _parity(good, tmp)
+    c.argv[c.argv.index("--report") + 1] = str(tmp / "export" / "tl_model.c")
+    c.message = "is one of the export's own files"
+    c.untouched = tmp / "export" / "tl_model.c"
+    return c
+
+
+def case_check_json_over_the_exports_int_model(tmp: Path, good: Path) -> Case:
+    """Was: PASS, then every later command found the export damaged."""
+    exp = _copy_export(good, tmp)
+    return Case(
+        ["check", str(exp), "--json", str(exp / "int_model.json")], "own files", exp / "int_model.json"
+    )
+
+
+def test_a_refused_run_leaves_no_earlier_verdict(good: Path, tmp_path: Path) -> None:
+    """A parity run refused on the way (no board answers) or a refused check left the last run's report, which
+    said PASS, in place for a CI job to read."""
+    exp = _copy_export(good, tmp_path)
+    assert main(["check", str(exp)]) == 0 and (exp / "check-report.json").is_file()
+    (exp / "float_model.npz").unlink()
+    assert main(["check", str(exp)]) == 2
+    assert not (exp / "check-report.json").exists()
+    (exp / "parity-report.json").write_text('{"passed": true}')
+    assert main(["parity", str(exp), "--port", "loop://", "--steps", "5"]) == 2
+    assert not (exp / "parity-report.json").exists()
+
+
 def case_parity_nan_stall_timeout(tmp: Path, good: Path) -> Case:
     c = _parity(good, tmp, "--stall-timeout", "nan")  # nan turned a stall into a hang
     c.message = "--stall-timeout nan: give a finite number of seconds > 0"

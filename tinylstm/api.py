@@ -27,7 +27,7 @@ import numpy as np
 
 from tinylstm.arguments import check_fields, checked
 from tinylstm.codegen.emit_c import Layout
-from tinylstm.codegen.export import ModelSource, export_origin
+from tinylstm.codegen.export import ModelSource, export_origin, report_file
 from tinylstm.codegen.export import export as _export
 from tinylstm.codegen.input_range import AUTO_INPUT_BITS
 from tinylstm.codegen.quantize import IntModel
@@ -54,7 +54,7 @@ from tinylstm.host.link.transport import DEFAULT_BAUD, Link, check_baud
 from tinylstm.host.search.study import Budget, SearchConfig, Space
 from tinylstm.host.search.study import search as _search
 from tinylstm.host.targets.bridge import CModel
-from tinylstm.trainer.outputs import check_output_dir, check_output_file
+from tinylstm.trainer.outputs import check_output_dir
 from tinylstm.trainer.prune import DEFAULT_STEP as DEFAULT_PRUNE_STEP
 from tinylstm.trainer.train import TrainConfig, TrainResult
 
@@ -224,7 +224,7 @@ def check(
     if json_out != "-":
         out = Path(json_out) if json_out else Path(export_dir) / "check-report.json"
         if json_out or Path(export_dir).is_dir():  # a missing export directory: _check names it
-            check_output_file(out, "--json")
+            out = report_file(Path(export_dir), json_out, "check-report.json", "--json")
     report = _check(
         Path(export_dir),
         _opt_str(data),
@@ -511,7 +511,7 @@ def parity(
         raise TinyLSTMError(f"--reconnect-timeout {reconnect_timeout}: give a finite number of seconds >= 0")
     if not d.is_dir():
         raise TinyLSTMError(f"export directory {d} does not exist: run `tinylstm export` first")
-    out = check_output_file(Path(report) if report else d / "parity-report.json", "--report")
+    out = report_file(d, report, "parity-report.json", "--report")
     with ExitStack() as stack:
         if qemu is not None:
             board = stack.enter_context(QemuBoard(Path(qemu)))

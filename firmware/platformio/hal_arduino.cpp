@@ -8,7 +8,8 @@
  * its bridge; Nucleo: USART2 on the ST-LINK virtual COM port) at TL_BAUD 8N1. TL_BOARD_NAME (set
  * per PlatformIO environment) is the name HELLO reports. Receive capacity (HELLO.rx_capacity): the
  * core's RX buffer, 1024 bytes on the ESP32s (setRxBufferSize), SERIAL_RX_BUFFER_SIZE - 1 on
- * STM32duino (platformio.ini sets 256). Cycle counter: CCOUNT on the ESP32, DWT CYCCNT on
+ * STM32duino (platformio.ini sets 256; the library refuses to compile where the core's default
+ * buffer cannot take one of the model's INPUT frames). Cycle counter: CCOUNT on the ESP32, DWT CYCCNT on
  * the STM32. Watchdog: the Arduino loop watchdog on the ESP32 (enableLoopWDT), the IWDG
  * (IWatchdog library, TL_WATCHDOG_MS) on STM32duino. Faults: on STM32duino the HardFault
  * handler below reports ERROR FAULT and resets; on the ESP32 the ESP-IDF panic handler prints
@@ -48,6 +49,12 @@
 #else
 #undef TL_RX_CAPACITY /* the core's buffer decides */
 #define TL_RX_CAPACITY (SERIAL_RX_BUFFER_SIZE - 1u)
+#if defined(TL_RX_LEAST) && (SERIAL_RX_BUFFER_SIZE - 1) < TL_RX_LEAST
+/* the host could not send one INPUT frame of this model plus its control reserve (tl_config.h) */
+// clang-format off
+#error "TinyLSTM: the serial receive buffer is too small for this model: build with -DSERIAL_RX_BUFFER_SIZE=256 (STM32duino: a build_opt.h beside the sketch, or platformio.ini build_flags)"
+// clang-format on
+#endif
 #endif
 
 static uint32_t start_ms;

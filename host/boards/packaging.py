@@ -19,6 +19,7 @@ from pathlib import Path
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.host.boards import BOARDS, Board
 from tinylstm.host.boards.csources import csrc_dir, firmware_dir, kernel_sources
+from tinylstm.host.link.feed import least_rx_bytes
 
 PACKAGE_VERSION = "0.1.0"  # of the generated component and library; the model hash says which model
 
@@ -233,7 +234,12 @@ def write_arduino_lib(
     """An Arduino library: library.properties, src/ (sources, TinyLSTMArduino.h, tl_config.h), one example."""
     lib = out / PACKAGERS["arduino-lib"].directory
     _copy([*shared_sources(gen), firmware_dir() / "platformio" / "hal_arduino.cpp"], lib / "src")
-    settings = {**defines, "TL_RX_CAPACITY": str(max(rx, board.rx_buffer_min))}
+    settings = {
+        **defines,
+        "TL_RX_CAPACITY": str(max(rx, board.rx_buffer_min)),
+        # on STM32duino the core's buffer is the board's: hal_arduino.cpp refuses to compile one this small
+        "TL_RX_LEAST": str(least_rx_bytes(model.input_size, model.input_bits)),
+    }
     (lib / "src" / "tl_config.h").write_text(config_header(settings, "Arduino library"))
     (lib / "src" / "TinyLSTMArduino.h").write_text(LIBRARY_HEADER)
     arches = sorted(

@@ -164,11 +164,17 @@ def request_stats(link: Link, timeout: float = 2.0) -> Stats | None:
     return None
 
 
+def least_rx_bytes(input_size: int, input_bits: int) -> int:
+    """The smallest receive buffer the host can feed this model through: one INPUT frame of one sample
+    (INPUT_S16 for an int16 input, ``input_bits`` 16) plus the control reserve, so the credit always admits
+    a frame."""
+    return max_wire_size(INPUT_HEAD + input_frame(input_bits).sample_bytes(input_size)) + CONTROL_RESERVE
+
+
 def required_rx_capacity(input_size: int, input_bits: int) -> int:
-    """Receive buffer (a power of two, at least 256 B) a board needs for this model: one INPUT frame of
-    one sample (INPUT_S16 for an int16 input, ``input_bits`` 16) plus the control reserve, so the credit
-    always admits a frame."""
-    need = max_wire_size(INPUT_HEAD + input_frame(input_bits).sample_bytes(input_size)) + CONTROL_RESERVE
+    """Receive buffer (a power of two, at least 256 B) a board needs for this model: ``least_rx_bytes``
+    rounded up."""
+    need = least_rx_bytes(input_size, input_bits)
     size = 256
     while size < need:
         size *= 2
@@ -408,8 +414,9 @@ class Feeder:
         if self.credit < one:
             raise FeedError(
                 f"the board's receive buffer ({self.capacity} B) cannot hold one {self.frame.TYPE.name} "
-                f"frame of {one} B plus {CONTROL_RESERVE} B for control frames: rebuild the firmware with "
-                "`tinylstm build` (it sizes the buffer for the model) or a larger TL_UART_RX_BUF"
+                f"frame of {one} B plus {CONTROL_RESERVE} B for control frames: rebuild the firmware with a "
+                "larger one (`tinylstm build` sizes it for the model; the bare-metal ports' TL_UART_RX_BUF, "
+                "STM32duino's SERIAL_RX_BUFFER_SIZE)"
             )
         self.batch = batch_size(sample, self.credit, self.history)
 
