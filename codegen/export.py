@@ -390,10 +390,12 @@ def export_origin(
                 "file, moved) to rebuild its held-out data"
             )
         if sha256_file(f) != pin["sha256"]:
-            raise TinyLSTMError(
-                f"the {what} {f} changed since the export (SHA-256 differs): export again, or pass "
-                f"{option} {f} to evaluate on the changed file anyway"
+            fix = (  # a checkpoint pins its data too: the changed file is no longer the model's
+                "restore it, or train again on the changed file"
+                if checkpoint is not None
+                else f"export again, or pass {option} {f} to evaluate on the changed file anyway"
             )
+            raise TinyLSTMError(f"the {what} {f} changed since the export (SHA-256 differs): {fix}")
     data = source.get("data") if data is None else data
     test_data = source.get("test_data") if test_data is None else test_data
     origin = Path(doc["float_model"]["from"])

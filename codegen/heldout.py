@@ -31,14 +31,15 @@ class HeldOut:
         return np.concatenate([one] * reps)[:steps]
 
 
-def load_held_out(export_dir: Path) -> HeldOut:
-    """The test split recorded for the export's model (as `tinylstm check` uses it), quantized. A model
-    trained on all its data (a search's refit, --test 0) has none: its training data is fed instead
-    (``split``), as a board's bit-exactness needs real samples, not held-out ones."""
+def load_held_out(export_dir: Path, data: str | None = None, test_data: str | None = None) -> HeldOut:
+    """The test split recorded for the export's model (as `tinylstm check` uses it), quantized (``data``,
+    ``test_data``: its files, moved). A model trained on all its data (a search's refit, --test 0) has none:
+    its training data is fed instead (``split``), as a board's bit-exactness needs real samples, not held-out
+    ones."""
     m, doc = load_int_model(export_dir)
-    origin = export_origin(export_dir, doc)
+    origin = export_origin(export_dir, doc, data, test_data)
     train, test = data_splits(origin.loaded, origin.data, origin.test_data)
-    data, split = (test, "held-out") if len(test) else (train, "training")
+    fed, split = (test, "held-out") if len(test) else (train, "training")
     window = model_window(m)
-    seqs = [golden.quantize_input(m, np.asarray(s)) for s in data.sequences]
+    seqs = [golden.quantize_input(m, np.asarray(s)) for s in fed.sequences]
     return HeldOut(m, str(doc.get("name", "model")), window, seqs, split)

@@ -170,7 +170,20 @@ def case_data_changed_since_export(tmp: Path, good: Path) -> Case:
     z = dict(np.load(tmp / "g" / "data.npz"))
     z["X"] = z["X"] * 1.5
     np.savez(tmp / "g" / "data.npz", **z)  # type: ignore[arg-type]
-    return Case(["check", str(tmp / "exp")], "changed since the export", tmp / "exp" / "check-report.json")
+    # the checkpoint pins the file too: the fix is not "--data FILE" (was offered, then refused)
+    message = "changed since the export (SHA-256 differs): restore it, or train again"
+    return Case(["check", str(tmp / "exp")], message, tmp / "exp" / "check-report.json")
+
+
+def case_check_other_format_data_for_a_csv_model(tmp: Path, good: Path) -> Case:
+    """Was: "option(s) target do not apply to watch", naming a flag the user never gave (the CSV's)."""
+    rows = "".join(f"{k % 7},{(k * 3) % 5},{k % 2}\n" for k in range(200))
+    (tmp / "d.csv").write_text("a,b,y\n" + rows)
+    assert main(["train", "--data", str(tmp / "d.csv"), "--target", "y", "--window", "20", "--epochs", "1",
+                 "--quiet", "--out", str(tmp / "o")]) == 0  # fmt: skip
+    assert main(["export", str(tmp / "o" / "model.pt"), "--out", str(tmp / "e")]) == 0
+    message = "watch is not the kind of data the model was trained on"
+    return Case(["check", str(tmp / "e"), "--data", "watch"], message, tmp / "e" / "check-report.json")
 
 
 def case_train_out_is_a_file(tmp: Path, good: Path) -> Case:
@@ -338,6 +351,13 @@ def case_stream_log_suffix(tmp: Path, good: Path) -> Case:
         "use a .csv or .jsonl file name",
         tmp / "out.txt",
     )
+
+
+def case_stream_another_source_and_the_feed(tmp: Path, good: Path) -> Case:
+    """Was: streamed the fed data, the board switched to sensor and straight back to host without a word."""
+    exp = str(good / "run" / "export")
+    argv = ["stream", "--port", "loop://", "--export", exp, "--source", "sensor", "--feed", "held-out"]
+    return Case([*argv, "--log", str(tmp / "p.csv")], "--source sensor with --feed held-out", tmp / "p.csv")
 
 
 def case_parity_zero_steps(tmp: Path, good: Path) -> Case:
@@ -548,6 +568,13 @@ def case_check_json_in_a_missing_directory(tmp: Path, good: Path) -> Case:
         "the directory",
         exp / "check-report.json",
     )
+
+
+def case_explain_no_steps(tmp: Path, good: Path) -> Case:
+    """Was: "--sequences 1 and --max-steps 0 must be >= 1", naming a valid option beside the bad one."""
+    exp = _copy_export(good, tmp)
+    argv = ["explain", str(exp), "--max-steps", "0", "--out", str(tmp / "x")]
+    return Case(argv, "--max-steps 0: give a number >= 1", tmp / "x")
 
 
 def case_explain_out_is_a_file(tmp: Path, good: Path) -> Case:

@@ -433,6 +433,7 @@ def test_an_int16_hidden_export_is_named_so(
     assert report["quality"]["integer"] == "int16-h" and "int8" in report["quality"]
     assert " int16-h " in out.splitlines()[2] and "float - int16-h accuracy" in out
     assert "with_hidden_bits_16" not in report["quality"]
+    assert "int16-h accuracy's 95 % interval" in out and "int8 accuracy" not in out  # the baseline line too
 
 
 def test_an_int16_input_export_is_named_so(

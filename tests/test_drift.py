@@ -256,3 +256,8 @@ def test_on_drift_where_it_would_never_be_called_is_refused(
     assert BoardStream("socket://localhost:1", old).drift is None  # the API without a callback: no alerts
     assert main(["stream", "--port", "socket://localhost:1", "--export", str(old)]) == 2
     assert "has no drift reference" in capsys.readouterr().err
+    (old / "export-report.json").unlink()  # was called "an export made before drift alerts"
+    with pytest.raises(
+        TinyLSTMError, match="export-report.json is missing \\(it holds the drift reference\\)"
+    ):
+        BoardStream("socket://localhost:1", old, on_drift=print)

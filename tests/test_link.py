@@ -539,6 +539,29 @@ def test_sigterm_flushes_the_stream_log(trained: Trained, tmp_path: Path) -> Non
     assert "# session 0 (replay)" in err and "predictions" in err
 
 
+def test_stream_says_why_a_host_fed_board_predicts_nothing(trained: Trained) -> None:
+    """Without --feed, a host-fed board printed "0 predictions" each second, then "steps None..None"."""
+    with QemuBoard(trained.host.elf) as board:  # type: ignore[arg-type]
+        proc = _run_cli(["stream", "--port", board.url, "--export", str(trained.export_dir), "--quiet"])
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stderr.readline()  # the hint comes right after the board's HELLO line (stdout)
+        proc.send_signal(signal.SIGTERM)
+        _, err = _rest_of(proc)
+    assert "takes its samples from the host and nothing sends them: add --feed held-out" in first, first + err
+    assert "# session 0 (host): no steps, 0 received" in err and "None" not in err, err
+
+
+
+def test_a_second_client_of_a_qemu_board_is_told_it_may_be_taken(trained: Trained) -> None:
+    """QEMU's socket takes one client: a second connects and hears nothing, and was told only to check the
+    firmware and baud rate."""
+    with QemuBoard(trained.host.elf) as board:  # type: ignore[arg-type]
+        with Link.open(board.url) as first:
+            wait_hello(first)
+            with Link.open(board.url) as second:
+                with pytest.raises(TinyLSTMError, match="serves one client at a time; is another stream"):
+                    wait_hello(second, timeout=2.0)
+
 # where each emulated board's code lives (the faulting pc must point there)
 CODE_PC_PREFIX = {"qemu-stm32f405": "0x080", "qemu-riscv32": "0x800"}
 

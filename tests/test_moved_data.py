@@ -107,3 +107,38 @@ def test_a_user_models_held_out_file(tmp_path: Path) -> None:
     split = export(tmp_path / "sd.pt", tmp_path / "s", description=tmp_path / "desc.json", data=data)
     assert split.report["calibration"]["sequences"] == 28
     assert check(tmp_path / "s", json_out="-")["data"]["test_sequences"] == 12
+
+
+def test_the_board_commands_take_the_moved_files(tmp_path: Path) -> None:
+    """parity, stream --feed and build's replay data read an export's held-out data: when its files moved
+    they said "pass --data NEW_PATH", an option none of them had."""
+    from tinylstm.api import build, parity, stream
+
+    _sets(tmp_path / "data")
+    argv = [
+        "train",
+        "--data",
+        str(tmp_path / "data" / "d.npz"),
+        "--test-data",
+        str(tmp_path / "data" / "t.npz"),
+    ]
+    assert main([*argv, "--hidden", "4", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    exp = export(tmp_path / "run" / "model.pt", tmp_path / "e").dir
+    (tmp_path / "data").rename(tmp_path / "new")
+    moved = {"data": tmp_path / "new" / "d.npz", "test_data": tmp_path / "new" / "t.npz"}
+    gone = "this export was made from is gone: pass --data"
+    with pytest.raises(TinyLSTMError, match=gone):
+        build(exp, "arduino-lib", replay_steps=24, out=tmp_path / "fw0")
+    fw = build(exp, "arduino-lib", replay_steps=24, out=tmp_path / "fw", **moved)
+    assert "24 held-out samples" in (fw.project / "src" / "tl_replay.c").read_text()
+    with pytest.raises(TinyLSTMError, match="this one embeds none"):
+        build(exp, "arduino-lib", out=tmp_path / "fw1", **moved)
+    with pytest.raises(TinyLSTMError, match=gone):
+        stream("loop://", export=exp, feed="held-out")
+    stream("loop://", export=exp, feed="held-out", **moved)  # the samples are loaded before the board opens
+    with pytest.raises(TinyLSTMError, match="add --feed held-out"):
+        stream("loop://", export=exp, **moved)
+    with pytest.raises(TinyLSTMError, match=gone):
+        parity(exp, "loop://", steps=5)
+    with pytest.raises(TinyLSTMError, match="no HELLO frame"):  # past the data: no board answers on loop://
+        parity(exp, "loop://", steps=5, **moved)

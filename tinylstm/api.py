@@ -267,13 +267,16 @@ def build(
     replay_steps: int | None = None,
     replay_period_ms: int | None = None,
     out: str | Path | None = None,
+    data: str | Path | None = None,
+    test_data: str | Path | None = None,
 ) -> FirmwareBuild:
     """``tinylstm build``: the streaming firmware of an export for ``board`` (an ELF/BIN and a size report for
     a bare-metal board, a project for a PlatformIO/ESP-IDF/Arduino one) in ``out`` (default:
     EXPORT_DIR/firmware-BOARD). ``source``: the input source at boot (host, replay or sensor);
     ``replay_steps``: held-out samples embedded for the replay source (default: 256 with ``source="replay"``,
     else none; whole windows in window mode); ``replay_period_ms``: ms between replayed samples (0: UART
-    speed; default 20, the watch data's 50 Hz), only for a firmware that embeds replay data."""
+    speed; default 20, the watch data's 50 Hz), only for a firmware that embeds replay data; ``data``,
+    ``test_data``: the export's data files at their new paths (moved), for the replay data."""
     defines: dict[str, str] = {}
     if replay_period_ms is not None:
         if not 0 <= replay_period_ms <= MAX_REPLAY_PERIOD_MS:
@@ -291,7 +294,16 @@ def build(
     out_dir = Path(out) if out else d / f"firmware-{board}"
     if out or d.is_dir():  # a missing export directory: build_firmware names it
         check_output_dir(out_dir)
-    return build_firmware(d, board, out_dir, source, defines, replay=replay_steps)
+    return build_firmware(
+        d,
+        board,
+        out_dir,
+        source,
+        defines,
+        replay=replay_steps,
+        data=_opt_str(data),
+        test_data=_opt_str(test_data),
+    )
 
 
 @checked
@@ -488,12 +500,15 @@ def parity(
     reconnect_timeout: float = 10.0,
     report: str | Path | None = None,
     on_status: Callable[[Feeder], None] | None = None,
+    data: str | Path | None = None,
+    test_data: str | Path | None = None,
 ) -> ParityReport:
     """``tinylstm parity``: feed ``steps`` of held-out data to the board at ``port`` (or to the firmware ELF
     ``qemu`` booted in QEMU) and compare every output with the host kernel (``result.passed``). The JSON
     report is written to ``report`` (default: EXPORT_DIR/parity-report.json). ``stall_timeout``: give up
     when no step is delivered for that many seconds; ``reconnect_timeout``: how long to wait for a port
-    that went away; ``on_status``: called with the feeder about once a second."""
+    that went away; ``on_status``: called with the feeder about once a second; ``data``, ``test_data``: the
+    export's data files at their new paths (moved)."""
     d = Path(export_dir)
     if (port is None) == (qemu is None):
         raise TinyLSTMError("give the board's port or a firmware ELF to boot in QEMU (one of them)")
@@ -511,7 +526,10 @@ def parity(
         raise TinyLSTMError(f"--reconnect-timeout {reconnect_timeout}: give a finite number of seconds >= 0")
     if not d.is_dir():
         raise TinyLSTMError(f"export directory {d} does not exist: run `tinylstm export` first")
+    from tinylstm.codegen.heldout import load_held_out
+
     out = report_file(d, report, "parity-report.json", "--report")
+    held = load_held_out(d, _opt_str(data), _opt_str(test_data))
     with ExitStack() as stack:
         if qemu is not None:
             board = stack.enter_context(QemuBoard(Path(qemu)))
@@ -531,6 +549,7 @@ def parity(
             link,
             d,
             steps,
+            held,
             reopen=reopen,
             on_status=on_status,
             stall_timeout=stall_timeout,
@@ -623,6 +642,8 @@ def stream(
     log: str | Path | None = None,
     drift: bool = True,
     on_drift: Callable[[DriftEvent], None] | None = None,
+    data: str | Path | None = None,
+    test_data: str | Path | None = None,
 ) -> Stream:
     """``tinylstm stream``: predictions from the board at ``port`` (a serial port or a socket:// URL)::
 
@@ -632,8 +653,9 @@ def stream(
     ``export``: real values, class names, the model hash checked and drift alerts (``drift=False``: none;
     ``on_drift`` gets each alert raised or cleared); ``source``: switch the board's input source first
     (host, replay or sensor); ``feed="held-out"``: send the export's held-out data as INPUT frames
-    (INPUT_S16 for an int16-h model); ``count``: stop after that many predictions; ``log``: also write each
-    to this .csv or .jsonl file."""
+    (INPUT_S16 for an int16-h model; ``data``, ``test_data``: the export's data files at their new paths,
+    moved); ``count``: stop after that many predictions; ``log``: also write each to this .csv or .jsonl
+    file."""
     from tinylstm.codegen.heldout import load_held_out
 
     if count is not None and count <= 0:
@@ -642,14 +664,23 @@ def stream(
     if source is not None and source not in SOURCES:
         raise TinyLSTMError(f"source {source!r}: choose {', '.join(SOURCES)}")
     samples = None
+    if (data is not None or test_data is not None) and feed is None:
+        raise TinyLSTMError(
+            "--data/--test-data give the held-out data --feed held-out sends: add --feed held-out"
+        )
     if feed is not None:
         if feed != "held-out":
             raise TinyLSTMError(f"feed {feed!r}: the one feed is 'held-out'")
+        if source not in (None, "host"):  # the feeder switched the board back to host without a word
+            raise TinyLSTMError(
+                f"--source {source} with --feed held-out: the board takes fed INPUT frames from the host "
+                "source only (--feed switches it there); leave one of them out"
+            )
         if export is None:
             raise TinyLSTMError(
                 "--feed held-out needs --export EXPORT_DIR (the held-out data comes from its source)"
             )
-        held = load_held_out(Path(export))
+        held = load_held_out(Path(export), _opt_str(data), _opt_str(test_data))
         if held.split != "held-out":  # a search's refit, or trained with --test 0
             raise TinyLSTMError(
                 f"the model of {export} has no held-out data to feed (trained on all of it): stream the "

@@ -326,6 +326,16 @@ def load_splits_from_meta(
             f"the data {spec} the model was trained on is gone: pass its new path with --data (the same "
             "file, moved) to rebuild the recorded split"
         )
+
+    def kind(s: str) -> str:  # a builtin's name, else the file format (each reads its own options)
+        return s if not Path(s).suffix else Path(s).suffix.lower()
+
+    if data_override and kind(data_override) != kind(ref.spec):
+        raise TinyLSTMError(
+            f"{data_override} is not the kind of data the model was trained on ({ref.spec}, read with its "
+            f"options {ref.options or '{}'}): pass the file it was trained on, moved, or train a model on "
+            "this data"
+        )
     ds = load_dataset(spec, **ref.options)
     differ = mismatches(ds, meta)
     if differ:

@@ -324,7 +324,7 @@ def _baselines(
         if min(acc_f, acc_q) <= acc:
             warnings.append(
                 f"the model does not beat always predicting the majority class {name!r}: accuracy "
-                f"{acc:.2f}% vs float {acc_f:.2f}% / int8 {acc_q:.2f}%"
+                f"{acc:.2f}% vs float {acc_f:.2f}% / {m.label} {acc_q:.2f}%"
             )
         out_c: dict[str, Any] = {"majority_class": name, "majority_accuracy_pct": acc, "beaten": not warnings}
         out_c |= _nearest_neighbour(naive, acc_q, warnings)
@@ -341,14 +341,14 @@ def _baselines(
     if min(model_f, model_q) >= naive.mean_rmse:
         warnings.append(
             f"the model does not beat predicting the training mean: RMSE {naive.mean_rmse:.4g} vs "
-            f"float {model_f:.4g} / int8 {model_q:.4g}"
+            f"float {model_f:.4g} / {m.label} {model_q:.4g}"
         )
     if test.mode == "window" and naive.persistence_rmse is not None:
         out |= {"persistence_rule": naive.persistence_rule, "persistence_rmse": naive.persistence_rmse}
         if min(model_f, model_q) >= naive.persistence_rmse:
             warnings.append(
                 f"the model does not beat persistence ({naive.persistence_rule}): RMSE "
-                f"{naive.persistence_rmse:.4g} vs float {model_f:.4g} / int8 {model_q:.4g}"
+                f"{naive.persistence_rmse:.4g} vs float {model_f:.4g} / {m.label} {model_q:.4g}"
             )
     if test.mode == "stream" and naive.persistence_rmse is not None:  # the model's RMSE on the same steps
         keep = [k for k, y in enumerate(test.labels) if len(y) > lag]
@@ -362,7 +362,7 @@ def _baselines(
         if min(rf, rq) >= rp:
             warnings.append(
                 f"the model does not beat persistence (predicting the target {lag} step"
-                f"{'s' if lag > 1 else ''} back): RMSE {rp:.4g} vs float {rf:.4g} / int8 {rq:.4g} "
+                f"{'s' if lag > 1 else ''} back): RMSE {rp:.4g} vs float {rf:.4g} / {m.label} {rq:.4g} "
                 "on the same steps"
             )
     out["beaten"] = not warnings

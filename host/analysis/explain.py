@@ -276,8 +276,9 @@ def explain(
         raise TinyLSTMError(
             f"{export_dir} is not an export directory: pass the directory `tinylstm export` wrote"
         )
-    if sequences < 1 or max_steps < 1:
-        raise TinyLSTMError(f"--sequences {sequences} and --max-steps {max_steps} must be >= 1")
+    for option, value in (("--sequences", sequences), ("--max-steps", max_steps)):
+        if value < 1:
+            raise TinyLSTMError(f"{option} {value}: give a number >= 1")
     m, doc = load_int_model(export_dir)
     origin = export_origin(export_dir, doc, data, test_data)
     fm = origin.loaded.float_model

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tinylstm.codegen.emit_c import build_settings, verify_emitted
 from tinylstm.codegen.emit_replay import emit_replay
-from tinylstm.codegen.heldout import load_held_out
+from tinylstm.codegen.heldout import HeldOut, load_held_out
 from tinylstm.codegen.quantize import IntModel
 from tinylstm.codegen.store import export_layout, load_int_model
 from tinylstm.errors import TinyLSTMError
@@ -88,9 +88,8 @@ def replay_steps(source: str, steps: int | None, window: int | None) -> int:
     return steps
 
 
-def write_replay(export_dir: Path, gen_dir: Path, steps: int) -> tuple[Path, Path]:
-    """tl_replay.h/.c in gen_dir: the first ``steps`` held-out samples (``replay_steps``)."""
-    held = load_held_out(export_dir)
+def write_replay(export_dir: Path, gen_dir: Path, steps: int, held: HeldOut) -> tuple[Path, Path]:
+    """tl_replay.h/.c in gen_dir: the first ``steps`` samples of ``held`` (``replay_steps``)."""
     xq = held.stream(steps)
     return emit_replay(
         xq,
@@ -133,9 +132,12 @@ def build_firmware(
     source: str = "host",
     defines: dict[str, str] | None = None,
     replay: int | None = None,
+    data: str | None = None,
+    test_data: str | None = None,
 ) -> FirmwareBuild:
     """Build (bare metal) or write (PlatformIO) the firmware of ``export_dir`` for ``board`` into
-    ``out_dir``; ``replay``: held-out samples to embed for the replay source (``replay_steps``)."""
+    ``out_dir``; ``replay``: held-out samples to embed for the replay source (``replay_steps``), read
+    from the export's data files (``data``, ``test_data``: at their new paths, moved)."""
     spec = get_board(board)
     boot_source = _source_define(source)
     if source == "sensor" and spec.kind == "bare-metal":
@@ -149,6 +151,12 @@ def build_firmware(
     layout = export_layout(export_dir)
     rx = link_rx_capacity(model.input_size, model.output_size, model.input_bits)
     steps = replay_steps(source, replay, model.meta.window)
+    if (data or test_data) and not steps:
+        raise TinyLSTMError(
+            "--data/--test-data give the held-out data a firmware embeds for its replay source, and this one "
+            "embeds none: give --source replay or --replay-steps N, or leave them out"
+        )
+    held = load_held_out(export_dir, data, test_data) if steps else None  # before anything is written
     check_fits(model, spec, rx, steps * model.input_size * model.input_bits // 8, layout)
     model_c, _ = _model_files(export_dir)
     verify_emitted(model, export_dir, "model", layout)
@@ -162,7 +170,9 @@ def build_firmware(
         **(defines or {}),
     }
     try:
-        return _write_firmware(export_dir, board, out_dir, gen, model, model_c, source, steps, settings, rx)
+        return _write_firmware(
+            export_dir, board, out_dir, gen, model, model_c, source, held, steps, settings, rx
+        )
     except OSError as exc:  # a file where the build makes a directory further down, a full disk
         raise TinyLSTMError(f"cannot write the firmware into {out_dir} ({exc}); pick another --out") from None
 
@@ -196,6 +206,7 @@ def _write_firmware(
     model: IntModel,
     model_c: Path,
     source: str,
+    held: HeldOut | None,
     steps: int,
     all_defines: dict[str, str],
     rx: int,
@@ -219,7 +230,7 @@ def _write_firmware(
     shutil.copy2(model_c, gen / "tl_model.c")
     for stale in gen.glob("tl_replay.*"):  # an earlier build's into the same directory
         stale.unlink()
-    replay_c = [write_replay(export_dir, gen, steps)[1]] if steps else []
+    replay_c = [write_replay(export_dir, gen, steps, held)[1]] if held is not None else []
     if spec.kind != "bare-metal":
         # a bare-metal build's image and size report there earlier are another board's (and model's)
         for name in (

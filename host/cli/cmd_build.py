@@ -8,6 +8,7 @@ import shlex
 from tinylstm.api import DEFAULT_BOARD, SOURCES, build
 from tinylstm.host.boards import BOARDS, board_names, get_board
 from tinylstm.host.boards.packaging import PACKAGERS
+from tinylstm.host.cli.options import add_moved_data
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="ms between replayed samples (default 20; 0: UART speed); only with replay data",
     )
+    add_moved_data(p, "for the replay data")
     p.add_argument("--out", help="output directory (default: EXPORT_DIR/firmware-BOARD)")
     p.set_defaults(func=run)
 
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         replay_steps=args.replay_steps,
         replay_period_ms=args.replay_period_ms,
         out=args.out,
+        data=args.data,
+        test_data=args.test_data,
     )
     if b.project is not None:
         # quoted: the printed command must work when pasted, also for a path with spaces

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tinylstm.api import check
+from tinylstm.host.cli.options import add_moved_data
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,16 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Evaluate an export directory on held-out data; exit 1 if a bound fails.",
     )
     p.add_argument("export_dir", help="directory written by `tinylstm export`")
-    p.add_argument(
-        "--data",
-        help="the training data at another path (it moved): the recorded split is rebuilt from it and "
-        "its test part used (default: the recorded files)",
-    )
-    p.add_argument(
-        "--test-data",
-        help="the held-out file the model was trained with (train --test-data), if it moved (default: the "
-        "recorded path)",
-    )
+    add_moved_data(p)
     p.add_argument(
         "--max-accuracy-drop", type=float, default=1.0, help="allowed float-int8 accuracy drop, points"
     )
@@ -104,7 +96,8 @@ def render(report: dict[str, Any]) -> str:
         if "int8_accuracy_interval_pct" in base:
             low, high = base["int8_accuracy_interval_pct"]
             cases = base["interval_cases"]
-            line += f"; int8 accuracy's 95 % interval {low:.1f}-{high:.1f}% over {cases} held-out windows"
+            interval = f"95 % interval {low:.1f}-{high:.1f}% over {cases} held-out windows"
+            line += f"; {q['integer']} accuracy's {interval}"
             if base["beaten"] and low <= base["majority_accuracy_pct"]:
                 line += " (it reaches the majority class's: the lead is within the noise of so few)"
         lines.append(line)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tinylstm.api import explain
 from tinylstm.host.analysis.explain import MAX_STEPS
+from tinylstm.host.cli.options import add_moved_data
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,16 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Writes explain.json and one PNG per example.",
     )
     p.add_argument("export_dir", help="directory written by `tinylstm export`")
-    p.add_argument(
-        "--data",
-        help="the training data at another path (it moved): the recorded split is rebuilt from it and "
-        "its test part used (default: the recorded files)",
-    )
-    p.add_argument(
-        "--test-data",
-        help="the held-out file the model was trained with (train --test-data), if it moved (default: the "
-        "recorded path)",
-    )
+    add_moved_data(p)
     p.add_argument("--out", help="output directory (default: EXPORT_DIR/explain)")
     p.add_argument(
         "--sequences",

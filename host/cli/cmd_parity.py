@@ -11,6 +11,7 @@ from pathlib import Path
 from tinylstm.api import parity
 from tinylstm.host.analysis.parity import MAX_PARITY_STEPS
 from tinylstm.host.boards.registry import emulated_boards
+from tinylstm.host.cli.options import add_moved_data
 from tinylstm.host.link.feed import Feeder
 from tinylstm.host.link.transport import DEFAULT_BAUD
 
@@ -51,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=10.0,
         help="how long to wait for a port that went away to come back (default 10 s)",
     )
+    add_moved_data(p)
     p.add_argument("--report", help="write the JSON report here (default: EXPORT_DIR/parity-report.json)")
     p.add_argument("--quiet", action="store_true", help="no live status line on stderr")
     p.set_defaults(func=run)
@@ -78,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         qemu=args.qemu,
         stall_timeout=args.stall_timeout,
         reconnect_timeout=args.reconnect_timeout,
+        data=args.data,
+        test_data=args.test_data,
         report=args.report,
         on_status=None if args.quiet else _status(args.steps),
     )

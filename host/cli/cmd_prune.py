@@ -8,6 +8,7 @@ import argparse
 from tinylstm.api import DEFAULT_PRUNE_STEP, prune
 from tinylstm.contract.constants import HIDDEN_BITS, input_bits
 from tinylstm.host.boards.registry import BOARDS
+from tinylstm.host.cli.options import add_moved_data
 from tinylstm.host.search.cost import Cost
 
 
@@ -42,12 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lr", type=float, help="fine-tuning one-cycle peak learning rate (default: training's / 3)"
     )
     p.add_argument("--seed", type=int, help="fine-tuning seed (default: the training's)")
-    p.add_argument("--data", help="the training data, if it moved (default: the checkpoint's)")
-    p.add_argument(
-        "--test-data",
-        help="the held-out file the model was trained with (train --test-data), if it moved (default: the "
-        "recorded path)",
-    )
+    add_moved_data(p)
     p.set_defaults(func=run)
 
 

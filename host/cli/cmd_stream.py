@@ -8,8 +8,9 @@ import time
 from contextlib import closing
 
 from tinylstm.api import SOURCES, Stream, stream
+from tinylstm.host.cli.options import add_moved_data
 from tinylstm.host.link.drift import DriftEvent
-from tinylstm.host.link.protocol import MODE_NAMES
+from tinylstm.host.link.protocol import MODE_NAMES, Source
 from tinylstm.host.link.stream import StreamCounters
 from tinylstm.host.link.transport import DEFAULT_BAUD
 
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["held-out"],
         help="send the export's held-out data as INPUT frames (INPUT_S16 for int16-h)",
     )
+    add_moved_data(p, "with --feed held-out")
     p.add_argument("--count", type=int, help="stop after this many predictions")
     p.add_argument("--log", help="also write every prediction to this .csv or .jsonl file")
     p.add_argument("--quiet", action="store_true", help="only the live counters, no line per prediction")
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         count=args.count,
         log=args.log,
         drift=not args.no_drift,
+        data=args.data,
+        test_data=args.test_data,
         on_drift=on_drift if args.export and not args.no_drift else None,
     )
     start = time.monotonic()
@@ -77,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
             f"window {h.window}, "
             f"source {h.source.name.lower()}"
         )
+        if h.source == Source.HOST and args.feed is None and args.source in (None, "host"):
+            print(  # it would print 0 predictions a second, for ever, without saying why
+                "# the board takes its samples from the host and nothing sends them: add --feed held-out "
+                "(with --export), or switch it to its own samples (--source replay or sensor)",
+                file=sys.stderr,
+                flush=True,
+            )
         predictions = s.predictions(on_status=status)  # switches the source, opens the log
         try:
             with closing(predictions):  # closed on the way out, so the log is flushed before the summary
@@ -92,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
             if s.drift is not None:
                 print(f"# {s.drift.status()}; {len(s.drift.events)} drift events", file=sys.stderr)
             for n, sess in enumerate(c.sessions):
+                steps = f"steps {sess.first_step}..{sess.last_step}" if sess.received else "no steps"
                 print(
-                    f"# session {n} ({sess.source}): steps {sess.first_step}..{sess.last_step}, "
-                    f"{sess.received} "
-                    f"received, {sess.steps_missing} missing, ended: {sess.ended}",
+                    f"# session {n} ({sess.source}): {steps}, {sess.received} received, "
+                    f"{sess.steps_missing} missing, ended: {sess.ended}",
                     file=sys.stderr,
                 )
     return 0

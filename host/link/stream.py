@@ -144,10 +144,15 @@ class BoardStream:
             self._answer_every = m.window
             ref = drift_reference(export_dir) if drift is not None else None  # --no-drift: not even read
             if drift is not None and ref is None and on_drift is not None:
+                report = export_dir / "export-report.json"
+                why = (
+                    "has no drift reference (an export made before drift alerts)"
+                    if report.is_file()
+                    else "is missing (it holds the drift reference)"
+                )
                 raise TinyLSTMError(
-                    f"{export_dir}/export-report.json has no drift reference (an export made before drift "
-                    "alerts): export the model again (tinylstm export), or stream without drift alerts "
-                    "(--no-drift)"
+                    f"{report} {why}: export the model again (tinylstm export), or stream without drift "
+                    "alerts (--no-drift)"
                 )
             if drift is not None and ref is not None:
                 self.drift = DriftMonitor(ref, m.output_scale, drift)

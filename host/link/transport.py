@@ -241,6 +241,12 @@ class Link:
             f"{d.frames_ok} good frames, {d.frames_bad} bad, {d.pending_bytes} bytes without a delimiter: "
             "is TinyLSTM firmware running, at this baud rate, in binary mode?"
         )
+        silent = not (d.frames_ok or d.frames_bad or d.pending_bytes or d.bytes_discarded)
+        if silent and self.url.startswith("socket://"):
+            text += (  # QEMU's chardev socket takes one client: a second one connects, and hears nothing
+                " Nothing at all arrived: a QEMU board serves one client at a time; is another stream or "
+                "parity connected to it?"
+            )
         if d.foreign_magic is not None:
             versions = [v for v, m in MAGIC_BY_VERSION.items() if m == d.foreign_magic]
             which = f"wire version {versions[0]}" if versions else f"magic 0x{d.foreign_magic:02x}"
