@@ -75,10 +75,22 @@ def test_a_reference_from_the_training_split_is_named_and_the_export_says_so(
                  "--hidden", "4", "--out", str(tmp_path / "r")]) == 0  # fmt: skip
     capsys.readouterr()
     assert main(["export", str(tmp_path / "r" / "model.pt"), "--out", str(tmp_path / "e")]) == 0
-    assert "note: no held-out data (trained with --test 0): the drift reference is the training split's" in (
-        capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (
+        "note: no held-out data (trained with --test 0): the drift reference is the training split's" in out
     )
+    assert "confidence alerts fire sooner" in out
     assert drift_reference(tmp_path / "e")["data"] == "training split"  # type: ignore[index]
+    # a regressor has no confidence alerts (the note named them): its outputs' range is watched
+    np.savez(
+        tmp_path / "g.npz", X=rng.standard_normal((60, 16, 2)).astype(np.float32), y=rng.standard_normal(60)
+    )
+    assert main(["train", "--data", str(tmp_path / "g.npz"), "--test", "0", "--epochs", "1", "--quiet",
+                 "--hidden", "4", "--out", str(tmp_path / "g")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "g" / "model.pt"), "--out", str(tmp_path / "ge")]) == 0
+    out = capsys.readouterr().out
+    assert "output alerts fire sooner" in out and "confidence" not in out
 
 
 @pytest.mark.parametrize("hidden_bits", [8, 16])

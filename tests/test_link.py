@@ -551,7 +551,6 @@ def test_stream_says_why_a_host_fed_board_predicts_nothing(trained: Trained) -> 
     assert "# session 0 (host): no steps, 0 received" in err and "None" not in err, err
 
 
-
 def test_a_second_client_of_a_qemu_board_is_told_it_may_be_taken(trained: Trained) -> None:
     """QEMU's socket takes one client: a second connects and hears nothing, and was told only to check the
     firmware and baud rate."""
@@ -561,6 +560,7 @@ def test_a_second_client_of_a_qemu_board_is_told_it_may_be_taken(trained: Traine
             with Link.open(board.url) as second:
                 with pytest.raises(TinyLSTMError, match="serves one client at a time; is another stream"):
                     wait_hello(second, timeout=2.0)
+
 
 # where each emulated board's code lives (the faulting pc must point there)
 CODE_PC_PREFIX = {"qemu-stm32f405": "0x080", "qemu-riscv32": "0x800"}

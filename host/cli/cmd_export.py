@@ -116,9 +116,14 @@ def run(args: argparse.Namespace) -> int:
     for warning in r["warnings"]:
         print(f"WARNING: {warning}")
     if r["drift_reference"]["data"] == TRAINING:
+        why = (  # a regressor has no confidence: its alerts watch the outputs' range
+            "whose confidence is higher than unseen data gives, so stream's confidence alerts fire sooner"
+            if r["task"] == "classification"
+            else "whose outputs the model fits more closely than unseen data's, so stream's output alerts "
+            "fire sooner"
+        )
         print(
-            "  note: no held-out data (trained with --test 0): the drift reference is the training split's, "
-            "whose confidence is higher than unseen data gives, so stream's confidence alerts fire sooner; "
-            "train with --test-data or --test > 0 for a held-out reference"
+            f"  note: no held-out data (trained with --test 0): the drift reference is the training split's, "
+            f"{why}; train with --test-data or --test > 0 for a held-out reference"
         )
     return 0
