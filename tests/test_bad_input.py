@@ -768,6 +768,18 @@ def test_the_api_takes_the_input_source_by_its_name_only(good: Path, tmp_path: P
     assert not (tmp_path / "fw").exists()
 
 
+def case_build_where_the_elf_is_a_directory(tmp: Path, good: Path) -> Case:
+    """Was: the linker's whole command and output, many lines."""
+    exp = _copy_export(good, tmp)
+    (tmp / "fw" / "tinylstm.elf").mkdir(parents=True)
+    (tmp / "fw" / "build.json").write_text("{}")
+    return Case(
+        ["build", str(exp), "--out", str(tmp / "fw")],
+        "tinylstm.elf is a directory, where the build writes a file",
+        tmp / "fw" / "gen",
+    )
+
+
 def case_build_whose_gen_is_the_export_directory(tmp: Path, good: Path) -> Case:
     """Was: shutil.SameFileError (an export in a directory named gen, --out its parent)."""
     shutil.copytree(good / "run" / "export", tmp / "gen")

@@ -33,6 +33,12 @@ ELF_NAME = "tinylstm"  # a bare-metal build's tinylstm.elf/.bin/.map
 REPLAY_STEPS = 256  # held-out samples a replay firmware embeds unless told otherwise (--replay-steps)
 # in every build's output directory: the board it was built for (host/boards/flash.py)
 BUILD_STAMP = "build.json"
+# the files a bare-metal build writes into its output directory (ELF_NAME's image, map and size report)
+BUILD_FILES = (
+    *(f"{ELF_NAME}{ext}" for ext in (".elf", ".bin", ".map")),
+    "size-report.md",
+    "size-report.json",
+)
 
 
 @dataclass
@@ -186,6 +192,12 @@ def check_build_dirs(export_dir: Path, out_dir: Path, dirs: list[Path]) -> None:
                 f"--out {out_dir}: {d} is a file, where the build writes a directory; move it or pick "
                 "another output directory"
             )
+    for f in BUILD_FILES:  # the linker's or the cleanup's error on a directory was pages long
+        if (out_dir / f).is_dir():
+            raise TinyLSTMError(
+                f"--out {out_dir}: {out_dir / f} is a directory, where the build writes a file; move it or "
+                "pick another output directory"
+            )
     if export_dir.resolve() in {d.resolve() for d in dirs}:
         raise TinyLSTMError(
             f"--out {out_dir}: the build would write its {dirs[0].name}/ into the export directory "
@@ -233,11 +245,7 @@ def _write_firmware(
     replay_c = [write_replay(export_dir, gen, steps, held)[1]] if held is not None else []
     if spec.kind != "bare-metal":
         # a bare-metal build's image and size report there earlier are another board's (and model's)
-        for name in (
-            *(f"{ELF_NAME}{ext}" for ext in (".elf", ".bin", ".map")),
-            "size-report.md",
-            "size-report.json",
-        ):
+        for name in BUILD_FILES:
             (out_dir / name).unlink(missing_ok=True)
         shutil.rmtree(out_dir / "obj", ignore_errors=True)
         project = PACKAGERS[spec.kind].write(gen, out_dir, spec, model, all_defines, rx)
