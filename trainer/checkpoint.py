@@ -327,16 +327,16 @@ def load_splits_from_meta(
             "file, moved) to rebuild the recorded split"
         )
 
-    def kind(s: str) -> str:  # a builtin's name, else the file format (each reads its own options)
-        return s if not Path(s).suffix else Path(s).suffix.lower()
-
-    if data_override and kind(data_override) != kind(ref.spec):
-        raise TinyLSTMError(
-            f"{data_override} is not the kind of data the model was trained on ({ref.spec}, read with its "
-            f"options {ref.options or '{}'}): pass the file it was trained on, moved, or train a model on "
-            "this data"
-        )
-    ds = load_dataset(spec, **ref.options)
+    try:
+        ds = load_dataset(spec, **ref.options)
+    except TinyLSTMError:
+        if data_override and Path(data_override).suffix.lower() != Path(ref.spec).suffix.lower():
+            raise TinyLSTMError(  # the recorded options are the other format's: they named a flag never given
+                f"{data_override} is not the kind of data the model was trained on ({ref.spec}, read with "
+                f"its options {ref.options}): pass the file it was trained on, moved, or train a model on "
+                "this data"
+            ) from None
+        raise
     differ = mismatches(ds, meta)
     if differ:
         raise TinyLSTMError(
