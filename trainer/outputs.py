@@ -6,6 +6,7 @@ numeric core imports it without PyTorch."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -20,8 +21,10 @@ def _probe(directory: Path, flag: str, target: Path) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".tinylstm-probe-", dir=directory))
     except OSError as exc:
+        # /proc answers ENOENT for an existing directory: "No such file or directory" misled
+        why = "it takes no new files" if exc.errno == errno.ENOENT else exc.strerror
         raise TinyLSTMError(
-            f"{flag} {target}: cannot write in {directory} ({exc.strerror}); pick a writable place"
+            f"{flag} {target}: cannot write in {directory} ({why}); pick a writable place"
         ) from None
 
 
