@@ -24,9 +24,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# The CPU wheel first: a bare `torch` requirement would otherwise pull the multi-GB CUDA build.
+# The CPU wheel first, from PyTorch's CPU index: PyPI's Linux x86_64 torch is the multi-GB CUDA build, and a
+# bare `torch` requirement would pull it.
 if ! $PY -c "import torch" 2>/dev/null; then
-  $PY -m pip install -q "torch==2.13.0"
+  if ! $PY -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu; then
+    echo "setup: PyTorch's CPU index is out of reach: installing torch 2.13.0 from the default index" \
+      "(on Linux x86_64, the CUDA build)"
+    $PY -m pip install -q "torch==2.13.0"
+  fi
 fi
 $PY -m pip install -q -e ".[dev,datasets]"
 echo "setup: done"

@@ -4,7 +4,8 @@ Measured on the shipped and bundled data (docs/training.md, benchmarks/results/q
 that make small recurrent models train well on sensor series are:
 
 - AdamW (decoupled weight decay 1e-2) under a one-cycle learning-rate schedule peaking at ``lr``
-  (1e-2): warm-up over the first 30 % of the optimiser steps, then cosine annealing to lr / 1e4;
+  (1e-2): warm-up from lr / 25 over the first 30 % of the optimiser steps, then cosine annealing to
+  lr / 2.5e5 (PyTorch's OneCycleLR defaults);
 - label smoothing 0.1 for classification;
 - augmentation of every training batch (trainer/augment.py);
 - a batch size from the number of training sequences, so that a small set still gets several optimiser

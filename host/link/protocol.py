@@ -255,7 +255,7 @@ class FrameDecoder:
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes received since the last 0x00 (a board in text mode never sends one)."""
+        """Bytes received since the last 0x00 (a sender of text, not frames, never sends one)."""
         return self._skipped + len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
