@@ -587,7 +587,11 @@ def case_explain_out_is_a_file(tmp: Path, good: Path) -> Case:
 
 def case_build_out_not_writable(tmp: Path, good: Path) -> Case:
     exp = _copy_export(good, tmp)
-    return Case(["build", str(exp), "--out", "/proc/tinylstm-fw"], "cannot write in /proc (it takes no new files)", exp / "firmware")
+    return Case(
+        ["build", str(exp), "--out", "/proc/tinylstm-fw"],
+        "cannot write in /proc (it takes no new files)",
+        exp / "firmware",
+    )
 
 
 def case_parity_report_in_a_missing_directory(tmp: Path, good: Path) -> Case:
