@@ -545,9 +545,11 @@ def test_stream_says_why_a_host_fed_board_predicts_nothing(trained: Trained) -> 
         proc = _run_cli(["stream", "--port", board.url, "--export", str(trained.export_dir), "--quiet"])
         assert proc.stdout is not None and proc.stderr is not None
         first = proc.stderr.readline()  # the hint comes right after the board's HELLO line (stdout)
+        status = proc.stderr.readline()  # a counters line: the stream is running, its summary will print
         proc.send_signal(signal.SIGTERM)
         _, err = _rest_of(proc)
     assert "takes its samples from the host and nothing sends them: add --feed held-out" in first, first + err
+    assert "0 predictions" in status, status
     assert "# session 0 (host): no steps, 0 received" in err and "None" not in err, err
 
 
