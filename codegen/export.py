@@ -118,18 +118,23 @@ def data_splits(
 REPORTS = ("check-report.json", "parity-report.json")
 
 
+def listed_files(export_dir: Path) -> list[str]:
+    """The files an export's export-report.json lists (none where it is missing or unreadable)."""
+    report = export_dir / "export-report.json"
+    try:
+        files = json.loads(report.read_text()).get("files", []) if report.is_file() else []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        files = []
+    return [f for f in files if isinstance(f, str)]
+
+
 def report_file(export_dir: Path, given: str | Path | None, default: str, flag: str) -> Path:
     """Where a command writes its report on ``export_dir`` (``given``, else EXPORT_DIR/``default``), checked
     writable and refused when it is one of the export's own files (a report over int_model.json or tl_model.c
     destroyed the export); an earlier report there is removed, so a run refused on the way leaves no stale
     verdict behind."""
     out = check_output_file(Path(given) if given else export_dir / default, flag)
-    report = export_dir / "export-report.json"
-    try:
-        listed = json.loads(report.read_text()).get("files", []) if report.is_file() else []
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        listed = []
-    own = [*(f for f in listed if isinstance(f, str)), NPZ, JSON, report.name]
+    own = [*listed_files(export_dir), NPZ, JSON, "export-report.json"]
     if out.resolve() in {(export_dir / f).resolve() for f in own}:
         raise TinyLSTMError(f"{flag} {out} is one of the export's own files; give another file name")
     out.unlink(missing_ok=True)
@@ -142,13 +147,8 @@ def remove_stale_outputs(out_dir: Path) -> None:
     (explain/, firmware-BOARD/) are left: they may hold the user's edits; explain and build rewrite them."""
     for report in REPORTS:
         (out_dir / report).unlink(missing_ok=True)
-    previous = out_dir / "export-report.json"
-    try:
-        files = json.loads(previous.read_text()).get("files", []) if previous.is_file() else []
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        files = []
-    for f in files:
-        if isinstance(f, str) and f.startswith("tl_") and f.endswith((".c", ".h")) and "/" not in f:
+    for f in listed_files(out_dir):
+        if f.startswith("tl_") and f.endswith((".c", ".h")) and "/" not in f:
             (out_dir / f).unlink(missing_ok=True)
 
 
